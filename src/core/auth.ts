@@ -1,0 +1,139 @@
+import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import { LRUCache } from 'lru-cache';
+import type { Clock } from './clock.js';
+import { ApiError } from './errors.js';
+import type { Principal } from './resource.js';
+
+export interface VerifierOptions {
+  secret: Uint8Array;
+  clock: Clock;
+  issuer?: string | undefined;
+  audience?: string | undefined;
+  /** Distinct tokens kept verified at once. */
+  cacheSize?: number;
+}
+
+interface Cached {
+  principal: Principal;
+  /** Seconds since the epoch. */
+  exp: number;
+  nbf: number;
+}
+
+const ALGORITHMS = ['HS256'];
+
+/**
+ * Verifies bearer tokens. Each distinct token is verified once and its claims cached until
+ * `exp` in a bounded LRU: an HS256 verification costs more than the rest of a GET.
+ */
+export class TokenVerifier {
+  private readonly cache: LRUCache<string, Cached>;
+
+  constructor(private readonly options: VerifierOptions) {
+    this.cache = new LRUCache({ max: options.cacheSize ?? 10_000 });
+  }
+
+  async verify(token: string): Promise<Principal> {
+    const nowSec = this.options.clock.now() / 1000;
+    const hit = this.cache.get(token);
+    if (hit) {
+      if (nowSec < hit.exp && nowSec >= hit.nbf) return hit.principal;
+      if (nowSec >= hit.exp) this.cache.delete(token);
+      throw new ApiError('invalid_token', nowSec >= hit.exp ? 'The token has expired' : 'The token is not yet valid');
+    }
+    let payload: Record<string, unknown>;
+    try {
+      ({ payload } = await jwtVerify(token, this.options.secret, {
+        algorithms: ALGORITHMS,
+        requiredClaims: ['exp', 'sub', 'tenant_id'],
+        currentDate: new Date(this.options.clock.now()),
+        ...(this.options.issuer ? { issuer: this.options.issuer } : {}),
+        ...(this.options.audience ? { audience: this.options.audience } : {}),
+      }));
+    } catch (err) {
+      throw new ApiError('invalid_token', describeJoseError(err));
+    }
+    const principal = toPrincipal(payload);
+    this.cache.set(token, {
+      principal,
+      exp: payload.exp as number,
+      nbf: typeof payload.nbf === 'number' ? payload.nbf : 0,
+    });
+    return principal;
+  }
+}
+
+function describeJoseError(err: unknown): string {
+  if (err instanceof joseErrors.JWTExpired) return 'The token has expired';
+  if (err instanceof joseErrors.JWTClaimValidationFailed) return `Token claim check failed: ${err.message}`;
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'Token algorithm not allowed';
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'Token signature is invalid';
+  return 'The token could not be verified';
+}
+
+function toPrincipal(payload: Record<string, unknown>): Principal {
+  const { sub, tenant_id: tenantId, app_id: appId, scope } = payload;
+  if (typeof sub !== 'string' || sub === '') throw new ApiError('invalid_token', 'The token has no sub claim');
+  if (typeof tenantId !== 'string' || tenantId === '') {
+    throw new ApiError('invalid_token', 'The token has no tenant_id claim');
+  }
+  if (appId !== undefined && appId !== null && (typeof appId !== 'string' || appId === '')) {
+    throw new ApiError('invalid_token', 'The app_id claim must be a string');
+  }
+  if (scope !== undefined && typeof scope !== 'string')
+    throw new ApiError('invalid_token', 'The scope claim must be a string');
+  return {
+    sub,
+    tenantId,
+    appId: typeof appId === 'string' ? appId : null,
+    scopes: typeof scope === 'string' ? new Set(scope.split(' ').filter(Boolean)) : null,
+  };
+}
+
+/** 403 unless the principal may read (or write) in the module; `okr:write` includes `okr:read`. */
+export function requireScope(principal: Principal, module: string, write: boolean): void {
+  if (principal.scopes === null) return;
+  if (principal.scopes.has(`${module}:write`)) return;
+  if (!write && principal.scopes.has(`${module}:read`)) return;
+  throw new ApiError('insufficient_scope', `This call needs the ${module}:${write ? 'write' : 'read'} scope`);
+}
+
+export interface MintOptions {
+  secret: Uint8Array;
+  tenant: string;
+  sub: string;
+  app?: string | undefined;
+  scope?: string | undefined;
+  /** Lifetime: seconds, or `30m`, `1h`, `7d`. */
+  ttl?: string | number;
+  issuer?: string | undefined;
+  audience?: string | undefined;
+  now?: number;
+}
+
+export function parseTtl(ttl: string | number): number {
+  if (typeof ttl === 'number') return ttl;
+  const m = /^(\d+)\s*([smhd]?)$/.exec(ttl.trim());
+  if (!m) throw new Error(`Invalid ttl ${ttl}: use seconds or a number with s, m, h or d`);
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
+}
+
+/**
+ * Mints an HS256 token for a tenant.
+ * @example await mintToken({ secret, tenant: 'acme', sub: 'usr-…', scope: 'okr:read', ttl: '1h' })
+ */
+export async function mintToken(o: MintOptions): Promise<string> {
+  const now = Math.floor((o.now ?? Date.now()) / 1000);
+  const claims: Record<string, unknown> = { tenant_id: o.tenant };
+  if (o.app) claims.app_id = o.app;
+  if (o.scope) claims.scope = o.scope;
+  let jwt = new SignJWT(claims)
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(o.sub)
+    .setIssuedAt(now)
+    .setExpirationTime(now + parseTtl(o.ttl ?? '1h'));
+  if (o.issuer) jwt = jwt.setIssuer(o.issuer);
+  if (o.audience) jwt = jwt.setAudience(o.audience);
+  return jwt.sign(o.secret);
+}

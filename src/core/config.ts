@@ -1,0 +1,63 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export interface Config {
+  port: number;
+  /** 127.0.0.1 whenever the JWT secret was generated (local use), else `HOST` or 0.0.0.0. */
+  host: string;
+  databaseUrl: string;
+  dataDir: string;
+  jwtSecret: Uint8Array;
+  /** True when no EDM_JWT_SECRET was configured: local mode, with the loopback dev-token endpoint. */
+  localMode: boolean;
+  secretKey: Uint8Array;
+  jwtIssuer: string | undefined;
+  jwtAudience: string | undefined;
+  requireIfMatch: boolean;
+  dbPoolSize: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Reads a generated secret from the data dir, creating it (0600) on first use. */
+function generatedSecret(dataDir: string, name: string): Uint8Array {
+  const file = join(dataDir, name);
+  if (!existsSync(file)) {
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
+    chmodSync(file, 0o600);
+  }
+  return new TextEncoder().encode(readFileSync(file, 'utf8').trim());
+}
+
+/**
+ * Configuration from the environment (PORT, HOST, EDM_DATABASE_URL, EDM_JWT_SECRET,
+ * EDM_SECRET_KEY, EDM_JWT_ISSUER, EDM_JWT_AUDIENCE, EDM_REQUIRE_IF_MATCH, EDM_DB_POOL_SIZE,
+ * EDM_DATA_DIR). Secrets that are not configured are generated under the data dir.
+ */
+export function loadConfig(env: Env = process.env): Config {
+  const dataDir = resolve(env.EDM_DATA_DIR ?? './data');
+  const localMode = !env.EDM_JWT_SECRET;
+  const port = Number(env.PORT ?? 8080);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be 0–65535, got ${env.PORT}`);
+  const poolSize = Number(env.EDM_DB_POOL_SIZE ?? 10);
+  if (!Number.isInteger(poolSize) || poolSize < 1) throw new Error('EDM_DB_POOL_SIZE must be a positive integer');
+  return {
+    port,
+    host: localMode ? '127.0.0.1' : (env.HOST ?? '0.0.0.0'),
+    databaseUrl: env.EDM_DATABASE_URL ?? `sqlite:${join(dataDir, 'edm.sqlite')}`,
+    dataDir,
+    jwtSecret: env.EDM_JWT_SECRET
+      ? new TextEncoder().encode(env.EDM_JWT_SECRET)
+      : generatedSecret(dataDir, 'jwt-secret'),
+    localMode,
+    secretKey: env.EDM_SECRET_KEY
+      ? new TextEncoder().encode(env.EDM_SECRET_KEY)
+      : generatedSecret(dataDir, 'secret-key'),
+    jwtIssuer: env.EDM_JWT_ISSUER || undefined,
+    jwtAudience: env.EDM_JWT_AUDIENCE || undefined,
+    requireIfMatch: env.EDM_REQUIRE_IF_MATCH === '1' || env.EDM_REQUIRE_IF_MATCH === 'true',
+    dbPoolSize: poolSize,
+  };
+}

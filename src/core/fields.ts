@@ -1,0 +1,208 @@
+import { type Static, type TLiteral, type TSchema, type TUnion, Type } from '@sinclair/typebox';
+
+/** How a field is kept in a table; `null` means the field is not a column (derived on read). */
+export type ColumnKind = 'text' | 'real' | 'integer' | 'boolean' | 'datetime' | 'date' | 'json';
+
+/** `write`: a client may set it; `read`: server-owned; `writeOnly`: accepted, never returned. */
+export type Access = 'write' | 'read' | 'writeOnly';
+
+/** Bounds every number the API accepts (PRODUCT.md §1: finite, |x| ≤ 1e15). */
+export const NUMBER_LIMIT = 1e15;
+
+export interface FieldSpec<S extends TSchema = TSchema, R extends boolean = boolean, A extends Access = Access> {
+  /** JSON Schema of a non-null value; `null` is allowed wherever the field is not required. */
+  readonly schema: S;
+  /** The type shown on the reference page (`uuid`, `string`, `date-time`, `json`, …). */
+  readonly type: string;
+  readonly column: ColumnKind | null;
+  readonly notes: string;
+  /** Required on create. */
+  readonly required: R;
+  readonly access: A;
+  /** Computed by the server from other fields (also read-only). */
+  readonly computed: boolean;
+  /** Marked `*` on the reference page: never null in a response. */
+  readonly alwaysPresent: boolean;
+  /** A constant default applied on create when the field is absent. */
+  readonly default?: unknown;
+  readonly enum?: readonly string[];
+  readonly pattern?: string;
+  /** Id prefix of the referenced resource. */
+  readonly ref?: string;
+  /** The referenced resource owns this one (soft-delete dependents, restore rules). */
+  readonly parent?: boolean;
+  /** Declared by the platform for every resource. */
+  readonly platform: boolean;
+}
+
+export type AnyField = FieldSpec<TSchema, boolean, Access>;
+
+export interface CommonOptions {
+  /** Free text shown in the schema table (the seed's notes, word for word, for seed fields). */
+  notes: string;
+  required?: boolean;
+  /** Server-owned (a client sending it gets 400). */
+  readOnly?: boolean;
+  /** Computed from other fields; implies read-only. */
+  computed?: boolean;
+  writeOnly?: boolean;
+  alwaysPresent?: boolean;
+  /** `false` for fields derived on read rather than stored in a column. */
+  stored?: boolean;
+  /** Overrides the type label shown in the manifest. */
+  type?: string;
+}
+
+type RequiredOf<O> = O extends { required: true } ? true : false;
+type AccessOf<O> = O extends { readOnly: true }
+  ? 'read'
+  : O extends { computed: true }
+    ? 'read'
+    : O extends { writeOnly: true }
+      ? 'writeOnly'
+      : 'write';
+
+export type Field<S extends TSchema, O> = FieldSpec<S, RequiredOf<O>, AccessOf<O>>;
+
+function make<S extends TSchema, O extends CommonOptions>(
+  schema: S,
+  type: string,
+  column: ColumnKind,
+  o: O,
+  extra: Partial<AnyField> = {},
+): Field<S, O> {
+  const access: Access = o.readOnly || o.computed ? 'read' : o.writeOnly ? 'writeOnly' : 'write';
+  return {
+    schema,
+    type: o.type ?? type,
+    column: o.stored === false ? null : column,
+    notes: o.notes,
+    required: (o.required ?? false) as RequiredOf<O>,
+    access: access as AccessOf<O>,
+    computed: o.computed ?? false,
+    alwaysPresent: o.alwaysPresent ?? false,
+    platform: false,
+    ...extra,
+  } as Field<S, O>;
+}
+
+export interface TextOptions extends CommonOptions {
+  minLength?: number;
+  maxLength?: number;
+  pattern?: string;
+  enum?: readonly string[];
+  default?: string;
+}
+
+type TextSchema<O> = O extends { enum: readonly (infer E extends string)[] }
+  ? TUnion<TLiteral<E>[]>
+  : ReturnType<typeof Type.String>;
+
+/**
+ * A string field; with `enum`, one of the listed values.
+ * @example title: text({ required: true, maxLength: 200, notes: 'Short, descriptive title.' })
+ */
+export function text<const O extends TextOptions>(o: O): Field<TextSchema<O>, O> {
+  const schema = o.enum
+    ? Type.Union(o.enum.map((v) => Type.Literal(v)))
+    : Type.String({
+        ...(o.minLength !== undefined ? { minLength: o.minLength } : {}),
+        ...(o.maxLength !== undefined ? { maxLength: o.maxLength } : {}),
+        ...(o.pattern !== undefined ? { pattern: o.pattern } : {}),
+      });
+  return make(schema as TextSchema<O>, o.enum ? 'enum' : 'string', 'text', o, {
+    ...(o.enum ? { enum: o.enum } : {}),
+    ...(o.pattern ? { pattern: o.pattern } : {}),
+    ...(o.default !== undefined ? { default: o.default } : {}),
+  });
+}
+
+export interface NumberOptions extends CommonOptions {
+  min?: number;
+  max?: number;
+  default?: number;
+}
+
+function numberSchema(o: NumberOptions, integer: boolean) {
+  const bounds = {
+    minimum: Math.max(o.min ?? -NUMBER_LIMIT, -NUMBER_LIMIT),
+    maximum: Math.min(o.max ?? NUMBER_LIMIT, NUMBER_LIMIT),
+  };
+  return integer ? Type.Integer(bounds) : Type.Number(bounds);
+}
+
+/** A finite JSON number, |x| ≤ 1e15 unless narrower bounds are given. */
+export function number<const O extends NumberOptions>(o: O): Field<ReturnType<typeof Type.Number>, O> {
+  return make(numberSchema(o, false) as ReturnType<typeof Type.Number>, 'number', 'real', o, {
+    ...(o.default !== undefined ? { default: o.default } : {}),
+  });
+}
+
+export function integer<const O extends NumberOptions>(o: O): Field<ReturnType<typeof Type.Integer>, O> {
+  return make(numberSchema(o, true) as ReturnType<typeof Type.Integer>, 'integer', 'integer', o, {
+    ...(o.default !== undefined ? { default: o.default } : {}),
+  });
+}
+
+export function boolean<const O extends CommonOptions & { default?: boolean }>(
+  o: O,
+): Field<ReturnType<typeof Type.Boolean>, O> {
+  return make(Type.Boolean(), 'boolean', 'boolean', o, o.default !== undefined ? { default: o.default } : {});
+}
+
+/** An RFC 3339 UTC timestamp with milliseconds. */
+export function datetime<const O extends CommonOptions>(o: O): Field<ReturnType<typeof Type.String>, O> {
+  return make(Type.String({ format: 'date-time' }), 'date-time', 'datetime', o);
+}
+
+/** A calendar date `YYYY-MM-DD` (UTC). */
+export function date<const O extends CommonOptions>(o: O): Field<ReturnType<typeof Type.String>, O> {
+  return make(Type.String({ format: 'date' }), 'date', 'date', o);
+}
+
+export interface RefOptions extends CommonOptions {
+  /** The referenced resource owns this one. */
+  parent?: boolean;
+}
+
+/**
+ * The id of another resource of the same tenant, named by its id prefix.
+ * @example objective_id: ref('obj', { required: true, parent: true, notes: 'ID of the Objective…' })
+ */
+export function ref<const O extends RefOptions>(prefix: string, o: O): Field<ReturnType<typeof Type.String>, O> {
+  const pattern = idPattern(prefix);
+  return make(Type.String({ pattern }), 'string', 'text', o, {
+    ref: prefix,
+    pattern,
+    ...(o.parent ? { parent: true } : {}),
+  });
+}
+
+export interface StringListOptions extends CommonOptions {
+  maxItems?: number;
+  itemMinLength?: number;
+  itemMaxLength?: number;
+}
+
+/** A list of distinct strings (tags), stored as JSON. */
+export function stringList<const O extends StringListOptions>(
+  o: O,
+): Field<ReturnType<typeof Type.Array<ReturnType<typeof Type.String>>>, O> {
+  const schema = Type.Array(Type.String({ minLength: o.itemMinLength ?? 0, maxLength: o.itemMaxLength ?? 10_000 }), {
+    uniqueItems: true,
+    ...(o.maxItems !== undefined ? { maxItems: o.maxItems } : {}),
+  });
+  return make(schema, 'json', 'json', o);
+}
+
+/** Arbitrary JSON (a typed schema may be given). */
+export function json<S extends TSchema, const O extends CommonOptions>(schema: S, o: O): Field<S, O> {
+  return make(schema, 'json', 'json', o);
+}
+
+/** The id pattern for a prefix: `<prefix>_` + a 26-character Crockford ULID. */
+export function idPattern(prefix: string): string {
+  return `^${prefix}_[0-9A-HJKMNP-TV-Z]{26}$`;
+}
+
+export type ValueOf<F> = F extends FieldSpec<infer S, boolean, Access> ? Static<S> : never;

@@ -1,0 +1,106 @@
+import type { AnyField } from './fields.js';
+import type { Resource } from './resource.js';
+
+/** JSON Schema (2020-12 / OpenAPI 3.1) objects derived from declarations. */
+export type JsonSchema = Record<string, unknown>;
+
+/** A field's value schema, allowing `null` where the field may be null. */
+export function fieldSchema(field: AnyField, nullable: boolean): JsonSchema {
+  // Enums render as `enum` (the runtime checker holds them as a union of literals).
+  const base: JsonSchema = field.enum
+    ? { type: 'string', enum: [...field.enum] }
+    : (structuredClone(field.schema) as JsonSchema);
+  if (nullable) {
+    if (typeof base.type === 'string') base.type = [base.type, 'null'];
+    if (Array.isArray(base.enum)) base.enum = [...base.enum, null];
+  }
+  base.description = field.notes;
+  if (field.access === 'read') base.readOnly = true;
+  if (field.access === 'writeOnly') base.writeOnly = true;
+  if (field.default !== undefined) base.default = field.default;
+  return base;
+}
+
+/** The document reads answer: every field but write-only ones, all always present. */
+export function responseSchema(resource: Resource): JsonSchema {
+  const properties: Record<string, JsonSchema> = {};
+  for (const [name, field] of Object.entries(resource.allFields)) {
+    if (field.access === 'writeOnly') continue;
+    properties[name] = fieldSchema(field, !field.alwaysPresent);
+  }
+  properties.id = { ...properties.id, pattern: resource.idPattern };
+  return {
+    type: 'object',
+    title: resource.name,
+    description: resource.description,
+    properties,
+    required: Object.keys(properties),
+    additionalProperties: false,
+  };
+}
+
+/** The body a create accepts. */
+export function createSchema(resource: Resource): JsonSchema {
+  const properties: Record<string, JsonSchema> = {};
+  const required: string[] = [];
+  for (const [name, field] of Object.entries(resource.allFields)) {
+    if (field.access === 'read') continue;
+    properties[name] = fieldSchema(field, !field.required);
+    if (field.required) required.push(name);
+  }
+  return { type: 'object', title: `${resource.name}Create`, properties, required, additionalProperties: false };
+}
+
+/** The JSON Merge Patch an update accepts. */
+export function updateSchema(resource: Resource): JsonSchema {
+  const properties: Record<string, JsonSchema> = {};
+  for (const [name, field] of Object.entries(resource.allFields)) {
+    if (field.access === 'read') continue;
+    properties[name] = fieldSchema(field, !field.required);
+  }
+  properties.version = {
+    type: 'integer',
+    minimum: 1,
+    description: 'Optional lock token: the update is refused with 409 unless it equals the current version.',
+  };
+  return { type: 'object', title: `${resource.name}Update`, properties, additionalProperties: false };
+}
+
+/** The list envelope. */
+export function listSchema(resource: Resource): JsonSchema {
+  return {
+    type: 'object',
+    title: `${resource.name}List`,
+    properties: {
+      object: { type: 'string', enum: ['list'] },
+      data: { type: 'array', items: responseSchema(resource) },
+      has_more: { type: 'boolean' },
+      next_cursor: { type: ['string', 'null'] },
+    },
+    required: ['object', 'data', 'has_more', 'next_cursor'],
+    additionalProperties: false,
+  };
+}
+
+export const problemSchema: JsonSchema = {
+  type: 'object',
+  title: 'Problem',
+  description: 'RFC 9457 problem details.',
+  properties: {
+    type: { type: 'string' },
+    title: { type: 'string' },
+    status: { type: 'integer' },
+    detail: { type: 'string' },
+    code: { type: 'string' },
+    request_id: { type: 'string' },
+    errors: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { path: { type: 'string' }, code: { type: 'string' }, message: { type: 'string' } },
+        required: ['path', 'code', 'message'],
+      },
+    },
+  },
+  required: ['type', 'title', 'status', 'code', 'request_id'],
+};

@@ -1,0 +1,187 @@
+import { createHash, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { ApiError } from './errors.js';
+import type { AnyField } from './fields.js';
+import type { Principal, Resource } from './resource.js';
+import { isDate, isDateTime } from './validation.js';
+
+export type RangeOp = 'gte' | 'gt' | 'lte' | 'lt';
+export type Filter =
+  | { field: string; op: 'in'; values: unknown[] }
+  | { field: string; op: RangeOp; value: unknown }
+  | { field: string; op: 'has_any'; values: string[] };
+
+export interface ListQuery {
+  limit: number;
+  sort: { field: string; desc: boolean };
+  filters: Filter[];
+  /** Lower-cased, normalized search text for the title field. */
+  q: string | null;
+  includeDeleted: boolean;
+  /** Keyset position after which the page starts. */
+  after: { value: unknown; id: string } | null;
+  /** Binds a cursor to everything but `limit`. */
+  fingerprint: string;
+}
+
+export const DEFAULT_LIMIT = 50;
+export const MAX_LIMIT = 200;
+const RANGE = /^([a-z0-9_]+)\[(gte|gt|lte|lt)\]$/;
+const RANGE_KINDS = new Set(['real', 'integer', 'date', 'datetime']);
+
+/** Normalizes text for `q` matching: NFKC then Unicode lower case, identically on both stores. */
+export function searchText(s: string): string {
+  return s.normalize('NFKC').toLowerCase();
+}
+
+function bad(param: string, message: string): ApiError {
+  return new ApiError('invalid_parameter', `${param}: ${message}`, {
+    errors: [{ path: param, code: 'invalid_parameter', message }],
+  });
+}
+
+function parseValue(param: string, field: AnyField, raw: string): unknown {
+  switch (field.column) {
+    case 'real':
+    case 'integer': {
+      const n = Number(raw);
+      if (raw.trim() === '' || !Number.isFinite(n)) throw bad(param, `${raw} is not a number`);
+      return n;
+    }
+    case 'boolean':
+      if (raw === 'true') return true;
+      if (raw === 'false') return false;
+      throw bad(param, 'must be true or false');
+    case 'date':
+      if (!isDate(raw)) throw bad(param, 'must be a date YYYY-MM-DD');
+      return raw;
+    case 'datetime':
+      if (!isDateTime(raw)) throw bad(param, 'must be an RFC 3339 timestamp');
+      return new Date(raw).toISOString();
+    default:
+      if (field.enum && !field.enum.includes(raw)) throw bad(param, `must be one of: ${field.enum.join(', ')}`);
+      return raw;
+  }
+}
+
+/**
+ * Cursors are opaque, HMAC-protected and bound to the caller's tenant and app, the filters,
+ * the sort and `include_deleted` (not `limit`).
+ */
+export class CursorCodec {
+  private readonly key: Buffer;
+
+  constructor(secretKey: Uint8Array) {
+    this.key = Buffer.from(hkdfSync('sha256', secretKey, 'edm', 'edm list cursor v1', 32));
+  }
+
+  encode(fingerprint: string, value: unknown, id: string): string {
+    const payload = Buffer.from(JSON.stringify([fingerprint, value, id])).toString('base64url');
+    return `${payload}.${this.sign(payload)}`;
+  }
+
+  decode(cursor: string, fingerprint: string): { value: unknown; id: string } {
+    const [payload, mac, extra] = cursor.split('.');
+    if (!payload || !mac || extra !== undefined) throw bad('cursor', 'malformed cursor');
+    const expected = Buffer.from(this.sign(payload));
+    const given = Buffer.from(mac);
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
+      throw new ApiError('invalid_cursor', 'The cursor was altered or was not issued by this server');
+    }
+    const [fp, value, id] = JSON.parse(Buffer.from(payload, 'base64url').toString()) as [string, unknown, string];
+    if (fp !== fingerprint) {
+      throw new ApiError('invalid_cursor', 'The cursor belongs to a list with other filters, sort or caller');
+    }
+    return { value, id };
+  }
+
+  private sign(payload: string): string {
+    return createHmac('sha256', this.key).update(payload).digest('base64url');
+  }
+}
+
+/**
+ * Parses and validates list parameters against the resource's declared sortable and
+ * filterable fields. Unknown or repeated parameters are 400.
+ */
+export function parseListQuery(
+  resource: Resource,
+  principal: Principal,
+  params: Record<string, string | string[] | undefined>,
+  cursors: CursorCodec,
+): ListQuery {
+  let limit = DEFAULT_LIMIT;
+  let sort = { field: 'created_at', desc: true };
+  const filters: Filter[] = [];
+  let q: string | null = null;
+  let includeDeleted = false;
+  let cursor: string | null = null;
+
+  for (const [param, rawValue] of Object.entries(params)) {
+    if (rawValue === undefined) continue;
+    if (Array.isArray(rawValue)) throw bad(param, 'must not be repeated');
+    const raw = rawValue;
+    if (param === 'limit') {
+      const n = Number(raw);
+      if (!/^\d+$/.test(raw) || n < 1 || n > MAX_LIMIT) throw bad('limit', `must be an integer from 1 to ${MAX_LIMIT}`);
+      limit = n;
+    } else if (param === 'cursor') {
+      cursor = raw;
+    } else if (param === 'sort') {
+      const desc = raw.startsWith('-');
+      const field = desc ? raw.slice(1) : raw;
+      if (!resource.sortable.includes(field))
+        throw bad('sort', `must be one of: ${resource.sortable.join(', ')} (prefix - for descending)`);
+      sort = { field, desc };
+    } else if (param === 'q') {
+      q = searchText(raw);
+    } else if (param === 'include_deleted') {
+      if (raw !== 'true' && raw !== 'false') throw bad(param, 'must be true or false');
+      includeDeleted = raw === 'true';
+    } else if (param === 'tag' && resource.filterable.includes('tags')) {
+      const values = raw.split(',').filter((v) => v !== '');
+      if (values.length === 0) throw bad(param, 'must name at least one tag');
+      filters.push({ field: 'tags', op: 'has_any', values });
+    } else {
+      const range = RANGE.exec(param);
+      const name = range ? range[1] : param;
+      const field = resource.filterable.includes(name) && name !== 'tags' ? resource.allFields[name] : undefined;
+      if (!field) {
+        throw new ApiError('unknown_parameter', `${param} is not a parameter of this list`, {
+          errors: [
+            { path: param, code: 'unknown_parameter', message: `${param} is not a list parameter of ${resource.name}` },
+          ],
+        });
+      }
+      if (range) {
+        if (!RANGE_KINDS.has(field.column ?? '')) throw bad(param, 'ranges apply to numbers and dates only');
+        filters.push({ field: name, op: range[2] as RangeOp, value: parseValue(param, field, raw) });
+      } else {
+        const values = raw.split(',').map((v) => parseValue(param, field, v));
+        filters.push({ field: name, op: 'in', values });
+      }
+    }
+  }
+
+  const fingerprint = createHash('sha256')
+    .update(
+      JSON.stringify([
+        resource.table,
+        principal.tenantId,
+        principal.appId,
+        sort,
+        filters.map((f) => JSON.stringify(f)).sort(),
+        q,
+        includeDeleted,
+      ]),
+    )
+    .digest('base64url');
+  return {
+    limit,
+    sort,
+    filters,
+    q,
+    includeDeleted,
+    after: cursor === null ? null : cursors.decode(cursor, fingerprint),
+    fingerprint,
+  };
+}

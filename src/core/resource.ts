@@ -1,0 +1,198 @@
+import type { FieldError } from './errors.js';
+import { type AnyField, boolean, datetime, idPattern, integer, text, type ValueOf } from './fields.js';
+
+/**
+ * The platform fields of the seed page, declared once for every resource. Their notes are the
+ * seed's, word for word. `version` is listed last, as on the reference page.
+ */
+export const platformFields = {
+  id: text({
+    type: 'uuid',
+    readOnly: true,
+    alwaysPresent: true,
+    notes: 'Server-assigned ULID with type prefix (e.g. per_…).',
+  }),
+  tenant_id: text({ readOnly: true, alwaysPresent: true, notes: "Tenant scope — auto-stamped from the caller's JWT." }),
+  app_id: text({
+    readOnly: true,
+    notes:
+      "App scope. Stamped ONLY when the caller's JWT was minted for a specific Application (integration API keys). Absent for human-user sessions. Filters reads when present.",
+  }),
+  created_at: datetime({ readOnly: true, alwaysPresent: true, notes: 'Server stamp.' }),
+  updated_at: datetime({ readOnly: true, alwaysPresent: true, notes: 'Server stamp; updated on every patch.' }),
+  created_by: text({ type: 'uuid', readOnly: true, notes: "Person id from the caller's JWT (sub)." }),
+  updated_by: text({ type: 'uuid', readOnly: true, notes: "Person id from the last writer's JWT (sub)." }),
+  source: text({ maxLength: 200, default: 'edm', notes: "Provenance tag — defaults to 'edm'." }),
+  source_type: text({
+    enum: ['frontend', 'backend', 'server', 'system', 'api'],
+    default: 'api',
+    notes: "Where the write originated. Defaults to 'api'.",
+  }),
+  is_deleted: boolean({ readOnly: true, notes: 'Soft-delete flag. Excluded from default list queries.' }),
+  deleted_at: datetime({ readOnly: true, notes: 'Stamped when soft-deleted; null otherwise.' }),
+  deleted_by: text({ type: 'uuid', readOnly: true, notes: 'Person id who soft-deleted; null otherwise.' }),
+  schema_version: integer({
+    type: 'number',
+    readOnly: true,
+    notes: 'Document schema version. Bumped on incompatible writes.',
+  }),
+  version: integer({
+    type: 'number',
+    readOnly: true,
+    notes: 'Optimistic-lock version counter, incremented on each write.',
+  }),
+} as const;
+
+/** `source_type` values a client may claim; `system` is reserved for the platform's own writes. */
+export const CLIENT_SOURCE_TYPES = ['frontend', 'backend', 'server', 'api'] as const;
+
+export type PlatformFields = typeof platformFields;
+export type FieldMap = Record<string, AnyField>;
+
+/** A stored row or response document: snake_case wire names, one per field, everywhere. */
+export type Doc = Record<string, unknown>;
+
+export interface Principal {
+  sub: string;
+  tenantId: string;
+  appId: string | null;
+  /** `null` for human sessions (full access inside the tenant). */
+  scopes: ReadonlySet<string> | null;
+}
+
+/** What a resource's domain hooks may use; `store` is the transaction of the write. */
+export interface HookContext {
+  principal: Principal;
+  now: number;
+  op: 'create' | 'update';
+}
+
+export interface ResourceHooks {
+  /**
+   * Fills defaults and derived fields of the merged document before validation of cross-field
+   * rules; `before` is the stored document on update.
+   */
+  prepare?(doc: Doc, before: Doc | null, ctx: HookContext): void;
+  /** Cross-field rules; a non-empty answer is a 400 naming the fields. */
+  validate?(doc: Doc, before: Doc | null, ctx: HookContext): FieldError[];
+}
+
+export interface ResourceOptions<F extends FieldMap> {
+  module: string;
+  /** Singular PascalCase name (`KeyResult`). */
+  name: string;
+  /** Kebab-case plural URL segment (`key-results`). */
+  path: string;
+  idPrefix: string;
+  schemaVersion: number;
+  description: string;
+  fields: F;
+  /** The field `q` searches. */
+  titleField: keyof F & string;
+  sortable: readonly string[];
+  filterable: readonly string[];
+  hooks?: ResourceHooks;
+}
+
+export interface Resource<F extends FieldMap = FieldMap> extends Omit<ResourceOptions<F>, 'titleField'> {
+  readonly titleField: string;
+  /** Every field, platform ones included, in reference-page order. */
+  readonly allFields: Readonly<Record<string, AnyField>>;
+  /** SQL table name (`okr_key_results`). */
+  readonly table: string;
+  /** SDK namespace member (`keyResults`). */
+  readonly clientName: string;
+  /** `/api/v1/okr/key-results` */
+  readonly basePath: string;
+  readonly idPattern: string;
+}
+
+const camel = (kebab: string) => kebab.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/**
+ * Declares a resource; storage, validation, serialization, routes, the manifest, OpenAPI and
+ * SDK types are all derived from it.
+ *
+ * @example
+ * export const cycles = defineResource({
+ *   module: 'okr', name: 'Cycle', path: 'cycles', idPrefix: 'cyc', schemaVersion: 1,
+ *   description: 'A time box objectives are planned in.', titleField: 'name',
+ *   fields: { name: text({ required: true, notes: 'Display name.' }) },
+ *   sortable: ['created_at', 'name'], filterable: ['state'],
+ * });
+ */
+export function defineResource<const F extends FieldMap>(options: ResourceOptions<F>): Resource<F> {
+  const { version, ...leading } = platformFields;
+  for (const name of Object.keys(options.fields)) {
+    if (name in platformFields) throw new Error(`${options.name}.${name} redeclares a platform field`);
+  }
+  const allFields: Record<string, AnyField> = { ...leading, ...options.fields, version };
+  for (const name of [...options.sortable, ...options.filterable]) {
+    if (!(name in allFields)) throw new Error(`${options.name}: unknown sortable/filterable field ${name}`);
+  }
+  return {
+    ...options,
+    allFields,
+    table: `${options.module}_${options.path.replaceAll('-', '_')}`,
+    clientName: camel(options.path),
+    basePath: `/api/v1/${options.module}/${options.path}`,
+    idPattern: idPattern(options.idPrefix),
+  };
+}
+
+/** A module: a name and its resources, in the order the manifest lists them. */
+export interface ModuleDef {
+  name: string;
+  description: string;
+  resources: readonly Resource[];
+}
+
+// ---- Static types derived from declarations (used by the SDK; type-only) ----
+
+type AllFieldsOf<F extends FieldMap> = Omit<PlatformFields, 'version'> & F & { version: PlatformFields['version'] };
+
+type IsWriteOnly<T> = T extends { access: 'writeOnly' } ? true : false;
+type IsWritable<T> = T extends { access: 'write' | 'writeOnly' } ? true : false;
+type IsRequired<T> = T extends { required: true } ? true : false;
+
+/** The document a read answers. */
+export type ResourceObject<R> =
+  R extends Resource<infer F>
+    ? {
+        [K in keyof AllFieldsOf<F> as IsWriteOnly<AllFieldsOf<F>[K]> extends true
+          ? never
+          : K]: AllFieldsOf<F>[K] extends {
+          alwaysPresent: true;
+        }
+          ? ValueOf<AllFieldsOf<F>[K]>
+          : ValueOf<AllFieldsOf<F>[K]> | null;
+      }
+    : never;
+
+/** The body a create accepts. */
+export type CreateBody<R> =
+  R extends Resource<infer F>
+    ? {
+        [K in keyof AllFieldsOf<F> as IsWritable<AllFieldsOf<F>[K]> extends true
+          ? IsRequired<AllFieldsOf<F>[K]> extends true
+            ? K
+            : never
+          : never]: ValueOf<AllFieldsOf<F>[K]>;
+      } & {
+        [K in keyof AllFieldsOf<F> as IsWritable<AllFieldsOf<F>[K]> extends true
+          ? IsRequired<AllFieldsOf<F>[K]> extends true
+            ? never
+            : K
+          : never]?: ValueOf<AllFieldsOf<F>[K]> | null;
+      }
+    : never;
+
+/** The JSON Merge Patch an update accepts (`version` is the optional lock token). */
+export type UpdateBody<R> =
+  R extends Resource<infer F>
+    ? {
+        [K in keyof AllFieldsOf<F> as IsWritable<AllFieldsOf<F>[K]> extends true ? K : never]?: ValueOf<
+          AllFieldsOf<F>[K]
+        > | null;
+      } & { version?: number }
+    : never;

@@ -1,0 +1,147 @@
+import { FormatRegistry, type TSchema } from '@sinclair/typebox';
+import { type TypeCheck, TypeCompiler, ValueErrorType } from '@sinclair/typebox/compiler';
+import { ApiError, type FieldError, fieldError } from './errors.js';
+import type { AnyField } from './fields.js';
+import { CLIENT_SOURCE_TYPES, type Doc, type HookContext, type Resource } from './resource.js';
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i;
+const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+
+export function isDateTime(v: string): boolean {
+  return RFC3339.test(v) && !Number.isNaN(Date.parse(v));
+}
+
+export function isDate(v: string): boolean {
+  const m = DATE.exec(v);
+  if (!m) return false;
+  const d = new Date(`${v}T00:00:00Z`);
+  return !Number.isNaN(d.getTime()) && d.toISOString().startsWith(v);
+}
+
+FormatRegistry.Set('date-time', isDateTime);
+FormatRegistry.Set('date', isDate);
+
+const checkers = new WeakMap<TSchema, TypeCheck<TSchema>>();
+
+function checker(schema: TSchema): TypeCheck<TSchema> {
+  let c = checkers.get(schema);
+  if (!c) {
+    c = TypeCompiler.Compile(schema);
+    checkers.set(schema, c);
+  }
+  return c;
+}
+
+const errorCodes: Partial<Record<ValueErrorType, string>> = {
+  [ValueErrorType.String]: 'invalid_type',
+  [ValueErrorType.Number]: 'invalid_type',
+  [ValueErrorType.Integer]: 'invalid_type',
+  [ValueErrorType.Boolean]: 'invalid_type',
+  [ValueErrorType.Array]: 'invalid_type',
+  [ValueErrorType.Object]: 'invalid_type',
+  [ValueErrorType.StringMaxLength]: 'too_long',
+  [ValueErrorType.StringMinLength]: 'too_short',
+  [ValueErrorType.StringPattern]: 'invalid_format',
+  [ValueErrorType.StringFormat]: 'invalid_format',
+  [ValueErrorType.NumberMaximum]: 'out_of_range',
+  [ValueErrorType.NumberMinimum]: 'out_of_range',
+  [ValueErrorType.IntegerMaximum]: 'out_of_range',
+  [ValueErrorType.IntegerMinimum]: 'out_of_range',
+  [ValueErrorType.ArrayMaxItems]: 'too_many_items',
+  [ValueErrorType.ArrayUniqueItems]: 'not_unique',
+};
+
+/** Checks one value against a field; answers field errors with JSON Pointer paths. */
+export function checkField(name: string, field: AnyField, value: unknown): FieldError[] {
+  if (value === null) {
+    return field.required ? [{ path: `/${name}`, code: 'required', message: `${name} must not be null` }] : [];
+  }
+  const c = checker(field.schema);
+  if (c.Check(value)) return [];
+  const first = c.Errors(value).First();
+  if (!first) return [{ path: `/${name}`, code: 'invalid', message: `${name} is invalid` }];
+  const path = `/${name}${first.path}`;
+  if (field.enum && first.path === '') {
+    return [{ path, code: 'invalid_enum', message: `${name} must be one of: ${field.enum.join(', ')}` }];
+  }
+  if (field.pattern && first.type === ValueErrorType.StringPattern && first.path === '') {
+    return [{ path, code: 'invalid_format', message: `${name} must match ${field.pattern}` }];
+  }
+  const code = errorCodes[first.type] ?? 'invalid';
+  return [{ path, code, message: `${name}${first.path ? first.path : ''}: ${first.message}` }];
+}
+
+/** Parses a request body: a JSON object, or 400. */
+export function asObject(body: unknown): Doc {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new ApiError('invalid_body', 'The request body must be a JSON object');
+  }
+  return body as Doc;
+}
+
+/**
+ * Rejects fields a client may not send: unknown ones, server-owned ones, and `system`
+ * provenance. `allowVersion` admits the lock token of a PATCH.
+ */
+export function checkWritableKeys(resource: Resource, body: Doc, allowVersion: boolean): void {
+  const unknown: FieldError[] = [];
+  const readOnly: FieldError[] = [];
+  for (const key of Object.keys(body)) {
+    const field = resource.allFields[key];
+    if (!field)
+      unknown.push({ path: `/${key}`, code: 'unknown_field', message: `${key} is not a field of ${resource.name}` });
+    else if (field.access === 'read' && !(allowVersion && key === 'version')) {
+      readOnly.push({ path: `/${key}`, code: 'read_only', message: `${key} is server-owned and cannot be written` });
+    }
+  }
+  if (unknown.length) throw fieldError('unknown_field', unknown);
+  if (readOnly.length) throw fieldError('read_only_field', readOnly);
+  if (allowVersion && 'version' in body) {
+    const v = body.version;
+    if (!Number.isSafeInteger(v) || (v as number) < 1) {
+      throw fieldError('validation_failed', [
+        { path: '/version', code: 'invalid_type', message: 'version must be a positive integer' },
+      ]);
+    }
+  }
+  if (body.source_type === 'system') {
+    throw fieldError('validation_failed', [
+      {
+        path: '/source_type',
+        code: 'invalid_enum',
+        message: `source_type 'system' is reserved for the platform; use one of: ${CLIENT_SOURCE_TYPES.join(', ')}`,
+      },
+    ]);
+  }
+}
+
+/**
+ * Validates a whole document (after defaults or a merge): each writable field's value, required
+ * fields present, then the resource's own cross-field rules.
+ */
+export function validateDocument(resource: Resource, doc: Doc, before: Doc | null, ctx: HookContext): void {
+  const errors: FieldError[] = [];
+  for (const [name, field] of Object.entries(resource.allFields)) {
+    if (field.access === 'read') continue;
+    const value = doc[name] ?? null;
+    if (value === null && field.required) {
+      errors.push({ path: `/${name}`, code: 'required', message: `${name} is required` });
+      continue;
+    }
+    errors.push(...checkField(name, field, value));
+  }
+  if (errors.length === 0 && resource.hooks?.validate) errors.push(...resource.hooks.validate(doc, before, ctx));
+  if (errors.length) throw fieldError('validation_failed', errors);
+}
+
+/** RFC 7396 JSON Merge Patch. */
+export function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+  const result: Doc =
+    target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Doc) } : {};
+  for (const [key, value] of Object.entries(patch as Doc)) {
+    if (value === null) delete result[key];
+    else result[key] = mergePatch(result[key], value);
+  }
+  return result;
+}

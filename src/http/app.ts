@@ -1,0 +1,158 @@
+import cors from '@fastify/cors';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { sql } from 'kysely';
+import { ulid } from 'ulid';
+import { mintToken, requireScope, TokenVerifier } from '../core/auth.js';
+import { type Clock, isoTime, systemClock } from '../core/clock.js';
+import type { Config } from '../core/config.js';
+import { ApiError } from '../core/errors.js';
+import { CursorCodec } from '../core/list-query.js';
+import type { ModuleDef, Principal } from '../core/resource.js';
+import { modules as allModules } from '../modules/index.js';
+import { openStore, type Store } from '../store/database.js';
+import { Engine } from '../store/engine.js';
+import { migrate } from '../store/schema.js';
+import { Idempotency } from './idempotency.js';
+import { sendProblem } from './problem.js';
+import { registerResourceRoutes } from './routes.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+  interface FastifyInstance {
+    engine: Engine;
+  }
+}
+
+export interface AppOptions {
+  config: Config;
+  /** A store to use instead of opening `config.databaseUrl` (the caller then closes it). */
+  store?: Store;
+  clock?: Clock;
+  modules?: readonly ModuleDef[];
+  /** Create or upgrade the schema before serving (default true). */
+  migrate?: boolean;
+  logger?: boolean;
+}
+
+export const BODY_LIMIT = 1024 * 1024;
+const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
+const DEV_SUB = 'usr-00000000-0000-4000-8000-000000000001';
+const PUBLIC_API = new Set(['/api/v1/manifest', '/api/v1/openapi.json', '/api/v1/dev/token']);
+
+/**
+ * Builds the Fastify application (it never listens: the CLI or a test decides that).
+ * @example const app = await buildApp({ config: loadConfig() }); await app.listen({ port: 8080 });
+ */
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const { config } = options;
+  const clock = options.clock ?? systemClock;
+  const store = options.store ?? openStore(config.databaseUrl, { poolSize: config.dbPoolSize });
+  const modules = options.modules ?? allModules;
+  if (options.migrate !== false) {
+    await migrate(
+      store,
+      modules.flatMap((m) => m.resources),
+    );
+  }
+  const cursors = new CursorCodec(config.secretKey);
+  const engine = new Engine({ store, clock, modules, cursors, requireIfMatch: config.requireIfMatch });
+  const idempotency = new Idempotency(store, clock);
+  const verifier = new TokenVerifier({
+    secret: config.jwtSecret,
+    clock,
+    issuer: config.jwtIssuer,
+    audience: config.jwtAudience,
+  });
+
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: BODY_LIMIT,
+    genReqId: () => `req_${ulid()}`,
+    requestIdHeader: false,
+    return503OnClosing: true,
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  app.decorate('engine', engine);
+  app.decorateRequest('principal', null);
+
+  app.addContentTypeParser(
+    'application/merge-patch+json',
+    { parseAs: 'string' },
+    app.getDefaultJsonParser('error', 'error'),
+  );
+  await app.register(cors, {
+    origin: '*',
+    methods: ['GET', 'POST', 'PATCH', 'DELETE', 'OPTIONS'],
+    allowedHeaders: ['Authorization', 'Content-Type', 'If-Match', 'If-None-Match', 'Idempotency-Key'],
+    exposedHeaders: ['ETag', 'Location', 'x-request-id', 'Retry-After', 'Idempotent-Replayed'],
+    maxAge: 600,
+  });
+
+  app.setErrorHandler((err, request, reply) => sendProblem(request, reply, err));
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(
+      request,
+      reply,
+      new ApiError('route_not_found', `No route ${request.method} ${request.url.split('?')[0]}`),
+    ),
+  );
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    const cfg = request.routeOptions.config;
+    if (!cfg.module) {
+      const path = request.url.split('?')[0];
+      // Unknown /api/v1 routes still need a token: an anonymous caller learns nothing.
+      if (!path.startsWith('/api/v1/') || PUBLIC_API.has(path) || request.method === 'OPTIONS') return;
+    }
+    const header = request.headers.authorization;
+    const m = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+    if (!m) throw new ApiError('unauthenticated', 'Send Authorization: Bearer <JWT>');
+    request.principal = await verifier.verify(m[1]);
+    if (cfg.module) requireScope(request.principal, cfg.module, cfg.write === true);
+  });
+
+  app.addHook('preValidation', async (request) => {
+    const type = request.headers['content-type'];
+    if (type?.toLowerCase().startsWith('application/merge-patch+json') && request.method !== 'PATCH') {
+      throw new ApiError('unsupported_media_type', 'application/merge-patch+json is accepted on PATCH only');
+    }
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    try {
+      await sql`SELECT 1`.execute(store.db);
+      return { status: 'ready', store: store.kind };
+    } catch {
+      return reply.code(503).header('retry-after', '1').send({ status: 'unavailable', store: store.kind });
+    }
+  });
+
+  if (config.localMode) {
+    // Local use only: a one-click token for the Playground, answered to loopback callers.
+    app.post('/api/v1/dev/token', async (request) => {
+      if (!LOOPBACK.has(request.socket.remoteAddress ?? '')) {
+        throw new ApiError('forbidden', 'The dev-token endpoint answers loopback callers only');
+      }
+      const body = (request.body ?? {}) as { tenant_id?: unknown; sub?: unknown };
+      const tenant = typeof body.tenant_id === 'string' && body.tenant_id ? body.tenant_id : 'dev';
+      const sub = typeof body.sub === 'string' && body.sub ? body.sub : DEV_SUB;
+      const ttl = 12 * 3600;
+      const token = await mintToken({ secret: config.jwtSecret, tenant, sub, ttl, now: clock.now() });
+      return { token, tenant_id: tenant, sub, expires_at: isoTime(clock.now() + ttl * 1000) };
+    });
+  }
+
+  registerResourceRoutes(app, { engine, idempotency, cursors });
+
+  const sweep = setInterval(() => idempotency.sweep().catch(() => {}), 10 * 60 * 1000);
+  sweep.unref();
+  app.addHook('onClose', async () => {
+    clearInterval(sweep);
+    if (!options.store) await store.close();
+  });
+  return app;
+}

@@ -1,0 +1,176 @@
+import { createHash } from 'node:crypto';
+import type { Clock } from '../core/clock.js';
+import { isoTime } from '../core/clock.js';
+import { ApiError } from '../core/errors.js';
+import type { Principal } from '../core/resource.js';
+import type { DB, Store } from '../store/database.js';
+import { IDEMPOTENCY_TABLE } from '../store/schema.js';
+
+/** A response as it is sent and, for idempotent requests, stored and replayed. */
+export interface StoredResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+export const RETENTION_MS = 24 * 3600 * 1000;
+/** A claimed key whose request died without finishing can be taken over after this long. */
+const LEASE_MS = 60 * 1000;
+const KEY = /^[\x21-\x7e]{1,255}$/;
+
+interface Claim {
+  tenantId: string;
+  scope: string;
+  key: string;
+  fingerprint: string;
+  /** Claim time, so only this claim's own row is completed or released. */
+  claimedAt: string;
+}
+
+/**
+ * Idempotency keys (PRODUCT.md §1): scoped by (tenant, app, key), fingerprinted by method, path,
+ * caller and body; the first 2xx/4xx response is kept 24 h, stored in the same transaction as
+ * the work, and replayed; a different fingerprint is 422; a request still running is 409.
+ */
+export class Idempotency {
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+  ) {}
+
+  parseKey(header: string | string[] | undefined): string | null {
+    if (header === undefined) return null;
+    if (Array.isArray(header) || !KEY.test(header)) {
+      throw new ApiError('invalid_header', 'Idempotency-Key must be 1–255 visible ASCII characters');
+    }
+    return header;
+  }
+
+  fingerprint(method: string, url: string, principal: Principal, body: unknown): string {
+    return createHash('sha256')
+      .update(`${method} ${url}\n${principal.sub}\n${body === undefined ? '' : JSON.stringify(body)}`)
+      .digest('base64url');
+  }
+
+  /** Claims the key, or answers the replay (or throws 409/422). */
+  async claim(
+    principal: Principal,
+    key: string,
+    fingerprint: string,
+  ): Promise<{ claim: Claim } | { replay: StoredResponse }> {
+    const { db } = this.store;
+    const now = this.clock.now();
+    const claim: Claim = {
+      tenantId: principal.tenantId,
+      scope: principal.appId ?? '',
+      key,
+      fingerprint,
+      claimedAt: isoTime(now),
+    };
+    const inserted = await db
+      .insertInto(IDEMPOTENCY_TABLE)
+      .values({
+        tenant_id: claim.tenantId,
+        scope: claim.scope,
+        key,
+        fingerprint,
+        state: 'running',
+        claimed_at: claim.claimedAt,
+        lease_until: isoTime(now + LEASE_MS),
+        expires_at: isoTime(now + RETENTION_MS),
+      })
+      .onConflict((oc) => oc.columns(['tenant_id', 'scope', 'key']).doNothing())
+      .executeTakeFirst();
+    if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 1) return { claim };
+
+    const row = await this.find(db, claim);
+    if (!row) return this.claim(principal, key, fingerprint);
+    const expired = Date.parse(row.expires_at as string) <= now;
+    const abandoned = row.state === 'running' && Date.parse(row.lease_until as string) <= now;
+    if (expired || abandoned) {
+      const taken = await db
+        .updateTable(IDEMPOTENCY_TABLE)
+        .set({
+          fingerprint,
+          state: 'running',
+          claimed_at: claim.claimedAt,
+          lease_until: isoTime(now + LEASE_MS),
+          expires_at: isoTime(now + RETENTION_MS),
+          status: null,
+          headers: null,
+          body: null,
+        })
+        .where('tenant_id', '=', claim.tenantId)
+        .where('scope', '=', claim.scope)
+        .where('key', '=', key)
+        .where('claimed_at', '=', row.claimed_at as string)
+        .executeTakeFirst();
+      if (Number(taken.numUpdatedRows) === 1) return { claim };
+      return this.claim(principal, key, fingerprint);
+    }
+    if (row.fingerprint !== fingerprint) {
+      throw new ApiError(
+        'idempotency_key_reused',
+        'This Idempotency-Key was used with a different request (method, path, caller or body)',
+      );
+    }
+    if (row.state === 'running') {
+      throw new ApiError(
+        'idempotency_in_flight',
+        'A request with this Idempotency-Key is still running; retry shortly',
+        {
+          headers: { 'retry-after': '1' },
+        },
+      );
+    }
+    return {
+      replay: {
+        status: Number(row.status),
+        headers: JSON.parse(row.headers as string) as Record<string, string>,
+        body: row.body as string,
+      },
+    };
+  }
+
+  private find(db: DB, claim: Pick<Claim, 'tenantId' | 'scope' | 'key'>) {
+    return db
+      .selectFrom(IDEMPOTENCY_TABLE)
+      .selectAll()
+      .where('tenant_id', '=', claim.tenantId)
+      .where('scope', '=', claim.scope)
+      .where('key', '=', claim.key)
+      .executeTakeFirst();
+  }
+
+  /** Records the response; called inside the work's transaction (or alone for a 4xx). */
+  async complete(db: DB, claim: Claim, response: StoredResponse): Promise<void> {
+    await db
+      .updateTable(IDEMPOTENCY_TABLE)
+      .set({ state: 'done', status: response.status, headers: JSON.stringify(response.headers), body: response.body })
+      .where('tenant_id', '=', claim.tenantId)
+      .where('scope', '=', claim.scope)
+      .where('key', '=', claim.key)
+      .where('claimed_at', '=', claim.claimedAt)
+      .execute();
+  }
+
+  /** Forgets a claim whose request failed with a 5xx, so a retry runs again. */
+  async release(claim: Claim): Promise<void> {
+    await this.store.db
+      .deleteFrom(IDEMPOTENCY_TABLE)
+      .where('tenant_id', '=', claim.tenantId)
+      .where('scope', '=', claim.scope)
+      .where('key', '=', claim.key)
+      .where('claimed_at', '=', claim.claimedAt)
+      .execute();
+  }
+
+  /** Deletes expired keys; answers how many. */
+  async sweep(): Promise<number> {
+    const result = await this.store.db
+      .deleteFrom(IDEMPOTENCY_TABLE)
+      .where('expires_at', '<=', isoTime(this.clock.now()))
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+}

@@ -1,0 +1,92 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { ApiError, type ErrorCode, errorRegistry } from '../core/errors.js';
+
+export const PROBLEM_TYPE = 'application/problem+json';
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ErrorCode;
+  request_id: string;
+  errors?: { path: string; code: string; message: string }[];
+  [extra: string]: unknown;
+}
+
+export function toProblem(err: ApiError, requestId: string): Problem {
+  return {
+    type: `/problems/${err.code}`,
+    title: errorRegistry[err.code].title,
+    status: err.status,
+    detail: err.message,
+    code: err.code,
+    request_id: requestId,
+    ...(err.errors ? { errors: err.errors } : {}),
+    ...err.extra,
+  };
+}
+
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_header',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_json',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
+  FST_ERR_BAD_URL: 'route_not_found',
+};
+
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300',
+  '08006',
+  '08001',
+  '08003',
+  '08004',
+]);
+
+/** True for errors that mean the database cannot be reached right now (answered as 503). */
+export function isUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) return true;
+  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
+    err.message,
+  );
+}
+
+/** Maps any thrown error to an ApiError; unknown ones become a 500 that reveals nothing. */
+export function asApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  const fe = err as FastifyError;
+  const mapped = fe?.code ? FASTIFY_CODES[fe.code] : undefined;
+  if (mapped) return new ApiError(mapped, fe.message);
+  if (fe instanceof SyntaxError && fe.statusCode === 400) return new ApiError('invalid_json', fe.message);
+  if (isUnavailable(err)) {
+    return new ApiError('service_unavailable', 'The database is unreachable; retry shortly', {
+      headers: { 'retry-after': '1' },
+    });
+  }
+  if (typeof fe?.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return new ApiError('validation_failed', fe.message);
+  }
+  return new ApiError('internal_error', 'An unexpected error occurred');
+}
+
+/** The one place an error becomes an HTTP answer. */
+export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+  const apiError = asApiError(err);
+  if (apiError.status >= 500 && apiError.code !== 'service_unavailable') request.log.error({ err }, 'request failed');
+  if (apiError.headers) reply.headers(apiError.headers);
+  if (apiError.status === 401) reply.header('www-authenticate', 'Bearer');
+  return reply
+    .code(apiError.status)
+    .type(PROBLEM_TYPE)
+    .send(JSON.stringify(toProblem(apiError, request.id)));
+}

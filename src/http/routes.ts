@@ -1,0 +1,186 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ApiError } from '../core/errors.js';
+import { type CursorCodec, parseListQuery } from '../core/list-query.js';
+import type { Doc, Principal, Resource } from '../core/resource.js';
+import { asObject } from '../core/validation.js';
+import type { DB } from '../store/database.js';
+import type { Engine, WriteConditions } from '../store/engine.js';
+import type { Idempotency, StoredResponse } from './idempotency.js';
+import { asApiError, PROBLEM_TYPE, toProblem } from './problem.js';
+import { serializers } from './serialize.js';
+
+export interface RouteDeps {
+  engine: Engine;
+  idempotency: Idempotency;
+  cursors: CursorCodec;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Module whose scope the route needs; absent for public routes. */
+    module?: string;
+    write?: boolean;
+  }
+}
+
+type Query = Record<string, string | string[] | undefined>;
+type IdParams = { id: string };
+
+/** Rejects query parameters a route does not take. */
+function allowOnly(query: Query, allowed: readonly string[]): void {
+  for (const [name, value] of Object.entries(query)) {
+    if (!allowed.includes(name)) {
+      throw new ApiError('unknown_parameter', `${name} is not a parameter of this operation`, {
+        errors: [{ path: name, code: 'unknown_parameter', message: `${name} is not accepted here` }],
+      });
+    }
+    if (Array.isArray(value)) throw new ApiError('invalid_parameter', `${name} must not be repeated`);
+  }
+}
+
+const STRONG_TAG = /^"(\d+)"$/;
+
+/** Parses entity tags of If-Match / If-None-Match: our ETags are the strong `"<version>"`. */
+function parseTags(header: string | undefined): number[] | 'any' | null {
+  if (header === undefined) return null;
+  if (header.trim() === '*') return 'any';
+  const tags: number[] = [];
+  for (const part of header.split(',')) {
+    const tag = part.trim();
+    const m = STRONG_TAG.exec(tag);
+    if (m) tags.push(Number(m[1]));
+    else if (tag.startsWith('W/"') && tag.endsWith('"')) tags.push(-1);
+    else throw new ApiError('invalid_header', `Malformed entity tag ${tag}; send the ETag as given, e.g. "3"`);
+  }
+  return tags;
+}
+
+function conditions(request: FastifyRequest): WriteConditions {
+  const tags = parseTags(request.headers['if-match']);
+  return { ifMatch: tags };
+}
+
+function docResponse(resource: Resource, doc: Doc, status: number): StoredResponse {
+  const headers: Record<string, string> = {
+    'content-type': 'application/json; charset=utf-8',
+    etag: `"${doc.version}"`,
+  };
+  if (status === 201) headers.location = `${resource.basePath}/${doc.id}`;
+  return { status, headers, body: serializers(resource).doc(doc) };
+}
+
+function send(reply: FastifyReply, response: StoredResponse): FastifyReply {
+  return reply.code(response.status).headers(response.headers).send(response.body);
+}
+
+export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): void {
+  const { engine, idempotency, cursors } = deps;
+
+  /**
+   * Runs a write in one transaction. With an Idempotency-Key, the response is stored in that
+   * same transaction (4xx in its own), replayed on retries, and forgotten on a 5xx.
+   */
+  async function write(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    work: (db: DB, principal: Principal) => Promise<StoredResponse>,
+  ): Promise<FastifyReply> {
+    const principal = request.principal as Principal;
+    const key = idempotency.parseKey(request.headers['idempotency-key']);
+    if (key === null) return send(reply, await engine.transaction((db) => work(db, principal)));
+    const fp = idempotency.fingerprint(request.method, request.url, principal, request.body);
+    const claimed = await idempotency.claim(principal, key, fp);
+    if ('replay' in claimed) return send(reply.header('idempotent-replayed', 'true'), claimed.replay);
+    const { claim } = claimed;
+    try {
+      const response = await engine.transaction(async (db) => {
+        const r = await work(db, principal);
+        await idempotency.complete(db, claim, r);
+        return r;
+      });
+      return send(reply, response);
+    } catch (err) {
+      const apiError = asApiError(err);
+      if (apiError.status >= 500) {
+        await idempotency.release(claim).catch(() => {});
+        throw err;
+      }
+      const problem: StoredResponse = {
+        status: apiError.status,
+        headers: { 'content-type': PROBLEM_TYPE, ...apiError.headers },
+        body: JSON.stringify(toProblem(apiError, request.id)),
+      };
+      await idempotency.complete(engine.store.db, claim, problem);
+      throw apiError;
+    }
+  }
+
+  for (const resource of engine.resources) {
+    const base = resource.basePath;
+    const read = { module: resource.module, write: false };
+    const writeCfg = { module: resource.module, write: true };
+    const { doc: serializeDoc, list: serializeList } = serializers(resource);
+
+    app.get<{ Querystring: Query }>(base, { config: read }, async (request, reply) => {
+      const query = parseListQuery(resource, request.principal as Principal, request.query, cursors);
+      const page = await engine.list(resource, request.principal as Principal, query);
+      return reply.type('application/json; charset=utf-8').send(serializeList(page));
+    });
+
+    app.get<{ Params: IdParams; Querystring: Query }>(`${base}/:id`, { config: read }, async (request, reply) => {
+      allowOnly(request.query, []);
+      const doc = await engine.get(resource, request.principal as Principal, request.params.id);
+      const etag = `"${doc.version}"`;
+      const inm = parseTags(request.headers['if-none-match']);
+      reply.header('etag', etag);
+      if (inm === 'any' || (Array.isArray(inm) && inm.includes(doc.version as number))) return reply.code(304).send();
+      return reply.type('application/json; charset=utf-8').send(serializeDoc(doc));
+    });
+
+    app.post<{ Querystring: Query }>(base, { config: writeCfg }, async (request, reply) =>
+      write(request, reply, async (db, principal) => {
+        allowOnly(request.query, []);
+        const doc = await engine.create(db, resource, principal, asObject(request.body));
+        return docResponse(resource, doc, 201);
+      }),
+    );
+
+    app.patch<{ Params: IdParams; Querystring: Query }>(`${base}/:id`, { config: writeCfg }, async (request, reply) =>
+      write(request, reply, async (db, principal) => {
+        allowOnly(request.query, []);
+        const doc = await engine.update(db, resource, principal, request.params.id, request.body, conditions(request));
+        return docResponse(resource, doc, 200);
+      }),
+    );
+
+    app.delete<{ Params: IdParams; Querystring: Query }>(`${base}/:id`, { config: writeCfg }, async (request, reply) =>
+      write(request, reply, async (db, principal) => {
+        allowOnly(request.query, ['cascade']);
+        const cascade = request.query.cascade;
+        if (cascade !== undefined && cascade !== 'true' && cascade !== 'false') {
+          throw new ApiError('invalid_parameter', 'cascade must be true or false');
+        }
+        const doc = await engine.remove(
+          db,
+          resource,
+          principal,
+          request.params.id,
+          conditions(request),
+          cascade === 'true',
+        );
+        return docResponse(resource, doc, 200);
+      }),
+    );
+
+    app.post<{ Params: IdParams; Querystring: Query }>(
+      `${base}/:id/restore`,
+      { config: writeCfg },
+      async (request, reply) =>
+        write(request, reply, async (db, principal) => {
+          allowOnly(request.query, []);
+          const doc = await engine.restore(db, resource, principal, request.params.id, conditions(request));
+          return docResponse(resource, doc, 200);
+        }),
+    );
+  }
+}

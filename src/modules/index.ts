@@ -1,0 +1,5 @@
+import type { ModuleDef } from '../core/resource.js';
+import { okr } from './okr/index.js';
+
+/** Every module the platform serves. */
+export const modules: readonly ModuleDef[] = [okr];

@@ -1,0 +1,32 @@
+import { date, text } from '../../core/fields.js';
+import { defineResource } from '../../core/resource.js';
+
+export const cycles = defineResource({
+  module: 'okr',
+  name: 'Cycle',
+  path: 'cycles',
+  idPrefix: 'cyc',
+  schemaVersion: 1,
+  description: 'A time box (a quarter, a half) that objectives are planned and measured in.',
+  titleField: 'name',
+  fields: {
+    name: text({ required: true, minLength: 1, maxLength: 200, notes: 'Display name of the cycle (e.g. 2026-Q4).' }),
+    start_date: date({ required: true, notes: 'First day of the cycle (UTC, inclusive).' }),
+    end_date: date({ required: true, notes: 'Last day of the cycle (UTC, inclusive).' }),
+    state: text({
+      enum: ['planning', 'active', 'closed', 'archived'],
+      default: 'planning',
+      notes: 'Lifecycle state of the cycle.',
+    }),
+  },
+  sortable: ['created_at', 'updated_at', 'name', 'start_date', 'end_date'],
+  filterable: ['state', 'start_date', 'end_date', 'created_at', 'updated_at'],
+  hooks: {
+    validate(doc) {
+      if (typeof doc.start_date === 'string' && typeof doc.end_date === 'string' && doc.end_date < doc.start_date) {
+        return [{ path: '/end_date', code: 'out_of_range', message: 'end_date must not be before start_date' }];
+      }
+      return [];
+    },
+  },
+});

@@ -1,0 +1,7 @@
+/** Values and rules shared by the OKR resources. */
+export const OWNER_ID_PATTERN = '^usr-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
+
+/** Statuses, from worst to best as objective roll-ups rank them. */
+export const STATUSES = ['off_track', 'at_risk', 'on_track', 'not_started', 'achieved'] as const;
+
+export const TAGS = { maxItems: 32, itemMinLength: 1, itemMaxLength: 64 } as const;
