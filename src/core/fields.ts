@@ -33,6 +33,7 @@ export interface FieldSpec<S extends TSchema = TSchema, R extends boolean = bool
   readonly parent?: boolean;
   /** Declared by the platform for every resource. */
   readonly platform: boolean;
+  readonly example?: unknown;
 }
 
 export type AnyField = FieldSpec<TSchema, boolean, Access>;
@@ -51,6 +52,8 @@ export interface CommonOptions {
   stored?: boolean;
   /** Overrides the type label shown in the manifest. */
   type?: string;
+  /** A realistic value for docs, the Playground's prefilled bodies and test fixtures. */
+  example?: unknown;
 }
 
 type RequiredOf<O> = O extends { required: true } ? true : false;
@@ -82,6 +85,7 @@ function make<S extends TSchema, O extends CommonOptions>(
     computed: o.computed ?? false,
     alwaysPresent: o.alwaysPresent ?? false,
     platform: false,
+    ...(o.example !== undefined ? { example: o.example } : {}),
     ...extra,
   } as Field<S, O>;
 }

@@ -5,7 +5,7 @@ import { type AnyField, boolean, datetime, idPattern, integer, text, type ValueO
  * The platform fields of the seed page, declared once for every resource. Their notes are the
  * seed's, word for word. `version` is listed last, as on the reference page.
  */
-export const platformFields = {
+export const platformFields = markPlatform({
   id: text({
     type: 'uuid',
     readOnly: true,
@@ -41,7 +41,11 @@ export const platformFields = {
     readOnly: true,
     notes: 'Optimistic-lock version counter, incremented on each write.',
   }),
-} as const;
+} as const);
+
+function markPlatform<T extends Record<string, AnyField>>(fields: T): T {
+  return Object.fromEntries(Object.entries(fields).map(([k, f]) => [k, { ...f, platform: true }])) as T;
+}
 
 /** `source_type` values a client may claim; `system` is reserved for the platform's own writes. */
 export const CLIENT_SOURCE_TYPES = ['frontend', 'backend', 'server', 'api'] as const;

@@ -77,6 +77,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorate('engine', engine);
   app.decorateRequest('principal', null);
 
+  // JSON only (PATCH also merge-patch+json): any other media type is 415.
+  app.removeContentTypeParser('text/plain');
   app.addContentTypeParser(
     'application/merge-patch+json',
     { parseAs: 'string' },

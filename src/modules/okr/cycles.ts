@@ -10,9 +10,15 @@ export const cycles = defineResource({
   description: 'A time box (a quarter, a half) that objectives are planned and measured in.',
   titleField: 'name',
   fields: {
-    name: text({ required: true, minLength: 1, maxLength: 200, notes: 'Display name of the cycle (e.g. 2026-Q4).' }),
-    start_date: date({ required: true, notes: 'First day of the cycle (UTC, inclusive).' }),
-    end_date: date({ required: true, notes: 'Last day of the cycle (UTC, inclusive).' }),
+    name: text({
+      required: true,
+      minLength: 1,
+      maxLength: 200,
+      example: '2026-Q4',
+      notes: 'Display name of the cycle (e.g. 2026-Q4).',
+    }),
+    start_date: date({ required: true, example: '2026-10-01', notes: 'First day of the cycle (UTC, inclusive).' }),
+    end_date: date({ required: true, example: '2026-12-31', notes: 'Last day of the cycle (UTC, inclusive).' }),
     state: text({
       enum: ['planning', 'active', 'closed', 'archived'],
       default: 'planning',

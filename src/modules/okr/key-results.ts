@@ -36,6 +36,7 @@ export const keyResults = defineResource({
       required: true,
       minLength: 1,
       maxLength: 200,
+      example: 'Grow monthly recurring revenue to 120k',
       notes: 'Short, descriptive title for this KeyResult.',
     }),
     metric_type: text({
@@ -44,14 +45,20 @@ export const keyResults = defineResource({
       default: 'number',
       notes: 'The measurement type that governs how progress is computed.',
     }),
-    baseline: number({ default: 0, notes: 'Starting value of the metric at the time this KeyResult was created.' }),
+    baseline: number({
+      default: 0,
+      example: 80000,
+      notes: 'Starting value of the metric at the time this KeyResult was created.',
+    }),
     target: number({
       required: true,
+      example: 120000,
       notes: 'The value the metric must reach for this KeyResult to be considered achieved.',
     }),
     current: number({ notes: 'Latest observed value of the metric.' }),
     unit: text({
       maxLength: 64,
+      example: 'MRR',
       notes: "Human-readable unit label for the metric (e.g. 'MRR', '%', 'count', 'milestone').",
     }),
     direction: text({

@@ -11,7 +11,13 @@ export const objectives = defineResource({
   description: 'A qualitative goal for a cycle, measured by its Key Results.',
   titleField: 'title',
   fields: {
-    title: text({ required: true, minLength: 1, maxLength: 200, notes: 'Short, inspiring statement of the goal.' }),
+    title: text({
+      required: true,
+      minLength: 1,
+      maxLength: 200,
+      example: 'Delight our customers',
+      notes: 'Short, inspiring statement of the goal.',
+    }),
     description: text({ maxLength: 10_000, notes: 'Longer context: why this objective matters.' }),
     owner_id: text({
       pattern: OWNER_ID_PATTERN,

@@ -1,0 +1,198 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Doc, Resource } from '../src/core/resource.js';
+import { byName, countRows, resources, storedRow, storeKinds, type TestApp, testApp, USER_B } from './helpers.js';
+
+const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+describe.each(storeKinds)('CRUD on %s', (kind) => {
+  let t: TestApp;
+  let token: string;
+  beforeAll(async () => {
+    t = await testApp(kind);
+    token = await t.token();
+  });
+  afterAll(() => t.close());
+
+  describe.each(resources.map((r) => [r.name, r] as const))('%s', (_name, resource: Resource) => {
+    const titleField = resource.titleField;
+
+    it('creates with 201, Location, ETag and every field present, stamped from the token', async () => {
+      t.clock.advance(1000);
+      const doc = await t.create(resource, token);
+      const res = await t.call('GET', `${resource.basePath}/${doc.id}`, { token });
+      expect(res.status).toBe(200);
+      expect(res.headers.etag).toBe('"1"');
+      const visible = Object.entries(resource.allFields).filter(([, f]) => f.access !== 'writeOnly');
+      expect(Object.keys(res.body).sort()).toEqual(visible.map(([n]) => n).sort());
+      expect(res.body.id).toMatch(new RegExp(resource.idPattern));
+      expect(res.body).toMatchObject({
+        tenant_id: 'acme',
+        app_id: null,
+        created_by: doc.created_by,
+        updated_by: doc.created_by,
+        source: 'edm',
+        source_type: 'api',
+        is_deleted: false,
+        deleted_at: null,
+        deleted_by: null,
+        schema_version: resource.schemaVersion,
+        version: 1,
+      });
+      expect(res.body.created_at).toMatch(ISO_MS);
+      expect(res.body.created_at).toBe(new Date(t.clock.now()).toISOString());
+      expect(res.body.updated_at).toBe(res.body.created_at);
+      const created = await t.call('POST', resource.basePath, { token, body: { ...stripServerFields(resource, doc) } });
+      expect(created.status).toBe(201);
+      expect(created.headers.location).toBe(`${resource.basePath}/${created.body.id}`);
+      expect(created.headers.etag).toBe('"1"');
+    });
+
+    it('updates by JSON Merge Patch: absent unchanged, null clears, version and updated_at bumped', async () => {
+      const doc = await t.create(resource, token, { source: 'crm-sync', source_type: 'backend' });
+      t.clock.advance(5000);
+      const other = await t.token({ sub: USER_B });
+      const res = await t.call('PATCH', `${resource.basePath}/${doc.id}`, {
+        token: other,
+        body: { [titleField]: 'Renamed', source: null },
+        headers: { 'content-type': 'application/merge-patch+json' },
+      });
+      expect(res.status).toBe(200);
+      expect(res.headers.etag).toBe('"2"');
+      expect(res.body).toMatchObject({
+        [titleField]: 'Renamed',
+        source: null,
+        source_type: 'backend',
+        version: 2,
+        updated_by: USER_B,
+        created_by: doc.created_by,
+        created_at: doc.created_at,
+      });
+      expect(res.body.updated_at).toBe(new Date(t.clock.now()).toISOString());
+      const again = await t.call('GET', `${resource.basePath}/${doc.id}`, { token });
+      expect(again.body).toEqual(res.body);
+    });
+
+    it('soft-deletes: GET still answers, PATCH is 409, DELETE again is 404', async () => {
+      const doc = await t.create(resource, token);
+      const del = await t.call('DELETE', `${resource.basePath}/${doc.id}`, { token });
+      expect(del.status).toBe(200);
+      expect(del.body).toMatchObject({ is_deleted: true, deleted_by: doc.created_by, version: 2 });
+      expect(del.body.deleted_at).toMatch(ISO_MS);
+      expect((await t.call('GET', `${resource.basePath}/${doc.id}`, { token })).body.is_deleted).toBe(true);
+      const patch = await t.call('PATCH', `${resource.basePath}/${doc.id}`, { token, body: { [titleField]: 'x' } });
+      expect([patch.status, patch.body.code]).toEqual([409, 'resource_deleted']);
+      const again = await t.call('DELETE', `${resource.basePath}/${doc.id}`, { token });
+      expect([again.status, again.body.code]).toEqual([404, 'not_found']);
+    });
+
+    // Every rejected write answers a problem naming the field and leaves stored data as it was.
+    const rejected: { name: string; method: 'POST' | 'PATCH'; body: unknown; status: number; code: string; path?: string; contentType?: string }[] = [
+      { name: 'unknown field on create', method: 'POST', body: { bogus: 1 }, status: 400, code: 'unknown_field', path: '/bogus' },
+      { name: 'server-owned id', method: 'POST', body: { id: `${resource.idPrefix}_x` }, status: 400, code: 'read_only_field', path: '/id' },
+      { name: 'server-owned tenant_id', method: 'POST', body: { tenant_id: 'evil' }, status: 400, code: 'read_only_field', path: '/tenant_id' },
+      { name: 'server-owned created_by', method: 'PATCH', body: { created_by: 'usr-x' }, status: 400, code: 'read_only_field', path: '/created_by' },
+      { name: 'version on create', method: 'POST', body: { version: 3 }, status: 400, code: 'read_only_field', path: '/version' },
+      { name: 'claiming system provenance', method: 'POST', body: { source_type: 'system' }, status: 400, code: 'validation_failed', path: '/source_type' },
+      { name: 'unknown source_type', method: 'PATCH', body: { source_type: 'robot' }, status: 400, code: 'validation_failed', path: '/source_type' },
+      { name: 'wrong type for the title', method: 'PATCH', body: { [titleField]: 42 }, status: 400, code: 'validation_failed', path: `/${titleField}` },
+      { name: 'null on a required field', method: 'PATCH', body: { [titleField]: null }, status: 400, code: 'validation_failed', path: `/${titleField}` },
+      { name: 'too long a title', method: 'PATCH', body: { [titleField]: 'x'.repeat(201) }, status: 400, code: 'validation_failed', path: `/${titleField}` },
+      { name: 'unknown field on patch', method: 'PATCH', body: { [titleField]: 'ok', nope: true }, status: 400, code: 'unknown_field', path: '/nope' },
+      { name: 'an array body', method: 'POST', body: [1, 2], status: 400, code: 'invalid_body' },
+      { name: 'a non-object patch', method: 'PATCH', body: 'text', status: 400, code: 'invalid_body' },
+      { name: 'malformed JSON', method: 'POST', body: '{"title": ', status: 400, code: 'invalid_json', contentType: 'raw' },
+      { name: 'another media type', method: 'POST', body: 'title=x', status: 415, code: 'unsupported_media_type', contentType: 'text/plain' },
+      { name: 'merge-patch on POST', method: 'POST', body: {}, status: 415, code: 'unsupported_media_type', contentType: 'application/merge-patch+json' },
+      { name: 'a body over 1 MiB', method: 'POST', body: { [titleField]: 'x'.repeat(1024 * 1024) }, status: 413, code: 'payload_too_large' },
+    ];
+
+    it.each(rejected)('rejects $name with $status $code and changes nothing', async (c) => {
+      const existing = await t.create(resource, token);
+      const before = await storedRow(t, resource, existing.id as string);
+      const count = await countRows(t, resource);
+      const url = c.method === 'POST' ? resource.basePath : `${resource.basePath}/${existing.id}`;
+      const headers: Record<string, string> = {};
+      let res: Awaited<ReturnType<TestApp['call']>>;
+      if (c.contentType === 'raw') {
+        res = await t.call(c.method, url, { token, payload: c.body as string, headers: { 'content-type': 'application/json' } });
+      } else if (c.contentType) {
+        headers['content-type'] = c.contentType;
+        res = await t.call(c.method, url, { token, payload: typeof c.body === 'string' ? c.body : JSON.stringify(c.body), headers });
+      } else {
+        res = await t.call(c.method, url, { token, body: c.body });
+      }
+      expect(res.status).toBe(c.status);
+      expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(res.body).toMatchObject({ status: c.status, code: c.code, type: `/problems/${c.code}` });
+      expect(res.body.request_id).toBe(res.headers['x-request-id']);
+      expect(res.raw).not.toMatch(/at .*\.(ts|js):\d+/);
+      if (c.path) expect((res.body.errors as { path: string }[]).map((e) => e.path)).toContain(c.path);
+      expect(await storedRow(t, resource, existing.id as string)).toEqual(before);
+      expect(await countRows(t, resource)).toBe(count);
+    });
+
+    it('answers 404 for an unknown id on every operation', async () => {
+      const id = `${resource.idPrefix}_01ARZ3NDEKTSV4RRFFQ69G5FAV`;
+      for (const [method, suffix, body] of [
+        ['GET', '', undefined],
+        ['PATCH', '', { [titleField]: 'x' }],
+        ['DELETE', '', undefined],
+        ['POST', '/restore', undefined],
+      ] as const) {
+        const res = await t.call(method, `${resource.basePath}/${id}${suffix}`, { token, body });
+        expect([method, res.status, res.body.code]).toEqual([method, 404, 'not_found']);
+      }
+    });
+  });
+
+  it('keeps numbers finite and within ±1e15', async () => {
+    const kr = byName('KeyResult');
+    const doc = await t.create(kr, token);
+    for (const [payload, path] of [
+      ['{"target": 1e16}', '/target'],
+      ['{"baseline": -1e400}', '/baseline'],
+      ['{"weight": -1}', '/weight'],
+    ] as const) {
+      const res = await t.call('PATCH', `${kr.basePath}/${doc.id}`, { token, payload, headers: { 'content-type': 'application/json' } });
+      expect([res.status, res.body.code]).toEqual([400, 'validation_failed']);
+      expect((res.body.errors as { path: string }[])[0].path).toBe(path);
+    }
+    const ok = await t.call('PATCH', `${kr.basePath}/${doc.id}`, { token, body: { target: 1e15 } });
+    expect(ok.status).toBe(200);
+  });
+
+  it('checks references across the tenant: missing, other tenant and deleted → 422, nothing stored', async () => {
+    const kr = byName('KeyResult');
+    const objectives = byName('Objective');
+    const otherTenant = await t.token({ tenant: 'globex' });
+    const foreign = await t.create(objectives, otherTenant);
+    const deleted = await t.create(objectives, token);
+    await t.call('DELETE', `${objectives.basePath}/${deleted.id}`, { token });
+    const count = await countRows(t, kr);
+    for (const objectiveId of ['obj_01ARZ3NDEKTSV4RRFFQ69G5FAV', foreign.id, deleted.id]) {
+      const res = await t.call('POST', kr.basePath, { token, body: { objective_id: objectiveId, title: 'x', target: 10 } });
+      expect([res.status, res.body.code]).toEqual([422, 'invalid_reference']);
+      expect((res.body.errors as { path: string }[])[0].path).toBe('/objective_id');
+    }
+    const malformed = await t.call('POST', kr.basePath, { token, body: { objective_id: 'nope', title: 'x', target: 10 } });
+    expect([malformed.status, malformed.body.code]).toEqual([400, 'validation_failed']);
+    expect(await countRows(t, kr)).toBe(count);
+  });
+
+  it('puts x-request-id on every response and never leaks internals', async () => {
+    for (const [method, url] of [
+      ['GET', '/healthz'],
+      ['GET', '/nope'],
+      ['GET', '/api/v1/okr/cycles'],
+    ] as const) {
+      const res = await t.call(method, url, { token });
+      expect(res.headers['x-request-id']).toMatch(/^req_[0-9A-Z]{26}$/);
+    }
+    const missing = await t.call('GET', '/api/v1/okr/nothing', { token });
+    expect([missing.status, missing.body.code]).toEqual([404, 'route_not_found']);
+  });
+});
+
+function stripServerFields(resource: Resource, doc: Doc): Doc {
+  return Object.fromEntries(Object.entries(doc).filter(([k]) => resource.allFields[k]?.access === 'write'));
+}

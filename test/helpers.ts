@@ -1,0 +1,170 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import pg from 'pg';
+import { mintToken } from '../src/core/auth.js';
+import { ManualClock } from '../src/core/clock.js';
+import type { Config } from '../src/core/config.js';
+import { exampleBody } from '../src/core/examples.js';
+import type { Doc, Resource } from '../src/core/resource.js';
+import { buildApp } from '../src/http/app.js';
+import { modules } from '../src/modules/index.js';
+import { openStore, type Store } from '../src/store/database.js';
+
+export const PG_URL = process.env.EDM_TEST_DATABASE_URL;
+
+/** The stores every suite runs on: SQLite always, PostgreSQL whenever EDM_TEST_DATABASE_URL is set. */
+export const storeKinds: ('sqlite' | 'postgres')[] = PG_URL ? ['sqlite', 'postgres'] : ['sqlite'];
+
+export const resources: Resource[] = modules.flatMap((m) => m.resources);
+export const byName = (name: string) => resources.find((r) => r.name === name) as Resource;
+
+export const T0 = Date.parse('2026-11-01T12:00:00.000Z');
+export const USER_A = 'usr-0a0a0a0a-0000-4000-8000-00000000000a';
+export const USER_B = 'usr-0b0b0b0b-0000-4000-8000-00000000000b';
+
+export function testConfig(overrides: Partial<Config> = {}): Config {
+  return {
+    port: 0,
+    host: '127.0.0.1',
+    databaseUrl: 'sqlite::memory:',
+    dataDir: tmpdir(),
+    jwtSecret: new TextEncoder().encode('test-jwt-secret-0123456789abcdef0123456789'),
+    localMode: false,
+    secretKey: new TextEncoder().encode('test-secret-key-0123456789abcdef0123456789'),
+    jwtIssuer: undefined,
+    jwtAudience: undefined,
+    requireIfMatch: false,
+    dbPoolSize: 5,
+    ...overrides,
+  };
+}
+
+/** A fresh, empty store: a SQLite file in a temp dir, or a PostgreSQL schema of its own. */
+export async function freshStore(kind: 'sqlite' | 'postgres', poolSize = 5): Promise<{ store: Store; url: string; schema?: string; drop: () => Promise<void> }> {
+  if (kind === 'sqlite') {
+    const dir = mkdtempSync(join(tmpdir(), 'edm-test-'));
+    const url = `sqlite:${join(dir, 'edm.sqlite')}`;
+    return { store: openStore(url), url, drop: async () => rmSync(dir, { recursive: true, force: true }) };
+  }
+  const schema = `edm_test_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: PG_URL });
+  await admin.connect();
+  await admin.query(`CREATE SCHEMA ${schema}`);
+  await admin.end();
+  return {
+    store: openStore(PG_URL as string, { schema, poolSize }),
+    url: PG_URL as string,
+    schema,
+    drop: async () => {
+      const c = new pg.Client({ connectionString: PG_URL });
+      await c.connect();
+      await c.query(`DROP SCHEMA ${schema} CASCADE`);
+      await c.end();
+    },
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | number | undefined>;
+  body: Doc;
+  raw: string;
+}
+
+export interface CallOptions {
+  token?: string | null;
+  body?: unknown;
+  headers?: Record<string, string>;
+  /** A raw payload (sent as is). */
+  payload?: string | Buffer;
+}
+
+export interface TestApp {
+  app: FastifyInstance;
+  store: Store;
+  clock: ManualClock;
+  config: Config;
+  kind: 'sqlite' | 'postgres';
+  /** A token for a tenant (default tenant `acme`, sub USER_A, human session). */
+  token(o?: { tenant?: string; sub?: string; app?: string; scope?: string; ttl?: string | number }): Promise<string>;
+  call(method: string, url: string, o?: CallOptions): Promise<Reply>;
+  /** Creates a valid instance of a resource (and its parents), answering the document. */
+  create(resource: Resource, token: string, body?: Doc): Promise<Doc>;
+  close(): Promise<void>;
+}
+
+export async function testApp(kind: 'sqlite' | 'postgres', overrides: Partial<Config> = {}): Promise<TestApp> {
+  const fresh = await freshStore(kind);
+  const clock = new ManualClock(T0);
+  const config = testConfig(overrides);
+  const app = await buildApp({ config, store: fresh.store, clock });
+  let defaultToken: string | null = null;
+  const t: TestApp = {
+    app,
+    store: fresh.store,
+    clock,
+    config,
+    kind,
+    token: (o = {}) =>
+      mintToken({
+        secret: config.jwtSecret,
+        tenant: o.tenant ?? 'acme',
+        sub: o.sub ?? USER_A,
+        app: o.app,
+        scope: o.scope,
+        ttl: o.ttl ?? '1000d',
+        now: clock.now(),
+      }),
+    async call(method, url, o = {}) {
+      if (o.token === undefined && defaultToken === null) defaultToken = await t.token();
+      const token = o.token === undefined ? defaultToken : o.token;
+      const headers: Record<string, string> = { ...(token ? { authorization: `Bearer ${token}` } : {}), ...o.headers };
+      let payload: string | Buffer | undefined = o.payload;
+      if (o.body !== undefined) {
+        payload = JSON.stringify(o.body);
+        headers['content-type'] ??= 'application/json';
+      }
+      const res = await app.inject({ method: method as 'GET', url, headers, ...(payload !== undefined ? { payload } : {}) });
+      let body: Doc = {};
+      try {
+        body = res.body ? (JSON.parse(res.body) as Doc) : {};
+      } catch {
+        body = {};
+      }
+      return { status: res.statusCode, headers: res.headers, body, raw: res.body };
+    },
+    async create(resource, token, body) {
+      const refs: Record<string, string> = {};
+      for (const [name, field] of Object.entries(resource.allFields)) {
+        if (!field.ref || !(field.required || field.parent) || (body && name in body)) continue;
+        const parent = resources.find((r) => r.idPrefix === field.ref) as Resource;
+        refs[field.ref] = (await t.create(parent, token)).id as string;
+      }
+      const res = await t.call('POST', resource.basePath, { token, body: { ...exampleBody(resource, refs), ...body } });
+      if (res.status !== 201) throw new Error(`create ${resource.name} failed: ${res.status} ${res.raw}`);
+      return res.body;
+    },
+    async close() {
+      await app.close();
+      await fresh.store.close();
+      await fresh.drop();
+    },
+  };
+  return t;
+}
+
+/** Reads a row straight from the store (bypassing the API), for "nothing changed" assertions. */
+export async function storedRow(t: TestApp, resource: Resource, id: string): Promise<Record<string, unknown> | undefined> {
+  return t.store.db.selectFrom(resource.table).selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export async function countRows(t: TestApp, resource: Resource): Promise<number> {
+  const row = await t.store.db
+    .selectFrom(resource.table)
+    .select((eb) => eb.fn.countAll().as('n'))
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}
