@@ -86,24 +86,136 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
     });
 
     // Every rejected write answers a problem naming the field and leaves stored data as it was.
-    const rejected: { name: string; method: 'POST' | 'PATCH'; body: unknown; status: number; code: string; path?: string; contentType?: string }[] = [
-      { name: 'unknown field on create', method: 'POST', body: { bogus: 1 }, status: 400, code: 'unknown_field', path: '/bogus' },
-      { name: 'server-owned id', method: 'POST', body: { id: `${resource.idPrefix}_x` }, status: 400, code: 'read_only_field', path: '/id' },
-      { name: 'server-owned tenant_id', method: 'POST', body: { tenant_id: 'evil' }, status: 400, code: 'read_only_field', path: '/tenant_id' },
-      { name: 'server-owned created_by', method: 'PATCH', body: { created_by: 'usr-x' }, status: 400, code: 'read_only_field', path: '/created_by' },
-      { name: 'version on create', method: 'POST', body: { version: 3 }, status: 400, code: 'read_only_field', path: '/version' },
-      { name: 'claiming system provenance', method: 'POST', body: { source_type: 'system' }, status: 400, code: 'validation_failed', path: '/source_type' },
-      { name: 'unknown source_type', method: 'PATCH', body: { source_type: 'robot' }, status: 400, code: 'validation_failed', path: '/source_type' },
-      { name: 'wrong type for the title', method: 'PATCH', body: { [titleField]: 42 }, status: 400, code: 'validation_failed', path: `/${titleField}` },
-      { name: 'null on a required field', method: 'PATCH', body: { [titleField]: null }, status: 400, code: 'validation_failed', path: `/${titleField}` },
-      { name: 'too long a title', method: 'PATCH', body: { [titleField]: 'x'.repeat(201) }, status: 400, code: 'validation_failed', path: `/${titleField}` },
-      { name: 'unknown field on patch', method: 'PATCH', body: { [titleField]: 'ok', nope: true }, status: 400, code: 'unknown_field', path: '/nope' },
+    const rejected: {
+      name: string;
+      method: 'POST' | 'PATCH';
+      body: unknown;
+      status: number;
+      code: string;
+      path?: string;
+      contentType?: string;
+    }[] = [
+      {
+        name: 'unknown field on create',
+        method: 'POST',
+        body: { bogus: 1 },
+        status: 400,
+        code: 'unknown_field',
+        path: '/bogus',
+      },
+      {
+        name: 'server-owned id',
+        method: 'POST',
+        body: { id: `${resource.idPrefix}_x` },
+        status: 400,
+        code: 'read_only_field',
+        path: '/id',
+      },
+      {
+        name: 'server-owned tenant_id',
+        method: 'POST',
+        body: { tenant_id: 'evil' },
+        status: 400,
+        code: 'read_only_field',
+        path: '/tenant_id',
+      },
+      {
+        name: 'server-owned created_by',
+        method: 'PATCH',
+        body: { created_by: 'usr-x' },
+        status: 400,
+        code: 'read_only_field',
+        path: '/created_by',
+      },
+      {
+        name: 'version on create',
+        method: 'POST',
+        body: { version: 3 },
+        status: 400,
+        code: 'read_only_field',
+        path: '/version',
+      },
+      {
+        name: 'claiming system provenance',
+        method: 'POST',
+        body: { source_type: 'system' },
+        status: 400,
+        code: 'validation_failed',
+        path: '/source_type',
+      },
+      {
+        name: 'unknown source_type',
+        method: 'PATCH',
+        body: { source_type: 'robot' },
+        status: 400,
+        code: 'validation_failed',
+        path: '/source_type',
+      },
+      {
+        name: 'wrong type for the title',
+        method: 'PATCH',
+        body: { [titleField]: 42 },
+        status: 400,
+        code: 'validation_failed',
+        path: `/${titleField}`,
+      },
+      {
+        name: 'null on a required field',
+        method: 'PATCH',
+        body: { [titleField]: null },
+        status: 400,
+        code: 'validation_failed',
+        path: `/${titleField}`,
+      },
+      {
+        name: 'too long a title',
+        method: 'PATCH',
+        body: { [titleField]: 'x'.repeat(201) },
+        status: 400,
+        code: 'validation_failed',
+        path: `/${titleField}`,
+      },
+      {
+        name: 'unknown field on patch',
+        method: 'PATCH',
+        body: { [titleField]: 'ok', nope: true },
+        status: 400,
+        code: 'unknown_field',
+        path: '/nope',
+      },
       { name: 'an array body', method: 'POST', body: [1, 2], status: 400, code: 'invalid_body' },
       { name: 'a non-object patch', method: 'PATCH', body: 'text', status: 400, code: 'invalid_body' },
-      { name: 'malformed JSON', method: 'POST', body: '{"title": ', status: 400, code: 'invalid_json', contentType: 'raw' },
-      { name: 'another media type', method: 'POST', body: 'title=x', status: 415, code: 'unsupported_media_type', contentType: 'text/plain' },
-      { name: 'merge-patch on POST', method: 'POST', body: {}, status: 415, code: 'unsupported_media_type', contentType: 'application/merge-patch+json' },
-      { name: 'a body over 1 MiB', method: 'POST', body: { [titleField]: 'x'.repeat(1024 * 1024) }, status: 413, code: 'payload_too_large' },
+      {
+        name: 'malformed JSON',
+        method: 'POST',
+        body: '{"title": ',
+        status: 400,
+        code: 'invalid_json',
+        contentType: 'raw',
+      },
+      {
+        name: 'another media type',
+        method: 'POST',
+        body: 'title=x',
+        status: 415,
+        code: 'unsupported_media_type',
+        contentType: 'text/plain',
+      },
+      {
+        name: 'merge-patch on POST',
+        method: 'POST',
+        body: {},
+        status: 415,
+        code: 'unsupported_media_type',
+        contentType: 'application/merge-patch+json',
+      },
+      {
+        name: 'a body over 1 MiB',
+        method: 'POST',
+        body: { [titleField]: 'x'.repeat(1024 * 1024) },
+        status: 413,
+        code: 'payload_too_large',
+      },
     ];
 
     it.each(rejected)('rejects $name with $status $code and changes nothing', async (c) => {
@@ -114,10 +226,18 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
       const headers: Record<string, string> = {};
       let res: Awaited<ReturnType<TestApp['call']>>;
       if (c.contentType === 'raw') {
-        res = await t.call(c.method, url, { token, payload: c.body as string, headers: { 'content-type': 'application/json' } });
+        res = await t.call(c.method, url, {
+          token,
+          payload: c.body as string,
+          headers: { 'content-type': 'application/json' },
+        });
       } else if (c.contentType) {
         headers['content-type'] = c.contentType;
-        res = await t.call(c.method, url, { token, payload: typeof c.body === 'string' ? c.body : JSON.stringify(c.body), headers });
+        res = await t.call(c.method, url, {
+          token,
+          payload: typeof c.body === 'string' ? c.body : JSON.stringify(c.body),
+          headers,
+        });
       } else {
         res = await t.call(c.method, url, { token, body: c.body });
       }
@@ -153,7 +273,11 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
       ['{"baseline": -1e400}', '/baseline'],
       ['{"weight": -1}', '/weight'],
     ] as const) {
-      const res = await t.call('PATCH', `${kr.basePath}/${doc.id}`, { token, payload, headers: { 'content-type': 'application/json' } });
+      const res = await t.call('PATCH', `${kr.basePath}/${doc.id}`, {
+        token,
+        payload,
+        headers: { 'content-type': 'application/json' },
+      });
       expect([res.status, res.body.code]).toEqual([400, 'validation_failed']);
       expect((res.body.errors as { path: string }[])[0].path).toBe(path);
     }
@@ -170,11 +294,17 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
     await t.call('DELETE', `${objectives.basePath}/${deleted.id}`, { token });
     const count = await countRows(t, kr);
     for (const objectiveId of ['obj_01ARZ3NDEKTSV4RRFFQ69G5FAV', foreign.id, deleted.id]) {
-      const res = await t.call('POST', kr.basePath, { token, body: { objective_id: objectiveId, title: 'x', target: 10 } });
+      const res = await t.call('POST', kr.basePath, {
+        token,
+        body: { objective_id: objectiveId, title: 'x', target: 10 },
+      });
       expect([res.status, res.body.code]).toEqual([422, 'invalid_reference']);
       expect((res.body.errors as { path: string }[])[0].path).toBe('/objective_id');
     }
-    const malformed = await t.call('POST', kr.basePath, { token, body: { objective_id: 'nope', title: 'x', target: 10 } });
+    const malformed = await t.call('POST', kr.basePath, {
+      token,
+      body: { objective_id: 'nope', title: 'x', target: 10 },
+    });
     expect([malformed.status, malformed.body.code]).toEqual([400, 'validation_failed']);
     expect(await countRows(t, kr)).toBe(count);
   });

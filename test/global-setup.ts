@@ -14,6 +14,8 @@ export default function setup(): void {
   ].join('\n');
   process.stderr.write(banner);
   if (process.env.EDM_REQUIRE_POSTGRES === '1') {
-    throw new Error('EDM_REQUIRE_POSTGRES=1 but EDM_TEST_DATABASE_URL is not set: the PostgreSQL half would be skipped');
+    throw new Error(
+      'EDM_REQUIRE_POSTGRES=1 but EDM_TEST_DATABASE_URL is not set: the PostgreSQL half would be skipped',
+    );
   }
 }

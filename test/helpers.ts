@@ -43,7 +43,10 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
 }
 
 /** A fresh, empty store: a SQLite file in a temp dir, or a PostgreSQL schema of its own. */
-export async function freshStore(kind: 'sqlite' | 'postgres', poolSize = 5): Promise<{ store: Store; url: string; schema?: string; drop: () => Promise<void> }> {
+export async function freshStore(
+  kind: 'sqlite' | 'postgres',
+  poolSize = 5,
+): Promise<{ store: Store; url: string; schema?: string; drop: () => Promise<void> }> {
   if (kind === 'sqlite') {
     const dir = mkdtempSync(join(tmpdir(), 'edm-test-'));
     const url = `sqlite:${join(dir, 'edm.sqlite')}`;
@@ -127,7 +130,12 @@ export async function testApp(kind: 'sqlite' | 'postgres', overrides: Partial<Co
         payload = JSON.stringify(o.body);
         headers['content-type'] ??= 'application/json';
       }
-      const res = await app.inject({ method: method as 'GET', url, headers, ...(payload !== undefined ? { payload } : {}) });
+      const res = await app.inject({
+        method: method as 'GET',
+        url,
+        headers,
+        ...(payload !== undefined ? { payload } : {}),
+      });
       let body: Doc = {};
       try {
         body = res.body ? (JSON.parse(res.body) as Doc) : {};
@@ -157,7 +165,11 @@ export async function testApp(kind: 'sqlite' | 'postgres', overrides: Partial<Co
 }
 
 /** Reads a row straight from the store (bypassing the API), for "nothing changed" assertions. */
-export async function storedRow(t: TestApp, resource: Resource, id: string): Promise<Record<string, unknown> | undefined> {
+export async function storedRow(
+  t: TestApp,
+  resource: Resource,
+  id: string,
+): Promise<Record<string, unknown> | undefined> {
   return t.store.db.selectFrom(resource.table).selectAll().where('id', '=', id).executeTakeFirst();
 }
 
