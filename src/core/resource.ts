@@ -1,3 +1,4 @@
+import type { TSchema } from '@sinclair/typebox';
 import type { FieldError } from './errors.js';
 import { type AnyField, boolean, datetime, idPattern, integer, text, type ValueOf } from './fields.js';
 
@@ -81,6 +82,25 @@ export interface ResourceHooks {
   validate?(doc: Doc, before: Doc | null, ctx: HookContext): FieldError[];
 }
 
+/**
+ * An operation beyond the six every resource has (list, get, create, update, delete, restore),
+ * e.g. a key result's check-ins. Routes, manifest, OpenAPI and the SDK derive from it.
+ */
+export interface CustomOperation {
+  /** SDK path under the resource namespace, dot-separated: `checkIns.create`. */
+  name: string;
+  method: 'GET' | 'POST';
+  /** Appended to the resource's base path; `{id}` is the resource id: `/{id}/check-ins`. */
+  path: string;
+  summary: string;
+  /** JSON Schema of the body (POST). */
+  body?: TSchema;
+  /** `resource`: answers the resource document (with ETag); `list`: a list envelope of `item`. */
+  response: { kind: 'resource'; status: 200 | 201 } | { kind: 'list'; item: TSchema };
+  /** A valid example body, for docs and the Playground. */
+  example?: Doc;
+}
+
 export interface ResourceOptions<F extends FieldMap> {
   module: string;
   /** Singular PascalCase name (`KeyResult`). */
@@ -96,6 +116,7 @@ export interface ResourceOptions<F extends FieldMap> {
   sortable: readonly string[];
   filterable: readonly string[];
   hooks?: ResourceHooks;
+  operations?: readonly CustomOperation[];
 }
 
 export interface Resource<F extends FieldMap = FieldMap> extends Omit<ResourceOptions<F>, 'titleField'> {
