@@ -1,0 +1,88 @@
+/**
+ * The shape of `GET /api/v1/manifest`: how the platform describes itself to the Playground and
+ * to tools. Derived from the resource declarations (src/http/manifest.ts builds it).
+ */
+export interface Manifest {
+  platform: { name: string; version: string };
+  modules: ManifestModule[];
+}
+
+export interface ManifestModule {
+  name: string;
+  description: string;
+  /** `client.okr` */
+  client_namespace: string;
+  resources: ManifestResource[];
+}
+
+export interface ManifestResource {
+  /** `KeyResult` */
+  name: string;
+  module: string;
+  /** `/api/v1/okr/key-results` */
+  path: string;
+  description: string;
+  id_prefix: string;
+  schema_version: number;
+  /** `client.okr.keyResults` */
+  client_namespace: string;
+  /** The field `q` searches. */
+  title_field: string;
+  operations: ManifestOperation[];
+  fields: ManifestField[];
+  list: {
+    sortable: string[];
+    filterable: string[];
+    default_sort: string;
+    default_limit: number;
+    max_limit: number;
+  };
+}
+
+export interface ManifestOperation {
+  /** `list`, `get`, `create`, `update`, `delete`, `restore`, `checkIns.create`, … */
+  name: string;
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
+  /** Full path template: `/api/v1/okr/key-results/{id}` */
+  path: string;
+  summary: string;
+  /** `client.okr.keyResults.checkIns.create` */
+  client_method: string;
+  /** Query parameters the operation takes (list filters, `cascade`, …). */
+  query: ManifestParameter[];
+  /** Whether a JSON body is sent. */
+  has_body: boolean;
+  /** A valid example body (create, update, custom POSTs). */
+  example: Record<string, unknown> | null;
+  /** What the success answer holds. */
+  response: 'resource' | 'list' | 'item_list';
+  success_status: number;
+}
+
+export interface ManifestParameter {
+  name: string;
+  type: string;
+  description: string;
+  enum?: string[];
+}
+
+export interface ManifestField {
+  name: string;
+  /** The type shown on the reference page: `uuid`, `string`, `number`, `date-time`, `json`, `enum`, … */
+  type: string;
+  /** Required on create. */
+  required: boolean;
+  /** Never null in a response (the `*` of the reference page). */
+  always_present: boolean;
+  notes: string;
+  enum: string[] | null;
+  read_only: boolean;
+  write_only: boolean;
+  computed: boolean;
+  default: unknown;
+  pattern: string | null;
+  /** Id prefix of the referenced resource. */
+  ref: string | null;
+  /** Platform field shared by every resource. */
+  platform: boolean;
+}
