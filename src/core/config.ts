@@ -16,6 +16,12 @@ export interface Config {
   jwtAudience: string | undefined;
   requireIfMatch: boolean;
   dbPoolSize: number;
+  /** EDM_AUTO_MIGRATE: `edm serve` creates or upgrades the schema at start (default true). */
+  autoMigrate?: boolean;
+  /** EDM_DB_CONNECT_TIMEOUT_MS: wait for a PostgreSQL connection before answering 503. */
+  dbConnectTimeoutMs?: number;
+  /** EDM_DB_STATEMENT_TIMEOUT_MS: PostgreSQL statement_timeout of requests (0: none). */
+  dbStatementTimeoutMs?: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -34,7 +40,7 @@ function generatedSecret(dataDir: string, name: string): Uint8Array {
 /**
  * Configuration from the environment (PORT, HOST, EDM_DATABASE_URL, EDM_JWT_SECRET,
  * EDM_SECRET_KEY, EDM_JWT_ISSUER, EDM_JWT_AUDIENCE, EDM_REQUIRE_IF_MATCH, EDM_DB_POOL_SIZE,
- * EDM_DATA_DIR). Secrets that are not configured are generated under the data dir.
+ * EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS). Secrets that are not configured are generated under the data dir.
  */
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = resolve(env.EDM_DATA_DIR ?? './data');
@@ -43,6 +49,11 @@ export function loadConfig(env: Env = process.env): Config {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be 0–65535, got ${env.PORT}`);
   const poolSize = Number(env.EDM_DB_POOL_SIZE ?? 10);
   if (!Number.isInteger(poolSize) || poolSize < 1) throw new Error('EDM_DB_POOL_SIZE must be a positive integer');
+  const millis = (name: string, fallback: number) => {
+    const n = Number(env[name] ?? fallback);
+    if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a whole number of milliseconds`);
+    return n;
+  };
   return {
     port,
     host: localMode ? '127.0.0.1' : (env.HOST ?? '0.0.0.0'),
@@ -59,5 +70,8 @@ export function loadConfig(env: Env = process.env): Config {
     jwtAudience: env.EDM_JWT_AUDIENCE || undefined,
     requireIfMatch: env.EDM_REQUIRE_IF_MATCH === '1' || env.EDM_REQUIRE_IF_MATCH === 'true',
     dbPoolSize: poolSize,
+    autoMigrate: !['0', 'false'].includes(env.EDM_AUTO_MIGRATE ?? ''),
+    dbConnectTimeoutMs: millis('EDM_DB_CONNECT_TIMEOUT_MS', 5000),
+    dbStatementTimeoutMs: millis('EDM_DB_STATEMENT_TIMEOUT_MS', 30_000),
   };
 }

@@ -65,7 +65,9 @@ type AccessOf<O> = O extends { readOnly: true }
       ? 'writeOnly'
       : 'write';
 
-export type Field<S extends TSchema, O> = FieldSpec<S, RequiredOf<O>, AccessOf<O>>;
+/** `alwaysPresent: true` is kept as a literal so the SDK's response types drop `| null` for it. */
+export type Field<S extends TSchema, O> = FieldSpec<S, RequiredOf<O>, AccessOf<O>> &
+  (O extends { alwaysPresent: true } ? { readonly alwaysPresent: true } : unknown);
 
 function make<S extends TSchema, O extends CommonOptions>(
   schema: S,

@@ -1,6 +1,7 @@
 import type { TSchema } from '@sinclair/typebox';
 import type { FieldError } from './errors.js';
 import { type AnyField, boolean, datetime, idPattern, integer, text, type ValueOf } from './fields.js';
+import type { OperationCall, RowPage, TableDef, Tx, WriteEvent } from './tables.js';
 
 /**
  * The platform fields of the seed page, declared once for every resource. Their notes are the
@@ -65,21 +66,30 @@ export interface Principal {
   scopes: ReadonlySet<string> | null;
 }
 
-/** What a resource's domain hooks may use; `store` is the transaction of the write. */
+/** What a resource's domain hooks know about the write they run in. */
 export interface HookContext {
   principal: Principal;
   now: number;
-  op: 'create' | 'update';
+  op: 'create' | 'update' | 'delete' | 'restore' | 'system';
+  /** The client's body (create) or merge patch (update); null for other writes. */
+  input: Doc | null;
+  /** Operation-specific details (a check-in's note, confidence and time). */
+  event: WriteEvent | null;
 }
 
+/**
+ * Domain behaviour plugged into the generic write path, in this order: prepare → validate
+ * (400) → [state 409, references 422] → derive → write → afterWrite, all in one transaction.
+ */
 export interface ResourceHooks {
-  /**
-   * Fills defaults and derived fields of the merged document before validation of cross-field
-   * rules; `before` is the stored document on update.
-   */
+  /** Fills defaults and derived fields from the document alone; `before` is the stored document on update. */
   prepare?(doc: Doc, before: Doc | null, ctx: HookContext): void;
   /** Cross-field rules; a non-empty answer is a 400 naming the fields. */
   validate?(doc: Doc, before: Doc | null, ctx: HookContext): FieldError[];
+  /** Derives fields that depend on other rows (a status from the cycle); may throw ApiErrors. */
+  derive?(doc: Doc, before: Doc | null, ctx: HookContext, tx: Tx): Promise<void>;
+  /** Follows a committed-together write: logs, roll-ups, queues. `after` is null never; `before` null on create. */
+  afterWrite?(after: Doc, before: Doc | null, ctx: HookContext, tx: Tx): Promise<void>;
 }
 
 /**
@@ -99,6 +109,8 @@ export interface CustomOperation {
   response: { kind: 'resource'; status: 200 | 201 } | { kind: 'list'; item: TSchema };
   /** A valid example body, for docs and the Playground. */
   example?: Doc;
+  /** Does the work, inside the transaction of the call; answers the resource or a page. */
+  run(call: OperationCall): Promise<Doc | RowPage>;
 }
 
 export interface ResourceOptions<F extends FieldMap> {
@@ -117,6 +129,10 @@ export interface ResourceOptions<F extends FieldMap> {
   filterable: readonly string[];
   hooks?: ResourceHooks;
   operations?: readonly CustomOperation[];
+  /** Stored columns the API never shows (running sums of roll-ups, sweep deadlines). */
+  internal?: Readonly<Record<string, AnyField>>;
+  /** Auxiliary tables the resource's domain code uses (logs, queues). */
+  tables?: readonly TableDef[];
 }
 
 export interface Resource<F extends FieldMap = FieldMap> extends Omit<ResourceOptions<F>, 'titleField'> {
@@ -146,7 +162,15 @@ const camel = (kebab: string) => kebab.replace(/-([a-z])/g, (_, c: string) => c.
  *   sortable: ['created_at', 'name'], filterable: ['state'],
  * });
  */
-export function defineResource<const F extends FieldMap>(options: ResourceOptions<F>): Resource<F> {
+export function defineResource<
+  const F extends FieldMap,
+  const P extends string,
+  const Ops extends readonly CustomOperation[] = readonly [],
+  const S extends string = string,
+  const Fl extends string = string,
+>(
+  options: ResourceOptions<F> & { path: P; operations?: Ops; sortable: readonly S[]; filterable: readonly Fl[] },
+): Resource<F> & ResourceTypeInfo<P, Ops, S, Fl> {
   const { version, ...leading } = platformFields;
   for (const name of Object.keys(options.fields)) {
     if (name in platformFields) throw new Error(`${options.name}.${name} redeclares a platform field`);
@@ -157,12 +181,50 @@ export function defineResource<const F extends FieldMap>(options: ResourceOption
   }
   return {
     ...options,
+    operations: options.operations ?? ([] as unknown as Ops),
     allFields,
     table: `${options.module}_${options.path.replaceAll('-', '_')}`,
-    clientName: camel(options.path),
+    clientName: camel(options.path) as CamelCase<P>,
     basePath: `/api/v1/${options.module}/${options.path}`,
     idPattern: idPattern(options.idPrefix),
   };
+}
+
+/**
+ * What `defineResource` keeps as literal types beside `Resource<F>`, so the SDK can name
+ * `client.okr.keyResults`, its custom operations and its list parameters.
+ */
+export interface ResourceTypeInfo<
+  P extends string,
+  Ops extends readonly CustomOperation[],
+  S extends string,
+  Fl extends string,
+> {
+  readonly path: P;
+  readonly clientName: CamelCase<P>;
+  readonly operations: Ops;
+  readonly sortable: readonly S[];
+  readonly filterable: readonly Fl[];
+}
+
+/** `key-results` → `keyResults` */
+export type CamelCase<S extends string> = S extends `${infer H}-${infer T}` ? `${H}${Capitalize<CamelCase<T>>}` : S;
+
+/** What a background job may do: read a due queue and write as the platform, per tenant. */
+export interface JobContext {
+  now: number;
+  /** Rows of a queue table whose `column` is at or before now, earliest first. */
+  queue(table: TableDef, column: string, limit: number): Promise<Record<string, unknown>[]>;
+  /** Runs `fn` in one transaction as the platform (principal `system`) inside a tenant. */
+  transaction<T>(tenantId: string, fn: (tx: Tx) => Promise<T>): Promise<T>;
+}
+
+/** Periodic platform work a module needs (the status sweep; later connector syncs). */
+export interface Job {
+  name: string;
+  intervalMs: number;
+  /** Answers how many things it changed. */
+  run(ctx: JobContext): Promise<number>;
 }
 
 /** A module: a name and its resources, in the order the manifest lists them. */
@@ -170,6 +232,23 @@ export interface ModuleDef {
   name: string;
   description: string;
   resources: readonly Resource[];
+  jobs?: readonly Job[];
+}
+
+/**
+ * Declares a module, keeping its name and resource tuple as literal types (the SDK derives
+ * `client.<module>.<resource>` from them).
+ *
+ * @example
+ * export const okr = defineModule({ name: 'okr', description: 'Objectives and Key Results.', resources: [cycles] });
+ */
+export function defineModule<const N extends string, const R extends readonly Resource[]>(module: {
+  name: N;
+  description: string;
+  resources: R;
+  jobs?: readonly Job[];
+}): ModuleDef & { readonly name: N; readonly resources: R } {
+  return module;
 }
 
 // ---- Static types derived from declarations (used by the SDK; type-only) ----

@@ -1,4 +1,4 @@
-import { FormatRegistry, type TSchema } from '@sinclair/typebox';
+import { FormatRegistry, type TSchema, Type } from '@sinclair/typebox';
 import { type TypeCheck, TypeCompiler, ValueErrorType } from '@sinclair/typebox/compiler';
 import { ApiError, type FieldError, fieldError } from './errors.js';
 import type { AnyField } from './fields.js';
@@ -144,4 +144,40 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
     else result[key] = mergePatch(result[key], value);
   }
   return result;
+}
+
+/**
+ * Validates the body of a custom operation against a small field map: unknown fields, required
+ * ones and each value, all reported at once. Answers the body with absent fields as null.
+ */
+export function validateInput(fields: Readonly<Record<string, AnyField>>, body: unknown): Doc {
+  const input = asObject(body);
+  const unknown = Object.keys(input).filter((k) => !(k in fields));
+  if (unknown.length) {
+    throw fieldError(
+      'unknown_field',
+      unknown.map((k) => ({ path: `/${k}`, code: 'unknown_field', message: `${k} is not accepted here` })),
+    );
+  }
+  const errors: FieldError[] = [];
+  const out: Doc = {};
+  for (const [name, field] of Object.entries(fields)) {
+    const value = input[name] ?? null;
+    if (value === null && field.required)
+      errors.push({ path: `/${name}`, code: 'required', message: `${name} is required` });
+    else errors.push(...checkField(name, field, value));
+    out[name] = value;
+  }
+  if (errors.length) throw fieldError('validation_failed', errors);
+  return out;
+}
+
+/** The JSON Schema object of a custom operation's body, from the same field map. */
+export function inputSchema(fields: Readonly<Record<string, AnyField>>): TSchema {
+  const properties: Record<string, TSchema> = {};
+  for (const [name, field] of Object.entries(fields)) {
+    const schema = { ...field.schema, description: field.notes };
+    properties[name] = field.required ? schema : Type.Optional(Type.Union([schema, Type.Null()]));
+  }
+  return Type.Object(properties, { additionalProperties: false });
 }

@@ -1,9 +1,12 @@
+import { createHash } from 'node:crypto';
 import { type Expression, type SqlBool, sql } from 'kysely';
 import { type Clock, isoTime } from '../core/clock.js';
 import { ApiError, type FieldError, fieldError } from '../core/errors.js';
+import type { AnyField, ColumnKind } from '../core/fields.js';
 import { newId } from '../core/ids.js';
-import { type CursorCodec, type ListQuery, searchText } from '../core/list-query.js';
-import type { Doc, HookContext, ModuleDef, Principal, Resource } from '../core/resource.js';
+import { type CursorCodec, DEFAULT_LIMIT, type ListQuery, MAX_LIMIT, searchText } from '../core/list-query.js';
+import type { Doc, HookContext, Job, ModuleDef, Principal, Resource } from '../core/resource.js';
+import type { ResourceOps, Row, RowPage, SelectOptions, TableDef, Tx, WriteEvent } from '../core/tables.js';
 import { asObject, checkWritableKeys, mergePatch, validateDocument } from '../core/validation.js';
 import type { DB, Store } from './database.js';
 import { SEARCH_COLUMN, storedFields } from './schema.js';
@@ -22,6 +25,8 @@ export interface WriteConditions {
   ifMatch: readonly number[] | 'any' | null;
 }
 
+export const NO_CONDITIONS: WriteConditions = { ifMatch: null };
+
 export interface ListPage {
   object: 'list';
   data: Doc[];
@@ -34,10 +39,19 @@ interface Child {
   field: string;
 }
 
+/** Server-set values and hook details of an update made on the caller's behalf (a check-in). */
+export interface UpdateExtra {
+  internal?: Doc;
+  event?: WriteEvent;
+}
+
+const kindOf = (column: ColumnKind): Pick<AnyField, 'column'> => ({ column });
+
 /**
  * The generic behaviour of every declared resource: create, read, update, soft delete,
- * restore and list, with the platform rules of PRODUCT.md §1 in their check order. Writes run
- * inside a transaction the caller opens (so idempotency records commit with the work).
+ * restore and list, with the platform rules of PRODUCT.md §1 in their check order, and the
+ * resource's domain hooks at fixed points. Writes run inside a transaction the caller opens
+ * (so idempotency records commit with the work).
  */
 export class Engine {
   readonly store: Store;
@@ -72,7 +86,7 @@ export class Engine {
 
   private toRow(resource: Resource, doc: Doc): Record<string, unknown> {
     const row: Record<string, unknown> = {};
-    for (const [name, field] of storedFields(resource)) row[name] = this.store.encode(field, doc[name]);
+    for (const [name, field] of storedFields(resource)) row[name] = this.store.encode(field as AnyField, doc[name]);
     const title = doc[resource.titleField];
     row[SEARCH_COLUMN] = typeof title === 'string' ? searchText(title) : null;
     return row;
@@ -83,7 +97,25 @@ export class Engine {
     for (const [name, field] of Object.entries(resource.allFields)) {
       doc[name] = field.column === null ? null : this.store.decode(field, row[name]);
     }
+    for (const [name, field] of Object.entries(resource.internal ?? {}))
+      doc[name] = this.store.decode(field, row[name]);
     return doc;
+  }
+
+  private encodeRow(table: TableDef, row: Row): Row {
+    const out: Row = {};
+    for (const [k, v] of Object.entries(row)) out[k] = this.store.encode(kindOf(table.columns[k]) as AnyField, v);
+    return out;
+  }
+
+  private decodeRow(table: TableDef, row: Row): Row {
+    const out: Row = {};
+    for (const [k, kind] of Object.entries(table.columns)) out[k] = this.store.decode(kindOf(kind) as AnyField, row[k]);
+    return out;
+  }
+
+  private live(resource: Resource): unknown {
+    return this.store.encode(resource.allFields.is_deleted, false);
   }
 
   /** Rows the principal may see: its tenant, and its app when the token names one. */
@@ -101,6 +133,94 @@ export class Engine {
     return this.fromRow(resource, row);
   }
 
+  /** The transaction handle domain hooks and custom operations use. */
+  tx(db: DB, principal: Principal, now: number): Tx {
+    const engine = this;
+    return {
+      now,
+      async find(resource, tenantId, id) {
+        const row = await db
+          .selectFrom(resource.table)
+          .selectAll()
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', id)
+          .executeTakeFirst();
+        return row ? engine.fromRow(resource, row) : null;
+      },
+      async findLive(resource, tenantId, where) {
+        let q = db
+          .selectFrom(resource.table)
+          .selectAll()
+          .where('tenant_id', '=', tenantId)
+          .where('is_deleted', '=', engine.live(resource));
+        for (const [k, v] of Object.entries(where)) q = q.where(k, '=', v);
+        return (await q.orderBy('id').execute()).map((r) => engine.fromRow(resource, r));
+      },
+      systemWrite: (resource, before, changes) => engine.systemWrite(db, resource, principal, before, changes, now),
+      async insert(table, row) {
+        await db.insertInto(table.name).values(engine.encodeRow(table, row)).execute();
+      },
+      async upsert(table, row) {
+        const encoded = engine.encodeRow(table, row);
+        const update = Object.fromEntries(Object.entries(encoded).filter(([k]) => !table.primaryKey.includes(k)));
+        await db
+          .insertInto(table.name)
+          .values(encoded)
+          .onConflict((oc) => oc.columns([...table.primaryKey]).doUpdateSet(update))
+          .execute();
+      },
+      async remove(table, where) {
+        let q = db.deleteFrom(table.name);
+        for (const [k, v] of Object.entries(engine.encodeRow(table, where))) q = q.where(k, '=', v);
+        await q.execute();
+      },
+      async select(table, where, options: SelectOptions = {}) {
+        let q = db.selectFrom(table.name).selectAll();
+        for (const [k, v] of Object.entries(engine.encodeRow(table, where))) q = q.where(k, '=', v);
+        if (options.atMost) {
+          const [col, v] = options.atMost;
+          q = q.where(col, '<=', engine.store.encode(kindOf(table.columns[col]) as AnyField, v));
+        }
+        for (const [col, dir] of options.orderBy ?? []) q = q.orderBy(col, dir);
+        if (options.limit !== undefined) q = q.limit(options.limit);
+        return (await q.execute()).map((r) => engine.decodeRow(table, r));
+      },
+    };
+  }
+
+  /** Resource operations for a custom operation, bound to its caller and transaction. */
+  ops(db: DB, principal: Principal): ResourceOps {
+    return {
+      get: (resource, id) => this.load(db, resource, principal, id, true),
+      update: (resource, id, patch, extra) => this.update(db, resource, principal, id, patch, NO_CONDITIONS, extra),
+      page: (table, where, order, params) => this.page(db, principal, table, where, order, params),
+    };
+  }
+
+  // ---- jobs ----
+
+  /** Runs one background job now (the app schedules them; tests call this with a set clock). */
+  async runJob(job: Job): Promise<number> {
+    const now = this.clock.now();
+    return job.run({
+      now,
+      queue: async (table, column, limit) =>
+        (
+          await this.store.db
+            .selectFrom(table.name)
+            .selectAll()
+            .where(column, '<=', this.store.encode(kindOf(table.columns[column]) as AnyField, isoTime(now)))
+            .orderBy(column)
+            .limit(limit)
+            .execute()
+        ).map((r) => this.decodeRow(table, r)),
+      transaction: (tenantId, fn) =>
+        this.transaction((db) =>
+          fn(this.tx(db, { sub: 'system', tenantId, appId: null, scopes: null }, this.clock.now())),
+        ),
+    });
+  }
+
   // ---- reads ----
 
   async get(resource: Resource, principal: Principal, id: string): Promise<Doc> {
@@ -113,7 +233,7 @@ export class Engine {
     const sortSpec = resource.allFields[sortField];
     const nullable = !sortSpec.alwaysPresent;
     let q = this.visible(store.db, resource, principal);
-    if (!query.includeDeleted) q = q.where('is_deleted', '=', store.encode(resource.allFields.is_deleted, false));
+    if (!query.includeDeleted) q = q.where('is_deleted', '=', this.live(resource));
     for (const f of query.filters) {
       const spec = resource.allFields[f.field];
       if (f.op === 'in') {
@@ -130,20 +250,10 @@ export class Engine {
       const fn = store.kind === 'postgres' ? sql`strpos` : sql`instr`;
       q = q.where(sql<SqlBool>`${fn}(${sql.ref(SEARCH_COLUMN)}, ${query.q}) > 0`);
     }
-    if (query.after) {
-      const { value, id } = query.after;
-      const cmp = desc ? '<' : '>';
-      const col = sql.ref(sortField);
-      const v = store.encode(sortSpec, value);
-      q =
-        value === null
-          ? q.where(sql<SqlBool>`(${col} IS NULL AND ${sql.ref('id')} ${sql.raw(cmp)} ${id})`)
-          : q.where(
-              sql<SqlBool>`(${col} ${sql.raw(cmp)} ${v} OR (${col} = ${v} AND ${sql.ref('id')} ${sql.raw(cmp)} ${id})${
-                nullable ? sql` OR ${col} IS NULL` : sql``
-              })`,
-            );
-    }
+    if (query.after)
+      q = q.where(
+        this.keysetAfter(sortField, desc, nullable, store.encode(sortSpec, query.after.value), query.after.id),
+      );
     const dir = desc ? 'desc' : 'asc';
     q = nullable ? q.orderBy(sortField, (ob) => (desc ? ob.desc() : ob.asc()).nullsLast()) : q.orderBy(sortField, dir);
     q = q.orderBy('id', dir).limit(query.limit + 1);
@@ -160,6 +270,23 @@ export class Engine {
     };
   }
 
+  /** Rows strictly after (value, id) in the sort order; nulls sort last. */
+  private keysetAfter(
+    column: string,
+    desc: boolean,
+    nullable: boolean,
+    value: unknown,
+    id: string,
+  ): Expression<SqlBool> {
+    const cmp = sql.raw(desc ? '<' : '>');
+    const col = sql.ref(column);
+    const idCol = sql.ref('id');
+    if (value === null) return sql<SqlBool>`(${col} IS NULL AND ${idCol} ${cmp} ${id})`;
+    return sql<SqlBool>`(${col} ${cmp} ${value} OR (${col} = ${value} AND ${idCol} ${cmp} ${id})${
+      nullable ? sql` OR ${col} IS NULL` : sql``
+    })`;
+  }
+
   private hasAny(column: string, values: string[]): Expression<SqlBool> {
     if (this.store.kind === 'postgres') {
       return sql<SqlBool>`${sql.ref(column)} ?| ${sql.val(values)}::text[]`;
@@ -167,10 +294,71 @@ export class Engine {
     return sql<SqlBool>`EXISTS (SELECT 1 FROM json_each(${sql.ref(column)}) WHERE json_each.value IN (${sql.join(values)}))`;
   }
 
+  /** Keyset pages of a log table, newest first; cursors bound to the caller and the filter. */
+  async page(
+    db: DB,
+    principal: Principal,
+    table: TableDef,
+    where: Row,
+    order: { column: string; id: string },
+    params: Record<string, string | string[] | undefined>,
+  ): Promise<RowPage> {
+    let limit = DEFAULT_LIMIT;
+    let cursor: string | null = null;
+    for (const [name, value] of Object.entries(params)) {
+      if (Array.isArray(value)) throw new ApiError('invalid_parameter', `${name} must not be repeated`);
+      if (name === 'limit') {
+        if (!/^\d+$/.test(value ?? '') || Number(value) < 1 || Number(value) > MAX_LIMIT) {
+          throw new ApiError('invalid_parameter', `limit: must be an integer from 1 to ${MAX_LIMIT}`, {
+            errors: [
+              { path: 'limit', code: 'invalid_parameter', message: `must be an integer from 1 to ${MAX_LIMIT}` },
+            ],
+          });
+        }
+        limit = Number(value);
+      } else if (name === 'cursor') cursor = value ?? null;
+      else throw new ApiError('unknown_parameter', `${name} is not a parameter of this list`);
+    }
+    const fingerprint = createHash('sha256')
+      .update(JSON.stringify([table.name, principal.tenantId, principal.appId, where]))
+      .digest('base64url');
+    let q = db.selectFrom(table.name).selectAll();
+    for (const [k, v] of Object.entries(this.encodeRow(table, where))) q = q.where(k, '=', v);
+    if (cursor !== null) {
+      const after = this.options.cursors.decode(cursor, fingerprint);
+      const value = this.store.encode(kindOf(table.columns[order.column]) as AnyField, after.value);
+      const col = sql.ref(order.column);
+      const idCol = sql.ref(order.id);
+      q = q.where(sql<SqlBool>`(${col} < ${value} OR (${col} = ${value} AND ${idCol} < ${after.id}))`);
+    }
+    const rows = (
+      await q
+        .orderBy(order.column, 'desc')
+        .orderBy(order.id, 'desc')
+        .limit(limit + 1)
+        .execute()
+    ).map((r) => this.decodeRow(table, r));
+    const hasMore = rows.length > limit;
+    const data = rows.slice(0, limit);
+    const last = data[data.length - 1];
+    return {
+      object: 'list',
+      data,
+      has_more: hasMore,
+      next_cursor:
+        hasMore && last ? this.options.cursors.encode(fingerprint, last[order.column], String(last[order.id])) : null,
+    };
+  }
+
   // ---- writes ----
 
-  private context(principal: Principal, op: HookContext['op']): HookContext {
-    return { principal, now: this.clock.now(), op };
+  private context(
+    principal: Principal,
+    op: HookContext['op'],
+    input: Doc | null,
+    event: WriteEvent | null,
+  ): HookContext {
+    return { principal, now: this.clock.now(), op, input, event };
   }
 
   private checkPreconditions(current: Doc, cond: WriteConditions, bodyVersion: unknown): void {
@@ -199,7 +387,7 @@ export class Engine {
           .select('id')
           .where('tenant_id', '=', principal.tenantId)
           .where('id', '=', value)
-          .where('is_deleted', '=', this.store.encode(target.allFields.is_deleted, false))
+          .where('is_deleted', '=', this.live(target))
           .executeTakeFirst());
       if (!found) {
         errors.push({
@@ -214,12 +402,13 @@ export class Engine {
 
   async create(db: DB, resource: Resource, principal: Principal, body: Doc): Promise<Doc> {
     checkWritableKeys(resource, body, false);
-    const ctx = this.context(principal, 'create');
+    const ctx = this.context(principal, 'create', body, null);
     const now = isoTime(ctx.now);
     const doc: Doc = {};
     for (const [name, field] of Object.entries(resource.allFields)) {
       doc[name] = field.access === 'read' ? null : (body[name] ?? field.default ?? null);
     }
+    for (const [name, field] of Object.entries(resource.internal ?? {})) doc[name] = field.default ?? null;
     Object.assign(doc, {
       id: newId(resource.idPrefix),
       tenant_id: principal.tenantId,
@@ -235,22 +424,34 @@ export class Engine {
     resource.hooks?.prepare?.(doc, null, ctx);
     validateDocument(resource, doc, null, ctx);
     await this.checkReferences(db, resource, principal, doc, null);
+    const tx = this.tx(db, principal, ctx.now);
+    await resource.hooks?.derive?.(doc, null, ctx, tx);
     await db.insertInto(resource.table).values(this.toRow(resource, doc)).execute();
+    await resource.hooks?.afterWrite?.(doc, null, ctx, tx);
     return doc;
   }
 
-  async update(db: DB, resource: Resource, principal: Principal, id: string, body: unknown, cond: WriteConditions) {
+  async update(
+    db: DB,
+    resource: Resource,
+    principal: Principal,
+    id: string,
+    body: unknown,
+    cond: WriteConditions,
+    extra: UpdateExtra = {},
+  ): Promise<Doc> {
     const before = await this.load(db, resource, principal, id, true);
     this.checkPreconditions(before, cond, (body as Doc | null)?.version);
     const patch = asObject(body);
     checkWritableKeys(resource, patch, true);
-    const ctx = this.context(principal, 'update');
+    const ctx = this.context(principal, 'update', patch, extra.event ?? null);
     const doc: Doc = { ...before };
     for (const [name, value] of Object.entries(patch)) {
       if (name === 'version') continue;
       const isObject = value !== null && typeof value === 'object' && !Array.isArray(value);
       doc[name] = isObject && resource.allFields[name].column === 'json' ? mergePatch(before[name], value) : value;
     }
+    Object.assign(doc, extra.internal);
     resource.hooks?.prepare?.(doc, before, ctx);
     validateDocument(resource, doc, before, ctx);
     if (before.is_deleted)
@@ -259,19 +460,21 @@ export class Engine {
       throw new ApiError(
         'version_conflict',
         `The body names version ${patch.version}; the current version is ${before.version}`,
-        {
-          extra: { current_version: before.version },
-        },
+        { extra: { current_version: before.version } },
       );
     }
     await this.checkReferences(db, resource, principal, doc, before);
+    const tx = this.tx(db, principal, ctx.now);
+    await resource.hooks?.derive?.(doc, before, ctx, tx);
     Object.assign(doc, {
       updated_at: isoTime(ctx.now),
       updated_by: principal.sub,
       schema_version: resource.schemaVersion,
       version: (before.version as number) + 1,
     });
-    return this.writeBack(db, resource, before, doc);
+    await this.writeBack(db, resource, before, doc);
+    await resource.hooks?.afterWrite?.(doc, before, ctx, tx);
+    return doc;
   }
 
   /** The version check and the write are one statement: of concurrent writers at one version, one wins. */
@@ -291,6 +494,28 @@ export class Engine {
     return doc;
   }
 
+  /** A write the platform makes itself: version and updated_at advance, updated_by stays. */
+  private async systemWrite(
+    db: DB,
+    resource: Resource,
+    principal: Principal,
+    before: Doc,
+    changes: Doc,
+    now: number,
+  ): Promise<Doc> {
+    const doc: Doc = {
+      ...before,
+      ...changes,
+      updated_at: isoTime(now),
+      schema_version: resource.schemaVersion,
+      version: (before.version as number) + 1,
+    };
+    await this.writeBack(db, resource, before, doc);
+    const ctx: HookContext = { principal, now, op: 'system', input: null, event: null };
+    await resource.hooks?.afterWrite?.(doc, before, ctx, this.tx(db, principal, now));
+    return doc;
+  }
+
   async remove(
     db: DB,
     resource: Resource,
@@ -299,12 +524,14 @@ export class Engine {
     cond: WriteConditions,
     cascade: boolean,
   ): Promise<Doc> {
-    const before = await this.load(db, resource, principal, id, true);
+    let before = await this.load(db, resource, principal, id, true);
     if (before.is_deleted) throw new ApiError('not_found', `${resource.name} ${id} is already deleted`);
     this.checkPreconditions(before, cond, undefined);
     const now = this.clock.now();
     if (cascade) {
       await this.cascadeDelete(db, resource, principal, [id], now);
+      // Children's roll-ups may have written this row (system writes): delete its current state.
+      before = await this.load(db, resource, principal, id, false);
     } else {
       const dependents = await this.liveDependents(db, resource, principal.tenantId, id);
       if (dependents.length) {
@@ -315,12 +542,19 @@ export class Engine {
         );
       }
     }
-    return this.writeBack(db, resource, before, this.deletedState(before, principal, now, true));
+    return this.markDeleted(db, resource, principal, before, now, true);
   }
 
-  private deletedState(before: Doc, principal: Principal, now: number, deleted: boolean): Doc {
+  private async markDeleted(
+    db: DB,
+    resource: Resource,
+    principal: Principal,
+    before: Doc,
+    now: number,
+    deleted: boolean,
+  ) {
     const ts = isoTime(now);
-    return {
+    const doc: Doc = {
       ...before,
       is_deleted: deleted,
       deleted_at: deleted ? ts : null,
@@ -329,6 +563,10 @@ export class Engine {
       updated_by: principal.sub,
       version: (before.version as number) + 1,
     };
+    await this.writeBack(db, resource, before, doc);
+    const ctx: HookContext = { principal, now, op: deleted ? 'delete' : 'restore', input: null, event: null };
+    await resource.hooks?.afterWrite?.(doc, before, ctx, this.tx(db, principal, now));
+    return doc;
   }
 
   private async liveDependents(db: DB, resource: Resource, tenantId: string, id: string) {
@@ -339,7 +577,7 @@ export class Engine {
         .select((eb) => eb.fn.countAll().as('n'))
         .where('tenant_id', '=', tenantId)
         .where(child.field, '=', id)
-        .where('is_deleted', '=', this.store.encode(child.resource.allFields.is_deleted, false))
+        .where('is_deleted', '=', this.live(child.resource))
         .executeTakeFirst();
       const n = Number(row?.n ?? 0);
       if (n > 0) found.push({ resource: child.resource, count: n });
@@ -350,25 +588,21 @@ export class Engine {
   /** Soft-deletes the live descendants of the given parents, deepest first, in the caller's transaction. */
   private async cascadeDelete(db: DB, resource: Resource, principal: Principal, parentIds: string[], now: number) {
     for (const child of this.children.get(resource) ?? []) {
-      const live = this.store.encode(child.resource.allFields.is_deleted, false);
-      const rows = await db
-        .selectFrom(child.resource.table)
-        .selectAll()
-        .where('tenant_id', '=', principal.tenantId)
-        .where(child.field, 'in', parentIds)
-        .where('is_deleted', '=', live)
-        .execute();
-      if (rows.length === 0) continue;
-      const docs = rows.map((r) => this.fromRow(child.resource, r));
-      await this.cascadeDelete(
-        db,
-        child.resource,
-        principal,
-        docs.map((d) => d.id as string),
-        now,
-      );
-      for (const before of docs) {
-        await this.writeBack(db, child.resource, before, this.deletedState(before, principal, now, true));
+      const ids = (
+        await db
+          .selectFrom(child.resource.table)
+          .select('id')
+          .where('tenant_id', '=', principal.tenantId)
+          .where(child.field, 'in', parentIds)
+          .where('is_deleted', '=', this.live(child.resource))
+          .execute()
+      ).map((r) => r.id as string);
+      if (ids.length === 0) continue;
+      await this.cascadeDelete(db, child.resource, principal, ids, now);
+      const tx = this.tx(db, principal, now);
+      for (const childId of ids) {
+        const before = (await tx.find(child.resource, principal.tenantId, childId)) as Doc;
+        await this.markDeleted(db, child.resource, principal, before, now, true);
       }
     }
   }
@@ -391,12 +625,10 @@ export class Engine {
         throw new ApiError(
           'parent_deleted',
           `${resource.name} ${id} belongs to deleted ${parent.name} ${parentId}; restore it first`,
-          {
-            errors: [{ path: `/${name}`, code: 'parent_deleted', message: `${parent.name} ${parentId} is deleted` }],
-          },
+          { errors: [{ path: `/${name}`, code: 'parent_deleted', message: `${parent.name} ${parentId} is deleted` }] },
         );
       }
     }
-    return this.writeBack(db, resource, before, this.deletedState(before, principal, this.clock.now(), false));
+    return this.markDeleted(db, resource, principal, before, this.clock.now(), false);
   }
 }

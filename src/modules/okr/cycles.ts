@@ -1,5 +1,7 @@
 import { date, text } from '../../core/fields.js';
 import { defineResource } from '../../core/resource.js';
+import { objectives } from './objectives.js';
+import { requeueObjectives } from './sweep.js';
 
 export const cycles = defineResource({
   module: 'okr',
@@ -33,6 +35,18 @@ export const cycles = defineResource({
         return [{ path: '/end_date', code: 'out_of_range', message: 'end_date must not be before start_date' }];
       }
       return [];
+    },
+    async afterWrite(after, before, ctx, tx) {
+      // Moved dates change every pace: re-check the cycle's key results at the next sweep.
+      if (ctx.op !== 'update' || !before) return;
+      if (before.start_date === after.start_date && before.end_date === after.end_date) return;
+      const tenantId = after.tenant_id as string;
+      const inCycle = await tx.findLive(objectives, tenantId, { cycle_id: after.id });
+      await requeueObjectives(
+        tx,
+        tenantId,
+        inCycle.map((o) => o.id as string),
+      );
     },
   },
 });

@@ -1,10 +1,12 @@
-import type { ModuleDef } from '../../core/resource.js';
+import { defineModule } from '../../core/resource.js';
 import { cycles } from './cycles.js';
 import { keyResults } from './key-results.js';
 import { objectives } from './objectives.js';
+import { statusSweepJob } from './sweep.js';
 
-export const okr: ModuleDef = {
+export const okr = defineModule({
   name: 'okr',
   description: 'Objectives and Key Results: cycles, objectives, key results and their check-ins.',
   resources: [cycles, objectives, keyResults],
-};
+  jobs: [statusSweepJob],
+});

@@ -1,22 +1,25 @@
 import { Type } from '@sinclair/typebox';
+import { isoTime } from '../../core/clock.js';
+import { ApiError, type FieldError } from '../../core/errors.js';
 import { datetime, idPattern, integer, json, number, ref, stringList, text } from '../../core/fields.js';
+import type { Doc } from '../../core/resource.js';
 import { defineResource } from '../../core/resource.js';
+import { checkInOperations, type Snapshot, SnapshotSchema, snapshotRow, withSnapshot } from './check-ins.js';
+import { cycles } from './cycles.js';
+import { objectives } from './objectives.js';
+import { impliedDirection, LINEAR_TYPES, type Measure, type MetricType, progressPct } from './progress.js';
+import { rollUp } from './rollup.js';
 import { OWNER_ID_PATTERN, STATUSES, TAGS } from './shared.js';
+import { computeStatus, cycleSpan } from './status.js';
+import { scheduleSweep } from './sweep.js';
+import { snapshots, statusSweep } from './tables.js';
+
+/** What derive() computed for the write in flight, for afterWrite() (same transaction). */
+const pending = new WeakMap<Doc, { expiresAt: number | null; snapshot: Snapshot | null }>();
 
 export const METRIC_TYPES = ['number', 'percentage', 'currency', 'milestone', 'threshold'] as const;
 export const DIRECTIONS = ['increase', 'decrease'] as const;
 export const DATA_SOURCES = ['manual', 'connector', 'query'] as const;
-
-/** One entry of a key result's history. */
-export const Snapshot = Type.Object({
-  at: Type.String({ format: 'date-time' }),
-  value: Type.Number(),
-  progress_pct: Type.Union([Type.Number(), Type.Null()]),
-  by: Type.Union([Type.String(), Type.Null()]),
-  source_type: Type.String(),
-  note: Type.Union([Type.String(), Type.Null()]),
-  confidence: Type.Union([Type.Integer(), Type.Null()]),
-});
 
 export const keyResults = defineResource({
   module: 'okr',
@@ -95,7 +98,7 @@ export const keyResults = defineResource({
       computed: true,
       notes: 'ISO 8601 timestamp when the current metric value was last updated.',
     }),
-    history: json(Type.Array(Snapshot), {
+    history: json(Type.Array(SnapshotSchema), {
       computed: true,
       stored: false,
       notes: 'Ordered log of metric value snapshots over time.',
@@ -112,6 +115,98 @@ export const keyResults = defineResource({
       readOnly: true,
       notes: "Integer 0–10 from the last check-in's confidence, or null.",
     }),
+  },
+  tables: [snapshots, statusSweep],
+  operations: checkInOperations,
+  hooks: {
+    prepare(doc, before, ctx) {
+      const input = ctx.input ?? {};
+      if (!before) {
+        if (doc.metric_type === 'milestone' && doc.target === null) doc.target = 1;
+        if (doc.current === null) doc.current = doc.baseline;
+      }
+      const boundsChanged = before !== null && ('baseline' in input || 'target' in input || 'metric_type' in input);
+      const numeric = typeof doc.baseline === 'number' && typeof doc.target === 'number';
+      if (numeric && (doc.direction === null || (boundsChanged && !('direction' in input)))) {
+        doc.direction = impliedDirection(doc.metric_type as MetricType, doc.baseline as number, doc.target as number);
+      }
+    },
+    validate(doc) {
+      const errors: FieldError[] = [];
+      if (doc.current === null)
+        errors.push({ path: '/current', code: 'required', message: 'current must not be null' });
+      const m = doc as unknown as Measure;
+      if (
+        LINEAR_TYPES.includes(m.metric_type) &&
+        m.baseline !== m.target &&
+        m.direction !== impliedDirection(m.metric_type, m.baseline, m.target)
+      ) {
+        errors.push({
+          path: '/direction',
+          code: 'inconsistent',
+          message: `direction ${m.direction} contradicts baseline ${m.baseline} → target ${m.target}`,
+        });
+      }
+      if (doc.data_source !== 'manual') {
+        errors.push({
+          path: '/data_source',
+          code: 'unsupported',
+          message:
+            'only manual key results are available: connector and query sources are not enabled on this server yet',
+        });
+      }
+      for (const name of ['connector_id', 'query'] as const) {
+        if (doc.data_source === 'manual' && doc[name] !== null) {
+          errors.push({
+            path: `/${name}`,
+            code: 'not_allowed',
+            message: `${name} must be null when data_source is manual`,
+          });
+        }
+      }
+      return errors;
+    },
+    async derive(doc, before, ctx, tx) {
+      const event = ctx.event?.kind === 'check_in' ? ctx.event : null;
+      if (before && before.data_source !== 'manual' && (event || 'current' in (ctx.input ?? {}))) {
+        throw new ApiError('not_manual', `KeyResult ${doc.id} takes its values from its ${before.data_source}`);
+      }
+      const m = doc as unknown as Measure;
+      doc.progress_pct = progressPct(m);
+      const objective = await tx.find(objectives, ctx.principal.tenantId, doc.objective_id as string);
+      const cycle =
+        typeof objective?.cycle_id === 'string'
+          ? await tx.find(cycles, ctx.principal.tenantId, objective.cycle_id)
+          : null;
+      const { status, expiresAt } = computeStatus(m, cycleSpan(cycle), ctx.now);
+      doc.status = status;
+      pending.set(doc, { expiresAt, snapshot: null });
+      const changed = before === null || before.current !== doc.current;
+      if (!event && !changed) return;
+      const value = event ? (event.value as number) : m.current;
+      const snap: Snapshot = {
+        at: event ? (event.at as string) : isoTime(ctx.now),
+        value,
+        progress_pct: progressPct({ ...m, current: value }),
+        by: ctx.principal.sub,
+        source_type: doc.source_type as string,
+        note: event ? (event.note as string | null) : null,
+        confidence: event ? (event.confidence as number | null) : null,
+      };
+      doc.history = withSnapshot(doc.history as Snapshot[] | null, snap);
+      doc.last_update_at = isoTime(ctx.now);
+      pending.set(doc, { expiresAt, snapshot: snap });
+    },
+    async afterWrite(after, before, ctx, tx) {
+      const tenantId = after.tenant_id as string;
+      const work = pending.get(after);
+      pending.delete(after);
+      if (work?.snapshot) await tx.insert(snapshots, snapshotRow(tenantId, after.id as string, work.snapshot, ctx.now));
+      await rollUp(tx, objectives, tenantId, before, after);
+      if (ctx.op === 'system') return; // the sweep keeps its own queue
+      const due = after.is_deleted ? null : ctx.op === 'restore' ? ctx.now : (work?.expiresAt ?? null);
+      await scheduleSweep(tx, tenantId, after.id as string, due);
+    },
   },
   sortable: ['created_at', 'updated_at', 'title', 'progress_pct', 'last_update_at', 'current', 'target'],
   filterable: [

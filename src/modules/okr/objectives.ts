@@ -1,6 +1,9 @@
-import { integer, number, ref, stringList, text } from '../../core/fields.js';
+import { Type } from '@sinclair/typebox';
+import { fieldError } from '../../core/errors.js';
+import { integer, json, number, ref, stringList, text } from '../../core/fields.js';
 import { defineResource } from '../../core/resource.js';
 import { OWNER_ID_PATTERN, STATUSES, TAGS } from './shared.js';
+import { requeueObjectives } from './sweep.js';
 
 export const objectives = defineResource({
   module: 'okr',
@@ -36,6 +39,41 @@ export const objectives = defineResource({
       notes: 'Worst status among its live Key Results (off_track > at_risk > on_track > not_started > achieved).',
     }),
     key_result_count: integer({ computed: true, notes: 'Number of live Key Results contributing to this Objective.' }),
+  },
+  internal: {
+    rollup_weight_sum: number({ default: 0, notes: 'Σ weight of live key results with weight > 0.' }),
+    rollup_progress_sum: number({ default: 0, notes: 'Σ weight × progress_pct of those key results.' }),
+    rollup_status_counts: json(Type.Record(Type.String(), Type.Integer()), { notes: 'Live key results per status.' }),
+  },
+  hooks: {
+    prepare(doc, before) {
+      if (before) return;
+      Object.assign(doc, { progress_pct: 0, status: 'not_started', key_result_count: 0, rollup_status_counts: {} });
+    },
+    async derive(doc, before, ctx, tx) {
+      // The alignment tree has no cycles: walking up from the new parent must never reach this objective.
+      let parentId = doc.parent_objective_id;
+      if (typeof parentId !== 'string' || parentId === before?.parent_objective_id) return;
+      const seen = new Set<string>();
+      while (typeof parentId === 'string' && !seen.has(parentId)) {
+        if (parentId === doc.id) {
+          throw fieldError('invalid_reference', [
+            {
+              path: '/parent_objective_id',
+              code: 'alignment_cycle',
+              message: `aligning to ${doc.parent_objective_id} would make the alignment tree a cycle`,
+            },
+          ]);
+        }
+        seen.add(parentId);
+        parentId = (await tx.find(objectives, ctx.principal.tenantId, parentId))?.parent_objective_id;
+      }
+    },
+    async afterWrite(after, before, ctx, tx) {
+      if (ctx.op === 'update' && before && before.cycle_id !== after.cycle_id) {
+        await requeueObjectives(tx, after.tenant_id as string, [after.id as string]);
+      }
+    },
   },
   sortable: ['created_at', 'updated_at', 'title', 'progress_pct'],
   filterable: [

@@ -1,0 +1,95 @@
+import type { ColumnKind } from './fields.js';
+import type { Doc, Principal, Resource } from './resource.js';
+
+/** A row of an auxiliary table, in wire form (JSON values, ISO timestamps). */
+export type Row = Record<string, unknown>;
+
+/**
+ * A table beside the resource tables: a resource's log (key-result snapshots) or a
+ * platform-internal queue (the status sweep). Its DDL is derived like a resource's.
+ */
+export interface TableDef {
+  name: string;
+  columns: Readonly<Record<string, ColumnKind>>;
+  notNull?: readonly string[];
+  primaryKey: readonly string[];
+  indexes?: readonly (readonly string[])[];
+  /** A platform-internal queue: not tenant data, stays undistributed when tables are sharded. */
+  queue?: boolean;
+}
+
+export function defineTable(t: TableDef): TableDef {
+  return t;
+}
+
+export interface SelectOptions {
+  orderBy?: readonly (readonly [string, 'asc' | 'desc'])[];
+  limit?: number;
+  /** Rows whose column is ≤ this value (queues: due items). */
+  atMost?: readonly [string, unknown];
+}
+
+/**
+ * What domain hooks may do inside the transaction of a write. Everything it reads or writes
+ * commits or rolls back with that write.
+ */
+export interface Tx {
+  readonly now: number;
+  /** A row of the tenant by id, deleted or not, whatever the caller's app. */
+  find(resource: Resource, tenantId: string, id: string): Promise<Doc | null>;
+  /** Live rows of the tenant whose columns equal the given values. */
+  findLive(resource: Resource, tenantId: string, where: Row): Promise<Doc[]>;
+  /**
+   * A write the platform makes itself: bumps `version` and `updated_at`, keeps `updated_by`,
+   * records `source_type: system` provenance nowhere else, and runs the resource's afterWrite hooks.
+   */
+  systemWrite(resource: Resource, before: Doc, changes: Doc): Promise<Doc>;
+  insert(table: TableDef, row: Row): Promise<void>;
+  /** Insert, or replace the row with the same primary key. */
+  upsert(table: TableDef, row: Row): Promise<void>;
+  remove(table: TableDef, where: Row): Promise<void>;
+  select(table: TableDef, where: Row, options?: SelectOptions): Promise<Row[]>;
+}
+
+/** A page of an auxiliary table, in the list envelope. */
+export interface RowPage {
+  object: 'list';
+  data: Row[];
+  has_more: boolean;
+  next_cursor: string | null;
+}
+
+/** The engine's resource operations, as custom operations call them. */
+export interface ResourceOps {
+  /** The resource as the caller sees it (404 otherwise). */
+  get(resource: Resource, id: string): Promise<Doc>;
+  /**
+   * An update through the whole write path (validation, hooks, roll-ups). `internal` sets
+   * server-owned fields; `event` reaches the hooks (e.g. a check-in's note).
+   */
+  update(resource: Resource, id: string, patch: Doc, extra?: { internal?: Doc; event?: WriteEvent }): Promise<Doc>;
+  /** Keyset pages over a log table, newest first by `orderColumn`, then `idColumn`. */
+  page(
+    table: TableDef,
+    where: Row,
+    order: { column: string; id: string },
+    params: Record<string, string | string[] | undefined>,
+  ): Promise<RowPage>;
+}
+
+/** Operation-specific details passed to hooks (e.g. a check-in). */
+export interface WriteEvent {
+  kind: string;
+  [detail: string]: unknown;
+}
+
+export interface OperationCall {
+  /** The resource the operation is declared on. */
+  resource: Resource;
+  principal: Principal;
+  id: string;
+  body: unknown;
+  query: Record<string, string | string[] | undefined>;
+  tx: Tx;
+  ops: ResourceOps;
+}

@@ -1,0 +1,116 @@
+import { type Static, Type } from '@sinclair/typebox';
+import { isoTime } from '../../core/clock.js';
+import { ApiError, fieldError } from '../../core/errors.js';
+import { datetime, integer, number, text } from '../../core/fields.js';
+import { newId } from '../../core/ids.js';
+import type { CustomOperation, Doc } from '../../core/resource.js';
+import { inputSchema, validateInput } from '../../core/validation.js';
+import { snapshots } from './tables.js';
+
+/** How many snapshots `history` holds in a response (the full log pages at …/check-ins). */
+export const HISTORY_SIZE = 100;
+
+/** One entry of a key result's history. */
+export const SnapshotSchema = Type.Object({
+  at: Type.String({ format: 'date-time' }),
+  value: Type.Number(),
+  progress_pct: Type.Union([Type.Number(), Type.Null()]),
+  by: Type.Union([Type.String(), Type.Null()]),
+  source_type: Type.String(),
+  note: Type.Union([Type.String(), Type.Null()]),
+  confidence: Type.Union([Type.Integer(), Type.Null()]),
+});
+
+export type Snapshot = Static<typeof SnapshotSchema>;
+
+const checkInFields = {
+  value: number({ required: true, notes: 'The observed value of the metric.' }),
+  note: text({ maxLength: 2000, notes: 'What happened, in words.' }),
+  confidence: integer({
+    min: 0,
+    max: 10,
+    notes: 'Confidence 0–10 of reaching the target; becomes the key result’s confidence.',
+  }),
+  at: datetime({ notes: 'When the value was observed (default: now; never in the future).' }),
+};
+
+/** Inserts a snapshot in `at` order (arrival order among equal times), keeping the newest HISTORY_SIZE. */
+export function withSnapshot(history: readonly Snapshot[] | null, snap: Snapshot): Snapshot[] {
+  const list = [...(history ?? [])];
+  let i = list.length;
+  while (i > 0 && list[i - 1].at > snap.at) i--;
+  list.splice(i, 0, snap);
+  return list.slice(-HISTORY_SIZE);
+}
+
+/** Records a snapshot in the log table. */
+export function snapshotRow(tenantId: string, keyResultId: string, snap: Snapshot, now: number) {
+  return { tenant_id: tenantId, id: newId('chk'), key_result_id: keyResultId, ...snap, recorded_at: isoTime(now) };
+}
+
+const CheckInItem = Type.Object({
+  id: Type.String(),
+  key_result_id: Type.String(),
+  at: Type.String({ format: 'date-time' }),
+  value: Type.Number(),
+  progress_pct: Type.Union([Type.Number(), Type.Null()]),
+  by: Type.Union([Type.String(), Type.Null()]),
+  source_type: Type.Union([Type.String(), Type.Null()]),
+  note: Type.Union([Type.String(), Type.Null()]),
+  confidence: Type.Union([Type.Integer(), Type.Null()]),
+  recorded_at: Type.String({ format: 'date-time' }),
+});
+
+/** `POST …/key-results/{id}/check-ins` and `GET …/key-results/{id}/check-ins`. */
+export const checkInOperations: CustomOperation[] = [
+  {
+    name: 'checkIns.create',
+    method: 'POST',
+    path: '/{id}/check-ins',
+    summary:
+      'Record a check-in: always a snapshot (even at an unchanged value); the newest check-in sets current and confidence.',
+    body: inputSchema(checkInFields),
+    response: { kind: 'resource', status: 201 },
+    example: { value: 95000, note: 'Two enterprise deals closed', confidence: 7 },
+    async run({ resource, principal, id, body, tx, ops }) {
+      const kr = await ops.get(resource, id);
+      const input = validateInput(checkInFields, body);
+      let at = isoTime(tx.now);
+      if (input.at !== null) {
+        const ms = Date.parse(input.at as string);
+        if (ms > tx.now) {
+          throw fieldError('validation_failed', [
+            { path: '/at', code: 'out_of_range', message: 'at must not be in the future' },
+          ]);
+        }
+        at = isoTime(ms);
+      }
+      const history = (kr.history ?? []) as Snapshot[];
+      const newest = history[history.length - 1];
+      const isNewest = !newest || at >= newest.at;
+      if (kr.is_deleted) throw new ApiError('resource_deleted', `KeyResult ${id} is deleted; restore it first`);
+      const patch: Doc = isNewest ? { current: input.value } : {};
+      const internal: Doc = isNewest ? { confidence: input.confidence } : {};
+      return ops.update(resource, id, patch, {
+        internal,
+        event: { kind: 'check_in', value: input.value, note: input.note, confidence: input.confidence, at },
+      });
+    },
+  },
+  {
+    name: 'checkIns.list',
+    method: 'GET',
+    path: '/{id}/check-ins',
+    summary: 'Page through every check-in snapshot of a key result, newest first.',
+    response: { kind: 'list', item: CheckInItem },
+    async run({ resource, principal, id, query, ops }) {
+      await ops.get(resource, id);
+      return ops.page(
+        snapshots,
+        { tenant_id: principal.tenantId, key_result_id: id },
+        { column: 'at', id: 'id' },
+        query,
+      );
+    },
+  },
+];

@@ -1,0 +1,120 @@
+import type { Doc } from '../../core/resource.js';
+import type { Tx } from '../../core/tables.js';
+import { roundHalfAwayFromZero } from './progress.js';
+import { STATUSES } from './shared.js';
+import type { Status } from './status.js';
+
+/** What one key result adds to its objective's roll-up. */
+export interface Contribution {
+  objectiveId: string;
+  weight: number;
+  progress: number;
+  status: Status;
+}
+
+export type StatusCounts = Partial<Record<Status, number>>;
+
+/** The running sums an objective keeps so each key-result write updates it without a rescan. */
+export interface RollupState {
+  rollup_weight_sum: number;
+  rollup_progress_sum: number;
+  rollup_status_counts: StatusCounts;
+  key_result_count: number;
+}
+
+export function contribution(kr: Doc | null): Contribution | null {
+  if (!kr || kr.is_deleted || typeof kr.objective_id !== 'string') return null;
+  return {
+    objectiveId: kr.objective_id,
+    weight: Number(kr.weight ?? 1),
+    progress: Number(kr.progress_pct ?? 0),
+    status: (kr.status ?? 'not_started') as Status,
+  };
+}
+
+const same = (a: Contribution | null, b: Contribution | null) =>
+  a === b ||
+  (a !== null &&
+    b !== null &&
+    a.objectiveId === b.objectiveId &&
+    a.weight === b.weight &&
+    a.progress === b.progress &&
+    a.status === b.status);
+
+/** Adds (sign 1) or removes (sign −1) one contribution from the running sums. */
+export function applyContribution(state: RollupState, c: Contribution, sign: 1 | -1): RollupState {
+  const counts = { ...state.rollup_status_counts };
+  counts[c.status] = (counts[c.status] ?? 0) + sign;
+  if (counts[c.status] === 0) delete counts[c.status];
+  const keyResultCount = state.key_result_count + sign;
+  const weighted = c.weight > 0;
+  return {
+    // An empty objective resets to exact zeros, so rounding noise never outlives its key results.
+    rollup_weight_sum: keyResultCount === 0 ? 0 : state.rollup_weight_sum + (weighted ? sign * c.weight : 0),
+    rollup_progress_sum:
+      keyResultCount === 0 ? 0 : state.rollup_progress_sum + (weighted ? sign * c.weight * c.progress : 0),
+    rollup_status_counts: counts,
+    key_result_count: keyResultCount,
+  };
+}
+
+/** The objective's shown figures from its running sums. */
+export function rollupFigures(state: RollupState): { progress_pct: number; status: Status } {
+  const progress =
+    state.rollup_weight_sum > 0
+      ? roundHalfAwayFromZero(Math.min(100, Math.max(0, state.rollup_progress_sum / state.rollup_weight_sum)))
+      : 0;
+  const status = STATUSES.find((s) => (state.rollup_status_counts[s] ?? 0) > 0) ?? 'not_started';
+  return { progress_pct: progress, status };
+}
+
+/** A fresh recomputation from a list of key results (what the running sums must always equal). */
+export function recompute(krs: Doc[]): RollupState & { progress_pct: number; status: Status } {
+  let state: RollupState = {
+    rollup_weight_sum: 0,
+    rollup_progress_sum: 0,
+    rollup_status_counts: {},
+    key_result_count: 0,
+  };
+  for (const kr of krs) {
+    const c = contribution(kr);
+    if (c) state = applyContribution(state, c, 1);
+  }
+  return { ...state, ...rollupFigures(state) };
+}
+
+export function stateOf(objective: Doc): RollupState {
+  return {
+    rollup_weight_sum: Number(objective.rollup_weight_sum ?? 0),
+    rollup_progress_sum: Number(objective.rollup_progress_sum ?? 0),
+    rollup_status_counts: (objective.rollup_status_counts ?? {}) as StatusCounts,
+    key_result_count: Number(objective.key_result_count ?? 0),
+  };
+}
+
+/**
+ * Moves a key result's contribution from `before` to `after` on the objectives concerned, as
+ * system writes in the key-result write's transaction.
+ */
+export async function rollUp(
+  tx: Tx,
+  objectives: Parameters<Tx['find']>[0],
+  tenantId: string,
+  before: Doc | null,
+  after: Doc,
+): Promise<void> {
+  const old = contribution(before);
+  const now = contribution(after);
+  if (same(old, now)) return;
+  const changes = new Map<string, { remove: Contribution | null; add: Contribution | null }>();
+  if (old) changes.set(old.objectiveId, { remove: old, add: null });
+  if (now) changes.set(now.objectiveId, { remove: changes.get(now.objectiveId)?.remove ?? null, add: now });
+  for (const [objectiveId, { remove, add }] of changes) {
+    const objective = await tx.find(objectives, tenantId, objectiveId);
+    if (!objective) continue;
+    let state = stateOf(objective);
+    if (remove) state = applyContribution(state, remove, -1);
+    if (add) state = applyContribution(state, add, 1);
+    await tx.systemWrite(objectives, objective, { ...state, ...rollupFigures(state) });
+  }
+}

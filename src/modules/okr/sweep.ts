@@ -1,0 +1,58 @@
+import { isoTime } from '../../core/clock.js';
+import type { Job } from '../../core/resource.js';
+import type { Tx } from '../../core/tables.js';
+import { cycles } from './cycles.js';
+import { keyResults } from './key-results.js';
+import { objectives } from './objectives.js';
+import type { Measure } from './progress.js';
+import { computeStatus, cycleSpan } from './status.js';
+import { statusSweep } from './tables.js';
+
+/** Puts a key result in the sweep queue for `due` (ms), or takes it out (null). */
+export async function scheduleSweep(tx: Tx, tenantId: string, keyResultId: string, due: number | null): Promise<void> {
+  if (due === null) await tx.remove(statusSweep, { tenant_id: tenantId, key_result_id: keyResultId });
+  else await tx.upsert(statusSweep, { tenant_id: tenantId, key_result_id: keyResultId, due_at: isoTime(due) });
+}
+
+/** Re-checks every live key result under the given objectives at the next sweep (a cycle's dates moved). */
+export async function requeueObjectives(tx: Tx, tenantId: string, objectiveIds: string[]): Promise<void> {
+  for (const objectiveId of objectiveIds) {
+    for (const kr of await tx.findLive(keyResults, tenantId, { objective_id: objectiveId })) {
+      await scheduleSweep(tx, tenantId, kr.id as string, tx.now);
+    }
+  }
+}
+
+/** Recomputes one queued key result's status at `tx.now`; a change is a system write (no snapshot). */
+export async function sweepOne(tx: Tx, tenantId: string, keyResultId: string): Promise<boolean> {
+  const kr = await tx.find(keyResults, tenantId, keyResultId);
+  if (!kr || kr.is_deleted) {
+    await scheduleSweep(tx, tenantId, keyResultId, null);
+    return false;
+  }
+  const objective = await tx.find(objectives, tenantId, kr.objective_id as string);
+  const cycle = typeof objective?.cycle_id === 'string' ? await tx.find(cycles, tenantId, objective.cycle_id) : null;
+  const { status, expiresAt } = computeStatus(kr as unknown as Measure, cycleSpan(cycle), tx.now);
+  // A band that ends at or before now (rounding at the edge) is looked at again a moment later.
+  await scheduleSweep(tx, tenantId, keyResultId, expiresAt === null ? null : Math.max(expiresAt, tx.now + 1));
+  if (status === kr.status) return false;
+  await tx.systemWrite(keyResults, kr, { status });
+  return true;
+}
+
+/** Keeps statuses true as time passes: touches only key results whose band has ended. */
+export const statusSweepJob: Job = {
+  name: 'okr.status-sweep',
+  intervalMs: 30_000,
+  async run(ctx) {
+    let changed = 0;
+    for (;;) {
+      const due = await ctx.queue(statusSweep, 'due_at', 500);
+      for (const row of due) {
+        const tenantId = row.tenant_id as string;
+        if (await ctx.transaction(tenantId, (tx) => sweepOne(tx, tenantId, row.key_result_id as string))) changed++;
+      }
+      if (due.length < 500) return changed;
+    }
+  },
+};

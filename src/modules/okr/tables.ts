@@ -1,0 +1,34 @@
+import { defineTable } from '../../core/tables.js';
+
+/** Every snapshot of every key result: the full check-in log (`history` shows the newest 100). */
+export const snapshots = defineTable({
+  name: 'okr_key_result_snapshots',
+  columns: {
+    tenant_id: 'text',
+    id: 'text',
+    key_result_id: 'text',
+    at: 'datetime',
+    value: 'real',
+    progress_pct: 'real',
+    by: 'text',
+    source_type: 'text',
+    note: 'text',
+    confidence: 'integer',
+    recorded_at: 'datetime',
+  },
+  notNull: ['tenant_id', 'id', 'key_result_id', 'at', 'value', 'recorded_at'],
+  primaryKey: ['tenant_id', 'id'],
+  indexes: [['tenant_id', 'key_result_id', 'at', 'id']],
+});
+
+/**
+ * The status sweep's queue: when each key result's status band ends. Platform-internal, small,
+ * not distributed when tables are sharded by tenant.
+ */
+export const statusSweep = defineTable({
+  name: 'okr_status_sweep',
+  columns: { tenant_id: 'text', key_result_id: 'text', due_at: 'datetime' },
+  primaryKey: ['tenant_id', 'key_result_id'],
+  indexes: [['due_at']],
+  queue: true,
+});
