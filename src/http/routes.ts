@@ -182,5 +182,36 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
           return docResponse(resource, doc, 200);
         }),
     );
+
+    for (const op of resource.operations ?? []) {
+      const url = `${base}${op.path.replaceAll('{id}', ':id')}`;
+      type OpRequest = FastifyRequest<{ Params: IdParams; Querystring: Query }>;
+      const run = async (db: DB, principal: Principal, request: OpRequest): Promise<StoredResponse> => {
+        const result = await op.run({
+          resource,
+          principal,
+          id: request.params.id,
+          body: request.body,
+          query: request.query,
+          tx: engine.tx(db, principal, engine.clock.now()),
+          ops: engine.ops(db, principal),
+        });
+        if (op.response.kind === 'resource') return docResponse(resource, result as Doc, op.response.status);
+        return {
+          status: 200,
+          headers: { 'content-type': 'application/json; charset=utf-8' },
+          body: JSON.stringify(result),
+        };
+      };
+      if (op.method === 'GET') {
+        app.get<{ Params: IdParams; Querystring: Query }>(url, { config: read }, async (request, reply) =>
+          send(reply, await engine.transaction((db) => run(db, request.principal as Principal, request))),
+        );
+      } else {
+        app.post<{ Params: IdParams; Querystring: Query }>(url, { config: writeCfg }, async (request, reply) =>
+          write(request, reply, (db, principal) => run(db, principal, request)),
+        );
+      }
+    }
   }
 }

@@ -100,7 +100,6 @@ export const keyResults = defineResource({
     }),
     history: json(Type.Array(SnapshotSchema), {
       computed: true,
-      stored: false,
       notes: 'Ordered log of metric value snapshots over time.',
     }),
     tags: stringList({ ...TAGS, notes: 'Free-form string tags for filtering and grouping.' }),

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { impliedDirection, type Measure, progressPct, roundHalfAwayFromZero } from './progress.js';
+
+const kr = (o: Partial<Measure>): Measure => ({
+  metric_type: 'number',
+  baseline: 0,
+  target: 100,
+  current: 0,
+  direction: 'increase',
+  ...o,
+});
+
+describe('roundHalfAwayFromZero', () => {
+  it.each([
+    [1 / 3, 0.33],
+    [(1 / 3) * 100, 33.33],
+    [(2 / 3) * 100, 66.67],
+    [1.005, 1.01],
+    [12.345, 12.35],
+    [12.344999, 12.34],
+    [0.125, 0.13],
+    [-0.125, -0.13],
+    [-1.005, -1.01],
+    [99.995, 100],
+    [2.675, 2.68],
+    [1e-9, 0],
+    [-1e-9, 0],
+    [0, 0],
+  ])('rounds %d to %d', (x, expected) => {
+    expect(roundHalfAwayFromZero(x)).toBe(expected);
+    expect(Object.is(roundHalfAwayFromZero(x), -0)).toBe(false);
+  });
+});
+
+describe('progressPct', () => {
+  const cases: [string, Partial<Measure>, number][] = [
+    ['number, start', { current: 0 }, 0],
+    ['number, halfway', { current: 50 }, 50],
+    ['number, a third', { target: 3, current: 1 }, 33.33],
+    ['number, two thirds', { target: 3, current: 2 }, 66.67],
+    ['number, .005 rounds up', { target: 1000, current: 123.45 }, 12.35],
+    ['number, .005 of a decimal span', { baseline: 0, target: 200, current: 0.01 }, 0.01],
+    ['number, overshoot clamps', { current: 150 }, 100],
+    ['number, undershoot clamps', { current: -20 }, 0],
+    ['percentage, from 20 to 60', { metric_type: 'percentage', baseline: 20, target: 60, current: 30 }, 25],
+    ['currency, baseline offset', { metric_type: 'currency', baseline: 80000, target: 120000, current: 95000 }, 37.5],
+    ['decrease, halfway', { baseline: 100, target: 50, current: 75, direction: 'decrease' }, 50],
+    ['decrease, overshoot', { baseline: 100, target: 50, current: 10, direction: 'decrease' }, 100],
+    ['decrease, wrong way', { baseline: 100, target: 50, current: 120, direction: 'decrease' }, 0],
+    ['target == baseline, met (increase)', { baseline: 10, target: 10, current: 10 }, 100],
+    ['target == baseline, above (increase)', { baseline: 10, target: 10, current: 11 }, 100],
+    ['target == baseline, not met (increase)', { baseline: 10, target: 10, current: 9 }, 0],
+    ['target == baseline, met (decrease)', { baseline: 10, target: 10, current: 9, direction: 'decrease' }, 100],
+    ['target == baseline, not met (decrease)', { baseline: 10, target: 10, current: 11, direction: 'decrease' }, 0],
+    ['milestone, not done', { metric_type: 'milestone', target: 1, current: 0 }, 0],
+    ['milestone, done', { metric_type: 'milestone', target: 1, current: 1 }, 100],
+    ['milestone, beyond', { metric_type: 'milestone', target: 3, current: 5 }, 100],
+    ['threshold increase, met (inclusive)', { metric_type: 'threshold', target: 99.9, current: 99.9 }, 100],
+    ['threshold increase, not met', { metric_type: 'threshold', target: 99.9, current: 99.8 }, 0],
+    [
+      'threshold decrease, met (inclusive)',
+      { metric_type: 'threshold', target: 200, current: 200, direction: 'decrease' },
+      100,
+    ],
+    ['threshold decrease, not met', { metric_type: 'threshold', target: 200, current: 250, direction: 'decrease' }, 0],
+  ];
+  it.each(cases)('%s', (_name, o, expected) => {
+    expect(progressPct(kr(o))).toBe(expected);
+  });
+});
+
+describe('impliedDirection', () => {
+  it.each([
+    ['number', 0, 10, 'increase'],
+    ['number', 10, 0, 'decrease'],
+    ['currency', 5, 5, 'increase'],
+    ['threshold', 10, 0, 'increase'],
+    ['milestone', 0, 1, 'increase'],
+  ] as const)('%s %d → %d is %s', (type, baseline, target, expected) => {
+    expect(impliedDirection(type, baseline, target)).toBe(expected);
+  });
+});

@@ -1,0 +1,408 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Doc } from '../src/core/resource.js';
+import { keyResults as kr } from '../src/modules/okr/key-results.js';
+import { recompute } from '../src/modules/okr/rollup.js';
+import { statusSweepJob } from '../src/modules/okr/sweep.js';
+import { byName, countRows, storedRow, storeKinds, type TestApp, testApp, USER_B } from './helpers.js';
+
+const cycles = byName('Cycle');
+const objectives = byName('Objective');
+const DAY = 86_400_000;
+// A 100-day cycle: each day is 1% of it.
+const CYCLE = { name: 'Q', start_date: '2027-01-01', end_date: '2027-04-10' };
+const cycleAt = (pct: number) => Date.parse('2027-01-01T00:00:00Z') + pct * DAY;
+
+describe.each(storeKinds)('OKR domain on %s', (kind) => {
+  let t: TestApp;
+  let token: string;
+  let cycleId: string;
+  beforeAll(async () => {
+    t = await testApp(kind);
+    token = await t.token();
+    t.clock.set(cycleAt(-30));
+    cycleId = (await t.create(cycles, token, CYCLE)).id as string;
+  });
+  afterAll(() => t.close());
+
+  const objective = async (body: Doc = {}) =>
+    (await t.create(objectives, token, { cycle_id: cycleId, ...body })).id as string;
+  const post = (body: Doc) => t.call('POST', kr.basePath, { token, body });
+  const patch = (id: string, body: Doc) => t.call('PATCH', `${kr.basePath}/${id}`, { token, body });
+  const checkIn = (id: string, body: Doc) => t.call('POST', `${kr.basePath}/${id}/check-ins`, { token, body });
+  const get = async (id: string) => (await t.call('GET', `${kr.basePath}/${id}`, { token })).body;
+
+  /** The objective's figures equal a fresh recomputation from its live key results. */
+  async function expectRollupExact(objectiveId: string) {
+    const o = (await t.call('GET', `${objectives.basePath}/${objectiveId}`, { token })).body;
+    const live = (await t.call('GET', `${kr.basePath}?objective_id=${objectiveId}&limit=200`, { token })).body
+      .data as Doc[];
+    const fresh = recompute(live);
+    expect({ progress_pct: o.progress_pct, status: o.status, key_result_count: o.key_result_count }).toEqual({
+      progress_pct: fresh.progress_pct,
+      status: fresh.status,
+      key_result_count: fresh.key_result_count,
+    });
+    return o;
+  }
+
+  describe('defaults and validation', () => {
+    it('fills defaults: number, baseline 0, current = baseline, manual, increase, weight 1, one snapshot', async () => {
+      t.clock.set(cycleAt(-20));
+      const res = await post({ objective_id: await objective(), title: 'Ship', target: 10 });
+      expect(res.status).toBe(201);
+      expect(res.body).toMatchObject({
+        metric_type: 'number',
+        baseline: 0,
+        current: 0,
+        data_source: 'manual',
+        direction: 'increase',
+        weight: 1,
+        progress_pct: 0,
+        status: 'not_started',
+        confidence: null,
+        last_update_at: new Date(t.clock.now()).toISOString(),
+      });
+      expect(res.body.history).toEqual([
+        {
+          at: res.body.created_at,
+          value: 0,
+          progress_pct: 0,
+          by: res.body.created_by,
+          source_type: 'api',
+          note: null,
+          confidence: null,
+        },
+      ]);
+    });
+
+    it('derives target 1 for milestones and decrease from baseline > target', async () => {
+      const o = await objective();
+      expect((await post({ objective_id: o, title: 'M', metric_type: 'milestone' })).body).toMatchObject({
+        target: 1,
+        current: 0,
+      });
+      expect((await post({ objective_id: o, title: 'D', baseline: 100, target: 50 })).body).toMatchObject({
+        direction: 'decrease',
+        current: 100,
+      });
+      expect(
+        (await post({ objective_id: o, title: 'T', metric_type: 'threshold', baseline: 100, target: 50 })).body
+          .direction,
+      ).toBe('increase');
+      expect((await post({ objective_id: o, title: 'E', baseline: 5, target: 5 })).body.direction).toBe('increase');
+    });
+
+    it('re-derives direction when a PATCH moves baseline or target without one', async () => {
+      const created = (await post({ objective_id: await objective(), title: 'x', target: 100 })).body;
+      const res = await patch(created.id as string, { baseline: 200, current: 200 });
+      expect(res.body).toMatchObject({ direction: 'decrease', baseline: 200, target: 100 });
+    });
+
+    const bad: [string, Doc, string][] = [
+      ['a contradicting direction', { target: 100, direction: 'decrease' }, '/direction'],
+      ['no target', {}, '/target'],
+      ['no title', { title: null, target: 1 }, '/title'],
+      ['an owner that is not usr-<uuid>', { target: 1, owner_id: 'bob' }, '/owner_id'],
+      ['duplicate tags', { target: 1, tags: ['a', 'a'] }, '/tags'],
+      ['33 tags', { target: 1, tags: Array.from({ length: 33 }, (_, i) => `t${i}`) }, '/tags'],
+      ['a 65-character tag', { target: 1, tags: ['x'.repeat(65)] }, '/tags/0'],
+      ['an empty tag', { target: 1, tags: [''] }, '/tags/0'],
+      ['a negative weight', { target: 1, weight: -0.5 }, '/weight'],
+      ['a connector source (not yet available)', { target: 1, data_source: 'connector' }, '/data_source'],
+      ['a query on a manual key result', { target: 1, query: 'kr("x")' }, '/query'],
+      ['an unknown metric type', { target: 1, metric_type: 'vibes' }, '/metric_type'],
+      ['confidence (read-only)', { target: 1, confidence: 5 }, '/confidence'],
+      ['progress_pct (computed)', { target: 1, progress_pct: 50 }, '/progress_pct'],
+    ];
+    it.each(bad)('rejects %s naming %s, storing nothing', async (_n, body, path) => {
+      const o = await objective();
+      const before = await countRows(t, kr);
+      const res = await post({ objective_id: o, title: 'x', ...body });
+      expect(res.status).toBe(400);
+      expect((res.body.errors as { path: string }[]).map((e) => e.path)).toContain(path);
+      expect(await countRows(t, kr)).toBe(before);
+    });
+
+    it('accepts a valid owner and tags', async () => {
+      const res = await post({
+        objective_id: await objective(),
+        title: 'x',
+        target: 1,
+        owner_id: 'usr-3f1c2b9e-5d4a-4e8f-9a7b-1c2d3e4f5a6b',
+        tags: ['growth', 'q4'],
+      });
+      expect(res.status).toBe(201);
+    });
+  });
+
+  describe('status by pace, kept true by the sweep', () => {
+    it.each([
+      ['number', { target: 100 }, { current: 35 }, ['on_track', 'on_track', 'at_risk', 'off_track', 'off_track']],
+      [
+        'number at the band edge',
+        { target: 100 },
+        { current: 40 },
+        ['on_track', 'on_track', 'on_track', 'off_track', 'off_track'],
+      ],
+      [
+        'percentage',
+        { metric_type: 'percentage', baseline: 0, target: 100 },
+        { current: 35 },
+        ['on_track', 'on_track', 'at_risk', 'off_track', 'off_track'],
+      ],
+      [
+        'currency',
+        { metric_type: 'currency', baseline: 0, target: 1000 },
+        { current: 800 },
+        ['on_track', 'on_track', 'on_track', 'on_track', 'at_risk'],
+      ],
+      [
+        'milestone',
+        { metric_type: 'milestone' },
+        {},
+        ['not_started', 'off_track', 'off_track', 'off_track', 'off_track'],
+      ],
+      [
+        'threshold',
+        { metric_type: 'threshold', target: 99 },
+        { current: 99.5 },
+        ['on_track', 'on_track', 'on_track', 'on_track', 'achieved'],
+      ],
+      [
+        'decrease',
+        { baseline: 100, target: 0 },
+        { current: 65 },
+        ['on_track', 'on_track', 'at_risk', 'off_track', 'off_track'],
+      ],
+    ] as [string, Doc, Doc, string[]][])(
+      '%s: at start, 30%%, 50%%, 90%% and after the end, with nobody writing',
+      async (_n, body, progress, expected) => {
+        t.clock.set(cycleAt(0));
+        const o = await objective();
+        const created = (await post({ objective_id: o, title: 'pace', ...body })).body;
+        let doc = Object.keys(progress).length ? (await patch(created.id as string, progress)).body : created;
+        const seen: string[] = [];
+        for (const pct of [0, 30, 50, 90, 101]) {
+          t.clock.set(cycleAt(pct));
+          await t.app.engine.runJob(statusSweepJob);
+          const now = await get(created.id as string);
+          seen.push(now.status as string);
+          if (now.status !== doc.status) {
+            // A sweep change is a system write: version and updated_at advance, no snapshot, same writer.
+            expect(now.version).toBe((doc.version as number) + 1);
+            expect(now.updated_at).toBe(new Date(t.clock.now()).toISOString());
+            expect(now.updated_by).toBe(doc.updated_by);
+            expect(now.history).toEqual(doc.history);
+          } else {
+            expect(now.version).toBe(doc.version);
+          }
+          doc = now;
+        }
+        expect(seen).toEqual(expected);
+        await expectRollupExact(o);
+      },
+    );
+
+    it('touches only rows whose band has expired', async () => {
+      t.clock.set(cycleAt(10));
+      const o = await objective();
+      const steady = (await post({ objective_id: o, title: 'done', target: 10, current: 10 })).body;
+      const moving = (await post({ objective_id: o, title: 'slow', target: 100, current: 30 })).body;
+      t.clock.set(cycleAt(35));
+      expect(await t.app.engine.runJob(statusSweepJob)).toBe(0);
+      t.clock.set(cycleAt(40) + 1);
+      expect(await t.app.engine.runJob(statusSweepJob)).toBeGreaterThanOrEqual(1);
+      expect((await get(moving.id as string)).status).toBe('at_risk');
+      expect((await get(steady.id as string)).version).toBe(steady.version);
+    });
+
+    it('re-checks key results when their cycle moves', async () => {
+      t.clock.set(cycleAt(50));
+      const cyc = (await t.create(cycles, token, { ...CYCLE, name: 'movable' })).id as string;
+      const o = await objective({ cycle_id: cyc });
+      const k = (await post({ objective_id: o, title: 'k', target: 100, current: 45 })).body;
+      expect(k.status).toBe('on_track');
+      await t.call('PATCH', `${cycles.basePath}/${cyc}`, { token, body: { start_date: '2026-10-01' } });
+      await t.app.engine.runJob(statusSweepJob);
+      expect((await get(k.id as string)).status).toBe('off_track');
+    });
+  });
+
+  describe('check-ins and history', () => {
+    it('records a snapshot per check-in, even at an unchanged value; the newest sets current and confidence', async () => {
+      t.clock.set(cycleAt(20));
+      const o = await objective();
+      const k = (await post({ objective_id: o, title: 'mrr', baseline: 0, target: 200 })).body;
+      t.clock.advance(60_000);
+      const first = await checkIn(k.id as string, { value: 50, note: 'first deals', confidence: 7 });
+      expect(first.status).toBe(201);
+      expect(first.headers.etag).toBe('"2"');
+      expect(first.body).toMatchObject({ current: 50, confidence: 7, progress_pct: 25, version: 2 });
+      t.clock.advance(60_000);
+      const same = await checkIn(k.id as string, { value: 50 });
+      expect(same.body).toMatchObject({ current: 50, confidence: null, version: 3 });
+      expect((same.body.history as Doc[]).map((h) => h.value)).toEqual([0, 50, 50]);
+      // a PATCH to the present value records nothing
+      const noop = await patch(k.id as string, { current: 50 });
+      expect((noop.body.history as Doc[]).length).toBe(3);
+      // a past check-in lands in time order and does not move current
+      const past = await checkIn(k.id as string, { value: 10, at: new Date(t.clock.now() - 90_000).toISOString() });
+      expect(past.body.current).toBe(50);
+      expect((past.body.history as Doc[]).map((h) => h.value)).toEqual([0, 10, 50, 50]);
+      expect((past.body.history as Doc[])[1]).toMatchObject({ value: 10, progress_pct: 5, note: null });
+      await expectRollupExact(o);
+    });
+
+    it.each([
+      [{ value: 'x' }, '/value'],
+      [{}, '/value'],
+      [{ value: 1, confidence: 11 }, '/confidence'],
+      [{ value: 1, confidence: 2.5 }, '/confidence'],
+      [{ value: 1, at: '2999-01-01T00:00:00Z' }, '/at'],
+      [{ value: 1, at: 'yesterday' }, '/at'],
+      [{ value: 1, mood: 'good' }, '/mood'],
+    ])('rejects a check-in %j naming %s and changes nothing', async (body, path) => {
+      const k = (await post({ objective_id: await objective(), title: 'x', target: 10 })).body;
+      const before = await storedRow(t, kr, k.id as string);
+      const res = await checkIn(k.id as string, body);
+      expect(res.status).toBe(400);
+      expect((res.body.errors as { path: string }[]).map((e) => e.path)).toContain(path);
+      expect(await storedRow(t, kr, k.id as string)).toEqual(before);
+    });
+
+    it('answers 404 for another tenant and 409 on a deleted key result', async () => {
+      const k = (await post({ objective_id: await objective(), title: 'x', target: 10 })).body;
+      const other = await t.token({ tenant: 'globex' });
+      const foreign = await t.call('POST', `${kr.basePath}/${k.id}/check-ins`, { token: other, body: { value: 1 } });
+      expect(foreign.status).toBe(404);
+      expect((await t.call('GET', `${kr.basePath}/${k.id}/check-ins`, { token: other })).status).toBe(404);
+      await t.call('DELETE', `${kr.basePath}/${k.id}`, { token });
+      const res = await checkIn(k.id as string, { value: 1 });
+      expect([res.status, res.body.code]).toEqual([409, 'resource_deleted']);
+    });
+
+    it('keeps the newest 100 in history and pages through all of them', async () => {
+      t.clock.set(cycleAt(30));
+      const k = (await post({ objective_id: await objective(), title: 'busy', target: 1000 })).body;
+      for (let i = 1; i <= 120; i++) {
+        t.clock.advance(1000);
+        expect((await checkIn(k.id as string, { value: i })).status).toBe(201);
+      }
+      const doc = await get(k.id as string);
+      const history = doc.history as Doc[];
+      expect(history).toHaveLength(100);
+      expect(history[0].value).toBe(21);
+      expect(history[99].value).toBe(120);
+      expect(doc.current).toBe(120);
+      const seen: number[] = [];
+      let cursor: string | null = null;
+      let pages = 0;
+      do {
+        const url: string = `${kr.basePath}/${k.id}/check-ins?limit=50${cursor ? `&cursor=${cursor}` : ''}`;
+        const page = (await t.call('GET', url, { token })).body;
+        seen.push(...(page.data as Doc[]).map((s) => s.value as number));
+        cursor = page.next_cursor as string | null;
+        pages++;
+      } while (cursor);
+      expect(pages).toBe(3);
+      expect(seen).toEqual([...Array.from({ length: 120 }, (_, i) => 120 - i), 0]);
+    });
+  });
+
+  describe('objective roll-ups', () => {
+    it('equal a fresh recomputation after every kind of key-result write', async () => {
+      t.clock.set(cycleAt(40));
+      const a = await objective();
+      const b = await objective();
+      const k1 = (await post({ objective_id: a, title: 'one', target: 3, current: 1 })).body;
+      await expectRollupExact(a);
+      const k2 = (await post({ objective_id: a, title: 'two', target: 100, weight: 2 })).body;
+      await expectRollupExact(a);
+      const k3 = (await post({ objective_id: a, title: 'three', metric_type: 'milestone', current: 1, weight: 0.5 }))
+        .body;
+      expect((await expectRollupExact(a)).key_result_count).toBe(3);
+      await patch(k2.id as string, { current: 66.66 });
+      await expectRollupExact(a);
+      await checkIn(k1.id as string, { value: 2 });
+      await expectRollupExact(a);
+      await patch(k2.id as string, { weight: 0 });
+      await expectRollupExact(a);
+      await patch(k3.id as string, { weight: 3 });
+      await expectRollupExact(a);
+      await t.call('DELETE', `${kr.basePath}/${k1.id}`, { token });
+      expect((await expectRollupExact(a)).key_result_count).toBe(2);
+      await t.call('POST', `${kr.basePath}/${k1.id}/restore`, { token });
+      await expectRollupExact(a);
+      await patch(k3.id as string, { objective_id: b });
+      await expectRollupExact(a);
+      expect((await expectRollupExact(b)).key_result_count).toBe(1);
+      t.clock.set(cycleAt(95));
+      await t.app.engine.runJob(statusSweepJob);
+      await expectRollupExact(a);
+      await expectRollupExact(b);
+    });
+
+    it('is a system write on the objective: version advances, updated_by stays', async () => {
+      t.clock.set(cycleAt(40));
+      const a = await objective();
+      const o1 = (await t.call('GET', `${objectives.basePath}/${a}`, { token })).body;
+      const other = await t.token({ sub: USER_B });
+      await t.call('POST', kr.basePath, {
+        token: other,
+        body: { objective_id: a, title: 'k', target: 10, current: 5 },
+      });
+      const o2 = (await t.call('GET', `${objectives.basePath}/${a}`, { token })).body;
+      expect(o2).toMatchObject({ version: (o1.version as number) + 1, updated_by: o1.updated_by, progress_pct: 50 });
+    });
+
+    it('starts empty: 0, not_started, 0', async () => {
+      const o = (await t.call('GET', `${objectives.basePath}/${await objective()}`, { token })).body;
+      expect(o).toMatchObject({ progress_pct: 0, status: 'not_started', key_result_count: 0 });
+    });
+
+    it('refuses an alignment cycle', async () => {
+      const a = await objective();
+      const b = await objective({ parent_objective_id: a });
+      const c = await objective({ parent_objective_id: b });
+      const res = await t.call('PATCH', `${objectives.basePath}/${a}`, { token, body: { parent_objective_id: c } });
+      expect([res.status, res.body.code]).toEqual([422, 'invalid_reference']);
+      const self = await t.call('PATCH', `${objectives.basePath}/${a}`, { token, body: { parent_objective_id: a } });
+      expect(self.status).toBe(422);
+    });
+  });
+
+  it('commits a check-in, its snapshot and the roll-up together, or none of them', async () => {
+    t.clock.set(cycleAt(40));
+    const o = await objective();
+    const k = (await post({ objective_id: o, title: 'atomic', target: 10 })).body;
+    const krBefore = await storedRow(t, kr, k.id as string);
+    const objBefore = await storedRow(t, objectives, o);
+    const snapshotsBefore = await t.store.db.selectFrom('okr_key_result_snapshots').select('id').execute();
+    // Make the roll-up's write to the objective fail, half-way through the check-in.
+    if (kind === 'sqlite') {
+      await sql`CREATE TRIGGER fail_rollup BEFORE UPDATE ON okr_objectives BEGIN SELECT RAISE(ABORT, 'forced failure'); END`.execute(
+        t.store.db,
+      );
+    } else {
+      await sql`CREATE FUNCTION fail_rollup() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'forced failure'; END $$`.execute(
+        t.store.db,
+      );
+      await sql`CREATE TRIGGER fail_rollup BEFORE UPDATE ON okr_objectives FOR EACH ROW EXECUTE FUNCTION fail_rollup()`.execute(
+        t.store.db,
+      );
+    }
+    try {
+      const res = await checkIn(k.id as string, { value: 7, note: 'doomed' });
+      expect(res.status).toBe(500);
+      expect(res.body.code).toBe('internal_error');
+      expect(res.raw).not.toContain('forced failure');
+    } finally {
+      await sql`DROP TRIGGER fail_rollup${kind === 'postgres' ? sql` ON okr_objectives` : sql``}`.execute(t.store.db);
+    }
+    expect(await storedRow(t, kr, k.id as string)).toEqual(krBefore);
+    expect(await storedRow(t, objectives, o)).toEqual(objBefore);
+    expect(await t.store.db.selectFrom('okr_key_result_snapshots').select('id').execute()).toEqual(snapshotsBefore);
+    expect((await checkIn(k.id as string, { value: 7 })).status).toBe(201);
+  });
+});
