@@ -3,22 +3,29 @@ import { mintToken } from '../core/auth.js';
 import { loadConfig } from '../core/config.js';
 import { buildApp } from '../http/app.js';
 import { modules } from '../modules/index.js';
-import { openStore } from '../store/database.js';
+import { openStore, storeOptions } from '../store/database.js';
 import { migrate } from '../store/schema.js';
 
 const USAGE = `edm — the EDM API platform
 
 Usage:
-  edm serve                      serve the API (PORT, EDM_DATABASE_URL, … from the environment)
+  edm serve [--no-migrate]       serve the API (PORT, EDM_DATABASE_URL, … from the environment);
+                                 migrates at start unless --no-migrate or EDM_AUTO_MIGRATE=0
   edm token --tenant T --sub S [--app A] [--scope "okr:read okr:write"] [--ttl 1h]
                                  print a JWT signed with the configured or generated secret
-  edm migrate                    create or upgrade the database schema
+  edm migrate                    create or upgrade the database schema (safe twice, or from two
+                                 processes at once); postgres://…?schema=NAME targets a schema
   edm help                       this text
 `;
 
-async function serve(): Promise<number> {
+async function serve(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { 'no-migrate': { type: 'boolean' } }, strict: true });
   const config = loadConfig();
-  const app = await buildApp({ config, logger: process.env.EDM_LOG !== '0' });
+  const app = await buildApp({
+    config,
+    logger: process.env.EDM_LOG !== '0',
+    ...(values['no-migrate'] ? { migrate: false } : {}),
+  });
   const stop = async () => {
     await app.close();
     process.exit(0);
@@ -65,7 +72,7 @@ async function token(args: string[]): Promise<number> {
 
 async function migrateCommand(): Promise<number> {
   const config = loadConfig();
-  const store = openStore(config.databaseUrl, { poolSize: 2 });
+  const store = openStore(config.databaseUrl, { ...storeOptions(config), poolSize: 2 });
   try {
     await migrate(
       store,
@@ -84,7 +91,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'serve':
-        return await serve();
+        return await serve(rest);
       case 'token':
         return await token(rest);
       case 'migrate':

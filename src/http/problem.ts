@@ -36,29 +36,63 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_BAD_URL: 'route_not_found',
 };
 
+/**
+ * Errors that mean the database cannot serve right now but may shortly: unreachable or
+ * restarting servers, ended sessions, exhausted resources, timeouts, and transient conflicts
+ * (deadlock, serialization failure) whose remedy is the same retry. Node socket codes,
+ * PostgreSQL SQLSTATEs and SQLite result codes.
+ */
 const UNAVAILABLE_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
   'ETIMEDOUT',
   'EPIPE',
-  '57P01',
-  '57P02',
-  '57P03',
-  '53300',
-  '08006',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  // class 08: connection exception
+  '08000',
   '08001',
   '08003',
   '08004',
+  '08006',
+  '08007',
+  // class 57: operator intervention (pg_terminate_backend, shutdown, recovery, statement_timeout)
+  '57P01',
+  '57P02',
+  '57P03',
+  '57P05',
+  '57014',
+  // class 53: insufficient resources (too many connections, out of memory, disk full)
+  '53000',
+  '53100',
+  '53200',
+  '53300',
+  // transient conflicts and session timeouts
+  '40001',
+  '40P01',
+  '55P03',
+  '25P03',
+  'SQLITE_BUSY',
+  'SQLITE_BUSY_SNAPSHOT',
+  'SQLITE_BUSY_RECOVERY',
+  'SQLITE_BUSY_TIMEOUT',
+  'SQLITE_LOCKED',
 ]);
+
+/** PostgreSQL refusing text it cannot store (e.g. U+0000 in a query parameter): the caller's input. */
+const BAD_TEXT_CODES = new Set(['22021', '22P05']);
+
+/** Messages of node-postgres for sessions that ended or could not start (they carry no code). */
+const UNAVAILABLE_MESSAGE =
+  /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed and is not queryable|Query read timeout/i;
 
 /** True for errors that mean the database cannot be reached right now (answered as 503). */
 export function isUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) return true;
-  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
-    err.message,
-  );
+  return UNAVAILABLE_MESSAGE.test(err.message);
 }
 
 /** Maps any thrown error to an ApiError; unknown ones become a 500 that reveals nothing. */
@@ -68,8 +102,11 @@ export function asApiError(err: unknown): ApiError {
   const mapped = fe?.code ? FASTIFY_CODES[fe.code] : undefined;
   if (mapped) return new ApiError(mapped, fe.message);
   if (fe instanceof SyntaxError && fe.statusCode === 400) return new ApiError('invalid_json', fe.message);
+  if (fe?.code && BAD_TEXT_CODES.has(fe.code)) {
+    return new ApiError('validation_failed', 'Text must be valid Unicode without the NUL character (U+0000)');
+  }
   if (isUnavailable(err)) {
-    return new ApiError('service_unavailable', 'The database is unreachable; retry shortly', {
+    return new ApiError('service_unavailable', 'The database is unavailable or busy; retry shortly', {
       headers: { 'retry-after': '1' },
     });
   }

@@ -1,8 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import { Kysely, type KyselyConfig, type LogEvent, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
+import type { Config } from '../core/config.js';
+import { ApiError } from '../core/errors.js';
 import type { AnyField, ColumnKind } from '../core/fields.js';
 
 export type StoreKind = 'sqlite' | 'postgres';
@@ -12,13 +14,21 @@ export type StoreKind = 'sqlite' | 'postgres';
 // biome-ignore lint/suspicious/noExplicitAny: dynamic schema, see above
 export type DB = Kysely<any>;
 
+/** The codec side of a field: only its column kind matters to a store. */
+type Column = Pick<AnyField, 'column'>;
+
 export interface Store {
   readonly kind: StoreKind;
   readonly db: DB;
+  /**
+   * PostgreSQL: the schema named by `StoreOptions.schema` or the URL's `schema=` parameter
+   * (migrate creates it when missing); null when the server's `search_path` decides.
+   */
+  readonly schema: string | null;
   /** Converts a wire value to what the column holds. */
-  encode(field: AnyField, value: unknown): unknown;
+  encode(field: Column, value: unknown): unknown;
   /** Converts a column value back to its wire form. */
-  decode(field: AnyField, value: unknown): unknown;
+  decode(field: Column, value: unknown): unknown;
   /** SQL type of a column kind. */
   columnType(kind: ColumnKind): string;
   close(): Promise<void>;
@@ -27,27 +37,106 @@ export interface Store {
 export interface StoreOptions {
   /** PostgreSQL pool size. */
   poolSize?: number;
-  /** PostgreSQL schema to work in (tests use one per run). */
+  /** PostgreSQL schema to work in (tests use one per run); overrides the URL's `schema=`. */
   schema?: string;
+  /** PostgreSQL `application_name` of the pool's sessions (default `edm`; the URL's wins). */
+  applicationName?: string;
+  /** How long to wait for a connection (new or from the pool) before answering 503; default 5000. */
+  connectTimeoutMs?: number;
+  /** Server-side `statement_timeout` of requests' statements; 0 disables; default 30000. */
+  statementTimeoutMs?: number;
+  /** Called with every statement run (tests check that tenant data is always addressed by tenant). */
+  onQuery?: (sql: string, parameters: readonly unknown[]) => void;
 }
+
+function logger(options: StoreOptions): KyselyConfig['log'] {
+  const { onQuery } = options;
+  if (!onQuery) return undefined;
+  return (event: LogEvent) => onQuery(event.query.sql, event.query.parameters);
+}
+
+/** The store options a configuration names (EDM_DB_POOL_SIZE, EDM_DB_*_TIMEOUT_MS). */
+export function storeOptions(config: Config): StoreOptions {
+  return {
+    poolSize: config.dbPoolSize,
+    connectTimeoutMs: config.dbConnectTimeoutMs,
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+  };
+}
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
+/** A session that sits in an open transaction this long (a stalled process) loses it and its row locks. */
+const IDLE_IN_TRANSACTION_MS = 60_000;
 
 /**
  * Opens the store a URL names: `sqlite:<file>` (or `sqlite::memory:`) for the embedded store,
  * `postgres://…` for PostgreSQL.
+ * @example openStore('postgres://edm@db.internal/edm?schema=edm', { poolSize: 20 })
  */
 export function openStore(url: string, options: StoreOptions = {}): Store {
-  if (url.startsWith('sqlite:')) return openSqlite(url.slice('sqlite:'.length));
+  if (url.startsWith('sqlite:')) return openSqlite(url.slice('sqlite:'.length), options);
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return openPostgres(url, options);
   throw new Error(`EDM_DATABASE_URL: unsupported scheme in ${url} (use sqlite:<file> or postgres://…)`);
 }
 
-function openSqlite(file: string): Store {
+/** PostgreSQL text and jsonb cannot hold U+0000; both stores refuse it so they answer alike. */
+function refuseNul(value: unknown): void {
+  if (typeof value === 'string') {
+    if (value.includes('\u0000')) {
+      throw new ApiError('validation_failed', 'Text must not contain the NUL character (U+0000)');
+    }
+  } else if (Array.isArray(value)) {
+    for (const v of value) refuseNul(v);
+  } else if (value !== null && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      refuseNul(k);
+      refuseNul(v);
+    }
+  }
+}
+
+/**
+ * Timestamps are kept as RFC 3339 UTC with milliseconds on both stores: SQLite compares them
+ * as text and PostgreSQL's timestamptz(3) would round sub-millisecond digits, so any other
+ * spelling of an instant is normalized (truncated to the millisecond) before it is stored.
+ */
+function normalizeTime(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  const ms = Date.parse(value);
+  return Number.isNaN(ms) ? value : new Date(ms).toISOString();
+}
+
+const utf8 = new TextEncoder();
+
+function compareJsonbKeys(a: string, b: string): number {
+  const ab = utf8.encode(a);
+  const bb = utf8.encode(b);
+  if (ab.length !== bb.length) return ab.length - bb.length;
+  for (let i = 0; i < ab.length; i++) if (ab[i] !== bb[i]) return ab[i] - bb[i];
+  return 0;
+}
+
+/**
+ * Orders object keys the way PostgreSQL's jsonb keeps them (shorter keys first, then by bytes),
+ * so a JSON column reads back identically from either store.
+ */
+export function jsonbOrder(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(jsonbOrder);
+  if (value === null || typeof value !== 'object') return value;
+  const keys = Object.keys(value).sort(compareJsonbKeys);
+  const out: Record<string, unknown> = {};
+  for (const k of keys) out[k] = jsonbOrder((value as Record<string, unknown>)[k]);
+  return out;
+}
+
+function openSqlite(file: string, options: StoreOptions): Store {
   if (file !== ':memory:') mkdirSync(dirname(resolve(file)), { recursive: true });
   const database = new SQLite(file);
   database.pragma('journal_mode = WAL');
   database.pragma('synchronous = NORMAL');
   database.pragma('busy_timeout = 5000');
-  const db = new Kysely({ dialect: new SqliteDialect({ database }) });
+  const db = new Kysely({ dialect: new SqliteDialect({ database }), log: logger(options) });
   const types: Record<ColumnKind, string> = {
     text: 'TEXT',
     real: 'REAL',
@@ -60,6 +149,7 @@ function openSqlite(file: string): Store {
   return {
     kind: 'sqlite',
     db,
+    schema: null,
     columnType: (kind) => types[kind],
     encode(field, value) {
       if (value === null || value === undefined) return null;
@@ -67,7 +157,13 @@ function openSqlite(file: string): Store {
         case 'boolean':
           return value ? 1 : 0;
         case 'json':
+          refuseNul(value);
           return JSON.stringify(value);
+        case 'text':
+          refuseNul(value);
+          return value;
+        case 'datetime':
+          return normalizeTime(value);
         default:
           return value;
       }
@@ -78,7 +174,7 @@ function openSqlite(file: string): Store {
         case 'boolean':
           return value === 1;
         case 'json':
-          return JSON.parse(value as string);
+          return jsonbOrder(JSON.parse(value as string));
         default:
           return value;
       }
@@ -87,32 +183,77 @@ function openSqlite(file: string): Store {
   };
 }
 
+const PG_INT8 = 20;
 const PG_DATE = 1082;
 const PG_TIMESTAMPTZ = 1184;
-const PG_INT8 = 20;
+const PG_NUMERIC = 1700;
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+export interface PostgresTarget {
+  /** The URL without the parameters EDM interprets itself. */
+  connectionString: string;
+  schema: string | null;
+  /** The startup `options` (`-c name=value …`), the URL's followed by EDM's. */
+  options: string | undefined;
+}
+
+/**
+ * Reads what EDM interprets in a PostgreSQL URL: `schema=<name>` (work in that schema) and
+ * `options=-c search_path=…` (passed to the server, merged with the schema's search_path).
+ * @example parsePostgresUrl('postgres://edm@db/edm?schema=okr').schema === 'okr'
+ */
+export function parsePostgresUrl(url: string, schemaOverride?: string): PostgresTarget {
+  const parsed = new URL(url);
+  const schema = schemaOverride ?? parsed.searchParams.get('schema') ?? null;
+  const urlOptions = parsed.searchParams.get('options');
+  parsed.searchParams.delete('schema');
+  parsed.searchParams.delete('options');
+  if (schema !== null && !IDENTIFIER.test(schema)) {
+    throw new Error(`EDM_DATABASE_URL: schema must be a plain identifier (letters, digits, _), got ${schema}`);
+  }
+  const options = [urlOptions, schema ? `-c search_path=${schema}` : null].filter(Boolean).join(' ');
+  return { connectionString: parsed.toString(), schema, options: options || undefined };
+}
 
 function openPostgres(url: string, options: StoreOptions): Store {
+  const target = parsePostgresUrl(url, options.schema);
+  const statementTimeout = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
   const pool = new pg.Pool({
-    connectionString: url,
+    connectionString: target.connectionString,
     max: options.poolSize ?? 10,
-    ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
+    options: target.options,
+    application_name: options.applicationName ?? 'edm',
+    // Bounds both a new connection and the wait for a pooled one: an unreachable server is a quick 503.
+    connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+    ...(statementTimeout > 0 ? { statement_timeout: statementTimeout } : {}),
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
     types: {
       getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
-        // Dates stay `YYYY-MM-DD`; timestamps become RFC 3339 with milliseconds; counts are numbers.
+        // Dates stay `YYYY-MM-DD`; timestamps become RFC 3339 with milliseconds; counts and
+        // sums (int8, numeric) are JSON numbers, as on SQLite.
         if (oid === PG_DATE) return (v: string) => v;
-        if (oid === PG_TIMESTAMPTZ) return (v: string) => new Date(v).toISOString();
-        if (oid === PG_INT8) return (v: string) => Number(v);
+        if (oid === PG_TIMESTAMPTZ) {
+          const parse = pg.types.getTypeParser(PG_TIMESTAMPTZ, 'text') as (v: string) => Date;
+          return (v: string) => parse(v).toISOString();
+        }
+        if (oid === PG_INT8 || oid === PG_NUMERIC) return (v: string) => Number(v);
         return pg.types.getTypeParser(oid, format ?? 'text');
       }) as typeof pg.types.getTypeParser,
     },
   });
-  // An idle client losing its server must not crash the process; the next query reconnects.
+  // A session the server ends (restart, pg_terminate_backend, network loss) must not crash the
+  // process: idle ones are dropped by the pool, and one checked out by a request fails that
+  // request's next statement instead (a 503), then leaves the pool.
   pool.on('error', () => {});
-  const db = new Kysely({ dialect: new PostgresDialect({ pool }) });
+  pool.on('connect', (client) => client.on('error', () => {}));
+  const db = new Kysely({ dialect: new PostgresDialect({ pool }), log: logger(options) });
   const types: Record<ColumnKind, string> = {
     text: 'text COLLATE "C"',
     real: 'double precision',
-    integer: 'integer',
+    // 64-bit like SQLite's INTEGER, so any integer the API accepts (|x| ≤ 1e15) fits.
+    integer: 'bigint',
     boolean: 'boolean',
     datetime: 'timestamptz(3)',
     date: 'date',
@@ -121,10 +262,22 @@ function openPostgres(url: string, options: StoreOptions): Store {
   return {
     kind: 'postgres',
     db,
+    schema: target.schema,
     columnType: (kind) => types[kind],
     encode(field, value) {
       if (value === null || value === undefined) return null;
-      return field.column === 'json' ? JSON.stringify(value) : value;
+      switch (field.column) {
+        case 'json':
+          refuseNul(value);
+          return JSON.stringify(value);
+        case 'text':
+          refuseNul(value);
+          return value;
+        case 'datetime':
+          return normalizeTime(value);
+        default:
+          return value;
+      }
     },
     decode(_field, value) {
       return value ?? null;

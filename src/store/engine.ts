@@ -139,12 +139,11 @@ export class Engine {
     return {
       now,
       async find(resource, tenantId, id) {
-        const row = await db
-          .selectFrom(resource.table)
-          .selectAll()
-          .where('tenant_id', '=', tenantId)
-          .where('id', '=', id)
-          .executeTakeFirst();
+        let q = db.selectFrom(resource.table).selectAll().where('tenant_id', '=', tenantId).where('id', '=', id);
+        // Hooks read rows they then write (roll-ups, the sweep): on PostgreSQL another process may
+        // be writing them too, so the row stays locked until commit (SQLite has one writer).
+        if (engine.store.kind === 'postgres') q = q.forUpdate();
+        const row = await q.executeTakeFirst();
         return row ? engine.fromRow(resource, row) : null;
       },
       async findLive(resource, tenantId, where) {

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { AnyField } from '../core/fields.js';
 import type { Resource } from '../core/resource.js';
+import type { TableDef } from '../core/tables.js';
 import type { DB, Store } from './database.js';
 
 /** Hidden column holding the lower-cased title that `q` searches (lowered in JS so both stores agree). */
@@ -11,15 +12,37 @@ export const IDEMPOTENCY_TABLE = 'edm_idempotency_keys';
 
 const NOT_NULL = new Set(['id', 'tenant_id', 'created_at', 'updated_at', 'is_deleted', 'schema_version', 'version']);
 
+/** The columns of a resource's table: its stored fields, then its internal ones. */
 export function storedFields(resource: Resource): [string, AnyField][] {
-  return Object.entries(resource.allFields).filter(([, f]) => f.column !== null);
+  return [...Object.entries(resource.allFields), ...Object.entries(resource.internal ?? {})].filter(
+    ([, f]) => f.column !== null,
+  );
+}
+
+/** DDL of an auxiliary table (a log or a queue) declared beside a resource. */
+function auxTable(store: Store, def: TableDef): TableSpec {
+  const notNull = new Set(def.notNull ?? def.primaryKey);
+  return {
+    name: def.name,
+    columns: Object.entries(def.columns).map(([name, kind]) => ({
+      name,
+      type: store.columnType(kind),
+      notNull: notNull.has(name),
+    })),
+    primaryKey: [...def.primaryKey],
+    indexes: (def.indexes ?? []).map((columns) => ({
+      name: `${def.name}_${columns.join('_')}`,
+      columns: [...columns],
+    })),
+  };
 }
 
 interface TableSpec {
   name: string;
   columns: { name: string; type: string; notNull: boolean }[];
   primaryKey: string[];
-  indexes: { name: string; columns: string[] }[];
+  /** `gin` (PostgreSQL only) indexes a jsonb column's members, for `tag=` filters. */
+  indexes: { name: string; columns: string[]; using?: 'gin' }[];
 }
 
 function resourceTable(store: Store, resource: Resource): TableSpec {
@@ -36,28 +59,52 @@ function resourceTable(store: Store, resource: Resource): TableSpec {
   }
   for (const field of resource.filterable) {
     const f = resource.allFields[field];
-    if (resource.sortable.includes(field) || f.column === 'json') continue;
-    indexes.push({ name: `${resource.table}_filter_${field}`, columns: ['tenant_id', field] });
+    if (resource.sortable.includes(field)) continue;
+    if (f.column !== 'json') {
+      indexes.push({ name: `${resource.table}_filter_${field}`, columns: ['tenant_id', field] });
+    } else if (store.kind === 'postgres') {
+      // `tag=a,b` is `tags ?| array[…]`: a GIN index answers it (it has no leading column; the
+      // query's tenant_id condition is combined with it, and on Citus it runs on one shard).
+      indexes.push({ name: `${resource.table}_filter_${field}`, columns: [field], using: 'gin' });
+    }
   }
   return { name: resource.table, columns, primaryKey: ['tenant_id', 'id'], indexes };
 }
 
-async function ensureTable(db: DB, spec: TableSpec): Promise<void> {
-  const existing = (await db.introspection.getTables()).find((t) => t.name === spec.name);
-  if (!existing) {
+/** Columns of the tables that exist, by table: on PostgreSQL, in the schema being migrated only. */
+async function existingTables(store: Store, db: DB, schema: string | null): Promise<Map<string, Set<string>>> {
+  const tables = new Map<string, Set<string>>();
+  if (store.kind === 'postgres') {
+    const { rows } = await sql<{ table: string; column: string }>`
+      SELECT c.relname AS table, a.attname AS column
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+      WHERE n.nspname = ${schema} AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped`.execute(db);
+    for (const r of rows) tables.set(r.table, (tables.get(r.table) ?? new Set()).add(r.column));
+  } else {
+    for (const t of await db.introspection.getTables()) tables.set(t.name, new Set(t.columns.map((c) => c.name)));
+  }
+  return tables;
+}
+
+async function ensureTable(db: DB, spec: TableSpec, existing: Map<string, Set<string>>): Promise<void> {
+  const have = existing.get(spec.name);
+  if (!have) {
     let create = db.schema.createTable(spec.name).ifNotExists();
     for (const c of spec.columns) {
       create = create.addColumn(c.name, sql.raw(c.type), (col) => (c.notNull ? col.notNull() : col));
     }
     await create.addPrimaryKeyConstraint(`${spec.name}_pkey`, spec.primaryKey as never).execute();
   } else {
-    const have = new Set(existing.columns.map((c) => c.name));
     for (const c of spec.columns) {
       if (!have.has(c.name)) await db.schema.alterTable(spec.name).addColumn(c.name, sql.raw(c.type)).execute();
     }
   }
   for (const index of spec.indexes) {
-    await db.schema.createIndex(index.name).ifNotExists().on(spec.name).columns(index.columns).execute();
+    let create = db.schema.createIndex(index.name).ifNotExists().on(spec.name).columns(index.columns);
+    if (index.using) create = create.using(index.using);
+    await create.execute();
   }
 }
 
@@ -83,21 +130,36 @@ function idempotencyTable(store: Store): TableSpec {
   };
 }
 
+/** The advisory lock key migrators of one PostgreSQL schema share: `(hashtext(MIGRATE_LOCK), hashtext(schema))`. */
+export const MIGRATE_LOCK = 'edm.migrate';
+
 /**
  * Creates or upgrades the schema for the given resources. Safe to run twice, and from two
- * processes at once on PostgreSQL (an advisory lock serializes migrators).
+ * processes at once on PostgreSQL: migrators of one schema take a transaction-scoped advisory
+ * lock first, so the second runs after the first committed and finds everything in place.
  */
 export async function migrate(store: Store, resources: readonly Resource[]): Promise<void> {
-  const run = async (db: DB) => {
-    for (const resource of resources) await ensureTable(db, resourceTable(store, resource));
-    await ensureTable(db, idempotencyTable(store));
+  const run = async (db: DB, schema: string | null) => {
+    const existing = await existingTables(store, db, schema);
+    for (const resource of resources) {
+      await ensureTable(db, resourceTable(store, resource), existing);
+      for (const table of resource.tables ?? []) await ensureTable(db, auxTable(store, table), existing);
+    }
+    await ensureTable(db, idempotencyTable(store), existing);
   };
   if (store.kind === 'postgres') {
     await store.db.transaction().execute(async (trx) => {
-      await sql`SELECT pg_advisory_xact_lock(hashtext('edm.migrate'))`.execute(trx);
-      await run(trx);
+      // Waiting for another migrator, and building indexes, may take longer than a request may.
+      await sql`SET LOCAL statement_timeout = 0`.execute(trx);
+      const schema =
+        store.schema ?? (await sql<{ s: string | null }>`SELECT current_schema() AS s`.execute(trx)).rows[0]?.s ?? null;
+      if (schema === null) throw new Error('no schema to migrate: the search_path names no existing schema');
+      await sql`SELECT pg_advisory_xact_lock(hashtext(${MIGRATE_LOCK}), hashtext(${schema}))`.execute(trx);
+      // Statements after the lock see what an earlier migrator committed (READ COMMITTED).
+      if (store.schema) await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(store.schema)}`.execute(trx);
+      await run(trx, schema);
     });
   } else {
-    await run(store.db);
+    await run(store.db, null);
   }
 }
