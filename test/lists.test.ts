@@ -1,0 +1,250 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Doc, Resource } from '../src/core/resource.js';
+import { byName, resources, storeKinds, type TestApp, testApp } from './helpers.js';
+
+const kr = byName('KeyResult');
+
+/** The order a list must answer: by the sort field (nulls last), then id, both in the sort direction. */
+function expectedOrder(rows: Doc[], field: string, desc: boolean): string[] {
+  const dir = desc ? -1 : 1;
+  return [...rows]
+    .sort((a, b) => {
+      const x = a[field];
+      const y = b[field];
+      if (x === null && y !== null) return 1;
+      if (y === null && x !== null) return -1;
+      if (x !== y && x !== null && y !== null) return (x < y ? -1 : 1) * dir;
+      return ((a.id as string) < (b.id as string) ? -1 : 1) * dir;
+    })
+    .map((r) => r.id as string);
+}
+
+async function walk(t: TestApp, resource: Resource, query: string, limit: number, between?: () => Promise<void>) {
+  const ids: string[] = [];
+  let cursor: string | null = null;
+  for (let page = 0; page < 1000; page++) {
+    const url: string = `${resource.basePath}?${query}${query ? '&' : ''}limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+    const res = await t.call('GET', url);
+    expect(res.status, res.raw).toBe(200);
+    expect((res.body.data as Doc[]).length).toBeLessThanOrEqual(limit);
+    ids.push(...(res.body.data as Doc[]).map((d) => d.id as string));
+    cursor = res.body.next_cursor as string | null;
+    expect(res.body.has_more).toBe(cursor !== null);
+    if (!cursor) return ids;
+    await between?.();
+  }
+  throw new Error('walk did not end');
+}
+
+describe.each(storeKinds)('lists on %s', (kind) => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await testApp(kind);
+  });
+  afterAll(() => t.close());
+
+  describe.each(resources.map((r) => [r.name, r] as const))('%s', (_n, resource) => {
+    let rows: Doc[];
+    beforeAll(async () => {
+      const token = await t.token();
+      rows = [];
+      for (let i = 0; i < 12; i++) {
+        t.clock.advance(i % 3 === 0 ? 0 : 1000); // equal created_at values exercise the id tie-break
+        rows.push(
+          await t.create(resource, token, { [resource.titleField]: `Item ${String.fromCharCode(65 + (i % 5))}` }),
+        );
+      }
+    });
+
+    it('answers the envelope with the newest first by default', async () => {
+      const res = await t.call('GET', `${resource.basePath}?limit=5`);
+      expect(res.status).toBe(200);
+      expect(Object.keys(res.body)).toEqual(['object', 'data', 'has_more', 'next_cursor']);
+      expect(res.body.object).toBe('list');
+      const all = (await t.call('GET', `${resource.basePath}?limit=200`)).body.data as Doc[];
+      expect((res.body.data as Doc[]).map((d) => d.id)).toEqual(expectedOrder(all, 'created_at', true).slice(0, 5));
+    });
+
+    it.each(resource.sortable.flatMap((f) => [f, `-${f}`]))(
+      'sorts by %s with id as tie-break, nulls last, across pages',
+      async (sort) => {
+        const desc = sort.startsWith('-');
+        const field = desc ? sort.slice(1) : sort;
+        const all = (await t.call('GET', `${resource.basePath}?limit=200`)).body.data as Doc[];
+        expect(await walk(t, resource, `sort=${sort}`, 5)).toEqual(expectedOrder(all, field, desc));
+      },
+    );
+
+    const badParams: [string, string][] = [
+      ['limit=0', 'invalid_parameter'],
+      ['limit=201', 'invalid_parameter'],
+      ['limit=ten', 'invalid_parameter'],
+      ['limit=5&limit=6', 'invalid_parameter'],
+      ['sort=nonsense', 'invalid_parameter'],
+      ['sort=tenant_id', 'invalid_parameter'],
+      ['colour=red', 'unknown_parameter'],
+      ['include_deleted=yes', 'invalid_parameter'],
+      ['cursor=garbage', 'invalid_parameter'],
+      ['created_at[gte]=yesterday', 'invalid_parameter'],
+      ['created_at[between]=1', 'unknown_parameter'],
+    ];
+    it.each(badParams)('rejects %s with %s', async (query, code) => {
+      const res = await t.call('GET', `${resource.basePath}?${query}`);
+      expect([res.status, res.body.code]).toEqual([400, code]);
+    });
+
+    it('refuses a tampered cursor, and one reused with other filters, sort or caller', async () => {
+      const first = await t.call('GET', `${resource.basePath}?limit=2`);
+      const cursor = first.body.next_cursor as string;
+      const [payload, mac] = cursor.split('.');
+      const flipped = `${payload.slice(0, -2)}${payload.endsWith('A') ? 'BB' : 'AA'}.${mac}`;
+      expect((await t.call('GET', `${resource.basePath}?limit=2&cursor=${flipped}`)).body.code).toBe('invalid_cursor');
+      expect((await t.call('GET', `${resource.basePath}?limit=2&sort=created_at&cursor=${cursor}`)).body.code).toBe(
+        'invalid_cursor',
+      );
+      expect(
+        (await t.call('GET', `${resource.basePath}?limit=2&include_deleted=true&cursor=${cursor}`)).body.code,
+      ).toBe('invalid_cursor');
+      const other = await t.token({ tenant: 'someone-else' });
+      expect((await t.call('GET', `${resource.basePath}?limit=2&cursor=${cursor}`, { token: other })).body.code).toBe(
+        'invalid_cursor',
+      );
+      // limit is not bound
+      expect((await t.call('GET', `${resource.basePath}?limit=3&cursor=${cursor}`)).status).toBe(200);
+    });
+
+    it('searches the title field with q, case-insensitively', async () => {
+      const res = await t.call('GET', `${resource.basePath}?q=${encodeURIComponent('item b')}&limit=200`);
+      const expected = rows.filter((r) => (r[resource.titleField] as string).toLowerCase().includes('item b'));
+      expect((res.body.data as Doc[]).map((d) => d.id).sort()).toEqual(expected.map((r) => r.id).sort());
+    });
+  });
+
+  describe('KeyResult filters', () => {
+    let objectiveA: string;
+    let krs: Doc[];
+    beforeAll(async () => {
+      const token = await t.token({ tenant: 'filters' });
+      objectiveA = (await t.create(byName('Objective'), token)).id as string;
+      const objectiveB = (await t.create(byName('Objective'), token)).id as string;
+      const specs: Doc[] = [
+        {
+          objective_id: objectiveA,
+          title: 'Ünïcode Straße',
+          target: 100,
+          current: 10,
+          tags: ['growth', 'q4'],
+          metric_type: 'number',
+        },
+        {
+          objective_id: objectiveA,
+          title: 'ÜNÏCODE loud',
+          target: 100,
+          current: 50,
+          tags: ['q4'],
+          metric_type: 'percentage',
+        },
+        { objective_id: objectiveB, title: 'plain', target: 100, current: 90, tags: ['ops'], metric_type: 'currency' },
+        { objective_id: objectiveB, title: 'milestone', metric_type: 'milestone', tags: [] },
+        { objective_id: objectiveA, title: 'no tags', target: 10, current: 10 },
+      ];
+      krs = [];
+      for (const body of specs) {
+        t.clock.advance(1000);
+        const res = await t.call('POST', kr.basePath, { token, body });
+        expect(res.status, res.raw).toBe(201);
+        krs.push(res.body);
+      }
+      (t as unknown as { filterToken: string }).filterToken = token;
+    });
+    const q = async (query: string) => {
+      const token = (t as unknown as { filterToken: string }).filterToken;
+      const res = await t.call('GET', `${kr.basePath}?${query}&limit=200`, { token });
+      expect(res.status, res.raw).toBe(200);
+      return (res.body.data as Doc[]).map((d) => d.title).sort();
+    };
+
+    it.each([
+      ['objective_id equality', () => `objective_id=${objectiveA}`, ['no tags', 'ÜNÏCODE loud', 'Ünïcode Straße']],
+      ['any-of', () => 'metric_type=percentage,currency', ['plain', 'ÜNÏCODE loud']],
+      ['status any-of', () => 'status=achieved', ['no tags']],
+      ['number range gte', () => 'current[gte]=50', ['plain', 'ÜNÏCODE loud']],
+      ['number range gt & lt', () => 'current[gt]=10&current[lt]=90', ['ÜNÏCODE loud']],
+      ['progress range', () => 'progress_pct[lte]=10', ['milestone', 'Ünïcode Straße']],
+      ['tag has any of', () => 'tag=growth,ops', ['plain', 'Ünïcode Straße']],
+      ['tag single', () => 'tag=q4', ['ÜNÏCODE loud', 'Ünïcode Straße']],
+      [
+        'q is case-insensitive and Unicode-aware',
+        () => `q=${encodeURIComponent('ünïcode')}`,
+        ['ÜNÏCODE loud', 'Ünïcode Straße'],
+      ],
+      [
+        'q matches inside words',
+        () => `q=${encodeURIComponent('STRASSE'.toLowerCase().replace('ss', 'ß'))}`,
+        ['Ünïcode Straße'],
+      ],
+      ['q treats % and _ literally', () => 'q=%25', []],
+      ['combined filters', () => `objective_id=${objectiveA}&tag=q4&current[gte]=20`, ['ÜNÏCODE loud']],
+    ] as [string, () => string, string[]][])('%s', async (_n, query, expected) => {
+      expect(await q(query())).toEqual([...expected].sort());
+    });
+
+    it('filters dates by range', async () => {
+      const mid = krs[2].created_at as string;
+      expect((await q(`created_at[gte]=${encodeURIComponent(mid)}`)).length).toBe(3);
+      expect((await q(`created_at[lt]=${encodeURIComponent(mid)}`)).length).toBe(2);
+    });
+
+    it('excludes deleted rows unless include_deleted=true', async () => {
+      const token = (t as unknown as { filterToken: string }).filterToken;
+      await t.call('DELETE', `${kr.basePath}/${krs[4].id}`, { token });
+      expect(await q(`objective_id=${objectiveA}`)).not.toContain('no tags');
+      expect(await q(`objective_id=${objectiveA}&include_deleted=true`)).toContain('no tags');
+    });
+  });
+
+  it('walks 500 rows in pages of 7 under each sort, with inserts between pages: none twice, none skipped', async () => {
+    const token = await t.token({ tenant: 'walker' });
+    const objective = (await t.create(byName('Objective'), token)).id as string;
+    const original: string[] = [];
+    for (let i = 0; i < 500; i++) {
+      if (i % 4 === 0) t.clock.advance(1);
+      const res = await t.call('POST', kr.basePath, {
+        token,
+        body: { objective_id: objective, title: `kr ${i % 37}`, target: 100 + (i % 11), current: i % 13 },
+      });
+      original.push(res.body.id as string);
+    }
+    let inserted = 0;
+    const insert = async () => {
+      t.clock.advance(1);
+      inserted++;
+      await t.call('POST', kr.basePath, {
+        token,
+        body: {
+          objective_id: objective,
+          title: `late ${inserted % 5}`,
+          target: 100 + (inserted % 7),
+          current: inserted % 3,
+        },
+      });
+    };
+    for (const sort of kr.sortable.flatMap((f) => [f, `-${f}`])) {
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      do {
+        const url: string = `${kr.basePath}?sort=${sort}&limit=7${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+        const res = await t.call('GET', url, { token });
+        seen.push(...(res.body.data as Doc[]).map((d) => d.id as string));
+        cursor = res.body.next_cursor as string | null;
+        if (cursor) await insert();
+      } while (cursor);
+      expect(new Set(seen).size, `duplicates under ${sort}`).toBe(seen.length);
+      const set = new Set(seen);
+      expect(
+        original.filter((id) => !set.has(id)),
+        `skipped under ${sort}`,
+      ).toEqual([]);
+    }
+  });
+});
