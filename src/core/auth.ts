@@ -28,6 +28,8 @@ const ALGORITHMS = ['HS256'];
  */
 export class TokenVerifier {
   private readonly cache: LRUCache<string, Cached>;
+  /** Full signature verifications done (cache misses), for metrics and tests. */
+  verifications = 0;
 
   constructor(private readonly options: VerifierOptions) {
     this.cache = new LRUCache({ max: options.cacheSize ?? 10_000 });
@@ -42,6 +44,7 @@ export class TokenVerifier {
       throw new ApiError('invalid_token', nowSec >= hit.exp ? 'The token has expired' : 'The token is not yet valid');
     }
     let payload: Record<string, unknown>;
+    this.verifications++;
     try {
       ({ payload } = await jwtVerify(token, this.options.secret, {
         algorithms: ALGORITHMS,

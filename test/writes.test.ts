@@ -1,0 +1,270 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Doc, Resource } from '../src/core/resource.js';
+import { Idempotency } from '../src/http/idempotency.js';
+import { byName, countRows, resources, storedRow, storeKinds, type TestApp, testApp, USER_B } from './helpers.js';
+
+const cycles = byName('Cycle');
+const objectives = byName('Objective');
+const kr = byName('KeyResult');
+
+describe.each(storeKinds)('writes on %s', (kind) => {
+  let t: TestApp;
+  let token: string;
+  beforeAll(async () => {
+    t = await testApp(kind);
+    token = await t.token();
+  });
+  afterAll(() => t.close());
+
+  describe.each(resources.map((r) => [r.name, r] as const))('%s: optimistic locking', (_n, resource: Resource) => {
+    const title = resource.titleField;
+    const url = (doc: Doc) => `${resource.basePath}/${doc.id}`;
+
+    it('answers 304 to If-None-Match with the current ETag', async () => {
+      const doc = await t.create(resource, token);
+      const hit = await t.call('GET', url(doc), { headers: { 'if-none-match': '"1"' } });
+      expect([hit.status, hit.raw, hit.headers.etag]).toEqual([304, '', '"1"']);
+      expect((await t.call('GET', url(doc), { headers: { 'if-none-match': '"0", "1"' } })).status).toBe(304);
+      expect((await t.call('GET', url(doc), { headers: { 'if-none-match': '"2"' } })).status).toBe(200);
+    });
+
+    it.each([
+      ['PATCH', { [title]: 'x' }],
+      ['DELETE', undefined],
+    ] as const)('%s: If-Match mismatch → 412 with the current version, match → 200', async (method, body) => {
+      const doc = await t.create(resource, token);
+      const before = await storedRow(t, resource, doc.id as string);
+      const stale = await t.call(method, url(doc), { body, headers: { 'if-match': '"7"' } });
+      expect([stale.status, stale.body.code, stale.body.current_version]).toEqual([412, 'precondition_failed', 1]);
+      const weak = await t.call(method, url(doc), { body, headers: { 'if-match': 'W/"1"' } });
+      expect(weak.status).toBe(412);
+      const junk = await t.call(method, url(doc), { body, headers: { 'if-match': 'one' } });
+      expect([junk.status, junk.body.code]).toEqual([400, 'invalid_header']);
+      expect(await storedRow(t, resource, doc.id as string)).toEqual(before);
+      const ok = await t.call(method, url(doc), { body, headers: { 'if-match': '"1"' } });
+      expect([ok.status, ok.headers.etag]).toEqual([200, '"2"']);
+    });
+
+    it('a body version mismatch → 409 version_conflict carrying the current version', async () => {
+      const doc = await t.create(resource, token);
+      const res = await t.call('PATCH', url(doc), { body: { [title]: 'x', version: 5 } });
+      expect([res.status, res.body.code, res.body.current_version]).toEqual([409, 'version_conflict', 1]);
+      expect((await t.call('PATCH', url(doc), { body: { [title]: 'x', version: 1 } })).body.version).toBe(2);
+    });
+
+    it('follows the check order: 404 → 412 → 400 → 409', async () => {
+      const missing = `${resource.basePath}/${resource.idPrefix}_01ARZ3NDEKTSV4RRFFQ69G5FAV`;
+      expect((await t.call('PATCH', missing, { body: { nope: 1 }, headers: { 'if-match': '"9"' } })).status).toBe(404);
+      const doc = await t.create(resource, token);
+      expect((await t.call('PATCH', url(doc), { body: { nope: 1 }, headers: { 'if-match': '"9"' } })).status).toBe(412);
+      expect((await t.call('PATCH', url(doc), { body: { nope: 1, version: 9 } })).status).toBe(400);
+      await t.call('DELETE', url(doc));
+      expect((await t.call('PATCH', url(doc), { body: { [title]: 12 } })).status).toBe(400);
+      expect((await t.call('PATCH', url(doc), { body: { [title]: 'ok' } })).body.code).toBe('resource_deleted');
+    });
+
+    it('of 20 concurrent PATCHes at one version exactly one wins (If-Match, then body version)', async () => {
+      const doc = await t.create(resource, token);
+      const byHeader = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          t.call('PATCH', url(doc), { body: { [title]: `writer ${i}` }, headers: { 'if-match': '"1"' } }),
+        ),
+      );
+      expect(byHeader.filter((a) => a.status === 200)).toHaveLength(1);
+      expect(byHeader.filter((a) => a.status === 412)).toHaveLength(19);
+      const byBody = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => t.call('PATCH', url(doc), { body: { [title]: `v ${i}`, version: 2 } })),
+      );
+      expect(byBody.filter((a) => a.status === 200)).toHaveLength(1);
+      expect(byBody.filter((a) => a.status === 409 && a.body.code === 'version_conflict')).toHaveLength(19);
+      const final = await t.call('GET', url(doc));
+      expect(final.body.version).toBe(3);
+      expect(final.body[title]).toBe(byBody.find((a) => a.status === 200)?.body[title]);
+    });
+  });
+
+  it('EDM_REQUIRE_IF_MATCH=1 makes writes without a precondition 428', async () => {
+    const strict = await testApp(kind, { requireIfMatch: true });
+    try {
+      const tk = await strict.token();
+      const doc = await strict.create(cycles, tk);
+      const res = await strict.call('PATCH', `${cycles.basePath}/${doc.id}`, { token: tk, body: { name: 'x' } });
+      expect([res.status, res.body.code]).toEqual([428, 'precondition_required']);
+      expect((await strict.call('DELETE', `${cycles.basePath}/${doc.id}`, { token: tk })).status).toBe(428);
+      const ok = await strict.call('PATCH', `${cycles.basePath}/${doc.id}`, {
+        token: tk,
+        body: { name: 'x', version: 1 },
+      });
+      expect(ok.status).toBe(200);
+      const ok2 = await strict.call('PATCH', `${cycles.basePath}/${doc.id}`, {
+        token: tk,
+        body: { name: 'y' },
+        headers: { 'if-match': '"2"' },
+      });
+      expect(ok2.status).toBe(200);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  describe('idempotency keys', () => {
+    const key = (s: string) => ({ 'idempotency-key': `${kind}-${s}` });
+
+    it('replays the first answer of a create: one resource, identical bodies', async () => {
+      const before = await countRows(t, cycles);
+      const body = { name: 'once', start_date: '2026-01-01', end_date: '2026-03-31' };
+      const first = await t.call('POST', cycles.basePath, { body, headers: key('create') });
+      const again = await t.call('POST', cycles.basePath, { body, headers: key('create') });
+      expect([first.status, again.status]).toEqual([201, 201]);
+      expect(again.raw).toBe(first.raw);
+      expect(again.headers.location).toBe(first.headers.location);
+      expect(again.headers.etag).toBe(first.headers.etag);
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(await countRows(t, cycles)).toBe(before + 1);
+    });
+
+    it('answers 422 when the key comes back with another body, path or caller', async () => {
+      const body = { name: 'a', start_date: '2026-01-01', end_date: '2026-03-31' };
+      expect((await t.call('POST', cycles.basePath, { body, headers: key('fp') })).status).toBe(201);
+      const other = await t.call('POST', cycles.basePath, { body: { ...body, name: 'b' }, headers: key('fp') });
+      expect([other.status, other.body.code]).toEqual([422, 'idempotency_key_reused']);
+      expect((await t.call('POST', objectives.basePath, { body: { title: 'x' }, headers: key('fp') })).status).toBe(
+        422,
+      );
+      const colleague = await t.token({ sub: USER_B });
+      expect((await t.call('POST', cycles.basePath, { token: colleague, body, headers: key('fp') })).status).toBe(422);
+      // another tenant has its own key space
+      const stranger = await t.token({ tenant: 'initech' });
+      expect((await t.call('POST', cycles.basePath, { token: stranger, body, headers: key('fp') })).status).toBe(201);
+    });
+
+    it('stores 4xx answers too, but not 5xx', async () => {
+      const bad = { name: 'x', start_date: 'soon', end_date: '2026-03-31' };
+      const first = await t.call('POST', cycles.basePath, { body: bad, headers: key('4xx') });
+      const again = await t.call('POST', cycles.basePath, { body: bad, headers: key('4xx') });
+      expect([first.status, again.status, again.headers['idempotent-replayed']]).toEqual([400, 400, 'true']);
+      expect(again.raw).toBe(first.raw);
+
+      const body = { name: 'flaky', start_date: '2026-01-01', end_date: '2026-03-31' };
+      if (kind === 'sqlite') {
+        await sql`CREATE TRIGGER fail_insert BEFORE INSERT ON okr_cycles BEGIN SELECT RAISE(ABORT, 'down'); END`.execute(
+          t.store.db,
+        );
+      } else {
+        await sql`CREATE FUNCTION fail_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'down'; END $$`.execute(
+          t.store.db,
+        );
+        await sql`CREATE TRIGGER fail_insert BEFORE INSERT ON okr_cycles FOR EACH ROW EXECUTE FUNCTION fail_insert()`.execute(
+          t.store.db,
+        );
+      }
+      const failed = await t.call('POST', cycles.basePath, { body, headers: key('5xx') });
+      await sql`DROP TRIGGER fail_insert${kind === 'postgres' ? sql` ON okr_cycles` : sql``}`.execute(t.store.db);
+      expect(failed.status).toBe(500);
+      const retried = await t.call('POST', cycles.basePath, { body, headers: key('5xx') });
+      expect([retried.status, retried.headers['idempotent-replayed']]).toEqual([201, undefined]);
+    });
+
+    it('covers PATCH and DELETE, and answers 403 before replaying', async () => {
+      const doc = await t.create(cycles, token);
+      const url = `${cycles.basePath}/${doc.id}`;
+      const p1 = await t.call('PATCH', url, { body: { name: 'p' }, headers: key('patch') });
+      const p2 = await t.call('PATCH', url, { body: { name: 'p' }, headers: key('patch') });
+      expect([p1.body.version, p2.body.version, p2.raw === p1.raw]).toEqual([2, 2, true]);
+      const d1 = await t.call('DELETE', url, { headers: key('delete') });
+      const d2 = await t.call('DELETE', url, { headers: key('delete') });
+      expect([d1.status, d2.status, d2.raw === d1.raw]).toEqual([200, 200, true]);
+      const readOnly = await t.token({ scope: 'okr:read' });
+      expect((await t.call('DELETE', url, { token: readOnly, headers: key('delete') })).status).toBe(403);
+    });
+
+    it('rejects malformed keys', async () => {
+      const res = await t.call('POST', cycles.basePath, { body: {}, headers: { 'idempotency-key': 'x'.repeat(256) } });
+      expect([res.status, res.body.code]).toEqual([400, 'invalid_header']);
+    });
+
+    it('20 concurrent POSTs with one key make one resource and identical answers (or 409 while running)', async () => {
+      const before = await countRows(t, cycles);
+      const body = { name: 'race', start_date: '2026-01-01', end_date: '2026-03-31' };
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, () => t.call('POST', cycles.basePath, { body, headers: key('race') })),
+      );
+      expect(await countRows(t, cycles)).toBe(before + 1);
+      const created = answers.filter((a) => a.status === 201);
+      expect(created.length).toBeGreaterThanOrEqual(1);
+      expect(new Set(created.map((a) => a.raw)).size).toBe(1);
+      for (const a of answers.filter((x) => x.status !== 201))
+        expect([a.status, a.body.code]).toEqual([409, 'idempotency_in_flight']);
+    });
+
+    it('forgets keys after 24 h', async () => {
+      const body = { name: 'old', start_date: '2026-01-01', end_date: '2026-03-31' };
+      const first = await t.call('POST', cycles.basePath, { body, headers: key('expiry') });
+      t.clock.advance(25 * 3600 * 1000);
+      const removed = await new Idempotency(t.store, t.clock).sweep();
+      expect(removed).toBeGreaterThanOrEqual(1);
+      const fresh = await t.call('POST', cycles.basePath, { body, headers: key('expiry') });
+      expect(fresh.status).toBe(201);
+      expect(fresh.body.id).not.toBe(first.body.id);
+    });
+  });
+
+  describe('soft delete and restore', () => {
+    it('hides deleted rows from lists, restores them, refuses double restores', async () => {
+      const doc = await t.create(cycles, token);
+      const url = `${cycles.basePath}/${doc.id}`;
+      await t.call('DELETE', url);
+      const listed = async (q = '') =>
+        ((await t.call('GET', `${cycles.basePath}?limit=200${q}`)).body.data as Doc[]).map((d) => d.id);
+      expect(await listed()).not.toContain(doc.id);
+      expect(await listed('&include_deleted=true')).toContain(doc.id);
+      const restored = await t.call('POST', `${url}/restore`);
+      expect(restored.status).toBe(200);
+      expect(restored.body).toMatchObject({ is_deleted: false, deleted_at: null, deleted_by: null, version: 3 });
+      expect(await listed()).toContain(doc.id);
+      const again = await t.call('POST', `${url}/restore`);
+      expect([again.status, again.body.code]).toEqual([409, 'not_deleted']);
+    });
+
+    it('refuses to delete a parent with live children unless cascade=true, which deletes them all at once', async () => {
+      const cycle = await t.create(cycles, token);
+      const objective = await t.create(objectives, token, { cycle_id: cycle.id });
+      const k = await t.create(kr, token, { objective_id: objective.id });
+      const blocked = await t.call('DELETE', `${cycles.basePath}/${cycle.id}`);
+      expect([blocked.status, blocked.body.code, blocked.body.dependents]).toEqual([
+        409,
+        'has_dependents',
+        { objectives: 1 },
+      ]);
+      const blockedObjective = await t.call('DELETE', `${objectives.basePath}/${objective.id}`);
+      expect(blockedObjective.body.dependents).toEqual({ 'key-results': 1 });
+      const cascaded = await t.call('DELETE', `${cycles.basePath}/${cycle.id}?cascade=true`);
+      expect(cascaded.status).toBe(200);
+      for (const [resource, id] of [
+        [objectives, objective.id],
+        [kr, k.id],
+      ] as const) {
+        const row = (await t.call('GET', `${resource.basePath}/${id}`)).body;
+        expect([row.is_deleted, row.deleted_at]).toEqual([true, cascaded.body.deleted_at]);
+      }
+      // a child cannot come back while its parent is deleted
+      const early = await t.call('POST', `${kr.basePath}/${k.id}/restore`);
+      expect([early.status, early.body.code]).toEqual([409, 'parent_deleted']);
+      expect((await t.call('POST', `${cycles.basePath}/${cycle.id}/restore`)).status).toBe(200);
+      expect((await t.call('POST', `${objectives.basePath}/${objective.id}/restore`)).status).toBe(200);
+      const back = await t.call('POST', `${kr.basePath}/${k.id}/restore`);
+      expect(back.status).toBe(200);
+      const o = (await t.call('GET', `${objectives.basePath}/${objective.id}`)).body;
+      expect(o.key_result_count).toBe(1);
+    });
+
+    it('rejects unknown delete parameters', async () => {
+      const doc = await t.create(cycles, token);
+      const res = await t.call('DELETE', `${cycles.basePath}/${doc.id}?force=true`);
+      expect([res.status, res.body.code]).toEqual([400, 'unknown_parameter']);
+      const bad = await t.call('DELETE', `${cycles.basePath}/${doc.id}?cascade=yes`);
+      expect([bad.status, bad.body.code]).toEqual([400, 'invalid_parameter']);
+    });
+  });
+});
