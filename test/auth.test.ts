@@ -1,0 +1,121 @@
+import { SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TokenVerifier } from '../src/core/auth.js';
+import { ManualClock } from '../src/core/clock.js';
+import { byName, storeKinds, T0, type TestApp, testApp, USER_A } from './helpers.js';
+
+const cycles = byName('Cycle');
+
+describe.each(storeKinds)('auth on %s', (kind) => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await testApp(kind, { jwtIssuer: 'https://issuer.example', jwtAudience: 'edm' });
+  });
+  afterAll(() => t.close());
+
+  const sign = async (
+    claims: Record<string, unknown>,
+    o: { alg?: string; secret?: Uint8Array; exp?: number | null } = {},
+  ) => {
+    const now = Math.floor(t.clock.now() / 1000);
+    let jwt = new SignJWT({ iss: 'https://issuer.example', aud: 'edm', sub: USER_A, tenant_id: 'acme', ...claims })
+      .setProtectedHeader({ alg: o.alg ?? 'HS256' })
+      .setIssuedAt(now);
+    if (o.exp !== null) jwt = jwt.setExpirationTime(now + (o.exp ?? 3600));
+    return jwt.sign(o.secret ?? t.config.jwtSecret);
+  };
+  const unsigned = (claims: Record<string, unknown>) => {
+    const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const now = Math.floor(t.clock.now() / 1000);
+    return `${enc({ alg: 'none', typ: 'JWT' })}.${enc({ sub: USER_A, tenant_id: 'acme', exp: now + 3600, iss: 'https://issuer.example', aud: 'edm', ...claims })}.`;
+  };
+
+  const cases: [string, () => Promise<string | null> | string | null, string][] = [
+    ['no token', () => null, 'unauthenticated'],
+    ['a malformed token', () => 'not-a-jwt', 'invalid_token'],
+    ['alg none', () => unsigned({}), 'invalid_token'],
+    [
+      'a bad signature',
+      () => sign({}, { secret: new TextEncoder().encode('another secret of enough length!!') }),
+      'invalid_token',
+    ],
+    ['HS512 (not on the allow-list)', () => sign({}, { alg: 'HS512' }), 'invalid_token'],
+    ['an expired token', () => sign({}, { exp: -10 }), 'invalid_token'],
+    ['no exp', () => sign({}, { exp: null }), 'invalid_token'],
+    ['no sub', () => sign({ sub: undefined }), 'invalid_token'],
+    ['no tenant_id', () => sign({ tenant_id: undefined }), 'invalid_token'],
+    ['a not-yet-valid token', () => sign({ nbf: Math.floor(T0 / 1000) + 10_000 }), 'invalid_token'],
+    ['the wrong issuer', () => sign({ iss: 'https://evil.example' }), 'invalid_token'],
+    ['the wrong audience', () => sign({ aud: 'other' }), 'invalid_token'],
+  ];
+  it.each(cases)('answers 401 to %s', async (_n, make, code) => {
+    const token = await make();
+    const res = await t.call('GET', cycles.basePath, { token });
+    expect([res.status, res.body.code]).toEqual([401, code]);
+    expect(res.headers['www-authenticate']).toBe('Bearer');
+  });
+
+  it('accepts a valid token, and unknown /api/v1 routes still need one', async () => {
+    expect((await t.call('GET', cycles.basePath, { token: await sign({}) })).status).toBe(200);
+    expect((await t.call('GET', '/api/v1/okr/unknown', { token: null })).status).toBe(401);
+  });
+
+  it.each([
+    ['okr:read', 'GET', 200],
+    ['okr:read', 'POST', 403],
+    ['okr:write', 'GET', 200],
+    ['okr:write', 'POST', 201],
+    ['billing:write', 'GET', 403],
+    ['okr:read okr:write', 'POST', 201],
+  ] as const)('scope %s on %s → %d', async (scope, method, status) => {
+    const token = await sign({ scope });
+    const res = await t.call(method, cycles.basePath, {
+      token,
+      body: method === 'POST' ? { name: 'q', start_date: '2026-01-01', end_date: '2026-01-31' } : undefined,
+    });
+    expect(res.status).toBe(status);
+    if (status === 403) expect(res.body.code).toBe('insufficient_scope');
+  });
+
+  it('answers 401 before 403 before anything else', async () => {
+    const readOnly = await sign({ scope: 'okr:read' });
+    const res = await t.call('POST', cycles.basePath, {
+      token: readOnly,
+      payload: 'not json',
+      headers: { 'content-type': 'text/plain' },
+    });
+    expect(res.status).toBe(403);
+    const none = await t.call('POST', cycles.basePath, {
+      token: null,
+      payload: 'x'.repeat(2 * 1024 * 1024),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(none.status).toBe(401);
+  });
+});
+
+describe('TokenVerifier cache', () => {
+  it('verifies each distinct token once, and honours exp from the cache', async () => {
+    const secret = new TextEncoder().encode('cache-secret-0123456789abcdef0123456789');
+    const clock = new ManualClock(T0);
+    const v = new TokenVerifier({ secret, clock, cacheSize: 2 });
+    const now = Math.floor(T0 / 1000);
+    const mk = (sub: string) =>
+      new SignJWT({ tenant_id: 't' })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject(sub)
+        .setExpirationTime(now + 60)
+        .sign(secret);
+    const a = await mk('a');
+    for (let i = 0; i < 5; i++) expect((await v.verify(a)).sub).toBe('a');
+    expect(v.verifications).toBe(1);
+    const b = await mk('b');
+    const c = await mk('c');
+    await v.verify(b);
+    await v.verify(c); // evicts a: the cache is bounded
+    await v.verify(a);
+    expect(v.verifications).toBe(4);
+    clock.advance(61_000);
+    await expect(v.verify(a)).rejects.toMatchObject({ code: 'invalid_token' });
+  });
+});

@@ -1,0 +1,86 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Doc, Resource } from '../src/core/resource.js';
+import { byName, resources, storedRow, storeKinds, type TestApp, testApp } from './helpers.js';
+
+describe.each(storeKinds)('tenancy on %s', (kind) => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await testApp(kind);
+  });
+  afterAll(() => t.close());
+
+  describe.each(resources.map((r) => [r.name, r] as const))('%s', (_n, resource: Resource) => {
+    const title = resource.titleField;
+
+    it("gives another tenant 404 on every operation on tenant A's ids, and changes nothing", async () => {
+      const a = await t.token({ tenant: 'tenant-a' });
+      const b = await t.token({ tenant: 'tenant-b' });
+      const doc = await t.create(resource, a);
+      const deleted = await t.create(resource, a);
+      await t.call('DELETE', `${resource.basePath}/${deleted.id}`, { token: a });
+      for (const target of [doc, deleted]) {
+        const before = await storedRow(t, resource, target.id as string);
+        const url = `${resource.basePath}/${target.id}`;
+        for (const [method, suffix, body] of [
+          ['GET', '', undefined],
+          ['PATCH', '', { [title]: 'hijacked' }],
+          ['DELETE', '', undefined],
+          ['DELETE', '?cascade=true', undefined],
+          ['POST', '/restore', undefined],
+          ...(resource.operations ?? []).map((op) => [op.method, op.path.replace('/{id}', ''), op.example] as const),
+        ] as const) {
+          const res = await t.call(method, `${url}${suffix}`, { token: b, body });
+          expect([method, suffix, res.status, res.body.code]).toEqual([method, suffix, 404, 'not_found']);
+        }
+        expect(await storedRow(t, resource, target.id as string)).toEqual(before);
+      }
+      const listed = (await t.call('GET', `${resource.basePath}?include_deleted=true&limit=200`, { token: b })).body
+        .data as Doc[];
+      expect(listed.map((d) => d.tenant_id).filter((x) => x !== 'tenant-b')).toEqual([]);
+    });
+
+    it('scopes an application token to its own rows: it cannot see or touch human or other apps’ rows', async () => {
+      const human = await t.token({ tenant: 'apps' });
+      const app1 = await t.token({ tenant: 'apps', app: 'app_one', sub: 'app_one' });
+      const app2 = await t.token({ tenant: 'apps', app: 'app_two', sub: 'app_two' });
+      const humans = await t.create(resource, human);
+      const mine = await t.create(resource, app1);
+      const theirs = await t.create(resource, app2);
+      expect(mine.app_id).toBe('app_one');
+      expect(mine.created_by).toBe('app_one');
+      expect(humans.app_id).toBeNull();
+      for (const other of [humans, theirs]) {
+        const url = `${resource.basePath}/${other.id}`;
+        expect((await t.call('GET', url, { token: app1 })).status).toBe(404);
+        expect((await t.call('PATCH', url, { token: app1, body: { [title]: 'x' } })).status).toBe(404);
+        expect((await t.call('DELETE', url, { token: app1 })).status).toBe(404);
+      }
+      const seen = ((await t.call('GET', `${resource.basePath}?limit=200`, { token: app1 })).body.data as Doc[]).map(
+        (d) => d.id,
+      );
+      expect(seen).toContain(mine.id);
+      expect(seen).not.toContain(humans.id);
+      expect(seen).not.toContain(theirs.id);
+      // a human session sees the whole tenant
+      const all = ((await t.call('GET', `${resource.basePath}?limit=200`, { token: human })).body.data as Doc[]).map(
+        (d) => d.id,
+      );
+      expect(all).toEqual(expect.arrayContaining([humans.id, mine.id, theirs.id]));
+    });
+  });
+
+  it('lets an integration attach key results to objectives people created (tenant-wide references)', async () => {
+    const human = await t.token({ tenant: 'refs' });
+    const app = await t.token({ tenant: 'refs', app: 'app_sync', sub: 'app_sync' });
+    const objective = await t.create(byName('Objective'), human);
+    const res = await t.call('POST', byName('KeyResult').basePath, {
+      token: app,
+      body: { objective_id: objective.id, title: 'synced', target: 10, current: 5 },
+    });
+    expect(res.status).toBe(201);
+    expect(res.body.app_id).toBe('app_sync');
+    // the roll-up is tenant-wide: the human sees it on the objective
+    const o = (await t.call('GET', `${byName('Objective').basePath}/${objective.id}`, { token: human })).body;
+    expect([o.key_result_count, o.progress_pct]).toEqual([1, 50]);
+  });
+});
