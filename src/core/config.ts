@@ -43,11 +43,11 @@ function generatedSecret(dataDir: string, name: string): Uint8Array {
  * EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS). Secrets that are not configured are generated under the data dir.
  */
 export function loadConfig(env: Env = process.env): Config {
-  const dataDir = resolve(env.EDM_DATA_DIR ?? './data');
+  const dataDir = resolve(env.EDM_DATA_DIR || './data');
   const localMode = !env.EDM_JWT_SECRET;
-  const port = Number(env.PORT ?? 8080);
+  const port = Number(env.PORT || 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be 0–65535, got ${env.PORT}`);
-  const poolSize = Number(env.EDM_DB_POOL_SIZE ?? 10);
+  const poolSize = Number(env.EDM_DB_POOL_SIZE || 10);
   if (!Number.isInteger(poolSize) || poolSize < 1) throw new Error('EDM_DB_POOL_SIZE must be a positive integer');
   const millis = (name: string, fallback: number) => {
     const n = Number(env[name] ?? fallback);
@@ -56,8 +56,8 @@ export function loadConfig(env: Env = process.env): Config {
   };
   return {
     port,
-    host: localMode ? '127.0.0.1' : (env.HOST ?? '0.0.0.0'),
-    databaseUrl: env.EDM_DATABASE_URL ?? `sqlite:${join(dataDir, 'edm.sqlite')}`,
+    host: localMode ? '127.0.0.1' : (env.HOST || '0.0.0.0'),
+    databaseUrl: env.EDM_DATABASE_URL || `sqlite:${join(dataDir, 'edm.sqlite')}`,
     dataDir,
     jwtSecret: env.EDM_JWT_SECRET
       ? new TextEncoder().encode(env.EDM_JWT_SECRET)

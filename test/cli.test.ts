@@ -1,0 +1,109 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const root = new URL('..', import.meta.url).pathname;
+const bin = join(root, 'bin/edm.js');
+
+/**
+ * The README's quick start as a new user meets it: the built `edm` serves on the embedded store
+ * with generated secrets, `edm token` mints a token for them, and curl-like calls work.
+ */
+describe('edm CLI (built)', () => {
+  let dir: string;
+  let server: ChildProcess | undefined;
+  let base = '';
+
+  beforeAll(async () => {
+    if (!existsSync(join(root, 'dist/cli/edm.js')))
+      throw new Error('dist/ is missing: run `npm run build` (npm test does)');
+    dir = mkdtempSync(join(tmpdir(), 'edm-cli-'));
+    server = spawn(process.execPath, [bin, 'serve'], {
+      cwd: dir,
+      env: { ...process.env, PORT: '0', EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    base = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`server did not start: ${out}`)), 20_000);
+      server?.stdout?.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        const m = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      });
+      server?.on('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
+    });
+  }, 30_000);
+
+  afterAll(() => {
+    server?.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves /healthz, generates secrets under ./data with 0600, and binds to loopback', async () => {
+    expect(await (await fetch(`${base}/healthz`)).json()).toEqual({ status: 'ok' });
+    for (const name of ['jwt-secret', 'secret-key']) {
+      expect(statSync(join(dir, 'data', name)).mode & 0o777).toBe(0o600);
+    }
+    expect(existsSync(join(dir, 'data', 'edm.sqlite'))).toBe(true);
+  });
+
+  it('runs the quick start: a token from `edm token`, then a cycle, an objective and a key result', async () => {
+    const { stdout } = await run(
+      process.execPath,
+      [bin, 'token', '--tenant', 'acme', '--sub', 'usr-3f1c2b9e-5d4a-4e8f-9a7b-1c2d3e4f5a6b'],
+      {
+        cwd: dir,
+        env: { ...process.env, EDM_JWT_SECRET: '', EDM_SECRET_KEY: '' },
+      },
+    );
+    const headers = { authorization: `Bearer ${stdout.trim()}`, 'content-type': 'application/json' };
+    const post = async (path: string, body: unknown) => {
+      const res = await fetch(`${base}${path}`, { method: 'POST', headers, body: JSON.stringify(body) });
+      expect(res.status).toBe(201);
+      return (await res.json()) as Record<string, unknown>;
+    };
+    const cycle = await post('/api/v1/okr/cycles', {
+      name: '2026-Q4',
+      start_date: '2026-10-01',
+      end_date: '2026-12-31',
+    });
+    const objective = await post('/api/v1/okr/objectives', { title: 'Delight our customers', cycle_id: cycle.id });
+    const keyResult = await post('/api/v1/okr/key-results', {
+      objective_id: objective.id,
+      title: 'Grow MRR to 120k',
+      baseline: 80000,
+      target: 120000,
+      unit: 'MRR',
+    });
+    const list = (await (
+      await fetch(`${base}/api/v1/okr/key-results?objective_id=${objective.id}`, { headers })
+    ).json()) as {
+      data: { id: string }[];
+    };
+    expect(list.data.map((d) => d.id)).toEqual([keyResult.id]);
+    const read = await fetch(`${base}/api/v1/okr/key-results/${keyResult.id}`, { headers });
+    expect(read.headers.get('etag')).toBe('"1"');
+  });
+
+  it('mints tokens with app and scope claims, and refuses a missing tenant', async () => {
+    const { stdout } = await run(
+      process.execPath,
+      [bin, 'token', '--tenant', 't', '--sub', 'app_x', '--app', 'app_x', '--scope', 'okr:read', '--ttl', '5m'],
+      {
+        cwd: dir,
+      },
+    );
+    const claims = JSON.parse(Buffer.from(stdout.trim().split('.')[1], 'base64url').toString());
+    expect(claims).toMatchObject({ tenant_id: 't', sub: 'app_x', app_id: 'app_x', scope: 'okr:read' });
+    expect(claims.exp - claims.iat).toBe(300);
+    await expect(run(process.execPath, [bin, 'token', '--sub', 's'], { cwd: dir })).rejects.toMatchObject({ code: 2 });
+  });
+});
