@@ -61,8 +61,11 @@ const CheckInItem = Type.Object({
   recorded_at: Type.String({ format: 'date-time' }),
 });
 
-/** `POST …/key-results/{id}/check-ins` and `GET …/key-results/{id}/check-ins`. */
-export const checkInOperations: CustomOperation[] = [
+/**
+ * `POST …/key-results/{id}/check-ins` and `GET …/key-results/{id}/check-ins`. `as const` keeps
+ * the names and schemas literal, so the SDK types `client.okr.keyResults.checkIns.*` from them.
+ */
+export const checkInOperations = [
   {
     name: 'checkIns.create',
     method: 'POST',
@@ -113,4 +116,4 @@ export const checkInOperations: CustomOperation[] = [
       );
     },
   },
-];
+] as const satisfies readonly CustomOperation[];
