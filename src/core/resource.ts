@@ -247,7 +247,8 @@ export function defineModule<const N extends string, const R extends readonly Re
   description: string;
   resources: R;
   jobs?: readonly Job[];
-}): ModuleDef & { readonly name: N; readonly resources: R } {
+}): Omit<ModuleDef, 'name' | 'resources'> & { readonly name: N; readonly resources: R } {
+  // Not `ModuleDef & …`: `resources` would become `Resource[] & R`, widening each element's fields.
   return module;
 }
 
@@ -259,15 +260,13 @@ type IsWriteOnly<T> = T extends { access: 'writeOnly' } ? true : false;
 type IsWritable<T> = T extends { access: 'write' | 'writeOnly' } ? true : false;
 type IsRequired<T> = T extends { required: true } ? true : false;
 
-/** The document a read answers. */
+/** The document a read answers: `null` is possible unless the field is always present or required. */
 export type ResourceObject<R> =
   R extends Resource<infer F>
     ? {
         [K in keyof AllFieldsOf<F> as IsWriteOnly<AllFieldsOf<F>[K]> extends true
           ? never
-          : K]: AllFieldsOf<F>[K] extends {
-          alwaysPresent: true;
-        }
+          : K]: AllFieldsOf<F>[K] extends { alwaysPresent: true } | { required: true }
           ? ValueOf<AllFieldsOf<F>[K]>
           : ValueOf<AllFieldsOf<F>[K]> | null;
       }

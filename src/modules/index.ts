@@ -2,4 +2,4 @@ import type { ModuleDef } from '../core/resource.js';
 import { okr } from './okr/index.js';
 
 /** Every module the platform serves. */
-export const modules: readonly ModuleDef[] = [okr];
+export const modules = [okr] as const satisfies readonly ModuleDef[];
