@@ -1,0 +1,212 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore, parsePostgresUrl, type Store } from '../src/store/database.js';
+import { MIGRATE_LOCK, migrate } from '../src/store/schema.js';
+import { PG_URL, resources } from './helpers.js';
+
+// `edm migrate` creates or upgrades a schema from the declarations; on PostgreSQL it works in
+// the schema it is pointed at (and sees no other), is safe twice, and serializes concurrent
+// migrators of one schema with an advisory lock.
+
+const BIN = resolve(import.meta.dirname, '../bin/edm.js');
+
+describe('PostgreSQL URLs', () => {
+  it('reads schema= and options= and passes everything else through', () => {
+    expect(parsePostgresUrl('postgres://u:p@db:6432/edm?schema=okr&sslmode=disable')).toEqual({
+      connectionString: 'postgres://u:p@db:6432/edm?sslmode=disable',
+      schema: 'okr',
+      options: '-c search_path=okr',
+    });
+    const viaOptions = parsePostgresUrl('postgres://db/edm?options=-c%20search_path%3Dokr%20-c%20work_mem%3D8MB');
+    expect(viaOptions).toEqual({
+      connectionString: 'postgres://db/edm',
+      schema: null,
+      options: '-c search_path=okr -c work_mem=8MB',
+    });
+    expect(parsePostgresUrl('postgres://db/edm?schema=a', 'b').options).toBe('-c search_path=b');
+    expect(parsePostgresUrl('postgres://db/edm').options).toBeUndefined();
+    expect(() => parsePostgresUrl('postgres://db/edm?schema=a;drop')).toThrow(/plain identifier/);
+  });
+});
+
+describe.runIf(PG_URL)('edm migrate on PostgreSQL', () => {
+  const url = PG_URL as string;
+  const admin = new pg.Client({ connectionString: url, application_name: 'edm-test-admin' });
+  const schemas: string[] = [];
+  const stores: Store[] = [];
+  let reference: string;
+
+  const newSchemaName = () => {
+    const name = `edm_test_${randomBytes(6).toString('hex')}`;
+    schemas.push(name);
+    return name;
+  };
+  const storeFor = (schema: string, applicationName = 'edm-test-migrate', at = url) => {
+    const store = openStore(at, { schema, poolSize: 2, applicationName });
+    stores.push(store);
+    return store;
+  };
+
+  /** Tables, columns (type, precision, collation, nullability) and indexes of a schema, comparable across schemas. */
+  async function catalog(schema: string) {
+    const columns = await admin.query(
+      `SELECT table_name, column_name, data_type, datetime_precision, collation_name, is_nullable
+         FROM information_schema.columns WHERE table_schema = $1 ORDER BY table_name, column_name`,
+      [schema],
+    );
+    const indexes = await admin.query(
+      `SELECT tablename, indexname, replace(indexdef, $1 || '.', '') AS def
+         FROM pg_indexes WHERE schemaname = $1 ORDER BY tablename, indexname`,
+      [schema],
+    );
+    return { columns: columns.rows, indexes: indexes.rows };
+  }
+
+  beforeAll(async () => {
+    await admin.connect();
+    reference = newSchemaName();
+    await migrate(storeFor(reference), resources);
+  });
+  afterAll(async () => {
+    for (const store of stores) await store.close();
+    for (const schema of schemas) await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await admin.end();
+  });
+
+  it('creates every declared table, and nothing outside its own schema', async () => {
+    const { columns, indexes } = await catalog(reference);
+    const tables = new Set(columns.map((c) => c.table_name));
+    for (const r of resources) {
+      expect(tables).toContain(r.table);
+      for (const t of r.tables ?? []) expect(tables).toContain(t.name);
+    }
+    expect(tables).toContain('edm_idempotency_keys');
+    expect(indexes.length).toBeGreaterThan(tables.size);
+    const elsewhere = await admin.query(
+      `SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'public' AND table_name LIKE 'okr%'`,
+    );
+    expect(elsewhere.rows[0].n).toBe(0);
+  });
+
+  it('builds a fresh schema although another schema already holds the tables (introspection is per schema)', async () => {
+    // The reference schema exists with every table: a migrator that listed all schemas would
+    // think the tables exist and create none here.
+    const fresh = newSchemaName();
+    await admin.query(`CREATE SCHEMA ${fresh}`);
+    await migrate(storeFor(fresh), resources);
+    expect(await catalog(fresh)).toEqual(await catalog(reference));
+  });
+
+  it('honours a search_path given in the URL options instead of schema=', async () => {
+    const viaOptions = newSchemaName();
+    await admin.query(`CREATE SCHEMA ${viaOptions}`);
+    const store = openStore(`${url}?options=${encodeURIComponent(`-c search_path=${viaOptions}`)}`, {
+      poolSize: 1,
+      applicationName: 'edm-test-migrate',
+    });
+    stores.push(store);
+    expect(store.schema).toBeNull();
+    await migrate(store, resources);
+    expect(await catalog(viaOptions)).toEqual(await catalog(reference));
+  });
+
+  it('is safe to run again, and upgrades a schema that lacks a column or an index', async () => {
+    const before = await catalog(reference);
+    await migrate(storeFor(reference), resources);
+    expect(await catalog(reference)).toEqual(before);
+
+    const upgraded = newSchemaName();
+    await migrate(storeFor(upgraded), resources);
+    await admin.query(`ALTER TABLE ${upgraded}.okr_objectives DROP COLUMN description`);
+    await admin.query(`DROP INDEX ${upgraded}.okr_objectives_filter_tags`);
+    await admin.query(`DROP INDEX ${upgraded}.okr_key_results_sort_title`);
+    expect(await catalog(upgraded)).not.toEqual(before);
+    await migrate(storeFor(upgraded), resources);
+    expect(await catalog(upgraded)).toEqual(before);
+  });
+
+  it('waits for the advisory lock another migrator of the schema holds, then finds its work done', async () => {
+    const schema = newSchemaName();
+    const app = `edm-test-lock-${randomBytes(4).toString('hex')}`;
+    await admin.query('BEGIN');
+    await admin.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', [MIGRATE_LOCK, schema]);
+    const running = migrate(storeFor(schema, app), resources);
+    // Observed from another session: inside the lock holder's transaction pg_stat_activity is a snapshot.
+    const observer = new pg.Client({ connectionString: url, application_name: 'edm-test-admin' });
+    await observer.connect();
+    let waiting = 0;
+    for (let i = 0; i < 400 && waiting === 0; i++) {
+      const r = await observer.query(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE application_name = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory'`,
+        [app],
+      );
+      waiting = r.rows[0].n;
+      if (waiting === 0) await new Promise((done) => setTimeout(done, 25));
+    }
+    try {
+      expect(waiting).toBe(1);
+      // While it waits it has done nothing: not even the schema exists.
+      const exists = await observer.query('SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = $1', [schema]);
+      expect(exists.rows[0].n).toBe(0);
+    } finally {
+      await admin.query('COMMIT');
+      await observer.end();
+    }
+    await running;
+    expect(await catalog(schema)).toEqual(await catalog(reference));
+  });
+
+  it('does not block migrators of another schema', async () => {
+    const held = newSchemaName();
+    const other = newSchemaName();
+    await admin.query('BEGIN');
+    await admin.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', [MIGRATE_LOCK, held]);
+    try {
+      await migrate(storeFor(other), resources);
+    } finally {
+      await admin.query('COMMIT');
+    }
+    expect(await catalog(other)).toEqual(await catalog(reference));
+  });
+
+  it('leaves one correct schema when two `edm migrate` processes run at once', async () => {
+    expect(existsSync(resolve(import.meta.dirname, '../dist/cli/edm.js')), 'run `npm run build` first').toBe(true);
+    const schema = newSchemaName();
+    const dataDir = mkdtempSync(join(tmpdir(), 'edm-migrate-'));
+    const run = () =>
+      new Promise<{ code: number | null; out: string }>((done, fail) => {
+        const child = spawn(process.execPath, [BIN, 'migrate'], {
+          env: {
+            ...process.env,
+            EDM_DATABASE_URL: `${url}?schema=${schema}`,
+            EDM_DATA_DIR: dataDir,
+            EDM_JWT_SECRET: 'test-jwt-secret-0123456789abcdef0123456789',
+            EDM_SECRET_KEY: 'test-secret-key-0123456789abcdef0123456789',
+          },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let out = '';
+        child.stdout.on('data', (b) => {
+          out += b;
+        });
+        child.stderr.on('data', (b) => {
+          out += b;
+        });
+        child.on('error', fail);
+        child.on('close', (code) => done({ code, out }));
+      });
+    try {
+      const results = await Promise.all([run(), run()]);
+      for (const r of results) expect(r).toEqual({ code: 0, out: 'schema is up to date (postgres)\n' });
+      expect(await catalog(schema)).toEqual(await catalog(reference));
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});

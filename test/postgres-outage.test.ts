@@ -1,0 +1,280 @@
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mintToken } from '../src/core/auth.js';
+import { ManualClock } from '../src/core/clock.js';
+import type { Doc } from '../src/core/resource.js';
+import { buildApp } from '../src/http/app.js';
+import { openStore, type Store } from '../src/store/database.js';
+import { byName, PG_URL, T0, testConfig, USER_A } from './helpers.js';
+
+// When the database goes away, requests answer 503 problem+json with Retry-After (no hang, no
+// crash); when it returns, the same process serves again; /readyz follows. The loss is made
+// real and contained: the app reaches PostgreSQL through a local TCP proxy the test can cut,
+// and pg_terminate_backend ends only the sessions of this test's application_name.
+
+const objectives = byName('Objective');
+const config = testConfig();
+const clock = new ManualClock(T0);
+
+interface Answer {
+  status: number;
+  body: Doc;
+  headers: Record<string, unknown>;
+}
+
+async function send(app: FastifyInstance, method: string, url: string, body?: unknown, headers = {}): Promise<Answer> {
+  const token = await mintToken({
+    secret: config.jwtSecret,
+    tenant: 'outage',
+    sub: USER_A,
+    ttl: '1d',
+    now: clock.now(),
+  });
+  const res = await app.inject({
+    method: method as 'GET',
+    url,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...headers,
+    },
+    ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
+  });
+  return { status: res.statusCode, body: JSON.parse(res.body || '{}') as Doc, headers: res.headers };
+}
+
+function expectUnavailable(a: Answer) {
+  expect([a.status, a.body.code, a.headers['retry-after']]).toEqual([503, 'service_unavailable', '1']);
+  expect(a.headers['content-type']).toMatch(/^application\/problem\+json/);
+}
+
+/** A TCP proxy to PostgreSQL that can refuse new connections and cut the ones it carries. */
+class PgProxy {
+  private readonly server: net.Server;
+  private readonly sockets = new Set<net.Socket>();
+  private refusing = false;
+  port = 0;
+
+  constructor(host: string, port: number) {
+    this.server = net.createServer((client) => {
+      if (this.refusing) {
+        client.destroy();
+        return;
+      }
+      const upstream = net.connect(port, host);
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('error', () => {});
+        s.on('close', () => {
+          this.sockets.delete(s);
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream).pipe(client);
+    });
+  }
+
+  listen(): Promise<void> {
+    return new Promise((done) =>
+      this.server.listen(0, '127.0.0.1', () => {
+        this.port = (this.server.address() as net.AddressInfo).port;
+        done();
+      }),
+    );
+  }
+
+  /** New connections are refused from now on; `cut` also drops the ones open. */
+  refuse(cut: boolean): void {
+    this.refusing = true;
+    if (cut) for (const s of this.sockets) s.destroy();
+  }
+
+  accept(): void {
+    this.refusing = false;
+  }
+
+  close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    return new Promise((done) => this.server.close(() => done()));
+  }
+}
+
+async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (await check()) return;
+    await new Promise((done) => setTimeout(done, 25));
+  }
+  throw new Error(`gave up waiting: ${what}`);
+}
+
+describe.runIf(PG_URL)('losing PostgreSQL', () => {
+  const url = new URL(PG_URL as string);
+  const schema = `edm_test_${randomBytes(6).toString('hex')}`;
+  const appName = `edm-test-outage-${randomBytes(4).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: PG_URL, application_name: 'edm-test-admin' });
+  const proxy = new PgProxy(url.hostname, Number(url.port || 5432));
+  let store: Store;
+  let app: FastifyInstance;
+
+  const sessions = async (extra = '') =>
+    (
+      await admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 ${extra}`, [
+        appName,
+      ])
+    ).rows[0].n as number;
+  /** Ends this test's sessions only (never anyone else's). */
+  const terminate = () =>
+    admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [appName]);
+
+  beforeAll(async () => {
+    await admin.connect();
+    await proxy.listen();
+    const proxied = new URL(url);
+    proxied.host = `127.0.0.1:${proxy.port}`;
+    store = openStore(proxied.toString(), { schema, poolSize: 4, applicationName: appName, connectTimeoutMs: 2000 });
+    app = await buildApp({ config, store, clock });
+  });
+  afterAll(async () => {
+    await app.close();
+    await store.close();
+    await proxy.close();
+    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await admin.end();
+  });
+
+  it('answers a request cut off mid-statement with 503, then serves again in the same process', async () => {
+    const created = await send(app, 'POST', objectives.basePath, { title: 'before' });
+    expect(created.status).toBe(201);
+    // Hold the row so the PATCH waits inside its transaction, then end its session.
+    const holder = new pg.Client({ connectionString: PG_URL, application_name: 'edm-test-admin' });
+    await holder.connect();
+    await holder.query('BEGIN');
+    await holder.query(`SELECT 1 FROM ${schema}.okr_objectives WHERE id = $1 FOR UPDATE`, [created.body.id]);
+    try {
+      const patch = send(app, 'PATCH', `${objectives.basePath}/${created.body.id}`, { title: 'during' });
+      await until(
+        'the PATCH waits on the row lock',
+        async () => (await sessions("AND wait_event_type = 'Lock'")) === 1,
+      );
+      await terminate();
+      expectUnavailable(await patch);
+    } finally {
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
+    // The database is still there: a client that honours Retry-After gets through.
+    let answer: Answer | undefined;
+    for (let attempt = 0; attempt < 5 && answer?.status !== 200; attempt++) {
+      answer = await send(app, 'PATCH', `${objectives.basePath}/${created.body.id}`, { title: 'after' });
+      if (answer.status !== 200) expectUnavailable(answer);
+    }
+    expect([answer?.status, answer?.body.title, answer?.body.version]).toEqual([200, 'after', 2]);
+  });
+
+  it('answers 503 while the database is unreachable, and recovers when it returns', async () => {
+    const created = await send(app, 'POST', objectives.basePath, { title: 'survivor' });
+    expect(created.status).toBe(201);
+    expect((await app.inject('/readyz')).statusCode).toBe(200);
+
+    proxy.refuse(false);
+    await terminate();
+    await until('every session of the app is gone', async () => (await sessions()) === 0);
+    for (let i = 0; i < 6; i++) {
+      expectUnavailable(await send(app, 'GET', `${objectives.basePath}/${created.body.id}`));
+    }
+    expectUnavailable(await send(app, 'GET', objectives.basePath));
+    expectUnavailable(await send(app, 'PATCH', `${objectives.basePath}/${created.body.id}`, { title: 'x' }));
+    expectUnavailable(
+      await send(app, 'POST', objectives.basePath, { title: 'retried' }, { 'idempotency-key': 'outage-1' }),
+    );
+    const notReady = await app.inject('/readyz');
+    expect([notReady.statusCode, notReady.headers['retry-after'], notReady.json().status]).toEqual([
+      503,
+      '1',
+      'unavailable',
+    ]);
+    expect((await app.inject('/healthz')).statusCode).toBe(200);
+
+    proxy.accept();
+    expect((await app.inject('/readyz')).statusCode).toBe(200);
+    const got = await send(app, 'GET', `${objectives.basePath}/${created.body.id}`);
+    expect([got.status, got.body.title]).toEqual([200, 'survivor']);
+    // The 503 was not stored: the retry with the same key does the work once.
+    const retried = await send(
+      app,
+      'POST',
+      objectives.basePath,
+      { title: 'retried' },
+      { 'idempotency-key': 'outage-1' },
+    );
+    expect(retried.status).toBe(201);
+    const replay = await send(
+      app,
+      'POST',
+      objectives.basePath,
+      { title: 'retried' },
+      { 'idempotency-key': 'outage-1' },
+    );
+    expect([replay.status, replay.body.id]).toEqual([201, retried.body.id]);
+  });
+
+  it('answers 503 when the network drops every connection at once', async () => {
+    const created = await send(app, 'POST', objectives.basePath, { title: 'partition' });
+    proxy.refuse(true);
+    for (let i = 0; i < 6; i++) expectUnavailable(await send(app, 'GET', `${objectives.basePath}/${created.body.id}`));
+    proxy.accept();
+    const got = await send(app, 'GET', `${objectives.basePath}/${created.body.id}`);
+    expect(got.status).toBe(200);
+  });
+});
+
+describe('a database that cannot be reached at all', () => {
+  const apps: FastifyInstance[] = [];
+  const stores: Store[] = [];
+  const servers: net.Server[] = [];
+  const closers: (() => void)[] = [];
+
+  async function appAt(port: number): Promise<FastifyInstance> {
+    const store = openStore(`postgres://postgres@127.0.0.1:${port}/test`, { poolSize: 2, connectTimeoutMs: 300 });
+    stores.push(store);
+    const app = await buildApp({ config, store, clock, migrate: false });
+    apps.push(app);
+    return app;
+  }
+
+  afterAll(async () => {
+    for (const app of apps) await app.close();
+    for (const store of stores) await store.close();
+    for (const close of closers) close();
+    for (const server of servers) await new Promise((done) => server.close(done));
+  });
+
+  it('answers 503 for a closed port', async () => {
+    const probe = net.createServer();
+    await new Promise<void>((done) => probe.listen(0, '127.0.0.1', () => done()));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise((done) => probe.close(done));
+    const app = await appAt(port);
+    expectUnavailable(await send(app, 'GET', objectives.basePath));
+    expectUnavailable(await send(app, 'POST', objectives.basePath, { title: 'x' }, { 'idempotency-key': 'k' }));
+    expect((await app.inject('/readyz')).statusCode).toBe(503);
+  });
+
+  it('answers 503 for a server that accepts and never speaks (connect timeout), not a hang', async () => {
+    const accepted: net.Socket[] = [];
+    const silent = net.createServer((socket) => accepted.push(socket));
+    closers.push(() => {
+      for (const socket of accepted) socket.destroy();
+    });
+    servers.push(silent);
+    await new Promise<void>((done) => silent.listen(0, '127.0.0.1', () => done()));
+    const app = await appAt((silent.address() as net.AddressInfo).port);
+    const answers = await Promise.all([1, 2, 3].map(() => send(app, 'GET', objectives.basePath)));
+    for (const a of answers) expectUnavailable(a);
+    expect((await app.inject('/readyz')).statusCode).toBe(503);
+  });
+});
