@@ -1,0 +1,373 @@
+// `npm run bench [-- --quick] [-- --no-pg]`: measures EDM against a bare node:http server that
+// returns the same bytes, in the same run, with wrk on another core than the server.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { mintToken } from '../dist/core/auth.js';
+import { SUB, seeder } from './seed.js';
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    'no-pg': { type: 'boolean', default: false },
+  },
+});
+const QUICK = args.quick;
+const root = new URL('..', import.meta.url).pathname;
+const SECRET = 'bench-jwt-secret-0123456789abcdef0123456789';
+const PG_URL =
+  process.env.EDM_BENCH_DATABASE_URL ?? process.env.EDM_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const plan = QUICK
+  ? { big: 5_000, smallTenants: 200, perSmall: 20, warmup: 1, duration: 3, pageDepth: 40, pgRows: 2_000 }
+  : { big: 100_000, smallTenants: 10_000, perSmall: 90, warmup: 3, duration: 10, pageDepth: 1000, pgRows: 20_000 };
+const SERVER_CPU = '0';
+const LOAD_CPU = cpus().length > 1 ? '1' : '0';
+const BASE = '/api/v1/okr/key-results';
+
+const work = mkdtempSync(join(tmpdir(), 'edm-bench-'));
+const children = [];
+const log = (...m) => process.stderr.write(`${m.join(' ')}\n`);
+
+function ensureWrk() {
+  if (spawnSync('wrk', ['--version']).error === undefined) return;
+  log('installing wrk (Debian package)…');
+  execFileSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk'], {
+    stdio: 'inherit',
+  });
+}
+
+function start(command, argv, env, port) {
+  const child = spawn('taskset', ['-c', SERVER_CPU, command, ...argv], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.push(child);
+  return waitFor(`http://127.0.0.1:${port}/healthz`).then(() => child);
+}
+
+async function waitFor(url) {
+  for (let i = 0; i < 300; i++) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} never answered`);
+}
+
+function edm(port, databaseUrl) {
+  return start(
+    process.execPath,
+    [join(root, 'bin/edm.js'), 'serve'],
+    {
+      PORT: String(port),
+      EDM_DATABASE_URL: databaseUrl,
+      EDM_JWT_SECRET: SECRET,
+      EDM_SECRET_KEY: 'bench-secret-key',
+      EDM_DATA_DIR: work,
+      EDM_LOG: '0',
+      HOST: '127.0.0.1',
+    },
+    port,
+  );
+}
+
+let barePort = 9300;
+/** A bare node:http server answering exactly `body` with `status` (the ceiling for that answer). */
+async function bare(body, status) {
+  const file = join(work, `bare-${barePort}.json`);
+  writeFileSync(file, body);
+  const port = barePort++;
+  const child = await start(
+    process.execPath,
+    [join(root, 'bench/bare.js'), file, String(port), String(status)],
+    {},
+    port,
+  );
+  return { url: `http://127.0.0.1:${port}/`, stop: () => child.kill() };
+}
+
+/** Runs wrk pinned to the load core: answers req/s, p50/p99 in ms and non-2xx count. */
+function wrk(url, { lua, env = {}, duration = plan.duration, headers = {} } = {}) {
+  const argv = ['-c', LOAD_CPU, 'wrk', '-t1', '-c16', `-d${duration}s`, '--latency'];
+  for (const [k, v] of Object.entries(headers)) argv.push('-H', `${k}: ${v}`);
+  if (lua) argv.push('-s', join(root, 'bench/wrk', lua));
+  argv.push(url);
+  const out = execFileSync('taskset', argv, { env: { ...process.env, ...env }, encoding: 'utf8' });
+  const num = (re) => {
+    const m = re.exec(out);
+    return m ? Number(m[1]) : Number.NaN;
+  };
+  const ms = (re) => {
+    const m = re.exec(out);
+    if (!m) return Number.NaN;
+    const v = Number(m[1]);
+    return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+  };
+  return {
+    rps: num(/Requests\/sec:\s+([\d.]+)/),
+    p50: ms(/\s50%\s+([\d.]+)(us|ms|s)/),
+    p99: ms(/\s99%\s+([\d.]+)(us|ms|s)/),
+    errors: num(/Non-2xx or 3xx responses:\s+(\d+)/) || 0,
+  };
+}
+
+/** A warm-up run, then the measured one; `warmOptions` lets writes warm up on other rows. */
+function measure(url, options, warmOptions = options) {
+  wrk(url, { ...warmOptions, duration: plan.warmup });
+  return wrk(url, options);
+}
+
+async function sample(url, init) {
+  const res = await fetch(url, init);
+  return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
+}
+
+function rss(child) {
+  const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+  const peak = /VmHWM:\s+(\d+) kB/.exec(status);
+  return peak ? Math.round(Number(peak[1]) / 1024) : Number.NaN;
+}
+
+/** The five request scenarios against one running EDM server. */
+async function scenarios(port, token, ids, objectiveId, store) {
+  const url = `http://127.0.0.1:${port}${BASE}`;
+  const auth = { Authorization: `Bearer ${token}` };
+  const rows = [];
+  const idsFile = (name, list) => {
+    const file = join(work, `${store}-${name}.ids`);
+    writeFileSync(file, `${list.join('\n')}\n`);
+    return file;
+  };
+  const lua = (mode, file) => ({
+    lua: 'json.lua',
+    env: {
+      EDM_WRK_MODE: mode,
+      EDM_WRK_BASE: BASE,
+      EDM_WRK_TOKEN: token,
+      EDM_WRK_IDS: file ?? '',
+      EDM_WRK_OBJECTIVE: objectiveId,
+    },
+  });
+  const quarter = Math.floor(ids.length / 4);
+  const run = async (name, target, edmUrl, options, sampleInit, warmOptions = options) => {
+    const s = await sample(sampleInit?.url ?? edmUrl, sampleInit?.init ?? { headers: auth });
+    const ceiling = await bare(s.body, s.status);
+    const base = measure(ceiling.url, {});
+    ceiling.stop();
+    const r = measure(edmUrl, options, warmOptions);
+    rows.push({
+      scenario: `${name} (${store})`,
+      store,
+      bytes: s.body.length,
+      ...r,
+      bare_rps: base.rps,
+      ratio: r.rps / base.rps,
+      target,
+    });
+    log(
+      `${name} (${store}): ${r.rps.toFixed(0)} req/s vs bare ${base.rps.toFixed(0)} → ${(r.rps / base.rps).toFixed(3)}`,
+    );
+  };
+  await run('GET one key result', 0.5, `${url}/${ids[0]}`, { headers: auth });
+  await run('LIST 50 key results', 0.15, `${url}?limit=50`, { headers: auth });
+  const createBody = JSON.stringify({ objective_id: objectiveId, title: 'bench sample', target: 100, current: 1 });
+  await run('POST create key result', 0.2, url, lua('create'), {
+    url,
+    init: { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: createBody },
+  });
+  // The warm-up patches other rows than the measured run, so every If-Match names the current version.
+  await run(
+    'PATCH with If-Match',
+    0.2,
+    url,
+    lua('patch', idsFile('patch', ids.slice(0, quarter))),
+    {
+      url: `${url}/${ids[ids.length - 1]}`,
+      init: {
+        method: 'PATCH',
+        headers: { ...auth, 'content-type': 'application/json', 'if-match': '"1"' },
+        body: '{"current":3}',
+      },
+    },
+    lua('patch', idsFile('patch-warm', ids.slice(quarter, 2 * quarter))),
+  );
+  await run('POST check-in', 0.15, url, lua('checkin', idsFile('checkin', ids.slice(2 * quarter, 3 * quarter))), {
+    url: `${url}/${ids[ids.length - 2]}/check-ins`,
+    init: { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{"value":5}' },
+  });
+  return rows;
+}
+
+async function walkCursor(url, token, pages) {
+  let cursor = null;
+  for (let i = 1; i < pages; i++) {
+    const res = await fetch(`${url}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, {
+      headers: { Authorization: `Bearer ${token}` },
+    });
+    cursor = (await res.json()).next_cursor;
+    if (!cursor) throw new Error(`only ${i} pages`);
+  }
+  return `${url}&cursor=${encodeURIComponent(cursor)}`;
+}
+
+async function main() {
+  ensureWrk();
+  const started = Date.now();
+  const results = { machine: {}, plan, rows: [], checks: [] };
+  results.machine = {
+    cpus: cpus().length,
+    model: cpus()[0]?.model,
+    memory_gb: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    server_cpu: SERVER_CPU,
+    load_cpu: LOAD_CPU,
+  };
+
+  // --- SQLite: one big tenant and 10 small ones first, to measure a small tenant's list before the rest arrive.
+  const sqliteUrl = `sqlite:${join(work, 'bench.sqlite')}`;
+  let t0 = Date.now();
+  const s = await seeder(sqliteUrl);
+  const bigIds = await s.tenant('bench-big', plan.big);
+  for (let i = 0; i < 10; i++) await s.tenant(`small-${i}`, plan.perSmall, 10);
+  log(`seeded ${plan.big + 10 * plan.perSmall} key results in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+  const token = await mintToken({ secret: new TextEncoder().encode(SECRET), tenant: 'bench-big', sub: SUB, ttl: '6h' });
+  const smallToken = await mintToken({
+    secret: new TextEncoder().encode(SECRET),
+    tenant: 'small-3',
+    sub: SUB,
+    ttl: '6h',
+  });
+  const port = 9201;
+  let server = await edm(port, sqliteUrl);
+  const smallList = `http://127.0.0.1:${port}${BASE}?limit=50`;
+  const fewTenants = measure(smallList, { headers: { Authorization: `Bearer ${smallToken}` } });
+  server.kill();
+
+  t0 = Date.now();
+  for (let i = 10; i < plan.smallTenants; i++) await s.tenant(`small-${i}`, plan.perSmall, 10);
+  const seededRows = plan.big + plan.smallTenants * plan.perSmall;
+  const seedSeconds = (Date.now() - t0) / 1000;
+  log(
+    `seeded ${seededRows} key results in all (${(plan.smallTenants - 10) * plan.perSmall} more in ${seedSeconds.toFixed(1)} s)`,
+  );
+  await s.close();
+
+  server = await edm(port, sqliteUrl);
+  const manyTenants = measure(smallList, { headers: { Authorization: `Bearer ${smallToken}` } });
+  results.checks.push({
+    check: `one tenant's list with 10 vs ${plan.smallTenants} tenants`,
+    first: fewTenants.rps,
+    second: manyTenants.rps,
+    ratio: manyTenants.rps / fewTenants.rps,
+    target: '≥ 0.8 (flat)',
+    met: manyTenants.rps / fewTenants.rps >= 0.8,
+  });
+
+  const objectiveId = (
+    await (
+      await fetch(`http://127.0.0.1:${port}${BASE}/${bigIds[0]}`, { headers: { Authorization: `Bearer ${token}` } })
+    ).json()
+  ).objective_id;
+  results.rows.push(...(await scenarios(port, token, bigIds, objectiveId, 'sqlite')));
+
+  // Deep pages cost what page 1 costs (keyset pagination).
+  const pageUrl = `http://127.0.0.1:${port}${BASE}?limit=100`;
+  const page1 = measure(pageUrl, { headers: { Authorization: `Bearer ${token}` } });
+  const deepUrl = await walkCursor(pageUrl, token, plan.pageDepth);
+  const pageN = measure(deepUrl, { headers: { Authorization: `Bearer ${token}` } });
+  results.checks.push({
+    check: `page ${plan.pageDepth} vs page 1 of a ${plan.big}-row tenant (limit 100)`,
+    first: page1.rps,
+    second: pageN.rps,
+    ratio: pageN.rps / page1.rps,
+    target: '≥ 0.8 (flat)',
+    met: pageN.rps / page1.rps >= 0.8,
+  });
+  const peak = rss(server);
+  results.checks.push({
+    check: `server peak RSS under load with ${seededRows} key results stored`,
+    first: peak,
+    second: null,
+    ratio: null,
+    target: '≤ 250 MB',
+    met: peak <= 250,
+  });
+  server.kill();
+
+  // --- PostgreSQL: the same scenarios, in a schema of the bench's own.
+  if (!args['no-pg']) {
+    const schema = `edm_bench_${process.pid}`;
+    const admin = new pg.Client({ connectionString: PG_URL });
+    try {
+      await admin.connect();
+      await admin.query(`CREATE SCHEMA ${schema}`);
+      const pgUrl = `${PG_URL}${PG_URL.includes('?') ? '&' : '?'}schema=${schema}`;
+      const p = await seeder(pgUrl);
+      const pgIds = await p.tenant('bench-big', plan.pgRows);
+      await p.close();
+      const pgServer = await edm(9202, pgUrl);
+      const pgObjective = (
+        await (
+          await fetch(`http://127.0.0.1:9202${BASE}/${pgIds[0]}`, { headers: { Authorization: `Bearer ${token}` } })
+        ).json()
+      ).objective_id;
+      results.rows.push(...(await scenarios(9202, token, pgIds, pgObjective, 'postgres')));
+      pgServer.kill();
+    } catch (err) {
+      log(`PostgreSQL half skipped: ${err.message}`);
+      results.postgres_skipped = err.message;
+    } finally {
+      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
+      await admin.end().catch(() => {});
+    }
+  }
+
+  for (const row of results.rows) {
+    if (row.store === 'postgres') {
+      const lite = results.rows.find(
+        (r) => r.store === 'sqlite' && r.scenario.replace('(sqlite)', '') === row.scenario.replace('(postgres)', ''),
+      );
+      row.target = lite ? lite.ratio / 2 : row.target;
+    }
+    row.met = row.ratio >= row.target;
+  }
+  const get = results.rows.find((r) => r.scenario === 'GET one key result (sqlite)');
+  const list = results.rows.find((r) => r.scenario === 'LIST 50 key results (sqlite)');
+  results.checks.push({ check: 'GET p99 at 16 connections', first: get.p99, target: '≤ 5 ms', met: get.p99 <= 5 });
+  results.checks.push({ check: 'LIST p99 at 16 connections', first: list.p99, target: '≤ 25 ms', met: list.p99 <= 25 });
+  results.seconds = Math.round((Date.now() - started) / 1000);
+  results.quick = QUICK;
+  results.date = new Date().toISOString();
+
+  const pad = (v, n) => String(v).padEnd(n);
+  const lines = [
+    `${pad('scenario', 36)}${pad('req/s', 9)}${pad('bare', 9)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('ratio', 7)}${pad('target', 8)}met`,
+  ];
+  for (const r of results.rows) {
+    lines.push(
+      `${pad(r.scenario, 36)}${pad(r.rps.toFixed(0), 9)}${pad(r.bare_rps.toFixed(0), 9)}${pad(r.p50.toFixed(2), 8)}${pad(r.p99.toFixed(2), 8)}${pad(r.ratio.toFixed(3), 7)}${pad(r.target.toFixed(3), 8)}${r.met ? 'yes' : 'NO'}${r.errors ? `  (${r.errors} non-2xx)` : ''}`,
+    );
+  }
+  lines.push('');
+  for (const c of results.checks) {
+    lines.push(
+      `${pad(c.check, 62)}${pad(typeof c.first === 'number' ? c.first.toFixed(1) : '', 10)}${pad(c.second == null ? '' : c.second.toFixed(1), 10)}${pad(c.target, 14)}${c.met ? 'yes' : 'NO'}`,
+    );
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+  mkdirSync(join(root, 'bench/results'), { recursive: true });
+  writeFileSync(join(root, 'bench/results/latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+  log(`wrote bench/results/latest.json (${results.seconds} s)`);
+}
+
+try {
+  await main();
+} finally {
+  for (const c of children) c.kill();
+  rmSync(work, { recursive: true, force: true });
+}
