@@ -13,7 +13,7 @@ function expectedOrder(rows: Doc[], field: string, desc: boolean): string[] {
       const y = b[field];
       if (x === null && y !== null) return 1;
       if (y === null && x !== null) return -1;
-      if (x !== y && x !== null && y !== null) return (x < y ? -1 : 1) * dir;
+      if (x !== y && x !== null && y !== null) return ((x as string) < (y as string) ? -1 : 1) * dir;
       return ((a.id as string) < (b.id as string) ? -1 : 1) * dir;
     })
     .map((r) => r.id as string);

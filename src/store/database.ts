@@ -130,13 +130,36 @@ export function jsonbOrder(value: unknown): unknown {
   return out;
 }
 
+/**
+ * Kysely's SQLite driver prepares every statement it runs; preparing costs more than running a
+ * point read. Statements are compiled from a bounded set of query shapes, so keep them.
+ */
+function cachingStatements(database: SQLite.Database, max = 500) {
+  const cache = new Map<string, SQLite.Statement>();
+  return {
+    close: () => database.close(),
+    prepare(source: string) {
+      let statement = cache.get(source);
+      if (!statement) {
+        statement = database.prepare(source);
+        if (cache.size >= max) cache.delete(cache.keys().next().value as string);
+        cache.set(source, statement);
+      }
+      return statement;
+    },
+  };
+}
+
 function openSqlite(file: string, options: StoreOptions): Store {
   if (file !== ':memory:') mkdirSync(dirname(resolve(file)), { recursive: true });
   const database = new SQLite(file);
   database.pragma('journal_mode = WAL');
   database.pragma('synchronous = NORMAL');
   database.pragma('busy_timeout = 5000');
-  const db = new Kysely({ dialect: new SqliteDialect({ database }), log: logger(options) });
+  const db = new Kysely({
+    dialect: new SqliteDialect({ database: cachingStatements(database) }),
+    log: logger(options),
+  });
   const types: Record<ColumnKind, string> = {
     text: 'TEXT',
     real: 'REAL',
@@ -158,7 +181,8 @@ function openSqlite(file: string, options: StoreOptions): Store {
           return value ? 1 : 0;
         case 'json':
           refuseNul(value);
-          return JSON.stringify(value);
+          // Stored in jsonb's key order, so reads are a plain parse and both stores answer alike.
+          return JSON.stringify(jsonbOrder(value));
         case 'text':
           refuseNul(value);
           return value;
@@ -174,7 +198,7 @@ function openSqlite(file: string, options: StoreOptions): Store {
         case 'boolean':
           return value === 1;
         case 'json':
-          return jsonbOrder(JSON.parse(value as string));
+          return JSON.parse(value as string);
         default:
           return value;
       }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { type Expression, type SqlBool, sql } from 'kysely';
+import { CompiledQuery, type Expression, type SqlBool, sql } from 'kysely';
 import { type Clock, isoTime } from '../core/clock.js';
 import { ApiError, type FieldError, fieldError } from '../core/errors.js';
 import type { AnyField, ColumnKind } from '../core/fields.js';
@@ -45,6 +45,10 @@ export interface UpdateExtra {
   event?: WriteEvent;
 }
 
+const TENANT_SLOT = '\u0000tenant';
+const APP_SLOT = '\u0000app';
+const ID_SLOT = '\u0000id';
+
 const kindOf = (column: ColumnKind): Pick<AnyField, 'column'> => ({ column });
 
 /**
@@ -58,6 +62,7 @@ export class Engine {
   readonly clock: Clock;
   private readonly byPrefix = new Map<string, Resource>();
   private readonly children = new Map<Resource, Child[]>();
+  private readonly loadShapes = new Map<string, { sql: string; slots: unknown[] }>();
 
   constructor(private readonly options: EngineOptions) {
     this.store = options.store;
@@ -126,11 +131,40 @@ export class Engine {
   }
 
   private async load(db: DB, resource: Resource, principal: Principal, id: string, lock: boolean): Promise<Doc> {
-    let q = this.visible(db, resource, principal).where('id', '=', id);
-    if (lock && this.store.kind === 'postgres') q = q.forUpdate();
-    const row = await q.executeTakeFirst();
+    const { rows } = await db.executeQuery(this.loadQuery(resource, principal, id, lock));
+    const row = rows[0] as Record<string, unknown> | undefined;
     if (!row) throw new ApiError('not_found', `No ${resource.name} with id ${id}`);
     return this.fromRow(resource, row);
+  }
+
+  /**
+   * The by-id read is the hottest query: its SQL is compiled once per shape (resource, app
+   * scope, lock) and only its parameters change.
+   */
+  private loadQuery(resource: Resource, principal: Principal, id: string, lock: boolean): CompiledQuery {
+    const key = `${resource.table}|${principal.appId !== null}|${lock}`;
+    let shape = this.loadShapes.get(key);
+    if (!shape) {
+      const probe: Principal = {
+        ...principal,
+        tenantId: TENANT_SLOT,
+        appId: principal.appId === null ? null : APP_SLOT,
+      };
+      let q = this.visible(this.store.db, resource, probe).where('id', '=', ID_SLOT);
+      if (lock && this.store.kind === 'postgres') q = q.forUpdate();
+      const compiled = q.compile();
+      shape = { sql: compiled.sql, slots: compiled.parameters as unknown[] };
+      this.loadShapes.set(key, shape);
+    }
+    const values: Record<string, unknown> = {
+      [TENANT_SLOT]: principal.tenantId,
+      [APP_SLOT]: principal.appId,
+      [ID_SLOT]: id,
+    };
+    return CompiledQuery.raw(
+      shape.sql,
+      shape.slots.map((slot) => values[slot as string]),
+    );
   }
 
   /** The transaction handle domain hooks and custom operations use. */
