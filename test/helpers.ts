@@ -12,6 +12,7 @@ import type { Doc, Resource } from '../src/core/resource.js';
 import { buildApp } from '../src/http/app.js';
 import { modules } from '../src/modules/index.js';
 import { openStore, type Store } from '../src/store/database.js';
+import { ContractChecker } from './contract.js';
 
 export const PG_URL = process.env.EDM_TEST_DATABASE_URL;
 
@@ -99,12 +100,25 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function testApp(kind: 'sqlite' | 'postgres', overrides: Partial<Config> = {}): Promise<TestApp> {
+export interface TestAppOptions {
+  /**
+   * Check every response of `call` against the OpenAPI document the app serves (route, status,
+   * headers, body schema). Default: on when EDM_CONTRACT=1, so any suite can be run under it.
+   */
+  contract?: boolean;
+}
+
+export async function testApp(
+  kind: 'sqlite' | 'postgres',
+  overrides: Partial<Config> = {},
+  options: TestAppOptions = {},
+): Promise<TestApp> {
   const fresh = await freshStore(kind);
   const clock = new ManualClock(T0);
   const config = testConfig(overrides);
   const app = await buildApp({ config, store: fresh.store, clock });
   let defaultToken: string | null = null;
+  let contract: ContractChecker | undefined;
   const t: TestApp = {
     app,
     store: fresh.store,
@@ -141,6 +155,10 @@ export async function testApp(kind: 'sqlite' | 'postgres', overrides: Partial<Co
         body = res.body ? (JSON.parse(res.body) as Doc) : {};
       } catch {
         body = {};
+      }
+      if (options.contract ?? process.env.EDM_CONTRACT === '1') {
+        contract ??= new ContractChecker((await app.inject({ url: '/api/v1/openapi.json' })).json());
+        contract.check({ method, url, status: res.statusCode, headers: res.headers, body: res.body });
       }
       return { status: res.statusCode, headers: res.headers, body, raw: res.body };
     },

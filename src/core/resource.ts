@@ -290,12 +290,17 @@ export type CreateBody<R> =
       }
     : never;
 
-/** The JSON Merge Patch an update accepts (`version` is the optional lock token). */
+/**
+ * The JSON Merge Patch an update accepts (`version` is the optional lock token): `null` clears
+ * a field, except a required one.
+ */
 export type UpdateBody<R> =
   R extends Resource<infer F>
     ? {
-        [K in keyof AllFieldsOf<F> as IsWritable<AllFieldsOf<F>[K]> extends true ? K : never]?: ValueOf<
+        [K in keyof AllFieldsOf<F> as IsWritable<AllFieldsOf<F>[K]> extends true ? K : never]?: IsRequired<
           AllFieldsOf<F>[K]
-        > | null;
+        > extends true
+          ? ValueOf<AllFieldsOf<F>[K]>
+          : ValueOf<AllFieldsOf<F>[K]> | null;
       } & { version?: number }
     : never;

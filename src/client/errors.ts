@@ -1,0 +1,138 @@
+import type { ErrorCode } from '../core/errors.js';
+
+/** An RFC 9457 problem document as the API answers it. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail?: string;
+  /** Stable, snake_case: see docs/errors.md. */
+  code: ErrorCode;
+  request_id: string;
+  /** Field problems: `path` is a JSON Pointer into the body, or a parameter name. */
+  errors?: { path: string; code: string; message: string }[];
+  /** Extra members, e.g. `current_version` on a `version_conflict`. */
+  [extra: string]: unknown;
+}
+
+/**
+ * Every error the client throws. HTTP errors carry the answer's `status`, its `problem`
+ * document, the problem's `code` and the `requestId` to quote in a support request.
+ *
+ * @example
+ * try {
+ *   await client.okr.keyResults.get('kr_01JBZ7Q3V5R4N8KX2M6T9WCH1D');
+ * } catch (err) {
+ *   if (err instanceof NotFoundError) console.log('gone', err.requestId);
+ *   else if (err instanceof APIError) console.log(err.status, err.code);
+ *   else throw err;
+ * }
+ */
+export class APIError extends Error {
+  override name = 'APIError';
+  /** HTTP status; undefined when no answer was received. */
+  readonly status: number | undefined;
+  /** The problem document of the answer, when it had one. */
+  readonly problem: Problem | undefined;
+  /** The problem's stable `code` (`not_found`, `version_conflict`, …). */
+  readonly code: ErrorCode | undefined;
+  /** The server's request id (`x-request-id`, also `request_id` in the problem). */
+  readonly requestId: string | undefined;
+  readonly headers: Headers | undefined;
+
+  constructor(
+    status: number | undefined,
+    problem: Problem | undefined,
+    message: string,
+    headers?: Headers,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.status = status;
+    this.problem = problem;
+    this.code = problem?.code;
+    this.requestId = problem?.request_id ?? headers?.get('x-request-id') ?? undefined;
+    this.headers = headers;
+  }
+
+  /**
+   * The error class for an HTTP answer.
+   *
+   * @example
+   * const err = APIError.generate(404, problem, response.headers); // a NotFoundError
+   */
+  static generate(status: number, problem: Problem | undefined, headers: Headers, fallback = ''): APIError {
+    const detail = problem ? `${problem.code}: ${problem.detail ?? problem.title}` : fallback || 'no problem document';
+    const message = `${status} ${detail}`;
+    const Class = STATUS_CLASSES[status] ?? (status >= 500 ? InternalServerError : APIError);
+    return new Class(status, problem, message, headers);
+  }
+}
+
+/** 400: the request is malformed (body, parameter or header); `problem.errors` names the fields. */
+export class BadRequestError extends APIError {
+  override name = 'BadRequestError';
+}
+/** 401: no token, or an invalid or expired one. */
+export class AuthenticationError extends APIError {
+  override name = 'AuthenticationError';
+}
+/** 403: the token's scope does not allow the operation. */
+export class PermissionDeniedError extends APIError {
+  override name = 'PermissionDeniedError';
+}
+/** 404: no such resource visible to the caller (or no such route). */
+export class NotFoundError extends APIError {
+  override name = 'NotFoundError';
+}
+/** 409: the resource's state forbids the write (`version_conflict`, `resource_deleted`, `has_dependents`, …). */
+export class ConflictError extends APIError {
+  override name = 'ConflictError';
+}
+/** 412: `If-Match` (`ifVersion`) names another version than the current one. */
+export class PreconditionFailedError extends APIError {
+  override name = 'PreconditionFailedError';
+}
+/** 422: a reference names no live resource, or an idempotency key was reused for another request. */
+export class UnprocessableEntityError extends APIError {
+  override name = 'UnprocessableEntityError';
+}
+/** 429: too many requests; retried automatically, honouring `Retry-After`. */
+export class RateLimitError extends APIError {
+  override name = 'RateLimitError';
+}
+/** 5xx: the server failed; 503 is retried automatically. */
+export class InternalServerError extends APIError {
+  override name = 'InternalServerError';
+}
+
+/** No answer: the connection failed or was reset, or DNS failed. Retried automatically. */
+export class APIConnectionError extends APIError {
+  override name = 'APIConnectionError';
+  constructor(message = 'Connection error', options?: { cause?: unknown }) {
+    super(undefined, undefined, message, undefined, options);
+  }
+}
+
+/** No answer within the client's `timeout`. Retried automatically. */
+export class APIConnectionTimeoutError extends APIConnectionError {
+  override name = 'APIConnectionTimeoutError';
+}
+
+type ErrorClass = new (
+  status: number | undefined,
+  problem: Problem | undefined,
+  message: string,
+  headers?: Headers,
+) => APIError;
+
+const STATUS_CLASSES: Record<number, ErrorClass> = {
+  400: BadRequestError,
+  401: AuthenticationError,
+  403: PermissionDeniedError,
+  404: NotFoundError,
+  409: ConflictError,
+  412: PreconditionFailedError,
+  422: UnprocessableEntityError,
+  429: RateLimitError,
+};

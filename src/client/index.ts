@@ -1,0 +1,38 @@
+/**
+ * The EDM client: `import { createClient } from 'edm/client'`. It imports nothing of the
+ * server at run time (types only) and needs nothing but `fetch`.
+ */
+export { createClient } from './client.js';
+export {
+  APIConnectionError,
+  APIConnectionTimeoutError,
+  APIError,
+  AuthenticationError,
+  BadRequestError,
+  ConflictError,
+  InternalServerError,
+  NotFoundError,
+  PermissionDeniedError,
+  PreconditionFailedError,
+  type Problem,
+  RateLimitError,
+  UnprocessableEntityError,
+} from './errors.js';
+export { type ListEnvelope, Page, PagePromise } from './pagination.js';
+export { kebab, type OperationRoute, operationRoute, resourcePath } from './routes.js';
+export type { ClientOptions, LockOptions, RequestOptions, WriteOptions } from './transport.js';
+export type {
+  Client,
+  ClientOf,
+  CreateParams,
+  DeleteOptions,
+  Document,
+  ListParams,
+  ModuleClient,
+  OperationMethod,
+  PageParams,
+  ResourceClient,
+  ResourceMethods,
+  Schemas,
+  UpdateParams,
+} from './types.js';

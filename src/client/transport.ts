@@ -1,0 +1,180 @@
+import { APIConnectionError, APIConnectionTimeoutError, APIError, type Problem } from './errors.js';
+
+export interface ClientOptions {
+  /** Where the API is served, e.g. `http://127.0.0.1:8080` (the `/api/v1/…` paths are appended). */
+  baseUrl: string;
+  /** A bearer JWT, or a function answering one before each request (to refresh it). */
+  token?: string | (() => string | Promise<string>);
+  /** A fetch implementation (default: the global `fetch`). */
+  fetch?: typeof fetch;
+  /** Retries on 429, 503 and connection errors (default 2). */
+  maxRetries?: number;
+  /** Milliseconds to wait for each answer before a retry or an APIConnectionTimeoutError (default 60 000). */
+  timeout?: number;
+  /** Headers sent with every request. */
+  headers?: Record<string, string>;
+}
+
+/** Options every method takes last. */
+export interface RequestOptions {
+  signal?: AbortSignal;
+  timeout?: number;
+  maxRetries?: number;
+  headers?: Record<string, string>;
+}
+
+/** Options of writes: an explicit idempotency key (one is generated, and reused by retries, otherwise). */
+export interface WriteOptions extends RequestOptions {
+  idempotencyKey?: string;
+}
+
+/** Optimistic locking: the write happens only if the resource is still at this version (`If-Match`). */
+export interface LockOptions extends WriteOptions {
+  /** `null` or absent: no `If-Match` (documents type `version` as nullable, as the reference page does). */
+  ifVersion?: number | null;
+}
+
+export type QueryValue = string | number | boolean | Date | null | undefined | readonly (string | number | boolean)[];
+
+export interface ApiRequest {
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
+  path: string;
+  query?: Readonly<Record<string, QueryValue>>;
+  body?: unknown;
+  options?: LockOptions;
+}
+
+const DEFAULT_TIMEOUT = 60_000;
+const MAX_RETRY_AFTER = 60_000;
+
+function randomKey(): string {
+  const c = globalThis.crypto;
+  if (typeof c?.randomUUID === 'function') return c.randomUUID();
+  const bytes = c.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function queryString(query: Readonly<Record<string, QueryValue>> | undefined): string {
+  if (!query) return '';
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(query)) {
+    if (value === undefined || value === null) continue;
+    if (value instanceof Date) params.set(name, value.toISOString());
+    else if (Array.isArray(value)) params.set(name, value.join(','));
+    else params.set(name, String(value));
+  }
+  const s = params.toString();
+  return s ? `?${s}` : '';
+}
+
+/** The wait before retry `attempt` (0-based): Retry-After when the server gave a sane one, else backoff with jitter. */
+export function retryDelay(attempt: number, headers?: Headers): number {
+  const header = headers?.get('retry-after');
+  if (header) {
+    const seconds = Number(header);
+    const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(header) - Date.now();
+    if (Number.isFinite(ms) && ms >= 0 && ms <= MAX_RETRY_AFTER) return ms;
+  }
+  const base = Math.min(500 * 2 ** attempt, 8000);
+  return base * (1 - Math.random() * 0.25);
+}
+
+function retryable(status: number, problem: Problem | undefined): boolean {
+  // 409 idempotency_in_flight: a retry overtook the first attempt, which is still running.
+  return status === 429 || status === 503 || (status === 409 && problem?.code === 'idempotency_in_flight');
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
+  });
+
+/** Sends requests: auth, JSON, retries with one idempotency key per logical write, errors by status. */
+export class Transport {
+  readonly #options: ClientOptions;
+  readonly #base: string;
+
+  constructor(options: ClientOptions) {
+    this.#options = options;
+    this.#base = options.baseUrl.replace(/\/+$/, '');
+  }
+
+  async request<T>(req: ApiRequest): Promise<T> {
+    const options = req.options ?? {};
+    const maxRetries = options.maxRetries ?? this.#options.maxRetries ?? 2;
+    const headers: Record<string, string> = { accept: 'application/json', ...this.#options.headers };
+    if (req.method !== 'GET') {
+      const key = options.idempotencyKey ?? (maxRetries > 0 ? randomKey() : undefined);
+      if (key) headers['idempotency-key'] = key;
+    }
+    if (options.ifVersion !== undefined && options.ifVersion !== null) headers['if-match'] = `"${options.ifVersion}"`;
+    if (req.body !== undefined) headers['content-type'] = 'application/json';
+    Object.assign(headers, options.headers);
+    const url = `${this.#base}${req.path}${queryString(req.query)}`;
+    const body = req.body === undefined ? undefined : JSON.stringify(req.body);
+
+    for (let attempt = 0; ; attempt++) {
+      const token = typeof this.#options.token === 'function' ? await this.#options.token() : this.#options.token;
+      if (token) headers.authorization = `Bearer ${token}`;
+      let response: Response;
+      try {
+        response = await this.#fetch(url, { method: req.method, headers, body }, options);
+      } catch (err) {
+        if (options.signal?.aborted) throw err;
+        if (attempt < maxRetries) {
+          await sleep(retryDelay(attempt), options.signal);
+          continue;
+        }
+        throw err;
+      }
+      if (response.ok || response.status === 304) return (await this.#parse(response)) as T;
+      const text = await response.text().catch(() => '');
+      const problem = this.#problem(response, text);
+      if (attempt < maxRetries && retryable(response.status, problem)) {
+        await sleep(retryDelay(attempt, response.headers), options.signal);
+        continue;
+      }
+      throw APIError.generate(response.status, problem, response.headers, text.slice(0, 200));
+    }
+  }
+
+  async #fetch(url: string, init: RequestInit, options: RequestOptions): Promise<Response> {
+    const fetchImpl = this.#options.fetch ?? globalThis.fetch;
+    const timeout = options.timeout ?? this.#options.timeout ?? DEFAULT_TIMEOUT;
+    const timer = AbortSignal.timeout(timeout);
+    const signal = options.signal ? AbortSignal.any([options.signal, timer]) : timer;
+    try {
+      return await fetchImpl(url, { ...init, signal });
+    } catch (err) {
+      if (options.signal?.aborted) throw err;
+      if (timer.aborted) throw new APIConnectionTimeoutError(`No answer within ${timeout} ms`, { cause: err });
+      throw new APIConnectionError(`Connection error: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    }
+  }
+
+  async #parse(response: Response): Promise<unknown> {
+    if (response.status === 204 || response.status === 304) return undefined;
+    const text = await response.text();
+    if (!text) return undefined;
+    return /json/i.test(response.headers.get('content-type') ?? '') ? JSON.parse(text) : text;
+  }
+
+  #problem(response: Response, text: string): Problem | undefined {
+    if (!/json/i.test(response.headers.get('content-type') ?? '')) return undefined;
+    try {
+      const parsed = JSON.parse(text) as Problem;
+      return parsed && typeof parsed === 'object' && typeof parsed.code === 'string' ? parsed : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+}

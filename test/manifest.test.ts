@@ -1,0 +1,219 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Manifest, ManifestResource } from '../src/core/manifest-types.js';
+import type { Doc } from '../src/core/resource.js';
+import { buildManifest } from '../src/http/manifest.js';
+import { modules } from '../src/modules/index.js';
+import { resources, storeKinds, type TestApp, testApp } from './helpers.js';
+
+/** The seed's schema table, beside the repository (../shared in a clean clone). Missing is a failure. */
+const SEED_TSV = new URL('../../shared/seed/keyresult-fields.tsv', import.meta.url);
+
+interface SeedField {
+  field: string;
+  type: string;
+  starred: boolean;
+  enum: string[] | null;
+  notes: string;
+}
+
+function seedFields(): SeedField[] {
+  const [header, ...rows] = readFileSync(SEED_TSV, 'utf8').trimEnd().split('\n');
+  expect(header.split('\t')).toEqual(['field', 'type', 'always_present(*)', 'enum', 'notes']);
+  return rows.map((row) => {
+    const [field, type, starred, values, notes] = row.split('\t');
+    return {
+      field,
+      type,
+      starred: starred === 'yes',
+      enum: values ? values.split(' | ') : null,
+      notes,
+    };
+  });
+}
+
+const PACKAGE_VERSION = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
+  let t: TestApp;
+  let manifest: Manifest;
+  const resourceOf = (name: string) =>
+    manifest.modules.flatMap((m) => m.resources).find((r) => r.name === name) as ManifestResource;
+
+  beforeAll(async () => {
+    t = await testApp(kind, {}, { contract: true });
+    const res = await t.call('GET', '/api/v1/manifest', { token: null });
+    expect(res.status).toBe(200);
+    manifest = res.body as unknown as Manifest;
+  });
+  afterAll(() => t.close());
+
+  it('is public JSON, open to browsers, built once and revalidated by ETag', async () => {
+    const res = await t.call('GET', '/api/v1/manifest', { token: null, headers: { origin: 'https://example.com' } });
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    expect(res.headers['access-control-allow-origin']).toBe('*');
+    expect(res.body).toEqual(manifest);
+    expect(manifest.platform).toEqual({ name: 'EDM', version: PACKAGE_VERSION });
+    const etag = res.headers.etag as string;
+    expect(etag).toMatch(/^"[\w-]+"$/);
+    const again = await t.call('GET', '/api/v1/manifest', { token: null, headers: { 'if-none-match': etag } });
+    expect([again.status, again.raw, again.headers.etag]).toEqual([304, '', etag]);
+    // A bad token does not matter on a public route.
+    expect((await t.call('GET', '/api/v1/manifest', { token: 'junk' })).status).toBe(200);
+  });
+
+  it("lists every field of the seed page, in the seed's order, with its type, star and notes word for word", () => {
+    const seed = seedFields();
+    expect(seed).toHaveLength(31);
+    const kr = resourceOf('KeyResult');
+    const byField = new Map(kr.fields.map((f) => [f.name, f]));
+    for (const s of seed) {
+      const f = byField.get(s.field);
+      expect(f, s.field).toBeDefined();
+      expect({ field: s.field, type: f?.type, starred: f?.always_present, notes: f?.notes }).toEqual({
+        field: s.field,
+        type: s.type,
+        starred: s.starred,
+        notes: s.notes,
+      });
+      if (s.enum) expect(f?.enum, s.field).toEqual(s.enum);
+    }
+    const seedNames = seed.map((s) => s.field);
+    expect(kr.fields.map((f) => f.name).filter((n) => seedNames.includes(n))).toEqual(seedNames);
+    // PRODUCT.md adds weight and confidence to the seed's fields.
+    expect(kr.fields.map((f) => f.name).filter((n) => !seedNames.includes(n))).toEqual(['weight', 'confidence']);
+  });
+
+  it('describes a key result as the seed page does: name, path, description, namespace', () => {
+    const kr = resourceOf('KeyResult');
+    expect(kr).toMatchObject({
+      name: 'KeyResult',
+      module: 'okr',
+      path: '/api/v1/okr/key-results',
+      description: 'A measurable result rolling up to an Objective.',
+      id_prefix: 'kr',
+      client_namespace: 'client.okr.keyResults',
+      title_field: 'title',
+    });
+    expect(manifest.modules.map((m) => [m.name, m.client_namespace])).toEqual([['okr', 'client.okr']]);
+  });
+
+  it('gives each field its flags: required, read-only, computed, enum, default, pattern, reference', () => {
+    const fields = Object.fromEntries(resourceOf('KeyResult').fields.map((f) => [f.name, f]));
+    expect(fields.id).toMatchObject({
+      read_only: true,
+      always_present: true,
+      platform: true,
+      pattern: '^kr_[0-9A-HJKMNP-TV-Z]{26}$',
+    });
+    expect(fields.objective_id).toMatchObject({ required: true, read_only: false, ref: 'obj', platform: false });
+    expect(fields.target).toMatchObject({ required: true, type: 'number', default: null });
+    expect(fields.progress_pct).toMatchObject({ read_only: true, computed: true, write_only: false });
+    expect(fields.metric_type).toMatchObject({
+      enum: ['number', 'percentage', 'currency', 'milestone', 'threshold'],
+      default: 'number',
+    });
+    expect(fields.source).toMatchObject({ default: 'edm', read_only: false });
+    expect(fields.source_type).toMatchObject({ default: 'api', type: 'enum' });
+    expect(fields.baseline.default).toBe(0);
+    expect(fields.data_source.default).toBe('manual');
+    expect(fields.owner_id.pattern).toMatch(/^\^usr-/);
+    expect(fields.confidence).toMatchObject({ read_only: true, computed: false });
+  });
+
+  it('lists every resource with its fields in declaration order and its list parameters', () => {
+    const listed = manifest.modules.flatMap((m) => m.resources);
+    expect(listed.map((r) => r.name)).toEqual(resources.map((r) => r.name));
+    for (const resource of resources) {
+      const r = resourceOf(resource.name);
+      expect(r.fields.map((f) => f.name)).toEqual(Object.keys(resource.allFields));
+      expect(r.list).toEqual({
+        sortable: [...resource.sortable],
+        filterable: [...resource.filterable],
+        default_sort: '-created_at',
+        default_limit: 50,
+        max_limit: 200,
+      });
+      const list = r.operations.find((o) => o.name === 'list');
+      const names = list?.query.map((p) => p.name) ?? [];
+      expect(names).toEqual(expect.arrayContaining(['limit', 'cursor', 'sort', 'q', 'include_deleted']));
+      for (const f of resource.filterable) expect(names).toContain(f === 'tags' ? 'tag' : f);
+      expect(list?.query.find((p) => p.name === 'sort')?.enum).toEqual(resource.sortable.flatMap((s) => [s, `-${s}`]));
+    }
+  });
+
+  it('lists the six operations of every resource, then its custom ones, with client methods', () => {
+    for (const resource of resources) {
+      const r = resourceOf(resource.name);
+      const base = resource.basePath;
+      const ns = `client.okr.${resource.clientName}`;
+      expect(r.operations.map((o) => [o.name, o.method, o.path, o.success_status, o.response])).toEqual([
+        ['list', 'GET', base, 200, 'list'],
+        ['get', 'GET', `${base}/{id}`, 200, 'resource'],
+        ['create', 'POST', base, 201, 'resource'],
+        ['update', 'PATCH', `${base}/{id}`, 200, 'resource'],
+        ['delete', 'DELETE', `${base}/{id}`, 200, 'resource'],
+        ['restore', 'POST', `${base}/{id}/restore`, 200, 'resource'],
+        ...(resource.operations ?? []).map((op) => [
+          op.name,
+          op.method,
+          `${base}${op.path}`,
+          op.response.kind === 'list' ? 200 : op.response.status,
+          op.response.kind === 'list' ? 'item_list' : 'resource',
+        ]),
+      ]);
+      for (const op of r.operations) expect(op.client_method).toBe(`${ns}.${op.name}`);
+      expect(r.operations.find((o) => o.name === 'delete')?.query.map((p) => p.name)).toEqual(['cascade']);
+    }
+    const kr = resourceOf('KeyResult');
+    expect(kr.operations.find((o) => o.name === 'checkIns.create')).toMatchObject({
+      method: 'POST',
+      path: '/api/v1/okr/key-results/{id}/check-ins',
+      client_method: 'client.okr.keyResults.checkIns.create',
+      has_body: true,
+      success_status: 201,
+      response: 'resource',
+    });
+    expect(kr.operations.find((o) => o.name === 'checkIns.list')).toMatchObject({
+      method: 'GET',
+      path: '/api/v1/okr/key-results/{id}/check-ins',
+      response: 'item_list',
+      has_body: false,
+    });
+  });
+
+  it('offers example bodies the API accepts, for every operation that takes a body', async () => {
+    const token = await t.token();
+    for (const resource of resources) {
+      const r = resourceOf(resource.name);
+      // Swap example reference ids for live ones.
+      const live: Record<string, string> = {};
+      const withRefs = async (example: Doc) => {
+        const body = { ...example };
+        for (const [name, field] of Object.entries(resource.allFields)) {
+          if (!field.ref || !(name in body)) continue;
+          live[field.ref] ??= (await t.create(resources.find((x) => x.idPrefix === field.ref) as never, token))
+            .id as string;
+          body[name] = live[field.ref];
+        }
+        return body;
+      };
+      const create = r.operations.find((o) => o.name === 'create');
+      expect(create?.example, resource.name).not.toBeNull();
+      const created = await t.call('POST', resource.basePath, { token, body: await withRefs(create?.example as Doc) });
+      expect([resource.name, created.status]).toEqual([resource.name, 201]);
+      for (const op of r.operations.filter((o) => o.has_body && o.name !== 'create')) {
+        expect(op.example, `${resource.name}.${op.name}`).not.toBeNull();
+        const url = op.path.replace('{id}', created.body.id as string);
+        const res = await t.call(op.method, url, { token, body: await withRefs(op.example as Doc) });
+        expect([`${resource.name}.${op.name}`, res.status]).toEqual([`${resource.name}.${op.name}`, op.success_status]);
+      }
+    }
+  });
+
+  it('is what buildManifest derives from the declarations', () => {
+    expect(buildManifest(modules)).toEqual(manifest);
+  });
+});

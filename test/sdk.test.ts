@@ -1,0 +1,426 @@
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { promisify } from 'node:util';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  APIConnectionError,
+  APIConnectionTimeoutError,
+  APIError,
+  AuthenticationError,
+  BadRequestError,
+  type Client,
+  ConflictError,
+  createClient,
+  InternalServerError,
+  NotFoundError,
+  operationRoute,
+  PermissionDeniedError,
+  PreconditionFailedError,
+  RateLimitError,
+  UnprocessableEntityError,
+} from '../src/client/index.js';
+import { resources, storeKinds, type TestApp, testApp, USER_B } from './helpers.js';
+
+const run = promisify(execFile);
+const ROOT = new URL('../', import.meta.url);
+const MISSING = '01ARZ3NDEKTSV4RRFFQ69G5FAV';
+
+interface Sent {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+}
+
+/** A fault the test server answers instead of the real response (after the work ran). */
+interface Fault {
+  method: string;
+  path: string;
+  status: number;
+  retryAfter?: string;
+  /** Delay the answer instead of replacing it. */
+  delayMs?: number;
+}
+
+const CODES: Record<number, string> = { 429: 'rate_limited', 500: 'internal_error', 503: 'service_unavailable' };
+
+describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
+  let t: TestApp;
+  let baseUrl: string;
+  let token: string;
+  let client: Client;
+  let sent: Sent[] = [];
+  let faults: Fault[] = [];
+  /** Throws a connection error instead of sending, this many times. */
+  let dropConnections = 0;
+
+  const recordingFetch: typeof fetch = async (input, init) => {
+    const headers: Record<string, string> = {};
+    new Headers(init?.headers).forEach((value, name) => {
+      headers[name] = value;
+    });
+    sent.push({ method: init?.method ?? 'GET', url: String(input), headers });
+    if (dropConnections > 0) {
+      dropConnections--;
+      throw new TypeError('fetch failed');
+    }
+    return fetch(input, init);
+  };
+
+  const take = (request: FastifyRequest) => {
+    const path = request.url.split('?')[0];
+    const i = faults.findIndex((f) => f.method === request.method && f.path === path);
+    return i < 0 ? undefined : faults.splice(i, 1)[0];
+  };
+
+  beforeAll(async () => {
+    t = await testApp(kind);
+    token = await t.token();
+    t.app.addHook('onRequest', async (request: FastifyRequest) => {
+      const fault = faults.find(
+        (f) => f.delayMs && f.method === request.method && f.path === request.url.split('?')[0],
+      );
+      if (fault) {
+        faults.splice(faults.indexOf(fault), 1);
+        await new Promise((r) => setTimeout(r, fault.delayMs));
+      }
+    });
+    // Replaces the answer after the work committed: what a client sees when a proxy fails late.
+    t.app.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
+      const fault = take(request);
+      if (!fault) return payload;
+      const code = CODES[fault.status] ?? 'internal_error';
+      reply.code(fault.status).header('content-type', 'application/problem+json');
+      reply.removeHeader('etag');
+      reply.removeHeader('location');
+      if (fault.retryAfter !== undefined) reply.header('retry-after', fault.retryAfter);
+      return JSON.stringify({
+        type: `/problems/${code}`,
+        title: 'Injected by the test',
+        status: fault.status,
+        detail: 'injected',
+        code,
+        request_id: request.id,
+      });
+    });
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const address = t.app.server.address();
+    if (!address || typeof address === 'string') throw new Error('no port');
+    baseUrl = `http://127.0.0.1:${address.port}`;
+    client = createClient({ baseUrl, token, fetch: recordingFetch });
+  });
+  afterAll(() => t.close());
+
+  const reset = () => {
+    sent = [];
+    faults = [];
+    dropConnections = 0;
+  };
+
+  it('runs every method of every operation over HTTP', async () => {
+    reset();
+    const cycle = await client.okr.cycles.create({ name: '2026-Q4', start_date: '2026-10-01', end_date: '2026-12-31' });
+    expect(cycle).toMatchObject({ name: '2026-Q4', state: 'planning', version: 1, tenant_id: 'acme' });
+    expect(cycle.id).toMatch(/^cyc_[0-9A-Z]{26}$/);
+    const objective = await client.okr.objectives.create({ title: 'Delight our customers', cycle_id: cycle.id });
+    const kr = await client.okr.keyResults.create(
+      { objective_id: objective.id, title: 'Grow MRR', baseline: 80000, target: 120000, unit: 'MRR' },
+      { idempotencyKey: 'sdk-every-method-kr' },
+    );
+    expect(kr).toMatchObject({ objective_id: objective.id, current: 80000, direction: 'increase', version: 1 });
+    expect(sent.at(-1)?.headers['idempotency-key']).toBe('sdk-every-method-kr');
+
+    expect(await client.okr.keyResults.get(kr.id)).toEqual(kr);
+
+    const renamed = await client.okr.keyResults.update(kr.id, { title: 'Grow MRR to 120k' }, { ifVersion: kr.version });
+    expect(sent.at(-1)).toMatchObject({ method: 'PATCH', headers: { 'if-match': '"1"' } });
+    expect(renamed).toMatchObject({ title: 'Grow MRR to 120k', version: 2 });
+
+    const checked = await client.okr.keyResults.checkIns.create(kr.id, {
+      value: 90000,
+      note: 'Two deals',
+      confidence: 7,
+    });
+    expect(sent.at(-1)).toMatchObject({ method: 'POST', url: `${baseUrl}/api/v1/okr/key-results/${kr.id}/check-ins` });
+    expect(checked).toMatchObject({ current: 90000, confidence: 7, version: 3, progress_pct: 25 });
+    const log = await client.okr.keyResults.checkIns.list(kr.id, { limit: 10 });
+    expect(log.data.map((s) => s.value)).toEqual([90000, 80000]);
+    expect(log.data[0]).toMatchObject({ note: 'Two deals', confidence: 7, key_result_id: kr.id });
+
+    const listed = await client.okr.keyResults.list({ objective_id: objective.id, sort: '-progress_pct' });
+    expect(listed).toMatchObject({ object: 'list', has_more: false, next_cursor: null });
+    expect(listed.data.map((d) => d.id)).toEqual([kr.id]);
+    expect(sent.at(-1)?.url).toBe(`${baseUrl}/api/v1/okr/key-results?objective_id=${objective.id}&sort=-progress_pct`);
+
+    const blocked = await client.okr.objectives.delete(objective.id).catch((e: unknown) => e);
+    expect(blocked).toBeInstanceOf(ConflictError);
+    expect((blocked as ConflictError).code).toBe('has_dependents');
+    const deleted = await client.okr.objectives.delete(objective.id, { cascade: true });
+    expect(sent.at(-1)?.url).toBe(`${baseUrl}/api/v1/okr/objectives/${objective.id}?cascade=true`);
+    expect(deleted).toMatchObject({ is_deleted: true, deleted_by: deleted.created_by });
+    expect((await client.okr.keyResults.get(kr.id)).is_deleted).toBe(true);
+
+    const restored = await client.okr.objectives.restore(objective.id);
+    expect(restored.is_deleted).toBe(false);
+    expect((await client.okr.keyResults.restore(kr.id)).is_deleted).toBe(false);
+    const live = await client.okr.keyResults.list({ objective_id: objective.id });
+    expect(live.data.map((d) => d.id)).toEqual([kr.id]);
+  });
+
+  it('pages: awaitable first page, and for await over every item across 3+ pages', async () => {
+    reset();
+    const created: string[] = [];
+    for (let i = 0; i < 7; i++) {
+      t.clock.advance(1000);
+      created.push((await client.okr.objectives.create({ title: `paging walk ${i}` })).id);
+    }
+    sent = [];
+    const first = await client.okr.objectives.list({ q: 'paging walk', limit: 3 });
+    expect(first.data.map((d) => d.id)).toEqual(created.slice(-3).reverse());
+    expect(first.hasNextPage()).toBe(true);
+    const second = await first.getNextPage();
+    expect(second.data.map((d) => d.id)).toEqual(created.slice(1, 4).reverse());
+
+    sent = [];
+    const walked: string[] = [];
+    for await (const objective of client.okr.objectives.list({ q: 'paging walk', limit: 3 })) walked.push(objective.id);
+    expect(walked).toEqual([...created].reverse());
+    expect(sent.map((s) => new URL(s.url).searchParams.get('cursor') === null)).toEqual([true, false, false]);
+    expect(sent.every((s) => new URL(s.url).searchParams.get('limit') === '3')).toBe(true);
+
+    const ascending: string[] = [];
+    for await (const o of client.okr.objectives.list({ q: 'paging walk', limit: 2, sort: 'created_at' })) {
+      ascending.push(o.id);
+    }
+    expect(ascending).toEqual(created);
+  });
+
+  it('maps every error status to its class, carrying problem, code and requestId', async () => {
+    reset();
+    const readOnly = createClient({ baseUrl, token: await t.token({ scope: 'okr:read' }), maxRetries: 0 });
+    const noRetry = createClient({ baseUrl, token, maxRetries: 0 });
+    const cycle = await client.okr.cycles.create({ name: 'errors', start_date: '2026-01-01', end_date: '2026-03-31' });
+    const injected = (fault: Fault, call: () => PromiseLike<unknown>) => () => {
+      faults.push(fault);
+      return call();
+    };
+    const cases: [string, () => PromiseLike<unknown>, new (...args: never[]) => APIError, number, string][] = [
+      ['bad limit', () => client.okr.cycles.list({ limit: 500 }), BadRequestError, 400, 'invalid_parameter'],
+      [
+        'bad token',
+        () => createClient({ baseUrl, token: 'nope' }).okr.cycles.list(),
+        AuthenticationError,
+        401,
+        'invalid_token',
+      ],
+      [
+        'read-only scope',
+        () => readOnly.okr.cycles.create({ name: 'x', start_date: '2026-01-01', end_date: '2026-01-02' }),
+        PermissionDeniedError,
+        403,
+        'insufficient_scope',
+      ],
+      ['unknown id', () => client.okr.cycles.get(`cyc_${MISSING}`), NotFoundError, 404, 'not_found'],
+      [
+        'stale body version',
+        () => client.okr.cycles.update(cycle.id, { name: 'y', version: 9 }),
+        ConflictError,
+        409,
+        'version_conflict',
+      ],
+      [
+        'stale If-Match',
+        () => client.okr.cycles.update(cycle.id, { name: 'y' }, { ifVersion: 9 }),
+        PreconditionFailedError,
+        412,
+        'precondition_failed',
+      ],
+      [
+        'unknown reference',
+        () => client.okr.objectives.create({ title: 'x', cycle_id: `cyc_${MISSING}` }),
+        UnprocessableEntityError,
+        422,
+        'invalid_reference',
+      ],
+      [
+        'rate limited',
+        injected({ method: 'GET', path: '/api/v1/okr/cycles', status: 429, retryAfter: '0' }, () =>
+          noRetry.okr.cycles.list(),
+        ),
+        RateLimitError,
+        429,
+        'rate_limited',
+      ],
+      [
+        'server failure',
+        injected({ method: 'GET', path: `/api/v1/okr/cycles/${cycle.id}`, status: 500 }, () =>
+          noRetry.okr.cycles.get(cycle.id),
+        ),
+        InternalServerError,
+        500,
+        'internal_error',
+      ],
+    ];
+    for (const [name, call, Class, status, code] of cases) {
+      const err = await call().then(
+        () => new Error(`${name}: no error`),
+        (e: unknown) => e,
+      );
+      expect(err, name).toBeInstanceOf(Class);
+      expect(err, name).toBeInstanceOf(APIError);
+      const e = err as APIError;
+      expect([name, e.status, e.code, e.problem?.status]).toEqual([name, status, code, status]);
+      expect(e.requestId, name).toMatch(/^req_[0-9A-Z]{26}$/);
+      expect(e.requestId).toBe(e.headers?.get('x-request-id'));
+      expect(e.message).toContain(code);
+    }
+    expect(faults).toEqual([]);
+  });
+
+  it('throws APIConnectionError when nothing answers, after retrying', async () => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    reset();
+    const dead = createClient({ baseUrl: `http://127.0.0.1:${port}`, token, fetch: recordingFetch, maxRetries: 1 });
+    const err = await dead.okr.cycles.list().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(APIConnectionError);
+    expect((err as APIConnectionError).status).toBeUndefined();
+    expect(sent).toHaveLength(2);
+
+    faults.push({ method: 'GET', path: '/api/v1/okr/cycles', status: 0, delayMs: 400 });
+    const slow = createClient({ baseUrl, token, timeout: 100, maxRetries: 0 });
+    const timedOut = await slow.okr.cycles.list().catch((e: unknown) => e);
+    expect(timedOut).toBeInstanceOf(APIConnectionTimeoutError);
+    expect(timedOut).toBeInstanceOf(APIConnectionError);
+  });
+
+  it('retries a 503 that came after the work committed: one resource, one idempotency key', async () => {
+    reset();
+    faults.push({ method: 'POST', path: '/api/v1/okr/objectives', status: 503, retryAfter: '0' });
+    const objective = await client.okr.objectives.create({ title: 'retried exactly once' });
+    expect(sent.map((s) => s.method)).toEqual(['POST', 'POST']);
+    const [first, second] = sent.map((s) => s.headers['idempotency-key']);
+    expect(first).toMatch(/^[0-9a-f-]{32,36}$/);
+    expect(second).toBe(first);
+    const found = await client.okr.objectives.list({ q: 'retried exactly once' });
+    expect(found.data.map((o) => o.id)).toEqual([objective.id]);
+    expect(objective.version).toBe(1);
+  });
+
+  it('retries connection errors with the same idempotency key, and gives up after maxRetries', async () => {
+    reset();
+    dropConnections = 1;
+    const objective = await client.okr.objectives.create({ title: 'after a dropped connection' });
+    expect(sent).toHaveLength(2);
+    expect(sent[1].headers['idempotency-key']).toBe(sent[0].headers['idempotency-key']);
+    expect((await client.okr.objectives.list({ q: 'after a dropped connection' })).data).toHaveLength(1);
+    expect(objective.title).toBe('after a dropped connection');
+
+    reset();
+    faults.push(
+      { method: 'GET', path: '/api/v1/okr/cycles', status: 503, retryAfter: '0' },
+      { method: 'GET', path: '/api/v1/okr/cycles', status: 503, retryAfter: '0' },
+      { method: 'GET', path: '/api/v1/okr/cycles', status: 503, retryAfter: '0' },
+    );
+    const err = await client.okr.cycles.list().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InternalServerError);
+    expect((err as InternalServerError).status).toBe(503);
+    expect(sent).toHaveLength(3);
+  });
+
+  it('honours Retry-After on 429', async () => {
+    reset();
+    faults.push({ method: 'GET', path: '/api/v1/okr/cycles', status: 429, retryAfter: '1' });
+    const started = Date.now();
+    const page = await client.okr.cycles.list();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+    expect(page.object).toBe('list');
+    expect(sent).toHaveLength(2);
+  });
+
+  it('If-Match: of two writers at the same version, the second gets PreconditionFailedError', async () => {
+    reset();
+    const kr = await client.okr.keyResults.create({
+      objective_id: (await client.okr.objectives.create({ title: 'locking' })).id,
+      title: 'Ship v2',
+      target: 1,
+      metric_type: 'milestone',
+    });
+    const other = createClient({ baseUrl, token: await t.token({ sub: USER_B }) });
+    const first = await client.okr.keyResults.update(kr.id, { title: 'Ship v2 (first)' }, { ifVersion: kr.version });
+    const second = await other.okr.keyResults
+      .update(kr.id, { title: 'Ship v2 (second)' }, { ifVersion: kr.version })
+      .catch((e: unknown) => e);
+    expect(second).toBeInstanceOf(PreconditionFailedError);
+    expect((second as PreconditionFailedError).problem).toMatchObject({
+      code: 'precondition_failed',
+      current_version: 2,
+    });
+    expect(await client.okr.keyResults.get(kr.id)).toMatchObject({ title: 'Ship v2 (first)', version: first.version });
+  });
+
+  it('works from the built package as `edm/client` (self-reference)', async () => {
+    const entry = new URL('dist/client/index.js', ROOT);
+    expect(existsSync(entry), 'dist/client/index.js is missing: run `npm run build` first').toBe(true);
+    const script = `
+      import { createClient, NotFoundError } from 'edm/client';
+      const client = createClient({ baseUrl: process.env.BASE, token: process.env.TOKEN });
+      const cycle = await client.okr.cycles.create({ name: 'from dist', start_date: '2026-01-01', end_date: '2026-03-31' });
+      const missing = await client.okr.cycles.get('cyc_${MISSING}').catch((e) => e);
+      console.log(JSON.stringify({ id: cycle.id, notFound: missing instanceof NotFoundError }));
+    `;
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: ROOT,
+      env: { ...process.env, BASE: baseUrl, TOKEN: token },
+    });
+    const out = JSON.parse(stdout) as { id: string; notFound: boolean };
+    expect(out.notFound).toBe(true);
+    expect((await client.okr.cycles.get(out.id)).name).toBe('from dist');
+  });
+});
+
+describe('SDK structure', () => {
+  const importsOf = (source: string) =>
+    [...source.matchAll(/^\s*(import|export)\s+(type\s+)?[^;]*?from\s+'([^']+)'/gm)].map((m) => ({
+      typeOnly: m[2] !== undefined,
+      specifier: m[3],
+    }));
+
+  it('imports nothing of the server at run time (src/client: only type imports leave the folder)', () => {
+    const dir = new URL('src/client/', ROOT);
+    const files = readdirSync(dir).filter((f) => f.endsWith('.ts'));
+    expect(files).toContain('index.ts');
+    for (const file of files) {
+      for (const { typeOnly, specifier } of importsOf(readFileSync(new URL(file, dir), 'utf8'))) {
+        if (!typeOnly) expect(`${file}: ${specifier}`).toMatch(/: \.\/[a-z-]+\.js$/);
+      }
+    }
+  });
+
+  it('the built client loads only its own files', () => {
+    const dir = new URL('dist/client/', ROOT);
+    expect(existsSync(dir), 'dist/client is missing: run `npm run build` first').toBe(true);
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.js'))) {
+      for (const { specifier } of importsOf(readFileSync(new URL(file, dir), 'utf8'))) {
+        expect(`${file}: ${specifier}`).toMatch(/: \.\/[a-z-]+\.js$/);
+      }
+    }
+  });
+
+  it('routes every declared custom operation where the client conventions put it', () => {
+    const declared = resources.flatMap((r) => (r.operations ?? []).map((op) => ({ r, op })));
+    expect(declared.map(({ r, op }) => `${r.clientName}.${op.name}`)).toEqual(
+      expect.arrayContaining(['keyResults.checkIns.create', 'keyResults.checkIns.list']),
+    );
+    for (const { op } of declared) {
+      expect(operationRoute(op.name), op.name).toEqual({
+        method: op.method,
+        path: op.path,
+        paged: op.response.kind === 'list',
+      });
+    }
+  });
+});

@@ -1,0 +1,115 @@
+/**
+ * Type-level test of the SDK, compiled by `tsc -p test/types` (part of `npm run typecheck`):
+ * every `@ts-expect-error` line must fail to compile, and everything else must compile.
+ */
+import type { Client, Schemas } from '../../src/client/index.js';
+import { createClient } from '../../src/client/index.js';
+
+const client: Client = createClient({ baseUrl: 'http://127.0.0.1:8080', token: 'jwt' });
+
+export async function compiles(): Promise<void> {
+  const kr = await client.okr.keyResults.create(
+    { objective_id: 'obj_01ARZ3NDEKTSV4RRFFQ69G5FAV', title: 'Grow MRR', target: 120000, baseline: 80000 },
+    { idempotencyKey: 'k1' },
+  );
+  const title: string = kr.title;
+  const target: number = kr.target;
+  const createdAt: string = kr.created_at;
+  const progress: number | null = kr.progress_pct;
+  const status: 'off_track' | 'at_risk' | 'on_track' | 'not_started' | 'achieved' | null = kr.status;
+  const tags: string[] | null = kr.tags;
+  const same: Schemas['okr']['keyResults'] = kr;
+  void [title, target, createdAt, progress, status, tags, same];
+
+  await client.okr.keyResults.update(
+    kr.id,
+    { current: 95000, owner_id: null, tags: ['growth'] },
+    { ifVersion: kr.version },
+  );
+  await client.okr.keyResults.update(kr.id, { title: 'x', version: 2 });
+  await client.okr.keyResults.delete(kr.id, { ifVersion: 3 });
+  await client.okr.objectives.delete('obj_01ARZ3NDEKTSV4RRFFQ69G5FAV', { cascade: true });
+  await client.okr.keyResults.restore(kr.id);
+
+  const checked = await client.okr.keyResults.checkIns.create(kr.id, { value: 100000, confidence: 7 });
+  const current: number | null = checked.current;
+  for await (const snapshot of client.okr.keyResults.checkIns.list(kr.id, { limit: 50 })) {
+    const value: number = snapshot.value;
+    const at: string = snapshot.at;
+    void [value, at, current];
+  }
+
+  const page = await client.okr.keyResults.list({
+    objective_id: kr.objective_id,
+    status: ['at_risk', 'off_track'],
+    'progress_pct[gte]': 50,
+    'last_update_at[lt]': new Date(),
+    tag: ['growth'],
+    sort: '-progress_pct',
+    q: 'mrr',
+    include_deleted: true,
+    limit: 20,
+  });
+  const more: boolean = page.has_more;
+  const next: string | null = page.next_cursor;
+  void [more, next];
+  for await (const cycle of client.okr.cycles.list({ state: 'active', 'start_date[gte]': '2026-01-01' })) {
+    const name: string = cycle.name;
+    void name;
+  }
+}
+
+export async function rejects(): Promise<void> {
+  const kr = await client.okr.keyResults.get('kr_01ARZ3NDEKTSV4RRFFQ69G5FAV');
+
+  // @ts-expect-error a misspelt field
+  await client.okr.keyResults.create({ objective_id: 'obj_x', title: 't', target: 1, targte: 2 });
+  // @ts-expect-error a field of the wrong type
+  await client.okr.keyResults.create({ objective_id: 'obj_x', title: 't', target: '120k' });
+  // @ts-expect-error a required field missing (target)
+  await client.okr.keyResults.create({ objective_id: 'obj_x', title: 't' });
+  // @ts-expect-error a value outside the enum
+  await client.okr.keyResults.create({ objective_id: 'obj_x', title: 't', target: 1, metric_type: 'ratio' });
+  // @ts-expect-error a computed, server-owned field
+  await client.okr.keyResults.create({ objective_id: 'obj_x', title: 't', target: 1, progress_pct: 50 });
+  // @ts-expect-error a platform field the server stamps
+  await client.okr.cycles.create({ id: 'cyc_x', name: 'Q1', start_date: '2026-01-01', end_date: '2026-03-31' });
+  // @ts-expect-error a field of another resource
+  await client.okr.cycles.create({ name: 'Q1', start_date: '2026-01-01', end_date: '2026-03-31', title: 'x' });
+
+  // @ts-expect-error update: wrong type
+  await client.okr.keyResults.update(kr.id, { current: 'high' });
+  // @ts-expect-error update: read-only field
+  await client.okr.keyResults.update(kr.id, { status: 'achieved' });
+  // @ts-expect-error update: a required field cannot be cleared
+  await client.okr.keyResults.update(kr.id, { title: null });
+  // @ts-expect-error update: If-Match takes the version number
+  await client.okr.keyResults.update(kr.id, {}, { ifVersion: '"1"' });
+
+  // @ts-expect-error list: not a sortable field
+  client.okr.keyResults.list({ sort: 'unit' });
+  // @ts-expect-error list: not a filterable field
+  client.okr.keyResults.list({ unit: 'MRR' });
+  // @ts-expect-error list: a filter value outside the enum
+  client.okr.keyResults.list({ status: 'late' });
+  // @ts-expect-error list: limit is a number
+  client.okr.keyResults.list({ limit: '10' });
+  // @ts-expect-error list: ranges apply to comparable fields only
+  client.okr.keyResults.list({ 'status[gte]': 'at_risk' });
+
+  // @ts-expect-error checkIns.create needs a body
+  await client.okr.keyResults.checkIns.create(kr.id);
+  // @ts-expect-error check-ins belong to key results only
+  client.okr.objectives.checkIns.create('obj_x', { value: 1 });
+  // @ts-expect-error no such resource
+  client.okr.keyResult.list();
+  // @ts-expect-error no such method
+  client.okr.keyResults.craete({ objective_id: 'obj_x', title: 't', target: 1 });
+  // @ts-expect-error no such module
+  client.people.list();
+  // @ts-expect-error no such field on a document
+  void kr.titel;
+  // @ts-expect-error documents keep their types
+  const target: string = kr.target;
+  void target;
+}
