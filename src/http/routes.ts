@@ -2,12 +2,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../core/errors.js';
 import { type CursorCodec, parseListQuery } from '../core/list-query.js';
 import type { Doc, Principal, Resource } from '../core/resource.js';
+import { listJson, serializeDoc } from '../core/serialize.js';
 import { asObject } from '../core/validation.js';
 import type { DB } from '../store/database.js';
 import type { Engine, WriteConditions } from '../store/engine.js';
 import type { Idempotency, StoredResponse } from './idempotency.js';
 import { asApiError, PROBLEM_TYPE, toProblem } from './problem.js';
-import { serializers } from './serialize.js';
 
 export interface RouteDeps {
   engine: Engine;
@@ -66,7 +66,7 @@ function docResponse(resource: Resource, doc: Doc, status: number): StoredRespon
     etag: `"${doc.version}"`,
   };
   if (status === 201) headers.location = `${resource.basePath}/${doc.id}`;
-  return { status, headers, body: serializers(resource).doc(doc) };
+  return { status, headers, body: serializeDoc(resource, doc) };
 }
 
 function send(reply: FastifyReply, response: StoredResponse): FastifyReply {
@@ -119,22 +119,20 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     const base = resource.basePath;
     const read = { module: resource.module, write: false };
     const writeCfg = { module: resource.module, write: true };
-    const { doc: serializeDoc, list: serializeList } = serializers(resource);
 
     app.get<{ Querystring: Query }>(base, { config: read }, async (request, reply) => {
       const query = parseListQuery(resource, request.principal as Principal, request.query, cursors);
       const page = await engine.list(resource, request.principal as Principal, query);
-      return reply.type('application/json; charset=utf-8').send(serializeList(page));
+      return reply.type('application/json; charset=utf-8').send(listJson(page.data, page.has_more, page.next_cursor));
     });
 
     app.get<{ Params: IdParams; Querystring: Query }>(`${base}/:id`, { config: read }, async (request, reply) => {
       allowOnly(request.query, []);
-      const doc = await engine.get(resource, request.principal as Principal, request.params.id);
-      const etag = `"${doc.version}"`;
+      const { json, version } = await engine.getJson(resource, request.principal as Principal, request.params.id);
       const inm = parseTags(request.headers['if-none-match']);
-      reply.header('etag', etag);
-      if (inm === 'any' || (Array.isArray(inm) && inm.includes(doc.version as number))) return reply.code(304).send();
-      return reply.type('application/json; charset=utf-8').send(serializeDoc(doc));
+      reply.header('etag', `"${version}"`);
+      if (inm === 'any' || (Array.isArray(inm) && inm.includes(version))) return reply.code(304).send();
+      return reply.type('application/json; charset=utf-8').send(json);
     });
 
     app.post<{ Querystring: Query }>(base, { config: writeCfg }, async (request, reply) =>

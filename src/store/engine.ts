@@ -6,10 +6,11 @@ import type { AnyField, ColumnKind } from '../core/fields.js';
 import { newId } from '../core/ids.js';
 import { type CursorCodec, DEFAULT_LIMIT, type ListQuery, MAX_LIMIT, searchText } from '../core/list-query.js';
 import type { Doc, HookContext, Job, ModuleDef, Principal, Resource } from '../core/resource.js';
+import { serializeDoc } from '../core/serialize.js';
 import type { ResourceOps, Row, RowPage, SelectOptions, TableDef, Tx, WriteEvent } from '../core/tables.js';
 import { asObject, checkWritableKeys, mergePatch, validateDocument } from '../core/validation.js';
 import type { DB, Store } from './database.js';
-import { SEARCH_COLUMN, storedFields } from './schema.js';
+import { DOC_COLUMN, SEARCH_COLUMN, storedFields } from './schema.js';
 
 export interface EngineOptions {
   store: Store;
@@ -27,9 +28,9 @@ export interface WriteConditions {
 
 export const NO_CONDITIONS: WriteConditions = { ifMatch: null };
 
+/** A page of a list: each document already in its JSON form (see DOC_COLUMN). */
 export interface ListPage {
-  object: 'list';
-  data: Doc[];
+  data: string[];
   has_more: boolean;
   next_cursor: string | null;
 }
@@ -94,7 +95,25 @@ export class Engine {
     for (const [name, field] of storedFields(resource)) row[name] = this.store.encode(field as AnyField, doc[name]);
     const title = doc[resource.titleField];
     row[SEARCH_COLUMN] = typeof title === 'string' ? searchText(title) : null;
+    row[DOC_COLUMN] = serializeDoc(resource, doc);
     return row;
+  }
+
+  /**
+   * The columns a write changes: unchanged values (JSON ones keep their reference through a
+   * write) are left out, so untouched indexes and large JSON columns are not rewritten.
+   */
+  private changedColumns(resource: Resource, before: Doc, doc: Doc): Record<string, unknown> {
+    const set: Record<string, unknown> = {};
+    for (const [name, field] of storedFields(resource)) {
+      if (doc[name] !== before[name]) set[name] = this.store.encode(field as AnyField, doc[name]);
+    }
+    if (doc[resource.titleField] !== before[resource.titleField]) {
+      const title = doc[resource.titleField];
+      set[SEARCH_COLUMN] = typeof title === 'string' ? searchText(title) : null;
+    }
+    set[DOC_COLUMN] = serializeDoc(resource, doc);
+    return set;
   }
 
   private fromRow(resource: Resource, row: Record<string, unknown>): Doc {
@@ -125,7 +144,7 @@ export class Engine {
 
   /** Rows the principal may see: its tenant, and its app when the token names one. */
   private visible(db: DB, resource: Resource, principal: Principal) {
-    let q = db.selectFrom(resource.table).selectAll().where('tenant_id', '=', principal.tenantId);
+    let q = db.selectFrom(resource.table).where('tenant_id', '=', principal.tenantId);
     if (principal.appId !== null) q = q.where('app_id', '=', principal.appId);
     return q;
   }
@@ -141,8 +160,8 @@ export class Engine {
    * The by-id read is the hottest query: its SQL is compiled once per shape (resource, app
    * scope, lock) and only its parameters change.
    */
-  private loadQuery(resource: Resource, principal: Principal, id: string, lock: boolean): CompiledQuery {
-    const key = `${resource.table}|${principal.appId !== null}|${lock}`;
+  private loadQuery(resource: Resource, principal: Principal, id: string, lock: boolean, json = false): CompiledQuery {
+    const key = `${resource.table}|${principal.appId !== null}|${lock}|${json}`;
     let shape = this.loadShapes.get(key);
     if (!shape) {
       const probe: Principal = {
@@ -150,7 +169,10 @@ export class Engine {
         tenantId: TENANT_SLOT,
         appId: principal.appId === null ? null : APP_SLOT,
       };
-      let q = this.visible(this.store.db, resource, probe).where('id', '=', ID_SLOT);
+      let q = this.visible(this.store.db, resource, probe)
+        .where('id', '=', ID_SLOT)
+        .$if(json, (qb) => qb.select([DOC_COLUMN, 'schema_version', 'version']))
+        .$if(!json, (qb) => qb.selectAll());
       if (lock && this.store.kind === 'postgres') q = q.forUpdate();
       const compiled = q.compile();
       shape = { sql: compiled.sql, slots: compiled.parameters as unknown[] };
@@ -260,12 +282,27 @@ export class Engine {
     return this.load(this.store.db, resource, principal, id, false);
   }
 
+  /** A read as the JSON it answers (the stored form, sent as is), with the version for the ETag. */
+  async getJson(resource: Resource, principal: Principal, id: string): Promise<{ json: string; version: number }> {
+    const { rows } = await this.store.db.executeQuery(this.loadQuery(resource, principal, id, false, true));
+    const row = rows[0] as Record<string, unknown> | undefined;
+    if (!row) throw new ApiError('not_found', `No ${resource.name} with id ${id}`);
+    if (this.isCurrent(resource, row)) return { json: row[DOC_COLUMN] as string, version: Number(row.version) };
+    const doc = await this.get(resource, principal, id);
+    return { json: serializeDoc(resource, doc), version: doc.version as number };
+  }
+
+  /** Whether a row's stored JSON is at the resource's current schema version. */
+  private isCurrent(resource: Resource, row: Record<string, unknown>): boolean {
+    return typeof row[DOC_COLUMN] === 'string' && Number(row.schema_version) === resource.schemaVersion;
+  }
+
   async list(resource: Resource, principal: Principal, query: ListQuery): Promise<ListPage> {
     const { store } = this;
     const { field: sortField, desc } = query.sort;
     const sortSpec = resource.allFields[sortField];
     const nullable = !sortSpec.alwaysPresent;
-    let q = this.visible(store.db, resource, principal);
+    let q = this.visible(store.db, resource, principal).select([DOC_COLUMN, 'schema_version', 'id', sortField]);
     if (!query.includeDeleted) q = q.where('is_deleted', '=', this.live(resource));
     for (const f of query.filters) {
       const spec = resource.allFields[f.field];
@@ -292,14 +329,20 @@ export class Engine {
     q = q.orderBy('id', dir).limit(query.limit + 1);
     const rows = await q.execute();
     const hasMore = rows.length > query.limit;
-    const data = rows.slice(0, query.limit).map((r) => this.fromRow(resource, r));
-    const last = data[data.length - 1];
+    const page = rows.slice(0, query.limit);
+    const data: string[] = [];
+    for (const row of page) {
+      if (this.isCurrent(resource, row)) data.push(row[DOC_COLUMN] as string);
+      else data.push(serializeDoc(resource, await this.get(resource, principal, row.id as string)));
+    }
+    const last = page[page.length - 1];
     return {
-      object: 'list',
       data,
       has_more: hasMore,
       next_cursor:
-        hasMore && last ? this.options.cursors.encode(query.fingerprint, last[sortField], last.id as string) : null,
+        hasMore && last
+          ? this.options.cursors.encode(query.fingerprint, store.decode(sortSpec, last[sortField]), last.id as string)
+          : null,
     };
   }
 
@@ -514,7 +557,7 @@ export class Engine {
   private async writeBack(db: DB, resource: Resource, before: Doc, doc: Doc): Promise<Doc> {
     const result = await db
       .updateTable(resource.table)
-      .set(this.toRow(resource, doc))
+      .set(this.changedColumns(resource, before, doc))
       .where('tenant_id', '=', before.tenant_id)
       .where('id', '=', before.id)
       .where('version', '=', before.version)

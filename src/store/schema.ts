@@ -7,6 +7,9 @@ import type { DB, Store } from './database.js';
 /** Hidden column holding the lower-cased title that `q` searches (lowered in JS so both stores agree). */
 export const SEARCH_COLUMN = '_search';
 
+/** Hidden column holding the document's response JSON, written with the row and sent as is by reads. */
+export const DOC_COLUMN = '_doc';
+
 /** Idempotency records: tenant data (the key leads with tenant_id), kept 24 h. */
 export const IDEMPOTENCY_TABLE = 'edm_idempotency_keys';
 
@@ -52,6 +55,8 @@ function resourceTable(store: Store, resource: Resource): TableSpec {
     notNull: NOT_NULL.has(name),
   }));
   columns.push({ name: SEARCH_COLUMN, type: store.columnType('text'), notNull: false });
+  // Plain text, not jsonb: the stored bytes are the answer, key order and all.
+  columns.push({ name: DOC_COLUMN, type: store.columnType('text'), notNull: false });
   const indexes: TableSpec['indexes'] = [];
   // Every index of tenant data leads with tenant_id; list sorts end with id (the tie-break).
   for (const field of new Set(['created_at', ...resource.sortable])) {
