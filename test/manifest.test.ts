@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest, ManifestResource } from '../src/core/manifest-types.js';
 import type { Doc } from '../src/core/resource.js';
+import { renderApiMd } from '../src/http/api-md.js';
 import { buildManifest } from '../src/http/manifest.js';
 import { modules } from '../src/modules/index.js';
 import { resources, storeKinds, type TestApp, testApp } from './helpers.js';
@@ -215,5 +216,16 @@ describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
 
   it('is what buildManifest derives from the declarations', () => {
     expect(buildManifest(modules)).toEqual(manifest);
+  });
+});
+
+describe('docs/api.md', () => {
+  it('is up to date with the declarations (regenerate with `npm run docs:api`)', () => {
+    const committed = readFileSync(new URL('../docs/api.md', import.meta.url), 'utf8');
+    const manifest = buildManifest(modules);
+    expect(committed, 'docs/api.md is stale: run `npm run docs:api`').toBe(renderApiMd(manifest));
+    for (const op of manifest.modules.flatMap((m) => m.resources).flatMap((r) => r.operations)) {
+      expect(committed).toContain(`\`${op.client_method}(`);
+    }
   });
 });

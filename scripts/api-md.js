@@ -1,0 +1,9 @@
+// Writes docs/api.md from the built declarations: `npm run docs:api`.
+import { writeFileSync } from 'node:fs';
+import { renderApiMd } from '../dist/http/api-md.js';
+import { buildManifest } from '../dist/http/manifest.js';
+import { modules } from '../dist/modules/index.js';
+
+const target = new URL('../docs/api.md', import.meta.url);
+writeFileSync(target, renderApiMd(buildManifest(modules)));
+process.stdout.write(`wrote ${target.pathname}\n`);

@@ -1,0 +1,83 @@
+import type { Manifest, ManifestOperation, ManifestResource } from '../core/manifest-types.js';
+
+const cell = (s: string) => s.replaceAll('|', '\\|').replaceAll('\n', ' ');
+
+/** The SDK call of an operation, with its arguments. */
+function signature(op: ManifestOperation): string {
+  const args: Record<string, string> = {
+    list: 'params?',
+    get: 'id',
+    create: 'body, { idempotencyKey? }?',
+    update: 'id, patch, { ifVersion?, idempotencyKey? }?',
+    delete: 'id, { cascade?, ifVersion?, idempotencyKey? }?',
+    restore: 'id, { ifVersion?, idempotencyKey? }?',
+  };
+  const custom = op.response === 'item_list' ? 'id, params?' : op.has_body ? 'id, body' : 'id';
+  return `${op.client_method}(${args[op.name] ?? custom})`;
+}
+
+function answer(op: ManifestOperation, resource: ManifestResource): string {
+  if (op.response === 'list') return `${op.success_status}, a page of ${resource.name}`;
+  if (op.response === 'item_list') return `${op.success_status}, a page of items`;
+  return `${op.success_status}, the ${resource.name}`;
+}
+
+function resourceSection(r: ManifestResource): string[] {
+  const lines = [`### ${r.name} — \`${r.client_namespace}\``, '', r.description, ''];
+  lines.push('| method | HTTP | answer | summary |', '| --- | --- | --- | --- |');
+  for (const op of r.operations) {
+    lines.push(
+      `| \`${cell(signature(op))}\` | \`${op.method} ${op.path}\` | ${cell(answer(op, r))} | ${cell(op.summary)} |`,
+    );
+  }
+  lines.push('');
+  lines.push(
+    `List parameters: \`limit\` (1–${r.list.max_limit}, default ${r.list.default_limit}), \`cursor\`, ` +
+      `\`sort\` (${r.list.sortable.map((s) => `\`${s}\``).join(', ')}; \`-\` for descending, default \`${r.list.default_sort}\`), ` +
+      `\`q\` (searches \`${r.title_field}\`), \`include_deleted\`; filters: ` +
+      `${r.list.filterable.map((f) => `\`${f === 'tags' ? 'tag' : f}\``).join(', ')}.`,
+  );
+  lines.push('');
+  lines.push('| field | type | required | notes |', '| --- | --- | --- | --- |');
+  for (const f of r.fields) {
+    const flags = [
+      f.read_only ? (f.computed ? 'computed' : 'read-only') : '',
+      f.write_only ? 'write-only' : '',
+      f.enum ? `one of ${f.enum.map((v) => `\`${v}\``).join(', ')}` : '',
+      f.default !== null ? `default \`${JSON.stringify(f.default)}\`` : '',
+    ].filter(Boolean);
+    const notes = flags.length > 0 ? `${f.notes} _(${flags.join('; ')})_` : f.notes;
+    lines.push(
+      `| \`${f.name}\`${f.always_present ? '\\*' : ''} | ${f.type} | ${f.required ? 'yes' : ''} | ${cell(notes)} |`,
+    );
+  }
+  lines.push('');
+  return lines;
+}
+
+/**
+ * `docs/api.md`: every SDK method, its route and answer, and every resource's fields, rendered
+ * from the manifest (`npm run docs:api` writes it; a test checks it is up to date).
+ *
+ * @example
+ * writeFileSync('docs/api.md', renderApiMd(buildManifest(modules)));
+ */
+export function renderApiMd(manifest: Manifest): string {
+  const lines = [
+    '<!-- Generated from the resource declarations by `npm run docs:api`; do not edit. -->',
+    '',
+    `# ${manifest.platform.name} API and SDK reference`,
+    '',
+    "`import { createClient } from 'edm/client'`, then `const client = createClient({ baseUrl, token })`.",
+    'Every method below is typed from the same declarations that serve the routes; `list()` answers a page',
+    'when awaited and walks every item with `for await`; writes take `{ idempotencyKey }` and retry safely;',
+    'errors are classes by status (`NotFoundError`, `ConflictError`, …). The OpenAPI 3.1 document is at',
+    '`GET /api/v1/openapi.json`, the manifest at `GET /api/v1/manifest`. `*` marks fields always present.',
+    '',
+  ];
+  for (const m of manifest.modules) {
+    lines.push(`## ${m.name} — \`${m.client_namespace}\``, '', m.description, '');
+    for (const r of m.resources) lines.push(...resourceSection(r));
+  }
+  return `${lines.join('\n').trimEnd()}\n`;
+}
