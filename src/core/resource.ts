@@ -88,7 +88,12 @@ export interface ResourceHooks {
   validate?(doc: Doc, before: Doc | null, ctx: HookContext): FieldError[];
   /** Derives fields that depend on other rows (a status from the cycle); may throw ApiErrors. */
   derive?(doc: Doc, before: Doc | null, ctx: HookContext, tx: Tx): Promise<void>;
-  /** Follows a committed-together write: logs, roll-ups, queues. `after` is null never; `before` null on create. */
+  /**
+   * Upgrades a document stored under an older `schema_version` (given) to the current shape, on
+   * read; the next write stores it at the current version.
+   */
+  upgrade?(doc: Doc, fromVersion: number): void;
+  /** Follows a committed-together write: logs, roll-ups, queues. `before` is null on create. */
   afterWrite?(after: Doc, before: Doc | null, ctx: HookContext, tx: Tx): Promise<void>;
 }
 

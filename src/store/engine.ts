@@ -50,6 +50,9 @@ const TENANT_SLOT = '\u0000tenant';
 const APP_SLOT = '\u0000app';
 const ID_SLOT = '\u0000id';
 
+/** Documents whose stored row is at an older schema version than the one they were upgraded to. */
+const upgradedOnRead = new WeakSet<Doc>();
+
 const kindOf = (column: ColumnKind): Pick<AnyField, 'column'> => ({ column });
 
 /**
@@ -104,6 +107,8 @@ export class Engine {
    * write) are left out, so untouched indexes and large JSON columns are not rewritten.
    */
   private changedColumns(resource: Resource, before: Doc, doc: Doc): Record<string, unknown> {
+    // A row upgraded on read is written back whole, at the current schema version.
+    if (upgradedOnRead.has(before)) return this.toRow(resource, doc);
     const set: Record<string, unknown> = {};
     for (const [name, field] of storedFields(resource)) {
       if (doc[name] !== before[name]) set[name] = this.store.encode(field as AnyField, doc[name]);
@@ -123,6 +128,12 @@ export class Engine {
     }
     for (const [name, field] of Object.entries(resource.internal ?? {}))
       doc[name] = this.store.decode(field, row[name]);
+    const stored = Number(doc.schema_version);
+    if (stored < resource.schemaVersion) {
+      resource.hooks?.upgrade?.(doc, stored);
+      doc.schema_version = resource.schemaVersion;
+      upgradedOnRead.add(doc);
+    }
     return doc;
   }
 
