@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { promisify } from 'node:util';
+import { Type } from '@sinclair/typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -11,6 +12,7 @@ import {
   AuthenticationError,
   BadRequestError,
   type Client,
+  type ClientOf,
   ConflictError,
   createClient,
   InternalServerError,
@@ -21,7 +23,12 @@ import {
   RateLimitError,
   UnprocessableEntityError,
 } from '../src/client/index.js';
-import { resources, storeKinds, type TestApp, testApp, USER_B } from './helpers.js';
+import { ManualClock } from '../src/core/clock.js';
+import { number, text } from '../src/core/fields.js';
+import { defineModule, defineResource } from '../src/core/resource.js';
+import { buildApp } from '../src/http/app.js';
+import { modules } from '../src/modules/index.js';
+import { freshStore, resources, storeKinds, T0, type TestApp, testApp, testConfig, USER_B } from './helpers.js';
 
 const run = promisify(execFile);
 const ROOT = new URL('../', import.meta.url);
@@ -421,6 +428,79 @@ describe('SDK structure', () => {
         path: op.path,
         paged: op.response.kind === 'list',
       });
+    }
+  });
+});
+
+/** A module declared here and nowhere else: it must reach the manifest, OpenAPI and the SDK. */
+const initiatives = defineResource({
+  module: 'portfolio',
+  name: 'Initiative',
+  path: 'strategic-initiatives',
+  idPrefix: 'ini',
+  schemaVersion: 1,
+  description: 'A body of work that several objectives depend on.',
+  titleField: 'name',
+  fields: {
+    name: text({ required: true, maxLength: 100, example: 'Self-serve onboarding', notes: 'What the initiative is.' }),
+    budget: number({ min: 0, notes: 'Approved budget.' }),
+  },
+  sortable: ['created_at', 'name', 'budget'],
+  filterable: ['budget'],
+  operations: [
+    {
+      name: 'approvals.create',
+      method: 'POST',
+      path: '/{id}/approvals',
+      summary: 'Approve the initiative with a budget.',
+      body: Type.Object({ budget: Type.Number() }, { additionalProperties: false }),
+      response: { kind: 'resource', status: 200 },
+      example: { budget: 5000 },
+      run: ({ resource, id, body, ops }) => ops.update(resource, id, { budget: (body as { budget: number }).budget }),
+    },
+  ],
+});
+const portfolio = defineModule({ name: 'portfolio', description: 'Initiatives.', resources: [initiatives] });
+const extended = [...modules, portfolio] as const;
+
+describe.each(storeKinds)('a resource declared once, on %s', (kind) => {
+  it('appears in the manifest, the OpenAPI document and the SDK with no other code', async () => {
+    const fresh = await freshStore(kind);
+    const config = testConfig();
+    const app = await buildApp({ config, store: fresh.store, clock: new ManualClock(T0), modules: extended });
+    try {
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = app.server.address() as { port: number };
+      const manifest = (await app.inject({ url: '/api/v1/manifest' })).json();
+      const entry = manifest.modules[1].resources[0];
+      expect(entry).toMatchObject({ name: 'Initiative', client_namespace: 'client.portfolio.strategicInitiatives' });
+      expect(entry.operations.map((o: { client_method: string }) => o.client_method)).toContain(
+        'client.portfolio.strategicInitiatives.approvals.create',
+      );
+      const openapi = (await app.inject({ url: '/api/v1/openapi.json' })).json();
+      expect(Object.keys(openapi.paths)).toEqual(
+        expect.arrayContaining([
+          '/api/v1/portfolio/strategic-initiatives',
+          '/api/v1/portfolio/strategic-initiatives/{id}/approvals',
+        ]),
+      );
+      expect(openapi.components.schemas.InitiativeApprovalsCreateBody.required).toEqual(['budget']);
+
+      const { mintToken } = await import('../src/core/auth.js');
+      const token = await mintToken({ secret: config.jwtSecret, tenant: 'acme', sub: USER_B, ttl: '1h', now: T0 });
+      const client = createClient({ baseUrl: `http://127.0.0.1:${port}`, token }) as unknown as ClientOf<
+        typeof extended
+      >;
+      const created = await client.portfolio.strategicInitiatives.create({ name: 'Self-serve onboarding' });
+      const approved = await client.portfolio.strategicInitiatives.approvals.create(created.id, { budget: 5000 });
+      expect(approved).toMatchObject({ id: created.id, budget: 5000, version: 2 });
+      const page = await client.portfolio.strategicInitiatives.list({ 'budget[gte]': 1000, sort: '-budget' });
+      expect(page.data.map((i) => i.name)).toEqual(['Self-serve onboarding']);
+      expect(await client.okr.cycles.list()).toMatchObject({ data: [] });
+    } finally {
+      await app.close();
+      await fresh.store.close();
+      await fresh.drop();
     }
   });
 });

@@ -141,7 +141,7 @@ export interface ResourceOptions<F extends FieldMap> {
 }
 
 export interface Resource<F extends FieldMap = FieldMap> extends Omit<ResourceOptions<F>, 'titleField'> {
-  readonly titleField: string;
+  readonly titleField: keyof F & string;
   /** Every field, platform ones included, in reference-page order. */
   readonly allFields: Readonly<Record<string, AnyField>>;
   /** SQL table name (`okr_key_results`). */
@@ -170,7 +170,8 @@ const camel = (kebab: string) => kebab.replace(/-([a-z])/g, (_, c: string) => c.
 export function defineResource<
   const F extends FieldMap,
   const P extends string,
-  const Ops extends readonly CustomOperation[] = readonly [],
+  // No default: a default would win over inference from inline operations with methods.
+  const Ops extends readonly CustomOperation[],
   const S extends string = string,
   const Fl extends string = string,
 >(
