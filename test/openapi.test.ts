@@ -68,6 +68,7 @@ describe('the OpenAPI document', () => {
     for (const route of [
       'GET /healthz',
       'GET /readyz',
+      'GET /metrics',
       'GET /api/v1/manifest',
       'GET /api/v1/openapi.json',
       'POST /api/v1/dev/token',
@@ -179,7 +180,7 @@ describe('the OpenAPI document', () => {
       const success = Object.entries(op.responses as Json).find(([s]) => s.startsWith('2'));
       expect(success, where).toBeDefined();
       const [, response] = success as [string, Json];
-      const content = deref(doc, response).content?.['application/json'];
+      const content = Object.values(deref(doc, response).content ?? {})[0] as Json | undefined;
       if (content?.example !== undefined) check(`${where} response`, content.schema, content.example);
       else expect(path, `${where} has no response example`).toMatch(/manifest|openapi/);
       if (op.requestBody) {
@@ -274,7 +275,8 @@ describe.each(storeKinds)('GET /api/v1/openapi.json on %s, and responses against
     ] as [string, string, Doc][]) {
       await t.call(method, u, { token, ...o });
     }
-    for (const u of ['/healthz', '/readyz', '/api/v1/manifest', '/api/v1/nothing']) await t.call('GET', u, { token });
+    for (const u of ['/healthz', '/readyz', '/metrics', '/api/v1/manifest', '/api/v1/nothing'])
+      await t.call('GET', u, { token });
   });
 
   it('the contract check fails on a body, status or header the document does not give', () => {

@@ -478,6 +478,21 @@ function platformPaths(options: OpenApiOptions): Record<string, Json> {
         ),
       },
     },
+    '/metrics': {
+      get: {
+        operationId: 'platform.metrics',
+        summary: 'Prometheus metrics (text exposition format)',
+        tags: ['Platform'],
+        security: [],
+        responses: {
+          '200': {
+            description: 'Metrics',
+            headers: requestId,
+            content: { 'text/plain': { schema: { type: 'string' }, example: '# TYPE http_requests_total counter\n' } },
+          },
+        },
+      },
+    },
     '/api/v1/manifest': {
       get: {
         operationId: 'platform.manifest',
