@@ -19,7 +19,7 @@ export {
   UnprocessableEntityError,
 } from './errors.js';
 export { type ListEnvelope, Page, PagePromise } from './pagination.js';
-export { kebab, type OperationRoute, operationRoute, resourcePath } from './routes.js';
+export { type OperationRoute, operationRoute } from './routes.js';
 export type { ClientOptions, LockOptions, RequestOptions, WriteOptions } from './transport.js';
 export type {
   Client,
