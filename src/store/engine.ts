@@ -46,6 +46,7 @@ export interface UpdateExtra {
   event?: WriteEvent;
 }
 
+const SLOT = '\u0000slot:';
 const TENANT_SLOT = '\u0000tenant';
 const APP_SLOT = '\u0000app';
 const ID_SLOT = '\u0000id';
@@ -67,6 +68,7 @@ export class Engine {
   private readonly byPrefix = new Map<string, Resource>();
   private readonly children = new Map<Resource, Child[]>();
   private readonly loadShapes = new Map<string, { sql: string; slots: unknown[] }>();
+  private readonly shapes = new Map<string, { sql: string; slots: (string | { value: unknown })[] }>();
 
   constructor(private readonly options: EngineOptions) {
     this.store = options.store;
@@ -200,18 +202,56 @@ export class Engine {
     );
   }
 
+  /**
+   * Runs a query whose SQL depends only on `key`. It is built and compiled once, with a named
+   * slot for each value; later runs only fill the slots. Kysely compiles every query it runs,
+   * which costs more than a point read or a single-row write on SQLite.
+   */
+  private async run(
+    db: DB,
+    key: string,
+    build: (slot: (name: string) => string) => { compile(): CompiledQuery },
+    values: Record<string, unknown>,
+  ) {
+    let shape = this.shapes.get(key);
+    if (!shape) {
+      const compiled = build((name) => `${SLOT}${name}`).compile();
+      const slots = compiled.parameters.map((p) =>
+        typeof p === 'string' && p.startsWith(SLOT) ? p.slice(SLOT.length) : { value: p },
+      );
+      shape = { sql: compiled.sql, slots };
+      this.shapes.set(key, shape);
+    }
+    const params = shape.slots.map((s) => (typeof s === 'string' ? values[s] : s.value));
+    return db.executeQuery<Record<string, unknown>>(CompiledQuery.raw(shape.sql, params));
+  }
+
+  private slotted(row: Record<string, unknown>, slot: (name: string) => string) {
+    return Object.fromEntries(Object.keys(row).map((k) => [k, slot(k)]));
+  }
+
   /** The transaction handle domain hooks and custom operations use. */
   tx(db: DB, principal: Principal, now: number): Tx {
     const engine = this;
     return {
       now,
       async find(resource, tenantId, id) {
-        let q = db.selectFrom(resource.table).selectAll().where('tenant_id', '=', tenantId).where('id', '=', id);
-        // Hooks read rows they then write (roll-ups, the sweep): on PostgreSQL another process may
-        // be writing them too, so the row stays locked until commit (SQLite has one writer).
-        if (engine.store.kind === 'postgres') q = q.forUpdate();
-        const row = await q.executeTakeFirst();
-        return row ? engine.fromRow(resource, row) : null;
+        const { rows } = await engine.run(
+          db,
+          `find|${resource.table}`,
+          (slot) => {
+            const q = db
+              .selectFrom(resource.table)
+              .selectAll()
+              .where('tenant_id', '=', slot('tenant'))
+              .where('id', '=', slot('id'));
+            // Hooks read rows they then write (roll-ups, the sweep): on PostgreSQL another process may
+            // be writing them too, so the row stays locked until commit (SQLite has one writer).
+            return engine.store.kind === 'postgres' ? q.forUpdate() : q;
+          },
+          { tenant: tenantId, id },
+        );
+        return rows[0] ? engine.fromRow(resource, rows[0]) : null;
       },
       async findLive(resource, tenantId, where) {
         let q = db
@@ -224,21 +264,42 @@ export class Engine {
       },
       systemWrite: (resource, before, changes) => engine.systemWrite(db, resource, principal, before, changes, now),
       async insert(table, row) {
-        await db.insertInto(table.name).values(engine.encodeRow(table, row)).execute();
+        const encoded = engine.encodeRow(table, row);
+        await engine.run(
+          db,
+          `ins|${table.name}|${Object.keys(encoded)}`,
+          (slot) => db.insertInto(table.name).values(engine.slotted(encoded, slot)),
+          encoded,
+        );
       },
       async upsert(table, row) {
         const encoded = engine.encodeRow(table, row);
-        const update = Object.fromEntries(Object.entries(encoded).filter(([k]) => !table.primaryKey.includes(k)));
-        await db
-          .insertInto(table.name)
-          .values(encoded)
-          .onConflict((oc) => oc.columns([...table.primaryKey]).doUpdateSet(update))
-          .execute();
+        await engine.run(
+          db,
+          `ups|${table.name}|${Object.keys(encoded)}`,
+          (slot) => {
+            const values = engine.slotted(encoded, slot);
+            const update = Object.fromEntries(Object.entries(values).filter(([k]) => !table.primaryKey.includes(k)));
+            return db
+              .insertInto(table.name)
+              .values(values)
+              .onConflict((oc) => oc.columns([...table.primaryKey]).doUpdateSet(update));
+          },
+          encoded,
+        );
       },
       async remove(table, where) {
-        let q = db.deleteFrom(table.name);
-        for (const [k, v] of Object.entries(engine.encodeRow(table, where))) q = q.where(k, '=', v);
-        await q.execute();
+        const encoded = engine.encodeRow(table, where);
+        await engine.run(
+          db,
+          `del|${table.name}|${Object.keys(encoded)}`,
+          (slot) => {
+            let q = db.deleteFrom(table.name);
+            for (const k of Object.keys(encoded)) q = q.where(k, '=', slot(k));
+            return q;
+          },
+          encoded,
+        );
       },
       async select(table, where, options: SelectOptions = {}) {
         let q = db.selectFrom(table.name).selectAll();
@@ -469,13 +530,20 @@ export class Engine {
       const target = this.byPrefix.get(field.ref);
       const found =
         target &&
-        (await db
-          .selectFrom(target.table)
-          .select('id')
-          .where('tenant_id', '=', principal.tenantId)
-          .where('id', '=', value)
-          .where('is_deleted', '=', this.live(target))
-          .executeTakeFirst());
+        (
+          await this.run(
+            db,
+            `ref|${target.table}`,
+            (slot) =>
+              db
+                .selectFrom(target.table)
+                .select('id')
+                .where('tenant_id', '=', slot('tenant'))
+                .where('id', '=', slot('id'))
+                .where('is_deleted', '=', this.live(target)),
+            { tenant: principal.tenantId, id: value },
+          )
+        ).rows[0];
       if (!found) {
         errors.push({
           path: `/${name}`,
@@ -513,7 +581,13 @@ export class Engine {
     await this.checkReferences(db, resource, principal, doc, null);
     const tx = this.tx(db, principal, ctx.now);
     await resource.hooks?.derive?.(doc, null, ctx, tx);
-    await db.insertInto(resource.table).values(this.toRow(resource, doc)).execute();
+    const row = this.toRow(resource, doc);
+    await this.run(
+      db,
+      `ins|${resource.table}`,
+      (slot) => db.insertInto(resource.table).values(this.slotted(row, slot)),
+      row,
+    );
     await resource.hooks?.afterWrite?.(doc, null, ctx, tx);
     return doc;
   }
@@ -566,14 +640,20 @@ export class Engine {
 
   /** The version check and the write are one statement: of concurrent writers at one version, one wins. */
   private async writeBack(db: DB, resource: Resource, before: Doc, doc: Doc): Promise<Doc> {
-    const result = await db
-      .updateTable(resource.table)
-      .set(this.changedColumns(resource, before, doc))
-      .where('tenant_id', '=', before.tenant_id)
-      .where('id', '=', before.id)
-      .where('version', '=', before.version)
-      .executeTakeFirst();
-    if (Number(result.numUpdatedRows) !== 1) {
+    const set = this.changedColumns(resource, before, doc);
+    const result = await this.run(
+      db,
+      `upd|${resource.table}|${Object.keys(set)}`,
+      (slot) =>
+        db
+          .updateTable(resource.table)
+          .set(this.slotted(set, slot))
+          .where('tenant_id', '=', slot('\u0000tenant'))
+          .where('id', '=', slot('\u0000id'))
+          .where('version', '=', slot('\u0000version')),
+      { ...set, '\u0000tenant': before.tenant_id, '\u0000id': before.id, '\u0000version': before.version },
+    );
+    if (Number(result.numAffectedRows) !== 1) {
       throw new ApiError('version_conflict', `${resource.name} ${before.id} was changed by another writer`, {
         extra: { current_version: null },
       });
