@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { Type } from '@sinclair/typebox';
@@ -404,6 +404,50 @@ describe('SDK structure', () => {
       for (const { typeOnly, specifier } of importsOf(readFileSync(new URL(file, dir), 'utf8'))) {
         if (!typeOnly) expect(`${file}: ${specifier}`).toMatch(/: \.\/[a-z-]+\.js$/);
       }
+    }
+  });
+
+  it('types `edm/client` from the built package for a TypeScript consumer', async () => {
+    const dir = new URL(`dist/.types-check-${process.pid}/`, ROOT);
+    expect(existsSync(new URL('dist/client/index.d.ts', ROOT)), 'run `npm run build` first').toBe(true);
+    mkdirSync(dir, { recursive: true });
+    try {
+      writeFileSync(
+        new URL('check.ts', dir),
+        [
+          "import { createClient, NotFoundError } from 'edm/client';",
+          "const client = createClient({ baseUrl: 'http://127.0.0.1:8080', token: 'jwt' });",
+          "const kr = await client.okr.keyResults.checkIns.create('kr_x', { value: 1 });",
+          'export const title: string = kr.title;',
+          'export const Class = NotFoundError;',
+          '// @ts-expect-error a misspelt field',
+          "client.okr.keyResults.create({ objective_id: 'obj_x', title: 't', target: 1, targte: 1 });",
+        ].join('\n'),
+      );
+      writeFileSync(
+        new URL('tsconfig.json', dir),
+        JSON.stringify({
+          compilerOptions: {
+            module: 'NodeNext',
+            moduleResolution: 'NodeNext',
+            target: 'ES2022',
+            lib: ['ES2023', 'DOM'],
+            types: [],
+            strict: true,
+            noEmit: true,
+            skipLibCheck: true,
+          },
+          include: ['check.ts'],
+        }),
+      );
+      const tsc = new URL('node_modules/typescript/bin/tsc', ROOT);
+      const result = await run(process.execPath, [tsc.pathname, '-p', new URL('tsconfig.json', dir).pathname]).then(
+        () => '',
+        (err: { stdout?: string }) => err.stdout ?? String(err),
+      );
+      expect(result).toBe('');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
