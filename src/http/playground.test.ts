@@ -1,0 +1,62 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Fastify from 'fastify';
+import { afterAll, describe, expect, it } from 'vitest';
+import { playground } from './playground.js';
+
+const dirs: string[] = [];
+function builtApp(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'edm-playground-'));
+  dirs.push(dir);
+  for (const [name, text] of Object.entries(files)) {
+    mkdirSync(join(dir, name, '..'), { recursive: true });
+    writeFileSync(join(dir, name), text);
+  }
+  return dir;
+}
+
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('serving the Playground', () => {
+  it('answers every /playground path with the app, its files as they are, and / with a redirect', async () => {
+    const root = builtApp({ 'index.html': '<p>app</p>', 'assets/index-abc.js': 'export {}', 'robots.txt': 'no' });
+    const app = Fastify();
+    await app.register(playground, { root });
+    for (const url of ['/playground', '/playground/', '/playground/okr/key-results', '/playground/x/y/z']) {
+      const res = await app.inject({ method: 'GET', url });
+      expect(res.statusCode, url).toBe(200);
+      expect(res.body, url).toBe('<p>app</p>');
+      expect(res.headers['cache-control'], url).toBe('no-cache');
+      expect(res.headers['content-security-policy'], url).toMatch(/^default-src 'self'; connect-src 'self'/);
+    }
+    const asset = await app.inject({ method: 'GET', url: '/playground/assets/index-abc.js' });
+    expect(asset.body).toBe('export {}');
+    expect(asset.headers['cache-control']).toBe('public, max-age=31536000, immutable');
+    expect((await app.inject({ method: 'GET', url: '/playground/robots.txt' })).headers['cache-control']).toBe(
+      'no-cache',
+    );
+    expect((await app.inject({ method: 'GET', url: '/playground/assets/gone.js' })).statusCode).toBe(404);
+    for (const url of ['/playground/../package.json', '/playground/%2e%2e/%2e%2e/etc/passwd']) {
+      const res = await app.inject({ method: 'GET', url });
+      expect(res.body, url).not.toContain('root:');
+      expect(res.statusCode === 404 || res.body === '<p>app</p>', url).toBe(true);
+    }
+    const root302 = await app.inject({ method: 'GET', url: '/' });
+    expect(root302.statusCode).toBe(302);
+    expect(root302.headers.location).toBe('/playground');
+    await app.close();
+  });
+
+  it('says how to build it when it was not built', async () => {
+    const app = Fastify();
+    await app.register(playground, { root: builtApp({}) });
+    const res = await app.inject({ method: 'GET', url: '/playground/okr/key-results' });
+    expect(res.statusCode).toBe(503);
+    expect(res.body).toContain('npm run build');
+    expect((await app.inject({ method: 'GET', url: '/' })).statusCode).toBe(302);
+    await app.close();
+  });
+});

@@ -1,0 +1,72 @@
+import { existsSync, statSync } from 'node:fs';
+import { extname, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import fastifyStatic from '@fastify/static';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+
+/** Where `vite build` writes the Playground (src/http → repo root → dist/playground, from src or dist alike). */
+export const PLAYGROUND_DIR = fileURLToPath(new URL('../../dist/playground/', import.meta.url));
+
+/** The page may talk to its own origin only: no CDN, no third-party font or script. */
+const CSP = [
+  "default-src 'self'",
+  "connect-src 'self'",
+  "img-src 'self' data:",
+  "style-src 'self'",
+  "script-src 'self'",
+  "font-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "frame-ancestors 'none'",
+  "form-action 'self'",
+].join('; ');
+
+export interface PlaygroundOptions {
+  /** The built app (default: dist/playground). */
+  root?: string;
+}
+
+/**
+ * Serves the Playground single-page app at /playground: built files under it, index.html for
+ * every other /playground/* path (deep links such as /playground/okr/key-results#create), and
+ * redirects `/` there.
+ */
+export async function playground(app: FastifyInstance, options: PlaygroundOptions): Promise<void> {
+  const root = resolve(options.root ?? PLAYGROUND_DIR);
+  app.get('/', async (_request, reply) => reply.redirect('/playground', 302));
+
+  if (!existsSync(resolve(root, 'index.html'))) {
+    // A server started from source without `npm run build`: say how to get the page.
+    const notBuilt = async (_request: unknown, reply: FastifyReply) =>
+      reply
+        .code(503)
+        .type('text/plain; charset=utf-8')
+        .send('The Playground is not built: run `npm run build` (npm start does it), then reload.\n');
+    app.get('/playground', notBuilt);
+    app.get('/playground/*', notBuilt);
+    return;
+  }
+
+  await app.register(fastifyStatic, { root, serve: false });
+
+  const sendIndex = (reply: FastifyReply) =>
+    reply.header('content-security-policy', CSP).sendFile('index.html', { cacheControl: false, maxAge: 0 });
+
+  app.get('/playground', async (_request, reply) => sendIndex(reply.header('cache-control', 'no-cache')));
+  app.get<{ Params: { '*': string } }>('/playground/*', async (request, reply) => {
+    const rel = request.params['*'] ?? '';
+    const file = resolve(root, rel);
+    const inside = file.startsWith(root + sep);
+    if (rel && inside && existsSync(file) && statSync(file).isFile()) {
+      // Vite names assets by content hash: they never change under one name.
+      const immutable = rel.startsWith('assets/');
+      return reply
+        .header('cache-control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache')
+        .sendFile(rel, { cacheControl: false });
+    }
+    if (extname(rel) !== '') {
+      return reply.code(404).type('text/plain; charset=utf-8').send(`Not found: /playground/${rel}\n`);
+    }
+    return sendIndex(reply.header('cache-control', 'no-cache'));
+  });
+}

@@ -1,0 +1,95 @@
+/** One HTTP exchange as the console shows it. */
+export interface CallResult {
+  /** null when no answer came (the server could not be reached). */
+  status: number | null;
+  statusText: string;
+  /** Milliseconds from sending to the whole body read. */
+  ms: number;
+  headers: [string, string][];
+  bodyText: string;
+  /** The parsed JSON body, when it is JSON. */
+  body: unknown;
+  /** A failure that is not an HTTP answer (network, or the SDK refusing the call). */
+  error: string | null;
+  /** How many HTTP attempts the call took (the SDK retries 429/503). */
+  attempts: number;
+}
+
+/** One HTTP attempt as seen on the wire. */
+export interface Exchange {
+  status: number;
+  statusText: string;
+  headers: [string, string][];
+  ms: number;
+  bodyText: string;
+}
+
+/**
+ * A fetch that records every exchange, so the console can show the raw status, headers and
+ * timing of a call made through the SDK.
+ */
+export function recordingFetch(log: Exchange[], base: typeof fetch = (i, n) => fetch(i, n)): typeof fetch {
+  return async (input, init) => {
+    const started = performance.now();
+    const res = await base(input, init);
+    const bodyText = await res.clone().text();
+    log.push({
+      status: res.status,
+      statusText: res.statusText,
+      headers: [...res.headers.entries()],
+      ms: Math.round(performance.now() - started),
+      bodyText,
+    });
+    return res;
+  };
+}
+
+function parseJson(text: string): unknown {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Turns the recorded exchanges (and any thrown error) into what the console shows. */
+export function toResult(log: Exchange[], error: unknown): CallResult {
+  const last = log[log.length - 1];
+  if (!last) {
+    return {
+      status: null,
+      statusText: '',
+      ms: 0,
+      headers: [],
+      bodyText: '',
+      body: undefined,
+      error: `No answer: ${error instanceof Error ? error.message : String(error ?? 'the request failed')}`,
+      attempts: 0,
+    };
+  }
+  return { ...last, body: parseJson(last.bodyText), error: null, attempts: log.length };
+}
+
+export interface DevToken {
+  token: string;
+  tenant_id: string;
+  sub: string;
+  expires_at: string;
+}
+
+/** Asks the local server's loopback-only dev-token endpoint for a token; null where it has none. */
+export async function fetchDevToken(): Promise<DevToken | null> {
+  try {
+    const res = await fetch('/api/v1/dev/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: '{}',
+    });
+    if (!res.ok) return null;
+    const body = (await res.json()) as Partial<DevToken>;
+    return typeof body.token === 'string' ? (body as DevToken) : null;
+  } catch {
+    return null;
+  }
+}

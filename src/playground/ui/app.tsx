@@ -1,0 +1,223 @@
+import type { JSX, TargetedMouseEvent } from 'preact';
+import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { type CallResult, type DevToken, fetchDevToken } from './api';
+import { fetchManifest, findResource, type Manifest, resourceSlug } from './manifest';
+import type { FormState, KnownIds } from './request';
+import { ResourcePage } from './resource-page';
+import { parseRoute, type Route, routeHref } from './route';
+import { idPrefix, loadStored, type Session, SessionContext, store } from './session';
+
+type Load = { kind: 'loading' } | { kind: 'error'; message: string } | { kind: 'ready'; manifest: Manifest };
+
+/** Follows same-page links without a reload (plain clicks only: a middle click still opens a tab). */
+function follow(navigate: (href: string) => void) {
+  return (e: TargetedMouseEvent<HTMLAnchorElement>) => {
+    if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+    e.preventDefault();
+    navigate(e.currentTarget.getAttribute('href') ?? '/playground');
+  };
+}
+
+function Sidebar({ manifest, route, navigate }: { manifest: Manifest; route: Route; navigate: (h: string) => void }) {
+  const onClick = follow(navigate);
+  return (
+    <nav class="sidebar" aria-label="Modules and resources">
+      {manifest.modules.map((mod) => (
+        <div class="module" key={mod.name}>
+          <h2 class="module-name" title={mod.description}>
+            {mod.name}
+          </h2>
+          <ul>
+            {mod.resources.map((r) => {
+              const slug = resourceSlug(r);
+              const current = route.module === mod.name && route.resource === slug;
+              return (
+                <li key={r.path}>
+                  <a
+                    href={routeHref({ module: mod.name, resource: slug, op: null })}
+                    aria-current={current ? 'page' : undefined}
+                    onClick={onClick}
+                  >
+                    <span class="res-name">{r.name}</span>
+                    <span class="res-slug">{slug}</span>
+                  </a>
+                </li>
+              );
+            })}
+          </ul>
+        </div>
+      ))}
+    </nav>
+  );
+}
+
+function Overview({ manifest, navigate }: { manifest: Manifest; navigate: (h: string) => void }) {
+  const onClick = follow(navigate);
+  return (
+    <article class="overview">
+      <h1>Playground</h1>
+      <p class="resource-desc">
+        {manifest.platform.name} {manifest.platform.version}: every resource, its schema and SDK calls, and a console to
+        call the API from this page.
+      </p>
+      {manifest.modules.map((mod) => (
+        <section key={mod.name}>
+          <h2>
+            {mod.name} <code class="muted">{mod.client_namespace}</code>
+          </h2>
+          {mod.description && <p>{mod.description}</p>}
+          <ul class="cards">
+            {mod.resources.map((r) => (
+              <li key={r.path}>
+                <a
+                  class="card"
+                  href={routeHref({ module: mod.name, resource: resourceSlug(r), op: null })}
+                  onClick={onClick}
+                >
+                  <strong>{r.name}</strong>
+                  <code>{r.path}</code>
+                  <span>{r.description}</span>
+                </a>
+              </li>
+            ))}
+          </ul>
+        </section>
+      ))}
+    </article>
+  );
+}
+
+export function App() {
+  const [load, setLoad] = useState<Load>({ kind: 'loading' });
+  const [route, setRoute] = useState<Route>(() => parseRoute(location.pathname, location.hash));
+  const stored = useMemo(loadStored, []);
+  const [token, setToken] = useState(stored.token);
+  const [known, setKnown] = useState<KnownIds>(stored.known);
+  const [forms, setForms] = useState<Record<string, FormState>>({});
+  const [results, setResults] = useState<Record<string, CallResult>>({});
+  const [devToken, setDevToken] = useState<Session['devToken']>('checking');
+  const [devInfo, setDevInfo] = useState<DevToken | null>(null);
+  const mainRef = useRef<HTMLElement>(null);
+  const lastPath = useRef(location.pathname);
+
+  const loadManifest = useCallback(() => {
+    setLoad({ kind: 'loading' });
+    fetchManifest().then(
+      (manifest) => setLoad({ kind: 'ready', manifest }),
+      (err: Error) => setLoad({ kind: 'error', message: err.message }),
+    );
+  }, []);
+
+  useEffect(loadManifest, []);
+  useEffect(() => {
+    fetchDevToken().then((t) => setDevToken(t ? 'available' : 'absent'));
+  }, []);
+  useEffect(() => {
+    const sync = () => setRoute(parseRoute(location.pathname, location.hash));
+    addEventListener('popstate', sync);
+    addEventListener('hashchange', sync);
+    return () => {
+      removeEventListener('popstate', sync);
+      removeEventListener('hashchange', sync);
+    };
+  }, []);
+  useEffect(() => store(token, known), [token, known]);
+  useEffect(() => {
+    // A new page: move focus to it, as a full page load would.
+    if (lastPath.current !== location.pathname) {
+      lastPath.current = location.pathname;
+      mainRef.current?.focus();
+      scrollTo(0, 0);
+    }
+  }, [route.module, route.resource]);
+
+  const navigate = useCallback((href: string) => {
+    const url = new URL(href, location.href);
+    if (url.href === location.href) return;
+    if (url.pathname === location.pathname) history.replaceState(null, '', url);
+    else history.pushState(null, '', url);
+    setRoute(parseRoute(url.pathname, url.hash));
+  }, []);
+
+  const session: Session = {
+    token,
+    setToken,
+    devToken,
+    devInfo,
+    async useDevToken() {
+      const t = await fetchDevToken();
+      if (t) {
+        setDevInfo(t);
+        setToken(t.token);
+      } else {
+        setDevToken('absent');
+      }
+    },
+    known,
+    remember(body) {
+      const id = (body as { id?: unknown } | null)?.id;
+      const prefix = typeof id === 'string' ? idPrefix(id) : null;
+      if (prefix) setKnown((k) => ({ ...k, [prefix]: id as string }));
+    },
+    forms,
+    setForm: (key, form) => setForms((f) => ({ ...f, [key]: form })),
+    results,
+    setResult: (key, result) => setResults((r) => ({ ...r, [key]: result })),
+    navigate,
+  };
+
+  let content: JSX.Element;
+  if (load.kind === 'loading') {
+    content = <p class="boot">Loading manifest…</p>;
+  } else if (load.kind === 'error') {
+    content = (
+      <div class="boot-error" role="alert" data-testid="manifest-error">
+        <h1>Could not load the manifest</h1>
+        <p>{load.message}</p>
+        <button type="button" class="primary" onClick={loadManifest}>
+          Retry
+        </button>
+      </div>
+    );
+  } else if (route.module && route.resource) {
+    const found = findResource(load.manifest, route.module, route.resource);
+    content = found ? (
+      <ResourcePage module={found.module} resource={found.resource} opName={route.op} />
+    ) : (
+      <div class="boot-error" role="alert">
+        <h1>No such resource</h1>
+        <p>
+          The manifest has no resource <code>{`${route.module}/${route.resource}`}</code>. Pick one from the list.
+        </p>
+      </div>
+    );
+  } else {
+    content = <Overview manifest={load.manifest} navigate={navigate} />;
+  }
+
+  return (
+    <SessionContext.Provider value={session}>
+      <div class="layout">
+        <button type="button" class="skip" onClick={() => mainRef.current?.focus()}>
+          Skip to content
+        </button>
+        <header class="topbar">
+          <a class="brand" href="/playground" onClick={follow(navigate)}>
+            Playground
+          </a>
+          {load.kind === 'ready' && (
+            <span class="platform">
+              {load.manifest.platform.name} <span class="muted">v{load.manifest.platform.version}</span>
+            </span>
+          )}
+        </header>
+        <aside class="side">
+          {load.kind === 'ready' && <Sidebar manifest={load.manifest} route={route} navigate={navigate} />}
+        </aside>
+        <main id="main" ref={mainRef} tabIndex={-1}>
+          {content}
+        </main>
+      </div>
+    </SessionContext.Provider>
+  );
+}

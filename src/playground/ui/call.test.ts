@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import { sendCall } from './call';
+import { buildRequest, emptyForm } from './request';
+import { keyResult, opNamed } from './test-fixture';
+
+interface Seen {
+  method: string;
+  url: string;
+  headers: Headers;
+  body: unknown;
+}
+
+/** A fetch that answers from a table and remembers what the SDK sent. */
+function server(answer: (seen: Seen) => Response) {
+  const seen: Seen[] = [];
+  const f = (async (input: RequestInfo | URL, init?: RequestInit) => {
+    const s = {
+      method: init?.method ?? 'GET',
+      url: String(input),
+      headers: new Headers(init?.headers),
+      body: typeof init?.body === 'string' ? JSON.parse(init.body) : undefined,
+    };
+    seen.push(s);
+    return answer(s);
+  }) as typeof fetch;
+  return { seen, fetch: f };
+}
+
+const json = (status: number, body: unknown, type = 'application/json') =>
+  new Response(JSON.stringify(body), { status, headers: { 'content-type': type, 'x-request-id': 'req_1' } });
+
+describe('console calls go through the SDK', () => {
+  it('sends a check-in with the id, body and token, and shows the raw answer', async () => {
+    const api = server(() => json(201, { id: 'kr_1', history: [] }));
+    const op = opNamed('checkIns.create');
+    const built = buildRequest(op, keyResult, { ...emptyForm(), body: '{"value": 7}' }, { kr: 'kr_1' });
+    const result = await sendCall(op, built, 'tok', { baseUrl: 'http://127.0.0.1:9', fetch: api.fetch });
+    expect(api.seen).toHaveLength(1);
+    expect(api.seen[0]).toMatchObject({
+      method: 'POST',
+      url: 'http://127.0.0.1:9/api/v1/okr/key-results/kr_1/check-ins',
+    });
+    expect(api.seen[0].body).toEqual({ value: 7 });
+    expect(api.seen[0].headers.get('authorization')).toBe('Bearer tok');
+    expect(api.seen[0].headers.get('idempotency-key')).toBeTruthy();
+    expect(result).toMatchObject({ status: 201, body: { id: 'kr_1' }, error: null, attempts: 1 });
+    expect(result.headers).toContainEqual(['x-request-id', 'req_1']);
+  });
+
+  it('passes list filters and delete options as the SDK takes them', async () => {
+    const api = server((s) =>
+      s.method === 'GET' ? json(200, { object: 'list', data: [] }) : json(200, { id: 'kr_2' }),
+    );
+    const list = opNamed('list');
+    await sendCall(list, buildRequest(list, keyResult, { ...emptyForm(), query: { limit: '5' } }, {}), 't', {
+      baseUrl: 'http://h',
+      fetch: api.fetch,
+    });
+    const del = opNamed('delete');
+    await sendCall(
+      del,
+      buildRequest(del, keyResult, { ...emptyForm(), query: { cascade: 'true' } }, { kr: 'kr_2' }),
+      't',
+      {
+        baseUrl: 'http://h',
+        fetch: api.fetch,
+      },
+    );
+    expect(api.seen.map((s) => `${s.method} ${s.url}`)).toEqual([
+      'GET http://h/api/v1/okr/key-results?limit=5',
+      'DELETE http://h/api/v1/okr/key-results/kr_2?cascade=true',
+    ]);
+  });
+
+  it('shows a problem answer instead of throwing, and says when nothing answered', async () => {
+    const problem = {
+      title: 'Validation failed',
+      status: 400,
+      code: 'validation_failed',
+      request_id: 'req_2',
+      errors: [{ path: '/target', code: 'type', message: 'must be a number' }],
+    };
+    const api = server(() => json(400, problem, 'application/problem+json'));
+    const create = opNamed('create');
+    const built = buildRequest(create, keyResult, { ...emptyForm(), body: '{"target":"x"}' }, {});
+    const result = await sendCall(create, built, '', { baseUrl: 'http://h', fetch: api.fetch });
+    expect(result).toMatchObject({ status: 400, body: problem, error: null });
+    expect(api.seen[0].headers.get('authorization')).toBeNull();
+
+    const down = (async () => {
+      throw new TypeError('fetch failed');
+    }) as typeof fetch;
+    const get = opNamed('get');
+    const offline = await sendCall(get, buildRequest(get, keyResult, emptyForm(), { kr: 'kr_3' }), 't', {
+      baseUrl: 'http://h',
+      fetch: down,
+      maxRetries: 0,
+    });
+    expect(offline.status).toBeNull();
+    expect(offline.error).toMatch(/^No answer: .*fetch failed/);
+  });
+});

@@ -1,0 +1,275 @@
+import type { TargetedKeyboardEvent } from 'preact';
+import { useContext, useRef, useState } from 'preact/hooks';
+import { sendCall } from './call';
+import { CodeBlock } from './code-block';
+import type { ManifestOperation, ManifestResource } from './manifest';
+import { buildRequest, defaultParam, emptyForm, exampleBodyText, type FormState } from './request';
+import { ResponseView } from './response-view';
+import { formKey, SessionContext } from './session';
+import { curlSnippet, sdkSnippet } from './snippets';
+
+/** Query parameters shown before the "more parameters" fold. */
+const VISIBLE_QUERY = 6;
+
+export const domId = (s: string) => s.replace(/[^A-Za-z0-9_-]/g, '-');
+
+function TokenField() {
+  const session = useContext(SessionContext);
+  const [busy, setBusy] = useState(false);
+  if (!session) return null;
+  const { token, setToken, devToken, devInfo } = session;
+  const useDev = async () => {
+    setBusy(true);
+    try {
+      await session.useDevToken();
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div class="field token-field">
+      <label for="token">Token</label>
+      <div class="token-row">
+        <input
+          id="token"
+          class="mono"
+          type="text"
+          value={token}
+          placeholder="A bearer JWT with sub, tenant_id and exp"
+          autocomplete="off"
+          spellcheck={false}
+          onInput={(e) => setToken(e.currentTarget.value.trim())}
+        />
+        {devToken === 'available' && (
+          <button type="button" class="secondary" onClick={useDev} disabled={busy}>
+            Use dev token
+          </button>
+        )}
+      </div>
+      {devInfo && devInfo.token === token ? (
+        <p class="hint" data-testid="dev-token-info">
+          Dev token for tenant <code>{devInfo.tenant_id}</code>, sub <code>{devInfo.sub}</code>, until{' '}
+          {devInfo.expires_at.replace('T', ' ').replace(/\.\d+Z$|Z$/, ' UTC')}.
+        </p>
+      ) : !token ? (
+        <p class="hint">
+          {devToken === 'available' ? (
+            'This local server mints development tokens: use the button.'
+          ) : (
+            <>
+              Mint one with <code>edm token --tenant T --sub usr-…</code> and paste it here.
+            </>
+          )}
+        </p>
+      ) : null}
+    </div>
+  );
+}
+
+function QueryInput({
+  id,
+  param,
+  value,
+  onValue,
+}: {
+  id: string;
+  param: ManifestOperation['query'][number];
+  value: string;
+  onValue: (v: string) => void;
+}) {
+  const options = param.enum ?? (param.type === 'boolean' ? ['true', 'false'] : null);
+  return (
+    <div class="field">
+      <label for={id}>
+        <code>{param.name}</code> <span class="muted">{param.type}</span>
+      </label>
+      {options ? (
+        <select id={id} value={value} onChange={(e) => onValue(e.currentTarget.value)}>
+          <option value="">—</option>
+          {options.map((o) => (
+            <option key={o} value={o}>
+              {o}
+            </option>
+          ))}
+        </select>
+      ) : (
+        <input
+          id={id}
+          type="text"
+          value={value}
+          inputMode={param.type === 'integer' || param.type === 'number' ? 'decimal' : undefined}
+          autocomplete="off"
+          spellcheck={false}
+          onInput={(e) => onValue(e.currentTarget.value)}
+        />
+      )}
+      {param.description && <p class="hint">{param.description}</p>}
+    </div>
+  );
+}
+
+/** The console of one operation: parameters, body, token, Send, the answer, and the call as SDK code and curl. */
+export function Console({ resource, op }: { resource: ManifestResource; op: ManifestOperation }) {
+  const session = useContext(SessionContext);
+  const formRef = useRef<HTMLFormElement>(null);
+  const [sending, setSending] = useState(false);
+  const [invalid, setInvalid] = useState<string | null>(null);
+  if (!session) return null;
+  const key = formKey(resource.path, op.name);
+  const form = session.forms[key] ?? emptyForm();
+  const built = buildRequest(op, resource, form, session.known);
+  const baseUrl = location.origin;
+  const result = session.results[key];
+  const base = domId(`${resource.module}-${resource.name}-${op.name}`);
+  const pathNames = built.pathValues.map((p) => p.name);
+
+  const update = (next: Partial<FormState>) => {
+    setInvalid(null);
+    session.setForm(key, { ...form, ...next });
+  };
+
+  const send = async (e?: Event) => {
+    e?.preventDefault();
+    if (sending) return;
+    if (built.missing.length > 0) {
+      setInvalid(`Fill in ${built.missing.join(', ')} first.`);
+      document.getElementById(`${base}-p-${built.missing[0]}`)?.focus();
+      return;
+    }
+    if (built.bodyError) {
+      setInvalid(built.bodyError);
+      document.getElementById(`${base}-body`)?.focus();
+      return;
+    }
+    setSending(true);
+    try {
+      const res = await sendCall(op, built, session.token);
+      session.setResult(key, res);
+      if (res.status !== null && res.status < 300) session.remember(res.body);
+    } finally {
+      setSending(false);
+    }
+  };
+
+  const onKeyDown = (e: TargetedKeyboardEvent<HTMLFormElement>) => {
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) void send(e);
+  };
+
+  const pick = (id: string) => {
+    session.remember({ id });
+    const get = resource.operations.find((o) => o.name === 'get');
+    if (!get) return;
+    const getKey = formKey(resource.path, get.name);
+    session.setForm(getKey, { ...(session.forms[getKey] ?? emptyForm()), params: { id } });
+    session.navigate(`#${get.name}`);
+  };
+
+  const visible = op.query.slice(0, VISIBLE_QUERY);
+  const folded = op.query.slice(VISIBLE_QUERY);
+  const queryInput = (param: ManifestOperation['query'][number]) => (
+    <QueryInput
+      key={param.name}
+      id={`${base}-q-${domId(param.name)}`}
+      param={param}
+      value={form.query[param.name] ?? ''}
+      onValue={(v) => update({ query: { ...form.query, [param.name]: v } })}
+    />
+  );
+  const bodyText = form.body ?? exampleBodyText(op, resource, session.known);
+
+  return (
+    <form class="console" ref={formRef} onSubmit={send} onKeyDown={onKeyDown} aria-label={`Console: ${op.name}`}>
+      <div class="console-grid">
+        <div class="console-request">
+          <TokenField />
+          {pathNames.length > 0 && (
+            <fieldset>
+              <legend>Path</legend>
+              {pathNames.map((name) => (
+                <div class="field" key={name}>
+                  <label for={`${base}-p-${name}`}>
+                    <code>{name}</code> <span class="pill pill-required">required</span>
+                  </label>
+                  <input
+                    id={`${base}-p-${name}`}
+                    class="mono"
+                    type="text"
+                    value={form.params[name] ?? defaultParam(resource, name, session.known)}
+                    placeholder={`${resource.id_prefix}_…`}
+                    autocomplete="off"
+                    spellcheck={false}
+                    onInput={(e) => update({ params: { ...form.params, [name]: e.currentTarget.value } })}
+                  />
+                </div>
+              ))}
+            </fieldset>
+          )}
+          {op.query.length > 0 && (
+            <fieldset>
+              <legend>Query</legend>
+              <div class="query-grid">{visible.map(queryInput)}</div>
+              {folded.length > 0 && (
+                <details class="more-params">
+                  <summary>More parameters ({folded.length})</summary>
+                  <div class="query-grid">{folded.map(queryInput)}</div>
+                </details>
+              )}
+            </fieldset>
+          )}
+          {op.has_body && (
+            <div class="field body-field">
+              <div class="label-row">
+                <label for={`${base}-body`}>Body (JSON)</label>
+                {form.body !== undefined && (
+                  <button type="button" class="link-button" onClick={() => update({ body: undefined })}>
+                    Reset to example
+                  </button>
+                )}
+              </div>
+              <textarea
+                id={`${base}-body`}
+                class="mono"
+                spellcheck={false}
+                rows={Math.min(18, Math.max(4, bodyText.split('\n').length + 1))}
+                value={bodyText}
+                aria-invalid={built.bodyError ? 'true' : undefined}
+                aria-describedby={built.bodyError ? `${base}-body-error` : undefined}
+                onInput={(e) => update({ body: e.currentTarget.value })}
+              />
+              {built.bodyError && (
+                <p class="field-error" id={`${base}-body-error`}>
+                  {built.bodyError}
+                </p>
+              )}
+            </div>
+          )}
+          <div class="send-row">
+            <button type="submit" class="primary" disabled={sending} data-testid="send">
+              {sending ? 'Sending…' : 'Send'}
+            </button>
+            <span class="hint">
+              <kbd>Ctrl</kbd>+<kbd>Enter</kbd>
+            </span>
+            {invalid && (
+              <span class="field-error" role="alert">
+                {invalid}
+              </span>
+            )}
+          </div>
+        </div>
+        <div class="console-code">
+          <CodeBlock label="SDK" code={sdkSnippet(op, resource, built, baseUrl)} testId="sdk-snippet" />
+          <CodeBlock label="curl" code={curlSnippet(op, built, baseUrl)} testId="curl-snippet" />
+        </div>
+      </div>
+      <section class="console-response" aria-live="polite" aria-label="Response">
+        <h3 class="block-title">Response</h3>
+        {result ? (
+          <ResponseView result={result} resource={resource} onPick={op.response === 'list' ? pick : null} />
+        ) : (
+          <p class="muted">Send the request to see the status, timing, headers and body.</p>
+        )}
+      </section>
+    </form>
+  );
+}

@@ -1,0 +1,28 @@
+import type { JSX } from 'preact';
+
+const TOKEN = /("(?:\\.|[^"\\])*")(\s*:)?|\b(true|false|null)\b|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/g;
+
+/** Pretty JSON with keys, strings, numbers and literals coloured (built as nodes, never as HTML). */
+export function JsonView({ value, testId }: { value: unknown; testId?: string }) {
+  const text = JSON.stringify(value, null, 2) ?? '';
+  const parts: (string | JSX.Element)[] = [];
+  let last = 0;
+  for (const m of text.matchAll(TOKEN)) {
+    const at = m.index ?? 0;
+    if (at > last) parts.push(text.slice(last, at));
+    const cls = m[1] ? (m[2] ? 'j-key' : 'j-str') : m[3] ? 'j-lit' : 'j-num';
+    parts.push(
+      <span class={cls} key={at}>
+        {m[1] ?? m[0]}
+      </span>,
+    );
+    if (m[1] && m[2]) parts.push(m[2]);
+    last = at + m[0].length;
+  }
+  parts.push(text.slice(last));
+  return (
+    <pre class="json" data-testid={testId}>
+      <code>{parts}</code>
+    </pre>
+  );
+}

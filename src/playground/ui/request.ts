@@ -1,0 +1,111 @@
+import { type ManifestOperation, type ManifestResource, pathParams } from './manifest';
+
+/** What the user typed into one operation's console; `undefined` means "not touched: use the default". */
+export interface FormState {
+  params: Record<string, string | undefined>;
+  query: Record<string, string | undefined>;
+  /** The JSON body editor's text, or undefined while it still shows the example. */
+  body: string | undefined;
+}
+
+export const emptyForm = (): FormState => ({ params: {}, query: {}, body: undefined });
+
+/** Ids the session has seen, by id prefix (`kr` → the last key result created or fetched). */
+export type KnownIds = Readonly<Record<string, string>>;
+
+export type QueryValue = string | number | boolean;
+
+/** One call, ready to send or to print as SDK code or curl. */
+export interface BuiltRequest {
+  method: ManifestOperation['method'];
+  /** The path with its parameters filled in (still `{id}` where one is missing). */
+  path: string;
+  /** Path parameter values, in the order of the path. */
+  pathValues: { name: string; value: string }[];
+  query: Record<string, QueryValue>;
+  /** The parsed JSON body (undefined when the operation takes none or it does not parse). */
+  body: unknown;
+  /** Why the body text is not usable, if it is not. */
+  bodyError: string | null;
+  /** Path parameters still empty. */
+  missing: string[];
+}
+
+/** The value an untouched path parameter shows: the id of this resource the session saw last. */
+export function defaultParam(resource: ManifestResource, name: string, known: KnownIds): string {
+  return name === 'id' ? (known[resource.id_prefix] ?? '') : '';
+}
+
+/**
+ * The example body of an operation as editor text, with reference fields pointing at the last
+ * ids of those resources this session created (so "create objective, then key result" just works).
+ */
+export function exampleBodyText(op: ManifestOperation, resource: ManifestResource, known: KnownIds): string {
+  if (!op.has_body) return '';
+  const example: Record<string, unknown> = { ...(op.example ?? {}) };
+  for (const field of resource.fields) {
+    if (field.ref && field.name in example && known[field.ref]) example[field.name] = known[field.ref];
+  }
+  return JSON.stringify(example, null, 2);
+}
+
+function coerce(type: string, raw: string): QueryValue {
+  if ((type === 'integer' || type === 'number') && raw.trim() !== '' && Number.isFinite(Number(raw))) {
+    return Number(raw);
+  }
+  if (type === 'boolean' && (raw === 'true' || raw === 'false')) return raw === 'true';
+  return raw;
+}
+
+export function buildRequest(
+  op: ManifestOperation,
+  resource: ManifestResource,
+  form: FormState,
+  known: KnownIds,
+): BuiltRequest {
+  const names = pathParams(op);
+  const pathValues = names.map((name) => ({
+    name,
+    value: (form.params[name] ?? defaultParam(resource, name, known)).trim(),
+  }));
+  const path = pathValues.reduce(
+    (p, { name, value }) => p.replace(`{${name}}`, value ? encodeURIComponent(value) : `{${name}}`),
+    op.path,
+  );
+  const query: Record<string, QueryValue> = {};
+  for (const param of op.query) {
+    const raw = form.query[param.name];
+    if (raw !== undefined && raw.trim() !== '') query[param.name] = coerce(param.type, raw.trim());
+  }
+  let body: unknown;
+  let bodyError: string | null = null;
+  if (op.has_body) {
+    const text = form.body ?? exampleBodyText(op, resource, known);
+    if (text.trim() === '') {
+      bodyError = 'The body is empty: send a JSON object, e.g. {}';
+    } else {
+      try {
+        body = JSON.parse(text);
+      } catch (err) {
+        bodyError = `The body is not valid JSON: ${(err as Error).message}`;
+      }
+    }
+  }
+  return {
+    method: op.method,
+    path,
+    pathValues,
+    query,
+    body,
+    bodyError,
+    missing: pathValues.filter((p) => !p.value).map((p) => p.name),
+  };
+}
+
+/** The path and query string of a built request: `/api/v1/okr/key-results?limit=10`. */
+export function requestUrl(built: Pick<BuiltRequest, 'path' | 'query'>): string {
+  const qs = Object.entries(built.query)
+    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`)
+    .join('&');
+  return qs ? `${built.path}?${qs}` : built.path;
+}

@@ -1,0 +1,69 @@
+import type { ManifestField } from './manifest';
+
+function defaultText(value: unknown): string {
+  return typeof value === 'string' ? `'${value}'` : JSON.stringify(value);
+}
+
+/** The reference table of a resource's fields: name (* = always present), type and enum values, notes. */
+export function SchemaTable({ fields }: { fields: ManifestField[] }) {
+  return (
+    <>
+      <p class="legend">
+        <span class="req" aria-hidden="true">
+          *
+        </span>{' '}
+        always present in responses · <span class="pill pill-required">required</span> must be sent on create ·{' '}
+        <span class="pill">read-only</span> set by the server
+      </p>
+      <div class="table-scroll">
+        <table class="schema" data-testid="schema-table">
+          <thead>
+            <tr>
+              <th scope="col">Field</th>
+              <th scope="col">Type</th>
+              <th scope="col">Notes</th>
+            </tr>
+          </thead>
+          <tbody>
+            {fields.map((f) => (
+              <tr key={f.name} data-field={f.name} class={f.platform ? 'platform' : undefined}>
+                <th scope="row" class="field-name">
+                  <code>{f.name}</code>
+                  {f.always_present && (
+                    <abbr class="req" title="always present">
+                      *
+                    </abbr>
+                  )}
+                </th>
+                <td class="field-type">
+                  <span class="type">{f.type}</span>
+                  {f.enum && f.enum.length > 0 && (
+                    <span class="enum" data-testid="enum-values">
+                      {f.enum.join(' | ')}
+                    </span>
+                  )}
+                </td>
+                <td class="field-notes">
+                  <span class="notes">{f.notes}</span>
+                  <span class="pills">
+                    {f.required && <span class="pill pill-required">required</span>}
+                    {f.computed ? (
+                      <span class="pill">computed</span>
+                    ) : (
+                      f.read_only && <span class="pill">read-only</span>
+                    )}
+                    {f.write_only && <span class="pill">write-only</span>}
+                    {f.ref && <span class="pill">→ {f.ref}_…</span>}
+                    {f.default !== null && f.default !== undefined && (
+                      <span class="pill">default {defaultText(f.default)}</span>
+                    )}
+                  </span>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </>
+  );
+}

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { buildRequest, emptyForm } from './request';
+import { curlSnippet, jsLiteral, sdkSnippet, shellQuote } from './snippets';
+import { keyResult, opNamed } from './test-fixture';
+
+const BASE = 'http://127.0.0.1:8080';
+
+describe('code snippets', () => {
+  it('writes JavaScript literals in the house style, wrapping long ones', () => {
+    expect(jsLiteral({ title: "It's", n: 1, ok: true, none: null, 'a-b': [1, 2] })).toBe(
+      "{ title: 'It\\'s', n: 1, ok: true, none: null, 'a-b': [1, 2] }",
+    );
+    const long = jsLiteral({ objective_id: 'obj_01ARZ3NDEKTSV4RRFFQ69G5FAV', title: 'Grow monthly recurring revenue' });
+    expect(long).toBe(
+      "{\n  objective_id: 'obj_01ARZ3NDEKTSV4RRFFQ69G5FAV',\n  title: 'Grow monthly recurring revenue',\n}",
+    );
+  });
+
+  it('quotes shell words only when needed', () => {
+    expect(shellQuote('http://127.0.0.1:8080/api/v1/okr/key-results')).toBe(
+      'http://127.0.0.1:8080/api/v1/okr/key-results',
+    );
+    expect(shellQuote('{"note":"it\'s"}')).toBe(`'{"note":"it'\\''s"}'`);
+    expect(shellQuote('a?b=1&c=2')).toBe("'a?b=1&c=2'");
+  });
+
+  it('shows a create as SDK code and as curl, following the edited body', () => {
+    const create = opNamed('create');
+    const form = { ...emptyForm(), body: '{"objective_id":"obj_1","title":"Ship it","target":3}' };
+    const built = buildRequest(create, keyResult, form, {});
+    const sdk = sdkSnippet(create, keyResult, built, BASE);
+    expect(sdk).toContain("import { createClient } from 'edm/client';");
+    expect(sdk).toContain("createClient({\n  baseUrl: 'http://127.0.0.1:8080',\n  token: process.env.EDM_TOKEN,\n});");
+    expect(sdk).toContain(
+      "const keyResult = await client.okr.keyResults.create({\n  objective_id: 'obj_1',\n  title: 'Ship it',\n  target: 3,\n});",
+    );
+    const curl = curlSnippet(create, built, BASE);
+    expect(curl).toBe(
+      [
+        'curl -X POST http://127.0.0.1:8080/api/v1/okr/key-results',
+        '  -H "Authorization: Bearer $EDM_TOKEN"',
+        "  -H 'Content-Type: application/json'",
+        `  -d '{"objective_id":"obj_1","title":"Ship it","target":3}'`,
+      ].join(' \\\n'),
+    );
+    const changed = buildRequest(create, keyResult, { ...form, body: '{"title":"Other"}' }, {});
+    expect(sdkSnippet(create, keyResult, changed, BASE)).toContain(
+      "const keyResult = await client.okr.keyResults.create({ title: 'Other' });",
+    );
+    expect(curlSnippet(create, changed, BASE)).toContain(`-d '{"title":"Other"}'`);
+  });
+
+  it('passes ids first, then the body, then query options', () => {
+    const checkIn = opNamed('checkIns.create');
+    const built = buildRequest(checkIn, keyResult, emptyForm(), { kr: 'kr_9' });
+    expect(sdkSnippet(checkIn, keyResult, built, BASE)).toContain(
+      "await client.okr.keyResults.checkIns.create(\n  'kr_9',\n  { value: 95000, note: 'Two deals closed' },\n);",
+    );
+    expect(curlSnippet(checkIn, built, BASE)).toContain(
+      'curl -X POST http://127.0.0.1:8080/api/v1/okr/key-results/kr_9/check-ins',
+    );
+    const del = opNamed('delete');
+    const d = buildRequest(del, keyResult, { ...emptyForm(), query: { cascade: 'true' } }, { kr: 'kr_9' });
+    expect(sdkSnippet(del, keyResult, d, BASE)).toContain("client.okr.keyResults.delete('kr_9', { cascade: true });");
+    expect(curlSnippet(del, d, BASE)).toContain(
+      "curl -X DELETE 'http://127.0.0.1:8080/api/v1/okr/key-results/kr_9?cascade=true'",
+    );
+  });
+
+  it('names a list call a page, and a missing id by its parameter', () => {
+    const list = opNamed('list');
+    const built = buildRequest(list, keyResult, { ...emptyForm(), query: { limit: '5' } }, {});
+    const sdk = sdkSnippet(list, keyResult, built, BASE);
+    expect(sdk).toContain('const page = await client.okr.keyResults.list({ limit: 5 });');
+    expect(sdk).toContain('console.log(page.data);');
+    expect(curlSnippet(list, built, BASE)).toBe(
+      'curl \'http://127.0.0.1:8080/api/v1/okr/key-results?limit=5\' \\\n  -H "Authorization: Bearer $EDM_TOKEN"',
+    );
+    const get = buildRequest(opNamed('get'), keyResult, emptyForm(), {});
+    expect(sdkSnippet(opNamed('get'), keyResult, get, BASE)).toContain('client.okr.keyResults.get(id);');
+  });
+});

@@ -1,0 +1,110 @@
+import { camelName, type ManifestOperation, type ManifestResource } from './manifest';
+import { type BuiltRequest, requestUrl } from './request';
+
+const IDENT = /^[A-Za-z_$][\w$]*$/;
+const WIDTH = 72;
+
+function quote(s: string): string {
+  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\n/g, '\\n').replace(/\r/g, '\\r')}'`;
+}
+
+function key(k: string): string {
+  return IDENT.test(k) ? k : quote(k);
+}
+
+function flat(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === 'string') return quote(value);
+  if (typeof value !== 'object') return String(value);
+  if (Array.isArray(value)) return `[${value.map(flat).join(', ')}]`;
+  const entries = Object.entries(value as Record<string, unknown>);
+  if (entries.length === 0) return '{}';
+  return `{ ${entries.map(([k, v]) => `${key(k)}: ${flat(v)}`).join(', ')} }`;
+}
+
+/**
+ * A value as a JavaScript literal in the house style (single quotes, bare keys), wrapped when it
+ * would not fit: `indent` is the indentation of its lines, `column` where its first character sits.
+ */
+export function jsLiteral(value: unknown, indent = 0, column = indent): string {
+  const one = flat(value);
+  if (one.length + column <= WIDTH || value === null || typeof value !== 'object') return one;
+  const pad = ' '.repeat(indent + 2);
+  const end = ' '.repeat(indent);
+  if (Array.isArray(value)) {
+    return `[\n${value.map((v) => `${pad}${jsLiteral(v, indent + 2)},`).join('\n')}\n${end}]`;
+  }
+  const lines = Object.entries(value as Record<string, unknown>).map(
+    ([k, v]) => `${pad}${key(k)}: ${jsLiteral(v, indent + 2, indent + 2 + key(k).length + 2)},`,
+  );
+  return `{\n${lines.join('\n')}\n${end}}`;
+}
+
+/** Quotes a word for a POSIX shell. */
+export function shellQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** An argument of an SDK call: a value to print as a literal, or code (a variable name). */
+export type Arg = { value: unknown } | { code: string };
+
+/** The arguments of the SDK method for a call: path ids, then the body, then query options. */
+export function sdkArgs(op: ManifestOperation, built: BuiltRequest): Arg[] {
+  const args: Arg[] = built.pathValues.map((p) => (p.value ? { value: p.value } : { code: p.name }));
+  if (op.has_body)
+    args.push(built.bodyError ? { code: '{ /* the body is not valid JSON yet */ }' } : { value: built.body });
+  if (Object.keys(built.query).length > 0) args.push({ value: built.query });
+  return args;
+}
+
+function resultName(op: ManifestOperation, resource: ManifestResource): string {
+  return op.response === 'resource' ? camelName(resource.name) : 'page';
+}
+
+const render = (arg: Arg, indent: number, column = indent) =>
+  'code' in arg ? arg.code : jsLiteral(arg.value, indent, column);
+
+/** `const keyResult = await client.okr.keyResults.create({…});`, wrapped the way a formatter would. */
+export function sdkCall(op: ManifestOperation, resource: ManifestResource, args: Arg[]): string {
+  const head = `const ${resultName(op, resource)} = await ${op.client_method}(`;
+  const one = `${head}${args.map((a) => ('code' in a ? a.code : flat(a.value))).join(', ')});`;
+  if (one.length <= WIDTH + 8) return one;
+  if (args.length === 1) return `${head}${render(args[0], 0, head.length)});`;
+  return `${head}\n${args.map((a) => `  ${render(a, 2)},`).join('\n')}\n);`;
+}
+
+/** `createClient(…)` for a server, the token read from the environment. */
+export function clientSetup(baseUrl: string): string[] {
+  return [
+    "import { createClient } from 'edm/client';",
+    '',
+    'const client = createClient({',
+    `  baseUrl: ${quote(baseUrl)},`,
+    '  token: process.env.EDM_TOKEN,',
+    '});',
+  ];
+}
+
+/** The call as a complete SDK program. */
+export function sdkSnippet(
+  op: ManifestOperation,
+  resource: ManifestResource,
+  built: BuiltRequest,
+  baseUrl: string,
+): string {
+  const lines = [...clientSetup(baseUrl), sdkCall(op, resource, sdkArgs(op, built))];
+  if (op.response !== 'resource') lines.push('console.log(page.data);');
+  return lines.join('\n');
+}
+
+/** The call as curl (the token read from $EDM_TOKEN). */
+export function curlSnippet(op: ManifestOperation, built: BuiltRequest, baseUrl: string): string {
+  const parts = [`curl${op.method === 'GET' ? '' : ` -X ${op.method}`} ${shellQuote(baseUrl + requestUrl(built))}`];
+  parts.push(`-H "Authorization: Bearer $EDM_TOKEN"`);
+  if (op.has_body) {
+    parts.push(`-H 'Content-Type: application/json'`);
+    const json = built.bodyError ? '{}' : JSON.stringify(built.body);
+    parts.push(`-d ${shellQuote(json.length > 60 ? JSON.stringify(built.body, null, 2) : json)}`);
+  }
+  return parts.join(' \\\n  ');
+}

@@ -1,0 +1,91 @@
+import type { ManifestOperation, ManifestResource } from './manifest';
+
+const base = '/api/v1/okr/key-results';
+
+function op(o: Partial<ManifestOperation> & Pick<ManifestOperation, 'name' | 'method' | 'path'>): ManifestOperation {
+  return {
+    summary: o.name,
+    client_method: `client.okr.keyResults.${o.name}`,
+    query: [],
+    has_body: false,
+    example: null,
+    response: 'resource',
+    success_status: 200,
+    ...o,
+  };
+}
+
+/** A KeyResult as GET /api/v1/manifest describes it (trimmed to what the tests need). */
+export const keyResult: ManifestResource = {
+  name: 'KeyResult',
+  module: 'okr',
+  path: base,
+  description: 'A measurable result rolling up to an Objective.',
+  id_prefix: 'kr',
+  schema_version: 1,
+  client_namespace: 'client.okr.keyResults',
+  title_field: 'title',
+  operations: [
+    op({
+      name: 'list',
+      method: 'GET',
+      path: base,
+      response: 'list',
+      query: [
+        { name: 'limit', type: 'integer', description: 'Page size' },
+        { name: 'status', type: 'string', description: 'Filter', enum: ['on_track', 'at_risk'] },
+        { name: 'progress_pct[gte]', type: 'number', description: 'At least' },
+      ],
+    }),
+    op({ name: 'get', method: 'GET', path: `${base}/{id}` }),
+    op({
+      name: 'create',
+      method: 'POST',
+      path: base,
+      has_body: true,
+      success_status: 201,
+      example: { objective_id: 'obj_01ARZ3NDEKTSV4RRFFQ69G5FAV', title: 'Grow MRR to 120k', target: 120000 },
+    }),
+    op({
+      name: 'delete',
+      method: 'DELETE',
+      path: `${base}/{id}`,
+      query: [{ name: 'cascade', type: 'boolean', description: 'Children too' }],
+    }),
+    op({
+      name: 'checkIns.create',
+      method: 'POST',
+      path: `${base}/{id}/check-ins`,
+      has_body: true,
+      success_status: 201,
+      example: { value: 95000, note: 'Two deals closed' },
+    }),
+  ],
+  fields: [
+    {
+      name: 'objective_id',
+      type: 'string',
+      required: true,
+      always_present: false,
+      notes: 'ID of the Objective this KeyResult contributes to.',
+      enum: null,
+      read_only: false,
+      write_only: false,
+      computed: false,
+      default: null,
+      pattern: null,
+      ref: 'obj',
+      platform: false,
+    },
+  ],
+  list: {
+    sortable: ['created_at'],
+    filterable: ['status'],
+    default_sort: '-created_at',
+    default_limit: 50,
+    max_limit: 200,
+  },
+};
+
+export const opNamed = (name: string): ManifestOperation =>
+  keyResult.operations.find((o) => o.name === name) as ManifestOperation;
