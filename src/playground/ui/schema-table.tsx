@@ -1,3 +1,4 @@
+import { Fragment } from 'preact';
 import type { ManifestField } from './manifest';
 
 function defaultText(value: unknown): string {
@@ -39,7 +40,13 @@ export function SchemaTable({ fields }: { fields: ManifestField[] }) {
                   <span class="type">{f.type}</span>
                   {f.enum && f.enum.length > 0 && (
                     <span class="enum" data-testid="enum-values">
-                      {f.enum.join(' | ')}
+                      {f.enum.map((v, i, all) => (
+                        // Each value keeps its separator, so a line never starts with "|".
+                        <Fragment key={v}>
+                          <span class="enum-value">{i < all.length - 1 ? `${v} |` : v}</span>
+                          {i < all.length - 1 ? ' ' : ''}
+                        </Fragment>
+                      ))}
                     </span>
                   )}
                 </td>
