@@ -13,6 +13,8 @@ import { openStore, type Store } from '../store/database.js';
 import { Engine } from '../store/engine.js';
 import { migrate } from '../store/schema.js';
 import { Idempotency } from './idempotency.js';
+import { registerManifestRoute } from './manifest.js';
+import { registerOpenApiRoute } from './openapi.js';
 import { sendProblem } from './problem.js';
 import { registerResourceRoutes } from './routes.js';
 
@@ -149,6 +151,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }
 
   registerResourceRoutes(app, { engine, idempotency, cursors });
+  registerManifestRoute(app, modules);
+  registerOpenApiRoute(app, modules, { localMode: config.localMode });
 
   const sweep = setInterval(() => idempotency.sweep().catch(() => {}), 10 * 60 * 1000);
   sweep.unref();
