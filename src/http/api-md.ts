@@ -2,6 +2,13 @@ import type { Manifest, ManifestOperation, ManifestResource } from '../core/mani
 
 const cell = (s: string) => s.replaceAll('|', '\\|').replaceAll('\n', ' ');
 
+/** A Markdown table with padded columns, laid out as the formatter (Biome) lays it out. */
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(3, h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)];
+}
+
 /** The SDK call of an operation, with its arguments. */
 function signature(op: ManifestOperation): string {
   const args: Record<string, string> = {
@@ -24,13 +31,18 @@ function answer(op: ManifestOperation, resource: ManifestResource): string {
 
 function resourceSection(r: ManifestResource): string[] {
   const lines = [`### ${r.name} — \`${r.client_namespace}\``, '', r.description, ''];
-  lines.push('| method | HTTP | answer | summary |', '| --- | --- | --- | --- |');
-  for (const op of r.operations) {
-    lines.push(
-      `| \`${cell(signature(op))}\` | \`${op.method} ${op.path}\` | ${cell(answer(op, r))} | ${cell(op.summary)} |`,
-    );
-  }
-  lines.push('');
+  lines.push(
+    ...table(
+      ['method', 'HTTP', 'answer', 'summary'],
+      r.operations.map((op) => [
+        `\`${cell(signature(op))}\``,
+        `\`${op.method} ${op.path}\``,
+        cell(answer(op, r)),
+        cell(op.summary),
+      ]),
+    ),
+    '',
+  );
   lines.push(
     `List parameters: \`limit\` (1–${r.list.max_limit}, default ${r.list.default_limit}), \`cursor\`, ` +
       `\`sort\` (${r.list.sortable.map((s) => `\`${s}\``).join(', ')}; \`-\` for descending, default \`${r.list.default_sort}\`), ` +
@@ -38,8 +50,7 @@ function resourceSection(r: ManifestResource): string[] {
       `${r.list.filterable.map((f) => `\`${f === 'tags' ? 'tag' : f}\``).join(', ')}.`,
   );
   lines.push('');
-  lines.push('| field | type | required | notes |', '| --- | --- | --- | --- |');
-  for (const f of r.fields) {
+  const rows = r.fields.map((f) => {
     const flags = [
       f.read_only ? (f.computed ? 'computed' : 'read-only') : '',
       f.write_only ? 'write-only' : '',
@@ -47,11 +58,9 @@ function resourceSection(r: ManifestResource): string[] {
       f.default !== null ? `default \`${JSON.stringify(f.default)}\`` : '',
     ].filter(Boolean);
     const notes = flags.length > 0 ? `${f.notes} _(${flags.join('; ')})_` : f.notes;
-    lines.push(
-      `| \`${f.name}\`${f.always_present ? '\\*' : ''} | ${f.type} | ${f.required ? 'yes' : ''} | ${cell(notes)} |`,
-    );
-  }
-  lines.push('');
+    return [`\`${f.name}\`${f.always_present ? '\\*' : ''}`, f.type, f.required ? 'yes' : '', cell(notes)];
+  });
+  lines.push(...table(['field', 'type', 'required', 'notes'], rows), '');
   return lines;
 }
 
