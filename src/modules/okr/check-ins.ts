@@ -75,7 +75,7 @@ export const checkInOperations = [
     body: inputSchema(checkInFields),
     response: { kind: 'resource', status: 201 },
     example: { value: 95000, note: 'Two enterprise deals closed', confidence: 7 },
-    async run({ resource, principal, id, body, tx, ops }) {
+    async run({ resource, id, body, tx, ops }) {
       const kr = await ops.get(resource, id);
       const input = validateInput(checkInFields, body);
       let at = isoTime(tx.now);
