@@ -209,7 +209,14 @@ describe.each(storeKinds)('GET /api/v1/openapi.json on %s, and responses against
   afterAll(() => t.close());
 
   it('is public and is the document built from the declarations, cached per app', async () => {
-    expect(served).toEqual(buildOpenApi(modules, { localMode: false }));
+    const hasRoute = (method: 'GET' | 'POST', url: string) => t.app.hasRoute({ method, url });
+    expect(served).toEqual(buildOpenApi(modules, { hasRoute }));
+    // Platform routes are listed when the app serves them (the dev token only in local mode).
+    for (const path of ['/healthz', '/readyz', '/api/v1/manifest', '/api/v1/openapi.json']) {
+      expect(served.paths[path], path).toBeDefined();
+    }
+    expect(served.paths['/api/v1/dev/token']).toBeUndefined();
+    expect(served.paths['/metrics'] !== undefined).toBe(t.app.hasRoute({ method: 'GET', url: '/metrics' }));
     const first = await t.call('GET', '/api/v1/openapi.json', { token: null });
     const again = await t.call('GET', '/api/v1/openapi.json', {
       token: null,

@@ -17,6 +17,8 @@ import { PLATFORM_NAME, PLATFORM_VERSION, resourceOperations, serveDocument } fr
 export interface OpenApiOptions {
   /** Local mode serves the dev-token endpoint, so the document lists it. */
   localMode?: boolean;
+  /** Whether the app serves a platform route; the document lists only those it does (default: all). */
+  hasRoute?: (method: 'GET' | 'POST', path: string) => boolean;
 }
 
 type Json = Record<string, unknown>;
@@ -564,7 +566,13 @@ function platformPaths(options: OpenApiOptions): Record<string, Json> {
       },
     };
   }
-  return paths;
+  const served = options.hasRoute;
+  if (!served) return paths;
+  return Object.fromEntries(
+    Object.entries(paths).filter(([path, item]) =>
+      Object.keys(item).every((method) => served(method.toUpperCase() as 'GET' | 'POST', path)),
+    ),
+  );
 }
 
 /** The OpenAPI 3.1 document of every route, derived from the same declarations as the manifest. */
@@ -683,5 +691,6 @@ export function registerOpenApiRoute(
   modules: readonly ModuleDef[],
   options: OpenApiOptions = {},
 ): void {
-  serveDocument(app, '/api/v1/openapi.json', () => buildOpenApi(modules, options));
+  const hasRoute = (method: 'GET' | 'POST', url: string) => app.hasRoute({ method, url });
+  serveDocument(app, '/api/v1/openapi.json', () => buildOpenApi(modules, { hasRoute, ...options }));
 }
