@@ -103,7 +103,7 @@ export interface TestApp {
 export interface TestAppOptions {
   /**
    * Check every response of `call` against the OpenAPI document the app serves (route, status,
-   * headers, body schema). Default: on when EDM_CONTRACT=1, so any suite can be run under it.
+   * headers, body schema). Default: on (EDM_CONTRACT=0 turns it off).
    */
   contract?: boolean;
 }
@@ -156,7 +156,7 @@ export async function testApp(
       } catch {
         body = {};
       }
-      if (options.contract ?? process.env.EDM_CONTRACT === '1') {
+      if (options.contract ?? process.env.EDM_CONTRACT !== '0') {
         contract ??= new ContractChecker((await app.inject({ url: '/api/v1/openapi.json' })).json());
         contract.check({ method, url, status: res.statusCode, headers: res.headers, body: res.body });
       }

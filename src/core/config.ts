@@ -56,7 +56,7 @@ export function loadConfig(env: Env = process.env): Config {
   };
   return {
     port,
-    host: localMode ? '127.0.0.1' : (env.HOST || '0.0.0.0'),
+    host: localMode ? '127.0.0.1' : env.HOST || '0.0.0.0',
     databaseUrl: env.EDM_DATABASE_URL || `sqlite:${join(dataDir, 'edm.sqlite')}`,
     dataDir,
     jwtSecret: env.EDM_JWT_SECRET
