@@ -1,20 +1,22 @@
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
-import { ulid } from 'ulid';
 import { mintToken, requireScope, TokenVerifier } from '../core/auth.js';
 import { type Clock, isoTime, systemClock } from '../core/clock.js';
 import type { Config } from '../core/config.js';
 import { ApiError } from '../core/errors.js';
+import { requestIds } from '../core/ids.js';
 import { CursorCodec } from '../core/list-query.js';
 import type { ModuleDef, Principal } from '../core/resource.js';
 import { modules as allModules } from '../modules/index.js';
-import { openStore, type Store } from '../store/database.js';
+import { openStore, type Store, storeOptions } from '../store/database.js';
 import { Engine } from '../store/engine.js';
 import { migrate } from '../store/schema.js';
 import { Idempotency } from './idempotency.js';
 import { registerManifestRoute } from './manifest.js';
+import { registerMetrics } from './metrics.js';
 import { registerOpenApiRoute } from './openapi.js';
+import { playground } from './playground.js';
 import { sendProblem } from './problem.js';
 import { registerResourceRoutes } from './routes.js';
 
@@ -33,9 +35,11 @@ export interface AppOptions {
   store?: Store;
   clock?: Clock;
   modules?: readonly ModuleDef[];
-  /** Create or upgrade the schema before serving (default true). */
+  /** Create or upgrade the schema before serving (default: `config.autoMigrate`, else true). */
   migrate?: boolean;
   logger?: boolean;
+  /** Run module jobs on their timers (default: only with the system clock). */
+  runJobs?: boolean;
 }
 
 export const BODY_LIMIT = 1024 * 1024;
@@ -50,9 +54,9 @@ const PUBLIC_API = new Set(['/api/v1/manifest', '/api/v1/openapi.json', '/api/v1
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
   const clock = options.clock ?? systemClock;
-  const store = options.store ?? openStore(config.databaseUrl, { poolSize: config.dbPoolSize });
+  const store = options.store ?? openStore(config.databaseUrl, storeOptions(config));
   const modules = options.modules ?? allModules;
-  if (options.migrate !== false) {
+  if (options.migrate ?? config.autoMigrate ?? true) {
     await migrate(
       store,
       modules.flatMap((m) => m.resources),
@@ -71,7 +75,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: BODY_LIMIT,
-    genReqId: () => `req_${ulid()}`,
+    genReqId: requestIds(),
     requestIdHeader: false,
     return503OnClosing: true,
     routerOptions: { ignoreTrailingSlash: true },
@@ -150,14 +154,38 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     });
   }
 
+  registerMetrics(app, { verifications: () => verifier.verifications });
   registerResourceRoutes(app, { engine, idempotency, cursors });
   registerManifestRoute(app, modules);
   registerOpenApiRoute(app, modules, { localMode: config.localMode });
+  await app.register(playground);
 
   const sweep = setInterval(() => idempotency.sweep().catch(() => {}), 10 * 60 * 1000);
   sweep.unref();
+  // Module jobs (the status sweep) run on timers unless the caller drives them (tests set a clock).
+  const timers =
+    (options.runJobs ?? options.clock === undefined)
+      ? modules
+          .flatMap((m) => m.jobs ?? [])
+          .map((job) => {
+            let running = false;
+            const timer = setInterval(() => {
+              if (running) return;
+              running = true;
+              engine
+                .runJob(job)
+                .catch((err) => app.log.error({ err, job: job.name }, 'job failed'))
+                .finally(() => {
+                  running = false;
+                });
+            }, job.intervalMs);
+            timer.unref();
+            return timer;
+          })
+      : [];
   app.addHook('onClose', async () => {
     clearInterval(sweep);
+    for (const timer of timers) clearInterval(timer);
     if (!options.store) await store.close();
   });
   return app;
