@@ -1,0 +1,371 @@
+/**
+ * The Playground in a real browser: Debian's Chromium driven by playwright-core, against a
+ * server this file starts (local mode, so the dev-token endpoint exists). Without Chromium the
+ * browser half is skipped with a loud banner; where EDM_REQUIRE_BROWSER=1 (CI) that is a failure.
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../src/http/app.js';
+import { PLAYGROUND_DIR } from '../src/http/playground.js';
+import { freshStore, testConfig } from './helpers.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const hasBrowser = existsSync(CHROMIUM);
+const requireBrowser = process.env.EDM_REQUIRE_BROWSER === '1';
+const SCREENSHOTS = fileURLToPath(new URL('../test-results/screenshots/', import.meta.url));
+const SEED_FIELDS = new URL('../../shared/seed/keyresult-fields.tsv', import.meta.url);
+
+if (!hasBrowser) {
+  process.stderr.write(
+    [
+      '',
+      '################################################################################',
+      `#  Playground browser tests SKIPPED: ${CHROMIUM} is missing.${' '.repeat(25)}#`,
+      '#  Install it with: apt-get update && apt-get install -y chromium              #',
+      '################################################################################',
+      '',
+    ].join('\n'),
+  );
+}
+
+interface SeedField {
+  field: string;
+  type: string;
+  alwaysPresent: boolean;
+  enumValues: string;
+  notes: string;
+}
+
+function seedFields(): SeedField[] {
+  const [, ...rows] = readFileSync(SEED_FIELDS, 'utf8').trimEnd().split('\n');
+  return rows.map((line) => {
+    const [field, type, always, enumValues, notes] = line.split('\t');
+    return { field, type, alwaysPresent: always === 'yes', enumValues, notes };
+  });
+}
+
+/** The Playground has to be built (npm run build does it); a test run on its own builds it when missing. */
+async function ensureBuilt(): Promise<void> {
+  if (existsSync(`${PLAYGROUND_DIR}index.html`)) return;
+  const { build } = await import('vite');
+  await build({ configFile: fileURLToPath(new URL('../src/playground/vite.config.ts', import.meta.url)) });
+}
+
+async function startServer() {
+  await ensureBuilt();
+  const fresh = await freshStore('sqlite');
+  const app = await buildApp({ config: testConfig({ localMode: true }), store: fresh.store });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  if (!address || typeof address === 'string') throw new Error('no address');
+  return {
+    app,
+    origin: `http://127.0.0.1:${address.port}`,
+    async close() {
+      await app.close();
+      await fresh.store.close();
+      await fresh.drop();
+    },
+  };
+}
+
+describe('the Playground is served by the API server', () => {
+  let server: Awaited<ReturnType<typeof startServer>>;
+  beforeAll(async () => {
+    server = await startServer();
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('redirects / to /playground and answers deep links with the app', async () => {
+    const app: FastifyInstance = server.app;
+    const root = await app.inject({ method: 'GET', url: '/' });
+    expect(root.statusCode).toBe(302);
+    expect(root.headers.location).toBe('/playground');
+    for (const url of ['/playground', '/playground/', '/playground/okr/key-results']) {
+      const page = await app.inject({ method: 'GET', url });
+      expect(page.statusCode, url).toBe(200);
+      expect(page.headers['content-type']).toMatch(/^text\/html/);
+      expect(page.headers['content-security-policy']).toContain("default-src 'self'");
+      expect(page.body).toContain('Loading manifest…');
+    }
+    const script = /src="(\/playground\/assets\/[^"]+\.js)"/.exec(
+      (await app.inject({ method: 'GET', url: '/playground' })).body,
+    )?.[1];
+    expect(script).toBeDefined();
+    const asset = await app.inject({ method: 'GET', url: script as string });
+    expect(asset.statusCode).toBe(200);
+    expect(asset.headers['content-type']).toMatch(/javascript/);
+    expect(asset.headers['cache-control']).toContain('immutable');
+    expect((await app.inject({ method: 'GET', url: '/playground/assets/missing.js' })).statusCode).toBe(404);
+    expect((await app.inject({ method: 'GET', url: '/playground/..%2f..%2fpackage.json' })).statusCode).not.toBe(200);
+  });
+});
+
+describe.runIf(!hasBrowser && requireBrowser)('the Playground in Chromium', () => {
+  it('needs Chromium', () => {
+    expect.fail(`EDM_REQUIRE_BROWSER=1 but ${CHROMIUM} is missing: the browser tests would be skipped`);
+  });
+});
+
+describe.runIf(hasBrowser)('the Playground in Chromium', () => {
+  let server: Awaited<ReturnType<typeof startServer>>;
+  let browser: Browser;
+  let page: Page;
+  const foreign: string[] = [];
+  const pageErrors: string[] = [];
+  const ids: { objective?: string; keyResult?: string } = {};
+
+  beforeAll(async () => {
+    server = await startServer();
+    const { chromium } = await import('playwright-core');
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--no-first-run',
+        '--disable-sync',
+        '--disable-quic',
+      ],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    page.setDefaultTimeout(15_000);
+    page.on('request', (r) => {
+      if (!r.url().startsWith(`${server.origin}/`) && !r.url().startsWith('data:')) foreign.push(r.url());
+    });
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    // Error answers the tests provoke log "Failed to load resource"; anything else (a CSP violation) counts.
+    page.on('console', (m) => {
+      if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) pageErrors.push(m.text());
+    });
+    mkdirSync(SCREENSHOTS, { recursive: true });
+  });
+
+  afterAll(async () => {
+    try {
+      await browser?.close();
+    } finally {
+      await server?.close();
+    }
+  });
+
+  const panel = () => page.locator('#operation-panel');
+  const bodyEditor = () => panel().locator('textarea');
+
+  /** Clicks Send and waits for the console to show the answer to that request. */
+  async function send(pathPart: string, method: string): Promise<unknown> {
+    const answered = page.waitForResponse((r) => r.url().includes(pathPart) && r.request().method() === method);
+    await panel().getByRole('button', { name: 'Send' }).click();
+    const response = await answered;
+    const requestId = response.headers()['x-request-id'];
+    await panel().locator('.request-id', { hasText: requestId }).waitFor();
+    return response.json();
+  }
+
+  async function openTab(name: string) {
+    await page.getByRole('tab', { name, exact: true }).click();
+    await page.locator(`#operation-panel[data-op="${name}"]`).waitFor();
+  }
+
+  it('shows "Loading manifest…" until the manifest arrives, and a clear error when it fails', async () => {
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await page.route('**/api/v1/manifest', async (route) => {
+      await held;
+      await route.continue();
+    });
+    await page.goto(`${server.origin}/playground`);
+    await page.getByText('Loading manifest…').waitFor();
+    release();
+    await page.getByRole('heading', { name: 'Playground', level: 1 }).waitFor();
+    await page.unroute('**/api/v1/manifest');
+
+    await page.route('**/api/v1/manifest', (route) =>
+      route.fulfill({
+        status: 503,
+        contentType: 'application/problem+json',
+        body: JSON.stringify({ title: 'Service unavailable', detail: 'The database is unreachable; retry shortly' }),
+      }),
+    );
+    await page.reload();
+    const alert = page.getByTestId('manifest-error');
+    await alert.waitFor();
+    expect(await alert.textContent()).toContain('GET /api/v1/manifest answered 503: The database is unreachable');
+    await page.unroute('**/api/v1/manifest');
+    await alert.getByRole('button', { name: 'Retry' }).click();
+    await page.getByRole('heading', { name: 'Playground', level: 1 }).waitFor();
+  });
+
+  it('renders the KeyResult page with every field of the seed', async () => {
+    await page
+      .getByRole('navigation', { name: 'Modules and resources' })
+      .getByRole('link', { name: /KeyResult/ })
+      .click();
+    await page.getByRole('heading', { name: 'KeyResult', level: 1 }).waitFor();
+    expect(new URL(page.url()).pathname).toBe('/playground/okr/key-results');
+    const head = page.locator('.resource-head');
+    expect(await head.textContent()).toContain('/api/v1/okr/key-results');
+    expect(await head.textContent()).toContain('A measurable result rolling up to an Objective.');
+    const tabs = await page.getByRole('tab').allTextContents();
+    for (const op of ['list', 'get', 'create', 'update', 'delete']) expect(tabs).toContain(op);
+    expect(await page.getByTestId('client-namespace').textContent()).toBe('client.okr.keyResults.*');
+
+    const seed = seedFields();
+    expect(seed.length).toBeGreaterThan(30);
+    for (const f of seed) {
+      const row = page.locator(`[data-testid="schema-table"] tr[data-field="${f.field}"]`);
+      expect(await row.count(), f.field).toBe(1);
+      const name = await row.locator('.field-name').textContent();
+      expect(name, f.field).toBe(f.alwaysPresent ? `${f.field}*` : f.field);
+      expect(await row.locator('.type').textContent(), f.field).toBe(f.type);
+      expect(await row.locator('.notes').textContent(), f.field).toBe(f.notes);
+      if (f.enumValues) expect(await row.locator('.enum').textContent(), f.field).toBe(f.enumValues);
+    }
+
+    await page.screenshot({ path: `${SCREENSHOTS}keyresult-1280.png`, fullPage: true });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.getByRole('heading', { name: 'KeyResult', level: 1 }).waitFor();
+    // Nothing may be wider than a phone: the page itself must not scroll sideways.
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    await page.screenshot({ path: `${SCREENSHOTS}keyresult-390.png`, fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it('creates an objective and a key result from the console with a dev token', async () => {
+    await page.goto(`${server.origin}/playground/okr/objectives#create`);
+    await page.locator('#operation-panel[data-op="create"]').waitFor();
+    await page.getByRole('button', { name: 'Use dev token' }).click();
+    await page.getByTestId('dev-token-info').waitFor();
+    expect(await page.getByLabel('Token').inputValue()).toMatch(/^ey/);
+
+    const objective = (await send('/api/v1/okr/objectives', 'POST')) as { id: string };
+    expect(objective.id).toMatch(/^obj_/);
+    expect(await panel().getByTestId('response-status').textContent()).toMatch(/^201 Created/);
+    expect(await panel().getByTestId('response-body').textContent()).toContain(objective.id);
+    expect(await panel().getByTestId('response-time').textContent()).toMatch(/^\d+ ms$/);
+    await panel()
+      .getByText(/^Headers \(\d+\)$/)
+      .click();
+    expect(await panel().getByTestId('response-headers').textContent()).toContain('location');
+    ids.objective = objective.id;
+
+    // The key result's example body points at the objective just created.
+    await page
+      .getByRole('navigation', { name: 'Modules and resources' })
+      .getByRole('link', { name: /KeyResult/ })
+      .click();
+    await openTab('create');
+    expect(await bodyEditor().inputValue()).toContain(objective.id);
+    // The SDK and curl views follow the form as it changes.
+    const body = JSON.stringify({
+      objective_id: objective.id,
+      title: 'Grow MRR to 120k',
+      baseline: 80000,
+      target: 120000,
+      unit: 'MRR',
+    });
+    await bodyEditor().fill(body);
+    const curl = (await panel().getByTestId('curl-snippet').textContent()) ?? '';
+    expect(curl).toContain(`curl -X POST ${server.origin}/api/v1/okr/key-results`);
+    expect(JSON.parse(curl.slice(curl.indexOf("-d '") + 4, curl.lastIndexOf("'")))).toEqual(JSON.parse(body));
+    expect(await panel().getByTestId('sdk-snippet').textContent()).toContain(
+      `await client.okr.keyResults.create({\n  objective_id: '${objective.id}',\n  title: 'Grow MRR to 120k',`,
+    );
+    const keyResult = (await send('/api/v1/okr/key-results', 'POST')) as { id: string; objective_id: string };
+    expect(keyResult.id).toMatch(/^kr_/);
+    expect(keyResult.objective_id).toBe(objective.id);
+    expect(await panel().getByTestId('response-status').textContent()).toMatch(/^201 Created/);
+    await panel().getByTestId('progress-summary').waitFor();
+    ids.keyResult = keyResult.id;
+  });
+
+  it('lists key results, the new one among the rows (keyboard only)', async () => {
+    // Arrow keys move between operation tabs; Ctrl+Enter sends.
+    await page.getByRole('tab', { name: 'create', exact: true }).focus();
+    await page.keyboard.press('Home');
+    await page.locator('#operation-panel[data-op="list"]').waitFor();
+    expect(new URL(page.url()).hash).toBe('#list');
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('list');
+    const answered = page.waitForResponse(
+      (r) => r.url().includes('/api/v1/okr/key-results') && r.request().method() === 'GET',
+    );
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Control+Enter');
+    const list = (await (await answered).json()) as { data: { id: string }[] };
+    expect(list.data.map((r) => r.id)).toContain(ids.keyResult);
+    const row = panel().locator(`[data-testid="list-rows"] tr[data-id="${ids.keyResult}"]`);
+    await row.waitFor();
+    expect(await row.textContent()).toContain('Grow MRR to 120k');
+    expect(await panel().getByTestId('response-status').textContent()).toMatch(/^200/);
+    expect(await panel().getByTestId('curl-snippet').textContent()).toContain('/api/v1/okr/key-results');
+  });
+
+  it('draws the history chart, progress bar and status badge after two check-ins', async () => {
+    // A deep link opens the operation directly; the id is the key result created above.
+    await page.goto(`${server.origin}/playground/okr/key-results#checkIns.create`);
+    await page.locator('#operation-panel[data-op="checkIns.create"]').waitFor();
+    expect(await panel().locator('input[id$="-p-id"]').inputValue()).toBe(ids.keyResult);
+
+    await bodyEditor().fill(JSON.stringify({ value: 90000, note: 'First deals', confidence: 6 }));
+    const first = (await send('/check-ins', 'POST')) as { history: unknown[] };
+    expect(await panel().getByTestId('response-status').textContent()).toMatch(/^201/);
+    await bodyEditor().fill(JSON.stringify({ value: 100000, note: 'Halfway', confidence: 7 }));
+    const second = (await send('/check-ins', 'POST')) as { history: unknown[]; progress_pct: number; status: string };
+    expect(second.history.length).toBe(first.history.length + 1);
+
+    const chart = panel().getByTestId('history-chart');
+    await chart.waitFor();
+    expect(await chart.getAttribute('data-points')).toBe(String(second.history.length));
+    expect(await chart.locator('circle.point').count()).toBe(second.history.length);
+    expect(second.history.length).toBeGreaterThanOrEqual(2);
+    await chart.getByTestId('baseline-line').waitFor();
+    await chart.getByTestId('target-line').waitFor();
+    expect(await chart.getByTestId('target-line').textContent()).toBe('target 120K');
+    const bar = panel().getByRole('progressbar');
+    expect(Number(await bar.getAttribute('aria-valuenow'))).toBeCloseTo(second.progress_pct);
+    expect(second.progress_pct).toBeCloseTo(50);
+    expect(await panel().getByTestId('status-badge').isVisible()).toBe(true);
+
+    await page.screenshot({ path: `${SCREENSHOTS}keyresult-history-1280.png`, fullPage: true });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await chart.waitFor();
+    await page.screenshot({ path: `${SCREENSHOTS}keyresult-history-390.png`, fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it("shows the problem's field error for a bad body", async () => {
+    await openTab('create');
+    await bodyEditor().fill(JSON.stringify({ objective_id: ids.objective, title: 'Bad target', target: 'lots' }));
+    const problem = (await send('/api/v1/okr/key-results', 'POST')) as {
+      status: number;
+      errors: { path: string; message: string }[];
+    };
+    expect(problem.status).toBe(400);
+    const error = problem.errors.find((e) => e.path.includes('target'));
+    expect(error).toBeDefined();
+    expect(await panel().getByTestId('response-status').textContent()).toMatch(/^400/);
+    const shown = panel().getByTestId('field-errors');
+    await shown.waitFor();
+    expect(await shown.textContent()).toContain(`${error?.path} ${error?.message}`);
+
+    // A body that is not JSON is caught before sending.
+    await bodyEditor().fill('{"title": ');
+    await panel().getByRole('button', { name: 'Send' }).click();
+    expect(await panel().locator('.send-row [role="alert"]').textContent()).toContain('not valid JSON');
+  });
+
+  it('talked to no origin but its own, without script errors', () => {
+    expect(foreign).toEqual([]);
+    expect(pageErrors).toEqual([]);
+  });
+});
