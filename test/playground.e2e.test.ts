@@ -18,13 +18,15 @@ const requireBrowser = process.env.EDM_REQUIRE_BROWSER === '1';
 const SCREENSHOTS = fileURLToPath(new URL('../test-results/screenshots/', import.meta.url));
 const SEED_FIELDS = new URL('../../shared/seed/keyresult-fields.tsv', import.meta.url);
 
+const boxed = (line: string) => `${`#  ${line}`.padEnd(79)}#`;
+
 if (!hasBrowser) {
   process.stderr.write(
     [
       '',
       '################################################################################',
-      `#  Playground browser tests SKIPPED: ${CHROMIUM} is missing.${' '.repeat(25)}#`,
-      '#  Install it with: apt-get update && apt-get install -y chromium              #',
+      boxed(`Playground browser tests SKIPPED: ${CHROMIUM} is missing.`),
+      boxed('Install it with: apt-get update && apt-get install -y chromium'),
       '################################################################################',
       '',
     ].join('\n'),
