@@ -9,13 +9,20 @@ const cache = new WeakMap<Resource, (doc: Doc) => string>();
  * declaration (fast-json-stringify). Writes store this form beside the row, so reads send it as is.
  */
 export function serializeDoc(resource: Resource, doc: Doc): string {
+  // A write serializes its document for storage, then for its answer: the second is a lookup.
+  const memo = written.get(doc);
+  if (memo && memo.version === doc.version && memo.updatedAt === doc.updated_at) return memo.json;
   let serialize = cache.get(resource);
   if (!serialize) {
     serialize = fastJson(responseSchema(resource) as unknown as Parameters<typeof fastJson>[0]) as (doc: Doc) => string;
     cache.set(resource, serialize);
   }
-  return serialize(doc);
+  const json = serialize(doc);
+  written.set(doc, { version: doc.version, updatedAt: doc.updated_at, json });
+  return json;
 }
+
+const written = new WeakMap<Doc, { version: unknown; updatedAt: unknown; json: string }>();
 
 /** The list envelope around documents already in their JSON form. */
 export function listJson(data: readonly string[], hasMore: boolean, nextCursor: string | null): string {

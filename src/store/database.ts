@@ -108,14 +108,20 @@ function normalizeTime(value: unknown): unknown {
 }
 
 const utf8 = new TextEncoder();
+const ASCII = /^[\x00-\x7f]*$/;
 
 function compareJsonbKeys(a: string, b: string): number {
+  // ASCII keys (nearly all): byte length is string length and byte order is code-unit order.
+  if (ASCII.test(a) && ASCII.test(b)) return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
   const ab = utf8.encode(a);
   const bb = utf8.encode(b);
   if (ab.length !== bb.length) return ab.length - bb.length;
   for (let i = 0; i < ab.length; i++) if (ab[i] !== bb[i]) return ab[i] - bb[i];
   return 0;
 }
+
+/** Sorted key lists by object shape: documents of one kind share a handful of shapes. */
+const keyOrders = new Map<string, string[]>();
 
 /**
  * Orders object keys the way PostgreSQL's jsonb keeps them (shorter keys first, then by bytes),
@@ -124,7 +130,13 @@ function compareJsonbKeys(a: string, b: string): number {
 export function jsonbOrder(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(jsonbOrder);
   if (value === null || typeof value !== 'object') return value;
-  const keys = Object.keys(value).sort(compareJsonbKeys);
+  const own = Object.keys(value);
+  const shape = own.join('\u0000');
+  let keys = keyOrders.get(shape);
+  if (!keys) {
+    keys = [...own].sort(compareJsonbKeys);
+    if (keyOrders.size < 10_000) keyOrders.set(shape, keys);
+  }
   const out: Record<string, unknown> = {};
   for (const k of keys) out[k] = jsonbOrder((value as Record<string, unknown>)[k]);
   return out;
