@@ -10,6 +10,7 @@ import { serializeDoc } from '../core/serialize.js';
 import type { ResourceOps, Row, RowPage, SelectOptions, TableDef, Tx, WriteEvent } from '../core/tables.js';
 import { asObject, checkWritableKeys, mergePatch, validateDocument } from '../core/validation.js';
 import type { DB, Store } from './database.js';
+import { GroupCommit } from './group-commit.js';
 import { DOC_COLUMN, SEARCH_COLUMN, storedFields } from './schema.js';
 
 export interface EngineOptions {
@@ -68,11 +69,13 @@ export class Engine {
   private readonly byPrefix = new Map<string, Resource>();
   private readonly children = new Map<Resource, Child[]>();
   private readonly loadShapes = new Map<string, { sql: string; slots: unknown[] }>();
+  private readonly groupCommit: GroupCommit | null;
   private readonly shapes = new Map<string, { sql: string; slots: (string | { value: unknown })[] }>();
 
   constructor(private readonly options: EngineOptions) {
     this.store = options.store;
     this.clock = options.clock;
+    this.groupCommit = options.store.kind === 'sqlite' ? new GroupCommit(options.store.db) : null;
     const resources = options.modules.flatMap((m) => m.resources);
     for (const r of resources) this.byPrefix.set(r.idPrefix, r);
     for (const r of resources) {
@@ -89,7 +92,9 @@ export class Engine {
     return [...this.byPrefix.values()];
   }
 
+  /** Runs `fn` in one transaction (on SQLite, a savepoint of a group commit: see GroupCommit). */
   transaction<T>(fn: (trx: DB) => Promise<T>): Promise<T> {
+    if (this.groupCommit) return this.groupCommit.run(fn);
     return this.store.db.transaction().execute(fn);
   }
 

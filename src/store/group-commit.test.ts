@@ -1,0 +1,68 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import SQLite from 'better-sqlite3';
+import { sql } from 'kysely';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openStore } from './database.js';
+import { GroupCommit } from './group-commit.js';
+
+describe('GroupCommit', () => {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0)) await c();
+  });
+
+  async function setup() {
+    const dir = mkdtempSync(join(tmpdir(), 'edm-gc-'));
+    const file = join(dir, 'gc.sqlite');
+    const store = openStore(`sqlite:${file}`);
+    await sql`CREATE TABLE t (n INTEGER PRIMARY KEY)`.execute(store.db);
+    cleanups.push(async () => {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    // A second connection sees only what has been committed.
+    const reader = new SQLite(file, { readonly: true });
+    cleanups.push(() => reader.close());
+    const committed = () => (reader.prepare('SELECT n FROM t ORDER BY n').all() as { n: number }[]).map((r) => r.n);
+    return { store, committed };
+  }
+
+  it('commits concurrent writes together; a failing one rolls back alone', async () => {
+    const { store, committed } = await setup();
+    const gc = new GroupCommit(store.db);
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 10 }, (_, n) =>
+        gc.run(async (db) => {
+          await sql`INSERT INTO t (n) VALUES (${n})`.execute(db);
+          if (n === 5) throw new Error('write 5 fails after its insert');
+          expect(committed()).not.toContain(n); // not visible before the group commits
+          return n;
+        }),
+      ),
+    );
+    expect(outcomes.map((o) => o.status)).toEqual(
+      Array.from({ length: 10 }, (_, n) => (n === 5 ? 'rejected' : 'fulfilled')),
+    );
+    expect(committed()).toEqual([0, 1, 2, 3, 4, 6, 7, 8, 9]);
+    expect(gc.batches).toBe(1);
+  });
+
+  it('fails every write of a group whose commit fails, and keeps serving', async () => {
+    const { store, committed } = await setup();
+    const gc = new GroupCommit(store.db);
+    // A deferred constraint fails at COMMIT, after each write's savepoint was released.
+    await sql`CREATE TABLE parent (id INTEGER PRIMARY KEY)`.execute(store.db);
+    await sql`CREATE TABLE child (pid INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)`.execute(store.db);
+    await sql`PRAGMA foreign_keys = ON`.execute(store.db);
+    const outcomes = await Promise.allSettled([
+      gc.run((db) => sql`INSERT INTO t (n) VALUES (1)`.execute(db)),
+      gc.run((db) => sql`INSERT INTO child (pid) VALUES (42)`.execute(db)),
+    ]);
+    expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected']);
+    expect(committed()).toEqual([]);
+    await gc.run((db) => sql`INSERT INTO t (n) VALUES (2)`.execute(db));
+    expect(committed()).toEqual([2]);
+  });
+});
