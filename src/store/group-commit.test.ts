@@ -24,7 +24,9 @@ describe('GroupCommit', () => {
     });
     // A second connection sees only what has been committed.
     const reader = new SQLite(file, { readonly: true });
-    cleanups.push(() => reader.close());
+    cleanups.push(() => {
+      reader.close();
+    });
     const committed = () => (reader.prepare('SELECT n FROM t ORDER BY n').all() as { n: number }[]).map((r) => r.n);
     return { store, committed };
   }
