@@ -1,0 +1,233 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mintToken } from '../src/core/auth.js';
+import { ManualClock } from '../src/core/clock.js';
+import type { Doc } from '../src/core/resource.js';
+import { buildApp } from '../src/http/app.js';
+import { modules } from '../src/modules/index.js';
+import { openStore, type Store } from '../src/store/database.js';
+import { byName, PG_URL, resources, T0, testConfig, USER_A } from './helpers.js';
+
+// The PostgreSQL schema as Citus needs it: tenant data keyed and indexed by tenant_id first,
+// every statement on tenant data addressed to one tenant, queues apart; column types that give
+// SQLite's answers (byte-order text, millisecond timestamps, 64-bit integers, jsonb).
+
+const README = readFileSync(resolve(import.meta.dirname, '../README.md'), 'utf8');
+const queueTables = new Set(
+  resources
+    .flatMap((r) => r.tables ?? [])
+    .filter((t) => t.queue)
+    .map((t) => t.name),
+);
+/** The one index of tenant data that does not lead with tenant_id: the cross-tenant expiry sweep's. */
+const MAINTENANCE_INDEXES = new Set(['edm_idempotency_keys_expires']);
+
+describe.runIf(PG_URL)('PostgreSQL schema, Citus-ready', () => {
+  const url = PG_URL as string;
+  const schema = `edm_test_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: url, application_name: 'edm-test-admin' });
+  const statements: { sql: string; parameters: readonly unknown[] }[] = [];
+  const clock = new ManualClock(T0);
+  const config = testConfig();
+  let store: Store;
+  let app: FastifyInstance;
+  let tenantTables: string[];
+
+  const call = async (token: string, method: string, path: string, body?: unknown, headers = {}) => {
+    const res = await app.inject({
+      method: method as 'GET',
+      url: path,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...headers,
+      },
+      ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
+    });
+    return { status: res.statusCode, body: JSON.parse(res.body || '{}') as Doc };
+  };
+
+  beforeAll(async () => {
+    await admin.connect();
+    store = openStore(url, {
+      schema,
+      poolSize: 3,
+      applicationName: 'edm-test-schema',
+      onQuery: (sql, parameters) => statements.push({ sql, parameters }),
+    });
+    app = await buildApp({ config, store, clock });
+    const r = await admin.query(
+      `SELECT table_name FROM information_schema.columns WHERE table_schema = $1 AND column_name = 'tenant_id' ORDER BY 1`,
+      [schema],
+    );
+    tenantTables = r.rows.map((x) => x.table_name as string).filter((t) => !queueTables.has(t));
+  });
+  afterAll(async () => {
+    await app.close();
+    await store.close();
+    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await admin.end();
+  });
+
+  it('gives columns the types that answer like SQLite', async () => {
+    const { rows } = await admin.query(
+      `SELECT table_name, column_name, data_type, datetime_precision, collation_name
+         FROM information_schema.columns WHERE table_schema = $1`,
+      [schema],
+    );
+    expect(rows.length).toBeGreaterThan(50);
+    for (const c of rows) {
+      const where = `${c.table_name}.${c.column_name}`;
+      expect([where, c.data_type]).toEqual([
+        where,
+        expect.stringMatching(/^(text|double precision|bigint|boolean|timestamp with time zone|date|jsonb)$/),
+      ]);
+      if (c.data_type === 'text') expect([where, c.collation_name]).toEqual([where, 'C']);
+      if (c.data_type === 'timestamp with time zone') expect([where, c.datetime_precision]).toEqual([where, 3]);
+    }
+  });
+
+  it('leads every primary key and b-tree index of tenant data with tenant_id; queues stand apart', async () => {
+    expect(tenantTables).toEqual(
+      expect.arrayContaining(['okr_key_results', 'okr_key_result_snapshots', 'edm_idempotency_keys']),
+    );
+    expect([...queueTables]).toContain('okr_status_sweep');
+    const { rows } = await admin.query(
+      `SELECT t.relname AS table, i.relname AS index, am.amname AS method, x.indisprimary AS primary,
+              a.attname AS first_column, format_type(a.atttypid, a.atttypmod) AS first_type
+         FROM pg_index x
+         JOIN pg_class i ON i.oid = x.indexrelid
+         JOIN pg_class t ON t.oid = x.indrelid
+         JOIN pg_namespace n ON n.oid = t.relnamespace
+         JOIN pg_am am ON am.oid = i.relam
+         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = x.indkey[0]
+        WHERE n.nspname = $1`,
+      [schema],
+    );
+    const tenantIndexes = rows.filter((r) => tenantTables.includes(r.table));
+    expect(new Set(tenantIndexes.filter((r) => r.primary).map((r) => r.table))).toEqual(new Set(tenantTables));
+    for (const r of tenantIndexes) {
+      if (r.method === 'btree' && !MAINTENANCE_INDEXES.has(r.index)) {
+        expect([r.index, r.first_column]).toEqual([r.index, 'tenant_id']);
+      } else if (r.method !== 'btree') {
+        // A GIN index has no leading column: it serves `tag=` together with the tenant_id condition.
+        expect([r.index, r.method, r.first_type]).toEqual([r.index, 'gin', 'jsonb']);
+      }
+    }
+    for (const r of resources) {
+      for (const field of r.filterable.filter((f) => r.allFields[f].column === 'json')) {
+        expect(rows.some((x) => x.table === r.table && x.method === 'gin' && x.first_column === field)).toBe(true);
+      }
+    }
+  });
+
+  it('addresses every statement on tenant data to one tenant (tenant_id equality)', async () => {
+    const token = await mintToken({
+      secret: config.jwtSecret,
+      tenant: 'acme',
+      sub: USER_A,
+      ttl: '1000d',
+      now: clock.now(),
+    });
+    const cycle = await call(token, 'POST', byName('Cycle').basePath, {
+      name: 'Q4',
+      start_date: '2026-10-01',
+      end_date: '2026-12-31',
+    });
+    const obj = await call(token, 'POST', byName('Objective').basePath, {
+      title: 'o',
+      cycle_id: cycle.body.id,
+      tags: ['a'],
+    });
+    const krPath = byName('KeyResult').basePath;
+    const kr = await call(
+      token,
+      'POST',
+      krPath,
+      { objective_id: obj.body.id, title: 'k', target: 10 },
+      { 'idempotency-key': 'k1' },
+    );
+    expect([cycle.status, obj.status, kr.status]).toEqual([201, 201, 201]);
+    await call(token, 'PATCH', `${krPath}/${kr.body.id}`, { current: 3 }, { 'if-match': '"1"' });
+    await call(token, 'POST', `${krPath}/${kr.body.id}/check-ins`, { value: 5, note: 'n', confidence: 6 });
+    await call(token, 'GET', `${krPath}/${kr.body.id}/check-ins?limit=1`);
+    await call(token, 'GET', `${byName('Objective').basePath}?tag=a,b&q=o&sort=title`);
+    await call(token, 'GET', `${krPath}?objective_id=${obj.body.id}&current[gte]=1`);
+    await call(token, 'DELETE', `${byName('Objective').basePath}/${obj.body.id}`);
+    await call(token, 'DELETE', `${byName('Cycle').basePath}/${cycle.body.id}?cascade=true`);
+    await call(token, 'POST', `${byName('Cycle').basePath}/${cycle.body.id}/restore`);
+    await call(token, 'POST', `${byName('Objective').basePath}/${obj.body.id}/restore`);
+    clock.advance(200 * 24 * 3600 * 1000);
+    for (const job of modules.flatMap((m) => m.jobs ?? [])) await app.engine.runJob(job);
+
+    const touched = new Set<string>();
+    for (const { sql } of statements) {
+      const s = sql.trim();
+      if (/^(create|alter|set|select pg_advisory|select current_schema)/i.test(s) || s.includes('pg_catalog.'))
+        continue;
+      for (const table of tenantTables) {
+        if (!s.includes(`"${table}"`)) continue;
+        touched.add(table);
+        if (/^insert/i.test(s)) expect([s, /\("tenant_id"|, "tenant_id"/.test(s)]).toEqual([s, true]);
+        else
+          expect([
+            s,
+            /"tenant_id" = \$\d+/.test(
+              s
+                .split(/ where /i)
+                .slice(1)
+                .join(' where '),
+            ),
+          ]).toEqual([s, true]);
+      }
+    }
+    expect([...touched].sort()).toEqual([...tenantTables].sort());
+  });
+
+  it('answers tag filters from the GIN index', async () => {
+    const token = await mintToken({
+      secret: config.jwtSecret,
+      tenant: 'big',
+      sub: USER_A,
+      ttl: '1000d',
+      now: clock.now(),
+    });
+    await admin.query(
+      `INSERT INTO ${schema}.okr_objectives (id, tenant_id, created_at, updated_at, is_deleted, schema_version, version, title, _search, tags)
+       SELECT 'obj_' || lpad(g::text, 26, '0'), 'big', now(), now(), false, 1, 1, 't' || g, 't' || g,
+              CASE WHEN g = 777 THEN '["rare"]'::jsonb ELSE '["common", "other"]'::jsonb END
+         FROM generate_series(1, 20000) g`,
+    );
+    await admin.query(`ANALYZE ${schema}.okr_objectives`);
+    statements.length = 0;
+    const res = await call(token, 'GET', `${byName('Objective').basePath}?tag=rare,none`);
+    expect((res.body.data as Doc[]).map((d) => d.title)).toEqual(['t777']);
+    const list = statements.find((s) => /^select/i.test(s.sql) && s.sql.includes('?|'));
+    expect(list).toBeDefined();
+    const client = new pg.Client({ connectionString: url, options: `-c search_path=${schema}` });
+    await client.connect();
+    try {
+      const plan = await client.query(`EXPLAIN (FORMAT JSON) ${list?.sql}`, list?.parameters as unknown[]);
+      expect(JSON.stringify(plan.rows[0])).toContain('"Index Name":"okr_objectives_filter_tags"');
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('documents in the README how to distribute every tenant table and keep the queues apart', () => {
+    const section = README.slice(README.indexOf('## Scaling out'));
+    expect(section.length).toBeGreaterThan(500);
+    const first = 'okr_cycles';
+    const rest = tenantTables.filter((t) => t !== first);
+    expect(section).toContain(`create_distributed_table('${first}', 'tenant_id')`);
+    for (const table of rest) {
+      expect(section).toContain(`create_distributed_table('${table}', 'tenant_id', colocate_with => '${first}')`);
+    }
+    for (const queue of queueTables) expect(section).toContain(queue);
+    expect(section).not.toMatch(new RegExp(`create_distributed_table\\('(${[...queueTables].join('|')})'`));
+  });
+});
