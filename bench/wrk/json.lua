@@ -31,7 +31,9 @@ function request()
   end
   local id = ids[(i % n) + 1]
   if mode == "patch" then
-    return wrk.format("PATCH", base .. "/" .. id, { ["If-Match"] = '"' .. versions[id] .. '"' }, '{"current":' .. (i % 90) .. '}')
+    -- wrk.format uses the table it is given instead of wrk.headers: repeat them.
+    local headers = { ["If-Match"] = '"' .. versions[id] .. '"', ["Authorization"] = wrk.headers["Authorization"], ["Content-Type"] = "application/json" }
+    return wrk.format("PATCH", base .. "/" .. id, headers, '{"current":' .. (i % 90) .. '}')
   end
   return wrk.format("POST", base .. "/" .. id .. "/check-ins", nil, '{"value":' .. (i % 90) .. ',"confidence":7}')
 end

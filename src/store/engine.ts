@@ -435,9 +435,10 @@ export class Engine {
     const col = sql.ref(column);
     const idCol = sql.ref('id');
     if (value === null) return sql<SqlBool>`(${col} IS NULL AND ${idCol} ${cmp} ${id})`;
-    return sql<SqlBool>`(${col} ${cmp} ${value} OR (${col} = ${value} AND ${idCol} ${cmp} ${id})${
-      nullable ? sql` OR ${col} IS NULL` : sql``
-    })`;
+    // A row-value comparison is one index range on (tenant_id, column, id) in both stores, so a
+    // deep page seeks where the last one ended instead of scanning past the rows before it.
+    const after = sql<SqlBool>`(${col}, ${idCol}) ${cmp} (${value}, ${id})`;
+    return nullable ? sql<SqlBool>`(${after} OR ${col} IS NULL)` : after;
   }
 
   private hasAny(column: string, values: string[]): Expression<SqlBool> {
