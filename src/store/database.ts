@@ -108,11 +108,13 @@ function normalizeTime(value: unknown): unknown {
 }
 
 const utf8 = new TextEncoder();
-const ASCII = /^[\x00-\x7f]*$/;
+/** Any character outside printable ASCII (those keys take the byte-wise path). */
+const NOT_PRINTABLE_ASCII = /[^\x20-\x7e]/;
 
 function compareJsonbKeys(a: string, b: string): number {
-  // ASCII keys (nearly all): byte length is string length and byte order is code-unit order.
-  if (ASCII.test(a) && ASCII.test(b)) return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+  // Printable ASCII keys (nearly all): byte length is string length and byte order is code-unit order.
+  if (!NOT_PRINTABLE_ASCII.test(a) && !NOT_PRINTABLE_ASCII.test(b))
+    return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
   const ab = utf8.encode(a);
   const bb = utf8.encode(b);
   if (ab.length !== bb.length) return ab.length - bb.length;
