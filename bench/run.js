@@ -126,6 +126,15 @@ async function sample(url, init) {
   return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
 }
 
+function shuffle(list) {
+  const out = [...list];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
 function rss(child) {
   const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
   const peak = /VmHWM:\s+(\d+) kB/.exec(status);
@@ -137,9 +146,10 @@ async function scenarios(port, token, ids, objectiveId, store) {
   const url = `http://127.0.0.1:${port}${BASE}`;
   const auth = { Authorization: `Bearer ${token}` };
   const rows = [];
+  // Shuffled, so 16 concurrent writes touch different objectives, as independent users would.
   const idsFile = (name, list) => {
     const file = join(work, `${store}-${name}.ids`);
-    writeFileSync(file, `${list.join('\n')}\n`);
+    writeFileSync(file, `${shuffle(list).join('\n')}\n`);
     return file;
   };
   const lua = (mode, file) => ({
@@ -175,7 +185,7 @@ async function scenarios(port, token, ids, objectiveId, store) {
   await run('GET one key result', 0.5, `${url}/${ids[0]}`, { headers: auth });
   await run('LIST 50 key results', 0.15, `${url}?limit=50`, { headers: auth });
   const createBody = JSON.stringify({ objective_id: objectiveId, title: 'bench sample', target: 100, current: 1 });
-  await run('POST create key result', 0.2, url, lua('create'), {
+  await run('POST create key result', 0.2, url, lua('create', idsFile('objectives', ids.objectives)), {
     url,
     init: { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: createBody },
   });

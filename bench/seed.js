@@ -28,10 +28,14 @@ export async function seeder(url, options = {}) {
   const kr = byName('KeyResult');
   const objectives = byName('Objective');
 
-  /** Creates `count` key results for a tenant, `perObjective` under each objective; answers their ids. */
+  /**
+   * Creates `count` key results for a tenant, `perObjective` under each objective; answers their
+   * ids, and the objectives' (in `ids.objectives`).
+   */
   async function tenant(tenantId, count, perObjective = 100) {
     const p = principal(tenantId);
     const ids = [];
+    ids.objectives = [];
     let objectiveId = null;
     for (let done = 0; done < count; ) {
       const batch = Math.min(2000, count - done);
@@ -40,6 +44,7 @@ export async function seeder(url, options = {}) {
           clock.advance(1);
           if (done % perObjective === 0) {
             objectiveId = (await engine.create(db, objectives, p, { title: `Objective ${done / perObjective}` })).id;
+            ids.objectives.push(objectiveId);
           }
           const doc = await engine.create(db, kr, p, {
             objective_id: objectiveId,

@@ -87,6 +87,7 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       ['cursor=garbage', 'invalid_parameter'],
       ['created_at[gte]=yesterday', 'invalid_parameter'],
       ['created_at[between]=1', 'unknown_parameter'],
+      ['q=a%00b', 'invalid_parameter'],
     ];
     it.each(badParams)('rejects %s with %s', async (query, code) => {
       const res = await t.call('GET', `${resource.basePath}?${query}`);

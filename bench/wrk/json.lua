@@ -1,5 +1,5 @@
--- POST or PATCH bodies against ids read from a file, round-robin; keeps each id's version from
--- the answers so If-Match stays current. Env: EDM_WRK_MODE (create|patch|checkin), EDM_WRK_IDS,
+-- POST or PATCH bodies against ids read from a file (key results; objectives for creates),
+-- round-robin; keeps each id's version from the answers so If-Match stays current. Env: EDM_WRK_MODE (create|patch|checkin), EDM_WRK_IDS,
 -- EDM_WRK_BASE (path prefix), EDM_WRK_TOKEN, EDM_WRK_OBJECTIVE.
 local mode = os.getenv("EDM_WRK_MODE")
 local base = os.getenv("EDM_WRK_BASE")
@@ -27,7 +27,9 @@ end
 function request()
   i = i + 1
   if mode == "create" then
-    return wrk.format("POST", base, nil, '{"objective_id":"' .. objective .. '","title":"bench ' .. i .. '","target":100,"current":' .. (i % 100) .. '}')
+    -- Round-robin over objectives (EDM_WRK_IDS), so concurrent creates roll up into different rows.
+    local target = n > 0 and ids[(i % n) + 1] or objective
+    return wrk.format("POST", base, nil, '{"objective_id":"' .. target .. '","title":"bench ' .. i .. '","target":100,"current":' .. (i % 100) .. '}')
   end
   local id = ids[(i % n) + 1]
   if mode == "patch" then

@@ -119,6 +119,8 @@ export function parseListQuery(
   for (const [param, rawValue] of Object.entries(params)) {
     if (rawValue === undefined) continue;
     if (Array.isArray(rawValue)) throw bad(param, 'must not be repeated');
+    // PostgreSQL text cannot hold U+0000: both stores refuse it, so they answer alike.
+    if (rawValue.includes('\u0000')) throw bad(param, 'must not contain the NUL character (U+0000)');
     const raw = rawValue;
     if (param === 'limit') {
       const n = Number(raw);
