@@ -193,8 +193,10 @@ describe.each(storeKinds)('the same observable behaviour on %s', (kind) => {
       const res = await t.call('POST', objectives.basePath, { token: tok, body });
       expect([res.status, res.body.code]).toEqual([400, 'validation_failed']);
     }
-    const res = await t.call('GET', `${objectives.basePath}?owner_id=%00`, { token: tok });
-    expect([res.status, res.body.code]).toEqual([400, 'validation_failed']);
+    for (const query of ['owner_id=%00', 'q=a%00', 'tag=x%00']) {
+      const res = await t.call('GET', `${objectives.basePath}?${query}`, { token: tok });
+      expect([res.status, res.body.code]).toEqual([400, 'invalid_parameter']);
+    }
     expect(await listAll(t, tok, objectives.basePath, 'include_deleted=true')).toEqual([]);
   });
 });
