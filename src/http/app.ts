@@ -85,11 +85,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   // JSON only (PATCH also merge-patch+json): any other media type is 415.
   app.removeContentTypeParser('text/plain');
-  app.addContentTypeParser(
-    'application/merge-patch+json',
-    { parseAs: 'string' },
-    app.getDefaultJsonParser('error', 'error'),
-  );
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, (request, body, done) => {
+    if (request.method !== 'PATCH') {
+      done(new ApiError('unsupported_media_type', 'application/merge-patch+json is accepted on PATCH only'), undefined);
+      return;
+    }
+    parseJson(request, body as string, done);
+  });
   await app.register(cors, {
     origin: '*',
     methods: ['GET', 'POST', 'PATCH', 'DELETE', 'OPTIONS'],
@@ -107,25 +110,45 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ),
   );
 
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback style, not async: a token seen before is answered from the cache without a promise.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
     const cfg = request.routeOptions.config;
     if (!cfg.module) {
       const path = request.url.split('?')[0];
       // Unknown /api/v1 routes still need a token: an anonymous caller learns nothing.
-      if (!path.startsWith('/api/v1/') || PUBLIC_API.has(path) || request.method === 'OPTIONS') return;
+      if (!path.startsWith('/api/v1/') || PUBLIC_API.has(path) || request.method === 'OPTIONS') {
+        done();
+        return;
+      }
     }
-    const header = request.headers.authorization;
-    const m = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-    if (!m) throw new ApiError('unauthenticated', 'Send Authorization: Bearer <JWT>');
-    request.principal = await verifier.verify(m[1]);
-    if (cfg.module) requireScope(request.principal, cfg.module, cfg.write === true);
-  });
-
-  app.addHook('preValidation', async (request) => {
-    const type = request.headers['content-type'];
-    if (type?.toLowerCase().startsWith('application/merge-patch+json') && request.method !== 'PATCH') {
-      throw new ApiError('unsupported_media_type', 'application/merge-patch+json is accepted on PATCH only');
+    const admit = (principal: Principal) => {
+      request.principal = principal;
+      if (cfg.module) requireScope(principal, cfg.module, cfg.write === true);
+    };
+    try {
+      const header = request.headers.authorization;
+      const m = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+      if (!m) throw new ApiError('unauthenticated', 'Send Authorization: Bearer <JWT>');
+      const known = verifier.cached(m[1]);
+      if (known) {
+        admit(known);
+        done();
+        return;
+      }
+      verifier.verify(m[1]).then(
+        (principal) => {
+          try {
+            admit(principal);
+            done();
+          } catch (err) {
+            done(err as Error);
+          }
+        },
+        (err: Error) => done(err),
+      );
+    } catch (err) {
+      done(err as Error);
     }
   });
 
