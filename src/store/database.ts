@@ -31,6 +31,11 @@ export interface Store {
   decode(field: Column, value: unknown): unknown;
   /** SQL type of a column kind. */
   columnType(kind: ColumnKind): string;
+  /**
+   * SQLite file stores: runs a read on a second, read-only connection, synchronously. It sees
+   * only committed data (WAL), never a group commit still in progress on the writer.
+   */
+  readonly read: ((sql: string, parameters: readonly unknown[]) => Record<string, unknown>[]) | null;
   close(): Promise<void>;
 }
 
@@ -174,6 +179,19 @@ function openSqlite(file: string, options: StoreOptions): Store {
     dialect: new SqliteDialect({ database: cachingStatements(database) }),
     log: logger(options),
   });
+  // Opened lazily: the schema must exist first, and `:memory:` databases have no second connection.
+  let reader: ReturnType<typeof cachingStatements> | null = null;
+  const read =
+    file === ':memory:'
+      ? null
+      : (source: string, parameters: readonly unknown[]) => {
+          if (!reader) {
+            const handle = new SQLite(file, { readonly: true });
+            handle.pragma('busy_timeout = 5000');
+            reader = cachingStatements(handle);
+          }
+          return reader.prepare(source).all(...(parameters as unknown[])) as Record<string, unknown>[];
+        };
   const types: Record<ColumnKind, string> = {
     text: 'TEXT',
     real: 'REAL',
@@ -217,7 +235,11 @@ function openSqlite(file: string, options: StoreOptions): Store {
           return value;
       }
     },
-    close: () => db.destroy(),
+    read,
+    close: async () => {
+      (reader as ReturnType<typeof cachingStatements> | null)?.close();
+      await db.destroy();
+    },
   };
 }
 
@@ -320,6 +342,7 @@ function openPostgres(url: string, options: StoreOptions): Store {
     decode(_field, value) {
       return value ?? null;
     },
+    read: null,
     close: () => db.destroy(),
   };
 }

@@ -361,12 +361,17 @@ export class Engine {
 
   /** A read as the JSON it answers (the stored form, sent as is), with the version for the ETag. */
   async getJson(resource: Resource, principal: Principal, id: string): Promise<{ json: string; version: number }> {
-    const { rows } = await this.store.db.executeQuery(this.loadQuery(resource, principal, id, false, true));
-    const row = rows[0] as Record<string, unknown> | undefined;
+    const row = (await this.read(this.loadQuery(resource, principal, id, false, true)))[0];
     if (!row) throw new ApiError('not_found', `No ${resource.name} with id ${id}`);
     if (this.isCurrent(resource, row)) return { json: row[DOC_COLUMN] as string, version: Number(row.version) };
     const doc = await this.get(resource, principal, id);
     return { json: serializeDoc(resource, doc), version: doc.version as number };
+  }
+
+  /** A read outside any write: on SQLite files, synchronously on the read-only connection. */
+  private async read(query: CompiledQuery): Promise<Record<string, unknown>[]> {
+    if (this.store.read) return this.store.read(query.sql, query.parameters);
+    return (await this.store.db.executeQuery<Record<string, unknown>>(query)).rows;
   }
 
   /** Whether a row's stored JSON is at the resource's current schema version. */
@@ -404,7 +409,7 @@ export class Engine {
     const dir = desc ? 'desc' : 'asc';
     q = nullable ? q.orderBy(sortField, (ob) => (desc ? ob.desc() : ob.asc()).nullsLast()) : q.orderBy(sortField, dir);
     q = q.orderBy('id', dir).limit(query.limit + 1);
-    const rows = await q.execute();
+    const rows = await this.read(q.compile());
     const hasMore = rows.length > query.limit;
     const page = rows.slice(0, query.limit);
     const data: string[] = [];
