@@ -48,7 +48,6 @@ export class TokenVerifier {
   async verify(token: string): Promise<Principal> {
     const hit = this.cached(token);
     if (hit) return hit;
-    const nowSec = this.options.clock.now() / 1000;
     let payload: Record<string, unknown>;
     this.verifications++;
     try {

@@ -13,7 +13,7 @@ interface Series {
   count: number;
 }
 
-const escape = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 
 /**
  * `GET /metrics` in the Prometheus text format: request counts by route and status, latency
@@ -66,7 +66,7 @@ export function registerMetrics(app: FastifyInstance, extra: { verifications: ()
       '# TYPE edm_http_requests_total counter',
     ];
     for (const s of series.values()) {
-      const labels = `method="${escape(s.method)}",route="${escape(s.route)}"`;
+      const labels = `method="${escapeLabel(s.method)}",route="${escapeLabel(s.route)}"`;
       for (const [status, n] of s.statuses) lines.push(`edm_http_requests_total{${labels},status="${status}"} ${n}`);
     }
     lines.push(
@@ -74,7 +74,7 @@ export function registerMetrics(app: FastifyInstance, extra: { verifications: ()
       '# TYPE edm_http_request_duration_seconds histogram',
     );
     for (const s of series.values()) {
-      const labels = `method="${escape(s.method)}",route="${escape(s.route)}"`;
+      const labels = `method="${escapeLabel(s.method)}",route="${escapeLabel(s.route)}"`;
       let cumulative = 0;
       BUCKETS.forEach((le, i) => {
         cumulative += s.buckets[i];
