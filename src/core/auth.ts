@@ -1,11 +1,16 @@
-import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import { createRemoteJWKSet, importSPKI, type JWTVerifyGetKey, errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { Clock } from './clock.js';
 import { ApiError } from './errors.js';
 import type { Principal } from './resource.js';
 
 export interface VerifierOptions {
-  secret: Uint8Array;
+  /** HS256 secret; absent when only public keys verify tokens. */
+  secret?: Uint8Array | undefined;
+  /** PEM public key (SPKI) for RS256, ES256 or EdDSA. */
+  publicKey?: string | undefined;
+  /** JWKS URL for RS256, ES256 or EdDSA keys chosen by `kid`. */
+  jwksUrl?: string | undefined;
   clock: Clock;
   issuer?: string | undefined;
   audience?: string | undefined;
@@ -20,7 +25,7 @@ interface Cached {
   nbf: number;
 }
 
-const ALGORITHMS = ['HS256'];
+const ASYMMETRIC = ['RS256', 'ES256', 'EdDSA'];
 
 /**
  * Verifies bearer tokens. Each distinct token is verified once and its claims cached until
@@ -31,8 +36,29 @@ export class TokenVerifier {
   /** Full signature verifications done (cache misses), for metrics and tests. */
   verifications = 0;
 
+  /** The explicit allow-list: HS256 with a secret, the asymmetric ones with public keys. */
+  private readonly algorithms: string[];
+  private readonly getKey: JWTVerifyGetKey;
+
   constructor(private readonly options: VerifierOptions) {
     this.cache = new LRUCache({ max: options.cacheSize ?? 10_000 });
+    const asymmetric = Boolean(options.publicKey || options.jwksUrl);
+    this.algorithms = [...(options.secret ? ['HS256'] : []), ...(asymmetric ? ASYMMETRIC : [])];
+    const jwks = options.jwksUrl ? createRemoteJWKSet(new URL(options.jwksUrl)) : null;
+    const pemKeys = new Map<string, Promise<CryptoKey | Uint8Array>>();
+    this.getKey = async (header, token) => {
+      if (header.alg === 'HS256' && options.secret) return options.secret;
+      if (jwks) return jwks(header, token);
+      if (options.publicKey && header.alg) {
+        let key = pemKeys.get(header.alg);
+        if (!key) {
+          key = importSPKI(options.publicKey, header.alg);
+          pemKeys.set(header.alg, key);
+        }
+        return key;
+      }
+      throw new joseErrors.JOSEAlgNotAllowed('no key for this algorithm');
+    };
   }
 
   /** The principal of a token verified before and still valid; null when it needs verifying. */
@@ -51,8 +77,8 @@ export class TokenVerifier {
     let payload: Record<string, unknown>;
     this.verifications++;
     try {
-      ({ payload } = await jwtVerify(token, this.options.secret, {
-        algorithms: ALGORITHMS,
+      ({ payload } = await jwtVerify(token, this.getKey, {
+        algorithms: this.algorithms,
         requiredClaims: ['exp', 'sub', 'tenant_id'],
         currentDate: new Date(this.options.clock.now()),
         ...(this.options.issuer ? { issuer: this.options.issuer } : {}),

@@ -9,7 +9,16 @@ export interface Config {
   databaseUrl: string;
   dataDir: string;
   jwtSecret: Uint8Array;
-  /** True when no EDM_JWT_SECRET was configured: local mode, with the loopback dev-token endpoint. */
+  /**
+   * Whether HS256 tokens signed with `jwtSecret` are accepted: when EDM_JWT_SECRET is set, or in
+   * local mode. With only public keys configured, they are not.
+   */
+  acceptSecret?: boolean;
+  /** EDM_JWT_PUBLIC_KEY: a PEM public key (SPKI) for RS256, ES256 or EdDSA tokens. */
+  jwtPublicKey?: string | undefined;
+  /** EDM_JWKS_URL: a JWKS document whose keys (by `kid`) verify RS256, ES256 or EdDSA tokens. */
+  jwksUrl?: string | undefined;
+  /** True when no way to verify tokens was configured: local mode, with the loopback dev-token endpoint. */
   localMode: boolean;
   secretKey: Uint8Array;
   jwtIssuer: string | undefined;
@@ -40,11 +49,11 @@ function generatedSecret(dataDir: string, name: string): Uint8Array {
 /**
  * Configuration from the environment (PORT, HOST, EDM_DATABASE_URL, EDM_JWT_SECRET,
  * EDM_SECRET_KEY, EDM_JWT_ISSUER, EDM_JWT_AUDIENCE, EDM_REQUIRE_IF_MATCH, EDM_DB_POOL_SIZE,
- * EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS). Secrets that are not configured are generated under the data dir.
+ * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS). Secrets that are not configured are generated under the data dir.
  */
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = resolve(env.EDM_DATA_DIR || './data');
-  const localMode = !env.EDM_JWT_SECRET;
+  const localMode = !env.EDM_JWT_SECRET && !env.EDM_JWT_PUBLIC_KEY && !env.EDM_JWKS_URL;
   const port = Number(env.PORT || 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be 0–65535, got ${env.PORT}`);
   const poolSize = Number(env.EDM_DB_POOL_SIZE || 10);
@@ -62,6 +71,9 @@ export function loadConfig(env: Env = process.env): Config {
     jwtSecret: env.EDM_JWT_SECRET
       ? new TextEncoder().encode(env.EDM_JWT_SECRET)
       : generatedSecret(dataDir, 'jwt-secret'),
+    acceptSecret: localMode || Boolean(env.EDM_JWT_SECRET),
+    jwtPublicKey: env.EDM_JWT_PUBLIC_KEY || undefined,
+    jwksUrl: env.EDM_JWKS_URL || undefined,
     localMode,
     secretKey: env.EDM_SECRET_KEY
       ? new TextEncoder().encode(env.EDM_SECRET_KEY)

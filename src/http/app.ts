@@ -66,7 +66,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const engine = new Engine({ store, clock, modules, cursors, requireIfMatch: config.requireIfMatch });
   const idempotency = new Idempotency(store, clock);
   const verifier = new TokenVerifier({
-    secret: config.jwtSecret,
+    secret: (config.acceptSecret ?? true) ? config.jwtSecret : undefined,
+    publicKey: config.jwtPublicKey,
+    jwksUrl: config.jwksUrl,
     clock,
     issuer: config.jwtIssuer,
     audience: config.jwtAudience,

@@ -1,0 +1,67 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mintToken } from '../src/core/auth.js';
+import { byName, T0, type TestApp, testApp, USER_A } from './helpers.js';
+
+const cycles = byName('Cycle');
+
+async function sign(key: CryptoKey, alg: string, kid?: string) {
+  const now = Math.floor(T0 / 1000);
+  return new SignJWT({ tenant_id: 'acme' })
+    .setProtectedHeader({ alg, ...(kid ? { kid } : {}) })
+    .setSubject(USER_A)
+    .setIssuedAt(now)
+    .setExpirationTime(now + 3600)
+    .sign(key);
+}
+
+describe('tokens verified by public keys', () => {
+  let es: CryptoKeyPair;
+  let ed: CryptoKeyPair;
+  let other: CryptoKeyPair;
+  let jwksServer: Server;
+  let jwksUrl: string;
+  const apps: TestApp[] = [];
+
+  beforeAll(async () => {
+    es = await generateKeyPair('ES256');
+    ed = await generateKeyPair('EdDSA');
+    other = await generateKeyPair('ES256');
+    const jwks = { keys: [{ ...(await exportJWK(ed.publicKey)), kid: 'ed-1', alg: 'EdDSA', use: 'sig' }] };
+    jwksServer = createServer((_req, res) =>
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(jwks)),
+    );
+    await new Promise<void>((resolve) => jwksServer.listen(0, '127.0.0.1', resolve));
+    jwksUrl = `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/.well-known/jwks.json`;
+  });
+  afterAll(async () => {
+    for (const t of apps) await t.close();
+    jwksServer.close();
+  });
+
+  it('EDM_JWT_PUBLIC_KEY: accepts tokens of that key, refuses other keys and HS256', async () => {
+    const t = await testApp('sqlite', { jwtPublicKey: await exportSPKI(es.publicKey), acceptSecret: false });
+    apps.push(t);
+    expect((await t.call('GET', cycles.basePath, { token: await sign(es.privateKey, 'ES256') })).status).toBe(200);
+    const forged = await t.call('GET', cycles.basePath, { token: await sign(other.privateKey, 'ES256') });
+    expect([forged.status, forged.body.code]).toEqual([401, 'invalid_token']);
+    const hs = await mintToken({ secret: t.config.jwtSecret, tenant: 'acme', sub: USER_A, now: T0 });
+    expect((await t.call('GET', cycles.basePath, { token: hs })).status).toBe(401);
+  });
+
+  it('EDM_JWKS_URL: picks the key by kid; unknown kids are refused', async () => {
+    const t = await testApp('sqlite', { jwksUrl, acceptSecret: false });
+    apps.push(t);
+    expect((await t.call('GET', cycles.basePath, { token: await sign(ed.privateKey, 'EdDSA', 'ed-1') })).status).toBe(
+      200,
+    );
+    expect((await t.call('GET', cycles.basePath, { token: await sign(ed.privateKey, 'EdDSA', 'ed-9') })).status).toBe(
+      401,
+    );
+    expect((await t.call('GET', cycles.basePath, { token: await sign(es.privateKey, 'ES256', 'ed-1') })).status).toBe(
+      401,
+    );
+  });
+});
