@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { mintToken } from '../src/core/auth.js';
 import { ManualClock } from '../src/core/clock.js';
@@ -197,4 +198,36 @@ export async function countRows(t: TestApp, resource: Resource): Promise<number>
     .select((eb) => eb.fn.countAll().as('n'))
     .executeTakeFirst();
   return Number(row?.n ?? 0);
+}
+
+/**
+ * Runs `fn` while every `op` on `table` fails inside the database (a real trigger on either
+ * store): the way to force a failure half-way through a write.
+ */
+export async function whileFailing<T>(
+  t: TestApp,
+  table: string,
+  op: 'INSERT' | 'UPDATE',
+  fn: () => Promise<T>,
+): Promise<T> {
+  const name = `fail_${table}_${op.toLowerCase()}`;
+  if (t.kind === 'sqlite') {
+    await sql`CREATE TRIGGER ${sql.id(name)} BEFORE ${sql.raw(op)} ON ${sql.table(table)} BEGIN SELECT RAISE(ABORT, 'forced failure'); END`.execute(
+      t.store.db,
+    );
+  } else {
+    await sql`CREATE OR REPLACE FUNCTION ${sql.id(name)}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'forced failure'; END $$`.execute(
+      t.store.db,
+    );
+    await sql`CREATE TRIGGER ${sql.id(name)} BEFORE ${sql.raw(op)} ON ${sql.table(table)} FOR EACH ROW EXECUTE FUNCTION ${sql.id(name)}()`.execute(
+      t.store.db,
+    );
+  }
+  try {
+    return await fn();
+  } finally {
+    await sql`DROP TRIGGER ${sql.id(name)}${t.kind === 'postgres' ? sql` ON ${sql.table(table)}` : sql``}`.execute(
+      t.store.db,
+    );
+  }
 }

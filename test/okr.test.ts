@@ -1,10 +1,9 @@
-import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Doc } from '../src/core/resource.js';
 import { keyResults as kr } from '../src/modules/okr/key-results.js';
 import { recompute } from '../src/modules/okr/rollup.js';
 import { statusSweepJob } from '../src/modules/okr/sweep.js';
-import { byName, countRows, storedRow, storeKinds, type TestApp, testApp, USER_B } from './helpers.js';
+import { byName, countRows, storedRow, storeKinds, type TestApp, testApp, USER_B, whileFailing } from './helpers.js';
 
 const cycles = byName('Cycle');
 const objectives = byName('Objective');
@@ -380,26 +379,12 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
     const objBefore = await storedRow(t, objectives, o);
     const snapshotsBefore = await t.store.db.selectFrom('okr_key_result_snapshots').select('id').execute();
     // Make the roll-up's write to the objective fail, half-way through the check-in.
-    if (kind === 'sqlite') {
-      await sql`CREATE TRIGGER fail_rollup BEFORE UPDATE ON okr_objectives BEGIN SELECT RAISE(ABORT, 'forced failure'); END`.execute(
-        t.store.db,
-      );
-    } else {
-      await sql`CREATE FUNCTION fail_rollup() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'forced failure'; END $$`.execute(
-        t.store.db,
-      );
-      await sql`CREATE TRIGGER fail_rollup BEFORE UPDATE ON okr_objectives FOR EACH ROW EXECUTE FUNCTION fail_rollup()`.execute(
-        t.store.db,
-      );
-    }
-    try {
-      const res = await checkIn(k.id as string, { value: 7, note: 'doomed' });
-      expect(res.status).toBe(500);
-      expect(res.body.code).toBe('internal_error');
-      expect(res.raw).not.toContain('forced failure');
-    } finally {
-      await sql`DROP TRIGGER fail_rollup${kind === 'postgres' ? sql` ON okr_objectives` : sql``}`.execute(t.store.db);
-    }
+    const res = await whileFailing(t, 'okr_objectives', 'UPDATE', () =>
+      checkIn(k.id as string, { value: 7, note: 'doomed' }),
+    );
+    expect(res.status).toBe(500);
+    expect(res.body.code).toBe('internal_error');
+    expect(res.raw).not.toContain('forced failure');
     expect(await storedRow(t, kr, k.id as string)).toEqual(krBefore);
     expect(await storedRow(t, objectives, o)).toEqual(objBefore);
     expect(await t.store.db.selectFrom('okr_key_result_snapshots').select('id').execute()).toEqual(snapshotsBefore);

@@ -1,8 +1,17 @@
-import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Doc, Resource } from '../src/core/resource.js';
 import { Idempotency } from '../src/http/idempotency.js';
-import { byName, countRows, resources, storedRow, storeKinds, type TestApp, testApp, USER_B } from './helpers.js';
+import {
+  byName,
+  countRows,
+  resources,
+  storedRow,
+  storeKinds,
+  type TestApp,
+  testApp,
+  USER_B,
+  whileFailing,
+} from './helpers.js';
 
 const cycles = byName('Cycle');
 const objectives = byName('Objective');
@@ -147,20 +156,9 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect(again.raw).toBe(first.raw);
 
       const body = { name: 'flaky', start_date: '2026-01-01', end_date: '2026-03-31' };
-      if (kind === 'sqlite') {
-        await sql`CREATE TRIGGER fail_insert BEFORE INSERT ON okr_cycles BEGIN SELECT RAISE(ABORT, 'down'); END`.execute(
-          t.store.db,
-        );
-      } else {
-        await sql`CREATE FUNCTION fail_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'down'; END $$`.execute(
-          t.store.db,
-        );
-        await sql`CREATE TRIGGER fail_insert BEFORE INSERT ON okr_cycles FOR EACH ROW EXECUTE FUNCTION fail_insert()`.execute(
-          t.store.db,
-        );
-      }
-      const failed = await t.call('POST', cycles.basePath, { body, headers: key('5xx') });
-      await sql`DROP TRIGGER fail_insert${kind === 'postgres' ? sql` ON okr_cycles` : sql``}`.execute(t.store.db);
+      const failed = await whileFailing(t, 'okr_cycles', 'INSERT', () =>
+        t.call('POST', cycles.basePath, { body, headers: key('5xx') }),
+      );
       expect(failed.status).toBe(500);
       const retried = await t.call('POST', cycles.basePath, { body, headers: key('5xx') });
       expect([retried.status, retried.headers['idempotent-replayed']]).toEqual([201, undefined]);
