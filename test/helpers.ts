@@ -139,29 +139,12 @@ export async function testApp(
     async call(method, url, o = {}) {
       if (o.token === undefined && defaultToken === null) defaultToken = await t.token();
       const token = o.token === undefined ? defaultToken : o.token;
-      const headers: Record<string, string> = { ...(token ? { authorization: `Bearer ${token}` } : {}), ...o.headers };
-      let payload: string | Buffer | undefined = o.payload;
-      if (o.body !== undefined) {
-        payload = JSON.stringify(o.body);
-        headers['content-type'] ??= 'application/json';
-      }
-      const res = await app.inject({
-        method: method as 'GET',
-        url,
-        headers,
-        ...(payload !== undefined ? { payload } : {}),
-      });
-      let body: Doc = {};
-      try {
-        body = res.body ? (JSON.parse(res.body) as Doc) : {};
-      } catch {
-        body = {};
-      }
+      const reply = await injectAs(app, token, method, url, o);
       if (options.contract ?? process.env.EDM_CONTRACT !== '0') {
         contract ??= new ContractChecker((await app.inject({ url: '/api/v1/openapi.json' })).json());
-        contract.check({ method, url, status: res.statusCode, headers: res.headers, body: res.body });
+        contract.check({ method, url, status: reply.status, headers: reply.headers, body: reply.raw });
       }
-      return { status: res.statusCode, headers: res.headers, body, raw: res.body };
+      return reply;
     },
     async create(resource, token, body) {
       const refs: Record<string, string> = {};
@@ -181,6 +164,35 @@ export async function testApp(
     },
   };
   return t;
+}
+
+/** One request through `inject` with a bearer token (null: none); a JSON `body` is serialized. */
+export async function injectAs(
+  app: FastifyInstance,
+  token: string | null,
+  method: string,
+  url: string,
+  o: Omit<CallOptions, 'token'> = {},
+): Promise<Reply> {
+  const headers: Record<string, string> = { ...(token ? { authorization: `Bearer ${token}` } : {}), ...o.headers };
+  let payload: string | Buffer | undefined = o.payload;
+  if (o.body !== undefined) {
+    payload = JSON.stringify(o.body);
+    headers['content-type'] ??= 'application/json';
+  }
+  const res = await app.inject({
+    method: method as 'GET',
+    url,
+    headers,
+    ...(payload !== undefined ? { payload } : {}),
+  });
+  let body: Doc = {};
+  try {
+    body = res.body ? (JSON.parse(res.body) as Doc) : {};
+  } catch {
+    body = {};
+  }
+  return { status: res.statusCode, headers: res.headers, body, raw: res.body };
 }
 
 /** Reads a row straight from the store (bypassing the API), for "nothing changed" assertions. */

@@ -5,10 +5,9 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../src/core/auth.js';
 import { ManualClock } from '../src/core/clock.js';
-import type { Doc } from '../src/core/resource.js';
 import { buildApp } from '../src/http/app.js';
 import { openStore, type Store } from '../src/store/database.js';
-import { byName, PG_URL, T0, testConfig, USER_A } from './helpers.js';
+import { byName, injectAs, PG_URL, type Reply, T0, testConfig, USER_A } from './helpers.js';
 
 // When the database goes away, requests answer 503 problem+json with Retry-After (no hang, no
 // crash); when it returns, the same process serves again; /readyz follows. The loss is made
@@ -19,13 +18,7 @@ const objectives = byName('Objective');
 const config = testConfig();
 const clock = new ManualClock(T0);
 
-interface Answer {
-  status: number;
-  body: Doc;
-  headers: Record<string, unknown>;
-}
-
-async function send(app: FastifyInstance, method: string, url: string, body?: unknown, headers = {}): Promise<Answer> {
+async function send(app: FastifyInstance, method: string, url: string, body?: unknown, headers = {}): Promise<Reply> {
   const token = await mintToken({
     secret: config.jwtSecret,
     tenant: 'outage',
@@ -33,20 +26,10 @@ async function send(app: FastifyInstance, method: string, url: string, body?: un
     ttl: '1d',
     now: clock.now(),
   });
-  const res = await app.inject({
-    method: method as 'GET',
-    url,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      ...headers,
-    },
-    ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
-  });
-  return { status: res.statusCode, body: JSON.parse(res.body || '{}') as Doc, headers: res.headers };
+  return injectAs(app, token, method, url, { body, headers });
 }
 
-function expectUnavailable(a: Answer) {
+function expectUnavailable(a: Reply) {
   expect([a.status, a.body.code, a.headers['retry-after']]).toEqual([503, 'service_unavailable', '1']);
   expect(a.headers['content-type']).toMatch(/^application\/problem\+json/);
 }
@@ -168,7 +151,7 @@ describe.runIf(PG_URL)('losing PostgreSQL', () => {
       await holder.end();
     }
     // The database is still there: a client that honours Retry-After gets through.
-    let answer: Answer | undefined;
+    let answer: Reply | undefined;
     for (let attempt = 0; attempt < 5 && answer?.status !== 200; attempt++) {
       answer = await send(app, 'PATCH', `${objectives.basePath}/${created.body.id}`, { title: 'after' });
       if (answer.status !== 200) expectUnavailable(answer);

@@ -7,7 +7,7 @@ import type { Doc } from '../src/core/resource.js';
 import { buildApp } from '../src/http/app.js';
 import { recompute } from '../src/modules/okr/rollup.js';
 import { openStore, type Store } from '../src/store/database.js';
-import { byName, freshStore, storeKinds, T0, testConfig, USER_A } from './helpers.js';
+import { byName, freshStore, injectAs, storeKinds, T0, testConfig, USER_A } from './helpers.js';
 
 // Several server processes on one database: on PostgreSQL, two buildApp()s, each on its own
 // pool (its own openStore) over one schema, race writes against each other. SQLite serves one
@@ -17,30 +17,8 @@ const objectives = byName('Objective');
 const keyResults = byName('KeyResult');
 const config = testConfig();
 
-interface Answer {
-  status: number;
-  body: Doc;
-  raw: string;
-  headers: Record<string, unknown>;
-}
-
-async function send(app: FastifyInstance, token: string, method: string, url: string, body?: unknown, headers = {}) {
-  const res = await app.inject({
-    method: method as 'GET',
-    url,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      ...headers,
-    },
-    ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
-  });
-  return {
-    status: res.statusCode,
-    body: res.body ? (JSON.parse(res.body) as Doc) : {},
-    raw: res.body,
-    headers: res.headers,
-  } as Answer;
+function send(app: FastifyInstance, token: string, method: string, url: string, body?: unknown, headers = {}) {
+  return injectAs(app, token, method, url, { body, headers });
 }
 
 describe.each(storeKinds)('racing writers on %s', (kind) => {
