@@ -48,9 +48,6 @@ export interface UpdateExtra {
 }
 
 const SLOT = '\u0000slot:';
-const TENANT_SLOT = '\u0000tenant';
-const APP_SLOT = '\u0000app';
-const ID_SLOT = '\u0000id';
 
 /** Documents whose stored row is at an older schema version than the one they were upgraded to. */
 const upgradedOnRead = new WeakSet<Doc>();
@@ -68,7 +65,6 @@ export class Engine {
   readonly clock: Clock;
   private readonly byPrefix = new Map<string, Resource>();
   private readonly children = new Map<Resource, Child[]>();
-  private readonly loadShapes = new Map<string, { sql: string; slots: unknown[] }>();
   private readonly groupCommit: GroupCommit | null;
   private readonly shapes = new Map<string, { sql: string; slots: (string | { value: unknown })[] }>();
 
@@ -179,31 +175,21 @@ export class Engine {
    * scope, lock) and only its parameters change.
    */
   private loadQuery(resource: Resource, principal: Principal, id: string, lock: boolean, json = false): CompiledQuery {
-    const key = `${resource.table}|${principal.appId !== null}|${lock}|${json}`;
-    let shape = this.loadShapes.get(key);
-    if (!shape) {
-      const probe: Principal = {
-        ...principal,
-        tenantId: TENANT_SLOT,
-        appId: principal.appId === null ? null : APP_SLOT,
-      };
-      let q = this.visible(this.store.db, resource, probe)
-        .where('id', '=', ID_SLOT)
-        .$if(json, (qb) => qb.select([DOC_COLUMN, 'schema_version', 'version']))
-        .$if(!json, (qb) => qb.selectAll());
-      if (lock && this.store.kind === 'postgres') q = q.forUpdate();
-      const compiled = q.compile();
-      shape = { sql: compiled.sql, slots: compiled.parameters as unknown[] };
-      this.loadShapes.set(key, shape);
-    }
-    const values: Record<string, unknown> = {
-      [TENANT_SLOT]: principal.tenantId,
-      [APP_SLOT]: principal.appId,
-      [ID_SLOT]: id,
-    };
-    return CompiledQuery.raw(
-      shape.sql,
-      shape.slots.map((slot) => values[slot as string]),
+    return this.shaped(
+      `load|${resource.table}|${principal.appId !== null}|${lock}|${json}`,
+      (slot) => {
+        const probe: Principal = {
+          ...principal,
+          tenantId: slot('tenant'),
+          appId: principal.appId === null ? null : slot('app'),
+        };
+        const q = this.visible(this.store.db, resource, probe)
+          .where('id', '=', slot('id'))
+          .$if(json, (qb) => qb.select([DOC_COLUMN, 'schema_version', 'version']))
+          .$if(!json, (qb) => qb.selectAll());
+        return lock && this.store.kind === 'postgres' ? q.forUpdate() : q;
+      },
+      { tenant: principal.tenantId, app: principal.appId, id },
     );
   }
 
@@ -218,6 +204,15 @@ export class Engine {
     build: (slot: (name: string) => string) => { compile(): CompiledQuery },
     values: Record<string, unknown>,
   ) {
+    return db.executeQuery<Record<string, unknown>>(this.shaped(key, build, values));
+  }
+
+  /** The compiled query of a shape (see run), with this call's values in its slots. */
+  private shaped(
+    key: string,
+    build: (slot: (name: string) => string) => { compile(): CompiledQuery },
+    values: Record<string, unknown>,
+  ): CompiledQuery {
     let shape = this.shapes.get(key);
     if (!shape) {
       const compiled = build((name) => `${SLOT}${name}`).compile();
@@ -228,7 +223,7 @@ export class Engine {
       this.shapes.set(key, shape);
     }
     const params = shape.slots.map((s) => (typeof s === 'string' ? values[s] : s.value));
-    return db.executeQuery<Record<string, unknown>>(CompiledQuery.raw(shape.sql, params));
+    return CompiledQuery.raw(shape.sql, params);
   }
 
   private slotted(row: Record<string, unknown>, slot: (name: string) => string) {
