@@ -247,5 +247,6 @@ describe.each(storeKinds)('lists on %s', (kind) => {
         `skipped under ${sort}`,
       ).toEqual([]);
     }
-  });
+    // Some 2,000 requests (a page and an insert at a time): on PostgreSQL that is a few dozen seconds.
+  }, 120_000);
 });

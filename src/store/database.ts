@@ -36,7 +36,20 @@ export interface Store {
    * only committed data (WAL), never a group commit still in progress on the writer.
    */
   readonly read: ((sql: string, parameters: readonly unknown[]) => Record<string, unknown>[]) | null;
+  /**
+   * SQLite: runs one statement synchronously on the writer connection, without the query
+   * builder's asynchronous executor. Only for code that already holds that connection (a group
+   * commit's batch, see GroupCommit); null on PostgreSQL.
+   */
+  readonly exec: ((sql: string, parameters: readonly unknown[]) => ExecResult) | null;
   close(): Promise<void>;
+}
+
+/** What a statement run through `Store.exec` answers. */
+export interface ExecResult {
+  rows: Record<string, unknown>[];
+  /** Rows a write changed (0 for a read). */
+  changes: number;
 }
 
 export interface StoreOptions {
@@ -175,10 +188,18 @@ function openSqlite(file: string, options: StoreOptions): Store {
   database.pragma('journal_mode = WAL');
   database.pragma('synchronous = NORMAL');
   database.pragma('busy_timeout = 5000');
+  const statements = cachingStatements(database);
   const db = new Kysely({
-    dialect: new SqliteDialect({ database: cachingStatements(database) }),
+    dialect: new SqliteDialect({ database: statements }),
     log: logger(options),
   });
+  const { onQuery } = options;
+  const exec = (source: string, parameters: readonly unknown[]): ExecResult => {
+    onQuery?.(source, parameters);
+    const statement = statements.prepare(source);
+    if (statement.reader) return { rows: statement.all(...parameters) as Record<string, unknown>[], changes: 0 };
+    return { rows: [], changes: statement.run(...parameters).changes };
+  };
   // Opened lazily: the schema must exist first, and `:memory:` databases have no second connection.
   let reader: ReturnType<typeof cachingStatements> | null = null;
   const read =
@@ -236,6 +257,7 @@ function openSqlite(file: string, options: StoreOptions): Store {
       }
     },
     read,
+    exec,
     close: async () => {
       (reader as ReturnType<typeof cachingStatements> | null)?.close();
       await db.destroy();
@@ -343,6 +365,7 @@ function openPostgres(url: string, options: StoreOptions): Store {
       return value ?? null;
     },
     read: null,
+    exec: null,
     close: () => db.destroy(),
   };
 }

@@ -49,6 +49,18 @@ export interface UpdateExtra {
 
 const SLOT = '\u0000slot:';
 
+/** Rows one write has read or written, by resource, tenant and id (see Engine.tx). */
+type WriteRows = Map<string, { doc: Doc | null; locked: boolean }>;
+
+const rowKey = (resource: Resource, tenantId: string, id: string) => `${resource.table}\u0000${tenantId}\u0000${id}`;
+
+/** The hooks' transaction handle, with what the engine itself uses of it. */
+interface EngineTx extends Tx {
+  readonly rows: WriteRows;
+  /** A row as `find` answers it, without locking it (reference checks); from `rows` if read already. */
+  peek(resource: Resource, tenantId: string, id: string): Promise<Doc | null>;
+}
+
 /** Documents whose stored row is at an older schema version than the one they were upgraded to. */
 const upgradedOnRead = new WeakSet<Doc>();
 
@@ -71,7 +83,7 @@ export class Engine {
   constructor(private readonly options: EngineOptions) {
     this.store = options.store;
     this.clock = options.clock;
-    this.groupCommit = options.store.kind === 'sqlite' ? new GroupCommit(options.store.db) : null;
+    this.groupCommit = options.store.kind === 'sqlite' ? new GroupCommit(options.store.db, options.store.exec) : null;
     const resources = options.modules.flatMap((m) => m.resources);
     for (const r of resources) this.byPrefix.set(r.idPrefix, r);
     for (const r of resources) {
@@ -164,7 +176,7 @@ export class Engine {
   }
 
   private async load(db: DB, resource: Resource, principal: Principal, id: string, lock: boolean): Promise<Doc> {
-    const { rows } = await db.executeQuery(this.loadQuery(resource, principal, id, lock));
+    const { rows } = await this.execute(db, this.loadQuery(resource, principal, id, lock));
     const row = rows[0] as Record<string, unknown> | undefined;
     if (!row) throw new ApiError('not_found', `No ${resource.name} with id ${id}`);
     return this.fromRow(resource, row);
@@ -203,8 +215,25 @@ export class Engine {
     key: string,
     build: (slot: (name: string) => string) => { compile(): CompiledQuery },
     values: Record<string, unknown>,
-  ) {
-    return db.executeQuery<Record<string, unknown>>(this.shaped(key, build, values));
+  ): Promise<{ rows: Record<string, unknown>[]; numAffectedRows?: bigint }> {
+    return this.execute(db, this.shaped(key, build, values));
+  }
+
+  /**
+   * Runs a compiled statement on `db`. Inside a group commit on SQLite it runs synchronously on
+   * the connection the batch holds: the query builder's executor adds promises and bookkeeping
+   * to every statement, which a write of half a dozen statements pays half a dozen times.
+   */
+  private async execute(
+    db: DB,
+    query: CompiledQuery,
+  ): Promise<{ rows: Record<string, unknown>[]; numAffectedRows?: bigint }> {
+    const { exec } = this.store;
+    if (exec && this.groupCommit?.holds(db)) {
+      const { rows, changes } = exec(query.sql, query.parameters);
+      return { rows, numAffectedRows: BigInt(changes) };
+    }
+    return db.executeQuery<Record<string, unknown>>(query);
   }
 
   /** The compiled query of a shape (see run), with this call's values in its slots. */
@@ -220,7 +249,8 @@ export class Engine {
         typeof p === 'string' && p.startsWith(SLOT) ? p.slice(SLOT.length) : { value: p },
       );
       shape = { sql: compiled.sql, slots };
-      this.shapes.set(key, shape);
+      // Shapes are few (resources × sorts × filter combinations); the bound only guards odd callers.
+      if (this.shapes.size < 5000) this.shapes.set(key, shape);
     }
     const params = shape.slots.map((s) => (typeof s === 'string' ? values[s] : s.value));
     return CompiledQuery.raw(shape.sql, params);
@@ -230,28 +260,46 @@ export class Engine {
     return Object.fromEntries(Object.keys(row).map((k) => [k, slot(k)]));
   }
 
-  /** The transaction handle domain hooks and custom operations use. */
-  tx(db: DB, principal: Principal, now: number): Tx {
+  /**
+   * The transaction handle domain hooks and custom operations use. Rows it finds are kept for
+   * the rest of the write (`rows`, shared with the writes it makes itself), so a parent read by
+   * the reference check, the derive hook and the roll-up is read once.
+   */
+  tx(db: DB, principal: Principal, now: number, rows: WriteRows = new Map()): EngineTx {
     const engine = this;
+    const sqlite = engine.store.kind === 'sqlite';
+    const read = async (resource: Resource, tenantId: string, id: string, lock: boolean) => {
+      const { rows: found } = await engine.run(
+        db,
+        `find|${resource.table}|${lock}`,
+        (slot) => {
+          const q = db
+            .selectFrom(resource.table)
+            .selectAll()
+            .where('tenant_id', '=', slot('tenant'))
+            .where('id', '=', slot('id'));
+          return lock ? q.forUpdate() : q;
+        },
+        { tenant: tenantId, id },
+      );
+      const doc = found[0] ? engine.fromRow(resource, found[0]) : null;
+      // SQLite has one writer: every row read in a write is as good as locked.
+      rows.set(rowKey(resource, tenantId, id), { doc, locked: lock || sqlite });
+      return doc;
+    };
     return {
       now,
+      rows,
       async find(resource, tenantId, id) {
-        const { rows } = await engine.run(
-          db,
-          `find|${resource.table}`,
-          (slot) => {
-            const q = db
-              .selectFrom(resource.table)
-              .selectAll()
-              .where('tenant_id', '=', slot('tenant'))
-              .where('id', '=', slot('id'));
-            // Hooks read rows they then write (roll-ups, the sweep): on PostgreSQL another process may
-            // be writing them too, so the row stays locked until commit (SQLite has one writer).
-            return engine.store.kind === 'postgres' ? q.forUpdate() : q;
-          },
-          { tenant: tenantId, id },
-        );
-        return rows[0] ? engine.fromRow(resource, rows[0]) : null;
+        const seen = rows.get(rowKey(resource, tenantId, id));
+        if (seen?.locked) return seen.doc;
+        // Hooks read rows they then write (roll-ups, the sweep): on PostgreSQL another process may
+        // be writing them too, so the row stays locked until commit.
+        return read(resource, tenantId, id, !sqlite);
+      },
+      async peek(resource, tenantId, id) {
+        const seen = rows.get(rowKey(resource, tenantId, id));
+        return seen ? seen.doc : read(resource, tenantId, id, false);
       },
       async findLive(resource, tenantId, where) {
         let q = db
@@ -262,7 +310,8 @@ export class Engine {
         for (const [k, v] of Object.entries(where)) q = q.where(k, '=', v);
         return (await q.orderBy('id').execute()).map((r) => engine.fromRow(resource, r));
       },
-      systemWrite: (resource, before, changes) => engine.systemWrite(db, resource, principal, before, changes, now),
+      systemWrite: (resource, before, changes) =>
+        engine.systemWrite(db, resource, principal, before, changes, now, rows),
       async insert(table, row) {
         const encoded = engine.encodeRow(table, row);
         await engine.run(
@@ -379,32 +428,83 @@ export class Engine {
     const { field: sortField, desc } = query.sort;
     const sortSpec = resource.allFields[sortField];
     const nullable = !sortSpec.alwaysPresent;
-    let q = this.visible(store.db, resource, principal).select([DOC_COLUMN, 'schema_version', 'id', sortField]);
-    if (!query.includeDeleted) q = q.where('is_deleted', '=', this.live(resource));
-    for (const f of query.filters) {
+    // The SQL depends on the list's shape (sort, which filters, how many values); the values go
+    // in slots, so a list's query is compiled once per shape like the by-id reads.
+    const values: Record<string, unknown> = {
+      tenant: principal.tenantId,
+      app: principal.appId,
+      limit: query.limit + 1,
+    };
+    const shape = ['list', resource.table, principal.appId !== null, sortField, desc, query.includeDeleted];
+    query.filters.forEach((f, i) => {
       const spec = resource.allFields[f.field];
       if (f.op === 'in') {
-        const values = f.values.map((v) => store.encode(spec, v));
-        q = values.length === 1 ? q.where(f.field, '=', values[0]) : q.where(f.field, 'in', values);
+        f.values.forEach((v, j) => {
+          values[`f${i}.${j}`] = store.encode(spec, v);
+        });
+        shape.push(`${f.field} in ${f.values.length}`);
       } else if (f.op === 'has_any') {
-        q = q.where(this.hasAny(f.field, f.values));
+        if (store.kind === 'postgres') values[`f${i}`] = f.values;
+        else
+          f.values.forEach((v, j) => {
+            values[`f${i}.${j}`] = v;
+          });
+        shape.push(`${f.field} has_any ${f.values.length}`);
       } else {
-        const op = { gte: '>=', gt: '>', lte: '<=', lt: '<' }[f.op] as '>=' | '>' | '<=' | '<';
-        q = q.where(f.field, op, store.encode(spec, f.value));
+        values[`f${i}`] = store.encode(spec, f.value);
+        shape.push(`${f.field} ${f.op}`);
       }
-    }
+    });
     if (query.q !== null) {
-      const fn = store.kind === 'postgres' ? sql`strpos` : sql`instr`;
-      q = q.where(sql<SqlBool>`${fn}(${sql.ref(SEARCH_COLUMN)}, ${query.q}) > 0`);
+      values.q = query.q;
+      shape.push('q');
     }
-    if (query.after)
-      q = q.where(
-        this.keysetAfter(sortField, desc, nullable, store.encode(sortSpec, query.after.value), query.after.id),
-      );
-    const dir = desc ? 'desc' : 'asc';
-    q = nullable ? q.orderBy(sortField, (ob) => (desc ? ob.desc() : ob.asc()).nullsLast()) : q.orderBy(sortField, dir);
-    q = q.orderBy('id', dir).limit(query.limit + 1);
-    const rows = await this.read(q.compile());
+    if (query.after) {
+      values.afterValue = store.encode(sortSpec, query.after.value);
+      values.afterId = query.after.id;
+      shape.push(query.after.value === null ? 'after null' : 'after');
+    }
+    const compiled = this.shaped(
+      shape.join('|'),
+      (slot) => {
+        const probe: Principal = {
+          ...principal,
+          tenantId: slot('tenant'),
+          appId: principal.appId === null ? null : slot('app'),
+        };
+        let q = this.visible(store.db, resource, probe).select([DOC_COLUMN, 'schema_version', 'id', sortField]);
+        if (!query.includeDeleted) q = q.where('is_deleted', '=', this.live(resource));
+        query.filters.forEach((f, i) => {
+          const many = (n: number) => Array.from({ length: n }, (_, j) => slot(`f${i}.${j}`));
+          if (f.op === 'in') {
+            q =
+              f.values.length === 1
+                ? q.where(f.field, '=', slot(`f${i}.0`))
+                : q.where(f.field, 'in', many(f.values.length));
+          } else if (f.op === 'has_any') {
+            q = q.where(this.hasAny(f.field, store.kind === 'postgres' ? slot(`f${i}`) : many(f.values.length)));
+          } else {
+            const op = { gte: '>=', gt: '>', lte: '<=', lt: '<' }[f.op] as '>=' | '>' | '<=' | '<';
+            q = q.where(f.field, op, slot(`f${i}`));
+          }
+        });
+        if (query.q !== null) {
+          const fn = store.kind === 'postgres' ? sql`strpos` : sql`instr`;
+          q = q.where(sql<SqlBool>`${fn}(${sql.ref(SEARCH_COLUMN)}, ${slot('q')}) > 0`);
+        }
+        if (query.after) {
+          const value = query.after.value === null ? null : slot('afterValue');
+          q = q.where(this.keysetAfter(sortField, desc, nullable, value, slot('afterId')));
+        }
+        const dir = desc ? 'desc' : 'asc';
+        q = nullable
+          ? q.orderBy(sortField, (ob) => (desc ? ob.desc() : ob.asc()).nullsLast())
+          : q.orderBy(sortField, dir);
+        return q.orderBy('id', dir).limit(slot('limit') as unknown as number);
+      },
+      values,
+    );
+    const rows = await this.read(compiled);
     const hasMore = rows.length > query.limit;
     const page = rows.slice(0, query.limit);
     const data: string[] = [];
@@ -441,11 +541,12 @@ export class Engine {
     return nullable ? sql<SqlBool>`(${after} OR ${col} IS NULL)` : after;
   }
 
-  private hasAny(column: string, values: string[]): Expression<SqlBool> {
+  /** Rows whose JSON list column holds any of the values: one array parameter on PostgreSQL, one per value on SQLite. */
+  private hasAny(column: string, values: string | string[]): Expression<SqlBool> {
     if (this.store.kind === 'postgres') {
       return sql<SqlBool>`${sql.ref(column)} ?| ${sql.val(values)}::text[]`;
     }
-    return sql<SqlBool>`EXISTS (SELECT 1 FROM json_each(${sql.ref(column)}) WHERE json_each.value IN (${sql.join(values)}))`;
+    return sql<SqlBool>`EXISTS (SELECT 1 FROM json_each(${sql.ref(column)}) WHERE json_each.value IN (${sql.join(values as string[])}))`;
   }
 
   /** Keyset pages of a log table, newest first; cursors bound to the caller and the filter. */
@@ -527,29 +628,18 @@ export class Engine {
     }
   }
 
-  /** 422 unless every reference the write sets names a live row of the caller's tenant (any app). */
-  private async checkReferences(db: DB, resource: Resource, principal: Principal, doc: Doc, before: Doc | null) {
+  /**
+   * 422 unless every reference the write sets names a live row of the caller's tenant (any app).
+   * The rows read stay in the write's `tx` for the hooks that read them again.
+   */
+  private async checkReferences(tx: EngineTx, resource: Resource, principal: Principal, doc: Doc, before: Doc | null) {
     const errors: FieldError[] = [];
     for (const [name, field] of Object.entries(resource.allFields)) {
       const value = doc[name];
       if (!field.ref || typeof value !== 'string' || (before && before[name] === value)) continue;
       const target = this.byPrefix.get(field.ref);
-      const found =
-        target &&
-        (
-          await this.run(
-            db,
-            `ref|${target.table}`,
-            (slot) =>
-              db
-                .selectFrom(target.table)
-                .select('id')
-                .where('tenant_id', '=', slot('tenant'))
-                .where('id', '=', slot('id'))
-                .where('is_deleted', '=', this.live(target)),
-            { tenant: principal.tenantId, id: value },
-          )
-        ).rows[0];
+      const row = target ? await tx.peek(target, principal.tenantId, value) : null;
+      const found = row !== null && row.is_deleted === false;
       if (!found) {
         errors.push({
           path: `/${name}`,
@@ -584,8 +674,8 @@ export class Engine {
     });
     resource.hooks?.prepare?.(doc, null, ctx);
     validateDocument(resource, doc, null, ctx);
-    await this.checkReferences(db, resource, principal, doc, null);
     const tx = this.tx(db, principal, ctx.now);
+    await this.checkReferences(tx, resource, principal, doc, null);
     await resource.hooks?.derive?.(doc, null, ctx, tx);
     const row = this.toRow(resource, doc);
     await this.run(
@@ -630,8 +720,8 @@ export class Engine {
         { extra: { current_version: before.version } },
       );
     }
-    await this.checkReferences(db, resource, principal, doc, before);
     const tx = this.tx(db, principal, ctx.now);
+    await this.checkReferences(tx, resource, principal, doc, before);
     await resource.hooks?.derive?.(doc, before, ctx, tx);
     Object.assign(doc, {
       updated_at: isoTime(ctx.now),
@@ -675,6 +765,7 @@ export class Engine {
     before: Doc,
     changes: Doc,
     now: number,
+    rows: WriteRows = new Map(),
   ): Promise<Doc> {
     const doc: Doc = {
       ...before,
@@ -684,8 +775,9 @@ export class Engine {
       version: (before.version as number) + 1,
     };
     await this.writeBack(db, resource, before, doc);
+    rows.set(rowKey(resource, doc.tenant_id as string, doc.id as string), { doc, locked: true });
     const ctx: HookContext = { principal, now, op: 'system', input: null, event: null };
-    await resource.hooks?.afterWrite?.(doc, before, ctx, this.tx(db, principal, now));
+    await resource.hooks?.afterWrite?.(doc, before, ctx, this.tx(db, principal, now, rows));
     return doc;
   }
 

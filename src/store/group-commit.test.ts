@@ -31,40 +31,59 @@ describe('GroupCommit', () => {
     return { store, committed };
   }
 
-  it('commits concurrent writes together; a failing one rolls back alone', async () => {
-    const { store, committed } = await setup();
-    const gc = new GroupCommit(store.db);
-    const outcomes = await Promise.allSettled(
-      Array.from({ length: 10 }, (_, n) =>
-        gc.run(async (db) => {
-          await sql`INSERT INTO t (n) VALUES (${n})`.execute(db);
-          if (n === 5) throw new Error('write 5 fails after its insert');
-          expect(committed()).not.toContain(n); // not visible before the group commits
-          return n;
-        }),
-      ),
-    );
-    expect(outcomes.map((o) => o.status)).toEqual(
-      Array.from({ length: 10 }, (_, n) => (n === 5 ? 'rejected' : 'fulfilled')),
-    );
-    expect(committed()).toEqual([0, 1, 2, 3, 4, 6, 7, 8, 9]);
-    expect(gc.batches).toBe(1);
-  });
+  // Control statements through the query builder, and synchronously on the held connection (as the engine runs it).
+  describe.each([
+    ['through the query builder', false],
+    ['with synchronous statements', true],
+  ] as const)('%s', (_name, direct) => {
+    it('commits concurrent writes together; a failing one rolls back alone', async () => {
+      const { store, committed } = await setup();
+      const gc = new GroupCommit(store.db, direct ? store.exec : null);
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 10 }, (_, n) =>
+          gc.run(async (db) => {
+            await sql`INSERT INTO t (n) VALUES (${n})`.execute(db);
+            if (n === 5) throw new Error('write 5 fails after its insert');
+            expect(committed()).not.toContain(n); // not visible before the group commits
+            return n;
+          }),
+        ),
+      );
+      expect(outcomes.map((o) => o.status)).toEqual(
+        Array.from({ length: 10 }, (_, n) => (n === 5 ? 'rejected' : 'fulfilled')),
+      );
+      expect(committed()).toEqual([0, 1, 2, 3, 4, 6, 7, 8, 9]);
+      expect(gc.batches).toBe(1);
+    });
 
-  it('fails every write of a group whose commit fails, and keeps serving', async () => {
-    const { store, committed } = await setup();
-    const gc = new GroupCommit(store.db);
-    // A deferred constraint fails at COMMIT, after each write's savepoint was released.
-    await sql`CREATE TABLE parent (id INTEGER PRIMARY KEY)`.execute(store.db);
-    await sql`CREATE TABLE child (pid INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)`.execute(store.db);
-    await sql`PRAGMA foreign_keys = ON`.execute(store.db);
-    const outcomes = await Promise.allSettled([
-      gc.run((db) => sql`INSERT INTO t (n) VALUES (1)`.execute(db)),
-      gc.run((db) => sql`INSERT INTO child (pid) VALUES (42)`.execute(db)),
-    ]);
-    expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected']);
-    expect(committed()).toEqual([]);
-    await gc.run((db) => sql`INSERT INTO t (n) VALUES (2)`.execute(db));
-    expect(committed()).toEqual([2]);
+    it('fails every write of a group whose commit fails, and keeps serving', async () => {
+      const { store, committed } = await setup();
+      const gc = new GroupCommit(store.db, direct ? store.exec : null);
+      // A deferred constraint fails at COMMIT, after each write's savepoint was released.
+      await sql`CREATE TABLE parent (id INTEGER PRIMARY KEY)`.execute(store.db);
+      await sql`CREATE TABLE child (pid INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)`.execute(store.db);
+      await sql`PRAGMA foreign_keys = ON`.execute(store.db);
+      const outcomes = await Promise.allSettled([
+        gc.run((db) => sql`INSERT INTO t (n) VALUES (1)`.execute(db)),
+        gc.run((db) => sql`INSERT INTO child (pid) VALUES (42)`.execute(db)),
+      ]);
+      expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected']);
+      expect(committed()).toEqual([]);
+      await gc.run((db) => sql`INSERT INTO t (n) VALUES (2)`.execute(db));
+      expect(committed()).toEqual([2]);
+    });
+
+    it('lends its connection to the running batch only', async () => {
+      const { store } = await setup();
+      const gc = new GroupCommit(store.db, direct ? store.exec : null);
+      expect(gc.holds(store.db)).toBe(false);
+      let held: boolean | null = null;
+      await gc.run(async (db) => {
+        held = gc.holds(db);
+        if (direct && store.exec) store.exec('INSERT INTO t (n) VALUES (?)', [7]);
+      });
+      expect(held).toBe(true);
+      expect(gc.holds(store.db)).toBe(false);
+    });
   });
 });

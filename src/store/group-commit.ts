@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { DB } from './database.js';
+import type { DB, Store } from './database.js';
 
 interface Job {
   fn: (db: DB) => Promise<unknown>;
@@ -22,11 +22,28 @@ export class GroupCommit {
   private running = false;
   /** Transactions committed (or rolled back) so far: fewer than writes under load. */
   batches = 0;
+  /** The connection a batch holds while it runs (see `holds`). */
+  private conn: DB | null = null;
 
+  /**
+   * `exec`, when given, runs statements synchronously on the connection the batches hold
+   * (`Store.exec`): the batch's own BEGIN/SAVEPOINT/COMMIT go through it.
+   */
   constructor(
     private readonly db: DB,
+    private readonly exec: Store['exec'] = null,
     private readonly maxBatch = 64,
   ) {}
+
+  /** Whether `db` is the connection of the batch running now: its statements may use `exec`. */
+  holds(db: DB): boolean {
+    return db === this.conn;
+  }
+
+  private async statement(conn: DB, text: string): Promise<void> {
+    if (this.exec) this.exec(text, []);
+    else await sql.raw(text).execute(conn);
+  }
 
   run<T>(fn: (db: DB) => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -42,7 +59,14 @@ export class GroupCommit {
   private async drain(): Promise<void> {
     try {
       while (this.queue.length > 0) {
-        await this.db.connection().execute((conn) => this.batch(conn));
+        await this.db.connection().execute(async (conn) => {
+          this.conn = conn;
+          try {
+            await this.batch(conn);
+          } finally {
+            this.conn = null;
+          }
+        });
       }
     } finally {
       this.running = false;
@@ -53,28 +77,28 @@ export class GroupCommit {
     this.batches++;
     const done: [Job, unknown][] = [];
     try {
-      await sql`BEGIN IMMEDIATE`.execute(conn);
+      await this.statement(conn, 'BEGIN IMMEDIATE');
     } catch (err) {
       for (const job of this.queue.splice(0, this.maxBatch)) job.reject(err);
       return;
     }
     for (let n = 0; n < this.maxBatch && this.queue.length > 0; n++) {
       const job = this.queue.shift() as Job;
-      await sql`SAVEPOINT edm_write`.execute(conn);
+      await this.statement(conn, 'SAVEPOINT edm_write');
       try {
         const value = await job.fn(conn);
-        await sql`RELEASE edm_write`.execute(conn);
+        await this.statement(conn, 'RELEASE edm_write');
         done.push([job, value]);
       } catch (err) {
-        await sql`ROLLBACK TO edm_write`.execute(conn);
-        await sql`RELEASE edm_write`.execute(conn);
+        await this.statement(conn, 'ROLLBACK TO edm_write');
+        await this.statement(conn, 'RELEASE edm_write');
         job.reject(err);
       }
     }
     try {
-      await sql`COMMIT`.execute(conn);
+      await this.statement(conn, 'COMMIT');
     } catch (err) {
-      await sql`ROLLBACK`.execute(conn).catch(() => {});
+      await this.statement(conn, 'ROLLBACK').catch(() => {});
       for (const [job] of done) job.reject(err);
       return;
     }
