@@ -166,7 +166,7 @@ export function jsonbOrder(value: unknown): unknown {
  * Kysely's SQLite driver prepares every statement it runs; preparing costs more than running a
  * point read. Statements are compiled from a bounded set of query shapes, so keep them.
  */
-function cachingStatements(database: SQLite.Database, max = 500) {
+function cachingStatements(database: SQLite.Database, max = 500, beforeWrite?: () => void) {
   const cache = new Map<string, SQLite.Statement>();
   return {
     close: () => database.close(),
@@ -177,6 +177,8 @@ function cachingStatements(database: SQLite.Database, max = 500) {
         if (cache.size >= max) cache.delete(cache.keys().next().value as string);
         cache.set(source, statement);
       }
+      // Callers prepare a statement right before they run it.
+      if (beforeWrite && !statement.reader) beforeWrite();
       return statement;
     },
   };
@@ -188,7 +190,18 @@ function openSqlite(file: string, options: StoreOptions): Store {
   database.pragma('journal_mode = WAL');
   database.pragma('synchronous = NORMAL');
   database.pragma('busy_timeout = 5000');
-  const statements = cachingStatements(database);
+  // Reads on the second connection share one snapshot per turn of the event loop: each read
+  // transaction takes and drops file locks (system calls), which cost more than a point read.
+  // The snapshot ends when the turn does, and before anything on this store writes (each
+  // COMMIT included), so a read that follows a write, in any turn, sees it.
+  let reader: ReturnType<typeof cachingStatements> | null = null;
+  let snapshot = false;
+  const endRead = () => {
+    if (!snapshot) return;
+    snapshot = false;
+    reader?.prepare('COMMIT').run();
+  };
+  const statements = cachingStatements(database, 500, endRead);
   const db = new Kysely({
     dialect: new SqliteDialect({ database: statements }),
     log: logger(options),
@@ -201,7 +214,6 @@ function openSqlite(file: string, options: StoreOptions): Store {
     return { rows: [], changes: statement.run(...parameters).changes };
   };
   // Opened lazily: the schema must exist first, and `:memory:` databases have no second connection.
-  let reader: ReturnType<typeof cachingStatements> | null = null;
   const read =
     file === ':memory:'
       ? null
@@ -210,6 +222,11 @@ function openSqlite(file: string, options: StoreOptions): Store {
             const handle = new SQLite(file, { readonly: true });
             handle.pragma('busy_timeout = 5000');
             reader = cachingStatements(handle);
+          }
+          if (!snapshot) {
+            reader.prepare('BEGIN').run();
+            snapshot = true;
+            setImmediate(endRead);
           }
           return reader.prepare(source).all(...(parameters as unknown[])) as Record<string, unknown>[];
         };
@@ -259,6 +276,7 @@ function openSqlite(file: string, options: StoreOptions): Store {
     read,
     exec,
     close: async () => {
+      endRead();
       (reader as ReturnType<typeof cachingStatements> | null)?.close();
       await db.destroy();
     },

@@ -1,0 +1,61 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import SQLite from 'better-sqlite3';
+import { sql } from 'kysely';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openStore, type Store } from './database.js';
+
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('SQLite reads on the second connection', () => {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0)) await c();
+  });
+
+  async function setup() {
+    const dir = mkdtempSync(join(tmpdir(), 'edm-read-'));
+    const file = join(dir, 'read.sqlite');
+    const store = openStore(`sqlite:${file}`);
+    await sql`CREATE TABLE t (n INTEGER PRIMARY KEY)`.execute(store.db);
+    cleanups.push(async () => {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const read = store.read as NonNullable<Store['read']>;
+    const numbers = () => read('SELECT n FROM t ORDER BY n', []).map((r) => r.n);
+    return { store, file, numbers };
+  }
+
+  it('see a write made in the same turn, through the query builder or synchronously', async () => {
+    const { store, numbers } = await setup();
+    expect(numbers()).toEqual([]); // opens the turn's shared snapshot
+    await sql`INSERT INTO t (n) VALUES (1)`.execute(store.db);
+    expect(numbers()).toEqual([1]);
+    store.exec?.('INSERT INTO t (n) VALUES (?)', [2]);
+    expect(numbers()).toEqual([1, 2]);
+  });
+
+  it('see nothing of a transaction before its COMMIT, and all of it after', async () => {
+    const { store, numbers } = await setup();
+    const exec = store.exec as NonNullable<Store['exec']>;
+    exec('BEGIN IMMEDIATE', []);
+    exec('INSERT INTO t (n) VALUES (?)', [3]);
+    expect(numbers()).toEqual([]);
+    exec('COMMIT', []);
+    expect(numbers()).toEqual([3]);
+  });
+
+  it("see another process's writes from the next turn on", async () => {
+    const { file, numbers } = await setup();
+    const other = new SQLite(file);
+    cleanups.push(() => {
+      other.close();
+    });
+    expect(numbers()).toEqual([]);
+    other.prepare('INSERT INTO t (n) VALUES (4)').run();
+    await turn();
+    expect(numbers()).toEqual([4]);
+  });
+});
