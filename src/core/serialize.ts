@@ -24,7 +24,14 @@ export function serializeDoc(resource: Resource, doc: Doc): string {
 
 const written = new WeakMap<Doc, { version: unknown; updatedAt: unknown; json: string }>();
 
-/** The list envelope around documents already in their JSON form. */
-export function listJson(data: readonly string[], hasMore: boolean, nextCursor: string | null): string {
-  return `{"object":"list","data":[${data.join(',')}],"has_more":${hasMore},"next_cursor":${nextCursor === null ? 'null' : JSON.stringify(nextCursor)}}`;
+const LIST_HEAD = Buffer.from('{"object":"list","data":[');
+
+/**
+ * The list envelope around documents already in their JSON form, joined by commas: a buffer
+ * when they come as one (bytes copied, never decoded), else a string.
+ */
+export function listJson(documents: string | Buffer, hasMore: boolean, nextCursor: string | null): string | Buffer {
+  const tail = `],"has_more":${hasMore},"next_cursor":${nextCursor === null ? 'null' : JSON.stringify(nextCursor)}}`;
+  if (typeof documents === 'string') return `{"object":"list","data":[${documents}${tail}`;
+  return Buffer.concat([LIST_HEAD, documents, Buffer.from(tail)]);
 }

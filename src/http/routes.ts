@@ -123,7 +123,9 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     app.get<{ Querystring: Query }>(base, { config: read }, async (request, reply) => {
       const query = parseListQuery(resource, request.principal as Principal, request.query, cursors);
       const page = await engine.list(resource, request.principal as Principal, query);
-      return reply.type('application/json; charset=utf-8').send(listJson(page.data, page.has_more, page.next_cursor));
+      return reply
+        .type('application/json; charset=utf-8')
+        .send(listJson(page.documents, page.has_more, page.next_cursor));
     });
 
     app.get<{ Params: IdParams; Querystring: Query }>(`${base}/:id`, { config: read }, async (request, reply) => {
