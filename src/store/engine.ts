@@ -45,6 +45,8 @@ interface Child {
 export interface UpdateExtra {
   internal?: Doc;
   event?: WriteEvent;
+  /** The row as this transaction already read it, locked (a custom operation's `get`). */
+  before?: Doc;
 }
 
 const SLOT = '\u0000slot:';
@@ -373,9 +375,20 @@ export class Engine {
 
   /** Resource operations for a custom operation, bound to its caller and transaction. */
   ops(db: DB, principal: Principal): ResourceOps {
+    // A row the operation got (locked, in its transaction) is what its update starts from.
+    const got = new Map<string, Doc>();
     return {
-      get: (resource, id) => this.load(db, resource, principal, id, true),
-      update: (resource, id, patch, extra) => this.update(db, resource, principal, id, patch, NO_CONDITIONS, extra),
+      get: async (resource, id) => {
+        const doc = await this.load(db, resource, principal, id, true);
+        got.set(rowKey(resource, principal.tenantId, id), doc);
+        return doc;
+      },
+      update: (resource, id, patch, extra = {}) => {
+        const key = rowKey(resource, principal.tenantId, id);
+        const before = got.get(key);
+        got.delete(key);
+        return this.update(db, resource, principal, id, patch, NO_CONDITIONS, { ...extra, before });
+      },
       page: (table, where, order, params) => this.page(db, principal, table, where, order, params),
     };
   }
@@ -760,7 +773,7 @@ export class Engine {
     cond: WriteConditions,
     extra: UpdateExtra = {},
   ): Promise<Doc> {
-    const before = await this.load(db, resource, principal, id, true);
+    const before = extra.before ?? (await this.load(db, resource, principal, id, true));
     this.checkPreconditions(before, cond, (body as Doc | null)?.version);
     const patch = asObject(body);
     checkWritableKeys(resource, patch, true);
