@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../src/core/auth.js';
 import { ManualClock } from '../src/core/clock.js';
@@ -7,7 +8,7 @@ import type { Doc } from '../src/core/resource.js';
 import { buildApp } from '../src/http/app.js';
 import { recompute } from '../src/modules/okr/rollup.js';
 import { openStore, type Store } from '../src/store/database.js';
-import { byName, freshStore, injectAs, storeKinds, T0, testConfig, USER_A } from './helpers.js';
+import { byName, freshStore, injectAs, PG_URL, storeKinds, T0, testConfig, USER_A } from './helpers.js';
 
 // Several server processes on one database: on PostgreSQL, two buildApp()s, each on its own
 // pool (its own openStore) over one schema, race writes against each other. SQLite serves one
@@ -26,6 +27,9 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
   const apps: FastifyInstance[] = [];
   let drop: () => Promise<void>;
   let token: string;
+  let schema: string | undefined;
+  /** The application_name of the second process's sessions (PostgreSQL). */
+  let secondApp = '';
   const clock = new ManualClock(T0);
   /** The app the i-th request goes to: alternating between the two processes. */
   const via = (i: number) => apps[i % apps.length];
@@ -33,10 +37,11 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
   beforeAll(async () => {
     const fresh = await freshStore(kind);
     drop = fresh.drop;
+    schema = fresh.schema;
     stores.push(fresh.store);
     if (kind === 'postgres') {
-      const tag = randomBytes(4).toString('hex');
-      stores.push(openStore(fresh.url, { schema: fresh.schema, poolSize: 5, applicationName: `edm-race-${tag}` }));
+      secondApp = `edm-race-${randomBytes(4).toString('hex')}`;
+      stores.push(openStore(fresh.url, { schema: fresh.schema, poolSize: 5, applicationName: secondApp }));
     }
     // Both migrate at start, as two servers booting at once would.
     apps.push(...(await Promise.all(stores.map((store) => buildApp({ config, store, clock })))));
@@ -51,6 +56,51 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
   it('runs two processes on PostgreSQL', () => {
     expect(apps.length).toBe(kind === 'postgres' ? 2 : 1);
   });
+
+  it.runIf(kind === 'postgres')(
+    'check-ins only share-lock their cycle: a session reading it (FOR SHARE) holds none of them up',
+    async () => {
+      const cycle = await send(apps[0], token, 'POST', byName('Cycle').basePath, {
+        name: 'Shared quarter',
+        start_date: '2026-10-01',
+        end_date: '2026-12-31',
+      });
+      const objective = await send(apps[0], token, 'POST', objectives.basePath, {
+        title: 'in the quarter',
+        cycle_id: cycle.body.id,
+      });
+      const kr = await send(apps[0], token, 'POST', keyResults.basePath, {
+        objective_id: objective.body.id,
+        title: 'checked in while the cycle is read',
+        target: 10,
+      });
+      const reader = new pg.Client({ connectionString: PG_URL });
+      await reader.connect();
+      try {
+        await reader.query(`SET search_path TO ${schema}`);
+        await reader.query('BEGIN');
+        await reader.query('SELECT id FROM okr_cycles WHERE id = $1 FOR SHARE', [cycle.body.id]);
+        const checkIn = send(apps[1], token, 'POST', `${keyResults.basePath}/${kr.body.id}/check-ins`, { value: 4 });
+        let answered = false;
+        void checkIn.finally(() => {
+          answered = true;
+        });
+        // Until it answers, no session of the second process may be waiting for a lock.
+        for (let i = 0; i < 400 && !answered; i++) {
+          const { rows } = await reader.query(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+            [secondApp],
+          );
+          expect(rows[0].n, 'a check-in waited for the lock on its cycle').toBe(0);
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        expect((await checkIn).status).toBe(201);
+      } finally {
+        await reader.query('ROLLBACK').catch(() => {});
+        await reader.end();
+      }
+    },
+  );
 
   it('lets exactly one of 20 PATCHes at one If-Match version win; the rest are 412', async () => {
     const created = await send(apps[0], token, 'POST', objectives.basePath, { title: 'contended' });

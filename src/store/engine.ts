@@ -7,7 +7,7 @@ import { newId } from '../core/ids.js';
 import { type CursorCodec, DEFAULT_LIMIT, type ListQuery, MAX_LIMIT, searchText } from '../core/list-query.js';
 import type { Doc, HookContext, Job, ModuleDef, Principal, Resource } from '../core/resource.js';
 import { serializeDoc } from '../core/serialize.js';
-import type { ResourceOps, Row, RowPage, SelectOptions, TableDef, Tx, WriteEvent } from '../core/tables.js';
+import type { ResourceOps, Row, RowLock, RowPage, SelectOptions, TableDef, Tx, WriteEvent } from '../core/tables.js';
 import { asObject, checkWritableKeys, mergePatch, validateDocument } from '../core/validation.js';
 import type { DB, Store } from './database.js';
 import { GroupCommit } from './group-commit.js';
@@ -52,7 +52,10 @@ export interface UpdateExtra {
 const SLOT = '\u0000slot:';
 
 /** Rows one write has read or written, by resource, tenant and id (see Engine.tx). */
-type WriteRows = Map<string, { doc: Doc | null; locked: boolean }>;
+type WriteRows = Map<string, { doc: Doc | null; lock: number }>;
+
+/** Row locks a write's reads take on PostgreSQL, weakest first (SQLite has one writer: all are `update`). */
+const LOCKS = { none: 0, share: 1, update: 2 } as const;
 
 const rowKey = (resource: Resource, tenantId: string, id: string) => `${resource.table}\u0000${tenantId}\u0000${id}`;
 
@@ -277,38 +280,36 @@ export class Engine {
   tx(db: DB, principal: Principal, now: number, rows: WriteRows = new Map()): EngineTx {
     const engine = this;
     const sqlite = engine.store.kind === 'sqlite';
-    const read = async (resource: Resource, tenantId: string, id: string, lock: boolean) => {
+    const read = async (resource: Resource, tenantId: string, id: string, lock: RowLock | 'none') => {
+      const mode = sqlite ? 'none' : lock;
       const { rows: found } = await engine.run(
         db,
-        `find|${resource.table}|${lock}`,
+        `find|${resource.table}|${mode}`,
         (slot) => {
           const q = db
             .selectFrom(resource.table)
             .selectAll()
             .where('tenant_id', '=', slot('tenant'))
             .where('id', '=', slot('id'));
-          return lock ? q.forUpdate() : q;
+          return mode === 'update' ? q.forUpdate() : mode === 'share' ? q.forShare() : q;
         },
         { tenant: tenantId, id },
       );
       const doc = found[0] ? engine.fromRow(resource, found[0]) : null;
-      // SQLite has one writer: every row read in a write is as good as locked.
-      rows.set(rowKey(resource, tenantId, id), { doc, locked: lock || sqlite });
+      rows.set(rowKey(resource, tenantId, id), { doc, lock: sqlite ? LOCKS.update : LOCKS[lock] });
       return doc;
     };
     return {
       now,
       rows,
-      async find(resource, tenantId, id) {
+      async find(resource, tenantId, id, lock = 'update') {
         const seen = rows.get(rowKey(resource, tenantId, id));
-        if (seen?.locked) return seen.doc;
-        // Hooks read rows they then write (roll-ups, the sweep): on PostgreSQL another process may
-        // be writing them too, so the row stays locked until commit.
-        return read(resource, tenantId, id, !sqlite);
+        if (seen && seen.lock >= LOCKS[lock]) return seen.doc;
+        return read(resource, tenantId, id, lock);
       },
       async peek(resource, tenantId, id) {
         const seen = rows.get(rowKey(resource, tenantId, id));
-        return seen ? seen.doc : read(resource, tenantId, id, false);
+        return seen ? seen.doc : read(resource, tenantId, id, 'none');
       },
       async findLive(resource, tenantId, where) {
         let q = db
@@ -851,7 +852,7 @@ export class Engine {
       version: (before.version as number) + 1,
     };
     await this.writeBack(db, resource, before, doc);
-    rows.set(rowKey(resource, doc.tenant_id as string, doc.id as string), { doc, locked: true });
+    rows.set(rowKey(resource, doc.tenant_id as string, doc.id as string), { doc, lock: LOCKS.update });
     const ctx: HookContext = { principal, now, op: 'system', input: null, event: null };
     await resource.hooks?.afterWrite?.(doc, before, ctx, this.tx(db, principal, now, rows));
     return doc;

@@ -175,7 +175,7 @@ export const keyResults = defineResource({
       const objective = await tx.find(objectives, ctx.principal.tenantId, doc.objective_id as string);
       const cycle =
         typeof objective?.cycle_id === 'string'
-          ? await tx.find(cycles, ctx.principal.tenantId, objective.cycle_id)
+          ? await tx.find(cycles, ctx.principal.tenantId, objective.cycle_id, 'share')
           : null;
       const { status, expiresAt } = computeStatus(m, cycleSpan(cycle), ctx.now);
       doc.status = status;

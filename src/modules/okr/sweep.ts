@@ -30,8 +30,10 @@ export async function sweepOne(tx: Tx, tenantId: string, keyResultId: string): P
     await scheduleSweep(tx, tenantId, keyResultId, null);
     return false;
   }
+  // Locked for update now: a status change rolls up into the objective (no share-to-update upgrade).
   const objective = await tx.find(objectives, tenantId, kr.objective_id as string);
-  const cycle = typeof objective?.cycle_id === 'string' ? await tx.find(cycles, tenantId, objective.cycle_id) : null;
+  const cycle =
+    typeof objective?.cycle_id === 'string' ? await tx.find(cycles, tenantId, objective.cycle_id, 'share') : null;
   const { status, expiresAt } = computeStatus(kr as unknown as Measure, cycleSpan(cycle), tx.now);
   // A band that ends at or before now (rounding at the edge) is looked at again a moment later.
   await scheduleSweep(tx, tenantId, keyResultId, expiresAt === null ? null : Math.max(expiresAt, tx.now + 1));
