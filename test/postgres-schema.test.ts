@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../src/core/auth.js';
@@ -230,4 +231,49 @@ describe.runIf(PG_URL)('PostgreSQL schema, Citus-ready', () => {
     for (const queue of queueTables) expect(section).toContain(queue);
     expect(section).not.toMatch(new RegExp(`create_distributed_table\\('(${[...queueTables].join('|')})'`));
   });
+  it('keeps serving while a migration adds a column: its prepared statements name their columns', async () => {
+    const token = await mintToken({
+      secret: config.jwtSecret,
+      tenant: 'prepared',
+      sub: USER_A,
+      ttl: '1000d',
+      now: clock.now(),
+    });
+    const objective = await call(token, 'POST', byName('Objective').basePath, { title: 'prepared' });
+    const krPath = byName('KeyResult').basePath;
+    const kr = await call(token, 'POST', krPath, { objective_id: objective.body.id, title: 'prepared kr', target: 10 });
+    const rounds = async (value: number) => {
+      // Several at once, so every session of the pool (3) prepares and then reuses them.
+      const answers = await Promise.all([
+        ...Array.from({ length: 4 }, () => call(token, 'GET', `${krPath}/${kr.body.id}`)),
+        call(token, 'GET', `${krPath}?objective_id=${objective.body.id}`),
+        call(token, 'POST', `${krPath}/${kr.body.id}/check-ins`, { value }),
+      ]);
+      return answers.map((a) => a.status);
+    };
+    expect(await rounds(1)).toEqual([200, 200, 200, 200, 200, 201]);
+    expect(await rounds(2)).toEqual([200, 200, 200, 200, 200, 201]);
+    await admin.query(`ALTER TABLE ${schema}.okr_key_results ADD COLUMN added_later text COLLATE "C"`);
+    await admin.query(`ALTER TABLE ${schema}.okr_objectives ADD COLUMN added_later text COLLATE "C"`);
+    try {
+      expect(await rounds(3)).toEqual([200, 200, 200, 200, 200, 201]);
+      expect((await call(token, 'GET', `${krPath}/${kr.body.id}`)).body.current).toBe(3);
+    } finally {
+      await admin.query(`ALTER TABLE ${schema}.okr_key_results DROP COLUMN added_later`);
+      await admin.query(`ALTER TABLE ${schema}.okr_objectives DROP COLUMN added_later`);
+    }
+  });
+  it.each([true, false])(
+    'prepares statements with parameters once per session unless told not to (prepare: %s)',
+    async (prepare) => {
+      const own = openStore(url, { schema, poolSize: 1, prepare, applicationName: 'edm-test-prepare' });
+      try {
+        for (const n of [1, 2]) await sql`SELECT ${n}::int AS n`.execute(own.db);
+        const { rows } = await sql<{ n: number }>`SELECT count(*) AS n FROM pg_prepared_statements`.execute(own.db);
+        expect(rows[0].n > 0).toBe(prepare);
+      } finally {
+        await own.close();
+      }
+    },
+  );
 });

@@ -31,6 +31,11 @@ export interface Config {
   dbConnectTimeoutMs?: number;
   /** EDM_DB_STATEMENT_TIMEOUT_MS: PostgreSQL statement_timeout of requests (0: none). */
   dbStatementTimeoutMs?: number;
+  /**
+   * EDM_DB_PREPARE: PostgreSQL sessions prepare each statement once (default true); false behind
+   * a pooler in transaction mode that does not keep prepared statements.
+   */
+  dbPrepare?: boolean;
 }
 
 type Env = Record<string, string | undefined>;
@@ -49,7 +54,7 @@ function generatedSecret(dataDir: string, name: string): Uint8Array {
 /**
  * Configuration from the environment (PORT, HOST, EDM_DATABASE_URL, EDM_JWT_SECRET,
  * EDM_SECRET_KEY, EDM_JWT_ISSUER, EDM_JWT_AUDIENCE, EDM_REQUIRE_IF_MATCH, EDM_DB_POOL_SIZE,
- * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS). Secrets that are not configured are generated under the data dir.
+ * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS, EDM_DB_PREPARE). Secrets that are not configured are generated under the data dir.
  */
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = resolve(env.EDM_DATA_DIR || './data');
@@ -85,5 +90,6 @@ export function loadConfig(env: Env = process.env): Config {
     autoMigrate: !['0', 'false'].includes(env.EDM_AUTO_MIGRATE ?? ''),
     dbConnectTimeoutMs: millis('EDM_DB_CONNECT_TIMEOUT_MS', 5000),
     dbStatementTimeoutMs: millis('EDM_DB_STATEMENT_TIMEOUT_MS', 30_000),
+    dbPrepare: !['0', 'false'].includes(env.EDM_DB_PREPARE ?? ''),
   };
 }

@@ -135,7 +135,19 @@ export class Idempotency {
   private find(db: DB, claim: Pick<Claim, 'tenantId' | 'scope' | 'key'>) {
     return db
       .selectFrom(IDEMPOTENCY_TABLE)
-      .selectAll()
+      .select([
+        'tenant_id',
+        'scope',
+        'key',
+        'fingerprint',
+        'state',
+        'claimed_at',
+        'lease_until',
+        'expires_at',
+        'status',
+        'headers',
+        'body',
+      ])
       .where('tenant_id', '=', claim.tenantId)
       .where('scope', '=', claim.scope)
       .where('key', '=', claim.key)

@@ -63,6 +63,8 @@ export interface StoreOptions {
   connectTimeoutMs?: number;
   /** Server-side `statement_timeout` of requests' statements; 0 disables; default 30000. */
   statementTimeoutMs?: number;
+  /** PostgreSQL: run statements with parameters as named prepared statements (default true). */
+  prepare?: boolean;
   /** Called with every statement run (tests check that tenant data is always addressed by tenant). */
   onQuery?: (sql: string, parameters: readonly unknown[]) => void;
 }
@@ -73,12 +75,13 @@ function logger(options: StoreOptions): KyselyConfig['log'] {
   return (event: LogEvent) => onQuery(event.query.sql, event.query.parameters);
 }
 
-/** The store options a configuration names (EDM_DB_POOL_SIZE, EDM_DB_*_TIMEOUT_MS). */
+/** The store options a configuration names (EDM_DB_POOL_SIZE, EDM_DB_*_TIMEOUT_MS, EDM_DB_PREPARE). */
 export function storeOptions(config: Config): StoreOptions {
   return {
     poolSize: config.dbPoolSize,
     connectTimeoutMs: config.dbConnectTimeoutMs,
     statementTimeoutMs: config.dbStatementTimeoutMs,
+    prepare: config.dbPrepare,
   };
 }
 
@@ -315,6 +318,30 @@ export function parsePostgresUrl(url: string, schemaOverride?: string): Postgres
   return { connectionString: parsed.toString(), schema, options: options || undefined };
 }
 
+const statementNames = new Map<string, string>();
+
+/**
+ * Statements with parameters run as named prepared statements: a session parses and plans
+ * each once, then only binds and executes it (the engine's statements come from a bounded set
+ * of shapes). They name their columns, never `*`, so a migration that adds a column does not
+ * change a prepared statement's result type. Statements without parameters (DDL, BEGIN,
+ * COMMIT) stay unnamed.
+ */
+function prepareOncePerSession(client: pg.PoolClient): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  (client as { query: unknown }).query = (text: unknown, values?: unknown, callback?: unknown) => {
+    if (typeof text === 'string' && Array.isArray(values) && values.length > 0 && callback === undefined) {
+      let name = statementNames.get(text);
+      if (name === undefined && statementNames.size < 5000) {
+        name = `edm_${statementNames.size + 1}`;
+        statementNames.set(text, name);
+      }
+      if (name !== undefined) return query({ name, text, values });
+    }
+    return callback === undefined ? query(text, values) : query(text, values, callback);
+  };
+}
+
 function openPostgres(url: string, options: StoreOptions): Store {
   const target = parsePostgresUrl(url, options.schema);
   const statementTimeout = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
@@ -347,7 +374,10 @@ function openPostgres(url: string, options: StoreOptions): Store {
   // process: idle ones are dropped by the pool, and one checked out by a request fails that
   // request's next statement instead (a 503), then leaves the pool.
   pool.on('error', () => {});
-  pool.on('connect', (client) => client.on('error', () => {}));
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+    if (options.prepare ?? true) prepareOncePerSession(client);
+  });
   const db = new Kysely({ dialect: new PostgresDialect({ pool }), log: logger(options) });
   const types: Record<ColumnKind, string> = {
     text: 'text COLLATE "C"',

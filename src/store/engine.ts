@@ -57,6 +57,20 @@ type WriteRows = Map<string, { doc: Doc | null; lock: number }>;
 /** Row locks a write's reads take on PostgreSQL, weakest first (SQLite has one writer: all are `update`). */
 const LOCKS = { none: 0, share: 1, update: 2 } as const;
 
+const columnLists = new WeakMap<Resource, string[]>();
+/**
+ * The columns a full read of a resource's row selects: named, never `*`, so a statement a
+ * session has prepared keeps its result type when a later migration adds a column.
+ */
+function columnsOf(resource: Resource): string[] {
+  let columns = columnLists.get(resource);
+  if (!columns) {
+    columns = storedFields(resource).map(([name]) => name);
+    columnLists.set(resource, columns);
+  }
+  return columns;
+}
+
 const rowKey = (resource: Resource, tenantId: string, id: string) => `${resource.table}\u0000${tenantId}\u0000${id}`;
 
 /** The hooks' transaction handle, with what the engine itself uses of it. */
@@ -210,7 +224,7 @@ export class Engine {
         const q = this.visible(this.store.db, resource, probe)
           .where('id', '=', slot('id'))
           .$if(json, (qb) => qb.select([DOC_COLUMN, 'schema_version', 'version']))
-          .$if(!json, (qb) => qb.selectAll());
+          .$if(!json, (qb) => qb.select(columnsOf(resource)));
         return lock && this.store.kind === 'postgres' ? q.forUpdate() : q;
       },
       { tenant: principal.tenantId, app: principal.appId, id },
@@ -288,7 +302,7 @@ export class Engine {
         (slot) => {
           const q = db
             .selectFrom(resource.table)
-            .selectAll()
+            .select(columnsOf(resource))
             .where('tenant_id', '=', slot('tenant'))
             .where('id', '=', slot('id'));
           return mode === 'update' ? q.forUpdate() : mode === 'share' ? q.forShare() : q;
@@ -314,7 +328,7 @@ export class Engine {
       async findLive(resource, tenantId, where) {
         let q = db
           .selectFrom(resource.table)
-          .selectAll()
+          .select(columnsOf(resource))
           .where('tenant_id', '=', tenantId)
           .where('is_deleted', '=', engine.live(resource));
         for (const [k, v] of Object.entries(where)) q = q.where(k, '=', v);
@@ -361,7 +375,7 @@ export class Engine {
         );
       },
       async select(table, where, options: SelectOptions = {}) {
-        let q = db.selectFrom(table.name).selectAll();
+        let q = db.selectFrom(table.name).select(Object.keys(table.columns));
         for (const [k, v] of Object.entries(engine.encodeRow(table, where))) q = q.where(k, '=', v);
         if (options.atMost) {
           const [col, v] = options.atMost;
@@ -405,7 +419,7 @@ export class Engine {
         (
           await this.store.db
             .selectFrom(table.name)
-            .selectAll()
+            .select(Object.keys(table.columns))
             .where(column, '<=', this.store.encode(kindOf(table.columns[column]) as AnyField, isoTime(now)))
             .orderBy(column)
             .limit(limit)
@@ -654,7 +668,7 @@ export class Engine {
     const fingerprint = createHash('sha256')
       .update(JSON.stringify([table.name, principal.tenantId, principal.appId, where]))
       .digest('base64url');
-    let q = db.selectFrom(table.name).selectAll();
+    let q = db.selectFrom(table.name).select(Object.keys(table.columns));
     for (const [k, v] of Object.entries(this.encodeRow(table, where))) q = q.where(k, '=', v);
     if (cursor !== null) {
       const after = this.options.cursors.decode(cursor, fingerprint);
