@@ -49,17 +49,29 @@ function ensureWrk() {
   });
 }
 
-function start(command, argv, env, port) {
+async function start(command, argv, env, port) {
+  // Whatever answers on the port must be the server started here, never a leftover one.
+  const taken = await fetch(`http://127.0.0.1:${port}/healthz`).then(
+    () => true,
+    () => false,
+  );
+  if (taken) throw new Error(`port ${port} is already in use: stop what listens there first`);
   const child = spawn('taskset', ['-c', SERVER_CPU, command, ...argv], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   children.push(child);
-  return waitFor(`http://127.0.0.1:${port}/healthz`).then(() => child);
+  let exited = false;
+  child.on('exit', () => {
+    exited = true;
+  });
+  await waitFor(`http://127.0.0.1:${port}/healthz`, () => exited);
+  return child;
 }
 
-async function waitFor(url) {
+async function waitFor(url, failed = () => false) {
   for (let i = 0; i < 300; i++) {
+    if (failed()) throw new Error(`the server for ${url} exited before it answered`);
     try {
       if ((await fetch(url)).ok) return;
     } catch {}
