@@ -423,12 +423,29 @@ async function main() {
   results.date = new Date().toISOString();
 
   const pad = (v, n) => String(v).padEnd(n);
+  // Each ratio beside the committed baseline's: later changes keep them within 10%.
+  const baseline = (() => {
+    try {
+      return JSON.parse(readFileSync(join(root, 'bench/results/baseline.json'), 'utf8'));
+    } catch {
+      return { rows: [] };
+    }
+  })();
+  for (const r of results.rows) {
+    const before = baseline.rows.find((b) => b.scenario === r.scenario);
+    r.baseline_ratio = before ? before.ratio : null;
+    r.vs_baseline = before ? r.ratio / before.ratio - 1 : null;
+  }
   const lines = [
-    `${pad('scenario', 36)}${pad('req/s', 9)}${pad('bare', 9)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('bare p99', 9)}${pad('ratio', 7)}${pad('target', 8)}met`,
+    `${pad('scenario', 36)}${pad('req/s', 9)}${pad('bare', 9)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('bare p99', 9)}${pad('ratio', 7)}${pad('target', 8)}${pad('met', 5)}vs baseline`,
   ];
   for (const r of results.rows) {
+    const delta =
+      r.vs_baseline === null
+        ? ''
+        : `${r.vs_baseline >= 0 ? '+' : ''}${(100 * r.vs_baseline).toFixed(0)}%${r.vs_baseline < -0.1 ? ' (over 10% below)' : ''}`;
     lines.push(
-      `${pad(r.scenario, 36)}${pad(r.rps.toFixed(0), 9)}${pad(r.bare_rps.toFixed(0), 9)}${pad(r.p50.toFixed(2), 8)}${pad(r.p99.toFixed(2), 8)}${pad(r.bare_p99.toFixed(2), 9)}${pad(r.ratio.toFixed(3), 7)}${pad(r.target.toFixed(3), 8)}${r.met ? 'yes' : 'NO'}${r.errors ? `  (${r.errors} non-2xx)` : ''}`,
+      `${pad(r.scenario, 36)}${pad(r.rps.toFixed(0), 9)}${pad(r.bare_rps.toFixed(0), 9)}${pad(r.p50.toFixed(2), 8)}${pad(r.p99.toFixed(2), 8)}${pad(r.bare_p99.toFixed(2), 9)}${pad(r.ratio.toFixed(3), 7)}${pad(r.target.toFixed(3), 8)}${pad(r.met ? 'yes' : 'NO', 5)}${delta}${r.errors ? `  (${r.errors} non-2xx)` : ''}`,
     );
   }
   lines.push('');
