@@ -59,3 +59,16 @@ describe('SQLite reads on the second connection', () => {
     expect(numbers()).toEqual([4]);
   });
 });
+
+describe('the SQLite writer connection', () => {
+  it('keeps savepoint journals (one per write of a group commit) in memory, not in temporary files', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edm-temp-'));
+    const store = openStore(`sqlite:${join(dir, 'temp.sqlite')}`);
+    try {
+      expect(store.exec?.('PRAGMA temp_store', [])?.rows).toEqual([{ temp_store: 2 }]);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
