@@ -30,16 +30,16 @@ export interface SelectOptions {
 }
 
 /**
- * What domain hooks may do inside the transaction of a write. Everything it reads or writes
- * commits or rolls back with that write.
- */
-/**
  * How a hook's read locks the row until its write commits (PostgreSQL; SQLite has one writer):
  * `update` for a row the write will change (roll-ups, the sweep), `share` for one it only
  * reads but must not see change under it (a cycle's dates): shared locks do not wait for each other.
  */
 export type RowLock = 'update' | 'share';
 
+/**
+ * What domain hooks may do inside the transaction of a write. Everything it reads or writes
+ * commits or rolls back with that write.
+ */
 export interface Tx {
   readonly now: number;
   /** A row of the tenant by id, deleted or not, whatever the caller's app; locked (default `update`). */

@@ -4,7 +4,7 @@ import { isoTime } from '../core/clock.js';
 import { ApiError } from '../core/errors.js';
 import type { Principal } from '../core/resource.js';
 import type { DB, Store } from '../store/database.js';
-import { IDEMPOTENCY_TABLE } from '../store/schema.js';
+import { IDEMPOTENCY_COLUMNS, IDEMPOTENCY_TABLE } from '../store/schema.js';
 
 /** A response as it is sent and, for idempotent requests, stored and replayed. */
 export interface StoredResponse {
@@ -135,19 +135,7 @@ export class Idempotency {
   private find(db: DB, claim: Pick<Claim, 'tenantId' | 'scope' | 'key'>) {
     return db
       .selectFrom(IDEMPOTENCY_TABLE)
-      .select([
-        'tenant_id',
-        'scope',
-        'key',
-        'fingerprint',
-        'state',
-        'claimed_at',
-        'lease_until',
-        'expires_at',
-        'status',
-        'headers',
-        'body',
-      ])
+      .select(IDEMPOTENCY_COLUMNS)
       .where('tenant_id', '=', claim.tenantId)
       .where('scope', '=', claim.scope)
       .where('key', '=', claim.key)

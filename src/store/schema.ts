@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { AnyField } from '../core/fields.js';
+import type { AnyField, ColumnKind } from '../core/fields.js';
 import type { Resource } from '../core/resource.js';
 import type { TableDef } from '../core/tables.js';
 import type { DB, Store } from './database.js';
@@ -113,23 +113,28 @@ async function ensureTable(db: DB, spec: TableSpec, existing: Map<string, Set<st
   }
 }
 
+/** The idempotency table's columns: kind, and whether it is NOT NULL. */
+const IDEMPOTENCY_SPEC: readonly (readonly [string, ColumnKind, boolean])[] = [
+  ['tenant_id', 'text', true],
+  ['scope', 'text', true],
+  ['key', 'text', true],
+  ['fingerprint', 'text', true],
+  ['state', 'text', true],
+  ['claimed_at', 'datetime', true],
+  ['lease_until', 'datetime', true],
+  ['expires_at', 'datetime', true],
+  ['status', 'integer', false],
+  ['headers', 'text', false],
+  ['body', 'text', false],
+];
+
+/** Every column of the idempotency table, for reads that name their columns. */
+export const IDEMPOTENCY_COLUMNS = IDEMPOTENCY_SPEC.map(([name]) => name);
+
 function idempotencyTable(store: Store): TableSpec {
-  const t = (kind: Parameters<Store['columnType']>[0]) => store.columnType(kind);
   return {
     name: IDEMPOTENCY_TABLE,
-    columns: [
-      { name: 'tenant_id', type: t('text'), notNull: true },
-      { name: 'scope', type: t('text'), notNull: true },
-      { name: 'key', type: t('text'), notNull: true },
-      { name: 'fingerprint', type: t('text'), notNull: true },
-      { name: 'state', type: t('text'), notNull: true },
-      { name: 'claimed_at', type: t('datetime'), notNull: true },
-      { name: 'lease_until', type: t('datetime'), notNull: true },
-      { name: 'expires_at', type: t('datetime'), notNull: true },
-      { name: 'status', type: t('integer'), notNull: false },
-      { name: 'headers', type: t('text'), notNull: false },
-      { name: 'body', type: t('text'), notNull: false },
-    ],
+    columns: IDEMPOTENCY_SPEC.map(([name, kind, notNull]) => ({ name, type: store.columnType(kind), notNull })),
     primaryKey: ['tenant_id', 'scope', 'key'],
     indexes: [{ name: `${IDEMPOTENCY_TABLE}_expires`, columns: ['expires_at'] }],
   };
