@@ -71,4 +71,16 @@ describe('the SQLite writer connection', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('checkpoints every 10,000 WAL frames (a busy page is copied back once, not every 1,000) and caps the WAL file at 64 MB', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edm-wal-'));
+    const store = openStore(`sqlite:${join(dir, 'wal.sqlite')}`);
+    try {
+      expect(store.exec?.('PRAGMA wal_autocheckpoint', [])?.rows).toEqual([{ wal_autocheckpoint: 10_000 }]);
+      expect(store.exec?.('PRAGMA journal_size_limit', [])?.rows).toEqual([{ journal_size_limit: 67_108_864 }]);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
