@@ -84,3 +84,23 @@ describe('the SQLite writer connection', () => {
     }
   });
 });
+
+describe('timestamps written to the store', () => {
+  it.each([
+    ['2026-11-28T20:31:25.123Z', '2026-11-28T20:31:25.123Z'],
+    ['2026-11-28T22:31:25.123+02:00', '2026-11-28T20:31:25.123Z'],
+    ['2026-11-28T20:31:25Z', '2026-11-28T20:31:25.000Z'],
+    ['2026-11-28T20:31:25.123456Z', '2026-11-28T20:31:25.123Z'],
+    ['2024-02-29T00:00:00.000Z', '2024-02-29T00:00:00.000Z'],
+    // An impossible day is rolled over as before the canonical shortcut (which stops at day 28).
+    ['2026-02-30T00:00:00.000Z', '2026-03-02T00:00:00.000Z'],
+    ['2026-01-01T24:00:00.000Z', '2026-01-02T00:00:00.000Z'],
+  ])('%s is stored as %s', async (given, stored) => {
+    const store = openStore('sqlite::memory:');
+    try {
+      expect(store.encode({ column: 'datetime' } as Parameters<Store['encode']>[0], given)).toBe(stored);
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -117,6 +117,8 @@ function refuseNul(value: unknown): void {
   }
 }
 
+const CANONICAL_TIME = /^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z$/;
+
 /**
  * Timestamps are kept as RFC 3339 UTC with milliseconds on both stores: SQLite compares them
  * as text and PostgreSQL's timestamptz(3) would round sub-millisecond digits, so any other
@@ -124,6 +126,10 @@ function refuseNul(value: unknown): void {
  */
 function normalizeTime(value: unknown): unknown {
   if (typeof value !== 'string') return value;
+  // Already canonical (every timestamp the server writes): parsing and printing it again would
+  // answer the same string. Days 29–31 take the long way, where the parser rolls an impossible
+  // date (February 30) over into the next month.
+  if (CANONICAL_TIME.test(value)) return value;
   const ms = Date.parse(value);
   return Number.isNaN(ms) ? value : new Date(ms).toISOString();
 }

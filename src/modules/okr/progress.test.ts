@@ -30,6 +30,29 @@ describe('roundHalfAwayFromZero', () => {
     expect(roundHalfAwayFromZero(x)).toBe(expected);
     expect(Object.is(roundHalfAwayFromZero(x), -0)).toBe(false);
   });
+
+  it('answers what rounding through 15 significant digits answers, on numbers with few decimals too', () => {
+    // The function's long way, kept here as the reference for its shortcut.
+    const reference = (x: number) => {
+      const sign = x < 0 ? -1 : 1;
+      const [mantissa, exp = '0'] = Math.abs(x).toPrecision(15).split('e');
+      const rounded = Math.round(Number(`${mantissa}e${Number(exp) + 2}`));
+      const [m, e = '0'] = String(rounded).split('e');
+      const result = sign * Number(`${m}e${Number(e) - 2}`);
+      return result === 0 ? 0 : result;
+    };
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const samples: number[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      const k = Math.round((random() - 0.5) * 2e6);
+      samples.push(k / 100, k / 10, k, k / 1000, (random() - 0.5) * 10 ** Math.round(random() * 12), k * 1e6);
+    }
+    for (const x of samples) expect(roundHalfAwayFromZero(x)).toBe(reference(x));
+  });
 });
 
 describe('progressPct', () => {

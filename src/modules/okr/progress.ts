@@ -19,6 +19,11 @@ export const LINEAR_TYPES: readonly MetricType[] = ['number', 'percentage', 'cur
  */
 export function roundHalfAwayFromZero(x: number, digits = 2): number {
   if (!Number.isFinite(x) || x === 0) return x === 0 ? 0 : x;
+  // Already at most `digits` decimals (0, 50, 12.5 …): the long way would answer the same
+  // number, since x · 10^digits is then an integer well inside 15 significant digits.
+  const scale = 10 ** digits;
+  const scaled = x * scale;
+  if (Number.isInteger(scaled) && Math.abs(scaled) < 1e13) return scaled / scale;
   const sign = x < 0 ? -1 : 1;
   const [mantissa, exp = '0'] = Math.abs(x).toPrecision(15).split('e');
   const rounded = Math.round(Number(`${mantissa}e${Number(exp) + digits}`));
