@@ -1,4 +1,3 @@
-import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import { mintToken, requireScope, TokenVerifier } from '../core/auth.js';
@@ -12,6 +11,7 @@ import { modules as allModules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
 import { Engine } from '../store/engine.js';
 import { migrate } from '../store/schema.js';
+import { registerCors } from './cors.js';
 import { Idempotency } from './idempotency.js';
 import { registerManifestRoute } from './manifest.js';
 import { registerMetrics } from './metrics.js';
@@ -95,8 +95,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     }
     parseJson(request, body as string, done);
   });
-  await app.register(cors, {
-    origin: '*',
+  registerCors(app, {
     methods: ['GET', 'POST', 'PATCH', 'DELETE', 'OPTIONS'],
     allowedHeaders: ['Authorization', 'Content-Type', 'If-Match', 'If-None-Match', 'Idempotency-Key'],
     exposedHeaders: ['ETag', 'Location', 'x-request-id', 'Retry-After', 'Idempotent-Replayed'],

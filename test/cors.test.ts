@@ -1,0 +1,77 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { byName, type TestApp, testApp } from './helpers.js';
+
+const ORIGIN = 'https://app.example.com';
+const EXPOSED = 'ETag, Location, x-request-id, Retry-After, Idempotent-Replayed';
+
+// CORS does not touch the store: one store is enough.
+describe('CORS: browsers on other origins may call the API and read its answers', () => {
+  let t: TestApp;
+  let url: string;
+  beforeAll(async () => {
+    t = await testApp('sqlite');
+    const kr = await t.create(byName('KeyResult'), await t.token());
+    url = `/api/v1/okr/key-results/${kr.id}`;
+  });
+  afterAll(() => t.close());
+
+  type Call = [string, string, Parameters<TestApp['call']>[2]];
+  const cases: [string, () => Promise<Call>, number][] = [
+    ['a read', async () => ['GET', url, {}], 200],
+    ['a public read (the manifest)', async () => ['GET', '/api/v1/manifest', { token: null }], 200],
+    [
+      'a write',
+      async () => {
+        const kr = await t.create(byName('KeyResult'), await t.token());
+        return ['PATCH', `/api/v1/okr/key-results/${kr.id}`, { body: { current: 2 }, headers: { 'if-match': '"1"' } }];
+      },
+      200,
+    ],
+    ['an error without a token (the page can read the problem)', async () => ['GET', url, { token: null }], 401],
+    ['an unknown route', async () => ['GET', '/api/v1/nope', {}], 404],
+  ];
+
+  it.each(cases)(
+    '%s with Origin: allowed for any origin, with the headers a client needs exposed',
+    async (_, call, status) => {
+      const [method, path, o] = await call();
+      const res = await t.call(method, path, { ...o, headers: { ...o?.headers, origin: ORIGIN } });
+      expect(res.status).toBe(status);
+      expect(res.headers['access-control-allow-origin']).toBe('*');
+      expect(res.headers['access-control-expose-headers']).toBe(EXPOSED);
+    },
+  );
+
+  it.each(cases)(
+    '%s without Origin (no browser involved): no CORS headers, and Vary: Origin for caches',
+    async (_, call, status) => {
+      const [method, path, o] = await call();
+      const res = await t.call(method, path, o);
+      expect(res.status).toBe(status);
+      expect(res.headers['access-control-allow-origin']).toBeUndefined();
+      expect(res.headers.vary).toBe('Origin');
+    },
+  );
+
+  it('answers a preflight 204 before authentication, naming the methods and headers a page may send', async () => {
+    const res = await t.app.inject({
+      method: 'OPTIONS',
+      url,
+      headers: {
+        origin: ORIGIN,
+        'access-control-request-method': 'PATCH',
+        'access-control-request-headers': 'authorization, content-type, if-match, idempotency-key',
+      },
+    });
+    expect(res.statusCode).toBe(204);
+    expect(res.body).toBe('');
+    expect(res.headers).toMatchObject({
+      'access-control-allow-origin': '*',
+      'access-control-allow-methods': 'GET, POST, PATCH, DELETE, OPTIONS',
+      'access-control-allow-headers': 'Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key',
+      'access-control-max-age': '600',
+      'access-control-expose-headers': EXPOSED,
+      'content-length': '0',
+    });
+  });
+});
