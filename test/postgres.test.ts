@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Doc } from '../src/core/resource.js';
 import { byName, PG_URL, type Reply, storeKinds, T0, type TestApp, testApp } from './helpers.js';
@@ -140,6 +141,41 @@ describe.each(storeKinds)('the same observable behaviour on %s', (kind) => {
     const sorted = await listAll(t, tok, objectives.basePath, 'sort=-created_at', 1);
     expect(sorted.map((d) => d.id)).toEqual([second.id, first.id]);
   });
+
+  it.runIf(kind === 'postgres')(
+    'reads timestamps back as RFC 3339 UTC with milliseconds, whatever the session prints',
+    async () => {
+      const instants = [
+        '2026-11-28T21:09:01.358Z',
+        '2026-11-28T21:09:01.350Z',
+        '2026-11-28T21:09:01.300Z',
+        '2026-11-28T21:09:01.000Z',
+        '2024-02-29T23:59:59.999Z',
+        '0005-01-01T00:00:00.000Z',
+        '+020000-01-01T00:00:00.000Z',
+        '-000044-03-15T12:00:00.000Z',
+      ];
+      const read = async (zone: string) =>
+        t.store.db.connection().execute(async (db) => {
+          await sql.raw(`SET TIME ZONE '${zone}'`).execute(db);
+          try {
+            const out: unknown[] = [];
+            for (const at of instants) {
+              const ms = Date.parse(at);
+              const { rows } = await sql<{
+                at: unknown;
+              }>`SELECT to_timestamp(${ms / 1000})::timestamptz(3) AS at`.execute(db);
+              out.push(rows[0].at);
+            }
+            return out;
+          } finally {
+            await sql.raw('RESET TIME ZONE').execute(db);
+          }
+        });
+      expect(await read('UTC')).toEqual(instants);
+      expect(await read('Asia/Kolkata')).toEqual(instants);
+    },
+  );
 
   it('answers numbers as JSON numbers, exactly as written', async () => {
     const tok = await t.token({ tenant: 'numbers' });

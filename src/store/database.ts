@@ -307,6 +307,8 @@ const PG_INT8 = 20;
 const PG_DATE = 1082;
 const PG_TIMESTAMPTZ = 1184;
 const PG_NUMERIC = 1700;
+/** A timestamptz(3) as PostgreSQL prints it in a UTC session, at most three fractional digits. */
+const PG_UTC_TIME = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,3}))?\+00$/;
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
 export interface PostgresTarget {
@@ -380,7 +382,13 @@ function openPostgres(url: string, options: StoreOptions): Store {
         if (oid === PG_DATE) return (v: string) => v;
         if (oid === PG_TIMESTAMPTZ) {
           const parse = pg.types.getTypeParser(PG_TIMESTAMPTZ, 'text') as (v: string) => Date;
-          return (v: string) => parse(v).toISOString();
+          return (v: string) => {
+            // What a session in UTC prints (`2026-11-28 21:09:01.35+00`) is rearranged, not
+            // parsed into a Date and printed again: that was ~14% of a list page's CPU (51
+            // sort keys). Other time zones, BC and five-digit years take the general parser.
+            const m = PG_UTC_TIME.exec(v);
+            return m ? `${m[1]}T${m[2]}.${(m[3] ?? '').padEnd(3, '0')}Z` : parse(v).toISOString();
+          };
         }
         if (oid === PG_INT8 || oid === PG_NUMERIC) return (v: string) => Number(v);
         return pg.types.getTypeParser(oid, format ?? 'text');
