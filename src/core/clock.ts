@@ -19,7 +19,17 @@ export class ManualClock implements Clock {
   }
 }
 
-/** RFC 3339 UTC with milliseconds: the one timestamp format on the wire and in storage. */
+let lastMs = Number.NaN;
+let lastIso = '';
+
+/**
+ * RFC 3339 UTC with milliseconds: the one timestamp format on the wire and in storage. A write
+ * prints its one `now` several times (row, snapshot, roll-up, answer), so the last one is kept.
+ */
 export function isoTime(ms: number): string {
-  return new Date(ms).toISOString();
+  if (ms !== lastMs) {
+    lastIso = new Date(ms).toISOString();
+    lastMs = ms;
+  }
+  return lastIso;
 }
