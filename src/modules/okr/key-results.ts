@@ -204,6 +204,8 @@ export const keyResults = defineResource({
       await rollUp(tx, objectives, tenantId, before, after);
       if (ctx.op === 'system') return; // the sweep keeps its own queue
       const due = after.is_deleted ? null : ctx.op === 'restore' ? ctx.now : (work?.expiresAt ?? null);
+      // A key result created just now is in no queue: nothing to take out (a round trip on PostgreSQL).
+      if (due === null && ctx.op === 'create') return;
       await scheduleSweep(tx, tenantId, after.id as string, due);
     },
   },
