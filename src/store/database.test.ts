@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
@@ -101,6 +101,45 @@ describe('timestamps written to the store', () => {
       expect(store.encode({ column: 'datetime' } as Parameters<Store['encode']>[0], given)).toBe(stored);
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe('the SQLite checkpointer thread', () => {
+  it('copies committed WAL frames into the database file on its own, then stops with the store, which removes the WAL', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edm-ckpt-'));
+    const file = join(dir, 'ckpt.sqlite');
+    const store = openStore(`sqlite:${file}`, { checkpointIntervalMs: 20 });
+    try {
+      await sql`CREATE TABLE t (n INTEGER)`.execute(store.db);
+      for (let i = 0; i < 50; i++) await sql`INSERT INTO t (n) VALUES (${i})`.execute(store.db);
+      // Far fewer frames than the writer's auto-checkpoint waits for (10,000): only the thread copies them.
+      const before = (await store.checkpointer?.passes()) ?? 0;
+      while (((await store.checkpointer?.passes()) ?? 0) < before + 2) await new Promise((r) => setTimeout(r, 10));
+      // A probe from outside: every frame in the WAL is already in the database file.
+      const probe = new SQLite(file, { readonly: true });
+      const [state] = probe.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
+      probe.close();
+      expect(state.log).toBeGreaterThan(0);
+      expect(state.checkpointed).toBe(state.log);
+    } finally {
+      await store.close();
+    }
+    expect(existsSync(`${file}-wal`)).toBe(false);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('is not started with an interval of 0, nor for an in-memory store', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edm-ckpt-'));
+    const off = openStore(`sqlite:${join(dir, 'off.sqlite')}`, { checkpointIntervalMs: 0 });
+    const memory = openStore('sqlite::memory:');
+    try {
+      expect(off.checkpointer).toBeNull();
+      expect(memory.checkpointer).toBeNull();
+    } finally {
+      await off.close();
+      await memory.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

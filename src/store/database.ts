@@ -6,6 +6,7 @@ import pg from 'pg';
 import type { Config } from '../core/config.js';
 import { ApiError } from '../core/errors.js';
 import type { AnyField, ColumnKind } from '../core/fields.js';
+import { type Checkpointer, startCheckpointer } from './checkpointer.js';
 
 export type StoreKind = 'sqlite' | 'postgres';
 
@@ -42,6 +43,8 @@ export interface Store {
    * commit's batch, see GroupCommit); null on PostgreSQL.
    */
   readonly exec: ((sql: string, parameters: readonly unknown[]) => ExecResult) | null;
+  /** SQLite files: the thread that copies the WAL back into the database (null elsewhere). */
+  readonly checkpointer: Checkpointer | null;
   close(): Promise<void>;
 }
 
@@ -65,6 +68,11 @@ export interface StoreOptions {
   statementTimeoutMs?: number;
   /** PostgreSQL: run statements with parameters as named prepared statements (default true). */
   prepare?: boolean;
+  /**
+   * SQLite files: how often a worker thread copies the WAL back into the database (see
+   * checkpointer.ts); 0 leaves it to the writer's auto-checkpoint alone. Default 100 ms.
+   */
+  checkpointIntervalMs?: number;
   /** Called with every statement run (tests check that tenant data is always addressed by tenant). */
   onQuery?: (sql: string, parameters: readonly unknown[]) => void;
 }
@@ -86,6 +94,7 @@ export function storeOptions(config: Config): StoreOptions {
 }
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+export const DEFAULT_CHECKPOINT_INTERVAL_MS = 100;
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
 /** A session that sits in an open transaction this long (a stalled process) loses it and its row locks. */
 const IDLE_IN_TRANSACTION_MS = 60_000;
@@ -210,6 +219,11 @@ function openSqlite(file: string, options: StoreOptions): Store {
   // The WAL file is cut back to 64 MB when a checkpoint lets it start over.
   database.pragma('wal_autocheckpoint = 10000');
   database.pragma('journal_size_limit = 67108864');
+  // The copying itself happens on a thread of its own; the auto-checkpoint above is left with a
+  // short tail (and is what lets the WAL start over).
+  const interval = options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
+  const checkpointer: Checkpointer | null =
+    file !== ':memory:' && interval > 0 ? startCheckpointer(resolve(file), interval) : null;
   // Reads on the second connection share one snapshot per turn of the event loop: each read
   // transaction takes and drops file locks (system calls), which cost more than a point read.
   // The snapshot ends when the turn does, and before anything on this store writes (each
@@ -295,9 +309,12 @@ function openSqlite(file: string, options: StoreOptions): Store {
     },
     read,
     exec,
+    checkpointer,
     close: async () => {
       endRead();
       (reader as ReturnType<typeof cachingStatements> | null)?.close();
+      // First, so the writer is the last connection: its close checkpoints and removes the WAL.
+      await checkpointer?.stop();
       await db.destroy();
     },
   };
@@ -439,6 +456,7 @@ function openPostgres(url: string, options: StoreOptions): Store {
     },
     read: null,
     exec: null,
+    checkpointer: null,
     close: () => db.destroy(),
   };
 }
