@@ -42,7 +42,12 @@ parentPort.on('message', (message) => {
 
 export function startCheckpointer(file: string, intervalMs: number): Checkpointer {
   const driver = createRequire(import.meta.url).resolve('better-sqlite3');
-  const worker = new Worker(WORKER, { eval: true, workerData: { file, driver, intervalMs } });
+  const worker = new Worker(WORKER, {
+    eval: true,
+    workerData: { file, driver, intervalMs },
+    // It runs a pragma on a timer: a small heap keeps the thread's memory to a few MB.
+    resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1, codeRangeSizeMb: 2, stackSizeMb: 1 },
+  });
   // A failing thread (the file gone, say) leaves the writer's auto-checkpoint doing the work.
   worker.on('error', () => {});
   worker.unref();
