@@ -93,6 +93,17 @@ describe('edm CLI (built)', () => {
     expect(read.headers.get('etag')).toBe('"1"');
   });
 
+  it('migrates a SQLite file and exits, its WAL checkpointed and removed on the way out', async () => {
+    const file = join(dir, 'migrated.sqlite');
+    const { stdout } = await run(process.execPath, [bin, 'migrate'], {
+      cwd: dir,
+      env: { ...process.env, EDM_DATABASE_URL: `sqlite:${file}` },
+    });
+    expect(stdout).toMatch(/up to date|migrated|created/i);
+    expect(existsSync(file)).toBe(true);
+    expect(existsSync(`${file}-wal`)).toBe(false);
+  });
+
   it('mints tokens with app and scope claims, and refuses a missing tenant', async () => {
     const { stdout } = await run(
       process.execPath,

@@ -59,13 +59,18 @@ export function startCheckpointer(file: string, intervalMs: number): Checkpointe
         worker.postMessage('passes');
       }),
     async stop() {
+      // Held until it exits: an unreferenced thread would let the process end mid-await.
+      worker.ref();
       worker.postMessage('stop');
-      const stopped = await Promise.race([exited.then(() => true), delay(2000).then(() => false)]);
-      if (!stopped) await worker.terminate();
+      let timer: NodeJS.Timeout | undefined;
+      const late = await Promise.race([
+        exited.then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), 2000);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (late) await worker.terminate();
     },
   };
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
