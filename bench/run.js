@@ -84,9 +84,10 @@ async function waitFor(url, failed = () => false) {
 }
 
 function edm(port, databaseUrl) {
+  // The executable itself, so its interpreter line (and the Node flags on it) apply, as for `edm serve`.
   return start(
-    process.execPath,
-    [join(root, 'bin/edm.js'), 'serve'],
+    join(root, 'bin/edm.js'),
+    ['serve'],
     {
       PORT: String(port),
       EDM_DATABASE_URL: databaseUrl,
