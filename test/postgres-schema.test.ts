@@ -38,6 +38,8 @@ describe.runIf(PG_URL)('PostgreSQL schema, Citus-ready', () => {
   let app: FastifyInstance;
   let tenantTables: string[];
 
+  const tokenFor = (tenant: string) =>
+    mintToken({ secret: config.jwtSecret, tenant, sub: USER_A, ttl: '1000d', now: clock.now() });
   const call = async (token: string, method: string, path: string, body?: unknown, headers = {}) => {
     const res = await app.inject({
       method: method as 'GET',
@@ -127,13 +129,7 @@ describe.runIf(PG_URL)('PostgreSQL schema, Citus-ready', () => {
   });
 
   it('addresses every statement on tenant data to one tenant (tenant_id equality)', async () => {
-    const token = await mintToken({
-      secret: config.jwtSecret,
-      tenant: 'acme',
-      sub: USER_A,
-      ttl: '1000d',
-      now: clock.now(),
-    });
+    const token = await tokenFor('acme');
     const cycle = await call(token, 'POST', byName('Cycle').basePath, {
       name: 'Q4',
       start_date: '2026-10-01',
@@ -190,13 +186,7 @@ describe.runIf(PG_URL)('PostgreSQL schema, Citus-ready', () => {
   });
 
   it('answers tag filters from the GIN index', async () => {
-    const token = await mintToken({
-      secret: config.jwtSecret,
-      tenant: 'big',
-      sub: USER_A,
-      ttl: '1000d',
-      now: clock.now(),
-    });
+    const token = await tokenFor('big');
     await admin.query(
       `INSERT INTO ${schema}.okr_objectives (id, tenant_id, created_at, updated_at, is_deleted, schema_version, version, title, _search, tags)
        SELECT 'obj_' || lpad(g::text, 26, '0'), 'big', now(), now(), false, 1, 1, 't' || g, 't' || g,
@@ -231,14 +221,9 @@ describe.runIf(PG_URL)('PostgreSQL schema, Citus-ready', () => {
     for (const queue of queueTables) expect(section).toContain(queue);
     expect(section).not.toMatch(new RegExp(`create_distributed_table\\('(${[...queueTables].join('|')})'`));
   });
+
   it('keeps serving while a migration adds a column: its prepared statements name their columns', async () => {
-    const token = await mintToken({
-      secret: config.jwtSecret,
-      tenant: 'prepared',
-      sub: USER_A,
-      ttl: '1000d',
-      now: clock.now(),
-    });
+    const token = await tokenFor('prepared');
     const objective = await call(token, 'POST', byName('Objective').basePath, { title: 'prepared' });
     const krPath = byName('KeyResult').basePath;
     const kr = await call(token, 'POST', krPath, { objective_id: objective.body.id, title: 'prepared kr', target: 10 });

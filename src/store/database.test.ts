@@ -4,25 +4,36 @@ import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openStore, type Store } from './database.js';
+import { openStore, type Store, type StoreOptions } from './database.js';
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
-describe('SQLite reads on the second connection', () => {
-  const cleanups: (() => Promise<void> | void)[] = [];
-  afterEach(async () => {
-    for (const c of cleanups.splice(0)) await c();
-  });
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
 
+/** A store on a SQLite file of its own, closed (once) and removed after the test. */
+function tempStore(options: StoreOptions = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'edm-store-'));
+  const file = join(dir, 'edm.sqlite');
+  const store = openStore(`sqlite:${file}`, options);
+  let closed: Promise<void> | null = null;
+  const close = () => {
+    closed ??= store.close();
+    return closed;
+  };
+  cleanups.push(async () => {
+    await close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { store, file, close };
+}
+
+describe('SQLite reads on the second connection', () => {
   async function setup() {
-    const dir = mkdtempSync(join(tmpdir(), 'edm-read-'));
-    const file = join(dir, 'read.sqlite');
-    const store = openStore(`sqlite:${file}`);
+    const { store, file } = tempStore();
     await sql`CREATE TABLE t (n INTEGER PRIMARY KEY)`.execute(store.db);
-    cleanups.push(async () => {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
-    });
     const read = store.read as NonNullable<Store['read']>;
     const numbers = () => read('SELECT n FROM t ORDER BY n', []).map((r) => r.n);
     return { store, file, numbers };
@@ -61,27 +72,15 @@ describe('SQLite reads on the second connection', () => {
 });
 
 describe('the SQLite writer connection', () => {
-  it('keeps savepoint journals (one per write of a group commit) in memory, not in temporary files', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'edm-temp-'));
-    const store = openStore(`sqlite:${join(dir, 'temp.sqlite')}`);
-    try {
-      expect(store.exec?.('PRAGMA temp_store', [])?.rows).toEqual([{ temp_store: 2 }]);
-    } finally {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
+  it('keeps savepoint journals (one per write of a group commit) in memory, not in temporary files', () => {
+    const { store } = tempStore();
+    expect(store.exec?.('PRAGMA temp_store', [])?.rows).toEqual([{ temp_store: 2 }]);
   });
 
-  it('checkpoints every 10,000 WAL frames (a busy page is copied back once, not every 1,000) and caps the WAL file at 64 MB', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'edm-wal-'));
-    const store = openStore(`sqlite:${join(dir, 'wal.sqlite')}`);
-    try {
-      expect(store.exec?.('PRAGMA wal_autocheckpoint', [])?.rows).toEqual([{ wal_autocheckpoint: 10_000 }]);
-      expect(store.exec?.('PRAGMA journal_size_limit', [])?.rows).toEqual([{ journal_size_limit: 67_108_864 }]);
-    } finally {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
+  it('checkpoints every 10,000 WAL frames (a busy page is copied back once, not every 1,000) and caps the WAL file at 64 MB', () => {
+    const { store } = tempStore();
+    expect(store.exec?.('PRAGMA wal_autocheckpoint', [])?.rows).toEqual([{ wal_autocheckpoint: 10_000 }]);
+    expect(store.exec?.('PRAGMA journal_size_limit', [])?.rows).toEqual([{ journal_size_limit: 67_108_864 }]);
   });
 });
 
@@ -107,39 +106,27 @@ describe('timestamps written to the store', () => {
 
 describe('the SQLite checkpointer thread', () => {
   it('copies committed WAL frames into the database file on its own, then stops with the store, which removes the WAL', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'edm-ckpt-'));
-    const file = join(dir, 'ckpt.sqlite');
-    const store = openStore(`sqlite:${file}`, { checkpointIntervalMs: 20 });
-    try {
-      await sql`CREATE TABLE t (n INTEGER)`.execute(store.db);
-      for (let i = 0; i < 50; i++) await sql`INSERT INTO t (n) VALUES (${i})`.execute(store.db);
-      // Far fewer frames than the writer's auto-checkpoint waits for (10,000): only the thread copies them.
-      const before = (await store.checkpointer?.passes()) ?? 0;
-      while (((await store.checkpointer?.passes()) ?? 0) < before + 2) await new Promise((r) => setTimeout(r, 10));
-      // A probe from outside: every frame in the WAL is already in the database file.
-      const probe = new SQLite(file, { readonly: true });
-      const [state] = probe.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
-      probe.close();
-      expect(state.log).toBeGreaterThan(0);
-      expect(state.checkpointed).toBe(state.log);
-    } finally {
-      await store.close();
-    }
+    const { store, file, close } = tempStore({ checkpointIntervalMs: 20 });
+    await sql`CREATE TABLE t (n INTEGER)`.execute(store.db);
+    for (let i = 0; i < 50; i++) await sql`INSERT INTO t (n) VALUES (${i})`.execute(store.db);
+    // Far fewer frames than the writer's auto-checkpoint waits for (10,000): only the thread copies them.
+    const before = (await store.checkpointer?.passes()) ?? 0;
+    while (((await store.checkpointer?.passes()) ?? 0) < before + 2) await new Promise((r) => setTimeout(r, 10));
+    // A probe from outside: every frame in the WAL is already in the database file.
+    const probe = new SQLite(file, { readonly: true });
+    const [state] = probe.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
+    probe.close();
+    expect(state.log).toBeGreaterThan(0);
+    expect(state.checkpointed).toBe(state.log);
+    await close();
     expect(existsSync(`${file}-wal`)).toBe(false);
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('is not started with an interval of 0, nor for an in-memory store', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'edm-ckpt-'));
-    const off = openStore(`sqlite:${join(dir, 'off.sqlite')}`, { checkpointIntervalMs: 0 });
+    const { store: off } = tempStore({ checkpointIntervalMs: 0 });
     const memory = openStore('sqlite::memory:');
-    try {
-      expect(off.checkpointer).toBeNull();
-      expect(memory.checkpointer).toBeNull();
-    } finally {
-      await off.close();
-      await memory.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    cleanups.push(() => memory.close());
+    expect(off.checkpointer).toBeNull();
+    expect(memory.checkpointer).toBeNull();
   });
 });
