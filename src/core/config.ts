@@ -36,6 +36,11 @@ export interface Config {
    * a pooler in transaction mode that does not keep prepared statements.
    */
   dbPrepare?: boolean;
+  /**
+   * EDM_DB_BATCH_WRITES: a PostgreSQL transaction's writes go to the server together, as one
+   * statement, before its next read or COMMIT (default true).
+   */
+  dbBatchWrites?: boolean;
 }
 
 type Env = Record<string, string | undefined>;
@@ -54,7 +59,7 @@ function generatedSecret(dataDir: string, name: string): Uint8Array {
 /**
  * Configuration from the environment (PORT, HOST, EDM_DATABASE_URL, EDM_JWT_SECRET,
  * EDM_SECRET_KEY, EDM_JWT_ISSUER, EDM_JWT_AUDIENCE, EDM_REQUIRE_IF_MATCH, EDM_DB_POOL_SIZE,
- * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS, EDM_DB_PREPARE). Secrets that are not configured are generated under the data dir.
+ * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS, EDM_DB_PREPARE, EDM_DB_BATCH_WRITES). Secrets that are not configured are generated under the data dir.
  */
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = resolve(env.EDM_DATA_DIR || './data');
@@ -91,5 +96,6 @@ export function loadConfig(env: Env = process.env): Config {
     dbConnectTimeoutMs: millis('EDM_DB_CONNECT_TIMEOUT_MS', 5000),
     dbStatementTimeoutMs: millis('EDM_DB_STATEMENT_TIMEOUT_MS', 30_000),
     dbPrepare: !['0', 'false'].includes(env.EDM_DB_PREPARE ?? ''),
+    dbBatchWrites: !['0', 'false'].includes(env.EDM_DB_BATCH_WRITES ?? ''),
   };
 }

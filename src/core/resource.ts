@@ -138,6 +138,11 @@ export interface ResourceOptions<F extends FieldMap> {
   internal?: Readonly<Record<string, AnyField>>;
   /** Auxiliary tables the resource's domain code uses (logs, queues). */
   tables?: readonly TableDef[];
+  /**
+   * References whose rows this resource's writes go on to change (a roll-up into its parent):
+   * the reference check reads them locked for update on PostgreSQL, so the write reads them once.
+   */
+  lockReferences?: readonly (keyof F & string)[];
 }
 
 export interface Resource<F extends FieldMap = FieldMap> extends Omit<ResourceOptions<F>, 'titleField'> {

@@ -4,6 +4,7 @@ import { isoTime } from '../core/clock.js';
 import { ApiError } from '../core/errors.js';
 import type { Principal } from '../core/resource.js';
 import type { DB, Store } from '../store/database.js';
+import { deferWrite } from '../store/pg-batch.js';
 import { IDEMPOTENCY_COLUMNS, IDEMPOTENCY_TABLE } from '../store/schema.js';
 
 /** A response as it is sent and, for idempotent requests, stored and replayed. */
@@ -144,14 +145,15 @@ export class Idempotency {
 
   /** Records the response; called inside the work's transaction (or alone for a 4xx). */
   async complete(db: DB, claim: Claim, response: StoredResponse): Promise<void> {
-    await db
+    const update = db
       .updateTable(IDEMPOTENCY_TABLE)
       .set({ state: 'done', status: response.status, headers: JSON.stringify(response.headers), body: response.body })
       .where('tenant_id', '=', claim.tenantId)
       .where('scope', '=', claim.scope)
       .where('key', '=', claim.key)
-      .where('claimed_at', '=', claim.claimedAt)
-      .execute();
+      .where('claimed_at', '=', claim.claimedAt);
+    // On PostgreSQL it goes to the server with the work's own writes (one statement before COMMIT).
+    await db.executeQuery(deferWrite(update.compile()));
   }
 
   /** Forgets a claim whose request failed with a 5xx, so a retry runs again. */

@@ -7,6 +7,7 @@ import type { Config } from '../core/config.js';
 import { ApiError } from '../core/errors.js';
 import type { AnyField, ColumnKind } from '../core/fields.js';
 import { type Checkpointer, startCheckpointer } from './checkpointer.js';
+import { BatchingPostgresDialect } from './pg-batch.js';
 
 export type StoreKind = 'sqlite' | 'postgres';
 
@@ -69,6 +70,11 @@ export interface StoreOptions {
   /** PostgreSQL: run statements with parameters as named prepared statements (default true). */
   prepare?: boolean;
   /**
+   * PostgreSQL: a transaction's writes whose results nobody reads go to the server together,
+   * as one statement, right before the next read or COMMIT (see pg-batch.ts). Default true.
+   */
+  batchWrites?: boolean;
+  /**
    * SQLite files: how often a worker thread copies the WAL back into the database (see
    * checkpointer.ts); 0 leaves it to the writer's auto-checkpoint alone. Default 100 ms.
    */
@@ -83,13 +89,14 @@ function logger(options: StoreOptions): KyselyConfig['log'] {
   return (event: LogEvent) => onQuery(event.query.sql, event.query.parameters);
 }
 
-/** The store options a configuration names (EDM_DB_POOL_SIZE, EDM_DB_*_TIMEOUT_MS, EDM_DB_PREPARE). */
+/** The store options a configuration names (EDM_DB_POOL_SIZE, EDM_DB_*_TIMEOUT_MS, EDM_DB_PREPARE, EDM_DB_BATCH_WRITES). */
 export function storeOptions(config: Config): StoreOptions {
   return {
     poolSize: config.dbPoolSize,
     connectTimeoutMs: config.dbConnectTimeoutMs,
     statementTimeoutMs: config.dbStatementTimeoutMs,
     prepare: config.dbPrepare,
+    batchWrites: config.dbBatchWrites,
   };
 }
 
@@ -420,7 +427,8 @@ function openPostgres(url: string, options: StoreOptions): Store {
     client.on('error', () => {});
     if (options.prepare ?? true) prepareOncePerSession(client);
   });
-  const db = new Kysely({ dialect: new PostgresDialect({ pool }), log: logger(options) });
+  const dialect = (options.batchWrites ?? true) ? new BatchingPostgresDialect({ pool }) : new PostgresDialect({ pool });
+  const db = new Kysely({ dialect, log: logger(options) });
   const types: Record<ColumnKind, string> = {
     text: 'text COLLATE "C"',
     real: 'double precision',

@@ -11,6 +11,7 @@ import type { ResourceOps, Row, RowLock, RowPage, SelectOptions, TableDef, Tx, W
 import { asObject, checkWritableKeys, mergePatch, validateDocument } from '../core/validation.js';
 import type { DB, Store } from './database.js';
 import { GroupCommit } from './group-commit.js';
+import { deferWrite, verify, type WriteCheck } from './pg-batch.js';
 import { DOC_COLUMN, SEARCH_COLUMN, storedFields } from './schema.js';
 
 export interface EngineOptions {
@@ -56,6 +57,9 @@ type WriteRows = Map<string, { doc: Doc | null; lock: number }>;
 
 /** Row locks a write's reads take on PostgreSQL, weakest first (SQLite has one writer: all are `update`). */
 const LOCKS = { none: 0, share: 1, update: 2 } as const;
+
+/** A write whose caller needs no count from it: it may be batched with the next (pg-batch.ts). */
+const ANY_ROWS: WriteCheck = {};
 
 const columnLists = new WeakMap<Resource, string[]>();
 /**
@@ -234,8 +238,9 @@ export class Engine {
     key: string,
     build: (slot: (name: string) => string) => { compile(): CompiledQuery },
     values: Record<string, unknown>,
+    write?: WriteCheck,
   ): Promise<{ rows: Record<string, unknown>[]; numAffectedRows?: bigint }> {
-    return this.execute(db, this.shaped(key, build, values));
+    return this.execute(db, this.shaped(key, build, values), write);
   }
 
   /**
@@ -246,13 +251,20 @@ export class Engine {
   private async execute(
     db: DB,
     query: CompiledQuery,
+    write?: WriteCheck,
   ): Promise<{ rows: Record<string, unknown>[]; numAffectedRows?: bigint }> {
     const { exec } = this.store;
     if (exec && this.groupCommit?.holds(db)) {
       const { rows, changes } = exec(query.sql, query.parameters);
+      if (write) verify(write, changes);
       return { rows, numAffectedRows: BigInt(changes) };
     }
-    return db.executeQuery<Record<string, unknown>>(query);
+    if (!write) return db.executeQuery<Record<string, unknown>>(query);
+    // A write nobody reads the result of: in a PostgreSQL transaction it may be held back and
+    // sent with the writes after it (pg-batch.ts), which then runs its check; else it ran now.
+    const result = await db.executeQuery<Record<string, unknown>>(deferWrite(query, write));
+    if (result.numAffectedRows !== undefined) verify(write, Number(result.numAffectedRows));
+    return result;
   }
 
   /** The compiled query of a shape (see run), with this call's values in its slots. */
@@ -336,6 +348,7 @@ export class Engine {
           `ins|${table.name}|${Object.keys(encoded)}`,
           (slot) => db.insertInto(table.name).values(engine.slotted(encoded, slot)),
           encoded,
+          ANY_ROWS,
         );
       },
       async upsert(table, row) {
@@ -352,6 +365,7 @@ export class Engine {
               .onConflict((oc) => oc.columns([...table.primaryKey]).doUpdateSet(update));
           },
           encoded,
+          ANY_ROWS,
         );
       },
       async remove(table, where) {
@@ -365,6 +379,7 @@ export class Engine {
             return q;
           },
           encoded,
+          ANY_ROWS,
         );
       },
       async select(table, where, options: SelectOptions = {}) {
@@ -730,7 +745,12 @@ export class Engine {
       const value = doc[name];
       if (!field.ref || typeof value !== 'string' || (before && before[name] === value)) continue;
       const target = this.byPrefix.get(field.ref);
-      const row = target ? await tx.peek(target, principal.tenantId, value) : null;
+      const locks = resource.lockReferences?.includes(name);
+      const row = !target
+        ? null
+        : locks
+          ? await tx.find(target, principal.tenantId, value, 'update')
+          : await tx.peek(target, principal.tenantId, value);
       const found = row !== null && row.is_deleted === false;
       if (!found) {
         errors.push({
@@ -775,6 +795,7 @@ export class Engine {
       `ins|${resource.table}`,
       (slot) => db.insertInto(resource.table).values(this.slotted(row, slot)),
       row,
+      ANY_ROWS,
     );
     await resource.hooks?.afterWrite?.(doc, null, ctx, tx);
     return doc;
@@ -829,7 +850,7 @@ export class Engine {
   /** The version check and the write are one statement: of concurrent writers at one version, one wins. */
   private async writeBack(db: DB, resource: Resource, before: Doc, doc: Doc): Promise<Doc> {
     const set = this.changedColumns(resource, before, doc);
-    const result = await this.run(
+    await this.run(
       db,
       `upd|${resource.table}|${Object.keys(set)}`,
       (slot) =>
@@ -840,12 +861,14 @@ export class Engine {
           .where('id', '=', slot('\u0000id'))
           .where('version', '=', slot('\u0000version')),
       { ...set, '\u0000tenant': before.tenant_id, '\u0000id': before.id, '\u0000version': before.version },
+      {
+        rows: 1,
+        error: () =>
+          new ApiError('version_conflict', `${resource.name} ${before.id} was changed by another writer`, {
+            extra: { current_version: null },
+          }),
+      },
     );
-    if (Number(result.numAffectedRows) !== 1) {
-      throw new ApiError('version_conflict', `${resource.name} ${before.id} was changed by another writer`, {
-        extra: { current_version: null },
-      });
-    }
     return doc;
   }
 

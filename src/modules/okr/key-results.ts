@@ -116,6 +116,8 @@ export const keyResults = defineResource({
     }),
   },
   tables: [snapshots, statusSweep],
+  // Every write rolls up into its objective (derive and rollUp lock it): the check locks it first.
+  lockReferences: ['objective_id'],
   operations: checkInOperations,
   hooks: {
     prepare(doc, before, ctx) {
