@@ -71,8 +71,14 @@ class BatchingConnection implements DatabaseConnection {
 
   constructor(readonly inner: DatabaseConnection) {}
 
-  async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+  executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
     const check = deferrable.get(query);
+    // Most statements (every read outside a write) take the direct path, with no extra await.
+    if (check === undefined && this.pending.length === 0) return this.inner.executeQuery<R>(query);
+    return this.#execute(query, check);
+  }
+
+  async #execute<R>(query: CompiledQuery, check: WriteCheck | undefined): Promise<QueryResult<R>> {
     if (check) {
       const table = this.inTransaction ? batchTable(query.sql) : null;
       if (table !== null) {
@@ -136,14 +142,15 @@ class BatchingDriver implements Driver {
     return this.inner.init();
   }
 
-  async acquireConnection(): Promise<DatabaseConnection> {
-    const connection = await this.inner.acquireConnection();
-    let wrapped = this.#connections.get(connection);
-    if (!wrapped) {
-      wrapped = new BatchingConnection(connection);
-      this.#connections.set(connection, wrapped);
-    }
-    return wrapped;
+  acquireConnection(): Promise<DatabaseConnection> {
+    return this.inner.acquireConnection().then((connection) => {
+      let wrapped = this.#connections.get(connection);
+      if (!wrapped) {
+        wrapped = new BatchingConnection(connection);
+        this.#connections.set(connection, wrapped);
+      }
+      return wrapped;
+    });
   }
 
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
@@ -187,12 +194,12 @@ class BatchingDriver implements Driver {
     await this.inner.releaseSavepoint?.(c.inner, name, compile);
   }
 
-  async releaseConnection(connection: DatabaseConnection): Promise<void> {
+  releaseConnection(connection: DatabaseConnection): Promise<void> {
     const c = connection as BatchingConnection;
     // Writes are held back only inside a transaction, which has ended by now.
     c.discard();
     c.inTransaction = false;
-    await this.inner.releaseConnection(c.inner);
+    return this.inner.releaseConnection(c.inner);
   }
 
   destroy(): Promise<void> {
