@@ -123,16 +123,32 @@ async function bare(body, status) {
     {},
     port,
   );
-  return { url: `http://127.0.0.1:${port}/`, stop: () => child.kill() };
+  return { url: `http://127.0.0.1:${port}/`, pid: child.pid, stop: () => child.kill() };
 }
 
-/** Runs wrk pinned to the load core: answers req/s, p50/p99 in ms and non-2xx count. */
-function wrk(url, { lua, env = {}, duration = plan.round, headers = {} } = {}) {
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+
+/** CPU time (user + system, µs) a process has used so far: /proc/<pid>/stat fields 14 and 15. */
+function cpuTime(pid) {
+  if (!pid) return Number.NaN;
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
+}
+
+/**
+ * Runs wrk pinned to the load core: answers req/s, p50/p99 in ms, non-2xx count and, given the
+ * server's `pid`, the server's CPU µs per request (steadier than req/s on a machine whose
+ * neighbours come and go: it counts work, not waiting).
+ */
+function wrk(url, { lua, env = {}, duration = plan.round, headers = {}, pid } = {}) {
   const argv = ['-c', LOAD_CPU, 'wrk', '-t1', '-c16', `-d${duration}s`, '--latency'];
   for (const [k, v] of Object.entries(headers)) argv.push('-H', `${k}: ${v}`);
   if (lua) argv.push('-s', join(root, 'bench/wrk', lua));
   argv.push(url);
+  const cpuBefore = cpuTime(pid);
   const out = execFileSync('taskset', argv, { env: { ...process.env, ...env }, encoding: 'utf8' });
+  const cpu = cpuTime(pid) - cpuBefore;
   const num = (re) => {
     const m = re.exec(out);
     return m ? Number(m[1]) : Number.NaN;
@@ -148,6 +164,7 @@ function wrk(url, { lua, env = {}, duration = plan.round, headers = {} } = {}) {
     p50: ms(/\s50%\s+([\d.]+)(us|ms|s)/),
     p99: ms(/\s99%\s+([\d.]+)(us|ms|s)/),
     errors: num(/Non-2xx or 3xx responses:\s+(\d+)/) || 0,
+    cpu_us: cpu / num(/(\d+) requests in/),
   };
 }
 
@@ -189,7 +206,20 @@ function compare(bareUrl, edmUrl, roundOptions, warmOptions, bareOptions = {}) {
     bare_rps: pick((x) => x.base.rps),
     bare_p99: pick((x) => x.base.p99),
     ratio: pick((x) => x.r.rps / x.base.rps),
-    rounds: rounds.map((x) => ({ rps: x.r.rps, bare_rps: x.base.rps })),
+    cpu_us: pick((x) => x.r.cpu_us),
+    bare_cpu_us: pick((x) => x.base.cpu_us),
+    cpu_ratio: pick((x) => x.base.cpu_us / x.r.cpu_us),
+    rounds: rounds.map((x) => ({ rps: x.r.rps, bare_rps: x.base.rps, cpu_us: x.r.cpu_us, bare_cpu_us: x.base.cpu_us })),
+  };
+}
+
+/** A flatness check's CPU side: µs per request of the first and second server, each round's req/s. */
+function flatCost(c) {
+  return {
+    cpu_us_first: c.bare_cpu_us,
+    cpu_us_second: c.cpu_us,
+    cpu_ratio: c.cpu_ratio,
+    rounds: c.rounds,
   };
 }
 
@@ -213,8 +243,8 @@ function rss(child) {
   return peak ? Math.round(Number(peak[1]) / 1024) : Number.NaN;
 }
 
-/** The five request scenarios against one running EDM server. */
-async function scenarios(port, token, ids, objectiveId, store) {
+/** The five request scenarios against one running EDM server (`pid`: its process). */
+async function scenarios(port, pid, token, ids, objectiveId, store) {
   const url = `http://127.0.0.1:${port}${BASE}`;
   const auth = { Authorization: `Bearer ${token}` };
   const rows = [];
@@ -241,7 +271,7 @@ async function scenarios(port, token, ids, objectiveId, store) {
   const run = async (name, target, edmUrl, roundOptions, sampleInit, warmOptions = roundOptions(0)) => {
     const s = await sample(sampleInit?.url ?? edmUrl, sampleInit?.init ?? { headers: auth });
     const ceiling = await bare(s.body, s.status);
-    const r = compare(ceiling.url, edmUrl, roundOptions, warmOptions);
+    const r = compare(ceiling.url, edmUrl, (i) => ({ ...roundOptions(i), pid }), warmOptions, { pid: ceiling.pid });
     ceiling.stop();
     rows.push({ scenario: `${name} (${store})`, store, bytes: s.body.length, ...r, target });
     log(`${name} (${store}): ${r.rps.toFixed(0)} req/s vs bare ${r.bare_rps.toFixed(0)} → ${r.ratio.toFixed(3)}`);
@@ -342,9 +372,9 @@ async function main() {
     const tenants = compare(
       `http://127.0.0.1:9203${BASE}?limit=50`,
       `http://127.0.0.1:${port}${BASE}?limit=50`,
-      () => smallAuth,
+      () => ({ ...smallAuth, pid: server.pid }),
       smallAuth,
-      smallAuth,
+      { ...smallAuth, pid: fewServer.pid },
     );
     fewServer.kill();
     results.checks.push({
@@ -352,6 +382,7 @@ async function main() {
       first: tenants.bare_rps,
       second: tenants.rps,
       ratio: tenants.ratio,
+      ...flatCost(tenants),
       target: '≥ 0.8 (flat)',
       met: tenants.ratio >= 0.8,
     });
@@ -369,17 +400,21 @@ async function main() {
     const deepUrl = await walkCursor(pageUrl, token, plan.pageDepth);
     // Alternating rounds, as in compare(): the medians of each page's rounds.
     const authed = { headers: { Authorization: `Bearer ${token}` } };
-    const pages = compare(pageUrl, deepUrl, () => authed, authed, authed);
+    const pages = compare(pageUrl, deepUrl, () => ({ ...authed, pid: server.pid }), authed, {
+      ...authed,
+      pid: server.pid,
+    });
     results.checks.push({
       check: `page ${plan.pageDepth} vs page 1 of a ${plan.big}-row tenant (limit 100)`,
       first: pages.bare_rps,
       second: pages.rps,
       ratio: pages.ratio,
+      ...flatCost(pages),
       target: '≥ 0.8 (flat)',
       met: pages.ratio >= 0.8,
     });
   }
-  results.rows.push(...(await scenarios(port, token, bigIds, objectiveId, 'sqlite')));
+  results.rows.push(...(await scenarios(port, server.pid, token, bigIds, objectiveId, 'sqlite')));
 
   const peak = rss(server);
   results.checks.push({
@@ -409,7 +444,7 @@ async function main() {
           await fetch(`http://127.0.0.1:9202${BASE}/${pgIds[0]}`, { headers: { Authorization: `Bearer ${token}` } })
         ).json()
       ).objective_id;
-      results.rows.push(...(await scenarios(9202, token, pgIds, pgObjective, 'postgres')));
+      results.rows.push(...(await scenarios(9202, pgServer.pid, token, pgIds, pgObjective, 'postgres')));
       pgServer.kill();
     } catch (err) {
       log(`PostgreSQL half skipped: ${err.message}`);
@@ -467,7 +502,7 @@ async function main() {
     r.vs_baseline = before ? r.ratio / before.ratio - 1 : null;
   }
   const lines = [
-    `${pad('scenario', 36)}${pad('req/s', 9)}${pad('bare', 9)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('bare p99', 9)}${pad('ratio', 7)}${pad('target', 8)}${pad('met', 5)}vs baseline`,
+    `${pad('scenario', 36)}${pad('req/s', 9)}${pad('bare', 9)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('bare p99', 9)}${pad('cpu µs', 8)}${pad('bare', 6)}${pad('cpu r.', 7)}${pad('ratio', 7)}${pad('target', 8)}${pad('met', 5)}vs baseline`,
   ];
   for (const r of results.rows) {
     const delta =
@@ -475,13 +510,13 @@ async function main() {
         ? ''
         : `${r.vs_baseline >= 0 ? '+' : ''}${(100 * r.vs_baseline).toFixed(0)}%${r.vs_baseline < -0.1 ? ' (over 10% below)' : ''}`;
     lines.push(
-      `${pad(r.scenario, 36)}${pad(r.rps.toFixed(0), 9)}${pad(r.bare_rps.toFixed(0), 9)}${pad(r.p50.toFixed(2), 8)}${pad(r.p99.toFixed(2), 8)}${pad(r.bare_p99.toFixed(2), 9)}${pad(r.ratio.toFixed(3), 7)}${pad(r.target.toFixed(3), 8)}${pad(r.met ? 'yes' : 'NO', 5)}${delta}${r.errors ? `  (${r.errors} non-2xx)` : ''}`,
+      `${pad(r.scenario, 36)}${pad(r.rps.toFixed(0), 9)}${pad(r.bare_rps.toFixed(0), 9)}${pad(r.p50.toFixed(2), 8)}${pad(r.p99.toFixed(2), 8)}${pad(r.bare_p99.toFixed(2), 9)}${pad(r.cpu_us.toFixed(0), 8)}${pad(r.bare_cpu_us.toFixed(0), 6)}${pad(r.cpu_ratio.toFixed(3), 7)}${pad(r.ratio.toFixed(3), 7)}${pad(r.target.toFixed(3), 8)}${pad(r.met ? 'yes' : 'NO', 5)}${delta}${r.errors ? `  (${r.errors} non-2xx)` : ''}`,
     );
   }
   lines.push('');
   for (const c of results.checks) {
     lines.push(
-      `${pad(c.check, 62)}${pad(typeof c.first === 'number' ? c.first.toFixed(1) : '', 10)}${pad(c.second == null ? '' : c.second.toFixed(1), 10)}${pad(c.target, 14)}${c.met ? 'yes' : 'NO'}`,
+      `${pad(c.check, 62)}${pad(typeof c.first === 'number' ? c.first.toFixed(1) : '', 10)}${pad(c.second == null ? '' : c.second.toFixed(1), 10)}${pad(c.target, 14)}${c.met ? 'yes' : 'NO'}${c.cpu_ratio === undefined ? '' : `  (CPU µs/request ${c.cpu_us_first.toFixed(0)} vs ${c.cpu_us_second.toFixed(0)}: ${c.cpu_ratio.toFixed(2)})`}`,
     );
   }
   if (QUICK) lines.push('(--quick: the page-depth and tenant-count checks run only in the full bench)');
