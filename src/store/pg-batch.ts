@@ -153,45 +153,40 @@ class BatchingDriver implements Driver {
     });
   }
 
+  // BEGIN, COMMIT and savepoints go through the session's own executeQuery (which Kysely's
+  // query log wraps), so they are logged like any statement and flush what waits before them.
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
-    const c = connection as BatchingConnection;
-    await c.flush();
-    await this.inner.beginTransaction(c.inner, settings);
-    c.inTransaction = true;
+    await this.inner.beginTransaction(connection, settings);
+    (connection as BatchingConnection).inTransaction = true;
   }
 
   async commitTransaction(connection: DatabaseConnection): Promise<void> {
-    const c = connection as BatchingConnection;
-    // A failing write (a version check, a constraint) fails the commit: Kysely then rolls back.
-    await c.flush();
-    c.inTransaction = false;
-    await this.inner.commitTransaction(c.inner);
+    (connection as BatchingConnection).inTransaction = false;
+    // COMMIT first sends the writes held back: a failing one (a version check, a constraint)
+    // fails the commit, and Kysely then rolls back.
+    await this.inner.commitTransaction(connection);
   }
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
     const c = connection as BatchingConnection;
     c.discard();
     c.inTransaction = false;
+    // The inner session: a ROLLBACK that fails marks it for discarding, a method of its own.
     await this.inner.rollbackTransaction(c.inner);
   }
 
   async savepoint(connection: DatabaseConnection, name: string, compile: QueryCompiler['compileQuery']) {
-    const c = connection as BatchingConnection;
-    await c.flush();
-    await this.inner.savepoint?.(c.inner, name, compile);
+    await this.inner.savepoint?.(connection, name, compile);
   }
 
   async rollbackToSavepoint(connection: DatabaseConnection, name: string, compile: QueryCompiler['compileQuery']) {
-    const c = connection as BatchingConnection;
     // Everything held back was written after the savepoint (taking it flushed).
-    c.discard();
-    await this.inner.rollbackToSavepoint?.(c.inner, name, compile);
+    (connection as BatchingConnection).discard();
+    await this.inner.rollbackToSavepoint?.(connection, name, compile);
   }
 
   async releaseSavepoint(connection: DatabaseConnection, name: string, compile: QueryCompiler['compileQuery']) {
-    const c = connection as BatchingConnection;
-    await c.flush();
-    await this.inner.releaseSavepoint?.(c.inner, name, compile);
+    await this.inner.releaseSavepoint?.(connection, name, compile);
   }
 
   releaseConnection(connection: DatabaseConnection): Promise<void> {
