@@ -500,6 +500,8 @@ async function main() {
     const before = baseline.rows.find((b) => b.scenario === r.scenario);
     r.baseline_ratio = before ? before.ratio : null;
     r.vs_baseline = before ? r.ratio / before.ratio - 1 : null;
+    // Our CPU per request against the baseline's: on the baseline's machine, the steadier reading.
+    r.cpu_vs_baseline = before?.cpu_us ? r.cpu_us / before.cpu_us - 1 : null;
   }
   const lines = [
     `${pad('scenario', 36)}${pad('req/s', 9)}${pad('bare', 9)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('bare p99', 9)}${pad('cpu µs', 8)}${pad('bare', 6)}${pad('cpu r.', 7)}${pad('ratio', 7)}${pad('target', 8)}${pad('met', 5)}vs baseline`,
@@ -510,7 +512,7 @@ async function main() {
         ? ''
         : `${r.vs_baseline >= 0 ? '+' : ''}${(100 * r.vs_baseline).toFixed(0)}%${r.vs_baseline < -0.1 ? ' (over 10% below)' : ''}`;
     lines.push(
-      `${pad(r.scenario, 36)}${pad(r.rps.toFixed(0), 9)}${pad(r.bare_rps.toFixed(0), 9)}${pad(r.p50.toFixed(2), 8)}${pad(r.p99.toFixed(2), 8)}${pad(r.bare_p99.toFixed(2), 9)}${pad(r.cpu_us.toFixed(0), 8)}${pad(r.bare_cpu_us.toFixed(0), 6)}${pad(r.cpu_ratio.toFixed(3), 7)}${pad(r.ratio.toFixed(3), 7)}${pad(r.target.toFixed(3), 8)}${pad(r.met ? 'yes' : 'NO', 5)}${delta}${r.errors ? `  (${r.errors} non-2xx)` : ''}`,
+      `${pad(r.scenario, 36)}${pad(r.rps.toFixed(0), 9)}${pad(r.bare_rps.toFixed(0), 9)}${pad(r.p50.toFixed(2), 8)}${pad(r.p99.toFixed(2), 8)}${pad(r.bare_p99.toFixed(2), 9)}${pad(r.cpu_us.toFixed(0), 8)}${pad(r.bare_cpu_us.toFixed(0), 6)}${pad(r.cpu_ratio.toFixed(3), 7)}${pad(r.ratio.toFixed(3), 7)}${pad(r.target.toFixed(3), 8)}${pad(r.met ? 'yes' : 'NO', 5)}${delta}${r.cpu_vs_baseline === null ? '' : `  (CPU ${r.cpu_vs_baseline >= 0 ? '+' : ''}${(100 * r.cpu_vs_baseline).toFixed(0)}%)`}${r.errors ? `  (${r.errors} non-2xx)` : ''}`,
     );
   }
   lines.push('');
