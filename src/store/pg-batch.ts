@@ -79,17 +79,14 @@ class BatchingConnection implements DatabaseConnection {
   }
 
   async #execute<R>(query: CompiledQuery, check: WriteCheck | undefined): Promise<QueryResult<R>> {
-    if (check) {
-      const table = this.inTransaction ? batchTable(query.sql) : null;
-      if (table !== null) {
-        if (this.pending.some((p) => p.table === table)) await this.flush();
-        this.pending.push({ query, table, check });
-        return { rows: [] };
-      }
-      // Outside a transaction, or not batchable: it runs now, and its caller checks the count.
-      await this.flush();
-      return this.inner.executeQuery<R>(query);
+    const table = check && this.inTransaction ? batchTable(query.sql) : null;
+    if (check && table !== null) {
+      if (this.pending.some((p) => p.table === table)) await this.flush();
+      this.pending.push({ query, table, check });
+      return { rows: [] };
     }
+    // Anything else (a write outside a transaction or not batchable included: its caller checks
+    // the count) runs now, after what waits before it.
     await this.flush();
     return this.inner.executeQuery<R>(query);
   }
