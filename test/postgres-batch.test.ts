@@ -1,49 +1,69 @@
 import type { FastifyInstance } from 'fastify';
-import { type CompiledQuery, sql } from 'kysely';
+import { type CompiledQuery, type Kysely, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../src/core/auth.js';
 import { ManualClock } from '../src/core/clock.js';
 import { buildApp } from '../src/http/app.js';
-import type { Store } from '../src/store/database.js';
+import { type DB, openStore, type Store } from '../src/store/database.js';
 import { deferWrite } from '../src/store/pg-batch.js';
 import { freshStore, injectAs, PG_URL, T0, testConfig, USER_A } from './helpers.js';
 
 // PostgreSQL only: a transaction's writes whose results nobody reads wait, and go to the server
 // as one statement before the next read or COMMIT (src/store/pg-batch.ts).
 
+const verb = (text: string) => /^\s*(\w+)/.exec(text)?.[1]?.toLowerCase();
+
 /**
- * Statements this process sends to PostgreSQL while the spy is on (queries are submitted to the
- * wire one at a time, each a round trip). Tests in a file run one at a time, so what is sent in
- * the window is the test's own.
+ * Statements this process sends to PostgreSQL while the spy is on, by round trip: a statement
+ * sent while none is waiting for its answer starts a flight, one sent while another is waiting
+ * (pipelined) joins it. Tests in a file run one at a time, so what is sent in the window is the
+ * test's own.
  */
 function wire() {
   const sent: string[] = [];
+  const flights: string[][] = [];
+  /** The prepared statements' names, in order (statements with parameters are named). */
+  const named: string[] = [];
+  const waiting = new WeakMap<object, number>();
   const query = (pg as unknown as { Query: { prototype: { submit: (...args: unknown[]) => unknown } } }).Query
     .prototype;
   const original = query.submit;
-  query.submit = function (this: { text?: string }, ...args: unknown[]) {
-    sent.push(this.text ?? '');
-    return original.apply(this, args);
+  query.submit = function (this: { text?: string; name?: string }, connection: unknown, ...rest: unknown[]) {
+    const session = connection as { prependListener(event: string, listener: () => void): void };
+    if (!waiting.has(session)) {
+      // Before the client's own listener, which may send the next statement from its queue.
+      session.prependListener('readyForQuery', () => waiting.set(session, (waiting.get(session) ?? 1) - 1));
+    }
+    const inFlight = waiting.get(session) ?? 0;
+    if (inFlight === 0) flights.push([]);
+    waiting.set(session, inFlight + 1);
+    const text = verb(this.text ?? '') ?? '';
+    sent.push(text);
+    if (this.name) named.push(this.name);
+    flights[flights.length - 1].push(text);
+    return original.apply(this, [connection, ...rest]);
   };
   return {
     sent,
+    flights,
+    named,
     restore: () => {
       query.submit = original;
     },
   };
 }
 
-const verb = (text: string) => /^\s*(\w+)/.exec(text)?.[1]?.toLowerCase();
-
 describe.runIf(PG_URL)('PostgreSQL write batching', () => {
   let store: Store;
+  let schema: string;
   let drop: () => Promise<void>;
 
   beforeAll(async () => {
     const fresh = await freshStore('postgres');
     store = fresh.store;
     drop = fresh.drop;
+    schema = fresh.schema as string;
     await sql`CREATE TABLE a (id int PRIMARY KEY, n int NOT NULL, label text)`.execute(store.db);
     await sql`CREATE TABLE b (id int PRIMARY KEY, note text)`.execute(store.db);
   });
@@ -61,46 +81,104 @@ describe.runIf(PG_URL)('PostgreSQL write batching', () => {
     store.db.updateTable('a').set({ n: to }).where('id', '=', 1).where('n', '=', from).compile();
   const conflict = () => new Error('version conflict');
 
-  it('sends the writes of a transaction as one statement, each value in its place', async () => {
-    await store.db.insertInto('a').values({ id: 1, n: 1, label: 'one' }).execute();
+  type DBTables = DB extends Kysely<infer T> ? T : never;
+
+  /** Runs `work` in a transaction with the spy on; `read` first makes it send BEGIN. */
+  async function inTransaction(read: boolean, work: (trx: Transaction<DBTables>) => Promise<void>) {
     const spy = wire();
     try {
       await store.db.transaction().execute(async (trx) => {
+        if (read) await trx.selectFrom('a').select('id').execute();
+        await work(trx);
+      });
+    } finally {
+      spy.restore();
+    }
+    return spy.flights;
+  }
+
+  // Without a read first, a transaction sends its writes as one statement and no BEGIN or
+  // COMMIT; after a read, BEGIN goes with the read and COMMIT with the writes.
+  const openings = [
+    { name: 'writes only', read: false, flights: [['with']] },
+    {
+      name: 'after a read',
+      read: true,
+      flights: [
+        ['begin', 'select'],
+        ['with', 'commit'],
+      ],
+    },
+  ];
+
+  describe.each(openings)('a transaction of $name', ({ read, flights }) => {
+    it('sends its writes as one statement, each value in its place', async () => {
+      await store.db.insertInto('a').values({ id: 1, n: 1, label: 'one' }).execute();
+      const sent = await inTransaction(read, async (trx) => {
         await trx.executeQuery(
           deferWrite(trx.updateTable('a').set({ n: 2, label: 'two' }).where('id', '=', 1).compile()),
         );
         await trx.executeQuery(deferWrite(trx.insertInto('b').values({ id: 7, note: 'seven' }).compile()));
       });
-    } finally {
-      spy.restore();
-    }
-    expect(spy.sent.map(verb)).toEqual(['begin', 'with', 'commit']);
-    expect(await rowsOf('a')).toEqual([{ id: 1, n: 2, label: 'two' }]);
-    expect(await rowsOf('b')).toEqual([{ id: 7, note: 'seven' }]);
+      expect(sent).toEqual(flights);
+      expect(await rowsOf('a')).toEqual([{ id: 1, n: 2, label: 'two' }]);
+      expect(await rowsOf('b')).toEqual([{ id: 7, note: 'seven' }]);
+    });
+
+    it('fails when a held-back write fails its check, keeps none of it, and the next one works', async () => {
+      await store.db.insertInto('a').values({ id: 1, n: 1 }).execute();
+      const work = inTransaction(read, async (trx) => {
+        await trx.executeQuery(deferWrite(trx.insertInto('b').values({ id: 1, note: 'kept?' }).compile()));
+        // Expects n = 5, finds n = 1: no row changes.
+        await trx.executeQuery(deferWrite(setN(5, 6), { rows: 1, error: conflict }));
+      });
+      await expect(work).rejects.toThrow('version conflict');
+      expect(await rowsOf('b')).toEqual([]);
+      expect(await rowsOf('a')).toEqual([{ id: 1, n: 1, label: null }]);
+      // The session the failure ran on (the pool hands the last one back) starts clean.
+      await inTransaction(read, async (trx) => {
+        await trx.executeQuery(deferWrite(setN(1, 2), { rows: 1, error: conflict }));
+      });
+      expect(await rowsOf('a')).toEqual([{ id: 1, n: 2, label: null }]);
+    });
+
+    it('fails when a held-back write breaks a constraint, and keeps none of it', async () => {
+      await store.db.insertInto('b').values({ id: 1, note: 'first' }).execute();
+      await store.db.insertInto('a').values({ id: 1, n: 1 }).execute();
+      const work = inTransaction(read, async (trx) => {
+        await trx.executeQuery(deferWrite(setN(1, 2), { rows: 1, error: conflict }));
+        await trx.executeQuery(deferWrite(trx.insertInto('b').values({ id: 1, note: 'again' }).compile()));
+      });
+      await expect(work).rejects.toMatchObject({ code: '23505' });
+      expect(await rowsOf('a')).toEqual([{ id: 1, n: 1, label: null }]);
+      expect(await rowsOf('b')).toEqual([{ id: 1, note: 'first' }]);
+    });
+
+    it('sends none of its writes when it rolls back', async () => {
+      const spy = wire();
+      try {
+        const work = store.db.transaction().execute(async (trx) => {
+          if (read) await trx.selectFrom('a').select('id').execute();
+          await trx.executeQuery(deferWrite(trx.insertInto('b').values({ id: 2, note: 'dropped' }).compile()));
+          throw new Error('changed my mind');
+        });
+        await expect(work).rejects.toThrow('changed my mind');
+      } finally {
+        spy.restore();
+      }
+      // After the read, BEGIN went out and ROLLBACK ends it; without one, nothing was sent.
+      expect(spy.flights).toEqual(read ? [['begin', 'select'], ['rollback']] : []);
+      expect(await rowsOf('b')).toEqual([]);
+    });
   });
 
-  it('fails the transaction when a held-back write fails its check, and keeps none of it', async () => {
-    await store.db.insertInto('a').values({ id: 1, n: 1 }).execute();
-    const work = store.db.transaction().execute(async (trx) => {
-      await trx.executeQuery(deferWrite(trx.insertInto('b').values({ id: 1, note: 'kept?' }).compile()));
-      // Expects n = 5, finds n = 1: no row changes.
-      await trx.executeQuery(deferWrite(setN(5, 6), { rows: 1, error: conflict }));
+  it('sends BEGIN and waits for it before a first statement that is not a read', async () => {
+    const sent = await inTransaction(false, async (trx) => {
+      // Not held back: the caller reads its count.
+      await trx.insertInto('b').values({ id: 8, note: 'now' }).execute();
     });
-    await expect(work).rejects.toThrow('version conflict');
-    expect(await rowsOf('b')).toEqual([]);
-    expect(await rowsOf('a')).toEqual([{ id: 1, n: 1, label: null }]);
-  });
-
-  it('fails the transaction when a held-back write breaks a constraint, and keeps none of it', async () => {
-    await store.db.insertInto('b').values({ id: 1, note: 'first' }).execute();
-    await store.db.insertInto('a').values({ id: 1, n: 1 }).execute();
-    const work = store.db.transaction().execute(async (trx) => {
-      await trx.executeQuery(deferWrite(setN(1, 2), { rows: 1, error: conflict }));
-      await trx.executeQuery(deferWrite(trx.insertInto('b').values({ id: 1, note: 'again' }).compile()));
-    });
-    await expect(work).rejects.toMatchObject({ code: '23505' });
-    expect(await rowsOf('a')).toEqual([{ id: 1, n: 1, label: null }]);
-    expect(await rowsOf('b')).toEqual([{ id: 1, note: 'first' }]);
+    expect(sent).toEqual([['begin'], ['insert'], ['commit']]);
+    expect(await rowsOf('b')).toEqual([{ id: 8, note: 'now' }]);
   });
 
   it('sends a write to a table already waiting after the one before it, so each sees the last', async () => {
@@ -140,6 +218,53 @@ describe.runIf(PG_URL)('PostgreSQL write batching', () => {
     expect(await rowsOf('a')).toEqual([]);
   });
 
+  it('prepares each statement with parameters once per session, under a name', async () => {
+    const spy = wire();
+    try {
+      for (const id of [1, 2]) await store.db.insertInto('b').values({ id, note: 'x' }).execute();
+    } finally {
+      spy.restore();
+    }
+    expect(spy.named).toHaveLength(2);
+    expect(spy.named[0]).toMatch(/^edm_\d+$/);
+    expect(spy.named[1]).toBe(spy.named[0]);
+  });
+
+  it('with batching and preparing off, sends each statement on its own, unnamed, and still rolls back', async () => {
+    const plain = openStore(PG_URL as string, { schema, batchWrites: false, prepare: false, poolSize: 1 });
+    const spy = wire();
+    try {
+      await plain.db.insertInto('a').values({ id: 1, n: 1 }).execute();
+      await plain.db.transaction().execute(async (trx) => {
+        await trx.executeQuery(deferWrite(setN(1, 2), { rows: 1, error: conflict }));
+        await trx.executeQuery(deferWrite(trx.insertInto('b').values({ id: 9, note: 'nine' }).compile()));
+        expect((await trx.selectFrom('b').select('note').execute()).map((r) => r.note)).toEqual(['nine']);
+      });
+      const work = plain.db.transaction().execute(async (trx) => {
+        await trx.executeQuery(deferWrite(trx.insertInto('b').values({ id: 10, note: 'dropped' }).compile()));
+        throw new Error('changed my mind');
+      });
+      await expect(work).rejects.toThrow('changed my mind');
+    } finally {
+      spy.restore();
+      await plain.close();
+    }
+    expect(spy.flights).toEqual([
+      ['insert'],
+      ['begin'],
+      ['update'],
+      ['insert'],
+      ['select'],
+      ['commit'],
+      ['begin'],
+      ['insert'],
+      ['rollback'],
+    ]);
+    expect(spy.named).toEqual([]);
+    expect(await rowsOf('a')).toEqual([{ id: 1, n: 2, label: null }]);
+    expect(await rowsOf('b')).toEqual([{ id: 9, note: 'nine' }]);
+  });
+
   describe('key-result writes through the API', () => {
     const clock = new ManualClock(T0);
     const config = testConfig();
@@ -163,33 +288,36 @@ describe.runIf(PG_URL)('PostgreSQL write batching', () => {
       await app.close();
     });
 
-    /** The statements one request sends, by their first word. */
+    /** The statements one request sends, by their first word, in round trips. */
     async function roundTrips(method: string, url: string, body: unknown, headers = {}) {
       const spy = wire();
       try {
         const reply = await injectAs(app, token, method, url, { body, headers });
         expect(reply.status).toBeLessThan(300);
-        return { verbs: spy.sent.map(verb), body: reply.body };
+        return { flights: spy.flights, body: reply.body };
       } finally {
         spy.restore();
       }
     }
 
-    it('creates a key result in four round trips: its objective locked once, its writes one statement', async () => {
-      const { verbs, body } = await roundTrips('POST', '/api/v1/okr/key-results', {
+    it('creates a key result in two round trips: BEGIN with its objective locked, its writes with COMMIT', async () => {
+      const { flights, body } = await roundTrips('POST', '/api/v1/okr/key-results', {
         objective_id: objectiveId,
         title: 'Ship',
         target: 10,
         current: 4,
       });
-      expect(verbs).toEqual(['begin', 'select', 'with', 'commit']);
+      expect(flights).toEqual([
+        ['begin', 'select'],
+        ['with', 'commit'],
+      ]);
       const objective = (await injectAs(app, token, 'GET', `/api/v1/okr/objectives/${objectiveId}`)).body;
       expect(objective).toMatchObject({ key_result_count: 1, progress_pct: 40 });
       const history = await injectAs(app, token, 'GET', `/api/v1/okr/key-results/${body.id}/check-ins`);
       expect(history.body.data).toHaveLength(1);
     });
 
-    it('patches and checks in in five round trips, and a stale If-Match still loses', async () => {
+    it('patches and checks in in three round trips, and a stale If-Match still loses', async () => {
       const kr = (
         await injectAs(app, token, 'POST', '/api/v1/okr/key-results', {
           body: { objective_id: objectiveId, title: 'Hire', target: 10 },
@@ -201,10 +329,11 @@ describe.runIf(PG_URL)('PostgreSQL write batching', () => {
         { current: 5 },
         { 'if-match': '"1"' },
       );
-      expect(patch.verbs).toEqual(['begin', 'select', 'select', 'with', 'commit']);
+      const locked = [['begin', 'select'], ['select'], ['with', 'commit']];
+      expect(patch.flights).toEqual(locked);
       expect(patch.body).toMatchObject({ current: 5, progress_pct: 50, version: 2 });
       const checkIn = await roundTrips('POST', `/api/v1/okr/key-results/${kr.id}/check-ins`, { value: 10 });
-      expect(checkIn.verbs).toEqual(['begin', 'select', 'select', 'with', 'commit']);
+      expect(checkIn.flights).toEqual(locked);
       const stale = await injectAs(app, token, 'PATCH', `/api/v1/okr/key-results/${kr.id}`, {
         body: { current: 1 },
         headers: { 'if-match': '"1"' },

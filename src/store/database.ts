@@ -1,13 +1,13 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, type KyselyConfig, type LogEvent, PostgresDialect, SqliteDialect } from 'kysely';
+import { Kysely, type KyselyConfig, type LogEvent, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../core/config.js';
 import { ApiError } from '../core/errors.js';
 import type { AnyField, ColumnKind } from '../core/fields.js';
 import { type Checkpointer, startCheckpointer } from './checkpointer.js';
-import { BatchingPostgresDialect } from './pg-batch.js';
+import { EdmPostgresDialect } from './pg-batch.js';
 
 export type StoreKind = 'sqlite' | 'postgres';
 
@@ -361,35 +361,15 @@ export function parsePostgresUrl(url: string, schemaOverride?: string): Postgres
   return { connectionString: parsed.toString(), schema, options: options || undefined };
 }
 
-const statementNames = new Map<string, string>();
-
-/**
- * Statements with parameters run as named prepared statements: a session parses and plans
- * each once, then only binds and executes it (the engine's statements come from a bounded set
- * of shapes). They name their columns, never `*`, so a migration that adds a column does not
- * change a prepared statement's result type. Statements without parameters (DDL, BEGIN,
- * COMMIT) stay unnamed.
- */
-function prepareOncePerSession(client: pg.PoolClient): void {
-  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-  (client as { query: unknown }).query = (text: unknown, values?: unknown, callback?: unknown) => {
-    if (typeof text === 'string' && Array.isArray(values) && values.length > 0 && callback === undefined) {
-      let name = statementNames.get(text);
-      if (name === undefined && statementNames.size < 5000) {
-        name = `edm_${statementNames.size + 1}`;
-        statementNames.set(text, name);
-      }
-      if (name !== undefined) return query({ name, text, values });
-    }
-    return callback === undefined ? query(text, values) : query(text, values, callback);
-  };
-}
-
 function openPostgres(url: string, options: StoreOptions): Store {
   const target = parsePostgresUrl(url, options.schema);
   const statementTimeout = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
+  const batchWrites = options.batchWrites ?? true;
   const pool = new pg.Pool({
     connectionString: target.connectionString,
+    // A statement goes on the wire without waiting for the answer to the one before it: the
+    // batching sessions send BEGIN and COMMIT in the same flight as a statement (pg-batch.ts).
+    pipeline: batchWrites,
     max: options.poolSize ?? 10,
     options: target.options,
     application_name: options.applicationName ?? 'edm',
@@ -425,9 +405,8 @@ function openPostgres(url: string, options: StoreOptions): Store {
   pool.on('error', () => {});
   pool.on('connect', (client) => {
     client.on('error', () => {});
-    if (options.prepare ?? true) prepareOncePerSession(client);
   });
-  const dialect = (options.batchWrites ?? true) ? new BatchingPostgresDialect({ pool }) : new PostgresDialect({ pool });
+  const dialect = new EdmPostgresDialect(pool, { prepare: options.prepare ?? true, batch: batchWrites });
   const db = new Kysely({ dialect, log: logger(options) });
   const types: Record<ColumnKind, string> = {
     text: 'text COLLATE "C"',

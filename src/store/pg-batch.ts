@@ -1,12 +1,13 @@
+import type { Writable } from 'node:stream';
 import {
   CompiledQuery,
   type DatabaseConnection,
   type Driver,
   PostgresDialect,
-  type QueryCompiler,
   type QueryResult,
   type TransactionSettings,
 } from 'kysely';
+import type pg from 'pg';
 
 /**
  * What a deferrable write expects: `rows` affected rows exactly (else `error()` is thrown), or
@@ -55,6 +56,107 @@ interface Pending {
   check: WriteCheck;
 }
 
+/** What a batch's count column prints when its write changed the wrong number of rows. */
+const CHECK_FAILED = /edm-write-check-(\d+):(\d+)/;
+
+/**
+ * The statement that sends a batch: one write as it is if nothing checks its count, else `with
+ * "w0" as (… returning 1), … select …` whose columns are the writes' counts. A count that
+ * fails its check is cast to a number from `edm-write-check-<i>:<count>`, which raises
+ * (SQLSTATE 22P02) inside the statement, so the failure needs no round trip of its own to
+ * stop a COMMIT sent right behind it. (The cast depends on the count: PostgreSQL cannot fold it
+ * at planning time, and evaluates it only in the branch taken.)
+ */
+function batchStatement(batch: Pending[]): CompiledQuery {
+  if (batch.length === 1 && batch[0].check.rows === undefined) return batch[0].query;
+  const parameters: unknown[] = [];
+  const parts: string[] = [];
+  const counts: string[] = [];
+  batch.forEach(({ query, check }, i) => {
+    const offset = parameters.length;
+    parameters.push(...query.parameters);
+    const sql = offset === 0 ? query.sql : query.sql.replace(/\$(\d+)/g, (_, n) => `$${Number(n) + offset}`);
+    parts.push(`"w${i}" as (${sql} returning 1)`);
+    counts.push(
+      check.rows === undefined
+        ? `(select count(*) from "w${i}") as "w${i}"`
+        : `(select case when count(*) = ${Number(check.rows)} then count(*) ` +
+            `else ('edm-write-check-${i}:' || count(*))::bigint end from "w${i}") as "w${i}"`,
+    );
+  });
+  return CompiledQuery.raw(`with ${parts.join(', ')} select ${counts.join(', ')}`, parameters);
+}
+
+/** The error a batch raised, as the failing write's check would throw it. */
+function batchError(batch: Pending[], error: unknown): unknown {
+  const failed = (error as { code?: string }).code === '22P02' && CHECK_FAILED.exec(String((error as Error).message));
+  if (!failed) return error;
+  const check = batch[Number(failed[1])]?.check;
+  return check ? (check.error?.() ?? new Error(`a write changed ${failed[2]} rows instead of ${check.rows}`)) : error;
+}
+
+const ignore = () => {};
+
+const statementNames = new Map<string, string>();
+
+/**
+ * The name a statement with parameters is prepared under: a session parses and plans each once,
+ * then only binds and executes it (the engine's statements come from a bounded set of shapes).
+ * They name their columns, never `*`, so a migration that adds a column does not change a
+ * prepared statement's result type. Statements without parameters (DDL, BEGIN, COMMIT) stay
+ * unnamed, and so does any past the first 5,000 shapes.
+ */
+function statementName(sql: string): string | undefined {
+  let name = statementNames.get(sql);
+  if (name === undefined && statementNames.size < 5000) {
+    name = `edm_${statementNames.size + 1}`;
+    statementNames.set(sql, name);
+  }
+  return name;
+}
+
+/** One pooled node-postgres session, as the connection Kysely runs statements on. */
+class PgSession implements DatabaseConnection {
+  discarded = false;
+
+  constructor(
+    readonly client: pg.PoolClient,
+    readonly prepare: boolean,
+  ) {}
+
+  executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+    if (this.discarded) return Promise.reject(new Error('this PostgreSQL session was discarded'));
+    const values = query.parameters as unknown[];
+    const name = this.prepare && values.length > 0 ? statementName(query.sql) : undefined;
+    return this.client.query(name ? { name, text: query.sql, values } : { text: query.sql, values }).then(answer<R>);
+  }
+
+  streamQuery<R>(_query: CompiledQuery, _chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
+    throw new Error('streaming query results is not supported on PostgreSQL here');
+  }
+
+  /**
+   * Runs `send` with the socket corked, so what it sends (statements pipelined behind each
+   * other) leaves in one write: a write is a system call, ~10% of a key-result write's CPU.
+   */
+  together<T>(send: () => T): T {
+    const { stream } = (this.client as unknown as { connection: { stream: Writable } }).connection;
+    stream.cork();
+    try {
+      return send();
+    } finally {
+      stream.uncork();
+    }
+  }
+}
+
+/** node-postgres's answer as Kysely's. */
+function answer<R>({ command, rowCount, rows }: pg.QueryResult): QueryResult<R> {
+  if (command === 'ROLLBACK' || command === 'COMMIT') return { rows: [{ command } as R] };
+  const counted = command === 'INSERT' || command === 'UPDATE' || command === 'DELETE' || command === 'MERGE';
+  return { numAffectedRows: counted ? BigInt(rowCount ?? 0) : undefined, rows: (rows ?? []) as R[] };
+}
+
 /**
  * A pooled session that holds back a transaction's deferrable writes and sends them as one
  * statement right before anything else runs on it (a read, the next write to a table already
@@ -64,21 +166,50 @@ interface Pending {
  * now one, so the objective a roll-up locks is held for fewer of them. The writes of one batch
  * touch different tables, so none depends on another's effect (a data-modifying WITH sees the
  * snapshot the statement started with); each write's check runs on its own count.
+ *
+ * The session also saves BEGIN and COMMIT their own round trips. Its client pipelines (pg's
+ * `pipeline` mode: a statement goes on the wire without waiting for the answer to the one
+ * before it), and:
+ * - BEGIN waits, and goes out with the transaction's first statement, if that is a read (were
+ *   BEGIN to fail, a read run outside the transaction changes nothing); before anything else it
+ *   is sent and answered first;
+ * - COMMIT goes out right behind the last batch of writes: a batch that fails (a constraint, a
+ *   failed count check, which raises inside the statement) leaves the transaction aborted, and
+ *   PostgreSQL answers COMMIT of an aborted transaction by rolling it back;
+ * - a transaction that sent nothing before COMMIT sends its writes as one statement, which is
+ *   atomic by itself, without BEGIN and COMMIT at all; one that rolls back sends nothing.
  */
 class BatchingConnection implements DatabaseConnection {
   pending: Pending[] = [];
+  /** Inside a transaction: deferrable writes may wait. */
   inTransaction = false;
+  /** The next statement is the transaction's BEGIN (see PgDriver.beginTransaction). */
+  opening = false;
+  /** The next statement is the transaction's COMMIT. */
+  closing = false;
+  /** BEGIN, held back until the transaction's first statement. */
+  begin: CompiledQuery | null = null;
+  /** BEGIN went to the server and no COMMIT after it: there is a transaction to roll back. */
+  open = false;
 
-  constructor(readonly inner: DatabaseConnection) {}
+  constructor(readonly session: PgSession) {}
 
   executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
     const check = deferrable.get(query);
     // Most statements (every read outside a write) take the direct path, with no extra await.
-    if (check === undefined && this.pending.length === 0) return this.inner.executeQuery<R>(query);
+    if (check === undefined && this.pending.length === 0 && this.begin === null && !this.opening && !this.closing) {
+      return this.session.executeQuery<R>(query);
+    }
     return this.#execute(query, check);
   }
 
   async #execute<R>(query: CompiledQuery, check: WriteCheck | undefined): Promise<QueryResult<R>> {
+    if (this.opening) {
+      this.opening = false;
+      this.begin = query;
+      return { rows: [] };
+    }
+    if (this.closing) return this.#commit<R>(query);
     const table = check && this.inTransaction ? batchTable(query.sql) : null;
     if (check && table !== null) {
       if (this.pending.some((p) => p.table === table)) await this.flush();
@@ -88,120 +219,232 @@ class BatchingConnection implements DatabaseConnection {
     // Anything else (a write outside a transaction or not batchable included: its caller checks
     // the count) runs now, after what waits before it.
     await this.flush();
-    return this.inner.executeQuery<R>(query);
+    return this.#send<R>(query);
+  }
+
+  /** Sends a statement, and the BEGIN waiting before it: in the same flight if it is a read. */
+  async #send<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+    const begin = this.begin;
+    if (begin === null) return this.session.executeQuery<R>(query);
+    if (!/^select /i.test(query.sql)) {
+      await this.#open();
+      return this.session.executeQuery<R>(query);
+    }
+    this.begin = null;
+    this.open = true;
+    const [opened, result] = this.session.together(
+      () => [this.session.executeQuery(begin), this.session.executeQuery<R>(query)] as const,
+    );
+    result.catch(ignore);
+    await opened;
+    return result;
+  }
+
+  /** Sends the BEGIN held back, and waits for its answer. */
+  async #open(): Promise<void> {
+    const begin = this.begin;
+    if (begin === null) return;
+    this.begin = null;
+    this.open = true;
+    await this.session.executeQuery(begin);
   }
 
   async *streamQuery<R>(query: CompiledQuery, chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
     await this.flush();
-    yield* this.inner.streamQuery<R>(query, chunkSize);
+    await this.#open();
+    yield* this.session.streamQuery<R>(query, chunkSize);
   }
 
-  /** Sends the writes held back, as one statement, and runs their checks. */
+  /** Sends the writes held back, as one statement (which raises if a check fails). */
   async flush(): Promise<void> {
     if (this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];
-    if (batch.length === 1) {
-      const result = await this.inner.executeQuery(batch[0].query);
-      verify(batch[0].check, Number(result.numAffectedRows ?? 0));
-      return;
+    try {
+      await this.#send(batchStatement(batch));
+    } catch (error) {
+      throw batchError(batch, error);
     }
-    const parameters: unknown[] = [];
-    const parts: string[] = [];
-    const counts: string[] = [];
-    batch.forEach(({ query }, i) => {
-      const offset = parameters.length;
-      parameters.push(...query.parameters);
-      const sql = offset === 0 ? query.sql : query.sql.replace(/\$(\d+)/g, (_, n) => `$${Number(n) + offset}`);
-      parts.push(`"w${i}" as (${sql} returning 1)`);
-      counts.push(`(select count(*) from "w${i}") as "w${i}"`);
-    });
-    const result = await this.inner.executeQuery<Record<string, unknown>>(
-      CompiledQuery.raw(`with ${parts.join(', ')} select ${counts.join(', ')}`, parameters),
+  }
+
+  /** COMMIT, in the same flight as the writes still waiting; or no transaction at all. */
+  async #commit<R>(commit: CompiledQuery): Promise<QueryResult<R>> {
+    this.closing = false;
+    const batch = this.pending;
+    this.pending = [];
+    if (this.begin !== null) {
+      // Nothing went to the server yet: the writes, if any, as one statement on their own.
+      this.begin = null;
+      if (batch.length > 0) {
+        try {
+          await this.session.executeQuery(batchStatement(batch));
+        } catch (error) {
+          throw batchError(batch, error);
+        }
+      }
+      return { rows: [{ command: 'COMMIT' } as R] };
+    }
+    this.open = false;
+    if (batch.length === 0) return this.session.executeQuery<R>(commit);
+    const [written, committed] = this.session.together(
+      () => [this.session.executeQuery(batchStatement(batch)), this.session.executeQuery<R>(commit)] as const,
     );
-    const row = result.rows[0] ?? {};
-    for (const [i, { check }] of batch.entries()) verify(check, Number(row[`w${i}`] ?? 0));
+    committed.catch(ignore);
+    try {
+      await written;
+    } catch (error) {
+      // The batch failed, so COMMIT rolls back (PostgreSQL answers it with ROLLBACK).
+      await committed.catch(ignore);
+      throw batchError(batch, error);
+    }
+    return committed;
   }
 
   /** Forgets held-back writes (their transaction, or savepoint, is being rolled back). */
   discard(): void {
     this.pending = [];
   }
+
+  /** Forgets the transaction: what waits, a BEGIN not sent. */
+  reset(): void {
+    this.pending = [];
+    this.inTransaction = false;
+    this.opening = false;
+    this.closing = false;
+    this.begin = null;
+    this.open = false;
+  }
 }
 
-/** Kysely's PostgreSQL driver with BatchingConnection sessions; transactions flush before COMMIT. */
-class BatchingDriver implements Driver {
-  readonly #connections = new WeakMap<DatabaseConnection, BatchingConnection>();
+const quoted = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
-  constructor(readonly inner: Driver) {}
+/**
+ * Kysely's PostgreSQL driver, on node-postgres sessions of our own: statements prepared once per
+ * session, and (with `batch`) BatchingConnection's held-back writes, BEGIN and COMMIT.
+ */
+class PgDriver implements Driver {
+  readonly #sessions = new WeakMap<pg.PoolClient, BatchingConnection | PgSession>();
 
-  init(): Promise<void> {
-    return this.inner.init();
-  }
+  constructor(
+    readonly pool: pg.Pool,
+    readonly options: { prepare: boolean; batch: boolean },
+  ) {}
 
-  acquireConnection(): Promise<DatabaseConnection> {
-    return this.inner.acquireConnection().then((connection) => {
-      let wrapped = this.#connections.get(connection);
-      if (!wrapped) {
-        wrapped = new BatchingConnection(connection);
-        this.#connections.set(connection, wrapped);
-      }
-      return wrapped;
-    });
+  async init(): Promise<void> {}
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    const client = await this.pool.connect();
+    let connection = this.#sessions.get(client);
+    if (!connection) {
+      const session = new PgSession(client, this.options.prepare);
+      connection = this.options.batch ? new BatchingConnection(session) : session;
+      this.#sessions.set(client, connection);
+    }
+    return connection;
   }
 
   // BEGIN, COMMIT and savepoints go through the session's own executeQuery (which Kysely's
-  // query log wraps), so they are logged like any statement and flush what waits before them.
+  // query log wraps), so they are logged like any statement and flush what waits before them;
+  // a batching session holds BEGIN back, and sends COMMIT with the last writes.
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
-    await this.inner.beginTransaction(connection, settings);
-    (connection as BatchingConnection).inTransaction = true;
+    const begin =
+      settings.isolationLevel || settings.accessMode
+        ? [
+            'start transaction',
+            settings.isolationLevel && `isolation level ${settings.isolationLevel}`,
+            settings.accessMode,
+          ]
+            .filter(Boolean)
+            .join(' ')
+        : 'begin';
+    if (!(connection instanceof BatchingConnection)) {
+      await connection.executeQuery(CompiledQuery.raw(begin));
+      return;
+    }
+    connection.opening = true;
+    try {
+      await connection.executeQuery(CompiledQuery.raw(begin));
+    } finally {
+      connection.opening = false;
+    }
+    connection.inTransaction = true;
   }
 
   async commitTransaction(connection: DatabaseConnection): Promise<void> {
-    (connection as BatchingConnection).inTransaction = false;
-    // COMMIT first sends the writes held back: a failing one (a version check, a constraint)
-    // fails the commit, and Kysely then rolls back.
-    await this.inner.commitTransaction(connection);
+    const batching = connection instanceof BatchingConnection ? connection : null;
+    if (batching) {
+      batching.inTransaction = false;
+      batching.closing = true;
+    }
+    try {
+      // A failing write (a count check, a constraint) fails the commit; Kysely then rolls back.
+      const { rows } = await connection.executeQuery<{ command?: string }>(CompiledQuery.raw('commit'));
+      // PostgreSQL completes COMMIT with ROLLBACK when an earlier statement left the transaction aborted.
+      if (rows[0]?.command === 'ROLLBACK') throw new Error('the transaction was aborted, and rolled back');
+    } finally {
+      if (batching) batching.closing = false;
+    }
   }
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
-    const c = connection as BatchingConnection;
-    c.discard();
-    c.inTransaction = false;
-    // The inner session: a ROLLBACK that fails marks it for discarding, a method of its own.
-    await this.inner.rollbackTransaction(c.inner);
+    if (connection instanceof BatchingConnection) {
+      const open = connection.open;
+      connection.reset();
+      // A transaction that sent nothing, or whose COMMIT was sent, has nothing to roll back.
+      if (!open) return;
+    }
+    try {
+      await connection.executeQuery(CompiledQuery.raw('rollback'));
+    } catch (error) {
+      // A session whose ROLLBACK fails may still be inside a transaction: it leaves the pool.
+      this.#session(connection).discarded = true;
+      throw error;
+    }
   }
 
-  async savepoint(connection: DatabaseConnection, name: string, compile: QueryCompiler['compileQuery']) {
-    await this.inner.savepoint?.(connection, name, compile);
+  async savepoint(connection: DatabaseConnection, name: string): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw(`savepoint ${quoted(name)}`));
   }
 
-  async rollbackToSavepoint(connection: DatabaseConnection, name: string, compile: QueryCompiler['compileQuery']) {
+  async rollbackToSavepoint(connection: DatabaseConnection, name: string): Promise<void> {
     // Everything held back was written after the savepoint (taking it flushed).
-    (connection as BatchingConnection).discard();
-    await this.inner.rollbackToSavepoint?.(connection, name, compile);
+    if (connection instanceof BatchingConnection) connection.discard();
+    await connection.executeQuery(CompiledQuery.raw(`rollback to savepoint ${quoted(name)}`));
   }
 
-  async releaseSavepoint(connection: DatabaseConnection, name: string, compile: QueryCompiler['compileQuery']) {
-    await this.inner.releaseSavepoint?.(connection, name, compile);
+  async releaseSavepoint(connection: DatabaseConnection, name: string): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw(`release savepoint ${quoted(name)}`));
   }
 
-  releaseConnection(connection: DatabaseConnection): Promise<void> {
-    const c = connection as BatchingConnection;
+  async releaseConnection(connection: DatabaseConnection): Promise<void> {
     // Writes are held back only inside a transaction, which has ended by now.
-    c.discard();
-    c.inTransaction = false;
-    return this.inner.releaseConnection(c.inner);
+    if (connection instanceof BatchingConnection) connection.reset();
+    const session = this.#session(connection);
+    session.client.release(session.discarded);
   }
 
-  destroy(): Promise<void> {
-    return this.inner.destroy();
+  #session(connection: DatabaseConnection): PgSession {
+    return connection instanceof BatchingConnection ? connection.session : (connection as PgSession);
+  }
+
+  async destroy(): Promise<void> {
+    await this.pool.end();
   }
 }
 
-/** PostgresDialect whose sessions batch a transaction's deferrable writes (see deferWrite). */
-export class BatchingPostgresDialect extends PostgresDialect {
+/**
+ * PostgresDialect on PgDriver: named statements unless `prepare` is false, and batched writes
+ * with pipelined BEGIN and COMMIT unless `batch` is false (the pool must then pipeline).
+ */
+export class EdmPostgresDialect extends PostgresDialect {
+  constructor(
+    readonly pool: pg.Pool,
+    readonly options: { prepare: boolean; batch: boolean },
+  ) {
+    super({ pool });
+  }
+
   override createDriver(): Driver {
-    return new BatchingDriver(super.createDriver());
+    return new PgDriver(this.pool, this.options);
   }
 }
