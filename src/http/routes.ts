@@ -194,7 +194,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
           body: request.body,
           query: request.query,
           tx: engine.tx(db, principal, engine.clock.now()),
-          ops: engine.ops(db, principal),
+          ops: engine.ops(db, principal, op.method !== 'GET'),
         });
         if (op.response.kind === 'resource') return docResponse(resource, result as Doc, op.response.status);
         return {
