@@ -172,6 +172,22 @@ describe.runIf(PG_URL)('PostgreSQL write batching', () => {
     });
   });
 
+  it('sends a BEGIN that sets an isolation level at once, so a lone batch of writes runs under it', async () => {
+    const spy = wire();
+    try {
+      await store.db
+        .transaction()
+        .setIsolationLevel('serializable')
+        .execute(async (trx) => {
+          await trx.executeQuery(deferWrite(trx.insertInto('b').values({ id: 11, note: 'eleven' }).compile()));
+        });
+    } finally {
+      spy.restore();
+    }
+    expect(spy.flights).toEqual([['start'], ['insert', 'commit']]);
+    expect(await rowsOf('b')).toEqual([{ id: 11, note: 'eleven' }]);
+  });
+
   it('sends BEGIN and waits for it before a first statement that is not a read', async () => {
     const sent = await inTransaction(false, async (trx) => {
       // Not held back: the caller reads its count.

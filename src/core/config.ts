@@ -38,7 +38,8 @@ export interface Config {
   dbPrepare?: boolean;
   /**
    * EDM_DB_BATCH_WRITES: a PostgreSQL transaction's writes go to the server together, as one
-   * statement, before its next read or COMMIT (default true).
+   * statement, before its next read or COMMIT, and BEGIN and COMMIT are pipelined with the
+   * statements beside them (default true).
    */
   dbBatchWrites?: boolean;
 }

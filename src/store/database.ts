@@ -71,7 +71,8 @@ export interface StoreOptions {
   prepare?: boolean;
   /**
    * PostgreSQL: a transaction's writes whose results nobody reads go to the server together,
-   * as one statement, right before the next read or COMMIT (see pg-batch.ts). Default true.
+   * as one statement, right before the next read or COMMIT, and the sessions pipeline BEGIN and
+   * COMMIT with the statements beside them (see pg-batch.ts). Default true.
    */
   batchWrites?: boolean;
   /**

@@ -137,7 +137,7 @@ class PgSession implements DatabaseConnection {
 
   /**
    * Runs `send` with the socket corked, so what it sends (statements pipelined behind each
-   * other) leaves in one write: a write is a system call, ~10% of a key-result write's CPU.
+   * other) leaves in one write: one packet for the server to read instead of one per statement.
    */
   together<T>(send: () => T): T {
     const { stream } = (this.client as unknown as { connection: { stream: Writable } }).connection;
@@ -286,6 +286,9 @@ class BatchingConnection implements DatabaseConnection {
     }
     this.open = false;
     if (batch.length === 0) return this.session.executeQuery<R>(commit);
+    // COMMIT goes out before the batch is answered. A batch the server refuses aborts the
+    // transaction; one that never reached it would not, but only a bug fails a batch in the
+    // client: its values are strings, numbers, booleans and nulls, and its name is its text's.
     const [written, committed] = this.session.together(
       () => [this.session.executeQuery(batchStatement(batch)), this.session.executeQuery<R>(commit)] as const,
     );
@@ -361,11 +364,18 @@ class PgDriver implements Driver {
       await connection.executeQuery(CompiledQuery.raw(begin));
       return;
     }
-    connection.opening = true;
-    try {
+    if (begin === 'begin') {
+      // Held back (see BatchingConnection): it goes out with the first read, or not at all.
+      connection.opening = true;
+      try {
+        await connection.executeQuery(CompiledQuery.raw(begin));
+      } finally {
+        connection.opening = false;
+      }
+    } else {
+      // An isolation level or access mode applies to every statement, a lone batch's included.
       await connection.executeQuery(CompiledQuery.raw(begin));
-    } finally {
-      connection.opening = false;
+      connection.open = true;
     }
     connection.inTransaction = true;
   }
