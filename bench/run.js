@@ -178,10 +178,13 @@ const median = (values) => {
  * The bare ceiling and EDM measured in alternating rounds after one warm-up, so a slow spell of
  * the machine (a virtual one shares its host) lands on both sides: the ratio is the median of
  * the rounds' ratios, req/s and latencies the medians of EDM's rounds. `roundOptions(i)` gives
- * round i its own options (writes that need fresh rows). Also compares two EDM answers (pages).
+ * round i its own options (writes that need fresh rows). With `peers` it compares two EDM
+ * answers (a flatness check): both warm up alike, and they swap turns every other round, so
+ * whatever the second run of a round gains or loses from the first lands on both.
  */
-function compare(bareUrl, edmUrl, roundOptions, warmOptions, bareOptions = {}, bareWarmup = plan.bareWarmup) {
+function compare(bareUrl, edmUrl, roundOptions, warmOptions, bareOptions = {}, { peers = false } = {}) {
   wrk(edmUrl, { ...warmOptions, duration: plan.warmup });
+  const bareWarmup = peers ? plan.warmup : plan.bareWarmup;
   if (bareWarmup) wrk(bareUrl, { ...bareOptions, duration: bareWarmup });
   const duration = plan.round;
   const rounds = [];
@@ -192,6 +195,11 @@ function compare(bareUrl, edmUrl, roundOptions, warmOptions, bareOptions = {}, b
     rounds.push({ base, r: first }, { base, r: wrk(edmUrl, { ...roundOptions(1), duration }) });
   } else {
     for (let i = 0; i < plan.rounds; i++) {
+      if (peers && i % 2 === 1) {
+        const r = wrk(edmUrl, { ...roundOptions(i), duration });
+        rounds.push({ base: wrk(bareUrl, { ...bareOptions, duration }), r });
+        continue;
+      }
       const base = wrk(bareUrl, { ...bareOptions, duration });
       const r = wrk(edmUrl, { ...roundOptions(i), duration });
       rounds.push({ base, r });
@@ -214,8 +222,7 @@ function compare(bareUrl, edmUrl, roundOptions, warmOptions, bareOptions = {}, b
 }
 
 /**
- * A flatness check from a compare() of two EDM answers (the first in the "bare" seat, warmed up
- * as long as the second): req/s of each, their ratio (the verdict: within 0.8–1.25 either way),
+ * A flatness check from a compare() of two EDM answers (`peers`, the first in the "bare" seat): req/s of each, their ratio (the verdict: within 0.8–1.25 either way),
  * CPU µs per request of each and the rounds.
  */
 function flatCheck(check, c) {
@@ -385,8 +392,7 @@ async function main() {
       () => ({ ...smallAuth, pid: server.pid }),
       smallAuth,
       { ...smallAuth, pid: fewServer.pid },
-      // Two EDM servers: both warm up as long (with a shorter one the first read ~30% slower).
-      plan.warmup,
+      { peers: true },
     );
     fewServer.kill();
     results.checks.push(flatCheck(`one tenant's list with 10 vs ${plan.smallTenants} tenants`, tenants));
@@ -404,10 +410,14 @@ async function main() {
     const deepUrl = await walkCursor(pageUrl, token, plan.pageDepth);
     // Alternating rounds, as in compare(): the medians of each page's rounds.
     const authed = { headers: { Authorization: `Bearer ${token}` } };
-    const pages = compare(pageUrl, deepUrl, () => ({ ...authed, pid: server.pid }), authed, {
-      ...authed,
-      pid: server.pid,
-    });
+    const pages = compare(
+      pageUrl,
+      deepUrl,
+      () => ({ ...authed, pid: server.pid }),
+      authed,
+      { ...authed, pid: server.pid },
+      { peers: true },
+    );
     results.checks.push(flatCheck(`page ${plan.pageDepth} vs page 1 of a ${plan.big}-row tenant (limit 100)`, pages));
   }
   results.rows.push(...(await scenarios(port, server.pid, token, bigIds, objectiveId, 'sqlite')));
