@@ -20,20 +20,28 @@ const verb = (text: string) => /^\s*(\w+)/.exec(text)?.[1]?.toLowerCase();
  * (pipelined) joins it. Tests in a file run one at a time, so what is sent in the window is the
  * test's own.
  */
+interface Session {
+  prependListener(event: string, listener: () => void): void;
+  removeListener(event: string, listener: () => void): void;
+}
+
 function wire() {
   const sent: string[] = [];
   const flights: string[][] = [];
   /** The prepared statements' names, in order (statements with parameters are named). */
   const named: string[] = [];
-  const waiting = new WeakMap<object, number>();
+  const waiting = new Map<Session, number>();
+  const listeners = new Map<Session, () => void>();
   const query = (pg as unknown as { Query: { prototype: { submit: (...args: unknown[]) => unknown } } }).Query
     .prototype;
   const original = query.submit;
   query.submit = function (this: { text?: string; name?: string }, connection: unknown, ...rest: unknown[]) {
-    const session = connection as { prependListener(event: string, listener: () => void): void };
-    if (!waiting.has(session)) {
+    const session = connection as Session;
+    if (!listeners.has(session)) {
       // Before the client's own listener, which may send the next statement from its queue.
-      session.prependListener('readyForQuery', () => waiting.set(session, (waiting.get(session) ?? 1) - 1));
+      const answered = () => waiting.set(session, (waiting.get(session) ?? 1) - 1);
+      session.prependListener('readyForQuery', answered);
+      listeners.set(session, answered);
     }
     const inFlight = waiting.get(session) ?? 0;
     if (inFlight === 0) flights.push([]);
@@ -50,6 +58,7 @@ function wire() {
     named,
     restore: () => {
       query.submit = original;
+      for (const [session, answered] of listeners) session.removeListener('readyForQuery', answered);
     },
   };
 }
