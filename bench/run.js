@@ -196,14 +196,15 @@ function compare(bareUrl, edmUrl, roundOptions, warmOptions, bareOptions = {}, {
     rounds.push({ base, r: first }, { base, r: wrk(edmUrl, { ...roundOptions(1), duration }) });
   } else {
     for (let i = 0; i < plan.rounds; i++) {
+      const runBase = () => wrk(bareUrl, { ...bareOptions, duration });
+      const runEdm = () => wrk(edmUrl, { ...roundOptions(i), duration });
       if (peers && i % 2 === 1) {
-        const r = wrk(edmUrl, { ...roundOptions(i), duration });
-        rounds.push({ base: wrk(bareUrl, { ...bareOptions, duration }), r });
-        continue;
+        const r = runEdm();
+        rounds.push({ base: runBase(), r });
+      } else {
+        const base = runBase();
+        rounds.push({ base, r: runEdm() });
       }
-      const base = wrk(bareUrl, { ...bareOptions, duration });
-      const r = wrk(edmUrl, { ...roundOptions(i), duration });
-      rounds.push({ base, r });
     }
   }
   const pick = (f) => median(rounds.map(f));
@@ -223,8 +224,9 @@ function compare(bareUrl, edmUrl, roundOptions, warmOptions, bareOptions = {}, {
 }
 
 /**
- * A flatness check from a compare() of two EDM answers (`peers`, the first in the "bare" seat): req/s of each, their ratio (the verdict: within 0.8–1.25 either way),
- * CPU µs per request of each and the rounds.
+ * A flatness check from a compare() of two EDM answers (`peers`, the first in the "bare" seat):
+ * req/s of each, their ratio (the verdict: within 0.8–1.25 either way), CPU µs per request of
+ * each and the rounds.
  */
 function flatCheck(check, c) {
   return {

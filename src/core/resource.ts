@@ -139,8 +139,9 @@ export interface ResourceOptions<F extends FieldMap> {
   /** Auxiliary tables the resource's domain code uses (logs, queues). */
   tables?: readonly TableDef[];
   /**
-   * References whose rows this resource's writes go on to change (a roll-up into its parent):
-   * the reference check reads them locked for update on PostgreSQL, so the write reads them once.
+   * References whose rows this resource's writes go on to change (a roll-up into its parent).
+   * On PostgreSQL an update locks them in the statement that locks the row (a join), and the
+   * reference check of a create or a changed reference reads them locked: each is read once.
    */
   lockReferences?: readonly (keyof F & string)[];
 }

@@ -102,6 +102,8 @@ export class Engine {
   readonly clock: Clock;
   private readonly byPrefix = new Map<string, Resource>();
   private readonly children = new Map<Resource, Child[]>();
+  /** What each resource's `lockReferences` name: the field and the resource it references. */
+  private readonly lockTargets = new Map<Resource, { name: string; target: Resource }[]>();
   private readonly groupCommit: GroupCommit | null;
   private readonly shapes = new Map<string, { sql: string; slots: (string | { value: unknown })[] }>();
 
@@ -118,6 +120,12 @@ export class Engine {
         if (!parent) throw new Error(`${r.name}.${name} references unknown prefix ${field.ref}`);
         this.children.set(parent, [...(this.children.get(parent) ?? []), { resource: r, field: name }]);
       }
+      const targets = (r.lockReferences ?? []).map((name) => {
+        const target = this.byPrefix.get(r.allFields[name]?.ref ?? '');
+        if (!target) throw new Error(`${r.name}.lockReferences: ${name} is not a reference to a known resource`);
+        return { name, target };
+      });
+      if (targets.length) this.lockTargets.set(r, targets);
     }
   }
 
@@ -222,13 +230,8 @@ export class Engine {
     id: string,
     rows: WriteRows,
   ): Promise<Doc> {
-    const refs = this.store.kind === 'postgres' ? (resource.lockReferences ?? []) : [];
-    const targets = refs.flatMap((name) => {
-      const ref = resource.allFields[name]?.ref;
-      const target = ref ? this.byPrefix.get(ref) : undefined;
-      return target ? [{ name, target }] : [];
-    });
-    if (targets.length === 0) return this.load(db, resource, principal, id, true);
+    const targets = this.store.kind === 'postgres' ? this.lockTargets.get(resource) : undefined;
+    if (!targets) return this.load(db, resource, principal, id, true);
     const { rows: found } = await this.run(
       db,
       `loadref|${resource.table}|${principal.appId !== null}`,

@@ -319,6 +319,11 @@ class BatchingConnection implements DatabaseConnection {
   }
 }
 
+// Compiled once: a write's transaction runs them on every request.
+const BEGIN = CompiledQuery.raw('begin');
+const COMMIT = CompiledQuery.raw('commit');
+const ROLLBACK = CompiledQuery.raw('rollback');
+
 const quoted = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 /**
@@ -350,33 +355,32 @@ class PgDriver implements Driver {
   // query log wraps), so they are logged like any statement and flush what waits before them;
   // a batching session holds BEGIN back, and sends COMMIT with the last writes.
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
-    const begin =
-      settings.isolationLevel || settings.accessMode
-        ? [
+    const plain = !settings.isolationLevel && !settings.accessMode;
+    const begin = plain
+      ? BEGIN
+      : CompiledQuery.raw(
+          [
             'start transaction',
             settings.isolationLevel && `isolation level ${settings.isolationLevel}`,
             settings.accessMode,
           ]
             .filter(Boolean)
-            .join(' ')
-        : 'begin';
+            .join(' '),
+        );
     if (!(connection instanceof BatchingConnection)) {
-      await connection.executeQuery(CompiledQuery.raw(begin));
+      await connection.executeQuery(begin);
       return;
     }
-    if (begin === 'begin') {
-      // Held back (see BatchingConnection): it goes out with the first read, or not at all.
-      connection.opening = true;
-      try {
-        await connection.executeQuery(CompiledQuery.raw(begin));
-      } finally {
-        connection.opening = false;
-      }
-    } else {
-      // An isolation level or access mode applies to every statement, a lone batch's included.
-      await connection.executeQuery(CompiledQuery.raw(begin));
-      connection.open = true;
+    // A plain BEGIN is held back (see BatchingConnection): it goes out with the first read, or
+    // not at all. One that sets an isolation level or access mode goes out at once: it applies
+    // to every statement, a lone batch's included.
+    connection.opening = plain;
+    try {
+      await connection.executeQuery(begin);
+    } finally {
+      connection.opening = false;
     }
+    connection.open = !plain;
     connection.inTransaction = true;
   }
 
@@ -388,7 +392,7 @@ class PgDriver implements Driver {
     }
     try {
       // A failing write (a count check, a constraint) fails the commit; Kysely then rolls back.
-      const { rows } = await connection.executeQuery<{ command?: string }>(CompiledQuery.raw('commit'));
+      const { rows } = await connection.executeQuery<{ command?: string }>(COMMIT);
       // PostgreSQL completes COMMIT with ROLLBACK when an earlier statement left the transaction aborted.
       if (rows[0]?.command === 'ROLLBACK') throw new Error('the transaction was aborted, and rolled back');
     } finally {
@@ -404,7 +408,7 @@ class PgDriver implements Driver {
       if (!open) return;
     }
     try {
-      await connection.executeQuery(CompiledQuery.raw('rollback'));
+      await connection.executeQuery(ROLLBACK);
     } catch (error) {
       // A session whose ROLLBACK fails may still be inside a transaction: it leaves the pool.
       this.#session(connection).discarded = true;
