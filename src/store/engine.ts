@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { CompiledQuery, type Expression, type SelectQueryBuilder, type SqlBool, sql } from 'kysely';
+import { CompiledQuery, type Expression, type RawBuilder, type SelectQueryBuilder, type SqlBool, sql } from 'kysely';
 import { type Clock, isoTime } from '../core/clock.js';
 import { ApiError, type FieldError, fieldError } from '../core/errors.js';
 import type { AnyField, ColumnKind } from '../core/fields.js';
@@ -453,7 +453,7 @@ export class Engine {
           q = q.where(col, '<=', engine.store.encode(kindOf(table.columns[col]) as AnyField, v));
         }
         for (const [col, dir] of options.orderBy ?? []) q = q.orderBy(col, dir);
-        if (options.limit !== undefined) q = q.limit(options.limit);
+        if (options.limit !== undefined) q = q.limit(engine.limitOf(options.limit));
         return (await q.execute()).map((r) => engine.decodeRow(table, r));
       },
     };
@@ -499,7 +499,7 @@ export class Engine {
             .select(Object.keys(table.columns))
             .where(column, '<=', this.store.encode(kindOf(table.columns[column]) as AnyField, isoTime(now)))
             .orderBy(column)
-            .limit(limit)
+            .limit(this.limitOf(limit))
             .execute()
         ).map((r) => this.decodeRow(table, r)),
       transaction: (tenantId, fn) =>
@@ -548,6 +548,8 @@ export class Engine {
       limit: query.limit + 1,
     };
     const shape = ['list', resource.table, principal.appId !== null, sortField, desc, query.includeDeleted];
+    // On SQLite the LIMIT is written into the statement (see `limitOf`), so it is part of the shape.
+    if (store.kind === 'sqlite') shape.push(`limit ${query.limit + 1}`);
     query.filters.forEach((f, i) => {
       const spec = resource.allFields[f.field];
       if (f.op === 'in') {
@@ -610,7 +612,7 @@ export class Engine {
       q = nullable
         ? q.orderBy(sortField, (ob) => (desc ? ob.desc() : ob.asc()).nullsLast())
         : q.orderBy(sortField, dir);
-      return q.orderBy('id', dir).limit(slot('limit') as unknown as number);
+      return q.orderBy('id', dir).limit(this.limitOf(query.limit + 1, slot('limit')));
     };
     const cursorAfter = (value: unknown, id: string) =>
       this.options.cursors.encode(query.fingerprint, store.decode(sortSpec, value), id);
@@ -662,6 +664,19 @@ export class Engine {
       has_more: hasMore,
       next_cursor: hasMore && last ? cursorAfter(last[sortField], last.id as string) : null,
     };
+  }
+
+  /**
+   * A LIMIT's value. SQLite plans with the value of a bound LIMIT, so a statement whose LIMIT is
+   * a parameter is compiled again each time it runs with its parameters bound (better-sqlite3
+   * binds them on every run): measured +10 µs on a one-row read and +60–80 µs, half the query,
+   * on a 50-row page. There the validated integer is written into the SQL; on PostgreSQL it
+   * stays a parameter (`slot`, or the value itself).
+   */
+  private limitOf(n: number, slot?: string): number | RawBuilder<number> {
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`invalid LIMIT ${n}`);
+    if (this.store.kind === 'sqlite') return sql.lit(n);
+    return slot === undefined ? n : (slot as unknown as number);
   }
 
   /**
@@ -766,7 +781,7 @@ export class Engine {
       await q
         .orderBy(order.column, 'desc')
         .orderBy(order.id, 'desc')
-        .limit(limit + 1)
+        .limit(this.limitOf(limit + 1))
         .execute()
     ).map((r) => this.decodeRow(table, r));
     const hasMore = rows.length > limit;
