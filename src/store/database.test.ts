@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { sql } from 'kysely';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { openStore, type Store, type StoreOptions } from './database.js';
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
@@ -91,14 +91,43 @@ describe('timestamps written to the store', () => {
     ['2026-11-28T20:31:25Z', '2026-11-28T20:31:25.000Z'],
     ['2026-11-28T20:31:25.123456Z', '2026-11-28T20:31:25.123Z'],
     ['2024-02-29T00:00:00.000Z', '2024-02-29T00:00:00.000Z'],
-    // An impossible day is rolled over as before the canonical shortcut (which stops at day 28).
+    ['2000-02-29T12:00:00.000Z', '2000-02-29T12:00:00.000Z'],
+    ['2026-01-31T23:59:59.999Z', '2026-01-31T23:59:59.999Z'],
+    ['2026-04-30T00:00:00.000Z', '2026-04-30T00:00:00.000Z'],
+    ['2026-11-29T08:00:00.000Z', '2026-11-29T08:00:00.000Z'],
+    // An impossible day is rolled over by the parser, as it was before the canonical shortcut.
     ['2026-02-30T00:00:00.000Z', '2026-03-02T00:00:00.000Z'],
+    ['2026-02-29T00:00:00.000Z', '2026-03-01T00:00:00.000Z'],
+    ['1900-02-29T00:00:00.000Z', '1900-03-01T00:00:00.000Z'],
+    ['2026-04-31T00:00:00.000Z', '2026-05-01T00:00:00.000Z'],
+    ['2026-12-32T00:00:00.000Z', '2026-12-32T00:00:00.000Z'],
     ['2026-01-01T24:00:00.000Z', '2026-01-02T00:00:00.000Z'],
   ])('%s is stored as %s', async (given, stored) => {
     const store = openStore('sqlite::memory:');
     try {
       expect(store.encode({ column: 'datetime' } as Parameters<Store['encode']>[0], given)).toBe(stored);
     } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('canonical timestamps', () => {
+  // Every write stores several; parsing each again cost ~2% of a create on days 29–31, which
+  // took the long way until the day was checked against its month.
+  it.each([
+    '2026-11-28T20:31:25.123Z',
+    '2026-11-29T00:00:00.000Z',
+    '2026-12-31T23:59:59.999Z',
+    '2028-02-29T01:02:03.004Z',
+  ])('%s is stored as given, without being parsed again', async (given) => {
+    const store = openStore('sqlite::memory:');
+    const parse = vi.spyOn(Date, 'parse');
+    try {
+      expect(store.encode({ column: 'datetime' } as Parameters<Store['encode']>[0], given)).toBe(given);
+      expect(parse).not.toHaveBeenCalled();
+    } finally {
+      parse.mockRestore();
       await store.close();
     }
   });

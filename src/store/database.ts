@@ -134,7 +134,17 @@ function refuseNul(value: unknown): void {
   }
 }
 
-const CANONICAL_TIME = /^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z$/;
+const CANONICAL_TIME = /^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z$/;
+
+/** Whether a timestamp that matches CANONICAL_TIME names a day its month has (the pattern lets 29–31 through). */
+function dayExists(value: string): boolean {
+  const day = (value.charCodeAt(8) - 48) * 10 + (value.charCodeAt(9) - 48);
+  if (day <= 28) return true;
+  const month = (value.charCodeAt(5) - 48) * 10 + (value.charCodeAt(6) - 48);
+  if (month !== 2) return day <= (month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31);
+  const year = Number(value.slice(0, 4));
+  return day === 29 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+}
 
 /**
  * Timestamps are kept as RFC 3339 UTC with milliseconds on both stores: SQLite compares them
@@ -144,9 +154,10 @@ const CANONICAL_TIME = /^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d
 function normalizeTime(value: unknown): unknown {
   if (typeof value !== 'string') return value;
   // Already canonical (every timestamp the server writes): parsing and printing it again would
-  // answer the same string. Days 29–31 take the long way, where the parser rolls an impossible
-  // date (February 30) over into the next month.
-  if (CANONICAL_TIME.test(value)) return value;
+  // answer the same string. An impossible day (February 30) takes the long way, where the
+  // parser rolls it over into the next month. (Days 29–31 took it too until they were checked
+  // here: on those days of a month each write parsed every timestamp it stored.)
+  if (CANONICAL_TIME.test(value) && dayExists(value)) return value;
   const ms = Date.parse(value);
   return Number.isNaN(ms) ? value : new Date(ms).toISOString();
 }
