@@ -1,3 +1,5 @@
+import SQLite from 'better-sqlite3';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Doc } from '../src/core/resource.js';
 import { keyResults as kr } from '../src/modules/okr/key-results.js';
@@ -279,6 +281,51 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       await t.call('DELETE', `${kr.basePath}/${k.id}`, { token });
       const res = await checkIn(k.id as string, { value: 1 });
       expect([res.status, res.body.code]).toEqual([409, 'resource_deleted']);
+    });
+
+    it('lists check-ins while a writer holds the key result: a read takes no lock and waits for none', async () => {
+      const k = (await post({ objective_id: await objective(), title: 'held', target: 10 })).body;
+      expect((await checkIn(k.id as string, { value: 4 })).status).toBe(201);
+      const list = () => t.call('GET', `${kr.basePath}/${k.id}/check-ins`, { token });
+      const expectListed = (res: Awaited<ReturnType<typeof list>>) => {
+        expect(res.status, res.raw).toBe(200);
+        expect((res.body.data as Doc[]).map((c) => c.value)).toEqual([4, 0]);
+      };
+      if (kind === 'sqlite') {
+        // Another connection holds SQLite's write lock: the list reads beside it.
+        const exec = t.store.exec;
+        if (!exec) throw new Error('a SQLite store runs statements synchronously');
+        const file = (exec('PRAGMA database_list', []).rows[0] as { file: string }).file;
+        const writer = new SQLite(file);
+        writer.prepare('BEGIN IMMEDIATE').run();
+        try {
+          expectListed(await list());
+        } finally {
+          writer.prepare('ROLLBACK').run();
+          writer.close();
+        }
+        return;
+      }
+      // PostgreSQL: a transaction holds the key result FOR UPDATE while the list runs. Were the
+      // list to wait on that lock, PostgreSQL would name the holder among its blockers.
+      await t.store.db.transaction().execute(async (trx) => {
+        await sql`SELECT id FROM okr_key_results WHERE tenant_id = 'acme' AND id = ${k.id} FOR UPDATE`.execute(trx);
+        const holder = (await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(trx)).rows[0].pid;
+        const listed = list();
+        let done = false;
+        listed.finally(() => {
+          done = true;
+        });
+        while (!done) {
+          const waiting = await sql<{ n: number }>`
+            SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${holder} = ANY(pg_blocking_pids(pid))`.execute(
+            t.store.db,
+          );
+          expect(waiting.rows[0].n, 'the check-ins list waited on the held row lock').toBe(0);
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        expectListed(await listed);
+      });
     });
 
     it('keeps the newest 100 in history and pages through all of them', async () => {

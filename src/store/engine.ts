@@ -316,7 +316,9 @@ export class Engine {
     query: CompiledQuery,
     write?: WriteCheck,
   ): Promise<{ rows: Record<string, unknown>[]; numAffectedRows?: bigint }> {
-    const { exec } = this.store;
+    const { exec, read } = this.store;
+    // A read outside any transaction: on a SQLite file, on the read connection's snapshot.
+    if (!write && read && db === this.store.db) return { rows: read(query.sql, query.parameters) };
     if (exec && this.groupCommit?.holds(db)) {
       const { rows, changes } = exec(query.sql, query.parameters);
       if (write) verify(write, changes);
@@ -461,7 +463,8 @@ export class Engine {
 
   /**
    * Resource operations for a custom operation, bound to its caller and transaction; a `write`
-   * operation's `get` also locks what the row's updates lock (see loadForWrite).
+   * operation's `get` also locks what the row's updates lock (see loadForWrite). A read
+   * operation's `get` locks nothing: it runs outside any transaction (`db` is the store's).
    */
   ops(db: DB, principal: Principal, write = true): ResourceOps {
     // A row the operation got (locked, in its transaction) is what its update starts from.
@@ -471,11 +474,12 @@ export class Engine {
       get: async (resource, id) => {
         const doc = write
           ? await this.loadForWrite(db, resource, principal, id, rows)
-          : await this.load(db, resource, principal, id, true);
+          : await this.load(db, resource, principal, id, false);
         got.set(rowKey(resource, principal.tenantId, id), doc);
         return doc;
       },
       update: (resource, id, patch, extra = {}) => {
+        if (!write) throw new Error(`a read operation cannot update ${resource.name} ${id}`);
         const key = rowKey(resource, principal.tenantId, id);
         const before = got.get(key);
         got.delete(key);
@@ -777,13 +781,12 @@ export class Engine {
       const idCol = sql.ref(order.id);
       q = q.where(sql<SqlBool>`(${col} < ${value} OR (${col} = ${value} AND ${idCol} < ${after.id}))`);
     }
-    const rows = (
-      await q
-        .orderBy(order.column, 'desc')
-        .orderBy(order.id, 'desc')
-        .limit(this.limitOf(limit + 1))
-        .execute()
-    ).map((r) => this.decodeRow(table, r));
+    const query = q
+      .orderBy(order.column, 'desc')
+      .orderBy(order.id, 'desc')
+      .limit(this.limitOf(limit + 1))
+      .compile();
+    const rows = (await this.execute(db, query)).rows.map((r) => this.decodeRow(table, r));
     const hasMore = rows.length > limit;
     const data = rows.slice(0, limit);
     const last = data[data.length - 1];
