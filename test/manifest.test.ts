@@ -166,6 +166,18 @@ describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
         ]),
       ]);
       for (const op of r.operations) expect(op.client_method).toBe(`${ns}.${op.name}`);
+      // The headers the console offers: an Idempotency-Key on every write, If-Match on the six's writes to a row.
+      expect(Object.fromEntries(r.operations.map((o) => [o.name, o.headers]))).toEqual({
+        list: [],
+        get: [],
+        create: ['Idempotency-Key'],
+        update: ['If-Match', 'Idempotency-Key'],
+        delete: ['If-Match', 'Idempotency-Key'],
+        restore: ['If-Match', 'Idempotency-Key'],
+        ...Object.fromEntries(
+          (resource.operations ?? []).map((op) => [op.name, op.method === 'GET' ? [] : ['Idempotency-Key']]),
+        ),
+      });
       expect(r.operations.find((o) => o.name === 'delete')?.query.map((p) => p.name)).toEqual(['cascade']);
     }
     const kr = resourceOf('KeyResult');

@@ -345,6 +345,59 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
+  it('sends If-Match and an Idempotency-Key from the console: a stale version is refused, a retried key replayed', async () => {
+    const id = ids.keyResult as string;
+    await openTab('update');
+    expect(await panel().locator('input[id$="-p-id"]').inputValue()).toBe(id);
+    const current = (await (
+      await page.request.get(`${server.origin}/api/v1/okr/key-results/${id}`, {
+        headers: { authorization: `Bearer ${await page.getByLabel('Token').inputValue()}` },
+      })
+    ).json()) as { version: number };
+    await bodyEditor().fill(JSON.stringify({ current: 105000 }));
+    const ifMatch = panel().locator('input[id$="-h-If-Match"]');
+    await ifMatch.fill(`"${current.version - 1}"`);
+    const stale = (await send(`/key-results/${id}`, 'PATCH')) as { status: number; code: string };
+    expect([stale.status, stale.code]).toEqual([412, 'precondition_failed']);
+    expect(await panel().getByTestId('response-status').textContent()).toMatch(/^412/);
+
+    await ifMatch.fill(String(current.version));
+    await panel().locator('input[id$="-h-Idempotency-Key"]').fill('playground-e2e-1');
+    const curl = (await panel().getByTestId('curl-snippet').textContent()) ?? '';
+    expect(curl).toContain(`-H 'If-Match: "${current.version}"'`);
+    expect(curl).toContain("-H 'Idempotency-Key: playground-e2e-1'");
+    expect(await panel().getByTestId('sdk-snippet').textContent()).toContain(
+      `{ ifVersion: ${current.version}, idempotencyKey: 'playground-e2e-1' }`,
+    );
+    const headersOf = async () => {
+      const answered = page.waitForResponse((r) => r.url().includes(id) && r.request().method() === 'PATCH');
+      await panel().getByRole('button', { name: 'Send' }).click();
+      const response = await answered;
+      await panel().locator('.request-id', { hasText: response.headers()['x-request-id'] }).waitFor();
+      return {
+        status: response.status(),
+        headers: response.headers(),
+        body: (await response.json()) as { version: number },
+      };
+    };
+    const first = await headersOf();
+    expect([first.status, first.body.version]).toEqual([200, current.version + 1]);
+    expect(first.headers['idempotent-replayed']).toBeUndefined();
+    // The same key again: the first answer, replayed, though If-Match names an older version now.
+    const again = await headersOf();
+    expect([again.status, again.body.version, again.headers['idempotent-replayed']]).toEqual([
+      200,
+      current.version + 1,
+      'true',
+    ]);
+
+    // A header the API would refuse is caught before sending.
+    await ifMatch.fill('W/"3"');
+    await panel().getByRole('button', { name: 'Send' }).click();
+    expect(await panel().locator('.send-row [role="alert"]').textContent()).toContain('If-Match takes the version');
+    await ifMatch.fill('');
+  });
+
   it("shows the problem's field error for a bad body", async () => {
     await openTab('create');
     await bodyEditor().fill(JSON.stringify({ objective_id: ids.objective, title: 'Bad target', target: 'lots' }));

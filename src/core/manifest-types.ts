@@ -52,12 +52,17 @@ export interface ManifestOperation {
   query: ManifestParameter[];
   /** Whether a JSON body is sent. */
   has_body: boolean;
+  /** Request headers the operation honours beyond `Authorization` (the console offers them). */
+  headers: ManifestHeader[];
   /** A valid example body (create, update, custom POSTs). */
   example: Record<string, unknown> | null;
   /** What the success answer holds. */
   response: 'resource' | 'list' | 'item_list';
   success_status: number;
 }
+
+/** `Idempotency-Key` on writes; `If-Match` on writes to one row (update, delete, restore). */
+export type ManifestHeader = 'If-Match' | 'Idempotency-Key';
 
 export interface ManifestParameter {
   name: string;

@@ -6,6 +6,7 @@ import { DEFAULT_LIMIT, MAX_LIMIT } from '../core/list-query.js';
 import type {
   Manifest,
   ManifestField,
+  ManifestHeader,
   ManifestOperation,
   ManifestParameter,
   ManifestResource,
@@ -89,15 +90,26 @@ function updateExample(resource: Resource): Doc {
   return body;
 }
 
+/**
+ * The headers an operation honours: every write takes an Idempotency-Key; a write of the six
+ * to one row (update, delete, restore) also takes If-Match. The OpenAPI document lists them
+ * from here.
+ */
+function requestHeaders(op: Pick<ManifestOperation, 'method' | 'path'>, custom: boolean): ManifestHeader[] {
+  if (op.method === 'GET') return [];
+  return op.path.includes('{id}') && !custom ? ['If-Match', 'Idempotency-Key'] : ['Idempotency-Key'];
+}
+
 /** The six operations every resource has, then its declared custom ones, in that order. */
 export function resourceOperations(resource: Resource, modules: readonly ModuleDef[]): ManifestOperation[] {
   const base = resource.basePath;
   const noun = words(resource.name);
   const client = `client.${camel(resource.module)}.${resource.clientName}`;
   const dependents = dependentsOf(resource, modules).map((r) => words(r.name));
-  const op = (o: Omit<ManifestOperation, 'client_method'>): ManifestOperation => ({
+  const op = (o: Omit<ManifestOperation, 'client_method' | 'headers'>, custom = false): ManifestOperation => ({
     ...o,
     client_method: `${client}.${o.name}`,
+    headers: requestHeaders(o, custom),
   });
   const ops: ManifestOperation[] = [
     op({
@@ -176,11 +188,14 @@ export function resourceOperations(resource: Resource, modules: readonly ModuleD
       success_status: 200,
     }),
   ];
-  for (const custom of resource.operations ?? []) ops.push(op(customOperation(resource, custom)));
+  for (const custom of resource.operations ?? []) ops.push(op(customOperation(resource, custom), true));
   return ops;
 }
 
-function customOperation(resource: Resource, custom: CustomOperation): Omit<ManifestOperation, 'client_method'> {
+function customOperation(
+  resource: Resource,
+  custom: CustomOperation,
+): Omit<ManifestOperation, 'client_method' | 'headers'> {
   const list = custom.response.kind === 'list';
   return {
     name: custom.name,

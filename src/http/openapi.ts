@@ -208,8 +208,8 @@ function operationObject(
   const writes = op.method !== 'GET';
   const byId = op.path.includes('{id}');
   const parameters: Json[] = op.query.map((p) => queryParameter(p, op.name === 'list'));
-  if (writes) parameters.push(ref('parameters', 'IdempotencyKey'));
-  if (byId && writes && !custom) parameters.push(ref('parameters', 'IfMatch'));
+  if (op.headers.includes('Idempotency-Key')) parameters.push(ref('parameters', 'IdempotencyKey'));
+  if (op.headers.includes('If-Match')) parameters.push(ref('parameters', 'IfMatch'));
   if (op.name === 'get') parameters.push(ref('parameters', 'IfNoneMatch'));
 
   const operation: Json = {

@@ -47,6 +47,20 @@ describe('console calls go through the SDK', () => {
     expect(result.headers).toContainEqual(['x-request-id', 'req_1']);
   });
 
+  it('sends If-Match and the Idempotency-Key typed into the console', async () => {
+    const api = server(() => json(200, { id: 'kr_3' }));
+    const del = opNamed('delete');
+    const built = buildRequest(
+      del,
+      keyResult,
+      { ...emptyForm(), headers: { 'If-Match': '"7"', 'Idempotency-Key': 'console-key-1' } },
+      { kr: 'kr_3' },
+    );
+    await sendCall(del, built, 't', { baseUrl: 'http://h', fetch: api.fetch });
+    expect(api.seen[0].headers.get('if-match')).toBe('"7"');
+    expect(api.seen[0].headers.get('idempotency-key')).toBe('console-key-1');
+  });
+
   it('passes list filters and delete options as the SDK takes them', async () => {
     const api = server((s) =>
       s.method === 'GET' ? json(200, { object: 'list', data: [] }) : json(200, { id: 'kr_2' }),

@@ -1,7 +1,7 @@
 import { createClient } from '../../client/index';
 import { type CallResult, type Exchange, recordingFetch, toResult } from './api';
 import type { ManifestOperation } from './manifest';
-import type { BuiltRequest } from './request';
+import { type BuiltRequest, sdkOptions } from './request';
 
 type Method = (...args: unknown[]) => unknown;
 
@@ -17,11 +17,12 @@ export function sdkMethod(client: unknown, clientMethod: string): Method | null 
   return typeof target === 'function' ? (target as Method) : null;
 }
 
-/** The SDK call's arguments, as the snippets print them: path ids, then the body, then query options. */
+/** The SDK call's arguments, as the snippets print them: path ids, then the body, then options. */
 export function sdkCallArgs(op: ManifestOperation, built: BuiltRequest): unknown[] {
   const args: unknown[] = built.pathValues.map((p) => p.value);
   if (op.has_body) args.push(built.body);
-  if (Object.keys(built.query).length > 0) args.push({ ...built.query });
+  const options = sdkOptions(built);
+  if (options) args.push(options);
   return args;
 }
 

@@ -2,11 +2,23 @@ import type { TargetedKeyboardEvent } from 'preact';
 import { useContext, useRef, useState } from 'preact/hooks';
 import { sendCall } from './call';
 import { CodeBlock } from './code-block';
-import type { ManifestOperation, ManifestResource } from './manifest';
+import type { ManifestHeader, ManifestOperation, ManifestResource } from './manifest';
 import { buildRequest, defaultParam, emptyForm, exampleBodyText, type FormState } from './request';
 import { ResponseView } from './response-view';
 import { formKey, SessionContext } from './session';
 import { curlSnippet, sdkSnippet } from './snippets';
+
+/** What the console says under each header field. */
+const HEADER_HINTS: Record<ManifestHeader, { placeholder: string; hint: string }> = {
+  'If-Match': {
+    placeholder: 'e.g. "3"',
+    hint: 'Write only if the row is still at this version (its ETag); else 412. Empty: not sent.',
+  },
+  'Idempotency-Key': {
+    placeholder: 'made up when empty',
+    hint: 'Send the same key again to get the first answer replayed instead of a second write.',
+  },
+};
 
 /** Query parameters shown before the "more parameters" fold. */
 const VISIBLE_QUERY = 6;
@@ -141,6 +153,10 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
       document.getElementById(`${base}-body`)?.focus();
       return;
     }
+    if (built.headerError) {
+      setInvalid(built.headerError);
+      return;
+    }
     setSending(true);
     try {
       const res = await sendCall(op, built, session.token);
@@ -214,6 +230,33 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
                   <div class="query-grid">{folded.map(queryInput)}</div>
                 </details>
               )}
+            </fieldset>
+          )}
+          {op.headers.length > 0 && (
+            <fieldset>
+              <legend>Headers</legend>
+              <div class="query-grid">
+                {op.headers.map((name) => (
+                  <div class="field" key={name}>
+                    <label for={`${base}-h-${domId(name)}`}>
+                      <code>{name}</code>
+                    </label>
+                    <input
+                      id={`${base}-h-${domId(name)}`}
+                      class="mono"
+                      type="text"
+                      value={form.headers?.[name] ?? ''}
+                      placeholder={HEADER_HINTS[name].placeholder}
+                      autocomplete="off"
+                      spellcheck={false}
+                      aria-invalid={built.headerError ? 'true' : undefined}
+                      onInput={(e) => update({ headers: { ...form.headers, [name]: e.currentTarget.value } })}
+                    />
+                    <p class="hint">{HEADER_HINTS[name].hint}</p>
+                  </div>
+                ))}
+              </div>
+              {built.headerError && <p class="field-error">{built.headerError}</p>}
             </fieldset>
           )}
           {op.has_body && (

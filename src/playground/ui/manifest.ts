@@ -3,6 +3,7 @@ import type { Manifest, ManifestModule, ManifestOperation, ManifestResource } fr
 export type {
   Manifest,
   ManifestField,
+  ManifestHeader,
   ManifestModule,
   ManifestOperation,
   ManifestResource,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildRequest, emptyForm, exampleBodyText, requestUrl } from './request';
+import { buildRequest, emptyForm, exampleBodyText, requestUrl, sdkOptions } from './request';
 import { keyResult, opNamed } from './test-fixture';
 
 describe('console requests', () => {
@@ -56,5 +56,34 @@ describe('console requests', () => {
     expect(del.query).toEqual({ cascade: true });
     const ranged = buildRequest(list, keyResult, { ...emptyForm(), query: { 'progress_pct[gte]': '50' } }, {});
     expect(requestUrl(ranged)).toBe('/api/v1/okr/key-results?progress_pct%5Bgte%5D=50');
+  });
+
+  it('reads If-Match as the version to expect and checks an Idempotency-Key, on the operations that take them', () => {
+    const del = opNamed('delete');
+    const form = (headers: Record<string, string>) => ({ ...emptyForm(), headers });
+    for (const typed of ['3', '"3"', ' "3" ']) {
+      const built = buildRequest(del, keyResult, form({ 'If-Match': typed }), { kr: 'kr_1' });
+      expect([built.ifVersion, built.headerError], typed).toEqual([3, null]);
+    }
+    expect(buildRequest(del, keyResult, form({ 'If-Match': 'W/"3"' }), { kr: 'kr_1' }).headerError).toMatch(
+      /If-Match takes the version/,
+    );
+    const keyed = buildRequest(del, keyResult, form({ 'Idempotency-Key': ' retry-17 ' }), { kr: 'kr_1' });
+    expect([keyed.idempotencyKey, keyed.ifVersion, keyed.headerError]).toEqual(['retry-17', null, null]);
+    expect(buildRequest(del, keyResult, form({ 'Idempotency-Key': 'two words' }), { kr: 'kr_1' }).headerError).toMatch(
+      /Idempotency-Key/,
+    );
+    // A create takes no If-Match: a value left in the field is not sent.
+    const create = buildRequest(opNamed('create'), keyResult, form({ 'If-Match': '3', 'Idempotency-Key': 'k' }), {});
+    expect([create.ifVersion, create.idempotencyKey, create.headerError]).toEqual([null, 'k', null]);
+    expect(sdkOptions(create)).toEqual({ idempotencyKey: 'k' });
+    const both = buildRequest(
+      del,
+      keyResult,
+      { ...form({ 'If-Match': '"4"' }), query: { cascade: 'true' } },
+      { kr: 'kr_1' },
+    );
+    expect(sdkOptions(both)).toEqual({ cascade: true, ifVersion: 4 });
+    expect(sdkOptions(buildRequest(opNamed('get'), keyResult, form({ 'If-Match': '3' }), { kr: 'kr_1' }))).toBeNull();
   });
 });

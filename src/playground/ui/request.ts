@@ -1,4 +1,4 @@
-import { type ManifestOperation, type ManifestResource, pathParams } from './manifest';
+import { type ManifestHeader, type ManifestOperation, type ManifestResource, pathParams } from './manifest';
 
 /** What the user typed into one operation's console; `undefined` means "not touched: use the default". */
 export interface FormState {
@@ -6,9 +6,11 @@ export interface FormState {
   query: Record<string, string | undefined>;
   /** The JSON body editor's text, or undefined while it still shows the example. */
   body: string | undefined;
+  /** What was typed into the operation's header fields (`If-Match`, `Idempotency-Key`). */
+  headers?: Partial<Record<ManifestHeader, string>>;
 }
 
-export const emptyForm = (): FormState => ({ params: {}, query: {}, body: undefined });
+export const emptyForm = (): FormState => ({ params: {}, query: {}, body: undefined, headers: {} });
 
 /** Ids the session has seen, by id prefix (`kr` → the last key result created or fetched). */
 export type KnownIds = Readonly<Record<string, string>>;
@@ -29,7 +31,18 @@ export interface BuiltRequest {
   bodyError: string | null;
   /** Path parameters still empty. */
   missing: string[];
+  /** `If-Match` as the SDK's `ifVersion`: the version the write expects (null: not sent). */
+  ifVersion: number | null;
+  /** The `Idempotency-Key` to send (null: the SDK makes one up). */
+  idempotencyKey: string | null;
+  /** Why a header field is not usable, if one is not. */
+  headerError: string | null;
 }
+
+/** An entity tag as typed: `3` or `"3"` (the ETag as the API sends it). */
+const VERSION_TAG = /^"?(\d{1,15})"?$/;
+/** What the API takes as an Idempotency-Key: 1–255 visible ASCII characters. */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
 /** The value an untouched path parameter shows: the id of this resource the session saw last. */
 export function defaultParam(resource: ManifestResource, name: string, known: KnownIds): string {
@@ -91,6 +104,20 @@ export function buildRequest(
       }
     }
   }
+  let ifVersion: number | null = null;
+  let idempotencyKey: string | null = null;
+  let headerError: string | null = null;
+  const ifMatch = (form.headers?.['If-Match'] ?? '').trim();
+  if (op.headers.includes('If-Match') && ifMatch !== '') {
+    const m = VERSION_TAG.exec(ifMatch);
+    if (m) ifVersion = Number(m[1]);
+    else headerError = 'If-Match takes the version to expect, as the ETag shows it: 3 or "3"';
+  }
+  const key = (form.headers?.['Idempotency-Key'] ?? '').trim();
+  if (op.headers.includes('Idempotency-Key') && key !== '') {
+    if (IDEMPOTENCY_KEY.test(key)) idempotencyKey = key;
+    else headerError ??= 'An Idempotency-Key is 1–255 visible ASCII characters, without spaces';
+  }
   return {
     method: op.method,
     path,
@@ -99,6 +126,9 @@ export function buildRequest(
     body,
     bodyError,
     missing: pathValues.filter((p) => !p.value).map((p) => p.name),
+    ifVersion,
+    idempotencyKey,
+    headerError,
   };
 }
 
@@ -108,4 +138,16 @@ export function requestUrl(built: Pick<BuiltRequest, 'path' | 'query'>): string 
     .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`)
     .join('&');
   return qs ? `${built.path}?${qs}` : built.path;
+}
+
+/**
+ * The options a write's SDK call ends with: its query (`cascade`) and its headers as the SDK
+ * names them (`ifVersion`, `idempotencyKey`). Null when there are none. A list's query is its
+ * params argument instead (lists take no headers).
+ */
+export function sdkOptions(built: BuiltRequest): Record<string, unknown> | null {
+  const options: Record<string, unknown> = { ...built.query };
+  if (built.ifVersion !== null) options.ifVersion = built.ifVersion;
+  if (built.idempotencyKey !== null) options.idempotencyKey = built.idempotencyKey;
+  return Object.keys(options).length > 0 ? options : null;
 }

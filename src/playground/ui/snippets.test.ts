@@ -67,6 +67,23 @@ describe('code snippets', () => {
     );
   });
 
+  it('shows If-Match and an Idempotency-Key as the SDK options and curl headers they are', () => {
+    const del = opNamed('delete');
+    const form = { ...emptyForm(), query: { cascade: 'true' }, headers: { 'If-Match': '3', 'Idempotency-Key': 'k-1' } };
+    const built = buildRequest(del, keyResult, form, { kr: 'kr_9' });
+    expect(sdkSnippet(del, keyResult, built, BASE)).toContain(
+      "client.okr.keyResults.delete(\n  'kr_9',\n  { cascade: true, ifVersion: 3, idempotencyKey: 'k-1' },\n);",
+    );
+    expect(curlSnippet(del, built, BASE)).toBe(
+      [
+        "curl -X DELETE 'http://127.0.0.1:8080/api/v1/okr/key-results/kr_9?cascade=true'",
+        '-H "Authorization: Bearer $EDM_TOKEN"',
+        `-H 'If-Match: "3"'`,
+        "-H 'Idempotency-Key: k-1'",
+      ].join(' \\\n  '),
+    );
+  });
+
   it('names a list call a page, and a missing id by its parameter', () => {
     const list = opNamed('list');
     const built = buildRequest(list, keyResult, { ...emptyForm(), query: { limit: '5' } }, {});

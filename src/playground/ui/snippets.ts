@@ -1,5 +1,5 @@
 import { camelName, type ManifestOperation, type ManifestResource } from './manifest';
-import { type BuiltRequest, requestUrl } from './request';
+import { type BuiltRequest, requestUrl, sdkOptions } from './request';
 
 const IDENT = /^[A-Za-z_$][\w$]*$/;
 const WIDTH = 72;
@@ -53,7 +53,8 @@ export function sdkArgs(op: ManifestOperation, built: BuiltRequest): Arg[] {
   const args: Arg[] = built.pathValues.map((p) => (p.value ? { value: p.value } : { code: p.name }));
   if (op.has_body)
     args.push(built.bodyError ? { code: '{ /* the body is not valid JSON yet */ }' } : { value: built.body });
-  if (Object.keys(built.query).length > 0) args.push({ value: built.query });
+  const options = sdkOptions(built);
+  if (options) args.push({ value: options });
   return args;
 }
 
@@ -101,6 +102,8 @@ export function sdkSnippet(
 export function curlSnippet(op: ManifestOperation, built: BuiltRequest, baseUrl: string): string {
   const parts = [`curl${op.method === 'GET' ? '' : ` -X ${op.method}`} ${shellQuote(baseUrl + requestUrl(built))}`];
   parts.push(`-H "Authorization: Bearer $EDM_TOKEN"`);
+  if (built.ifVersion !== null) parts.push(`-H ${shellQuote(`If-Match: "${built.ifVersion}"`)}`);
+  if (built.idempotencyKey !== null) parts.push(`-H ${shellQuote(`Idempotency-Key: ${built.idempotencyKey}`)}`);
   if (op.has_body) {
     parts.push(`-H 'Content-Type: application/json'`);
     const json = built.bodyError ? '{}' : JSON.stringify(built.body);
