@@ -408,20 +408,26 @@ async function main() {
   ).objective_id;
   if (scale) {
     // Deep pages cost what page 1 costs (keyset pagination); measured before the write scenarios
-    // change rows, so both pages hold rows of the same shape.
-    const pageUrl = `http://127.0.0.1:${port}${BASE}?limit=100`;
-    const deepUrl = await walkCursor(pageUrl, token, plan.pageDepth);
-    // Alternating rounds, as in compare(): the medians of each page's rounds.
+    // change rows, so both pages hold rows of the same shape. Under the default sort, and under
+    // a sort on a field that may be empty (title), whose pages read two index ranges.
     const authed = { headers: { Authorization: `Bearer ${token}` } };
-    const pages = compare(
-      pageUrl,
-      deepUrl,
-      () => ({ ...authed, pid: server.pid }),
-      authed,
-      { ...authed, pid: server.pid },
-      { peers: true },
-    );
-    results.checks.push(flatCheck(`page ${plan.pageDepth} vs page 1 of a ${plan.big}-row tenant (limit 100)`, pages));
+    for (const sort of ['', '&sort=title']) {
+      const pageUrl = `http://127.0.0.1:${port}${BASE}?limit=100${sort}`;
+      const deepUrl = await walkCursor(pageUrl, token, plan.pageDepth);
+      // Alternating rounds, as in compare(): the medians of each page's rounds.
+      const pages = compare(
+        pageUrl,
+        deepUrl,
+        () => ({ ...authed, pid: server.pid }),
+        authed,
+        { ...authed, pid: server.pid },
+        { peers: true },
+      );
+      const by = sort ? `, sort=title` : '';
+      results.checks.push(
+        flatCheck(`page ${plan.pageDepth} vs page 1 of a ${plan.big}-row tenant (limit 100${by})`, pages),
+      );
+    }
   }
   results.rows.push(...(await scenarios(port, server.pid, token, bigIds, objectiveId, 'sqlite')));
 

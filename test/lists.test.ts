@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Doc, Resource } from '../src/core/resource.js';
 import { byName, resources, storeKinds, type TestApp, testApp } from './helpers.js';
@@ -204,6 +205,46 @@ describe.each(storeKinds)('lists on %s', (kind) => {
     });
   });
 
+  it('pages rows without a value last, in either direction, the rows with one in order before them', async () => {
+    const token = await t.token({ tenant: 'empties' });
+    const objective = (await t.create(byName('Objective'), token)).id as string;
+    for (let i = 0; i < 25; i++) {
+      if (i % 2 === 0) t.clock.advance(1000); // equal values of current and created_at: the id breaks ties
+      const id = (
+        await t.call('POST', kr.basePath, {
+          token,
+          body: { objective_id: objective, title: `kr ${i}`, target: 10, current: i % 4 },
+        })
+      ).body.id as string;
+      // Empty, as rows stored before a field existed are (the API itself always sets current).
+      if (i % 3 === 0) {
+        const doc =
+          t.kind === 'postgres'
+            ? sql`jsonb_set(_doc::jsonb, '{current}', 'null')::text`
+            : sql`json_set(_doc, '$.current', json('null'))`;
+        await sql`UPDATE okr_key_results SET current = NULL, _doc = ${doc} WHERE tenant_id = 'empties' AND id = ${id}`.execute(
+          t.store.db,
+        );
+      }
+    }
+    const all = (await t.call('GET', `${kr.basePath}?limit=100`, { token })).body.data as Doc[];
+    expect(all.filter((d) => d.current === null)).toHaveLength(9);
+    for (const sort of ['current', '-current']) {
+      for (const limit of [1, 4, 9, 30]) {
+        const seen: string[] = [];
+        let cursor: string | null = null;
+        do {
+          const url: string = `${kr.basePath}?sort=${sort}&limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+          const res = await t.call('GET', url, { token });
+          expect(res.status, res.raw).toBe(200);
+          seen.push(...(res.body.data as Doc[]).map((d) => d.id as string));
+          cursor = res.body.next_cursor as string | null;
+        } while (cursor);
+        expect(seen, `${sort}, limit ${limit}`).toEqual(expectedOrder(all, 'current', sort.startsWith('-')));
+      }
+    }
+  });
+
   it('walks 500 rows in pages of 7 under each sort, with inserts between pages: none twice, none skipped', async () => {
     const token = await t.token({ tenant: 'walker' });
     const objective = (await t.create(byName('Objective'), token)).id as string;
@@ -254,14 +295,16 @@ describe.each(storeKinds)('lists on %s', (kind) => {
 describe('lists on a SQLite file: one statement per page', () => {
   let t: TestApp;
   const statements: string[] = [];
+  const parameters: (readonly unknown[])[] = [];
   beforeAll(async () => {
     t = await testApp('sqlite');
     const store = t.store as { read: typeof t.store.read };
     const read = store.read;
     if (!read) throw new Error('a SQLite file store reads on its second connection');
-    store.read = (source, parameters) => {
+    store.read = (source, params) => {
       statements.push(source);
-      return read(source, parameters);
+      parameters.push(params);
+      return read(source, params);
     };
   });
   afterAll(() => t.close());
@@ -309,6 +352,66 @@ describe('lists on a SQLite file: one statement per page', () => {
       ).toEqual(expectedOrder(all, field, desc));
       // Whole documents, as a read by id answers them.
       expect(seen).toEqual(expect.arrayContaining(all));
+    }
+  });
+
+  it('seeks past a cursor under a sort on a field that may be empty: two index ranges, the empty rows last', async () => {
+    const token = await t.token({ tenant: 'seeker' });
+    const objective = (await t.create(byName('Objective'), token)).id as string;
+    const exec = t.store.exec;
+    if (!exec) throw new Error('a SQLite store runs statements synchronously');
+    for (let i = 0; i < 20; i++) {
+      t.clock.advance(1000);
+      const res = await t.call('POST', kr.basePath, {
+        token,
+        body: { objective_id: objective, title: `kr ${i}`, target: 10, current: i % 5 },
+      });
+      // Empty, as rows stored before a field existed are (the API itself always sets current).
+      if (i % 3 === 0) {
+        exec(
+          `UPDATE okr_key_results SET current = NULL, _doc = json_set(_doc, '$.current', json('null'))
+           WHERE tenant_id = 'seeker' AND id = ?`,
+          [res.body.id],
+        );
+      }
+    }
+    const all = (await t.call('GET', `${kr.basePath}?limit=100`, { token })).body.data as Doc[];
+    for (const sort of ['current', '-current']) {
+      const seen: Doc[] = [];
+      let cursor: string | null = null;
+      let sought = 0;
+      do {
+        statements.length = 0;
+        parameters.length = 0;
+        const url: string = `${kr.basePath}?sort=${sort}&limit=4${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+        const res = await t.call('GET', url, { token });
+        expect(res.status, res.raw).toBe(200);
+        const before = seen.at(-1);
+        seen.push(...(res.body.data as Doc[]));
+        cursor = res.body.next_cursor as string | null;
+        const i = statements.findIndex((source) => source.includes('group_concat'));
+        if (before && before.current !== null) {
+          // Past a cursor with a value: the rows with a value are one index range from the
+          // cursor on, the empty ones another; the tenant's rows are not scanned.
+          const plan = exec(`EXPLAIN QUERY PLAN ${statements[i]}`, parameters[i]).rows.map((r) => r.detail);
+          expect(plan, sort).toContain(
+            'SEARCH okr_key_results USING INDEX okr_key_results_sort_current (tenant_id=? AND (current,id)'.concat(
+              sort.startsWith('-') ? '<(?,?))' : '>(?,?))',
+            ),
+          );
+          expect(plan, sort).toContain(
+            'SEARCH okr_key_results USING INDEX okr_key_results_sort_current (tenant_id=? AND current=?)',
+          );
+          sought++;
+        }
+      } while (cursor);
+      expect(sought, sort).toBeGreaterThan(0);
+      expect(
+        seen.map((d) => d.id),
+        sort,
+      ).toEqual(expectedOrder(all, 'current', sort.startsWith('-')));
+      expect(seen.filter((d) => d.current === null).length).toBe(7);
+      expect(seen.slice(-7).every((d) => d.current === null)).toBe(true);
     }
   });
 });
