@@ -344,15 +344,35 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       const seen: number[] = [];
       let cursor: string | null = null;
       let pages = 0;
-      do {
-        const url: string = `${kr.basePath}/${k.id}/check-ins?limit=50${cursor ? `&cursor=${cursor}` : ''}`;
-        const page = (await t.call('GET', url, { token })).body;
-        seen.push(...(page.data as Doc[]).map((s) => s.value as number));
-        cursor = page.next_cursor as string | null;
-        pages++;
-      } while (cursor);
+      // On SQLite, the statements the pages read (on the read connection), to check their plans.
+      const reads: [string, readonly unknown[]][] = [];
+      const store = t.store as { read: typeof t.store.read };
+      const read = store.read;
+      if (read) {
+        store.read = (source, params) => {
+          if (source.includes('okr_key_result_snapshots')) reads.push([source, params]);
+          return read(source, params);
+        };
+      }
+      try {
+        do {
+          const url: string = `${kr.basePath}/${k.id}/check-ins?limit=50${cursor ? `&cursor=${cursor}` : ''}`;
+          const page = (await t.call('GET', url, { token })).body;
+          seen.push(...(page.data as Doc[]).map((s) => s.value as number));
+          cursor = page.next_cursor as string | null;
+          pages++;
+        } while (cursor);
+      } finally {
+        store.read = read;
+      }
       expect(pages).toBe(3);
       expect(seen).toEqual([...Array.from({ length: 120 }, (_, i) => 120 - i), 0]);
+      if (kind === 'sqlite') {
+        // A later page seeks from its cursor: one index range, not the key result's snapshots again.
+        const [source, params] = reads[reads.length - 1];
+        const plan = t.store.exec?.(`EXPLAIN QUERY PLAN ${source}`, params).rows.map((r) => r.detail);
+        expect(plan).toContainEqual(expect.stringContaining('AND (at,id)<(?,?))'));
+      }
     });
   });
 

@@ -812,7 +812,8 @@ export class Engine {
       const value = this.store.encode(kindOf(table.columns[order.column]) as AnyField, after.value);
       const col = sql.ref(order.column);
       const idCol = sql.ref(order.id);
-      q = q.where(sql<SqlBool>`(${col} < ${value} OR (${col} = ${value} AND ${idCol} < ${after.id}))`);
+      // A row-value comparison: one index range from the cursor on (see keysetAfter).
+      q = q.where(sql<SqlBool>`(${col}, ${idCol}) < (${value}, ${after.id})`);
     }
     const query = q
       .orderBy(order.column, 'desc')
