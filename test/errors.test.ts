@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { errorRegistry } from '../src/core/errors.js';
+import { ApiError, errorRegistry } from '../src/core/errors.js';
 
 describe('error registry', () => {
   const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');
@@ -14,5 +14,22 @@ describe('error registry', () => {
 
   it('documents no code the registry lacks', () => {
     expect([...documented.keys()].filter((c) => !(c in errorRegistry))).toEqual([]);
+  });
+});
+
+describe('ApiError', () => {
+  const frames = (err: Error) => (err.stack ?? '').split('\n').filter((line) => line.trim().startsWith('at ')).length;
+
+  it('captures no stack for a client error (never logged with one), and leaves the limit as it was', () => {
+    const limit = Error.stackTraceLimit;
+    const err = new ApiError('not_found', 'No KeyResult with id kr_1');
+    expect([err.status, err.message, frames(err)]).toEqual([404, 'No KeyResult with id kr_1', 0]);
+    expect(Error.stackTraceLimit).toBe(limit);
+    expect(frames(new Error('plain'))).toBeGreaterThan(0);
+  });
+
+  it('keeps the stack of a server error, for the log', () => {
+    expect(frames(new ApiError('internal_error'))).toBeGreaterThan(0);
+    expect(frames(new ApiError('service_unavailable'))).toBeGreaterThan(0);
   });
 });
