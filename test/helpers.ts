@@ -243,3 +243,38 @@ export async function whileFailing<T>(
     );
   }
 }
+
+/** The statements a SQLite file store ran on its read connection since recording began. */
+export interface ReadRecorder {
+  reads: { sql: string; parameters: readonly unknown[] }[];
+  /** SQLite's query plan of a recorded read (`EXPLAIN QUERY PLAN`), one detail line per step. */
+  plan(read: { sql: string; parameters: readonly unknown[] }): string[];
+  stop(): void;
+}
+
+/** Records the reads a SQLite file store runs on its read connection (see Store.read). */
+export function recordReads(store: Store): ReadRecorder {
+  const { read, exec } = store;
+  if (!read || !exec) throw new Error('a SQLite file store reads on its second connection');
+  const reads: ReadRecorder['reads'] = [];
+  (store as { read: Store['read'] }).read = (source, parameters) => {
+    reads.push({ sql: source, parameters });
+    return read(source, parameters);
+  };
+  return {
+    reads,
+    plan: (r) => exec(`EXPLAIN QUERY PLAN ${r.sql}`, r.parameters).rows.map((row) => String(row.detail)),
+    stop: () => {
+      (store as { read: Store['read'] }).read = read;
+    },
+  };
+}
+
+/** Empties a key result's `current` in the store, as rows stored before a field existed have it. */
+export async function emptyCurrent(t: TestApp, id: string): Promise<void> {
+  const doc =
+    t.kind === 'postgres'
+      ? sql`jsonb_set(_doc::jsonb, '{current}', 'null')::text`
+      : sql`json_set(_doc, '$.current', json('null'))`;
+  await sql`UPDATE okr_key_results SET current = NULL, _doc = ${doc} WHERE id = ${id}`.execute(t.store.db);
+}

@@ -1,7 +1,15 @@
-import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Doc, Resource } from '../src/core/resource.js';
-import { byName, resources, storeKinds, type TestApp, testApp } from './helpers.js';
+import {
+  byName,
+  emptyCurrent,
+  type ReadRecorder,
+  recordReads,
+  resources,
+  storeKinds,
+  type TestApp,
+  testApp,
+} from './helpers.js';
 
 const kr = byName('KeyResult');
 
@@ -217,15 +225,7 @@ describe.each(storeKinds)('lists on %s', (kind) => {
         })
       ).body.id as string;
       // Empty, as rows stored before a field existed are (the API itself always sets current).
-      if (i % 3 === 0) {
-        const doc =
-          t.kind === 'postgres'
-            ? sql`jsonb_set(_doc::jsonb, '{current}', 'null')::text`
-            : sql`json_set(_doc, '$.current', json('null'))`;
-        await sql`UPDATE okr_key_results SET current = NULL, _doc = ${doc} WHERE tenant_id = 'empties' AND id = ${id}`.execute(
-          t.store.db,
-        );
-      }
+      if (i % 3 === 0) await emptyCurrent(t, id);
     }
     const all = (await t.call('GET', `${kr.basePath}?limit=100`, { token })).body.data as Doc[];
     expect(all.filter((d) => d.current === null)).toHaveLength(9);
@@ -294,18 +294,10 @@ describe.each(storeKinds)('lists on %s', (kind) => {
 
 describe('lists on a SQLite file: one statement per page', () => {
   let t: TestApp;
-  const statements: string[] = [];
-  const parameters: (readonly unknown[])[] = [];
+  let recorder: ReadRecorder;
   beforeAll(async () => {
     t = await testApp('sqlite');
-    const store = t.store as { read: typeof t.store.read };
-    const read = store.read;
-    if (!read) throw new Error('a SQLite file store reads on its second connection');
-    store.read = (source, params) => {
-      statements.push(source);
-      parameters.push(params);
-      return read(source, params);
-    };
+    recorder = recordReads(t.store);
   });
   afterAll(() => t.close());
 
@@ -330,7 +322,7 @@ describe('lists on a SQLite file: one statement per page', () => {
       const seen: Doc[] = [];
       let cursor: string | null = null;
       do {
-        statements.length = 0;
+        recorder.reads.length = 0;
         const url: string = `${kr.basePath}?sort=${sort}&limit=5${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
         const res = await t.call('GET', url, { token });
         expect(res.status, res.raw).toBe(200);
@@ -342,7 +334,7 @@ describe('lists on a SQLite file: one statement per page', () => {
         // LIMIT is written in (the page and the row after it): a bound one is planned again on
         // every run.
         expect(
-          statements.filter((s) => !/^(BEGIN|COMMIT)$/.test(s)),
+          recorder.reads.map((r) => r.sql).filter((s) => !/^(BEGIN|COMMIT)$/.test(s)),
           sort,
         ).toEqual([expect.stringMatching(/group_concat.* limit 6\) as "page"$/)]);
       } while (cursor);
@@ -358,8 +350,6 @@ describe('lists on a SQLite file: one statement per page', () => {
   it('seeks past a cursor under a sort on a field that may be empty: two index ranges, the empty rows last', async () => {
     const token = await t.token({ tenant: 'seeker' });
     const objective = (await t.create(byName('Objective'), token)).id as string;
-    const exec = t.store.exec;
-    if (!exec) throw new Error('a SQLite store runs statements synchronously');
     for (let i = 0; i < 20; i++) {
       t.clock.advance(1000);
       const res = await t.call('POST', kr.basePath, {
@@ -367,13 +357,7 @@ describe('lists on a SQLite file: one statement per page', () => {
         body: { objective_id: objective, title: `kr ${i}`, target: 10, current: i % 5 },
       });
       // Empty, as rows stored before a field existed are (the API itself always sets current).
-      if (i % 3 === 0) {
-        exec(
-          `UPDATE okr_key_results SET current = NULL, _doc = json_set(_doc, '$.current', json('null'))
-           WHERE tenant_id = 'seeker' AND id = ?`,
-          [res.body.id],
-        );
-      }
+      if (i % 3 === 0) await emptyCurrent(t, res.body.id as string);
     }
     const all = (await t.call('GET', `${kr.basePath}?limit=100`, { token })).body.data as Doc[];
     for (const sort of ['current', '-current']) {
@@ -381,19 +365,19 @@ describe('lists on a SQLite file: one statement per page', () => {
       let cursor: string | null = null;
       let sought = 0;
       do {
-        statements.length = 0;
-        parameters.length = 0;
+        recorder.reads.length = 0;
         const url: string = `${kr.basePath}?sort=${sort}&limit=4${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
         const res = await t.call('GET', url, { token });
         expect(res.status, res.raw).toBe(200);
         const before = seen.at(-1);
         seen.push(...(res.body.data as Doc[]));
         cursor = res.body.next_cursor as string | null;
-        const i = statements.findIndex((source) => source.includes('group_concat'));
+        const page = recorder.reads.find((r) => r.sql.includes('group_concat'));
         if (before && before.current !== null) {
           // Past a cursor with a value: the rows with a value are one index range from the
           // cursor on, the empty ones another; the tenant's rows are not scanned.
-          const plan = exec(`EXPLAIN QUERY PLAN ${statements[i]}`, parameters[i]).rows.map((r) => r.detail);
+          if (!page) throw new Error(`no packed page statement under ${sort}`);
+          const plan = recorder.plan(page);
           expect(plan, sort).toContain(
             'SEARCH okr_key_results USING INDEX okr_key_results_sort_current (tenant_id=? AND (current,id)'.concat(
               sort.startsWith('-') ? '<(?,?))' : '>(?,?))',

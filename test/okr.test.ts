@@ -5,7 +5,17 @@ import type { Doc } from '../src/core/resource.js';
 import { keyResults as kr } from '../src/modules/okr/key-results.js';
 import { recompute } from '../src/modules/okr/rollup.js';
 import { statusSweepJob } from '../src/modules/okr/sweep.js';
-import { byName, countRows, storedRow, storeKinds, type TestApp, testApp, USER_B, whileFailing } from './helpers.js';
+import {
+  byName,
+  countRows,
+  recordReads,
+  storedRow,
+  storeKinds,
+  type TestApp,
+  testApp,
+  USER_B,
+  whileFailing,
+} from './helpers.js';
 
 const cycles = byName('Cycle');
 const objectives = byName('Objective');
@@ -345,15 +355,7 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       let cursor: string | null = null;
       let pages = 0;
       // On SQLite, the statements the pages read (on the read connection), to check their plans.
-      const reads: [string, readonly unknown[]][] = [];
-      const store = t.store as { read: typeof t.store.read };
-      const read = store.read;
-      if (read) {
-        store.read = (source, params) => {
-          if (source.includes('okr_key_result_snapshots')) reads.push([source, params]);
-          return read(source, params);
-        };
-      }
+      const recorder = kind === 'sqlite' ? recordReads(t.store) : null;
       try {
         do {
           const url: string = `${kr.basePath}/${k.id}/check-ins?limit=50${cursor ? `&cursor=${cursor}` : ''}`;
@@ -363,15 +365,16 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
           pages++;
         } while (cursor);
       } finally {
-        store.read = read;
+        recorder?.stop();
       }
       expect(pages).toBe(3);
       expect(seen).toEqual([...Array.from({ length: 120 }, (_, i) => 120 - i), 0]);
-      if (kind === 'sqlite') {
+      if (recorder) {
         // A later page seeks from its cursor: one index range, not the key result's snapshots again.
-        const [source, params] = reads[reads.length - 1];
-        const plan = t.store.exec?.(`EXPLAIN QUERY PLAN ${source}`, params).rows.map((r) => r.detail);
-        expect(plan).toContainEqual(expect.stringContaining('AND (at,id)<(?,?))'));
+        const pageReads = recorder.reads.filter((r) => r.sql.includes('okr_key_result_snapshots'));
+        expect(recorder.plan(pageReads[pageReads.length - 1])).toContainEqual(
+          expect.stringContaining('AND (at,id)<(?,?))'),
+        );
       }
     });
   });

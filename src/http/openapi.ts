@@ -205,8 +205,6 @@ function operationObject(
   const name = resource.name;
   const scope = `${resource.module}:${op.method === 'GET' ? 'read' : 'write'}`;
   const example = exampleDocument(resource);
-  const writes = op.method !== 'GET';
-  const byId = op.path.includes('{id}');
   const parameters: Json[] = op.query.map((p) => queryParameter(p, op.name === 'list'));
   if (op.headers.includes('Idempotency-Key')) parameters.push(ref('parameters', 'IdempotencyKey'));
   if (op.headers.includes('If-Match')) parameters.push(ref('parameters', 'IfMatch'));
@@ -221,7 +219,8 @@ function operationObject(
     parameters,
   };
   const responses: Json = {};
-  const locking = byId && writes && !custom ? [412, 428] : [];
+  // What If-Match can answer: a stale version (412), or none sent where one is required (428).
+  const locking = op.headers.includes('If-Match') ? [412, 428] : [];
   switch (op.name) {
     case 'list':
       responses['200'] = listResponse(`A page of ${name} documents`, `${name}List`, example);

@@ -316,9 +316,9 @@ export class Engine {
     query: CompiledQuery,
     write?: WriteCheck,
   ): Promise<{ rows: Record<string, unknown>[]; numAffectedRows?: bigint }> {
-    const { exec, read } = this.store;
-    // A read outside any transaction: on a SQLite file, on the read connection's snapshot.
-    if (!write && read && db === this.store.db) return { rows: read(query.sql, query.parameters) };
+    // A read outside any transaction (on a SQLite file, on the read connection's snapshot).
+    if (!write && db === this.store.db) return { rows: await this.read(query) };
+    const { exec } = this.store;
     if (exec && this.groupCommit?.holds(db)) {
       const { rows, changes } = exec(query.sql, query.parameters);
       if (write) verify(write, changes);
