@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -22,7 +22,9 @@ describe('edm CLI (built)', () => {
     if (!existsSync(join(root, 'dist/cli/edm.js')))
       throw new Error('dist/ is missing: run `npm run build` (npm test does)');
     dir = mkdtempSync(join(tmpdir(), 'edm-cli-'));
-    server = spawn(process.execPath, [bin, 'serve'], {
+    // Run as the executable it is (as `npm start` and an installed `edm` do), so its interpreter
+    // line, with the V8 flags on it, applies.
+    server = spawn(bin, ['serve'], {
       cwd: dir,
       env: { ...process.env, PORT: '0', EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -45,6 +47,13 @@ describe('edm CLI (built)', () => {
   afterAll(() => {
     server?.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs the server with the V8 flags its interpreter line names', () => {
+    const argv = readFileSync(`/proc/${server?.pid}/cmdline`, 'utf8').split('\0');
+    // --no-allocation-site-pretenuring: without it, a PostgreSQL list page promoted ~110 KB of
+    // row strings to the old generation and spent ~2× the CPU (see bin/edm.js).
+    expect(argv).toEqual(expect.arrayContaining(['--max-semi-space-size=8', '--no-allocation-site-pretenuring', bin]));
   });
 
   it('serves /healthz, generates secrets under ./data with 0600, and binds to loopback', async () => {
