@@ -23,7 +23,7 @@ describe('edm CLI (built)', () => {
       throw new Error('dist/ is missing: run `npm run build` (npm test does)');
     dir = mkdtempSync(join(tmpdir(), 'edm-cli-'));
     // Run as the executable it is (as `npm start` and an installed `edm` do), so its interpreter
-    // line, with the V8 flags on it, applies.
+    // line, with the malloc settings and V8 flags on it, applies.
     server = spawn(bin, ['serve'], {
       cwd: dir,
       env: { ...process.env, PORT: '0', EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' },
