@@ -64,6 +64,9 @@ export interface ManifestOperation {
 /** `Idempotency-Key` on writes; `If-Match` on writes to one row (update, delete, restore). */
 export type ManifestHeader = 'If-Match' | 'Idempotency-Key';
 
+/** What the API takes as an `Idempotency-Key`: 1–255 visible ASCII characters (the server and the console check it). */
+export const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
 export interface ManifestParameter {
   name: string;
   type: string;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
 import { isoTime } from '../core/clock.js';
 import { ApiError } from '../core/errors.js';
+import { IDEMPOTENCY_KEY } from '../core/manifest-types.js';
 import type { Principal } from '../core/resource.js';
 import type { DB, Store } from '../store/database.js';
 import { deferWrite } from '../store/pg-batch.js';
@@ -17,7 +18,6 @@ export interface StoredResponse {
 export const RETENTION_MS = 24 * 3600 * 1000;
 /** A claimed key whose request died without finishing can be taken over after this long. */
 const LEASE_MS = 60 * 1000;
-const KEY = /^[\x21-\x7e]{1,255}$/;
 
 interface Claim {
   tenantId: string;
@@ -41,7 +41,7 @@ export class Idempotency {
 
   parseKey(header: string | string[] | undefined): string | null {
     if (header === undefined) return null;
-    if (Array.isArray(header) || !KEY.test(header)) {
+    if (Array.isArray(header) || !IDEMPOTENCY_KEY.test(header)) {
       throw new ApiError('invalid_header', 'Idempotency-Key must be 1–255 visible ASCII characters');
     }
     return header;

@@ -9,6 +9,8 @@ export type {
   ManifestResource,
 } from '../../core/manifest-types';
 
+export { IDEMPOTENCY_KEY } from '../../core/manifest-types';
+
 export const MANIFEST_PATH = '/api/v1/manifest';
 
 /** Why the manifest could not be loaded, worded for the page. */

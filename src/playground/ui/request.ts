@@ -1,4 +1,10 @@
-import { type ManifestHeader, type ManifestOperation, type ManifestResource, pathParams } from './manifest';
+import {
+  IDEMPOTENCY_KEY,
+  type ManifestHeader,
+  type ManifestOperation,
+  type ManifestResource,
+  pathParams,
+} from './manifest';
 
 /** What the user typed into one operation's console; `undefined` means "not touched: use the default". */
 export interface FormState {
@@ -41,8 +47,6 @@ export interface BuiltRequest {
 
 /** An entity tag as typed: `3` or `"3"` (the ETag as the API sends it). */
 const VERSION_TAG = /^"?(\d{1,15})"?$/;
-/** What the API takes as an Idempotency-Key: 1–255 visible ASCII characters. */
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
 /** The value an untouched path parameter shows: the id of this resource the session saw last. */
 export function defaultParam(resource: ManifestResource, name: string, known: KnownIds): string {
