@@ -285,6 +285,24 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
     expect(ok.status).toBe(200);
   });
 
+  it('answers a read with the stored JSON byte for byte, whatever characters it holds', async () => {
+    // SQLite hands the stored form over as bytes, PostgreSQL as a string: both must answer the
+    // bytes the write stored and answered, multi-byte characters and escapes included.
+    const kr = byName('KeyResult');
+    const doc = await t.create(kr, token);
+    const title = 'Ventes — Q4 ✓ 日本語 🚀 "quoted" \\ back\u2028slash';
+    const patched = await t.call('PATCH', `${kr.basePath}/${doc.id}`, { token, body: { title } });
+    expect(patched.status).toBe(200);
+    const res = await t.call('GET', `${kr.basePath}/${doc.id}`, { token });
+    const stored = (await storedRow(t, kr, doc.id as string))?._doc as string;
+    expect(res.status).toBe(200);
+    expect(res.body.title).toBe(title);
+    expect(res.raw).toBe(stored);
+    expect(res.raw).toBe(patched.raw);
+    expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(Number(res.headers['content-length'])).toBe(Buffer.byteLength(stored));
+  });
+
   it('checks references across the tenant: missing, other tenant and deleted → 422, nothing stored', async () => {
     const kr = byName('KeyResult');
     const objectives = byName('Objective');
