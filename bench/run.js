@@ -248,8 +248,22 @@ function flatCheck(check, c) {
   };
 }
 
+/**
+ * fetch() with one retry when the server had closed the pooled connection it picked: a socket
+ * left idle through a long measurement outlives the server's keep-alive timeout (72 s), and the
+ * request on it fails before the server reads it.
+ */
+async function call(url, init) {
+  try {
+    return await fetch(url, init);
+  } catch (err) {
+    if (err?.cause?.code !== 'UND_ERR_SOCKET' && err?.cause?.code !== 'ECONNRESET') throw err;
+    return fetch(url, init);
+  }
+}
+
 async function sample(url, init) {
-  const res = await fetch(url, init);
+  const res = await call(url, init);
   return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
 }
 
@@ -335,7 +349,7 @@ async function scenarios(port, pid, token, ids, objectiveId, store) {
 async function walkCursor(url, token, pages) {
   let cursor = null;
   for (let i = 1; i < pages; i++) {
-    const res = await fetch(`${url}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, {
+    const res = await call(`${url}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, {
       headers: { Authorization: `Bearer ${token}` },
     });
     cursor = (await res.json()).next_cursor;
@@ -408,7 +422,7 @@ async function main() {
 
   const objectiveId = (
     await (
-      await fetch(`http://127.0.0.1:${port}${BASE}/${bigIds[0]}`, { headers: { Authorization: `Bearer ${token}` } })
+      await call(`http://127.0.0.1:${port}${BASE}/${bigIds[0]}`, { headers: { Authorization: `Bearer ${token}` } })
     ).json()
   ).objective_id;
   if (scale) {
@@ -461,7 +475,7 @@ async function main() {
       const pgServer = await edm(9202, pgUrl);
       const pgObjective = (
         await (
-          await fetch(`http://127.0.0.1:9202${BASE}/${pgIds[0]}`, { headers: { Authorization: `Bearer ${token}` } })
+          await call(`http://127.0.0.1:9202${BASE}/${pgIds[0]}`, { headers: { Authorization: `Bearer ${token}` } })
         ).json()
       ).objective_id;
       results.rows.push(...(await scenarios(9202, pgServer.pid, token, pgIds, pgObjective, 'postgres')));
