@@ -377,6 +377,28 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
         );
       }
     });
+
+    it("keeps history once per row, in the document; a row stored without one keeps its column's", async () => {
+      t.clock.set(cycleAt(31));
+      const k = (await post({ objective_id: await objective(), title: 'once', target: 10 })).body;
+      t.clock.advance(1000);
+      await checkIn(k.id as string, { value: 4, note: 'über — 🚀' });
+      const row = (await storedRow(t, kr, k.id as string)) as Record<string, unknown>;
+      expect(row.history).toBeNull();
+      const answered = await get(k.id as string);
+      expect(JSON.parse(row._doc as string).history).toEqual(answered.history);
+      expect((answered.history as Doc[]).map((h) => h.value)).toEqual([0, 4]);
+      // A row as an older build stored it: history in its column, no document.
+      await sql`UPDATE okr_key_results SET history = ${JSON.stringify(answered.history)}, _doc = NULL WHERE id = ${k.id}`.execute(
+        t.store.db,
+      );
+      expect(((await get(k.id as string)).history as Doc[]).map((h) => h.value)).toEqual([0, 4]);
+      t.clock.advance(1000);
+      const next = await checkIn(k.id as string, { value: 6 });
+      expect((next.body.history as Doc[]).map((h) => h.value)).toEqual([0, 4, 6]);
+      expect(((await get(k.id as string)).history as Doc[]).map((h) => h.value)).toEqual([0, 4, 6]);
+      expect((answered.history as Doc[])[1].note).toBe('über — 🚀');
+    });
   });
 
   describe('objective roll-ups', () => {

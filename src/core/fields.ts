@@ -33,6 +33,13 @@ export interface FieldSpec<S extends TSchema = TSchema, R extends boolean = bool
   readonly parent?: boolean;
   /** Declared by the platform for every resource. */
   readonly platform: boolean;
+  /**
+   * Written only into the row's stored document (the JSON reads answer), not into its own
+   * column, which stays empty: for a large read-only value no list filters or sorts on (a key
+   * result's history), kept once per row instead of twice. The column is still declared and
+   * read for rows stored without a document.
+   */
+  readonly inDocument?: boolean;
   readonly example?: unknown;
 }
 
@@ -48,8 +55,12 @@ export interface CommonOptions {
   computed?: boolean;
   writeOnly?: boolean;
   alwaysPresent?: boolean;
-  /** `false` for fields derived on read rather than stored in a column. */
-  stored?: boolean;
+  /**
+   * `false` for fields derived on read rather than stored in a column; `'document'` for a value
+   * kept only in the stored document (see `FieldSpec.inDocument`; never `writeOnly`, since the
+   * document holds what reads answer).
+   */
+  stored?: boolean | 'document';
   /** Overrides the type label shown in the manifest. */
   type?: string;
   /** A realistic value for docs, the Playground's prefilled bodies and test fixtures. */
@@ -77,6 +88,9 @@ function make<S extends TSchema, O extends CommonOptions>(
   extra: Partial<AnyField> = {},
 ): Field<S, O> {
   const access: Access = o.readOnly || o.computed ? 'read' : o.writeOnly ? 'writeOnly' : 'write';
+  if (o.stored === 'document' && access === 'writeOnly') {
+    throw new Error('a write-only field cannot be kept in the stored document, which holds what reads answer');
+  }
   return {
     schema,
     type: o.type ?? type,
@@ -87,6 +101,7 @@ function make<S extends TSchema, O extends CommonOptions>(
     computed: o.computed ?? false,
     alwaysPresent: o.alwaysPresent ?? false,
     platform: false,
+    ...(o.stored === 'document' ? { inDocument: true } : {}),
     ...(o.example !== undefined ? { example: o.example } : {}),
     ...extra,
   } as Field<S, O>;

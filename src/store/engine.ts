@@ -72,9 +72,29 @@ function columnsOf(resource: Resource): string[] {
   let columns = columnLists.get(resource);
   if (!columns) {
     columns = storedFields(resource).map(([name]) => name);
+    // Fields kept in the document alone are read from it.
+    if (storedFields(resource).some(([, f]) => f.inDocument)) columns.push(DOC_COLUMN);
     columnLists.set(resource, columns);
   }
   return columns;
+}
+
+const writtenLists = new WeakMap<Resource, [string, AnyField][]>();
+/** The fields a write puts in columns of their own: the stored ones but those kept in the document alone. */
+function writtenFields(resource: Resource): [string, AnyField][] {
+  let fields = writtenLists.get(resource);
+  if (!fields) {
+    fields = storedFields(resource).filter(([, f]) => !f.inDocument);
+    writtenLists.set(resource, fields);
+  }
+  return fields;
+}
+
+/** The stored document of a row as an object, or null when the row has none. */
+function storedDocument(value: unknown): Doc | null {
+  if (typeof value === 'string') return JSON.parse(value) as Doc;
+  if (Buffer.isBuffer(value)) return JSON.parse(value.toString('utf8')) as Doc;
+  return null;
 }
 
 const rowKey = (resource: Resource, tenantId: string, id: string) => `${resource.table}\u0000${tenantId}\u0000${id}`;
@@ -143,7 +163,7 @@ export class Engine {
 
   private toRow(resource: Resource, doc: Doc): Record<string, unknown> {
     const row: Record<string, unknown> = {};
-    for (const [name, field] of storedFields(resource)) row[name] = this.store.encode(field as AnyField, doc[name]);
+    for (const [name, field] of writtenFields(resource)) row[name] = this.store.encode(field, doc[name]);
     const title = doc[resource.titleField];
     row[SEARCH_COLUMN] = typeof title === 'string' ? searchText(title) : null;
     row[DOC_COLUMN] = serializeDoc(resource, doc);
@@ -158,8 +178,8 @@ export class Engine {
     // A row upgraded on read is written back whole, at the current schema version.
     if (upgradedOnRead.has(before)) return this.toRow(resource, doc);
     const set: Record<string, unknown> = {};
-    for (const [name, field] of storedFields(resource)) {
-      if (doc[name] !== before[name]) set[name] = this.store.encode(field as AnyField, doc[name]);
+    for (const [name, field] of writtenFields(resource)) {
+      if (doc[name] !== before[name]) set[name] = this.store.encode(field, doc[name]);
     }
     if (doc[resource.titleField] !== before[resource.titleField]) {
       const title = doc[resource.titleField];
@@ -171,8 +191,18 @@ export class Engine {
 
   private fromRow(resource: Resource, row: Record<string, unknown>): Doc {
     const doc: Doc = {};
+    let kept: Doc | null | undefined;
     for (const [name, field] of Object.entries(resource.allFields)) {
-      doc[name] = field.column === null ? null : this.store.decode(field, row[name]);
+      if (field.column === null) {
+        doc[name] = null;
+      } else if (field.inDocument) {
+        // From the stored document; from the column only for a row stored without one (or
+        // before the document had this field).
+        kept ??= storedDocument(row[DOC_COLUMN]);
+        doc[name] = kept && kept[name] !== undefined ? kept[name] : this.store.decode(field, row[name]);
+      } else {
+        doc[name] = this.store.decode(field, row[name]);
+      }
     }
     for (const [name, field] of Object.entries(resource.internal ?? {}))
       doc[name] = this.store.decode(field, row[name]);

@@ -100,6 +100,8 @@ export const keyResults = defineResource({
     }),
     history: json(Type.Array(SnapshotSchema), {
       computed: true,
+      // Up to 100 snapshots (~16 KB): once per row, in the document, not again in a column.
+      stored: 'document',
       notes: 'Ordered log of metric value snapshots over time.',
     }),
     tags: stringList({ ...TAGS, notes: 'Free-form string tags for filtering and grouping.' }),
