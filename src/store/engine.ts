@@ -71,9 +71,10 @@ const columnLists = new WeakMap<Resource, string[]>();
 function columnsOf(resource: Resource): string[] {
   let columns = columnLists.get(resource);
   if (!columns) {
-    columns = storedFields(resource).map(([name]) => name);
+    const fields = storedFields(resource);
+    columns = fields.map(([name]) => name);
     // Fields kept in the document alone are read from it.
-    if (storedFields(resource).some(([, f]) => f.inDocument)) columns.push(DOC_COLUMN);
+    if (fields.some(([, f]) => f.inDocument)) columns.push(DOC_COLUMN);
     columnLists.set(resource, columns);
   }
   return columns;
@@ -90,11 +91,9 @@ function writtenFields(resource: Resource): [string, AnyField][] {
   return fields;
 }
 
-/** The stored document of a row as an object, or null when the row has none. */
+/** The stored document of a row (read as text: only `getJson` reads it as bytes), or null when the row has none. */
 function storedDocument(value: unknown): Doc | null {
-  if (typeof value === 'string') return JSON.parse(value) as Doc;
-  if (Buffer.isBuffer(value)) return JSON.parse(value.toString('utf8')) as Doc;
-  return null;
+  return typeof value === 'string' ? (JSON.parse(value) as Doc) : null;
 }
 
 const rowKey = (resource: Resource, tenantId: string, id: string) => `${resource.table}\u0000${tenantId}\u0000${id}`;
@@ -317,10 +316,15 @@ export class Engine {
           // without being decoded into a string and encoded again (two-byte strings, for any
           // non-ASCII character in a document, cost the most). PostgreSQL's driver decodes every
           // value, so there the column is read as it is.
-          .$if(json && this.store.kind === 'sqlite', (qb) =>
-            qb.select([sql<Buffer>`cast(${sql.ref(DOC_COLUMN)} as blob)`.as(DOC_COLUMN), 'schema_version', 'version']),
+          .$if(json, (qb) =>
+            qb.select([
+              this.store.kind === 'sqlite'
+                ? sql<Buffer>`cast(${sql.ref(DOC_COLUMN)} as blob)`.as(DOC_COLUMN)
+                : DOC_COLUMN,
+              'schema_version',
+              'version',
+            ]),
           )
-          .$if(json && this.store.kind !== 'sqlite', (qb) => qb.select([DOC_COLUMN, 'schema_version', 'version']))
           .$if(!json, (qb) => qb.select(columnsOf(resource)));
         return lock && this.store.kind === 'postgres' ? q.forUpdate() : q;
       },
