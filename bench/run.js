@@ -1,5 +1,6 @@
-// `npm run bench [-- --quick] [-- --no-pg]`: measures EDM against a bare node:http server that
-// returns the same bytes, in the same run, with wrk on another core than the server.
+// `npm run bench [-- --quick] [-- --no-pg] [-- --profile]`: measures EDM against a bare node:http
+// server that returns the same bytes, in the same run, with wrk on another core than the server.
+// --profile adds, per scenario, one more round under perf: where the CPU goes (bench/profile.js).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -8,12 +9,14 @@ import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { mintToken } from '../dist/core/auth.js';
+import { ensurePerf, formatProfile, perfWrap, readProfile } from './profile.js';
 import { SUB, seeder } from './seed.js';
 
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     'no-pg': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
   },
 });
 const QUICK = args.quick;
@@ -60,6 +63,9 @@ const BASE = '/api/v1/okr/key-results';
 const work = mkdtempSync(join(tmpdir(), 'edm-bench-'));
 const children = [];
 const log = (...m) => process.stderr.write(`${m.join(' ')}\n`);
+// Profiling needs perf (installed if missing) and the right to sample another process.
+const PROFILE = args.profile && ensurePerf(log);
+if (args.profile && !PROFILE) log('--profile: perf cannot sample processes here; measuring without profiles');
 
 function ensureWrk() {
   if (spawnSync('wrk', ['--version']).error === undefined) return;
@@ -113,6 +119,8 @@ function edm(port, databaseUrl) {
       EDM_DATA_DIR: work,
       EDM_LOG: '0',
       HOST: '127.0.0.1',
+      // --profile: V8 writes /tmp/perf-<pid>.map, which names JavaScript frames in perf's samples.
+      ...(PROFILE ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof`.trim() } : {}),
     },
     port,
   );
@@ -148,13 +156,14 @@ function cpuTime(pid) {
  * server's `pid`, the server's CPU µs per request (steadier than req/s on a machine whose
  * neighbours come and go: it counts work, not waiting).
  */
-function wrk(url, { lua, env = {}, duration = plan.round, headers = {}, pid } = {}) {
+function wrk(url, { lua, env = {}, duration = plan.round, headers = {}, pid, wrap = [] } = {}) {
   const argv = ['-c', LOAD_CPU, 'wrk', '-t1', '-c16', `-d${duration}s`, '--latency'];
   for (const [k, v] of Object.entries(headers)) argv.push('-H', `${k}: ${v}`);
   if (lua) argv.push('-s', join(root, 'bench/wrk', lua));
   argv.push(url);
   const cpuBefore = cpuTime(pid);
-  const out = execFileSync('taskset', argv, { env: { ...process.env, ...env }, encoding: 'utf8' });
+  const [command, ...prefix] = [...wrap, 'taskset'];
+  const out = execFileSync(command, [...prefix, ...argv], { env: { ...process.env, ...env }, encoding: 'utf8' });
   const cpu = cpuTime(pid) - cpuBefore;
   const num = (re) => {
     const m = re.exec(out);
@@ -171,6 +180,7 @@ function wrk(url, { lua, env = {}, duration = plan.round, headers = {}, pid } = 
     p50: ms(/\s50%\s+([\d.]+)(us|ms|s)/),
     p99: ms(/\s99%\s+([\d.]+)(us|ms|s)/),
     errors: num(/Non-2xx or 3xx responses:\s+(\d+)/) || 0,
+    requests: num(/(\d+) requests in/),
     cpu_us: cpu / num(/(\d+) requests in/),
   };
 }
@@ -260,6 +270,26 @@ function flatCheck(check, c) {
   };
 }
 
+let profiles = 0;
+/**
+ * --profile: one more round of a scenario, under perf, after its measured rounds (sampling
+ * costs the server a little, so it never runs during them): the server's CPU by kind of work
+ * and by the code it ran for, and its system calls per request.
+ */
+function profileRound(url, options) {
+  const n = profiles++;
+  const data = join(work, `profile-${n}.data`);
+  const stat = join(work, `profile-${n}.stat`);
+  const wrap = perfWrap(options.pid, LOAD_CPU, data, stat);
+  const x = wrk(url, { ...options, duration: Math.max(plan.round, 3), wrap });
+  try {
+    return readProfile(data, stat, { pid: options.pid, requests: x.requests, cpuUs: x.cpu_us, readFile: readFileSync });
+  } finally {
+    rmSync(data, { force: true });
+    rmSync(stat, { force: true });
+  }
+}
+
 /**
  * fetch() with one retry when the server had closed the pooled connection it picked: a socket
  * left idle through a long measurement outlives the server's keep-alive timeout (72 s), and the
@@ -315,15 +345,17 @@ async function scenarios(port, pid, token, ids, objectiveId, store) {
       EDM_WRK_OBJECTIVE: objectiveId,
     },
   });
-  // Disjoint slices of the tenant's rows: PATCHes of the warm-up and of each round start from
-  // rows at version 1 (the script learns versions from answers), check-ins use their own.
-  const slices = plan.rounds + 2;
+  // Disjoint slices of the tenant's rows: PATCHes of the warm-up, of each round and of the
+  // profiled round start from rows at version 1 (the script learns versions from answers),
+  // check-ins use their own.
+  const slices = plan.rounds + 3;
   const slice = (i) => ids.slice(Math.floor((i * ids.length) / slices), Math.floor(((i + 1) * ids.length) / slices));
   const run = async (name, target, edmUrl, roundOptions, sampleInit, warmOptions = roundOptions(0)) => {
     const s = await sample(sampleInit?.url ?? edmUrl, sampleInit?.init ?? { headers: auth });
     const ceiling = await bare(s.body, s.status);
     const r = compare(ceiling.url, edmUrl, (i) => ({ ...roundOptions(i), pid }), warmOptions, { pid: ceiling.pid });
     ceiling.stop();
+    if (PROFILE) r.profile = profileRound(edmUrl, { ...roundOptions(plan.rounds + 2), pid });
     rows.push({ scenario: `${name} (${store})`, store, bytes: s.body.length, ...r, target });
     log(`${name} (${store}): ${r.rps.toFixed(0)} req/s vs bare ${r.bare_rps.toFixed(0)} → ${r.ratio.toFixed(3)}`);
   };
@@ -579,6 +611,18 @@ async function main() {
     );
   }
   if (QUICK) lines.push('(--quick: the page-depth and tenant-count checks run only in the full bench)');
+  if (PROFILE) {
+    lines.push(
+      '',
+      'Where the CPU goes: one more round of each scenario under perf (µs of the server process per request;',
+      '"doing": what the sampled code was, kernel time by system call; "for": the nearest JavaScript frame,',
+      "main thread only; on PostgreSQL the database's own processes are not in it):",
+    );
+    for (const r of results.rows) {
+      if (r.profile) lines.push(formatProfile(r.scenario, r.profile, r.bare_cpu_us / r.target));
+    }
+  }
+  results.profiled = PROFILE;
   lines.push(`(vs baseline: ${baselineFile})`);
   process.stdout.write(`${lines.join('\n')}\n`);
   mkdirSync(join(root, 'bench/results'), { recursive: true });
