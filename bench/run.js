@@ -84,6 +84,8 @@ async function start(command, argv, env, port) {
   if (taken) throw new Error(`port ${port} is already in use: stop what listens there first`);
   const child = spawn('taskset', ['-c', SERVER_CPU, command, ...argv], {
     env: { ...process.env, ...env },
+    // In the bench's own directory: under --profile, V8 writes a log per isolate where it runs.
+    cwd: work,
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   children.push(child);

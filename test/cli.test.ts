@@ -53,7 +53,16 @@ describe('edm CLI (built)', () => {
     const argv = readFileSync(`/proc/${server?.pid}/cmdline`, 'utf8').split('\0');
     // --no-allocation-site-pretenuring: without it, a PostgreSQL list page promoted ~110 KB of
     // row strings to the old generation and spent ~2× the CPU (see bin/edm.js).
-    expect(argv).toEqual(expect.arrayContaining(['--max-semi-space-size=8', '--no-allocation-site-pretenuring', bin]));
+    // --heap-growing-percent=150: without it, a server under list load could mark and compact
+    // its old generation every ~80 ms, at ~1.4× the CPU per page (see bin/edm.js).
+    expect(argv).toEqual(
+      expect.arrayContaining([
+        '--max-semi-space-size=8',
+        '--heap-growing-percent=150',
+        '--no-allocation-site-pretenuring',
+        bin,
+      ]),
+    );
     // glibc's malloc keeps list pages' blocks mapped: without it a 1,000,000-row store's list page
     // cost 2–3× the CPU in page faults. (glibc cuts the variable at its first ':' once parsed.)
     const env = readFileSync(`/proc/${server?.pid}/environ`, 'utf8').split('\0');
