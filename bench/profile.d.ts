@@ -19,6 +19,8 @@ export interface Profile extends SampleSummary {
   cpu_us: number;
   requests: number;
   per_request: Record<string, number>;
+  /** Set by the bench once the row's target is known: the CPU per request that would meet it. */
+  budget_us?: number;
 }
 export function ensurePerf(log: (...m: string[]) => void): boolean;
 export function canProfile(): boolean;
