@@ -22,7 +22,6 @@ export interface Profile extends SampleSummary {
   /** Set by the bench once the row's target is known: the CPU per request that would meet it. */
   budget_us?: number;
 }
-export function ensurePerf(log: (...m: string[]) => void): boolean;
 export function canProfile(): boolean;
 export function perfWrap(pid: number, cpu: string, dataFile: string, statFile: string): string[];
 export function parseStat(text: string): Record<string, number>;
@@ -33,6 +32,6 @@ export function summarizeSamples(samples: Sample[], mainTid: number): SampleSumm
 export function readProfile(
   dataFile: string,
   statFile: string,
-  options: { pid: number; requests: number; cpuUs: number; readFile: (file: string, encoding: 'utf8') => string },
+  options: { pid: number; requests: number; cpuUs: number },
 ): Profile;
-export function formatProfile(name: string, profile: Profile, budgetUs: number): string;
+export function formatProfile(name: string, profile: Profile): string;

@@ -3,6 +3,7 @@
 // --perf-basic-prof map) and `perf stat` (system calls and page faults, counted by the kernel's
 // tracepoints). The round is not one of the measured ones: sampling costs the server a little.
 import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 /** The system calls counted per request; any this kernel has no tracepoint for are skipped. */
 const SYSCALLS = [
@@ -28,20 +29,6 @@ const SYSCALLS = [
 ];
 const SOFTWARE = ['page-faults', 'context-switches'];
 const HZ = 999;
-
-/** Installs Debian's `linux-perf` when `perf` is missing; answers whether it can profile here. */
-export function ensurePerf(log) {
-  if (spawnSync('perf', ['--version']).status !== 0) {
-    log('installing perf (Debian package linux-perf)…');
-    const apt = spawnSync(
-      'sh',
-      ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf'],
-      { stdio: 'inherit' },
-    );
-    if (apt.status !== 0) return false;
-  }
-  return canProfile();
-}
 
 /** Whether perf is here and may sample processes (root, or a permissive perf_event_paranoid). */
 export function canProfile() {
@@ -167,7 +154,7 @@ export function kindOf(frames) {
   if (isJit(leaf)) return 'JavaScript (compiled)';
   if (dso.endsWith('better_sqlite3.node')) return sym.includes('::') ? 'better-sqlite3 (C++)' : 'SQLite';
   if (/libc\.so|libc-/.test(dso)) {
-    if (/^(__)?mem(cpy|move|set|cmp)|^__mem/.test(sym)) return 'memcpy/memmove/memset';
+    if (/^(__)?mem(cpy|move|set|cmp)/.test(sym)) return 'memcpy/memmove/memset';
     if (/malloc|free|_int_|unlink_chunk|realloc|calloc|tcache|arena|sysmalloc|systrim/.test(sym)) return 'malloc/free';
     return 'libc (other)';
   }
@@ -243,14 +230,14 @@ export function summarizeSamples(samples, mainTid) {
 }
 
 /** Reads a finished profile round's files into its summary, per request where counts allow. */
-export function readProfile(dataFile, statFile, { pid, requests, cpuUs, readFile }) {
+export function readProfile(dataFile, statFile, { pid, requests, cpuUs }) {
   const script = execFileSync('perf', ['script', '-i', dataFile, '-F', 'tid,ip,sym,dso'], {
     encoding: 'utf8',
     maxBuffer: 1 << 30,
     stdio: ['ignore', 'pipe', 'ignore'],
   });
   const summary = summarizeSamples(parseScript(script), pid);
-  const counts = parseStat(readFile(statFile, 'utf8'));
+  const counts = parseStat(readFileSync(statFile, 'utf8'));
   const perRequest = {};
   for (const [name, n] of Object.entries(counts)) {
     const each = Math.round((n / requests) * 100) / 100;
@@ -260,13 +247,14 @@ export function readProfile(dataFile, statFile, { pid, requests, cpuUs, readFile
 }
 
 /** A profile as a few lines of text: µs per request by kind and by layer, counts per request. */
-export function formatProfile(name, profile, budgetUs) {
+export function formatProfile(name, profile) {
   const us = (share) => (share * profile.cpu_us).toFixed(1);
   const list = (pairs, n) =>
     pairs
       .slice(0, n)
       .map(([k, s]) => `${k} ${us(s)}`)
       .join(' · ');
+  const budgetUs = profile.budget_us;
   const budget = Number.isFinite(budgetUs) ? ` (to meet its target: ≤ ${budgetUs.toFixed(0)} µs)` : '';
   const counts = Object.entries(profile.per_request)
     .sort((a, b) => b[1] - a[1])

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { mintToken } from '../dist/core/auth.js';
-import { ensurePerf, formatProfile, perfWrap, readProfile } from './profile.js';
+import { canProfile, formatProfile, perfWrap, readProfile } from './profile.js';
 import { SUB, seeder } from './seed.js';
 
 const { values: args } = parseArgs({
@@ -63,17 +63,21 @@ const BASE = '/api/v1/okr/key-results';
 const work = mkdtempSync(join(tmpdir(), 'edm-bench-'));
 const children = [];
 const log = (...m) => process.stderr.write(`${m.join(' ')}\n`);
-// Profiling needs perf (installed if missing) and the right to sample another process.
-const PROFILE = args.profile && ensurePerf(log);
-if (args.profile && !PROFILE) log('--profile: perf cannot sample processes here; measuring without profiles');
-
-function ensureWrk() {
-  if (spawnSync('wrk', ['--version']).error === undefined) return;
-  log('installing wrk (Debian package)…');
-  execFileSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk'], {
-    stdio: 'inherit',
-  });
+/** Whether `command` is here, after installing Debian's `pkg` when it was not. */
+function ensureCommand(command, pkg) {
+  if (spawnSync(command, ['--version']).error === undefined) return true;
+  log(`installing ${command} (Debian package ${pkg})…`);
+  const apt = spawnSync(
+    'sh',
+    ['-c', `apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${pkg}`],
+    { stdio: 'inherit' },
+  );
+  return apt.status === 0;
 }
+
+// Profiling needs perf and the right to sample another process.
+const PROFILE = args.profile && ensureCommand('perf', 'linux-perf') && canProfile();
+if (args.profile && !PROFILE) log('--profile: perf cannot sample processes here; measuring without profiles');
 
 async function start(command, argv, env, port) {
   // Whatever answers on the port must be the server started here, never a leftover one.
@@ -285,7 +289,7 @@ function profileRound(url, options) {
   const wrap = perfWrap(options.pid, LOAD_CPU, data, stat);
   const x = wrk(url, { ...options, duration: Math.max(plan.round, 3), wrap });
   try {
-    return readProfile(data, stat, { pid: options.pid, requests: x.requests, cpuUs: x.cpu_us, readFile: readFileSync });
+    return readProfile(data, stat, { pid: options.pid, requests: x.requests, cpuUs: x.cpu_us });
   } finally {
     rmSync(data, { force: true });
     rmSync(stat, { force: true });
@@ -405,7 +409,7 @@ async function walkCursor(url, token, pages) {
 }
 
 async function main() {
-  ensureWrk();
+  if (!ensureCommand('wrk', 'wrk')) throw new Error('wrk is missing and could not be installed');
   const started = Date.now();
   const results = { machine: {}, plan, rows: [], checks: [] };
   results.machine = {
@@ -576,6 +580,7 @@ async function main() {
   });
   results.seconds = Math.round((Date.now() - started) / 1000);
   results.quick = QUICK;
+  results.profiled = PROFILE;
   results.date = new Date().toISOString();
 
   const pad = (v, n) => String(v).padEnd(n);
@@ -624,10 +629,9 @@ async function main() {
       "database's own processes are not in it):",
     );
     for (const r of results.rows) {
-      if (r.profile) lines.push(formatProfile(r.scenario, r.profile, r.profile.budget_us));
+      if (r.profile) lines.push(formatProfile(r.scenario, r.profile));
     }
   }
-  results.profiled = PROFILE;
   lines.push(`(vs baseline: ${baselineFile})`);
   process.stdout.write(`${lines.join('\n')}\n`);
   mkdirSync(join(root, 'bench/results'), { recursive: true });
