@@ -394,6 +394,12 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
         t.store.db,
       );
       expect(((await get(k.id as string)).history as Doc[]).map((h) => h.value)).toEqual([0, 4]);
+      // Listed too: a page with such a row is built from its columns, in the page's order.
+      const listed = (await t.call('GET', `${kr.basePath}?limit=100&sort=created_at`, { token })).body;
+      const rows = listed.data as Doc[];
+      expect(rows.map((r) => r.id)).toContain(k.id);
+      expect(rows.map((r) => r.created_at)).toEqual(rows.map((r) => r.created_at).sort());
+      expect(((rows.find((r) => r.id === k.id) as Doc).history as Doc[]).map((h) => h.value)).toEqual([0, 4]);
       t.clock.advance(1000);
       const next = await checkIn(k.id as string, { value: 6 });
       expect((next.body.history as Doc[]).map((h) => h.value)).toEqual([0, 4, 6]);
