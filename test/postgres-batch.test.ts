@@ -371,5 +371,49 @@ describe.runIf(PG_URL)('PostgreSQL write batching', () => {
       // (40 + 100) / 2: the patch and the check-in rolled up, the stale write did not.
       expect(objective).toMatchObject({ key_result_count: 2, progress_pct: 70 });
     });
+
+    it('answers the by-id reads of one turn with one statement per scope, each read its own row or 404', async () => {
+      const mint = (tenant: string, app?: string) =>
+        mintToken({ secret: config.jwtSecret, tenant, sub: USER_A, ttl: '1000d', now: clock.now(), app });
+      const other = await mint('batch-other');
+      const scoped = await mint('batch', 'app-1');
+      const mine = [];
+      for (const title of ['a', 'b', 'c']) {
+        const created = await injectAs(app, token, 'POST', '/api/v1/okr/key-results', {
+          body: { objective_id: objectiveId, title, target: 10 },
+        });
+        mine.push(created.body.id as string);
+      }
+      const theirs = (await injectAs(app, other, 'POST', '/api/v1/okr/objectives', { body: { title: 'Theirs' } })).body
+        .id as string;
+      const missing = 'kr_00000000000000000000000000';
+      const reads: [string, string, number, string | null][] = [
+        // token, url, status, the title answered
+        [token, `/api/v1/okr/key-results/${mine[0]}`, 200, 'a'],
+        [token, `/api/v1/okr/key-results/${mine[1]}`, 200, 'b'],
+        [token, `/api/v1/okr/key-results/${mine[0]}`, 200, 'a'],
+        [token, `/api/v1/okr/key-results/${missing}`, 404, null],
+        [token, `/api/v1/okr/objectives/${theirs}`, 404, null],
+        [other, `/api/v1/okr/objectives/${theirs}`, 200, 'Theirs'],
+        [other, `/api/v1/okr/key-results/${mine[2]}`, 404, null],
+        // Rows created without an app are not the app's (the app scope is a scope of its own).
+        [scoped, `/api/v1/okr/key-results/${mine[2]}`, 404, null],
+        [token, `/api/v1/okr/key-results/${mine[2]}`, 200, 'c'],
+      ];
+      const spy = wire();
+      let replies: Awaited<ReturnType<typeof injectAs>>[];
+      try {
+        replies = await Promise.all(reads.map(([t, url]) => injectAs(app, t, 'GET', url)));
+      } finally {
+        spy.restore();
+      }
+      expect(replies.map((r) => [r.status, r.status === 200 ? r.body.title : null])).toEqual(
+        reads.map(([, , status, title]) => [status, title]),
+      );
+      expect(replies[0].headers.etag).toBe('"1"');
+      // Scopes: (key results, batch), (objectives, batch), (objectives, other), (key results,
+      // other), (key results, batch in app-1): five statements for nine reads.
+      expect(spy.sent).toEqual(['select', 'select', 'select', 'select', 'select']);
+    });
   });
 });
