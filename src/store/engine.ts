@@ -797,10 +797,12 @@ export class Engine {
       const n = Number(packed?.n ?? 0);
       const hasMore = n > query.limit;
       if (n === 0) return { documents: '', has_more: false, next_cursor: null };
-      // The packed form holds only documents at the current schema version, in the sort order.
+      // The packed form holds only documents at the current schema version, in the sort order,
+      // and one for every row: group_concat skips a row stored without one (by an older build).
       if (
         Buffer.isBuffer(packed.body) &&
         Number(packed.oldest) === resource.schemaVersion &&
+        Number(packed.docs) === n &&
         packed.ids === packed.sorted
       ) {
         if (!hasMore) return { documents: packed.body, has_more: false, next_cursor: null };
@@ -850,9 +852,10 @@ export class Engine {
    * A page as one row (SQLite): its documents joined by commas as one blob, so 50 documents
    * become one buffer the answer is assembled from, not 50 strings decoded from UTF-8 and
    * encoded again. It holds the page and the row after it (which tells that more follow), and
-   * beside the blob: how many rows there are, the oldest schema version among them, each
-   * document's size in bytes (to cut the extra one off), the sort keys as JSON (SQLite writes
-   * reals with 17 digits, so they read back exact: the cursor's value) and the ids twice, in the
+   * beside the blob: how many rows there are and how many have a document, the oldest schema
+   * version among them, each document's size in bytes (to cut the extra one off), the sort keys
+   * as JSON (SQLite writes reals with 17 digits, so they read back exact: the cursor's value)
+   * and the ids twice, in the
    * order the documents were joined and sorted by an aggregate ORDER BY. SQLite joins an
    * ordered subquery's rows in its order, but does not promise to: the caller checks that the
    * two id lists agree. The same check with row_number() cost twice as much (45 µs against 35
@@ -877,6 +880,7 @@ export class Engine {
         sql`group_concat(id)`.as('ids'),
         sql`group_concat(id, ',' order by ${key} ${dir}${nulls}, id ${dir})`.as('sorted'),
         sql`count(*)`.as('n'),
+        sql`count(${doc})`.as('docs'),
         sql`min(schema_version)`.as('oldest'),
       ]);
   }
