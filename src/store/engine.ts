@@ -855,11 +855,10 @@ export class Engine {
    * beside the blob: how many rows there are and how many have a document, the oldest schema
    * version among them, each document's size in bytes (to cut the extra one off), the sort keys
    * as JSON (SQLite writes reals with 17 digits, so they read back exact: the cursor's value)
-   * and the ids twice, in the
-   * order the documents were joined and sorted by an aggregate ORDER BY. SQLite joins an
-   * ordered subquery's rows in its order, but does not promise to: the caller checks that the
-   * two id lists agree. The same check with row_number() cost twice as much (45 µs against 35
-   * for a 50-row page, most of the query).
+   * and the ids twice, in the order the documents were joined and sorted by an aggregate ORDER
+   * BY. SQLite joins an ordered subquery's rows in its order, but does not promise to: the
+   * caller checks that the two id lists agree. The same check with row_number() cost twice as
+   * much (45 µs against 35 for a 50-row page, most of the query).
    */
   private packed(
     rows: SelectQueryBuilder<Record<string, Record<string, unknown>>, string, Record<string, unknown>>,
