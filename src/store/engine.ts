@@ -625,15 +625,16 @@ export class Engine {
       const ids = [...waiting.keys()];
       for (let at = 0; at < ids.length; at += MAX_READ_BATCH) {
         const some = ids.slice(at, at + MAX_READ_BATCH);
-        this.read(this.loadManyQuery(resource, principal, some)).then(
-          (rows) => {
+        const fail = (err: unknown) => {
+          for (const id of some) for (const r of waiting.get(id) ?? []) r.reject(err);
+        };
+        // Outside any request: whatever goes wrong must reach the reads, never escape the turn.
+        Promise.resolve()
+          .then(() => this.read(this.loadManyQuery(resource, principal, some)))
+          .then((rows) => {
             const byId = new Map(rows.map((row) => [row.id as string, row]));
             for (const id of some) for (const r of waiting.get(id) ?? []) r.resolve(byId.get(id));
-          },
-          (err: unknown) => {
-            for (const id of some) for (const r of waiting.get(id) ?? []) r.reject(err);
-          },
-        );
+          }, fail);
       }
     }
   }
