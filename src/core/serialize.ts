@@ -30,15 +30,14 @@ const encoder = new TextEncoder();
 
 /**
  * The list envelope around documents already in their JSON form, joined by commas, as bytes.
- * Documents that come as one buffer are copied, never decoded. Documents that come as a string
- * (PostgreSQL's driver decodes every value) are encoded once, straight into the answer: sent
- * as a string, the page was measured for its length in UTF-8 (Fastify's Content-Length) and
- * then encoded by the socket write, two passes over ~70 KB (two-byte strings, for any non-ASCII
- * character in a page, cost the most).
+ * Documents that come as one buffer (SQLite's packed page) are copied, never decoded. Documents
+ * that come as a string (PostgreSQL's driver decodes every value) are encoded once, straight
+ * into the answer: sent as a string, the page was measured for its length in UTF-8 (Fastify's
+ * Content-Length) and then encoded by the socket write, two passes over ~70 KB (two-byte
+ * strings, for any non-ASCII character in a page, cost the most).
  */
 export function listJson(documents: string | Buffer, hasMore: boolean, nextCursor: string | null): Buffer {
   const tail = `],"has_more":${hasMore},"next_cursor":${nextCursor === null ? 'null' : JSON.stringify(nextCursor)}}`;
-  if (typeof documents !== 'string') return Buffer.concat([LIST_HEAD, documents, Buffer.from(tail)]);
   return utf8([LIST_HEAD, documents, tail]);
 }
 

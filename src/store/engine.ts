@@ -252,6 +252,27 @@ export class Engine {
     return q;
   }
 
+  /** `visible` for a shaped query (see run): the tenant and the app are slots. */
+  private visibleIn(resource: Resource, principal: Principal, slot: (name: string) => string) {
+    return this.visible(this.store.db, resource, {
+      ...principal,
+      tenantId: slot('tenant'),
+      appId: principal.appId === null ? null : slot('app'),
+    });
+  }
+
+  /**
+   * What a read answered with the stored JSON selects. SQLite answers a blob as bytes: the
+   * stored JSON goes from the page to the socket without being decoded into a string and
+   * encoded again (two-byte strings, for any non-ASCII character in a document, cost the most).
+   * PostgreSQL's driver decodes every value, so there the column is read as it is.
+   */
+  private jsonColumns() {
+    const doc =
+      this.store.kind === 'sqlite' ? sql<Buffer>`cast(${sql.ref(DOC_COLUMN)} as blob)`.as(DOC_COLUMN) : DOC_COLUMN;
+    return [doc, 'schema_version', 'version'] as const;
+  }
+
   private async load(db: DB, resource: Resource, principal: Principal, id: string, lock: boolean): Promise<Doc> {
     const { rows } = await this.execute(db, this.loadQuery(resource, principal, id, lock));
     const row = rows[0] as Record<string, unknown> | undefined;
@@ -320,26 +341,9 @@ export class Engine {
     return this.shaped(
       `load|${resource.table}|${principal.appId !== null}|${lock}|${json}`,
       (slot) => {
-        const probe: Principal = {
-          ...principal,
-          tenantId: slot('tenant'),
-          appId: principal.appId === null ? null : slot('app'),
-        };
-        const q = this.visible(this.store.db, resource, probe)
+        const q = this.visibleIn(resource, principal, slot)
           .where('id', '=', slot('id'))
-          // SQLite answers a blob as bytes: the stored JSON goes from the page to the socket
-          // without being decoded into a string and encoded again (two-byte strings, for any
-          // non-ASCII character in a document, cost the most). PostgreSQL's driver decodes every
-          // value, so there the column is read as it is.
-          .$if(json, (qb) =>
-            qb.select([
-              this.store.kind === 'sqlite'
-                ? sql<Buffer>`cast(${sql.ref(DOC_COLUMN)} as blob)`.as(DOC_COLUMN)
-                : DOC_COLUMN,
-              'schema_version',
-              'version',
-            ]),
-          )
+          .$if(json, (qb) => qb.select(this.jsonColumns()))
           .$if(!json, (qb) => qb.select(columnsOf(resource)));
         return lock && this.store.kind === 'postgres' ? q.forUpdate() : q;
       },
@@ -643,16 +647,10 @@ export class Engine {
   private loadManyQuery(resource: Resource, principal: Principal, ids: string[]): CompiledQuery {
     return this.shaped(
       `loadmany|${resource.table}|${principal.appId !== null}`,
-      (slot) => {
-        const probe: Principal = {
-          ...principal,
-          tenantId: slot('tenant'),
-          appId: principal.appId === null ? null : slot('app'),
-        };
-        return this.visible(this.store.db, resource, probe)
+      (slot) =>
+        this.visibleIn(resource, principal, slot)
           .where(sql<SqlBool>`${sql.ref('id')} = any(${slot('ids')}::text[])`)
-          .select(['id', DOC_COLUMN, 'schema_version', 'version']);
-      },
+          .select(['id', ...this.jsonColumns()]),
       { tenant: principal.tenantId, app: principal.appId, ids },
     );
   }
@@ -717,12 +715,7 @@ export class Engine {
     const split = nullable && (query.after ? query.after.value !== null : store.kind === 'postgres');
     // `packed`: the SQLite page row, which checks the order the rows came in (see packed()).
     const filtered = (slot: (name: string) => string, packed = false) => {
-      const probe: Principal = {
-        ...principal,
-        tenantId: slot('tenant'),
-        appId: principal.appId === null ? null : slot('app'),
-      };
-      let q = this.visible(store.db, resource, probe).select([DOC_COLUMN, 'schema_version', 'id', sortField]);
+      let q = this.visibleIn(resource, principal, slot).select([DOC_COLUMN, 'schema_version', 'id', sortField]);
       if (!query.includeDeleted) q = q.where('is_deleted', '=', this.live(resource));
       query.filters.forEach((f, i) => {
         const many = (n: number) => Array.from({ length: n }, (_, j) => slot(`f${i}.${j}`));
