@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { mintToken } from '../dist/core/auth.js';
+import { compareWithBaseline, formatDelta, machineNote } from './compare.js';
 import { canProfile, formatProfile, perfWrap, readProfile } from './profile.js';
 import { SUB, seeder } from './seed.js';
 
@@ -584,7 +585,8 @@ async function main() {
   results.date = new Date().toISOString();
 
   const pad = (v, n) => String(v).padEnd(n);
-  // Each ratio beside the committed baseline's: later changes keep them within 10%. A quick run
+  // Each ratio beside the committed baseline's: later changes keep them within 10% on the
+  // baseline's machine (bench/compare.js says when this is another one). A quick run
   // has its own (5,000 rows, one-second rounds read differently from 1,000,000 rows and 4 s).
   const baselineFile = QUICK ? 'bench/results/baseline-quick.json' : 'bench/results/baseline.json';
   const baseline = (() => {
@@ -594,23 +596,13 @@ async function main() {
       return { rows: [] };
     }
   })();
-  for (const r of results.rows) {
-    const before = baseline.rows.find((b) => b.scenario === r.scenario);
-    r.baseline_ratio = before ? before.ratio : null;
-    r.vs_baseline = before ? r.ratio / before.ratio - 1 : null;
-    // Our CPU per request against the baseline's: on the baseline's machine, the steadier reading.
-    r.cpu_vs_baseline = before?.cpu_us ? r.cpu_us / before.cpu_us - 1 : null;
-  }
+  results.vs_baseline = compareWithBaseline(results.rows, baseline.rows);
   const lines = [
     `${pad('scenario', 36)}${pad('req/s', 9)}${pad('bare', 9)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('bare p99', 9)}${pad('cpu µs', 8)}${pad('bare', 6)}${pad('cpu r.', 7)}${pad('ratio', 7)}${pad('target', 8)}${pad('met', 5)}vs baseline`,
   ];
   for (const r of results.rows) {
-    const delta =
-      r.vs_baseline === null
-        ? ''
-        : `${r.vs_baseline >= 0 ? '+' : ''}${(100 * r.vs_baseline).toFixed(0)}%${r.vs_baseline < -0.1 ? ' (over 10% below)' : ''}`;
     lines.push(
-      `${pad(r.scenario, 36)}${pad(r.rps.toFixed(0), 9)}${pad(r.bare_rps.toFixed(0), 9)}${pad(r.p50.toFixed(2), 8)}${pad(r.p99.toFixed(2), 8)}${pad(r.bare_p99.toFixed(2), 9)}${pad(r.cpu_us.toFixed(0), 8)}${pad(r.bare_cpu_us.toFixed(0), 6)}${pad(r.cpu_ratio.toFixed(3), 7)}${pad(r.ratio.toFixed(3), 7)}${pad(r.target.toFixed(3), 8)}${pad(r.met ? 'yes' : 'NO', 5)}${delta}${r.cpu_vs_baseline === null ? '' : `  (CPU ${r.cpu_vs_baseline >= 0 ? '+' : ''}${(100 * r.cpu_vs_baseline).toFixed(0)}%)`}${r.errors ? `  (${r.errors} non-2xx)` : ''}`,
+      `${pad(r.scenario, 36)}${pad(r.rps.toFixed(0), 9)}${pad(r.bare_rps.toFixed(0), 9)}${pad(r.p50.toFixed(2), 8)}${pad(r.p99.toFixed(2), 8)}${pad(r.bare_p99.toFixed(2), 9)}${pad(r.cpu_us.toFixed(0), 8)}${pad(r.bare_cpu_us.toFixed(0), 6)}${pad(r.cpu_ratio.toFixed(3), 7)}${pad(r.ratio.toFixed(3), 7)}${pad(r.target.toFixed(3), 8)}${pad(r.met ? 'yes' : 'NO', 5)}${formatDelta(r)}${r.errors ? `  (${r.errors} non-2xx)` : ''}`,
     );
   }
   lines.push('');
@@ -633,6 +625,8 @@ async function main() {
     }
   }
   lines.push(`(vs baseline: ${baselineFile})`);
+  const note = machineNote(results.vs_baseline, baselineFile);
+  if (note) lines.push(note);
   process.stdout.write(`${lines.join('\n')}\n`);
   mkdirSync(join(root, 'bench/results'), { recursive: true });
   writeFileSync(join(root, 'bench/results/latest.json'), `${JSON.stringify(results, null, 2)}\n`);

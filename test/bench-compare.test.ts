@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { compareWithBaseline, formatDelta, machineNote, type Row } from '../bench/compare.js';
+
+const baseline: Row[] = [
+  { scenario: 'GET (sqlite)', ratio: 0.5, cpu_us: 60, bare_cpu_us: 30 },
+  { scenario: 'LIST (sqlite)', ratio: 0.2, cpu_us: 150, bare_cpu_us: 30 },
+  { scenario: 'create (sqlite)', ratio: 0.1, cpu_us: 300, bare_cpu_us: 30 },
+];
+
+const run = (bare: number, ratios: [number, number, number], extra: Row[] = []): Row[] => [
+  { scenario: 'GET (sqlite)', ratio: ratios[0], cpu_us: 66, bare_cpu_us: bare },
+  { scenario: 'LIST (sqlite)', ratio: ratios[1], cpu_us: 150, bare_cpu_us: bare * 1.1 },
+  { scenario: 'create (sqlite)', ratio: ratios[2], cpu_us: 240, bare_cpu_us: bare * 0.9 },
+  ...extra,
+];
+
+describe('bench: a run against the baseline', () => {
+  it.each([
+    // bare server CPU per request, the run's ratios, same machine?, the rows flagged
+    {
+      case: 'same machine, one row 12% below',
+      bare: 31,
+      ratios: [0.44, 0.2, 0.1],
+      same: true,
+      flagged: [true, false, false],
+    },
+    {
+      case: 'same machine, all within 10%',
+      bare: 28,
+      ratios: [0.46, 0.19, 0.105],
+      same: true,
+      flagged: [false, false, false],
+    },
+    {
+      case: 'a machine whose bare server is twice as fast',
+      bare: 15,
+      ratios: [0.3, 0.11, 0.06],
+      same: false,
+      flagged: [false, false, false],
+    },
+    {
+      case: 'a machine whose bare server is 1.5× slower',
+      bare: 45,
+      ratios: [0.7, 0.3, 0.05],
+      same: false,
+      flagged: [false, false, false],
+    },
+  ] as const)('$case', ({ bare, ratios, same, flagged }) => {
+    const rows = run(bare, [...ratios]);
+    const machine = compareWithBaseline(rows, baseline);
+    expect(machine.same_machine).toBe(same);
+    expect(machine.bare_cpu_factor).toBeCloseTo(bare / 30, 5);
+    expect(rows.map((r) => r.regressed)).toEqual(flagged);
+    expect(rows[0].vs_baseline).toBeCloseTo(ratios[0] / 0.5 - 1, 5);
+    expect(rows[2].cpu_vs_baseline).toBeCloseTo(-0.2, 5);
+    expect(rows.map((r) => formatDelta(r).includes('(over 10% below)'))).toEqual(flagged);
+    const note = machineNote(machine, 'bench/results/baseline-quick.json');
+    if (same) expect(note).toBeNull();
+    else expect(note).toContain(`${(bare / 30).toFixed(2)}× the CPU per request`);
+  });
+
+  it('leaves rows without a baseline row, and a run with none to compare, unjudged', () => {
+    const rows = run(30, [0.1, 0.1, 0.01], [{ scenario: 'new scenario', ratio: 0.01, cpu_us: 1, bare_cpu_us: 30 }]);
+    compareWithBaseline(rows, baseline);
+    expect(rows[3]).toMatchObject({ baseline_ratio: null, vs_baseline: null, cpu_vs_baseline: null, regressed: false });
+    expect(formatDelta(rows[3])).toBe('');
+    expect(rows.slice(0, 3).every((r) => r.regressed)).toBe(true);
+
+    const alone = run(30, [0.1, 0.1, 0.01]);
+    const machine = compareWithBaseline(alone, []);
+    expect(machine).toEqual({ bare_cpu_factor: null, same_machine: true });
+    expect(alone.some((r) => r.regressed)).toBe(false);
+    expect(machineNote(machine, 'x')).toBeNull();
+  });
+
+  it('prints the ratio and the CPU change', () => {
+    const rows = run(30, [0.44, 0.2, 0.1]);
+    compareWithBaseline(rows, baseline);
+    expect(formatDelta(rows[0])).toBe('-12% (over 10% below)  (CPU +10%)');
+    expect(formatDelta(rows[1])).toBe('+0%  (CPU +0%)');
+  });
+});
