@@ -151,6 +151,46 @@ describe.runIf(PG_URL)('PostgreSQL write batching', () => {
       expect(await rowsOf('a')).toEqual([{ id: 1, n: 2, label: null }]);
     });
 
+    it('sends a batch of a shape it sent before as the same prepared statement, with its own values and checks', async () => {
+      await store.db.insertInto('a').values({ id: 1, n: 1 }).execute();
+      /** The names of the statements a transaction of a checked or unchecked update and an insert prepares. */
+      const batch = async (from: number, to: number, note: number, checked: boolean) => {
+        const spy = wire();
+        try {
+          await store.db.transaction().execute(async (trx) => {
+            if (read) await trx.selectFrom('a').select('id').execute();
+            await trx.executeQuery(deferWrite(setN(from, to), checked ? { rows: 1, error: conflict } : {}));
+            await trx.executeQuery(
+              deferWrite(
+                trx
+                  .insertInto('b')
+                  .values({ id: note, note: `n${note}` })
+                  .compile(),
+              ),
+            );
+          });
+        } finally {
+          spy.restore();
+        }
+        return spy.named;
+      };
+      const first = await batch(1, 2, 1, true);
+      expect(first).toHaveLength(1);
+      expect(await batch(2, 3, 2, true)).toEqual(first);
+      // Without the count check the batch is another statement.
+      const unchecked = await batch(3, 4, 3, false);
+      expect(unchecked).toHaveLength(1);
+      expect(unchecked).not.toEqual(first);
+      // The statement sent before still checks this batch's count: n is 4, not 99.
+      await expect(batch(99, 5, 4, true)).rejects.toThrow('version conflict');
+      expect(await rowsOf('a')).toEqual([{ id: 1, n: 4, label: null }]);
+      expect(await rowsOf('b')).toEqual([
+        { id: 1, note: 'n1' },
+        { id: 2, note: 'n2' },
+        { id: 3, note: 'n3' },
+      ]);
+    });
+
     it('fails when a held-back write breaks a constraint, and keeps none of it', async () => {
       await store.db.insertInto('b').values({ id: 1, note: 'first' }).execute();
       await store.db.insertInto('a').values({ id: 1, n: 1 }).execute();
