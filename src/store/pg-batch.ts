@@ -88,6 +88,7 @@ interface BatchShape {
 }
 const batchShapes: BatchShape = {};
 let batchShapeCount = 0;
+/** Entries of the cache (one per write of a shape), so statements of ever new shapes cannot fill memory. */
 const MAX_BATCH_SHAPES = 2000;
 
 function batchSql(batch: Pending[]): string {
