@@ -17,3 +17,9 @@ export const SAME_MACHINE: number;
 export function compareWithBaseline(rows: Row[], baselineRows: Row[]): Machine;
 export function formatDelta(row: Row): string;
 export function machineNote(machine: Machine, baselineFile: string): string | null;
+export interface Run {
+  rows: Row[];
+  checks: { check: string; first?: number | null; [key: string]: unknown }[];
+  [key: string]: unknown;
+}
+export function baselineOf(runs: Run[], note?: string): Run;

@@ -56,3 +56,34 @@ export function machineNote(machine, baselineFile) {
     'or take a baseline on this one)'
   );
 }
+
+const COMPARISON_FIELDS = ['baseline_ratio', 'vs_baseline', 'cpu_vs_baseline', 'regressed'];
+
+/**
+ * A baseline from one or more runs of the bench on one machine: with several, each scenario's
+ * row is the one from the run whose ratio was the median, and each check the one whose value
+ * was (quick runs differ from one to the next; the median keeps one run's spell out). The
+ * comparison with the baseline before is left out.
+ */
+export function baselineOf(runs, note) {
+  if (runs.length === 0) throw new Error('no runs to take a baseline from');
+  const middle = (items, key) => [...items].sort((a, b) => key(a) - key(b))[Math.floor((items.length - 1) / 2)];
+  const strip = (row) => Object.fromEntries(Object.entries(row).filter(([k]) => !COMPARISON_FIELDS.includes(k)));
+  const [first] = runs;
+  const rows = first.rows.map((r) =>
+    strip(
+      middle(
+        runs.map((run) => run.rows.find((x) => x.scenario === r.scenario) ?? r),
+        (x) => x.ratio,
+      ),
+    ),
+  );
+  const checks = first.checks.map((c) =>
+    middle(
+      runs.map((run) => run.checks.find((x) => x.check === c.check) ?? c),
+      (x) => x.first ?? 0,
+    ),
+  );
+  const { vs_baseline: _compared, ...rest } = first;
+  return { ...rest, rows, checks, ...(note ? { note } : {}) };
+}

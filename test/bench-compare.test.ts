@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compareWithBaseline, formatDelta, machineNote, type Row } from '../bench/compare.js';
+import { baselineOf, compareWithBaseline, formatDelta, machineNote, type Row, type Run } from '../bench/compare.js';
 
 const baseline: Row[] = [
   { scenario: 'GET (sqlite)', ratio: 0.5, cpu_us: 60, bare_cpu_us: 30 },
@@ -78,5 +78,57 @@ describe('bench: a run against the baseline', () => {
     compareWithBaseline(rows, baseline);
     expect(formatDelta(rows[0])).toBe('-12% (over 10% below)  (CPU +10%)');
     expect(formatDelta(rows[1])).toBe('+0%  (CPU +0%)');
+  });
+});
+
+describe('bench: a baseline taken from runs', () => {
+  const run = (n: number, ratios: [number, number], rss: number, p99: number): Run => {
+    const rows: Row[] = [
+      { scenario: 'GET (sqlite)', ratio: ratios[0], cpu_us: 60 + n, bare_cpu_us: 30 },
+      { scenario: 'LIST (sqlite)', ratio: ratios[1], cpu_us: 150 + n, bare_cpu_us: 30 },
+    ];
+    // As a run writes them: compared with the baseline before.
+    compareWithBaseline(rows, [{ scenario: 'GET (sqlite)', ratio: 0.5, cpu_us: 60, bare_cpu_us: 30 }]);
+    return {
+      date: `run ${n}`,
+      rows,
+      checks: [
+        { check: 'rss', first: rss, met: true },
+        { check: 'GET p99', first: p99, second: 1, met: p99 <= 5 },
+      ],
+      vs_baseline: { bare_cpu_factor: 1, same_machine: true },
+    };
+  };
+
+  it('takes each row from the run whose ratio is the median, each check from the one whose value is', () => {
+    const runs = [run(1, [0.4, 0.12], 160, 4.2), run(2, [0.3, 0.1], 170, 3.9), run(3, [0.35, 0.14], 150, 5.1)];
+    const b = baselineOf(runs, 'three quick runs');
+    expect(b.rows.map((r) => [r.scenario, r.ratio, r.cpu_us])).toEqual([
+      ['GET (sqlite)', 0.35, 63],
+      ['LIST (sqlite)', 0.12, 151],
+    ]);
+    expect(b.checks.map((c) => [c.check, c.first])).toEqual([
+      ['rss', 160],
+      ['GET p99', 4.2],
+    ]);
+    expect(b.note).toBe('three quick runs');
+    expect(b.date).toBe('run 1');
+    // What compared a run with the baseline before does not belong in a baseline.
+    expect(b.vs_baseline).toBeUndefined();
+    for (const r of b.rows) {
+      expect(r).not.toHaveProperty('vs_baseline');
+      expect(r).not.toHaveProperty('baseline_ratio');
+      expect(r).not.toHaveProperty('cpu_vs_baseline');
+      expect(r).not.toHaveProperty('regressed');
+    }
+  });
+
+  it('is the run itself when there is one, and refuses none', () => {
+    const one = run(1, [0.4, 0.12], 160, 4.2);
+    const b = baselineOf([one]);
+    expect(b.rows.map((r) => r.ratio)).toEqual([0.4, 0.12]);
+    expect(b.checks).toEqual(one.checks);
+    expect(b).not.toHaveProperty('note');
+    expect(() => baselineOf([])).toThrow('no runs');
   });
 });
