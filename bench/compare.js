@@ -53,7 +53,7 @@ export function machineNote(machine, baselineFile) {
   return (
     `(not the baseline's machine: the bare server used ${f.toFixed(2)}× the CPU per request it used in ` +
     `${baselineFile}, so ratios against it are not judged; compare CPU µs on a machine like the baseline's, ` +
-    'or take a baseline on this one)'
+    'or take one here: npm run bench:baseline [-- --quick])'
   );
 }
 
