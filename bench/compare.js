@@ -7,11 +7,16 @@
 /** Bare-server CPU per request within this factor of the baseline's counts as the same machine. */
 export const SAME_MACHINE = 1.25;
 
+const sortedBy = (items, key) => [...items].sort((a, b) => key(a) - key(b));
+
 const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b);
+  const sorted = sortedBy(values, (v) => v);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 };
+
+/** The item whose key is the median (the lower of the two middle ones for an even count). */
+const middle = (items, key) => sortedBy(items, key)[Math.floor((items.length - 1) / 2)];
 
 /**
  * Sets, on each row with a baseline row of the same scenario: `baseline_ratio`, `vs_baseline`
@@ -67,7 +72,6 @@ const COMPARISON_FIELDS = ['baseline_ratio', 'vs_baseline', 'cpu_vs_baseline', '
  */
 export function baselineOf(runs, note) {
   if (runs.length === 0) throw new Error('no runs to take a baseline from');
-  const middle = (items, key) => [...items].sort((a, b) => key(a) - key(b))[Math.floor((items.length - 1) / 2)];
   const strip = (row) => Object.fromEntries(Object.entries(row).filter(([k]) => !COMPARISON_FIELDS.includes(k)));
   const [first] = runs;
   const rows = first.rows.map((r) =>

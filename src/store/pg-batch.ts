@@ -87,9 +87,9 @@ interface BatchShape {
   next?: Map<string, Map<number | undefined, BatchShape>>;
 }
 const batchShapes: BatchShape = {};
-let batchShapeCount = 0;
+let batchEntries = 0;
 /** Entries of the cache (one per write of a shape), so statements of ever new shapes cannot fill memory. */
-const MAX_BATCH_SHAPES = 2000;
+const MAX_BATCH_ENTRIES = 2000;
 
 function batchSql(batch: Pending[]): string {
   let node: BatchShape = batchShapes;
@@ -97,7 +97,7 @@ function batchSql(batch: Pending[]): string {
     let byRows: Map<number | undefined, BatchShape> | undefined = node.next?.get(query.sql);
     let child: BatchShape | undefined = byRows?.get(check.rows);
     if (!child) {
-      if (batchShapeCount >= MAX_BATCH_SHAPES) return buildBatchSql(batch);
+      if (batchEntries >= MAX_BATCH_ENTRIES) return buildBatchSql(batch);
       node.next ??= new Map();
       if (!byRows) {
         byRows = new Map();
@@ -105,7 +105,7 @@ function batchSql(batch: Pending[]): string {
       }
       child = {};
       byRows.set(check.rows, child);
-      batchShapeCount++;
+      batchEntries++;
     }
     node = child;
   }
