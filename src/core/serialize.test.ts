@@ -20,21 +20,27 @@ describe('utf8', () => {
 });
 
 describe('listJson', () => {
-  const docs = ['{"id":"kr_1","title":"Ünïcode — 🎯"}', '{"id":"kr_2","title":"plain"}'].join(',');
+  const docs = ['{"id":"kr_1","title":"Ünïcode — 🎯"}', '{"id":"kr_2","title":"plain"}', '{"id":"kr_3"}'];
   it.each([
-    ['documents as a string', docs],
-    ['documents as bytes', Buffer.from(docs)],
+    ['documents as strings', docs],
+    ['documents as one buffer, joined by commas', Buffer.from(docs.join(','))],
+    ['one document as a string', docs.slice(0, 1)],
   ])('%s: the same envelope, as bytes', (_name, documents) => {
     const body = listJson(documents, true, 'c"1');
     expect(Buffer.isBuffer(body)).toBe(true);
+    const count = Buffer.isBuffer(documents) ? docs.length : documents.length;
     expect(JSON.parse(body.toString('utf8'))).toEqual({
       object: 'list',
-      data: JSON.parse(`[${docs}]`),
+      data: docs.slice(0, count).map((d) => JSON.parse(d)),
       has_more: true,
       next_cursor: 'c"1',
     });
-    expect(listJson('', false, null).toString()).toBe(
-      '{"object":"list","data":[],"has_more":false,"next_cursor":null}',
-    );
+  });
+  it('an empty page', () => {
+    for (const empty of [[], Buffer.alloc(0)]) {
+      expect(listJson(empty, false, null).toString()).toBe(
+        '{"object":"list","data":[],"has_more":false,"next_cursor":null}',
+      );
+    }
   });
 });

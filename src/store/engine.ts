@@ -31,9 +31,12 @@ export interface WriteConditions {
 
 export const NO_CONDITIONS: WriteConditions = { ifMatch: null };
 
-/** A page of a list: its documents already in their JSON form (see DOC_COLUMN), joined by commas. */
+/**
+ * A page of a list: its documents already in their JSON form (see DOC_COLUMN), as one buffer
+ * joined by commas (SQLite's packed page) or one string each.
+ */
 export interface ListPage {
-  documents: string | Buffer;
+  documents: Buffer | readonly string[];
   has_more: boolean;
   next_cursor: string | null;
 }
@@ -786,7 +789,7 @@ export class Engine {
         )
       )[0];
       // No rows: one row of NULLs (an aggregate without GROUP BY).
-      if (typeof packed?.ids !== 'string') return { documents: '', has_more: false, next_cursor: null };
+      if (typeof packed?.ids !== 'string') return { documents: [], has_more: false, next_cursor: null };
       const ids = packed.ids.split(',');
       const keys = JSON.parse(packed.keys as string) as unknown[];
       const hasMore = ids.length > query.limit;
@@ -820,7 +823,7 @@ export class Engine {
     }
     const last = page[page.length - 1];
     return {
-      documents: data.join(','),
+      documents: data,
       has_more: hasMore,
       next_cursor: hasMore && last ? cursorAfter(last[sortField], last.id as string) : null,
     };
