@@ -140,3 +140,28 @@ describe('edm CLI (built)', () => {
     await expect(run(process.execPath, [bin, 'token', '--sub', 's'], { cwd: dir })).rejects.toMatchObject({ code: 2 });
   });
 });
+
+// The dynamic loader prints the tunables it parsed (glibc ≥ 2.33): the interpreter line's
+// assignment is run as `env -S` runs it, with the loader in place of node.
+const LD_SO = ['/lib64/ld-linux-x86-64.so.2', '/lib/ld-linux-aarch64.so.1'].find((p) => existsSync(p));
+
+describe('edm executable: malloc settings', () => {
+  it.skipIf(!LD_SO)("applies its own GLIBC_TUNABLES, and an operator's own setting of one wins", async () => {
+    const line = readFileSync(bin, 'utf8').split('\n')[0];
+    const assignment = /^#!\/usr\/bin\/env -S (GLIBC_TUNABLES=\S+) node /.exec(line)?.[1];
+    if (!assignment) throw new Error(`no GLIBC_TUNABLES on the interpreter line: ${line}`);
+    const tunables = async (env: NodeJS.ProcessEnv) => {
+      const { stdout } = await run('/usr/bin/env', ['-S', `${assignment} ${LD_SO} --list-tunables`], { env });
+      const value = (name: string) => new RegExp(`^glibc\\.malloc\\.${name}: (\\S+)`, 'm').exec(stdout)?.[1];
+      return { arena: value('arena_max'), mmap: value('mmap_threshold'), trim: value('trim_threshold') };
+    };
+    const PATH = process.env.PATH;
+    expect(await tunables({ PATH })).toEqual({ arena: '0x1', mmap: '0x100000', trim: '0x2000000' });
+    // Before, the line's assignment replaced the operator's variable whole.
+    expect(await tunables({ PATH, GLIBC_TUNABLES: 'glibc.malloc.arena_max=4' })).toEqual({
+      arena: '0x4',
+      mmap: '0x100000',
+      trim: '0x2000000',
+    });
+  });
+});
