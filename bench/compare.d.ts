@@ -14,6 +14,7 @@ export interface Machine {
   same_machine: boolean;
 }
 export const SAME_MACHINE: number;
+export function median(values: number[]): number;
 export function compareWithBaseline(rows: Row[], baselineRows: Row[]): Machine;
 export function formatDelta(row: Row): string;
 export function machineNote(machine: Machine, baselineFile: string): string | null;

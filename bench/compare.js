@@ -9,7 +9,8 @@ export const SAME_MACHINE = 1.25;
 
 const sortedBy = (items, key) => [...items].sort((a, b) => key(a) - key(b));
 
-const median = (values) => {
+/** The median of numbers (the mean of the two middle ones for an even count). */
+export const median = (values) => {
   const sorted = sortedBy(values, (v) => v);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;

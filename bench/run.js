@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { mintToken } from '../dist/core/auth.js';
-import { compareWithBaseline, formatDelta, machineNote } from './compare.js';
+import { compareWithBaseline, formatDelta, machineNote, median } from './compare.js';
 import { canProfile, formatProfile, perfWrap, readProfile } from './profile.js';
 import { SUB, seeder } from './seed.js';
 
@@ -191,12 +191,6 @@ function wrk(url, { lua, env = {}, duration = plan.round, headers = {}, pid, wra
     cpu_us: cpu / num(/(\d+) requests in/),
   };
 }
-
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 
 /**
  * The bare ceiling and EDM measured in alternating rounds after one warm-up, so a slow spell of
