@@ -378,6 +378,37 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       }
     });
 
+    it('keeps notes that look like JSON exact through appends, other writes and a back-dated check-in', async () => {
+      t.clock.set(cycleAt(32));
+      const k = (await post({ objective_id: await objective(), title: 'text', target: 100 })).body;
+      const id = k.id as string;
+      // What the stored history's text is searched for, inside notes (escaped there).
+      const notes = ['{"at":"x"}', '},{"', '],"tags":["x"]', 'a "quote" and \\ back\\slash', 'über — 🎯'];
+      for (const [i, note] of notes.entries()) {
+        t.clock.advance(1000);
+        expect((await checkIn(id, { value: i + 1, note })).status).toBe(201);
+      }
+      // A write that adds no snapshot keeps the history as it was stored.
+      t.clock.advance(1000);
+      expect((await patch(id, { title: 'text, renamed', tags: ['x]', '{"'] })).status).toBe(200);
+      // Back-dated: between the first two check-ins, so it cannot simply be appended.
+      const past = await checkIn(id, {
+        value: 42,
+        note: '[{"value":1}]',
+        at: new Date(t.clock.now() - 4500).toISOString(),
+      });
+      expect(past.status).toBe(201);
+      t.clock.advance(1000);
+      expect((await checkIn(id, { value: 9, note: null })).status).toBe(201);
+      const doc = await get(id);
+      const history = doc.history as Doc[];
+      expect(history.map((h) => h.value)).toEqual([0, 1, 42, 2, 3, 4, 5, 9]);
+      expect(history.map((h) => h.note)).toEqual([null, notes[0], '[{"value":1}]', ...notes.slice(1), null]);
+      expect(doc).toMatchObject({ title: 'text, renamed', tags: ['x]', '{"'], current: 9 });
+      const row = (await storedRow(t, kr, id)) as Record<string, unknown>;
+      expect(JSON.parse(row._doc as string)).toEqual(doc);
+    });
+
     it("keeps history once per row, in the document; a row stored without one keeps its column's", async () => {
       t.clock.set(cycleAt(31));
       const k = (await post({ objective_id: await objective(), title: 'once', target: 10 })).body;

@@ -1,5 +1,8 @@
+import { Type } from '@sinclair/typebox';
 import { describe, expect, it } from 'vitest';
-import { listJson, utf8 } from './serialize.js';
+import { json, stringList, text } from './fields.js';
+import { type Doc, defineResource, type Resource } from './resource.js';
+import { documentMember, JsonText, listJson, serializeDoc, utf8 } from './serialize.js';
 
 describe('utf8', () => {
   // Mostly ASCII fits the first guess; dense multi-byte text makes the buffer grow, once or more,
@@ -41,6 +44,95 @@ describe('listJson', () => {
       expect(listJson(empty, false, null).toString()).toBe(
         '{"object":"list","data":[],"has_more":false,"next_cursor":null}',
       );
+    }
+  });
+});
+
+describe('members kept as text in a stored document', () => {
+  const Entry = Type.Object({
+    at: Type.String({ format: 'date-time' }),
+    value: Type.Number(),
+    note: Type.Union([Type.String(), Type.Null()]),
+  });
+  const fields = {
+    title: text({ required: true, notes: 'A title.' }),
+    log: json(Type.Array(Entry), { computed: true, stored: 'document', notes: 'Entries.' }),
+    tags: stringList({ notes: 'Tags.' }),
+  };
+  const logs = defineResource({
+    module: 'test',
+    name: 'Log',
+    path: 'logs',
+    idPrefix: 'log',
+    schemaVersion: 1,
+    description: 'A resource with a member kept in its document.',
+    titleField: 'title',
+    fields,
+    sortable: ['created_at'],
+    filterable: [],
+  });
+  // The same with the member serialized last: without a key after it, its end is not searched for.
+  const { version: _, tags: __, ...leading } = logs.allFields;
+  const logsLast = { ...logs, allFields: leading } as unknown as Resource;
+  // Values that look like the markers the search uses, inside strings (escaped there).
+  const tricky = [
+    'plain',
+    'a "quoted" word',
+    'back\\slash \\" and \\\\',
+    '],"tags":["x"]',
+    '{"at":"2026-01-01T00:00:00.000Z"}',
+    '"log":[]',
+    '}]}',
+    'über — 🎯 \u2028 line\nbreak',
+  ];
+  const doc = (log: unknown, title = 'title with "log":[1] inside'): Doc => ({
+    ...Object.fromEntries(Object.keys(logs.allFields).map((name) => [name, null])),
+    id: 'log_01JABCDEFGHJKMNPQRSTVWXYZ0',
+    tenant_id: 't',
+    created_at: '2026-01-01T00:00:00.000Z',
+    updated_at: '2026-01-01T00:00:00.000Z',
+    is_deleted: false,
+    schema_version: 1,
+    title,
+    log,
+    tags: ['a', 'b]', '{"'],
+    version: 3,
+  });
+  const entries = tricky.map((note, i) => ({ at: `2026-01-0${(i % 9) + 1}T00:00:00.000Z`, value: i + 0.5, note }));
+
+  it.each([
+    ['tricky notes', entries],
+    ['one entry with a null note', [{ at: '2026-01-01T00:00:00.000Z', value: 1, note: null }]],
+    ['no entries', []],
+  ])('%s: cut out exactly, and spliced back into the same bytes', (_name, log) => {
+    const stored = serializeDoc(logs, doc(log));
+    const member = documentMember(logs, stored, 'log');
+    expect(member).toBeInstanceOf(JsonText);
+    expect((member as JsonText).value).toEqual(log);
+    expect(serializeDoc(logs, doc(member))).toBe(stored);
+    expect(JSON.stringify({ log: member })).toBe(JSON.stringify({ log }));
+  });
+
+  it('a null member is null; a document without it, or not of this layout, is left to the parser', () => {
+    expect(documentMember(logs, serializeDoc(logs, doc(null)), 'log')).toBeNull();
+    expect(documentMember(logs, '{"id":"log_1","title":"t"}', 'log')).toBeUndefined();
+    expect(documentMember(logs, '{"id":"log_1","log":{"a":1},"tags":null}', 'log')).toBeUndefined();
+    expect(documentMember(logsLast, serializeDoc(logsLast, doc([])), 'log')).toBeUndefined();
+    expect(documentMember(logs, serializeDoc(logs, doc(entries)), 'title')).toBeUndefined();
+  });
+
+  it('only where string search is exact: an array of flat objects, with no objects serialized before it', () => {
+    const nested = defineResource({
+      ...logs,
+      fields: { ...fields, log: json(Type.Array(Type.Object({ at: Type.Array(Type.String()) })), fields.log) },
+    });
+    const behind = defineResource({
+      ...logs,
+      fields: { meta: json(Type.Object({ log: Type.Array(Type.String()) }), { notes: 'Meta.' }), ...fields },
+    });
+    for (const resource of [nested, behind]) {
+      const stored = serializeDoc(resource, { ...doc([]), meta: { log: [] } });
+      expect(documentMember(resource, stored, 'log')).toBeUndefined();
     }
   });
 });

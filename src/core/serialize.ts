@@ -1,28 +1,185 @@
 import fastJson from 'fast-json-stringify';
-import { responseSchema } from './json-schema.js';
+import { type JsonSchema, responseSchema } from './json-schema.js';
 import type { Doc, Resource } from './resource.js';
 
-const cache = new WeakMap<Resource, (doc: Doc) => string>();
+/** A member a stored document may hold as text (see JsonText): its key, and the key serialized after it. */
+interface TextMember {
+  key: string;
+  next: string;
+}
+
+interface Layout {
+  serialize: (doc: Doc) => string;
+  /** Fields kept in the document alone whose text can be found in it exactly (see textMembers). */
+  members: Map<string, TextMember>;
+}
+
+const layouts = new WeakMap<Resource, Layout>();
+
+function layoutOf(resource: Resource): Layout {
+  let layout = layouts.get(resource);
+  if (!layout) {
+    const schema = responseSchema(resource);
+    layout = {
+      serialize: fastJson(schema as unknown as Parameters<typeof fastJson>[0]) as (doc: Doc) => string,
+      members: textMembers(resource, schema),
+    };
+    layouts.set(resource, layout);
+  }
+  return layout;
+}
 
 /**
  * The JSON a read answers for a document, by a serializer compiled once per resource from its
  * declaration (fast-json-stringify). Writes store this form beside the row, so reads send it as is.
+ * A member held as text (JsonText) is spliced in as it is, never parsed or serialized again.
  */
 export function serializeDoc(resource: Resource, doc: Doc): string {
   // A write serializes its document for storage, then for its answer: the second is a lookup.
   const memo = written.get(doc);
   if (memo && memo.version === doc.version && memo.updatedAt === doc.updated_at) return memo.json;
-  let serialize = cache.get(resource);
-  if (!serialize) {
-    serialize = fastJson(responseSchema(resource) as unknown as Parameters<typeof fastJson>[0]) as (doc: Doc) => string;
-    cache.set(resource, serialize);
+  const { serialize, members } = layoutOf(resource);
+  const texts: [string, string][] = [];
+  for (const name of members.keys()) {
+    const value = doc[name];
+    if (value instanceof JsonText) texts.push([name, value.text]);
   }
-  const json = serialize(doc);
+  let json: string;
+  if (texts.length === 0) json = serialize(doc);
+  else {
+    const copy: Doc = { ...doc };
+    for (const [name] of texts) copy[name] = [];
+    json = serialize(copy);
+    for (const [name, text] of texts) {
+      // The first `"name":` of the answer is the member's key (see textMembers); `[]` its placeholder.
+      const key = `"${name}":[]`;
+      const at = json.indexOf(key);
+      if (at < 0) throw new Error(`${resource.name}.${name}: no placeholder in the serialized document`);
+      json = `${json.slice(0, at + key.length - 2)}${text}${json.slice(at + key.length)}`;
+    }
+  }
   written.set(doc, { version: doc.version, updatedAt: doc.updated_at, json });
   return json;
 }
 
 const written = new WeakMap<Doc, { version: unknown; updatedAt: unknown; json: string }>();
+
+/**
+ * A JSON value kept as the text a stored document holds for it: a field kept in the document
+ * alone (`FieldSpec.inDocument`, a key result's history of up to 100 snapshots, ~16 KB) that a
+ * write leaves alone or only appends to is neither parsed nor serialized again. `value` parses
+ * it on first use; `JSON.stringify` sees the value.
+ */
+export class JsonText {
+  #value: unknown;
+  #parsed = false;
+  constructor(readonly text: string) {}
+
+  get value(): unknown {
+    if (!this.#parsed) {
+      this.#value = JSON.parse(this.text);
+      this.#parsed = true;
+    }
+    return this.#value;
+  }
+
+  toJSON(): unknown {
+    return this.value;
+  }
+}
+
+/** A member's value, parsed when it is held as text. */
+export function jsonValue(value: unknown): unknown {
+  return value instanceof JsonText ? value.value : value;
+}
+
+/**
+ * A member of a stored document, as text, without parsing the document: a JsonText, `null`, or
+ * `undefined` when it cannot be found exactly (the member is absent, or the resource's layout
+ * does not allow it: see textMembers), for the caller to parse the document instead.
+ */
+export function documentMember(resource: Resource, document: string, name: string): JsonText | null | undefined {
+  const member = layoutOf(resource).members.get(name);
+  if (!member) return undefined;
+  const at = document.indexOf(member.key);
+  if (at < 0) return undefined;
+  const start = at + member.key.length;
+  if (document.startsWith('null', start)) return null;
+  if (document.charCodeAt(start) !== 0x5b /* [ */) return undefined;
+  const close = document.indexOf(`],"${member.next}":`, start);
+  if (close < 0) return undefined;
+  return new JsonText(document.slice(start, close + 1));
+}
+
+/**
+ * The fields kept in the document alone whose text can be cut out of a serialized document by
+ * plain string search, exactly. In JSON a double quote inside a string is always escaped, so an
+ * unescaped `"name":` is a key wherever it occurs; it is this member's key when nothing
+ * serialized before it can hold an object (hence no key of that name). The member must be an
+ * array of flat objects (scalar values only) with a key serialized after it: then
+ * `],"<next key>":` cannot occur inside it, and its first occurrence after the key ends the array.
+ */
+function textMembers(resource: Resource, schema: JsonSchema): Map<string, TextMember> {
+  const members = new Map<string, TextMember>();
+  const properties = schema.properties as Record<string, JsonSchema>;
+  const order = Object.keys(properties);
+  order.forEach((name, i) => {
+    if (!resource.allFields[name]?.inDocument) return;
+    if (!isArrayOfFlatObjects(properties[name])) return;
+    if (!order.slice(0, i).every((before) => !holdsObjects(properties[before]))) return;
+    // Its end is found by the key after it (`version` follows every declared field).
+    if (i === order.length - 1) return;
+    members.set(name, { key: `"${name}":`, next: order[i + 1] });
+  });
+  return members;
+}
+
+const typesOf = (schema: JsonSchema): unknown[] => (Array.isArray(schema.type) ? schema.type : [schema.type]);
+
+/** Whether values of a schema may be (or contain) objects. */
+function holdsObjects(schema: unknown): boolean {
+  if (typeof schema !== 'object' || schema === null) return false;
+  const s = schema as JsonSchema;
+  if (typesOf(s).includes('object') || s.properties !== undefined) return true;
+  if (s.items !== undefined && holdsObjects(s.items)) return true;
+  for (const key of ['anyOf', 'oneOf', 'allOf'] as const) {
+    if (Array.isArray(s[key]) && (s[key] as unknown[]).some(holdsObjects)) return true;
+  }
+  if (s.type !== undefined) return false;
+  // No type: a union was decided by its branches above; an unconstrained schema may be anything.
+  if (['anyOf', 'oneOf', 'allOf'].some((key) => Array.isArray(s[key]))) return false;
+  return s.enum === undefined && s.const === undefined;
+}
+
+function isArrayOfFlatObjects(schema: JsonSchema): boolean {
+  if (!typesOf(schema).includes('array')) return false;
+  const items = schema.items as JsonSchema | undefined;
+  if (items?.type !== 'object' || typeof items.properties !== 'object') return false;
+  if (items.additionalProperties !== undefined && items.additionalProperties !== false) return false;
+  return Object.values(items.properties as Record<string, unknown>).every(
+    (p) => !holdsObjects(p) && !isArray(p as JsonSchema),
+  );
+}
+
+function isArray(schema: JsonSchema): boolean {
+  if (typesOf(schema).includes('array') || schema.items !== undefined) return true;
+  for (const key of ['anyOf', 'oneOf', 'allOf'] as const) {
+    if (Array.isArray(schema[key]) && (schema[key] as JsonSchema[]).some(isArray)) return true;
+  }
+  return false;
+}
+
+const serializers = new WeakMap<object, (value: unknown) => string>();
+
+/** A serializer compiled once per schema object (fast-json-stringify), e.g. for one history entry. */
+export function jsonSerializer(schema: object): (value: unknown) => string {
+  let serialize = serializers.get(schema);
+  if (!serialize) {
+    serialize = fastJson(schema as Parameters<typeof fastJson>[0]) as (value: unknown) => string;
+    serializers.set(schema, serialize);
+  }
+  return serialize;
+}
 
 const LIST_HEAD = Buffer.from('{"object":"list","data":[');
 

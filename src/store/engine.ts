@@ -6,7 +6,7 @@ import type { AnyField, ColumnKind } from '../core/fields.js';
 import { newId } from '../core/ids.js';
 import { type CursorCodec, DEFAULT_LIMIT, type ListQuery, MAX_LIMIT, searchText } from '../core/list-query.js';
 import type { Doc, HookContext, Job, ModuleDef, Principal, Resource } from '../core/resource.js';
-import { serializeDoc } from '../core/serialize.js';
+import { documentMember, type JsonText, serializeDoc } from '../core/serialize.js';
 import type { ResourceOps, Row, RowLock, RowPage, SelectOptions, TableDef, Tx, WriteEvent } from '../core/tables.js';
 import { asObject, checkWritableKeys, mergePatch, validateDocument } from '../core/validation.js';
 import type { DB, Store } from './database.js';
@@ -214,10 +214,16 @@ export class Engine {
       if (field.column === null) {
         doc[name] = null;
       } else if (field.inDocument) {
-        // From the stored document; from the column only for a row stored without one (or
-        // before the document had this field).
-        kept ??= storedDocument(row[DOC_COLUMN]);
-        doc[name] = kept && kept[name] !== undefined ? kept[name] : this.store.decode(field, row[name]);
+        // From the stored document, as text where it can be cut out exactly (JsonText: a write
+        // that keeps or appends to it neither parses nor re-serializes it), else parsed; from the
+        // column only for a row stored without one (or before the document had this field).
+        const stored = row[DOC_COLUMN];
+        let value = typeof stored === 'string' ? documentMember(resource, stored, name) : undefined;
+        if (value === undefined) {
+          kept ??= storedDocument(stored);
+          value = kept?.[name] as JsonText | null | undefined;
+        }
+        doc[name] = value !== undefined ? value : this.store.decode(field, row[name]);
       } else {
         doc[name] = this.store.decode(field, row[name]);
       }

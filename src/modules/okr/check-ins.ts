@@ -4,6 +4,7 @@ import { ApiError, fieldError } from '../../core/errors.js';
 import { datetime, integer, number, text } from '../../core/fields.js';
 import { newId } from '../../core/ids.js';
 import type { CustomOperation, Doc } from '../../core/resource.js';
+import { JsonText, jsonSerializer } from '../../core/serialize.js';
 import { inputSchema, validateInput } from '../../core/validation.js';
 import { snapshots } from './tables.js';
 
@@ -34,13 +35,53 @@ const checkInFields = {
   at: datetime({ notes: 'When the value was observed (default: now; never in the future).' }),
 };
 
-/** Inserts a snapshot in `at` order (arrival order among equal times), keeping the newest HISTORY_SIZE. */
-export function withSnapshot(history: readonly Snapshot[] | null, snap: Snapshot): Snapshot[] {
+/**
+ * A key result's history as its document holds it: the entries, or the stored text of them
+ * (JsonText, see FieldSpec.inDocument), or null.
+ */
+export type History = readonly Snapshot[] | JsonText | null;
+
+/** The newest entry of a history (the last: entries are kept in `at` order). */
+export function newestSnapshot(history: History): Snapshot | undefined {
+  if (history instanceof JsonText) {
+    // In an array of flat objects `{"` occurs only where an entry begins (a quote inside a
+    // string is escaped): the last one begins the last entry, which ends before the `]`.
+    const text = history.text;
+    const at = text.lastIndexOf('{"');
+    return at < 0 ? undefined : (JSON.parse(text.slice(at, -1)) as Snapshot);
+  }
+  return history?.[history.length - 1];
+}
+
+/**
+ * Inserts a snapshot in `at` order (arrival order among equal times), keeping the newest
+ * HISTORY_SIZE. A snapshot newer than every entry of a stored history (every check-in but a
+ * back-dated one) is appended to its text: at 100 entries (~16 KB) parsing the history and
+ * serializing it again cost more than the rest of the write.
+ */
+export function withSnapshot(history: History, snap: Snapshot): Snapshot[] | JsonText {
+  if (history instanceof JsonText) {
+    const newest = newestSnapshot(history);
+    if (newest === undefined || snap.at >= newest.at) return appended(history.text, snap);
+    history = history.value as Snapshot[];
+  }
   const list = [...(history ?? [])];
   let i = list.length;
   while (i > 0 && list[i - 1].at > snap.at) i--;
   list.splice(i, 0, snap);
   return list.slice(-HISTORY_SIZE);
+}
+
+const snapshotJson = jsonSerializer(SnapshotSchema);
+
+/** A history's text with one more entry at its end, its oldest entries dropped past HISTORY_SIZE. */
+function appended(text: string, snap: Snapshot): JsonText {
+  const entry = snapshotJson(snap);
+  const starts: number[] = [];
+  for (let at = text.indexOf('{"'); at >= 0; at = text.indexOf('{"', at + 2)) starts.push(at);
+  const drop = starts.length + 1 - HISTORY_SIZE;
+  if (starts.length === 0 || drop >= starts.length) return new JsonText(`[${entry}]`);
+  return new JsonText(`[${text.slice(starts[Math.max(0, drop)], -1)},${entry}]`);
 }
 
 /** Records a snapshot in the log table. */
@@ -88,8 +129,7 @@ export const checkInOperations = [
         }
         at = isoTime(ms);
       }
-      const history = (kr.history ?? []) as Snapshot[];
-      const newest = history[history.length - 1];
+      const newest = newestSnapshot(kr.history as History);
       const isNewest = !newest || at >= newest.at;
       if (kr.is_deleted) throw new ApiError('resource_deleted', `KeyResult ${id} is deleted; restore it first`);
       const patch: Doc = isNewest ? { current: input.value } : {};

@@ -4,7 +4,14 @@ import { ApiError, type FieldError } from '../../core/errors.js';
 import { datetime, idPattern, integer, json, number, ref, stringList, text } from '../../core/fields.js';
 import type { Doc } from '../../core/resource.js';
 import { defineResource } from '../../core/resource.js';
-import { checkInOperations, type Snapshot, SnapshotSchema, snapshotRow, withSnapshot } from './check-ins.js';
+import {
+  checkInOperations,
+  type History,
+  type Snapshot,
+  SnapshotSchema,
+  snapshotRow,
+  withSnapshot,
+} from './check-ins.js';
 import { cycles } from './cycles.js';
 import { objectives } from './objectives.js';
 import { impliedDirection, LINEAR_TYPES, type Measure, type MetricType, progressPct } from './progress.js';
@@ -196,7 +203,7 @@ export const keyResults = defineResource({
         note: event ? (event.note as string | null) : null,
         confidence: event ? (event.confidence as number | null) : null,
       };
-      doc.history = withSnapshot(doc.history as Snapshot[] | null, snap);
+      doc.history = withSnapshot(doc.history as History, snap);
       doc.last_update_at = isoTime(ctx.now);
       pending.set(doc, { expiresAt, snapshot: snap });
     },
