@@ -6,7 +6,7 @@ import type { AnyField, ColumnKind } from '../core/fields.js';
 import { newId } from '../core/ids.js';
 import { type CursorCodec, DEFAULT_LIMIT, type ListQuery, MAX_LIMIT, searchText } from '../core/list-query.js';
 import type { Doc, HookContext, Job, ModuleDef, Principal, Resource } from '../core/resource.js';
-import { documentMember, type JsonText, serializeDoc } from '../core/serialize.js';
+import { documentMember, JsonText, serializeDoc } from '../core/serialize.js';
 import type { ResourceOps, Row, RowLock, RowPage, SelectOptions, TableDef, Tx, WriteEvent } from '../core/tables.js';
 import { asObject, checkWritableKeys, mergePatch, validateDocument } from '../core/validation.js';
 import type { DB, Store } from './database.js';
@@ -232,6 +232,8 @@ export class Engine {
       doc[name] = this.store.decode(field, row[name]);
     const stored = Number(doc.schema_version);
     if (stored < resource.schemaVersion) {
+      // An upgrade sees values, never a member's stored text.
+      for (const [name, value] of Object.entries(doc)) if (value instanceof JsonText) doc[name] = value.value;
       resource.hooks?.upgrade?.(doc, stored);
       doc.schema_version = resource.schemaVersion;
       upgradedOnRead.add(doc);
