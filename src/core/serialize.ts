@@ -108,7 +108,10 @@ export function documentMember(resource: Resource, document: string, name: strin
   if (document.charCodeAt(start) !== 0x5b /* [ */) return undefined;
   const close = document.indexOf(`],"${member.next}":`, start);
   if (close < 0) return undefined;
-  return new JsonText(document.slice(start, close + 1));
+  const text = document.slice(start, close + 1);
+  // An array of flat objects never holds `],"` (a quote inside a string is escaped): if it does,
+  // the key after it was another one (a document stored by a build that ordered fields otherwise).
+  return text.includes('],"') ? undefined : new JsonText(text);
 }
 
 /**
