@@ -101,14 +101,19 @@ describe.each(storeKinds)('declared resources on %s', (kind) => {
     return app;
   }
 
-  it('serves a new resource from one declaration, and upgrades old rows on read, writing them back on the next write', async () => {
+  /** A fresh store (dropped after the test) and the headers of a caller in tenant `t`. */
+  async function session() {
     const fresh = await freshStore(kind);
     cleanups.push(async () => {
       await fresh.store.close();
       await fresh.drop();
     });
     const token = await mintToken({ secret: testConfig().jwtSecret, tenant: 't', sub: 'usr-x', now: T0, ttl: '1d' });
-    const headers = { authorization: `Bearer ${token}` };
+    return { fresh, headers: { authorization: `Bearer ${token}` } };
+  }
+
+  it('serves a new resource from one declaration, and upgrades old rows on read, writing them back on the next write', async () => {
+    const { fresh, headers } = await session();
     const v1 = await appWith(notesV1, fresh.store);
     const created = await v1.inject({
       method: 'POST',
@@ -144,14 +149,9 @@ describe.each(storeKinds)('declared resources on %s', (kind) => {
     expect(patched.json()).toMatchObject({ words: 3, schema_version: 2, version: 2 });
     expect(await stored()).toEqual({ schema_version: 2, words: 3 });
   });
+
   it('a field kept in the document reaches a write as stored text, and an upgrade as its value', async () => {
-    const fresh = await freshStore(kind);
-    cleanups.push(async () => {
-      await fresh.store.close();
-      await fresh.drop();
-    });
-    const token = await mintToken({ secret: testConfig().jwtSecret, tenant: 't', sub: 'usr-x', now: T0, ttl: '1d' });
-    const headers = { authorization: `Bearer ${token}` };
+    const { fresh, headers } = await session();
     const v1 = await appWith(logV1, fresh.store);
     const id = (
       await v1.inject({ method: 'POST', url: '/api/v1/notes/notes', headers, payload: { title: 'a "b"' } })

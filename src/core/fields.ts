@@ -38,7 +38,7 @@ export interface FieldSpec<S extends TSchema = TSchema, R extends boolean = bool
    * column, which stays empty: for a large read-only value no list filters or sorts on (a key
    * result's history), kept once per row instead of twice. The column is still declared and
    * read for rows stored without a document. A write's hooks may find such a field as the
-   * stored text (`JsonText`, see `documentMember` in serialize.ts) rather than its value.
+   * stored text (`JsonText`, see `documentMember` in serialize.ts; `jsonValue` reads either).
    */
   readonly inDocument?: boolean;
   readonly example?: unknown;

@@ -39,13 +39,17 @@ export function serializeDoc(resource: Resource, doc: Doc): string {
   const memo = written.get(doc);
   if (memo && memo.version === doc.version && memo.updatedAt === doc.updated_at) return memo.json;
   const { serialize, members } = layoutOf(resource);
-  const texts: [string, string][] = [];
+  // Allocated only for a document that holds a member as text (most serialize none).
+  let texts: [string, string][] | null = null;
   for (const name of members.keys()) {
     const value = doc[name];
-    if (value instanceof JsonText) texts.push([name, value.text]);
+    if (value instanceof JsonText) {
+      texts ??= [];
+      texts.push([name, value.text]);
+    }
   }
   let json: string;
-  if (texts.length === 0) json = serialize(doc);
+  if (texts === null) json = serialize(doc);
   else {
     const copy: Doc = { ...doc };
     for (const [name] of texts) copy[name] = [];
@@ -129,7 +133,7 @@ function textMembers(resource: Resource, schema: JsonSchema): Map<string, TextMe
   order.forEach((name, i) => {
     if (!resource.allFields[name]?.inDocument) return;
     if (!isArrayOfFlatObjects(properties[name])) return;
-    if (!order.slice(0, i).every((before) => !holdsObjects(properties[before]))) return;
+    if (order.slice(0, i).some((before) => mayHold(properties[before], 'object'))) return;
     // Its end is found by the key after it (`version` follows every declared field).
     if (i === order.length - 1) return;
     members.set(name, { key: `"${name}":`, next: order[i + 1] });
@@ -138,20 +142,18 @@ function textMembers(resource: Resource, schema: JsonSchema): Map<string, TextMe
 }
 
 const typesOf = (schema: JsonSchema): unknown[] => (Array.isArray(schema.type) ? schema.type : [schema.type]);
+const UNIONS = ['anyOf', 'oneOf', 'allOf'] as const;
 
-/** Whether values of a schema may be (or contain) objects. */
-function holdsObjects(schema: unknown): boolean {
+/** Whether values of a schema may be, or contain, JSON values of `type`. */
+function mayHold(schema: unknown, type: 'object' | 'array'): boolean {
   if (typeof schema !== 'object' || schema === null) return false;
   const s = schema as JsonSchema;
-  if (typesOf(s).includes('object') || s.properties !== undefined) return true;
-  if (s.items !== undefined && holdsObjects(s.items)) return true;
-  for (const key of ['anyOf', 'oneOf', 'allOf'] as const) {
-    if (Array.isArray(s[key]) && (s[key] as unknown[]).some(holdsObjects)) return true;
-  }
-  if (s.type !== undefined) return false;
-  // No type: a union was decided by its branches above; an unconstrained schema may be anything.
-  if (['anyOf', 'oneOf', 'allOf'].some((key) => Array.isArray(s[key]))) return false;
-  return s.enum === undefined && s.const === undefined;
+  if (typesOf(s).includes(type) || s[type === 'object' ? 'properties' : 'items'] !== undefined) return true;
+  if (s.items !== undefined && mayHold(s.items, type)) return true;
+  const unions = UNIONS.filter((key) => Array.isArray(s[key]));
+  if (unions.some((key) => (s[key] as unknown[]).some((branch) => mayHold(branch, type)))) return true;
+  // A schema with no type, union, enum or const says nothing: its values may be anything.
+  return s.type === undefined && unions.length === 0 && s.enum === undefined && s.const === undefined;
 }
 
 function isArrayOfFlatObjects(schema: JsonSchema): boolean {
@@ -160,16 +162,8 @@ function isArrayOfFlatObjects(schema: JsonSchema): boolean {
   if (items?.type !== 'object' || typeof items.properties !== 'object') return false;
   if (items.additionalProperties !== undefined && items.additionalProperties !== false) return false;
   return Object.values(items.properties as Record<string, unknown>).every(
-    (p) => !holdsObjects(p) && !isArray(p as JsonSchema),
+    (p) => !mayHold(p, 'object') && !mayHold(p, 'array'),
   );
-}
-
-function isArray(schema: JsonSchema): boolean {
-  if (typesOf(schema).includes('array') || schema.items !== undefined) return true;
-  for (const key of ['anyOf', 'oneOf', 'allOf'] as const) {
-    if (Array.isArray(schema[key]) && (schema[key] as JsonSchema[]).some(isArray)) return true;
-  }
-  return false;
 }
 
 const serializers = new WeakMap<object, (value: unknown) => string>();
