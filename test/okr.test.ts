@@ -436,6 +436,32 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect((next.body.history as Doc[]).map((h) => h.value)).toEqual([0, 4, 6]);
       expect(((await get(k.id as string)).history as Doc[]).map((h) => h.value)).toEqual([0, 4, 6]);
     });
+
+    it('stores and answers documents as ASCII JSON: every character past U+007F escaped, the same text to a reader', async () => {
+      t.clock.set(cycleAt(33));
+      const title = 'Grow — 成長 in Zürich 🎯';
+      const note = 'über 🚀 \u2028 "quoted"';
+      const created = await post({ objective_id: await objective(), title, target: 10, tags: ['ü', '成長'] });
+      expect(created.status).toBe(201);
+      const id = created.body.id as string;
+      t.clock.advance(1000);
+      // A check-in appends its snapshot to the stored history's text: that entry is escaped too.
+      const checked = await checkIn(id, { value: 4, note });
+      const listed = await t.call('GET', `${kr.basePath}?tag=${encodeURIComponent('成長')}`, { token });
+      const read = await t.call('GET', `${kr.basePath}/${id}`, { token });
+      const row = (await storedRow(t, kr, id)) as Record<string, unknown>;
+      for (const text of [created.raw, checked.raw, listed.raw, read.raw, row._doc as string]) {
+        expect(text).toMatch(/^[\x20-\x7e]*$/);
+      }
+      expect(read.raw).toContain('"title":"Grow \\u2014 \\u6210\\u9577 in Z\\u00fcrich \\ud83c\\udfaf"');
+      expect(read.body).toMatchObject({ title, tags: ['ü', '成長'], current: 4 });
+      expect((read.body.history as Doc[]).map((h) => h.note)).toEqual([null, note]);
+      expect((listed.body.data as Doc[]).map((d) => d.id)).toEqual([id]);
+      expect(JSON.parse(row._doc as string)).toEqual(read.body);
+      // Searching by title still finds the characters themselves.
+      const found = await t.call('GET', `${kr.basePath}?q=${encodeURIComponent('zürich')}`, { token });
+      expect((found.body.data as Doc[]).map((d) => d.id)).toEqual([id]);
+    });
   });
 
   describe('objective roll-ups', () => {

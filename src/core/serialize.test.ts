@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { describe, expect, it } from 'vitest';
 import { json, stringList, text } from './fields.js';
 import { type Doc, defineResource, type Resource } from './resource.js';
-import { documentMember, JsonText, listJson, serializeDoc, utf8 } from './serialize.js';
+import { asciiJson, documentMember, JsonText, listJson, serializeDoc, utf8 } from './serialize.js';
 
 describe('utf8', () => {
   // Mostly ASCII fits the first guess; dense multi-byte text makes the buffer grow, once or more,
@@ -19,6 +19,28 @@ describe('utf8', () => {
   it.each(cases)('%s: the bytes Buffer.from gives for the whole', (_name, parts) => {
     const expected = Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)));
     expect(utf8(parts).equals(expected)).toBe(true);
+  });
+});
+
+describe('asciiJson', () => {
+  // Units past U+007F, at the edges of the ranges, in strings that also hold escapes of their own.
+  const values: [string, unknown][] = [
+    ['ASCII only (the same text back)', { a: 'plain \u007f', b: [1, null, true] }],
+    ['Latin-1', { name: 'Zürich é ÿ \u0080' }],
+    ['three-byte characters', { title: 'Key result 7 — grow 成長 \uffff' }],
+    ['astral characters (surrogate pairs)', ['🎯', 'x🚀y']],
+    ['a lone surrogate', { s: 'a\ud800b\udfff' }],
+    ['escapes next to them', { s: '"—"\\\n\u2028\t' }],
+  ];
+  it.each(values)('%s: ASCII text that reads back as the same value', (_name, value) => {
+    const json = JSON.stringify(value);
+    const ascii = asciiJson(json);
+    expect(ascii).toMatch(/^[\x20-\x7f]*$/);
+    expect(JSON.parse(ascii)).toEqual(JSON.parse(json));
+    if (!/[\u0080-\uffff]/.test(json)) expect(ascii).toBe(json);
+  });
+  it('writes a unit as four lower-case hex digits', () => {
+    expect(asciiJson('"é—🎯"')).toBe('"\\u00e9\\u2014\\ud83c\\udfaf"');
   });
 });
 
