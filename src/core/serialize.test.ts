@@ -31,6 +31,7 @@ describe('asciiJson', () => {
     ['astral characters (surrogate pairs)', ['🎯', 'x🚀y']],
     ['a lone surrogate', { s: 'a\ud800b\udfff' }],
     ['escapes next to them', { s: '"—"\\\n\u2028\t' }],
+    ['long runs of them, first and last in a string', ['日本語のテキスト'.repeat(40), 'é', `${'x'.repeat(50)}—`]],
   ];
   it.each(values)('%s: ASCII text that reads back as the same value', (_name, value) => {
     const json = JSON.stringify(value);

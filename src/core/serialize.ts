@@ -181,8 +181,7 @@ export function jsonSerializer(schema: object): (value: unknown) => string {
 }
 
 const NON_ASCII = /[\u0080-\uffff]/;
-const EVERY_NON_ASCII = /[\u0080-\uffff]/g;
-const escaped = (unit: string) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, '0')}`;
+const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, '0'));
 
 /**
  * JSON text with every UTF-16 unit past U+007F written as a `\u` escape: the same value to any
@@ -195,9 +194,23 @@ const escaped = (unit: string) => `\\u${unit.charCodeAt(0).toString(16).padStart
  * encodes to UTF-8 again. A page of 50 such documents cost 176–189 µs of CPU to answer,
  * 129–150 µs once stored escaped (the same rows rewritten in place, one server, five rounds each).
  * The price is size: a character past U+07FF takes six bytes instead of three.
+ *
+ * A loop, not `replace` with a function: for a ~700-character document of Japanese text that
+ * took ~14 µs, this ~5 (and the same ~0.5 µs for ASCII, ~1 for one `—`).
  */
 export function asciiJson(json: string): string {
-  return NON_ASCII.test(json) ? json.replace(EVERY_NON_ASCII, escaped) : json;
+  const first = json.search(NON_ASCII);
+  if (first < 0) return json;
+  let out = '';
+  let from = 0;
+  for (let i = first; i < json.length; i++) {
+    const unit = json.charCodeAt(i);
+    if (unit > 0x7f) {
+      out += `${json.slice(from, i)}\\u${HEX[unit >> 8]}${HEX[unit & 0xff]}`;
+      from = i + 1;
+    }
+  }
+  return out + json.slice(from);
 }
 
 const LIST_HEAD = Buffer.from('{"object":"list","data":[');
