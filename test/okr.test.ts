@@ -461,6 +461,17 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       // Searching by title still finds the characters themselves.
       const found = await t.call('GET', `${kr.basePath}?q=${encodeURIComponent('zürich')}`, { token });
       expect((found.body.data as Doc[]).map((d) => d.id)).toEqual([id]);
+      // A document as an earlier build stored it, characters as they are: the next write (a
+      // check-in, which carries the stored history over as text) stores all of it escaped.
+      const utf8Doc = JSON.stringify(read.body);
+      expect(utf8Doc).toContain('über 🚀');
+      await sql`UPDATE okr_key_results SET _doc = ${utf8Doc} WHERE id = ${id}`.execute(t.store.db);
+      t.clock.advance(1000);
+      const again = await checkIn(id, { value: 5, note: '成長' });
+      const rewritten = (await storedRow(t, kr, id)) as Record<string, unknown>;
+      for (const text of [again.raw, rewritten._doc as string]) expect(text).toMatch(/^[\x20-\x7e]*$/);
+      expect((again.body.history as Doc[]).map((h) => h.note)).toEqual([null, note, '成長']);
+      expect(JSON.parse(rewritten._doc as string)).toEqual(again.body);
     });
   });
 
