@@ -126,6 +126,28 @@ describe('edm CLI (built)', () => {
     expect(existsSync(`${file}-wal`)).toBe(false);
   });
 
+  it('seeds demo data beside a running server, which serves it; a second run refuses the tenant', async () => {
+    const env = { ...process.env, EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' };
+    const seeded = await run(process.execPath, [bin, 'seed', '--tenant', 'demo'], { cwd: dir, env });
+    expect(seeded.stdout).toMatch(
+      /^seeded tenant demo \(sqlite\): 1 Cycle, 4 Objective, 8 KeyResult, 42 KeyResult\.checkIns\.create$/m,
+    );
+    await expect(run(process.execPath, [bin, 'seed', '--tenant', 'demo'], { cwd: dir, env })).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining('tenant demo already has Cycle rows; nothing was written'),
+    });
+    const { stdout } = await run(process.execPath, [bin, 'token', '--tenant', 'demo', '--sub', 'usr-x'], {
+      cwd: dir,
+      env,
+    });
+    const res = await fetch(`${base}/api/v1/okr/key-results?limit=50`, {
+      headers: { authorization: `Bearer ${stdout.trim()}` },
+    });
+    const page = (await res.json()) as { data: { history: unknown[] }[] };
+    expect(page.data).toHaveLength(8);
+    expect(page.data.some((kr) => kr.history.length === 7)).toBe(true);
+  });
+
   it('mints tokens with app and scope claims, and refuses a missing tenant', async () => {
     const { stdout } = await run(
       process.execPath,

@@ -1,10 +1,11 @@
 import { parseArgs } from 'node:util';
-import { mintToken } from '../core/auth.js';
+import { DEV_SUB, DEV_TENANT, mintToken } from '../core/auth.js';
 import { loadConfig } from '../core/config.js';
 import { buildApp } from '../http/app.js';
 import { modules } from '../modules/index.js';
 import { openStore, storeOptions } from '../store/database.js';
 import { migrate } from '../store/schema.js';
+import { SeedRefused, seedDemo } from './seed.js';
 
 const USAGE = `edm — the EDM API platform
 
@@ -15,6 +16,10 @@ Usage:
                                  print a JWT signed with the configured or generated secret
   edm migrate                    create or upgrade the database schema (safe twice, or from two
                                  processes at once); postgres://…?schema=NAME targets a schema
+  edm seed [--tenant dev] [--sub S] [--force]
+                                 write demo data (a cycle, objectives, key results with weeks of
+                                 check-ins) into a tenant; the default is the Playground's dev
+                                 token's tenant; refuses a tenant that has data, unless --force
   edm help                       this text
 `;
 
@@ -85,6 +90,44 @@ async function migrateCommand(): Promise<number> {
   }
 }
 
+async function seedCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      tenant: { type: 'string', default: DEV_TENANT },
+      sub: { type: 'string', default: DEV_SUB },
+      force: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const tenant = values.tenant ?? DEV_TENANT;
+  if (tenant === '') {
+    process.stderr.write('edm seed: --tenant must not be empty\n');
+    return 2;
+  }
+  const config = loadConfig();
+  const store = openStore(config.databaseUrl, { ...storeOptions(config), poolSize: 2 });
+  try {
+    const summary = await seedDemo({
+      store,
+      modules,
+      tenant,
+      sub: values.sub || DEV_SUB,
+      secretKey: config.secretKey,
+      force: values.force,
+    });
+    const counts = Object.entries(summary).map(([name, n]) => `${n} ${name}`);
+    process.stdout.write(`seeded tenant ${tenant} (${store.kind}): ${counts.join(', ')}\n`);
+    return 0;
+  } catch (err) {
+    if (!(err instanceof SeedRefused)) throw err;
+    process.stderr.write(`edm seed: ${err.message}\n`);
+    return 1;
+  } finally {
+    await store.close();
+  }
+}
+
 /** The `edm` command line; answers the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -96,6 +139,8 @@ export async function main(argv: string[]): Promise<number> {
         return await token(rest);
       case 'migrate':
         return await migrateCommand();
+      case 'seed':
+        return await seedCommand(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -153,6 +153,10 @@ export function parseTtl(ttl: string | number): number {
   return Number(m[1]) * unit;
 }
 
+/** The tenant and sub of the Playground's dev token (local mode), and `edm seed`'s defaults. */
+export const DEV_TENANT = 'dev';
+export const DEV_SUB = 'usr-00000000-0000-4000-8000-000000000001';
+
 /**
  * Mints an HS256 token for a tenant.
  * @example await mintToken({ secret, tenant: 'acme', sub: 'usr-…', scope: 'okr:read', ttl: '1h' })

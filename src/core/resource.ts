@@ -239,12 +239,36 @@ export interface Job {
   run(ctx: JobContext): Promise<number>;
 }
 
+/** In a demo step's body: the id of the row an earlier step created `as` this name. */
+export interface DemoRef {
+  ref: string;
+}
+
+/**
+ * One write of a module's demo data (`edm seed`), made through the same paths as an API call:
+ * a create, or a custom operation on a row an earlier step created.
+ */
+export interface DemoStep {
+  /** Days before now (0 or less) when it happens: timestamps and histories read as of then. */
+  day: number;
+  /** The resource, by name (`KeyResult`). */
+  resource: string;
+  /** A custom operation of the resource (`checkIns.create`) on the row named by `on`; else a create. */
+  operation?: string;
+  on?: string;
+  /** A name for the row a create makes, for later steps' `{ ref }` values. */
+  as?: string;
+  body: Record<string, unknown>;
+}
+
 /** A module: a name and its resources, in the order the manifest lists them. */
 export interface ModuleDef {
   name: string;
   description: string;
   resources: readonly Resource[];
   jobs?: readonly Job[];
+  /** Demo data for one tenant, as of `now` (ms): what `edm seed` writes. */
+  demo?: (now: number) => readonly DemoStep[];
 }
 
 /**
@@ -259,6 +283,7 @@ export function defineModule<const N extends string, const R extends readonly Re
   description: string;
   resources: R;
   jobs?: readonly Job[];
+  demo?: (now: number) => readonly DemoStep[];
 }): Omit<ModuleDef, 'name' | 'resources'> & { readonly name: N; readonly resources: R } {
   // Not `ModuleDef & …`: `resources` would become `Resource[] & R`, widening each element's fields.
   return module;

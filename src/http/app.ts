@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
-import { mintToken, requireScope, TokenVerifier } from '../core/auth.js';
+import { DEV_SUB, DEV_TENANT, mintToken, requireScope, TokenVerifier } from '../core/auth.js';
 import { type Clock, isoTime, systemClock } from '../core/clock.js';
 import type { Config } from '../core/config.js';
 import { ApiError } from '../core/errors.js';
@@ -44,7 +44,6 @@ export interface AppOptions {
 
 export const BODY_LIMIT = 1024 * 1024;
 const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
-const DEV_SUB = 'usr-00000000-0000-4000-8000-000000000001';
 const PUBLIC_API = new Set(['/api/v1/manifest', '/api/v1/openapi.json', '/api/v1/dev/token']);
 
 /**
@@ -170,7 +169,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         throw new ApiError('forbidden', 'The dev-token endpoint answers loopback callers only');
       }
       const body = (request.body ?? {}) as { tenant_id?: unknown; sub?: unknown };
-      const tenant = typeof body.tenant_id === 'string' && body.tenant_id ? body.tenant_id : 'dev';
+      const tenant = typeof body.tenant_id === 'string' && body.tenant_id ? body.tenant_id : DEV_TENANT;
       const sub = typeof body.sub === 'string' && body.sub ? body.sub : DEV_SUB;
       const ttl = 12 * 3600;
       const token = await mintToken({ secret: config.jwtSecret, tenant, sub, ttl, now: clock.now() });

@@ -1,5 +1,6 @@
 import { defineModule } from '../../core/resource.js';
 import { cycles } from './cycles.js';
+import { okrDemo } from './demo.js';
 import { keyResults } from './key-results.js';
 import { objectives } from './objectives.js';
 import { statusSweepJob } from './sweep.js';
@@ -9,4 +10,5 @@ export const okr = defineModule({
   description: 'Objectives and Key Results: cycles, objectives, key results and their check-ins.',
   resources: [cycles, objectives, keyResults],
   jobs: [statusSweepJob],
+  demo: okrDemo,
 });

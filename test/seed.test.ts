@@ -1,0 +1,122 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SeedRefused, seedDemo } from '../src/cli/seed.js';
+import type { Doc } from '../src/core/resource.js';
+import { modules } from '../src/modules/index.js';
+import { quarterOf } from '../src/modules/okr/demo.js';
+import { progressPct } from '../src/modules/okr/progress.js';
+import { byName, storeKinds, type TestApp, testApp, USER_B } from './helpers.js';
+
+const NOW = Date.parse('2026-11-20T09:00:00.000Z');
+const DAY = 86_400_000;
+const TENANT = 'demo';
+
+describe.each(storeKinds)('edm seed: demo data (%s)', (kind) => {
+  let t: TestApp;
+  let token: string;
+  const seed = (o: { tenant?: string; force?: boolean } = {}) =>
+    seedDemo({
+      store: t.store,
+      modules,
+      tenant: o.tenant ?? TENANT,
+      sub: USER_B,
+      secretKey: t.config.secretKey,
+      now: NOW,
+      force: o.force,
+    });
+  const list = async (path: string, tok = token) => {
+    const res = await t.call('GET', `/api/v1/okr/${path}${path.includes('?') ? '&' : '?'}limit=200`, { token: tok });
+    expect(res.status).toBe(200);
+    return res.body.data as Doc[];
+  };
+
+  beforeEach(async () => {
+    t = await testApp(kind);
+    token = await t.token({ tenant: TENANT });
+  });
+  afterEach(async () => {
+    await t.close();
+  });
+
+  it('writes a cycle, objectives and key results with weeks of check-ins, as API writes would', async () => {
+    expect(await seed()).toEqual({ Cycle: 1, Objective: 4, KeyResult: 8, 'KeyResult.checkIns.create': 42 });
+
+    const [cycle] = await list('cycles');
+    expect(cycle).toMatchObject({ name: '2026-Q4', start_date: '2026-10-01', end_date: '2026-12-31', state: 'active' });
+    expect(cycle.created_by).toBe(USER_B);
+
+    const objectives = await list('objectives');
+    expect(objectives).toHaveLength(4);
+    const revenue = objectives.find((o) => o.title === 'Grow recurring revenue') as Doc;
+    const enterprise = objectives.find((o) => o.title === 'Win the enterprise segment') as Doc;
+    expect(enterprise.parent_objective_id).toBe(revenue.id);
+    expect(objectives.every((o) => o.cycle_id === cycle.id)).toBe(true);
+
+    const krs = await list('key-results');
+    expect(krs).toHaveLength(8);
+    expect(new Set(krs.map((k) => k.metric_type))).toEqual(
+      new Set(['number', 'percentage', 'currency', 'threshold', 'milestone']),
+    );
+    for (const kr of krs) {
+      // Set up six weeks before now; the history is the creation's snapshot and the check-ins.
+      expect(Date.parse(kr.created_at as string)).toBeLessThan(NOW - 41 * DAY);
+      expect(Date.parse(kr.created_at as string)).toBeGreaterThan(NOW - 43 * DAY);
+      const history = kr.history as Doc[];
+      expect(history[0].value).toBe(kr.baseline);
+      expect(history.at(-1)?.value).toBe(kr.current);
+      expect(history.map((h) => h.at)).toEqual([...history.map((h) => h.at as string)].sort());
+      expect(history.every((h) => h.by === USER_B)).toBe(true);
+      expect(kr.progress_pct).toBe(progressPct(kr as never));
+      expect(['on_track', 'at_risk', 'off_track', 'not_started']).toContain(kr.status);
+    }
+    const nps = krs.find((k) => k.title === 'Raise NPS from 32 to 50') as Doc;
+    expect(nps).toMatchObject({ current: 44, progress_pct: 66.67, confidence: 7 });
+    expect((nps.history as Doc[]).map((h) => h.value)).toEqual([32, 33, 36, 38, 41, 43, 44]);
+    // The last check-in was yesterday.
+    expect(Date.parse(nps.last_update_at as string)).toBeGreaterThan(NOW - 1 * DAY - 60_000);
+    expect(Date.parse(nps.last_update_at as string)).toBeLessThanOrEqual(NOW - 1 * DAY);
+    const mobile = krs.find((k) => k.metric_type === 'milestone') as Doc;
+    expect(mobile.history).toHaveLength(1);
+
+    // The full check-in log, with its notes, as the API pages it.
+    const log = await t.call('GET', `/api/v1/okr/key-results/${nps.id}/check-ins`, { token });
+    expect((log.body.data as Doc[]).map((c) => c.value)).toEqual([44, 43, 41, 38, 36, 33, 32]);
+    expect((log.body.data as Doc[]).find((c) => c.value === 36)?.note).toBe('Onboarding emails rewritten');
+
+    // Roll-ups: each objective's progress is the mean of its key results' (all weight 1).
+    for (const o of objectives) {
+      const mine = krs.filter((k) => k.objective_id === o.id);
+      expect(o.key_result_count).toBe(mine.length);
+      const mean = mine.reduce((sum, k) => sum + (k.progress_pct as number), 0) / mine.length;
+      expect(o.progress_pct).toBeCloseTo(mean, 1);
+    }
+  });
+
+  it('refuses a tenant that already has data and writes nothing; --force adds a second set', async () => {
+    await t.create(byName('Cycle'), token, { ...quarterOf(NOW) });
+    await expect(seed()).rejects.toBeInstanceOf(SeedRefused);
+    expect(await list('cycles')).toHaveLength(1);
+    expect(await list('objectives')).toHaveLength(0);
+    expect(await list('key-results')).toHaveLength(0);
+
+    expect(await seed({ force: true })).toMatchObject({ KeyResult: 8 });
+    expect(await list('cycles')).toHaveLength(2);
+    expect(await list('key-results')).toHaveLength(8);
+  });
+
+  it('writes into the tenant it is given and no other', async () => {
+    await seed({ tenant: 'other' });
+    expect(await list('key-results')).toHaveLength(0);
+    expect(await list('key-results', await t.token({ tenant: 'other' }))).toHaveLength(8);
+  });
+});
+
+describe('quarterOf', () => {
+  it.each([
+    ['2026-01-01T00:00:00Z', '2026-Q1', '2026-01-01', '2026-03-31'],
+    ['2026-05-31T23:59:59Z', '2026-Q2', '2026-04-01', '2026-06-30'],
+    ['2024-08-15T12:00:00Z', '2024-Q3', '2024-07-01', '2024-09-30'],
+    ['2026-12-31T23:59:59Z', '2026-Q4', '2026-10-01', '2026-12-31'],
+  ])('%s is in %s (%s to %s)', (at, name, start, end) => {
+    expect(quarterOf(Date.parse(at))).toEqual({ name, start_date: start, end_date: end });
+  });
+});
