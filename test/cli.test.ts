@@ -148,6 +148,33 @@ describe('edm CLI (built)', () => {
     expect(page.data.some((kr) => kr.history.length === 7)).toBe(true);
   });
 
+  it('exports a tenant to a file and imports it into another; a CSV of one resource to stdout', async () => {
+    const env = { ...process.env, EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' };
+    const edm = (...args: string[]) => run(process.execPath, [bin, ...args], { cwd: dir, env });
+    await edm('seed', '--tenant', 'xfer-a');
+    const out = join(dir, 'xfer-a.json');
+    const exported = await edm('export', '--tenant', 'xfer-a', '--out', out);
+    expect(exported.stderr).toMatch(/exported tenant xfer-a \(sqlite\): 1 Cycle, 4 Objective, 8 KeyResult to /);
+    expect(JSON.parse(readFileSync(out, 'utf8')).resources.KeyResult).toHaveLength(8);
+    const imported = await edm('import', out, '--tenant', 'xfer-b');
+    expect(imported.stderr).toMatch(/imported into tenant xfer-b \(sqlite\): 1 Cycle, 4 Objective, 8 KeyResult/);
+    const csv = await edm('export', '--tenant', 'xfer-b', '--resource', 'KeyResult', '--format', 'csv');
+    expect(csv.stdout.split('\r\n').filter((l) => l !== '')).toHaveLength(9);
+    await expect(edm('export', '--format', 'csv')).rejects.toMatchObject({ code: 2 });
+    // A failed export leaves no file behind, whole or partial.
+    await expect(
+      edm('export', '--tenant', 'xfer-a', '--resource', 'Nope', '--out', join(dir, 'nope.json')),
+    ).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining('no resource Nope'),
+    });
+    expect(existsSync(join(dir, 'nope.json')) || existsSync(join(dir, 'nope.json.partial'))).toBe(false);
+    await expect(edm('export', '--tenant', 'x', '--format', 'csv')).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining('--format csv needs --resource'),
+    });
+  });
+
   it('mints tokens with app and scope claims, and refuses a missing tenant', async () => {
     const { stdout } = await run(
       process.execPath,

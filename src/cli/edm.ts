@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { createWriteStream, readFileSync, renameSync, rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEV_SUB, DEV_TENANT, mintToken } from '../core/auth.js';
 import { loadConfig } from '../core/config.js';
@@ -6,6 +8,7 @@ import { modules } from '../modules/index.js';
 import { openStore, storeOptions } from '../store/database.js';
 import { migrate } from '../store/schema.js';
 import { SeedRefused, seedDemo } from './seed.js';
+import { exportCsv, exportJson, importRows, TransferError } from './transfer.js';
 
 const USAGE = `edm — the EDM API platform
 
@@ -20,6 +23,13 @@ Usage:
                                  write demo data (a cycle, objectives, key results with weeks of
                                  check-ins) into a tenant; the default is the Playground's dev
                                  token's tenant; refuses a tenant that has data, unless --force
+  edm export --tenant T [--out FILE] [--format json|csv] [--resource NAME] [--include-deleted]
+                                 write a tenant's rows as JSON (every resource) or CSV (one);
+                                 to stdout unless --out
+  edm import FILE --tenant T [--format json|csv] [--resource NAME] [--sub edm-import]
+                                 create the rows of an export (or a CSV of one resource) in a
+                                 tenant, in one transaction: an invalid row writes nothing;
+                                 --sub is the writer the rows name
   edm help                       this text
 `;
 
@@ -128,6 +138,157 @@ async function seedCommand(args: string[]): Promise<number> {
   }
 }
 
+/** A progress bar on stderr when it is a terminal, redrawn at most every 100 ms. */
+function progressBar(): ((label: string, done: number, total: number) => void) & { end(): void } {
+  let last = 0;
+  let shown = false;
+  const bar = (label: string, done: number, total: number) => {
+    if (!process.stderr.isTTY) return;
+    const t = Date.now();
+    if (t - last < 100 && done < total) return;
+    last = t;
+    shown = true;
+    const width = 30;
+    const filled = total > 0 ? Math.round((Math.min(done, total) / total) * width) : width;
+    process.stderr.write(`\r${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}\x1b[K`);
+  };
+  return Object.assign(bar, {
+    end() {
+      if (shown) process.stderr.write('\n');
+    },
+  });
+}
+
+function formatOf(value: string | undefined, file: string | undefined): 'json' | 'csv' {
+  const format = value ?? (file?.toLowerCase().endsWith('.csv') ? 'csv' : 'json');
+  if (format !== 'json' && format !== 'csv') throw new TransferError(`--format must be json or csv, not ${format}`);
+  return format;
+}
+
+async function transfer(
+  name: string,
+  args: string[],
+  work: (o: {
+    values: Record<string, string | boolean | undefined>;
+    positionals: string[];
+    store: ReturnType<typeof openStore>;
+    config: ReturnType<typeof loadConfig>;
+    progress: ReturnType<typeof progressBar>;
+  }) => Promise<string>,
+): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      tenant: { type: 'string' },
+      sub: { type: 'string', default: 'edm-import' },
+      out: { type: 'string' },
+      format: { type: 'string' },
+      resource: { type: 'string' },
+      'include-deleted': { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (!values.tenant) {
+    process.stderr.write(`edm ${name}: --tenant is required\n`);
+    return 2;
+  }
+  const config = loadConfig();
+  const store = openStore(config.databaseUrl, { ...storeOptions(config), poolSize: 2 });
+  const progress = progressBar();
+  try {
+    const report = await work({ values, positionals, store, config, progress });
+    progress.end();
+    process.stderr.write(`${report}\n`);
+    return 0;
+  } catch (err) {
+    progress.end();
+    if (!(err instanceof TransferError)) throw err;
+    process.stderr.write(`edm ${name}: ${err.message}\n`);
+    return 1;
+  } finally {
+    await store.close();
+  }
+}
+
+function exportCommand(args: string[]): Promise<number> {
+  return transfer('export', args, async ({ values, store, config, progress }) => {
+    const out = values.out as string | undefined;
+    const format = formatOf(values.format as string | undefined, out);
+    const resource = values.resource as string | undefined;
+    if (format === 'csv' && !resource) throw new TransferError('--format csv needs --resource (one resource per CSV)');
+    // A file appears under its name only when the export is whole: written beside it, then renamed.
+    const partial = out ? `${out}.partial` : null;
+    const stream = partial ? createWriteStream(partial) : process.stdout;
+    const write = async (chunk: string) => {
+      if (!stream.write(chunk)) await once(stream, 'drain');
+    };
+    const o = {
+      store,
+      modules,
+      tenant: values.tenant as string,
+      sub: values.sub as string,
+      secretKey: config.secretKey,
+      resource,
+      includeDeleted: values['include-deleted'] === true,
+      progress,
+    };
+    const closed = async () => {
+      if (!partial) return;
+      stream.end();
+      await once(stream, 'close');
+    };
+    let counts: Record<string, number>;
+    try {
+      counts =
+        format === 'csv'
+          ? { [resource as string]: await exportCsv({ ...o, resource: resource as string }, write) }
+          : await exportJson(o, write);
+    } catch (err) {
+      await closed();
+      if (partial) rmSync(partial, { force: true });
+      throw err;
+    }
+    await closed();
+    if (out && partial) renameSync(partial, out);
+    const summary = Object.entries(counts).map(([n, c]) => `${c} ${n}`);
+    return `exported tenant ${values.tenant} (${store.kind}): ${summary.join(', ')}${out ? ` to ${out}` : ''}`;
+  });
+}
+
+function importCommand(args: string[]): Promise<number> {
+  return transfer('import', args, async ({ values, positionals, store, config, progress }) => {
+    const [file, ...extra] = positionals;
+    if (!file || extra.length > 0) throw new TransferError('name one file to import: edm import FILE --tenant T');
+    const format = formatOf(values.format as string | undefined, file);
+    const text = readFileSync(file, 'utf8');
+    let input: { json: unknown } | { csv: string; resource: string };
+    if (format === 'csv') {
+      if (!values.resource) throw new TransferError('a CSV import needs --resource (the resource its rows are)');
+      input = { csv: text, resource: values.resource as string };
+    } else {
+      try {
+        input = { json: JSON.parse(text) };
+      } catch (err) {
+        throw new TransferError(`${file} is not JSON: ${(err as Error).message}`);
+      }
+    }
+    const counts = await importRows(
+      {
+        store,
+        modules,
+        tenant: values.tenant as string,
+        sub: values.sub as string,
+        secretKey: config.secretKey,
+        progress,
+      },
+      input,
+    );
+    const summary = Object.entries(counts).map(([n, c]) => `${c} ${n}`);
+    return `imported into tenant ${values.tenant} (${store.kind}): ${summary.join(', ') || 'nothing'}`;
+  });
+}
+
 /** The `edm` command line; answers the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -141,6 +302,10 @@ export async function main(argv: string[]): Promise<number> {
         return await migrateCommand();
       case 'seed':
         return await seedCommand(rest);
+      case 'export':
+        return await exportCommand(rest);
+      case 'import':
+        return await importCommand(rest);
       case undefined:
       case 'help':
       case '--help':

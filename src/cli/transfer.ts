@@ -1,0 +1,360 @@
+import { ManualClock } from '../core/clock.js';
+import { ApiError } from '../core/errors.js';
+import { CursorCodec, parseListQuery } from '../core/list-query.js';
+import type { Doc, ModuleDef, Principal, Resource } from '../core/resource.js';
+import type { Store } from '../store/database.js';
+import { Engine } from '../store/engine.js';
+import { migrate } from '../store/schema.js';
+
+/** The `format` member of an export document; `edm import` reads this version. */
+export const EXPORT_FORMAT = 'edm.export.v1';
+
+export interface TransferOptions {
+  store: Store;
+  modules: readonly ModuleDef[];
+  tenant: string;
+  /** Whose writes an import's are (`created_by`, a check-in's `by`). */
+  sub: string;
+  secretKey: Uint8Array;
+  /** Told after each page or row: what is being done, how far, of how many (for a progress bar). */
+  progress?: (label: string, done: number, total: number) => void;
+}
+
+/** A refusal the CLI reports as its message and exit code 1. */
+export class TransferError extends Error {}
+
+function engineFor(o: TransferOptions, clock = new ManualClock(Date.now())): Engine {
+  return new Engine({
+    store: o.store,
+    clock,
+    modules: o.modules,
+    cursors: new CursorCodec(o.secretKey),
+    requireIfMatch: false,
+  });
+}
+
+const principalOf = (o: TransferOptions): Principal => ({ sub: o.sub, tenantId: o.tenant, appId: null, scopes: null });
+
+/** The resources of the modules, by name; `only` narrows to one (an unknown name is refused). */
+function pick(o: TransferOptions, only?: string): Resource[] {
+  const all = o.modules.flatMap((m) => m.resources);
+  if (only === undefined) return all;
+  const found = all.find((r) => r.name === only);
+  if (!found) throw new TransferError(`no resource ${only}: one of ${all.map((r) => r.name).join(', ')}`);
+  return [found];
+}
+
+async function countOf(store: Store, resource: Resource, tenant: string, includeDeleted: boolean): Promise<number> {
+  let q = store.db
+    .selectFrom(resource.table)
+    .select((eb) => eb.fn.countAll<number | string>().as('n'))
+    .where('tenant_id', '=', tenant);
+  if (!includeDeleted) q = q.where('is_deleted', '=', store.kind === 'postgres' ? false : (0 as never));
+  const row = await q.executeTakeFirst();
+  return Number(row?.n ?? 0);
+}
+
+/**
+ * Every row of a resource in a tenant, as the API answers them, page by page in `created_at`
+ * order (each page as its JSON documents, comma-joined, without parsing them).
+ */
+async function* pages(
+  o: TransferOptions,
+  engine: Engine,
+  resource: Resource,
+  includeDeleted: boolean,
+): AsyncGenerator<{ json: string; count: number }> {
+  const principal = principalOf(o);
+  const cursors = new CursorCodec(o.secretKey);
+  let cursor: string | null = null;
+  do {
+    const params: Record<string, string> = { limit: '200', sort: 'created_at' };
+    if (includeDeleted) params.include_deleted = 'true';
+    if (cursor) params.cursor = cursor;
+    const page = await engine.list(resource, principal, parseListQuery(resource, principal, params, cursors));
+    const docs = page.documents;
+    const json = Buffer.isBuffer(docs) ? docs.toString('utf8') : docs.join(',');
+    const count = Buffer.isBuffer(docs)
+      ? json === ''
+        ? 0
+        : (JSON.parse(`[${json}]`) as unknown[]).length
+      : docs.length;
+    if (count > 0) yield { json, count };
+    cursor = page.next_cursor;
+  } while (cursor);
+}
+
+/**
+ * Writes a tenant's rows as one JSON document (`edm export`): `{ format, tenant_id,
+ * exported_at, resources: { Cycle: [...], Objective: [...], KeyResult: [...] } }`, each row as
+ * the API answers it. Streams page by page; answers how many rows per resource.
+ * @example await exportJson({ store, modules, tenant: 'acme', sub, secretKey }, (s) => out.write(s))
+ */
+export async function exportJson(
+  o: TransferOptions & { resource?: string; includeDeleted?: boolean },
+  write: (chunk: string) => void | Promise<void>,
+): Promise<Record<string, number>> {
+  const engine = engineFor(o);
+  const counts: Record<string, number> = {};
+  const chosen = pick(o, o.resource);
+  await write(
+    `{"format":${JSON.stringify(EXPORT_FORMAT)},"tenant_id":${JSON.stringify(o.tenant)},"exported_at":${JSON.stringify(new Date().toISOString())},"resources":{`,
+  );
+  for (const [i, resource] of chosen.entries()) {
+    const total = await countOf(o.store, resource, o.tenant, o.includeDeleted ?? false);
+    await write(`${i > 0 ? ',' : ''}${JSON.stringify(resource.name)}:[`);
+    let done = 0;
+    for await (const page of pages(o, engine, resource, o.includeDeleted ?? false)) {
+      await write(`${done > 0 ? ',' : ''}${page.json}`);
+      done += page.count;
+      o.progress?.(`exporting ${resource.name}`, done, total);
+    }
+    await write(']');
+    counts[resource.name] = done;
+  }
+  await write('}}\n');
+  return counts;
+}
+
+/**
+ * The columns of a resource's CSV: every field but read-only JSON values (a key result's
+ * history, whose full log is the check-ins list); writable ones (tags) are JSON text.
+ */
+export function csvColumns(resource: Resource): string[] {
+  return Object.entries(resource.allFields)
+    .filter(([, f]) => f.type !== 'json' || f.access === 'write')
+    .map(([name]) => name);
+}
+
+function csvCell(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  const text = typeof value === 'object' ? JSON.stringify(value) : String(value);
+  return /[",\r\n]/.test(text) || text !== text.trim() ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+/**
+ * Writes one resource's rows of a tenant as CSV (RFC 4180, a header row of field names): empty
+ * for null, lists as JSON text; read-only JSON fields (a key result's history) are left out.
+ */
+export async function exportCsv(
+  o: TransferOptions & { resource: string; includeDeleted?: boolean },
+  write: (chunk: string) => void | Promise<void>,
+): Promise<number> {
+  const [resource] = pick(o, o.resource);
+  const engine = engineFor(o);
+  const columns = csvColumns(resource);
+  const total = await countOf(o.store, resource, o.tenant, o.includeDeleted ?? false);
+  await write(`${columns.join(',')}\r\n`);
+  let done = 0;
+  for await (const page of pages(o, engine, resource, o.includeDeleted ?? false)) {
+    const rows = JSON.parse(`[${page.json}]`) as Doc[];
+    await write(rows.map((row) => `${columns.map((c) => csvCell(row[c])).join(',')}\r\n`).join(''));
+    done += rows.length;
+    o.progress?.(`exporting ${resource.name}`, done, total);
+  }
+  return done;
+}
+
+/** Parses CSV text (RFC 4180: quoted fields, doubled quotes, CRLF or LF) into rows of cells. */
+export function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let cell = '';
+  let quoted = false;
+  let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  for (; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') {
+        cell += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else cell += c;
+    } else if (c === '"' && cell === '') quoted = true;
+    else if (c === ',') {
+      row.push(cell);
+      cell = '';
+    } else if (c === '\n' || c === '\r') {
+      if (c === '\r' && text[i + 1] === '\n') i++;
+      row.push(cell);
+      rows.push(row);
+      row = [];
+      cell = '';
+    } else cell += c;
+  }
+  if (quoted) throw new TransferError('the CSV ends inside a quoted field');
+  if (cell !== '' || row.length > 0) {
+    row.push(cell);
+    rows.push(row);
+  }
+  return rows.filter((r) => !(r.length === 1 && r[0] === ''));
+}
+
+/** A CSV cell as the field's value: empty is null; numbers, booleans and lists are parsed. */
+function fromCell(resource: Resource, name: string, cell: string): unknown {
+  if (cell === '') return null;
+  const field = resource.allFields[name];
+  switch (field.column) {
+    case 'real':
+    case 'integer':
+      return cell.trim() !== '' && Number.isFinite(Number(cell)) ? Number(cell) : cell;
+    case 'boolean':
+      return cell === 'true' ? true : cell === 'false' ? false : cell;
+    default:
+      if (field.type === 'json') {
+        try {
+          return JSON.parse(cell);
+        } catch {
+          return cell;
+        }
+      }
+      return cell;
+  }
+}
+
+interface ImportRow {
+  resource: Resource;
+  /** Where it came from, for errors: `KeyResult 3` (the third in the file) or `line 4`. */
+  where: string;
+  doc: Doc;
+}
+
+/** Rows in an order where every reference to a row of the same import comes after that row. */
+function referencesFirst(rows: ImportRow[], refFields: (r: Resource) => string[]): ImportRow[] {
+  const byId = new Map(rows.filter((r) => typeof r.doc.id === 'string').map((r) => [r.doc.id as string, r]));
+  const placed = new Set<ImportRow>();
+  const out: ImportRow[] = [];
+  const visit = (row: ImportRow, path: Set<ImportRow>) => {
+    if (placed.has(row) || path.has(row)) return;
+    path.add(row);
+    for (const name of refFields(row.resource)) {
+      const target = byId.get(row.doc[name] as string);
+      if (target) visit(target, path);
+    }
+    placed.add(row);
+    out.push(row);
+  };
+  for (const row of rows) visit(row, new Set());
+  return out;
+}
+
+/**
+ * Writes rows into a tenant (`edm import`), in one transaction, through the engine's create and
+ * check-in paths: the same validation, progress, statuses and roll-ups as API calls. Ids are
+ * new; references to rows of the same import are rewritten to theirs, others kept (rows that
+ * already exist in the tenant). A key result's history (JSON only) is replayed as check-ins at
+ * their times, so `history` and the check-in log read as in the source, written by the importer.
+ * Timestamps come from the source (`created_at`, each snapshot's `at`); deleted rows are skipped.
+ * Any invalid row: nothing is written, and the error names the row and the field.
+ */
+export async function importRows(
+  o: TransferOptions,
+  input: { json: unknown } | { csv: string; resource: string },
+): Promise<Record<string, number>> {
+  const all = o.modules.flatMap((m) => m.resources);
+  await migrate(o.store, all);
+  const rows: ImportRow[] = [];
+  if ('json' in input) {
+    const doc = input.json as { format?: unknown; resources?: Record<string, unknown> };
+    if (doc?.format !== EXPORT_FORMAT || typeof doc.resources !== 'object' || doc.resources === null) {
+      throw new TransferError(`not an EDM export: expected "format": "${EXPORT_FORMAT}" and "resources"`);
+    }
+    for (const [name, list] of Object.entries(doc.resources)) {
+      const [resource] = pick(o, name);
+      if (!Array.isArray(list)) throw new TransferError(`resources.${name} must be an array`);
+      list.forEach((item, i) => {
+        if (item === null || typeof item !== 'object' || Array.isArray(item)) {
+          throw new TransferError(`${name} ${i + 1}: not an object`);
+        }
+        rows.push({ resource, where: `${name} ${i + 1}${item.id ? ` (${item.id})` : ''}`, doc: item as Doc });
+      });
+    }
+  } else {
+    const [resource] = pick(o, input.resource);
+    const [header, ...lines] = parseCsv(input.csv);
+    if (!header) throw new TransferError('the CSV is empty');
+    for (const name of header) {
+      if (!(name in resource.allFields))
+        throw new TransferError(`CSV column ${name} is not a field of ${resource.name}`);
+    }
+    lines.forEach((cells, i) => {
+      if (cells.length !== header.length) {
+        throw new TransferError(`line ${i + 2}: ${cells.length} cells, the header has ${header.length}`);
+      }
+      const doc: Doc = {};
+      header.forEach((name, j) => {
+        doc[name] = fromCell(resource, name, cells[j]);
+      });
+      rows.push({ resource, where: `line ${i + 2}`, doc });
+    });
+  }
+
+  const refFields = (r: Resource) =>
+    Object.entries(r.fields)
+      .filter(([, f]) => f.ref !== undefined && f.access === 'write')
+      .map(([name]) => name);
+  const writable = (r: Resource) =>
+    Object.entries(r.fields)
+      .filter(([, f]) => f.access === 'write')
+      .map(([name]) => name);
+  // A deleted row (an export with --include-deleted) is not brought back to life.
+  const ordered = referencesFirst(
+    rows.filter((r) => r.doc.is_deleted !== true),
+    refFields,
+  );
+  const now = Date.now();
+  const clock = new ManualClock(now);
+  const engine = engineFor(o, clock);
+  const principal = principalOf(o);
+  const newIds = new Map<string, string>();
+  const counts: Record<string, number> = {};
+  // A source time, never later than now (a check-in cannot be in the future).
+  const timeOf = (iso: unknown) => {
+    const ms = typeof iso === 'string' ? Date.parse(iso) : Number.NaN;
+    return Number.isFinite(ms) ? Math.min(ms, now) : now;
+  };
+  await engine.transaction(async (db) => {
+    for (const [n, row] of ordered.entries()) {
+      const { resource, doc } = row;
+      const body: Doc = {};
+      for (const name of writable(resource)) {
+        if (!(name in doc)) continue;
+        const value = doc[name];
+        body[name] =
+          refFields(resource).includes(name) && newIds.has(value as string) ? newIds.get(value as string) : value;
+      }
+      const history = Array.isArray(doc.history) ? (doc.history as Doc[]) : [];
+      const checkIns = resource.operations?.find((op) => op.name === 'checkIns.create');
+      // With a history to replay, the row starts at its first snapshot's value.
+      if (history.length > 0 && checkIns && 'current' in body) body.current = history[0].value;
+      clock.set(timeOf(history[0]?.at ?? doc.created_at));
+      try {
+        const created = await engine.create(db, resource, principal, body);
+        if (typeof doc.id === 'string') newIds.set(doc.id, created.id as string);
+        if (checkIns) {
+          for (const snap of history.slice(1)) {
+            clock.set(timeOf(snap.at));
+            await checkIns.run({
+              resource,
+              principal,
+              id: created.id as string,
+              body: { value: snap.value, note: snap.note ?? null, confidence: snap.confidence ?? null },
+              query: {},
+              tx: engine.tx(db, principal, clock.now()),
+              ops: engine.ops(db, principal, true),
+            });
+          }
+        }
+      } catch (err) {
+        if (err instanceof ApiError) {
+          const fields = err.errors?.map((e) => e.message).join('; ');
+          throw new TransferError(`${row.where}: ${fields || err.message}; nothing was imported`);
+        }
+        throw err;
+      }
+      counts[resource.name] = (counts[resource.name] ?? 0) + 1;
+      o.progress?.('importing', n + 1, ordered.length);
+    }
+  });
+  return counts;
+}
