@@ -8,7 +8,7 @@ import { modules } from '../modules/index.js';
 import { openStore, storeOptions } from '../store/database.js';
 import { migrate } from '../store/schema.js';
 import { SeedRefused, seedDemo } from './seed.js';
-import { exportCsv, exportJson, importRows, TransferError } from './transfer.js';
+import { exportCsv, exportJson, importRows, TransferError, type TransferOptions } from './transfer.js';
 
 const USAGE = `edm — the EDM API platform
 
@@ -126,8 +126,7 @@ async function seedCommand(args: string[]): Promise<number> {
       secretKey: config.secretKey,
       force: values.force,
     });
-    const counts = Object.entries(summary).map(([name, n]) => `${n} ${name}`);
-    process.stdout.write(`seeded tenant ${tenant} (${store.kind}): ${counts.join(', ')}\n`);
+    process.stdout.write(`seeded tenant ${tenant} (${store.kind}): ${listed(summary)}\n`);
     return 0;
   } catch (err) {
     if (!(err instanceof SeedRefused)) throw err;
@@ -159,6 +158,12 @@ function progressBar(): ((label: string, done: number, total: number) => void) &
   });
 }
 
+/** `{ Cycle: 1, KeyResult: 8 }` as `1 Cycle, 8 KeyResult`. */
+const listed = (counts: Record<string, number>) =>
+  Object.entries(counts)
+    .map(([name, n]) => `${n} ${name}`)
+    .join(', ');
+
 function formatOf(value: string | undefined, file: string | undefined): 'json' | 'csv' {
   const format = value ?? (file?.toLowerCase().endsWith('.csv') ? 'csv' : 'json');
   if (format !== 'json' && format !== 'csv') throw new TransferError(`--format must be json or csv, not ${format}`);
@@ -171,9 +176,8 @@ async function transfer(
   work: (o: {
     values: Record<string, string | boolean | undefined>;
     positionals: string[];
-    store: ReturnType<typeof openStore>;
-    config: ReturnType<typeof loadConfig>;
-    progress: ReturnType<typeof progressBar>;
+    /** The store, the modules, the tenant, the writer and the progress bar, for transfer.ts. */
+    base: TransferOptions;
   }) => Promise<string>,
 ): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -197,7 +201,15 @@ async function transfer(
   const store = openStore(config.databaseUrl, { ...storeOptions(config), poolSize: 2 });
   const progress = progressBar();
   try {
-    const report = await work({ values, positionals, store, config, progress });
+    const base: TransferOptions = {
+      store,
+      modules,
+      tenant: values.tenant,
+      sub: values.sub ?? 'edm-import',
+      secretKey: config.secretKey,
+      progress,
+    };
+    const report = await work({ values, positionals, base });
     progress.end();
     process.stderr.write(`${report}\n`);
     return 0;
@@ -212,7 +224,7 @@ async function transfer(
 }
 
 function exportCommand(args: string[]): Promise<number> {
-  return transfer('export', args, async ({ values, store, config, progress }) => {
+  return transfer('export', args, async ({ values, base }) => {
     const out = values.out as string | undefined;
     const format = formatOf(values.format as string | undefined, out);
     const resource = values.resource as string | undefined;
@@ -223,16 +235,7 @@ function exportCommand(args: string[]): Promise<number> {
     const write = async (chunk: string) => {
       if (!stream.write(chunk)) await once(stream, 'drain');
     };
-    const o = {
-      store,
-      modules,
-      tenant: values.tenant as string,
-      sub: values.sub as string,
-      secretKey: config.secretKey,
-      resource,
-      includeDeleted: values['include-deleted'] === true,
-      progress,
-    };
+    const o = { ...base, resource, includeDeleted: values['include-deleted'] === true };
     const closed = async () => {
       if (!partial) return;
       stream.end();
@@ -251,13 +254,12 @@ function exportCommand(args: string[]): Promise<number> {
     }
     await closed();
     if (out && partial) renameSync(partial, out);
-    const summary = Object.entries(counts).map(([n, c]) => `${c} ${n}`);
-    return `exported tenant ${values.tenant} (${store.kind}): ${summary.join(', ')}${out ? ` to ${out}` : ''}`;
+    return `exported tenant ${base.tenant} (${base.store.kind}): ${listed(counts)}${out ? ` to ${out}` : ''}`;
   });
 }
 
 function importCommand(args: string[]): Promise<number> {
-  return transfer('import', args, async ({ values, positionals, store, config, progress }) => {
+  return transfer('import', args, async ({ values, positionals, base }) => {
     const [file, ...extra] = positionals;
     if (!file || extra.length > 0) throw new TransferError('name one file to import: edm import FILE --tenant T');
     const format = formatOf(values.format as string | undefined, file);
@@ -273,19 +275,8 @@ function importCommand(args: string[]): Promise<number> {
         throw new TransferError(`${file} is not JSON: ${(err as Error).message}`);
       }
     }
-    const counts = await importRows(
-      {
-        store,
-        modules,
-        tenant: values.tenant as string,
-        sub: values.sub as string,
-        secretKey: config.secretKey,
-        progress,
-      },
-      input,
-    );
-    const summary = Object.entries(counts).map(([n, c]) => `${c} ${n}`);
-    return `imported into tenant ${values.tenant} (${store.kind}): ${summary.join(', ') || 'nothing'}`;
+    const counts = await importRows(base, input);
+    return `imported into tenant ${base.tenant} (${base.store.kind}): ${listed(counts) || 'nothing'}`;
   });
 }
 
