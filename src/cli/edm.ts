@@ -7,7 +7,7 @@ import { buildApp } from '../http/app.js';
 import { modules } from '../modules/index.js';
 import { openStore, storeOptions } from '../store/database.js';
 import { migrate } from '../store/schema.js';
-import { SeedRefused, seedDemo } from './seed.js';
+import { seedDemo } from './seed.js';
 import { exportCsv, exportJson, importRows, TransferError, type TransferOptions } from './transfer.js';
 
 const USAGE = `edm — the EDM API platform
@@ -128,10 +128,6 @@ async function seedCommand(args: string[]): Promise<number> {
     });
     process.stdout.write(`seeded tenant ${tenant} (${store.kind}): ${listed(summary)}\n`);
     return 0;
-  } catch (err) {
-    if (!(err instanceof SeedRefused)) throw err;
-    process.stderr.write(`edm seed: ${err.message}\n`);
-    return 1;
   } finally {
     await store.close();
   }
@@ -154,6 +150,7 @@ function progressBar(): ((label: string, done: number, total: number) => void) &
   return Object.assign(bar, {
     end() {
       if (shown) process.stderr.write('\n');
+      shown = false;
     },
   });
 }
@@ -213,12 +210,8 @@ async function transfer(
     progress.end();
     process.stderr.write(`${report}\n`);
     return 0;
-  } catch (err) {
-    progress.end();
-    if (!(err instanceof TransferError)) throw err;
-    process.stderr.write(`edm ${name}: ${err.message}\n`);
-    return 1;
   } finally {
+    progress.end();
     await store.close();
   }
 }
@@ -280,7 +273,11 @@ function importCommand(args: string[]): Promise<number> {
   });
 }
 
-/** The `edm` command line; answers the exit code. */
+/**
+ * The `edm` command line; answers the exit code: 0, 2 for a usage error, 1 for anything that
+ * stopped a command (a refusal such as `SeedRefused` or `TransferError`, or a failure), with
+ * its message on stderr.
+ */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {

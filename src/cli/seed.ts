@@ -24,7 +24,7 @@ export interface SeedOptions {
 /** What `seedDemo` wrote: per resource, rows created; per operation, calls made. */
 export type SeedSummary = Record<string, number>;
 
-/** An error the CLI reports as a message and exit code 1, with no stack. */
+/** A seed that would mix demo data into a tenant's own (the CLI's exit code 1). */
 export class SeedRefused extends Error {}
 
 function resolveRefs(body: Record<string, unknown>, ids: Map<string, string>): Doc {

@@ -20,7 +20,7 @@ export interface TransferOptions {
   progress?: (label: string, done: number, total: number) => void;
 }
 
-/** A refusal the CLI reports as its message and exit code 1. */
+/** A file or an option an export or import cannot use (the CLI's exit code 1). */
 export class TransferError extends Error {}
 
 function engineFor(o: TransferOptions, clock = new ManualClock(Date.now())): Engine {
