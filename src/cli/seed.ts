@@ -1,6 +1,6 @@
 import { ManualClock } from '../core/clock.js';
 import { CursorCodec } from '../core/list-query.js';
-import type { DemoStep, Doc, ModuleDef, Principal, Resource } from '../core/resource.js';
+import type { DemoRef, DemoStep, Doc, ModuleDef, Principal, Resource } from '../core/resource.js';
 import type { Store } from '../store/database.js';
 import { Engine } from '../store/engine.js';
 import { migrate } from '../store/schema.js';
@@ -32,7 +32,7 @@ function resolveRefs(body: Record<string, unknown>, ids: Map<string, string>): D
   for (const [key, value] of Object.entries(body)) {
     const ref =
       value !== null && typeof value === 'object' && !Array.isArray(value)
-        ? (value as { ref?: unknown }).ref
+        ? (value as Partial<DemoRef>).ref
         : undefined;
     if (typeof ref === 'string') {
       const id = ids.get(ref);
@@ -105,15 +105,7 @@ export async function seedDemo(o: SeedOptions): Promise<SeedSummary> {
       const op = resource.operations?.find((x) => x.name === step.operation);
       const id = step.on === undefined ? undefined : ids.get(step.on);
       if (!op || id === undefined) throw new Error(`demo step ${step.resource}.${step.operation} on ${step.on}`);
-      await op.run({
-        resource,
-        principal,
-        id,
-        body,
-        query: {},
-        tx: engine.tx(db, principal, clock.now()),
-        ops: engine.ops(db, principal, op.method !== 'GET'),
-      });
+      await engine.operate(db, resource, principal, op, id, body);
       const name = `${resource.name}.${op.name}`;
       summary[name] = (summary[name] ?? 0) + 1;
     }

@@ -334,15 +334,8 @@ export async function importRows(
         if (checkIns) {
           for (const snap of history.slice(1)) {
             clock.set(timeOf(snap.at));
-            await checkIns.run({
-              resource,
-              principal,
-              id: created.id as string,
-              body: { value: snap.value, note: snap.note ?? null, confidence: snap.confidence ?? null },
-              query: {},
-              tx: engine.tx(db, principal, clock.now()),
-              ops: engine.ops(db, principal, true),
-            });
+            const checkIn = { value: snap.value, note: snap.note ?? null, confidence: snap.confidence ?? null };
+            await engine.operate(db, resource, principal, checkIns, created.id as string, checkIn);
           }
         }
       } catch (err) {

@@ -187,15 +187,15 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
       const url = `${base}${op.path.replaceAll('{id}', ':id')}`;
       type OpRequest = FastifyRequest<{ Params: IdParams; Querystring: Query }>;
       const run = async (db: DB, principal: Principal, request: OpRequest): Promise<StoredResponse> => {
-        const result = await op.run({
+        const result = await engine.operate(
+          db,
           resource,
           principal,
-          id: request.params.id,
-          body: request.body,
-          query: request.query,
-          tx: engine.tx(db, principal, engine.clock.now()),
-          ops: engine.ops(db, principal, op.method !== 'GET'),
-        });
+          op,
+          request.params.id,
+          request.body,
+          request.query,
+        );
         if (op.response.kind === 'resource') return docResponse(resource, result as Doc, op.response.status);
         return {
           status: 200,

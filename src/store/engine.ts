@@ -5,7 +5,7 @@ import { ApiError, type FieldError, fieldError } from '../core/errors.js';
 import type { AnyField, ColumnKind } from '../core/fields.js';
 import { newId } from '../core/ids.js';
 import { type CursorCodec, DEFAULT_LIMIT, type ListQuery, MAX_LIMIT, searchText } from '../core/list-query.js';
-import type { Doc, HookContext, Job, ModuleDef, Principal, Resource } from '../core/resource.js';
+import type { CustomOperation, Doc, HookContext, Job, ModuleDef, Principal, Resource } from '../core/resource.js';
 import { documentMember, JsonText, serializeDoc } from '../core/serialize.js';
 import type { ResourceOps, Row, RowLock, RowPage, SelectOptions, TableDef, Tx, WriteEvent } from '../core/tables.js';
 import { asObject, checkWritableKeys, mergePatch, validateDocument } from '../core/validation.js';
@@ -559,6 +559,30 @@ export class Engine {
       },
       page: (table, where, order, params) => this.page(db, principal, table, where, order, params),
     };
+  }
+
+  /**
+   * Runs a custom operation of `resource` on row `id` as its route does, in `db`'s transaction
+   * (a read operation's, outside any): the HTTP routes, `edm seed` and `edm import` call it.
+   */
+  operate(
+    db: DB,
+    resource: Resource,
+    principal: Principal,
+    op: CustomOperation,
+    id: string,
+    body: unknown,
+    query: Record<string, string | string[] | undefined> = {},
+  ): Promise<Doc | RowPage> {
+    return op.run({
+      resource,
+      principal,
+      id,
+      body,
+      query,
+      tx: this.tx(db, principal, this.clock.now()),
+      ops: this.ops(db, principal, op.method !== 'GET'),
+    });
   }
 
   // ---- jobs ----
