@@ -249,6 +249,8 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     await page.getByRole('button', { name: 'Use dev token' }).click();
     await page.getByTestId('dev-token-info').waitFor();
     expect(await page.getByLabel('Token').inputValue()).toMatch(/^ey/);
+    // The dev token's tenant is the one `edm seed` fills by default.
+    expect(await page.getByTestId('seed-command').textContent()).toBe('edm seed');
 
     const objective = (await send('/api/v1/okr/objectives', 'POST')) as { id: string };
     expect(objective.id).toMatch(/^obj_/);

@@ -61,7 +61,12 @@ function TokenField() {
       {devInfo && devInfo.token === token ? (
         <p class="hint" data-testid="dev-token-info">
           Dev token for tenant <code>{devInfo.tenant_id}</code>, sub <code>{devInfo.sub}</code>, until{' '}
-          {devInfo.expires_at.replace('T', ' ').replace(/\.\d+Z$|Z$/, ' UTC')}.
+          {devInfo.expires_at.replace('T', ' ').replace(/\.\d+Z$|Z$/, ' UTC')}. For a quarter of demo OKRs in this
+          tenant, run{' '}
+          <code data-testid="seed-command">
+            edm seed{devInfo.tenant_id === 'dev' ? '' : ` --tenant ${devInfo.tenant_id}`}
+          </code>{' '}
+          beside the server.
         </p>
       ) : !token ? (
         <p class="hint">
