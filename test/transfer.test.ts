@@ -11,7 +11,7 @@ import {
 } from '../src/cli/transfer.js';
 import type { Doc } from '../src/core/resource.js';
 import { modules } from '../src/modules/index.js';
-import { byName, storeKinds, type TestApp, testApp, USER_A, USER_B } from './helpers.js';
+import { byName, freshStore, storeKinds, type TestApp, testApp, USER_A, USER_B } from './helpers.js';
 
 const NOW = Date.parse('2026-11-20T09:00:00.000Z');
 
@@ -126,6 +126,24 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     await expect(importRows(opts('source'), { csv: 'title\r\nx\r\n', resource: 'Nope' })).rejects.toThrow(
       'no resource Nope',
     );
+  });
+});
+
+describe.each(storeKinds)('edm export on a database without the schema (%s)', (kind) => {
+  it('says so before writing anything', async () => {
+    const fresh = await freshStore(kind);
+    try {
+      const written: string[] = [];
+      const o = { store: fresh.store, modules, tenant: 't', sub: USER_A, secretKey: new Uint8Array(32) };
+      await expect(exportJson(o, (chunk) => void written.push(chunk))).rejects.toThrow(/no EDM schema yet/);
+      await expect(exportCsv({ ...o, resource: 'KeyResult' }, (chunk) => void written.push(chunk))).rejects.toThrow(
+        TransferError,
+      );
+      expect(written).toEqual([]);
+    } finally {
+      await fresh.store.close();
+      await fresh.drop();
+    }
   });
 });
 

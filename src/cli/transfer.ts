@@ -44,6 +44,21 @@ function pick(o: TransferOptions, only?: string): Resource[] {
   return [found];
 }
 
+/**
+ * How many rows each resource has in the tenant, asked before an export writes anything, so a
+ * store without the schema fails with a message, not half a file.
+ */
+async function totals(o: TransferOptions, resources: Resource[], includeDeleted: boolean): Promise<number[]> {
+  try {
+    return await Promise.all(resources.map((r) => countOf(o.store, r, o.tenant, includeDeleted)));
+  } catch (err) {
+    if (/no such table|does not exist/.test((err as Error).message)) {
+      throw new TransferError('this database has no EDM schema yet (edm migrate, or edm serve, creates it)');
+    }
+    throw err;
+  }
+}
+
 async function countOf(store: Store, resource: Resource, tenant: string, includeDeleted: boolean): Promise<number> {
   let q = store.db
     .selectFrom(resource.table)
@@ -97,11 +112,12 @@ export async function exportJson(
   const engine = engineFor(o);
   const counts: Record<string, number> = {};
   const chosen = pick(o, o.resource);
+  const sizes = await totals(o, chosen, o.includeDeleted ?? false);
   await write(
     `{"format":${JSON.stringify(EXPORT_FORMAT)},"tenant_id":${JSON.stringify(o.tenant)},"exported_at":${JSON.stringify(new Date().toISOString())},"resources":{`,
   );
   for (const [i, resource] of chosen.entries()) {
-    const total = await countOf(o.store, resource, o.tenant, o.includeDeleted ?? false);
+    const total = sizes[i];
     await write(`${i > 0 ? ',' : ''}${JSON.stringify(resource.name)}:[`);
     let done = 0;
     for await (const page of pages(o, engine, resource, o.includeDeleted ?? false)) {
@@ -143,7 +159,7 @@ export async function exportCsv(
   const [resource] = pick(o, o.resource);
   const engine = engineFor(o);
   const columns = csvColumns(resource);
-  const total = await countOf(o.store, resource, o.tenant, o.includeDeleted ?? false);
+  const [total] = await totals(o, [resource], o.includeDeleted ?? false);
   await write(`${columns.join(',')}\r\n`);
   let done = 0;
   for await (const page of pages(o, engine, resource, o.includeDeleted ?? false)) {
