@@ -23,14 +23,13 @@ export interface TransferOptions {
 /** A file or an option an export or import cannot use (the CLI's exit code 1). */
 export class TransferError extends Error {}
 
-function engineFor(o: TransferOptions, clock = new ManualClock(Date.now())): Engine {
-  return new Engine({
-    store: o.store,
-    clock,
-    modules: o.modules,
-    cursors: new CursorCodec(o.secretKey),
-    requireIfMatch: false,
-  });
+/** An engine on the store, and the cursor codec its lists use (export pages through them). */
+function engineFor(o: TransferOptions, clock = new ManualClock(Date.now())): { engine: Engine; cursors: CursorCodec } {
+  const cursors = new CursorCodec(o.secretKey);
+  return {
+    engine: new Engine({ store: o.store, clock, modules: o.modules, cursors, requireIfMatch: false }),
+    cursors,
+  };
 }
 
 const principalOf = (o: TransferOptions): Principal => ({ sub: o.sub, tenantId: o.tenant, appId: null, scopes: null });
@@ -64,23 +63,22 @@ async function countOf(store: Store, resource: Resource, tenant: string, include
     .selectFrom(resource.table)
     .select((eb) => eb.fn.countAll<number | string>().as('n'))
     .where('tenant_id', '=', tenant);
-  if (!includeDeleted) q = q.where('is_deleted', '=', store.kind === 'postgres' ? false : (0 as never));
+  if (!includeDeleted) q = q.where('is_deleted', '=', store.encode(resource.allFields.is_deleted, false));
   const row = await q.executeTakeFirst();
   return Number(row?.n ?? 0);
 }
 
 /**
  * Every row of a resource in a tenant, as the API answers them, page by page in `created_at`
- * order (each page as its JSON documents, comma-joined, without parsing them).
+ * order: each page as its JSON documents comma-joined, and parsed.
  */
 async function* pages(
   o: TransferOptions,
-  engine: Engine,
+  { engine, cursors }: ReturnType<typeof engineFor>,
   resource: Resource,
   includeDeleted: boolean,
-): AsyncGenerator<{ json: string; count: number }> {
+): AsyncGenerator<{ json: string; rows: Doc[] }> {
   const principal = principalOf(o);
-  const cursors = new CursorCodec(o.secretKey);
   let cursor: string | null = null;
   do {
     const params: Record<string, string> = { limit: '200', sort: 'created_at' };
@@ -89,12 +87,8 @@ async function* pages(
     const page = await engine.list(resource, principal, parseListQuery(resource, principal, params, cursors));
     const docs = page.documents;
     const json = Buffer.isBuffer(docs) ? docs.toString('utf8') : docs.join(',');
-    const count = Buffer.isBuffer(docs)
-      ? json === ''
-        ? 0
-        : (JSON.parse(`[${json}]`) as unknown[]).length
-      : docs.length;
-    if (count > 0) yield { json, count };
+    const rows = JSON.parse(`[${json}]`) as Doc[];
+    if (rows.length > 0) yield { json, rows };
     cursor = page.next_cursor;
   } while (cursor);
 }
@@ -109,7 +103,7 @@ export async function exportJson(
   o: TransferOptions & { resource?: string; includeDeleted?: boolean },
   write: (chunk: string) => void | Promise<void>,
 ): Promise<Record<string, number>> {
-  const engine = engineFor(o);
+  const lists = engineFor(o);
   const counts: Record<string, number> = {};
   const chosen = pick(o, o.resource);
   const sizes = await totals(o, chosen, o.includeDeleted ?? false);
@@ -120,9 +114,9 @@ export async function exportJson(
     const total = sizes[i];
     await write(`${i > 0 ? ',' : ''}${JSON.stringify(resource.name)}:[`);
     let done = 0;
-    for await (const page of pages(o, engine, resource, o.includeDeleted ?? false)) {
+    for await (const page of pages(o, lists, resource, o.includeDeleted ?? false)) {
       await write(`${done > 0 ? ',' : ''}${page.json}`);
-      done += page.count;
+      done += page.rows.length;
       o.progress?.(`exporting ${resource.name}`, done, total);
     }
     await write(']');
@@ -157,13 +151,13 @@ export async function exportCsv(
   write: (chunk: string) => void | Promise<void>,
 ): Promise<number> {
   const [resource] = pick(o, o.resource);
-  const engine = engineFor(o);
+  const lists = engineFor(o);
   const columns = csvColumns(resource);
   const [total] = await totals(o, [resource], o.includeDeleted ?? false);
   await write(`${columns.join(',')}\r\n`);
   let done = 0;
-  for await (const page of pages(o, engine, resource, o.includeDeleted ?? false)) {
-    const rows = JSON.parse(`[${page.json}]`) as Doc[];
+  for await (const page of pages(o, lists, resource, o.includeDeleted ?? false)) {
+    const { rows } = page;
     await write(rows.map((row) => `${columns.map((c) => csvCell(row[c])).join(',')}\r\n`).join(''));
     done += rows.length;
     o.progress?.(`exporting ${resource.name}`, done, total);
@@ -258,8 +252,9 @@ function referencesFirst(rows: ImportRow[], refFields: (r: Resource) => string[]
  * Writes rows into a tenant (`edm import`), in one transaction, through the engine's create and
  * check-in paths: the same validation, progress, statuses and roll-ups as API calls. Ids are
  * new; references to rows of the same import are rewritten to theirs, others kept (rows that
- * already exist in the tenant). A key result's history (JSON only) is replayed as check-ins at
- * their times, so `history` and the check-in log read as in the source, written by the importer.
+ * already exist in the tenant). A log the resource declares a `replay` for (a key result's
+ * history, JSON only) is replayed through its operation (check-ins) at the entries' times, so
+ * `history` and the check-in log read as in the source, written by the importer.
  * Timestamps come from the source (`created_at`, each snapshot's `at`); deleted rows are skipped.
  * Any invalid row: nothing is written, and the error names the row and the field.
  */
@@ -305,14 +300,25 @@ export async function importRows(
     });
   }
 
-  const refFields = (r: Resource) =>
-    Object.entries(r.fields)
-      .filter(([, f]) => f.ref !== undefined && f.access === 'write')
-      .map(([name]) => name);
-  const writable = (r: Resource) =>
-    Object.entries(r.fields)
-      .filter(([, f]) => f.access === 'write')
-      .map(([name]) => name);
+  // Per resource, once: the fields a create takes, the references among them, and its replay.
+  const plans = new Map(
+    all.map((r) => {
+      const writable = Object.entries(r.fields).filter(([, f]) => f.access === 'write');
+      const op = r.replay && r.operations?.find((x) => x.name === r.replay?.operation);
+      if (r.replay && !op) throw new Error(`${r.name}.replay names no operation ${r.replay.operation}`);
+      return [
+        r,
+        {
+          writable: writable.map(([name]) => name),
+          refs: new Set(writable.filter(([, f]) => f.ref !== undefined).map(([name]) => name)),
+          replay: r.replay && op ? { ...r.replay, op } : null,
+        },
+      ];
+    }),
+  );
+  // Every resource of a row is among `all` (pick() checked its name).
+  const planOf = (r: Resource) => plans.get(r) as typeof plans extends Map<Resource, infer P> ? P : never;
+  const refFields = (r: Resource) => [...planOf(r).refs];
   // A deleted row (an export with --include-deleted) is not brought back to life.
   const ordered = referencesFirst(
     rows.filter((r) => r.doc.is_deleted !== true),
@@ -320,7 +326,7 @@ export async function importRows(
   );
   const now = Date.now();
   const clock = new ManualClock(now);
-  const engine = engineFor(o, clock);
+  const { engine } = engineFor(o, clock);
   const principal = principalOf(o);
   const newIds = new Map<string, string>();
   const counts: Record<string, number> = {};
@@ -332,26 +338,25 @@ export async function importRows(
   await engine.transaction(async (db) => {
     for (const [n, row] of ordered.entries()) {
       const { resource, doc } = row;
+      const plan = planOf(resource);
       const body: Doc = {};
-      for (const name of writable(resource)) {
+      for (const name of plan.writable) {
         if (!(name in doc)) continue;
         const value = doc[name];
-        body[name] =
-          refFields(resource).includes(name) && newIds.has(value as string) ? newIds.get(value as string) : value;
+        body[name] = plan.refs.has(name) && newIds.has(value as string) ? newIds.get(value as string) : value;
       }
-      const history = Array.isArray(doc.history) ? (doc.history as Doc[]) : [];
-      const checkIns = resource.operations?.find((op) => op.name === 'checkIns.create');
-      // With a history to replay, the row starts at its first snapshot's value.
-      if (history.length > 0 && checkIns && 'current' in body) body.current = history[0].value;
-      clock.set(timeOf(history[0]?.at ?? doc.created_at));
+      const { replay } = plan;
+      const log = replay && Array.isArray(doc[replay.field]) ? (doc[replay.field] as Doc[]) : [];
+      // With a log to replay, the row starts at its first entry's value.
+      if (replay && log.length > 0 && replay.from in body) body[replay.from] = log[0].value;
+      clock.set(timeOf(log[0]?.at ?? doc.created_at));
       try {
         const created = await engine.create(db, resource, principal, body);
         if (typeof doc.id === 'string') newIds.set(doc.id, created.id as string);
-        if (checkIns) {
-          for (const snap of history.slice(1)) {
-            clock.set(timeOf(snap.at));
-            const checkIn = { value: snap.value, note: snap.note ?? null, confidence: snap.confidence ?? null };
-            await engine.operate(db, resource, principal, checkIns, created.id as string, checkIn);
+        if (replay) {
+          for (const entry of log.slice(1)) {
+            clock.set(timeOf(entry.at));
+            await engine.operate(db, resource, principal, replay.op, created.id as string, replay.body(entry));
           }
         }
       } catch (err) {

@@ -144,6 +144,13 @@ export interface ResourceOptions<F extends FieldMap> {
    * reference check of a create or a changed reference reads them locked: each is read once.
    */
   lockReferences?: readonly (keyof F & string)[];
+  /**
+   * How an import (`edm import`) rebuilds a read-only log the document holds (a key result's
+   * history): the row is created with `from` set to the first entry's `value`, then every later
+   * entry goes through the custom operation `operation` (its body from `body`), oldest first,
+   * each at its `at`.
+   */
+  replay?: { field: keyof F & string; from: keyof F & string; operation: string; body: (entry: Doc) => Doc };
 }
 
 export interface Resource<F extends FieldMap = FieldMap> extends Omit<ResourceOptions<F>, 'titleField'> {

@@ -128,6 +128,13 @@ export const keyResults = defineResource({
   // Every write rolls up into its objective (derive and rollUp lock it): the check locks it first.
   lockReferences: ['objective_id'],
   operations: checkInOperations,
+  // An import replays a history as the check-ins that made it.
+  replay: {
+    field: 'history',
+    from: 'current',
+    operation: 'checkIns.create',
+    body: (entry) => ({ value: entry.value, note: entry.note ?? null, confidence: entry.confidence ?? null }),
+  },
   hooks: {
     prepare(doc, before, ctx) {
       const input = ctx.input ?? {};
