@@ -130,7 +130,7 @@ describe('edm CLI (built)', () => {
     const env = { ...process.env, EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' };
     const seeded = await run(process.execPath, [bin, 'seed', '--tenant', 'demo'], { cwd: dir, env });
     expect(seeded.stdout).toMatch(
-      /^seeded tenant demo \(sqlite\): 1 Cycle, 4 Objective, 8 KeyResult, 42 KeyResult\.checkIns\.create$/m,
+      /^seeded tenant demo \(sqlite\): 1 Cycle, 4 Objective, 9 KeyResult, 42 KeyResult\.checkIns\.create$/m,
     );
     await expect(run(process.execPath, [bin, 'seed', '--tenant', 'demo'], { cwd: dir, env })).rejects.toMatchObject({
       code: 1,
@@ -144,7 +144,7 @@ describe('edm CLI (built)', () => {
       headers: { authorization: `Bearer ${stdout.trim()}` },
     });
     const page = (await res.json()) as { data: { history: unknown[] }[] };
-    expect(page.data).toHaveLength(8);
+    expect(page.data).toHaveLength(9);
     expect(page.data.some((kr) => kr.history.length === 7)).toBe(true);
   });
 
@@ -154,12 +154,12 @@ describe('edm CLI (built)', () => {
     await edm('seed', '--tenant', 'xfer-a');
     const out = join(dir, 'xfer-a.json');
     const exported = await edm('export', '--tenant', 'xfer-a', '--out', out);
-    expect(exported.stderr).toMatch(/exported tenant xfer-a \(sqlite\): 1 Cycle, 4 Objective, 8 KeyResult to /);
-    expect(JSON.parse(readFileSync(out, 'utf8')).resources.KeyResult).toHaveLength(8);
+    expect(exported.stderr).toMatch(/exported tenant xfer-a \(sqlite\): 1 Cycle, 4 Objective, 9 KeyResult to /);
+    expect(JSON.parse(readFileSync(out, 'utf8')).resources.KeyResult).toHaveLength(9);
     const imported = await edm('import', out, '--tenant', 'xfer-b');
-    expect(imported.stderr).toMatch(/imported into tenant xfer-b \(sqlite\): 1 Cycle, 4 Objective, 8 KeyResult/);
+    expect(imported.stderr).toMatch(/imported into tenant xfer-b \(sqlite\): 1 Cycle, 4 Objective, 9 KeyResult/);
     const csv = await edm('export', '--tenant', 'xfer-b', '--resource', 'KeyResult', '--format', 'csv');
-    expect(csv.stdout.split('\r\n').filter((l) => l !== '')).toHaveLength(9);
+    expect(csv.stdout.split('\r\n').filter((l) => l !== '')).toHaveLength(10); // a header and 9 rows
     await expect(edm('export', '--format', 'csv')).rejects.toMatchObject({ code: 2 });
     // A failed export leaves no file behind, whole or partial.
     await expect(

@@ -148,8 +148,17 @@ describe.runIf(PG_URL)('PostgreSQL schema, Citus-ready', () => {
       { objective_id: obj.body.id, title: 'k', target: 10 },
       { 'idempotency-key': 'k1' },
     );
-    expect([cycle.status, obj.status, kr.status]).toEqual([201, 201, 201]);
+    // A query reading it: its edges, the recomputation at the PATCH and check-in, and its own PATCH.
+    const computed = await call(token, 'POST', krPath, {
+      objective_id: obj.body.id,
+      title: 'q',
+      target: 10,
+      data_source: 'query',
+      query: `kr("${kr.body.id}") + 1`,
+    });
+    expect([cycle.status, obj.status, kr.status, computed.status]).toEqual([201, 201, 201, 201]);
     await call(token, 'PATCH', `${krPath}/${kr.body.id}`, { current: 3 }, { 'if-match': '"1"' });
+    await call(token, 'PATCH', `${krPath}/${computed.body.id}`, { query: `kr("${kr.body.id}") * 2` });
     await call(token, 'POST', `${krPath}/${kr.body.id}/check-ins`, { value: 5, note: 'n', confidence: 6 });
     await call(token, 'GET', `${krPath}/${kr.body.id}/check-ins?limit=1`);
     await call(token, 'GET', `${byName('Objective').basePath}?tag=a,b&q=o&sort=title`);

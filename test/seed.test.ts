@@ -38,7 +38,7 @@ describe.each(storeKinds)('edm seed: demo data (%s)', (kind) => {
   });
 
   it('writes a cycle, objectives and key results with weeks of check-ins, as API writes would', async () => {
-    expect(await seed()).toEqual({ Cycle: 1, Objective: 4, KeyResult: 8, 'KeyResult.checkIns.create': 42 });
+    expect(await seed()).toEqual({ Cycle: 1, Objective: 4, KeyResult: 9, 'KeyResult.checkIns.create': 42 });
 
     const [cycle] = await list('cycles');
     expect(cycle).toMatchObject({ name: '2026-Q4', start_date: '2026-10-01', end_date: '2026-12-31', state: 'active' });
@@ -52,7 +52,7 @@ describe.each(storeKinds)('edm seed: demo data (%s)', (kind) => {
     expect(objectives.every((o) => o.cycle_id === cycle.id)).toBe(true);
 
     const krs = await list('key-results');
-    expect(krs).toHaveLength(8);
+    expect(krs).toHaveLength(9);
     expect(new Set(krs.map((k) => k.metric_type))).toEqual(
       new Set(['number', 'percentage', 'currency', 'threshold', 'milestone']),
     );
@@ -64,7 +64,10 @@ describe.each(storeKinds)('edm seed: demo data (%s)', (kind) => {
       expect(history[0].value).toBe(kr.baseline);
       expect(history.at(-1)?.value).toBe(kr.current);
       expect(history.map((h) => h.at)).toEqual([...history.map((h) => h.at as string)].sort());
-      expect(history.every((h) => h.by === USER_B)).toBe(true);
+      // A query's later values are the platform's: recomputed when what it reads changed.
+      expect(history.map((h) => h.by)).toEqual(
+        history.map((_, i) => (kr.data_source === 'query' && i > 0 ? 'system' : USER_B)),
+      );
       expect(kr.progress_pct).toBe(progressPct(kr as never));
       expect(['on_track', 'at_risk', 'off_track', 'not_started']).toContain(kr.status);
     }
@@ -76,6 +79,17 @@ describe.each(storeKinds)('edm seed: demo data (%s)', (kind) => {
     expect(Date.parse(nps.last_update_at as string)).toBeLessThanOrEqual(NOW - 1 * DAY);
     const mobile = krs.find((k) => k.metric_type === 'milestone') as Doc;
     expect(mobile.history).toHaveLength(1);
+    // The run rate is MRR × 12, recomputed at each MRR check-in.
+    const mrr = krs.find((k) => k.title === 'Grow MRR to $120k') as Doc;
+    const runRate = krs.find((k) => k.data_source === 'query') as Doc;
+    expect(runRate).toMatchObject({ query: `kr("${mrr.id}") * 12`, current: 1_278_000, progress_pct: 66.25 });
+    expect((runRate.history as Doc[]).map((h) => h.value)).toEqual(
+      (mrr.history as Doc[]).map((h) => (h.value as number) * 12),
+    );
+    // Created just after MRR; then at the very time of each of its check-ins.
+    expect((runRate.history as Doc[]).slice(1).map((h) => h.at)).toEqual(
+      (mrr.history as Doc[]).slice(1).map((h) => h.at),
+    );
 
     // The full check-in log, with its notes, as the API pages it.
     const log = await t.call('GET', `/api/v1/okr/key-results/${nps.id}/check-ins`, { token });
@@ -98,15 +112,15 @@ describe.each(storeKinds)('edm seed: demo data (%s)', (kind) => {
     expect(await list('objectives')).toHaveLength(0);
     expect(await list('key-results')).toHaveLength(0);
 
-    expect(await seed({ force: true })).toMatchObject({ KeyResult: 8 });
+    expect(await seed({ force: true })).toMatchObject({ KeyResult: 9 });
     expect(await list('cycles')).toHaveLength(2);
-    expect(await list('key-results')).toHaveLength(8);
+    expect(await list('key-results')).toHaveLength(9);
   });
 
   it('writes into the tenant it is given and no other', async () => {
     await seed({ tenant: 'other' });
     expect(await list('key-results')).toHaveLength(0);
-    expect(await list('key-results', await t.token({ tenant: 'other' }))).toHaveLength(8);
+    expect(await list('key-results', await t.token({ tenant: 'other' }))).toHaveLength(9);
   });
 });
 

@@ -42,14 +42,14 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
 
   it('exports every row as the API shows it, and an import rebuilds the tenant elsewhere with its history', async () => {
     const { counts, doc } = await exported('source');
-    expect(counts).toEqual({ Cycle: 1, Objective: 4, KeyResult: 8 });
+    expect(counts).toEqual({ Cycle: 1, Objective: 4, KeyResult: 9 });
     expect(doc.format).toBe(EXPORT_FORMAT);
     expect(doc.tenant_id).toBe('source');
     expect(doc.resources.KeyResult.map((k) => k.id).sort()).toEqual(
       (await list('source', 'key-results')).map((k) => k.id).sort(),
     );
 
-    expect(await importRows(opts('copy'), { json: doc })).toEqual({ Cycle: 1, Objective: 4, KeyResult: 8 });
+    expect(await importRows(opts('copy'), { json: doc })).toEqual({ Cycle: 1, Objective: 4, KeyResult: 9 });
     const [before, after] = [await list('source', 'key-results'), await list('copy', 'key-results')];
     const same = (k: Doc) => ({
       title: k.title,
@@ -78,10 +78,10 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     const [first] = await list('source', 'key-results');
     const token = await t.token({ tenant: 'source' });
     expect((await t.call('DELETE', `/api/v1/okr/key-results/${first.id}`, { token })).status).toBe(200);
-    expect((await exported('source')).counts.KeyResult).toBe(7);
+    expect((await exported('source')).counts.KeyResult).toBe(8);
     const all = await exported('source', { includeDeleted: true });
-    expect(all.counts.KeyResult).toBe(8);
-    expect(await importRows(opts('copy'), { json: all.doc })).toMatchObject({ KeyResult: 7 });
+    expect(all.counts.KeyResult).toBe(9);
+    expect(await importRows(opts('copy'), { json: all.doc })).toMatchObject({ KeyResult: 8 });
   });
 
   it('writes one resource as CSV, and imports a CSV into a tenant whose rows it references', async () => {
@@ -90,20 +90,20 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
       await exportCsv({ ...opts('source'), resource: 'KeyResult' }, (chunk) => {
         csv += chunk;
       }),
-    ).toBe(8);
+    ).toBe(9);
     const [header, ...rows] = parseCsv(csv);
     expect(header).toEqual(csvColumns(byName('KeyResult')));
     expect(header).not.toContain('history');
-    expect(rows).toHaveLength(8);
+    expect(rows).toHaveLength(9);
     const at = (name: string) => header.indexOf(name);
     const mrr = rows.find((r) => r[at('title')] === 'Grow MRR to $120k') as string[];
     expect(JSON.parse(mrr[at('tags')])).toEqual(['revenue']);
     expect(mrr[at('owner_id')]).toBe('');
 
     // Into the same tenant: its objectives exist there, so the references hold.
-    expect(await importRows(opts('source'), { csv, resource: 'KeyResult' })).toEqual({ KeyResult: 8 });
+    expect(await importRows(opts('source'), { csv, resource: 'KeyResult' })).toEqual({ KeyResult: 9 });
     const krs = await list('source', 'key-results');
-    expect(krs).toHaveLength(16);
+    expect(krs).toHaveLength(18);
     const copies = krs.filter((k) => k.title === 'Grow MRR to $120k');
     expect(copies.map((k) => [k.current, k.target, k.tags, k.objective_id])).toEqual([
       [106_500, 120_000, ['revenue'], copies[0].objective_id],

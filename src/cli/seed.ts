@@ -1,6 +1,6 @@
 import { ManualClock } from '../core/clock.js';
 import { CursorCodec } from '../core/list-query.js';
-import type { DemoRef, DemoStep, Doc, ModuleDef, Principal, Resource } from '../core/resource.js';
+import type { DemoRef, DemoStep, DemoText, Doc, ModuleDef, Principal, Resource } from '../core/resource.js';
 import type { Store } from '../store/database.js';
 import { Engine } from '../store/engine.js';
 import { migrate } from '../store/schema.js';
@@ -28,19 +28,20 @@ export type SeedSummary = Record<string, number>;
 export class SeedRefused extends Error {}
 
 function resolveRefs(body: Record<string, unknown>, ids: Map<string, string>): Doc {
+  const idOf = (name: string) => {
+    const id = ids.get(name);
+    if (id === undefined) throw new Error(`demo step refers to ${name}, which no earlier step created`);
+    return id;
+  };
   const out: Doc = {};
   for (const [key, value] of Object.entries(body)) {
-    const ref =
+    const special =
       value !== null && typeof value === 'object' && !Array.isArray(value)
-        ? (value as Partial<DemoRef>).ref
-        : undefined;
-    if (typeof ref === 'string') {
-      const id = ids.get(ref);
-      if (id === undefined) throw new Error(`demo step refers to ${ref}, which no earlier step created`);
-      out[key] = id;
-    } else {
-      out[key] = value;
-    }
+        ? (value as Partial<DemoRef & DemoText>)
+        : {};
+    if (typeof special.ref === 'string') out[key] = idOf(special.ref);
+    else if (typeof special.text === 'string') out[key] = special.text.replace(/\{(\w+)\}/g, (_, name) => idOf(name));
+    else out[key] = value;
   }
   return out;
 }

@@ -1,5 +1,6 @@
 import { ManualClock } from '../core/clock.js';
 import { ApiError } from '../core/errors.js';
+import { mentionedIds } from '../core/fields.js';
 import { CursorCodec, parseListQuery } from '../core/list-query.js';
 import type { Doc, ModuleDef, Principal, Resource } from '../core/resource.js';
 import type { Store } from '../store/database.js';
@@ -229,16 +230,16 @@ interface ImportRow {
   doc: Doc;
 }
 
-/** Rows in an order where every reference to a row of the same import comes after that row. */
-function referencesFirst(rows: ImportRow[], refFields: (r: Resource) => string[]): ImportRow[] {
+/** Rows in an order where every row a row names (`idsOf`) of the same import comes before it. */
+function referencesFirst(rows: ImportRow[], idsOf: (row: ImportRow) => string[]): ImportRow[] {
   const byId = new Map(rows.filter((r) => typeof r.doc.id === 'string').map((r) => [r.doc.id as string, r]));
   const placed = new Set<ImportRow>();
   const out: ImportRow[] = [];
   const visit = (row: ImportRow, path: Set<ImportRow>) => {
     if (placed.has(row) || path.has(row)) return;
     path.add(row);
-    for (const name of refFields(row.resource)) {
-      const target = byId.get(row.doc[name] as string);
+    for (const id of idsOf(row)) {
+      const target = byId.get(id);
       if (target) visit(target, path);
     }
     placed.add(row);
@@ -311,6 +312,8 @@ export async function importRows(
         {
           writable: writable.map(([name]) => name),
           refs: new Set(writable.filter(([, f]) => f.ref !== undefined).map(([name]) => name)),
+          // Texts that name rows inside them (a metric query): [field, id prefix].
+          mentions: writable.flatMap(([name, f]) => (f.mentions ? [[name, f.mentions] as const] : [])),
           replay: r.replay && op ? { ...r.replay, op } : null,
         },
       ];
@@ -318,11 +321,17 @@ export async function importRows(
   );
   // Every resource of a row is among `all` (pick() checked its name).
   const planOf = (r: Resource) => plans.get(r) as typeof plans extends Map<Resource, infer P> ? P : never;
-  const refFields = (r: Resource) => [...planOf(r).refs];
+  const idsOf = ({ resource, doc }: ImportRow) => {
+    const plan = planOf(resource);
+    return [
+      ...[...plan.refs].map((name) => doc[name] as string),
+      ...plan.mentions.flatMap(([name, prefix]) => mentionedIds(prefix, doc[name])),
+    ];
+  };
   // A deleted row (an export with --include-deleted) is not brought back to life.
   const ordered = referencesFirst(
     rows.filter((r) => r.doc.is_deleted !== true),
-    refFields,
+    idsOf,
   );
   const now = Date.now();
   const clock = new ManualClock(now);
@@ -335,29 +344,58 @@ export async function importRows(
     const ms = typeof iso === 'string' ? Date.parse(iso) : Number.NaN;
     return Number.isFinite(ms) ? Math.min(ms, now) : now;
   };
+  // Every write as an event at its source time: each row's create (at its log's first entry,
+  // or created_at; never before the rows it names), then each later log entry through the
+  // replay operation (never before its row). Played in time order, so a query reading another
+  // key result is recomputed at that one's check-ins, as it was in the source.
+  type Event = { at: number; row: ImportRow; body: Doc; create: true } | { at: number; row: ImportRow; entry: Doc };
+  const events: Event[] = [];
+  const createdAt = new Map<string, number>();
+  for (const row of ordered) {
+    const { resource, doc } = row;
+    const plan = planOf(resource);
+    const body: Doc = {};
+    for (const name of plan.writable) if (name in doc) body[name] = doc[name];
+    const replay = plan.replay && (plan.replay.when?.(doc) ?? true) ? plan.replay : null;
+    if (plan.replay && !replay) delete body[plan.replay.from];
+    const log = replay && Array.isArray(doc[replay.field]) ? (doc[replay.field] as Doc[]) : [];
+    // With a log to replay, the row starts at its first entry's value.
+    if (replay && log.length > 0 && replay.from in body) body[replay.from] = log[0].value;
+    const at = Math.max(timeOf(log[0]?.at ?? doc.created_at), ...idsOf(row).map((id) => createdAt.get(id) ?? 0));
+    if (typeof doc.id === 'string') createdAt.set(doc.id, at);
+    events.push({ at, row, body, create: true });
+    for (const entry of log.slice(1)) events.push({ at: Math.max(at, timeOf(entry.at)), row, entry });
+  }
+  events.sort((a, b) => a.at - b.at); // stable: creates in reference order, entries in log order
+  const createdIds = new Map<ImportRow, string>();
   await engine.transaction(async (db) => {
-    for (const [n, row] of ordered.entries()) {
+    for (const [n, event] of events.entries()) {
+      const { row } = event;
       const { resource, doc } = row;
       const plan = planOf(resource);
-      const body: Doc = {};
-      for (const name of plan.writable) {
-        if (!(name in doc)) continue;
-        const value = doc[name];
-        body[name] = plan.refs.has(name) && newIds.has(value as string) ? newIds.get(value as string) : value;
-      }
-      const { replay } = plan;
-      const log = replay && Array.isArray(doc[replay.field]) ? (doc[replay.field] as Doc[]) : [];
-      // With a log to replay, the row starts at its first entry's value.
-      if (replay && log.length > 0 && replay.from in body) body[replay.from] = log[0].value;
-      clock.set(timeOf(log[0]?.at ?? doc.created_at));
+      clock.set(event.at);
       try {
-        const created = await engine.create(db, resource, principal, body);
-        if (typeof doc.id === 'string') newIds.set(doc.id, created.id as string);
-        if (replay) {
-          for (const entry of log.slice(1)) {
-            clock.set(timeOf(entry.at));
-            await engine.operate(db, resource, principal, replay.op, created.id as string, replay.body(entry));
+        if ('create' in event) {
+          // References to rows of this import, by value or inside a text, become their new ids.
+          const body = { ...event.body };
+          for (const name of plan.refs) {
+            const to = newIds.get(body[name] as string);
+            if (to) body[name] = to;
           }
+          for (const [name, prefix] of plan.mentions) {
+            for (const id of new Set(mentionedIds(prefix, body[name]))) {
+              const to = newIds.get(id);
+              if (to) body[name] = (body[name] as string).replaceAll(id, to);
+            }
+          }
+          const created = await engine.create(db, resource, principal, body);
+          createdIds.set(row, created.id as string);
+          if (typeof doc.id === 'string') newIds.set(doc.id, created.id as string);
+          counts[resource.name] = (counts[resource.name] ?? 0) + 1;
+        } else {
+          const replay = plan.replay as NonNullable<typeof plan.replay>;
+          const id = createdIds.get(row) as string;
+          await engine.operate(db, resource, principal, replay.op, id, replay.body(event.entry));
         }
       } catch (err) {
         if (err instanceof ApiError) {
@@ -366,8 +404,7 @@ export async function importRows(
         }
         throw err;
       }
-      counts[resource.name] = (counts[resource.name] ?? 0) + 1;
-      o.progress?.('importing', n + 1, ordered.length);
+      o.progress?.('importing', n + 1, events.length);
     }
   });
   return counts;

@@ -31,6 +31,11 @@ export interface FieldSpec<S extends TSchema = TSchema, R extends boolean = bool
   readonly ref?: string;
   /** The referenced resource owns this one (soft-delete dependents, restore rules). */
   readonly parent?: boolean;
+  /**
+   * Id prefix of rows a text names inside it (a metric query's `kr("kr_…")`): an import
+   * creates them first and rewrites their ids to the new ones.
+   */
+  readonly mentions?: string;
   /** Declared by the platform for every resource. */
   readonly platform: boolean;
   /**
@@ -114,6 +119,8 @@ export interface TextOptions extends CommonOptions {
   pattern?: string;
   enum?: readonly string[];
   default?: string;
+  /** Id prefix of rows the text names inside it (see FieldSpec.mentions). */
+  mentions?: string;
 }
 
 type TextSchema<O> = O extends { enum: readonly (infer E extends string)[] }
@@ -136,7 +143,14 @@ export function text<const O extends TextOptions>(o: O): Field<TextSchema<O>, O>
     ...(o.enum ? { enum: o.enum } : {}),
     ...(o.pattern ? { pattern: o.pattern } : {}),
     ...(o.default !== undefined ? { default: o.default } : {}),
+    ...(o.mentions ? { mentions: o.mentions } : {}),
   });
+}
+
+/** Every id of rows with the given prefix that a text names (see FieldSpec.mentions). */
+export function mentionedIds(prefix: string, text: unknown): string[] {
+  if (typeof text !== 'string') return [];
+  return text.match(new RegExp(`(?<![\\w])${idPattern(prefix).slice(1, -1)}(?![\\w])`, 'g')) ?? [];
 }
 
 export interface NumberOptions extends CommonOptions {

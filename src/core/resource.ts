@@ -148,9 +148,16 @@ export interface ResourceOptions<F extends FieldMap> {
    * How an import (`edm import`) rebuilds a read-only log the document holds (a key result's
    * history): the row is created with `from` set to the first entry's `value`, then every later
    * entry goes through the custom operation `operation` (its body from `body`), oldest first,
-   * each at its `at`.
+   * each at its `at`. A row `when` turns down (a key result whose values come from a query) is
+   * created without `from`, its log not replayed: the server derives its value again.
    */
-  replay?: { field: keyof F & string; from: keyof F & string; operation: string; body: (entry: Doc) => Doc };
+  replay?: {
+    field: keyof F & string;
+    from: keyof F & string;
+    operation: string;
+    body: (entry: Doc) => Doc;
+    when?: (doc: Doc) => boolean;
+  };
 }
 
 export interface Resource<F extends FieldMap = FieldMap> extends Omit<ResourceOptions<F>, 'titleField'> {
@@ -249,6 +256,11 @@ export interface Job {
 /** In a demo step's body: the id of the row an earlier step created `as` this name. */
 export interface DemoRef {
   ref: string;
+}
+
+/** A text naming rows of earlier steps: each `{name}` becomes that row's id (a metric query). */
+export interface DemoText {
+  text: string;
 }
 
 /**

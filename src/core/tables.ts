@@ -44,6 +44,11 @@ export interface Tx {
   readonly now: number;
   /** A row of the tenant by id, deleted or not, whatever the caller's app; locked (default `update`). */
   find(resource: Resource, tenantId: string, id: string, lock?: RowLock): Promise<Doc | null>;
+  /**
+   * A row of the tenant by id without locking it (what the last committed write left, or this
+   * transaction's own writes): for values a write reads but must not wait on.
+   */
+  peek(resource: Resource, tenantId: string, id: string): Promise<Doc | null>;
   /** Live rows of the tenant whose columns equal the given values. */
   findLive(resource: Resource, tenantId: string, where: Row): Promise<Doc[]>;
   /**
@@ -51,6 +56,11 @@ export interface Tx {
    * records `source_type: system` provenance nowhere else, and runs the resource's afterWrite hooks.
    */
   systemWrite(resource: Resource, before: Doc, changes: Doc): Promise<Doc>;
+  /**
+   * Adds `delta` to an internal counter of a row (null counts as 0) without a new version: the
+   * bookkeeping no answer shows (e.g. how many queries read a key result).
+   */
+  bump(resource: Resource, tenantId: string, id: string, internal: string, delta: number): Promise<void>;
   insert(table: TableDef, row: Row): Promise<void>;
   /** Insert, or replace the row with the same primary key. */
   upsert(table: TableDef, row: Row): Promise<void>;

@@ -118,8 +118,6 @@ const rowKey = (resource: Resource, tenantId: string, id: string) => `${resource
 /** The hooks' transaction handle, with what the engine itself uses of it. */
 interface EngineTx extends Tx {
   readonly rows: WriteRows;
-  /** A row as `find` answers it, without locking it (reference checks); from `rows` if read already. */
-  peek(resource: Resource, tenantId: string, id: string): Promise<Doc | null>;
 }
 
 /** Documents whose stored row is at an older schema version than the one they were upgraded to. */
@@ -478,6 +476,26 @@ export class Engine {
       },
       systemWrite: (resource, before, changes) =>
         engine.systemWrite(db, resource, principal, before, changes, now, rows),
+      async bump(resource, tenantId, id, internal, delta) {
+        if (!resource.internal?.[internal]) throw new Error(`${resource.name} has no internal field ${internal}`);
+        await engine.run(
+          db,
+          `bump|${resource.table}|${internal}`,
+          (slot) =>
+            db
+              .updateTable(resource.table)
+              .set({ [internal]: sql`coalesce(${sql.ref(internal)}, 0) + ${sql.val(slot('delta'))}` })
+              .where('tenant_id', '=', slot('tenant'))
+              .where('id', '=', slot('id')),
+          { tenant: tenantId, id, delta },
+          ANY_ROWS,
+        );
+        // A copy: a write in flight may hold the cached document as its `before`.
+        const key = rowKey(resource, tenantId, id);
+        const seen = rows.get(key);
+        if (seen?.doc)
+          rows.set(key, { ...seen, doc: { ...seen.doc, [internal]: Number(seen.doc[internal] ?? 0) + delta } });
+      },
       async insert(table, row) {
         const encoded = engine.encodeRow(table, row);
         await engine.run(
@@ -1220,8 +1238,11 @@ export class Engine {
     };
     await this.writeBack(db, resource, before, doc);
     const ctx: HookContext = { principal, now, op: deleted ? 'delete' : 'restore', input: null, event: null };
-    await resource.hooks?.afterWrite?.(doc, before, ctx, this.tx(db, principal, now));
-    return doc;
+    const rows: WriteRows = new Map();
+    await resource.hooks?.afterWrite?.(doc, before, ctx, this.tx(db, principal, now, rows));
+    // The row as its hooks left it (a restored query key result catches up: a system write).
+    const later = rows.get(rowKey(resource, doc.tenant_id as string, doc.id as string))?.doc;
+    return later && (later.version as number) > (doc.version as number) ? later : doc;
   }
 
   private async liveDependents(db: DB, resource: Resource, tenantId: string, id: string) {

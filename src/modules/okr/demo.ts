@@ -116,8 +116,8 @@ const keyResults: readonly DemoKeyResult[] = [
 
 /**
  * The OKR module's demo data (`edm seed`): a cycle for the current quarter, four objectives (one
- * aligned under another), eight key results of every metric type, set up six weeks ago, and
- * weekly check-ins since, so progress, statuses, roll-ups and history charts have something
+ * aligned under another), eight key results of every metric type and one computed from another by a metric query, set
+ * up six weeks ago, and weekly check-ins since, so progress, statuses, roll-ups and history charts have something
  * to show. The same every run but for the dates.
  */
 export function okrDemo(now: number): DemoStep[] {
@@ -165,6 +165,23 @@ export function okrDemo(now: number): DemoStep[] {
       body: { objective_id: { ref: kr.objective }, current: kr.body.baseline, ...kr.body },
     });
   }
+  // A key result whose value is a metric query over another's: recomputed at each MRR check-in.
+  steps.push({
+    day: start,
+    resource: 'KeyResult',
+    as: 'run-rate',
+    body: {
+      objective_id: { ref: 'revenue' },
+      title: 'Reach a $1.44M annual run rate',
+      metric_type: 'currency',
+      baseline: 960_000,
+      target: 1_440_000,
+      unit: 'USD',
+      tags: ['revenue'],
+      data_source: 'query',
+      query: { text: 'kr("{mrr}") * 12' },
+    },
+  });
   // Week by week, every key result's check-in of that week (the last one yesterday).
   for (let week = 0; week < 6; week++) {
     for (const kr of keyResults) {

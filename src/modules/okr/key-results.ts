@@ -4,6 +4,7 @@ import { ApiError, type FieldError } from '../../core/errors.js';
 import { datetime, idPattern, integer, json, number, ref, stringList, text } from '../../core/fields.js';
 import type { Doc } from '../../core/resource.js';
 import { defineResource } from '../../core/resource.js';
+import type { Tx } from '../../core/tables.js';
 import {
   checkInOperations,
   type History,
@@ -15,11 +16,13 @@ import {
 import { cycles } from './cycles.js';
 import { objectives } from './objectives.js';
 import { impliedDirection, LINEAR_TYPES, type Measure, type MetricType, progressPct } from './progress.js';
+import { parsed, QuerySyntaxError } from './query.js';
+import { catchUp, propagate, queryValue, READERS, syncReads } from './query-source.js';
 import { rollUp } from './rollup.js';
 import { OWNER_ID_PATTERN, STATUSES, TAGS } from './shared.js';
 import { computeStatus, cycleSpan } from './status.js';
 import { scheduleSweep } from './sweep.js';
-import { snapshots, statusSweep } from './tables.js';
+import { queryReads, snapshots, statusSweep } from './tables.js';
 
 /** What derive() computed for the write in flight, for afterWrite() (same transaction). */
 const pending = new WeakMap<Doc, { expiresAt: number | null; snapshot: Snapshot | null }>();
@@ -27,6 +30,14 @@ const pending = new WeakMap<Doc, { expiresAt: number | null; snapshot: Snapshot 
 export const METRIC_TYPES = ['number', 'percentage', 'currency', 'milestone', 'threshold'] as const;
 export const DIRECTIONS = ['increase', 'decrease'] as const;
 export const DATA_SOURCES = ['manual', 'connector', 'query'] as const;
+
+/** A key result's status at `now`, paced against its objective's cycle, and when that band ends. */
+export async function statusAt(tx: Tx, tenantId: string, kr: Doc, now: number) {
+  const objective = await tx.find(objectives, tenantId, kr.objective_id as string);
+  const cycle =
+    typeof objective?.cycle_id === 'string' ? await tx.find(cycles, tenantId, objective.cycle_id, 'share') : null;
+  return computeStatus(kr as unknown as Measure, cycleSpan(cycle), now);
+}
 
 export const keyResults = defineResource({
   module: 'okr',
@@ -90,7 +101,11 @@ export const keyResults = defineResource({
       pattern: idPattern('con'),
       notes: 'ID of the connector used to pull metric data automatically. Null for manual or query sources.',
     }),
-    query: text({ maxLength: 4000, notes: "Metric query expression used when dataSource is 'query'." }),
+    query: text({
+      maxLength: 4000,
+      mentions: 'kr',
+      notes: "Metric query expression used when dataSource is 'query'.",
+    }),
     progress_pct: number({
       computed: true,
       notes: 'Computed progress percentage (0–100) based on baseline, current, and target.',
@@ -124,7 +139,10 @@ export const keyResults = defineResource({
       notes: "Integer 0–10 from the last check-in's confidence, or null.",
     }),
   },
-  tables: [snapshots, statusSweep],
+  internal: {
+    [READERS]: integer({ default: 0, notes: 'Live query key results whose query reads this one.' }),
+  },
+  tables: [snapshots, statusSweep, queryReads],
   // Every write rolls up into its objective (derive and rollUp lock it): the check locks it first.
   lockReferences: ['objective_id'],
   operations: checkInOperations,
@@ -134,6 +152,8 @@ export const keyResults = defineResource({
     from: 'current',
     operation: 'checkIns.create',
     body: (entry) => ({ value: entry.value, note: entry.note ?? null, confidence: entry.confidence ?? null }),
+    // A query's value is computed again from what it reads, not replayed.
+    when: (doc) => doc.data_source !== 'query',
   },
   hooks: {
     prepare(doc, before, ctx) {
@@ -148,7 +168,7 @@ export const keyResults = defineResource({
         doc.direction = impliedDirection(doc.metric_type as MetricType, doc.baseline as number, doc.target as number);
       }
     },
-    validate(doc) {
+    validate(doc, before, ctx) {
       const errors: FieldError[] = [];
       if (doc.current === null)
         errors.push({ path: '/current', code: 'required', message: 'current must not be null' });
@@ -164,20 +184,35 @@ export const keyResults = defineResource({
           message: `direction ${m.direction} contradicts baseline ${m.baseline} → target ${m.target}`,
         });
       }
-      if (doc.data_source !== 'manual') {
+      if (doc.data_source === 'connector') {
         errors.push({
           path: '/data_source',
           code: 'unsupported',
-          message:
-            'only manual key results are available: connector and query sources are not enabled on this server yet',
+          message: 'connector sources are not enabled on this server yet: use manual or query',
         });
       }
+      if (doc.data_source === 'query') {
+        if (typeof doc.query !== 'string') {
+          errors.push({ path: '/query', code: 'required', message: 'query is required when data_source is query' });
+        } else {
+          try {
+            parsed(doc.query);
+          } catch (err) {
+            if (!(err instanceof QuerySyntaxError)) throw err;
+            errors.push({ path: '/query', code: 'invalid_query', message: err.message });
+          }
+        }
+        if (!before && ctx.input?.current !== undefined && ctx.input.current !== null) {
+          errors.push({ path: '/current', code: 'not_allowed', message: 'current is computed from the query' });
+        }
+      }
+      const allowed: Record<string, string> = { manual: '', connector: 'connector_id', query: 'query' };
       for (const name of ['connector_id', 'query'] as const) {
-        if (doc.data_source === 'manual' && doc[name] !== null) {
+        if (doc[name] !== null && allowed[doc.data_source as string] !== name) {
           errors.push({
             path: `/${name}`,
             code: 'not_allowed',
-            message: `${name} must be null when data_source is manual`,
+            message: `${name} must be null when data_source is ${doc.data_source}`,
           });
         }
       }
@@ -185,17 +220,18 @@ export const keyResults = defineResource({
     },
     async derive(doc, before, ctx, tx) {
       const event = ctx.event?.kind === 'check_in' ? ctx.event : null;
-      if (before && before.data_source !== 'manual' && (event || 'current' in (ctx.input ?? {}))) {
-        throw new ApiError('not_manual', `KeyResult ${doc.id} takes its values from its ${before.data_source}`);
+      const source = event ? before?.data_source : 'current' in (ctx.input ?? {}) ? doc.data_source : 'manual';
+      if (before && source !== 'manual') {
+        throw new ApiError('not_manual', `KeyResult ${doc.id} takes its values from its ${source}`);
+      }
+      const tenantId = ctx.principal.tenantId;
+      if (doc.data_source === 'query' && (doc.query !== before?.query || before?.data_source !== 'query')) {
+        const value = await queryValue(tx, tenantId, doc, before === null);
+        if (value !== null) doc.current = value;
       }
       const m = doc as unknown as Measure;
       doc.progress_pct = progressPct(m);
-      const objective = await tx.find(objectives, ctx.principal.tenantId, doc.objective_id as string);
-      const cycle =
-        typeof objective?.cycle_id === 'string'
-          ? await tx.find(cycles, ctx.principal.tenantId, objective.cycle_id, 'share')
-          : null;
-      const { status, expiresAt } = computeStatus(m, cycleSpan(cycle), ctx.now);
+      const { status, expiresAt } = await statusAt(tx, tenantId, doc, ctx.now);
       doc.status = status;
       pending.set(doc, { expiresAt, snapshot: null });
       const changed = before === null || before.current !== doc.current;
@@ -220,11 +256,14 @@ export const keyResults = defineResource({
       pending.delete(after);
       if (work?.snapshot) await tx.insert(snapshots, snapshotRow(tenantId, after.id as string, work.snapshot, ctx.now));
       await rollUp(tx, objectives, tenantId, before, after);
-      if (ctx.op === 'system') return; // the sweep keeps its own queue
+      // The sweep keeps its own queue; a query's recomputation (query-source.ts) its own readers.
+      if (ctx.op === 'system') return;
+      await syncReads(tx, tenantId, before, after);
+      if (before && before.current !== after.current) await propagate(tx, tenantId, after);
       const due = after.is_deleted ? null : ctx.op === 'restore' ? ctx.now : (work?.expiresAt ?? null);
       // A key result created just now is in no queue: nothing to take out (a round trip on PostgreSQL).
-      if (due === null && ctx.op === 'create') return;
-      await scheduleSweep(tx, tenantId, after.id as string, due);
+      if (due !== null || ctx.op !== 'create') await scheduleSweep(tx, tenantId, after.id as string, due);
+      if (ctx.op === 'restore') await catchUp(tx, tenantId, after);
     },
   },
   sortable: ['created_at', 'updated_at', 'title', 'progress_pct', 'last_update_at', 'current', 'target'],

@@ -1,11 +1,7 @@
 import { isoTime } from '../../core/clock.js';
 import type { Job } from '../../core/resource.js';
 import type { Tx } from '../../core/tables.js';
-import { cycles } from './cycles.js';
-import { keyResults } from './key-results.js';
-import { objectives } from './objectives.js';
-import type { Measure } from './progress.js';
-import { computeStatus, cycleSpan } from './status.js';
+import { keyResults, statusAt } from './key-results.js';
 import { statusSweep } from './tables.js';
 
 /** Puts a key result in the sweep queue for `due` (ms), or takes it out (null). */
@@ -30,11 +26,8 @@ export async function sweepOne(tx: Tx, tenantId: string, keyResultId: string): P
     await scheduleSweep(tx, tenantId, keyResultId, null);
     return false;
   }
-  // Locked for update now: a status change rolls up into the objective (no share-to-update upgrade).
-  const objective = await tx.find(objectives, tenantId, kr.objective_id as string);
-  const cycle =
-    typeof objective?.cycle_id === 'string' ? await tx.find(cycles, tenantId, objective.cycle_id, 'share') : null;
-  const { status, expiresAt } = computeStatus(kr as unknown as Measure, cycleSpan(cycle), tx.now);
+  // The objective is locked for update: a status change rolls up into it (no share-to-update upgrade).
+  const { status, expiresAt } = await statusAt(tx, tenantId, kr, tx.now);
   // A band that ends at or before now (rounding at the edge) is looked at again a moment later.
   await scheduleSweep(tx, tenantId, keyResultId, expiresAt === null ? null : Math.max(expiresAt, tx.now + 1));
   if (status === kr.status) return false;

@@ -32,3 +32,14 @@ export const statusSweep = defineTable({
   indexes: [['due_at']],
   queue: true,
 });
+
+/**
+ * Which key results each live query key result reads (`kr("…")` in its query): the edges a
+ * change of a current value follows to the queries to recompute. Tenant data.
+ */
+export const queryReads = defineTable({
+  name: 'okr_key_result_query_reads',
+  columns: { tenant_id: 'text', key_result_id: 'text', reads_id: 'text' },
+  primaryKey: ['tenant_id', 'key_result_id', 'reads_id'],
+  indexes: [['tenant_id', 'reads_id', 'key_result_id']],
+});

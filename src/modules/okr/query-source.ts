@@ -1,0 +1,184 @@
+/**
+ * Key results whose current value is their metric query's (`data_source: query`): the query's
+ * value when it is set, the edges to what it reads, and the recomputation, in the same
+ * transaction, of every query downstream of a value that changed.
+ */
+import { isoTime } from '../../core/clock.js';
+import { type FieldError, fieldError } from '../../core/errors.js';
+import type { Doc } from '../../core/resource.js';
+import type { Tx } from '../../core/tables.js';
+import { type History, type Snapshot, snapshotRow, withSnapshot } from './check-ins.js';
+import { keyResults, statusAt } from './key-results.js';
+import { type Measure, progressPct } from './progress.js';
+import { evaluate, parsed } from './query.js';
+import { scheduleSweep } from './sweep.js';
+import { queryReads, snapshots } from './tables.js';
+
+/** The internal counter of live queries reading a key result: most have none, and skip the lookup. */
+export const READERS = 'query_readers';
+
+/** The key results a key result's query reads, while it is live and takes its values from it. */
+export function readsOf(kr: Doc | null): readonly string[] {
+  return kr && kr.is_deleted !== true && kr.data_source === 'query' && typeof kr.query === 'string'
+    ? parsed(kr.query).reads
+    : [];
+}
+
+/**
+ * The value of the query a create or a PATCH sets: every key result it reads must be a live
+ * one of the tenant (422), and none may lead back to `kr` through queries (400). Null when the
+ * value is not a finite number (a division by zero): the key result keeps the value it has.
+ */
+export async function queryValue(tx: Tx, tenantId: string, kr: Doc, isNew: boolean): Promise<number | null> {
+  const query = parsed(kr.query as string);
+  const read = new Map<string, Doc>();
+  const missing: FieldError[] = [];
+  for (const id of query.reads) {
+    if (id === kr.id) continue; // a cycle, reported below
+    // Locked: a write to it waits for this one to commit, then finds this query among its readers.
+    const row = await tx.find(keyResults, tenantId, id);
+    if (row && row.is_deleted === false) read.set(id, row);
+    else {
+      missing.push({
+        path: '/query',
+        code: 'invalid_reference',
+        message: `kr("${id}") must name a live KeyResult of this tenant`,
+      });
+    }
+  }
+  // Nothing reads a key result being created: only a write to an existing one can close a loop.
+  const loop = isNew ? null : await pathBack(tx, tenantId, kr.id as string, query.reads);
+  if (loop) {
+    throw fieldError('validation_failed', [
+      {
+        path: '/query',
+        code: 'query_cycle',
+        message: `${[kr.id, ...loop].join(' reads ')}: a query cannot read its own key result, directly or through others`,
+      },
+    ]);
+  }
+  if (missing.length) throw fieldError('invalid_reference', missing);
+  return evaluate(query, (id) => Number(read.get(id)?.current));
+}
+
+/** A chain of queries from one of `reads` back to `target`, or null (depth first, each once). */
+async function pathBack(tx: Tx, tenantId: string, target: string, reads: readonly string[]): Promise<string[] | null> {
+  const seen = new Set<string>();
+  const walk = async (id: string): Promise<string[] | null> => {
+    if (id === target) return [id];
+    if (seen.has(id)) return null;
+    seen.add(id);
+    const doc = await tx.peek(keyResults, tenantId, id);
+    // Deleted ones too: restoring one brings its query back.
+    const next = doc?.data_source === 'query' && typeof doc.query === 'string' ? parsed(doc.query).reads : [];
+    for (const n of next) {
+      const path = await walk(n);
+      if (path) return [id, ...path];
+    }
+    return null;
+  };
+  for (const id of reads) {
+    const path = await walk(id);
+    if (path) return path;
+  }
+  return null;
+}
+
+/** Keeps the edges (and the readers' counters) in step with what `after`'s query reads. */
+export async function syncReads(tx: Tx, tenantId: string, before: Doc | null, after: Doc): Promise<void> {
+  const old = readsOf(before);
+  const now = readsOf(after);
+  if (old.length === 0 && now.length === 0) return;
+  const key_result_id = after.id as string;
+  for (const id of old) {
+    if (now.includes(id)) continue;
+    await tx.remove(queryReads, { tenant_id: tenantId, key_result_id, reads_id: id });
+    await tx.bump(keyResults, tenantId, id, READERS, -1);
+  }
+  for (const id of now) {
+    if (old.includes(id)) continue;
+    await tx.insert(queryReads, { tenant_id: tenantId, key_result_id, reads_id: id });
+    await tx.bump(keyResults, tenantId, id, READERS, 1);
+  }
+}
+
+/**
+ * Recomputes every live query key result downstream of `source`, whose current value just
+ * changed: each once, after everything it reads (a reverse depth-first post-order), as system
+ * writes in the same transaction.
+ */
+export async function propagate(tx: Tx, tenantId: string, source: Doc): Promise<void> {
+  if (!(Number(source[READERS] ?? 0) > 0)) return;
+  const docs = new Map<string, Doc>([[source.id as string, source]]);
+  const seen = new Set<string>();
+  const order: string[] = [];
+  const visit = async (doc: Doc) => {
+    const id = doc.id as string;
+    seen.add(id);
+    if (Number(doc[READERS] ?? 0) > 0) {
+      const readers = await tx.select(
+        queryReads,
+        { tenant_id: tenantId, reads_id: id },
+        { orderBy: [['key_result_id', 'asc']] },
+      );
+      for (const row of readers) {
+        const readerId = row.key_result_id as string;
+        if (seen.has(readerId)) continue;
+        const reader = await tx.find(keyResults, tenantId, readerId);
+        if (!reader || reader.is_deleted || reader.data_source !== 'query') continue;
+        docs.set(readerId, reader);
+        await visit(reader);
+      }
+    }
+    order.push(id);
+  };
+  await visit(source);
+  for (const id of order.reverse().slice(1)) {
+    docs.set(id, await refresh(tx, tenantId, docs.get(id) as Doc, docs));
+  }
+}
+
+/**
+ * Evaluates a query key result again from the values it reads (`known` first, else as stored,
+ * deleted ones too) and records a changed value: a system write with a snapshot. An unchanged
+ * or non-finite value records nothing.
+ */
+async function refresh(tx: Tx, tenantId: string, kr: Doc, known: Map<string, Doc>): Promise<Doc> {
+  const query = parsed(kr.query as string);
+  const values = new Map<string, number>();
+  for (const id of query.reads) {
+    const doc = known.get(id) ?? (await tx.peek(keyResults, tenantId, id));
+    values.set(id, Number(doc?.current ?? Number.NaN));
+  }
+  const value = evaluate(query, (id) => values.get(id) as number);
+  if (value === null || value === kr.current) return kr;
+  const measure = { ...kr, current: value } as unknown as Measure;
+  const progress = progressPct(measure);
+  const { status, expiresAt } = await statusAt(tx, tenantId, { ...kr, current: value }, tx.now);
+  const snap: Snapshot = {
+    at: isoTime(tx.now),
+    value,
+    progress_pct: progress,
+    by: 'system',
+    source_type: 'system',
+    note: null,
+    confidence: null,
+  };
+  const after = await tx.systemWrite(keyResults, kr, {
+    current: value,
+    progress_pct: progress,
+    status,
+    history: withSnapshot(kr.history as History, snap),
+    last_update_at: isoTime(tx.now),
+  });
+  await tx.insert(snapshots, snapshotRow(tenantId, kr.id as string, snap, tx.now));
+  await scheduleSweep(tx, tenantId, kr.id as string, expiresAt);
+  return after;
+}
+
+/** Brings a restored query key result up to date with what it reads (it held while deleted). */
+export async function catchUp(tx: Tx, tenantId: string, kr: Doc): Promise<void> {
+  if (kr.data_source !== 'query' || typeof kr.query !== 'string') return;
+  const after = await refresh(tx, tenantId, kr, new Map());
+  if (after !== kr) await propagate(tx, tenantId, after);
+}

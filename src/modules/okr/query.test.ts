@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { evaluate, MAX_DEPTH, MAX_READS, parseQuery, QuerySyntaxError } from './query.js';
+
+const A = 'kr_01ARZ3NDEKTSV4RRFFQ69G5FAA';
+const B = 'kr_01ARZ3NDEKTSV4RRFFQ69G5FAB';
+const values: Record<string, number> = { [A]: 30, [B]: 12 };
+const run = (src: string) => evaluate(parseQuery(src), (id) => values[id]);
+
+describe('metric queries: values', () => {
+  it.each([
+    ['1 + 2 * 3', 7],
+    ['(1 + 2) * 3', 9],
+    ['10 - 4 - 3', 3],
+    ['2 * 3 / 4', 1.5],
+    ['-3 + 5', 2],
+    ['--3', 3],
+    ['+4', 4],
+    ['-(2 * 3)', -6],
+    ['1.5e2 + .5', 150.5],
+    [`kr("${A}")`, 30],
+    [`kr('${B}')`, 12],
+    [`kr("${A}") / kr("${B}") * 100`, 250],
+    [`sum(kr("${A}"), kr("${B}"), 8)`, 50],
+    [`avg(kr("${A}"), kr("${B}"))`, 21],
+    [`min(kr("${A}"), kr("${B}"), 20)`, 12],
+    [`max(kr("${A}"), 99)`, 99],
+    [`count(kr("${A}"), kr("${B}"), 1)`, 3],
+    [`sum(1, max(2, 3) * 2)`, 7],
+    ['  1\n+\t2  ', 3],
+    ['0 * -1', 0],
+  ])('%s = %s', (src, value) => {
+    expect(run(src)).toBe(value);
+  });
+
+  it.each([['1 / 0'], [`kr("${A}") / (kr("${B}") - 12)`], ['1e308 * 10'], ['0 / 0']])(
+    '%s is not a finite number: null (the key result keeps its value)',
+    (src) => {
+      expect(run(src)).toBeNull();
+    },
+  );
+
+  it('lists what it reads once each, in order of appearance', () => {
+    expect(parseQuery(`kr("${B}") + kr("${A}") * kr("${B}")`).reads).toEqual([B, A]);
+    expect(parseQuery('1 + 2').reads).toEqual([]);
+  });
+
+  it('never evaluates JavaScript', () => {
+    for (const src of ['process.exit(1)', 'constructor("x")', '[1]', '`1`', '1; 2', 'this', 'kr.constructor']) {
+      expect(() => parseQuery(src), src).toThrow(QuerySyntaxError);
+    }
+  });
+});
+
+describe('metric queries: syntax errors name the column', () => {
+  it.each([
+    ['', 'the query is empty at column 1'],
+    ['1 +', 'expected a number, kr("…"), a function or \'(\', found end of query at column 4'],
+    ['(1 + 2', "expected ')', found end of query at column 7"],
+    ['1 2', "unexpected '2' at column 3"],
+    ['1 + ) ', "expected a number, kr(\"…\"), a function or '(', found ')' at column 5"],
+    ['foo(1)', 'unknown function foo(): use kr, sum, avg, min, max, count at column 1'],
+    ['sum()', 'sum() needs at least one argument at column 5'],
+    ['sum(1 2)', "expected ',' or ')' in sum(), found '2' at column 7"],
+    ['kr(1)', 'kr() takes a key result id in quotes, like kr("kr_…") at column 4'],
+    [
+      'kr("obj_01ARZ3NDEKTSV4RRFFQ69G5FAA")',
+      '"obj_01ARZ3NDEKTSV4RRFFQ69G5FAA" is not a key result id (kr_ and 26 characters) at column 4',
+    ],
+    [`kr("${A}"`, "expected ')' after the key result id, found end of query at column 35"],
+    ['kr("abc', 'unterminated string at column 4'],
+    ['1 % 2', 'unexpected character "%" at column 3'],
+    ['sum', "expected '(' after sum, found end of query at column 4"],
+  ])('%j: %s', (src, message) => {
+    expect(() => parseQuery(src)).toThrow(message);
+  });
+
+  it(`refuses nesting deeper than ${MAX_DEPTH} levels and more than ${MAX_READS} key results`, () => {
+    expect(() => parseQuery(`${'('.repeat(MAX_DEPTH + 1)}1${')'.repeat(MAX_DEPTH + 1)}`)).toThrow(/nested deeper/);
+    expect(parseQuery(`${'('.repeat(MAX_DEPTH)}1${')'.repeat(MAX_DEPTH)}`).reads).toEqual([]);
+    expect(() => parseQuery(`${'-'.repeat(MAX_DEPTH + 2)}1`)).toThrow(/nested deeper/);
+    const ids = (n: number) =>
+      Array.from({ length: n }, (_, i) => `kr("kr_01ARZ3NDEKTSV4RRFFQ69G${String(i).padStart(4, '0')}")`).join('+');
+    expect(parseQuery(ids(MAX_READS)).reads).toHaveLength(MAX_READS);
+    expect(() => parseQuery(ids(MAX_READS + 1))).toThrow(/at most 100 key results/);
+  });
+});
