@@ -3,6 +3,7 @@
 import { sql } from 'kysely';
 import { ManualClock } from '../dist/core/clock.js';
 import { CursorCodec } from '../dist/core/list-query.js';
+import { ServerKeys } from '../dist/core/secrets.js';
 import { modules } from '../dist/modules/index.js';
 import { openStore } from '../dist/store/database.js';
 import { Engine } from '../dist/store/engine.js';
@@ -23,6 +24,7 @@ export async function seeder(url, options = {}) {
     clock,
     modules,
     cursors: new CursorCodec(new Uint8Array(32)),
+    keys: new ServerKeys(new Uint8Array(32)),
     requireIfMatch: false,
   });
   const principal = (tenantId) => ({ sub: SUB, tenantId, appId: null, scopes: null });

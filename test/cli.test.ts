@@ -154,7 +154,9 @@ describe('edm CLI (built)', () => {
     await edm('seed', '--tenant', 'xfer-a');
     const out = join(dir, 'xfer-a.json');
     const exported = await edm('export', '--tenant', 'xfer-a', '--out', out);
-    expect(exported.stderr).toMatch(/exported tenant xfer-a \(sqlite\): 1 Cycle, 4 Objective, 9 KeyResult to /);
+    expect(exported.stderr).toMatch(
+      /exported tenant xfer-a \(sqlite\): 1 Cycle, 4 Objective, 9 KeyResult, 0 Connector to /,
+    );
     expect(JSON.parse(readFileSync(out, 'utf8')).resources.KeyResult).toHaveLength(9);
     const imported = await edm('import', out, '--tenant', 'xfer-b');
     expect(imported.stderr).toMatch(/imported into tenant xfer-b \(sqlite\): 1 Cycle, 4 Objective, 9 KeyResult/);

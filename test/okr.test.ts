@@ -120,7 +120,7 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       ['a 65-character tag', { target: 1, tags: ['x'.repeat(65)] }, '/tags/0'],
       ['an empty tag', { target: 1, tags: [''] }, '/tags/0'],
       ['a negative weight', { target: 1, weight: -0.5 }, '/weight'],
-      ['a connector source (not yet available)', { target: 1, data_source: 'connector' }, '/data_source'],
+      ['a connector source without a connector', { target: 1, data_source: 'connector' }, '/connector_id'],
       ['a query on a manual key result', { target: 1, query: 'kr("x")' }, '/query'],
       ['an unknown metric type', { target: 1, metric_type: 'vibes' }, '/metric_type'],
       ['confidence (read-only)', { target: 1, confidence: 5 }, '/confidence'],

@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
@@ -33,7 +35,9 @@ describe.runIf(PG_URL)('PostgreSQL schema, Citus-ready', () => {
   const admin = new pg.Client({ connectionString: url, application_name: 'edm-test-admin' });
   const statements: { sql: string; parameters: readonly unknown[] }[] = [];
   const clock = new ManualClock(T0);
-  const config = testConfig();
+  // A connector's metrics API on loopback, allowed for this app.
+  const metrics = createServer((_req, res) => res.end('{"v":5}'));
+  const config = testConfig({ connectorAllowHosts: ['127.0.0.1'] });
   let store: Store;
   let app: FastifyInstance;
   let tenantTables: string[];
@@ -55,6 +59,7 @@ describe.runIf(PG_URL)('PostgreSQL schema, Citus-ready', () => {
   };
 
   beforeAll(async () => {
+    await new Promise<void>((done) => metrics.listen(0, '127.0.0.1', done));
     await admin.connect();
     store = openStore(url, {
       schema,
@@ -74,6 +79,7 @@ describe.runIf(PG_URL)('PostgreSQL schema, Citus-ready', () => {
     await store.close();
     await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     await admin.end();
+    await new Promise((done) => metrics.close(done));
   });
 
   it('gives columns the types that answer like SQLite', async () => {
@@ -159,6 +165,24 @@ describe.runIf(PG_URL)('PostgreSQL schema, Citus-ready', () => {
     expect([cycle.status, obj.status, kr.status, computed.status]).toEqual([201, 201, 201, 201]);
     await call(token, 'PATCH', `${krPath}/${kr.body.id}`, { current: 3 }, { 'if-match': '"1"' });
     await call(token, 'PATCH', `${krPath}/${computed.body.id}`, { query: `kr("${kr.body.id}") * 2` });
+    // A connector feeding a key result, synced now and by its schedule.
+    const conPath = byName('Connector').basePath;
+    const port = (metrics.address() as AddressInfo).port;
+    const con = await call(token, 'POST', conPath, {
+      name: 'c',
+      kind: 'http_json',
+      config: { url: `http://127.0.0.1:${port}/m`, pointer: '/v' },
+      secret: 's',
+    });
+    const fedKr = await call(token, 'POST', krPath, {
+      objective_id: obj.body.id,
+      title: 'fed',
+      target: 10,
+      data_source: 'connector',
+      connector_id: con.body.id,
+    });
+    const synced = await call(token, 'POST', `${conPath}/${con.body.id}/sync`);
+    expect([con.status, fedKr.status, synced.body.last_value]).toEqual([201, 201, 5]);
     await call(token, 'POST', `${krPath}/${kr.body.id}/check-ins`, { value: 5, note: 'n', confidence: 6 });
     await call(token, 'GET', `${krPath}/${kr.body.id}/check-ins?limit=1`);
     await call(token, 'GET', `${byName('Objective').basePath}?tag=a,b&q=o&sort=title`);

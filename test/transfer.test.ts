@@ -42,7 +42,7 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
 
   it('exports every row as the API shows it, and an import rebuilds the tenant elsewhere with its history', async () => {
     const { counts, doc } = await exported('source');
-    expect(counts).toEqual({ Cycle: 1, Objective: 4, KeyResult: 9 });
+    expect(counts).toEqual({ Cycle: 1, Objective: 4, KeyResult: 9, Connector: 0 });
     expect(doc.format).toBe(EXPORT_FORMAT);
     expect(doc.tenant_id).toBe('source');
     expect(doc.resources.KeyResult.map((k) => k.id).sort()).toEqual(

@@ -1,6 +1,7 @@
 import { ManualClock } from '../core/clock.js';
 import { CursorCodec } from '../core/list-query.js';
 import type { DemoRef, DemoStep, DemoText, Doc, ModuleDef, Principal, Resource } from '../core/resource.js';
+import { ServerKeys } from '../core/secrets.js';
 import type { Store } from '../store/database.js';
 import { Engine } from '../store/engine.js';
 import { migrate } from '../store/schema.js';
@@ -87,6 +88,7 @@ export async function seedDemo(o: SeedOptions): Promise<SeedSummary> {
     clock,
     modules: o.modules,
     cursors: new CursorCodec(o.secretKey),
+    keys: new ServerKeys(o.secretKey),
     requireIfMatch: false,
   });
   const principal: Principal = { sub: o.sub, tenantId: o.tenant, appId: null, scopes: null };

@@ -3,6 +3,7 @@ import { ApiError } from '../core/errors.js';
 import { mentionedIds } from '../core/fields.js';
 import { CursorCodec, parseListQuery } from '../core/list-query.js';
 import type { Doc, ModuleDef, Principal, Resource } from '../core/resource.js';
+import { ServerKeys } from '../core/secrets.js';
 import type { Store } from '../store/database.js';
 import { Engine } from '../store/engine.js';
 import { migrate } from '../store/schema.js';
@@ -28,7 +29,14 @@ export class TransferError extends Error {}
 function engineFor(o: TransferOptions, clock = new ManualClock(Date.now())): { engine: Engine; cursors: CursorCodec } {
   const cursors = new CursorCodec(o.secretKey);
   return {
-    engine: new Engine({ store: o.store, clock, modules: o.modules, cursors, requireIfMatch: false }),
+    engine: new Engine({
+      store: o.store,
+      clock,
+      modules: o.modules,
+      cursors,
+      keys: new ServerKeys(o.secretKey),
+      requireIfMatch: false,
+    }),
     cursors,
   };
 }

@@ -42,6 +42,13 @@ export interface Config {
    * statements beside them (default true).
    */
   dbBatchWrites?: boolean;
+  /**
+   * EDM_CONNECTOR_ALLOW_HOSTS (comma-separated host names or addresses): hosts connectors may
+   * reach although they resolve to private, loopback, link-local or metadata addresses.
+   */
+  connectorAllowHosts?: string[];
+  /** EDM_CONNECTOR_TIMEOUT_MS: how long one connector read may take (default 10 s). */
+  connectorTimeoutMs?: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -60,7 +67,7 @@ function generatedSecret(dataDir: string, name: string): Uint8Array {
 /**
  * Configuration from the environment (PORT, HOST, EDM_DATABASE_URL, EDM_JWT_SECRET,
  * EDM_SECRET_KEY, EDM_JWT_ISSUER, EDM_JWT_AUDIENCE, EDM_REQUIRE_IF_MATCH, EDM_DB_POOL_SIZE,
- * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS, EDM_DB_PREPARE, EDM_DB_BATCH_WRITES). Secrets that are not configured are generated under the data dir.
+ * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS, EDM_DB_PREPARE, EDM_DB_BATCH_WRITES, EDM_CONNECTOR_ALLOW_HOSTS, EDM_CONNECTOR_TIMEOUT_MS). Secrets that are not configured are generated under the data dir.
  */
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = resolve(env.EDM_DATA_DIR || './data');
@@ -98,5 +105,10 @@ export function loadConfig(env: Env = process.env): Config {
     dbStatementTimeoutMs: millis('EDM_DB_STATEMENT_TIMEOUT_MS', 30_000),
     dbPrepare: !['0', 'false'].includes(env.EDM_DB_PREPARE ?? ''),
     dbBatchWrites: !['0', 'false'].includes(env.EDM_DB_BATCH_WRITES ?? ''),
+    connectorAllowHosts: (env.EDM_CONNECTOR_ALLOW_HOSTS ?? '')
+      .split(',')
+      .map((h) => h.trim().toLowerCase())
+      .filter(Boolean),
+    connectorTimeoutMs: millis('EDM_CONNECTOR_TIMEOUT_MS', 10_000),
   };
 }

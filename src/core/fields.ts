@@ -36,6 +36,12 @@ export interface FieldSpec<S extends TSchema = TSchema, R extends boolean = bool
    * creates them first and rewrites their ids to the new ones.
    */
   readonly mentions?: string;
+  /**
+   * Stored sealed (AES-256-GCM under a key `EDM_SECRET_KEY` derives): a write-only secret such
+   * as a connector's credentials. Hooks and the server's own work see the plaintext; no answer,
+   * export or log does.
+   */
+  readonly sealed?: boolean;
   /** Declared by the platform for every resource. */
   readonly platform: boolean;
   /**
@@ -121,6 +127,8 @@ export interface TextOptions extends CommonOptions {
   default?: string;
   /** Id prefix of rows the text names inside it (see FieldSpec.mentions). */
   mentions?: string;
+  /** Stored sealed (see FieldSpec.sealed); only for write-only fields. */
+  sealed?: boolean;
 }
 
 type TextSchema<O> = O extends { enum: readonly (infer E extends string)[] }
@@ -132,6 +140,7 @@ type TextSchema<O> = O extends { enum: readonly (infer E extends string)[] }
  * @example title: text({ required: true, maxLength: 200, notes: 'Short, descriptive title.' })
  */
 export function text<const O extends TextOptions>(o: O): Field<TextSchema<O>, O> {
+  if (o.sealed && !o.writeOnly) throw new Error('a sealed field must be write-only: answers never show it');
   const schema = o.enum
     ? Type.Union(o.enum.map((v) => Type.Literal(v)))
     : Type.String({
@@ -144,6 +153,7 @@ export function text<const O extends TextOptions>(o: O): Field<TextSchema<O>, O>
     ...(o.pattern ? { pattern: o.pattern } : {}),
     ...(o.default !== undefined ? { default: o.default } : {}),
     ...(o.mentions ? { mentions: o.mentions } : {}),
+    ...(o.sealed ? { sealed: true } : {}),
   });
 }
 

@@ -1,7 +1,7 @@
 import type { TSchema } from '@sinclair/typebox';
 import type { FieldError } from './errors.js';
 import { type AnyField, boolean, datetime, idPattern, integer, text, type ValueOf } from './fields.js';
-import type { OperationCall, RowPage, TableDef, Tx, WriteEvent } from './tables.js';
+import type { OperationCall, PrepareCall, RowPage, TableDef, Tx, WriteEvent } from './tables.js';
 
 /**
  * The platform fields of the seed page, declared once for every resource. Their notes are the
@@ -114,6 +114,11 @@ export interface CustomOperation {
   response: { kind: 'resource'; status: 200 | 201 } | { kind: 'list'; item: TSchema };
   /** A valid example body, for docs and the Playground. */
   example?: Doc;
+  /**
+   * Work that waits on the outside world (a connector's fetch), done before the transaction
+   * opens, so no lock or SQLite writer waits on it; `run` gets its answer as `prepared`.
+   */
+  prepare?(call: PrepareCall): Promise<unknown>;
   /** Does the work, inside the transaction of the call; answers the resource or a page. */
   run(call: OperationCall): Promise<Doc | RowPage>;
 }
@@ -239,13 +244,27 @@ export type CamelCase<S extends string> = S extends `${infer H}-${infer T}` ? `$
 /** What a background job may do: read a due queue and write as the platform, per tenant. */
 export interface JobContext {
   now: number;
+  /** Where the server may connect outside itself (connectors). */
+  outbound: OutboundPolicy;
   /** Rows of a queue table whose `column` is at or before now, earliest first. */
   queue(table: TableDef, column: string, limit: number): Promise<Record<string, unknown>[]>;
   /** Runs `fn` in one transaction as the platform (principal `system`) inside a tenant. */
   transaction<T>(tenantId: string, fn: (tx: Tx) => Promise<T>): Promise<T>;
 }
 
-/** Periodic platform work a module needs (the status sweep; later connector syncs). */
+/**
+ * Where work on a tenant's behalf may connect (EDM_CONNECTOR_ALLOW_HOSTS,
+ * EDM_CONNECTOR_TIMEOUT_MS): private, loopback, link-local and metadata addresses are refused
+ * unless `allowHosts` names the host (a name, or an address literal).
+ */
+export interface OutboundPolicy {
+  allowHosts: readonly string[];
+  timeoutMs: number;
+}
+
+export const DEFAULT_OUTBOUND: OutboundPolicy = { allowHosts: [], timeoutMs: 10_000 };
+
+/** Periodic platform work a module needs (the status sweep, connector syncs). */
 export interface Job {
   name: string;
   intervalMs: number;

@@ -1,5 +1,5 @@
 import type { ColumnKind } from './fields.js';
-import type { Doc, Principal, Resource } from './resource.js';
+import type { Doc, OutboundPolicy, Principal, Resource } from './resource.js';
 
 /** A row of an auxiliary table, in wire form (JSON values, ISO timestamps). */
 export type Row = Record<string, unknown>;
@@ -109,4 +109,16 @@ export interface OperationCall {
   query: Record<string, string | string[] | undefined>;
   tx: Tx;
   ops: ResourceOps;
+  /** What the operation's `prepare` answered, outside the transaction (undefined without one). */
+  prepared: unknown;
+}
+
+/** A custom operation's `prepare`: no transaction; `ops` reads (and locks nothing). */
+export interface PrepareCall {
+  resource: Resource;
+  principal: Principal;
+  id: string;
+  body: unknown;
+  ops: ResourceOps;
+  outbound: OutboundPolicy;
 }

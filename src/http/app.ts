@@ -7,6 +7,7 @@ import { ApiError } from '../core/errors.js';
 import { requestIds } from '../core/ids.js';
 import { CursorCodec } from '../core/list-query.js';
 import type { ModuleDef, Principal } from '../core/resource.js';
+import { ServerKeys } from '../core/secrets.js';
 import { modules as allModules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
 import { Engine } from '../store/engine.js';
@@ -62,7 +63,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     );
   }
   const cursors = new CursorCodec(config.secretKey);
-  const engine = new Engine({ store, clock, modules, cursors, requireIfMatch: config.requireIfMatch });
+  const keys = new ServerKeys(config.secretKey);
+  const engine = new Engine({
+    store,
+    clock,
+    modules,
+    cursors,
+    keys,
+    requireIfMatch: config.requireIfMatch,
+    outbound: { allowHosts: config.connectorAllowHosts ?? [], timeoutMs: config.connectorTimeoutMs ?? 10_000 },
+  });
   const idempotency = new Idempotency(store, clock);
   const verifier = new TokenVerifier({
     secret: (config.acceptSecret ?? true) ? config.jwtSecret : undefined,

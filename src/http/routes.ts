@@ -186,7 +186,12 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     for (const op of resource.operations ?? []) {
       const url = `${base}${op.path.replaceAll('{id}', ':id')}`;
       type OpRequest = FastifyRequest<{ Params: IdParams; Querystring: Query }>;
-      const run = async (db: DB, principal: Principal, request: OpRequest): Promise<StoredResponse> => {
+      const run = async (
+        db: DB,
+        principal: Principal,
+        request: OpRequest,
+        prepared?: unknown,
+      ): Promise<StoredResponse> => {
         const result = await engine.operate(
           db,
           resource,
@@ -195,6 +200,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
           request.params.id,
           request.body,
           request.query,
+          prepared,
         );
         if (op.response.kind === 'resource') return docResponse(resource, result as Doc, op.response.status);
         return {
@@ -210,9 +216,13 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
           send(reply, await run(engine.store.db, request.principal as Principal, request)),
         );
       } else {
-        app.post<{ Params: IdParams; Querystring: Query }>(url, { config: writeCfg }, async (request, reply) =>
-          write(request, reply, (db, principal) => run(db, principal, request)),
-        );
+        app.post<{ Params: IdParams; Querystring: Query }>(url, { config: writeCfg }, async (request, reply) => {
+          // Outside the transaction: what waits on the outside world holds no lock meanwhile.
+          const prepared = op.prepare
+            ? await engine.prepare(resource, request.principal as Principal, op, request.params.id, request.body)
+            : undefined;
+          return write(request, reply, (db, principal) => run(db, principal, request, prepared));
+        });
       }
     }
   }

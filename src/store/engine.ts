@@ -5,7 +5,18 @@ import { ApiError, type FieldError, fieldError } from '../core/errors.js';
 import type { AnyField, ColumnKind } from '../core/fields.js';
 import { newId } from '../core/ids.js';
 import { type CursorCodec, DEFAULT_LIMIT, type ListQuery, MAX_LIMIT, searchText } from '../core/list-query.js';
-import type { CustomOperation, Doc, HookContext, Job, ModuleDef, Principal, Resource } from '../core/resource.js';
+import {
+  type CustomOperation,
+  DEFAULT_OUTBOUND,
+  type Doc,
+  type HookContext,
+  type Job,
+  type ModuleDef,
+  type OutboundPolicy,
+  type Principal,
+  type Resource,
+} from '../core/resource.js';
+import type { ServerKeys } from '../core/secrets.js';
 import { documentMember, JsonText, serializeDoc } from '../core/serialize.js';
 import type { ResourceOps, Row, RowLock, RowPage, SelectOptions, TableDef, Tx, WriteEvent } from '../core/tables.js';
 import { asObject, checkWritableKeys, mergePatch, validateDocument } from '../core/validation.js';
@@ -20,6 +31,10 @@ export interface EngineOptions {
   clock: Clock;
   modules: readonly ModuleDef[];
   cursors: CursorCodec;
+  /** Seals write-only secrets at rest (FieldSpec.sealed) and signs webhook URLs. */
+  keys: ServerKeys;
+  /** Where connectors may connect (default: public addresses only, 10 s). */
+  outbound?: OutboundPolicy;
   /** EDM_REQUIRE_IF_MATCH: writes without If-Match or a body `version` are 428. */
   requireIfMatch: boolean;
 }
@@ -179,7 +194,7 @@ export class Engine {
 
   private toRow(resource: Resource, doc: Doc): Record<string, unknown> {
     const row: Record<string, unknown> = {};
-    for (const [name, field] of writtenFields(resource)) row[name] = this.store.encode(field, doc[name]);
+    for (const [name, field] of writtenFields(resource)) row[name] = this.encode(resource, doc, name, field);
     const title = doc[resource.titleField];
     row[SEARCH_COLUMN] = typeof title === 'string' ? searchText(title) : null;
     row[DOC_COLUMN] = serializeDoc(resource, doc);
@@ -195,7 +210,7 @@ export class Engine {
     if (upgradedOnRead.has(before)) return this.toRow(resource, doc);
     const set: Record<string, unknown> = {};
     for (const [name, field] of writtenFields(resource)) {
-      if (doc[name] !== before[name]) set[name] = this.store.encode(field, doc[name]);
+      if (doc[name] !== before[name]) set[name] = this.encode(resource, doc, name, field);
     }
     if (doc[resource.titleField] !== before[resource.titleField]) {
       const title = doc[resource.titleField];
@@ -203,6 +218,17 @@ export class Engine {
     }
     set[DOC_COLUMN] = serializeDoc(resource, doc);
     return set;
+  }
+
+  /** A column's stored value: a sealed field's plaintext sealed, bound to its row and field. */
+  private encode(resource: Resource, doc: Doc, name: string, field: AnyField): unknown {
+    const value = doc[name];
+    if (!field.sealed || typeof value !== 'string') return this.store.encode(field, value);
+    return this.options.keys.seal(value, this.sealContext(resource, doc, name));
+  }
+
+  private sealContext(resource: Resource, row: Record<string, unknown>, name: string): string {
+    return `${resource.table}\u0000${row.tenant_id}\u0000${row.id}\u0000${name}`;
   }
 
   private fromRow(resource: Resource, row: Record<string, unknown>): Doc {
@@ -222,6 +248,8 @@ export class Engine {
           value = kept?.[name] as JsonText | null | undefined;
         }
         doc[name] = value !== undefined ? value : this.store.decode(field, row[name]);
+      } else if (field.sealed && typeof row[name] === 'string') {
+        doc[name] = this.options.keys.open(row[name], this.sealContext(resource, row, name));
       } else {
         doc[name] = this.store.decode(field, row[name]);
       }
@@ -591,6 +619,7 @@ export class Engine {
     id: string,
     body: unknown,
     query: Record<string, string | string[] | undefined> = {},
+    prepared?: unknown,
   ): Promise<Doc | RowPage> {
     return op.run({
       resource,
@@ -600,7 +629,25 @@ export class Engine {
       query,
       tx: this.tx(db, principal, this.clock.now()),
       ops: this.ops(db, principal, op.method !== 'GET'),
+      prepared,
     });
+  }
+
+  /** A custom operation's `prepare` (outside any transaction), for `operate`'s `prepared`. */
+  prepare(resource: Resource, principal: Principal, op: CustomOperation, id: string, body: unknown): Promise<unknown> {
+    if (!op.prepare) return Promise.resolve(undefined);
+    return op.prepare({
+      resource,
+      principal,
+      id,
+      body,
+      ops: this.ops(this.store.db, principal, false),
+      outbound: this.outbound,
+    });
+  }
+
+  get outbound(): OutboundPolicy {
+    return this.options.outbound ?? DEFAULT_OUTBOUND;
   }
 
   // ---- jobs ----
@@ -610,6 +657,7 @@ export class Engine {
     const now = this.clock.now();
     return job.run({
       now,
+      outbound: this.outbound,
       queue: async (table, column, limit) =>
         (
           await this.store.db

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { isoTime } from '../../core/clock.js';
 import { ApiError, type FieldError } from '../../core/errors.js';
-import { datetime, idPattern, integer, json, number, ref, stringList, text } from '../../core/fields.js';
+import { datetime, integer, json, number, ref, stringList, text } from '../../core/fields.js';
 import type { Doc } from '../../core/resource.js';
 import { defineResource } from '../../core/resource.js';
 import type { Tx } from '../../core/tables.js';
@@ -97,8 +97,7 @@ export const keyResults = defineResource({
       default: 'manual',
       notes: 'How the current metric value is sourced.',
     }),
-    connector_id: text({
-      pattern: idPattern('con'),
+    connector_id: ref('con', {
       notes: 'ID of the connector used to pull metric data automatically. Null for manual or query sources.',
     }),
     query: text({
@@ -184,11 +183,11 @@ export const keyResults = defineResource({
           message: `direction ${m.direction} contradicts baseline ${m.baseline} → target ${m.target}`,
         });
       }
-      if (doc.data_source === 'connector') {
+      if (doc.data_source === 'connector' && doc.connector_id === null) {
         errors.push({
-          path: '/data_source',
-          code: 'unsupported',
-          message: 'connector sources are not enabled on this server yet: use manual or query',
+          path: '/connector_id',
+          code: 'required',
+          message: 'connector_id is required when data_source is connector',
         });
       }
       if (doc.data_source === 'query') {
@@ -273,6 +272,7 @@ export const keyResults = defineResource({
     'status',
     'metric_type',
     'data_source',
+    'connector_id',
     'direction',
     'tags',
     'progress_pct',

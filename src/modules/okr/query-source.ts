@@ -3,16 +3,13 @@
  * value when it is set, the edges to what it reads, and the recomputation, in the same
  * transaction, of every query downstream of a value that changed.
  */
-import { isoTime } from '../../core/clock.js';
 import { type FieldError, fieldError } from '../../core/errors.js';
 import type { Doc } from '../../core/resource.js';
 import type { Tx } from '../../core/tables.js';
-import { type History, type Snapshot, snapshotRow, withSnapshot } from './check-ins.js';
-import { keyResults, statusAt } from './key-results.js';
-import { type Measure, progressPct } from './progress.js';
+import { keyResults } from './key-results.js';
 import { evaluate, parsed } from './query.js';
-import { scheduleSweep } from './sweep.js';
-import { queryReads, snapshots } from './tables.js';
+import { queryReads } from './tables.js';
+import { recordSystemValue } from './values.js';
 
 /** The internal counter of live queries reading a key result: most have none, and skip the lookup. */
 export const READERS = 'query_readers';
@@ -152,28 +149,7 @@ async function refresh(tx: Tx, tenantId: string, kr: Doc, known: Map<string, Doc
   }
   const value = evaluate(query, (id) => values.get(id) as number);
   if (value === null || value === kr.current) return kr;
-  const measure = { ...kr, current: value } as unknown as Measure;
-  const progress = progressPct(measure);
-  const { status, expiresAt } = await statusAt(tx, tenantId, { ...kr, current: value }, tx.now);
-  const snap: Snapshot = {
-    at: isoTime(tx.now),
-    value,
-    progress_pct: progress,
-    by: 'system',
-    source_type: 'system',
-    note: null,
-    confidence: null,
-  };
-  const after = await tx.systemWrite(keyResults, kr, {
-    current: value,
-    progress_pct: progress,
-    status,
-    history: withSnapshot(kr.history as History, snap),
-    last_update_at: isoTime(tx.now),
-  });
-  await tx.insert(snapshots, snapshotRow(tenantId, kr.id as string, snap, tx.now));
-  await scheduleSweep(tx, tenantId, kr.id as string, expiresAt);
-  return after;
+  return recordSystemValue(tx, tenantId, kr, value);
 }
 
 /** Brings a restored query key result up to date with what it reads (it held while deleted). */

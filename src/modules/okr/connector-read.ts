@@ -1,0 +1,121 @@
+/**
+ * Reading a connector's value: one number per sync, from an HTTP JSON API or a SQL query,
+ * through the platform's outbound policy (src/core/outbound.ts).
+ */
+import pg from 'pg';
+import { NUMBER_LIMIT } from '../../core/fields.js';
+import { fetchJson, OutboundError, resolveAllowed } from '../../core/outbound.js';
+import type { Doc, OutboundPolicy } from '../../core/resource.js';
+
+export interface ConnectorConfig {
+  url?: string;
+  pointer?: string;
+  headers?: Record<string, string>;
+  query?: string;
+}
+
+/** The member of `doc` a JSON Pointer (RFC 6901) names, or undefined. */
+export function atPointer(doc: unknown, pointer: string): unknown {
+  if (pointer === '') return doc;
+  let at: unknown = doc;
+  for (const raw of pointer.slice(1).split('/')) {
+    const key = raw.replaceAll('~1', '/').replaceAll('~0', '~');
+    if (Array.isArray(at) && /^(0|[1-9]\d*)$/.test(key)) at = at[Number(key)];
+    else if (at !== null && typeof at === 'object' && !Array.isArray(at) && Object.hasOwn(at, key)) {
+      at = (at as Record<string, unknown>)[key];
+    } else return undefined;
+  }
+  return at;
+}
+
+/** A read value as the number a key result takes: a finite JSON number or numeric text, |x| ≤ 1e15. */
+export function asMetric(value: unknown, what: string): number {
+  const n =
+    typeof value === 'number'
+      ? value
+      : typeof value === 'string' && /^\s*-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/.test(value)
+        ? Number(value)
+        : Number.NaN;
+  if (!Number.isFinite(n)) {
+    const shown = value === undefined ? 'nothing' : JSON.stringify(value).slice(0, 80);
+    throw new OutboundError(`${what} is ${shown}, not a number`);
+  }
+  if (Math.abs(n) > NUMBER_LIMIT) throw new OutboundError(`${what} is ${n}, beyond ±1e15`);
+  return n + 0;
+}
+
+/** The connection a `postgres` connector's secret names, to the address its host was checked at. */
+async function pgClient(secret: string, policy: OutboundPolicy): Promise<pg.Client> {
+  let url: URL;
+  try {
+    url = new URL(secret);
+  } catch {
+    throw new OutboundError('the secret is not a postgres:// URL');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new OutboundError('the secret is not a postgres:// URL');
+  }
+  const host = url.hostname || 'localhost';
+  const target = await resolveAllowed(host, policy);
+  const sslmode = url.searchParams.get('sslmode') ?? 'disable';
+  return new pg.Client({
+    host: target.address,
+    port: Number(url.port || 5432),
+    user: decodeURIComponent(url.username),
+    password: decodeURIComponent(url.password),
+    database: decodeURIComponent(url.pathname.slice(1)) || undefined,
+    ssl:
+      sslmode === 'disable' || sslmode === 'prefer' || sslmode === 'allow'
+        ? false
+        : { servername: host, rejectUnauthorized: sslmode === 'verify-full' || sslmode === 'verify-ca' },
+    connectionTimeoutMillis: policy.timeoutMs,
+    statement_timeout: policy.timeoutMs,
+    query_timeout: policy.timeoutMs,
+    application_name: 'edm-connector',
+  });
+}
+
+/** Runs a `postgres` connector's query read-only and takes the first column of its first row. */
+async function readPostgres(config: ConnectorConfig, secret: string, policy: OutboundPolicy): Promise<number> {
+  const client = await pgClient(secret, policy);
+  // A connection that breaks later is this read's failure, not the process's.
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    await client.query('BEGIN READ ONLY');
+    // The extended protocol takes one statement: no `COMMIT; …` out of the read-only transaction.
+    // (`queryMode` is pg's, not yet in its types.)
+    const query: pg.QueryArrayConfig & { queryMode: 'extended' } = {
+      text: config.query as string,
+      rowMode: 'array',
+      queryMode: 'extended',
+    };
+    const result = await client.query(query);
+    if (result.rows.length === 0) throw new OutboundError('the query returned no row');
+    return asMetric((result.rows[0] as unknown[])[0], 'the first column of its first row');
+  } catch (err) {
+    if (err instanceof OutboundError) throw err;
+    throw new OutboundError(`postgres: ${(err as Error).message}`);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** One read of a pulled connector (`http_json`, `postgres`): its number, or an OutboundError. */
+export async function readConnector(connector: Doc, policy: OutboundPolicy): Promise<number> {
+  const config = (connector.config ?? {}) as ConnectorConfig;
+  const secret = typeof connector.secret === 'string' ? connector.secret : null;
+  switch (connector.kind) {
+    case 'http_json': {
+      const headers = { ...(config.headers ?? {}) };
+      if (secret !== null) headers.authorization = `Bearer ${secret}`;
+      const doc = await fetchJson(config.url as string, headers, policy);
+      return asMetric(atPointer(doc, config.pointer ?? ''), `the value at "${config.pointer ?? ''}"`);
+    }
+    case 'postgres':
+      if (secret === null) throw new OutboundError('a postgres connector needs its connection URL as its secret');
+      return readPostgres(config, secret, policy);
+    default:
+      throw new OutboundError(`a ${connector.kind} connector is pushed to, not read`);
+  }
+}

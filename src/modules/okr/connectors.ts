@@ -1,0 +1,264 @@
+import { Type } from '@sinclair/typebox';
+import { isoTime } from '../../core/clock.js';
+import { ApiError, type FieldError } from '../../core/errors.js';
+import { datetime, integer, json, number, text } from '../../core/fields.js';
+import { OutboundError } from '../../core/outbound.js';
+import { type CustomOperation, type Doc, defineResource, type Job, type OutboundPolicy } from '../../core/resource.js';
+import { defineTable, type Tx } from '../../core/tables.js';
+import { readConnector } from './connector-read.js';
+import { keyResults } from './key-results.js';
+import { propagate } from './query-source.js';
+import { recordSystemValue } from './values.js';
+
+export const CONNECTOR_KINDS = ['http_json', 'postgres', 'webhook'] as const;
+export const SYNC_STATUSES = ['ok', 'error'] as const;
+
+/** When each pulled connector syncs next. Platform-internal, small, not distributed. */
+export const connectorSchedule = defineTable({
+  name: 'okr_connector_schedule',
+  columns: { tenant_id: 'text', connector_id: 'text', due_at: 'datetime' },
+  primaryKey: ['tenant_id', 'connector_id'],
+  indexes: [['due_at']],
+  queue: true,
+});
+
+const ConfigSchema = Type.Object(
+  {
+    url: Type.Optional(Type.String({ maxLength: 2000, description: 'http_json: the URL to GET.' })),
+    pointer: Type.Optional(
+      Type.String({ maxLength: 500, description: 'http_json: a JSON Pointer (RFC 6901) to the number.' }),
+    ),
+    headers: Type.Optional(
+      Type.Record(Type.String({ maxLength: 100 }), Type.String({ maxLength: 2000 }), {
+        description: 'http_json: extra request headers (the secret goes as a bearer token).',
+      }),
+    ),
+    query: Type.Optional(
+      Type.String({ maxLength: 10_000, description: 'postgres: one SQL statement; its first row’s first column.' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+/** What one read of a connector came to: its value, or why there is none. */
+export type SyncOutcome = { value: number } | { error: string };
+
+/** Reads a pulled connector, outside any transaction; a failure is an outcome, not a throw. */
+export async function readOutcome(connector: Doc, policy: OutboundPolicy): Promise<SyncOutcome> {
+  try {
+    return { value: await readConnector(connector, policy) };
+  } catch (err) {
+    if (err instanceof OutboundError) return { error: err.message };
+    throw err;
+  }
+}
+
+/**
+ * Records one sync: on success, the value on every live key result the connector feeds whose
+ * value it changes (system writes with snapshots, and the queries reading them); on failure,
+ * nothing but the connector's `last_sync_status` and `last_error`. Schedules the next sync.
+ */
+export async function applySync(tx: Tx, tenantId: string, connector: Doc, outcome: SyncOutcome): Promise<Doc> {
+  const id = connector.id as string;
+  if ('value' in outcome) {
+    for (const row of await tx.findLive(keyResults, tenantId, { connector_id: id, data_source: 'connector' })) {
+      const kr = await tx.find(keyResults, tenantId, row.id as string);
+      if (!kr || kr.is_deleted || kr.connector_id !== id || kr.data_source !== 'connector') continue;
+      if (kr.current === outcome.value) continue; // an unchanged value records no snapshot
+      await propagate(tx, tenantId, await recordSystemValue(tx, tenantId, kr, outcome.value));
+    }
+  }
+  const after = await tx.systemWrite(connectors, connector, {
+    last_sync_at: isoTime(tx.now),
+    last_sync_status: 'value' in outcome ? 'ok' : 'error',
+    last_error: 'error' in outcome ? outcome.error : null,
+    last_value: 'value' in outcome ? outcome.value : connector.last_value,
+  });
+  await schedule(tx, after, tx.now + (after.interval_seconds as number) * 1000);
+  return after;
+}
+
+/** Puts a pulled connector in the schedule for `due` (ms), or takes it out (null, and for webhooks). */
+async function schedule(tx: Tx, connector: Doc, due: number | null): Promise<void> {
+  const key = { tenant_id: connector.tenant_id, connector_id: connector.id };
+  if (due === null || connector.kind === 'webhook' || connector.is_deleted) await tx.remove(connectorSchedule, key);
+  else await tx.upsert(connectorSchedule, { ...key, due_at: isoTime(due) });
+}
+
+const syncOperation = {
+  name: 'sync',
+  method: 'POST',
+  path: '/{id}/sync',
+  summary:
+    'Sync now: read the value and record it on every key result this connector feeds (a snapshot with source_type system where it changed). A failed read answers 200 with last_sync_status error and last_error.',
+  response: { kind: 'resource', status: 200 },
+  async prepare({ resource, id, ops, outbound }) {
+    const connector = await ops.get(resource, id);
+    if (connector.kind === 'webhook') {
+      throw new ApiError('not_pulled', `Connector ${id} is a webhook: its values arrive at its webhook_url`);
+    }
+    return connector.is_deleted ? null : readOutcome(connector, outbound);
+  },
+  async run({ resource, principal, id, tx, ops, prepared }) {
+    const connector = await ops.get(resource, id);
+    if (connector.is_deleted) throw new ApiError('resource_deleted', `Connector ${id} is deleted; restore it first`);
+    return applySync(tx, principal.tenantId, connector, prepared as SyncOutcome);
+  },
+} as const satisfies CustomOperation;
+
+const has = (config: Doc, key: string) => typeof config[key] === 'string' && (config[key] as string) !== '';
+
+export const connectors = defineResource({
+  module: 'okr',
+  name: 'Connector',
+  path: 'connectors',
+  idPrefix: 'con',
+  schemaVersion: 1,
+  description: 'A metric feed: one number per sync, recorded on every key result it feeds.',
+  titleField: 'name',
+  fields: {
+    name: text({
+      required: true,
+      minLength: 1,
+      maxLength: 200,
+      example: 'Billing MRR',
+      notes: 'What the feed measures.',
+    }),
+    kind: text({
+      enum: CONNECTOR_KINDS,
+      required: true,
+      example: 'http_json',
+      notes:
+        'http_json: GET a URL and take the number at a JSON Pointer; postgres: one SQL query’s number; webhook: values pushed to its signed webhook_url.',
+    }),
+    config: json(ConfigSchema, {
+      example: { url: 'https://billing.example.com/api/metrics/mrr', pointer: '/data/value' },
+      notes: 'http_json: url, pointer, headers; postgres: query; webhook: none.',
+    }),
+    secret: text({
+      writeOnly: true,
+      sealed: true,
+      maxLength: 4000,
+      notes:
+        'Write-only, encrypted at rest, never returned. http_json: sent as a bearer token; postgres: the connection URL.',
+    }),
+    interval_seconds: integer({
+      min: 60,
+      max: 604_800,
+      default: 3600,
+      notes: 'How often a pulled connector syncs (60 s to 7 days).',
+    }),
+    last_sync_at: datetime({ computed: true, notes: 'When the last sync ran.' }),
+    last_sync_status: text({ enum: SYNC_STATUSES, computed: true, notes: 'ok, or error (see last_error).' }),
+    last_error: text({ computed: true, notes: 'Why the last sync failed; null after a good one.' }),
+    last_value: number({ computed: true, notes: 'The last value a sync read.' }),
+  },
+  tables: [connectorSchedule],
+  operations: [syncOperation],
+  hooks: {
+    validate(doc) {
+      const errors: FieldError[] = [];
+      const config = (doc.config ?? {}) as Doc;
+      const need = (key: string, what: string) => {
+        if (!has(config, key)) {
+          errors.push({ path: `/config/${key}`, code: 'required', message: `a ${doc.kind} connector needs ${what}` });
+        }
+      };
+      const none = (keys: string[]) => {
+        for (const key of keys) {
+          if (config[key] !== undefined) {
+            errors.push({
+              path: `/config/${key}`,
+              code: 'not_allowed',
+              message: `${key} is not a setting of a ${doc.kind} connector`,
+            });
+          }
+        }
+      };
+      if (doc.kind === 'http_json') {
+        need('url', 'config.url');
+        if (has(config, 'url') && !/^https?:\/\/[^/\s]+/i.test(config.url as string)) {
+          errors.push({ path: '/config/url', code: 'invalid_url', message: 'config.url must be an http or https URL' });
+        }
+        if (config.pointer !== undefined && config.pointer !== '' && !String(config.pointer).startsWith('/')) {
+          errors.push({
+            path: '/config/pointer',
+            code: 'invalid_pointer',
+            message: 'config.pointer must be a JSON Pointer: empty, or starting with /',
+          });
+        }
+        none(['query']);
+      } else if (doc.kind === 'postgres') {
+        need('query', 'config.query');
+        // No secret yet (an import brings none): its syncs fail, saying so, until one is set.
+        if (doc.secret !== null && !/^postgres(ql)?:\/\//.test(doc.secret as string)) {
+          errors.push({ path: '/secret', code: 'invalid_url', message: 'the secret must be a postgres:// URL' });
+        }
+        none(['url', 'pointer', 'headers']);
+      } else if (doc.kind === 'webhook') {
+        none(['url', 'pointer', 'headers', 'query']);
+      }
+      return errors;
+    },
+    async afterWrite(after, before, ctx, tx) {
+      if (ctx.op === 'system') return; // a sync schedules its own next one
+      const tenantId = after.tenant_id as string;
+      if (after.is_deleted) {
+        const fed = await tx.findLive(keyResults, tenantId, { connector_id: after.id });
+        if (fed.length) {
+          throw new ApiError(
+            'has_dependents',
+            `Connector ${after.id} feeds live KeyResult (${fed.length}); point them elsewhere or delete them first`,
+            { extra: { dependents: { 'key-results': fed.length } } },
+          );
+        }
+        await schedule(tx, after, null);
+        return;
+      }
+      // A new, restored or changed feed syncs at the next run of the schedule, then every interval.
+      const changed =
+        !before ||
+        ctx.op === 'restore' ||
+        (['kind', 'config', 'secret', 'interval_seconds'] as const).some((k) => before[k] !== after[k]);
+      if (changed) await schedule(tx, after, tx.now);
+    },
+  },
+  sortable: ['created_at', 'updated_at', 'name'],
+  filterable: ['kind', 'last_sync_status', 'created_at', 'updated_at'],
+});
+
+/** Syncs the pulled connectors whose time has come, a batch per run (reads outside transactions). */
+export const connectorSyncJob: Job = {
+  name: 'okr.connector-sync',
+  intervalMs: 15_000,
+  async run(ctx) {
+    let synced = 0;
+    for (const row of await ctx.queue(connectorSchedule, 'due_at', 100)) {
+      const tenantId = row.tenant_id as string;
+      const id = row.connector_id as string;
+      const connector = await ctx.transaction(tenantId, (tx) => tx.peek(connectors, tenantId, id));
+      if (!connector || connector.is_deleted || connector.kind === 'webhook') {
+        await ctx.transaction(tenantId, (tx) =>
+          tx.remove(connectorSchedule, { tenant_id: tenantId, connector_id: id }),
+        );
+        continue;
+      }
+      const outcome = await readOutcome(connector, ctx.outbound);
+      try {
+        await ctx.transaction(tenantId, async (tx) => {
+          const now = await tx.find(connectors, tenantId, id);
+          if (now && !now.is_deleted) await applySync(tx, tenantId, now, outcome);
+        });
+      } catch {
+        // Not recorded (a conflicting write, the database away): tried again at its next interval.
+        const due = isoTime(ctx.now + (connector.interval_seconds as number) * 1000);
+        await ctx.transaction(tenantId, (tx) =>
+          tx.upsert(connectorSchedule, { tenant_id: tenantId, connector_id: id, due_at: due }),
+        );
+        continue;
+      }
+      synced++;
+    }
+    return synced;
+  },
+};

@@ -1,0 +1,314 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isRefusedAddress, resolveAllowed } from '../src/core/outbound.js';
+import type { Doc } from '../src/core/resource.js';
+import { asMetric, atPointer } from '../src/modules/okr/connector-read.js';
+import { connectorSyncJob, connectors } from '../src/modules/okr/connectors.js';
+import { keyResults as kr } from '../src/modules/okr/key-results.js';
+import { byName, countRows, PG_URL, storedRow, storeKinds, type TestApp, testApp } from './helpers.js';
+
+/** A metrics API on loopback whose answer each test sets. */
+function metricsServer() {
+  const state = {
+    status: 200,
+    body: '{"data":{"value":42}}' as string,
+    headers: {} as Record<string, string>,
+    requests: [] as { url: string; authorization: string | undefined }[],
+  };
+  const server: Server = createServer((req, res) => {
+    state.requests.push({ url: req.url ?? '', authorization: req.headers.authorization });
+    res.writeHead(state.status, { 'content-type': 'application/json', ...state.headers });
+    res.end(state.body);
+  });
+  return {
+    state,
+    start: () =>
+      new Promise<string>((resolve) =>
+        server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)),
+      ),
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+describe.each(storeKinds)('connectors on %s', (kind) => {
+  let t: TestApp;
+  let token: string;
+  let objectiveId: string;
+  const api = metricsServer();
+  let base: string;
+  beforeAll(async () => {
+    base = await api.start();
+    t = await testApp(kind, { connectorAllowHosts: ['127.0.0.1'] });
+    token = await t.token();
+    objectiveId = (await t.create(byName('Objective'), token)).id as string;
+  });
+  afterAll(async () => {
+    await t.close();
+    await api.stop();
+  });
+
+  const call = (method: string, url: string, body?: unknown) => t.call(method, url, { token, body });
+  const connector = async (body: Doc = {}) => {
+    const res = await call('POST', connectors.basePath, {
+      name: 'MRR',
+      kind: 'http_json',
+      config: { url: `${base}/metrics`, pointer: '/data/value' },
+      secret: 's3cret-token',
+      ...body,
+    });
+    expect(res.status, res.raw).toBe(201);
+    return res.body;
+  };
+  const fed = async (connectorId: string, body: Doc = {}) => {
+    const res = await call('POST', kr.basePath, {
+      objective_id: objectiveId,
+      title: 'fed',
+      target: 100,
+      data_source: 'connector',
+      connector_id: connectorId,
+      ...body,
+    });
+    expect(res.status, res.raw).toBe(201);
+    return res.body;
+  };
+  const sync = (id: string) => call('POST', `${connectors.basePath}/${id}/sync`);
+  const get = async (path: string) => (await call('GET', path)).body;
+
+  it('keeps its secret sealed at rest and never answers it', async () => {
+    const c = await connector();
+    expect(c).not.toHaveProperty('secret');
+    expect(c).toMatchObject({ kind: 'http_json', interval_seconds: 3600, last_sync_status: null });
+    const stored = (await storedRow(t, connectors, c.id as string)) as Doc;
+    expect(String(stored.secret)).toMatch(/^sealed:v1:/);
+    expect(JSON.stringify(stored)).not.toContain('s3cret-token');
+    expect(await get(`${connectors.basePath}/${c.id}`)).not.toHaveProperty('secret');
+  });
+
+  it('sync now: reads the number, records it on every key result it feeds (and the queries reading them)', async () => {
+    api.state.body = '{"data":{"value":42}}';
+    const c = await connector();
+    const a = await fed(c.id as string, { baseline: 10 });
+    const b = await fed(c.id as string);
+    expect(a).toMatchObject({ current: 10, data_source: 'connector' });
+    const q = await call('POST', kr.basePath, {
+      objective_id: objectiveId,
+      title: 'double',
+      target: 200,
+      data_source: 'query',
+      query: `kr("${a.id}") * 2`,
+    });
+    api.state.requests.length = 0;
+    t.clock.advance(1000);
+    const res = await sync(c.id as string);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({
+      last_sync_status: 'ok',
+      last_value: 42,
+      last_error: null,
+      last_sync_at: new Date(t.clock.now()).toISOString(),
+    });
+    expect(api.state.requests).toEqual([{ url: '/metrics', authorization: 'Bearer s3cret-token' }]);
+    const after = await get(`${kr.basePath}/${a.id}`);
+    expect(after).toMatchObject({ current: 42, progress_pct: 35.56, version: 2 });
+    expect((after.history as Doc[]).at(-1)).toMatchObject({ value: 42, source_type: 'system', by: 'system' });
+    expect((await get(`${kr.basePath}/${b.id}`)).current).toBe(42);
+    expect((await get(`${kr.basePath}/${q.body.id}`)).current).toBe(84);
+
+    // The same value again: no snapshot, no new version.
+    expect((await sync(c.id as string)).status).toBe(200);
+    expect(await get(`${kr.basePath}/${a.id}`)).toMatchObject({ current: 42, version: 2 });
+    // Filterable by its connector.
+    const list = await get(`${kr.basePath}?connector_id=${c.id}`);
+    expect((list.data as Doc[]).map((d) => d.id).sort()).toEqual([a.id, b.id].sort());
+  });
+
+  const failures: [string, Partial<typeof api.state>, Doc, RegExp][] = [
+    ['an error status', { status: 500, body: '{}' }, {}, /answered 500$/],
+    [
+      'a redirect',
+      { status: 302, body: '', headers: { location: 'http://169.254.169.254/' } },
+      {},
+      /redirects are not followed/,
+    ],
+    ['an answer that is not JSON', { body: '<html>' }, {}, /not JSON/],
+    ['a pointer to nothing', { body: '{"data":{}}' }, {}, /the value at "\/data\/value" is nothing, not a number/],
+    ['a value that is not a number', { body: '{"data":{"value":"lots"}}' }, {}, /is "lots", not a number/],
+    ['a host that does not resolve', {}, { config: { url: 'http://no-such-host.invalid/x' } }, /does not resolve/],
+  ];
+  it.each(failures)(
+    'a sync that meets %s records the error and changes no key result',
+    async (_n, answer, body, error) => {
+      Object.assign(api.state, { status: 200, headers: {} }, answer);
+      const c = await connector(body);
+      const a = await fed(c.id as string, { baseline: 5 });
+      const res = await sync(c.id as string);
+      expect(res.status).toBe(200);
+      expect(res.body.last_sync_status).toBe('error');
+      expect(res.body.last_error).toMatch(error);
+      expect(await get(`${kr.basePath}/${a.id}`)).toMatchObject({ current: 5, version: 1 });
+      Object.assign(api.state, { status: 200, headers: {}, body: '{"data":{"value":42}}' });
+    },
+  );
+
+  it('refuses loopback and private addresses unless EDM_CONNECTOR_ALLOW_HOSTS names them', async () => {
+    const strict = await testApp(kind);
+    try {
+      const tok = await strict.token();
+      const c = await strict.call('POST', connectors.basePath, {
+        token: tok,
+        body: { name: 'x', kind: 'http_json', config: { url: `${base}/metrics` } },
+      });
+      api.state.requests.length = 0;
+      const res = await strict.call('POST', `${connectors.basePath}/${c.body.id}/sync`, { token: tok });
+      expect(res.body.last_sync_status).toBe('error');
+      expect(res.body.last_error).toMatch(
+        /resolves to 127\.0\.0\.1, a private, loopback, link-local or metadata address/,
+      );
+      expect(api.state.requests).toEqual([]);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it('syncs on its schedule: at once after create, then every interval_seconds', async () => {
+    api.state.body = '{"data":{"value":7}}';
+    const c = await connector({ interval_seconds: 600 });
+    const a = await fed(c.id as string);
+    expect(await t.app.engine.runJob(connectorSyncJob)).toBeGreaterThanOrEqual(1);
+    expect((await get(`${kr.basePath}/${a.id}`)).current).toBe(7);
+    api.state.body = '{"data":{"value":8}}';
+    t.clock.advance(599_000);
+    await t.app.engine.runJob(connectorSyncJob);
+    expect((await get(`${kr.basePath}/${a.id}`)).current).toBe(7);
+    t.clock.advance(2_000);
+    await t.app.engine.runJob(connectorSyncJob);
+    expect((await get(`${kr.basePath}/${a.id}`)).current).toBe(8);
+  });
+
+  it('guards the key results it feeds: a live connector (422), no values from clients (409), no delete under them (409)', async () => {
+    const c = await connector();
+    const missing = await call('POST', kr.basePath, {
+      objective_id: objectiveId,
+      title: 'x',
+      target: 1,
+      data_source: 'connector',
+      connector_id: 'con_01ARZ3NDEKTSV4RRFFQ69G5FAV',
+    });
+    expect(missing.status).toBe(422);
+    expect(missing.body.errors).toEqual([expect.objectContaining({ path: '/connector_id' })]);
+    const a = await fed(c.id as string);
+    expect((await call('PATCH', `${kr.basePath}/${a.id}`, { current: 3 })).status).toBe(409);
+    expect((await call('POST', `${kr.basePath}/${a.id}/check-ins`, { value: 3 })).status).toBe(409);
+
+    const refused = await call('DELETE', `${connectors.basePath}/${c.id}`);
+    expect(refused.status).toBe(409);
+    expect(refused.body).toMatchObject({ code: 'has_dependents', dependents: { 'key-results': 1 } });
+    expect((await get(`${connectors.basePath}/${c.id}`)).is_deleted).toBe(false);
+    const manual = await call('PATCH', `${kr.basePath}/${a.id}`, { data_source: 'manual', connector_id: null });
+    expect(manual.status).toBe(200);
+    expect((await call('DELETE', `${connectors.basePath}/${c.id}`)).status).toBe(200);
+    expect((await sync(c.id as string)).status).toBe(409);
+  });
+
+  const bad: [string, Doc, string][] = [
+    ['http_json without a url', { config: {} }, '/config/url'],
+    ['a url that is not http', { config: { url: 'file:///etc/passwd' } }, '/config/url'],
+    ['a pointer that is not one', { config: { url: 'https://x.example/', pointer: 'data' } }, '/config/pointer'],
+    ['a setting of another kind', { config: { url: 'https://x.example/', query: 'select 1' } }, '/config/query'],
+    ['an unknown setting', { config: { url: 'https://x.example/', method: 'POST' } }, '/config/method'],
+    ['an interval under a minute', { interval_seconds: 5 }, '/interval_seconds'],
+    ['postgres without a query', { kind: 'postgres', config: {} }, '/config/query'],
+    [
+      'a postgres secret that is not a URL',
+      { kind: 'postgres', config: { query: 'select 1' }, secret: 'pw' },
+      '/secret',
+    ],
+    ['an unknown kind', { kind: 'ftp' }, '/kind'],
+  ];
+  it.each(bad)('refuses %s naming %s, storing nothing', async (_n, body, path) => {
+    const before = await countRows(t, connectors);
+    const res = await call('POST', connectors.basePath, {
+      name: 'x',
+      kind: 'http_json',
+      config: { url: 'https://x.example/' },
+      ...body,
+    });
+    expect(res.status).toBe(400);
+    expect((res.body.errors as Doc[]).map((e) => e.path)).toContain(path);
+    expect(await countRows(t, connectors)).toBe(before);
+  });
+
+  it.runIf(PG_URL !== undefined)('postgres: one read-only statement, its first column', async () => {
+    const pg = (query: string) => connector({ kind: 'postgres', config: { query }, secret: PG_URL, name: 'warehouse' });
+    const c = await pg('SELECT 40 + 2 AS n, 7');
+    const a = await fed(c.id as string);
+    expect((await sync(c.id as string)).body).toMatchObject({ last_sync_status: 'ok', last_value: 42 });
+    expect((await get(`${kr.basePath}/${a.id}`)).current).toBe(42);
+    const numeric = await pg('SELECT 12.5::numeric');
+    expect((await sync(numeric.id as string)).body.last_value).toBe(12.5);
+    for (const [query, error] of [
+      ['SELECT 1; DROP TABLE nothing_here', /cannot insert multiple commands/],
+      ['CREATE TABLE edm_connector_probe (x int)', /read-only transaction/],
+      ['SELECT 1 WHERE false', /no row/],
+      ['SELECT nope', /postgres: column "nope" does not exist/],
+    ] as const) {
+      const bad = await pg(query);
+      const res = await sync(bad.id as string);
+      expect([query, res.body.last_sync_status, res.body.last_error]).toEqual([
+        query,
+        'error',
+        expect.stringMatching(error),
+      ]);
+    }
+  });
+});
+
+describe('outbound policy', () => {
+  it.each([
+    ['127.0.0.1', true],
+    ['10.1.2.3', true],
+    ['172.20.0.1', true],
+    ['192.168.1.1', true],
+    ['169.254.169.254', true],
+    ['100.64.0.1', true],
+    ['0.0.0.0', true],
+    ['224.0.0.1', true],
+    ['::1', true],
+    ['::', true],
+    ['fe80::1', true],
+    ['fd00:ec2::254', true],
+    ['::ffff:127.0.0.1', true],
+    ['64:ff9b::10.0.0.1', true],
+    ['8.8.8.8', false],
+    ['93.184.216.34', false],
+    ['2606:4700:4700::1111', false],
+    ['::ffff:8.8.8.8', false],
+    ['not an address', true],
+  ])('%s refused: %s', (address, refused) => {
+    expect(isRefusedAddress(address)).toBe(refused);
+  });
+
+  it('checks literal addresses and names, and lets the operator allow one', async () => {
+    const policy = { allowHosts: [], timeoutMs: 1000 };
+    await expect(resolveAllowed('[::1]', policy)).rejects.toThrow(/::1, a private/);
+    await expect(resolveAllowed('localhost', policy)).rejects.toThrow(/a private, loopback/);
+    await expect(resolveAllowed('127.0.0.1', { ...policy, allowHosts: ['127.0.0.1'] })).resolves.toEqual({
+      address: '127.0.0.1',
+      family: 4,
+    });
+  });
+
+  it('reads JSON Pointers and numbers as RFC 6901 and JSON say', () => {
+    const doc = { a: { 'b/c': [1, { '~d': 5 }] }, '': 9 };
+    expect(atPointer(doc, '/a/b~1c/1/~0d')).toBe(5);
+    expect(atPointer(doc, '/')).toBe(9);
+    expect(atPointer(doc, '')).toBe(doc);
+    expect(atPointer(doc, '/a/b~1c/01')).toBeUndefined();
+    expect(atPointer(doc, '/a/constructor')).toBeUndefined();
+    expect(asMetric(' 12.5 ', 'x')).toBe(12.5);
+    expect(asMetric(-0, 'x')).toBe(0);
+    expect(() => asMetric('1e16', 'x')).toThrow(/beyond/);
+    expect(() => asMetric(true, 'x')).toThrow('x is true, not a number');
+  });
+});
