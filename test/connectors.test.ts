@@ -211,6 +211,46 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect((await sync(c.id as string)).status).toBe(409);
   });
 
+  it('webhook: another system pushes values to its signed URL, without a token; anything else is 401', async () => {
+    const hook = await connector({ kind: 'webhook', config: {}, secret: null, name: 'Support desk' });
+    const url = hook.webhook_url as string;
+    expect(url).toMatch(
+      new RegExp(`^${connectors.basePath}/${hook.id}/webhook\\?tenant_id=acme&signature=[A-Za-z0-9_-]{43}$`),
+    );
+    expect(hook).toMatchObject({ interval_seconds: 3600, last_sync_status: null });
+    const a = await fed(hook.id as string);
+    const push = (path: string, body: unknown = { value: 118_500 }) =>
+      t.app.inject({ method: 'POST', url: path, payload: body as object });
+
+    const res = await push(url);
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toMatchObject({ id: hook.id, last_sync_status: 'ok', last_value: 118_500 });
+    expect(await get(`${kr.basePath}/${a.id}`)).toMatchObject({ current: 118_500, version: 2 });
+    expect((await push(url, { value: 'lots' })).statusCode).toBe(400);
+    expect((await push(url, {})).json().errors).toEqual([expect.objectContaining({ path: '/value' })]);
+
+    // Another tenant's, another row's, an altered or a missing signature: 401, nothing recorded.
+    const other = await connector({ kind: 'webhook', config: {}, secret: null });
+    for (const forged of [
+      url.replace('tenant_id=acme', 'tenant_id=other'),
+      url.replace(hook.id as string, other.id as string),
+      url.replace(/signature=./, 'signature=A'),
+      url.replace(/&signature=.*/, ''),
+    ]) {
+      const refused = await push(forged, { value: 1 });
+      expect([forged, refused.statusCode, refused.json().code]).toEqual([forged, 401, 'invalid_token']);
+    }
+    expect((await get(`${kr.basePath}/${a.id}`)).current).toBe(118_500);
+    // A webhook is not pulled; a pulled connector's URL takes no pushes.
+    expect((await sync(hook.id as string)).body.code).toBe('not_pulled');
+    expect(
+      (await call('PATCH', `${connectors.basePath}/${other.id}`, { kind: 'http_json', config: { url: `${base}/m` } }))
+        .body.webhook_url,
+    ).toBeNull();
+    const stale = other.webhook_url as string;
+    expect((await push(stale, { value: 1 })).statusCode).toBe(404);
+  });
+
   const bad: [string, Doc, string][] = [
     ['http_json without a url', { config: {} }, '/config/url'],
     ['a url that is not http', { config: { url: 'file:///etc/passwd' } }, '/config/url'],

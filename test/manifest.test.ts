@@ -217,7 +217,9 @@ describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
       expect(create?.example, resource.name).not.toBeNull();
       const created = await t.call('POST', resource.basePath, { token, body: await withRefs(create?.example as Doc) });
       expect([resource.name, created.status]).toEqual([resource.name, 201]);
-      for (const op of r.operations.filter((o) => o.has_body && o.name !== 'create')) {
+      // Signed operations are called at a signed URL, not with a token (connectors.test.ts).
+      const signed = (o: (typeof r.operations)[number]) => o.query.some((q) => q.name === 'signature');
+      for (const op of r.operations.filter((o) => o.has_body && o.name !== 'create' && !signed(o))) {
         expect(op.example, `${resource.name}.${op.name}`).not.toBeNull();
         const url = op.path.replace('{id}', created.body.id as string);
         const res = await t.call(op.method, url, { token, body: await withRefs(op.example as Doc) });

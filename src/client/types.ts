@@ -158,7 +158,7 @@ type OperationTree<O extends CustomOperation, Prefix extends string, R> = {
 type OperationsOf<R> = R extends { operations: readonly (infer O extends CustomOperation)[] }
   ? string extends O['name']
     ? unknown // declared without literal names: nothing to type
-    : OperationTree<O, '', R>
+    : OperationTree<Exclude<O, { auth: 'signed' }>, '', R> // signed ones are other systems' to call
   : unknown;
 
 /** `client.<module>.<resource>`: the six operations, then the resource's custom ones. */

@@ -1,6 +1,7 @@
 import type { TSchema } from '@sinclair/typebox';
 import type { FieldError } from './errors.js';
 import { type AnyField, boolean, datetime, idPattern, integer, text, type ValueOf } from './fields.js';
+import type { ServerKeys } from './secrets.js';
 import type { OperationCall, PrepareCall, RowPage, TableDef, Tx, WriteEvent } from './tables.js';
 
 /**
@@ -75,6 +76,8 @@ export interface HookContext {
   input: Doc | null;
   /** Operation-specific details (a check-in's note, confidence and time). */
   event: WriteEvent | null;
+  /** The keys EDM_SECRET_KEY derives (a signed URL a document shows). */
+  keys: ServerKeys;
 }
 
 /**
@@ -114,6 +117,13 @@ export interface CustomOperation {
   response: { kind: 'resource'; status: 200 | 201 } | { kind: 'list'; item: TSchema };
   /** A valid example body, for docs and the Playground. */
   example?: Doc;
+  /**
+   * `signed`: called by another system without a token, at the URL `signedUrl` gives (its
+   * `tenant_id` and `signature` query parameters: an HMAC of the operation, tenant and id
+   * under a key EDM_SECRET_KEY derives); the call acts as the platform in that tenant. Not in
+   * the SDK. Default: a bearer token, as every other route.
+   */
+  auth?: 'signed';
   /**
    * Work that waits on the outside world (a connector's fetch), done before the transaction
    * opens, so no lock or SQLite writer waits on it; `run` gets its answer as `prepared`.
@@ -240,6 +250,20 @@ export interface ResourceTypeInfo<
 
 /** `key-results` → `keyResults` */
 export type CamelCase<S extends string> = S extends `${infer H}-${infer T}` ? `${H}${Capitalize<CamelCase<T>>}` : S;
+
+/** What a signed operation's signature covers: the operation, the tenant and the row. */
+export function signedMessage(resource: Resource, operation: string, tenantId: string, id: string): string {
+  return `${resource.basePath}/{id}/${operation}\u0000${tenantId}\u0000${id}`;
+}
+
+/** The URL (path and query) of a signed operation on one row: `…/{id}/<op>?tenant_id=…&signature=…`. */
+export function signedUrl(keys: ServerKeys, resource: Resource, operation: string, tenantId: string, id: string) {
+  const op = resource.operations?.find((o) => o.name === operation);
+  if (op?.auth !== 'signed') throw new Error(`${resource.name}.${operation} is not a signed operation`);
+  const signature = keys.sign(signedMessage(resource, operation, tenantId, id));
+  const path = `${resource.basePath}${op.path.replace('{id}', encodeURIComponent(id))}`;
+  return `${path}?tenant_id=${encodeURIComponent(tenantId)}&signature=${signature}`;
+}
 
 /** What a background job may do: read a due queue and write as the platform, per tenant. */
 export interface JobContext {

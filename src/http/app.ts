@@ -6,7 +6,7 @@ import type { Config } from '../core/config.js';
 import { ApiError } from '../core/errors.js';
 import { requestIds } from '../core/ids.js';
 import { CursorCodec } from '../core/list-query.js';
-import type { ModuleDef, Principal } from '../core/resource.js';
+import { type ModuleDef, type Principal, signedMessage } from '../core/resource.js';
 import { ServerKeys } from '../core/secrets.js';
 import { modules as allModules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
@@ -131,6 +131,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         done();
         return;
       }
+    }
+    if (cfg.signed) {
+      // A signed URL: the tenant it names, if the signature over operation, tenant and row holds.
+      const { tenant_id: tenantId, signature } = request.query as Record<string, unknown>;
+      const { id } = request.params as { id: string };
+      const message =
+        typeof tenantId === 'string' ? signedMessage(cfg.signed.resource, cfg.signed.operation, tenantId, id) : '';
+      if (typeof signature !== 'string' || message === '' || !keys.verify(message, signature)) {
+        done(new ApiError('invalid_token', 'This URL is not signed for this call: use the URL the resource shows'));
+        return;
+      }
+      request.principal = { sub: 'system', tenantId: tenantId as string, appId: null, scopes: null };
+      done();
+      return;
     }
     const admit = (principal: Principal) => {
       request.principal = principal;

@@ -192,6 +192,12 @@ export function resourceOperations(resource: Resource, modules: readonly ModuleD
   return ops;
 }
 
+/** What a signed operation's URL carries instead of a token (CustomOperation.auth). */
+const SIGNED_PARAMETERS = (): ManifestParameter[] => [
+  { name: 'tenant_id', type: 'string', description: 'The tenant the signed URL is for (copy it from the URL).' },
+  { name: 'signature', type: 'string', description: 'The URL’s signature (copy it from the URL): no token needed.' },
+];
+
 function customOperation(
   resource: Resource,
   custom: CustomOperation,
@@ -202,7 +208,7 @@ function customOperation(
     method: custom.method,
     path: `${resource.basePath}${custom.path}`,
     summary: custom.summary,
-    query: list ? PAGE_PARAMETERS.map((p) => ({ ...p })) : [],
+    query: list ? PAGE_PARAMETERS.map((p) => ({ ...p })) : custom.auth === 'signed' ? SIGNED_PARAMETERS() : [],
     has_body: custom.body !== undefined,
     example: custom.example ?? null,
     response: custom.response.kind === 'list' ? 'item_list' : 'resource',

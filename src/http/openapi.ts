@@ -214,7 +214,8 @@ function operationObject(
     operationId: op.client_method.replace(/^client\./, ''),
     summary: op.summary,
     tags: [name],
-    security: [{ bearerAuth: [scope] }],
+    // A signed operation's URL authenticates it (its tenant_id and signature parameters).
+    security: custom?.auth === 'signed' ? [] : [{ bearerAuth: [scope] }],
     'x-client-method': op.client_method,
     parameters,
   };

@@ -20,6 +20,8 @@ declare module 'fastify' {
     /** Module whose scope the route needs; absent for public routes. */
     module?: string;
     write?: boolean;
+    /** A signed operation (CustomOperation.auth): its URL's signature admits the call, not a token. */
+    signed?: { resource: Resource; operation: string };
   }
 }
 
@@ -216,7 +218,8 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
           send(reply, await run(engine.store.db, request.principal as Principal, request)),
         );
       } else {
-        app.post<{ Params: IdParams; Querystring: Query }>(url, { config: writeCfg }, async (request, reply) => {
+        const cfg = op.auth === 'signed' ? { ...writeCfg, signed: { resource, operation: op.name } } : writeCfg;
+        app.post<{ Params: IdParams; Querystring: Query }>(url, { config: cfg }, async (request, reply) => {
           // Outside the transaction: what waits on the outside world holds no lock meanwhile.
           const prepared = op.prepare
             ? await engine.prepare(resource, request.principal as Principal, op, request.params.id, request.body)

@@ -1060,7 +1060,7 @@ export class Engine {
     input: Doc | null,
     event: WriteEvent | null,
   ): HookContext {
-    return { principal, now: this.clock.now(), op, input, event };
+    return { principal, now: this.clock.now(), op, input, event, keys: this.options.keys };
   }
 
   private checkPreconditions(current: Doc, cond: WriteConditions, bodyVersion: unknown): void {
@@ -1232,7 +1232,7 @@ export class Engine {
     };
     await this.writeBack(db, resource, before, doc);
     rows.set(rowKey(resource, doc.tenant_id as string, doc.id as string), { doc, lock: LOCKS.update });
-    const ctx: HookContext = { principal, now, op: 'system', input: null, event: null };
+    const ctx: HookContext = { principal, now, op: 'system', input: null, event: null, keys: this.options.keys };
     await resource.hooks?.afterWrite?.(doc, before, ctx, this.tx(db, principal, now, rows));
     return doc;
   }
@@ -1285,7 +1285,14 @@ export class Engine {
       version: (before.version as number) + 1,
     };
     await this.writeBack(db, resource, before, doc);
-    const ctx: HookContext = { principal, now, op: deleted ? 'delete' : 'restore', input: null, event: null };
+    const ctx: HookContext = {
+      principal,
+      now,
+      op: deleted ? 'delete' : 'restore',
+      input: null,
+      event: null,
+      keys: this.options.keys,
+    };
     const rows: WriteRows = new Map();
     await resource.hooks?.afterWrite?.(doc, before, ctx, this.tx(db, principal, now, rows));
     // The row as its hooks left it (a restored query key result catches up: a system write).

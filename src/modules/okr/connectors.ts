@@ -3,8 +3,16 @@ import { isoTime } from '../../core/clock.js';
 import { ApiError, type FieldError } from '../../core/errors.js';
 import { datetime, integer, json, number, text } from '../../core/fields.js';
 import { OutboundError } from '../../core/outbound.js';
-import { type CustomOperation, type Doc, defineResource, type Job, type OutboundPolicy } from '../../core/resource.js';
+import {
+  type CustomOperation,
+  type Doc,
+  defineResource,
+  type Job,
+  type OutboundPolicy,
+  signedUrl,
+} from '../../core/resource.js';
 import { defineTable, type Tx } from '../../core/tables.js';
+import { inputSchema, validateInput } from '../../core/validation.js';
 import { readConnector } from './connector-read.js';
 import { keyResults } from './key-results.js';
 import { propagate } from './query-source.js';
@@ -106,6 +114,31 @@ const syncOperation = {
   },
 } as const satisfies CustomOperation;
 
+const pushFields = {
+  value: number({ required: true, notes: 'The metric’s value now.' }),
+};
+
+/** `POST …/connectors/{id}/webhook?tenant_id=…&signature=…`: another system pushes a value. */
+const webhookOperation = {
+  name: 'webhook',
+  method: 'POST',
+  path: '/{id}/webhook',
+  auth: 'signed',
+  summary:
+    'Push a value to a webhook connector, at its signed webhook_url (no token: the URL’s signature admits it); recorded like a sync.',
+  body: inputSchema(pushFields),
+  response: { kind: 'resource', status: 200 },
+  example: { value: 118_500 },
+  async run({ resource, principal, id, body, tx, ops }) {
+    const input = validateInput(pushFields, body);
+    const connector = await ops.get(resource, id);
+    if (connector.is_deleted || connector.kind !== 'webhook') {
+      throw new ApiError('not_found', `No webhook connector ${id} takes values at this URL`);
+    }
+    return applySync(tx, principal.tenantId, connector, { value: input.value as number });
+  },
+} as const satisfies CustomOperation;
+
 const has = (config: Doc, key: string) => typeof config[key] === 'string' && (config[key] as string) !== '';
 
 export const connectors = defineResource({
@@ -152,10 +185,23 @@ export const connectors = defineResource({
     last_sync_status: text({ enum: SYNC_STATUSES, computed: true, notes: 'ok, or error (see last_error).' }),
     last_error: text({ computed: true, notes: 'Why the last sync failed; null after a good one.' }),
     last_value: number({ computed: true, notes: 'The last value a sync read.' }),
+    webhook_url: text({
+      computed: true,
+      notes:
+        'webhook: where another system POSTs { "value": … } (path and query; the signature in it is the credential: keep it secret).',
+    }),
   },
   tables: [connectorSchedule],
-  operations: [syncOperation],
+  operations: [syncOperation, webhookOperation],
   hooks: {
+    prepare(doc) {
+      doc.webhook_url = null;
+    },
+    async derive(doc, _before, ctx) {
+      if (doc.kind === 'webhook') {
+        doc.webhook_url = signedUrl(ctx.keys, connectors, 'webhook', doc.tenant_id as string, doc.id as string);
+      }
+    },
     validate(doc) {
       const errors: FieldError[] = [];
       const config = (doc.config ?? {}) as Doc;
