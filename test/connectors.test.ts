@@ -118,9 +118,21 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     // The same value again: no snapshot, no new version.
     expect((await sync(c.id as string)).status).toBe(200);
     expect(await get(`${kr.basePath}/${a.id}`)).toMatchObject({ current: 42, version: 2 });
+    // A key result it starts to feed takes the last value it read; none takes a value from a client.
+    expect((await fed(c.id as string)).current).toBe(42);
+    const own = await call('POST', kr.basePath, {
+      objective_id: objectiveId,
+      title: 'x',
+      target: 1,
+      data_source: 'connector',
+      connector_id: c.id,
+      current: 3,
+    });
+    expect([own.status, (own.body.errors as Doc[])[0].path]).toEqual([400, '/current']);
     // Filterable by its connector.
     const list = await get(`${kr.basePath}?connector_id=${c.id}`);
-    expect((list.data as Doc[]).map((d) => d.id).sort()).toEqual([a.id, b.id].sort());
+    expect(list.data as Doc[]).toHaveLength(3);
+    expect((list.data as Doc[]).map((d) => d.id)).toEqual(expect.arrayContaining([a.id, b.id]));
   });
 
   const failures: [string, Partial<typeof api.state>, Doc, RegExp][] = [

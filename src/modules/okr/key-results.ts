@@ -13,6 +13,7 @@ import {
   snapshotRow,
   withSnapshot,
 } from './check-ins.js';
+import { connectors } from './connectors.js';
 import { cycles } from './cycles.js';
 import { objectives } from './objectives.js';
 import { impliedDirection, LINEAR_TYPES, type Measure, type MetricType, progressPct } from './progress.js';
@@ -201,9 +202,9 @@ export const keyResults = defineResource({
             errors.push({ path: '/query', code: 'invalid_query', message: err.message });
           }
         }
-        if (!before && ctx.input?.current !== undefined && ctx.input.current !== null) {
-          errors.push({ path: '/current', code: 'not_allowed', message: 'current is computed from the query' });
-        }
+      }
+      if (!before && doc.data_source !== 'manual' && ctx.input?.current !== undefined && ctx.input.current !== null) {
+        errors.push({ path: '/current', code: 'not_allowed', message: `current comes from the ${doc.data_source}` });
       }
       const allowed: Record<string, string> = { manual: '', connector: 'connector_id', query: 'query' };
       for (const name of ['connector_id', 'query'] as const) {
@@ -227,6 +228,15 @@ export const keyResults = defineResource({
       if (doc.data_source === 'query' && (doc.query !== before?.query || before?.data_source !== 'query')) {
         const value = await queryValue(tx, tenantId, doc, before === null);
         if (value !== null) doc.current = value;
+      }
+      // A key result a connector starts to feed takes the last value it read (the reference
+      // check has read the connector already).
+      if (
+        doc.data_source === 'connector' &&
+        (doc.connector_id !== before?.connector_id || before?.data_source !== 'connector')
+      ) {
+        const feed = await tx.peek(connectors, tenantId, doc.connector_id as string);
+        if (typeof feed?.last_value === 'number') doc.current = feed.last_value;
       }
       const m = doc as unknown as Measure;
       doc.progress_pct = progressPct(m);
