@@ -59,6 +59,11 @@ export interface ManifestOperation {
   /** What the success answer holds. */
   response: 'resource' | 'list' | 'item_list';
   success_status: number;
+  /**
+   * How a call is admitted: a bearer token, or (`signed_url`) the signed URL a document shows,
+   * with no token: another system's call, not in the SDK (a connector's webhook).
+   */
+  auth: 'bearer' | 'signed_url';
 }
 
 /** `Idempotency-Key` on writes; `If-Match` on writes to one row (update, delete, restore). */

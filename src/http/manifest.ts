@@ -106,7 +106,11 @@ export function resourceOperations(resource: Resource, modules: readonly ModuleD
   const noun = words(resource.name);
   const client = `client.${camel(resource.module)}.${resource.clientName}`;
   const dependents = dependentsOf(resource, modules).map((r) => words(r.name));
-  const op = (o: Omit<ManifestOperation, 'client_method' | 'headers'>, custom = false): ManifestOperation => ({
+  const op = (
+    o: Omit<ManifestOperation, 'client_method' | 'headers' | 'auth'> & { auth?: ManifestOperation['auth'] },
+    custom = false,
+  ): ManifestOperation => ({
+    auth: 'bearer',
     ...o,
     client_method: `${client}.${o.name}`,
     headers: requestHeaders(o, custom),
@@ -213,6 +217,7 @@ function customOperation(
     example: custom.example ?? null,
     response: custom.response.kind === 'list' ? 'item_list' : 'resource',
     success_status: custom.response.kind === 'list' ? 200 : custom.response.status,
+    auth: custom.auth === 'signed' ? 'signed_url' : 'bearer',
   };
 }
 

@@ -384,11 +384,13 @@ const MANIFEST_SCHEMA: JsonSchema = {
                       'example',
                       'response',
                       'success_status',
+                      'auth',
                     ],
                     properties: {
                       method: { enum: ['GET', 'POST', 'PATCH', 'DELETE'] },
                       response: { enum: ['resource', 'list', 'item_list'] },
                       success_status: { type: 'integer' },
+                      auth: { enum: ['bearer', 'signed_url'] },
                     },
                   },
                 },

@@ -50,6 +50,32 @@ describe('code snippets', () => {
     expect(curlSnippet(create, changed, BASE)).toContain(`-d '{"title":"Other"}'`);
   });
 
+  it('shows a signed operation as a plain POST to its URL: no SDK method, no token', () => {
+    const push = {
+      ...opNamed('checkIns.create'),
+      name: 'webhook',
+      path: '/api/v1/okr/key-results/{id}/webhook',
+      client_method: 'client.okr.keyResults.webhook',
+      query: [
+        { name: 'tenant_id', type: 'string', description: '' },
+        { name: 'signature', type: 'string', description: '' },
+      ],
+      example: { value: 5 },
+      auth: 'signed_url' as const,
+    };
+    const form = { ...emptyForm(), query: { tenant_id: 'acme', signature: 'abc' } };
+    const built = buildRequest(push, keyResult, form, { kr: 'kr_9' });
+    const sdk = sdkSnippet(push, keyResult, built, BASE);
+    expect(sdk).not.toContain('client.okr');
+    expect(sdk).toContain(
+      "await fetch('http://127.0.0.1:8080/api/v1/okr/key-results/kr_9/webhook?tenant_id=acme&signature=abc', {",
+    );
+    expect(sdk).toContain('  body: JSON.stringify({ value: 5 }),');
+    const curl = curlSnippet(push, built, BASE);
+    expect(curl).not.toContain('Authorization');
+    expect(curl).toContain(`-d '{"value":5}'`);
+  });
+
   it('passes ids first, then the body, then query options', () => {
     const checkIn = opNamed('checkIns.create');
     const built = buildRequest(checkIn, keyResult, emptyForm(), { kr: 'kr_9' });

@@ -93,6 +93,18 @@ export function sdkSnippet(
   built: BuiltRequest,
   baseUrl: string,
 ): string {
+  if (op.auth === 'signed_url') {
+    // Not the SDK's to call: another system posts to the signed URL the resource shows.
+    const body = built.bodyError ? '{}' : jsLiteral(built.body, 2, 8);
+    return [
+      `// Not an SDK method: another system POSTs to the signed URL a ${resource.name} shows, without a token.`,
+      `await fetch(${quote(baseUrl + requestUrl(built))}, {`,
+      "  method: 'POST',",
+      "  headers: { 'content-type': 'application/json' },",
+      `  body: JSON.stringify(${body}),`,
+      '});',
+    ].join('\n');
+  }
   const lines = [...clientSetup(baseUrl), sdkCall(op, resource, sdkArgs(op, built))];
   if (op.response !== 'resource') lines.push('console.log(page.data);');
   return lines.join('\n');
@@ -101,7 +113,7 @@ export function sdkSnippet(
 /** The call as curl (the token read from $EDM_TOKEN). */
 export function curlSnippet(op: ManifestOperation, built: BuiltRequest, baseUrl: string): string {
   const parts = [`curl${op.method === 'GET' ? '' : ` -X ${op.method}`} ${shellQuote(baseUrl + requestUrl(built))}`];
-  parts.push(`-H "Authorization: Bearer $EDM_TOKEN"`);
+  if (op.auth !== 'signed_url') parts.push(`-H "Authorization: Bearer $EDM_TOKEN"`);
   if (built.ifVersion !== null) parts.push(`-H ${shellQuote(`If-Match: "${built.ifVersion}"`)}`);
   if (built.idempotencyKey !== null) parts.push(`-H ${shellQuote(`Idempotency-Key: ${built.idempotencyKey}`)}`);
   if (op.has_body) {

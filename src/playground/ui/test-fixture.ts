@@ -11,6 +11,7 @@ function op(o: Partial<ManifestOperation> & Pick<ManifestOperation, 'name' | 'me
     example: null,
     response: 'resource',
     success_status: 200,
+    auth: 'bearer',
     // As the manifest says: writes take an Idempotency-Key; update, delete and restore If-Match too.
     headers: o.method === 'GET' ? [] : o.path.endsWith('{id}') ? ['If-Match', 'Idempotency-Key'] : ['Idempotency-Key'],
     ...o,
