@@ -74,6 +74,47 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     expect(after.every((k) => k.created_by === USER_A)).toBe(true);
   });
 
+  it('brings connectors without their secrets, and the key results they feed, to start again at their next sync', async () => {
+    const token = await t.token({ tenant: 'source' });
+    const [objective] = await list('source', 'objectives');
+    const hook = await t.call('POST', '/api/v1/okr/connectors', {
+      token,
+      body: { name: 'Desk', kind: 'webhook' },
+    });
+    const warehouse = await t.call('POST', '/api/v1/okr/connectors', {
+      token,
+      body: { name: 'DW', kind: 'postgres', config: { query: 'select 1' }, secret: 'postgres://u:pw@db.example/x' },
+    });
+    const fedKr = await t.call('POST', '/api/v1/okr/key-results', {
+      token,
+      body: {
+        objective_id: objective.id,
+        title: 'Open tickets',
+        baseline: 120,
+        target: 50,
+        data_source: 'connector',
+        connector_id: hook.body.id,
+      },
+    });
+    expect([hook.status, warehouse.status, fedKr.status]).toEqual([201, 201, 201]);
+    expect(
+      (await t.app.inject({ method: 'POST', url: hook.body.webhook_url as string, payload: { value: 87 } })).statusCode,
+    ).toBe(200);
+
+    const { doc } = await exported('source');
+    expect(JSON.stringify(doc)).not.toContain('pw@db.example');
+    expect(await importRows(opts('copy'), { json: doc })).toMatchObject({ Connector: 2, KeyResult: 10 });
+    const connectors = await list('copy', 'connectors');
+    const copyHook = connectors.find((c) => c.name === 'Desk') as Doc;
+    expect(copyHook.webhook_url).toMatch(new RegExp(`/connectors/${copyHook.id}/webhook\\?tenant_id=copy&`));
+    const copied = (await list('copy', 'key-results')).find((k) => k.title === 'Open tickets') as Doc;
+    expect(copied).toMatchObject({ connector_id: copyHook.id, data_source: 'connector', current: 120 });
+    expect(
+      (await t.app.inject({ method: 'POST', url: copyHook.webhook_url as string, payload: { value: 80 } })).statusCode,
+    ).toBe(200);
+    expect((await list('copy', 'key-results')).find((k) => k.title === 'Open tickets')?.current).toBe(80);
+  });
+
   it('leaves deleted rows out unless asked, and an import does not bring them back', async () => {
     const [first] = await list('source', 'key-results');
     const token = await t.token({ tenant: 'source' });

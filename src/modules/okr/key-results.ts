@@ -152,8 +152,9 @@ export const keyResults = defineResource({
     from: 'current',
     operation: 'checkIns.create',
     body: (entry) => ({ value: entry.value, note: entry.note ?? null, confidence: entry.confidence ?? null }),
-    // A query's value is computed again from what it reads, not replayed.
-    when: (doc) => doc.data_source !== 'query',
+    // Only a manual history is replayed: a query's value is computed again from what it reads,
+    // and a connector's comes with its next sync.
+    when: (doc) => (doc.data_source ?? 'manual') === 'manual',
   },
   hooks: {
     prepare(doc, before, ctx) {
