@@ -31,6 +31,8 @@ const pending = new WeakMap<Doc, { expiresAt: number | null; snapshot: Snapshot 
 export const METRIC_TYPES = ['number', 'percentage', 'currency', 'milestone', 'threshold'] as const;
 export const DIRECTIONS = ['increase', 'decrease'] as const;
 export const DATA_SOURCES = ['manual', 'connector', 'query'] as const;
+/** The field each data source takes its values through (the others must be null). */
+const SOURCE_FIELD: Record<string, string | undefined> = { connector: 'connector_id', query: 'query' };
 
 /** A key result's status at `now`, paced against its objective's cycle, and when that band ends. */
 export async function statusAt(tx: Tx, tenantId: string, kr: Doc, now: number) {
@@ -207,9 +209,8 @@ export const keyResults = defineResource({
       if (!before && doc.data_source !== 'manual' && ctx.input?.current !== undefined && ctx.input.current !== null) {
         errors.push({ path: '/current', code: 'not_allowed', message: `current comes from the ${doc.data_source}` });
       }
-      const allowed: Record<string, string> = { manual: '', connector: 'connector_id', query: 'query' };
       for (const name of ['connector_id', 'query'] as const) {
-        if (doc[name] !== null && allowed[doc.data_source as string] !== name) {
+        if (doc[name] !== null && SOURCE_FIELD[doc.data_source as string] !== name) {
           errors.push({
             path: `/${name}`,
             code: 'not_allowed',
