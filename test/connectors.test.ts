@@ -198,6 +198,15 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect((await get(`${kr.basePath}/${a.id}`)).current).toBe(8);
   });
 
+  it('reads several due connectors per run, a few at a time, and records each', async () => {
+    api.state.body = '{"data":{"value":3}}';
+    const many = await Promise.all(Array.from({ length: 6 }, (_, i) => connector({ name: `feed ${i}` })));
+    expect(await t.app.engine.runJob(connectorSyncJob)).toBeGreaterThanOrEqual(6);
+    for (const c of many) {
+      expect(await get(`${connectors.basePath}/${c.id}`)).toMatchObject({ last_sync_status: 'ok', last_value: 3 });
+    }
+  });
+
   it('guards the key results it feeds: a live connector (422), no values from clients (409), no delete under them (409)', async () => {
     const c = await connector();
     const missing = await call('POST', kr.basePath, {
