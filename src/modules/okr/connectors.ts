@@ -109,7 +109,10 @@ const syncOperation = {
   },
   async run({ resource, principal, id, tx, ops, prepared }) {
     const connector = await ops.get(resource, id);
-    if (connector.is_deleted) throw new ApiError('resource_deleted', `Connector ${id} is deleted; restore it first`);
+    // Deleted now, or when it was read (and restored since): nothing read to record.
+    if (connector.is_deleted || prepared === null) {
+      throw new ApiError('resource_deleted', `Connector ${id} is deleted; restore it first`);
+    }
     return applySync(tx, principal.tenantId, connector, prepared as SyncOutcome);
   },
 } as const satisfies CustomOperation;
@@ -290,7 +293,10 @@ export const connectorSyncJob: Job = {
         await ctx.transaction(tenantId, (tx) => tx.remove(connectorSchedule, key));
         return false;
       }
-      const outcome = await readOutcome(connector, ctx.outbound);
+      // A read that failed in an unforeseen way is recorded like any failed read, not retried forever.
+      const outcome = await readOutcome(connector, ctx.outbound).catch(
+        (err: Error): SyncOutcome => ({ error: `the read failed: ${err.message}` }),
+      );
       try {
         await ctx.transaction(tenantId, async (tx) => {
           const now = await tx.find(connectors, tenantId, id);
