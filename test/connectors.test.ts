@@ -198,6 +198,19 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect((await get(`${kr.basePath}/${a.id}`)).current).toBe(8);
   });
 
+  it('claims each due row once: of two runs of the schedule at the same time, one reads each connector', async () => {
+    api.state.body = '{"data":{"value":4}}';
+    const c = await connector({ name: 'claimed once' });
+    api.state.requests.length = 0;
+    const [first, second] = await Promise.all([
+      t.app.engine.runJob(connectorSyncJob),
+      t.app.engine.runJob(connectorSyncJob),
+    ]);
+    expect(first + second).toBeGreaterThanOrEqual(1);
+    expect(api.state.requests.filter((r) => r.url === '/metrics')).toHaveLength(1);
+    expect(await get(`${connectors.basePath}/${c.id}`)).toMatchObject({ last_value: 4, version: 2 });
+  });
+
   it('reads several due connectors per run, a few at a time, and records each', async () => {
     api.state.body = '{"data":{"value":3}}';
     const many = await Promise.all(Array.from({ length: 6 }, (_, i) => connector({ name: `feed ${i}` })));

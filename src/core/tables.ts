@@ -65,6 +65,11 @@ export interface Tx {
   /** Insert, or replace the row with the same primary key. */
   upsert(table: TableDef, row: Row): Promise<void>;
   remove(table: TableDef, where: Row): Promise<void>;
+  /**
+   * Sets `column` to `next` on the row `where` names if its value is at most `atMost`, and says
+   * whether it did: of several processes claiming one due queue row, one wins.
+   */
+  claim(table: TableDef, where: Row, column: string, atMost: unknown, next: unknown): Promise<boolean>;
   select(table: TableDef, where: Row, options?: SelectOptions): Promise<Row[]>;
 }
 

@@ -565,6 +565,17 @@ export class Engine {
           ANY_ROWS,
         );
       },
+      async claim(table, where, column, atMost, next) {
+        const kind = kindOf(table.columns[column]) as AnyField;
+        let q = db
+          .updateTable(table.name)
+          .set({ [column]: engine.store.encode(kind, next) })
+          .where(column, '<=', engine.store.encode(kind, atMost));
+        for (const [k, v] of Object.entries(engine.encodeRow(table, where))) q = q.where(k, '=', v);
+        // Not deferred: the count is the answer.
+        const result = await engine.execute(db, q.compile());
+        return Number(result.numAffectedRows ?? 0) === 1;
+      },
       async select(table, where, options: SelectOptions = {}) {
         let q = db.selectFrom(table.name).select(Object.keys(table.columns));
         for (const [k, v] of Object.entries(engine.encodeRow(table, where))) q = q.where(k, '=', v);

@@ -288,7 +288,18 @@ export const connectorSyncJob: Job = {
       const tenantId = row.tenant_id as string;
       const id = row.connector_id as string;
       const key = { tenant_id: tenantId, connector_id: id };
-      const connector = await ctx.transaction(tenantId, (tx) => tx.peek(connectors, tenantId, id));
+      // Claimed first (its due time moved past the read's longest wait): of several processes
+      // running the schedule, one reads it; if that one dies, the claim runs out and another does.
+      const lease = isoTime(ctx.now + ctx.outbound.timeoutMs + 60_000);
+      const [mine, connector] = await ctx.transaction(
+        tenantId,
+        async (tx) =>
+          [
+            await tx.claim(connectorSchedule, key, 'due_at', row.due_at, lease),
+            await tx.peek(connectors, tenantId, id),
+          ] as const,
+      );
+      if (!mine) return false;
       if (!connector || connector.is_deleted || connector.kind === 'webhook') {
         await ctx.transaction(tenantId, (tx) => tx.remove(connectorSchedule, key));
         return false;
