@@ -31,6 +31,30 @@ export async function compiles(): Promise<void> {
   await client.okr.objectives.delete('obj_01ARZ3NDEKTSV4RRFFQ69G5FAV', { cascade: true });
   await client.okr.keyResults.restore(kr.id);
 
+  // Connectors: sync now answers the connector; the secret is sent, never read back; the webhook
+  // is another system's to call (a signed URL), not the SDK's.
+  const feed = await client.okr.connectors.create({
+    name: 'MRR',
+    kind: 'http_json',
+    config: { url: 'https://billing.example.com/mrr', pointer: '/value' },
+    secret: 's3cret',
+  });
+  const synced = await client.okr.connectors.sync(feed.id);
+  const lastValue: number | null = synced.last_value;
+  const webhookUrl: string | null = synced.webhook_url;
+  // @ts-expect-error write-only: answers never carry the secret
+  void synced.secret;
+  // @ts-expect-error signed operations are not SDK methods
+  await client.okr.connectors.webhook(feed.id, { value: 1 });
+  await client.okr.keyResults.create({
+    objective_id: 'obj_01ARZ3NDEKTSV4RRFFQ69G5FAV',
+    title: 'Run rate',
+    target: 1,
+    data_source: 'query',
+    query: 'kr("kr_01ARZ3NDEKTSV4RRFFQ69G5FAV") * 12',
+  });
+  void [lastValue, webhookUrl];
+
   const checked = await client.okr.keyResults.checkIns.create(kr.id, { value: 100000, confidence: 7 });
   const current: number | null = checked.current;
   for await (const snapshot of client.okr.keyResults.checkIns.list(kr.id, { limit: 50 })) {
