@@ -243,6 +243,16 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(manual.status).toBe(200);
     expect((await call('DELETE', `${connectors.basePath}/${c.id}`)).status).toBe(200);
     expect((await sync(c.id as string)).status).toBe(409);
+    // A key result deleted while fed, its connector deleted since: restoring it is 409 until the connector is back.
+    const c2 = await connector();
+    const b = await fed(c2.id as string);
+    expect((await call('DELETE', `${kr.basePath}/${b.id}`)).status).toBe(200);
+    expect((await call('DELETE', `${connectors.basePath}/${c2.id}`)).status).toBe(200);
+    const refusedRestore = await call('POST', `${kr.basePath}/${b.id}/restore`);
+    expect([refusedRestore.status, refusedRestore.body.code]).toEqual([409, 'parent_deleted']);
+    expect((await get(`${kr.basePath}/${b.id}`)).is_deleted).toBe(true);
+    expect((await call('POST', `${connectors.basePath}/${c2.id}/restore`)).status).toBe(200);
+    expect((await call('POST', `${kr.basePath}/${b.id}/restore`)).status).toBe(200);
   });
 
   it('webhook: another system pushes values to its signed URL, without a token; anything else is 401', async () => {
@@ -251,7 +261,7 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(url).toMatch(
       new RegExp(`^${connectors.basePath}/${hook.id}/webhook\\?tenant_id=acme&signature=[A-Za-z0-9_-]{43}$`),
     );
-    expect(hook).toMatchObject({ interval_seconds: 3600, last_sync_status: null });
+    expect(hook).toMatchObject({ interval_seconds: null, last_sync_status: null });
     const a = await fed(hook.id as string);
     const push = (path: string, body: unknown = { value: 118_500 }) =>
       t.app.inject({ method: 'POST', url: path, payload: body as object });
@@ -277,6 +287,11 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect((await get(`${kr.basePath}/${a.id}`)).current).toBe(118_500);
     // A webhook is not pulled; a pulled connector's URL takes no pushes.
     expect((await sync(hook.id as string)).body.code).toBe('not_pulled');
+    // A pulled kind needs an interval; a webhook takes none.
+    const pulled = await connector();
+    const reset = await call('PATCH', `${connectors.basePath}/${pulled.id}`, { interval_seconds: null });
+    expect([reset.status, reset.body.interval_seconds]).toEqual([200, 3600]);
+    expect((await call('PATCH', `${connectors.basePath}/${hook.id}`, { interval_seconds: 60 })).status).toBe(400);
     expect(
       (await call('PATCH', `${connectors.basePath}/${other.id}`, { kind: 'http_json', config: { url: `${base}/m` } }))
         .body.webhook_url,
@@ -299,6 +314,7 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       '/secret',
     ],
     ['an unknown kind', { kind: 'ftp' }, '/kind'],
+    ['an interval on a webhook', { kind: 'webhook', config: {}, interval_seconds: 600 }, '/interval_seconds'],
   ];
   it.each(bad)('refuses %s naming %s, storing nothing', async (_n, body, path) => {
     const before = await countRows(t, connectors);

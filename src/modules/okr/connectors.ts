@@ -182,7 +182,7 @@ export const connectors = defineResource({
       min: 60,
       max: 604_800,
       default: 3600,
-      notes: 'How often a pulled connector syncs (60 s to 7 days).',
+      notes: 'How often a pulled connector syncs (60 s to 7 days; default 3600); null for a webhook.',
     }),
     last_sync_at: datetime({ computed: true, notes: 'When the last sync ran.' }),
     last_sync_status: text({ enum: SYNC_STATUSES, computed: true, notes: 'ok, or error (see last_error).' }),
@@ -197,8 +197,14 @@ export const connectors = defineResource({
   tables: [connectorSchedule],
   operations: [syncOperation, webhookOperation],
   hooks: {
-    prepare(doc) {
+    prepare(doc, before, ctx) {
       doc.webhook_url = null;
+      // A webhook is not pulled: no interval, unless the client sends one (400 below); a pulled
+      // kind without one (a webhook turned into one, or a PATCH to null) takes the default.
+      const given = ctx.input?.interval_seconds !== undefined && ctx.input.interval_seconds !== null;
+      if (doc.kind === 'webhook' && !given && (before === null || before.kind !== 'webhook'))
+        doc.interval_seconds = null;
+      if (doc.kind !== 'webhook' && doc.interval_seconds === null && !given) doc.interval_seconds = 3600;
     },
     async derive(doc, _before, ctx) {
       if (doc.kind === 'webhook') {
@@ -246,6 +252,20 @@ export const connectors = defineResource({
         none(['url', 'pointer', 'headers']);
       } else if (doc.kind === 'webhook') {
         none(['url', 'pointer', 'headers', 'query']);
+        if (doc.interval_seconds !== null) {
+          errors.push({
+            path: '/interval_seconds',
+            code: 'not_allowed',
+            message: 'a webhook connector is not pulled: it takes no interval_seconds',
+          });
+        }
+      }
+      if (doc.kind !== 'webhook' && doc.interval_seconds === null) {
+        errors.push({
+          path: '/interval_seconds',
+          code: 'required',
+          message: `a ${doc.kind} connector syncs every interval_seconds`,
+        });
       }
       return errors;
     },
