@@ -238,7 +238,10 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     const refused = await call('DELETE', `${connectors.basePath}/${c.id}`);
     expect(refused.status).toBe(409);
     expect(refused.body).toMatchObject({ code: 'has_dependents', dependents: { 'key-results': 1 } });
+    // It does not own them: ?cascade=true deletes nothing of theirs, and is refused the same.
+    expect((await call('DELETE', `${connectors.basePath}/${c.id}?cascade=true`)).body.code).toBe('has_dependents');
     expect((await get(`${connectors.basePath}/${c.id}`)).is_deleted).toBe(false);
+    expect((await get(`${kr.basePath}/${a.id}`)).is_deleted).toBe(false);
     const manual = await call('PATCH', `${kr.basePath}/${a.id}`, { data_source: 'manual', connector_id: null });
     expect(manual.status).toBe(200);
     expect((await call('DELETE', `${connectors.basePath}/${c.id}`)).status).toBe(200);

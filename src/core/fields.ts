@@ -32,6 +32,12 @@ export interface FieldSpec<S extends TSchema = TSchema, R extends boolean = bool
   /** The referenced resource owns this one (soft-delete dependents, restore rules). */
   readonly parent?: boolean;
   /**
+   * The referenced row cannot be deleted while live rows hold it (409 `has_dependents`, with
+   * `?cascade=true` too: it does not own them), and a row holding it is not restored while it
+   * is deleted (409 `parent_deleted`).
+   */
+  readonly restrict?: boolean;
+  /**
    * Id prefix of rows a text names inside it (a metric query's `kr("kr_…")`): an import
    * creates them first and rewrites their ids to the new ones.
    */
@@ -209,6 +215,8 @@ export function date<const O extends CommonOptions>(o: O): Field<ReturnType<type
 export interface RefOptions extends CommonOptions {
   /** The referenced resource owns this one. */
   parent?: boolean;
+  /** The referenced row is not deleted while live rows hold it (see FieldSpec.restrict). */
+  restrict?: boolean;
 }
 
 /**
@@ -221,6 +229,7 @@ export function ref<const O extends RefOptions>(prefix: string, o: O): Field<Ret
     ref: prefix,
     pattern,
     ...(o.parent ? { parent: true } : {}),
+    ...(o.restrict ? { restrict: true } : {}),
   });
 }
 

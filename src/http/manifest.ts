@@ -36,6 +36,13 @@ export function dependentsOf(resource: Resource, modules: readonly ModuleDef[]):
     .filter((r) => Object.values(r.allFields).some((f) => f.parent && f.ref === resource.idPrefix));
 }
 
+/** The resources with a `restrict` reference to this one: while one is live, it is not deleted. */
+function holdersOf(resource: Resource, modules: readonly ModuleDef[]): Resource[] {
+  return modules
+    .flatMap((m) => m.resources)
+    .filter((r) => Object.values(r.allFields).some((f) => f.restrict && f.ref === resource.idPrefix));
+}
+
 /** The query parameters of a resource's list operation, from its sortable and filterable fields. */
 export function listParameters(resource: Resource): ManifestParameter[] {
   const sorts = resource.sortable.flatMap((f) => [f, `-${f}`]);
@@ -106,6 +113,10 @@ export function resourceOperations(resource: Resource, modules: readonly ModuleD
   const noun = words(resource.name);
   const client = `client.${camel(resource.module)}.${resource.clientName}`;
   const dependents = dependentsOf(resource, modules).map((r) => words(r.name));
+  const holders = holdersOf(resource, modules).map((r) => `${words(r.name)}s`);
+  const held = holders.length
+    ? ` Live ${holders.join(' and ')} referring to it are not deleted with it: while one is, 409 has_dependents.`
+    : '';
   const op = (
     o: Omit<ManifestOperation, 'client_method' | 'headers' | 'auth'> & { auth?: ManifestOperation['auth'] },
     custom = false,
@@ -170,9 +181,9 @@ export function resourceOperations(resource: Resource, modules: readonly ModuleD
           name: 'cascade',
           type: 'boolean',
           description:
-            dependents.length > 0
+            (dependents.length > 0
               ? `Also soft-delete its live ${dependents.map((d) => `${d}s`).join(' and ')} in the same transaction; without it, live dependents answer 409 has_dependents.`
-              : 'Also soft-delete live dependents in the same transaction (this resource has none).',
+              : 'Also soft-delete live dependents in the same transaction (this resource has none).') + held,
         },
       ],
       has_body: false,

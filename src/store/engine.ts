@@ -151,6 +151,8 @@ export class Engine {
   readonly clock: Clock;
   private readonly byPrefix = new Map<string, Resource>();
   private readonly children = new Map<Resource, Child[]>();
+  /** Per resource, the `restrict` references to it: rows that keep it from being deleted. */
+  private readonly holders = new Map<Resource, Child[]>();
   /** What each resource's `lockReferences` name: the field and the resource it references. */
   private readonly lockTargets = new Map<Resource, { name: string; target: Resource }[]>();
   private readonly groupCommit: GroupCommit | null;
@@ -166,10 +168,11 @@ export class Engine {
     for (const r of resources) this.byPrefix.set(r.idPrefix, r);
     for (const r of resources) {
       for (const [name, field] of Object.entries(r.allFields)) {
-        if (!field.parent || !field.ref) continue;
+        if (!(field.parent || field.restrict) || !field.ref) continue;
         const parent = this.byPrefix.get(field.ref);
         if (!parent) throw new Error(`${r.name}.${name} references unknown prefix ${field.ref}`);
-        this.children.set(parent, [...(this.children.get(parent) ?? []), { resource: r, field: name }]);
+        const map = field.parent ? this.children : this.holders;
+        map.set(parent, [...(map.get(parent) ?? []), { resource: r, field: name }]);
       }
       const targets = (r.lockReferences ?? []).map((name) => {
         const target = this.byPrefix.get(r.allFields[name]?.ref ?? '');
@@ -1265,7 +1268,7 @@ export class Engine {
       // Children's roll-ups may have written this row (system writes): delete its current state.
       before = await this.load(db, resource, principal, id, false);
     } else {
-      const dependents = await this.liveDependents(db, resource, principal.tenantId, id);
+      const dependents = await this.liveDependents(db, this.children.get(resource), before);
       if (dependents.length) {
         throw new ApiError(
           'has_dependents',
@@ -1285,6 +1288,17 @@ export class Engine {
     now: number,
     deleted: boolean,
   ) {
+    if (deleted) {
+      // Rows that refer to it without belonging to it (FieldSpec.restrict): cascade or not, 409.
+      const holders = await this.liveDependents(db, this.holders.get(resource), before);
+      if (holders.length) {
+        throw new ApiError(
+          'has_dependents',
+          `${resource.name} ${before.id} is referred to by live ${holders.map((d) => `${d.resource.name} (${d.count})`).join(', ')}; point them elsewhere or delete them first`,
+          { extra: { dependents: Object.fromEntries(holders.map((d) => [d.resource.path, d.count])) } },
+        );
+      }
+    }
     const ts = isoTime(now);
     const doc: Doc = {
       ...before,
@@ -1311,17 +1325,18 @@ export class Engine {
     return later && (later.version as number) > (doc.version as number) ? later : doc;
   }
 
-  private async liveDependents(db: DB, resource: Resource, tenantId: string, id: string) {
+  /** How many live rows of each of `referrers` refer to `row`. */
+  private async liveDependents(db: DB, referrers: readonly Child[] | undefined, row: Doc) {
     const found: { resource: Resource; count: number }[] = [];
-    for (const child of this.children.get(resource) ?? []) {
-      const row = await db
+    for (const child of referrers ?? []) {
+      const counted = await db
         .selectFrom(child.resource.table)
         .select((eb) => eb.fn.countAll().as('n'))
-        .where('tenant_id', '=', tenantId)
-        .where(child.field, '=', id)
+        .where('tenant_id', '=', row.tenant_id as string)
+        .where(child.field, '=', row.id as string)
         .where('is_deleted', '=', this.live(child.resource))
         .executeTakeFirst();
-      const n = Number(row?.n ?? 0);
+      const n = Number(counted?.n ?? 0);
       if (n > 0) found.push({ resource: child.resource, count: n });
     }
     return found;
@@ -1355,7 +1370,7 @@ export class Engine {
     if (!before.is_deleted) throw new ApiError('not_deleted', `${resource.name} ${id} is not deleted`);
     for (const [name, field] of Object.entries(resource.allFields)) {
       const parentId = before[name];
-      if (!field.parent || !field.ref || typeof parentId !== 'string') continue;
+      if (!(field.parent || field.restrict) || !field.ref || typeof parentId !== 'string') continue;
       const parent = this.byPrefix.get(field.ref) as Resource;
       const row = await db
         .selectFrom(parent.table)
@@ -1366,7 +1381,7 @@ export class Engine {
       if (!row || this.store.decode(parent.allFields.is_deleted, row.is_deleted) === true) {
         throw new ApiError(
           'parent_deleted',
-          `${resource.name} ${id} belongs to deleted ${parent.name} ${parentId}; restore it first`,
+          `${resource.name} ${id} ${field.parent ? 'belongs' : 'refers'} to deleted ${parent.name} ${parentId}; restore it first`,
           { errors: [{ path: `/${name}`, code: 'parent_deleted', message: `${parent.name} ${parentId} is deleted` }] },
         );
       }

@@ -20,6 +20,8 @@ import { recordSystemValue } from './values.js';
 
 export const CONNECTOR_KINDS = ['http_json', 'postgres', 'webhook'] as const;
 export const SYNC_STATUSES = ['ok', 'error'] as const;
+/** How often a pulled connector syncs unless told otherwise (seconds). */
+const DEFAULT_INTERVAL = 3600;
 
 /** When each pulled connector syncs next. Platform-internal, small, not distributed. */
 export const connectorSchedule = defineTable({
@@ -181,7 +183,7 @@ export const connectors = defineResource({
     interval_seconds: integer({
       min: 60,
       max: 604_800,
-      default: 3600,
+      default: DEFAULT_INTERVAL,
       notes: 'How often a pulled connector syncs (60 s to 7 days; default 3600); null for a webhook.',
     }),
     last_sync_at: datetime({ computed: true, notes: 'When the last sync ran.' }),
@@ -204,7 +206,7 @@ export const connectors = defineResource({
       const given = ctx.input?.interval_seconds !== undefined && ctx.input.interval_seconds !== null;
       if (doc.kind === 'webhook' && !given && (before === null || before.kind !== 'webhook'))
         doc.interval_seconds = null;
-      if (doc.kind !== 'webhook' && doc.interval_seconds === null && !given) doc.interval_seconds = 3600;
+      if (doc.kind !== 'webhook' && doc.interval_seconds === null) doc.interval_seconds = DEFAULT_INTERVAL;
     },
     async derive(doc, _before, ctx) {
       if (doc.kind === 'webhook') {
@@ -260,27 +262,13 @@ export const connectors = defineResource({
           });
         }
       }
-      if (doc.kind !== 'webhook' && doc.interval_seconds === null) {
-        errors.push({
-          path: '/interval_seconds',
-          code: 'required',
-          message: `a ${doc.kind} connector syncs every interval_seconds`,
-        });
-      }
       return errors;
     },
     async afterWrite(after, before, ctx, tx) {
       if (ctx.op === 'system') return; // a sync schedules its own next one
       const tenantId = after.tenant_id as string;
       if (after.is_deleted) {
-        const fed = await tx.findLive(keyResults, tenantId, { connector_id: after.id });
-        if (fed.length) {
-          throw new ApiError(
-            'has_dependents',
-            `Connector ${after.id} feeds live KeyResult (${fed.length}); point them elsewhere or delete them first`,
-            { extra: { dependents: { 'key-results': fed.length } } },
-          );
-        }
+        // Not while it feeds live key results: their connector_id is a `restrict` reference.
         await schedule(tx, after, null);
         return;
       }

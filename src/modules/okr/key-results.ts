@@ -101,6 +101,8 @@ export const keyResults = defineResource({
       notes: 'How the current metric value is sourced.',
     }),
     connector_id: ref('con', {
+      // A connector is not deleted while it feeds live key results (not their owner: no cascade).
+      restrict: true,
       notes: 'ID of the connector used to pull metric data automatically. Null for manual or query sources.',
     }),
     query: text({
@@ -274,21 +276,7 @@ export const keyResults = defineResource({
       const due = after.is_deleted ? null : ctx.op === 'restore' ? ctx.now : (work?.expiresAt ?? null);
       // A key result created just now is in no queue: nothing to take out (a round trip on PostgreSQL).
       if (due !== null || ctx.op !== 'create') await scheduleSweep(tx, tenantId, after.id as string, due);
-      if (ctx.op === 'restore') {
-        // Fed by a connector deleted since: it would take values from nothing.
-        const feed =
-          after.data_source === 'connector' ? await tx.peek(connectors, tenantId, after.connector_id as string) : null;
-        if (feed?.is_deleted) {
-          throw new ApiError(
-            'parent_deleted',
-            `KeyResult ${after.id} is fed by deleted Connector ${feed.id}; restore it first`,
-            {
-              errors: [{ path: '/connector_id', code: 'parent_deleted', message: `Connector ${feed.id} is deleted` }],
-            },
-          );
-        }
-        await catchUp(tx, tenantId, after);
-      }
+      if (ctx.op === 'restore') await catchUp(tx, tenantId, after);
     },
   },
   sortable: ['created_at', 'updated_at', 'title', 'progress_pct', 'last_update_at', 'current', 'target'],
