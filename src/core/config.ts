@@ -49,6 +49,11 @@ export interface Config {
   connectorAllowHosts?: string[];
   /** EDM_CONNECTOR_TIMEOUT_MS: how long one connector read may take (default 10 s). */
   connectorTimeoutMs?: number;
+  /**
+   * EDM_RATE_LIMIT calls per EDM_RATE_LIMIT_WINDOW_MS (default 1000) for each caller: each
+   * application of a tenant, the tenant's people, its signed webhook calls. Absent: no limit.
+   */
+  rateLimit?: { max: number; windowMs: number } | undefined;
 }
 
 type Env = Record<string, string | undefined>;
@@ -67,7 +72,7 @@ function generatedSecret(dataDir: string, name: string): Uint8Array {
 /**
  * Configuration from the environment (PORT, HOST, EDM_DATABASE_URL, EDM_JWT_SECRET,
  * EDM_SECRET_KEY, EDM_JWT_ISSUER, EDM_JWT_AUDIENCE, EDM_REQUIRE_IF_MATCH, EDM_DB_POOL_SIZE,
- * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS, EDM_DB_PREPARE, EDM_DB_BATCH_WRITES, EDM_CONNECTOR_ALLOW_HOSTS, EDM_CONNECTOR_TIMEOUT_MS). Secrets that are not configured are generated under the data dir.
+ * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS, EDM_DB_PREPARE, EDM_DB_BATCH_WRITES, EDM_CONNECTOR_ALLOW_HOSTS, EDM_CONNECTOR_TIMEOUT_MS, EDM_RATE_LIMIT, EDM_RATE_LIMIT_WINDOW_MS). Secrets that are not configured are generated under the data dir.
  */
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = resolve(env.EDM_DATA_DIR || './data');
@@ -81,6 +86,12 @@ export function loadConfig(env: Env = process.env): Config {
     if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a whole number of milliseconds`);
     return n;
   };
+  const rateLimit = Number(env.EDM_RATE_LIMIT || 0);
+  if (!Number.isInteger(rateLimit) || rateLimit < 0) {
+    throw new Error('EDM_RATE_LIMIT must be a whole number of calls per window (0: no limit)');
+  }
+  const rateWindow = millis('EDM_RATE_LIMIT_WINDOW_MS', 1000);
+  if (rateWindow < 1) throw new Error('EDM_RATE_LIMIT_WINDOW_MS must be at least 1');
   return {
     port,
     host: localMode ? '127.0.0.1' : env.HOST || '0.0.0.0',
@@ -110,5 +121,6 @@ export function loadConfig(env: Env = process.env): Config {
       .map((h) => h.trim().toLowerCase())
       .filter(Boolean),
     connectorTimeoutMs: millis('EDM_CONNECTOR_TIMEOUT_MS', 10_000),
+    rateLimit: rateLimit > 0 ? { max: rateLimit, windowMs: rateWindow } : undefined,
   };
 }

@@ -19,6 +19,7 @@ import { registerMetrics } from './metrics.js';
 import { registerOpenApiRoute } from './openapi.js';
 import { playground } from './playground.js';
 import { sendProblem } from './problem.js';
+import { RATE_LIMIT_HEADERS, registerRateLimit } from './rate-limit.js';
 import { registerResourceRoutes } from './routes.js';
 
 declare module 'fastify' {
@@ -107,7 +108,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerCors(app, {
     methods: ['GET', 'POST', 'PATCH', 'DELETE', 'OPTIONS'],
     allowedHeaders: ['Authorization', 'Content-Type', 'If-Match', 'If-None-Match', 'Idempotency-Key'],
-    exposedHeaders: ['ETag', 'Location', 'x-request-id', 'Retry-After', 'Idempotent-Replayed'],
+    exposedHeaders: ['ETag', 'Location', 'x-request-id', 'Retry-After', 'Idempotent-Replayed', ...RATE_LIMIT_HEADERS],
     maxAge: 600,
   });
 
@@ -175,6 +176,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       done(err as Error);
     }
   });
+
+  if (config.rateLimit) await registerRateLimit(app, config.rateLimit);
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

@@ -13,6 +13,7 @@ import {
 import type { ManifestOperation, ManifestParameter } from '../core/manifest-types.js';
 import type { CustomOperation, Doc, ModuleDef, Resource } from '../core/resource.js';
 import { PLATFORM_NAME, PLATFORM_VERSION, resourceOperations, serveDocument } from './manifest.js';
+import { RATE_LIMIT_HEADERS } from './rate-limit.js';
 
 export interface OpenApiOptions {
   /** Local mode serves the dev-token endpoint, so the document lists it. */
@@ -147,6 +148,9 @@ function problemResponses(): Record<string, Json> {
       .map(([code, e]) => `\`${code}\` (${e.title})`);
     const headers: Json = { 'x-request-id': ref('headers', 'RequestId') };
     if (status === '429' || status === '503') headers['Retry-After'] = ref('headers', 'RetryAfter');
+    if (status === '429') {
+      for (const name of RATE_LIMIT_HEADERS) headers[name] = ref('headers', name.replaceAll('-', ''));
+    }
     if (status === '401') headers['WWW-Authenticate'] = { schema: { type: 'string', const: 'Bearer' } };
     out[name] = {
       description: `Problem details (RFC 9457). Codes: ${codes.join(', ') || 'none yet'}.`,
@@ -677,6 +681,13 @@ export function buildOpenApi(modules: readonly ModuleDef[], options: OpenApiOpti
         },
         RequestId: { description: 'The id of this request (also request_id in problems).', schema: { type: 'string' } },
         RetryAfter: { description: 'Seconds to wait before retrying.', schema: { type: 'string' } },
+        XRateLimitLimit: {
+          description:
+            "Calls this caller may make per window (when the server sets `EDM_RATE_LIMIT`; every limited answer carries it). A caller is one application of a tenant, or the tenant's people.",
+          schema: { type: 'string' },
+        },
+        XRateLimitRemaining: { description: 'Calls left in the current window.', schema: { type: 'string' } },
+        XRateLimitReset: { description: 'Seconds until the current window ends.', schema: { type: 'string' } },
         IdempotentReplayed: {
           description: '`true` when this answer is the replay of an earlier request with the same Idempotency-Key.',
           schema: { type: 'string', const: 'true' },

@@ -1,0 +1,186 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createClient, RateLimitError } from '../src/client/index.js';
+import { loadConfig } from '../src/core/config.js';
+import { byName, countRows, type TestApp, testApp } from './helpers.js';
+
+const KR = '/api/v1/okr/key-results';
+
+// Limits are counted in the process, before the store is touched: one store is enough.
+describe('rate limits: each caller of a tenant has its own budget per window', () => {
+  let t: TestApp;
+  let objectiveId: string;
+  beforeAll(async () => {
+    // A window far longer than the test, so no call can fall into the next one.
+    t = await testApp('sqlite', { rateLimit: { max: 3, windowMs: 60_000 } });
+    // Set up as another tenant, so the budgets tested below start full.
+    const setup = await t.token({ tenant: 'setup' });
+    objectiveId = (await t.create(byName('Objective'), setup)).id as string;
+  });
+  afterAll(() => t.close());
+
+  it('counts down in X-RateLimit-* headers, then answers 429 rate_limited with Retry-After', async () => {
+    const token = await t.token({ tenant: 'countdown' });
+    const remaining: unknown[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await t.call('GET', KR, { token });
+      expect(res.status).toBe(200);
+      expect(res.headers['x-ratelimit-limit']).toBe('3');
+      remaining.push(res.headers['x-ratelimit-remaining']);
+    }
+    expect(remaining).toEqual(['2', '1', '0']);
+    const refused = await t.call('GET', KR, { token });
+    expect(refused.status).toBe(429);
+    expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(refused.body).toMatchObject({ status: 429, code: 'rate_limited', limit: 3 });
+    expect(refused.body.request_id).toBe(refused.headers['x-request-id']);
+    const retryAfter = Number(refused.headers['retry-after']);
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(60);
+    expect(refused.body.retry_after_seconds).toBe(retryAfter);
+    expect(refused.headers['x-ratelimit-remaining']).toBe('0');
+    expect(refused.headers['x-ratelimit-reset']).toBe(String(retryAfter));
+  });
+
+  it('keeps budgets apart: another tenant, each application, and the people of a tenant', async () => {
+    const people = await t.token({ tenant: 'apart' });
+    for (let i = 0; i < 3; i++) expect((await t.call('GET', KR, { token: people })).status).toBe(200);
+    expect((await t.call('GET', KR, { token: people })).status).toBe(429);
+    // Another person of the tenant shares the people's budget.
+    const colleague = await t.token({ tenant: 'apart', sub: 'usr-0c0c0c0c-0000-4000-8000-00000000000c' });
+    expect((await t.call('GET', KR, { token: colleague })).status).toBe(429);
+    // An application of the same tenant has its own, and so does another tenant.
+    for (const token of [
+      await t.token({ tenant: 'apart', app: 'app_crm' }),
+      await t.token({ tenant: 'apart', app: 'app_bi' }),
+      await t.token({ tenant: 'other' }),
+    ]) {
+      const res = await t.call('GET', KR, { token });
+      expect(res.status).toBe(200);
+      expect(res.headers['x-ratelimit-remaining']).toBe('2');
+    }
+  });
+
+  it('refuses a write over the limit before reading its body, and stores nothing', async () => {
+    const token = await t.token({ tenant: 'writer' });
+    const before = await countRows(t, byName('KeyResult'));
+    for (let i = 0; i < 3; i++) expect((await t.call('GET', KR, { token })).status).toBe(200);
+    const body = { objective_id: objectiveId, title: 'Over the limit', target: 10 };
+    const refused = await t.call('POST', KR, { token, body, headers: { 'idempotency-key': 'over-1' } });
+    expect(refused.status).toBe(429);
+    // A body that is not even JSON: the limit answers first.
+    const garbage = await t.call('POST', KR, {
+      token,
+      payload: '{not json',
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(garbage.status).toBe(429);
+    expect(await countRows(t, byName('KeyResult'))).toBe(before);
+  });
+
+  it('answers 401 and 403 first, without spending the budget', async () => {
+    const readOnly = await t.token({ tenant: 'scoped', scope: 'okr:read' });
+    // Three refused writes (403) and a call without a token (401) count for nothing.
+    for (let i = 0; i < 3; i++) {
+      const res = await t.call('POST', KR, { token: readOnly, body: { title: 'x' } });
+      expect(res.status).toBe(403);
+    }
+    expect((await t.call('GET', KR, { token: null })).status).toBe(401);
+    const res = await t.call('GET', KR, { token: readOnly });
+    expect(res.status).toBe(200);
+    expect(res.headers['x-ratelimit-remaining']).toBe('2');
+  });
+
+  it("gives a tenant's signed webhook pushes a budget of their own", async () => {
+    const token = await t.token({ tenant: 'pushed' });
+    const res = await t.call('POST', '/api/v1/okr/connectors', {
+      token,
+      body: { name: 'Support desk', kind: 'webhook', config: {} },
+    });
+    expect(res.status).toBe(201);
+    const url = res.body.webhook_url as string;
+    const push = () => t.call('POST', url, { token: null, body: { value: 7 } });
+    for (let i = 0; i < 3; i++) expect((await push()).status).toBe(200);
+    const refused = await push();
+    expect([refused.status, refused.body.code]).toEqual([429, 'rate_limited']);
+    // The people of the tenant spent one call (the create) of their own budget.
+    const read = await t.call('GET', KR, { token });
+    expect([read.status, read.headers['x-ratelimit-remaining']]).toEqual([200, '1']);
+  });
+
+  it('does not limit calls that need no token (manifest, OpenAPI, health)', async () => {
+    for (let i = 0; i < 5; i++) {
+      for (const url of ['/api/v1/manifest', '/api/v1/openapi.json', '/healthz']) {
+        const res = await t.call('GET', url, { token: null });
+        expect(res.status).toBe(200);
+        expect(res.headers['x-ratelimit-limit']).toBeUndefined();
+      }
+    }
+  });
+
+  it('lets a browser read the headers (CORS exposes them)', async () => {
+    const res = await t.call('GET', '/api/v1/manifest', { token: null, headers: { origin: 'https://a.example' } });
+    expect(String(res.headers['access-control-expose-headers'])).toContain(
+      'X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset',
+    );
+  });
+});
+
+describe('rate limits, through the SDK against a listening server', () => {
+  let t: TestApp;
+  let baseUrl: string;
+  beforeAll(async () => {
+    t = await testApp('sqlite', { rateLimit: { max: 2, windowMs: 2000 } });
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const address = t.app.server.address();
+    if (!address || typeof address === 'string') throw new Error('no port');
+    baseUrl = `http://127.0.0.1:${address.port}`;
+  });
+  afterAll(() => t.close());
+
+  it('throws RateLimitError without retries, and waits out Retry-After with them', async () => {
+    const token = await t.token({ tenant: 'sdk' });
+    let attempts = 0;
+    const counting: typeof fetch = (input, init) => {
+      attempts++;
+      return fetch(input, init);
+    };
+    const eager = createClient({ baseUrl, token, maxRetries: 0 });
+    await eager.okr.cycles.list();
+    await eager.okr.cycles.list();
+    const err = await eager.okr.cycles.list().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(RateLimitError);
+    expect((err as RateLimitError).code).toBe('rate_limited');
+    expect((err as RateLimitError).headers?.get('x-ratelimit-limit')).toBe('2');
+    // The window is 2 s: a client that retries waits for the Retry-After and gets through.
+    const patient = createClient({ baseUrl, token, maxRetries: 2, fetch: counting });
+    const page = await patient.okr.cycles.list();
+    expect(page.object).toBe('list');
+    expect(attempts).toBe(2);
+  });
+});
+
+describe('EDM_RATE_LIMIT and EDM_RATE_LIMIT_WINDOW_MS', () => {
+  const env = { EDM_JWT_SECRET: 'x'.repeat(32), EDM_SECRET_KEY: 'y'.repeat(32) };
+  it.each([
+    [{}, undefined],
+    [{ EDM_RATE_LIMIT: '0' }, undefined],
+    [{ EDM_RATE_LIMIT: '100' }, { max: 100, windowMs: 1000 }],
+    [
+      { EDM_RATE_LIMIT: '6000', EDM_RATE_LIMIT_WINDOW_MS: '60000' },
+      { max: 6000, windowMs: 60_000 },
+    ],
+  ])('%o → %o', (vars, expected) => {
+    expect(loadConfig({ ...env, ...vars }).rateLimit).toEqual(expected);
+  });
+  it.each([
+    [{ EDM_RATE_LIMIT: '-1' }, /EDM_RATE_LIMIT must/],
+    [{ EDM_RATE_LIMIT: '1.5' }, /EDM_RATE_LIMIT must/],
+    [{ EDM_RATE_LIMIT: 'lots' }, /EDM_RATE_LIMIT must/],
+    [{ EDM_RATE_LIMIT: '10', EDM_RATE_LIMIT_WINDOW_MS: '0' }, /EDM_RATE_LIMIT_WINDOW_MS must/],
+  ])('%o is refused at start', (vars, message) => {
+    expect(() => loadConfig({ ...env, ...vars })).toThrow(message);
+  });
+});
