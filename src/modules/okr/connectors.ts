@@ -266,7 +266,6 @@ export const connectors = defineResource({
     },
     async afterWrite(after, before, ctx, tx) {
       if (ctx.op === 'system') return; // a sync schedules its own next one
-      const tenantId = after.tenant_id as string;
       if (after.is_deleted) {
         // Not while it feeds live key results: their connector_id is a `restrict` reference.
         await schedule(tx, after, null);
