@@ -1,6 +1,10 @@
+import type { FastifyReply } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient, RateLimitError } from '../src/client/index.js';
+import { ManualClock } from '../src/core/clock.js';
 import { loadConfig } from '../src/core/config.js';
+import type { ApiError } from '../src/core/errors.js';
+import { RateLimiter } from '../src/http/rate-limit.js';
 import { byName, countRows, type TestApp, testApp } from './helpers.js';
 
 const KR = '/api/v1/okr/key-results';
@@ -10,7 +14,7 @@ describe('rate limits: each caller of a tenant has its own budget per window', (
   let t: TestApp;
   let objectiveId: string;
   beforeAll(async () => {
-    // A window far longer than the test, so no call can fall into the next one.
+    // The server's clock stands still unless a test moves it.
     t = await testApp('sqlite', { rateLimit: { max: 3, windowMs: 60_000 } });
     // Set up as another tenant, so the budgets tested below start full.
     const setup = await t.token({ tenant: 'setup' });
@@ -33,12 +37,31 @@ describe('rate limits: each caller of a tenant has its own budget per window', (
     expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect(refused.body).toMatchObject({ status: 429, code: 'rate_limited', limit: 3 });
     expect(refused.body.request_id).toBe(refused.headers['x-request-id']);
-    const retryAfter = Number(refused.headers['retry-after']);
-    expect(retryAfter).toBeGreaterThanOrEqual(1);
-    expect(retryAfter).toBeLessThanOrEqual(60);
-    expect(refused.body.retry_after_seconds).toBe(retryAfter);
+    // A call's token comes back every 60 s / 3 = 20 s; the bucket is full again after 60.
+    expect(refused.headers['retry-after']).toBe('20');
+    expect(refused.body.retry_after_seconds).toBe(20);
     expect(refused.headers['x-ratelimit-remaining']).toBe('0');
-    expect(refused.headers['x-ratelimit-reset']).toBe(String(retryAfter));
+    expect(refused.headers['x-ratelimit-reset']).toBe('60');
+  });
+
+  it('gives a token back every window / max: a steady caller at the limit is never refused', async () => {
+    const token = await t.token({ tenant: 'steady' });
+    for (let i = 0; i < 3; i++) expect((await t.call('GET', KR, { token })).status).toBe(200);
+    t.clock.advance(19_999);
+    expect((await t.call('GET', KR, { token })).status).toBe(429);
+    t.clock.advance(1);
+    const back = await t.call('GET', KR, { token });
+    expect([back.status, back.headers['x-ratelimit-remaining']]).toEqual([200, '0']);
+    // One call every 20 s, for ten minutes: all answered.
+    for (let i = 0; i < 30; i++) {
+      t.clock.advance(20_000);
+      expect((await t.call('GET', KR, { token })).status).toBe(200);
+    }
+    // Idle for a window: the whole budget again, and no more.
+    t.clock.advance(60_000);
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await t.call('GET', KR, { token })).status);
+    expect(statuses).toEqual([200, 200, 200, 429]);
   });
 
   it('keeps budgets apart: another tenant, each application, and the people of a tenant', async () => {
@@ -129,7 +152,7 @@ describe('rate limits, through the SDK against a listening server', () => {
   let t: TestApp;
   let baseUrl: string;
   beforeAll(async () => {
-    t = await testApp('sqlite', { rateLimit: { max: 2, windowMs: 2000 } });
+    t = await testApp('sqlite', { rateLimit: { max: 2, windowMs: 1000 } });
     await t.app.listen({ port: 0, host: '127.0.0.1' });
     const address = t.app.server.address();
     if (!address || typeof address === 'string') throw new Error('no port');
@@ -140,9 +163,12 @@ describe('rate limits, through the SDK against a listening server', () => {
   it('throws RateLimitError without retries, and waits out Retry-After with them', async () => {
     const token = await t.token({ tenant: 'sdk' });
     let attempts = 0;
-    const counting: typeof fetch = (input, init) => {
+    // The server's clock moves only when told: by what Retry-After asked the client to wait.
+    const counting: typeof fetch = async (input, init) => {
       attempts++;
-      return fetch(input, init);
+      const res = await fetch(input, init);
+      if (res.status === 429) t.clock.advance(Number(res.headers.get('retry-after')) * 1000);
+      return res;
     };
     const eager = createClient({ baseUrl, token, maxRetries: 0 });
     await eager.okr.cycles.list();
@@ -154,11 +180,47 @@ describe('rate limits, through the SDK against a listening server', () => {
     expect(err).toBeInstanceOf(RateLimitError);
     expect((err as RateLimitError).code).toBe('rate_limited');
     expect((err as RateLimitError).headers?.get('x-ratelimit-limit')).toBe('2');
-    // The window is 2 s: a client that retries waits for the Retry-After and gets through.
+    // A client that retries waits for the Retry-After (1 s) and gets through.
     const patient = createClient({ baseUrl, token, maxRetries: 2, fetch: counting });
     const page = await patient.okr.cycles.list();
     expect(page.object).toBe('list');
     expect(attempts).toBe(2);
+  });
+});
+
+describe('RateLimiter: the bucket arithmetic, on fractional intervals at real epochs', () => {
+  const headers: Record<string, string> = {};
+  const reply = { header: (name: string, value: string) => (headers[name] = value) } as unknown as FastifyReply;
+  it.each([
+    [3, 1000],
+    [7, 1000],
+    [1000, 60_000],
+    [100, 3_600_000],
+  ])('%i per %i ms: exactly that many at once, then one back every window / max', (max, windowMs) => {
+    const clock = new ManualClock(Date.parse('2026-11-29T20:00:00.123Z'));
+    const limiter = new RateLimiter({ max, windowMs }, clock);
+    const spend = () => {
+      try {
+        limiter.take('k', reply);
+        return true;
+      } catch (err) {
+        expect((err as ApiError).code).toBe('rate_limited');
+        return false;
+      }
+    };
+    const remaining: number[] = [];
+    for (let i = 0; i < max; i++) {
+      expect(spend()).toBe(true);
+      remaining.push(Number(headers['x-ratelimit-remaining']));
+    }
+    expect(remaining).toEqual(Array.from({ length: max }, (_, i) => max - 1 - i));
+    expect(spend()).toBe(false);
+    // Each interval gives one back, three times over.
+    for (let i = 0; i < 3; i++) {
+      clock.advance(windowMs / max);
+      expect(spend()).toBe(true);
+      expect(spend()).toBe(false);
+    }
   });
 });
 

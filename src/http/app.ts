@@ -19,7 +19,7 @@ import { registerMetrics } from './metrics.js';
 import { registerOpenApiRoute } from './openapi.js';
 import { playground } from './playground.js';
 import { sendProblem } from './problem.js';
-import { RATE_LIMIT_HEADERS, registerRateLimit } from './rate-limit.js';
+import { RATE_LIMIT_HEADERS, RateLimiter, rateLimitKey } from './rate-limit.js';
 import { registerResourceRoutes } from './routes.js';
 
 declare module 'fastify' {
@@ -121,6 +121,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ),
   );
 
+  const limiter = config.rateLimit ? new RateLimiter(config.rateLimit, clock) : undefined;
   // Callback style, not async: a token seen before is answered from the cache without a promise.
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
@@ -143,13 +144,22 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         done(new ApiError('invalid_token', 'This URL is not signed for this call: use the URL the resource shows'));
         return;
       }
-      request.principal = { sub: 'system', tenantId: tenantId as string, appId: null, scopes: null };
+      const principal = { sub: 'system', tenantId: tenantId as string, appId: null, scopes: null };
+      request.principal = principal;
+      try {
+        limiter?.take(rateLimitKey(principal, true), reply);
+      } catch (err) {
+        done(err as Error);
+        return;
+      }
       done();
       return;
     }
+    // 401, then 403, then 429: a refused call spends nothing, and the body is not read yet.
     const admit = (principal: Principal) => {
       request.principal = principal;
       if (cfg.module) requireScope(principal, cfg.module, cfg.write === true);
+      limiter?.take(rateLimitKey(principal, false), reply);
     };
     try {
       const header = request.headers.authorization;
@@ -176,8 +186,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       done(err as Error);
     }
   });
-
-  if (config.rateLimit) await registerRateLimit(app, config.rateLimit);
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

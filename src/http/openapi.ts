@@ -686,8 +686,11 @@ export function buildOpenApi(modules: readonly ModuleDef[], options: OpenApiOpti
             "Calls this caller may make per window (when the server sets `EDM_RATE_LIMIT`; every limited answer carries it). A caller is one application of a tenant, or the tenant's people.",
           schema: { type: 'string' },
         },
-        XRateLimitRemaining: { description: 'Calls left in the current window.', schema: { type: 'string' } },
-        XRateLimitReset: { description: 'Seconds until the current window ends.', schema: { type: 'string' } },
+        XRateLimitRemaining: { description: 'Calls the caller may make right now.', schema: { type: 'string' } },
+        XRateLimitReset: {
+          description: "Seconds until the caller's budget is full again.",
+          schema: { type: 'string' },
+        },
         IdempotentReplayed: {
           description: '`true` when this answer is the replay of an earlier request with the same Idempotency-Key.',
           schema: { type: 'string', const: 'true' },

@@ -1,12 +1,14 @@
-import rateLimit from '@fastify/rate-limit';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyReply } from 'fastify';
+import { LRUCache } from 'lru-cache';
+import type { Clock } from '../core/clock.js';
 import { ApiError } from '../core/errors.js';
+import type { Principal } from '../core/resource.js';
 
 /** How many calls one caller may make per window (EDM_RATE_LIMIT, EDM_RATE_LIMIT_WINDOW_MS). */
 export interface RateLimitPolicy {
   max: number;
   windowMs: number;
-  /** How many callers' counts are kept (least recently seen dropped first). */
+  /** How many callers' buckets are kept (least recently seen dropped first, i.e. refilled). */
   callers?: number;
 }
 
@@ -16,37 +18,77 @@ export const RATE_LIMIT_HEADERS = ['X-RateLimit-Limit', 'X-RateLimit-Remaining',
 /**
  * The budget a call counts against: each application of a tenant has its own (`app_id` of its
  * token), the tenant's people share one (tokens without `app_id`), and the tenant's signed
- * webhook calls share another. Calls that need no token (manifest, OpenAPI, Playground, health)
- * are not limited. `null`: not limited.
+ * webhook pushes share another.
  */
-export function rateLimitKey(request: FastifyRequest): string | null {
-  const principal = request.principal;
-  if (principal === null) return null;
-  if (request.routeOptions.config.signed) return `${principal.tenantId}\nsigned`;
-  return `${principal.tenantId}\n${principal.appId === null ? 'people' : `app:${principal.appId}`}`;
+export function rateLimitKey(principal: Principal, signed: boolean): string {
+  if (signed) return `${principal.tenantId}\nsigned`;
+  return principal.appId === null ? `${principal.tenantId}\npeople` : `${principal.tenantId}\napp:${principal.appId}`;
 }
 
+/** Milliseconds of rounding tolerated in the bucket's arithmetic. */
+const SLACK = 0.01;
+
 /**
- * Per-caller rate limits with `@fastify/rate-limit` (fixed windows, counted in this process).
- * It runs after authentication (it needs the token's tenant and app) and before the body is
- * parsed, so a 401 or 403 comes first and an over-limit caller's body is never read. Every
- * limited answer carries `X-RateLimit-Limit`, `-Remaining` and `-Reset` (seconds); a refused one
- * is 429 `rate_limited` with `Retry-After`. Register it before the routes it covers.
+ * Per-caller token buckets, kept in this process (GCRA: one number per caller, the time at which
+ * its bucket would be full again). A caller may spend `max` calls at once, and gets one back
+ * every `windowMs / max`: `max` per window on average, with no burst of twice that where two
+ * fixed windows meet.
+ *
+ * In place of `@fastify/rate-limit`, which counts fixed windows (a caller may spend twice its
+ * budget where two windows meet) on `Date.now()` rather than the server's clock, from a hook of
+ * its own: this runs inside the authentication hook, synchronously, so 401 and 403 come first by
+ * construction. Either costs about the same: 0.3 µs per call here in a loop; under `wrk` (GET by
+ * id, 16 connections, this machine) the three X-RateLimit headers and the call together read
+ * 4–8 µs of CPU per request above ~53 with the limit off, with both (alternating runs).
  */
-export async function registerRateLimit(app: FastifyInstance, policy: RateLimitPolicy): Promise<void> {
-  await app.register(rateLimit, {
-    global: true,
-    max: policy.max,
-    timeWindow: policy.windowMs,
-    cache: policy.callers ?? 100_000,
-    hook: 'preParsing',
-    keyGenerator: (request) => rateLimitKey(request) ?? '',
-    allowList: (request) => request.principal === null,
-    errorResponseBuilder: (_request, context) =>
-      new ApiError(
+export class RateLimiter {
+  readonly #max: number;
+  readonly #windowMs: number;
+  /** Milliseconds one call's token takes to come back. */
+  readonly #interval: number;
+  readonly #full: LRUCache<string, number>;
+  readonly #clock: Clock;
+  readonly #limit: string;
+
+  constructor(policy: RateLimitPolicy, clock: Clock) {
+    this.#max = policy.max;
+    this.#windowMs = policy.windowMs;
+    this.#interval = policy.windowMs / policy.max;
+    this.#full = new LRUCache({ max: policy.callers ?? 100_000 });
+    this.#clock = clock;
+    this.#limit = String(policy.max);
+  }
+
+  /**
+   * Spends one call of the caller's budget and sets the X-RateLimit-* headers; throws 429
+   * `rate_limited` (with `Retry-After`) when none is left, spending nothing.
+   */
+  take(key: string, reply: FastifyReply): void {
+    const now = this.#clock.now();
+    const full = Math.max(this.#full.get(key) ?? now, now);
+    const next = full + this.#interval;
+    // The bucket holds `windowMs` worth of calls: over that, this call has no token. (Times are
+    // ~1.8e12 ms, precise to ~0.0002 ms, and the interval may be a fraction: hence SLACK.)
+    const wait = next - now - this.#windowMs;
+    if (wait > SLACK) {
+      const retryAfter = Math.ceil(wait / 1000);
+      throw new ApiError(
         'rate_limited',
-        `Over ${context.max} calls per ${policy.windowMs / 1000} s for this caller; retry in ${context.after}`,
-        { extra: { limit: context.max, retry_after_seconds: Math.ceil(context.ttl / 1000) } },
-      ),
-  });
+        `Over ${this.#max} calls per ${this.#windowMs / 1000} s for this caller; retry in ${retryAfter} s`,
+        {
+          extra: { limit: this.#max, retry_after_seconds: retryAfter },
+          headers: {
+            'x-ratelimit-limit': this.#limit,
+            'x-ratelimit-remaining': '0',
+            'x-ratelimit-reset': String(Math.ceil((full - now) / 1000)),
+            'retry-after': String(retryAfter),
+          },
+        },
+      );
+    }
+    this.#full.set(key, next);
+    reply.header('x-ratelimit-limit', this.#limit);
+    reply.header('x-ratelimit-remaining', String(Math.floor((this.#windowMs - (next - now) + SLACK) / this.#interval)));
+    reply.header('x-ratelimit-reset', String(Math.ceil((next - now) / 1000)));
+  }
 }
