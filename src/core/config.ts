@@ -54,6 +54,8 @@ export interface Config {
    * application of a tenant, the tenant's people, its signed webhook calls. Absent: no limit.
    */
   rateLimit?: { max: number; windowMs: number } | undefined;
+  /** EDM_REQUEST_TIMEOUT_MS: how long a request's headers and body may take to arrive (default 30 s; 0: no limit). */
+  requestTimeoutMs?: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -72,7 +74,7 @@ function generatedSecret(dataDir: string, name: string): Uint8Array {
 /**
  * Configuration from the environment (PORT, HOST, EDM_DATABASE_URL, EDM_JWT_SECRET,
  * EDM_SECRET_KEY, EDM_JWT_ISSUER, EDM_JWT_AUDIENCE, EDM_REQUIRE_IF_MATCH, EDM_DB_POOL_SIZE,
- * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS, EDM_DB_PREPARE, EDM_DB_BATCH_WRITES, EDM_CONNECTOR_ALLOW_HOSTS, EDM_CONNECTOR_TIMEOUT_MS, EDM_RATE_LIMIT, EDM_RATE_LIMIT_WINDOW_MS). Secrets that are not configured are generated under the data dir.
+ * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS, EDM_DB_PREPARE, EDM_DB_BATCH_WRITES, EDM_CONNECTOR_ALLOW_HOSTS, EDM_CONNECTOR_TIMEOUT_MS, EDM_RATE_LIMIT, EDM_RATE_LIMIT_WINDOW_MS, EDM_REQUEST_TIMEOUT_MS). Secrets that are not configured are generated under the data dir.
  */
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = resolve(env.EDM_DATA_DIR || './data');
@@ -121,6 +123,7 @@ export function loadConfig(env: Env = process.env): Config {
       .map((h) => h.trim().toLowerCase())
       .filter(Boolean),
     connectorTimeoutMs: millis('EDM_CONNECTOR_TIMEOUT_MS', 10_000),
+    requestTimeoutMs: millis('EDM_REQUEST_TIMEOUT_MS', 30_000),
     rateLimit: rateLimit > 0 ? { max: rateLimit, windowMs: rateWindow } : undefined,
   };
 }

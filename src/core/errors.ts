@@ -14,6 +14,7 @@ export const errorRegistry = {
   unknown_parameter: { status: 400, title: 'Unknown query parameter' },
   invalid_cursor: { status: 400, title: 'Invalid cursor' },
   invalid_header: { status: 400, title: 'Invalid header' },
+  malformed_request: { status: 400, title: 'Malformed HTTP request' },
   // 401 / 403
   unauthenticated: { status: 401, title: 'Authentication required' },
   invalid_token: { status: 401, title: 'Invalid token' },
@@ -23,6 +24,8 @@ export const errorRegistry = {
   not_found: { status: 404, title: 'Resource not found' },
   route_not_found: { status: 404, title: 'Route not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
+  // 408
+  request_timeout: { status: 408, title: 'Request timeout' },
   // 409
   version_conflict: { status: 409, title: 'Version conflict' },
   resource_deleted: { status: 409, title: 'Resource is deleted' },
@@ -32,7 +35,7 @@ export const errorRegistry = {
   idempotency_in_flight: { status: 409, title: 'Request with this idempotency key is in flight' },
   not_manual: { status: 409, title: 'Key result is not manually updated' },
   not_pulled: { status: 409, title: 'Connector is pushed to, not pulled' },
-  // 412 / 413 / 415 / 422 / 428 / 429
+  // 412 / 413 / 415 / 422 / 428 / 429 / 431
   precondition_failed: { status: 412, title: 'Precondition failed' },
   payload_too_large: { status: 413, title: 'Payload too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
@@ -40,6 +43,7 @@ export const errorRegistry = {
   invalid_reference: { status: 422, title: 'Invalid reference' },
   precondition_required: { status: 428, title: 'Precondition required' },
   rate_limited: { status: 429, title: 'Too many requests' },
+  headers_too_large: { status: 431, title: 'Request headers too large' },
   // 5xx
   internal_error: { status: 500, title: 'Internal server error' },
   service_unavailable: { status: 503, title: 'Service unavailable' },

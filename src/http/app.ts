@@ -18,7 +18,7 @@ import { registerManifestRoute } from './manifest.js';
 import { registerMetrics } from './metrics.js';
 import { registerOpenApiRoute } from './openapi.js';
 import { playground } from './playground.js';
-import { sendProblem } from './problem.js';
+import { answerClientError, sendProblem } from './problem.js';
 import { RATE_LIMIT_HEADERS, RateLimiter, rateLimitKey } from './rate-limit.js';
 import { registerResourceRoutes } from './routes.js';
 
@@ -84,14 +84,23 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     audience: config.jwtAudience,
   });
 
+  const requestId = requestIds();
+  const requestTimeout = config.requestTimeoutMs ?? 30_000;
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: BODY_LIMIT,
-    genReqId: requestIds(),
+    // A request (headers and body) must arrive within this: a client trickling bytes holds no
+    // connection for longer. Handlers' own time does not count. Checked every ~tenth of it.
+    requestTimeout,
+    http: { connectionsCheckingInterval: Math.min(5000, Math.max(10, Math.round(requestTimeout / 10))) },
+    clientErrorHandler: (err, socket) => answerClientError(err, socket, requestId()),
+    genReqId: requestId,
     requestIdHeader: false,
     return503OnClosing: true,
     routerOptions: { ignoreTrailingSlash: true },
   });
+  // Node enforces the request timeout only with a headers timeout no longer than it.
+  if (requestTimeout > 0) app.server.headersTimeout = Math.min(app.server.headersTimeout, requestTimeout);
   app.decorate('engine', engine);
   app.decorateRequest('principal', null);
 

@@ -1,3 +1,5 @@
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, type ErrorCode, errorRegistry } from '../core/errors.js';
 
@@ -126,4 +128,28 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: u
     .code(apiError.status)
     .type(PROBLEM_TYPE)
     .send(JSON.stringify(toProblem(apiError, request.id)));
+}
+
+/**
+ * Node's HTTP parser refused the connection's request before any route saw it: a request that
+ * did not arrive within the request timeout (408), headers over the size limit (431), or bytes
+ * that are not HTTP (400). Answered as a problem like any other, on the socket, which is then
+ * closed (Fastify's `clientErrorHandler`). A reset connection gets nothing.
+ */
+export function answerClientError(err: Error & { code?: string }, socket: Socket, requestId: string): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const apiError =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? new ApiError('request_timeout', 'The request did not arrive in time')
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? new ApiError('headers_too_large', 'The request headers exceed 16 KiB')
+        : new ApiError('malformed_request', 'This is not a valid HTTP/1.1 request');
+  if (socket.writable) {
+    const body = JSON.stringify(toProblem(apiError, requestId));
+    socket.write(
+      `HTTP/1.1 ${apiError.status} ${STATUS_CODES[apiError.status]}\r\nContent-Type: ${PROBLEM_TYPE}\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
 }

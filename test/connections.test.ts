@@ -1,0 +1,119 @@
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TestApp, testApp } from './helpers.js';
+
+/** Writes raw bytes to the server, then reads everything it answers until it closes the connection. */
+function rawExchange(port: number, chunks: string[], gapMs = 0): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (d) => {
+      answer += d;
+    });
+    socket.on('error', reject);
+    socket.on('close', () => resolve(answer));
+    socket.on('connect', async () => {
+      for (const chunk of chunks) {
+        if (socket.destroyed) return;
+        socket.write(chunk);
+        if (gapMs) await new Promise((r) => setTimeout(r, gapMs));
+      }
+    });
+  });
+}
+
+function parse(answer: string): { status: number; headers: Record<string, string>; body: Record<string, unknown> } {
+  const [head, body] = answer.split('\r\n\r\n');
+  const [statusLine, ...lines] = head.split('\r\n');
+  const headers = Object.fromEntries(
+    lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]),
+  );
+  return { status: Number(statusLine.split(' ')[1]), headers, body: JSON.parse(body) };
+}
+
+// Transport behaviour, before any store is read: one store is enough.
+describe('connections: requests that are not HTTP, too large, or too slow to arrive', () => {
+  let t: TestApp;
+  let port: number;
+  let token: string;
+  beforeAll(async () => {
+    t = await testApp('sqlite', { requestTimeoutMs: 300 });
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    port = (t.app.server.address() as { port: number }).port;
+    token = await t.token();
+  });
+  afterAll(() => t.close());
+
+  const post = (length: number) =>
+    `POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
+    `Content-Type: application/json\r\nContent-Length: ${length}\r\n\r\n`;
+
+  it.each([
+    ['a body that stops arriving', () => [post(100), '{"name":'], 408, 'request_timeout'],
+    ['headers that stop arriving', () => ['GET /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\n'], 408, 'request_timeout'],
+    ['bytes that are not HTTP', () => ['HELLO THERE\r\n\r\n'], 400, 'malformed_request'],
+    [
+      'headers over 16 KiB',
+      () => [`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`],
+      431,
+      'headers_too_large',
+    ],
+  ] as const)('%s: answered as a problem, then the connection is closed', async (_, chunks, status, code) => {
+    const answer = parse(await rawExchange(port, [...chunks()]));
+    expect(answer.status).toBe(status);
+    expect(answer.headers['content-type']).toBe('application/problem+json');
+    expect(answer.headers.connection).toBe('close');
+    expect(answer.body).toMatchObject({ status, code, type: `/problems/${code}` });
+    expect(answer.body.request_id).toBe(answer.headers['x-request-id']);
+    expect(answer.body.request_id).toMatch(/^req_[0-9A-HJKMNP-TV-Z]{26}$/);
+  });
+
+  it('a timed-out create stores nothing', async () => {
+    const before = await t.call('GET', '/api/v1/okr/cycles');
+    const body = JSON.stringify({ name: 'Slow', start_date: '2026-01-01', end_date: '2026-03-31' });
+    const answer = parse(await rawExchange(port, [post(body.length), body.slice(0, 10)]));
+    expect(answer.status).toBe(408);
+    const after = await t.call('GET', '/api/v1/okr/cycles');
+    expect(after.body.data).toEqual(before.body.data);
+  });
+
+  it('a body that arrives in pieces within the timeout is served', async () => {
+    const body = JSON.stringify({ name: 'In pieces', start_date: '2026-01-01', end_date: '2026-03-31' });
+    const pieces = [post(body.length), body.slice(0, 10), body.slice(10, 20), body.slice(20)];
+    const socket = connect(port, '127.0.0.1');
+    const answer = await new Promise<string>((resolve) => {
+      let text = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (d) => {
+        text += d;
+        if (text.includes('\r\n\r\n') && text.endsWith('}')) resolve(text);
+      });
+      socket.on('connect', async () => {
+        for (const piece of pieces) {
+          socket.write(piece);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      });
+    });
+    socket.destroy();
+    expect(answer).toMatch(/^HTTP\/1\.1 201 /);
+    expect(answer).toContain('"name":"In pieces"');
+  });
+});
+
+describe('EDM_REQUEST_TIMEOUT_MS', () => {
+  it('defaults to 30 s, and 0 turns the limit off', async () => {
+    const { loadConfig } = await import('../src/core/config.js');
+    const env = { EDM_JWT_SECRET: 'x'.repeat(32), EDM_SECRET_KEY: 'y'.repeat(32) };
+    expect(loadConfig(env).requestTimeoutMs).toBe(30_000);
+    expect(loadConfig({ ...env, EDM_REQUEST_TIMEOUT_MS: '0' }).requestTimeoutMs).toBe(0);
+    expect(() => loadConfig({ ...env, EDM_REQUEST_TIMEOUT_MS: 'soon' })).toThrow(/EDM_REQUEST_TIMEOUT_MS/);
+    const t = await testApp('sqlite');
+    try {
+      expect([t.app.server.requestTimeout, t.app.server.headersTimeout]).toEqual([30_000, 30_000]);
+    } finally {
+      await t.close();
+    }
+  });
+});
