@@ -215,4 +215,35 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     // 4 creates + 40 check-ins changed the objective (at most) 44 times; no write was lost or doubled.
     expect(obj.body.version).toBeLessThanOrEqual(45);
   });
+
+  it('never closes a loop of queries from two writes at once, each of whose checks the other would pass', async () => {
+    const k = (id: unknown) => `kr("${id}")`;
+    const outcomes: string[] = [];
+    for (let trial = 0; trial < 8; trial++) {
+      const ids: string[] = [];
+      for (const name of ['a', 'b', 'c', 'd']) {
+        // Objectives of their own: a write locks its key result's objective, and shared ones would queue the two.
+        const objective = await send(apps[0], token, 'POST', objectives.basePath, { title: `graph ${name}` });
+        const kr = await send(apps[0], token, 'POST', keyResults.basePath, {
+          objective_id: objective.body.id,
+          title: `${name} ${trial}`,
+          target: 100,
+        });
+        ids.push(kr.body.id as string);
+      }
+      const [a, b, c, d] = ids;
+      const toQuery = (id: string, query: string, app = apps[0]) =>
+        send(app, token, 'PATCH', `${keyResults.basePath}/${id}`, { data_source: 'query', query });
+      // b reads c and d reads a; then, at once, a reads b and c reads d: together a → b → c → d → a.
+      expect((await toQuery(b, k(c))).status).toBe(200);
+      expect((await toQuery(d, k(a))).status).toBe(200);
+      const [first, second] = await Promise.all([toQuery(a, k(b), via(0)), toQuery(c, k(d), via(1))]);
+      const answers = [first, second]
+        .map((r) => `${r.status} ${(r.body.errors as Doc[] | undefined)?.[0]?.code ?? ''}`.trim())
+        .sort();
+      outcomes.push(answers.join(' / '));
+    }
+    // Each time, one write wins and the other finds the loop it would close.
+    expect(outcomes).toEqual(Array(8).fill('200 / 400 query_cycle'));
+  });
 });

@@ -579,6 +579,14 @@ export class Engine {
         const result = await engine.execute(db, q.compile());
         return Number(result.numAffectedRows ?? 0) === 1;
       },
+      async serialize(tenantId, name) {
+        // SQLite runs one write at a time already; PostgreSQL takes a transaction-level advisory lock.
+        if (sqlite) return;
+        await engine.execute(
+          db,
+          sql`SELECT pg_advisory_xact_lock(hashtextextended(${`${tenantId}\n${name}`}, 0))`.compile(db),
+        );
+      },
       async select(table, where, options: SelectOptions = {}) {
         let q = db.selectFrom(table.name).select(Object.keys(table.columns));
         for (const [k, v] of Object.entries(engine.encodeRow(table, where))) q = q.where(k, '=', v);

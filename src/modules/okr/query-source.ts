@@ -44,6 +44,9 @@ export async function queryValue(tx: Tx, tenantId: string, kr: Doc, isNew: boole
     }
   }
   // Nothing reads a key result being created: only a write to an existing one can close a loop.
+  // Two such writes at once could each pass the check without the other's edge (a → b → c → d
+  // → a, from a → b and c → d): the tenant's query edits are checked one at a time.
+  if (!isNew) await tx.serialize(tenantId, 'okr.query-graph');
   const loop = isNew ? null : await pathBack(tx, tenantId, kr.id as string, query.reads);
   if (loop) {
     throw fieldError('validation_failed', [
