@@ -246,4 +246,34 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     // Each time, one write wins and the other finds the loop it would close.
     expect(outcomes).toEqual(Array(8).fill('200 / 400 query_cycle'));
   });
+
+  it('an edit of a query whose value moves a reader, beside an edit of that reader: both served, no deadlock', async () => {
+    const k = (id: unknown) => `kr("${id}")`;
+    const outcomes: string[] = [];
+    for (let trial = 0; trial < 6; trial++) {
+      const make = async (name: string, body: Doc = {}) => {
+        const objective = await send(apps[0], token, 'POST', objectives.basePath, { title: `moved ${name}` });
+        const kr = await send(apps[0], token, 'POST', keyResults.basePath, {
+          objective_id: objective.body.id,
+          title: `${name} ${trial}`,
+          target: 100,
+          ...body,
+        });
+        expect(kr.status, kr.raw).toBe(201);
+        return kr.body.id as string;
+      };
+      const a = await make('a');
+      const x = await make('x', { current: 5 });
+      const y = await make('y', { current: 7 });
+      const reader = await make('reader', { data_source: 'query', query: k(a) });
+      const toQuery = (id: string, query: string, app: FastifyInstance) =>
+        send(app, token, 'PATCH', `${keyResults.basePath}/${id}`, { data_source: 'query', query });
+      // a starts reading x (its value moves, and with it its reader's), while the reader starts reading y.
+      const answers = await Promise.all([toQuery(a, k(x), via(0)), toQuery(reader, k(y), via(1))]);
+      outcomes.push(answers.map((r) => r.status).join(' / '));
+      const final = await send(apps[0], token, 'GET', `${keyResults.basePath}/${reader}`);
+      expect(final.body).toMatchObject({ query: k(y), current: 7 });
+    }
+    expect(outcomes).toEqual(Array(6).fill('200 / 200'));
+  });
 });

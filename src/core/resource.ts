@@ -85,6 +85,13 @@ export interface HookContext {
  * (400) → [state 409, references 422] → derive → write → afterWrite, all in one transaction.
  */
 export interface ResourceHooks {
+  /**
+   * Names a lock of the tenant an update with this body takes before anything else, even its
+   * row's lock, and holds to its end (PostgreSQL: an advisory lock; SQLite writes one at a time):
+   * for a rule over rows no single write locks. Taken first, so a holder never waits for a row
+   * lock a waiter holds. Null: none.
+   */
+  serialize?(patch: Doc): string | null;
   /** Fills defaults and derived fields from the document alone; `before` is the stored document on update. */
   prepare?(doc: Doc, before: Doc | null, ctx: HookContext): void;
   /** Cross-field rules; a non-empty answer is a 400 naming the fields. */

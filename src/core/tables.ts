@@ -70,12 +70,6 @@ export interface Tx {
    * whether it did: of several processes claiming one due queue row, one wins.
    */
   claim(table: TableDef, where: Row, column: string, atMost: unknown, next: unknown): Promise<boolean>;
-  /**
-   * Waits until no other transaction holds the tenant's lock `name`, then holds it until this
-   * one ends: for a rule over rows that no single write locks (the query graph has no loop).
-   * Take it after the row locks the write needs, so a holder never waits for one of them.
-   */
-  serialize(tenantId: string, name: string): Promise<void>;
   select(table: TableDef, where: Row, options?: SelectOptions): Promise<Row[]>;
 }
 

@@ -579,14 +579,6 @@ export class Engine {
         const result = await engine.execute(db, q.compile());
         return Number(result.numAffectedRows ?? 0) === 1;
       },
-      async serialize(tenantId, name) {
-        // SQLite runs one write at a time already; PostgreSQL takes a transaction-level advisory lock.
-        if (sqlite) return;
-        await engine.execute(
-          db,
-          sql`SELECT pg_advisory_xact_lock(hashtextextended(${`${tenantId}\n${name}`}, 0))`.compile(db),
-        );
-      },
       async select(table, where, options: SelectOptions = {}) {
         let q = db.selectFrom(table.name).select(Object.keys(table.columns));
         for (const [k, v] of Object.entries(engine.encodeRow(table, where))) q = q.where(k, '=', v);
@@ -1173,6 +1165,14 @@ export class Engine {
     extra: UpdateExtra = {},
   ): Promise<Doc> {
     const rows: WriteRows = extra.rows ?? new Map();
+    if (!extra.before && body !== null && typeof body === 'object' && !Array.isArray(body)) {
+      const lock = resource.hooks?.serialize?.(body as Doc);
+      // SQLite runs one write at a time already; PostgreSQL takes a transaction-level advisory lock.
+      if (lock && this.store.kind === 'postgres') {
+        const key = `${principal.tenantId}\n${lock}`;
+        await this.execute(db, sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`.compile(db));
+      }
+    }
     const before = extra.before ?? (await this.loadForWrite(db, resource, principal, id, rows));
     this.checkPreconditions(before, cond, (body as Doc | null)?.version);
     const patch = asObject(body);

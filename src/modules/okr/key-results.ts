@@ -18,7 +18,7 @@ import { cycles } from './cycles.js';
 import { objectives } from './objectives.js';
 import { impliedDirection, LINEAR_TYPES, type Measure, type MetricType, progressPct } from './progress.js';
 import { parsed, QuerySyntaxError } from './query.js';
-import { catchUp, propagate, queryValue, READERS, syncReads } from './query-source.js';
+import { catchUp, propagate, QUERY_GRAPH, queryValue, READERS, syncReads } from './query-source.js';
 import { rollUp } from './rollup.js';
 import { OWNER_ID_PATTERN, STATUSES, TAGS } from './shared.js';
 import { computeStatus, cycleSpan } from './status.js';
@@ -161,6 +161,8 @@ export const keyResults = defineResource({
     when: (doc) => (doc.data_source ?? 'manual') === 'manual',
   },
   hooks: {
+    // A key result's query can change only with `query` in the body (another data source has none).
+    serialize: (patch) => ('query' in patch ? QUERY_GRAPH : null),
     prepare(doc, before, ctx) {
       const input = ctx.input ?? {};
       if (!before) {

@@ -11,6 +11,12 @@ import { evaluate, parsed } from './query.js';
 import { queryReads } from './tables.js';
 import { recordSystemValue } from './values.js';
 
+/**
+ * The lock of a tenant's edits of existing queries (the `serialize` hook of key results): the
+ * loop check of one sees the edges of the others.
+ */
+export const QUERY_GRAPH = 'okr.query-graph';
+
 /** The internal counter of live queries reading a key result: most have none, and skip the lookup. */
 export const READERS = 'query_readers';
 
@@ -44,9 +50,8 @@ export async function queryValue(tx: Tx, tenantId: string, kr: Doc, isNew: boole
     }
   }
   // Nothing reads a key result being created: only a write to an existing one can close a loop.
-  // Two such writes at once could each pass the check without the other's edge (a → b → c → d
-  // → a, from a → b and c → d): the tenant's query edits are checked one at a time.
-  if (!isNew) await tx.serialize(tenantId, 'okr.query-graph');
+  // Such writes hold the tenant's QUERY_GRAPH lock (key-results.ts), so two at once cannot each
+  // pass the check without the other's edge (a → b and c → d over b → c and d → a).
   const loop = isNew ? null : await pathBack(tx, tenantId, kr.id as string, query.reads);
   if (loop) {
     throw fieldError('validation_failed', [
