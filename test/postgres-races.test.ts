@@ -276,4 +276,37 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     }
     expect(outcomes).toEqual(Array(6).fill('200 / 200'));
   });
+
+  it('check-ins on two key results that queries read crosswise: both served, the queries right', async () => {
+    const k = (id: unknown) => `kr("${id}")`;
+    const outcomes: string[] = [];
+    for (let trial = 0; trial < 8; trial++) {
+      const make = async (name: string, current = 0) => {
+        const objective = await send(apps[0], token, 'POST', objectives.basePath, { title: `crosswise ${name}` });
+        const kr = await send(apps[0], token, 'POST', keyResults.basePath, {
+          objective_id: objective.body.id,
+          title: `${name} ${trial}`,
+          target: 1000,
+          current,
+        });
+        return kr.body.id as string;
+      };
+      const x = await make('x', 1);
+      const y = await make('y', 2);
+      // p < q by id: from y the readers are found p first, from x q first (through q, p).
+      const [p, q] = [await make('p'), await make('q')].sort();
+      const toQuery = (id: string, query: string) =>
+        send(apps[0], token, 'PATCH', `${keyResults.basePath}/${id}`, { data_source: 'query', query });
+      expect((await toQuery(q, `${k(x)} + ${k(y)}`)).status).toBe(200);
+      expect((await toQuery(p, `${k(q)} * 10 + ${k(y)}`)).status).toBe(200);
+      const checkIn = (id: string, value: number, app: FastifyInstance) =>
+        send(app, token, 'POST', `${keyResults.basePath}/${id}/check-ins`, { value });
+      const answers = await Promise.all([checkIn(x, 30, via(0)), checkIn(y, 40, via(1))]);
+      outcomes.push(answers.map((r) => r.status).join(' / '));
+      const get = async (id: string) =>
+        (await send(apps[0], token, 'GET', `${keyResults.basePath}/${id}`)).body.current;
+      expect([await get(q), await get(p)]).toEqual([70, 740]);
+    }
+    expect(outcomes).toEqual(Array(8).fill('201 / 201'));
+  });
 });

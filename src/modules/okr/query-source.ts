@@ -111,9 +111,44 @@ export async function syncReads(tx: Tx, tenantId: string, before: Doc | null, af
  * Recomputes every live query key result downstream of `source`, whose current value just
  * changed: each once, after everything it reads (a reverse depth-first post-order), as system
  * writes in the same transaction.
+ *
+ * The rows downstream are found first without locks, then locked in id order, then found again
+ * under those locks (a reader added in between is locked then, and found again). Locked as the
+ * walk met them, two check-ins whose queries cross (q reads x and y, p reads q and y) took p and
+ * q in opposite orders and deadlocked on PostgreSQL.
  */
 export async function propagate(tx: Tx, tenantId: string, source: Doc): Promise<void> {
   if (!(Number(source[READERS] ?? 0) > 0)) return;
+  const locked = new Set<string>([source.id as string]);
+  const edges = new Map<string, string[]>();
+  for (;;) {
+    const { order, docs } = await downstream(tx, tenantId, source, locked, edges);
+    const unlocked = order.filter((id) => !locked.has(id)).sort();
+    if (unlocked.length === 0) {
+      for (const id of order.reverse().slice(1)) {
+        docs.set(id, await refresh(tx, tenantId, docs.get(id) as Doc, docs));
+      }
+      return;
+    }
+    for (const id of unlocked) {
+      await tx.find(keyResults, tenantId, id);
+      locked.add(id);
+    }
+  }
+}
+
+/**
+ * The live queries downstream of `source` in post-order, read locked where `locked` says so.
+ * `edges` keeps the readers of rows that were locked when read: no query can start reading a
+ * row another transaction holds, so those stay true for the rest of the transaction.
+ */
+async function downstream(
+  tx: Tx,
+  tenantId: string,
+  source: Doc,
+  locked: ReadonlySet<string>,
+  edges: Map<string, string[]>,
+): Promise<{ order: string[]; docs: Map<string, Doc> }> {
   const docs = new Map<string, Doc>([[source.id as string, source]]);
   const seen = new Set<string>();
   const order: string[] = [];
@@ -121,15 +156,21 @@ export async function propagate(tx: Tx, tenantId: string, source: Doc): Promise<
     const id = doc.id as string;
     seen.add(id);
     if (Number(doc[READERS] ?? 0) > 0) {
-      const readers = await tx.select(
-        queryReads,
-        { tenant_id: tenantId, reads_id: id },
-        { orderBy: [['key_result_id', 'asc']] },
-      );
-      for (const row of readers) {
-        const readerId = row.key_result_id as string;
+      let readers = edges.get(id);
+      if (!readers) {
+        const rows = await tx.select(
+          queryReads,
+          { tenant_id: tenantId, reads_id: id },
+          { orderBy: [['key_result_id', 'asc']] },
+        );
+        readers = rows.map((row) => row.key_result_id as string);
+        if (locked.has(id)) edges.set(id, readers);
+      }
+      for (const readerId of readers) {
         if (seen.has(readerId)) continue;
-        const reader = await tx.find(keyResults, tenantId, readerId);
+        const reader = locked.has(readerId)
+          ? await tx.find(keyResults, tenantId, readerId)
+          : await tx.peek(keyResults, tenantId, readerId);
         if (!reader || reader.is_deleted || reader.data_source !== 'query') continue;
         docs.set(readerId, reader);
         await visit(reader);
@@ -138,9 +179,7 @@ export async function propagate(tx: Tx, tenantId: string, source: Doc): Promise<
     order.push(id);
   };
   await visit(source);
-  for (const id of order.reverse().slice(1)) {
-    docs.set(id, await refresh(tx, tenantId, docs.get(id) as Doc, docs));
-  }
+  return { order, docs };
 }
 
 /**
