@@ -309,4 +309,31 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     }
     expect(outcomes).toEqual(Array(8).fill('201 / 201'));
   });
+
+  it('aligns two objectives to each other at once: one wins, the other is refused as a cycle (not a deadlock)', async () => {
+    const outcomes: string[] = [];
+    for (let trial = 0; trial < 8; trial++) {
+      const [a, b, c] = await Promise.all(
+        ['a', 'b', 'c'].map(async (name) => {
+          const res = await send(apps[0], token, 'POST', objectives.basePath, { title: `aligned ${name} ${trial}` });
+          return res.body.id as string;
+        }),
+      );
+      // b already aligns to c; now, at once, a to b and c to a: together a → b → c → a.
+      expect(
+        (await send(apps[0], token, 'PATCH', `${objectives.basePath}/${b}`, { parent_objective_id: c })).status,
+      ).toBe(200);
+      const answers = await Promise.all([
+        send(via(0), token, 'PATCH', `${objectives.basePath}/${a}`, { parent_objective_id: b }),
+        send(via(1), token, 'PATCH', `${objectives.basePath}/${c}`, { parent_objective_id: a }),
+      ]);
+      outcomes.push(
+        answers
+          .map((r) => `${r.status} ${(r.body.errors as Doc[] | undefined)?.[0]?.code ?? ''}`.trim())
+          .sort()
+          .join(' / '),
+      );
+    }
+    expect(outcomes).toEqual(Array(8).fill('200 / 422 alignment_cycle'));
+  });
 });

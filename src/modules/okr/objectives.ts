@@ -5,6 +5,9 @@ import { defineResource } from '../../core/resource.js';
 import { OWNER_ID_PATTERN, STATUSES, TAGS } from './shared.js';
 import { requeueObjectives } from './sweep.js';
 
+/** The lock of a tenant's realignments (`parent_objective_id` changes): see the serialize hook. */
+const ALIGNMENT = 'okr.alignment';
+
 export const objectives = defineResource({
   module: 'okr',
   name: 'Objective',
@@ -46,12 +49,16 @@ export const objectives = defineResource({
     rollup_status_counts: json(Type.Record(Type.String(), Type.Integer()), { notes: 'Live key results per status.' }),
   },
   hooks: {
+    // Realignments are checked one at a time: two at once (a to b, c to a, over b to c) could
+    // each pass the walk below without the other's edge, or, walking with locks, deadlock.
+    serialize: (patch) => ('parent_objective_id' in patch ? ALIGNMENT : null),
     prepare(doc, before) {
       if (before) return;
       Object.assign(doc, { progress_pct: 0, status: 'not_started', key_result_count: 0, rollup_status_counts: {} });
     },
     async derive(doc, before, ctx, tx) {
-      // The alignment tree has no cycles: walking up from the new parent must never reach this objective.
+      // The alignment tree has no cycles: walking up from the new parent must never reach this
+      // objective. Unlocked reads: a realignment holds the tenant's ALIGNMENT lock (serialize).
       let parentId = doc.parent_objective_id;
       if (typeof parentId !== 'string' || parentId === before?.parent_objective_id) return;
       const seen = new Set<string>();
@@ -66,7 +73,7 @@ export const objectives = defineResource({
           ]);
         }
         seen.add(parentId);
-        parentId = (await tx.find(objectives, ctx.principal.tenantId, parentId))?.parent_objective_id;
+        parentId = (await tx.peek(objectives, ctx.principal.tenantId, parentId))?.parent_objective_id;
       }
     },
     async afterWrite(after, before, ctx, tx) {
