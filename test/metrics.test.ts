@@ -18,6 +18,7 @@ describe('GET /metrics', () => {
     expect(res.body).toContain('edm_http_requests_total{method="GET",route="/api/v1/okr/cycles",status="200"} 1');
     expect(res.body).toContain('edm_http_requests_total{method="GET",route="/api/v1/okr/cycles/:id",status="404"} 1');
     expect(res.body).toMatch(/edm_token_verifications_total 1\b/);
+    expect(res.body).toMatch(/edm_transaction_retries_total 0\b/);
     expect(res.body).toContain('edm_http_request_duration_seconds_bucket');
   });
 });

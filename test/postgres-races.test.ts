@@ -336,4 +336,83 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     }
     expect(outcomes).toEqual(Array(8).fill('200 / 422 alignment_cycle'));
   });
+
+  it('a cascading delete of an objective beside check-ins on its key results: each served or refused, no deadlock', async () => {
+    const outcomes = new Map<string, number>();
+    const retried = () => apps.reduce((n, app) => n + app.engine.retriedTransactions, 0);
+    const retriedBefore = retried();
+    for (let trial = 0; trial < 4; trial++) {
+      const objective = await send(apps[0], token, 'POST', objectives.basePath, { title: `doomed ${trial}` });
+      const krs: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const kr = await send(apps[0], token, 'POST', keyResults.basePath, {
+          objective_id: objective.body.id,
+          title: `doomed kr ${i}`,
+          target: 10,
+        });
+        krs.push(kr.body.id as string);
+      }
+      const checkIns = krs.flatMap((id, i) =>
+        [0, 1].map((j) => send(via(i + j), token, 'POST', `${keyResults.basePath}/${id}/check-ins`, { value: j + 1 })),
+      );
+      const deletion = send(via(trial), token, 'DELETE', `${objectives.basePath}/${objective.body.id}?cascade=true`);
+      const answers = await Promise.all([deletion, ...checkIns]);
+      expect(answers[0].status, answers[0].raw).toBe(200);
+      for (const a of answers.slice(1)) {
+        const key = `${a.status} ${a.body.code ?? ''}`.trim();
+        outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+      }
+      for (const id of krs) {
+        const kr = await send(apps[0], token, 'GET', `${keyResults.basePath}/${id}`);
+        expect(kr.body.is_deleted).toBe(true);
+      }
+    }
+    // Check-ins before the delete are 201, after it 409 resource_deleted: never a 503.
+    expect([...outcomes.keys()].filter((k) => k !== '201' && k !== '409 resource_deleted')).toEqual([]);
+    // The cascade locks key results before their objective, as check-ins do: no deadlock to retry.
+    expect(retried() - retriedBefore).toBe(0);
+  });
+
+  it.runIf(kind === 'postgres')(
+    'runs a transaction PostgreSQL aborted as a deadlock victim again, and answers as if nothing happened',
+    async () => {
+      const objective = await send(apps[0], token, 'POST', objectives.basePath, { title: 'deadlocked' });
+      const kr = await send(apps[0], token, 'POST', keyResults.basePath, {
+        objective_id: objective.body.id,
+        title: 'deadlocked kr',
+        target: 10,
+      });
+      const other = new pg.Client({ connectionString: PG_URL });
+      await other.connect();
+      try {
+        await other.query(`SET search_path TO ${schema}`);
+        // This session waits longer before looking for deadlocks: the server's session finds it, and is the victim.
+        await other.query("SET deadlock_timeout = '20s'");
+        await other.query('BEGIN');
+        await other.query('SELECT id FROM okr_objectives WHERE id = $1 FOR UPDATE', [objective.body.id]);
+        const before = apps[1].engine.retriedTransactions;
+        // The check-in locks its key result, then waits for the objective this session holds...
+        const checkIn = send(apps[1], token, 'POST', `${keyResults.basePath}/${kr.body.id}/check-ins`, { value: 4 });
+        for (let i = 0; i < 200; i++) {
+          const { rows } = await other.query(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+            [secondApp],
+          );
+          if (rows[0].n > 0) break;
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        // ...and this session now waits for the key result: a deadlock, whose victim is the check-in.
+        await other.query('SELECT id FROM okr_key_results WHERE id = $1 FOR UPDATE', [kr.body.id]);
+        await other.query('ROLLBACK');
+        const answer = await checkIn;
+        expect([answer.status, answer.body.current]).toEqual([201, 4]);
+        expect(apps[1].engine.retriedTransactions - before).toBe(1);
+        const log = await send(apps[0], token, 'GET', `${keyResults.basePath}/${kr.body.id}/check-ins`);
+        expect((log.body.data as Doc[]).filter((s) => s.value === 4)).toHaveLength(1);
+      } finally {
+        await other.query('ROLLBACK').catch(() => {});
+        await other.end();
+      }
+    },
+  );
 });

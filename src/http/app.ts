@@ -221,7 +221,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     });
   }
 
-  registerMetrics(app, { verifications: () => verifier.verifications });
+  registerMetrics(app, {
+    verifications: () => verifier.verifications,
+    retriedTransactions: () => engine.retriedTransactions,
+  });
   registerResourceRoutes(app, { engine, idempotency, cursors });
   registerManifestRoute(app, modules);
   registerOpenApiRoute(app, modules, { localMode: config.localMode });

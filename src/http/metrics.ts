@@ -17,11 +17,14 @@ const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')
 
 /**
  * `GET /metrics` in the Prometheus text format: request counts by route and status, latency
- * histograms by route, token verifications, and the process's own metrics (prom-client).
+ * histograms by route, token verifications, transaction retries, and the process's own metrics (prom-client).
  * Request figures are kept in plain counters and written out at scrape time: prom-client's
  * per-request label handling cost a quarter of a cached GET.
  */
-export function registerMetrics(app: FastifyInstance, extra: { verifications: () => number }): void {
+export function registerMetrics(
+  app: FastifyInstance,
+  extra: { verifications: () => number; retriedTransactions: () => number },
+): void {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'edm_' });
   new Counter({
@@ -31,6 +34,15 @@ export function registerMetrics(app: FastifyInstance, extra: { verifications: ()
     collect() {
       this.reset();
       this.inc(extra.verifications());
+    },
+  });
+  new Counter({
+    name: 'edm_transaction_retries_total',
+    help: 'PostgreSQL transactions run again after the server aborted them (deadlock victim, serialization failure).',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(extra.retriedTransactions());
     },
   });
 

@@ -130,6 +130,9 @@ function storedDocument(value: unknown): Doc | null {
 
 const rowKey = (resource: Resource, tenantId: string, id: string) => `${resource.table}\u0000${tenantId}\u0000${id}`;
 
+/** How many times a PostgreSQL transaction is tried when the server aborts it as transient. */
+const TRANSACTION_ATTEMPTS = 3;
+
 /** The hooks' transaction handle, with what the engine itself uses of it. */
 interface EngineTx extends Tx {
   readonly rows: WriteRows;
@@ -187,11 +190,27 @@ export class Engine {
     return [...this.byPrefix.values()];
   }
 
-  /** Runs `fn` in one transaction (on SQLite, a savepoint of a group commit: see GroupCommit). */
-  transaction<T>(fn: (trx: DB) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` in one transaction (on SQLite, a savepoint of a group commit: see GroupCommit). On
+   * PostgreSQL a transaction the server aborted as a deadlock's victim or for a serialization
+   * failure is run again from the start, up to TRANSACTION_ATTEMPTS times in all: nothing of it
+   * was kept, and the transactions it met have moved on. `fn` must do nothing outside it.
+   */
+  async transaction<T>(fn: (trx: DB) => Promise<T>): Promise<T> {
     if (this.groupCommit) return this.groupCommit.run(fn);
-    return this.store.db.transaction().execute(fn);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.store.db.transaction().execute(fn);
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (attempt >= TRANSACTION_ATTEMPTS || (code !== '40P01' && code !== '40001')) throw err;
+        this.retriedTransactions++;
+      }
+    }
   }
+
+  /** PostgreSQL transactions run again after a deadlock or a serialization failure (see transaction). */
+  retriedTransactions = 0;
 
   // ---- rows ----
 
@@ -1267,6 +1286,7 @@ export class Engine {
     cond: WriteConditions,
     cascade: boolean,
   ): Promise<Doc> {
+    if (cascade && this.store.kind === 'postgres') await this.lockDescendants(db, resource, principal, [id]);
     let before = await this.load(db, resource, principal, id, true);
     if (before.is_deleted) throw new ApiError('not_found', `${resource.name} ${id} is already deleted`);
     this.checkPreconditions(before, cond, undefined);
@@ -1348,6 +1368,35 @@ export class Engine {
       if (n > 0) found.push({ resource: child.resource, count: n });
     }
     return found;
+  }
+
+  /**
+   * Locks the live descendants of the given parents, deepest first, before the cascade locks the
+   * row it deletes: the order a write to one of them takes locks in (a key result, then its
+   * objective, then its cycle), so a cascade and check-ins on its key results do not deadlock.
+   */
+  private async lockDescendants(db: DB, resource: Resource, principal: Principal, parentIds: string[]) {
+    for (const child of this.children.get(resource) ?? []) {
+      const ids = (
+        await db
+          .selectFrom(child.resource.table)
+          .select('id')
+          .where('tenant_id', '=', principal.tenantId)
+          .where(child.field, 'in', parentIds)
+          .where('is_deleted', '=', this.live(child.resource))
+          .execute()
+      ).map((r) => r.id as string);
+      if (ids.length === 0) continue;
+      await this.lockDescendants(db, child.resource, principal, ids);
+      await db
+        .selectFrom(child.resource.table)
+        .select('id')
+        .where('tenant_id', '=', principal.tenantId)
+        .where('id', 'in', ids)
+        .orderBy('id')
+        .forUpdate()
+        .execute();
+    }
   }
 
   /** Soft-deletes the live descendants of the given parents, deepest first, in the caller's transaction. */
