@@ -180,6 +180,7 @@ describe('rate limits, through the SDK against a listening server', () => {
     expect(err).toBeInstanceOf(RateLimitError);
     expect((err as RateLimitError).code).toBe('rate_limited');
     expect((err as RateLimitError).headers?.get('x-ratelimit-limit')).toBe('2');
+    expect((err as RateLimitError).retryAfter).toBe(1);
     // A client that retries waits for the Retry-After (1 s) and gets through.
     const patient = createClient({ baseUrl, token, maxRetries: 2, fetch: counting });
     const page = await patient.okr.cycles.list();

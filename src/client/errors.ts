@@ -97,9 +97,15 @@ export class PreconditionFailedError extends APIError {
 export class UnprocessableEntityError extends APIError {
   override name = 'UnprocessableEntityError';
 }
-/** 429: too many requests; retried automatically, honouring `Retry-After`. */
+/** 429: the caller spent its budget (`rate_limited`); retried automatically, honouring `Retry-After`. */
 export class RateLimitError extends APIError {
   override name = 'RateLimitError';
+  /** Seconds the server asked to wait before the next call (`Retry-After`), when it said. */
+  get retryAfter(): number | undefined {
+    const header = this.headers?.get('retry-after');
+    const seconds = header ? Number(header) : Number.NaN;
+    return Number.isFinite(seconds) ? seconds : undefined;
+  }
 }
 /** 5xx: the server failed; 503 is retried automatically. */
 export class InternalServerError extends APIError {
