@@ -626,7 +626,10 @@ export function buildOpenApi(modules: readonly ModuleDef[], options: OpenApiOpti
         'A multi-tenant OKR API. Every resource answers list, get, create, update (JSON Merge Patch), ' +
         'soft delete and restore; errors are RFC 9457 problem+json with a stable `code`. Bearer JWTs ' +
         'carry `sub` and `tenant_id`; a `scope` claim (e.g. `okr:read okr:write`) restricts a token, ' +
-        'and tokens without one are human sessions with full access inside their tenant.',
+        'and tokens without one are human sessions with full access inside their tenant. Where the ' +
+        "server sets a rate limit, each caller (an application of a tenant, or the tenant's people) " +
+        'has a budget: every answer carries `X-RateLimit-Limit`, `-Remaining` and `-Reset`, and a ' +
+        'call over it is 429 `rate_limited` with `Retry-After`.',
     },
     security: [{ bearerAuth: [] }],
     tags,
