@@ -280,6 +280,8 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
   it('check-ins on two key results that queries read crosswise: both served, the queries right', async () => {
     const k = (id: unknown) => `kr("${id}")`;
     const outcomes: string[] = [];
+    const retried = () => apps.reduce((n, app) => n + app.engine.retriedTransactions, 0);
+    const retriedBefore = retried();
     for (let trial = 0; trial < 8; trial++) {
       const make = async (name: string, current = 0) => {
         const objective = await send(apps[0], token, 'POST', objectives.basePath, { title: `crosswise ${name}` });
@@ -308,6 +310,7 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
       expect([await get(q), await get(p)]).toEqual([70, 740]);
     }
     expect(outcomes).toEqual(Array(8).fill('201 / 201'));
+    expect(retried() - retriedBefore).toBe(0);
   });
 
   it('aligns two objectives to each other at once: one wins, the other is refused as a cycle (not a deadlock)', async () => {
@@ -415,4 +418,33 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
       }
     },
   );
+
+  it('check-ins on team key results that a company total in another objective reads: no deadlock to retry', async () => {
+    const retried = () => apps.reduce((n, app) => n + app.engine.retriedTransactions, 0);
+    const retriedBefore = retried();
+    for (let trial = 0; trial < 8; trial++) {
+      const team = await send(apps[0], token, 'POST', objectives.basePath, { title: `team ${trial}` });
+      const company = await send(apps[0], token, 'POST', objectives.basePath, { title: `company ${trial}` });
+      const make = async (objective: { body: Doc }, body: Doc) =>
+        (await send(apps[0], token, 'POST', keyResults.basePath, { objective_id: objective.body.id, ...body })).body
+          .id as string;
+      const x = await make(team, { title: 'team revenue', target: 100 });
+      const k = await make(company, { title: 'company-wide revenue', target: 100 });
+      const total = await make(company, {
+        title: 'total',
+        target: 200,
+        data_source: 'query',
+        query: `kr("${x}") + kr("${k}")`,
+      });
+      const answers = await Promise.all([
+        send(via(0), token, 'POST', `${keyResults.basePath}/${x}/check-ins`, { value: 10 }),
+        send(via(1), token, 'POST', `${keyResults.basePath}/${k}/check-ins`, { value: 20 }),
+      ]);
+      expect(answers.map((a) => a.status)).toEqual([201, 201]);
+      expect((await send(apps[0], token, 'GET', `${keyResults.basePath}/${total}`)).body.current).toBe(30);
+    }
+    // Each check-in holds its own objective from its start: the recomputation takes the total's
+    // objective before the total, so the second check-in waits instead of deadlocking.
+    expect(retried() - retriedBefore).toBe(0);
+  });
 });

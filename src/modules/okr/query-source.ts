@@ -7,6 +7,7 @@ import { type FieldError, fieldError } from '../../core/errors.js';
 import type { Doc } from '../../core/resource.js';
 import type { Tx } from '../../core/tables.js';
 import { keyResults } from './key-results.js';
+import { objectives } from './objectives.js';
 import { evaluate, parsed } from './query.js';
 import { queryReads } from './tables.js';
 import { recordSystemValue } from './values.js';
@@ -112,10 +113,10 @@ export async function syncReads(tx: Tx, tenantId: string, before: Doc | null, af
  * changed: each once, after everything it reads (a reverse depth-first post-order), as system
  * writes in the same transaction.
  *
- * The rows downstream are found first without locks, then locked in id order, then found again
- * under those locks (a reader added in between is locked then, and found again). Locked as the
- * walk met them, two check-ins whose queries cross (q reads x and y, p reads q and y) took p and
- * q in opposite orders and deadlocked on PostgreSQL.
+ * The rows downstream are found first without locks, then locked in id order, their objectives
+ * before them, then found again under those locks (a reader added in between is locked then, and
+ * found again). Locked as the walk met them, two check-ins whose queries cross (q reads x and y,
+ * p reads q and y) took p and q in opposite orders and deadlocked on PostgreSQL.
  */
 export async function propagate(tx: Tx, tenantId: string, source: Doc): Promise<void> {
   if (!(Number(source[READERS] ?? 0) > 0)) return;
@@ -130,6 +131,15 @@ export async function propagate(tx: Tx, tenantId: string, source: Doc): Promise<
       }
       return;
     }
+    // Their objectives first (their roll-ups lock them anyway): a check-in on another key result
+    // of one holds it from its start, then waits for the query it feeds. Taken after the query,
+    // the two deadlock (a company total in one objective reading team key results in others).
+    const objectiveIds = new Set<string>();
+    for (const id of unlocked) {
+      const objectiveId = docs.get(id)?.objective_id;
+      if (typeof objectiveId === 'string') objectiveIds.add(objectiveId);
+    }
+    for (const id of [...objectiveIds].sort()) await tx.find(objectives, tenantId, id);
     for (const id of unlocked) {
       await tx.find(keyResults, tenantId, id);
       locked.add(id);
