@@ -16,6 +16,8 @@ const bin = join(root, 'bin/edm.js');
 describe('edm CLI (built)', () => {
   let dir: string;
   let server: ChildProcess | undefined;
+  /** Everything the server wrote to stdout (its log). */
+  let serverOut = '';
   let base = '';
 
   beforeAll(async () => {
@@ -28,6 +30,9 @@ describe('edm CLI (built)', () => {
       cwd: dir,
       env: { ...process.env, PORT: '0', EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' },
       stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    server?.stdout?.on('data', (chunk: Buffer) => {
+      serverOut += chunk.toString();
     });
     base = await new Promise<string>((resolve, reject) => {
       let out = '';
@@ -67,6 +72,14 @@ describe('edm CLI (built)', () => {
     // cost 2–3× the CPU in page faults. (glibc cuts the variable at its first ':' once parsed.)
     const env = readFileSync(`/proc/${server?.pid}/environ`, 'utf8').split('\0');
     expect(env.some((e) => e.startsWith('GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576'))).toBe(true);
+  });
+
+  it('logs at start what it runs with: the store, token checks, rate limit and request timeout', async () => {
+    for (let i = 0; i < 100 && !serverOut.includes('request timeout'); i++) await new Promise((r) => setTimeout(r, 20));
+    const line = serverOut.split('\n').find((l) => l.includes('request timeout')) ?? '';
+    expect(JSON.parse(line).msg).toBe(
+      `store sqlite:${join(dir, 'data', 'edm.sqlite')}; tokens: local mode (generated secret, dev-token endpoint); rate limit: off; request timeout: 30000 ms`,
+    );
   });
 
   it('serves /healthz, generates secrets under ./data with 0600, and binds to loopback', async () => {

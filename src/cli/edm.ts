@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { createWriteStream, readFileSync, renameSync, rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEV_SUB, DEV_TENANT, mintToken } from '../core/auth.js';
-import { loadConfig } from '../core/config.js';
+import { describeConfig, loadConfig } from '../core/config.js';
 import { buildApp } from '../http/app.js';
 import { modules } from '../modules/index.js';
 import { openStore, storeOptions } from '../store/database.js';
@@ -48,6 +48,7 @@ async function serve(args: string[]): Promise<number> {
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   await app.listen({ port: config.port, host: config.host });
+  app.log.info(describeConfig(config));
   if (config.localMode) {
     app.log.info(`local mode: generated secrets in ${config.dataDir}; bound to ${config.host} only`);
   }

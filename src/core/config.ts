@@ -127,3 +127,38 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimit: rateLimit > 0 ? { max: rateLimit, windowMs: rateWindow } : undefined,
   };
 }
+
+/** The database URL without its password, for logs. */
+export function redactedUrl(url: string): string {
+  if (!url.startsWith('postgres')) return url;
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres://(unparsable URL)';
+  }
+}
+
+/** One line on what `edm serve` runs with: the store, the limits, how tokens are checked (no secrets). */
+export function describeConfig(config: Config): string {
+  const tokens = config.localMode
+    ? 'local mode (generated secret, dev-token endpoint)'
+    : [
+        config.acceptSecret ? 'HS256 secret' : null,
+        config.jwtPublicKey ? 'public key' : null,
+        config.jwksUrl ? `JWKS ${config.jwksUrl}` : null,
+      ]
+        .filter(Boolean)
+        .join(' + ');
+  const rate = config.rateLimit
+    ? `${config.rateLimit.max} calls per ${config.rateLimit.windowMs} ms per caller`
+    : 'off';
+  const timeout = config.requestTimeoutMs ?? 30_000;
+  return [
+    `store ${redactedUrl(config.databaseUrl)}`,
+    `tokens: ${tokens}`,
+    `rate limit: ${rate}`,
+    `request timeout: ${timeout === 0 ? 'none' : `${timeout} ms`}`,
+  ].join('; ');
+}
