@@ -392,9 +392,9 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
         // This session waits longer before looking for deadlocks: the server's session finds it, and is the victim.
         await other.query("SET deadlock_timeout = '20s'");
         await other.query('BEGIN');
-        await other.query('SELECT id FROM okr_objectives WHERE id = $1 FOR UPDATE', [objective.body.id]);
+        await other.query('SELECT id FROM okr_key_results WHERE id = $1 FOR UPDATE', [kr.body.id]);
         const before = apps[1].engine.retriedTransactions;
-        // The check-in locks its key result, then waits for the objective this session holds...
+        // The check-in locks the objective, then waits for the key result this session holds...
         const checkIn = send(apps[1], token, 'POST', `${keyResults.basePath}/${kr.body.id}/check-ins`, { value: 4 });
         for (let i = 0; i < 200; i++) {
           const { rows } = await other.query(
@@ -404,8 +404,8 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
           if (rows[0].n > 0) break;
           await new Promise((r) => setTimeout(r, 10));
         }
-        // ...and this session now waits for the key result: a deadlock, whose victim is the check-in.
-        await other.query('SELECT id FROM okr_key_results WHERE id = $1 FOR UPDATE', [kr.body.id]);
+        // ...and this session now waits for the objective: a deadlock, whose victim is the check-in.
+        await other.query('SELECT id FROM okr_objectives WHERE id = $1 FOR UPDATE', [objective.body.id]);
         await other.query('ROLLBACK');
         const answer = await checkIn;
         expect([answer.status, answer.body.current]).toEqual([201, 4]);
@@ -447,4 +447,65 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     // objective before the total, so the second check-in waits instead of deadlocking.
     expect(retried() - retriedBefore).toBe(0);
   });
+
+  it.runIf(kind === 'postgres')(
+    'locks parent first: a rename of a query key result queued behind a check-in that recomputes it does not deadlock',
+    async () => {
+      const team = await send(apps[0], token, 'POST', objectives.basePath, { title: 'parent-first team' });
+      const company = await send(apps[0], token, 'POST', objectives.basePath, { title: 'parent-first company' });
+      const x = (
+        await send(apps[0], token, 'POST', keyResults.basePath, {
+          objective_id: team.body.id,
+          title: 'team revenue',
+          target: 100,
+        })
+      ).body.id as string;
+      const total = (
+        await send(apps[0], token, 'POST', keyResults.basePath, {
+          objective_id: company.body.id,
+          title: 'total',
+          target: 200,
+          data_source: 'query',
+          query: `kr("${x}") * 2`,
+        })
+      ).body.id as string;
+      const retried = () => apps.reduce((n, app) => n + app.engine.retriedTransactions, 0);
+      const retriedBefore = retried();
+      const other = new pg.Client({ connectionString: PG_URL });
+      await other.connect();
+      try {
+        await other.query(`SET search_path TO ${schema}`);
+        const pid = (await other.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+        /** Until a session waits for a lock: one this session holds, or one of the second process. */
+        const waiting = async (sql: string, param: unknown) => {
+          for (let i = 0; i < 300; i++) {
+            if ((await other.query(sql, [param])).rows[0].n > 0) return;
+            await new Promise((r) => setTimeout(r, 10));
+          }
+          throw new Error(`no session waits: ${sql}`);
+        };
+        // The company objective held: the check-in on x recomputes the total and waits for it...
+        await other.query('BEGIN');
+        await other.query('SELECT id FROM okr_objectives WHERE id = $1 FOR UPDATE', [company.body.id]);
+        const checkIn = send(apps[0], token, 'POST', `${keyResults.basePath}/${x}/check-ins`, { value: 10 });
+        await waiting('SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))', pid);
+        // ...and a rename of the total waits too. Locking the total before its objective, it
+        // would hold what the check-in needs next while waiting behind it: a deadlock.
+        const rename = send(apps[1], token, 'PATCH', `${keyResults.basePath}/${total}`, { title: 'company total' });
+        await waiting(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+          secondApp,
+        );
+        await other.query('ROLLBACK');
+        const answers = await Promise.all([checkIn, rename]);
+        expect(answers.map((a) => a.status)).toEqual([201, 200]);
+        const after = (await send(apps[0], token, 'GET', `${keyResults.basePath}/${total}`)).body;
+        expect([after.title, after.current]).toEqual(['company total', 20]);
+        expect(retried() - retriedBefore).toBe(0);
+      } finally {
+        await other.query('ROLLBACK').catch(() => {});
+        await other.end();
+      }
+    },
+  );
 });

@@ -344,7 +344,7 @@ export class Engine {
    * The row a write starts from, locked. On PostgreSQL the rows its `lockReferences` name are
    * locked by the same statement (an inner join, `FOR UPDATE`) and kept in `rows` for
    * the write's hooks, so a key-result write locks its objective without a round trip of its
-   * own; the row comes first in the join, so locks are taken in the order they were before.
+   * own; the objective's lock is taken first (parent before child, as every write does).
    * When the join finds nothing (no such row, or a reference that names no row), the row is
    * read alone.
    */
@@ -361,11 +361,12 @@ export class Engine {
       db,
       `loadref|${resource.table}|${principal.appId !== null}`,
       (slot) => {
-        let q = db.selectFrom(`${resource.table} as k`);
-        targets.forEach(({ name, target }, i) => {
-          q = q.innerJoin(`${target.table} as r${i}`, (j) =>
-            j.onRef(`r${i}.tenant_id`, '=', 'k.tenant_id').onRef(`r${i}.id`, '=', `k.${name}`),
-          );
+        // The references first in FROM: FOR UPDATE takes the rows' locks in that order, parent
+        // before child (an objective before its key result), the order every write takes them in.
+        const from = [...targets.map(({ target }, i) => `${target.table} as r${i}`), `${resource.table} as k`];
+        let q = db.selectFrom(from);
+        targets.forEach(({ name }, i) => {
+          q = q.whereRef(`r${i}.tenant_id`, '=', 'k.tenant_id').whereRef(`r${i}.id`, '=', `k.${name}`);
         });
         let select = q
           .select([
@@ -375,7 +376,7 @@ export class Engine {
           .where('k.tenant_id', '=', slot('tenant'))
           .where('k.id', '=', slot('id'));
         if (principal.appId !== null) select = select.where('k.app_id', '=', slot('app'));
-        // FOR UPDATE with no OF locks the rows of every table joined: the row and its references.
+        // FOR UPDATE with no OF locks the rows of every table in FROM: the references and the row.
         return select.forUpdate();
       },
       { tenant: principal.tenantId, app: principal.appId, id },
@@ -1286,12 +1287,13 @@ export class Engine {
     cond: WriteConditions,
     cascade: boolean,
   ): Promise<Doc> {
-    if (cascade && this.store.kind === 'postgres') await this.lockDescendants(db, resource, principal, [id]);
-    let before = await this.load(db, resource, principal, id, true);
+    const rows: WriteRows = new Map();
+    let before = await this.loadForWrite(db, resource, principal, id, rows);
     if (before.is_deleted) throw new ApiError('not_found', `${resource.name} ${id} is already deleted`);
     this.checkPreconditions(before, cond, undefined);
     const now = this.clock.now();
     if (cascade) {
+      if (this.store.kind === 'postgres') await this.lockDescendants(db, resource, principal, [id]);
       await this.cascadeDelete(db, resource, principal, [id], now);
       // Children's roll-ups may have written this row (system writes): delete its current state.
       before = await this.load(db, resource, principal, id, false);
@@ -1305,9 +1307,10 @@ export class Engine {
         );
       }
     }
-    return this.markDeleted(db, resource, principal, before, now, true);
+    return this.markDeleted(db, resource, principal, before, now, true, rows);
   }
 
+  /** `rows`: what the write read already, locked (its references, see loadForWrite). */
   private async markDeleted(
     db: DB,
     resource: Resource,
@@ -1315,6 +1318,7 @@ export class Engine {
     before: Doc,
     now: number,
     deleted: boolean,
+    rows: WriteRows = new Map(),
   ) {
     if (deleted) {
       // Rows that refer to it without belonging to it (FieldSpec.restrict): cascade or not, 409.
@@ -1346,7 +1350,6 @@ export class Engine {
       event: null,
       keys: this.options.keys,
     };
-    const rows: WriteRows = new Map();
     await resource.hooks?.afterWrite?.(doc, before, ctx, this.tx(db, principal, now, rows));
     // The row as its hooks left it (a restored query key result catches up: a system write).
     const later = rows.get(rowKey(resource, doc.tenant_id as string, doc.id as string))?.doc;
@@ -1371,9 +1374,9 @@ export class Engine {
   }
 
   /**
-   * Locks the live descendants of the given parents, deepest first, before the cascade locks the
-   * row it deletes: the order a write to one of them takes locks in (a key result, then its
-   * objective, then its cycle), so a cascade and check-ins on its key results do not deadlock.
+   * Locks the live descendants of the given parents a generation at a time, parents before
+   * children (objectives, then their key results), as every write takes them: the cascade then
+   * deletes them deepest first without waiting on a write that holds a child and wants its parent.
    */
   private async lockDescendants(db: DB, resource: Resource, principal: Principal, parentIds: string[]) {
     for (const child of this.children.get(resource) ?? []) {
@@ -1384,18 +1387,11 @@ export class Engine {
           .where('tenant_id', '=', principal.tenantId)
           .where(child.field, 'in', parentIds)
           .where('is_deleted', '=', this.live(child.resource))
+          .orderBy('id')
+          .forUpdate()
           .execute()
       ).map((r) => r.id as string);
-      if (ids.length === 0) continue;
-      await this.lockDescendants(db, child.resource, principal, ids);
-      await db
-        .selectFrom(child.resource.table)
-        .select('id')
-        .where('tenant_id', '=', principal.tenantId)
-        .where('id', 'in', ids)
-        .orderBy('id')
-        .forUpdate()
-        .execute();
+      if (ids.length) await this.lockDescendants(db, child.resource, principal, ids);
     }
   }
 
@@ -1422,7 +1418,8 @@ export class Engine {
   }
 
   async restore(db: DB, resource: Resource, principal: Principal, id: string, cond: WriteConditions): Promise<Doc> {
-    const before = await this.load(db, resource, principal, id, true);
+    const rows: WriteRows = new Map();
+    const before = await this.loadForWrite(db, resource, principal, id, rows);
     this.checkPreconditions(before, cond, undefined);
     if (!before.is_deleted) throw new ApiError('not_deleted', `${resource.name} ${id} is not deleted`);
     for (const [name, field] of Object.entries(resource.allFields)) {
@@ -1443,6 +1440,6 @@ export class Engine {
         );
       }
     }
-    return this.markDeleted(db, resource, principal, before, this.clock.now(), false);
+    return this.markDeleted(db, resource, principal, before, this.clock.now(), false, rows);
   }
 }

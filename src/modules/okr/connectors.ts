@@ -15,6 +15,7 @@ import { defineTable, type Tx } from '../../core/tables.js';
 import { inputSchema, validateInput } from '../../core/validation.js';
 import { readConnector } from './connector-read.js';
 import { keyResults } from './key-results.js';
+import { lockKeyResults } from './locks.js';
 import { propagate } from './query-source.js';
 import { recordSystemValue } from './values.js';
 
@@ -71,9 +72,15 @@ export async function readOutcome(connector: Doc, policy: OutboundPolicy): Promi
 export async function applySync(tx: Tx, tenantId: string, connector: Doc, outcome: SyncOutcome): Promise<Doc> {
   const id = connector.id as string;
   if ('value' in outcome) {
-    for (const row of await tx.findLive(keyResults, tenantId, { connector_id: id, data_source: 'connector' })) {
-      const kr = await tx.find(keyResults, tenantId, row.id as string);
-      if (!kr || kr.is_deleted || kr.connector_id !== id || kr.data_source !== 'connector') continue;
+    const fed = await tx.findLive(keyResults, tenantId, { connector_id: id, data_source: 'connector' });
+    // Their objectives first, as every write locks them (locks.ts).
+    const locked = await lockKeyResults(
+      tx,
+      tenantId,
+      fed.map((row) => row.id as string),
+    );
+    for (const kr of locked.values()) {
+      if (kr.is_deleted || kr.connector_id !== id || kr.data_source !== 'connector') continue;
       if (kr.current === outcome.value) continue; // an unchanged value records no snapshot
       await propagate(tx, tenantId, await recordSystemValue(tx, tenantId, kr, outcome.value));
     }

@@ -7,7 +7,7 @@ import { type FieldError, fieldError } from '../../core/errors.js';
 import type { Doc } from '../../core/resource.js';
 import type { Tx } from '../../core/tables.js';
 import { keyResults } from './key-results.js';
-import { objectives } from './objectives.js';
+import { lockKeyResults } from './locks.js';
 import { evaluate, parsed } from './query.js';
 import { queryReads } from './tables.js';
 import { recordSystemValue } from './values.js';
@@ -132,18 +132,9 @@ export async function propagate(tx: Tx, tenantId: string, source: Doc): Promise<
       return;
     }
     // Their objectives first (their roll-ups lock them anyway): a check-in on another key result
-    // of one holds it from its start, then waits for the query it feeds. Taken after the query,
-    // the two deadlock (a company total in one objective reading team key results in others).
-    const objectiveIds = new Set<string>();
-    for (const id of unlocked) {
-      const objectiveId = docs.get(id)?.objective_id;
-      if (typeof objectiveId === 'string') objectiveIds.add(objectiveId);
-    }
-    for (const id of [...objectiveIds].sort()) await tx.find(objectives, tenantId, id);
-    for (const id of unlocked) {
-      await tx.find(keyResults, tenantId, id);
-      locked.add(id);
-    }
+    // of one holds it from its start, then waits for the query it feeds (see locks.ts).
+    await lockKeyResults(tx, tenantId, unlocked);
+    for (const id of unlocked) locked.add(id);
   }
 }
 

@@ -2,6 +2,7 @@ import { isoTime } from '../../core/clock.js';
 import type { Job } from '../../core/resource.js';
 import type { Tx } from '../../core/tables.js';
 import { keyResults, statusAt } from './key-results.js';
+import { lockKeyResults } from './locks.js';
 import { statusSweep } from './tables.js';
 
 /** Puts a key result in the sweep queue for `due` (ms), or takes it out (null). */
@@ -21,7 +22,8 @@ export async function requeueObjectives(tx: Tx, tenantId: string, objectiveIds: 
 
 /** Recomputes one queued key result's status at `tx.now`; a change is a system write (no snapshot). */
 export async function sweepOne(tx: Tx, tenantId: string, keyResultId: string): Promise<boolean> {
-  const kr = await tx.find(keyResults, tenantId, keyResultId);
+  // Its objective first, as every write locks them (locks.ts).
+  const kr = (await lockKeyResults(tx, tenantId, [keyResultId])).get(keyResultId);
   if (!kr || kr.is_deleted) {
     await scheduleSweep(tx, tenantId, keyResultId, null);
     return false;
