@@ -508,4 +508,64 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
       }
     },
   );
+
+  it.runIf(kind === 'postgres')(
+    'an edit of a query queued behind a check-in on a key result it reads does not deadlock',
+    async () => {
+      const team = await send(apps[0], token, 'POST', objectives.basePath, { title: 'edited team' });
+      const company = await send(apps[0], token, 'POST', objectives.basePath, { title: 'edited company' });
+      const x = (
+        await send(apps[0], token, 'POST', keyResults.basePath, {
+          objective_id: team.body.id,
+          title: 'team revenue',
+          target: 100,
+        })
+      ).body.id as string;
+      const total = (
+        await send(apps[0], token, 'POST', keyResults.basePath, {
+          objective_id: company.body.id,
+          title: 'total',
+          target: 300,
+          data_source: 'query',
+          query: `kr("${x}") * 2`,
+        })
+      ).body.id as string;
+      const retried = () => apps.reduce((n, app) => n + app.engine.retriedTransactions, 0);
+      const retriedBefore = retried();
+      const other = new pg.Client({ connectionString: PG_URL });
+      await other.connect();
+      try {
+        await other.query(`SET search_path TO ${schema}`);
+        const pid = (await other.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+        const waiting = async (sql: string, param: unknown) => {
+          for (let i = 0; i < 300; i++) {
+            if ((await other.query(sql, [param])).rows[0].n > 0) return;
+            await new Promise((r) => setTimeout(r, 10));
+          }
+          throw new Error(`no session waits: ${sql}`);
+        };
+        // x held: a check-in on x waits for it (holding x's objective)...
+        await other.query('BEGIN');
+        await other.query('SELECT id FROM okr_key_results WHERE id = $1 FOR UPDATE', [x]);
+        const checkIn = send(apps[0], token, 'POST', `${keyResults.basePath}/${x}/check-ins`, { value: 10 });
+        await waiting('SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))', pid);
+        // ...and an edit of the total's query waits too. Holding the total while it waited for x,
+        // it would deadlock with the check-in, which recomputes the total once it has x.
+        const edit = send(apps[1], token, 'PATCH', `${keyResults.basePath}/${total}`, { query: `kr("${x}") * 3` });
+        await waiting(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+          secondApp,
+        );
+        await other.query('ROLLBACK');
+        const answers = await Promise.all([checkIn, edit]);
+        expect(answers.map((a) => a.status)).toEqual([201, 200]);
+        const after = (await send(apps[0], token, 'GET', `${keyResults.basePath}/${total}`)).body;
+        expect([after.query, after.current]).toEqual([`kr("${x}") * 3`, 30]);
+        expect(retried() - retriedBefore).toBe(0);
+      } finally {
+        await other.query('ROLLBACK').catch(() => {});
+        await other.end();
+      }
+    },
+  );
 });

@@ -1192,6 +1192,10 @@ export class Engine {
         const key = `${principal.tenantId}\n${lock}`;
         await this.execute(db, sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`.compile(db));
       }
+      const lockFirst = resource.hooks?.lockFirst;
+      if (lockFirst && this.store.kind === 'postgres') {
+        await lockFirst(body as Doc, this.tx(db, principal, this.clock.now(), rows), principal.tenantId);
+      }
     }
     const before = extra.before ?? (await this.loadForWrite(db, resource, principal, id, rows));
     this.checkPreconditions(before, cond, (body as Doc | null)?.version);
