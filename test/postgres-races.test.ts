@@ -396,12 +396,13 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
         const before = apps[1].engine.retriedTransactions;
         // The check-in locks the objective, then waits for the key result this session holds...
         const checkIn = send(apps[1], token, 'POST', `${keyResults.basePath}/${kr.body.id}/check-ins`, { value: 4 });
-        for (let i = 0; i < 200; i++) {
+        for (let i = 0; ; i++) {
           const { rows } = await other.query(
             "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
             [secondApp],
           );
           if (rows[0].n > 0) break;
+          if (i === 1000) throw new Error('the check-in never waited for the key result');
           await new Promise((r) => setTimeout(r, 10));
         }
         // ...and this session now waits for the objective: a deadlock, whose victim is the check-in.
@@ -478,7 +479,7 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
         const pid = (await other.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
         /** Until a session waits for a lock: one this session holds, or one of the second process. */
         const waiting = async (sql: string, param: unknown) => {
-          for (let i = 0; i < 300; i++) {
+          for (let i = 0; i < 1000; i++) {
             if ((await other.query(sql, [param])).rows[0].n > 0) return;
             await new Promise((r) => setTimeout(r, 10));
           }
@@ -538,7 +539,7 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
         await other.query(`SET search_path TO ${schema}`);
         const pid = (await other.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
         const waiting = async (sql: string, param: unknown) => {
-          for (let i = 0; i < 300; i++) {
+          for (let i = 0; i < 1000; i++) {
             if ((await other.query(sql, [param])).rows[0].n > 0) return;
             await new Promise((r) => setTimeout(r, 10));
           }
