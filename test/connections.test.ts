@@ -38,7 +38,7 @@ describe('connections: requests that are not HTTP, too large, or too slow to arr
   let port: number;
   let token: string;
   beforeAll(async () => {
-    t = await testApp('sqlite', { requestTimeoutMs: 300 });
+    t = await testApp('sqlite', { requestTimeoutMs: 1000 });
     await t.app.listen({ port: 0, host: '127.0.0.1' });
     port = (t.app.server.address() as { port: number }).port;
     token = await t.token();
