@@ -37,9 +37,10 @@ const SLACK = 0.01;
  * In place of `@fastify/rate-limit`, which counts fixed windows (a caller may spend twice its
  * budget where two windows meet) on `Date.now()` rather than the server's clock, from a hook of
  * its own: this runs inside the authentication hook, synchronously, so 401 and 403 come first by
- * construction. Either costs about the same: 0.3 µs per call here in a loop; under `wrk` (GET by
- * id, 16 connections, this machine) the three X-RateLimit headers and the call together read
- * 4–8 µs of CPU per request above ~53 with the limit off, with both (alternating runs).
+ * construction. Under `wrk` (GET by id, 16 connections, one machine) both read 4–8 µs of CPU
+ * per request above ~53 with the limit off (alternating runs); this check costs 0.3 µs in a loop,
+ * and a build whose check returned at once read about as high, so that is mostly the spread
+ * between processes of one build, not the check.
  */
 export class RateLimiter {
   readonly #max: number;
