@@ -31,6 +31,8 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
   /** The application_name of the second process's sessions (PostgreSQL). */
   let secondApp = '';
   const clock = new ManualClock(T0);
+  /** Transactions the server processes ran again after a deadlock (see Engine.transaction). */
+  const retried = () => apps.reduce((n, app) => n + app.engine.retriedTransactions, 0);
   /** The app the i-th request goes to: alternating between the two processes. */
   const via = (i: number) => apps[i % apps.length];
 
@@ -280,7 +282,6 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
   it('check-ins on two key results that queries read crosswise: both served, the queries right', async () => {
     const k = (id: unknown) => `kr("${id}")`;
     const outcomes: string[] = [];
-    const retried = () => apps.reduce((n, app) => n + app.engine.retriedTransactions, 0);
     const retriedBefore = retried();
     for (let trial = 0; trial < 8; trial++) {
       const make = async (name: string, current = 0) => {
@@ -342,7 +343,6 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
 
   it('a cascading delete of an objective beside check-ins on its key results: each served or refused, no deadlock', async () => {
     const outcomes = new Map<string, number>();
-    const retried = () => apps.reduce((n, app) => n + app.engine.retriedTransactions, 0);
     const retriedBefore = retried();
     for (let trial = 0; trial < 4; trial++) {
       const objective = await send(apps[0], token, 'POST', objectives.basePath, { title: `doomed ${trial}` });
@@ -421,7 +421,6 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
   );
 
   it('check-ins on team key results that a company total in another objective reads: no deadlock to retry', async () => {
-    const retried = () => apps.reduce((n, app) => n + app.engine.retriedTransactions, 0);
     const retriedBefore = retried();
     for (let trial = 0; trial < 8; trial++) {
       const team = await send(apps[0], token, 'POST', objectives.basePath, { title: `team ${trial}` });
@@ -449,124 +448,66 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     expect(retried() - retriedBefore).toBe(0);
   });
 
-  it.runIf(kind === 'postgres')(
-    'locks parent first: a rename of a query key result queued behind a check-in that recomputes it does not deadlock',
-    async () => {
-      const team = await send(apps[0], token, 'POST', objectives.basePath, { title: 'parent-first team' });
-      const company = await send(apps[0], token, 'POST', objectives.basePath, { title: 'parent-first company' });
-      const x = (
-        await send(apps[0], token, 'POST', keyResults.basePath, {
-          objective_id: team.body.id,
-          title: 'team revenue',
-          target: 100,
-        })
-      ).body.id as string;
-      const total = (
-        await send(apps[0], token, 'POST', keyResults.basePath, {
-          objective_id: company.body.id,
-          title: 'total',
-          target: 200,
-          data_source: 'query',
-          query: `kr("${x}") * 2`,
-        })
-      ).body.id as string;
-      const retried = () => apps.reduce((n, app) => n + app.engine.retriedTransactions, 0);
-      const retriedBefore = retried();
-      const other = new pg.Client({ connectionString: PG_URL });
-      await other.connect();
-      try {
-        await other.query(`SET search_path TO ${schema}`);
-        const pid = (await other.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-        /** Until a session waits for a lock: one this session holds, or one of the second process. */
-        const waiting = async (sql: string, param: unknown) => {
-          for (let i = 0; i < 1000; i++) {
-            if ((await other.query(sql, [param])).rows[0].n > 0) return;
-            await new Promise((r) => setTimeout(r, 10));
-          }
-          throw new Error(`no session waits: ${sql}`);
-        };
-        // The company objective held: the check-in on x recomputes the total and waits for it...
-        await other.query('BEGIN');
-        await other.query('SELECT id FROM okr_objectives WHERE id = $1 FOR UPDATE', [company.body.id]);
-        const checkIn = send(apps[0], token, 'POST', `${keyResults.basePath}/${x}/check-ins`, { value: 10 });
-        await waiting('SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))', pid);
-        // ...and a rename of the total waits too. Locking the total before its objective, it
-        // would hold what the check-in needs next while waiting behind it: a deadlock.
-        const rename = send(apps[1], token, 'PATCH', `${keyResults.basePath}/${total}`, { title: 'company total' });
-        await waiting(
-          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
-          secondApp,
-        );
-        await other.query('ROLLBACK');
-        const answers = await Promise.all([checkIn, rename]);
-        expect(answers.map((a) => a.status)).toEqual([201, 200]);
-        const after = (await send(apps[0], token, 'GET', `${keyResults.basePath}/${total}`)).body;
-        expect([after.title, after.current]).toEqual(['company total', 20]);
-        expect(retried() - retriedBefore).toBe(0);
-      } finally {
-        await other.query('ROLLBACK').catch(() => {});
-        await other.end();
-      }
+  // A session of the test holds a row; a check-in on x queues behind it, and then a second write
+  // that the check-in's recomputation of the total will meet. Taking locks child first, the
+  // second write would hold what the check-in needs next while waiting behind it: a deadlock.
+  it.runIf(kind === 'postgres').each([
+    {
+      second: 'a rename of the total',
+      // The check-in waits to recompute the total.
+      hold: (ids: { company: string; x: string }) => ['okr_objectives', ids.company] as const,
+      body: { title: 'company total' },
+      after: ['company total', 'kr("X") * 2', 20],
     },
-  );
-
-  it.runIf(kind === 'postgres')(
-    'an edit of a query queued behind a check-in on a key result it reads does not deadlock',
-    async () => {
-      const team = await send(apps[0], token, 'POST', objectives.basePath, { title: 'edited team' });
-      const company = await send(apps[0], token, 'POST', objectives.basePath, { title: 'edited company' });
-      const x = (
-        await send(apps[0], token, 'POST', keyResults.basePath, {
-          objective_id: team.body.id,
-          title: 'team revenue',
-          target: 100,
-        })
-      ).body.id as string;
-      const total = (
-        await send(apps[0], token, 'POST', keyResults.basePath, {
-          objective_id: company.body.id,
-          title: 'total',
-          target: 300,
-          data_source: 'query',
-          query: `kr("${x}") * 2`,
-        })
-      ).body.id as string;
-      const retried = () => apps.reduce((n, app) => n + app.engine.retriedTransactions, 0);
-      const retriedBefore = retried();
-      const other = new pg.Client({ connectionString: PG_URL });
-      await other.connect();
-      try {
-        await other.query(`SET search_path TO ${schema}`);
-        const pid = (await other.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-        const waiting = async (sql: string, param: unknown) => {
-          for (let i = 0; i < 1000; i++) {
-            if ((await other.query(sql, [param])).rows[0].n > 0) return;
-            await new Promise((r) => setTimeout(r, 10));
-          }
-          throw new Error(`no session waits: ${sql}`);
-        };
-        // x held: a check-in on x waits for it (holding x's objective)...
-        await other.query('BEGIN');
-        await other.query('SELECT id FROM okr_key_results WHERE id = $1 FOR UPDATE', [x]);
-        const checkIn = send(apps[0], token, 'POST', `${keyResults.basePath}/${x}/check-ins`, { value: 10 });
-        await waiting('SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))', pid);
-        // ...and an edit of the total's query waits too. Holding the total while it waited for x,
-        // it would deadlock with the check-in, which recomputes the total once it has x.
-        const edit = send(apps[1], token, 'PATCH', `${keyResults.basePath}/${total}`, { query: `kr("${x}") * 3` });
-        await waiting(
-          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
-          secondApp,
-        );
-        await other.query('ROLLBACK');
-        const answers = await Promise.all([checkIn, edit]);
-        expect(answers.map((a) => a.status)).toEqual([201, 200]);
-        const after = (await send(apps[0], token, 'GET', `${keyResults.basePath}/${total}`)).body;
-        expect([after.query, after.current]).toEqual([`kr("${x}") * 3`, 30]);
-        expect(retried() - retriedBefore).toBe(0);
-      } finally {
-        await other.query('ROLLBACK').catch(() => {});
-        await other.end();
-      }
+    {
+      second: "an edit of the total's query",
+      // The check-in waits for x, holding x's objective.
+      hold: (ids: { company: string; x: string }) => ['okr_key_results', ids.x] as const,
+      body: { query: 'kr("X") * 3' },
+      after: ['total', 'kr("X") * 3', 30],
     },
-  );
+  ])('parent first: $second, queued behind a check-in that recomputes the total, does not deadlock', async (c) => {
+    const team = await send(apps[0], token, 'POST', objectives.basePath, { title: 'parent-first team' });
+    const company = await send(apps[0], token, 'POST', objectives.basePath, { title: 'parent-first company' });
+    const make = async (objective: { body: Doc }, body: Doc) =>
+      (await send(apps[0], token, 'POST', keyResults.basePath, { objective_id: objective.body.id, ...body })).body
+        .id as string;
+    const x = await make(team, { title: 'team revenue', target: 100 });
+    const total = await make(company, { title: 'total', target: 300, data_source: 'query', query: `kr("${x}") * 2` });
+    const withX = (v: unknown) => JSON.parse(JSON.stringify(v).replaceAll('X', x));
+    const retriedBefore = retried();
+    const other = new pg.Client({ connectionString: PG_URL });
+    await other.connect();
+    try {
+      await other.query(`SET search_path TO ${schema}`);
+      const pid = (await other.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      /** Until a session waits for a lock: one this session holds, or one of the second process. */
+      const waiting = async (sql: string, param: unknown) => {
+        for (let i = 0; i < 1000; i++) {
+          if ((await other.query(sql, [param])).rows[0].n > 0) return;
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        throw new Error(`no session waits: ${sql}`);
+      };
+      const [table, id] = c.hold({ company: company.body.id as string, x });
+      await other.query('BEGIN');
+      await other.query(`SELECT id FROM ${table} WHERE id = $1 FOR UPDATE`, [id]);
+      const checkIn = send(apps[0], token, 'POST', `${keyResults.basePath}/${x}/check-ins`, { value: 10 });
+      await waiting('SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))', pid);
+      const second = send(apps[1], token, 'PATCH', `${keyResults.basePath}/${total}`, withX(c.body));
+      await waiting(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+        secondApp,
+      );
+      await other.query('ROLLBACK');
+      const answers = await Promise.all([checkIn, second]);
+      expect(answers.map((a) => a.status)).toEqual([201, 200]);
+      const after = (await send(apps[0], token, 'GET', `${keyResults.basePath}/${total}`)).body;
+      expect([after.title, after.query, after.current]).toEqual(withX(c.after));
+      expect(retried() - retriedBefore).toBe(0);
+    } finally {
+      await other.query('ROLLBACK').catch(() => {});
+      await other.end();
+    }
+  });
 });

@@ -92,12 +92,6 @@ export interface ResourceHooks {
    * lock a waiter holds. Null: none.
    */
   serialize?(patch: Doc): string | null;
-  /**
-   * Locks, before the row itself, the other rows an update with this body will lock (PostgreSQL;
-   * parent first, each kind in id order), so the update never holds its row while it waits for
-   * theirs, which a write holding theirs may then wait for.
-   */
-  lockFirst?(patch: Doc, tx: Tx, tenantId: string): Promise<void>;
   /** Fills defaults and derived fields from the document alone; `before` is the stored document on update. */
   prepare?(doc: Doc, before: Doc | null, ctx: HookContext): void;
   /** Cross-field rules; a non-empty answer is a 400 naming the fields. */

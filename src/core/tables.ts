@@ -49,6 +49,14 @@ export interface Tx {
    * transaction's own writes): for values a write reads but must not wait on.
    */
   peek(resource: Resource, tenantId: string, id: string): Promise<Doc | null>;
+  /**
+   * Locks rows of the tenant for update in the order every write takes them, parent first: the
+   * rows their `lockReferences` name (read unlocked to learn them), then the rows, each
+   * resource's in id order. Answers the rows found. Writes that lock other rows than their own
+   * (recomputations, syncs, sweeps) lock them this way, so two that share rows wait for each
+   * other instead of deadlocking.
+   */
+  lock(resource: Resource, tenantId: string, ids: readonly string[]): Promise<Map<string, Doc>>;
   /** Live rows of the tenant whose columns equal the given values. */
   findLive(resource: Resource, tenantId: string, where: Row): Promise<Doc[]>;
   /**

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { CompiledQuery, type Expression, type RawBuilder, type SelectQueryBuilder, type SqlBool, sql } from 'kysely';
 import { type Clock, isoTime } from '../core/clock.js';
 import { ApiError, type FieldError, fieldError } from '../core/errors.js';
-import type { AnyField, ColumnKind } from '../core/fields.js';
+import { type AnyField, type ColumnKind, mentionedIds } from '../core/fields.js';
 import { newId } from '../core/ids.js';
 import { type CursorCodec, DEFAULT_LIMIT, type ListQuery, MAX_LIMIT, searchText } from '../core/list-query.js';
 import {
@@ -158,6 +158,8 @@ export class Engine {
   private readonly holders = new Map<Resource, Child[]>();
   /** What each resource's `lockReferences` name: the field and the resource it references. */
   private readonly lockTargets = new Map<Resource, { name: string; target: Resource }[]>();
+  /** Fields whose text names rows of another resource (FieldSpec.mentions), by resource. */
+  private readonly mentionFields = new Map<Resource, { name: string; target: Resource }[]>();
   private readonly groupCommit: GroupCommit | null;
   private readonly shapes = new Map<string, { sql: string; slots: (string | { value: unknown })[] }>();
   /** By-id reads waiting for the end of this turn of the event loop, by scope (see readById). */
@@ -183,6 +185,11 @@ export class Engine {
         return { name, target };
       });
       if (targets.length) this.lockTargets.set(r, targets);
+      const mentions = Object.entries(r.allFields).flatMap(([name, field]) => {
+        const target = field.mentions ? this.byPrefix.get(field.mentions) : undefined;
+        return target ? [{ name, target }] : [];
+      });
+      if (mentions.length) this.mentionFields.set(r, mentions);
     }
   }
 
@@ -504,7 +511,7 @@ export class Engine {
       rows.set(rowKey(resource, tenantId, id), { doc, lock: sqlite ? LOCKS.update : LOCKS[lock] });
       return doc;
     };
-    return {
+    const handle: EngineTx = {
       now,
       rows,
       async find(resource, tenantId, id, lock = 'update') {
@@ -515,6 +522,26 @@ export class Engine {
       async peek(resource, tenantId, id) {
         const seen = rows.get(rowKey(resource, tenantId, id));
         return seen ? seen.doc : read(resource, tenantId, id, 'none');
+      },
+      async lock(resource, tenantId, ids) {
+        // SQLite takes no row locks: there, only the rows are read.
+        const targets = sqlite ? [] : (engine.lockTargets.get(resource) ?? []);
+        const referenced = targets.map(() => new Set<string>());
+        for (const id of targets.length ? ids : []) {
+          const doc = await handle.peek(resource, tenantId, id);
+          targets.forEach(({ name }, i) => {
+            if (typeof doc?.[name] === 'string') referenced[i].add(doc[name] as string);
+          });
+        }
+        for (const [i, { target }] of targets.entries()) {
+          for (const id of [...referenced[i]].sort()) await handle.find(target, tenantId, id);
+        }
+        const locked = new Map<string, Doc>();
+        for (const id of [...ids].sort()) {
+          const doc = await handle.find(resource, tenantId, id);
+          if (doc) locked.set(id, doc);
+        }
+        return locked;
       },
       async findLive(resource, tenantId, where) {
         let q = db
@@ -611,6 +638,7 @@ export class Engine {
         return (await q.execute()).map((r) => engine.decodeRow(table, r));
       },
     };
+    return handle;
   }
 
   /**
@@ -1192,9 +1220,14 @@ export class Engine {
         const key = `${principal.tenantId}\n${lock}`;
         await this.execute(db, sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`.compile(db));
       }
-      const lockFirst = resource.hooks?.lockFirst;
-      if (lockFirst && this.store.kind === 'postgres') {
-        await lockFirst(body as Doc, this.tx(db, principal, this.clock.now(), rows), principal.tenantId);
+      // Rows a field of the body names inside its text (FieldSpec.mentions: a query's `kr(…)`)
+      // are locked before this one, parent first (Tx.lock): a write to one of them that reaches
+      // this row (recomputing a query) takes them in that order too.
+      const mentions = this.store.kind === 'postgres' ? this.mentionFields.get(resource) : undefined;
+      for (const { name, target } of mentions ?? []) {
+        if (!(name in body)) continue;
+        const ids = mentionedIds(target.idPrefix, (body as Doc)[name]).filter((m) => m !== id);
+        if (ids.length) await this.tx(db, principal, this.clock.now(), rows).lock(target, principal.tenantId, ids);
       }
     }
     const before = extra.before ?? (await this.loadForWrite(db, resource, principal, id, rows));
@@ -1297,7 +1330,6 @@ export class Engine {
     this.checkPreconditions(before, cond, undefined);
     const now = this.clock.now();
     if (cascade) {
-      if (this.store.kind === 'postgres') await this.lockDescendants(db, resource, principal, [id]);
       await this.cascadeDelete(db, resource, principal, [id], now);
       // Children's roll-ups may have written this row (system writes): delete its current state.
       before = await this.load(db, resource, principal, id, false);
@@ -1375,28 +1407,6 @@ export class Engine {
       if (n > 0) found.push({ resource: child.resource, count: n });
     }
     return found;
-  }
-
-  /**
-   * Locks the live descendants of the given parents a generation at a time, parents before
-   * children (objectives, then their key results), as every write takes them: the cascade then
-   * deletes them deepest first without waiting on a write that holds a child and wants its parent.
-   */
-  private async lockDescendants(db: DB, resource: Resource, principal: Principal, parentIds: string[]) {
-    for (const child of this.children.get(resource) ?? []) {
-      const ids = (
-        await db
-          .selectFrom(child.resource.table)
-          .select('id')
-          .where('tenant_id', '=', principal.tenantId)
-          .where(child.field, 'in', parentIds)
-          .where('is_deleted', '=', this.live(child.resource))
-          .orderBy('id')
-          .forUpdate()
-          .execute()
-      ).map((r) => r.id as string);
-      if (ids.length) await this.lockDescendants(db, child.resource, principal, ids);
-    }
   }
 
   /** Soft-deletes the live descendants of the given parents, deepest first, in the caller's transaction. */

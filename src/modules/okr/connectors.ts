@@ -15,7 +15,6 @@ import { defineTable, type Tx } from '../../core/tables.js';
 import { inputSchema, validateInput } from '../../core/validation.js';
 import { readConnector } from './connector-read.js';
 import { keyResults } from './key-results.js';
-import { lockKeyResults } from './locks.js';
 import { propagate } from './query-source.js';
 import { recordSystemValue } from './values.js';
 
@@ -73,9 +72,9 @@ export async function applySync(tx: Tx, tenantId: string, connector: Doc, outcom
   const id = connector.id as string;
   if ('value' in outcome) {
     const fed = await tx.findLive(keyResults, tenantId, { connector_id: id, data_source: 'connector' });
-    // Their objectives first, as every write locks them (locks.ts).
-    const locked = await lockKeyResults(
-      tx,
+    // Their objectives first, as every write locks them (Tx.lock).
+    const locked = await tx.lock(
+      keyResults,
       tenantId,
       fed.map((row) => row.id as string),
     );

@@ -15,7 +15,6 @@ import {
 } from './check-ins.js';
 import { connectors } from './connectors.js';
 import { cycles } from './cycles.js';
-import { lockKeyResults } from './locks.js';
 import { objectives } from './objectives.js';
 import { impliedDirection, LINEAR_TYPES, type Measure, type MetricType, progressPct } from './progress.js';
 import { parsed, QuerySyntaxError } from './query.js';
@@ -164,19 +163,6 @@ export const keyResults = defineResource({
   hooks: {
     // A key result's query can change only with `query` in the body (another data source has none).
     serialize: (patch) => ('query' in patch ? QUERY_GRAPH : null),
-    // The key results a new query reads are locked before the key result itself (their objectives
-    // first, locks.ts): a check-in on one of them recomputes this key result, so it locks them in
-    // that order too. A query that does not parse locks nothing (its 400 comes later).
-    async lockFirst(patch, tx, tenantId) {
-      if (typeof patch.query !== 'string') return;
-      let reads: readonly string[];
-      try {
-        reads = parsed(patch.query).reads;
-      } catch {
-        return;
-      }
-      if (reads.length > 0) await lockKeyResults(tx, tenantId, reads);
-    },
     prepare(doc, before, ctx) {
       const input = ctx.input ?? {};
       if (!before) {

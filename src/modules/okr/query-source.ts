@@ -7,7 +7,6 @@ import { type FieldError, fieldError } from '../../core/errors.js';
 import type { Doc } from '../../core/resource.js';
 import type { Tx } from '../../core/tables.js';
 import { keyResults } from './key-results.js';
-import { lockKeyResults } from './locks.js';
 import { evaluate, parsed } from './query.js';
 import { queryReads } from './tables.js';
 import { recordSystemValue } from './values.js';
@@ -132,8 +131,8 @@ export async function propagate(tx: Tx, tenantId: string, source: Doc): Promise<
       return;
     }
     // Their objectives first (their roll-ups lock them anyway): a check-in on another key result
-    // of one holds it from its start, then waits for the query it feeds (see locks.ts).
-    await lockKeyResults(tx, tenantId, unlocked);
+    // of one holds it from its start, then waits for the query it feeds (Tx.lock).
+    await tx.lock(keyResults, tenantId, unlocked);
     for (const id of unlocked) locked.add(id);
   }
 }

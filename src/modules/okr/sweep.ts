@@ -2,7 +2,6 @@ import { isoTime } from '../../core/clock.js';
 import type { Job } from '../../core/resource.js';
 import type { Tx } from '../../core/tables.js';
 import { keyResults, statusAt } from './key-results.js';
-import { lockKeyResults } from './locks.js';
 import { statusSweep } from './tables.js';
 
 /** Puts a key result in the sweep queue for `due` (ms), or takes it out (null). */
@@ -22,8 +21,8 @@ export async function requeueObjectives(tx: Tx, tenantId: string, objectiveIds: 
 
 /** Recomputes one queued key result's status at `tx.now`; a change is a system write (no snapshot). */
 export async function sweepOne(tx: Tx, tenantId: string, keyResultId: string): Promise<boolean> {
-  // Its objective first, as every write locks them (locks.ts).
-  const kr = (await lockKeyResults(tx, tenantId, [keyResultId])).get(keyResultId);
+  // Its objective first, as every write locks them (Tx.lock).
+  const kr = (await tx.lock(keyResults, tenantId, [keyResultId])).get(keyResultId);
   if (!kr || kr.is_deleted) {
     await scheduleSweep(tx, tenantId, keyResultId, null);
     return false;
