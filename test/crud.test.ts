@@ -176,6 +176,22 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
         path: `/${titleField}`,
       },
       {
+        name: 'a name every object inherits, on create',
+        method: 'POST',
+        body: { constructor: 'x' },
+        status: 400,
+        code: 'unknown_field',
+        path: '/constructor',
+      },
+      {
+        name: 'a name every object inherits, on patch',
+        method: 'PATCH',
+        body: { toString: 1 },
+        status: 400,
+        code: 'unknown_field',
+        path: '/toString',
+      },
+      {
         name: 'unknown field on patch',
         method: 'PATCH',
         body: { [titleField]: 'ok', nope: true },

@@ -273,6 +273,7 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       [{ value: 1, at: '2999-01-01T00:00:00Z' }, '/at'],
       [{ value: 1, at: 'yesterday' }, '/at'],
       [{ value: 1, mood: 'good' }, '/mood'],
+      [{ value: 1, constructor: 'x' }, '/constructor'],
     ])('rejects a check-in %j naming %s and changes nothing', async (body, path) => {
       const k = (await post({ objective_id: await objective(), title: 'x', target: 10 })).body;
       const before = await storedRow(t, kr, k.id as string);

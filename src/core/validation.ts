@@ -152,7 +152,7 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
  */
 export function validateInput(fields: Readonly<Record<string, AnyField>>, body: unknown): Doc {
   const input = asObject(body);
-  const unknown = Object.keys(input).filter((k) => !(k in fields));
+  const unknown = Object.keys(input).filter((k) => !Object.hasOwn(fields, k));
   if (unknown.length) {
     throw fieldError(
       'unknown_field',
