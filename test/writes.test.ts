@@ -36,6 +36,9 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect([hit.status, hit.raw, hit.headers.etag]).toEqual([304, '', '"1"']);
       expect((await t.call('GET', url(doc), { headers: { 'if-none-match': '"0", "1"' } })).status).toBe(304);
       expect((await t.call('GET', url(doc), { headers: { 'if-none-match': '"2"' } })).status).toBe(200);
+      // If-None-Match compares weakly (RFC 9110 §13.1.2): a proxy may have weakened the tag.
+      expect((await t.call('GET', url(doc), { headers: { 'if-none-match': 'W/"1"' } })).status).toBe(304);
+      expect((await t.call('GET', url(doc), { headers: { 'if-none-match': 'W/"2"' } })).status).toBe(200);
     });
 
     it.each([

@@ -41,9 +41,14 @@ function allowOnly(query: Query, allowed: readonly string[]): void {
 }
 
 const STRONG_TAG = /^"(\d+)"$/;
+const WEAK_TAG = /^W\/"(\d+)"$/;
 
-/** Parses entity tags of If-Match / If-None-Match: our ETags are the strong `"<version>"`. */
-function parseTags(header: string | undefined): number[] | 'any' | null {
+/**
+ * Parses entity tags of If-Match / If-None-Match: our ETags are the strong `"<version>"`.
+ * If-Match compares strongly, so a weak tag matches nothing there; If-None-Match compares
+ * weakly (RFC 9110 §13.1.2), so `W/"3"` (a strong tag a proxy weakened) matches version 3.
+ */
+function parseTags(header: string | undefined, weak = false): number[] | 'any' | null {
   if (header === undefined) return null;
   if (header.trim() === '*') return 'any';
   const tags: number[] = [];
@@ -51,8 +56,10 @@ function parseTags(header: string | undefined): number[] | 'any' | null {
     const tag = part.trim();
     const m = STRONG_TAG.exec(tag);
     if (m) tags.push(Number(m[1]));
-    else if (tag.startsWith('W/"') && tag.endsWith('"')) tags.push(-1);
-    else throw new ApiError('invalid_header', `Malformed entity tag ${tag}; send the ETag as given, e.g. "3"`);
+    else if (tag.startsWith('W/"') && tag.endsWith('"')) {
+      const w = weak ? WEAK_TAG.exec(tag) : null;
+      tags.push(w ? Number(w[1]) : -1);
+    } else throw new ApiError('invalid_header', `Malformed entity tag ${tag}; send the ETag as given, e.g. "3"`);
   }
   return tags;
 }
@@ -133,7 +140,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     app.get<{ Params: IdParams; Querystring: Query }>(`${base}/:id`, { config: read }, async (request, reply) => {
       allowOnly(request.query, []);
       const { json, version } = await engine.getJson(resource, request.principal as Principal, request.params.id);
-      const inm = parseTags(request.headers['if-none-match']);
+      const inm = parseTags(request.headers['if-none-match'], true);
       reply.header('etag', `"${version}"`);
       if (inm === 'any' || (Array.isArray(inm) && inm.includes(version))) return reply.code(304).send();
       return reply.type('application/json; charset=utf-8').send(json);
