@@ -3,7 +3,7 @@ import { byName, type TestApp, testApp } from './helpers.js';
 
 const ORIGIN = 'https://app.example.com';
 const EXPOSED =
-  'ETag, Location, x-request-id, Retry-After, Idempotent-Replayed, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset';
+  'ETag, Location, x-request-id, Retry-After, Idempotent-Replayed, Original-Request-Id, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset';
 
 // CORS does not touch the store: one store is enough.
 describe('CORS: browsers on other origins may call the API and read its answers', () => {

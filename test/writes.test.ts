@@ -133,6 +133,9 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect(again.headers.location).toBe(first.headers.location);
       expect(again.headers.etag).toBe(first.headers.etag);
       expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(again.headers['original-request-id']).toBe(first.headers['x-request-id']);
+      expect(again.headers['x-request-id']).not.toBe(first.headers['x-request-id']);
+      expect(first.headers['original-request-id']).toBeUndefined();
       expect(await countRows(t, cycles)).toBe(before + 1);
     });
 
@@ -156,7 +159,11 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       const first = await t.call('POST', cycles.basePath, { body: bad, headers: key('4xx') });
       const again = await t.call('POST', cycles.basePath, { body: bad, headers: key('4xx') });
       expect([first.status, again.status, again.headers['idempotent-replayed']]).toEqual([400, 400, 'true']);
-      expect(again.raw).toBe(first.raw);
+      // The same problem; its request_id names this request, as x-request-id does, and the
+      // first request is named by Original-Request-Id.
+      expect(again.body).toEqual({ ...first.body, request_id: again.headers['x-request-id'] });
+      expect(first.body.request_id).toBe(first.headers['x-request-id']);
+      expect(again.headers['original-request-id']).toBe(first.headers['x-request-id']);
 
       const body = { name: 'flaky', start_date: '2026-01-01', end_date: '2026-03-31' };
       const failed = await whileFailing(t, 'okr_cycles', 'INSERT', () =>

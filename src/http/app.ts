@@ -117,7 +117,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerCors(app, {
     methods: ['GET', 'POST', 'PATCH', 'DELETE', 'OPTIONS'],
     allowedHeaders: ['Authorization', 'Content-Type', 'If-Match', 'If-None-Match', 'Idempotency-Key'],
-    exposedHeaders: ['ETag', 'Location', 'x-request-id', 'Retry-After', 'Idempotent-Replayed', ...RATE_LIMIT_HEADERS],
+    exposedHeaders: [
+      'ETag',
+      'Location',
+      'x-request-id',
+      'Retry-After',
+      'Idempotent-Replayed',
+      'Original-Request-Id',
+      ...RATE_LIMIT_HEADERS,
+    ],
     maxAge: 600,
   });
 

@@ -241,6 +241,7 @@ function operationObject(
       responses['201'] = docResponse(`The created ${name}`, name, example, {
         Location: ref('headers', 'Location'),
         'Idempotent-Replayed': ref('headers', 'IdempotentReplayed'),
+        'Original-Request-Id': ref('headers', 'OriginalRequestId'),
       });
       Object.assign(responses, problems(409, 413, 415, 422));
       break;
@@ -252,6 +253,7 @@ function operationObject(
         { ...example, ...op.example, version: 2 },
         {
           'Idempotent-Replayed': ref('headers', 'IdempotentReplayed'),
+          'Original-Request-Id': ref('headers', 'OriginalRequestId'),
         },
       );
       Object.assign(responses, problems(404, 409, 413, 415, 422, ...locking));
@@ -265,7 +267,10 @@ function operationObject(
         deleted
           ? { ...example, is_deleted: true, deleted_at: EXAMPLE_TIME, deleted_by: EXAMPLE_USER, version: 2 }
           : { ...example, version: 3 },
-        { 'Idempotent-Replayed': ref('headers', 'IdempotentReplayed') },
+        {
+          'Idempotent-Replayed': ref('headers', 'IdempotentReplayed'),
+          'Original-Request-Id': ref('headers', 'OriginalRequestId'),
+        },
       );
       Object.assign(responses, problems(404, 409, 422, ...locking));
       break;
@@ -295,6 +300,7 @@ function operationObject(
           {
             ...(custom.response.status === 201 ? { Location: ref('headers', 'Location') } : {}),
             'Idempotent-Replayed': ref('headers', 'IdempotentReplayed'),
+            'Original-Request-Id': ref('headers', 'OriginalRequestId'),
           },
         );
         Object.assign(responses, problems(404, 409, 413, 415, 422));
@@ -697,6 +703,11 @@ export function buildOpenApi(modules: readonly ModuleDef[], options: OpenApiOpti
         IdempotentReplayed: {
           description: '`true` when this answer is the replay of an earlier request with the same Idempotency-Key.',
           schema: { type: 'string', const: 'true' },
+        },
+        OriginalRequestId: {
+          description:
+            "On a replay: the `x-request-id` of the request that did the work and whose answer this is (a replayed problem's `request_id` names this request).",
+          schema: { type: 'string' },
         },
       },
       responses: problemResponses(),

@@ -78,6 +78,19 @@ function docResponse(resource: Resource, doc: Doc, status: number): StoredRespon
   return { status, headers, body: serializeDoc(resource, doc) };
 }
 
+const ORIGINAL_REQUEST_ID = 'original-request-id';
+
+/**
+ * A stored answer, replayed: the same status, headers and body, with the first request's id in
+ * Original-Request-Id; a problem's `request_id` names this request, as its x-request-id does.
+ */
+function replayed(response: StoredResponse, request: FastifyRequest): StoredResponse {
+  if (response.headers['content-type'] !== PROBLEM_TYPE) return response;
+  const problem = JSON.parse(response.body) as Record<string, unknown>;
+  problem.request_id = request.id;
+  return { ...response, body: JSON.stringify(problem) };
+}
+
 function send(reply: FastifyReply, response: StoredResponse): FastifyReply {
   return reply.code(response.status).headers(response.headers).send(response.body);
 }
@@ -99,12 +112,18 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     if (key === null) return send(reply, await engine.transaction((db) => work(db, principal)));
     const fp = idempotency.fingerprint(request.method, request.url, principal, request.body);
     const claimed = await idempotency.claim(principal, key, fp);
-    if ('replay' in claimed) return send(reply.header('idempotent-replayed', 'true'), claimed.replay);
+    if ('replay' in claimed)
+      return send(reply.header('idempotent-replayed', 'true'), replayed(claimed.replay, request));
     const { claim } = claimed;
+    // What is stored names the request that did the work (sent with replays as Original-Request-Id).
+    const stored = (r: StoredResponse): StoredResponse => ({
+      ...r,
+      headers: { ...r.headers, [ORIGINAL_REQUEST_ID]: request.id },
+    });
     try {
       const response = await engine.transaction(async (db) => {
         const r = await work(db, principal);
-        await idempotency.complete(db, claim, r);
+        await idempotency.complete(db, claim, stored(r));
         return r;
       });
       return send(reply, response);
@@ -119,7 +138,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
         headers: { 'content-type': PROBLEM_TYPE, ...apiError.headers },
         body: JSON.stringify(toProblem(apiError, request.id)),
       };
-      await idempotency.complete(engine.store.db, claim, problem);
+      await idempotency.complete(engine.store.db, claim, stored(problem));
       throw apiError;
     }
   }
