@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest, ManifestResource } from '../src/core/manifest-types.js';
-import type { Doc } from '../src/core/resource.js';
+import type { CustomOperation, Doc } from '../src/core/resource.js';
 import { renderApiMd } from '../src/http/api-md.js';
 import { buildManifest } from '../src/http/manifest.js';
 import { modules } from '../src/modules/index.js';
@@ -166,7 +166,10 @@ describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
         ]),
       ]);
       for (const op of r.operations) expect(op.client_method).toBe(`${ns}.${op.name}`);
-      // The headers the console offers: an Idempotency-Key on every write, If-Match on the six's writes to a row.
+      // The headers the console offers: an Idempotency-Key on every write, If-Match on writes to
+      // a row that answer it (a check-in, a sync; not a webhook push, which another system signs).
+      const customHeaders = (op: CustomOperation) =>
+        op.method === 'GET' ? [] : op.auth === 'signed' ? ['Idempotency-Key'] : ['If-Match', 'Idempotency-Key'];
       expect(Object.fromEntries(r.operations.map((o) => [o.name, o.headers]))).toEqual({
         list: [],
         get: [],
@@ -174,9 +177,7 @@ describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
         update: ['If-Match', 'Idempotency-Key'],
         delete: ['If-Match', 'Idempotency-Key'],
         restore: ['If-Match', 'Idempotency-Key'],
-        ...Object.fromEntries(
-          (resource.operations ?? []).map((op) => [op.name, op.method === 'GET' ? [] : ['Idempotency-Key']]),
-        ),
+        ...Object.fromEntries((resource.operations ?? []).map((op) => [op.name, customHeaders(op)])),
       });
       expect(r.operations.find((o) => o.name === 'delete')?.query.map((p) => p.name)).toEqual(['cascade']);
     }

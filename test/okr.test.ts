@@ -283,6 +283,27 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect(await storedRow(t, kr, k.id as string)).toEqual(before);
     });
 
+    it('honours If-Match on its key result: 404, then a stale version 412, then the body 400, and nothing recorded', async () => {
+      const k = (await post({ objective_id: await objective(), title: 'x', target: 10 })).body;
+      const url = `${kr.basePath}/${k.id}/check-ins`;
+      const missing = `${kr.basePath}/kr_01ARZ3NDEKTSV4RRFFQ69G5FAV/check-ins`;
+      const stale = { 'if-match': '"9"' };
+      expect((await t.call('POST', missing, { token, body: { value: 'x' }, headers: stale })).status).toBe(404);
+      const before = await storedRow(t, kr, k.id as string);
+      const refused = await t.call('POST', url, { token, body: { value: 'x' }, headers: stale });
+      expect([refused.status, refused.body.code, refused.body.current_version]).toEqual([
+        412,
+        'precondition_failed',
+        1,
+      ]);
+      expect((await t.call('POST', url, { token, body: { value: 'x' }, headers: { 'if-match': '"1"' } })).status).toBe(
+        400,
+      );
+      expect(await storedRow(t, kr, k.id as string)).toEqual(before);
+      const ok = await t.call('POST', url, { token, body: { value: 4 }, headers: { 'if-match': '"1"' } });
+      expect([ok.status, ok.headers.etag, ok.body.current]).toEqual([201, '"2"', 4]);
+    });
+
     it('answers 404 for another tenant and 409 on a deleted key result', async () => {
       const k = (await post({ objective_id: await objective(), title: 'x', target: 10 })).body;
       const other = await t.token({ tenant: 'globex' });

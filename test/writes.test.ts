@@ -115,6 +115,19 @@ describe.each(storeKinds)('writes on %s', (kind) => {
         headers: { 'if-match': '"2"' },
       });
       expect(ok2.status).toBe(200);
+      // A check-in appends to its key result, as a create adds a row: no precondition required,
+      // though a stale one is still refused.
+      const o = await strict.create(objectives, tk);
+      const k = await strict.create(kr, tk, { objective_id: o.id, title: 'k', target: 10 });
+      const checkIns = `${kr.basePath}/${k.id}/check-ins`;
+      const checkIn = await strict.call('POST', checkIns, { token: tk, body: { value: 3 } });
+      expect([checkIn.status, checkIn.body.current]).toEqual([201, 3]);
+      const stale = await strict.call('POST', checkIns, {
+        token: tk,
+        body: { value: 4 },
+        headers: { 'if-match': '"1"' },
+      });
+      expect(stale.status).toBe(412);
     } finally {
       await strict.close();
     }

@@ -98,13 +98,16 @@ function updateExample(resource: Resource): Doc {
 }
 
 /**
- * The headers an operation honours: every write takes an Idempotency-Key; a write of the six
- * to one row (update, delete, restore) also takes If-Match. The OpenAPI document lists them
- * from here.
+ * The headers an operation honours: every write takes an Idempotency-Key; a write to one row
+ * (update, delete, restore, and a custom operation on `{id}` that answers the row, such as a
+ * check-in) also takes If-Match. A signed operation is called by another system: only the key.
+ * The OpenAPI document lists them from here.
  */
-function requestHeaders(op: Pick<ManifestOperation, 'method' | 'path'>, custom: boolean): ManifestHeader[] {
+function requestHeaders(op: Pick<ManifestOperation, 'method' | 'path'>, custom?: CustomOperation): ManifestHeader[] {
   if (op.method === 'GET') return [];
-  return op.path.includes('{id}') && !custom ? ['If-Match', 'Idempotency-Key'] : ['Idempotency-Key'];
+  const onRow =
+    op.path.includes('{id}') && (!custom || (custom.response.kind === 'resource' && custom.auth !== 'signed'));
+  return onRow ? ['If-Match', 'Idempotency-Key'] : ['Idempotency-Key'];
 }
 
 /** The six operations every resource has, then its declared custom ones, in that order. */
@@ -119,7 +122,7 @@ export function resourceOperations(resource: Resource, modules: readonly ModuleD
     : '';
   const op = (
     o: Omit<ManifestOperation, 'client_method' | 'headers' | 'auth'> & { auth?: ManifestOperation['auth'] },
-    custom = false,
+    custom?: CustomOperation,
   ): ManifestOperation => ({
     auth: 'bearer',
     ...o,
@@ -203,7 +206,7 @@ export function resourceOperations(resource: Resource, modules: readonly ModuleD
       success_status: 200,
     }),
   ];
-  for (const custom of resource.operations ?? []) ops.push(op(customOperation(resource, custom), true));
+  for (const custom of resource.operations ?? []) ops.push(op(customOperation(resource, custom), custom));
   return ops;
 }
 

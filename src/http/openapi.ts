@@ -225,7 +225,8 @@ function operationObject(
   };
   const responses: Json = {};
   // What If-Match can answer: a stale version (412), or none sent where one is required (428).
-  const locking = op.headers.includes('If-Match') ? [412, 428] : [];
+  // A custom operation (a check-in, a sync) appends to the row: EDM_REQUIRE_IF_MATCH does not cover it.
+  const locking = op.headers.includes('If-Match') ? (custom ? [412] : [412, 428]) : [];
   switch (op.name) {
     case 'list':
       responses['200'] = listResponse(`A page of ${name} documents`, `${name}List`, example);
@@ -303,7 +304,7 @@ function operationObject(
             'Original-Request-Id': ref('headers', 'OriginalRequestId'),
           },
         );
-        Object.assign(responses, problems(404, 409, 413, 415, 422));
+        Object.assign(responses, problems(404, 409, 413, 415, 422, ...locking));
       }
     }
   }

@@ -229,6 +229,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
           request.body,
           request.query,
           prepared,
+          op.method === 'POST' && op.auth !== 'signed' ? conditions(request) : undefined,
         );
         if (op.response.kind === 'resource') return docResponse(resource, result as Doc, op.response.status);
         return {

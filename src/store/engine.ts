@@ -42,9 +42,16 @@ export interface EngineOptions {
 /** Preconditions of a write: the versions an `If-Match` names (`any` for `*`), or null without one. */
 export interface WriteConditions {
   ifMatch: readonly number[] | 'any' | null;
+  /**
+   * false: a write EDM_REQUIRE_IF_MATCH does not cover (a custom operation's: a check-in or a
+   * sync appends an event to the row, as a create adds one, and overwrites nothing the caller read).
+   */
+  required?: boolean;
 }
 
 export const NO_CONDITIONS: WriteConditions = { ifMatch: null };
+/** A custom operation's update: its If-Match was answered when it read the row (ops.get). */
+const OPERATION_CONDITIONS: WriteConditions = { ifMatch: null, required: false };
 
 /**
  * A page of a list: its documents already in their JSON form (see DOC_COLUMN), as one buffer
@@ -646,7 +653,12 @@ export class Engine {
    * operation's `get` also locks what the row's updates lock (see loadForWrite). A read
    * operation's `get` locks nothing: it runs outside any transaction (`db` is the store's).
    */
-  ops(db: DB, principal: Principal, write = true): ResourceOps {
+  ops(
+    db: DB,
+    principal: Principal,
+    write = true,
+    target?: { resource: Resource; id: string; cond: WriteConditions },
+  ): ResourceOps {
     // A row the operation got (locked, in its transaction) is what its update starts from.
     const got = new Map<string, Doc>();
     const rows: WriteRows = new Map();
@@ -655,6 +667,11 @@ export class Engine {
         const doc = write
           ? await this.loadForWrite(db, resource, principal, id, rows)
           : await this.load(db, resource, principal, id, false);
+        // The operation's own row answers its If-Match as soon as it is read (and locked): 404,
+        // then 412, then the body's 400 (PRODUCT.md's check order).
+        if (write && target && resource === target.resource && id === target.id) {
+          this.checkPreconditions(doc, { ...target.cond, required: false }, undefined);
+        }
         got.set(rowKey(resource, principal.tenantId, id), doc);
         return doc;
       },
@@ -663,7 +680,7 @@ export class Engine {
         const key = rowKey(resource, principal.tenantId, id);
         const before = got.get(key);
         got.delete(key);
-        return this.update(db, resource, principal, id, patch, NO_CONDITIONS, { ...extra, before, rows });
+        return this.update(db, resource, principal, id, patch, OPERATION_CONDITIONS, { ...extra, before, rows });
       },
       page: (table, where, order, params) => this.page(db, principal, table, where, order, params),
     };
@@ -682,6 +699,7 @@ export class Engine {
     body: unknown,
     query: Record<string, string | string[] | undefined> = {},
     prepared?: unknown,
+    cond: WriteConditions = NO_CONDITIONS,
   ): Promise<Doc | RowPage> {
     return op.run({
       resource,
@@ -690,7 +708,7 @@ export class Engine {
       body,
       query,
       tx: this.tx(db, principal, this.clock.now()),
-      ops: this.ops(db, principal, op.method !== 'GET'),
+      ops: this.ops(db, principal, op.method !== 'GET', { resource, id, cond }),
       prepared,
     });
   }
@@ -1132,7 +1150,7 @@ export class Engine {
         extra: { current_version: current.version },
       });
     }
-    if (this.options.requireIfMatch && cond.ifMatch === null && bodyVersion === undefined) {
+    if (this.options.requireIfMatch && cond.required !== false && cond.ifMatch === null && bodyVersion === undefined) {
       throw new ApiError('precondition_required', 'This server requires If-Match (or a body version) on writes');
     }
   }
