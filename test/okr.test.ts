@@ -530,6 +530,22 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       await expectRollupExact(b);
     });
 
+    it('reads 0 once only weight-0 key results are left, whatever rounding the running sums kept', async () => {
+      t.clock.set(cycleAt(40));
+      const a = await objective();
+      await post({ objective_id: a, title: 'unweighted', target: 100, current: 50, weight: 0 });
+      const k1 = (await post({ objective_id: a, title: 'w0.1', target: 100, current: 33.33, weight: 0.1 })).body;
+      const k2 = (await post({ objective_id: a, title: 'w0.2', target: 100, current: 99.99, weight: 0.2 })).body;
+      await t.call('DELETE', `${kr.basePath}/${k1.id}`, { token });
+      await t.call('DELETE', `${kr.basePath}/${k2.id}`, { token });
+      // 0.1 + 0.2 − 0.1 − 0.2 leaves 2.8e-17 of weight: the running sums alone read 100%.
+      expect(await expectRollupExact(a)).toMatchObject({ progress_pct: 0, key_result_count: 1 });
+      const k3 = (await post({ objective_id: a, title: 'w0.3', target: 100, current: 40, weight: 0.3 })).body;
+      expect((await expectRollupExact(a)).progress_pct).toBe(40);
+      await patch(k3.id as string, { weight: 0 });
+      expect((await expectRollupExact(a)).progress_pct).toBe(0);
+    });
+
     it('is a system write on the objective: version advances, updated_by stays', async () => {
       t.clock.set(cycleAt(40));
       const a = await objective();

@@ -270,7 +270,7 @@ export const keyResults = defineResource({
       const work = pending.get(after);
       pending.delete(after);
       if (work?.snapshot) await tx.insert(snapshots, snapshotRow(tenantId, after.id as string, work.snapshot, ctx.now));
-      await rollUp(tx, objectives, tenantId, before, after);
+      await rollUp(tx, objectives, keyResults, tenantId, before, after);
       // The sweep keeps its own queue; a query's recomputation (query-source.ts) its own readers.
       if (ctx.op === 'system') return;
       await syncReads(tx, tenantId, before, after);

@@ -93,12 +93,33 @@ export function stateOf(objective: Doc): RollupState {
 }
 
 /**
+ * Below this, a positive or negative running weight sum is taken for what removals leave of
+ * floating-point rounding (0.1 + 0.2 − 0.1 − 0.2 is 2.8e-17, not 0), not for key results.
+ */
+const RESIDUE = 1e-6;
+
+/**
+ * Whether the running sums may hold rounding residue instead of key results: key results remain
+ * but their weight sum is not exactly zero and too small to be theirs (or a zero weight sum
+ * kept a progress sum). Shown as is, 1e-15 ÷ 3e-17 would read as 100%.
+ */
+export function mayHoldResidue(state: RollupState): boolean {
+  const w = state.rollup_weight_sum;
+  if (state.key_result_count === 0) return false;
+  return w === 0 ? state.rollup_progress_sum !== 0 : w < RESIDUE;
+}
+
+/**
  * Moves a key result's contribution from `before` to `after` on the objectives concerned, as
- * system writes in the key-result write's transaction.
+ * system writes in the key-result write's transaction. Incremental, but where the sums may hold
+ * only rounding residue (see mayHoldResidue: rare, when the last weighted key result leaves, or
+ * where weights are that small) the objective's live key results are summed again: exact, and
+ * the objective is locked (a key-result write locks its objective first), so none moves meanwhile.
  */
 export async function rollUp(
   tx: Tx,
   objectives: Parameters<Tx['find']>[0],
+  keyResults: Parameters<Tx['find']>[0],
   tenantId: string,
   before: Doc | null,
   after: Doc,
@@ -115,6 +136,11 @@ export async function rollUp(
     let state = stateOf(objective);
     if (remove) state = applyContribution(state, remove, -1);
     if (add) state = applyContribution(state, add, 1);
+    if (mayHoldResidue(state)) {
+      // The write's own row as it now is (a read of the store would see it too: its write went first).
+      const live = await tx.findLive(keyResults, tenantId, { objective_id: objectiveId });
+      state = recompute(live.map((kr) => (kr.id === after.id ? after : kr)));
+    }
     await tx.systemWrite(objectives, objective, { ...state, ...rollupFigures(state) });
   }
 }
