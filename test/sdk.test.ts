@@ -338,6 +338,70 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     expect(sent).toHaveLength(3);
   });
 
+  it("headers: one given replaces the SDK's own whatever its casing, and its Idempotency-Key is reused by retries", async () => {
+    reset();
+    faults.push({ method: 'POST', path: '/api/v1/okr/cycles', status: 503, retryAfter: '0' });
+    const body = { name: 'own key', start_date: '2027-01-01', end_date: '2027-03-31' };
+    const cycle = await client.okr.cycles.create(body, { headers: { 'Idempotency-Key': `order-17-${kind}` } });
+    expect(sent.map((s) => [s.method, s.headers['idempotency-key']])).toEqual([
+      ['POST', `order-17-${kind}`],
+      ['POST', `order-17-${kind}`],
+    ]);
+    // The same key again replays the first answer: the server saw the key the caller chose.
+    const again = await client.okr.cycles.create(body, { headers: { 'idempotency-KEY': `order-17-${kind}` } });
+    expect(again.id).toBe(cycle.id);
+    expect((await client.okr.cycles.list({ q: 'own key' })).data.map((c) => c.id)).toEqual([cycle.id]);
+  });
+
+  it("headers: a Content-Type given replaces the SDK's application/json (merge-patch on update)", async () => {
+    const cycle = await client.okr.cycles.create({
+      name: 'merge patch',
+      start_date: '2027-04-01',
+      end_date: '2027-06-30',
+    });
+    reset();
+    const patched = await client.okr.cycles.update(
+      cycle.id,
+      { name: 'merge patch (patched)' },
+      { ifVersion: cycle.version, headers: { 'Content-Type': 'application/merge-patch+json' } },
+    );
+    expect(patched.name).toBe('merge patch (patched)');
+    expect(sent[0].headers['content-type']).toBe('application/merge-patch+json');
+  });
+
+  it("headers: the client's, then the request's, then explicit options (idempotencyKey, ifVersion, token) win", async () => {
+    const cycle = await client.okr.cycles.create({
+      name: 'precedence',
+      start_date: '2027-07-01',
+      end_date: '2027-09-30',
+    });
+    reset();
+    const withDefaults = createClient({
+      baseUrl,
+      token,
+      fetch: recordingFetch,
+      headers: { 'X-Trace': 'client', 'X-Client': 'kept', ACCEPT: 'application/json, */*', Authorization: 'Bearer no' },
+    });
+    await withDefaults.okr.cycles.update(
+      cycle.id,
+      { name: 'precedence (options win)' },
+      {
+        ifVersion: cycle.version,
+        idempotencyKey: `explicit-${kind}`,
+        headers: { 'x-trace': 'request', 'Idempotency-Key': 'not-used', 'If-Match': '"999"' },
+      },
+    );
+    expect(sent[0].headers).toMatchObject({
+      'x-trace': 'request',
+      'x-client': 'kept',
+      accept: 'application/json, */*',
+      authorization: `Bearer ${token}`,
+      'idempotency-key': `explicit-${kind}`,
+      'if-match': `"${cycle.version}"`,
+      'content-type': 'application/json',
+    });
+  });
+
   it('honours Retry-After on 429', async () => {
     reset();
     faults.push({ method: 'GET', path: '/api/v1/okr/cycles', status: 429, retryAfter: '1' });

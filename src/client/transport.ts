@@ -11,7 +11,11 @@ export interface ClientOptions {
   maxRetries?: number;
   /** Milliseconds to wait for each answer before a retry or an APIConnectionTimeoutError (default 60 000). */
   timeout?: number;
-  /** Headers sent with every request. */
+  /**
+   * Headers sent with every request. Names are case-insensitive: one given here replaces the
+   * SDK's default of that name (`Accept`, `Content-Type`, a generated `Idempotency-Key`) whatever
+   * its casing, and is itself replaced by a request's `headers`. See {@link RequestOptions.headers}.
+   */
   headers?: Record<string, string>;
 }
 
@@ -20,11 +24,23 @@ export interface RequestOptions {
   signal?: AbortSignal;
   timeout?: number;
   maxRetries?: number;
+  /**
+   * Headers of this request. Names are case-insensitive (`Content-Type` and `content-type` are
+   * one header, never sent twice). Precedence, lowest first: the SDK's defaults (`Accept`,
+   * `Content-Type: application/json`, a generated `Idempotency-Key`), the client's `headers`,
+   * these `headers`, then the SDK's explicit options (`idempotencyKey`, `ifVersion`, and the
+   * client's `token` as `Authorization`). An `Idempotency-Key` given here is used instead of a
+   * generated one, and reused by every retry.
+   */
   headers?: Record<string, string>;
 }
 
 /** Options of writes: an explicit idempotency key (one is generated, and reused by retries, otherwise). */
 export interface WriteOptions extends RequestOptions {
+  /**
+   * The `Idempotency-Key` of this write, reused by its retries. Takes precedence over an
+   * `Idempotency-Key` in `headers`; with neither, one is generated (unless `maxRetries` is 0).
+   */
   idempotencyKey?: string;
 }
 
@@ -52,6 +68,14 @@ function randomKey(): string {
   if (typeof c?.randomUUID === 'function') return c.randomUUID();
   const bytes = c.getRandomValues(new Uint8Array(16));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * Sets header `name` in `headers` (lowercase names), replacing any value of that name whatever
+ * casing either was given in. Plain strings only, so the client runs anywhere `fetch` does.
+ */
+function setHeader(headers: Record<string, string>, name: string, value: string): void {
+  headers[name.toLowerCase()] = value;
 }
 
 function queryString(query: Readonly<Record<string, QueryValue>> | undefined): string {
@@ -111,14 +135,19 @@ export class Transport {
   async request<T>(req: ApiRequest): Promise<T> {
     const options = req.options ?? {};
     const maxRetries = options.maxRetries ?? this.#options.maxRetries ?? 2;
-    const headers: Record<string, string> = { accept: 'application/json', ...this.#options.headers };
+    // Lowest precedence first, each name lowercased so that a later one replaces an earlier one:
+    // the SDK's defaults, the client's headers, the request's headers, the explicit options.
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (req.body !== undefined) headers['content-type'] = 'application/json';
+    for (const given of [this.#options.headers, options.headers]) {
+      for (const [name, value] of Object.entries(given ?? {})) setHeader(headers, name, value);
+    }
     if (req.method !== 'GET') {
-      const key = options.idempotencyKey ?? (maxRetries > 0 ? randomKey() : undefined);
+      // Decided once, before the first attempt: every retry sends this same key.
+      const key = options.idempotencyKey ?? headers['idempotency-key'] ?? (maxRetries > 0 ? randomKey() : undefined);
       if (key) headers['idempotency-key'] = key;
     }
     if (options.ifVersion !== undefined && options.ifVersion !== null) headers['if-match'] = `"${options.ifVersion}"`;
-    if (req.body !== undefined) headers['content-type'] = 'application/json';
-    Object.assign(headers, options.headers);
     const url = `${this.#base}${req.path}${queryString(req.query)}`;
     const body = req.body === undefined ? undefined : JSON.stringify(req.body);
 
