@@ -382,6 +382,56 @@ describe('outbound policy', () => {
     expect(isRefusedAddress(address)).toBe(refused);
   });
 
+  // IPv4 inside IPv6: the embedded IPv4 address decides, in the hex form (as URL and resolvers
+  // write it) and the dotted one alike; public IPv4 addresses stay allowed.
+  it.each([
+    // NAT64, well-known prefix 64:ff9b::/96
+    ['64:ff9b::7f00:1', true],
+    ['64:ff9b::127.0.0.1', true],
+    ['64:ff9b::a9fe:a9fe', true],
+    ['64:ff9b::c0a8:101', true],
+    ['0064:ff9b:0000:0000:0000:0000:0a00:0001', true],
+    ['64:FF9B::A00:1', true],
+    ['64:ff9b::808:808', false],
+    ['64:ff9b::8.8.8.8', false],
+    // NAT64, local-use prefix 64:ff9b:1::/48: whichever RFC 6052 prefix length the operator chose
+    ['64:ff9b:1::7f00:1', true],
+    ['64:ff9b:1::10.0.0.1', true],
+    ['64:ff9b:1:7f00:1::', true], // /48 layout, 127.0.1.0
+    ['64:ff9b:1:a9:fe:a9fe::', true], // /56 layout, 169.254.169.254
+    ['64:ff9b:1::808:808', false],
+    ['64:ff9b:1:2:3:4:808:808', false],
+    // IPv4-mapped, SIIT-translated and IPv4-compatible (deprecated)
+    ['::ffff:7f00:1', true],
+    ['0:0:0:0:0:ffff:a9fe:a9fe', true],
+    ['::ffff:0:7f00:1', true],
+    ['::ffff:808:808', false],
+    ['::7f00:1', true],
+    ['::127.0.0.1', true],
+    ['::a9fe:a9fe', true],
+    ['::808:808', false],
+    ['::8.8.8.8', false],
+    // 6to4, 2002:AABB:CCDD::/48
+    ['2002:7f00:1::1', true],
+    ['2002:a9fe:a9fe::', true],
+    ['2002:c0a8:101:1::1', true],
+    ['2002:808:808::1', false],
+  ])('embedded IPv4: %s refused: %s', (address, refused) => {
+    expect(isRefusedAddress(address)).toBe(refused);
+  });
+
+  it('refuses a URL host that embeds a private IPv4 address in NAT64 form', async () => {
+    const policy = { allowHosts: [], timeoutMs: 1000 };
+    const host = new URL('http://[64:ff9b::127.0.0.1]/').hostname;
+    expect(host).toBe('[64:ff9b::7f00:1]');
+    await expect(resolveAllowed(host, policy)).rejects.toThrow(/64:ff9b::7f00:1, a private/);
+    await expect(resolveAllowed('[2002:a9fe:a9fe::]', policy)).rejects.toThrow(/a private/);
+    await expect(resolveAllowed('[64:ff9b::808:808]', policy)).resolves.toEqual({
+      address: '64:ff9b::808:808',
+      family: 6,
+    });
+  });
+
   it('checks literal addresses and names, and lets the operator allow one', async () => {
     const policy = { allowHosts: [], timeoutMs: 1000 };
     await expect(resolveAllowed('[::1]', policy)).rejects.toThrow(/::1, a private/);

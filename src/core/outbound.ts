@@ -39,15 +39,64 @@ for (const [net, bits] of [
   refused.addSubnet(net, bits, 'ipv6');
 }
 
+/** The 16 bytes of an IPv6 address `isIP` accepted (hex or with a dotted IPv4 tail; a zone is dropped). */
+function ipv6Bytes(address: string): number[] {
+  let text = address.replace(/%.*$/, '');
+  const dotted = /(?:^|:)(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (dotted) {
+    const [a, b, c, d] = dotted[1].split('.').map(Number);
+    text = `${text.slice(0, text.length - dotted[1].length)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head, tail] = text.split('::');
+  const part = (s: string | undefined) => (s ? s.split(':').map((g) => Number.parseInt(g, 16)) : []);
+  const left = part(head);
+  const right = part(tail);
+  const gap: number[] = Array(tail === undefined ? 0 : 8 - left.length - right.length).fill(0);
+  return [...left, ...gap, ...right].flatMap((g) => [g >> 8, g & 0xff]);
+}
+
+const zero = (bytes: number[]) => bytes.every((b) => b === 0);
+const dottedQuad = (bytes: number[]) => bytes.join('.');
+
+/**
+ * The IPv4 addresses an IPv6 address may carry (RFC 4291 mapped and compatible, RFC 2765
+ * translated, RFC 6052 NAT64, RFC 3056 6to4): connecting to it may reach them.
+ */
+function embeddedIPv4(b: number[]): string[] {
+  if (zero(b.slice(0, 10)) && b[10] === 0xff && b[11] === 0xff) return [dottedQuad(b.slice(12))]; // ::ffff:0:0/96
+  if (zero(b.slice(0, 8)) && b[8] === 0xff && b[9] === 0xff && zero(b.slice(10, 12))) {
+    return [dottedQuad(b.slice(12))]; // ::ffff:0:0:0/96, SIIT
+  }
+  if (zero(b.slice(0, 12))) return [dottedQuad(b.slice(12))]; // ::/96, IPv4-compatible (deprecated)
+  if (b[0] === 0x20 && b[1] === 0x02) return [dottedQuad(b.slice(2, 6))]; // 2002::/16, 6to4
+  if (b[0] === 0x00 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b) {
+    // NAT64 (64:ff9b::/32). The well-known prefix 64:ff9b::/96 has one layout; the local-use
+    // 64:ff9b:1::/48 and the rest may be any RFC 6052 prefix length, each placing the IPv4
+    // address elsewhere around the reserved octet 8: every layout the address fits decides.
+    if (zero(b.slice(4, 12))) return [dottedQuad(b.slice(12))];
+    const found = [dottedQuad(b.slice(12))]; // /96
+    for (const [v4, suffix] of [
+      [[4, 5, 6, 7], 9], // /32
+      [[5, 6, 7, 9], 10], // /40
+      [[6, 7, 9, 10], 11], // /48
+      [[7, 9, 10, 11], 12], // /56
+      [[9, 10, 11, 12], 13], // /64
+    ] as const) {
+      if (b[8] === 0 && zero(b.slice(suffix))) found.push(dottedQuad(v4.map((i) => b[i])));
+    }
+    return found;
+  }
+  return [];
+}
+
 /** Whether an address is private, loopback, link-local, metadata or otherwise not public. */
 export function isRefusedAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 4) return refused.check(address, 'ipv4');
   if (family !== 6) return true;
-  // IPv4 inside IPv6 (::ffff:a.b.c.d, and NAT64's 64:ff9b::/96): the IPv4 address decides.
-  const embedded = /^(?:::ffff:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
-  if (embedded) return refused.check(embedded, 'ipv4');
-  return refused.check(address, 'ipv6');
+  if (refused.check(address, 'ipv6')) return true;
+  // IPv4 inside IPv6, in hex (as URL and resolvers write it) or dotted: the IPv4 address decides too.
+  return embeddedIPv4(ipv6Bytes(address)).some((v4) => refused.check(v4, 'ipv4'));
 }
 
 /** The address to connect to for `host`: each one it resolves to checked, the first one used. */
