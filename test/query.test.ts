@@ -92,7 +92,7 @@ describe.each(storeKinds)('metric queries (data_source: query) on %s', (kind) =>
     expect(((await get(e)).history as Doc[]).map((h) => h.value)).toEqual([3, 21]);
   });
 
-  it('records no snapshot when the value is unchanged, and holds its value while it divides by zero', async () => {
+  it('records no snapshot when the value is unchanged, and holds its value while it divides by zero or overflows', async () => {
     const a = await manual(10);
     const floor = await query(`max(${k(a)}, 50)`);
     expect((await checkIn(a, 20)).status).toBe(201);
@@ -105,6 +105,15 @@ describe.each(storeKinds)('metric queries (data_source: query) on %s', (kind) =>
     expect((await get(ratio.id as string)).current).toBe(5);
     expect((await checkIn(zero, 0)).status).toBe(201);
     expect((await get(ratio.id as string)).current).toBe(5);
+
+    // Beyond ±1e15 is no number the API stores: the value holds, and the key result stays writable.
+    const scaled = await query(`${k(a)} * 1e14`, { baseline: 7 }); // 20 × 1e14 = 2e15: the baseline
+    expect(scaled.current).toBe(7);
+    expect((await checkIn(a, 5)).status).toBe(201);
+    expect((await get(scaled.id as string)).current).toBe(5e14);
+    expect((await checkIn(a, 11)).status).toBe(201);
+    expect((await get(scaled.id as string)).current).toBe(5e14);
+    expect((await patch(scaled.id as string, { title: 'renamed' })).status).toBe(200);
   });
 
   const bad: [string, (ids: { a: string }) => Doc, number, string, string][] = [

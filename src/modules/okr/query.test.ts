@@ -28,16 +28,23 @@ describe('metric queries: values', () => {
     [`sum(1, max(2, 3) * 2)`, 7],
     ['  1\n+\t2  ', 3],
     ['0 * -1', 0],
+    ['1e15', 1e15],
+    ['-1e15', -1e15],
   ])('%s = %s', (src, value) => {
     expect(run(src)).toBe(value);
   });
 
-  it.each([['1 / 0'], [`kr("${A}") / (kr("${B}") - 12)`], ['1e308 * 10'], ['0 / 0']])(
-    '%s is not a finite number: null (the key result keeps its value)',
-    (src) => {
-      expect(run(src)).toBeNull();
-    },
-  );
+  it.each([
+    ['1 / 0'],
+    [`kr("${A}") / (kr("${B}") - 12)`],
+    ['1e308 * 10'],
+    ['0 / 0'],
+    ['1e15 * 2'],
+    ['-1e16'],
+    ['99999999999 * 99999999999'],
+  ])('%s is not a finite number within ±1e15: null (the key result keeps its value)', (src) => {
+    expect(run(src)).toBeNull();
+  });
 
   it('lists what it reads once each, in order of appearance', () => {
     expect(parseQuery(`kr("${B}") + kr("${A}") * kr("${B}")`).reads).toEqual([B, A]);

@@ -4,7 +4,7 @@
  * tenant) and `sum/avg/min/max/count(…)`. Parsed into a tree and evaluated by walking it: never
  * JavaScript `eval`, no names but these, no loops, bounded depth and size.
  */
-import { idPattern } from '../../core/fields.js';
+import { idPattern, NUMBER_LIMIT } from '../../core/fields.js';
 
 export type QueryNode =
   | { kind: 'number'; value: number }
@@ -232,6 +232,7 @@ export function evaluate(query: ParsedQuery, current: (id: string) => number): n
     }
   };
   const value = walk(query.root);
-  // −0 is stored and shown as 0.
-  return Number.isFinite(value) ? value + 0 : null;
+  // −0 is stored and shown as 0. Beyond ±1e15 is no number the API stores (PRODUCT.md §1): a
+  // `current` there would fail every later write's validation of the merged document.
+  return Number.isFinite(value) && Math.abs(value) <= NUMBER_LIMIT ? value + 0 : null;
 }
