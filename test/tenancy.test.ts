@@ -75,6 +75,31 @@ describe.each(storeKinds)('tenancy on %s', (kind) => {
     });
   });
 
+  it('lets an application cascade only over rows it could delete itself (409, nothing deleted)', async () => {
+    const [objectives, keyResults] = [byName('Objective'), byName('KeyResult')];
+    const human = await t.token({ tenant: 'cascade' });
+    const app = await t.token({ tenant: 'cascade', app: 'app_c', sub: 'app_c' });
+    const objective = await t.create(objectives, app);
+    const own = await t.create(keyResults, app, { objective_id: objective.id, title: 'mine', target: 1 });
+    const peoples = await t.create(keyResults, human, { objective_id: objective.id, title: 'theirs', target: 1 });
+    const before = [
+      await storedRow(t, keyResults, own.id as string),
+      await storedRow(t, keyResults, peoples.id as string),
+    ];
+    const url = `${objectives.basePath}/${objective.id}?cascade=true`;
+    const res = await t.call('DELETE', url, { token: app });
+    expect([res.status, res.body.code, res.body.dependents]).toEqual([409, 'has_dependents', { 'key-results': 1 }]);
+    expect([
+      await storedRow(t, keyResults, own.id as string),
+      await storedRow(t, keyResults, peoples.id as string),
+    ]).toEqual(before);
+    expect((await t.call('GET', `${objectives.basePath}/${objective.id}`, { token: app })).body.is_deleted).toBe(false);
+    // Once the person's key result is gone, the application's cascade goes through.
+    await t.call('DELETE', `${keyResults.basePath}/${peoples.id}`, { token: human });
+    expect((await t.call('DELETE', url, { token: app })).status).toBe(200);
+    expect((await t.call('GET', `${keyResults.basePath}/${own.id}`, { token: app })).body.is_deleted).toBe(true);
+  });
+
   it('lets an integration attach key results to objectives people created (tenant-wide references)', async () => {
     const human = await t.token({ tenant: 'refs' });
     const app = await t.token({ tenant: 'refs', app: 'app_sync', sub: 'app_sync' });

@@ -1427,18 +1427,30 @@ export class Engine {
     return found;
   }
 
-  /** Soft-deletes the live descendants of the given parents, deepest first, in the caller's transaction. */
+  /**
+   * Soft-deletes the live descendants of the given parents, deepest first, in the caller's
+   * transaction. An application deletes only what it could delete one by one: a descendant of
+   * another application's or of a person's is 409 has_dependents, and the transaction undoes
+   * what this one deleted before it.
+   */
   private async cascadeDelete(db: DB, resource: Resource, principal: Principal, parentIds: string[], now: number) {
     for (const child of this.children.get(resource) ?? []) {
-      const ids = (
-        await db
-          .selectFrom(child.resource.table)
-          .select('id')
-          .where('tenant_id', '=', principal.tenantId)
-          .where(child.field, 'in', parentIds)
-          .where('is_deleted', '=', this.live(child.resource))
-          .execute()
-      ).map((r) => r.id as string);
+      const found = await db
+        .selectFrom(child.resource.table)
+        .select(['id', 'app_id'])
+        .where('tenant_id', '=', principal.tenantId)
+        .where(child.field, 'in', parentIds)
+        .where('is_deleted', '=', this.live(child.resource))
+        .execute();
+      const outside = principal.appId === null ? 0 : found.filter((r) => r.app_id !== principal.appId).length;
+      if (outside > 0) {
+        throw new ApiError(
+          'has_dependents',
+          `${resource.name} ${parentIds.join(', ')} has live ${child.resource.name} (${outside}) outside this application's scope: cascade deletes only what this application could delete itself`,
+          { extra: { dependents: { [child.resource.path]: outside } } },
+        );
+      }
+      const ids = found.map((r) => r.id as string);
       if (ids.length === 0) continue;
       await this.cascadeDelete(db, child.resource, principal, ids, now);
       const tx = this.tx(db, principal, now);
