@@ -110,6 +110,20 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect(res.body).toMatchObject({ direction: 'decrease', baseline: 200, target: 100 });
     });
 
+    it.each([
+      ['equal bounds', { baseline: 10, target: 10, current: 12, direction: 'decrease' }, { target: 10 }],
+      [
+        'a threshold',
+        { metric_type: 'threshold', baseline: 300, target: 200, current: 150, direction: 'decrease' },
+        { baseline: 300, metric_type: 'threshold' },
+      ],
+    ])('keeps the direction of %s when a PATCH sends its bounds back unchanged', async (_name, body, same) => {
+      const created = (await post({ objective_id: await objective(), title: 'x', ...body })).body;
+      const res = await patch(created.id as string, { ...same, title: 'renamed' });
+      expect(res.status).toBe(200);
+      for (const k of ['direction', 'progress_pct', 'status']) expect(res.body[k]).toBe(created[k]);
+    });
+
     const bad: [string, Doc, string][] = [
       ['a contradicting direction', { target: 100, direction: 'decrease' }, '/direction'],
       ['no target', {}, '/target'],

@@ -169,7 +169,10 @@ export const keyResults = defineResource({
         if (doc.metric_type === 'milestone' && doc.target === null) doc.target = 1;
         if (doc.current === null) doc.current = doc.baseline;
       }
-      const boundsChanged = before !== null && ('baseline' in input || 'target' in input || 'metric_type' in input);
+      // Changed, not merely sent: a form sent back whole keeps the direction its bounds allow.
+      const boundsChanged =
+        before !== null &&
+        (doc.baseline !== before.baseline || doc.target !== before.target || doc.metric_type !== before.metric_type);
       const numeric = typeof doc.baseline === 'number' && typeof doc.target === 'number';
       if (numeric && (doc.direction === null || (boundsChanged && !('direction' in input)))) {
         doc.direction = impliedDirection(doc.metric_type as MetricType, doc.baseline as number, doc.target as number);
