@@ -73,8 +73,16 @@ export class ContractChecker {
     const operation = item?.[method] as Json | undefined;
     if (!route || !operation) {
       if (!path.startsWith('/api/')) return [];
-      // Unknown API routes answer a problem: 401 without a token (an anonymous caller learns nothing), else 404.
-      if (res.status !== 404 && res.status !== 401) return [`${where}: undocumented route`];
+      // Unknown API routes answer a problem: 401 without a token (an anonymous caller learns
+      // nothing), else 404; a documented path with another method, 405 naming the documented ones.
+      if (res.status === 405 && item) {
+        const documented = Object.keys(item)
+          .filter((m) => m !== 'parameters')
+          .map((m) => m.toUpperCase());
+        const allowed = String(res.headers.allow ?? '').split(', ');
+        const missing = documented.filter((m) => !allowed.includes(m));
+        if (missing.length) return [`${where}: Allow (${res.headers.allow}) lacks ${missing.join(', ')}`];
+      } else if (res.status !== 404 && res.status !== 401) return [`${where}: undocumented route`];
       return this.#body(where, res, 'components/schemas/Problem', 'application/problem+json');
     }
     const responses = operation.responses as Json;

@@ -355,6 +355,41 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
     const missing = await t.call('GET', '/api/v1/okr/nothing', { token });
     expect([missing.status, missing.body.code]).toEqual([404, 'route_not_found']);
   });
+
+  it.each([
+    ['PUT', '/api/v1/okr/cycles', 'GET,HEAD,POST'],
+    ['DELETE', '/api/v1/okr/objectives', 'GET,HEAD,POST'],
+    ['PUT', `/api/v1/okr/objectives/obj_01ARZ3NDEKTSV4RRFFQ69G5FAV`, 'DELETE,GET,HEAD,PATCH'],
+    ['GET', `/api/v1/okr/key-results/kr_01ARZ3NDEKTSV4RRFFQ69G5FAV/restore`, 'POST'],
+    ['POST', '/api/v1/manifest', 'GET,HEAD'],
+  ])('%s %s: 405 method_not_allowed with Allow: %s', async (method, url, allow) => {
+    const res = await t.call(method, url, { token, body: method === 'GET' ? undefined : {} });
+    expect([res.status, res.body.code, res.headers['content-type']]).toEqual([
+      405,
+      'method_not_allowed',
+      'application/problem+json; charset=utf-8',
+    ]);
+    expect(String(res.headers.allow).split(', ').sort().join(',')).toBe(allow);
+    // An unknown /api/v1 route still asks for a token first.
+    expect((await t.call(method, url, { token: null, body: method === 'GET' ? undefined : {} })).status).toBe(
+      url.endsWith('manifest') ? 405 : 401,
+    );
+  });
+
+  it.each([
+    ['a percent sign that escapes nothing', '/api/v1/okr/objectives/%zz'],
+    ['an id longer than any id', `/api/v1/okr/objectives/${'a'.repeat(101)}`],
+    ['the same under a custom operation', `/api/v1/okr/key-results/${'a'.repeat(101)}/check-ins`],
+  ])('answers a URL the router cannot take (%s) as a problem: 404, request id, CORS', async (_name, url) => {
+    const res = await t.call('GET', url, { token, headers: { origin: 'https://app.example' } });
+    expect([res.status, res.headers['content-type'], res.body.code]).toEqual([
+      404,
+      'application/problem+json; charset=utf-8',
+      'route_not_found',
+    ]);
+    expect(res.body.request_id).toBe(res.headers['x-request-id']);
+    expect(res.headers['access-control-allow-origin']).toBe('*');
+  });
 });
 
 function stripServerFields(resource: Resource, doc: Doc): Doc {

@@ -12,7 +12,7 @@ import { modules as allModules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
 import { Engine } from '../store/engine.js';
 import { migrate } from '../store/schema.js';
-import { registerCors } from './cors.js';
+import { type CorsPolicy, corsHeaders, registerCors } from './cors.js';
 import { Idempotency } from './idempotency.js';
 import { registerManifestRoute } from './manifest.js';
 import { registerMetrics } from './metrics.js';
@@ -86,6 +86,21 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   const requestId = requestIds();
   const requestTimeout = config.requestTimeoutMs ?? 30_000;
+  const cors: CorsPolicy = {
+    methods: ['GET', 'POST', 'PATCH', 'DELETE', 'OPTIONS'],
+    allowedHeaders: ['Authorization', 'Content-Type', 'If-Match', 'If-None-Match', 'Idempotency-Key'],
+    exposedHeaders: [
+      'ETag',
+      'Location',
+      'x-request-id',
+      'Retry-After',
+      'Idempotent-Replayed',
+      'Original-Request-Id',
+      ...RATE_LIMIT_HEADERS,
+    ],
+    maxAge: 600,
+  };
+  const answerCors = corsHeaders(cors);
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: BODY_LIMIT,
@@ -98,6 +113,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     requestIdHeader: false,
     return503OnClosing: true,
     routerOptions: { ignoreTrailingSlash: true },
+    // A URL the router cannot read (`%zz`) or whose id is over its length limit names nothing:
+    // 404 as a problem like every other, before any hook (so with its headers set here).
+    frameworkErrors: (_err, request, reply) => {
+      reply.header('x-request-id', request.id);
+      answerCors(request, reply);
+      const path = request.raw.url?.split('?')[0] ?? '';
+      sendProblem(request, reply, new ApiError('route_not_found', `No route ${request.method} ${path}`));
+    },
   });
   // Node enforces the request timeout only with a headers timeout no longer than it.
   if (requestTimeout > 0) app.server.headersTimeout = Math.min(app.server.headersTimeout, requestTimeout);
@@ -114,29 +137,31 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     }
     parseJson(request, body as string, done);
   });
-  registerCors(app, {
-    methods: ['GET', 'POST', 'PATCH', 'DELETE', 'OPTIONS'],
-    allowedHeaders: ['Authorization', 'Content-Type', 'If-Match', 'If-None-Match', 'Idempotency-Key'],
-    exposedHeaders: [
-      'ETag',
-      'Location',
-      'x-request-id',
-      'Retry-After',
-      'Idempotent-Replayed',
-      'Original-Request-Id',
-      ...RATE_LIMIT_HEADERS,
-    ],
-    maxAge: 600,
-  });
+  registerCors(app, cors);
 
   app.setErrorHandler((err, request, reply) => sendProblem(request, reply, err));
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(
+  // The methods each route answers, for a 405's Allow: the router finds a path's route only
+  // with its method, so a path that some route answers with another method is known from these.
+  const routeMethods: { pattern: RegExp; method: string }[] = [];
+  app.addHook('onRoute', (route) => {
+    if (route.url.includes('*')) return;
+    const escaped = route.url.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/:[^/]+/g, '[^/]+');
+    const pattern = new RegExp(`^${escaped}/?$`);
+    for (const method of [route.method].flat()) routeMethods.push({ pattern, method });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0];
+    const allow = [...new Set(routeMethods.filter((r) => r.pattern.test(path)).map((r) => r.method))];
+    if (allow.length === 0) {
+      return sendProblem(request, reply, new ApiError('route_not_found', `No route ${request.method} ${path}`));
+    }
+    reply.header('allow', allow.join(', '));
+    return sendProblem(
       request,
       reply,
-      new ApiError('route_not_found', `No route ${request.method} ${request.url.split('?')[0]}`),
-    ),
-  );
+      new ApiError('method_not_allowed', `${path} does not take ${request.method}; it takes ${allow.join(', ')}`),
+    );
+  });
 
   const limiter = config.rateLimit ? new RateLimiter(config.rateLimit, clock) : undefined;
   // Callback style, not async: a token seen before is answered from the cache without a promise.
