@@ -173,6 +173,9 @@ describe('edm CLI (built)', () => {
     expect(JSON.parse(readFileSync(out, 'utf8')).resources.KeyResult).toHaveLength(9);
     const imported = await edm('import', out, '--tenant', 'xfer-b');
     expect(imported.stderr).toMatch(/imported into tenant xfer-b \(sqlite\): 1 Cycle, 4 Objective, 9 KeyResult/);
+    // One resource of the file: the key results, into the tenant that has their objectives.
+    const one = await edm('import', out, '--tenant', 'xfer-a', '--resource', 'KeyResult');
+    expect(one.stderr).toMatch(/imported into tenant xfer-a \(sqlite\): 9 KeyResult$/m);
     const csv = await edm('export', '--tenant', 'xfer-b', '--resource', 'KeyResult', '--format', 'csv');
     expect(csv.stdout.split('\r\n').filter((l) => l !== '')).toHaveLength(10); // a header and 9 rows
     await expect(edm('export', '--format', 'csv')).rejects.toMatchObject({ code: 2 });
@@ -203,6 +206,47 @@ describe('edm CLI (built)', () => {
     expect(claims.exp - claims.iat).toBe(300);
     await expect(run(process.execPath, [bin, 'token', '--sub', 's'], { cwd: dir })).rejects.toMatchObject({ code: 2 });
   });
+});
+
+/** Usage errors exit 2 with what is wrong and the command's usage line; `--help` prints it and exits 0. */
+describe('edm usage', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'edm-usage-'));
+  });
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const env = { ...process.env, EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' };
+  const edm = (...args: string[]) => run(process.execPath, [bin, ...args], { cwd: dir, env });
+
+  it.each([
+    [['token', '--bogus'], "Unknown option '--bogus'", 'edm token --tenant T --sub S'],
+    [['token', '--tenant', 't'], '--tenant and --sub are required', 'edm token --tenant T --sub S'],
+    [['export', '--tenant'], "Option '--tenant <value>' argument missing", 'edm export --tenant T'],
+    [['import', 'x.json', '--tenant', 't', '--nope'], "Unknown option '--nope'", 'edm import FILE --tenant T'],
+    [['serve', '--bogus'], "Unknown option '--bogus'", 'edm serve [--no-migrate]'],
+    [['migrate', '--bogus'], "Unknown option '--bogus'", 'edm migrate'],
+    [['migrate', 'now'], "Unexpected argument 'now'", 'edm migrate'],
+    [['seed', '--tenant', ''], '--tenant must not be empty', 'edm seed [--tenant dev]'],
+  ])('edm %j exits 2, saying so, with its usage line', async (args, message, usage) => {
+    const err = await edm(...args).catch((e) => e);
+    expect(err).toMatchObject({ code: 2 });
+    expect(err.stderr).toContain(`edm ${args[0]}: ${message}`);
+    expect(err.stderr).toContain(`Usage: ${usage}`);
+    expect(existsSync(join(dir, 'data'))).toBe(false); // nothing ran
+  });
+
+  it.each([['token'], ['serve'], ['migrate'], ['seed'], ['export'], ['import']])(
+    'edm %s --help prints its usage and exits 0',
+    async (command) => {
+      for (const help of ['--help', '-h']) {
+        const { stdout } = await edm(command, help);
+        expect(stdout).toMatch(new RegExp(`^Usage: edm ${command}\\b`));
+      }
+      expect(existsSync(join(dir, 'data'))).toBe(false);
+    },
+  );
 });
 
 // The dynamic loader prints the tunables it parsed (glibc ≥ 2.33): the interpreter line's

@@ -139,7 +139,7 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     const at = (name: string) => header.indexOf(name);
     const mrr = rows.find((r) => r[at('title')] === 'Grow MRR to $120k') as string[];
     expect(JSON.parse(mrr[at('tags')])).toEqual(['revenue']);
-    expect(mrr[at('owner_id')]).toBe('');
+    expect(mrr[at('owner_id')]).toBeNull();
 
     // Into the same tenant: its objectives exist there, so the references hold.
     expect(await importRows(opts('source'), { csv, resource: 'KeyResult' })).toEqual({ KeyResult: 9 });
@@ -167,6 +167,127 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     await expect(importRows(opts('source'), { csv: 'title\r\nx\r\n', resource: 'Nope' })).rejects.toThrow(
       'no resource Nope',
     );
+  });
+
+  it('carries every check-in of a key result, not only the newest 100 of its history, and keeps its created_at', async () => {
+    const token = await t.token({ tenant: 'source' });
+    const [objective] = await list('source', 'objectives');
+    const created = await t.call('POST', '/api/v1/okr/key-results', {
+      token,
+      body: { objective_id: objective.id, title: 'A long log', target: 1000 },
+    });
+    expect(created.status).toBe(201);
+    for (let value = 1; value <= 110; value++) {
+      t.clock.advance(60_000);
+      const res = await t.call('POST', `/api/v1/okr/key-results/${created.body.id}/check-ins`, {
+        token,
+        body: { value },
+      });
+      expect(res.status).toBe(201);
+    }
+    const checkIns = async (tenant: string) => {
+      const kr = (await list(tenant, 'key-results')).find((k) => k.title === 'A long log') as Doc;
+      const res = await t.call('GET', `/api/v1/okr/key-results/${kr.id}/check-ins?limit=200`, {
+        token: await t.token({ tenant }),
+      });
+      expect(res.status).toBe(200);
+      return { kr, log: (res.body.data as Doc[]).map((c) => [c.at, c.value]).reverse() };
+    };
+    const { doc } = await exported('source');
+    expect(doc.resources.KeyResult.find((k) => k.title === 'A long log')?.history).toHaveLength(111);
+    await importRows(opts('copy'), { json: doc });
+    const [source, copy] = [await checkIns('source'), await checkIns('copy')];
+    expect(copy.log).toHaveLength(111);
+    expect(copy.log[0]).toEqual([created.body.created_at, 0]);
+    expect(copy.log).toEqual(source.log);
+    expect(copy.kr.created_at).toBe(created.body.created_at);
+    expect((copy.kr.history as Doc[]).map((h) => h.value)).toEqual((source.kr.history as Doc[]).map((h) => h.value));
+
+    // An export of the first version (its history the newest 100 entries) still imports, as it did.
+    const v1 = structuredClone(doc);
+    v1.format = 'edm.export.v1';
+    for (const kr of v1.resources.KeyResult) kr.history = (kr.history as Doc[]).slice(-100);
+    await importRows(opts('old'), { json: v1 });
+    expect((await checkIns('old')).log).toEqual(source.log.slice(-100));
+  });
+
+  it('imports one resource of an export with a resource named, its references to the others kept', async () => {
+    const { doc } = await exported('source');
+    expect(await importRows(opts('source'), { json: doc, resource: 'KeyResult' })).toEqual({ KeyResult: 9 });
+    expect(await list('source', 'key-results')).toHaveLength(18);
+    expect(await list('source', 'objectives')).toHaveLength(4);
+    // Elsewhere the objectives they name do not exist.
+    await expect(importRows(opts('copy'), { json: doc, resource: 'KeyResult' })).rejects.toThrow(
+      /^KeyResult \d+ \(kr_\w+\): objective_id must name a live Objective/,
+    );
+    await expect(importRows(opts('copy'), { json: doc, resource: 'Nope' })).rejects.toThrow('no resource Nope');
+    delete doc.resources.Connector;
+    await expect(importRows(opts('copy'), { json: doc, resource: 'Connector' })).rejects.toThrow(
+      'the file has no resources.Connector',
+    );
+  });
+
+  it('refuses a JSON row with a field the resource does not have, or a time that is no time or in the future', async () => {
+    const { doc } = await exported('source');
+    const at = doc.resources.KeyResult.findIndex((k) => k.data_source === 'manual' && (k.history as Doc[]).length > 2);
+    const row = `KeyResult ${at + 1} \\(${doc.resources.KeyResult[at].id}\\)`;
+    const cases: [string, (kr: Doc) => void, RegExp][] = [
+      ['an unknown field', (kr) => Object.assign(kr, { bogus: 1 }), /bogus is not a field of KeyResult/],
+      [
+        'created_at not a time',
+        (kr) => Object.assign(kr, { created_at: 'not a date' }),
+        /created_at must be a date-time, not "not a date"/,
+      ],
+      [
+        'created_at in the future',
+        (kr) => Object.assign(kr, { created_at: '2999-01-01T00:00:00.000Z' }),
+        /created_at must not be in the future \(2999-01-01T00:00:00\.000Z\)/,
+      ],
+      [
+        'a check-in in the future',
+        (kr) => Object.assign((kr.history as Doc[])[2], { at: '2999-01-01T00:00:00.000Z' }),
+        /history\[2\]\.at must not be in the future \(2999-01-01T00:00:00\.000Z\)/,
+      ],
+      [
+        'a check-in at no time',
+        (kr) => Object.assign((kr.history as Doc[])[1], { at: 42 }),
+        /history\[1\]\.at must be a date-time, not 42/,
+      ],
+    ];
+    for (const [name, spoil, message] of cases) {
+      const bad = structuredClone(doc);
+      spoil(bad.resources.KeyResult[at]);
+      const err = await importRows(opts('copy'), { json: bad }).catch((e) => e);
+      expect(err, name).toBeInstanceOf(TransferError);
+      expect(err.message, name).toMatch(new RegExp(`^${row}: ${message.source}; nothing was imported$`));
+    }
+    expect(await list('copy', 'objectives')).toEqual([]);
+    // The server's own fields of an exported row are fields too.
+    expect(await importRows(opts('copy'), { json: doc })).toMatchObject({ KeyResult: 9 });
+  });
+
+  it('tells an empty string from null in a CSV: "" for one, an empty cell for the other', async () => {
+    const token = await t.token({ tenant: 'source' });
+    const [objective] = await list('source', 'objectives');
+    for (const unit of ['', null]) {
+      const res = await t.call('POST', '/api/v1/okr/key-results', {
+        token,
+        body: { objective_id: objective.id, title: `Unit ${JSON.stringify(unit)}`, target: 5, unit },
+      });
+      expect(res.status).toBe(201);
+    }
+    let csv = '';
+    await exportCsv({ ...opts('source'), resource: 'KeyResult' }, (chunk) => {
+      csv += chunk;
+    });
+    expect(await importRows(opts('source'), { csv, resource: 'KeyResult' })).toEqual({ KeyResult: 11 });
+    const units = (await list('source', 'key-results')).filter((k) => /^Unit /.test(k.title as string));
+    expect(units.map((k) => `${k.title} → ${JSON.stringify(k.unit)}`).sort()).toEqual([
+      'Unit "" → ""',
+      'Unit "" → ""',
+      'Unit null → null',
+      'Unit null → null',
+    ]);
   });
 });
 
@@ -208,13 +329,14 @@ describe('parseCsv', () => {
     ],
     ['quoted commas, quotes and newlines', 'a\r\n"x, ""y""\nz"\r\n', [['a'], ['x, "y"\nz']]],
     [
-      'empty cells',
+      'empty cells, as null',
       'a,b,c\r\n,,\r\n',
       [
         ['a', 'b', 'c'],
-        ['', '', ''],
+        [null, null, null],
       ],
     ],
+    ['quoted empty cells, as empty strings', 'a,b\r\n"",\r\n""', [['a', 'b'], ['', null], ['']]],
     ['a byte-order mark', '\uFEFFa\r\n1\r\n', [['a'], ['1']]],
   ])('%s', (_name, text, rows) => {
     expect(parseCsv(text)).toEqual(rows);

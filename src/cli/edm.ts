@@ -10,28 +10,51 @@ import { migrate } from '../store/schema.js';
 import { seedDemo } from './seed.js';
 import { exportCsv, exportJson, importRows, TransferError, type TransferOptions } from './transfer.js';
 
+/** Each command's usage, in the order `edm help` lists them (a usage error prints its command's). */
+const COMMANDS: Record<string, string> = {
+  serve: `edm serve [--no-migrate]       serve the API (PORT, EDM_DATABASE_URL, … from the environment);
+                               migrates at start unless --no-migrate or EDM_AUTO_MIGRATE=0`,
+  token: `edm token --tenant T --sub S [--app A] [--scope "okr:read okr:write"] [--ttl 1h]
+                               print a JWT signed with the configured or generated secret`,
+  migrate: `edm migrate                    create or upgrade the database schema (safe twice, or from two
+                               processes at once); postgres://…?schema=NAME targets a schema`,
+  seed: `edm seed [--tenant dev] [--sub S] [--force]
+                               write demo data (a cycle, objectives, key results with weeks of
+                               check-ins) into a tenant; the default is the Playground's dev
+                               token's tenant; refuses a tenant that has data, unless --force`,
+  export: `edm export --tenant T [--out FILE] [--format json|csv] [--resource NAME] [--include-deleted]
+                               write a tenant's rows as JSON (every resource, or one) or CSV
+                               (one); to stdout unless --out`,
+  import: `edm import FILE --tenant T [--format json|csv] [--resource NAME] [--sub edm-import]
+                               create the rows of an export (or a CSV of one resource) in a
+                               tenant, in one transaction: an invalid row writes nothing;
+                               --resource imports only that resource's rows of a JSON export;
+                               --sub is the writer the rows name`,
+};
+
 const USAGE = `edm — the EDM API platform
 
 Usage:
-  edm serve [--no-migrate]       serve the API (PORT, EDM_DATABASE_URL, … from the environment);
-                                 migrates at start unless --no-migrate or EDM_AUTO_MIGRATE=0
-  edm token --tenant T --sub S [--app A] [--scope "okr:read okr:write"] [--ttl 1h]
-                                 print a JWT signed with the configured or generated secret
-  edm migrate                    create or upgrade the database schema (safe twice, or from two
-                                 processes at once); postgres://…?schema=NAME targets a schema
-  edm seed [--tenant dev] [--sub S] [--force]
-                                 write demo data (a cycle, objectives, key results with weeks of
-                                 check-ins) into a tenant; the default is the Playground's dev
-                                 token's tenant; refuses a tenant that has data, unless --force
-  edm export --tenant T [--out FILE] [--format json|csv] [--resource NAME] [--include-deleted]
-                                 write a tenant's rows as JSON (every resource) or CSV (one);
-                                 to stdout unless --out
-  edm import FILE --tenant T [--format json|csv] [--resource NAME] [--sub edm-import]
-                                 create the rows of an export (or a CSV of one resource) in a
-                                 tenant, in one transaction: an invalid row writes nothing;
-                                 --sub is the writer the rows name
-  edm help                       this text
+${Object.values(COMMANDS)
+  .map((text) => `  ${text.replaceAll('\n', '\n  ')}\n`)
+  .join('')}  edm help                       this text (edm COMMAND --help: that command's)
 `;
+
+/** One command's usage, its lines under the first. */
+const usageOf = (command: string) => `Usage: ${COMMANDS[command].replaceAll('\n', '\n       ')}\n`;
+
+/** A command line a command cannot run: exit code 2, with the command's usage. */
+class UsageError extends Error {}
+
+/** An error of `parseArgs` (an unknown option, a missing value, an unexpected argument): a usage error. */
+const isArgsError = (err: unknown) =>
+  err instanceof TypeError && String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_');
+
+/** Whether the arguments ask for help (`--help` or `-h`, before any `--`). */
+function asksHelp(args: string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--help' || a === '-h');
+}
 
 async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { 'no-migrate': { type: 'boolean' } }, strict: true });
@@ -67,10 +90,7 @@ async function token(args: string[]): Promise<number> {
     },
     strict: true,
   });
-  if (!values.tenant || !values.sub) {
-    process.stderr.write('edm token: --tenant and --sub are required\n');
-    return 2;
-  }
+  if (!values.tenant || !values.sub) throw new UsageError('--tenant and --sub are required');
   const config = loadConfig();
   const jwt = await mintToken({
     secret: config.jwtSecret,
@@ -86,7 +106,9 @@ async function token(args: string[]): Promise<number> {
   return 0;
 }
 
-async function migrateCommand(): Promise<number> {
+async function migrateCommand(args: string[]): Promise<number> {
+  // It takes no options: one given is a usage error, not ignored while the schema is migrated.
+  parseArgs({ args, options: {}, strict: true });
   const config = loadConfig();
   const store = openStore(config.databaseUrl, { ...storeOptions(config), poolSize: 2 });
   try {
@@ -112,10 +134,7 @@ async function seedCommand(args: string[]): Promise<number> {
     strict: true,
   });
   const tenant = values.tenant ?? DEV_TENANT;
-  if (tenant === '') {
-    process.stderr.write('edm seed: --tenant must not be empty\n');
-    return 2;
-  }
+  if (tenant === '') throw new UsageError('--tenant must not be empty');
   const config = loadConfig();
   const store = openStore(config.databaseUrl, { ...storeOptions(config), poolSize: 2 });
   try {
@@ -169,7 +188,6 @@ function formatOf(value: string | undefined, file: string | undefined): 'json' |
 }
 
 async function transfer(
-  name: string,
   args: string[],
   work: (o: {
     values: Record<string, string | boolean | undefined>;
@@ -191,10 +209,7 @@ async function transfer(
     },
     strict: true,
   });
-  if (!values.tenant) {
-    process.stderr.write(`edm ${name}: --tenant is required\n`);
-    return 2;
-  }
+  if (!values.tenant) throw new UsageError('--tenant is required');
   const config = loadConfig();
   const store = openStore(config.databaseUrl, { ...storeOptions(config), poolSize: 2 });
   const progress = progressBar();
@@ -218,7 +233,7 @@ async function transfer(
 }
 
 function exportCommand(args: string[]): Promise<number> {
-  return transfer('export', args, async ({ values, base }) => {
+  return transfer(args, async ({ values, base }) => {
     const out = values.out as string | undefined;
     const format = formatOf(values.format as string | undefined, out);
     const resource = values.resource as string | undefined;
@@ -253,18 +268,19 @@ function exportCommand(args: string[]): Promise<number> {
 }
 
 function importCommand(args: string[]): Promise<number> {
-  return transfer('import', args, async ({ values, positionals, base }) => {
+  return transfer(args, async ({ values, positionals, base }) => {
     const [file, ...extra] = positionals;
     if (!file || extra.length > 0) throw new TransferError('name one file to import: edm import FILE --tenant T');
     const format = formatOf(values.format as string | undefined, file);
     const text = readFileSync(file, 'utf8');
-    let input: { json: unknown } | { csv: string; resource: string };
+    const resource = values.resource as string | undefined;
+    let input: { json: unknown; resource?: string } | { csv: string; resource: string };
     if (format === 'csv') {
-      if (!values.resource) throw new TransferError('a CSV import needs --resource (the resource its rows are)');
-      input = { csv: text, resource: values.resource as string };
+      if (!resource) throw new TransferError('a CSV import needs --resource (the resource its rows are)');
+      input = { csv: text, resource };
     } else {
       try {
-        input = { json: JSON.parse(text) };
+        input = { json: JSON.parse(text), resource };
       } catch (err) {
         throw new TransferError(`${file} is not JSON: ${(err as Error).message}`);
       }
@@ -275,12 +291,17 @@ function importCommand(args: string[]): Promise<number> {
 }
 
 /**
- * The `edm` command line; answers the exit code: 0, 2 for a usage error, 1 for anything that
- * stopped a command (a refusal such as `SeedRefused` or `TransferError`, or a failure), with
- * its message on stderr.
+ * The `edm` command line; answers the exit code: 0 (`edm COMMAND --help` too), 2 for a usage
+ * error (an unknown option or argument, a missing value: the message and the command's usage),
+ * 1 for anything that stopped a command (a refusal such as `SeedRefused` or `TransferError`, or
+ * a failure), with its message on stderr.
  */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command !== undefined && Object.hasOwn(COMMANDS, command) && asksHelp(rest)) {
+    process.stdout.write(usageOf(command));
+    return 0;
+  }
   try {
     switch (command) {
       case 'serve':
@@ -288,7 +309,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'token':
         return await token(rest);
       case 'migrate':
-        return await migrateCommand();
+        return await migrateCommand(rest);
       case 'seed':
         return await seedCommand(rest);
       case 'export':
@@ -306,6 +327,10 @@ export async function main(argv: string[]): Promise<number> {
         return 2;
     }
   } catch (err) {
+    if (err instanceof UsageError || isArgsError(err)) {
+      process.stderr.write(`edm ${command}: ${(err as Error).message}\n\n${usageOf(command)}`);
+      return 2;
+    }
     process.stderr.write(`edm ${command}: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }
