@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SEARCH_FOLD } from '../src/core/list-query.js';
 import type { Doc, Resource } from '../src/core/resource.js';
+import { META_TABLE, migrate } from '../src/store/schema.js';
 import {
   byName,
   emptyCurrent,
@@ -127,6 +129,47 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       const res = await t.call('GET', `${resource.basePath}?q=${encodeURIComponent('item b')}&limit=200`);
       const expected = rows.filter((r) => (r[resource.titleField] as string).toLowerCase().includes('item b'));
       expect((res.body.data as Doc[]).map((d) => d.id).sort()).toEqual(expected.map((r) => r.id).sort());
+    });
+  });
+
+  describe('q folds case fully, not only lower-casing', () => {
+    const objectives = byName('Objective');
+    const search = async (tenant: string, title: string, query: string) => {
+      const token = await t.token({ tenant });
+      const created = await t.create(objectives, token, { title });
+      const res = await t.call('GET', `${objectives.basePath}?q=${encodeURIComponent(query)}`, { token });
+      return { id: created.id, found: (res.body.data as Doc[]).map((d) => d.id) };
+    };
+
+    it.each([
+      ['a Greek capital sigma searched mid-word', 'ΠΩΛΗΣΕΙΣ ΕΞΩΤΕΡΙΚΟΥ', 'ΠΩΛΗΣ'],
+      ['a final sigma searched as a sigma', 'ΟΔΟΣ', 'οδοσ'],
+      ['a final sigma searched alone', 'ΟΔΟΣ', 'Σ'],
+      ['ß searched as SS', 'Straße', 'STRASSE'],
+      ['ss searched as ß', 'Strasse', 'straße'],
+      ['a dotted capital I searched as i', 'İstanbul office', 'istanbul'],
+      ['a dotless i searched as I', 'Kırmızı', 'KIRMIZI'],
+    ])('%s', async (name, title, query) => {
+      const { id, found } = await search(`fold-${name.replaceAll(' ', '-')}`, title, query);
+      expect(found).toEqual([id]);
+    });
+
+    it('migrate folds again what an earlier fold stored, once', async () => {
+      const { id } = await search('refold', 'ΟΔΟΣ', 'Σ');
+      // As the first fold (lower case only) stored it, before this one existed.
+      await t.store.db
+        .updateTable(objectives.table)
+        .set({ _search: 'οδος' })
+        .where('id', '=', id as string)
+        .execute();
+      await t.store.db.deleteFrom(META_TABLE).execute();
+      const token = await t.token({ tenant: 'refold' });
+      const query = () => t.call('GET', `${objectives.basePath}?q=${encodeURIComponent('Σ')}`, { token });
+      expect((await query()).body.data).toEqual([]);
+      await migrate(t.store, resources);
+      expect(((await query()).body.data as Doc[]).map((d) => d.id)).toEqual([id]);
+      const marker = await t.store.db.selectFrom(META_TABLE).selectAll().execute();
+      expect(marker).toEqual([{ key: 'search_fold', value: String(SEARCH_FOLD) }]);
     });
   });
 

@@ -28,10 +28,26 @@ export const MAX_LIMIT = 200;
 const RANGE = /^([a-z0-9_]+)\[(gte|gt|lte|lt)\]$/;
 const RANGE_KINDS = new Set(['real', 'integer', 'date', 'datetime']);
 
-/** Normalizes text for `q` matching: NFKC then Unicode lower case, identically on both stores. */
+/**
+ * Folds text for `q` matching, identically on both stores (in JavaScript, never in SQL): NFKC,
+ * then case folded, not just lower-cased. Lower, upper, lower again maps what has no one-to-one
+ * lower case alike (`ß`, `ẞ` and `SS` all become `ss`; `ı` and `I` become `i`); `ς`, which lower
+ * casing picks at a word's end (so `ΟΔΟΣ` and a search for `Σ` or `ΠΩΛΗΣ` would differ), is `σ`;
+ * `İ` is `i` without its combining dot. Changing this changes what is stored: bump SEARCH_FOLD.
+ */
 export function searchText(s: string): string {
-  return s.normalize('NFKC').toLowerCase();
+  return s
+    .normalize('NFKC')
+    .toLowerCase()
+    .toUpperCase()
+    .toLowerCase()
+    .normalize('NFKC')
+    .replaceAll('ς', 'σ')
+    .replaceAll('i\u0307', 'i');
 }
+
+/** The version of searchText that stored search columns hold; `migrate` folds older rows again. */
+export const SEARCH_FOLD = 2;
 
 function bad(param: string, message: string): ApiError {
   return new ApiError('invalid_parameter', `${param}: ${message}`, {

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { AnyField, ColumnKind } from '../core/fields.js';
+import { SEARCH_FOLD, searchText } from '../core/list-query.js';
 import type { Resource } from '../core/resource.js';
 import type { TableDef } from '../core/tables.js';
 import type { DB, Store } from './database.js';
@@ -9,6 +10,9 @@ export const SEARCH_COLUMN = '_search';
 
 /** Hidden column holding the document's response JSON, written with the row and sent as is by reads. */
 export const DOC_COLUMN = '_doc';
+
+/** Facts about the schema's data (platform-internal, undistributed): `search_fold`. */
+export const META_TABLE = 'edm_meta';
 
 /** Idempotency records: tenant data (the key leads with tenant_id), kept 24 h. */
 export const IDEMPOTENCY_TABLE = 'edm_idempotency_keys';
@@ -140,6 +144,63 @@ function idempotencyTable(store: Store): TableSpec {
   };
 }
 
+function metaTable(store: Store): TableSpec {
+  return {
+    name: META_TABLE,
+    columns: [
+      { name: 'key', type: store.columnType('text'), notNull: true },
+      { name: 'value', type: store.columnType('text'), notNull: true },
+    ],
+    primaryKey: ['key'],
+    indexes: [],
+  };
+}
+
+/**
+ * Folds the search column of rows stored under an earlier searchText again (SEARCH_FOLD says
+ * which one the data holds; tables created by this migration have no rows to fold). A keyset
+ * walk in pages, writing only rows whose folded title changed (most titles fold as before).
+ */
+async function refold(db: DB, resources: readonly Resource[], existing: Map<string, Set<string>>): Promise<void> {
+  const stored = await db.selectFrom(META_TABLE).select('value').where('key', '=', 'search_fold').executeTakeFirst();
+  if (stored?.value === String(SEARCH_FOLD)) return;
+  for (const resource of resources) {
+    if (!existing.has(resource.table)) continue;
+    const title = resource.titleField;
+    if (resource.allFields[title].column === null) throw new Error(`${resource.name}.${title}: q needs a column`);
+    let after: [string, string] | null = null;
+    for (;;) {
+      let q = db
+        .selectFrom(resource.table)
+        .select(['tenant_id', 'id', title, SEARCH_COLUMN])
+        .orderBy('tenant_id')
+        .orderBy('id')
+        .limit(2000);
+      if (after) q = q.where(sql<boolean>`(tenant_id, id) > (${after[0]}, ${after[1]})`);
+      const rows = await q.execute();
+      for (const row of rows) {
+        const text = row[title];
+        const folded = typeof text === 'string' ? searchText(text) : null;
+        if (folded === row[SEARCH_COLUMN]) continue;
+        await db
+          .updateTable(resource.table)
+          .set({ [SEARCH_COLUMN]: folded })
+          .where('tenant_id', '=', row.tenant_id as string)
+          .where('id', '=', row.id as string)
+          .execute();
+      }
+      if (rows.length < 2000) break;
+      const last = rows[rows.length - 1];
+      after = [last.tenant_id as string, last.id as string];
+    }
+  }
+  await db.deleteFrom(META_TABLE).where('key', '=', 'search_fold').execute();
+  await db
+    .insertInto(META_TABLE)
+    .values({ key: 'search_fold', value: String(SEARCH_FOLD) })
+    .execute();
+}
+
 /** The advisory lock key migrators of one PostgreSQL schema share: `(hashtext(MIGRATE_LOCK), hashtext(schema))`. */
 export const MIGRATE_LOCK = 'edm.migrate';
 
@@ -156,6 +217,8 @@ export async function migrate(store: Store, resources: readonly Resource[]): Pro
       for (const table of resource.tables ?? []) await ensureTable(db, auxTable(store, table), existing);
     }
     await ensureTable(db, idempotencyTable(store), existing);
+    await ensureTable(db, metaTable(store), existing);
+    await refold(db, resources, existing);
   };
   if (store.kind === 'postgres') {
     await store.db.transaction().execute(async (trx) => {
