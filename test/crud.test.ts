@@ -47,7 +47,7 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
       expect(created.headers.etag).toBe('"1"');
     });
 
-    it('updates by JSON Merge Patch: absent unchanged, null clears, version and updated_at bumped', async () => {
+    it('updates by JSON Merge Patch: absent unchanged, null clears (to the default where there is one), version and updated_at bumped', async () => {
       const doc = await t.create(resource, token, { source: 'crm-sync', source_type: 'backend' });
       t.clock.advance(5000);
       const other = await t.token({ sub: USER_B });
@@ -60,7 +60,7 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
       expect(res.headers.etag).toBe('"2"');
       expect(res.body).toMatchObject({
         [titleField]: 'Renamed',
-        source: null,
+        source: 'edm', // as a create without one: null is no provenance a row can have
         source_type: 'backend',
         version: 2,
         updated_by: USER_B,

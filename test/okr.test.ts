@@ -104,6 +104,24 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect((await post({ objective_id: o, title: 'E', baseline: 5, target: 5 })).body.direction).toBe('increase');
     });
 
+    it('takes the default again where a PATCH sends null to a field that has one, as a create does', async () => {
+      const created = (
+        await post({ objective_id: await objective(), title: 'x', baseline: 5, target: 100, current: 50, weight: 3 })
+      ).body;
+      const res = await patch(created.id as string, { baseline: null, weight: null, source_type: null });
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({
+        baseline: 0,
+        weight: 1,
+        source_type: 'api',
+        direction: 'increase',
+        progress_pct: 50,
+      });
+      const cycle = await t.create(cycles, token, { ...CYCLE, state: 'active' });
+      const reset = await t.call('PATCH', `${cycles.basePath}/${cycle.id}`, { token, body: { state: null } });
+      expect([reset.status, reset.body.state]).toEqual([200, 'planning']);
+    });
+
     it('re-derives direction when a PATCH moves baseline or target without one', async () => {
       const created = (await post({ objective_id: await objective(), title: 'x', target: 100 })).body;
       const res = await patch(created.id as string, { baseline: 200, current: 200 });

@@ -1257,7 +1257,14 @@ export class Engine {
     for (const [name, value] of Object.entries(patch)) {
       if (name === 'version') continue;
       const isObject = value !== null && typeof value === 'object' && !Array.isArray(value);
-      doc[name] = isObject && resource.allFields[name].column === 'json' ? mergePatch(before[name], value) : value;
+      const field = resource.allFields[name];
+      // null removes the member (RFC 7396): a field with a default takes it, as on a create.
+      doc[name] =
+        value === null
+          ? (field.default ?? null)
+          : isObject && field.column === 'json'
+            ? mergePatch(before[name], value)
+            : value;
     }
     Object.assign(doc, extra.internal);
     resource.hooks?.prepare?.(doc, before, ctx);

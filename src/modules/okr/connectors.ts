@@ -205,13 +205,12 @@ export const connectors = defineResource({
   tables: [connectorSchedule],
   operations: [syncOperation, webhookOperation],
   hooks: {
-    prepare(doc, before, ctx) {
+    prepare(doc, _before, ctx) {
       doc.webhook_url = null;
       // A webhook is not pulled: no interval, unless the client sends one (400 below); a pulled
       // kind without one (a webhook turned into one, or a PATCH to null) takes the default.
       const given = ctx.input?.interval_seconds !== undefined && ctx.input.interval_seconds !== null;
-      if (doc.kind === 'webhook' && !given && (before === null || before.kind !== 'webhook'))
-        doc.interval_seconds = null;
+      if (doc.kind === 'webhook' && !given) doc.interval_seconds = null;
       if (doc.kind !== 'webhook' && doc.interval_seconds === null) doc.interval_seconds = DEFAULT_INTERVAL;
     },
     async derive(doc, _before, ctx) {
