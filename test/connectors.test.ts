@@ -163,6 +163,27 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     },
   );
 
+  it('sync takes no body: a member sent is 400 (after 404 and a stale If-Match 412), and nothing is read', async () => {
+    api.state.body = '{"data":{"value":7}}';
+    const c = await connector();
+    api.state.requests.length = 0;
+    const missing = await call('POST', `${connectors.basePath}/con_01ARZ3NDEKTSV4RRFFQ69G5FAV/sync`, { bogus: 1 });
+    expect(missing.status).toBe(404);
+    const url = `${connectors.basePath}/${c.id}/sync`;
+    const stale = await t.call('POST', url, { token, body: { bogus: 1 }, headers: { 'if-match': '"9"' } });
+    expect(stale.status).toBe(412);
+    const res = await call('POST', url, { bogus: 1 });
+    expect([res.status, res.body.code, res.body.errors]).toEqual([
+      400,
+      'unknown_field',
+      [{ path: '/bogus', code: 'unknown_field', message: 'bogus is not accepted here' }],
+    ]);
+    expect((await get(`${connectors.basePath}/${c.id}`)).version).toBe(c.version);
+    expect(api.state.requests).toEqual([]); // refused before its read of the outside world
+    expect((await call('POST', url, {})).status).toBe(200);
+    expect(api.state.requests.length).toBe(1);
+  });
+
   it('refuses loopback and private addresses unless EDM_CONNECTOR_ALLOW_HOSTS names them', async () => {
     const strict = await testApp(kind);
     try {

@@ -248,8 +248,9 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
         const cfg = op.auth === 'signed' ? { ...writeCfg, signed: { resource, operation: op.name } } : writeCfg;
         app.post<{ Params: IdParams; Querystring: Query }>(url, { config: cfg }, async (request, reply) => {
           // Outside the transaction: what waits on the outside world holds no lock meanwhile.
+          const cond = op.auth !== 'signed' ? conditions(request) : undefined;
           const prepared = op.prepare
-            ? await engine.prepare(resource, request.principal as Principal, op, request.params.id, request.body)
+            ? await engine.prepare(resource, request.principal as Principal, op, request.params.id, request.body, cond)
             : undefined;
           return write(request, reply, (db, principal) => run(db, principal, request, prepared));
         });

@@ -19,7 +19,7 @@ import {
 import type { ServerKeys } from '../core/secrets.js';
 import { documentMember, JsonText, serializeDoc } from '../core/serialize.js';
 import type { ResourceOps, Row, RowLock, RowPage, SelectOptions, TableDef, Tx, WriteEvent } from '../core/tables.js';
-import { asObject, checkWritableKeys, mergePatch, validateDocument } from '../core/validation.js';
+import { asObject, checkWritableKeys, mergePatch, validateDocument, validateInput } from '../core/validation.js';
 import type { DB, Store } from './database.js';
 import { GroupCommit } from './group-commit.js';
 import { deferWrite, verify, type WriteCheck } from './pg-batch.js';
@@ -657,7 +657,7 @@ export class Engine {
     db: DB,
     principal: Principal,
     write = true,
-    target?: { resource: Resource; id: string; cond: WriteConditions },
+    target?: { resource: Resource; id: string; cond: WriteConditions; body?: unknown },
   ): ResourceOps {
     // A row the operation got (locked, in its transaction) is what its update starts from.
     const got = new Map<string, Doc>();
@@ -669,8 +669,10 @@ export class Engine {
           : await this.load(db, resource, principal, id, false);
         // The operation's own row answers its If-Match as soon as it is read (and locked): 404,
         // then 412, then the body's 400 (PRODUCT.md's check order).
-        if (write && target && resource === target.resource && id === target.id) {
+        if (target && resource === target.resource && id === target.id) {
           this.checkPreconditions(doc, { ...target.cond, required: false }, undefined);
+          // An operation that takes no body (a sync): a member sent is unknown (400), after 404 and 412.
+          if (target.body !== undefined) validateInput({}, target.body);
         }
         got.set(rowKey(resource, principal.tenantId, id), doc);
         return doc;
@@ -708,22 +710,38 @@ export class Engine {
       body,
       query,
       tx: this.tx(db, principal, this.clock.now()),
-      ops: this.ops(db, principal, op.method !== 'GET', { resource, id, cond }),
+      ops: this.ops(db, principal, op.method !== 'GET', this.operationTarget(resource, op, id, body, cond)),
       prepared,
     });
   }
 
-  /** A custom operation's `prepare` (outside any transaction), for `operate`'s `prepared`. */
-  prepare(resource: Resource, principal: Principal, op: CustomOperation, id: string, body: unknown): Promise<unknown> {
+  /**
+   * A custom operation's `prepare` (outside any transaction), for `operate`'s `prepared`. Its
+   * row answers If-Match and a refused body here already, so a call that will fail reads nothing
+   * from the outside world; `operate` checks both again under the row's lock.
+   */
+  prepare(
+    resource: Resource,
+    principal: Principal,
+    op: CustomOperation,
+    id: string,
+    body: unknown,
+    cond: WriteConditions = NO_CONDITIONS,
+  ): Promise<unknown> {
     if (!op.prepare) return Promise.resolve(undefined);
     return op.prepare({
       resource,
       principal,
       id,
       body,
-      ops: this.ops(this.store.db, principal, false),
+      ops: this.ops(this.store.db, principal, false, this.operationTarget(resource, op, id, body, cond)),
       outbound: this.outbound,
     });
+  }
+
+  /** What a custom operation's own row is checked against when it is read (see ops). */
+  private operationTarget(resource: Resource, op: CustomOperation, id: string, body: unknown, cond: WriteConditions) {
+    return { resource, id, cond, body: op.method === 'POST' && !op.body && body !== null ? body : undefined };
   }
 
   get outbound(): OutboundPolicy {
