@@ -76,6 +76,20 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect((await t.call('PATCH', url(doc), { body: { [title]: 'ok' } })).body.code).toBe('resource_deleted');
     });
 
+    it('answers a body that is not JSON after 404 and 412, as any other body: 400 invalid_json', async () => {
+      const json = { 'content-type': 'application/json' };
+      const missing = `${resource.basePath}/${resource.idPrefix}_01ARZ3NDEKTSV4RRFFQ69G5FAV`;
+      const gone = await t.call('PATCH', missing, { payload: '{bad', headers: { ...json, 'if-match': '"9"' } });
+      expect([gone.status, gone.body.code]).toEqual([404, 'not_found']);
+      const doc = await t.create(resource, token);
+      const before = await storedRow(t, resource, doc.id as string);
+      const stale = await t.call('PATCH', url(doc), { payload: '{bad', headers: { ...json, 'if-match': '"9"' } });
+      expect([stale.status, stale.body.code]).toEqual([412, 'precondition_failed']);
+      const bad = await t.call('PATCH', url(doc), { payload: '{bad', headers: { ...json, 'if-match': '"1"' } });
+      expect([bad.status, bad.body.code]).toEqual([400, 'invalid_json']);
+      expect(await storedRow(t, resource, doc.id as string)).toEqual(before);
+    });
+
     it('of 20 concurrent PATCHes at one version exactly one wins (If-Match, then body version)', async () => {
       const doc = await t.create(resource, token);
       const byHeader = await Promise.all(
@@ -147,6 +161,18 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect(again.headers.etag).toBe(first.headers.etag);
       expect(again.headers['idempotent-replayed']).toBe('true');
       expect(again.headers['original-request-id']).toBe(first.headers['x-request-id']);
+      // A body that is not JSON is a 4xx like another: stored and replayed; other text is another request.
+      const json = { 'content-type': 'application/json', ...key('malformed') };
+      const broken = await t.call('POST', cycles.basePath, { payload: '{"name": ', headers: json });
+      const replay = await t.call('POST', cycles.basePath, { payload: '{"name": ', headers: json });
+      expect([broken.status, broken.body.code, replay.status, replay.headers['idempotent-replayed']]).toEqual([
+        400,
+        'invalid_json',
+        400,
+        'true',
+      ]);
+      const other = await t.call('POST', cycles.basePath, { payload: '{"name": 1', headers: json });
+      expect([other.status, other.body.code]).toEqual([422, 'idempotency_key_reused']);
       expect(again.headers['x-request-id']).not.toBe(first.headers['x-request-id']);
       expect(first.headers['original-request-id']).toBeUndefined();
       expect(await countRows(t, cycles)).toBe(before + 1);

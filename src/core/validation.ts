@@ -71,8 +71,24 @@ export function checkField(name: string, field: AnyField, value: unknown): Field
   return [{ path, code, message: `${name}${first.path ? first.path : ''}: ${first.message}` }];
 }
 
+/**
+ * A request body that did not parse as JSON, kept as the body until the checks PRODUCT.md orders
+ * before the body's run (404, then 412): reading it (asObject) is then 400 invalid_json. Its
+ * JSON form, for an idempotency fingerprint, is the text it came as.
+ */
+export class MalformedBody {
+  constructor(
+    readonly detail: string,
+    readonly text: string,
+  ) {}
+  toJSON(): unknown {
+    return { malformed_body: this.text };
+  }
+}
+
 /** Parses a request body: a JSON object, or 400. */
 export function asObject(body: unknown): Doc {
+  if (body instanceof MalformedBody) throw new ApiError('invalid_json', body.detail);
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw new ApiError('invalid_body', 'The request body must be a JSON object');
   }

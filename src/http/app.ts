@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { sql } from 'kysely';
 import { DEV_SUB, DEV_TENANT, mintToken, requireScope, TokenVerifier } from '../core/auth.js';
 import { type Clock, isoTime, systemClock } from '../core/clock.js';
@@ -8,6 +8,7 @@ import { requestIds } from '../core/ids.js';
 import { CursorCodec } from '../core/list-query.js';
 import { type ModuleDef, type Principal, signedMessage } from '../core/resource.js';
 import { ServerKeys } from '../core/secrets.js';
+import { MalformedBody } from '../core/validation.js';
 import { modules as allModules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
 import { Engine } from '../store/engine.js';
@@ -127,9 +128,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorate('engine', engine);
   app.decorateRequest('principal', null);
 
-  // JSON only (PATCH also merge-patch+json): any other media type is 415.
-  app.removeContentTypeParser('text/plain');
-  const parseJson = app.getDefaultJsonParser('error', 'error');
+  // JSON only (PATCH also merge-patch+json): any other media type is 415. A body that is not
+  // JSON (or carries `__proto__`) is kept as a MalformedBody, answered 400 invalid_json where the
+  // route reads it: after 404 and 412, as PRODUCT.md orders them, and stored with its
+  // Idempotency-Key like any 4xx.
+  app.removeContentTypeParser(['text/plain', 'application/json']);
+  const defaultJson = app.getDefaultJsonParser('error', 'error');
+  const parseJson = (request: FastifyRequest, text: string, done: (err: Error | null, body?: unknown) => void) =>
+    defaultJson(request, text, (err, body) => done(null, err ? new MalformedBody(err.message, text) : body));
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) =>
+    parseJson(request, body as string, done),
+  );
   app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, (request, body, done) => {
     if (request.method !== 'PATCH') {
       done(new ApiError('unsupported_media_type', 'application/merge-patch+json is accepted on PATCH only'), undefined);
