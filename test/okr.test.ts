@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Doc } from '../src/core/resource.js';
 import { keyResults as kr } from '../src/modules/okr/key-results.js';
-import { recompute } from '../src/modules/okr/rollup.js';
+import { RESYNC_EVERY, recompute } from '../src/modules/okr/rollup.js';
 import { statusSweepJob } from '../src/modules/okr/sweep.js';
 import {
   byName,
@@ -576,6 +576,21 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect((await expectRollupExact(a)).progress_pct).toBe(40);
       await patch(k3.id as string, { weight: 0 });
       expect((await expectRollupExact(a)).progress_pct).toBe(0);
+    });
+
+    it(`sums its key results again every ${RESYNC_EVERY} versions, whatever drift the running sums gathered`, async () => {
+      t.clock.set(cycleAt(40));
+      const a = await objective();
+      const k = (await post({ objective_id: a, title: 'k', target: 100, current: 40 })).body;
+      await post({ objective_id: a, title: 'l', target: 100, current: 50 });
+      // As if many writes had left the sums off (99.5 for 90), at the version before a resync.
+      await t.store.db
+        .updateTable(objectives.table)
+        .set({ rollup_progress_sum: 99.5, version: RESYNC_EVERY - 1 })
+        .where('id', '=', a)
+        .execute();
+      await checkIn(k.id as string, { value: 42 });
+      expect(await expectRollupExact(a)).toMatchObject({ progress_pct: 46, version: RESYNC_EVERY });
     });
 
     it('is a system write on the objective: version advances, updated_by stays', async () => {

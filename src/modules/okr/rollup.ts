@@ -58,11 +58,19 @@ export function applyContribution(state: RollupState, c: Contribution, sign: 1 |
   };
 }
 
-/** The objective's shown figures from its running sums. */
+/**
+ * The objective's shown figures from its running sums. The quotient is taken to 12 significant
+ * digits before it is rounded to 2 decimals: each add and remove leaves ~1e-16 of rounding in
+ * the sums, and where the exact average sits on a half (40.655) that drift alone would decide
+ * the shown digit, so two objectives with the same key results could read 40.65 and 40.66. (A
+ * true average within 1e-12 of a half but not on it is read as on it.) rollUp sums again from
+ * the key results every RESYNC_EVERY writes, so the drift stays far below that.
+ */
 export function rollupFigures(state: RollupState): { progress_pct: number; status: Status } {
+  const average = state.rollup_progress_sum / state.rollup_weight_sum;
   const progress =
     state.rollup_weight_sum > 0
-      ? roundHalfAwayFromZero(Math.min(100, Math.max(0, state.rollup_progress_sum / state.rollup_weight_sum)))
+      ? roundHalfAwayFromZero(Math.min(100, Math.max(0, Number(average.toPrecision(12)))))
       : 0;
   const status = STATUSES.find((s) => (state.rollup_status_counts[s] ?? 0) > 0) ?? 'not_started';
   return { progress_pct: progress, status };
@@ -98,6 +106,9 @@ export function stateOf(objective: Doc): RollupState {
  */
 const RESIDUE = 1e-6;
 
+/** Every this many versions of an objective, its roll-up is summed again from its key results. */
+export const RESYNC_EVERY = 1000;
+
 /**
  * Whether the running sums may hold rounding residue instead of key results: key results remain
  * but their weight sum is not exactly zero and too small to be theirs (or a zero weight sum
@@ -111,10 +122,11 @@ export function mayHoldResidue(state: RollupState): boolean {
 
 /**
  * Moves a key result's contribution from `before` to `after` on the objectives concerned, as
- * system writes in the key-result write's transaction. Incremental, but where the sums may hold
- * only rounding residue (see mayHoldResidue: rare, when the last weighted key result leaves, or
- * where weights are that small) the objective's live key results are summed again: exact, and
- * the objective is locked (a key-result write locks its objective first), so none moves meanwhile.
+ * system writes in the key-result write's transaction. Incremental, but the objective's live key
+ * results are summed again where the sums may hold only rounding residue (see mayHoldResidue:
+ * rare, when the last weighted key result leaves, or where weights are that small) and every
+ * RESYNC_EVERY versions of the objective (see rollupFigures), under the objective's lock (a
+ * key-result write locks its objective first), so none moves meanwhile.
  */
 export async function rollUp(
   tx: Tx,
@@ -136,7 +148,7 @@ export async function rollUp(
     let state = stateOf(objective);
     if (remove) state = applyContribution(state, remove, -1);
     if (add) state = applyContribution(state, add, 1);
-    if (mayHoldResidue(state)) {
+    if (mayHoldResidue(state) || ((objective.version as number) + 1) % RESYNC_EVERY === 0) {
       // The write's own row as it now is (a read of the store would see it too: its write went first).
       const live = await tx.findLive(keyResults, tenantId, { objective_id: objectiveId });
       state = recompute(live.map((kr) => (kr.id === after.id ? after : kr)));

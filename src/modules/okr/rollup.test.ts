@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import type { Doc } from '../../core/resource.js';
+import { applyContribution, type Contribution, type RollupState, recompute, rollupFigures } from './rollup.js';
+
+/** A small deterministic generator, so every run walks the same states. */
+function generator(seed: number): () => number {
+  let s = seed;
+  return () => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return s / 2147483648;
+  };
+}
+
+describe('objective roll-up from running sums', () => {
+  // Weights in tenths, so the exact average is a fraction of integers: (Σ w·p) / Σ w.
+  const tenths = [1, 2, 7, 13, 3];
+  const total = tenths.reduce((a, b) => a + b, 0);
+  const exactly = (hundredths: number[]) => {
+    const num = hundredths.reduce((s, p, i) => s + tenths[i] * p, 0);
+    const q = Math.floor(num / total);
+    return (2 * (num - q * total) >= total ? q + 1 : q) / 100;
+  };
+
+  it('shows what the exact average rounds to, on halves too, after thousands of adds and removes', () => {
+    const rnd = generator(777);
+    let krs: Doc[] = tenths.map((w, i) => ({ id: `k${i}`, objective_id: 'o', weight: w / 10, progress_pct: 0 }));
+    let state: RollupState = recompute(krs);
+    const contribution = (kr: Doc): Contribution => ({
+      objectiveId: 'o',
+      weight: kr.weight as number,
+      progress: kr.progress_pct as number,
+      status: 'on_track',
+    });
+    const set = (i: number, hundredths: number) => {
+      const after = { ...krs[i], progress_pct: hundredths / 100 };
+      state = applyContribution(applyContribution(state, contribution(krs[i]), -1), contribution(after), 1);
+      krs = krs.map((k, j) => (j === i ? after : k));
+    };
+    let halves = 0;
+    for (let n = 0; n < 30_000; n++) {
+      set(Math.floor(rnd() * tenths.length), Math.round(rnd() * 10_000));
+      if (n % 100 !== 99) continue;
+      // Values whose exact average is a half (…5 in the third decimal): drift alone decides those.
+      for (let tries = 0; tries < 500; tries++) {
+        const ps = tenths.map(() => Math.round(rnd() * 10_000));
+        const num = ps.reduce((s, p, i) => s + tenths[i] * p, 0);
+        if ((2 * num) % (2 * total) !== total) continue;
+        for (const [i, p] of ps.entries()) set(i, p);
+        halves++;
+        expect(rollupFigures(state).progress_pct).toBe(exactly(ps));
+        expect(recompute(krs).progress_pct).toBe(exactly(ps));
+        break;
+      }
+    }
+    expect(halves).toBeGreaterThan(200);
+  });
+});
