@@ -420,6 +420,60 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     },
   );
 
+  // Two teams, each tracking a figure of the other's: o1 holds b and q = kr(a), o2 holds a and
+  // r = kr(b). A check-in on a holds o2 and a, then recomputes q (o1); one on b, the reverse.
+  // Beside those check-ins: the writes that change who reads a (a query created, deleted, or
+  // cascaded away with its objective) hold o1 and then write a's row.
+  it.each([
+    { beside: 'a check-in on b', write: 'check-in b' },
+    { beside: 'a query created in o1 that reads a', write: 'create reader' },
+    { beside: 'a delete of the query reading a', write: 'delete q' },
+    { beside: 'a cascading delete of o1', write: 'cascade o1' },
+  ])(
+    'a check-in on a key result a query of another objective reads, beside $beside: no deadlock to retry',
+    async ({ write }) => {
+      const retriedBefore = retried();
+      for (let trial = 0; trial < 6; trial++) {
+        const objective = async (title: string) =>
+          (await send(apps[0], token, 'POST', objectives.basePath, { title })).body.id as string;
+        const [o1, o2] = [await objective(`team one ${trial}`), await objective(`team two ${trial}`)];
+        const make = async (objectiveId: string, body: Doc) =>
+          (await send(apps[0], token, 'POST', keyResults.basePath, { objective_id: objectiveId, target: 100, ...body }))
+            .body.id as string;
+        const a = await make(o2, { title: 'a' });
+        const b = await make(o1, { title: 'b' });
+        const q = await make(o1, { title: 'q', data_source: 'query', query: `kr("${a}")` });
+        const r = await make(o2, { title: 'r', data_source: 'query', query: `kr("${b}")` });
+        const second = {
+          'check-in b': () => send(via(1), token, 'POST', `${keyResults.basePath}/${b}/check-ins`, { value: 20 }),
+          'create reader': () =>
+            send(via(1), token, 'POST', keyResults.basePath, {
+              objective_id: o1,
+              title: 'another reader',
+              target: 100,
+              data_source: 'query',
+              query: `kr("${a}") * 2`,
+            }),
+          'delete q': () => send(via(1), token, 'DELETE', `${keyResults.basePath}/${q}`),
+          'cascade o1': () => send(via(1), token, 'DELETE', `${objectives.basePath}/${o1}?cascade=true`),
+        }[write as 'check-in b' | 'create reader' | 'delete q' | 'cascade o1'];
+        const answers = await Promise.all([
+          send(via(0), token, 'POST', `${keyResults.basePath}/${a}/check-ins`, { value: 10 }),
+          second(),
+        ]);
+        expect(answers.map((x) => x.status)).toEqual([
+          201,
+          write === 'check-in b' || write === 'create reader' ? 201 : 200,
+        ]);
+        const current = async (id: string) =>
+          (await send(apps[0], token, 'GET', `${keyResults.basePath}/${id}`)).body.current;
+        if (write !== 'delete q' && write !== 'cascade o1') expect(await current(q)).toBe(10);
+        if (write === 'check-in b') expect(await current(r)).toBe(20);
+      }
+      expect(retried() - retriedBefore).toBe(0);
+    },
+  );
+
   it('check-ins on team key results that a company total in another objective reads: no deadlock to retry', async () => {
     const retriedBefore = retried();
     for (let trial = 0; trial < 8; trial++) {

@@ -167,6 +167,19 @@ export interface ResourceOptions<F extends FieldMap> {
    */
   lockReferences?: readonly (keyof F & string)[];
   /**
+   * Rows whose writes take the tenant lock `lock` (as ResourceHooks.serialize names one) before
+   * any row lock: those that, as stored, meet any of `when` (a column above or equal to a value).
+   * For writes that go on to lock rows elsewhere in an order no single write controls (a key
+   * result that queries read recomputes them, under other objectives): holding the tenant's
+   * lock first, two such writes wait for each other before either locks a row. On PostgreSQL the
+   * write's locking read takes it, before the row's lock, in the same statement; SQLite writes
+   * one at a time already.
+   */
+  serializeRows?: {
+    lock: string;
+    when: readonly (readonly [column: string, op: '>' | '=', value: string | number])[];
+  };
+  /**
    * How an import (`edm import`) rebuilds a read-only log the document holds (a key result's
    * history): the row is created with `from` set to the first entry's `value`, then every later
    * entry goes through the custom operation `operation` (its body from `body`), oldest first,

@@ -390,10 +390,12 @@ export class Engine {
           .where('k.tenant_id', '=', slot('tenant'))
           .where('k.id', '=', slot('id'));
         if (principal.appId !== null) select = select.where('k.app_id', '=', slot('app'));
+        const guard = this.serialGuard(resource, slot);
+        if (guard) select = select.where(guard);
         // FOR UPDATE with no OF locks the rows of every table in FROM: the references and the row.
         return select.forUpdate();
       },
-      { tenant: principal.tenantId, app: principal.appId, id },
+      { tenant: principal.tenantId, app: principal.appId, id, serial: this.serialKey(resource, principal.tenantId) },
     );
     const row = found[0];
     if (!row) return this.load(db, resource, principal, id, true);
@@ -408,6 +410,41 @@ export class Engine {
     return this.fromRow(resource, row);
   }
 
+  /** The advisory lock key of a tenant lock (ResourceHooks.serialize, ResourceOptions.serializeRows). */
+  private serialKey(resource: Resource, tenantId: string): string | null {
+    return resource.serializeRows ? `${tenantId}\n${resource.serializeRows.lock}` : null;
+  }
+
+  /** Takes the tenant lock `lock` for this transaction (PostgreSQL; SQLite writes one at a time). */
+  private async serialize(db: DB, tenantId: string, lock: string): Promise<void> {
+    if (this.store.kind !== 'postgres') return;
+    const key = `${tenantId}\n${lock}`;
+    await this.execute(db, sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`.compile(db));
+  }
+
+  /** Whether a stored row meets its resource's `serializeRows` (then its writes take that lock). */
+  private meetsSerial(resource: Resource, doc: Doc | null): boolean {
+    return (resource.serializeRows?.when ?? []).some(([column, op, value]) =>
+      op === '=' ? doc?.[column] === value : Number(doc?.[column] ?? 0) > (value as number),
+    );
+  }
+
+  /**
+   * The condition that takes the tenant lock of `serializeRows` inside a locking read, before
+   * the row locks (PostgreSQL): a subquery that names no column of the outer query is a one-time
+   * filter, evaluated before any row reaches the lock; it locks only where the stored row meets
+   * `when` (as the last committed write left it), and is true either way.
+   */
+  private serialGuard(resource: Resource, slot: (name: string) => string) {
+    const rule = resource.serializeRows;
+    if (!rule) return null;
+    const when = sql.join(
+      rule.when.map(([column, op, value]) => sql`${sql.ref(`g.${column}`)} ${sql.raw(op)} ${sql.lit(value)}`),
+      sql` OR `,
+    );
+    return sql<SqlBool>`(SELECT count(*) FROM (SELECT pg_advisory_xact_lock(hashtextextended(${slot('serial')}, 0)) FROM ${sql.table(resource.table)} AS g WHERE g.tenant_id = ${slot('tenant')} AND g.id = ${slot('id')} AND (${when})) AS serial) >= 0`;
+  }
+
   /**
    * The by-id read is the hottest query: its SQL is compiled once per shape (resource, app
    * scope, lock) and only its parameters change.
@@ -420,9 +457,11 @@ export class Engine {
           .where('id', '=', slot('id'))
           .$if(json, (qb) => qb.select(this.jsonColumns()))
           .$if(!json, (qb) => qb.select(columnsOf(resource)));
-        return lock && this.store.kind === 'postgres' ? q.forUpdate() : q;
+        if (!lock || this.store.kind !== 'postgres') return q;
+        const guard = this.serialGuard(resource, slot);
+        return (guard ? q.where(guard) : q).forUpdate();
       },
-      { tenant: principal.tenantId, app: principal.appId, id },
+      { tenant: principal.tenantId, app: principal.appId, id, serial: this.serialKey(resource, principal.tenantId) },
     );
   }
 
@@ -533,13 +572,18 @@ export class Engine {
       async lock(resource, tenantId, ids) {
         // SQLite takes no row locks: there, only the rows are read.
         const targets = sqlite ? [] : (engine.lockTargets.get(resource) ?? []);
+        const serial = sqlite ? undefined : resource.serializeRows;
         const referenced = targets.map(() => new Set<string>());
-        for (const id of targets.length ? ids : []) {
+        let serialize = false;
+        for (const id of targets.length || serial ? ids : []) {
           const doc = await handle.peek(resource, tenantId, id);
           targets.forEach(({ name }, i) => {
             if (typeof doc?.[name] === 'string') referenced[i].add(doc[name] as string);
           });
+          serialize ||= engine.meetsSerial(resource, doc);
         }
+        // Before any of their locks, as the rows' own writes take it (serializeRows).
+        if (serial && serialize) await engine.serialize(db, tenantId, serial.lock);
         for (const [i, { target }] of targets.entries()) {
           for (const id of [...referenced[i]].sort()) await handle.find(target, tenantId, id);
         }
@@ -1224,6 +1268,10 @@ export class Engine {
     });
     resource.hooks?.prepare?.(doc, null, ctx);
     validateDocument(resource, doc, null, ctx);
+    // Before the references' locks, as an update with this body takes it (a query's create
+    // locks the rows it reads, as a change of a query does).
+    const serial = resource.hooks?.serialize?.(body);
+    if (serial) await this.serialize(db, principal.tenantId, serial);
     const tx = this.tx(db, principal, ctx.now);
     await this.checkReferences(tx, resource, principal, doc, null);
     await resource.hooks?.derive?.(doc, null, ctx, tx);
@@ -1252,10 +1300,7 @@ export class Engine {
     if (!extra.before && body !== null && typeof body === 'object' && !Array.isArray(body)) {
       const lock = resource.hooks?.serialize?.(body as Doc);
       // SQLite runs one write at a time already; PostgreSQL takes a transaction-level advisory lock.
-      if (lock && this.store.kind === 'postgres') {
-        const key = `${principal.tenantId}\n${lock}`;
-        await this.execute(db, sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`.compile(db));
-      }
+      if (lock) await this.serialize(db, principal.tenantId, lock);
       // Rows a field of the body names inside its text (FieldSpec.mentions: a query's `kr(…)`)
       // are locked before this one, parent first (Tx.lock): a write to one of them that reaches
       // this row (recomputing a query) takes them in that order too.
@@ -1368,6 +1413,9 @@ export class Engine {
     cascade: boolean,
   ): Promise<Doc> {
     const rows: WriteRows = new Map();
+    // A cascade writes descendants whose writes take a tenant lock first (serializeRows): so does it.
+    if (cascade)
+      for (const lock of this.descendantSerials(resource)) await this.serialize(db, principal.tenantId, lock);
     let before = await this.loadForWrite(db, resource, principal, id, rows);
     if (before.is_deleted) throw new ApiError('not_found', `${resource.name} ${id} is already deleted`);
     this.checkPreconditions(before, cond, undefined);
@@ -1433,6 +1481,18 @@ export class Engine {
     // The row as its hooks left it (a restored query key result catches up: a system write).
     const later = rows.get(rowKey(resource, doc.tenant_id as string, doc.id as string))?.doc;
     return later && (later.version as number) > (doc.version as number) ? later : doc;
+  }
+
+  /** The `serializeRows` locks of the resources a cascading delete of `resource` may reach, sorted. */
+  private descendantSerials(resource: Resource, seen = new Set<Resource>()): string[] {
+    const locks = new Set<string>();
+    for (const { resource: child } of this.children.get(resource) ?? []) {
+      if (seen.has(child)) continue;
+      seen.add(child);
+      if (child.serializeRows) locks.add(child.serializeRows.lock);
+      for (const lock of this.descendantSerials(child, seen)) locks.add(lock);
+    }
+    return [...locks].sort();
   }
 
   /** How many live rows of each of `referrers` refer to `row`. */

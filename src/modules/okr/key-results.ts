@@ -160,6 +160,16 @@ export const keyResults = defineResource({
     // and a connector's comes with its next sync.
     when: (doc) => (doc.data_source ?? 'manual') === 'manual',
   },
+  // A key result that queries read, or that is a query, is written under the tenant's
+  // QUERY_GRAPH lock, taken before its row's: its write recomputes (or changes the readers of)
+  // key results under other objectives, whose writes lock in the opposite order otherwise.
+  serializeRows: {
+    lock: QUERY_GRAPH,
+    when: [
+      [READERS, '>', 0],
+      ['data_source', '=', 'query'],
+    ],
+  },
   hooks: {
     // A key result's query can change only with `query` in the body (another data source has none).
     serialize: (patch) => ('query' in patch ? QUERY_GRAPH : null),
