@@ -142,6 +142,31 @@ describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
       expect(names).toEqual(expect.arrayContaining(['limit', 'cursor', 'sort', 'q', 'include_deleted']));
       for (const f of resource.filterable) expect(names).toContain(f === 'tags' ? 'tag' : f);
       expect(list?.query.find((p) => p.name === 'sort')?.enum).toEqual(resource.sortable.flatMap((s) => [s, `-${s}`]));
+      // Equality filters take several values (any of them); sort, paging and ranges one.
+      const several = list?.query.filter((p) => p.multiple).map((p) => p.name);
+      expect(several).toEqual(resource.filterable.map((f) => (f === 'tags' ? 'tag' : f)));
+    }
+  });
+
+  it('names no SDK method for a signed operation, in the manifest and in OpenAPI alike', async () => {
+    const connector = resourceOf('Connector');
+    expect(connector.operations.find((o) => o.name === 'webhook')).toMatchObject({
+      auth: 'signed_url',
+      client_method: null,
+      query: [{ name: 'tenant_id' }, { name: 'signature' }],
+    });
+    const openapi = (await t.call('GET', '/api/v1/openapi.json', { token: null })).body as {
+      paths: Record<string, Record<string, { operationId: string; 'x-client-method'?: string }>>;
+    };
+    const webhook = openapi.paths[`${connector.path}/{id}/webhook`].post;
+    expect(webhook.operationId).toBe('okr.connectors.webhook');
+    expect(webhook).not.toHaveProperty('x-client-method');
+    for (const r of manifest.modules.flatMap((m) => m.resources)) {
+      for (const op of r.operations) {
+        const doc = openapi.paths[op.path][op.method.toLowerCase()];
+        expect(doc.operationId).toBe(`${r.client_namespace.replace(/^client\./, '')}.${op.name}`);
+        expect(doc['x-client-method']).toBe(op.client_method ?? undefined);
+      }
     }
   });
 
@@ -165,7 +190,10 @@ describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
           op.response.kind === 'list' ? 'item_list' : 'resource',
         ]),
       ]);
-      for (const op of r.operations) expect(op.client_method).toBe(`${ns}.${op.name}`);
+      // A signed operation is another system's call at a signed URL: no SDK method claims it.
+      for (const op of r.operations) {
+        expect(op.client_method).toBe(op.auth === 'signed_url' ? null : `${ns}.${op.name}`);
+      }
       // The headers the console offers: an Idempotency-Key on every write, If-Match on writes to
       // a row that answer it (a check-in, a sync; not a webhook push, which another system signs).
       const customHeaders = (op: CustomOperation) =>
@@ -239,8 +267,12 @@ describe('docs/api.md', () => {
     const committed = readFileSync(new URL('../docs/api.md', import.meta.url), 'utf8');
     const manifest = buildManifest(modules);
     expect(committed, 'docs/api.md is stale: run `npm run docs:api`').toBe(renderApiMd(manifest));
-    for (const op of manifest.modules.flatMap((m) => m.resources).flatMap((r) => r.operations)) {
-      expect(committed).toContain(`\`${op.client_method}(`);
+    for (const r of manifest.modules.flatMap((m) => m.resources)) {
+      for (const op of r.operations) {
+        if (op.client_method !== null) expect(committed).toContain(`\`${op.client_method}(`);
+        // A signed operation is not an SDK method: the reference must not offer one.
+        else expect(committed).not.toContain(`${r.client_namespace}.${op.name}(`);
+      }
     }
   });
 });

@@ -400,7 +400,110 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     await ifMatch.fill('');
   });
 
+  /** Calls the API directly with the console's token (set-up the page itself is not under test for). */
+  async function api(method: 'GET' | 'POST', path: string, body?: unknown): Promise<Record<string, unknown>> {
+    const token = await page.getByLabel('Token').inputValue();
+    const res = await page.request.fetch(`${server.origin}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { data: JSON.stringify(body) }),
+    });
+    expect(res.status(), `${method} ${path}`).toBeLessThan(300);
+    return (await res.json()) as Record<string, unknown>;
+  }
+
+  it('syncs a connector with If-Match and an Idempotency-Key as headers, as the SDK snippet and curl say', async () => {
+    const feed = await api('POST', '/api/v1/okr/connectors', {
+      name: 'E2E feed',
+      kind: 'http_json',
+      config: { url: 'http://127.0.0.1:9/value', pointer: '/value' },
+    });
+    const id = feed.id as string;
+    const { version } = (await api('GET', `/api/v1/okr/connectors/${id}`)) as { version: number };
+    await page.goto(`${server.origin}/playground/okr/connectors#sync`);
+    await page.locator('#operation-panel[data-op="sync"]').waitFor();
+    await panel().locator('input[id$="-p-id"]').fill(id);
+    const ifMatch = panel().locator('input[id$="-h-If-Match"]');
+    await ifMatch.fill(String(version + 1));
+    await panel().locator('input[id$="-h-Idempotency-Key"]').fill('e2e-sync-1');
+    // The SDK takes a custom write's options third, after its (absent) body.
+    expect(await panel().getByTestId('sdk-snippet').textContent()).toContain(
+      `await client.okr.connectors.sync(\n  '${id}',\n  undefined,\n  { ifVersion: ${version + 1}, idempotencyKey: 'e2e-sync-1' },\n);`,
+    );
+    const curl = (await panel().getByTestId('curl-snippet').textContent()) ?? '';
+    expect(curl).toContain(`-H 'If-Match: "${version + 1}"'`);
+    expect(curl).toContain("-H 'Idempotency-Key: e2e-sync-1'");
+    expect(curl).not.toContain(' -d ');
+
+    const request = page.waitForRequest((r) => r.url().endsWith(`/${id}/sync`) && r.method() === 'POST');
+    const stale = (await send(`/${id}/sync`, 'POST')) as { status: number; code: string };
+    const sent = await request;
+    expect(sent.headers()['if-match']).toBe(`"${version + 1}"`);
+    expect(sent.headers()['idempotency-key']).toBe('e2e-sync-1');
+    expect(sent.postData()).toBeNull();
+    expect([stale.status, stale.code]).toEqual([412, 'precondition_failed']);
+
+    await ifMatch.fill(String(version));
+    await panel().locator('input[id$="-h-Idempotency-Key"]').fill('e2e-sync-2');
+    const synced = (await send(`/${id}/sync`, 'POST')) as { id: string; version: number };
+    expect([synced.id, synced.version]).toEqual([id, version + 1]);
+    expect(await panel().getByTestId('response-status').textContent()).toMatch(/^200/);
+  });
+
+  it("pushes to a webhook connector's signed URL from the console: its query, no token, no SDK method", async () => {
+    const hook = await api('POST', '/api/v1/okr/connectors', { name: 'E2E hook', kind: 'webhook', config: {} });
+    const id = hook.id as string;
+    const signed = new URL(hook.webhook_url as string, server.origin);
+    await page.goto(`${server.origin}/playground/okr/connectors#webhook`);
+    await page.locator('#operation-panel[data-op="webhook"]').waitFor();
+    // The API section offers no SDK method for it either.
+    expect(await page.locator('.op-snippets').textContent()).not.toContain('client.okr.connectors.webhook');
+    await panel().locator('input[id$="-p-id"]').fill(id);
+    await panel()
+      .locator('input[id$="-q-tenant_id"]')
+      .fill(signed.searchParams.get('tenant_id') ?? '');
+    await panel()
+      .locator('input[id$="-q-signature"]')
+      .fill(signed.searchParams.get('signature') ?? '');
+    await bodyEditor().fill(JSON.stringify({ value: 42 }));
+    const sdk = (await panel().getByTestId('sdk-snippet').textContent()) ?? '';
+    expect(sdk).not.toContain('client.');
+    expect(sdk).toContain(`await fetch('${server.origin}${signed.pathname}${signed.search}', {`);
+    expect(await panel().getByTestId('curl-snippet').textContent()).not.toContain('Authorization');
+
+    const request = page.waitForRequest((r) => r.url().includes(`/${id}/webhook`) && r.method() === 'POST');
+    const pushed = (await send(`/${id}/webhook`, 'POST')) as { id: string; last_value: number };
+    const sent = await request;
+    expect(new URL(sent.url()).search).toBe(signed.search);
+    expect(sent.headers().authorization).toBeUndefined();
+    expect(JSON.parse(sent.postData() ?? 'null')).toEqual({ value: 42 });
+    expect(await panel().getByTestId('response-status').textContent()).toMatch(/^200/);
+    expect([pushed.id, pushed.last_value]).toEqual([id, 42]);
+  });
+
+  it('filters a list by several values of an enum: any of them', async () => {
+    await openTab('list');
+    const kind = panel().getByRole('group', { name: /kind/ });
+    await kind.getByLabel('http_json').check();
+    await kind.getByLabel('webhook').check();
+    expect(await panel().getByTestId('sdk-snippet').textContent()).toContain("kind: ['http_json', 'webhook']");
+    expect(await panel().getByTestId('curl-snippet').textContent()).toContain('kind=http_json%2Cwebhook');
+    const answered = page.waitForResponse(
+      (r) => r.url().includes('/api/v1/okr/connectors?') && r.request().method() === 'GET',
+    );
+    await panel().getByRole('button', { name: 'Send' }).click();
+    const response = await answered;
+    expect(new URL(response.url()).searchParams.get('kind')).toBe('http_json,webhook');
+    const list = (await response.json()) as { data: { name: string; kind: string }[] };
+    expect(new Set(list.data.map((c) => c.kind))).toEqual(new Set(['http_json', 'webhook']));
+    expect(list.data.map((c) => c.name)).toEqual(expect.arrayContaining(['E2E feed', 'E2E hook']));
+    await kind.getByLabel('webhook').uncheck();
+    expect(await panel().getByTestId('curl-snippet').textContent()).toContain('kind=http_json');
+    expect(await panel().getByTestId('curl-snippet').textContent()).not.toContain('webhook');
+  });
+
   it("shows the problem's field error for a bad body", async () => {
+    await page.goto(`${server.origin}/playground/okr/key-results#create`);
     await openTab('create');
     await bodyEditor().fill(JSON.stringify({ objective_id: ids.objective, title: 'Bad target', target: 'lots' }));
     const problem = (await send('/api/v1/okr/key-results', 'POST')) as {

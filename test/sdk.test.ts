@@ -433,6 +433,43 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     expect(await client.okr.keyResults.get(kr.id)).toMatchObject({ title: 'Ship v2 (first)', version: first.version });
   });
 
+  it('custom writes take ifVersion: a stale check-in or sync is refused; a sync takes no body, its options third', async () => {
+    reset();
+    const kr = await client.okr.keyResults.create({
+      objective_id: (await client.okr.objectives.create({ title: 'custom locking' })).id,
+      title: 'Check in with a version',
+      target: 10,
+    });
+    const krVersion = kr.version as number;
+    const stale = await client.okr.keyResults.checkIns
+      .create(kr.id, { value: 1 }, { ifVersion: krVersion + 1 })
+      .catch((e: unknown) => e);
+    expect(stale).toBeInstanceOf(PreconditionFailedError);
+    const checked = await client.okr.keyResults.checkIns.create(kr.id, { value: 2 }, { ifVersion: krVersion });
+    expect(checked).toMatchObject({ current: 2, version: krVersion + 1 });
+
+    const feed = await client.okr.connectors.create({
+      name: 'Locked feed',
+      kind: 'http_json',
+      config: { url: 'http://127.0.0.1:9/value', pointer: '/value' },
+    });
+    const version = (await client.okr.connectors.get(feed.id)).version as number;
+    sent = [];
+    const refused = await client.okr.connectors
+      .sync(feed.id, undefined, { ifVersion: version + 1, idempotencyKey: 'sync-stale-1' })
+      .catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(PreconditionFailedError);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]).toMatchObject({ method: 'POST', url: `${baseUrl}/api/v1/okr/connectors/${feed.id}/sync` });
+    expect(sent[0].headers).toMatchObject({
+      'if-match': `"${version + 1}"`,
+      'idempotency-key': 'sync-stale-1',
+    });
+    expect(sent[0].headers).not.toHaveProperty('content-type');
+    const synced = await client.okr.connectors.sync(feed.id, undefined, { ifVersion: version });
+    expect(synced).toMatchObject({ id: feed.id, version: version + 1 });
+  });
+
   it('works from the built package as `edm/client` (self-reference)', async () => {
     const entry = new URL('dist/client/index.js', ROOT);
     expect(existsSync(entry), 'dist/client/index.js is missing: run `npm run build` first').toBe(true);

@@ -135,12 +135,16 @@ type BodyOf<Op> = Op extends { body: infer B extends TSchema }
     : Static<B>
   : undefined;
 
-/** A custom operation's method, typed from its declaration. */
+/**
+ * A custom operation's method, typed from its declaration. A write to the row (a check-in, a
+ * sync) honours `If-Match`, so it takes `ifVersion`; one without a body still takes its options
+ * third: `client.okr.connectors.sync(id, undefined, { ifVersion: 3 })`.
+ */
 export type OperationMethod<Op, R> = Op extends { response: { kind: 'list'; item: infer I extends TSchema } }
   ? (id: string, params?: PageParams, options?: RequestOptions) => PagePromise<Static<I>>
   : BodyOf<Op> extends undefined
-    ? (id: string, body?: undefined, options?: WriteOptions) => Promise<Document<R>>
-    : (id: string, body: BodyOf<Op>, options?: WriteOptions) => Promise<Document<R>>;
+    ? (id: string, body?: undefined, options?: LockOptions) => Promise<Document<R>>
+    : (id: string, body: BodyOf<Op>, options?: LockOptions) => Promise<Document<R>>;
 
 /** Custom operations as nested namespaces: `checkIns.create` → `.checkIns.create(id, body)`. */
 type OperationTree<O extends CustomOperation, Prefix extends string, R> = {

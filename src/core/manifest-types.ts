@@ -46,8 +46,11 @@ export interface ManifestOperation {
   /** Full path template: `/api/v1/okr/key-results/{id}` */
   path: string;
   summary: string;
-  /** `client.okr.keyResults.checkIns.create` */
-  client_method: string;
+  /**
+   * `client.okr.keyResults.checkIns.create`; null for an operation the SDK has no method for
+   * (`auth: 'signed_url'`: another system calls it at a signed URL, without a token).
+   */
+  client_method: string | null;
   /** Query parameters the operation takes (list filters, `cascade`, …). */
   query: ManifestParameter[];
   /** Whether a JSON body is sent. */
@@ -77,6 +80,8 @@ export interface ManifestParameter {
   type: string;
   description: string;
   enum?: string[];
+  /** A list filter: a comma-separated list of values matches any of them (`status=at_risk,off_track`). */
+  multiple?: boolean;
 }
 
 export interface ManifestField {

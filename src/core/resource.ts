@@ -208,7 +208,8 @@ export interface Resource<F extends FieldMap = FieldMap> extends Omit<ResourceOp
   readonly idPattern: string;
 }
 
-const camel = (kebab: string) => kebab.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+/** kebab-case → camelCase: `key-results` → `keyResults` (client names, operation ids). */
+export const camel = (kebab: string) => kebab.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
 /**
  * Declares a resource; storage, validation, serialization, routes, the manifest, OpenAPI and

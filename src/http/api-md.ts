@@ -9,8 +9,12 @@ function table(header: string[], rows: string[][]): string[] {
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)];
 }
 
-/** The SDK call of an operation, with its arguments. */
+/**
+ * The SDK call of an operation, with its arguments; a signed operation has none (another system
+ * calls it at its signed URL, without a token).
+ */
 function signature(op: ManifestOperation): string {
+  if (op.client_method === null) return `${op.name}: signed URL, no SDK method`;
   const args: Record<string, string> = {
     list: 'params?',
     get: 'id',
@@ -19,7 +23,9 @@ function signature(op: ManifestOperation): string {
     delete: 'id, { cascade?, ifVersion?, idempotencyKey? }?',
     restore: 'id, { ifVersion?, idempotencyKey? }?',
   };
-  const custom = op.response === 'item_list' ? 'id, params?' : op.has_body ? 'id, body' : 'id';
+  // A custom write takes the body slot even without a body: `sync(id, undefined, { ifVersion })`.
+  const options = op.headers.includes('If-Match') ? '{ ifVersion?, idempotencyKey? }?' : '{ idempotencyKey? }?';
+  const custom = op.response === 'item_list' ? 'id, params?' : `id, ${op.has_body ? 'body' : 'undefined?'}, ${options}`;
   return `${op.client_method}(${args[op.name] ?? custom})`;
 }
 
@@ -82,6 +88,8 @@ export function renderApiMd(manifest: Manifest): string {
     'when awaited and walks every item with `for await`; writes take `{ idempotencyKey }` and retry safely;',
     'errors are classes by status (`NotFoundError`, `ConflictError`, …). The OpenAPI 3.1 document is at',
     '`GET /api/v1/openapi.json`, the manifest at `GET /api/v1/manifest`. `*` marks fields always present.',
+    'A custom operation without a body still takes its options third (`sync(id, undefined, { ifVersion })`);',
+    'one marked "signed URL, no SDK method" is called by another system at the signed URL a document shows.',
     '',
   ];
   for (const m of manifest.modules) {

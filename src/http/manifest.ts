@@ -11,7 +11,7 @@ import type {
   ManifestParameter,
   ManifestResource,
 } from '../core/manifest-types.js';
-import type { CustomOperation, Doc, ModuleDef, Resource } from '../core/resource.js';
+import { type CustomOperation, camel, type Doc, type ModuleDef, type Resource } from '../core/resource.js';
 
 export const PLATFORM_NAME = 'EDM';
 
@@ -20,7 +20,6 @@ export const PLATFORM_VERSION: string = (
   JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version;
 
-const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 /** `KeyResult` → `key result`, for summaries. */
 const words = (pascal: string) => pascal.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase();
 const article = (noun: string) => (/^[aeiou]/.test(noun) ? `an ${noun}` : `a ${noun}`);
@@ -65,7 +64,12 @@ export function listParameters(resource: Resource): ManifestParameter[] {
   for (const name of resource.filterable) {
     const field = resource.allFields[name];
     if (name === 'tags') {
-      params.push({ name: 'tag', type: 'string', description: 'Has any of these tags (comma-separated).' });
+      params.push({
+        name: 'tag',
+        type: 'string',
+        description: 'Has any of these tags (comma-separated).',
+        multiple: true,
+      });
       continue;
     }
     params.push({
@@ -73,6 +77,7 @@ export function listParameters(resource: Resource): ManifestParameter[] {
       type: field.type,
       description: `Equals this value; a comma-separated list matches any of them. ${field.notes}`,
       ...(field.enum ? { enum: [...field.enum] } : {}),
+      multiple: true,
     });
   }
   for (const name of resource.filterable) {
@@ -126,7 +131,8 @@ export function resourceOperations(resource: Resource, modules: readonly ModuleD
   ): ManifestOperation => ({
     auth: 'bearer',
     ...o,
-    client_method: `${client}.${o.name}`,
+    // A signed operation is another system's call at a signed URL: the SDK has no method for it.
+    client_method: o.auth === 'signed_url' ? null : `${client}.${o.name}`,
     headers: requestHeaders(o, custom),
   });
   const ops: ManifestOperation[] = [

@@ -11,7 +11,7 @@ import {
   updateSchema,
 } from '../core/json-schema.js';
 import type { ManifestOperation, ManifestParameter } from '../core/manifest-types.js';
-import type { CustomOperation, Doc, ModuleDef, Resource } from '../core/resource.js';
+import { type CustomOperation, camel, type Doc, type ModuleDef, type Resource } from '../core/resource.js';
 import { PLATFORM_NAME, PLATFORM_VERSION, resourceOperations, serveDocument } from './manifest.js';
 import { RATE_LIMIT_HEADERS } from './rate-limit.js';
 
@@ -215,12 +215,14 @@ function operationObject(
   if (op.name === 'get') parameters.push(ref('parameters', 'IfNoneMatch'));
 
   const operation: Json = {
-    operationId: op.client_method.replace(/^client\./, ''),
+    // Stable whether or not the SDK has a method for it: `okr.connectors.webhook` too.
+    operationId: `${camel(resource.module)}.${resource.clientName}.${op.name}`,
     summary: op.summary,
     tags: [name],
     // A signed operation's URL authenticates it (its tenant_id and signature parameters).
     security: custom?.auth === 'signed' ? [] : [{ bearerAuth: [scope] }],
-    'x-client-method': op.client_method,
+    // A signed operation has no SDK method (another system calls its signed URL).
+    ...(op.client_method === null ? {} : { 'x-client-method': op.client_method }),
     parameters,
   };
   const responses: Json = {};
@@ -398,6 +400,10 @@ const MANIFEST_SCHEMA: JsonSchema = {
                       'auth',
                     ],
                     properties: {
+                      client_method: {
+                        type: ['string', 'null'],
+                        description: 'The SDK method; null for a signed operation, which the SDK does not call.',
+                      },
                       method: { enum: ['GET', 'POST', 'PATCH', 'DELETE'] },
                       response: { enum: ['resource', 'list', 'item_list'] },
                       success_status: { type: 'integer' },

@@ -40,6 +40,8 @@ export async function compiles(): Promise<void> {
     secret: 's3cret',
   });
   const synced = await client.okr.connectors.sync(feed.id);
+  // Custom writes honour If-Match: a sync takes no body, so its options come third.
+  await client.okr.connectors.sync(feed.id, undefined, { ifVersion: synced.version, idempotencyKey: 'sync-1' });
   const lastValue: number | null = synced.last_value;
   const webhookUrl: string | null = synced.webhook_url;
   // @ts-expect-error write-only: answers never carry the secret
@@ -57,6 +59,11 @@ export async function compiles(): Promise<void> {
 
   const checked = await client.okr.keyResults.checkIns.create(kr.id, { value: 100000, confidence: 7 });
   const current: number | null = checked.current;
+  await client.okr.keyResults.checkIns.create(
+    kr.id,
+    { value: 1 },
+    { ifVersion: checked.version, idempotencyKey: 'c1' },
+  );
   for await (const snapshot of client.okr.keyResults.checkIns.list(kr.id, { limit: 50 })) {
     const value: number = snapshot.value;
     const at: string = snapshot.at;
@@ -123,6 +130,10 @@ export async function rejects(): Promise<void> {
 
   // @ts-expect-error checkIns.create needs a body
   await client.okr.keyResults.checkIns.create(kr.id);
+  // @ts-expect-error check-ins: If-Match takes the version number
+  await client.okr.keyResults.checkIns.create(kr.id, { value: 1 }, { ifVersion: '"1"' });
+  // @ts-expect-error sync takes no body: options go third
+  await client.okr.connectors.sync('con_x', { ifVersion: 1 });
   // @ts-expect-error check-ins belong to key results only
   client.okr.objectives.checkIns.create('obj_x', { value: 1 });
   // @ts-expect-error no such resource

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { sendCall } from './call';
 import { buildRequest, emptyForm } from './request';
-import { keyResult, opNamed } from './test-fixture';
+import { keyResult, opNamed, syncOp, webhookOp } from './test-fixture';
 
 interface Seen {
   method: string;
@@ -112,5 +112,41 @@ describe('console calls go through the SDK', () => {
     });
     expect(offline.status).toBeNull();
     expect(offline.error).toMatch(/^No answer: .*fetch failed/);
+  });
+
+  it('sends a custom write without a body with its options as headers, not as a body', async () => {
+    const api = server(() => json(200, { id: 'kr_4' }));
+    const form = { ...emptyForm(), headers: { 'If-Match': '1', 'Idempotency-Key': 'k' } };
+    await sendCall(syncOp, buildRequest(syncOp, keyResult, form, { kr: 'kr_4' }), 't', {
+      baseUrl: 'http://h',
+      fetch: api.fetch,
+    });
+    expect(api.seen).toHaveLength(1);
+    expect(api.seen[0]).toMatchObject({ method: 'POST', url: 'http://h/api/v1/okr/key-results/kr_4/sync' });
+    expect(api.seen[0].body).toBeUndefined();
+    expect(api.seen[0].headers.get('if-match')).toBe('"1"');
+    expect(api.seen[0].headers.get('idempotency-key')).toBe('k');
+    expect(api.seen[0].headers.get('authorization')).toBe('Bearer t');
+  });
+
+  it('sends a signed operation directly to its signed URL: its query, its body, no token', async () => {
+    const api = server(() => json(200, { id: 'kr_5' }));
+    const form = {
+      ...emptyForm(),
+      query: { tenant_id: 'acme', signature: 'abc' },
+      headers: { 'Idempotency-Key': 'push-1' },
+    };
+    const built = buildRequest(webhookOp, keyResult, form, { kr: 'kr_5' });
+    const result = await sendCall(webhookOp, built, 'tok', { baseUrl: 'http://h', fetch: api.fetch });
+    expect(api.seen).toHaveLength(1);
+    expect(api.seen[0]).toMatchObject({
+      method: 'POST',
+      url: 'http://h/api/v1/okr/key-results/kr_5/webhook?tenant_id=acme&signature=abc',
+      body: { value: 5 },
+    });
+    expect(api.seen[0].headers.get('authorization')).toBeNull();
+    expect(api.seen[0].headers.get('content-type')).toBe('application/json');
+    expect(api.seen[0].headers.get('idempotency-key')).toBe('push-1');
+    expect(result).toMatchObject({ status: 200, body: { id: 'kr_5' }, error: null, attempts: 1 });
   });
 });

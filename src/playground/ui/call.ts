@@ -1,7 +1,7 @@
 import { createClient } from '../../client/index';
 import { type CallResult, type Exchange, recordingFetch, toResult } from './api';
-import type { ManifestOperation } from './manifest';
-import { type BuiltRequest, sdkOptions } from './request';
+import { type ManifestOperation, viaSdk } from './manifest';
+import { type BuiltRequest, bodySlot, requestUrl, sdkOptions } from './request';
 
 type Method = (...args: unknown[]) => unknown;
 
@@ -17,18 +17,47 @@ export function sdkMethod(client: unknown, clientMethod: string): Method | null 
   return typeof target === 'function' ? (target as Method) : null;
 }
 
-/** The SDK call's arguments, as the snippets print them: path ids, then the body, then options. */
+/**
+ * The SDK call's arguments, as the snippets print them: path ids, then the body, then options.
+ * Every write but the six standard ones (a custom operation: a check-in, a sync) keeps the body
+ * slot even when it sends no body, so its options are never taken for one:
+ * `sync(id, undefined, { ifVersion: 1 })`.
+ */
 export function sdkCallArgs(op: ManifestOperation, built: BuiltRequest): unknown[] {
   const args: unknown[] = built.pathValues.map((p) => p.value);
-  if (op.has_body) args.push(built.body);
   const options = sdkOptions(built);
+  if (bodySlot(op) && (op.has_body || options)) args.push(built.body);
   if (options) args.push(options);
   return args;
 }
 
+/** A signed operation, sent as the other system would: to its signed URL, with no token. */
+async function sendSigned(
+  op: ManifestOperation,
+  built: BuiltRequest,
+  baseUrl: string,
+  fetchImpl: typeof fetch,
+): Promise<CallResult> {
+  const log: Exchange[] = [];
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (op.has_body) headers['content-type'] = 'application/json';
+  if (built.idempotencyKey !== null) headers['idempotency-key'] = built.idempotencyKey;
+  try {
+    await recordingFetch(log, fetchImpl)(`${baseUrl}${requestUrl(built)}`, {
+      method: op.method,
+      headers,
+      body: op.has_body ? JSON.stringify(built.body) : undefined,
+    });
+    return toResult(log, null);
+  } catch (err) {
+    return toResult(log, err);
+  }
+}
+
 /**
  * Sends one console call through the SDK itself, recording the raw exchange (status, headers,
- * timing, body) through the SDK's `fetch` option so the console can show it.
+ * timing, body) through the SDK's `fetch` option so the console can show it. A signed operation
+ * (no SDK method) is sent directly, with its query and without the token.
  */
 export async function sendCall(
   op: ManifestOperation,
@@ -36,9 +65,11 @@ export async function sendCall(
   token: string,
   via: { baseUrl?: string; fetch?: typeof fetch; maxRetries?: number } = {},
 ): Promise<CallResult> {
+  const baseUrl = via.baseUrl ?? location.origin;
+  if (!viaSdk(op)) return sendSigned(op, built, baseUrl, via.fetch ?? ((i, n) => fetch(i, n)));
   const log: Exchange[] = [];
   const client = createClient({
-    baseUrl: via.baseUrl ?? location.origin,
+    baseUrl,
     token: token || undefined,
     fetch: recordingFetch(log, via.fetch),
     ...(via.maxRetries === undefined ? {} : { maxRetries: via.maxRetries }),

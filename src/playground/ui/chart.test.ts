@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chartModel, drawable, niceTicks } from './chart';
+import { chartModel, drawable, formatValues, niceTicks, summaryNumbers } from './chart';
 
 describe('history chart', () => {
   it('picks round ticks covering the range', () => {
@@ -48,5 +48,34 @@ describe('history chart', () => {
     expect(m.baseline).toBeNull();
     expect(m.target).toBeNull();
     expect(m.xLabels).toEqual([{ x: m.points[0].x, label: '11-01 10:00', anchor: 'middle' }]);
+  });
+
+  it('labels ticks as precisely as their step: distinct labels, never five "100K"', () => {
+    const m = chartModel([{ at: '2026-11-01T00:00:00.000Z', value: 100004 }], 100000, 100010);
+    const labels = m.yTicks.map((t) => t.label);
+    expect(labels).toEqual(['100,000', '100,002.5', '100,005', '100,007.5', '100,010']);
+    expect(new Set(m.yTicks.map((t) => t.value)).size).toBe(m.yTicks.length);
+    expect([m.baseline?.label, m.target?.label]).toEqual(['100,000', '100,010']);
+    // Round values keep the compact form.
+    expect(chartModel([], 80000, 120000).yTicks.map((t) => t.label)).toEqual(['80K', '90K', '100K', '110K', '120K']);
+    expect(chartModel([], 1_000_000, 2_000_000).yTicks.map((t) => t.label)).toEqual([
+      '1M',
+      '1.25M',
+      '1.5M',
+      '1.75M',
+      '2M',
+    ]);
+    expect(chartModel([], 0, 0.01).yTicks.map((t) => t.label)).toEqual(['0', '0.0025', '0.005', '0.0075', '0.01']);
+  });
+
+  it('states the summary numbers without rounding them together', () => {
+    expect(summaryNumbers({ current: 100004, target: 100010, baseline: 100000 }, 'MRR')).toBe(
+      '100,004 of 100,010 MRR · baseline 100,000',
+    );
+    expect(summaryNumbers({ current: 95000, target: 120000, baseline: 80000, confidence: 7 }, '')).toBe(
+      '95K of 120K · baseline 80K · confidence 7/10',
+    );
+    expect(summaryNumbers({ current: null, target: 5 }, '')).toBe('no value yet of 5');
+    expect(formatValues([7.5, 12])).toEqual(['7.5', '12']);
   });
 });

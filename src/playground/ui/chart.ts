@@ -22,9 +22,10 @@ export interface ChartModel {
   points: ChartPoint[];
   /** `x,y x,y …` for an SVG polyline. */
   line: string;
-  baseline: { y: number; value: number } | null;
-  target: { y: number; value: number } | null;
-  yTicks: { y: number; label: string }[];
+  baseline: { y: number; value: number; label: string } | null;
+  target: { y: number; value: number; label: string } | null;
+  /** Distinct values, so `value` (not `label`) keys them. */
+  yTicks: { y: number; value: number; label: string }[];
   xLabels: { x: number; label: string; anchor: 'start' | 'end' | 'middle' }[];
 }
 
@@ -57,6 +58,67 @@ export function formatNumber(n: number): string {
   const opts: Intl.NumberFormatOptions =
     abs >= 10_000 ? { notation: 'compact', maximumFractionDigits: 1 } : { maximumFractionDigits: 2 };
   return new Intl.NumberFormat('en-US', opts).format(n);
+}
+
+const COMPACT = [1, 2].map(
+  (digits) => new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: digits }),
+);
+const COMPACT_EXACT = new Intl.NumberFormat('en-US', { notation: 'compact', maximumSignificantDigits: 21 });
+
+/**
+ * Labels for numbers that must read as what they are and stay apart (axis ticks, a value beside
+ * its target): compact (`80K`, `1.25M`) when that rounds none of them and each stays short
+ * (three digits at most: not `100.01K`), else all in full
+ * (`100,004`, `100,010`) with up to `fractionDigits` decimals. One format for the whole set.
+ *
+ * @example
+ * formatValues([80000, 120000]); // ['80K', '120K']
+ * formatValues([100004, 100010]); // ['100,004', '100,010']
+ */
+export function formatValues(values: readonly number[], fractionDigits = 2): string[] {
+  if (values.some((v) => Math.abs(v) >= 10_000)) {
+    for (const f of COMPACT) {
+      const labels = values.map((v) => f.format(v));
+      const short = (label: string) => label.replace(/\D/g, '').replace(/^0+/, '').length <= 3;
+      if (values.every((v, i) => labels[i] === COMPACT_EXACT.format(v) && short(labels[i]))) return labels;
+    }
+  }
+  const plain = new Intl.NumberFormat('en-US', { maximumFractionDigits: Math.min(20, fractionDigits) });
+  return values.map((v) => plain.format(v));
+}
+
+/** How many decimals a tick step has (`2.5` → 1, `0.025` → 3, `500` → 0). */
+export function stepDecimals(step: number): number {
+  for (let d = 0; d < 20; d++) {
+    const scaled = step * 10 ** d;
+    if (Math.abs(scaled - Math.round(scaled)) < 1e-6 * Math.max(1, Math.abs(scaled))) return d;
+  }
+  return 20;
+}
+
+/** Tick labels as precise as their step: every tick its own label (`100,002.5`, not five `100K`). */
+export function tickLabels(ticks: readonly number[]): string[] {
+  const step = ticks.length > 1 ? Math.abs(ticks[1] - ticks[0]) : 1;
+  return formatValues(ticks, Math.max(2, stepDecimals(step)));
+}
+
+/**
+ * `95K of 120K MRR · baseline 80K · confidence 7/10`: current, target and baseline in one format
+ * that rounds none of them (`100,004 of 100,010`, never `100K of 100K`).
+ */
+export function summaryNumbers(doc: Record<string, unknown>, unit: string): string {
+  const hasCurrent = doc.current !== null && doc.current !== undefined && Number.isFinite(Number(doc.current));
+  const hasBaseline = typeof doc.baseline === 'number';
+  const values = [Number(doc.target), hasCurrent ? Number(doc.current) : 0, hasBaseline ? (doc.baseline as number) : 0];
+  const [target, current, baseline] = formatValues(values);
+  return [
+    hasCurrent ? current : 'no value yet',
+    ' of ',
+    target,
+    unit ? ` ${unit}` : '',
+    hasBaseline ? ` · baseline ${baseline}` : '',
+    typeof doc.confidence === 'number' ? ` · confidence ${doc.confidence}/10` : '',
+  ].join('');
 }
 
 /** A time axis label (UTC), as precise as the span of the chart needs. */
@@ -95,6 +157,9 @@ export function chartModel(
   const x = (t: number) => plot.left + ((t - t0) / (t1 - t0)) * (plot.right - plot.left);
 
   const points = history.map((snapshot, i) => ({ x: x(times[i]), y: y(snapshot.value), snapshot }));
+  const labels = tickLabels(ticks);
+  // Baseline and target in one format, so the two never read as the same number.
+  const refLabels = formatValues([isNum(baseline) ? baseline : 0, isNum(target) ? target : 0]);
   const span = t1 - t0;
   const xLabels: ChartModel['xLabels'] =
     history.length === 0
@@ -111,9 +176,9 @@ export function chartModel(
     plot,
     points,
     line: points.map((p) => `${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(' '),
-    baseline: isNum(baseline) ? { y: y(baseline), value: baseline } : null,
-    target: isNum(target) ? { y: y(target), value: target } : null,
-    yTicks: ticks.map((v) => ({ y: y(v), label: formatNumber(v) })),
+    baseline: isNum(baseline) ? { y: y(baseline), value: baseline, label: refLabels[0] } : null,
+    target: isNum(target) ? { y: y(target), value: target, label: refLabels[1] } : null,
+    yTicks: ticks.map((v, i) => ({ y: y(v), value: v, label: labels[i] })),
     xLabels,
   };
 }

@@ -3,7 +3,15 @@ import { useContext, useRef, useState } from 'preact/hooks';
 import { sendCall } from './call';
 import { CodeBlock } from './code-block';
 import type { ManifestHeader, ManifestOperation, ManifestResource } from './manifest';
-import { buildRequest, defaultParam, emptyForm, exampleBodyText, type FormState } from './request';
+import {
+  buildRequest,
+  defaultParam,
+  emptyForm,
+  exampleBodyText,
+  type FormState,
+  splitChoices,
+  toggleChoice,
+} from './request';
 import { ResponseView } from './response-view';
 import { formKey, SessionContext } from './session';
 import { curlSnippet, sdkSnippet } from './snippets';
@@ -95,6 +103,31 @@ function QueryInput({
   onValue: (v: string) => void;
 }) {
   const options = param.enum ?? (param.type === 'boolean' ? ['true', 'false'] : null);
+  if (options && param.multiple) {
+    // Any of several values (`status=at_risk,off_track`): a checkbox per value.
+    const chosen = new Set(splitChoices(value));
+    return (
+      <fieldset class="field choices-field" id={id}>
+        <legend class="label">
+          <code>{param.name}</code> <span class="muted">{param.type}, any of</span>
+        </legend>
+        <div class="choices">
+          {options.map((o) => (
+            <label key={o} class="choice">
+              <input
+                type="checkbox"
+                value={o}
+                checked={chosen.has(o)}
+                onChange={(e) => onValue(toggleChoice(value, o, e.currentTarget.checked, options))}
+              />{' '}
+              <code>{o}</code>
+            </label>
+          ))}
+        </div>
+        {param.description && <p class="hint">{param.description}</p>}
+      </fieldset>
+    );
+  }
   return (
     <div class="field">
       <label for={id}>

@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { chartModel, drawable, formatNumber, type Snapshot } from './chart';
+import { chartModel, drawable, formatNumber, type Snapshot, summaryNumbers } from './chart';
 
 const STATUS_LABELS: Record<string, string> = {
   off_track: 'Off track',
@@ -81,7 +81,7 @@ export function HistoryChart({
           {typeof target === 'number' ? `; target ${target}${suffix}` : ''}
         </desc>
         {m.yTicks.map((t) => (
-          <g key={t.label} class="tick">
+          <g key={t.value} class="tick">
             <line x1={m.plot.left} x2={m.plot.right} y1={t.y} y2={t.y} />
             <text x={m.plot.left - 8} y={t.y} dy="0.32em" text-anchor="end">
               {t.label}
@@ -92,7 +92,7 @@ export function HistoryChart({
           <g class="ref ref-baseline" data-testid="baseline-line">
             <line x1={m.plot.left} x2={m.plot.right} y1={m.baseline.y} y2={m.baseline.y} />
             <text x={m.plot.right} y={m.baseline.y - 5} text-anchor="end">
-              baseline {formatNumber(m.baseline.value)}
+              baseline {m.baseline.label}
             </text>
           </g>
         )}
@@ -100,7 +100,7 @@ export function HistoryChart({
           <g class="ref ref-target" data-testid="target-line">
             <line x1={m.plot.left} x2={m.plot.right} y1={m.target.y} y2={m.target.y} />
             <text x={m.plot.right} y={m.target.y - 5} text-anchor="end">
-              target {formatNumber(m.target.value)}
+              target {m.target.label}
             </text>
           </g>
         )}
@@ -174,16 +174,7 @@ export function ProgressSummary({ doc, titleField }: { doc: Record<string, unkno
         <StatusBadge status={doc.status} />
       </div>
       <ProgressBar pct={doc.progress_pct} label={`Progress of ${title}`} />
-      {hasTarget && (
-        <p class="summary-numbers">
-          {doc.current === null || doc.current === undefined ? 'no value yet' : formatNumber(Number(doc.current))}
-          {' of '}
-          {formatNumber(doc.target as number)}
-          {unit ? ` ${unit}` : ''}
-          {typeof doc.baseline === 'number' ? ` · baseline ${formatNumber(doc.baseline)}` : ''}
-          {typeof doc.confidence === 'number' ? ` · confidence ${doc.confidence}/10` : ''}
-        </p>
-      )}
+      {hasTarget && <p class="summary-numbers">{summaryNumbers(doc, unit)}</p>}
       {Array.isArray(doc.history) &&
         (history.length > 0 ? (
           <HistoryChart history={history} baseline={doc.baseline} target={doc.target} unit={unit} />

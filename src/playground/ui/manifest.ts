@@ -83,3 +83,11 @@ export function pathParams(op: Pick<ManifestOperation, 'path'>): string[] {
 export function camelName(name: string): string {
   return name.charAt(0).toLowerCase() + name.slice(1);
 }
+
+/**
+ * Whether the SDK has a method for the operation. A signed one (a connector's webhook) has none:
+ * another system calls its signed URL without a token, so the console sends it with plain fetch.
+ */
+export function viaSdk(op: ManifestOperation): op is ManifestOperation & { client_method: string } {
+  return op.client_method !== null && op.auth !== 'signed_url';
+}

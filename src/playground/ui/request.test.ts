@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildRequest, emptyForm, exampleBodyText, requestUrl, sdkOptions } from './request';
+import { buildRequest, emptyForm, exampleBodyText, requestUrl, sdkOptions, toggleChoice } from './request';
 import { keyResult, opNamed } from './test-fixture';
 
 describe('console requests', () => {
@@ -85,5 +85,19 @@ describe('console requests', () => {
     );
     expect(sdkOptions(both)).toEqual({ cascade: true, ifVersion: 4 });
     expect(sdkOptions(buildRequest(opNamed('get'), keyResult, form({ 'If-Match': '3' }), { kr: 'kr_1' }))).toBeNull();
+  });
+
+  it('keeps several values of a filter as one comma-separated list, in the order offered', () => {
+    const choices = ['off_track', 'at_risk', 'on_track'];
+    expect(toggleChoice('', 'at_risk', true, choices)).toBe('at_risk');
+    expect(toggleChoice('at_risk', 'off_track', true, choices)).toBe('off_track,at_risk');
+    expect(toggleChoice('off_track,at_risk', 'off_track', false, choices)).toBe('at_risk');
+    expect(toggleChoice('at_risk', 'at_risk', false, choices)).toBe('');
+    const list = opNamed('list');
+    const built = buildRequest(list, keyResult, { ...emptyForm(), query: { status: 'on_track, at_risk,' } }, {});
+    expect(built.query).toEqual({ status: ['on_track', 'at_risk'] });
+    expect(requestUrl(built)).toBe('/api/v1/okr/key-results?status=on_track%2Cat_risk');
+    const one = buildRequest(list, keyResult, { ...emptyForm(), query: { status: 'at_risk' } }, {});
+    expect(one.query).toEqual({ status: 'at_risk' });
   });
 });

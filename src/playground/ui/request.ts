@@ -21,7 +21,7 @@ export const emptyForm = (): FormState => ({ params: {}, query: {}, body: undefi
 /** Ids the session has seen, by id prefix (`kr` → the last key result created or fetched). */
 export type KnownIds = Readonly<Record<string, string>>;
 
-export type QueryValue = string | number | boolean;
+export type QueryValue = string | number | boolean | (string | number | boolean)[];
 
 /** One call, ready to send or to print as SDK code or curl. */
 export interface BuiltRequest {
@@ -66,7 +66,7 @@ export function exampleBodyText(op: ManifestOperation, resource: ManifestResourc
   return JSON.stringify(example, null, 2);
 }
 
-function coerce(type: string, raw: string): QueryValue {
+function coerce(type: string, raw: string): string | number | boolean {
   if ((type === 'integer' || type === 'number') && raw.trim() !== '' && Number.isFinite(Number(raw))) {
     return Number(raw);
   }
@@ -92,7 +92,11 @@ export function buildRequest(
   const query: Record<string, QueryValue> = {};
   for (const param of op.query) {
     const raw = form.query[param.name];
-    if (raw !== undefined && raw.trim() !== '') query[param.name] = coerce(param.type, raw.trim());
+    if (raw === undefined || raw.trim() === '') continue;
+    // A filter of several values (`at_risk,off_track`: any of them) is a list, as the SDK takes it.
+    const values = param.multiple ? splitChoices(raw) : [raw.trim()];
+    query[param.name] =
+      values.length > 1 ? values.map((v) => coerce(param.type, v)) : coerce(param.type, values[0] ?? raw.trim());
   }
   let body: unknown;
   let bodyError: string | null = null;
@@ -139,7 +143,7 @@ export function buildRequest(
 /** The path and query string of a built request: `/api/v1/okr/key-results?limit=10`. */
 export function requestUrl(built: Pick<BuiltRequest, 'path' | 'query'>): string {
   const qs = Object.entries(built.query)
-    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`)
+    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(Array.isArray(v) ? v.join(',') : String(v))}`)
     .join('&');
   return qs ? `${built.path}?${qs}` : built.path;
 }
@@ -154,4 +158,33 @@ export function sdkOptions(built: BuiltRequest): Record<string, unknown> | null 
   if (built.ifVersion !== null) options.ifVersion = built.ifVersion;
   if (built.idempotencyKey !== null) options.idempotencyKey = built.idempotencyKey;
   return Object.keys(options).length > 0 ? options : null;
+}
+
+/** The values of a comma-separated filter, trimmed, empty ones dropped. */
+export function splitChoices(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((v) => v.trim())
+    .filter((v) => v !== '');
+}
+
+/**
+ * Checks or unchecks one value of a several-values filter, answering the comma-separated text
+ * the form keeps, in the order the choices are offered: `at_risk,off_track`.
+ */
+export function toggleChoice(raw: string, choice: string, on: boolean, choices: readonly string[]): string {
+  const chosen = new Set(splitChoices(raw));
+  if (on) chosen.add(choice);
+  else chosen.delete(choice);
+  return [...choices.filter((c) => chosen.has(c)), ...[...chosen].filter((c) => !choices.includes(c))].join(',');
+}
+
+const STANDARD = new Set(['list', 'get', 'create', 'update', 'delete', 'restore']);
+
+/**
+ * Whether the operation's SDK method takes a body argument before its options. A custom write
+ * (a check-in, a sync) does even when it sends no body: `sync(id, undefined, { ifVersion: 1 })`.
+ */
+export function bodySlot(op: Pick<ManifestOperation, 'name' | 'has_body' | 'response'>): boolean {
+  return op.has_body || (!STANDARD.has(op.name) && op.response === 'resource');
 }

@@ -2,19 +2,20 @@ import type { TargetedKeyboardEvent } from 'preact';
 import { useContext, useEffect, useRef } from 'preact/hooks';
 import { CodeBlock } from './code-block';
 import { Console, domId } from './console';
-import type { ManifestModule, ManifestOperation, ManifestResource } from './manifest';
+import { type ManifestModule, type ManifestOperation, type ManifestResource, viaSdk } from './manifest';
 import { buildRequest, emptyForm } from './request';
 import { SchemaTable } from './schema-table';
 import { SessionContext } from './session';
-import { type Arg, clientSetup, sdkCall } from './snippets';
+import { type Arg, clientSetup, sdkCall, signedFetch } from './snippets';
 
 export function MethodBadge({ method }: { method: string }) {
   return <span class={`method method-${method.toLowerCase()}`}>{method}</span>;
 }
 
-/** One line of SDK code per operation, from the manifest's example. */
+/** One line of SDK code per operation, from the manifest's example (fetch for a signed one, which has no SDK method). */
 function operationSnippet(op: ManifestOperation, resource: ManifestResource, known: Record<string, string>): string {
   const built = buildRequest(op, resource, emptyForm(), known);
+  if (!viaSdk(op)) return signedFetch(op, resource, built, `${op.path}?tenant_id=…&signature=…`);
   const args: Arg[] = built.pathValues.map((p) => ({ code: p.name }));
   if (op.has_body) args.push({ value: built.body ?? {} });
   const call = sdkCall(op, resource, args);
@@ -162,7 +163,7 @@ export function ResourcePage({
                     select(op, false);
                   }}
                 >
-                  <code>{op.client_method.replace(/^client\./, '')}</code>
+                  <code>{viaSdk(op) ? op.client_method.replace(/^client\./, '') : `${op.name} (signed URL)`}</code>
                 </a>
                 <span class="muted">
                   {' '}

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildRequest, emptyForm } from './request';
 import { curlSnippet, jsLiteral, sdkSnippet, shellQuote } from './snippets';
-import { keyResult, opNamed } from './test-fixture';
+import { keyResult, opNamed, syncOp, webhookOp } from './test-fixture';
 
 const BASE = 'http://127.0.0.1:8080';
 
@@ -51,29 +51,55 @@ describe('code snippets', () => {
   });
 
   it('shows a signed operation as a plain POST to its URL: no SDK method, no token', () => {
-    const push = {
-      ...opNamed('checkIns.create'),
-      name: 'webhook',
-      path: '/api/v1/okr/key-results/{id}/webhook',
-      client_method: 'client.okr.keyResults.webhook',
-      query: [
-        { name: 'tenant_id', type: 'string', description: '' },
-        { name: 'signature', type: 'string', description: '' },
-      ],
-      example: { value: 5 },
-      auth: 'signed_url' as const,
-    };
     const form = { ...emptyForm(), query: { tenant_id: 'acme', signature: 'abc' } };
-    const built = buildRequest(push, keyResult, form, { kr: 'kr_9' });
-    const sdk = sdkSnippet(push, keyResult, built, BASE);
-    expect(sdk).not.toContain('client.okr');
+    const built = buildRequest(webhookOp, keyResult, form, { kr: 'kr_9' });
+    const sdk = sdkSnippet(webhookOp, keyResult, built, BASE);
+    expect(sdk).not.toContain('client.');
+    expect(sdk).not.toContain('createClient');
     expect(sdk).toContain(
       "await fetch('http://127.0.0.1:8080/api/v1/okr/key-results/kr_9/webhook?tenant_id=acme&signature=abc', {",
     );
+    expect(sdk).toContain("  headers: { 'content-type': 'application/json' },");
     expect(sdk).toContain('  body: JSON.stringify({ value: 5 }),');
-    const curl = curlSnippet(push, built, BASE);
+    const curl = curlSnippet(webhookOp, built, BASE);
     expect(curl).not.toContain('Authorization');
     expect(curl).toContain(`-d '{"value":5}'`);
+    // An Idempotency-Key typed in is sent by both.
+    const keyed = buildRequest(
+      webhookOp,
+      keyResult,
+      { ...form, headers: { 'Idempotency-Key': 'push-1' } },
+      { kr: 'kr_9' },
+    );
+    expect(sdkSnippet(webhookOp, keyResult, keyed, BASE)).toContain(
+      "  headers: {\n    'content-type': 'application/json',\n    'idempotency-key': 'push-1',\n  },",
+    );
+    expect(curlSnippet(webhookOp, keyed, BASE)).toContain("-H 'Idempotency-Key: push-1'");
+  });
+
+  it('keeps the body slot of a custom write without a body, so its options stay options', () => {
+    const form = { ...emptyForm(), headers: { 'If-Match': '1', 'Idempotency-Key': 'k' } };
+    const built = buildRequest(syncOp, keyResult, form, { kr: 'kr_9' });
+    expect(sdkSnippet(syncOp, keyResult, built, BASE)).toContain(
+      "const keyResult = await client.okr.keyResults.sync(\n  'kr_9',\n  undefined,\n  { ifVersion: 1, idempotencyKey: 'k' },\n);",
+    );
+    const curl = curlSnippet(syncOp, built, BASE);
+    expect(curl).toContain(`-H 'If-Match: "1"'`);
+    expect(curl).toContain("-H 'Idempotency-Key: k'");
+    expect(curl).not.toContain('-d ');
+    const plain = buildRequest(syncOp, keyResult, emptyForm(), { kr: 'kr_9' });
+    expect(sdkSnippet(syncOp, keyResult, plain, BASE)).toContain("await client.okr.keyResults.sync('kr_9');");
+  });
+
+  it('passes a filter of several values as a list: any of them', () => {
+    const list = opNamed('list');
+    const built = buildRequest(list, keyResult, { ...emptyForm(), query: { status: 'on_track,at_risk' } }, {});
+    expect(sdkSnippet(list, keyResult, built, BASE)).toContain(
+      "const page = await client.okr.keyResults.list({\n  status: ['on_track', 'at_risk'],\n});",
+    );
+    expect(curlSnippet(list, built, BASE)).toContain(
+      "curl 'http://127.0.0.1:8080/api/v1/okr/key-results?status=on_track%2Cat_risk'",
+    );
   });
 
   it('passes ids first, then the body, then query options', () => {

@@ -1,5 +1,5 @@
-import { camelName, type ManifestOperation, type ManifestResource } from './manifest';
-import { type BuiltRequest, requestUrl, sdkOptions } from './request';
+import { camelName, type ManifestOperation, type ManifestResource, viaSdk } from './manifest';
+import { type BuiltRequest, bodySlot, requestUrl, sdkOptions } from './request';
 
 const IDENT = /^[A-Za-z_$][\w$]*$/;
 const WIDTH = 72;
@@ -48,12 +48,16 @@ export function shellQuote(s: string): string {
 /** An argument of an SDK call: a value to print as a literal, or code (a variable name). */
 export type Arg = { value: unknown } | { code: string };
 
-/** The arguments of the SDK method for a call: path ids, then the body, then query options. */
+/**
+ * The arguments of the SDK method for a call: path ids, then the body, then query options. A
+ * custom write without a body keeps the body slot before its options: `sync(id, undefined, {…})`.
+ */
 export function sdkArgs(op: ManifestOperation, built: BuiltRequest): Arg[] {
   const args: Arg[] = built.pathValues.map((p) => (p.value ? { value: p.value } : { code: p.name }));
+  const options = sdkOptions(built);
   if (op.has_body)
     args.push(built.bodyError ? { code: '{ /* the body is not valid JSON yet */ }' } : { value: built.body });
-  const options = sdkOptions(built);
+  else if (options && bodySlot(op)) args.push({ code: 'undefined' });
   if (options) args.push({ value: options });
   return args;
 }
@@ -67,7 +71,7 @@ const render = (arg: Arg, indent: number, column = indent) =>
 
 /** `const keyResult = await client.okr.keyResults.create({…});`, wrapped the way a formatter would. */
 export function sdkCall(op: ManifestOperation, resource: ManifestResource, args: Arg[]): string {
-  const head = `const ${resultName(op, resource)} = await ${op.client_method}(`;
+  const head = `const ${resultName(op, resource)} = await ${op.client_method ?? 'fetch'}(`;
   const one = `${head}${args.map((a) => ('code' in a ? a.code : flat(a.value))).join(', ')});`;
   if (one.length <= WIDTH + 8) return one;
   if (args.length === 1) return `${head}${render(args[0], 0, head.length)});`;
@@ -86,25 +90,33 @@ export function clientSetup(baseUrl: string): string[] {
   ];
 }
 
-/** The call as a complete SDK program. */
+/**
+ * A signed operation as the other system calls it: plain `fetch` to the signed URL (its
+ * `tenant_id` and `signature` in the query), without a token. `url` is the URL to show.
+ */
+export function signedFetch(op: ManifestOperation, resource: ManifestResource, built: BuiltRequest, url: string) {
+  const headers: Record<string, string> = {};
+  if (op.has_body) headers['content-type'] = 'application/json';
+  if (built.idempotencyKey !== null) headers['idempotency-key'] = built.idempotencyKey;
+  const lines = [
+    `// Not an SDK method: another system ${op.method}s to the signed URL a ${resource.name} shows, without a token.`,
+    `await fetch(${quote(url)}, {`,
+    `  method: ${quote(op.method)},`,
+  ];
+  if (Object.keys(headers).length > 0) lines.push(`  headers: ${jsLiteral(headers, 2, 11)},`);
+  if (op.has_body) lines.push(`  body: JSON.stringify(${built.bodyError ? '{}' : jsLiteral(built.body, 2, 23)}),`);
+  lines.push('});');
+  return lines.join('\n');
+}
+
+/** The call as a complete SDK program (a signed operation, which has no SDK method: as fetch). */
 export function sdkSnippet(
   op: ManifestOperation,
   resource: ManifestResource,
   built: BuiltRequest,
   baseUrl: string,
 ): string {
-  if (op.auth === 'signed_url') {
-    // Not the SDK's to call: another system posts to the signed URL the resource shows.
-    const body = built.bodyError ? '{}' : jsLiteral(built.body, 2, 8);
-    return [
-      `// Not an SDK method: another system POSTs to the signed URL a ${resource.name} shows, without a token.`,
-      `await fetch(${quote(baseUrl + requestUrl(built))}, {`,
-      "  method: 'POST',",
-      "  headers: { 'content-type': 'application/json' },",
-      `  body: JSON.stringify(${body}),`,
-      '});',
-    ].join('\n');
-  }
+  if (!viaSdk(op)) return signedFetch(op, resource, built, baseUrl + requestUrl(built));
   const lines = [...clientSetup(baseUrl), sdkCall(op, resource, sdkArgs(op, built))];
   if (op.response !== 'resource') lines.push('console.log(page.data);');
   return lines.join('\n');
@@ -113,7 +125,7 @@ export function sdkSnippet(
 /** The call as curl (the token read from $EDM_TOKEN). */
 export function curlSnippet(op: ManifestOperation, built: BuiltRequest, baseUrl: string): string {
   const parts = [`curl${op.method === 'GET' ? '' : ` -X ${op.method}`} ${shellQuote(baseUrl + requestUrl(built))}`];
-  if (op.auth !== 'signed_url') parts.push(`-H "Authorization: Bearer $EDM_TOKEN"`);
+  if (viaSdk(op)) parts.push(`-H "Authorization: Bearer $EDM_TOKEN"`);
   if (built.ifVersion !== null) parts.push(`-H ${shellQuote(`If-Match: "${built.ifVersion}"`)}`);
   if (built.idempotencyKey !== null) parts.push(`-H ${shellQuote(`Idempotency-Key: ${built.idempotencyKey}`)}`);
   if (op.has_body) {

@@ -36,7 +36,7 @@ export const keyResult: ManifestResource = {
       response: 'list',
       query: [
         { name: 'limit', type: 'integer', description: 'Page size' },
-        { name: 'status', type: 'string', description: 'Filter', enum: ['on_track', 'at_risk'] },
+        { name: 'status', type: 'string', description: 'Filter', enum: ['on_track', 'at_risk'], multiple: true },
         { name: 'progress_pct[gte]', type: 'number', description: 'At least' },
       ],
     }),
@@ -92,3 +92,27 @@ export const keyResult: ManifestResource = {
 
 export const opNamed = (name: string): ManifestOperation =>
   keyResult.operations.find((o) => o.name === name) as ManifestOperation;
+
+/** A custom write without a body, as a connector's `sync` is: `(id, undefined, options)` in the SDK. */
+export const syncOp: ManifestOperation = op({
+  name: 'sync',
+  method: 'POST',
+  path: `${base}/{id}/sync`,
+  headers: ['If-Match', 'Idempotency-Key'],
+});
+
+/** A signed operation, as a connector's `webhook` is: no SDK method, called at a signed URL without a token. */
+export const webhookOp: ManifestOperation = op({
+  name: 'webhook',
+  method: 'POST',
+  path: `${base}/{id}/webhook`,
+  client_method: null,
+  auth: 'signed_url',
+  has_body: true,
+  example: { value: 5 },
+  headers: ['Idempotency-Key'],
+  query: [
+    { name: 'tenant_id', type: 'string', description: '' },
+    { name: 'signature', type: 'string', description: '' },
+  ],
+});
