@@ -123,6 +123,23 @@ describe('the OpenAPI document', () => {
     expect(doc.components.schemas.KeyResultCreate.required).toEqual(['objective_id', 'title', 'target']);
     expect(doc.components.schemas.KeyResultCreate.properties.progress_pct).toBeUndefined();
     expect(doc.components.schemas.KeyResultUpdate.properties.version).toMatchObject({ type: 'integer' });
+    // Null only where an answer may hold null: not a required field, nor one the server always sets.
+    const types = Object.fromEntries(
+      ['version', 'is_deleted', 'title', 'objective_id', 'status', 'history', 'current', 'deleted_at'].map((k) => [
+        k,
+        kr.properties[k].type,
+      ]),
+    );
+    expect(types).toEqual({
+      version: 'integer',
+      is_deleted: 'boolean',
+      title: 'string',
+      objective_id: 'string',
+      status: 'string',
+      history: 'array',
+      current: ['number', 'null'],
+      deleted_at: ['string', 'null'],
+    });
   });
 
   it('documents the locking and idempotency headers, Location and ETag, and the list parameters', () => {
@@ -235,6 +252,32 @@ describe.each(storeKinds)('GET /api/v1/openapi.json on %s, and responses against
     });
     expect(preflight.statusCode).toBe(204);
     expect(preflight.headers['access-control-expose-headers']).toMatch(/ETag.*Location.*x-request-id.*Retry-After/);
+  });
+
+  it("documents as a create's answer what a create of its example body answers", async () => {
+    const token = await t.token();
+    // The platform's own values (ids, times, writers) differ by run; what the body and the
+    // domain make of it (defaults, derived and computed fields) must not.
+    const varying = new Set(['id', 'created_at', 'updated_at', 'created_by', 'updated_by', 'last_update_at']);
+    const parents: Record<string, string> = {};
+    for (const r of [byName('Cycle'), byName('Objective'), byName('KeyResult')]) {
+      const op = served.paths[r.basePath].post;
+      const body = { ...(op.requestBody.content['application/json'].example as Doc) };
+      for (const [name, field] of Object.entries(r.allFields)) {
+        if (field.ref && name in body) body[name] = parents[field.ref];
+      }
+      const res = await t.call('POST', r.basePath, { token, body });
+      expect(res.status, res.raw).toBe(201);
+      parents[r.idPrefix] = res.body.id as string;
+      const documented = deref(served, op.responses['201']).content['application/json'].example as Doc;
+      const same = (d: Doc) =>
+        Object.fromEntries(
+          Object.entries(d)
+            .filter(([k]) => !varying.has(k) && !r.allFields[k].ref)
+            .map(([k, v]) => [k, k === 'history' ? (v as Doc[]).map(({ at: _at, by: _by, ...e }) => e) : v]),
+        );
+      expect(same(res.body), r.name).toEqual(same(documented));
+    }
   });
 
   it('every answer of every operation, success and failure, matches the schema given for its status', async () => {

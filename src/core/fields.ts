@@ -23,6 +23,8 @@ export interface FieldSpec<S extends TSchema = TSchema, R extends boolean = bool
   readonly computed: boolean;
   /** Marked `*` on the reference page: never null in a response. */
   readonly alwaysPresent: boolean;
+  /** Never null in a response, though not starred on the reference page: the server always sets it. */
+  readonly nonNull?: boolean;
   /** A constant default applied on create when the field is absent. */
   readonly default?: unknown;
   readonly enum?: readonly string[];
@@ -73,6 +75,8 @@ export interface CommonOptions {
   computed?: boolean;
   writeOnly?: boolean;
   alwaysPresent?: boolean;
+  /** Never null in a response (the server always sets it), without the reference page's star. */
+  nonNull?: boolean;
   /**
    * `false` for fields derived on read rather than stored in a column; `'document'` for a value
    * kept only in the stored document (see `FieldSpec.inDocument`; never `writeOnly`, since the
@@ -94,9 +98,10 @@ type AccessOf<O> = O extends { readOnly: true }
       ? 'writeOnly'
       : 'write';
 
-/** `alwaysPresent: true` is kept as a literal so the SDK's response types drop `| null` for it. */
+/** `alwaysPresent: true` and `nonNull: true` are kept as literals so the SDK's response types drop `| null`. */
 export type Field<S extends TSchema, O> = FieldSpec<S, RequiredOf<O>, AccessOf<O>> &
-  (O extends { alwaysPresent: true } ? { readonly alwaysPresent: true } : unknown);
+  (O extends { alwaysPresent: true } ? { readonly alwaysPresent: true } : unknown) &
+  (O extends { nonNull: true } ? { readonly nonNull: true } : unknown);
 
 function make<S extends TSchema, O extends CommonOptions>(
   schema: S,
@@ -118,6 +123,7 @@ function make<S extends TSchema, O extends CommonOptions>(
     access: access as AccessOf<O>,
     computed: o.computed ?? false,
     alwaysPresent: o.alwaysPresent ?? false,
+    ...(o.nonNull ? { nonNull: true } : {}),
     platform: false,
     ...(o.stored === 'document' ? { inDocument: true } : {}),
     ...(o.example !== undefined ? { example: o.example } : {}),

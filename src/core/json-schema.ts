@@ -21,12 +21,15 @@ export function fieldSchema(field: AnyField, nullable: boolean): JsonSchema {
   return base;
 }
 
-/** The document reads answer: every field but write-only ones, all always present. */
+/**
+ * The document reads answer: every field but write-only ones, all always present; null only
+ * where a value may be missing (not for a required field, nor one the server always sets).
+ */
 export function responseSchema(resource: Resource): JsonSchema {
   const properties: Record<string, JsonSchema> = {};
   for (const [name, field] of Object.entries(resource.allFields)) {
     if (field.access === 'writeOnly') continue;
-    properties[name] = fieldSchema(field, !field.alwaysPresent);
+    properties[name] = fieldSchema(field, !(field.alwaysPresent || field.nonNull || field.required));
   }
   properties.id = { ...properties.id, pattern: resource.idPattern };
   return {

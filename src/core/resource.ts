@@ -31,17 +31,23 @@ export const platformFields = markPlatform({
     default: 'api',
     notes: "Where the write originated. Defaults to 'api'.",
   }),
-  is_deleted: boolean({ readOnly: true, notes: 'Soft-delete flag. Excluded from default list queries.' }),
+  is_deleted: boolean({
+    readOnly: true,
+    nonNull: true,
+    notes: 'Soft-delete flag. Excluded from default list queries.',
+  }),
   deleted_at: datetime({ readOnly: true, notes: 'Stamped when soft-deleted; null otherwise.' }),
   deleted_by: text({ type: 'uuid', readOnly: true, notes: 'Person id who soft-deleted; null otherwise.' }),
   schema_version: integer({
     type: 'number',
     readOnly: true,
+    nonNull: true,
     notes: 'Document schema version. Bumped on incompatible writes.',
   }),
   version: integer({
     type: 'number',
     readOnly: true,
+    nonNull: true,
     notes: 'Optimistic-lock version counter, incremented on each write.',
   }),
 } as const);
@@ -387,7 +393,7 @@ export type ResourceObject<R> =
     ? {
         [K in keyof AllFieldsOf<F> as IsWriteOnly<AllFieldsOf<F>[K]> extends true
           ? never
-          : K]: AllFieldsOf<F>[K] extends { alwaysPresent: true } | { required: true }
+          : K]: AllFieldsOf<F>[K] extends { alwaysPresent: true } | { nonNull: true } | { required: true }
           ? ValueOf<AllFieldsOf<F>[K]>
           : ValueOf<AllFieldsOf<F>[K]> | null;
       }

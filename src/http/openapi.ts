@@ -11,7 +11,14 @@ import {
   updateSchema,
 } from '../core/json-schema.js';
 import type { ManifestOperation, ManifestParameter } from '../core/manifest-types.js';
-import { type CustomOperation, camel, type Doc, type ModuleDef, type Resource } from '../core/resource.js';
+import {
+  type CustomOperation,
+  camel,
+  type Doc,
+  type HookContext,
+  type ModuleDef,
+  type Resource,
+} from '../core/resource.js';
 import { PLATFORM_NAME, PLATFORM_VERSION, resourceOperations, serveDocument } from './manifest.js';
 import { RATE_LIMIT_HEADERS } from './rate-limit.js';
 
@@ -35,14 +42,19 @@ const EXAMPLE_ULID = '01JBZ7Q3V5R4N8KX2M6T9WCH1D';
 const EXAMPLE_TIME = '2026-11-01T12:00:00.000Z';
 const EXAMPLE_USER = 'usr-3f1c2b9e-5d4a-4e8f-9a7b-1c2d3e4f5a6b';
 
-/** A response document as the API would answer it: platform values, defaults, the example body, nulls. */
+/**
+ * A response document as the API would answer the example body's create: platform values,
+ * defaults, the body, what the resource's `prepare` hook fills from it (a key result's current
+ * and direction, an objective's empty roll-up), the examples computed fields declare, nulls.
+ */
 export function exampleDocument(resource: Resource): Doc {
   const doc: Doc = {};
   for (const [name, field] of Object.entries(resource.allFields)) {
     if (field.access === 'writeOnly') continue;
     doc[name] = field.default ?? (field.computed || field.access === 'read' ? (field.example ?? null) : null);
   }
-  Object.assign(doc, exampleBody(resource), {
+  const body = exampleBody(resource);
+  Object.assign(doc, body, {
     id: `${resource.idPrefix}_${EXAMPLE_ULID}`,
     tenant_id: 'acme',
     app_id: null,
@@ -56,6 +68,12 @@ export function exampleDocument(resource: Resource): Doc {
     schema_version: resource.schemaVersion,
     version: 1,
   });
+  const principal = { sub: EXAMPLE_USER, tenantId: 'acme', appId: null, scopes: null };
+  const ctx = { principal, now: Date.parse(EXAMPLE_TIME), op: 'create', input: body, event: null } as const;
+  // `prepare` reads the document and its body only (the keys are for derive's signed URLs).
+  resource.hooks?.prepare?.(doc, null, ctx as unknown as HookContext);
+  // What it sets beside the answer's fields (an objective's running sums) is not in the answer.
+  for (const name of Object.keys(doc)) if (!(name in resource.allFields)) delete doc[name];
   return doc;
 }
 

@@ -110,22 +110,40 @@ export const keyResults = defineResource({
       mentions: 'kr',
       notes: "Metric query expression used when dataSource is 'query'.",
     }),
+    // The examples of computed fields are what a create of the example body answers.
     progress_pct: number({
       computed: true,
+      nonNull: true,
+      example: 0,
       notes: 'Computed progress percentage (0–100) based on baseline, current, and target.',
     }),
     status: text({
       type: 'string',
       enum: STATUSES,
       computed: true,
+      nonNull: true,
+      example: 'not_started',
       notes: 'Current health status of this KeyResult.',
     }),
     last_update_at: datetime({
       computed: true,
+      example: '2026-11-01T12:00:00.000Z',
       notes: 'ISO 8601 timestamp when the current metric value was last updated.',
     }),
     history: json(Type.Array(SnapshotSchema), {
       computed: true,
+      nonNull: true,
+      example: [
+        {
+          at: '2026-11-01T12:00:00.000Z',
+          value: 80000,
+          progress_pct: 0,
+          by: 'usr-3f1c2b9e-5d4a-4e8f-9a7b-1c2d3e4f5a6b',
+          source_type: 'api',
+          note: null,
+          confidence: null,
+        },
+      ],
       // Up to 100 snapshots (~16 KB): once per row, in the document, not again in a column.
       stored: 'document',
       notes: 'Ordered log of metric value snapshots over time.',

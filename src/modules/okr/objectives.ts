@@ -34,14 +34,20 @@ export const objectives = defineResource({
     tags: stringList({ ...TAGS, notes: 'Free-form string tags for filtering and grouping.' }),
     progress_pct: number({
       computed: true,
+      nonNull: true,
       notes: "Weighted average of its live Key Results' progress_pct (weight 0 excluded; none → 0).",
     }),
     status: text({
       enum: STATUSES,
       computed: true,
+      nonNull: true,
       notes: 'Worst status among its live Key Results (off_track > at_risk > on_track > not_started > achieved).',
     }),
-    key_result_count: integer({ computed: true, notes: 'Number of live Key Results contributing to this Objective.' }),
+    key_result_count: integer({
+      computed: true,
+      nonNull: true,
+      notes: 'Number of live Key Results contributing to this Objective.',
+    }),
   },
   internal: {
     rollup_weight_sum: number({ default: 0, notes: 'Σ weight of live key results with weight > 0.' }),
