@@ -474,6 +474,74 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     },
   );
 
+  // The locking read's guard sees the row as its snapshot does. A session puts a into the query
+  // graph without committing (as a query's create reading a would); the check-in on a reads it
+  // outside the graph, takes no tenant lock, and waits for a's objective. A third writer takes
+  // the tenant lock and will want that objective too. When the first commits, the check-in holds
+  // a, now in the graph, without the tenant lock: waiting for it would close a loop with the third.
+  it.runIf(kind === 'postgres')(
+    'a row that enters the query graph while a write waits for it: the write starts again, no deadlock',
+    async () => {
+      const objective = async (title: string) =>
+        (await send(apps[0], token, 'POST', objectives.basePath, { title })).body.id as string;
+      const [o1, o2] = [await objective('stale guard one'), await objective('stale guard two')];
+      const kr = async (body: Doc) =>
+        (await send(apps[0], token, 'POST', keyResults.basePath, { target: 100, ...body })).body.id as string;
+      const a = await kr({ objective_id: o2, title: 'a' });
+      const c = await kr({ objective_id: o1, title: 'c' });
+      const q = await kr({ objective_id: o1, title: 'q', data_source: 'query', query: `kr("${c}")` });
+      const [first, third] = [new pg.Client({ connectionString: PG_URL }), new pg.Client({ connectionString: PG_URL })];
+      /** Sessions of the second process waiting for a lock (`advisory`: for the tenant lock). */
+      const lockWaiters = async (session: pg.Client, app: string, event?: string) =>
+        (
+          await session.query(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock' AND ($2::text IS NULL OR wait_event = $2)",
+            [app, event ?? null],
+          )
+        ).rows[0].n as number;
+      const waitFor = async (done: () => Promise<boolean>) => {
+        for (let i = 0; i < 1000 && !(await done()); i++) await new Promise((r) => setTimeout(r, 10));
+        expect(await done(), 'the second process never waited').toBe(true);
+      };
+      const deadlocks = async () =>
+        Number(
+          (await third.query('SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()')).rows[0]
+            .deadlocks,
+        );
+      try {
+        for (const session of [first, third]) {
+          await session.connect();
+          await session.query(`SET search_path TO ${schema}`);
+        }
+        const [deadlocksBefore, retriedBefore] = [await deadlocks(), retried()];
+        await first.query('BEGIN');
+        await first.query('SELECT 1 FROM okr_objectives WHERE tenant_id = $1 AND id = $2 FOR UPDATE', ['race', o2]);
+        await first.query('UPDATE okr_key_results SET query_readers = 1 WHERE tenant_id = $1 AND id = $2', ['race', a]);
+        await first.query(
+          'INSERT INTO okr_key_result_query_reads (tenant_id, key_result_id, reads_id) VALUES ($1, $2, $3)',
+          ['race', q, a],
+        );
+        const checkIn = send(apps[1], token, 'POST', `${keyResults.basePath}/${a}/check-ins`, { value: 10 });
+        await waitFor(async () => (await lockWaiters(third, secondApp)) > 0);
+        await third.query('BEGIN');
+        await third.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', ['race\nokr.query-graph']);
+        await first.query('COMMIT');
+        // The check-in, holding a without the tenant lock, starts again and waits for it.
+        await waitFor(async () => (await lockWaiters(third, secondApp, 'advisory')) > 0);
+        await third.query('SELECT 1 FROM okr_objectives WHERE tenant_id = $1 AND id = $2 FOR UPDATE', ['race', o2]);
+        await third.query('COMMIT');
+        expect((await checkIn).status).toBe(201);
+        expect(await deadlocks()).toBe(deadlocksBefore);
+        expect(retried() - retriedBefore).toBe(1);
+      } finally {
+        await first.query('ROLLBACK').catch(() => {});
+        await third.query('ROLLBACK').catch(() => {});
+        await first.end();
+        await third.end();
+      }
+    },
+  );
+
   it('check-ins on team key results that a company total in another objective reads: no deadlock to retry', async () => {
     const retriedBefore = retried();
     for (let trial = 0; trial < 8; trial++) {

@@ -79,6 +79,8 @@ export interface UpdateExtra {
 }
 
 const SLOT = '\u0000slot:';
+/** The column a locking read answers whether it took its row's tenant lock in (see serialGuard). */
+const SERIAL_COLUMN = '_serial';
 
 /** Rows one write has read or written, by resource, tenant and id (see Engine.tx). */
 type WriteRows = Map<string, { doc: Doc | null; lock: number }>;
@@ -351,7 +353,27 @@ export class Engine {
     const { rows } = await this.execute(db, this.loadQuery(resource, principal, id, lock));
     const row = rows[0] as Record<string, unknown> | undefined;
     if (!row) throw new ApiError('not_found', `No ${resource.name} with id ${id}`);
-    return this.fromRow(resource, row);
+    return lock ? this.lockedRow(db, resource, principal.tenantId, row) : this.fromRow(resource, row);
+  }
+
+  /**
+   * A row a locking read answered (loadForWrite, load), with the tenant lock of `serializeRows`
+   * settled: the read's guard took it where the row met `when` as the read's snapshot saw it.
+   * A row that meets it only as locked (a write committed in between put it in the graph) takes
+   * it now if no one holds it, and otherwise starts the transaction again (a serialization
+   * failure, which Engine.transaction retries): waiting for it while holding the row could close
+   * a loop with its holder.
+   */
+  private async lockedRow(db: DB, resource: Resource, tenantId: string, row: Record<string, unknown>): Promise<Doc> {
+    const took = Number(row[SERIAL_COLUMN] ?? 0) > 0;
+    delete row[SERIAL_COLUMN];
+    const doc = this.fromRow(resource, row);
+    const rule = resource.serializeRows;
+    if (rule && this.store.kind === 'postgres') {
+      if (took) this.heldSerials(db).add(rule.lock);
+      else if (this.meetsSerial(resource, doc)) await this.trySerialize(db, tenantId, rule.lock);
+    }
+    return doc;
   }
 
   /**
@@ -391,9 +413,8 @@ export class Engine {
           .where('k.id', '=', slot('id'));
         if (principal.appId !== null) select = select.where('k.app_id', '=', slot('app'));
         const guard = this.serialGuard(resource, slot);
-        if (guard) select = select.where(guard);
         // FOR UPDATE with no OF locks the rows of every table in FROM: the references and the row.
-        return select.forUpdate();
+        return (guard ? select.select(guard.as(SERIAL_COLUMN)) : select).forUpdate();
       },
       { tenant: principal.tenantId, app: principal.appId, id, serial: this.serialKey(resource, principal.tenantId) },
     );
@@ -407,7 +428,7 @@ export class Engine {
         lock: LOCKS.update,
       });
     });
-    return this.fromRow(resource, row);
+    return this.lockedRow(db, resource, principal.tenantId, row);
   }
 
   /** The advisory lock key of a tenant lock (ResourceHooks.serialize, ResourceOptions.serializeRows). */
@@ -415,11 +436,44 @@ export class Engine {
     return resource.serializeRows ? `${tenantId}\n${resource.serializeRows.lock}` : null;
   }
 
-  /** Takes the tenant lock `lock` for this transaction (PostgreSQL; SQLite writes one at a time). */
+  /** The tenant locks each transaction holds (by its handle): each is taken once. */
+  private readonly serials = new WeakMap<DB, Set<string>>();
+
+  private heldSerials(db: DB): Set<string> {
+    const held = this.serials.get(db) ?? new Set<string>();
+    this.serials.set(db, held);
+    return held;
+  }
+
+  /**
+   * Takes the tenant lock `lock` for this transaction, waiting for it (PostgreSQL; SQLite writes
+   * one at a time): before any row lock, so its holder never waits for a row the waiter holds.
+   */
   private async serialize(db: DB, tenantId: string, lock: string): Promise<void> {
-    if (this.store.kind !== 'postgres') return;
+    if (this.store.kind !== 'postgres' || this.heldSerials(db).has(lock)) return;
     const key = `${tenantId}\n${lock}`;
     await this.execute(db, sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`.compile(db));
+    this.heldSerials(db).add(lock);
+  }
+
+  /**
+   * Takes the tenant lock `lock` where row locks are held already: only if it is free, else the
+   * transaction starts again (serialization failure: Engine.transaction retries it), and then
+   * takes it first.
+   */
+  private async trySerialize(db: DB, tenantId: string, lock: string): Promise<void> {
+    if (this.store.kind !== 'postgres' || this.heldSerials(db).has(lock)) return;
+    const key = `${tenantId}\n${lock}`;
+    const { rows } = await this.execute(
+      db,
+      sql<{ ok: boolean }>`SELECT pg_try_advisory_xact_lock(hashtextextended(${key}, 0)) AS ok`.compile(db),
+    );
+    if ((rows[0] as { ok?: boolean } | undefined)?.ok !== true) {
+      throw Object.assign(new Error(`the tenant lock ${lock} is held: the transaction starts again, taking it first`), {
+        code: '40001',
+      });
+    }
+    this.heldSerials(db).add(lock);
   }
 
   /** Whether a stored row meets its resource's `serializeRows` (then its writes take that lock). */
@@ -430,10 +484,11 @@ export class Engine {
   }
 
   /**
-   * The condition that takes the tenant lock of `serializeRows` inside a locking read, before
-   * the row locks (PostgreSQL): a subquery that names no column of the outer query is a one-time
-   * filter, evaluated before any row reaches the lock; it locks only where the stored row meets
-   * `when` (as the last committed write left it), and is true either way.
+   * The column of a locking read that takes the tenant lock of `serializeRows` before the row
+   * locks (PostgreSQL): a subquery that names no column of the outer query is an InitPlan,
+   * evaluated once, when the first row is formed and before the row lock takes it; it locks only
+   * where the stored row meets `when` in the read's snapshot, and answers whether it did (1 or 0;
+   * lockedRow settles the rest).
    */
   private serialGuard(resource: Resource, slot: (name: string) => string) {
     const rule = resource.serializeRows;
@@ -442,7 +497,7 @@ export class Engine {
       rule.when.map(([column, op, value]) => sql`${sql.ref(`g.${column}`)} ${sql.raw(op)} ${sql.lit(value)}`),
       sql` OR `,
     );
-    return sql<SqlBool>`(SELECT count(*) FROM (SELECT pg_advisory_xact_lock(hashtextextended(${slot('serial')}, 0)) FROM ${sql.table(resource.table)} AS g WHERE g.tenant_id = ${slot('tenant')} AND g.id = ${slot('id')} AND (${when})) AS serial) >= 0`;
+    return sql<number>`(SELECT count(*) FROM (SELECT pg_advisory_xact_lock(hashtextextended(${slot('serial')}, 0)) FROM ${sql.table(resource.table)} AS g WHERE g.tenant_id = ${slot('tenant')} AND g.id = ${slot('id')} AND (${when})) AS serial)`;
   }
 
   /**
@@ -459,7 +514,7 @@ export class Engine {
           .$if(!json, (qb) => qb.select(columnsOf(resource)));
         if (!lock || this.store.kind !== 'postgres') return q;
         const guard = this.serialGuard(resource, slot);
-        return (guard ? q.where(guard) : q).forUpdate();
+        return (guard ? q.select(guard.as(SERIAL_COLUMN)) : q).forUpdate();
       },
       { tenant: principal.tenantId, app: principal.appId, id, serial: this.serialKey(resource, principal.tenantId) },
     );
@@ -582,8 +637,9 @@ export class Engine {
           });
           serialize ||= engine.meetsSerial(resource, doc);
         }
-        // Before any of their locks, as the rows' own writes take it (serializeRows).
-        if (serial && serialize) await engine.serialize(db, tenantId, serial.lock);
+        // Where the rows' own writes take it before theirs (serializeRows): this write holds row
+        // locks already (its own row, a connector), so only a free lock is taken, else it restarts.
+        if (serial && serialize) await engine.trySerialize(db, tenantId, serial.lock);
         for (const [i, { target }] of targets.entries()) {
           for (const id of [...referenced[i]].sort()) await handle.find(target, tenantId, id);
         }
