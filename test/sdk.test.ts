@@ -400,6 +400,10 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
       'if-match': `"${cycle.version}"`,
       'content-type': 'application/json',
     });
+    // A key names one write: a client-wide one would make every later write replay the first.
+    expect(() => createClient({ baseUrl, token, headers: { 'idempotency-KEY': 'everything' } })).toThrow(
+      /Idempotency-Key names one write/,
+    );
   });
 
   it('honours Retry-After on 429', async () => {

@@ -13,8 +13,9 @@ export interface ClientOptions {
   timeout?: number;
   /**
    * Headers sent with every request. Names are case-insensitive: one given here replaces the
-   * SDK's default of that name (`Accept`, `Content-Type`, a generated `Idempotency-Key`) whatever
-   * its casing, and is itself replaced by a request's `headers`. See {@link RequestOptions.headers}.
+   * SDK's default of that name (`Accept`, `Content-Type`) whatever its casing, and is itself
+   * replaced by a request's `headers`. Not `Idempotency-Key`, which names one write (a TypeError).
+   * See {@link RequestOptions.headers}.
    */
   headers?: Record<string, string>;
 }
@@ -128,6 +129,10 @@ export class Transport {
   readonly #base: string;
 
   constructor(options: ClientOptions) {
+    // A key names one write: as a client's header, every write would replay the first one's answer.
+    if (Object.keys(options.headers ?? {}).some((name) => name.toLowerCase() === 'idempotency-key')) {
+      throw new TypeError('Idempotency-Key names one write: give it per request (idempotencyKey), not to the client');
+    }
     this.#options = options;
     this.#base = options.baseUrl.replace(/\/+$/, '');
   }
