@@ -266,6 +266,20 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     expect(await importRows(opts('copy'), { json: doc })).toMatchObject({ KeyResult: 9 });
   });
 
+  it("takes a time a little ahead of this machine's clock (another server's) as now", async () => {
+    const { doc } = await exported('source');
+    const at = doc.resources.KeyResult.findIndex((k) => k.data_source === 'manual' && (k.history as Doc[]).length > 2);
+    const history = doc.resources.KeyResult[at].history as Doc[];
+    const ahead = new Date(Date.now() + 60_000).toISOString();
+    Object.assign(history[history.length - 1], { at: ahead });
+    const before = Date.now();
+    expect(await importRows(opts('skewed'), { json: doc })).toMatchObject({ KeyResult: 9 });
+    const copied = (await list('skewed', 'key-results')).find((k) => k.title === doc.resources.KeyResult[at].title);
+    const last = ((copied as Doc).history as Doc[]).at(-1) as Doc;
+    expect(Date.parse(last.at as string)).toBeGreaterThanOrEqual(before);
+    expect(Date.parse(last.at as string)).toBeLessThan(Date.parse(ahead));
+  });
+
   it('tells an empty string from null in a CSV: "" for one, an empty cell for the other', async () => {
     const token = await t.token({ tenant: 'source' });
     const [objective] = await list('source', 'objectives');

@@ -10,6 +10,9 @@ import type { Store } from '../store/database.js';
 import { Engine } from '../store/engine.js';
 import { migrate } from '../store/schema.js';
 
+/** How far ahead of this machine's clock a source time may be (another server's clock): 5 minutes. */
+const CLOCK_SKEW_MS = 5 * 60 * 1000;
+
 /**
  * The `format` member of an export document. v2: a log a resource replays (a key result's
  * `history`) holds every entry; in v1 it held what the API answers (the newest 100).
@@ -434,7 +437,9 @@ export async function importRows(
   const newIds = new Map<string, string>();
   const counts: Record<string, number> = {};
   // A source time (`field` names it in an error): a date-time, and not in the future (the API
-  // takes no check-in there, and a row made later than its import is no copy of the source).
+  // takes no check-in there, and a row made later than its import is no copy of the source),
+  // beyond what two machines' clocks may differ by: a file exported a moment ago on a server
+  // whose clock runs ahead imports, its times up to CLOCK_SKEW_MS ahead taken as now.
   const timeOf = (row: ImportRow, field: string, iso: unknown) => {
     const ms = typeof iso === 'string' ? Date.parse(iso) : Number.NaN;
     if (!Number.isFinite(ms)) {
@@ -443,8 +448,8 @@ export async function importRows(
         `${field} must be a date-time${iso === undefined ? '' : `, not ${JSON.stringify(iso)}`}`,
       );
     }
-    if (ms > now) throw refused(row.where, `${field} must not be in the future (${iso})`);
-    return ms;
+    if (ms > now + CLOCK_SKEW_MS) throw refused(row.where, `${field} must not be in the future (${iso})`);
+    return Math.min(ms, now);
   };
   // Every write as an event at its source time: each row's create (at its log's first entry,
   // which an export's full log has at created_at, or created_at; never before the rows it
