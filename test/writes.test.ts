@@ -173,6 +173,9 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       ]);
       const other = await t.call('POST', cycles.basePath, { payload: '{"name": 1', headers: json });
       expect([other.status, other.body.code]).toEqual([422, 'idempotency_key_reused']);
+      const lookalike = { malformed_body: '{"name": ' }; // JSON that no malformed text stands for
+      const parsed = await t.call('POST', cycles.basePath, { body: lookalike, headers: key('malformed') });
+      expect([parsed.status, parsed.body.code]).toEqual([422, 'idempotency_key_reused']);
       expect(again.headers['x-request-id']).not.toBe(first.headers['x-request-id']);
       expect(first.headers['original-request-id']).toBeUndefined();
       expect(await countRows(t, cycles)).toBe(before + 1);

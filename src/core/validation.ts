@@ -73,17 +73,14 @@ export function checkField(name: string, field: AnyField, value: unknown): Field
 
 /**
  * A request body that did not parse as JSON, kept as the body until the checks PRODUCT.md orders
- * before the body's run (404, then 412): reading it (asObject) is then 400 invalid_json. Its
- * JSON form, for an idempotency fingerprint, is the text it came as.
+ * before the body's run (404, then 412): reading it (asObject) is then 400 invalid_json. An
+ * idempotency fingerprint takes the text it came as (see Idempotency.fingerprint).
  */
 export class MalformedBody {
   constructor(
     readonly detail: string,
     readonly text: string,
   ) {}
-  toJSON(): unknown {
-    return { malformed_body: this.text };
-  }
 }
 
 /** Parses a request body: a JSON object, or 400. */

@@ -4,6 +4,7 @@ import { isoTime } from '../core/clock.js';
 import { ApiError } from '../core/errors.js';
 import { IDEMPOTENCY_KEY } from '../core/manifest-types.js';
 import type { Principal } from '../core/resource.js';
+import { MalformedBody } from '../core/validation.js';
 import type { DB, Store } from '../store/database.js';
 import { deferWrite } from '../store/pg-batch.js';
 import { IDEMPOTENCY_COLUMNS, IDEMPOTENCY_TABLE } from '../store/schema.js';
@@ -48,9 +49,9 @@ export class Idempotency {
   }
 
   fingerprint(method: string, url: string, principal: Principal, body: unknown): string {
-    return createHash('sha256')
-      .update(`${method} ${url}\n${principal.sub}\n${body === undefined ? '' : JSON.stringify(body)}`)
-      .digest('base64url');
+    // A body that is not JSON by its text, marked so no JSON body's text is the same (JSON never starts with NUL).
+    const text = body === undefined ? '' : body instanceof MalformedBody ? `\u0000${body.text}` : JSON.stringify(body);
+    return createHash('sha256').update(`${method} ${url}\n${principal.sub}\n${text}`).digest('base64url');
   }
 
   /** Claims the key, or answers the replay (or throws 409/422). */
