@@ -161,6 +161,15 @@ describe('edm CLI (built)', () => {
     expect(page.data.some((kr) => kr.history.length === 7)).toBe(true);
   });
 
+  it('a second serve on a port in use says so and exits 1, holding nothing open', async () => {
+    const port = new URL(base).port;
+    const env = { ...process.env, PORT: port, EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' };
+    // Without closing what it opened (the store, its timers), it used to print the error and run on.
+    const failed = await run(process.execPath, [bin, 'serve'], { cwd: dir, env, timeout: 20_000 }).catch((e) => e);
+    expect([failed.code, failed.killed]).toEqual([1, false]);
+    expect(failed.stderr).toMatch(/edm serve: .*EADDRINUSE/);
+  });
+
   it('exports a tenant to a file and imports it into another; a CSV of one resource to stdout', async () => {
     const env = { ...process.env, EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' };
     const edm = (...args: string[]) => run(process.execPath, [bin, ...args], { cwd: dir, env });

@@ -70,7 +70,15 @@ async function serve(args: string[]): Promise<number> {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  await app.listen({ port: config.port, host: config.host });
+  try {
+    await app.listen({ port: config.port, host: config.host });
+  } catch (err) {
+    // A port in use: close what the app opened (the store, its timers), or the process runs on.
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    await app.close();
+    throw err;
+  }
   app.log.info(describeConfig(config));
   if (config.localMode) {
     app.log.info(`local mode: generated secrets in ${config.dataDir}; bound to ${config.host} only`);
