@@ -243,8 +243,9 @@ export function defineResource<
   for (const name of Object.keys(options.fields)) {
     if (name in platformFields) throw new Error(`${options.name}.${name} redeclares a platform field`);
   }
-  // Without a prototype: a body's `constructor` or `toString` is no field (lookups by client keys).
-  const allFields: Record<string, AnyField> = Object.assign(Object.create(null), leading, options.fields, { version });
+  // A plain object (V8 keeps it fast; one without a prototype would be a dictionary): lookups by
+  // a client's keys use Object.hasOwn, so a body's `constructor` or `toString` is no field.
+  const allFields: Record<string, AnyField> = { ...leading, ...options.fields, version };
   for (const name of [...options.sortable, ...options.filterable]) {
     if (!(name in allFields)) throw new Error(`${options.name}: unknown sortable/filterable field ${name}`);
   }

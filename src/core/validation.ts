@@ -100,7 +100,7 @@ export function checkWritableKeys(resource: Resource, body: Doc, allowVersion: b
   const unknown: FieldError[] = [];
   const readOnly: FieldError[] = [];
   for (const key of Object.keys(body)) {
-    const field = resource.allFields[key];
+    const field = Object.hasOwn(resource.allFields, key) ? resource.allFields[key] : undefined;
     if (!field)
       unknown.push({ path: `/${key}`, code: 'unknown_field', message: `${key} is not a field of ${resource.name}` });
     else if (field.access === 'read' && !(allowVersion && key === 'version')) {

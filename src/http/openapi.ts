@@ -73,7 +73,7 @@ export function exampleDocument(resource: Resource): Doc {
   // `prepare` reads the document and its body only (the keys are for derive's signed URLs).
   resource.hooks?.prepare?.(doc, null, ctx as unknown as HookContext);
   // What it sets beside the answer's fields (an objective's running sums) is not in the answer.
-  for (const name of Object.keys(doc)) if (!(name in resource.allFields)) delete doc[name];
+  for (const name of Object.keys(doc)) if (!Object.hasOwn(resource.allFields, name)) delete doc[name];
   return doc;
 }
 
