@@ -242,6 +242,20 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       expect(await q(query())).toEqual([...expected].sort());
     });
 
+    it.each(['0x10', '0b1', ' 50', '+50', '5.', '.5', '1e', 'Infinity', '1_000', ''])(
+      'refuses current[gte]=%j: a number is written as JSON writes one',
+      async (value) => {
+        const token = (t as unknown as { filterToken: string }).filterToken;
+        const res = await t.call('GET', `${kr.basePath}?current[gte]=${encodeURIComponent(value)}`, { token });
+        expect([res.status, res.body.code]).toEqual([400, 'invalid_parameter']);
+      },
+    );
+
+    it('takes a number as JSON writes one: signs, decimals, exponents', async () => {
+      expect(await q('current[gte]=-5&current[lt]=5e1')).toEqual(['milestone', 'no tags', 'Ünïcode Straße']);
+      expect(await q('current[gt]=49.5')).toEqual(['plain', 'ÜNÏCODE loud']);
+    });
+
     it('filters dates by range', async () => {
       const mid = krs[2].created_at as string;
       expect((await q(`created_at[gte]=${encodeURIComponent(mid)}`)).length).toBe(3);

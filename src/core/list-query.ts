@@ -55,12 +55,15 @@ function bad(param: string, message: string): ApiError {
   });
 }
 
+const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+
 function parseValue(param: string, field: AnyField, raw: string): unknown {
   switch (field.column) {
     case 'real':
     case 'integer': {
+      // A number as JSON writes one: not hex, binary, padded or with `+` (Number() takes those).
       const n = Number(raw);
-      if (raw.trim() === '' || !Number.isFinite(n)) throw bad(param, `${raw} is not a number`);
+      if (!JSON_NUMBER.test(raw) || !Number.isFinite(n)) throw bad(param, `${raw} is not a number`);
       return n;
     }
     case 'boolean':
