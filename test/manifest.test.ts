@@ -61,8 +61,12 @@ describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
     expect(etag).toMatch(/^"[\w-]+"$/);
     const again = await t.call('GET', '/api/v1/manifest', { token: null, headers: { 'if-none-match': etag } });
     expect([again.status, again.raw, again.headers.etag]).toEqual([304, '', etag]);
-    // A bad token does not matter on a public route.
+    // A bad token does not matter on a public route, nor a trailing slash the router ignores.
     expect((await t.call('GET', '/api/v1/manifest', { token: 'junk' })).status).toBe(200);
+    for (const path of ['/api/v1/manifest/', '/api/v1/openapi.json/']) {
+      expect((await t.call('GET', path, { token: null })).status, path).toBe(200);
+    }
+    expect((await t.call('GET', '/api/v1/okr/cycles/', { token: null })).status).toBe(401);
   });
 
   it("lists every field of the seed page, in the seed's order, with its type, star and notes word for word", () => {

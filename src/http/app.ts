@@ -180,7 +180,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (!cfg.module) {
       const path = request.url.split('?')[0];
       // Unknown /api/v1 routes still need a token: an anonymous caller learns nothing.
-      if (!path.startsWith('/api/v1/') || PUBLIC_API.has(path) || request.method === 'OPTIONS') {
+      // The route's own path, as declared (the URL may end in a slash the router ignores).
+      const route = request.routeOptions.url ?? path;
+      if (!path.startsWith('/api/v1/') || PUBLIC_API.has(route) || request.method === 'OPTIONS') {
         done();
         return;
       }
