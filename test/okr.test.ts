@@ -150,6 +150,8 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       ['duplicate tags', { target: 1, tags: ['a', 'a'] }, '/tags'],
       ['33 tags', { target: 1, tags: Array.from({ length: 33 }, (_, i) => `t${i}`) }, '/tags'],
       ['a 65-character tag', { target: 1, tags: ['x'.repeat(65)] }, '/tags/0'],
+      ['a tag of 65 emoji', { target: 1, tags: ['🎯'.repeat(65)] }, '/tags/0'],
+      ['a title of 201 emoji', { target: 1, title: '🎯'.repeat(201) }, '/title'],
       ['an empty tag', { target: 1, tags: [''] }, '/tags/0'],
       ['a negative weight', { target: 1, weight: -0.5 }, '/weight'],
       ['a connector source without a connector', { target: 1, data_source: 'connector' }, '/connector_id'],
@@ -165,6 +167,13 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect(res.status).toBe(400);
       expect((res.body.errors as { path: string }[]).map((e) => e.path)).toContain(path);
       expect(await countRows(t, kr)).toBe(before);
+    });
+
+    it('counts lengths in characters, not UTF-16 code units: 64 emoji make a 64-character tag', async () => {
+      const body = { objective_id: await objective(), target: 1, title: '🎯'.repeat(200), tags: ['🎯'.repeat(64)] };
+      const res = await post(body);
+      expect(res.status, res.raw).toBe(201);
+      expect([res.body.title, res.body.tags]).toEqual([body.title, body.tags]);
     });
 
     it('accepts a valid owner and tags', async () => {

@@ -1,5 +1,5 @@
 import { FormatRegistry, type TSchema, Type } from '@sinclair/typebox';
-import { type TypeCheck, TypeCompiler, ValueErrorType } from '@sinclair/typebox/compiler';
+import { type TypeCheck, TypeCompiler, type ValueError, ValueErrorType } from '@sinclair/typebox/compiler';
 import { ApiError, type FieldError, fieldError } from './errors.js';
 import type { AnyField } from './fields.js';
 import { CLIENT_SOURCE_TYPES, type Doc, type HookContext, type Resource } from './resource.js';
@@ -51,6 +51,15 @@ const errorCodes: Partial<Record<ValueErrorType, string>> = {
   [ValueErrorType.ArrayUniqueItems]: 'not_unique',
 };
 
+/**
+ * A string over its maxLength in UTF-16 code units (TypeBox's count) but not in characters (JSON
+ * Schema's, and a person's): 64 emoji make a 64-character tag of 128 code units.
+ */
+function longOnlyInCodeUnits(e: ValueError): boolean {
+  const max = (e.schema as { maxLength?: number }).maxLength;
+  return e.type === ValueErrorType.StringMaxLength && typeof e.value === 'string' && [...e.value].length <= (max ?? 0);
+}
+
 /** Checks one value against a field; answers field errors with JSON Pointer paths. */
 export function checkField(name: string, field: AnyField, value: unknown): FieldError[] {
   if (value === null) {
@@ -58,8 +67,10 @@ export function checkField(name: string, field: AnyField, value: unknown): Field
   }
   const c = checker(field.schema);
   if (c.Check(value)) return [];
-  const first = c.Errors(value).First();
-  if (!first) return [{ path: `/${name}`, code: 'invalid', message: `${name} is invalid` }];
+  const all = [...c.Errors(value)];
+  if (all.length === 0) return [{ path: `/${name}`, code: 'invalid', message: `${name} is invalid` }];
+  const first = all.find((e) => !longOnlyInCodeUnits(e));
+  if (!first) return [];
   const path = `/${name}${first.path}`;
   if (field.enum && first.path === '') {
     return [{ path, code: 'invalid_enum', message: `${name} must be one of: ${field.enum.join(', ')}` }];
