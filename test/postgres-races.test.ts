@@ -542,6 +542,28 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     },
   );
 
+  it('two key results moved at once in opposite directions between two objectives: no deadlock to retry', async () => {
+    const retriedBefore = retried();
+    for (let trial = 0; trial < 6; trial++) {
+      const objective = async (title: string) =>
+        (await send(apps[0], token, 'POST', objectives.basePath, { title })).body.id as string;
+      const [o1, o2] = [await objective(`from ${trial}`), await objective(`to ${trial}`)];
+      const kr = async (objectiveId: string, title: string) =>
+        (await send(apps[0], token, 'POST', keyResults.basePath, { objective_id: objectiveId, title, target: 10 })).body
+          .id as string;
+      const [a, b] = [await kr(o1, 'a'), await kr(o2, 'b')];
+      const answers = await Promise.all([
+        send(via(0), token, 'PATCH', `${keyResults.basePath}/${a}`, { objective_id: o2 }),
+        send(via(1), token, 'PATCH', `${keyResults.basePath}/${b}`, { objective_id: o1 }),
+      ]);
+      expect(answers.map((x) => x.status)).toEqual([200, 200]);
+      for (const o of [o1, o2]) {
+        expect((await send(apps[0], token, 'GET', `${objectives.basePath}/${o}`)).body.key_result_count).toBe(1);
+      }
+    }
+    expect(retried() - retriedBefore).toBe(0);
+  });
+
   it('check-ins on team key results that a company total in another objective reads: no deadlock to retry', async () => {
     const retriedBefore = retried();
     for (let trial = 0; trial < 8; trial++) {

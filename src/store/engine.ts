@@ -1366,6 +1366,7 @@ export class Engine {
         const ids = mentionedIds(target.idPrefix, (body as Doc)[name]).filter((m) => m !== id);
         if (ids.length) await this.tx(db, principal, this.clock.now(), rows).lock(target, principal.tenantId, ids);
       }
+      await this.lockMove(db, resource, principal, id, body as Doc, rows);
     }
     const before = extra.before ?? (await this.loadForWrite(db, resource, principal, id, rows));
     this.checkPreconditions(before, cond, (body as Doc | null)?.version);
@@ -1537,6 +1538,29 @@ export class Engine {
     // The row as its hooks left it (a restored query key result catches up: a system write).
     const later = rows.get(rowKey(resource, doc.tenant_id as string, doc.id as string))?.doc;
     return later && (later.version as number) > (doc.version as number) ? later : doc;
+  }
+
+  /**
+   * A move to another parent (a `lockReferences` field the body changes: a key result to another
+   * objective) locks the parent it leaves and the one it joins first, in id order (Tx.lock), so
+   * two moves in opposite directions queue instead of each holding one (PostgreSQL). Learned from
+   * the row read unlocked; a row in the query graph takes its tenant lock before them, as its
+   * locking read would (serializeRows).
+   */
+  private async lockMove(db: DB, resource: Resource, principal: Principal, id: string, body: Doc, rows: WriteRows) {
+    const targets = this.store.kind === 'postgres' ? this.lockTargets.get(resource) : undefined;
+    const moved = targets?.filter(({ name }) => typeof body[name] === 'string');
+    if (!moved?.length) return;
+    const tx = this.tx(db, principal, this.clock.now(), rows);
+    const current = await tx.peek(resource, principal.tenantId, id);
+    if (!current) return;
+    if (resource.serializeRows && this.meetsSerial(resource, current)) {
+      await this.serialize(db, principal.tenantId, resource.serializeRows.lock);
+    }
+    for (const { name, target } of moved) {
+      const [from, to] = [current[name], body[name]];
+      if (typeof from === 'string' && from !== to) await tx.lock(target, principal.tenantId, [from, to as string]);
+    }
   }
 
   /** The `serializeRows` locks of the resources a cascading delete of `resource` may reach, sorted. */
