@@ -366,8 +366,7 @@ export class Engine {
    */
   private async lockedRow(db: DB, resource: Resource, tenantId: string, row: Record<string, unknown>): Promise<Doc> {
     const took = Number(row[SERIAL_COLUMN] ?? 0) > 0;
-    delete row[SERIAL_COLUMN];
-    const doc = this.fromRow(resource, row);
+    const doc = this.fromRow(resource, row); // the declared fields only: not the guard's column
     const rule = resource.serializeRows;
     if (rule && this.store.kind === 'postgres') {
       if (took) this.heldSerials(db).add(rule.lock);
