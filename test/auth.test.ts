@@ -119,3 +119,32 @@ describe('TokenVerifier cache', () => {
     await expect(v.verify(a)).rejects.toMatchObject({ code: 'invalid_token' });
   });
 });
+
+// Local mode's one-click token: a browser connects from loopback for every page it shows, so the
+// socket's address alone would hand a token to any site the developer opens.
+describe('the dev-token endpoint (local mode)', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await testApp('sqlite', { localMode: true }, { contract: false });
+  });
+  afterAll(() => t.close());
+
+  const ask = (headers: Record<string, string>) =>
+    t.app.inject({ method: 'POST', url: '/api/v1/dev/token', headers: { host: 'localhost:8080', ...headers } });
+
+  it.each([
+    ['no Origin (curl, the CLI)', {}, 200],
+    ["this server's own page", { origin: 'http://localhost:8080' }, 200],
+    ['the same on 127.0.0.1', { host: '127.0.0.1:8080', origin: 'http://127.0.0.1:8080' }, 200],
+    ['a page of another site', { origin: 'https://evil.example' }, 403],
+    ['another port of this machine', { origin: 'http://localhost:3000' }, 403],
+    ['a site whose name points here (DNS rebinding)', { host: 'attacker.example:8080' }, 403],
+    ['the same with its own Origin', { host: 'attacker.example:8080', origin: 'http://attacker.example:8080' }, 403],
+  ] as const)('%s: %i, and never open to other origins by CORS', async (_name, headers, status) => {
+    const res = await ask(headers);
+    expect(res.statusCode, res.body).toBe(status);
+    expect(res.headers['access-control-allow-origin']).toBeUndefined();
+    if (status === 200) expect(res.json().token).toMatch(/^ey/);
+    else expect(res.json().code).toBe('forbidden');
+  });
+});

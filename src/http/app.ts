@@ -47,6 +47,11 @@ export interface AppOptions {
 
 export const BODY_LIMIT = 1024 * 1024;
 const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
+/** A Host header naming this machine's loopback: `localhost`, `127.0.0.1` or `[::1]`, with a port or not. */
+function isLocalHost(host: string): boolean {
+  return /^(?:localhost|127\.0\.0\.1|\[::1\])(?::\d+)?$/i.test(host);
+}
+
 const PUBLIC_API = new Set(['/api/v1/manifest', '/api/v1/openapi.json', '/api/v1/dev/token']);
 
 /**
@@ -251,10 +256,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   if (config.localMode) {
-    // Local use only: a one-click token for the Playground, answered to loopback callers.
-    app.post('/api/v1/dev/token', async (request) => {
+    // Local use only: a one-click token for the Playground, answered to loopback callers, and
+    // only to a page of this server's own: a browser connects from loopback for any page it
+    // shows, so a site on another origin (Origin), or one whose name points here (Host: DNS
+    // rebinding), would otherwise get a token. Not open to other origins by CORS either.
+    app.post('/api/v1/dev/token', async (request, reply) => {
+      reply.removeHeader('access-control-allow-origin').removeHeader('access-control-expose-headers');
       if (!LOOPBACK.has(request.socket.remoteAddress ?? '')) {
         throw new ApiError('forbidden', 'The dev-token endpoint answers loopback callers only');
+      }
+      const host = request.headers.host ?? '';
+      const origin = request.headers.origin;
+      if (!isLocalHost(host) || (origin !== undefined && origin !== `http://${host}`)) {
+        throw new ApiError('forbidden', "The dev-token endpoint answers this server's own pages only");
       }
       const body = (request.body ?? {}) as { tenant_id?: unknown; sub?: unknown };
       const tenant = typeof body.tenant_id === 'string' && body.tenant_id ? body.tenant_id : DEV_TENANT;
