@@ -210,6 +210,23 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
         contentType: 'raw',
       },
       {
+        // Deeper than any field's shape: walked recursively, it would overflow the stack (500).
+        name: 'arrays nested 5,000 deep',
+        method: 'POST',
+        body: `{"tags": ${'['.repeat(5000)}${']'.repeat(5000)}}`,
+        status: 400,
+        code: 'invalid_json',
+        contentType: 'raw',
+      },
+      {
+        name: 'a merge patch nested 10,000 deep',
+        method: 'PATCH',
+        body: `{"tags": ${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}}`,
+        status: 400,
+        code: 'invalid_json',
+        contentType: 'raw',
+      },
+      {
         name: 'another media type',
         method: 'POST',
         body: 'title=x',

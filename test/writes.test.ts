@@ -173,6 +173,11 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       ]);
       const other = await t.call('POST', cycles.basePath, { payload: '{"name": 1', headers: json });
       expect([other.status, other.body.code]).toEqual([422, 'idempotency_key_reused']);
+      // Nested past any shape: refused as such (not a 500 from fingerprinting it), and stored.
+      const deep = { 'content-type': 'application/json', ...key('deep') };
+      const nested = `{"name": ${'['.repeat(100_000)}${']'.repeat(100_000)}}`;
+      const tooDeep = await t.call('POST', cycles.basePath, { payload: nested, headers: deep });
+      expect([tooDeep.status, tooDeep.body.code]).toEqual([400, 'invalid_json']);
       const lookalike = { malformed_body: '{"name": ' }; // JSON that no malformed text stands for
       const parsed = await t.call('POST', cycles.basePath, { body: lookalike, headers: key('malformed') });
       expect([parsed.status, parsed.body.code]).toEqual([422, 'idempotency_key_reused']);

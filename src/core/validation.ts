@@ -94,6 +94,31 @@ export class MalformedBody {
   ) {}
 }
 
+/** How deep a request body's arrays and objects may nest: far beyond any field's shape. */
+export const MAX_BODY_DEPTH = 64;
+
+/**
+ * Whether JSON text nests arrays and objects deeper than `max` (brackets inside strings aside).
+ * Checked on the text before it is parsed: deeper bodies would overflow the stack of the
+ * recursive code that walks them (merge patch, validation, fingerprints) and answer 500.
+ */
+export function nestsDeeperThan(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // a backslash: the next character is escaped
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
 /** Parses a request body: a JSON object, or 400. */
 export function asObject(body: unknown): Doc {
   if (body instanceof MalformedBody) throw new ApiError('invalid_json', body.detail);

@@ -8,7 +8,7 @@ import { requestIds } from '../core/ids.js';
 import { CursorCodec } from '../core/list-query.js';
 import { type ModuleDef, type Principal, signedMessage } from '../core/resource.js';
 import { ServerKeys } from '../core/secrets.js';
-import { MalformedBody } from '../core/validation.js';
+import { MAX_BODY_DEPTH, MalformedBody, nestsDeeperThan } from '../core/validation.js';
 import { modules as allModules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
 import { Engine } from '../store/engine.js';
@@ -139,8 +139,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Idempotency-Key like any 4xx.
   app.removeContentTypeParser(['text/plain', 'application/json']);
   const defaultJson = app.getDefaultJsonParser('error', 'error');
-  const parseJson = (request: FastifyRequest, text: string, done: (err: Error | null, body?: unknown) => void) =>
+  const parseJson = (request: FastifyRequest, text: string, done: (err: Error | null, body?: unknown) => void) => {
+    if (nestsDeeperThan(text, MAX_BODY_DEPTH)) {
+      done(null, new MalformedBody(`The body nests arrays and objects deeper than ${MAX_BODY_DEPTH} levels`, text));
+      return;
+    }
     defaultJson(request, text, (err, body) => done(null, err ? new MalformedBody(err.message, text) : body));
+  };
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) =>
     parseJson(request, body as string, done),
   );
