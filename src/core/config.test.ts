@@ -45,3 +45,40 @@ describe('redactedUrl', () => {
     expect(redactedUrl(url)).toBe(expected);
   });
 });
+
+describe('generated secrets', () => {
+  it('are one per data dir when processes start at once on a fresh folder, each read whole', async () => {
+    const { spawn } = await import('node:child_process');
+    // The built module (`npm test` builds first), as `edm` runs it.
+    const config = new URL('../../dist/core/config.js', import.meta.url).pathname;
+    const read = (dir: string, at: number) =>
+      new Promise<string>((resolve, reject) => {
+        // Each process loads the configuration as `edm` does, and prints the secrets it read.
+        const child = spawn(
+          process.execPath,
+          [
+            '-e',
+            // All start reading at one moment (`at`), as closely as processes can.
+            `import(${JSON.stringify(config)}).then((m) => { while (Date.now() < ${at}); const c = m.loadConfig({ EDM_DATA_DIR: ${JSON.stringify(dir)} }); process.stdout.write(Buffer.from(c.jwtSecret).toString() + ' ' + Buffer.from(c.secretKey).toString()); })`,
+          ],
+          { stdio: ['ignore', 'pipe', 'pipe'] },
+        );
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (d: Buffer) => {
+          out += d;
+        });
+        child.stderr.on('data', (d: Buffer) => {
+          err += d;
+        });
+        child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(err))));
+      });
+    for (let trial = 0; trial < 6; trial++) {
+      const dir = join(mkdtempSync(join(tmpdir(), 'edm-secrets-')), 'data');
+      const at = Date.now() + 700;
+      const answers = await Promise.all([read(dir, at), read(dir, at), read(dir, at)]);
+      expect(new Set(answers).size, answers.join(' | ')).toBe(1);
+      expect(answers[0]).toMatch(/^[0-9a-f]{64} [0-9a-f]{64}$/);
+    }
+  });
+});

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export interface Config {
@@ -60,13 +60,26 @@ export interface Config {
 
 type Env = Record<string, string | undefined>;
 
-/** Reads a generated secret from the data dir, creating it (0600) on first use. */
+/**
+ * Reads a generated secret from the data dir, creating it (0600) on first use. Written whole to
+ * a file of its own, then linked into place: of processes starting at once on a fresh folder
+ * (`edm serve` beside `edm seed`), one link wins and every one reads that whole secret, never
+ * an empty or half-written file.
+ */
 function generatedSecret(dataDir: string, name: string): Uint8Array {
   const file = join(dataDir, name);
   if (!existsSync(file)) {
     mkdirSync(dataDir, { recursive: true });
-    writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
-    chmodSync(file, 0o600);
+    const draft = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    writeFileSync(draft, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
+    try {
+      chmodSync(draft, 0o600);
+      linkSync(draft, file);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EEXIST') throw err;
+    } finally {
+      unlinkSync(draft);
+    }
   }
   return new TextEncoder().encode(readFileSync(file, 'utf8').trim());
 }
