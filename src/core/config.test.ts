@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -79,6 +79,9 @@ describe('generated secrets', () => {
       const answers = await Promise.all([read(dir, at), read(dir, at), read(dir, at)]);
       expect(new Set(answers).size, answers.join(' | ')).toBe(1);
       expect(answers[0]).toMatch(/^[0-9a-f]{64} [0-9a-f]{64}$/);
+      // The folder and the secrets are the owner's only.
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+      expect(statSync(join(dir, 'jwt-secret')).mode & 0o777).toBe(0o600);
     }
   });
 });

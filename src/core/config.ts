@@ -69,7 +69,7 @@ type Env = Record<string, string | undefined>;
 function generatedSecret(dataDir: string, name: string): Uint8Array {
   const file = join(dataDir, name);
   if (!existsSync(file)) {
-    mkdirSync(dataDir, { recursive: true });
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 }); // its secrets and the store are the owner's
     const draft = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
     writeFileSync(draft, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
     try {

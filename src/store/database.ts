@@ -222,7 +222,8 @@ function cachingStatements(database: SQLite.Database, max = 500, beforeWrite?: (
 }
 
 function openSqlite(file: string, options: StoreOptions): Store {
-  if (file !== ':memory:') mkdirSync(dirname(resolve(file)), { recursive: true });
+  // A folder it creates is the owner's only (0700): the store holds every tenant's data.
+  if (file !== ':memory:') mkdirSync(dirname(resolve(file)), { recursive: true, mode: 0o700 });
   const database = new SQLite(file);
   database.pragma('journal_mode = WAL');
   database.pragma('synchronous = NORMAL');
