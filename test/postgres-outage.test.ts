@@ -5,6 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../src/core/auth.js';
 import { ManualClock } from '../src/core/clock.js';
+import type { Doc } from '../src/core/resource.js';
 import { buildApp } from '../src/http/app.js';
 import { openStore, type Store } from '../src/store/database.js';
 import { byName, injectAs, PG_URL, type Reply, T0, testConfig, USER_A } from './helpers.js';
@@ -34,11 +35,16 @@ function expectUnavailable(a: Reply) {
   expect(a.headers['content-type']).toMatch(/^application\/problem\+json/);
 }
 
-/** A TCP proxy to PostgreSQL that can refuse new connections and cut the ones it carries. */
+/**
+ * A TCP proxy to PostgreSQL that can refuse new connections and cut the ones it carries, or
+ * freeze: keep every connection open and pass nothing either way (a database that stopped
+ * answering, or a network that drops packets without a reset).
+ */
 class PgProxy {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
   private refusing = false;
+  private frozen = false;
   port = 0;
 
   constructor(host: string, port: number) {
@@ -57,8 +63,18 @@ class PgProxy {
           upstream.destroy();
         });
       }
-      client.pipe(upstream).pipe(client);
+      // While frozen, bytes are dropped in both directions; the sockets stay open.
+      client.on('data', (chunk) => this.frozen || upstream.write(chunk));
+      upstream.on('data', (chunk) => this.frozen || client.write(chunk));
     });
+  }
+
+  freeze(): void {
+    this.frozen = true;
+  }
+
+  thaw(): void {
+    this.frozen = false;
   }
 
   listen(): Promise<void> {
@@ -110,6 +126,12 @@ describe.runIf(PG_URL)('losing PostgreSQL', () => {
         appName,
       ])
     ).rows[0].n as number;
+  /** The database's URL through the proxy. */
+  const proxiedUrl = () => {
+    const proxied = new URL(url);
+    proxied.host = `127.0.0.1:${proxy.port}`;
+    return proxied.toString();
+  };
   /** Ends this test's sessions only (never anyone else's). */
   const terminate = () =>
     admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [appName]);
@@ -117,9 +139,7 @@ describe.runIf(PG_URL)('losing PostgreSQL', () => {
   beforeAll(async () => {
     await admin.connect();
     await proxy.listen();
-    const proxied = new URL(url);
-    proxied.host = `127.0.0.1:${proxy.port}`;
-    store = openStore(proxied.toString(), { schema, poolSize: 4, applicationName: appName, connectTimeoutMs: 2000 });
+    store = openStore(proxiedUrl(), { schema, poolSize: 4, applicationName: appName, connectTimeoutMs: 2000 });
     app = await buildApp({ config, store, clock });
   });
   afterAll(async () => {
@@ -204,6 +224,45 @@ describe.runIf(PG_URL)('losing PostgreSQL', () => {
       { 'idempotency-key': 'outage-1' },
     );
     expect([replay.status, replay.body.id]).toEqual([201, retried.body.id]);
+  });
+
+  it('answers 503 when the database stops answering mid-session, then serves again in the same process', async () => {
+    // Its own pool, with a 1 s statement timeout: a session the server does not answer is cut
+    // 2 s after that, client-side (the server's statement_timeout cannot fire there).
+    const frozenStore = openStore(proxiedUrl(), {
+      schema,
+      poolSize: 2,
+      applicationName: appName,
+      connectTimeoutMs: 1000,
+      statementTimeoutMs: 1000,
+    });
+    const frozenApp = await buildApp({ config: { ...config, dbConnectTimeoutMs: 1000 }, store: frozenStore, clock });
+    try {
+      // Both pooled sessions open and idle, as under steady load.
+      await Promise.all([1, 2].map(() => send(frozenApp, 'GET', objectives.basePath)));
+      proxy.freeze();
+      const started = Date.now();
+      const answers = await Promise.all([
+        send(frozenApp, 'GET', objectives.basePath),
+        send(frozenApp, 'POST', objectives.basePath, { title: 'while frozen' }),
+      ]);
+      for (const a of answers) expectUnavailable(a);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect((await frozenApp.inject('/readyz')).statusCode).toBe(503);
+      proxy.thaw();
+      await until('the same process serves again', async () => {
+        return (await send(frozenApp, 'GET', objectives.basePath)).status === 200;
+      });
+      expect((await frozenApp.inject('/readyz')).statusCode).toBe(200);
+      const titles = ((await send(frozenApp, 'GET', `${objectives.basePath}?limit=200`)).body.data as Doc[]).map(
+        (o) => o.title,
+      );
+      expect(titles).not.toContain('while frozen');
+    } finally {
+      proxy.thaw();
+      await frozenApp.close();
+      await frozenStore.close();
+    }
   });
 
   it('answers 503 when the network drops every connection at once', async () => {

@@ -251,12 +251,22 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  // Ready within the connect timeout or not: a probe that waits on a frozen database learns nothing.
+  const readyWithinMs = config.dbConnectTimeoutMs ?? 5000;
   app.get('/readyz', async (_request, reply) => {
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await sql`SELECT 1`.execute(store.db);
+      await Promise.race([
+        sql`SELECT 1`.execute(store.db),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error('no answer')), readyWithinMs);
+        }),
+      ]);
       return { status: 'ready', store: store.kind };
     } catch {
       return reply.code(503).header('retry-after', '1').send({ status: 'unavailable', store: store.kind });
+    } finally {
+      clearTimeout(timer);
     }
   });
 

@@ -374,6 +374,9 @@ export function parsePostgresUrl(url: string, schemaOverride?: string): Postgres
   return { connectionString: parsed.toString(), schema, options: options || undefined };
 }
 
+/** How much longer than statement_timeout a session waits for an answer before it is cut. */
+const READ_TIMEOUT_MARGIN_MS = 2000;
+
 function openPostgres(url: string, options: StoreOptions): Store {
   const target = parsePostgresUrl(url, options.schema);
   const statementTimeout = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
@@ -419,7 +422,13 @@ function openPostgres(url: string, options: StoreOptions): Store {
   pool.on('connect', (client) => {
     client.on('error', () => {});
   });
-  const dialect = new EdmPostgresDialect(pool, { prepare: options.prepare ?? true, batch: batchWrites });
+  const dialect = new EdmPostgresDialect(pool, {
+    prepare: options.prepare ?? true,
+    batch: batchWrites,
+    // The server ends a statement at its statement_timeout; one it does not answer at all (frozen,
+    // unreachable mid-session) is given up a little later, client-side (PgSession).
+    readTimeoutMs: statementTimeout > 0 ? statementTimeout + READ_TIMEOUT_MARGIN_MS : 0,
+  });
   const db = new Kysely({ dialect, log: logger(options) });
   const types: Record<ColumnKind, string> = {
     text: 'text COLLATE "C"',

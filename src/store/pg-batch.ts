@@ -159,20 +159,53 @@ function statementName(sql: string): string | undefined {
   return name;
 }
 
+const UNBOUNDED = /^set local statement_timeout\s*=\s*0\b/i;
+
+/** How the driver's sessions run: see PgSession, BatchingConnection. */
+export interface PgDriverOptions {
+  prepare: boolean;
+  batch: boolean;
+  /** How long a statement's answer may take before its session is cut (0: no limit). */
+  readTimeoutMs?: number;
+}
+
 /** One pooled node-postgres session, as the connection Kysely runs statements on. */
 class PgSession implements DatabaseConnection {
   discarded = false;
+  /** Set by `SET LOCAL statement_timeout = 0` until the session goes back to the pool: no read deadline. */
+  unbounded = false;
 
   constructor(
     readonly client: pg.PoolClient,
     readonly prepare: boolean,
+    /** How long a statement's answer may take before the session is given up (0: no limit). */
+    readonly readTimeoutMs = 0,
   ) {}
 
   executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
     if (this.discarded) return Promise.reject(new Error('this PostgreSQL session was discarded'));
     const values = query.parameters as unknown[];
     const name = this.prepare && values.length > 0 ? statementName(query.sql) : undefined;
-    return this.client.query(name ? { name, text: query.sql, values } : { text: query.sql, values }).then(answer<R>);
+    const sent = this.client.query(name ? { name, text: query.sql, values } : { text: query.sql, values });
+    // A transaction that lifts statement_timeout (a migration building indexes) waits as long as it takes.
+    if (UNBOUNDED.test(query.sql)) this.unbounded = true;
+    if (this.readTimeoutMs <= 0 || this.unbounded) return sent.then(answer<R>);
+    // A server that stops answering (frozen, or a network that drops without a reset) would hold
+    // the request and its pooled session for good: the server's statement_timeout cannot fire
+    // there. Past the deadline the session is cut and leaves the pool, and the request fails as
+    // unavailable (503), so the pool fills again once the server answers.
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.discarded = true;
+        (this.client as unknown as { connection: { stream: Writable } }).connection.stream.destroy();
+        const err = new Error(`PostgreSQL did not answer within ${this.readTimeoutMs} ms`);
+        reject(Object.assign(err, { code: 'ETIMEDOUT' }));
+      }, this.readTimeoutMs);
+    });
+    return Promise.race([sent, deadline])
+      .finally(() => clearTimeout(timer))
+      .then(answer<R>);
   }
 
   streamQuery<R>(_query: CompiledQuery, _chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
@@ -379,7 +412,7 @@ class PgDriver implements Driver {
 
   constructor(
     readonly pool: pg.Pool,
-    readonly options: { prepare: boolean; batch: boolean },
+    readonly options: PgDriverOptions,
   ) {}
 
   async init(): Promise<void> {}
@@ -388,7 +421,7 @@ class PgDriver implements Driver {
     const client = await this.pool.connect();
     let connection = this.#sessions.get(client);
     if (!connection) {
-      const session = new PgSession(client, this.options.prepare);
+      const session = new PgSession(client, this.options.prepare, this.options.readTimeoutMs);
       connection = this.options.batch ? new BatchingConnection(session) : session;
       this.#sessions.set(client, connection);
     }
@@ -478,6 +511,7 @@ class PgDriver implements Driver {
     // Writes are held back only inside a transaction, which has ended by now.
     if (connection instanceof BatchingConnection) connection.reset();
     const session = this.#session(connection);
+    session.unbounded = false;
     session.client.release(session.discarded);
   }
 
@@ -497,7 +531,7 @@ class PgDriver implements Driver {
 export class EdmPostgresDialect extends PostgresDialect {
   constructor(
     readonly pool: pg.Pool,
-    readonly options: { prepare: boolean; batch: boolean },
+    readonly options: PgDriverOptions,
   ) {
     super({ pool });
   }
