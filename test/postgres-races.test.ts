@@ -542,6 +542,35 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     },
   );
 
+  it('a cascading delete of a cycle beside check-ins under it: each served or refused, no deadlock to retry', async () => {
+    const retriedBefore = retried();
+    const outcomes: string[] = [];
+    for (let trial = 0; trial < 6; trial++) {
+      const cycle = await send(apps[0], token, 'POST', byName('Cycle').basePath, {
+        name: `cascaded ${trial}`,
+        start_date: '2026-10-01',
+        end_date: '2026-12-31',
+      });
+      const krs: string[] = [];
+      for (const title of ['one', 'two']) {
+        const o = await send(apps[0], token, 'POST', objectives.basePath, { title, cycle_id: cycle.body.id });
+        krs.push(
+          (await send(apps[0], token, 'POST', keyResults.basePath, { objective_id: o.body.id, title, target: 10 })).body
+            .id as string,
+        );
+      }
+      const answers = await Promise.all([
+        send(via(0), token, 'POST', `${keyResults.basePath}/${krs[0]}/check-ins`, { value: 3 }),
+        send(via(1), token, 'DELETE', `${byName('Cycle').basePath}/${cycle.body.id}?cascade=true`),
+        send(via(0), token, 'POST', `${keyResults.basePath}/${krs[1]}/check-ins`, { value: 4 }),
+      ]);
+      outcomes.push(answers.map((a) => a.status).join(' '));
+      expect(answers[1].status).toBe(200);
+      for (const a of [answers[0], answers[2]]) expect([201, 409]).toContain(a.status);
+    }
+    expect(retried() - retriedBefore, outcomes.join(', ')).toBe(0);
+  });
+
   it('two key results moved at once in opposite directions between two objectives: no deadlock to retry', async () => {
     const retriedBefore = retried();
     for (let trial = 0; trial < 6; trial++) {

@@ -1470,8 +1470,10 @@ export class Engine {
   ): Promise<Doc> {
     const rows: WriteRows = new Map();
     // A cascade writes descendants whose writes take a tenant lock first (serializeRows): so does it.
-    if (cascade)
+    if (cascade) {
       for (const lock of this.descendantSerials(resource)) await this.serialize(db, principal.tenantId, lock);
+      await this.lockChildrenFirst(db, resource, principal, id, rows);
+    }
     let before = await this.loadForWrite(db, resource, principal, id, rows);
     if (before.is_deleted) throw new ApiError('not_found', `${resource.name} ${id} is already deleted`);
     this.checkPreconditions(before, cond, undefined);
@@ -1559,6 +1561,29 @@ export class Engine {
     for (const { name, target } of moved) {
       const [from, to] = [current[name], body[name]];
       if (typeof from === 'string' && from !== to) await tx.lock(target, principal.tenantId, [from, to as string]);
+    }
+  }
+
+  /**
+   * Before a cascading delete locks its row: the live children whose own writes lock that row
+   * after theirs (it is not among their `lockReferences`: a key result's write reads its cycle
+   * after its objective), in id order (Tx.lock), so the delete takes them in the order they
+   * do. Children that lock it first (a key result its objective) are locked after it, as before.
+   */
+  private async lockChildrenFirst(db: DB, resource: Resource, principal: Principal, id: string, rows: WriteRows) {
+    if (this.store.kind !== 'postgres') return;
+    for (const child of this.children.get(resource) ?? []) {
+      if (child.resource.lockReferences?.includes(child.field)) continue;
+      const found = await db
+        .selectFrom(child.resource.table)
+        .select('id')
+        .where('tenant_id', '=', principal.tenantId)
+        .where(child.field, '=', id)
+        .where('is_deleted', '=', this.live(child.resource))
+        .execute();
+      const ids = found.map((r) => r.id as string);
+      if (ids.length)
+        await this.tx(db, principal, this.clock.now(), rows).lock(child.resource, principal.tenantId, ids);
     }
   }
 
