@@ -438,6 +438,10 @@ describe('outbound policy', () => {
     ['2002:a9fe:a9fe::', true],
     ['2002:c0a8:101:1::1', true],
     ['2002:808:808::1', false],
+    // Teredo, 2001::/32: the server's IPv4 address, then the client's inverted (~127.0.0.1 = 80ff:fffe)
+    ['2001:0:4136:e378:8000:63bf:80ff:fffe', true],
+    ['2001:0:a00:1:8000:63bf:f7f7:f7f7', true],
+    ['2001:0:4136:e378:8000:63bf:f7f7:f7f7', false],
   ])('embedded IPv4: %s refused: %s', (address, refused) => {
     expect(isRefusedAddress(address)).toBe(refused);
   });

@@ -60,7 +60,7 @@ const dottedQuad = (bytes: number[]) => bytes.join('.');
 
 /**
  * The IPv4 addresses an IPv6 address may carry (RFC 4291 mapped and compatible, RFC 2765
- * translated, RFC 6052 NAT64, RFC 3056 6to4): connecting to it may reach them.
+ * translated, RFC 6052 NAT64, RFC 3056 6to4, RFC 4380 Teredo): connecting to it may reach them.
  */
 function embeddedIPv4(b: number[]): string[] {
   if (zero(b.slice(0, 10)) && b[10] === 0xff && b[11] === 0xff) return [dottedQuad(b.slice(12))]; // ::ffff:0:0/96
@@ -69,6 +69,10 @@ function embeddedIPv4(b: number[]): string[] {
   }
   if (zero(b.slice(0, 12))) return [dottedQuad(b.slice(12))]; // ::/96, IPv4-compatible (deprecated)
   if (b[0] === 0x20 && b[1] === 0x02) return [dottedQuad(b.slice(2, 6))]; // 2002::/16, 6to4
+  if (b[0] === 0x20 && b[1] === 0x01 && b[2] === 0 && b[3] === 0) {
+    // 2001::/32, Teredo (RFC 4380): the server's IPv4 address, then the client's, inverted.
+    return [dottedQuad(b.slice(4, 8)), dottedQuad(b.slice(12).map((x) => x ^ 0xff))];
+  }
   if (b[0] === 0x00 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b) {
     // NAT64 (64:ff9b::/32). The well-known prefix 64:ff9b::/96 has one layout; the local-use
     // 64:ff9b:1::/48 and the rest may be any RFC 6052 prefix length, each placing the IPv4
