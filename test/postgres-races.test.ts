@@ -35,6 +35,22 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
   const retried = () => apps.reduce((n, app) => n + app.engine.retriedTransactions, 0);
   /** The app the i-th request goes to: alternating between the two processes. */
   const via = (i: number) => apps[i % apps.length];
+  /** Sessions of the second process waiting for a lock (`event`: of that kind only, e.g. `advisory`). */
+  const lockWaiters = async (session: pg.Client, event?: string) =>
+    (
+      await session.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock' AND ($2::text IS NULL OR wait_event = $2)",
+        [secondApp, event ?? null],
+      )
+    ).rows[0].n as number;
+  /** Polls `done` every 10 ms, for up to 10 s; then fails saying `what` never happened. */
+  const until = async (what: string, done: () => Promise<boolean>) => {
+    for (let i = 0; i < 1000; i++) {
+      if (await done()) return;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    throw new Error(`never: ${what}`);
+  };
 
   beforeAll(async () => {
     const fresh = await freshStore(kind);
@@ -89,11 +105,7 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
         });
         // Until it answers, no session of the second process may be waiting for a lock.
         for (let i = 0; i < 400 && !answered; i++) {
-          const { rows } = await reader.query(
-            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
-            [secondApp],
-          );
-          expect(rows[0].n, 'a check-in waited for the lock on its cycle').toBe(0);
+          expect(await lockWaiters(reader), 'a check-in waited for the lock on its cycle').toBe(0);
           await new Promise((r) => setTimeout(r, 25));
         }
         expect((await checkIn).status).toBe(201);
@@ -396,15 +408,7 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
         const before = apps[1].engine.retriedTransactions;
         // The check-in locks the objective, then waits for the key result this session holds...
         const checkIn = send(apps[1], token, 'POST', `${keyResults.basePath}/${kr.body.id}/check-ins`, { value: 4 });
-        for (let i = 0; ; i++) {
-          const { rows } = await other.query(
-            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
-            [secondApp],
-          );
-          if (rows[0].n > 0) break;
-          if (i === 1000) throw new Error('the check-in never waited for the key result');
-          await new Promise((r) => setTimeout(r, 10));
-        }
+        await until('the check-in waits for the key result', async () => (await lockWaiters(other)) > 0);
         // ...and this session now waits for the objective: a deadlock, whose victim is the check-in.
         await other.query('SELECT id FROM okr_objectives WHERE id = $1 FOR UPDATE', [objective.body.id]);
         await other.query('ROLLBACK');
@@ -491,18 +495,6 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
       const c = await kr({ objective_id: o1, title: 'c' });
       const q = await kr({ objective_id: o1, title: 'q', data_source: 'query', query: `kr("${c}")` });
       const [first, third] = [new pg.Client({ connectionString: PG_URL }), new pg.Client({ connectionString: PG_URL })];
-      /** Sessions of the second process waiting for a lock (`advisory`: for the tenant lock). */
-      const lockWaiters = async (session: pg.Client, app: string, event?: string) =>
-        (
-          await session.query(
-            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock' AND ($2::text IS NULL OR wait_event = $2)",
-            [app, event ?? null],
-          )
-        ).rows[0].n as number;
-      const waitFor = async (done: () => Promise<boolean>) => {
-        for (let i = 0; i < 1000 && !(await done()); i++) await new Promise((r) => setTimeout(r, 10));
-        expect(await done(), 'the second process never waited').toBe(true);
-      };
       const deadlocks = async () =>
         Number(
           (await third.query('SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()')).rows[0]
@@ -522,12 +514,12 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
           ['race', q, a],
         );
         const checkIn = send(apps[1], token, 'POST', `${keyResults.basePath}/${a}/check-ins`, { value: 10 });
-        await waitFor(async () => (await lockWaiters(third, secondApp)) > 0);
+        await until('the check-in waits for the first session', async () => (await lockWaiters(third)) > 0);
         await third.query('BEGIN');
         await third.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', ['race\nokr.query-graph']);
         await first.query('COMMIT');
         // The check-in, holding a without the tenant lock, starts again and waits for it.
-        await waitFor(async () => (await lockWaiters(third, secondApp, 'advisory')) > 0);
+        await until('the check-in waits for the tenant lock', async () => (await lockWaiters(third, 'advisory')) > 0);
         await third.query('SELECT 1 FROM okr_objectives WHERE tenant_id = $1 AND id = $2 FOR UPDATE', ['race', o2]);
         await third.query('COMMIT');
         expect((await checkIn).status).toBe(201);
@@ -654,24 +646,17 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     try {
       await other.query(`SET search_path TO ${schema}`);
       const pid = (await other.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-      /** Until a session waits for a lock: one this session holds, or one of the second process. */
-      const waiting = async (sql: string, param: unknown) => {
-        for (let i = 0; i < 1000; i++) {
-          if ((await other.query(sql, [param])).rows[0].n > 0) return;
-          await new Promise((r) => setTimeout(r, 10));
-        }
-        throw new Error(`no session waits: ${sql}`);
-      };
       const [table, id] = c.hold({ company: company.body.id as string, x });
       await other.query('BEGIN');
       await other.query(`SELECT id FROM ${table} WHERE id = $1 FOR UPDATE`, [id]);
       const checkIn = send(apps[0], token, 'POST', `${keyResults.basePath}/${x}/check-ins`, { value: 10 });
-      await waiting('SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))', pid);
-      const second = send(apps[1], token, 'PATCH', `${keyResults.basePath}/${total}`, withX(c.body));
-      await waiting(
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
-        secondApp,
+      const blockedByThis = 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))';
+      await until(
+        'the check-in waits for this session',
+        async () => (await other.query(blockedByThis, [pid])).rows[0].n > 0,
       );
+      const second = send(apps[1], token, 'PATCH', `${keyResults.basePath}/${total}`, withX(c.body));
+      await until('the second write waits for a lock', async () => (await lockWaiters(other)) > 0);
       await other.query('ROLLBACK');
       const answers = await Promise.all([checkIn, second]);
       expect(answers.map((a) => a.status)).toEqual([201, 200]);
