@@ -47,6 +47,10 @@ describe.each(storeKinds)('auth on %s', (kind) => {
     ['a not-yet-valid token', () => sign({ nbf: Math.floor(T0 / 1000) + 10_000 }), 'invalid_token'],
     ['the wrong issuer', () => sign({ iss: 'https://evil.example' }), 'invalid_token'],
     ['the wrong audience', () => sign({ aud: 'other' }), 'invalid_token'],
+    // Claims neither store can hold as text: refused alike on both, not 200 on one and 400 on the other.
+    ['a tenant_id with U+0000', () => sign({ tenant_id: 'acme\u0000' }), 'invalid_token'],
+    ['an app_id with U+0000', () => sign({ app_id: 'app\u0000' }), 'invalid_token'],
+    ['a sub with a lone surrogate', () => sign({ sub: 'usr-\ud800' }), 'invalid_token'],
   ];
   it.each(cases)('answers 401 to %s', async (_n, make, code) => {
     const token = await make();

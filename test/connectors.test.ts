@@ -184,6 +184,28 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(api.state.requests.length).toBe(1);
   });
 
+  it('a sync retried with its Idempotency-Key and If-Match is replayed, without reading the outside world again', async () => {
+    api.state.body = '{"data":{"value":11}}';
+    const c = await connector();
+    api.state.requests.length = 0;
+    const url = `${connectors.basePath}/${c.id}/sync`;
+    const headers = { 'idempotency-key': `sync-${c.id}`, 'if-match': `"${c.version}"` };
+    const first = await t.call('POST', url, { token, headers });
+    expect([first.status, first.body.last_value]).toEqual([200, 11]);
+    api.state.body = '{"data":{"value":12}}';
+    // The SDK's retry of a lost answer sends the same key and the same If-Match, now stale.
+    const again = await t.call('POST', url, { token, headers });
+    expect([again.status, again.headers['idempotent-replayed'], again.raw]).toEqual([200, 'true', first.raw]);
+    expect(api.state.requests.length).toBe(1);
+    // Concurrent retries of one key: one read at the most, the others replayed or told it is running.
+    const key = { 'idempotency-key': `sync-burst-${c.id}` };
+    const burst = await Promise.all(Array.from({ length: 5 }, () => t.call('POST', url, { token, headers: key })));
+    expect(burst.every((r) => r.status === 200 || (r.status === 409 && r.body.code === 'idempotency_in_flight'))).toBe(
+      true,
+    );
+    expect(api.state.requests.length).toBe(2);
+  });
+
   it('refuses loopback and private addresses unless EDM_CONNECTOR_ALLOW_HOSTS names them', async () => {
     const strict = await testApp(kind);
     try {

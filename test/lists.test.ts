@@ -97,6 +97,10 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       ['include_deleted=yes', 'invalid_parameter'],
       ['cursor=garbage', 'invalid_parameter'],
       ['created_at[gte]=yesterday', 'invalid_parameter'],
+      ['created_at[gte]=2026-02-30T00:00:00Z', 'invalid_parameter'],
+      ['created_at[gte]=0000-01-01T00:00:00Z', 'invalid_parameter'],
+      ['created_at[gte]=0001-01-01T00:00:00%2B01:00', 'invalid_parameter'],
+      ['created_at[lt]=9999-12-31T23:59:59-05:00', 'invalid_parameter'],
       ['created_at[between]=1', 'unknown_parameter'],
       ['q=a%00b', 'invalid_parameter'],
     ];

@@ -129,6 +129,57 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
     });
 
     it.each([
+      ['a threshold whose target moves', { target: 4 }],
+      ['a threshold whose baseline moves', { baseline: 1 }],
+      ['a linear key result turned into a threshold', { metric_type: 'threshold' }],
+    ])('keeps the direction the caller chose for %s (only a linear type follows its bounds)', async (_n, change) => {
+      // "at most 5" (decrease), or a number from 8 down to 5 (decrease), stays "at most" when it changes.
+      const threshold = 'target' in change || 'baseline' in change;
+      const body = threshold
+        ? { metric_type: 'threshold', target: 5, current: 3, direction: 'decrease' }
+        : { baseline: 8, target: 5, current: 4 };
+      const created = (await post({ objective_id: await objective(), title: 'churn', ...body })).body;
+      expect(created.direction).toBe('decrease');
+      const res = await patch(created.id as string, change);
+      expect([res.status, res.body.direction, res.body.progress_pct]).toEqual([200, 'decrease', 100]);
+      // Back to a linear type, the direction follows the bounds again (8 → 5 is a decrease; 3 → 5 not).
+      const linear = await patch(created.id as string, { metric_type: 'number', baseline: 1, target: 5 });
+      expect([linear.status, linear.body.direction]).toEqual([200, 'increase']);
+    });
+
+    it('names a bad baseline once, not as the current it would have defaulted to', async () => {
+      for (const baseline of ['5', 1e16]) {
+        const res = await post({ objective_id: await objective(), title: 'x', target: 100, baseline });
+        expect([res.status, (res.body.errors as { path: string }[]).map((e) => e.path)]).toEqual([400, ['/baseline']]);
+      }
+    });
+
+    it.each([
+      ['U+0000 in a title', { title: 'a\u0000b' }, '/title'],
+      ['U+0000 in a tag', { tags: ['ok', 'a\u0000'] }, '/tags/1'],
+      ['a lone surrogate in a tag', { tags: ['x\udc00'] }, '/tags/0'],
+      ['a lone surrogate in a unit', { unit: 'half \ud83c of an emoji' }, '/unit'],
+    ])(
+      'refuses text neither store can hold (%s) naming the field, before the references are checked',
+      async (_n, body, path) => {
+        const missingObjective = 'obj_01ARZ3NDEKTSV4RRFFQ69G5FAV';
+        const before = await countRows(t, kr);
+        const res = await post({ objective_id: missingObjective, title: 'x', target: 1, ...body });
+        expect([res.status, res.body.code, (res.body.errors as { path: string; code: string }[])[0]]).toMatchObject([
+          400,
+          'validation_failed',
+          { path, code: 'invalid_text' },
+        ]);
+        expect(await countRows(t, kr)).toBe(before);
+        // On a deleted key result too: 400 (body) comes before 409 (state).
+        const k = (await post({ objective_id: await objective(), title: 'x', target: 1 })).body;
+        await t.call('DELETE', `${kr.basePath}/${k.id}`, { token });
+        const refused = await patch(k.id as string, body);
+        expect([refused.status, refused.body.code]).toEqual([400, 'validation_failed']);
+      },
+    );
+
+    it.each([
       ['equal bounds', { baseline: 10, target: 10, current: 12, direction: 'decrease' }, { target: 10 }],
       [
         'a threshold',
@@ -269,6 +320,20 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect((await get(steady.id as string)).version).toBe(steady.version);
     });
 
+    it('recomputes the status of a key result it restores: the cycle moved on while it was deleted', async () => {
+      t.clock.set(cycleAt(50));
+      const cyc = (await t.create(cycles, token, { ...CYCLE, name: 'restore' })).id as string;
+      const o = await objective({ cycle_id: cyc });
+      const k = (await post({ objective_id: o, title: 'k', target: 100, current: 45 })).body;
+      expect(k.status).toBe('on_track');
+      await t.call('DELETE', `${kr.basePath}/${k.id}`, { token });
+      await t.call('PATCH', `${cycles.basePath}/${cyc}`, { token, body: { start_date: '2026-10-01' } });
+      const back = await t.call('POST', `${kr.basePath}/${k.id}/restore`, { token });
+      expect([back.status, back.body.status, back.body.version]).toEqual([200, 'off_track', 3]);
+      const rolled = await expectRollupExact(o);
+      expect(rolled.status).toBe('off_track');
+    });
+
     it('re-checks key results when their cycle moves', async () => {
       t.clock.set(cycleAt(50));
       const cyc = (await t.create(cycles, token, { ...CYCLE, name: 'movable' })).id as string;
@@ -299,10 +364,13 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       const noop = await patch(k.id as string, { current: 50 });
       expect((noop.body.history as Doc[]).length).toBe(3);
       // a past check-in lands in time order and does not move current
-      const past = await checkIn(k.id as string, { value: 10, at: new Date(t.clock.now() - 90_000).toISOString() });
+      t.clock.advance(60_000);
+      const past = await checkIn(k.id as string, { value: 10, at: new Date(t.clock.now() - 150_000).toISOString() });
       expect(past.body.current).toBe(50);
       expect((past.body.history as Doc[]).map((h) => h.value)).toEqual([0, 10, 50, 50]);
       expect((past.body.history as Doc[])[1]).toMatchObject({ value: 10, progress_pct: 5, note: null });
+      // A back-dated check-in is history only: current, and when it was last updated, stay.
+      expect(past.body.last_update_at).toBe(noop.body.last_update_at);
       await expectRollupExact(o);
     });
 
@@ -313,6 +381,12 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       [{ value: 1, confidence: 2.5 }, '/confidence'],
       [{ value: 1, at: '2999-01-01T00:00:00Z' }, '/at'],
       [{ value: 1, at: 'yesterday' }, '/at'],
+      [{ value: 1, at: '2026-02-30T00:00:00Z' }, '/at'],
+      [{ value: 1, at: '2024-04-31T12:00:00Z' }, '/at'],
+      [{ value: 1, at: '2025-06-01T24:00:00Z' }, '/at'],
+      [{ value: 1, at: '0000-01-01T00:00:00Z' }, '/at'],
+      [{ value: 1, at: '0001-01-01T00:30:00+01:00' }, '/at'],
+      [{ value: 1, at: '2025-06-01T12:00:00+24:00' }, '/at'],
       [{ value: 1, mood: 'good' }, '/mood'],
       [{ value: 1, constructor: 'x' }, '/constructor'],
     ])('rejects a check-in %j naming %s and changes nothing', async (body, path) => {

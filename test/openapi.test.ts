@@ -118,7 +118,18 @@ describe('the OpenAPI document', () => {
       expect(path.parameters[0]).toMatchObject({ name: 'id', in: 'path', schema: { pattern: r.idPattern } });
     }
     const kr = doc.components.schemas.KeyResult;
-    expect(kr.properties.progress_pct.readOnly).toBe(true);
+    expect(kr.properties.progress_pct).toMatchObject({ readOnly: true, minimum: 0, maximum: 100 });
+    // `system` provenance is the platform's own: an answer may carry it, a body may not.
+    expect(kr.properties.source_type.enum).toContain('system');
+    for (const body of ['KeyResultCreate', 'KeyResultUpdate', 'CycleCreate', 'ObjectiveUpdate']) {
+      expect(doc.components.schemas[body].properties.source_type.enum, body).toEqual([
+        'frontend',
+        'backend',
+        'server',
+        'api',
+        null,
+      ]);
+    }
     expect(kr.properties.objective_id.pattern).toBe('^obj_[0-9A-HJKMNP-TV-Z]{26}$');
     expect(doc.components.schemas.KeyResultCreate.required).toEqual(['objective_id', 'title', 'target']);
     expect(doc.components.schemas.KeyResultCreate.properties.progress_pct).toBeUndefined();

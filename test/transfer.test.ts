@@ -236,7 +236,17 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
       [
         'created_at not a time',
         (kr) => Object.assign(kr, { created_at: 'not a date' }),
-        /created_at must be a date-time, not "not a date"/,
+        /created_at must be an RFC 3339 date-time, not "not a date"/,
+      ],
+      [
+        'created_at in a form Date.parse takes but RFC 3339 does not',
+        (kr) => Object.assign(kr, { created_at: 'Mar 1 2026' }),
+        /created_at must be an RFC 3339 date-time, not "Mar 1 2026"/,
+      ],
+      [
+        'created_at on a day that does not exist',
+        (kr) => Object.assign(kr, { created_at: '2026-02-30T00:00:00.000Z' }),
+        /created_at must be an RFC 3339 date-time, not "2026-02-30T00:00:00\.000Z"/,
       ],
       [
         'created_at in the future',
@@ -251,7 +261,7 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
       [
         'a check-in at no time',
         (kr) => Object.assign((kr.history as Doc[])[1], { at: 42 }),
-        /history\[1\]\.at must be a date-time, not 42/,
+        /history\[1\]\.at must be an RFC 3339 date-time, not 42/,
       ],
     ];
     for (const [name, spoil, message] of cases) {
@@ -278,6 +288,53 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     const last = ((copied as Doc).history as Doc[]).at(-1) as Doc;
     expect(Date.parse(last.at as string)).toBeGreaterThanOrEqual(before);
     expect(Date.parse(last.at as string)).toBeLessThan(Date.parse(ahead));
+  });
+
+  it("keeps each row's provenance (source, source_type) and the application that wrote it, in JSON and CSV", async () => {
+    const token = await t.token({ tenant: 'source' });
+    const integration = await t.token({ tenant: 'source', app: 'app_crm' });
+    const [objective] = await list('source', 'objectives');
+    for (const [tok, title, source, source_type] of [
+      [token, 'From the CRM', 'crm', 'backend'],
+      [integration, 'By the integration', 'sync-job', 'server'],
+    ] as const) {
+      const res = await t.call('POST', '/api/v1/okr/key-results', {
+        token: tok,
+        body: { objective_id: objective.id, title, target: 5, source, source_type },
+      });
+      expect(res.status, res.raw).toBe(201);
+    }
+    const shown = (k: Doc) => [k.title, k.source, k.source_type, k.app_id];
+    const expected = [
+      ['By the integration', 'sync-job', 'server', 'app_crm'],
+      ['From the CRM', 'crm', 'backend', null],
+    ];
+    const picked = async (tenant: string) =>
+      (await list(tenant, 'key-results'))
+        .filter((k) => ['From the CRM', 'By the integration'].includes(k.title as string))
+        .map(shown)
+        .sort();
+    const { doc } = await exported('source');
+    await importRows(opts('copy'), { json: doc });
+    expect(await picked('copy')).toEqual(expected);
+    let csv = '';
+    await exportCsv({ ...opts('source'), resource: 'KeyResult' }, (chunk) => {
+      csv += chunk;
+    });
+    await importRows(opts('source'), { csv, resource: 'KeyResult' });
+    expect(await picked('source')).toEqual([expected[0], expected[0], expected[1], expected[1]]);
+    // The application still sees what it wrote, in the copy as in the source.
+    const seen = await t.call('GET', '/api/v1/okr/key-results?limit=200', {
+      token: await t.token({ tenant: 'copy', app: 'app_crm' }),
+    });
+    expect((seen.body.data as Doc[]).map((k) => k.title)).toEqual(['By the integration']);
+  });
+
+  it('refuses a CSV whose header names a column twice', async () => {
+    const csv = 'name,start_date,end_date,name\nQ1,2026-01-01,2026-03-31,Q2\n';
+    await expect(importRows(opts('copy'), { csv, resource: 'Cycle' })).rejects.toThrow(
+      'CSV column name appears twice in the header',
+    );
   });
 
   it('tells an empty string from null in a CSV: "" for one, an empty cell for the other', async () => {

@@ -13,6 +13,9 @@ import {
   whileFailing,
 } from './helpers.js';
 
+/** The paths a problem's `errors` names. */
+const errorPaths = (reply: { body: Doc }) => ((reply.body.errors ?? []) as { path: string }[]).map((e) => e.path);
+
 const cycles = byName('Cycle');
 const objectives = byName('Objective');
 const kr = byName('KeyResult');
@@ -234,6 +237,24 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect((await t.call('DELETE', url, { token: readOnly, headers: key('delete') })).status).toBe(403);
     });
 
+    it('fingerprints a JSON body by its members, not their order', async () => {
+      const body = { name: 'ordered', start_date: '2026-01-01', end_date: '2026-03-31', source: 'crm' };
+      const first = await t.call('POST', cycles.basePath, { body, headers: key('order') });
+      const reordered = { source: 'crm', end_date: '2026-03-31', start_date: '2026-01-01', name: 'ordered' };
+      const again = await t.call('POST', cycles.basePath, { body: reordered, headers: key('order') });
+      expect([first.status, again.status, again.headers['idempotent-replayed'], again.raw]).toEqual([
+        201,
+        201,
+        'true',
+        first.raw,
+      ]);
+      const other = await t.call('POST', cycles.basePath, {
+        body: { ...reordered, source: 'erp' },
+        headers: key('order'),
+      });
+      expect([other.status, other.body.code]).toEqual([422, 'idempotency_key_reused']);
+    });
+
     it('rejects malformed keys', async () => {
       const res = await t.call('POST', cycles.basePath, { body: {}, headers: { 'idempotency-key': 'x'.repeat(256) } });
       expect([res.status, res.body.code]).toEqual([400, 'invalid_header']);
@@ -314,12 +335,84 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect(o.key_result_count).toBe(1);
     });
 
-    it('rejects unknown delete parameters', async () => {
+    it('rejects unknown delete parameters, naming them', async () => {
       const doc = await t.create(cycles, token);
       const res = await t.call('DELETE', `${cycles.basePath}/${doc.id}?force=true`);
-      expect([res.status, res.body.code]).toEqual([400, 'unknown_parameter']);
+      expect([res.status, res.body.code, errorPaths(res)[0]]).toEqual([400, 'unknown_parameter', 'force']);
       const bad = await t.call('DELETE', `${cycles.basePath}/${doc.id}?cascade=yes`);
-      expect([bad.status, bad.body.code]).toEqual([400, 'invalid_parameter']);
+      expect([bad.status, bad.body.code, errorPaths(bad)[0]]).toEqual([400, 'invalid_parameter', 'cascade']);
+      const twice = await t.call('DELETE', `${cycles.basePath}/${doc.id}?cascade=true&cascade=false`);
+      expect([twice.status, twice.body.code, errorPaths(twice)[0]]).toEqual([400, 'invalid_parameter', 'cascade']);
+      expect((await t.call('GET', `${cycles.basePath}/${doc.id}`)).body.is_deleted).toBe(false);
+    });
+
+    const missing = `${cycles.basePath}/cyc_01ARZ3NDEKTSV4RRFFQ69G5FAV`;
+    it.each([
+      ['GET', '', undefined],
+      ['PATCH', '', { name: 'x' }],
+      ['DELETE', '', undefined],
+      ['POST', '/restore', undefined],
+    ] as const)(
+      '%s%s: a missing id is 404 before its query parameters are looked at, and a stale If-Match 412',
+      async (method, suffix, body) => {
+        const gone = await t.call(method, `${missing}${suffix}?bogus=1`, { body });
+        expect([gone.status, gone.body.code]).toEqual([404, 'not_found']);
+        if (method === 'GET') return;
+        const doc = await t.create(cycles, token);
+        if (suffix === '/restore') await t.call('DELETE', `${cycles.basePath}/${doc.id}`);
+        const before = await storedRow(t, cycles, doc.id as string);
+        const url = `${cycles.basePath}/${doc.id}${suffix}`;
+        const stale = await t.call(method, `${url}?bogus=1`, { body, headers: { 'if-match': '"99"' } });
+        expect([stale.status, stale.body.code]).toEqual([412, 'precondition_failed']);
+        const unknown = await t.call(method, `${url}?bogus=1`, { body });
+        expect([unknown.status, unknown.body.code, errorPaths(unknown)[0]]).toEqual([
+          400,
+          'unknown_parameter',
+          'bogus',
+        ]);
+        expect(await storedRow(t, cycles, doc.id as string)).toEqual(before);
+      },
+    );
+
+    it.each(['GET', 'PATCH', 'DELETE'] as const)(
+      '%s: an id with U+0000 names no row: 404 on both stores',
+      async (method) => {
+        const res = await t.call(method, `${cycles.basePath}/cyc_%00`, {
+          body: method === 'PATCH' ? { name: 'x' } : undefined,
+        });
+        expect([res.status, res.body.code]).toEqual([404, 'not_found']);
+        const nested = await t.call('POST', `${kr.basePath}/kr_%00/check-ins`, { body: { value: 1 } });
+        expect([nested.status, nested.body.code]).toEqual([404, 'not_found']);
+      },
+    );
+
+    it('DELETE and restore take no body: a member is 400 naming it, after 404 and 412, and nothing changes', async () => {
+      const doc = await t.create(cycles, token);
+      const url = `${cycles.basePath}/${doc.id}`;
+      const json = { 'content-type': 'application/json' };
+      expect((await t.call('DELETE', missing, { body: { name: 'x' } })).status).toBe(404);
+      const stale = await t.call('DELETE', url, { body: { name: 'x' }, headers: { 'if-match': '"9"' } });
+      expect(stale.status).toBe(412);
+      const before = await storedRow(t, cycles, doc.id as string);
+      const member = await t.call('DELETE', url, { body: { name: 'renamed', is_deleted: false } });
+      expect([member.status, member.body.code, errorPaths(member)]).toEqual([
+        400,
+        'unknown_field',
+        ['/name', '/is_deleted'],
+      ]);
+      const broken = await t.call('DELETE', url, { payload: '{not json', headers: json });
+      expect([broken.status, broken.body.code]).toEqual([400, 'invalid_json']);
+      expect(await storedRow(t, cycles, doc.id as string)).toEqual(before);
+      // An empty body is no body, whatever its Content-Type; so is an empty object.
+      expect((await t.call('DELETE', url, { payload: '', headers: json })).status).toBe(200);
+      const restore = `${url}/restore`;
+      const deleted = await storedRow(t, cycles, doc.id as string);
+      const renamed = await t.call('POST', restore, { body: { name: 'renamed' } });
+      expect([renamed.status, renamed.body.code]).toEqual([400, 'unknown_field']);
+      expect((await t.call('POST', restore, { payload: '{not json', headers: json })).status).toBe(400);
+      expect(await storedRow(t, cycles, doc.id as string)).toEqual(deleted);
+      const back = await t.call('POST', restore, { body: {} });
+      expect([back.status, back.body.is_deleted, back.body.name]).toEqual([200, false, doc.name]);
     });
   });
 });

@@ -5,6 +5,7 @@ import { CursorCodec, MAX_LIMIT, parseListQuery } from '../core/list-query.js';
 import type { CustomOperation, Doc, ModuleDef, Principal, Resource } from '../core/resource.js';
 import { ServerKeys } from '../core/secrets.js';
 import type { RowPage } from '../core/tables.js';
+import { isDateTime } from '../core/validation.js';
 import { HISTORY_SIZE } from '../modules/okr/check-ins.js';
 import type { Store } from '../store/database.js';
 import { Engine } from '../store/engine.js';
@@ -382,9 +383,10 @@ export async function importRows(
     const [resource] = pick(o, input.resource);
     const [header, ...lines] = parseCsv(input.csv);
     if (!header) throw new TransferError('the CSV is empty');
-    for (const name of header) {
+    for (const [i, name] of header.entries()) {
       if (name === null || !Object.hasOwn(resource.allFields, name))
         throw new TransferError(`CSV column ${name ?? '(empty)'} is not a field of ${resource.name}`);
+      if (header.indexOf(name) !== i) throw new TransferError(`CSV column ${name} appears twice in the header`);
     }
     lines.forEach((cells, i) => {
       if (cells.length !== header.length) {
@@ -401,7 +403,8 @@ export async function importRows(
   // Per resource, once: the fields a create takes, the references among them, and its replay.
   const plans = new Map(
     all.map((r) => {
-      const writable = Object.entries(r.fields).filter(([, f]) => f.access === 'write');
+      // The platform's client-settable fields too (`source`, `source_type`: provenance).
+      const writable = Object.entries(r.allFields).filter(([, f]) => f.access === 'write');
       const op = r.replay && r.operations?.find((x) => x.name === r.replay?.operation);
       if (r.replay && !op) throw new Error(`${r.name}.replay names no operation ${r.replay.operation}`);
       return [
@@ -434,6 +437,9 @@ export async function importRows(
   const clock = new ManualClock(now);
   const { engine } = engineFor(o, clock);
   const principal = principalOf(o);
+  // A row an application wrote is written as that application (its app_id), so it sees it still.
+  const writer = (doc: Doc): Principal =>
+    typeof doc.app_id === 'string' && doc.app_id !== '' ? { ...principal, appId: doc.app_id } : principal;
   const newIds = new Map<string, string>();
   const counts: Record<string, number> = {};
   // A source time (`field` names it in an error): a date-time, and not in the future (the API
@@ -441,11 +447,11 @@ export async function importRows(
   // beyond what two machines' clocks may differ by: a file exported a moment ago on a server
   // whose clock runs ahead imports, its times up to CLOCK_SKEW_MS ahead taken as now.
   const timeOf = (row: ImportRow, field: string, iso: unknown) => {
-    const ms = typeof iso === 'string' ? Date.parse(iso) : Number.NaN;
+    const ms = typeof iso === 'string' && isDateTime(iso) ? Date.parse(iso) : Number.NaN;
     if (!Number.isFinite(ms)) {
       throw refused(
         row.where,
-        `${field} must be a date-time${iso === undefined ? '' : `, not ${JSON.stringify(iso)}`}`,
+        `${field} must be an RFC 3339 date-time${iso === undefined ? '' : `, not ${JSON.stringify(iso)}`}`,
       );
     }
     if (ms > now + CLOCK_SKEW_MS) throw refused(row.where, `${field} must not be in the future (${iso})`);
@@ -465,6 +471,8 @@ export async function importRows(
     const plan = planOf(resource);
     const body: Doc = {};
     for (const name of plan.writable) if (name in doc) body[name] = doc[name];
+    // A row the platform wrote last says `system`, which no client may send: the default it is.
+    if (body.source_type === 'system') delete body.source_type;
     const replay = plan.replay && (plan.replay.when?.(doc) ?? true) ? plan.replay : null;
     if (plan.replay && !replay) delete body[plan.replay.from];
     const logged = replay ? doc[replay.field] : undefined;
@@ -508,14 +516,14 @@ export async function importRows(
               if (to) body[name] = (body[name] as string).replaceAll(id, to);
             }
           }
-          const created = await engine.create(db, resource, principal, body);
+          const created = await engine.create(db, resource, writer(doc), body);
           createdIds.set(row, created.id as string);
           if (typeof doc.id === 'string') newIds.set(doc.id, created.id as string);
           counts[resource.name] = (counts[resource.name] ?? 0) + 1;
         } else {
           const replay = plan.replay as NonNullable<typeof plan.replay>;
           const id = createdIds.get(row) as string;
-          await engine.operate(db, resource, principal, replay.op, id, replay.body(event.entry));
+          await engine.operate(db, resource, writer(doc), replay.op, id, replay.body(event.entry));
         }
       } catch (err) {
         if (err instanceof ApiError) {

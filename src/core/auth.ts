@@ -105,6 +105,14 @@ function describeJoseError(err: unknown): string {
   return 'The token could not be verified';
 }
 
+/**
+ * A claim both stores can hold as text, as it is: no U+0000 (PostgreSQL refuses it) and no lone
+ * surrogate (its driver would send U+FFFD in its place, and the two stores would see two callers).
+ */
+function storable(claim: string): boolean {
+  return !claim.includes('\u0000') && claim.isWellFormed();
+}
+
 function toPrincipal(payload: Record<string, unknown>): Principal {
   const { sub, tenant_id: tenantId, app_id: appId, scope } = payload;
   if (typeof sub !== 'string' || sub === '') throw new ApiError('invalid_token', 'The token has no sub claim');
@@ -113,6 +121,15 @@ function toPrincipal(payload: Record<string, unknown>): Principal {
   }
   if (appId !== undefined && appId !== null && (typeof appId !== 'string' || appId === '')) {
     throw new ApiError('invalid_token', 'The app_id claim must be a string');
+  }
+  for (const [name, claim] of [
+    ['sub', sub],
+    ['tenant_id', tenantId],
+    ['app_id', appId],
+  ] as const) {
+    if (typeof claim === 'string' && !storable(claim)) {
+      throw new ApiError('invalid_token', `The ${name} claim must be text without U+0000 or a lone surrogate`);
+    }
   }
   if (scope !== undefined && typeof scope !== 'string')
     throw new ApiError('invalid_token', 'The scope claim must be a string');

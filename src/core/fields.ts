@@ -28,6 +28,8 @@ export interface FieldSpec<S extends TSchema = TSchema, R extends boolean = bool
   /** A constant default applied on create when the field is absent. */
   readonly default?: unknown;
   readonly enum?: readonly string[];
+  /** Values of `enum` only the platform writes: a client sending one gets 400 (`source_type: system`). */
+  readonly serverOnly?: readonly string[];
   readonly pattern?: string;
   /** Id prefix of the referenced resource. */
   readonly ref?: string;
@@ -101,7 +103,8 @@ type AccessOf<O> = O extends { readOnly: true }
 /** `alwaysPresent: true` and `nonNull: true` are kept as literals so the SDK's response types drop `| null`. */
 export type Field<S extends TSchema, O> = FieldSpec<S, RequiredOf<O>, AccessOf<O>> &
   (O extends { alwaysPresent: true } ? { readonly alwaysPresent: true } : unknown) &
-  (O extends { nonNull: true } ? { readonly nonNull: true } : unknown);
+  (O extends { nonNull: true } ? { readonly nonNull: true } : unknown) &
+  (O extends { serverOnly: readonly (infer V extends string)[] } ? { readonly serverOnly: readonly V[] } : unknown);
 
 function make<S extends TSchema, O extends CommonOptions>(
   schema: S,
@@ -136,6 +139,8 @@ export interface TextOptions extends CommonOptions {
   maxLength?: number;
   pattern?: string;
   enum?: readonly string[];
+  /** Values of `enum` only the platform writes (see FieldSpec.serverOnly). */
+  serverOnly?: readonly string[];
   default?: string;
   /** Id prefix of rows the text names inside it (see FieldSpec.mentions). */
   mentions?: string;
@@ -162,6 +167,7 @@ export function text<const O extends TextOptions>(o: O): Field<TextSchema<O>, O>
       });
   return make(schema as TextSchema<O>, o.enum ? 'enum' : 'string', 'text', o, {
     ...(o.enum ? { enum: o.enum } : {}),
+    ...(o.serverOnly ? { serverOnly: o.serverOnly } : {}),
     ...(o.pattern ? { pattern: o.pattern } : {}),
     ...(o.default !== undefined ? { default: o.default } : {}),
     ...(o.mentions ? { mentions: o.mentions } : {}),
@@ -267,3 +273,11 @@ export function idPattern(prefix: string): string {
 }
 
 export type ValueOf<F> = F extends FieldSpec<infer S, boolean, Access> ? Static<S> : never;
+
+/** The value a client may send: ValueOf without the values only the platform writes. */
+export type InputValueOf<F> = F extends { serverOnly: readonly (infer V)[] } ? Exclude<ValueOf<F>, V> : ValueOf<F>;
+
+/** The values of a field's enum a client may send. */
+export function clientEnum(field: AnyField): readonly string[] | undefined {
+  return field.enum && field.serverOnly ? field.enum.filter((v) => !field.serverOnly?.includes(v)) : field.enum;
+}

@@ -1,14 +1,18 @@
-import type { AnyField } from './fields.js';
+import { type AnyField, clientEnum } from './fields.js';
 import type { Resource } from './resource.js';
 
 /** JSON Schema (2020-12 / OpenAPI 3.1) objects derived from declarations. */
 export type JsonSchema = Record<string, unknown>;
 
-/** A field's value schema, allowing `null` where the field may be null. */
-export function fieldSchema(field: AnyField, nullable: boolean): JsonSchema {
+/**
+ * A field's value schema, allowing `null` where the field may be null; `input`: as a client
+ * sends it (an enum without the values only the platform writes).
+ */
+export function fieldSchema(field: AnyField, nullable: boolean, input = false): JsonSchema {
   // Enums render as `enum` (the runtime checker holds them as a union of literals).
-  const base: JsonSchema = field.enum
-    ? { type: 'string', enum: [...field.enum] }
+  const values = input ? clientEnum(field) : field.enum;
+  const base: JsonSchema = values
+    ? { type: 'string', enum: [...values] }
     : (structuredClone(field.schema) as JsonSchema);
   if (nullable) {
     if (typeof base.type === 'string') base.type = [base.type, 'null'];
@@ -48,7 +52,7 @@ export function createSchema(resource: Resource): JsonSchema {
   const required: string[] = [];
   for (const [name, field] of Object.entries(resource.allFields)) {
     if (field.access === 'read') continue;
-    properties[name] = fieldSchema(field, !field.required);
+    properties[name] = fieldSchema(field, !field.required, true);
     if (field.required) required.push(name);
   }
   return { type: 'object', title: `${resource.name}Create`, properties, required, additionalProperties: false };
@@ -59,7 +63,7 @@ export function updateSchema(resource: Resource): JsonSchema {
   const properties: Record<string, JsonSchema> = {};
   for (const [name, field] of Object.entries(resource.allFields)) {
     if (field.access === 'read') continue;
-    properties[name] = fieldSchema(field, !field.required);
+    properties[name] = fieldSchema(field, !field.required, true);
   }
   properties.version = {
     type: 'integer',

@@ -71,10 +71,10 @@ function parseValue(param: string, field: AnyField, raw: string): unknown {
       if (raw === 'false') return false;
       throw bad(param, 'must be true or false');
     case 'date':
-      if (!isDate(raw)) throw bad(param, 'must be a date YYYY-MM-DD');
+      if (!isDate(raw)) throw bad(param, 'must be a date YYYY-MM-DD of a real day, in years 0001–9999');
       return raw;
     case 'datetime':
-      if (!isDateTime(raw)) throw bad(param, 'must be an RFC 3339 timestamp');
+      if (!isDateTime(raw)) throw bad(param, 'must be an RFC 3339 timestamp of a real day, in years 0001–9999');
       return new Date(raw).toISOString();
     default:
       if (field.enum && !field.enum.includes(raw)) throw bad(param, `must be one of: ${field.enum.join(', ')}`);

@@ -1,6 +1,15 @@
 import type { TSchema } from '@sinclair/typebox';
 import type { FieldError } from './errors.js';
-import { type AnyField, boolean, datetime, idPattern, integer, text, type ValueOf } from './fields.js';
+import {
+  type AnyField,
+  boolean,
+  datetime,
+  type InputValueOf,
+  idPattern,
+  integer,
+  text,
+  type ValueOf,
+} from './fields.js';
 import type { ServerKeys } from './secrets.js';
 import type { OperationCall, PrepareCall, RowPage, TableDef, Tx, WriteEvent } from './tables.js';
 
@@ -28,6 +37,7 @@ export const platformFields = markPlatform({
   source: text({ maxLength: 200, default: 'edm', notes: "Provenance tag — defaults to 'edm'." }),
   source_type: text({
     enum: ['frontend', 'backend', 'server', 'system', 'api'],
+    serverOnly: ['system'],
     default: 'api',
     notes: "Where the write originated. Defaults to 'api'.",
   }),
@@ -55,9 +65,6 @@ export const platformFields = markPlatform({
 function markPlatform<T extends Record<string, AnyField>>(fields: T): T {
   return Object.fromEntries(Object.entries(fields).map(([k, f]) => [k, { ...f, platform: true }])) as T;
 }
-
-/** `source_type` values a client may claim; `system` is reserved for the platform's own writes. */
-export const CLIENT_SOURCE_TYPES = ['frontend', 'backend', 'server', 'api'] as const;
 
 export type PlatformFields = typeof platformFields;
 export type FieldMap = Record<string, AnyField>;
@@ -408,13 +415,13 @@ export type CreateBody<R> =
           ? IsRequired<AllFieldsOf<F>[K]> extends true
             ? K
             : never
-          : never]: ValueOf<AllFieldsOf<F>[K]>;
+          : never]: InputValueOf<AllFieldsOf<F>[K]>;
       } & {
         [K in keyof AllFieldsOf<F> as IsWritable<AllFieldsOf<F>[K]> extends true
           ? IsRequired<AllFieldsOf<F>[K]> extends true
             ? never
             : K
-          : never]?: ValueOf<AllFieldsOf<F>[K]> | null;
+          : never]?: InputValueOf<AllFieldsOf<F>[K]> | null;
       }
     : never;
 
@@ -428,7 +435,7 @@ export type UpdateBody<R> =
         [K in keyof AllFieldsOf<F> as IsWritable<AllFieldsOf<F>[K]> extends true ? K : never]?: IsRequired<
           AllFieldsOf<F>[K]
         > extends true
-          ? ValueOf<AllFieldsOf<F>[K]>
-          : ValueOf<AllFieldsOf<F>[K]> | null;
+          ? InputValueOf<AllFieldsOf<F>[K]>
+          : InputValueOf<AllFieldsOf<F>[K]> | null;
       } & { version?: number }
     : never;

@@ -1,22 +1,41 @@
 import { FormatRegistry, type TSchema, Type } from '@sinclair/typebox';
 import { type TypeCheck, TypeCompiler, type ValueError, ValueErrorType } from '@sinclair/typebox/compiler';
 import { ApiError, type FieldError, fieldError } from './errors.js';
-import type { AnyField } from './fields.js';
-import { CLIENT_SOURCE_TYPES, type Doc, type HookContext, type Resource } from './resource.js';
+import { type AnyField, clientEnum } from './fields.js';
+import type { Doc, HookContext, Resource } from './resource.js';
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i;
+// RFC 3339 §5.6: hours 00–23, minutes and seconds 00–59 (a leap second is not accepted: V8
+// cannot hold one), offsets within ±23:59.
+const RFC3339 = /^(\d{4}-\d{2}-\d{2})T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/i;
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+/**
+ * The instants both stores hold as RFC 3339 text: years 0001–9999 in UTC. PostgreSQL refuses
+ * year 0 (and JavaScript would print it, or year 10000, in a form RFC 3339 does not have).
+ */
+const FIRST_INSTANT = Date.parse('0001-01-01T00:00:00Z');
+const END_INSTANT = Date.parse('+010000-01-01T00:00:00Z');
 
+/** An RFC 3339 date-time of a real calendar day (no 30 February), in years 0001–9999 once in UTC. */
 export function isDateTime(v: string): boolean {
-  return RFC3339.test(v) && !Number.isNaN(Date.parse(v));
+  const m = RFC3339.exec(v);
+  if (!m || !isDate(m[1])) return false;
+  const t = Date.parse(v);
+  return t >= FIRST_INSTANT && t < END_INSTANT;
 }
 
+/** A calendar date YYYY-MM-DD that exists, in years 0001–9999. */
 export function isDate(v: string): boolean {
   const m = DATE.exec(v);
-  if (!m) return false;
+  if (!m || m[1] === '0000') return false;
   const d = new Date(`${v}T00:00:00Z`);
   return !Number.isNaN(d.getTime()) && d.toISOString().startsWith(v);
 }
+
+/** What a value of each format must be, said as the field's error. */
+const FORMAT_TEXT: Record<string, string> = {
+  'date-time': 'must be an RFC 3339 date-time (e.g. 2026-11-30T09:00:00Z) of a real day, in years 0001–9999',
+  date: 'must be a date YYYY-MM-DD of a real day, in years 0001–9999',
+};
 
 FormatRegistry.Set('date-time', isDateTime);
 FormatRegistry.Set('date', isDate);
@@ -60,13 +79,41 @@ function longOnlyInCodeUnits(e: ValueError): boolean {
   return e.type === ValueErrorType.StringMaxLength && typeof e.value === 'string' && [...e.value].length <= (max ?? 0);
 }
 
+/**
+ * The first string in `value` (itself, an item, a member or a member's name) that neither store
+ * can hold as text: U+0000, or a lone UTF-16 surrogate (JSON's `\ud800` escapes one), as a
+ * JSON Pointer below `path`; null when there is none.
+ */
+function unstorableText(value: unknown, path: string): string | null {
+  if (typeof value === 'string') return value.includes('\u0000') || !value.isWellFormed() ? path : null;
+  if (value === null || typeof value !== 'object') return null;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const bad = unstorableText(value[i], `${path}/${i}`);
+      if (bad !== null) return bad;
+    }
+    return null;
+  }
+  for (const [key, member] of Object.entries(value)) {
+    const at = `${path}/${key.replaceAll('~', '~0').replaceAll('/', '~1')}`;
+    const bad = unstorableText(key, at) ?? unstorableText(member, at);
+    if (bad !== null) return bad;
+  }
+  return null;
+}
+
 /** Checks one value against a field; answers field errors with JSON Pointer paths. */
 export function checkField(name: string, field: AnyField, value: unknown): FieldError[] {
   if (value === null) {
     return field.required ? [{ path: `/${name}`, code: 'required', message: `${name} must not be null` }] : [];
   }
   const c = checker(field.schema);
-  if (c.Check(value)) return [];
+  if (c.Check(value)) {
+    const bad = unstorableText(value, `/${name}`);
+    if (bad === null) return [];
+    const message = `${bad.slice(1)}: text must be valid Unicode without the NUL character (U+0000) or a lone surrogate`;
+    return [{ path: bad, code: 'invalid_text', message }];
+  }
   const all = [...c.Errors(value)];
   if (all.length === 0) return [{ path: `/${name}`, code: 'invalid', message: `${name} is invalid` }];
   const first = all.find((e) => !longOnlyInCodeUnits(e));
@@ -77,6 +124,11 @@ export function checkField(name: string, field: AnyField, value: unknown): Field
   }
   if (field.pattern && first.type === ValueErrorType.StringPattern && first.path === '') {
     return [{ path, code: 'invalid_format', message: `${name} must match ${field.pattern}` }];
+  }
+  if (first.type === ValueErrorType.StringFormat) {
+    const format = (first.schema as { format?: string }).format;
+    const expected = FORMAT_TEXT[format ?? ''];
+    if (expected) return [{ path, code: 'invalid_format', message: `${name}${first.path}: ${expected}` }];
   }
   const code = errorCodes[first.type] ?? 'invalid';
   return [{ path, code, message: `${name}${first.path ? first.path : ''}: ${first.message}` }];
@@ -129,8 +181,8 @@ export function asObject(body: unknown): Doc {
 }
 
 /**
- * Rejects fields a client may not send: unknown ones, server-owned ones, and `system`
- * provenance. `allowVersion` admits the lock token of a PATCH.
+ * Rejects fields a client may not send: unknown ones, server-owned ones, and values only the
+ * platform writes (`source_type: system`). `allowVersion` admits the lock token of a PATCH.
  */
 export function checkWritableKeys(resource: Resource, body: Doc, allowVersion: boolean): void {
   const unknown: FieldError[] = [];
@@ -153,15 +205,15 @@ export function checkWritableKeys(resource: Resource, body: Doc, allowVersion: b
       ]);
     }
   }
-  if (body.source_type === 'system') {
-    throw fieldError('validation_failed', [
-      {
-        path: '/source_type',
-        code: 'invalid_enum',
-        message: `source_type 'system' is reserved for the platform; use one of: ${CLIENT_SOURCE_TYPES.join(', ')}`,
-      },
-    ]);
+  const reserved: FieldError[] = [];
+  for (const [key, value] of Object.entries(body)) {
+    const field = resource.allFields[key];
+    if (typeof value !== 'string' || !field?.serverOnly?.includes(value)) continue;
+    const allowed = clientEnum(field)?.join(', ');
+    const message = `${key} '${value}' is reserved for the platform; use one of: ${allowed}`;
+    reserved.push({ path: `/${key}`, code: 'invalid_enum', message });
   }
+  if (reserved.length) throw fieldError('validation_failed', reserved);
 }
 
 /**

@@ -34,6 +34,15 @@ interface Claim {
  * caller and body; the first 2xx/4xx response is kept 24 h, stored in the same transaction as
  * the work, and replayed; a different fingerprint is 422; a request still running is 409.
  */
+/** A JSON value with every object's members in one order (by name), arrays as they are. */
+function sortedMembers(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortedMembers);
+  if (value === null || typeof value !== 'object') return value;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value).sort()) out[key] = sortedMembers((value as Record<string, unknown>)[key]);
+  return out;
+}
+
 export class Idempotency {
   constructor(
     private readonly store: Store,
@@ -49,8 +58,15 @@ export class Idempotency {
   }
 
   fingerprint(method: string, url: string, principal: Principal, body: unknown): string {
-    // A body that is not JSON by its text, marked so no JSON body's text is the same (JSON never starts with NUL).
-    const text = body === undefined ? '' : body instanceof MalformedBody ? `\u0000${body.text}` : JSON.stringify(body);
+    // A body that is not JSON by its text, marked so no JSON body's text is the same (JSON never
+    // starts with NUL). A JSON body by its members, not their order: a retry that serialized the
+    // same object again (another client library, a queue) is the same request.
+    const text =
+      body === undefined
+        ? ''
+        : body instanceof MalformedBody
+          ? `\u0000${body.text}`
+          : JSON.stringify(sortedMembers(body));
     return createHash('sha256').update(`${method} ${url}\n${principal.sub}\n${text}`).digest('base64url');
   }
 

@@ -3,7 +3,7 @@ import { ApiError } from '../core/errors.js';
 import { type CursorCodec, parseListQuery } from '../core/list-query.js';
 import type { Doc, Principal, Resource } from '../core/resource.js';
 import { listJson, serializeDoc } from '../core/serialize.js';
-import { asObject } from '../core/validation.js';
+import { asObject, MalformedBody, validateInput } from '../core/validation.js';
 import type { DB } from '../store/database.js';
 import type { Engine, WriteConditions } from '../store/engine.js';
 import type { Idempotency, StoredResponse } from './idempotency.js';
@@ -36,8 +36,31 @@ function allowOnly(query: Query, allowed: readonly string[]): void {
         errors: [{ path: name, code: 'unknown_parameter', message: `${name} is not accepted here` }],
       });
     }
-    if (Array.isArray(value)) throw new ApiError('invalid_parameter', `${name} must not be repeated`);
+    if (Array.isArray(value)) {
+      throw new ApiError('invalid_parameter', `${name} must not be repeated`, {
+        errors: [{ path: name, code: 'invalid_parameter', message: `${name} must not be repeated` }],
+      });
+    }
   }
+}
+
+/**
+ * A write that takes no body (a delete, a restore): a member sent is unknown (400 naming it),
+ * and a body that is not JSON is 400 invalid_json. An empty body is no body, whatever its
+ * Content-Type says.
+ */
+function noBody(body: unknown): void {
+  if (body === undefined || (body instanceof MalformedBody && body.text.trim() === '')) return;
+  validateInput({}, body);
+}
+
+/**
+ * A row id from the path. One with U+0000 names no row (and PostgreSQL would refuse it as
+ * text): 404 as any missing id, on both stores.
+ */
+function rowId(resource: Resource, id: string): string {
+  if (id.includes('\u0000')) throw new ApiError('not_found', `No ${resource.name} with id ${JSON.stringify(id)}`);
+  return id;
 }
 
 const STRONG_TAG = /^"(\d+)"$/;
@@ -64,9 +87,10 @@ function parseTags(header: string | undefined, weak = false): number[] | 'any' |
   return tags;
 }
 
-function conditions(request: FastifyRequest): WriteConditions {
+/** A write's If-Match, and the checks of its own the route runs after 404 and 412 (`deferred`). */
+function conditions(request: FastifyRequest, deferred?: () => void): WriteConditions {
   const tags = parseTags(request.headers['if-match']);
-  return { ifMatch: tags };
+  return deferred ? { ifMatch: tags, deferred } : { ifMatch: tags };
 }
 
 function docResponse(resource: Resource, doc: Doc, status: number): StoredResponse {
@@ -100,16 +124,22 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
 
   /**
    * Runs a write in one transaction. With an Idempotency-Key, the response is stored in that
-   * same transaction (4xx in its own), replayed on retries, and forgotten on a 5xx.
+   * same transaction (4xx in its own), replayed on retries, and forgotten on a 5xx. `prepare`
+   * runs first, outside the transaction (what waits on the outside world holds no lock
+   * meanwhile), and after the key is claimed: a retry is replayed without running it again.
    */
-  async function write(
+  async function write<P = undefined>(
     request: FastifyRequest,
     reply: FastifyReply,
-    work: (db: DB, principal: Principal) => Promise<StoredResponse>,
+    work: (db: DB, principal: Principal, prepared: P | undefined) => Promise<StoredResponse>,
+    prepare?: (principal: Principal) => Promise<P>,
   ): Promise<FastifyReply> {
     const principal = request.principal as Principal;
     const key = idempotency.parseKey(request.headers['idempotency-key']);
-    if (key === null) return send(reply, await engine.transaction((db) => work(db, principal)));
+    if (key === null) {
+      const prepared = prepare ? await prepare(principal) : undefined;
+      return send(reply, await engine.transaction((db) => work(db, principal, prepared)));
+    }
     const fp = idempotency.fingerprint(request.method, request.url, principal, request.body);
     const claimed = await idempotency.claim(principal, key, fp);
     if ('replay' in claimed)
@@ -121,8 +151,9 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
       headers: { ...r.headers, [ORIGINAL_REQUEST_ID]: request.id },
     });
     try {
+      const prepared = prepare ? await prepare(principal) : undefined;
       const response = await engine.transaction(async (db) => {
-        const r = await work(db, principal);
+        const r = await work(db, principal, prepared);
         await idempotency.complete(db, claim, stored(r));
         return r;
       });
@@ -157,8 +188,9 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     });
 
     app.get<{ Params: IdParams; Querystring: Query }>(`${base}/:id`, { config: read }, async (request, reply) => {
+      const id = rowId(resource, request.params.id);
+      const { json, version } = await engine.getJson(resource, request.principal as Principal, id);
       allowOnly(request.query, []);
-      const { json, version } = await engine.getJson(resource, request.principal as Principal, request.params.id);
       const inm = parseTags(request.headers['if-none-match'], true);
       reply.header('etag', `"${version}"`);
       if (inm === 'any' || (Array.isArray(inm) && inm.includes(version))) return reply.code(304).send();
@@ -175,27 +207,28 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
 
     app.patch<{ Params: IdParams; Querystring: Query }>(`${base}/:id`, { config: writeCfg }, async (request, reply) =>
       write(request, reply, async (db, principal) => {
-        allowOnly(request.query, []);
-        const doc = await engine.update(db, resource, principal, request.params.id, request.body, conditions(request));
+        const id = rowId(resource, request.params.id);
+        const cond = conditions(request, () => allowOnly(request.query, []));
+        const doc = await engine.update(db, resource, principal, id, request.body, cond);
         return docResponse(resource, doc, 200);
       }),
     );
 
     app.delete<{ Params: IdParams; Querystring: Query }>(`${base}/:id`, { config: writeCfg }, async (request, reply) =>
       write(request, reply, async (db, principal) => {
-        allowOnly(request.query, ['cascade']);
+        const id = rowId(resource, request.params.id);
         const cascade = request.query.cascade;
-        if (cascade !== undefined && cascade !== 'true' && cascade !== 'false') {
-          throw new ApiError('invalid_parameter', 'cascade must be true or false');
-        }
-        const doc = await engine.remove(
-          db,
-          resource,
-          principal,
-          request.params.id,
-          conditions(request),
-          cascade === 'true',
-        );
+        const cond = conditions(request, () => {
+          allowOnly(request.query, ['cascade']);
+          if (cascade !== undefined && cascade !== 'true' && cascade !== 'false') {
+            const message = 'cascade must be true or false';
+            throw new ApiError('invalid_parameter', message, {
+              errors: [{ path: 'cascade', code: 'invalid_parameter', message }],
+            });
+          }
+          noBody(request.body);
+        });
+        const doc = await engine.remove(db, resource, principal, id, cond, cascade === 'true');
         return docResponse(resource, doc, 200);
       }),
     );
@@ -205,8 +238,12 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
       { config: writeCfg },
       async (request, reply) =>
         write(request, reply, async (db, principal) => {
-          allowOnly(request.query, []);
-          const doc = await engine.restore(db, resource, principal, request.params.id, conditions(request));
+          const id = rowId(resource, request.params.id);
+          const cond = conditions(request, () => {
+            allowOnly(request.query, []);
+            noBody(request.body);
+          });
+          const doc = await engine.restore(db, resource, principal, id, cond);
           return docResponse(resource, doc, 200);
         }),
     );
@@ -225,7 +262,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
           resource,
           principal,
           op,
-          request.params.id,
+          rowId(resource, request.params.id),
           request.body,
           request.query,
           prepared,
@@ -246,14 +283,15 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
         );
       } else {
         const cfg = op.auth === 'signed' ? { ...writeCfg, signed: { resource, operation: op.name } } : writeCfg;
-        app.post<{ Params: IdParams; Querystring: Query }>(url, { config: cfg }, async (request, reply) => {
-          // Outside the transaction: what waits on the outside world holds no lock meanwhile.
-          const cond = op.auth !== 'signed' ? conditions(request) : undefined;
-          const prepared = op.prepare
-            ? await engine.prepare(resource, request.principal as Principal, op, request.params.id, request.body, cond)
-            : undefined;
-          return write(request, reply, (db, principal) => run(db, principal, request, prepared));
-        });
+        const prepare = op.prepare
+          ? (request: OpRequest) => (principal: Principal) => {
+              const cond = op.auth !== 'signed' ? conditions(request) : undefined;
+              return engine.prepare(resource, principal, op, rowId(resource, request.params.id), request.body, cond);
+            }
+          : undefined;
+        app.post<{ Params: IdParams; Querystring: Query }>(url, { config: cfg }, async (request, reply) =>
+          write(request, reply, (db, principal, prepared) => run(db, principal, request, prepared), prepare?.(request)),
+        );
       }
     }
   }

@@ -47,6 +47,12 @@ export interface WriteConditions {
    * sync appends an event to the row, as a create adds one, and overwrites nothing the caller read).
    */
   required?: boolean;
+  /**
+   * The route's own checks that PRODUCT.md's order puts after 404 and 412/428 (its query
+   * parameters; a body on a write that takes none): run once the row is read and its
+   * preconditions hold, before the write's body is read.
+   */
+  deferred?: () => void;
 }
 
 export const NO_CONDITIONS: WriteConditions = { ifMatch: null };
@@ -1270,6 +1276,7 @@ export class Engine {
     if (this.options.requireIfMatch && cond.required !== false && cond.ifMatch === null && bodyVersion === undefined) {
       throw new ApiError('precondition_required', 'This server requires If-Match (or a body version) on writes');
     }
+    cond.deferred?.();
   }
 
   /**
@@ -1526,7 +1533,6 @@ export class Engine {
       updated_by: principal.sub,
       version: (before.version as number) + 1,
     };
-    await this.writeBack(db, resource, before, doc);
     const ctx: HookContext = {
       principal,
       now,
@@ -1535,7 +1541,12 @@ export class Engine {
       event: null,
       keys: this.options.keys,
     };
-    await resource.hooks?.afterWrite?.(doc, before, ctx, this.tx(db, principal, now, rows));
+    const tx = this.tx(db, principal, now, rows);
+    // A restored row's derived fields are computed again: the rows they depend on may have
+    // changed while it was deleted (a key result's status, from its cycle's dates and the time).
+    if (!deleted) await resource.hooks?.derive?.(doc, before, ctx, tx);
+    await this.writeBack(db, resource, before, doc);
+    await resource.hooks?.afterWrite?.(doc, before, ctx, tx);
     // The row as its hooks left it (a restored query key result catches up: a system write).
     const later = rows.get(rowKey(resource, doc.tenant_id as string, doc.id as string))?.doc;
     return later && (later.version as number) > (doc.version as number) ? later : doc;

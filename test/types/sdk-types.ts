@@ -103,6 +103,8 @@ export async function rejects(): Promise<void> {
   await client.okr.keyResults.create({ objective_id: 'obj_x', title: 't', target: 1, metric_type: 'ratio' });
   // @ts-expect-error a computed, server-owned field
   await client.okr.keyResults.create({ objective_id: 'obj_x', title: 't', target: 1, progress_pct: 50 });
+  // @ts-expect-error a value of the enum only the platform writes
+  await client.okr.keyResults.create({ objective_id: 'obj_x', title: 't', target: 1, source_type: 'system' });
   // @ts-expect-error a platform field the server stamps
   await client.okr.cycles.create({ id: 'cyc_x', name: 'Q1', start_date: '2026-01-01', end_date: '2026-03-31' });
   // @ts-expect-error a field of another resource
@@ -110,6 +112,8 @@ export async function rejects(): Promise<void> {
 
   // @ts-expect-error update: wrong type
   await client.okr.keyResults.update(kr.id, { current: 'high' });
+  // @ts-expect-error update: a value of the enum only the platform writes
+  await client.okr.keyResults.update(kr.id, { source_type: 'system' });
   // @ts-expect-error update: read-only field
   await client.okr.keyResults.update(kr.id, { status: 'achieved' });
   // @ts-expect-error update: a required field cannot be cleared

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { isoTime } from '../../core/clock.js';
 import { ApiError, type FieldError } from '../../core/errors.js';
-import { datetime, integer, json, number, ref, stringList, text } from '../../core/fields.js';
+import { datetime, integer, json, NUMBER_LIMIT, number, ref, stringList, text } from '../../core/fields.js';
 import type { Doc } from '../../core/resource.js';
 import { defineResource } from '../../core/resource.js';
 import type { Tx } from '../../core/tables.js';
@@ -40,6 +40,11 @@ export async function statusAt(tx: Tx, tenantId: string, kr: Doc, now: number) {
   const cycle =
     typeof objective?.cycle_id === 'string' ? await tx.find(cycles, tenantId, objective.cycle_id, 'share') : null;
   return computeStatus(kr as unknown as Measure, cycleSpan(cycle), now);
+}
+
+/** A number the API takes (PRODUCT.md §1: finite, |x| ≤ 1e15). */
+function isNumberInLimits(v: unknown): boolean {
+  return typeof v === 'number' && Number.isFinite(v) && Math.abs(v) <= NUMBER_LIMIT;
 }
 
 export const keyResults = defineResource({
@@ -114,6 +119,8 @@ export const keyResults = defineResource({
     progress_pct: number({
       computed: true,
       nonNull: true,
+      min: 0,
+      max: 100,
       example: 0,
       notes: 'Computed progress percentage (0–100) based on baseline, current, and target.',
     }),
@@ -195,11 +202,15 @@ export const keyResults = defineResource({
       const input = ctx.input ?? {};
       if (!before) {
         if (doc.metric_type === 'milestone' && doc.target === null) doc.target = 1;
-        if (doc.current === null) doc.current = doc.baseline;
+        // From a baseline that is valid only: a bad one is named once, as itself, not as `current` too.
+        if (doc.current === null && isNumberInLimits(doc.baseline)) doc.current = doc.baseline;
       }
       // Changed, not merely sent: a form sent back whole keeps the direction its bounds allow.
+      // Only a linear type's direction follows from its bounds; a threshold's or a milestone's
+      // says what the caller chose (a threshold of "at most 5" tightened to 4 stays "at most").
       const boundsChanged =
         before !== null &&
+        LINEAR_TYPES.includes(doc.metric_type as MetricType) &&
         (doc.baseline !== before.baseline || doc.target !== before.target || doc.metric_type !== before.metric_type);
       const numeric = typeof doc.baseline === 'number' && typeof doc.target === 'number';
       if (numeric && (doc.direction === null || (boundsChanged && !('direction' in input)))) {
@@ -293,7 +304,9 @@ export const keyResults = defineResource({
         confidence: event ? (event.confidence as number | null) : null,
       };
       doc.history = withSnapshot(doc.history as History, snap);
-      doc.last_update_at = isoTime(ctx.now);
+      // A back-dated check-in (older than the newest) is history only: `current`, and when it
+      // was last updated, stay as they were (check-ins.ts sends no `current` for one).
+      if (!event || 'current' in (ctx.input ?? {})) doc.last_update_at = isoTime(ctx.now);
       pending.set(doc, { expiresAt, snapshot: snap });
     },
     async afterWrite(after, before, ctx, tx) {

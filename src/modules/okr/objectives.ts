@@ -35,6 +35,8 @@ export const objectives = defineResource({
     progress_pct: number({
       computed: true,
       nonNull: true,
+      min: 0,
+      max: 100,
       notes: "Weighted average of its live Key Results' progress_pct (weight 0 excluded; none → 0).",
     }),
     status: text({
