@@ -115,14 +115,85 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     expect((await list('copy', 'key-results')).find((k) => k.title === 'Open tickets')?.current).toBe(80);
   });
 
-  it('leaves deleted rows out unless asked, and an import does not bring them back', async () => {
-    const [first] = await list('source', 'key-results');
+  it('leaves deleted rows out unless asked; an import brings them as deleted rows, which live rows may name', async () => {
     const token = await t.token({ tenant: 'source' });
-    expect((await t.call('DELETE', `/api/v1/okr/key-results/${first.id}`, { token })).status).toBe(200);
-    expect((await exported('source')).counts.KeyResult).toBe(8);
+    const call = (method: string, path: string, body?: Doc) => t.call(method, `/api/v1/okr/${path}`, { token, body });
+    const [objective] = await list('source', 'objectives');
+    // A query reading a key result deleted since (it keeps reading its last value), and an
+    // objective aligned to an objective deleted since: both allowed, both to be carried over.
+    const read = (await call('POST', 'key-results', { objective_id: objective.id, title: 'Read', target: 10 })).body;
+    t.clock.advance(60_000);
+    await call('POST', `key-results/${read.id}/check-ins`, { value: 4, note: 'last reading' });
+    const query = await call('POST', 'key-results', {
+      objective_id: objective.id,
+      title: 'Twice that',
+      target: 20,
+      data_source: 'query',
+      query: `kr("${read.id}") * 2`,
+    });
+    expect([query.status, query.body.current]).toEqual([201, 8]);
+    const parent = (await call('POST', 'objectives', { title: 'Retired', cycle_id: objective.cycle_id })).body;
+    await call('POST', 'objectives', {
+      title: 'Aligned',
+      cycle_id: objective.cycle_id,
+      parent_objective_id: parent.id,
+    });
+    t.clock.advance(60_000);
+    expect((await call('DELETE', `key-results/${read.id}`)).status).toBe(200);
+    expect((await call('DELETE', `objectives/${parent.id}`)).status).toBe(200);
+    // A cascade: an objective deleted with its key results, at one time.
+    const gone = (await call('POST', 'objectives', { title: 'Gone', cycle_id: objective.cycle_id })).body;
+    await call('POST', 'key-results', { objective_id: gone.id, title: 'Gone too', target: 1 });
+    expect((await call('DELETE', `objectives/${gone.id}?cascade=true`)).status).toBe(200);
+
+    expect((await exported('source')).counts.KeyResult).toBe(10);
     const all = await exported('source', { includeDeleted: true });
-    expect(all.counts.KeyResult).toBe(9);
-    expect(await importRows(opts('copy'), { json: all.doc })).toMatchObject({ KeyResult: 8 });
+    expect(all.counts).toMatchObject({ Objective: 7, KeyResult: 12 });
+    expect(await importRows(opts('copy'), { json: all.doc })).toMatchObject({ Objective: 7, KeyResult: 12 });
+    const shown = async (tenant: string, path: string) => {
+      const rows = (
+        await t.call('GET', `/api/v1/okr/${path}?limit=200&include_deleted=true`, {
+          token: await t.token({ tenant }),
+        })
+      ).body.data as Doc[];
+      const title = new Map(rows.map((r) => [r.id, r.title]));
+      return rows
+        .map((r) => [r.title, r.is_deleted, r.deleted_at, r.current ?? null, title.get(r.parent_objective_id) ?? null])
+        .sort();
+    };
+    for (const path of ['objectives', 'key-results'])
+      expect(await shown('copy', path)).toEqual(await shown('source', path));
+    // Without the deleted rows, what names them cannot be made again: the error says which.
+    await expect(importRows(opts('other'), { json: (await exported('source')).doc })).rejects.toThrow(TransferError);
+  });
+
+  it('keeps a back-dated check-in where it was, and the row its create', async () => {
+    const token = await t.token({ tenant: 'source' });
+    const [objective] = await list('source', 'objectives');
+    const created = await t.call('POST', '/api/v1/okr/key-results', {
+      token,
+      body: { objective_id: objective.id, title: 'Back-dated', target: 10 },
+    });
+    t.clock.advance(60_000);
+    const url = `/api/v1/okr/key-results/${created.body.id}/check-ins`;
+    const early = new Date(Date.parse(created.body.created_at as string) - 10 * 86_400_000).toISOString();
+    await t.call('POST', url, { token, body: { value: 3, note: 'old', confidence: 3, at: early } });
+    await t.call('POST', url, { token, body: { value: 6, note: 'now', confidence: 8 } });
+    const { doc } = await exported('source');
+    await importRows(opts('copy'), { json: doc });
+    const pick = async (tenant: string) => {
+      const kr = (await list(tenant, 'key-results')).find((k) => k.title === 'Back-dated') as Doc;
+      return {
+        created_at: kr.created_at,
+        current: kr.current,
+        confidence: kr.confidence,
+        last_update_at: kr.last_update_at,
+        history: (kr.history as Doc[]).map((h) => [h.at, h.value, h.note, h.confidence]),
+      };
+    };
+    const source = await pick('source');
+    expect(source.history[0]).toEqual([early, 3, 'old', 3]);
+    expect(await pick('copy')).toEqual(source);
   });
 
   it('writes one resource as CSV, and imports a CSV into a tenant whose rows it references', async () => {

@@ -1,4 +1,4 @@
-import { ManualClock } from '../core/clock.js';
+import { isoTime, ManualClock } from '../core/clock.js';
 import { ApiError } from '../core/errors.js';
 import { mentionedIds } from '../core/fields.js';
 import { CursorCodec, MAX_LIMIT, parseListQuery } from '../core/list-query.js';
@@ -8,7 +8,7 @@ import type { RowPage } from '../core/tables.js';
 import { isDateTime } from '../core/validation.js';
 import { HISTORY_SIZE } from '../modules/okr/check-ins.js';
 import type { Store } from '../store/database.js';
-import { Engine } from '../store/engine.js';
+import { Engine, NO_CONDITIONS } from '../store/engine.js';
 import { migrate } from '../store/schema.js';
 
 /** How far ahead of this machine's clock a source time may be (another server's clock): 5 minutes. */
@@ -336,7 +336,8 @@ function referencesFirst(rows: ImportRow[], idsOf: (row: ImportRow) => string[])
  * already exist in the tenant). A log the resource declares a `replay` for (a key result's
  * history, JSON only) is replayed through its operation (check-ins) at the entries' times, so
  * `history` and the check-in log read as in the source, written by the importer.
- * Timestamps come from the source (`created_at`, each snapshot's `at`); deleted rows are skipped.
+ * Timestamps come from the source (`created_at`, each snapshot's `at`, `deleted_at`); a deleted
+ * row is created and deleted again, so live rows may name it.
  * A JSON import with `resource` takes only that resource's rows of the file.
  * Any invalid row (a member that is no field of its resource, a time that is none or in the
  * future, or what the API refuses): nothing is written, and the error names the row and the field.
@@ -428,11 +429,10 @@ export async function importRows(
       ...plan.mentions.flatMap(([name, prefix]) => mentionedIds(prefix, doc[name])),
     ];
   };
-  // A deleted row (an export with --include-deleted) is not brought back to life.
-  const ordered = referencesFirst(
-    rows.filter((r) => r.doc.is_deleted !== true),
-    idsOf,
-  );
+  // Deleted rows too (an export with --include-deleted): created, then deleted again at their
+  // deleted_at, so a live row may name one (a query reading a key result deleted since, an
+  // objective aligned to one), as in the source.
+  const ordered = referencesFirst(rows, idsOf);
   const now = Date.now();
   const clock = new ManualClock(now);
   const { engine } = engineFor(o, clock);
@@ -457,13 +457,17 @@ export async function importRows(
     if (ms > now + CLOCK_SKEW_MS) throw refused(row.where, `${field} must not be in the future (${iso})`);
     return Math.min(ms, now);
   };
-  // Every write as an event at its source time: each row's create (at its log's first entry,
-  // which an export's full log has at created_at, or created_at; never before the rows it
-  // names), then each later log entry through the replay operation (never before its row).
+  // Every write as an event at its source time: each row's create (at created_at, with the value
+  // of the log entry written then; never before the rows it names), then each other log entry
+  // through the replay operation (never before its row; a back-dated one, older than its row,
+  // keeps its own time as the check-in's `at`), then a deleted row's delete (at deleted_at).
   // Played in time order, so a query reading another key result is recomputed at that one's
   // check-ins, as it was in the source. (A v1 export's log lost its entries past the newest 100:
   // its row is created at the oldest it kept.)
-  type Event = { at: number; row: ImportRow; body: Doc; create: true } | { at: number; row: ImportRow; entry: Doc };
+  type Event =
+    | { at: number; row: ImportRow; body: Doc; create: true }
+    | { at: number; row: ImportRow; entry: Doc; time: number }
+    | { at: number; row: ImportRow; remove: true };
   const events: Event[] = [];
   const createdAt = new Map<string, number>();
   for (const row of ordered) {
@@ -487,14 +491,26 @@ export async function importRows(
     const times = log.map((entry, i) => timeOf(row, `${replay?.field}[${i}].at`, entry.at));
     // A row without created_at (a file not written by an export) is created now.
     const created = doc.created_at == null ? now : timeOf(row, 'created_at', doc.created_at);
-    // With a log to replay, the row starts at its first entry's value.
-    if (replay && log.length > 0 && replay.from in body) body[replay.from] = log[0].value;
-    const at = Math.max(times[0] ?? created, ...idsOf(row).map((id) => createdAt.get(id) ?? 0));
+    // With a log to replay, the row starts at the value its create wrote: the entry at created_at
+    // (back-dated check-ins may come before it in the log), else the oldest kept (a v1 export).
+    const atCreate = times.indexOf(created);
+    const first = Math.max(atCreate, 0);
+    if (replay && log.length > 0 && replay.from in body) body[replay.from] = log[first].value;
+    const start = atCreate >= 0 ? created : (times[0] ?? created);
+    const at = Math.max(start, ...idsOf(row).map((id) => createdAt.get(id) ?? 0));
     if (typeof doc.id === 'string') createdAt.set(doc.id, at);
     events.push({ at, row, body, create: true });
-    for (let i = 1; i < log.length; i++) events.push({ at: Math.max(at, times[i]), row, entry: log[i] });
+    for (const [i, entry] of log.entries()) {
+      if (i !== first) events.push({ at: Math.max(at, times[i]), row, entry, time: times[i] });
+    }
+    if (doc.is_deleted === true) {
+      const deleted = doc.deleted_at == null ? now : timeOf(row, 'deleted_at', doc.deleted_at);
+      events.push({ at: Math.max(at, deleted, ...times), row, remove: true });
+    }
   }
-  events.sort((a, b) => a.at - b.at); // stable: creates in reference order, entries in log order
+  // Stable: creates in reference order, entries in log order; deletes after the rest of their
+  // time (a cascade's rows may have been created at the very time of their delete).
+  events.sort((a, b) => a.at - b.at || Number('remove' in a) - Number('remove' in b));
   const createdIds = new Map<ImportRow, string>();
   await engine.transaction(async (db) => {
     for (const [n, event] of events.entries()) {
@@ -520,10 +536,19 @@ export async function importRows(
           createdIds.set(row, created.id as string);
           if (typeof doc.id === 'string') newIds.set(doc.id, created.id as string);
           counts[resource.name] = (counts[resource.name] ?? 0) + 1;
+        } else if ('remove' in event) {
+          // A parent deleted with its children (a cascade) comes first at their common time: its
+          // cascade deletes them, and their own deletes find them deleted already.
+          try {
+            await engine.remove(db, resource, principal, createdIds.get(row) as string, NO_CONDITIONS, true);
+          } catch (err) {
+            if (!(err instanceof ApiError && err.code === 'not_found')) throw err;
+          }
         } else {
           const replay = plan.replay as NonNullable<typeof plan.replay>;
           const id = createdIds.get(row) as string;
-          await engine.operate(db, resource, writer(doc), replay.op, id, replay.body(event.entry));
+          const body = replay.body(event.entry, isoTime(event.time));
+          await engine.operate(db, resource, writer(doc), replay.op, id, body);
         }
       } catch (err) {
         if (err instanceof ApiError) {

@@ -194,16 +194,18 @@ export interface ResourceOptions<F extends FieldMap> {
   };
   /**
    * How an import (`edm import`) rebuilds a read-only log the document holds (a key result's
-   * history): the row is created with `from` set to the first entry's `value`, then every later
-   * entry goes through the custom operation `operation` (its body from `body`), oldest first,
-   * each at its `at`. A row `when` turns down (a key result whose values come from a query) is
-   * created without `from`, its log not replayed: the server derives its value again.
+   * history): the row is created at its `created_at` with `from` set to the value of the entry
+   * its create wrote (the one at `created_at`; the oldest where a log was cut short), then every
+   * other entry goes through the custom operation `operation`, oldest first: its body from
+   * `body`, given the entry and its time (`at`, which a back-dated entry, older than the row,
+   * keeps). A row `when` turns down (a key result whose values come from a query) is created
+   * without `from`, its log not replayed: the server derives its value again.
    */
   replay?: {
     field: keyof F & string;
     from: keyof F & string;
     operation: string;
-    body: (entry: Doc) => Doc;
+    body: (entry: Doc, at: string) => Doc;
     when?: (doc: Doc) => boolean;
   };
 }

@@ -180,7 +180,7 @@ export const keyResults = defineResource({
     field: 'history',
     from: 'current',
     operation: 'checkIns.create',
-    body: (entry) => ({ value: entry.value, note: entry.note ?? null, confidence: entry.confidence ?? null }),
+    body: (entry, at) => ({ value: entry.value, note: entry.note ?? null, confidence: entry.confidence ?? null, at }),
     // Only a manual history is replayed: a query's value is computed again from what it reads,
     // and a connector's comes with its next sync.
     when: (doc) => (doc.data_source ?? 'manual') === 'manual',
