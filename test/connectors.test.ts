@@ -276,6 +276,12 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(missing.body.errors).toEqual([expect.objectContaining({ path: '/connector_id' })]);
     const a = await fed(c.id as string);
     expect((await call('PATCH', `${kr.basePath}/${a.id}`, { current: 3 })).status).toBe(409);
+    // The state's 409 comes before a reference's 422 (PRODUCT.md's check order).
+    const both = await call('PATCH', `${kr.basePath}/${a.id}`, {
+      current: 3,
+      objective_id: 'obj_01ARZ3NDEKTSV4RRFFQ69G5FAV',
+    });
+    expect([both.status, both.body.code]).toEqual([409, 'not_manual']);
     expect((await call('POST', `${kr.basePath}/${a.id}/check-ins`, { value: 3 })).status).toBe(409);
 
     const refused = await call('DELETE', `${connectors.basePath}/${c.id}`);

@@ -109,6 +109,11 @@ export interface ResourceHooks {
   prepare?(doc: Doc, before: Doc | null, ctx: HookContext): void;
   /** Cross-field rules; a non-empty answer is a 400 naming the fields. */
   validate?(doc: Doc, before: Doc | null, ctx: HookContext): FieldError[];
+  /**
+   * State rules an update must meet, from the row and the body alone (a 409, such as
+   * `not_manual`): after the body's 400s and before the references' 422s, as PRODUCT.md orders them.
+   */
+  guard?(doc: Doc, before: Doc, ctx: HookContext): void;
   /** Derives fields that depend on other rows (a status from the cycle); may throw ApiErrors. */
   derive?(doc: Doc, before: Doc | null, ctx: HookContext, tx: Tx): Promise<void>;
   /**

@@ -1404,6 +1404,7 @@ export class Engine {
         { extra: { current_version: before.version } },
       );
     }
+    resource.hooks?.guard?.(doc, before, ctx);
     const tx = this.tx(db, principal, ctx.now, rows);
     await this.checkReferences(tx, resource, principal, doc, before);
     await resource.hooks?.derive?.(doc, before, ctx, tx);

@@ -266,12 +266,19 @@ export const keyResults = defineResource({
       }
       return errors;
     },
+    guard(doc, before, ctx) {
+      // A check-in, or a PATCH of `current`, on a key result whose values come from elsewhere.
+      const source =
+        ctx.event?.kind === 'check_in'
+          ? before.data_source
+          : 'current' in (ctx.input ?? {})
+            ? doc.data_source
+            : 'manual';
+      if (source !== 'manual')
+        throw new ApiError('not_manual', `KeyResult ${doc.id} takes its values from its ${source}`);
+    },
     async derive(doc, before, ctx, tx) {
       const event = ctx.event?.kind === 'check_in' ? ctx.event : null;
-      const source = event ? before?.data_source : 'current' in (ctx.input ?? {}) ? doc.data_source : 'manual';
-      if (before && source !== 'manual') {
-        throw new ApiError('not_manual', `KeyResult ${doc.id} takes its values from its ${source}`);
-      }
       const tenantId = ctx.principal.tenantId;
       if (doc.data_source === 'query' && (doc.query !== before?.query || before?.data_source !== 'query')) {
         const value = await queryValue(tx, tenantId, doc, before === null);
