@@ -347,6 +347,50 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
+  it("lists a key result's check-ins by value and time, and names the list's filters as a query takes them", async () => {
+    await page.goto(`${server.origin}/playground/okr/key-results#checkIns.list`);
+    await page.locator('#operation-panel[data-op="checkIns.list"]').waitFor();
+    await send('/check-ins', 'GET');
+    const table = panel().getByTestId('list-rows');
+    expect(await table.locator('thead th').allTextContents()).toEqual(['id', 'value', 'at', 'progress']);
+    const first = await table.locator('tbody tr').first().locator('td').allTextContents();
+    expect(first[1]).toBe('100000');
+    expect(first[2]).toMatch(/^\d{4}-\d{2}-\d{2}T/);
+    // The hint names `tag` (the parameter), not `tags` (the field).
+    const hint = await page.locator('p.hint', { hasText: 'List parameters' }).textContent();
+    expect(hint).toMatch(/filter by [^;]*\btag\b/);
+    expect(hint).not.toMatch(/\btags\b/);
+  });
+
+  it('keeps status and progress in view beside a title of one long word, and titles each page', async () => {
+    const token = await page.evaluate(
+      async () => (await (await fetch('/api/v1/dev/token', { method: 'POST' })).json()).token,
+    );
+    const long = 'A'.repeat(200);
+    const created = await fetch(`${server.origin}/api/v1/okr/key-results`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ objective_id: ids.objective, title: long, target: 1 }),
+    });
+    expect(created.status).toBe(201);
+    await page.goto(`${server.origin}/playground/okr/key-results#list`);
+    await page.locator('#operation-panel[data-op="list"]').waitFor();
+    await send('/api/v1/okr/key-results', 'GET');
+    const table = panel().getByTestId('list-rows');
+    const scroller = panel().locator('.table-scroll').first();
+    const [tableWidth, boxWidth] = await Promise.all([
+      table.evaluate((el) => el.getBoundingClientRect().width),
+      scroller.evaluate((el) => el.getBoundingClientRect().width),
+    ]);
+    expect(tableWidth).toBeLessThanOrEqual(boxWidth + 1);
+    expect(await page.title()).toBe('KeyResult · Playground');
+    await page.locator('a.brand').click();
+    await page.waitForURL(`${server.origin}/playground`);
+    await expect.poll(() => page.title()).toBe('Playground · EDM');
+    await page.goto(`${server.origin}/playground/okr/key-results`);
+    await page.locator('#operation-panel').waitFor();
+  });
+
   it('sends If-Match and an Idempotency-Key from the console: a stale version is refused, a retried key replayed', async () => {
     const id = ids.keyResult as string;
     await openTab('update');

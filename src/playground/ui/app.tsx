@@ -167,6 +167,8 @@ export function App() {
   };
 
   let content: JSX.Element;
+  // A resource's page names itself (ResourcePage); every other page is the Playground's.
+  let title: string | null = 'Playground · EDM';
   if (load.kind === 'loading') {
     content = <p class="boot">Loading manifest…</p>;
   } else if (load.kind === 'error') {
@@ -181,6 +183,7 @@ export function App() {
     );
   } else if (route.module && route.resource) {
     const found = findResource(load.manifest, route.module, route.resource);
+    title = found ? null : 'No such resource · Playground';
     content = found ? (
       <ResourcePage module={found.module} resource={found.resource} opName={route.op} />
     ) : (
@@ -194,6 +197,10 @@ export function App() {
   } else {
     content = <Overview manifest={load.manifest} navigate={navigate} />;
   }
+
+  useEffect(() => {
+    if (title) document.title = title;
+  }, [title]);
 
   return (
     <SessionContext.Provider value={session}>

@@ -68,6 +68,55 @@ describe('history chart', () => {
     expect(chartModel([], 0, 0.01).yTicks.map((t) => t.label)).toEqual(['0', '0.0025', '0.005', '0.0075', '0.01']);
   });
 
+  it('rounds no small number away: the summary and the reference lines say 0.021 of 0.025', () => {
+    expect(summaryNumbers({ current: 0.023, target: 0.025, baseline: 0.021 }, '')).toBe(
+      '0.023 of 0.025 · baseline 0.021',
+    );
+    expect(summaryNumbers({ current: 0.0021, target: 0.003, baseline: 0.001 }, '')).toBe(
+      '0.0021 of 0.003 · baseline 0.001',
+    );
+    expect(formatValues([1.5e-7, 2])).toEqual(['0.00000015', '2']);
+    const m = chartModel([{ at: '2026-11-01T00:00:00.000Z', value: 0.023 }], 0.021, 0.025);
+    expect([m.baseline?.caption, m.target?.caption]).toEqual(['baseline 0.021', 'target 0.025']);
+  });
+
+  it('leaves room on the left for the longest tick label', () => {
+    const narrow = chartModel([], 80000, 120000);
+    expect(narrow.plot.left).toBe(56);
+    const wide = chartModel([{ at: '2026-11-01T00:00:00.000Z', value: 1000004 }], 1000000, 1000010);
+    expect(wide.yTicks.map((t) => t.label)).toContain('1,000,002.5');
+    // 9 digits (~6.2 units each at 11px) and 2 marks, right-aligned 8 units before the plot.
+    expect(wide.plot.left).toBeGreaterThanOrEqual(8 + 9 * 6.2 + 2 * 3.5);
+    const huge = chartModel([], -1e15, 1e15);
+    expect(huge.plot.left).toBeGreaterThan(wide.plot.left);
+  });
+
+  it('keeps the baseline and target captions apart: one caption for equal values, one below for close ones', () => {
+    const same = chartModel([{ at: '2026-11-01T00:00:00.000Z', value: 99.5 }], 99.9, 99.9);
+    expect([same.baseline?.caption, same.target?.caption]).toEqual(['', 'baseline = target 99.9']);
+    const close = chartModel([{ at: '2026-11-01T00:00:00.000Z', value: 0 }], 99.5, 100);
+    const [b, t] = [close.baseline, close.target];
+    expect(Math.abs((b?.y ?? 0) - (t?.y ?? 0))).toBeLessThan(14);
+    expect(Math.abs((b?.captionY ?? 0) - (t?.captionY ?? 0))).toBeGreaterThanOrEqual(14);
+    const apart = chartModel([], 0, 100);
+    expect([apart.baseline?.captionY, apart.target?.captionY]).toEqual([
+      (apart.baseline?.y ?? 0) - 5,
+      (apart.target?.y ?? 0) - 5,
+    ]);
+  });
+
+  it('labels a span under a minute to the millisecond, so two check-ins a moment apart read apart', () => {
+    const m = chartModel(
+      [
+        { at: '2026-11-01T00:47:01.120Z', value: 1 },
+        { at: '2026-11-01T00:47:01.870Z', value: 2 },
+      ],
+      0,
+      5,
+    );
+    expect(m.xLabels.map((l) => l.label)).toEqual(['00:47:01.120', '00:47:01.870']);
+  });
+
   it('states the summary numbers without rounding them together', () => {
     expect(summaryNumbers({ current: 100004, target: 100010, baseline: 100000 }, 'MRR')).toBe(
       '100,004 of 100,010 MRR · baseline 100,000',

@@ -22,8 +22,13 @@ export interface ChartModel {
   points: ChartPoint[];
   /** `x,y x,y …` for an SVG polyline. */
   line: string;
-  baseline: { y: number; value: number; label: string } | null;
-  target: { y: number; value: number; label: string } | null;
+  /**
+   * A reference line, its value's label and where its caption (`baseline 80K`) sits: above the
+   * line, or below it where the other line's caption would overlap; empty where the other line
+   * is the same value (one caption names both: `baseline = target 99.9`).
+   */
+  baseline: { y: number; value: number; label: string; caption: string; captionY: number } | null;
+  target: { y: number; value: number; label: string; caption: string; captionY: number } | null;
   /** Distinct values, so `value` (not `label`) keys them. */
   yTicks: { y: number; value: number; label: string }[];
   xLabels: { x: number; label: string; anchor: 'start' | 'end' | 'middle' }[];
@@ -65,17 +70,27 @@ const COMPACT = [1, 2].map(
 );
 const COMPACT_EXACT = new Intl.NumberFormat('en-US', { notation: 'compact', maximumSignificantDigits: 21 });
 
+/** The decimals JavaScript writes `v` with (`0.025` → 3, `1.5e-7` → 8, `120000` → 0). */
+export function decimalsOf(v: number): number {
+  const [mantissa, exponent] = String(Math.abs(v)).split('e');
+  return Math.max(0, (mantissa.split('.')[1]?.length ?? 0) - Number(exponent ?? 0));
+}
+
 /**
  * Labels for numbers that must read as what they are and stay apart (axis ticks, a value beside
  * its target): compact (`80K`, `1.25M`) when that rounds none of them and each stays short
- * (three digits at most: not `100.01K`), else all in full
- * (`100,004`, `100,010`) with up to `fractionDigits` decimals. One format for the whole set.
+ * (three digits at most: not `100.01K`), else all in full (`100,004`, `100,010`) with
+ * `fractionDigits` decimals at most: by default as many as the values have, so none is rounded
+ * (`0.021 of 0.025`, not `0.02 of 0.03`). One format for the whole set.
  *
  * @example
  * formatValues([80000, 120000]); // ['80K', '120K']
  * formatValues([100004, 100010]); // ['100,004', '100,010']
  */
-export function formatValues(values: readonly number[], fractionDigits = 2): string[] {
+export function formatValues(
+  values: readonly number[],
+  fractionDigits = Math.max(0, ...values.map(decimalsOf)),
+): string[] {
   if (values.some((v) => Math.abs(v) >= 10_000)) {
     for (const f of COMPACT) {
       const labels = values.map((v) => f.format(v));
@@ -121,9 +136,10 @@ export function summaryNumbers(doc: Record<string, unknown>, unit: string): stri
   ].join('');
 }
 
-/** A time axis label (UTC), as precise as the span of the chart needs. */
+/** A time axis label (UTC), as precise as the span of the chart needs (milliseconds under a minute). */
 function formatTime(t: number, spanMs: number): string {
   const iso = new Date(t).toISOString();
+  if (spanMs < 60_000) return iso.slice(11, 23);
   if (spanMs < 3_600_000) return iso.slice(11, 19);
   if (spanMs < 2 * 86_400_000) return `${iso.slice(5, 10)} ${iso.slice(11, 16)}`;
   return iso.slice(0, 10);
@@ -137,14 +153,18 @@ export function chartModel(
   size: { width: number; height: number } = { width: 640, height: 240 },
 ): ChartModel {
   const { width, height } = size;
-  const plot = { left: 56, right: width - 16, top: 16, bottom: height - 28 };
   const values = history.map((s) => s.value);
-  const refs = [baseline, target].filter(isNum);
-  let lo = Math.min(...values, ...refs);
-  let hi = Math.max(...values, ...refs);
+  const bounds = [baseline, target].filter(isNum);
+  let lo = Math.min(...values, ...bounds);
+  let hi = Math.max(...values, ...bounds);
   if (!Number.isFinite(lo)) [lo, hi] = [0, 1];
   if (lo === hi) [lo, hi] = [lo - 1, hi + 1];
   const ticks = niceTicks(lo, hi);
+  const labels = tickLabels(ticks);
+  // Room on the left for the longest tick label (11px type: ~6.2 units a digit, ~3.5 a mark).
+  const labelWidth = (l: string) => l.replace(/[^0-9A-Z]/g, '').length * 6.2 + l.replace(/[0-9A-Z]/g, '').length * 3.5;
+  const left = Math.max(56, Math.ceil(12 + Math.max(0, ...labels.map(labelWidth))));
+  const plot = { left, right: width - 16, top: 16, bottom: height - 28 };
   const yMin = ticks[0];
   const yMax = ticks[ticks.length - 1];
   const y = (v: number) => plot.bottom - ((v - yMin) / (yMax - yMin)) * (plot.bottom - plot.top);
@@ -157,9 +177,33 @@ export function chartModel(
   const x = (t: number) => plot.left + ((t - t0) / (t1 - t0)) * (plot.right - plot.left);
 
   const points = history.map((snapshot, i) => ({ x: x(times[i]), y: y(snapshot.value), snapshot }));
-  const labels = tickLabels(ticks);
   // Baseline and target in one format, so the two never read as the same number.
   const refLabels = formatValues([isNum(baseline) ? baseline : 0, isNum(target) ? target : 0]);
+  const refs: { baseline: ChartModel['baseline']; target: ChartModel['target'] } = { baseline: null, target: null };
+  if (isNum(baseline)) {
+    const by = y(baseline);
+    refs.baseline = {
+      y: by,
+      value: baseline,
+      label: refLabels[0],
+      caption: `baseline ${refLabels[0]}`,
+      captionY: by - 5,
+    };
+  }
+  if (isNum(target)) {
+    const ty = y(target);
+    refs.target = { y: ty, value: target, label: refLabels[1], caption: `target ${refLabels[1]}`, captionY: ty - 5 };
+  }
+  if (refs.baseline && refs.target) {
+    if (refs.baseline.value === refs.target.value) {
+      refs.target.caption = `baseline = target ${refLabels[1]}`;
+      refs.baseline.caption = '';
+    } else if (Math.abs(refs.baseline.y - refs.target.y) < 14) {
+      // Too close for both above their lines: the lower line's caption goes below it.
+      const lower = refs.baseline.y > refs.target.y ? refs.baseline : refs.target;
+      lower.captionY = lower.y + 13;
+    }
+  }
   const span = t1 - t0;
   const xLabels: ChartModel['xLabels'] =
     history.length === 0
@@ -176,8 +220,8 @@ export function chartModel(
     plot,
     points,
     line: points.map((p) => `${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(' '),
-    baseline: isNum(baseline) ? { y: y(baseline), value: baseline, label: refLabels[0] } : null,
-    target: isNum(target) ? { y: y(target), value: target, label: refLabels[1] } : null,
+    baseline: refs.baseline,
+    target: refs.target,
     yTicks: ticks.map((v, i) => ({ y: y(v), value: v, label: labels[i] })),
     xLabels,
   };

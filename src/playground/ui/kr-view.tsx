@@ -91,16 +91,18 @@ export function HistoryChart({
         {m.baseline && (
           <g class="ref ref-baseline" data-testid="baseline-line">
             <line x1={m.plot.left} x2={m.plot.right} y1={m.baseline.y} y2={m.baseline.y} />
-            <text x={m.plot.right} y={m.baseline.y - 5} text-anchor="end">
-              baseline {m.baseline.label}
-            </text>
+            {m.baseline.caption && (
+              <text x={m.plot.right} y={m.baseline.captionY} text-anchor="end">
+                {m.baseline.caption}
+              </text>
+            )}
           </g>
         )}
         {m.target && (
           <g class="ref ref-target" data-testid="target-line">
             <line x1={m.plot.left} x2={m.plot.right} y1={m.target.y} y2={m.target.y} />
-            <text x={m.plot.right} y={m.target.y - 5} text-anchor="end">
-              target {m.target.label}
+            <text x={m.plot.right} y={m.target.captionY} text-anchor="end">
+              {m.target.caption}
             </text>
           </g>
         )}

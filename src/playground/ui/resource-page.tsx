@@ -181,10 +181,18 @@ export function ResourcePage({
         <p class="hint">
           List parameters: sort by {resource.list.sortable.join(', ')} (default{' '}
           <code>{resource.list.default_sort}</code>
-          ); filter by {resource.list.filterable.join(', ')}; limit {resource.list.default_limit} by default,{' '}
+          ); filter by {filterParameters(resource).join(', ')}; limit {resource.list.default_limit} by default,{' '}
           {resource.list.max_limit} at most.
         </p>
       </section>
     </article>
   );
+}
+
+/** The list's filters by the names a query takes (`tag`, not the field `tags`; ranges once). */
+function filterParameters(resource: ManifestResource): string[] {
+  const list = resource.operations.find((op) => op.name === 'list');
+  const paging = new Set(['limit', 'cursor', 'sort', 'q', 'include_deleted']);
+  const names = (list?.query ?? []).map((p) => p.name.replace(/\[\w+\]$/, '')).filter((n) => !paging.has(n));
+  return names.length > 0 ? [...new Set(names)] : resource.list.filterable;
 }

@@ -71,6 +71,9 @@ function ListRows({
 }) {
   if (rows.length === 0) return <p class="muted">The list is empty.</p>;
   const titleField = resource.title_field;
+  // Rows of the resource show their title; items of another list (check-ins) their value and time.
+  const titled = rows.some((r) => titleField in r);
+  const withAt = !titled && rows.some((r) => 'at' in r);
   const withStatus = rows.some((r) => 'status' in r);
   const withProgress = rows.some((r) => 'progress_pct' in r);
   return (
@@ -79,7 +82,8 @@ function ListRows({
         <thead>
           <tr>
             <th scope="col">id</th>
-            <th scope="col">{titleField}</th>
+            <th scope="col">{titled ? titleField : 'value'}</th>
+            {withAt && <th scope="col">at</th>}
             {withStatus && <th scope="col">status</th>}
             {withProgress && <th scope="col">progress</th>}
           </tr>
@@ -103,7 +107,12 @@ function ListRows({
                     <code>{id}</code>
                   )}
                 </td>
-                <td>{String(r[titleField] ?? r.value ?? '')}</td>
+                <td>{String((titled ? r[titleField] : r.value) ?? '')}</td>
+                {withAt && (
+                  <td>
+                    <code>{String(r.at ?? '')}</code>
+                  </td>
+                )}
                 {withStatus && (
                   <td>
                     <StatusBadge status={r.status} />

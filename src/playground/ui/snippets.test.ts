@@ -48,6 +48,13 @@ describe('code snippets', () => {
       "const keyResult = await client.okr.keyResults.create({ title: 'Other' });",
     );
     expect(curlSnippet(create, changed, BASE)).toContain(`-d '{"title":"Other"}'`);
+    // While the editor's text is not JSON, both snippets say so rather than show another body as it.
+    const broken = buildRequest(create, keyResult, { ...form, body: '{"title":' }, {});
+    expect(sdkSnippet(create, keyResult, broken, BASE)).toContain('/* the body is not valid JSON yet */');
+    expect(curlSnippet(create, broken, BASE).split('\n')[0]).toBe(
+      '# The body is not valid JSON yet: {} stands in for it.',
+    );
+    expect(curlSnippet(create, built, BASE)).not.toContain('#');
   });
 
   it('shows a signed operation as a plain POST to its URL: no SDK method, no token', () => {

@@ -133,5 +133,7 @@ export function curlSnippet(op: ManifestOperation, built: BuiltRequest, baseUrl:
     const json = built.bodyError ? '{}' : JSON.stringify(built.body);
     parts.push(`-d ${shellQuote(json.length > 60 ? JSON.stringify(built.body, null, 2) : json)}`);
   }
-  return parts.join(' \\\n  ');
+  // As the SDK snippet says so in its body: the editor's text is not the body shown.
+  const note = op.has_body && built.bodyError ? '# The body is not valid JSON yet: {} stands in for it.\n' : '';
+  return note + parts.join(' \\\n  ');
 }
