@@ -64,4 +64,20 @@ describe('tokens verified by public keys', () => {
       401,
     );
   });
+
+  it('both, as in a rotation: a token of the PEM key or of a JWKS kid is accepted, one of neither refused', async () => {
+    const t = await testApp('sqlite', { jwksUrl, jwtPublicKey: await exportSPKI(es.publicKey), acceptSecret: false });
+    apps.push(t);
+    const status = async (token: string) => {
+      const res = await t.call('GET', cycles.basePath, { token });
+      return [res.status, res.body.detail ?? null];
+    };
+    expect(await status(await sign(ed.privateKey, 'EdDSA', 'ed-1'))).toEqual([200, null]);
+    expect(await status(await sign(es.privateKey, 'ES256'))).toEqual([200, null]);
+    expect(await status(await sign(es.privateKey, 'ES256', 'pem-key'))).toEqual([200, null]);
+    expect(await status(await sign(other.privateKey, 'ES256'))).toEqual([401, 'Token signature is invalid']);
+    expect(await status(await sign(other.privateKey, 'ES256', 'ed-1'))).toEqual([401, 'Token signature is invalid']);
+    const hs = await mintToken({ secret: t.config.jwtSecret, tenant: 'acme', sub: USER_A, now: T0 });
+    expect((await status(hs))[0]).toBe(401);
+  });
 });

@@ -1,6 +1,6 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestApp, testApp } from './helpers.js';
+import { storeKinds, type TestApp, testApp } from './helpers.js';
 
 /** Writes raw bytes to the server, then reads everything it answers until it closes the connection. */
 function rawExchange(port: number, chunks: string[], gapMs = 0): Promise<string> {
@@ -112,6 +112,18 @@ describe('EDM_REQUEST_TIMEOUT_MS', () => {
     const t = await testApp('sqlite');
     try {
       expect([t.app.server.requestTimeout, t.app.server.headersTimeout]).toEqual([30_000, 30_000]);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe.each(storeKinds)('/readyz on %s', (kind) => {
+  it('with EDM_DB_CONNECT_TIMEOUT_MS=0 (no limit, as for requests) answers ready, not 503 at once', async () => {
+    const t = await testApp(kind, { dbConnectTimeoutMs: 0 });
+    try {
+      const res = await t.app.inject('/readyz');
+      expect([res.statusCode, res.json()]).toEqual([200, { status: 'ready', store: kind }]);
     } finally {
       await t.close();
     }

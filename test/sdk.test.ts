@@ -61,6 +61,9 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
   let faults: Fault[] = [];
   /** Throws a connection error instead of sending, this many times. */
   let dropConnections = 0;
+  /** Sends, then cuts the answer's body after its first bytes (or stalls it), this many times. */
+  let cutBodies = 0;
+  let stallBodies = 0;
 
   const recordingFetch: typeof fetch = async (input, init) => {
     const headers: Record<string, string> = {};
@@ -72,7 +75,19 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
       dropConnections--;
       throw new TypeError('fetch failed');
     }
-    return fetch(input, init);
+    const response = await fetch(input, init);
+    if (cutBodies === 0 && stallBodies === 0) return response;
+    const cut = cutBodies > 0;
+    if (cut) cutBodies--;
+    else stallBodies--;
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(bytes.slice(0, 10));
+        if (cut) controller.error(new TypeError('terminated'));
+      },
+    });
+    return new Response(body, { status: response.status, headers: response.headers });
   };
 
   const take = (request: FastifyRequest) => {
@@ -123,6 +138,8 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     sent = [];
     faults = [];
     dropConnections = 0;
+    cutBodies = 0;
+    stallBodies = 0;
   };
 
   it('runs every method of every operation over HTTP', async () => {
@@ -336,6 +353,33 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     expect(err).toBeInstanceOf(InternalServerError);
     expect((err as InternalServerError).status).toBe(503);
     expect(sent).toHaveLength(3);
+  });
+
+  it('retries an answer whose body is cut or stalls after its headers: the same key, the stored answer', async () => {
+    reset();
+    cutBodies = 1;
+    const objective = await client.okr.objectives.create({ title: 'body cut short' });
+    expect(sent).toHaveLength(2);
+    expect(sent[1].headers['idempotency-key']).toBe(sent[0].headers['idempotency-key']);
+    expect((await client.okr.objectives.list({ q: 'body cut short' })).data.map((o) => o.id)).toEqual([objective.id]);
+
+    reset();
+    stallBodies = 1;
+    const stalled = createClient({ baseUrl, token, fetch: recordingFetch, timeout: 300 });
+    const page = await stalled.okr.objectives.list({ q: 'body cut short' });
+    expect([sent.length, page.data.length]).toEqual([2, 1]);
+
+    reset();
+    cutBodies = 2;
+    const once = createClient({ baseUrl, token, fetch: recordingFetch, maxRetries: 1 });
+    const err = await once.okr.objectives.list().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(APIConnectionError);
+    reset();
+    stallBodies = 1;
+    const timedOut = await createClient({ baseUrl, token, fetch: recordingFetch, timeout: 200, maxRetries: 0 })
+      .okr.objectives.list()
+      .catch((e: unknown) => e);
+    expect(timedOut).toBeInstanceOf(APIConnectionTimeoutError);
   });
 
   it("headers: one given replaces the SDK's own whatever its casing, and its Idempotency-Key is reused by retries", async () => {

@@ -123,6 +123,25 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     );
   });
 
+/** `p`, or the signal's reason once it aborts: a body that stalls after its headers ends too. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
 /** Sends requests: auth, JSON, retries with one idempotency key per logical write, errors by status. */
 export class Transport {
   readonly #options: ClientOptions;
@@ -160,8 +179,9 @@ export class Transport {
       const token = typeof this.#options.token === 'function' ? await this.#options.token() : this.#options.token;
       if (token) headers.authorization = `Bearer ${token}`;
       let response: Response;
+      let text: string;
       try {
-        response = await this.#fetch(url, { method: req.method, headers, body }, options);
+        ({ response, text } = await this.#exchange(url, { method: req.method, headers, body }, options));
       } catch (err) {
         if (options.signal?.aborted) throw err;
         if (attempt < maxRetries) {
@@ -170,8 +190,7 @@ export class Transport {
         }
         throw err;
       }
-      if (response.ok || response.status === 304) return (await this.#parse(response)) as T;
-      const text = await response.text().catch(() => '');
+      if (response.ok || response.status === 304) return this.#parse(response, text) as T;
       const problem = this.#problem(response, text);
       if (attempt < maxRetries && retryable(response.status, problem)) {
         await sleep(retryDelay(attempt, response.headers), options.signal);
@@ -181,13 +200,24 @@ export class Transport {
     }
   }
 
-  async #fetch(url: string, init: RequestInit, options: RequestOptions): Promise<Response> {
+  /**
+   * One attempt: the answer's headers and its whole body. The body is part of the answer: a
+   * connection cut, or the time running out, while it arrives is a connection error (retried,
+   * with the same idempotency key) as one before the headers is.
+   */
+  async #exchange(
+    url: string,
+    init: RequestInit,
+    options: RequestOptions,
+  ): Promise<{ response: Response; text: string }> {
     const fetchImpl = this.#options.fetch ?? globalThis.fetch;
     const timeout = options.timeout ?? this.#options.timeout ?? DEFAULT_TIMEOUT;
     const timer = AbortSignal.timeout(timeout);
     const signal = options.signal ? AbortSignal.any([options.signal, timer]) : timer;
     try {
-      return await fetchImpl(url, { ...init, signal });
+      const response = await fetchImpl(url, { ...init, signal });
+      const noBody = response.status === 204 || response.status === 304;
+      return { response, text: noBody ? '' : await untilAborted(response.text(), signal) };
     } catch (err) {
       if (options.signal?.aborted) throw err;
       if (timer.aborted) throw new APIConnectionTimeoutError(`No answer within ${timeout} ms`, { cause: err });
@@ -195,9 +225,7 @@ export class Transport {
     }
   }
 
-  async #parse(response: Response): Promise<unknown> {
-    if (response.status === 204 || response.status === 304) return undefined;
-    const text = await response.text();
+  #parse(response: Response, text: string): unknown {
     if (!text) return undefined;
     return /json/i.test(response.headers.get('content-type') ?? '') ? JSON.parse(text) : text;
   }

@@ -1,4 +1,12 @@
-import { createRemoteJWKSet, importSPKI, type JWTVerifyGetKey, errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import {
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  importSPKI,
+  type JWTVerifyGetKey,
+  errors as joseErrors,
+  jwtVerify,
+  SignJWT,
+} from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { Clock } from './clock.js';
 import { ApiError } from './errors.js';
@@ -28,6 +36,18 @@ interface Cached {
 const ASYMMETRIC = ['RS256', 'ES256', 'EdDSA'];
 
 /**
+ * What a key source answers for a token signed by a key it does not hold (the next one is
+ * tried): no key of its `kid` or algorithm, or a key that does not verify the signature.
+ */
+const KEY_MISSES = [
+  joseErrors.JWKSNoMatchingKey,
+  joseErrors.JWKSMultipleMatchingKeys,
+  joseErrors.JWSSignatureVerificationFailed,
+  joseErrors.JOSEAlgNotAllowed,
+  joseErrors.JOSENotSupported,
+];
+
+/**
  * Verifies bearer tokens. Each distinct token is verified once and its claims cached until
  * `exp` in a bounded LRU: an HS256 verification costs more than the rest of a GET.
  */
@@ -38,7 +58,6 @@ export class TokenVerifier {
 
   /** The explicit allow-list: HS256 with a secret, the asymmetric ones with public keys. */
   private readonly algorithms: string[];
-  private readonly getKey: JWTVerifyGetKey;
 
   constructor(private readonly options: VerifierOptions) {
     this.cache = new LRUCache({ max: options.cacheSize ?? 10_000 });
@@ -46,20 +65,27 @@ export class TokenVerifier {
     this.algorithms = [...(options.secret ? ['HS256'] : []), ...(asymmetric ? ASYMMETRIC : [])];
     const jwks = options.jwksUrl ? createRemoteJWKSet(new URL(options.jwksUrl)) : null;
     const pemKeys = new Map<string, Promise<CryptoKey | Uint8Array>>();
-    this.getKey = async (header, token) => {
-      if (header.alg === 'HS256' && options.secret) return options.secret;
-      if (jwks) return jwks(header, token);
-      if (options.publicKey && header.alg) {
-        let key = pemKeys.get(header.alg);
-        if (!key) {
-          key = importSPKI(options.publicKey, header.alg);
-          pemKeys.set(header.alg, key);
+    const pem: JWTVerifyGetKey | null = options.publicKey
+      ? async (header) => {
+          const alg = header.alg as string;
+          let key = pemKeys.get(alg);
+          if (!key) {
+            key = importSPKI(options.publicKey as string, alg);
+            pemKeys.set(alg, key);
+          }
+          return key;
         }
-        return key;
-      }
-      throw new joseErrors.JOSEAlgNotAllowed('no key for this algorithm');
-    };
+      : null;
+    const secret = options.secret;
+    // Where the key of a token may be, by its algorithm, in the order tried: the secret for
+    // HS256; for the others the JWKS's key of its `kid`, then the PEM key (both configured: a
+    // rotation from one to the other).
+    this.hs256 = secret ? [async () => secret] : [];
+    this.asymmetric = [jwks, pem].filter((k): k is JWTVerifyGetKey => k !== null);
   }
+
+  private readonly hs256: JWTVerifyGetKey[];
+  private readonly asymmetric: JWTVerifyGetKey[];
 
   /** The principal of a token verified before and still valid; null when it needs verifying. */
   cached(token: string): Principal | null {
@@ -74,19 +100,36 @@ export class TokenVerifier {
   async verify(token: string): Promise<Principal> {
     const hit = this.cached(token);
     if (hit) return hit;
-    let payload: Record<string, unknown>;
     this.verifications++;
+    const verifyOptions = {
+      algorithms: this.algorithms,
+      requiredClaims: ['exp', 'sub', 'tenant_id'],
+      currentDate: new Date(this.options.clock.now()),
+      ...(this.options.issuer ? { issuer: this.options.issuer } : {}),
+      ...(this.options.audience ? { audience: this.options.audience } : {}),
+    };
+    let alg: unknown;
     try {
-      ({ payload } = await jwtVerify(token, this.getKey, {
-        algorithms: this.algorithms,
-        requiredClaims: ['exp', 'sub', 'tenant_id'],
-        currentDate: new Date(this.options.clock.now()),
-        ...(this.options.issuer ? { issuer: this.options.issuer } : {}),
-        ...(this.options.audience ? { audience: this.options.audience } : {}),
-      }));
+      alg = decodeProtectedHeader(token).alg;
     } catch (err) {
       throw new ApiError('invalid_token', describeJoseError(err));
     }
+    const sources = alg === 'HS256' ? this.hs256 : this.asymmetric;
+    let failure: unknown = new joseErrors.JOSEAlgNotAllowed('no key for this algorithm');
+    let verified: Record<string, unknown> | null = null;
+    for (const source of sources) {
+      try {
+        verified = (await jwtVerify(token, source, verifyOptions)).payload;
+        break;
+      } catch (err) {
+        // The next source may hold the key where this one had none that verifies the token; a
+        // signature none verifies is said as such, not as the last source's missing key.
+        if (!(failure instanceof joseErrors.JWSSignatureVerificationFailed)) failure = err;
+        if (!KEY_MISSES.some((miss) => err instanceof miss)) break;
+      }
+    }
+    if (!verified) throw new ApiError('invalid_token', describeJoseError(failure));
+    const payload = verified;
     const principal = toPrincipal(payload);
     this.cache.set(token, {
       principal,

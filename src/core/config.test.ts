@@ -85,3 +85,49 @@ describe('generated secrets', () => {
     }
   });
 });
+
+describe('loadConfig: values', () => {
+  it('takes an empty variable as unset: its default, not 0', () => {
+    const blank = loadConfig({
+      ...env,
+      EDM_REQUEST_TIMEOUT_MS: '',
+      EDM_DB_CONNECT_TIMEOUT_MS: '',
+      EDM_RATE_LIMIT_WINDOW_MS: '',
+      EDM_DB_STATEMENT_TIMEOUT_MS: '',
+      EDM_CONNECTOR_TIMEOUT_MS: '',
+    });
+    expect([
+      blank.requestTimeoutMs,
+      blank.dbConnectTimeoutMs,
+      blank.dbStatementTimeoutMs,
+      blank.connectorTimeoutMs,
+    ]).toEqual([30_000, 5000, 30_000, 10_000]);
+    expect(loadConfig({ ...env, EDM_REQUEST_TIMEOUT_MS: '0' }).requestTimeoutMs).toBe(0);
+  });
+
+  it('refuses at start a public key no token could be verified with', async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const pem = (type: 'rsa' | 'ec' | 'ed25519' | 'ec-k', part: 'publicKey' | 'privateKey') => {
+      const pair =
+        type === 'rsa'
+          ? generateKeyPairSync('rsa', { modulusLength: 2048 })
+          : type === 'ec'
+            ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+            : type === 'ec-k'
+              ? generateKeyPairSync('ec', { namedCurve: 'secp256k1' })
+              : generateKeyPairSync('ed25519');
+      const key = pair[part];
+      return part === 'publicKey'
+        ? (key.export({ type: 'spki', format: 'pem' }) as string)
+        : (key.export({ type: 'pkcs8', format: 'pem' }) as string);
+    };
+    for (const type of ['rsa', 'ec', 'ed25519'] as const) {
+      expect(loadConfig({ ...env, EDM_JWT_PUBLIC_KEY: pem(type, 'publicKey') }).jwtPublicKey).toContain('PUBLIC KEY');
+    }
+    const bad = (key: string) => () => loadConfig({ ...env, EDM_JWT_PUBLIC_KEY: key });
+    expect(bad('garbage')).toThrow(/EDM_JWT_PUBLIC_KEY must be a PEM public key/);
+    expect(bad(pem('ec', 'privateKey'))).toThrow(/EDM_JWT_PUBLIC_KEY must be a PEM public key/);
+    expect(bad('-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n')).toThrow(/EDM_JWT_PUBLIC_KEY/);
+    expect(bad(pem('ec-k', 'publicKey'))).toThrow(/not ec \(secp256k1\)/);
+  });
+});

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
@@ -85,6 +85,30 @@ function generatedSecret(dataDir: string, name: string): Uint8Array {
 }
 
 /**
+ * Refuses, at start, an EDM_JWT_PUBLIC_KEY no token could be verified with: not a PEM public
+ * key (SPKI: `-----BEGIN PUBLIC KEY-----`; a private key pasted by mistake is one of those), or
+ * of a type none of RS256, ES256 and EdDSA takes. Otherwise the server would start, report
+ * ready, and answer every token 401.
+ */
+function checkPublicKey(pem: string): void {
+  const usage =
+    'EDM_JWT_PUBLIC_KEY must be a PEM public key (SPKI, "-----BEGIN PUBLIC KEY-----") of RSA, EC P-256 or Ed25519';
+  if (!pem.includes('-----BEGIN PUBLIC KEY-----')) throw new Error(usage);
+  let key: ReturnType<typeof createPublicKey>;
+  try {
+    key = createPublicKey(pem);
+  } catch (err) {
+    throw new Error(`${usage}: ${(err as Error).message}`);
+  }
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  const usable =
+    key.asymmetricKeyType === 'rsa' ||
+    key.asymmetricKeyType === 'ed25519' ||
+    (key.asymmetricKeyType === 'ec' && curve === 'prime256v1');
+  if (!usable) throw new Error(`${usage}, not ${key.asymmetricKeyType}${curve ? ` (${curve})` : ''}`);
+}
+
+/**
  * Configuration from the environment (PORT, HOST, EDM_DATABASE_URL, EDM_JWT_SECRET,
  * EDM_SECRET_KEY, EDM_JWT_ISSUER, EDM_JWT_AUDIENCE, EDM_REQUIRE_IF_MATCH, EDM_DB_POOL_SIZE,
  * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS, EDM_DB_PREPARE, EDM_DB_BATCH_WRITES, EDM_CONNECTOR_ALLOW_HOSTS, EDM_CONNECTOR_TIMEOUT_MS, EDM_RATE_LIMIT, EDM_RATE_LIMIT_WINDOW_MS, EDM_REQUEST_TIMEOUT_MS). Secrets that are not configured are generated under the data dir.
@@ -96,8 +120,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be 0–65535, got ${env.PORT}`);
   const poolSize = Number(env.EDM_DB_POOL_SIZE || 10);
   if (!Number.isInteger(poolSize) || poolSize < 1) throw new Error('EDM_DB_POOL_SIZE must be a positive integer');
+  // An empty value is an unset one (its default), as for PORT and the others.
   const millis = (name: string, fallback: number) => {
-    const n = Number(env[name] ?? fallback);
+    const n = Number(env[name] || fallback);
     if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a whole number of milliseconds`);
     return n;
   };
@@ -106,6 +131,7 @@ export function loadConfig(env: Env = process.env): Config {
     throw new Error('EDM_RATE_LIMIT must be a whole number of calls per window (0: no limit)');
   }
   const rateWindow = millis('EDM_RATE_LIMIT_WINDOW_MS', 1000);
+  if (env.EDM_JWT_PUBLIC_KEY) checkPublicKey(env.EDM_JWT_PUBLIC_KEY);
   if (rateWindow < 1) throw new Error('EDM_RATE_LIMIT_WINDOW_MS must be at least 1');
   return {
     port,

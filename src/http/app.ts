@@ -251,17 +251,21 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
-  // Ready within the connect timeout or not: a probe that waits on a frozen database learns nothing.
+  // Ready within the connect timeout or not: a probe that waits on a frozen database learns
+  // nothing. A timeout of 0 means none, as it does for requests: the prober's own limit decides.
   const readyWithinMs = config.dbConnectTimeoutMs ?? 5000;
   app.get('/readyz', async (_request, reply) => {
     let timer: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([
-        sql`SELECT 1`.execute(store.db),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error('no answer')), readyWithinMs);
-        }),
-      ]);
+      const deadline =
+        readyWithinMs > 0
+          ? [
+              new Promise((_, reject) => {
+                timer = setTimeout(() => reject(new Error('no answer')), readyWithinMs);
+              }),
+            ]
+          : [];
+      await Promise.race([sql`SELECT 1`.execute(store.db), ...deadline]);
       return { status: 'ready', store: store.kind };
     } catch {
       return reply.code(503).header('retry-after', '1').send({ status: 'unavailable', store: store.kind });
