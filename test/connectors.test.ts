@@ -182,6 +182,11 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(api.state.requests).toEqual([]); // refused before its read of the outside world
     expect((await call('POST', url, {})).status).toBe(200);
     expect(api.state.requests.length).toBe(1);
+    // An empty body is no body, whatever its Content-Type (as on DELETE and restore); text that is not JSON is 400.
+    const json = { 'content-type': 'application/json' };
+    expect((await t.call('POST', url, { token, payload: '', headers: json })).status).toBe(200);
+    const broken = await t.call('POST', url, { token, payload: '{', headers: json });
+    expect([broken.status, broken.body.code]).toEqual([400, 'invalid_json']);
   });
 
   it('a sync retried with its Idempotency-Key and If-Match is replayed, without reading the outside world again', async () => {

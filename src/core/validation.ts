@@ -171,6 +171,16 @@ export function nestsDeeperThan(text: string, max: number): boolean {
   return false;
 }
 
+/**
+ * A write that takes no body (a delete, a restore, a sync): a member sent is unknown (400
+ * naming it), and a body that is not JSON is 400 invalid_json. An empty body is no body,
+ * whatever its Content-Type says.
+ */
+export function refuseBody(body: unknown): void {
+  if (body === undefined || (body instanceof MalformedBody && body.text.trim() === '')) return;
+  validateInput({}, body);
+}
+
 /** Parses a request body: a JSON object, or 400. */
 export function asObject(body: unknown): Doc {
   if (body instanceof MalformedBody) throw new ApiError('invalid_json', body.detail);

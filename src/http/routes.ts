@@ -3,7 +3,7 @@ import { ApiError } from '../core/errors.js';
 import { type CursorCodec, parseListQuery } from '../core/list-query.js';
 import type { Doc, Principal, Resource } from '../core/resource.js';
 import { listJson, serializeDoc } from '../core/serialize.js';
-import { asObject, MalformedBody, validateInput } from '../core/validation.js';
+import { asObject, refuseBody } from '../core/validation.js';
 import type { DB } from '../store/database.js';
 import type { Engine, WriteConditions } from '../store/engine.js';
 import type { Idempotency, StoredResponse } from './idempotency.js';
@@ -42,16 +42,6 @@ function allowOnly(query: Query, allowed: readonly string[]): void {
       });
     }
   }
-}
-
-/**
- * A write that takes no body (a delete, a restore): a member sent is unknown (400 naming it),
- * and a body that is not JSON is 400 invalid_json. An empty body is no body, whatever its
- * Content-Type says.
- */
-function noBody(body: unknown): void {
-  if (body === undefined || (body instanceof MalformedBody && body.text.trim() === '')) return;
-  validateInput({}, body);
 }
 
 /**
@@ -226,7 +216,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
               errors: [{ path: 'cascade', code: 'invalid_parameter', message }],
             });
           }
-          noBody(request.body);
+          refuseBody(request.body);
         });
         const doc = await engine.remove(db, resource, principal, id, cond, cascade === 'true');
         return docResponse(resource, doc, 200);
@@ -241,7 +231,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
           const id = rowId(resource, request.params.id);
           const cond = conditions(request, () => {
             allowOnly(request.query, []);
-            noBody(request.body);
+            refuseBody(request.body);
           });
           const doc = await engine.restore(db, resource, principal, id, cond);
           return docResponse(resource, doc, 200);

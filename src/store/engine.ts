@@ -19,7 +19,7 @@ import {
 import type { ServerKeys } from '../core/secrets.js';
 import { documentMember, JsonText, serializeDoc } from '../core/serialize.js';
 import type { ResourceOps, Row, RowLock, RowPage, SelectOptions, TableDef, Tx, WriteEvent } from '../core/tables.js';
-import { asObject, checkWritableKeys, mergePatch, validateDocument, validateInput } from '../core/validation.js';
+import { asObject, checkWritableKeys, mergePatch, refuseBody, validateDocument } from '../core/validation.js';
 import type { DB, Store } from './database.js';
 import { GroupCommit } from './group-commit.js';
 import { deferWrite, verify, type WriteCheck } from './pg-batch.js';
@@ -777,7 +777,7 @@ export class Engine {
         if (target && resource === target.resource && id === target.id) {
           this.checkPreconditions(doc, { ...target.cond, required: false }, undefined);
           // An operation that takes no body (a sync): a member sent is unknown (400), after 404 and 412.
-          if (target.body !== undefined) validateInput({}, target.body);
+          refuseBody(target.body);
         }
         got.set(rowKey(resource, principal.tenantId, id), doc);
         return doc;

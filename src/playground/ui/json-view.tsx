@@ -1,9 +1,14 @@
 import type { JSX } from 'preact';
+import { memo } from 'preact/compat';
 
 const TOKEN = /("(?:\\.|[^"\\])*")(\s*:)?|\b(true|false|null)\b|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/g;
 
-/** Pretty JSON with keys, strings, numbers and literals coloured (built as nodes, never as HTML). */
-export function JsonView({ value, testId }: { value: unknown; testId?: string }) {
+/**
+ * Pretty JSON with keys, strings, numbers and literals coloured (built as nodes, never as HTML).
+ * Drawn again only for another value: a 200-row page is ~13,000 nodes, too many to rebuild on
+ * every keystroke in the console's fields.
+ */
+export const JsonView = memo(function JsonView({ value, testId }: { value: unknown; testId?: string }) {
   const text = JSON.stringify(value, null, 2) ?? '';
   const parts: (string | JSX.Element)[] = [];
   let last = 0;
@@ -25,4 +30,4 @@ export function JsonView({ value, testId }: { value: unknown; testId?: string })
       <code>{parts}</code>
     </pre>
   );
-}
+});
