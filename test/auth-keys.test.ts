@@ -80,4 +80,23 @@ describe('tokens verified by public keys', () => {
     const hs = await mintToken({ secret: t.config.jwtSecret, tenant: 'acme', sub: USER_A, now: T0 });
     expect((await status(hs))[0]).toBe(401);
   });
+
+  it('both, with the JWKS down: a token of the PEM key is still accepted', async () => {
+    const down = createServer((_req, res) => res.writeHead(503).end('down'));
+    await new Promise<void>((resolve) => down.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(down.address() as AddressInfo).port}/jwks.json`;
+      const t = await testApp('sqlite', {
+        jwksUrl: url,
+        jwtPublicKey: await exportSPKI(es.publicKey),
+        acceptSecret: false,
+      });
+      apps.push(t);
+      expect((await t.call('GET', cycles.basePath, { token: await sign(es.privateKey, 'ES256') })).status).toBe(200);
+      const other = await t.call('GET', cycles.basePath, { token: await sign(ed.privateKey, 'EdDSA', 'ed-1') });
+      expect(other.status).toBe(401);
+    } finally {
+      down.close();
+    }
+  });
 });

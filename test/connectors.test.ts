@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isRefusedAddress, resolveAllowed } from '../src/core/outbound.js';
+import { fetchJson, isRefusedAddress, OutboundError, resolveAllowed } from '../src/core/outbound.js';
 import type { Doc } from '../src/core/resource.js';
 import { asMetric, atPointer } from '../src/modules/okr/connector-read.js';
 import { connectorSyncJob, connectors } from '../src/modules/okr/connectors.js';
@@ -182,6 +182,10 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(api.state.requests).toEqual([]); // refused before its read of the outside world
     expect((await call('POST', url, {})).status).toBe(200);
     expect(api.state.requests.length).toBe(1);
+    // No query parameters either: 400 naming one, before the outside world is read.
+    const reads = api.state.requests.length;
+    const param = await call('POST', `${url}?force=1`);
+    expect([param.status, param.body.code, api.state.requests.length]).toEqual([400, 'unknown_parameter', reads]);
     // An empty body is no body, whatever its Content-Type (as on DELETE and restore); text that is not JSON is 400.
     const json = { 'content-type': 'application/json' };
     expect((await t.call('POST', url, { token, payload: '', headers: json })).status).toBe(200);
@@ -209,6 +213,45 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       true,
     );
     expect(api.state.requests.length).toBe(2);
+  });
+
+  it.each([
+    ['a header name with a space', { headers: { 'x a': 'v' } }, '/config/headers/x a'],
+    ['a header value with a line break', { headers: { 'x-a': 'a\nb' } }, '/config/headers/x-a'],
+    ['a header value past U+00FF', { headers: { 'x-a': 'tok€n' } }, '/config/headers/x-a'],
+    ['the Host header', { headers: { Host: 'intranet' } }, '/config/headers/Host'],
+  ])('refuses %s (Node would not send it), naming it', async (_n, extra, path) => {
+    const res = await call('POST', connectors.basePath, {
+      name: 'bad header',
+      kind: 'http_json',
+      config: { url: `${base}/metrics`, pointer: '/data/value', ...extra },
+    });
+    expect([res.status, (res.body.errors as { path: string }[])?.[0]?.path]).toEqual([400, path]);
+    const secret = await call('POST', connectors.basePath, {
+      name: 'bad secret',
+      kind: 'http_json',
+      config: { url: `${base}/metrics` },
+      secret: 'tok\r\nX-Evil: 1',
+    });
+    expect([secret.status, (secret.body.errors as { path: string }[])?.[0]?.path]).toEqual([400, '/secret']);
+  });
+
+  it('drops the secret when the kind or the URL changes, unless the same write sends one', async () => {
+    api.state.body = '{"data":{"value":3}}';
+    const c = await connector({ secret: 'first-token' });
+    api.state.requests.length = 0;
+    await sync(c.id as string);
+    expect(api.state.requests.map((r) => r.authorization)).toEqual(['Bearer first-token']);
+    // Another URL (here the same server under another path): the secret stays behind.
+    const moved = await call('PATCH', `${connectors.basePath}/${c.id}`, { config: { url: `${base}/elsewhere` } });
+    expect(moved.status).toBe(200);
+    await sync(c.id as string);
+    expect(api.state.requests.at(-1)?.authorization).toBeUndefined();
+    // A new URL with a new secret: that one is sent; a change of the pointer alone keeps it.
+    await call('PATCH', `${connectors.basePath}/${c.id}`, { config: { url: `${base}/metrics` }, secret: 'second' });
+    await call('PATCH', `${connectors.basePath}/${c.id}`, { config: { pointer: '/data/value' } });
+    await sync(c.id as string);
+    expect(api.state.requests.at(-1)?.authorization).toBe('Bearer second');
   });
 
   it('refuses loopback and private addresses unless EDM_CONNECTOR_ALLOW_HOSTS names them', async () => {
@@ -409,6 +452,17 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
         expect.stringMatching(error),
       ]);
     }
+  });
+});
+
+describe('fetchJson', () => {
+  it('fails a request Node will not send as a read that failed, leaving no timer to fire later', async () => {
+    const policy = { allowHosts: ['127.0.0.1'], timeoutMs: 50 };
+    const err = await fetchJson('http://127.0.0.1:9/v', { 'x-a': 'a\nb' }, policy).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OutboundError);
+    expect(String((err as Error).message)).toMatch(/Invalid character in header content/);
+    // Past the timeout, nothing fires (before, its timer threw an uncaught ReferenceError here).
+    await new Promise((r) => setTimeout(r, 120));
   });
 });
 

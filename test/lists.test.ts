@@ -224,6 +224,13 @@ describe.each(storeKinds)('lists on %s', (kind) => {
     it.each([
       ['objective_id equality', () => `objective_id=${objectiveA}`, ['no tags', 'ÜNÏCODE loud', 'Ünïcode Straße']],
       ['any-of', () => 'metric_type=percentage,currency', ['plain', 'ÜNÏCODE loud']],
+      [
+        'any-of of three (padded to four)',
+        () => 'metric_type=percentage,currency,threshold',
+        ['plain', 'ÜNÏCODE loud'],
+      ],
+      ['any-of, a value twice', () => 'metric_type=currency,currency,percentage', ['plain', 'ÜNÏCODE loud']],
+      ['tag has any of three', () => 'tag=growth,ops,nothing', ['plain', 'Ünïcode Straße']],
       ['status any-of', () => 'status=achieved', ['no tags']],
       ['number range gte', () => 'current[gte]=50', ['plain', 'ÜNÏCODE loud']],
       ['number range gt & lt', () => 'current[gt]=10&current[lt]=90', ['ÜNÏCODE loud']],
@@ -254,6 +261,25 @@ describe.each(storeKinds)('lists on %s', (kind) => {
         expect([res.status, res.body.code]).toEqual([400, 'invalid_parameter']);
       },
     );
+
+    it('takes at most 100 values in one any-of filter, and prepares a few statements for any count of them', async () => {
+      const token = (t as unknown as { filterToken: string }).filterToken;
+      const owners = (n: number) => Array.from({ length: n }, (_, i) => `usr-${String(i).padStart(8, '0')}`).join(',');
+      const engine = t.app.engine as unknown as { shapes: Map<string, unknown> };
+      const before = engine.shapes.size;
+      for (let n = 1; n <= 100; n++) {
+        const res = await t.call('GET', `${kr.basePath}?owner_id=${owners(n)}`, { token });
+        expect(res.status).toBe(200);
+      }
+      // 1, 2, 4, … 128: eight statement shapes for a hundred counts of values.
+      expect(engine.shapes.size - before).toBeLessThanOrEqual(8);
+      const over = await t.call('GET', `${kr.basePath}?owner_id=${owners(101)}`, { token });
+      expect([over.status, over.body.code, (over.body.errors as { path: string }[])[0].path]).toEqual([
+        400,
+        'invalid_parameter',
+        'owner_id',
+      ]);
+    });
 
     it('takes a number as JSON writes one: signs, decimals, exponents', async () => {
       expect(await q('current[gte]=-5&current[lt]=5e1')).toEqual(['milestone', 'no tags', 'Ünïcode Straße']);

@@ -22,3 +22,32 @@ describe('GET /metrics', () => {
     expect(res.body).toContain('edm_http_request_duration_seconds_bucket');
   });
 });
+
+describe('the request log', () => {
+  it("leaves a signed URL's signature (its credential) out, and logs the rest of the request", async () => {
+    const { buildApp, loggedUrl } = await import('../src/http/app.js');
+    const { freshStore, testConfig } = await import('./helpers.js');
+    const fresh = await freshStore('sqlite');
+    const lines: string[] = [];
+    const app = await buildApp({
+      config: testConfig(),
+      store: fresh.store,
+      logger: true,
+      logStream: { write: (line: string) => void lines.push(line) },
+    });
+    try {
+      const url =
+        '/api/v1/okr/connectors/con_01ARZ3NDEKTSV4RRFFQ69G5FAV/webhook?tenant_id=acme&signature=SeCrEt-sig_123';
+      const res = await app.inject({ method: 'POST', url, payload: { value: 1 } });
+      expect(res.statusCode).toBe(401);
+      const logged = lines.join('');
+      expect(logged).toContain('/webhook?tenant_id=acme&signature=[redacted]');
+      expect(logged).not.toContain('SeCrEt-sig_123');
+      expect(loggedUrl('/x?signature=a&b=1&signature=c')).toBe('/x?signature=[redacted]&b=1&signature=[redacted]');
+    } finally {
+      await app.close();
+      await fresh.store.close();
+      await fresh.drop();
+    }
+  });
+});

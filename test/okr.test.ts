@@ -179,6 +179,50 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       },
     );
 
+    // SQLite only: an earlier version stored lone surrogates there; PostgreSQL never held one.
+    it.runIf(kind === 'sqlite')(
+      'takes a check-in and a rename on a row stored under older rules: what a write leaves as stored is not checked again',
+      async () => {
+        const k = (await post({ objective_id: await objective(), title: 'old', target: 10, tags: ['ok'] })).body;
+        // A tag with a lone surrogate, as an earlier version stored it.
+        const legacy = ['a\udc00'];
+        const row = (await storedRow(t, kr, k.id as string)) as Record<string, unknown>;
+        const doc = JSON.parse(String(row._doc));
+        doc.tags = legacy;
+        const set: Record<string, unknown> = { _doc: JSON.stringify(doc) };
+        if (kind === 'sqlite') set.tags = JSON.stringify(legacy);
+        await t.store.db
+          .updateTable(kr.table)
+          .set(set)
+          .where('id', '=', k.id as string)
+          .execute();
+        const checkedIn = await checkIn(k.id as string, { value: 4 });
+        expect([checkedIn.status, checkedIn.body.tags]).toEqual([201, legacy]);
+        const renamed = await patch(k.id as string, { title: 'renamed' });
+        expect([renamed.status, renamed.body.title]).toEqual([200, 'renamed']);
+        // A value the write sets is checked as ever.
+        const retagged = await patch(k.id as string, { tags: ['b\udc00'] });
+        expect([retagged.status, (retagged.body.errors as { path: string }[])[0].path]).toEqual([400, '/tags/0']);
+        expect((await patch(k.id as string, { tags: ['fixed'] })).status).toBe(200);
+      },
+    );
+
+    it('serves a key result under a cycle that ends on 9999-12-31: its status band never ends', async () => {
+      const far = (await t.create(cycles, token, { name: 'Far', start_date: '2026-01-01', end_date: '9999-12-31' })).id;
+      const o = await objective({ cycle_id: far });
+      const k = await post({
+        objective_id: o,
+        title: 'stay under',
+        metric_type: 'threshold',
+        direction: 'decrease',
+        target: 5,
+        current: 10,
+      });
+      expect([k.status, k.body.status]).toEqual([201, 'off_track']);
+      const met = await checkIn(k.body.id as string, { value: 3 });
+      expect([met.status, met.body.status]).toEqual([201, 'on_track']);
+    });
+
     it.each([
       ['equal bounds', { baseline: 10, target: 10, current: 12, direction: 'decrease' }, { target: 10 }],
       [
@@ -395,6 +439,23 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       const res = await checkIn(k.id as string, body);
       expect(res.status).toBe(400);
       expect((res.body.errors as { path: string }[]).map((e) => e.path)).toContain(path);
+      expect(await storedRow(t, kr, k.id as string)).toEqual(before);
+    });
+
+    it('takes no query parameters: 400 naming one, after 404 and 412, and nothing recorded', async () => {
+      const k = (await post({ objective_id: await objective(), title: 'x', target: 10 })).body;
+      const missing = `${kr.basePath}/kr_01ARZ3NDEKTSV4RRFFQ69G5FAV/check-ins?foo=1`;
+      expect((await t.call('POST', missing, { token, body: { value: 1 } })).status).toBe(404);
+      const url = `${kr.basePath}/${k.id}/check-ins?foo=1`;
+      const stale = await t.call('POST', url, { token, body: { value: 1 }, headers: { 'if-match': '"9"' } });
+      expect(stale.status).toBe(412);
+      const before = await storedRow(t, kr, k.id as string);
+      const res = await t.call('POST', url, { token, body: { value: 1 } });
+      expect([res.status, res.body.code, (res.body.errors as { path: string }[])[0].path]).toEqual([
+        400,
+        'unknown_parameter',
+        'foo',
+      ]);
       expect(await storedRow(t, kr, k.id as string)).toEqual(before);
     });
 

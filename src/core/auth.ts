@@ -36,15 +36,17 @@ interface Cached {
 const ASYMMETRIC = ['RS256', 'ES256', 'EdDSA'];
 
 /**
- * What a key source answers for a token signed by a key it does not hold (the next one is
- * tried): no key of its `kid` or algorithm, or a key that does not verify the signature.
+ * What a key source answers for a fault of the token itself, which no other key mends: its
+ * claims (expired, not yet valid, wrong issuer or audience), its form, a refused algorithm.
+ * Anything else — no key of its `kid`, a key that does not verify it, a JWKS that cannot be
+ * fetched right now — and the next source is tried.
  */
-const KEY_MISSES = [
-  joseErrors.JWKSNoMatchingKey,
-  joseErrors.JWKSMultipleMatchingKeys,
-  joseErrors.JWSSignatureVerificationFailed,
+const TOKEN_FAULTS = [
+  joseErrors.JWTExpired,
+  joseErrors.JWTClaimValidationFailed,
+  joseErrors.JWTInvalid,
+  joseErrors.JWSInvalid,
   joseErrors.JOSEAlgNotAllowed,
-  joseErrors.JOSENotSupported,
 ];
 
 /**
@@ -125,7 +127,7 @@ export class TokenVerifier {
         // The next source may hold the key where this one had none that verifies the token; a
         // signature none verifies is said as such, not as the last source's missing key.
         if (!(failure instanceof joseErrors.JWSSignatureVerificationFailed)) failure = err;
-        if (!KEY_MISSES.some((miss) => err instanceof miss)) break;
+        if (TOKEN_FAULTS.some((fault) => err instanceof fault)) break;
       }
     }
     if (!verified) throw new ApiError('invalid_token', describeJoseError(failure));

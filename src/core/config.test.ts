@@ -129,5 +129,7 @@ describe('loadConfig: values', () => {
     expect(bad(pem('ec', 'privateKey'))).toThrow(/EDM_JWT_PUBLIC_KEY must be a PEM public key/);
     expect(bad('-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n')).toThrow(/EDM_JWT_PUBLIC_KEY/);
     expect(bad(pem('ec-k', 'publicKey'))).toThrow(/not ec \(secp256k1\)/);
+    const short = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' });
+    expect(bad(short as string)).toThrow(/an RSA key of 1024 bits is too short/);
   });
 });

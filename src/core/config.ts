@@ -92,7 +92,7 @@ function generatedSecret(dataDir: string, name: string): Uint8Array {
  */
 function checkPublicKey(pem: string): void {
   const usage =
-    'EDM_JWT_PUBLIC_KEY must be a PEM public key (SPKI, "-----BEGIN PUBLIC KEY-----") of RSA, EC P-256 or Ed25519';
+    'EDM_JWT_PUBLIC_KEY must be a PEM public key (SPKI, "-----BEGIN PUBLIC KEY-----") of RSA (2048 bits or more), EC P-256 or Ed25519';
   if (!pem.includes('-----BEGIN PUBLIC KEY-----')) throw new Error(usage);
   let key: ReturnType<typeof createPublicKey>;
   try {
@@ -101,6 +101,11 @@ function checkPublicKey(pem: string): void {
     throw new Error(`${usage}: ${(err as Error).message}`);
   }
   const curve = key.asymmetricKeyDetails?.namedCurve;
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  // RS256 takes RSA keys of 2048 bits or more (jose refuses shorter ones).
+  if (key.asymmetricKeyType === 'rsa' && bits < 2048) {
+    throw new Error(`${usage}: an RSA key of ${bits} bits is too short (2048 at least)`);
+  }
   const usable =
     key.asymmetricKeyType === 'rsa' ||
     key.asymmetricKeyType === 'ed25519' ||

@@ -55,6 +55,16 @@ function bad(param: string, message: string): ApiError {
   });
 }
 
+/** How many values one `a,b,…` filter may list ("any of"). */
+export const MAX_FILTER_VALUES = 100;
+
+/** The distinct values of an `a,b,…` filter, at most MAX_FILTER_VALUES of them. */
+function anyOf(param: string, values: string[]): string[] {
+  const distinct = [...new Set(values)];
+  if (distinct.length > MAX_FILTER_VALUES) throw bad(param, `lists at most ${MAX_FILTER_VALUES} values`);
+  return distinct;
+}
+
 const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
 
 function parseValue(param: string, field: AnyField, raw: string): unknown {
@@ -159,7 +169,10 @@ export function parseListQuery(
       if (raw !== 'true' && raw !== 'false') throw bad(param, 'must be true or false');
       includeDeleted = raw === 'true';
     } else if (param === 'tag' && resource.filterable.includes('tags')) {
-      const values = raw.split(',').filter((v) => v !== '');
+      const values = anyOf(
+        param,
+        raw.split(',').filter((v) => v !== ''),
+      );
       if (values.length === 0) throw bad(param, 'must name at least one tag');
       filters.push({ field: 'tags', op: 'has_any', values });
     } else {
@@ -177,7 +190,7 @@ export function parseListQuery(
         if (!RANGE_KINDS.has(field.column ?? '')) throw bad(param, 'ranges apply to numbers and dates only');
         filters.push({ field: name, op: range[2] as RangeOp, value: parseValue(param, field, raw) });
       } else {
-        const values = raw.split(',').map((v) => parseValue(param, field, v));
+        const values = anyOf(param, raw.split(',')).map((v) => parseValue(param, field, v));
         filters.push({ field: name, op: 'in', values });
       }
     }

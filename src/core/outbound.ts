@@ -160,45 +160,56 @@ export async function fetchJson(
   const target = await resolveAllowed(url.hostname, policy);
   const where = `${url.origin}${url.pathname}`;
   return new Promise((resolve, reject) => {
+    let req: http.ClientRequest | undefined;
+    let timer: NodeJS.Timeout | undefined;
     const fail = (message: string) => {
       clearTimeout(timer);
-      req.destroy();
+      req?.destroy();
       reject(new OutboundError(message));
     };
-    const timer = setTimeout(() => fail(`${where} did not answer within ${policy.timeoutMs} ms`), policy.timeoutMs);
-    const req = (url.protocol === 'https:' ? https : http).request(
-      url,
-      {
-        method: 'GET',
-        headers: { accept: 'application/json', 'user-agent': 'edm-connector/1', ...headers },
-        lookup: pinned(target),
-      },
-      (res) => {
-        const status = res.statusCode ?? 0;
-        if (status < 200 || status > 299) {
-          res.resume();
-          fail(`${where} answered ${status}${status >= 300 && status < 400 ? ' (redirects are not followed)' : ''}`);
-          return;
+    try {
+      req = open(url, headers, target);
+    } catch (err) {
+      // Node refuses to send some requests at all (a header with a line break, a character past
+      // U+00FF): the read fails, as any other, and nothing is left behind to fire later.
+      fail(`${where}: ${(err as Error).message}`);
+      return;
+    }
+    timer = setTimeout(() => fail(`${where} did not answer within ${policy.timeoutMs} ms`), policy.timeoutMs);
+    req.on('response', (res) => {
+      const status = res.statusCode ?? 0;
+      if (status < 200 || status > 299) {
+        res.resume();
+        fail(`${where} answered ${status}${status >= 300 && status < 400 ? ' (redirects are not followed)' : ''}`);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_ANSWER_BYTES) fail(`${where} answered more than ${MAX_ANSWER_BYTES} bytes`);
+        else chunks.push(chunk);
+      });
+      res.on('end', () => {
+        clearTimeout(timer);
+        try {
+          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        } catch {
+          reject(new OutboundError(`${where} answered something that is not JSON`));
         }
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > MAX_ANSWER_BYTES) fail(`${where} answered more than ${MAX_ANSWER_BYTES} bytes`);
-          else chunks.push(chunk);
-        });
-        res.on('end', () => {
-          clearTimeout(timer);
-          try {
-            resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-          } catch {
-            reject(new OutboundError(`${where} answered something that is not JSON`));
-          }
-        });
-        res.on('error', (err) => fail(`${where}: ${err.message}`));
-      },
-    );
+      });
+      res.on('error', (err) => fail(`${where}: ${err.message}`));
+    });
     req.on('error', (err) => fail(`${where}: ${err.message}`));
     req.end();
+  });
+}
+
+/** The GET itself, to the address the policy resolved (throws where Node will not send it). */
+function open(url: URL, headers: Record<string, string>, target: Awaited<ReturnType<typeof resolveAllowed>>) {
+  return (url.protocol === 'https:' ? https : http).request(url, {
+    method: 'GET',
+    headers: { accept: 'application/json', 'user-agent': 'edm-connector/1', ...headers },
+    lookup: pinned(target),
   });
 }

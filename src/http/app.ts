@@ -41,11 +41,18 @@ export interface AppOptions {
   /** Create or upgrade the schema before serving (default: `config.autoMigrate`, else true). */
   migrate?: boolean;
   logger?: boolean;
+  /** Where the request log goes when `logger` is on (default: standard output). */
+  logStream?: { write(line: string): void };
   /** Run module jobs on their timers (default: only with the system clock). */
   runJobs?: boolean;
 }
 
 export const BODY_LIMIT = 1024 * 1024;
+
+/** A URL as the request log shows it: a signed URL's signature is its credential, so it is left out. */
+export function loggedUrl(url: string): string {
+  return url.replace(/([?&]signature=)[^&#]*/gi, '$1[redacted]');
+}
 const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
 /** A Host header naming this machine's loopback: `localhost`, `127.0.0.1` or `[::1]`, with a port or not. */
 function isLocalHost(host: string): boolean {
@@ -108,7 +115,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   };
   const answerCors = corsHeaders(cors);
   const app = Fastify({
-    logger: options.logger ?? false,
+    logger: options.logger
+      ? {
+          ...(options.logStream ? { stream: options.logStream } : {}),
+          serializers: {
+            req: (req: FastifyRequest) => ({
+              method: req.method,
+              url: loggedUrl(req.url),
+              host: req.host,
+              remoteAddress: req.ip,
+              remotePort: req.socket?.remotePort,
+            }),
+          },
+        }
+      : false,
     bodyLimit: BODY_LIMIT,
     // A request (headers and body) must arrive within this: a client trickling bytes holds no
     // connection for longer. Handlers' own time does not count. Checked every ~tenth of it.

@@ -85,12 +85,6 @@ const UNAVAILABLE_CODES = new Set([
 /** PostgreSQL refusing text it cannot store (e.g. U+0000 in a query parameter): the caller's input. */
 const BAD_TEXT_CODES = new Set(['22021', '22P05']);
 
-/**
- * PostgreSQL refusing a date or time (out of its range, or malformed): validation admits only
- * what both stores hold, so this is a safety net that names the caller's input, not a 500.
- */
-const BAD_TIME_CODES = new Set(['22007', '22008', '22009']);
-
 /** Messages of node-postgres for sessions that ended or could not start (they carry no code). */
 const UNAVAILABLE_MESSAGE =
   /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed and is not queryable|Query read timeout/i;
@@ -112,12 +106,6 @@ export function asApiError(err: unknown): ApiError {
   if (fe instanceof SyntaxError && fe.statusCode === 400) return new ApiError('invalid_json', fe.message);
   if (fe?.code && BAD_TEXT_CODES.has(fe.code)) {
     return new ApiError('validation_failed', 'Text must be valid Unicode without the NUL character (U+0000)');
-  }
-  if (fe?.code && BAD_TIME_CODES.has(fe.code)) {
-    return new ApiError(
-      'validation_failed',
-      'A date or time is outside the range that can be stored (years 0001–9999)',
-    );
   }
   if (isUnavailable(err)) {
     return new ApiError('service_unavailable', 'The database is unavailable or busy; retry shortly', {

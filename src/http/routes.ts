@@ -53,6 +53,9 @@ function rowId(resource: Resource, id: string): string {
   return id;
 }
 
+/** The query of a signed URL (CustomOperation.auth 'signed'): whose row, and the signature. */
+const SIGNED_PARAMETERS = ['tenant_id', 'signature'] as const;
+
 const STRONG_TAG = /^"(\d+)"$/;
 const WEAK_TAG = /^W\/"(\d+)"$/;
 
@@ -241,6 +244,15 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     for (const op of resource.operations ?? []) {
       const url = `${base}${op.path.replaceAll('{id}', ':id')}`;
       type OpRequest = FastifyRequest<{ Params: IdParams; Querystring: Query }>;
+      // A POST operation's own parameters: a signed URL's, else none (a GET's are its list's).
+      // Checked after 404 and 412 where the operation reads its row under conditions.
+      const postConditions = (request: OpRequest): WriteConditions | undefined => {
+        if (op.auth === 'signed') {
+          allowOnly(request.query, SIGNED_PARAMETERS);
+          return undefined;
+        }
+        return conditions(request, () => allowOnly(request.query, []));
+      };
       const run = async (
         db: DB,
         principal: Principal,
@@ -256,7 +268,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
           request.body,
           request.query,
           prepared,
-          op.method === 'POST' && op.auth !== 'signed' ? conditions(request) : undefined,
+          op.method === 'POST' ? postConditions(request) : undefined,
         );
         if (op.response.kind === 'resource') return docResponse(resource, result as Doc, op.response.status);
         return {
@@ -274,10 +286,15 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
       } else {
         const cfg = op.auth === 'signed' ? { ...writeCfg, signed: { resource, operation: op.name } } : writeCfg;
         const prepare = op.prepare
-          ? (request: OpRequest) => (principal: Principal) => {
-              const cond = op.auth !== 'signed' ? conditions(request) : undefined;
-              return engine.prepare(resource, principal, op, rowId(resource, request.params.id), request.body, cond);
-            }
+          ? (request: OpRequest) => (principal: Principal) =>
+              engine.prepare(
+                resource,
+                principal,
+                op,
+                rowId(resource, request.params.id),
+                request.body,
+                postConditions(request),
+              )
           : undefined;
         app.post<{ Params: IdParams; Querystring: Query }>(url, { config: cfg }, async (request, reply) =>
           write(request, reply, (db, principal, prepared) => run(db, principal, request, prepared), prepare?.(request)),

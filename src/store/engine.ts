@@ -26,6 +26,16 @@ import { deferWrite, verify, type WriteCheck } from './pg-batch.js';
 import { DOC_COLUMN, SEARCH_COLUMN, storedFields } from './schema.js';
 import { inSortOrder } from './sort-order.js';
 
+/**
+ * A filter's "any of" values, the last repeated up to the next power of two: a statement's shape
+ * counts its parameters, and a caller choosing how many values to send would choose how many
+ * statements are prepared and kept (1–100 values: 8 shapes, not 100). Repeats match nothing more.
+ */
+function padded<T>(values: readonly T[]): readonly T[] {
+  const size = 2 ** Math.ceil(Math.log2(Math.max(1, values.length)));
+  return size === values.length ? values : [...values, ...Array<T>(size - values.length).fill(values.at(-1) as T)];
+}
+
 export interface EngineOptions {
   store: Store;
   clock: Clock;
@@ -990,17 +1000,19 @@ export class Engine {
     query.filters.forEach((f, i) => {
       const spec = resource.allFields[f.field];
       if (f.op === 'in') {
-        f.values.forEach((v, j) => {
+        const list = padded(f.values);
+        list.forEach((v, j) => {
           values[`f${i}.${j}`] = store.encode(spec, v);
         });
-        shape.push(`${f.field} in ${f.values.length}`);
+        shape.push(`${f.field} in ${list.length}`);
       } else if (f.op === 'has_any') {
+        const list = padded(f.values);
         if (store.kind === 'postgres') values[`f${i}`] = f.values;
         else
-          f.values.forEach((v, j) => {
+          list.forEach((v, j) => {
             values[`f${i}.${j}`] = v;
           });
-        shape.push(`${f.field} has_any ${f.values.length}`);
+        shape.push(`${f.field} has_any ${store.kind === 'postgres' ? 'array' : list.length}`);
       } else {
         values[`f${i}`] = store.encode(spec, f.value);
         shape.push(`${f.field} ${f.op}`);
@@ -1025,12 +1037,10 @@ export class Engine {
       query.filters.forEach((f, i) => {
         const many = (n: number) => Array.from({ length: n }, (_, j) => slot(`f${i}.${j}`));
         if (f.op === 'in') {
-          q =
-            f.values.length === 1
-              ? q.where(f.field, '=', slot(`f${i}.0`))
-              : q.where(f.field, 'in', many(f.values.length));
+          const width = padded(f.values).length;
+          q = width === 1 ? q.where(f.field, '=', slot(`f${i}.0`)) : q.where(f.field, 'in', many(width));
         } else if (f.op === 'has_any') {
-          q = q.where(this.hasAny(f.field, store.kind === 'postgres' ? slot(`f${i}`) : many(f.values.length)));
+          q = q.where(this.hasAny(f.field, store.kind === 'postgres' ? slot(`f${i}`) : many(padded(f.values).length)));
         } else {
           const op = { gte: '>=', gt: '>', lte: '<=', lt: '<' }[f.op] as '>=' | '>' | '<=' | '<';
           q = q.where(f.field, op, slot(`f${i}`));

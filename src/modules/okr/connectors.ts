@@ -50,6 +50,25 @@ const ConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** An HTTP header name (RFC 9110 token). */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** A header value Node sends as is: visible Latin-1 and inner spaces or tabs, no line breaks. */
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const HEADER_VALUE_TEXT = 'a header value is visible Latin-1 text without line breaks';
+/** Headers the request itself owns: its host and framing, and what only a proxy may see. */
+const RESERVED_HEADERS = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'upgrade',
+  'te',
+  'trailer',
+  'proxy-authorization',
+  'proxy-connection',
+]);
+
 /** What one read of a connector came to: its value, or why there is none. */
 export type SyncOutcome = { value: number } | { error: string };
 
@@ -205,8 +224,15 @@ export const connectors = defineResource({
   tables: [connectorSchedule],
   operations: [syncOperation, webhookOperation],
   hooks: {
-    prepare(doc, _before, ctx) {
+    prepare(doc, before, ctx) {
       doc.webhook_url = null;
+      // A secret goes to the destination it was given for: a write that changes the kind or the
+      // URL drops it unless it sends one too (else whoever may edit the connector could point it
+      // at a server of theirs and read the secret there).
+      if (before && !(ctx.input !== null && 'secret' in ctx.input)) {
+        const url = (config: unknown) => ((config ?? {}) as Doc).url ?? null;
+        if (doc.kind !== before.kind || url(doc.config) !== url(before.config)) doc.secret = null;
+      }
       // A webhook is not pulled: no interval, unless the client sends one (400 below); a pulled
       // kind without one (a webhook turned into one, or a PATCH to null) takes the default.
       const given = ctx.input?.interval_seconds !== undefined && ctx.input.interval_seconds !== null;
@@ -248,6 +274,19 @@ export const connectors = defineResource({
             code: 'invalid_pointer',
             message: 'config.pointer must be a JSON Pointer: empty, or starting with /',
           });
+        }
+        for (const [name, value] of Object.entries((config.headers ?? {}) as Record<string, string>)) {
+          const path = `/config/headers/${name.replaceAll('~', '~0').replaceAll('/', '~1')}`;
+          if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(name.toLowerCase())) {
+            const message = `${JSON.stringify(name)} is not a header a connector may send`;
+            errors.push({ path, code: 'invalid_header', message });
+          } else if (!HEADER_VALUE.test(value)) {
+            errors.push({ path, code: 'invalid_header', message: HEADER_VALUE_TEXT });
+          }
+        }
+        if (typeof doc.secret === 'string' && !HEADER_VALUE.test(doc.secret)) {
+          // It goes as `Authorization: Bearer <secret>`.
+          errors.push({ path: '/secret', code: 'invalid_header', message: HEADER_VALUE_TEXT });
         }
         none(['query']);
       } else if (doc.kind === 'postgres') {
