@@ -284,6 +284,17 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect(fresh.status).toBe(201);
       expect(fresh.body.id).not.toBe(first.body.id);
     });
+
+    it("holds a claim for a minute past what a request may spend before its transaction (a sync's read)", async () => {
+      const principal = { sub: 'usr-1', tenantId: `lease-${kind}`, appId: null, scopes: null };
+      const claims = new Idempotency(t.store, t.clock, 30_000);
+      const fp = claims.fingerprint('POST', '/x', principal, {});
+      expect('claim' in (await claims.claim(principal, 'k', fp))).toBe(true);
+      t.clock.advance(80_000); // past the minute, within the minute and a half
+      await expect(claims.claim(principal, 'k', fp)).rejects.toMatchObject({ code: 'idempotency_in_flight' });
+      t.clock.advance(11_000);
+      expect('claim' in (await claims.claim(principal, 'k', fp))).toBe(true);
+    });
   });
 
   describe('soft delete and restore', () => {

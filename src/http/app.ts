@@ -87,7 +87,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     requireIfMatch: config.requireIfMatch,
     outbound: { allowHosts: config.connectorAllowHosts ?? [], timeoutMs: config.connectorTimeoutMs ?? 10_000 },
   });
-  const idempotency = new Idempotency(store, clock);
+  // A sync claims its key, then reads its feed (up to the connector timeout) before its transaction.
+  const idempotency = new Idempotency(store, clock, config.connectorTimeoutMs ?? 10_000);
   const verifier = new TokenVerifier({
     secret: (config.acceptSecret ?? true) ? config.jwtSecret : undefined,
     publicKey: config.jwtPublicKey,

@@ -17,7 +17,11 @@ export interface StoredResponse {
 }
 
 export const RETENTION_MS = 24 * 3600 * 1000;
-/** A claimed key whose request died without finishing can be taken over after this long. */
+/**
+ * A claimed key whose request died without finishing can be taken over after this long, past
+ * what the request may spend outside its transaction first (a sync's read of its feed, up to
+ * the connector timeout: see Idempotency's `outsideMs`).
+ */
 const LEASE_MS = 60 * 1000;
 
 interface Claim {
@@ -29,11 +33,6 @@ interface Claim {
   claimedAt: string;
 }
 
-/**
- * Idempotency keys (PRODUCT.md §1): scoped by (tenant, app, key), fingerprinted by method, path,
- * caller and body; the first 2xx/4xx response is kept 24 h, stored in the same transaction as
- * the work, and replayed; a different fingerprint is 422; a request still running is 409.
- */
 /** A JSON value with every object's members in one order (by name), arrays as they are. */
 function sortedMembers(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortedMembers);
@@ -43,11 +42,23 @@ function sortedMembers(value: unknown): unknown {
   return out;
 }
 
+/**
+ * Idempotency keys (PRODUCT.md §1): scoped by (tenant, app, key), fingerprinted by method, path,
+ * caller and body; the first 2xx/4xx response is kept 24 h, stored in the same transaction as
+ * the work, and replayed; a different fingerprint is 422; a request still running is 409.
+ */
 export class Idempotency {
+  /** How long a claim holds before another request may take it over. */
+  private readonly leaseMs: number;
+
+  /** `outsideMs`: the most a request may spend before its transaction (a connector's read). */
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
-  ) {}
+    outsideMs = 0,
+  ) {
+    this.leaseMs = LEASE_MS + outsideMs;
+  }
 
   parseKey(header: string | string[] | undefined): string | null {
     if (header === undefined) return null;
@@ -94,7 +105,7 @@ export class Idempotency {
         fingerprint,
         state: 'running',
         claimed_at: claim.claimedAt,
-        lease_until: isoTime(now + LEASE_MS),
+        lease_until: isoTime(now + this.leaseMs),
         expires_at: isoTime(now + RETENTION_MS),
       })
       .onConflict((oc) => oc.columns(['tenant_id', 'scope', 'key']).doNothing())
@@ -112,7 +123,7 @@ export class Idempotency {
           fingerprint,
           state: 'running',
           claimed_at: claim.claimedAt,
-          lease_until: isoTime(now + LEASE_MS),
+          lease_until: isoTime(now + this.leaseMs),
           expires_at: isoTime(now + RETENTION_MS),
           status: null,
           headers: null,
