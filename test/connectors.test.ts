@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchJson, isRefusedAddress, OutboundError, resolveAllowed } from '../src/core/outbound.js';
 import type { Doc } from '../src/core/resource.js';
-import { asMetric, atPointer } from '../src/modules/okr/connector-read.js';
+import { asMetric, atPointer, readConnector } from '../src/modules/okr/connector-read.js';
 import { connectorSyncJob, connectors } from '../src/modules/okr/connectors.js';
 import { keyResults as kr } from '../src/modules/okr/key-results.js';
 import { byName, countRows, PG_URL, storedRow, storeKinds, type TestApp, testApp } from './helpers.js';
@@ -236,6 +236,38 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect([secret.status, (secret.body.errors as { path: string }[])?.[0]?.path]).toEqual([400, '/secret']);
   });
 
+  it('refuses a postgres secret whose %-escapes do not decode, and reads one stored so as a failed read', async () => {
+    const bad = await call('POST', connectors.basePath, {
+      name: 'warehouse',
+      kind: 'postgres',
+      config: { query: 'select 1' },
+      secret: 'postgres://u:%ZZ@1.1.1.1/db',
+    });
+    expect([bad.status, (bad.body.errors as { path: string }[])?.[0]?.path]).toEqual([400, '/secret']);
+    const err = await readConnector(
+      { kind: 'postgres', config: { query: 'select 1' }, secret: 'postgres://1.1.1.1/%E0%A4%A' },
+      { allowHosts: [], timeoutMs: 1000 },
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OutboundError);
+  });
+
+  it('takes a rename of a connector stored under earlier rules (a header now refused, left as it is)', async () => {
+    const c = await connector();
+    const row = (await storedRow(t, connectors, c.id as string)) as Record<string, unknown>;
+    const config = { url: `${base}/metrics`, pointer: '/data/value', headers: { Connection: 'close' } };
+    const doc = JSON.parse(String(row._doc));
+    doc.config = config;
+    await t.store.db
+      .updateTable(connectors.table)
+      .set({ config: t.store.encode(connectors.allFields.config, config) as string, _doc: JSON.stringify(doc) })
+      .where('id', '=', c.id as string)
+      .execute();
+    const renamed = await call('PATCH', `${connectors.basePath}/${c.id}`, { name: 'renamed' });
+    expect([renamed.status, renamed.body.name]).toEqual([200, 'renamed']);
+    const headers = await call('PATCH', `${connectors.basePath}/${c.id}`, { config: { headers: { Upgrade: 'x' } } });
+    expect(headers.status).toBe(400);
+  });
+
   it('drops the secret when the kind or the URL changes, unless the same write sends one', async () => {
     api.state.body = '{"data":{"value":3}}';
     const c = await connector({ secret: 'first-token' });
@@ -366,6 +398,12 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     const push = (path: string, body: unknown = { value: 118_500 }) =>
       t.app.inject({ method: 'POST', url: path, payload: body as object });
 
+    // Its own two parameters and no other: 400 naming one, after 404 (a connector deleted since).
+    const extra = await push(`${url}&x=1`);
+    expect([extra.statusCode, extra.json().code]).toEqual([400, 'unknown_parameter']);
+    const gone = await connector({ kind: 'webhook', config: {}, secret: null });
+    await call('DELETE', `${connectors.basePath}/${gone.id}`);
+    expect((await push(`${gone.webhook_url}&x=1`)).statusCode).toBe(404);
     const res = await push(url);
     expect(res.statusCode, res.body).toBe(200);
     expect(res.json()).toMatchObject({ id: hook.id, last_sync_status: 'ok', last_value: 118_500 });
@@ -456,6 +494,19 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
 });
 
 describe('fetchJson', () => {
+  it('takes a timeout of 0 as no limit', async () => {
+    const slow = createServer((_req, res) => {
+      setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"v":1}'), 50);
+    });
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(slow.address() as AddressInfo).port}/`;
+      expect(await fetchJson(url, {}, { allowHosts: ['127.0.0.1'], timeoutMs: 0 })).toEqual({ v: 1 });
+    } finally {
+      slow.close();
+    }
+  });
+
   it('fails a request Node will not send as a read that failed, leaving no timer to fire later', async () => {
     const policy = { allowHosts: ['127.0.0.1'], timeoutMs: 50 };
     const err = await fetchJson('http://127.0.0.1:9/v', { 'x-a': 'a\nb' }, policy).catch((e: unknown) => e);

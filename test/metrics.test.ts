@@ -44,6 +44,9 @@ describe('the request log', () => {
       expect(logged).toContain('/webhook?tenant_id=acme&signature=[redacted]');
       expect(logged).not.toContain('SeCrEt-sig_123');
       expect(loggedUrl('/x?signature=a&b=1&signature=c')).toBe('/x?signature=[redacted]&b=1&signature=[redacted]');
+      // However its name is escaped, as the query parser reads it.
+      expect(loggedUrl('/x?tenant_id=t&sig%6Eature=abc')).toBe('/x?tenant_id=t&sig%6Eature=[redacted]');
+      expect(loggedUrl('/x?a=%zz&b=1')).toBe('/x?a=%zz&b=1');
     } finally {
       await app.close();
       await fresh.store.close();

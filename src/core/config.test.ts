@@ -103,6 +103,9 @@ describe('loadConfig: values', () => {
       blank.connectorTimeoutMs,
     ]).toEqual([30_000, 5000, 30_000, 10_000]);
     expect(loadConfig({ ...env, EDM_REQUEST_TIMEOUT_MS: '0' }).requestTimeoutMs).toBe(0);
+    // Spaces alone are empty too.
+    const spaces = loadConfig({ ...env, EDM_REQUEST_TIMEOUT_MS: ' ', PORT: ' ', EDM_CONNECTOR_TIMEOUT_MS: '  ' });
+    expect([spaces.requestTimeoutMs, spaces.port, spaces.connectorTimeoutMs]).toEqual([30_000, 8080, 10_000]);
   });
 
   it('refuses at start a public key no token could be verified with', async () => {

@@ -121,17 +121,17 @@ function checkPublicKey(pem: string): void {
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = resolve(env.EDM_DATA_DIR || './data');
   const localMode = !env.EDM_JWT_SECRET && !env.EDM_JWT_PUBLIC_KEY && !env.EDM_JWKS_URL;
-  const port = Number(env.PORT || 8080);
+  const port = Number(env.PORT?.trim() || 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be 0–65535, got ${env.PORT}`);
-  const poolSize = Number(env.EDM_DB_POOL_SIZE || 10);
+  const poolSize = Number(env.EDM_DB_POOL_SIZE?.trim() || 10);
   if (!Number.isInteger(poolSize) || poolSize < 1) throw new Error('EDM_DB_POOL_SIZE must be a positive integer');
   // An empty value is an unset one (its default), as for PORT and the others.
   const millis = (name: string, fallback: number) => {
-    const n = Number(env[name] || fallback);
+    const n = Number(env[name]?.trim() || fallback);
     if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a whole number of milliseconds`);
     return n;
   };
-  const rateLimit = Number(env.EDM_RATE_LIMIT || 0);
+  const rateLimit = Number(env.EDM_RATE_LIMIT?.trim() || 0);
   if (!Number.isInteger(rateLimit) || rateLimit < 0) {
     throw new Error('EDM_RATE_LIMIT must be a whole number of calls per window (0: no limit)');
   }

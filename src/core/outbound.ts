@@ -175,7 +175,10 @@ export async function fetchJson(
       fail(`${where}: ${(err as Error).message}`);
       return;
     }
-    timer = setTimeout(() => fail(`${where} did not answer within ${policy.timeoutMs} ms`), policy.timeoutMs);
+    // 0: no limit, as for a postgres connector's read (pg's own meaning of 0).
+    if (policy.timeoutMs > 0) {
+      timer = setTimeout(() => fail(`${where} did not answer within ${policy.timeoutMs} ms`), policy.timeoutMs);
+    }
     req.on('response', (res) => {
       const status = res.statusCode ?? 0;
       if (status < 200 || status > 299) {

@@ -150,6 +150,12 @@ export interface CustomOperation {
    */
   auth?: 'signed';
   /**
+   * The rows the operation acts on, of those a caller can see: another is 404, as a missing one,
+   * before its preconditions, parameters and body are looked at (a webhook's URL names a live
+   * webhook connector). Default: any.
+   */
+  acts?(row: Doc): boolean;
+  /**
    * Work that waits on the outside world (a connector's fetch), done before the transaction
    * opens, so no lock or SQLite writer waits on it; `run` gets its answer as `prepared`.
    */

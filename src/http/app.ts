@@ -49,9 +49,26 @@ export interface AppOptions {
 
 export const BODY_LIMIT = 1024 * 1024;
 
-/** A URL as the request log shows it: a signed URL's signature is its credential, so it is left out. */
+/**
+ * A URL as the request log shows it: a signed URL's signature is its credential, so its value is
+ * left out, under whatever escapes its name came with (`sig%6Eature` is read as `signature`).
+ */
 export function loggedUrl(url: string): string {
-  return url.replace(/([?&]signature=)[^&#]*/gi, '$1[redacted]');
+  const at = url.indexOf('?');
+  if (at < 0) return url;
+  const params = url
+    .slice(at + 1)
+    .split('&')
+    .map((param) => {
+      const eq = param.indexOf('=');
+      const raw = eq < 0 ? param : param.slice(0, eq);
+      let name = raw;
+      try {
+        name = decodeURIComponent(raw.replaceAll('+', ' '));
+      } catch {}
+      return name === 'signature' && eq >= 0 ? `${raw}=[redacted]` : param;
+    });
+  return `${url.slice(0, at)}?${params.join('&')}`;
 }
 const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
 /** A Host header naming this machine's loopback: `localhost`, `127.0.0.1` or `[::1]`, with a port or not. */

@@ -246,13 +246,10 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
       type OpRequest = FastifyRequest<{ Params: IdParams; Querystring: Query }>;
       // A POST operation's own parameters: a signed URL's, else none (a GET's are its list's).
       // Checked after 404 and 412 where the operation reads its row under conditions.
-      const postConditions = (request: OpRequest): WriteConditions | undefined => {
-        if (op.auth === 'signed') {
-          allowOnly(request.query, SIGNED_PARAMETERS);
-          return undefined;
-        }
-        return conditions(request, () => allowOnly(request.query, []));
-      };
+      const postConditions = (request: OpRequest): WriteConditions =>
+        op.auth === 'signed'
+          ? { ifMatch: null, required: false, deferred: () => allowOnly(request.query, SIGNED_PARAMETERS) }
+          : conditions(request, () => allowOnly(request.query, []));
       const run = async (
         db: DB,
         principal: Principal,

@@ -772,7 +772,7 @@ export class Engine {
     db: DB,
     principal: Principal,
     write = true,
-    target?: { resource: Resource; id: string; cond: WriteConditions; body?: unknown },
+    target?: { resource: Resource; id: string; cond: WriteConditions; body?: unknown; acts?: (row: Doc) => boolean },
   ): ResourceOps {
     // A row the operation got (locked, in its transaction) is what its update starts from.
     const got = new Map<string, Doc>();
@@ -785,6 +785,8 @@ export class Engine {
         // The operation's own row answers its If-Match as soon as it is read (and locked): 404,
         // then 412, then the body's 400 (PRODUCT.md's check order).
         if (target && resource === target.resource && id === target.id) {
+          if (target.acts && !target.acts(doc))
+            throw new ApiError('not_found', `No ${resource.name} with id ${id} takes this call`);
           this.checkPreconditions(doc, { ...target.cond, required: false }, undefined);
           // An operation that takes no body (a sync): a member sent is unknown (400), after 404 and 412.
           refuseBody(target.body);
@@ -856,7 +858,8 @@ export class Engine {
 
   /** What a custom operation's own row is checked against when it is read (see ops). */
   private operationTarget(resource: Resource, op: CustomOperation, id: string, body: unknown, cond: WriteConditions) {
-    return { resource, id, cond, body: op.method === 'POST' && !op.body && body !== null ? body : undefined };
+    const noBody = op.method === 'POST' && !op.body && body !== null ? body : undefined;
+    return { resource, id, cond, body: noBody, ...(op.acts ? { acts: op.acts } : {}) };
   }
 
   get outbound(): OutboundPolicy {

@@ -44,6 +44,19 @@ export function asMetric(value: unknown, what: string): number {
   return n + 0;
 }
 
+/** A postgres:// URL's user, password and database, decoded; null where an escape is malformed. */
+export function postgresUrlParts(url: URL): { user: string; password: string; database: string | undefined } | null {
+  try {
+    return {
+      user: decodeURIComponent(url.username),
+      password: decodeURIComponent(url.password),
+      database: decodeURIComponent(url.pathname.slice(1)) || undefined,
+    };
+  } catch {
+    return null;
+  }
+}
+
 /** The connection a `postgres` connector's secret names, to the address its host was checked at. */
 async function pgClient(secret: string, policy: OutboundPolicy): Promise<pg.Client> {
   let url: URL;
@@ -55,15 +68,15 @@ async function pgClient(secret: string, policy: OutboundPolicy): Promise<pg.Clie
   if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
     throw new OutboundError('the secret is not a postgres:// URL');
   }
+  const decoded = postgresUrlParts(url);
+  if (!decoded) throw new OutboundError('the secret has a malformed %-escape in its user, password or database');
   const host = url.hostname || 'localhost';
   const target = await resolveAllowed(host, policy);
   const sslmode = url.searchParams.get('sslmode') ?? 'disable';
   return new pg.Client({
     host: target.address,
     port: Number(url.port || 5432),
-    user: decodeURIComponent(url.username),
-    password: decodeURIComponent(url.password),
-    database: decodeURIComponent(url.pathname.slice(1)) || undefined,
+    ...decoded,
     ssl:
       sslmode === 'disable' || sslmode === 'prefer' || sslmode === 'allow'
         ? false

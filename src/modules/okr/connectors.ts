@@ -13,7 +13,7 @@ import {
 } from '../../core/resource.js';
 import { defineTable, type Tx } from '../../core/tables.js';
 import { inputSchema, validateInput } from '../../core/validation.js';
-import { readConnector } from './connector-read.js';
+import { postgresUrlParts, readConnector } from './connector-read.js';
 import { keyResults } from './key-results.js';
 import { propagate } from './query-source.js';
 import { recordSystemValue } from './values.js';
@@ -49,6 +49,15 @@ const ConfigSchema = Type.Object(
   },
   { additionalProperties: false },
 );
+
+/** Whether a postgres:// secret parses whole: a URL, with %-escapes that decode. */
+function parsesAsPostgresUrl(secret: string): boolean {
+  try {
+    return postgresUrlParts(new URL(secret)) !== null;
+  } catch {
+    return false;
+  }
+}
 
 /** An HTTP header name (RFC 9110 token). */
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -159,12 +168,11 @@ const webhookOperation = {
   body: inputSchema(pushFields),
   response: { kind: 'resource', status: 200 },
   example: { value: 118_500 },
+  // A URL stays signed after its connector is deleted or turned into another kind: 404 then.
+  acts: (connector) => connector.is_deleted !== true && connector.kind === 'webhook',
   async run({ resource, principal, id, body, tx, ops }) {
-    const input = validateInput(pushFields, body);
     const connector = await ops.get(resource, id);
-    if (connector.is_deleted || connector.kind !== 'webhook') {
-      throw new ApiError('not_found', `No webhook connector ${id} takes values at this URL`);
-    }
+    const input = validateInput(pushFields, body);
     return applySync(tx, principal.tenantId, connector, { value: input.value as number });
   },
 } as const satisfies CustomOperation;
@@ -244,9 +252,10 @@ export const connectors = defineResource({
         doc.webhook_url = signedUrl(ctx.keys, connectors, 'webhook', doc.tenant_id as string, doc.id as string);
       }
     },
-    validate(doc) {
+    validate(doc, before) {
       const errors: FieldError[] = [];
       const config = (doc.config ?? {}) as Doc;
+      const newSecret = !before || doc.secret !== before.secret;
       const need = (key: string, what: string) => {
         if (!has(config, key)) {
           errors.push({ path: `/config/${key}`, code: 'required', message: `a ${doc.kind} connector needs ${what}` });
@@ -275,7 +284,10 @@ export const connectors = defineResource({
             message: 'config.pointer must be a JSON Pointer: empty, or starting with /',
           });
         }
-        for (const [name, value] of Object.entries((config.headers ?? {}) as Record<string, string>)) {
+        // What the write sets (a connector stored under earlier rules still takes a rename).
+        const headers =
+          before && doc.config === before.config ? {} : ((config.headers ?? {}) as Record<string, string>);
+        for (const [name, value] of Object.entries(headers)) {
           const path = `/config/headers/${name.replaceAll('~', '~0').replaceAll('/', '~1')}`;
           if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(name.toLowerCase())) {
             const message = `${JSON.stringify(name)} is not a header a connector may send`;
@@ -284,7 +296,7 @@ export const connectors = defineResource({
             errors.push({ path, code: 'invalid_header', message: HEADER_VALUE_TEXT });
           }
         }
-        if (typeof doc.secret === 'string' && !HEADER_VALUE.test(doc.secret)) {
+        if (newSecret && typeof doc.secret === 'string' && !HEADER_VALUE.test(doc.secret)) {
           // It goes as `Authorization: Bearer <secret>`.
           errors.push({ path: '/secret', code: 'invalid_header', message: HEADER_VALUE_TEXT });
         }
@@ -292,7 +304,11 @@ export const connectors = defineResource({
       } else if (doc.kind === 'postgres') {
         need('query', 'config.query');
         // No secret yet (an import brings none): its syncs fail, saying so, until one is set.
-        if (doc.secret !== null && !/^postgres(ql)?:\/\//.test(doc.secret as string)) {
+        if (
+          newSecret &&
+          doc.secret !== null &&
+          (!/^postgres(ql)?:\/\//.test(doc.secret as string) || !parsesAsPostgresUrl(doc.secret as string))
+        ) {
           errors.push({ path: '/secret', code: 'invalid_url', message: 'the secret must be a postgres:// URL' });
         }
         none(['url', 'pointer', 'headers']);
