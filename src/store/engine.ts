@@ -858,8 +858,9 @@ export class Engine {
 
   /** What a custom operation's own row is checked against when it is read (see ops). */
   private operationTarget(resource: Resource, op: CustomOperation, id: string, body: unknown, cond: WriteConditions) {
-    const noBody = op.method === 'POST' && !op.body && body !== null ? body : undefined;
-    return { resource, id, cond, body: noBody, ...(op.acts ? { acts: op.acts } : {}) };
+    // The body an operation that takes none was sent (refused when its row is read), if any.
+    const unasked = op.method === 'POST' && !op.body && body !== null ? body : undefined;
+    return { resource, id, cond, body: unasked, ...(op.acts ? { acts: op.acts } : {}) };
   }
 
   get outbound(): OutboundPolicy {
