@@ -133,6 +133,35 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     expect([now.body.version, now.body.title]).toEqual([2, winners[0].body.title]);
   });
 
+  it("never leaves a live objective under a deleted cycle: a create or a restore racing the cycle's DELETE", async () => {
+    const cycles = byName('Cycle');
+    const cycle = { name: 'Q', start_date: '2026-10-01', end_date: '2026-12-31' };
+    for (let trial = 0; trial < 12; trial++) {
+      const c = (await send(via(trial), token, 'POST', cycles.basePath, cycle)).body;
+      const restoring = trial % 2 === 1;
+      let objectiveId: string | undefined;
+      if (restoring) {
+        objectiveId = (await send(via(trial), token, 'POST', objectives.basePath, { title: 'o', cycle_id: c.id })).body
+          .id;
+        await send(via(trial), token, 'DELETE', `${objectives.basePath}/${objectiveId}`);
+      }
+      const [child, parent] = await Promise.all([
+        restoring
+          ? send(via(trial), token, 'POST', `${objectives.basePath}/${objectiveId}/restore`)
+          : send(via(trial), token, 'POST', objectives.basePath, { title: 'o', cycle_id: c.id }),
+        send(via(trial + 1), token, 'DELETE', `${cycles.basePath}/${c.id}`),
+      ]);
+      // One of them wins; the other is refused for it (409 has_dependents / parent_deleted, 422).
+      const childOk = child.status === 200 || child.status === 201;
+      expect([childOk, parent.status === 200], JSON.stringify([child.body, parent.body])).not.toEqual([true, true]);
+      const cycleNow = (await send(apps[0], token, 'GET', `${cycles.basePath}/${c.id}`)).body;
+      const live = (await send(apps[0], token, 'GET', `${objectives.basePath}?cycle_id=${c.id}&limit=200`)).body
+        .data as Doc[];
+      expect(cycleNow.is_deleted && live.length > 0).toBe(false);
+    }
+    expect(retried()).toBe(0);
+  });
+
   it('lets exactly one of 20 PATCHes naming body version 1 win; the rest are 409 version_conflict', async () => {
     const created = await send(apps[0], token, 'POST', objectives.basePath, { title: 'contended too' });
     const url = `${objectives.basePath}/${created.body.id}`;

@@ -1304,11 +1304,16 @@ export class Engine {
       if (!field.ref || typeof value !== 'string' || (before && before[name] === value)) continue;
       const target = this.byPrefix.get(field.ref);
       const locks = resource.lockReferences?.includes(name);
+      // A parent is held (FOR SHARE) until the write commits: a DELETE of it waits, then counts
+      // this row among its live children (409), instead of leaving a live child under a deleted
+      // parent; one that deleted it first is seen here (422).
       const row = !target
         ? null
         : locks
           ? await tx.find(target, principal.tenantId, value, 'update')
-          : await tx.peek(target, principal.tenantId, value);
+          : field.parent
+            ? await tx.find(target, principal.tenantId, value, 'share')
+            : await tx.peek(target, principal.tenantId, value);
       const found = row !== null && row.is_deleted === false;
       if (!found) {
         errors.push({
@@ -1685,12 +1690,13 @@ export class Engine {
       const parentId = before[name];
       if (!(field.parent || field.restrict) || !field.ref || typeof parentId !== 'string') continue;
       const parent = this.byPrefix.get(field.ref) as Resource;
-      const row = await db
+      // Held until the restore commits (PostgreSQL), as a create holds its parent (checkReferences).
+      const query = db
         .selectFrom(parent.table)
         .select('is_deleted')
         .where('tenant_id', '=', principal.tenantId)
-        .where('id', '=', parentId)
-        .executeTakeFirst();
+        .where('id', '=', parentId);
+      const row = await (this.store.kind === 'postgres' && field.parent ? query.forShare() : query).executeTakeFirst();
       if (!row || this.store.decode(parent.allFields.is_deleted, row.is_deleted) === true) {
         throw new ApiError(
           'parent_deleted',
