@@ -162,6 +162,38 @@ describe.runIf(PG_URL)('edm migrate on PostgreSQL', () => {
     expect(await catalog(schema)).toEqual(await catalog(reference));
   });
 
+  it('with nothing to do, takes no lock on a table: it does not wait for writers, nor they for it', async () => {
+    const schema = newSchemaName();
+    await migrate(storeFor(schema), resources);
+    const app = `edm-test-idle-${randomBytes(4).toString('hex')}`;
+    // A writer's open transaction on a table (ROW EXCLUSIVE), as a running server holds one.
+    const writer = new pg.Client({ connectionString: url, application_name: 'edm-test-admin' });
+    await writer.connect();
+    await writer.query('BEGIN');
+    await writer.query(`UPDATE ${schema}.okr_cycles SET name = name WHERE false`);
+    let done = false;
+    const running = migrate(storeFor(schema, app), resources).then(() => {
+      done = true;
+    });
+    let waited = 0;
+    try {
+      for (let i = 0; i < 400 && !done && waited === 0; i++) {
+        const r = await admin.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`,
+          [app],
+        );
+        waited = r.rows[0].n;
+        if (!done && waited === 0) await new Promise((r) => setTimeout(r, 25));
+      }
+    } finally {
+      await writer.query('COMMIT');
+      await writer.end();
+    }
+    await running;
+    expect(waited).toBe(0);
+    expect(done).toBe(true);
+  });
+
   it('does not block migrators of another schema', async () => {
     const held = newSchemaName();
     const other = newSchemaName();

@@ -141,8 +141,8 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
       const restoring = trial % 2 === 1;
       let objectiveId: string | undefined;
       if (restoring) {
-        objectiveId = (await send(via(trial), token, 'POST', objectives.basePath, { title: 'o', cycle_id: c.id })).body
-          .id;
+        const made = await send(via(trial), token, 'POST', objectives.basePath, { title: 'o', cycle_id: c.id });
+        objectiveId = made.body.id as string;
         await send(via(trial), token, 'DELETE', `${objectives.basePath}/${objectiveId}`);
       }
       const [child, parent] = await Promise.all([

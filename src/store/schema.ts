@@ -97,7 +97,29 @@ async function existingTables(store: Store, db: DB, schema: string | null): Prom
   return tables;
 }
 
-async function ensureTable(db: DB, spec: TableSpec, existing: Map<string, Set<string>>): Promise<void> {
+/**
+ * The indexes that exist (in the schema being migrated, on PostgreSQL). Checked before creating
+ * one: PostgreSQL's `CREATE INDEX IF NOT EXISTS` locks its table (SHARE) before it finds the
+ * index there, and a migration holds what it locked to its end, so a migration with nothing to
+ * do (every `edm import`, every `edm serve` at start) would queue behind running servers'
+ * writes, and they behind it, table after table, into deadlocks.
+ */
+async function existingIndexes(store: Store, db: DB, schema: string | null): Promise<Set<string>> {
+  if (store.kind === 'postgres') {
+    const { rows } = await sql<{ name: string }>`
+      SELECT indexname AS name FROM pg_catalog.pg_indexes WHERE schemaname = ${schema}`.execute(db);
+    return new Set(rows.map((r) => r.name));
+  }
+  const { rows } = await sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'index'`.execute(db);
+  return new Set(rows.map((r) => r.name));
+}
+
+async function ensureTable(
+  db: DB,
+  spec: TableSpec,
+  existing: Map<string, Set<string>>,
+  indexes: Set<string>,
+): Promise<void> {
   const have = existing.get(spec.name);
   if (!have) {
     let create = db.schema.createTable(spec.name).ifNotExists();
@@ -111,6 +133,7 @@ async function ensureTable(db: DB, spec: TableSpec, existing: Map<string, Set<st
     }
   }
   for (const index of spec.indexes) {
+    if (indexes.has(index.name)) continue;
     let create = db.schema.createIndex(index.name).ifNotExists().on(spec.name).columns(index.columns);
     if (index.using) create = create.using(index.using);
     await create.execute();
@@ -212,12 +235,13 @@ export const MIGRATE_LOCK = 'edm.migrate';
 export async function migrate(store: Store, resources: readonly Resource[]): Promise<void> {
   const run = async (db: DB, schema: string | null) => {
     const existing = await existingTables(store, db, schema);
+    const indexes = await existingIndexes(store, db, schema);
     for (const resource of resources) {
-      await ensureTable(db, resourceTable(store, resource), existing);
-      for (const table of resource.tables ?? []) await ensureTable(db, auxTable(store, table), existing);
+      await ensureTable(db, resourceTable(store, resource), existing, indexes);
+      for (const table of resource.tables ?? []) await ensureTable(db, auxTable(store, table), existing, indexes);
     }
-    await ensureTable(db, idempotencyTable(store), existing);
-    await ensureTable(db, metaTable(store), existing);
+    await ensureTable(db, idempotencyTable(store), existing, indexes);
+    await ensureTable(db, metaTable(store), existing, indexes);
     await refold(db, resources, existing);
   };
   if (store.kind === 'postgres') {
