@@ -15,9 +15,12 @@ function metricsServer() {
     body: '{"data":{"value":42}}' as string,
     headers: {} as Record<string, string>,
     requests: [] as { url: string; authorization: string | undefined }[],
+    /** Answers only once this resolves (a slow feed); set back to null after use. */
+    hold: null as Promise<void> | null,
   };
-  const server: Server = createServer((req, res) => {
+  const server: Server = createServer(async (req, res) => {
     state.requests.push({ url: req.url ?? '', authorization: req.headers.authorization });
+    if (state.hold) await state.hold;
     res.writeHead(state.status, { 'content-type': 'application/json', ...state.headers });
     res.end(state.body);
   });
@@ -266,6 +269,27 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect([renamed.status, renamed.body.name]).toEqual([200, 'renamed']);
     const headers = await call('PATCH', `${connectors.basePath}/${c.id}`, { config: { headers: { Upgrade: 'x' } } });
     expect(headers.status).toBe(400);
+  });
+
+  it('records no value read under settings changed meanwhile: the sync is 409, the change syncs on its own', async () => {
+    api.state.body = '{"data":{"value":77}}';
+    const c = await connector();
+    const before = (await get(`${connectors.basePath}/${c.id}`)) as Doc;
+    let release: () => void = () => {};
+    api.state.hold = new Promise((r) => {
+      release = r;
+    });
+    api.state.requests.length = 0;
+    const syncing = sync(c.id as string);
+    for (let i = 0; i < 500 && api.state.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    const moved = await call('PATCH', `${connectors.basePath}/${c.id}`, { config: { url: `${base}/elsewhere` } });
+    expect(moved.status).toBe(200);
+    release();
+    api.state.hold = null;
+    const res = await syncing;
+    expect([res.status, res.body.code]).toEqual([409, 'version_conflict']);
+    const now = (await get(`${connectors.basePath}/${c.id}`)) as Doc;
+    expect([now.last_value, now.last_sync_at]).toEqual([before.last_value, before.last_sync_at]);
   });
 
   it('drops the secret when the kind or the URL changes, unless the same write sends one', async () => {

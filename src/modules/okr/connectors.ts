@@ -122,6 +122,11 @@ export async function applySync(tx: Tx, tenantId: string, connector: Doc, outcom
   return after;
 }
 
+/** What a read of a connector went by: its kind, settings and secret (a value read under others is stale). */
+function readFrom(connector: Doc): string {
+  return JSON.stringify([connector.kind, connector.config, connector.secret]);
+}
+
 /** Puts a pulled connector in the schedule for `due` (ms), or takes it out (null, and for webhooks). */
 async function schedule(tx: Tx, connector: Doc, due: number | null): Promise<void> {
   const key = { tenant_id: connector.tenant_id, connector_id: connector.id };
@@ -141,15 +146,23 @@ const syncOperation = {
     if (connector.kind === 'webhook') {
       throw new ApiError('not_pulled', `Connector ${id} is a webhook: its values arrive at its webhook_url`);
     }
-    return connector.is_deleted ? null : readOutcome(connector, outbound);
+    return connector.is_deleted ? null : { outcome: await readOutcome(connector, outbound), from: readFrom(connector) };
   },
   async run({ resource, principal, id, tx, ops, prepared }) {
     const connector = await ops.get(resource, id);
     // Deleted now, or when it was read (and restored since): nothing read to record.
-    if (connector.is_deleted || prepared === null) {
+    const read = prepared as { outcome: SyncOutcome; from: string } | null;
+    if (connector.is_deleted || read === null) {
       throw new ApiError('resource_deleted', `Connector ${id} is deleted; restore it first`);
     }
-    return applySync(tx, principal.tenantId, connector, prepared as SyncOutcome);
+    // Its settings changed while the feed was read: that value is not the new feed's (the change
+    // queued a sync of its own).
+    if (readFrom(connector) !== read.from) {
+      throw new ApiError('version_conflict', `Connector ${id} changed while its feed was read; sync again`, {
+        extra: { current_version: connector.version },
+      });
+    }
+    return applySync(tx, principal.tenantId, connector, read.outcome);
   },
 } as const satisfies CustomOperation;
 
@@ -378,7 +391,9 @@ export const connectorSyncJob: Job = {
       try {
         await ctx.transaction(tenantId, async (tx) => {
           const now = await tx.find(connectors, tenantId, id);
-          if (now && !now.is_deleted) await applySync(tx, tenantId, now, outcome);
+          // Changed while it was read: the change queued its own sync, of the new settings.
+          if (now && !now.is_deleted && readFrom(now) === readFrom(connector))
+            await applySync(tx, tenantId, now, outcome);
         });
         return true;
       } catch {
