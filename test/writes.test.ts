@@ -255,6 +255,28 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect([other.status, other.body.code]).toEqual([422, 'idempotency_key_reused']);
     });
 
+    it('takes a DELETE or restore with {} or an empty body as the same request as with none', async () => {
+      const doc = await t.create(cycles, token);
+      const url = `${cycles.basePath}/${doc.id}`;
+      const json = { 'content-type': 'application/json' };
+      const first = await t.call('DELETE', url, { headers: key('no-body') });
+      const empty = await t.call('DELETE', url, { body: {}, headers: key('no-body') });
+      const blank = await t.call('DELETE', url, { payload: '', headers: { ...json, ...key('no-body') } });
+      expect([first.status, empty.status, empty.headers['idempotent-replayed'], empty.raw]).toEqual([
+        200,
+        200,
+        'true',
+        first.raw,
+      ]);
+      expect([blank.status, blank.headers['idempotent-replayed']]).toEqual([200, 'true']);
+      // A member is another request (and would be refused): 422 for the key.
+      const other = await t.call('DELETE', url, { body: { name: 'x' }, headers: key('no-body') });
+      expect([other.status, other.body.code]).toEqual([422, 'idempotency_key_reused']);
+      const restored = await t.call('POST', `${url}/restore`, { body: {}, headers: key('no-body-restore') });
+      const again = await t.call('POST', `${url}/restore`, { headers: key('no-body-restore') });
+      expect([restored.status, again.headers['idempotent-replayed'], again.raw]).toEqual([200, 'true', restored.raw]);
+    });
+
     it('rejects malformed keys', async () => {
       const res = await t.call('POST', cycles.basePath, { body: {}, headers: { 'idempotency-key': 'x'.repeat(256) } });
       expect([res.status, res.body.code]).toEqual([400, 'invalid_header']);

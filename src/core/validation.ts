@@ -177,8 +177,15 @@ export function nestsDeeperThan(text: string, max: number): boolean {
  * whatever its Content-Type says.
  */
 export function refuseBody(body: unknown): void {
-  if (body === undefined || (body instanceof MalformedBody && body.text.trim() === '')) return;
+  if (isNoBody(body)) return;
   validateInput({}, body);
+}
+
+/** No body, for a write that takes none: none sent, an empty one, or `{}`. */
+export function isNoBody(body: unknown): boolean {
+  if (body === undefined) return true;
+  if (body instanceof MalformedBody) return body.text.trim() === '';
+  return body !== null && typeof body === 'object' && !Array.isArray(body) && Object.keys(body).length === 0;
 }
 
 /** Parses a request body: a JSON object, or 400. */

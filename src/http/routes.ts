@@ -3,7 +3,7 @@ import { ApiError } from '../core/errors.js';
 import { type CursorCodec, parseListQuery } from '../core/list-query.js';
 import type { Doc, Principal, Resource } from '../core/resource.js';
 import { listJson, serializeDoc } from '../core/serialize.js';
-import { asObject, refuseBody } from '../core/validation.js';
+import { asObject, isNoBody, refuseBody } from '../core/validation.js';
 import type { DB } from '../store/database.js';
 import type { Engine, WriteConditions } from '../store/engine.js';
 import type { Idempotency, StoredResponse } from './idempotency.js';
@@ -126,6 +126,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     reply: FastifyReply,
     work: (db: DB, principal: Principal, prepared: P | undefined) => Promise<StoredResponse>,
     prepare?: (principal: Principal) => Promise<P>,
+    takesBody = true,
   ): Promise<FastifyReply> {
     const principal = request.principal as Principal;
     const key = idempotency.parseKey(request.headers['idempotency-key']);
@@ -133,7 +134,9 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
       const prepared = prepare ? await prepare(principal) : undefined;
       return send(reply, await engine.transaction((db) => work(db, principal, prepared)));
     }
-    const fp = idempotency.fingerprint(request.method, request.url, principal, request.body);
+    // A write that takes no body is the same request with none, an empty one or `{}`.
+    const body = !takesBody && isNoBody(request.body) ? undefined : request.body;
+    const fp = idempotency.fingerprint(request.method, request.url, principal, body);
     const claimed = await idempotency.claim(principal, key, fp);
     if ('replay' in claimed)
       return send(reply.header('idempotent-replayed', 'true'), replayed(claimed.replay, request));
@@ -208,37 +211,49 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     );
 
     app.delete<{ Params: IdParams; Querystring: Query }>(`${base}/:id`, { config: writeCfg }, async (request, reply) =>
-      write(request, reply, async (db, principal) => {
-        const id = rowId(resource, request.params.id);
-        const cascade = request.query.cascade;
-        const cond = conditions(request, () => {
-          allowOnly(request.query, ['cascade']);
-          if (cascade !== undefined && cascade !== 'true' && cascade !== 'false') {
-            const message = 'cascade must be true or false';
-            throw new ApiError('invalid_parameter', message, {
-              errors: [{ path: 'cascade', code: 'invalid_parameter', message }],
-            });
-          }
-          refuseBody(request.body);
-        });
-        const doc = await engine.remove(db, resource, principal, id, cond, cascade === 'true');
-        return docResponse(resource, doc, 200);
-      }),
+      write(
+        request,
+        reply,
+        async (db, principal) => {
+          const id = rowId(resource, request.params.id);
+          const cascade = request.query.cascade;
+          const cond = conditions(request, () => {
+            allowOnly(request.query, ['cascade']);
+            if (cascade !== undefined && cascade !== 'true' && cascade !== 'false') {
+              const message = 'cascade must be true or false';
+              throw new ApiError('invalid_parameter', message, {
+                errors: [{ path: 'cascade', code: 'invalid_parameter', message }],
+              });
+            }
+            refuseBody(request.body);
+          });
+          const doc = await engine.remove(db, resource, principal, id, cond, cascade === 'true');
+          return docResponse(resource, doc, 200);
+        },
+        undefined,
+        false,
+      ),
     );
 
     app.post<{ Params: IdParams; Querystring: Query }>(
       `${base}/:id/restore`,
       { config: writeCfg },
       async (request, reply) =>
-        write(request, reply, async (db, principal) => {
-          const id = rowId(resource, request.params.id);
-          const cond = conditions(request, () => {
-            allowOnly(request.query, []);
-            refuseBody(request.body);
-          });
-          const doc = await engine.restore(db, resource, principal, id, cond);
-          return docResponse(resource, doc, 200);
-        }),
+        write(
+          request,
+          reply,
+          async (db, principal) => {
+            const id = rowId(resource, request.params.id);
+            const cond = conditions(request, () => {
+              allowOnly(request.query, []);
+              refuseBody(request.body);
+            });
+            const doc = await engine.restore(db, resource, principal, id, cond);
+            return docResponse(resource, doc, 200);
+          },
+          undefined,
+          false,
+        ),
     );
 
     for (const op of resource.operations ?? []) {
@@ -294,7 +309,13 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
               )
           : undefined;
         app.post<{ Params: IdParams; Querystring: Query }>(url, { config: cfg }, async (request, reply) =>
-          write(request, reply, (db, principal, prepared) => run(db, principal, request, prepared), prepare?.(request)),
+          write(
+            request,
+            reply,
+            (db, principal, prepared) => run(db, principal, request, prepared),
+            prepare?.(request),
+            op.body !== undefined,
+          ),
         );
       }
     }
