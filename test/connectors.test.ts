@@ -223,6 +223,7 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     ['a header value with a line break', { headers: { 'x-a': 'a\nb' } }, '/config/headers/x-a'],
     ['a header value past U+00FF', { headers: { 'x-a': 'tok€n' } }, '/config/headers/x-a'],
     ['the Host header', { headers: { Host: 'intranet' } }, '/config/headers/Host'],
+    ['a forwarding header', { headers: { 'X-Forwarded-Host': 'intranet' } }, '/config/headers/X-Forwarded-Host'],
   ])('refuses %s (Node would not send it), naming it', async (_n, extra, path) => {
     const res = await call('POST', connectors.basePath, {
       name: 'bad header',

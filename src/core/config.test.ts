@@ -31,6 +31,8 @@ describe('describeConfig: the line `edm serve` logs at start', () => {
       EDM_DATA_DIR: mkdtempSync(join(tmpdir(), 'edm-config-')),
     });
     expect(describeConfig(keyOnly)).toContain('tokens: JWKS https://id.example/jwks.json;');
+    const withCredentials = { ...keyOnly, jwksUrl: 'https://u:pw@id.example/jwks.json?key=abc' };
+    expect(describeConfig(withCredentials)).toContain('tokens: JWKS https://u:***@id.example/jwks.json?***;');
     const local = { ...loadConfig(env), localMode: true };
     expect(describeConfig(local)).toContain('tokens: local mode');
   });

@@ -184,6 +184,18 @@ export function redactedUrl(url: string): string {
   }
 }
 
+/** A JWKS URL for the log: without its password or query (either may carry a credential). */
+function shownJwksUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    if (u.search) u.search = '?***';
+    return u.toString();
+  } catch {
+    return '(unparsable URL)';
+  }
+}
+
 /** One line on what `edm serve` runs with: the store, the limits, how tokens are checked (no secrets). */
 export function describeConfig(config: Config): string {
   const tokens = config.localMode
@@ -191,7 +203,7 @@ export function describeConfig(config: Config): string {
     : [
         config.acceptSecret ? 'HS256 secret' : null,
         config.jwtPublicKey ? 'public key' : null,
-        config.jwksUrl ? `JWKS ${config.jwksUrl}` : null,
+        config.jwksUrl ? `JWKS ${shownJwksUrl(config.jwksUrl)}` : null,
       ]
         .filter(Boolean)
         .join(' + ');

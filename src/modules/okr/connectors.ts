@@ -64,7 +64,7 @@ const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** A header value Node sends as is: visible Latin-1 and inner spaces or tabs, no line breaks. */
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const HEADER_VALUE_TEXT = 'a header value is visible Latin-1 text without line breaks';
-/** Headers the request itself owns: its host and framing, and what only a proxy may see. */
+/** Headers the request itself owns: its host and framing, and what only a proxy may set or see. */
 const RESERVED_HEADERS = new Set([
   'host',
   'content-length',
@@ -76,6 +76,13 @@ const RESERVED_HEADERS = new Set([
   'trailer',
   'proxy-authorization',
   'proxy-connection',
+  // What a proxy in front of the feed may take for where to send the request on.
+  'forwarded',
+  'x-forwarded-host',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-original-url',
+  'x-rewrite-url',
 ]);
 
 /** What one read of a connector came to: its value, or why there is none. */
