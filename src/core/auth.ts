@@ -11,6 +11,7 @@ import { LRUCache } from 'lru-cache';
 import type { Clock } from './clock.js';
 import { ApiError } from './errors.js';
 import type { Principal } from './resource.js';
+import { isStorableText } from './validation.js';
 
 export interface VerifierOptions {
   /** HS256 secret; absent when only public keys verify tokens. */
@@ -150,14 +151,6 @@ function describeJoseError(err: unknown): string {
   return 'The token could not be verified';
 }
 
-/**
- * A claim both stores can hold as text, as it is: no U+0000 (PostgreSQL refuses it) and no lone
- * surrogate (its driver would send U+FFFD in its place, and the two stores would see two callers).
- */
-function storable(claim: string): boolean {
-  return !claim.includes('\u0000') && claim.isWellFormed();
-}
-
 function toPrincipal(payload: Record<string, unknown>): Principal {
   const { sub, tenant_id: tenantId, app_id: appId, scope } = payload;
   if (typeof sub !== 'string' || sub === '') throw new ApiError('invalid_token', 'The token has no sub claim');
@@ -172,7 +165,8 @@ function toPrincipal(payload: Record<string, unknown>): Principal {
     ['tenant_id', tenantId],
     ['app_id', appId],
   ] as const) {
-    if (typeof claim === 'string' && !storable(claim)) {
+    // Else the two stores would see two callers (or one refuse the text).
+    if (typeof claim === 'string' && !isStorableText(claim)) {
       throw new ApiError('invalid_token', `The ${name} claim must be text without U+0000 or a lone surrogate`);
     }
   }

@@ -172,28 +172,21 @@ export function loadConfig(env: Env = process.env): Config {
   };
 }
 
-/** The database URL without its password, for logs. */
-export function redactedUrl(url: string): string {
-  if (!url.startsWith('postgres')) return url;
+/** A URL for a log: its password (and with `query`, its query) masked; `unparsable` for none. */
+function masked(url: string, query: boolean, unparsable: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
+    if (query && u.search) u.search = '?***';
     return u.toString();
   } catch {
-    return 'postgres://(unparsable URL)';
+    return unparsable;
   }
 }
 
-/** A JWKS URL for the log: without its password or query (either may carry a credential). */
-function shownJwksUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    if (u.search) u.search = '?***';
-    return u.toString();
-  } catch {
-    return '(unparsable URL)';
-  }
+/** The database URL without its password, for logs. */
+export function redactedUrl(url: string): string {
+  return url.startsWith('postgres') ? masked(url, false, 'postgres://(unparsable URL)') : url;
 }
 
 /** One line on what `edm serve` runs with: the store, the limits, how tokens are checked (no secrets). */
@@ -203,7 +196,8 @@ export function describeConfig(config: Config): string {
     : [
         config.acceptSecret ? 'HS256 secret' : null,
         config.jwtPublicKey ? 'public key' : null,
-        config.jwksUrl ? `JWKS ${shownJwksUrl(config.jwksUrl)}` : null,
+        // A JWKS URL's password or query may carry a credential.
+        config.jwksUrl ? `JWKS ${masked(config.jwksUrl, true, '(unparsable URL)')}` : null,
       ]
         .filter(Boolean)
         .join(' + ');

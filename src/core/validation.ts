@@ -13,7 +13,7 @@ const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
  * year 0 (and JavaScript would print it, or year 10000, in a form RFC 3339 does not have).
  */
 const FIRST_INSTANT = Date.parse('0001-01-01T00:00:00Z');
-const END_INSTANT = Date.parse('+010000-01-01T00:00:00Z');
+export const END_INSTANT = Date.parse('+010000-01-01T00:00:00Z');
 
 /** An RFC 3339 date-time of a real calendar day (no 30 February), in years 0001–9999 once in UTC. */
 export function isDateTime(v: string): boolean {
@@ -80,12 +80,20 @@ function longOnlyInCodeUnits(e: ValueError): boolean {
 }
 
 /**
+ * Text both stores hold as it is: no U+0000 (PostgreSQL refuses it) and no lone UTF-16
+ * surrogate (PostgreSQL's driver would send U+FFFD in its place; SQLite keeps it).
+ */
+export function isStorableText(text: string): boolean {
+  return !text.includes('\u0000') && text.isWellFormed();
+}
+
+/**
  * The first string in `value` (itself, an item, a member or a member's name) that neither store
  * can hold as text: U+0000, or a lone UTF-16 surrogate (JSON's `\ud800` escapes one), as a
  * JSON Pointer below `path`; null when there is none.
  */
 function unstorableText(value: unknown, path: string): string | null {
-  if (typeof value === 'string') return value.includes('\u0000') || !value.isWellFormed() ? path : null;
+  if (typeof value === 'string') return isStorableText(value) ? null : path;
   if (value === null || typeof value !== 'object') return null;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {

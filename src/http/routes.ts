@@ -125,8 +125,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     request: FastifyRequest,
     reply: FastifyReply,
     work: (db: DB, principal: Principal, prepared: P | undefined) => Promise<StoredResponse>,
-    prepare?: (principal: Principal) => Promise<P>,
-    takesBody = true,
+    { prepare, takesBody = true }: { prepare?: (principal: Principal) => Promise<P>; takesBody?: boolean } = {},
   ): Promise<FastifyReply> {
     const principal = request.principal as Principal;
     const key = idempotency.parseKey(request.headers['idempotency-key']);
@@ -230,8 +229,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
           const doc = await engine.remove(db, resource, principal, id, cond, cascade === 'true');
           return docResponse(resource, doc, 200);
         },
-        undefined,
-        false,
+        { takesBody: false },
       ),
     );
 
@@ -251,8 +249,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
             const doc = await engine.restore(db, resource, principal, id, cond);
             return docResponse(resource, doc, 200);
           },
-          undefined,
-          false,
+          { takesBody: false },
         ),
     );
 
@@ -309,13 +306,10 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
               )
           : undefined;
         app.post<{ Params: IdParams; Querystring: Query }>(url, { config: cfg }, async (request, reply) =>
-          write(
-            request,
-            reply,
-            (db, principal, prepared) => run(db, principal, request, prepared),
-            prepare?.(request),
-            op.body !== undefined,
-          ),
+          write(request, reply, (db, principal, prepared) => run(db, principal, request, prepared), {
+            prepare: prepare?.(request),
+            takesBody: op.body !== undefined,
+          }),
         );
       }
     }

@@ -1,18 +1,14 @@
 import { isoTime } from '../../core/clock.js';
 import type { Job } from '../../core/resource.js';
 import type { Tx } from '../../core/tables.js';
+import { END_INSTANT } from '../../core/validation.js';
 import { keyResults, statusAt } from './key-results.js';
 import { statusSweep } from './tables.js';
 
-/**
- * The last instant a timestamp column holds (RFC 3339 has no year 10000, PostgreSQL refuses it).
- * A band that ends later (a cycle ending 9999-12-31 ends at 10000-01-01) never ends in time.
- */
-const LAST_INSTANT = Date.parse('9999-12-31T23:59:59.999Z');
-
 /** Puts a key result in the sweep queue for `due` (ms), or takes it out (null). */
 export async function scheduleSweep(tx: Tx, tenantId: string, keyResultId: string, due: number | null): Promise<void> {
-  if (due === null || due > LAST_INSTANT)
+  // A band that ends past what a timestamp holds (a cycle ending 9999-12-31 ends at year 10000) never ends.
+  if (due === null || due >= END_INSTANT)
     await tx.remove(statusSweep, { tenant_id: tenantId, key_result_id: keyResultId });
   else await tx.upsert(statusSweep, { tenant_id: tenantId, key_result_id: keyResultId, due_at: isoTime(due) });
 }
