@@ -105,7 +105,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     outbound: { allowHosts: config.connectorAllowHosts ?? [], timeoutMs: config.connectorTimeoutMs ?? 10_000 },
   });
   // A sync claims its key, then reads its feed (up to the connector timeout) before its transaction.
-  const idempotency = new Idempotency(store, clock, config.connectorTimeoutMs ?? 10_000);
+  // On SQLite the keys' own writes go through the engine's group commit, as every write does.
+  const idempotency = new Idempotency(
+    store,
+    clock,
+    config.connectorTimeoutMs ?? 10_000,
+    store.kind === 'sqlite' ? (fn) => engine.transaction(fn) : undefined,
+  );
   const verifier = new TokenVerifier({
     secret: (config.acceptSecret ?? true) ? config.jwtSecret : undefined,
     publicKey: config.jwtPublicKey,

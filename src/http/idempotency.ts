@@ -51,14 +51,24 @@ export class Idempotency {
   /** How long a claim holds before another request may take it over. */
   private readonly leaseMs: number;
 
-  /** `outsideMs`: the most a request may spend before its transaction (a connector's read). */
+  /**
+   * `outsideMs`: the most a request may spend before its transaction (a connector's read).
+   * `transaction`: where the key's own writes run (the claim, a 4xx's record, a release, the
+   * sweep). On SQLite, the engine's group commit: they share its commits and, like every write,
+   * wait for a lock another process holds without stalling this one. By default (PostgreSQL),
+   * statements of their own.
+   */
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
     outsideMs = 0,
+    transaction?: <T>(fn: (db: DB) => Promise<T>) => Promise<T>,
   ) {
     this.leaseMs = LEASE_MS + outsideMs;
+    this.transaction = transaction ?? ((fn) => fn(this.store.db));
   }
+
+  private readonly transaction: <T>(fn: (db: DB) => Promise<T>) => Promise<T>;
 
   parseKey(header: string | string[] | undefined): string | null {
     if (header === undefined) return null;
@@ -87,7 +97,6 @@ export class Idempotency {
     key: string,
     fingerprint: string,
   ): Promise<{ claim: Claim } | { replay: StoredResponse }> {
-    const { db } = this.store;
     const now = this.clock.now();
     const claim: Claim = {
       tenantId: principal.tenantId,
@@ -96,69 +105,77 @@ export class Idempotency {
       fingerprint,
       claimedAt: isoTime(now),
     };
-    const inserted = await db
-      .insertInto(IDEMPOTENCY_TABLE)
-      .values({
-        tenant_id: claim.tenantId,
-        scope: claim.scope,
-        key,
-        fingerprint,
-        state: 'running',
-        claimed_at: claim.claimedAt,
-        lease_until: isoTime(now + this.leaseMs),
-        expires_at: isoTime(now + RETENTION_MS),
-      })
-      .onConflict((oc) => oc.columns(['tenant_id', 'scope', 'key']).doNothing())
-      .executeTakeFirst();
-    if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 1) return { claim };
+    return this.transaction((db) => this.claimIn(db, claim, now));
+  }
 
-    const row = await this.find(db, claim);
-    if (!row) return this.claim(principal, key, fingerprint);
-    const expired = Date.parse(row.expires_at as string) <= now;
-    const abandoned = row.state === 'running' && Date.parse(row.lease_until as string) <= now;
-    if (expired || abandoned) {
-      const taken = await db
-        .updateTable(IDEMPOTENCY_TABLE)
-        .set({
+  private async claimIn(db: DB, claim: Claim, now: number): Promise<{ claim: Claim } | { replay: StoredResponse }> {
+    const { key, fingerprint } = claim;
+    for (;;) {
+      const inserted = await db
+        .insertInto(IDEMPOTENCY_TABLE)
+        .values({
+          tenant_id: claim.tenantId,
+          scope: claim.scope,
+          key,
           fingerprint,
           state: 'running',
           claimed_at: claim.claimedAt,
           lease_until: isoTime(now + this.leaseMs),
           expires_at: isoTime(now + RETENTION_MS),
-          status: null,
-          headers: null,
-          body: null,
         })
-        .where('tenant_id', '=', claim.tenantId)
-        .where('scope', '=', claim.scope)
-        .where('key', '=', key)
-        .where('claimed_at', '=', row.claimed_at as string)
+        .onConflict((oc) => oc.columns(['tenant_id', 'scope', 'key']).doNothing())
         .executeTakeFirst();
-      if (Number(taken.numUpdatedRows) === 1) return { claim };
-      return this.claim(principal, key, fingerprint);
-    }
-    if (row.fingerprint !== fingerprint) {
-      throw new ApiError(
-        'idempotency_key_reused',
-        'This Idempotency-Key was used with a different request (method, path, caller or body)',
-      );
-    }
-    if (row.state === 'running') {
-      throw new ApiError(
-        'idempotency_in_flight',
-        'A request with this Idempotency-Key is still running; retry shortly',
-        {
-          headers: { 'retry-after': '1' },
+      if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 1) return { claim };
+
+      // Gone since the insert met it (swept, or released by a 5xx): try again.
+      const row = await this.find(db, claim);
+      if (!row) continue;
+      const expired = Date.parse(row.expires_at as string) <= now;
+      const abandoned = row.state === 'running' && Date.parse(row.lease_until as string) <= now;
+      if (expired || abandoned) {
+        const taken = await db
+          .updateTable(IDEMPOTENCY_TABLE)
+          .set({
+            fingerprint,
+            state: 'running',
+            claimed_at: claim.claimedAt,
+            lease_until: isoTime(now + this.leaseMs),
+            expires_at: isoTime(now + RETENTION_MS),
+            status: null,
+            headers: null,
+            body: null,
+          })
+          .where('tenant_id', '=', claim.tenantId)
+          .where('scope', '=', claim.scope)
+          .where('key', '=', key)
+          .where('claimed_at', '=', row.claimed_at as string)
+          .executeTakeFirst();
+        if (Number(taken.numUpdatedRows) === 1) return { claim };
+        continue; // another request took it over first
+      }
+      if (row.fingerprint !== fingerprint) {
+        throw new ApiError(
+          'idempotency_key_reused',
+          'This Idempotency-Key was used with a different request (method, path, caller or body)',
+        );
+      }
+      if (row.state === 'running') {
+        throw new ApiError(
+          'idempotency_in_flight',
+          'A request with this Idempotency-Key is still running; retry shortly',
+          {
+            headers: { 'retry-after': '1' },
+          },
+        );
+      }
+      return {
+        replay: {
+          status: Number(row.status),
+          headers: JSON.parse(row.headers as string) as Record<string, string>,
+          body: row.body as string,
         },
-      );
+      };
     }
-    return {
-      replay: {
-        status: Number(row.status),
-        headers: JSON.parse(row.headers as string) as Record<string, string>,
-        body: row.body as string,
-      },
-    };
   }
 
   private find(db: DB, claim: Pick<Claim, 'tenantId' | 'scope' | 'key'>) {
@@ -171,7 +188,7 @@ export class Idempotency {
       .executeTakeFirst();
   }
 
-  /** Records the response; called inside the work's transaction (or alone for a 4xx). */
+  /** Records the response; called inside the work's transaction (see `completeAlone` for a 4xx). */
   async complete(db: DB, claim: Claim, response: StoredResponse): Promise<void> {
     const update = db
       .updateTable(IDEMPOTENCY_TABLE)
@@ -184,23 +201,29 @@ export class Idempotency {
     await db.executeQuery(deferWrite(update.compile()));
   }
 
+  /** Records the response of a request whose work failed (a 4xx), in a transaction of its own. */
+  completeAlone(claim: Claim, response: StoredResponse): Promise<void> {
+    return this.transaction((db) => this.complete(db, claim, response));
+  }
+
   /** Forgets a claim whose request failed with a 5xx, so a retry runs again. */
   async release(claim: Claim): Promise<void> {
-    await this.store.db
-      .deleteFrom(IDEMPOTENCY_TABLE)
-      .where('tenant_id', '=', claim.tenantId)
-      .where('scope', '=', claim.scope)
-      .where('key', '=', claim.key)
-      .where('claimed_at', '=', claim.claimedAt)
-      .execute();
+    await this.transaction((db) =>
+      db
+        .deleteFrom(IDEMPOTENCY_TABLE)
+        .where('tenant_id', '=', claim.tenantId)
+        .where('scope', '=', claim.scope)
+        .where('key', '=', claim.key)
+        .where('claimed_at', '=', claim.claimedAt)
+        .execute(),
+    );
   }
 
   /** Deletes expired keys; answers how many. */
   async sweep(): Promise<number> {
-    const result = await this.store.db
-      .deleteFrom(IDEMPOTENCY_TABLE)
-      .where('expires_at', '<=', isoTime(this.clock.now()))
-      .executeTakeFirst();
+    const result = await this.transaction((db) =>
+      db.deleteFrom(IDEMPOTENCY_TABLE).where('expires_at', '<=', isoTime(this.clock.now())).executeTakeFirst(),
+    );
     return Number(result.numDeletedRows);
   }
 }

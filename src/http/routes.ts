@@ -164,7 +164,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
         headers: { 'content-type': PROBLEM_TYPE, ...apiError.headers },
         body: JSON.stringify(toProblem(apiError, request.id)),
       };
-      await idempotency.complete(engine.store.db, claim, stored(problem));
+      await idempotency.completeAlone(claim, stored(problem));
       throw apiError;
     }
   }

@@ -103,6 +103,8 @@ export function storeOptions(config: Config): StoreOptions {
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 100;
+/** How long a SQLite connection waits for a lock another connection or process holds. */
+export const SQLITE_BUSY_TIMEOUT_MS = 5000;
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
 /** A session that sits in an open transaction this long (a stalled process) loses it and its row locks. */
 const IDLE_IN_TRANSACTION_MS = 60_000;
@@ -227,7 +229,7 @@ function openSqlite(file: string, options: StoreOptions): Store {
   const database = new SQLite(file);
   database.pragma('journal_mode = WAL');
   database.pragma('synchronous = NORMAL');
-  database.pragma('busy_timeout = 5000');
+  database.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
   // Each write of a group commit runs in a savepoint, whose journal of the pages it changes is
   // a temporary file by default: three quarters of a write's system calls. In memory it costs
   // a few pages for the length of one write.
@@ -274,7 +276,7 @@ function openSqlite(file: string, options: StoreOptions): Store {
       : (source: string, parameters: readonly unknown[]) => {
           if (!reader) {
             const handle = new SQLite(file, { readonly: true });
-            handle.pragma('busy_timeout = 5000');
+            handle.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
             reader = cachingStatements(handle);
           }
           if (!snapshot) {

@@ -28,7 +28,7 @@ describe('GroupCommit', () => {
       reader.close();
     });
     const committed = () => (reader.prepare('SELECT n FROM t ORDER BY n').all() as { n: number }[]).map((r) => r.n);
-    return { store, committed };
+    return { store, committed, file };
   }
 
   // Control statements through the query builder, and synchronously on the held connection (as the engine runs it).
@@ -71,6 +71,29 @@ describe('GroupCommit', () => {
       expect(committed()).toEqual([]);
       await gc.run((db) => sql`INSERT INTO t (n) VALUES (2)`.execute(db));
       expect(committed()).toEqual([2]);
+    });
+
+    it('waits for a lock another connection holds up to its busy timeout, then fails that group alone', async () => {
+      const { store, committed, file } = await setup();
+      const gc = new GroupCommit(store.db, direct ? store.exec : null, 64, 50);
+      const other = new SQLite(file);
+      cleanups.push(() => {
+        other.close();
+      });
+      other.exec('BEGIN IMMEDIATE');
+      const outcomes = await Promise.allSettled([
+        gc.run((db) => sql`INSERT INTO t (n) VALUES (1)`.execute(db)),
+        gc.run((db) => sql`INSERT INTO t (n) VALUES (2)`.execute(db)),
+      ]);
+      expect(outcomes.map((o) => o.status === 'rejected' && (o.reason as { code?: string }).code)).toEqual([
+        'SQLITE_BUSY',
+        'SQLITE_BUSY',
+      ]);
+      other.exec('COMMIT');
+      await gc.run((db) => sql`INSERT INTO t (n) VALUES (3)`.execute(db));
+      expect(committed()).toEqual([3]);
+      // The connection's own busy timeout is as it was, for what runs outside the batches.
+      expect((await sql<{ timeout: number }>`PRAGMA busy_timeout`.execute(store.db)).rows).toEqual([{ timeout: 5000 }]);
     });
 
     it('lends its connection to the running batch only', async () => {

@@ -1,5 +1,9 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
-import type { DB, Store } from './database.js';
+import { type DB, SQLITE_BUSY_TIMEOUT_MS, type Store } from './database.js';
+
+/** Pauses between tries for the write lock, in ms (SQLite's own busy handler's steps). */
+const BUSY_STEPS_MS = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100];
 
 interface Job {
   fn: (db: DB) => Promise<unknown>;
@@ -16,6 +20,10 @@ interface Job {
  *
  * Work passed here must use the `db` it is given, never the store's own handle: the batch holds
  * the only connection until it commits.
+ *
+ * When another connection holds the write lock (an `edm import`, another process on the file), a
+ * batch waits for it between turns of the event loop, up to `busyTimeoutMs`, while this process
+ * goes on serving reads; SQLite's own busy handler would wait synchronously, stalling them all.
  */
 export class GroupCommit {
   private readonly queue: Job[] = [];
@@ -33,6 +41,7 @@ export class GroupCommit {
     private readonly db: DB,
     private readonly exec: Store['exec'] = null,
     private readonly maxBatch = 64,
+    private readonly busyTimeoutMs = SQLITE_BUSY_TIMEOUT_MS,
   ) {}
 
   /** Whether `db` is the connection of the batch running now: its statements may use `exec`. */
@@ -43,6 +52,28 @@ export class GroupCommit {
   private async statement(conn: DB, text: string): Promise<void> {
     if (this.exec) this.exec(text, []);
     else await sql.raw(text).execute(conn);
+  }
+
+  /**
+   * BEGIN IMMEDIATE without SQLite's busy handler (busy_timeout 0 for this one statement): while
+   * the lock is taken, try again after a pause, until `busyTimeoutMs` has passed; then the
+   * SQLITE_BUSY error stands (503). Writes that queue meanwhile join this batch.
+   */
+  private async begin(conn: DB): Promise<void> {
+    const deadline = Date.now() + this.busyTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      await this.statement(conn, 'PRAGMA busy_timeout = 0');
+      try {
+        await this.statement(conn, 'BEGIN IMMEDIATE');
+        return;
+      } catch (err) {
+        const wait = BUSY_STEPS_MS[Math.min(attempt, BUSY_STEPS_MS.length - 1)] as number;
+        if ((err as { code?: unknown }).code !== 'SQLITE_BUSY' || Date.now() + wait > deadline) throw err;
+        await sleep(wait);
+      } finally {
+        await this.statement(conn, `PRAGMA busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
+      }
+    }
   }
 
   run<T>(fn: (db: DB) => Promise<T>): Promise<T> {
@@ -77,7 +108,7 @@ export class GroupCommit {
     this.batches++;
     const done: [Job, unknown][] = [];
     try {
-      await this.statement(conn, 'BEGIN IMMEDIATE');
+      await this.begin(conn);
     } catch (err) {
       for (const job of this.queue.splice(0, this.maxBatch)) job.reject(err);
       return;

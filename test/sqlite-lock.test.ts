@@ -1,0 +1,80 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import SQLite from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { mintToken } from '../src/core/auth.js';
+import { ManualClock } from '../src/core/clock.js';
+import { buildApp } from '../src/http/app.js';
+import { freshStore, injectAs, T0, testConfig } from './helpers.js';
+
+/**
+ * Another process (an `edm import`, a second server) holds the SQLite file's write lock. The
+ * server's writes wait for it between turns of the event loop: reads go on being answered
+ * meanwhile, and the writes land once the lock is let go. (SQLite's own busy handler waits
+ * synchronously, so every request of the process stood still until the write gave up, 503.)
+ */
+describe('SQLite: a write lock held by another process', () => {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  async function setup() {
+    const fresh = await freshStore('sqlite');
+    const config = testConfig();
+    const app = await buildApp({ config, store: fresh.store, clock: new ManualClock(T0) });
+    cleanups.push(async () => {
+      await app.close();
+      await fresh.store.close();
+      await fresh.drop();
+    });
+    const token = await mintToken({ secret: config.jwtSecret, tenant: 'acme', sub: 'usr-lock', ttl: '1d', now: T0 });
+    const call = (method: string, url: string, o: Parameters<typeof injectAs>[4] = {}) =>
+      injectAs(app, token, method, url, o);
+    const cycle = await call('POST', '/api/v1/okr/cycles', {
+      body: { name: 'Q4', start_date: '2026-10-01', end_date: '2026-12-31' },
+    });
+    expect(cycle.status).toBe(201);
+    const other = new SQLite(fresh.url.slice('sqlite:'.length));
+    cleanups.push(() => {
+      if (other.inTransaction) other.exec('ROLLBACK');
+      other.close();
+    });
+    return { call, cycle: cycle.body, other };
+  }
+
+  it('reads are answered while writes wait, and the writes land when the lock is let go', async () => {
+    const { call, cycle, other } = await setup();
+    other.exec('BEGIN IMMEDIATE');
+    const settled: string[] = [];
+    const track = <T>(name: string, p: Promise<T>) => p.finally(() => settled.push(name));
+    const body = { title: 'Waits for the lock', cycle_id: cycle.id };
+    const plain = track('plain', call('POST', '/api/v1/okr/objectives', { body }));
+    // An Idempotency-Key's claim is a write too.
+    const keyed = track(
+      'keyed',
+      call('POST', '/api/v1/okr/objectives', { body, headers: { 'idempotency-key': 'lock-1' } }),
+    );
+    const renamed = track('patch', call('PATCH', `/api/v1/okr/cycles/${cycle.id}`, { body: { name: 'Q4 renamed' } }));
+    // Time for the writes to reach the lock (nothing here is timed: before, the first write
+    // to reach it froze the process until it gave up, and every write answered 503).
+    await sleep(300);
+    for (let n = 0; n < 5; n++) {
+      const read = await call('GET', `/api/v1/okr/cycles/${cycle.id}`);
+      expect(read.status).toBe(200);
+      expect(read.body.name).toBe('Q4');
+      expect((await call('GET', '/api/v1/okr/objectives')).body.data).toEqual([]);
+    }
+    expect(settled).toEqual([]); // every write still waiting, none failed
+    other.exec('COMMIT');
+    const [a, b, c] = await Promise.all([plain, keyed, renamed]);
+    expect([a.status, b.status, c.status]).toEqual([201, 201, 200]);
+    expect(c.body.name).toBe('Q4 renamed');
+    const list = await call('GET', '/api/v1/okr/objectives');
+    expect(list.body.data.map((o: { id: string }) => o.id).sort()).toEqual([a.body.id, b.body.id].sort());
+    // The key was recorded with its answer: a retry is replayed.
+    const retry = await call('POST', '/api/v1/okr/objectives', { body, headers: { 'idempotency-key': 'lock-1' } });
+    expect(retry.status).toBe(201);
+    expect(retry.headers['idempotent-replayed']).toBe('true');
+    expect(retry.body.id).toBe(b.body.id);
+  });
+});
