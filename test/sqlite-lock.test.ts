@@ -70,7 +70,7 @@ describe('SQLite: a write lock held by another process', () => {
     expect([a.status, b.status, c.status]).toEqual([201, 201, 200]);
     expect(c.body.name).toBe('Q4 renamed');
     const list = await call('GET', '/api/v1/okr/objectives');
-    expect(list.body.data.map((o: { id: string }) => o.id).sort()).toEqual([a.body.id, b.body.id].sort());
+    expect((list.body.data as { id: string }[]).map((o) => o.id).sort()).toEqual([a.body.id, b.body.id].sort());
     // The key was recorded with its answer: a retry is replayed.
     const retry = await call('POST', '/api/v1/okr/objectives', { body, headers: { 'idempotency-key': 'lock-1' } });
     expect(retry.status).toBe(201);
