@@ -149,6 +149,19 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     ['an answer that is not JSON', { body: '<html>' }, {}, /not JSON/],
     ['a pointer to nothing', { body: '{"data":{}}' }, {}, /the value at "\/data\/value" is nothing, not a number/],
     ['a value that is not a number', { body: '{"data":{"value":"lots"}}' }, {}, /is "lots", not a number/],
+    [
+      'a long text of emoji (cut between characters, never inside one)',
+      { body: JSON.stringify({ data: { value: '😀'.repeat(60) } }) },
+      {},
+      new RegExp(`is "${'😀'.repeat(40)}…", not a number$`, 'u'),
+    ],
+    [
+      'a value nested 5,000 deep',
+      { body: `{"data":{"value":${'['.repeat(5000)}${']'.repeat(5000)}}}` },
+      {},
+      /the value at "\/data\/value" is an array, not a number/,
+    ],
+    ['an object', { body: '{"data":{"value":{"secret":"x"}}}' }, {}, /is an object, not a number/],
     ['a host that does not resolve', {}, { config: { url: 'http://no-such-host.invalid/x' } }, /does not resolve/],
   ];
   it.each(failures)(
@@ -293,7 +306,7 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect([now.last_value, now.last_sync_at]).toEqual([before.last_value, before.last_sync_at]);
   });
 
-  it('drops the secret when the kind or the URL changes, unless the same write sends one', async () => {
+  it('drops the secret when the kind or any setting changes, unless the same write sends one', async () => {
     api.state.body = '{"data":{"value":3}}';
     const c = await connector({ secret: 'first-token' });
     api.state.requests.length = 0;
@@ -304,11 +317,20 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(moved.status).toBe(200);
     await sync(c.id as string);
     expect(api.state.requests.at(-1)?.authorization).toBeUndefined();
-    // A new URL with a new secret: that one is sent; a change of the pointer alone keeps it.
+    // A new URL with a new secret: that one is sent; a rename keeps it.
     await call('PATCH', `${connectors.basePath}/${c.id}`, { config: { url: `${base}/metrics` }, secret: 'second' });
-    await call('PATCH', `${connectors.basePath}/${c.id}`, { config: { pointer: '/data/value' } });
+    await call('PATCH', `${connectors.basePath}/${c.id}`, { name: 'renamed' });
     await sync(c.id as string);
     expect(api.state.requests.at(-1)?.authorization).toBe('Bearer second');
+    // Another pointer or another header drops it too: else an editor could have the feed's
+    // answer (one that shows the request's headers) echo the secret into last_error.
+    for (const config of [{ pointer: '/headers/authorization' }, { headers: { 'x-probe': '1' } }]) {
+      await call('PATCH', `${connectors.basePath}/${c.id}`, { secret: 'third' });
+      const changed = await call('PATCH', `${connectors.basePath}/${c.id}`, { config });
+      expect(changed.status, changed.raw).toBe(200);
+      await sync(c.id as string);
+      expect(api.state.requests.at(-1)?.authorization).toBeUndefined();
+    }
   });
 
   it('refuses loopback and private addresses unless EDM_CONNECTOR_ALLOW_HOSTS names them', async () => {
@@ -410,6 +432,23 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect((await get(`${kr.basePath}/${b.id}`)).is_deleted).toBe(true);
     expect((await call('POST', `${connectors.basePath}/${c2.id}/restore`)).status).toBe(200);
     expect((await call('POST', `${kr.basePath}/${b.id}/restore`)).status).toBe(200);
+  });
+
+  it('webhook: its signed URL (a credential) is answered to callers who may write, null to read-only tokens', async () => {
+    const hook = await connector({ kind: 'webhook', config: {}, secret: null, name: 'Read-only probe' });
+    expect(hook.webhook_url).toMatch(/signature=/);
+    const reader = await t.token({ scope: 'okr:read' });
+    const writer = await t.token({ scope: 'okr:write' });
+    const as = (tok: string, path: string) => t.call('GET', path, { token: tok });
+    const one = `${connectors.basePath}/${hook.id}`;
+    const list = `${connectors.basePath}?kind=webhook&limit=200`;
+    const inList = (res: { body: Doc }) => (res.body.data as Doc[]).find((d) => d.id === hook.id);
+    const read = await as(reader, one);
+    expect([read.status, read.body.webhook_url, read.body.name]).toEqual([200, null, 'Read-only probe']);
+    expect(inList(await as(reader, list))).toMatchObject({ webhook_url: null, name: 'Read-only probe' });
+    expect((await as(writer, one)).body.webhook_url).toBe(hook.webhook_url);
+    expect(inList(await as(writer, list))?.webhook_url).toBe(hook.webhook_url);
+    expect((await as(token, one)).body.webhook_url).toBe(hook.webhook_url); // a person's session
   });
 
   it('webhook: another system pushes values to its signed URL, without a token; anything else is 401', async () => {
@@ -642,5 +681,8 @@ describe('outbound policy', () => {
     expect(asMetric(-0, 'x')).toBe(0);
     expect(() => asMetric('1e16', 'x')).toThrow(/beyond/);
     expect(() => asMetric(true, 'x')).toThrow('x is true, not a number');
+    expect(() => asMetric(Number.NaN, 'x')).toThrow('x is NaN, not a number');
+    expect(() => asMetric(-Infinity, 'x')).toThrow('x is -Infinity, not a number');
+    expect(() => asMetric(null, 'x')).toThrow('x is null, not a number');
   });
 });

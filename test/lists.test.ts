@@ -127,6 +127,25 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       );
       // limit is not bound
       expect((await t.call('GET', `${resource.basePath}?limit=3&cursor=${cursor}`)).status).toBe(200);
+      // Each refusal names the parameter.
+      const refused = await t.call('GET', `${resource.basePath}?limit=2&sort=created_at&cursor=${cursor}`);
+      expect(refused.body.errors).toEqual([expect.objectContaining({ path: 'cursor', code: 'invalid_cursor' })]);
+      const altered = await t.call('GET', `${resource.basePath}?limit=2&cursor=${flipped}`);
+      expect(altered.body.errors).toEqual([expect.objectContaining({ path: 'cursor', code: 'invalid_cursor' })]);
+    });
+
+    it('takes a cursor back with the values of an any-of filter in another order (a set)', async () => {
+      const filter = resource.filterable.find((f) => resource.allFields[f]?.enum) as string;
+      const values = resource.allFields[filter]?.enum as string[];
+      const first = await t.call('GET', `${resource.basePath}?limit=1&${filter}=${values.join(',')}`);
+      expect(first.status, first.raw).toBe(200);
+      expect(first.body.next_cursor).toBeTruthy(); // the 12 rows all match
+      const cursor = first.body.next_cursor as string;
+      const reordered = await t.call(
+        'GET',
+        `${resource.basePath}?limit=1&${filter}=${[...values].reverse().join(',')}&cursor=${cursor}`,
+      );
+      expect(reordered.status, reordered.raw).toBe(200);
     });
 
     it('searches the title field with q, case-insensitively', async () => {
@@ -290,6 +309,52 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       const mid = krs[2].created_at as string;
       expect((await q(`created_at[gte]=${encodeURIComponent(mid)}`)).length).toBe(3);
       expect((await q(`created_at[lt]=${encodeURIComponent(mid)}`)).length).toBe(2);
+    });
+
+    it('compares a date-time finer than a millisecond exactly (times are stored to the millisecond)', async () => {
+      const mid = krs[2].created_at as string; // …:03.000Z
+      const after = mid.replace('Z', '0001Z'); // …:03.0000001Z, a tenth of a microsecond later
+      const before = new Date(Date.parse(mid) - 1).toISOString().replace('Z', '9Z'); // …:02.9999Z
+      const count = async (query: string) => (await q(query)).length;
+      expect(await count(`created_at=${encodeURIComponent(mid.replace('Z', '000Z'))}`)).toBe(1); // zeros: the same instant
+      expect(await count(`created_at=${encodeURIComponent(after)}`)).toBe(0);
+      expect(await count(`created_at=${encodeURIComponent(`${after},${mid}`)}`)).toBe(1);
+      expect(await count(`created_at[gte]=${encodeURIComponent(after)}`)).toBe(2);
+      expect(await count(`created_at[gt]=${encodeURIComponent(after)}`)).toBe(2);
+      expect(await count(`created_at[lt]=${encodeURIComponent(after)}`)).toBe(3);
+      expect(await count(`created_at[lte]=${encodeURIComponent(after)}`)).toBe(3);
+      expect(await count(`created_at[gte]=${encodeURIComponent(before)}`)).toBe(3);
+      expect(await count(`created_at[lt]=${encodeURIComponent(before)}`)).toBe(2);
+      const end = '9999-12-31T23:59:59.9999Z';
+      expect(await count(`created_at[gte]=${end}`)).toBe(0);
+      expect(await count(`created_at[lt]=${end}`)).toBe(5);
+    });
+
+    it('matches a tag holding a comma written \\, and a backslash before one written \\\\', async () => {
+      const token = await t.token({ tenant: 'filters-tags' });
+      const objective = (await t.create(byName('Objective'), token)).id as string;
+      const tagged: Record<string, string[]> = {
+        comma: ['okr,2026'],
+        okr: ['okr'],
+        slash: ['a\\'],
+        other: ['x\\y'],
+      };
+      for (const [title, tags] of Object.entries(tagged)) {
+        const res = await t.call('POST', kr.basePath, {
+          token,
+          body: { objective_id: objective, title, target: 1, tags },
+        });
+        expect(res.status, res.raw).toBe(201);
+      }
+      const titles = async (tag: string) => {
+        const res = await t.call('GET', `${kr.basePath}?tag=${encodeURIComponent(tag)}`, { token });
+        expect(res.status, res.raw).toBe(200);
+        return (res.body.data as Doc[]).map((d) => d.title).sort();
+      };
+      expect(await titles('okr\\,2026')).toEqual(['comma']);
+      expect(await titles('okr,2026')).toEqual(['okr']);
+      expect(await titles('a\\\\,okr')).toEqual(['okr', 'slash']);
+      expect(await titles('x\\y')).toEqual(['other']); // any other backslash is itself
     });
 
     it('excludes deleted rows unless include_deleted=true', async () => {

@@ -459,6 +459,21 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect(await storedRow(t, kr, k.id as string)).toEqual(before);
     });
 
+    it.each([
+      ['foo=1', 'unknown_parameter', 'foo'],
+      ['sort=at', 'unknown_parameter', 'sort'],
+      ['limit=2&limit=3', 'invalid_parameter', 'limit'],
+      ['limit=0', 'invalid_parameter', 'limit'],
+    ])('lists check-ins with %s: 400 %s naming %s', async (query, code, path) => {
+      const k = (await post({ objective_id: await objective(), title: 'x', target: 10 })).body;
+      const res = await t.call('GET', `${kr.basePath}/${k.id}/check-ins?${query}`, { token });
+      expect([res.status, res.body.code, (res.body.errors as { path: string }[] | undefined)?.[0]?.path]).toEqual([
+        400,
+        code,
+        path,
+      ]);
+    });
+
     it('honours If-Match on its key result: 404, then a stale version 412, then the body 400, and nothing recorded', async () => {
       const k = (await post({ objective_id: await objective(), title: 'x', target: 10 })).body;
       const url = `${kr.basePath}/${k.id}/check-ins`;

@@ -397,6 +397,35 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     expect((await client.okr.cycles.list({ q: 'own key' })).data.map((c) => c.id)).toEqual([cycle.id]);
   });
 
+  it('sends an empty idempotency key as given: the server refuses it, and nothing is written or retried', async () => {
+    reset();
+    const before = (await client.okr.cycles.list({ q: 'empty key' })).data.length;
+    reset();
+    const body = { name: 'empty key', start_date: '2027-01-01', end_date: '2027-03-31' };
+    const err = await client.okr.cycles.create(body, { idempotencyKey: '' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BadRequestError);
+    expect((err as BadRequestError).code).toBe('invalid_header');
+    expect(sent.map((s) => s.headers['idempotency-key'])).toEqual(['']);
+    expect((await client.okr.cycles.list({ q: 'empty key' })).data.length).toBe(before);
+  });
+
+  it('writes an array filter value holding a comma or a backslash so the server reads it back whole', async () => {
+    reset();
+    const objective = await client.okr.objectives.create({ title: 'tags with commas' });
+    const tags = ['okr,2026', 'back\\slash', 'end\\'];
+    const made = await Promise.all(
+      tags.map((tag) =>
+        client.okr.keyResults.create({ objective_id: objective.id, title: tag, target: 1, tags: [tag] }),
+      ),
+    );
+    for (const [i, tag] of tags.entries()) {
+      const page = await client.okr.keyResults.list({ objective_id: objective.id, tag: [tag] });
+      expect(page.data.map((k) => k.id)).toEqual([made[i]?.id]);
+    }
+    const both = await client.okr.keyResults.list({ objective_id: objective.id, tag: ['end\\', 'okr,2026'] });
+    expect(both.data.map((k) => k.title).sort()).toEqual(['end\\', 'okr,2026']);
+  });
+
   it("headers: a Content-Type given replaces the SDK's application/json (merge-patch on update)", async () => {
     const cycle = await client.okr.cycles.create({
       name: 'merge patch',

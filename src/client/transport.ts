@@ -79,13 +79,19 @@ function setHeader(headers: Record<string, string>, name: string, value: string)
   headers[name.toLowerCase()] = value;
 }
 
+/** One value of an any-of list (`a,b`): a comma inside it is written `\,`, a backslash `\\`. */
+function anyOfValue(value: unknown): string {
+  const text = value instanceof Date ? value.toISOString() : String(value);
+  return text.replaceAll('\\', '\\\\').replaceAll(',', '\\,');
+}
+
 function queryString(query: Readonly<Record<string, QueryValue>> | undefined): string {
   if (!query) return '';
   const params = new URLSearchParams();
   for (const [name, value] of Object.entries(query)) {
     if (value === undefined || value === null) continue;
     if (value instanceof Date) params.set(name, value.toISOString());
-    else if (Array.isArray(value)) params.set(name, value.join(','));
+    else if (Array.isArray(value)) params.set(name, value.map(anyOfValue).join(','));
     else params.set(name, String(value));
   }
   const s = params.toString();
@@ -168,8 +174,9 @@ export class Transport {
     }
     if (req.method !== 'GET') {
       // Decided once, before the first attempt: every retry sends this same key.
+      // A key given is sent as given (an empty one too: the server refuses it, 400).
       const key = options.idempotencyKey ?? headers['idempotency-key'] ?? (maxRetries > 0 ? randomKey() : undefined);
-      if (key) headers['idempotency-key'] = key;
+      if (key !== undefined) headers['idempotency-key'] = key;
     }
     if (options.ifVersion !== undefined && options.ifVersion !== null) headers['if-match'] = `"${options.ifVersion}"`;
     const url = `${this.#base}${req.path}${queryString(req.query)}`;

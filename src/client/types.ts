@@ -4,6 +4,7 @@
  */
 import type { Static, TSchema } from '@sinclair/typebox';
 import type {
+  AllFieldsOf,
   CamelCase,
   CreateBody,
   CustomOperation,
@@ -32,9 +33,21 @@ type RangeOp = 'gte' | 'gt' | 'lte' | 'lt';
 type SortOf<R> = R extends { sortable: readonly (infer S extends string)[] } ? S | `-${S}` : string;
 type FiltersOf<R> = R extends { filterable: readonly (infer K extends string)[] } ? K : never;
 type ValueAt<R, K> = K extends keyof ResourceObject<R> ? NonNullable<ResourceObject<R>[K]> : never;
-/** Fields whose values can be compared: numbers, and plain strings (dates and timestamps). */
+type FieldAt<R, K> = R extends Resource<infer F> ? (K extends keyof AllFieldsOf<F> ? AllFieldsOf<F>[K] : never) : never;
+/**
+ * What a range filter on a field takes: a number's a number, a date's `YYYY-MM-DD`, a
+ * date-time's a timestamp or a Date; a field that is none of these (an id, an enum) takes none.
+ */
+type RangeValue<R, K> =
+  ValueAt<R, K> extends number
+    ? number
+    : FieldAt<R, K> extends { format: 'date' }
+      ? string
+      : FieldAt<R, K> extends { format: 'date-time' }
+        ? string | Date
+        : never;
 type Ranged<R> = {
-  [K in Exclude<FiltersOf<R>, 'tags'>]: ValueAt<R, K> extends number ? K : string extends ValueAt<R, K> ? K : never;
+  [K in Exclude<FiltersOf<R>, 'tags'>]: [RangeValue<R, K>] extends [never] ? never : K;
 }[Exclude<FiltersOf<R>, 'tags'>];
 
 /** Parameters of `list()`: paging, sort, search and the resource's declared filters. */
@@ -53,7 +66,7 @@ export type ListParams<R> = {
   /** Equality filter; an array matches any of its values. */
   [K in Exclude<FiltersOf<R>, 'tags'>]?: ValueAt<R, K> | readonly ValueAt<R, K>[];
 } & {
-  [K in `${Ranged<R>}[${RangeOp}]`]?: number | string | Date;
+  [K in Ranged<R> as `${K}[${RangeOp}]`]?: RangeValue<R, K>;
 } & ('tags' extends FiltersOf<R> ? { /** Has any of these tags. */ tag?: string | readonly string[] } : unknown);
 
 /** Parameters of a custom list operation (`checkIns.list`). */

@@ -180,11 +180,16 @@ function toPrincipal(payload: Record<string, unknown>): Principal {
   };
 }
 
-/** 403 unless the principal may read (or write) in the module; `okr:write` includes `okr:read`. */
+/** Whether the principal may read (or write) in the module; `okr:write` includes `okr:read`. */
+export function hasScope(principal: Principal, module: string, write: boolean): boolean {
+  if (principal.scopes === null) return true;
+  if (principal.scopes.has(`${module}:write`)) return true;
+  return !write && principal.scopes.has(`${module}:read`);
+}
+
+/** 403 unless the principal may read (or write) in the module (see hasScope). */
 export function requireScope(principal: Principal, module: string, write: boolean): void {
-  if (principal.scopes === null) return;
-  if (principal.scopes.has(`${module}:write`)) return;
-  if (!write && principal.scopes.has(`${module}:read`)) return;
+  if (hasScope(principal, module, write)) return;
   throw new ApiError('insufficient_scope', `This call needs the ${module}:${write ? 'write' : 'read'} scope`);
 }
 

@@ -31,6 +31,8 @@ export interface FieldSpec<S extends TSchema = TSchema, R extends boolean = bool
   /** Values of `enum` only the platform writes: a client sending one gets 400 (`source_type: system`). */
   readonly serverOnly?: readonly string[];
   readonly pattern?: string;
+  /** A text that is a time: a date or a date-time (range filters take them, and the SDK types them so). */
+  readonly format?: 'date' | 'date-time';
   /** Id prefix of the referenced resource. */
   readonly ref?: string;
   /** The referenced resource owns this one (soft-delete dependents, restore rules). */
@@ -52,6 +54,11 @@ export interface FieldSpec<S extends TSchema = TSchema, R extends boolean = bool
    * export or log does.
    */
   readonly sealed?: boolean;
+  /**
+   * A credential in a computed value (a signed URL): answered only to callers who may write the
+   * resource; `null` to a token with read scope alone (see `redactCredentials` in serialize.ts).
+   */
+  readonly credential?: boolean;
   /** Declared by the platform for every resource. */
   readonly platform: boolean;
   /**
@@ -85,6 +92,8 @@ export interface CommonOptions {
    * document holds what reads answer).
    */
   stored?: boolean | 'document';
+  /** A credential: shown only to callers who may write the resource (FieldSpec.credential). */
+  credential?: boolean;
   /** Overrides the type label shown in the manifest. */
   type?: string;
   /** A realistic value for docs, the Playground's prefilled bodies and test fixtures. */
@@ -127,6 +136,7 @@ function make<S extends TSchema, O extends CommonOptions>(
     computed: o.computed ?? false,
     alwaysPresent: o.alwaysPresent ?? false,
     ...(o.nonNull ? { nonNull: true } : {}),
+    ...(o.credential ? { credential: true } : {}),
     platform: false,
     ...(o.stored === 'document' ? { inDocument: true } : {}),
     ...(o.example !== undefined ? { example: o.example } : {}),
@@ -215,13 +225,23 @@ export function boolean<const O extends CommonOptions & { default?: boolean }>(
 }
 
 /** An RFC 3339 UTC timestamp with milliseconds. */
-export function datetime<const O extends CommonOptions>(o: O): Field<ReturnType<typeof Type.String>, O> {
-  return make(Type.String({ format: 'date-time' }), 'date-time', 'datetime', o);
+export function datetime<const O extends CommonOptions>(
+  o: O,
+): Field<ReturnType<typeof Type.String>, O> & { readonly format: 'date-time' } {
+  return make(Type.String({ format: 'date-time' }), 'date-time', 'datetime', o, { format: 'date-time' }) as Field<
+    ReturnType<typeof Type.String>,
+    O
+  > & { readonly format: 'date-time' };
 }
 
 /** A calendar date `YYYY-MM-DD` (UTC). */
-export function date<const O extends CommonOptions>(o: O): Field<ReturnType<typeof Type.String>, O> {
-  return make(Type.String({ format: 'date' }), 'date', 'date', o);
+export function date<const O extends CommonOptions>(
+  o: O,
+): Field<ReturnType<typeof Type.String>, O> & { readonly format: 'date' } {
+  return make(Type.String({ format: 'date' }), 'date', 'date', o, { format: 'date' }) as Field<
+    ReturnType<typeof Type.String>,
+    O
+  > & { readonly format: 'date' };
 }
 
 export interface RefOptions extends CommonOptions {

@@ -58,6 +58,25 @@ function bad(param: string, message: string): ApiError {
 /** How many values one `a,b,…` filter may list ("any of"). */
 export const MAX_FILTER_VALUES = 100;
 
+/**
+ * The values of an `a,b,…` filter. A comma inside a value is written `\,`, a backslash `\\` (as
+ * the SDK writes them); a backslash before any other character is itself.
+ */
+export function splitAnyOf(raw: string): string[] {
+  const values: string[] = [];
+  let value = '';
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i];
+    if (c === '\\' && (raw[i + 1] === ',' || raw[i + 1] === '\\')) value += raw[++i];
+    else if (c === ',') {
+      values.push(value);
+      value = '';
+    } else value += c;
+  }
+  values.push(value);
+  return values;
+}
+
 /** The distinct values of an `a,b,…` filter, at most MAX_FILTER_VALUES of them. */
 function anyOf(param: string, values: string[]): string[] {
   const distinct = [...new Set(values)];
@@ -85,11 +104,38 @@ function parseValue(param: string, field: AnyField, raw: string): unknown {
       return raw;
     case 'datetime':
       if (!isDateTime(raw)) throw bad(param, 'must be an RFC 3339 timestamp of a real day, in years 0001–9999');
-      return new Date(raw).toISOString();
+      return new Date(raw).toISOString(); // to the millisecond, finer digits cut (see `datetimeFilters`)
     default:
       if (field.enum && !field.enum.includes(raw)) throw bad(param, `must be one of: ${field.enum.join(', ')}`);
       return raw;
   }
+}
+
+/** Whether a date-time names an instant between two milliseconds (a digit after the third is not 0). */
+function finerThanMs(raw: string): boolean {
+  const fraction = /\.(\d+)/.exec(raw)?.[1] ?? '';
+  return /[1-9]/.test(fraction.slice(3));
+}
+
+/**
+ * The filters a date-time filter is, compared exactly although times are stored to the
+ * millisecond. Between two milliseconds x and x+1: `[gte]` is `[gt]` x, `[lt]` is `[lte]` x,
+ * `[gt]` and `[lte]` are themselves with x, and equality matches no stored time (an empty range).
+ */
+function datetimeFilters(param: string, field: AnyField, name: string, op: RangeOp | 'in', raw: string): Filter[] {
+  if (op !== 'in') {
+    const value = parseValue(param, field, raw);
+    if (!finerThanMs(raw)) return [{ field: name, op, value }];
+    return [{ field: name, op: op === 'gte' ? 'gt' : op === 'lt' ? 'lte' : op, value }];
+  }
+  const values = anyOf(param, splitAnyOf(raw));
+  const parsed = values.map((v) => parseValue(param, field, v));
+  const exact = parsed.filter((_, i) => !finerThanMs(values[i] as string));
+  if (exact.length > 0) return [{ field: name, op: 'in', values: [...new Set(exact)] }];
+  return [
+    { field: name, op: 'gt', value: parsed[0] },
+    { field: name, op: 'lte', value: parsed[0] },
+  ];
 }
 
 /**
@@ -111,14 +157,16 @@ export class CursorCodec {
   decode(cursor: string, fingerprint: string): { value: unknown; id: string } {
     const [payload, mac, extra] = cursor.split('.');
     if (!payload || !mac || extra !== undefined) throw bad('cursor', 'malformed cursor');
+    const invalid = (message: string) =>
+      new ApiError('invalid_cursor', message, { errors: [{ path: 'cursor', code: 'invalid_cursor', message }] });
     const expected = Buffer.from(this.sign(payload));
     const given = Buffer.from(mac);
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
-      throw new ApiError('invalid_cursor', 'The cursor was altered or was not issued by this server');
+      throw invalid('The cursor was altered or was not issued by this server');
     }
     const [fp, value, id] = JSON.parse(Buffer.from(payload, 'base64url').toString()) as [string, unknown, string];
     if (fp !== fingerprint) {
-      throw new ApiError('invalid_cursor', 'The cursor belongs to a list with other filters, sort or caller');
+      throw invalid('The cursor belongs to a list with other filters, sort or caller');
     }
     return { value, id };
   }
@@ -171,7 +219,7 @@ export function parseListQuery(
     } else if (param === 'tag' && resource.filterable.includes('tags')) {
       const values = anyOf(
         param,
-        raw.split(',').filter((v) => v !== ''),
+        splitAnyOf(raw).filter((v) => v !== ''),
       );
       if (values.length === 0) throw bad(param, 'must name at least one tag');
       filters.push({ field: 'tags', op: 'has_any', values });
@@ -186,11 +234,13 @@ export function parseListQuery(
           ],
         });
       }
-      if (range) {
-        if (!RANGE_KINDS.has(field.column ?? '')) throw bad(param, 'ranges apply to numbers and dates only');
+      if (range && !RANGE_KINDS.has(field.column ?? '')) throw bad(param, 'ranges apply to numbers and dates only');
+      if (field.column === 'datetime') {
+        filters.push(...datetimeFilters(param, field, name, range ? (range[2] as RangeOp) : 'in', raw));
+      } else if (range) {
         filters.push({ field: name, op: range[2] as RangeOp, value: parseValue(param, field, raw) });
       } else {
-        const values = anyOf(param, raw.split(',')).map((v) => parseValue(param, field, v));
+        const values = anyOf(param, splitAnyOf(raw)).map((v) => parseValue(param, field, v));
         filters.push({ field: name, op: 'in', values });
       }
     }
@@ -203,7 +253,12 @@ export function parseListQuery(
         principal.tenantId,
         principal.appId,
         sort,
-        filters.map((f) => JSON.stringify(f)).sort(),
+        // An any-of filter is a set: its values in any order are the same list.
+        filters
+          .map((f) =>
+            JSON.stringify('values' in f ? { ...f, values: f.values.map((v) => JSON.stringify(v)).sort() } : f),
+          )
+          .sort(),
         q,
         includeDeleted,
       ]),

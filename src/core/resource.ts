@@ -402,7 +402,8 @@ export function defineModule<const N extends string, const R extends readonly Re
 
 // ---- Static types derived from declarations (used by the SDK; type-only) ----
 
-type AllFieldsOf<F extends FieldMap> = Omit<PlatformFields, 'version'> & F & { version: PlatformFields['version'] };
+export type AllFieldsOf<F extends FieldMap> = Omit<PlatformFields, 'version'> &
+  F & { version: PlatformFields['version'] };
 
 type IsWriteOnly<T> = T extends { access: 'writeOnly' } ? true : false;
 type IsWritable<T> = T extends { access: 'write' | 'writeOnly' } ? true : false;

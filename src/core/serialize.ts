@@ -273,3 +273,19 @@ function grown(buffer: Buffer, used: number, more: number): Buffer {
   buffer.copy(bigger, 0, 0, used);
   return bigger;
 }
+
+/**
+ * For a resource with credential fields (FieldSpec.credential), a function that answers a
+ * document's JSON with them null, for callers who may only read; null for other resources.
+ */
+export function credentialRedactor(resource: Resource): ((json: string | Buffer) => string) | null {
+  const names = Object.entries(resource.allFields)
+    .filter(([, field]) => field.credential)
+    .map(([name]) => name);
+  if (names.length === 0) return null;
+  return (json) => {
+    const doc = JSON.parse(json.toString()) as Doc;
+    for (const name of names) if (doc[name] !== undefined) doc[name] = null;
+    return serializeDoc(resource, doc);
+  };
+}

@@ -1,4 +1,12 @@
-import { FormatRegistry, type TSchema, Type } from '@sinclair/typebox';
+import {
+  FormatRegistry,
+  type TNull,
+  type TObject,
+  type TOptional,
+  type TSchema,
+  type TUnion,
+  Type,
+} from '@sinclair/typebox';
 import { type TypeCheck, TypeCompiler, type ValueError, ValueErrorType } from '@sinclair/typebox/compiler';
 import { ApiError, type FieldError, fieldError } from './errors.js';
 import { type AnyField, clientEnum } from './fields.js';
@@ -301,12 +309,26 @@ export function validateInput(fields: Readonly<Record<string, AnyField>>, body: 
   return out;
 }
 
-/** The JSON Schema object of a custom operation's body, from the same field map. */
-export function inputSchema(fields: Readonly<Record<string, AnyField>>): TSchema {
+/** The schema of one member of an operation's body: required, or optional and nullable. */
+type InputMember<F> = F extends { schema: infer S extends TSchema; required: infer R }
+  ? R extends true
+    ? S
+    : TOptional<TUnion<[S, TNull]>>
+  : never;
+
+/**
+ * The JSON Schema object of a custom operation's body, from the same field map; its static type
+ * is the body's (the SDK's `checkIns.create` body), not a record of anything.
+ */
+export function inputSchema<const M extends Readonly<Record<string, AnyField>>>(
+  fields: M,
+): TObject<{ [K in keyof M]: InputMember<M[K]> }> {
   const properties: Record<string, TSchema> = {};
   for (const [name, field] of Object.entries(fields)) {
     const schema = { ...field.schema, description: field.notes };
     properties[name] = field.required ? schema : Type.Optional(Type.Union([schema, Type.Null()]));
   }
-  return Type.Object(properties, { additionalProperties: false });
+  return Type.Object(properties, { additionalProperties: false }) as unknown as TObject<{
+    [K in keyof M]: InputMember<M[K]>;
+  }>;
 }

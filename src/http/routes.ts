@@ -1,8 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { hasScope } from '../core/auth.js';
 import { ApiError } from '../core/errors.js';
 import { type CursorCodec, parseListQuery } from '../core/list-query.js';
 import type { Doc, Principal, Resource } from '../core/resource.js';
-import { listJson, serializeDoc } from '../core/serialize.js';
+import { credentialRedactor, listJson, serializeDoc } from '../core/serialize.js';
 import { asObject, isNoBody, refuseBody } from '../core/validation.js';
 import type { DB } from '../store/database.js';
 import type { Engine, WriteConditions } from '../store/engine.js';
@@ -174,17 +175,30 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     const read = { module: resource.module, write: false };
     const writeCfg = { module: resource.module, write: true };
 
+    // A credential (a webhook's signed URL) is answered only to callers who may write.
+    const redact = credentialRedactor(resource);
+    const redacting = (principal: Principal) => redact !== null && !hasScope(principal, resource.module, true);
+
     app.get<{ Querystring: Query }>(base, { config: read }, async (request, reply) => {
-      const query = parseListQuery(resource, request.principal as Principal, request.query, cursors);
-      const page = await engine.list(resource, request.principal as Principal, query);
-      return reply
-        .type('application/json; charset=utf-8')
-        .send(listJson(page.documents, page.has_more, page.next_cursor));
+      const principal = request.principal as Principal;
+      const query = parseListQuery(resource, principal, request.query, cursors);
+      const page = await engine.list(resource, principal, query);
+      let { documents } = page;
+      if (redact && redacting(principal)) {
+        const each = Buffer.isBuffer(documents)
+          ? (JSON.parse(`[${documents.toString()}]`) as Doc[]).map((d) => JSON.stringify(d))
+          : documents;
+        documents = each.map(redact);
+      }
+      return reply.type('application/json; charset=utf-8').send(listJson(documents, page.has_more, page.next_cursor));
     });
 
     app.get<{ Params: IdParams; Querystring: Query }>(`${base}/:id`, { config: read }, async (request, reply) => {
       const id = rowId(resource, request.params.id);
-      const { json, version } = await engine.getJson(resource, request.principal as Principal, id);
+      const principal = request.principal as Principal;
+      const found = await engine.getJson(resource, principal, id);
+      const { version } = found;
+      const json = redact && redacting(principal) ? redact(found.json) : found.json;
       allowOnly(request.query, []);
       const inm = parseTags(request.headers['if-none-match'], true);
       reply.header('etag', `"${version}"`);

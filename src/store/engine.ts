@@ -1225,7 +1225,11 @@ export class Engine {
     let limit = DEFAULT_LIMIT;
     let cursor: string | null = null;
     for (const [name, value] of Object.entries(params)) {
-      if (Array.isArray(value)) throw new ApiError('invalid_parameter', `${name} must not be repeated`);
+      if (Array.isArray(value)) {
+        throw new ApiError('invalid_parameter', `${name}: must not be repeated`, {
+          errors: [{ path: name, code: 'invalid_parameter', message: 'must not be repeated' }],
+        });
+      }
       if (name === 'limit') {
         if (!/^\d+$/.test(value ?? '') || Number(value) < 1 || Number(value) > MAX_LIMIT) {
           throw new ApiError('invalid_parameter', `limit: must be an integer from 1 to ${MAX_LIMIT}`, {
@@ -1236,7 +1240,11 @@ export class Engine {
         }
         limit = Number(value);
       } else if (name === 'cursor') cursor = value ?? null;
-      else throw new ApiError('unknown_parameter', `${name} is not a parameter of this list`);
+      else {
+        throw new ApiError('unknown_parameter', `${name} is not a parameter of this list`, {
+          errors: [{ path: name, code: 'unknown_parameter', message: `${name} is not a parameter of this list` }],
+        });
+      }
     }
     const fingerprint = createHash('sha256')
       .update(JSON.stringify([table.name, principal.tenantId, principal.appId, where]))

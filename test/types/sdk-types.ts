@@ -58,6 +58,12 @@ export async function compiles(): Promise<void> {
   void [lastValue, webhookUrl];
 
   const checked = await client.okr.keyResults.checkIns.create(kr.id, { value: 100000, confidence: 7 });
+  await client.okr.keyResults.checkIns.create(kr.id, {
+    value: 1,
+    note: null,
+    confidence: null,
+    at: '2026-11-01T00:00:00Z',
+  });
   const current: number | null = checked.current;
   await client.okr.keyResults.checkIns.create(
     kr.id,
@@ -67,7 +73,8 @@ export async function compiles(): Promise<void> {
   for await (const snapshot of client.okr.keyResults.checkIns.list(kr.id, { limit: 50 })) {
     const value: number = snapshot.value;
     const at: string = snapshot.at;
-    void [value, at, current];
+    const tenant: string = snapshot.tenant_id;
+    void [value, at, tenant, current];
   }
 
   const page = await client.okr.keyResults.list({
@@ -131,6 +138,21 @@ export async function rejects(): Promise<void> {
   client.okr.keyResults.list({ limit: '10' });
   // @ts-expect-error list: ranges apply to comparable fields only
   client.okr.keyResults.list({ 'status[gte]': 'at_risk' });
+  // @ts-expect-error list: an id is not comparable either
+  client.okr.keyResults.list({ 'owner_id[gte]': 'usr-a' });
+  // @ts-expect-error list: nor a reference
+  client.okr.objectives.list({ 'cycle_id[gt]': 'cyc_x' });
+  // @ts-expect-error list: a number's range takes a number
+  client.okr.keyResults.list({ 'progress_pct[gte]': new Date() });
+  // @ts-expect-error list: a date's range takes YYYY-MM-DD text, not a Date (a timestamp)
+  client.okr.cycles.list({ 'start_date[gte]': new Date() });
+
+  // @ts-expect-error check-ins: a misspelt member
+  await client.okr.keyResults.checkIns.create(kr.id, { vaule: 1 });
+  // @ts-expect-error check-ins: a value of the wrong type
+  await client.okr.keyResults.checkIns.create(kr.id, { value: '95k' });
+  // @ts-expect-error check-ins: value is required
+  await client.okr.keyResults.checkIns.create(kr.id, { confidence: 3 });
 
   // @ts-expect-error checkIns.create needs a body
   await client.okr.keyResults.checkIns.create(kr.id);

@@ -90,6 +90,7 @@ export function snapshotRow(tenantId: string, keyResultId: string, snap: Snapsho
 }
 
 const CheckInItem = Type.Object({
+  tenant_id: Type.String(),
   id: Type.String(),
   key_result_id: Type.String(),
   at: Type.String({ format: 'date-time' }),

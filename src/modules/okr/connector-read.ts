@@ -28,6 +28,23 @@ export function atPointer(doc: unknown, pointer: string): unknown {
   return at;
 }
 
+/**
+ * What a read value that is no number was, for `last_error`: its type, and a string's first 40
+ * characters (whole ones: a pair of surrogates is not cut). Never the whole of an object or
+ * array, however deep.
+ */
+function described(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') return 'an object';
+  if (typeof value === 'string') {
+    const chars = Array.from(value);
+    return JSON.stringify(chars.length > 40 ? `${chars.slice(0, 40).join('')}…` : value);
+  }
+  return String(value); // a boolean, NaN or ±Infinity (a PostgreSQL float), as itself
+}
+
 /** A read value as the number a key result takes: a finite JSON number or numeric text, |x| ≤ 1e15. */
 export function asMetric(value: unknown, what: string): number {
   const n =
@@ -36,10 +53,7 @@ export function asMetric(value: unknown, what: string): number {
       : typeof value === 'string' && /^\s*-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/.test(value)
         ? Number(value)
         : Number.NaN;
-  if (!Number.isFinite(n)) {
-    const shown = value === undefined ? 'nothing' : JSON.stringify(value).slice(0, 80);
-    throw new OutboundError(`${what} is ${shown}, not a number`);
-  }
+  if (!Number.isFinite(n)) throw new OutboundError(`${what} is ${described(value)}, not a number`);
   if (Math.abs(n) > NUMBER_LIMIT) throw new OutboundError(`${what} is ${n}, beyond ±1e15`);
   return n + 0;
 }
@@ -122,8 +136,14 @@ export async function readConnector(connector: Doc, policy: OutboundPolicy): Pro
     case 'http_json': {
       const headers = { ...(config.headers ?? {}) };
       if (secret !== null) headers.authorization = `Bearer ${secret}`;
-      const doc = await fetchJson(config.url as string, headers, policy);
-      return asMetric(atPointer(doc, config.pointer ?? ''), `the value at "${config.pointer ?? ''}"`);
+      try {
+        const doc = await fetchJson(config.url as string, headers, policy);
+        return asMetric(atPointer(doc, config.pointer ?? ''), `the value at "${config.pointer ?? ''}"`);
+      } catch (err) {
+        // Whatever the feed's answer makes fail is this read's failure, not the request's.
+        if (err instanceof OutboundError) throw err;
+        throw new OutboundError(`the read failed: ${(err as Error).message}`);
+      }
     }
     case 'postgres':
       if (secret === null) throw new OutboundError('a postgres connector needs its connection URL as its secret');

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import { Type } from '@sinclair/typebox';
 import { isoTime } from '../../core/clock.js';
 import { ApiError, type FieldError } from '../../core/errors.js';
@@ -245,8 +246,9 @@ export const connectors = defineResource({
     last_value: number({ computed: true, notes: 'The last value a sync read.' }),
     webhook_url: text({
       computed: true,
+      credential: true,
       notes:
-        'webhook: where another system POSTs { "value": … } (path and query; the signature in it is the credential: keep it secret).',
+        'webhook: where another system POSTs { "value": … } (path and query; the signature in it is the credential: keep it secret). Null to a token with read scope alone.',
     }),
   },
   tables: [connectorSchedule],
@@ -254,12 +256,14 @@ export const connectors = defineResource({
   hooks: {
     prepare(doc, before, ctx) {
       doc.webhook_url = null;
-      // A secret goes to the destination it was given for: a write that changes the kind or the
-      // URL drops it unless it sends one too (else whoever may edit the connector could point it
-      // at a server of theirs and read the secret there).
+      // A secret is used only as it was given for: a write that changes the kind or any setting
+      // drops it unless it sends one too. Else whoever may edit the connector could point it at
+      // a server of theirs and read the secret there, or have the feed echo it (a header, a
+      // pointer to where the request's own headers are shown, another SQL query over the same
+      // credentials) into `last_error`.
       if (before && !(ctx.input !== null && 'secret' in ctx.input)) {
-        const url = (config: unknown) => ((config ?? {}) as Doc).url ?? null;
-        if (doc.kind !== before.kind || url(doc.config) !== url(before.config)) doc.secret = null;
+        if (doc.kind !== before.kind || !isDeepStrictEqual(doc.config ?? null, before.config ?? null))
+          doc.secret = null;
       }
       // A webhook is not pulled: no interval, unless the client sends one (400 below); a pulled
       // kind without one (a webhook turned into one, or a PATCH to null) takes the default.
