@@ -415,6 +415,12 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect((past.body.history as Doc[])[1]).toMatchObject({ value: 10, progress_pct: 5, note: null });
       // A back-dated check-in is history only: current, and when it was last updated, stay.
       expect(past.body.last_update_at).toBe(noop.body.last_update_at);
+      // One dated before now but after the newest entry is the newest: current, and
+      // last_update_at is its time, the time of the newest entry (not the moment it arrived).
+      const newestAt = new Date(t.clock.now() - 30_000).toISOString();
+      const late = await checkIn(k.id as string, { value: 60, confidence: 6, at: newestAt });
+      expect(late.body).toMatchObject({ current: 60, confidence: 6, last_update_at: newestAt });
+      expect((late.body.history as Doc[]).at(-1)).toMatchObject({ value: 60, at: newestAt });
       await expectRollupExact(o);
     });
 

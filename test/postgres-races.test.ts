@@ -116,6 +116,43 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     },
   );
 
+  it.runIf(kind === 'postgres')(
+    'dates a check-in that waited behind a PATCH of current after it: the check-in is the newest, its value current',
+    async () => {
+      const objective = await send(apps[0], token, 'POST', objectives.basePath, { title: 'queued writes' });
+      const kr = await send(apps[0], token, 'POST', keyResults.basePath, {
+        objective_id: objective.body.id,
+        title: 'patched, then checked in',
+        target: 100,
+      });
+      const url = `${keyResults.basePath}/${kr.body.id}`;
+      const holder = new pg.Client({ connectionString: PG_URL });
+      await holder.connect();
+      try {
+        await holder.query(`SET search_path TO ${schema}`);
+        await holder.query('BEGIN');
+        await holder.query('SELECT id FROM okr_key_results WHERE id = $1 FOR UPDATE', [kr.body.id]);
+        const patch = send(apps[1], token, 'PATCH', url, { current: 50 });
+        await until('the PATCH waits for the row', async () => (await lockWaiters(holder)) >= 1);
+        const checkIn = send(apps[1], token, 'POST', `${url}/check-ins`, { value: 70, confidence: 9 });
+        // Time for it to start and queue behind the PATCH; nothing here is timed: it is served
+        // after the PATCH whenever it got there (before the fix, it was dated when it started).
+        await new Promise((r) => setTimeout(r, 300));
+        clock.advance(1000); // the time passes while they wait
+        await holder.query('COMMIT');
+        const [patched, checked] = await Promise.all([patch, checkIn]);
+        expect([patched.status, checked.status]).toEqual([200, 201]);
+        expect([checked.body.current, checked.body.confidence]).toEqual([70, 9]);
+        const history = checked.body.history as Doc[];
+        expect(history.slice(-2).map((e) => e.value)).toEqual([50, 70]);
+        expect(checked.body.last_update_at).toBe(history.at(-1)?.at);
+      } finally {
+        await holder.query('ROLLBACK').catch(() => {});
+        await holder.end();
+      }
+    },
+  );
+
   it('lets exactly one of 20 PATCHes at one If-Match version win; the rest are 412', async () => {
     const created = await send(apps[0], token, 'POST', objectives.basePath, { title: 'contended' });
     const url = `${objectives.basePath}/${created.body.id}`;

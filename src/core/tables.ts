@@ -41,6 +41,10 @@ export type RowLock = 'update' | 'share';
  * commits or rolls back with that write.
  */
 export interface Tx {
+  /**
+   * The write's time. A custom operation's is read from the clock when first asked for, so one
+   * that locks its row first (a check-in) is dated after the writes it waited behind.
+   */
   readonly now: number;
   /** A row of the tenant by id, deleted or not, whatever the caller's app; locked (default `update`). */
   find(resource: Resource, tenantId: string, id: string, lock?: RowLock): Promise<Doc | null>;

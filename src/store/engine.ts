@@ -605,8 +605,10 @@ export class Engine {
    * the rest of the write (`rows`, shared with the writes it makes itself), so a parent read by
    * the reference check, the derive hook and the roll-up is read once.
    */
-  tx(db: DB, principal: Principal, now: number, rows: WriteRows = new Map()): EngineTx {
+  tx(db: DB, principal: Principal, at: number | (() => number), rows: WriteRows = new Map()): EngineTx {
     const engine = this;
+    let fixed = typeof at === 'number' ? at : undefined;
+    const now = () => (fixed ??= (at as () => number)());
     const sqlite = engine.store.kind === 'sqlite';
     const read = async (resource: Resource, tenantId: string, id: string, lock: RowLock | 'none') => {
       const mode = sqlite ? 'none' : lock;
@@ -628,7 +630,9 @@ export class Engine {
       return doc;
     };
     const handle: EngineTx = {
-      now,
+      get now() {
+        return now();
+      },
       rows,
       async find(resource, tenantId, id, lock = 'update') {
         const seen = rows.get(rowKey(resource, tenantId, id));
@@ -675,7 +679,7 @@ export class Engine {
         return (await q.orderBy('id').execute()).map((r) => engine.fromRow(resource, r));
       },
       systemWrite: (resource, before, changes) =>
-        engine.systemWrite(db, resource, principal, before, changes, now, rows),
+        engine.systemWrite(db, resource, principal, before, changes, now(), rows),
       async bump(resource, tenantId, id, internal, delta) {
         if (!resource.internal?.[internal]) throw new Error(`${resource.name} has no internal field ${internal}`);
         await engine.run(
@@ -826,7 +830,8 @@ export class Engine {
       id,
       body,
       query,
-      tx: this.tx(db, principal, this.clock.now()),
+      // Dated when first asked for: after the operation has locked its row (see Tx.now).
+      tx: this.tx(db, principal, () => this.clock.now()),
       ops: this.ops(db, principal, op.method !== 'GET', this.operationTarget(resource, op, id, body, cond)),
       prepared,
     });

@@ -120,10 +120,13 @@ export const checkInOperations = [
     async run({ resource, id, body, tx, ops }) {
       const kr = await ops.get(resource, id);
       const input = validateInput(checkInFields, body);
-      let at = isoTime(tx.now);
+      // Read after the row is locked (Tx.now): a check-in that waited behind a PATCH of
+      // `current` is newer than it, as it arrived.
+      const now = tx.now;
+      let at = isoTime(now);
       if (input.at !== null) {
         const ms = Date.parse(input.at as string);
-        if (ms > tx.now) {
+        if (ms > now) {
           throw fieldError('validation_failed', [
             { path: '/at', code: 'out_of_range', message: 'at must not be in the future' },
           ]);

@@ -312,8 +312,9 @@ export const keyResults = defineResource({
       };
       doc.history = withSnapshot(doc.history as History, snap);
       // A back-dated check-in (older than the newest) is history only: `current`, and when it
-      // was last updated, stay as they were (check-ins.ts sends no `current` for one).
-      if (!event || 'current' in (ctx.input ?? {})) doc.last_update_at = isoTime(ctx.now);
+      // was last updated, stay as they were (check-ins.ts sends no `current` for one). Else the
+      // value was last updated when its newest entry says: the check-in's time, or now.
+      if (!event || 'current' in (ctx.input ?? {})) doc.last_update_at = snap.at;
       pending.set(doc, { expiresAt, snapshot: snap });
     },
     async afterWrite(after, before, ctx, tx) {
