@@ -200,6 +200,33 @@ describe('edm CLI (built)', () => {
       code: 1,
       stderr: expect.stringContaining('--format csv needs --resource'),
     });
+    // A file it cannot write: exit 1 saying why (it used to exit 13, silently).
+    await expect(
+      edm('export', '--tenant', 'xfer-a', '--out', join(dir, 'no-such-folder', 'x.json')),
+    ).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('ENOENT') });
+  });
+
+  it('imports with an empty --sub as the default writer, edm-import', async () => {
+    const env = { ...process.env, EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' };
+    const edm = (...args: string[]) => run(process.execPath, [bin, ...args], { cwd: dir, env });
+    await edm('seed', '--tenant', 'sub-a');
+    const out = join(dir, 'sub-a.json');
+    await edm('export', '--tenant', 'sub-a', '--out', out);
+    await edm('import', out, '--tenant', 'sub-b', '--sub', '');
+    const copy = join(dir, 'sub-b.json');
+    await edm('export', '--tenant', 'sub-b', '--out', copy);
+    const cycles = JSON.parse(readFileSync(copy, 'utf8')).resources.Cycle as { created_by: string }[];
+    expect(cycles.map((c) => c.created_by)).toEqual(['edm-import']);
+  });
+
+  it('refuses to mint an HS256 token the server would not accept (only public keys configured)', async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const pem = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const env = { ...process.env, EDM_JWT_SECRET: '', EDM_SECRET_KEY: 'k'.repeat(32), EDM_JWT_PUBLIC_KEY: pem };
+    const err = await run(process.execPath, [bin, 'token', '--tenant', 't', '--sub', 's'], { cwd: dir, env }).catch(
+      (e) => e,
+    );
+    expect(err).toMatchObject({ code: 1, stderr: expect.stringContaining('accepts only tokens signed by') });
   });
 
   it('mints tokens with app and scope claims, and refuses a missing tenant', async () => {
@@ -215,6 +242,62 @@ describe('edm CLI (built)', () => {
     expect(claims.exp - claims.iat).toBe(300);
     await expect(run(process.execPath, [bin, 'token', '--sub', 's'], { cwd: dir })).rejects.toMatchObject({ code: 2 });
   });
+});
+
+/**
+ * SIGTERM while a request is in flight on a connection its client keeps alive: the request is
+ * answered, then the connection closed, and the process exits (before, it waited for the
+ * keep-alive timeout, 72 s: this test's own time limit ends it first).
+ */
+describe('edm serve: shutdown', () => {
+  it('answers a request in flight, closes its kept-alive connection, exits and removes the WAL', async () => {
+    const { connect } = await import('node:net');
+    const dir = mkdtempSync(join(tmpdir(), 'edm-stop-'));
+    let server: ChildProcess | undefined;
+    try {
+      const child = spawn(bin, ['serve'], {
+        cwd: dir,
+        env: { ...process.env, PORT: '0', EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '', EDM_LOG: '1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      server = child;
+      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+      const port = await new Promise<number>((resolve, reject) => {
+        let out = '';
+        child.stdout?.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+          const m = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+          if (m) resolve(Number(m[1]));
+        });
+        child.on('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
+      });
+      const token = (await (await fetch(`http://127.0.0.1:${port}/api/v1/dev/token`, { method: 'POST' })).json()) as {
+        token: string;
+      };
+      const body = JSON.stringify({ name: 'in flight', start_date: '2027-01-01', end_date: '2027-03-31' });
+      const socket = connect(port, '127.0.0.1');
+      await new Promise((resolve) => socket.once('connect', resolve));
+      let answer = '';
+      socket.on('data', (chunk) => {
+        answer += chunk.toString();
+      });
+      const closed = new Promise((resolve) => socket.once('close', resolve));
+      socket.write(
+        `POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nAuthorization: Bearer ${token.token}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, 10)}`,
+      );
+      await new Promise((r) => setTimeout(r, 200)); // the request is in flight (headers read)
+      child.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 200));
+      socket.write(body.slice(10));
+      await closed;
+      expect(answer).toMatch(/^HTTP\/1\.1 201/);
+      expect(await exited).toBe(0);
+      expect(existsSync(join(dir, 'data', 'edm.sqlite-wal'))).toBe(false);
+    } finally {
+      if (server?.exitCode === null) server.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
 
 /** Usage errors exit 2 with what is wrong and the command's usage line; `--help` prints it and exits 0. */
@@ -238,6 +321,9 @@ describe('edm usage', () => {
     [['migrate', '--bogus'], "Unknown option '--bogus'", 'edm migrate'],
     [['migrate', 'now'], "Unexpected argument 'now'", 'edm migrate'],
     [['seed', '--tenant', ''], '--tenant must not be empty', 'edm seed [--tenant dev]'],
+    [['import', '--tenant', 't'], 'name one file to import', 'edm import FILE --tenant T'],
+    [['import', 'a.json', 'b.json', '--tenant', 't'], 'name one file to import', 'edm import FILE --tenant T'],
+    [['export', 'stray', '--tenant', 't'], 'unexpected argument stray', 'edm export --tenant T'],
   ])('edm %j exits 2, saying so, with its usage line', async (args, message, usage) => {
     const err = await edm(...args).catch((e) => e);
     expect(err).toMatchObject({ code: 2 });

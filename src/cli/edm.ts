@@ -65,7 +65,12 @@ async function serve(args: string[]): Promise<number> {
     ...(values['no-migrate'] ? { migrate: false } : {}),
   });
   const stop = async () => {
+    // A connection whose request was in flight is closed once its answer is sent: a client that
+    // keeps it alive would hold the process up to the keep-alive timeout (72 s), past a typical
+    // grace period (and a SQLite store's WAL would not be removed).
+    const idle = setInterval(() => app.server.closeIdleConnections(), 50);
     await app.close();
+    clearInterval(idle);
     process.exit(0);
   };
   process.once('SIGINT', stop);
@@ -100,6 +105,11 @@ async function token(args: string[]): Promise<number> {
   });
   if (!values.tenant || !values.sub) throw new UsageError('--tenant and --sub are required');
   const config = loadConfig();
+  if (!config.acceptSecret) {
+    throw new Error(
+      'the server accepts only tokens signed by EDM_JWT_PUBLIC_KEY or EDM_JWKS_URL, not the HS256 tokens this command signs (set EDM_JWT_SECRET to accept them too)',
+    );
+  }
   const jwt = await mintToken({
     secret: config.jwtSecret,
     tenant: values.tenant,
@@ -197,6 +207,8 @@ function formatOf(value: string | undefined, file: string | undefined): 'json' |
 
 async function transfer(
   args: string[],
+  /** How many FILE arguments the command takes (import: one; export: none). */
+  files: 0 | 1,
   work: (o: {
     values: Record<string, string | boolean | undefined>;
     positionals: string[];
@@ -218,6 +230,9 @@ async function transfer(
     strict: true,
   });
   if (!values.tenant) throw new UsageError('--tenant is required');
+  if (files === 1 && positionals.length !== 1)
+    throw new UsageError('name one file to import: edm import FILE --tenant T');
+  if (files === 0 && positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
   const config = loadConfig();
   const store = openStore(config.databaseUrl, { ...storeOptions(config), poolSize: 2 });
   const progress = progressBar();
@@ -226,7 +241,7 @@ async function transfer(
       store,
       modules,
       tenant: values.tenant,
-      sub: values.sub ?? 'edm-import',
+      sub: values.sub || 'edm-import', // an empty --sub is the default, as for `edm seed`
       secretKey: config.secretKey,
       progress,
     };
@@ -241,7 +256,7 @@ async function transfer(
 }
 
 function exportCommand(args: string[]): Promise<number> {
-  return transfer(args, async ({ values, base }) => {
+  return transfer(args, 0, async ({ values, base }) => {
     const out = values.out as string | undefined;
     const format = formatOf(values.format as string | undefined, out);
     const resource = values.resource as string | undefined;
@@ -249,12 +264,14 @@ function exportCommand(args: string[]): Promise<number> {
     // A file appears under its name only when the export is whole: written beside it, then renamed.
     const partial = out ? `${out}.partial` : null;
     const stream = partial ? createWriteStream(partial) : process.stdout;
+    // A file that cannot be written (a missing folder, no permission) fails here, saying why.
+    if (partial) await once(stream, 'open');
     const write = async (chunk: string) => {
       if (!stream.write(chunk)) await once(stream, 'drain');
     };
     const o = { ...base, resource, includeDeleted: values['include-deleted'] === true };
     const closed = async () => {
-      if (!partial) return;
+      if (!partial || stream.closed) return;
       stream.end();
       await once(stream, 'close');
     };
@@ -276,9 +293,8 @@ function exportCommand(args: string[]): Promise<number> {
 }
 
 function importCommand(args: string[]): Promise<number> {
-  return transfer(args, async ({ values, positionals, base }) => {
-    const [file, ...extra] = positionals;
-    if (!file || extra.length > 0) throw new TransferError('name one file to import: edm import FILE --tenant T');
+  return transfer(args, 1, async ({ values, positionals, base }) => {
+    const file = positionals[0] as string;
     const format = formatOf(values.format as string | undefined, file);
     const text = readFileSync(file, 'utf8');
     const resource = values.resource as string | undefined;

@@ -110,6 +110,38 @@ describe('loadConfig: values', () => {
     expect([spaces.requestTimeoutMs, spaces.port, spaces.connectorTimeoutMs]).toEqual([30_000, 8080, 10_000]);
   });
 
+  it('takes any variable of spaces alone as unset: a JWT secret of spaces is no secret (local mode)', () => {
+    const { EDM_JWT_SECRET: _secret, ...rest } = env;
+    const dataDir = mkdtempSync(join(tmpdir(), 'edm-config-'));
+    const spaced = loadConfig({
+      ...rest,
+      EDM_DATA_DIR: dataDir,
+      EDM_JWT_SECRET: '  ',
+      HOST: '   ',
+      EDM_DATABASE_URL: '  ',
+    });
+    expect([spaced.localMode, spaced.host]).toEqual([true, '127.0.0.1']);
+    expect(spaced.databaseUrl).toMatch(/^sqlite:.*edm\.sqlite$/);
+    const hosted = loadConfig({ ...env, HOST: ' ' });
+    expect(hosted.host).toBe('0.0.0.0');
+  });
+
+  it.each([
+    ['PORT', '0x2393', /PORT must be 0–65535/],
+    ['PORT', '1e3', /PORT must be 0–65535/],
+    ['EDM_DB_POOL_SIZE', '1e1', /EDM_DB_POOL_SIZE/],
+    ['EDM_DB_CONNECT_TIMEOUT_MS', '3000000000', /at most 2147483647/],
+    ['EDM_DB_STATEMENT_TIMEOUT_MS', '2147483648', /at most 2147483647/],
+    ['EDM_DATABASE_URL', 'sqlite:', /sqlite: names no file/],
+    ['EDM_DATABASE_URL', 'sqlite:  ', /sqlite: names no file/],
+  ])('refuses %s=%j at start, saying why', (name, value, message) => {
+    expect(() => loadConfig({ ...env, [name]: value })).toThrow(message);
+  });
+
+  it('takes the longest timer Node holds, 2^31 − 1 ms', () => {
+    expect(loadConfig({ ...env, EDM_DB_CONNECT_TIMEOUT_MS: '2147483647' }).dbConnectTimeoutMs).toBe(2 ** 31 - 1);
+  });
+
   it('refuses at start a public key no token could be verified with', async () => {
     const { generateKeyPairSync } = await import('node:crypto');
     const pem = (type: 'rsa' | 'ec' | 'ed25519' | 'ec-k', part: 'publicKey' | 'privateKey') => {

@@ -60,6 +60,9 @@ export interface Config {
 
 type Env = Record<string, string | undefined>;
 
+/** The longest delay Node's timers take (2^31 − 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * Reads a generated secret from the data dir, creating it (0600) on first use. Written whole to
  * a file of its own, then linked into place: of processes starting at once on a fresh folder
@@ -118,30 +121,45 @@ function checkPublicKey(pem: string): void {
  * EDM_SECRET_KEY, EDM_JWT_ISSUER, EDM_JWT_AUDIENCE, EDM_REQUIRE_IF_MATCH, EDM_DB_POOL_SIZE,
  * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS, EDM_DB_PREPARE, EDM_DB_BATCH_WRITES, EDM_CONNECTOR_ALLOW_HOSTS, EDM_CONNECTOR_TIMEOUT_MS, EDM_RATE_LIMIT, EDM_RATE_LIMIT_WINDOW_MS, EDM_REQUEST_TIMEOUT_MS). Secrets that are not configured are generated under the data dir.
  */
-export function loadConfig(env: Env = process.env): Config {
+export function loadConfig(given: Env = process.env): Config {
+  // A variable that is empty or all spaces is unset: its default (a secret of spaces too).
+  const env: Env = Object.fromEntries(
+    Object.entries(given).map(([name, value]) => [name, value?.trim() === '' ? undefined : value]),
+  );
   const dataDir = resolve(env.EDM_DATA_DIR || './data');
   const localMode = !env.EDM_JWT_SECRET && !env.EDM_JWT_PUBLIC_KEY && !env.EDM_JWKS_URL;
-  const port = Number(env.PORT?.trim() || 8080);
+  // Whole numbers in decimal digits: not `0x2393` or `1e3`, which Number() would take.
+  const whole = (name: string, fallback: number) => {
+    const raw = env[name]?.trim();
+    return raw === undefined ? fallback : /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
+  };
+  const port = whole('PORT', 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be 0–65535, got ${env.PORT}`);
-  const poolSize = Number(env.EDM_DB_POOL_SIZE?.trim() || 10);
+  const poolSize = whole('EDM_DB_POOL_SIZE', 10);
   if (!Number.isInteger(poolSize) || poolSize < 1) throw new Error('EDM_DB_POOL_SIZE must be a positive integer');
-  // An empty value is an unset one (its default), as for PORT and the others.
+  // Node's timers hold at most 2^31 − 1 ms (~24.8 days): a longer one would fire at once.
   const millis = (name: string, fallback: number) => {
-    const n = Number(env[name]?.trim() || fallback);
-    if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a whole number of milliseconds`);
+    const n = whole(name, fallback);
+    if (!Number.isInteger(n) || n < 0 || n > MAX_TIMER_MS) {
+      throw new Error(`${name} must be a whole number of milliseconds, at most ${MAX_TIMER_MS}`);
+    }
     return n;
   };
-  const rateLimit = Number(env.EDM_RATE_LIMIT?.trim() || 0);
+  const rateLimit = whole('EDM_RATE_LIMIT', 0);
   if (!Number.isInteger(rateLimit) || rateLimit < 0) {
     throw new Error('EDM_RATE_LIMIT must be a whole number of calls per window (0: no limit)');
   }
   const rateWindow = millis('EDM_RATE_LIMIT_WINDOW_MS', 1000);
   if (env.EDM_JWT_PUBLIC_KEY) checkPublicKey(env.EDM_JWT_PUBLIC_KEY);
   if (rateWindow < 1) throw new Error('EDM_RATE_LIMIT_WINDOW_MS must be at least 1');
+  const databaseUrl = env.EDM_DATABASE_URL || `sqlite:${join(dataDir, 'edm.sqlite')}`;
+  if (databaseUrl.startsWith('sqlite:') && databaseUrl.slice('sqlite:'.length).trim() === '') {
+    throw new Error('EDM_DATABASE_URL: sqlite: names no file (use sqlite:<file>)');
+  }
   return {
     port,
     host: localMode ? '127.0.0.1' : env.HOST || '0.0.0.0',
-    databaseUrl: env.EDM_DATABASE_URL || `sqlite:${join(dataDir, 'edm.sqlite')}`,
+    databaseUrl,
     dataDir,
     jwtSecret: env.EDM_JWT_SECRET
       ? new TextEncoder().encode(env.EDM_JWT_SECRET)

@@ -115,7 +115,11 @@ const IDLE_IN_TRANSACTION_MS = 60_000;
  * @example openStore('postgres://edm@db.internal/edm?schema=edm', { poolSize: 20 })
  */
 export function openStore(url: string, options: StoreOptions = {}): Store {
-  if (url.startsWith('sqlite:')) return openSqlite(url.slice('sqlite:'.length), options);
+  if (url.startsWith('sqlite:')) {
+    const file = url.slice('sqlite:'.length);
+    if (file.trim() === '') throw new Error('EDM_DATABASE_URL: sqlite: names no file (use sqlite:<file>)');
+    return openSqlite(file, options);
+  }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return openPostgres(url, options);
   throw new Error(`EDM_DATABASE_URL: unsupported scheme in ${url} (use sqlite:<file> or postgres://…)`);
 }
