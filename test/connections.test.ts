@@ -69,6 +69,52 @@ describe('connections: requests that are not HTTP, too large, or too slow to arr
     expect(answer.body.request_id).toMatch(/^req_[0-9A-HJKMNP-TV-Z]{26}$/);
   });
 
+  it.each([
+    ['announced by its Content-Length', (n: number) => post(n)],
+    [
+      'sent in chunks',
+      () =>
+        `POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
+        'Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n',
+    ],
+  ] as const)(
+    'a body over 1 MiB (%s) is answered 413 while it arrives, and the connection serves on',
+    async (_, head) => {
+      const size = 3 * 1024 * 1024;
+      const chunked = head(size).includes('chunked');
+      const piece = (n: number) => (chunked ? `${n.toString(16)}\r\n${'x'.repeat(n)}\r\n` : 'x'.repeat(n));
+      const socket = connect(port, '127.0.0.1');
+      let text = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (d) => {
+        text += d;
+      });
+      let closed = false;
+      socket.on('close', () => {
+        closed = true;
+      });
+      const until = async (done: () => boolean) => {
+        for (let i = 0; i < 500 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
+      };
+      await new Promise((r) => socket.on('connect', r));
+      socket.write(head(size));
+      // More than the limit, but not all of it: the answer comes now, not after the rest.
+      for (let sent = 0; sent < 1.5 * 1024 * 1024; sent += 64 * 1024) socket.write(piece(64 * 1024));
+      await until(() => text.endsWith('}'));
+      const answer = parse(text);
+      expect([answer.status, answer.body.code]).toEqual([413, 'payload_too_large']);
+      expect(answer.headers.connection).not.toBe('close');
+      // The rest of the body, then another request on the same connection.
+      for (let sent = 1.5 * 1024 * 1024; sent < size; sent += 64 * 1024) socket.write(piece(64 * 1024));
+      if (chunked) socket.write('0\r\n\r\n');
+      text = '';
+      socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+      await until(() => text.endsWith('}') || closed);
+      socket.destroy();
+      expect(text).toMatch(/^HTTP\/1\.1 200 /);
+    },
+  );
+
   it('a timed-out create stores nothing', async () => {
     const before = await t.call('GET', '/api/v1/okr/cycles');
     const body = JSON.stringify({ name: 'Slow', start_date: '2026-01-01', end_date: '2026-03-31' });

@@ -227,6 +227,18 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
         contentType: 'raw',
       },
       {
+        name: 'a body that is not UTF-8 (not stored with U+FFFD in its place)',
+        method: 'POST',
+        body: Buffer.concat([
+          Buffer.from(`{"${titleField}":"bad `),
+          Buffer.from([0xff, 0xfe, 0xc3]),
+          Buffer.from('"}'),
+        ]),
+        status: 400,
+        code: 'invalid_json',
+        contentType: 'raw',
+      },
+      {
         name: 'another media type',
         method: 'POST',
         body: 'title=x',
@@ -261,7 +273,7 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
       if (c.contentType === 'raw') {
         res = await t.call(c.method, url, {
           token,
-          payload: c.body as string,
+          payload: c.body as string | Buffer,
           headers: { 'content-type': 'application/json' },
         });
       } else if (c.contentType) {
@@ -282,6 +294,22 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
       if (c.path) expect((res.body.errors as { path: string }[]).map((e) => e.path)).toContain(c.path);
       expect(await storedRow(t, resource, existing.id as string)).toEqual(before);
       expect(await countRows(t, resource)).toBe(count);
+    });
+
+    it('takes an empty DELETE or restore whatever its Content-Type says: 404 for an unknown id, else done', async () => {
+      const id = `${resource.idPrefix}_01ARZ3NDEKTSV4RRFFQ69G5FAV`;
+      const labelled = { token, payload: '', headers: { 'content-type': 'text/plain' } };
+      expect((await t.call('DELETE', `${resource.basePath}/${id}`, labelled)).status).toBe(404);
+      const doc = await t.create(resource, token);
+      const gone = await t.call('DELETE', `${resource.basePath}/${doc.id}`, labelled);
+      expect([gone.status, gone.body.is_deleted]).toEqual([200, true]);
+      const back = await t.call('POST', `${resource.basePath}/${doc.id}/restore`, {
+        ...labelled,
+        headers: { 'content-type': 'application/octet-stream' },
+      });
+      expect([back.status, back.body.is_deleted]).toEqual([200, false]);
+      const sent = await t.call('DELETE', `${resource.basePath}/${doc.id}`, { ...labelled, payload: 'x' });
+      expect([sent.status, sent.body.code]).toEqual([415, 'unsupported_media_type']);
     });
 
     it('answers 404 for an unknown id on every operation', async () => {

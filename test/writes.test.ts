@@ -42,6 +42,9 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       // If-None-Match compares weakly (RFC 9110 §13.1.2): a proxy may have weakened the tag.
       expect((await t.call('GET', url(doc), { headers: { 'if-none-match': 'W/"1"' } })).status).toBe(304);
       expect((await t.call('GET', url(doc), { headers: { 'if-none-match': 'W/"2"' } })).status).toBe(200);
+      // Tags compare as opaque strings: "01" is not "1"; a tag of another server matches nothing.
+      expect((await t.call('GET', url(doc), { headers: { 'if-none-match': '"01"' } })).status).toBe(200);
+      expect((await t.call('GET', url(doc), { headers: { 'if-none-match': '"abc", "1",' } })).status).toBe(304);
     });
 
     it.each([
@@ -55,7 +58,16 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       const weak = await t.call(method, url(doc), { body, headers: { 'if-match': 'W/"1"' } });
       expect(weak.status).toBe(412);
       const junk = await t.call(method, url(doc), { body, headers: { 'if-match': 'one' } });
-      expect([junk.status, junk.body.code]).toEqual([400, 'invalid_header']);
+      expect([junk.status, junk.body.code, (junk.body.errors as { path: string }[])[0].path]).toEqual([
+        400,
+        'invalid_header',
+        'If-Match',
+      ]);
+      // Opaque strings: "01" is no version of ours, nor is "abc" (412, not applied, not 400).
+      for (const other of ['"01"', '"abc"', '"-1"']) {
+        const res = await t.call(method, url(doc), { body, headers: { 'if-match': other } });
+        expect([res.status, res.body.code]).toEqual([412, 'precondition_failed']);
+      }
       expect(await storedRow(t, resource, doc.id as string)).toEqual(before);
       const ok = await t.call(method, url(doc), { body, headers: { 'if-match': '"1"' } });
       expect([ok.status, ok.headers.etag]).toEqual([200, '"2"']);
@@ -253,6 +265,18 @@ describe.each(storeKinds)('writes on %s', (kind) => {
         headers: key('order'),
       });
       expect([other.status, other.body.code]).toEqual([422, 'idempotency_key_reused']);
+    });
+
+    it('tells a number beyond a double (1e400) from null in a fingerprint', async () => {
+      const payload = (weight: string) =>
+        `{"name":"huge","start_date":"2026-01-01","end_date":"2026-03-31","source":${weight}}`;
+      const json = { 'content-type': 'application/json', ...key('huge') };
+      const first = await t.call('POST', cycles.basePath, { payload: payload('null'), headers: json });
+      expect(first.status).toBe(201);
+      for (const huge of ['1e400', '-1e400']) {
+        const again = await t.call('POST', cycles.basePath, { payload: payload(huge), headers: json });
+        expect([again.status, again.body.code]).toEqual([422, 'idempotency_key_reused']);
+      }
     });
 
     it('takes a DELETE or restore with {} or an empty body as the same request as with none', async () => {

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { sql } from 'kysely';
 import { DEV_SUB, DEV_TENANT, mintToken, requireScope, TokenVerifier } from '../core/auth.js';
@@ -190,19 +191,44 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     }
     defaultJson(request, text, (err, body) => done(null, err ? new MalformedBody(err.message, text) : body));
   };
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) =>
-    parseJson(request, body as string, done),
+  // Read as bytes: text that is not UTF-8 is refused as such, not stored with U+FFFD in its place.
+  const parseUtf8Json = (request: FastifyRequest, body: Buffer, done: (err: Error | null, body?: unknown) => void) => {
+    if (!isUtf8(body)) {
+      done(null, new MalformedBody('The body is not UTF-8 text', body.toString('latin1')));
+      return;
+    }
+    parseJson(request, body.toString(), done);
+  };
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) =>
+    parseUtf8Json(request, body as Buffer, done),
   );
-  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, (request, body, done) => {
+  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'buffer' }, (request, body, done) => {
     if (request.method !== 'PATCH') {
       done(new ApiError('unsupported_media_type', 'application/merge-patch+json is accepted on PATCH only'), undefined);
       return;
     }
-    parseJson(request, body as string, done);
+    parseUtf8Json(request, body as Buffer, done);
+  });
+  // Any other media type is 415, but an empty body is no body whatever its Content-Type says
+  // (a DELETE, a restore or a sync sent by a client that labels every request).
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
+    if ((body as Buffer).length === 0) {
+      done(null, undefined);
+      return;
+    }
+    const type = String(request.headers['content-type'] ?? '').split(';')[0];
+    done(new ApiError('unsupported_media_type', `Unsupported Media Type: ${type}; send application/json`), undefined);
   });
   registerCors(app, cors);
 
-  app.setErrorHandler((err, request, reply) => sendProblem(request, reply, err));
+  app.setErrorHandler((err, request, reply) => {
+    // Fastify closes the connection after a body it stopped reading (413). The client is still
+    // sending it: a close then resets the connection, and the answer can be lost with it. Left
+    // open, Node reads and drops the rest of the body (within EDM_REQUEST_TIMEOUT_MS) after
+    // answering, and the connection serves the next request.
+    if ((err as { code?: unknown }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') reply.removeHeader('connection');
+    return sendProblem(request, reply, err);
+  });
   // The methods each route answers, for a 405's Allow: the router finds a path's route only
   // with its method, so a path that some route answers with another method is known from these.
   const routeMethods: { pattern: RegExp; method: string }[] = [];

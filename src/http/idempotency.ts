@@ -36,6 +36,9 @@ interface Claim {
 /** A JSON value with every object's members in one order (by name), arrays as they are. */
 function sortedMembers(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortedMembers);
+  // A number beyond a double's range (`1e400`) parses as ±Infinity, which JSON.stringify writes
+  // as null: marked, so such a body is not the same request as one with null.
+  if (typeof value === 'number' && !Number.isFinite(value)) return `\u0000${value}`;
   if (value === null || typeof value !== 'object') return value;
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(value).sort()) out[key] = sortedMembers((value as Record<string, unknown>)[key]);

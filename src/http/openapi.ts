@@ -293,7 +293,8 @@ function operationObject(
           'Original-Request-Id': ref('headers', 'OriginalRequestId'),
         },
       );
-      Object.assign(responses, problems(404, 409, 422, ...locking));
+      // It takes no body: one sent is 400 (JSON) or 415 (another media type), or 413 past the limit.
+      Object.assign(responses, problems(404, 409, 413, 415, 422, ...locking));
       break;
     }
     default: {

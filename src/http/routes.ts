@@ -57,33 +57,41 @@ function rowId(resource: Resource, id: string): string {
 /** The query of a signed URL (CustomOperation.auth 'signed'): whose row, and the signature. */
 const SIGNED_PARAMETERS = ['tenant_id', 'signature'] as const;
 
-const STRONG_TAG = /^"(\d+)"$/;
-const WEAK_TAG = /^W\/"(\d+)"$/;
+/** An entity tag (RFC 9110 §8.8.3): optionally weak, an opaque string of visible characters in quotes. */
+const ENTITY_TAG = /^(W\/)?"([\x21\x23-\x7e\x80-\xff]*)"$/;
+/** Our ETags' opaque part: a version, as the server writes it (no sign, no leading zero). */
+const VERSION = /^(0|[1-9]\d*)$/;
 
 /**
  * Parses entity tags of If-Match / If-None-Match: our ETags are the strong `"<version>"`.
- * If-Match compares strongly, so a weak tag matches nothing there; If-None-Match compares
- * weakly (RFC 9110 §13.1.2), so `W/"3"` (a strong tag a proxy weakened) matches version 3.
+ * Tags compare as opaque strings: `"026"` or `"abc"` is no version of ours and matches nothing
+ * (so If-Match fails, 412). If-Match compares strongly, so a weak tag matches nothing there;
+ * If-None-Match compares weakly (RFC 9110 §13.1.2), so `W/"3"` (a strong tag a proxy weakened)
+ * matches version 3. Empty list elements are ignored (RFC 9110 §5.6.1); anything else is 400.
  */
-function parseTags(header: string | undefined, weak = false): number[] | 'any' | null {
+function parseTags(header: string | undefined, name: string, weak = false): number[] | 'any' | null {
   if (header === undefined) return null;
   if (header.trim() === '*') return 'any';
   const tags: number[] = [];
   for (const part of header.split(',')) {
     const tag = part.trim();
-    const m = STRONG_TAG.exec(tag);
-    if (m) tags.push(Number(m[1]));
-    else if (tag.startsWith('W/"') && tag.endsWith('"')) {
-      const w = weak ? WEAK_TAG.exec(tag) : null;
-      tags.push(w ? Number(w[1]) : -1);
-    } else throw new ApiError('invalid_header', `Malformed entity tag ${tag}; send the ETag as given, e.g. "3"`);
+    if (tag === '') continue;
+    const m = ENTITY_TAG.exec(tag);
+    if (!m) {
+      const message = `malformed entity tag ${tag}; send the ETag as given, e.g. "3"`;
+      throw new ApiError('invalid_header', `${name}: ${message}`, {
+        errors: [{ path: name, code: 'invalid_header', message }],
+      });
+    }
+    const version = VERSION.test(m[2] as string) ? Number(m[2]) : -1;
+    tags.push(m[1] && !weak ? -1 : version);
   }
   return tags;
 }
 
 /** A write's If-Match, and the checks of its own the route runs after 404 and 412 (`deferred`). */
 function conditions(request: FastifyRequest, deferred?: () => void): WriteConditions {
-  const tags = parseTags(request.headers['if-match']);
+  const tags = parseTags(request.headers['if-match'], 'If-Match');
   return deferred ? { ifMatch: tags, deferred } : { ifMatch: tags };
 }
 
@@ -200,7 +208,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
       const { version } = found;
       const json = redact && redacting(principal) ? redact(found.json) : found.json;
       allowOnly(request.query, []);
-      const inm = parseTags(request.headers['if-none-match'], true);
+      const inm = parseTags(request.headers['if-none-match'], 'If-None-Match', true);
       reply.header('etag', `"${version}"`);
       if (inm === 'any' || (Array.isArray(inm) && inm.includes(version))) return reply.code(304).send();
       return reply.type('application/json; charset=utf-8').send(json);
