@@ -74,6 +74,30 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     expect(after.every((k) => k.created_by === USER_A)).toBe(true);
   });
 
+  it('exports one snapshot: rows written while it runs are in none of its resources, so the file imports', async () => {
+    const token = await t.token({ tenant: 'source' });
+    let text = '';
+    let wrote = false;
+    const counts = await exportJson(opts('source'), async (chunk) => {
+      text += chunk;
+      // Between the objectives and the key results: a new objective, and a key result under it.
+      if (chunk.includes('"KeyResult":[') && !wrote) {
+        wrote = true;
+        const objective = await t.call('POST', '/api/v1/okr/objectives', { token, body: { title: 'meanwhile' } });
+        const kr = await t.call('POST', '/api/v1/okr/key-results', {
+          token,
+          body: { objective_id: objective.body.id, title: 'written meanwhile', target: 1 },
+        });
+        expect([objective.status, kr.status]).toEqual([201, 201]);
+      }
+    });
+    expect(wrote).toBe(true);
+    expect(counts).toEqual({ Cycle: 1, Objective: 4, KeyResult: 9, Connector: 0 });
+    const doc = JSON.parse(text) as { resources: Record<string, Doc[]> };
+    expect(await importRows(opts('snapshot-copy'), { json: doc })).toEqual({ Cycle: 1, Objective: 4, KeyResult: 9 });
+    expect((await list('source', 'key-results')).length).toBe(10); // the write itself landed
+  });
+
   it('brings connectors without their secrets, and the key results they feed, to start again at their next sync', async () => {
     const token = await t.token({ tenant: 'source' });
     const [objective] = await list('source', 'objectives');

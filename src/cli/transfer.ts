@@ -168,7 +168,16 @@ async function* pages(
  * (see pages). Streams page by page; answers how many rows per resource.
  * @example await exportJson({ store, modules, tenant: 'acme', sub, secretKey }, (s) => out.write(s))
  */
-export async function exportJson(
+export function exportJson(
+  given: TransferOptions & { resource?: string; includeDeleted?: boolean },
+  write: (chunk: string) => void | Promise<void>,
+): Promise<Record<string, number>> {
+  // One snapshot for the whole file: a server writing meanwhile cannot leave a key result in it
+  // whose objective it lacks (read before the objective was created), nor the other way round.
+  return given.store.snapshot((store) => exportJsonFrom({ ...given, store }, write));
+}
+
+async function exportJsonFrom(
   o: TransferOptions & { resource?: string; includeDeleted?: boolean },
   write: (chunk: string) => void | Promise<void>,
 ): Promise<Record<string, number>> {
@@ -218,7 +227,14 @@ function csvCell(value: unknown): string {
  * for null, `""` for an empty string, lists as JSON text; read-only JSON fields (a key result's
  * history) are left out.
  */
-export async function exportCsv(
+export function exportCsv(
+  given: TransferOptions & { resource: string; includeDeleted?: boolean },
+  write: (chunk: string) => void | Promise<void>,
+): Promise<number> {
+  return given.store.snapshot((store) => exportCsvFrom({ ...given, store }, write));
+}
+
+async function exportCsvFrom(
   o: TransferOptions & { resource: string; includeDeleted?: boolean },
   write: (chunk: string) => void | Promise<void>,
 ): Promise<number> {

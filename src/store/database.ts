@@ -46,6 +46,12 @@ export interface Store {
   readonly exec: ((sql: string, parameters: readonly unknown[]) => ExecResult) | null;
   /** SQLite files: the thread that copies the WAL back into the database (null elsewhere). */
   readonly checkpointer: Checkpointer | null;
+  /**
+   * Runs `fn` with a store whose reads all see one snapshot, whatever commits meanwhile (an
+   * export of a tenant a server is writing to): on PostgreSQL a `repeatable read`, read-only
+   * transaction; on a SQLite file a read transaction on a connection of its own. Only reads.
+   */
+  snapshot<T>(fn: (store: Store) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -299,7 +305,7 @@ function openSqlite(file: string, options: StoreOptions): Store {
     date: 'TEXT',
     json: 'TEXT',
   };
-  return {
+  const store: Store = {
     kind: 'sqlite',
     db,
     schema: null,
@@ -336,6 +342,23 @@ function openSqlite(file: string, options: StoreOptions): Store {
     read,
     exec,
     checkpointer,
+    async snapshot(fn) {
+      if (file === ':memory:') return fn(store);
+      const handle = new SQLite(file, { readonly: true });
+      handle.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
+      const held = cachingStatements(handle);
+      try {
+        held.prepare('BEGIN').run();
+        held.prepare('SELECT count(*) FROM sqlite_schema').get(); // the snapshot starts at a first read
+        return await fn({
+          ...store,
+          read: (source, parameters) =>
+            held.prepare(source).all(...(parameters as unknown[])) as Record<string, unknown>[],
+        });
+      } finally {
+        handle.close(); // ends its read transaction
+      }
+    },
     close: async () => {
       endRead();
       (reader as ReturnType<typeof cachingStatements> | null)?.close();
@@ -344,6 +367,7 @@ function openSqlite(file: string, options: StoreOptions): Store {
       await db.destroy();
     },
   };
+  return store;
 }
 
 const PG_INT8 = 20;
@@ -446,7 +470,7 @@ function openPostgres(url: string, options: StoreOptions): Store {
     date: 'date',
     json: 'jsonb',
   };
-  return {
+  const store: Store = {
     kind: 'postgres',
     db,
     schema: target.schema,
@@ -472,6 +496,14 @@ function openPostgres(url: string, options: StoreOptions): Store {
     read: null,
     exec: null,
     checkpointer: null,
+    snapshot(fn) {
+      return db
+        .transaction()
+        .setIsolationLevel('repeatable read')
+        .setAccessMode('read only')
+        .execute((trx) => fn({ ...store, db: trx }));
+    },
     close: () => db.destroy(),
   };
+  return store;
 }
