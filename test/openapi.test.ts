@@ -131,7 +131,8 @@ describe('the OpenAPI document', () => {
       ]);
     }
     expect(kr.properties.objective_id.pattern).toBe('^obj_[0-9A-HJKMNP-TV-Z]{26}$');
-    expect(doc.components.schemas.KeyResultCreate.required).toEqual(['objective_id', 'title', 'target']);
+    // target is required but for a milestone, whose target defaults to 1 (optionalOnCreate): the server refuses others without one.
+    expect(doc.components.schemas.KeyResultCreate.required).toEqual(['objective_id', 'title']);
     expect(doc.components.schemas.KeyResultCreate.properties.progress_pct).toBeUndefined();
     expect(doc.components.schemas.KeyResultUpdate.properties.version).toMatchObject({ type: 'integer' });
     // Null only where an answer may hold null: not a required field, nor one the server always sets.

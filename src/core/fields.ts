@@ -59,6 +59,11 @@ export interface FieldSpec<S extends TSchema = TSchema, R extends boolean = bool
    * resource; `null` to a token with read scope alone (see `redactCredentials` in serialize.ts).
    */
   readonly credential?: boolean;
+  /**
+   * Required in the stored document, but a create's body may leave it out: the resource's hooks
+   * fill it in where they can (a milestone's `target`, 1) and refuse the create where not.
+   */
+  readonly optionalOnCreate?: boolean;
   /** Declared by the platform for every resource. */
   readonly platform: boolean;
   /**
@@ -94,6 +99,8 @@ export interface CommonOptions {
   stored?: boolean | 'document';
   /** A credential: shown only to callers who may write the resource (FieldSpec.credential). */
   credential?: boolean;
+  /** Required, but a create may leave it out for its hooks to fill in (FieldSpec.optionalOnCreate). */
+  optionalOnCreate?: boolean;
   /** Overrides the type label shown in the manifest. */
   type?: string;
   /** A realistic value for docs, the Playground's prefilled bodies and test fixtures. */
@@ -113,6 +120,7 @@ type AccessOf<O> = O extends { readOnly: true }
 export type Field<S extends TSchema, O> = FieldSpec<S, RequiredOf<O>, AccessOf<O>> &
   (O extends { alwaysPresent: true } ? { readonly alwaysPresent: true } : unknown) &
   (O extends { nonNull: true } ? { readonly nonNull: true } : unknown) &
+  (O extends { optionalOnCreate: true } ? { readonly optionalOnCreate: true } : unknown) &
   (O extends { serverOnly: readonly (infer V extends string)[] } ? { readonly serverOnly: readonly V[] } : unknown);
 
 function make<S extends TSchema, O extends CommonOptions>(
@@ -137,6 +145,7 @@ function make<S extends TSchema, O extends CommonOptions>(
     alwaysPresent: o.alwaysPresent ?? false,
     ...(o.nonNull ? { nonNull: true } : {}),
     ...(o.credential ? { credential: true } : {}),
+    ...(o.optionalOnCreate ? { optionalOnCreate: true } : {}),
     platform: false,
     ...(o.stored === 'document' ? { inDocument: true } : {}),
     ...(o.example !== undefined ? { example: o.example } : {}),

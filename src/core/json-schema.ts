@@ -53,7 +53,7 @@ export function createSchema(resource: Resource): JsonSchema {
   for (const [name, field] of Object.entries(resource.allFields)) {
     if (field.access === 'read') continue;
     properties[name] = fieldSchema(field, !field.required, true);
-    if (field.required) required.push(name);
+    if (field.required && !field.optionalOnCreate) required.push(name);
   }
   return { type: 'object', title: `${resource.name}Create`, properties, required, additionalProperties: false };
 }

@@ -408,6 +408,8 @@ export type AllFieldsOf<F extends FieldMap> = Omit<PlatformFields, 'version'> &
 type IsWriteOnly<T> = T extends { access: 'writeOnly' } ? true : false;
 type IsWritable<T> = T extends { access: 'write' | 'writeOnly' } ? true : false;
 type IsRequired<T> = T extends { required: true } ? true : false;
+/** Required in a create's body: required, and not one the create's hooks may fill in (optionalOnCreate). */
+type IsRequiredOnCreate<T> = T extends { optionalOnCreate: true } ? false : IsRequired<T>;
 
 /** The document a read answers: `null` is possible unless the field is always present or required. */
 export type ResourceObject<R> =
@@ -426,13 +428,13 @@ export type CreateBody<R> =
   R extends Resource<infer F>
     ? {
         [K in keyof AllFieldsOf<F> as IsWritable<AllFieldsOf<F>[K]> extends true
-          ? IsRequired<AllFieldsOf<F>[K]> extends true
+          ? IsRequiredOnCreate<AllFieldsOf<F>[K]> extends true
             ? K
             : never
           : never]: InputValueOf<AllFieldsOf<F>[K]>;
       } & {
         [K in keyof AllFieldsOf<F> as IsWritable<AllFieldsOf<F>[K]> extends true
-          ? IsRequired<AllFieldsOf<F>[K]> extends true
+          ? IsRequiredOnCreate<AllFieldsOf<F>[K]> extends true
             ? never
             : K
           : never]?: InputValueOf<AllFieldsOf<F>[K]> | null;

@@ -81,6 +81,8 @@ export const keyResults = defineResource({
     }),
     target: number({
       required: true,
+      // A milestone's defaults to 1 (the prepare hook below); any other type's create needs one.
+      optionalOnCreate: true,
       example: 120000,
       notes: 'The value the metric must reach for this KeyResult to be considered achieved.',
     }),
