@@ -56,7 +56,8 @@ describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
     expect(res.headers['content-type']).toMatch(/^application\/json/);
     expect(res.headers['access-control-allow-origin']).toBe('*');
     expect(res.body).toEqual(manifest);
-    expect(manifest.platform).toEqual({ name: 'EDM', version: PACKAGE_VERSION });
+    // A server with a configured secret mints no dev tokens: the Playground asks for none.
+    expect(manifest.platform).toEqual({ name: 'EDM', version: PACKAGE_VERSION, dev_token: false });
     const etag = res.headers.etag as string;
     expect(etag).toMatch(/^"[\w-]+"$/);
     const again = await t.call('GET', '/api/v1/manifest', { token: null, headers: { 'if-none-match': etag } });
@@ -263,6 +264,16 @@ describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
 
   it('is what buildManifest derives from the declarations', () => {
     expect(buildManifest(modules)).toEqual(manifest);
+  });
+
+  it('says a local-mode server mints dev tokens', async () => {
+    const local = await testApp(kind, { localMode: true });
+    try {
+      const res = await local.call('GET', '/api/v1/manifest', { token: null });
+      expect((res.body as unknown as Manifest).platform.dev_token).toBe(true);
+    } finally {
+      await local.close();
+    }
   });
 });
 

@@ -95,6 +95,10 @@ describe('the Playground is served by the API server', () => {
       expect(page.headers['content-security-policy']).toContain("default-src 'self'");
       expect(page.body).toContain('Loading manifest…');
     }
+    // The app's own file too: no other site may frame it (frame-ancestors 'none').
+    const file = await app.inject({ method: 'GET', url: '/playground/index.html' });
+    expect(file.statusCode).toBe(200);
+    expect(file.headers['content-security-policy']).toContain("frame-ancestors 'none'");
     const script = /src="(\/playground\/assets\/[^"]+\.js)"/.exec(
       (await app.inject({ method: 'GET', url: '/playground' })).body,
     )?.[1];
@@ -244,9 +248,20 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
   });
 
   it('creates an objective and a key result from the console with a dev token', async () => {
+    const minted: string[] = [];
+    const onRequest = (r: { url(): string }) => {
+      if (r.url().endsWith('/api/v1/dev/token')) minted.push(r.url());
+    };
+    page.on('request', onRequest);
     await page.goto(`${server.origin}/playground/okr/objectives#create`);
     await page.locator('#operation-panel[data-op="create"]').waitFor();
+    // The manifest says the server mints dev tokens: the page asks for one only when told to.
+    await page.getByRole('button', { name: 'Use dev token' }).waitFor();
+    expect(minted).toEqual([]);
     await page.getByRole('button', { name: 'Use dev token' }).click();
+    await page.getByTestId('dev-token-info').waitFor();
+    page.off('request', onRequest);
+    expect(minted.length).toBe(1);
     await page.getByTestId('dev-token-info').waitFor();
     expect(await page.getByLabel('Token').inputValue()).toMatch(/^ey/);
     // The dev token's tenant is the one `edm seed` fills by default.

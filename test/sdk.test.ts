@@ -397,6 +397,19 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     expect((await client.okr.cycles.list({ q: 'own key' })).data.map((c) => c.id)).toEqual([cycle.id]);
   });
 
+  it('refuses a body with a number JSON cannot carry, sending nothing (not null, which would clear the field)', async () => {
+    reset();
+    const cycle = await client.okr.cycles.create({ name: 'finite', start_date: '2027-01-01', end_date: '2027-03-31' });
+    const objective = await client.okr.objectives.create({ title: 'finite', cycle_id: cycle.id });
+    const kr = await client.okr.keyResults.create({ objective_id: objective.id, title: 'w', target: 1, weight: 3 });
+    reset();
+    const err = await client.okr.keyResults.update(kr.id, { weight: Infinity }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TypeError);
+    expect((err as Error).message).toMatch(/body\.weight is Infinity/);
+    expect(sent).toEqual([]);
+    expect((await client.okr.keyResults.get(kr.id)).weight).toBe(3);
+  });
+
   it('sends an empty idempotency key as given: the server refuses it, and nothing is written or retried', async () => {
     reset();
     const before = (await client.okr.cycles.list({ q: 'empty key' })).data.length;

@@ -85,6 +85,21 @@ function anyOfValue(value: unknown): string {
   return text.replaceAll('\\', '\\\\').replaceAll(',', '\\,');
 }
 
+/**
+ * A body as JSON; a number JSON cannot carry (±Infinity, NaN) is a TypeError here, not sent as
+ * null (which a merge patch reads as "clear this field").
+ */
+function toJson(body: unknown): string {
+  return JSON.stringify(body, (key, value: unknown) => {
+    if (typeof value === 'number' && !Number.isFinite(value)) {
+      throw new TypeError(
+        `${key ? `body.${key}` : 'body'} is ${value}: JSON has no such number (it would be sent as null)`,
+      );
+    }
+    return value;
+  });
+}
+
 function queryString(query: Readonly<Record<string, QueryValue>> | undefined): string {
   if (!query) return '';
   const params = new URLSearchParams();
@@ -180,7 +195,7 @@ export class Transport {
     }
     if (options.ifVersion !== undefined && options.ifVersion !== null) headers['if-match'] = `"${options.ifVersion}"`;
     const url = `${this.#base}${req.path}${queryString(req.query)}`;
-    const body = req.body === undefined ? undefined : JSON.stringify(req.body);
+    const body = req.body === undefined ? undefined : toJson(req.body);
 
     for (let attempt = 0; ; attempt++) {
       const token = typeof this.#options.token === 'function' ? await this.#options.token() : this.#options.token;

@@ -3,7 +3,8 @@
  * to tools. Derived from the resource declarations (src/http/manifest.ts builds it).
  */
 export interface Manifest {
-  platform: { name: string; version: string };
+  /** `dev_token`: this server mints development tokens at `POST /api/v1/dev/token` (local mode). */
+  platform: { name: string; version: string; dev_token: boolean };
   modules: ManifestModule[];
 }
 

@@ -373,7 +373,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     retriedTransactions: () => engine.retriedTransactions,
   });
   registerResourceRoutes(app, { engine, idempotency, cursors });
-  registerManifestRoute(app, modules);
+  registerManifestRoute(app, modules, config.localMode);
   registerOpenApiRoute(app, modules, { localMode: config.localMode });
   await app.register(playground);
 

@@ -283,9 +283,9 @@ export function manifestResource(resource: Resource, modules: readonly ModuleDef
 }
 
 /** How the platform describes itself to the Playground and to tools, derived from the declarations. */
-export function buildManifest(modules: readonly ModuleDef[]): Manifest {
+export function buildManifest(modules: readonly ModuleDef[], o: { devToken?: boolean } = {}): Manifest {
   return {
-    platform: { name: PLATFORM_NAME, version: PLATFORM_VERSION },
+    platform: { name: PLATFORM_NAME, version: PLATFORM_VERSION, dev_token: o.devToken ?? false },
     modules: modules.map((m) => ({
       name: m.name,
       description: m.description,
@@ -312,7 +312,7 @@ export function serveDocument(app: FastifyInstance, path: string, build: () => u
   });
 }
 
-/** `GET /api/v1/manifest` (public). */
-export function registerManifestRoute(app: FastifyInstance, modules: readonly ModuleDef[]): void {
-  serveDocument(app, '/api/v1/manifest', () => buildManifest(modules));
+/** `GET /api/v1/manifest` (public); `devToken`: whether this server is in local mode. */
+export function registerManifestRoute(app: FastifyInstance, modules: readonly ModuleDef[], devToken: boolean): void {
+  serveDocument(app, '/api/v1/manifest', () => buildManifest(modules, { devToken }));
 }

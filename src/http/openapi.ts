@@ -368,8 +368,15 @@ const MANIFEST_SCHEMA: JsonSchema = {
   properties: {
     platform: {
       type: 'object',
-      required: ['name', 'version'],
-      properties: { name: { type: 'string' }, version: { type: 'string' } },
+      required: ['name', 'version', 'dev_token'],
+      properties: {
+        name: { type: 'string' },
+        version: { type: 'string' },
+        dev_token: {
+          type: 'boolean',
+          description: 'Whether this server mints development tokens at POST /api/v1/dev/token (local mode).',
+        },
+      },
     },
     modules: {
       type: 'array',

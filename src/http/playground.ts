@@ -60,7 +60,9 @@ export async function playground(app: FastifyInstance, options: PlaygroundOption
     if (rel && inside && existsSync(file) && statSync(file).isFile()) {
       // Vite names assets by content hash: they never change under one name.
       const immutable = rel.startsWith('assets/');
+      // The policy on every file: `/playground/index.html` is the app too (no framing by others).
       return reply
+        .header('content-security-policy', CSP)
         .header('cache-control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache')
         .sendFile(rel, { cacheControl: false });
     }

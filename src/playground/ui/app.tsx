@@ -103,15 +103,17 @@ export function App() {
   const loadManifest = useCallback(() => {
     setLoad({ kind: 'loading' });
     fetchManifest().then(
-      (manifest) => setLoad({ kind: 'ready', manifest }),
+      (manifest) => {
+        setLoad({ kind: 'ready', manifest });
+        // The manifest says whether this server mints dev tokens: no probe (a 404 on a
+        // configured server, a token minted on every load of a local one).
+        setDevToken(manifest.platform.dev_token ? 'available' : 'absent');
+      },
       (err: Error) => setLoad({ kind: 'error', message: err.message }),
     );
   }, []);
 
   useEffect(loadManifest, []);
-  useEffect(() => {
-    fetchDevToken().then((t) => setDevToken(t ? 'available' : 'absent'));
-  }, []);
   useEffect(() => {
     const sync = () => setRoute(parseRoute(location.pathname, location.hash));
     addEventListener('popstate', sync);

@@ -9,7 +9,7 @@ const answer = (status: number, body: string, type = 'application/json') =>
 describe('loading the manifest', () => {
   it('answers the manifest the server sends', async () => {
     const manifest = {
-      platform: { name: 'EDM', version: '0.1.0' },
+      platform: { name: 'EDM', version: '0.1.0', dev_token: false },
       modules: [{ name: 'okr', resources: [keyResult] }],
     };
     await expect(fetchManifest(answer(200, JSON.stringify(manifest)))).resolves.toEqual(manifest);

@@ -35,6 +35,16 @@ describe('console requests', () => {
     const broken = buildRequest(create, keyResult, { ...emptyForm(), body: '{"title": ' }, {});
     expect(broken.bodyError).toMatch(/not valid JSON/);
     expect(buildRequest(create, keyResult, { ...emptyForm(), body: '  ' }, {}).bodyError).toMatch(/empty/);
+    // A number past a double's range would go as null (a merge patch's "clear"): refused here.
+    for (const [text, at] of [
+      ['{"weight": 1e999}', '/weight'],
+      ['{"tags": [1, -1e400]}', '/tags/1'],
+      ['{"a/b": {"c": 1e309}}', '/a~1b/c'],
+    ]) {
+      expect(buildRequest(create, keyResult, { ...emptyForm(), body: text }, {}).bodyError).toBe(
+        `The number at ${at} is beyond what JSON can carry (±1.8e308)`,
+      );
+    }
   });
 
   it('types query values and leaves out empty ones', () => {

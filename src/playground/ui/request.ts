@@ -107,6 +107,10 @@ export function buildRequest(
     } else {
       try {
         body = JSON.parse(text);
+        // A number past a double's range parses as ±Infinity, which JSON cannot send (it would
+        // go as null, and a merge patch's null clears the field).
+        const at = nonFinite(body, '');
+        if (at !== null) bodyError = `The number at ${at || '/'} is beyond what JSON can carry (±1.8e308)`;
       } catch (err) {
         bodyError = `The body is not valid JSON: ${(err as Error).message}`;
       }
@@ -187,4 +191,15 @@ const STANDARD = new Set(['list', 'get', 'create', 'update', 'delete', 'restore'
  */
 export function bodySlot(op: Pick<ManifestOperation, 'name' | 'has_body' | 'response'>): boolean {
   return op.has_body || (!STANDARD.has(op.name) && op.response === 'resource');
+}
+
+/** The JSON Pointer of the first number in `value` that is not finite, or null. */
+function nonFinite(value: unknown, at: string): string | null {
+  if (typeof value === 'number') return Number.isFinite(value) ? null : at;
+  if (value === null || typeof value !== 'object') return null;
+  for (const [key, member] of Object.entries(value)) {
+    const found = nonFinite(member, `${at}/${key.replaceAll('~', '~0').replaceAll('/', '~1')}`);
+    if (found !== null) return found;
+  }
+  return null;
 }
