@@ -1,6 +1,9 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { storeKinds, type TestApp, testApp } from './helpers.js';
+import { buildApp } from '../src/http/app.js';
+import { modules } from '../src/modules/index.js';
+import { migrate } from '../src/store/schema.js';
+import { freshStore, storeKinds, type TestApp, testApp, testConfig } from './helpers.js';
 
 /** Writes raw bytes to the server, then reads everything it answers until it closes the connection. */
 function rawExchange(port: number, chunks: string[], gapMs = 0): Promise<string> {
@@ -172,6 +175,22 @@ describe.each(storeKinds)('/readyz on %s', (kind) => {
       expect([res.statusCode, res.json()]).toEqual([200, { status: 'ready', store: kind }]);
     } finally {
       await t.close();
+    }
+  });
+
+  it('answers 503 while the database has no schema (started with --no-migrate before edm migrate)', async () => {
+    const fresh = await freshStore(kind);
+    const app = await buildApp({ config: testConfig(), store: fresh.store, migrate: false });
+    try {
+      const res = await app.inject('/readyz');
+      expect([res.statusCode, res.json()]).toEqual([503, { status: 'unavailable', store: kind }]);
+      await migrate(fresh.store, modules.flatMap((m) => m.resources));
+      const ready = await app.inject('/readyz');
+      expect([ready.statusCode, ready.json()]).toEqual([200, { status: 'ready', store: kind }]);
+    } finally {
+      await app.close();
+      await fresh.store.close();
+      await fresh.drop();
     }
   });
 });

@@ -557,6 +557,50 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
   });
 });
 
+describe.runIf(PG_URL !== undefined)('a postgres connector read', () => {
+  it('takes at most the connector timeout in all, however its steps share it', async () => {
+    // A proxy to the real server that holds each of its answers 200 ms: the connection, BEGIN and
+    // the query each answer within a 300 ms timeout, but the three together do not.
+    const { createServer, connect } = await import('node:net');
+    const target = new URL(PG_URL as string);
+    const proxy = createServer((client) => {
+      const server = connect(Number(target.port || 5432), target.hostname);
+      let chain = Promise.resolve();
+      server.on('data', (chunk) => {
+        chain = chain
+          .then(() => new Promise((r) => setTimeout(r, 200)))
+          .then(() => {
+            if (!client.destroyed) client.write(chunk);
+          });
+      });
+      client.on('data', (chunk) => server.write(chunk));
+      const close = () => {
+        client.destroy();
+        server.destroy();
+      };
+      client.on('close', close);
+      server.on('close', close);
+      client.on('error', close);
+      server.on('error', close);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const port = (proxy.address() as { port: number }).port;
+    const url = new URL(PG_URL as string);
+    url.hostname = '127.0.0.1';
+    url.port = String(port);
+    try {
+      const read = readConnector(
+        { kind: 'postgres', config: { query: 'SELECT 1' }, secret: url.toString() },
+        { allowHosts: ['127.0.0.1'], timeoutMs: 300 },
+      );
+      // The whole read's deadline, not one step's own timeout (each of which it would pass).
+      await expect(read).rejects.toThrow('postgres: no answer within 300 ms');
+    } finally {
+      await new Promise((r) => proxy.close(r));
+    }
+  });
+});
+
 describe('fetchJson', () => {
   it('takes a timeout of 0 as no limit', async () => {
     const slow = createServer((_req, res) => {

@@ -324,6 +324,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Ready within the connect timeout or not: a probe that waits on a frozen database learns
   // nothing. A timeout of 0 means none, as it does for requests: the prober's own limit decides.
   const readyWithinMs = config.dbConnectTimeoutMs ?? 5000;
+  // Ready means requests can be served: the database answers and holds the schema (every
+  // resource's table: a server started with --no-migrate before `edm migrate` is not ready).
+  const schemaProbe = sql.raw(
+    engine.resources.map((r) => `SELECT 1 FROM ${quotedName(r.table)} WHERE 1 = 0`).join(' UNION ALL '),
+  );
   app.get('/readyz', async (_request, reply) => {
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -335,7 +340,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
               }),
             ]
           : [];
-      await Promise.race([sql`SELECT 1`.execute(store.db), ...deadline]);
+      await Promise.race([schemaProbe.execute(store.db), ...deadline]);
       return { status: 'ready', store: store.kind };
     } catch {
       return reply.code(503).header('retry-after', '1').send({ status: 'unavailable', store: store.kind });
@@ -406,4 +411,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (!options.store) await store.close();
   });
   return app;
+}
+
+/** A table's name quoted for SQL (both stores quote identifiers with double quotes). */
+function quotedName(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
 }

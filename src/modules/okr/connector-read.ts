@@ -102,11 +102,33 @@ async function pgClient(secret: string, policy: OutboundPolicy): Promise<pg.Clie
   });
 }
 
-/** Runs a `postgres` connector's query read-only and takes the first column of its first row. */
+/**
+ * Runs a `postgres` connector's query read-only and takes the first column of its first row,
+ * all of it (the connection, BEGIN, the query) within the connector timeout: each step has the
+ * timeout too, but three slow steps would take three times it.
+ */
 async function readPostgres(config: ConnectorConfig, secret: string, policy: OutboundPolicy): Promise<number> {
   const client = await pgClient(secret, policy);
   // A connection that breaks later is this read's failure, not the process's.
   client.on('error', () => {});
+  const work = queryPostgres(client, config);
+  if (!(policy.timeoutMs > 0)) return work;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(new OutboundError(`postgres: no answer within ${policy.timeoutMs} ms`));
+      void client.end().catch(() => {});
+    }, policy.timeoutMs);
+  });
+  work.catch(() => {}); // answered by the timeout when it loses the race
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function queryPostgres(client: pg.Client, config: ConnectorConfig): Promise<number> {
   try {
     await client.connect();
     await client.query('BEGIN READ ONLY');
