@@ -184,7 +184,10 @@ describe.each(storeKinds)('/readyz on %s', (kind) => {
     try {
       const res = await app.inject('/readyz');
       expect([res.statusCode, res.json()]).toEqual([503, { status: 'unavailable', store: kind }]);
-      await migrate(fresh.store, modules.flatMap((m) => m.resources));
+      await migrate(
+        fresh.store,
+        modules.flatMap((m) => m.resources),
+      );
       const ready = await app.inject('/readyz');
       expect([ready.statusCode, ready.json()]).toEqual([200, { status: 'ready', store: kind }]);
     } finally {
