@@ -41,9 +41,9 @@ type FieldAt<R, K> = R extends Resource<infer F> ? (K extends keyof AllFieldsOf<
 type RangeValue<R, K> =
   ValueAt<R, K> extends number
     ? number
-    : FieldAt<R, K> extends { format: 'date' }
+    : FieldAt<R, K> extends { type: 'date' }
       ? string
-      : FieldAt<R, K> extends { format: 'date-time' }
+      : FieldAt<R, K> extends { type: 'date-time' }
         ? string | Date
         : never;
 type Ranged<R> = {

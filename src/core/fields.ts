@@ -31,8 +31,6 @@ export interface FieldSpec<S extends TSchema = TSchema, R extends boolean = bool
   /** Values of `enum` only the platform writes: a client sending one gets 400 (`source_type: system`). */
   readonly serverOnly?: readonly string[];
   readonly pattern?: string;
-  /** A text that is a time: a date or a date-time (range filters take them, and the SDK types them so). */
-  readonly format?: 'date' | 'date-time';
   /** Id prefix of the referenced resource. */
   readonly ref?: string;
   /** The referenced resource owns this one (soft-delete dependents, restore rules). */
@@ -233,24 +231,26 @@ export function boolean<const O extends CommonOptions & { default?: boolean }>(
   return make(Type.Boolean(), 'boolean', 'boolean', o, o.default !== undefined ? { default: o.default } : {});
 }
 
-/** An RFC 3339 UTC timestamp with milliseconds. */
-export function datetime<const O extends CommonOptions>(
+/**
+ * An RFC 3339 UTC timestamp with milliseconds. Its `type` is the literal `'date-time'` for the
+ * SDK's types (range filters take a time); it takes no `type` of its own, so that holds.
+ */
+export function datetime<const O extends Omit<CommonOptions, 'type'>>(
   o: O,
-): Field<ReturnType<typeof Type.String>, O> & { readonly format: 'date-time' } {
-  return make(Type.String({ format: 'date-time' }), 'date-time', 'datetime', o, { format: 'date-time' }) as Field<
+): Field<ReturnType<typeof Type.String>, O> & { readonly type: 'date-time' } {
+  return make(Type.String({ format: 'date-time' }), 'date-time', 'datetime', o) as Field<
     ReturnType<typeof Type.String>,
     O
-  > & { readonly format: 'date-time' };
+  > & { readonly type: 'date-time' };
 }
 
-/** A calendar date `YYYY-MM-DD` (UTC). */
-export function date<const O extends CommonOptions>(
+/** A calendar date `YYYY-MM-DD` (UTC); its `type` is the literal `'date'` (see datetime). */
+export function date<const O extends Omit<CommonOptions, 'type'>>(
   o: O,
-): Field<ReturnType<typeof Type.String>, O> & { readonly format: 'date' } {
-  return make(Type.String({ format: 'date' }), 'date', 'date', o, { format: 'date' }) as Field<
-    ReturnType<typeof Type.String>,
-    O
-  > & { readonly format: 'date' };
+): Field<ReturnType<typeof Type.String>, O> & { readonly type: 'date' } {
+  return make(Type.String({ format: 'date' }), 'date', 'date', o) as Field<ReturnType<typeof Type.String>, O> & {
+    readonly type: 'date';
+  };
 }
 
 export interface RefOptions extends CommonOptions {
