@@ -158,7 +158,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // A request (headers and body) must arrive within this: a client trickling bytes holds no
     // connection for longer. Handlers' own time does not count. Checked every ~tenth of it.
     requestTimeout,
-    http: { connectionsCheckingInterval: Math.min(5000, Math.max(10, Math.round(requestTimeout / 10))) },
+    // A request without Host (HTTP/1.1 requires one) is answered below as a problem, not by
+    // Node's own bare 400 with no body.
+    http: {
+      connectionsCheckingInterval: Math.min(5000, Math.max(10, Math.round(requestTimeout / 10))),
+      requireHostHeader: false,
+    },
     clientErrorHandler: (err, socket) => answerClientError(err, socket, requestId()),
     genReqId: requestId,
     requestIdHeader: false,
@@ -256,6 +261,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Callback style, not async: a token seen before is answered from the cache without a promise.
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    if (request.headers.host === undefined && request.raw.httpVersion === '1.1') {
+      reply.header('connection', 'close');
+      done(new ApiError('malformed_request', 'An HTTP/1.1 request must carry a Host header'));
+      return;
+    }
     const cfg = request.routeOptions.config;
     if (!cfg.module) {
       const path = request.url.split('?')[0];
