@@ -153,6 +153,85 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     },
   );
 
+  it.runIf(kind === 'postgres')(
+    "never leaves a live key result on a deleted connector: a create or a PATCH attaching one, beside the connector's DELETE",
+    async () => {
+      const cycle = await send(apps[0], token, 'POST', byName('Cycle').basePath, {
+        name: 'attach',
+        start_date: '2026-10-01',
+        end_date: '2026-12-31',
+      });
+      const objective = await send(apps[0], token, 'POST', objectives.basePath, {
+        title: 'fed meanwhile',
+        cycle_id: cycle.body.id,
+      });
+      const manual = await send(apps[0], token, 'POST', keyResults.basePath, {
+        objective_id: objective.body.id,
+        title: 'attached by a PATCH',
+        target: 10,
+      });
+      const attachments = [
+        (connector: string) =>
+          send(apps[1], token, 'POST', keyResults.basePath, {
+            objective_id: objective.body.id,
+            title: 'attached on create',
+            target: 10,
+            data_source: 'connector',
+            connector_id: connector,
+          }),
+        (connector: string) =>
+          send(apps[1], token, 'PATCH', `${keyResults.basePath}/${manual.body.id}`, {
+            data_source: 'connector',
+            connector_id: connector,
+          }),
+      ];
+      for (const attach of attachments) {
+        const connector = await send(apps[0], token, 'POST', byName('Connector').basePath, {
+          name: 'feed',
+          kind: 'webhook',
+          config: {},
+        });
+        const holder = new pg.Client({ connectionString: PG_URL });
+        await holder.connect();
+        try {
+          // The attaching write pauses on the cycle (its status reads it), after its reference checks.
+          await holder.query(`SET search_path TO ${schema}`);
+          await holder.query('BEGIN');
+          await holder.query('SELECT id FROM okr_cycles WHERE id = $1 FOR UPDATE', [cycle.body.id]);
+          const attached = attach(connector.body.id as string);
+          await until('the write waits for the cycle', async () => (await lockWaiters(holder)) >= 1);
+          let deleted = false;
+          const removal = send(
+            apps[0],
+            token,
+            'DELETE',
+            `${byName('Connector').basePath}/${connector.body.id}`,
+          ).finally(() => {
+            deleted = true;
+          });
+          // Before the fix the DELETE went through at once; now it waits for the attaching write.
+          const blocked = async () =>
+            (
+              await holder.query(
+                "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name IN ($1, 'edm') AND cardinality(pg_blocking_pids(pid)) > 0",
+                [secondApp],
+              )
+            ).rows[0].n as number;
+          await until('the DELETE answers or waits', async () => deleted || (await blocked()) >= 2);
+          await holder.query('COMMIT');
+          const [write, del] = await Promise.all([attached, removal]);
+          expect(write.status, write.raw).toBeLessThan(300);
+          expect([del.status, del.body.code]).toEqual([409, 'has_dependents']);
+          const fed = await send(apps[0], token, 'GET', `${keyResults.basePath}?connector_id=${connector.body.id}`);
+          expect((fed.body.data as Doc[]).length).toBe(1);
+        } finally {
+          await holder.query('ROLLBACK').catch(() => {});
+          await holder.end();
+        }
+      }
+    },
+  );
+
   it('lets exactly one of 20 PATCHes at one If-Match version win; the rest are 412', async () => {
     const created = await send(apps[0], token, 'POST', objectives.basePath, { title: 'contended' });
     const url = `${objectives.basePath}/${created.body.id}`;

@@ -1312,19 +1312,23 @@ export class Engine {
    */
   private async checkReferences(tx: EngineTx, resource: Resource, principal: Principal, doc: Doc, before: Doc | null) {
     const errors: FieldError[] = [];
-    for (const [name, field] of Object.entries(resource.allFields)) {
+    // `restrict` references first: they are locked before the parent, the order a write of the
+    // row they name takes them in (a connector's sync: the connector, then the objectives).
+    const fields = Object.entries(resource.allFields).sort(([, a], [, b]) => Number(!a.restrict) - Number(!b.restrict));
+    for (const [name, field] of fields) {
       const value = doc[name];
       if (!field.ref || typeof value !== 'string' || (before && before[name] === value)) continue;
       const target = this.byPrefix.get(field.ref);
       const locks = resource.lockReferences?.includes(name);
-      // A parent is held (FOR SHARE) until the write commits: a DELETE of it waits, then counts
-      // this row among its live children (409), instead of leaving a live child under a deleted
-      // parent; one that deleted it first is seen here (422).
+      // A parent, or a row this one comes to hold (`restrict`), is held (FOR SHARE) until the
+      // write commits: a DELETE of it waits, then counts this row among its live children or
+      // holders (409), instead of leaving a live row on a deleted one; one that deleted it
+      // first is seen here (422).
       const row = !target
         ? null
         : locks
           ? await tx.find(target, principal.tenantId, value, 'update')
-          : field.parent
+          : field.parent || field.restrict
             ? await tx.find(target, principal.tenantId, value, 'share')
             : await tx.peek(target, principal.tenantId, value);
       const found = row !== null && row.is_deleted === false;
@@ -1403,6 +1407,15 @@ export class Engine {
         if (!(name in body)) continue;
         const ids = mentionedIds(target.idPrefix, (body as Doc)[name]).filter((m) => m !== id);
         if (ids.length) await this.tx(db, principal, this.clock.now(), rows).lock(target, principal.tenantId, ids);
+      }
+      // A row the body names in a `restrict` reference is held before this row and its parent
+      // are locked: the order the named row's own writes take them in (see checkReferences).
+      for (const [name, field] of Object.entries(resource.allFields)) {
+        const value = (body as Doc)[name];
+        const target = field.restrict && field.ref ? this.byPrefix.get(field.ref) : undefined;
+        if (target && typeof value === 'string' && this.store.kind === 'postgres') {
+          await this.tx(db, principal, this.clock.now(), rows).find(target, principal.tenantId, value, 'share');
+        }
       }
       await this.lockMove(db, resource, principal, id, body as Doc, rows);
     }
