@@ -154,7 +154,7 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
   );
 
   it.runIf(kind === 'postgres')(
-    "never leaves a live key result on a deleted connector: a create or a PATCH attaching one, beside the connector's DELETE",
+    "never leaves a live key result on a deleted connector: a create, a PATCH or a restore that attaches one, beside the connector's DELETE",
     async () => {
       const cycle = await send(apps[0], token, 'POST', byName('Cycle').basePath, {
         name: 'attach',
@@ -170,27 +170,34 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
         title: 'attached by a PATCH',
         target: 10,
       });
+      const fedBody = (connector: string) => ({
+        objective_id: objective.body.id,
+        title: 'attached on create',
+        target: 10,
+        data_source: 'connector',
+        connector_id: connector,
+      });
+      // Each readies its write (outside the race), then answers the write that races the DELETE.
       const attachments = [
-        (connector: string) =>
-          send(apps[1], token, 'POST', keyResults.basePath, {
-            objective_id: objective.body.id,
-            title: 'attached on create',
-            target: 10,
-            data_source: 'connector',
-            connector_id: connector,
-          }),
-        (connector: string) =>
+        async (connector: string) => () => send(apps[1], token, 'POST', keyResults.basePath, fedBody(connector)),
+        async (connector: string) => () =>
           send(apps[1], token, 'PATCH', `${keyResults.basePath}/${manual.body.id}`, {
             data_source: 'connector',
             connector_id: connector,
           }),
+        async (connector: string) => {
+          const fed = await send(apps[0], token, 'POST', keyResults.basePath, fedBody(connector));
+          expect((await send(apps[0], token, 'DELETE', `${keyResults.basePath}/${fed.body.id}`)).status).toBe(200);
+          return () => send(apps[1], token, 'POST', `${keyResults.basePath}/${fed.body.id}/restore`);
+        },
       ];
-      for (const attach of attachments) {
+      for (const ready of attachments) {
         const connector = await send(apps[0], token, 'POST', byName('Connector').basePath, {
           name: 'feed',
           kind: 'webhook',
           config: {},
         });
+        const attach = await ready(connector.body.id as string);
         const holder = new pg.Client({ connectionString: PG_URL });
         await holder.connect();
         try {
@@ -198,7 +205,7 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
           await holder.query(`SET search_path TO ${schema}`);
           await holder.query('BEGIN');
           await holder.query('SELECT id FROM okr_cycles WHERE id = $1 FOR UPDATE', [cycle.body.id]);
-          const attached = attach(connector.body.id as string);
+          const attached = attach();
           await until('the write waits for the cycle', async () => (await lockWaiters(holder)) >= 1);
           let deleted = false;
           const removal = send(

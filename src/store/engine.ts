@@ -1709,6 +1709,19 @@ export class Engine {
 
   async restore(db: DB, resource: Resource, principal: Principal, id: string, cond: WriteConditions): Promise<Doc> {
     const rows: WriteRows = new Map();
+    // The rows it holds by `restrict` references (a key result's connector) are held first, as a
+    // create or an update that names them takes them (see checkReferences): found without a lock,
+    // then locked before the row and its parent. A deleted row cannot change meanwhile (a write
+    // to it is 409), so they are still its references under the lock.
+    const restricts = Object.entries(resource.allFields).filter(([, f]) => f.restrict && f.ref);
+    if (this.store.kind === 'postgres' && restricts.length > 0) {
+      const seen = await this.load(db, resource, principal, id, false);
+      const tx = this.tx(db, principal, this.clock.now(), rows);
+      for (const [name, field] of restricts) {
+        const target = this.byPrefix.get(field.ref as string) as Resource;
+        if (typeof seen[name] === 'string') await tx.find(target, principal.tenantId, seen[name] as string, 'share');
+      }
+    }
     const before = await this.loadForWrite(db, resource, principal, id, rows);
     this.checkPreconditions(before, cond, undefined);
     if (!before.is_deleted) throw new ApiError('not_deleted', `${resource.name} ${id} is not deleted`);
@@ -1722,7 +1735,7 @@ export class Engine {
         .select('is_deleted')
         .where('tenant_id', '=', principal.tenantId)
         .where('id', '=', parentId);
-      const row = await (this.store.kind === 'postgres' && field.parent ? query.forShare() : query).executeTakeFirst();
+      const row = await (this.store.kind === 'postgres' ? query.forShare() : query).executeTakeFirst();
       if (!row || this.store.decode(parent.allFields.is_deleted, row.is_deleted) === true) {
         throw new ApiError(
           'parent_deleted',
