@@ -402,11 +402,11 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
   });
 
   it.each([
-    ['PUT', '/api/v1/okr/cycles', 'GET,HEAD,POST'],
-    ['DELETE', '/api/v1/okr/objectives', 'GET,HEAD,POST'],
-    ['PUT', `/api/v1/okr/objectives/obj_01ARZ3NDEKTSV4RRFFQ69G5FAV`, 'DELETE,GET,HEAD,PATCH'],
-    ['GET', `/api/v1/okr/key-results/kr_01ARZ3NDEKTSV4RRFFQ69G5FAV/restore`, 'POST'],
-    ['POST', '/api/v1/manifest', 'GET,HEAD'],
+    ['PUT', '/api/v1/okr/cycles', 'GET,HEAD,OPTIONS,POST'],
+    ['DELETE', '/api/v1/okr/objectives', 'GET,HEAD,OPTIONS,POST'],
+    ['PUT', `/api/v1/okr/objectives/obj_01ARZ3NDEKTSV4RRFFQ69G5FAV`, 'DELETE,GET,HEAD,OPTIONS,PATCH'],
+    ['GET', `/api/v1/okr/key-results/kr_01ARZ3NDEKTSV4RRFFQ69G5FAV/restore`, 'OPTIONS,POST'],
+    ['POST', '/api/v1/manifest', 'GET,HEAD,OPTIONS'],
   ])('%s %s: 405 method_not_allowed with Allow: %s', async (method, url, allow) => {
     const res = await t.call(method, url, { token, body: method === 'GET' ? undefined : {} });
     expect([res.status, res.body.code, res.headers['content-type']]).toEqual([
@@ -419,6 +419,24 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
     expect((await t.call(method, url, { token: null, body: method === 'GET' ? undefined : {} })).status).toBe(
       url.endsWith('manifest') ? 405 : 401,
     );
+  });
+
+  it('answers OPTIONS with the methods a path takes (204 and Allow), 404 where no route is; QUERY needs a Content-Type', async () => {
+    const known = await t.app.inject({ method: 'OPTIONS', url: '/api/v1/okr/cycles' });
+    expect([known.statusCode, String(known.headers.allow).split(', ').sort().join(',')]).toEqual([
+      204,
+      'GET,HEAD,OPTIONS,POST',
+    ]);
+    const unknown = await t.app.inject({ method: 'OPTIONS', url: '/nowhere' });
+    expect([unknown.statusCode, unknown.json().code]).toEqual([404, 'route_not_found']);
+    const query = await t.app.inject({ method: 'QUERY', url: '/healthz' });
+    expect([query.statusCode, query.json().code]).toEqual([400, 'invalid_header']);
+    const typed = await t.app.inject({
+      method: 'QUERY',
+      url: '/healthz',
+      headers: { 'content-type': 'application/json' },
+    });
+    expect([typed.statusCode, typed.json().code]).toEqual([405, 'method_not_allowed']);
   });
 
   it.each([

@@ -249,7 +249,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (allow.length === 0) {
       return sendProblem(request, reply, new ApiError('route_not_found', `No route ${request.method} ${path}`));
     }
+    // Every path a route answers takes OPTIONS too (a CORS preflight is answered before this).
+    allow.push('OPTIONS');
     reply.header('allow', allow.join(', '));
+    if (request.method === 'OPTIONS') return reply.code(204).send();
     return sendProblem(
       request,
       reply,

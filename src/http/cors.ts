@@ -40,10 +40,8 @@ export function registerCors(app: FastifyInstance, policy: CorsPolicy): void {
     }
     done();
   });
-  // Lets the router accept OPTIONS on every path; a preflight never gets this far.
-  app.options('*', (_request, reply) => {
-    reply.code(204).send();
-  });
+  // Any other OPTIONS request is the not-found handler's (app.ts): 204 with Allow on a path some
+  // route answers, 404 on one none does.
 }
 
 /**

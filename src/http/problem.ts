@@ -32,6 +32,8 @@ export function toProblem(err: ApiError, requestId: string): Problem {
 const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  // A QUERY request must say its body's type (RFC 10008): a header, not a body field, is missing.
+  FST_ERR_ROUTE_MISSING_CONTENT_TYPE: 'invalid_header',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_header',
   FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_json',
   FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
