@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -192,14 +192,19 @@ describe('edm CLI (built)', () => {
     await expect(
       edm('export', '--tenant', 'xfer-a', '--resource', 'Nope', '--out', join(dir, 'nope.json')),
     ).rejects.toMatchObject({
-      code: 1,
+      code: 2,
       stderr: expect.stringContaining('no resource Nope'),
     });
     expect(existsSync(join(dir, 'nope.json')) || existsSync(join(dir, 'nope.json.partial'))).toBe(false);
     await expect(edm('export', '--tenant', 'x', '--format', 'csv')).rejects.toMatchObject({
-      code: 1,
+      code: 2,
       stderr: expect.stringContaining('--format csv needs --resource'),
     });
+    // --out naming a folder: exit 1, and no copy left beside it.
+    const folder = join(dir, 'a-folder');
+    mkdirSync(folder);
+    await expect(edm('export', '--tenant', 'xfer-a', '--out', folder)).rejects.toMatchObject({ code: 1 });
+    expect(existsSync(`${folder}.partial`)).toBe(false);
     // A file it cannot write: exit 1 saying why (it used to exit 13, silently).
     await expect(
       edm('export', '--tenant', 'xfer-a', '--out', join(dir, 'no-such-folder', 'x.json')),
@@ -324,6 +329,9 @@ describe('edm usage', () => {
     [['import', '--tenant', 't'], 'name one file to import', 'edm import FILE --tenant T'],
     [['import', 'a.json', 'b.json', '--tenant', 't'], 'name one file to import', 'edm import FILE --tenant T'],
     [['export', 'stray', '--tenant', 't'], 'unexpected argument stray', 'edm export --tenant T'],
+    [['export', '--tenant', 't', '--format', 'xml'], '--format must be json or csv, not xml', 'edm export --tenant T'],
+    [['import', 'a.json', '--tenant', 't', '--format', 'xml'], '--format must be json or csv', 'edm import FILE'],
+    [['import', 'a.csv', '--tenant', 't'], '--format csv needs --resource', 'edm import FILE'],
   ])('edm %j exits 2, saying so, with its usage line', async (args, message, usage) => {
     const err = await edm(...args).catch((e) => e);
     expect(err).toMatchObject({ code: 2 });

@@ -58,6 +58,14 @@ describe('connections: requests that are not HTTP, too large, or too slow to arr
     ['bytes that are not HTTP', () => ['HELLO THERE\r\n\r\n'], 400, 'malformed_request'],
     ['an HTTP/1.1 request without Host', () => ['GET /healthz HTTP/1.1\r\n\r\n'], 400, 'malformed_request'],
     [
+      'a CORS preflight without Host',
+      () => [
+        'OPTIONS /api/v1/okr/cycles HTTP/1.1\r\nOrigin: https://example.com\r\nAccess-Control-Request-Method: POST\r\n\r\n',
+      ],
+      400,
+      'malformed_request',
+    ],
+    [
       'headers over 16 KiB',
       () => [`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`],
       431,
@@ -118,6 +126,12 @@ describe('connections: requests that are not HTTP, too large, or too slow to arr
       expect(text).toMatch(/^HTTP\/1\.1 200 /);
     },
   );
+
+  it('a body over 1 MiB that then stops arriving: the 413 is its one answer, and the connection closes', async () => {
+    const answer = await rawExchange(port, [post(2_000_000), 'x'.repeat(1_100_000)]);
+    expect(answer).toMatch(/^HTTP\/1\.1 413 /);
+    expect(answer.match(/HTTP\/1\.1 \d{3} /g)).toHaveLength(1); // no 408 after it
+  });
 
   it('a timed-out create stores nothing', async () => {
     const before = await t.call('GET', '/api/v1/okr/cycles');

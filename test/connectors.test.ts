@@ -306,6 +306,17 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect([now.last_value, now.last_sync_at]).toEqual([before.last_value, before.last_sync_at]);
   });
 
+  it('answers a PATCH naming a connector id with U+0000 as any bad body: after 404 and 412, naming the field', async () => {
+    const body = { data_source: 'connector', connector_id: 'con_\u0000' };
+    const missing = await call('PATCH', `${kr.basePath}/kr_01ARZ3NDEKTSV4RRFFQ69G5FAV`, body);
+    expect(missing.status).toBe(404);
+    const k = await fed((await connector()).id as string);
+    const stale = await t.call('PATCH', `${kr.basePath}/${k.id}`, { token, body, headers: { 'if-match': '"9"' } });
+    expect(stale.status).toBe(412);
+    const bad = await call('PATCH', `${kr.basePath}/${k.id}`, body);
+    expect([bad.status, (bad.body.errors as { path: string }[])?.[0]?.path]).toEqual([400, '/connector_id']);
+  });
+
   it('drops the secret when the kind or any setting changes, unless the same write sends one', async () => {
     api.state.body = '{"data":{"value":3}}';
     const c = await connector({ secret: 'first-token' });

@@ -308,6 +308,9 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
         headers: { 'content-type': 'application/octet-stream' },
       });
       expect([back.status, back.body.is_deleted]).toEqual([200, false]);
+      const patchType = { ...labelled, headers: { 'content-type': 'application/merge-patch+json' } };
+      expect((await t.call('DELETE', `${resource.basePath}/${doc.id}`, patchType)).status).toBe(200);
+      expect((await t.call('POST', `${resource.basePath}/${doc.id}/restore`, patchType)).status).toBe(200);
       const sent = await t.call('DELETE', `${resource.basePath}/${doc.id}`, { ...labelled, payload: 'x' });
       expect([sent.status, sent.body.code]).toEqual([415, 'unsupported_media_type']);
     });

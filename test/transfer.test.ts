@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { seedDemo } from '../src/cli/seed.js';
 import {
@@ -73,6 +74,20 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     // Written by the importer.
     expect(after.every((k) => k.created_by === USER_A)).toBe(true);
   });
+
+  it.runIf(kind === 'postgres')(
+    "keeps its snapshot while a slow reader holds it up: the session's idle-in-transaction limit is off for it",
+    async () => {
+      const show = async (db: typeof t.store.db) =>
+        (
+          await sql<{ idle_in_transaction_session_timeout: string }>`SHOW idle_in_transaction_session_timeout`.execute(
+            db,
+          )
+        ).rows[0]?.idle_in_transaction_session_timeout;
+      expect(await t.store.snapshot((s) => show(s.db))).toBe('0');
+      expect(await show(t.store.db)).not.toBe('0'); // other sessions keep theirs (a stalled one loses its locks)
+    },
+  );
 
   it('exports one snapshot: rows written while it runs are in none of its resources, so the file imports', async () => {
     const token = await t.token({ tenant: 'source' });

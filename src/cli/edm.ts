@@ -201,8 +201,22 @@ const listed = (counts: Record<string, number>) =>
 
 function formatOf(value: string | undefined, file: string | undefined): 'json' | 'csv' {
   const format = value ?? (file?.toLowerCase().endsWith('.csv') ? 'csv' : 'json');
-  if (format !== 'json' && format !== 'csv') throw new TransferError(`--format must be json or csv, not ${format}`);
+  if (format !== 'json' && format !== 'csv') throw new UsageError(`--format must be json or csv, not ${format}`);
   return format;
+}
+
+/**
+ * The options of an export or an import that can be judged before anything opens: the format
+ * (from `--format`, else the file's name), a CSV's `--resource`, and that resource's name.
+ */
+function checkTransferOptions(values: Record<string, string | boolean | undefined>, file: string | undefined): void {
+  const format = formatOf(values.format as string | undefined, file);
+  const resource = values.resource as string | undefined;
+  if (format === 'csv' && !resource) throw new UsageError('--format csv needs --resource (one resource per CSV)');
+  const names = modules.flatMap((m) => m.resources.map((r) => r.name));
+  if (resource !== undefined && !names.includes(resource)) {
+    throw new UsageError(`no resource ${resource}: one of ${names.join(', ')}`);
+  }
 }
 
 async function transfer(
@@ -233,6 +247,7 @@ async function transfer(
   if (files === 1 && positionals.length !== 1)
     throw new UsageError('name one file to import: edm import FILE --tenant T');
   if (files === 0 && positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
+  checkTransferOptions(values, files === 1 ? positionals[0] : (values.out as string | undefined));
   const config = loadConfig();
   const store = openStore(config.databaseUrl, { ...storeOptions(config), poolSize: 2 });
   const progress = progressBar();
@@ -260,7 +275,6 @@ function exportCommand(args: string[]): Promise<number> {
     const out = values.out as string | undefined;
     const format = formatOf(values.format as string | undefined, out);
     const resource = values.resource as string | undefined;
-    if (format === 'csv' && !resource) throw new TransferError('--format csv needs --resource (one resource per CSV)');
     // A file appears under its name only when the export is whole: written beside it, then renamed.
     const partial = out ? `${out}.partial` : null;
     const stream = partial ? createWriteStream(partial) : process.stdout;
@@ -287,7 +301,13 @@ function exportCommand(args: string[]): Promise<number> {
       throw err;
     }
     await closed();
-    if (out && partial) renameSync(partial, out);
+    try {
+      if (out && partial) renameSync(partial, out);
+    } catch (err) {
+      // `--out` names a folder, say: the export stays whole nowhere, as a failed one does.
+      if (partial) rmSync(partial, { force: true });
+      throw err;
+    }
     return `exported tenant ${base.tenant} (${base.store.kind}): ${listed(counts)}${out ? ` to ${out}` : ''}`;
   });
 }

@@ -20,7 +20,7 @@ import { registerManifestRoute } from './manifest.js';
 import { registerMetrics } from './metrics.js';
 import { registerOpenApiRoute } from './openapi.js';
 import { playground } from './playground.js';
-import { answerClientError, sendProblem } from './problem.js';
+import { answerClientError, answeredEarly, sendProblem } from './problem.js';
 import { RATE_LIMIT_HEADERS, RateLimiter, rateLimitKey } from './rate-limit.js';
 import { registerResourceRoutes } from './routes.js';
 
@@ -208,6 +208,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     parseUtf8Json(request, body as Buffer, done),
   );
   app.addContentTypeParser('application/merge-patch+json', { parseAs: 'buffer' }, (request, body, done) => {
+    if (request.method !== 'PATCH' && (body as Buffer).length === 0) {
+      done(null, undefined); // an empty body is no body, whatever its type says
+      return;
+    }
     if (request.method !== 'PATCH') {
       done(new ApiError('unsupported_media_type', 'application/merge-patch+json is accepted on PATCH only'), undefined);
       return;
@@ -231,7 +235,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // sending it: a close then resets the connection, and the answer can be lost with it. Left
     // open, Node reads and drops the rest of the body (within EDM_REQUEST_TIMEOUT_MS) after
     // answering, and the connection serves the next request.
-    if ((err as { code?: unknown }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') reply.removeHeader('connection');
+    if ((err as { code?: unknown }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      reply.removeHeader('connection');
+      const { socket } = request.raw;
+      answeredEarly.add(socket);
+      request.raw.once('end', () => answeredEarly.delete(socket));
+    }
     return sendProblem(request, reply, err);
   });
   // The methods each route answers, for a 405's Allow: the router finds a path's route only

@@ -30,7 +30,11 @@ export function registerCors(app: FastifyInstance, policy: CorsPolicy): void {
   const answer = corsHeaders(policy);
   app.addHook('onRequest', (request, reply, done) => {
     answer(request, reply);
-    if (request.headers.origin === undefined) {
+    // No Host on HTTP/1.1: not a request to answer, a preflight included (app.ts refuses it).
+    if (
+      request.headers.origin === undefined ||
+      (request.headers.host === undefined && request.raw.httpVersion === '1.1')
+    ) {
       done();
       return;
     }

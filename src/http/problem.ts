@@ -138,8 +138,20 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: u
  * that are not HTTP (400). Answered as a problem like any other, on the socket, which is then
  * closed (Fastify's `clientErrorHandler`). A reset connection gets nothing.
  */
+/**
+ * Connections whose request is answered while its body still arrives (a 413): Node reads and
+ * drops the rest, and a timeout meanwhile closes the connection without another answer.
+ */
+export const answeredEarly = new WeakSet<Socket>();
+
 export function answerClientError(err: Error & { code?: string }, socket: Socket, requestId: string): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  // Its request was answered already (a 413 while the body still arrived): a second answer
+  // would break the framing, so the connection just closes.
+  if (answeredEarly.has(socket)) {
+    socket.destroy();
+    return;
+  }
   const apiError =
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
       ? new ApiError('request_timeout', 'The request did not arrive in time')

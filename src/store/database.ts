@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, type KyselyConfig, type LogEvent, SqliteDialect } from 'kysely';
+import { Kysely, type KyselyConfig, type LogEvent, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../core/config.js';
 import { ApiError } from '../core/errors.js';
@@ -501,7 +501,12 @@ function openPostgres(url: string, options: StoreOptions): Store {
         .transaction()
         .setIsolationLevel('repeatable read')
         .setAccessMode('read only')
-        .execute((trx) => fn({ ...store, db: trx }));
+        .execute(async (trx) => {
+          // Its reader may keep it waiting between statements (an export piped to a slow
+          // consumer): a session idle in this transaction is not a stalled one to cut off.
+          await sql`SET LOCAL idle_in_transaction_session_timeout = 0`.execute(trx);
+          return fn({ ...store, db: trx });
+        });
     },
     close: () => db.destroy(),
   };

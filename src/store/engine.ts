@@ -1413,7 +1413,8 @@ export class Engine {
       for (const [name, field] of Object.entries(resource.allFields)) {
         const value = (body as Doc)[name];
         const target = field.restrict && field.ref ? this.byPrefix.get(field.ref) : undefined;
-        if (target && typeof value === 'string' && this.store.kind === 'postgres') {
+        // Only an id of its form: anything else is the body's 400, after the row's 404 and 412.
+        if (target && typeof value === 'string' && this.store.kind === 'postgres' && matchesId(target, value)) {
           await this.tx(db, principal, this.clock.now(), rows).find(target, principal.tenantId, value, 'share');
         }
       }
@@ -1747,3 +1748,14 @@ export class Engine {
     return this.markDeleted(db, resource, principal, before, this.clock.now(), false, rows);
   }
 }
+
+/** Whether `value` has the form of an id of `resource` (its prefix and a ULID). */
+function matchesId(resource: Resource, value: string): boolean {
+  let pattern = idForms.get(resource);
+  if (!pattern) {
+    pattern = new RegExp(resource.idPattern);
+    idForms.set(resource, pattern);
+  }
+  return pattern.test(value);
+}
+const idForms = new WeakMap<Resource, RegExp>();

@@ -68,6 +68,18 @@ describe('console requests', () => {
     expect(requestUrl(ranged)).toBe('/api/v1/okr/key-results?progress_pct%5Bgte%5D=50');
   });
 
+  it('reads a several-values filter as the API does: `\\,` is a comma inside a value, `\\\\` a backslash', () => {
+    const list = opNamed('list');
+    const typed = (tag: string) => buildRequest(list, keyResult, { ...emptyForm(), query: { tag } }, {});
+    // One value holding a comma: a list of one, which the SDK (and the curl) writes escaped again.
+    expect(typed('q\\,rX').query).toEqual({ tag: ['q,rX'] });
+    expect(requestUrl(typed('q\\,rX'))).toBe(`/api/v1/okr/key-results?tag=${encodeURIComponent('q\\,rX')}`);
+    expect(typed('s\\\\X,zz').query).toEqual({ tag: ['s\\X', 'zz'] });
+    expect(requestUrl(typed('s\\\\X,zz'))).toBe(`/api/v1/okr/key-results?tag=${encodeURIComponent('s\\\\X,zz')}`);
+    expect(typed('a, b').query).toEqual({ tag: ['a', 'b'] });
+    expect(typed('plain').query).toEqual({ tag: 'plain' });
+  });
+
   it('reads If-Match as the version to expect and checks an Idempotency-Key, on the operations that take them', () => {
     const del = opNamed('delete');
     const form = (headers: Record<string, string>) => ({ ...emptyForm(), headers });

@@ -93,10 +93,13 @@ export function buildRequest(
   for (const param of op.query) {
     const raw = form.query[param.name];
     if (raw === undefined || raw.trim() === '') continue;
-    // A filter of several values (`at_risk,off_track`: any of them) is a list, as the SDK takes it.
+    // A filter of several values (`at_risk,off_track`: any of them) is a list, as the SDK takes it;
+    // so is one value holding a comma or a backslash (typed `\,` and `\\`), which the SDK writes so.
     const values = param.multiple ? splitChoices(raw) : [raw.trim()];
     query[param.name] =
-      values.length > 1 ? values.map((v) => coerce(param.type, v)) : coerce(param.type, values[0] ?? raw.trim());
+      values.length > 1 || values.some((v) => /[,\\]/.test(v))
+        ? values.map((v) => coerce(param.type, v))
+        : coerce(param.type, values[0] ?? raw.trim());
   }
   let body: unknown;
   let bodyError: string | null = null;
@@ -147,7 +150,10 @@ export function buildRequest(
 /** The path and query string of a built request: `/api/v1/okr/key-results?limit=10`. */
 export function requestUrl(built: Pick<BuiltRequest, 'path' | 'query'>): string {
   const qs = Object.entries(built.query)
-    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(Array.isArray(v) ? v.join(',') : String(v))}`)
+    .map(
+      ([k, v]) =>
+        `${encodeURIComponent(k)}=${encodeURIComponent(Array.isArray(v) ? v.map(anyOfText).join(',') : String(v))}`,
+    )
     .join('&');
   return qs ? `${built.path}?${qs}` : built.path;
 }
@@ -164,12 +170,29 @@ export function sdkOptions(built: BuiltRequest): Record<string, unknown> | null 
   return Object.keys(options).length > 0 ? options : null;
 }
 
-/** The values of a comma-separated filter, trimmed, empty ones dropped. */
+/**
+ * The values of a comma-separated filter, trimmed, empty ones dropped: a comma inside a value is
+ * typed `\,` and a backslash `\\` (a backslash before any other character is itself), as the
+ * API reads an any-of list.
+ */
 export function splitChoices(raw: string): string[] {
-  return raw
-    .split(',')
-    .map((v) => v.trim())
-    .filter((v) => v !== '');
+  const values: string[] = [];
+  let value = '';
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i] as string;
+    if (c === '\\' && (raw[i + 1] === ',' || raw[i + 1] === '\\')) value += raw[++i];
+    else if (c === ',') {
+      values.push(value);
+      value = '';
+    } else value += c;
+  }
+  values.push(value);
+  return values.map((v) => v.trim()).filter((v) => v !== '');
+}
+
+/** One value of an any-of list as the query holds it: `\,` for a comma, `\\` for a backslash. */
+function anyOfText(value: unknown): string {
+  return String(value).replaceAll('\\', '\\\\').replaceAll(',', '\\,');
 }
 
 /**
@@ -180,7 +203,9 @@ export function toggleChoice(raw: string, choice: string, on: boolean, choices: 
   const chosen = new Set(splitChoices(raw));
   if (on) chosen.add(choice);
   else chosen.delete(choice);
-  return [...choices.filter((c) => chosen.has(c)), ...[...chosen].filter((c) => !choices.includes(c))].join(',');
+  return [...choices.filter((c) => chosen.has(c)), ...[...chosen].filter((c) => !choices.includes(c))]
+    .map(anyOfText)
+    .join(',');
 }
 
 const STANDARD = new Set(['list', 'get', 'create', 'update', 'delete', 'restore']);

@@ -38,6 +38,7 @@ export const keyResult: ManifestResource = {
         { name: 'limit', type: 'integer', description: 'Page size' },
         { name: 'status', type: 'string', description: 'Filter', enum: ['on_track', 'at_risk'], multiple: true },
         { name: 'progress_pct[gte]', type: 'number', description: 'At least' },
+        { name: 'tag', type: 'string', description: 'Has any of these tags', multiple: true },
       ],
     }),
     op({ name: 'get', method: 'GET', path: `${base}/{id}` }),
