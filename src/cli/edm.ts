@@ -320,8 +320,7 @@ function importCommand(args: string[]): Promise<number> {
     const resource = values.resource as string | undefined;
     let input: { json: unknown; resource?: string } | { csv: string; resource: string };
     if (format === 'csv') {
-      if (!resource) throw new TransferError('a CSV import needs --resource (the resource its rows are)');
-      input = { csv: text, resource };
+      input = { csv: text, resource: resource as string }; // checkTransferOptions: a CSV names it
     } else {
       try {
         input = { json: JSON.parse(text), resource };

@@ -1,6 +1,7 @@
 import { createHash, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import { ApiError } from './errors.js';
 import type { AnyField } from './fields.js';
+import { splitAnyOf } from './manifest-types.js';
 import type { Principal, Resource } from './resource.js';
 import { isDate, isDateTime } from './validation.js';
 
@@ -57,25 +58,6 @@ function bad(param: string, message: string): ApiError {
 
 /** How many values one `a,b,…` filter may list ("any of"). */
 export const MAX_FILTER_VALUES = 100;
-
-/**
- * The values of an `a,b,…` filter. A comma inside a value is written `\,`, a backslash `\\` (as
- * the SDK writes them); a backslash before any other character is itself.
- */
-export function splitAnyOf(raw: string): string[] {
-  const values: string[] = [];
-  let value = '';
-  for (let i = 0; i < raw.length; i++) {
-    const c = raw[i];
-    if (c === '\\' && (raw[i + 1] === ',' || raw[i + 1] === '\\')) value += raw[++i];
-    else if (c === ',') {
-      values.push(value);
-      value = '';
-    } else value += c;
-  }
-  values.push(value);
-  return values;
-}
 
 /** The distinct values of an `a,b,…` filter, at most MAX_FILTER_VALUES of them. */
 function anyOf(param: string, values: string[]): string[] {
@@ -256,7 +238,11 @@ export function parseListQuery(
         // An any-of filter is a set: its values in any order are the same list.
         filters
           .map((f) =>
-            JSON.stringify('values' in f ? { ...f, values: f.values.map((v) => JSON.stringify(v)).sort() } : f),
+            JSON.stringify(
+              'values' in f && f.values.length > 1
+                ? { ...f, values: f.values.map((v) => JSON.stringify(v)).sort() }
+                : f,
+            ),
           )
           .sort(),
         q,

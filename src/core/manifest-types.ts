@@ -105,3 +105,30 @@ export interface ManifestField {
   /** Platform field shared by every resource. */
   platform: boolean;
 }
+
+/**
+ * The values of an any-of list parameter (`status=at_risk,off_track`): a comma inside a value is
+ * written `\,`, a backslash `\\`; a backslash before any other character is itself. The SDK
+ * writes arrays so (its own copy: the client imports nothing of the server), the Playground
+ * reads and writes what is typed so.
+ */
+export function splitAnyOf(raw: string): string[] {
+  if (!raw.includes('\\')) return raw.split(',');
+  const values: string[] = [];
+  let value = '';
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i] as string;
+    if (c === '\\' && (raw[i + 1] === ',' || raw[i + 1] === '\\')) value += raw[++i];
+    else if (c === ',') {
+      values.push(value);
+      value = '';
+    } else value += c;
+  }
+  values.push(value);
+  return values;
+}
+
+/** One value of an any-of list as a query holds it (see splitAnyOf). */
+export function anyOfText(value: unknown): string {
+  return String(value).replaceAll('\\', '\\\\').replaceAll(',', '\\,');
+}

@@ -276,15 +276,14 @@ function grown(buffer: Buffer, used: number, more: number): Buffer {
 
 /**
  * For a resource with credential fields (FieldSpec.credential), a function that answers a
- * document's JSON with them null, for callers who may only read; null for other resources.
+ * document as JSON with them null, for callers who may only read; null for other resources.
  */
-export function credentialRedactor(resource: Resource): ((json: string | Buffer) => string) | null {
+export function credentialRedactor(resource: Resource): ((doc: Doc) => string) | null {
   const names = Object.entries(resource.allFields)
     .filter(([, field]) => field.credential)
     .map(([name]) => name);
   if (names.length === 0) return null;
-  return (json) => {
-    const doc = JSON.parse(json.toString()) as Doc;
+  return (doc) => {
     for (const name of names) if (doc[name] !== undefined) doc[name] = null;
     return serializeDoc(resource, doc);
   };

@@ -193,10 +193,10 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
       const page = await engine.list(resource, principal, query);
       let { documents } = page;
       if (redact && redacting(principal)) {
-        const each = Buffer.isBuffer(documents)
-          ? (JSON.parse(`[${documents.toString()}]`) as Doc[]).map((d) => JSON.stringify(d))
-          : documents;
-        documents = each.map(redact);
+        const docs = Buffer.isBuffer(documents)
+          ? (JSON.parse(`[${documents.toString()}]`) as Doc[])
+          : documents.map((json) => JSON.parse(json) as Doc);
+        documents = docs.map(redact);
       }
       return reply.type('application/json; charset=utf-8').send(listJson(documents, page.has_more, page.next_cursor));
     });
@@ -206,7 +206,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
       const principal = request.principal as Principal;
       const found = await engine.getJson(resource, principal, id);
       const { version } = found;
-      const json = redact && redacting(principal) ? redact(found.json) : found.json;
+      const json = redact && redacting(principal) ? redact(JSON.parse(found.json.toString()) as Doc) : found.json;
       allowOnly(request.query, []);
       const inm = parseTags(request.headers['if-none-match'], 'If-None-Match', true);
       reply.header('etag', `"${version}"`);

@@ -185,6 +185,13 @@ export class Engine {
   private readonly lockTargets = new Map<Resource, { name: string; target: Resource }[]>();
   /** Fields whose text names rows of another resource (FieldSpec.mentions), by resource. */
   private readonly mentionFields = new Map<Resource, { name: string; target: Resource }[]>();
+  /**
+   * Each resource's reference fields in the order a write checks and locks them: `restrict`
+   * ones first (see checkReferences), then the rest as declared.
+   */
+  private readonly references = new Map<Resource, { name: string; field: AnyField; target: Resource | undefined }[]>();
+  /** Each resource's `restrict` references (FieldSpec.restrict): the rows its rows hold. */
+  private readonly restricts = new Map<Resource, { name: string; target: Resource }[]>();
   private readonly groupCommit: GroupCommit | null;
   private readonly shapes = new Map<string, { sql: string; slots: (string | { value: unknown })[] }>();
   /** By-id reads waiting for the end of this turn of the event loop, by scope (see readById). */
@@ -215,6 +222,15 @@ export class Engine {
         return target ? [{ name, target }] : [];
       });
       if (mentions.length) this.mentionFields.set(r, mentions);
+      const references = Object.entries(r.allFields)
+        .filter(([, field]) => field.ref)
+        .map(([name, field]) => ({ name, field, target: this.byPrefix.get(field.ref as string) }))
+        .sort((a, b) => Number(!a.field.restrict) - Number(!b.field.restrict));
+      this.references.set(r, references);
+      const restricts = references.flatMap(({ name, field, target }) =>
+        field.restrict && target ? [{ name, target }] : [],
+      );
+      if (restricts.length) this.restricts.set(r, restricts);
     }
   }
 
@@ -607,8 +623,6 @@ export class Engine {
    */
   tx(db: DB, principal: Principal, at: number | (() => number), rows: WriteRows = new Map()): EngineTx {
     const engine = this;
-    let fixed = typeof at === 'number' ? at : undefined;
-    const now = () => (fixed ??= (at as () => number)());
     const sqlite = engine.store.kind === 'sqlite';
     const read = async (resource: Resource, tenantId: string, id: string, lock: RowLock | 'none') => {
       const mode = sqlite ? 'none' : lock;
@@ -630,8 +644,10 @@ export class Engine {
       return doc;
     };
     const handle: EngineTx = {
+      // A time given as a function is read once, when first asked for (see Tx.now).
       get now() {
-        return now();
+        if (typeof at !== 'number') at = at();
+        return at;
       },
       rows,
       async find(resource, tenantId, id, lock = 'update') {
@@ -679,7 +695,7 @@ export class Engine {
         return (await q.orderBy('id').execute()).map((r) => engine.fromRow(resource, r));
       },
       systemWrite: (resource, before, changes) =>
-        engine.systemWrite(db, resource, principal, before, changes, now(), rows),
+        engine.systemWrite(db, resource, principal, before, changes, handle.now, rows),
       async bump(resource, tenantId, id, internal, delta) {
         if (!resource.internal?.[internal]) throw new Error(`${resource.name} has no internal field ${internal}`);
         await engine.run(
@@ -1314,11 +1330,9 @@ export class Engine {
     const errors: FieldError[] = [];
     // `restrict` references first: they are locked before the parent, the order a write of the
     // row they name takes them in (a connector's sync: the connector, then the objectives).
-    const fields = Object.entries(resource.allFields).sort(([, a], [, b]) => Number(!a.restrict) - Number(!b.restrict));
-    for (const [name, field] of fields) {
+    for (const { name, field, target } of this.references.get(resource) ?? []) {
       const value = doc[name];
-      if (!field.ref || typeof value !== 'string' || (before && before[name] === value)) continue;
-      const target = this.byPrefix.get(field.ref);
+      if (typeof value !== 'string' || (before && before[name] === value)) continue;
       const locks = resource.lockReferences?.includes(name);
       // A parent, or a row this one comes to hold (`restrict`), is held (FOR SHARE) until the
       // write commits: a DELETE of it waits, then counts this row among its live children or
@@ -1410,11 +1424,10 @@ export class Engine {
       }
       // A row the body names in a `restrict` reference is held before this row and its parent
       // are locked: the order the named row's own writes take them in (see checkReferences).
-      for (const [name, field] of Object.entries(resource.allFields)) {
+      for (const { name, target } of this.store.kind === 'postgres' ? (this.restricts.get(resource) ?? []) : []) {
         const value = (body as Doc)[name];
-        const target = field.restrict && field.ref ? this.byPrefix.get(field.ref) : undefined;
         // Only an id of its form: anything else is the body's 400, after the row's 404 and 412.
-        if (target && typeof value === 'string' && this.store.kind === 'postgres' && matchesId(target, value)) {
+        if (typeof value === 'string' && matchesId(target, value)) {
           await this.tx(db, principal, this.clock.now(), rows).find(target, principal.tenantId, value, 'share');
         }
       }
@@ -1714,12 +1727,11 @@ export class Engine {
     // create or an update that names them takes them (see checkReferences): found without a lock,
     // then locked before the row and its parent. A deleted row cannot change meanwhile (a write
     // to it is 409), so they are still its references under the lock.
-    const restricts = Object.entries(resource.allFields).filter(([, f]) => f.restrict && f.ref);
-    if (this.store.kind === 'postgres' && restricts.length > 0) {
+    const restricts = this.store.kind === 'postgres' ? this.restricts.get(resource) : undefined;
+    if (restricts) {
       const seen = await this.load(db, resource, principal, id, false);
       const tx = this.tx(db, principal, this.clock.now(), rows);
-      for (const [name, field] of restricts) {
-        const target = this.byPrefix.get(field.ref as string) as Resource;
+      for (const { name, target } of restricts) {
         if (typeof seen[name] === 'string') await tx.find(target, principal.tenantId, seen[name] as string, 'share');
       }
     }

@@ -1,3 +1,4 @@
+import { anyOfText, splitAnyOf } from '../../core/manifest-types';
 import {
   IDEMPOTENCY_KEY,
   type ManifestHeader,
@@ -171,28 +172,13 @@ export function sdkOptions(built: BuiltRequest): Record<string, unknown> | null 
 }
 
 /**
- * The values of a comma-separated filter, trimmed, empty ones dropped: a comma inside a value is
- * typed `\,` and a backslash `\\` (a backslash before any other character is itself), as the
- * API reads an any-of list.
+ * The values of a comma-separated filter, trimmed, empty ones dropped, read as the API reads an
+ * any-of list (`\,` is a comma inside a value, `\\` a backslash: splitAnyOf).
  */
 export function splitChoices(raw: string): string[] {
-  const values: string[] = [];
-  let value = '';
-  for (let i = 0; i < raw.length; i++) {
-    const c = raw[i] as string;
-    if (c === '\\' && (raw[i + 1] === ',' || raw[i + 1] === '\\')) value += raw[++i];
-    else if (c === ',') {
-      values.push(value);
-      value = '';
-    } else value += c;
-  }
-  values.push(value);
-  return values.map((v) => v.trim()).filter((v) => v !== '');
-}
-
-/** One value of an any-of list as the query holds it: `\,` for a comma, `\\` for a backslash. */
-function anyOfText(value: unknown): string {
-  return String(value).replaceAll('\\', '\\\\').replaceAll(',', '\\,');
+  return splitAnyOf(raw)
+    .map((v) => v.trim())
+    .filter((v) => v !== '');
 }
 
 /**
