@@ -81,7 +81,7 @@ describe('tokens verified by public keys', () => {
     expect((await status(hs))[0]).toBe(401);
   });
 
-  it('both, with the JWKS down: a token of the PEM key is still accepted', async () => {
+  it('both, with the JWKS down: a token of the PEM key is still accepted; one of neither is 503, not 401', async () => {
     const down = createServer((_req, res) => res.writeHead(503).end('down'));
     await new Promise<void>((resolve) => down.listen(0, '127.0.0.1', resolve));
     try {
@@ -93,8 +93,10 @@ describe('tokens verified by public keys', () => {
       });
       apps.push(t);
       expect((await t.call('GET', cycles.basePath, { token: await sign(es.privateKey, 'ES256') })).status).toBe(200);
+      // Its key may be in the set that cannot be read now: the server's fault, to retry (PRODUCT.md's
+      // 401s are the token's own faults).
       const other = await t.call('GET', cycles.basePath, { token: await sign(ed.privateKey, 'EdDSA', 'ed-1') });
-      expect(other.status).toBe(401);
+      expect([other.status, other.body.code, other.headers['retry-after']]).toEqual([503, 'service_unavailable', '5']);
     } finally {
       down.close();
     }

@@ -1,6 +1,8 @@
-import { SignJWT } from 'jose';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TokenVerifier } from '../src/core/auth.js';
+import { JWKS_RECHECK_MS, TokenVerifier } from '../src/core/auth.js';
 import { ManualClock } from '../src/core/clock.js';
 import { byName, storeKinds, T0, type TestApp, testApp, USER_A } from './helpers.js';
 
@@ -51,12 +53,26 @@ describe.each(storeKinds)('auth on %s', (kind) => {
     ['a tenant_id with U+0000', () => sign({ tenant_id: 'acme\u0000' }), 'invalid_token'],
     ['an app_id with U+0000', () => sign({ app_id: 'app\u0000' }), 'invalid_token'],
     ['a sub with a lone surrogate', () => sign({ sub: 'usr-\ud800' }), 'invalid_token'],
+    // Longer than an index entry holds on PostgreSQL (a 500 there, 201 on SQLite): refused alike.
+    ['a tenant_id of 2,800 characters', () => sign({ tenant_id: 't'.repeat(2800) }), 'invalid_token'],
+    ['an app_id of 257 characters', () => sign({ app_id: 'a'.repeat(257) }), 'invalid_token'],
+    ['a sub of 257 characters', () => sign({ sub: 's'.repeat(257) }), 'invalid_token'],
   ];
   it.each(cases)('answers 401 to %s', async (_n, make, code) => {
     const token = await make();
     const res = await t.call('GET', cycles.basePath, { token });
     expect([res.status, res.body.code]).toEqual([401, code]);
     expect(res.headers['www-authenticate']).toBe('Bearer');
+  });
+
+  it('accepts claims of up to 256 characters, and writes with them', async () => {
+    const token = await sign({ tenant_id: 't'.repeat(256), app_id: 'a'.repeat(256), sub: 's'.repeat(256) });
+    const res = await t.call('POST', cycles.basePath, {
+      token,
+      body: { name: 'Long', start_date: '2026-01-01', end_date: '2026-03-31' },
+      headers: { 'idempotency-key': 'long-claims' },
+    });
+    expect(res.status, res.raw).toBe(201);
   });
 
   it('accepts a valid token, and unknown /api/v1 routes still need one', async () => {
@@ -124,6 +140,90 @@ describe('TokenVerifier cache', () => {
   });
 });
 
+describe('TokenVerifier with a JWKS', () => {
+  let server: Server;
+  let url: string;
+  let keys: { keys: object[] } = { keys: [] };
+  let fetches = 0;
+  beforeAll(async () => {
+    server = createServer((_req, res) => {
+      fetches++;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(keys));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
+  });
+  afterAll(() => new Promise((resolve) => server.close(resolve)));
+
+  const mk = (key: CryptoKey, kid: string, sub = USER_A) => {
+    const now = Math.floor(T0 / 1000);
+    return new SignJWT({ tenant_id: 't' })
+      .setProtectedHeader({ alg: 'ES256', kid })
+      .setSubject(sub)
+      .setExpirationTime(now + 3 * 3600)
+      .sign(key);
+  };
+
+  // Taking a key out of the JWKS is how an identity provider revokes it: a token it signed that
+  // was verified before must not outlive the key until its own exp.
+  it('refuses a cached token once its key is gone from a JWKS fetched again', async () => {
+    const k1 = await generateKeyPair('ES256');
+    const k2 = await generateKeyPair('ES256');
+    keys = { keys: [{ ...(await exportJWK(k1.publicKey)), kid: 'k1', alg: 'ES256' }] };
+    const clock = new ManualClock(T0);
+    const v = new TokenVerifier({ jwksUrl: url, clock, jwksCooldownMs: 0 });
+    const old = await mk(k1.privateKey, 'k1');
+    expect((await v.verify(old)).sub).toBe(USER_A);
+    expect(v.cached(old)?.sub).toBe(USER_A);
+    // The provider rotates: k1 out, k2 in; a token of k2 makes the server fetch the set again.
+    keys = { keys: [{ ...(await exportJWK(k2.publicKey)), kid: 'k2', alg: 'ES256' }] };
+    const fetched = fetches;
+    const fresh = await mk(k2.privateKey, 'k2', 'usr-0b0b0b0b-0000-4000-8000-00000000000b');
+    expect((await v.verify(fresh)).sub).toBe('usr-0b0b0b0b-0000-4000-8000-00000000000b');
+    expect(fetches).toBe(fetched + 1);
+    expect(v.cached(old)).toBeNull();
+    await expect(v.verify(old)).rejects.toMatchObject({ code: 'invalid_token' });
+  });
+
+  it('verifies a JWKS token again after JWKS_RECHECK_MS, and meanwhile answers it from the cache', async () => {
+    const k1 = await generateKeyPair('ES256');
+    keys = { keys: [{ ...(await exportJWK(k1.publicKey)), kid: 'k1', alg: 'ES256' }] };
+    const clock = new ManualClock(T0);
+    const v = new TokenVerifier({ jwksUrl: url, clock });
+    const token = await mk(k1.privateKey, 'k1');
+    await v.verify(token);
+    await v.verify(token);
+    expect(v.verifications).toBe(1);
+    clock.advance(JWKS_RECHECK_MS - 1);
+    expect(v.cached(token)?.sub).toBe(USER_A);
+    clock.advance(1);
+    expect(v.cached(token)).toBeNull();
+    await v.verify(token);
+    expect(v.verifications).toBe(2);
+  });
+
+  it('answers 503 (not 401: the token may be good) while the JWKS cannot be fetched', async () => {
+    const down = createServer((req) => req.socket.destroy());
+    await new Promise<void>((resolve) => down.listen(0, '127.0.0.1', resolve));
+    try {
+      const k1 = await generateKeyPair('ES256');
+      const v = new TokenVerifier({
+        jwksUrl: `http://127.0.0.1:${(down.address() as AddressInfo).port}/jwks.json`,
+        clock: new ManualClock(T0),
+      });
+      await expect(v.verify(await mk(k1.privateKey, 'k1'))).rejects.toMatchObject({
+        code: 'service_unavailable',
+        status: 503,
+        headers: { 'retry-after': '5' },
+      });
+      // A fault of the token itself is still the token's: 401 without asking for keys.
+      await expect(v.verify('not-a-jwt')).rejects.toMatchObject({ code: 'invalid_token' });
+    } finally {
+      down.close();
+    }
+  });
+});
+
 // Local mode's one-click token: a browser connects from loopback for every page it shows, so the
 // socket's address alone would hand a token to any site the developer opens.
 describe('the dev-token endpoint (local mode)', () => {
@@ -150,5 +250,60 @@ describe('the dev-token endpoint (local mode)', () => {
     expect(res.headers['access-control-allow-origin']).toBeUndefined();
     if (status === 200) expect(res.json().token).toMatch(/^ey/);
     else expect(res.json().code).toBe('forbidden');
+  });
+
+  it('is kept by no cache, and its preflight from another origin gets no CORS headers', async () => {
+    const res = await ask({});
+    expect(res.headers['cache-control']).toBe('no-store');
+    const preflight = await t.app.inject({
+      method: 'OPTIONS',
+      url: '/api/v1/dev/token',
+      headers: {
+        host: 'localhost:8080',
+        origin: 'https://evil.example',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'content-type',
+      },
+    });
+    expect(preflight.headers['access-control-allow-origin']).toBeUndefined();
+    expect(preflight.headers['access-control-allow-methods']).toBeUndefined();
+    // Other routes still answer preflights from any origin.
+    const other = await t.app.inject({
+      method: 'OPTIONS',
+      url: cycles.basePath,
+      headers: { host: 'localhost:8080', origin: 'https://app.example', 'access-control-request-method': 'POST' },
+    });
+    expect([other.statusCode, other.headers['access-control-allow-origin']]).toEqual([204, '*']);
+  });
+
+  it.each([
+    ['a number for tenant_id', { tenant_id: 5 }, '/tenant_id'],
+    ['an unknown member', { tenant_id: 'acme', x: 1 }, '/x'],
+    ['a sub over 256 characters', { sub: 's'.repeat(257) }, '/sub'],
+  ])('refuses %s with a 400 naming it (not a token for the default tenant)', async (_name, body, path) => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/dev/token',
+      headers: { host: 'localhost:8080', 'content-type': 'application/json' },
+      payload: JSON.stringify(body),
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().errors.map((e: { path: string }) => e.path)).toEqual([path]);
+  });
+
+  it('signs with the configured issuer and audience, so the server accepts its own dev token', async () => {
+    const strict = await testApp(
+      'sqlite',
+      { localMode: true, jwtIssuer: 'https://idp.example', jwtAudience: 'edm-api' },
+      { contract: false },
+    );
+    try {
+      const res = await strict.app.inject({ method: 'POST', url: '/api/v1/dev/token', headers: { host: 'localhost' } });
+      expect(res.statusCode).toBe(200);
+      const call = await strict.call('GET', cycles.basePath, { token: res.json().token });
+      expect(call.status, call.raw).toBe(200);
+    } finally {
+      await strict.close();
+    }
   });
 });

@@ -18,6 +18,7 @@ describe('edm CLI (built)', () => {
   let server: ChildProcess | undefined;
   /** Everything the server wrote to stdout (its log). */
   let serverOut = '';
+  let serverErr = '';
   let base = '';
 
   beforeAll(async () => {
@@ -28,11 +29,15 @@ describe('edm CLI (built)', () => {
     // line, with the malloc settings and V8 flags on it, applies.
     server = spawn(bin, ['serve'], {
       cwd: dir,
-      env: { ...process.env, PORT: '0', EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' },
+      // HOST as a container sets it: local mode still listens on loopback only, and says so.
+      env: { ...process.env, PORT: '0', HOST: '0.0.0.0', EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     server?.stdout?.on('data', (chunk: Buffer) => {
       serverOut += chunk.toString();
+    });
+    server?.stderr?.on('data', (chunk: Buffer) => {
+      serverErr += chunk.toString();
     });
     base = await new Promise<string>((resolve, reject) => {
       let out = '';
@@ -84,6 +89,8 @@ describe('edm CLI (built)', () => {
 
   it('serves /healthz, generates secrets under ./data with 0600, and binds to loopback', async () => {
     expect(await (await fetch(`${base}/healthz`)).json()).toEqual({ status: 'ok' });
+    expect(serverErr).toContain('edm serve: local mode');
+    expect(serverErr).toContain('listens on 127.0.0.1 only; HOST=0.0.0.0 is ignored');
     for (const name of ['jwt-secret', 'secret-key']) {
       expect(statSync(join(dir, 'data', name)).mode & 0o777).toBe(0o600);
     }
@@ -320,6 +327,10 @@ describe('edm usage', () => {
   it.each([
     [['token', '--bogus'], "Unknown option '--bogus'", 'edm token --tenant T --sub S'],
     [['token', '--tenant', 't'], '--tenant and --sub are required', 'edm token --tenant T --sub S'],
+    // A token that could not be used is no token: refused before any secret is read or generated.
+    [['token', '--tenant', 't', '--sub', 's', '--ttl', 'banana'], '--ttl: Invalid ttl banana', 'edm token'],
+    [['token', '--tenant', 't', '--sub', 's', '--ttl', '0'], '--ttl must be at least 1 second', 'edm token'],
+    [['token', '--tenant', 't', '--sub', 's', '--scope', ' '], '--scope is empty', 'edm token'],
     [['export', '--tenant'], "Option '--tenant <value>' argument missing", 'edm export --tenant T'],
     [['import', 'x.json', '--tenant', 't', '--nope'], "Unknown option '--nope'", 'edm import FILE --tenant T'],
     [['serve', '--bogus'], "Unknown option '--bogus'", 'edm serve [--no-migrate]'],

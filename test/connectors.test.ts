@@ -3,10 +3,21 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchJson, isRefusedAddress, OutboundError, resolveAllowed } from '../src/core/outbound.js';
 import type { Doc } from '../src/core/resource.js';
+import { buildApp } from '../src/http/app.js';
 import { asMetric, atPointer, readConnector } from '../src/modules/okr/connector-read.js';
 import { connectorSyncJob, connectors } from '../src/modules/okr/connectors.js';
 import { keyResults as kr } from '../src/modules/okr/key-results.js';
-import { byName, countRows, PG_URL, storedRow, storeKinds, type TestApp, testApp } from './helpers.js';
+import {
+  byName,
+  countRows,
+  injectAs,
+  PG_URL,
+  storedRow,
+  storeKinds,
+  type TestApp,
+  testApp,
+  testConfig,
+} from './helpers.js';
 
 /** A metrics API on loopback whose answer each test sets. */
 function metricsServer() {
@@ -443,6 +454,57 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect((await get(`${kr.basePath}/${b.id}`)).is_deleted).toBe(true);
     expect((await call('POST', `${connectors.basePath}/${c2.id}/restore`)).status).toBe(200);
     expect((await call('POST', `${kr.basePath}/${b.id}/restore`)).status).toBe(200);
+  });
+
+  it('a restored key result that a connector feeds takes the value the connector read while it was deleted', async () => {
+    const hook = await connector({ kind: 'webhook', config: {}, secret: null, name: 'Pushed while deleted' });
+    const push = (value: number) =>
+      t.app.inject({ method: 'POST', url: hook.webhook_url as string, payload: { value } });
+    expect((await push(10)).statusCode).toBe(200);
+    const a = await fed(hook.id as string);
+    expect(a.current).toBe(10);
+    expect((await call('DELETE', `${kr.basePath}/${a.id}`)).status).toBe(200);
+    expect((await push(50)).statusCode).toBe(200);
+    const back = await call('POST', `${kr.basePath}/${a.id}/restore`);
+    expect(back.status, back.raw).toBe(200);
+    expect(back.body).toMatchObject({ current: 50, progress_pct: 50 });
+    expect((back.body.history as Doc[]).at(-1)).toMatchObject({ value: 50 });
+    expect(await get(`${kr.basePath}/${a.id}`)).toEqual(back.body);
+  });
+
+  // Changing EDM_SECRET_KEY leaves secrets sealed under the old one: they read as never given, so
+  // the connector can still be edited, be given a new secret or be deleted (each was a 500).
+  it('reads a secret sealed under another server secret as none, and its next write clears it', async () => {
+    const c = await connector({ name: 'Sealed under the old key' });
+    const url = `${connectors.basePath}/${c.id}`;
+    const rekeyed = await buildApp({
+      config: testConfig({
+        secretKey: new TextEncoder().encode('another-server-secret-0123456789abcdef'),
+        connectorAllowHosts: ['127.0.0.1'],
+      }),
+      store: t.store,
+      clock: t.clock,
+      migrate: false,
+      runJobs: false,
+    });
+    try {
+      const as = (method: string, path: string, body?: unknown) => injectAs(rekeyed, token, method, path, { body });
+      expect((await as('GET', url)).status).toBe(200);
+      api.state.requests.length = 0;
+      const sync = await as('POST', `${url}/sync`);
+      expect([sync.status, sync.body.last_sync_status]).toEqual([200, 'ok']);
+      expect(api.state.requests).toEqual([{ url: '/metrics', authorization: undefined }]);
+      const renamed = await as('PATCH', url, { name: 'Renamed' });
+      expect([renamed.status, renamed.body.name]).toEqual([200, 'Renamed']);
+      expect((await storedRow(t, connectors, c.id as string))?.secret).toBeNull();
+      expect((await as('PATCH', url, { secret: 'new-token' })).status).toBe(200);
+      api.state.requests.length = 0;
+      expect((await as('POST', `${url}/sync`)).status).toBe(200);
+      expect(api.state.requests).toEqual([{ url: '/metrics', authorization: 'Bearer new-token' }]);
+      expect((await as('DELETE', url)).status).toBe(200);
+    } finally {
+      await rekeyed.close();
+    }
   });
 
   it('webhook: its signed URL (a credential) is answered to callers who may write, null to read-only tokens', async () => {

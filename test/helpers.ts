@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -22,6 +22,15 @@ export const storeKinds: ('sqlite' | 'postgres')[] = PG_URL ? ['sqlite', 'postgr
 
 export const resources: Resource[] = modules.flatMap((m) => m.resources);
 export const byName = (name: string) => resources.find((r) => r.name === name) as Resource;
+
+/**
+ * The seed's schema table: the one beside the repository (../shared/seed, the authority) where
+ * there is one, else the copy kept in test/fixtures (a clone on its own); manifest.test.ts checks
+ * the copy is the seed's, byte for byte, wherever both are there.
+ */
+export const SEED_SHARED_TSV = new URL('../../shared/seed/keyresult-fields.tsv', import.meta.url);
+export const SEED_COPY_TSV = new URL('./fixtures/keyresult-fields.tsv', import.meta.url);
+export const SEED_TSV = existsSync(SEED_SHARED_TSV) ? SEED_SHARED_TSV : SEED_COPY_TSV;
 
 export const T0 = Date.parse('2026-11-01T12:00:00.000Z');
 export const USER_A = 'usr-0a0a0a0a-0000-4000-8000-00000000000a';
@@ -219,7 +228,7 @@ export async function countRows(t: TestApp, resource: Resource): Promise<number>
 export async function whileFailing<T>(
   t: TestApp,
   table: string,
-  op: 'INSERT' | 'UPDATE',
+  op: 'INSERT' | 'UPDATE' | 'DELETE',
   fn: () => Promise<T>,
 ): Promise<T> {
   const name = `fail_${table}_${op.toLowerCase()}`;

@@ -95,7 +95,10 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       ['sort=tenant_id', 'invalid_parameter'],
       ['colour=red', 'unknown_parameter'],
       ['include_deleted=yes', 'invalid_parameter'],
-      ['cursor=garbage', 'invalid_parameter'],
+      // However a cursor was damaged, it is one code: no dot, two, or a forged signature.
+      ['cursor=garbage', 'invalid_cursor'],
+      ['cursor=a.b.c', 'invalid_cursor'],
+      ['cursor=a.b', 'invalid_cursor'],
       ['created_at[gte]=yesterday', 'invalid_parameter'],
       ['created_at[gte]=2026-02-30T00:00:00Z', 'invalid_parameter'],
       ['created_at[gte]=0000-01-01T00:00:00Z', 'invalid_parameter'],

@@ -1,14 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest, ManifestResource } from '../src/core/manifest-types.js';
 import type { CustomOperation, Doc } from '../src/core/resource.js';
 import { renderApiMd } from '../src/http/api-md.js';
 import { buildManifest } from '../src/http/manifest.js';
 import { modules } from '../src/modules/index.js';
-import { resources, storeKinds, type TestApp, testApp } from './helpers.js';
-
-/** The seed's schema table, beside the repository (../shared in a clean clone). Missing is a failure. */
-const SEED_TSV = new URL('../../shared/seed/keyresult-fields.tsv', import.meta.url);
+import { resources, SEED_COPY_TSV, SEED_SHARED_TSV, SEED_TSV, storeKinds, type TestApp, testApp } from './helpers.js';
 
 interface SeedField {
   field: string;
@@ -62,12 +59,31 @@ describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
     expect(etag).toMatch(/^"[\w-]+"$/);
     const again = await t.call('GET', '/api/v1/manifest', { token: null, headers: { 'if-none-match': etag } });
     expect([again.status, again.raw, again.headers.etag]).toEqual([304, '', etag]);
+    // Compared as a GET by id compares (RFC 9110 §13.1.2): weakly, in a list, or `*`.
+    for (const inm of [`W/${etag}`, `"other", ${etag}`, '*']) {
+      const hit = await t.call('GET', '/api/v1/manifest', { token: null, headers: { 'if-none-match': inm } });
+      expect(hit.status, inm).toBe(304);
+      const openapi = await t.call('GET', '/api/v1/openapi.json', { token: null, headers: { 'if-none-match': inm } });
+      expect(openapi.status, inm).toBe(inm === '*' ? 304 : 200);
+    }
+    expect(
+      (await t.call('GET', '/api/v1/manifest', { token: null, headers: { 'if-none-match': '"other"' } })).status,
+    ).toBe(200);
     // A bad token does not matter on a public route, nor a trailing slash the router ignores.
     expect((await t.call('GET', '/api/v1/manifest', { token: 'junk' })).status).toBe(200);
     for (const path of ['/api/v1/manifest/', '/api/v1/openapi.json/']) {
       expect((await t.call('GET', path, { token: null })).status, path).toBe(200);
     }
     expect((await t.call('GET', '/api/v1/okr/cycles/', { token: null })).status).toBe(401);
+  });
+
+  it('keeps a copy of the seed table that is the seed’s, byte for byte (the copy serves a clone without ../shared)', () => {
+    if (!existsSync(SEED_SHARED_TSV)) {
+      // A clone on its own: the copy is all there is to read, and nothing to compare it with.
+      expect(SEED_TSV).toBe(SEED_COPY_TSV);
+      return;
+    }
+    expect(readFileSync(SEED_COPY_TSV, 'utf8')).toBe(readFileSync(SEED_SHARED_TSV, 'utf8'));
   });
 
   it("lists every field of the seed page, in the seed's order, with its type, star and notes word for word", () => {
@@ -158,13 +174,28 @@ describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
     expect(connector.operations.find((o) => o.name === 'webhook')).toMatchObject({
       auth: 'signed_url',
       client_method: null,
-      query: [{ name: 'tenant_id' }, { name: 'signature' }],
+      query: [
+        { name: 'tenant_id', required: true },
+        { name: 'signature', required: true },
+      ],
     });
     const openapi = (await t.call('GET', '/api/v1/openapi.json', { token: null })).body as {
-      paths: Record<string, Record<string, { operationId: string; 'x-client-method'?: string }>>;
+      paths: Record<
+        string,
+        Record<
+          string,
+          { operationId: string; 'x-client-method'?: string; parameters: { name: string; required: boolean }[] }
+        >
+      >;
     };
     const webhook = openapi.paths[`${connector.path}/{id}/webhook`].post;
     expect(webhook.operationId).toBe('okr.connectors.webhook');
+    // Without them the push is 401: required, as the document says (a list's parameters are not).
+    const query = webhook.parameters.filter((p) => ['tenant_id', 'signature'].includes(p.name));
+    expect(query.map((p) => [p.name, p.required])).toEqual([
+      ['tenant_id', true],
+      ['signature', true],
+    ]);
     expect(webhook).not.toHaveProperty('x-client-method');
     for (const r of manifest.modules.flatMap((m) => m.resources)) {
       for (const op of r.operations) {

@@ -152,6 +152,14 @@ describe('the OpenAPI document', () => {
       current: ['number', 'null'],
       deleted_at: ['string', 'null'],
     });
+    // A field with a default is never null in an answer (null in a write takes the default).
+    for (const name of ['metric_type', 'baseline', 'direction', 'data_source', 'weight', 'source', 'source_type']) {
+      expect(kr.properties[name].type, name).not.toContain('null');
+    }
+    expect(doc.components.schemas.Cycle.properties.state.type).toBe('string');
+    // A PATCH may not clear current (the server answers 400 required): the schema says so too.
+    expect(doc.components.schemas.KeyResultUpdate.properties.current.type).toBe('number');
+    expect(doc.components.schemas.KeyResultCreate.properties.current.type).toEqual(['number', 'null']);
   });
 
   it('documents the locking and idempotency headers, Location and ETag, and the list parameters', () => {
@@ -160,7 +168,11 @@ describe('the OpenAPI document', () => {
       const params = (path: string, method: string) =>
         (doc.paths[path][method].parameters as Json[]).map((p) => deref(doc, p).name as string);
       expect(params(`${base}/{id}`, 'get')).toContain('If-None-Match');
+      expect(params(`${base}/{id}`, 'get')).toContain('If-Match');
       expect(doc.paths[`${base}/{id}`].get.responses['304']).toBeDefined();
+      expect(doc.paths[`${base}/{id}`].get.responses['412']).toBeDefined();
+      expect(params(`${base}/{id}`, 'patch')).toContain('If-None-Match');
+      expect(params(`${base}/{id}`, 'delete')).toContain('If-None-Match');
       for (const [path, method] of [
         [`${base}/{id}`, 'patch'],
         [`${base}/{id}`, 'delete'],

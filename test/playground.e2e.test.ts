@@ -10,13 +10,12 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/http/app.js';
 import { PLAYGROUND_DIR } from '../src/http/playground.js';
-import { freshStore, testConfig } from './helpers.js';
+import { freshStore, SEED_TSV, testConfig } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const hasBrowser = existsSync(CHROMIUM);
 const requireBrowser = process.env.EDM_REQUIRE_BROWSER === '1';
 const SCREENSHOTS = fileURLToPath(new URL('../test-results/screenshots/', import.meta.url));
-const SEED_FIELDS = new URL('../../shared/seed/keyresult-fields.tsv', import.meta.url);
 
 const boxed = (line: string) => `${`#  ${line}`.padEnd(79)}#`;
 
@@ -42,7 +41,7 @@ interface SeedField {
 }
 
 function seedFields(): SeedField[] {
-  const [, ...rows] = readFileSync(SEED_FIELDS, 'utf8').trimEnd().split('\n');
+  const [, ...rows] = readFileSync(SEED_TSV, 'utf8').trimEnd().split('\n');
   return rows.map((line) => {
     const [field, type, always, enumValues, notes] = line.split('\t');
     return { field, type, alwaysPresent: always === 'yes', enumValues, notes };

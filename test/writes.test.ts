@@ -47,6 +47,34 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect((await t.call('GET', url(doc), { headers: { 'if-none-match': '"abc", "1",' } })).status).toBe(304);
     });
 
+    it('answers 412 to a GET whose If-Match names another version (RFC 9110 §13.1.1), before 304', async () => {
+      const doc = await t.create(resource, token);
+      const miss = await t.call('GET', url(doc), { headers: { 'if-match': '"9"', 'if-none-match': '"1"' } });
+      expect([miss.status, miss.body.code, miss.body.current_version]).toEqual([412, 'precondition_failed', 1]);
+      expect((await t.call('GET', url(doc), { headers: { 'if-match': '"1"' } })).status).toBe(200);
+      expect((await t.call('GET', url(doc), { headers: { 'if-match': '*' } })).status).toBe(200);
+      // 404 first, as for writes.
+      const gone = await t.call('GET', `${resource.basePath}/${resource.idPrefix}_01ARZ3NDEKTSV4RRFFQ69G5FAV`, {
+        headers: { 'if-match': '"9"' },
+      });
+      expect(gone.status).toBe(404);
+    });
+
+    it.each([
+      ['PATCH', { [title]: 'x' }],
+      ['DELETE', undefined],
+    ] as const)('%s: If-None-Match naming the current version (or *) → 412, nothing written', async (method, body) => {
+      const doc = await t.create(resource, token);
+      const before = await storedRow(t, resource, doc.id as string);
+      for (const inm of ['*', '"1"', 'W/"1"', '"0", "1"']) {
+        const res = await t.call(method, url(doc), { body, headers: { 'if-none-match': inm } });
+        expect([res.status, res.body.code, res.body.current_version], inm).toEqual([412, 'precondition_failed', 1]);
+      }
+      expect(await storedRow(t, resource, doc.id as string)).toEqual(before);
+      const other = await t.call(method, url(doc), { body, headers: { 'if-none-match': '"2"' } });
+      expect(other.status).toBe(200);
+    });
+
     it.each([
       ['PATCH', { [title]: 'x' }],
       ['DELETE', undefined],
@@ -102,6 +130,21 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect([stale.status, stale.body.code]).toEqual([412, 'precondition_failed']);
       const bad = await t.call('PATCH', url(doc), { payload: '{bad', headers: { ...json, 'if-match': '"1"' } });
       expect([bad.status, bad.body.code]).toEqual([400, 'invalid_json']);
+      expect(await storedRow(t, resource, doc.id as string)).toEqual(before);
+    });
+
+    it.each([
+      ['{"__proto__":{"x":1}}', '/__proto__'],
+      ['{"tags":[{"__proto__":null}]}', '/tags/0/__proto__'],
+      ['{"a/b":{"constructor":{"prototype":{}}}}', '/a~1b/constructor/prototype'],
+    ])('names a member that could reach a prototype (%s) as an unknown field, after 412', async (payload, path) => {
+      const json = { 'content-type': 'application/json' };
+      const doc = await t.create(resource, token);
+      const before = await storedRow(t, resource, doc.id as string);
+      const stale = await t.call('PATCH', url(doc), { payload, headers: { ...json, 'if-match': '"9"' } });
+      expect(stale.status).toBe(412);
+      const res = await t.call('PATCH', url(doc), { payload, headers: json });
+      expect([res.status, res.body.code, errorPaths(res)]).toEqual([400, 'unknown_field', [path]]);
       expect(await storedRow(t, resource, doc.id as string)).toEqual(before);
     });
 
@@ -329,6 +372,37 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       const fresh = await t.call('POST', cycles.basePath, { body, headers: key('expiry') });
       expect(fresh.status).toBe(201);
       expect(fresh.body.id).not.toBe(first.body.id);
+    });
+
+    // The connection can drop after COMMIT reached the database and before its reply came back:
+    // the request fails (5xx), yet the work and its stored answer are in. A retry must replay it.
+    it('keeps the stored answer of work that committed though its request failed, and replays it', async () => {
+      const principal = { sub: 'usr-1', tenantId: `lost-${kind}`, appId: null, scopes: null };
+      const claims = new Idempotency(t.store, t.clock);
+      const fp = claims.fingerprint('POST', '/x', principal, {});
+      const got = await claims.claim(principal, 'k', fp);
+      if (!('claim' in got)) throw new Error('expected a claim');
+      const answer = { status: 201, headers: { 'content-type': 'application/json' }, body: '{"done":true}' };
+      await claims.completeAlone(got.claim, answer); // the work's transaction, committed
+      await claims.release(got.claim); // then the 5xx path
+      expect(await claims.claim(principal, 'k', fp)).toEqual({ replay: answer });
+    });
+
+    it("releases a 5xx's claim once the database takes the delete again, not a minute later", async () => {
+      const principal = { sub: 'usr-1', tenantId: `outage-${kind}`, appId: null, scopes: null };
+      const claims = new Idempotency(t.store, t.clock);
+      const fp = claims.fingerprint('POST', '/x', principal, {});
+      const got = await claims.claim(principal, 'k', fp);
+      if (!('claim' in got)) throw new Error('expected a claim');
+      // The outage that made the 5xx refuses the release too; it is tried again in the background.
+      const { settled } = await whileFailing(t, 'edm_idempotency_keys', 'DELETE', async () => {
+        const r = claims.release(got.claim);
+        await r;
+        return { settled: r.settled };
+      });
+      await expect(claims.claim(principal, 'k', fp)).rejects.toMatchObject({ code: 'idempotency_in_flight' });
+      expect(await settled).toBe(true);
+      expect('claim' in (await claims.claim(principal, 'k', fp))).toBe(true);
     });
 
     it("holds a claim for a minute past what a request may spend before its transaction (a sync's read)", async () => {

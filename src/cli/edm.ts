@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { createWriteStream, readFileSync, renameSync, rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DEV_SUB, DEV_TENANT, mintToken } from '../core/auth.js';
+import { DEV_SUB, DEV_TENANT, mintToken, parseTtl } from '../core/auth.js';
 import { describeConfig, loadConfig } from '../core/config.js';
 import { buildApp } from '../http/app.js';
 import { modules } from '../modules/index.js';
@@ -59,6 +59,13 @@ function asksHelp(args: string[]): boolean {
 async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { 'no-migrate': { type: 'boolean' } }, strict: true });
   const config = loadConfig();
+  // Local mode's dev-token endpoint mints tokens for anyone who can connect: loopback only.
+  const host = process.env.HOST?.trim();
+  if (config.localMode && host && host !== config.host) {
+    process.stderr.write(
+      `edm serve: local mode (no EDM_JWT_SECRET, EDM_JWT_PUBLIC_KEY or EDM_JWKS_URL) listens on ${config.host} only; HOST=${host} is ignored\n`,
+    );
+  }
   const app = await buildApp({
     config,
     logger: process.env.EDM_LOG !== '0',
@@ -104,6 +111,20 @@ async function token(args: string[]): Promise<number> {
     strict: true,
   });
   if (!values.tenant || !values.sub) throw new UsageError('--tenant and --sub are required');
+  // Checked before anything is read or generated: a token that could not be used is no token.
+  let ttl: number;
+  try {
+    ttl = parseTtl(values.ttl ?? '1h');
+  } catch (err) {
+    throw new UsageError(`--ttl: ${(err as Error).message}`);
+  }
+  if (ttl < 1) throw new UsageError('--ttl must be at least 1 second (a token of 0 s is expired when minted)');
+  // An empty --scope (an unset variable) would mint a token without scope: full access.
+  if (values.scope !== undefined && values.scope.trim() === '') {
+    throw new UsageError(
+      '--scope is empty: give the scopes (e.g. "okr:read"), or leave the option out for full access',
+    );
+  }
   const config = loadConfig();
   if (!config.acceptSecret) {
     throw new Error(
@@ -116,7 +137,7 @@ async function token(args: string[]): Promise<number> {
     sub: values.sub,
     app: values.app,
     scope: values.scope,
-    ttl: values.ttl ?? '1h',
+    ttl,
     issuer: config.jwtIssuer,
     audience: config.jwtAudience,
   });

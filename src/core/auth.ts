@@ -1,5 +1,6 @@
 import {
   createRemoteJWKSet,
+  customFetch,
   decodeProtectedHeader,
   importSPKI,
   type JWTVerifyGetKey,
@@ -25,6 +26,8 @@ export interface VerifierOptions {
   audience?: string | undefined;
   /** Distinct tokens kept verified at once. */
   cacheSize?: number;
+  /** How soon the JWKS may be fetched again for a `kid` it lacks (jose's cooldown; default 30 s). */
+  jwksCooldownMs?: number;
 }
 
 interface Cached {
@@ -32,7 +35,25 @@ interface Cached {
   /** Seconds since the epoch. */
   exp: number;
   nbf: number;
+  /**
+   * For a token verified by a key of the JWKS: the fetch of the set it was verified against, and when
+   * (ms, the server's clock) it must be verified again. A key taken out of the JWKS is how an
+   * identity provider revokes it: a token it signed is refused once the set is fetched again
+   * (by any other token's verification, or at the latest when its copy expires), not only at
+   * the token's own `exp`.
+   */
+  jwksFetch?: number;
+  recheckAt?: number;
 }
+
+/** How long a JWKS-verified token is trusted before it is verified again (jose's JWKS cache age). */
+export const JWKS_RECHECK_MS = 10 * 60 * 1000;
+
+/** The longest `sub`, `tenant_id` or `app_id` a token may carry (both stores index them). */
+export const MAX_CLAIM_LENGTH = 256;
+
+/** A key source that could not be read (a JWKS that did not answer, or not with a key set). */
+class KeysUnavailable extends Error {}
 
 const ASYMMETRIC = ['RS256', 'ES256', 'EdDSA'];
 
@@ -66,7 +87,36 @@ export class TokenVerifier {
     this.cache = new LRUCache({ max: options.cacheSize ?? 10_000 });
     const asymmetric = Boolean(options.publicKey || options.jwksUrl);
     this.algorithms = [...(options.secret ? ['HS256'] : []), ...(asymmetric ? ASYMMETRIC : [])];
-    const jwks = options.jwksUrl ? createRemoteJWKSet(new URL(options.jwksUrl)) : null;
+    // Each fetch of the set counts: a token verified against an earlier one is verified again.
+    const remote = options.jwksUrl
+      ? createRemoteJWKSet(new URL(options.jwksUrl), {
+          ...(options.jwksCooldownMs !== undefined ? { cooldownDuration: options.jwksCooldownMs } : {}),
+          [customFetch]: async (...args: Parameters<typeof fetch>) => {
+            const response = await fetch(...args);
+            this.jwksFetches++;
+            return response;
+          },
+        })
+      : null;
+    // Whether a token's key is in the set or not is the token's matter; a set that cannot be
+    // fetched is the server's (503, not 401: the token may well be good).
+    const jwks: JWTVerifyGetKey | null = remote
+      ? async (header, token) => {
+          try {
+            return await remote(header, token);
+          } catch (err) {
+            if (
+              err instanceof joseErrors.JWKSNoMatchingKey ||
+              err instanceof joseErrors.JWKSMultipleMatchingKeys ||
+              err instanceof joseErrors.JOSENotSupported
+            ) {
+              throw err;
+            }
+            throw new KeysUnavailable('The key set could not be fetched', { cause: err });
+          }
+        }
+      : null;
+    this.jwksSource = jwks;
     const pemKeys = new Map<string, Promise<CryptoKey | Uint8Array>>();
     const pem: JWTVerifyGetKey | null = options.publicKey
       ? async (header) => {
@@ -89,12 +139,18 @@ export class TokenVerifier {
 
   private readonly hs256: JWTVerifyGetKey[];
   private readonly asymmetric: JWTVerifyGetKey[];
+  /** Fetches of the JWKS so far: a cached token verified before the last one is verified again. */
+  private jwksFetches = 0;
+  private readonly jwksSource: JWTVerifyGetKey | null;
 
   /** The principal of a token verified before and still valid; null when it needs verifying. */
   cached(token: string): Principal | null {
     const hit = this.cache.get(token);
     if (!hit) return null;
-    const nowSec = this.options.clock.now() / 1000;
+    const now = this.options.clock.now();
+    if (hit.jwksFetch !== undefined && (now >= (hit.recheckAt as number) || this.jwksFetches !== hit.jwksFetch))
+      return null;
+    const nowSec = now / 1000;
     if (nowSec < hit.exp && nowSec >= hit.nbf) return hit.principal;
     if (nowSec >= hit.exp) this.cache.delete(token);
     throw new ApiError('invalid_token', nowSec >= hit.exp ? 'The token has expired' : 'The token is not yet valid');
@@ -120,24 +176,43 @@ export class TokenVerifier {
     const sources = alg === 'HS256' ? this.hs256 : this.asymmetric;
     let failure: unknown = new joseErrors.JOSEAlgNotAllowed('no key for this algorithm');
     let verified: Record<string, unknown> | null = null;
+    let by: JWTVerifyGetKey | null = null;
+    let unavailable = false;
     for (const source of sources) {
       try {
         verified = (await jwtVerify(token, source, verifyOptions)).payload;
+        by = source;
         break;
       } catch (err) {
+        if (err instanceof KeysUnavailable) {
+          unavailable = true;
+          continue;
+        }
         // The next source may hold the key where this one had none that verifies the token; a
         // signature none verifies is said as such, not as the last source's missing key.
         if (!(failure instanceof joseErrors.JWSSignatureVerificationFailed)) failure = err;
-        if (TOKEN_FAULTS.some((fault) => err instanceof fault)) break;
+        if (TOKEN_FAULTS.some((fault) => err instanceof fault)) {
+          unavailable = false;
+          break;
+        }
       }
     }
-    if (!verified) throw new ApiError('invalid_token', describeJoseError(failure));
+    if (!verified) {
+      if (unavailable) {
+        throw new ApiError('service_unavailable', 'The keys that verify tokens cannot be fetched now; retry shortly', {
+          headers: { 'retry-after': '5' },
+        });
+      }
+      throw new ApiError('invalid_token', describeJoseError(failure));
+    }
     const payload = verified;
     const principal = toPrincipal(payload);
+    const fromJwks = by !== null && by === this.jwksSource;
     this.cache.set(token, {
       principal,
       exp: payload.exp as number,
       nbf: typeof payload.nbf === 'number' ? payload.nbf : 0,
+      ...(fromJwks ? { jwksFetch: this.jwksFetches, recheckAt: this.options.clock.now() + JWKS_RECHECK_MS } : {}),
     });
     return principal;
   }
@@ -168,6 +243,11 @@ function toPrincipal(payload: Record<string, unknown>): Principal {
     // Else the two stores would see two callers (or one refuse the text).
     if (typeof claim === 'string' && !isStorableText(claim)) {
       throw new ApiError('invalid_token', `The ${name} claim must be text without U+0000 or a lone surrogate`);
+    }
+    // Every row is keyed by them: a value longer than an index entry holds is refused here, alike
+    // on both stores, not by PostgreSQL's index as a 500.
+    if (typeof claim === 'string' && claim.length > MAX_CLAIM_LENGTH) {
+      throw new ApiError('invalid_token', `The ${name} claim is longer than ${MAX_CLAIM_LENGTH} characters`);
     }
   }
   if (scope !== undefined && typeof scope !== 'string')

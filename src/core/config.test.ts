@@ -134,6 +134,10 @@ describe('loadConfig: values', () => {
     ['EDM_DB_STATEMENT_TIMEOUT_MS', '2147483648', /at most 2147483647/],
     ['EDM_DATABASE_URL', 'sqlite:', /sqlite: names no file/],
     ['EDM_DATABASE_URL', 'sqlite:  ', /sqlite: names no file/],
+    // An HS256 key shorter than the hash is guessed offline from any token (RFC 7518 §3.2).
+    ['EDM_JWT_SECRET', 'a', /EDM_JWT_SECRET must be at least 32 bytes/],
+    ['EDM_JWT_SECRET', 'x'.repeat(31), /EDM_JWT_SECRET must be at least 32 bytes/],
+    ['EDM_SECRET_KEY', 'short', /EDM_SECRET_KEY must be at least 32 bytes/],
   ])('refuses %s=%j at start, saying why', (name, value, message) => {
     expect(() => loadConfig({ ...env, [name]: value })).toThrow(message);
   });

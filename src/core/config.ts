@@ -69,6 +69,9 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * (`edm serve` beside `edm seed`), one link wins and every one reads that whole secret, never
  * an empty or half-written file.
  */
+/** The shortest EDM_JWT_SECRET or EDM_SECRET_KEY accepted (the generated ones are 64 hex digits). */
+export const MIN_SECRET_BYTES = 32;
+
 function generatedSecret(dataDir: string, name: string): Uint8Array {
   const file = join(dataDir, name);
   if (!existsSync(file)) {
@@ -151,6 +154,16 @@ export function loadConfig(given: Env = process.env): Config {
   }
   const rateWindow = millis('EDM_RATE_LIMIT_WINDOW_MS', 1000);
   if (env.EDM_JWT_PUBLIC_KEY) checkPublicKey(env.EDM_JWT_PUBLIC_KEY);
+  // An HS256 key must be at least as long as the hash (RFC 7518 §3.2); a short one is guessed
+  // offline from any token it signed. The server secret derives every other key (HKDF).
+  for (const name of ['EDM_JWT_SECRET', 'EDM_SECRET_KEY']) {
+    const value = env[name];
+    if (value !== undefined && Buffer.byteLength(value) < MIN_SECRET_BYTES) {
+      throw new Error(
+        `${name} must be at least ${MIN_SECRET_BYTES} bytes (256 bits) long, e.g. \`openssl rand -hex 32\``,
+      );
+    }
+  }
   if (rateWindow < 1) throw new Error('EDM_RATE_LIMIT_WINDOW_MS must be at least 1');
   const databaseUrl = env.EDM_DATABASE_URL || `sqlite:${join(dataDir, 'edm.sqlite')}`;
   if (databaseUrl.startsWith('sqlite:') && databaseUrl.slice('sqlite:'.length).trim() === '') {

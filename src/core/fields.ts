@@ -25,6 +25,8 @@ export interface FieldSpec<S extends TSchema = TSchema, R extends boolean = bool
   readonly alwaysPresent: boolean;
   /** Never null in a response, though not starred on the reference page: the server always sets it. */
   readonly nonNull?: boolean;
+  /** A PATCH may not send `null` for it (the resource's validate hook refuses it): not nullable in the update schema. */
+  readonly notNullInWrites?: boolean;
   /** A constant default applied on create when the field is absent. */
   readonly default?: unknown;
   readonly enum?: readonly string[];
@@ -89,6 +91,8 @@ export interface CommonOptions {
   alwaysPresent?: boolean;
   /** Never null in a response (the server always sets it), without the reference page's star. */
   nonNull?: boolean;
+  /** Not `null` in a PATCH (FieldSpec.notNullInWrites). */
+  notNullInWrites?: boolean;
   /**
    * `false` for fields derived on read rather than stored in a column; `'document'` for a value
    * kept only in the stored document (see `FieldSpec.inDocument`; never `writeOnly`, since the
@@ -118,6 +122,7 @@ type AccessOf<O> = O extends { readOnly: true }
 export type Field<S extends TSchema, O> = FieldSpec<S, RequiredOf<O>, AccessOf<O>> &
   (O extends { alwaysPresent: true } ? { readonly alwaysPresent: true } : unknown) &
   (O extends { nonNull: true } ? { readonly nonNull: true } : unknown) &
+  (O extends { notNullInWrites: true } ? { readonly notNullInWrites: true } : unknown) &
   (O extends { optionalOnCreate: true } ? { readonly optionalOnCreate: true } : unknown) &
   (O extends { serverOnly: readonly (infer V extends string)[] } ? { readonly serverOnly: readonly V[] } : unknown);
 
@@ -142,6 +147,7 @@ function make<S extends TSchema, O extends CommonOptions>(
     computed: o.computed ?? false,
     alwaysPresent: o.alwaysPresent ?? false,
     ...(o.nonNull ? { nonNull: true } : {}),
+    ...(o.notNullInWrites ? { notNullInWrites: true } : {}),
     ...(o.credential ? { credential: true } : {}),
     ...(o.optionalOnCreate ? { optionalOnCreate: true } : {}),
     platform: false,

@@ -63,7 +63,7 @@ export function updateSchema(resource: Resource): JsonSchema {
   const properties: Record<string, JsonSchema> = {};
   for (const [name, field] of Object.entries(resource.allFields)) {
     if (field.access === 'read') continue;
-    properties[name] = fieldSchema(field, !field.required, true);
+    properties[name] = fieldSchema(field, !field.required && !field.notNullInWrites, true);
   }
   properties.version = {
     type: 'integer',

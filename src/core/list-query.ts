@@ -137,10 +137,11 @@ export class CursorCodec {
   }
 
   decode(cursor: string, fingerprint: string): { value: unknown; id: string } {
-    const [payload, mac, extra] = cursor.split('.');
-    if (!payload || !mac || extra !== undefined) throw bad('cursor', 'malformed cursor');
     const invalid = (message: string) =>
       new ApiError('invalid_cursor', message, { errors: [{ path: 'cursor', code: 'invalid_cursor', message }] });
+    // However it was damaged (cut short, pasted twice), a cursor this server did not issue is one code.
+    const [payload, mac, extra] = cursor.split('.');
+    if (!payload || !mac || extra !== undefined) throw invalid('The cursor is not one this server issued (malformed)');
     const expected = Buffer.from(this.sign(payload));
     const given = Buffer.from(mac);
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) {

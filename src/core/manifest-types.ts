@@ -83,6 +83,8 @@ export interface ManifestParameter {
   enum?: string[];
   /** A list filter: a comma-separated list of values matches any of them (`status=at_risk,off_track`). */
   multiple?: boolean;
+  /** The call is refused without it (a signed URL's own parameters). */
+  required?: boolean;
 }
 
 export interface ManifestField {

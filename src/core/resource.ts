@@ -34,11 +34,13 @@ export const platformFields = markPlatform({
   updated_at: datetime({ readOnly: true, alwaysPresent: true, notes: 'Server stamp; updated on every patch.' }),
   created_by: text({ type: 'uuid', readOnly: true, notes: "Person id from the caller's JWT (sub)." }),
   updated_by: text({ type: 'uuid', readOnly: true, notes: "Person id from the last writer's JWT (sub)." }),
-  source: text({ maxLength: 200, default: 'edm', notes: "Provenance tag — defaults to 'edm'." }),
+  // A field with a default is never null in an answer (null in a write takes the default).
+  source: text({ maxLength: 200, default: 'edm', nonNull: true, notes: "Provenance tag — defaults to 'edm'." }),
   source_type: text({
     enum: ['frontend', 'backend', 'server', 'system', 'api'],
     serverOnly: ['system'],
     default: 'api',
+    nonNull: true,
     notes: "Where the write originated. Defaults to 'api'.",
   }),
   is_deleted: boolean({
@@ -443,7 +445,7 @@ export type CreateBody<R> =
 
 /**
  * The JSON Merge Patch an update accepts (`version` is the optional lock token): `null` clears
- * a field, except a required one.
+ * a field, except a required one or one declared `notNullInWrites`.
  */
 export type UpdateBody<R> =
   R extends Resource<infer F>
@@ -452,6 +454,8 @@ export type UpdateBody<R> =
           AllFieldsOf<F>[K]
         > extends true
           ? InputValueOf<AllFieldsOf<F>[K]>
-          : InputValueOf<AllFieldsOf<F>[K]> | null;
+          : AllFieldsOf<F>[K] extends { notNullInWrites: true }
+            ? InputValueOf<AllFieldsOf<F>[K]>
+            : InputValueOf<AllFieldsOf<F>[K]> | null;
       } & { version?: number }
     : never;

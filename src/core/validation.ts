@@ -159,7 +159,44 @@ export class MalformedBody {
   constructor(
     readonly detail: string,
     readonly text: string,
+    /** What to answer instead of 400 invalid_json (a body that is JSON, refused for a member it names). */
+    readonly error?: ApiError,
   ) {}
+}
+
+/**
+ * The JSON Pointer of the first member named `__proto__` (or `constructor` holding `prototype`)
+ * in a JSON text, which the body parser refuses (it could reach an object's prototype); null if
+ * the text is not JSON or has none. `JSON.parse` itself makes such a member a plain own member.
+ */
+export function prototypeMemberPath(text: string): string | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  const walk = (v: unknown, path: string): string | null => {
+    if (v === null || typeof v !== 'object') return null;
+    for (const [key, member] of Object.entries(v)) {
+      const here = `${path}/${key.replaceAll('~', '~0').replaceAll('/', '~1')}`;
+      if (!Array.isArray(v)) {
+        if (key === '__proto__') return here;
+        if (
+          key === 'constructor' &&
+          member !== null &&
+          typeof member === 'object' &&
+          Object.hasOwn(member, 'prototype')
+        ) {
+          return `${here}/prototype`;
+        }
+      }
+      const found = walk(member, here);
+      if (found !== null) return found;
+    }
+    return null;
+  };
+  return walk(value, '');
 }
 
 /** How deep a request body's arrays and objects may nest: far beyond any field's shape. */
@@ -206,7 +243,7 @@ export function isNoBody(body: unknown): boolean {
 
 /** Parses a request body: a JSON object, or 400. */
 export function asObject(body: unknown): Doc {
-  if (body instanceof MalformedBody) throw new ApiError('invalid_json', body.detail);
+  if (body instanceof MalformedBody) throw body.error ?? new ApiError('invalid_json', body.detail);
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw new ApiError('invalid_body', 'The request body must be a JSON object');
   }

@@ -1,15 +1,23 @@
 import { isUtf8 } from 'node:buffer';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { sql } from 'kysely';
-import { DEV_SUB, DEV_TENANT, mintToken, requireScope, TokenVerifier } from '../core/auth.js';
+import { DEV_SUB, DEV_TENANT, MAX_CLAIM_LENGTH, mintToken, requireScope, TokenVerifier } from '../core/auth.js';
 import { type Clock, isoTime, systemClock } from '../core/clock.js';
 import type { Config } from '../core/config.js';
-import { ApiError } from '../core/errors.js';
+import { ApiError, fieldError } from '../core/errors.js';
+import { text } from '../core/fields.js';
 import { requestIds } from '../core/ids.js';
 import { CursorCodec } from '../core/list-query.js';
 import { type ModuleDef, type Principal, signedMessage } from '../core/resource.js';
 import { ServerKeys } from '../core/secrets.js';
-import { MAX_BODY_DEPTH, MalformedBody, nestsDeeperThan } from '../core/validation.js';
+import {
+  isNoBody,
+  MAX_BODY_DEPTH,
+  MalformedBody,
+  nestsDeeperThan,
+  prototypeMemberPath,
+  validateInput,
+} from '../core/validation.js';
 import { modules as allModules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
 import { Engine } from '../store/engine.js';
@@ -137,6 +145,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       ...RATE_LIMIT_HEADERS,
     ],
     maxAge: 600,
+    sameOriginOnly: config.localMode ? ['/api/v1/dev/token'] : [],
   };
   const answerCors = corsHeaders(cors);
   const app = Fastify({
@@ -194,7 +203,21 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       done(null, new MalformedBody(`The body nests arrays and objects deeper than ${MAX_BODY_DEPTH} levels`, text));
       return;
     }
-    defaultJson(request, text, (err, body) => done(null, err ? new MalformedBody(err.message, text) : body));
+    defaultJson(request, text, (err, body) => {
+      if (!err) {
+        done(null, body);
+        return;
+      }
+      // JSON, refused for a member that could reach a prototype: named, as an unknown field is.
+      const path = prototypeMemberPath(text);
+      const named =
+        path === null
+          ? undefined
+          : fieldError('unknown_field', [
+              { path, code: 'unknown_field', message: `${path.split('/').pop()} is not accepted as a member name` },
+            ]);
+      done(null, new MalformedBody(err.message, text, named));
+    });
   };
   // Read as bytes: text that is not UTF-8 is refused as such, not stored with U+FFFD in its place.
   const parseUtf8Json = (request: FastifyRequest, body: Buffer, done: (err: Error | null, body?: unknown) => void) => {
@@ -377,7 +400,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // shows, so a site on another origin (Origin), or one whose name points here (Host: DNS
     // rebinding), would otherwise get a token. Not open to other origins by CORS either.
     app.post('/api/v1/dev/token', async (request, reply) => {
-      reply.removeHeader('access-control-allow-origin').removeHeader('access-control-expose-headers');
+      // A credential: no cache keeps it (RFC 6749 §5.1).
+      reply.header('cache-control', 'no-store');
       if (!LOOPBACK.has(request.socket.remoteAddress ?? '')) {
         throw new ApiError('forbidden', 'The dev-token endpoint answers loopback callers only');
       }
@@ -386,11 +410,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       if (!isLocalHost(host) || (origin !== undefined && origin !== `http://${host}`)) {
         throw new ApiError('forbidden', "The dev-token endpoint answers this server's own pages only");
       }
-      const body = (request.body ?? {}) as { tenant_id?: unknown; sub?: unknown };
-      const tenant = typeof body.tenant_id === 'string' && body.tenant_id ? body.tenant_id : DEV_TENANT;
-      const sub = typeof body.sub === 'string' && body.sub ? body.sub : DEV_SUB;
+      const body = devTokenBody(request.body);
+      const tenant = body.tenant_id || DEV_TENANT;
+      const sub = body.sub || DEV_SUB;
       const ttl = 12 * 3600;
-      const token = await mintToken({ secret: config.jwtSecret, tenant, sub, ttl, now: clock.now() });
+      // Signed as the server checks tokens: with the configured issuer and audience, if any.
+      const token = await mintToken({
+        secret: config.jwtSecret,
+        tenant,
+        sub,
+        ttl,
+        now: clock.now(),
+        issuer: config.jwtIssuer,
+        audience: config.jwtAudience,
+      });
       return { token, tenant_id: tenant, sub, expires_at: isoTime(clock.now() + ttl * 1000) };
     });
   }
@@ -428,11 +461,28 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           })
       : [];
   app.addHook('onClose', async () => {
+    idempotency.stop();
     clearInterval(sweep);
     for (const timer of timers) clearInterval(timer);
     if (!options.store) await store.close();
   });
   return app;
+}
+
+/** The dev-token request's members: both optional (the dev tenant and user otherwise). */
+const DEV_TOKEN_FIELDS = {
+  tenant_id: text({ maxLength: MAX_CLAIM_LENGTH, notes: 'The tenant the token is for (default dev).' }),
+  sub: text({ maxLength: MAX_CLAIM_LENGTH, notes: 'The caller it names (default the dev user).' }),
+};
+
+/** The dev-token request's body, checked as any write's: a number for tenant_id is a 400, not the default tenant. */
+function devTokenBody(body: unknown): { tenant_id?: string; sub?: string } {
+  if (isNoBody(body)) return {};
+  const input = validateInput(DEV_TOKEN_FIELDS, body);
+  return {
+    ...(typeof input.tenant_id === 'string' ? { tenant_id: input.tenant_id } : {}),
+    ...(typeof input.sub === 'string' ? { sub: input.sub } : {}),
+  };
 }
 
 /** A table's name quoted for SQL (both stores quote identifiers with double quotes). */

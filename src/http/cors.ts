@@ -7,6 +7,8 @@ export interface CorsPolicy {
   exposedHeaders: readonly string[];
   /** Seconds a browser may reuse a preflight answer. */
   maxAge: number;
+  /** Paths (no query, no trailing slash) answered to their own origin only: no CORS headers, no preflight. */
+  sameOriginOnly?: readonly string[];
 }
 
 /**
@@ -28,7 +30,17 @@ export function registerCors(app: FastifyInstance, policy: CorsPolicy): void {
     'access-control-max-age': String(policy.maxAge),
   };
   const answer = corsHeaders(policy);
+  const closed = new Set(policy.sameOriginOnly ?? []);
   app.addHook('onRequest', (request, reply, done) => {
+    if (request.headers.origin !== undefined && closed.size > 0) {
+      const path = request.url.split('?')[0].replace(/\/+$/, '');
+      // A preflight gets no CORS headers either (the not-found handler answers it), so a
+      // browser never sends the request from another origin.
+      if (closed.has(path)) {
+        done();
+        return;
+      }
+    }
     answer(request, reply);
     // No Host on HTTP/1.1: not a request to answer, a preflight included (app.ts refuses it).
     if (

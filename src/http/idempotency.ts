@@ -209,18 +209,53 @@ export class Idempotency {
     return this.transaction((db) => this.complete(db, claim, response));
   }
 
-  /** Forgets a claim whose request failed with a 5xx, so a retry runs again. */
-  async release(claim: Claim): Promise<void> {
-    await this.transaction((db) =>
-      db
-        .deleteFrom(IDEMPOTENCY_TABLE)
-        .where('tenant_id', '=', claim.tenantId)
-        .where('scope', '=', claim.scope)
-        .where('key', '=', claim.key)
-        .where('claimed_at', '=', claim.claimedAt)
-        .execute(),
-    );
+  /**
+   * Forgets a claim whose request failed with a 5xx, so a retry runs again. Only a claim still
+   * running: when the work's transaction committed and its answer was lost on the way (the
+   * connection dropped during COMMIT), the stored response stays and the retry replays it. When
+   * the database cannot take the delete either (the outage that made the 5xx), it is tried
+   * again in the background, a second, then twice as long each time, until the claim's lease
+   * would free it anyway: else a retry would meet 409 in-flight for a minute after the outage.
+   * Resolves after the first attempt; `settled` after the last.
+   */
+  release(claim: Claim): Promise<void> & { settled: Promise<boolean> } {
+    const until = Date.parse(claim.claimedAt) + this.leaseMs;
+    let first!: () => void;
+    const firstDone = new Promise<void>((resolve) => {
+      first = resolve;
+    });
+    const settled = (async () => {
+      for (let wait = 1000; ; wait *= 2) {
+        try {
+          await this.transaction((db) =>
+            db
+              .deleteFrom(IDEMPOTENCY_TABLE)
+              .where('tenant_id', '=', claim.tenantId)
+              .where('scope', '=', claim.scope)
+              .where('key', '=', claim.key)
+              .where('claimed_at', '=', claim.claimedAt)
+              .where('state', '=', 'running')
+              .execute(),
+          );
+          return true;
+        } catch {
+          first();
+          if (this.stopped || this.clock.now() + wait >= until) return false;
+          await new Promise((resolve) => setTimeout(resolve, wait).unref());
+        } finally {
+          first();
+        }
+      }
+    })();
+    return Object.assign(firstDone, { settled });
   }
+
+  /** Stops background releases (the server is closing). */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private stopped = false;
 
   /** Deletes expired keys; answers how many. */
   async sweep(): Promise<number> {

@@ -218,8 +218,18 @@ export function resourceOperations(resource: Resource, modules: readonly ModuleD
 
 /** What a signed operation's URL carries instead of a token (CustomOperation.auth). */
 const SIGNED_PARAMETERS = (): ManifestParameter[] => [
-  { name: 'tenant_id', type: 'string', description: 'The tenant the signed URL is for (copy it from the URL).' },
-  { name: 'signature', type: 'string', description: 'The URL’s signature (copy it from the URL): no token needed.' },
+  {
+    name: 'tenant_id',
+    type: 'string',
+    required: true,
+    description: 'The tenant the signed URL is for (copy it from the URL).',
+  },
+  {
+    name: 'signature',
+    type: 'string',
+    required: true,
+    description: 'The URL’s signature (copy it from the URL): no token needed.',
+  },
 ];
 
 function customOperation(
@@ -299,6 +309,13 @@ export function buildManifest(modules: readonly ModuleDef[], o: { devToken?: boo
  * Serves a JSON document built on first request and kept for the life of the app, with a
  * strong ETag so the Playground can revalidate cheaply.
  */
+/** Whether an If-None-Match names `etag`: `*`, or a list of tags compared weakly (RFC 9110 §13.1.2). */
+function noneMatch(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  if (header.trim() === '*') return true;
+  return header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag);
+}
+
 export function serveDocument(app: FastifyInstance, path: string, build: () => unknown): void {
   let cached: { body: string; etag: string } | undefined;
   app.get(path, async (request, reply) => {
@@ -307,7 +324,7 @@ export function serveDocument(app: FastifyInstance, path: string, build: () => u
       cached = { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` };
     }
     reply.header('etag', cached.etag).header('cache-control', 'no-cache');
-    if (request.headers['if-none-match'] === cached.etag) return reply.code(304).send();
+    if (noneMatch(request.headers['if-none-match'], cached.etag)) return reply.code(304).send();
     return reply.type('application/json; charset=utf-8').send(cached.body);
   });
 }

@@ -135,7 +135,7 @@ function queryParameter(p: ManifestParameter, inList: boolean): Json {
   return {
     name: p.name,
     in: 'query',
-    required: false,
+    required: p.required === true,
     description: p.description,
     schema: isFilter ? { type: 'string', ...(p.enum ? { examples: [p.enum[0]] } : {}) } : parameterSchema(p),
   };
@@ -229,8 +229,10 @@ function operationObject(
   const example = exampleDocument(resource);
   const parameters: Json[] = op.query.map((p) => queryParameter(p, op.name === 'list'));
   if (op.headers.includes('Idempotency-Key')) parameters.push(ref('parameters', 'IdempotencyKey'));
-  if (op.headers.includes('If-Match')) parameters.push(ref('parameters', 'IfMatch'));
-  if (op.name === 'get') parameters.push(ref('parameters', 'IfNoneMatch'));
+  if (op.headers.includes('If-Match')) {
+    parameters.push(ref('parameters', 'IfMatch'), ref('parameters', 'IfNoneMatchWrite'));
+  }
+  if (op.name === 'get') parameters.push(ref('parameters', 'IfNoneMatch'), ref('parameters', 'IfMatchRead'));
 
   const operation: Json = {
     // Stable whether or not the SDK has a method for it: `okr.connectors.webhook` too.
@@ -255,7 +257,7 @@ function operationObject(
     case 'get':
       responses['200'] = docResponse(`The ${name}`, name, example);
       responses['304'] = { description: 'Not modified: If-None-Match names the current ETag', headers: DOC_HEADERS };
-      Object.assign(responses, problems(404));
+      Object.assign(responses, problems(404, 412));
       break;
     case 'create':
       operation.requestBody = bodyContent(`${name}Create`, op.example, false);
@@ -697,6 +699,22 @@ export function buildOpenApi(modules: readonly ModuleDef[], options: OpenApiOpti
           in: 'header',
           required: false,
           description: 'Answer 304 without a body when the current ETag is one of these.',
+          schema: { type: 'string' },
+          example: '"3"',
+        },
+        IfMatchRead: {
+          name: 'If-Match',
+          in: 'header',
+          required: false,
+          description: 'Answer only if the current ETag is one of these (or `*`); otherwise 412.',
+          schema: { type: 'string' },
+          example: '"3"',
+        },
+        IfNoneMatchWrite: {
+          name: 'If-None-Match',
+          in: 'header',
+          required: false,
+          description: 'Refuse the write with 412 if the current ETag is one of these (weak comparison), or with `*`.',
           schema: { type: 'string' },
           example: '"3"',
         },

@@ -89,10 +89,14 @@ function parseTags(header: string | undefined, name: string, weak = false): numb
   return tags;
 }
 
-/** A write's If-Match, and the checks of its own the route runs after 404 and 412 (`deferred`). */
+/**
+ * A write's If-Match and If-None-Match (weak comparison, as RFC 9110 has it for the latter), and
+ * the checks of its own the route runs after 404 and 412 (`deferred`).
+ */
 function conditions(request: FastifyRequest, deferred?: () => void): WriteConditions {
-  const tags = parseTags(request.headers['if-match'], 'If-Match');
-  return deferred ? { ifMatch: tags, deferred } : { ifMatch: tags };
+  const ifMatch = parseTags(request.headers['if-match'], 'If-Match');
+  const ifNoneMatch = parseTags(request.headers['if-none-match'], 'If-None-Match', true);
+  return { ifMatch, ...(ifNoneMatch !== null ? { ifNoneMatch } : {}), ...(deferred ? { deferred } : {}) };
 }
 
 function docResponse(resource: Resource, doc: Doc, status: number): StoredResponse {
@@ -165,7 +169,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     } catch (err) {
       const apiError = asApiError(err);
       if (apiError.status >= 500) {
-        await idempotency.release(claim).catch(() => {});
+        await idempotency.release(claim);
         throw err;
       }
       const problem: StoredResponse = {
@@ -173,7 +177,12 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
         headers: { 'content-type': PROBLEM_TYPE, ...apiError.headers },
         body: JSON.stringify(toProblem(apiError, request.id)),
       };
-      await idempotency.completeAlone(claim, stored(problem));
+      try {
+        await idempotency.completeAlone(claim, stored(problem));
+      } catch {
+        // Not recorded (the database failed meanwhile): the answer stands, and a retry runs again.
+        await idempotency.release(claim);
+      }
       throw apiError;
     }
   }
@@ -207,6 +216,14 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
       const found = await engine.getJson(resource, principal, id);
       const { version } = found;
       const json = redact && redacting(principal) ? redact(JSON.parse(found.json.toString()) as Doc) : found.json;
+      // If-Match first (RFC 9110 §13.2.2): a read that names another version is 412, as a write's
+      // is, after 404 and before the query's checks (PRODUCT.md's order).
+      const im = parseTags(request.headers['if-match'], 'If-Match');
+      if (Array.isArray(im) && !im.includes(version)) {
+        throw new ApiError('precondition_failed', `If-Match does not name the current version ${version}`, {
+          extra: { current_version: version },
+        });
+      }
       allowOnly(request.query, []);
       const inm = parseTags(request.headers['if-none-match'], 'If-None-Match', true);
       reply.header('etag', `"${version}"`);

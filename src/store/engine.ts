@@ -53,6 +53,11 @@ export interface EngineOptions {
 export interface WriteConditions {
   ifMatch: readonly number[] | 'any' | null;
   /**
+   * The versions an `If-None-Match` names (`any` for `*`), or null/absent without one: a write
+   * to a row it names (any row, for `*`) is refused with 412 (RFC 9110 §13.1.2).
+   */
+  ifNoneMatch?: readonly number[] | 'any' | null;
+  /**
    * false: a write EDM_REQUIRE_IF_MATCH does not cover (a custom operation's: a check-in or a
    * sync appends an event to the row, as a create adds one, and overwrites nothing the caller read).
    */
@@ -165,6 +170,11 @@ interface EngineTx extends Tx {
 
 /** Documents whose stored row is at an older schema version than the one they were upgraded to. */
 const upgradedOnRead = new WeakSet<Doc>();
+/**
+ * Rows read with a sealed value this server's key cannot open (sealed under another
+ * EDM_SECRET_KEY): the value reads as absent, and the row's next write clears it.
+ */
+const unopenedSeals = new WeakSet<Doc>();
 
 const kindOf = (column: ColumnKind): Pick<AnyField, 'column'> => ({ column });
 
@@ -279,8 +289,9 @@ export class Engine {
     // A row upgraded on read is written back whole, at the current schema version.
     if (upgradedOnRead.has(before)) return this.toRow(resource, doc);
     const set: Record<string, unknown> = {};
+    const unopened = unopenedSeals.has(before);
     for (const [name, field] of writtenFields(resource)) {
-      if (doc[name] !== before[name]) set[name] = this.encode(resource, doc, name, field);
+      if (doc[name] !== before[name] || (unopened && field.sealed)) set[name] = this.encode(resource, doc, name, field);
     }
     if (doc[resource.titleField] !== before[resource.titleField]) {
       const title = doc[resource.titleField];
@@ -319,7 +330,14 @@ export class Engine {
         }
         doc[name] = value !== undefined ? value : this.store.decode(field, row[name]);
       } else if (field.sealed && typeof row[name] === 'string') {
-        doc[name] = this.options.keys.open(row[name], this.sealContext(resource, row, name));
+        try {
+          doc[name] = this.options.keys.open(row[name], this.sealContext(resource, row, name));
+        } catch {
+          // Sealed under another server secret (EDM_SECRET_KEY changed): as if never given, so
+          // the row can still be edited, given a new secret or deleted, and its uses say so.
+          doc[name] = null;
+          unopenedSeals.add(doc);
+        }
       } else {
         doc[name] = this.store.decode(field, row[name]);
       }
@@ -1315,6 +1333,16 @@ export class Engine {
       throw new ApiError('precondition_failed', `If-Match does not name the current version ${current.version}`, {
         extra: { current_version: current.version },
       });
+    }
+    const none = cond.ifNoneMatch;
+    if (none === 'any' || (Array.isArray(none) && none.includes(current.version as number))) {
+      throw new ApiError(
+        'precondition_failed',
+        none === 'any'
+          ? `If-None-Match: * holds only where no ${current.id} exists`
+          : `If-None-Match names the current version ${current.version}`,
+        { extra: { current_version: current.version } },
+      );
     }
     if (this.options.requireIfMatch && cond.required !== false && cond.ifMatch === null && bodyVersion === undefined) {
       throw new ApiError('precondition_required', 'This server requires If-Match (or a body version) on writes');

@@ -24,6 +24,7 @@ export const cycles = defineResource({
     state: text({
       enum: ['planning', 'active', 'closed', 'archived'],
       default: 'planning',
+      nonNull: true,
       notes: 'Lifecycle state of the cycle.',
     }),
   },

@@ -72,10 +72,12 @@ export const keyResults = defineResource({
       type: 'string',
       enum: METRIC_TYPES,
       default: 'number',
+      nonNull: true,
       notes: 'The measurement type that governs how progress is computed.',
     }),
     baseline: number({
       default: 0,
+      nonNull: true,
       example: 80000,
       notes: 'Starting value of the metric at the time this KeyResult was created.',
     }),
@@ -86,7 +88,9 @@ export const keyResults = defineResource({
       example: 120000,
       notes: 'The value the metric must reach for this KeyResult to be considered achieved.',
     }),
-    current: number({ notes: 'Latest observed value of the metric.' }),
+    // Not null in a PATCH (validate refuses it). A stored row may lack one (a row of a schema
+    // before the field, as lists' sorts on empty values provide for), so answers may say null.
+    current: number({ notNullInWrites: true, notes: 'Latest observed value of the metric.' }),
     unit: text({
       maxLength: 64,
       example: 'MRR',
@@ -95,6 +99,7 @@ export const keyResults = defineResource({
     direction: text({
       type: 'string',
       enum: DIRECTIONS,
+      nonNull: true,
       notes: 'Whether progress is made by the metric going up (increase) or down (decrease).',
     }),
     owner_id: text({
@@ -105,6 +110,7 @@ export const keyResults = defineResource({
       type: 'string',
       enum: DATA_SOURCES,
       default: 'manual',
+      nonNull: true,
       notes: 'How the current metric value is sourced.',
     }),
     connector_id: ref('con', {
@@ -161,6 +167,7 @@ export const keyResults = defineResource({
     weight: number({
       min: 0,
       default: 1,
+      nonNull: true,
       notes: "Relative weight of this KeyResult in its Objective's progress (≥ 0; 0 excludes it).",
     }),
     confidence: integer({
@@ -287,10 +294,11 @@ export const keyResults = defineResource({
         if (value !== null) doc.current = value;
       }
       // A key result a connector starts to feed takes the last value it read (the reference
-      // check has read the connector already).
+      // check has read the connector already); so does a restored one, which missed the values
+      // pushed or pulled while it was deleted (a query's catches up in afterWrite).
       if (
         doc.data_source === 'connector' &&
-        (doc.connector_id !== before?.connector_id || before?.data_source !== 'connector')
+        (doc.connector_id !== before?.connector_id || before?.data_source !== 'connector' || ctx.op === 'restore')
       ) {
         const feed = await tx.peek(connectors, tenantId, doc.connector_id as string);
         if (typeof feed?.last_value === 'number') doc.current = feed.last_value;
