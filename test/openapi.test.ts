@@ -304,6 +304,32 @@ describe.each(storeKinds)('GET /api/v1/openapi.json on %s, and responses against
     }
   });
 
+  it("documents as a check-in's answer what a check-in of its example body answers", async () => {
+    const token = await t.token();
+    const kr = byName('KeyResult');
+    const created = await t.create(kr, token, { baseline: 80000, target: 120000, current: 80000 });
+    const op = served.paths[`${kr.basePath}/{id}/check-ins`].post;
+    const body = op.requestBody.content['application/json'].example as Doc;
+    const res = await t.call('POST', `${kr.basePath}/${created.id}/check-ins`, { token, body });
+    expect(res.status, res.raw).toBe(201);
+    const documented = deref(served, op.responses['201']).content['application/json'].example as Doc;
+    const domain = (d: Doc) => ({
+      current: d.current,
+      confidence: d.confidence,
+      progress_pct: d.progress_pct,
+      status: d.status,
+      history: (d.history as Doc[]).map(({ at: _at, by: _by, ...e }) => e),
+    });
+    expect(domain(res.body)).toEqual(domain(documented));
+    // The list's item is that check-in, as the list answers it.
+    const listed = await t.call('GET', `${kr.basePath}/${created.id}/check-ins`, { token });
+    const item = deref(served, served.paths[`${kr.basePath}/{id}/check-ins`].get.responses['200']).content[
+      'application/json'
+    ].example.data[0] as Doc;
+    const { id: _i, tenant_id: _t, key_result_id: _k, at: _a, by: _b, recorded_at: _r, ...rest } = item;
+    expect((listed.body.data as Doc[])[0]).toMatchObject(rest);
+  });
+
   it('every answer of every operation, success and failure, matches the schema given for its status', async () => {
     const token = await t.token();
     const readOnly = await t.token({ scope: 'okr:read' });

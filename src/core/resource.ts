@@ -145,6 +145,11 @@ export interface CustomOperation {
   /** A valid example body, for docs and the Playground. */
   example?: Doc;
   /**
+   * What the operation answers to `example`, for docs: for a `resource` answer, the members it
+   * changes in the resource's own example; for a `list`, one item.
+   */
+  responseExample?: Doc;
+  /**
    * `signed`: called by another system without a token, at the URL `signedUrl` gives (its
    * `tenant_id` and `signature` query parameters: an HMAC of the operation, tenant and id
    * under a key EDM_SECRET_KEY derives); the call acts as the platform in that tenant. Not in

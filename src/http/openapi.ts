@@ -314,13 +314,17 @@ function operationObject(
         const item = { title: `${base}Item`, ...plain(custom.response.item) };
         schemas[`${base}Item`] = item;
         schemas[`${base}Page`] = pageSchema(`${base}Page`, `${base}Item`);
-        responses['200'] = listResponse(custom.summary, `${base}Page`, exampleFromSchema(item));
+        responses['200'] = listResponse(
+          custom.summary,
+          `${base}Page`,
+          custom.responseExample ?? exampleFromSchema(item),
+        );
         Object.assign(responses, problems(404));
       } else {
         responses[String(custom.response.status)] = docResponse(
           `The ${name}`,
           name,
-          { ...example, version: 2 },
+          { ...example, ...custom.responseExample, version: 2 },
           {
             ...(custom.response.status === 201 ? { Location: ref('headers', 'Location') } : {}),
             'Idempotent-Replayed': ref('headers', 'IdempotentReplayed'),

@@ -89,6 +89,9 @@ export function snapshotRow(tenantId: string, keyResultId: string, snap: Snapsho
   return { tenant_id: tenantId, id: newId('chk'), key_result_id: keyResultId, ...snap, recorded_at: isoTime(now) };
 }
 
+/** The check-in of the operations' examples (docs only). */
+const EXAMPLE_CHECK_IN = { at: '2026-11-15T09:30:00.000Z', by: 'usr-3f1c2b9e-5d4a-4e8f-9a7b-1c2d3e4f5a6b' };
+
 const CheckInItem = Type.Object({
   tenant_id: Type.String(),
   id: Type.String(),
@@ -117,6 +120,35 @@ export const checkInOperations = [
     body: inputSchema(checkInFields),
     response: { kind: 'resource', status: 201 },
     example: { value: 95000, note: 'Two enterprise deals closed', confidence: 7 },
+    // The key result's example (baseline 80,000, target 120,000) after this check-in.
+    responseExample: {
+      current: 95000,
+      confidence: 7,
+      progress_pct: 37.5,
+      status: 'on_track',
+      updated_at: EXAMPLE_CHECK_IN.at,
+      last_update_at: EXAMPLE_CHECK_IN.at,
+      history: [
+        {
+          at: '2026-11-01T12:00:00.000Z',
+          value: 80000,
+          progress_pct: 0,
+          by: EXAMPLE_CHECK_IN.by,
+          source_type: 'api',
+          note: null,
+          confidence: null,
+        },
+        {
+          at: EXAMPLE_CHECK_IN.at,
+          value: 95000,
+          progress_pct: 37.5,
+          by: EXAMPLE_CHECK_IN.by,
+          source_type: 'api',
+          note: 'Two enterprise deals closed',
+          confidence: 7,
+        },
+      ],
+    },
     async run({ resource, id, body, tx, ops }) {
       const kr = await ops.get(resource, id);
       const input = validateInput(checkInFields, body);
@@ -150,6 +182,19 @@ export const checkInOperations = [
     path: '/{id}/check-ins',
     summary: 'Page through every check-in snapshot of a key result, newest first.',
     response: { kind: 'list', item: CheckInItem },
+    responseExample: {
+      tenant_id: 'acme',
+      id: 'chk_01JBZ7Q3V5R4N8KX2M6T9WCH2E',
+      key_result_id: 'kr_01JBZ7Q3V5R4N8KX2M6T9WCH1D',
+      at: EXAMPLE_CHECK_IN.at,
+      value: 95000,
+      progress_pct: 37.5,
+      by: EXAMPLE_CHECK_IN.by,
+      source_type: 'api',
+      note: 'Two enterprise deals closed',
+      confidence: 7,
+      recorded_at: EXAMPLE_CHECK_IN.at,
+    },
     async run({ resource, principal, id, query, ops }) {
       await ops.get(resource, id);
       return ops.page(

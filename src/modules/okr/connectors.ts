@@ -149,6 +149,13 @@ const syncOperation = {
   summary:
     'Sync now: read the value and record it on every key result this connector feeds (a snapshot with source_type system where it changed). A failed read answers 200 with last_sync_status error and last_error.',
   response: { kind: 'resource', status: 200 },
+  responseExample: {
+    last_sync_at: '2026-11-01T13:00:00.000Z',
+    last_sync_status: 'ok',
+    last_error: null,
+    last_value: 118_500,
+    updated_at: '2026-11-01T13:00:00.000Z',
+  },
   async prepare({ resource, id, ops, outbound }) {
     const connector = await ops.get(resource, id);
     if (connector.kind === 'webhook') {
@@ -189,6 +196,19 @@ const webhookOperation = {
   body: inputSchema(pushFields),
   response: { kind: 'resource', status: 200 },
   example: { value: 118_500 },
+  // Only a webhook connector takes pushes: the connector's example as one, after this push.
+  responseExample: {
+    kind: 'webhook',
+    config: {},
+    interval_seconds: null,
+    webhook_url:
+      '/api/v1/okr/connectors/con_01JBZ7Q3V5R4N8KX2M6T9WCH1D/webhook?tenant_id=acme&signature=q4c1T0b8JmZ2xGk7yVt5Hn3Rw9Lp6Ds0Fa2Ke8Uc1Yo',
+    last_sync_at: '2026-11-01T13:00:00.000Z',
+    last_sync_status: 'ok',
+    last_error: null,
+    last_value: 118_500,
+    updated_at: '2026-11-01T13:00:00.000Z',
+  },
   // A URL stays signed after its connector is deleted or turned into another kind: 404 then.
   acts: (connector) => connector.is_deleted !== true && connector.kind === 'webhook',
   async run({ resource, principal, id, body, tx, ops }) {
