@@ -507,6 +507,34 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     }
   });
 
+  it('webhook: rotating its URL answers a new one and refuses the old one (401) from then on', async () => {
+    const hook = await connector({ kind: 'webhook', config: {}, secret: null, name: 'Rotated' });
+    const push = (url: unknown, value: number) =>
+      t.app.inject({ method: 'POST', url: url as string, payload: { value } });
+    const rotate = () => call('POST', `${connectors.basePath}/${hook.id}/rotate-webhook-url`);
+    expect((await push(hook.webhook_url, 1)).statusCode).toBe(200);
+    const rotated = await rotate();
+    expect(rotated.status, rotated.raw).toBe(200);
+    expect(rotated.body.webhook_url).toMatch(/&signature=1\.[A-Za-z0-9_-]{43}$/);
+    const old = await push(hook.webhook_url, 2);
+    expect([old.statusCode, old.json().code]).toEqual([401, 'invalid_token']);
+    expect((await push(rotated.body.webhook_url, 3)).json()).toMatchObject({ last_value: 3 });
+    const twice = await rotate();
+    expect((await push(rotated.body.webhook_url, 4)).statusCode).toBe(401);
+    expect((await push(twice.body.webhook_url, 5)).statusCode).toBe(200);
+    // The generation is signed too: another one with the same signature is a forgery.
+    const forged = (twice.body.webhook_url as string).replace('signature=2.', 'signature=9.');
+    expect((await push(forged, 6)).statusCode).toBe(401);
+    expect((await get(`${connectors.basePath}/${hook.id}`)).webhook_url).toBe(twice.body.webhook_url);
+    expect(await get(`${connectors.basePath}/${hook.id}`)).toMatchObject({ last_value: 5 });
+    // Only a webhook has a URL to replace, and only a caller who may write replaces it.
+    const pulled = await connector();
+    expect((await call('POST', `${connectors.basePath}/${pulled.id}/rotate-webhook-url`)).status).toBe(404);
+    const reader = await t.token({ scope: 'okr:read' });
+    const refused = await t.call('POST', `${connectors.basePath}/${hook.id}/rotate-webhook-url`, { token: reader });
+    expect(refused.status).toBe(403);
+  });
+
   it('webhook: its signed URL (a credential) is answered to callers who may write, null to read-only tokens', async () => {
     const hook = await connector({ kind: 'webhook', config: {}, secret: null, name: 'Read-only probe' });
     expect(hook.webhook_url).toMatch(/signature=/);

@@ -4,7 +4,7 @@ import { createClient, RateLimitError } from '../src/client/index.js';
 import { ManualClock } from '../src/core/clock.js';
 import { loadConfig } from '../src/core/config.js';
 import type { ApiError } from '../src/core/errors.js';
-import { RateLimiter } from '../src/http/rate-limit.js';
+import { RateLimiter, rateLimitKey } from '../src/http/rate-limit.js';
 import { byName, countRows, type TestApp, testApp } from './helpers.js';
 
 const KR = '/api/v1/okr/key-results';
@@ -186,6 +186,21 @@ describe('rate limits, through the SDK against a listening server', () => {
     const page = await patient.okr.cycles.list();
     expect(page.object).toBe('list');
     expect(attempts).toBe(2);
+  });
+});
+
+describe('rateLimitKey', () => {
+  it('gives two callers two keys whatever their claims hold (line breaks included)', () => {
+    const who = (tenantId: string, appId: string | null) => ({ sub: 'usr-1', tenantId, appId, scopes: null });
+    const keys = [
+      rateLimitKey(who('t', 'z\npeople'), false),
+      rateLimitKey(who('t\napp:z', null), false),
+      rateLimitKey(who('t', null), false),
+      rateLimitKey(who('t', null), true),
+      rateLimitKey(who('t\nsigned', null), false),
+      rateLimitKey(who('t', 'signed'), false),
+    ];
+    expect(new Set(keys).size).toBe(keys.length);
   });
 });
 

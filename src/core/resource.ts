@@ -307,16 +307,43 @@ export interface ResourceTypeInfo<
 /** `key-results` → `keyResults` */
 export type CamelCase<S extends string> = S extends `${infer H}-${infer T}` ? `${H}${Capitalize<CamelCase<T>>}` : S;
 
-/** What a signed operation's signature covers: the operation, the tenant and the row. */
-export function signedMessage(resource: Resource, operation: string, tenantId: string, id: string): string {
-  return `${resource.basePath}/{id}/${operation}\u0000${tenantId}\u0000${id}`;
+/**
+ * What a signed operation's signature covers: the operation, the tenant and the row, and the
+ * row's URL generation once its URL was replaced (`generation` > 0; 0 is the first URL's).
+ */
+export function signedMessage(
+  resource: Resource,
+  operation: string,
+  tenantId: string,
+  id: string,
+  generation = 0,
+): string {
+  const message = `${resource.basePath}/{id}/${operation}\u0000${tenantId}\u0000${id}`;
+  return generation > 0 ? `${message}\u0000${generation}` : message;
+}
+
+/**
+ * A signed URL's `signature` parameter: the HMAC, after `<generation>.` once the URL was
+ * replaced (the first URL's has none, as every URL had before URLs could be replaced).
+ */
+export function parseSignature(signature: string): { generation: number; mac: string } | null {
+  const m = /^(?:([1-9]\d{0,8})\.)?([A-Za-z0-9_-]{43})$/.exec(signature);
+  return m ? { generation: m[1] ? Number(m[1]) : 0, mac: m[2] as string } : null;
 }
 
 /** The URL (path and query) of a signed operation on one row: `…/{id}/<op>?tenant_id=…&signature=…`. */
-export function signedUrl(keys: ServerKeys, resource: Resource, operation: string, tenantId: string, id: string) {
+export function signedUrl(
+  keys: ServerKeys,
+  resource: Resource,
+  operation: string,
+  tenantId: string,
+  id: string,
+  generation = 0,
+) {
   const op = resource.operations?.find((o) => o.name === operation);
   if (op?.auth !== 'signed') throw new Error(`${resource.name}.${operation} is not a signed operation`);
-  const signature = keys.sign(signedMessage(resource, operation, tenantId, id));
+  const mac = keys.sign(signedMessage(resource, operation, tenantId, id, generation));
+  const signature = generation > 0 ? `${generation}.${mac}` : mac;
   const path = `${resource.basePath}${op.path.replace('{id}', encodeURIComponent(id))}`;
   return `${path}?tenant_id=${encodeURIComponent(tenantId)}&signature=${signature}`;
 }

@@ -8,7 +8,7 @@ import { ApiError, fieldError } from '../core/errors.js';
 import { text } from '../core/fields.js';
 import { requestIds } from '../core/ids.js';
 import { CursorCodec } from '../core/list-query.js';
-import { type ModuleDef, type Principal, signedMessage } from '../core/resource.js';
+import { type ModuleDef, type Principal, parseSignature, signedMessage } from '../core/resource.js';
 import { ServerKeys } from '../core/secrets.js';
 import {
   isNoBody,
@@ -314,11 +314,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     }
     if (cfg.signed) {
       // A signed URL: the tenant it names, if the signature over operation, tenant and row holds.
+      // (Whether its generation is the row's current one, the operation checks once it reads the row.)
       const { tenant_id: tenantId, signature } = request.query as Record<string, unknown>;
       const { id } = request.params as { id: string };
+      const signed = typeof signature === 'string' ? parseSignature(signature) : null;
       const message =
-        typeof tenantId === 'string' ? signedMessage(cfg.signed.resource, cfg.signed.operation, tenantId, id) : '';
-      if (typeof signature !== 'string' || message === '' || !keys.verify(message, signature)) {
+        typeof tenantId === 'string' && signed
+          ? signedMessage(cfg.signed.resource, cfg.signed.operation, tenantId, id, signed.generation)
+          : '';
+      if (!signed || message === '' || !keys.verify(message, signed.mac)) {
         done(new ApiError('invalid_token', 'This URL is not signed for this call: use the URL the resource shows'));
         return;
       }

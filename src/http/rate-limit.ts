@@ -21,8 +21,12 @@ export const RATE_LIMIT_HEADERS = ['X-RateLimit-Limit', 'X-RateLimit-Remaining',
  * webhook pushes share another.
  */
 export function rateLimitKey(principal: Principal, signed: boolean): string {
-  if (signed) return `${principal.tenantId}\nsigned`;
-  return principal.appId === null ? `${principal.tenantId}\npeople` : `${principal.tenantId}\napp:${principal.appId}`;
+  // Joined by U+0000, which no claim may hold (auth.ts): claims with line breaks cannot make two
+  // callers' keys the same (tenant `t` of app `z\npeople`, and the people of tenant `t\napp:z`).
+  if (signed) return `${principal.tenantId}\u0000signed`;
+  return principal.appId === null
+    ? `${principal.tenantId}\u0000people`
+    : `${principal.tenantId}\u0000app:${principal.appId}`;
 }
 
 /** Milliseconds of rounding tolerated in the bucket's arithmetic. */

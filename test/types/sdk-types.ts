@@ -50,6 +50,10 @@ export async function compiles(): Promise<void> {
   const webhookUrl: string | null = synced.webhook_url;
   // @ts-expect-error write-only: answers never carry the secret
   void synced.secret;
+  // A leaked webhook URL is replaced: the answer is the connector with its new webhook_url.
+  const rotated = await client.okr.connectors.rotateWebhookUrl(feed.id, undefined, { ifVersion: synced.version });
+  const newUrl: string | null = rotated.webhook_url;
+  void newUrl;
   // @ts-expect-error signed operations are not SDK methods
   await client.okr.connectors.webhook(feed.id, { value: 1 });
   await client.okr.keyResults.create({

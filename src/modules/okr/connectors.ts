@@ -10,6 +10,7 @@ import {
   defineResource,
   type Job,
   type OutboundPolicy,
+  parseSignature,
   signedUrl,
 } from '../../core/resource.js';
 import { defineTable, type Tx } from '../../core/tables.js';
@@ -211,10 +212,46 @@ const webhookOperation = {
   },
   // A URL stays signed after its connector is deleted or turned into another kind: 404 then.
   acts: (connector) => connector.is_deleted !== true && connector.kind === 'webhook',
-  async run({ resource, principal, id, body, tx, ops }) {
+  async run({ resource, principal, id, body, query, tx, ops }) {
     const connector = await ops.get(resource, id);
+    // Signed, but a URL this connector has replaced since (rotateWebhookUrl): refused as a forged one.
+    const signed = typeof query.signature === 'string' ? parseSignature(query.signature) : null;
+    if (signed?.generation !== webhookGeneration(connector)) {
+      throw new ApiError('invalid_token', 'This webhook URL was replaced: use the webhook_url the connector shows now');
+    }
     const input = validateInput(pushFields, body);
     return applySync(tx, principal.tenantId, connector, { value: input.value as number });
+  },
+} as const satisfies CustomOperation;
+
+/** Which of a webhook connector's URLs is the current one (0: the first; null in rows from before). */
+const webhookGeneration = (connector: Doc) => Number(connector[WEBHOOK_GENERATION] ?? 0);
+const WEBHOOK_GENERATION = 'webhook_generation';
+
+/**
+ * `POST …/connectors/{id}/rotate-webhook-url`: a new signed URL for a webhook connector, the old
+ * one refused from then on (401), as a leaked credential is replaced.
+ */
+const rotateWebhookUrlOperation = {
+  name: 'rotateWebhookUrl',
+  method: 'POST',
+  path: '/{id}/rotate-webhook-url',
+  summary:
+    'Replace a webhook connector’s webhook_url (a credential): the answer carries the new URL, and the old one is refused with 401 from now on.',
+  response: { kind: 'resource', status: 200 },
+  responseExample: {
+    kind: 'webhook',
+    config: {},
+    interval_seconds: null,
+    webhook_url:
+      '/api/v1/okr/connectors/con_01JBZ7Q3V5R4N8KX2M6T9WCH1D/webhook?tenant_id=acme&signature=1.Vb7Qx2Lm9Tk4Rp0Wz6Hc3Nd8Ys1Fe5Ga2Uj7Ko4Ii0Q',
+    updated_at: '2026-11-01T13:00:00.000Z',
+  },
+  // Only a webhook connector has a URL to replace: another kind is 404, as for its pushes.
+  acts: (connector) => connector.kind === 'webhook',
+  async run({ resource, id, ops }) {
+    const connector = await ops.get(resource, id);
+    return ops.update(resource, id, {}, { internal: { [WEBHOOK_GENERATION]: webhookGeneration(connector) + 1 } });
   },
 } as const satisfies CustomOperation;
 
@@ -271,8 +308,14 @@ export const connectors = defineResource({
         'webhook: where another system POSTs { "value": … } (path and query; the signature in it is the credential: keep it secret). Null to a token with read scope alone.',
     }),
   },
+  internal: {
+    [WEBHOOK_GENERATION]: integer({
+      default: 0,
+      notes: 'Which signed webhook URL is the current one (rotateWebhookUrl adds one; 0: the first).',
+    }),
+  },
   tables: [connectorSchedule],
-  operations: [syncOperation, webhookOperation],
+  operations: [syncOperation, webhookOperation, rotateWebhookUrlOperation],
   hooks: {
     prepare(doc, before, ctx) {
       doc.webhook_url = null;
@@ -293,7 +336,14 @@ export const connectors = defineResource({
     },
     async derive(doc, _before, ctx) {
       if (doc.kind === 'webhook') {
-        doc.webhook_url = signedUrl(ctx.keys, connectors, 'webhook', doc.tenant_id as string, doc.id as string);
+        doc.webhook_url = signedUrl(
+          ctx.keys,
+          connectors,
+          'webhook',
+          doc.tenant_id as string,
+          doc.id as string,
+          webhookGeneration(doc),
+        );
       }
     },
     validate(doc, before) {
