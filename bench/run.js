@@ -122,7 +122,7 @@ function edm(port, databaseUrl) {
       PORT: String(port),
       EDM_DATABASE_URL: databaseUrl,
       EDM_JWT_SECRET: SECRET,
-      EDM_SECRET_KEY: 'bench-secret-key',
+      EDM_SECRET_KEY: 'bench-secret-key-0123456789abcdef0123456789',
       EDM_DATA_DIR: work,
       EDM_LOG: '0',
       HOST: '127.0.0.1',

@@ -145,10 +145,20 @@ describe('TokenVerifier with a JWKS', () => {
   let url: string;
   let keys: { keys: object[] } = { keys: [] };
   let fetches = 0;
+  /** While set, the set's headers go at once and its body once this resolves (a slow download). */
+  let hold: Promise<void> | null = null;
+  let started: () => void = () => {};
   beforeAll(async () => {
-    server = createServer((_req, res) => {
+    server = createServer(async (_req, res) => {
       fetches++;
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(keys));
+      const body = JSON.stringify(keys);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      if (hold) {
+        res.flushHeaders();
+        started();
+        await hold;
+      }
+      res.end(body);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
@@ -174,6 +184,7 @@ describe('TokenVerifier with a JWKS', () => {
     const v = new TokenVerifier({ jwksUrl: url, clock, jwksCooldownMs: 0 });
     const old = await mk(k1.privateKey, 'k1');
     expect((await v.verify(old)).sub).toBe(USER_A);
+    await v.verify(old); // the first set arrived during the first verification: verified again
     expect(v.cached(old)?.sub).toBe(USER_A);
     // The provider rotates: k1 out, k2 in; a token of k2 makes the server fetch the set again.
     keys = { keys: [{ ...(await exportJWK(k2.publicKey)), kid: 'k2', alg: 'ES256' }] };
@@ -185,6 +196,39 @@ describe('TokenVerifier with a JWKS', () => {
     await expect(v.verify(old)).rejects.toMatchObject({ code: 'invalid_token' });
   });
 
+  // A token used while a set without its key downloads is answered from what was verified before;
+  // once the set is in, it is verified against it. (Counting a set at its headers cached such a
+  // token as verified against the new set, for ten more minutes.)
+  it('counts a set when it arrives, not when its download begins', async () => {
+    const k1 = await generateKeyPair('ES256');
+    const k2 = await generateKeyPair('ES256');
+    keys = { keys: [{ ...(await exportJWK(k1.publicKey)), kid: 'k1', alg: 'ES256' }] };
+    const v = new TokenVerifier({ jwksUrl: url, clock: new ManualClock(T0), jwksCooldownMs: 0 });
+    const old = await mk(k1.privateKey, 'k1');
+    await v.verify(old);
+    await v.verify(old); // the first verification began before the first set arrived: verified again
+    expect(v.cached(old)?.sub).toBe(USER_A);
+    keys = { keys: [{ ...(await exportJWK(k2.publicKey)), kid: 'k2', alg: 'ES256' }] };
+    let release: () => void = () => {};
+    hold = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const downloading = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    const other = v.verify(await mk(k2.privateKey, 'k2')); // fetches the set again
+    await downloading;
+    // Time for the client to read the headers (not an assertion on time: with the fix, the answer
+    // is the same however long the body takes).
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect((await v.verify(old)).sub).toBe(USER_A); // the new set is not in yet
+    hold = null;
+    release();
+    await other;
+    expect(v.cached(old)).toBeNull();
+    await expect(v.verify(old)).rejects.toMatchObject({ code: 'invalid_token' });
+  });
+
   it('verifies a JWKS token again after JWKS_RECHECK_MS, and meanwhile answers it from the cache', async () => {
     const k1 = await generateKeyPair('ES256');
     keys = { keys: [{ ...(await exportJWK(k1.publicKey)), kid: 'k1', alg: 'ES256' }] };
@@ -192,14 +236,15 @@ describe('TokenVerifier with a JWKS', () => {
     const v = new TokenVerifier({ jwksUrl: url, clock });
     const token = await mk(k1.privateKey, 'k1');
     await v.verify(token);
+    await v.verify(token); // verified again once: the first set arrived during the first verification
     await v.verify(token);
-    expect(v.verifications).toBe(1);
+    expect(v.verifications).toBe(2);
     clock.advance(JWKS_RECHECK_MS - 1);
     expect(v.cached(token)?.sub).toBe(USER_A);
     clock.advance(1);
     expect(v.cached(token)).toBeNull();
     await v.verify(token);
-    expect(v.verifications).toBe(2);
+    expect(v.verifications).toBe(3);
   });
 
   it('answers 503 (not 401: the token may be good) while the JWKS cannot be fetched', async () => {
@@ -218,6 +263,11 @@ describe('TokenVerifier with a JWKS', () => {
       });
       // A fault of the token itself is still the token's: 401 without asking for keys.
       await expect(v.verify('not-a-jwt')).rejects.toMatchObject({ code: 'invalid_token' });
+      // A set that arrived with no usable key for the token is the token's matter: 401, not 503.
+      const zero = Buffer.alloc(32).toString('base64url');
+      keys = { keys: [{ kty: 'EC', crv: 'P-256', x: zero, y: zero, kid: 'bad', alg: 'ES256' }] };
+      const served = new TokenVerifier({ jwksUrl: url, clock: new ManualClock(T0) });
+      await expect(served.verify(await mk(k1.privateKey, 'bad'))).rejects.toMatchObject({ code: 'invalid_token' });
     } finally {
       down.close();
     }
@@ -267,6 +317,15 @@ describe('the dev-token endpoint (local mode)', () => {
     });
     expect(preflight.headers['access-control-allow-origin']).toBeUndefined();
     expect(preflight.headers['access-control-allow-methods']).toBeUndefined();
+    // The path as the router reads it: a percent-escaped letter names the same route.
+    for (const method of ['OPTIONS', 'POST'] as const) {
+      const escaped = await t.app.inject({
+        method,
+        url: '/api/v1/dev/%74oken',
+        headers: { host: 'localhost:8080', origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+      });
+      expect(escaped.headers['access-control-allow-origin'], method).toBeUndefined();
+    }
     // Other routes still answer preflights from any origin.
     const other = await t.app.inject({
       method: 'OPTIONS',

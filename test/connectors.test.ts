@@ -468,7 +468,8 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     const back = await call('POST', `${kr.basePath}/${a.id}/restore`);
     expect(back.status, back.raw).toBe(200);
     expect(back.body).toMatchObject({ current: 50, progress_pct: 50 });
-    expect((back.body.history as Doc[]).at(-1)).toMatchObject({ value: 50 });
+    // The connector's reading, as a sync records one: the platform's, not the restorer's.
+    expect((back.body.history as Doc[]).at(-1)).toMatchObject({ value: 50, by: 'system', source_type: 'system' });
     expect(await get(`${kr.basePath}/${a.id}`)).toEqual(back.body);
   });
 
@@ -494,6 +495,9 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       const sync = await as('POST', `${url}/sync`);
       expect([sync.status, sync.body.last_sync_status]).toEqual([200, 'ok']);
       expect(api.state.requests).toEqual([{ url: '/metrics', authorization: undefined }]);
+      // The platform's own write (the sync's) erases nothing: a server with the wrong key running
+      // its background syncs would otherwise wipe every secret it cannot read.
+      expect((await storedRow(t, connectors, c.id as string))?.secret).toMatch(/^sealed:v1:/);
       const renamed = await as('PATCH', url, { name: 'Renamed' });
       expect([renamed.status, renamed.body.name]).toEqual([200, 'Renamed']);
       expect((await storedRow(t, connectors, c.id as string))?.secret).toBeNull();

@@ -124,6 +124,11 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       const missing = `${resource.basePath}/${resource.idPrefix}_01ARZ3NDEKTSV4RRFFQ69G5FAV`;
       const gone = await t.call('PATCH', missing, { payload: '{bad', headers: { ...json, 'if-match': '"9"' } });
       expect([gone.status, gone.body.code]).toEqual([404, 'not_found']);
+      // A precondition header that is no list of tags is 400 too, but after 404.
+      for (const headers of [{ 'if-match': 'abc' }, { 'if-none-match': 'abc' }] as Record<string, string>[]) {
+        expect((await t.call('PATCH', missing, { body: { [title]: 'x' }, headers })).status).toBe(404);
+        expect((await t.call('DELETE', missing, { headers })).status).toBe(404);
+      }
       const doc = await t.create(resource, token);
       const before = await storedRow(t, resource, doc.id as string);
       const stale = await t.call('PATCH', url(doc), { payload: '{bad', headers: { ...json, 'if-match': '"9"' } });
@@ -136,7 +141,7 @@ describe.each(storeKinds)('writes on %s', (kind) => {
     it.each([
       ['{"__proto__":{"x":1}}', '/__proto__'],
       ['{"tags":[{"__proto__":null}]}', '/tags/0/__proto__'],
-      ['{"a/b":{"constructor":{"prototype":{}}}}', '/a~1b/constructor/prototype'],
+      ['{"a/b":{"constructor":{"prototype":{}}}}', '/a~1b/constructor'],
     ])('names a member that could reach a prototype (%s) as an unknown field, after 412', async (payload, path) => {
       const json = { 'content-type': 'application/json' };
       const doc = await t.create(resource, token);
@@ -403,6 +408,35 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       await expect(claims.claim(principal, 'k', fp)).rejects.toMatchObject({ code: 'idempotency_in_flight' });
       expect(await settled).toBe(true);
       expect('claim' in (await claims.claim(principal, 'k', fp))).toBe(true);
+    });
+
+    it('stops trying to release once the server closes (its store may be closed)', async () => {
+      const principal = { sub: 'usr-1', tenantId: `closing-${kind}`, appId: null, scopes: null };
+      const claims = new Idempotency(t.store, t.clock);
+      const fp = claims.fingerprint('POST', '/x', principal, {});
+      const got = await claims.claim(principal, 'k', fp);
+      if (!('claim' in got)) throw new Error('expected a claim');
+      const { settled } = await whileFailing(t, 'edm_idempotency_keys', 'DELETE', async () => {
+        const r = claims.release(got.claim);
+        await r;
+        return { settled: r.settled };
+      });
+      claims.stop();
+      expect(await settled).toBe(false);
+      await expect(claims.claim(principal, 'k', fp)).rejects.toMatchObject({ code: 'idempotency_in_flight' });
+    });
+
+    // A request can outlive its statement timeout (answered 503, its key released) while its
+    // transaction still reaches COMMIT: its answer then finds no claim, and the work must not stay.
+    it('refuses to record an answer whose claim was released meanwhile, failing its transaction', async () => {
+      const principal = { sub: 'usr-1', tenantId: `late-${kind}`, appId: null, scopes: null };
+      const claims = new Idempotency(t.store, t.clock);
+      const fp = claims.fingerprint('POST', '/x', principal, {});
+      const got = await claims.claim(principal, 'k', fp);
+      if (!('claim' in got)) throw new Error('expected a claim');
+      expect(await claims.release(got.claim).settled).toBe(true);
+      const answer = { status: 201, headers: {}, body: '{}' };
+      await expect(claims.completeAlone(got.claim, answer)).rejects.toMatchObject({ code: 'service_unavailable' });
     });
 
     it("holds a claim for a minute past what a request may spend before its transaction (a sync's read)", async () => {

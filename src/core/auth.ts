@@ -36,14 +36,13 @@ interface Cached {
   exp: number;
   nbf: number;
   /**
-   * For a token verified by a key of the JWKS: the fetch of the set it was verified against, and when
-   * (ms, the server's clock) it must be verified again. A key taken out of the JWKS is how an
-   * identity provider revokes it: a token it signed is refused once the set is fetched again
-   * (by any other token's verification, or at the latest when its copy expires), not only at
-   * the token's own `exp`.
+   * For a token verified by a key of the JWKS: how many sets had arrived when its verification
+   * began, and when (ms, the server's clock) it must be verified again. A key taken out of the
+   * JWKS is how an identity provider revokes it: a token it signed is refused once a set
+   * without it arrives (fetched for another token's `kid`, or when jose's copy is 10 minutes
+   * old and this entry expires), not only at the token's own `exp`.
    */
-  jwksFetch?: number;
-  recheckAt?: number;
+  jwks?: { fetched: number; recheckAt: number };
 }
 
 /** How long a JWKS-verified token is trusted before it is verified again (jose's JWKS cache age). */
@@ -54,6 +53,16 @@ export const MAX_CLAIM_LENGTH = 256;
 
 /** A key source that could not be read (a JWKS that did not answer, or not with a key set). */
 class KeysUnavailable extends Error {}
+
+/** Whether a JWKS failure is its fetch's (no answer, not 200, not a key set), not a key's or the token's. */
+function unreachable(err: unknown): boolean {
+  return (
+    err instanceof KeysUnavailable ||
+    (err as { cause?: unknown })?.cause instanceof KeysUnavailable ||
+    err instanceof joseErrors.JWKSTimeout ||
+    err instanceof joseErrors.JWKSInvalid
+  );
+}
 
 const ASYMMETRIC = ['RS256', 'ES256', 'EdDSA'];
 
@@ -87,31 +96,45 @@ export class TokenVerifier {
     this.cache = new LRUCache({ max: options.cacheSize ?? 10_000 });
     const asymmetric = Boolean(options.publicKey || options.jwksUrl);
     this.algorithms = [...(options.secret ? ['HS256'] : []), ...(asymmetric ? ASYMMETRIC : [])];
-    // Each fetch of the set counts: a token verified against an earlier one is verified again.
+    // Each set that arrives is counted once its body is read, as jose puts it in place: a token
+    // whose verification began before is verified again. A fetch that fails (no answer, another
+    // status, a body that is not JSON) says so as KeysUnavailable.
     const remote = options.jwksUrl
       ? createRemoteJWKSet(new URL(options.jwksUrl), {
           ...(options.jwksCooldownMs !== undefined ? { cooldownDuration: options.jwksCooldownMs } : {}),
           [customFetch]: async (...args: Parameters<typeof fetch>) => {
-            const response = await fetch(...args);
-            this.jwksFetches++;
+            let response: Response;
+            try {
+              response = await fetch(...args);
+            } catch (err) {
+              throw new KeysUnavailable(`The key set at ${options.jwksUrl} did not answer`, { cause: err });
+            }
+            if (response.status !== 200) {
+              throw new KeysUnavailable(`The key set at ${options.jwksUrl} answered HTTP ${response.status}`);
+            }
+            const json = response.json.bind(response);
+            response.json = async () => {
+              let body: unknown;
+              try {
+                body = await json();
+              } catch (err) {
+                throw new KeysUnavailable(`The key set at ${options.jwksUrl} is not JSON`, { cause: err });
+              }
+              this.jwksFetches++;
+              return body;
+            };
             return response;
           },
         })
       : null;
-    // Whether a token's key is in the set or not is the token's matter; a set that cannot be
-    // fetched is the server's (503, not 401: the token may well be good).
+    // Whether a token's key is in the set or not, or usable, is the token's matter (401); a set
+    // that cannot be fetched is the server's (503: the token may well be good).
     const jwks: JWTVerifyGetKey | null = remote
       ? async (header, token) => {
           try {
             return await remote(header, token);
           } catch (err) {
-            if (
-              err instanceof joseErrors.JWKSNoMatchingKey ||
-              err instanceof joseErrors.JWKSMultipleMatchingKeys ||
-              err instanceof joseErrors.JOSENotSupported
-            ) {
-              throw err;
-            }
+            if (!unreachable(err) || err instanceof KeysUnavailable) throw err;
             throw new KeysUnavailable('The key set could not be fetched', { cause: err });
           }
         }
@@ -139,7 +162,7 @@ export class TokenVerifier {
 
   private readonly hs256: JWTVerifyGetKey[];
   private readonly asymmetric: JWTVerifyGetKey[];
-  /** Fetches of the JWKS so far: a cached token verified before the last one is verified again. */
+  /** Sets of the JWKS that have arrived so far (see Cached.jwks). */
   private jwksFetches = 0;
   private readonly jwksSource: JWTVerifyGetKey | null;
 
@@ -148,8 +171,7 @@ export class TokenVerifier {
     const hit = this.cache.get(token);
     if (!hit) return null;
     const now = this.options.clock.now();
-    if (hit.jwksFetch !== undefined && (now >= (hit.recheckAt as number) || this.jwksFetches !== hit.jwksFetch))
-      return null;
+    if (hit.jwks && (now >= hit.jwks.recheckAt || this.jwksFetches !== hit.jwks.fetched)) return null;
     const nowSec = now / 1000;
     if (nowSec < hit.exp && nowSec >= hit.nbf) return hit.principal;
     if (nowSec >= hit.exp) this.cache.delete(token);
@@ -160,6 +182,8 @@ export class TokenVerifier {
     const hit = this.cached(token);
     if (hit) return hit;
     this.verifications++;
+    // Read before any key is: a set that arrives while this verification runs makes its entry stale.
+    const fetched = this.jwksFetches;
     const verifyOptions = {
       algorithms: this.algorithms,
       requiredClaims: ['exp', 'sub', 'tenant_id'],
@@ -177,7 +201,7 @@ export class TokenVerifier {
     let failure: unknown = new joseErrors.JOSEAlgNotAllowed('no key for this algorithm');
     let verified: Record<string, unknown> | null = null;
     let by: JWTVerifyGetKey | null = null;
-    let unavailable = false;
+    let unavailable: KeysUnavailable | null = null;
     for (const source of sources) {
       try {
         verified = (await jwtVerify(token, source, verifyOptions)).payload;
@@ -185,22 +209,25 @@ export class TokenVerifier {
         break;
       } catch (err) {
         if (err instanceof KeysUnavailable) {
-          unavailable = true;
+          unavailable = err;
           continue;
         }
         // The next source may hold the key where this one had none that verifies the token; a
         // signature none verifies is said as such, not as the last source's missing key.
         if (!(failure instanceof joseErrors.JWSSignatureVerificationFailed)) failure = err;
         if (TOKEN_FAULTS.some((fault) => err instanceof fault)) {
-          unavailable = false;
+          unavailable = null;
           break;
         }
       }
     }
     if (!verified) {
       if (unavailable) {
+        // The request log says why (problem.ts logs a 503's cause): an operator learns of a JWKS
+        // URL that is wrong, not only of the 503s.
         throw new ApiError('service_unavailable', 'The keys that verify tokens cannot be fetched now; retry shortly', {
           headers: { 'retry-after': '5' },
+          cause: unavailable,
         });
       }
       throw new ApiError('invalid_token', describeJoseError(failure));
@@ -212,7 +239,7 @@ export class TokenVerifier {
       principal,
       exp: payload.exp as number,
       nbf: typeof payload.nbf === 'number' ? payload.nbf : 0,
-      ...(fromJwks ? { jwksFetch: this.jwksFetches, recheckAt: this.options.clock.now() + JWKS_RECHECK_MS } : {}),
+      ...(fromJwks ? { jwks: { fetched, recheckAt: this.options.clock.now() + JWKS_RECHECK_MS } } : {}),
     });
     return principal;
   }

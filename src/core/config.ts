@@ -63,14 +63,15 @@ type Env = Record<string, string | undefined>;
 /** The longest delay Node's timers take (2^31 − 1 ms). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** The shortest EDM_JWT_SECRET or EDM_SECRET_KEY accepted (the generated ones are 64 hex digits). */
+const MIN_SECRET_BYTES = 32;
+
 /**
  * Reads a generated secret from the data dir, creating it (0600) on first use. Written whole to
  * a file of its own, then linked into place: of processes starting at once on a fresh folder
  * (`edm serve` beside `edm seed`), one link wins and every one reads that whole secret, never
  * an empty or half-written file.
  */
-/** The shortest EDM_JWT_SECRET or EDM_SECRET_KEY accepted (the generated ones are 64 hex digits). */
-export const MIN_SECRET_BYTES = 32;
 
 function generatedSecret(dataDir: string, name: string): Uint8Array {
   const file = join(dataDir, name);

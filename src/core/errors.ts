@@ -73,6 +73,8 @@ export class ApiError extends Error {
       errors?: FieldError[];
       extra?: Record<string, unknown>;
       headers?: Record<string, string>;
+      /** What failed underneath (logged with a 503, never answered). */
+      cause?: unknown;
     } = {},
   ) {
     const { status } = errorRegistry[code];
@@ -81,7 +83,7 @@ export class ApiError extends Error {
     const limit = Error.stackTraceLimit;
     if (status < 500) Error.stackTraceLimit = 0;
     try {
-      super(detail ?? errorRegistry[code].title);
+      super(detail ?? errorRegistry[code].title, options.cause === undefined ? undefined : { cause: options.cause });
     } finally {
       Error.stackTraceLimit = limit;
     }

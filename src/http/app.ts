@@ -1,28 +1,21 @@
 import { isUtf8 } from 'node:buffer';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { sql } from 'kysely';
-import { DEV_SUB, DEV_TENANT, MAX_CLAIM_LENGTH, mintToken, requireScope, TokenVerifier } from '../core/auth.js';
+import { DEV_SUB, DEV_TENANT, mintToken, requireScope, TokenVerifier } from '../core/auth.js';
 import { type Clock, isoTime, systemClock } from '../core/clock.js';
 import type { Config } from '../core/config.js';
 import { ApiError, fieldError } from '../core/errors.js';
-import { text } from '../core/fields.js';
 import { requestIds } from '../core/ids.js';
 import { CursorCodec } from '../core/list-query.js';
 import { type ModuleDef, type Principal, parseSignature, signedMessage } from '../core/resource.js';
 import { ServerKeys } from '../core/secrets.js';
-import {
-  isNoBody,
-  MAX_BODY_DEPTH,
-  MalformedBody,
-  nestsDeeperThan,
-  prototypeMemberPath,
-  validateInput,
-} from '../core/validation.js';
+import { MAX_BODY_DEPTH, MalformedBody, nestsDeeperThan, prototypeMemberPath } from '../core/validation.js';
 import { modules as allModules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
 import { Engine } from '../store/engine.js';
 import { migrate } from '../store/schema.js';
 import { type CorsPolicy, corsHeaders, registerCors } from './cors.js';
+import { devTokenBody } from './dev-token.js';
 import { Idempotency } from './idempotency.js';
 import { registerManifestRoute } from './manifest.js';
 import { registerMetrics } from './metrics.js';
@@ -193,9 +186,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorateRequest('principal', null);
 
   // JSON only (PATCH also merge-patch+json): any other media type is 415. A body that is not
-  // JSON (or carries `__proto__`) is kept as a MalformedBody, answered 400 invalid_json where the
-  // route reads it: after 404 and 412, as PRODUCT.md orders them, and stored with its
-  // Idempotency-Key like any 4xx.
+  // JSON is kept as a MalformedBody, answered 400 invalid_json where the route reads it (one
+  // with a `__proto__` member, 400 unknown_field naming it): after 404 and 412, as PRODUCT.md
+  // orders them, and stored with its Idempotency-Key like any 4xx.
   app.removeContentTypeParser(['text/plain', 'application/json']);
   const defaultJson = app.getDefaultJsonParser('error', 'error');
   const parseJson = (request: FastifyRequest, text: string, done: (err: Error | null, body?: unknown) => void) => {
@@ -214,7 +207,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         path === null
           ? undefined
           : fieldError('unknown_field', [
-              { path, code: 'unknown_field', message: `${path.split('/').pop()} is not accepted as a member name` },
+              {
+                path,
+                code: 'unknown_field',
+                message: path.endsWith('/__proto__')
+                  ? '__proto__ is not accepted as a member name'
+                  : 'constructor holding prototype is not accepted as a member',
+              },
             ]);
       done(null, new MalformedBody(err.message, text, named));
     });
@@ -471,22 +470,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (!options.store) await store.close();
   });
   return app;
-}
-
-/** The dev-token request's members: both optional (the dev tenant and user otherwise). */
-const DEV_TOKEN_FIELDS = {
-  tenant_id: text({ maxLength: MAX_CLAIM_LENGTH, notes: 'The tenant the token is for (default dev).' }),
-  sub: text({ maxLength: MAX_CLAIM_LENGTH, notes: 'The caller it names (default the dev user).' }),
-};
-
-/** The dev-token request's body, checked as any write's: a number for tenant_id is a 400, not the default tenant. */
-function devTokenBody(body: unknown): { tenant_id?: string; sub?: string } {
-  if (isNoBody(body)) return {};
-  const input = validateInput(DEV_TOKEN_FIELDS, body);
-  return {
-    ...(typeof input.tenant_id === 'string' ? { tenant_id: input.tenant_id } : {}),
-    ...(typeof input.sub === 'string' ? { sub: input.sub } : {}),
-  };
 }
 
 /** A table's name quoted for SQL (both stores quote identifiers with double quotes). */

@@ -33,7 +33,8 @@ export function registerCors(app: FastifyInstance, policy: CorsPolicy): void {
   const closed = new Set(policy.sameOriginOnly ?? []);
   app.addHook('onRequest', (request, reply, done) => {
     if (request.headers.origin !== undefined && closed.size > 0) {
-      const path = request.url.split('?')[0].replace(/\/+$/, '');
+      // As the router reads it: `%74oken` is `token`.
+      const path = decodedPath(request.url).replace(/\/+$/, '');
       // A preflight gets no CORS headers either (the not-found handler answers it), so a
       // browser never sends the request from another origin.
       if (closed.has(path)) {
@@ -58,6 +59,16 @@ export function registerCors(app: FastifyInstance, policy: CorsPolicy): void {
   });
   // Any other OPTIONS request is the not-found handler's (app.ts): 204 with Allow on a path some
   // route answers, 404 on one none does.
+}
+
+/** A URL's path, percent-decoded (as written where it does not decode). */
+function decodedPath(url: string): string {
+  const path = url.split('?')[0];
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
 }
 
 /**

@@ -6,7 +6,7 @@ import { IDEMPOTENCY_KEY } from '../core/manifest-types.js';
 import type { Principal } from '../core/resource.js';
 import { MalformedBody } from '../core/validation.js';
 import type { DB, Store } from '../store/database.js';
-import { deferWrite } from '../store/pg-batch.js';
+import { deferWrite, verify } from '../store/pg-batch.js';
 import { IDEMPOTENCY_COLUMNS, IDEMPOTENCY_TABLE } from '../store/schema.js';
 
 /** A response as it is sent and, for idempotent requests, stored and replayed. */
@@ -200,8 +200,22 @@ export class Idempotency {
       .where('scope', '=', claim.scope)
       .where('key', '=', claim.key)
       .where('claimed_at', '=', claim.claimedAt);
-    // On PostgreSQL it goes to the server with the work's own writes (one statement before COMMIT).
-    await db.executeQuery(deferWrite(update.compile()));
+    // On PostgreSQL it goes to the server with the work's own writes (one statement before COMMIT),
+    // checked there: a claim released meanwhile (the request outlived its statement timeout, was
+    // answered 503, and a retry may run) fails the transaction, so the work is not done twice.
+    const check = {
+      rows: 1,
+      error: () =>
+        new ApiError(
+          'service_unavailable',
+          'This request took too long and its Idempotency-Key was released; retry it',
+          {
+            headers: { 'retry-after': '1' },
+          },
+        ),
+    };
+    const result = await db.executeQuery(deferWrite(update.compile(), check));
+    if (result.numAffectedRows !== undefined) verify(check, Number(result.numAffectedRows));
   }
 
   /** Records the response of a request whose work failed (a 4xx), in a transaction of its own. */
@@ -242,6 +256,7 @@ export class Idempotency {
           first();
           if (this.stopped || this.clock.now() + wait >= until) return false;
           await new Promise((resolve) => setTimeout(resolve, wait).unref());
+          if (this.stopped) return false; // the store may be closed by now
         } finally {
           first();
         }

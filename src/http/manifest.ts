@@ -106,7 +106,9 @@ function updateExample(resource: Resource): Doc {
  * The headers an operation honours: every write takes an Idempotency-Key; a write to one row
  * (update, delete, restore, and a custom operation on `{id}` that answers the row, such as a
  * check-in) also takes If-Match. A signed operation is called by another system: only the key.
- * The OpenAPI document lists them from here.
+ * The OpenAPI document lists them from here, and adds the conditional headers RFC 9110 has
+ * every GET by id and write to a row evaluate (If-Match on a GET, If-None-Match on a write),
+ * which the console does not offer.
  */
 function requestHeaders(op: Pick<ManifestOperation, 'method' | 'path'>, custom?: CustomOperation): ManifestHeader[] {
   if (op.method === 'GET') return [];
@@ -305,10 +307,6 @@ export function buildManifest(modules: readonly ModuleDef[], o: { devToken?: boo
   };
 }
 
-/**
- * Serves a JSON document built on first request and kept for the life of the app, with a
- * strong ETag so the Playground can revalidate cheaply.
- */
 /** Whether an If-None-Match names `etag`: `*`, or a list of tags compared weakly (RFC 9110 §13.1.2). */
 function noneMatch(header: string | undefined, etag: string): boolean {
   if (header === undefined) return false;
@@ -316,6 +314,10 @@ function noneMatch(header: string | undefined, etag: string): boolean {
   return header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag);
 }
 
+/**
+ * Serves a JSON document built on first request and kept for the life of the app, with a
+ * strong ETag so the Playground can revalidate cheaply.
+ */
 export function serveDocument(app: FastifyInstance, path: string, build: () => unknown): void {
   let cached: { body: string; etag: string } | undefined;
   app.get(path, async (request, reply) => {

@@ -19,6 +19,8 @@ import {
   type ModuleDef,
   type Resource,
 } from '../core/resource.js';
+import { inputSchema } from '../core/validation.js';
+import { DEV_TOKEN_FIELDS } from './dev-token.js';
 import { PLATFORM_NAME, PLATFORM_VERSION, resourceOperations, serveDocument } from './manifest.js';
 import { RATE_LIMIT_HEADERS } from './rate-limit.js';
 
@@ -580,13 +582,7 @@ function platformPaths(options: OpenApiOptions): Record<string, Json> {
         security: [],
         requestBody: {
           required: false,
-          content: json(
-            {
-              type: 'object',
-              properties: { tenant_id: { type: 'string' }, sub: { type: 'string' } },
-            },
-            { tenant_id: 'dev' },
-          ),
+          content: json(plain(inputSchema(DEV_TOKEN_FIELDS)), { tenant_id: 'dev' }),
         },
         responses: {
           '200': {

@@ -124,6 +124,10 @@ export function asApiError(err: unknown): ApiError {
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
   const apiError = asApiError(err);
   if (apiError.status >= 500 && apiError.code !== 'service_unavailable') request.log.error({ err }, 'request failed');
+  // A 503 with a known cause (a JWKS that cannot be fetched) says it in the log, once per answer.
+  else if (apiError.code === 'service_unavailable' && apiError.cause !== undefined) {
+    request.log.warn({ cause: String((apiError.cause as Error)?.message ?? apiError.cause) }, apiError.message);
+  }
   if (apiError.headers) reply.headers(apiError.headers);
   if (apiError.status === 401) reply.header('www-authenticate', 'Bearer');
   return reply

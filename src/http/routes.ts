@@ -94,9 +94,14 @@ function parseTags(header: string | undefined, name: string, weak = false): numb
  * the checks of its own the route runs after 404 and 412 (`deferred`).
  */
 function conditions(request: FastifyRequest, deferred?: () => void): WriteConditions {
-  const ifMatch = parseTags(request.headers['if-match'], 'If-Match');
-  const ifNoneMatch = parseTags(request.headers['if-none-match'], 'If-None-Match', true);
-  return { ifMatch, ...(ifNoneMatch !== null ? { ifNoneMatch } : {}), ...(deferred ? { deferred } : {}) };
+  try {
+    const ifMatch = parseTags(request.headers['if-match'], 'If-Match');
+    const ifNoneMatch = parseTags(request.headers['if-none-match'], 'If-None-Match', true);
+    return { ifMatch, ...(ifNoneMatch !== null ? { ifNoneMatch } : {}), ...(deferred ? { deferred } : {}) };
+  } catch (err) {
+    // A header that is no list of entity tags is 400, after 404 (PRODUCT.md's order).
+    return { ifMatch: null, invalid: err as ApiError, ...(deferred ? { deferred } : {}) };
+  }
 }
 
 function docResponse(resource: Resource, doc: Doc, status: number): StoredResponse {

@@ -57,6 +57,8 @@ export interface WriteConditions {
    * to a row it names (any row, for `*`) is refused with 412 (RFC 9110 §13.1.2).
    */
   ifNoneMatch?: readonly number[] | 'any' | null;
+  /** A precondition header that could not be read: answered once the row is found (404 first). */
+  invalid?: ApiError;
   /**
    * false: a write EDM_REQUIRE_IF_MATCH does not cover (a custom operation's: a check-in or a
    * sync appends an event to the row, as a create adds one, and overwrites nothing the caller read).
@@ -285,11 +287,14 @@ export class Engine {
    * The columns a write changes: unchanged values (JSON ones keep their reference through a
    * write) are left out, so untouched indexes and large JSON columns are not rewritten.
    */
-  private changedColumns(resource: Resource, before: Doc, doc: Doc): Record<string, unknown> {
+  private changedColumns(resource: Resource, before: Doc, doc: Doc, byCaller: boolean): Record<string, unknown> {
     // A row upgraded on read is written back whole, at the current schema version.
     if (upgradedOnRead.has(before)) return this.toRow(resource, doc);
     const set: Record<string, unknown> = {};
-    const unopened = unopenedSeals.has(before);
+    // A caller's write clears a sealed value this server cannot open; the platform's own (a
+    // background sync) leaves it, so a process started with the wrong EDM_SECRET_KEY erases
+    // nothing by itself.
+    const unopened = byCaller && unopenedSeals.has(before);
     for (const [name, field] of writtenFields(resource)) {
       if (doc[name] !== before[name] || (unopened && field.sealed)) set[name] = this.encode(resource, doc, name, field);
     }
@@ -1328,6 +1333,7 @@ export class Engine {
   }
 
   private checkPreconditions(current: Doc, cond: WriteConditions, bodyVersion: unknown): void {
+    if (cond.invalid) throw cond.invalid;
     const tags = cond.ifMatch;
     if (Array.isArray(tags) && !tags.includes(current.version as number)) {
       throw new ApiError('precondition_failed', `If-Match does not name the current version ${current.version}`, {
@@ -1507,8 +1513,8 @@ export class Engine {
   }
 
   /** The version check and the write are one statement: of concurrent writers at one version, one wins. */
-  private async writeBack(db: DB, resource: Resource, before: Doc, doc: Doc): Promise<Doc> {
-    const set = this.changedColumns(resource, before, doc);
+  private async writeBack(db: DB, resource: Resource, before: Doc, doc: Doc, byCaller = true): Promise<Doc> {
+    const set = this.changedColumns(resource, before, doc, byCaller);
     await this.run(
       db,
       `upd|${resource.table}|${Object.keys(set)}`,
@@ -1548,7 +1554,7 @@ export class Engine {
       schema_version: resource.schemaVersion,
       version: (before.version as number) + 1,
     };
-    await this.writeBack(db, resource, before, doc);
+    await this.writeBack(db, resource, before, doc, false);
     rows.set(rowKey(resource, doc.tenant_id as string, doc.id as string), { doc, lock: LOCKS.update });
     const ctx: HookContext = { principal, now, op: 'system', input: null, event: null, keys: this.options.keys };
     await resource.hooks?.afterWrite?.(doc, before, ctx, this.tx(db, principal, now, rows));

@@ -255,6 +255,17 @@ const rotateWebhookUrlOperation = {
   },
 } as const satisfies CustomOperation;
 
+/**
+ * A restored key result that a connector feeds missed what the connector read while it was
+ * deleted: the connector's last value is recorded now, as a sync records one (a system write).
+ */
+export async function catchUpFeed(tx: Tx, tenantId: string, kr: Doc): Promise<void> {
+  if (kr.data_source !== 'connector' || typeof kr.connector_id !== 'string') return;
+  const feed = await tx.peek(connectors, tenantId, kr.connector_id);
+  if (typeof feed?.last_value !== 'number' || feed.last_value === kr.current) return;
+  await propagate(tx, tenantId, await recordSystemValue(tx, tenantId, kr, feed.last_value));
+}
+
 const has = (config: Doc, key: string) => typeof config[key] === 'string' && (config[key] as string) !== '';
 
 export const connectors = defineResource({

@@ -13,7 +13,7 @@ import {
   snapshotRow,
   withSnapshot,
 } from './check-ins.js';
-import { connectors } from './connectors.js';
+import { catchUpFeed, connectors } from './connectors.js';
 import { cycles } from './cycles.js';
 import { objectives } from './objectives.js';
 import { impliedDirection, LINEAR_TYPES, type Measure, type MetricType, progressPct } from './progress.js';
@@ -294,11 +294,10 @@ export const keyResults = defineResource({
         if (value !== null) doc.current = value;
       }
       // A key result a connector starts to feed takes the last value it read (the reference
-      // check has read the connector already); so does a restored one, which missed the values
-      // pushed or pulled while it was deleted (a query's catches up in afterWrite).
+      // check has read the connector already).
       if (
         doc.data_source === 'connector' &&
-        (doc.connector_id !== before?.connector_id || before?.data_source !== 'connector' || ctx.op === 'restore')
+        (doc.connector_id !== before?.connector_id || before?.data_source !== 'connector')
       ) {
         const feed = await tx.peek(connectors, tenantId, doc.connector_id as string);
         if (typeof feed?.last_value === 'number') doc.current = feed.last_value;
@@ -340,7 +339,12 @@ export const keyResults = defineResource({
       const due = after.is_deleted ? null : ctx.op === 'restore' ? ctx.now : (work?.expiresAt ?? null);
       // A key result created just now is in no queue: nothing to take out (a round trip on PostgreSQL).
       if (due !== null || ctx.op !== 'create') await scheduleSweep(tx, tenantId, after.id as string, due);
-      if (ctx.op === 'restore') await catchUp(tx, tenantId, after);
+      // A restored key result missed what its source read while it was deleted: recorded now, as
+      // the platform's (a system write and snapshot), as a sync or a recomputation would have.
+      if (ctx.op === 'restore') {
+        await catchUp(tx, tenantId, after);
+        await catchUpFeed(tx, tenantId, after);
+      }
     },
   },
   sortable: ['created_at', 'updated_at', 'title', 'progress_pct', 'last_update_at', 'current', 'target'],
