@@ -174,7 +174,7 @@ interface EngineTx extends Tx {
 const upgradedOnRead = new WeakSet<Doc>();
 /**
  * Rows read with a sealed value this server's key cannot open (sealed under another
- * EDM_SECRET_KEY): the value reads as absent, and the row's next write clears it.
+ * EDM_SECRET_KEY): the value reads as absent, and a caller's next write of the row clears it.
  */
 const unopenedSeals = new WeakSet<Doc>();
 
