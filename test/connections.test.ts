@@ -1,9 +1,10 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mintToken } from '../src/core/auth.js';
 import { buildApp } from '../src/http/app.js';
 import { modules } from '../src/modules/index.js';
 import { migrate } from '../src/store/schema.js';
-import { freshStore, storeKinds, type TestApp, testApp, testConfig } from './helpers.js';
+import { freshStore, storeKinds, type TestApp, testApp, testConfig, USER_A } from './helpers.js';
 
 /** Writes raw bytes to the server, then reads everything it answers until it closes the connection. */
 function rawExchange(port: number, chunks: string[], gapMs = 0): Promise<string> {
@@ -199,6 +200,20 @@ describe.each(storeKinds)('/readyz on %s', (kind) => {
     try {
       const res = await app.inject('/readyz');
       expect([res.statusCode, res.json()]).toEqual([503, { status: 'unavailable', store: kind }]);
+      // Requests meanwhile are 503 too, saying what is missing (a 500 before), and write nothing.
+      const token = await mintToken({ secret: testConfig().jwtSecret, tenant: 'acme', sub: USER_A });
+      for (const [method, url, payload] of [
+        ['GET', '/api/v1/okr/cycles', undefined],
+        ['POST', '/api/v1/okr/cycles', { name: 'Q1', start_date: '2026-01-01', end_date: '2026-03-31' }],
+      ] as const) {
+        const early = await app.inject({ method, url, payload, headers: { authorization: `Bearer ${token}` } });
+        expect([early.statusCode, early.json().code, early.headers['retry-after']], method).toEqual([
+          503,
+          'service_unavailable',
+          '5',
+        ]);
+        expect(early.json().detail).toMatch(/edm migrate/);
+      }
       await migrate(
         fresh.store,
         modules.flatMap((m) => m.resources),

@@ -529,6 +529,26 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     // The generation is signed too: another one with the same signature is a forgery.
     const forged = (twice.body.webhook_url as string).replace('signature=2.', 'signature=9.');
     expect((await push(forged, 6)).statusCode).toBe(401);
+    // A replaced URL is refused before anything else: its extra parameter is not looked at, and
+    // its Idempotency-Key is not taken from the tenant's people (who may use the same key).
+    expect((await push(`${rotated.body.webhook_url}&x=1`, 7)).statusCode).toBe(401);
+    const keyed = await t.app.inject({
+      method: 'POST',
+      url: rotated.body.webhook_url as string,
+      payload: { value: 8 },
+      headers: { 'idempotency-key': `shared-${kind}` },
+    });
+    expect(keyed.statusCode).toBe(401);
+    const person = await t.call('POST', byName('Cycle').basePath, {
+      token,
+      body: { name: 'Q1', start_date: '2026-01-01', end_date: '2026-03-31' },
+      headers: { 'idempotency-key': `shared-${kind}` },
+    });
+    expect(person.status, person.raw).toBe(201);
+    // A signature moved to a tenant or id holding U+0000, which could spell another message: 401.
+    const mac = (twice.body.webhook_url as string).split('signature=2.')[1];
+    const moved = `${connectors.basePath}/1/webhook?tenant_id=acme%00${hook.id}%002&signature=${mac}`;
+    expect((await push(moved, 9)).statusCode).toBe(401);
     expect((await get(`${connectors.basePath}/${hook.id}`)).webhook_url).toBe(twice.body.webhook_url);
     expect(await get(`${connectors.basePath}/${hook.id}`)).toMatchObject({ last_value: 5 });
     // Only a webhook has a URL to replace, and only a caller who may write replaces it.

@@ -130,6 +130,23 @@ describe('rate limits: each caller of a tenant has its own budget per window', (
     expect([read.status, read.headers['x-ratelimit-remaining']]).toEqual([200, '1']);
   });
 
+  it('spends none of the budget on a webhook URL the connector has replaced (401 first)', async () => {
+    const token = await t.token({ tenant: 'rotated' });
+    const res = await t.call('POST', '/api/v1/okr/connectors', {
+      token,
+      body: { name: 'Leaked', kind: 'webhook', config: {} },
+    });
+    const leaked = res.body.webhook_url as string;
+    const rotated = await t.call('POST', `/api/v1/okr/connectors/${res.body.id}/rotate-webhook-url`, { token });
+    const current = rotated.body.webhook_url as string;
+    for (let i = 0; i < 5; i++) {
+      const refused = await t.call('POST', leaked, { token: null, body: { value: 1 } });
+      expect([refused.status, refused.headers['x-ratelimit-remaining']]).toEqual([401, undefined]);
+    }
+    const pushed = await t.call('POST', current, { token: null, body: { value: 2 } });
+    expect([pushed.status, pushed.headers['x-ratelimit-remaining']]).toEqual([200, '2']);
+  });
+
   it('does not limit calls that need no token (manifest, OpenAPI, health)', async () => {
     for (let i = 0; i < 5; i++) {
       for (const url of ['/api/v1/manifest', '/api/v1/openapi.json', '/healthz']) {

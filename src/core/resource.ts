@@ -150,6 +150,12 @@ export interface CustomOperation {
    */
   responseExample?: Doc;
   /**
+   * For a `signed` operation: the internal field that says which of a row's signed URLs is the
+   * current one (a URL of another generation is refused with 401 before anything else is done:
+   * no rate-limit budget, no idempotency key, no lock). Without one, every URL a row had holds.
+   */
+  signedGeneration?: string;
+  /**
    * `signed`: called by another system without a token, at the URL `signedUrl` gives (its
    * `tenant_id` and `signature` query parameters: an HMAC of the operation, tenant and id
    * under a key EDM_SECRET_KEY derives); the call acts as the platform in that tenant. Not in
@@ -309,7 +315,9 @@ export type CamelCase<S extends string> = S extends `${infer H}-${infer T}` ? `$
 
 /**
  * What a signed operation's signature covers: the operation, the tenant and the row, and the
- * row's URL generation once its URL was replaced (`generation` > 0; 0 is the first URL's).
+ * row's URL generation once its URL was replaced (`generation` > 0; 0 is the first URL's). The
+ * generation goes with the operation, in the part the route fixes, and the tenant and id hold
+ * no U+0000 (checked before a signature is): one message is never another's split otherwise.
  */
 export function signedMessage(
   resource: Resource,
@@ -318,8 +326,8 @@ export function signedMessage(
   id: string,
   generation = 0,
 ): string {
-  const message = `${resource.basePath}/{id}/${operation}\u0000${tenantId}\u0000${id}`;
-  return generation > 0 ? `${message}\u0000${generation}` : message;
+  const op = generation > 0 ? `${operation}#${generation}` : operation;
+  return `${resource.basePath}/{id}/${op}\u0000${tenantId}\u0000${id}`;
 }
 
 /**

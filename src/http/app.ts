@@ -1,15 +1,21 @@
 import { isUtf8 } from 'node:buffer';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { sql } from 'kysely';
-import { DEV_SUB, DEV_TENANT, mintToken, requireScope, TokenVerifier } from '../core/auth.js';
+import { DEV_SUB, DEV_TENANT, MAX_CLAIM_LENGTH, mintToken, requireScope, TokenVerifier } from '../core/auth.js';
 import { type Clock, isoTime, systemClock } from '../core/clock.js';
 import type { Config } from '../core/config.js';
 import { ApiError, fieldError } from '../core/errors.js';
 import { requestIds } from '../core/ids.js';
 import { CursorCodec } from '../core/list-query.js';
-import { type ModuleDef, type Principal, parseSignature, signedMessage } from '../core/resource.js';
+import { type ModuleDef, type Principal, parseSignature, type Resource, signedMessage } from '../core/resource.js';
 import { ServerKeys } from '../core/secrets.js';
-import { MAX_BODY_DEPTH, MalformedBody, nestsDeeperThan, prototypeMemberPath } from '../core/validation.js';
+import {
+  isStorableText,
+  MAX_BODY_DEPTH,
+  MalformedBody,
+  nestsDeeperThan,
+  prototypeMemberPath,
+} from '../core/validation.js';
 import { modules as allModules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
 import { Engine } from '../store/engine.js';
@@ -316,24 +322,49 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       // (Whether its generation is the row's current one, the operation checks once it reads the row.)
       const { tenant_id: tenantId, signature } = request.query as Record<string, unknown>;
       const { id } = request.params as { id: string };
+      const { resource, operation, generation } = cfg.signed;
       const signed = typeof signature === 'string' ? parseSignature(signature) : null;
-      const message =
-        typeof tenantId === 'string' && signed
-          ? signedMessage(cfg.signed.resource, cfg.signed.operation, tenantId, id, signed.generation)
-          : '';
-      if (!signed || message === '' || !keys.verify(message, signed.mac)) {
-        done(new ApiError('invalid_token', 'This URL is not signed for this call: use the URL the resource shows'));
+      // A tenant and an id as the route can hold them (text without U+0000, a row id), so that
+      // no other tenant, id and generation sign the same message.
+      const named =
+        typeof tenantId === 'string' &&
+        tenantId.length <= MAX_CLAIM_LENGTH &&
+        isStorableText(tenantId) &&
+        idPatternOf(resource).test(id);
+      const refused = () =>
+        new ApiError('invalid_token', 'This URL is not signed for this call: use the URL the resource shows');
+      if (
+        !signed ||
+        !named ||
+        !keys.verify(signedMessage(resource, operation, tenantId, id, signed.generation), signed.mac)
+      ) {
+        done(refused());
         return;
       }
-      const principal = { sub: 'system', tenantId: tenantId as string, appId: null, scopes: null };
-      request.principal = principal;
-      try {
-        limiter?.take(rateLimitKey(principal, true), reply);
-      } catch (err) {
-        done(err as Error);
+      const principal = { sub: 'system', tenantId, appId: null, scopes: null };
+      const admitSigned = () => {
+        request.principal = principal;
+        try {
+          limiter?.take(rateLimitKey(principal, true), reply);
+        } catch (err) {
+          done(err as Error);
+          return;
+        }
+        done();
+      };
+      if (!generation) {
+        admitSigned();
         return;
       }
-      done();
+      // A URL the row has replaced since is refused as a forged one, before it spends the
+      // tenant's budget, an idempotency key or a lock (the operation checks again under the lock).
+      engine.internalValue(resource, tenantId, id, generation).then(
+        (current) => {
+          if (current !== undefined && Number(current ?? 0) !== signed.generation) done(refused());
+          else admitSigned();
+        },
+        (err: Error) => done(err),
+      );
       return;
     }
     // 401, then 403, then 429: a refused call spends nothing, and the body is not read yet.
@@ -470,6 +501,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (!options.store) await store.close();
   });
   return app;
+}
+
+const idPatterns = new WeakMap<Resource, RegExp>();
+/** A resource's id pattern, compiled once. */
+function idPatternOf(resource: Resource): RegExp {
+  let pattern = idPatterns.get(resource);
+  if (!pattern) {
+    pattern = new RegExp(resource.idPattern);
+    idPatterns.set(resource, pattern);
+  }
+  return pattern;
 }
 
 /** A table's name quoted for SQL (both stores quote identifiers with double quotes). */

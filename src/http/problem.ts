@@ -99,6 +99,18 @@ export function isUnavailable(err: unknown): boolean {
   return UNAVAILABLE_MESSAGE.test(err.message);
 }
 
+/**
+ * Whether the database lacks a table or column the server uses: a server started with
+ * `--no-migrate` (or `EDM_AUTO_MIGRATE=0`) before `edm migrate` ran. PostgreSQL's undefined_table
+ * and undefined_column; SQLite's "no such table/column".
+ */
+export function isUnmigrated(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (code === '42P01' || code === '42703') return true;
+  return code === 'SQLITE_ERROR' && /^no such (table|column)\b/.test(err.message);
+}
+
 /** Maps any thrown error to an ApiError; unknown ones become a 500 that reveals nothing. */
 export function asApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
@@ -112,6 +124,13 @@ export function asApiError(err: unknown): ApiError {
   if (isUnavailable(err)) {
     return new ApiError('service_unavailable', 'The database is unavailable or busy; retry shortly', {
       headers: { 'retry-after': '1' },
+    });
+  }
+  // Not ready rather than broken, as /readyz says: the log names what is missing.
+  if (isUnmigrated(err)) {
+    return new ApiError('service_unavailable', 'The database schema is not in place yet (edm migrate creates it)', {
+      headers: { 'retry-after': '5' },
+      cause: err,
     });
   }
   if (typeof fe?.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {

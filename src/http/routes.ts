@@ -22,7 +22,7 @@ declare module 'fastify' {
     module?: string;
     write?: boolean;
     /** A signed operation (CustomOperation.auth): its URL's signature admits the call, not a token. */
-    signed?: { resource: Resource; operation: string };
+    signed?: { resource: Resource; operation: string; generation?: string };
   }
 }
 
@@ -337,7 +337,12 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
           send(reply, await run(engine.store.db, request.principal as Principal, request)),
         );
       } else {
-        const cfg = op.auth === 'signed' ? { ...writeCfg, signed: { resource, operation: op.name } } : writeCfg;
+        const signed = {
+          resource,
+          operation: op.name,
+          ...(op.signedGeneration ? { generation: op.signedGeneration } : {}),
+        };
+        const cfg = op.auth === 'signed' ? { ...writeCfg, signed } : writeCfg;
         const prepare = op.prepare
           ? (request: OpRequest) => (principal: Principal) =>
               engine.prepare(

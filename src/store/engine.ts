@@ -946,6 +946,22 @@ export class Engine {
    * A read as the JSON it answers (the stored form, sent as is), with the version for the ETag.
    * On SQLite the stored form comes as bytes (see `loadQuery`), never decoded into a string.
    */
+  /**
+   * A row's internal field as stored, read outside any transaction (a signed URL's generation,
+   * checked before the call is admitted); undefined when the tenant has no such row.
+   */
+  async internalValue(resource: Resource, tenantId: string, id: string, name: string): Promise<unknown> {
+    if (!resource.internal?.[name]) throw new Error(`${resource.name} has no internal field ${name}`);
+    const query = this.store.db
+      .selectFrom(resource.table)
+      .select(sql.ref(name).as('value'))
+      .where('tenant_id', '=', tenantId)
+      .where('id', '=', id)
+      .compile();
+    const [row] = await this.read(query);
+    return row === undefined ? undefined : row.value;
+  }
+
   async getJson(
     resource: Resource,
     principal: Principal,

@@ -186,6 +186,11 @@ const pushFields = {
   value: number({ required: true, notes: 'The metric’s value now.' }),
 };
 
+/** The internal field that says which of a webhook connector's URLs is the current one. */
+const WEBHOOK_GENERATION = 'webhook_generation';
+/** Which of a webhook connector's URLs is the current one (0: the first; null in rows from before). */
+const webhookGeneration = (connector: Doc) => Number(connector[WEBHOOK_GENERATION] ?? 0);
+
 /** `POST …/connectors/{id}/webhook?tenant_id=…&signature=…`: another system pushes a value. */
 const webhookOperation = {
   name: 'webhook',
@@ -210,6 +215,9 @@ const webhookOperation = {
     last_value: 118_500,
     updated_at: '2026-11-01T13:00:00.000Z',
   },
+  // Which URL is current is checked when the call is admitted (app.ts) and again here, under the
+  // row's lock (a rotation may commit in between).
+  signedGeneration: WEBHOOK_GENERATION,
   // A URL stays signed after its connector is deleted or turned into another kind: 404 then.
   acts: (connector) => connector.is_deleted !== true && connector.kind === 'webhook',
   async run({ resource, principal, id, body, query, tx, ops }) {
@@ -223,10 +231,6 @@ const webhookOperation = {
     return applySync(tx, principal.tenantId, connector, { value: input.value as number });
   },
 } as const satisfies CustomOperation;
-
-/** Which of a webhook connector's URLs is the current one (0: the first; null in rows from before). */
-const webhookGeneration = (connector: Doc) => Number(connector[WEBHOOK_GENERATION] ?? 0);
-const WEBHOOK_GENERATION = 'webhook_generation';
 
 /**
  * `POST …/connectors/{id}/rotate-webhook-url`: a new signed URL for a webhook connector, the old
