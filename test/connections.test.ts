@@ -1,4 +1,5 @@
 import { connect } from 'node:net';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../src/core/auth.js';
 import { buildApp } from '../src/http/app.js';
@@ -214,6 +215,21 @@ describe.each(storeKinds)('/readyz on %s', (kind) => {
         ]);
         expect(early.json().detail).toMatch(/edm migrate/);
       }
+      await migrate(
+        fresh.store,
+        modules.flatMap((m) => m.resources),
+      );
+      // A schema of an earlier version (a column added since) is not ready, nor are its writes 500s.
+      await sql`ALTER TABLE okr_connectors DROP COLUMN webhook_generation`.execute(fresh.store.db);
+      const older = await app.inject('/readyz');
+      expect(older.statusCode).toBe(503);
+      const create = await app.inject({
+        method: 'POST',
+        url: '/api/v1/okr/connectors',
+        payload: { name: 'x', kind: 'webhook', config: {} },
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect([create.statusCode, create.json().code]).toEqual([503, 'service_unavailable']);
       await migrate(
         fresh.store,
         modules.flatMap((m) => m.resources),

@@ -5,7 +5,7 @@ import { ManualClock } from '../src/core/clock.js';
 import { loadConfig } from '../src/core/config.js';
 import type { ApiError } from '../src/core/errors.js';
 import { RateLimiter, rateLimitKey } from '../src/http/rate-limit.js';
-import { byName, countRows, type TestApp, testApp } from './helpers.js';
+import { byName, countRows, recordReads, type TestApp, testApp } from './helpers.js';
 
 const KR = '/api/v1/okr/key-results';
 
@@ -145,6 +145,17 @@ describe('rate limits: each caller of a tenant has its own budget per window', (
     }
     const pushed = await t.call('POST', current, { token: null, body: { value: 2 } });
     expect([pushed.status, pushed.headers['x-ratelimit-remaining']]).toEqual([200, '2']);
+    // Over the limit, a push is refused before the row's URL generation is read: it costs no read.
+    for (let i = 0; i < 2; i++)
+      expect((await t.call('POST', current, { token: null, body: { value: 3 } })).status).toBe(200);
+    const recorder = recordReads(t.store);
+    try {
+      const over = await t.call('POST', current, { token: null, body: { value: 4 } });
+      expect([over.status, over.body.code]).toEqual([429, 'rate_limited']);
+      expect(recorder.reads.filter((r) => r.sql.includes('webhook_generation'))).toEqual([]);
+    } finally {
+      recorder.stop();
+    }
   });
 
   it('does not limit calls that need no token (manifest, OpenAPI, health)', async () => {

@@ -313,6 +313,17 @@ export interface ResourceTypeInfo<
 /** `key-results` → `keyResults` */
 export type CamelCase<S extends string> = S extends `${infer H}-${infer T}` ? `${H}${Capitalize<CamelCase<T>>}` : S;
 
+const idForms = new WeakMap<Resource, RegExp>();
+/** Whether `value` has the form of an id of `resource` (its prefix and a ULID). */
+export function isIdOf(resource: Resource, value: string): boolean {
+  let pattern = idForms.get(resource);
+  if (!pattern) {
+    pattern = new RegExp(resource.idPattern);
+    idForms.set(resource, pattern);
+  }
+  return pattern.test(value);
+}
+
 /**
  * What a signed operation's signature covers: the operation, the tenant and the row, and the
  * row's URL generation once its URL was replaced (`generation` > 0; 0 is the first URL's). The

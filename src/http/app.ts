@@ -7,7 +7,7 @@ import type { Config } from '../core/config.js';
 import { ApiError, fieldError } from '../core/errors.js';
 import { requestIds } from '../core/ids.js';
 import { CursorCodec } from '../core/list-query.js';
-import { type ModuleDef, type Principal, parseSignature, type Resource, signedMessage } from '../core/resource.js';
+import { isIdOf, type ModuleDef, type Principal, parseSignature, signedMessage } from '../core/resource.js';
 import { ServerKeys } from '../core/secrets.js';
 import {
   isStorableText,
@@ -19,7 +19,7 @@ import {
 import { modules as allModules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
 import { Engine } from '../store/engine.js';
-import { migrate } from '../store/schema.js';
+import { migrate, resourceColumns } from '../store/schema.js';
 import { type CorsPolicy, corsHeaders, registerCors } from './cors.js';
 import { devTokenBody } from './dev-token.js';
 import { Idempotency } from './idempotency.js';
@@ -330,7 +330,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         typeof tenantId === 'string' &&
         tenantId.length <= MAX_CLAIM_LENGTH &&
         isStorableText(tenantId) &&
-        idPatternOf(resource).test(id);
+        isIdOf(resource, id);
       const refused = () =>
         new ApiError('invalid_token', 'This URL is not signed for this call: use the URL the resource shows');
       if (
@@ -354,6 +354,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       };
       if (!generation) {
         admitSigned();
+        return;
+      }
+      // Over its limit, a caller costs no read (429 now; its budget is spent only once admitted).
+      try {
+        limiter?.refuseIfEmpty(rateLimitKey(principal, true));
+      } catch (err) {
+        done(err as Error);
         return;
       }
       // A URL the row has replaced since is refused as a forged one, before it spends the
@@ -405,8 +412,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const readyWithinMs = config.dbConnectTimeoutMs ?? 5000;
   // Ready means requests can be served: the database answers and holds the schema (every
   // resource's table: a server started with --no-migrate before `edm migrate` is not ready).
+  // Every column too: a schema of an earlier version (a column added since) is not ready either.
   const schemaProbe = sql.raw(
-    engine.resources.map((r) => `SELECT 1 FROM ${quotedName(r.table)} WHERE 1 = 0`).join(' UNION ALL '),
+    engine.resources
+      .map(
+        (r) =>
+          `SELECT 1 FROM (SELECT ${resourceColumns(store, r).map(quotedName).join(', ')} FROM ${quotedName(r.table)} WHERE 1 = 0) AS probe`,
+      )
+      .join(' UNION ALL '),
   );
   app.get('/readyz', async (_request, reply) => {
     let timer: NodeJS.Timeout | undefined;
@@ -501,17 +514,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (!options.store) await store.close();
   });
   return app;
-}
-
-const idPatterns = new WeakMap<Resource, RegExp>();
-/** A resource's id pattern, compiled once. */
-function idPatternOf(resource: Resource): RegExp {
-  let pattern = idPatterns.get(resource);
-  if (!pattern) {
-    pattern = new RegExp(resource.idPattern);
-    idPatterns.set(resource, pattern);
-  }
-  return pattern;
 }
 
 /** A table's name quoted for SQL (both stores quote identifiers with double quotes). */

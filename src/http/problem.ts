@@ -108,7 +108,7 @@ export function isUnmigrated(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
   if (code === '42P01' || code === '42703') return true;
-  return code === 'SQLITE_ERROR' && /^no such (table|column)\b/.test(err.message);
+  return code === 'SQLITE_ERROR' && /^(no such (table|column)\b|table \S+ has no column named )/.test(err.message);
 }
 
 /** Maps any thrown error to an ApiError; unknown ones become a 500 that reveals nothing. */
@@ -143,6 +143,9 @@ export function asApiError(err: unknown): ApiError {
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
   const apiError = asApiError(err);
   if (apiError.status >= 500 && apiError.code !== 'service_unavailable') request.log.error({ err }, 'request failed');
+  // A schema without a table or column the server uses is an error to act on (an upgrade not
+  // migrated yet, or a bug), logged as one; the answer says 503 as /readyz does.
+  else if (isUnmigrated(apiError.cause)) request.log.error({ err: apiError.cause }, apiError.message);
   // A 503 with a known cause (a JWKS that cannot be fetched) says it in the log, once per answer.
   else if (apiError.code === 'service_unavailable' && apiError.cause !== undefined) {
     request.log.warn({ cause: String((apiError.cause as Error)?.message ?? apiError.cause) }, apiError.message);

@@ -69,6 +69,19 @@ export class RateLimiter {
    * `rate_limited` (with `Retry-After`) when none is left, spending nothing.
    */
   take(key: string, reply: FastifyReply): void {
+    const { now, next } = this.refuseIfEmpty(key);
+    this.#full.set(key, next);
+    reply.header('x-ratelimit-limit', this.#limit);
+    reply.header('x-ratelimit-remaining', String(Math.floor((this.#windowMs - (next - now) + SLACK) / this.#interval)));
+    reply.header('x-ratelimit-reset', String(Math.ceil((next - now) / 1000)));
+  }
+
+  /**
+   * Throws 429 `rate_limited` (with `Retry-After`) when the caller has no call left, spending
+   * nothing either way: for a call that must do some work (a read) before it is admitted, so a
+   * caller over its limit costs no such work.
+   */
+  refuseIfEmpty(key: string): { now: number; next: number } {
     const now = this.#clock.now();
     const full = Math.max(this.#full.get(key) ?? now, now);
     const next = full + this.#interval;
@@ -91,9 +104,6 @@ export class RateLimiter {
         },
       );
     }
-    this.#full.set(key, next);
-    reply.header('x-ratelimit-limit', this.#limit);
-    reply.header('x-ratelimit-remaining', String(Math.floor((this.#windowMs - (next - now) + SLACK) / this.#interval)));
-    reply.header('x-ratelimit-reset', String(Math.ceil((next - now) / 1000)));
+    return { now, next };
   }
 }

@@ -10,6 +10,7 @@ import {
   DEFAULT_OUTBOUND,
   type Doc,
   type HookContext,
+  isIdOf,
   type Job,
   type ModuleDef,
   type OutboundPolicy,
@@ -943,25 +944,33 @@ export class Engine {
   }
 
   /**
-   * A read as the JSON it answers (the stored form, sent as is), with the version for the ETag.
-   * On SQLite the stored form comes as bytes (see `loadQuery`), never decoded into a string.
-   */
-  /**
    * A row's internal field as stored, read outside any transaction (a signed URL's generation,
-   * checked before the call is admitted); undefined when the tenant has no such row.
+   * checked before the call is admitted); undefined when the tenant has no such row. The
+   * statement's text is built once per field.
    */
   async internalValue(resource: Resource, tenantId: string, id: string, name: string): Promise<unknown> {
-    if (!resource.internal?.[name]) throw new Error(`${resource.name} has no internal field ${name}`);
-    const query = this.store.db
-      .selectFrom(resource.table)
-      .select(sql.ref(name).as('value'))
-      .where('tenant_id', '=', tenantId)
-      .where('id', '=', id)
-      .compile();
-    const [row] = await this.read(query);
+    const key = `${resource.table}\u0000${name}`;
+    let text = this.internalReads.get(key);
+    if (text === undefined) {
+      if (!resource.internal?.[name]) throw new Error(`${resource.name} has no internal field ${name}`);
+      text = this.store.db
+        .selectFrom(resource.table)
+        .select(sql.ref(name).as('value'))
+        .where('tenant_id', '=', '')
+        .where('id', '=', '')
+        .compile().sql;
+      this.internalReads.set(key, text);
+    }
+    const [row] = await this.read(CompiledQuery.raw(text, [tenantId, id]));
     return row === undefined ? undefined : row.value;
   }
 
+  private readonly internalReads = new Map<string, string>();
+
+  /**
+   * A read as the JSON it answers (the stored form, sent as is), with the version for the ETag.
+   * On SQLite the stored form comes as bytes (see `loadQuery`), never decoded into a string.
+   */
   async getJson(
     resource: Resource,
     principal: Principal,
@@ -1477,7 +1486,7 @@ export class Engine {
       for (const { name, target } of this.store.kind === 'postgres' ? (this.restricts.get(resource) ?? []) : []) {
         const value = (body as Doc)[name];
         // Only an id of its form: anything else is the body's 400, after the row's 404 and 412.
-        if (typeof value === 'string' && matchesId(target, value)) {
+        if (typeof value === 'string' && isIdOf(target, value)) {
           await this.tx(db, principal, this.clock.now(), rows).find(target, principal.tenantId, value, 'share');
         }
       }
@@ -1810,14 +1819,3 @@ export class Engine {
     return this.markDeleted(db, resource, principal, before, this.clock.now(), false, rows);
   }
 }
-
-/** Whether `value` has the form of an id of `resource` (its prefix and a ULID). */
-function matchesId(resource: Resource, value: string): boolean {
-  let pattern = idForms.get(resource);
-  if (!pattern) {
-    pattern = new RegExp(resource.idPattern);
-    idForms.set(resource, pattern);
-  }
-  return pattern.test(value);
-}
-const idForms = new WeakMap<Resource, RegExp>();

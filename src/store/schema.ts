@@ -52,6 +52,11 @@ interface TableSpec {
   indexes: { name: string; columns: string[]; using?: 'gin' }[];
 }
 
+/** The columns of a resource's table, as `migrate` creates them (what `/readyz` checks are there). */
+export function resourceColumns(store: Store, resource: Resource): string[] {
+  return resourceTable(store, resource).columns.map((c) => c.name);
+}
+
 function resourceTable(store: Store, resource: Resource): TableSpec {
   const columns = storedFields(resource).map(([name, f]) => ({
     name,
