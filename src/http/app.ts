@@ -319,7 +319,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     }
     if (cfg.signed) {
       // A signed URL: the tenant it names, if the signature over operation, tenant and row holds.
-      // (Whether its generation is the row's current one, the operation checks once it reads the row.)
       const { tenant_id: tenantId, signature } = request.query as Record<string, unknown>;
       const { id } = request.params as { id: string };
       const { resource, operation, generation } = cfg.signed;
