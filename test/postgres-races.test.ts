@@ -52,6 +52,17 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     throw new Error(`never: ${what}`);
   };
 
+  /** A cycle of the quarter and an objective in it, made through the first process. */
+  const objectiveInQuarter = async (name: string, title: string) => {
+    const cycle = await send(apps[0], token, 'POST', byName('Cycle').basePath, {
+      name,
+      start_date: '2026-10-01',
+      end_date: '2026-12-31',
+    });
+    const objective = await send(apps[0], token, 'POST', objectives.basePath, { title, cycle_id: cycle.body.id });
+    return { cycle, objective };
+  };
+
   beforeAll(async () => {
     const fresh = await freshStore(kind);
     drop = fresh.drop;
@@ -78,15 +89,7 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
   it.runIf(kind === 'postgres')(
     'check-ins only share-lock their cycle: a session reading it (FOR SHARE) holds none of them up',
     async () => {
-      const cycle = await send(apps[0], token, 'POST', byName('Cycle').basePath, {
-        name: 'Shared quarter',
-        start_date: '2026-10-01',
-        end_date: '2026-12-31',
-      });
-      const objective = await send(apps[0], token, 'POST', objectives.basePath, {
-        title: 'in the quarter',
-        cycle_id: cycle.body.id,
-      });
+      const { cycle, objective } = await objectiveInQuarter('Shared quarter', 'in the quarter');
       const kr = await send(apps[0], token, 'POST', keyResults.basePath, {
         objective_id: objective.body.id,
         title: 'checked in while the cycle is read',
@@ -156,15 +159,7 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
   it.runIf(kind === 'postgres')(
     "never leaves a live key result on a deleted connector: a create, a PATCH or a restore that attaches one, beside the connector's DELETE",
     async () => {
-      const cycle = await send(apps[0], token, 'POST', byName('Cycle').basePath, {
-        name: 'attach',
-        start_date: '2026-10-01',
-        end_date: '2026-12-31',
-      });
-      const objective = await send(apps[0], token, 'POST', objectives.basePath, {
-        title: 'fed meanwhile',
-        cycle_id: cycle.body.id,
-      });
+      const { cycle, objective } = await objectiveInQuarter('attach', 'fed meanwhile');
       const manual = await send(apps[0], token, 'POST', keyResults.basePath, {
         objective_id: objective.body.id,
         title: 'attached by a PATCH',

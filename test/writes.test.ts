@@ -379,64 +379,57 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect(fresh.body.id).not.toBe(first.body.id);
     });
 
+    /** A key claimed directly (as a write does before its work), for tenant `<name>-<kind>`. */
+    const claimed = async (name: string) => {
+      const principal = { sub: 'usr-1', tenantId: `${name}-${kind}`, appId: null, scopes: null };
+      const claims = new Idempotency(t.store, t.clock);
+      const fp = claims.fingerprint('POST', '/x', principal, {});
+      const got = await claims.claim(principal, 'k', fp);
+      if (!('claim' in got)) throw new Error('expected a claim');
+      return { claims, claim: got.claim, again: () => claims.claim(principal, 'k', fp) };
+    };
+    /** Releases a claim while the database refuses its delete (the outage behind a 5xx): its retries go on. */
+    const releaseDuringOutage = (claims: Idempotency, claim: Parameters<Idempotency['release']>[0]) =>
+      whileFailing(t, 'edm_idempotency_keys', 'DELETE', async () => {
+        const r = claims.release(claim);
+        await r;
+        return { settled: r.settled };
+      });
+
     // The connection can drop after COMMIT reached the database and before its reply came back:
     // the request fails (5xx), yet the work and its stored answer are in. A retry must replay it.
     it('keeps the stored answer of work that committed though its request failed, and replays it', async () => {
-      const principal = { sub: 'usr-1', tenantId: `lost-${kind}`, appId: null, scopes: null };
-      const claims = new Idempotency(t.store, t.clock);
-      const fp = claims.fingerprint('POST', '/x', principal, {});
-      const got = await claims.claim(principal, 'k', fp);
-      if (!('claim' in got)) throw new Error('expected a claim');
+      const { claims, claim, again } = await claimed('lost');
       const answer = { status: 201, headers: { 'content-type': 'application/json' }, body: '{"done":true}' };
-      await claims.completeAlone(got.claim, answer); // the work's transaction, committed
-      await claims.release(got.claim); // then the 5xx path
-      expect(await claims.claim(principal, 'k', fp)).toEqual({ replay: answer });
+      await claims.completeAlone(claim, answer); // the work's transaction, committed
+      await claims.release(claim); // then the 5xx path
+      expect(await again()).toEqual({ replay: answer });
     });
 
     it("releases a 5xx's claim once the database takes the delete again, not a minute later", async () => {
-      const principal = { sub: 'usr-1', tenantId: `outage-${kind}`, appId: null, scopes: null };
-      const claims = new Idempotency(t.store, t.clock);
-      const fp = claims.fingerprint('POST', '/x', principal, {});
-      const got = await claims.claim(principal, 'k', fp);
-      if (!('claim' in got)) throw new Error('expected a claim');
+      const { claims, claim, again } = await claimed('outage');
       // The outage that made the 5xx refuses the release too; it is tried again in the background.
-      const { settled } = await whileFailing(t, 'edm_idempotency_keys', 'DELETE', async () => {
-        const r = claims.release(got.claim);
-        await r;
-        return { settled: r.settled };
-      });
-      await expect(claims.claim(principal, 'k', fp)).rejects.toMatchObject({ code: 'idempotency_in_flight' });
+      const { settled } = await releaseDuringOutage(claims, claim);
+      await expect(again()).rejects.toMatchObject({ code: 'idempotency_in_flight' });
       expect(await settled).toBe(true);
-      expect('claim' in (await claims.claim(principal, 'k', fp))).toBe(true);
+      expect('claim' in (await again())).toBe(true);
     });
 
     it('stops trying to release once the server closes (its store may be closed)', async () => {
-      const principal = { sub: 'usr-1', tenantId: `closing-${kind}`, appId: null, scopes: null };
-      const claims = new Idempotency(t.store, t.clock);
-      const fp = claims.fingerprint('POST', '/x', principal, {});
-      const got = await claims.claim(principal, 'k', fp);
-      if (!('claim' in got)) throw new Error('expected a claim');
-      const { settled } = await whileFailing(t, 'edm_idempotency_keys', 'DELETE', async () => {
-        const r = claims.release(got.claim);
-        await r;
-        return { settled: r.settled };
-      });
+      const { claims, claim, again } = await claimed('closing');
+      const { settled } = await releaseDuringOutage(claims, claim);
       claims.stop();
       expect(await settled).toBe(false);
-      await expect(claims.claim(principal, 'k', fp)).rejects.toMatchObject({ code: 'idempotency_in_flight' });
+      await expect(again()).rejects.toMatchObject({ code: 'idempotency_in_flight' });
     });
 
     // A request can outlive its statement timeout (answered 503, its key released) while its
     // transaction still reaches COMMIT: its answer then finds no claim, and the work must not stay.
     it('refuses to record an answer whose claim was released meanwhile, failing its transaction', async () => {
-      const principal = { sub: 'usr-1', tenantId: `late-${kind}`, appId: null, scopes: null };
-      const claims = new Idempotency(t.store, t.clock);
-      const fp = claims.fingerprint('POST', '/x', principal, {});
-      const got = await claims.claim(principal, 'k', fp);
-      if (!('claim' in got)) throw new Error('expected a claim');
-      expect(await claims.release(got.claim).settled).toBe(true);
+      const { claims, claim } = await claimed('late');
+      expect(await claims.release(claim).settled).toBe(true);
       const answer = { status: 201, headers: {}, body: '{}' };
-      await expect(claims.completeAlone(got.claim, answer)).rejects.toMatchObject({ code: 'service_unavailable' });
+      await expect(claims.completeAlone(claim, answer)).rejects.toMatchObject({ code: 'service_unavailable' });
     });
 
     it("holds a claim for a minute past what a request may spend before its transaction (a sync's read)", async () => {

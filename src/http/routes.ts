@@ -6,7 +6,7 @@ import type { Doc, Principal, Resource } from '../core/resource.js';
 import { credentialRedactor, listJson, serializeDoc } from '../core/serialize.js';
 import { asObject, isNoBody, refuseBody } from '../core/validation.js';
 import type { DB } from '../store/database.js';
-import type { Engine, WriteConditions } from '../store/engine.js';
+import { checkIfMatch, type Engine, type WriteConditions } from '../store/engine.js';
 import type { Idempotency, StoredResponse } from './idempotency.js';
 import { asApiError, PROBLEM_TYPE, toProblem } from './problem.js';
 
@@ -223,12 +223,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
       const json = redact && redacting(principal) ? redact(JSON.parse(found.json.toString()) as Doc) : found.json;
       // If-Match first (RFC 9110 §13.2.2): a read that names another version is 412, as a write's
       // is, after 404 and before the query's checks (PRODUCT.md's order).
-      const im = parseTags(request.headers['if-match'], 'If-Match');
-      if (Array.isArray(im) && !im.includes(version)) {
-        throw new ApiError('precondition_failed', `If-Match does not name the current version ${version}`, {
-          extra: { current_version: version },
-        });
-      }
+      checkIfMatch(parseTags(request.headers['if-match'], 'If-Match'), version);
       allowOnly(request.query, []);
       const inm = parseTags(request.headers['if-none-match'], 'If-None-Match', true);
       reply.header('etag', `"${version}"`);

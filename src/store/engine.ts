@@ -74,6 +74,15 @@ export interface WriteConditions {
 }
 
 export const NO_CONDITIONS: WriteConditions = { ifMatch: null };
+
+/** 412 (with `current_version`) unless an If-Match's versions, if any, name `version`: a write's or a GET's. */
+export function checkIfMatch(ifMatch: WriteConditions['ifMatch'], version: number): void {
+  if (Array.isArray(ifMatch) && !ifMatch.includes(version)) {
+    throw new ApiError('precondition_failed', `If-Match does not name the current version ${version}`, {
+      extra: { current_version: version },
+    });
+  }
+}
 /** A custom operation's update: its If-Match was answered when it read the row (ops.get). */
 const OPERATION_CONDITIONS: WriteConditions = { ifMatch: null, required: false };
 
@@ -1359,12 +1368,7 @@ export class Engine {
 
   private checkPreconditions(current: Doc, cond: WriteConditions, bodyVersion: unknown): void {
     if (cond.invalid) throw cond.invalid;
-    const tags = cond.ifMatch;
-    if (Array.isArray(tags) && !tags.includes(current.version as number)) {
-      throw new ApiError('precondition_failed', `If-Match does not name the current version ${current.version}`, {
-        extra: { current_version: current.version },
-      });
-    }
+    checkIfMatch(cond.ifMatch, current.version as number);
     const none = cond.ifNoneMatch;
     if (none === 'any' || (Array.isArray(none) && none.includes(current.version as number))) {
       throw new ApiError(

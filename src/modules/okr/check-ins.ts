@@ -89,8 +89,16 @@ export function snapshotRow(tenantId: string, keyResultId: string, snap: Snapsho
   return { tenant_id: tenantId, id: newId('chk'), key_result_id: keyResultId, ...snap, recorded_at: isoTime(now) };
 }
 
-/** The check-in of the operations' examples (docs only). */
-const EXAMPLE_CHECK_IN = { at: '2026-11-15T09:30:00.000Z', by: 'usr-3f1c2b9e-5d4a-4e8f-9a7b-1c2d3e4f5a6b' };
+/** The snapshot the operations' examples record: the create example's body, in the history (docs only). */
+const EXAMPLE_SNAPSHOT = {
+  at: '2026-11-15T09:30:00.000Z',
+  value: 95000,
+  progress_pct: 37.5,
+  by: 'usr-3f1c2b9e-5d4a-4e8f-9a7b-1c2d3e4f5a6b',
+  source_type: 'api',
+  note: 'Two enterprise deals closed',
+  confidence: 7,
+};
 
 const CheckInItem = Type.Object({
   tenant_id: Type.String(),
@@ -122,31 +130,22 @@ export const checkInOperations = [
     example: { value: 95000, note: 'Two enterprise deals closed', confidence: 7 },
     // The key result's example (baseline 80,000, target 120,000) after this check-in.
     responseExample: {
-      current: 95000,
-      confidence: 7,
-      progress_pct: 37.5,
+      current: EXAMPLE_SNAPSHOT.value,
+      confidence: EXAMPLE_SNAPSHOT.confidence,
+      progress_pct: EXAMPLE_SNAPSHOT.progress_pct,
       status: 'on_track',
-      updated_at: EXAMPLE_CHECK_IN.at,
-      last_update_at: EXAMPLE_CHECK_IN.at,
+      updated_at: EXAMPLE_SNAPSHOT.at,
+      last_update_at: EXAMPLE_SNAPSHOT.at,
       history: [
         {
+          ...EXAMPLE_SNAPSHOT,
           at: '2026-11-01T12:00:00.000Z',
           value: 80000,
           progress_pct: 0,
-          by: EXAMPLE_CHECK_IN.by,
-          source_type: 'api',
           note: null,
           confidence: null,
         },
-        {
-          at: EXAMPLE_CHECK_IN.at,
-          value: 95000,
-          progress_pct: 37.5,
-          by: EXAMPLE_CHECK_IN.by,
-          source_type: 'api',
-          note: 'Two enterprise deals closed',
-          confidence: 7,
-        },
+        EXAMPLE_SNAPSHOT,
       ],
     },
     async run({ resource, id, body, tx, ops }) {
@@ -186,14 +185,8 @@ export const checkInOperations = [
       tenant_id: 'acme',
       id: 'chk_01JBZ7Q3V5R4N8KX2M6T9WCH2E',
       key_result_id: 'kr_01JBZ7Q3V5R4N8KX2M6T9WCH1D',
-      at: EXAMPLE_CHECK_IN.at,
-      value: 95000,
-      progress_pct: 37.5,
-      by: EXAMPLE_CHECK_IN.by,
-      source_type: 'api',
-      note: 'Two enterprise deals closed',
-      confidence: 7,
-      recorded_at: EXAMPLE_CHECK_IN.at,
+      ...EXAMPLE_SNAPSHOT,
+      recorded_at: EXAMPLE_SNAPSHOT.at,
     },
     async run({ resource, principal, id, query, ops }) {
       await ops.get(resource, id);

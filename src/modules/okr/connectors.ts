@@ -143,6 +143,24 @@ async function schedule(tx: Tx, connector: Doc, due: number | null): Promise<voi
   else await tx.upsert(connectorSchedule, { ...key, due_at: isoTime(due) });
 }
 
+/** What a sync (or a push) sets in the connector's example (docs only). */
+const EXAMPLE_SYNCED = {
+  last_sync_at: '2026-11-01T13:00:00.000Z',
+  last_sync_status: 'ok',
+  last_error: null,
+  last_value: 118_500,
+  updated_at: '2026-11-01T13:00:00.000Z',
+};
+/** The example connector's signed URL, up to its signature (docs only). */
+const EXAMPLE_SIGNED = '/api/v1/okr/connectors/con_01JBZ7Q3V5R4N8KX2M6T9WCH1D/webhook?tenant_id=acme&signature=';
+/** The connector's example as a webhook, with its first signed URL (docs only). */
+const EXAMPLE_WEBHOOK = {
+  kind: 'webhook',
+  config: {},
+  interval_seconds: null,
+  webhook_url: `${EXAMPLE_SIGNED}q4c1T0b8JmZ2xGk7yVt5Hn3Rw9Lp6Ds0Fa2Ke8Uc1Yo`,
+};
+
 const syncOperation = {
   name: 'sync',
   method: 'POST',
@@ -150,13 +168,7 @@ const syncOperation = {
   summary:
     'Sync now: read the value and record it on every key result this connector feeds (a snapshot with source_type system where it changed). A failed read answers 200 with last_sync_status error and last_error.',
   response: { kind: 'resource', status: 200 },
-  responseExample: {
-    last_sync_at: '2026-11-01T13:00:00.000Z',
-    last_sync_status: 'ok',
-    last_error: null,
-    last_value: 118_500,
-    updated_at: '2026-11-01T13:00:00.000Z',
-  },
+  responseExample: EXAMPLE_SYNCED,
   async prepare({ resource, id, ops, outbound }) {
     const connector = await ops.get(resource, id);
     if (connector.kind === 'webhook') {
@@ -203,18 +215,7 @@ const webhookOperation = {
   response: { kind: 'resource', status: 200 },
   example: { value: 118_500 },
   // Only a webhook connector takes pushes: the connector's example as one, after this push.
-  responseExample: {
-    kind: 'webhook',
-    config: {},
-    interval_seconds: null,
-    webhook_url:
-      '/api/v1/okr/connectors/con_01JBZ7Q3V5R4N8KX2M6T9WCH1D/webhook?tenant_id=acme&signature=q4c1T0b8JmZ2xGk7yVt5Hn3Rw9Lp6Ds0Fa2Ke8Uc1Yo',
-    last_sync_at: '2026-11-01T13:00:00.000Z',
-    last_sync_status: 'ok',
-    last_error: null,
-    last_value: 118_500,
-    updated_at: '2026-11-01T13:00:00.000Z',
-  },
+  responseExample: { ...EXAMPLE_WEBHOOK, ...EXAMPLE_SYNCED },
   // Which URL is current is checked when the call is admitted (app.ts) and again here, under the
   // row's lock (a rotation may commit in between).
   signedGeneration: WEBHOOK_GENERATION,
@@ -244,12 +245,9 @@ const rotateWebhookUrlOperation = {
     'Replace a webhook connector’s webhook_url (a credential): the answer carries the new URL, and the old one is refused with 401 from now on.',
   response: { kind: 'resource', status: 200 },
   responseExample: {
-    kind: 'webhook',
-    config: {},
-    interval_seconds: null,
-    webhook_url:
-      '/api/v1/okr/connectors/con_01JBZ7Q3V5R4N8KX2M6T9WCH1D/webhook?tenant_id=acme&signature=1.Vb7Qx2Lm9Tk4Rp0Wz6Hc3Nd8Ys1Fe5Ga2Uj7Ko4Ii0Q',
-    updated_at: '2026-11-01T13:00:00.000Z',
+    ...EXAMPLE_WEBHOOK,
+    webhook_url: `${EXAMPLE_SIGNED}1.Vb7Qx2Lm9Tk4Rp0Wz6Hc3Nd8Ys1Fe5Ga2Uj7Ko4Ii0Q`,
+    updated_at: EXAMPLE_SYNCED.updated_at,
   },
   // Only a webhook connector has a URL to replace: another kind is 404, as for its pushes.
   acts: (connector) => connector.kind === 'webhook',
