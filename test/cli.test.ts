@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -202,7 +202,7 @@ describe('edm CLI (built)', () => {
       code: 2,
       stderr: expect.stringContaining('no resource Nope'),
     });
-    expect(existsSync(join(dir, 'nope.json')) || existsSync(join(dir, 'nope.json.partial'))).toBe(false);
+    expect(readdirSync(dir).filter((f) => f.startsWith('nope.json'))).toEqual([]);
     await expect(edm('export', '--tenant', 'x', '--format', 'csv')).rejects.toMatchObject({
       code: 2,
       stderr: expect.stringContaining('--format csv needs --resource'),
@@ -211,11 +211,29 @@ describe('edm CLI (built)', () => {
     const folder = join(dir, 'a-folder');
     mkdirSync(folder);
     await expect(edm('export', '--tenant', 'xfer-a', '--out', folder)).rejects.toMatchObject({ code: 1 });
-    expect(existsSync(`${folder}.partial`)).toBe(false);
+    expect(readdirSync(dir).filter((f) => f.startsWith('a-folder.'))).toEqual([]);
     // A file it cannot write: exit 1 saying why (it used to exit 13, silently).
     await expect(
       edm('export', '--tenant', 'xfer-a', '--out', join(dir, 'no-such-folder', 'x.json')),
     ).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('ENOENT') });
+  });
+
+  it('exports of two tenants to one --out at once: the file is one whole export, and nothing is left beside it', async () => {
+    const env = { ...process.env, EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' };
+    const edm = (...args: string[]) => run(process.execPath, [bin, ...args], { cwd: dir, env });
+    await edm('seed', '--tenant', 'race-a');
+    await edm('seed', '--tenant', 'race-b');
+    const out = join(dir, 'race.json');
+    for (let round = 0; round < 3; round++) {
+      const runs = await Promise.all(
+        ['race-a', 'race-b'].map((tenant) => edm('export', '--tenant', tenant, '--out', out).then(() => tenant)),
+      );
+      expect(runs).toEqual(['race-a', 'race-b']); // both exit 0
+      const file = JSON.parse(readFileSync(out, 'utf8')) as { tenant_id: string; resources: { KeyResult: unknown[] } };
+      expect(['race-a', 'race-b']).toContain(file.tenant_id);
+      expect(file.resources.KeyResult).toHaveLength(9);
+      expect(readdirSync(dir).filter((f) => f.startsWith('race.json'))).toEqual(['race.json']);
+    }
   });
 
   it('imports with an empty --sub as the default writer, edm-import', async () => {
@@ -343,6 +361,18 @@ describe('edm usage', () => {
     [['export', '--tenant', 't', '--format', 'xml'], '--format must be json or csv, not xml', 'edm export --tenant T'],
     [['import', 'a.json', '--tenant', 't', '--format', 'xml'], '--format must be json or csv', 'edm import FILE'],
     [['import', 'a.csv', '--tenant', 't'], '--format csv needs --resource', 'edm import FILE'],
+    // An option of the other transfer command is not taken silently.
+    [['export', '--tenant', 't', '--sub', 'x'], "Unknown option '--sub'", 'edm export --tenant T'],
+    [['import', 'a.json', '--tenant', 't', '--out', 'x'], "Unknown option '--out'", 'edm import FILE'],
+    [['import', 'a.json', '--tenant', 't', '--include-deleted'], "Unknown option '--include-deleted'", 'edm import'],
+    // A tenant, subject or app no token could carry (the server refuses such claims).
+    [['token', '--tenant', 't'.repeat(257), '--sub', 's'], '--tenant is longer than 256 characters', 'edm token'],
+    [['token', '--tenant', 't', '--sub', 's'.repeat(257)], '--sub is longer than 256 characters', 'edm token'],
+    [['token', '--tenant', 't', '--sub', 's', '--app', 'a'.repeat(257)], '--app is longer than 256', 'edm token'],
+    [['seed', '--tenant', 't'.repeat(257)], '--tenant is longer than 256 characters', 'edm seed'],
+    [['export', '--tenant', 't'.repeat(257)], '--tenant is longer than 256 characters', 'edm export'],
+    [['import', 'a.json', '--tenant', 't'.repeat(257)], '--tenant is longer than 256 characters', 'edm import'],
+    [['import', 'a.json', '--tenant', 't', '--sub', 's'.repeat(257)], '--sub is longer than 256', 'edm import'],
   ])('edm %j exits 2, saying so, with its usage line', async (args, message, usage) => {
     const err = await edm(...args).catch((e) => e);
     expect(err).toMatchObject({ code: 2 });

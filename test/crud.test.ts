@@ -192,6 +192,15 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
         path: '/toString',
       },
       {
+        // Every refused member in one answer: the server-owned one beside the unknown one.
+        name: 'an unknown and a server-owned field at once (both named)',
+        method: 'PATCH',
+        body: { colour: 'red', created_by: 'usr-x' },
+        status: 400,
+        code: 'unknown_field',
+        path: '/created_by',
+      },
+      {
         name: 'unknown field on patch',
         method: 'PATCH',
         body: { [titleField]: 'ok', nope: true },

@@ -102,6 +102,10 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
           .direction,
       ).toBe('increase');
       expect((await post({ objective_id: o, title: 'E', baseline: 5, target: 5 })).body.direction).toBe('increase');
+      // A milestone's too (only a threshold's is increase whatever its bounds), on create and PATCH.
+      const m = (await post({ objective_id: o, title: 'M2', metric_type: 'milestone', baseline: 5, target: 1 })).body;
+      expect(m).toMatchObject({ direction: 'decrease', progress_pct: 100 });
+      expect((await patch(m.id as string, { target: 9 })).body.direction).toBe('increase');
     });
 
     it('takes the default again where a PATCH sends null to a field that has one, as a create does', async () => {
@@ -741,6 +745,28 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect((await expectRollupExact(a)).progress_pct).toBe(40);
       await patch(k3.id as string, { weight: 0 });
       expect((await expectRollupExact(a)).progress_pct).toBe(0);
+    });
+
+    it('sums its key results again when a change cancels most of a running sum (a dominant key result leaves)', async () => {
+      t.clock.set(cycleAt(40));
+      const a = await objective();
+      const big = (await post({ objective_id: a, title: 'big', target: 3, current: 1, weight: 1e15 })).body;
+      const k = (await post({ objective_id: a, title: 'a', target: 100, current: 50 })).body;
+      await post({ objective_id: a, title: 'b', target: 100, current: 50 });
+      await t.call('DELETE', `${kr.basePath}/${big.id}`, { token });
+      // 1e15 × 33.33 taken out of the progress sum left ~48 for an average of 50.
+      expect(await expectRollupExact(a)).toMatchObject({ progress_pct: 50, key_result_count: 2 });
+      await checkIn(k.id as string, { value: 60 });
+      expect((await expectRollupExact(a)).progress_pct).toBe(55);
+      // The same through a weight change and a move to another objective.
+      const b = await objective();
+      const heavy = (await post({ objective_id: b, title: 'heavy', target: 3, current: 1, weight: 1e15 })).body;
+      await post({ objective_id: b, title: 'c', target: 100, current: 30 });
+      await patch(heavy.id as string, { weight: 0 });
+      expect((await expectRollupExact(b)).progress_pct).toBe(30);
+      await patch(heavy.id as string, { weight: 1e15 });
+      await patch(heavy.id as string, { objective_id: a });
+      expect((await expectRollupExact(b)).progress_pct).toBe(30);
     });
 
     it(`sums its key results again every ${RESYNC_EVERY} versions, whatever drift the running sums gathered`, async () => {

@@ -410,6 +410,33 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     expect((await client.okr.keyResults.get(kr.id)).weight).toBe(3);
   });
 
+  it.each([
+    ['an empty id', ''],
+    ['"."', '.'],
+    ['".."', '..'],
+  ])('refuses %s before sending anything (a resolved URL would name the list or another path)', async (_, id) => {
+    reset();
+    const calls: [string, () => PromiseLike<unknown>][] = [
+      ['get', () => client.okr.keyResults.get(id)],
+      ['update', () => client.okr.keyResults.update(id, { title: 'x' })],
+      ['delete', () => client.okr.keyResults.delete(id)],
+      ['restore', () => client.okr.keyResults.restore(id)],
+      ['check-in', () => client.okr.keyResults.checkIns.create(id, { value: 1 })],
+      ['check-ins page', () => client.okr.keyResults.checkIns.list(id)],
+    ];
+    for (const [name, call] of calls) {
+      const err = await Promise.resolve(call()).catch((e: unknown) => e);
+      expect(err, name).toBeInstanceOf(TypeError);
+      expect((err as Error).message, name).toMatch(/^An id is a non-empty string/);
+    }
+    const iterated = await (async () => {
+      for await (const _ of client.okr.keyResults.checkIns.list(id)) return 'an item';
+      return 'no error';
+    })().catch((e: unknown) => e);
+    expect(iterated).toBeInstanceOf(TypeError);
+    expect(sent).toEqual([]);
+  });
+
   it('sends an empty idempotency key as given: the server refuses it, and nothing is written or retried', async () => {
     reset();
     const before = (await client.okr.cycles.list({ q: 'empty key' })).data.length;
@@ -500,6 +527,15 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(950);
     expect(page.object).toBe('list');
     expect(sent).toHaveLength(2);
+  });
+
+  it('does not wait out a Retry-After over a minute: the error comes back at once, with its retryAfter', async () => {
+    reset();
+    faults.push({ method: 'GET', path: '/api/v1/okr/cycles', status: 429, retryAfter: '120' });
+    const err = await client.okr.cycles.list().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RateLimitError);
+    expect((err as RateLimitError).retryAfter).toBe(120);
+    expect(sent).toHaveLength(1);
   });
 
   it('If-Match: of two writers at the same version, the second gets PreconditionFailedError', async () => {

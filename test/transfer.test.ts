@@ -262,6 +262,37 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     ]);
   });
 
+  it('reads CSV numbers and booleans as JSON writes them: 0x10, TRUE or yes are refused, not read as 16 or false', async () => {
+    const [objective] = await list('source', 'objectives');
+    const cases: [string, RegExp][] = [
+      [`objective_id,title,target\r\n${objective.id},hex,0x10\r\n`, /^line 2: .*target.*; nothing was imported$/],
+      [
+        `objective_id,title,target,weight\r\n${objective.id},padded,10, 7 \r\n`,
+        /^line 2: .*weight.*; nothing was imported$/,
+      ],
+      [
+        `objective_id,title,target,is_deleted\r\n${objective.id},shouty,10,TRUE\r\n`,
+        /^line 2: is_deleted must be true or false, not "TRUE"; nothing was imported$/,
+      ],
+      [
+        `objective_id,title,target,is_deleted\r\n${objective.id},yes,10,yes\r\n`,
+        /^line 2: is_deleted must be true or false, not "yes"/,
+      ],
+    ];
+    for (const [csv, message] of cases) {
+      const err = await importRows(opts('source'), { csv, resource: 'KeyResult' }).catch((e) => e);
+      expect(err, csv).toBeInstanceOf(TransferError);
+      expect(err.message, csv).toMatch(message);
+    }
+    expect((await list('source', 'key-results')).length).toBe(9);
+    const fine = `objective_id,title,target,weight,is_deleted\r\n${objective.id},exp,1e2,0.5,false\r\n`;
+    expect(await importRows(opts('source'), { csv: fine, resource: 'KeyResult' })).toEqual({ KeyResult: 1 });
+    expect((await list('source', 'key-results')).find((k) => k.title === 'exp')).toMatchObject({
+      target: 100,
+      weight: 0.5,
+    });
+  });
+
   it('refuses a file with an invalid row, names the row and the field, and writes nothing', async () => {
     const [objective] = await list('source', 'objectives');
     const csv = `objective_id,title,target\r\n${objective.id},"Ship it, finally",10\r\n${objective.id},Bad target,abc\r\n`;
@@ -373,6 +404,16 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
         (kr) => Object.assign((kr.history as Doc[])[1], { at: 42 }),
         /history\[1\]\.at must be an RFC 3339 date-time, not 42/,
       ],
+      [
+        "a check-in's value that is no number: the error names the entry",
+        (kr) => Object.assign((kr.history as Doc[])[2], { value: 'x' }),
+        /history\[2\]\.value.*/,
+      ],
+      [
+        'is_deleted that is no boolean',
+        (kr) => Object.assign(kr, { is_deleted: 'yes' }),
+        /is_deleted must be true or false, not "yes"/,
+      ],
     ];
     for (const [name, spoil, message] of cases) {
       const bad = structuredClone(doc);
@@ -381,6 +422,21 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
       expect(err, name).toBeInstanceOf(TransferError);
       expect(err.message, name).toMatch(new RegExp(`^${row}: ${message.source}; nothing was imported$`));
     }
+    // Two rows of one id: the references to it would go to the last.
+    const twice = structuredClone(doc);
+    const [first, second] = twice.resources.Objective;
+    const reused = first.id as string;
+    second.id = reused;
+    const err = await importRows(opts('copy'), { json: twice }).catch((e) => e);
+    expect(err).toBeInstanceOf(TransferError);
+    expect(err.message).toBe(
+      `Objective 2 (${reused}): id ${reused} is the id of Objective 1 (${reused}) too; nothing was imported`,
+    );
+    const numbered = structuredClone(doc);
+    numbered.resources.Objective[0].id = 7;
+    await expect(importRows(opts('copy'), { json: numbered })).rejects.toThrow(
+      'Objective 1 (7): id must be a string, not 7; nothing was imported',
+    );
     expect(await list('copy', 'objectives')).toEqual([]);
     // The server's own fields of an exported row are fields too.
     expect(await importRows(opts('copy'), { json: doc })).toMatchObject({ KeyResult: 9 });

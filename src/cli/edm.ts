@@ -1,7 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream, readFileSync, renameSync, rmSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { DEV_SUB, DEV_TENANT, mintToken, parseTtl } from '../core/auth.js';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { claimProblem, DEV_SUB, DEV_TENANT, mintToken, parseTtl } from '../core/auth.js';
 import { describeConfig, loadConfig } from '../core/config.js';
 import { buildApp } from '../http/app.js';
 import { modules } from '../modules/index.js';
@@ -98,6 +99,12 @@ async function serve(args: string[]): Promise<number> {
   return new Promise<number>(() => {});
 }
 
+/** A tenant, subject or application given to a command: one a token can carry (`claimProblem`). */
+function checkClaimOption(option: string, value: string | undefined): void {
+  const problem = value === undefined ? null : claimProblem(value);
+  if (problem) throw new UsageError(`${option} ${problem}`);
+}
+
 async function token(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -111,6 +118,9 @@ async function token(args: string[]): Promise<number> {
     strict: true,
   });
   if (!values.tenant || !values.sub) throw new UsageError('--tenant and --sub are required');
+  checkClaimOption('--tenant', values.tenant);
+  checkClaimOption('--sub', values.sub);
+  checkClaimOption('--app', values.app);
   // Checked before anything is read or generated: a token that could not be used is no token.
   let ttl: number;
   try {
@@ -174,6 +184,8 @@ async function seedCommand(args: string[]): Promise<number> {
   });
   const tenant = values.tenant ?? DEV_TENANT;
   if (tenant === '') throw new UsageError('--tenant must not be empty');
+  checkClaimOption('--tenant', tenant);
+  checkClaimOption('--sub', values.sub);
   const config = loadConfig();
   const store = openStore(config.databaseUrl, { ...storeOptions(config), poolSize: 2 });
   try {
@@ -240,10 +252,27 @@ function checkTransferOptions(values: Record<string, string | boolean | undefine
   }
 }
 
+/** The options of each transfer command: an option the other one takes is a usage error here. */
+const TRANSFER_OPTIONS = {
+  export: {
+    tenant: { type: 'string' },
+    out: { type: 'string' },
+    format: { type: 'string' },
+    resource: { type: 'string' },
+    'include-deleted': { type: 'boolean', default: false },
+  },
+  import: {
+    tenant: { type: 'string' },
+    sub: { type: 'string', default: 'edm-import' },
+    format: { type: 'string' },
+    resource: { type: 'string' },
+  },
+} as const;
+
 async function transfer(
   args: string[],
-  /** How many FILE arguments the command takes (import: one; export: none). */
-  files: 0 | 1,
+  /** export takes no FILE argument; import takes one. */
+  command: keyof typeof TRANSFER_OPTIONS,
   work: (o: {
     values: Record<string, string | boolean | undefined>;
     positionals: string[];
@@ -251,20 +280,14 @@ async function transfer(
     base: TransferOptions;
   }) => Promise<string>,
 ): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      tenant: { type: 'string' },
-      sub: { type: 'string', default: 'edm-import' },
-      out: { type: 'string' },
-      format: { type: 'string' },
-      resource: { type: 'string' },
-      'include-deleted': { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
-  if (!values.tenant) throw new UsageError('--tenant is required');
+  const options: ParseArgsConfig['options'] = TRANSFER_OPTIONS[command];
+  const parsed = parseArgs({ args, allowPositionals: true, options, strict: true });
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  const { positionals } = parsed;
+  const files = command === 'import' ? 1 : 0;
+  if (typeof values.tenant !== 'string' || values.tenant === '') throw new UsageError('--tenant is required');
+  checkClaimOption('--tenant', values.tenant);
+  checkClaimOption('--sub', values.sub as string | undefined);
   if (files === 1 && positionals.length !== 1)
     throw new UsageError('name one file to import: edm import FILE --tenant T');
   if (files === 0 && positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
@@ -277,7 +300,7 @@ async function transfer(
       store,
       modules,
       tenant: values.tenant,
-      sub: values.sub || 'edm-import', // an empty --sub is the default, as for `edm seed`
+      sub: (values.sub as string | undefined) || 'edm-import', // an empty --sub is the default, as for `edm seed`
       secretKey: config.secretKey,
       progress,
     };
@@ -292,13 +315,14 @@ async function transfer(
 }
 
 function exportCommand(args: string[]): Promise<number> {
-  return transfer(args, 0, async ({ values, base }) => {
+  return transfer(args, 'export', async ({ values, base }) => {
     const out = values.out as string | undefined;
     const format = formatOf(values.format as string | undefined, out);
     const resource = values.resource as string | undefined;
     // A file appears under its name only when the export is whole: written beside it, then renamed.
-    const partial = out ? `${out}.partial` : null;
-    const stream = partial ? createWriteStream(partial) : process.stdout;
+    // The name is this export's own: two exports to one --out never write into one file.
+    const partial = out ? `${out}.${process.pid}-${randomBytes(4).toString('hex')}.partial` : null;
+    const stream = partial ? createWriteStream(partial, { flags: 'wx' }) : process.stdout;
     // A file that cannot be written (a missing folder, no permission) fails here, saying why.
     if (partial) await once(stream, 'open');
     const write = async (chunk: string) => {
@@ -334,7 +358,7 @@ function exportCommand(args: string[]): Promise<number> {
 }
 
 function importCommand(args: string[]): Promise<number> {
-  return transfer(args, 1, async ({ values, positionals, base }) => {
+  return transfer(args, 'import', async ({ values, positionals, base }) => {
     const file = positionals[0] as string;
     const format = formatOf(values.format as string | undefined, file);
     const text = readFileSync(file, 'utf8');

@@ -1,7 +1,7 @@
 import { isoTime, ManualClock } from '../core/clock.js';
 import { ApiError } from '../core/errors.js';
 import { mentionedIds } from '../core/fields.js';
-import { CursorCodec, MAX_LIMIT, parseListQuery } from '../core/list-query.js';
+import { CursorCodec, isJsonNumberText, MAX_LIMIT, parseListQuery } from '../core/list-query.js';
 import type { CustomOperation, Doc, ModuleDef, Principal, Resource } from '../core/resource.js';
 import { ServerKeys } from '../core/secrets.js';
 import type { RowPage } from '../core/tables.js';
@@ -297,14 +297,18 @@ export function parseCsv(text: string): (string | null)[][] {
   return rows.filter((r) => !(r.length === 1 && r[0] === null));
 }
 
-/** A CSV cell as the field's value: an empty one is null; numbers, booleans and lists are parsed. */
+/**
+ * A CSV cell as the field's value: an empty one is null; numbers (as JSON writes them: `0x10` is
+ * text, refused as a number would be by the API), booleans and lists are parsed. A cell that is
+ * none of its column's values stays text, for the write's validation to name.
+ */
 function fromCell(resource: Resource, name: string, cell: string | null): unknown {
   if (cell === null) return null;
   const field = resource.allFields[name];
   switch (field.column) {
     case 'real':
     case 'integer':
-      return cell.trim() !== '' && Number.isFinite(Number(cell)) ? Number(cell) : cell;
+      return isJsonNumberText(cell) && Number.isFinite(Number(cell)) ? Number(cell) : cell;
     case 'boolean':
       return cell === 'true' ? true : cell === 'false' ? false : cell;
     default:
@@ -417,6 +421,21 @@ export async function importRows(
     });
   }
 
+  // What the import reads itself rather than writes through the API: the ids rows are named by
+  // (one row each: two rows of one id would leave the references to it to the last), and whether
+  // a row is deleted (a CSV's `TRUE` or `yes` is no answer; read as not true, it revived the row).
+  const seen = new Map<string, string>();
+  for (const { doc, where } of rows) {
+    if (doc.is_deleted != null && typeof doc.is_deleted !== 'boolean') {
+      throw refused(where, `is_deleted must be true or false, not ${JSON.stringify(doc.is_deleted)}`);
+    }
+    if (doc.id == null) continue;
+    if (typeof doc.id !== 'string') throw refused(where, `id must be a string, not ${JSON.stringify(doc.id)}`);
+    const first = seen.get(doc.id);
+    if (first !== undefined) throw refused(where, `id ${doc.id} is the id of ${first} too`);
+    seen.set(doc.id, where);
+  }
+
   // Per resource, once: the fields a create takes, the references among them, and its replay.
   const plans = new Map(
     all.map((r) => {
@@ -482,7 +501,7 @@ export async function importRows(
   // its row is created at the oldest it kept.)
   type Event =
     | { at: number; row: ImportRow; body: Doc; create: true }
-    | { at: number; row: ImportRow; entry: Doc; time: number }
+    | { at: number; row: ImportRow; entry: Doc; index: number; time: number }
     | { at: number; row: ImportRow; remove: true };
   const events: Event[] = [];
   const createdAt = new Map<string, number>();
@@ -517,7 +536,7 @@ export async function importRows(
     if (typeof doc.id === 'string') createdAt.set(doc.id, at);
     events.push({ at, row, body, create: true });
     for (const [i, entry] of log.entries()) {
-      if (i !== first) events.push({ at: Math.max(at, times[i]), row, entry, time: times[i] });
+      if (i !== first) events.push({ at: Math.max(at, times[i]), row, entry, index: i, time: times[i] });
     }
     if (doc.is_deleted === true) {
       const deleted = doc.deleted_at == null ? now : timeOf(row, 'deleted_at', doc.deleted_at);
@@ -568,8 +587,10 @@ export async function importRows(
         }
       } catch (err) {
         if (err instanceof ApiError) {
-          const fields = err.errors?.map((e) => e.message).join('; ');
-          throw new TransferError(`${row.where}: ${fields || err.message}; nothing was imported`);
+          // A replayed log entry's error names the entry (`history[50].value: …`).
+          const entry = 'entry' in event ? `${plan.replay?.field}[${event.index}].` : '';
+          const fields = err.errors?.map((e) => `${entry}${e.message}`).join('; ');
+          throw new TransferError(`${row.where}: ${fields || `${entry}${err.message}`}; nothing was imported`);
         }
         throw err;
       }

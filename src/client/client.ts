@@ -31,25 +31,49 @@ function namespace<T extends object>(make: (name: string) => T): Record<string, 
   });
 }
 
-function paged<T>(transport: Transport, path: string, params: Query = {}, options?: RequestOptions): PagePromise<T> {
+function paged<T>(
+  transport: Transport,
+  path: () => string,
+  params: Query = {},
+  options?: RequestOptions,
+): PagePromise<T> {
   const fetchPage = async (cursor: string | undefined): Promise<Page<T>> => {
     const query = cursor === undefined ? params : { ...params, cursor };
-    const envelope = await transport.request<ListEnvelope<T>>({ method: 'GET', path, query, options });
+    const envelope = await transport.request<ListEnvelope<T>>({ method: 'GET', path: path(), query, options });
     return new Page(envelope, (next) => fetchPage(next));
   };
   return new PagePromise(() => fetchPage(undefined));
 }
 
-const withId = (base: string, id: string, suffix = '') => `${base}/${encodeURIComponent(id)}${suffix}`;
+/**
+ * The path of one row. An empty id, `.` or `..` would name another path once the URL is resolved
+ * (`…/key-results/` is the list): refused before anything is sent.
+ */
+function withId(base: string, id: string, suffix = ''): string {
+  if (typeof id !== 'string' || id === '' || id === '.' || id === '..') {
+    throw new TypeError(`An id is a non-empty string other than "." and "..": got ${JSON.stringify(id)}`);
+  }
+  return `${base}/${encodeURIComponent(id)}${suffix}`;
+}
+
+/** Sends the request `build` makes; a request it cannot make (a bad id) is a rejected promise. */
+function send<T>(transport: Transport, build: () => ApiRequest): Promise<T> {
+  let req: ApiRequest;
+  try {
+    req = build();
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return transport.request<T>(req);
+}
 
 /** A custom operation (or a namespace of them) by dotted name, routed by `operationRoute`. */
 function operation(transport: Transport, base: string, name: string): unknown {
   const call = (id: string, arg?: unknown, options?: LockOptions) => {
     const route = operationRoute(name);
-    const path = withId(base, id, route.path.slice('/{id}'.length));
+    const path = () => withId(base, id, route.path.slice('/{id}'.length));
     if (route.paged) return paged(transport, path, arg as Query, options);
-    const req: ApiRequest = { method: route.method, path, body: arg, options };
-    return transport.request(req);
+    return send(transport, () => ({ method: route.method, path: path(), body: arg, options }));
   };
   const members = new Map<string, unknown>();
   return new Proxy(call, {
@@ -63,21 +87,21 @@ function operation(transport: Transport, base: string, name: string): unknown {
 
 function resourceClient(transport: Transport, base: string): object {
   const methods: Record<string, unknown> = {
-    list: (params?: Query, options?: RequestOptions) => paged(transport, base, params, options),
+    list: (params?: Query, options?: RequestOptions) => paged(transport, () => base, params, options),
     get: (id: string, options?: RequestOptions) =>
-      transport.request({ method: 'GET', path: withId(base, id), options }),
+      send(transport, () => ({ method: 'GET', path: withId(base, id), options })),
     create: (body: unknown, options?: LockOptions) => transport.request({ method: 'POST', path: base, body, options }),
     update: (id: string, patch: unknown, options?: LockOptions) =>
-      transport.request({ method: 'PATCH', path: withId(base, id), body: patch, options }),
+      send(transport, () => ({ method: 'PATCH', path: withId(base, id), body: patch, options })),
     delete: (id: string, options?: LockOptions & { cascade?: boolean }) =>
-      transport.request({
+      send(transport, () => ({
         method: 'DELETE',
         path: withId(base, id),
         query: options?.cascade === undefined ? undefined : { cascade: options.cascade },
         options,
-      }),
+      })),
     restore: (id: string, options?: LockOptions) =>
-      transport.request({ method: 'POST', path: withId(base, id, '/restore'), options }),
+      send(transport, () => ({ method: 'POST', path: withId(base, id, '/restore'), options })),
   };
   const custom = new Map<string, unknown>();
   return new Proxy(methods, {

@@ -113,13 +113,17 @@ function queryString(query: Readonly<Record<string, QueryValue>> | undefined): s
   return s ? `?${s}` : '';
 }
 
-/** The wait before retry `attempt` (0-based): Retry-After when the server gave a sane one, else backoff with jitter. */
-export function retryDelay(attempt: number, headers?: Headers): number {
+/**
+ * The wait before retry `attempt` (0-based): the server's Retry-After, else backoff with jitter.
+ * Null when the server asks for a wait longer than MAX_RETRY_AFTER: no retry then (one sooner
+ * would be refused again), the error goes to the caller with its `retryAfter`.
+ */
+export function retryDelay(attempt: number, headers?: Headers): number | null {
   const header = headers?.get('retry-after');
   if (header) {
     const seconds = Number(header);
     const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(header) - Date.now();
-    if (Number.isFinite(ms) && ms >= 0 && ms <= MAX_RETRY_AFTER) return ms;
+    if (Number.isFinite(ms) && ms >= 0) return ms <= MAX_RETRY_AFTER ? ms : null;
   }
   const base = Math.min(500 * 2 ** attempt, 8000);
   return base * (1 - Math.random() * 0.25);
@@ -207,15 +211,17 @@ export class Transport {
       } catch (err) {
         if (options.signal?.aborted) throw err;
         if (attempt < maxRetries) {
-          await sleep(retryDelay(attempt), options.signal);
+          await sleep(retryDelay(attempt) ?? 0, options.signal);
           continue;
         }
         throw err;
       }
       if (response.ok || response.status === 304) return this.#parse(response, text) as T;
       const problem = this.#problem(response, text);
-      if (attempt < maxRetries && retryable(response.status, problem)) {
-        await sleep(retryDelay(attempt, response.headers), options.signal);
+      const wait =
+        attempt < maxRetries && retryable(response.status, problem) ? retryDelay(attempt, response.headers) : null;
+      if (wait !== null) {
+        await sleep(wait, options.signal);
         continue;
       }
       throw APIError.generate(response.status, problem, response.headers, text.slice(0, 200));

@@ -51,6 +51,18 @@ export const JWKS_RECHECK_MS = 10 * 60 * 1000;
 /** The longest `sub`, `tenant_id` or `app_id` a token may carry (both stores index them). */
 export const MAX_CLAIM_LENGTH = 256;
 
+/**
+ * Why a `sub`, `tenant_id` or `app_id` value could key no row (said after the claim's name), or
+ * null. Text with U+0000 or a lone surrogate: the two stores would see two callers, or one refuse
+ * it. Longer than an index entry holds: refused here alike on both stores, not by PostgreSQL's
+ * index as a 500. The CLI asks the same of the tenants and subjects it is given.
+ */
+export function claimProblem(value: string): string | null {
+  if (!isStorableText(value)) return 'must be text without U+0000 or a lone surrogate';
+  if (value.length > MAX_CLAIM_LENGTH) return `is longer than ${MAX_CLAIM_LENGTH} characters`;
+  return null;
+}
+
 /** A key source that could not be read (a JWKS that did not answer, or not with a key set). */
 class KeysUnavailable extends Error {}
 
@@ -267,15 +279,8 @@ function toPrincipal(payload: Record<string, unknown>): Principal {
     ['tenant_id', tenantId],
     ['app_id', appId],
   ] as const) {
-    // Else the two stores would see two callers (or one refuse the text).
-    if (typeof claim === 'string' && !isStorableText(claim)) {
-      throw new ApiError('invalid_token', `The ${name} claim must be text without U+0000 or a lone surrogate`);
-    }
-    // Every row is keyed by them: a value longer than an index entry holds is refused here, alike
-    // on both stores, not by PostgreSQL's index as a 500.
-    if (typeof claim === 'string' && claim.length > MAX_CLAIM_LENGTH) {
-      throw new ApiError('invalid_token', `The ${name} claim is longer than ${MAX_CLAIM_LENGTH} characters`);
-    }
+    const problem = typeof claim === 'string' ? claimProblem(claim) : null;
+    if (problem) throw new ApiError('invalid_token', `The ${name} claim ${problem}`);
   }
   if (scope !== undefined && typeof scope !== 'string')
     throw new ApiError('invalid_token', 'The scope claim must be a string');

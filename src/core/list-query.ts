@@ -68,13 +68,15 @@ function anyOf(param: string, values: string[]): string[] {
 
 const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
 
+/** Whether `text` is a number as JSON writes one: not hex, binary, padded or with `+` (Number() takes those). */
+export const isJsonNumberText = (text: string): boolean => JSON_NUMBER.test(text);
+
 function parseValue(param: string, field: AnyField, raw: string): unknown {
   switch (field.column) {
     case 'real':
     case 'integer': {
-      // A number as JSON writes one: not hex, binary, padded or with `+` (Number() takes those).
       const n = Number(raw);
-      if (!JSON_NUMBER.test(raw) || !Number.isFinite(n)) throw bad(param, `${raw} is not a number`);
+      if (!isJsonNumberText(raw) || !Number.isFinite(n)) throw bad(param, `${raw} is not a number`);
       return n;
     }
     case 'boolean':

@@ -276,7 +276,9 @@ export function checkWritableKeys(resource: Resource, body: Doc, allowVersion: b
       readOnly.push({ path: `/${key}`, code: 'read_only', message: `${key} is server-owned and cannot be written` });
     }
   }
-  if (unknown.length) throw fieldError('unknown_field', unknown);
+  // One answer names every member refused: the unknown ones (the problem's code), then the
+  // server-owned ones, each error with its own code.
+  if (unknown.length) throw fieldError('unknown_field', [...unknown, ...readOnly]);
   if (readOnly.length) throw fieldError('read_only_field', readOnly);
   if (allowVersion && 'version' in body) {
     const v = body.version;

@@ -215,11 +215,11 @@ export const keyResults = defineResource({
         if (doc.current === null && isNumberInLimits(doc.baseline)) doc.current = doc.baseline;
       }
       // Changed, not merely sent: a form sent back whole keeps the direction its bounds allow.
-      // Only a linear type's direction follows from its bounds; a threshold's or a milestone's
-      // says what the caller chose (a threshold of "at most 5" tightened to 4 stays "at most").
+      // A threshold's direction says what the caller chose, not its bounds (a threshold of "at
+      // most 5" tightened to 4 stays "at most"); every other type's follows from its bounds.
       const boundsChanged =
         before !== null &&
-        LINEAR_TYPES.includes(doc.metric_type as MetricType) &&
+        doc.metric_type !== 'threshold' &&
         (doc.baseline !== before.baseline || doc.target !== before.target || doc.metric_type !== before.metric_type);
       const numeric = typeof doc.baseline === 'number' && typeof doc.target === 'number';
       if (numeric && (doc.direction === null || (boundsChanged && !('direction' in input)))) {

@@ -99,6 +99,7 @@ describe('impliedDirection', () => {
     ['currency', 5, 5, 'increase'],
     ['threshold', 10, 0, 'increase'],
     ['milestone', 0, 1, 'increase'],
+    ['milestone', 5, 1, 'decrease'],
   ] as const)('%s %d → %d is %s', (type, baseline, target, expected) => {
     expect(impliedDirection(type, baseline, target)).toBe(expected);
   });

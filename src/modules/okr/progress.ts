@@ -48,8 +48,11 @@ export function progressPct(m: Measure): number {
   return roundHalfAwayFromZero(Math.min(100, Math.max(0, raw)));
 }
 
-/** The direction a linear key result implies (`increase` when baseline == target; threshold: `increase`). */
+/**
+ * The direction a key result's bounds imply: `decrease` from a baseline above the target,
+ * `increase` when they are equal; a threshold's is `increase` (at or above) unless chosen.
+ */
 export function impliedDirection(metricType: MetricType, baseline: number, target: number): Direction {
-  if (LINEAR_TYPES.includes(metricType) && target < baseline) return 'decrease';
+  if (metricType !== 'threshold' && target < baseline) return 'decrease';
   return 'increase';
 }

@@ -106,6 +106,34 @@ export function stateOf(objective: Doc): RollupState {
  */
 const RESIDUE = 1e-6;
 
+/**
+ * A change that leaves a running sum this many times smaller than the largest of its terms (the
+ * sum before, a contribution removed or added) has cancelled most of it: the rounding error of
+ * the larger terms (~1e-16 of them) is then that much larger beside what is left. A key result
+ * of weight 1e15 leaving two of weight 1 left their average reading 48 for 50. Up to this factor,
+ * the error stays far below what rollupFigures reads (12 significant digits).
+ */
+const CANCELLATION = 1024;
+
+/** Whether moving `state` to `next` by removing and adding these contributions cancelled a sum. */
+export function cancelledSum(
+  state: RollupState,
+  next: RollupState,
+  remove: Contribution | null,
+  add: Contribution | null,
+): boolean {
+  if (next.key_result_count === 0) return false; // reset to exact zeros
+  const terms = (c: Contribution | null) => (c && c.weight > 0 ? [c.weight, c.weight * c.progress] : [0, 0]);
+  const [rw, rp] = terms(remove);
+  const [aw, ap] = terms(add);
+  const cancelled = (before: number, after: number, ...changes: number[]) =>
+    Math.max(Math.abs(before), ...changes.map(Math.abs)) > CANCELLATION * Math.abs(after);
+  return (
+    cancelled(state.rollup_weight_sum, next.rollup_weight_sum, rw, aw) ||
+    cancelled(state.rollup_progress_sum, next.rollup_progress_sum, rp, ap)
+  );
+}
+
 /** Every this many versions of an objective, its roll-up is summed again from its key results. */
 export const RESYNC_EVERY = 1000;
 
@@ -124,7 +152,8 @@ export function mayHoldResidue(state: RollupState): boolean {
  * Moves a key result's contribution from `before` to `after` on the objectives concerned, as
  * system writes in the key-result write's transaction. Incremental, but the objective's live key
  * results are summed again where the sums may hold only rounding residue (see mayHoldResidue:
- * rare, when the last weighted key result leaves, or where weights are that small) and every
+ * rare, when the last weighted key result leaves, or where weights are that small), where a
+ * change cancelled most of a sum (see cancelledSum: a dominant key result leaving) and every
  * RESYNC_EVERY versions of the objective (see rollupFigures), under the objective's lock (a
  * key-result write locks its objective first), so none moves meanwhile.
  */
@@ -145,10 +174,15 @@ export async function rollUp(
   for (const [objectiveId, { remove, add }] of changes) {
     const objective = await tx.find(objectives, tenantId, objectiveId);
     if (!objective) continue;
-    let state = stateOf(objective);
+    const before = stateOf(objective);
+    let state = before;
     if (remove) state = applyContribution(state, remove, -1);
     if (add) state = applyContribution(state, add, 1);
-    if (mayHoldResidue(state) || ((objective.version as number) + 1) % RESYNC_EVERY === 0) {
+    if (
+      mayHoldResidue(state) ||
+      cancelledSum(before, state, remove, add) ||
+      ((objective.version as number) + 1) % RESYNC_EVERY === 0
+    ) {
       // The write's own row as it now is (a read of the store would see it too: its write went first).
       const live = await tx.findLive(keyResults, tenantId, { objective_id: objectiveId });
       state = recompute(live.map((kr) => (kr.id === after.id ? after : kr)));

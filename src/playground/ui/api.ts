@@ -78,18 +78,32 @@ export interface DevToken {
   expires_at: string;
 }
 
-/** Asks the local server's loopback-only dev-token endpoint for a token; null where it has none. */
-export async function fetchDevToken(): Promise<DevToken | null> {
+/** Why no dev token came: `absent` when the server does not mint them (it answered 404). */
+export interface DevTokenRefusal {
+  error: string;
+  absent: boolean;
+}
+
+/**
+ * Asks the local server's loopback-only dev-token endpoint for a token. A failure says why; only
+ * a 404 means the server mints none (a server that did not answer may be restarting).
+ */
+export async function fetchDevToken(): Promise<DevToken | DevTokenRefusal> {
+  let res: Response;
   try {
-    const res = await fetch('/api/v1/dev/token', {
+    res = await fetch('/api/v1/dev/token', {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json' },
       body: '{}',
     });
-    if (!res.ok) return null;
-    const body = (await res.json()) as Partial<DevToken>;
-    return typeof body.token === 'string' ? (body as DevToken) : null;
-  } catch {
-    return null;
+  } catch (err) {
+    return { error: `No answer from the server (${(err as Error).message}): is it running?`, absent: false };
   }
+  const body = parseJson(await res.text().catch(() => '')) as Partial<DevToken> & { detail?: unknown };
+  if (res.ok && typeof body?.token === 'string') return body as DevToken;
+  if (res.status === 404) {
+    return { error: 'This server no longer mints development tokens: paste a token instead.', absent: true };
+  }
+  const detail = typeof body?.detail === 'string' ? `: ${body.detail}` : '';
+  return { error: `The server answered ${res.status}${detail}`, absent: false };
 }

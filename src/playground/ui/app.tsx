@@ -148,12 +148,13 @@ export function App() {
     devInfo,
     async useDevToken() {
       const t = await fetchDevToken();
-      if (t) {
+      if ('token' in t) {
         setDevInfo(t);
         setToken(t.token);
-      } else {
-        setDevToken('absent');
+        return null;
       }
+      if (t.absent) setDevToken('absent');
+      return t.error;
     },
     known,
     remember(body) {

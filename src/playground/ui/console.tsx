@@ -36,12 +36,14 @@ export const domId = (s: string) => s.replace(/[^A-Za-z0-9_-]/g, '-');
 function TokenField() {
   const session = useContext(SessionContext);
   const [busy, setBusy] = useState(false);
+  const [devError, setDevError] = useState<string | null>(null);
   if (!session) return null;
   const { token, setToken, devToken, devInfo } = session;
   const useDev = async () => {
     setBusy(true);
+    setDevError(null);
     try {
-      await session.useDevToken();
+      setDevError(await session.useDevToken());
     } finally {
       setBusy(false);
     }
@@ -58,7 +60,8 @@ function TokenField() {
           placeholder="A bearer JWT with sub, tenant_id and exp"
           autocomplete="off"
           spellcheck={false}
-          onInput={(e) => setToken(e.currentTarget.value.trim())}
+          // A pasted `Bearer eyJ…` header value is the token after its scheme.
+          onInput={(e) => setToken(e.currentTarget.value.trim().replace(/^Bearer\s+/i, ''))}
         />
         {devToken === 'available' && (
           <button type="button" class="secondary" onClick={useDev} disabled={busy}>
@@ -66,6 +69,11 @@ function TokenField() {
           </button>
         )}
       </div>
+      {devError && (
+        <p class="field-error" role="alert" data-testid="dev-token-error">
+          {devError}
+        </p>
+      )}
       {devInfo && devInfo.token === token ? (
         <p class="hint" data-testid="dev-token-info">
           Dev token for tenant <code>{devInfo.tenant_id}</code>, sub <code>{devInfo.sub}</code>, until{' '}

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildRequest, emptyForm, exampleBodyText, requestUrl, sdkOptions, toggleChoice } from './request';
+import { sdkArgs } from './snippets';
 import { keyResult, opNamed } from './test-fixture';
 
 describe('console requests', () => {
@@ -52,7 +53,7 @@ describe('console requests', () => {
     const built = buildRequest(
       list,
       keyResult,
-      { ...emptyForm(), query: { limit: '10', status: 'on_track', 'progress_pct[gte]': '', q: 'ignored' } },
+      { ...emptyForm(), query: { limit: '10', status: 'on_track', 'progress_pct[gte]': '', undeclared: 'ignored' } },
       {},
     );
     expect(built.query).toEqual({ limit: 10, status: 'on_track' });
@@ -78,6 +79,17 @@ describe('console requests', () => {
     expect(requestUrl(typed('s\\\\X,zz'))).toBe(`/api/v1/okr/key-results?tag=${encodeURIComponent('s\\\\X,zz')}`);
     expect(typed('a, b').query).toEqual({ tag: ['a', 'b'] });
     expect(typed('plain').query).toEqual({ tag: 'plain' });
+  });
+
+  it('sends a one-value parameter as typed: a search holds commas and backslashes as text', () => {
+    const list = opNamed('list');
+    const search = (q: string) => buildRequest(list, keyResult, { ...emptyForm(), query: { q } }, {});
+    expect(search('Revenue, growth').query).toEqual({ q: 'Revenue, growth' });
+    expect(requestUrl(search('Revenue, growth'))).toBe('/api/v1/okr/key-results?q=Revenue%2C%20growth');
+    expect(search('C:\\path').query).toEqual({ q: 'C:\\path' });
+    expect(requestUrl(search('C:\\path'))).toBe(`/api/v1/okr/key-results?q=${encodeURIComponent('C:\\path')}`);
+    const sdk = sdkArgs(list, search('Revenue, growth'));
+    expect(sdk).toEqual([{ value: { q: 'Revenue, growth' } }]);
   });
 
   it('reads If-Match as the version to expect and checks an Idempotency-Key, on the operations that take them', () => {

@@ -94,9 +94,14 @@ export function buildRequest(
   for (const param of op.query) {
     const raw = form.query[param.name];
     if (raw === undefined || raw.trim() === '') continue;
+    if (!param.multiple) {
+      // One value, as typed: a search (`q=Revenue, growth`) holds commas and backslashes as text.
+      query[param.name] = coerce(param.type, raw.trim());
+      continue;
+    }
     // A filter of several values (`at_risk,off_track`: any of them) is a list, as the SDK takes it;
     // so is one value holding a comma or a backslash (typed `\,` and `\\`), which the SDK writes so.
-    const values = param.multiple ? splitChoices(raw) : [raw.trim()];
+    const values = splitChoices(raw);
     query[param.name] =
       values.length > 1 || values.some((v) => /[,\\]/.test(v))
         ? values.map((v) => coerce(param.type, v))

@@ -9,7 +9,8 @@ export interface Session {
   /** Whether the serving origin offers the loopback dev-token endpoint. */
   devToken: 'checking' | 'available' | 'absent';
   devInfo: DevToken | null;
-  useDevToken(): Promise<void>;
+  /** Fetches a dev token into the token field; resolves to why it could not, or null. */
+  useDevToken(): Promise<string | null>;
   known: KnownIds;
   /** Records the id of a document the API answered, so later forms are prefilled with it. */
   remember(body: unknown): void;

@@ -39,6 +39,7 @@ export const keyResult: ManifestResource = {
         { name: 'status', type: 'string', description: 'Filter', enum: ['on_track', 'at_risk'], multiple: true },
         { name: 'progress_pct[gte]', type: 'number', description: 'At least' },
         { name: 'tag', type: 'string', description: 'Has any of these tags', multiple: true },
+        { name: 'q', type: 'string', description: 'Title contains (case-insensitive)' },
       ],
     }),
     op({ name: 'get', method: 'GET', path: `${base}/{id}` }),
