@@ -106,6 +106,10 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       const m = (await post({ objective_id: o, title: 'M2', metric_type: 'milestone', baseline: 5, target: 1 })).body;
       expect(m).toMatchObject({ direction: 'decrease', progress_pct: 100 });
       expect((await patch(m.id as string, { target: 9 })).body.direction).toBe('increase');
+      // A PATCH clearing a milestone's target gives it the default again; another type's is required.
+      expect((await patch(m.id as string, { target: null })).body).toMatchObject({ target: 1, direction: 'decrease' });
+      const d = (await post({ objective_id: o, title: 'D2', target: 5 })).body;
+      expect((await patch(d.id as string, { target: null })).status).toBe(400);
     });
 
     it('takes the default again where a PATCH sends null to a field that has one, as a create does', async () => {

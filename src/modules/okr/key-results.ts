@@ -209,8 +209,10 @@ export const keyResults = defineResource({
     serialize: (patch) => ('query' in patch ? QUERY_GRAPH : null),
     prepare(doc, before, ctx) {
       const input = ctx.input ?? {};
+      // A milestone's target defaults to 1: on create, and when a PATCH clears it (as a field
+      // with a declared default takes it again).
+      if (doc.metric_type === 'milestone' && doc.target === null) doc.target = 1;
       if (!before) {
-        if (doc.metric_type === 'milestone' && doc.target === null) doc.target = 1;
         // From a baseline that is valid only: a bad one is named once, as itself, not as `current` too.
         if (doc.current === null && isNumberInLimits(doc.baseline)) doc.current = doc.baseline;
       }
