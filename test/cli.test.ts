@@ -280,7 +280,7 @@ describe('edm CLI (built)', () => {
  * keep-alive timeout, 72 s: this test's own time limit ends it first).
  */
 describe('edm serve: shutdown', () => {
-  it('answers a request in flight, closes its kept-alive connection, exits and removes the WAL', async () => {
+  it('answers a request in flight, refuses a new one as a problem, closes its kept-alive connection, exits and removes the WAL', async () => {
     const { connect } = await import('node:net');
     const dir = mkdtempSync(join(tmpdir(), 'edm-stop-'));
     let server: ChildProcess | undefined;
@@ -315,9 +315,28 @@ describe('edm serve: shutdown', () => {
       socket.write(
         `POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nAuthorization: Bearer ${token.token}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, 10)}`,
       );
+      // A second connection whose request is complete only once the server is closing.
+      const late = connect(port, '127.0.0.1');
+      await new Promise((resolve) => late.once('connect', resolve));
+      let lateAnswer = '';
+      late.on('data', (chunk) => {
+        lateAnswer += chunk.toString();
+      });
+      const lateClosed = new Promise((resolve) => late.once('close', resolve));
+      late.write('GET /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\n');
       await new Promise((r) => setTimeout(r, 200)); // the request is in flight (headers read)
       child.kill('SIGTERM');
       await new Promise((r) => setTimeout(r, 200));
+      late.write(`Authorization: Bearer ${token.token}\r\n\r\n`);
+      await lateClosed;
+      // 503 as every error is answered: problem+json with its code, request id and Retry-After.
+      const [head, lateBody] = lateAnswer.split('\r\n\r\n');
+      expect(head).toMatch(/^HTTP\/1\.1 503/);
+      expect(head).toMatch(/^content-type: application\/problem\+json/im);
+      expect(head).toMatch(/^retry-after: 1$/im);
+      expect(head).toMatch(/^connection: close$/im);
+      const requestId = /^x-request-id: (\S+)$/im.exec(head)?.[1];
+      expect(JSON.parse(lateBody)).toMatchObject({ status: 503, code: 'service_unavailable', request_id: requestId });
       socket.write(body.slice(10));
       await closed;
       expect(answer).toMatch(/^HTTP\/1\.1 201/);

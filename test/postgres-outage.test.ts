@@ -45,6 +45,7 @@ class PgProxy {
   private readonly sockets = new Set<net.Socket>();
   private refusing = false;
   private frozen = false;
+  private deaf = false;
   port = 0;
 
   constructor(host: string, port: number) {
@@ -65,7 +66,7 @@ class PgProxy {
       }
       // While frozen, bytes are dropped in both directions; the sockets stay open.
       client.on('data', (chunk) => this.frozen || upstream.write(chunk));
-      upstream.on('data', (chunk) => this.frozen || client.write(chunk));
+      upstream.on('data', (chunk) => this.frozen || this.deaf || client.write(chunk));
     });
   }
 
@@ -75,6 +76,12 @@ class PgProxy {
 
   thaw(): void {
     this.frozen = false;
+    this.deaf = false;
+  }
+
+  /** Statements still reach the server, and run; what it answers is dropped (until `thaw`). */
+  deafen(): void {
+    this.deaf = true;
   }
 
   listen(): Promise<void> {
@@ -240,9 +247,13 @@ describe.runIf(PG_URL)('losing PostgreSQL', () => {
     try {
       // Both pooled sessions open and idle, as under steady load.
       await Promise.all([1, 2].map(() => send(frozenApp, 'GET', objectives.basePath)));
+      const existing = await send(frozenApp, 'POST', objectives.basePath, { title: 'before the freeze' });
       proxy.freeze();
       const started = Date.now();
       const answers = await Promise.all([
+        // A write inside a transaction, on an open session: the ROLLBACK that follows the cut
+        // has no session to go on, and its failure stood in for the cut's (a 500).
+        send(frozenApp, 'PATCH', `${objectives.basePath}/${existing.body.id}`, { title: 'while frozen' }),
         send(frozenApp, 'GET', objectives.basePath),
         send(frozenApp, 'POST', objectives.basePath, { title: 'while frozen' }),
       ]);
@@ -264,6 +275,43 @@ describe.runIf(PG_URL)('losing PostgreSQL', () => {
       await frozenStore.close();
     }
   });
+
+  it("runs a keyed write's retry once the database answers again, when its claim ran but the answer was lost", async () => {
+    const lostStore = openStore(proxiedUrl(), {
+      schema,
+      poolSize: 2,
+      applicationName: appName,
+      connectTimeoutMs: 1000,
+      statementTimeoutMs: 1000,
+    });
+    const lostApp = await buildApp({ config: { ...config, dbConnectTimeoutMs: 1000 }, store: lostStore, clock });
+    const key = { 'idempotency-key': `lost-answer-${randomBytes(4).toString('hex')}` };
+    const title = `claimed while deaf ${randomBytes(4).toString('hex')}`;
+    try {
+      await send(lostApp, 'GET', objectives.basePath);
+      proxy.deafen();
+      // The claim's INSERT reaches the database and commits; its answer never comes back.
+      expectUnavailable(await send(lostApp, 'POST', objectives.basePath, { title }, key));
+      proxy.thaw();
+      // The claim is released in the background (a second after its first try failed); until
+      // then a retry may meet 409 in-flight, never for the lease's minute.
+      const deadline = Date.now() + 15_000;
+      let retried: Reply | undefined;
+      do {
+        retried = await send(lostApp, 'POST', objectives.basePath, { title }, key);
+        if (retried.status === 201) break;
+        expect([retried.status, retried.body.code]).toEqual([409, 'idempotency_in_flight']);
+        await new Promise((r) => setTimeout(r, 250));
+      } while (Date.now() < deadline);
+      expect(retried.status).toBe(201);
+      const listed = (await send(lostApp, 'GET', `${objectives.basePath}?limit=200`)).body.data as Doc[];
+      expect(listed.filter((o) => o.title === title)).toHaveLength(1);
+    } finally {
+      proxy.thaw();
+      await lostApp.close();
+      await lostStore.close();
+    }
+  }, 30_000);
 
   it('answers 503 when the network drops every connection at once', async () => {
     const created = await send(app, 'POST', objectives.basePath, { title: 'partition' });

@@ -78,3 +78,51 @@ describe('SQLite: a write lock held by another process', () => {
     expect(retry.body.id).toBe(b.body.id);
   });
 });
+
+/**
+ * A SQLite file that cannot grow (a full disk; here the connection's max_page_count, which SQLite
+ * answers with the same SQLITE_FULL): writes are 503 with Retry-After, as the database being
+ * unavailable is, and nothing of them is stored; reads go on; writes land again once it has room.
+ */
+describe('SQLite: a disk that is full', () => {
+  it('answers writes 503 with Retry-After, stores nothing of them, and takes writes again once there is room', async () => {
+    const fresh = await freshStore('sqlite');
+    const config = testConfig();
+    const app = await buildApp({ config, store: fresh.store, clock: new ManualClock(T0) });
+    try {
+      const token = await mintToken({ secret: config.jwtSecret, tenant: 'acme', sub: 'usr-full', ttl: '1d', now: T0 });
+      const call = (method: string, url: string, o: Parameters<typeof injectAs>[4] = {}) =>
+        injectAs(app, token, method, url, o);
+      const exec = fresh.store.exec as NonNullable<typeof fresh.store.exec>;
+      // No page beyond those the file has now.
+      exec('PRAGMA max_page_count = 1', []);
+      const body = (n: number) => ({ title: `Objective ${n}`, description: 'd'.repeat(1500) });
+      // Eight at a time, so they share group commits: when one of a batch fails so, SQLite ends
+      // the batch's whole transaction, and the writes before it in the batch are gone too.
+      let created = 0;
+      let refused: Awaited<ReturnType<typeof call>> | undefined;
+      for (let round = 0; round < 40 && !refused; round++) {
+        const answers = await Promise.all(
+          Array.from({ length: 8 }, (_, i) => call('POST', '/api/v1/okr/objectives', { body: body(round * 8 + i) })),
+        );
+        for (const res of answers) {
+          expect([201, 503]).toContain(res.status);
+          if (res.status === 201) created++;
+          else refused ??= res;
+        }
+      }
+      expect(refused?.status).toBe(503);
+      expect(refused?.headers['retry-after']).toBe('5');
+      expect(refused?.body).toMatchObject({ code: 'service_unavailable', status: 503 });
+      const listed = await call('GET', '/api/v1/okr/objectives?limit=200');
+      expect(listed.status).toBe(200);
+      expect((listed.body.data as unknown[]).length).toBe(created);
+      exec('PRAGMA max_page_count = 1073741823', []);
+      expect((await call('POST', '/api/v1/okr/objectives', { body: body(999) })).status).toBe(201);
+    } finally {
+      await app.close();
+      await fresh.store.close();
+      await fresh.drop();
+    }
+  });
+});

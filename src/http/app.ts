@@ -175,7 +175,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     clientErrorHandler: (err, socket) => answerClientError(err, socket, requestId()),
     genReqId: requestId,
     requestIdHeader: false,
-    return503OnClosing: true,
+    // A request that arrives while the server closes is answered below, as a problem.
+    return503OnClosing: false,
     routerOptions: { ignoreTrailingSlash: true },
     // A URL the router cannot read (`%zz`) or whose id is over its length limit names nothing:
     // 404 as a problem like every other, before any hook (so with its headers set here).
@@ -257,6 +258,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     done(new ApiError('unsupported_media_type', `Unsupported Media Type: ${type}; send application/json`), undefined);
   });
   registerCors(app, cors);
+  // Closing: the requests in flight are answered, a new one is 503 (in the hook below; its
+  // connection closes, so a client's retry goes to another instance or to this one restarted).
+  // Fastify's own answer was JSON of another shape, without a code, a request id or Retry-After.
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
 
   app.setErrorHandler((err, request, reply) => {
     // Fastify closes the connection after a body it stopped reading (413). The client is still
@@ -301,6 +310,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Callback style, not async: a token seen before is answered from the cache without a promise.
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    if (closing) {
+      reply.header('connection', 'close');
+      done(
+        new ApiError('service_unavailable', 'The server is shutting down; retry the request', {
+          headers: { 'retry-after': '1' },
+        }),
+      );
+      return;
+    }
     if (request.headers.host === undefined && request.raw.httpVersion === '1.1') {
       reply.header('connection', 'close');
       done(new ApiError('malformed_request', 'An HTTP/1.1 request must carry a Host header'));

@@ -8,6 +8,7 @@ import { MalformedBody } from '../core/validation.js';
 import type { DB, Store } from '../store/database.js';
 import { deferWrite, verify } from '../store/pg-batch.js';
 import { IDEMPOTENCY_COLUMNS, IDEMPOTENCY_TABLE } from '../store/schema.js';
+import { asApiError } from './problem.js';
 
 /** A response as it is sent and, for idempotent requests, stored and replayed. */
 export interface StoredResponse {
@@ -108,7 +109,15 @@ export class Idempotency {
       fingerprint,
       claimedAt: isoTime(now),
     };
-    return this.transaction((db) => this.claimIn(db, claim, now));
+    try {
+      return await this.transaction((db) => this.claimIn(db, claim, now));
+    } catch (err) {
+      // Failed as an outage, the claim may still have committed (its answer lost on the way, a
+      // session cut at its read deadline): released in the background like a 5xx's, else the
+      // retry would meet 409 in-flight for the lease's minute once the database is back.
+      if (asApiError(err).status >= 500) void this.release(claim);
+      throw err;
+    }
   }
 
   private async claimIn(db: DB, claim: Claim, now: number): Promise<{ claim: Claim } | { replay: StoredResponse }> {

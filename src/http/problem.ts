@@ -91,6 +91,19 @@ const BAD_TEXT_CODES = new Set(['22021', '22P05']);
 const UNAVAILABLE_MESSAGE =
   /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed and is not queryable|Query read timeout/i;
 
+/**
+ * Storage that cannot take writes: a full disk (SQLite's SQLITE_FULL, PostgreSQL's 53100), I/O
+ * errors, a file or folder turned read-only or that cannot be opened. Answered 503 (a retry may
+ * pass once an operator acts) and logged as an error, since it needs one.
+ */
+export function isStorageFault(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return (
+    typeof code === 'string' &&
+    (code === '53100' || code === 'SQLITE_FULL' || /^SQLITE_(IOERR|READONLY|CANTOPEN)(_|$)/.test(code))
+  );
+}
+
 /** True for errors that mean the database cannot be reached right now (answered as 503). */
 export function isUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
@@ -121,6 +134,16 @@ export function asApiError(err: unknown): ApiError {
   if (fe?.code && BAD_TEXT_CODES.has(fe.code)) {
     return new ApiError('validation_failed', 'Text must be valid Unicode without the NUL character (U+0000)');
   }
+  if (isStorageFault(err)) {
+    return new ApiError(
+      'service_unavailable',
+      'The database cannot store data right now (disk full or failing); retry later',
+      {
+        headers: { 'retry-after': '5' },
+        cause: err,
+      },
+    );
+  }
   if (isUnavailable(err)) {
     return new ApiError('service_unavailable', 'The database is unavailable or busy; retry shortly', {
       headers: { 'retry-after': '1' },
@@ -145,7 +168,10 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: u
   if (apiError.status >= 500 && apiError.code !== 'service_unavailable') request.log.error({ err }, 'request failed');
   // A schema without a table or column the server uses is an error to act on (an upgrade not
   // migrated yet, or a bug), logged as one; the answer says 503 as /readyz does.
-  else if (isUnmigrated(apiError.cause)) request.log.error({ err: apiError.cause }, apiError.message);
+  // So is storage that cannot take writes (a full disk): retrying clients cannot fix it.
+  else if (isUnmigrated(apiError.cause) || isStorageFault(apiError.cause)) {
+    request.log.error({ err: apiError.cause }, apiError.message);
+  }
   // A 503 with a known cause (a JWKS that cannot be fetched) says it in the log, once per answer.
   else if (apiError.code === 'service_unavailable' && apiError.cause !== undefined) {
     request.log.warn({ cause: String((apiError.cause as Error)?.message ?? apiError.cause) }, apiError.message);

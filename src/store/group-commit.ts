@@ -115,16 +115,28 @@ export class GroupCommit {
     }
     for (let n = 0; n < this.maxBatch && this.queue.length > 0; n++) {
       const job = this.queue.shift() as Job;
-      await this.statement(conn, 'SAVEPOINT edm_write');
+      let value: unknown;
       try {
-        const value = await job.fn(conn);
+        await this.statement(conn, 'SAVEPOINT edm_write');
+        value = await job.fn(conn);
         await this.statement(conn, 'RELEASE edm_write');
-        done.push([job, value]);
       } catch (err) {
-        await this.statement(conn, 'ROLLBACK TO edm_write');
-        await this.statement(conn, 'RELEASE edm_write');
         job.reject(err);
+        try {
+          await this.statement(conn, 'ROLLBACK TO edm_write');
+          await this.statement(conn, 'RELEASE edm_write');
+        } catch {
+          // No savepoint left: SQLite ended the whole transaction itself, as it may on a full
+          // disk, an I/O error or memory running out. The batch's earlier writes went with it
+          // and fail as this one did (before, the batch stopped here: their requests waited
+          // for good, and the writes queued behind them until another came).
+          await this.statement(conn, 'ROLLBACK').catch(() => {});
+          for (const [earlier] of done) earlier.reject(err);
+          return;
+        }
+        continue;
       }
+      done.push([job, value]);
     }
     try {
       await this.statement(conn, 'COMMIT');

@@ -183,7 +183,10 @@ class PgSession implements DatabaseConnection {
   ) {}
 
   executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
-    if (this.discarded) return Promise.reject(new Error('this PostgreSQL session was discarded'));
+    // Cut (its answer came too late) or failed: the request is answered as the outage it is (503).
+    if (this.discarded) {
+      return Promise.reject(Object.assign(new Error('this PostgreSQL session was discarded'), { code: 'ECONNRESET' }));
+    }
     const values = query.parameters as unknown[];
     const name = this.prepare && values.length > 0 ? statementName(query.sql) : undefined;
     const sent = this.client.query(name ? { name, text: query.sql, values } : { text: query.sql, values });
@@ -484,6 +487,10 @@ class PgDriver implements Driver {
       // A transaction that sent nothing, or whose COMMIT was sent, has nothing to roll back.
       if (!open) return;
     }
+    // A session cut at its read deadline has no connection left to send ROLLBACK on: the server
+    // ends the transaction with the connection. Failing here would put the rollback's error in
+    // place of the deadline's (a 500 for what is an outage, 503).
+    if (this.#session(connection).discarded) return;
     try {
       await connection.executeQuery(ROLLBACK);
     } catch (error) {
