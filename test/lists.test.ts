@@ -112,6 +112,17 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       expect([res.status, res.body.code]).toEqual([400, code]);
     });
 
+    it('names every refused parameter in one answer, an unknown one leading', async () => {
+      const res = await t.call('GET', `${resource.basePath}?limit=0&statsu=on_track&srot=title`);
+      expect([res.status, res.body.code]).toEqual([400, 'unknown_parameter']);
+      expect((res.body.errors as { path: string; code: string }[]).map((e) => [e.path, e.code])).toEqual([
+        ['limit', 'invalid_parameter'],
+        ['statsu', 'unknown_parameter'],
+        ['srot', 'unknown_parameter'],
+      ]);
+      expect(res.body.detail).toMatch(/^statsu is not a parameter of this list; also limit: .*; srot is not/);
+    });
+
     it('refuses a tampered cursor, and one reused with other filters, sort or caller', async () => {
       const first = await t.call('GET', `${resource.basePath}?limit=2`);
       const cursor = first.body.next_cursor as string;

@@ -478,14 +478,13 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       ['sort=at', 'unknown_parameter', 'sort'],
       ['limit=2&limit=3', 'invalid_parameter', 'limit'],
       ['limit=0', 'invalid_parameter', 'limit'],
-    ])('lists check-ins with %s: 400 %s naming %s', async (query, code, path) => {
+      // Every refused parameter at once.
+      ['limit=0&foo=1&bar=2', 'unknown_parameter', 'limit,foo,bar'],
+    ])('lists check-ins with %s: 400 %s naming %s', async (query, code, paths) => {
       const k = (await post({ objective_id: await objective(), title: 'x', target: 10 })).body;
       const res = await t.call('GET', `${kr.basePath}/${k.id}/check-ins?${query}`, { token });
-      expect([res.status, res.body.code, (res.body.errors as { path: string }[] | undefined)?.[0]?.path]).toEqual([
-        400,
-        code,
-        path,
-      ]);
+      const named = (res.body.errors as { path: string }[] | undefined)?.map((e) => e.path).join(',');
+      expect([res.status, res.body.code, named]).toEqual([400, code, paths]);
     });
 
     it('honours If-Match on its key result: 404, then a stale version 412, then the body 400, and nothing recorded', async () => {
@@ -771,6 +770,22 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       await patch(heavy.id as string, { weight: 1e15 });
       await patch(heavy.id as string, { objective_id: a });
       expect((await expectRollupExact(b)).progress_pct).toBe(30);
+      // In steps, each well inside the factor: the error is of the largest weight the sums held.
+      const c = await objective();
+      const stepped = (await post({ objective_id: c, title: 'A', target: 100, current: 37.53, weight: 1e15 })).body;
+      await post({ objective_id: c, title: 'B', target: 100, current: 50 });
+      await post({ objective_id: c, title: 'C', target: 100, current: 50 });
+      for (const weight of [1e12, 1e9, 1e6, 1e3, 1]) await patch(stepped.id as string, { weight });
+      expect((await expectRollupExact(c)).progress_pct).toBe(45.84);
+      // Weights summing past 1e15 (three of 1e15) are held, and leave no trace once gone.
+      const d = await objective();
+      const heavies: Doc[] = [];
+      for (const n of [1, 2, 3])
+        heavies.push((await post({ objective_id: d, title: `w${n}`, target: 3, current: 1, weight: 1e15 })).body);
+      await post({ objective_id: d, title: 'small', target: 100, current: 70 });
+      expect((await expectRollupExact(d)).progress_pct).toBe(33.33);
+      for (const k of heavies) expect((await t.call('DELETE', `${kr.basePath}/${k.id}`, { token })).status).toBe(200);
+      expect((await expectRollupExact(d)).progress_pct).toBe(70);
     });
 
     it(`sums its key results again every ${RESYNC_EVERY} versions, whatever drift the running sums gathered`, async () => {

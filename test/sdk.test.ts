@@ -536,6 +536,15 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     expect(err).toBeInstanceOf(RateLimitError);
     expect((err as RateLimitError).retryAfter).toBe(120);
     expect(sent).toHaveLength(1);
+    // A 503's too, and a Retry-After written as an HTTP-date.
+    reset();
+    const inAnHour = new Date(Date.now() + 3_600_000).toUTCString();
+    faults.push({ method: 'GET', path: '/api/v1/okr/cycles', status: 503, retryAfter: inAnHour });
+    const unavailable = await client.okr.cycles.list().catch((e: unknown) => e);
+    expect(unavailable).toBeInstanceOf(InternalServerError);
+    expect((unavailable as InternalServerError).retryAfter).toBeGreaterThan(3590);
+    expect((unavailable as InternalServerError).retryAfter).toBeLessThanOrEqual(3600);
+    expect(sent).toHaveLength(1);
   });
 
   it('If-Match: of two writers at the same version, the second gets PreconditionFailedError', async () => {

@@ -410,6 +410,12 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
         /history\[2\]\.value.*/,
       ],
       [
+        // The create starts at its first entry's value: the error names that entry, not current.
+        "the first entry's value that is no number",
+        (kr) => Object.assign((kr.history as Doc[])[0], { value: 'x' }),
+        /history\[0\]\.value: .*/,
+      ],
+      [
         'is_deleted that is no boolean',
         (kr) => Object.assign(kr, { is_deleted: 'yes' }),
         /is_deleted must be true or false, not "yes"/,

@@ -1,7 +1,8 @@
 import { isoTime, ManualClock } from '../core/clock.js';
 import { ApiError } from '../core/errors.js';
 import { mentionedIds } from '../core/fields.js';
-import { CursorCodec, isJsonNumberText, MAX_LIMIT, parseListQuery } from '../core/list-query.js';
+import { CursorCodec, MAX_LIMIT, parseListQuery } from '../core/list-query.js';
+import { isJsonNumberText } from '../core/manifest-types.js';
 import type { CustomOperation, Doc, ModuleDef, Principal, Resource } from '../core/resource.js';
 import { ServerKeys } from '../core/secrets.js';
 import type { RowPage } from '../core/tables.js';
@@ -500,7 +501,8 @@ export async function importRows(
   // check-ins, as it was in the source. (A v1 export's log lost its entries past the newest 100:
   // its row is created at the oldest it kept.)
   type Event =
-    | { at: number; row: ImportRow; body: Doc; create: true }
+    /** `startEntry`: the log entry whose value the create starts at (its errors name that entry). */
+    | { at: number; row: ImportRow; body: Doc; create: true; startEntry?: number }
     | { at: number; row: ImportRow; entry: Doc; index: number; time: number }
     | { at: number; row: ImportRow; remove: true };
   const events: Event[] = [];
@@ -530,11 +532,12 @@ export async function importRows(
     // (back-dated check-ins may come before it in the log), else the oldest kept (a v1 export).
     const atCreate = times.indexOf(created);
     const first = Math.max(atCreate, 0);
-    if (replay && log.length > 0 && replay.from in body) body[replay.from] = log[first].value;
+    const startsAtEntry = replay != null && log.length > 0 && replay.from in body;
+    if (startsAtEntry && replay) body[replay.from] = log[first].value;
     const start = atCreate >= 0 ? created : (times[0] ?? created);
     const at = Math.max(start, ...idsOf(row).map((id) => createdAt.get(id) ?? 0));
     if (typeof doc.id === 'string') createdAt.set(doc.id, at);
-    events.push({ at, row, body, create: true });
+    events.push({ at, row, body, create: true, ...(startsAtEntry ? { startEntry: first } : {}) });
     for (const [i, entry] of log.entries()) {
       if (i !== first) events.push({ at: Math.max(at, times[i]), row, entry, index: i, time: times[i] });
     }
@@ -587,9 +590,16 @@ export async function importRows(
         }
       } catch (err) {
         if (err instanceof ApiError) {
-          // A replayed log entry's error names the entry (`history[50].value: …`).
+          // A replayed log entry's error names the entry (`history[50].value: …`), as does the
+          // create's error on the value it took from its first entry.
           const entry = 'entry' in event ? `${plan.replay?.field}[${event.index}].` : '';
-          const fields = err.errors?.map((e) => `${entry}${e.message}`).join('; ');
+          const start = 'create' in event ? event.startEntry : undefined;
+          const from = start === undefined ? undefined : plan.replay?.from;
+          const named = (message: string) =>
+            from !== undefined && message.startsWith(`${from}:`)
+              ? `${plan.replay?.field}[${start}].value${message.slice(from.length)}`
+              : `${entry}${message}`;
+          const fields = err.errors?.map((e) => named(e.message)).join('; ');
           throw new TransferError(`${row.where}: ${fields || `${entry}${err.message}`}; nothing was imported`);
         }
         throw err;

@@ -16,6 +16,20 @@ export interface Problem {
 }
 
 /**
+ * How long an answer's `Retry-After` asks to wait, in ms: delay-seconds or an HTTP-date (RFC 9110
+ * §10.2.3; a date passed is 0). Undefined when there is none, or none that reads.
+ */
+export function retryAfterMs(headers: Headers | undefined): number | undefined {
+  const header = headers?.get('retry-after')?.trim();
+  if (!header) return undefined;
+  if (/^\d+(?:\.\d+)?$/.test(header)) return Number(header) * 1000; // fractions too, leniently
+  // A date names its day and month in words (`Wed, 21 Oct 2026 07:28:00 GMT`): Date.parse would
+  // read other text as a date too.
+  const at = /[a-z]/i.test(header) ? Date.parse(header) : Number.NaN;
+  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
+}
+
+/**
  * Every error the client throws. HTTP errors carry the answer's `status`, its `problem`
  * document, the problem's `code` and the `requestId` to quote in a support request.
  *
@@ -53,6 +67,15 @@ export class APIError extends Error {
     this.code = problem?.code;
     this.requestId = problem?.request_id ?? headers?.get('x-request-id') ?? undefined;
     this.headers = headers;
+  }
+
+  /**
+   * Seconds the server asked to wait before trying again (`Retry-After`, on a 429, a 503 or a
+   * 409 in flight), when it said: an HTTP-date is read as the seconds until it, rounded up.
+   */
+  get retryAfter(): number | undefined {
+    const ms = retryAfterMs(this.headers);
+    return ms === undefined ? undefined : Math.ceil(ms / 1000);
   }
 
   /**
@@ -100,12 +123,6 @@ export class UnprocessableEntityError extends APIError {
 /** 429: the caller spent its budget (`rate_limited`); retried automatically, honouring `Retry-After`. */
 export class RateLimitError extends APIError {
   override name = 'RateLimitError';
-  /** Seconds the server asked to wait before the next call (`Retry-After`), when it said. */
-  get retryAfter(): number | undefined {
-    const header = this.headers?.get('retry-after');
-    const seconds = header ? Number(header) : Number.NaN;
-    return Number.isFinite(seconds) ? seconds : undefined;
-  }
 }
 /** 5xx: the server failed; 503 is retried automatically. */
 export class InternalServerError extends APIError {

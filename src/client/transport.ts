@@ -1,4 +1,4 @@
-import { APIConnectionError, APIConnectionTimeoutError, APIError, type Problem } from './errors.js';
+import { APIConnectionError, APIConnectionTimeoutError, APIError, type Problem, retryAfterMs } from './errors.js';
 
 export interface ClientOptions {
   /** Where the API is served, e.g. `http://127.0.0.1:8080` (the `/api/v1/…` paths are appended). */
@@ -119,12 +119,8 @@ function queryString(query: Readonly<Record<string, QueryValue>> | undefined): s
  * would be refused again), the error goes to the caller with its `retryAfter`.
  */
 export function retryDelay(attempt: number, headers?: Headers): number | null {
-  const header = headers?.get('retry-after');
-  if (header) {
-    const seconds = Number(header);
-    const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(header) - Date.now();
-    if (Number.isFinite(ms) && ms >= 0) return ms <= MAX_RETRY_AFTER ? ms : null;
-  }
+  const ms = retryAfterMs(headers);
+  if (ms !== undefined) return ms <= MAX_RETRY_AFTER ? ms : null;
   const base = Math.min(500 * 2 ** attempt, 8000);
   return base * (1 - Math.random() * 0.25);
 }

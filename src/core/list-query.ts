@@ -1,7 +1,7 @@
 import { createHash, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import { ApiError } from './errors.js';
 import type { AnyField } from './fields.js';
-import { splitAnyOf } from './manifest-types.js';
+import { isJsonNumberText, splitAnyOf } from './manifest-types.js';
 import type { Principal, Resource } from './resource.js';
 import { isDate, isDateTime } from './validation.js';
 
@@ -56,6 +56,35 @@ function bad(param: string, message: string): ApiError {
   });
 }
 
+/**
+ * Reads every query parameter with `one`, and refuses them together: one 400 names every
+ * parameter that is unknown or invalid (an unknown one's code leads), so a client fixes them
+ * in one round trip. Other errors go through as they are.
+ */
+export function eachParameter(
+  params: Record<string, string | string[] | undefined>,
+  one: (param: string, value: string | string[]) => void,
+): void {
+  const refused: ApiError[] = [];
+  for (const [param, value] of Object.entries(params)) {
+    if (value === undefined) continue;
+    try {
+      one(param, value);
+    } catch (err) {
+      if (!(err instanceof ApiError) || (err.code !== 'invalid_parameter' && err.code !== 'unknown_parameter'))
+        throw err;
+      refused.push(err);
+    }
+  }
+  if (refused.length === 0) return;
+  const lead = refused.find((e) => e.code === 'unknown_parameter') ?? (refused[0] as ApiError);
+  if (refused.length === 1) throw lead;
+  const others = refused.filter((e) => e !== lead).map((e) => e.message);
+  throw new ApiError(lead.code, `${lead.message}; also ${others.join('; ')}`, {
+    errors: refused.flatMap((e) => e.errors ?? []),
+  });
+}
+
 /** How many values one `a,b,…` filter may list ("any of"). */
 export const MAX_FILTER_VALUES = 100;
 
@@ -65,11 +94,6 @@ function anyOf(param: string, values: string[]): string[] {
   if (distinct.length > MAX_FILTER_VALUES) throw bad(param, `lists at most ${MAX_FILTER_VALUES} values`);
   return distinct;
 }
-
-const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
-
-/** Whether `text` is a number as JSON writes one: not hex, binary, padded or with `+` (Number() takes those). */
-export const isJsonNumberText = (text: string): boolean => JSON_NUMBER.test(text);
 
 function parseValue(param: string, field: AnyField, raw: string): unknown {
   switch (field.column) {
@@ -178,8 +202,7 @@ export function parseListQuery(
   let includeDeleted = false;
   let cursor: string | null = null;
 
-  for (const [param, rawValue] of Object.entries(params)) {
-    if (rawValue === undefined) continue;
+  eachParameter(params, (param, rawValue) => {
     if (Array.isArray(rawValue)) throw bad(param, 'must not be repeated');
     // PostgreSQL text cannot hold U+0000: both stores refuse it, so they answer alike.
     if (rawValue.includes('\u0000')) throw bad(param, 'must not contain the NUL character (U+0000)');
@@ -229,7 +252,7 @@ export function parseListQuery(
         filters.push({ field: name, op: 'in', values });
       }
     }
-  }
+  });
 
   const fingerprint = createHash('sha256')
     .update(

@@ -76,6 +76,12 @@ export type ManifestHeader = 'If-Match' | 'Idempotency-Key';
 /** What the API takes as an `Idempotency-Key`: 1–255 visible ASCII characters (the server and the console check it). */
 export const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
+/**
+ * Whether `text` is a number as JSON writes one: not hex, binary, padded or with `+` (Number()
+ * takes those). Query values and CSV cells are read so; the Playground sends others as typed.
+ */
+export const isJsonNumberText = (text: string): boolean => /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/.test(text);
+
 export interface ManifestParameter {
   name: string;
   type: string;

@@ -4,7 +4,14 @@ import { type Clock, isoTime } from '../core/clock.js';
 import { ApiError, type FieldError, fieldError } from '../core/errors.js';
 import { type AnyField, type ColumnKind, mentionedIds } from '../core/fields.js';
 import { newId } from '../core/ids.js';
-import { type CursorCodec, DEFAULT_LIMIT, type ListQuery, MAX_LIMIT, searchText } from '../core/list-query.js';
+import {
+  type CursorCodec,
+  DEFAULT_LIMIT,
+  eachParameter,
+  type ListQuery,
+  MAX_LIMIT,
+  searchText,
+} from '../core/list-query.js';
 import {
   type CustomOperation,
   DEFAULT_OUTBOUND,
@@ -1302,7 +1309,7 @@ export class Engine {
   ): Promise<RowPage> {
     let limit = DEFAULT_LIMIT;
     let cursor: string | null = null;
-    for (const [name, value] of Object.entries(params)) {
+    eachParameter(params, (name, value) => {
       if (Array.isArray(value)) {
         throw new ApiError('invalid_parameter', `${name}: must not be repeated`, {
           errors: [{ path: name, code: 'invalid_parameter', message: 'must not be repeated' }],
@@ -1323,7 +1330,7 @@ export class Engine {
           errors: [{ path: name, code: 'unknown_parameter', message: `${name} is not a parameter of this list` }],
         });
       }
-    }
+    });
     const fingerprint = createHash('sha256')
       .update(JSON.stringify([table.name, principal.tenantId, principal.appId, where]))
       .digest('base64url');

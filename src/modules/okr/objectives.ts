@@ -55,6 +55,10 @@ export const objectives = defineResource({
     rollup_weight_sum: number({ default: 0, notes: 'Σ weight of live key results with weight > 0.' }),
     rollup_progress_sum: number({ default: 0, notes: 'Σ weight × progress_pct of those key results.' }),
     rollup_status_counts: json(Type.Record(Type.String(), Type.Integer()), { notes: 'Live key results per status.' }),
+    rollup_weight_peak: number({
+      default: 0,
+      notes: 'The largest weight the sums held since they were last summed exactly (their rounding is ~1e-16 of it).',
+    }),
   },
   hooks: {
     // Realignments are checked one at a time: two at once (a to b, c to a, over b to c) could

@@ -20,6 +20,11 @@ export interface RollupState {
   rollup_progress_sum: number;
   rollup_status_counts: StatusCounts;
   key_result_count: number;
+  /**
+   * The largest weight sum, or weight added or removed, since the sums were last summed
+   * exactly: their rounding error is ~1e-16 of it (see cancelledSum).
+   */
+  rollup_weight_peak: number;
 }
 
 export function contribution(kr: Doc | null): Contribution | null {
@@ -48,13 +53,16 @@ export function applyContribution(state: RollupState, c: Contribution, sign: 1 |
   if (counts[c.status] === 0) delete counts[c.status];
   const keyResultCount = state.key_result_count + sign;
   const weighted = c.weight > 0;
+  const empty = keyResultCount === 0;
   return {
     // An empty objective resets to exact zeros, so rounding noise never outlives its key results.
-    rollup_weight_sum: keyResultCount === 0 ? 0 : state.rollup_weight_sum + (weighted ? sign * c.weight : 0),
-    rollup_progress_sum:
-      keyResultCount === 0 ? 0 : state.rollup_progress_sum + (weighted ? sign * c.weight * c.progress : 0),
+    rollup_weight_sum: empty ? 0 : state.rollup_weight_sum + (weighted ? sign * c.weight : 0),
+    rollup_progress_sum: empty ? 0 : state.rollup_progress_sum + (weighted ? sign * c.weight * c.progress : 0),
     rollup_status_counts: counts,
     key_result_count: keyResultCount,
+    rollup_weight_peak: empty
+      ? 0
+      : Math.max(state.rollup_weight_peak, Math.abs(state.rollup_weight_sum), weighted ? c.weight : 0),
   };
 }
 
@@ -83,11 +91,14 @@ export function recompute(krs: Doc[]): RollupState & { progress_pct: number; sta
     rollup_progress_sum: 0,
     rollup_status_counts: {},
     key_result_count: 0,
+    rollup_weight_peak: 0,
   };
   for (const kr of krs) {
     const c = contribution(kr);
     if (c) state = applyContribution(state, c, 1);
   }
+  // Summed exactly now: what the sums may hold of rounding is of their own size.
+  state.rollup_weight_peak = Math.abs(state.rollup_weight_sum);
   return { ...state, ...rollupFigures(state) };
 }
 
@@ -97,6 +108,7 @@ export function stateOf(objective: Doc): RollupState {
     rollup_progress_sum: Number(objective.rollup_progress_sum ?? 0),
     rollup_status_counts: (objective.rollup_status_counts ?? {}) as StatusCounts,
     key_result_count: Number(objective.key_result_count ?? 0),
+    rollup_weight_peak: Number(objective.rollup_weight_peak ?? 0),
   };
 }
 
@@ -107,31 +119,18 @@ export function stateOf(objective: Doc): RollupState {
 const RESIDUE = 1e-6;
 
 /**
- * A change that leaves a running sum this many times smaller than the largest of its terms (the
- * sum before, a contribution removed or added) has cancelled most of it: the rounding error of
- * the larger terms (~1e-16 of them) is then that much larger beside what is left. A key result
- * of weight 1e15 leaving two of weight 1 left their average reading 48 for 50. Up to this factor,
- * the error stays far below what rollupFigures reads (12 significant digits).
+ * The running sums' rounding error is ~1e-16 of the largest weight (sum, or key result added or
+ * removed) they held since they were last summed exactly, the peak; the average's error, ~1e-14
+ * of the peak over the weight sum now. Once the weight sum is this many times below the peak,
+ * most of it has cancelled and the sums are summed again: a key result of weight 1e15 leaving two
+ * of weight 1, at once or in steps, left their average reading 48 for 50. Below this factor the
+ * error stays far under what rollupFigures reads (12 significant digits).
  */
 const CANCELLATION = 1024;
 
-/** Whether moving `state` to `next` by removing and adding these contributions cancelled a sum. */
-export function cancelledSum(
-  state: RollupState,
-  next: RollupState,
-  remove: Contribution | null,
-  add: Contribution | null,
-): boolean {
-  if (next.key_result_count === 0) return false; // reset to exact zeros
-  const terms = (c: Contribution | null) => (c && c.weight > 0 ? [c.weight, c.weight * c.progress] : [0, 0]);
-  const [rw, rp] = terms(remove);
-  const [aw, ap] = terms(add);
-  const cancelled = (before: number, after: number, ...changes: number[]) =>
-    Math.max(Math.abs(before), ...changes.map(Math.abs)) > CANCELLATION * Math.abs(after);
-  return (
-    cancelled(state.rollup_weight_sum, next.rollup_weight_sum, rw, aw) ||
-    cancelled(state.rollup_progress_sum, next.rollup_progress_sum, rp, ap)
-  );
+/** Whether most of the weight the sums held since they were last summed exactly has cancelled. */
+export function cancelledSum(state: RollupState): boolean {
+  return state.key_result_count > 0 && state.rollup_weight_peak > CANCELLATION * Math.abs(state.rollup_weight_sum);
 }
 
 /** Every this many versions of an objective, its roll-up is summed again from its key results. */
@@ -153,7 +152,7 @@ export function mayHoldResidue(state: RollupState): boolean {
  * system writes in the key-result write's transaction. Incremental, but the objective's live key
  * results are summed again where the sums may hold only rounding residue (see mayHoldResidue:
  * rare, when the last weighted key result leaves, or where weights are that small), where a
- * change cancelled most of a sum (see cancelledSum: a dominant key result leaving) and every
+ * change cancelled most of the weight (see cancelledSum: a dominant key result leaving) and every
  * RESYNC_EVERY versions of the objective (see rollupFigures), under the objective's lock (a
  * key-result write locks its objective first), so none moves meanwhile.
  */
@@ -174,15 +173,10 @@ export async function rollUp(
   for (const [objectiveId, { remove, add }] of changes) {
     const objective = await tx.find(objectives, tenantId, objectiveId);
     if (!objective) continue;
-    const before = stateOf(objective);
-    let state = before;
+    let state = stateOf(objective);
     if (remove) state = applyContribution(state, remove, -1);
     if (add) state = applyContribution(state, add, 1);
-    if (
-      mayHoldResidue(state) ||
-      cancelledSum(before, state, remove, add) ||
-      ((objective.version as number) + 1) % RESYNC_EVERY === 0
-    ) {
+    if (mayHoldResidue(state) || cancelledSum(state) || ((objective.version as number) + 1) % RESYNC_EVERY === 0) {
       // The write's own row as it now is (a read of the store would see it too: its write went first).
       const live = await tx.findLive(keyResults, tenantId, { objective_id: objectiveId });
       state = recompute(live.map((kr) => (kr.id === after.id ? after : kr)));

@@ -81,6 +81,19 @@ describe('console requests', () => {
     expect(typed('plain').query).toEqual({ tag: 'plain' });
   });
 
+  it('sends a number as a number only when JSON would write it so: 0x10 or +5 go as typed', () => {
+    const list = opNamed('list');
+    const at = (v: string) => buildRequest(list, keyResult, { ...emptyForm(), query: { 'progress_pct[gte]': v } }, {});
+    expect(at('50').query).toEqual({ 'progress_pct[gte]': 50 });
+    expect(at('1e2').query).toEqual({ 'progress_pct[gte]': 100 });
+    for (const typed of ['0x10', '+5', '.5', '0b11', '07']) {
+      expect(at(typed).query, typed).toEqual({ 'progress_pct[gte]': typed });
+      expect(requestUrl(at(typed)), typed).toBe(
+        `/api/v1/okr/key-results?progress_pct%5Bgte%5D=${encodeURIComponent(typed)}`,
+      );
+    }
+  });
+
   it('sends a one-value parameter as typed: a search holds commas and backslashes as text', () => {
     const list = opNamed('list');
     const search = (q: string) => buildRequest(list, keyResult, { ...emptyForm(), query: { q } }, {});

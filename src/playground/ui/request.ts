@@ -1,4 +1,4 @@
-import { anyOfText, splitAnyOf } from '../../core/manifest-types';
+import { anyOfText, isJsonNumberText, splitAnyOf } from '../../core/manifest-types';
 import {
   IDEMPOTENCY_KEY,
   type ManifestHeader,
@@ -68,7 +68,8 @@ export function exampleBodyText(op: ManifestOperation, resource: ManifestResourc
 }
 
 function coerce(type: string, raw: string): string | number | boolean {
-  if ((type === 'integer' || type === 'number') && raw.trim() !== '' && Number.isFinite(Number(raw))) {
+  // A number as JSON writes one; other text (0x10, +5) goes as typed, for the server to refuse.
+  if ((type === 'integer' || type === 'number') && isJsonNumberText(raw) && Number.isFinite(Number(raw))) {
     return Number(raw);
   }
   if (type === 'boolean' && (raw === 'true' || raw === 'false')) return raw === 'true';
