@@ -253,14 +253,19 @@ describe('TokenVerifier with a JWKS', () => {
     try {
       const k1 = await generateKeyPair('ES256');
       const v = new TokenVerifier({
-        jwksUrl: `http://127.0.0.1:${(down.address() as AddressInfo).port}/jwks.json`,
+        // A query may carry the identity provider's key: the message (logged) masks it.
+        jwksUrl: `http://127.0.0.1:${(down.address() as AddressInfo).port}/jwks.json?apikey=QUERYSECRET`,
         clock: new ManualClock(T0),
       });
-      await expect(v.verify(await mk(k1.privateKey, 'k1'))).rejects.toMatchObject({
+      const refused = await v.verify(await mk(k1.privateKey, 'k1')).catch((e: unknown) => e);
+      expect(refused).toMatchObject({
         code: 'service_unavailable',
         status: 503,
         headers: { 'retry-after': '5' },
       });
+      const cause = String((refused as { cause?: { message?: string } }).cause?.message);
+      expect(cause).toMatch(/^The key set at http:\/\/127\.0\.0\.1:\d+\/jwks\.json\?\*\*\* did not answer$/);
+      expect(cause).not.toContain('QUERYSECRET');
       // A fault of the token itself is still the token's: 401 without asking for keys.
       await expect(v.verify('not-a-jwt')).rejects.toMatchObject({ code: 'invalid_token' });
       // A set that arrived with no usable key for the token is the token's matter: 401, not 503.

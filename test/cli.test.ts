@@ -400,6 +400,16 @@ describe('edm usage', () => {
     expect(existsSync(join(dir, 'data'))).toBe(false); // nothing ran
   });
 
+  it('refuses an EDM_LOG it cannot read at start (exit 1), rather than log everything', async () => {
+    const secrets = { EDM_JWT_SECRET: 'j'.repeat(32), EDM_SECRET_KEY: 'k'.repeat(32), PORT: '0' };
+    const err = await run(process.execPath, [bin, 'serve'], {
+      cwd: dir,
+      env: { ...env, ...secrets, EDM_LOG: 'quiet' },
+    }).catch((e) => e);
+    expect(err).toMatchObject({ code: 1 });
+    expect(err.stderr).toContain('edm serve: EDM_LOG must be on (1, true, on, info), warn, error, or off');
+  });
+
   it.each([['token'], ['serve'], ['migrate'], ['seed'], ['export'], ['import']])(
     'edm %s --help prints its usage and exits 0',
     async (command) => {

@@ -68,6 +68,12 @@ describe('connections: requests that are not HTTP, too large, or too slow to arr
       'malformed_request',
     ],
     [
+      'an Expect the server cannot meet',
+      () => ['POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Length: 2\r\n\r\n{}'],
+      417,
+      'expectation_failed',
+    ],
+    [
       'headers over 16 KiB',
       () => [`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`],
       431,
@@ -175,11 +181,18 @@ describe('EDM_REQUEST_TIMEOUT_MS', () => {
     expect(loadConfig(env).requestTimeoutMs).toBe(30_000);
     expect(loadConfig({ ...env, EDM_REQUEST_TIMEOUT_MS: '0' }).requestTimeoutMs).toBe(0);
     expect(() => loadConfig({ ...env, EDM_REQUEST_TIMEOUT_MS: 'soon' })).toThrow(/EDM_REQUEST_TIMEOUT_MS/);
-    const t = await testApp('sqlite');
-    try {
-      expect([t.app.server.requestTimeout, t.app.server.headersTimeout]).toEqual([30_000, 30_000]);
-    } finally {
-      await t.close();
+    // The headers' deadline is the request's, longer than Node's own 60 s or none at all.
+    for (const [ms, expected] of [
+      [undefined, 30_000],
+      [0, 0],
+      [90_000, 90_000],
+    ] as const) {
+      const t = await testApp('sqlite', ms === undefined ? {} : { requestTimeoutMs: ms });
+      try {
+        expect([t.app.server.requestTimeout, t.app.server.headersTimeout]).toEqual([expected, expected]);
+      } finally {
+        await t.close();
+      }
     }
   });
 });
@@ -236,6 +249,45 @@ describe.each(storeKinds)('/readyz on %s', (kind) => {
       );
       const ready = await app.inject('/readyz');
       expect([ready.statusCode, ready.json()]).toEqual([200, { status: 'ready', store: kind }]);
+    } finally {
+      await app.close();
+      await fresh.store.close();
+      await fresh.drop();
+    }
+  });
+});
+
+describe('a request the connection answers', () => {
+  it('keeps the id its log line gave it when its body stops arriving, and is logged with its status', async () => {
+    const fresh = await freshStore('sqlite');
+    const config = testConfig({ requestTimeoutMs: 500 });
+    const lines: Record<string, unknown>[] = [];
+    const app = await buildApp({
+      config,
+      store: fresh.store,
+      logger: true,
+      logStream: { write: (line: string) => void lines.push(JSON.parse(line)) },
+    });
+    try {
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const port = (app.server.address() as { port: number }).port;
+      const token = await mintToken({ secret: config.jwtSecret, tenant: 'acme', sub: USER_A, ttl: '1h' });
+      const head =
+        `POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
+        'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n';
+      const answer = parse(await rawExchange(port, [head, '{"name":']));
+      expect([answer.status, answer.body.code]).toEqual([408, 'request_timeout']);
+      const id = answer.headers['x-request-id'];
+      const incoming = lines.find((l) => l.msg === 'incoming request');
+      expect(incoming?.reqId).toBe(id);
+      expect(lines.find((l) => l.msg === 'request answered by the connection')).toMatchObject({
+        reqId: id,
+        res: { statusCode: 408 },
+      });
+      // Headers that never arrive whole: a request no line named yet, answered under a new id.
+      const bare = parse(await rawExchange(port, ['GET /healthz HTTP/1.1\r\nHost: x\r\n']));
+      expect(bare.status).toBe(408);
+      expect(bare.headers['x-request-id']).not.toBe(id);
     } finally {
       await app.close();
       await fresh.store.close();

@@ -54,3 +54,28 @@ describe('the request log', () => {
     }
   });
 });
+
+describe('the log at warn (EDM_LOG=warn)', () => {
+  it('leaves the requests out and keeps what an operator must read', async () => {
+    const { buildApp } = await import('../src/http/app.js');
+    const { freshStore, testConfig } = await import('./helpers.js');
+    const fresh = await freshStore('sqlite');
+    const lines: string[] = [];
+    const app = await buildApp({
+      config: testConfig(),
+      store: fresh.store,
+      logger: 'warn',
+      logStream: { write: (line: string) => void lines.push(line) },
+    });
+    try {
+      expect((await app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+      expect(lines).toEqual([]);
+      app.log.warn('the database is unavailable');
+      expect(lines.map((l) => JSON.parse(l).msg)).toEqual(['the database is unavailable']);
+    } finally {
+      await app.close();
+      await fresh.store.close();
+      await fresh.drop();
+    }
+  });
+});

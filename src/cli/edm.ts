@@ -57,6 +57,18 @@ function asksHelp(args: string[]): boolean {
   return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--help' || a === '-h');
 }
 
+/**
+ * EDM_LOG: on (unset, 1, true, on, info) logs every request; `warn` or `error` only warnings and
+ * errors; off (0, false, off) nothing at all, for benchmarks.
+ */
+function logSetting(raw: string | undefined): boolean | 'info' | 'warn' | 'error' {
+  const value = raw?.trim().toLowerCase() || 'info';
+  if (['1', 'true', 'on', 'info'].includes(value)) return 'info';
+  if (value === 'warn' || value === 'error') return value;
+  if (['0', 'false', 'off'].includes(value)) return false;
+  throw new Error(`EDM_LOG must be on (1, true, on, info), warn, error, or off (0, false, off), not ${raw}`);
+}
+
 async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { 'no-migrate': { type: 'boolean' } }, strict: true });
   const config = loadConfig();
@@ -69,7 +81,7 @@ async function serve(args: string[]): Promise<number> {
   }
   const app = await buildApp({
     config,
-    logger: process.env.EDM_LOG !== '0',
+    logger: logSetting(process.env.EDM_LOG),
     ...(values['no-migrate'] ? { migrate: false } : {}),
   });
   const stop = async () => {

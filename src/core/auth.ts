@@ -10,6 +10,7 @@ import {
 } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { Clock } from './clock.js';
+import { maskedUrl } from './config.js';
 import { ApiError } from './errors.js';
 import type { Principal } from './resource.js';
 import { isStorableText } from './validation.js';
@@ -111,6 +112,8 @@ export class TokenVerifier {
     // Each set that arrives is counted once its body is read, as jose puts it in place: a token
     // whose verification began before is verified again. A fetch that fails (no answer, another
     // status, a body that is not JSON) says so as KeysUnavailable.
+    // As logs show it: its password and query (which may carry a key) masked.
+    const shown = options.jwksUrl ? maskedUrl(options.jwksUrl, 'all') : '';
     const remote = options.jwksUrl
       ? createRemoteJWKSet(new URL(options.jwksUrl), {
           ...(options.jwksCooldownMs !== undefined ? { cooldownDuration: options.jwksCooldownMs } : {}),
@@ -119,10 +122,10 @@ export class TokenVerifier {
             try {
               response = await fetch(...args);
             } catch (err) {
-              throw new KeysUnavailable(`The key set at ${options.jwksUrl} did not answer`, { cause: err });
+              throw new KeysUnavailable(`The key set at ${shown} did not answer`, { cause: err });
             }
             if (response.status !== 200) {
-              throw new KeysUnavailable(`The key set at ${options.jwksUrl} answered HTTP ${response.status}`);
+              throw new KeysUnavailable(`The key set at ${shown} answered HTTP ${response.status}`);
             }
             const json = response.json.bind(response);
             response.json = async () => {
@@ -130,7 +133,7 @@ export class TokenVerifier {
               try {
                 body = await json();
               } catch (err) {
-                throw new KeysUnavailable(`The key set at ${options.jwksUrl} is not JSON`, { cause: err });
+                throw new KeysUnavailable(`The key set at ${shown} is not JSON`, { cause: err });
               }
               this.jwksFetches++;
               return body;

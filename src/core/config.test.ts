@@ -42,6 +42,10 @@ describe('redactedUrl', () => {
   it.each([
     ['postgres://u:secret@h/db', 'postgres://u:***@h/db'],
     ['postgresql://u@h:5433/db?sslmode=require', 'postgresql://u@h:5433/db?sslmode=require'],
+    // The driver reads a password from the query too.
+    ['postgres://u@h/db?schema=edm&password=hunter3', 'postgres://u@h/db?schema=edm&password=***'],
+    ['postgres://u@h/db?sslpassword=pw&sslkey=%2Fk', 'postgres://u@h/db?sslpassword=***&sslkey=***'],
+    ['postgres://u:p@[bad/db', '(unparsable URL)'],
     ['sqlite:/var/lib/edm/edm.sqlite', 'sqlite:/var/lib/edm/edm.sqlite'],
   ])('%s → %s', (url, expected) => {
     expect(redactedUrl(url)).toBe(expected);
@@ -138,8 +142,37 @@ describe('loadConfig: values', () => {
     ['EDM_JWT_SECRET', 'a', /EDM_JWT_SECRET must be at least 32 bytes/],
     ['EDM_JWT_SECRET', 'x'.repeat(31), /EDM_JWT_SECRET must be at least 32 bytes/],
     ['EDM_SECRET_KEY', 'short', /EDM_SECRET_KEY must be at least 32 bytes/],
+    // A switch in words the table does not know is no silent default.
+    ['EDM_REQUIRE_IF_MATCH', 'always', /EDM_REQUIRE_IF_MATCH must be 1, true, yes or on, or 0, false, no or off/],
+    ['EDM_AUTO_MIGRATE', 'never', /EDM_AUTO_MIGRATE must be/],
+    ['EDM_DB_PREPARE', 'nope', /EDM_DB_PREPARE must be/],
+    ['EDM_DB_BATCH_WRITES', '2', /EDM_DB_BATCH_WRITES must be/],
+    // A key set the server could never fetch.
+    ['EDM_JWKS_URL', 'not a url', /EDM_JWKS_URL is not a URL/],
+    ['EDM_JWKS_URL', 'ftp://id.example/jwks', /EDM_JWKS_URL must be an http or https URL, not ftp:/],
+    ['EDM_JWKS_URL', 'https://idp:s3cret@id.example/jwks', /EDM_JWKS_URL must not hold a user or password/],
+    // A database URL that cannot be read is named, its password never shown.
+    ['EDM_DATABASE_URL', 'postgres://u:hunter2@[bad/test', /^EDM_DATABASE_URL is not a URL that can be read$/],
+    [
+      'EDM_DATABASE_URL',
+      'postgress://u:hunter2@db/x',
+      /^EDM_DATABASE_URL: unsupported scheme in postgress:\/\/u:\*\*\*@db\/x /,
+    ],
   ])('refuses %s=%j at start, saying why', (name, value, message) => {
     expect(() => loadConfig({ ...env, [name]: value })).toThrow(message);
+  });
+
+  it('reads a switch as an operator writes it: 1, true, yes, on; 0, false, no, off', () => {
+    for (const yes of ['1', 'true', 'YES', 'on'])
+      expect(loadConfig({ ...env, EDM_REQUIRE_IF_MATCH: yes }).requireIfMatch).toBe(true);
+    for (const no of ['0', 'False', 'no', 'off'])
+      expect(loadConfig({ ...env, EDM_AUTO_MIGRATE: no }).autoMigrate).toBe(false);
+    expect(loadConfig(env)).toMatchObject({
+      requireIfMatch: false,
+      autoMigrate: true,
+      dbPrepare: true,
+      dbBatchWrites: true,
+    });
   });
 
   it('takes the longest timer Node holds, 2^31 − 1 ms', () => {

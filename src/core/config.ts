@@ -97,6 +97,25 @@ function generatedSecret(dataDir: string, name: string): Uint8Array {
  * of a type none of RS256, ES256 and EdDSA takes. Otherwise the server would start, report
  * ready, and answer every token 401.
  */
+/**
+ * A JWKS URL the server can fetch: http or https, without credentials in it (fetch refuses a URL
+ * that holds them). Otherwise the server would start, report ready, and answer every token 503.
+ */
+function checkJwksUrl(url: string): void {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new Error('EDM_JWKS_URL is not a URL that can be read');
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') {
+    throw new Error(`EDM_JWKS_URL must be an http or https URL, not ${u.protocol}`);
+  }
+  if (u.username || u.password) {
+    throw new Error('EDM_JWKS_URL must not hold a user or password (a key set is fetched without them)');
+  }
+}
+
 function checkPublicKey(pem: string): void {
   const usage =
     'EDM_JWT_PUBLIC_KEY must be a PEM public key (SPKI, "-----BEGIN PUBLIC KEY-----") of RSA (2048 bits or more), EC P-256 or Ed25519';
@@ -149,6 +168,15 @@ export function loadConfig(given: Env = process.env): Config {
     }
     return n;
   };
+  // A switch says yes or no in words an operator writes; anything else stops the start, rather
+  // than leave the default in force unseen (`EDM_REQUIRE_IF_MATCH=yes` once enforced nothing).
+  const flag = (name: string, fallback: boolean) => {
+    const raw = env[name]?.trim().toLowerCase();
+    if (raw === undefined) return fallback;
+    if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+    if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+    throw new Error(`${name} must be 1, true, yes or on, or 0, false, no or off, not ${env[name]}`);
+  };
   const rateLimit = whole('EDM_RATE_LIMIT', 0);
   if (!Number.isInteger(rateLimit) || rateLimit < 0) {
     throw new Error('EDM_RATE_LIMIT must be a whole number of calls per window (0: no limit)');
@@ -170,6 +198,14 @@ export function loadConfig(given: Env = process.env): Config {
   if (databaseUrl.startsWith('sqlite:') && databaseUrl.slice('sqlite:'.length).trim() === '') {
     throw new Error('EDM_DATABASE_URL: sqlite: names no file (use sqlite:<file>)');
   }
+  if (!databaseUrl.startsWith('sqlite:')) {
+    const shown = redactedUrl(databaseUrl);
+    if (!/^postgres(ql)?:\/\//.test(databaseUrl)) {
+      throw new Error(`EDM_DATABASE_URL: unsupported scheme in ${shown} (use sqlite:<file> or postgres://…)`);
+    }
+    if (!URL.canParse(databaseUrl)) throw new Error('EDM_DATABASE_URL is not a URL that can be read');
+  }
+  if (env.EDM_JWKS_URL) checkJwksUrl(env.EDM_JWKS_URL);
   return {
     port,
     host: localMode ? '127.0.0.1' : env.HOST || '0.0.0.0',
@@ -187,13 +223,13 @@ export function loadConfig(given: Env = process.env): Config {
       : generatedSecret(dataDir, 'secret-key'),
     jwtIssuer: env.EDM_JWT_ISSUER || undefined,
     jwtAudience: env.EDM_JWT_AUDIENCE || undefined,
-    requireIfMatch: env.EDM_REQUIRE_IF_MATCH === '1' || env.EDM_REQUIRE_IF_MATCH === 'true',
+    requireIfMatch: flag('EDM_REQUIRE_IF_MATCH', false),
     dbPoolSize: poolSize,
-    autoMigrate: !['0', 'false'].includes(env.EDM_AUTO_MIGRATE ?? ''),
+    autoMigrate: flag('EDM_AUTO_MIGRATE', true),
     dbConnectTimeoutMs: millis('EDM_DB_CONNECT_TIMEOUT_MS', 5000),
     dbStatementTimeoutMs: millis('EDM_DB_STATEMENT_TIMEOUT_MS', 30_000),
-    dbPrepare: !['0', 'false'].includes(env.EDM_DB_PREPARE ?? ''),
-    dbBatchWrites: !['0', 'false'].includes(env.EDM_DB_BATCH_WRITES ?? ''),
+    dbPrepare: flag('EDM_DB_PREPARE', true),
+    dbBatchWrites: flag('EDM_DB_BATCH_WRITES', true),
     connectorAllowHosts: (env.EDM_CONNECTOR_ALLOW_HOSTS ?? '')
       .split(',')
       .map((h) => h.trim().toLowerCase())
@@ -204,12 +240,21 @@ export function loadConfig(given: Env = process.env): Config {
   };
 }
 
-/** A URL for a log: its password (and with `query`, its query) masked; `unparsable` for none. */
-function masked(url: string, query: boolean, unparsable: string): string {
+/**
+ * A URL for a log or a message: its password masked, and its whole query (`query: 'all'`, a
+ * JWKS URL's may carry a key) or the query parameters that name a secret (`password`,
+ * `sslpassword`, `sslkey`: PostgreSQL's driver reads them); `unparsable` for none.
+ */
+export function maskedUrl(url: string, query: 'all' | 'secrets', unparsable = '(unparsable URL)'): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
-    if (query && u.search) u.search = '?***';
+    if (query === 'all' && u.search) u.search = '?***';
+    if (query === 'secrets') {
+      for (const name of [...u.searchParams.keys()]) {
+        if (/pass|secret|key|token/i.test(name)) u.searchParams.set(name, '***');
+      }
+    }
     return u.toString();
   } catch {
     return unparsable;
@@ -218,7 +263,7 @@ function masked(url: string, query: boolean, unparsable: string): string {
 
 /** The database URL without its password, for logs. */
 export function redactedUrl(url: string): string {
-  return url.startsWith('postgres') ? masked(url, false, 'postgres://(unparsable URL)') : url;
+  return url.startsWith('sqlite:') ? url : maskedUrl(url, 'secrets', '(unparsable URL)');
 }
 
 /** One line on what `edm serve` runs with: the store, the limits, how tokens are checked (no secrets). */
@@ -229,7 +274,7 @@ export function describeConfig(config: Config): string {
         config.acceptSecret ? 'HS256 secret' : null,
         config.jwtPublicKey ? 'public key' : null,
         // A JWKS URL's password or query may carry a credential.
-        config.jwksUrl ? `JWKS ${masked(config.jwksUrl, true, '(unparsable URL)')}` : null,
+        config.jwksUrl ? `JWKS ${maskedUrl(config.jwksUrl, 'all')}` : null,
       ]
         .filter(Boolean)
         .join(' + ');

@@ -39,6 +39,7 @@ export const errorRegistry = {
   precondition_failed: { status: 412, title: 'Precondition failed' },
   payload_too_large: { status: 413, title: 'Payload too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  expectation_failed: { status: 417, title: 'Expectation failed' },
   idempotency_key_reused: { status: 422, title: 'Idempotency key reused with a different request' },
   invalid_reference: { status: 422, title: 'Invalid reference' },
   precondition_required: { status: 428, title: 'Precondition required' },

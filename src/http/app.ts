@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { sql } from 'kysely';
 import { DEV_SUB, DEV_TENANT, MAX_CLAIM_LENGTH, mintToken, requireScope, TokenVerifier } from '../core/auth.js';
@@ -27,7 +28,7 @@ import { registerManifestRoute } from './manifest.js';
 import { registerMetrics } from './metrics.js';
 import { registerOpenApiRoute } from './openapi.js';
 import { playground } from './playground.js';
-import { answerClientError, answeredEarly, sendProblem } from './problem.js';
+import { answerClientError, answeredEarly, PROBLEM_TYPE, sendProblem, toProblem } from './problem.js';
 import { RATE_LIMIT_HEADERS, RateLimiter, rateLimitKey } from './rate-limit.js';
 import { registerResourceRoutes } from './routes.js';
 
@@ -40,6 +41,10 @@ declare module 'fastify' {
   }
 }
 
+/** The id a request was given, kept on Node's message for an answer the connection gives. */
+const REQUEST_ID = Symbol('edm.requestId');
+type Tagged = { [REQUEST_ID]?: string };
+
 export interface AppOptions {
   config: Config;
   /** A store to use instead of opening `config.databaseUrl` (the caller then closes it). */
@@ -48,7 +53,11 @@ export interface AppOptions {
   modules?: readonly ModuleDef[];
   /** Create or upgrade the schema before serving (default: `config.autoMigrate`, else true). */
   migrate?: boolean;
-  logger?: boolean;
+  /**
+   * The log: true (or `info`) logs every request and more; `warn` or `error` only what an
+   * operator must read (warnings and errors: a full disk, an unmigrated schema, a 5xx).
+   */
+  logger?: boolean | 'info' | 'warn' | 'error';
   /** Where the request log goes when `logger` is on (default: standard output). */
   logStream?: { write(line: string): void };
   /** Run module jobs on their timers (default: only with the system clock). */
@@ -150,6 +159,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger
       ? {
+          level: options.logger === true ? 'info' : options.logger,
           ...(options.logStream ? { stream: options.logStream } : {}),
           serializers: {
             req: (req: FastifyRequest) => ({
@@ -172,8 +182,22 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       connectionsCheckingInterval: Math.min(5000, Math.max(10, Math.round(requestTimeout / 10))),
       requireHostHeader: false,
     },
-    clientErrorHandler: (err, socket) => answerClientError(err, socket, requestId()),
-    genReqId: requestId,
+    // A request cut off while its body arrives (a timeout, a malformed chunk) is answered under
+    // the id it was given, which the log's "incoming request" line names; one whose headers never
+    // arrived whole gets a new id. Node's parser holds the message it is reading.
+    clientErrorHandler: (err, socket) => {
+      const incoming = (socket as { parser?: { incoming?: IncomingMessage | null } }).parser?.incoming;
+      const known = incoming && !incoming.complete ? (incoming as Tagged)[REQUEST_ID] : undefined;
+      const id = known ?? requestId();
+      const status = answerClientError(err, socket, id);
+      if (status !== null)
+        app.log.info({ reqId: id, res: { statusCode: status } }, 'request answered by the connection');
+    },
+    genReqId: (raw) => {
+      const id = requestId();
+      (raw as Tagged)[REQUEST_ID] = id;
+      return id;
+    },
     requestIdHeader: false,
     // A request that arrives while the server closes is answered below, as a problem.
     return503OnClosing: false,
@@ -187,8 +211,24 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       sendProblem(request, reply, new ApiError('route_not_found', `No route ${request.method} ${path}`));
     },
   });
-  // Node enforces the request timeout only with a headers timeout no longer than it.
-  if (requestTimeout > 0) app.server.headersTimeout = Math.min(app.server.headersTimeout, requestTimeout);
+  // An Expect the server cannot meet (anything but 100-continue) is 417 as a problem; Node's own
+  // answer was an empty body, without a request id, outside the log.
+  app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const id = requestId();
+    const problem = new ApiError('expectation_failed', 'Only Expect: 100-continue is met');
+    const body = JSON.stringify(toProblem(problem, id));
+    res.writeHead(417, {
+      'content-type': PROBLEM_TYPE,
+      'content-length': Buffer.byteLength(body),
+      'x-request-id': id,
+      connection: 'close',
+    });
+    res.end(body);
+    req.resume();
+    app.log.info({ reqId: id, res: { statusCode: 417 } }, 'request answered by the connection');
+  });
+  // The headers' deadline is the request's: Node's own (60 s) would cut a longer one, and 0 too.
+  app.server.headersTimeout = requestTimeout;
   app.decorate('engine', engine);
   app.decorateRequest('principal', null);
 

@@ -185,24 +185,25 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: u
 }
 
 /**
- * Node's HTTP parser refused the connection's request before any route saw it: a request that
- * did not arrive within the request timeout (408), headers over the size limit (431), or bytes
- * that are not HTTP (400). Answered as a problem like any other, on the socket, which is then
- * closed (Fastify's `clientErrorHandler`). A reset connection gets nothing.
- */
-/**
  * Connections whose request is answered while its body still arrives (a 413): Node reads and
  * drops the rest, and a timeout meanwhile closes the connection without another answer.
  */
 export const answeredEarly = new WeakSet<Socket>();
 
-export function answerClientError(err: Error & { code?: string }, socket: Socket, requestId: string): void {
-  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+/**
+ * Node's HTTP parser refused the connection's request before any route saw it: a request that
+ * did not arrive within the request timeout (408), headers over the size limit (431), or bytes
+ * that are not HTTP (400). Answered as a problem like any other, on the socket, which is then
+ * closed (Fastify's `clientErrorHandler`). A reset connection gets nothing. Answers the status
+ * sent, or null when nothing was.
+ */
+export function answerClientError(err: Error & { code?: string }, socket: Socket, requestId: string): number | null {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return null;
   // Its request was answered already (a 413 while the body still arrived): a second answer
   // would break the framing, so the connection just closes.
   if (answeredEarly.has(socket)) {
     socket.destroy();
-    return;
+    return null;
   }
   const apiError =
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
@@ -218,4 +219,5 @@ export function answerClientError(err: Error & { code?: string }, socket: Socket
     );
   }
   socket.destroy();
+  return apiError.status;
 }

@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, type KyselyConfig, type LogEvent, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
-import type { Config } from '../core/config.js';
+import { type Config, redactedUrl } from '../core/config.js';
 import { ApiError } from '../core/errors.js';
 import type { AnyField, ColumnKind } from '../core/fields.js';
 import { type Checkpointer, startCheckpointer } from './checkpointer.js';
@@ -127,7 +127,7 @@ export function openStore(url: string, options: StoreOptions = {}): Store {
     return openSqlite(file, options);
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return openPostgres(url, options);
-  throw new Error(`EDM_DATABASE_URL: unsupported scheme in ${url} (use sqlite:<file> or postgres://…)`);
+  throw new Error(`EDM_DATABASE_URL: unsupported scheme in ${redactedUrl(url)} (use sqlite:<file> or postgres://…)`);
 }
 
 /** PostgreSQL text and jsonb cannot hold U+0000; both stores refuse it so they answer alike. */
