@@ -17,6 +17,10 @@ describe('GET /metrics', () => {
     expect(res.headers['content-type']).toMatch(/^text\/plain/);
     expect(res.body).toContain('edm_http_requests_total{method="GET",route="/api/v1/okr/cycles",status="200"} 1');
     expect(res.body).toContain('edm_http_requests_total{method="GET",route="/api/v1/okr/cycles/:id",status="404"} 1');
+    // A URL the router cannot read is a 404 no hook sees: counted all the same, under no route.
+    expect((await t.call('GET', `${cycles.basePath}/%zz`)).status).toBe(404);
+    const after = await t.app.inject({ method: 'GET', url: '/metrics' });
+    expect(after.body).toContain('edm_http_requests_total{method="GET",route="unmatched",status="404"} 1');
     expect(res.body).toMatch(/edm_token_verifications_total 1\b/);
     expect(res.body).toMatch(/edm_transaction_retries_total 0\b/);
     expect(res.body).toContain('edm_http_request_duration_seconds_bucket');

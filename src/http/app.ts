@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { sql } from 'kysely';
 import { DEV_SUB, DEV_TENANT, MAX_CLAIM_LENGTH, mintToken, requireScope, TokenVerifier } from '../core/auth.js';
 import { type Clock, isoTime, systemClock } from '../core/clock.js';
@@ -156,6 +156,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     sameOriginOnly: config.localMode ? ['/api/v1/dev/token'] : [],
   };
   const answerCors = corsHeaders(cors);
+  /** Counts an answer no hook sees in the request metrics (set once they are registered). */
+  let observeUnrouted: ((request: FastifyRequest, reply: FastifyReply) => void) | undefined;
   const app = Fastify({
     logger: options.logger
       ? {
@@ -204,10 +206,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     routerOptions: { ignoreTrailingSlash: true },
     // A URL the router cannot read (`%zz`) or whose id is over its length limit names nothing:
     // 404 as a problem like every other, before any hook (so with its headers set here).
+    // No hook runs for it: it is counted in the metrics here.
     frameworkErrors: (_err, request, reply) => {
       reply.header('x-request-id', request.id);
       answerCors(request, reply);
       const path = request.raw.url?.split('?')[0] ?? '';
+      reply.raw.once('finish', () => observeUnrouted?.(request, reply));
       sendProblem(request, reply, new ApiError('route_not_found', `No route ${request.method} ${path}`));
     },
   });
@@ -532,10 +536,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     });
   }
 
-  registerMetrics(app, {
+  ({ observe: observeUnrouted } = registerMetrics(app, {
     verifications: () => verifier.verifications,
     retriedTransactions: () => engine.retriedTransactions,
-  });
+  }));
   registerResourceRoutes(app, { engine, idempotency, cursors });
   registerManifestRoute(app, modules, config.localMode);
   registerOpenApiRoute(app, modules, { localMode: config.localMode });

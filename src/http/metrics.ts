@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, collectDefaultMetrics, Registry } from 'prom-client';
 
 const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
@@ -24,7 +24,7 @@ const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')
 export function registerMetrics(
   app: FastifyInstance,
   extra: { verifications: () => number; retriedTransactions: () => number },
-): void {
+): { observe: (request: FastifyRequest, reply: FastifyReply) => void } {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'edm_' });
   new Counter({
@@ -47,8 +47,9 @@ export function registerMetrics(
   });
 
   const series = new Map<string, Series>();
-  app.addHook('onResponse', (request, reply, done) => {
-    const route = request.routeOptions.url ?? 'unmatched';
+  // Every answer, and those no hook sees (a URL the router cannot read: see `observe`).
+  const observe = (request: FastifyRequest, reply: FastifyReply) => {
+    const route = request.routeOptions?.url ?? 'unmatched';
     const key = `${request.method} ${route}`;
     let s = series.get(key);
     if (!s) {
@@ -69,6 +70,9 @@ export function registerMetrics(
     s.buckets[i]++;
     s.sum += seconds;
     s.count++;
+  };
+  app.addHook('onResponse', (request, reply, done) => {
+    observe(request, reply);
     done();
   });
 
@@ -102,4 +106,5 @@ export function registerMetrics(
   app.get('/metrics', async (_request, reply) =>
     reply.type(registry.contentType).send(`${requestMetrics()}${await registry.metrics()}`),
   );
+  return { observe };
 }
