@@ -141,6 +141,14 @@ describe('connections: requests that are not HTTP, too large, or too slow to arr
     expect(answer.match(/HTTP\/1\.1 \d{3} /g)).toHaveLength(1); // no 408 after it
   });
 
+  it('a request refused from its headers whose body then stops arriving: the 401 is its one answer', async () => {
+    const head =
+      'POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n';
+    const answer = await rawExchange(port, [head, '{"name":']);
+    expect(answer).toMatch(/^HTTP\/1\.1 401 /);
+    expect(answer.match(/HTTP\/1\.1 \d{3} /g)).toHaveLength(1); // no 408 after it
+  });
+
   it('a timed-out create stores nothing', async () => {
     const before = await t.call('GET', '/api/v1/okr/cycles');
     const body = JSON.stringify({ name: 'Slow', start_date: '2026-01-01', end_date: '2026-03-31' });

@@ -788,6 +788,21 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect((await expectRollupExact(d)).progress_pct).toBe(70);
     });
 
+    it('sums its key results again at the first write to a row an older build wrote (no peak recorded)', async () => {
+      t.clock.set(cycleAt(40));
+      const a = await objective();
+      const k = (await post({ objective_id: a, title: 'k', target: 100, current: 40 })).body;
+      await post({ objective_id: a, title: 'l', target: 100, current: 50 });
+      // As an older build could leave it: the sums off (a weight lowered in steps), and no peak.
+      await t.store.db
+        .updateTable(objectives.table)
+        .set({ rollup_progress_sum: 86, rollup_weight_peak: null })
+        .where('id', '=', a)
+        .execute();
+      await checkIn(k.id as string, { value: 42 });
+      expect(await expectRollupExact(a)).toMatchObject({ progress_pct: 46 });
+    });
+
     it(`sums its key results again every ${RESYNC_EVERY} versions, whatever drift the running sums gathered`, async () => {
       t.clock.set(cycleAt(40));
       const a = await objective();

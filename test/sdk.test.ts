@@ -529,6 +529,16 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     expect(sent).toHaveLength(2);
   });
 
+  it('backs off after a Retry-After of a date passed (a clock ahead of the server), not at once', async () => {
+    reset();
+    const passed = new Date(Date.now() - 3_600_000).toUTCString();
+    faults.push({ method: 'GET', path: '/api/v1/okr/cycles', status: 503, retryAfter: passed });
+    const started = Date.now();
+    expect((await client.okr.cycles.list()).object).toBe('list');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(350); // the first backoff: 375–500 ms
+    expect(sent).toHaveLength(2);
+  });
+
   it('does not wait out a Retry-After over a minute: the error comes back at once, with its retryAfter', async () => {
     reset();
     faults.push({ method: 'GET', path: '/api/v1/okr/cycles', status: 429, retryAfter: '120' });

@@ -120,7 +120,9 @@ function queryString(query: Readonly<Record<string, QueryValue>> | undefined): s
  */
 export function retryDelay(attempt: number, headers?: Headers): number | null {
   const ms = retryAfterMs(headers);
-  if (ms !== undefined) return ms <= MAX_RETRY_AFTER ? ms : null;
+  if (ms !== undefined && ms > MAX_RETRY_AFTER) return null;
+  // 0 (or a date passed, which a clock ahead of the server's reads): backoff all the same.
+  if (ms !== undefined && ms > 0) return ms;
   const base = Math.min(500 * 2 ** attempt, 8000);
   return base * (1 - Math.random() * 0.25);
 }

@@ -261,9 +261,15 @@ export function maskedUrl(url: string, query: 'all' | 'secrets', unparsable = '(
   }
 }
 
-/** The database URL without its password, for logs. */
+/**
+ * The database URL without its password, for logs. One of another form than `postgres://` (a
+ * slash missing, another scheme) shows its scheme only: a URL parsed as some other kind holds
+ * its password where masking would not find it.
+ */
 export function redactedUrl(url: string): string {
-  return url.startsWith('sqlite:') ? url : maskedUrl(url, 'secrets', '(unparsable URL)');
+  if (url.startsWith('sqlite:')) return url;
+  if (!/^postgres(ql)?:\/\//.test(url)) return `${url.split(':')[0]}:…`;
+  return maskedUrl(url, 'secrets', '(unparsable URL)');
 }
 
 /** One line on what `edm serve` runs with: the store, the limits, how tokens are checked (no secrets). */

@@ -108,7 +108,10 @@ export function stateOf(objective: Doc): RollupState {
     rollup_progress_sum: Number(objective.rollup_progress_sum ?? 0),
     rollup_status_counts: (objective.rollup_status_counts ?? {}) as StatusCounts,
     key_result_count: Number(objective.key_result_count ?? 0),
-    rollup_weight_peak: Number(objective.rollup_weight_peak ?? 0),
+    // None recorded (a row written before the peak was kept): the sums' history is unknown, and
+    // the next write sums them again (an older build may have left them off).
+    rollup_weight_peak:
+      objective.rollup_weight_peak == null ? Number.POSITIVE_INFINITY : Number(objective.rollup_weight_peak),
   };
 }
 
