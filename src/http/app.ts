@@ -28,7 +28,7 @@ import { registerManifestRoute } from './manifest.js';
 import { registerMetrics } from './metrics.js';
 import { registerOpenApiRoute } from './openapi.js';
 import { playground } from './playground.js';
-import { answerClientError, answeredEarly, PROBLEM_TYPE, sendProblem, toProblem } from './problem.js';
+import { answerClientError, PROBLEM_TYPE, sendProblem, toProblem } from './problem.js';
 import { RATE_LIMIT_HEADERS, RateLimiter, rateLimitKey } from './rate-limit.js';
 import { registerResourceRoutes } from './routes.js';
 
@@ -319,18 +319,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if ((err as { code?: unknown }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') reply.removeHeader('connection');
     return sendProblem(request, reply, err);
   });
-  // An answer sent while its request's body still arrives (a 413, or a 401 decided from the
-  // headers): Node reads and drops the rest of the body, and a timeout meanwhile closes the
-  // connection without a second answer to the one request (a 408 after the 401, under its id).
-  app.addHook('onResponse', (request, _reply, done) => {
-    const { raw } = request;
-    if (!raw.complete) {
-      const { socket } = raw;
-      answeredEarly.add(socket);
-      raw.once('end', () => answeredEarly.delete(socket));
-    }
-    done();
-  });
+
   // The methods each route answers, for a 405's Allow: the router finds a path's route only
   // with its method, so a path that some route answers with another method is known from these.
   const routeMethods: { pattern: RegExp; method: string }[] = [];

@@ -165,6 +165,15 @@ export function asApiError(err: unknown): ApiError {
 /** The one place an error becomes an HTTP answer. */
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
   const apiError = asApiError(err);
+  // Answered while its body still arrives (a 413, or a 401 decided from the headers): Node reads
+  // and drops the rest, and a timeout meanwhile closes the connection without a second answer to
+  // the one request (a 408 after the 401, under its id).
+  const { raw } = request;
+  if (!raw.complete) {
+    const { socket } = raw;
+    answeredEarly.add(socket);
+    raw.once('end', () => answeredEarly.delete(socket));
+  }
   if (apiError.status >= 500 && apiError.code !== 'service_unavailable') request.log.error({ err }, 'request failed');
   // A schema without a table or column the server uses is an error to act on (an upgrade not
   // migrated yet, or a bug), logged as one; the answer says 503 as /readyz does.
