@@ -141,12 +141,24 @@ describe('connections: requests that are not HTTP, too large, or too slow to arr
     expect(answer.match(/HTTP\/1\.1 \d{3} /g)).toHaveLength(1); // no 408 after it
   });
 
-  it('a request refused from its headers whose body then stops arriving: the 401 is its one answer', async () => {
-    const head =
-      'POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n';
+  it.each([
+    ['refused from its headers', '/api/v1/okr/cycles', 401],
+    ['to a URL the router cannot read', '/api/v1/okr/cycles/%zz', 404],
+  ])('a request %s whose body then stops arriving: that answer is its one answer', async (_, path, status) => {
+    const head = `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n`;
     const answer = await rawExchange(port, [head, '{"name":']);
-    expect(answer).toMatch(/^HTTP\/1\.1 401 /);
+    expect(answer).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
     expect(answer.match(/HTTP\/1\.1 \d{3} /g)).toHaveLength(1); // no 408 after it
+  });
+
+  it('counts the answers the connection gives in the metrics (no route, their status)', async () => {
+    await rawExchange(port, ['GET /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\n']); // 408
+    await rawExchange(port, [
+      'POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Length: 0\r\n\r\n',
+    ]);
+    const metrics = (await t.app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toMatch(/^edm_http_requests_total\{method="UNKNOWN",route="unmatched",status="408"\} [1-9]/m);
+    expect(metrics).toMatch(/^edm_http_requests_total\{method="POST",route="unmatched",status="417"\} [1-9]/m);
   });
 
   it('a timed-out create stores nothing', async () => {

@@ -110,6 +110,10 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect((await patch(m.id as string, { target: null })).body).toMatchObject({ target: 1, direction: 'decrease' });
       const d = (await post({ objective_id: o, title: 'D2', target: 5 })).body;
       expect((await patch(d.id as string, { target: null })).status).toBe(400);
+      expect((await post({ objective_id: o, title: 'N', target: null })).status).toBe(400);
+      expect((await post({ objective_id: o, title: 'M3', metric_type: 'milestone', target: null })).body.target).toBe(
+        1,
+      );
     });
 
     it('takes the default again where a PATCH sends null to a field that has one, as a create does', async () => {

@@ -160,6 +160,10 @@ describe('the OpenAPI document', () => {
     // A PATCH may not clear current (the server answers 400 required): the schema says so too.
     expect(doc.components.schemas.KeyResultUpdate.properties.current.type).toBe('number');
     expect(doc.components.schemas.KeyResultCreate.properties.current.type).toEqual(['number', 'null']);
+    // A milestone's target is filled in by the server when left out or sent as null, on create and PATCH.
+    expect(doc.components.schemas.KeyResultCreate.properties.target.type).toEqual(['number', 'null']);
+    expect(doc.components.schemas.KeyResultUpdate.properties.target.type).toEqual(['number', 'null']);
+    expect(doc.components.schemas.KeyResultUpdate.properties.title.type).toBe('string');
   });
 
   it('documents the locking and idempotency headers, Location and ETag, and the list parameters', () => {

@@ -47,6 +47,7 @@ describe('redactedUrl', () => {
     ['postgres://u@h/db?sslpassword=pw&sslkey=%2Fk', 'postgres://u@h/db?sslpassword=***&sslkey=***'],
     ['postgres://u:p@[bad/db', '(unparsable URL)'],
     ['postgres:u:hunter2@db/edm', 'postgres:…'],
+    ['host=db user=u password=hunter2 dbname=edm', '(unparsable URL)'],
     ['sqlite:/var/lib/edm/edm.sqlite', 'sqlite:/var/lib/edm/edm.sqlite'],
   ])('%s → %s', (url, expected) => {
     expect(redactedUrl(url)).toBe(expected);

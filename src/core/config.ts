@@ -268,7 +268,11 @@ export function maskedUrl(url: string, query: 'all' | 'secrets', unparsable = '(
  */
 export function redactedUrl(url: string): string {
   if (url.startsWith('sqlite:')) return url;
-  if (!/^postgres(ql)?:\/\//.test(url)) return `${url.split(':')[0]}:…`;
+  if (!/^postgres(ql)?:\/\//.test(url)) {
+    // Its scheme, where it starts with one (a libpq `host=… password=…` string has none).
+    const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0];
+    return scheme ? `${scheme}…` : '(unparsable URL)';
+  }
   return maskedUrl(url, 'secrets', '(unparsable URL)');
 }
 

@@ -52,7 +52,8 @@ export function createSchema(resource: Resource): JsonSchema {
   const required: string[] = [];
   for (const [name, field] of Object.entries(resource.allFields)) {
     if (field.access === 'read') continue;
-    properties[name] = fieldSchema(field, !field.required, true);
+    // A field the create's hooks may fill in takes null as leaving it out (a milestone's target).
+    properties[name] = fieldSchema(field, !field.required || field.optionalOnCreate === true, true);
     if (field.required && !field.optionalOnCreate) required.push(name);
   }
   return { type: 'object', title: `${resource.name}Create`, properties, required, additionalProperties: false };
@@ -63,7 +64,10 @@ export function updateSchema(resource: Resource): JsonSchema {
   const properties: Record<string, JsonSchema> = {};
   for (const [name, field] of Object.entries(resource.allFields)) {
     if (field.access === 'read') continue;
-    properties[name] = fieldSchema(field, !field.required && !field.notNullInWrites, true);
+    // null clears a field, or has the hooks fill it in again (optionalOnCreate), unless it may
+    // never be cleared (required, notNullInWrites).
+    const clearable = (!field.required || field.optionalOnCreate === true) && !field.notNullInWrites;
+    properties[name] = fieldSchema(field, clearable, true);
   }
   properties.version = {
     type: 'integer',

@@ -496,12 +496,13 @@ export type CreateBody<R> =
 
 /**
  * The JSON Merge Patch an update accepts (`version` is the optional lock token): `null` clears
- * a field, except a required one or one declared `notNullInWrites`.
+ * a field (or has the hooks fill in one they fill on create), except a required one or one
+ * declared `notNullInWrites`.
  */
 export type UpdateBody<R> =
   R extends Resource<infer F>
     ? {
-        [K in keyof AllFieldsOf<F> as IsWritable<AllFieldsOf<F>[K]> extends true ? K : never]?: IsRequired<
+        [K in keyof AllFieldsOf<F> as IsWritable<AllFieldsOf<F>[K]> extends true ? K : never]?: IsRequiredOnCreate<
           AllFieldsOf<F>[K]
         > extends true
           ? InputValueOf<AllFieldsOf<F>[K]>

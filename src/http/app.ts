@@ -156,8 +156,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     sameOriginOnly: config.localMode ? ['/api/v1/dev/token'] : [],
   };
   const answerCors = corsHeaders(cors);
-  /** Counts an answer no hook sees in the request metrics (set once they are registered). */
+  /** Count answers no hook sees in the request metrics (set once they are registered). */
   let observeUnrouted: ((request: FastifyRequest, reply: FastifyReply) => void) | undefined;
+  let observeConnection: ((method: string, route: string, status: number, seconds: number) => void) | undefined;
   const app = Fastify({
     logger: options.logger
       ? {
@@ -192,8 +193,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const known = incoming && !incoming.complete ? (incoming as Tagged)[REQUEST_ID] : undefined;
       const id = known ?? requestId();
       const status = answerClientError(err, socket, id);
-      if (status !== null)
-        app.log.info({ reqId: id, res: { statusCode: status } }, 'request answered by the connection');
+      if (status === null) return;
+      app.log.info({ reqId: id, res: { statusCode: status } }, 'request answered by the connection');
+      // Its method where its headers arrived (Node's parser knows only real ones): no route.
+      observeConnection?.(known && incoming?.method ? incoming.method : 'UNKNOWN', 'unmatched', status, 0);
     },
     genReqId: (raw) => {
       const id = requestId();
@@ -230,6 +233,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     res.end(body);
     req.resume();
     app.log.info({ reqId: id, res: { statusCode: 417 } }, 'request answered by the connection');
+    observeConnection?.(req.method ?? 'UNKNOWN', 'unmatched', 417, 0);
   });
   // The headers' deadline is the request's: Node's own (60 s) would cut a longer one, and 0 too.
   app.server.headersTimeout = requestTimeout;
@@ -532,7 +536,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     });
   }
 
-  ({ observe: observeUnrouted } = registerMetrics(app, {
+  ({ observe: observeUnrouted, observeAnswer: observeConnection } = registerMetrics(app, {
     verifications: () => verifier.verifications,
     retriedTransactions: () => engine.retriedTransactions,
   }));

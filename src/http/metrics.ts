@@ -24,7 +24,10 @@ const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')
 export function registerMetrics(
   app: FastifyInstance,
   extra: { verifications: () => number; retriedTransactions: () => number },
-): { observe: (request: FastifyRequest, reply: FastifyReply) => void } {
+): {
+  observe: (request: FastifyRequest, reply: FastifyReply) => void;
+  observeAnswer: (method: string, route: string, status: number, seconds: number) => void;
+} {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'edm_' });
   new Counter({
@@ -47,14 +50,14 @@ export function registerMetrics(
   });
 
   const series = new Map<string, Series>();
-  // Every answer, and those no hook sees (a URL the router cannot read: see `observe`).
-  const observe = (request: FastifyRequest, reply: FastifyReply) => {
-    const route = request.routeOptions?.url ?? 'unmatched';
-    const key = `${request.method} ${route}`;
+  // Every answer: those of routes (the hook below), and those no hook sees (a URL the router
+  // cannot read, answers the connection gives: 408, 417, 431, …), reported by app.ts.
+  const observeAnswer = (method: string, route: string, status: number, seconds: number) => {
+    const key = `${method} ${route}`;
     let s = series.get(key);
     if (!s) {
       s = {
-        method: request.method,
+        method,
         route,
         statuses: new Map(),
         buckets: new Array(BUCKETS.length + 1).fill(0),
@@ -63,14 +66,15 @@ export function registerMetrics(
       };
       series.set(key, s);
     }
-    s.statuses.set(reply.statusCode, (s.statuses.get(reply.statusCode) ?? 0) + 1);
-    const seconds = reply.elapsedTime / 1000;
+    s.statuses.set(status, (s.statuses.get(status) ?? 0) + 1);
     let i = 0;
     while (i < BUCKETS.length && seconds > BUCKETS[i]) i++;
     s.buckets[i]++;
     s.sum += seconds;
     s.count++;
   };
+  const observe = (request: FastifyRequest, reply: FastifyReply) =>
+    observeAnswer(request.method, request.routeOptions?.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
   app.addHook('onResponse', (request, reply, done) => {
     observe(request, reply);
     done();
@@ -106,5 +110,5 @@ export function registerMetrics(
   app.get('/metrics', async (_request, reply) =>
     reply.type(registry.contentType).send(`${requestMetrics()}${await registry.metrics()}`),
   );
-  return { observe };
+  return { observe, observeAnswer };
 }
