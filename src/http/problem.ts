@@ -194,8 +194,9 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: u
 }
 
 /**
- * Connections whose request is answered while its body still arrives (a 413): Node reads and
- * drops the rest, and a timeout meanwhile closes the connection without another answer.
+ * Connections whose request is answered while its body still arrives (a 413, or another problem
+ * decided before it was read; see sendProblem): Node reads and drops the rest, and a timeout
+ * meanwhile closes the connection without another answer.
  */
 export const answeredEarly = new WeakSet<Socket>();
 
