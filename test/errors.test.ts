@@ -33,3 +33,14 @@ describe('ApiError', () => {
     expect(frames(new ApiError('service_unavailable'))).toBeGreaterThan(0);
   });
 });
+
+describe('a 503 for an outage', () => {
+  it('keeps its cause for the log (a warning naming it), and answers none of it', async () => {
+    const { asApiError, toProblem } = await import('../src/http/problem.js');
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    const err = asApiError(refused);
+    expect([err.status, err.code, err.headers?.['retry-after']]).toEqual([503, 'service_unavailable', '1']);
+    expect(err.cause).toBe(refused);
+    expect(JSON.stringify(toProblem(err, 'req_1'))).not.toContain('ECONNREFUSED');
+  });
+});

@@ -432,6 +432,19 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       await expect(claims.completeAlone(claim, answer)).rejects.toMatchObject({ code: 'service_unavailable' });
     });
 
+    it('says how long a claim held past any request (its process died) still holds: its lease, not a second', async () => {
+      const { claims, again } = await claimed('orphan');
+      t.clock.advance(5_000); // a request still running: retry in a second
+      expect(await again().catch((e: unknown) => e)).toMatchObject({ headers: { 'retry-after': '1' } });
+      t.clock.advance(15_000); // 20 s held: the lease (60 s) decides
+      expect(await again().catch((e: unknown) => e)).toMatchObject({
+        code: 'idempotency_in_flight',
+        headers: { 'retry-after': '40' },
+      });
+      t.clock.advance(40_000);
+      expect('claim' in (await again())).toBe(true);
+    });
+
     it("holds a claim for a minute past what a request may spend before its transaction (a sync's read)", async () => {
       const principal = { sub: 'usr-1', tenantId: `lease-${kind}`, appId: null, scopes: null };
       const claims = new Idempotency(t.store, t.clock, 30_000);

@@ -24,6 +24,8 @@ export const RETENTION_MS = 24 * 3600 * 1000;
  * the connector timeout: see Idempotency's `outsideMs`).
  */
 const LEASE_MS = 60 * 1000;
+/** Past what a request spends before its transaction, a claim held this long is likely orphaned. */
+const STALE_AFTER_MS = 10 * 1000;
 
 interface Claim {
   tenantId: string;
@@ -172,11 +174,16 @@ export class Idempotency {
         );
       }
       if (row.state === 'running') {
+        // A claim held longer than a request takes (its process may have died with it, `kill -9`)
+        // is freed by its lease: Retry-After says when, not "a second" for up to a minute.
+        const held = now - Date.parse(row.claimed_at as string);
+        const left = Math.ceil((Date.parse(row.lease_until as string) - now) / 1000);
+        const wait = held > this.leaseMs - LEASE_MS + STALE_AFTER_MS ? Math.max(1, left) : 1;
         throw new ApiError(
           'idempotency_in_flight',
           'A request with this Idempotency-Key is still running; retry shortly',
           {
-            headers: { 'retry-after': '1' },
+            headers: { 'retry-after': String(wait) },
           },
         );
       }

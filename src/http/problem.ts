@@ -145,7 +145,9 @@ export function asApiError(err: unknown): ApiError {
     );
   }
   if (isUnavailable(err)) {
+    // With its cause, which the log says (a warning: refused, timed out, terminated, …).
     return new ApiError('service_unavailable', 'The database is unavailable or busy; retry shortly', {
+      cause: err,
       headers: { 'retry-after': '1' },
     });
   }
