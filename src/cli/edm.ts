@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createWriteStream, readFileSync, renameSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { claimProblem, DEV_SUB, DEV_TENANT, mintToken, parseTtl } from '../core/auth.js';
 import { describeConfig, loadConfig } from '../core/config.js';
@@ -257,7 +257,11 @@ function formatOf(value: string | undefined, file: string | undefined): 'json' |
 function checkTransferOptions(values: Record<string, string | boolean | undefined>, file: string | undefined): void {
   const format = formatOf(values.format as string | undefined, file);
   const resource = values.resource as string | undefined;
-  if (format === 'csv' && !resource) throw new UsageError('--format csv needs --resource (one resource per CSV)');
+  if (format === 'csv' && !resource) {
+    // Said of what the user gave: the option, or the file's name the format was read from.
+    const csv = values.format ? '--format csv' : `${file} (a CSV, by its name)`;
+    throw new UsageError(`${csv} needs --resource (one resource per CSV)`);
+  }
   const names = modules.flatMap((m) => m.resources.map((r) => r.name));
   if (resource !== undefined && !names.includes(resource)) {
     throw new UsageError(`no resource ${resource}: one of ${names.join(', ')}`);
@@ -293,7 +297,18 @@ async function transfer(
   }) => Promise<string>,
 ): Promise<number> {
   const options: ParseArgsConfig['options'] = TRANSFER_OPTIONS[command];
-  const parsed = parseArgs({ args, allowPositionals: true, options, strict: true });
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args, allowPositionals: true, options, strict: true });
+  } catch (err) {
+    // An option of the other transfer command is named as such, not as one that does not exist.
+    const other = command === 'import' ? 'export' : 'import';
+    const name = /^Unknown option '--([\w-]+)'/.exec((err as Error).message)?.[1];
+    if (name && name in TRANSFER_OPTIONS[other]) {
+      throw new UsageError(`--${name} is an option of edm ${other}, not of edm ${command}`);
+    }
+    throw err;
+  }
   const values = parsed.values as Record<string, string | boolean | undefined>;
   const { positionals } = parsed;
   const files = command === 'import' ? 1 : 0;
@@ -334,9 +349,21 @@ function exportCommand(args: string[]): Promise<number> {
     // A file appears under its name only when the export is whole: written beside it, then renamed.
     // The name is this export's own: two exports to one --out never write into one file.
     const partial = out ? `${out}.${process.pid}-${randomBytes(4).toString('hex')}.partial` : null;
+    // A folder, or a file in a folder that is not there: said of --out, before any work.
+    if (out && existsSync(out) && statSync(out).isDirectory()) {
+      throw new TransferError(`--out ${out} is a folder: name a file to write (in it, say)`);
+    }
     const stream = partial ? createWriteStream(partial, { flags: 'wx' }) : process.stdout;
     // A file that cannot be written (a missing folder, no permission) fails here, saying why.
-    if (partial) await once(stream, 'open');
+    if (partial) {
+      try {
+        await once(stream, 'open');
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? (err as Error).message;
+        const why = code === 'ENOENT' ? 'its folder does not exist' : 'it cannot be written here';
+        throw new TransferError(`--out ${out}: ${why} (${code})`);
+      }
+    }
     const write = async (chunk: string) => {
       if (!stream.write(chunk)) await once(stream, 'drain');
     };

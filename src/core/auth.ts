@@ -122,7 +122,10 @@ export class TokenVerifier {
             try {
               response = await fetch(...args);
             } catch (err) {
-              throw new KeysUnavailable(`The key set at ${shown} did not answer`, { cause: err });
+              // Why, from fetch's cause: refused, a name not found, a certificate not trusted, …
+              const why = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
+              const detail = String(why?.code ?? why?.message ?? (err as Error).message);
+              throw new KeysUnavailable(`The key set at ${shown} did not answer (${detail})`, { cause: err });
             }
             if (response.status !== 200) {
               throw new KeysUnavailable(`The key set at ${shown} answered HTTP ${response.status}`);
