@@ -313,24 +313,23 @@ describe('edm serve: shutdown', () => {
         token: string;
       };
       const body = JSON.stringify({ name: 'in flight', start_date: '2027-01-01', end_date: '2027-03-31' });
-      const socket = connect(port, '127.0.0.1');
-      await new Promise((resolve) => socket.once('connect', resolve));
-      let answer = '';
-      socket.on('data', (chunk) => {
-        answer += chunk.toString();
-      });
-      const closed = new Promise((resolve) => socket.once('close', resolve));
+      /** A raw connection: what it was answered, and when it closed. */
+      const open = async () => {
+        const socket = connect(port, '127.0.0.1');
+        await new Promise((resolve) => socket.once('connect', resolve));
+        const read = { text: '' };
+        socket.on('data', (chunk) => {
+          read.text += chunk.toString();
+        });
+        const closed = new Promise((resolve) => socket.once('close', resolve));
+        return { socket, read, closed };
+      };
+      const { socket, read: answer, closed } = await open();
       socket.write(
         `POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nAuthorization: Bearer ${token.token}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, 10)}`,
       );
       // A second connection whose request is complete only once the server is closing.
-      const late = connect(port, '127.0.0.1');
-      await new Promise((resolve) => late.once('connect', resolve));
-      let lateAnswer = '';
-      late.on('data', (chunk) => {
-        lateAnswer += chunk.toString();
-      });
-      const lateClosed = new Promise((resolve) => late.once('close', resolve));
+      const { socket: late, read: lateAnswer, closed: lateClosed } = await open();
       late.write('GET /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\n');
       await new Promise((r) => setTimeout(r, 200)); // the request is in flight (headers read)
       child.kill('SIGTERM');
@@ -338,7 +337,7 @@ describe('edm serve: shutdown', () => {
       late.write(`Authorization: Bearer ${token.token}\r\n\r\n`);
       await lateClosed;
       // 503 as every error is answered: problem+json with its code, request id and Retry-After.
-      const [head, lateBody] = lateAnswer.split('\r\n\r\n');
+      const [head, lateBody] = lateAnswer.text.split('\r\n\r\n');
       expect(head).toMatch(/^HTTP\/1\.1 503/);
       expect(head).toMatch(/^content-type: application\/problem\+json/im);
       expect(head).toMatch(/^retry-after: 1$/im);
@@ -347,7 +346,7 @@ describe('edm serve: shutdown', () => {
       expect(JSON.parse(lateBody)).toMatchObject({ status: 503, code: 'service_unavailable', request_id: requestId });
       socket.write(body.slice(10));
       await closed;
-      expect(answer).toMatch(/^HTTP\/1\.1 201/);
+      expect(answer.text).toMatch(/^HTTP\/1\.1 201/);
       expect(await exited).toBe(0);
       expect(existsSync(join(dir, 'data', 'edm.sqlite-wal'))).toBe(false);
     } finally {

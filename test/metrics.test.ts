@@ -1,3 +1,4 @@
+import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { byName, type TestApp, testApp } from './helpers.js';
 
@@ -27,19 +28,34 @@ describe('GET /metrics', () => {
   });
 });
 
+/** An app on a fresh SQLite store whose log lines `fn` reads, closed after it. */
+async function withLog(
+  logger: true | 'warn',
+  fn: (app: FastifyInstance, lines: string[]) => Promise<void>,
+): Promise<void> {
+  const { buildApp } = await import('../src/http/app.js');
+  const { freshStore, testConfig } = await import('./helpers.js');
+  const fresh = await freshStore('sqlite');
+  const lines: string[] = [];
+  const app = await buildApp({
+    config: testConfig(),
+    store: fresh.store,
+    logger,
+    logStream: { write: (line: string) => void lines.push(line) },
+  });
+  try {
+    await fn(app, lines);
+  } finally {
+    await app.close();
+    await fresh.store.close();
+    await fresh.drop();
+  }
+}
+
 describe('the request log', () => {
   it("leaves a signed URL's signature (its credential) out, and logs the rest of the request", async () => {
-    const { buildApp, loggedUrl } = await import('../src/http/app.js');
-    const { freshStore, testConfig } = await import('./helpers.js');
-    const fresh = await freshStore('sqlite');
-    const lines: string[] = [];
-    const app = await buildApp({
-      config: testConfig(),
-      store: fresh.store,
-      logger: true,
-      logStream: { write: (line: string) => void lines.push(line) },
-    });
-    try {
+    const { loggedUrl } = await import('../src/http/app.js');
+    await withLog(true, async (app, lines) => {
       const url =
         '/api/v1/okr/connectors/con_01ARZ3NDEKTSV4RRFFQ69G5FAV/webhook?tenant_id=acme&signature=SeCrEt-sig_123';
       const res = await app.inject({ method: 'POST', url, payload: { value: 1 } });
@@ -47,39 +63,21 @@ describe('the request log', () => {
       const logged = lines.join('');
       expect(logged).toContain('/webhook?tenant_id=acme&signature=[redacted]');
       expect(logged).not.toContain('SeCrEt-sig_123');
-      expect(loggedUrl('/x?signature=a&b=1&signature=c')).toBe('/x?signature=[redacted]&b=1&signature=[redacted]');
-      // However its name is escaped, as the query parser reads it.
-      expect(loggedUrl('/x?tenant_id=t&sig%6Eature=abc')).toBe('/x?tenant_id=t&sig%6Eature=[redacted]');
-      expect(loggedUrl('/x?a=%zz&b=1')).toBe('/x?a=%zz&b=1');
-    } finally {
-      await app.close();
-      await fresh.store.close();
-      await fresh.drop();
-    }
+    });
+    expect(loggedUrl('/x?signature=a&b=1&signature=c')).toBe('/x?signature=[redacted]&b=1&signature=[redacted]');
+    // However its name is escaped, as the query parser reads it.
+    expect(loggedUrl('/x?tenant_id=t&sig%6Eature=abc')).toBe('/x?tenant_id=t&sig%6Eature=[redacted]');
+    expect(loggedUrl('/x?a=%zz&b=1')).toBe('/x?a=%zz&b=1');
   });
 });
 
 describe('the log at warn (EDM_LOG=warn)', () => {
   it('leaves the requests out and keeps what an operator must read', async () => {
-    const { buildApp } = await import('../src/http/app.js');
-    const { freshStore, testConfig } = await import('./helpers.js');
-    const fresh = await freshStore('sqlite');
-    const lines: string[] = [];
-    const app = await buildApp({
-      config: testConfig(),
-      store: fresh.store,
-      logger: 'warn',
-      logStream: { write: (line: string) => void lines.push(line) },
-    });
-    try {
+    await withLog('warn', async (app, lines) => {
       expect((await app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
       expect(lines).toEqual([]);
       app.log.warn('the database is unavailable');
       expect(lines.map((l) => JSON.parse(l).msg)).toEqual(['the database is unavailable']);
-    } finally {
-      await app.close();
-      await fresh.store.close();
-      await fresh.drop();
-    }
+    });
   });
 });

@@ -792,34 +792,27 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect((await expectRollupExact(d)).progress_pct).toBe(70);
     });
 
-    it('sums its key results again at the first write to a row an older build wrote (no peak recorded)', async () => {
-      t.clock.set(cycleAt(40));
-      const a = await objective();
-      const k = (await post({ objective_id: a, title: 'k', target: 100, current: 40 })).body;
-      await post({ objective_id: a, title: 'l', target: 100, current: 50 });
+    it.each([
       // As an older build could leave it: the sums off (a weight lowered in steps), and no peak.
-      await t.store.db
-        .updateTable(objectives.table)
-        .set({ rollup_progress_sum: 86, rollup_weight_peak: null })
-        .where('id', '=', a)
-        .execute();
-      await checkIn(k.id as string, { value: 42 });
-      expect(await expectRollupExact(a)).toMatchObject({ progress_pct: 46 });
-    });
-
-    it(`sums its key results again every ${RESYNC_EVERY} versions, whatever drift the running sums gathered`, async () => {
+      [
+        'at the first write to a row an older build wrote (no peak recorded)',
+        { rollup_progress_sum: 86, rollup_weight_peak: null },
+        {},
+      ],
+      // As if many writes had left the sums off (99.5 for 90), at the version before a resync.
+      [
+        `every ${RESYNC_EVERY} versions, whatever drift the running sums gathered`,
+        { rollup_progress_sum: 99.5, version: RESYNC_EVERY - 1 },
+        { version: RESYNC_EVERY },
+      ],
+    ] as const)('sums its key results again %s', async (_, stored, expected) => {
       t.clock.set(cycleAt(40));
       const a = await objective();
       const k = (await post({ objective_id: a, title: 'k', target: 100, current: 40 })).body;
       await post({ objective_id: a, title: 'l', target: 100, current: 50 });
-      // As if many writes had left the sums off (99.5 for 90), at the version before a resync.
-      await t.store.db
-        .updateTable(objectives.table)
-        .set({ rollup_progress_sum: 99.5, version: RESYNC_EVERY - 1 })
-        .where('id', '=', a)
-        .execute();
+      await t.store.db.updateTable(objectives.table).set(stored).where('id', '=', a).execute();
       await checkIn(k.id as string, { value: 42 });
-      expect(await expectRollupExact(a)).toMatchObject({ progress_pct: 46, version: RESYNC_EVERY });
+      expect(await expectRollupExact(a)).toMatchObject({ progress_pct: 46, ...expected });
     });
 
     it('is a system write on the objective: version advances, updated_by stays', async () => {

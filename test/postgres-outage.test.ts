@@ -139,6 +139,28 @@ describe.runIf(PG_URL)('losing PostgreSQL', () => {
     proxied.host = `127.0.0.1:${proxy.port}`;
     return proxied.toString();
   };
+  /**
+   * An app of its own pool through the proxy, with a 1 s statement timeout: a session the server
+   * does not answer is cut 2 s after that, client-side (the server's statement_timeout cannot
+   * fire there).
+   */
+  async function quickToGiveUp(): Promise<{ app: FastifyInstance; close: () => Promise<void> }> {
+    const quick = openStore(proxiedUrl(), {
+      schema,
+      poolSize: 2,
+      applicationName: appName,
+      connectTimeoutMs: 1000,
+      statementTimeoutMs: 1000,
+    });
+    const quickApp = await buildApp({ config: { ...config, dbConnectTimeoutMs: 1000 }, store: quick, clock });
+    return {
+      app: quickApp,
+      close: async () => {
+        await quickApp.close();
+        await quick.close();
+      },
+    };
+  }
   /** Ends this test's sessions only (never anyone else's). */
   const terminate = () =>
     admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [appName]);
@@ -234,16 +256,7 @@ describe.runIf(PG_URL)('losing PostgreSQL', () => {
   });
 
   it('answers 503 when the database stops answering mid-session, then serves again in the same process', async () => {
-    // Its own pool, with a 1 s statement timeout: a session the server does not answer is cut
-    // 2 s after that, client-side (the server's statement_timeout cannot fire there).
-    const frozenStore = openStore(proxiedUrl(), {
-      schema,
-      poolSize: 2,
-      applicationName: appName,
-      connectTimeoutMs: 1000,
-      statementTimeoutMs: 1000,
-    });
-    const frozenApp = await buildApp({ config: { ...config, dbConnectTimeoutMs: 1000 }, store: frozenStore, clock });
+    const { app: frozenApp, close } = await quickToGiveUp();
     try {
       // Both pooled sessions open and idle, as under steady load.
       await Promise.all([1, 2].map(() => send(frozenApp, 'GET', objectives.basePath)));
@@ -271,20 +284,12 @@ describe.runIf(PG_URL)('losing PostgreSQL', () => {
       expect(titles).not.toContain('while frozen');
     } finally {
       proxy.thaw();
-      await frozenApp.close();
-      await frozenStore.close();
+      await close();
     }
   });
 
   it("runs a keyed write's retry once the database answers again, when its claim ran but the answer was lost", async () => {
-    const lostStore = openStore(proxiedUrl(), {
-      schema,
-      poolSize: 2,
-      applicationName: appName,
-      connectTimeoutMs: 1000,
-      statementTimeoutMs: 1000,
-    });
-    const lostApp = await buildApp({ config: { ...config, dbConnectTimeoutMs: 1000 }, store: lostStore, clock });
+    const { app: lostApp, close } = await quickToGiveUp();
     const key = { 'idempotency-key': `lost-answer-${randomBytes(4).toString('hex')}` };
     const title = `claimed while deaf ${randomBytes(4).toString('hex')}`;
     try {
@@ -308,8 +313,7 @@ describe.runIf(PG_URL)('losing PostgreSQL', () => {
       expect(listed.filter((o) => o.title === title)).toHaveLength(1);
     } finally {
       proxy.thaw();
-      await lostApp.close();
-      await lostStore.close();
+      await close();
     }
   }, 30_000);
 

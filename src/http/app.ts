@@ -159,6 +159,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   /** Count answers no hook sees in the request metrics (set once they are registered). */
   let observeUnrouted: ((request: FastifyRequest, reply: FastifyReply) => void) | undefined;
   let observeConnection: ((method: string, route: string, status: number, seconds: number) => void) | undefined;
+  /** An answer the connection gave, before any route: logged and counted (no route). */
+  const answeredByConnection = (id: string, method: string, status: number) => {
+    app.log.info({ reqId: id, res: { statusCode: status } }, 'request answered by the connection');
+    observeConnection?.(method, 'unmatched', status, 0);
+  };
   const app = Fastify({
     logger: options.logger
       ? {
@@ -193,10 +198,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const known = incoming && !incoming.complete ? (incoming as Tagged)[REQUEST_ID] : undefined;
       const id = known ?? requestId();
       const status = answerClientError(err, socket, id);
-      if (status === null) return;
-      app.log.info({ reqId: id, res: { statusCode: status } }, 'request answered by the connection');
-      // Its method where its headers arrived (Node's parser knows only real ones): no route.
-      observeConnection?.(known && incoming?.method ? incoming.method : 'UNKNOWN', 'unmatched', status, 0);
+      // Its method where its headers arrived (Node's parser knows only real ones).
+      if (status !== null) answeredByConnection(id, known && incoming?.method ? incoming.method : 'UNKNOWN', status);
     },
     genReqId: (raw) => {
       const id = requestId();
@@ -232,8 +235,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     });
     res.end(body);
     req.resume();
-    app.log.info({ reqId: id, res: { statusCode: 417 } }, 'request answered by the connection');
-    observeConnection?.(req.method ?? 'UNKNOWN', 'unmatched', 417, 0);
+    answeredByConnection(id, req.method ?? 'UNKNOWN', 417);
   });
   // The headers' deadline is the request's: Node's own (60 s) would cut a longer one, and 0 too.
   app.server.headersTimeout = requestTimeout;
