@@ -19,6 +19,7 @@ const errorPaths = (reply: { body: Doc }) => ((reply.body.errors ?? []) as { pat
 const cycles = byName('Cycle');
 const objectives = byName('Objective');
 const kr = byName('KeyResult');
+const connectors = byName('Connector');
 
 describe.each(storeKinds)('writes on %s', (kind) => {
   let t: TestApp;
@@ -205,6 +206,15 @@ describe.each(storeKinds)('writes on %s', (kind) => {
         headers: { 'if-match': '"1"' },
       });
       expect(stale.status).toBe(412);
+      // A webhook connector's URL rotation replaces a credential the caller read: it needs one.
+      const hook = await strict.create(connectors, tk, { name: 'feed', kind: 'webhook', config: {} });
+      const rotate = `${connectors.basePath}/${hook.id}/rotate-webhook-url`;
+      const bare = await strict.call('POST', rotate, { token: tk });
+      expect([bare.status, bare.body.code]).toEqual([428, 'precondition_required']);
+      expect((await strict.call('GET', `${connectors.basePath}/${hook.id}`, { token: tk })).body).toEqual(hook);
+      const rotated = await strict.call('POST', rotate, { token: tk, headers: { 'if-match': '"1"' } });
+      expect([rotated.status, rotated.body.version]).toEqual([200, 2]);
+      expect(rotated.body.webhook_url).not.toBe(hook.webhook_url);
     } finally {
       await strict.close();
     }

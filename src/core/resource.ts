@@ -150,6 +150,12 @@ export interface CustomOperation {
    */
   responseExample?: Doc;
   /**
+   * The operation replaces what the caller read (a connector's webhook URL), as an update does:
+   * under `EDM_REQUIRE_IF_MATCH` it needs If-Match (428). Default: it adds to the row (a
+   * check-in, a sync) and needs none.
+   */
+  overwrites?: boolean;
+  /**
    * For a `signed` operation: the internal field that says which of a row's signed URLs is the
    * current one (a URL of another generation is refused with 401 before anything else is done:
    * no rate-limit budget, no idempotency key, no lock). Without one, every URL a row had holds.

@@ -249,8 +249,8 @@ function operationObject(
   };
   const responses: Json = {};
   // What If-Match can answer: a stale version (412), or none sent where one is required (428).
-  // A custom operation (a check-in, a sync) appends to the row: EDM_REQUIRE_IF_MATCH does not cover it.
-  const locking = op.headers.includes('If-Match') ? (custom ? [412] : [412, 428]) : [];
+  // A custom operation that appends to the row (a check-in, a sync): EDM_REQUIRE_IF_MATCH does not cover it.
+  const locking = op.headers.includes('If-Match') ? (custom && !custom.overwrites ? [412] : [412, 428]) : [];
   switch (op.name) {
     case 'list':
       responses['200'] = listResponse(`A page of ${name} documents`, `${name}List`, example);

@@ -832,7 +832,14 @@ export class Engine {
     db: DB,
     principal: Principal,
     write = true,
-    target?: { resource: Resource; id: string; cond: WriteConditions; body?: unknown; acts?: (row: Doc) => boolean },
+    target?: {
+      resource: Resource;
+      id: string;
+      cond: WriteConditions;
+      body?: unknown;
+      acts?: (row: Doc) => boolean;
+      overwrites?: boolean;
+    },
   ): ResourceOps {
     // A row the operation got (locked, in its transaction) is what its update starts from.
     const got = new Map<string, Doc>();
@@ -847,7 +854,12 @@ export class Engine {
         if (target && resource === target.resource && id === target.id) {
           if (target.acts && !target.acts(doc))
             throw new ApiError('not_found', `No ${resource.name} with id ${id} takes this call`);
-          this.checkPreconditions(doc, { ...target.cond, required: false }, undefined);
+          // One that adds to the row (a check-in, a sync) needs no If-Match under EDM_REQUIRE_IF_MATCH.
+          this.checkPreconditions(
+            doc,
+            target.overwrites ? target.cond : { ...target.cond, required: false },
+            undefined,
+          );
           // An operation that takes no body (a sync): a member sent is unknown (400), after 404 and 412.
           refuseBody(target.body);
         }
@@ -921,7 +933,14 @@ export class Engine {
   private operationTarget(resource: Resource, op: CustomOperation, id: string, body: unknown, cond: WriteConditions) {
     // The body an operation that takes none was sent (refused when its row is read), if any.
     const unasked = op.method === 'POST' && !op.body && body !== null ? body : undefined;
-    return { resource, id, cond, body: unasked, ...(op.acts ? { acts: op.acts } : {}) };
+    return {
+      resource,
+      id,
+      cond,
+      body: unasked,
+      overwrites: op.overwrites === true,
+      ...(op.acts ? { acts: op.acts } : {}),
+    };
   }
 
   get outbound(): OutboundPolicy {
@@ -1387,7 +1406,10 @@ export class Engine {
       );
     }
     if (this.options.requireIfMatch && cond.required !== false && cond.ifMatch === null && bodyVersion === undefined) {
-      throw new ApiError('precondition_required', 'This server requires If-Match (or a body version) on writes');
+      throw new ApiError(
+        'precondition_required',
+        'This server requires If-Match on writes that replace what was read (a PATCH may send a body version instead)',
+      );
     }
     cond.deferred?.();
   }

@@ -251,6 +251,8 @@ const rotateWebhookUrlOperation = {
   },
   // Only a webhook connector has a URL to replace: another kind is 404, as for its pushes.
   acts: (connector) => connector.kind === 'webhook',
+  // It replaces a credential the caller read: EDM_REQUIRE_IF_MATCH asks it for If-Match (428).
+  overwrites: true,
   async run({ resource, id, ops }) {
     const connector = await ops.get(resource, id);
     return ops.update(resource, id, {}, { internal: { [WEBHOOK_GENERATION]: webhookGeneration(connector) + 1 } });
