@@ -259,6 +259,25 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect(await countRows(t, cycles)).toBe(before + 1);
     });
 
+    it('stores a 415 with its key as any 4xx: replayed, and the key with a JSON body is 422, not a write', async () => {
+      const doc = await t.create(cycles, token);
+      const url = `${cycles.basePath}/${doc.id}`;
+      const text = { 'content-type': 'text/plain', ...key('media') };
+      const refused = await t.call('PATCH', url, { payload: 'name=x', headers: text });
+      expect([refused.status, refused.body.code]).toEqual([415, 'unsupported_media_type']);
+      const replay = await t.call('PATCH', url, { payload: 'name=x', headers: text });
+      expect([replay.status, replay.headers['idempotent-replayed']]).toEqual([415, 'true']);
+      const json = await t.call('PATCH', url, { body: { name: 'other' }, headers: key('media') });
+      expect([json.status, json.body.code]).toEqual([422, 'idempotency_key_reused']);
+      expect((await t.call('GET', url)).body).toEqual(doc);
+      // A body of another type is judged as a body: after the row's 404 and 412.
+      const missing = `${cycles.basePath}/${cycles.idPrefix}_01ARZ3NDEKTSV4RRFFQ69G5FAV`;
+      const plain = { 'content-type': 'text/plain' };
+      expect((await t.call('PATCH', missing, { payload: 'name=x', headers: plain })).status).toBe(404);
+      const stale = await t.call('PATCH', url, { payload: 'name=x', headers: { ...plain, 'if-match': '"9"' } });
+      expect(stale.status).toBe(412);
+    });
+
     it('answers 422 when the key comes back with another body, path or caller', async () => {
       const body = { name: 'a', start_date: '2026-01-01', end_date: '2026-03-31' };
       expect((await t.call('POST', cycles.basePath, { body, headers: key('fp') })).status).toBe(201);
@@ -443,7 +462,7 @@ describe.each(storeKinds)('writes on %s', (kind) => {
     });
 
     it('says how long a claim held past any request (its process died) still holds: its lease, not a second', async () => {
-      const { claims, again } = await claimed('orphan');
+      const { again } = await claimed('orphan');
       t.clock.advance(5_000); // a request still running: retry in a second
       expect(await again().catch((e: unknown) => e)).toMatchObject({ headers: { 'retry-after': '1' } });
       t.clock.advance(15_000); // 20 s held: the lease (60 s) decides

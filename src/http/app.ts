@@ -242,7 +242,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorate('engine', engine);
   app.decorateRequest('principal', null);
 
-  // JSON only (PATCH also merge-patch+json): any other media type is 415. A body that is not
+  // JSON only (PATCH also merge-patch+json): any other media type is 415 (below). A body that is not
   // JSON is kept as a MalformedBody, answered 400 invalid_json where the route reads it (one
   // with a `__proto__` member, 400 unknown_field naming it): after 404 and 412, as PRODUCT.md
   // orders them, and stored with its Idempotency-Key like any 4xx.
@@ -283,6 +283,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     }
     parseJson(request, body.toString(), done);
   };
+  // A body of another media type is kept as one that did not parse, refused 415 where the route
+  // reads it: after 401, 403, 404 and 412 like a body's 400, and stored with its Idempotency-Key.
+  const unsupported = (body: Buffer, detail: string) =>
+    new MalformedBody(detail, body.toString('latin1'), new ApiError('unsupported_media_type', detail));
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) =>
     parseUtf8Json(request, body as Buffer, done),
   );
@@ -292,7 +296,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return;
     }
     if (request.method !== 'PATCH') {
-      done(new ApiError('unsupported_media_type', 'application/merge-patch+json is accepted on PATCH only'), undefined);
+      done(null, unsupported(body as Buffer, 'application/merge-patch+json is accepted on PATCH only'));
       return;
     }
     parseUtf8Json(request, body as Buffer, done);
@@ -305,7 +309,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return;
     }
     const type = String(request.headers['content-type'] ?? '').split(';')[0];
-    done(new ApiError('unsupported_media_type', `Unsupported Media Type: ${type}; send application/json`), undefined);
+    done(null, unsupported(body as Buffer, `Unsupported Media Type: ${type}; send application/json`));
   });
   registerCors(app, cors);
   // Closing: the requests in flight are answered, a new one is 503 (in the hook below; its
