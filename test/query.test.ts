@@ -173,6 +173,40 @@ describe.each(storeKinds)('metric queries (data_source: query) on %s', (kind) =>
     expect(await readers(c.id as string)).toBe(0);
   });
 
+  it('answers a loop as a body’s 400, before the 409s of state and version and the 422s of references', async () => {
+    const gone = (await t.create(objectives, token)).id as string;
+    expect((await t.call('DELETE', `${objectives.basePath}/${gone}`, { token })).status).toBe(200);
+    const plain = await manual(1);
+    const computed = (await query(`${k(plain)} * 2`)).id as string;
+    const deleted = (await query(`${k(plain)} + 1`)).id as string;
+    expect((await t.call('DELETE', `${kr.basePath}/${deleted}`, { token })).status).toBe(200);
+    const cases: [string, string, Doc][] = [
+      ['with a current (409 not_manual)', computed, { current: 5, query: k(computed) }],
+      ['with a deleted objective (422)', computed, { objective_id: gone, query: k(computed) }],
+      [
+        'turning manual, with a deleted objective (422)',
+        plain,
+        { objective_id: gone, data_source: 'query', query: k(computed) },
+      ],
+      [
+        'with a stale body version (409 version_conflict)',
+        plain,
+        { version: 99, data_source: 'query', query: k(computed) },
+      ],
+      ['on a deleted key result (409 resource_deleted)', deleted, { query: k(deleted) }],
+    ];
+    for (const [name, id, body] of cases) {
+      const before = await storedRow(t, kr, id);
+      const res = await patch(id, body);
+      expect([name, res.status, (res.body.errors as Doc[] | undefined)?.map((e) => e.code)]).toEqual([
+        name,
+        400,
+        ['query_cycle'],
+      ]);
+      expect(await storedRow(t, kr, id)).toEqual(before);
+    }
+  });
+
   it('takes no value from a client: PATCH of current and check-ins are 409; switching to manual takes one', async () => {
     const a = await manual(1);
     const d = await query(k(a));

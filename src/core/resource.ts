@@ -97,7 +97,8 @@ export interface HookContext {
 
 /**
  * Domain behaviour plugged into the generic write path, in this order: prepare → validate
- * (400) → [state 409, references 422] → derive → write → afterWrite, all in one transaction.
+ * (400) → validateAcross (400, updates) → [state 409, references 422] → derive → write →
+ * afterWrite, all in one transaction.
  */
 export interface ResourceHooks {
   /**
@@ -111,6 +112,12 @@ export interface ResourceHooks {
   prepare?(doc: Doc, before: Doc | null, ctx: HookContext): void;
   /** Cross-field rules; a non-empty answer is a 400 naming the fields. */
   validate?(doc: Doc, before: Doc | null, ctx: HookContext): FieldError[];
+  /**
+   * Body rules of an update that read other rows (a query that would lead back to its own key
+   * result through others): a 400 like `validate`'s, before the state's 409s and the
+   * references' 422s, as PRODUCT.md orders them. May throw ApiErrors.
+   */
+  validateAcross?(doc: Doc, before: Doc, ctx: HookContext, tx: Tx): Promise<void>;
   /**
    * State rules an update must meet, from the row and the body alone (a 409, such as
    * `not_manual`): after the body's 400s and before the references' 422s, as PRODUCT.md orders them.

@@ -1546,6 +1546,8 @@ export class Engine {
     Object.assign(doc, extra.internal);
     resource.hooks?.prepare?.(doc, before, ctx);
     validateDocument(resource, doc, before, ctx);
+    const tx = this.tx(db, principal, ctx.now, rows);
+    await resource.hooks?.validateAcross?.(doc, before, ctx, tx);
     if (before.is_deleted)
       throw new ApiError('resource_deleted', `${resource.name} ${id} is deleted; restore it first`);
     if (patch.version !== undefined && patch.version !== before.version) {
@@ -1556,7 +1558,6 @@ export class Engine {
       );
     }
     resource.hooks?.guard?.(doc, before, ctx);
-    const tx = this.tx(db, principal, ctx.now, rows);
     await this.checkReferences(tx, resource, principal, doc, before);
     await resource.hooks?.derive?.(doc, before, ctx, tx);
     Object.assign(doc, {

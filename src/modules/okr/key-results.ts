@@ -18,7 +18,7 @@ import { cycles } from './cycles.js';
 import { objectives } from './objectives.js';
 import { impliedDirection, LINEAR_TYPES, type Measure, type MetricType, progressPct } from './progress.js';
 import { parsed, QuerySyntaxError } from './query.js';
-import { catchUp, propagate, QUERY_GRAPH, queryValue, READERS, syncReads } from './query-source.js';
+import { catchUp, checkNoLoop, propagate, QUERY_GRAPH, queryValue, READERS, syncReads } from './query-source.js';
 import { rollUp } from './rollup.js';
 import { OWNER_ID_PATTERN, STATUSES, TAGS } from './shared.js';
 import { computeStatus, cycleSpan } from './status.js';
@@ -33,6 +33,11 @@ export const DIRECTIONS = ['increase', 'decrease'] as const;
 export const DATA_SOURCES = ['manual', 'connector', 'query'] as const;
 /** The field each data source takes its values through (the others must be null). */
 const SOURCE_FIELD: Record<string, string | undefined> = { connector: 'connector_id', query: 'query' };
+
+/** The write sets a query: a key result's first, or another in place of the one it had. */
+function setsQuery(doc: Doc, before: Doc | null): boolean {
+  return doc.data_source === 'query' && (doc.query !== before?.query || before?.data_source !== 'query');
+}
 
 /** A key result's status at `now`, paced against its objective's cycle, and when that band ends. */
 export async function statusAt(tx: Tx, tenantId: string, kr: Doc, now: number) {
@@ -277,6 +282,9 @@ export const keyResults = defineResource({
       }
       return errors;
     },
+    async validateAcross(doc, before, ctx, tx) {
+      if (setsQuery(doc, before)) await checkNoLoop(tx, ctx.principal.tenantId, doc);
+    },
     guard(doc, before, ctx) {
       // A check-in, or a PATCH of `current`, on a key result whose values come from elsewhere.
       const source =
@@ -291,8 +299,8 @@ export const keyResults = defineResource({
     async derive(doc, before, ctx, tx) {
       const event = ctx.event?.kind === 'check_in' ? ctx.event : null;
       const tenantId = ctx.principal.tenantId;
-      if (doc.data_source === 'query' && (doc.query !== before?.query || before?.data_source !== 'query')) {
-        const value = await queryValue(tx, tenantId, doc, before === null);
+      if (setsQuery(doc, before)) {
+        const value = await queryValue(tx, tenantId, doc);
         if (value !== null) doc.current = value;
       }
       // A key result a connector starts to feed takes the last value it read (the reference

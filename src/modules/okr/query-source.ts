@@ -28,16 +28,34 @@ export function readsOf(kr: Doc | null): readonly string[] {
 }
 
 /**
- * The value of the query a create or a PATCH sets: every key result it reads must be a live
- * one of the tenant (422), and none may lead back to `kr` through queries (400). Null when the
- * value is not a finite number (a division by zero): the key result keeps the value it has.
+ * A query a PATCH sets must not lead back to its own key result through queries (400
+ * `query_cycle`). Nothing reads a key result being created, so only a write to an existing one
+ * can close a loop. Such writes hold the tenant's QUERY_GRAPH lock (key-results.ts), so two at
+ * once cannot each pass the check without the other's edge (a → b and c → d over b → c and d → a).
  */
-export async function queryValue(tx: Tx, tenantId: string, kr: Doc, isNew: boolean): Promise<number | null> {
+export async function checkNoLoop(tx: Tx, tenantId: string, kr: Doc): Promise<void> {
+  const loop = await pathBack(tx, tenantId, kr.id as string, parsed(kr.query as string).reads);
+  if (loop) {
+    throw fieldError('validation_failed', [
+      {
+        path: '/query',
+        code: 'query_cycle',
+        message: `${[kr.id, ...loop].join(' reads ')}: a query cannot read its own key result, directly or through others`,
+      },
+    ]);
+  }
+}
+
+/**
+ * The value of the query a create or a PATCH sets: every key result it reads must be a live
+ * one of the tenant (422); a loop was refused before (checkNoLoop). Null when the value is not
+ * a finite number (a division by zero): the key result keeps the value it has.
+ */
+export async function queryValue(tx: Tx, tenantId: string, kr: Doc): Promise<number | null> {
   const query = parsed(kr.query as string);
   const read = new Map<string, Doc>();
   const missing: FieldError[] = [];
   for (const id of query.reads) {
-    if (id === kr.id) continue; // a cycle, reported below
     // Locked: a write to it waits for this one to commit, then finds this query among its readers.
     const row = await tx.find(keyResults, tenantId, id);
     if (row && row.is_deleted === false) read.set(id, row);
@@ -48,19 +66,6 @@ export async function queryValue(tx: Tx, tenantId: string, kr: Doc, isNew: boole
         message: `kr("${id}") must name a live KeyResult of this tenant`,
       });
     }
-  }
-  // Nothing reads a key result being created: only a write to an existing one can close a loop.
-  // Such writes hold the tenant's QUERY_GRAPH lock (key-results.ts), so two at once cannot each
-  // pass the check without the other's edge (a → b and c → d over b → c and d → a).
-  const loop = isNew ? null : await pathBack(tx, tenantId, kr.id as string, query.reads);
-  if (loop) {
-    throw fieldError('validation_failed', [
-      {
-        path: '/query',
-        code: 'query_cycle',
-        message: `${[kr.id, ...loop].join(' reads ')}: a query cannot read its own key result, directly or through others`,
-      },
-    ]);
   }
   if (missing.length) throw fieldError('invalid_reference', missing);
   return evaluate(query, (id) => Number(read.get(id)?.current));
