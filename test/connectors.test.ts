@@ -149,6 +149,41 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect((list.data as Doc[]).map((d) => d.id)).toEqual(expect.arrayContaining([a.id, b.id]));
   });
 
+  it('a query reading several key results of one connector records one value per sync, never a halfway one', async () => {
+    api.state.body = '{"data":{"value":20}}';
+    const c = await connector();
+    const a = await fed(c.id as string);
+    const b = await fed(c.id as string);
+    const query = async (q: string) => {
+      const res = await call('POST', kr.basePath, {
+        objective_id: objectiveId,
+        title: 'sum',
+        target: 1000,
+        data_source: 'query',
+        query: q,
+      });
+      expect(res.status, res.raw).toBe(201);
+      return res.body.id as string;
+    };
+    const sum = await query(`kr("${a.id}") + kr("${b.id}")`);
+    const scaled = await query(`kr("${sum}") * 10`);
+    expect((await sync(c.id as string)).status).toBe(200);
+    api.state.body = '{"data":{"value":30}}';
+    expect((await sync(c.id as string)).status).toBe(200);
+    const values = async (id: string) => ((await get(`${kr.basePath}/${id}`)).history as Doc[]).map((h) => h.value);
+    expect(await values(sum)).toEqual([0, 40, 60]);
+    expect(await values(scaled)).toEqual([0, 400, 600]);
+    // A webhook's push is a sync too.
+    const hook = await connector({ kind: 'webhook', config: {}, secret: null });
+    const [x, y] = [await fed(hook.id as string), await fed(hook.id as string)];
+    const both = await query(`kr("${x.id}") + kr("${y.id}")`);
+    for (const value of [5, 7]) {
+      const push = await t.app.inject({ method: 'POST', url: hook.webhook_url as string, payload: { value } });
+      expect(push.statusCode, push.body).toBe(200);
+    }
+    expect(await values(both)).toEqual([0, 10, 14]);
+  });
+
   const failures: [string, Partial<typeof api.state>, Doc, RegExp][] = [
     ['an error status', { status: 500, body: '{}' }, {}, /answered 500$/],
     [

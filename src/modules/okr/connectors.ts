@@ -115,11 +115,15 @@ export async function applySync(tx: Tx, tenantId: string, connector: Doc, outcom
       tenantId,
       fed.map((row) => row.id as string),
     );
+    const changed: Doc[] = [];
     for (const kr of locked.values()) {
       if (kr.is_deleted || kr.connector_id !== id || kr.data_source !== 'connector') continue;
       if (kr.current === outcome.value) continue; // an unchanged value records no snapshot
-      await propagate(tx, tenantId, await recordSystemValue(tx, tenantId, kr, outcome.value));
+      changed.push(await recordSystemValue(tx, tenantId, kr, outcome.value));
     }
+    // Every fed value first, then the queries reading them, each once: a query that reads two
+    // of them records no value from halfway through the sync.
+    await propagate(tx, tenantId, changed);
   }
   const after = await tx.systemWrite(connectors, connector, {
     last_sync_at: isoTime(tx.now),

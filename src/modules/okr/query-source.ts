@@ -113,25 +113,28 @@ export async function syncReads(tx: Tx, tenantId: string, before: Doc | null, af
 }
 
 /**
- * Recomputes every live query key result downstream of `source`, whose current value just
- * changed: each once, after everything it reads (a reverse depth-first post-order), as system
- * writes in the same transaction.
+ * Recomputes every live query key result downstream of `sources`, whose current values just
+ * changed together (a sync's key results): each once, after everything it reads (a reverse
+ * depth-first post-order over them all), as system writes in the same transaction, so a query
+ * reading two of them records one value, never one from halfway through.
  *
  * The rows downstream are found first without locks, then locked in id order, their objectives
  * before them, then found again under those locks (a reader added in between is locked then, and
  * found again). Locked as the walk met them, two check-ins whose queries cross (q reads x and y,
  * p reads q and y) took p and q in opposite orders and deadlocked on PostgreSQL.
  */
-export async function propagate(tx: Tx, tenantId: string, source: Doc): Promise<void> {
-  if (!(Number(source[READERS] ?? 0) > 0)) return;
-  const locked = new Set<string>([source.id as string]);
+export async function propagate(tx: Tx, tenantId: string, sources: Doc | readonly Doc[]): Promise<void> {
+  const read = [sources].flat().filter((source) => Number(source[READERS] ?? 0) > 0);
+  if (read.length === 0) return;
+  const changed = new Set(read.map((source) => source.id as string));
+  const locked = new Set<string>(changed);
   const edges = new Map<string, string[]>();
   for (;;) {
-    const { order, docs } = await downstream(tx, tenantId, source, locked, edges);
+    const { order, docs } = await downstream(tx, tenantId, read, locked, edges);
     const unlocked = order.filter((id) => !locked.has(id)).sort();
     if (unlocked.length === 0) {
-      for (const id of order.reverse().slice(1)) {
-        docs.set(id, await refresh(tx, tenantId, docs.get(id) as Doc, docs));
+      for (const id of order.reverse()) {
+        if (!changed.has(id)) docs.set(id, await refresh(tx, tenantId, docs.get(id) as Doc, docs));
       }
       return;
     }
@@ -143,18 +146,19 @@ export async function propagate(tx: Tx, tenantId: string, source: Doc): Promise<
 }
 
 /**
- * The live queries downstream of `source` in post-order, read locked where `locked` says so.
- * `edges` keeps the readers of rows that were locked when read: no query can start reading a
- * row another transaction holds, so those stay true for the rest of the transaction.
+ * The live queries downstream of `sources` in post-order (one walk over them all), read locked
+ * where `locked` says so. `edges` keeps the readers of rows that were locked when read: no query
+ * can start reading a row another transaction holds, so those stay true for the rest of the
+ * transaction.
  */
 async function downstream(
   tx: Tx,
   tenantId: string,
-  source: Doc,
+  sources: readonly Doc[],
   locked: ReadonlySet<string>,
   edges: Map<string, string[]>,
 ): Promise<{ order: string[]; docs: Map<string, Doc> }> {
-  const docs = new Map<string, Doc>([[source.id as string, source]]);
+  const docs = new Map<string, Doc>(sources.map((source) => [source.id as string, source]));
   const seen = new Set<string>();
   const order: string[] = [];
   const visit = async (doc: Doc) => {
@@ -183,7 +187,7 @@ async function downstream(
     }
     order.push(id);
   };
-  await visit(source);
+  for (const source of sources) if (!seen.has(source.id as string)) await visit(source);
   return { order, docs };
 }
 
