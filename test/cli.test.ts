@@ -375,6 +375,7 @@ describe('edm usage', () => {
     [['token', '--tenant', 't', '--sub', 's', '--ttl', 'banana'], '--ttl: Invalid ttl banana', 'edm token'],
     [['token', '--tenant', 't', '--sub', 's', '--ttl', '0'], '--ttl must be at least 1 second', 'edm token'],
     [['token', '--tenant', 't', '--sub', 's', '--scope', ' '], '--scope is empty', 'edm token'],
+    [['token', '--tenant', 't', '--sub', 's', '--app', ''], '--app is empty', 'edm token'],
     [['export', '--tenant'], "Option '--tenant <value>' argument missing", 'edm export --tenant T'],
     [['import', 'x.json', '--tenant', 't', '--nope'], "Unknown option '--nope'", 'edm import FILE --tenant T'],
     [['serve', '--bogus'], "Unknown option '--bogus'", 'edm serve [--no-migrate]'],

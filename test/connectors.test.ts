@@ -609,6 +609,14 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect((await as(writer, one)).body.webhook_url).toBe(hook.webhook_url);
     expect(inList(await as(writer, list))?.webhook_url).toBe(hook.webhook_url);
     expect((await as(token, one)).body.webhook_url).toBe(hook.webhook_url); // a person's session
+    // One ETag for both copies: the answers say they vary by token, so a browser's cache never
+    // revalidates the writer's copy (304) for the reader, from this origin or another.
+    expect(read.headers.etag).toBe((await as(writer, one)).headers.etag);
+    const vary = (res: { headers: Record<string, unknown> }) => String(res.headers.vary).split(/,\s*/);
+    expect(vary(await as(writer, list))).toContain('Authorization');
+    const cross = await t.call('GET', one, { token: reader, headers: { origin: 'https://app.example' } });
+    expect(vary(cross)).toEqual(['Authorization']);
+    expect((await t.call('GET', one, { token: reader })).headers.vary).toBe('Origin, Authorization');
   });
 
   it('webhook: another system pushes values to its signed URL, without a token; anything else is 401', async () => {

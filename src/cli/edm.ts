@@ -141,6 +141,12 @@ async function token(args: string[]): Promise<number> {
     throw new UsageError(`--ttl: ${(err as Error).message}`);
   }
   if (ttl < 1) throw new UsageError('--ttl must be at least 1 second (a token of 0 s is expired when minted)');
+  // An empty --app (an unset variable) would mint a person's token, which sees every app's rows.
+  if (values.app !== undefined && values.app.trim() === '') {
+    throw new UsageError(
+      "--app is empty: give the application's id, or leave the option out for a person's token (it sees every app's rows)",
+    );
+  }
   // An empty --scope (an unset variable) would mint a token without scope: full access.
   if (values.scope !== undefined && values.scope.trim() === '') {
     throw new UsageError(

@@ -447,6 +447,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       if (cfg.module) requireScope(principal, cfg.module, cfg.write === true);
       limiter?.take(rateLimitKey(principal, false), reply);
     };
+    // The answer depends on the token (its tenant, app and scopes: a read-only caller sees a
+    // webhook connector's URL as null under the ETag a writer's copy has), so a browser's cache
+    // keeps one answer per token and never revalidates one caller's copy for another.
+    const vary = reply.getHeader('vary');
+    reply.header('vary', vary === undefined ? 'Authorization' : `${vary}, Authorization`);
     try {
       const header = request.headers.authorization;
       const m = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
