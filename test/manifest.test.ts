@@ -5,7 +5,16 @@ import type { CustomOperation, Doc } from '../src/core/resource.js';
 import { renderApiMd } from '../src/http/api-md.js';
 import { buildManifest } from '../src/http/manifest.js';
 import { modules } from '../src/modules/index.js';
-import { resources, SEED_COPY_TSV, SEED_SHARED_TSV, SEED_TSV, storeKinds, type TestApp, testApp } from './helpers.js';
+import {
+  byName,
+  resources,
+  SEED_COPY_TSV,
+  SEED_SHARED_TSV,
+  SEED_TSV,
+  storeKinds,
+  type TestApp,
+  testApp,
+} from './helpers.js';
 
 interface SeedField {
   field: string;
@@ -291,6 +300,22 @@ describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
         expect([`${resource.name}.${op.name}`, res.status]).toEqual([`${resource.name}.${op.name}`, op.success_status]);
       }
     }
+  });
+
+  it('offers as the update example a small merge patch: sent to any row, it changes the title alone', async () => {
+    const token = await t.token();
+    for (const resource of resources) {
+      const update = resourceOf(resource.name).operations.find((o) => o.name === 'update');
+      expect([resource.name, update?.example]).toEqual([resource.name, { [resource.titleField]: expect.any(String) }]);
+    }
+    // A webhook connector keeps its kind, settings and URL (the create example of a connector,
+    // sent as the update example once was, turned it into an http_json feed and dropped its URL).
+    const hook = await t.create(byName('Connector'), token, { name: 'desk', kind: 'webhook', config: {} });
+    const update = resourceOf('Connector').operations.find((o) => o.name === 'update');
+    const res = await t.call('PATCH', `/api/v1/okr/connectors/${hook.id}`, { token, body: update?.example as Doc });
+    expect(res.status).toBe(200);
+    const { name: _name, version: _version, updated_at: _at, ...kept } = hook;
+    expect(res.body).toMatchObject({ ...kept, name: update?.example?.name, version: 2 });
   });
 
   it('is what buildManifest derives from the declarations', () => {

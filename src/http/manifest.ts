@@ -95,11 +95,14 @@ const PAGE_PARAMETERS: ManifestParameter[] = [
   { name: 'cursor', type: 'string', description: 'Opaque cursor: the next_cursor of the previous page.' },
 ];
 
-/** A valid merge patch for the update example: the create example without its references. */
+/**
+ * The update example: a small merge patch, the title alone. The create example without its
+ * references, sent as it was to a row from the Playground, rewrote that row (a webhook
+ * connector's kind, settings and URL with it).
+ */
 function updateExample(resource: Resource): Doc {
-  const body = exampleBody(resource);
-  for (const name of Object.keys(body)) if (resource.allFields[name]?.ref) delete body[name];
-  return body;
+  const title = resource.titleField;
+  return { [title]: exampleBody(resource)[title] };
 }
 
 /**
