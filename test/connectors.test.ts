@@ -588,7 +588,9 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(await get(`${connectors.basePath}/${hook.id}`)).toMatchObject({ last_value: 5 });
     // Only a webhook has a URL to replace, and only a caller who may write replaces it.
     const pulled = await connector();
-    expect((await call('POST', `${connectors.basePath}/${pulled.id}/rotate-webhook-url`)).status).toBe(404);
+    const other = await call('POST', `${connectors.basePath}/${pulled.id}/rotate-webhook-url`);
+    expect([other.status, other.body.code]).toEqual([409, 'not_webhook']);
+    expect(await get(`${connectors.basePath}/${pulled.id}`)).toEqual(pulled);
     const reader = await t.token({ scope: 'okr:read' });
     const refused = await t.call('POST', `${connectors.basePath}/${hook.id}/rotate-webhook-url`, { token: reader });
     expect(refused.status).toBe(403);

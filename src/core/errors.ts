@@ -35,6 +35,7 @@ export const errorRegistry = {
   idempotency_in_flight: { status: 409, title: 'Request with this idempotency key is in flight' },
   not_manual: { status: 409, title: 'Key result is not manually updated' },
   not_pulled: { status: 409, title: 'Connector is pushed to, not pulled' },
+  not_webhook: { status: 409, title: 'Connector has no webhook URL' },
   // 412 / 413 / 415 / 422 / 428 / 429 / 431
   precondition_failed: { status: 412, title: 'Precondition failed' },
   payload_too_large: { status: 413, title: 'Payload too large' },

@@ -253,12 +253,15 @@ const rotateWebhookUrlOperation = {
     webhook_url: `${EXAMPLE_SIGNED}1.Vb7Qx2Lm9Tk4Rp0Wz6Hc3Nd8Ys1Fe5Ga2Uj7Ko4Ii0Q`,
     updated_at: EXAMPLE_SYNCED.updated_at,
   },
-  // Only a webhook connector has a URL to replace: another kind is 404, as for its pushes.
-  acts: (connector) => connector.kind === 'webhook',
   // It replaces a credential the caller read: EDM_REQUIRE_IF_MATCH asks it for If-Match (428).
   overwrites: true,
   async run({ resource, id, ops }) {
     const connector = await ops.get(resource, id);
+    // Only a webhook connector has a URL to replace; another kind is a row the caller sees, in
+    // a state this call does not take (409, as a sync of a webhook connector is).
+    if (connector.kind !== 'webhook') {
+      throw new ApiError('not_webhook', `Connector ${id} is a ${connector.kind} connector: it has no webhook_url`);
+    }
     return ops.update(resource, id, {}, { internal: { [WEBHOOK_GENERATION]: webhookGeneration(connector) + 1 } });
   },
 } as const satisfies CustomOperation;
