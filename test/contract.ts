@@ -1,6 +1,7 @@
 /**
  * Checks real responses against the OpenAPI document the app serves: the route and status are
- * documented, the media type is the documented one, required headers are there, and the body
+ * documented, the media type is the documented one, required headers are there and no other
+ * header the API sets is missing from it, and the body
  * validates against the schema the document gives for that route and status (ajv, 2020-12).
  */
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
@@ -14,6 +15,18 @@ const addFormats = ((addFormatsModule as unknown as { default?: unknown }).defau
 ) => Ajv2020;
 
 const DOC_ID = 'https://edm.invalid/openapi.json';
+
+/** Headers of HTTP itself (framing, caching, the connection), which the document need not give. */
+const HTTP_HEADERS = new Set([
+  'content-type',
+  'content-length',
+  'date',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'vary',
+  'cache-control',
+]);
 
 const pointer = (...parts: string[]) => parts.map((p) => p.replaceAll('~', '~0').replaceAll('/', '~1')).join('/');
 
@@ -91,10 +104,18 @@ export class ContractChecker {
     if (!key) return [`${where}: status not documented (documented: ${Object.keys(responses).join(', ')})`];
     const response = this.#deref(responses[key]);
     const out: string[] = [];
+    const declared = new Set<string>();
     for (const [name, header] of Object.entries((response.headers ?? {}) as Json)) {
+      declared.add(name.toLowerCase());
       if (this.#deref(header).required && res.headers[name.toLowerCase()] === undefined) {
         out.push(`${where}: required header ${name} missing`);
       }
+    }
+    // A header the API sets that the document does not give for this answer: a client generated
+    // from the document cannot read it (HTTP's own framing and caching headers, and CORS's, aside).
+    for (const name of Object.keys(res.headers)) {
+      if (declared.has(name) || HTTP_HEADERS.has(name) || name.startsWith('access-control-')) continue;
+      out.push(`${where}: header ${name} is not in the document`);
     }
     const content = response.content as Json | undefined;
     if (!content) {

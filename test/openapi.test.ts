@@ -200,6 +200,45 @@ describe('the OpenAPI document', () => {
     expect(doc.paths['/api/v1/okr/key-results'].get.parameters.map((p: Json) => p.name)).toContain('progress_pct[gte]');
   });
 
+  it('gives the headers every answer may carry: budgets, replays, the documents’ ETags, the connection’s refusals', () => {
+    const headers = (response: Json) => Object.keys(deref(doc, response).headers ?? {});
+    const budget = ['X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'];
+    for (const { path, method, op } of operations(doc)) {
+      if (!path.startsWith('/api/v1/okr/')) continue;
+      const where = `${method} ${path}`;
+      // A request the connection refuses before any route (a slow one, an Expect, huge headers).
+      expect([where, ...Object.keys(op.responses)]).toEqual(expect.arrayContaining([where, '408', '417', '431']));
+      for (const [status, response] of Object.entries(op.responses as Json)) {
+        if (status === '304') continue;
+        expect([where, status, ...headers(response)]).toEqual(expect.arrayContaining([where, status, ...budget]));
+        if (Number(status) >= 400 && method !== 'get') {
+          expect(headers(response)).toEqual(expect.arrayContaining(['Idempotent-Replayed', 'Original-Request-Id']));
+        }
+      }
+    }
+    for (const path of ['/api/v1/manifest', '/api/v1/openapi.json']) {
+      for (const status of ['200', '304']) expect(headers(doc.paths[path].get.responses[status])).toContain('ETag');
+    }
+    expect(Object.keys(doc.paths['/api/v1/dev/token'].post.responses)).toEqual(expect.arrayContaining(['413', '415']));
+    expect(headers(doc.components.responses.MethodNotAllowed)).toContain('Allow');
+  });
+
+  it('says a key result’s create needs a target unless it is a milestone (if/else), as the server does', () => {
+    const ajv = addFormats(new Ajv2020({ strict: false }));
+    ajv.addSchema({ ...doc, $id: 'https://edm.invalid/openapi.json' });
+    const valid = ajv.compile({ $ref: 'https://edm.invalid/openapi.json#/components/schemas/KeyResultCreate' });
+    const base = { objective_id: 'obj_01ARZ3NDEKTSV4RRFFQ69G5FAV', title: 'Ship it' };
+    const cases: [Doc, boolean][] = [
+      [base, false],
+      [{ ...base, target: null }, false],
+      [{ ...base, metric_type: 'number' }, false],
+      [{ ...base, target: 10 }, true],
+      [{ ...base, metric_type: 'milestone' }, true],
+      [{ ...base, metric_type: 'milestone', target: null }, true],
+    ];
+    for (const [body, ok] of cases) expect([body, valid(body)]).toEqual([body, ok]);
+  });
+
   it('answers problems as application/problem+json, with the codes of the registry', () => {
     for (const { path, method, op } of operations(doc)) {
       for (const [status, response] of Object.entries(op.responses as Json)) {

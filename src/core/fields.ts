@@ -64,6 +64,12 @@ export interface FieldSpec<S extends TSchema = TSchema, R extends boolean = bool
    * fill it in where they can (a milestone's `target`, 1) and refuse the create where not.
    */
   readonly optionalOnCreate?: boolean;
+  /**
+   * For an `optionalOnCreate` field: the values of other fields under which a create may leave
+   * it out (a target, unless `metric_type` is `milestone`). The create's JSON Schema says so
+   * (if/else); the hooks enforce it.
+   */
+  readonly requiredUnless?: Readonly<Record<string, string>>;
   /** Declared by the platform for every resource. */
   readonly platform: boolean;
   /**
@@ -103,6 +109,8 @@ export interface CommonOptions {
   credential?: boolean;
   /** Required, but a create may leave it out for its hooks to fill in (FieldSpec.optionalOnCreate). */
   optionalOnCreate?: boolean;
+  /** When a create may leave an `optionalOnCreate` field out (FieldSpec.requiredUnless). */
+  requiredUnless?: Readonly<Record<string, string>>;
   /** Overrides the type label shown in the manifest. */
   type?: string;
   /** A realistic value for docs, the Playground's prefilled bodies and test fixtures. */
@@ -150,6 +158,7 @@ function make<S extends TSchema, O extends CommonOptions>(
     ...(o.notNullInWrites ? { notNullInWrites: true } : {}),
     ...(o.credential ? { credential: true } : {}),
     ...(o.optionalOnCreate ? { optionalOnCreate: true } : {}),
+    ...(o.requiredUnless ? { requiredUnless: o.requiredUnless } : {}),
     platform: false,
     ...(o.stored === 'document' ? { inDocument: true } : {}),
     ...(o.example !== undefined ? { example: o.example } : {}),

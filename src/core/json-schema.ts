@@ -50,13 +50,35 @@ export function responseSchema(resource: Resource): JsonSchema {
 export function createSchema(resource: Resource): JsonSchema {
   const properties: Record<string, JsonSchema> = {};
   const required: string[] = [];
+  // Fields a create may leave out only under some values of others: required, and not null, else.
+  const conditions: JsonSchema[] = [];
   for (const [name, field] of Object.entries(resource.allFields)) {
     if (field.access === 'read') continue;
     // A field the create's hooks may fill in takes null as leaving it out (a milestone's target).
     properties[name] = fieldSchema(field, !field.required || field.optionalOnCreate === true, true);
     if (field.required && !field.optionalOnCreate) required.push(name);
+    const unless = field.optionalOnCreate ? field.requiredUnless : undefined;
+    if (unless) {
+      conditions.push({
+        if: {
+          properties: Object.fromEntries(Object.entries(unless).map(([other, value]) => [other, { const: value }])),
+          required: Object.keys(unless),
+        },
+        else: { properties: { [name]: fieldSchema(field, false, true) }, required: [name] },
+      });
+      const when = Object.entries(unless).map(([other, value]) => `${other} is ${value}`);
+      properties[name].description =
+        `${properties[name].description ?? ''} Required on create unless ${when.join(' and ')}.`.trim();
+    }
   }
-  return { type: 'object', title: `${resource.name}Create`, properties, required, additionalProperties: false };
+  return {
+    type: 'object',
+    title: `${resource.name}Create`,
+    properties,
+    required,
+    additionalProperties: false,
+    ...(conditions.length ? { allOf: conditions } : {}),
+  };
 }
 
 /** The JSON Merge Patch an update accepts. */

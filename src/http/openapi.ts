@@ -148,13 +148,17 @@ const PROBLEM_RESPONSES: Record<number, string> = {
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'NotFound',
+  405: 'MethodNotAllowed',
+  408: 'RequestTimeout',
   409: 'Conflict',
   412: 'PreconditionFailed',
   413: 'PayloadTooLarge',
   415: 'UnsupportedMediaType',
+  417: 'ExpectationFailed',
   422: 'UnprocessableEntity',
   428: 'PreconditionRequired',
   429: 'TooManyRequests',
+  431: 'RequestHeaderFieldsTooLarge',
   500: 'InternalServerError',
   503: 'ServiceUnavailable',
 };
@@ -166,11 +170,11 @@ function problemResponses(): Record<string, Json> {
     const codes = Object.entries(errorRegistry)
       .filter(([, e]) => e.status === Number(status))
       .map(([code, e]) => `\`${code}\` (${e.title})`);
-    const headers: Json = { 'x-request-id': ref('headers', 'RequestId') };
-    if (status === '429' || status === '503') headers['Retry-After'] = ref('headers', 'RetryAfter');
-    if (status === '429') {
-      for (const name of RATE_LIMIT_HEADERS) headers[name] = ref('headers', name.replaceAll('-', ''));
-    }
+    // A replayed write's stored 4xx says so; a counted call, whatever its answer, has its budget.
+    const headers: Json = { 'x-request-id': ref('headers', 'RequestId'), ...REPLAY_HEADERS, ...RATE_HEADERS };
+    // 409: a request with the same Idempotency-Key still running (idempotency_in_flight).
+    if (status === '409' || status === '429' || status === '503') headers['Retry-After'] = ref('headers', 'RetryAfter');
+    if (status === '405') headers.Allow = { description: 'The methods the path takes.', schema: { type: 'string' } };
     if (status === '401') headers['WWW-Authenticate'] = { schema: { type: 'string', const: 'Bearer' } };
     out[name] = {
       description: `Problem details (RFC 9457). Codes: ${codes.join(', ') || 'none yet'}.`,
@@ -181,12 +185,26 @@ function problemResponses(): Record<string, Json> {
   return out;
 }
 
+/**
+ * An operation's problem responses: those of any call (a request the connection refuses before
+ * it reaches a route, 408, 417 and 431, included) and `statuses`.
+ */
 function problems(...statuses: number[]): Record<string, Json> {
-  const all = [...new Set([400, 401, 403, ...statuses, 429, 500, 503])].sort((a, b) => a - b);
+  const all = [...new Set([400, 401, 403, 408, 417, ...statuses, 429, 431, 500, 503])].sort((a, b) => a - b);
   return Object.fromEntries(all.map((s) => [String(s), ref('responses', PROBLEM_RESPONSES[s])]));
 }
 
-const DOC_HEADERS = { 'x-request-id': ref('headers', 'RequestId'), ETag: ref('headers', 'ETag') };
+/** The budget headers every call the rate limit counts answers with (when `EDM_RATE_LIMIT` is set). */
+const RATE_HEADERS: Json = Object.fromEntries(
+  RATE_LIMIT_HEADERS.map((name) => [name, ref('headers', name.replaceAll('-', ''))]),
+);
+/** On a write's answer replayed for its Idempotency-Key. */
+const REPLAY_HEADERS: Json = {
+  'Idempotent-Replayed': ref('headers', 'IdempotentReplayed'),
+  'Original-Request-Id': ref('headers', 'OriginalRequestId'),
+};
+
+const DOC_HEADERS = { 'x-request-id': ref('headers', 'RequestId'), ETag: ref('headers', 'ETag'), ...RATE_HEADERS };
 
 function docResponse(description: string, schema: string, example: unknown, extraHeaders: Json = {}): Json {
   return {
@@ -199,7 +217,7 @@ function docResponse(description: string, schema: string, example: unknown, extr
 function listResponse(description: string, schema: string, item: unknown): Json {
   return {
     description,
-    headers: { 'x-request-id': ref('headers', 'RequestId') },
+    headers: { 'x-request-id': ref('headers', 'RequestId'), ...RATE_HEADERS },
     content: {
       'application/json': {
         schema: schemaRef(schema),
@@ -265,8 +283,7 @@ function operationObject(
       operation.requestBody = bodyContent(`${name}Create`, op.example, false);
       responses['201'] = docResponse(`The created ${name}`, name, example, {
         Location: ref('headers', 'Location'),
-        'Idempotent-Replayed': ref('headers', 'IdempotentReplayed'),
-        'Original-Request-Id': ref('headers', 'OriginalRequestId'),
+        ...REPLAY_HEADERS,
       });
       Object.assign(responses, problems(409, 413, 415, 422));
       break;
@@ -277,8 +294,7 @@ function operationObject(
         name,
         { ...example, ...op.example, version: 2 },
         {
-          'Idempotent-Replayed': ref('headers', 'IdempotentReplayed'),
-          'Original-Request-Id': ref('headers', 'OriginalRequestId'),
+          ...REPLAY_HEADERS,
         },
       );
       Object.assign(responses, problems(404, 409, 413, 415, 422, ...locking));
@@ -293,8 +309,7 @@ function operationObject(
           ? { ...example, is_deleted: true, deleted_at: EXAMPLE_TIME, deleted_by: EXAMPLE_USER, version: 2 }
           : { ...example, version: 3 },
         {
-          'Idempotent-Replayed': ref('headers', 'IdempotentReplayed'),
-          'Original-Request-Id': ref('headers', 'OriginalRequestId'),
+          ...REPLAY_HEADERS,
         },
       );
       // It takes no body: one sent is 400 (JSON) or 415 (another media type), or 413 past the limit.
@@ -329,8 +344,7 @@ function operationObject(
           { ...example, ...custom.responseExample, version: 2 },
           {
             ...(custom.response.status === 201 ? { Location: ref('headers', 'Location') } : {}),
-            'Idempotent-Replayed': ref('headers', 'IdempotentReplayed'),
-            'Original-Request-Id': ref('headers', 'OriginalRequestId'),
+            ...REPLAY_HEADERS,
           },
         );
         Object.assign(responses, problems(404, 409, 413, 415, 422, ...locking));
@@ -483,6 +497,7 @@ const MANIFEST_SCHEMA: JsonSchema = {
 
 function platformPaths(options: OpenApiOptions): Record<string, Json> {
   const requestId = { 'x-request-id': ref('headers', 'RequestId') };
+  const documentHeaders = { ...requestId, ETag: ref('headers', 'DocumentETag') };
   const json = (schema: JsonSchema, example?: unknown) => ({
     'application/json': { schema, ...(example !== undefined ? { example } : {}) },
   });
@@ -555,8 +570,8 @@ function platformPaths(options: OpenApiOptions): Record<string, Json> {
         tags: ['Platform'],
         security: [],
         responses: {
-          '200': { description: 'The manifest', headers: requestId, content: json(schemaRef('Manifest')) },
-          '304': { description: 'Not modified' },
+          '200': { description: 'The manifest', headers: documentHeaders, content: json(schemaRef('Manifest')) },
+          '304': { description: 'Not modified: If-None-Match names the current ETag', headers: documentHeaders },
         },
       },
     },
@@ -567,8 +582,8 @@ function platformPaths(options: OpenApiOptions): Record<string, Json> {
         tags: ['Platform'],
         security: [],
         responses: {
-          '200': { description: 'The document', headers: requestId, content: json({ type: 'object' }) },
-          '304': { description: 'Not modified' },
+          '200': { description: 'The document', headers: documentHeaders, content: json({ type: 'object' }) },
+          '304': { description: 'Not modified: If-None-Match names the current ETag', headers: documentHeaders },
         },
       },
     },
@@ -608,7 +623,7 @@ function platformPaths(options: OpenApiOptions): Record<string, Json> {
               },
             ),
           },
-          ...problems(),
+          ...problems(413, 415),
         },
       },
     };
@@ -749,6 +764,12 @@ export function buildOpenApi(modules: readonly ModuleDef[], options: OpenApiOpti
         XRateLimitRemaining: { description: 'Calls the caller may make right now.', schema: { type: 'string' } },
         XRateLimitReset: {
           description: "Seconds until the caller's budget is full again.",
+          schema: { type: 'string' },
+        },
+        DocumentETag: {
+          description:
+            "The entity tag of this document's bytes: send it as If-None-Match to have 304 while it is unchanged.",
+          required: true,
           schema: { type: 'string' },
         },
         IdempotentReplayed: {

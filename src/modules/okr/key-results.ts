@@ -90,6 +90,7 @@ export const keyResults = defineResource({
       required: true,
       // A milestone's defaults to 1 (the prepare hook below); any other type's create needs one.
       optionalOnCreate: true,
+      requiredUnless: { metric_type: 'milestone' },
       example: 120000,
       notes: 'The value the metric must reach for this KeyResult to be considered achieved.',
     }),
