@@ -71,8 +71,21 @@ export function postgresUrlParts(url: URL): { user: string; password: string; da
   }
 }
 
+/** What pg answers where the server takes no TLS on this connection. */
+const TLS_REFUSED = 'The server does not support SSL connections';
+
+/** Where a `postgres` connector's secret points, and how its connection is to be opened. */
+interface PostgresTarget {
+  /** The connection's options, but for its TLS. */
+  options: pg.ClientConfig;
+  /** The TLS the first connection asks for. */
+  ssl: pg.ClientConfig['ssl'];
+  /** Whether a server that refuses TLS is connected to again without (`sslmode=prefer`). */
+  plaintextIfRefused: boolean;
+}
+
 /** The connection a `postgres` connector's secret names, to the address its host was checked at. */
-async function pgClient(secret: string, policy: OutboundPolicy): Promise<pg.Client> {
+async function postgresTarget(secret: string, policy: OutboundPolicy): Promise<PostgresTarget> {
   let url: URL;
   try {
     url = new URL(secret);
@@ -87,19 +100,26 @@ async function pgClient(secret: string, policy: OutboundPolicy): Promise<pg.Clie
   const host = url.hostname || 'localhost';
   const target = await resolveAllowed(host, policy);
   const sslmode = url.searchParams.get('sslmode') ?? 'disable';
-  return new pg.Client({
+  const options: pg.ClientConfig = {
     host: target.address,
     port: Number(url.port || 5432),
     ...decoded,
-    ssl:
-      sslmode === 'disable' || sslmode === 'prefer' || sslmode === 'allow'
-        ? false
-        : { servername: host, rejectUnauthorized: sslmode === 'verify-full' || sslmode === 'verify-ca' },
     connectionTimeoutMillis: policy.timeoutMs,
     statement_timeout: policy.timeoutMs,
     query_timeout: policy.timeoutMs,
     application_name: 'edm-connector',
-  });
+  };
+  // `allow` is libpq's plaintext first, then TLS where the server demands it; here it is
+  // plaintext only, so a server that demands TLS refuses the read (`prefer` or `require` reach it).
+  if (sslmode === 'disable' || sslmode === 'allow') return { options, ssl: false, plaintextIfRefused: false };
+  // `prefer` is libpq's: TLS without checking the server's certificate, and plaintext where the
+  // server answers that it takes no TLS.
+  const verified = sslmode === 'verify-full' || sslmode === 'verify-ca';
+  return {
+    options,
+    ssl: { servername: host, rejectUnauthorized: verified },
+    plaintextIfRefused: sslmode === 'prefer',
+  };
 }
 
 /**
@@ -108,16 +128,30 @@ async function pgClient(secret: string, policy: OutboundPolicy): Promise<pg.Clie
  * timeout too, but three slow steps would take three times it.
  */
 async function readPostgres(config: ConnectorConfig, secret: string, policy: OutboundPolicy): Promise<number> {
-  const client = await pgClient(secret, policy);
-  // A connection that breaks later is this read's failure, not the process's.
-  client.on('error', () => {});
-  const work = queryPostgres(client, config);
+  const target = await postgresTarget(secret, policy);
+  // Every connection the read opens (a second one where `prefer` met a server without TLS),
+  // closed when the read ends or its deadline passes; none is opened after that.
+  const opened: pg.Client[] = [];
+  let over = false;
+  const close = async () => {
+    over = true;
+    await Promise.all(opened.map((client) => client.end().catch(() => {})));
+  };
+  const open = (ssl: pg.ClientConfig['ssl']): pg.Client => {
+    if (over) throw new OutboundError('postgres: the read is over');
+    const client = new pg.Client({ ...target.options, ssl });
+    // A connection that breaks later is this read's failure, not the process's.
+    client.on('error', () => {});
+    opened.push(client);
+    return client;
+  };
+  const work = queryPostgres(target, open, config).finally(close);
   if (!(policy.timeoutMs > 0)) return work;
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       reject(new OutboundError(`postgres: no answer within ${policy.timeoutMs} ms`));
-      void client.end().catch(() => {});
+      void close();
     }, policy.timeoutMs);
   });
   work.catch(() => {}); // answered by the timeout when it loses the race
@@ -128,25 +162,62 @@ async function readPostgres(config: ConnectorConfig, secret: string, policy: Out
   }
 }
 
-async function queryPostgres(client: pg.Client, config: ConnectorConfig): Promise<number> {
+/** The target's connection, made again without TLS where `prefer` met a server that takes none. */
+async function connectPostgres(
+  target: PostgresTarget,
+  open: (ssl: pg.ClientConfig['ssl']) => pg.Client,
+): Promise<pg.Client> {
+  const client = open(target.ssl);
   try {
     await client.connect();
+    return client;
+  } catch (err) {
+    if (!target.plaintextIfRefused || (err as Error).message !== TLS_REFUSED) throw err;
+  }
+  const plaintext = open(false);
+  await plaintext.connect();
+  return plaintext;
+}
+
+/** The cursor a read takes its row through (the connection is the read's own: no other names it). */
+const CURSOR = 'edm_connector_read';
+
+/** The statement as one by the extended protocol, which takes no second: no `COMMIT; …` out of the read-only transaction. */
+function oneStatement(text: string): pg.QueryArrayConfig {
+  // (`queryMode` is pg's, not yet in its types.)
+  const query: pg.QueryArrayConfig & { queryMode: 'extended' } = { text, rowMode: 'array', queryMode: 'extended' };
+  return query;
+}
+
+async function queryPostgres(
+  target: PostgresTarget,
+  open: (ssl: pg.ClientConfig['ssl']) => pg.Client,
+  config: ConnectorConfig,
+): Promise<number> {
+  try {
+    const client = await connectPostgres(target, open);
     await client.query('BEGIN READ ONLY');
-    // The extended protocol takes one statement: no `COMMIT; …` out of the read-only transaction.
-    // (`queryMode` is pg's, not yet in its types.)
-    const query: pg.QueryArrayConfig & { queryMode: 'extended' } = {
-      text: config.query as string,
-      rowMode: 'array',
-      queryMode: 'extended',
-    };
-    const result = await client.query(query);
-    if (result.rows.length === 0) throw new OutboundError('the query returned no row');
-    return asMetric((result.rows[0] as unknown[])[0], 'the first column of its first row');
+    const query = config.query as string;
+    let rows: unknown[][];
+    try {
+      // Through a cursor, one row is all the server computes and sends: a query of millions of
+      // rows is not held here whole to read one cell (nor read on until the timeout).
+      await client.query(oneStatement(`DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${query}`));
+      rows = (await client.query({ text: `FETCH 1 FROM ${CURSOR}`, rowMode: 'array' })).rows;
+    } catch (err) {
+      // A cursor holds a SELECT, VALUES or TABLE only; any other statement is a syntax error
+      // after FOR. Such a statement then runs by itself, in a read-only transaction of its own:
+      // a write is refused there in PostgreSQL's own words, and SHOW, CALL or EXPLAIN answer a
+      // few rows (a genuine syntax error is answered again, as the query's own).
+      if ((err as { code?: unknown }).code !== '42601') throw err;
+      await client.query('ROLLBACK; BEGIN READ ONLY');
+      rows = (await client.query(oneStatement(query))).rows;
+    }
+    if (rows.length === 0) throw new OutboundError('the query returned no row');
+    return asMetric(rows[0]?.[0], 'the first column of its first row');
   } catch (err) {
     if (err instanceof OutboundError) throw err;
     throw new OutboundError(`postgres: ${(err as Error).message}`);
-  } finally {
-    await client.end().catch(() => {});
   }
 }
 

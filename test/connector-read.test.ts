@@ -1,0 +1,124 @@
+import { connect, createServer, type Server } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Doc } from '../src/core/resource.js';
+import { connectors } from '../src/modules/okr/connectors.js';
+import { PG_URL, storeKinds, type TestApp, testApp } from './helpers.js';
+
+/** The first message of a connection that asks for TLS (PostgreSQL's SSLRequest: length 8, code 80877103). */
+const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 4, 210, 22, 47]);
+
+/**
+ * A proxy on loopback to the test PostgreSQL that notes how each connection through it began:
+ * `tls` where it asked for TLS first, else `plaintext`.
+ */
+function recordingProxy() {
+  const target = new URL(PG_URL as string);
+  const connections: ('tls' | 'plaintext')[] = [];
+  const server: Server = createServer((client) => {
+    const upstream = connect(Number(target.port || 5432), target.hostname);
+    let first = true;
+    client.on('data', (chunk) => {
+      if (first) connections.push(chunk.subarray(0, 8).equals(SSL_REQUEST) ? 'tls' : 'plaintext');
+      first = false;
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => client.write(chunk));
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const socket of [client, upstream]) {
+      socket.on('close', close);
+      socket.on('error', close);
+    }
+  });
+  return {
+    connections,
+    start: () => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve)),
+    /** The test database's URL through the proxy, with an sslmode. */
+    url: (sslmode: string) => {
+      const url = new URL(PG_URL as string);
+      url.hostname = '127.0.0.1';
+      url.port = String((server.address() as { port: number }).port);
+      url.searchParams.set('sslmode', sslmode);
+      return url.toString();
+    },
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+describe.runIf(PG_URL !== undefined).each(storeKinds)('a postgres connector read on %s', (kind) => {
+  let t: TestApp;
+  let token: string;
+  const proxy = recordingProxy();
+  beforeAll(async () => {
+    await proxy.start();
+    t = await testApp(kind, { connectorAllowHosts: ['127.0.0.1'] });
+    token = await t.token();
+  });
+  afterAll(async () => {
+    await t.close();
+    await proxy.stop();
+  });
+
+  /** What a sync of a new `postgres` connector running `query` over `secret` answers. */
+  const synced = async (query: string, secret = PG_URL as string): Promise<Doc> => {
+    const created = await t.call('POST', connectors.basePath, {
+      token,
+      body: { name: 'warehouse', kind: 'postgres', config: { query }, secret },
+    });
+    expect(created.status, created.raw).toBe(201);
+    const res = await t.call('POST', `${connectors.basePath}/${created.body.id}/sync`, { token });
+    expect(res.status, res.raw).toBe(200);
+    return res.body;
+  };
+  const ok = (value: number) => ({ last_sync_status: 'ok', last_value: value, last_error: null });
+  const error = (message: RegExp) => ({ last_sync_status: 'error', last_error: expect.stringMatching(message) });
+
+  const queries: [string, string, Doc][] = [
+    [
+      // Every row after the first divides by zero: a read of the whole result fails.
+      'reads the first row only, computing none after it',
+      'SELECT CASE WHEN g = 1 THEN 1 ELSE 1 / (g - g) END FROM generate_series(1, 100000) g',
+      ok(1),
+    ],
+    ['reads VALUES', 'VALUES (7, 8)', ok(7)],
+    ['reads a query ending in a comment', 'SELECT 5 -- five', ok(5)],
+    ['reads a statement no cursor holds (SHOW)', 'SHOW max_identifier_length', ok(63)],
+    [
+      'refuses a write in the read-only transaction’s words',
+      'CREATE TABLE edm_probe (x int)',
+      error(/read-only transaction/),
+    ],
+    [
+      'refuses SELECT INTO in the read-only transaction’s words',
+      'SELECT 1 INTO edm_probe',
+      error(/read-only transaction/),
+    ],
+    [
+      'refuses a write inside WITH',
+      'WITH gone AS (DELETE FROM pg_class RETURNING 1) SELECT 1',
+      error(/^postgres: .*(read-only transaction|data-modifying)/),
+    ],
+    ['refuses a second statement', 'SELECT 1; COMMIT; SELECT 2', error(/cannot insert multiple commands/)],
+    ['answers no row as no row', 'SELECT 1 WHERE false', error(/^the query returned no row$/)],
+    ['answers a syntax error as the query’s own', 'SELEC 1', error(/^postgres: syntax error at or near "SELEC"$/)],
+  ];
+  it.each(queries)('%s', async (_name, query, expected) => {
+    expect(await synced(query)).toMatchObject(expected);
+  });
+
+  // The test PostgreSQL runs without TLS (ssl = off): it answers an SSLRequest with a refusal.
+  const sslmodes: [string, ('tls' | 'plaintext')[], Doc][] = [
+    ['disable', ['plaintext'], ok(1)],
+    ['allow', ['plaintext'], ok(1)],
+    ['prefer', ['tls', 'plaintext'], ok(1)],
+    ['require', ['tls'], error(/^postgres: The server does not support SSL connections$/)],
+    ['verify-full', ['tls'], error(/^postgres: The server does not support SSL connections$/)],
+  ];
+  it.each(sslmodes)('sslmode=%s: connects by %j and answers', async (sslmode, connections, expected) => {
+    proxy.connections.length = 0;
+    expect(await synced('SELECT 1', proxy.url(sslmode))).toMatchObject(expected);
+    expect(proxy.connections).toEqual(connections);
+  });
+});
