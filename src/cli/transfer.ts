@@ -331,22 +331,95 @@ interface ImportRow {
   doc: Doc;
 }
 
-/** Rows in an order where every row a row names (`idsOf`) of the same import comes before it. */
-function referencesFirst(rows: ImportRow[], idsOf: (row: ImportRow) => string[]): ImportRow[] {
-  const byId = new Map(rows.filter((r) => typeof r.doc.id === 'string').map((r) => [r.doc.id as string, r]));
+/** Rows in an order where every row a row names (`named`) comes before it. */
+function referencesFirst(rows: ImportRow[], named: (row: ImportRow) => ImportRow[]): ImportRow[] {
   const placed = new Set<ImportRow>();
   const out: ImportRow[] = [];
   const visit = (row: ImportRow, path: Set<ImportRow>) => {
     if (placed.has(row) || path.has(row)) return;
     path.add(row);
-    for (const id of idsOf(row)) {
-      const target = byId.get(id);
-      if (target) visit(target, path);
-    }
+    for (const target of named(row)) visit(target, path);
     placed.add(row);
     out.push(row);
   };
   for (const row of rows) visit(row, new Set());
+  return out;
+}
+
+/** A binary heap: `pop` answers the first item by `compare` (negative: `a` first). */
+class Heap<T> {
+  private readonly items: T[] = [];
+  constructor(private readonly compare: (a: T, b: T) => number) {}
+
+  push(item: T): void {
+    const items = this.items;
+    items.push(item);
+    for (let i = items.length - 1; i > 0; ) {
+      const parent = (i - 1) >> 1;
+      if (this.compare(items[parent], items[i]) <= 0) break;
+      [items[parent], items[i]] = [items[i], items[parent]];
+      i = parent;
+    }
+  }
+
+  pop(): T | undefined {
+    const items = this.items;
+    const top = items[0];
+    const last = items.pop();
+    if (items.length === 0 || last === undefined) return top;
+    items[0] = last;
+    for (let i = 0; ; ) {
+      const [left, right] = [2 * i + 1, 2 * i + 2];
+      let least = i;
+      if (left < items.length && this.compare(items[left], items[least]) < 0) least = left;
+      if (right < items.length && this.compare(items[right], items[least]) < 0) least = right;
+      if (least === i) return top;
+      [items[least], items[i]] = [items[i], items[least]];
+      i = least;
+    }
+  }
+}
+
+/**
+ * Events in the order they are played: by `compare` (ties in the order given), each once the
+ * events it waits for have been. One held up is played as soon as they have, ahead of anything
+ * `compare` puts after it. Of events that wait for each other in a loop (rows that name each
+ * other, which no export holds), the first is let go: its write then finds no row where its
+ * reference points, and the error names the reference.
+ */
+function playOrder<E>(events: readonly E[], compare: (a: E, b: E) => number, waitsFor: (event: E) => E[]): E[] {
+  const position = new Map(events.map((event, i) => [event, i]));
+  const ready = new Heap<E>((a, b) => compare(a, b) || (position.get(a) as number) - (position.get(b) as number));
+  const waiting = new Map<E, number>();
+  const waiters = new Map<E, E[]>();
+  for (const event of events) {
+    const on = new Set(waitsFor(event).filter((other) => other !== event));
+    if (on.size === 0) ready.push(event);
+    else waiting.set(event, on.size);
+    for (const other of on) {
+      const list = waiters.get(other);
+      if (list) list.push(event);
+      else waiters.set(other, [event]);
+    }
+  }
+  const out: E[] = [];
+  while (out.length < events.length) {
+    let next = ready.pop();
+    if (next === undefined) {
+      next = [...waiting.keys()].reduce((a, b) => (compare(a, b) <= 0 ? a : b));
+      waiting.delete(next);
+    }
+    out.push(next);
+    for (const waiter of waiters.get(next) ?? []) {
+      const left = waiting.get(waiter);
+      if (left === undefined) continue; // let go already (a loop)
+      if (left > 1) waiting.set(waiter, left - 1);
+      else {
+        waiting.delete(waiter);
+        ready.push(waiter);
+      }
+    }
+  }
   return out;
 }
 
@@ -465,10 +538,13 @@ export async function importRows(
       ...plan.mentions.flatMap(([name, prefix]) => mentionedIds(prefix, doc[name])),
     ];
   };
+  // The rows of this import a row names (others exist in the tenant already, or nowhere).
+  const byId = new Map(rows.filter((r) => typeof r.doc.id === 'string').map((r) => [r.doc.id as string, r]));
+  const named = (row: ImportRow) => idsOf(row).flatMap((id) => byId.get(id) ?? []);
   // Deleted rows too (an export with --include-deleted): created, then deleted again at their
   // deleted_at, so a live row may name one (a query reading a key result deleted since, an
   // objective aligned to one), as in the source.
-  const ordered = referencesFirst(rows, idsOf);
+  const ordered = referencesFirst(rows, named);
   const now = Date.now();
   const clock = new ManualClock(now);
   const { engine } = engineFor(o, clock);
@@ -494,19 +570,19 @@ export async function importRows(
     return Math.min(ms, now);
   };
   // Every write as an event at its source time: each row's create (at created_at, with the value
-  // of the log entry written then; never before the rows it names), then each other log entry
-  // through the replay operation (never before its row; a back-dated one, older than its row,
-  // keeps its own time as the check-in's `at`), then a deleted row's delete (at deleted_at).
-  // Played in time order, so a query reading another key result is recomputed at that one's
-  // check-ins, as it was in the source. (A v1 export's log lost its entries past the newest 100:
-  // its row is created at the oldest it kept.)
+  // of the log entry written then), then each other log entry through the replay operation
+  // (never before its row; a back-dated one, older than its row, keeps its own time as the
+  // check-in's `at`), then a deleted row's delete (at deleted_at). Played in time order, so a
+  // query reading another key result is recomputed at that one's check-ins, as it was in the
+  // source. (A v1 export's log lost its entries past the newest 100: its row is created at the
+  // oldest it kept.)
   type Event =
     /** `startEntry`: the log entry whose value the create starts at (its errors name that entry). */
     | { at: number; row: ImportRow; body: Doc; create: true; startEntry?: number }
     | { at: number; row: ImportRow; entry: Doc; index: number; time: number }
     | { at: number; row: ImportRow; remove: true };
   const events: Event[] = [];
-  const createdAt = new Map<string, number>();
+  const createOf = new Map<ImportRow, Event>();
   for (const row of ordered) {
     const { resource, doc } = row;
     const plan = planOf(resource);
@@ -534,10 +610,10 @@ export async function importRows(
     const first = Math.max(atCreate, 0);
     const startsAtEntry = replay != null && log.length > 0 && replay.from in body;
     if (startsAtEntry && replay) body[replay.from] = log[first].value;
-    const start = atCreate >= 0 ? created : (times[0] ?? created);
-    const at = Math.max(start, ...idsOf(row).map((id) => createdAt.get(id) ?? 0));
-    if (typeof doc.id === 'string') createdAt.set(doc.id, at);
-    events.push({ at, row, body, create: true, ...(startsAtEntry ? { startEntry: first } : {}) });
+    const at = atCreate >= 0 ? created : (times[0] ?? created);
+    const create: Event = { at, row, body, create: true, ...(startsAtEntry ? { startEntry: first } : {}) };
+    createOf.set(row, create);
+    events.push(create);
     for (const [i, entry] of log.entries()) {
       if (i !== first) events.push({ at: Math.max(at, times[i]), row, entry, index: i, time: times[i] });
     }
@@ -546,12 +622,27 @@ export async function importRows(
       events.push({ at: Math.max(at, deleted, ...times), row, remove: true });
     }
   }
-  // Stable: creates in reference order, entries in log order; deletes after the rest of their
-  // time (a cascade's rows may have been created at the very time of their delete).
-  events.sort((a, b) => a.at - b.at || Number('remove' in a) - Number('remove' in b));
+  // A create waits for the creates of the rows it names, and a row's other events for its
+  // create. A row that names one created after it (an objective whose cycle is newer, a key
+  // result moved to a newer objective, a query reading a newer key result: the source pointed it
+  // there by a later write, which the file does not show) is created as soon as that one is, at
+  // its own created_at still, and its log replayed after it at its own times: its created_at, its
+  // values and history, and the roll-ups they feed are the source's. (Played at the referenced
+  // row's time instead, it was created then, and its older entries replayed as back-dated
+  // check-ins, which leave `current` as it is.) At one time, creates in reference order, entries
+  // in log order; deletes after the rest of their time (a cascade's rows may have been created
+  // at the very time of their delete).
+  const played = playOrder(
+    events,
+    (a, b) => a.at - b.at || Number('remove' in a) - Number('remove' in b),
+    (event) =>
+      'create' in event
+        ? named(event.row).flatMap((target) => createOf.get(target) ?? [])
+        : [createOf.get(event.row) as Event],
+  );
   const createdIds = new Map<ImportRow, string>();
   await engine.transaction(async (db) => {
-    for (const [n, event] of events.entries()) {
+    for (const [n, event] of played.entries()) {
       const { row } = event;
       const { resource, doc } = row;
       const plan = planOf(resource);
