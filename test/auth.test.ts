@@ -345,6 +345,8 @@ describe('the dev-token endpoint (local mode)', () => {
     ['a number for tenant_id', { tenant_id: 5 }, '/tenant_id'],
     ['an unknown member', { tenant_id: 'acme', x: 1 }, '/x'],
     ['a sub over 256 characters', { sub: 's'.repeat(257) }, '/sub'],
+    ['an empty tenant_id', { tenant_id: '' }, '/tenant_id'],
+    ['an empty sub', { tenant_id: 'acme', sub: '' }, '/sub'],
   ])('refuses %s with a 400 naming it (not a token for the default tenant)', async (_name, body, path) => {
     const res = await t.app.inject({
       method: 'POST',

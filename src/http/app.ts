@@ -530,8 +530,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         throw new ApiError('forbidden', "The dev-token endpoint answers this server's own pages only");
       }
       const body = devTokenBody(request.body);
-      const tenant = body.tenant_id || DEV_TENANT;
-      const sub = body.sub || DEV_SUB;
+      const tenant = body.tenant_id ?? DEV_TENANT;
+      const sub = body.sub ?? DEV_SUB;
       const ttl = 12 * 3600;
       // Signed as the server checks tokens: with the configured issuer and audience, if any.
       const token = await mintToken({

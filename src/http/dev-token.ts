@@ -5,8 +5,9 @@ import { isNoBody, validateInput } from '../core/validation.js';
 
 /** The dev-token request's members: both optional (the dev tenant and user otherwise). */
 export const DEV_TOKEN_FIELDS = {
-  tenant_id: text({ maxLength: MAX_CLAIM_LENGTH, notes: 'The tenant the token is for (default dev).' }),
-  sub: text({ maxLength: MAX_CLAIM_LENGTH, notes: 'The caller it names (default the dev user).' }),
+  // Not empty: "" (an unset variable in a script) is a 400, not a token for the default tenant.
+  tenant_id: text({ minLength: 1, maxLength: MAX_CLAIM_LENGTH, notes: 'The tenant the token is for (default dev).' }),
+  sub: text({ minLength: 1, maxLength: MAX_CLAIM_LENGTH, notes: 'The caller it names (default the dev user).' }),
 };
 
 /** The dev-token request's body, checked as any write's: a number for tenant_id is a 400, not the default tenant. */
