@@ -95,6 +95,11 @@ export interface HookContext {
   keys: ServerKeys;
 }
 
+/** What an upgrade on read may use beside the document: the keys a signed URL it shows needs. */
+export interface UpgradeContext {
+  keys: ServerKeys;
+}
+
 /**
  * Domain behaviour plugged into the generic write path, in this order: prepare → validate
  * (400) → validateAcross (400, updates) → [state 409, references 422] → derive → write →
@@ -127,9 +132,9 @@ export interface ResourceHooks {
   derive?(doc: Doc, before: Doc | null, ctx: HookContext, tx: Tx): Promise<void>;
   /**
    * Upgrades a document stored under an older `schema_version` (given) to the current shape, on
-   * read; the next write stores it at the current version.
+   * read; the next write stores it at the current version. Most start with `fillNullDefaults`.
    */
-  upgrade?(doc: Doc, fromVersion: number): void;
+  upgrade?(doc: Doc, fromVersion: number, ctx: UpgradeContext): void;
   /** Follows a committed-together write: logs, roll-ups, queues. `before` is null on create. */
   afterWrite?(after: Doc, before: Doc | null, ctx: HookContext, tx: Tx): Promise<void>;
 }
@@ -258,6 +263,32 @@ export interface Resource<F extends FieldMap = FieldMap> extends Omit<ResourceOp
   /** `/api/v1/okr/key-results` */
   readonly basePath: string;
   readonly idPattern: string;
+}
+
+/**
+ * The stored fields an answer never shows null that have a default (`source`, a cycle's `state`,
+ * a key result's `weight`): a write sending null gives them the default. Builds before they were
+ * declared `nonNull` stored that null, which an upgrade (`fillNullDefaults`) and `edm migrate`
+ * (for the columns lists filter and sort on) turn into the default.
+ */
+export function nullDefaultedFields(resource: Pick<Resource, 'allFields'>): [string, AnyField][] {
+  return Object.entries(resource.allFields).filter(
+    ([, field]) => field.nonNull && field.default !== undefined && field.column !== null,
+  );
+}
+
+/**
+ * For an `upgrade` hook: each field of `nullDefaultedFields` the document holds as null takes its
+ * default, as a write sending null gives it now (answered as it was stored, the compiled
+ * serializer would turn the null into `""` or `0`).
+ *
+ * @example
+ * hooks: { upgrade: (doc) => fillNullDefaults(cycles, doc) },
+ */
+export function fillNullDefaults(resource: Pick<Resource, 'allFields'>, doc: Doc): void {
+  for (const [name, field] of nullDefaultedFields(resource)) {
+    if (doc[name] === null || doc[name] === undefined) doc[name] = field.default;
+  }
 }
 
 /** kebab-case → camelCase: `key-results` → `keyResults` (client names, operation ids). */

@@ -370,7 +370,7 @@ export class Engine {
     if (stored < resource.schemaVersion) {
       // An upgrade sees values, never a member's stored text.
       for (const [name, value] of Object.entries(doc)) if (value instanceof JsonText) doc[name] = value.value;
-      resource.hooks?.upgrade?.(doc, stored);
+      resource.hooks?.upgrade?.(doc, stored, { keys: this.options.keys });
       doc.schema_version = resource.schemaVersion;
       upgradedOnRead.add(doc);
     }

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { AnyField, ColumnKind } from '../core/fields.js';
 import { SEARCH_FOLD, searchText } from '../core/list-query.js';
-import type { Resource } from '../core/resource.js';
+import { nullDefaultedFields, type Resource } from '../core/resource.js';
 import type { TableDef } from '../core/tables.js';
 import type { DB, Store } from './database.js';
 
@@ -229,6 +229,45 @@ async function refold(db: DB, resources: readonly Resource[], existing: Map<stri
     .execute();
 }
 
+/**
+ * Brings the columns of rows stored under an older schema version to what their upgrade on read
+ * answers, for the fields a write sending null now gives the default (nullDefaultedFields):
+ * builds before stored the null (or had no such column, added NULL by this migration), and lists
+ * filter, sort and roll up on columns, not on the upgraded document. Only those columns change:
+ * an older row is answered from its columns through the upgrade hook (never from its stored
+ * document), so no answer, version or ETag changes; its next write stores it whole at the current
+ * version. Looked for with a read first, so a migration with nothing to do writes nothing.
+ */
+async function fillNullColumns(
+  store: Store,
+  db: DB,
+  resources: readonly Resource[],
+  existing: Map<string, Set<string>>,
+): Promise<void> {
+  for (const resource of resources) {
+    // A table created by this migration has no rows.
+    if (!existing.has(resource.table)) continue;
+    const fields = nullDefaultedFields(resource);
+    if (fields.length === 0) continue;
+    const found = await db
+      .selectFrom(resource.table)
+      .select('id')
+      .where('schema_version', '<', resource.schemaVersion)
+      .where((eb) => eb.or(fields.map(([name]) => eb(name, 'is', null))))
+      .limit(1)
+      .executeTakeFirst();
+    if (!found) continue;
+    for (const [name, field] of fields) {
+      await db
+        .updateTable(resource.table)
+        .set({ [name]: store.encode(field, field.default) })
+        .where(name, 'is', null)
+        .where('schema_version', '<', resource.schemaVersion)
+        .execute();
+    }
+  }
+}
+
 /** The advisory lock key migrators of one PostgreSQL schema share: `(hashtext(MIGRATE_LOCK), hashtext(schema))`. */
 export const MIGRATE_LOCK = 'edm.migrate';
 
@@ -248,6 +287,7 @@ export async function migrate(store: Store, resources: readonly Resource[]): Pro
     await ensureTable(db, idempotencyTable(store), existing, indexes);
     await ensureTable(db, metaTable(store), existing, indexes);
     await refold(db, resources, existing);
+    await fillNullColumns(store, db, resources, existing);
   };
   if (store.kind === 'postgres') {
     await store.db.transaction().execute(async (trx) => {

@@ -8,11 +8,13 @@ import {
   type CustomOperation,
   type Doc,
   defineResource,
+  fillNullDefaults,
   type Job,
   type OutboundPolicy,
   parseSignature,
   signedUrl,
 } from '../../core/resource.js';
+import type { ServerKeys } from '../../core/secrets.js';
 import { defineTable, type Tx } from '../../core/tables.js';
 import { inputSchema, validateInput } from '../../core/validation.js';
 import { postgresUrlParts, readConnector } from './connector-read.js';
@@ -207,6 +209,17 @@ const WEBHOOK_GENERATION = 'webhook_generation';
 /** Which of a webhook connector's URLs is the current one (0: the first; null in rows from before). */
 const webhookGeneration = (connector: Doc) => Number(connector[WEBHOOK_GENERATION] ?? 0);
 
+/** A webhook connector's signed URL: the current one of its generations. */
+const webhookUrl = (keys: ServerKeys, connector: Doc) =>
+  signedUrl(
+    keys,
+    connectors,
+    'webhook',
+    connector.tenant_id as string,
+    connector.id as string,
+    webhookGeneration(connector),
+  );
+
 /** `POST …/connectors/{id}/webhook?tenant_id=…&signature=…`: another system pushes a value. */
 const webhookOperation = {
   name: 'webhook',
@@ -284,7 +297,9 @@ export const connectors = defineResource({
   name: 'Connector',
   path: 'connectors',
   idPrefix: 'con',
-  schemaVersion: 1,
+  // 2: `webhook_url` is in every answer (builds before it stored documents without it), and
+  // `source` and `source_type` are never null (a PATCH to null gives the default).
+  schemaVersion: 2,
   description: 'A metric feed: one number per sync, recorded on every key result it feeds.',
   titleField: 'name',
   fields: {
@@ -339,6 +354,19 @@ export const connectors = defineResource({
   tables: [connectorSchedule],
   operations: [syncOperation, webhookOperation, rotateWebhookUrlOperation],
   hooks: {
+    // What a write derives now, for a row stored before: a webhook connector of a build before
+    // webhook_url shows its URL (the first: such a row's generation is none, read as 0) and,
+    // not being pulled, no interval (that build gave every kind the default); a pulled one that
+    // build let a PATCH leave without an interval has the default.
+    upgrade(doc, _fromVersion, { keys }) {
+      fillNullDefaults(connectors, doc);
+      if (doc.kind === 'webhook') {
+        doc.webhook_url ??= webhookUrl(keys, doc);
+        doc.interval_seconds = null;
+      } else if (doc.interval_seconds === null) {
+        doc.interval_seconds = DEFAULT_INTERVAL;
+      }
+    },
     prepare(doc, before, ctx) {
       doc.webhook_url = null;
       // A secret is used only as it was given for: a write that changes the kind or any setting
@@ -357,16 +385,7 @@ export const connectors = defineResource({
       if (doc.kind !== 'webhook' && doc.interval_seconds === null) doc.interval_seconds = DEFAULT_INTERVAL;
     },
     async derive(doc, _before, ctx) {
-      if (doc.kind === 'webhook') {
-        doc.webhook_url = signedUrl(
-          ctx.keys,
-          connectors,
-          'webhook',
-          doc.tenant_id as string,
-          doc.id as string,
-          webhookGeneration(doc),
-        );
-      }
+      if (doc.kind === 'webhook') doc.webhook_url = webhookUrl(ctx.keys, doc);
     },
     validate(doc, before) {
       const errors: FieldError[] = [];

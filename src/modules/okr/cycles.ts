@@ -1,5 +1,5 @@
 import { date, text } from '../../core/fields.js';
-import { defineResource } from '../../core/resource.js';
+import { defineResource, fillNullDefaults } from '../../core/resource.js';
 import { objectives } from './objectives.js';
 import { requeueObjectives } from './sweep.js';
 
@@ -8,7 +8,9 @@ export const cycles = defineResource({
   name: 'Cycle',
   path: 'cycles',
   idPrefix: 'cyc',
-  schemaVersion: 1,
+  // 2: `state`, `source` and `source_type` are never null (a PATCH to null gives the default);
+  // builds before stored the null, which the upgrade turns into the default.
+  schemaVersion: 2,
   description: 'A time box (a quarter, a half) that objectives are planned and measured in.',
   titleField: 'name',
   fields: {
@@ -31,6 +33,7 @@ export const cycles = defineResource({
   sortable: ['created_at', 'updated_at', 'name', 'start_date', 'end_date'],
   filterable: ['state', 'start_date', 'end_date', 'created_at', 'updated_at'],
   hooks: {
+    upgrade: (doc) => fillNullDefaults(cycles, doc),
     validate(doc) {
       if (typeof doc.start_date === 'string' && typeof doc.end_date === 'string' && doc.end_date < doc.start_date) {
         return [{ path: '/end_date', code: 'out_of_range', message: 'end_date must not be before start_date' }];

@@ -3,7 +3,7 @@ import { isoTime } from '../../core/clock.js';
 import { ApiError, type FieldError } from '../../core/errors.js';
 import { datetime, integer, json, NUMBER_LIMIT, number, ref, stringList, text } from '../../core/fields.js';
 import type { Doc } from '../../core/resource.js';
-import { defineResource } from '../../core/resource.js';
+import { defineResource, fillNullDefaults, platformFields } from '../../core/resource.js';
 import type { Tx } from '../../core/tables.js';
 import {
   checkInOperations,
@@ -47,6 +47,19 @@ export async function statusAt(tx: Tx, tenantId: string, kr: Doc, now: number) {
   return computeStatus(kr as unknown as Measure, cycleSpan(cycle), now);
 }
 
+/**
+ * History entries recorded while the key result's `source_type` was null (a schema 1 row) say
+ * the default it reads as now: such an entry was stored with null, or, written by a build that
+ * kept the row at schema 1, with "".
+ */
+function historyWithSourceTypes(history: unknown): unknown {
+  if (!Array.isArray(history)) return history;
+  const unset = (entry: Snapshot) => entry.source_type === null || entry.source_type === '';
+  if (!history.some(unset)) return history;
+  const fallback = platformFields.source_type.default;
+  return history.map((entry: Snapshot) => (unset(entry) ? { ...entry, source_type: fallback } : entry));
+}
+
 /** A number the API takes (PRODUCT.md §1: finite, |x| ≤ 1e15). */
 function isNumberInLimits(v: unknown): boolean {
   return typeof v === 'number' && Number.isFinite(v) && Math.abs(v) <= NUMBER_LIMIT;
@@ -57,7 +70,9 @@ export const keyResults = defineResource({
   name: 'KeyResult',
   path: 'key-results',
   idPrefix: 'kr',
-  schemaVersion: 1,
+  // 2: `metric_type`, `baseline`, `data_source`, `weight`, `source` and `source_type` are never
+  // null (a PATCH to null gives the default); builds before stored the null (see the upgrade).
+  schemaVersion: 2,
   description: 'A measurable result rolling up to an Objective.',
   titleField: 'title',
   fields: {
@@ -213,6 +228,24 @@ export const keyResults = defineResource({
   hooks: {
     // A key result's query can change only with `query` in the body (another data source has none).
     serialize: (patch) => ('query' in patch ? QUERY_GRAPH : null),
+    // A null stored by a build before schema 2 takes the default, as a PATCH to null gives now.
+    // What that build derived from it holds for the default: `current` was set from the baseline
+    // on create (a null one was never given), the direction was checked against a null baseline
+    // as against 0, and the roll-up counted a null weight as 1. A direction is derived again where
+    // none was kept (bounds that were not numbers) or where a null metric_type let one contradict
+    // the bounds of a linear type (each write would be 400 otherwise). `progress_pct` and `status`
+    // stay what the last write computed, as the objective's running sums hold them; the row's next
+    // write derives them again.
+    upgrade(doc) {
+      fillNullDefaults(keyResults, doc);
+      const m = doc as unknown as Measure;
+      if (typeof m.baseline === 'number' && typeof m.target === 'number') {
+        const implied = impliedDirection(m.metric_type, m.baseline, m.target);
+        const contradicts = LINEAR_TYPES.includes(m.metric_type) && m.baseline !== m.target && m.direction !== implied;
+        if (m.direction === null || contradicts) doc.direction = implied;
+      }
+      doc.history = historyWithSourceTypes(doc.history);
+    },
     prepare(doc, before, ctx) {
       const input = ctx.input ?? {};
       // A milestone's target defaults to 1: on create, and when a PATCH clears it (as a field

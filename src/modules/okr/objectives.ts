@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { fieldError } from '../../core/errors.js';
 import { integer, json, number, ref, stringList, text } from '../../core/fields.js';
-import { defineResource } from '../../core/resource.js';
+import { defineResource, fillNullDefaults } from '../../core/resource.js';
 import { OWNER_ID_PATTERN, STATUSES, TAGS } from './shared.js';
 import { requeueObjectives } from './sweep.js';
 
@@ -13,7 +13,9 @@ export const objectives = defineResource({
   name: 'Objective',
   path: 'objectives',
   idPrefix: 'obj',
-  schemaVersion: 1,
+  // 2: `source` and `source_type` are never null (a PATCH to null gives the default); builds
+  // before stored the null, which the upgrade turns into the default.
+  schemaVersion: 2,
   description: 'A qualitative goal for a cycle, measured by its Key Results.',
   titleField: 'title',
   fields: {
@@ -64,6 +66,7 @@ export const objectives = defineResource({
     // Realignments are checked one at a time: two at once (a to b, c to a, over b to c) could
     // each pass the walk below without the other's edge, or, walking with locks, deadlock.
     serialize: (patch) => ('parent_objective_id' in patch ? ALIGNMENT : null),
+    upgrade: (doc) => fillNullDefaults(objectives, doc),
     prepare(doc, before) {
       if (before) return;
       Object.assign(doc, { progress_pct: 0, status: 'not_started', key_result_count: 0, rollup_status_counts: {} });
