@@ -4,7 +4,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mintToken } from '../src/core/auth.js';
 import { ManualClock } from '../src/core/clock.js';
 import { buildApp } from '../src/http/app.js';
-import { freshStore, injectAs, T0, testConfig } from './helpers.js';
+import { migrate } from '../src/store/schema.js';
+import { byName, freshStore, injectAs, resources, T0, testConfig } from './helpers.js';
 
 /**
  * Another process (an `edm import`, a second server) holds the SQLite file's write lock. The
@@ -121,6 +122,40 @@ describe('SQLite: a disk that is full', () => {
       expect((await call('POST', '/api/v1/okr/objectives', { body: body(999) })).status).toBe(201);
     } finally {
       await app.close();
+      await fresh.store.close();
+      await fresh.drop();
+    }
+  });
+});
+
+describe('SQLite: two migrations of one file at once', () => {
+  it('the second waits for the first and finds the column it added, instead of adding it again', async () => {
+    const kr = byName('KeyResult');
+    const fresh = await freshStore('sqlite');
+    const file = fresh.url.slice('sqlite:'.length);
+    try {
+      await migrate(fresh.store, resources);
+      // A store of a build before the column (one no index covers).
+      const other = new SQLite(file);
+      try {
+        other.exec(`ALTER TABLE ${kr.table} DROP COLUMN unit`);
+        // The first migrator, midway: the column added, not yet committed.
+        other.exec('BEGIN IMMEDIATE');
+        other.exec(`ALTER TABLE ${kr.table} ADD COLUMN unit TEXT`);
+        const second = migrate(fresh.store, resources).then(
+          () => 'migrated',
+          (err: Error) => err.message,
+        );
+        await sleep(300);
+        other.exec('COMMIT');
+        expect(await second).toBe('migrated');
+      } finally {
+        if (other.inTransaction) other.exec('ROLLBACK');
+        other.close();
+      }
+      const columns = (await fresh.store.db.introspection.getTables()).find((t) => t.name === kr.table)?.columns;
+      expect(columns?.filter((c) => c.name === 'unit')).toHaveLength(1);
+    } finally {
       await fresh.store.close();
       await fresh.drop();
     }

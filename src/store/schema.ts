@@ -1,9 +1,10 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import type { AnyField, ColumnKind } from '../core/fields.js';
 import { SEARCH_FOLD, searchText } from '../core/list-query.js';
 import { nullDefaultedFields, type Resource } from '../core/resource.js';
 import type { TableDef } from '../core/tables.js';
-import type { DB, Store } from './database.js';
+import { type DB, SQLITE_BUSY_TIMEOUT_MS, type Store } from './database.js';
 
 /** Hidden column holding the lower-cased title that `q` searches (lowered in JS so both stores agree). */
 export const SEARCH_COLUMN = '_search';
@@ -273,8 +274,9 @@ export const MIGRATE_LOCK = 'edm.migrate';
 
 /**
  * Creates or upgrades the schema for the given resources. Safe to run twice, and from two
- * processes at once on PostgreSQL: migrators of one schema take a transaction-scoped advisory
- * lock first, so the second runs after the first committed and finds everything in place.
+ * processes at once: migrators of one PostgreSQL schema take a transaction-scoped advisory lock
+ * first, of one SQLite file its write lock, so the second runs after the first committed and
+ * finds everything in place.
  */
 export async function migrate(store: Store, resources: readonly Resource[]): Promise<void> {
   const run = async (db: DB, schema: string | null) => {
@@ -302,6 +304,41 @@ export async function migrate(store: Store, resources: readonly Resource[]): Pro
       await run(trx, schema);
     });
   } else {
-    await run(store.db, null);
+    // One migrator at a time on a SQLite file too: the write lock is taken before the schema is
+    // read, so a second migrator (an `edm serve` started beside an `edm migrate`) finds what the
+    // first added, not the columns it read before, which it added again ("duplicate column").
+    await lockSqlite(store.db);
+    try {
+      await run(store.db, null);
+      await sql`COMMIT`.execute(store.db);
+    } catch (err) {
+      await sql`ROLLBACK`.execute(store.db).catch(() => {});
+      throw err;
+    }
+  }
+}
+
+/** How long a SQLite migrator waits for another's write lock (a large store's indexes take a while). */
+const SQLITE_MIGRATE_WAIT_MS = 10 * 60_000;
+
+/**
+ * Takes the SQLite file's write lock (BEGIN IMMEDIATE), waiting for another holder between
+ * turns of the event loop: SQLite's own busy handler waits synchronously, and the holder may be
+ * this very process (a test's other connection), which could then never let go.
+ */
+async function lockSqlite(db: DB): Promise<void> {
+  await sql`PRAGMA busy_timeout = 0`.execute(db);
+  try {
+    for (const deadline = Date.now() + SQLITE_MIGRATE_WAIT_MS; ; ) {
+      try {
+        await sql`BEGIN IMMEDIATE`.execute(db);
+        return;
+      } catch (err) {
+        if ((err as { code?: unknown }).code !== 'SQLITE_BUSY' || Date.now() > deadline) throw err;
+      }
+      await sleep(50);
+    }
+  } finally {
+    await sql.raw(`PRAGMA busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`).execute(db);
   }
 }
