@@ -263,6 +263,16 @@ describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
       success_status: 201,
       response: 'resource',
     });
+    // Its body's fields, as the schema table shows a resource's: what a check-in takes, and how.
+    const body = kr.operations.find((o) => o.name === 'checkIns.create')?.body_fields ?? [];
+    expect(body.map((f) => [f.name, f.type, f.required])).toEqual([
+      ['value', 'number', true],
+      ['note', 'string', false],
+      ['confidence', 'integer', false],
+      ['at', 'date-time', false],
+    ]);
+    expect(body.find((f) => f.name === 'at')?.notes).toMatch(/never in the future/);
+    for (const o of kr.operations.filter((o) => !o.name.startsWith('checkIns.'))) expect(o.body_fields).toBeNull();
     expect(kr.operations.find((o) => o.name === 'checkIns.list')).toMatchObject({
       method: 'GET',
       path: '/api/v1/okr/key-results/{id}/check-ins',

@@ -339,6 +339,12 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     await page.goto(`${server.origin}/playground/okr/key-results#checkIns.create`);
     await page.locator('#operation-panel[data-op="checkIns.create"]').waitFor();
     expect(await panel().locator('input[id$="-p-id"]').inputValue()).toBe(ids.keyResult);
+    // What the body takes, as the schema table shows fields: value required, `at` never in the future.
+    await panel().getByText('Body fields').click();
+    const bodyTable = panel().getByTestId('body-table');
+    expect(await bodyTable.locator('tbody th').allTextContents()).toEqual(['value', 'note', 'confidence', 'at']);
+    expect(await bodyTable.locator('tr[data-field="value"] .pill-required').count()).toBe(1);
+    expect(await bodyTable.locator('tr[data-field="at"]').textContent()).toContain('never in the future');
 
     await bodyEditor().fill(JSON.stringify({ value: 90000, note: 'First deals', confidence: 6 }));
     const first = (await send('/check-ins', 'POST')) as { history: unknown[] };

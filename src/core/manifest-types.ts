@@ -56,6 +56,12 @@ export interface ManifestOperation {
   query: ManifestParameter[];
   /** Whether a JSON body is sent. */
   has_body: boolean;
+  /**
+   * The fields of a custom operation's body (a check-in's `value`, `note`, `confidence`, `at`),
+   * as the schema table shows a resource's; null where the resource's own fields are the body
+   * (create, update) or none is sent.
+   */
+  body_fields: ManifestField[] | null;
   /** Request headers the operation honours beyond `Authorization` (the console offers them). */
   headers: ManifestHeader[];
   /** A valid example body (create, update, custom POSTs). */

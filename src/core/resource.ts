@@ -152,6 +152,11 @@ export interface CustomOperation {
   summary: string;
   /** JSON Schema of the body (POST). */
   body?: TSchema;
+  /**
+   * The body's fields, when it is declared as fields (`operationBody`): the manifest shows them
+   * as a schema table beside the operation (a check-in's value, note, confidence, at).
+   */
+  bodyFields?: Readonly<Record<string, AnyField>>;
   /** `resource`: answers the resource document (with ETag); `list`: a list envelope of `item`. */
   response: { kind: 'resource'; status: 200 | 201 } | { kind: 'list'; item: TSchema };
   /** A valid example body, for docs and the Playground. */

@@ -370,6 +370,14 @@ type InputMember<F> = F extends { schema: infer S extends TSchema; required: inf
  * The JSON Schema object of a custom operation's body, from the same field map; its static type
  * is the body's (the SDK's `checkIns.create` body), not a record of anything.
  */
+/**
+ * A custom operation's body declared as fields, once: its JSON Schema (validation, OpenAPI, the
+ * SDK's types) and its fields (the manifest's table of them).
+ */
+export function operationBody<const M extends Readonly<Record<string, AnyField>>>(fields: M) {
+  return { body: inputSchema(fields), bodyFields: fields };
+}
+
 export function inputSchema<const M extends Readonly<Record<string, AnyField>>>(
   fields: M,
 ): TObject<{ [K in keyof M]: InputMember<M[K]> }> {

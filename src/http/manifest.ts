@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { exampleBody } from '../core/examples.js';
+import type { AnyField } from '../core/fields.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../core/list-query.js';
 import type {
   Manifest,
@@ -148,6 +149,7 @@ export function resourceOperations(resource: Resource, modules: readonly ModuleD
       summary: `List ${noun}s`,
       query: listParameters(resource),
       has_body: false,
+      body_fields: null,
       example: null,
       response: 'list',
       success_status: 200,
@@ -159,6 +161,7 @@ export function resourceOperations(resource: Resource, modules: readonly ModuleD
       summary: `Retrieve ${article(noun)}`,
       query: [],
       has_body: false,
+      body_fields: null,
       example: null,
       response: 'resource',
       success_status: 200,
@@ -170,6 +173,7 @@ export function resourceOperations(resource: Resource, modules: readonly ModuleD
       summary: `Create ${article(noun)}`,
       query: [],
       has_body: true,
+      body_fields: null,
       example: exampleBody(resource),
       response: 'resource',
       success_status: 201,
@@ -181,6 +185,7 @@ export function resourceOperations(resource: Resource, modules: readonly ModuleD
       summary: `Update ${article(noun)} (JSON Merge Patch)`,
       query: [],
       has_body: true,
+      body_fields: null,
       example: updateExample(resource),
       response: 'resource',
       success_status: 200,
@@ -201,6 +206,7 @@ export function resourceOperations(resource: Resource, modules: readonly ModuleD
         },
       ],
       has_body: false,
+      body_fields: null,
       example: null,
       response: 'resource',
       success_status: 200,
@@ -212,6 +218,7 @@ export function resourceOperations(resource: Resource, modules: readonly ModuleD
       summary: `Restore a soft-deleted ${noun}`,
       query: [],
       has_body: false,
+      body_fields: null,
       example: null,
       response: 'resource',
       success_status: 200,
@@ -249,6 +256,9 @@ function customOperation(
     summary: custom.summary,
     query: list ? PAGE_PARAMETERS.map((p) => ({ ...p })) : custom.auth === 'signed' ? SIGNED_PARAMETERS() : [],
     has_body: custom.body !== undefined,
+    body_fields: custom.bodyFields
+      ? Object.entries(custom.bodyFields).map(([name, field]) => fieldEntry(name, field, field.pattern ?? null))
+      : null,
     example: custom.example ?? null,
     response: custom.response.kind === 'list' ? 'item_list' : 'resource',
     success_status: custom.response.kind === 'list' ? 200 : custom.response.status,
@@ -258,6 +268,11 @@ function customOperation(
 
 function manifestField(name: string, resource: Resource): ManifestField {
   const f = resource.allFields[name];
+  return fieldEntry(name, f, name === 'id' ? resource.idPattern : (f.pattern ?? null));
+}
+
+/** A field as the schema table shows it (a resource's, or a custom operation's body's). */
+function fieldEntry(name: string, f: AnyField, pattern: string | null): ManifestField {
   return {
     name,
     type: f.type,
@@ -269,7 +284,7 @@ function manifestField(name: string, resource: Resource): ManifestField {
     write_only: f.access === 'writeOnly',
     computed: f.computed,
     default: f.default ?? null,
-    pattern: name === 'id' ? resource.idPattern : (f.pattern ?? null),
+    pattern,
     ref: f.ref ?? null,
     platform: f.platform,
   };

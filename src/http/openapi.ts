@@ -442,6 +442,7 @@ const MANIFEST_SCHEMA: JsonSchema = {
                       'client_method',
                       'query',
                       'has_body',
+                      'body_fields',
                       'example',
                       'response',
                       'success_status',
@@ -456,6 +457,12 @@ const MANIFEST_SCHEMA: JsonSchema = {
                       response: { enum: ['resource', 'list', 'item_list'] },
                       success_status: { type: 'integer' },
                       auth: { enum: ['bearer', 'signed_url'] },
+                      body_fields: {
+                        type: ['array', 'null'],
+                        description:
+                          "A custom operation's body fields, as the schema table shows fields; null where the resource's fields are the body, or none is sent.",
+                        items: { type: 'object', required: ['name', 'type', 'required', 'notes'] },
+                      },
                     },
                   },
                 },

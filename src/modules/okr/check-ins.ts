@@ -5,7 +5,7 @@ import { datetime, integer, number, text } from '../../core/fields.js';
 import { newId } from '../../core/ids.js';
 import type { CustomOperation, Doc } from '../../core/resource.js';
 import { JsonText, jsonSerializer } from '../../core/serialize.js';
-import { inputSchema, validateInput } from '../../core/validation.js';
+import { operationBody, validateInput } from '../../core/validation.js';
 import { snapshots } from './tables.js';
 
 /** How many snapshots `history` holds in a response (the full log pages at …/check-ins). */
@@ -125,7 +125,7 @@ export const checkInOperations = [
     path: '/{id}/check-ins',
     summary:
       'Record a check-in: always a snapshot (even at an unchanged value); the newest check-in sets current and confidence.',
-    body: inputSchema(checkInFields),
+    ...operationBody(checkInFields),
     response: { kind: 'resource', status: 201 },
     example: { value: 95000, note: 'Two enterprise deals closed', confidence: 7 },
     // The key result's example (baseline 80,000, target 120,000) after this check-in.

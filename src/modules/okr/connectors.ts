@@ -16,7 +16,7 @@ import {
 } from '../../core/resource.js';
 import type { ServerKeys } from '../../core/secrets.js';
 import { defineTable, type Tx } from '../../core/tables.js';
-import { inputSchema, validateInput } from '../../core/validation.js';
+import { operationBody, validateInput } from '../../core/validation.js';
 import { postgresUrlParts, readConnector } from './connector-read.js';
 import { keyResults } from './key-results.js';
 import { propagate } from './query-source.js';
@@ -228,7 +228,7 @@ const webhookOperation = {
   auth: 'signed',
   summary:
     'Push a value to a webhook connector, at its signed webhook_url (no token: the URL’s signature admits it); recorded like a sync.',
-  body: inputSchema(pushFields),
+  ...operationBody(pushFields),
   response: { kind: 'resource', status: 200 },
   example: { value: 118_500 },
   // Only a webhook connector takes pushes: the connector's example as one, after this push.

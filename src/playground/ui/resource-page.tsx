@@ -134,6 +134,12 @@ export function ResourcePage({
             <p class="op-summary">
               {active.summary} <span class="muted">→ {active.success_status}</span>
             </p>
+            {active.body_fields && (
+              <details class="op-body-fields">
+                <summary>Body fields</summary>
+                <SchemaTable fields={active.body_fields} body />
+              </details>
+            )}
             <Console key={`${resource.path} ${active.name}`} resource={resource} op={active} />
           </div>
         </section>

@@ -5,19 +5,28 @@ function defaultText(value: unknown): string {
   return typeof value === 'string' ? `'${value}'` : JSON.stringify(value);
 }
 
-/** The reference table of a resource's fields: name (* = always present), type and enum values, notes. */
-export function SchemaTable({ fields }: { fields: ManifestField[] }) {
+/**
+ * The reference table of a resource's fields: name (* = always present), type and enum values,
+ * notes. `body`: the fields of an operation's body instead (a check-in's), which a call sends.
+ */
+export function SchemaTable({ fields, body = false }: { fields: ManifestField[]; body?: boolean }) {
   return (
     <>
-      <p class="legend">
-        <span class="req" aria-hidden="true">
-          *
-        </span>{' '}
-        always present in responses · <span class="pill pill-required">required</span> must be sent on create ·{' '}
-        <span class="pill">read-only</span> set by the server
-      </p>
+      {body ? (
+        <p class="legend">
+          <span class="pill pill-required">required</span> must be sent · the others may be left out
+        </p>
+      ) : (
+        <p class="legend">
+          <span class="req" aria-hidden="true">
+            *
+          </span>{' '}
+          always present in responses · <span class="pill pill-required">required</span> must be sent on create ·{' '}
+          <span class="pill">read-only</span> set by the server
+        </p>
+      )}
       <div class="table-scroll">
-        <table class="schema" data-testid="schema-table">
+        <table class="schema" data-testid={body ? 'body-table' : 'schema-table'}>
           <thead>
             <tr>
               <th scope="col">Field</th>

@@ -8,6 +8,7 @@ function op(o: Partial<ManifestOperation> & Pick<ManifestOperation, 'name' | 'me
     client_method: `client.okr.keyResults.${o.name}`,
     query: [],
     has_body: false,
+    body_fields: null,
     example: null,
     response: 'resource',
     success_status: 200,
