@@ -455,6 +455,7 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     const curl = (await panel().getByTestId('curl-snippet').textContent()) ?? '';
     expect(curl).toContain(`-H 'If-Match: "${current.version}"'`);
     expect(curl).toContain("-H 'Idempotency-Key: playground-e2e-1'");
+    expect(await panel().getByTestId('token-hint').textContent()).toContain('export EDM_TOKEN=');
     expect(await panel().getByTestId('sdk-snippet').textContent()).toContain(
       `{ ifVersion: ${current.version}, idempotencyKey: 'playground-e2e-1' }`,
     );

@@ -2,7 +2,7 @@ import type { TargetedKeyboardEvent } from 'preact';
 import { useContext, useRef, useState } from 'preact/hooks';
 import { sendCall } from './call';
 import { CodeBlock } from './code-block';
-import type { ManifestHeader, ManifestOperation, ManifestResource } from './manifest';
+import { type ManifestHeader, type ManifestOperation, type ManifestResource, viaSdk } from './manifest';
 import {
   buildRequest,
   defaultParam,
@@ -349,6 +349,12 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
         <div class="console-code">
           <CodeBlock label="SDK" code={sdkSnippet(op, resource, built, baseUrl)} testId="sdk-snippet" />
           <CodeBlock label="curl" code={curlSnippet(op, built, baseUrl)} testId="curl-snippet" />
+          {viaSdk(op) && (
+            <p class="hint" data-testid="token-hint">
+              Both read the token from <code>EDM_TOKEN</code>: run <code>export EDM_TOKEN=…</code> with the token above
+              first.
+            </p>
+          )}
         </div>
       </div>
       <section class="console-response" aria-live="polite" aria-label="Response">
