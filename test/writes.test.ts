@@ -182,6 +182,14 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       const res = await strict.call('PATCH', `${cycles.basePath}/${doc.id}`, { token: tk, body: { name: 'x' } });
       expect([res.status, res.body.code]).toEqual([428, 'precondition_required']);
       expect((await strict.call('DELETE', `${cycles.basePath}/${doc.id}`, { token: tk })).status).toBe(428);
+      // A body version that is no version is no precondition either: 428 comes before the body's 400.
+      for (const version of [null, 'x', 0, 1.5]) {
+        const res = await strict.call('PATCH', `${cycles.basePath}/${doc.id}`, {
+          token: tk,
+          body: { name: 'x', version },
+        });
+        expect([version, res.status]).toEqual([version, 428]);
+      }
       const ok = await strict.call('PATCH', `${cycles.basePath}/${doc.id}`, {
         token: tk,
         body: { name: 'x', version: 1 },

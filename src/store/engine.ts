@@ -1405,7 +1405,9 @@ export class Engine {
         { extra: { current_version: current.version } },
       );
     }
-    if (this.options.requireIfMatch && cond.required !== false && cond.ifMatch === null && bodyVersion === undefined) {
+    // A body version that is no version (null, text) is no precondition: 428 before the body's 400.
+    const locks = typeof bodyVersion === 'number' && Number.isInteger(bodyVersion) && bodyVersion >= 1;
+    if (this.options.requireIfMatch && cond.required !== false && cond.ifMatch === null && !locks) {
       throw new ApiError(
         'precondition_required',
         'This server requires If-Match on writes that replace what was read (a PATCH may send a body version instead)',
