@@ -388,6 +388,22 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       await sync(c.id as string);
       expect(api.state.requests.at(-1)?.authorization).toBeUndefined();
     }
+    // A webhook connector uses none: one sent is 400 naming it, on create and on a change of kind.
+    const hook = await call('POST', connectors.basePath, { name: 'w', kind: 'webhook', config: {}, secret: 'x' });
+    expect([hook.status, (hook.body.errors as Doc[])?.map((e) => e.path)]).toEqual([400, ['/secret']]);
+    const turned = await call('PATCH', `${connectors.basePath}/${c.id}`, {
+      kind: 'webhook',
+      config: null,
+      interval_seconds: null,
+      secret: 'x',
+    });
+    expect([turned.status, (turned.body.errors as Doc[])?.map((e) => e.path)]).toEqual([400, ['/secret']]);
+    const plain = await call('PATCH', `${connectors.basePath}/${c.id}`, {
+      kind: 'webhook',
+      config: null,
+      interval_seconds: null,
+    });
+    expect([plain.status, plain.body.kind]).toEqual([200, 'webhook']);
   });
 
   it('refuses loopback and private addresses unless EDM_CONNECTOR_ALLOW_HOSTS names them', async () => {

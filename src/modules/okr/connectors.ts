@@ -449,6 +449,14 @@ export const connectors = defineResource({
         none(['url', 'pointer', 'headers']);
       } else if (doc.kind === 'webhook') {
         none(['url', 'pointer', 'headers', 'query']);
+        // Sealed and kept, it would be a credential nothing uses (and a caller's mistake unsaid).
+        if (newSecret && doc.secret !== null) {
+          errors.push({
+            path: '/secret',
+            code: 'not_allowed',
+            message: 'a webhook connector takes no secret: its signed webhook_url admits the pushes',
+          });
+        }
         if (doc.interval_seconds !== null) {
           errors.push({
             path: '/interval_seconds',
