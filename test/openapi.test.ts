@@ -250,6 +250,12 @@ describe('the OpenAPI document', () => {
     }
     expect(doc.components.responses.Conflict.description).toContain('version_conflict');
     expect(doc.components.schemas.Problem.properties.code.enum).toContain('has_dependents');
+    // Every problem has a detail, and the members some codes add are given.
+    const problem = doc.components.schemas.Problem;
+    expect(problem.required).toContain('detail');
+    expect(Object.keys(problem.properties)).toEqual(
+      expect.arrayContaining(['current_version', 'dependents', 'limit', 'retry_after_seconds']),
+    );
   });
 
   it('has an example for every operation, each valid against its schema', () => {

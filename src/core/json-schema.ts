@@ -134,6 +134,17 @@ export const problemSchema: JsonSchema = {
         required: ['path', 'code', 'message'],
       },
     },
+    current_version: {
+      type: 'integer',
+      description: 'On 412 precondition_failed and 409 version_conflict: the version the resource is at.',
+    },
+    dependents: {
+      type: 'object',
+      additionalProperties: { type: 'integer' },
+      description: 'On 409 has_dependents: the live rows in the way, counted by resource path.',
+    },
+    limit: { type: 'integer', description: "On 429 rate_limited: the caller's calls per window." },
+    retry_after_seconds: { type: 'integer', description: 'On 429 rate_limited: as Retry-After says.' },
   },
-  required: ['type', 'title', 'status', 'code', 'request_id'],
+  required: ['type', 'title', 'status', 'detail', 'code', 'request_id'],
 };
