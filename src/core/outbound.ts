@@ -103,19 +103,40 @@ export function isRefusedAddress(address: string): boolean {
   return embeddedIPv4(ipv6Bytes(address)).some((v4) => refused.check(v4, 'ipv4'));
 }
 
-/** The address to connect to for `host`: each one it resolves to checked, the first one used. */
+/** When a read that starts now must be over (the policy's timeout; 0: never). */
+export function readDeadline(policy: OutboundPolicy): number {
+  return policy.timeoutMs > 0 ? Date.now() + policy.timeoutMs : Number.POSITIVE_INFINITY;
+}
+
+/**
+ * The address to connect to for `host`: each one it resolves to checked, the first one used.
+ * The lookup counts within the read's `deadline`: a resolver that does not answer in time fails
+ * the read (its lookup cannot be called off, but nothing waits for it).
+ */
 export async function resolveAllowed(
   host: string,
   policy: OutboundPolicy,
+  deadline = readDeadline(policy),
 ): Promise<{ address: string; family: number }> {
   const name = host.toLowerCase().replace(/^\[|\]$/g, '');
   let found: { address: string; family: number }[];
   if (isIP(name)) found = [{ address: name, family: isIP(name) }];
   else {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      if (deadline === Number.POSITIVE_INFINITY) return;
+      timer = setTimeout(
+        () => reject(new OutboundError(`${host} did not resolve within ${policy.timeoutMs} ms`)),
+        Math.max(0, deadline - Date.now()),
+      );
+    });
     try {
-      found = await lookup(name, { all: true, verbatim: true });
-    } catch {
+      found = await Promise.race([lookup(name, { all: true, verbatim: true }), late]);
+    } catch (err) {
+      if (err instanceof OutboundError) throw err;
       throw new OutboundError(`${host} does not resolve`);
+    } finally {
+      clearTimeout(timer);
     }
   }
   if (!policy.allowHosts.includes(name)) {
@@ -157,7 +178,9 @@ export async function fetchJson(
     throw new OutboundError(`${rawUrl} is not a URL`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new OutboundError('only http and https URLs');
-  const target = await resolveAllowed(url.hostname, policy);
+  // One deadline for the lookup and the GET: the timeout is the read's in all.
+  const deadline = readDeadline(policy);
+  const target = await resolveAllowed(url.hostname, policy, deadline);
   const where = `${url.origin}${url.pathname}`;
   return new Promise((resolve, reject) => {
     let req: http.ClientRequest | undefined;
@@ -176,8 +199,9 @@ export async function fetchJson(
       return;
     }
     // 0: no limit, as for a postgres connector's read (pg's own meaning of 0).
-    if (policy.timeoutMs > 0) {
-      timer = setTimeout(() => fail(`${where} did not answer within ${policy.timeoutMs} ms`), policy.timeoutMs);
+    if (deadline !== Number.POSITIVE_INFINITY) {
+      const left = Math.max(0, deadline - Date.now());
+      timer = setTimeout(() => fail(`${where} did not answer within ${policy.timeoutMs} ms`), left);
     }
     req.on('response', (res) => {
       const status = res.statusCode ?? 0;

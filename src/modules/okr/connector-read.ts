@@ -4,7 +4,7 @@
  */
 import pg from 'pg';
 import { NUMBER_LIMIT } from '../../core/fields.js';
-import { fetchJson, OutboundError, resolveAllowed } from '../../core/outbound.js';
+import { fetchJson, OutboundError, readDeadline, resolveAllowed } from '../../core/outbound.js';
 import type { Doc, OutboundPolicy } from '../../core/resource.js';
 
 export interface ConnectorConfig {
@@ -85,7 +85,7 @@ interface PostgresTarget {
 }
 
 /** The connection a `postgres` connector's secret names, to the address its host was checked at. */
-async function postgresTarget(secret: string, policy: OutboundPolicy): Promise<PostgresTarget> {
+async function postgresTarget(secret: string, policy: OutboundPolicy, deadline: number): Promise<PostgresTarget> {
   let url: URL;
   try {
     url = new URL(secret);
@@ -98,7 +98,7 @@ async function postgresTarget(secret: string, policy: OutboundPolicy): Promise<P
   const decoded = postgresUrlParts(url);
   if (!decoded) throw new OutboundError('the secret has a malformed %-escape in its user, password or database');
   const host = url.hostname || 'localhost';
-  const target = await resolveAllowed(host, policy);
+  const target = await resolveAllowed(host, policy, deadline);
   const sslmode = url.searchParams.get('sslmode') ?? 'disable';
   const options: pg.ClientConfig = {
     host: target.address,
@@ -128,7 +128,8 @@ async function postgresTarget(secret: string, policy: OutboundPolicy): Promise<P
  * timeout too, but three slow steps would take three times it.
  */
 async function readPostgres(config: ConnectorConfig, secret: string, policy: OutboundPolicy): Promise<number> {
-  const target = await postgresTarget(secret, policy);
+  // One deadline for the host's lookup, the connection, BEGIN and the query.
+  const deadline = readDeadline(policy);
   // Every connection the read opens (a second one where `prefer` met a server without TLS),
   // closed when the read ends or its deadline passes; none is opened after that.
   const opened: pg.Client[] = [];
@@ -137,7 +138,7 @@ async function readPostgres(config: ConnectorConfig, secret: string, policy: Out
     over = true;
     await Promise.all(opened.map((client) => client.end().catch(() => {})));
   };
-  const open = (ssl: pg.ClientConfig['ssl']): pg.Client => {
+  const open = (target: PostgresTarget, ssl: pg.ClientConfig['ssl']): pg.Client => {
     if (over) throw new OutboundError('postgres: the read is over');
     const client = new pg.Client({ ...target.options, ssl });
     // A connection that breaks later is this read's failure, not the process's.
@@ -145,14 +146,19 @@ async function readPostgres(config: ConnectorConfig, secret: string, policy: Out
     opened.push(client);
     return client;
   };
-  const work = queryPostgres(target, open, config).finally(close);
-  if (!(policy.timeoutMs > 0)) return work;
+  const work = postgresTarget(secret, policy, deadline)
+    .then((target) => queryPostgres(target, (ssl) => open(target, ssl), config))
+    .finally(close);
+  if (deadline === Number.POSITIVE_INFINITY) return work;
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      reject(new OutboundError(`postgres: no answer within ${policy.timeoutMs} ms`));
-      void close();
-    }, policy.timeoutMs);
+    timer = setTimeout(
+      () => {
+        reject(new OutboundError(`postgres: no answer within ${policy.timeoutMs} ms`));
+        void close();
+      },
+      Math.max(0, deadline - Date.now()),
+    );
   });
   work.catch(() => {}); // answered by the timeout when it loses the race
   try {
