@@ -322,6 +322,15 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
       expect((await t.call('POST', `${resource.basePath}/${doc.id}/restore`, patchType)).status).toBe(200);
       const sent = await t.call('DELETE', `${resource.basePath}/${doc.id}`, { ...labelled, payload: 'x' });
       expect([sent.status, sent.body.code]).toEqual([415, 'unsupported_media_type']);
+      // Spaces are a body too, of that type: 415, and the row stays as it was.
+      for (const [method, path] of [
+        ['DELETE', ''],
+        ['POST', '/restore'],
+      ]) {
+        const spaces = await t.call(method, `${resource.basePath}/${doc.id}${path}`, { ...labelled, payload: '  ' });
+        expect([method, spaces.status]).toEqual([method, 415]);
+      }
+      expect((await t.call('GET', `${resource.basePath}/${doc.id}`)).body.is_deleted).toBe(false);
     });
 
     it('answers 404 for an unknown id on every operation', async () => {

@@ -681,6 +681,42 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     },
   );
 
+  it.runIf(kind === 'postgres')(
+    'a webhook push whose key result a query reads, while another write holds the tenant lock: it starts again and waits for it (no 503)',
+    async () => {
+      const o = (await send(apps[0], token, 'POST', objectives.basePath, { title: 'fed' })).body.id as string;
+      const hook = await send(apps[0], token, 'POST', byName('Connector').basePath, {
+        name: 'pushed',
+        kind: 'webhook',
+        config: {},
+      });
+      const kr = async (body: Doc) =>
+        (await send(apps[0], token, 'POST', keyResults.basePath, { objective_id: o, target: 100, ...body })).body
+          .id as string;
+      const fed = await kr({ title: 'fed', data_source: 'connector', connector_id: hook.body.id });
+      const q = await kr({ title: 'q', data_source: 'query', query: `kr("${fed}") * 2` });
+      const holder = new pg.Client({ connectionString: PG_URL });
+      await holder.connect();
+      try {
+        const retriedBefore = retried();
+        await holder.query('BEGIN');
+        await holder.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', ['race\nokr.query-graph']);
+        const push = apps[1].inject({ method: 'POST', url: hook.body.webhook_url as string, payload: { value: 21 } });
+        // It found the lock held where it held the connector's row, so it starts again, taking it first.
+        await until('the push waits for the tenant lock', async () => (await lockWaiters(holder, 'advisory')) > 0);
+        await holder.query('COMMIT');
+        const answer = await push;
+        expect([answer.statusCode, answer.json().last_value]).toEqual([200, 21]);
+        expect(retried() - retriedBefore).toBe(1);
+        const computed = await send(apps[0], token, 'GET', `${keyResults.basePath}/${q}`);
+        expect(computed.body.current).toBe(42);
+      } finally {
+        await holder.query('ROLLBACK').catch(() => {});
+        await holder.end();
+      }
+    },
+  );
+
   it('a cascading delete of a cycle beside check-ins under it: each served or refused, no deadlock to retry', async () => {
     const retriedBefore = retried();
     const outcomes: string[] = [];

@@ -277,6 +277,10 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect([replay.status, replay.headers['idempotent-replayed']]).toEqual([415, 'true']);
       const json = await t.call('PATCH', url, { body: { name: 'other' }, headers: key('media') });
       expect([json.status, json.body.code]).toEqual([422, 'idempotency_key_reused']);
+      // The same bytes as another type are another request.
+      const csv = { ...text, 'content-type': 'text/csv' };
+      const other = await t.call('PATCH', url, { payload: 'name=x', headers: csv });
+      expect([other.status, other.body.code]).toEqual([422, 'idempotency_key_reused']);
       expect((await t.call('GET', url)).body).toEqual(doc);
       // A body of another type is judged as a body: after the row's 404 and 412.
       const missing = `${cycles.basePath}/${cycles.idPrefix}_01ARZ3NDEKTSV4RRFFQ69G5FAV`;

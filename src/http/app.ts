@@ -285,8 +285,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   };
   // A body of another media type is kept as one that did not parse, refused 415 where the route
   // reads it: after 401, 403, 404 and 412 like a body's 400, and stored with its Idempotency-Key.
-  const unsupported = (body: Buffer, detail: string) =>
-    new MalformedBody(detail, body.toString('latin1'), new ApiError('unsupported_media_type', detail));
+  // Its text, for the key's fingerprint, names the type and holds the bytes as they came (the
+  // same bytes as another type, or as JSON that did not parse, are another request), and is never
+  // blank: spaces sent as text/plain are a body of another type, not none.
+  const mediaType = (request: FastifyRequest) => String(request.headers['content-type'] ?? '').split(';')[0];
+  const unsupported = (request: FastifyRequest, body: Buffer, detail: string) =>
+    new MalformedBody(
+      detail,
+      `\u0001${mediaType(request)}\u0001${body.toString('base64')}`,
+      new ApiError('unsupported_media_type', detail),
+    );
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) =>
     parseUtf8Json(request, body as Buffer, done),
   );
@@ -296,7 +304,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return;
     }
     if (request.method !== 'PATCH') {
-      done(null, unsupported(body as Buffer, 'application/merge-patch+json is accepted on PATCH only'));
+      done(null, unsupported(request, body as Buffer, 'application/merge-patch+json is accepted on PATCH only'));
       return;
     }
     parseUtf8Json(request, body as Buffer, done);
@@ -308,8 +316,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       done(null, undefined);
       return;
     }
-    const type = String(request.headers['content-type'] ?? '').split(';')[0];
-    done(null, unsupported(body as Buffer, `Unsupported Media Type: ${type}; send application/json`));
+    const detail = `Unsupported Media Type: ${mediaType(request)}; send application/json`;
+    done(null, unsupported(request, body as Buffer, detail));
   });
   registerCors(app, cors);
   // Closing: the requests in flight are answered, a new one is 503 (in the hook below; its

@@ -182,6 +182,12 @@ const rowKey = (resource: Resource, tenantId: string, id: string) => `${resource
 /** How many times a PostgreSQL transaction is tried when the server aborts it as transient. */
 const TRANSACTION_ATTEMPTS = 3;
 
+/** A tenant lock (Engine.serialize) a transaction takes. */
+interface SerialLock {
+  tenantId: string;
+  lock: string;
+}
+
 /** The hooks' transaction handle, with what the engine itself uses of it. */
 interface EngineTx extends Tx {
   readonly rows: WriteRows;
@@ -275,12 +281,20 @@ export class Engine {
    */
   async transaction<T>(fn: (trx: DB) => Promise<T>): Promise<T> {
     if (this.groupCommit) return this.groupCommit.run(fn);
+    // Tenant locks an attempt found held where it held row locks already (trySerialize): the
+    // next attempt takes them first, waiting for them, before any row lock.
+    const first: SerialLock[] = [];
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.store.db.transaction().execute(fn);
+        return await this.store.db.transaction().execute(async (trx) => {
+          for (const { tenantId, lock } of first) await this.serialize(trx, tenantId, lock);
+          return fn(trx);
+        });
       } catch (err) {
         const code = (err as { code?: unknown }).code;
         if (attempt >= TRANSACTION_ATTEMPTS || (code !== '40P01' && code !== '40001')) throw err;
+        const wanted = (err as { serial?: SerialLock }).serial;
+        if (wanted) first.push(wanted);
         this.retriedTransactions++;
       }
     }
@@ -542,6 +556,7 @@ export class Engine {
     if ((rows[0] as { ok?: boolean } | undefined)?.ok !== true) {
       throw Object.assign(new Error(`the tenant lock ${lock} is held: the transaction starts again, taking it first`), {
         code: '40001',
+        serial: { tenantId, lock } satisfies SerialLock,
       });
     }
     this.heldSerials(db).add(lock);
