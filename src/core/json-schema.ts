@@ -135,8 +135,9 @@ export const problemSchema: JsonSchema = {
       },
     },
     current_version: {
-      type: 'integer',
-      description: 'On 412 precondition_failed and 409 version_conflict: the version the resource is at.',
+      type: ['integer', 'null'],
+      description:
+        'On 412 precondition_failed and 409 version_conflict: the version the resource is at (null where another writer changed it meanwhile, at a version not read).',
     },
     dependents: {
       type: 'object',
