@@ -62,7 +62,8 @@ describe.each(storeKinds)('auth on %s', (kind) => {
     const token = await make();
     const res = await t.call('GET', cycles.basePath, { token });
     expect([res.status, res.body.code]).toEqual([401, code]);
-    expect(res.headers['www-authenticate']).toBe('Bearer');
+    // RFC 6750 §3: a token refused is named so in the challenge; none sent, the bare challenge.
+    expect(res.headers['www-authenticate']).toBe(code === 'invalid_token' ? 'Bearer error="invalid_token"' : 'Bearer');
   });
 
   it('accepts claims of up to 256 characters, and writes with them', async () => {
@@ -94,7 +95,12 @@ describe.each(storeKinds)('auth on %s', (kind) => {
       body: method === 'POST' ? { name: 'q', start_date: '2026-01-01', end_date: '2026-01-31' } : undefined,
     });
     expect(res.status).toBe(status);
-    if (status === 403) expect(res.body.code).toBe('insufficient_scope');
+    if (status === 403) {
+      expect(res.body.code).toBe('insufficient_scope');
+      // RFC 6750 §3: the challenge names the scope the call needs.
+      const needed = method === 'POST' ? 'okr:write' : 'okr:read';
+      expect(res.headers['www-authenticate']).toBe(`Bearer error="insufficient_scope", scope="${needed}"`);
+    }
   });
 
   it('answers 401 before 403 before anything else', async () => {

@@ -308,7 +308,11 @@ export function hasScope(principal: Principal, module: string, write: boolean): 
 /** 403 unless the principal may read (or write) in the module (see hasScope). */
 export function requireScope(principal: Principal, module: string, write: boolean): void {
   if (hasScope(principal, module, write)) return;
-  throw new ApiError('insufficient_scope', `This call needs the ${module}:${write ? 'write' : 'read'} scope`);
+  const scope = `${module}:${write ? 'write' : 'read'}`;
+  // RFC 6750 §3: the challenge names the error and the scope the call needs.
+  throw new ApiError('insufficient_scope', `This call needs the ${scope} scope`, {
+    headers: { 'www-authenticate': `Bearer error="insufficient_scope", scope="${scope}"` },
+  });
 }
 
 export interface MintOptions {

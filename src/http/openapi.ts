@@ -175,7 +175,16 @@ function problemResponses(): Record<string, Json> {
     // 409: a request with the same Idempotency-Key still running (idempotency_in_flight).
     if (status === '409' || status === '429' || status === '503') headers['Retry-After'] = ref('headers', 'RetryAfter');
     if (status === '405') headers.Allow = { description: 'The methods the path takes.', schema: { type: 'string' } };
-    if (status === '401') headers['WWW-Authenticate'] = { schema: { type: 'string', const: 'Bearer' } };
+    // RFC 6750 §3: the bare challenge without credentials; the error (and the scope needed) else.
+    if (status === '401') {
+      headers['WWW-Authenticate'] = { schema: { enum: ['Bearer', 'Bearer error="invalid_token"'] } };
+    }
+    if (status === '403') {
+      headers['WWW-Authenticate'] = {
+        description: 'On insufficient_scope: the scope the call needs.',
+        schema: { type: 'string', pattern: '^Bearer error="insufficient_scope", scope="[a-z]+:(read|write)"$' },
+      };
+    }
     out[name] = {
       description: `Problem details (RFC 9457). Codes: ${codes.join(', ') || 'none yet'}.`,
       headers,

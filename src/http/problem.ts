@@ -188,7 +188,10 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: u
     request.log.warn({ cause: String((apiError.cause as Error)?.message ?? apiError.cause) }, apiError.message);
   }
   if (apiError.headers) reply.headers(apiError.headers);
-  if (apiError.status === 401) reply.header('www-authenticate', 'Bearer');
+  // RFC 6750 §3: a request without credentials gets the bare challenge, a token refused says so.
+  if (apiError.status === 401) {
+    reply.header('www-authenticate', apiError.code === 'invalid_token' ? 'Bearer error="invalid_token"' : 'Bearer');
+  }
   return reply
     .code(apiError.status)
     .type(PROBLEM_TYPE)
