@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Doc, Resource } from '../src/core/resource.js';
 import { connectors } from '../src/modules/okr/connectors.js';
 import { cycles } from '../src/modules/okr/cycles.js';
@@ -177,6 +177,34 @@ describe.each(storeKinds)('rows of older schema versions on %s', (kind) => {
       expect(res.status, res.raw).toBe(200);
       const found = (res.body.data as Doc[]).find((d) => d.id === ids[name]);
       expect(found, query).toEqual(await get(name));
+    }
+  });
+
+  it('lists a page of older rows with one read for them all, not one each, as reads answer them', async () => {
+    const token = await t.token({ tenant: 'page' });
+    const objective = await t.create(objectives, token);
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const kr = await t.create(keyResults, token, { objective_id: objective.id, title: `K${i}`, target: 10 });
+      ids.push(kr.id as string);
+      if (i % 2 === 0) await storeAsOlder(keyResults, kr.id as string, OLDER.keyResult.older);
+    }
+    const engine = t.app.engine as unknown as Record<'read' | 'execute', (...args: unknown[]) => unknown>;
+    const reads = [vi.spyOn(engine, 'read'), vi.spyOn(engine, 'execute')];
+    try {
+      const res = await t.call('GET', `${keyResults.basePath}?objective_id=${objective.id}&sort=title`, { token });
+      expect(res.status, res.raw).toBe(200);
+      // The page's query (on SQLite, after its packed form, which holds current rows only), and
+      // one for its three older rows.
+      expect(reads.reduce((n, spy) => n + spy.mock.calls.length, 0)).toBe(kind === 'sqlite' ? 3 : 2);
+      for (const spy of reads) spy.mockRestore();
+      const page = res.body.data as Doc[];
+      expect(page.map((d) => d.id)).toEqual(ids);
+      for (const doc of page) {
+        expect(doc).toEqual((await t.call('GET', `${keyResults.basePath}/${doc.id}`, { token })).body);
+      }
+    } finally {
+      for (const spy of reads) spy.mockRestore();
     }
   });
 
