@@ -288,7 +288,7 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
   // Rows that name rows created after them: the source re-pointed them later (a PATCH), which an
   // export does not show. Each scenario writes a tenant through the API, a second apart, and its
   // import must export as it does, field by field: created_at, values, history, roll-ups.
-  const later: { name: string; write: (call: Call, tick: () => void) => Promise<void> }[] = [
+  const later: { name: string; includeDeleted?: boolean; write: (call: Call, tick: () => void) => Promise<void> }[] = [
     {
       name: 'a cycle created after its objective',
       async write(call, tick) {
@@ -365,21 +365,94 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
         await checkIns(call, tick, read.id as string);
       },
     },
+    {
+      name: 'a query reading a key result later moved to a newer objective (its other reads checked in meanwhile)',
+      async write(call, tick) {
+        const first = await call('POST', 'objectives', { title: 'First home' });
+        tick();
+        const krs: Doc[] = [];
+        for (const title of ['Moved', 'Stays']) {
+          krs.push(await call('POST', 'key-results', { objective_id: first.id, title, target: 100 }));
+          tick();
+        }
+        const [moved, stays] = krs;
+        await call('POST', 'key-results', {
+          objective_id: first.id,
+          title: 'Both',
+          target: 200,
+          data_source: 'query',
+          query: `kr("${moved.id}") + kr("${stays.id}")`,
+        });
+        for (const [kr, value] of [
+          [stays, 10],
+          [moved, 20],
+          [stays, 30],
+        ] as const) {
+          tick();
+          await call('POST', `key-results/${kr.id}/check-ins`, { value });
+        }
+        tick();
+        const second = await call('POST', 'objectives', { title: 'Second home' });
+        tick();
+        await call('PATCH', `key-results/${moved.id}`, { objective_id: second.id });
+        tick();
+        await call('POST', `key-results/${stays.id}/check-ins`, { value: 40 });
+      },
+    },
+    {
+      name: 'an objective aligned under a parent deleted since, then given a newer cycle',
+      includeDeleted: true,
+      async write(call, tick) {
+        const parent = await call('POST', 'objectives', { title: 'Parent' });
+        tick();
+        const child = await call('POST', 'objectives', { title: 'Child', parent_objective_id: parent.id });
+        tick();
+        await call('DELETE', `objectives/${parent.id}`);
+        tick();
+        const cycle = await call('POST', 'cycles', { name: 'Q', start_date: '2026-11-01', end_date: '2027-01-31' });
+        tick();
+        await call('PATCH', `objectives/${child.id}`, { cycle_id: cycle.id });
+      },
+    },
   ];
-  it.each(later)('imports $name with its created_at, values, history and roll-ups', async ({ name, write }) => {
-    const tenant = `later-${later.findIndex((s) => s.name === name)}`;
-    const token = await t.token({ tenant });
-    const call: Call = async (method, path, body) => {
-      const res = await t.call(method, `/api/v1/okr/${path}`, { token, body });
-      expect(res.status, `${method} ${path}: ${res.raw}`).toBeLessThan(300);
-      return res.body as Doc;
-    };
-    await write(call, () => t.clock.advance(1000));
-    const source = (await exported(tenant)).doc;
-    expect(namesNewer(source)).toBe(true);
-    await importRows(opts(`${tenant}-copy`), { json: source });
-    const copy = (await exported(`${tenant}-copy`)).doc;
-    expect(comparable(copy)).toEqual(comparable(source));
+  it.each(later)(
+    'imports $name with its created_at, values, history and roll-ups',
+    async ({ name, write, includeDeleted }) => {
+      const tenant = `later-${later.findIndex((s) => s.name === name)}`;
+      const token = await t.token({ tenant });
+      const call: Call = async (method, path, body) => {
+        const res = await t.call(method, `/api/v1/okr/${path}`, { token, body });
+        expect(res.status, `${method} ${path}: ${res.raw}`).toBeLessThan(300);
+        return res.body as Doc;
+      };
+      await write(call, () => t.clock.advance(1000));
+      const source = (await exported(tenant, { includeDeleted })).doc;
+      expect(namesNewer(source)).toBe(true);
+      await importRows(opts(`${tenant}-copy`), { json: source });
+      const copy = (await exported(`${tenant}-copy`, { includeDeleted })).doc;
+      expect(comparable(copy)).toEqual(comparable(source));
+    },
+  );
+
+  it('refuses rows naming each other in a loop (a hand-edited file), naming a row of the loop', async () => {
+    const token = await t.token({ tenant: 'loop' });
+    const call = async (method: string, path: string, body?: Doc) =>
+      (await t.call(method, `/api/v1/okr/${path}`, { token, body })).body as Doc;
+    const outside = await call('POST', 'objectives', { title: 'Outside, first' });
+    t.clock.advance(1000);
+    const one = await call('POST', 'objectives', { title: 'One' });
+    t.clock.advance(1000);
+    const two = await call('POST', 'objectives', { title: 'Two', parent_objective_id: one.id });
+    await call('PATCH', `objectives/${outside.id}`, { parent_objective_id: two.id });
+    const source = (await exported('loop')).doc;
+    const edited = (source.resources.Objective ?? []).find((o) => o.id === one.id) as Doc;
+    edited.parent_objective_id = two.id;
+    const refused = await importRows(opts('loop-copy'), { json: source }).catch((err: Error) => err.message);
+    const subject = /^Objective \d+ \((obj_\w+)\)/.exec(String(refused))?.[1];
+    expect([refused, [one.id, two.id].includes(subject)]).toEqual([
+      expect.stringMatching(/nothing was imported$/),
+      true,
+    ]);
   });
 
   it('writes one resource as CSV, and imports a CSV into a tenant whose rows it references', async () => {

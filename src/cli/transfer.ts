@@ -346,80 +346,29 @@ function referencesFirst(rows: ImportRow[], named: (row: ImportRow) => ImportRow
   return out;
 }
 
-/** A binary heap: `pop` answers the first item by `compare` (negative: `a` first). */
-class Heap<T> {
-  private readonly items: T[] = [];
-  constructor(private readonly compare: (a: T, b: T) => number) {}
-
-  push(item: T): void {
-    const items = this.items;
-    items.push(item);
-    for (let i = items.length - 1; i > 0; ) {
-      const parent = (i - 1) >> 1;
-      if (this.compare(items[parent], items[i]) <= 0) break;
-      [items[parent], items[i]] = [items[i], items[parent]];
-      i = parent;
-    }
-  }
-
-  pop(): T | undefined {
-    const items = this.items;
-    const top = items[0];
-    const last = items.pop();
-    if (items.length === 0 || last === undefined) return top;
-    items[0] = last;
-    for (let i = 0; ; ) {
-      const [left, right] = [2 * i + 1, 2 * i + 2];
-      let least = i;
-      if (left < items.length && this.compare(items[left], items[least]) < 0) least = left;
-      if (right < items.length && this.compare(items[right], items[least]) < 0) least = right;
-      if (least === i) return top;
-      [items[least], items[i]] = [items[i], items[least]];
-      i = least;
-    }
-  }
-}
-
 /**
- * Events in the order they are played: by `compare` (ties in the order given), each once the
- * events it waits for have been. One held up is played as soon as they have, ahead of anything
- * `compare` puts after it. Of events that wait for each other in a loop (rows that name each
- * other, which no export holds), the first is let go: its write then finds no row where its
- * reference points, and the error names the reference.
+ * Events in the order they are played: by `compare` (ties in the order given), but each after
+ * the events it `needs`, which are played first where they come later (an event that needs one
+ * that needs it, in a loop of rows naming each other, which no export holds, goes without it:
+ * its write then finds no row where its reference points, and the error names the reference).
  */
-function playOrder<E>(events: readonly E[], compare: (a: E, b: E) => number, waitsFor: (event: E) => E[]): E[] {
-  const position = new Map(events.map((event, i) => [event, i]));
-  const ready = new Heap<E>((a, b) => compare(a, b) || (position.get(a) as number) - (position.get(b) as number));
-  const waiting = new Map<E, number>();
-  const waiters = new Map<E, E[]>();
-  for (const event of events) {
-    const on = new Set(waitsFor(event).filter((other) => other !== event));
-    if (on.size === 0) ready.push(event);
-    else waiting.set(event, on.size);
-    for (const other of on) {
-      const list = waiters.get(other);
-      if (list) list.push(event);
-      else waiters.set(other, [event]);
-    }
-  }
+function playOrder<E>(events: readonly E[], compare: (a: E, b: E) => number, needs: (event: E) => E[]): E[] {
+  const sorted = events
+    .map((event, i) => ({ event, i }))
+    .sort((a, b) => compare(a.event, b.event) || a.i - b.i)
+    .map(({ event }) => event);
+  const played = new Set<E>();
+  const playing = new Set<E>();
   const out: E[] = [];
-  while (out.length < events.length) {
-    let next = ready.pop();
-    if (next === undefined) {
-      next = [...waiting.keys()].reduce((a, b) => (compare(a, b) <= 0 ? a : b));
-      waiting.delete(next);
-    }
-    out.push(next);
-    for (const waiter of waiters.get(next) ?? []) {
-      const left = waiting.get(waiter);
-      if (left === undefined) continue; // let go already (a loop)
-      if (left > 1) waiting.set(waiter, left - 1);
-      else {
-        waiting.delete(waiter);
-        ready.push(waiter);
-      }
-    }
-  }
+  const play = (event: E) => {
+    if (played.has(event) || playing.has(event)) return;
+    playing.add(event);
+    for (const first of needs(event)) play(first);
+    playing.delete(event);
+    played.add(event);
+    out.push(event);
+  };
+  for (const event of sorted) play(event);
   return out;
 }
 
@@ -622,16 +571,16 @@ export async function importRows(
       events.push({ at: Math.max(at, deleted, ...times), row, remove: true });
     }
   }
-  // A create waits for the creates of the rows it names, and a row's other events for its
-  // create. A row that names one created after it (an objective whose cycle is newer, a key
-  // result moved to a newer objective, a query reading a newer key result: the source pointed it
-  // there by a later write, which the file does not show) is created as soon as that one is, at
-  // its own created_at still, and its log replayed after it at its own times: its created_at, its
-  // values and history, and the roll-ups they feed are the source's. (Played at the referenced
-  // row's time instead, it was created then, and its older entries replayed as back-dated
-  // check-ins, which leave `current` as it is.) At one time, creates in reference order, entries
-  // in log order; deletes after the rest of their time (a cascade's rows may have been created
-  // at the very time of their delete).
+  // A create needs the creates of the rows it names, and a row's other events its create. A
+  // row that names one created after it (an objective whose cycle is newer, a key result moved
+  // to a newer objective, a query reading a newer key result: the source pointed it there by a
+  // later write, which the file does not show) has that one created first, at that one's own
+  // created_at, and is itself created at its own: every row's created_at, values and history,
+  // and the roll-ups and queries they feed, are the source's, and its other events play at their
+  // own times. (Holding the row back until the newer one's time instead lost the history of the
+  // queries reading it, and let a row it names be deleted before it was created.) At one time,
+  // creates in reference order, entries in log order; deletes after the rest of their time (a
+  // cascade's rows may have been created at the very time of their delete).
   const played = playOrder(
     events,
     (a, b) => a.at - b.at || Number('remove' in a) - Number('remove' in b),
