@@ -825,6 +825,8 @@ describe('outbound policy', () => {
     ['::', true],
     ['fe80::1', true],
     ['fd00:ec2::254', true],
+    ['fec0::1', true],
+    ['100::1', true],
     ['::ffff:127.0.0.1', true],
     ['64:ff9b::10.0.0.1', true],
     ['8.8.8.8', false],

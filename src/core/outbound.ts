@@ -34,6 +34,8 @@ for (const [net, bits] of [
   ['::1', 128],
   ['fc00::', 7], // unique local (fd00:ec2::254: a cloud's metadata)
   ['fe80::', 10], // link-local
+  ['fec0::', 10], // site-local (deprecated, still routed inside some networks)
+  ['100::', 64], // discard-only
   ['ff00::', 8], // multicast
 ] as const) {
   refused.addSubnet(net, bits, 'ipv6');

@@ -84,7 +84,8 @@ describe('metric queries: syntax errors name the column', () => {
   it(`refuses nesting deeper than ${MAX_DEPTH} levels and more than ${MAX_READS} key results`, () => {
     expect(() => parseQuery(`${'('.repeat(MAX_DEPTH + 1)}1${')'.repeat(MAX_DEPTH + 1)}`)).toThrow(/nested deeper/);
     expect(parseQuery(`${'('.repeat(MAX_DEPTH)}1${')'.repeat(MAX_DEPTH)}`).reads).toEqual([]);
-    expect(() => parseQuery(`${'-'.repeat(MAX_DEPTH + 2)}1`)).toThrow(/nested deeper/);
+    expect(() => parseQuery(`${'-'.repeat(MAX_DEPTH + 1)}1`)).toThrow(/nested deeper/);
+    expect(evaluate(parseQuery(`${'-'.repeat(MAX_DEPTH)}1`), () => 0)).toBe(1);
     const ids = (n: number) =>
       Array.from({ length: n }, (_, i) => `kr("kr_01ARZ3NDEKTSV4RRFFQ69G${String(i).padStart(4, '0')}")`).join('+');
     expect(parseQuery(ids(MAX_READS)).reads).toHaveLength(MAX_READS);

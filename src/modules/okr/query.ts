@@ -124,7 +124,8 @@ export function parseQuery(src: string): ParsedQuery {
   };
   const unary = (depth: number): QueryNode => {
     if (isOp('-') || isOp('+')) {
-      if (depth > MAX_DEPTH) fail(`nested deeper than ${MAX_DEPTH} levels`);
+      // A sign nests its operand one level down, as parentheses do: 32 of either, not 33.
+      if (depth + 1 > MAX_DEPTH) fail(`nested deeper than ${MAX_DEPTH} levels`);
       const minus = isOp('-');
       pos++;
       const arg = unary(depth + 1);
