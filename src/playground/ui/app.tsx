@@ -2,7 +2,7 @@ import type { JSX, TargetedMouseEvent } from 'preact';
 import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { type CallResult, type DevToken, fetchDevToken } from './api';
 import { fetchManifest, findResource, type Manifest, resourceSlug } from './manifest';
-import type { FormState, KnownIds } from './request';
+import { type FormState, type KnownIds, rememberId } from './request';
 import { ResourcePage } from './resource-page';
 import { parseRoute, type Route, routeHref } from './route';
 import { idPrefix, loadStored, type Session, SessionContext, store } from './session';
@@ -160,7 +160,7 @@ export function App() {
     remember(body) {
       const id = (body as { id?: unknown } | null)?.id;
       const prefix = typeof id === 'string' ? idPrefix(id) : null;
-      if (prefix) setKnown((k) => ({ ...k, [prefix]: id as string }));
+      if (prefix) setKnown((k) => rememberId(k, prefix, body as { id: string; is_deleted?: unknown }));
     },
     forms,
     setForm: (key, form) => setForms((f) => ({ ...f, [key]: form })),

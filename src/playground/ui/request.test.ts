@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildRequest, emptyForm, exampleBodyText, requestUrl, sdkOptions, toggleChoice } from './request';
+import { buildRequest, emptyForm, exampleBodyText, rememberId, requestUrl, sdkOptions, toggleChoice } from './request';
 import { sdkArgs } from './snippets';
 import { keyResult, opNamed } from './test-fixture';
 
@@ -26,6 +26,22 @@ describe('console requests', () => {
     });
     expect(JSON.parse(exampleBodyText(create, keyResult, {})).objective_id).toBe('obj_01ARZ3NDEKTSV4RRFFQ69G5FAV');
     expect(exampleBodyText(opNamed('get'), keyResult, {})).toBe('');
+  });
+
+  it('prefills a reference with the last live row, never one the session saw deleted; the id with either', () => {
+    const create = opNamed('create');
+    const [live, gone] = ['obj_01J00000000000000000000001', 'obj_01J00000000000000000000002'];
+    let known = rememberId({}, 'obj', { id: live, is_deleted: false });
+    known = rememberId(known, 'obj', { id: gone, is_deleted: false });
+    known = rememberId(known, 'obj', { id: gone, is_deleted: true });
+    // The deleted one is still the id to restore; a body names the example's placeholder again.
+    expect(known.obj).toBe(gone);
+    expect(JSON.parse(exampleBodyText(create, keyResult, known)).objective_id).toBe('obj_01ARZ3NDEKTSV4RRFFQ69G5FAV');
+    known = rememberId(known, 'obj', { id: gone, is_deleted: false }); // restored
+    expect(JSON.parse(exampleBodyText(create, keyResult, known)).objective_id).toBe(gone);
+    // Another row deleted than the one a body names leaves the reference alone.
+    known = rememberId(known, 'obj', { id: live, is_deleted: true });
+    expect(JSON.parse(exampleBodyText(create, keyResult, known)).objective_id).toBe(gone);
   });
 
   it('sends what the editor holds, and explains a body that is not JSON', () => {

@@ -22,6 +22,21 @@ export const emptyForm = (): FormState => ({ params: {}, query: {}, body: undefi
 /** Ids the session has seen, by id prefix (`kr` → the last key result created or fetched). */
 export type KnownIds = Readonly<Record<string, string>>;
 
+/** The key of the id a reference field is prefilled with: the last live row seen of that prefix. */
+const referenceKey = (prefix: string) => `ref:${prefix}`;
+
+/**
+ * The ids known once the API answered `doc` (a document with an `id` of `prefix`): the last row
+ * seen, for an `id` parameter (a deleted one too: to restore it), and the last live one, for a
+ * reference in a body (a deleted one is no parent: a create naming it would be 422).
+ */
+export function rememberId(known: KnownIds, prefix: string, doc: { id: string; is_deleted?: unknown }): KnownIds {
+  const next: Record<string, string> = { ...known, [prefix]: doc.id };
+  if (doc.is_deleted !== true) next[referenceKey(prefix)] = doc.id;
+  else if ((known[referenceKey(prefix)] ?? known[prefix]) === doc.id) next[referenceKey(prefix)] = '';
+  return next;
+}
+
 export type QueryValue = string | number | boolean | (string | number | boolean)[];
 
 /** One call, ready to send or to print as SDK code or curl. */
@@ -62,7 +77,8 @@ export function exampleBodyText(op: ManifestOperation, resource: ManifestResourc
   if (!op.has_body) return '';
   const example: Record<string, unknown> = { ...(op.example ?? {}) };
   for (const field of resource.fields) {
-    if (field.ref && field.name in example && known[field.ref]) example[field.name] = known[field.ref];
+    const id = field.ref ? (known[referenceKey(field.ref)] ?? known[field.ref]) : undefined;
+    if (id && field.name in example) example[field.name] = id;
   }
   return JSON.stringify(example, null, 2);
 }
