@@ -92,12 +92,6 @@ function generatedSecret(dataDir: string, name: string): Uint8Array {
 }
 
 /**
- * Refuses, at start, an EDM_JWT_PUBLIC_KEY no token could be verified with: not a PEM public
- * key (SPKI: `-----BEGIN PUBLIC KEY-----`; a private key pasted by mistake is one of those), or
- * of a type none of RS256, ES256 and EdDSA takes. Otherwise the server would start, report
- * ready, and answer every token 401.
- */
-/**
  * A JWKS URL the server can fetch: http or https, without credentials in it (fetch refuses a URL
  * that holds them). Otherwise the server would start, report ready, and answer every token 503.
  */
@@ -116,6 +110,12 @@ function checkJwksUrl(url: string): void {
   }
 }
 
+/**
+ * Refuses, at start, an EDM_JWT_PUBLIC_KEY no token could be verified with: not a PEM public
+ * key (SPKI: `-----BEGIN PUBLIC KEY-----`; a private key pasted by mistake is one of those), or
+ * of a type none of RS256, ES256 and EdDSA takes. Otherwise the server would start, report
+ * ready, and answer every token 401.
+ */
 function checkPublicKey(pem: string): void {
   const usage =
     'EDM_JWT_PUBLIC_KEY must be a PEM public key (SPKI, "-----BEGIN PUBLIC KEY-----") of RSA (2048 bits or more), EC P-256 or Ed25519';

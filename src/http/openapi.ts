@@ -302,9 +302,7 @@ function operationObject(
         `The updated ${name}`,
         name,
         { ...example, ...op.example, version: 2 },
-        {
-          ...REPLAY_HEADERS,
-        },
+        REPLAY_HEADERS,
       );
       Object.assign(responses, problems(404, 409, 413, 415, 422, ...locking));
       break;
@@ -317,9 +315,7 @@ function operationObject(
         deleted
           ? { ...example, is_deleted: true, deleted_at: EXAMPLE_TIME, deleted_by: EXAMPLE_USER, version: 2 }
           : { ...example, version: 3 },
-        {
-          ...REPLAY_HEADERS,
-        },
+        REPLAY_HEADERS,
       );
       // It takes no body: one sent is 400 (JSON) or 415 (another media type), or 413 past the limit.
       Object.assign(responses, problems(404, 409, 413, 415, 422, ...locking));

@@ -1271,15 +1271,14 @@ export class Engine {
     const page = rows.slice(0, query.limit);
     // Rows stored under an older schema version, answered as upgraded: all of the page's read
     // whole by one query (one each made a list of such rows 4–13 times slower).
-    const older = page.filter((row) => !this.isCurrent(resource, row)).map((row) => row.id as string);
+    const older: string[] = [];
+    for (const row of page) if (!this.isCurrent(resource, row)) older.push(row.id as string);
     const upgraded = older.length ? await this.readUpgraded(resource, principal, older) : null;
     const data: string[] = [];
     for (const row of page) {
-      if (this.isCurrent(resource, row)) data.push(row[DOC_COLUMN] as string);
-      else {
-        const doc = upgraded?.get(row.id as string);
-        if (doc) data.push(serializeDoc(resource, doc));
-      }
+      const doc = upgraded?.get(row.id as string);
+      if (doc) data.push(serializeDoc(resource, doc));
+      else if (!upgraded || this.isCurrent(resource, row)) data.push(row[DOC_COLUMN] as string);
     }
     const last = page[page.length - 1];
     return {
