@@ -374,6 +374,8 @@ describe('edm usage', () => {
     // A token that could not be used is no token: refused before any secret is read or generated.
     [['token', '--tenant', 't', '--sub', 's', '--ttl', 'banana'], '--ttl: Invalid ttl banana', 'edm token'],
     [['token', '--tenant', 't', '--sub', 's', '--ttl', '0'], '--ttl must be at least 1 second', 'edm token'],
+    [['token', '--tenant', 't', '--sub', 's', '--ttl', '3651d'], '--ttl must be at most 3650d', 'edm token'],
+    [['token', '--tenant', 't', '--sub', 's', '--ttl', '99999999999999d'], '--ttl must be at most 3650d', 'edm token'],
     [['token', '--tenant', 't', '--sub', 's', '--scope', ' '], '--scope is empty', 'edm token'],
     [['token', '--tenant', 't', '--sub', 's', '--app', ''], '--app is empty', 'edm token'],
     [['export', '--tenant'], "Option '--tenant <value>' argument missing", 'edm export --tenant T'],

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream, existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { claimProblem, DEV_SUB, DEV_TENANT, mintToken, parseTtl } from '../core/auth.js';
+import { claimProblem, DEV_SUB, DEV_TENANT, MAX_TOKEN_TTL_S, mintToken, parseTtl } from '../core/auth.js';
 import { describeConfig, loadConfig } from '../core/config.js';
 import { buildApp } from '../http/app.js';
 import { modules } from '../modules/index.js';
@@ -141,6 +141,9 @@ async function token(args: string[]): Promise<number> {
     throw new UsageError(`--ttl: ${(err as Error).message}`);
   }
   if (ttl < 1) throw new UsageError('--ttl must be at least 1 second (a token of 0 s is expired when minted)');
+  // A token that outlives every key rotation is a leaked credential waiting: ten years at most
+  // (and a longer one's `exp` ran past 2^53, which no verifier reads as a number).
+  if (ttl > MAX_TOKEN_TTL_S) throw new UsageError('--ttl must be at most 3650d (ten years)');
   // An empty --app (an unset variable) would mint a person's token, which sees every app's rows.
   if (values.app !== undefined && values.app.trim() === '') {
     throw new UsageError(

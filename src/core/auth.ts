@@ -328,6 +328,9 @@ export interface MintOptions {
   now?: number;
 }
 
+/** The longest life `edm token` gives a token: ten years. */
+export const MAX_TOKEN_TTL_S = 3650 * 86400;
+
 export function parseTtl(ttl: string | number): number {
   if (typeof ttl === 'number') return ttl;
   const m = /^(\d+)\s*([smhd]?)$/.exec(ttl.trim());
