@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
-import { ApiError, errorRegistry } from '../src/core/errors.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiError, type ErrorCode, errorRegistry } from '../src/core/errors.js';
+import { renderErrorsMd } from '../src/http/problem-docs.js';
+import { type TestApp, testApp } from './helpers.js';
 
 describe('error registry', () => {
   const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');
@@ -14,6 +16,81 @@ describe('error registry', () => {
 
   it('documents no code the registry lacks', () => {
     expect([...documented.keys()].filter((c) => !(c in errorRegistry))).toEqual([]);
+  });
+
+  it('is written from the registry (npm run docs:api)', () => {
+    expect(doc).toBe(renderErrorsMd());
+  });
+});
+
+describe("a problem's type resolves to a page about its code", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await testApp('sqlite');
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+  const page = async (path: string) => {
+    const res = await t.call('GET', path, { token: null });
+    return { ...res, html: res.raw };
+  };
+
+  it.each([
+    ['a route that is not there', 'GET', '/api/v1/nothing', undefined, 'route_not_found'],
+    ['a body that breaks a rule', 'POST', '/api/v1/okr/cycles', { name: '' }, 'validation_failed'],
+    ['no token', 'GET', '/api/v1/okr/cycles', null, 'unauthenticated'],
+  ] as const)(
+    "%s: GET of the answer's type is a page naming its code, status and title",
+    async (_, method, url, body, code) => {
+      const res = await t.call(method, url, body === null ? { token: null } : { body });
+      expect([res.status, res.body.code, res.body.type]).toEqual([
+        errorRegistry[code].status,
+        code,
+        `/problems/${code}`,
+      ]);
+      const doc = await page(res.body.type as string);
+      expect([doc.status, String(doc.headers['content-type'])]).toEqual([200, 'text/html; charset=utf-8']);
+      expect(doc.html).toContain(`<h1><code>${code}</code></h1>`);
+      expect(doc.html).toContain(`<strong>${errorRegistry[code].status}</strong> · ${errorRegistry[code].title}`);
+      expect(doc.headers['content-security-policy']).toBe(
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+      );
+    },
+  );
+
+  it('every code has its page, with its text marked up and escaped', async () => {
+    for (const code of Object.keys(errorRegistry) as ErrorCode[]) {
+      const doc = await page(`/problems/${code}`);
+      expect(doc.status, code).toBe(200);
+      expect(doc.html, code).not.toContain('`');
+    }
+    // The registry's code spans become <code> elements.
+    const validation = await page('/problems/validation_failed');
+    expect(validation.html).toContain('(<code>invalid_text</code>)');
+    const db = await page('/problems/service_unavailable');
+    expect(db.html).toContain('<code>Retry-After: 1</code>');
+  });
+
+  it('lists every code at /problems, each linked', async () => {
+    const index = await page('/problems');
+    expect(index.status).toBe(200);
+    for (const code of Object.keys(errorRegistry)) expect(index.html).toContain(`<a href="/problems/${code}">`);
+    // The example problem is text in the page, escaped.
+    expect(index.html).toContain('&quot;type&quot;: &quot;/problems/validation_failed&quot;');
+  });
+
+  it.each(['nothing', '__proto__', 'constructor', 'toString', 'NOT_FOUND'])(
+    '/problems/%s is 404, a problem',
+    async (code) => {
+      const res = await t.call('GET', `/problems/${code}`, { token: null });
+      expect([res.status, res.body.code]).toEqual([404, 'not_found']);
+    },
+  );
+
+  it('needs no token, and is cacheable', async () => {
+    const res = await t.call('GET', '/problems/not_found', { token: null });
+    expect([res.status, res.headers['cache-control']]).toEqual([200, 'public, max-age=3600']);
   });
 });
 

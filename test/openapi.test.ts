@@ -72,6 +72,8 @@ describe('the OpenAPI document', () => {
       'GET /api/v1/manifest',
       'GET /api/v1/openapi.json',
       'POST /api/v1/dev/token',
+      'GET /problems',
+      'GET /problems/{code}',
     ]) {
       expect(have).toContain(route);
     }

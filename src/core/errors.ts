@@ -5,51 +5,203 @@
  */
 export const errorRegistry = {
   // 400
-  invalid_json: { status: 400, title: 'Malformed JSON body' },
-  invalid_body: { status: 400, title: 'Request body must be a JSON object' },
-  validation_failed: { status: 400, title: 'Validation failed' },
-  unknown_field: { status: 400, title: 'Unknown field' },
-  read_only_field: { status: 400, title: 'Field is server-owned' },
-  invalid_parameter: { status: 400, title: 'Invalid query parameter' },
-  unknown_parameter: { status: 400, title: 'Unknown query parameter' },
-  invalid_cursor: { status: 400, title: 'Invalid cursor' },
-  invalid_header: { status: 400, title: 'Invalid header' },
-  malformed_request: { status: 400, title: 'Malformed HTTP request' },
+  invalid_json: {
+    status: 400,
+    title: 'Malformed JSON body',
+    when: 'The body is not valid JSON (or is empty while a JSON media type is declared, or nests arrays and objects deeper than 64 levels).',
+  },
+  invalid_body: {
+    status: 400,
+    title: 'Request body must be a JSON object',
+    when: 'The body is JSON but not an object.',
+  },
+  validation_failed: {
+    status: 400,
+    title: 'Validation failed',
+    when: 'A field value breaks its declared type, bounds, pattern or enum, a required field is missing or null, a text holds U+0000 or a lone surrogate (`invalid_text`), or a cross-field rule fails. `errors[]` names each field.',
+  },
+  unknown_field: {
+    status: 400,
+    title: 'Unknown field',
+    when: 'The body names a field the resource does not declare (no mass assignment), or a member named `__proto__` (or `constructor` holding `prototype`) anywhere: JSON, refused by name.',
+  },
+  read_only_field: {
+    status: 400,
+    title: 'Field is server-owned',
+    when: 'The body sets a server-owned field (`id`, `tenant_id`, `*_at`, `*_by`, `version` on create, computed fields).',
+  },
+  invalid_parameter: {
+    status: 400,
+    title: 'Invalid query parameter',
+    when: 'A query parameter has a bad value (limit out of 1–200, unknown sort field, malformed filter value) or is repeated.',
+  },
+  unknown_parameter: {
+    status: 400,
+    title: 'Unknown query parameter',
+    when: 'A query parameter the operation does not take.',
+  },
+  invalid_cursor: {
+    status: 400,
+    title: 'Invalid cursor',
+    when: 'A list cursor was altered or cut (however it was damaged), or is reused with other filters, sort, caller or `include_deleted`.',
+  },
+  invalid_header: {
+    status: 400,
+    title: 'Invalid header',
+    when: 'A malformed `If-Match`/`If-None-Match` or `Idempotency-Key` header.',
+  },
+  malformed_request: {
+    status: 400,
+    title: 'Malformed HTTP request',
+    when: "The request is not valid HTTP/1.1 (request line, header syntax, framing). Answered on the connection, which is then closed; `request_id` names no route's request.",
+  },
   // 401 / 403
-  unauthenticated: { status: 401, title: 'Authentication required' },
-  invalid_token: { status: 401, title: 'Invalid token' },
-  insufficient_scope: { status: 403, title: 'Insufficient scope' },
-  forbidden: { status: 403, title: 'Forbidden' },
+  unauthenticated: {
+    status: 401,
+    title: 'Authentication required',
+    when: 'No `Authorization: Bearer` token (`WWW-Authenticate: Bearer`).',
+  },
+  invalid_token: {
+    status: 401,
+    title: 'Invalid token',
+    when: 'The token is malformed, expired, not yet valid, badly signed, signed with a refused algorithm, has the wrong issuer/audience, or lacks `sub`/`tenant_id`/`exp`. `WWW-Authenticate: Bearer error="invalid_token"`.',
+  },
+  insufficient_scope: {
+    status: 403,
+    title: 'Insufficient scope',
+    when: 'The token has a `scope` claim without the module scope the call needs (`okr:read`, `okr:write`); `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"` names it.',
+  },
+  forbidden: {
+    status: 403,
+    title: 'Forbidden',
+    when: 'The caller may not use this endpoint (e.g. the dev-token endpoint from a non-loopback address).',
+  },
   // 404 / 405
-  not_found: { status: 404, title: 'Resource not found' },
-  route_not_found: { status: 404, title: 'Route not found' },
-  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  not_found: {
+    status: 404,
+    title: 'Resource not found',
+    when: 'No resource with that id is visible to the caller (missing, another tenant’s, another app’s, or deleted on DELETE).',
+  },
+  route_not_found: {
+    status: 404,
+    title: 'Route not found',
+    when: 'No such route.',
+  },
+  method_not_allowed: {
+    status: 405,
+    title: 'Method not allowed',
+    when: 'The route exists but not with this method.',
+  },
   // 408
-  request_timeout: { status: 408, title: 'Request timeout' },
+  request_timeout: {
+    status: 408,
+    title: 'Request timeout',
+    when: 'The request (headers and body) did not arrive within `EDM_REQUEST_TIMEOUT_MS` (default 30 s). The connection is closed.',
+  },
   // 409
-  version_conflict: { status: 409, title: 'Version conflict' },
-  resource_deleted: { status: 409, title: 'Resource is deleted' },
-  not_deleted: { status: 409, title: 'Resource is not deleted' },
-  parent_deleted: { status: 409, title: 'Parent resource is deleted' },
-  has_dependents: { status: 409, title: 'Resource has live dependents' },
-  idempotency_in_flight: { status: 409, title: 'Request with this idempotency key is in flight' },
-  not_manual: { status: 409, title: 'Key result is not manually updated' },
-  not_pulled: { status: 409, title: 'Connector is pushed to, not pulled' },
-  not_webhook: { status: 409, title: 'Connector has no webhook URL' },
+  version_conflict: {
+    status: 409,
+    title: 'Version conflict',
+    when: 'The body `version` is not the current version (the problem carries `current_version`), or a concurrent writer won.',
+  },
+  resource_deleted: {
+    status: 409,
+    title: 'Resource is deleted',
+    when: 'PATCH on a soft-deleted resource; restore it first.',
+  },
+  not_deleted: {
+    status: 409,
+    title: 'Resource is not deleted',
+    when: 'Restore of a resource that is not deleted.',
+  },
+  parent_deleted: {
+    status: 409,
+    title: 'Parent resource is deleted',
+    when: "Restore of a resource whose parent (cycle, objective), or a row it must refer to live (a key result's connector), is deleted.",
+  },
+  has_dependents: {
+    status: 409,
+    title: 'Resource has live dependents',
+    when: 'DELETE of a parent with live children without `?cascade=true`, or of a row live rows refer to (a connector feeding key results, cascade or not); the problem carries `dependents`.',
+  },
+  idempotency_in_flight: {
+    status: 409,
+    title: 'Request with this idempotency key is in flight',
+    when: 'A request with the same Idempotency-Key is still running.',
+  },
+  not_manual: {
+    status: 409,
+    title: 'Key result is not manually updated',
+    when: 'A PATCH of `current`, or a check-in, on a key result whose `data_source` is not `manual`.',
+  },
+  not_pulled: {
+    status: 409,
+    title: 'Connector is pushed to, not pulled',
+    when: '`POST …/connectors/{id}/sync` on a `webhook` connector: its values arrive at its signed `webhook_url`.',
+  },
+  not_webhook: {
+    status: 409,
+    title: 'Connector has no webhook URL',
+    when: '`POST …/connectors/{id}/rotate-webhook-url` on a connector that is not a `webhook` one: it has no URL to replace.',
+  },
   // 412 / 413 / 415 / 422 / 428 / 429 / 431
-  precondition_failed: { status: 412, title: 'Precondition failed' },
-  payload_too_large: { status: 413, title: 'Payload too large' },
-  unsupported_media_type: { status: 415, title: 'Unsupported media type' },
-  expectation_failed: { status: 417, title: 'Expectation failed' },
-  idempotency_key_reused: { status: 422, title: 'Idempotency key reused with a different request' },
-  invalid_reference: { status: 422, title: 'Invalid reference' },
-  precondition_required: { status: 428, title: 'Precondition required' },
-  rate_limited: { status: 429, title: 'Too many requests' },
-  headers_too_large: { status: 431, title: 'Request headers too large' },
+  precondition_failed: {
+    status: 412,
+    title: 'Precondition failed',
+    when: "`If-Match` does not name the current version, on a write or a GET by id, or a write's `If-None-Match` names it (or is `*`); the problem carries `current_version`.",
+  },
+  payload_too_large: {
+    status: 413,
+    title: 'Payload too large',
+    when: 'The body is larger than 1 MiB.',
+  },
+  unsupported_media_type: {
+    status: 415,
+    title: 'Unsupported media type',
+    when: 'A body that is not `application/json` (or `application/merge-patch+json` on PATCH).',
+  },
+  expectation_failed: {
+    status: 417,
+    title: 'Expectation failed',
+    when: 'An `Expect` header other than `100-continue` (RFC 9110 §10.1.1): the request is not read. The connection is closed.',
+  },
+  idempotency_key_reused: {
+    status: 422,
+    title: 'Idempotency key reused with a different request',
+    when: 'An Idempotency-Key reused with a different method, path, caller or body.',
+  },
+  invalid_reference: {
+    status: 422,
+    title: 'Invalid reference',
+    when: 'A reference (`objective_id`, `cycle_id`, …) does not name a live resource of the tenant.',
+  },
+  precondition_required: {
+    status: 428,
+    title: 'Precondition required',
+    when: '`EDM_REQUIRE_IF_MATCH=1` and an update, delete, restore or webhook URL rotation carries no `If-Match` (a PATCH may send a body `version` instead).',
+  },
+  rate_limited: {
+    status: 429,
+    title: 'Too many requests',
+    when: "The caller (an application of the tenant, the tenant's people, or its webhook pushes) has spent its budget (`EDM_RATE_LIMIT`); retry after `Retry-After`. The problem carries `limit` and `retry_after_seconds`.",
+  },
+  headers_too_large: {
+    status: 431,
+    title: 'Request headers too large',
+    when: "The request's headers exceed 16 KiB. The connection is closed.",
+  },
   // 5xx
-  internal_error: { status: 500, title: 'Internal server error' },
-  service_unavailable: { status: 503, title: 'Service unavailable' },
-} as const satisfies Record<string, { status: number; title: string }>;
+  internal_error: {
+    status: 500,
+    title: 'Internal server error',
+    when: 'An unexpected failure; the body carries no internals, `request_id` finds the log line.',
+  },
+  service_unavailable: {
+    status: 503,
+    title: 'Service unavailable',
+    when: 'The database is unreachable, or the JWKS that verifies tokens cannot be fetched (`Retry-After: 1` or `5`; the process recovers without a restart); storage cannot take writes: a full disk, an I/O error, a read-only file (`Retry-After: 5`, logged as an error: an operator must act); the schema is not migrated yet (`Retry-After: 5`); or the server is shutting down (`Retry-After: 1`, `Connection: close`: retry elsewhere or once it is back).',
+  },
+} as const satisfies Record<string, { status: number; title: string; when: string }>;
 
 export type ErrorCode = keyof typeof errorRegistry;
 

@@ -120,7 +120,11 @@ export const problemSchema: JsonSchema = {
   title: 'Problem',
   description: 'RFC 9457 problem details.',
   properties: {
-    type: { type: 'string' },
+    type: {
+      type: 'string',
+      format: 'uri-reference',
+      description: "`/problems/<code>`, relative to the server's address: GET it for a page about the code.",
+    },
     title: { type: 'string' },
     status: { type: 'integer' },
     detail: { type: 'string' },

@@ -29,6 +29,7 @@ import { registerMetrics } from './metrics.js';
 import { registerOpenApiRoute } from './openapi.js';
 import { playground } from './playground.js';
 import { answerClientError, PROBLEM_TYPE, sendProblem, toProblem } from './problem.js';
+import { problemDocs } from './problem-docs.js';
 import { RATE_LIMIT_HEADERS, RateLimiter, rateLimitKey } from './rate-limit.js';
 import { registerResourceRoutes } from './routes.js';
 
@@ -487,6 +488,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  problemDocs(app);
   // Ready within the connect timeout or not: a probe that waits on a frozen database learns
   // nothing. A timeout of 0 means none, as it does for requests: the prober's own limit decides.
   const readyWithinMs = config.dbConnectTimeoutMs ?? 5000;

@@ -600,6 +600,33 @@ function platformPaths(options: OpenApiOptions): Record<string, Json> {
       },
     },
   };
+  const html = (example: string) => ({ 'text/html': { schema: { type: 'string' }, example } });
+  const pageHeaders = {
+    ...requestId,
+    'Content-Security-Policy': { description: 'Fixed text: no script, nothing framed.', schema: { type: 'string' } },
+  };
+  paths['/problems'] = {
+    get: {
+      operationId: 'platform.problems',
+      summary: 'A page listing every error code',
+      tags: ['Platform'],
+      security: [],
+      responses: { '200': { description: 'The page', headers: pageHeaders, content: html('<!doctype html>…') } },
+    },
+  };
+  paths['/problems/{code}'] = {
+    get: {
+      operationId: 'platform.problem',
+      summary: "A problem's `type`: a page about its code",
+      tags: ['Platform'],
+      security: [],
+      parameters: [{ name: 'code', in: 'path', required: true, schema: { type: 'string' }, example: 'not_found' }],
+      responses: {
+        '200': { description: 'The page', headers: pageHeaders, content: html('<!doctype html>…') },
+        ...problems(404),
+      },
+    },
+  };
   if (options.localMode) {
     paths['/api/v1/dev/token'] = {
       post: {
