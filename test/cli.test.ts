@@ -378,6 +378,11 @@ describe('edm usage', () => {
     [['token', '--tenant', 't', '--sub', 's', '--ttl', '99999999999999d'], '--ttl must be at most 3650d', 'edm token'],
     [['token', '--tenant', 't', '--sub', 's', '--scope', ' '], '--scope is empty', 'edm token'],
     [['token', '--tenant', 't', '--sub', 's', '--app', ''], '--app is empty', 'edm token'],
+    [
+      ['token', '--tenant', 't', '--sub', 's', '--scope', 'okr:read okr:raed'],
+      '--scope: unknown scope okr:raed (the scopes are okr:read, okr:write)',
+      'edm token',
+    ],
     [['export', '--tenant'], "Option '--tenant <value>' argument missing", 'edm export --tenant T'],
     [['import', 'x.json', '--tenant', 't', '--nope'], "Unknown option '--nope'", 'edm import FILE --tenant T'],
     [['serve', '--bogus'], "Unknown option '--bogus'", 'edm serve [--no-migrate]'],

@@ -321,6 +321,31 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     expect(timedOut).toBeInstanceOf(APIConnectionError);
   });
 
+  it('refuses an impossible timeout or retry count where it is given, and takes Infinity as no time limit', async () => {
+    for (const timeout of [0, -1, 1.5, Number.NaN, 2 ** 31, Number.NEGATIVE_INFINITY]) {
+      expect(() => createClient({ baseUrl, token, timeout }), String(timeout)).toThrow(RangeError);
+      reset();
+      const err = await client.okr.cycles.list({}, { timeout }).catch((e: unknown) => e);
+      expect(err, String(timeout)).toBeInstanceOf(RangeError);
+      expect(sent, 'nothing was sent').toEqual([]);
+    }
+    for (const maxRetries of [-1, 0.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      expect(() => createClient({ baseUrl, token, maxRetries }), String(maxRetries)).toThrow(RangeError);
+    }
+    // No limit: a slow answer is waited for (the default of 60 s would also wait; 100 ms would not).
+    faults.push({ method: 'GET', path: '/api/v1/okr/cycles', status: 0, delayMs: 300 });
+    const patient = createClient({
+      baseUrl,
+      token,
+      fetch: recordingFetch,
+      timeout: Number.POSITIVE_INFINITY,
+      maxRetries: 0,
+    });
+    const page = await patient.okr.cycles.list({}, { timeout: Number.POSITIVE_INFINITY });
+    expect(Array.isArray(page.data)).toBe(true);
+    expect(await client.okr.cycles.list({}, { timeout: 2 ** 31 - 1 })).toHaveProperty('data');
+  });
+
   it('retries a 503 that came after the work committed: one resource, one idempotency key', async () => {
     reset();
     faults.push({ method: 'POST', path: '/api/v1/okr/objectives', status: 503, retryAfter: '0' });
@@ -651,6 +676,29 @@ describe('SDK structure', () => {
         if (!typeOnly) expect(`${file}: ${specifier}`).toMatch(/: \.\/[a-z-]+\.js$/);
       }
     }
+  });
+
+  it('packs the built SDK, CLI and server: `npm pack` gives what `edm/client` and `npx edm` load', async () => {
+    expect(existsSync(new URL('dist/client/index.js', ROOT)), 'run `npm run build` first').toBe(true);
+    // --ignore-scripts: the pack's own build (prepack) is `npm run build`, done before the tests.
+    const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+      cwd: ROOT,
+      env: { ...process.env, npm_config_loglevel: 'silent' },
+    });
+    const packed = new Set((JSON.parse(stdout) as { files: { path: string }[] }[])[0]?.files.map((f) => f.path));
+    const pkg = JSON.parse(readFileSync(new URL('package.json', ROOT), 'utf8'));
+    expect(pkg.scripts.prepack).toBe('npm run build');
+    for (const path of [
+      pkg.bin.edm,
+      pkg.exports['./client'].default,
+      pkg.exports['./client'].types,
+      'dist/cli/edm.js',
+    ]) {
+      expect(packed, path).toContain(path.replace(/^\.\//, ''));
+    }
+    expect(packed).toContain('dist/playground/index.html');
+    // Sources, tests, benchmarks and a local store stay out.
+    expect([...packed].filter((p) => /^(src|test|bench|data|scripts)\//.test(p))).toEqual([]);
   });
 
   it('types `edm/client` from the built package for a TypeScript consumer', async () => {

@@ -156,6 +156,15 @@ async function token(args: string[]): Promise<number> {
       '--scope is empty: give the scopes (e.g. "okr:read"), or leave the option out for full access',
     );
   }
+  // A misspelt scope (okr:raed) would mint a token refused everywhere (403), or, beside a good
+  // one, a token of less access than meant: the server knows its modules' scopes, so does this.
+  if (values.scope !== undefined) {
+    const known = modules.flatMap((m) => [`${m.name}:read`, `${m.name}:write`]);
+    const unknown = values.scope.split(' ').filter((s) => s !== '' && !known.includes(s));
+    if (unknown.length > 0) {
+      throw new UsageError(`--scope: unknown scope ${unknown.join(', ')} (the scopes are ${known.join(', ')})`);
+    }
+  }
   const config = loadConfig();
   if (!config.acceptSecret) {
     throw new Error(

@@ -9,7 +9,11 @@ export interface ClientOptions {
   fetch?: typeof fetch;
   /** Retries on 429, 503 and connection errors (default 2). */
   maxRetries?: number;
-  /** Milliseconds to wait for each answer before a retry or an APIConnectionTimeoutError (default 60 000). */
+  /**
+   * Milliseconds to wait for each answer before a retry or an APIConnectionTimeoutError (default
+   * 60 000): a whole number from 1 to 2 147 483 647 (the longest timer the platform holds), or
+   * `Infinity` for no limit. Another value is a RangeError.
+   */
   timeout?: number;
   /**
    * Headers sent with every request. Names are case-insensitive: one given here replaces the
@@ -147,7 +151,8 @@ const sleep = (ms: number, signal?: AbortSignal) =>
   });
 
 /** `p`, or the signal's reason once it aborts: a body that stalls after its headers ends too. */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p;
   if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
@@ -165,6 +170,27 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
+/** The longest delay a timer holds (2^31 − 1 ms); a longer one fires at once, with a warning. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * `timeout` and `maxRetries`, checked where they are given: an impossible one (a negative, NaN, a
+ * fraction, a timeout past the longest timer) failed every call late, after pointless retries.
+ */
+function checkLimits(o: { timeout?: number | undefined; maxRetries?: number | undefined }): void {
+  const { timeout, maxRetries } = o;
+  if (
+    timeout !== undefined &&
+    timeout !== Number.POSITIVE_INFINITY &&
+    !(Number.isInteger(timeout) && timeout >= 1 && timeout <= MAX_TIMER_MS)
+  ) {
+    throw new RangeError(`timeout must be a whole number of ms from 1 to ${MAX_TIMER_MS}, or Infinity: got ${timeout}`);
+  }
+  if (maxRetries !== undefined && !(Number.isInteger(maxRetries) && maxRetries >= 0)) {
+    throw new RangeError(`maxRetries must be a whole number, 0 or more: got ${maxRetries}`);
+  }
+}
+
 /** Sends requests: auth, JSON, retries with one idempotency key per logical write, errors by status. */
 export class Transport {
   readonly #options: ClientOptions;
@@ -175,12 +201,14 @@ export class Transport {
     if (Object.keys(options.headers ?? {}).some((name) => name.toLowerCase() === 'idempotency-key')) {
       throw new TypeError('Idempotency-Key names one write: give it per request (idempotencyKey), not to the client');
     }
+    checkLimits(options);
     this.#options = options;
     this.#base = options.baseUrl.replace(/\/+$/, '');
   }
 
   async request<T>(req: ApiRequest): Promise<T> {
     const options = req.options ?? {};
+    checkLimits(options);
     const maxRetries = options.maxRetries ?? this.#options.maxRetries ?? 2;
     // Lowest precedence first, each name lowercased so that a later one replaces an earlier one:
     // the SDK's defaults, the client's headers, the request's headers, the explicit options.
@@ -238,15 +266,16 @@ export class Transport {
   ): Promise<{ response: Response; text: string }> {
     const fetchImpl = this.#options.fetch ?? globalThis.fetch;
     const timeout = options.timeout ?? this.#options.timeout ?? DEFAULT_TIMEOUT;
-    const timer = AbortSignal.timeout(timeout);
-    const signal = options.signal ? AbortSignal.any([options.signal, timer]) : timer;
+    const timer = timeout === Number.POSITIVE_INFINITY ? undefined : AbortSignal.timeout(timeout);
+    const signals = [options.signal, timer].filter((s) => s !== undefined);
+    const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
     try {
       const response = await fetchImpl(url, { ...init, signal });
       const noBody = response.status === 204 || response.status === 304;
       return { response, text: noBody ? '' : await untilAborted(response.text(), signal) };
     } catch (err) {
       if (options.signal?.aborted) throw err;
-      if (timer.aborted) throw new APIConnectionTimeoutError(`No answer within ${timeout} ms`, { cause: err });
+      if (timer?.aborted) throw new APIConnectionTimeoutError(`No answer within ${timeout} ms`, { cause: err });
       throw new APIConnectionError(`Connection error: ${(err as Error)?.message ?? String(err)}`, { cause: err });
     }
   }
