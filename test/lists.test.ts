@@ -106,10 +106,26 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       ['created_at[lt]=9999-12-31T23:59:59-05:00', 'invalid_parameter'],
       ['created_at[between]=1', 'unknown_parameter'],
       ['q=a%00b', 'invalid_parameter'],
+      // An escape that does not decode is no text: read as is, q=%zz searched for "%zz".
+      ['q=%zz', 'invalid_parameter'],
+      ['q=100%', 'invalid_parameter'],
+      ['q=%E2%82', 'invalid_parameter'],
+      ['created_at[gte]=2026-01-01T00:00:00%2', 'invalid_parameter'],
+      ['limit=%zz', 'invalid_parameter'],
+      ['col%zz=1', 'unknown_parameter'],
     ];
     it.each(badParams)('rejects %s with %s', async (query, code) => {
       const res = await t.call('GET', `${resource.basePath}?${query}`);
       expect([res.status, res.body.code]).toEqual([400, code]);
+    });
+
+    it('names a parameter whose escape does not decode, and reads a literal % sent as %25', async () => {
+      const res = await t.call('GET', `${resource.basePath}?limit=2&q=%E2%82`);
+      expect(res.body.errors).toEqual([expect.objectContaining({ path: 'q', code: 'invalid_parameter' })]);
+      expect(res.body.detail).toContain('malformed percent-escape');
+      for (const q of ['%25zz', '%E2%82%AC', 'a+b', '%2B']) {
+        expect((await t.call('GET', `${resource.basePath}?q=${q}`)).status, q).toBe(200);
+      }
     });
 
     it('names every refused parameter in one answer, an unknown one leading', async () => {

@@ -57,6 +57,26 @@ function bad(param: string, message: string): ApiError {
 }
 
 /**
+ * Where a query string's parser puts the names of parameters it could not decode (a malformed
+ * percent-escape such as `%zz`, or escapes of bytes that are not UTF-8): such a value was kept
+ * as its raw text, which reads as another value (`q=%zz` searched for the text "%zz"). A
+ * symbol, so that no loop over the parameters meets it.
+ */
+export const MALFORMED_PARAMETERS: unique symbol = Symbol('malformed query parameters');
+
+/** The names of `params` its parser could not decode (see MALFORMED_PARAMETERS). */
+export function malformedParameters(params: object): ReadonlySet<string> | undefined {
+  return (params as { [MALFORMED_PARAMETERS]?: Set<string> })[MALFORMED_PARAMETERS];
+}
+
+/** 400 for a parameter its parser could not decode, whatever it names. */
+export function checkDecoded(params: object, param: string): void {
+  if (malformedParameters(params)?.has(param)) {
+    throw bad(param, 'holds a malformed percent-escape (% and two hex digits, of UTF-8 bytes); a literal % is %25');
+  }
+}
+
+/**
  * Reads every query parameter with `one`, and refuses them together: one 400 names every
  * parameter that is unknown or invalid (an unknown one's code leads), so a client fixes them
  * in one round trip. Other errors go through as they are.
@@ -69,6 +89,7 @@ export function eachParameter(
   for (const [param, value] of Object.entries(params)) {
     if (value === undefined) continue;
     try {
+      checkDecoded(params, param);
       one(param, value);
     } catch (err) {
       if (!(err instanceof ApiError) || (err.code !== 'invalid_parameter' && err.code !== 'unknown_parameter'))

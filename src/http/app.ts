@@ -30,6 +30,7 @@ import { registerOpenApiRoute } from './openapi.js';
 import { playground } from './playground.js';
 import { answerClientError, PROBLEM_TYPE, sendProblem, toProblem } from './problem.js';
 import { problemDocs } from './problem-docs.js';
+import { parseQueryString } from './querystring.js';
 import { RATE_LIMIT_HEADERS, RateLimiter, rateLimitKey } from './rate-limit.js';
 import { registerResourceRoutes } from './routes.js';
 
@@ -210,7 +211,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     requestIdHeader: false,
     // A request that arrives while the server closes is answered below, as a problem.
     return503OnClosing: false,
-    routerOptions: { ignoreTrailingSlash: true },
+    routerOptions: { ignoreTrailingSlash: true, querystringParser: parseQueryString },
     // A URL the router cannot read (`%zz`) or whose id is over its length limit names nothing:
     // 404 as a problem like every other, before any hook (so with its headers set here).
     // No hook runs for it: it is counted in the metrics here.

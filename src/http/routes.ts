@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasScope } from '../core/auth.js';
 import { ApiError } from '../core/errors.js';
-import { type CursorCodec, parseListQuery } from '../core/list-query.js';
+import { type CursorCodec, checkDecoded, parseListQuery } from '../core/list-query.js';
 import type { Doc, Principal, Resource } from '../core/resource.js';
 import { credentialRedactor, listJson, serializeDoc } from '../core/serialize.js';
 import { asObject, isNoBody, refuseBody } from '../core/validation.js';
@@ -37,6 +37,7 @@ function allowOnly(query: Query, allowed: readonly string[]): void {
         errors: [{ path: name, code: 'unknown_parameter', message: `${name} is not accepted here` }],
       });
     }
+    checkDecoded(query, name);
     if (Array.isArray(value)) {
       throw new ApiError('invalid_parameter', `${name} must not be repeated`, {
         errors: [{ path: name, code: 'invalid_parameter', message: `${name} must not be repeated` }],

@@ -1,0 +1,36 @@
+import { parse } from 'fast-querystring';
+import { MALFORMED_PARAMETERS } from '../core/list-query.js';
+
+type Parsed = Record<string, string | string[]> & { [MALFORMED_PARAMETERS]?: Set<string> };
+
+/** Whether a name or value of a query string decodes (`+` is a space, as in a form). */
+function decodes(text: string): boolean {
+  try {
+    decodeURIComponent(text.replaceAll('+', ' '));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Fastify's query string parser (fast-querystring), which keeps a name or value it cannot
+ * decode as its raw text, and here also notes the parameters whose value that was, so that the routes
+ * answer 400 naming them (`checkDecoded`) instead of reading `%zz` as the text "%zz".
+ */
+export function parseQueryString(raw: string): Parsed {
+  const parsed = parse(raw) as Parsed;
+  if (!raw.includes('%')) return parsed;
+  let malformed: Set<string> | undefined;
+  for (const pair of raw.split('&')) {
+    const eq = pair.indexOf('=');
+    const name = eq < 0 ? pair : pair.slice(0, eq);
+    // A name that does not decode is kept raw, and no parameter's name holds a %: it is an
+    // unknown parameter, and answered as one.
+    if (eq < 0 || !decodes(name) || decodes(pair.slice(eq + 1))) continue;
+    malformed ??= new Set();
+    malformed.add(decodeURIComponent(name.replaceAll('+', ' ')));
+  }
+  if (malformed) parsed[MALFORMED_PARAMETERS] = malformed;
+  return parsed;
+}
