@@ -10,11 +10,17 @@ import {
   parseCsv,
   TransferError,
 } from '../src/cli/transfer.js';
+import { ManualClock } from '../src/core/clock.js';
+import { CursorCodec } from '../src/core/list-query.js';
 import type { Doc } from '../src/core/resource.js';
+import { ServerKeys } from '../src/core/secrets.js';
 import { modules } from '../src/modules/index.js';
+import { statusSweepJob } from '../src/modules/okr/sweep.js';
+import { Engine } from '../src/store/engine.js';
 import { byName, freshStore, storeKinds, type TestApp, testApp, USER_A, USER_B } from './helpers.js';
 
 const NOW = Date.parse('2026-11-20T09:00:00.000Z');
+const DAY = 86_400_000;
 
 /** A write through the API, answering the document (the test fails on an error). */
 type Call = (method: string, path: string, body?: Doc) => Promise<Doc>;
@@ -68,7 +74,15 @@ function namesNewer(doc: { resources: Record<string, Doc[]> }): boolean {
 
 describe.each(storeKinds)('edm export and import (%s)', (kind) => {
   let t: TestApp;
-  const opts = (tenant: string) => ({ store: t.store, modules, tenant, sub: USER_A, secretKey: t.config.secretKey });
+  // Imports count as now the time the source was seeded at: each status is then as of that time.
+  const opts = (tenant: string) => ({
+    store: t.store,
+    modules,
+    tenant,
+    sub: USER_A,
+    secretKey: t.config.secretKey,
+    now: NOW,
+  });
   const list = async (tenant: string, path: string) => {
     const token = await t.token({ tenant });
     const res = await t.call('GET', `/api/v1/okr/${path}?limit=200&sort=created_at`, { token });
@@ -668,6 +682,31 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     expect(await importRows(opts('copy'), { json: doc })).toMatchObject({ KeyResult: 9 });
   });
 
+  it("leaves each status as of the import's now, where the file's rows had theirs as of their last write", async () => {
+    const { doc } = await exported('source');
+    // The file's statuses are as of NOW; imported 30 days later, the milestone without progress
+    // has fallen further behind its pace, and no sweep is left to do for the copy.
+    const later = NOW + 30 * DAY;
+    expect(await importRows({ ...opts('later'), now: later }, { json: doc })).toMatchObject({ KeyResult: 9 });
+    const engine = new Engine({
+      store: t.store,
+      clock: new ManualClock(later),
+      modules,
+      cursors: new CursorCodec(t.config.secretKey),
+      keys: new ServerKeys(t.config.secretKey),
+      requireIfMatch: false,
+    });
+    expect(await engine.runJob(statusSweepJob, 'later')).toBe(0);
+    const statuses = async (tenant: string) =>
+      Object.fromEntries((await list(tenant, 'key-results')).map((k) => [k.title, k.status]));
+    const [source, copy] = [await statuses('source'), await statuses('later')];
+    expect(Object.keys(copy).sort()).toEqual(Object.keys(source).sort());
+    expect(copy).not.toEqual(source);
+    // The source's own rows catch up too once its server's sweep runs at that time.
+    expect(await engine.runJob(statusSweepJob, 'source')).toBeGreaterThan(0);
+    expect(await statuses('source')).toEqual(copy);
+  });
+
   it("takes a time a little ahead of this machine's clock (another server's) as now", async () => {
     const { doc } = await exported('source');
     const at = doc.resources.KeyResult.findIndex((k) => k.data_source === 'manual' && (k.history as Doc[]).length > 2);
@@ -675,7 +714,8 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     const ahead = new Date(Date.now() + 60_000).toISOString();
     Object.assign(history[history.length - 1], { at: ahead });
     const before = Date.now();
-    expect(await importRows(opts('skewed'), { json: doc })).toMatchObject({ KeyResult: 9 });
+    // This machine's clock is now here: the file's time is ahead of it.
+    expect(await importRows({ ...opts('skewed'), now: undefined }, { json: doc })).toMatchObject({ KeyResult: 9 });
     const copied = (await list('skewed', 'key-results')).find((k) => k.title === doc.resources.KeyResult[at].title);
     const last = ((copied as Doc).history as Doc[]).at(-1) as Doc;
     expect(Date.parse(last.at as string)).toBeGreaterThanOrEqual(before);

@@ -443,6 +443,12 @@ export const DEFAULT_OUTBOUND: OutboundPolicy = { allowHosts: [], timeoutMs: 10_
 export interface Job {
   name: string;
   intervalMs: number;
+  /**
+   * Also run once, for the tenant, after writes made as of past times (`edm seed`, `edm import`),
+   * so that what depends on the time (a status's pace) is as of now, not as of the last row's
+   * time. Only a job that stays inside the store (not connector syncs).
+   */
+  catchUp?: boolean;
   /** Answers how many things it changed. */
   run(ctx: JobContext): Promise<number>;
 }

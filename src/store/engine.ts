@@ -965,7 +965,8 @@ export class Engine {
   // ---- jobs ----
 
   /** Runs one background job now (the app schedules them; tests call this with a set clock). */
-  async runJob(job: Job): Promise<number> {
+  /** Runs a job once, over every tenant's queued rows or, with `tenantId`, over that tenant's only. */
+  async runJob(job: Job, tenantId?: string): Promise<number> {
     const now = this.clock.now();
     return job.run({
       now,
@@ -976,6 +977,7 @@ export class Engine {
             .selectFrom(table.name)
             .select(Object.keys(table.columns))
             .where(column, '<=', this.store.encode(kindOf(table.columns[column]) as AnyField, isoTime(now)))
+            .$if(tenantId !== undefined, (q) => q.where('tenant_id', '=', tenantId as string))
             .orderBy(column)
             .limit(this.limitOf(limit))
             .execute()
@@ -985,6 +987,17 @@ export class Engine {
           fn(this.tx(db, { sub: 'system', tenantId, appId: null, scopes: null }, this.clock.now())),
         ),
     });
+  }
+  /**
+   * After writes made as of past times (`edm seed`, `edm import`): runs the modules' catch-up
+   * jobs (Job.catchUp) for the tenant at the clock's time. Answers how many things they changed.
+   */
+  async catchUp(tenantId: string): Promise<number> {
+    let changed = 0;
+    for (const job of this.options.modules.flatMap((m) => m.jobs ?? [])) {
+      if (job.catchUp) changed += await this.runJob(job, tenantId);
+    }
+    return changed;
   }
 
   // ---- reads ----

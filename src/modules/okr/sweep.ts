@@ -43,6 +43,7 @@ export async function sweepOne(tx: Tx, tenantId: string, keyResultId: string): P
 export const statusSweepJob: Job = {
   name: 'okr.status-sweep',
   intervalMs: 30_000,
+  catchUp: true,
   async run(ctx) {
     let changed = 0;
     for (;;) {
