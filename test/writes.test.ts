@@ -120,6 +120,23 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect((await t.call('PATCH', url(doc), { body: { [title]: 'ok' } })).body.code).toBe('resource_deleted');
     });
 
+    it('answers a reference that holds U+0000 after 412, as a 400 naming the field, on both stores', async () => {
+      const refs = Object.entries(resource.allFields).filter(([, f]) => f.ref && f.access === 'write');
+      const doc = await t.create(resource, token);
+      for (const [name] of refs) {
+        const body = { [name]: 'obj\u0000' };
+        const stale = await t.call('PATCH', url(doc), { body, headers: { 'if-match': '"9"' } });
+        expect([name, stale.status, stale.body.code]).toEqual([name, 412, 'precondition_failed']);
+        const res = await t.call('PATCH', url(doc), { body });
+        expect([name, res.status, res.body.errors]).toEqual([
+          name,
+          400,
+          [expect.objectContaining({ path: `/${name}` })],
+        ]);
+      }
+      expect((await t.call('GET', url(doc))).body.version).toBe(1);
+    });
+
     it('answers a body that is not JSON after 404 and 412, as any other body: 400 invalid_json', async () => {
       const json = { 'content-type': 'application/json' };
       const missing = `${resource.basePath}/${resource.idPrefix}_01ARZ3NDEKTSV4RRFFQ69G5FAV`;

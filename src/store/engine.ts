@@ -27,7 +27,14 @@ import {
 import type { ServerKeys } from '../core/secrets.js';
 import { documentMember, JsonText, serializeDoc } from '../core/serialize.js';
 import type { ResourceOps, Row, RowLock, RowPage, SelectOptions, TableDef, Tx, WriteEvent } from '../core/tables.js';
-import { asObject, checkWritableKeys, mergePatch, refuseBody, validateDocument } from '../core/validation.js';
+import {
+  asObject,
+  checkWritableKeys,
+  isStorableText,
+  mergePatch,
+  refuseBody,
+  validateDocument,
+} from '../core/validation.js';
 import type { DB, Store } from './database.js';
 import { GroupCommit } from './group-commit.js';
 import { deferWrite, verify, type WriteCheck } from './pg-batch.js';
@@ -1769,7 +1776,9 @@ export class Engine {
    */
   private async lockMove(db: DB, resource: Resource, principal: Principal, id: string, body: Doc, rows: WriteRows) {
     const targets = this.store.kind === 'postgres' ? this.lockTargets.get(resource) : undefined;
-    const moved = targets?.filter(({ name }) => typeof body[name] === 'string');
+    // Text no store holds (U+0000) names no row: nothing to lock, and PostgreSQL would refuse
+    // the statement before the write's own checks could answer in their order (412 before 400).
+    const moved = targets?.filter(({ name }) => typeof body[name] === 'string' && isStorableText(body[name]));
     if (!moved?.length) return;
     const tx = this.tx(db, principal, this.clock.now(), rows);
     const current = await tx.peek(resource, principal.tenantId, id);
