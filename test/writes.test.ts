@@ -109,6 +109,21 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect((await t.call('PATCH', url(doc), { body: { [title]: 'x', version: 1 } })).body.version).toBe(2);
     });
 
+    it('reads a comma inside an entity tag as part of it: If-Match "1,2" is 412, not a malformed header', async () => {
+      const doc = await t.create(resource, token);
+      for (const ifMatch of ['"1,2"', '"2,1"', '"7", "1,2"', 'W/"1,1"']) {
+        const res = await t.call('PATCH', url(doc), { body: { [title]: 'x' }, headers: { 'if-match': ifMatch } });
+        expect([ifMatch, res.status, res.body.code]).toEqual([ifMatch, 412, 'precondition_failed']);
+      }
+      const matched = await t.call('PATCH', url(doc), {
+        body: { [title]: 'x' },
+        headers: { 'if-match': '"1,2", "1"' },
+      });
+      expect(matched.status).toBe(200);
+      const broken = await t.call('PATCH', url(doc), { body: { [title]: 'y' }, headers: { 'if-match': '"2,' } });
+      expect([broken.status, broken.body.code]).toEqual([400, 'invalid_header']);
+    });
+
     it('follows the check order: 404 → 412 → 400 → 409', async () => {
       const missing = `${resource.basePath}/${resource.idPrefix}_01ARZ3NDEKTSV4RRFFQ69G5FAV`;
       expect((await t.call('PATCH', missing, { body: { nope: 1 }, headers: { 'if-match': '"9"' } })).status).toBe(404);
@@ -407,9 +422,27 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect([restored.status, again.headers['idempotent-replayed'], again.raw]).toEqual([200, 'true', restored.raw]);
     });
 
-    it('rejects malformed keys', async () => {
-      const res = await t.call('POST', cycles.basePath, { body: {}, headers: { 'idempotency-key': 'x'.repeat(256) } });
-      expect([res.status, res.body.code]).toEqual([400, 'invalid_header']);
+    it('rejects malformed keys, naming the header', async () => {
+      for (const key of ['x'.repeat(256), 'a b', 'é', '']) {
+        const res = await t.call('POST', cycles.basePath, { body: {}, headers: { 'idempotency-key': key } });
+        expect([res.status, res.body.code, res.body.errors]).toEqual([
+          400,
+          'invalid_header',
+          [expect.objectContaining({ path: 'Idempotency-Key', code: 'invalid_header' })],
+        ]);
+      }
+      // Two headers reach the server as one, joined by a comma and a space: no key either.
+      const twice = await t.app.inject({
+        method: 'POST',
+        url: cycles.basePath,
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          'idempotency-key': ['a', 'b'],
+        },
+        payload: '{}',
+      });
+      expect([twice.statusCode, twice.json().errors[0].path]).toEqual([400, 'Idempotency-Key']);
     });
 
     it('20 concurrent POSTs with one key make one resource and identical answers (or 409 while running)', async () => {

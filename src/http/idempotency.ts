@@ -79,7 +79,10 @@ export class Idempotency {
   parseKey(header: string | string[] | undefined): string | null {
     if (header === undefined) return null;
     if (Array.isArray(header) || !IDEMPOTENCY_KEY.test(header)) {
-      throw new ApiError('invalid_header', 'Idempotency-Key must be 1–255 visible ASCII characters');
+      const message = 'must be one header of 1–255 visible ASCII characters';
+      throw new ApiError('invalid_header', `Idempotency-Key: ${message}`, {
+        errors: [{ path: 'Idempotency-Key', code: 'invalid_header', message }],
+      });
     }
     return header;
   }

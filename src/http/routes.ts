@@ -64,6 +64,25 @@ const ENTITY_TAG = /^(W\/)?"([\x21\x23-\x7e\x80-\xff]*)"$/;
 const VERSION = /^(0|[1-9]\d*)$/;
 
 /**
+ * The elements of a comma-separated header, where a comma inside quotes is part of its element:
+ * `"1,2"` is one entity tag (RFC 9110 §8.8.3 allows commas in one), not `"1` and `2"`.
+ */
+function listElements(header: string): string[] {
+  const elements: string[] = [];
+  let current = '';
+  let quoted = false;
+  for (const ch of header) {
+    if (ch === '"') quoted = !quoted;
+    if (ch === ',' && !quoted) {
+      elements.push(current);
+      current = '';
+    } else current += ch;
+  }
+  elements.push(current);
+  return elements;
+}
+
+/**
  * Parses entity tags of If-Match / If-None-Match: our ETags are the strong `"<version>"`.
  * Tags compare as opaque strings: `"026"` or `"abc"` is no version of ours and matches nothing
  * (so If-Match fails, 412). If-Match compares strongly, so a weak tag matches nothing there;
@@ -74,7 +93,7 @@ function parseTags(header: string | undefined, name: string, weak = false): numb
   if (header === undefined) return null;
   if (header.trim() === '*') return 'any';
   const tags: number[] = [];
-  for (const part of header.split(',')) {
+  for (const part of listElements(header)) {
     const tag = part.trim();
     if (tag === '') continue;
     const m = ENTITY_TAG.exec(tag);
