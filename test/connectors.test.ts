@@ -253,6 +253,15 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect((await t.call('POST', url, { token, payload: '', headers: json })).status).toBe(200);
     const broken = await t.call('POST', url, { token, payload: '{', headers: json });
     expect([broken.status, broken.body.code]).toEqual([400, 'invalid_json']);
+    // A body of JSON null is no object, as on DELETE and restore: refused, nothing read or changed.
+    const reads2 = api.state.requests.length;
+    const hook = await connector({ kind: 'webhook', config: {}, secret: null, name: 'Null body' });
+    for (const target of [url, `${connectors.basePath}/${hook.id}/rotate-webhook-url`]) {
+      const nulled = await t.call('POST', target, { token, payload: 'null', headers: json });
+      expect([target, nulled.status, nulled.body.code]).toEqual([target, 400, 'invalid_body']);
+    }
+    expect(api.state.requests.length).toBe(reads2);
+    expect((await get(`${connectors.basePath}/${hook.id}`)).webhook_url).toBe(hook.webhook_url);
   });
 
   it('a sync retried with its Idempotency-Key and If-Match is replayed, without reading the outside world again', async () => {

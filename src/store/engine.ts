@@ -954,7 +954,7 @@ export class Engine {
   /** What a custom operation's own row is checked against when it is read (see ops). */
   private operationTarget(resource: Resource, op: CustomOperation, id: string, body: unknown, cond: WriteConditions) {
     // The body an operation that takes none was sent (refused when its row is read), if any.
-    const unasked = op.method === 'POST' && !op.body && body !== null ? body : undefined;
+    const unasked = op.method === 'POST' && !op.body ? body : undefined;
     return {
       resource,
       id,
