@@ -23,7 +23,7 @@ describe('error registry', () => {
   });
 });
 
-describe("a problem's type resolves to a page about its code", () => {
+describe('problems as answered, and the pages their types resolve to', () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await testApp('sqlite');
@@ -87,6 +87,18 @@ describe("a problem's type resolves to a page about its code", () => {
       expect([res.status, res.body.code]).toEqual([404, 'not_found']);
     },
   );
+
+  it('a problem lists 100 field errors at most, and says how many more (a body of 5,000 unknown members)', async () => {
+    const members = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`m${i}`, 0]));
+    const headers = { 'idempotency-key': 'many-members' };
+    const res = await t.call('POST', '/api/v1/okr/objectives', { body: members, headers });
+    expect([res.status, res.body.code, (res.body.errors as unknown[]).length]).toEqual([400, 'unknown_field', 100]);
+    expect(res.body.detail).toMatch(/ \(and 4900 more errors: the first 100 are listed\)$/);
+    expect(res.raw.length).toBeLessThan(20_000);
+    // Stored with its key as answered: the replay is the same small body.
+    const again = await t.call('POST', '/api/v1/okr/objectives', { body: members, headers });
+    expect([again.headers['idempotent-replayed'], again.raw.length]).toEqual(['true', res.raw.length]);
+  });
 
   it('needs no token, and is cacheable', async () => {
     const res = await t.call('GET', '/problems/not_found', { token: null });

@@ -132,6 +132,8 @@ export const problemSchema: JsonSchema = {
     request_id: { type: 'string' },
     errors: {
       type: 'array',
+      description: 'Each field or parameter refused, the first 100 (detail says how many more).',
+      maxItems: 100,
       items: {
         type: 'object',
         properties: { path: { type: 'string' }, code: { type: 'string' }, message: { type: 'string' } },

@@ -16,15 +16,24 @@ export interface Problem {
   [extra: string]: unknown;
 }
 
+/**
+ * The most field errors one problem lists. A body of many members refused one by one (a 1 MiB
+ * body of unknown members) made a problem ~9× its size, stored as such with its Idempotency-Key.
+ */
+export const MAX_FIELD_ERRORS = 100;
+
 export function toProblem(err: ApiError, requestId: string): Problem {
+  const errors = err.errors;
+  const more = errors ? errors.length - MAX_FIELD_ERRORS : 0;
   return {
     type: `/problems/${err.code}`,
     title: errorRegistry[err.code].title,
     status: err.status,
-    detail: err.message,
+    detail:
+      more > 0 ? `${err.message} (and ${more} more errors: the first ${MAX_FIELD_ERRORS} are listed)` : err.message,
     code: err.code,
     request_id: requestId,
-    ...(err.errors ? { errors: err.errors } : {}),
+    ...(errors ? { errors: more > 0 ? errors.slice(0, MAX_FIELD_ERRORS) : errors } : {}),
     ...err.extra,
   };
 }
