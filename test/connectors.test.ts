@@ -292,7 +292,18 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     ['a header value past U+00FF', { headers: { 'x-a': 'tok€n' } }, '/config/headers/x-a'],
     ['the Host header', { headers: { Host: 'intranet' } }, '/config/headers/Host'],
     ['a forwarding header', { headers: { 'X-Forwarded-Host': 'intranet' } }, '/config/headers/X-Forwarded-Host'],
-  ])('refuses %s (Node would not send it), naming it', async (_n, extra, path) => {
+    // As the config's schema declares: names of 100 characters at most, 50 headers at most.
+    [
+      'a header name of 101 characters',
+      { headers: { [`x-${'a'.repeat(99)}`]: 'v' } },
+      `/config/headers/x-${'a'.repeat(99)}`,
+    ],
+    [
+      '51 headers',
+      { headers: Object.fromEntries(Array.from({ length: 51 }, (_, i) => [`x-h${i}`, 'v'])) },
+      '/config/headers',
+    ],
+  ])('refuses %s (Node would not send it, or the schema bounds it), naming it', async (_n, extra, path) => {
     const res = await call('POST', connectors.basePath, {
       name: 'bad header',
       kind: 'http_json',

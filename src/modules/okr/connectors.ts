@@ -43,8 +43,12 @@ const ConfigSchema = Type.Object(
       Type.String({ maxLength: 500, description: 'http_json: a JSON Pointer (RFC 6901) to the number.' }),
     ),
     headers: Type.Optional(
+      // The key's maxLength is not kept by a Record's schema: propertyNames says it (and the
+      // resource's validate hook checks each name), maxProperties bounds how many.
       Type.Record(Type.String({ maxLength: 100 }), Type.String({ maxLength: 2000 }), {
         description: 'http_json: extra request headers (the secret goes as a bearer token).',
+        propertyNames: { maxLength: 100 },
+        maxProperties: 50,
       }),
     ),
     query: Type.Optional(
@@ -63,8 +67,8 @@ function parsesAsPostgresUrl(secret: string): boolean {
   }
 }
 
-/** An HTTP header name (RFC 9110 token). */
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** An HTTP header name (RFC 9110 token), of 100 characters at most (as the config's schema says). */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$/;
 /** A header value Node sends as is: visible Latin-1 and inner spaces or tabs, no line breaks. */
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const HEADER_VALUE_TEXT = 'a header value is visible Latin-1 text without line breaks';
@@ -425,7 +429,10 @@ export const connectors = defineResource({
         for (const [name, value] of Object.entries(headers)) {
           const path = `/config/headers/${name.replaceAll('~', '~0').replaceAll('/', '~1')}`;
           if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(name.toLowerCase())) {
-            const message = `${JSON.stringify(name)} is not a header a connector may send`;
+            const message =
+              name.length > 100
+                ? 'a header name is 100 characters at most'
+                : `${JSON.stringify(name)} is not a header a connector may send`;
             errors.push({ path, code: 'invalid_header', message });
           } else if (!HEADER_VALUE.test(value)) {
             errors.push({ path, code: 'invalid_header', message: HEADER_VALUE_TEXT });
