@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Doc, Resource } from '../src/core/resource.js';
 import { Idempotency } from '../src/http/idempotency.js';
@@ -320,6 +321,29 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect((await t.call('PATCH', missing, { payload: 'name=x', headers: plain })).status).toBe(404);
       const stale = await t.call('PATCH', url, { payload: 'name=x', headers: { ...plain, 'if-match': '"9"' } });
       expect(stale.status).toBe(412);
+    });
+
+    it('answers 415 to a body in a content coding (gzip, br), and stores nothing; identity is no coding', async () => {
+      const body = { name: 'coded', start_date: '2026-01-01', end_date: '2026-03-31' };
+      const before = await countRows(t, cycles);
+      for (const [coding, payload] of [
+        ['gzip', gzipSync(JSON.stringify(body))],
+        ['gzip', JSON.stringify(body)], // labelled so, though it is not: the label is what a server goes by
+        ['br', JSON.stringify(body)],
+      ] as const) {
+        const res = await t.call('POST', cycles.basePath, {
+          payload,
+          headers: { 'content-type': 'application/json', 'content-encoding': coding },
+        });
+        expect([coding, res.status, res.body.code]).toEqual([coding, 415, 'unsupported_media_type']);
+        expect(res.body.detail).toBe(`Content-Encoding ${coding} is not accepted: send the body uncompressed`);
+      }
+      expect(await countRows(t, cycles)).toBe(before);
+      const plain = await t.call('POST', cycles.basePath, {
+        payload: JSON.stringify(body),
+        headers: { 'content-type': 'application/json', 'content-encoding': 'identity' },
+      });
+      expect(plain.status).toBe(201);
     });
 
     it('answers 422 when the key comes back with another body, path or caller', async () => {

@@ -158,7 +158,7 @@ export const errorRegistry = {
   unsupported_media_type: {
     status: 415,
     title: 'Unsupported media type',
-    when: 'A body that is not `application/json` (or `application/merge-patch+json` on PATCH).',
+    when: 'A body that is not `application/json` (or `application/merge-patch+json` on PATCH), or one in a content coding (`Content-Encoding: gzip`): send it uncompressed.',
   },
   expectation_failed: {
     status: 417,

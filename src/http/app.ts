@@ -297,8 +297,22 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       `\u0001${mediaType(request)}\u0001${body.toString('base64')}`,
       new ApiError('unsupported_media_type', detail),
     );
+  // A body in a content coding (gzip, br) is 415 as RFC 9110 §8.4.1 has it: the server reads
+  // none, and read as is such bytes were 400 "not UTF-8" (or, if they were JSON, taken as it).
+  const coding = (request: FastifyRequest) => {
+    const header = String(request.headers['content-encoding'] ?? '').trim();
+    return header === '' || header.toLowerCase() === 'identity' ? null : header;
+  };
+  const parseBody = (request: FastifyRequest, body: Buffer, done: (err: Error | null, body?: unknown) => void) => {
+    const encoded = body.length > 0 ? coding(request) : null;
+    if (encoded !== null) {
+      done(null, unsupported(request, body, `Content-Encoding ${encoded} is not accepted: send the body uncompressed`));
+      return;
+    }
+    parseUtf8Json(request, body, done);
+  };
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) =>
-    parseUtf8Json(request, body as Buffer, done),
+    parseBody(request, body as Buffer, done),
   );
   app.addContentTypeParser('application/merge-patch+json', { parseAs: 'buffer' }, (request, body, done) => {
     if (request.method !== 'PATCH' && (body as Buffer).length === 0) {
@@ -309,7 +323,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       done(null, unsupported(request, body as Buffer, 'application/merge-patch+json is accepted on PATCH only'));
       return;
     }
-    parseUtf8Json(request, body as Buffer, done);
+    parseBody(request, body as Buffer, done);
   });
   // Any other media type is 415, but an empty body is no body whatever its Content-Type says
   // (a DELETE, a restore or a sync sent by a client that labels every request).
