@@ -167,6 +167,23 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
         code: 'validation_failed',
         path: `/${titleField}`,
       },
+      // Required text that shows nothing: spaces, or invisible characters (a zero-width space, a BOM).
+      {
+        name: 'a title of spaces, on create',
+        method: 'POST',
+        body: { [titleField]: ' \t\u00a0\u3000 ' },
+        status: 400,
+        code: 'validation_failed',
+        path: `/${titleField}`,
+      },
+      {
+        name: 'a title of invisible characters, on patch',
+        method: 'PATCH',
+        body: { [titleField]: '\u200b\ufeff\u0001' },
+        status: 400,
+        code: 'validation_failed',
+        path: `/${titleField}`,
+      },
       {
         name: 'too long a title',
         method: 'PATCH',

@@ -18,7 +18,7 @@ export const errorRegistry = {
   validation_failed: {
     status: 400,
     title: 'Validation failed',
-    when: 'A field value breaks its declared type, bounds, pattern or enum, a required field is missing or null, a text holds U+0000 or a lone surrogate (`invalid_text`), or a cross-field rule fails. `errors[]` names each field.',
+    when: 'A field value breaks its declared type, bounds, pattern or enum, a required field is missing or null, a text holds U+0000 or a lone surrogate (`invalid_text`), a text that must not be empty (a title, a name, a tag) shows nothing but spaces or invisible characters (`blank`), or a cross-field rule fails. `errors[]` names each field.',
   },
   unknown_field: {
     status: 400,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { nestsDeeperThan } from './validation.js';
+import { stringList, text } from './fields.js';
+import { checkField, nestsDeeperThan } from './validation.js';
 
 describe('nestsDeeperThan', () => {
   it.each([
@@ -14,5 +15,32 @@ describe('nestsDeeperThan', () => {
     ['[1],[2],[3]', 1, false],
   ] as const)('%s deeper than %i: %s', (text, max, deeper) => {
     expect(nestsDeeperThan(text, max)).toBe(deeper);
+  });
+});
+
+describe('checkField: text that must not be empty shows a character', () => {
+  const title = text({ required: true, minLength: 1, maxLength: 200 });
+  const note = text({ maxLength: 200 });
+  const tags = stringList({ maxItems: 32, itemMinLength: 1, itemMaxLength: 64 });
+
+  it.each([' ', '\t\r\n', '\u00a0\u2003\u3000', '\u200b\ufeff', '\u0001\u001f\u007f'])(
+    'refuses %j as a title, naming it (blank)',
+    (value) => {
+      expect(checkField('title', title, value)).toEqual([
+        { path: '/title', code: 'blank', message: 'title: must show a character, not only spaces or invisible ones' },
+      ]);
+    },
+  );
+
+  it.each(['x', '  a  ', '🙂', '\u200bx', '·'])('takes %j as a title', (value) => {
+    expect(checkField('title', title, value)).toEqual([]);
+  });
+
+  it('leaves text that may be empty alone, and names a blank tag by its index', () => {
+    expect(checkField('note', note, '   ')).toEqual([]);
+    expect(checkField('tags', tags, ['growth', ' '])).toEqual([
+      { path: '/tags/1', code: 'blank', message: 'tags/1: must show a character, not only spaces or invisible ones' },
+    ]);
+    expect(checkField('tags', tags, ['growth', 'q4 '])).toEqual([]);
   });
 });

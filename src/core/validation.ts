@@ -118,6 +118,25 @@ function unstorableText(value: unknown, path: string): string | null {
   return null;
 }
 
+/** A character a person can see: not white space, a control or a format character (U+200B, U+FEFF). */
+const VISIBLE = /[^\p{White_Space}\p{Cc}\p{Cf}]/u;
+
+/**
+ * The JSON Pointer of a text that must not be empty (minLength 1: a title, a name, a tag) but
+ * shows nothing, "   " or "\u200b"; null when there is none. Such a title passed its length.
+ */
+function blankText(schema: unknown, value: unknown, path: string): string | null {
+  const s = schema as { minLength?: number; items?: unknown };
+  if (typeof value === 'string') return (s.minLength ?? 0) >= 1 && !VISIBLE.test(value) ? path : null;
+  if (Array.isArray(value) && s.items !== undefined) {
+    for (let i = 0; i < value.length; i++) {
+      const bad = blankText(s.items, value[i], `${path}/${i}`);
+      if (bad !== null) return bad;
+    }
+  }
+  return null;
+}
+
 /** Checks one value against a field; answers field errors with JSON Pointer paths. */
 export function checkField(name: string, field: AnyField, value: unknown): FieldError[] {
   if (value === null) {
@@ -126,9 +145,14 @@ export function checkField(name: string, field: AnyField, value: unknown): Field
   const c = checker(field.schema);
   if (c.Check(value)) {
     const bad = unstorableText(value, `/${name}`);
-    if (bad === null) return [];
-    const message = `${bad.slice(1)}: text must be valid Unicode without the NUL character (U+0000) or a lone surrogate`;
-    return [{ path: bad, code: 'invalid_text', message }];
+    if (bad !== null) {
+      const message = `${bad.slice(1)}: text must be valid Unicode without the NUL character (U+0000) or a lone surrogate`;
+      return [{ path: bad, code: 'invalid_text', message }];
+    }
+    const blank = blankText(field.schema, value, `/${name}`);
+    if (blank === null) return [];
+    const message = `${blank.slice(1)}: must show a character, not only spaces or invisible ones`;
+    return [{ path: blank, code: 'blank', message }];
   }
   const all = [...c.Errors(value)];
   if (all.length === 0) return [{ path: `/${name}`, code: 'invalid', message: `${name} is invalid` }];
