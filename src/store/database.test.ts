@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
@@ -68,6 +68,36 @@ describe('SQLite reads on the second connection', () => {
     other.prepare('INSERT INTO t (n) VALUES (4)').run();
     await turn();
     expect(numbers()).toEqual([4]);
+  });
+});
+
+describe('a SQLite read that meets a damaged page', () => {
+  it('fails alone: the process goes on, and the next read opens a fresh connection', async () => {
+    const { store, file } = tempStore();
+    const exec = store.exec as NonNullable<Store['exec']>;
+    exec('CREATE TABLE t (n INTEGER PRIMARY KEY, pad TEXT)', []);
+    exec('CREATE TABLE u (n INTEGER PRIMARY KEY)', []);
+    exec('INSERT INTO u (n) VALUES (7)', []);
+    for (let i = 0; i < 400; i++) exec('INSERT INTO t (n, pad) VALUES (?, ?)', [i, 'x'.repeat(100)]);
+    // Into the file itself, where the reader's fresh connection reads it.
+    exec('PRAGMA wal_checkpoint(TRUNCATE)', []);
+    const [{ page_size: pageSize }] = exec('PRAGMA page_size', []).rows as { page_size: number }[];
+    const [{ rootpage }] = exec("SELECT rootpage FROM sqlite_master WHERE name = 't'", []).rows as {
+      rootpage: number;
+    }[];
+    const fd = openSync(file, 'r+');
+    writeSync(fd, Buffer.alloc(pageSize, 0xff), 0, pageSize, (rootpage - 1) * pageSize);
+    closeSync(fd);
+    const read = store.read as NonNullable<Store['read']>;
+    expect(() => read('SELECT count(*) AS c FROM t', [])).toThrow(/malformed|corrupt/i);
+    // The snapshot ends at the end of the turn (a COMMIT that SQLite had made impossible), and
+    // before a write: neither throws.
+    await turn();
+    expect(read('SELECT n FROM u', [])).toEqual([{ n: 7 }]);
+    expect(() => read('SELECT count(*) AS c FROM t', [])).toThrow(/malformed|corrupt/i);
+    exec('INSERT INTO u (n) VALUES (8)', []);
+    expect(read('SELECT n FROM u ORDER BY n', [])).toEqual([{ n: 7 }, { n: 8 }]);
+    await turn();
   });
 });
 

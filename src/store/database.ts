@@ -265,7 +265,17 @@ function openSqlite(file: string, options: StoreOptions): Store {
   const endRead = () => {
     if (!snapshot) return;
     snapshot = false;
-    reader?.prepare('COMMIT').run();
+    try {
+      reader?.prepare('COMMIT').run();
+    } catch {
+      // A read that failed on a damaged page or an I/O error ended SQLite's transaction with it,
+      // so there is none to commit. Thrown here (a timer, or before a write) it would end the
+      // process for every tenant; that read already answered 500. The next read opens anew.
+      try {
+        reader?.close();
+      } catch {}
+      reader = null;
+    }
   };
   const statements = cachingStatements(database, 500, endRead);
   const db = new Kysely({
