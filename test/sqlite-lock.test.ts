@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import SQLite from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { mintToken } from '../src/core/auth.js';
 import { ManualClock } from '../src/core/clock.js';
 import { buildApp } from '../src/http/app.js';
@@ -89,7 +89,14 @@ describe('SQLite: a disk that is full', () => {
   it('answers writes 503 with Retry-After, stores nothing of them, and takes writes again once there is room', async () => {
     const fresh = await freshStore('sqlite');
     const config = testConfig();
-    const app = await buildApp({ config, store: fresh.store, clock: new ManualClock(T0) });
+    const lines: { level: number; repeated?: number; err?: { stack?: string } }[] = [];
+    const app = await buildApp({
+      config,
+      store: fresh.store,
+      clock: new ManualClock(T0),
+      logger: 'error',
+      logStream: { write: (line: string) => void lines.push(JSON.parse(line)) },
+    });
     try {
       const token = await mintToken({ secret: config.jwtSecret, tenant: 'acme', sub: 'usr-full', ttl: '1d', now: T0 });
       const call = (method: string, url: string, o: Parameters<typeof injectAs>[4] = {}) =>
@@ -118,9 +125,33 @@ describe('SQLite: a disk that is full', () => {
       const listed = await call('GET', '/api/v1/okr/objectives?limit=200');
       expect(listed.status).toBe(200);
       expect((listed.body.data as unknown[]).length).toBe(created);
+      // Logged as an error, with its stack, once per 10 s however many writes it refuses; the
+      // next line says how many there were meanwhile. (A refused batch frees its pages, so a
+      // write can land between refusals: counted by answer.)
+      const start = Date.now() + 3_600_000;
+      vi.useFakeTimers({ toFake: ['Date'], now: start });
+      lines.length = 0;
+      const refusals = async (n: number) => {
+        let seen = 0;
+        for (let i = 0; i < 100 && seen < n; i++) {
+          if ((await call('POST', '/api/v1/okr/objectives', { body: body(500 + i) })).status === 503) seen++;
+        }
+        return seen;
+      };
+      expect(await refusals(5)).toBe(5);
+      const faults = () => lines.filter((l) => l.level === 50);
+      expect(faults()).toHaveLength(1);
+      expect(faults()[0]?.err?.stack).toMatch(/full/);
+      vi.setSystemTime(start + 10_000);
+      expect(await refusals(1)).toBe(1);
+      // (The first line counts the refusals of the rounds above, in their own 10 s.)
+      expect(faults().map((l) => l.repeated)[1]).toBe(4);
+      expect(faults()).toHaveLength(2);
+      vi.useRealTimers();
       exec('PRAGMA max_page_count = 1073741823', []);
       expect((await call('POST', '/api/v1/okr/objectives', { body: body(999) })).status).toBe(201);
     } finally {
+      vi.useRealTimers();
       await app.close();
       await fresh.store.close();
       await fresh.drop();

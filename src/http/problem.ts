@@ -173,6 +173,33 @@ export function asApiError(err: unknown): ApiError {
   return new ApiError('internal_error', 'An unexpected error occurred');
 }
 
+/** How often one fault an operator must act on is logged whole (with its stack). */
+export const OPERATOR_ERROR_EVERY_MS = 10_000;
+/** Per server (an app), so that one's faults do not quiet another's log. */
+const operatorErrors = new WeakMap<object, Map<string, { at: number; repeated: number }>>();
+
+/**
+ * Logs a fault an operator must act on (a full disk, an unmigrated schema) with its stack, once
+ * per OPERATOR_ERROR_EVERY_MS for the same fault: the next line says how many answers it was
+ * (`repeated`). Under load a full disk answered every write with a stack of its own, ~1 MB of
+ * log a second, onto the disk that was full. Each answer keeps its request line (status 503).
+ */
+function logOperatorError(request: FastifyRequest, cause: unknown, message: string): void {
+  const key = `${message}\u0000${(cause as Error | undefined)?.message ?? String(cause)}`;
+  const now = Date.now();
+  let logged = operatorErrors.get(request.server);
+  if (!logged) operatorErrors.set(request.server, (logged = new Map()));
+  const seen = logged.get(key);
+  if (seen && now - seen.at < OPERATOR_ERROR_EVERY_MS) {
+    seen.repeated++;
+    return;
+  }
+  request.log.error({ err: cause, ...(seen?.repeated ? { repeated: seen.repeated } : {}) }, message);
+  // Faults are few (a full disk, a missing table): the map stays small, and is bounded anyway.
+  if (logged.size >= 100 && !seen) logged.clear();
+  logged.set(key, { at: now, repeated: 0 });
+}
+
 /** The one place an error becomes an HTTP answer. */
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
   const apiError = asApiError(err);
@@ -190,7 +217,7 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: u
   // migrated yet, or a bug), logged as one; the answer says 503 as /readyz does.
   // So is storage that cannot take writes (a full disk): retrying clients cannot fix it.
   else if (isUnmigrated(apiError.cause) || isStorageFault(apiError.cause)) {
-    request.log.error({ err: apiError.cause }, apiError.message);
+    logOperatorError(request, apiError.cause, apiError.message);
   }
   // A 503 with a known cause (a JWKS that cannot be fetched) says it in the log, once per answer.
   else if (apiError.code === 'service_unavailable' && apiError.cause !== undefined) {
