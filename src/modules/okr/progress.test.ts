@@ -86,9 +86,44 @@ describe('progressPct', () => {
       100,
     ],
     ['threshold decrease, not met', { metric_type: 'threshold', target: 200, current: 250, direction: 'decrease' }, 0],
+    // Halves of the decimals as written, where doubles fall just short (612.55 − 512.08 is
+    // 100.46999999999997): 100.47 of 200 is 50.235 → 50.24.
+    ['a half of decimals as written', { baseline: 512.08, target: 712.08, current: 612.55 }, 50.24],
+    ['a half of currency', { metric_type: 'currency', baseline: 20197.87, target: 20597.87, current: 20423.17 }, 56.33],
+    ['a half at the low end', { baseline: 0.2, target: 200.2, current: 0.21 }, 0.01],
+    ['a half, decreasing', { baseline: 712.08, target: 512.08, current: 611.61, direction: 'decrease' }, 50.24],
+    // 100 only once the target is met: within 0.005% of it is 99.99.
+    ['a hair short of the target', { target: 1_000_000, current: 999_950 }, 99.99],
+    ['a hair short, decreasing', { baseline: 1000, target: 0, current: 0.04, direction: 'decrease' }, 99.99],
+    ['short by a double', { target: 0.30000000000000004, current: 0.3 }, 99.99],
+    ['just met', { target: 0.30000000000000004, current: 0.30000000000000004 }, 100],
   ];
   it.each(cases)('%s', (_name, o, expected) => {
     expect(progressPct(kr(o))).toBe(expected);
+  });
+
+  it('equals the rounding of the exact decimal ratio on 20,000 random two-decimal key results', () => {
+    let seed = 11;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const cents = () => Math.round((random() - 0.5) * 2e8) / 100;
+    for (let i = 0; i < 20_000; i++) {
+      const [baseline, target, current] = [cents(), cents(), cents()];
+      if (baseline === target) continue;
+      const direction = target < baseline ? 'decrease' : 'increase';
+      // In cents, exactly: (current − baseline) / (target − baseline) in hundredths of a percent.
+      const [c, b, t] = [current, baseline, target].map((x) => BigInt(Math.round(x * 100)));
+      let [num, den] = [(c as bigint) - (b as bigint), (t as bigint) - (b as bigint)];
+      if (den < 0n) [num, den] = [-num, -den];
+      const met = num >= den;
+      const q = num <= 0n ? 0n : (num * 10_000n) / den + (2n * ((num * 10_000n) % den) >= den ? 1n : 0n);
+      const expected = met ? 100 : Math.min(99.99, num <= 0n ? 0 : Number(q) / 100);
+      expect(progressPct(kr({ baseline, target, current, direction })), `${baseline} → ${target} at ${current}`).toBe(
+        expected,
+      );
+    }
   });
 });
 

@@ -38,14 +38,49 @@ export function isMet(m: Measure): boolean {
   return m.direction === 'decrease' ? m.current <= m.target : m.current >= m.target;
 }
 
+/** A number as the decimal it is written as (its shortest form): integer digits and a scale. */
+function asDecimal(x: number): { digits: bigint; scale: number } {
+  const [mantissa = '0', exp = '0'] = String(x).split('e');
+  const [whole = '0', fraction = ''] = mantissa.split('.');
+  const scale = fraction.length - Number(exp);
+  const digits = BigInt(whole + fraction);
+  return scale >= 0 ? { digits, scale } : { digits: digits * 10n ** BigInt(-scale), scale: 0 };
+}
+
 /**
- * progress_pct: linear types move from baseline (0) to target (100), clamped to 0–100;
- * target == baseline is 100 if met else 0; milestone and threshold are 0 or 100.
+ * (current − baseline) / (target − baseline) × 100 to two decimals, half away from zero, on the
+ * decimals as written: 100.47 of 200 is 50.235 → 50.24, where doubles read 612.55 − 512.08 as
+ * 100.46999999999997 (→ 50.23). Inside (0, 100) exclusive.
+ */
+function exactPct(current: number, baseline: number, target: number): number {
+  const [c, b, t] = [asDecimal(current), asDecimal(baseline), asDecimal(target)];
+  const scale = Math.max(c.scale, b.scale, t.scale);
+  const at = (d: { digits: bigint; scale: number }) => d.digits * 10n ** BigInt(scale - d.scale);
+  let num = at(c) - at(b);
+  let den = at(t) - at(b);
+  if (den < 0n) [num, den] = [-num, -den];
+  const hundredths = num * 10_000n;
+  const q = hundredths / den;
+  return Number(2n * (hundredths % den) >= den ? q + 1n : q) / 100;
+}
+
+/**
+ * progress_pct: linear types move from baseline (0) to target (100), clamped to 0–100 and
+ * rounded half away from zero to two decimals, on the values as written; 100 only once the
+ * target is met (99.995–99.999…% of the way reads 99.99, as the target is not reached: the seed's
+ * "the value the metric must reach for this KeyResult to be considered achieved"). target ==
+ * baseline is 100 if met else 0; milestone and threshold are 0 or 100.
  */
 export function progressPct(m: Measure): number {
   if (!LINEAR_TYPES.includes(m.metric_type) || m.target === m.baseline) return isMet(m) ? 100 : 0;
+  if (isMet(m)) return 100;
   const raw = ((m.current - m.baseline) / (m.target - m.baseline)) * 100;
-  return roundHalfAwayFromZero(Math.min(100, Math.max(0, raw)));
+  if (!(raw > 0)) return 0;
+  // Far from a rounding edge (nearly always), the double's rounding is the decimal's.
+  const scaled = raw * 100;
+  const frac = scaled - Math.floor(scaled);
+  const pct = Math.abs(frac - 0.5) > 1e-6 ? Math.round(scaled) / 100 : exactPct(m.current, m.baseline, m.target);
+  return Math.min(pct, 99.99);
 }
 
 /**
