@@ -261,6 +261,9 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       ['a title of 201 emoji', { target: 1, title: '🎯'.repeat(201) }, '/title'],
       ['an empty tag', { target: 1, tags: [''] }, '/tags/0'],
       ['a negative weight', { target: 1, weight: -0.5 }, '/weight'],
+      // Below it, the objective's weighted sums underflow (33.33 rolled up as 33).
+      ['a weight below 0.000001', { target: 1, weight: 5e-324 }, '/weight'],
+      ['a blank tag', { target: 1, tags: ['growth', ' \u200b'] }, '/tags/1'],
       ['a connector source without a connector', { target: 1, data_source: 'connector' }, '/connector_id'],
       ['a query on a manual key result', { target: 1, query: 'kr("x")' }, '/query'],
       ['an unknown metric type', { target: 1, metric_type: 'vibes' }, '/metric_type'],
@@ -274,6 +277,14 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect(res.status).toBe(400);
       expect((res.body.errors as { path: string }[]).map((e) => e.path)).toContain(path);
       expect(await countRows(t, kr)).toBe(before);
+    });
+
+    it('takes the smallest weight, 0.000001, and rolls a lone key result of it up as its own progress', async () => {
+      const o = await objective();
+      const res = await post({ objective_id: o, title: 'light', target: 3, current: 1, weight: 0.000001 });
+      expect([res.status, res.body.progress_pct]).toEqual([201, 33.33]);
+      const parent = await t.call('GET', `/api/v1/okr/objectives/${o}`, { token });
+      expect(parent.body.progress_pct).toBe(33.33);
     });
 
     it('counts lengths in characters, not UTF-16 code units: 64 emoji make a 64-character tag', async () => {

@@ -25,6 +25,9 @@ import { computeStatus, cycleSpan } from './status.js';
 import { scheduleSweep } from './sweep.js';
 import { queryReads, snapshots, statusSweep } from './tables.js';
 
+/** The smallest positive weight (0 leaves a key result out of its objective's progress). */
+export const MIN_WEIGHT = 0.000001;
+
 /** What derive() computed for the write in flight, for afterWrite() (same transaction). */
 const pending = new WeakMap<Doc, { expiresAt: number | null; snapshot: Snapshot | null }>();
 
@@ -281,6 +284,16 @@ export const keyResults = defineResource({
           path: '/direction',
           code: 'inconsistent',
           message: `direction ${m.direction} contradicts baseline ${m.baseline} → target ${m.target}`,
+        });
+      }
+      // Weights are relative, and a positive one this small (a subnormal 5e-324) underflowed in
+      // the objective's weighted sums: a lone key result at 33.33 rolled up as 33.
+      const weight = doc.weight as number;
+      if (ctx.input?.weight !== undefined && weight > 0 && weight < MIN_WEIGHT) {
+        errors.push({
+          path: '/weight',
+          code: 'out_of_range',
+          message: `weight is 0 (left out of the objective's progress) or at least ${MIN_WEIGHT}`,
         });
       }
       if (doc.data_source === 'connector' && doc.connector_id === null) {
