@@ -143,6 +143,22 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       current: 3,
     });
     expect([own.status, (own.body.errors as Doc[])[0].path]).toEqual([400, '/current']);
+    // A manual key result switched to a connector that has read nothing yet reads its baseline
+    // until the first read: the value a person entered is not the connector's.
+    const fresh = await connector();
+    const manual = await call('POST', kr.basePath, {
+      objective_id: objectiveId,
+      title: 'was manual',
+      baseline: 10,
+      target: 100,
+      current: 50,
+    });
+    const switched = await call('PATCH', `${kr.basePath}/${manual.body.id}`, {
+      data_source: 'connector',
+      connector_id: fresh.id,
+    });
+    expect([switched.status, switched.body.current, switched.body.progress_pct]).toEqual([200, 10, 0]);
+    expect((switched.body.history as Doc[]).map((h) => h.value)).toEqual([50, 10]);
     // Filterable by its connector.
     const list = await get(`${kr.basePath}?connector_id=${c.id}`);
     expect(list.data as Doc[]).toHaveLength(3);

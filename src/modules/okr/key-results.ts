@@ -350,14 +350,15 @@ export const keyResults = defineResource({
         const value = await queryValue(tx, tenantId, doc);
         if (value !== null) doc.current = value;
       }
-      // A key result a connector starts to feed takes the last value it read (the reference
-      // check has read the connector already).
+      // A key result a connector starts to feed takes the last value it read, else its baseline
+      // until the first read (the reference check has read the connector already): the value a
+      // person entered before is not the connector's.
       if (
         doc.data_source === 'connector' &&
         (doc.connector_id !== before?.connector_id || before?.data_source !== 'connector')
       ) {
         const feed = await tx.peek(connectors, tenantId, doc.connector_id as string);
-        if (typeof feed?.last_value === 'number') doc.current = feed.last_value;
+        doc.current = typeof feed?.last_value === 'number' ? feed.last_value : doc.baseline;
       }
       const m = doc as unknown as Measure;
       doc.progress_pct = progressPct(m);
