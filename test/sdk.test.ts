@@ -20,6 +20,7 @@ import {
   operationRoute,
   PermissionDeniedError,
   PreconditionFailedError,
+  PreconditionRequiredError,
   RateLimitError,
   UnprocessableEntityError,
 } from '../src/client/index.js';
@@ -580,6 +581,23 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     expect((unavailable as InternalServerError).retryAfter).toBeGreaterThan(3590);
     expect((unavailable as InternalServerError).retryAfter).toBeLessThanOrEqual(3600);
     expect(sent).toHaveLength(1);
+  });
+
+  it('a server that requires If-Match answers a write without ifVersion with PreconditionRequiredError', async () => {
+    const strict = await testApp(kind, { requireIfMatch: true });
+    try {
+      await strict.app.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = strict.app.server.address() as { port: number };
+      const api = createClient({ baseUrl: `http://127.0.0.1:${port}`, token: await strict.token() });
+      const objective = await api.okr.objectives.create({ title: 'strict' });
+      const err = await api.okr.objectives.update(objective.id, { title: 'no lock' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PreconditionRequiredError);
+      expect([(err as APIError).status, (err as APIError).code]).toEqual([428, 'precondition_required']);
+      const locked = await api.okr.objectives.update(objective.id, { title: 'locked' }, { ifVersion: 1 });
+      expect(locked.version).toBe(2);
+    } finally {
+      await strict.close();
+    }
   });
 
   it('If-Match: of two writers at the same version, the second gets PreconditionFailedError', async () => {

@@ -116,6 +116,10 @@ export class ConflictError extends APIError {
 export class PreconditionFailedError extends APIError {
   override name = 'PreconditionFailedError';
 }
+/** 428: the server requires `If-Match` (`EDM_REQUIRE_IF_MATCH`) and the write sent none: give `ifVersion`. */
+export class PreconditionRequiredError extends APIError {
+  override name = 'PreconditionRequiredError';
+}
 /** 422: a reference names no live resource, or an idempotency key was reused for another request. */
 export class UnprocessableEntityError extends APIError {
   override name = 'UnprocessableEntityError';
@@ -157,5 +161,6 @@ const STATUS_CLASSES: Record<number, ErrorClass> = {
   409: ConflictError,
   412: PreconditionFailedError,
   422: UnprocessableEntityError,
+  428: PreconditionRequiredError,
   429: RateLimitError,
 };

@@ -14,6 +14,7 @@ export {
   NotFoundError,
   PermissionDeniedError,
   PreconditionFailedError,
+  PreconditionRequiredError,
   type Problem,
   RateLimitError,
   UnprocessableEntityError,
