@@ -19,9 +19,9 @@ describe('nestsDeeperThan', () => {
 });
 
 describe('checkField: text that must not be empty shows a character', () => {
-  const title = text({ required: true, minLength: 1, maxLength: 200 });
-  const note = text({ maxLength: 200 });
-  const tags = stringList({ maxItems: 32, itemMinLength: 1, itemMaxLength: 64 });
+  const title = text({ notes: 'A title.', required: true, minLength: 1, maxLength: 200 });
+  const note = text({ notes: 'A note.', maxLength: 200 });
+  const tags = stringList({ notes: 'Tags.', maxItems: 32, itemMinLength: 1, itemMaxLength: 64 });
 
   it.each([' ', '\t\r\n', '\u00a0\u2003\u3000', '\u200b\ufeff', '\u0001\u001f\u007f'])(
     'refuses %j as a title, naming it (blank)',

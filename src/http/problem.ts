@@ -188,7 +188,10 @@ function logOperatorError(request: FastifyRequest, cause: unknown, message: stri
   const key = `${message}\u0000${(cause as Error | undefined)?.message ?? String(cause)}`;
   const now = Date.now();
   let logged = operatorErrors.get(request.server);
-  if (!logged) operatorErrors.set(request.server, (logged = new Map()));
+  if (!logged) {
+    logged = new Map();
+    operatorErrors.set(request.server, logged);
+  }
   const seen = logged.get(key);
   if (seen && now - seen.at < OPERATOR_ERROR_EVERY_MS) {
     seen.repeated++;
