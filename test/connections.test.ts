@@ -234,6 +234,8 @@ describe.each(storeKinds)('/readyz on %s', (kind) => {
     try {
       const res = await app.inject('/readyz');
       expect([res.statusCode, res.json()]).toEqual([503, { status: 'unavailable', store: kind }]);
+      // Retry-After as the requests' (below): the schema waits for an operator.
+      expect(res.headers['retry-after']).toBe('5');
       // Requests meanwhile are 503 too, saying what is missing (a 500 before), and write nothing.
       const token = await mintToken({ secret: testConfig().jwtSecret, tenant: 'acme', sub: USER_A });
       for (const [method, url, payload] of [

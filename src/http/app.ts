@@ -28,7 +28,7 @@ import { registerManifestRoute } from './manifest.js';
 import { registerMetrics } from './metrics.js';
 import { registerOpenApiRoute } from './openapi.js';
 import { playground } from './playground.js';
-import { answerClientError, PROBLEM_TYPE, sendProblem, toProblem } from './problem.js';
+import { answerClientError, isUnmigrated, PROBLEM_TYPE, sendProblem, toProblem } from './problem.js';
 import { problemDocs } from './problem-docs.js';
 import { parseQueryString } from './querystring.js';
 import { RATE_LIMIT_HEADERS, RateLimiter, rateLimitKey } from './rate-limit.js';
@@ -531,8 +531,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           : [];
       await Promise.race([schemaProbe.execute(store.db), ...deadline]);
       return { status: 'ready', store: store.kind };
-    } catch {
-      return reply.code(503).header('retry-after', '1').send({ status: 'unavailable', store: store.kind });
+    } catch (err) {
+      // As a request's 503 says: a schema not in place waits for an operator (5 s), an outage
+      // is retried sooner (1 s).
+      const retryAfter = isUnmigrated(err) ? '5' : '1';
+      return reply.code(503).header('retry-after', retryAfter).send({ status: 'unavailable', store: store.kind });
     } finally {
       clearTimeout(timer);
     }
