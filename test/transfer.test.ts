@@ -682,6 +682,37 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     expect(await importRows(opts('copy'), { json: doc })).toMatchObject({ KeyResult: 9 });
   });
 
+  it('restores rows an earlier build took under its own rules: a blank title and tag, a tiny weight, 60 headers', async () => {
+    const token = await t.token({ tenant: 'source' });
+    const feed = await t.call('POST', '/api/v1/okr/connectors', {
+      token,
+      body: { name: 'feed', kind: 'http_json', config: { url: 'https://example.com/m', pointer: '/v' } },
+    });
+    expect(feed.status, feed.raw).toBe(201);
+    const { doc } = await exported('source');
+    const headers = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`x-h${i}`, 'v']));
+    Object.assign(doc.resources.Objective[0], { title: '   ', tags: ['ok', '\u200b'] });
+    Object.assign(doc.resources.KeyResult[0], { weight: 5e-324 });
+    Object.assign(doc.resources.Connector[0], { config: { ...(doc.resources.Connector[0].config as Doc), headers } });
+    expect(await importRows(opts('restored'), { json: doc })).toMatchObject({
+      Objective: 4,
+      KeyResult: 9,
+      Connector: 1,
+    });
+    const objective = (await list('restored', 'objectives')).find((o) => o.title === '   ');
+    expect(objective?.tags).toEqual(['ok', '\u200b']);
+    expect((await list('restored', 'key-results')).map((k) => k.weight)).toContain(5e-324);
+    const [connector] = await list('restored', 'connectors');
+    expect(Object.keys((connector.config as Doc).headers as Doc)).toHaveLength(60);
+    // The API still refuses such values in a write of its own.
+    const restored = await t.token({ tenant: 'restored' });
+    const refused = await t.call('PATCH', `/api/v1/okr/objectives/${objective?.id}`, {
+      token: restored,
+      body: { title: ' ' },
+    });
+    expect([refused.status, (refused.body.errors as Doc[])[0]?.code]).toEqual([400, 'blank']);
+  });
+
   it("leaves each status as of the import's now, where the file's rows had theirs as of their last write", async () => {
     const { doc } = await exported('source');
     // The file's statuses are as of NOW; imported 30 days later, the milestone without progress

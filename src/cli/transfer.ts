@@ -51,6 +51,8 @@ function engineFor(o: TransferOptions, clock = new ManualClock(Date.now())): { e
       cursors,
       keys: new ServerKeys(o.secretKey),
       requireIfMatch: false,
+      // An import restores rows an earlier build may have written under its own rules.
+      restoring: true,
     }),
     cursors,
   };

@@ -93,6 +93,13 @@ export interface HookContext {
   event: WriteEvent | null;
   /** The keys EDM_SECRET_KEY derives (a signed URL a document shows). */
   keys: ServerKeys;
+  /**
+   * The write restores a row another build wrote (`edm import`): a rule added since, for values
+   * an earlier build took (a blank title, a weight below 0.000001, over 50 connector headers), is
+   * not applied to it, so a backup taken before an upgrade restores after it. Rules of storage
+   * (U+0000, lengths, types) still are.
+   */
+  restoring?: boolean;
 }
 
 /** What an upgrade on read may use beside the document: the keys a signed URL it shows needs. */

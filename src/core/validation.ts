@@ -137,8 +137,11 @@ function blankText(schema: unknown, value: unknown, path: string): string | null
   return null;
 }
 
-/** Checks one value against a field; answers field errors with JSON Pointer paths. */
-export function checkField(name: string, field: AnyField, value: unknown): FieldError[] {
+/**
+ * Checks one value against a field; answers field errors with JSON Pointer paths. `restoring`:
+ * a row another build wrote (HookContext.restoring) may hold blank text.
+ */
+export function checkField(name: string, field: AnyField, value: unknown, restoring = false): FieldError[] {
   if (value === null) {
     return field.required ? [{ path: `/${name}`, code: 'required', message: `${name} must not be null` }] : [];
   }
@@ -149,7 +152,7 @@ export function checkField(name: string, field: AnyField, value: unknown): Field
       const message = `${bad.slice(1)}: text must be valid Unicode without the NUL character (U+0000) or a lone surrogate`;
       return [{ path: bad, code: 'invalid_text', message }];
     }
-    const blank = blankText(field.schema, value, `/${name}`);
+    const blank = restoring ? null : blankText(field.schema, value, `/${name}`);
     if (blank === null) return [];
     const message = `${blank.slice(1)}: must show a character, not only spaces or invisible ones`;
     return [{ path: blank, code: 'blank', message }];
@@ -339,7 +342,7 @@ export function validateDocument(resource: Resource, doc: Doc, before: Doc | nul
     // A value the write leaves as stored is not the caller's to answer for: a row stored under
     // older rules (a lone surrogate an earlier version took) still takes a check-in or a rename.
     if (before && value === (before[name] ?? null)) continue;
-    errors.push(...checkField(name, field, value));
+    errors.push(...checkField(name, field, value, ctx.restoring));
   }
   if (errors.length === 0 && resource.hooks?.validate) errors.push(...resource.hooks.validate(doc, before, ctx));
   if (errors.length) throw fieldError('validation_failed', errors);

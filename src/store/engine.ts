@@ -62,6 +62,8 @@ export interface EngineOptions {
   outbound?: OutboundPolicy;
   /** EDM_REQUIRE_IF_MATCH: writes without If-Match or a body `version` are 428. */
   requireIfMatch: boolean;
+  /** Writes restore rows another build wrote (`edm import`; see HookContext.restoring). */
+  restoring?: boolean;
 }
 
 /** Preconditions of a write: the versions an `If-Match` names (`any` for `*`), or null without one. */
@@ -1449,7 +1451,15 @@ export class Engine {
     input: Doc | null,
     event: WriteEvent | null,
   ): HookContext {
-    return { principal, now: this.clock.now(), op, input, event, keys: this.options.keys };
+    return {
+      principal,
+      now: this.clock.now(),
+      op,
+      input,
+      event,
+      keys: this.options.keys,
+      ...(this.options.restoring ? { restoring: true } : {}),
+    };
   }
 
   private checkPreconditions(current: Doc, cond: WriteConditions, bodyVersion: unknown): void {

@@ -43,12 +43,12 @@ const ConfigSchema = Type.Object(
       Type.String({ maxLength: 500, description: 'http_json: a JSON Pointer (RFC 6901) to the number.' }),
     ),
     headers: Type.Optional(
-      // The key's maxLength is not kept by a Record's schema: propertyNames says it (and the
-      // resource's validate hook checks each name), maxProperties bounds how many.
+      // The key's maxLength is not kept by a Record's schema: propertyNames says it. The
+      // resource's validate hook checks each name and the count (not maxProperties, which the
+      // compiled schema would apply to a restored row too: HookContext.restoring).
       Type.Record(Type.String({ maxLength: 100 }), Type.String({ maxLength: 2000 }), {
-        description: 'http_json: extra request headers (the secret goes as a bearer token).',
+        description: 'http_json: extra request headers (the secret goes as a bearer token), at most 50.',
         propertyNames: { maxLength: 100 },
-        maxProperties: 50,
       }),
     ),
     query: Type.Optional(
@@ -67,8 +67,11 @@ function parsesAsPostgresUrl(secret: string): boolean {
   }
 }
 
-/** An HTTP header name (RFC 9110 token), of 100 characters at most (as the config's schema says). */
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$/;
+/** An HTTP header name (RFC 9110 token). */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** How many headers a connector sends, and how long a name is, at most (as the config's schema says). */
+const MAX_HEADERS = 50;
+const MAX_HEADER_NAME = 100;
 /** A header value Node sends as is: visible Latin-1 and inner spaces or tabs, no line breaks. */
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const HEADER_VALUE_TEXT = 'a header value is visible Latin-1 text without line breaks';
@@ -391,7 +394,7 @@ export const connectors = defineResource({
     async derive(doc, _before, ctx) {
       if (doc.kind === 'webhook') doc.webhook_url = webhookUrl(ctx.keys, doc);
     },
-    validate(doc, before) {
+    validate(doc, before, ctx) {
       const errors: FieldError[] = [];
       const config = (doc.config ?? {}) as Doc;
       const newSecret = !before || doc.secret !== before.secret;
@@ -426,13 +429,25 @@ export const connectors = defineResource({
         // What the write sets (a connector stored under earlier rules still takes a rename).
         const headers =
           before && doc.config === before.config ? {} : ((config.headers ?? {}) as Record<string, string>);
+        // Bounds added after rows could hold more: a restored row keeps what it held.
+        const bounded = !ctx.restoring;
+        if (bounded && Object.keys(headers).length > MAX_HEADERS) {
+          errors.push({
+            path: '/config/headers',
+            code: 'too_many_items',
+            message: `config.headers holds ${MAX_HEADERS} headers at most`,
+          });
+        }
         for (const [name, value] of Object.entries(headers)) {
           const path = `/config/headers/${name.replaceAll('~', '~0').replaceAll('/', '~1')}`;
-          if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(name.toLowerCase())) {
-            const message =
-              name.length > 100
-                ? 'a header name is 100 characters at most'
-                : `${JSON.stringify(name)} is not a header a connector may send`;
+          if (bounded && name.length > MAX_HEADER_NAME) {
+            errors.push({
+              path,
+              code: 'invalid_header',
+              message: `a header name is ${MAX_HEADER_NAME} characters at most`,
+            });
+          } else if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(name.toLowerCase())) {
+            const message = `${JSON.stringify(name)} is not a header a connector may send`;
             errors.push({ path, code: 'invalid_header', message });
           } else if (!HEADER_VALUE.test(value)) {
             errors.push({ path, code: 'invalid_header', message: HEADER_VALUE_TEXT });
