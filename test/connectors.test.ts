@@ -159,9 +159,17 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     });
     expect([switched.status, switched.body.current, switched.body.progress_pct]).toEqual([200, 10, 0]);
     expect((switched.body.history as Doc[]).map((h) => h.value)).toEqual([50, 10]);
-    // Filterable by its connector.
+    // Until that read, a moved baseline moves it: no value is the connector's yet.
+    const moved = await call('PATCH', `${kr.basePath}/${manual.body.id}`, { baseline: 30 });
+    expect([moved.status, moved.body.current, moved.body.progress_pct]).toEqual([200, 30, 0]);
+    // Once read, the baseline moves alone.
+    const read = await call('PATCH', `${kr.basePath}/${manual.body.id}`, { connector_id: c.id });
+    expect(read.body.current).toBe(42);
+    const rebased = await call('PATCH', `${kr.basePath}/${manual.body.id}`, { baseline: 20 });
+    expect([rebased.body.current, rebased.body.baseline]).toEqual([42, 20]);
+    // Filterable by its connector (the one switched to it above too).
     const list = await get(`${kr.basePath}?connector_id=${c.id}`);
-    expect(list.data as Doc[]).toHaveLength(3);
+    expect(list.data as Doc[]).toHaveLength(4);
     expect((list.data as Doc[]).map((d) => d.id)).toEqual(expect.arrayContaining([a.id, b.id]));
   });
 

@@ -352,13 +352,18 @@ export const keyResults = defineResource({
       }
       // A key result a connector starts to feed takes the last value it read, else its baseline
       // until the first read (the reference check has read the connector already): the value a
-      // person entered before is not the connector's.
+      // person entered before is not the connector's. Until that read, a moved baseline moves it.
       if (
         doc.data_source === 'connector' &&
-        (doc.connector_id !== before?.connector_id || before?.data_source !== 'connector')
+        (doc.connector_id !== before?.connector_id ||
+          before?.data_source !== 'connector' ||
+          doc.baseline !== before?.baseline)
       ) {
         const feed = await tx.peek(connectors, tenantId, doc.connector_id as string);
-        doc.current = typeof feed?.last_value === 'number' ? feed.last_value : doc.baseline;
+        if (typeof feed?.last_value !== 'number') doc.current = doc.baseline;
+        else if (doc.connector_id !== before?.connector_id || before?.data_source !== 'connector') {
+          doc.current = feed.last_value;
+        }
       }
       const m = doc as unknown as Measure;
       doc.progress_pct = progressPct(m);
