@@ -92,6 +92,14 @@ describe('progressPct', () => {
     ['a half of currency', { metric_type: 'currency', baseline: 20197.87, target: 20597.87, current: 20423.17 }, 56.33],
     ['a half at the low end', { baseline: 0.2, target: 200.2, current: 0.21 }, 0.01],
     ['a half, decreasing', { baseline: 712.08, target: 512.08, current: 611.61, direction: 'decrease' }, 50.24],
+    // A span small against the values: the subtraction loses digits (21.8749996… for 21.875).
+    [
+      'a half of a small span of large values',
+      { metric_type: 'currency', baseline: 1_000_000, target: 1_000_000.32, current: 1_000_000.07 },
+      21.88,
+    ],
+    ['the same at 1e7', { baseline: 1e7, target: 1e7 + 0.32, current: 1e7 + 0.01 }, 3.13],
+    ['the same at 1e8', { baseline: 1e8, target: 1e8 + 0.32, current: 1e8 + 0.05 }, 15.63],
     // 100 only once the target is met: within 0.005% of it is 99.99.
     ['a hair short of the target', { target: 1_000_000, current: 999_950 }, 99.99],
     ['a hair short, decreasing', { baseline: 1000, target: 0, current: 0.04, direction: 'decrease' }, 99.99],
@@ -109,8 +117,11 @@ describe('progressPct', () => {
       return seed / 2 ** 31;
     };
     const cents = () => Math.round((random() - 0.5) * 2e8) / 100;
+    // Half of them small spans (a few cents) of large values, where the subtraction loses digits.
+    const near = (x: number) => Math.round(x * 100 + (random() - 0.5) * 200) / 100;
     for (let i = 0; i < 20_000; i++) {
-      const [baseline, target, current] = [cents(), cents(), cents()];
+      const baseline = cents();
+      const [target, current] = i % 2 ? [cents(), cents()] : [near(baseline), near(baseline)];
       if (baseline === target) continue;
       const direction = target < baseline ? 'decrease' : 'increase';
       // In cents, exactly: (current − baseline) / (target − baseline) in hundredths of a percent.

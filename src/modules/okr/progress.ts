@@ -76,10 +76,14 @@ export function progressPct(m: Measure): number {
   if (isMet(m)) return 100;
   const raw = ((m.current - m.baseline) / (m.target - m.baseline)) * 100;
   if (!(raw > 0)) return 0;
-  // Far from a rounding edge (nearly always), the double's rounding is the decimal's.
+  // Far from a rounding edge (nearly always), the double's rounding is the decimal's. How far
+  // is far grows with the values against their span: 1,000,000.07 of 1,000,000 → 1,000,000.32
+  // subtracts away most digits (21.8749996… for 21.875).
   const scaled = raw * 100;
   const frac = scaled - Math.floor(scaled);
-  const pct = Math.abs(frac - 0.5) > 1e-6 ? Math.round(scaled) / 100 : exactPct(m.current, m.baseline, m.target);
+  const span = Math.abs(m.target - m.baseline);
+  const margin = 1e-6 + (1e-10 * (Math.abs(m.current) + Math.abs(m.baseline) + Math.abs(m.target))) / span;
+  const pct = Math.abs(frac - 0.5) > margin ? Math.round(scaled) / 100 : exactPct(m.current, m.baseline, m.target);
   return Math.min(pct, 99.99);
 }
 
