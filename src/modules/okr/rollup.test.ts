@@ -18,7 +18,10 @@ describe('objective roll-up from running sums', () => {
   const exactly = (hundredths: number[]) => {
     const num = hundredths.reduce((s, p, i) => s + tenths[i] * p, 0);
     const q = Math.floor(num / total);
-    return (2 * (num - q * total) >= total ? q + 1 : q) / 100;
+    // 100 only when every key result is at 100.
+    return hundredths.every((p) => p === 10_000)
+      ? 100
+      : Math.min(99.99, (2 * (num - q * total) >= total ? q + 1 : q) / 100);
   };
 
   it('shows what the exact average rounds to, on halves too, after thousands of adds and removes', () => {
@@ -53,5 +56,14 @@ describe('objective roll-up from running sums', () => {
       }
     }
     expect(halves).toBeGreaterThan(200);
+  });
+
+  it('reads 100 only when every weighted key result is at 100: 100 beside 99.99 is 99.99, not 99.995 → 100', () => {
+    const kr = (id: string, progress_pct: number, weight = 1): Doc => ({ id, objective_id: 'o', weight, progress_pct });
+    expect(recompute([kr('a', 100), kr('b', 99.99)]).progress_pct).toBe(99.99);
+    expect(recompute([kr('a', 100), kr('b', 100), kr('c', 12, 0)]).progress_pct).toBe(100);
+    // 99.995 of a heavy key result beside one at 99.99: still short of every one at 100.
+    expect(recompute([kr('a', 100, 1000), kr('b', 99.99, 1)]).progress_pct).toBe(99.99);
+    expect(recompute([kr('a', 100), kr('b', 50)]).progress_pct).toBe(75);
   });
 });

@@ -75,10 +75,15 @@ export function applyContribution(state: RollupState, c: Contribution, sign: 1 |
  * the key results every RESYNC_EVERY writes, so the drift stays far below that.
  */
 export function rollupFigures(state: RollupState): { progress_pct: number; status: Status } {
-  const average = state.rollup_progress_sum / state.rollup_weight_sum;
+  const average = Number((state.rollup_progress_sum / state.rollup_weight_sum).toPrecision(12));
+  // 100 only when every weighted key result is at 100, as a key result's is only once met: an
+  // average of 99.995 (100 and 99.99) would round to 100 beside a key result not achieved. (An
+  // average within 1e-12 of 100, weights 1e12 apart, reads as 100, as on a half above.)
   const progress =
     state.rollup_weight_sum > 0
-      ? roundHalfAwayFromZero(Math.min(100, Math.max(0, Number(average.toPrecision(12)))))
+      ? average >= 100
+        ? 100
+        : Math.min(99.99, roundHalfAwayFromZero(Math.max(0, average)))
       : 0;
   const status = STATUSES.find((s) => (state.rollup_status_counts[s] ?? 0) > 0) ?? 'not_started';
   return { progress_pct: progress, status };
