@@ -19,6 +19,7 @@ import {
   type HookContext,
   isIdOf,
   type Job,
+  type JobContext,
   type ModuleDef,
   type OutboundPolicy,
   type Principal,
@@ -218,6 +219,9 @@ const kindOf = (column: ColumnKind): Pick<AnyField, 'column'> => ({ column });
  * resource's domain hooks at fixed points. Writes run inside a transaction the caller opens
  * (so idempotency records commit with the work).
  */
+/** The platform itself, writing inside a tenant (jobs: the status sweep, connector syncs). */
+const systemPrincipal = (tenantId: string): Principal => ({ sub: 'system', tenantId, appId: null, scopes: null });
+
 export class Engine {
   readonly store: Store;
   readonly clock: Clock;
@@ -973,16 +977,47 @@ export class Engine {
 
   // ---- jobs ----
 
-  /** Runs one background job now (the app schedules them; tests call this with a set clock). */
-  /** Runs a job once, over every tenant's queued rows or, with `tenantId`, over that tenant's only. */
+  /**
+   * Runs one background job now (the app schedules them; tests call this with a set clock), over
+   * every tenant's queued rows or, with `tenantId`, over that tenant's only.
+   */
   async runJob(job: Job, tenantId?: string): Promise<number> {
+    return job.run(
+      this.jobContext(this.store.db, tenantId, (t, fn) =>
+        this.transaction((db) => fn(this.tx(db, systemPrincipal(t), this.clock.now()))),
+      ),
+    );
+  }
+
+  /**
+   * After writes made as of past times (`edm seed`, `edm import`): runs the modules' catch-up
+   * jobs (Job.catchUp) for the tenant at the clock's time, in one transaction (an import of many
+   * rows has many due: one transaction each took longer than the import's own). Answers how many
+   * things they changed.
+   */
+  async catchUp(tenantId: string): Promise<number> {
+    const jobs = this.options.modules.flatMap((m) => m.jobs ?? []).filter((job) => job.catchUp);
+    if (jobs.length === 0) return 0;
+    return this.transaction(async (db) => {
+      let changed = 0;
+      for (const job of jobs) {
+        // Its queue is read inside the transaction too: it sees what the job has done so far.
+        changed += await job.run(
+          this.jobContext(db, tenantId, (t, fn) => fn(this.tx(db, systemPrincipal(t), this.clock.now()))),
+        );
+      }
+      return changed;
+    });
+  }
+
+  private jobContext(db: DB, tenantId: string | undefined, transaction: JobContext['transaction']): JobContext {
     const now = this.clock.now();
-    return job.run({
+    return {
       now,
       outbound: this.outbound,
       queue: async (table, column, limit) =>
         (
-          await this.store.db
+          await db
             .selectFrom(table.name)
             .select(Object.keys(table.columns))
             .where(column, '<=', this.store.encode(kindOf(table.columns[column]) as AnyField, isoTime(now)))
@@ -991,22 +1026,8 @@ export class Engine {
             .limit(this.limitOf(limit))
             .execute()
         ).map((r) => this.decodeRow(table, r)),
-      transaction: (tenantId, fn) =>
-        this.transaction((db) =>
-          fn(this.tx(db, { sub: 'system', tenantId, appId: null, scopes: null }, this.clock.now())),
-        ),
-    });
-  }
-  /**
-   * After writes made as of past times (`edm seed`, `edm import`): runs the modules' catch-up
-   * jobs (Job.catchUp) for the tenant at the clock's time. Answers how many things they changed.
-   */
-  async catchUp(tenantId: string): Promise<number> {
-    let changed = 0;
-    for (const job of this.options.modules.flatMap((m) => m.jobs ?? [])) {
-      if (job.catchUp) changed += await this.runJob(job, tenantId);
-    }
-    return changed;
+      transaction,
+    };
   }
 
   // ---- reads ----
