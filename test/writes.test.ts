@@ -339,11 +339,18 @@ describe.each(storeKinds)('writes on %s', (kind) => {
         expect(res.body.detail).toBe(`Content-Encoding ${coding} is not accepted: send the body uncompressed`);
       }
       expect(await countRows(t, cycles)).toBe(before);
-      const plain = await t.call('POST', cycles.basePath, {
+      for (const identity of ['identity', 'Identity, identity']) {
+        const plain = await t.call('POST', cycles.basePath, {
+          payload: JSON.stringify(body),
+          headers: { 'content-type': 'application/json', 'content-encoding': identity },
+        });
+        expect([identity, plain.status]).toEqual([identity, 201]);
+      }
+      const mixed = await t.call('POST', cycles.basePath, {
         payload: JSON.stringify(body),
-        headers: { 'content-type': 'application/json', 'content-encoding': 'identity' },
+        headers: { 'content-type': 'application/json', 'content-encoding': 'identity, gzip' },
       });
-      expect(plain.status).toBe(201);
+      expect(mixed.status).toBe(415);
     });
 
     it('answers 422 when the key comes back with another body, path or caller', async () => {

@@ -301,7 +301,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // none, and read as is such bytes were 400 "not UTF-8" (or, if they were JSON, taken as it).
   const coding = (request: FastifyRequest) => {
     const header = String(request.headers['content-encoding'] ?? '').trim();
-    return header === '' || header.toLowerCase() === 'identity' ? null : header;
+    // A list of codings (RFC 9110 §8.4): identity alone, however often, is none.
+    const codings = header.split(',').map((c) => c.trim().toLowerCase());
+    return codings.every((c) => c === '' || c === 'identity') ? null : header;
   };
   const parseBody = (request: FastifyRequest, body: Buffer, done: (err: Error | null, body?: unknown) => void) => {
     const encoded = body.length > 0 ? coding(request) : null;
