@@ -334,6 +334,53 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     expect(await panel().getByTestId('curl-snippet').textContent()).toContain('/api/v1/okr/key-results');
   });
 
+  it("keeps the keyboard's place and the answer in sight, and takes a listed row as seen (a phone, a new tab)", async () => {
+    const phone = await browser.newPage({ viewport: { width: 375, height: 812 } });
+    try {
+      phone.setDefaultTimeout(15_000);
+      const phonePanel = () => phone.locator('#operation-panel');
+      await phone.goto(`${server.origin}/playground/okr/objectives#list`);
+      await phone.locator('#operation-panel[data-op="list"]').waitFor();
+      // Busy, the buttons keep the focus: a disabled one dropped it to the page.
+      await phone.getByRole('button', { name: 'Use dev token' }).focus();
+      await phone.keyboard.press('Enter');
+      await phone.getByTestId('dev-token-info').waitFor();
+      expect(await phone.evaluate(() => document.activeElement?.textContent)).toBe('Use dev token');
+      const listed = phone.waitForResponse(
+        (r) => r.url().includes('/api/v1/okr/objectives') && r.request().method() === 'GET',
+      );
+      await phonePanel().getByRole('button', { name: 'Send' }).focus();
+      await phone.keyboard.press('Enter');
+      const page1 = (await (await listed).json()) as { data: { id: string }[] };
+      await phonePanel().getByTestId('list-rows').waitFor();
+      expect(await phone.evaluate(() => document.activeElement?.getAttribute('data-testid'))).toBe('send');
+      // On a phone the answer sits below the snippets: it is brought into view.
+      await phone.waitForFunction(() => {
+        const top = document.querySelector('[data-testid=response-status]')?.getBoundingClientRect().top;
+        return top !== undefined && top >= 0 && top < window.innerHeight;
+      });
+      // A listed objective is one seen: a key result's create names the list's top row, and is made.
+      const top = page1.data[0]?.id as string;
+      await phone.goto(`${server.origin}/playground/okr/key-results#create`);
+      await phone.locator('#operation-panel[data-op="create"]').waitFor();
+      expect(await phonePanel().locator('textarea').inputValue()).toContain(top);
+      const created = phone.waitForResponse(
+        (r) => r.url().includes('/api/v1/okr/key-results') && r.request().method() === 'POST',
+      );
+      await phonePanel().getByRole('button', { name: 'Send' }).click();
+      expect((await created).status()).toBe(201);
+      // Picking a row of a list opens it with get, the keyboard at that get's Send.
+      await phone.goto(`${server.origin}/playground/okr/objectives#list`);
+      await phone.locator('#operation-panel[data-op="list"]').waitFor();
+      await phonePanel().getByRole('button', { name: 'Send' }).click();
+      await phonePanel().locator(`[data-testid="list-rows"] tr[data-id="${top}"] button`).click();
+      await phone.locator('#operation-panel[data-op="get"]').waitFor();
+      await phone.waitForFunction(() => document.activeElement?.id.endsWith('-get-send') === true);
+    } finally {
+      await phone.close();
+    }
+  });
+
   it('draws the history chart, progress bar and status badge after two check-ins', async () => {
     // A deep link opens the operation directly; the id is the key result created above.
     await page.goto(`${server.origin}/playground/okr/key-results#checkIns.create`);

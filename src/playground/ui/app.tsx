@@ -158,9 +158,19 @@ export function App() {
     },
     known,
     remember(body) {
-      const id = (body as { id?: unknown } | null)?.id;
-      const prefix = typeof id === 'string' ? idPrefix(id) : null;
-      if (prefix) setKnown((k) => rememberId(k, prefix, body as { id: string; is_deleted?: unknown }));
+      // A document, or a page of them: a row listed is a row seen. The page's first row is
+      // remembered last, so an id or a reference prefilled next is the top row of the list.
+      const data = (body as { data?: unknown } | null)?.data;
+      const docs = Array.isArray(data) ? [...data].reverse() : [body];
+      setKnown((known) => {
+        let next = known;
+        for (const doc of docs) {
+          const id = (doc as { id?: unknown } | null)?.id;
+          const prefix = typeof id === 'string' ? idPrefix(id) : null;
+          if (prefix) next = rememberId(next, prefix, doc as { id: string; is_deleted?: unknown });
+        }
+        return next;
+      });
     },
     forms,
     setForm: (key, form) => setForms((f) => ({ ...f, [key]: form })),

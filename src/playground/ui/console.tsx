@@ -40,6 +40,7 @@ function TokenField() {
   if (!session) return null;
   const { token, setToken, devToken, devInfo } = session;
   const useDev = async () => {
+    if (busy) return;
     setBusy(true);
     setDevError(null);
     try {
@@ -64,7 +65,8 @@ function TokenField() {
           onInput={(e) => setToken(e.currentTarget.value.trim().replace(/^Bearer\s+/i, ''))}
         />
         {devToken === 'available' && (
-          <button type="button" class="secondary" onClick={useDev} disabled={busy}>
+          // aria-disabled, not disabled: a disabled button drops the keyboard's focus to the page.
+          <button type="button" class="secondary" onClick={useDev} aria-disabled={busy}>
             Use dev token
           </button>
         )}
@@ -170,6 +172,7 @@ function QueryInput({
 export function Console({ resource, op }: { resource: ManifestResource; op: ManifestOperation }) {
   const session = useContext(SessionContext);
   const formRef = useRef<HTMLFormElement>(null);
+  const responseRef = useRef<HTMLElement>(null);
   const [sending, setSending] = useState(false);
   const [invalid, setInvalid] = useState<string | null>(null);
   if (!session) return null;
@@ -208,6 +211,9 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
       const res = await sendCall(op, built, session.token);
       session.setResult(key, res);
       if (res.status !== null && res.status < 300) session.remember(res.body);
+      // On a phone the response sits below the snippets, out of sight: bring it into view (on a
+      // wide screen it is beside the form already, and nothing moves).
+      requestAnimationFrame(() => responseRef.current?.scrollIntoView({ block: 'nearest' }));
     } finally {
       setSending(false);
     }
@@ -224,6 +230,9 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
     const getKey = formKey(resource.path, get.name);
     session.setForm(getKey, { ...(session.forms[getKey] ?? emptyForm()), params: { id } });
     session.navigate(`#${get.name}`);
+    // The picked row's button is gone with the list: the keyboard goes on at the get's Send.
+    const getBase = domId(`${resource.module}-${resource.name}-${get.name}`);
+    requestAnimationFrame(() => document.getElementById(`${getBase}-send`)?.focus());
   };
 
   const visible = op.query.slice(0, VISIBLE_QUERY);
@@ -333,7 +342,7 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
             </div>
           )}
           <div class="send-row">
-            <button type="submit" class="primary" disabled={sending} data-testid="send">
+            <button type="submit" class="primary" aria-disabled={sending} data-testid="send" id={`${base}-send`}>
               {sending ? 'Sending…' : 'Send'}
             </button>
             <span class="hint">
@@ -357,7 +366,7 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
           )}
         </div>
       </div>
-      <section class="console-response" aria-live="polite" aria-label="Response">
+      <section class="console-response" aria-live="polite" aria-label="Response" ref={responseRef}>
         <h3 class="block-title">Response</h3>
         {result ? (
           <ResponseView result={result} resource={resource} onPick={op.response === 'list' ? pick : null} />
