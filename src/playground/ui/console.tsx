@@ -204,6 +204,7 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
     }
     if (built.headerError) {
       setInvalid(built.headerError);
+      if (built.headerErrorAt) document.getElementById(`${base}-h-${domId(built.headerErrorAt)}`)?.focus();
       return;
     }
     setSending(true);
@@ -304,14 +305,23 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
                       placeholder={HEADER_HINTS[name].placeholder}
                       autocomplete="off"
                       spellcheck={false}
-                      aria-invalid={built.headerError ? 'true' : undefined}
+                      aria-invalid={built.headerErrorAt === name ? 'true' : undefined}
+                      aria-describedby={
+                        built.headerErrorAt === name ? `${base}-h-error` : `${base}-h-${domId(name)}-hint`
+                      }
                       onInput={(e) => update({ headers: { ...form.headers, [name]: e.currentTarget.value } })}
                     />
-                    <p class="hint">{HEADER_HINTS[name].hint}</p>
+                    <p class="hint" id={`${base}-h-${domId(name)}-hint`}>
+                      {HEADER_HINTS[name].hint}
+                    </p>
                   </div>
                 ))}
               </div>
-              {built.headerError && <p class="field-error">{built.headerError}</p>}
+              {built.headerError && (
+                <p class="field-error" id={`${base}-h-error`}>
+                  {built.headerError}
+                </p>
+              )}
             </fieldset>
           )}
           {op.has_body && (

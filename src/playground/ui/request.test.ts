@@ -133,6 +133,11 @@ describe('console requests', () => {
     );
     const keyed = buildRequest(del, keyResult, form({ 'Idempotency-Key': ' retry-17 ' }), { kr: 'kr_1' });
     expect([keyed.idempotencyKey, keyed.ifVersion, keyed.headerError]).toEqual(['retry-17', null, null]);
+    const twoBad = buildRequest(del, keyResult, form({ 'If-Match': 'abc', 'Idempotency-Key': '' }), { kr: 'kr_1' });
+    expect(twoBad.headerErrorAt).toBe('If-Match');
+    expect(buildRequest(del, keyResult, form({ 'Idempotency-Key': 'two words' }), { kr: 'kr_1' }).headerErrorAt).toBe(
+      'Idempotency-Key',
+    );
     expect(buildRequest(del, keyResult, form({ 'Idempotency-Key': 'two words' }), { kr: 'kr_1' }).headerError).toMatch(
       /Idempotency-Key/,
     );

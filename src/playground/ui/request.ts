@@ -59,6 +59,8 @@ export interface BuiltRequest {
   idempotencyKey: string | null;
   /** Why a header field is not usable, if one is not. */
   headerError: string | null;
+  /** Which header that is (the first one not usable). */
+  headerErrorAt: string | null;
 }
 
 /** An entity tag as typed: `3` or `"3"` (the ETag as the API sends it). */
@@ -151,10 +153,14 @@ export function buildRequest(
     if (m) ifVersion = Number(m[1]);
     else headerError = 'If-Match takes the version to expect, as the ETag shows it: 3 or "3"';
   }
+  let headerErrorAt: string | null = headerError ? 'If-Match' : null;
   const key = (form.headers?.['Idempotency-Key'] ?? '').trim();
   if (op.headers.includes('Idempotency-Key') && key !== '') {
     if (IDEMPOTENCY_KEY.test(key)) idempotencyKey = key;
-    else headerError ??= 'An Idempotency-Key is 1–255 visible ASCII characters, without spaces';
+    else if (headerError === null) {
+      headerError = 'An Idempotency-Key is 1–255 visible ASCII characters, without spaces';
+      headerErrorAt = 'Idempotency-Key';
+    }
   }
   return {
     method: op.method,
@@ -167,6 +173,7 @@ export function buildRequest(
     ifVersion,
     idempotencyKey,
     headerError,
+    headerErrorAt,
   };
 }
 
