@@ -364,6 +364,16 @@ describe('the dev-token endpoint (local mode)', () => {
     expect(res.json().errors.map((e: { path: string }) => e.path)).toEqual([path]);
   });
 
+  it('refuses a query parameter, naming it (the endpoint takes none)', async () => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/dev/token?tenant_id=acme&x=1',
+      headers: { host: 'localhost:8080' },
+    });
+    expect([res.statusCode, res.json().code]).toEqual([400, 'unknown_parameter']);
+    expect(res.json().errors.map((e: { path: string }) => e.path)).toEqual(['tenant_id', 'x']);
+  });
+
   it('signs with the configured issuer and audience, so the server accepts its own dev token', async () => {
     const strict = await testApp(
       'sqlite',

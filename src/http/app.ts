@@ -559,6 +559,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       if (!isLocalHost(host) || (origin !== undefined && origin !== `http://${host}`)) {
         throw new ApiError('forbidden', "The dev-token endpoint answers this server's own pages only");
       }
+      // It takes no query parameters: one is a mistake to name, as on every other route.
+      const params = Object.keys(request.query as object);
+      if (params.length > 0) {
+        throw new ApiError('unknown_parameter', `${params.join(', ')}: the dev-token endpoint takes no parameters`, {
+          errors: params.map((p) => ({ path: p, code: 'unknown_parameter', message: `${p} is not accepted here` })),
+        });
+      }
       const body = devTokenBody(request.body);
       const tenant = body.tenant_id ?? DEV_TENANT;
       const sub = body.sub ?? DEV_SUB;
