@@ -316,6 +316,7 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     ['a header value past U+00FF', { headers: { 'x-a': 'tok€n' } }, '/config/headers/x-a'],
     ['the Host header', { headers: { Host: 'intranet' } }, '/config/headers/Host'],
     ['a forwarding header', { headers: { 'X-Forwarded-Host': 'intranet' } }, '/config/headers/X-Forwarded-Host'],
+    ['a pointer with an escape RFC 6901 has not', { pointer: '/data/a~2' }, '/config/pointer'],
     // As the config's schema declares: names of 100 characters at most, 50 headers at most.
     [
       'a header name of 101 characters',

@@ -425,6 +425,17 @@ export const connectors = defineResource({
             code: 'invalid_pointer',
             message: 'config.pointer must be a JSON Pointer: empty, or starting with /',
           });
+        } else if (
+          !(before && doc.config === before.config) &&
+          !ctx.restoring &&
+          /~(?![01])/.test(String(config.pointer ?? ''))
+        ) {
+          // RFC 6901: ~0 is ~ and ~1 is /; any other ~ is no pointer (a sync read it as text).
+          errors.push({
+            path: '/config/pointer',
+            code: 'invalid_pointer',
+            message: 'config.pointer escapes ~ as ~0 and / as ~1; another ~ is no JSON Pointer',
+          });
         }
         // What the write sets (a connector stored under earlier rules still takes a rename).
         const headers =
