@@ -715,8 +715,10 @@ describe('SDK structure', () => {
       expect(packed, path).toContain(path.replace(/^\.\//, ''));
     }
     expect(packed).toContain('dist/playground/index.html');
-    // Sources, tests, benchmarks and a local store stay out.
+    // Sources, tests, benchmarks and a local store stay out, and so do the build's own files
+    // (its incremental state, source maps of sources not packed).
     expect([...packed].filter((p) => /^(src|test|bench|data|scripts)\//.test(p))).toEqual([]);
+    expect([...packed].filter((p) => p.endsWith('.map') || p.endsWith('.tsbuildinfo'))).toEqual([]);
   });
 
   it('types `edm/client` from the built package for a TypeScript consumer', async () => {
