@@ -715,10 +715,18 @@ describe('SDK structure', () => {
       expect(packed, path).toContain(path.replace(/^\.\//, ''));
     }
     expect(packed).toContain('dist/playground/index.html');
-    // Sources, tests, benchmarks and a local store stay out, and so do the build's own files
-    // (its incremental state, source maps of sources not packed).
+    // Sources, tests, benchmarks, a local store and the build's incremental state stay out.
     expect([...packed].filter((p) => /^(src|test|bench|data|scripts)\//.test(p))).toEqual([]);
-    expect([...packed].filter((p) => p.endsWith('.map') || p.endsWith('.tsbuildinfo'))).toEqual([]);
+    expect([...packed].filter((p) => p.endsWith('.tsbuildinfo'))).toEqual([]);
+    // Each script's source map is packed beside it and holds its sources: the sources are not packed.
+    const scripts = [...packed].filter((p) => p.endsWith('.js') && !p.startsWith('dist/playground/'));
+    for (const js of scripts) {
+      const mapped = /\/\/# sourceMappingURL=(\S+)\s*$/.exec(readFileSync(new URL(js, ROOT), 'utf8'))?.[1];
+      if (mapped === undefined) continue;
+      const map = `${js.slice(0, js.lastIndexOf('/') + 1)}${mapped}`;
+      expect(packed, map).toContain(map);
+      expect(JSON.parse(readFileSync(new URL(map, ROOT), 'utf8')).sourcesContent?.[0], map).toEqual(expect.any(String));
+    }
   });
 
   it('types `edm/client` from the built package for a TypeScript consumer', async () => {

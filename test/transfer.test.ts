@@ -689,19 +689,30 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
       body: { name: 'feed', kind: 'http_json', config: { url: 'https://example.com/m', pointer: '/v' } },
     });
     expect(feed.status, feed.raw).toBe(201);
+    // A lone key result, a third of the way.
+    const lonely = await t.call('POST', '/api/v1/okr/objectives', { token, body: { title: 'Lonely' } });
+    const third = await t.call('POST', '/api/v1/okr/key-results', {
+      token,
+      body: { objective_id: lonely.body.id, title: 'A third', target: 3, current: 1 },
+    });
+    expect(third.body.progress_pct).toBe(33.33);
     const { doc } = await exported('source');
     const headers = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`x-h${i}`, 'v']));
     Object.assign(doc.resources.Objective[0], { title: '   ', tags: ['ok', '\u200b'] });
-    Object.assign(doc.resources.KeyResult[0], { weight: 5e-324 });
+    Object.assign(doc.resources.KeyResult.find((k) => k.id === third.body.id) as Doc, { weight: 5e-324 });
     Object.assign(doc.resources.Connector[0], { config: { ...(doc.resources.Connector[0].config as Doc), headers } });
     expect(await importRows(opts('restored'), { json: doc })).toMatchObject({
-      Objective: 4,
-      KeyResult: 9,
+      Objective: 5,
+      KeyResult: 10,
       Connector: 1,
     });
     const objective = (await list('restored', 'objectives')).find((o) => o.title === '   ');
     expect(objective?.tags).toEqual(['ok', '\u200b']);
-    expect((await list('restored', 'key-results')).map((k) => k.weight)).toContain(5e-324);
+    const light = (await list('restored', 'key-results')).find((k) => k.weight === 5e-324) as Doc;
+    expect([light.title, light.progress_pct]).toEqual(['A third', 33.33]);
+    // Its objective's progress counts it as of a weight of 0.000001: at 5e-324 it underflowed (33).
+    const parent = (await list('restored', 'objectives')).find((o) => o.id === light.objective_id) as Doc;
+    expect(parent.progress_pct).toBe(33.33);
     const [connector] = await list('restored', 'connectors');
     expect(Object.keys((connector.config as Doc).headers as Doc)).toHaveLength(60);
     // The API still refuses such values in a write of its own.

@@ -20,13 +20,10 @@ import { impliedDirection, LINEAR_TYPES, type Measure, type MetricType, progress
 import { parsed, QuerySyntaxError } from './query.js';
 import { catchUp, checkNoLoop, propagate, QUERY_GRAPH, queryValue, READERS, syncReads } from './query-source.js';
 import { rollUp } from './rollup.js';
-import { OWNER_ID_PATTERN, STATUSES, TAGS } from './shared.js';
+import { MIN_WEIGHT, OWNER_ID_PATTERN, STATUSES, TAGS } from './shared.js';
 import { computeStatus, cycleSpan } from './status.js';
 import { scheduleSweep } from './sweep.js';
 import { queryReads, snapshots, statusSweep } from './tables.js';
-
-/** The smallest positive weight (0 leaves a key result out of its objective's progress). */
-export const MIN_WEIGHT = 0.000001;
 
 /** What derive() computed for the write in flight, for afterWrite() (same transaction). */
 const pending = new WeakMap<Doc, { expiresAt: number | null; snapshot: Snapshot | null }>();

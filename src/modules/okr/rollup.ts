@@ -1,7 +1,7 @@
 import type { Doc } from '../../core/resource.js';
 import type { Tx } from '../../core/tables.js';
 import { roundHalfAwayFromZero } from './progress.js';
-import { STATUSES } from './shared.js';
+import { MIN_WEIGHT, STATUSES } from './shared.js';
 import type { Status } from './status.js';
 
 /** What one key result adds to its objective's roll-up. */
@@ -29,9 +29,12 @@ export interface RollupState {
 
 export function contribution(kr: Doc | null): Contribution | null {
   if (!kr || kr.is_deleted || typeof kr.objective_id !== 'string') return null;
+  const weight = Number(kr.weight ?? 1);
   return {
     objectiveId: kr.objective_id,
-    weight: Number(kr.weight ?? 1),
+    // A positive weight below MIN_WEIGHT (a row an earlier build took, restored by an import)
+    // counts as MIN_WEIGHT: smaller, weight × progress underflows (33.33 rolled up as 33).
+    weight: weight > 0 && weight < MIN_WEIGHT ? MIN_WEIGHT : weight,
     progress: Number(kr.progress_pct ?? 0),
     status: (kr.status ?? 'not_started') as Status,
   };
