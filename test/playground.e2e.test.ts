@@ -376,8 +376,54 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
       await phonePanel().locator(`[data-testid="list-rows"] tr[data-id="${top}"] button`).click();
       await phone.locator('#operation-panel[data-op="get"]').waitFor();
       await phone.waitForFunction(() => document.activeElement?.id.endsWith('-get-send') === true);
+      // A deleted row picked from a list is an id to get (or restore), not a reference to prefill.
+      const authorization = `Bearer ${await phone.getByLabel('Token').inputValue()}`;
+      const json = { authorization, 'content-type': 'application/json' };
+      const gone = (await (
+        await phone.request.post(`${server.origin}/api/v1/okr/objectives`, { headers: json, data: '{"title":"Gone"}' })
+      ).json()) as { id: string };
+      await phone.request.delete(`${server.origin}/api/v1/okr/objectives/${gone.id}`, { headers: { authorization } });
+      await phone.goto(`${server.origin}/playground/okr/objectives#list`);
+      await phone.locator('#operation-panel[data-op="list"]').waitFor();
+      await phonePanel().locator('select[id$="-q-include_deleted"]').selectOption('true');
+      await phonePanel().getByRole('button', { name: 'Send' }).click();
+      await phonePanel().locator(`[data-testid="list-rows"] tr[data-id="${gone.id}"] button`).click();
+      await phone.locator('#operation-panel[data-op="get"]').waitFor();
+      expect(await phonePanel().locator('input[id$="-p-id"]').inputValue()).toBe(gone.id);
+      await phone.goto(`${server.origin}/playground/okr/key-results#create`);
+      await phone.locator('#operation-panel[data-op="create"]').waitFor();
+      expect(await phonePanel().locator('textarea').inputValue()).not.toContain(gone.id);
     } finally {
       await phone.close();
+    }
+  });
+
+  it('leaves a tall page where it is after Send when the answer already shows, and scrolls a short one to it', async () => {
+    const frames = () => page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    // A list taller than the window: the answer's top may show while its end does not.
+    await page.goto(`${server.origin}/playground/okr/cycles#list`);
+    await page.locator('#operation-panel[data-op="list"]').waitFor();
+    for (let i = 0; i < 40; i++) {
+      await api('POST', '/api/v1/okr/cycles', { name: `Q${i}`, start_date: '2026-01-01', end_date: '2026-03-31' });
+    }
+    try {
+      for (const [height, moves] of [
+        [1400, false],
+        [700, true],
+      ] as const) {
+        await page.setViewportSize({ width: 1280, height });
+        await page.goto(`${server.origin}/playground/okr/cycles#list`);
+        await page.locator('#operation-panel[data-op="list"]').waitFor();
+        expect(await page.evaluate(() => window.scrollY)).toBe(0);
+        await send('/api/v1/okr/cycles', 'GET');
+        await frames();
+        expect([height, (await page.evaluate(() => window.scrollY)) > 0]).toEqual([height, moves]);
+        // Where it moved, the status shows below the sticky top bar.
+        const status = await panel().getByTestId('response-status').boundingBox();
+        expect(status && status.y > 52 && status.y < height).toBe(true);
+      }
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 900 });
     }
   });
 

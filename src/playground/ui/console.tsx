@@ -212,9 +212,12 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
       const res = await sendCall(op, built, session.token);
       session.setResult(key, res);
       if (res.status !== null && res.status < 300) session.remember(res.body);
-      // On a phone the response sits below the snippets, out of sight: bring it into view (on a
-      // wide screen it is beside the form already, and nothing moves).
-      requestAnimationFrame(() => responseRef.current?.scrollIntoView({ block: 'nearest' }));
+      // The answer sits below the form and its snippets: where its top is out of sight (on a
+      // phone, below them), bring the top into view; where it shows already, nothing moves.
+      requestAnimationFrame(() => {
+        const top = responseRef.current?.getBoundingClientRect().top;
+        if (top !== undefined && top > window.innerHeight - 48) responseRef.current?.scrollIntoView({ block: 'start' });
+      });
     } finally {
       setSending(false);
     }
@@ -224,8 +227,10 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) void send(e);
   };
 
-  const pick = (id: string) => {
-    session.remember({ id });
+  const pick = (row: { id: string; is_deleted?: unknown }) => {
+    const { id } = row;
+    // As it was listed: a deleted row is an id to get or restore, not a reference to prefill.
+    session.remember({ id, is_deleted: row.is_deleted });
     const get = resource.operations.find((o) => o.name === 'get');
     if (!get) return;
     const getKey = formKey(resource.path, get.name);

@@ -67,7 +67,7 @@ function ListRows({
 }: {
   rows: Row[];
   resource: ManifestResource;
-  onPick: ((id: string) => void) | null;
+  onPick: ((row: { id: string; is_deleted?: unknown }) => void) | null;
 }) {
   if (rows.length === 0) return <p class="muted">The list is empty.</p>;
   const titleField = resource.title_field;
@@ -98,7 +98,7 @@ function ListRows({
                     <button
                       type="button"
                       class="link-button mono"
-                      onClick={() => onPick(r.id as string)}
+                      onClick={() => onPick(r as { id: string; is_deleted?: unknown })}
                       title="Open with get"
                     >
                       {id}
@@ -140,7 +140,7 @@ export function ResponseView({
 }: {
   result: CallResult;
   resource: ManifestResource;
-  onPick: ((id: string) => void) | null;
+  onPick: ((row: { id: string; is_deleted?: unknown }) => void) | null;
 }) {
   if (result.status === null) {
     return (
