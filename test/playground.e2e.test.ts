@@ -422,6 +422,19 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
         const status = await panel().getByTestId('response-status').boundingBox();
         expect(status && status.y > 52 && status.y < height).toBe(true);
       }
+      // Read down the long list, then send again (the focus is still on Send): the new answer's
+      // top, now above the window, is brought back into view.
+      await page.mouse.move(600, 400);
+      await page.mouse.wheel(0, 1500);
+      await page.waitForFunction(() => window.scrollY > 1000);
+      const again = page.waitForResponse(
+        (r) => r.url().includes('/api/v1/okr/cycles') && r.request().method() === 'GET',
+      );
+      await page.keyboard.press('Enter');
+      await again;
+      await frames();
+      const status = await panel().getByTestId('response-status').boundingBox();
+      expect(status && status.y > 52 && status.y < 700).toBe(true);
     } finally {
       await page.setViewportSize({ width: 1280, height: 900 });
     }

@@ -212,11 +212,14 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
       const res = await sendCall(op, built, session.token);
       session.setResult(key, res);
       if (res.status !== null && res.status < 300) session.remember(res.body);
-      // The answer sits below the form and its snippets: where its top is out of sight (on a
-      // phone, below them), bring the top into view; where it shows already, nothing moves.
+      // The answer sits below the form and its snippets: where its top is out of sight (below
+      // the window, as on a phone; or above it, under the top bar, after reading down a long
+      // list), bring the top into view; where it shows already, nothing moves.
       requestAnimationFrame(() => {
         const top = responseRef.current?.getBoundingClientRect().top;
-        if (top !== undefined && top > window.innerHeight - 48) responseRef.current?.scrollIntoView({ block: 'start' });
+        if (top !== undefined && (top > window.innerHeight - 48 || top < 64)) {
+          responseRef.current?.scrollIntoView({ block: 'start' });
+        }
       });
     } finally {
       setSending(false);
