@@ -700,7 +700,9 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     const headers = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`x-h${i}`, 'v']));
     Object.assign(doc.resources.Objective[0], { title: '   ', tags: ['ok', '\u200b'] });
     Object.assign(doc.resources.KeyResult.find((k) => k.id === third.body.id) as Doc, { weight: 5e-324 });
-    Object.assign(doc.resources.Connector[0], { config: { ...(doc.resources.Connector[0].config as Doc), headers } });
+    Object.assign(doc.resources.Connector[0], {
+      config: { ...(doc.resources.Connector[0].config as Doc), headers, pointer: '/v~2' },
+    });
     expect(await importRows(opts('restored'), { json: doc })).toMatchObject({
       Objective: 5,
       KeyResult: 10,
@@ -715,6 +717,7 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     expect(parent.progress_pct).toBe(33.33);
     const [connector] = await list('restored', 'connectors');
     expect(Object.keys((connector.config as Doc).headers as Doc)).toHaveLength(60);
+    expect((connector.config as Doc).pointer).toBe('/v~2');
     // The API still refuses such values in a write of its own.
     const restored = await t.token({ tenant: 'restored' });
     const refused = await t.call('PATCH', `/api/v1/okr/objectives/${objective?.id}`, {
@@ -722,6 +725,12 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
       body: { title: ' ' },
     });
     expect([refused.status, (refused.body.errors as Doc[])[0]?.code]).toEqual([400, 'blank']);
+    // A restored connector takes a write of what its rules allow (a new URL), not a new bad pointer.
+    const url = `/api/v1/okr/connectors/${connector.id}`;
+    const moved = await t.call('PATCH', url, { token: restored, body: { config: { url: 'https://example.org/m' } } });
+    expect(moved.status, moved.raw).toBe(200);
+    const pointer = await t.call('PATCH', url, { token: restored, body: { config: { pointer: '/w~3' } } });
+    expect([pointer.status, (pointer.body.errors as Doc[])[0]?.path]).toEqual([400, '/config/pointer']);
   });
 
   it("leaves each status as of the import's now, where the file's rows had theirs as of their last write", async () => {

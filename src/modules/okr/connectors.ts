@@ -426,7 +426,8 @@ export const connectors = defineResource({
             message: 'config.pointer must be a JSON Pointer: empty, or starting with /',
           });
         } else if (
-          !(before && doc.config === before.config) &&
+          // Where the write sets it: a stored one (an import's) still takes a change of the URL.
+          (before?.config as { pointer?: unknown } | undefined)?.pointer !== config.pointer &&
           !ctx.restoring &&
           /~(?![01])/.test(String(config.pointer ?? ''))
         ) {
@@ -437,9 +438,10 @@ export const connectors = defineResource({
             message: 'config.pointer escapes ~ as ~0 and / as ~1; another ~ is no JSON Pointer',
           });
         }
-        // What the write sets (a connector stored under earlier rules still takes a rename).
-        const headers =
-          before && doc.config === before.config ? {} : ((config.headers ?? {}) as Record<string, string>);
+        // What the write sets: a connector stored under earlier rules still takes a rename or a
+        // new URL (a merge patch that leaves the headers out keeps the stored object itself).
+        const stored = (before?.config as { headers?: unknown } | undefined)?.headers;
+        const headers = before && stored === config.headers ? {} : ((config.headers ?? {}) as Record<string, string>);
         // Bounds added after rows could hold more: a restored row keeps what it held.
         const bounded = !ctx.restoring;
         if (bounded && Object.keys(headers).length > MAX_HEADERS) {
