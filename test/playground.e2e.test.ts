@@ -721,6 +721,26 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     expect(await panel().locator('.send-row [role="alert"]').textContent()).toContain('not valid JSON');
   });
 
+  it('marks a query parameter the server refused at its input, its message and hint read with it', async () => {
+    await page.goto(`${server.origin}/playground/okr/key-results#list`);
+    await openTab('list');
+    const limit = panel().locator('input[id$="-q-limit"]');
+    expect(await limit.getAttribute('aria-invalid')).toBeNull();
+    await limit.fill('0');
+    const problem = (await send('/api/v1/okr/key-results', 'GET')) as { errors: { path: string; message: string }[] };
+    const said = problem.errors.find((e) => e.path === 'limit')?.message as string;
+    expect(said).toBeDefined();
+    expect(await limit.getAttribute('aria-invalid')).toBe('true');
+    const described = ((await limit.getAttribute('aria-describedby')) ?? '').split(' ');
+    const texts = await Promise.all(described.map((id) => page.locator(`[id="${id}"]`).textContent()));
+    expect(texts[0]).toBe(said);
+    expect(texts[1]).toMatch(/1–200/);
+    // Answered well, the mark goes.
+    await limit.fill('5');
+    await send('/api/v1/okr/key-results', 'GET');
+    expect(await limit.getAttribute('aria-invalid')).toBeNull();
+  });
+
   it('talked to no origin but its own, without script errors', () => {
     expect(foreign).toEqual([]);
     expect(pageErrors).toEqual([]);

@@ -106,12 +106,17 @@ function QueryInput({
   param,
   value,
   onValue,
+  error,
 }: {
   id: string;
   param: ManifestOperation['query'][number];
   value: string;
   onValue: (v: string) => void;
+  /** What the last answer said of this parameter (a problem's errors[] names it), if anything. */
+  error?: string | undefined;
 }) {
+  // The server's word on the parameter, then its hint, read out with the input.
+  const describedBy = [error ? `${id}-error` : '', param.description ? `${id}-hint` : ''].filter(Boolean).join(' ');
   const options = param.enum ?? (param.type === 'boolean' ? ['true', 'false'] : null);
   if (options && param.multiple) {
     // Any of several values (`status=at_risk,off_track`): a checkbox per value.
@@ -144,7 +149,13 @@ function QueryInput({
         <code>{param.name}</code> <span class="muted">{param.type}</span>
       </label>
       {options ? (
-        <select id={id} value={value} onChange={(e) => onValue(e.currentTarget.value)}>
+        <select
+          id={id}
+          value={value}
+          aria-invalid={error ? 'true' : undefined}
+          aria-describedby={describedBy || undefined}
+          onChange={(e) => onValue(e.currentTarget.value)}
+        >
           <option value="">—</option>
           {options.map((o) => (
             <option key={o} value={o}>
@@ -160,10 +171,21 @@ function QueryInput({
           inputMode={param.type === 'integer' || param.type === 'number' ? 'decimal' : undefined}
           autocomplete="off"
           spellcheck={false}
+          aria-invalid={error ? 'true' : undefined}
+          aria-describedby={describedBy || undefined}
           onInput={(e) => onValue(e.currentTarget.value)}
         />
       )}
-      {param.description && <p class="hint">{param.description}</p>}
+      {error && (
+        <p class="field-error" id={`${id}-error`}>
+          {error}
+        </p>
+      )}
+      {param.description && (
+        <p class="hint" id={`${id}-hint`}>
+          {param.description}
+        </p>
+      )}
     </div>
   );
 }
@@ -244,6 +266,16 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
     requestAnimationFrame(() => document.getElementById(`${getBase}-send`)?.focus());
   };
 
+  // The parameters the last answer refused: a problem's errors[] names a parameter by its name
+  // (a body member by a JSON Pointer, shown with the body's problem).
+  const refused = new Map<string, string>();
+  if (result && result.status !== null && result.status >= 400) {
+    const errors = (result.body as { errors?: unknown } | null)?.errors;
+    for (const e of Array.isArray(errors) ? errors : []) {
+      const { path, message } = (e ?? {}) as { path?: unknown; message?: unknown };
+      if (typeof path === 'string' && !path.startsWith('/') && typeof message === 'string') refused.set(path, message);
+    }
+  }
   const visible = op.query.slice(0, VISIBLE_QUERY);
   const folded = op.query.slice(VISIBLE_QUERY);
   const queryInput = (param: ManifestOperation['query'][number]) => (
@@ -253,6 +285,7 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
       param={param}
       value={form.query[param.name] ?? ''}
       onValue={(v) => update({ query: { ...form.query, [param.name]: v } })}
+      error={refused.get(param.name)}
     />
   );
   const bodyText = form.body ?? exampleBodyText(op, resource, session.known);
