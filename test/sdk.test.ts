@@ -583,6 +583,24 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     expect(sent).toHaveLength(1);
   });
 
+  it('answers a 2xx whose JSON does not parse with an APIError carrying its status and request id', async () => {
+    const broken: typeof fetch = async () =>
+      new Response('{"id": "obj_', {
+        status: 200,
+        headers: { 'content-type': 'application/json', 'x-request-id': 'req_x' },
+      });
+    const err = await createClient({ baseUrl, token, fetch: broken, maxRetries: 0 })
+      .okr.objectives.get('obj_01ARZ3NDEKTSV4RRFFQ69G5FAV')
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(APIError);
+    expect([(err as APIError).status, (err as APIError).requestId, (err as Error).message]).toEqual([
+      200,
+      'req_x',
+      '200: the answer is not valid JSON',
+    ]);
+    expect((err as Error).cause).toBeInstanceOf(SyntaxError);
+  });
+
   it('a server that requires If-Match answers a write without ifVersion with PreconditionRequiredError', async () => {
     const strict = await testApp(kind, { requireIfMatch: true });
     try {

@@ -282,7 +282,22 @@ export class Transport {
 
   #parse(response: Response, text: string): unknown {
     if (!text) return undefined;
-    return /json/i.test(response.headers.get('content-type') ?? '') ? JSON.parse(text) : text;
+    if (!/json/i.test(response.headers.get('content-type') ?? '')) return text;
+    try {
+      return JSON.parse(text);
+    } catch (err) {
+      // A 2xx whose JSON does not parse (a proxy's page, a body cut and relabelled) is an error of
+      // the answer, with its status and request id, not a bare SyntaxError.
+      throw new APIError(
+        response.status,
+        undefined,
+        `${response.status}: the answer is not valid JSON`,
+        response.headers,
+        {
+          cause: err,
+        },
+      );
+    }
   }
 
   #problem(response: Response, text: string): Problem | undefined {
