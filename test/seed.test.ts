@@ -1,14 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SeedRefused, seedDemo } from '../src/cli/seed.js';
-import { ManualClock } from '../src/core/clock.js';
-import { CursorCodec } from '../src/core/list-query.js';
 import type { Doc } from '../src/core/resource.js';
-import { ServerKeys } from '../src/core/secrets.js';
 import { modules } from '../src/modules/index.js';
 import { quarterOf } from '../src/modules/okr/demo.js';
 import { progressPct } from '../src/modules/okr/progress.js';
 import { statusSweepJob } from '../src/modules/okr/sweep.js';
-import { Engine } from '../src/store/engine.js';
 import { byName, storeKinds, type TestApp, testApp, USER_B } from './helpers.js';
 
 const NOW = Date.parse('2026-11-20T09:00:00.000Z');
@@ -112,15 +108,8 @@ describe.each(storeKinds)('edm seed: demo data (%s)', (kind) => {
 
   it("leaves each status as of now, not as of its key result's last step (a server's sweep finds nothing due)", async () => {
     await seed();
-    const engine = new Engine({
-      store: t.store,
-      clock: new ManualClock(NOW),
-      modules,
-      cursors: new CursorCodec(t.config.secretKey),
-      keys: new ServerKeys(t.config.secretKey),
-      requireIfMatch: false,
-    });
-    expect(await engine.runJob(statusSweepJob)).toBe(0);
+    t.clock.set(NOW);
+    expect(await t.app.engine.runJob(statusSweepJob)).toBe(0);
     // The launch milestone has made no progress 50 days into the quarter's 91: off track, by
     // now's pace, where it was set at its creation, 42 days ago.
     const mobile = (await list('key-results')).find((k) => k.metric_type === 'milestone') as Doc;

@@ -10,13 +10,9 @@ import {
   parseCsv,
   TransferError,
 } from '../src/cli/transfer.js';
-import { ManualClock } from '../src/core/clock.js';
-import { CursorCodec } from '../src/core/list-query.js';
 import type { Doc } from '../src/core/resource.js';
-import { ServerKeys } from '../src/core/secrets.js';
 import { modules } from '../src/modules/index.js';
 import { statusSweepJob } from '../src/modules/okr/sweep.js';
-import { Engine } from '../src/store/engine.js';
 import { byName, freshStore, storeKinds, type TestApp, testApp, USER_A, USER_B } from './helpers.js';
 
 const NOW = Date.parse('2026-11-20T09:00:00.000Z');
@@ -739,14 +735,8 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     // has fallen further behind its pace, and no sweep is left to do for the copy.
     const later = NOW + 30 * DAY;
     expect(await importRows({ ...opts('later'), now: later }, { json: doc })).toMatchObject({ KeyResult: 9 });
-    const engine = new Engine({
-      store: t.store,
-      clock: new ManualClock(later),
-      modules,
-      cursors: new CursorCodec(t.config.secretKey),
-      keys: new ServerKeys(t.config.secretKey),
-      requireIfMatch: false,
-    });
+    t.clock.set(later);
+    const { engine } = t.app;
     expect(await engine.runJob(statusSweepJob, 'later')).toBe(0);
     const statuses = async (tenant: string) =>
       Object.fromEntries((await list(tenant, 'key-results')).map((k) => [k.title, k.status]));

@@ -64,14 +64,9 @@ function bad(param: string, message: string): ApiError {
  */
 export const MALFORMED_PARAMETERS: unique symbol = Symbol('malformed query parameters');
 
-/** The names of `params` its parser could not decode (see MALFORMED_PARAMETERS). */
-export function malformedParameters(params: object): ReadonlySet<string> | undefined {
-  return (params as { [MALFORMED_PARAMETERS]?: Set<string> })[MALFORMED_PARAMETERS];
-}
-
-/** 400 for a parameter its parser could not decode, whatever it names. */
+/** 400 for a parameter its parser could not decode (see MALFORMED_PARAMETERS), whatever it names. */
 export function checkDecoded(params: object, param: string): void {
-  if (malformedParameters(params)?.has(param)) {
+  if ((params as { [MALFORMED_PARAMETERS]?: ReadonlySet<string> })[MALFORMED_PARAMETERS]?.has(param)) {
     throw bad(param, 'holds a malformed percent-escape (% and two hex digits, of UTF-8 bytes); a literal % is %25');
   }
 }

@@ -301,6 +301,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // none, and read as is such bytes were 400 "not UTF-8" (or, if they were JSON, taken as it).
   const coding = (request: FastifyRequest) => {
     const header = String(request.headers['content-encoding'] ?? '').trim();
+    if (header === '') return null;
     // A list of codings (RFC 9110 §8.4): identity alone, however often, is none.
     const codings = header.split(',').map((c) => c.trim().toLowerCase());
     return codings.every((c) => c === '' || c === 'identity') ? null : header;

@@ -111,7 +111,7 @@ ${rows}
 }
 
 /** Pages of fixed text: no script, no outside resource, nothing framed. */
-export const PROBLEM_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'";
+const PROBLEM_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'";
 
 /** `GET /problems` and `GET /problems/:code`: public, as the documents are. */
 export function problemDocs(app: FastifyInstance): void {

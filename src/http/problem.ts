@@ -20,7 +20,7 @@ export interface Problem {
  * The most field errors one problem lists. A body of many members refused one by one (a 1 MiB
  * body of unknown members) made a problem ~9× its size, stored as such with its Idempotency-Key.
  */
-export const MAX_FIELD_ERRORS = 100;
+const MAX_FIELD_ERRORS = 100;
 
 export function toProblem(err: ApiError, requestId: string): Problem {
   const errors = err.errors;
@@ -174,7 +174,7 @@ export function asApiError(err: unknown): ApiError {
 }
 
 /** How often one fault an operator must act on is logged whole (with its stack). */
-export const OPERATOR_ERROR_EVERY_MS = 10_000;
+const OPERATOR_ERROR_EVERY_MS = 10_000;
 /** Per server (an app), so that one's faults do not quiet another's log. */
 const operatorErrors = new WeakMap<object, Map<string, { at: number; repeated: number }>>();
 
