@@ -168,7 +168,7 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
   /** Clicks Send and waits for the console to show the answer to that request. */
   async function send(pathPart: string, method: string): Promise<unknown> {
     const answered = page.waitForResponse((r) => r.url().includes(pathPart) && r.request().method() === method);
-    await panel().getByRole('button', { name: 'Send' }).click();
+    await panel().getByRole('button', { name: 'Send', exact: true }).click();
     const response = await answered;
     const requestId = response.headers()['x-request-id'];
     await panel().locator('.request-id', { hasText: requestId }).waitFor();
@@ -190,9 +190,9 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
       await route.continue();
     });
     await page.goto(`${server.origin}/playground`);
-    await page.getByText('Loading manifest…').waitFor();
+    await page.getByText('Loading manifest…', { exact: true }).waitFor();
     release();
-    await page.getByRole('heading', { name: 'Playground', level: 1 }).waitFor();
+    await page.getByRole('heading', { name: 'Playground', exact: true, level: 1 }).waitFor();
     await page.unroute('**/api/v1/manifest');
 
     await page.route('**/api/v1/manifest', (route) =>
@@ -207,16 +207,16 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     await alert.waitFor();
     expect(await alert.textContent()).toContain('GET /api/v1/manifest answered 503: The database is unreachable');
     await page.unroute('**/api/v1/manifest');
-    await alert.getByRole('button', { name: 'Retry' }).click();
-    await page.getByRole('heading', { name: 'Playground', level: 1 }).waitFor();
+    await alert.getByRole('button', { name: 'Retry', exact: true }).click();
+    await page.getByRole('heading', { name: 'Playground', exact: true, level: 1 }).waitFor();
   });
 
   it('renders the KeyResult page with every field of the seed', async () => {
     await page
-      .getByRole('navigation', { name: 'Modules and resources' })
+      .getByRole('navigation', { name: 'Modules and resources', exact: true })
       .getByRole('link', { name: /KeyResult/ })
       .click();
-    await page.getByRole('heading', { name: 'KeyResult', level: 1 }).waitFor();
+    await page.getByRole('heading', { name: 'KeyResult', exact: true, level: 1 }).waitFor();
     expect(new URL(page.url()).pathname).toBe('/playground/okr/key-results');
     const head = page.locator('.resource-head');
     expect(await head.textContent()).toContain('/api/v1/okr/key-results');
@@ -239,7 +239,7 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
 
     await page.screenshot({ path: `${SCREENSHOTS}keyresult-1280.png`, fullPage: true });
     await page.setViewportSize({ width: 390, height: 844 });
-    await page.getByRole('heading', { name: 'KeyResult', level: 1 }).waitFor();
+    await page.getByRole('heading', { name: 'KeyResult', exact: true, level: 1 }).waitFor();
     // Nothing may be wider than a phone: the page itself must not scroll sideways.
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
     await page.screenshot({ path: `${SCREENSHOTS}keyresult-390.png`, fullPage: true });
@@ -255,20 +255,20 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     await page.goto(`${server.origin}/playground/okr/objectives#create`);
     await page.locator('#operation-panel[data-op="create"]').waitFor();
     // The manifest says the server mints dev tokens: the page asks for one only when told to.
-    await page.getByRole('button', { name: 'Use dev token' }).waitFor();
+    await page.getByRole('button', { name: 'Use dev token', exact: true }).waitFor();
     expect(minted).toEqual([]);
     // A request that gets no answer (a server restarting) says so and leaves the button in place.
     await page.route('**/api/v1/dev/token', (route) => route.abort('connectionrefused'));
-    await page.getByRole('button', { name: 'Use dev token' }).click();
+    await page.getByRole('button', { name: 'Use dev token', exact: true }).click();
     expect(await page.getByTestId('dev-token-error').textContent()).toMatch(/^No answer from the server/);
     await page.unroute('**/api/v1/dev/token');
-    await page.getByRole('button', { name: 'Use dev token' }).click();
+    await page.getByRole('button', { name: 'Use dev token', exact: true }).click();
     await page.getByTestId('dev-token-info').waitFor();
     expect(await page.getByTestId('dev-token-error').count()).toBe(0);
     page.off('request', onRequest);
     expect(minted.length).toBe(2);
     await page.getByTestId('dev-token-info').waitFor();
-    expect(await page.getByLabel('Token').inputValue()).toMatch(/^ey/);
+    expect(await page.getByLabel('Token', { exact: true }).inputValue()).toMatch(/^ey/);
     // The dev token's tenant is the one `edm seed` fills by default.
     expect(await page.getByTestId('seed-command').textContent()).toBe('edm seed');
 
@@ -285,7 +285,7 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
 
     // The key result's example body points at the objective just created.
     await page
-      .getByRole('navigation', { name: 'Modules and resources' })
+      .getByRole('navigation', { name: 'Modules and resources', exact: true })
       .getByRole('link', { name: /KeyResult/ })
       .click();
     await openTab('create');
@@ -342,14 +342,14 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
       await phone.goto(`${server.origin}/playground/okr/objectives#list`);
       await phone.locator('#operation-panel[data-op="list"]').waitFor();
       // Busy, the buttons keep the focus: a disabled one dropped it to the page.
-      await phone.getByRole('button', { name: 'Use dev token' }).focus();
+      await phone.getByRole('button', { name: 'Use dev token', exact: true }).focus();
       await phone.keyboard.press('Enter');
       await phone.getByTestId('dev-token-info').waitFor();
       expect(await phone.evaluate(() => document.activeElement?.textContent)).toBe('Use dev token');
       const listed = phone.waitForResponse(
         (r) => r.url().includes('/api/v1/okr/objectives') && r.request().method() === 'GET',
       );
-      await phonePanel().getByRole('button', { name: 'Send' }).focus();
+      await phonePanel().getByRole('button', { name: 'Send', exact: true }).focus();
       await phone.keyboard.press('Enter');
       const page1 = (await (await listed).json()) as { data: { id: string }[] };
       await phonePanel().getByTestId('list-rows').waitFor();
@@ -367,17 +367,17 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
       const created = phone.waitForResponse(
         (r) => r.url().includes('/api/v1/okr/key-results') && r.request().method() === 'POST',
       );
-      await phonePanel().getByRole('button', { name: 'Send' }).click();
+      await phonePanel().getByRole('button', { name: 'Send', exact: true }).click();
       expect((await created).status()).toBe(201);
       // Picking a row of a list opens it with get, the keyboard at that get's Send.
       await phone.goto(`${server.origin}/playground/okr/objectives#list`);
       await phone.locator('#operation-panel[data-op="list"]').waitFor();
-      await phonePanel().getByRole('button', { name: 'Send' }).click();
+      await phonePanel().getByRole('button', { name: 'Send', exact: true }).click();
       await phonePanel().locator(`[data-testid="list-rows"] tr[data-id="${top}"] button`).click();
       await phone.locator('#operation-panel[data-op="get"]').waitFor();
       await phone.waitForFunction(() => document.activeElement?.id.endsWith('-get-send') === true);
       // A deleted row picked from a list is an id to get (or restore), not a reference to prefill.
-      const authorization = `Bearer ${await phone.getByLabel('Token').inputValue()}`;
+      const authorization = `Bearer ${await phone.getByLabel('Token', { exact: true }).inputValue()}`;
       const json = { authorization, 'content-type': 'application/json' };
       const gone = (await (
         await phone.request.post(`${server.origin}/api/v1/okr/objectives`, { headers: json, data: '{"title":"Gone"}' })
@@ -386,7 +386,7 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
       await phone.goto(`${server.origin}/playground/okr/objectives#list`);
       await phone.locator('#operation-panel[data-op="list"]').waitFor();
       await phonePanel().locator('select[id$="-q-include_deleted"]').selectOption('true');
-      await phonePanel().getByRole('button', { name: 'Send' }).click();
+      await phonePanel().getByRole('button', { name: 'Send', exact: true }).click();
       await phonePanel().locator(`[data-testid="list-rows"] tr[data-id="${gone.id}"] button`).click();
       await phone.locator('#operation-panel[data-op="get"]').waitFor();
       expect(await phonePanel().locator('input[id$="-p-id"]').inputValue()).toBe(gone.id);
@@ -446,7 +446,7 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     await page.locator('#operation-panel[data-op="checkIns.create"]').waitFor();
     expect(await panel().locator('input[id$="-p-id"]').inputValue()).toBe(ids.keyResult);
     // What the body takes, as the schema table shows fields: value required, `at` never in the future.
-    await panel().getByText('Body fields').click();
+    await panel().getByText('Body fields', { exact: true }).click();
     const bodyTable = panel().getByTestId('body-table');
     expect(await bodyTable.locator('tbody th').allTextContents()).toEqual(['value', 'note', 'confidence', 'at']);
     expect(await bodyTable.locator('tr[data-field="value"] .pill-required').count()).toBe(1);
@@ -546,7 +546,7 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     expect(await panel().locator('input[id$="-p-id"]').inputValue()).toBe(id);
     const current = (await (
       await page.request.get(`${server.origin}/api/v1/okr/key-results/${id}`, {
-        headers: { authorization: `Bearer ${await page.getByLabel('Token').inputValue()}` },
+        headers: { authorization: `Bearer ${await page.getByLabel('Token', { exact: true }).inputValue()}` },
       })
     ).json()) as { version: number };
     await bodyEditor().fill(JSON.stringify({ current: 105000 }));
@@ -567,7 +567,7 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     );
     const headersOf = async () => {
       const answered = page.waitForResponse((r) => r.url().includes(id) && r.request().method() === 'PATCH');
-      await panel().getByRole('button', { name: 'Send' }).click();
+      await panel().getByRole('button', { name: 'Send', exact: true }).click();
       const response = await answered;
       await panel().locator('.request-id', { hasText: response.headers()['x-request-id'] }).waitFor();
       return {
@@ -589,14 +589,14 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
 
     // A header the API would refuse is caught before sending.
     await ifMatch.fill('W/"3"');
-    await panel().getByRole('button', { name: 'Send' }).click();
+    await panel().getByRole('button', { name: 'Send', exact: true }).click();
     expect(await panel().locator('.send-row [role="alert"]').textContent()).toContain('If-Match takes the version');
     await ifMatch.fill('');
   });
 
   /** Calls the API directly with the console's token (set-up the page itself is not under test for). */
   async function api(method: 'GET' | 'POST', path: string, body?: unknown): Promise<Record<string, unknown>> {
-    const token = await page.getByLabel('Token').inputValue();
+    const token = await page.getByLabel('Token', { exact: true }).inputValue();
     const res = await page.request.fetch(`${server.origin}${path}`, {
       method,
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
@@ -681,20 +681,20 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
   it('filters a list by several values of an enum: any of them', async () => {
     await openTab('list');
     const kind = panel().getByRole('group', { name: /kind/ });
-    await kind.getByLabel('http_json').check();
-    await kind.getByLabel('webhook').check();
+    await kind.getByLabel('http_json', { exact: true }).check();
+    await kind.getByLabel('webhook', { exact: true }).check();
     expect(await panel().getByTestId('sdk-snippet').textContent()).toContain("kind: ['http_json', 'webhook']");
     expect(await panel().getByTestId('curl-snippet').textContent()).toContain('kind=http_json%2Cwebhook');
     const answered = page.waitForResponse(
       (r) => r.url().includes('/api/v1/okr/connectors?') && r.request().method() === 'GET',
     );
-    await panel().getByRole('button', { name: 'Send' }).click();
+    await panel().getByRole('button', { name: 'Send', exact: true }).click();
     const response = await answered;
     expect(new URL(response.url()).searchParams.get('kind')).toBe('http_json,webhook');
     const list = (await response.json()) as { data: { name: string; kind: string }[] };
     expect(new Set(list.data.map((c) => c.kind))).toEqual(new Set(['http_json', 'webhook']));
     expect(list.data.map((c) => c.name)).toEqual(expect.arrayContaining(['E2E feed', 'E2E hook']));
-    await kind.getByLabel('webhook').uncheck();
+    await kind.getByLabel('webhook', { exact: true }).uncheck();
     expect(await panel().getByTestId('curl-snippet').textContent()).toContain('kind=http_json');
     expect(await panel().getByTestId('curl-snippet').textContent()).not.toContain('webhook');
   });
@@ -717,7 +717,7 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
 
     // A body that is not JSON is caught before sending.
     await bodyEditor().fill('{"title": ');
-    await panel().getByRole('button', { name: 'Send' }).click();
+    await panel().getByRole('button', { name: 'Send', exact: true }).click();
     expect(await panel().locator('.send-row [role="alert"]').textContent()).toContain('not valid JSON');
   });
 
