@@ -17,6 +17,7 @@ import {
   createClient,
   InternalServerError,
   NotFoundError,
+  NotModifiedError,
   operationRoute,
   PermissionDeniedError,
   PreconditionFailedError,
@@ -637,6 +638,30 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
       current_version: 2,
     });
     expect(await client.okr.keyResults.get(kr.id)).toMatchObject({ title: 'Ship v2 (first)', version: first.version });
+  });
+
+  it('a get whose If-None-Match names the current version is a NotModifiedError (never a Document of undefined), tried once', async () => {
+    reset();
+    const objective = await client.okr.objectives.create({ title: 'conditional get' });
+    const current = { headers: { 'If-None-Match': `"${objective.version}"` } };
+    const err = await client.okr.objectives.get(objective.id, current).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotModifiedError);
+    expect(err).toBeInstanceOf(APIError);
+    const notModified = err as NotModifiedError;
+    expect([notModified.status, notModified.etag, notModified.requestId?.startsWith('req_')]).toEqual([
+      304,
+      `"${objective.version}"`,
+      true,
+    ]);
+    expect(notModified.message).toMatch(/^304 not modified/);
+    expect(sent.filter((r) => r.method === 'GET')).toHaveLength(1);
+    // Another version: the document, as without the header.
+    const changed = await client.okr.objectives.update(objective.id, { title: 'changed' });
+    expect(await client.okr.objectives.get(objective.id, current)).toMatchObject({
+      id: objective.id,
+      title: 'changed',
+      version: changed.version,
+    });
   });
 
   it('custom writes take ifVersion: a stale check-in or sync is refused; a sync takes no body, its options third', async () => {

@@ -85,13 +85,33 @@ export class APIError extends Error {
    * const err = APIError.generate(404, problem, response.headers); // a NotFoundError
    */
   static generate(status: number, problem: Problem | undefined, headers: Headers, fallback = ''): APIError {
-    const detail = problem ? `${problem.code}: ${problem.detail ?? problem.title}` : fallback || 'no problem document';
+    const detail = problem
+      ? `${problem.code}: ${problem.detail ?? problem.title}`
+      : fallback || (status === 304 ? 'not modified: If-None-Match names the current version' : 'no problem document');
     const message = `${status} ${detail}`;
     const Class = STATUS_CLASSES[status] ?? (status >= 500 ? InternalServerError : APIError);
     return new Class(status, problem, message, headers);
   }
 }
 
+/**
+ * 304: the resource is still the version an `If-None-Match` header named; there is no body to
+ * return. `etag` is the current version's tag (`"7"`).
+ *
+ * @example
+ * try {
+ *   kr = await client.okr.keyResults.get(kr.id, { headers: { 'If-None-Match': `"${kr.version}"` } });
+ * } catch (err) {
+ *   if (!(err instanceof NotModifiedError)) throw err; // kr is current
+ * }
+ */
+export class NotModifiedError extends APIError {
+  override name = 'NotModifiedError';
+  /** The current version's entity tag, as the server sent it. */
+  get etag(): string | undefined {
+    return this.headers?.get('etag') ?? undefined;
+  }
+}
 /** 400: the request is malformed (body, parameter or header); `problem.errors` names the fields. */
 export class BadRequestError extends APIError {
   override name = 'BadRequestError';
@@ -154,6 +174,7 @@ type ErrorClass = new (
 ) => APIError;
 
 const STATUS_CLASSES: Record<number, ErrorClass> = {
+  304: NotModifiedError,
   400: BadRequestError,
   401: AuthenticationError,
   403: PermissionDeniedError,

@@ -12,6 +12,7 @@ export {
   ConflictError,
   InternalServerError,
   NotFoundError,
+  NotModifiedError,
   PermissionDeniedError,
   PreconditionFailedError,
   PreconditionRequiredError,

@@ -242,7 +242,7 @@ export class Transport {
         }
         throw err;
       }
-      if (response.ok || response.status === 304) return this.#parse(response, text) as T;
+      if (response.ok) return this.#parse(response, text) as T;
       const problem = this.#problem(response, text);
       const wait =
         attempt < maxRetries && retryable(response.status, problem) ? retryDelay(attempt, response.headers) : null;
