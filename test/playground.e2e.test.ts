@@ -741,6 +741,33 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     expect(await limit.getAttribute('aria-invalid')).toBeNull();
   });
 
+  it('copies a snippet, and where the page may not write the clipboard selects it and says to press Ctrl+C', async () => {
+    await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.origin });
+    await page.bringToFront(); // the clipboard is the focused page's (an earlier test opened another)
+    await page.goto(`${server.origin}/playground/okr/key-results#list`);
+    await page.locator('#operation-panel[data-op="list"]').waitFor();
+    const curl = panel().getByTestId('curl-snippet');
+    const copyCurl = panel().getByRole('button', { name: 'Copy curl', exact: true });
+    const status = panel()
+      .locator('.code', { has: page.getByTestId('curl-snippet') })
+      .getByRole('status');
+    await copyCurl.click();
+    await expect.poll(() => status.textContent({ timeout: 2000 }), { timeout: 5000 }).toBe('curl copied');
+    expect(await copyCurl.textContent()).toBe('Copied');
+    expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(await curl.textContent());
+
+    // A plain-HTTP address other than localhost has no navigator.clipboard.
+    await page.evaluate(() => Object.defineProperty(window.navigator, 'clipboard', { value: undefined }));
+    await page.evaluate(() => window.getSelection()?.removeAllRanges());
+    await copyCurl.click();
+    await expect
+      .poll(() => status.textContent({ timeout: 2000 }), { timeout: 5000 })
+      .toBe('Selected: press Ctrl+C (⌘C) to copy');
+    expect(await copyCurl.textContent()).toBe('Copy');
+    expect(await page.evaluate(() => window.getSelection()?.toString())).toBe(await curl.textContent());
+    await page.reload();
+  });
+
   it('talked to no origin but its own, without script errors', () => {
     expect(foreign).toEqual([]);
     expect(pageErrors).toEqual([]);
