@@ -11,7 +11,7 @@ type Copied = 'no' | 'copied' | 'selected';
 export function CodeBlock({ code, label, testId }: { code: string; label: string; testId?: string }) {
   const [copied, setCopied] = useState<Copied>('no');
   const pre = useRef<HTMLPreElement>(null);
-  const timer = useRef<ReturnType<typeof setTimeout>>();
+  const timer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
   useEffect(() => () => clearTimeout(timer.current), []);
   const show = (outcome: Copied, ms: number) => {
     setCopied(outcome);
