@@ -24,6 +24,7 @@ describe('GET /metrics', () => {
     expect(after.body).toContain('edm_http_requests_total{method="GET",route="unmatched",status="404"} 1');
     expect(res.body).toMatch(/edm_token_verifications_total 1\b/);
     expect(res.body).toMatch(/edm_transaction_retries_total 0\b/);
+    expect(res.body).toMatch(/edm_transaction_deadlocks_total 0\b/);
     expect(res.body).toContain('edm_http_request_duration_seconds_bucket');
   });
 });

@@ -33,6 +33,8 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
   const clock = new ManualClock(T0);
   /** Transactions the server processes ran again after a deadlock (see Engine.transaction). */
   const retried = () => apps.reduce((n, app) => n + app.engine.retriedTransactions, 0);
+  /** Transactions PostgreSQL aborted as a deadlock's victim. */
+  const deadlocks = () => apps.reduce((n, app) => n + app.engine.deadlocks, 0);
   /** The app the i-th request goes to: alternating between the two processes. */
   const via = (i: number) => apps[i % apps.length];
   /** Sessions of the second process waiting for a lock (`event`: of that kind only, e.g. `advisory`). */
@@ -768,6 +770,36 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     expect(retried() - retriedBefore).toBe(0);
   });
 
+  it('a key result moved to another objective beside check-ins on it: all served, no deadlock', async () => {
+    const deadlocksBefore = deadlocks();
+    const outcomes: string[] = [];
+    for (let trial = 0; trial < 10; trial++) {
+      const objective = async (title: string) =>
+        (await send(apps[0], token, 'POST', objectives.basePath, { title })).body.id as string;
+      const [o1, o2] = [await objective(`leaves ${trial}`), await objective(`joins ${trial}`)];
+      const kr = (
+        await send(apps[0], token, 'POST', keyResults.basePath, { objective_id: o1, title: 'moved', target: 10 })
+      ).body.id as string;
+      const answers = await Promise.all([
+        send(via(0), token, 'PATCH', `${keyResults.basePath}/${kr}`, { objective_id: o2 }),
+        ...Array.from({ length: 9 }, (_, i) =>
+          send(via(i + 1), token, 'POST', `${keyResults.basePath}/${kr}/check-ins`, { value: i + 1 }),
+        ),
+      ]);
+      outcomes.push(answers.map((a) => a.status).join(' '));
+      expect(answers.map((a) => a.status)).toEqual([200, ...Array(9).fill(201)]);
+      const moved = (await send(apps[0], token, 'GET', `${keyResults.basePath}/${kr}`)).body;
+      expect([moved.objective_id, moved.version]).toEqual([o2, 11]);
+      const [left, joined] = await Promise.all(
+        [o1, o2].map(async (o) => (await send(apps[0], token, 'GET', `${objectives.basePath}/${o}`)).body),
+      );
+      expect([left.key_result_count, left.progress_pct]).toEqual([0, 0]);
+      expect([joined.key_result_count, joined.progress_pct]).toEqual([1, moved.progress_pct]);
+    }
+    // A check-in that waited for o1 behind the move starts again, on o2: a restart, not a deadlock.
+    expect(deadlocks() - deadlocksBefore, outcomes.join(', ')).toBe(0);
+  });
+
   it('check-ins on team key results that a company total in another objective reads: no deadlock to retry', async () => {
     const retriedBefore = retried();
     for (let trial = 0; trial < 8; trial++) {
@@ -795,6 +827,75 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     // objective before the total, so the second check-in waits instead of deadlocking.
     expect(retried() - retriedBefore).toBe(0);
   });
+
+  // The move waits for a session of the test that holds the key result; a check-in queues behind
+  // the move for the objective it leaves, and a second session for the one it joins. When the
+  // move commits, the check-in's join finds its key result under another objective: going on, it
+  // would hold the key result while waiting for the second session, which takes the new
+  // objective and then the key result, as every write that starts after the move does.
+  it.runIf(kind === 'postgres')(
+    'a check-in that waited behind a move starts again on the new objective: no deadlock with a writer that started after the move',
+    async () => {
+      const objective = async (title: string) =>
+        (await send(apps[0], token, 'POST', objectives.basePath, { title })).body.id as string;
+      const [o1, o2] = [await objective('the move leaves'), await objective('the move joins')];
+      const kr = (
+        await send(apps[0], token, 'POST', keyResults.basePath, { objective_id: o1, title: 'moved', target: 10 })
+      ).body.id as string;
+      const deadlocksBefore = deadlocks();
+      const [holder, after] = [
+        new pg.Client({ connectionString: PG_URL }),
+        new pg.Client({ connectionString: PG_URL }),
+      ];
+      await Promise.all([holder.connect(), after.connect()]);
+      try {
+        const pids: number[] = [];
+        for (const session of [holder, after]) {
+          await session.query(`SET search_path TO ${schema}`);
+          pids.push((await session.query('SELECT pg_backend_pid() AS pid')).rows[0].pid);
+        }
+        const blockedBy = async (pid: number) =>
+          (
+            await holder.query(
+              'SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))',
+              [pid],
+            )
+          ).rows[0].n as number;
+        await holder.query('BEGIN');
+        await holder.query('SELECT id FROM okr_key_results WHERE id = $1 FOR UPDATE', [kr]);
+        const move = send(apps[0], token, 'PATCH', `${keyResults.basePath}/${kr}`, { objective_id: o2 });
+        await until('the move waits for the key result', async () => (await blockedBy(pids[0])) > 0);
+        const checkIn = send(apps[1], token, 'POST', `${keyResults.basePath}/${kr}/check-ins`, { value: 5 });
+        await until(
+          'the check-in waits for the objective the move leaves',
+          async () => (await lockWaiters(holder)) > 0,
+        );
+        await after.query('BEGIN');
+        const joined = after.query('SELECT id FROM okr_objectives WHERE id = $1 FOR UPDATE', [o2]);
+        const waiting = async (pid: number) =>
+          (await holder.query('SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1', [pid])).rows[0]
+            ?.wait_event_type === 'Lock';
+        await until('the second session waits for the objective the move joins', () => waiting(pids[1]));
+        await holder.query('ROLLBACK');
+        await joined;
+        expect((await move).status).toBe(200);
+        await until('the check-in waits for the second session', async () => (await blockedBy(pids[1])) > 0);
+        // A writer that started after the move: the new objective, then the key result.
+        await after.query('SELECT id FROM okr_key_results WHERE id = $1 FOR UPDATE', [kr]);
+        await after.query('ROLLBACK');
+        expect((await checkIn).status).toBe(201);
+        expect(deadlocks() - deadlocksBefore).toBe(0);
+        const moved = (await send(apps[0], token, 'GET', `${keyResults.basePath}/${kr}`)).body;
+        expect([moved.objective_id, moved.current, moved.version]).toEqual([o2, 5, 3]);
+        expect((await send(apps[0], token, 'GET', `${objectives.basePath}/${o2}`)).body.progress_pct).toBe(50);
+      } finally {
+        for (const session of [holder, after]) {
+          await session.query('ROLLBACK').catch(() => {});
+          await session.end();
+        }
+      }
+    },
+  );
 
   // A session of the test holds a row; a check-in on x queues behind it, and then a second write
   // that the check-in's recomputation of the total will meet. Taking locks child first, the

@@ -588,6 +588,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   ({ observe: observeUnrouted, observeAnswer: observeConnection } = registerMetrics(app, {
     verifications: () => verifier.verifications,
     retriedTransactions: () => engine.retriedTransactions,
+    deadlocks: () => engine.deadlocks,
   }));
   registerResourceRoutes(app, { engine, idempotency, cursors });
   registerManifestRoute(app, modules, config.localMode);

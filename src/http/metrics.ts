@@ -23,7 +23,7 @@ const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')
  */
 export function registerMetrics(
   app: FastifyInstance,
-  extra: { verifications: () => number; retriedTransactions: () => number },
+  extra: { verifications: () => number; retriedTransactions: () => number; deadlocks: () => number },
 ): {
   observe: (request: FastifyRequest, reply: FastifyReply) => void;
   observeAnswer: (method: string, route: string, status: number, seconds: number) => void;
@@ -46,6 +46,15 @@ export function registerMetrics(
     collect() {
       this.reset();
       this.inc(extra.retriedTransactions());
+    },
+  });
+  new Counter({
+    name: 'edm_transaction_deadlocks_total',
+    help: 'PostgreSQL transactions the server aborted as a deadlock victim (each is run again, up to three times in all).',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(extra.deadlocks());
     },
   });
 

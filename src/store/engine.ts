@@ -305,6 +305,7 @@ export class Engine {
         });
       } catch (err) {
         const code = (err as { code?: unknown }).code;
+        if (code === '40P01') this.deadlocks++;
         if (attempt >= TRANSACTION_ATTEMPTS || (code !== '40P01' && code !== '40001')) throw err;
         const wanted = (err as { serial?: SerialLock }).serial;
         if (wanted) first.push(wanted);
@@ -315,6 +316,9 @@ export class Engine {
 
   /** PostgreSQL transactions run again after a deadlock or a serialization failure (see transaction). */
   retriedTransactions = 0;
+
+  /** PostgreSQL transactions aborted as a deadlock's victim (retried or not). */
+  deadlocks = 0;
 
   // ---- rows ----
 
@@ -491,32 +495,48 @@ export class Engine {
   ): Promise<Doc> {
     const targets = this.store.kind === 'postgres' ? this.lockTargets.get(resource) : undefined;
     if (!targets) return this.load(db, resource, principal, id, true);
-    const { rows: found } = await this.run(
-      db,
-      `loadref|${resource.table}|${principal.appId !== null}`,
-      (slot) => {
-        // The references first in FROM: FOR UPDATE takes the rows' locks in that order, parent
-        // before child (an objective before its key result), the order every write takes them in.
-        const from = [...targets.map(({ target }, i) => `${target.table} as r${i}`), `${resource.table} as k`];
-        let q = db.selectFrom(from);
-        targets.forEach(({ name }, i) => {
-          q = q.whereRef(`r${i}.tenant_id`, '=', 'k.tenant_id').whereRef(`r${i}.id`, '=', `k.${name}`);
-        });
-        let select = q
-          .select([
-            ...columnsOf(resource).map((c) => `k.${c}`),
-            ...targets.flatMap(({ target }, i) => columnsOf(target).map((c) => `r${i}.${c} as r${i}__${c}`)),
-          ])
-          .where('k.tenant_id', '=', slot('tenant'))
-          .where('k.id', '=', slot('id'));
-        if (principal.appId !== null) select = select.where('k.app_id', '=', slot('app'));
-        const guard = this.serialGuard(resource, slot);
-        // FOR UPDATE with no OF locks the rows of every table in FROM: the references and the row.
-        return (guard ? select.select(guard.as(SERIAL_COLUMN)) : select).forUpdate();
-      },
-      { tenant: principal.tenantId, app: principal.appId, id, serial: this.serialKey(resource, principal.tenantId) },
-    );
-    const row = found[0];
+    // Locked: the row and its references. Unlocked: whether the join finds the row as of now.
+    const joined = (lock: boolean) =>
+      this.run(
+        db,
+        `loadref|${resource.table}|${principal.appId !== null}|${lock}`,
+        (slot) => {
+          // The references first in FROM: FOR UPDATE takes the rows' locks in that order, parent
+          // before child (an objective before its key result), the order every write takes them in.
+          const from = [...targets.map(({ target }, i) => `${target.table} as r${i}`), `${resource.table} as k`];
+          let q = db.selectFrom(from);
+          targets.forEach(({ name }, i) => {
+            q = q.whereRef(`r${i}.tenant_id`, '=', 'k.tenant_id').whereRef(`r${i}.id`, '=', `k.${name}`);
+          });
+          let select = q
+            .select([
+              ...columnsOf(resource).map((c) => `k.${c}`),
+              ...targets.flatMap(({ target }, i) => columnsOf(target).map((c) => `r${i}.${c} as r${i}__${c}`)),
+            ])
+            .where('k.tenant_id', '=', slot('tenant'))
+            .where('k.id', '=', slot('id'));
+          if (principal.appId !== null) select = select.where('k.app_id', '=', slot('app'));
+          if (!lock) return select;
+          const guard = this.serialGuard(resource, slot);
+          // FOR UPDATE with no OF locks the rows of every table in FROM: the references and the row.
+          return (guard ? select.select(guard.as(SERIAL_COLUMN)) : select).forUpdate();
+        },
+        { tenant: principal.tenantId, app: principal.appId, id, serial: this.serialKey(resource, principal.tenantId) },
+      );
+    // The join finds nothing for a row that is not there, and for one moved to another parent
+    // while this statement waited: PostgreSQL reads a row it waited for again, and drops it from
+    // a join it no longer meets, keeping the locks it took meanwhile (the old parent's, the row's
+    // too where it waited for that). Going on from there, this write would take the new parent
+    // after the row, while a write that started after the move holds that parent and waits for
+    // the row: a deadlock. So the transaction starts again (a serialization failure, which
+    // Engine.transaction retries), holding nothing, and locks the new parent first. A row the
+    // join does not find now either (none, or a reference naming no row) is read alone.
+    const row = (await joined(true)).rows[0];
+    if (!row && (await joined(false)).rows.length) {
+      throw Object.assign(new Error(`${resource.name} ${id} moved while this write waited: it starts again`), {
+        code: '40001',
+      });
+    }
     if (!row) return this.load(db, resource, principal, id, true);
     targets.forEach(({ name, target }, i) => {
       const referenced: Record<string, unknown> = {};
