@@ -26,14 +26,16 @@ function metricsServer() {
     body: '{"data":{"value":42}}' as string,
     headers: {} as Record<string, string>,
     requests: [] as { url: string; authorization: string | undefined }[],
-    /** Answers only once this resolves (a slow feed); set back to null after use. */
+    /** Requests that arrive while it is set answer only once it resolves (a slow feed); set back to null after use. */
     hold: null as Promise<void> | null,
   };
   const server: Server = createServer(async (req, res) => {
     state.requests.push({ url: req.url ?? '', authorization: req.headers.authorization });
+    // The answer as of the request's arrival, sent when the hold lets it.
+    const { status, headers, body } = state;
     if (state.hold) await state.hold;
-    res.writeHead(state.status, { 'content-type': 'application/json', ...state.headers });
-    res.end(state.body);
+    res.writeHead(status, { 'content-type': 'application/json', ...headers });
+    res.end(body);
   });
   return {
     state,
@@ -395,6 +397,67 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect([res.status, res.body.code]).toEqual([409, 'version_conflict']);
     const now = (await get(`${connectors.basePath}/${c.id}`)) as Doc;
     expect([now.last_value, now.last_sync_at]).toEqual([before.last_value, before.last_sync_at]);
+  });
+
+  it('of two syncs that overlap, the later read stands: an earlier read that commits last records nothing', async () => {
+    api.state.body = '{"data":{"value":10}}';
+    const c = await connector();
+    const k = await fed(c.id as string);
+    let release: () => void = () => {};
+    api.state.hold = new Promise((r) => {
+      release = r;
+    });
+    api.state.requests.length = 0;
+    const earlier = sync(c.id as string); // reads 10, answered late
+    for (let i = 0; i < 500 && api.state.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(api.state.requests).toHaveLength(1);
+    api.state.hold = null;
+    api.state.body = '{"data":{"value":20}}';
+    t.clock.advance(1000);
+    const later = await sync(c.id as string); // reads 20, records first
+    expect([later.status, later.body.last_value]).toEqual([200, 20]);
+    release();
+    const stale = await earlier;
+    // Answered with the connector as the later sync left it: 10 is older news.
+    expect([stale.status, stale.body.last_value, stale.body.version]).toEqual([200, 20, later.body.version]);
+    const now = (await get(`${kr.basePath}/${k.id}`)) as Doc;
+    expect(now.current).toBe(20);
+    const log = (await get(`${kr.basePath}/${k.id}/check-ins?limit=10`)) as { data: Doc[] };
+    expect(log.data.map((s) => s.value)).toEqual([20, 0]); // newest first: the sync's, then the create's
+    expect((await get(`${connectors.basePath}/${c.id}`)) as Doc).toMatchObject({
+      last_value: 20,
+      last_sync_status: 'ok',
+      version: later.body.version,
+    });
+  });
+
+  it("a scheduled sync whose read came before a sync now's records nothing when it commits after it", async () => {
+    api.state.body = '{"data":{"value":10}}';
+    await t.app.engine.runJob(connectorSyncJob); // the connectors of other tests that are due: read now, not held
+    const c = await connector({ config: { url: `${base}/metrics?scheduled`, pointer: '/data/value' } });
+    const k = await fed(c.id as string);
+    let release: () => void = () => {};
+    api.state.hold = new Promise((r) => {
+      release = r;
+    });
+    api.state.requests.length = 0;
+    const scheduled = t.app.engine.runJob(connectorSyncJob); // due at once after create: reads 10
+    const read = () => api.state.requests.some((r) => r.url === '/metrics?scheduled');
+    for (let i = 0; i < 300 && !read(); i++) await new Promise((r) => setTimeout(r, 10));
+    api.state.hold = null;
+    if (!read()) release();
+    expect(read()).toBe(true);
+    api.state.body = '{"data":{"value":20}}';
+    t.clock.advance(1000);
+    const now = await sync(c.id as string);
+    expect([now.status, now.body.last_value]).toEqual([200, 20]);
+    release();
+    await scheduled;
+    expect(((await get(`${kr.basePath}/${k.id}`)) as Doc).current).toBe(20);
+    expect((await get(`${connectors.basePath}/${c.id}`)) as Doc).toMatchObject({
+      last_value: 20,
+      version: now.body.version,
+    });
   });
 
   it('answers a PATCH naming a connector id with U+0000 as any bad body: after 404 and 412, naming the field', async () => {

@@ -138,4 +138,6 @@ export interface PrepareCall {
   body: unknown;
   ops: ResourceOps;
   outbound: OutboundPolicy;
+  /** The server's clock (ms) as the call is prepared: when what `prepare` reads was read. */
+  now: number;
 }

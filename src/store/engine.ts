@@ -974,6 +974,7 @@ export class Engine {
       body,
       ops: this.ops(this.store.db, principal, false, this.operationTarget(resource, op, id, body, cond)),
       outbound: this.outbound,
+      now: this.clock.now(),
     });
   }
 

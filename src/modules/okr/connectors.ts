@@ -109,13 +109,26 @@ export async function readOutcome(connector: Doc, policy: OutboundPolicy): Promi
   }
 }
 
+/** The internal field that says when the value (or failure) a connector last recorded was read. */
+const LAST_READ_AT = 'last_read_at';
+
 /**
  * Records one sync: on success, the value on every live key result the connector feeds whose
  * value it changes (system writes with snapshots, and the queries reading them); on failure,
  * nothing but the connector's `last_sync_status` and `last_error`. Schedules the next sync.
+ * `readAt` is when the outcome was read (ms): an outcome read before the one recorded last (two
+ * syncs overlapped, and the later read committed first) is older news and records nothing.
  */
-export async function applySync(tx: Tx, tenantId: string, connector: Doc, outcome: SyncOutcome): Promise<Doc> {
+export async function applySync(
+  tx: Tx,
+  tenantId: string,
+  connector: Doc,
+  outcome: SyncOutcome,
+  readAt: number,
+): Promise<Doc> {
   const id = connector.id as string;
+  const lastRead = typeof connector[LAST_READ_AT] === 'string' ? Date.parse(connector[LAST_READ_AT]) : null;
+  if (lastRead !== null && readAt < lastRead) return connector;
   if ('value' in outcome) {
     const fed = await tx.findLive(keyResults, tenantId, { connector_id: id, data_source: 'connector' });
     // Their objectives first, as every write locks them (Tx.lock).
@@ -139,6 +152,7 @@ export async function applySync(tx: Tx, tenantId: string, connector: Doc, outcom
     last_sync_status: 'value' in outcome ? 'ok' : 'error',
     last_error: 'error' in outcome ? outcome.error : null,
     last_value: 'value' in outcome ? outcome.value : connector.last_value,
+    [LAST_READ_AT]: isoTime(readAt),
   });
   await schedule(tx, after, tx.now + (after.interval_seconds as number) * 1000);
   return after;
@@ -182,17 +196,18 @@ const syncOperation = {
     'Sync now: read the value and record it on every key result this connector feeds (a snapshot with source_type system where it changed). A failed read answers 200 with last_sync_status error and last_error.',
   response: { kind: 'resource', status: 200 },
   responseExample: EXAMPLE_SYNCED,
-  async prepare({ resource, id, ops, outbound }) {
+  async prepare({ resource, id, ops, outbound, now }) {
     const connector = await ops.get(resource, id);
     if (connector.kind === 'webhook') {
       throw new ApiError('not_pulled', `Connector ${id} is a webhook: its values arrive at its webhook_url`);
     }
-    return connector.is_deleted ? null : { outcome: await readOutcome(connector, outbound), from: readFrom(connector) };
+    if (connector.is_deleted) return null;
+    return { outcome: await readOutcome(connector, outbound), from: readFrom(connector), readAt: now };
   },
   async run({ resource, principal, id, tx, ops, prepared }) {
     const connector = await ops.get(resource, id);
     // Deleted now, or when it was read (and restored since): nothing read to record.
-    const read = prepared as { outcome: SyncOutcome; from: string } | null;
+    const read = prepared as { outcome: SyncOutcome; from: string; readAt: number } | null;
     if (connector.is_deleted || read === null) {
       throw new ApiError('resource_deleted', `Connector ${id} is deleted; restore it first`);
     }
@@ -203,7 +218,8 @@ const syncOperation = {
         extra: { current_version: connector.version },
       });
     }
-    return applySync(tx, principal.tenantId, connector, read.outcome);
+    // A sync that read the feed later and recorded first stands: this answers the connector as it left it.
+    return applySync(tx, principal.tenantId, connector, read.outcome, read.readAt);
   },
 } as const satisfies CustomOperation;
 
@@ -253,7 +269,7 @@ const webhookOperation = {
       throw new ApiError('invalid_token', 'This webhook URL was replaced: use the webhook_url the connector shows now');
     }
     const input = validateInput(pushFields, body);
-    return applySync(tx, principal.tenantId, connector, { value: input.value as number });
+    return applySync(tx, principal.tenantId, connector, { value: input.value as number }, tx.now);
   },
 } as const satisfies CustomOperation;
 
@@ -353,6 +369,9 @@ export const connectors = defineResource({
     }),
   },
   internal: {
+    [LAST_READ_AT]: datetime({
+      notes: 'When the value (or failure) last recorded was read; a sync whose read came before it records nothing.',
+    }),
     [WEBHOOK_GENERATION]: integer({
       default: 0,
       notes: 'Which signed webhook URL is the current one (rotateWebhookUrl adds one; 0: the first).',
@@ -536,12 +555,13 @@ export const connectorSyncJob: Job = {
       // Claimed first (its due time moved past the read's longest wait): of several processes
       // running the schedule, one reads it; if that one dies, the claim runs out and another does.
       const lease = isoTime(ctx.now + ctx.outbound.timeoutMs + 60_000);
-      const [mine, connector] = await ctx.transaction(
+      const [mine, connector, readAt] = await ctx.transaction(
         tenantId,
         async (tx) =>
           [
             await tx.claim(connectorSchedule, key, 'due_at', row.due_at, lease),
             await tx.peek(connectors, tenantId, id),
+            tx.now,
           ] as const,
       );
       if (!mine) return false;
@@ -558,7 +578,7 @@ export const connectorSyncJob: Job = {
           const now = await tx.find(connectors, tenantId, id);
           // Changed while it was read: the change queued its own sync, of the new settings.
           if (now && !now.is_deleted && readFrom(now) === readFrom(connector))
-            await applySync(tx, tenantId, now, outcome);
+            await applySync(tx, tenantId, now, outcome, readAt);
         });
         return true;
       } catch {
