@@ -44,3 +44,27 @@ describe('checkField: text that must not be empty shows a character', () => {
     expect(checkField('tags', tags, ['growth', 'q4 '])).toEqual([]);
   });
 });
+
+describe('checkField: the first error of a large value', () => {
+  const tags = stringList({ notes: 'Tags.', maxItems: 32, itemMinLength: 1, itemMaxLength: 64 });
+
+  it('answers a 520,000-item list by its length, without reading an item (each would be an error to build)', () => {
+    let reads = 0;
+    const items = new Proxy(Array(520_000).fill(1), {
+      get(target, key, receiver) {
+        if (typeof key === 'string' && /^\d+$/.test(key)) reads++;
+        return Reflect.get(target, key, receiver);
+      },
+    });
+    expect(checkField('tags', tags, items)).toEqual([
+      { path: '/tags', code: 'too_many_items', message: 'tags: Expected array length to be less or equal to 32' },
+    ]);
+    expect(reads).toBe(0);
+  });
+
+  it('names the first bad item of a list within its limits', () => {
+    expect(checkField('tags', tags, ['ok', 2, 3])).toEqual([
+      { path: '/tags/1', code: 'invalid_type', message: 'tags/1: Expected string' },
+    ]);
+  });
+});
