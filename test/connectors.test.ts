@@ -720,6 +720,31 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(refused.status).toBe(403);
   });
 
+  it('webhook: a connector turned into a webhook again gets a new URL; the one it had before is refused', async () => {
+    const hook = await connector({ kind: 'webhook', config: {}, secret: null, name: 'Switched' });
+    const push = (url: unknown, value: number) =>
+      t.app.inject({ method: 'POST', url: url as string, payload: { value } });
+    expect((await push(hook.webhook_url, 1)).statusCode).toBe(200);
+    const pulled = await call('PATCH', `${connectors.basePath}/${hook.id}`, {
+      kind: 'http_json',
+      config: { url: `${base}/metrics`, pointer: '/data/value' },
+    });
+    expect([pulled.status, pulled.body.webhook_url]).toEqual([200, null]);
+    expect((await push(hook.webhook_url, 2)).statusCode).toBe(404); // not a webhook now
+    const again = await call('PATCH', `${connectors.basePath}/${hook.id}`, {
+      kind: 'webhook',
+      config: { url: null, pointer: null },
+    });
+    expect(again.status, again.raw).toBe(200);
+    expect(again.body.webhook_url).toMatch(/&signature=1\.[A-Za-z0-9_-]{43}$/);
+    const old = await push(hook.webhook_url, 3);
+    expect([old.statusCode, old.json().code]).toEqual([401, 'invalid_token']);
+    expect((await push(again.body.webhook_url, 4)).json()).toMatchObject({ last_value: 4 });
+    // A write that keeps it a webhook keeps its URL.
+    const renamed = await call('PATCH', `${connectors.basePath}/${hook.id}`, { name: 'Switched back' });
+    expect(renamed.body.webhook_url).toBe(again.body.webhook_url);
+  });
+
   it('webhook: its signed URL (a credential) is answered to callers who may write, null to read-only tokens', async () => {
     const hook = await connector({ kind: 'webhook', config: {}, secret: null, name: 'Read-only probe' });
     expect(hook.webhook_url).toMatch(/signature=/);

@@ -259,7 +259,8 @@ const webhookOperation = {
   // Which URL is current is checked when the call is admitted (app.ts) and again here, under the
   // row's lock (a rotation may commit in between).
   signedGeneration: WEBHOOK_GENERATION,
-  // A URL stays signed after its connector is deleted or turned into another kind: 404 then.
+  // A URL stays signed after its connector is deleted or turned into another kind: 404 then (a
+  // restore brings it back; a turn back into a webhook signs a new one).
   acts: (connector) => connector.is_deleted !== true && connector.kind === 'webhook',
   async run({ resource, principal, id, body, query, tx, ops }) {
     const connector = await ops.get(resource, id);
@@ -395,6 +396,11 @@ export const connectors = defineResource({
     },
     prepare(doc, before, ctx) {
       doc.webhook_url = null;
+      // Turned into a webhook (again): a URL of its own, not the one it had before it was
+      // turned into another kind, which whoever held it could use again.
+      if (before && before.kind !== 'webhook' && doc.kind === 'webhook') {
+        doc[WEBHOOK_GENERATION] = webhookGeneration(before) + 1;
+      }
       // A secret is used only as it was given for: a write that changes the kind or any setting
       // drops it unless it sends one too. Else whoever may edit the connector could point it at
       // a server of theirs and read the secret there, or have the feed echo it (a header, a
