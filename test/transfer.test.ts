@@ -13,6 +13,7 @@ import {
 import type { Doc } from '../src/core/resource.js';
 import { modules } from '../src/modules/index.js';
 import { statusSweepJob } from '../src/modules/okr/sweep.js';
+import { migrate } from '../src/store/schema.js';
 import { byName, freshStore, storeKinds, type TestApp, testApp, USER_A, USER_B } from './helpers.js';
 
 const NOW = Date.parse('2026-11-20T09:00:00.000Z');
@@ -841,11 +842,37 @@ describe.each(storeKinds)('edm export on a database without the schema (%s)', (k
     try {
       const written: string[] = [];
       const o = { store: fresh.store, modules, tenant: 't', sub: USER_A, secretKey: new Uint8Array(32) };
-      await expect(exportJson(o, (chunk) => void written.push(chunk))).rejects.toThrow(/no EDM schema yet/);
+      await expect(exportJson(o, (chunk) => void written.push(chunk))).rejects.toThrow(/no EDM schema of this build/);
       await expect(exportCsv({ ...o, resource: 'KeyResult' }, (chunk) => void written.push(chunk))).rejects.toThrow(
         TransferError,
       );
       expect(written).toEqual([]);
+    } finally {
+      await fresh.store.close();
+      await fresh.drop();
+    }
+  });
+
+  it('says so on a schema an earlier build made (a column added since), before writing anything; edm migrate upgrades it', async () => {
+    const fresh = await freshStore(kind);
+    try {
+      await migrate(
+        fresh.store,
+        modules.flatMap((m) => m.resources),
+      );
+      await sql`ALTER TABLE okr_connectors DROP COLUMN last_read_at`.execute(fresh.store.db);
+      const written: string[] = [];
+      const o = { store: fresh.store, modules, tenant: 't', sub: USER_A, secretKey: new Uint8Array(32) };
+      await expect(exportJson(o, (chunk) => void written.push(chunk))).rejects.toThrow(
+        /no EDM schema of this build yet: none, or one an earlier build made \(edm migrate/,
+      );
+      expect(written).toEqual([]);
+      await migrate(
+        fresh.store,
+        modules.flatMap((m) => m.resources),
+      );
+      await exportJson(o, (chunk) => void written.push(chunk));
+      expect(JSON.parse(written.join(''))).toMatchObject({ tenant_id: 't' });
     } finally {
       await fresh.store.close();
       await fresh.drop();

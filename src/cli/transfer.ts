@@ -10,7 +10,7 @@ import { isDateTime } from '../core/validation.js';
 import { HISTORY_SIZE } from '../modules/okr/check-ins.js';
 import type { Store } from '../store/database.js';
 import { Engine, NO_CONDITIONS } from '../store/engine.js';
-import { migrate } from '../store/schema.js';
+import { isUnmigrated, migrate, schemaProbe } from '../store/schema.js';
 
 /** How far ahead of this machine's clock a source time may be (another server's clock): 5 minutes. */
 const CLOCK_SKEW_MS = 5 * 60 * 1000;
@@ -75,13 +75,16 @@ function pick(o: TransferOptions, only?: string): Resource[] {
  */
 async function totals(o: TransferOptions, resources: Resource[], includeDeleted: boolean): Promise<number[]> {
   try {
-    return await Promise.all(resources.map((r) => countOf(o.store, r, o.tenant, includeDeleted)));
+    await schemaProbe(o.store, resources).execute(o.store.db);
   } catch (err) {
-    if (/no such table|does not exist/.test((err as Error).message)) {
-      throw new TransferError('this database has no EDM schema yet (edm migrate, or edm serve, creates it)');
+    if (isUnmigrated(err)) {
+      throw new TransferError(
+        'this database has no EDM schema of this build yet: none, or one an earlier build made (edm migrate creates or upgrades it, adding what is missing)',
+      );
     }
     throw err;
   }
+  return Promise.all(resources.map((r) => countOf(o.store, r, o.tenant, includeDeleted)));
 }
 
 async function countOf(store: Store, resource: Resource, tenant: string, includeDeleted: boolean): Promise<number> {

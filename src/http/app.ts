@@ -1,7 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { sql } from 'kysely';
 import { DEV_SUB, DEV_TENANT, MAX_CLAIM_LENGTH, mintToken, requireScope, TokenVerifier } from '../core/auth.js';
 import { type Clock, isoTime, systemClock } from '../core/clock.js';
 import type { Config } from '../core/config.js';
@@ -20,7 +19,7 @@ import {
 import { modules as allModules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
 import { Engine } from '../store/engine.js';
-import { migrate, resourceColumns } from '../store/schema.js';
+import { isUnmigrated, migrate, schemaProbe } from '../store/schema.js';
 import { type CorsPolicy, corsHeaders, registerCors } from './cors.js';
 import { devTokenBody } from './dev-token.js';
 import { Idempotency } from './idempotency.js';
@@ -28,7 +27,7 @@ import { registerManifestRoute } from './manifest.js';
 import { registerMetrics } from './metrics.js';
 import { registerOpenApiRoute } from './openapi.js';
 import { playground } from './playground.js';
-import { answerClientError, isUnmigrated, PROBLEM_TYPE, sendProblem, toProblem } from './problem.js';
+import { answerClientError, PROBLEM_TYPE, sendProblem, toProblem } from './problem.js';
 import { problemDocs } from './problem-docs.js';
 import { parseQueryString } from './querystring.js';
 import { RATE_LIMIT_HEADERS, RateLimiter, rateLimitKey } from './rate-limit.js';
@@ -513,14 +512,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Ready means requests can be served: the database answers and holds the schema (every
   // resource's table: a server started with --no-migrate before `edm migrate` is not ready).
   // Every column too: a schema of an earlier version (a column added since) is not ready either.
-  const schemaProbe = sql.raw(
-    engine.resources
-      .map(
-        (r) =>
-          `SELECT 1 FROM (SELECT ${resourceColumns(store, r).map(quotedName).join(', ')} FROM ${quotedName(r.table)} WHERE 1 = 0) AS probe`,
-      )
-      .join(' UNION ALL '),
-  );
+  const probe = schemaProbe(store, engine.resources);
   app.get('/readyz', async (_request, reply) => {
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -532,7 +524,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
               }),
             ]
           : [];
-      await Promise.race([schemaProbe.execute(store.db), ...deadline]);
+      await Promise.race([probe.execute(store.db), ...deadline]);
       return { status: 'ready', store: store.kind };
     } catch (err) {
       // As a request's 503 says: a schema not in place waits for an operator (5 s), an outage
@@ -625,9 +617,4 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (!options.store) await store.close();
   });
   return app;
-}
-
-/** A table's name quoted for SQL (both stores quote identifiers with double quotes). */
-function quotedName(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }

@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, type ErrorCode, errorRegistry } from '../core/errors.js';
+import { isUnmigrated } from '../store/schema.js';
 
 export const PROBLEM_TYPE = 'application/problem+json';
 
@@ -119,18 +120,6 @@ export function isUnavailable(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) return true;
   return UNAVAILABLE_MESSAGE.test(err.message);
-}
-
-/**
- * Whether the database lacks a table or column the server uses: a server started with
- * `--no-migrate` (or `EDM_AUTO_MIGRATE=0`) before `edm migrate` ran. PostgreSQL's undefined_table
- * and undefined_column; SQLite's "no such table/column".
- */
-export function isUnmigrated(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const code = (err as { code?: unknown }).code;
-  if (code === '42P01' || code === '42703') return true;
-  return code === 'SQLITE_ERROR' && /^(no such (table|column)\b|table \S+ has no column named )/.test(err.message);
 }
 
 /** Maps any thrown error to an ApiError; unknown ones become a 500 that reveals nothing. */

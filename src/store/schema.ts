@@ -269,6 +269,38 @@ async function fillNullColumns(
   }
 }
 
+/** A table's or a column's name quoted for SQL (both stores quote identifiers with double quotes). */
+function quotedName(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/**
+ * A statement that reads no row and fails unless the schema holds every resource's table with
+ * every column this build stores (a schema of an earlier build lacks the columns added since).
+ */
+export function schemaProbe(store: Store, resources: readonly Resource[]) {
+  return sql.raw(
+    resources
+      .map(
+        (r) =>
+          `SELECT 1 FROM (SELECT ${resourceColumns(store, r).map(quotedName).join(', ')} FROM ${quotedName(r.table)} WHERE 1 = 0) AS probe`,
+      )
+      .join(' UNION ALL '),
+  );
+}
+
+/**
+ * Whether the database lacks a table or column this build uses: a server started with
+ * `--no-migrate` (or `EDM_AUTO_MIGRATE=0`) before `edm migrate` ran, or a schema an earlier build
+ * made. PostgreSQL's undefined_table and undefined_column; SQLite's "no such table/column".
+ */
+export function isUnmigrated(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (code === '42P01' || code === '42703') return true;
+  return code === 'SQLITE_ERROR' && /^(no such (table|column)\b|table \S+ has no column named )/.test(err.message);
+}
+
 /** The advisory lock key migrators of one PostgreSQL schema share: `(hashtext(MIGRATE_LOCK), hashtext(schema))`. */
 export const MIGRATE_LOCK = 'edm.migrate';
 
