@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import {
   FormatRegistry,
   type TNull,
@@ -349,8 +350,11 @@ export function validateDocument(resource: Resource, doc: Doc, before: Doc | nul
       continue;
     }
     // A value the write leaves as stored is not the caller's to answer for: a row stored under
-    // older rules (a lone surrogate an earlier version took) still takes a check-in or a rename.
-    if (before && value === (before[name] ?? null)) continue;
+    // older rules (a lone surrogate an earlier version took) still takes a check-in or a rename,
+    // and a client that sends back the document it read (a list as a merge patch replaces it
+    // whole: an equal one, not the same) still edits it.
+    const stored = before?.[name] ?? null;
+    if (before && (value === stored || (typeof value === 'object' && isDeepStrictEqual(value, stored)))) continue;
     errors.push(...checkField(name, field, value, ctx.restoring));
   }
   if (errors.length === 0 && resource.hooks?.validate) errors.push(...resource.hooks.validate(doc, before, ctx));

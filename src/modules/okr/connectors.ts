@@ -464,9 +464,12 @@ export const connectors = defineResource({
           });
         }
         // What the write sets: a connector stored under earlier rules still takes a rename or a
-        // new URL (a merge patch that leaves the headers out keeps the stored object itself).
+        // new URL, its headers left out of the patch or sent back as they were read.
         const stored = (before?.config as { headers?: unknown } | undefined)?.headers;
-        const headers = before && stored === config.headers ? {} : ((config.headers ?? {}) as Record<string, string>);
+        const headers =
+          before && isDeepStrictEqual(stored ?? null, config.headers ?? null)
+            ? {}
+            : ((config.headers ?? {}) as Record<string, string>);
         // Bounds added after rows could hold more: a restored row keeps what it held.
         const bounded = !ctx.restoring;
         if (bounded && Object.keys(headers).length > MAX_HEADERS) {

@@ -286,7 +286,9 @@ export const keyResults = defineResource({
       // Weights are relative, and a positive one this small (a subnormal 5e-324) underflowed in
       // the objective's weighted sums: a lone key result at 33.33 rolled up as 33.
       const weight = doc.weight as number;
-      if (ctx.input?.weight !== undefined && !ctx.restoring && weight > 0 && weight < MIN_WEIGHT) {
+      // Where the write sets it: a row stored before the rule keeps its weight through other writes.
+      const setsWeight = ctx.input?.weight !== undefined && weight !== before?.weight;
+      if (setsWeight && !ctx.restoring && weight > 0 && weight < MIN_WEIGHT) {
         errors.push({
           path: '/weight',
           code: 'out_of_range',
