@@ -720,6 +720,24 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(refused.status).toBe(403);
   });
 
+  it('webhook: each push is recorded in the order pushes take the connector, whenever its transaction began', async () => {
+    const hook = await connector({ kind: 'webhook', config: {}, secret: null, name: 'Pushed in order' });
+    const k = await fed(hook.id as string);
+    const push = (value: number) =>
+      t.app.inject({ method: 'POST', url: hook.webhook_url as string, payload: { value } });
+    expect((await push(1)).json()).toMatchObject({ last_value: 1 });
+    // A push whose transaction began before the last one recorded (as one that waited for the
+    // connector's lock behind it): news as it arrives, not an older reading.
+    t.clock.advance(-1000);
+    try {
+      expect((await push(2)).json()).toMatchObject({ last_value: 2 });
+    } finally {
+      t.clock.advance(1000);
+    }
+    expect(((await get(`${kr.basePath}/${k.id}`)) as Doc).current).toBe(2);
+    expect((await push(3)).json()).toMatchObject({ last_value: 3 });
+  });
+
   it('webhook: a connector turned into a webhook again gets a new URL; the one it had before is refused', async () => {
     const hook = await connector({ kind: 'webhook', config: {}, secret: null, name: 'Switched' });
     const push = (url: unknown, value: number) =>

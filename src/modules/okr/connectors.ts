@@ -117,18 +117,19 @@ const LAST_READ_AT = 'last_read_at';
  * value it changes (system writes with snapshots, and the queries reading them); on failure,
  * nothing but the connector's `last_sync_status` and `last_error`. Schedules the next sync.
  * `readAt` is when the outcome was read (ms): an outcome read before the one recorded last (two
- * syncs overlapped, and the later read committed first) is older news and records nothing.
+ * syncs overlapped, and the later read committed first) is older news and records nothing. A
+ * pushed value (`null`) is news as it arrives, in the order pushes take the connector's lock.
  */
 export async function applySync(
   tx: Tx,
   tenantId: string,
   connector: Doc,
   outcome: SyncOutcome,
-  readAt: number,
+  readAt: number | null,
 ): Promise<Doc> {
   const id = connector.id as string;
   const lastRead = typeof connector[LAST_READ_AT] === 'string' ? Date.parse(connector[LAST_READ_AT]) : null;
-  if (lastRead !== null && readAt < lastRead) return connector;
+  if (readAt !== null && lastRead !== null && readAt < lastRead) return connector;
   if ('value' in outcome) {
     const fed = await tx.findLive(keyResults, tenantId, { connector_id: id, data_source: 'connector' });
     // Their objectives first, as every write locks them (Tx.lock).
@@ -152,7 +153,7 @@ export async function applySync(
     last_sync_status: 'value' in outcome ? 'ok' : 'error',
     last_error: 'error' in outcome ? outcome.error : null,
     last_value: 'value' in outcome ? outcome.value : connector.last_value,
-    [LAST_READ_AT]: isoTime(readAt),
+    [LAST_READ_AT]: isoTime(readAt ?? Math.max(tx.now, lastRead ?? tx.now)),
   });
   await schedule(tx, after, tx.now + (after.interval_seconds as number) * 1000);
   return after;
@@ -270,7 +271,7 @@ const webhookOperation = {
       throw new ApiError('invalid_token', 'This webhook URL was replaced: use the webhook_url the connector shows now');
     }
     const input = validateInput(pushFields, body);
-    return applySync(tx, principal.tenantId, connector, { value: input.value as number }, tx.now);
+    return applySync(tx, principal.tenantId, connector, { value: input.value as number }, null);
   },
 } as const satisfies CustomOperation;
 
