@@ -666,6 +666,9 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     const sdk = (await panel().getByTestId('sdk-snippet').textContent()) ?? '';
     expect(sdk).not.toContain('client.');
     expect(sdk).toContain(`await fetch('${server.origin}${signed.pathname}${signed.search}', {`);
+    // Its code is labelled as what it is: fetch, not the SDK.
+    await panel().getByRole('button', { name: 'Copy fetch', exact: true }).waitFor();
+    expect(await panel().getByRole('button', { name: 'Copy SDK', exact: true }).count()).toBe(0);
     expect(await panel().getByTestId('curl-snippet').textContent()).not.toContain('Authorization');
 
     const request = page.waitForRequest((r) => r.url().includes(`/${id}/webhook`) && r.method() === 'POST');

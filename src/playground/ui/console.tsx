@@ -407,7 +407,11 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
           </div>
         </div>
         <div class="console-code">
-          <CodeBlock label="SDK" code={sdkSnippet(op, resource, built, baseUrl)} testId="sdk-snippet" />
+          <CodeBlock
+            label={viaSdk(op) ? 'SDK' : 'fetch'}
+            code={sdkSnippet(op, resource, built, baseUrl)}
+            testId="sdk-snippet"
+          />
           <CodeBlock label="curl" code={curlSnippet(op, built, baseUrl)} testId="curl-snippet" />
           {viaSdk(op) && (
             <p class="hint" data-testid="token-hint">

@@ -61,6 +61,8 @@ export interface BuiltRequest {
   headerError: string | null;
   /** Which header that is (the first one not usable). */
   headerErrorAt: string | null;
+  /** Every header given that is not usable (left out of the snippets, which say so). */
+  invalidHeaders: string[];
 }
 
 /** An entity tag as typed: `3` or `"3"` (the ETag as the API sends it). */
@@ -154,12 +156,16 @@ export function buildRequest(
     else headerError = 'If-Match takes the version to expect, as the ETag shows it: 3 or "3"';
   }
   let headerErrorAt: string | null = headerError ? 'If-Match' : null;
+  const invalidHeaders = headerError ? ['If-Match'] : [];
   const key = (form.headers?.['Idempotency-Key'] ?? '').trim();
   if (op.headers.includes('Idempotency-Key') && key !== '') {
     if (IDEMPOTENCY_KEY.test(key)) idempotencyKey = key;
-    else if (headerError === null) {
-      headerError = 'An Idempotency-Key is 1–255 visible ASCII characters, without spaces';
-      headerErrorAt = 'Idempotency-Key';
+    else {
+      invalidHeaders.push('Idempotency-Key');
+      if (headerError === null) {
+        headerError = 'An Idempotency-Key is 1–255 visible ASCII characters, without spaces';
+        headerErrorAt = 'Idempotency-Key';
+      }
     }
   }
   return {
@@ -174,6 +180,7 @@ export function buildRequest(
     idempotencyKey,
     headerError,
     headerErrorAt,
+    invalidHeaders,
   };
 }
 

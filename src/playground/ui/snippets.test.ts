@@ -50,11 +50,42 @@ describe('code snippets', () => {
     expect(curlSnippet(create, changed, BASE)).toContain(`-d '{"title":"Other"}'`);
     // While the editor's text is not JSON, both snippets say so rather than show another body as it.
     const broken = buildRequest(create, keyResult, { ...form, body: '{"title":' }, {});
-    expect(sdkSnippet(create, keyResult, broken, BASE)).toContain('/* the body is not valid JSON yet */');
+    expect(sdkSnippet(create, keyResult, broken, BASE)).toContain('/* the body cannot be sent yet: see the console */');
     expect(curlSnippet(create, broken, BASE).split('\n')[0]).toBe(
-      '# The body is not valid JSON yet: {} stands in for it.',
+      '# The body cannot be sent yet (see the console): {} stands in for it.',
     );
     expect(curlSnippet(create, built, BASE)).not.toContain('#');
+  });
+
+  it('writes members and text an SDK call sends as they are: __proto__ as a member, a lone surrogate escaped', () => {
+    const create = opNamed('create');
+    const body = '{"__proto__":{"title":"x"},"title":"half \\ud83d, tab\\t, esc\\u001b, ok \\ud83d\\ude00"}';
+    const built = buildRequest(create, keyResult, { ...emptyForm(), body }, {});
+    const sdk = sdkSnippet(create, keyResult, built, BASE);
+    const literal = /create\(([\s\S]*)\);/.exec(sdk)?.[1] as string;
+    // Run as the snippet shows it: the object it makes is the body the console sends.
+    const made = new Function(`return (${literal});`)();
+    expect(JSON.stringify(made)).toBe(JSON.stringify(JSON.parse(body)));
+    expect(literal).toContain("['__proto__']: { title: 'x' }");
+    expect(literal).toContain("'half \\ud83d, tab\\t, esc\\u001b, ok 😀'");
+    // Saved as UTF-8 and read back, the snippet still makes it (a raw lone surrogate would not survive).
+    const saved = new TextDecoder().decode(new TextEncoder().encode(literal));
+    expect(JSON.stringify(new Function(`return (${saved});`)())).toBe(JSON.stringify(JSON.parse(body)));
+  });
+
+  it('says which header a snippet leaves out while the console refuses it as typed', () => {
+    const del = opNamed('delete');
+    const headers = { 'If-Match': 'W/"1"', 'Idempotency-Key': 'two words' };
+    const built = buildRequest(del, keyResult, { ...emptyForm(), headers }, { kr: 'kr_1' });
+    const notes = [
+      'If-Match is not valid yet (see the console): left out.',
+      'Idempotency-Key is not valid yet (see the console): left out.',
+    ];
+    expect(curlSnippet(del, built, BASE).split('\n').slice(0, 2)).toEqual(notes.map((n) => `# ${n}`));
+    expect(sdkSnippet(del, keyResult, built, BASE)).toContain(notes.map((n) => `// ${n}`).join('\n'));
+    const valid = buildRequest(del, keyResult, { ...emptyForm(), headers: { 'If-Match': '1' } }, { kr: 'kr_1' });
+    expect(curlSnippet(del, valid, BASE)).not.toContain('#');
+    expect(sdkSnippet(del, keyResult, valid, BASE)).not.toContain('left out');
   });
 
   it('shows a signed operation as a plain POST to its URL: no SDK method, no token', () => {

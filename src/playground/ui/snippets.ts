@@ -4,11 +4,33 @@ import { type BuiltRequest, bodySlot, requestUrl, sdkOptions } from './request';
 const IDENT = /^[A-Za-z_$][\w$]*$/;
 const WIDTH = 72;
 
+/**
+ * A string as a single-quoted JavaScript literal. Line breaks, control characters and a UTF-16
+ * surrogate without its pair are written as escapes: a file saved as UTF-8 could not hold a lone
+ * surrogate (it would turn into U+FFFD), and a copied line break would end the literal.
+ */
 function quote(s: string): string {
-  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\n/g, '\\n').replace(/\r/g, '\\r')}'`;
+  const escaped = s.replace(
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are what it escapes
+    /[\\'\u0000-\u001f\u007f\u2028\u2029]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+    (c) => {
+      if (c === '\\' || c === "'") return `\\${c}`;
+      if (c === '\n') return '\\n';
+      if (c === '\r') return '\\r';
+      if (c === '\t') return '\\t';
+      return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+    },
+  );
+  return `'${escaped}'`;
 }
 
+/**
+ * A member name in an object literal: bare where it can be, quoted otherwise, and `__proto__` as
+ * a computed name, the only form that makes a member of it (written bare or quoted, it sets the
+ * object's prototype, and the member is not sent).
+ */
 function key(k: string): string {
+  if (k === '__proto__') return `[${quote(k)}]`;
   return IDENT.test(k) ? k : quote(k);
 }
 
@@ -56,7 +78,9 @@ export function sdkArgs(op: ManifestOperation, built: BuiltRequest): Arg[] {
   const args: Arg[] = built.pathValues.map((p) => (p.value ? { value: p.value } : { code: p.name }));
   const options = sdkOptions(built);
   if (op.has_body)
-    args.push(built.bodyError ? { code: '{ /* the body is not valid JSON yet */ }' } : { value: built.body });
+    args.push(
+      built.bodyError ? { code: '{ /* the body cannot be sent yet: see the console */ }' } : { value: built.body },
+    );
   else if (options && bodySlot(op)) args.push({ code: 'undefined' });
   if (options) args.push({ value: options });
   return args;
@@ -117,7 +141,7 @@ export function sdkSnippet(
   baseUrl: string,
 ): string {
   if (!viaSdk(op)) return signedFetch(op, resource, built, baseUrl + requestUrl(built));
-  const lines = [...clientSetup(baseUrl), sdkCall(op, resource, sdkArgs(op, built))];
+  const lines = [...clientSetup(baseUrl), ...leftOut(built, '//'), sdkCall(op, resource, sdkArgs(op, built))];
   if (op.response !== 'resource') lines.push('console.log(page.data);');
   return lines.join('\n');
 }
@@ -134,6 +158,13 @@ export function curlSnippet(op: ManifestOperation, built: BuiltRequest, baseUrl:
     parts.push(`-d ${shellQuote(json.length > 60 ? JSON.stringify(built.body, null, 2) : json)}`);
   }
   // As the SDK snippet says so in its body: the editor's text is not the body shown.
-  const note = op.has_body && built.bodyError ? '# The body is not valid JSON yet: {} stands in for it.\n' : '';
-  return note + parts.join(' \\\n  ');
+  const notes = [...leftOut(built, '#')];
+  if (op.has_body && built.bodyError)
+    notes.push('# The body cannot be sent yet (see the console): {} stands in for it.');
+  return [...notes, parts.join(' \\\n  ')].join('\n');
+}
+
+/** Comment lines naming the headers the console refuses as typed, which a snippet leaves out. */
+function leftOut(built: BuiltRequest, comment: string): string[] {
+  return built.invalidHeaders.map((name) => `${comment} ${name} is not valid yet (see the console): left out.`);
 }
