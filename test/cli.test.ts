@@ -1,9 +1,19 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PG_URL } from './helpers.js';
 
 const run = promisify(execFile);
 const root = new URL('..', import.meta.url).pathname;
@@ -347,6 +357,8 @@ describe('edm serve: shutdown', () => {
       socket.write(body.slice(10));
       await closed;
       expect(answer.text).toMatch(/^HTTP\/1\.1 201/);
+      // Said to be the connection's last: its client sends no next request the close would reset.
+      expect(answer.text.split('\r\n\r\n')[0]).toMatch(/^connection: close$/im);
       expect(await exited).toBe(0);
       expect(existsSync(join(dir, 'data', 'edm.sqlite-wal'))).toBe(false);
     } finally {
@@ -421,6 +433,29 @@ describe('edm usage', () => {
     expect(err.stderr).toContain(`edm ${args[0]}: ${message}`);
     expect(err.stderr).toContain(`Usage: ${usage}`);
     expect(existsSync(join(dir, 'data'))).toBe(false); // nothing ran
+  });
+
+  it('a store it cannot open or migrate: exit 1, the message naming the store and its variable', async () => {
+    const secrets = { EDM_JWT_SECRET: 'j'.repeat(32), EDM_SECRET_KEY: 'k'.repeat(32), PORT: '0' };
+    const text = join(dir, 'not-a-store.txt');
+    writeFileSync(text, 'x'.repeat(4096));
+    const serve = (url: string) =>
+      run(process.execPath, [bin, 'serve'], { cwd: dir, env: { ...env, ...secrets, EDM_DATABASE_URL: url } }).catch(
+        (e) => e,
+      );
+    const notSqlite = await serve(`sqlite:${text}`);
+    expect(notSqlite).toMatchObject({ code: 1 });
+    expect(notSqlite.stderr).toContain(
+      `edm serve: the store sqlite:${text} (EDM_DATABASE_URL, or EDM_DATA_DIR's edm.sqlite): file is not a database`,
+    );
+    // PostgreSQL: a migration that fails after connecting (a read-only session) closes the pool,
+    // whose idle connection held the process for its idle timeout.
+    if (PG_URL) {
+      const readOnly = `${PG_URL}?schema=edm_cli_read_only&options=-c%20default_transaction_read_only%3Don`;
+      const failed = await serve(readOnly);
+      expect(failed).toMatchObject({ code: 1 });
+      expect(failed.stderr).toMatch(/edm serve: the store postgres:\/\/.*\(EDM_DATABASE_URL, .*read-only transaction/);
+    }
   });
 
   it('refuses an EDM_LOG it cannot read at start (exit 1), rather than log everything', async () => {

@@ -562,6 +562,50 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(await get(`${connectors.basePath}/${c.id}`)).toMatchObject({ last_value: 4, version: 2 });
   });
 
+  it("leases a claimed connector from its claim, not from the run's start: a long run leaves no claim already out", async () => {
+    await t.app.engine.runJob(connectorSyncJob); // the connectors of other tests that are due: read now
+    const feeds = [];
+    for (let i = 0; i < 5; i++) {
+      feeds.push(
+        await connector({ name: `lease ${i}`, config: { url: `${base}/metrics?lease${i}`, pointer: '/data/value' } }),
+      );
+    }
+    const release: (() => void)[] = [];
+    const hold = () => {
+      api.state.hold = new Promise<void>((r) => release.push(r));
+    };
+    const arrived = () => api.state.requests.filter((r) => r.url.startsWith('/metrics?lease')).length;
+    const until = async (n: number) => {
+      for (let i = 0; i < 500 && arrived() < n; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(arrived()).toBe(n);
+    };
+    api.state.requests.length = 0;
+    hold();
+    const run = t.app.engine.runJob(connectorSyncJob); // four at a time: the fifth is claimed after them
+    try {
+      await until(4);
+      t.clock.advance(200_000); // the first four reads took long
+      hold();
+      release[0]();
+      await until(5);
+      const fifth = feeds.find(
+        (f) => !api.state.requests.slice(0, 4).some((r) => ((f.config as Doc).url as string).endsWith(r.url)),
+      );
+      expect(fifth).toBeDefined();
+      const [claim] = await t.store.db
+        .selectFrom('okr_connector_schedule')
+        .select('due_at')
+        .where('connector_id', '=', fifth?.id as string)
+        .execute();
+      // Its lease runs from its claim: another process's run now would not read it a second time.
+      expect(Date.parse(String(claim.due_at))).toBeGreaterThan(t.clock.now());
+    } finally {
+      api.state.hold = null;
+      for (const r of release) r();
+      await run;
+    }
+  });
+
   it('reads several due connectors per run, a few at a time, and records each', async () => {
     api.state.body = '{"data":{"value":3}}';
     const many = await Promise.all(Array.from({ length: 6 }, (_, i) => connector({ name: `feed ${i}` })));
@@ -1051,6 +1095,11 @@ describe('outbound policy', () => {
       address: '127.0.0.1',
       family: 4,
     });
+    // A URL's host as the allow list is read (loadConfig): no brackets, no trailing dot.
+    await expect(resolveAllowed('[::1]', { ...policy, allowHosts: ['::1'] })).resolves.toMatchObject({
+      address: '::1',
+    });
+    await expect(resolveAllowed('localhost.', { ...policy, allowHosts: ['localhost'] })).resolves.toBeDefined();
   });
 
   it('reads JSON Pointers and numbers as RFC 6901 and JSON say', () => {

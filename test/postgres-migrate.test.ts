@@ -30,7 +30,18 @@ describe('PostgreSQL URLs', () => {
     });
     expect(parsePostgresUrl('postgres://db/edm?schema=a', 'b').options).toBe('-c search_path=b');
     expect(parsePostgresUrl('postgres://db/edm').options).toBeUndefined();
-    expect(() => parsePostgresUrl('postgres://db/edm?schema=a;drop')).toThrow(/plain identifier/);
+    expect(() => parsePostgresUrl('postgres://db/edm?schema=a;drop')).toThrow(/plain lower-case identifier/);
+    // PostgreSQL reads an unquoted search_path in lower case: `Okr` would name another schema than
+    // the one created, so a name with capitals is refused rather than half used.
+    expect(() => parsePostgresUrl('postgres://db/edm?schema=Okr')).toThrow(/plain lower-case identifier/);
+    // A parameter neither EDM nor the driver reads (a misspelt schema) is refused: the server
+    // would otherwise work in `public`, unseen.
+    expect(() => parsePostgresUrl('postgres://db/edm?shema=okr')).toThrow(
+      /EDM_DATABASE_URL: \?shema is not a parameter EDM or the PostgreSQL driver reads/,
+    );
+    expect(
+      parsePostgresUrl('postgres://db/edm?application_name=x&connect_timeout=5&sslmode=require').schema,
+    ).toBeNull();
   });
 });
 

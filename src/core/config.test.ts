@@ -1,4 +1,4 @@
-import { mkdtempSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -205,5 +205,59 @@ describe('loadConfig: values', () => {
     expect(bad(pem('ec-k', 'publicKey'))).toThrow(/not ec \(secp256k1\)/);
     const short = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' });
     expect(bad(short as string)).toThrow(/an RSA key of 1024 bits is too short/);
+  });
+});
+
+describe('loadConfig: what an operator writes', () => {
+  const dir = () => mkdtempSync(join(tmpdir(), 'edm-config-'));
+
+  it('reads values without the spaces around them, except the secrets, whose every byte is the key', () => {
+    const config = loadConfig({
+      ...env,
+      EDM_JWT_SECRET: ` ${'x'.repeat(32)} `,
+      HOST: '127.0.0.1 ',
+      EDM_DATABASE_URL: 'sqlite:/tmp/edm-trim.sqlite ',
+      EDM_JWT_ISSUER: ' https://id.example ',
+    });
+    expect([config.host, config.databaseUrl, config.jwtIssuer]).toEqual([
+      '127.0.0.1',
+      'sqlite:/tmp/edm-trim.sqlite',
+      'https://id.example',
+    ]);
+    expect(config.jwtSecret).toHaveLength(34);
+  });
+
+  it.each([
+    ['EDM_REQUIRE_IF_MATCH', 'maybe'],
+    ['EDM_DB_CONNECT_TIMEOUT_MS', '-1'],
+    ['EDM_CONNECTOR_ALLOW_HOSTS', '*'],
+  ])('refuses %s=%s before it generates a secret: a refused start writes nothing', (name, value) => {
+    const dataDir = dir();
+    expect(() => loadConfig({ EDM_DATA_DIR: dataDir, [name]: value })).toThrow(name);
+    expect(readdirSync(dataDir)).toEqual([]);
+  });
+
+  it('refuses a generated secret file that is empty or short, naming it', () => {
+    const dataDir = dir();
+    loadConfig({ EDM_DATA_DIR: dataDir });
+    writeFileSync(join(dataDir, 'secret-key'), 'abc');
+    expect(() => loadConfig({ EDM_DATA_DIR: dataDir })).toThrow(
+      `${join(dataDir, 'secret-key')} holds 3 bytes: a generated secret is 32 at least`,
+    );
+    writeFileSync(join(dataDir, 'jwt-secret'), '');
+    expect(() => loadConfig({ EDM_DATA_DIR: dataDir })).toThrow(`${join(dataDir, 'jwt-secret')} holds 0 bytes`);
+  });
+
+  it('reads EDM_CONNECTOR_ALLOW_HOSTS as the outbound check compares it, and refuses an entry that matches no host', () => {
+    const hosts = loadConfig({
+      ...env,
+      EDM_CONNECTOR_ALLOW_HOSTS: ' Metrics.Internal. , [::1],0:0:0:0:0:0:0:1, 127.0.0.1,,10.0.0.5',
+    }).connectorAllowHosts;
+    expect(hosts).toEqual(['metrics.internal', '::1', '::1', '127.0.0.1', '10.0.0.5']);
+    for (const bad of ['127.0.0.1:4669', 'http://127.0.0.1', '127.0.0.0/8', '*', 'a b']) {
+      expect(() => loadConfig({ ...env, EDM_CONNECTOR_ALLOW_HOSTS: bad })).toThrow(
+        `EDM_CONNECTOR_ALLOW_HOSTS: ${bad} is not a host name or an IP address`,
+      );
+    }
   });
 });

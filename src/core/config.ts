@@ -1,5 +1,6 @@
 import { createPublicKey, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 
 export interface Config {
@@ -88,7 +89,15 @@ function generatedSecret(dataDir: string, name: string): Uint8Array {
       unlinkSync(draft);
     }
   }
-  return new TextEncoder().encode(readFileSync(file, 'utf8').trim());
+  const secret = new TextEncoder().encode(readFileSync(file, 'utf8').trim());
+  // As a configured one must be: an empty or short file (truncated, or written by hand) would
+  // sign tokens no one can verify, or derive keys from a few bytes.
+  if (secret.length < MIN_SECRET_BYTES) {
+    throw new Error(
+      `${file} holds ${secret.length} bytes: a generated secret is ${MIN_SECRET_BYTES} at least (restore the file, or remove it to have a new one made: what the old one signed or sealed is then unreadable)`,
+    );
+  }
+  return secret;
 }
 
 /**
@@ -144,10 +153,41 @@ function checkPublicKey(pem: string): void {
  * EDM_SECRET_KEY, EDM_JWT_ISSUER, EDM_JWT_AUDIENCE, EDM_REQUIRE_IF_MATCH, EDM_DB_POOL_SIZE,
  * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS, EDM_DB_PREPARE, EDM_DB_BATCH_WRITES, EDM_CONNECTOR_ALLOW_HOSTS, EDM_CONNECTOR_TIMEOUT_MS, EDM_RATE_LIMIT, EDM_RATE_LIMIT_WINDOW_MS, EDM_REQUEST_TIMEOUT_MS). Secrets that are not configured are generated under the data dir.
  */
+/**
+ * EDM_CONNECTOR_ALLOW_HOSTS as the outbound check compares it: host names lower case without a
+ * trailing dot, IPv6 addresses without brackets and in their short form (as a URL writes them).
+ * An entry that is neither (a scheme, a port, a range, a wildcard) is refused: it would match no
+ * host, unseen.
+ */
+function allowedHosts(raw: string): string[] {
+  const hosts: string[] = [];
+  for (const entry of raw.split(',')) {
+    let host = entry.trim().toLowerCase().replace(/\.$/, '');
+    if (host === '') continue;
+    if (/^\[.*\]$/.test(host)) host = host.slice(1, -1);
+    if (isIP(host) === 6) host = new URL(`http://[${host}]`).hostname.slice(1, -1);
+    else if (isIP(host) === 0 && !/^[a-z0-9]([a-z0-9_-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9_-]*[a-z0-9])?)*$/.test(host)) {
+      throw new Error(
+        `EDM_CONNECTOR_ALLOW_HOSTS: ${entry.trim()} is not a host name or an IP address (no scheme, port, range or wildcard; commas between hosts)`,
+      );
+    }
+    hosts.push(host);
+  }
+  return hosts;
+}
+
+/** The variables whose value is a key, read byte for byte. */
+const SECRETS = new Set(['EDM_JWT_SECRET', 'EDM_SECRET_KEY']);
+
 export function loadConfig(given: Env = process.env): Config {
-  // A variable that is empty or all spaces is unset: its default (a secret of spaces too).
+  // A variable that is empty or all spaces is unset: its default (a secret of spaces too). Others
+  // are read without the spaces around them (a `.env` line's trailing space named another store
+  // file, or a host that does not resolve), except the secrets, whose every byte is the key.
   const env: Env = Object.fromEntries(
-    Object.entries(given).map(([name, value]) => [name, value?.trim() === '' ? undefined : value]),
+    Object.entries(given).map(([name, value]) => [
+      name,
+      value?.trim() === '' ? undefined : SECRETS.has(name) ? value : value?.trim(),
+    ]),
   );
   const dataDir = resolve(env.EDM_DATA_DIR || './data');
   const localMode = !env.EDM_JWT_SECRET && !env.EDM_JWT_PUBLIC_KEY && !env.EDM_JWKS_URL;
@@ -206,6 +246,16 @@ export function loadConfig(given: Env = process.env): Config {
     if (!URL.canParse(databaseUrl)) throw new Error('EDM_DATABASE_URL is not a URL that can be read');
   }
   if (env.EDM_JWKS_URL) checkJwksUrl(env.EDM_JWKS_URL);
+  // Every value checked before a secret is generated: a start that is refused writes nothing.
+  const requireIfMatch = flag('EDM_REQUIRE_IF_MATCH', false);
+  const autoMigrate = flag('EDM_AUTO_MIGRATE', true);
+  const dbConnectTimeoutMs = millis('EDM_DB_CONNECT_TIMEOUT_MS', 5000);
+  const dbStatementTimeoutMs = millis('EDM_DB_STATEMENT_TIMEOUT_MS', 30_000);
+  const dbPrepare = flag('EDM_DB_PREPARE', true);
+  const dbBatchWrites = flag('EDM_DB_BATCH_WRITES', true);
+  const connectorAllowHosts = allowedHosts(env.EDM_CONNECTOR_ALLOW_HOSTS ?? '');
+  const connectorTimeoutMs = millis('EDM_CONNECTOR_TIMEOUT_MS', 10_000);
+  const requestTimeoutMs = millis('EDM_REQUEST_TIMEOUT_MS', 30_000);
   return {
     port,
     host: localMode ? '127.0.0.1' : env.HOST || '0.0.0.0',
@@ -223,19 +273,16 @@ export function loadConfig(given: Env = process.env): Config {
       : generatedSecret(dataDir, 'secret-key'),
     jwtIssuer: env.EDM_JWT_ISSUER || undefined,
     jwtAudience: env.EDM_JWT_AUDIENCE || undefined,
-    requireIfMatch: flag('EDM_REQUIRE_IF_MATCH', false),
+    requireIfMatch,
     dbPoolSize: poolSize,
-    autoMigrate: flag('EDM_AUTO_MIGRATE', true),
-    dbConnectTimeoutMs: millis('EDM_DB_CONNECT_TIMEOUT_MS', 5000),
-    dbStatementTimeoutMs: millis('EDM_DB_STATEMENT_TIMEOUT_MS', 30_000),
-    dbPrepare: flag('EDM_DB_PREPARE', true),
-    dbBatchWrites: flag('EDM_DB_BATCH_WRITES', true),
-    connectorAllowHosts: (env.EDM_CONNECTOR_ALLOW_HOSTS ?? '')
-      .split(',')
-      .map((h) => h.trim().toLowerCase())
-      .filter(Boolean),
-    connectorTimeoutMs: millis('EDM_CONNECTOR_TIMEOUT_MS', 10_000),
-    requestTimeoutMs: millis('EDM_REQUEST_TIMEOUT_MS', 30_000),
+    autoMigrate,
+    dbConnectTimeoutMs,
+    dbStatementTimeoutMs,
+    dbPrepare,
+    dbBatchWrites,
+    connectorAllowHosts,
+    connectorTimeoutMs,
+    requestTimeoutMs,
     rateLimit: rateLimit > 0 ? { max: rateLimit, windowMs: rateWindow } : undefined,
   };
 }

@@ -120,7 +120,11 @@ export async function resolveAllowed(
   policy: OutboundPolicy,
   deadline = readDeadline(policy),
 ): Promise<{ address: string; family: number }> {
-  const name = host.toLowerCase().replace(/^\[|\]$/g, '');
+  // As EDM_CONNECTOR_ALLOW_HOSTS is read: lower case, no brackets, no trailing dot.
+  const name = host
+    .toLowerCase()
+    .replace(/^\[|\]$/g, '')
+    .replace(/\.$/, '');
   let found: { address: string; family: number }[];
   if (isIP(name)) found = [{ address: name, family: isIP(name) }];
   else {

@@ -1,9 +1,10 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { DEV_SUB, DEV_TENANT, MAX_CLAIM_LENGTH, mintToken, requireScope, TokenVerifier } from '../core/auth.js';
 import { type Clock, isoTime, systemClock } from '../core/clock.js';
-import type { Config } from '../core/config.js';
+import { type Config, redactedUrl } from '../core/config.js';
 import { ApiError, fieldError } from '../core/errors.js';
 import { requestIds } from '../core/ids.js';
 import { CursorCodec } from '../core/list-query.js';
@@ -103,14 +104,29 @@ const PUBLIC_API = new Set(['/api/v1/manifest', '/api/v1/openapi.json', '/api/v1
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
   const clock = options.clock ?? systemClock;
-  const store = options.store ?? openStore(config.databaseUrl, storeOptions(config));
   const modules = options.modules ?? allModules;
-  if (options.migrate ?? config.autoMigrate ?? true) {
-    await migrate(
-      store,
-      modules.flatMap((m) => m.resources),
+  // A store of its own is opened and migrated here. If that fails, it is closed again (a pool's
+  // idle connections would hold the process up for seconds), and the error names the store.
+  let opened: Store | undefined;
+  try {
+    opened = options.store ?? openStore(config.databaseUrl, storeOptions(config));
+    if (options.migrate ?? config.autoMigrate ?? true) {
+      await migrate(
+        opened,
+        modules.flatMap((m) => m.resources),
+      );
+    }
+  } catch (err) {
+    if (options.store) throw err;
+    await opened?.close().catch(() => {});
+    const message = (err as Error).message;
+    if (message.startsWith('EDM_DATABASE_URL')) throw err;
+    throw new Error(
+      `the store ${redactedUrl(config.databaseUrl)} (EDM_DATABASE_URL, or EDM_DATA_DIR's edm.sqlite): ${message}`,
+      { cause: err },
     );
   }
+  const store = opened;
   const cursors = new CursorCodec(config.secretKey);
   const keys = new ServerKeys(config.secretKey);
   const engine = new Engine({
@@ -342,8 +358,21 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // connection closes, so a client's retry goes to another instance or to this one restarted).
   // Fastify's own answer was JSON of another shape, without a code, a request id or Retry-After.
   let closing = false;
+  // The open connections (tracked per connection, not per request): when closing begins, an
+  // answer still being worked on says `Connection: close`. Said keep-alive, its client would send
+  // its next request on a connection the server is about to close: a reset, not the 503 below.
+  const sockets = new Set<Socket>();
+  app.server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   app.addHook('preClose', (done) => {
     closing = true;
+    for (const socket of sockets) {
+      // The answer in progress on it (Node's ServerResponse.assignSocket sets it).
+      const res = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+      if (res && !res.headersSent) res.setHeader('connection', 'close');
+    }
     done();
   });
 

@@ -1,4 +1,4 @@
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
@@ -187,5 +187,22 @@ describe('the SQLite checkpointer thread', () => {
     cleanups.push(() => memory.close());
     expect(off.checkpointer).toBeNull();
     expect(memory.checkpointer).toBeNull();
+  });
+});
+
+describe('a SQLite file store in a folder that was there already', () => {
+  it("is its owner's only (0600), its WAL too, whatever the folder's mode", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edm-mode-'));
+    chmodSync(dir, 0o755);
+    const file = join(dir, 'edm.sqlite');
+    const store = openStore(`sqlite:${file}`);
+    try {
+      await sql`CREATE TABLE t (x INTEGER)`.execute(store.db);
+      await sql`INSERT INTO t VALUES (1)`.execute(store.db);
+      for (const f of [file, `${file}-wal`]) expect((statSync(f).mode & 0o777).toString(8), f).toBe('600');
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, type KyselyConfig, type LogEvent, SqliteDialect, sql } from 'kysely';
@@ -236,6 +236,9 @@ function cachingStatements(database: SQLite.Database, max = 500, beforeWrite?: (
 function openSqlite(file: string, options: StoreOptions): Store {
   // A folder it creates is the owner's only (0700): the store holds every tenant's data.
   if (file !== ':memory:') mkdirSync(dirname(resolve(file)), { recursive: true, mode: 0o700 });
+  // The file itself too, wherever it is (a folder that was there already may be open to others);
+  // SQLite gives its WAL and shared-memory files the database file's mode.
+  if (file !== ':memory:' && !existsSync(file)) closeSync(openSync(file, 'a', 0o600));
   const database = new SQLite(file);
   database.pragma('journal_mode = WAL');
   database.pragma('synchronous = NORMAL');
@@ -386,7 +389,42 @@ const PG_TIMESTAMPTZ = 1184;
 const PG_NUMERIC = 1700;
 /** A timestamptz(3) as PostgreSQL prints it in a UTC session, at most three fractional digits. */
 const PG_UTC_TIME = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,3}))?\+00$/;
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+/** A schema name as PostgreSQL reads it unquoted (in `search_path`): lower case, or it is not the one created. */
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+/**
+ * The parameters a PostgreSQL URL may carry: EDM's (`schema`) and those the driver reads
+ * (pg-connection-string and pg's connection parameters). Another is refused: the driver would
+ * ignore it unseen, and a misspelt `schema` would leave the server in `public`.
+ */
+const URL_PARAMETERS = new Set([
+  'schema',
+  'options',
+  'application_name',
+  'fallback_application_name',
+  'client_encoding',
+  'encoding',
+  'db',
+  'host',
+  'port',
+  'user',
+  'password',
+  'ssl',
+  'sslmode',
+  'sslcert',
+  'sslkey',
+  'sslrootcert',
+  'sslnegotiation',
+  'uselibpqcompat',
+  'connect_timeout',
+  'statement_timeout',
+  'query_timeout',
+  'lock_timeout',
+  'idle_in_transaction_session_timeout',
+  'keepalives',
+  'keepalives_idle',
+  'binary',
+  'replication',
+]);
 
 export interface PostgresTarget {
   /** The URL without the parameters EDM interprets itself. */
@@ -408,7 +446,15 @@ export function parsePostgresUrl(url: string, schemaOverride?: string): Postgres
   parsed.searchParams.delete('schema');
   parsed.searchParams.delete('options');
   if (schema !== null && !IDENTIFIER.test(schema)) {
-    throw new Error(`EDM_DATABASE_URL: schema must be a plain identifier (letters, digits, _), got ${schema}`);
+    throw new Error(
+      `EDM_DATABASE_URL: schema must be a plain lower-case identifier (a–z, digits, _; at most 63), got ${schema}`,
+    );
+  }
+  const unknown = [...parsed.searchParams.keys()].filter((name) => !URL_PARAMETERS.has(name));
+  if (unknown.length) {
+    throw new Error(
+      `EDM_DATABASE_URL: ${unknown.map((n) => `?${n}`).join(', ')} is not a parameter EDM or the PostgreSQL driver reads (schema=<name> selects a schema)`,
+    );
   }
   const options = [urlOptions, schema ? `-c search_path=${schema}` : null].filter(Boolean).join(' ');
   return { connectionString: parsed.toString(), schema, options: options || undefined };

@@ -564,12 +564,19 @@ export const connectorSyncJob: Job = {
       const key = { tenant_id: tenantId, connector_id: id };
       // Claimed first (its due time moved past the read's longest wait): of several processes
       // running the schedule, one reads it; if that one dies, the claim runs out and another does.
-      const lease = isoTime(ctx.now + ctx.outbound.timeoutMs + 60_000);
+      // The lease counts from the claim, not from the run's start: a run of many slow feeds lasts
+      // longer than one read's wait, and a lease already out would let another process read it too.
       const [mine, connector, readAt] = await ctx.transaction(
         tenantId,
         async (tx) =>
           [
-            await tx.claim(connectorSchedule, key, 'due_at', row.due_at, lease),
+            await tx.claim(
+              connectorSchedule,
+              key,
+              'due_at',
+              row.due_at,
+              isoTime(tx.now + ctx.outbound.timeoutMs + 60_000),
+            ),
             await tx.peek(connectors, tenantId, id),
             tx.now,
           ] as const,
