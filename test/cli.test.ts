@@ -466,6 +466,15 @@ describe('edm usage', () => {
     }).catch((e) => e);
     expect(err).toMatchObject({ code: 1 });
     expect(err.stderr).toContain('edm serve: EDM_LOG must be on (1, true, on, info), warn, error, or off');
+    // Refused before any secret is generated: a local-mode start leaves no data folder behind.
+    const fresh = mkdtempSync(join(tmpdir(), 'edm-log-'));
+    const local = await run(process.execPath, [bin, 'serve'], {
+      cwd: fresh,
+      env: { ...env, PORT: '0', EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '', EDM_LOG: 'quiet' },
+    }).catch((e) => e);
+    expect(local).toMatchObject({ code: 1 });
+    expect(readdirSync(fresh)).toEqual([]);
+    rmSync(fresh, { recursive: true, force: true });
   });
 
   it.each([['token'], ['serve'], ['migrate'], ['seed'], ['export'], ['import']])(

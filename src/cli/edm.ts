@@ -71,6 +71,8 @@ function logSetting(raw: string | undefined): boolean | 'info' | 'warn' | 'error
 
 async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { 'no-migrate': { type: 'boolean' } }, strict: true });
+  // Read before the configuration, which may generate secrets: a refused start writes nothing.
+  const logger = logSetting(process.env.EDM_LOG);
   const config = loadConfig();
   // Local mode's dev-token endpoint mints tokens for anyone who can connect: loopback only.
   const host = process.env.HOST?.trim();
@@ -81,7 +83,7 @@ async function serve(args: string[]): Promise<number> {
   }
   const app = await buildApp({
     config,
-    logger: logSetting(process.env.EDM_LOG),
+    logger,
     ...(values['no-migrate'] ? { migrate: false } : {}),
   });
   const stop = async () => {
