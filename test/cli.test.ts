@@ -184,7 +184,7 @@ describe('edm CLI (built)', () => {
     // Without closing what it opened (the store, its timers), it used to print the error and run on.
     const failed = await run(process.execPath, [bin, 'serve'], { cwd: dir, env, timeout: 20_000 }).catch((e) => e);
     expect([failed.code, failed.killed]).toEqual([1, false]);
-    expect(failed.stderr).toMatch(/edm serve: .*EADDRINUSE/);
+    expect(failed.stderr).toMatch(/edm serve: listening on 127\.0\.0\.1:\d+ \(HOST, PORT\): .*EADDRINUSE/);
   });
 
   it('exports a tenant to a file and imports it into another; a CSV of one resource to stdout', async () => {

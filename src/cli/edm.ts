@@ -104,7 +104,9 @@ async function serve(args: string[]): Promise<number> {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
     await app.close();
-    throw err;
+    throw new Error(`listening on ${config.host}:${config.port} (HOST, PORT): ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   app.log.info(describeConfig(config));
   if (config.localMode) {
