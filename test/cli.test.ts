@@ -439,10 +439,13 @@ describe('edm usage', () => {
     const secrets = { EDM_JWT_SECRET: 'j'.repeat(32), EDM_SECRET_KEY: 'k'.repeat(32), PORT: '0' };
     const text = join(dir, 'not-a-store.txt');
     writeFileSync(text, 'x'.repeat(4096));
+    // Killed if it outlives pg's idle timeout (10 s): a pool left open held the process that long.
     const serve = (url: string) =>
-      run(process.execPath, [bin, 'serve'], { cwd: dir, env: { ...env, ...secrets, EDM_DATABASE_URL: url } }).catch(
-        (e) => e,
-      );
+      run(process.execPath, [bin, 'serve'], {
+        cwd: dir,
+        env: { ...env, ...secrets, EDM_DATABASE_URL: url },
+        timeout: 8000,
+      }).catch((e) => e);
     const notSqlite = await serve(`sqlite:${text}`);
     expect(notSqlite).toMatchObject({ code: 1 });
     expect(notSqlite.stderr).toContain(
@@ -453,7 +456,7 @@ describe('edm usage', () => {
     if (PG_URL) {
       const readOnly = `${PG_URL}?schema=edm_cli_read_only&options=-c%20default_transaction_read_only%3Don`;
       const failed = await serve(readOnly);
-      expect(failed).toMatchObject({ code: 1 });
+      expect(failed).toMatchObject({ code: 1, killed: false });
       expect(failed.stderr).toMatch(/edm serve: the store postgres:\/\/.*\(EDM_DATABASE_URL, .*read-only transaction/);
     }
   });
@@ -468,13 +471,16 @@ describe('edm usage', () => {
     expect(err.stderr).toContain('edm serve: EDM_LOG must be on (1, true, on, info), warn, error, or off');
     // Refused before any secret is generated: a local-mode start leaves no data folder behind.
     const fresh = mkdtempSync(join(tmpdir(), 'edm-log-'));
-    const local = await run(process.execPath, [bin, 'serve'], {
-      cwd: fresh,
-      env: { ...env, PORT: '0', EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '', EDM_LOG: 'quiet' },
-    }).catch((e) => e);
-    expect(local).toMatchObject({ code: 1 });
-    expect(readdirSync(fresh)).toEqual([]);
-    rmSync(fresh, { recursive: true, force: true });
+    try {
+      const local = await run(process.execPath, [bin, 'serve'], {
+        cwd: fresh,
+        env: { ...env, PORT: '0', EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '', EDM_LOG: 'quiet' },
+      }).catch((e) => e);
+      expect(local).toMatchObject({ code: 1 });
+      expect(readdirSync(fresh)).toEqual([]);
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+    }
   });
 
   it.each([['token'], ['serve'], ['migrate'], ['seed'], ['export'], ['import']])(

@@ -1,7 +1,7 @@
-import { mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { describeConfig, loadConfig, redactedUrl } from './config.js';
 
 const env = { EDM_JWT_SECRET: 'x'.repeat(32), EDM_SECRET_KEY: 'y'.repeat(32) };
@@ -209,7 +209,15 @@ describe('loadConfig: values', () => {
 });
 
 describe('loadConfig: what an operator writes', () => {
-  const dir = () => mkdtempSync(join(tmpdir(), 'edm-config-'));
+  const made: string[] = [];
+  const dir = () => {
+    const d = mkdtempSync(join(tmpdir(), 'edm-config-'));
+    made.push(d);
+    return d;
+  };
+  afterAll(() => {
+    for (const d of made) rmSync(d, { recursive: true, force: true });
+  });
 
   it('reads values without the spaces around them, except the secrets, whose every byte is the key', () => {
     const config = loadConfig({
@@ -231,6 +239,8 @@ describe('loadConfig: what an operator writes', () => {
     ['EDM_REQUIRE_IF_MATCH', 'maybe'],
     ['EDM_DB_CONNECT_TIMEOUT_MS', '-1'],
     ['EDM_CONNECTOR_ALLOW_HOSTS', '*'],
+    ['EDM_DATABASE_URL', 'postgres://db/edm?schema=Okr'],
+    ['EDM_DATABASE_URL', 'postgres://db/edm?shema=okr'],
   ])('refuses %s=%s before it generates a secret: a refused start writes nothing', (name, value) => {
     const dataDir = dir();
     expect(() => loadConfig({ EDM_DATA_DIR: dataDir, [name]: value })).toThrow(name);
@@ -246,6 +256,11 @@ describe('loadConfig: what an operator writes', () => {
     );
     writeFileSync(join(dataDir, 'jwt-secret'), '');
     expect(() => loadConfig({ EDM_DATA_DIR: dataDir })).toThrow(`${join(dataDir, 'jwt-secret')} holds 0 bytes`);
+    // A short one beside a missing one: refused before the missing one is written.
+    const other = dir();
+    writeFileSync(join(other, 'secret-key'), 'abc');
+    expect(() => loadConfig({ EDM_DATA_DIR: other })).toThrow('holds 3 bytes');
+    expect(readdirSync(other)).toEqual(['secret-key']);
   });
 
   it('reads EDM_CONNECTOR_ALLOW_HOSTS as the outbound check compares it, and refuses an entry that matches no host', () => {

@@ -89,6 +89,11 @@ function generatedSecret(dataDir: string, name: string): Uint8Array {
       unlinkSync(draft);
     }
   }
+  return readSecret(file);
+}
+
+/** A generated secret's file, read: at least MIN_SECRET_BYTES, or refused naming the file. */
+function readSecret(file: string): Uint8Array {
   const secret = new TextEncoder().encode(readFileSync(file, 'utf8').trim());
   // As a configured one must be: an empty or short file (truncated, or written by hand) would
   // sign tokens no one can verify, or derive keys from a few bytes.
@@ -176,6 +181,60 @@ function allowedHosts(raw: string): string[] {
   return hosts;
 }
 
+/** A schema name as PostgreSQL reads it unquoted (in `search_path`): lower case, or it is not the one created. */
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+/**
+ * The parameters a PostgreSQL URL may carry: EDM's (`schema`) and those the driver reads
+ * (pg-connection-string and pg's connection parameters). Another is refused: the driver would
+ * ignore it unseen, and a misspelt `schema` would leave the server in `public`.
+ */
+const URL_PARAMETERS = new Set([
+  'schema',
+  'options',
+  'application_name',
+  'fallback_application_name',
+  'client_encoding',
+  'encoding',
+  'db',
+  'host',
+  'port',
+  'user',
+  'password',
+  'ssl',
+  'sslmode',
+  'sslcert',
+  'sslkey',
+  'sslrootcert',
+  'sslnegotiation',
+  'uselibpqcompat',
+  'connect_timeout',
+  'statement_timeout',
+  'query_timeout',
+  'lock_timeout',
+  'idle_in_transaction_session_timeout',
+  'keepalives',
+  'keepalives_idle',
+  'binary',
+  'replication',
+]);
+
+/**
+ * What is wrong with a PostgreSQL URL's parameters for EDM, or null: a schema that is not a plain
+ * lower-case identifier, or a parameter neither EDM nor the driver reads.
+ */
+export function postgresUrlProblem(url: string, schemaOverride?: string): string | null {
+  const params = new URL(url).searchParams;
+  const schema = schemaOverride ?? params.get('schema');
+  if (schema !== null && !IDENTIFIER.test(schema)) {
+    return `EDM_DATABASE_URL: schema must be a plain lower-case identifier (a–z, digits, _; at most 63), got ${schema}`;
+  }
+  const unknown = [...params.keys()].filter((name) => !URL_PARAMETERS.has(name));
+  if (unknown.length) {
+    return `EDM_DATABASE_URL: ${unknown.map((n) => `?${n}`).join(', ')} is not a parameter EDM or the PostgreSQL driver reads (schema=<name> selects a schema)`;
+  }
+  return null;
+}
+
 /** The variables whose value is a key, read byte for byte. */
 const SECRETS = new Set(['EDM_JWT_SECRET', 'EDM_SECRET_KEY']);
 
@@ -244,6 +303,8 @@ export function loadConfig(given: Env = process.env): Config {
       throw new Error(`EDM_DATABASE_URL: unsupported scheme in ${shown} (use sqlite:<file> or postgres://…)`);
     }
     if (!URL.canParse(databaseUrl)) throw new Error('EDM_DATABASE_URL is not a URL that can be read');
+    const problem = postgresUrlProblem(databaseUrl);
+    if (problem) throw new Error(problem);
   }
   if (env.EDM_JWKS_URL) checkJwksUrl(env.EDM_JWKS_URL);
   // Every value checked before a secret is generated: a start that is refused writes nothing.
@@ -256,6 +317,13 @@ export function loadConfig(given: Env = process.env): Config {
   const connectorAllowHosts = allowedHosts(env.EDM_CONNECTOR_ALLOW_HOSTS ?? '');
   const connectorTimeoutMs = millis('EDM_CONNECTOR_TIMEOUT_MS', 10_000);
   const requestTimeoutMs = millis('EDM_REQUEST_TIMEOUT_MS', 30_000);
+  // The generated secrets' files that are there already, checked before either is written.
+  for (const [name, file] of [
+    ['EDM_JWT_SECRET', 'jwt-secret'],
+    ['EDM_SECRET_KEY', 'secret-key'],
+  ] as const) {
+    if (!env[name] && existsSync(join(dataDir, file))) readSecret(join(dataDir, file));
+  }
   return {
     port,
     host: localMode ? '127.0.0.1' : env.HOST || '0.0.0.0',

@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, type KyselyConfig, type LogEvent, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
-import { type Config, redactedUrl } from '../core/config.js';
+import { type Config, postgresUrlProblem, redactedUrl } from '../core/config.js';
 import { ApiError } from '../core/errors.js';
 import type { AnyField, ColumnKind } from '../core/fields.js';
 import { type Checkpointer, startCheckpointer } from './checkpointer.js';
@@ -389,42 +389,6 @@ const PG_TIMESTAMPTZ = 1184;
 const PG_NUMERIC = 1700;
 /** A timestamptz(3) as PostgreSQL prints it in a UTC session, at most three fractional digits. */
 const PG_UTC_TIME = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,3}))?\+00$/;
-/** A schema name as PostgreSQL reads it unquoted (in `search_path`): lower case, or it is not the one created. */
-const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
-/**
- * The parameters a PostgreSQL URL may carry: EDM's (`schema`) and those the driver reads
- * (pg-connection-string and pg's connection parameters). Another is refused: the driver would
- * ignore it unseen, and a misspelt `schema` would leave the server in `public`.
- */
-const URL_PARAMETERS = new Set([
-  'schema',
-  'options',
-  'application_name',
-  'fallback_application_name',
-  'client_encoding',
-  'encoding',
-  'db',
-  'host',
-  'port',
-  'user',
-  'password',
-  'ssl',
-  'sslmode',
-  'sslcert',
-  'sslkey',
-  'sslrootcert',
-  'sslnegotiation',
-  'uselibpqcompat',
-  'connect_timeout',
-  'statement_timeout',
-  'query_timeout',
-  'lock_timeout',
-  'idle_in_transaction_session_timeout',
-  'keepalives',
-  'keepalives_idle',
-  'binary',
-  'replication',
-]);
 
 export interface PostgresTarget {
   /** The URL without the parameters EDM interprets itself. */
@@ -445,17 +409,8 @@ export function parsePostgresUrl(url: string, schemaOverride?: string): Postgres
   const urlOptions = parsed.searchParams.get('options');
   parsed.searchParams.delete('schema');
   parsed.searchParams.delete('options');
-  if (schema !== null && !IDENTIFIER.test(schema)) {
-    throw new Error(
-      `EDM_DATABASE_URL: schema must be a plain lower-case identifier (a–z, digits, _; at most 63), got ${schema}`,
-    );
-  }
-  const unknown = [...parsed.searchParams.keys()].filter((name) => !URL_PARAMETERS.has(name));
-  if (unknown.length) {
-    throw new Error(
-      `EDM_DATABASE_URL: ${unknown.map((n) => `?${n}`).join(', ')} is not a parameter EDM or the PostgreSQL driver reads (schema=<name> selects a schema)`,
-    );
-  }
+  const problem = postgresUrlProblem(url, schemaOverride);
+  if (problem) throw new Error(problem);
   const options = [urlOptions, schema ? `-c search_path=${schema}` : null].filter(Boolean).join(' ');
   return { connectionString: parsed.toString(), schema, options: options || undefined };
 }
