@@ -266,10 +266,18 @@ describe('loadConfig: what an operator writes', () => {
   it('reads EDM_CONNECTOR_ALLOW_HOSTS as the outbound check compares it, and refuses an entry that matches no host', () => {
     const hosts = loadConfig({
       ...env,
-      EDM_CONNECTOR_ALLOW_HOSTS: ' Metrics.Internal. , [::1],0:0:0:0:0:0:0:1, 127.0.0.1,,10.0.0.5',
+      EDM_CONNECTOR_ALLOW_HOSTS: ' Metrics.Internal. , [::1],0:0:0:0:0:0:0:1, 127.0.0.1,,10.0.0.5,127.1,Bücher.Example',
     }).connectorAllowHosts;
-    expect(hosts).toEqual(['metrics.internal', '::1', '::1', '127.0.0.1', '10.0.0.5']);
-    for (const bad of ['127.0.0.1:4669', 'http://127.0.0.1', '127.0.0.0/8', '*', 'a b']) {
+    expect(hosts).toEqual([
+      'metrics.internal',
+      '::1',
+      '::1',
+      '127.0.0.1',
+      '10.0.0.5',
+      '127.0.0.1',
+      'xn--bcher-kva.example',
+    ]);
+    for (const bad of ['127.0.0.1:4669', 'http://127.0.0.1', '127.0.0.0/8', '*', 'a b', 'fe80::1%eth0', 'u@host']) {
       expect(() => loadConfig({ ...env, EDM_CONNECTOR_ALLOW_HOSTS: bad })).toThrow(
         `EDM_CONNECTOR_ALLOW_HOSTS: ${bad} is not a host name or an IP address`,
       );

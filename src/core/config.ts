@@ -169,14 +169,19 @@ function allowedHosts(raw: string): string[] {
   for (const entry of raw.split(',')) {
     let host = entry.trim().toLowerCase().replace(/\.$/, '');
     if (host === '') continue;
+    const refused = new Error(
+      `EDM_CONNECTOR_ALLOW_HOSTS: ${entry.trim()} is not a host name or an IP address (no scheme, port, range or wildcard; commas between hosts)`,
+    );
     if (/^\[.*\]$/.test(host)) host = host.slice(1, -1);
-    if (isIP(host) === 6) host = new URL(`http://[${host}]`).hostname.slice(1, -1);
-    else if (isIP(host) === 0 && !/^[a-z0-9]([a-z0-9_-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9_-]*[a-z0-9])?)*$/.test(host)) {
-      throw new Error(
-        `EDM_CONNECTOR_ALLOW_HOSTS: ${entry.trim()} is not a host name or an IP address (no scheme, port, range or wildcard; commas between hosts)`,
-      );
+    // A scheme, a port, a range, a wildcard or a user: no URL's host is written so.
+    if (isIP(host) !== 6 && /[/:*@?#\s\\]/.test(host)) throw refused;
+    try {
+      // As a URL's host reads once parsed: `127.1` is 127.0.0.1, `bücher.example` its xn-- form.
+      const parsed = new URL(isIP(host) === 6 ? `http://[${host}]/` : `http://${host}/`).hostname;
+      hosts.push(isIP(host) === 6 ? parsed.slice(1, -1) : parsed.replace(/\.$/, ''));
+    } catch {
+      throw refused;
     }
-    hosts.push(host);
   }
   return hosts;
 }

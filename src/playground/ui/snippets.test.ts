@@ -84,6 +84,16 @@ describe('code snippets', () => {
     expect(curlSnippet(del, built, BASE).split('\n').slice(0, 2)).toEqual(notes.map((n) => `# ${n}`));
     expect(sdkSnippet(del, keyResult, built, BASE)).toContain(notes.map((n) => `// ${n}`).join('\n'));
     const valid = buildRequest(del, keyResult, { ...emptyForm(), headers: { 'If-Match': '1' } }, { kr: 'kr_1' });
+    // A signed operation's fetch program says so too.
+    const signed = buildRequest(
+      webhookOp,
+      keyResult,
+      { ...emptyForm(), query: { tenant_id: 'acme', signature: 'abc' }, headers: { 'Idempotency-Key': 'has space' } },
+      { kr: 'kr_9' },
+    );
+    expect(sdkSnippet(webhookOp, keyResult, signed, BASE).split('\n')[0]).toBe(
+      '// Idempotency-Key is not valid yet (see the console): left out.',
+    );
     expect(curlSnippet(del, valid, BASE)).not.toContain('#');
     expect(sdkSnippet(del, keyResult, valid, BASE)).not.toContain('left out');
   });

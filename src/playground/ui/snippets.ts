@@ -140,7 +140,8 @@ export function sdkSnippet(
   built: BuiltRequest,
   baseUrl: string,
 ): string {
-  if (!viaSdk(op)) return signedFetch(op, resource, built, baseUrl + requestUrl(built));
+  if (!viaSdk(op))
+    return [...leftOut(built, '//'), signedFetch(op, resource, built, baseUrl + requestUrl(built))].join('\n');
   const lines = [...clientSetup(baseUrl), ...leftOut(built, '//'), sdkCall(op, resource, sdkArgs(op, built))];
   if (op.response !== 'resource') lines.push('console.log(page.data);');
   return lines.join('\n');
