@@ -154,11 +154,6 @@ function checkPublicKey(pem: string): void {
 }
 
 /**
- * Configuration from the environment (PORT, HOST, EDM_DATABASE_URL, EDM_JWT_SECRET,
- * EDM_SECRET_KEY, EDM_JWT_ISSUER, EDM_JWT_AUDIENCE, EDM_REQUIRE_IF_MATCH, EDM_DB_POOL_SIZE,
- * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS, EDM_DB_PREPARE, EDM_DB_BATCH_WRITES, EDM_CONNECTOR_ALLOW_HOSTS, EDM_CONNECTOR_TIMEOUT_MS, EDM_RATE_LIMIT, EDM_RATE_LIMIT_WINDOW_MS, EDM_REQUEST_TIMEOUT_MS). Secrets that are not configured are generated under the data dir.
- */
-/**
  * EDM_CONNECTOR_ALLOW_HOSTS as the outbound check compares it: host names lower case without a
  * trailing dot, IPv6 addresses without brackets and in their short form (as a URL writes them).
  * An entry that is neither (a scheme, a port, a range, a wildcard) is refused: it would match no
@@ -243,6 +238,11 @@ export function postgresUrlProblem(url: string, schemaOverride?: string): string
 /** The variables whose value is a key, read byte for byte. */
 const SECRETS = new Set(['EDM_JWT_SECRET', 'EDM_SECRET_KEY']);
 
+/**
+ * Configuration from the environment (PORT, HOST, EDM_DATABASE_URL, EDM_JWT_SECRET,
+ * EDM_SECRET_KEY, EDM_JWT_ISSUER, EDM_JWT_AUDIENCE, EDM_REQUIRE_IF_MATCH, EDM_DB_POOL_SIZE,
+ * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS, EDM_DB_PREPARE, EDM_DB_BATCH_WRITES, EDM_CONNECTOR_ALLOW_HOSTS, EDM_CONNECTOR_TIMEOUT_MS, EDM_RATE_LIMIT, EDM_RATE_LIMIT_WINDOW_MS, EDM_REQUEST_TIMEOUT_MS). Secrets that are not configured are generated under the data dir.
+ */
 export function loadConfig(given: Env = process.env): Config {
   // A variable that is empty or all spaces is unset: its default (a secret of spaces too). Others
   // are read without the spaces around them (a `.env` line's trailing space named another store

@@ -50,7 +50,7 @@ export function registerMetrics(
   });
   new Counter({
     name: 'edm_transaction_deadlocks_total',
-    help: 'PostgreSQL transactions the server aborted as a deadlock victim (each is run again, up to three times in all).',
+    help: 'PostgreSQL transactions the server aborted as a deadlock victim, whether run again or the last of three attempts.',
     registers: [registry],
     collect() {
       this.reset();
