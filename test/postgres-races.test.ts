@@ -54,6 +54,17 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     throw new Error(`never: ${what}`);
   };
 
+  /** A new objective's id, made through the first process. */
+  const objective = async (title: string) =>
+    (await send(apps[0], token, 'POST', objectives.basePath, { title })).body.id as string;
+  /** How many sessions wait for a lock the session `pid` holds, as `session` sees it. */
+  const blockedBy = async (session: pg.Client, pid: number) =>
+    (
+      await session.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))', [
+        pid,
+      ])
+    ).rows[0].n as number;
+
   /** A cycle of the quarter and an objective in it, made through the first process. */
   const objectiveInQuarter = async (name: string, title: string) => {
     const cycle = await send(apps[0], token, 'POST', byName('Cycle').basePath, {
@@ -587,8 +598,6 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     async ({ write }) => {
       const retriedBefore = retried();
       for (let trial = 0; trial < 6; trial++) {
-        const objective = async (title: string) =>
-          (await send(apps[0], token, 'POST', objectives.basePath, { title })).body.id as string;
         const [o1, o2] = [await objective(`team one ${trial}`), await objective(`team two ${trial}`)];
         const make = async (objectiveId: string, body: Doc) =>
           (await send(apps[0], token, 'POST', keyResults.basePath, { objective_id: objectiveId, target: 100, ...body }))
@@ -635,8 +644,6 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
   it.runIf(kind === 'postgres')(
     'a row that enters the query graph while a write waits for it: the write starts again, no deadlock',
     async () => {
-      const objective = async (title: string) =>
-        (await send(apps[0], token, 'POST', objectives.basePath, { title })).body.id as string;
       const [o1, o2] = [await objective('stale guard one'), await objective('stale guard two')];
       const kr = async (body: Doc) =>
         (await send(apps[0], token, 'POST', keyResults.basePath, { target: 100, ...body })).body.id as string;
@@ -751,8 +758,6 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
   it('two key results moved at once in opposite directions between two objectives: no deadlock to retry', async () => {
     const retriedBefore = retried();
     for (let trial = 0; trial < 6; trial++) {
-      const objective = async (title: string) =>
-        (await send(apps[0], token, 'POST', objectives.basePath, { title })).body.id as string;
       const [o1, o2] = [await objective(`from ${trial}`), await objective(`to ${trial}`)];
       const kr = async (objectiveId: string, title: string) =>
         (await send(apps[0], token, 'POST', keyResults.basePath, { objective_id: objectiveId, title, target: 10 })).body
@@ -774,8 +779,6 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     const deadlocksBefore = deadlocks();
     const outcomes: string[] = [];
     for (let trial = 0; trial < 10; trial++) {
-      const objective = async (title: string) =>
-        (await send(apps[0], token, 'POST', objectives.basePath, { title })).body.id as string;
       const [o1, o2] = [await objective(`leaves ${trial}`), await objective(`joins ${trial}`)];
       const kr = (
         await send(apps[0], token, 'POST', keyResults.basePath, { objective_id: o1, title: 'moved', target: 10 })
@@ -836,8 +839,6 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
   it.runIf(kind === 'postgres')(
     'a check-in that waited behind a move starts again on the new objective: no deadlock with a writer that started after the move',
     async () => {
-      const objective = async (title: string) =>
-        (await send(apps[0], token, 'POST', objectives.basePath, { title })).body.id as string;
       const [o1, o2] = [await objective('the move leaves'), await objective('the move joins')];
       const kr = (
         await send(apps[0], token, 'POST', keyResults.basePath, { objective_id: o1, title: 'moved', target: 10 })
@@ -854,17 +855,10 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
           await session.query(`SET search_path TO ${schema}`);
           pids.push((await session.query('SELECT pg_backend_pid() AS pid')).rows[0].pid);
         }
-        const blockedBy = async (pid: number) =>
-          (
-            await holder.query(
-              'SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))',
-              [pid],
-            )
-          ).rows[0].n as number;
         await holder.query('BEGIN');
         await holder.query('SELECT id FROM okr_key_results WHERE id = $1 FOR UPDATE', [kr]);
         const move = send(apps[0], token, 'PATCH', `${keyResults.basePath}/${kr}`, { objective_id: o2 });
-        await until('the move waits for the key result', async () => (await blockedBy(pids[0])) > 0);
+        await until('the move waits for the key result', async () => (await blockedBy(holder, pids[0])) > 0);
         const checkIn = send(apps[1], token, 'POST', `${keyResults.basePath}/${kr}/check-ins`, { value: 5 });
         await until(
           'the check-in waits for the objective the move leaves',
@@ -879,7 +873,7 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
         await holder.query('ROLLBACK');
         await joined;
         expect((await move).status).toBe(200);
-        await until('the check-in waits for the second session', async () => (await blockedBy(pids[1])) > 0);
+        await until('the check-in waits for the second session', async () => (await blockedBy(holder, pids[1])) > 0);
         // A writer that started after the move: the new objective, then the key result.
         await after.query('SELECT id FROM okr_key_results WHERE id = $1 FOR UPDATE', [kr]);
         await after.query('ROLLBACK');
@@ -934,11 +928,7 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
       await other.query('BEGIN');
       await other.query(`SELECT id FROM ${table} WHERE id = $1 FOR UPDATE`, [id]);
       const checkIn = send(apps[0], token, 'POST', `${keyResults.basePath}/${x}/check-ins`, { value: 10 });
-      const blockedByThis = 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))';
-      await until(
-        'the check-in waits for this session',
-        async () => (await other.query(blockedByThis, [pid])).rows[0].n > 0,
-      );
+      await until('the check-in waits for this session', async () => (await blockedBy(other, pid)) > 0);
       const second = send(apps[1], token, 'PATCH', `${keyResults.basePath}/${total}`, withX(c.body));
       await until('the second write waits for a lock', async () => (await lockWaiters(other)) > 0);
       await other.query('ROLLBACK');

@@ -68,6 +68,7 @@ const VERSION = /^(0|[1-9]\d*)$/;
  * `"1,2"` is one entity tag (RFC 9110 §8.8.3 allows commas in one), not `"1` and `2"`.
  */
 function listElements(header: string): string[] {
+  if (!header.includes(',')) return [header]; // one element: the common If-Match: "3"
   const elements: string[] = [];
   let current = '';
   let quoted = false;

@@ -1500,7 +1500,7 @@ export class Engine {
       input,
       event,
       keys: this.options.keys,
-      ...(this.options.restoring ? { restoring: true } : {}),
+      restoring: this.options.restoring === true,
     };
   }
 
