@@ -1,9 +1,11 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mintToken } from '../src/core/auth.js';
-import { byName, T0, type TestApp, testApp, USER_A } from './helpers.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { JWKS_RECHECK_MS, mintToken } from '../src/core/auth.js';
+import { ManualClock } from '../src/core/clock.js';
+import { buildApp } from '../src/http/app.js';
+import { byName, freshStore, T0, type TestApp, testApp, testConfig, USER_A } from './helpers.js';
 
 const cycles = byName('Cycle');
 
@@ -99,6 +101,54 @@ describe('tokens verified by public keys', () => {
       expect([other.status, other.body.code, other.headers['retry-after']]).toEqual([503, 'service_unavailable', '5']);
     } finally {
       down.close();
+    }
+  });
+
+  // An identity provider's outage after a set arrived: callers are still verified (by that set),
+  // and the operator reads why in the log, once.
+  it('with the JWKS down once its set is 10 minutes old: tokens verified by the last set, and a warning logged', async () => {
+    let up = true;
+    const keys = { keys: [{ ...(await exportJWK(ed.publicKey)), kid: 'ed-1', alg: 'EdDSA' }] };
+    const idp = createServer((req, res) => {
+      if (!up) req.socket.destroy();
+      else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(keys));
+    });
+    await new Promise<void>((resolve) => idp.listen(0, '127.0.0.1', resolve));
+    const fresh = await freshStore('sqlite');
+    const lines: string[] = [];
+    const app = await buildApp({
+      config: testConfig({ jwksUrl: `http://127.0.0.1:${(idp.address() as AddressInfo).port}/jwks.json` }),
+      store: fresh.store,
+      clock: new ManualClock(T0),
+      logger: 'warn',
+      logStream: { write: (line: string) => void lines.push(line) },
+    });
+    // jose dates its copy of the set by Date.now: only Date is faked, to age it.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() });
+    try {
+      const get = async (token: string) =>
+        (await app.inject({ method: 'GET', url: cycles.basePath, headers: { authorization: `Bearer ${token}` } }))
+          .statusCode;
+      expect(await get(await sign(ed.privateKey, 'EdDSA', 'ed-1'))).toBe(200);
+      up = false;
+      vi.setSystemTime(Date.now() + JWKS_RECHECK_MS + 1);
+      const other = await new SignJWT({ tenant_id: 'acme' })
+        .setProtectedHeader({ alg: 'EdDSA', kid: 'ed-1' })
+        .setSubject('usr-0b0b0b0b-0000-4000-8000-00000000000b')
+        .setExpirationTime(Math.floor(T0 / 1000) + 3600)
+        .sign(ed.privateKey);
+      expect(await get(other)).toBe(200);
+      expect(await get(await sign(ed.privateKey, 'EdDSA', 'ed-1'))).toBe(200);
+      const warned = lines.map((line) => JSON.parse(line)).filter((l) => /JWKS cannot be fetched/.test(l.msg));
+      expect(warned).toHaveLength(1);
+      expect(warned[0]).toMatchObject({ level: 40, setArrivedAt: new Date(T0).toISOString() });
+      expect(warned[0].err.message).toMatch(/did not answer/);
+    } finally {
+      vi.useRealTimers();
+      await app.close();
+      await fresh.store.close();
+      await fresh.drop();
+      idp.close();
     }
   });
 });

@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { JWKS_RECHECK_MS, TokenVerifier } from '../src/core/auth.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { JWKS_RECHECK_MS, JWKS_RETRY_MS, JWKS_STALE_MAX_MS, TokenVerifier } from '../src/core/auth.js';
 import { ManualClock } from '../src/core/clock.js';
 import { byName, storeKinds, T0, type TestApp, testApp, USER_A } from './helpers.js';
 
@@ -154,9 +154,15 @@ describe('TokenVerifier with a JWKS', () => {
   /** While set, the set's headers go at once and its body once this resolves (a slow download). */
   let hold: Promise<void> | null = null;
   let started: () => void = () => {};
+  /** While true, a fetch is cut off without an answer (the identity provider is down). */
+  let down = false;
   beforeAll(async () => {
-    server = createServer(async (_req, res) => {
+    server = createServer(async (req, res) => {
       fetches++;
+      if (down) {
+        req.socket.destroy();
+        return;
+      }
       const body = JSON.stringify(keys);
       res.writeHead(200, { 'content-type': 'application/json' });
       if (hold) {
@@ -253,15 +259,82 @@ describe('TokenVerifier with a JWKS', () => {
     expect(v.verifications).toBe(3);
   });
 
+  // An identity provider's outage must not refuse every caller whose token is not cached yet, nor
+  // be fetched again by every request while it lasts (before: 503 for all once jose's copy was 10
+  // minutes old, and one more fetch per request).
+  it('verifies by the last set while the JWKS does not answer, fetching it again every JWKS_RETRY_MS, in the background', async () => {
+    const k1 = await generateKeyPair('ES256');
+    const k2 = await generateKeyPair('ES256');
+    const jwk1 = { ...(await exportJWK(k1.publicKey)), kid: 'k1', alg: 'ES256' };
+    keys = { keys: [jwk1] };
+    const clock = new ManualClock(T0);
+    const stale: [string, number][] = [];
+    // A set 0 ms old is stale at once: every verification fetches it again, as after 10 minutes.
+    const v = new TokenVerifier({
+      jwksUrl: url,
+      clock,
+      jwksMaxAgeMs: 0,
+      onStaleKeys: (why, at) => stale.push([why.message, at]),
+    });
+    try {
+      expect((await v.verify(await mk(k1.privateKey, 'k1'))).sub).toBe(USER_A);
+      const arrived = clock.now();
+      clock.advance(60_000);
+      down = true;
+      let fetched = fetches;
+      const b = 'usr-0b0b0b0b-0000-4000-8000-00000000000b';
+      expect((await v.verify(await mk(k1.privateKey, 'k1', b))).sub).toBe(b); // tried once, then the last set
+      expect(fetches).toBe(fetched + 1);
+      expect(stale).toEqual([[expect.stringMatching(/did not answer/), arrived]]);
+      fetched = fetches;
+      const c = 'usr-0c0c0c0c-0000-4000-8000-00000000000c';
+      expect((await v.verify(await mk(k1.privateKey, 'k1', c))).sub).toBe(c);
+      // A kid the last set lacks may be in the set that cannot be fetched: 503, not 401.
+      await expect(v.verify(await mk(k2.privateKey, 'k2'))).rejects.toMatchObject({ code: 'service_unavailable' });
+      expect(fetches).toBe(fetched); // no fetch within JWKS_RETRY_MS of the failed one
+      // Once the pause is over, a request is answered by the last set at once and the set is
+      // fetched in the background; it fails again, and the pause starts over.
+      clock.advance(JWKS_RETRY_MS);
+      const d = 'usr-0d0d0d0d-0000-4000-8000-00000000000d';
+      expect((await v.verify(await mk(k1.privateKey, 'k1', d))).sub).toBe(d);
+      await vi.waitFor(() => expect(fetches).toBe(fetched + 1));
+      const e = 'usr-0e0e0e0e-0000-4000-8000-00000000000e';
+      expect((await v.verify(await mk(k1.privateKey, 'k1', e))).sub).toBe(e);
+      expect(fetches).toBe(fetched + 1);
+      // The provider is back with a second key: the next background fetch brings it in.
+      down = false;
+      keys = { keys: [jwk1, { ...(await exportJWK(k2.publicKey)), kid: 'k2', alg: 'ES256' }] };
+      clock.advance(JWKS_RETRY_MS);
+      const f = 'usr-0f0f0f0f-0000-4000-8000-00000000000f';
+      expect((await v.verify(await mk(k1.privateKey, 'k1', f))).sub).toBe(f);
+      await vi.waitFor(() => expect(v.cached(f)).toBeNull()); // the set that arrived makes it stale
+      const t2 = await mk(k2.privateKey, 'k2');
+      await vi.waitFor(async () => expect((await v.verify(t2)).sub).toBe(USER_A));
+      expect(stale).toHaveLength(1); // said once per outage
+      // A set older than JWKS_STALE_MAX_MS verifies nothing: 503 once the JWKS is down again.
+      down = true;
+      clock.advance(JWKS_STALE_MAX_MS);
+      const g = 'usr-01010101-0000-4000-8000-000000000001';
+      await expect(v.verify(await mk(k1.privateKey, 'k1', g))).rejects.toMatchObject({ code: 'service_unavailable' });
+    } finally {
+      down = false;
+    }
+  });
+
   it('answers 503 (not 401: the token may be good) while the JWKS cannot be fetched', async () => {
-    const down = createServer((req) => req.socket.destroy());
+    let tries = 0;
+    const down = createServer((req) => {
+      tries++;
+      req.socket.destroy();
+    });
     await new Promise<void>((resolve) => down.listen(0, '127.0.0.1', resolve));
+    const clock = new ManualClock(T0);
     try {
       const k1 = await generateKeyPair('ES256');
       const v = new TokenVerifier({
         // A query may carry the identity provider's key: the message (logged) masks it.
         jwksUrl: `http://127.0.0.1:${(down.address() as AddressInfo).port}/jwks.json?apikey=QUERYSECRET`,
-        clock: new ManualClock(T0),
+        clock,
       });
       const refused = await v.verify(await mk(k1.privateKey, 'k1')).catch((e: unknown) => e);
       expect(refused).toMatchObject({
@@ -273,6 +346,13 @@ describe('TokenVerifier with a JWKS', () => {
       // With why (the connection was reset), and the URL's query masked.
       expect(cause).toMatch(/^The key set at http:\/\/127\.0\.0\.1:\d+\/jwks\.json\?\*\*\* did not answer \(\w+\)$/);
       expect(cause).not.toContain('QUERYSECRET');
+      // Not fetched again by every request: within JWKS_RETRY_MS the failure stands.
+      expect(tries).toBe(1);
+      await expect(v.verify(await mk(k1.privateKey, 'k1'))).rejects.toMatchObject({ code: 'service_unavailable' });
+      expect(tries).toBe(1);
+      clock.advance(JWKS_RETRY_MS);
+      await expect(v.verify(await mk(k1.privateKey, 'k1'))).rejects.toMatchObject({ code: 'service_unavailable' });
+      expect(tries).toBe(2);
       // A fault of the token itself is still the token's: 401 without asking for keys.
       await expect(v.verify('not-a-jwt')).rejects.toMatchObject({ code: 'invalid_token' });
       // A set that arrived with no usable key for the token is the token's matter: 401, not 503.

@@ -1,8 +1,10 @@
 import {
+  createLocalJWKSet,
   createRemoteJWKSet,
   customFetch,
   decodeProtectedHeader,
   importSPKI,
+  type JSONWebKeySet,
   type JWTVerifyGetKey,
   errors as joseErrors,
   jwtVerify,
@@ -29,6 +31,13 @@ export interface VerifierOptions {
   cacheSize?: number;
   /** How soon the JWKS may be fetched again for a `kid` it lacks (jose's cooldown; default 30 s). */
   jwksCooldownMs?: number;
+  /** How long a fetched JWKS is used before it is fetched again (jose's cache age; default 10 minutes). */
+  jwksMaxAgeMs?: number;
+  /**
+   * Told once each time the JWKS stops answering while a set fetched before still verifies
+   * tokens (the server logs it): why, and when that set arrived.
+   */
+  onStaleKeys?: (why: Error, setArrivedAt: number) => void;
 }
 
 interface Cached {
@@ -48,6 +57,16 @@ interface Cached {
 
 /** How long a JWKS-verified token is trusted before it is verified again (jose's JWKS cache age). */
 export const JWKS_RECHECK_MS = 10 * 60 * 1000;
+
+/** After a JWKS fetch fails, how long before it is tried again (the 503's Retry-After says so too). */
+export const JWKS_RETRY_MS = 5_000;
+
+/**
+ * While the JWKS cannot be fetched, the last set that arrived keeps verifying tokens, for up to
+ * this long after it arrived: an identity provider's outage does not stop every caller whose
+ * token is not cached. Past it, 503 until a set arrives.
+ */
+export const JWKS_STALE_MAX_MS = 24 * 60 * 60 * 1000;
 
 /** The longest `sub`, `tenant_id` or `app_id` a token may carry (both stores index them). */
 export const MAX_CLAIM_LENGTH = 256;
@@ -75,6 +94,27 @@ function unreachable(err: unknown): boolean {
     err instanceof joseErrors.JWKSTimeout ||
     err instanceof joseErrors.JWKSInvalid
   );
+}
+
+function keysUnavailable(err: unknown): KeysUnavailable {
+  return err instanceof KeysUnavailable ? err : new KeysUnavailable('The key set could not be fetched', { cause: err });
+}
+
+/**
+ * A key of the last set that arrived, while the JWKS cannot be fetched. A `kid` it lacks may be
+ * in the set that cannot be fetched: that is the server's matter (503), not the token's.
+ */
+async function fromStale(
+  keys: JWTVerifyGetKey,
+  unavailable: KeysUnavailable,
+  ...args: Parameters<JWTVerifyGetKey>
+): Promise<Awaited<ReturnType<JWTVerifyGetKey>>> {
+  try {
+    return await keys(...args);
+  } catch (err) {
+    if (err instanceof joseErrors.JWKSNoMatchingKey) throw unavailable;
+    throw err;
+  }
 }
 
 const ASYMMETRIC = ['RS256', 'ES256', 'EdDSA'];
@@ -117,6 +157,7 @@ export class TokenVerifier {
     const remote = options.jwksUrl
       ? createRemoteJWKSet(new URL(options.jwksUrl), {
           ...(options.jwksCooldownMs !== undefined ? { cooldownDuration: options.jwksCooldownMs } : {}),
+          ...(options.jwksMaxAgeMs !== undefined ? { cacheMaxAge: options.jwksMaxAgeMs } : {}),
           [customFetch]: async (...args: Parameters<typeof fetch>) => {
             let response: Response;
             try {
@@ -139,6 +180,12 @@ export class TokenVerifier {
                 throw new KeysUnavailable(`The key set at ${shown} is not JSON`, { cause: err });
               }
               this.jwksFetches++;
+              // Kept apart from jose's copy, which a failed fetch leaves unused once 10 minutes old.
+              try {
+                this.lastSet = { keys: createLocalJWKSet(body as JSONWebKeySet), at: options.clock.now() };
+              } catch {
+                // Not a key set: jose says so (JWKSInvalid) and the last set stays.
+              }
               return body;
             };
             return response;
@@ -149,11 +196,38 @@ export class TokenVerifier {
     // that cannot be fetched is the server's (503: the token may well be good).
     const jwks: JWTVerifyGetKey | null = remote
       ? async (header, token) => {
+          const now = options.clock.now();
+          const stale = this.lastSet && now - this.lastSet.at < JWKS_STALE_MAX_MS ? this.lastSet : null;
+          const failed = this.jwksFailure;
+          // The set stopped answering moments ago: no fetch per request meanwhile. With a set
+          // from before, verify by it, and fetch again in the background once the pause is over
+          // (no request waits for a key set that may not answer for seconds).
+          if (failed && (stale || now < failed.retryAt)) {
+            if (stale && now >= failed.retryAt && !remote.reloading) {
+              failed.retryAt = now + JWKS_RETRY_MS;
+              remote.reload().then(
+                () => {
+                  this.jwksFailure = null;
+                },
+                (err: unknown) => {
+                  this.jwksFailure = { error: keysUnavailable(err), retryAt: options.clock.now() + JWKS_RETRY_MS };
+                },
+              );
+            }
+            if (!stale) throw failed.error;
+            return fromStale(stale.keys, failed.error, header, token);
+          }
           try {
-            return await remote(header, token);
+            const key = await remote(header, token);
+            this.jwksFailure = null;
+            return key;
           } catch (err) {
-            if (!unreachable(err) || err instanceof KeysUnavailable) throw err;
-            throw new KeysUnavailable('The key set could not be fetched', { cause: err });
+            if (!unreachable(err)) throw err;
+            const error = keysUnavailable(err);
+            if (!this.jwksFailure && stale) options.onStaleKeys?.(error, stale.at);
+            this.jwksFailure = { error, retryAt: options.clock.now() + JWKS_RETRY_MS };
+            if (!stale) throw error;
+            return fromStale(stale.keys, error, header, token);
           }
         }
       : null;
@@ -182,6 +256,10 @@ export class TokenVerifier {
   private readonly asymmetric: JWTVerifyGetKey[];
   /** Sets of the JWKS that have arrived so far (see Cached.jwks). */
   private jwksFetches = 0;
+  /** The last key set that arrived, and when (the server's clock): used while none can be fetched. */
+  private lastSet: { keys: JWTVerifyGetKey; at: number } | null = null;
+  /** The JWKS's last fetch failed: why, and when it may be tried again. */
+  private jwksFailure: { error: KeysUnavailable; retryAt: number } | null = null;
   private readonly jwksSource: JWTVerifyGetKey | null;
 
   /** The principal of a token verified before and still valid; null when it needs verifying. */
@@ -244,7 +322,7 @@ export class TokenVerifier {
         // The request log says why (problem.ts logs a 503's cause): an operator learns of a JWKS
         // URL that is wrong, not only of the 503s.
         throw new ApiError('service_unavailable', 'The keys that verify tokens cannot be fetched now; retry shortly', {
-          headers: { 'retry-after': '5' },
+          headers: { 'retry-after': String(JWKS_RETRY_MS / 1000) },
           cause: unavailable,
         });
       }

@@ -153,6 +153,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     clock,
     issuer: config.jwtIssuer,
     audience: config.jwtAudience,
+    onStaleKeys: (why, at) =>
+      app.log.warn(
+        { err: why, setArrivedAt: new Date(at).toISOString() },
+        'the JWKS cannot be fetched: tokens are verified by the last key set that arrived until one does',
+      ),
   });
 
   const requestId = requestIds();
