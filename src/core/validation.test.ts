@@ -1,20 +1,28 @@
 import { describe, expect, it } from 'vitest';
 import { stringList, text } from './fields.js';
-import { checkField, nestsDeeperThan } from './validation.js';
+import { bodyShapeProblem, checkField } from './validation.js';
 
-describe('nestsDeeperThan', () => {
+describe('bodyShapeProblem', () => {
+  const deep = (max: number) => `The body nests arrays and objects deeper than ${max} levels`;
+  const wide = (max: number) => `The body has an object or array of more than ${max} members`;
   it.each([
-    ['{}', 1, false],
-    ['{"a":[1,{"b":2}]}', 3, false],
-    ['{"a":[1,{"b":2}]}', 2, true],
-    ['[[[]]]', 2, true],
-    // Brackets inside strings are text, escaped quotes included.
-    ['{"a":"[[[[{{{{"}', 1, false],
-    ['{"a":"\\"[[[[","b":1}', 1, false],
-    ['{"a":"\\\\","b":[[1]]}', 2, true],
-    ['[1],[2],[3]', 1, false],
-  ] as const)('%s deeper than %i: %s', (text, max, deeper) => {
-    expect(nestsDeeperThan(text, max)).toBe(deeper);
+    ['{}', 1, 10, null],
+    ['{"a":[1,{"b":2}]}', 3, 10, null],
+    ['{"a":[1,{"b":2}]}', 2, 10, deep(2)],
+    ['[[[]]]', 2, 10, deep(2)],
+    // Brackets and commas inside strings are text, escaped quotes included.
+    ['{"a":"[[[[{{{{,,,,"}', 1, 2, null],
+    ['{"a":"\\"[[[[","b":1}', 1, 10, null],
+    ['{"a":"\\\\","b":[[1]]}', 2, 10, deep(2)],
+    ['[1],[2],[3]', 1, 10, null],
+    // Members are counted per object or array: three of three, then four.
+    ['{"a":1,"b":[1,2,3],"c":{"d":1,"e":2}}', 5, 3, null],
+    ['{"a":1,"b":[1,2,3,4],"c":3}', 5, 3, wide(3)],
+    ['{"a":1,"b":2,"c":3,"d":4}', 5, 3, wide(3)],
+    // A level's count starts over with each object or array opened at it.
+    ['[[1,2,3],[1,2,3],[1,2,3]]', 5, 3, null],
+  ] as const)('%s (depth %i, members %i): %s', (text, depth, members, problem) => {
+    expect(bodyShapeProblem(text, depth, members)).toBe(problem);
   });
 });
 

@@ -251,11 +251,25 @@ export function prototypeMemberPath(text: string): string | null {
 export const MAX_BODY_DEPTH = 64;
 
 /**
- * Whether JSON text nests arrays and objects deeper than `max` (brackets inside strings aside).
- * Checked on the text before it is parsed: deeper bodies would overflow the stack of the
- * recursive code that walks them (merge patch, validation, fingerprints) and answer 500.
+ * How many members one object or array of a request body may hold: far beyond any field's (32
+ * tags, 100 filter values). A 1 MiB body of one object of 90,000 members took ~50 ms to parse
+ * alone, and as long again to refuse member by member.
  */
-export function nestsDeeperThan(text: string, max: number): boolean {
+export const MAX_BODY_MEMBERS = 1000;
+
+/**
+ * Why JSON text is refused before it is parsed, or null: arrays and objects nested deeper than
+ * `maxDepth` (they would overflow the stack of the recursive code that walks them: merge patch,
+ * validation, fingerprints, and answer 500), or one holding more than `maxMembers` members.
+ * Brackets and commas inside strings are text. One pass over the text, no allocation per member.
+ */
+export function bodyShapeProblem(
+  text: string,
+  maxDepth = MAX_BODY_DEPTH,
+  maxMembers = MAX_BODY_MEMBERS,
+): string | null {
+  // Commas seen at each open level: a level's members are its commas plus one.
+  const commas = new Uint32Array(maxDepth + 1);
   let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
@@ -266,10 +280,14 @@ export function nestsDeeperThan(text: string, max: number): boolean {
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) {
-      if (++depth > max) return true;
+      if (++depth > maxDepth) return `The body nests arrays and objects deeper than ${maxDepth} levels`;
+      commas[depth] = 0;
     } else if (c === 0x5d || c === 0x7d) depth--;
+    else if (c === 0x2c && depth > 0 && ++commas[depth] >= maxMembers) {
+      return `The body has an object or array of more than ${maxMembers} members`;
+    }
   }
-  return false;
+  return null;
 }
 
 /**

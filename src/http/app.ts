@@ -10,13 +10,7 @@ import { requestIds } from '../core/ids.js';
 import { CursorCodec } from '../core/list-query.js';
 import { isIdOf, type ModuleDef, type Principal, parseSignature, signedMessage } from '../core/resource.js';
 import { ServerKeys } from '../core/secrets.js';
-import {
-  isStorableText,
-  MAX_BODY_DEPTH,
-  MalformedBody,
-  nestsDeeperThan,
-  prototypeMemberPath,
-} from '../core/validation.js';
+import { bodyShapeProblem, isStorableText, MalformedBody, prototypeMemberPath } from '../core/validation.js';
 import { modules as allModules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
 import { Engine } from '../store/engine.js';
@@ -271,8 +265,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.removeContentTypeParser(['text/plain', 'application/json']);
   const defaultJson = app.getDefaultJsonParser('error', 'error');
   const parseJson = (request: FastifyRequest, text: string, done: (err: Error | null, body?: unknown) => void) => {
-    if (nestsDeeperThan(text, MAX_BODY_DEPTH)) {
-      done(null, new MalformedBody(`The body nests arrays and objects deeper than ${MAX_BODY_DEPTH} levels`, text));
+    const shape = bodyShapeProblem(text);
+    if (shape !== null) {
+      done(null, new MalformedBody(shape, text));
       return;
     }
     defaultJson(request, text, (err, body) => {
