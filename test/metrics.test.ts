@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { byName, type TestApp, testApp } from './helpers.js';
+import { byName, freshStore, storeKinds, type TestApp, testApp, testConfig } from './helpers.js';
 
 describe('GET /metrics', () => {
   let t: TestApp;
@@ -80,5 +80,45 @@ describe('the log at warn (EDM_LOG=warn)', () => {
       app.log.warn('the database is unavailable');
       expect(lines.map((l) => JSON.parse(l).msg)).toEqual(['the database is unavailable']);
     });
+  });
+});
+
+// PRODUCT.md: one server secret for every process of a deployment. A second process started with
+// its own generated one broke connector secrets, cursors and webhook URLs without a word.
+describe.each(storeKinds)('a server started with another EDM_SECRET_KEY on %s', (kind) => {
+  it('logs a warning once, when the secret differs from the one the database was served with', async () => {
+    const { buildApp } = await import('../src/http/app.js');
+    const fresh = await freshStore(kind);
+    const start = async (secret: string) => {
+      const lines: string[] = [];
+      const app = await buildApp({
+        config: testConfig({ secretKey: new TextEncoder().encode(secret) }),
+        store: fresh.store,
+        logger: 'warn',
+        logStream: { write: (line: string) => void lines.push(line) },
+        runJobs: false,
+      });
+      await app.close();
+      return lines.map((line) => JSON.parse(line).msg as string);
+    };
+    try {
+      const first = 'first-server-secret-0123456789abcdef';
+      expect(await start(first)).toEqual([]); // the first to serve it: recorded
+      expect(await start(first)).toEqual([]);
+      const other = 'other-server-secret-0123456789abcdef';
+      expect(await start(other)).toEqual([expect.stringMatching(/^EDM_SECRET_KEY is not the secret this database/)]);
+      expect(await start(other)).toEqual([]); // changed on purpose: said once
+      // The fingerprint stored reveals nothing of the secret.
+      const stored = await fresh.store.db
+        .selectFrom('edm_meta')
+        .select('value')
+        .where('key', '=', 'secret_fingerprint')
+        .executeTakeFirstOrThrow();
+      expect(stored.value).toMatch(/^[\w-]{22}$/);
+      expect(stored.value).not.toContain(Buffer.from(other).toString('base64url').slice(0, 8));
+    } finally {
+      await fresh.store.close();
+      await fresh.drop();
+    }
   });
 });

@@ -11,10 +11,19 @@ const SEALED = 'sealed:v1:';
 export class ServerKeys {
   private readonly sealKey: Buffer;
   private readonly signKey: Buffer;
+  /**
+   * A one-way fingerprint of the server secret, stored with the data: a process started with
+   * another secret (generated under another data dir, or changed) can tell. It reveals nothing
+   * of the secret or of the keys derived from it.
+   */
+  readonly fingerprint: string;
 
   constructor(secretKey: Uint8Array) {
     this.sealKey = Buffer.from(hkdfSync('sha256', secretKey, 'edm', 'edm sealed field v1', 32));
     this.signKey = Buffer.from(hkdfSync('sha256', secretKey, 'edm', 'edm webhook signature v1', 32));
+    this.fingerprint = Buffer.from(hkdfSync('sha256', secretKey, 'edm', 'edm secret fingerprint v1', 16)).toString(
+      'base64url',
+    );
   }
 
   /** `sealed:v1:` + base64url(nonce ‖ ciphertext ‖ tag), bound to `context` (the row it belongs to). */

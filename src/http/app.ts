@@ -14,7 +14,7 @@ import { bodyShapeProblem, isStorableText, MalformedBody, prototypeMemberPath } 
 import { modules as allModules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
 import { Engine } from '../store/engine.js';
-import { isUnmigrated, migrate, schemaProbe } from '../store/schema.js';
+import { isUnmigrated, migrate, recordSecretFingerprint, schemaProbe } from '../store/schema.js';
 import { type CorsPolicy, corsHeaders, registerCors } from './cors.js';
 import { devTokenBody } from './dev-token.js';
 import { Idempotency } from './idempotency.js';
@@ -645,5 +645,22 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     for (const timer of timers) clearInterval(timer);
     if (!options.store) await store.close();
   });
+  // PRODUCT.md: one server secret, shared by every process of a deployment. One started with
+  // another (generated under another EDM_DATA_DIR, or changed) is said at once, not learnt from
+  // connector secrets that read as none and cursors and webhook URLs refused.
+  try {
+    const before = await engine.transaction((db) => recordSecretFingerprint(db, keys.fingerprint));
+    if (before !== null && before !== keys.fingerprint) {
+      app.log.warn(
+        "EDM_SECRET_KEY is not the secret this database was served with before: connector secrets sealed under that one read as none until entered again, and list cursors and webhook URLs it signed are refused. Every process serving one database needs the same EDM_SECRET_KEY (a generated one is the data dir's secret-key file).",
+      );
+    }
+  } catch (err) {
+    // Started with --no-migrate before `edm migrate`: no table to record it in yet (not ready).
+    if (!isUnmigrated(err)) {
+      await app.close();
+      throw err;
+    }
+  }
   return app;
 }

@@ -301,6 +301,30 @@ export function isUnmigrated(err: unknown): boolean {
   return code === 'SQLITE_ERROR' && /^(no such (table|column)\b|table \S+ has no column named )/.test(err.message);
 }
 
+/**
+ * Records `fingerprint` (ServerKeys.fingerprint) as the server secret this database is served
+ * with, and answers the one recorded before it (null: none was). A database another secret served
+ * before holds connector secrets sealed, and webhook URLs and cursors signed, under that one.
+ */
+export async function recordSecretFingerprint(db: DB, fingerprint: string): Promise<string | null> {
+  const before = await db
+    .selectFrom(META_TABLE)
+    .select('value')
+    .where('key', '=', 'secret_fingerprint')
+    .executeTakeFirst();
+  if (before?.value === fingerprint) return fingerprint;
+  if (before) {
+    await db.updateTable(META_TABLE).set({ value: fingerprint }).where('key', '=', 'secret_fingerprint').execute();
+  } else {
+    await db
+      .insertInto(META_TABLE)
+      .values({ key: 'secret_fingerprint', value: fingerprint })
+      .onConflict((oc) => oc.column('key').doNothing())
+      .execute();
+  }
+  return before?.value ?? null;
+}
+
 /** The advisory lock key migrators of one PostgreSQL schema share: `(hashtext(MIGRATE_LOCK), hashtext(schema))`. */
 export const MIGRATE_LOCK = 'edm.migrate';
 
