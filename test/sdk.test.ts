@@ -602,6 +602,79 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     expect((err as Error).cause).toBeInstanceOf(SyntaxError);
   });
 
+  // A base URL that names a web page (the Playground's), or a captive portal, answers 200 with
+  // HTML: resolved as a string (or a Page without data) before, iterating it a bare TypeError.
+  it.each([
+    [
+      'an HTML page',
+      'text/html; charset=utf-8',
+      '<!doctype html><p>sign in</p>',
+      /^200: the answer is not JSON \(Content-Type: text\/html/,
+    ],
+    ['an empty JSON answer', 'application/json', '', /^200: the answer is empty$/],
+    ['JSON that is not an object', 'application/json', '"ok"', /^200: the answer is not a JSON object$/],
+  ])(
+    'answers a 2xx that is %s with an APIError carrying its status and request id',
+    async (_name, type, body, message) => {
+      const portal: typeof fetch = async () =>
+        new Response(body, { status: 200, headers: { 'content-type': type, 'x-request-id': 'req_y' } });
+      const c = createClient({ baseUrl, token, fetch: portal, maxRetries: 0 });
+      for (const call of [
+        () => c.okr.objectives.get('obj_01ARZ3NDEKTSV4RRFFQ69G5FAV'),
+        () => c.okr.objectives.create({ title: 'x' }),
+        async () => (await c.okr.objectives.list()).data,
+      ]) {
+        const err = await call().catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(APIError);
+        expect([(err as APIError).status, (err as APIError).requestId]).toEqual([200, 'req_y']);
+        expect((err as Error).message).toMatch(message);
+      }
+    },
+  );
+
+  it("answers a list's 2xx without a data array with an APIError, not a Page that cannot be iterated", async () => {
+    const other: typeof fetch = async () =>
+      new Response('{"id":"obj_1"}', { status: 200, headers: { 'content-type': 'application/json' } });
+    const c = createClient({ baseUrl, token, fetch: other, maxRetries: 0 });
+    const err = await c.okr.objectives.list().catch((e: unknown) => e);
+    expect([err instanceof APIError, (err as Error).message]).toEqual([
+      true,
+      '200: the answer is not a list (no data array)',
+    ]);
+    const iterated = await (async () => {
+      for await (const _ of c.okr.objectives.list()) break;
+    })().catch((e: unknown) => e);
+    expect(iterated).toBeInstanceOf(APIError);
+  });
+
+  // `status: []` sent `status=`: refused by some filters (400), read as one empty value by others.
+  it('refuses an empty any-of filter before sending anything, saying to leave it out', async () => {
+    reset();
+    for (const query of [{ status: [] }, { tag: [] }, { cycle_id: [] }] as const) {
+      const err = await client.okr.objectives.list(query).catch((e: unknown) => e);
+      const name = Object.keys(query)[0];
+      expect(err).toBeInstanceOf(TypeError);
+      expect((err as Error).message).toBe(
+        `${name}: an empty list matches nothing; leave ${name} out to match any value`,
+      );
+    }
+    expect(sent).toHaveLength(0);
+  });
+
+  // Each retry's wait left a listener on the caller's signal: a long-lived one piled them up
+  // (MaxListenersExceededWarning after 10).
+  it("leaves no listener on the caller's AbortSignal once a retried request is answered", async () => {
+    const { EventEmitter } = await import('node:events');
+    const controller = new AbortController();
+    for (let i = 0; i < 3; i++) {
+      reset();
+      faults.push({ method: 'GET', path: '/api/v1/okr/cycles', status: 429, retryAfter: '0.01' });
+      expect((await client.okr.cycles.list({}, { signal: controller.signal })).object).toBe('list');
+      expect(sent).toHaveLength(2);
+    }
+    expect(EventEmitter.getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+  });
+
   it('a server that requires If-Match answers a write without ifVersion with PreconditionRequiredError', async () => {
     const strict = await testApp(kind, { requireIfMatch: true });
     try {

@@ -39,7 +39,13 @@ function paged<T>(
 ): PagePromise<T> {
   const fetchPage = async (cursor: string | undefined): Promise<Page<T>> => {
     const query = cursor === undefined ? params : { ...params, cursor };
-    const envelope = await transport.request<ListEnvelope<T>>({ method: 'GET', path: path(), query, options });
+    const envelope = await transport.request<ListEnvelope<T>>({
+      method: 'GET',
+      path: path(),
+      query,
+      options,
+      list: true,
+    });
     return new Page(envelope, (next) => fetchPage(next));
   };
   return new PagePromise(() => fetchPage(undefined));

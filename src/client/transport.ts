@@ -63,6 +63,8 @@ export interface ApiRequest {
   query?: Readonly<Record<string, QueryValue>>;
   body?: unknown;
   options?: LockOptions;
+  /** The answer is a list's envelope: one without its `data` array is an error of the answer. */
+  list?: boolean;
 }
 
 const DEFAULT_TIMEOUT = 60_000;
@@ -110,8 +112,14 @@ function queryString(query: Readonly<Record<string, QueryValue>> | undefined): s
   for (const [name, value] of Object.entries(query)) {
     if (value === undefined || value === null) continue;
     if (value instanceof Date) params.set(name, value.toISOString());
-    else if (Array.isArray(value)) params.set(name, value.map(anyOfValue).join(','));
-    else params.set(name, String(value));
+    else if (Array.isArray(value)) {
+      // "Any of none" matches nothing, and `name=` would be read as one empty value (or refused):
+      // said here, before anything is sent. Leave the filter out to match any value.
+      if (value.length === 0) {
+        throw new TypeError(`${name}: an empty list matches nothing; leave ${name} out to match any value`);
+      }
+      params.set(name, value.map(anyOfValue).join(','));
+    } else params.set(name, String(value));
   }
   const s = params.toString();
   return s ? `?${s}` : '';
@@ -136,18 +144,19 @@ function retryable(status: number, problem: Problem | undefined): boolean {
   return status === 429 || status === 503 || (status === 409 && problem?.code === 'idempotency_in_flight');
 }
 
+/** Waits `ms`, or rejects once `signal` aborts; either way nothing stays on the signal after. */
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(timer);
-        reject(signal.reason);
-      },
-      { once: true },
-    );
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 
 /** `p`, or the signal's reason once it aborts: a body that stalls after its headers ends too. */
@@ -242,7 +251,7 @@ export class Transport {
         }
         throw err;
       }
-      if (response.ok) return this.#parse(response, text) as T;
+      if (response.ok) return this.#parse(response, text, req.list === true) as T;
       const problem = this.#problem(response, text);
       const wait =
         attempt < maxRetries && retryable(response.status, problem) ? retryDelay(attempt, response.headers) : null;
@@ -280,24 +289,32 @@ export class Transport {
     }
   }
 
-  #parse(response: Response, text: string): unknown {
-    if (!text) return undefined;
-    if (!/json/i.test(response.headers.get('content-type') ?? '')) return text;
-    try {
-      return JSON.parse(text);
-    } catch (err) {
-      // A 2xx whose JSON does not parse (a proxy's page, a body cut and relabelled) is an error of
-      // the answer, with its status and request id, not a bare SyntaxError.
-      throw new APIError(
-        response.status,
-        undefined,
-        `${response.status}: the answer is not valid JSON`,
-        response.headers,
-        {
-          cause: err,
-        },
+  /**
+   * A 2xx's document. Every call answers a JSON object: anything else (a proxy's or a portal's
+   * HTML page, a base URL that names a web page, an empty body, JSON that does not parse) is an
+   * error of the answer, with its status and request id, not a string or a bare SyntaxError.
+   */
+  #parse(response: Response, text: string, list: boolean): unknown {
+    const type = response.headers.get('content-type');
+    const refuse = (what: string, cause?: unknown) =>
+      new APIError(response.status, undefined, `${response.status}: ${what}`, response.headers, { cause });
+    if (!/json/i.test(type ?? '')) {
+      throw refuse(
+        `the answer is not JSON (${type ? `Content-Type: ${type}` : 'no Content-Type'}); is baseUrl the API's?`,
       );
     }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw refuse(text ? 'the answer is not valid JSON' : 'the answer is empty', err);
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      throw refuse('the answer is not a JSON object');
+    }
+    if (list && !Array.isArray((parsed as { data?: unknown }).data))
+      throw refuse('the answer is not a list (no data array)');
+    return parsed;
   }
 
   #problem(response: Response, text: string): Problem | undefined {
