@@ -88,12 +88,12 @@ describe('problems as answered, and the pages their types resolve to', () => {
     },
   );
 
-  it('a problem lists 100 field errors at most, and says how many more (a body of 5,000 unknown members)', async () => {
-    const members = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`m${i}`, 0]));
+  it('a problem lists 100 field errors at most, and says how many more (a body of 1,000 unknown members)', async () => {
+    const members = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`m${i}`, 0]));
     const headers = { 'idempotency-key': 'many-members' };
     const res = await t.call('POST', '/api/v1/okr/objectives', { body: members, headers });
     expect([res.status, res.body.code, (res.body.errors as unknown[]).length]).toEqual([400, 'unknown_field', 100]);
-    expect(res.body.detail).toMatch(/ \(and 4900 more errors: the first 100 are listed\)$/);
+    expect(res.body.detail).toMatch(/ \(and 900 more errors: the first 100 are listed\)$/);
     expect(res.raw.length).toBeLessThan(20_000);
     // Stored with its key as answered: the replay is the same small body.
     const again = await t.call('POST', '/api/v1/okr/objectives', { body: members, headers });

@@ -102,6 +102,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // A store of its own is opened and migrated here. If that fails, it is closed again (a pool's
   // idle connections would hold the process up for seconds), and the error names the store.
   let opened: Store | undefined;
+  const keys = new ServerKeys(config.secretKey);
+  /** The fingerprint of the secret the database was served with before this start (see below). */
+  let servedWith: string | null = null;
   try {
     opened = options.store ?? openStore(config.databaseUrl, storeOptions(config));
     if (options.migrate ?? config.autoMigrate ?? true) {
@@ -109,6 +112,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         opened,
         modules.flatMap((m) => m.resources),
       );
+      // Recorded where the store has just answered: a server started while its database is down
+      // (--no-migrate) still starts, and answers 503 until it is back.
+      servedWith = await recordSecretFingerprint(opened.db, keys.fingerprint);
     }
   } catch (err) {
     if (options.store) throw err;
@@ -122,7 +128,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }
   const store = opened;
   const cursors = new CursorCodec(config.secretKey);
-  const keys = new ServerKeys(config.secretKey);
   const engine = new Engine({
     store,
     clock,
@@ -648,19 +653,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // PRODUCT.md: one server secret, shared by every process of a deployment. One started with
   // another (generated under another EDM_DATA_DIR, or changed) is said at once, not learnt from
   // connector secrets that read as none and cursors and webhook URLs refused.
-  try {
-    const before = await engine.transaction((db) => recordSecretFingerprint(db, keys.fingerprint));
-    if (before !== null && before !== keys.fingerprint) {
-      app.log.warn(
-        "EDM_SECRET_KEY is not the secret this database was served with before: connector secrets sealed under that one read as none until entered again, and list cursors and webhook URLs it signed are refused. Every process serving one database needs the same EDM_SECRET_KEY (a generated one is the data dir's secret-key file).",
-      );
-    }
-  } catch (err) {
-    // Started with --no-migrate before `edm migrate`: no table to record it in yet (not ready).
-    if (!isUnmigrated(err)) {
-      await app.close();
-      throw err;
-    }
+  if (servedWith !== null && servedWith !== keys.fingerprint) {
+    app.log.warn(
+      "EDM_SECRET_KEY is not the secret this database was served with before: connector secrets sealed under that one read as none until entered again, and list cursors and webhook URLs it signed are refused. Every process serving one database needs the same EDM_SECRET_KEY (a generated one is the data dir's secret-key file).",
+    );
   }
   return app;
 }
