@@ -1,12 +1,15 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import {
+  chmodSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -234,6 +237,39 @@ describe('edm CLI (built)', () => {
         `--out ${join(dir, 'no-such-folder', 'x.json')}: its folder does not exist (ENOENT)`,
       ),
     });
+  });
+
+  // --out was renamed over: a link became a file (the file it named kept its old content), a
+  // named pipe a file its reader never saw, a file of mode 0600 one of 0644.
+  it("--out follows a link, writes into a named pipe, keeps a file's mode, and makes a new one owner-only", async () => {
+    const env = { ...process.env, EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' };
+    const edm = (...args: string[]) => run(process.execPath, [bin, ...args], { cwd: dir, env });
+    await edm('seed', '--tenant', 'out-a');
+    const real = join(dir, 'real.json');
+    writeFileSync(real, 'old');
+    chmodSync(real, 0o640);
+    const link = join(dir, 'link.json');
+    symlinkSync(real, link);
+    await edm('export', '--tenant', 'out-a', '--out', link);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(JSON.parse(readFileSync(real, 'utf8')).resources.KeyResult).toHaveLength(9);
+    expect(statSync(real).mode & 0o777).toBe(0o640);
+    const fresh = join(dir, 'fresh.json');
+    await edm('export', '--tenant', 'out-a', '--out', fresh);
+    expect(statSync(fresh).mode & 0o777).toBe(0o600);
+    const pipe = join(dir, 'pipe');
+    await run('mkfifo', [pipe]);
+    const reader = run('cat', [pipe], { maxBuffer: 64 * 1024 * 1024 });
+    await edm('export', '--tenant', 'out-a', '--out', pipe);
+    expect(JSON.parse((await reader).stdout).resources.KeyResult).toHaveLength(9);
+    expect(statSync(pipe).isFIFO()).toBe(true);
+    const dangling = join(dir, 'dangling.json');
+    symlinkSync(join(dir, 'nowhere', 'x.json'), dangling);
+    await expect(edm('export', '--tenant', 'out-a', '--out', dangling)).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining(`--out ${dangling} is a link to a file that does not exist`),
+    });
+    expect(readdirSync(dir).filter((f) => f.includes('.partial'))).toEqual([]);
   });
 
   it('exports of two tenants to one --out at once: the file is one whole export, and nothing is left beside it', async () => {
@@ -484,15 +520,29 @@ describe('edm usage', () => {
   });
 
   it.each([['token'], ['serve'], ['migrate'], ['seed'], ['export'], ['import']])(
-    'edm %s --help prints its usage and exits 0',
+    'edm %s --help (and edm help %s) prints its usage and exits 0',
     async (command) => {
       for (const help of ['--help', '-h']) {
         const { stdout } = await edm(command, help);
         expect(stdout).toMatch(new RegExp(`^Usage: edm ${command}\\b`));
       }
+      expect((await edm('help', command)).stdout).toMatch(new RegExp(`^Usage: edm ${command}\\b`));
       expect(existsSync(join(dir, 'data'))).toBe(false);
     },
   );
+
+  // `edm help foo` printed the general usage and exited 0.
+  it.each([
+    [['help', 'foo'], 'edm help: no command foo'],
+    [['help', 'export', 'now'], 'edm help: unexpected argument now'],
+    // An empty --out (a variable unset in a script) wrote the export, webhook URLs included, to stdout.
+    [['export', '--tenant', 't', '--out', ''], 'edm export: --out needs a file name'],
+  ])('edm %j exits 2, saying so', async (args, message) => {
+    const err = await edm(...args).catch((e) => e);
+    expect([err.code, err.stdout]).toEqual([2, '']);
+    expect(err.stderr).toContain(message);
+    expect(existsSync(join(dir, 'data'))).toBe(false);
+  });
 });
 
 // The dynamic loader prints the tunables it parsed (glibc ≥ 2.33): the interpreter line's

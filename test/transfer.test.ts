@@ -531,6 +531,10 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     expect(err).toBeInstanceOf(TransferError);
     expect(err.message).toMatch(/^line 3: .*target.*; nothing was imported$/);
     expect((await list('source', 'key-results')).some((k) => k.title === 'Ship it, finally')).toBe(false);
+    // The file's line, where a quoted cell before it holds line breaks (it named line 3 here).
+    const broken = `objective_id,title,target\r\n${objective.id},"Two\r\nlines",10\r\n${objective.id},Bad,abc\r\n`;
+    const named = await importRows(opts('source'), { csv: broken, resource: 'KeyResult' }).catch((e) => e);
+    expect(named.message).toMatch(/^line 4: .*target.*; nothing was imported$/);
 
     await expect(importRows(opts('source'), { json: { rows: [] } })).rejects.toThrow(/not an EDM export/);
     await expect(importRows(opts('source'), { csv: 'title,bogus\r\nx,1\r\n', resource: 'KeyResult' })).rejects.toThrow(
@@ -936,5 +940,27 @@ describe('parseCsv', () => {
 
   it('refuses a quoted field that never ends', () => {
     expect(() => parseCsv('a\r\n"open')).toThrow(TransferError);
+  });
+
+  // `"x"y` was read as `xy`: text after a closing quote is not RFC 4180, and changed silently.
+  it.each(['a\r\n"x"y\r\n', 'a,b\r\n1,"x" \r\n', 'a\n"one\ntwo"z'])(
+    'refuses text after a closing quote: %j',
+    (text) => {
+      expect(() => parseCsv(text)).toThrow(/^line \d+: text after a quoted field's closing quote/);
+    },
+  );
+
+  // Errors named the record's index as its line: wrong once a quoted cell held a line break.
+  it("answers the file's line each row starts on, line breaks inside quoted cells counted", () => {
+    const at: number[] = [];
+    const rows = parseCsv('a,b\r\n"one\r\ntwo",1\r\n\r\n"x\ny\nz",2\nlast,3', at);
+    expect(rows).toEqual([
+      ['a', 'b'],
+      ['one\r\ntwo', '1'],
+      ['x\ny\nz', '2'],
+      ['last', '3'],
+    ]);
+    expect(at).toEqual([1, 2, 5, 8]);
+    expect(() => parseCsv('a\n"b\nc"\n"d"e')).toThrow(/^line 4: /);
   });
 });

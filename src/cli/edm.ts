@@ -1,6 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createWriteStream, existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  createWriteStream,
+  lstatSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  type Stats,
+  statSync,
+} from 'node:fs';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { claimProblem, DEV_SUB, DEV_TENANT, MAX_TOKEN_TTL_S, mintToken, parseTtl } from '../core/auth.js';
 import { describeConfig, loadConfig } from '../core/config.js';
@@ -340,6 +350,9 @@ async function transfer(
   if (files === 1 && positionals.length !== 1)
     throw new UsageError('name one file to import: edm import FILE --tenant T');
   if (files === 0 && positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
+  // An empty --out (a variable unset in a script) is not "standard output": the export, webhook
+  // URLs included, would land in the script's log.
+  if (values.out === '') throw new UsageError('--out needs a file name (leave --out out to write to standard output)');
   checkTransferOptions(values, files === 1 ? positionals[0] : (values.out as string | undefined));
   const config = loadConfig();
   const store = openStore(config.databaseUrl, { ...storeOptions(config), poolSize: 2 });
@@ -368,16 +381,34 @@ function exportCommand(args: string[]): Promise<number> {
     const out = values.out as string | undefined;
     const format = formatOf(values.format as string | undefined, out);
     const resource = values.resource as string | undefined;
-    // A file appears under its name only when the export is whole: written beside it, then renamed.
-    // The name is this export's own: two exports to one --out never write into one file.
-    const partial = out ? `${out}.${process.pid}-${randomBytes(4).toString('hex')}.partial` : null;
-    // A folder, or a file in a folder that is not there: said of --out, before any work.
-    if (out && existsSync(out) && statSync(out).isDirectory()) {
-      throw new TransferError(`--out ${out} is a folder: name a file to write (in it, say)`);
+    // What --out names: a link is followed (the file it names is written, the link stays); a
+    // folder is refused, before any work; a pipe or a device is written to as it is.
+    let target = out;
+    let existing: Stats | null = null;
+    if (out && lstatSync(out, { throwIfNoEntry: false })) {
+      try {
+        target = realpathSync(out);
+      } catch {
+        throw new TransferError(`--out ${out} is a link to a file that does not exist`);
+      }
+      existing = statSync(target);
+      if (existing.isDirectory())
+        throw new TransferError(`--out ${out} is a folder: name a file to write (in it, say)`);
     }
-    const stream = partial ? createWriteStream(partial, { flags: 'wx' }) : process.stdout;
+    const direct = existing !== null && !existing.isFile();
+    // A file appears under its name only when the export is whole: written beside it, then renamed.
+    // The name is this export's own: two exports to one --out never write into one file. A new
+    // file is readable by its owner only (an export holds webhook URLs, which are credentials);
+    // a file replaced keeps its mode.
+    const partial = target && !direct ? `${target}.${process.pid}-${randomBytes(4).toString('hex')}.partial` : null;
+    const mode = existing?.isFile() ? existing.mode & 0o7777 : 0o600;
+    const stream = partial
+      ? createWriteStream(partial, { flags: 'wx', mode })
+      : direct
+        ? createWriteStream(target as string, { flags: 'w' })
+        : process.stdout;
     // A file that cannot be written (a missing folder, no permission) fails here, saying why.
-    if (partial) {
+    if (stream !== process.stdout) {
       try {
         await once(stream, 'open');
       } catch (err) {
@@ -391,7 +422,7 @@ function exportCommand(args: string[]): Promise<number> {
     };
     const o = { ...base, resource, includeDeleted: values['include-deleted'] === true };
     const closed = async () => {
-      if (!partial || stream.closed) return;
+      if (stream === process.stdout || stream.closed) return;
       stream.end();
       await once(stream, 'close');
     };
@@ -408,7 +439,11 @@ function exportCommand(args: string[]): Promise<number> {
     }
     await closed();
     try {
-      if (out && partial) renameSync(partial, out);
+      if (partial) {
+        // The mode asked for at creation is narrowed by the umask: the replaced file's, as it was.
+        if (existing) chmodSync(partial, mode);
+        renameSync(partial, target as string);
+      }
     } catch (err) {
       // `--out` names a folder, say: the export stays whole nowhere, as a failed one does.
       if (partial) rmSync(partial, { force: true });
@@ -465,8 +500,22 @@ export async function main(argv: string[]): Promise<number> {
         return await exportCommand(rest);
       case 'import':
         return await importCommand(rest);
+      case 'help': {
+        // `edm help export` is `edm export --help`; a command that does not exist is a usage error.
+        const [topic, ...more] = rest;
+        if (topic === undefined) {
+          process.stdout.write(USAGE);
+          return 0;
+        }
+        if (more.length > 0 || !Object.hasOwn(COMMANDS, topic)) {
+          const what = more.length > 0 ? `unexpected argument ${more[0]}` : `no command ${topic}`;
+          process.stderr.write(`edm help: ${what}\n\n${USAGE}`);
+          return 2;
+        }
+        process.stdout.write(usageOf(topic));
+        return 0;
+      }
       case undefined:
-      case 'help':
       case '--help':
       case '-h':
         process.stdout.write(USAGE);

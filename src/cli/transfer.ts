@@ -265,17 +265,24 @@ async function exportCsvFrom(
  * Parses CSV text (RFC 4180: quoted fields, doubled quotes, CRLF or LF) into rows of cells: an
  * empty cell is null, a quoted empty one (`""`) the empty string. Blank lines are skipped.
  */
-export function parseCsv(text: string): (string | null)[][] {
+export function parseCsv(text: string, lines?: number[]): (string | null)[][] {
   const rows: (string | null)[][] = [];
+  /** The line of the file each row of `rows` starts on (a quoted cell may hold line breaks). */
+  const starts: number[] = [];
   let row: (string | null)[] = [];
   let cell = '';
   let quoted = false;
   // Whether the cell began with a quote: `""` is an empty string, nothing at all is null.
   let wasQuoted = false;
+  // A quoted cell's closing quote was read: only a comma or a line break may follow (RFC 4180).
+  let closed = false;
+  let line = 1;
+  let rowLine = 1;
   const end = () => {
     row.push(cell === '' && !wasQuoted ? null : cell);
     cell = '';
     wasQuoted = false;
+    closed = false;
   };
   let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
   for (; i < text.length; i++) {
@@ -284,25 +291,39 @@ export function parseCsv(text: string): (string | null)[][] {
       if (c === '"' && text[i + 1] === '"') {
         cell += '"';
         i++;
-      } else if (c === '"') quoted = false;
-      else cell += c;
-    } else if (c === '"' && cell === '') {
-      quoted = true;
-      wasQuoted = true;
+      } else if (c === '"') {
+        quoted = false;
+        closed = true;
+      } else {
+        if (c === '\n' || (c === '\r' && text[i + 1] !== '\n')) line++;
+        cell += c;
+      }
     } else if (c === ',') end();
     else if (c === '\n' || c === '\r') {
       if (c === '\r' && text[i + 1] === '\n') i++;
       end();
       rows.push(row);
+      starts.push(rowLine);
       row = [];
+      rowLine = ++line;
+    } else if (closed) {
+      throw new TransferError(
+        `line ${line}: text after a quoted field's closing quote (write a quote inside one as "")`,
+      );
+    } else if (c === '"' && cell === '') {
+      quoted = true;
+      wasQuoted = true;
     } else cell += c;
   }
   if (quoted) throw new TransferError('the CSV ends inside a quoted field');
   if (cell !== '' || wasQuoted || row.length > 0) {
     end();
     rows.push(row);
+    starts.push(rowLine);
   }
-  return rows.filter((r) => !(r.length === 1 && r[0] === null));
+  const kept = rows.map((r, n) => [r, starts[n]] as const).filter(([r]) => !(r.length === 1 && r[0] === null));
+  if (lines) lines.push(...kept.map(([, at]) => at as number));
+  return kept.map(([r]) => r);
 }
 
 /**
@@ -432,7 +453,8 @@ export async function importRows(
     }
   } else {
     const [resource] = pick(o, input.resource);
-    const [header, ...lines] = parseCsv(input.csv);
+    const at: number[] = [];
+    const [header, ...lines] = parseCsv(input.csv, at);
     if (!header) throw new TransferError('the CSV is empty');
     for (const [i, name] of header.entries()) {
       if (name === null || !Object.hasOwn(resource.allFields, name))
@@ -441,13 +463,13 @@ export async function importRows(
     }
     lines.forEach((cells, i) => {
       if (cells.length !== header.length) {
-        throw new TransferError(`line ${i + 2}: ${cells.length} cells, the header has ${header.length}`);
+        throw new TransferError(`line ${at[i + 1]}: ${cells.length} cells, the header has ${header.length}`);
       }
       const doc: Doc = {};
       header.forEach((name, j) => {
         doc[name as string] = fromCell(resource, name as string, cells[j]);
       });
-      rows.push({ resource, where: `line ${i + 2}`, doc });
+      rows.push({ resource, where: `line ${at[i + 1]}`, doc });
     });
   }
 
