@@ -318,6 +318,9 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     ['a header value past U+00FF', { headers: { 'x-a': 'tok€n' } }, '/config/headers/x-a'],
     ['the Host header', { headers: { Host: 'intranet' } }, '/config/headers/Host'],
     ['a forwarding header', { headers: { 'X-Forwarded-Host': 'intranet' } }, '/config/headers/X-Forwarded-Host'],
+    // A client address a feed behind a proxy may trust to let its own network in.
+    ['a client address header', { headers: { 'X-Real-IP': '10.0.0.1' } }, '/config/headers/X-Real-IP'],
+    ['a Via header', { headers: { via: '1.1 gateway' } }, '/config/headers/via'],
     ['a pointer with an escape RFC 6901 has not', { pointer: '/data/a~2' }, '/config/pointer'],
     // As the config's schema declares: names of 100 characters at most, 50 headers at most.
     [

@@ -87,13 +87,21 @@ const RESERVED_HEADERS = new Set([
   'trailer',
   'proxy-authorization',
   'proxy-connection',
-  // What a proxy in front of the feed may take for where to send the request on.
+  // What a proxy in front of the feed may take for where to send the request on, or for whom it
+  // comes from (a feed that lets in its own network by client address would let this one in).
   'forwarded',
   'x-forwarded-host',
   'x-forwarded-for',
   'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
   'x-original-url',
   'x-rewrite-url',
+  'via',
+  'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
 ]);
 
 /** What one read of a connector came to: its value, or why there is none. */
