@@ -624,7 +624,8 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       const k = (await post({ objective_id: await objective(), title: 'text', target: 100 })).body;
       const id = k.id as string;
       // What the stored history's text is searched for, inside notes (escaped there).
-      const notes = ['{"at":"x"}', '},{"', '],"tags":["x"]', 'a "quote" and \\ back\\slash', 'über — 🎯'];
+      // A note ending in `{` made a `{"` that began no entry: every later check-in was a 500.
+      const notes = ['{"at":"x"}', '},{"', 'see {', '],"tags":["x"]', 'a "quote" and \\ back\\slash', 'über — 🎯'];
       for (const [i, note] of notes.entries()) {
         t.clock.advance(1000);
         expect((await checkIn(id, { value: i + 1, note })).status).toBe(201);
@@ -636,18 +637,46 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       const past = await checkIn(id, {
         value: 42,
         note: '[{"value":1}]',
-        at: new Date(t.clock.now() - 4500).toISOString(),
+        at: new Date(t.clock.now() - 5500).toISOString(),
       });
       expect(past.status).toBe(201);
       t.clock.advance(1000);
       expect((await checkIn(id, { value: 9, note: null })).status).toBe(201);
       const doc = await get(id);
       const history = doc.history as Doc[];
-      expect(history.map((h) => h.value)).toEqual([0, 1, 42, 2, 3, 4, 5, 9]);
+      expect(history.map((h) => h.value)).toEqual([0, 1, 42, 2, 3, 4, 5, 6, 9]);
       expect(history.map((h) => h.note)).toEqual([null, notes[0], '[{"value":1}]', ...notes.slice(1), null]);
       expect(doc).toMatchObject({ title: 'text, renamed', tags: ['x]', '{"'], current: 9 });
       const row = (await storedRow(t, kr, id)) as Record<string, unknown>;
       expect(JSON.parse(row._doc as string)).toEqual(doc);
+    });
+
+    // A note or a writer (a token's sub) ending in `{`, in the newest entry: every later check-in
+    // or PATCH of current answered 500; further back, appends cut the stored history at it.
+    it('takes check-ins and PATCHes of current after a note or a writer that ends in `{`', async () => {
+      t.clock.set(cycleAt(33));
+      const k = (await post({ objective_id: await objective(), title: 'braces', target: 1000 })).body;
+      const id = k.id as string;
+      t.clock.advance(1000);
+      expect((await checkIn(id, { value: 10, note: 'see {' })).status).toBe(201);
+      t.clock.advance(1000);
+      expect((await patch(id, { current: 20 })).status).toBe(200);
+      const odd = await t.token({ sub: 'evil{' });
+      t.clock.advance(1000);
+      const theirs = await t.call('POST', `${kr.basePath}/${id}/check-ins`, { token: odd, body: { value: 30 } });
+      expect(theirs.status).toBe(201);
+      t.clock.advance(1000);
+      expect((await checkIn(id, { value: 40 })).status).toBe(201);
+      // Past 100 entries, with the `{` ones inside: one dropped per entry added, the text whole.
+      for (let i = 0; i < 100; i++) {
+        t.clock.advance(1000);
+        expect((await checkIn(id, { value: 50 + i, note: i % 10 === 0 ? 'x{' : null })).status).toBe(201);
+      }
+      const history = (await get(id)).history as Doc[];
+      expect(history).toHaveLength(100);
+      expect(history.map((h) => h.value)).toEqual(Array.from({ length: 100 }, (_, i) => 50 + i));
+      const row = (await storedRow(t, kr, id)) as Record<string, unknown>;
+      expect(JSON.parse(row._doc as string).history).toEqual(history);
     });
 
     it("keeps history once per row, in the document; a row stored without one keeps its column's", async () => {

@@ -13,8 +13,24 @@ function random(seed: number): () => number {
   };
 }
 
-// Notes that hold what the text operations search for: `{"`, `]`, `},{"`, quotes and escapes.
-const NOTES = [null, 'ok', '{"at":"x"}', '},{"', 'a]', '"quoted"', 'back\\slash', 'über — 🎯', '[{"value":1}]'];
+// Notes that hold what the text operations search for: `{"`, `]`, `},{"`, quotes and escapes,
+// and a last `{` (its string's closing quote makes a `{"` that begins no entry: a 500 before).
+const NOTES = [
+  null,
+  'ok',
+  '{"at":"x"}',
+  '},{"',
+  'a]',
+  '"quoted"',
+  'back\\slash',
+  'über — 🎯',
+  '[{"value":1}]',
+  'see {',
+  '{',
+  '{"',
+];
+/** Writers, as a token's `sub` names them: one ends in `{` too. */
+const WRITERS = [null, 'usr-00000000-0000-4000-8000-000000000001', 'evil{'];
 const at = (minute: number) => new Date(Date.UTC(2026, 0, 1, 0, minute)).toISOString();
 
 function snapshot(next: () => number, minute: number): Snapshot {
@@ -22,7 +38,7 @@ function snapshot(next: () => number, minute: number): Snapshot {
     at: at(minute),
     value: Math.round(next() * 1000) / 10,
     progress_pct: next() < 0.2 ? null : Math.round(next() * 100),
-    by: next() < 0.2 ? null : 'usr-00000000-0000-4000-8000-000000000001',
+    by: WRITERS[Math.floor(next() * WRITERS.length)],
     source_type: next() < 0.5 ? 'api' : 'system',
     note: NOTES[Math.floor(next() * NOTES.length)],
     confidence: next() < 0.3 ? null : Math.floor(next() * 11),

@@ -41,13 +41,33 @@ const checkInFields = {
  */
 export type History = readonly Snapshot[] | JsonText | null;
 
+/**
+ * Whether the `{"` at `at` of a history's text begins an entry. In an array of flat objects
+ * `{"` begins an entry, where a member's name follows it, or ends a string whose last character
+ * is `{` (a note `see {`, a `by` of `x{`), where its quote closes the string and a `,` or the
+ * object's `}` follows. (A quote inside a string is escaped, so no other `{"` occurs.)
+ */
+function beginsEntry(text: string, at: number): boolean {
+  const next = text.charCodeAt(at + 2);
+  return next !== 0x2c && next !== 0x7d;
+}
+
+/** Where the entries of a history's text begin, in order. */
+function entryStarts(text: string): number[] {
+  const starts: number[] = [];
+  for (let at = text.indexOf('{"'); at >= 0; at = text.indexOf('{"', at + 2)) {
+    if (beginsEntry(text, at)) starts.push(at);
+  }
+  return starts;
+}
+
 /** The newest entry of a history (the last: entries are kept in `at` order). */
 export function newestSnapshot(history: History): Snapshot | undefined {
   if (history instanceof JsonText) {
-    // In an array of flat objects `{"` occurs only where an entry begins (a quote inside a
-    // string is escaped): the last one begins the last entry, which ends before the `]`.
+    // The last entry begins at the last `{"` that begins one, and ends before the `]`.
     const text = history.text;
-    const at = text.lastIndexOf('{"');
+    let at = text.lastIndexOf('{"');
+    while (at > 0 && !beginsEntry(text, at)) at = text.lastIndexOf('{"', at - 1);
     return at < 0 ? undefined : (JSON.parse(text.slice(at, -1)) as Snapshot);
   }
   return history?.[history.length - 1];
@@ -77,8 +97,7 @@ const snapshotJson = jsonSerializer(SnapshotSchema);
 /** A history's text with one more entry at its end, its oldest entries dropped past HISTORY_SIZE. */
 function appended(text: string, snap: Snapshot): JsonText {
   const entry = snapshotJson(snap);
-  const starts: number[] = [];
-  for (let at = text.indexOf('{"'); at >= 0; at = text.indexOf('{"', at + 2)) starts.push(at);
+  const starts = entryStarts(text);
   const drop = starts.length + 1 - HISTORY_SIZE;
   if (starts.length === 0 || drop >= starts.length) return new JsonText(`[${entry}]`);
   return new JsonText(`[${text.slice(starts[Math.max(0, drop)], -1)},${entry}]`);
