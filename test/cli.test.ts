@@ -520,7 +520,7 @@ describe('edm usage', () => {
   });
 
   it.each([['token'], ['serve'], ['migrate'], ['seed'], ['export'], ['import']])(
-    'edm %s --help (and edm help %s) prints its usage and exits 0',
+    'edm %s --help prints its usage and exits 0, as edm help COMMAND does',
     async (command) => {
       for (const help of ['--help', '-h']) {
         const { stdout } = await edm(command, help);

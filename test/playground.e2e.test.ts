@@ -771,6 +771,33 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     await page.reload();
   });
 
+  // The API section's links changed the console's tab ~2,800 px above and left the page, and
+  // the keyboard's place, where they were.
+  it("takes an operation's link in the API section to its console tab, in view and focused", async () => {
+    await page.goto(`${server.origin}/playground/okr/key-results#list`);
+    await page.locator('#operation-panel[data-op="list"]').waitFor();
+    const link = page.locator('.op-snippets a', { hasText: 'okr.keyResults.update' });
+    await link.scrollIntoViewIfNeeded();
+    const tabInView = () =>
+      page.evaluate(() => {
+        const box = document.getElementById('tab-update')?.getBoundingClientRect();
+        return box !== undefined && box.top >= 0 && box.bottom <= window.innerHeight;
+      });
+    expect(await tabInView()).toBe(false);
+    await link.focus();
+    await page.keyboard.press('Enter');
+    await page.locator('#operation-panel[data-op="update"]').waitFor();
+    expect(new URL(page.url()).hash).toBe('#update');
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('tab-update');
+    expect(await tabInView()).toBe(true);
+    // The operation chosen already: its tab is brought back into view all the same.
+    await link.scrollIntoViewIfNeeded();
+    expect(await tabInView()).toBe(false);
+    await link.click();
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('tab-update');
+    expect(await tabInView()).toBe(true);
+  });
+
   it('talked to no origin but its own, without script errors', () => {
     expect(foreign).toEqual([]);
     expect(pageErrors).toEqual([]);

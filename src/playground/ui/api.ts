@@ -54,9 +54,10 @@ function parseJson(text: string): unknown {
 }
 
 /** Turns the recorded exchanges (and any thrown error) into what the console shows. */
-export function toResult(log: Exchange[], error: unknown): CallResult {
+export function toResult(log: Exchange[], error: unknown, notSent = false): CallResult {
   const last = log[log.length - 1];
   if (!last) {
+    const why = error instanceof Error ? error.message : String(error ?? 'the request failed');
     return {
       status: null,
       statusText: '',
@@ -64,7 +65,8 @@ export function toResult(log: Exchange[], error: unknown): CallResult {
       headers: [],
       bodyText: '',
       body: undefined,
-      error: `No answer: ${error instanceof Error ? error.message : String(error ?? 'the request failed')}`,
+      // `notSent`: refused before it was sent, which is no silence from the server.
+      error: notSent ? `Not sent: ${why}` : `No answer: ${why}`,
       attempts: 0,
     };
   }

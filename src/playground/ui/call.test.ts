@@ -112,6 +112,22 @@ describe('console calls go through the SDK', () => {
     });
     expect(offline.status).toBeNull();
     expect(offline.error).toMatch(/^No answer: .*fetch failed/);
+    // A call the SDK refuses to make is not one nothing answered (it read "No answer" before).
+    const api2 = server(() => json(200, {}));
+    const dotted = await sendCall(
+      get,
+      buildRequest(get, keyResult, { ...emptyForm(), params: { id: '..' } }, {}),
+      't',
+      {
+        baseUrl: 'http://h',
+        fetch: api2.fetch,
+      },
+    );
+    expect([dotted.status, dotted.error, api2.seen.length]).toEqual([
+      null,
+      'Not sent: An id is a non-empty string other than "." and "..": got ".."',
+      0,
+    ]);
   });
 
   it('sends a custom write without a body with its options as headers, not as a body', async () => {

@@ -81,6 +81,9 @@ export async function sendCall(
     return toResult(log, null);
   } catch (err) {
     // An HTTP error still has its exchange in the log; only a call that got no answer has none.
-    return toResult(log, err);
+    // The SDK says a failed connection as an APIConnectionError: a TypeError or a RangeError with
+    // nothing sent is its refusal of a call it cannot make (an id of "..", say).
+    const refused = log.length === 0 && (err instanceof TypeError || err instanceof RangeError);
+    return toResult(log, err, refused);
   }
 }

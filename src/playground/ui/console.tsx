@@ -219,6 +219,11 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
       document.getElementById(`${base}-p-${built.missing[0]}`)?.focus();
       return;
     }
+    if (built.paramError) {
+      setInvalid(built.paramError);
+      if (built.paramErrorAt) document.getElementById(`${base}-p-${built.paramErrorAt}`)?.focus();
+      return;
+    }
     if (built.bodyError) {
       setInvalid(built.bodyError);
       document.getElementById(`${base}-body`)?.focus();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildRequest, emptyForm, exampleBodyText, rememberId, requestUrl, sdkOptions, toggleChoice } from './request';
-import { sdkArgs } from './snippets';
+import { curlSnippet, sdkArgs, sdkSnippet } from './snippets';
 import { keyResult, opNamed } from './test-fixture';
 
 describe('console requests', () => {
@@ -14,6 +14,19 @@ describe('console requests', () => {
     expect(empty.missing).toEqual(['id']);
     const typed = buildRequest(get, keyResult, { ...emptyForm(), params: { id: ' kr_typed ' } }, { kr: 'kr_other' });
     expect(typed.path).toBe('/api/v1/okr/key-results/kr_typed');
+    expect([typed.paramError, typed.paramErrorAt]).toEqual([null, null]);
+  });
+
+  // `…/key-results/.` is the list once a URL is resolved (curl sent GET of the list for a get).
+  it.each(['.', '..'])('refuses an id of %j, saying why, and the snippets say it is not sent', (id) => {
+    for (const name of ['get', 'delete']) {
+      const op = opNamed(name);
+      const built = buildRequest(op, keyResult, { ...emptyForm(), params: { id } }, {});
+      const why = `id cannot be "${id}": a URL reads it as a step of its path`;
+      expect([built.paramError, built.paramErrorAt]).toEqual([why, 'id']);
+      expect(curlSnippet(op, built, 'http://h').split('\n')[0]).toBe(`# Not sent: ${why} (see the console).`);
+      expect(sdkSnippet(op, keyResult, built, 'http://h')).toContain(`// Not sent: ${why} (see the console).`);
+    }
   });
 
   it('points the example body at the objective created earlier', () => {

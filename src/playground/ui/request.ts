@@ -53,6 +53,12 @@ export interface BuiltRequest {
   bodyError: string | null;
   /** Path parameters still empty. */
   missing: string[];
+  /**
+   * Why a path parameter's value cannot be sent, and which one: `.` and `..` are steps of a URL
+   * (`…/key-results/.` is the list), so they would name another path (the SDK refuses them too).
+   */
+  paramError: string | null;
+  paramErrorAt: string | null;
   /** `If-Match` as the SDK's `ifVersion`: the version the write expects (null: not sent). */
   ifVersion: number | null;
   /** The `Idempotency-Key` to send (null: the SDK makes one up). */
@@ -107,6 +113,7 @@ export function buildRequest(
     name,
     value: (form.params[name] ?? defaultParam(resource, name, known)).trim(),
   }));
+  const dotted = pathValues.find((p) => p.value === '.' || p.value === '..');
   const path = pathValues.reduce(
     (p, { name, value }) => p.replace(`{${name}}`, value ? encodeURIComponent(value) : `{${name}}`),
     op.path,
@@ -176,6 +183,8 @@ export function buildRequest(
     body,
     bodyError,
     missing: pathValues.filter((p) => !p.value).map((p) => p.name),
+    paramError: dotted ? `${dotted.name} cannot be "${dotted.value}": a URL reads it as a step of its path` : null,
+    paramErrorAt: dotted?.name ?? null,
     ifVersion,
     idempotencyKey,
     headerError,

@@ -99,6 +99,11 @@ export function ResourcePage({
 
   if (!session) return null;
   const select = (op: ManifestOperation, focus: boolean) => {
+    // The operation chosen already: no navigation renders again, so its tab is focused here.
+    if (op === active) {
+      if (focus) document.getElementById(`tab-${domId(op.name)}`)?.focus();
+      return;
+    }
     if (focus) focusTab.current = op.name;
     session.navigate(`#${op.name}`);
   };
@@ -166,7 +171,9 @@ export function ResourcePage({
                   href={`#${op.name}`}
                   onClick={(e) => {
                     e.preventDefault();
-                    select(op, false);
+                    // The console is far above this section: its tab, focused, is brought into view
+                    // (and a keyboard or a screen reader is taken there too).
+                    select(op, true);
                   }}
                 >
                   <code>{viaSdk(op) ? op.client_method.replace(/^client\./, '') : `${op.name} (signed URL)`}</code>

@@ -73,6 +73,29 @@ describe('code snippets', () => {
     expect(JSON.stringify(new Function(`return (${saved});`)())).toBe(JSON.stringify(JSON.parse(body)));
   });
 
+  // Written raw, a right-to-left override reordered the rest of the line as shown, and a zero-width
+  // space or a C1 control hid in it: the snippet read otherwise than what it sends.
+  it('writes text without a visible form as escapes, in the SDK snippet and in curl, and still sends it', () => {
+    const create = opNamed('create');
+    const hidden = ['\u0085', '\u200b', '\u202e', '\u00ad', '\ufeff', '\u007f', '\u2028', '\u2066'];
+    const title = `a${hidden.join('b')}c`;
+    const built = buildRequest(create, keyResult, { ...emptyForm(), body: JSON.stringify({ title }) }, {});
+    const sdk = sdkSnippet(create, keyResult, built, BASE);
+    const curl = curlSnippet(create, built, BASE);
+    for (const c of hidden) {
+      expect(sdk).not.toContain(c);
+      expect(curl).not.toContain(c);
+      const written = `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+      expect(sdk).toContain(written);
+      expect(curl).toContain(written);
+    }
+    // Run or read as shown, each makes the body the console sends.
+    const literal = /create\(([\s\S]*)\);/.exec(sdk)?.[1] as string;
+    expect(new Function(`return (${literal});`)()).toEqual({ title });
+    const data = /-d '([^']*)'/.exec(curl)?.[1] as string;
+    expect(JSON.parse(data)).toEqual({ title });
+  });
+
   it('says which header a snippet leaves out while the console refuses it as typed', () => {
     const del = opNamed('delete');
     const headers = { 'If-Match': 'W/"1"', 'Idempotency-Key': 'two words' };

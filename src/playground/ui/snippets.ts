@@ -5,22 +5,36 @@ const IDENT = /^[A-Za-z_$][\w$]*$/;
 const WIDTH = 72;
 
 /**
- * A string as a single-quoted JavaScript literal. Line breaks, control characters and a UTF-16
- * surrogate without its pair are written as escapes: a file saved as UTF-8 could not hold a lone
- * surrogate (it would turn into U+FFFD), and a copied line break would end the literal.
+ * Characters past U+001F without a visible form of their own: DEL and the C1 controls, the soft
+ * hyphen, the zero-width and direction marks and overrides (U+202E reverses the rest of a line
+ * as shown), the line and paragraph separators, the invisible operators and the BOM. Written as
+ * they are, a copied snippet could read otherwise than what it sends.
+ */
+const INVISIBLE =
+  '\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb';
+/** The same in JSON text: C0 controls aside (JSON.stringify escapes those in strings; a pretty-printed body's line breaks are its own). */
+const INVISIBLE_IN_JSON = new RegExp(`[${INVISIBLE}]`, 'g');
+/** What a single-quoted literal writes as an escape: see quote. */
+const ESCAPED_IN_LITERAL = new RegExp(
+  `[\\\\'\\u0000-\\u001f${INVISIBLE}]|[\\ud800-\\udbff](?![\\udc00-\\udfff])|(?<![\\ud800-\\udbff])[\\udc00-\\udfff]`,
+  'g',
+);
+const unicodeEscape = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+
+/**
+ * A string as a single-quoted JavaScript literal. Line breaks, control characters, characters
+ * without a visible form (INVISIBLE) and a UTF-16 surrogate without its pair are written as
+ * escapes: a file saved as UTF-8 could not hold a lone surrogate (it would turn into U+FFFD), and
+ * a copied line break would end the literal.
  */
 function quote(s: string): string {
-  const escaped = s.replace(
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are what it escapes
-    /[\\'\u0000-\u001f\u007f\u2028\u2029]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
-    (c) => {
-      if (c === '\\' || c === "'") return `\\${c}`;
-      if (c === '\n') return '\\n';
-      if (c === '\r') return '\\r';
-      if (c === '\t') return '\\t';
-      return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
-    },
-  );
+  const escaped = s.replace(ESCAPED_IN_LITERAL, (c) => {
+    if (c === '\\' || c === "'") return `\\${c}`;
+    if (c === '\n') return '\\n';
+    if (c === '\r') return '\\r';
+    if (c === '\t') return '\\t';
+    return unicodeEscape(c);
+  });
   return `'${escaped}'`;
 }
 
@@ -156,7 +170,8 @@ export function curlSnippet(op: ManifestOperation, built: BuiltRequest, baseUrl:
   if (op.has_body) {
     parts.push(`-H 'Content-Type: application/json'`);
     const json = built.bodyError ? '{}' : JSON.stringify(built.body);
-    parts.push(`-d ${shellQuote(json.length > 60 ? JSON.stringify(built.body, null, 2) : json)}`);
+    const text = json.length > 60 ? JSON.stringify(built.body, null, 2) : json;
+    parts.push(`-d ${shellQuote(text.replace(INVISIBLE_IN_JSON, unicodeEscape))}`);
   }
   // As the SDK snippet says so in its body: the editor's text is not the body shown.
   const notes = [...leftOut(built, '#')];
@@ -167,5 +182,8 @@ export function curlSnippet(op: ManifestOperation, built: BuiltRequest, baseUrl:
 
 /** Comment lines naming the headers the console refuses as typed, which a snippet leaves out. */
 function leftOut(built: BuiltRequest, comment: string): string[] {
-  return built.invalidHeaders.map((name) => `${comment} ${name} is not valid yet (see the console): left out.`);
+  const notes = built.invalidHeaders.map((name) => `${comment} ${name} is not valid yet (see the console): left out.`);
+  // Sent as shown, `…/key-results/.` would be the list (curl and URLs resolve the step).
+  if (built.paramError) notes.unshift(`${comment} Not sent: ${built.paramError} (see the console).`);
+  return notes;
 }
