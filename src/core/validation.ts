@@ -257,19 +257,23 @@ export const MAX_BODY_DEPTH = 64;
  */
 export const MAX_BODY_MEMBERS = 1000;
 
+/** bodyShapeProblem's count of commas per level, for the default depth: one array for every call. */
+const COMMAS = new Uint32Array(MAX_BODY_DEPTH + 1);
+
 /**
  * Why JSON text is refused before it is parsed, or null: arrays and objects nested deeper than
  * `maxDepth` (they would overflow the stack of the recursive code that walks them: merge patch,
  * validation, fingerprints, and answer 500), or one holding more than `maxMembers` members.
- * Brackets and commas inside strings are text. One pass over the text, no allocation per member.
+ * Brackets and commas inside strings are text. One pass over the text, allocating nothing.
  */
 export function bodyShapeProblem(
   text: string,
   maxDepth = MAX_BODY_DEPTH,
   maxMembers = MAX_BODY_MEMBERS,
 ): string | null {
-  // Commas seen at each open level: a level's members are its commas plus one.
-  const commas = new Uint32Array(maxDepth + 1);
+  // Commas seen at each open level: a level's members are its commas plus one (a level's count
+  // is reset as it opens).
+  const commas = maxDepth <= MAX_BODY_DEPTH ? COMMAS : new Uint32Array(maxDepth + 1);
   let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
