@@ -411,6 +411,31 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
       },
     },
     {
+      // Its check-ins from before were dropped with the rest of its log (a query's is recomputed):
+      // notes, confidences and values lost in the copy.
+      name: 'a key result that took check-ins before a query of a newer key result replaced them',
+      async write(call, tick) {
+        const objective = await call('POST', 'objectives', { title: 'Home' });
+        tick();
+        const was = await call('POST', 'key-results', { objective_id: objective.id, title: 'Was manual', target: 100 });
+        tick();
+        await call('POST', `key-results/${was.id}/check-ins`, { value: 20, note: 'manual one', confidence: 8 });
+        tick();
+        await call('POST', `key-results/${was.id}/check-ins`, { value: 30, note: 'manual two', confidence: 9 });
+        tick();
+        const source = await call('POST', 'key-results', { objective_id: objective.id, title: 'Source', target: 100 });
+        tick();
+        await call('POST', `key-results/${source.id}/check-ins`, { value: 15 });
+        tick();
+        // 15 × 2 is what it holds: the switch records no entry, and its confidence stays 9.
+        await call('PATCH', `key-results/${was.id}`, { data_source: 'query', query: `kr("${source.id}") * 2` });
+        tick();
+        await call('POST', `key-results/${source.id}/check-ins`, { value: 40 });
+        tick();
+        await call('POST', `key-results/${source.id}/check-ins`, { value: 45 });
+      },
+    },
+    {
       name: 'an objective aligned under a parent deleted since, then given a newer cycle',
       includeDeleted: true,
       async write(call, tick) {

@@ -558,6 +558,8 @@ export async function importRows(
     /** `startEntry`: the log entry whose value the create starts at (its errors name that entry). */
     | { at: number; row: ImportRow; body: Doc; create: true; startEntry?: number }
     | { at: number; row: ImportRow; entry: Doc; index: number; time: number }
+    /** A row's own values of the fields it was created without (`replay.switched`), set back. */
+    | { at: number; row: ImportRow; patch: Doc }
     | { at: number; row: ImportRow; remove: true };
   const events: Event[] = [];
   const createOf = new Map<ImportRow, Event>();
@@ -568,8 +570,9 @@ export async function importRows(
     for (const name of plan.writable) if (name in doc) body[name] = doc[name];
     // A row the platform wrote last says `system`, which no client may send: the default it is.
     if (body.source_type === 'system') delete body.source_type;
-    const replay = plan.replay && (plan.replay.when?.(doc) ?? true) ? plan.replay : null;
-    if (plan.replay && !replay) delete body[plan.replay.from];
+    const replayed = plan.replay && (plan.replay.when?.(doc) ?? true);
+    const switched = !replayed && plan.replay?.switched?.applies(doc) ? plan.replay.switched : null;
+    const replay = replayed || switched ? plan.replay : null;
     const logged = replay ? doc[replay.field] : undefined;
     if (
       replay &&
@@ -578,8 +581,34 @@ export async function importRows(
     ) {
       throw refused(row.where, `${replay.field} must be a list of entries`);
     }
-    const log = (logged ?? []) as Doc[];
-    const times = log.map((entry, i) => timeOf(row, `${replay?.field}[${i}].at`, entry.at));
+    const entries = (logged ?? []) as Doc[];
+    const allTimes = entries.map((entry, i) => timeOf(row, `${replay?.field}[${i}].at`, entry.at));
+    // The entries replayed, by their index in the file's log.
+    let kept = entries.map((_, i) => i);
+    // Its own entries, when it has any besides its create's: replayed while it takes them, then
+    // switched to what the row holds (see ResourceOptions.replay.switched), before the first
+    // entry the platform wrote after them (the server's, once switched), or else once the rows
+    // it names exist.
+    let switchTo: { patch: Doc; at: number } | null = null;
+    if (switched) {
+      const own = kept.filter((i) => switched.own(entries[i]));
+      if (own.length > 1) {
+        kept = own;
+        Object.assign(body, switched.manual);
+        const lastOwn = Math.max(...own.map((i) => allTimes[i]));
+        const later = allTimes.filter((time, i) => !switched.own(entries[i]) && time > lastOwn);
+        const namedAt = named(row).map((r) =>
+          r.doc.created_at == null ? now : timeOf(r, 'created_at', r.doc.created_at),
+        );
+        switchTo = {
+          patch: Object.fromEntries(Object.keys(switched.manual).map((name) => [name, doc[name] ?? null])),
+          at: later.length > 0 ? Math.max(lastOwn, Math.min(...later) - 1) : Math.max(lastOwn, ...namedAt),
+        };
+      } else kept = [];
+    }
+    if (plan.replay && !(replayed || switchTo)) delete body[plan.replay.from];
+    const log = kept.map((i) => entries[i]);
+    const times = kept.map((i) => allTimes[i]);
     // A row without created_at (a file not written by an export) is created now.
     const created = doc.created_at == null ? now : timeOf(row, 'created_at', doc.created_at);
     // With a log to replay, the row starts at the value its create wrote: the entry at created_at
@@ -589,12 +618,13 @@ export async function importRows(
     const startsAtEntry = replay != null && log.length > 0 && replay.from in body;
     if (startsAtEntry && replay) body[replay.from] = log[first].value;
     const at = atCreate >= 0 ? created : (times[0] ?? created);
-    const create: Event = { at, row, body, create: true, ...(startsAtEntry ? { startEntry: first } : {}) };
+    const create: Event = { at, row, body, create: true, ...(startsAtEntry ? { startEntry: kept[first] } : {}) };
     createOf.set(row, create);
     events.push(create);
     for (const [i, entry] of log.entries()) {
-      if (i !== first) events.push({ at: Math.max(at, times[i]), row, entry, index: i, time: times[i] });
+      if (i !== first) events.push({ at: Math.max(at, times[i]), row, entry, index: kept[i], time: times[i] });
     }
+    if (switchTo) events.push({ at: Math.max(at, switchTo.at), row, patch: switchTo.patch });
     if (doc.is_deleted === true) {
       const deleted = doc.deleted_at == null ? now : timeOf(row, 'deleted_at', doc.deleted_at);
       events.push({ at: Math.max(at, deleted, ...times), row, remove: true });
@@ -614,8 +644,11 @@ export async function importRows(
     events,
     (a, b) => a.at - b.at || Number('remove' in a) - Number('remove' in b),
     (event) =>
-      'create' in event
-        ? named(event.row).flatMap((target) => createOf.get(target) ?? [])
+      'create' in event || 'patch' in event
+        ? [
+            ...('patch' in event ? [createOf.get(event.row) as Event] : []),
+            ...named(event.row).flatMap((target) => createOf.get(target) ?? []),
+          ]
         : [createOf.get(event.row) as Event],
   );
   const createdIds = new Map<ImportRow, string>();
@@ -626,9 +659,9 @@ export async function importRows(
       const plan = planOf(resource);
       clock.set(event.at);
       try {
-        if ('create' in event) {
-          // References to rows of this import, by value or inside a text, become their new ids.
-          const body = { ...event.body };
+        // References to rows of this import, by value or inside a text, become their new ids.
+        const rewritten = (given: Doc) => {
+          const body = { ...given };
           for (const name of plan.refs) {
             const to = newIds.get(body[name] as string);
             if (to) body[name] = to;
@@ -639,6 +672,13 @@ export async function importRows(
               if (to) body[name] = (body[name] as string).replaceAll(id, to);
             }
           }
+          return body;
+        };
+        if ('patch' in event) {
+          const id = createdIds.get(row) as string;
+          await engine.update(db, resource, writer(doc), id, rewritten(event.patch), NO_CONDITIONS);
+        } else if ('create' in event) {
+          const body = rewritten(event.body);
           const created = await engine.create(db, resource, writer(doc), body);
           createdIds.set(row, created.id as string);
           if (typeof doc.id === 'string') newIds.set(doc.id, created.id as string);

@@ -214,6 +214,13 @@ export const keyResults = defineResource({
     // Only a manual history is replayed: a query's value is computed again from what it reads,
     // and a connector's comes with its next sync.
     when: (doc) => (doc.data_source ?? 'manual') === 'manual',
+    // A query key result that was manual before keeps the check-ins it took then (the query's
+    // own entries are the platform's: computed again as what it reads is replayed).
+    switched: {
+      applies: (doc) => doc.data_source === 'query',
+      manual: { data_source: 'manual', query: null },
+      own: (entry) => entry.source_type !== 'system',
+    },
   },
   // A key result that queries read, or that is a query, is written under the tenant's
   // QUERY_GRAPH lock, taken before its row's: its write recomputes (or changes the readers of)
