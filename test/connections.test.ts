@@ -89,6 +89,38 @@ describe('connections: requests that are not HTTP, too large, or too slow to arr
     expect(answer.body.request_id).toMatch(/^req_[0-9A-HJKMNP-TV-Z]{26}$/);
   });
 
+  // Node keeps the first Authorization line: two lines naming two tenants answered as the first,
+  // where a proxy reading the last would have let in the other.
+  it('refuses a request with two Authorization lines, 400 naming the header, whichever comes first', async () => {
+    const other = await t.token({ tenant: 'other' });
+    for (const [first, second] of [
+      [token, other],
+      [other, token],
+      [token, token],
+    ]) {
+      const answer = parse(
+        await rawExchange(port, [
+          `GET /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${first}\r\n` +
+            `authorization: Bearer ${second}\r\nConnection: close\r\n\r\n`,
+        ]),
+      );
+      expect([answer.status, answer.body.code]).toEqual([400, 'invalid_header']);
+      expect(answer.body.errors).toEqual([
+        {
+          path: 'Authorization',
+          code: 'invalid_header',
+          message: 'must be one header: a request with more names more than one caller',
+        },
+      ]);
+    }
+    const one = parse(
+      await rawExchange(port, [
+        `GET /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`,
+      ]),
+    );
+    expect(one.status).toBe(200);
+  });
+
   it.each([
     ['announced by its Content-Length', (n: number) => post(n)],
     [

@@ -321,6 +321,12 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     // A client address a feed behind a proxy may trust to let its own network in.
     ['a client address header', { headers: { 'X-Real-IP': '10.0.0.1' } }, '/config/headers/X-Real-IP'],
     ['a Via header', { headers: { via: '1.1 gateway' } }, '/config/headers/via'],
+    // Stored, then failing every sync with "… is not a URL" (a port past 65535, a space in the host).
+    ['a URL that does not parse', { url: 'http://x:99999/' }, '/config/url'],
+    ['a URL with a space in its host', { url: 'http://ex ample.com/v' }, '/config/url'],
+    // Sent as Basic credentials, and shown in config to every reader, okr:read tokens too.
+    ['a URL with a user and password', { url: 'http://alice:s3cr3t@127.0.0.1/m' }, '/config/url'],
+    ['a URL with a user', { url: 'http://alice@127.0.0.1/m' }, '/config/url'],
     ['a pointer with an escape RFC 6901 has not', { pointer: '/data/a~2' }, '/config/pointer'],
     // As the config's schema declares: names of 100 characters at most, 50 headers at most.
     [
@@ -1115,6 +1121,9 @@ describe('outbound policy', () => {
     expect(asMetric(' 12.5 ', 'x')).toBe(12.5);
     expect(asMetric(-0, 'x')).toBe(0);
     expect(() => asMetric('1e16', 'x')).toThrow(/beyond/);
+    // Numeric text (a bigint PostgreSQL answers) is said as sent, not as the double it rounds to.
+    expect(() => asMetric('9999999999999999', 'x')).toThrow('x is "9999999999999999", beyond ±1e15');
+    expect(() => asMetric(2e15, 'x')).toThrow('x is 2000000000000000, beyond ±1e15');
     expect(() => asMetric(true, 'x')).toThrow('x is true, not a number');
     expect(() => asMetric(Number.NaN, 'x')).toThrow('x is NaN, not a number');
     expect(() => asMetric(-Infinity, 'x')).toThrow('x is -Infinity, not a number');

@@ -516,6 +516,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const header = request.headers.authorization;
       const m = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
       if (!m) throw new ApiError('unauthenticated', 'Send Authorization: Bearer <JWT>');
+      if (authorizationLines(request.raw.rawHeaders) > 1) {
+        // Node keeps the first of them: a proxy that reads the last would see another caller.
+        const message = 'must be one header: a request with more names more than one caller';
+        throw new ApiError('invalid_header', `Authorization: ${message}`, {
+          errors: [{ path: 'Authorization', code: 'invalid_header', message }],
+        });
+      }
       const known = verifier.cached(m[1]);
       if (known) {
         admit(known);
@@ -659,4 +666,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     );
   }
   return app;
+}
+
+/** How many Authorization lines a request's headers hold (Node's `headers` keeps only the first). */
+function authorizationLines(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 13 && name.toLowerCase() === 'authorization') n++;
+  }
+  return n;
 }

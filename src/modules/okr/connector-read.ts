@@ -54,7 +54,10 @@ export function asMetric(value: unknown, what: string): number {
         ? Number(value)
         : Number.NaN;
   if (!Number.isFinite(n)) throw new OutboundError(`${what} is ${described(value)}, not a number`);
-  if (Math.abs(n) > NUMBER_LIMIT) throw new OutboundError(`${what} is ${n}, beyond ±1e15`);
+  // Numeric text as the feed sent it (9999999999999999 would read 10000000000000000 as a number).
+  if (Math.abs(n) > NUMBER_LIMIT) {
+    throw new OutboundError(`${what} is ${typeof value === 'string' ? described(value) : n}, beyond ±1e15`);
+  }
   return n + 0;
 }
 

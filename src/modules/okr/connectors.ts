@@ -104,6 +104,24 @@ const RESERVED_HEADERS = new Set([
   'cf-connecting-ip',
 ]);
 
+/** Why a feed's URL is none a sync can fetch (it is parsed as the sync parses it), or null. */
+function feedUrlProblem(url: string): string | null {
+  const message = 'config.url must be an http or https URL';
+  if (!/^https?:\/\/[^/\s]+/i.test(url)) return message;
+  try {
+    new URL(url);
+  } catch {
+    return `${message}: ${url} does not parse as one`;
+  }
+  return null;
+}
+
+/** Whether a URL names a user or a password (which fetch sends as Basic credentials). */
+function hasUserinfo(url: string): boolean {
+  const parsed = new URL(url);
+  return parsed.username !== '' || parsed.password !== '';
+}
+
 /** What one read of a connector came to: its value, or why there is none. */
 export type SyncOutcome = { value: number } | { error: string };
 
@@ -450,8 +468,20 @@ export const connectors = defineResource({
       };
       if (doc.kind === 'http_json') {
         need('url', 'config.url');
-        if (has(config, 'url') && !/^https?:\/\/[^/\s]+/i.test(config.url as string)) {
-          errors.push({ path: '/config/url', code: 'invalid_url', message: 'config.url must be an http or https URL' });
+        if (has(config, 'url')) {
+          const problem = feedUrlProblem(config.url as string);
+          // A user or password in it is refused where a write sets it (a stored one, an import's,
+          // still takes a rename): every reader of the tenant sees config, a secret no one else.
+          const setsUrl = (before?.config as { url?: unknown } | undefined)?.url !== config.url && !ctx.restoring;
+          if (problem) errors.push({ path: '/config/url', code: 'invalid_url', message: problem });
+          else if (setsUrl && hasUserinfo(config.url as string)) {
+            errors.push({
+              path: '/config/url',
+              code: 'invalid_url',
+              message:
+                'config.url must not hold a user or password (every reader sees config): send them as the secret, in an Authorization header, instead',
+            });
+          }
         }
         if (config.pointer !== undefined && config.pointer !== '' && !String(config.pointer).startsWith('/')) {
           errors.push({
