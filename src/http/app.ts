@@ -673,7 +673,12 @@ function authorizationLines(raw: readonly string[]): number {
   let n = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (name.length === 13 && name.toLowerCase() === 'authorization') n++;
+    // The two usual spellings without a lower-cased copy: this runs for every call.
+    if (
+      name.length === 13 &&
+      (name === 'Authorization' || name === 'authorization' || name.toLowerCase() === 'authorization')
+    )
+      n++;
   }
   return n;
 }
