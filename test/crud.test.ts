@@ -286,6 +286,16 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
         contentType: 'raw',
       },
       {
+        // Its detail was Fastify's, naming application/json whatever the type sent.
+        name: 'an empty merge patch',
+        method: 'PATCH',
+        body: '',
+        status: 400,
+        code: 'invalid_json',
+        detail: /^The body is empty: send a JSON object$/,
+        contentType: 'application/merge-patch+json',
+      },
+      {
         name: 'another media type',
         method: 'POST',
         body: 'title=x',

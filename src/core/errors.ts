@@ -8,7 +8,7 @@ export const errorRegistry = {
   invalid_json: {
     status: 400,
     title: 'Malformed JSON body',
-    when: 'The body is not valid JSON (or is empty while a JSON media type is declared, or nests arrays and objects deeper than 64 levels).',
+    when: 'The body is not valid JSON (or is empty while a JSON media type is declared, nests arrays and objects deeper than 64 levels, or holds an object or array of more than 1,000 members).',
   },
   invalid_body: {
     status: 400,
@@ -48,7 +48,7 @@ export const errorRegistry = {
   invalid_header: {
     status: 400,
     title: 'Invalid header',
-    when: 'A malformed `If-Match`/`If-None-Match` or `Idempotency-Key` header.',
+    when: 'A malformed or repeated header: `If-Match`/`If-None-Match`, `Idempotency-Key`, two `Authorization` lines, a `Content-Length` that is no length, or a `QUERY` request without `Content-Type`. `errors[]` names the header.',
   },
   malformed_request: {
     status: 400,
@@ -205,10 +205,49 @@ export const errorRegistry = {
 
 export type ErrorCode = keyof typeof errorRegistry;
 
+/**
+ * The codes of a problem's `errors[]` entries, each naming what is wrong with one field, header or
+ * parameter: stable like the problem codes (docs/errors.md lists them from here, and the
+ * OpenAPI document's `errors[].code` enum), and the only ones a FieldError may carry.
+ */
+export const fieldErrorRegistry = {
+  required: 'A required field is missing or null (or a setting its kind needs, such as `config.url`).',
+  invalid_type: "The value is not of the field's type (a string for a number, an object for a list, …).",
+  invalid_enum: "The value is not one of the field's values, or one only the platform writes (`source_type: system`).",
+  invalid_format: "Text does not match the field's form: a date, a date-time, an id, `usr-<uuid>`, a pattern.",
+  invalid_text: 'Text holds U+0000 or a lone UTF-16 surrogate, which neither store holds as sent.',
+  blank: 'Text that must show something (a title, a name, a tag) shows only spaces or invisible characters.',
+  too_long: 'Text is longer than the field allows, in characters.',
+  too_short: 'Text is shorter than the field allows.',
+  too_many_items: 'A list holds more items than the field allows (or an object more members: `config.headers`).',
+  not_unique: 'A list that holds each value once (tags) holds one twice.',
+  out_of_range:
+    'A number or a time outside its bounds: values within ±1e15, `weight` 0 or at least 0.000001, `confidence` 0–10, an `end_date` before `start_date`, a check-in `at` in the future.',
+  inconsistent: 'Fields that must agree do not: a `direction` that contradicts `baseline` and `target`.',
+  invalid: 'The value breaks another rule of its field.',
+  unknown_field: 'The body names a field the resource does not declare, or a member named `__proto__`.',
+  read_only: 'The body sets a field only the server writes.',
+  not_allowed:
+    'A value or setting this row does not take: `current` of a key result a query or a connector feeds, `query` or `connector_id` where `data_source` does not use it, a setting or a secret of another connector kind.',
+  invalid_reference: 'A reference (`objective_id`, `cycle_id`, `kr("…")` in a query) names no live row of the tenant.',
+  parent_deleted: 'A restore would bring a row back under a parent that is deleted.',
+  alignment_cycle: 'An objective would be aligned under itself, directly or through others.',
+  query_cycle: 'A metric query would read itself, directly or through other queries.',
+  invalid_query: 'A metric query does not parse, or uses what the language does not have.',
+  invalid_url: 'A URL is none the field takes: not http(s), not parseable, or holding a user or password.',
+  invalid_pointer: 'A JSON Pointer (`config.pointer`) is none (RFC 6901).',
+  invalid_header: 'A request header is malformed or repeated (named by its header name).',
+  invalid_parameter: "A query parameter's value is none the parameter takes (named by the parameter).",
+  unknown_parameter: 'A query parameter the operation does not take.',
+  invalid_cursor: 'A list cursor was altered, or made for another list (its filters, sort, caller or resource).',
+} as const satisfies Record<string, string>;
+
+export type FieldErrorCode = keyof typeof fieldErrorRegistry;
+
 /** One problem with one field of a request: `path` is a JSON Pointer into the body or a parameter name. */
 export interface FieldError {
   path: string;
-  code: string;
+  code: FieldErrorCode;
   message: string;
 }
 

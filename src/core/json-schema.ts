@@ -1,3 +1,4 @@
+import { fieldErrorRegistry } from './errors.js';
 import { type AnyField, clientEnum } from './fields.js';
 import type { Resource } from './resource.js';
 
@@ -136,7 +137,11 @@ export const problemSchema: JsonSchema = {
       maxItems: 100,
       items: {
         type: 'object',
-        properties: { path: { type: 'string' }, code: { type: 'string' }, message: { type: 'string' } },
+        properties: {
+          path: { type: 'string' },
+          code: { type: 'string', enum: Object.keys(fieldErrorRegistry) },
+          message: { type: 'string' },
+        },
         required: ['path', 'code', 'message'],
       },
     },

@@ -9,7 +9,7 @@ import {
   Type,
 } from '@sinclair/typebox';
 import { type TypeCheck, TypeCompiler, type ValueError, ValueErrorType } from '@sinclair/typebox/compiler';
-import { ApiError, type FieldError, fieldError } from './errors.js';
+import { ApiError, type FieldError, type FieldErrorCode, fieldError } from './errors.js';
 import { type AnyField, clientEnum } from './fields.js';
 import type { Doc, HookContext, Resource } from './resource.js';
 
@@ -60,7 +60,7 @@ function checker(schema: TSchema): TypeCheck<TSchema> {
   return c;
 }
 
-const errorCodes: Partial<Record<ValueErrorType, string>> = {
+const errorCodes: Partial<Record<ValueErrorType, FieldErrorCode>> = {
   [ValueErrorType.String]: 'invalid_type',
   [ValueErrorType.Number]: 'invalid_type',
   [ValueErrorType.Integer]: 'invalid_type',

@@ -275,6 +275,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       done(null, new MalformedBody(shape, text));
       return;
     }
+    // Fastify's own words would name application/json whatever the type sent (merge-patch too).
+    if (text === '') {
+      done(null, new MalformedBody('The body is empty: send a JSON object', text));
+      return;
+    }
     defaultJson(request, text, (err, body) => {
       if (!err) {
         done(null, body);

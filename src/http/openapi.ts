@@ -832,6 +832,8 @@ export function registerOpenApiRoute(
   modules: readonly ModuleDef[],
   options: OpenApiOptions = {},
 ): void {
-  const hasRoute = (method: 'GET' | 'POST', url: string) => app.hasRoute({ method, url });
+  // The router's own syntax: `/problems/{code}` is served as `/problems/:code`.
+  const hasRoute = (method: 'GET' | 'POST', url: string) =>
+    app.hasRoute({ method, url: url.replace(/\{(\w+)\}/g, ':$1') });
   serveDocument(app, '/api/v1/openapi.json', () => buildOpenApi(modules, { hasRoute, ...options }));
 }

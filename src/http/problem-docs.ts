@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { ApiError, type ErrorCode, errorRegistry } from '../core/errors.js';
+import { ApiError, type ErrorCode, errorRegistry, fieldErrorRegistry } from '../core/errors.js';
 
 /**
  * A problem's `type` (`/problems/<code>`) resolves to a page about its code (RFC 9457 §3.1.1:
@@ -23,15 +23,20 @@ const EXAMPLE = `{
 const codes = Object.keys(errorRegistry) as ErrorCode[];
 
 /** docs/errors.md (`npm run docs:api` writes it; a test holds the committed file to this). */
+/** A Markdown table, its columns padded to their widest cell. */
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => [...(r[i] as string)].length)));
+  const line = (cells: string[]) =>
+    `| ${cells.map((c, i) => c + ' '.repeat((widths[i] as number) - [...c].length)).join(' | ')} |`;
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)];
+}
+
 export function renderErrorsMd(): string {
   const rows = codes.map((code) => {
     const e = errorRegistry[code];
     return [`\`${code}\``, String(e.status), e.title, e.when];
   });
-  const header = ['code', 'status', 'title', 'when'];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => [...(r[i] as string)].length)));
-  const line = (cells: string[]) =>
-    `| ${cells.map((c, i) => c + ' '.repeat((widths[i] as number) - [...c].length)).join(' | ')} |`;
+  const fields = Object.entries(fieldErrorRegistry).map(([code, when]) => [`\`${code}\``, when]);
   return [
     '# Error codes',
     '',
@@ -47,9 +52,15 @@ export function renderErrorsMd(): string {
     '`request_id` is also the `x-request-id` header of every response. Checks run in this order:',
     `${CHECK_ORDER}.`,
     '',
-    line(header),
-    line(widths.map((w) => '-'.repeat(w))),
-    ...rows.map(line),
+    ...table(['code', 'status', 'title', 'when'], rows),
+    '',
+    '## Field error codes',
+    '',
+    "Each entry of a problem's `errors[]` names one field (a JSON Pointer into the body), header or",
+    'query parameter, and carries one of these codes, as stable as the problem codes (the OpenAPI',
+    "document's `Problem` schema lists them too):",
+    '',
+    ...table(['code', 'when'], fields),
     '',
   ].join('\n');
 }
