@@ -69,6 +69,10 @@ describe('the request log', () => {
     // However its name is escaped, as the query parser reads it.
     expect(loggedUrl('/x?tenant_id=t&sig%6Eature=abc')).toBe('/x?tenant_id=t&sig%6Eature=[redacted]');
     expect(loggedUrl('/x?a=%zz&b=1')).toBe('/x?a=%zz&b=1');
+    // In any letter case, and a token sent in the query (refused, 401, but a credential all the same).
+    expect(loggedUrl('/x?tenant_id=t&SIGNATURE=abc')).toBe('/x?tenant_id=t&SIGNATURE=[redacted]');
+    expect(loggedUrl('/x?access_token=eyJ.a.b&limit=5')).toBe('/x?access_token=[redacted]&limit=5');
+    expect(loggedUrl('/x?Api_Key=k1&token=t2')).toBe('/x?Api_Key=[redacted]&token=[redacted]');
   });
 });
 

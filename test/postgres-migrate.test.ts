@@ -39,6 +39,11 @@ describe('PostgreSQL URLs', () => {
     expect(() => parsePostgresUrl('postgres://db/edm?shema=okr')).toThrow(
       /EDM_DATABASE_URL: \?shema is not a parameter EDM or the PostgreSQL driver reads/,
     );
+    // One given twice: EDM read the first, silently (`&schema=prod` after `?schema=staging`).
+    expect(() => parsePostgresUrl('postgres://db/edm?schema=staging&schema=prod')).toThrow(
+      'EDM_DATABASE_URL: ?schema is given more than once; give each parameter once',
+    );
+    expect(() => parsePostgresUrl('postgres://db/edm?sslmode=require&sslmode=disable')).toThrow(/\?sslmode is given/);
     expect(
       parsePostgresUrl('postgres://db/edm?application_name=x&connect_timeout=5&sslmode=require').schema,
     ).toBeNull();

@@ -228,6 +228,12 @@ export function postgresUrlProblem(url: string, schemaOverride?: string): string
   if (schema !== null && !IDENTIFIER.test(schema)) {
     return `EDM_DATABASE_URL: schema must be a plain lower-case identifier (a–z, digits, _; at most 63), got ${schema}`;
   }
+  // A parameter given twice: the driver and EDM each read one of them (`&schema=prod` added to
+  // `?schema=staging` served staging, saying nothing).
+  const twice = [...new Set(params.keys())].filter((name) => params.getAll(name).length > 1);
+  if (twice.length) {
+    return `EDM_DATABASE_URL: ${twice.map((n) => `?${n}`).join(', ')} is given more than once; give each parameter once`;
+  }
   const unknown = [...params.keys()].filter((name) => !URL_PARAMETERS.has(name));
   if (unknown.length) {
     return `EDM_DATABASE_URL: ${unknown.map((n) => `?${n}`).join(', ')} is not a parameter EDM or the PostgreSQL driver reads (schema=<name> selects a schema)`;

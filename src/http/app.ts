@@ -63,8 +63,15 @@ export interface AppOptions {
 export const BODY_LIMIT = 1024 * 1024;
 
 /**
- * A URL as the request log shows it: a signed URL's signature is its credential, so its value is
- * left out, under whatever escapes its name came with (`sig%6Eature` is read as `signature`).
+ * Query parameters the request log masks, in any letter case: a signed URL's signature, and the
+ * forms a client may put a token in (RFC 6750 §2.3's `access_token`), which the API refuses
+ * (401) but which are credentials all the same.
+ */
+const LOGGED_CREDENTIALS = new Set(['signature', 'access_token', 'token', 'api_key', 'apikey', 'key']);
+
+/**
+ * A URL as the request log shows it: a credential's value (LOGGED_CREDENTIALS) is left out,
+ * under whatever escapes and letter case its name came with (`sig%6Eature`, `SIGNATURE`).
  */
 export function loggedUrl(url: string): string {
   const at = url.indexOf('?');
@@ -79,7 +86,7 @@ export function loggedUrl(url: string): string {
       try {
         name = decodeURIComponent(raw.replaceAll('+', ' '));
       } catch {}
-      return name === 'signature' && eq >= 0 ? `${raw}=[redacted]` : param;
+      return eq >= 0 && LOGGED_CREDENTIALS.has(name.toLowerCase()) ? `${raw}=[redacted]` : param;
     });
   return `${url.slice(0, at)}?${params.join('&')}`;
 }
