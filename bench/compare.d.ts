@@ -1,7 +1,12 @@
 // Types for bench/compare.js, for the tests that import it (the bench itself is plain JavaScript).
 export interface Row {
   scenario: string;
+  store?: string;
   ratio: number;
+  target?: number;
+  met?: boolean;
+  errors?: number;
+  bare_errors?: number;
   cpu_us?: number;
   bare_cpu_us?: number;
   baseline_ratio?: number | null;

@@ -83,6 +83,17 @@ export function baselineOf(runs, note) {
       ),
     ),
   );
+  // Each PostgreSQL row's target is half the SQLite ratio of the same scenario: of the SQLite row
+  // taken here, which may be another run's than the one its target was set against.
+  for (const row of rows) {
+    if (row.store !== 'postgres') continue;
+    const lite = rows.find(
+      (r) => r.store === 'sqlite' && r.scenario.replace('(sqlite)', '') === row.scenario.replace('(postgres)', ''),
+    );
+    if (!lite) continue;
+    row.target = lite.ratio / 2;
+    row.met = row.ratio >= row.target && !row.errors && !row.bare_errors;
+  }
   const checks = first.checks.map((c) =>
     middle(
       runs.map((run) => run.checks.find((x) => x.check === c.check) ?? c),

@@ -123,6 +123,34 @@ describe('bench: a baseline taken from runs', () => {
     }
   });
 
+  // Each row came from its own median run: a PostgreSQL target kept from its run was half of that
+  // run's SQLite ratio, not of the SQLite row taken (0.274 beside a SQLite GET of 0.566).
+  it("sets each PostgreSQL row's target again from the SQLite row taken: half its ratio", () => {
+    const pgRun = (sqlite: number, postgres: number): Run => ({
+      rows: [
+        { scenario: 'GET (sqlite)', store: 'sqlite', ratio: sqlite, target: 0.5, met: sqlite >= 0.5 },
+        {
+          scenario: 'GET (postgres)',
+          store: 'postgres',
+          ratio: postgres,
+          target: sqlite / 2,
+          met: postgres >= sqlite / 2,
+        },
+      ],
+      checks: [],
+    });
+    const b = baselineOf([pgRun(0.6, 0.29), pgRun(0.5, 0.3), pgRun(0.56, 0.27)]);
+    expect(b.rows.map((r) => [r.scenario, r.ratio, r.target, r.met])).toEqual([
+      ['GET (sqlite)', 0.56, 0.5, true],
+      ['GET (postgres)', 0.29, 0.28, true],
+    ]);
+    const failing = baselineOf([pgRun(0.6, 0.29), pgRun(0.62, 0.3), pgRun(0.64, 0.31)]);
+    expect(failing.rows.map((r) => [r.target, r.met])).toEqual([
+      [0.5, true],
+      [0.31, false],
+    ]);
+  });
+
   it('is the run itself when there is one, and refuses none', () => {
     const one = run(1, [0.4, 0.12], 160, 4.2);
     const b = baselineOf([one]);
