@@ -96,6 +96,36 @@ describe('GroupCommit', () => {
       expect((await sql<{ timeout: number }>`PRAGMA busy_timeout`.execute(store.db)).rows).toEqual([{ timeout: 5000 }]);
     });
 
+    // The wait was the batch's: a write that joined a waiting batch late got what was left of its
+    // time, and writes past a batch's maximum started a batch of their own with the whole time.
+    it('gives each write its own busy timeout from its arrival, however the writes are batched', async () => {
+      const { store, committed, file } = await setup();
+      const gc = new GroupCommit(store.db, direct ? store.exec : null, 2, 1000);
+      const other = new SQLite(file);
+      cleanups.push(() => {
+        other.close();
+      });
+      other.exec('BEGIN IMMEDIATE');
+      // Five at once, more than a batch takes: all fail at their time, in the batch that waited.
+      const queued = await Promise.allSettled(
+        Array.from({ length: 5 }, (_, n) => gc.run((db) => sql`INSERT INTO t (n) VALUES (${n})`.execute(db))),
+      );
+      expect(queued.map((o) => o.status === 'rejected' && (o.reason as { code?: string }).code)).toEqual(
+        Array.from({ length: 5 }, () => 'SQLITE_BUSY'),
+      );
+      expect(gc.batches).toBe(1);
+      // One that arrives 700 ms into another's wait waits its own 1,000 ms: the lock let go at
+      // 1,300 ms (after the first one's time), it commits.
+      const first = gc.run((db) => sql`INSERT INTO t (n) VALUES (10)`.execute(db));
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      const late = gc.run((db) => sql`INSERT INTO t (n) VALUES (11)`.execute(db));
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      other.exec('COMMIT');
+      const outcomes = await Promise.allSettled([first, late]);
+      expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'fulfilled']);
+      expect(committed()).toEqual([11]);
+    });
+
     it('lends its connection to the running batch only', async () => {
       const { store } = await setup();
       const gc = new GroupCommit(store.db, direct ? store.exec : null);

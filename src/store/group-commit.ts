@@ -9,6 +9,8 @@ interface Job {
   fn: (db: DB) => Promise<unknown>;
   resolve: (value: unknown) => void;
   reject: (reason: unknown) => void;
+  /** Until when (Date.now()) this write waits for a lock another connection holds: from its arrival. */
+  deadline: number;
 }
 
 /**
@@ -22,8 +24,12 @@ interface Job {
  * the only connection until it commits.
  *
  * When another connection holds the write lock (an `edm import`, another process on the file), a
- * batch waits for it between turns of the event loop, up to `busyTimeoutMs`, while this process
- * goes on serving reads; SQLite's own busy handler would wait synchronously, stalling them all.
+ * batch waits for it between turns of the event loop while this process goes on serving reads
+ * (SQLite's own busy handler would wait synchronously, stalling them all), and each write waits
+ * up to `busyTimeoutMs` from its own arrival, then fails (SQLITE_BUSY: 503). Before, the wait was
+ * the batch's: a write that joined a waiting batch late got what was left of its time, and one
+ * past the batch's 64 started a batch of its own, with the whole time again (250 writes queued
+ * behind a 30 s import answered at 5, 10, 15 and 20 s).
  */
 export class GroupCommit {
   private readonly queue: Job[] = [];
@@ -56,20 +62,31 @@ export class GroupCommit {
 
   /**
    * BEGIN IMMEDIATE without SQLite's busy handler (busy_timeout 0 for this one statement): while
-   * the lock is taken, try again after a pause, until `busyTimeoutMs` has passed; then the
-   * SQLITE_BUSY error stands (503). Writes that queue meanwhile join this batch.
+   * the lock is taken, try again after a pause. Each queued write whose own time has passed
+   * fails with the SQLITE_BUSY error (503) meanwhile; writes that queue join the wait. Answers
+   * false when none is left to run.
    */
-  private async begin(conn: DB): Promise<void> {
-    const deadline = Date.now() + this.busyTimeoutMs;
+  private async begin(conn: DB): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
       await this.statement(conn, 'PRAGMA busy_timeout = 0');
       try {
         await this.statement(conn, 'BEGIN IMMEDIATE');
-        return;
+        return true;
       } catch (err) {
-        const wait = BUSY_STEPS_MS[Math.min(attempt, BUSY_STEPS_MS.length - 1)] as number;
-        if ((err as { code?: unknown }).code !== 'SQLITE_BUSY' || Date.now() + wait > deadline) throw err;
-        await sleep(wait);
+        if ((err as { code?: unknown }).code !== 'SQLITE_BUSY') throw err;
+        const now = Date.now();
+        for (let i = this.queue.length - 1; i >= 0; i--) {
+          const job = this.queue[i] as Job;
+          if (job.deadline <= now) {
+            this.queue.splice(i, 1);
+            job.reject(err);
+          }
+        }
+        if (this.queue.length === 0) return false;
+        // The next try comes at the next step, or when the first write left must be answered.
+        const first = Math.min(...this.queue.map((job) => job.deadline));
+        const step = BUSY_STEPS_MS[Math.min(attempt, BUSY_STEPS_MS.length - 1)] as number;
+        await sleep(Math.max(1, Math.min(step, first - now)));
       } finally {
         await this.statement(conn, `PRAGMA busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
       }
@@ -78,7 +95,8 @@ export class GroupCommit {
 
   run<T>(fn: (db: DB) => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      const deadline = Date.now() + this.busyTimeoutMs;
+      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject, deadline });
       // Start after this turn of the event loop, so the writes of every request read in it join.
       if (!this.running) {
         this.running = true;
@@ -108,7 +126,7 @@ export class GroupCommit {
     this.batches++;
     const done: [Job, unknown][] = [];
     try {
-      await this.begin(conn);
+      if (!(await this.begin(conn))) return;
     } catch (err) {
       for (const job of this.queue.splice(0, this.maxBatch)) job.reject(err);
       return;
