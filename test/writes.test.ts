@@ -10,6 +10,7 @@ import {
   storeKinds,
   type TestApp,
   testApp,
+  USER_A,
   USER_B,
   whileFailing,
 } from './helpers.js';
@@ -415,6 +416,32 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       const other = await t.call('POST', cycles.basePath, {
         body: { ...reordered, source: 'erp' },
         headers: key('order'),
+      });
+      expect([other.status, other.body.code]).toEqual([422, 'idempotency_key_reused']);
+    });
+
+    // Builds before 83ac4a2 fingerprinted the members in the order they came: a retry of such a
+    // key's request across an upgrade (within its 24 h) was 422, as if it were another request.
+    it("replays a key an earlier build stored, fingerprinted by its members' order as sent", async () => {
+      const body = { name: 'upgraded', start_date: '2026-01-01', end_date: '2026-03-31', source: 'crm' };
+      const first = await t.call('POST', cycles.basePath, { body, headers: key('earlier') });
+      expect(first.status).toBe(201);
+      // As the earlier build stored it.
+      const principal = { sub: USER_A, tenantId: 'acme', appId: null, scopes: null };
+      const idem = new Idempotency(t.store, t.clock, 0);
+      const earlier = idem.earlierFingerprint('POST', cycles.basePath, principal, body) as string;
+      expect(earlier).not.toBe(idem.fingerprint('POST', cycles.basePath, principal, body));
+      await t.store.db
+        .updateTable('edm_idempotency_keys')
+        .set({ fingerprint: earlier })
+        .where('key', '=', `${kind}-earlier`)
+        .execute();
+      const again = await t.call('POST', cycles.basePath, { body, headers: key('earlier') });
+      expect([again.status, again.headers['idempotent-replayed'], again.raw]).toEqual([201, 'true', first.raw]);
+      // Another request under that key is still another request.
+      const other = await t.call('POST', cycles.basePath, {
+        body: { ...body, source: 'erp' },
+        headers: key('earlier'),
       });
       expect([other.status, other.body.code]).toEqual([422, 'idempotency_key_reused']);
     });

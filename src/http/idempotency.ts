@@ -32,6 +32,8 @@ interface Claim {
   scope: string;
   key: string;
   fingerprint: string;
+  /** The fingerprint builds before members were sorted gave the request, if another (see claim). */
+  earlier?: (() => string | null) | undefined;
   /** Claim time, so only this claim's own row is completed or released. */
   claimedAt: string;
 }
@@ -100,11 +102,25 @@ export class Idempotency {
     return createHash('sha256').update(`${method} ${url}\n${principal.sub}\n${text}`).digest('base64url');
   }
 
+  /**
+   * The fingerprint builds before 83ac4a2 gave a JSON body: its members in the order they came.
+   * Null where that is the sorted order (the fingerprint is the same). A key such a build stored
+   * is kept 24 h: a retry of its request across an upgrade (a rolling deploy, the SDK's retry of
+   * a 503 while servers restart) is replayed, not refused as another request (422).
+   */
+  earlierFingerprint(method: string, url: string, principal: Principal, body: unknown): string | null {
+    if (body === undefined || body instanceof MalformedBody) return null;
+    const asSent = JSON.stringify(body);
+    if (asSent === JSON.stringify(sortedMembers(body))) return null;
+    return createHash('sha256').update(`${method} ${url}\n${principal.sub}\n${asSent}`).digest('base64url');
+  }
+
   /** Claims the key, or answers the replay (or throws 409/422). */
   async claim(
     principal: Principal,
     key: string,
     fingerprint: string,
+    earlier?: () => string | null,
   ): Promise<{ claim: Claim } | { replay: StoredResponse }> {
     const now = this.clock.now();
     const claim: Claim = {
@@ -112,6 +128,7 @@ export class Idempotency {
       scope: principal.appId ?? '',
       key,
       fingerprint,
+      earlier,
       claimedAt: isoTime(now),
     };
     try {
@@ -170,7 +187,7 @@ export class Idempotency {
         if (Number(taken.numUpdatedRows) === 1) return { claim };
         continue; // another request took it over first
       }
-      if (row.fingerprint !== fingerprint) {
+      if (row.fingerprint !== fingerprint && row.fingerprint !== claim.earlier?.()) {
         throw new ApiError(
           'idempotency_key_reused',
           'This Idempotency-Key was used with a different request (method, path, caller or body)',
