@@ -180,6 +180,40 @@ describe.each(storeKinds)('rows of older schema versions on %s', (kind) => {
     }
   });
 
+  // The upgrade derives direction again (none kept, or one contradicting linear bounds); the
+  // migration left the column as it was, so `direction=` found such rows by a value they do not answer.
+  it('finds an older key result by the direction it answers once migrated, derived again from its bounds', async () => {
+    const token = await t.token({ tenant: 'directions' });
+    const objective = await t.create(objectives, token);
+    const up = await t.create(keyResults, token, { objective_id: objective.id, title: 'Up', baseline: 0, target: 50 });
+    const down = await t.create(keyResults, token, {
+      objective_id: objective.id,
+      title: 'Down',
+      baseline: 10,
+      target: 5,
+    });
+    // Up: a null metric_type let a contradicting direction be stored; Down: none kept.
+    await storeAsOlder(keyResults, up.id as string, { nulls: ['metric_type'], values: { direction: 'decrease' } });
+    await storeAsOlder(keyResults, down.id as string, { nulls: ['direction'] });
+    await migrate(t.store, resources);
+    const listed = async (direction: string) =>
+      (
+        (await t.call('GET', `${keyResults.basePath}?objective_id=${objective.id}&direction=${direction}`, { token }))
+          .body.data as Doc[]
+      ).map((d) => d.title);
+    expect(await listed('increase')).toEqual(['Up']);
+    expect(await listed('decrease')).toEqual(['Down']);
+    for (const [kr, direction] of [
+      [up, 'increase'],
+      [down, 'decrease'],
+    ] as const) {
+      const res = await t.call('GET', `${keyResults.basePath}/${kr.id}`, { token });
+      expect([res.body.direction, res.body.schema_version]).toEqual([direction, keyResults.schemaVersion]);
+      // Only the column changed: the row is still the older one, upgraded on read.
+      expect((await storedRow(t, keyResults, kr.id as string))?.schema_version).toBe(1);
+    }
+  });
+
   it('lists a page of older rows with one read for them all, not one each, as reads answer them', async () => {
     const token = await t.token({ tenant: 'page' });
     const objective = await t.create(objectives, token);

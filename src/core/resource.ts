@@ -270,6 +270,13 @@ export interface ResourceOptions<F extends FieldMap> {
      */
     switched?: { applies: (doc: Doc) => boolean; manual: Doc; own: (entry: Doc) => boolean };
   };
+  /**
+   * Columns an older row's `upgrade` hook derives again (not a declared default, which `edm
+   * migrate` sets by itself): the migration sets them too, on rows stored under an older schema
+   * version, so lists filter and sort on the value the row answers. SQL both stores run, over the
+   * row's columns: `set` is the value, `where` which of those rows need it.
+   */
+  upgradedColumns?: readonly { column: keyof F & string; set: string; where: string }[];
 }
 
 export interface Resource<F extends FieldMap = FieldMap> extends Omit<ResourceOptions<F>, 'titleField'> {

@@ -269,6 +269,29 @@ async function fillNullColumns(
   }
 }
 
+/**
+ * The columns an older row's upgrade derives again (ResourceOptions.upgradedColumns), set on the
+ * rows stored under an older schema version that need it: as fillNullColumns, only columns
+ * change, so no answer, version or ETag does.
+ */
+async function setUpgradedColumns(
+  db: DB,
+  resources: readonly Resource[],
+  existing: Map<string, Set<string>>,
+): Promise<void> {
+  for (const resource of resources) {
+    if (!existing.has(resource.table)) continue;
+    for (const { column, set, where } of resource.upgradedColumns ?? []) {
+      await db
+        .updateTable(resource.table)
+        .set({ [column]: sql.raw(set) })
+        .where('schema_version', '<', resource.schemaVersion)
+        .where(sql.raw<boolean>(where))
+        .execute();
+    }
+  }
+}
+
 /** A table's or a column's name quoted for SQL (both stores quote identifiers with double quotes). */
 function quotedName(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
@@ -346,6 +369,7 @@ export async function migrate(store: Store, resources: readonly Resource[]): Pro
     await ensureTable(db, metaTable(store), existing, indexes);
     await refold(db, resources, existing);
     await fillNullColumns(store, db, resources, existing);
+    await setUpgradedColumns(db, resources, existing);
   };
   if (store.kind === 'postgres') {
     await store.db.transaction().execute(async (trx) => {

@@ -222,6 +222,16 @@ export const keyResults = defineResource({
       own: (entry) => entry.source_type !== 'system',
     },
   },
+  // The upgrade's direction, derived again where an older row kept none or one contradicting the
+  // bounds of a linear type (impliedDirection, in SQL; metric_type's null is filled before).
+  upgradedColumns: [
+    {
+      column: 'direction',
+      set: "CASE WHEN metric_type <> 'threshold' AND target < baseline THEN 'decrease' ELSE 'increase' END",
+      where:
+        "baseline IS NOT NULL AND target IS NOT NULL AND (direction IS NULL OR (metric_type IN ('number', 'percentage', 'currency') AND baseline <> target AND direction <> CASE WHEN target < baseline THEN 'decrease' ELSE 'increase' END))",
+    },
+  ],
   // A key result that queries read, or that is a query, is written under the tenant's
   // QUERY_GRAPH lock, taken before its row's: its write recomputes (or changes the readers of)
   // key results under other objectives, whose writes lock in the opposite order otherwise.
