@@ -564,6 +564,32 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect('claim' in (await again())).toBe(true);
     });
 
+    // A 503 for a pool with no connection to lend waited a second connect timeout for its key's
+    // release (which needs a connection too) before it was answered: 10 s instead of 5.
+    it('answers a 5xx without waiting past releaseWithin for a release the database does not take', async () => {
+      const principal = { sub: 'usr-1', tenantId: `stalled-${kind}`, appId: null, scopes: null };
+      let stall = false;
+      const claims = new Idempotency(t.store, t.clock, 0, (fn) =>
+        stall ? new Promise<never>(() => {}) : fn(t.store.db),
+      );
+      const fp = claims.fingerprint('POST', '/x', principal, {});
+      const got = await claims.claim(principal, 'k', fp);
+      if (!('claim' in got)) throw new Error('expected a claim');
+      stall = true; // the release waits for a connection that never comes
+      const answered = await Promise.race([
+        claims.releaseWithin(got.claim, 20).then(() => 'answered'),
+        new Promise((resolve) => setTimeout(() => resolve('still waiting'), 5_000)),
+      ]);
+      expect(answered).toBe('answered');
+      claims.stop();
+      // Where the database takes it, the key is free by the time the answer goes.
+      stall = false;
+      const next = await claims.claim(principal, 'k2', fp);
+      if (!('claim' in next)) throw new Error('expected a claim');
+      await claims.releaseWithin(next.claim, 5_000);
+      expect('claim' in (await claims.claim(principal, 'k2', fp))).toBe(true);
+    });
+
     it('stops trying to release once the server closes (its store may be closed)', async () => {
       const { claims, claim, again } = await claimed('closing');
       const { settled } = await releaseDuringOutage(claims, claim);

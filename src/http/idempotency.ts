@@ -260,6 +260,24 @@ export class Idempotency {
   }
 
   /**
+   * Releases a claim (release) before a 5xx is answered, waiting for the first attempt at most
+   * `ms`: where the database answers, the key is free by the time the answer is (a retry runs
+   * again); where it does not (a pool with no connection to lend, the very wait that made the
+   * 503), the answer goes without waiting a second connect timeout for the delete, which goes on
+   * in the background (a retry meanwhile is 409 in flight, `Retry-After: 1`).
+   */
+  async releaseWithin(claim: Claim, ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.release(claim),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, ms);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  /**
    * Forgets a claim whose request failed with a 5xx, so a retry runs again. Only a claim still
    * running: when the work's transaction committed and its answer was lost on the way (the
    * connection dropped during COMMIT), the stored response stays and the retry replays it. When

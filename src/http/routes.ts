@@ -137,6 +137,13 @@ function docResponse(resource: Resource, doc: Doc, status: number): StoredRespon
 const ORIGINAL_REQUEST_ID = 'original-request-id';
 
 /**
+ * How long a 5xx waits for its key's release before it is answered (Idempotency.releaseWithin):
+ * a delete the database takes is done well within it; one waiting for a connection the pool has
+ * none of would double the 503's wait (a second EDM_DB_CONNECT_TIMEOUT_MS).
+ */
+const RELEASE_WAIT_MS = 250;
+
+/**
  * A stored answer, replayed: the same status, headers and body, with the first request's id in
  * Original-Request-Id; a problem's `request_id` names this request, as its x-request-id does.
  */
@@ -197,7 +204,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     } catch (err) {
       const apiError = asApiError(err);
       if (apiError.status >= 500) {
-        await idempotency.release(claim);
+        await idempotency.releaseWithin(claim, RELEASE_WAIT_MS);
         throw err;
       }
       const problem: StoredResponse = {
@@ -209,7 +216,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
         await idempotency.completeAlone(claim, stored(problem));
       } catch {
         // Not recorded (the database failed meanwhile): the answer stands, and a retry runs again.
-        await idempotency.release(claim);
+        await idempotency.releaseWithin(claim, RELEASE_WAIT_MS);
       }
       throw apiError;
     }
