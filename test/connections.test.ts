@@ -59,6 +59,15 @@ describe('connections: requests that are not HTTP, too large, or too slow to arr
     ['headers that stop arriving', () => ['GET /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\n'], 408, 'request_timeout'],
     ['bytes that are not HTTP', () => ['HELLO THERE\r\n\r\n'], 400, 'malformed_request'],
     ['an HTTP/1.1 request without Host', () => ['GET /healthz HTTP/1.1\r\n\r\n'], 400, 'malformed_request'],
+    // RFC 9112 §3.2: Node kept the first of two, where a proxy may route by the other; and took
+    // a Host that names no host.
+    [
+      'a request with two Host lines',
+      () => [`GET /api/v1/okr/cycles HTTP/1.1\r\nHost: a\r\nHost: b\r\nAuthorization: Bearer ${token}\r\n\r\n`],
+      400,
+      'malformed_request',
+    ],
+    ['a Host that is no host', () => ['GET /healthz HTTP/1.1\r\nHost: x/y\r\n\r\n'], 400, 'malformed_request'],
     [
       'a CORS preflight without Host',
       () => [
@@ -84,6 +93,8 @@ describe('connections: requests that are not HTTP, too large, or too slow to arr
     expect(answer.status).toBe(status);
     expect(answer.headers['content-type']).toMatch(/^application\/problem\+json(;|$)/);
     expect(answer.headers.connection).toBe('close');
+    // A Date, as every answer of a server with a clock (RFC 9110 §6.6.1): these lacked one.
+    expect(Number.isNaN(Date.parse(answer.headers.date ?? ''))).toBe(false);
     expect(answer.body).toMatchObject({ status, code, type: `/problems/${code}` });
     expect(answer.body.request_id).toBe(answer.headers['x-request-id']);
     expect(answer.body.request_id).toMatch(/^req_[0-9A-HJKMNP-TV-Z]{26}$/);

@@ -22,7 +22,7 @@ import { registerManifestRoute } from './manifest.js';
 import { registerMetrics } from './metrics.js';
 import { registerOpenApiRoute } from './openapi.js';
 import { playground } from './playground.js';
-import { answerClientError, PROBLEM_TYPE, sendProblem, toProblem } from './problem.js';
+import { answerClientError, hostProblem, PROBLEM_TYPE, sendProblem, toProblem } from './problem.js';
 import { problemDocs } from './problem-docs.js';
 import { parseQueryString } from './querystring.js';
 import { RATE_LIMIT_HEADERS, RateLimiter, rateLimitKey } from './rate-limit.js';
@@ -441,9 +441,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       );
       return;
     }
-    if (request.headers.host === undefined && request.raw.httpVersion === '1.1') {
+    const badHost = hostProblem(request);
+    if (badHost !== null) {
       reply.header('connection', 'close');
-      done(new ApiError('malformed_request', 'An HTTP/1.1 request must carry a Host header'));
+      done(new ApiError('malformed_request', badHost));
       return;
     }
     const cfg = request.routeOptions.config;

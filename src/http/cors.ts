@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { hostProblem } from './problem.js';
 
 /** What the API lets a browser page on another origin send and read. */
 export interface CorsPolicy {
@@ -43,11 +44,9 @@ export function registerCors(app: FastifyInstance, policy: CorsPolicy): void {
       }
     }
     answer(request, reply);
-    // No Host on HTTP/1.1: not a request to answer, a preflight included (app.ts refuses it).
-    if (
-      request.headers.origin === undefined ||
-      (request.headers.host === undefined && request.raw.httpVersion === '1.1')
-    ) {
+    // No Host on HTTP/1.1, two, or one that is no host: not a request to answer, a preflight
+    // included (app.ts refuses it).
+    if (request.headers.origin === undefined || hostProblem(request) !== null) {
       done();
       return;
     }

@@ -39,6 +39,12 @@ describe('serving the Playground', () => {
       'no-cache',
     );
     expect((await app.inject({ method: 'GET', url: '/playground/assets/gone.js' })).statusCode).toBe(404);
+    // A path through assets/ that resolves outside it is no hashed asset: not cached for a year
+    // (`assets/..%2findex.html` pinned the app's page in a browser's cache).
+    for (const url of ['/playground/assets/..%2findex.html', '/playground/assets/%2e%2e/robots.txt']) {
+      const res = await app.inject({ method: 'GET', url });
+      expect([res.statusCode, res.headers['cache-control']], url).toEqual([200, 'no-cache']);
+    }
     for (const url of ['/playground/../package.json', '/playground/%2e%2e/%2e%2e/etc/passwd']) {
       const res = await app.inject({ method: 'GET', url });
       expect(res.body, url).not.toContain('root:');

@@ -1,5 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
-import { extname, resolve, sep } from 'node:path';
+import { extname, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance, FastifyReply } from 'fastify';
@@ -58,8 +58,9 @@ export async function playground(app: FastifyInstance, options: PlaygroundOption
     const file = resolve(root, rel);
     const inside = file.startsWith(root + sep);
     if (rel && inside && existsSync(file) && statSync(file).isFile()) {
-      // Vite names assets by content hash: they never change under one name.
-      const immutable = rel.startsWith('assets/');
+      // Vite names assets by content hash: they never change under one name. Judged on the file
+      // the path resolves to (`assets/..%2findex.html` is the app's page, to be revalidated).
+      const immutable = relative(root, file).startsWith(`assets${sep}`);
       // The policy on every file: `/playground/index.html` is the app too (no framing by others).
       return reply
         .header('content-security-policy', CSP)

@@ -257,10 +257,35 @@ export function answerClientError(err: Error & { code?: string }, socket: Socket
   if (socket.writable) {
     const body = JSON.stringify(toProblem(apiError, requestId));
     socket.write(
-      `HTTP/1.1 ${apiError.status} ${STATUS_CODES[apiError.status]}\r\nContent-Type: ${PROBLEM_TYPE}\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
+      // Date, as every answer of an origin server with a clock (RFC 9110 §6.6.1).
+      `HTTP/1.1 ${apiError.status} ${STATUS_CODES[apiError.status]}\r\nDate: ${new Date().toUTCString()}\r\n` +
+        `Content-Type: ${PROBLEM_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `x-request-id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
     );
   }
   socket.destroy();
   return apiError.status;
+}
+
+/** A Host header's value: a host name or address, and a port (RFC 3986's reg-name, IP-literal, port). */
+const HOST_VALUE = /^[A-Za-z0-9\-._~!$&'()*+,;=%:[\]]+$/;
+
+/**
+ * Why a request's Host header makes it no request to answer (400 `malformed_request`, RFC 9112
+ * §3.2), or null: an HTTP/1.1 request without one, one with two (Node keeps the first, where a
+ * proxy in front may route by the other), or one that is no host (`a b`, `x/y`).
+ */
+export function hostProblem(request: FastifyRequest): string | null {
+  const host = request.headers.host;
+  if (host === undefined)
+    return request.raw.httpVersion === '1.1' ? 'An HTTP/1.1 request must carry a Host header' : null;
+  const raw = request.raw.rawHeaders;
+  let lines = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 4 && (name === 'Host' || name === 'host' || name.toLowerCase() === 'host')) lines++;
+  }
+  if (lines > 1) return 'A request must carry one Host header, not more';
+  if (!HOST_VALUE.test(host)) return 'The Host header must be a host name or address, and a port';
+  return null;
 }
