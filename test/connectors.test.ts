@@ -841,7 +841,7 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect((await t.call('GET', one, { token: reader })).headers.vary).toBe('Origin, Authorization');
   });
 
-  it('webhook: another system pushes values to its signed URL, without a token; anything else is 401', async () => {
+  it('webhook: another system pushes values to its signed URL, without a token; another method is 405, anything else 401', async () => {
     const hook = await connector({ kind: 'webhook', config: {}, secret: null, name: 'Support desk' });
     const url = hook.webhook_url as string;
     expect(url).toMatch(
@@ -862,6 +862,16 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(res.statusCode, res.body).toBe(200);
     expect(res.json()).toMatchObject({ id: hook.id, last_sync_status: 'ok', last_value: 118_500 });
     expect(await get(`${kr.basePath}/${a.id}`)).toMatchObject({ current: 118_500, version: 2 });
+    // Another method at its URL is 405 naming POST, not a 401 asking a caller who signs for a token.
+    for (const method of ['GET', 'PUT', 'DELETE'] as const) {
+      const wrong = await t.app.inject({ method, url });
+      expect([method, wrong.statusCode, wrong.json().code, wrong.headers.allow]).toEqual([
+        method,
+        405,
+        'method_not_allowed',
+        'POST, OPTIONS',
+      ]);
+    }
     expect((await push(url, { value: 'lots' })).statusCode).toBe(400);
     expect((await push(url, {})).json().errors).toEqual([expect.objectContaining({ path: '/value' })]);
 

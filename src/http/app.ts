@@ -405,11 +405,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // The methods each route answers, for a 405's Allow: the router finds a path's route only
   // with its method, so a path that some route answers with another method is known from these.
   const routeMethods: { pattern: RegExp; method: string }[] = [];
+  /** The paths of signed operations (a webhook), which their callers reach without a token. */
+  const signedPaths: RegExp[] = [];
   app.addHook('onRoute', (route) => {
     if (route.url.includes('*')) return;
     const escaped = route.url.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/:[^/]+/g, '[^/]+');
     const pattern = new RegExp(`^${escaped}/?$`);
     for (const method of [route.method].flat()) routeMethods.push({ pattern, method });
+    if ((route.config as { signed?: unknown } | undefined)?.signed) signedPaths.push(pattern);
   });
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0];
@@ -453,7 +456,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       // Unknown /api/v1 routes still need a token: an anonymous caller learns nothing.
       // The route's own path, as declared (the URL may end in a slash the router ignores).
       const route = request.routeOptions.url ?? path;
-      if (!path.startsWith('/api/v1/') || PUBLIC_API.has(route) || request.method === 'OPTIONS') {
+      // A signed operation's path, in another method: 405 with Allow (the not-found handler),
+      // not a 401 asking its caller, who signs and has no token, for one.
+      if (
+        !path.startsWith('/api/v1/') ||
+        PUBLIC_API.has(route) ||
+        request.method === 'OPTIONS' ||
+        signedPaths.some((signed) => signed.test(path))
+      ) {
         done();
         return;
       }
