@@ -78,7 +78,13 @@ export class ContractChecker {
   /** Every way the response breaks the document; empty when it conforms. */
   problems(res: CheckedResponse): string[] {
     // The server's router ignores a trailing slash: so does the check.
-    const path = res.url.split('?')[0].replace(/(.)\/$/, '$1');
+    // As the router reads it: escapes decoded (`%63ycles` is `cycles`), but an escaped slash.
+    const raw = res.url.split('?')[0];
+    let decoded = raw;
+    try {
+      decoded = decodeURIComponent(raw.replace(/%2f/gi, '%252F'));
+    } catch {}
+    const path = decoded.replace(/(.)\/$/, '$1');
     const method = res.method.toLowerCase();
     const where = `${res.method} ${path} → ${res.status}`;
     if (method === 'options' || method === 'head') return [];

@@ -469,6 +469,12 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
     }
     const missing = await t.call('GET', '/api/v1/okr/nothing', { token });
     expect([missing.status, missing.body.code]).toEqual([404, 'route_not_found']);
+    // An empty segment, which the router reads as an id, names no row's path (it was "No Cycle
+    // with id " and a blank).
+    for (const method of ['GET', 'PATCH', 'DELETE'] as const) {
+      const empty = await t.call(method, '/api/v1/okr/cycles//', { token, body: method === 'PATCH' ? {} : undefined });
+      expect([method, empty.status, empty.body.code]).toEqual([method, 404, 'route_not_found']);
+    }
   });
 
   it.each([
@@ -477,6 +483,9 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
     ['PUT', `/api/v1/okr/objectives/obj_01ARZ3NDEKTSV4RRFFQ69G5FAV`, 'DELETE,GET,HEAD,OPTIONS,PATCH'],
     ['GET', `/api/v1/okr/key-results/kr_01ARZ3NDEKTSV4RRFFQ69G5FAV/restore`, 'OPTIONS,POST'],
     ['POST', '/api/v1/manifest', 'GET,HEAD,OPTIONS'],
+    // Escaped as the router reads it (`%63` is `c`): it was 404 route_not_found with no Allow.
+    ['PUT', '/api/v1/okr/%63ycles', 'GET,HEAD,OPTIONS,POST'],
+    ['GET', '/api/v1/okr/cycles/cyc_01ARZ3NDEKTSV4RRFFQ69G5FAV/%72estore', 'OPTIONS,POST'],
   ])('%s %s: 405 method_not_allowed with Allow: %s', async (method, url, allow) => {
     const res = await t.call(method, url, { token, body: method === 'GET' ? undefined : {} });
     expect([res.status, res.body.code, res.headers['content-type']]).toEqual([

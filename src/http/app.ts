@@ -416,7 +416,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0];
-    const allow = [...new Set(routeMethods.filter((r) => r.pattern.test(path)).map((r) => r.method))];
+    // Read as the router reads it (`/h%65althz` is `/healthz`), an escaped slash kept inside its
+    // segment: else one path was both a route's (GET) and no route's (PUT: 404, no Allow).
+    const routed = routerPath(path);
+    const allow = [...new Set(routeMethods.filter((r) => r.pattern.test(routed)).map((r) => r.method))];
     if (allow.length === 0) {
       return sendProblem(request, reply, new ApiError('route_not_found', `No route ${request.method} ${path}`));
     }
@@ -704,4 +707,13 @@ function authorizationLines(raw: readonly string[]): number {
       n++;
   }
   return n;
+}
+
+/** A URL's path as the router matches it: escapes decoded, but an escaped slash (`%2F`), which stays inside its segment. */
+function routerPath(path: string): string {
+  try {
+    return decodeURIComponent(path.replace(/%2f/gi, '%252F'));
+  } catch {
+    return path;
+  }
 }

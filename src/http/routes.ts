@@ -51,6 +51,8 @@ function allowOnly(query: Query, allowed: readonly string[]): void {
  * text): 404 as any missing id, on both stores.
  */
 function rowId(resource: Resource, id: string): string {
+  // An empty segment (`…/cycles//`, which the router reads as an id) names no row's path.
+  if (id === '') throw new ApiError('route_not_found', `No route: ${resource.basePath}/ names no ${resource.name}`);
   if (id.includes('\u0000')) throw new ApiError('not_found', `No ${resource.name} with id ${JSON.stringify(id)}`);
   return id;
 }
