@@ -28,4 +28,5 @@ export interface Run {
   checks: { check: string; first?: number | null; [key: string]: unknown }[];
   [key: string]: unknown;
 }
+export function judge(rows: Row[]): void;
 export function baselineOf(runs: Run[], note?: string): Run;

@@ -71,6 +71,22 @@ const COMPARISON_FIELDS = ['baseline_ratio', 'vs_baseline', 'cpu_vs_baseline', '
  * was (quick runs differ from one to the next; the median keeps one run's spell out). The
  * comparison with the baseline before is left out.
  */
+/**
+ * Sets each row's `met`, and first each PostgreSQL row's target: half the SQLite ratio of the same
+ * scenario. A row whose answers were not all 2xx (either server's) measured something else: not met.
+ */
+export function judge(rows) {
+  for (const row of rows) {
+    if (row.store === 'postgres') {
+      const lite = rows.find(
+        (r) => r.store === 'sqlite' && r.scenario.replace('(sqlite)', '') === row.scenario.replace('(postgres)', ''),
+      );
+      if (lite) row.target = lite.ratio / 2;
+    }
+    row.met = row.ratio >= row.target && !row.errors && !row.bare_errors;
+  }
+}
+
 export function baselineOf(runs, note) {
   if (runs.length === 0) throw new Error('no runs to take a baseline from');
   const strip = (row) => Object.fromEntries(Object.entries(row).filter(([k]) => !COMPARISON_FIELDS.includes(k)));
@@ -83,17 +99,8 @@ export function baselineOf(runs, note) {
       ),
     ),
   );
-  // Each PostgreSQL row's target is half the SQLite ratio of the same scenario: of the SQLite row
-  // taken here, which may be another run's than the one its target was set against.
-  for (const row of rows) {
-    if (row.store !== 'postgres') continue;
-    const lite = rows.find(
-      (r) => r.store === 'sqlite' && r.scenario.replace('(sqlite)', '') === row.scenario.replace('(postgres)', ''),
-    );
-    if (!lite) continue;
-    row.target = lite.ratio / 2;
-    row.met = row.ratio >= row.target && !row.errors && !row.bare_errors;
-  }
+  // Of the SQLite rows taken here, which may be other runs' than the ones their targets were set against.
+  judge(rows);
   const checks = first.checks.map((c) =>
     middle(
       runs.map((run) => run.checks.find((x) => x.check === c.check) ?? c),

@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { mintToken } from '../dist/core/auth.js';
-import { compareWithBaseline, formatDelta, machineNote, median } from './compare.js';
+import { compareWithBaseline, formatDelta, judge, machineNote, median } from './compare.js';
 import { canProfile, formatProfile, perfWrap, readProfile } from './profile.js';
 import { SUB, seeder } from './seed.js';
 
@@ -655,18 +655,9 @@ async function main() {
     }
   }
 
-  for (const row of results.rows) {
-    if (row.store === 'postgres') {
-      const lite = results.rows.find(
-        (r) => r.store === 'sqlite' && r.scenario.replace('(sqlite)', '') === row.scenario.replace('(postgres)', ''),
-      );
-      row.target = lite ? lite.ratio / 2 : row.target;
-    }
-    // A row whose answers were not all 2xx (either server's) measured something else: not met.
-    row.met = row.ratio >= row.target && row.errors === 0 && row.bare_errors === 0;
-    // The CPU per request that would meet the target, given this run's bare server.
-    if (row.profile) row.profile.budget_us = row.bare_cpu_us / row.target;
-  }
+  judge(results.rows);
+  // The CPU per request that would meet each target, given this run's bare server.
+  for (const row of results.rows) if (row.profile) row.profile.budget_us = row.bare_cpu_us / row.target;
   const get = results.rows.find((r) => r.scenario === 'GET one key result (sqlite)');
   const list = results.rows.find((r) => r.scenario === 'LIST 50 key results (sqlite)');
   // `second`: the bare server's p99 in the same rounds (the machine's own jitter).

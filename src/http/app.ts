@@ -22,7 +22,7 @@ import { registerManifestRoute } from './manifest.js';
 import { registerMetrics } from './metrics.js';
 import { registerOpenApiRoute } from './openapi.js';
 import { playground } from './playground.js';
-import { answerClientError, hostProblem, PROBLEM_TYPE, sendProblem, toProblem } from './problem.js';
+import { answerClientError, headerLines, hostProblem, PROBLEM_TYPE, sendProblem, toProblem } from './problem.js';
 import { problemDocs } from './problem-docs.js';
 import { parseQueryString } from './querystring.js';
 import { RATE_LIMIT_HEADERS, RateLimiter, rateLimitKey } from './rate-limit.js';
@@ -447,7 +447,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       );
       return;
     }
-    const badHost = hostProblem(request);
+    const lines = headerLines(request.raw.rawHeaders);
+    const badHost = hostProblem(request, lines);
     if (badHost !== null) {
       reply.header('connection', 'close');
       done(new ApiError('malformed_request', badHost));
@@ -542,7 +543,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const header = request.headers.authorization;
       const m = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
       if (!m) throw new ApiError('unauthenticated', 'Send Authorization: Bearer <JWT>');
-      if (authorizationLines(request.raw.rawHeaders) > 1) {
+      if (lines.authorization > 1) {
         // Node keeps the first of them: a proxy that reads the last would see another caller.
         const message = 'must be one header: a request with more names more than one caller';
         throw new ApiError('invalid_header', `Authorization: ${message}`, {
@@ -692,21 +693,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     );
   }
   return app;
-}
-
-/** How many Authorization lines a request's headers hold (Node's `headers` keeps only the first). */
-function authorizationLines(raw: readonly string[]): number {
-  let n = 0;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string;
-    // The two usual spellings without a lower-cased copy: this runs for every call.
-    if (
-      name.length === 13 &&
-      (name === 'Authorization' || name === 'authorization' || name.toLowerCase() === 'authorization')
-    )
-      n++;
-  }
-  return n;
 }
 
 /** A URL's path as the router matches it: escapes decoded, but an escaped slash (`%2F`), which stays inside its segment. */

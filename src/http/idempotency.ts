@@ -38,6 +38,11 @@ interface Claim {
   claimedAt: string;
 }
 
+/** A request's fingerprint from its body's text: method, path, caller and body, hashed. */
+function requestHash(method: string, url: string, principal: Principal, text: string): string {
+  return createHash('sha256').update(`${method} ${url}\n${principal.sub}\n${text}`).digest('base64url');
+}
+
 /** A JSON value with every object's members in one order (by name), arrays as they are. */
 function sortedMembers(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortedMembers);
@@ -99,7 +104,7 @@ export class Idempotency {
         : body instanceof MalformedBody
           ? `\u0000${body.text}`
           : JSON.stringify(sortedMembers(body));
-    return createHash('sha256').update(`${method} ${url}\n${principal.sub}\n${text}`).digest('base64url');
+    return requestHash(method, url, principal, text);
   }
 
   /**
@@ -112,7 +117,7 @@ export class Idempotency {
     if (body === undefined || body instanceof MalformedBody) return null;
     const asSent = JSON.stringify(body);
     if (asSent === JSON.stringify(sortedMembers(body))) return null;
-    return createHash('sha256').update(`${method} ${url}\n${principal.sub}\n${asSent}`).digest('base64url');
+    return requestHash(method, url, principal, asSent);
   }
 
   /** Claims the key, or answers the replay (or throws 409/422). */

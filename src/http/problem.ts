@@ -271,21 +271,40 @@ export function answerClientError(err: Error & { code?: string }, socket: Socket
 const HOST_VALUE = /^[A-Za-z0-9\-._~!$&'()*+,;=%:[\]]+$/;
 
 /**
+ * How many `Host` and `Authorization` lines a request's headers hold (Node's `headers` keeps only
+ * the first of each), in one pass: every request is checked for both. The usual spellings are
+ * compared before any lower-cased copy is made.
+ */
+export function headerLines(raw: readonly string[]): { host: number; authorization: number } {
+  let host = 0;
+  let authorization = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 4) {
+      if (name === 'Host' || name === 'host' || name.toLowerCase() === 'host') host++;
+    } else if (name.length === 13) {
+      if (name === 'Authorization' || name === 'authorization' || name.toLowerCase() === 'authorization') {
+        authorization++;
+      }
+    }
+  }
+  return { host, authorization };
+}
+
+/**
  * Why a request's Host header makes it no request to answer (400 `malformed_request`, RFC 9112
  * §3.2), or null: an HTTP/1.1 request without one, one with two (Node keeps the first, where a
- * proxy in front may route by the other), or one that is no host (`a b`, `x/y`).
+ * proxy in front may route by the other), or one that is no host (`a b`, `x/y`). `lines`: the
+ * request's headerLines, where the caller counted them already.
  */
-export function hostProblem(request: FastifyRequest): string | null {
+export function hostProblem(
+  request: FastifyRequest,
+  lines: { host: number } = headerLines(request.raw.rawHeaders),
+): string | null {
   const host = request.headers.host;
   if (host === undefined)
     return request.raw.httpVersion === '1.1' ? 'An HTTP/1.1 request must carry a Host header' : null;
-  const raw = request.raw.rawHeaders;
-  let lines = 0;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string;
-    if (name.length === 4 && (name === 'Host' || name === 'host' || name.toLowerCase() === 'host')) lines++;
-  }
-  if (lines > 1) return 'A request must carry one Host header, not more';
+  if (lines.host > 1) return 'A request must carry one Host header, not more';
   if (!HOST_VALUE.test(host)) return 'The Host header must be a host name or address, and a port';
   return null;
 }

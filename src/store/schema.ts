@@ -232,14 +232,15 @@ async function refold(db: DB, resources: readonly Resource[], existing: Map<stri
 
 /**
  * Brings the columns of rows stored under an older schema version to what their upgrade on read
- * answers, for the fields a write sending null now gives the default (nullDefaultedFields):
- * builds before stored the null (or had no such column, added NULL by this migration), and lists
- * filter, sort and roll up on columns, not on the upgraded document. Only those columns change:
+ * answers, for the fields a write sending null now gives the default (nullDefaultedFields), then
+ * for the columns the upgrade derives again (ResourceOptions.upgradedColumns): builds before
+ * stored the null (or had no such column, added NULL by this migration), or a value the upgrade
+ * replaces, and lists filter, sort and roll up on columns, not on the upgraded document. Only those columns change:
  * an older row is answered from its columns through the upgrade hook (never from its stored
  * document), so no answer, version or ETag changes; its next write stores it whole at the current
- * version. Looked for with a read first, so a migration with nothing to do writes nothing.
+ * version. Nulls are looked for with a read first, so a migration with none to fill writes none.
  */
-async function fillNullColumns(
+async function upgradeColumns(
   store: Store,
   db: DB,
   resources: readonly Resource[],
@@ -249,16 +250,16 @@ async function fillNullColumns(
     // A table created by this migration has no rows.
     if (!existing.has(resource.table)) continue;
     const fields = nullDefaultedFields(resource);
-    if (fields.length === 0) continue;
-    const found = await db
-      .selectFrom(resource.table)
-      .select('id')
-      .where('schema_version', '<', resource.schemaVersion)
-      .where((eb) => eb.or(fields.map(([name]) => eb(name, 'is', null))))
-      .limit(1)
-      .executeTakeFirst();
-    if (!found) continue;
-    for (const [name, field] of fields) {
+    const found =
+      fields.length > 0 &&
+      (await db
+        .selectFrom(resource.table)
+        .select('id')
+        .where('schema_version', '<', resource.schemaVersion)
+        .where((eb) => eb.or(fields.map(([name]) => eb(name, 'is', null))))
+        .limit(1)
+        .executeTakeFirst());
+    for (const [name, field] of found ? fields : []) {
       await db
         .updateTable(resource.table)
         .set({ [name]: store.encode(field, field.default) })
@@ -266,27 +267,14 @@ async function fillNullColumns(
         .where('schema_version', '<', resource.schemaVersion)
         .execute();
     }
-  }
-}
-
-/**
- * The columns an older row's upgrade derives again (ResourceOptions.upgradedColumns), set on the
- * rows stored under an older schema version that need it: as fillNullColumns, only columns
- * change, so no answer, version or ETag does.
- */
-async function setUpgradedColumns(
-  db: DB,
-  resources: readonly Resource[],
-  existing: Map<string, Set<string>>,
-): Promise<void> {
-  for (const resource of resources) {
-    if (!existing.has(resource.table)) continue;
+    // Then the columns its upgrade derives again (ResourceOptions.upgradedColumns), from the
+    // defaults just set (a key result's direction from a metric_type that was null).
     for (const { column, set, where } of resource.upgradedColumns ?? []) {
       await db
         .updateTable(resource.table)
         .set({ [column]: sql.raw(set) })
-        .where('schema_version', '<', resource.schemaVersion)
         .where(sql.raw<boolean>(where))
+        .where('schema_version', '<', resource.schemaVersion)
         .execute();
     }
   }
@@ -368,8 +356,7 @@ export async function migrate(store: Store, resources: readonly Resource[]): Pro
     await ensureTable(db, idempotencyTable(store), existing, indexes);
     await ensureTable(db, metaTable(store), existing, indexes);
     await refold(db, resources, existing);
-    await fillNullColumns(store, db, resources, existing);
-    await setUpgradedColumns(db, resources, existing);
+    await upgradeColumns(store, db, resources, existing);
   };
   if (store.kind === 'postgres') {
     await store.db.transaction().execute(async (trx) => {
