@@ -494,6 +494,10 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
       'application/problem+json; charset=utf-8',
     ]);
     expect(String(res.headers.allow).split(', ').sort().join(',')).toBe(allow);
+    // RFC 5789 §3.1: a path that takes PATCH says in what forms.
+    expect(res.headers['accept-patch']).toBe(
+      allow.includes('PATCH') ? 'application/merge-patch+json, application/json' : undefined,
+    );
     // An unknown /api/v1 route still asks for a token first.
     expect((await t.call(method, url, { token: null, body: method === 'GET' ? undefined : {} })).status).toBe(
       url.endsWith('manifest') ? 405 : 401,
@@ -506,6 +510,24 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
       204,
       'GET,HEAD,OPTIONS,POST',
     ]);
+    expect(known.headers['accept-patch']).toBeUndefined();
+    const one = await t.app.inject({ method: 'OPTIONS', url: '/api/v1/okr/cycles/cyc_01ARZ3NDEKTSV4RRFFQ69G5FAV' });
+    expect([one.statusCode, one.headers['accept-patch']]).toEqual([
+      204,
+      'application/merge-patch+json, application/json',
+    ]);
+    // The Playground answers every path under /playground (a deep link is the app): other
+    // methods there are 405, not 404.
+    for (const url of ['/playground', '/playground/okr/key-results', '/playground/assets/x.js']) {
+      const put = await t.app.inject({ method: 'PUT', url });
+      expect([url, put.statusCode, put.json().code, put.headers.allow]).toEqual([
+        url,
+        405,
+        'method_not_allowed',
+        'GET, HEAD, OPTIONS',
+      ]);
+      expect((await t.app.inject({ method: 'OPTIONS', url })).statusCode).toBe(204);
+    }
     const unknown = await t.app.inject({ method: 'OPTIONS', url: '/nowhere' });
     expect([unknown.statusCode, unknown.json().code]).toEqual([404, 'route_not_found']);
     const query = await t.app.inject({ method: 'QUERY', url: '/healthz' });

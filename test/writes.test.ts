@@ -50,6 +50,21 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect((await t.call('GET', url(doc), { headers: { 'if-none-match': '"abc", "1",' } })).status).toBe(304);
     });
 
+    it('HEAD: the 200 has the GET body length; a 304 has no Content-Length (RFC 9110 §8.6)', async () => {
+      const doc = await t.create(resource, token);
+      const get = await t.call('GET', url(doc));
+      const head = await t.call('HEAD', url(doc));
+      expect([head.status, head.raw, head.headers['content-length']]).toEqual([
+        200,
+        '',
+        String(Buffer.byteLength(get.raw)),
+      ]);
+      for (const method of ['GET', 'HEAD'] as const) {
+        const hit = await t.call(method, url(doc), { headers: { 'if-none-match': '"1"' } });
+        expect([hit.status, hit.headers.etag, hit.headers['content-length']], method).toEqual([304, '"1"', undefined]);
+      }
+    });
+
     it('answers 412 to a GET whose If-Match names another version (RFC 9110 §13.1.1), before 304', async () => {
       const doc = await t.create(resource, token);
       const miss = await t.call('GET', url(doc), { headers: { 'if-match': '"9"', 'if-none-match': '"1"' } });
@@ -307,8 +322,14 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       const text = { 'content-type': 'text/plain', ...key('media') };
       const refused = await t.call('PATCH', url, { payload: 'name=x', headers: text });
       expect([refused.status, refused.body.code]).toEqual([415, 'unsupported_media_type']);
+      // RFC 5789 §2.2: a PATCH's 415 names the types a patch may come in.
+      expect(refused.headers['accept-patch']).toBe('application/merge-patch+json, application/json');
       const replay = await t.call('PATCH', url, { payload: 'name=x', headers: text });
-      expect([replay.status, replay.headers['idempotent-replayed']]).toEqual([415, 'true']);
+      expect([replay.status, replay.headers['idempotent-replayed'], replay.headers['accept-patch']]).toEqual([
+        415,
+        'true',
+        'application/merge-patch+json, application/json',
+      ]);
       const json = await t.call('PATCH', url, { body: { name: 'other' }, headers: key('media') });
       expect([json.status, json.body.code]).toEqual([422, 'idempotency_key_reused']);
       // The same bytes as another type are another request.
@@ -338,6 +359,8 @@ describe.each(storeKinds)('writes on %s', (kind) => {
         });
         expect([coding, res.status, res.body.code]).toEqual([coding, 415, 'unsupported_media_type']);
         expect(res.body.detail).toBe(`Content-Encoding ${coding} is not accepted: send the body uncompressed`);
+        // RFC 9110 §12.5.3: no content coding is taken.
+        expect([res.headers['accept-encoding'], res.headers['accept-patch']]).toEqual(['identity', undefined]);
       }
       expect(await countRows(t, cycles)).toBe(before);
       for (const identity of ['identity', 'Identity, identity']) {

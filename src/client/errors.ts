@@ -1,4 +1,6 @@
-import type { ErrorCode } from '../core/errors.js';
+import type { ErrorCode, FieldErrorCode } from '../core/errors.js';
+
+export type { ErrorCode, FieldErrorCode };
 
 /** An RFC 9457 problem document as the API answers it. */
 export interface Problem {
@@ -9,8 +11,8 @@ export interface Problem {
   /** Stable, snake_case: see docs/errors.md. */
   code: ErrorCode;
   request_id: string;
-  /** Field problems: `path` is a JSON Pointer into the body, or a parameter name. */
-  errors?: { path: string; code: string; message: string }[];
+  /** Field problems: `path` is a JSON Pointer into the body, or a parameter name; `code` as docs/errors.md lists. */
+  errors?: { path: string; code: FieldErrorCode; message: string }[];
   /** Extra members, e.g. `current_version` on a `version_conflict`. */
   [extra: string]: unknown;
 }

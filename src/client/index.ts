@@ -10,6 +10,8 @@ export {
   AuthenticationError,
   BadRequestError,
   ConflictError,
+  type ErrorCode,
+  type FieldErrorCode,
   InternalServerError,
   NotFoundError,
   NotModifiedError,

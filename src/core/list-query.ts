@@ -131,6 +131,8 @@ function parseValue(param: string, field: AnyField, raw: string): unknown {
       return new Date(raw).toISOString(); // to the millisecond, finer digits cut (see `datetimeFilters`)
     default:
       if (field.enum && !field.enum.includes(raw)) throw bad(param, `must be one of: ${field.enum.join(', ')}`);
+      // No row holds an empty id or text (a field left empty is null): it would match nothing.
+      if (raw === '') throw bad(param, 'is empty, which no row holds: leave it out to match any value');
       return raw;
   }
 }

@@ -61,6 +61,8 @@ export interface AppOptions {
 }
 
 export const BODY_LIMIT = 1024 * 1024;
+/** The media types a PATCH takes (a merge patch either way, RFC 7396). */
+const ACCEPT_PATCH = 'application/merge-patch+json, application/json';
 
 /**
  * Query parameters the request log masks, in any letter case: a signed URL's signature, and the
@@ -102,6 +104,17 @@ const PUBLIC_API = new Set(['/api/v1/manifest', '/api/v1/openapi.json', '/api/v1
  * Builds the Fastify application (it never listens: the CLI or a test decides that).
  * @example const app = await buildApp({ config: loadConfig() }); await app.listen({ port: 8080 });
  */
+/** The last of a HEAD route's onSend hooks: a 304 carries no Content-Length (see the onRoute hook). */
+function headNotModified(
+  _request: FastifyRequest,
+  reply: FastifyReply,
+  payload: unknown,
+  done: (err: null, payload: unknown) => void,
+) {
+  if (reply.statusCode === 304) reply.removeHeader('content-length');
+  done(null, payload);
+}
+
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
   const clock = options.clock ?? systemClock;
@@ -323,11 +336,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // same bytes as another type, or as JSON that did not parse, are another request), and is never
   // blank: spaces sent as text/plain are a body of another type, not none.
   const mediaType = (request: FastifyRequest) => String(request.headers['content-type'] ?? '').split(';')[0];
-  const unsupported = (request: FastifyRequest, body: Buffer, detail: string) =>
+  // The 415 says what would be taken: a PATCH's types (RFC 5789 §2.2), or no content coding
+  // (RFC 9110 §12.5.3: an encoded body is refused whatever its type).
+  const unsupported = (request: FastifyRequest, body: Buffer, detail: string, encoded = false) =>
     new MalformedBody(
       detail,
       `\u0001${mediaType(request)}\u0001${body.toString('base64')}`,
-      new ApiError('unsupported_media_type', detail),
+      new ApiError('unsupported_media_type', detail, {
+        headers: encoded
+          ? { 'accept-encoding': 'identity' }
+          : request.method === 'PATCH'
+            ? { 'accept-patch': ACCEPT_PATCH }
+            : undefined,
+      }),
     );
   // A body in a content coding (gzip, br) is 415 as RFC 9110 §8.4.1 has it: the server reads
   // none, and read as is such bytes were 400 "not UTF-8" (or, if they were JSON, taken as it).
@@ -341,7 +362,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const parseBody = (request: FastifyRequest, body: Buffer, done: (err: Error | null, body?: unknown) => void) => {
     const encoded = body.length > 0 ? coding(request) : null;
     if (encoded !== null) {
-      done(null, unsupported(request, body, `Content-Encoding ${encoded} is not accepted: send the body uncompressed`));
+      done(
+        null,
+        unsupported(request, body, `Content-Encoding ${encoded} is not accepted: send the body uncompressed`, true),
+      );
       return;
     }
     parseUtf8Json(request, body, done);
@@ -408,8 +432,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   /** The paths of signed operations (a webhook), which their callers reach without a token. */
   const signedPaths: RegExp[] = [];
   app.addHook('onRoute', (route) => {
-    if (route.url.includes('*')) return;
-    const escaped = route.url.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/:[^/]+/g, '[^/]+');
+    // Fastify's own HEAD route gives every answer the length of what it sends, a 304's `0`; RFC
+    // 9110 §8.6 allows a 304 no Content-Length but the 200's. This runs after its handler.
+    if (route.method === 'HEAD' && route.onSend) route.onSend = [route.onSend, headNotModified].flat();
+    const escaped = route.url
+      .replace(/[.+?^${}()|[\]\\]/g, '\\$&')
+      .replace(/:[^/]+/g, '[^/]+')
+      .replace('*', '.*'); // a wildcard route (`/playground/*`) answers every path under it
     const pattern = new RegExp(`^${escaped}/?$`);
     for (const method of [route.method].flat()) routeMethods.push({ pattern, method });
     if ((route.config as { signed?: unknown } | undefined)?.signed) signedPaths.push(pattern);
@@ -426,6 +455,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // Every path a route answers takes OPTIONS too (a CORS preflight is answered before this).
     allow.push('OPTIONS');
     reply.header('allow', allow.join(', '));
+    // RFC 5789 §3.1: a resource that takes PATCH says in what forms.
+    if (allow.includes('PATCH')) reply.header('accept-patch', ACCEPT_PATCH);
     if (request.method === 'OPTIONS') return reply.code(204).send();
     return sendProblem(
       request,

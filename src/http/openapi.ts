@@ -175,6 +175,15 @@ function problemResponses(): Record<string, Json> {
     // 409: a request with the same Idempotency-Key still running (idempotency_in_flight).
     if (status === '409' || status === '429' || status === '503') headers['Retry-After'] = ref('headers', 'RetryAfter');
     if (status === '405') headers.Allow = { description: 'The methods the path takes.', schema: { type: 'string' } };
+    // RFC 5789: a path that takes PATCH names the media types its patches come in.
+    if (status === '405' || status === '415') headers['Accept-Patch'] = ref('headers', 'AcceptPatch');
+    // RFC 9110 §12.5.3: a body sent in a content coding is refused; none is taken.
+    if (status === '415') {
+      headers['Accept-Encoding'] = {
+        description: 'When the body came in a content coding (gzip, br): none is taken.',
+        schema: { const: 'identity' },
+      };
+    }
     // RFC 6750 §3: the bare challenge without credentials; the error (and the scope needed) else.
     if (status === '401') {
       headers['WWW-Authenticate'] = { schema: { enum: ['Bearer', 'Bearer error="invalid_token"'] } };
@@ -810,6 +819,11 @@ export function buildOpenApi(modules: readonly ModuleDef[], options: OpenApiOpti
             "The entity tag of this document's bytes: send it as If-None-Match to have 304 while it is unchanged.",
           required: true,
           schema: { type: 'string' },
+        },
+        AcceptPatch: {
+          description:
+            'On a path that takes PATCH: the media types a patch may come in (a JSON merge patch, RFC 7396).',
+          schema: { type: 'string', const: 'application/merge-patch+json, application/json' },
         },
         IdempotentReplayed: {
           description: '`true` when this answer is the replay of an earlier request with the same Idempotency-Key.',

@@ -2,7 +2,7 @@
  * Type-level test of the SDK, compiled by `tsc -p test/types` (part of `npm run typecheck`):
  * every `@ts-expect-error` line must fail to compile, and everything else must compile.
  */
-import type { Client, Schemas } from '../../src/client/index.js';
+import type { Client, ErrorCode, FieldErrorCode, Problem, Schemas } from '../../src/client/index.js';
 import { createClient } from '../../src/client/index.js';
 
 const client: Client = createClient({ baseUrl: 'http://127.0.0.1:8080', token: 'jwt' });
@@ -109,6 +109,16 @@ export async function compiles(): Promise<void> {
 
 export async function rejects(): Promise<void> {
   const kr = await client.okr.keyResults.get('kr_01ARZ3NDEKTSV4RRFFQ69G5FAV');
+
+  // A problem's codes are the registry's (docs/errors.md), its field errors' too.
+  const problem = {} as Problem;
+  const fieldCode: FieldErrorCode | undefined = problem.errors?.[0]?.code;
+  const code: ErrorCode = problem.code;
+  void [fieldCode, code];
+  // @ts-expect-error a field error code the registry does not have
+  if (problem.errors?.[0]?.code === 'no_such_field_code') return;
+  // @ts-expect-error nor a problem code
+  if (problem.code === 'no_such_problem_code') return;
 
   // @ts-expect-error a misspelt field
   await client.okr.keyResults.create({ objective_id: 'obj_x', title: 't', target: 1, targte: 2 });
