@@ -375,6 +375,10 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       expect(await count(`created_at[lte]=${encodeURIComponent(after)}`)).toBe(3);
       expect(await count(`created_at[gte]=${encodeURIComponent(before)}`)).toBe(3);
       expect(await count(`created_at[lt]=${encodeURIComponent(before)}`)).toBe(2);
+      // RFC 3339 takes a fraction of any length (`1*DIGIT`): 13 digits are a time too.
+      const far = mid.replace('Z', '0000000001Z');
+      expect([await count(`created_at=${far}`), await count(`created_at[gte]=${far}`)]).toEqual([0, 2]);
+      expect(await count(`created_at[lte]=${far}`)).toBe(3);
       const end = '9999-12-31T23:59:59.9999Z';
       expect(await count(`created_at[gte]=${end}`)).toBe(0);
       expect(await count(`created_at[lt]=${end}`)).toBe(5);

@@ -14,8 +14,8 @@ import { type AnyField, clientEnum } from './fields.js';
 import type { Doc, HookContext, Resource } from './resource.js';
 
 // RFC 3339 §5.6: hours 00–23, minutes and seconds 00–59 (a leap second is not accepted: V8
-// cannot hold one), offsets within ±23:59.
-const RFC3339 = /^(\d{4}-\d{2}-\d{2})T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/i;
+// cannot hold one), offsets within ±23:59, a fraction of any number of digits (held to the ms).
+const RFC3339 = /^(\d{4}-\d{2}-\d{2})T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/i;
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 /**
  * The instants both stores hold as RFC 3339 text: years 0001–9999 in UTC. PostgreSQL refuses
