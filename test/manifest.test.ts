@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Manifest, ManifestResource } from '../src/core/manifest-types.js';
+import { limitsText, type Manifest, type ManifestResource, requiredUnlessText } from '../src/core/manifest-types.js';
 import type { CustomOperation, Doc } from '../src/core/resource.js';
 import { renderApiMd } from '../src/http/api-md.js';
 import { buildManifest } from '../src/http/manifest.js';
@@ -152,6 +152,35 @@ describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
     expect(fields.data_source.default).toBe('manual');
     expect(fields.owner_id.pattern).toMatch(/^\^usr-/);
     expect(fields.confidence).toMatchObject({ read_only: true, computed: false });
+    // A create may leave a milestone's target out; current and direction are derived.
+    expect(fields.target).toMatchObject({ required_unless: { metric_type: 'milestone' } });
+    expect(fields.target.default_rule).toMatch(/^1 for a milestone/);
+    expect([fields.current.default_rule, fields.title.required_unless]).toEqual(['baseline', null]);
+    expect(fields.direction.default_rule).toMatch(/decrease when target < baseline/);
+    // The bounds the validator holds values to, from the same schema.
+    expect(fields.title.limits).toEqual({ min_length: 1, max_length: 200 });
+    expect(fields.tags.limits).toEqual({ max_items: 32, unique_items: true, item_min_length: 1, item_max_length: 64 });
+    expect(fields.progress_pct.limits).toEqual({ minimum: 0, maximum: 100 });
+    expect(fields.weight.limits).toEqual({ minimum: 0, maximum: 1e15 });
+    expect([fields.status.limits, fields.created_at.limits]).toEqual([null, null]);
+  });
+
+  it('words the bounds and conditions as the schema table shows them', () => {
+    const fields = Object.fromEntries(resourceOf('KeyResult').fields.map((f) => [f.name, f]));
+    expect(limitsText(fields.title)).toBe('1–200 characters');
+    expect(limitsText(fields.unit)).toBe('at most 64 characters');
+    expect(limitsText(fields.tags)).toBe('at most 32 items, each 1–64 characters, no repeats');
+    expect([limitsText(fields.progress_pct), limitsText(fields.weight), limitsText(fields.confidence)]).toEqual([
+      '0–100',
+      '≥ 0',
+      '0–10',
+    ]);
+    // Every number's ±1e15 goes without saying.
+    expect([limitsText(fields.target), limitsText(fields.status)]).toEqual([null, null]);
+    expect(limitsText({ limits: { maximum: 5 } })).toBe('≤ 5');
+    expect(limitsText({ limits: { min_length: 3 } })).toBe('at least 3 characters');
+    expect(requiredUnlessText(fields.target)).toBe('unless metric_type is milestone');
+    expect(requiredUnlessText({ required_unless: { a: 'x', b: 'y' } })).toBe('unless a is x and b is y');
   });
 
   it('lists every resource with its fields in declaration order and its list parameters', () => {

@@ -166,6 +166,21 @@ describe('the OpenAPI document', () => {
     expect(doc.components.schemas.KeyResultCreate.properties.target.type).toEqual(['number', 'null']);
     expect(doc.components.schemas.KeyResultUpdate.properties.target.type).toEqual(['number', 'null']);
     expect(doc.components.schemas.KeyResultUpdate.properties.title.type).toBe('string');
+    // Defaults are the create's: a patch leaves out what it does not change, so an update schema
+    // names none (a generated model filling one in would reset the field on every update).
+    for (const [name, schema] of Object.entries(doc.components.schemas as Record<string, Json>)) {
+      if (!name.endsWith('Update')) continue;
+      for (const [field, property] of Object.entries(schema.properties as Record<string, Json>)) {
+        expect(property.default, `${name}.${field}`).toBeUndefined();
+      }
+    }
+    expect(doc.components.schemas.KeyResultCreate.properties.weight.default).toBe(1);
+    // A default derived from other fields is said in words where a client sends the field.
+    expect(doc.components.schemas.KeyResultCreate.properties.current.description).toBe(
+      'Latest observed value of the metric. Default: baseline.',
+    );
+    expect(doc.components.schemas.KeyResultCreate.properties.direction.description).toContain('Default: from baseline');
+    expect(kr.properties.current.description).toBe('Latest observed value of the metric.');
   });
 
   it('documents the locking and idempotency headers, Location and ETag, and the list parameters', () => {

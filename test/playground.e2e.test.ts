@@ -236,6 +236,15 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
       expect(await row.locator('.notes').textContent(), f.field).toBe(f.notes);
       if (f.enumValues) expect(await row.locator('.enum').textContent(), f.field).toBe(f.enumValues);
     }
+    // What a create may leave out, what it derives, and the bounds the server holds a value to.
+    const cell = (field: string, selector: string) =>
+      page.locator(`[data-testid="schema-table"] tr[data-field="${field}"] ${selector}`).textContent();
+    expect(await cell('target', '.pill-required')).toBe('required unless metric_type is milestone');
+    expect(await cell('current', '[data-testid="default-rule"]')).toBe('Default: baseline');
+    expect(await cell('title', '[data-testid="field-limits"]')).toBe('1–200 characters');
+    expect(await cell('tags', '[data-testid="field-limits"]')).toBe(
+      'at most 32 items, each 1–64 characters, no repeats',
+    );
 
     await page.screenshot({ path: `${SCREENSHOTS}keyresult-1280.png`, fullPage: true });
     await page.setViewportSize({ width: 390, height: 844 });

@@ -70,6 +70,11 @@ export interface FieldSpec<S extends TSchema = TSchema, R extends boolean = bool
    * (if/else); the hooks enforce it.
    */
   readonly requiredUnless?: Readonly<Record<string, string>>;
+  /**
+   * A default a create's hooks derive from other fields, in words (`current`: "baseline"), where
+   * no constant `default` is: shown by the manifest, the Playground and the documents.
+   */
+  readonly defaultRule?: string;
   /** Declared by the platform for every resource. */
   readonly platform: boolean;
   /**
@@ -111,6 +116,8 @@ export interface CommonOptions {
   optionalOnCreate?: boolean;
   /** When a create may leave an `optionalOnCreate` field out (FieldSpec.requiredUnless). */
   requiredUnless?: Readonly<Record<string, string>>;
+  /** A default derived from other fields, in words (FieldSpec.defaultRule). */
+  defaultRule?: string;
   /** Overrides the type label shown in the manifest. */
   type?: string;
   /** A realistic value for docs, the Playground's prefilled bodies and test fixtures. */
@@ -159,6 +166,7 @@ function make<S extends TSchema, O extends CommonOptions>(
     ...(o.credential ? { credential: true } : {}),
     ...(o.optionalOnCreate ? { optionalOnCreate: true } : {}),
     ...(o.requiredUnless ? { requiredUnless: o.requiredUnless } : {}),
+    ...(o.defaultRule ? { defaultRule: o.defaultRule } : {}),
     platform: false,
     ...(o.stored === 'document' ? { inDocument: true } : {}),
     ...(o.example !== undefined ? { example: o.example } : {}),

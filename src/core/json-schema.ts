@@ -23,6 +23,8 @@ export function fieldSchema(field: AnyField, nullable: boolean, input = false): 
   if (field.access === 'read') base.readOnly = true;
   if (field.access === 'writeOnly') base.writeOnly = true;
   if (field.default !== undefined) base.default = field.default;
+  // A default derived from other fields, said where a client sends the field.
+  if (input && field.defaultRule) base.description = `${field.notes} Default: ${field.defaultRule}.`;
   return base;
 }
 
@@ -91,6 +93,9 @@ export function updateSchema(resource: Resource): JsonSchema {
     // never be cleared (required, notNullInWrites).
     const clearable = (!field.required || field.optionalOnCreate === true) && !field.notNullInWrites;
     properties[name] = fieldSchema(field, clearable, true);
+    // A member a patch leaves out is left as it is: a `default` here would read as a value to
+    // send (a generated model that fills one in would reset the field on every update).
+    delete properties[name].default;
   }
   properties.version = {
     type: 'integer',

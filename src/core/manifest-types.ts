@@ -118,6 +118,24 @@ export interface ManifestField {
   ref: string | null;
   /** Platform field shared by every resource. */
   platform: boolean;
+  /** A required field a create may leave out when these other fields hold these values (`{ metric_type: 'milestone' }`). */
+  required_unless: Record<string, string> | null;
+  /** A default a create derives from other fields, in words (`current`: "baseline"); null where none. */
+  default_rule: string | null;
+  /** The bounds the server enforces on a value, from the field's schema; null where it has none. */
+  limits: FieldLimits | null;
+}
+
+/** A field's bounds (JSON Schema's words): lengths in characters, a list's items, a number's range. */
+export interface FieldLimits {
+  min_length?: number;
+  max_length?: number;
+  minimum?: number;
+  maximum?: number;
+  max_items?: number;
+  unique_items?: boolean;
+  item_min_length?: number;
+  item_max_length?: number;
 }
 
 /**
@@ -145,4 +163,46 @@ export function splitAnyOf(raw: string): string[] {
 /** One value of an any-of list as a query holds it (see splitAnyOf). */
 export function anyOfText(value: unknown): string {
   return String(value).replaceAll('\\', '\\\\').replaceAll(',', '\\,');
+}
+
+/** Every number's bounds (PRODUCT.md §1; fields.ts's NUMBER_LIMIT, not imported: the Playground loads this file): not worth a word in the table. */
+const NUMBER_LIMIT = 1e15;
+
+/**
+ * A field's bounds in words for the schema table: `1–200 characters`, `at most 32 items, each
+ * 1–64 characters, no repeats`, `0–100`, `≥ 0`. Null where it has none worth saying.
+ */
+export function limitsText(field: Pick<ManifestField, 'limits'>): string | null {
+  const l = field.limits;
+  if (!l) return null;
+  const span = (min: number | undefined, max: number | undefined, unit: string) =>
+    min !== undefined && min > 0 && max !== undefined
+      ? `${min}–${max}${unit}`
+      : max !== undefined
+        ? `at most ${max}${unit}`
+        : min !== undefined && min > 0
+          ? `at least ${min}${unit}`
+          : null;
+  const parts: string[] = [];
+  const chars = span(l.min_length, l.max_length, ' characters');
+  if (chars) parts.push(chars);
+  const low = l.minimum !== undefined && l.minimum > -NUMBER_LIMIT ? l.minimum : undefined;
+  const high = l.maximum !== undefined && l.maximum < NUMBER_LIMIT ? l.maximum : undefined;
+  if (low !== undefined && high !== undefined) parts.push(`${low}–${high}`);
+  else if (low !== undefined) parts.push(`≥ ${low}`);
+  else if (high !== undefined) parts.push(`≤ ${high}`);
+  if (l.max_items !== undefined) parts.push(`at most ${l.max_items} items`);
+  const each = span(l.item_min_length, l.item_max_length, ' characters');
+  if (each) parts.push(`each ${each}`);
+  if (l.unique_items) parts.push('no repeats');
+  return parts.length > 0 ? parts.join(', ') : null;
+}
+
+/** When a create may leave a required field out, in words: `unless metric_type is milestone`. */
+export function requiredUnlessText(field: Pick<ManifestField, 'required_unless'>): string | null {
+  const unless = field.required_unless;
+  if (!unless) return null;
+  return `unless ${Object.entries(unless)
+    .map(([name, value]) => `${name} is ${value}`)
+    .join(' and ')}`;
 }

@@ -1,4 +1,10 @@
-import type { Manifest, ManifestOperation, ManifestResource } from '../core/manifest-types.js';
+import {
+  limitsText,
+  type Manifest,
+  type ManifestOperation,
+  type ManifestResource,
+  requiredUnlessText,
+} from '../core/manifest-types.js';
 
 const cell = (s: string) => s.replaceAll('|', '\\|').replaceAll('\n', ' ');
 
@@ -62,9 +68,12 @@ function resourceSection(r: ManifestResource): string[] {
       f.write_only ? 'write-only' : '',
       f.enum ? `one of ${f.enum.map((v) => `\`${v}\``).join(', ')}` : '',
       f.default !== null ? `default \`${JSON.stringify(f.default)}\`` : '',
+      f.default_rule ? `default: ${f.default_rule}` : '',
+      limitsText(f) ?? '',
     ].filter(Boolean);
     const notes = flags.length > 0 ? `${f.notes} _(${flags.join('; ')})_` : f.notes;
-    return [`\`${f.name}\`${f.always_present ? '\\*' : ''}`, f.type, f.required ? 'yes' : '', cell(notes)];
+    const required = f.required ? (f.required_unless ? `yes, ${requiredUnlessText(f)}` : 'yes') : '';
+    return [`\`${f.name}\`${f.always_present ? '\\*' : ''}`, f.type, required, cell(notes)];
   });
   lines.push(...table(['field', 'type', 'required', 'notes'], rows), '');
   return lines;

@@ -5,6 +5,7 @@ import { exampleBody } from '../core/examples.js';
 import type { AnyField } from '../core/fields.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../core/list-query.js';
 import type {
+  FieldLimits,
   Manifest,
   ManifestField,
   ManifestHeader,
@@ -287,7 +288,28 @@ function fieldEntry(name: string, f: AnyField, pattern: string | null): Manifest
     pattern,
     ref: f.ref ?? null,
     platform: f.platform,
+    required_unless: f.optionalOnCreate && f.requiredUnless ? { ...f.requiredUnless } : null,
+    default_rule: f.defaultRule ?? null,
+    limits: fieldLimits(f.schema as Record<string, unknown>),
   };
+}
+
+/** The bounds a field's JSON Schema sets (the validator enforces the same schema). */
+function fieldLimits(schema: Record<string, unknown>): FieldLimits | null {
+  const items = (schema.items ?? {}) as Record<string, unknown>;
+  const limits: FieldLimits = {};
+  const keep = (name: keyof FieldLimits, value: unknown) => {
+    if (typeof value === 'number' || value === true) (limits as Record<string, unknown>)[name] = value;
+  };
+  keep('min_length', schema.minLength);
+  keep('max_length', schema.maxLength);
+  keep('minimum', schema.minimum);
+  keep('maximum', schema.maximum);
+  keep('max_items', schema.maxItems);
+  keep('unique_items', schema.uniqueItems);
+  keep('item_min_length', items.minLength);
+  keep('item_max_length', items.maxLength);
+  return Object.keys(limits).length > 0 ? limits : null;
 }
 
 export function manifestResource(resource: Resource, modules: readonly ModuleDef[]): ManifestResource {

@@ -498,6 +498,9 @@ const MANIFEST_SCHEMA: JsonSchema = {
                       'pattern',
                       'ref',
                       'platform',
+                      'required_unless',
+                      'default_rule',
+                      'limits',
                     ],
                     properties: {
                       name: { type: 'string' },

@@ -106,12 +106,17 @@ export const keyResults = defineResource({
       // A milestone's defaults to 1 (the prepare hook below); any other type's create needs one.
       optionalOnCreate: true,
       requiredUnless: { metric_type: 'milestone' },
+      defaultRule: '1 for a milestone (any other metric_type must send one)',
       example: 120000,
       notes: 'The value the metric must reach for this KeyResult to be considered achieved.',
     }),
     // Not null in a PATCH (validate refuses it). A stored row may lack one (a row of a schema
     // before the field, as lists' sorts on empty values provide for), so answers may say null.
-    current: number({ notNullInWrites: true, notes: 'Latest observed value of the metric.' }),
+    current: number({
+      notNullInWrites: true,
+      defaultRule: 'baseline',
+      notes: 'Latest observed value of the metric.',
+    }),
     unit: text({
       maxLength: 64,
       example: 'MRR',
@@ -121,6 +126,8 @@ export const keyResults = defineResource({
       type: 'string',
       enum: DIRECTIONS,
       nonNull: true,
+      defaultRule:
+        'from baseline and target: decrease when target < baseline, else increase (threshold: increase); derived again when a PATCH moves either without it',
       notes: 'Whether progress is made by the metric going up (increase) or down (decrease).',
     }),
     owner_id: text({

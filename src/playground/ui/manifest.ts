@@ -9,7 +9,7 @@ export type {
   ManifestResource,
 } from '../../core/manifest-types';
 
-export { IDEMPOTENCY_KEY } from '../../core/manifest-types';
+export { IDEMPOTENCY_KEY, limitsText, requiredUnlessText } from '../../core/manifest-types';
 
 export const MANIFEST_PATH = '/api/v1/manifest';
 

@@ -1,5 +1,5 @@
 import { Fragment } from 'preact';
-import type { ManifestField } from './manifest';
+import { limitsText, type ManifestField, requiredUnlessText } from './manifest';
 
 function defaultText(value: unknown): string {
   return typeof value === 'string' ? `'${value}'` : JSON.stringify(value);
@@ -61,8 +61,22 @@ export function SchemaTable({ fields, body = false }: { fields: ManifestField[];
                 </td>
                 <td class="field-notes">
                   <span class="notes">{f.notes}</span>
+                  {limitsText(f) && (
+                    <span class="limits" data-testid="field-limits">
+                      {limitsText(f)}
+                    </span>
+                  )}
+                  {f.default_rule && (
+                    <span class="default-rule" data-testid="default-rule">
+                      Default: {f.default_rule}
+                    </span>
+                  )}
                   <span class="pills">
-                    {f.required && <span class="pill pill-required">required</span>}
+                    {f.required && (
+                      <span class="pill pill-required">
+                        {f.required_unless ? `required ${requiredUnlessText(f)}` : 'required'}
+                      </span>
+                    )}
                     {f.computed ? (
                       <span class="pill">computed</span>
                     ) : (

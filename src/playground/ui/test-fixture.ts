@@ -82,6 +82,9 @@ export const keyResult: ManifestResource = {
       pattern: null,
       ref: 'obj',
       platform: false,
+      required_unless: null,
+      default_rule: null,
+      limits: null,
     },
   ],
   list: {
