@@ -803,6 +803,89 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     expect(deadlocks() - deadlocksBefore, outcomes.join(', ')).toBe(0);
   });
 
+  // A check-in on a key result that a query under another objective reads locks its own
+  // objective, then the query's; a move between the two objectives (or a sync feeding both)
+  // locks them in id order. Unless the move waits for the query graph first, the two deadlock.
+  it('moves between two objectives beside check-ins feeding a query across them: no deadlock to retry', async () => {
+    const deadlocksBefore = deadlocks();
+    for (let trial = 0; trial < 4; trial++) {
+      const [low, high] = [await objective(`low ${trial}`), await objective(`high ${trial}`)].sort();
+      const make = async (objectiveId: string, body: Doc) =>
+        (await send(apps[0], token, 'POST', keyResults.basePath, { objective_id: objectiveId, target: 100, ...body }))
+          .body.id as string;
+      const read = await make(high, { title: 'read', current: 1 });
+      const query = await make(low, { title: 'query', data_source: 'query', query: `kr("${read}")` });
+      const moved = await make(low, { title: 'moved' });
+      const statuses = await Promise.all([
+        (async () => {
+          const out: number[] = [];
+          for (let i = 0; i < 8; i++) {
+            const to = i % 2 === 0 ? high : low;
+            out.push(
+              (await send(via(0), token, 'PATCH', `${keyResults.basePath}/${moved}`, { objective_id: to })).status,
+            );
+          }
+          return out;
+        })(),
+        (async () => {
+          const out: number[] = [];
+          for (let i = 0; i < 8; i++) {
+            const res = await send(via(1), token, 'POST', `${keyResults.basePath}/${read}/check-ins`, { value: i + 2 });
+            out.push(res.status);
+          }
+          return out;
+        })(),
+      ]);
+      expect(statuses).toEqual([Array(8).fill(200), Array(8).fill(201)]);
+      expect((await send(apps[0], token, 'GET', `${keyResults.basePath}/${query}`)).body.current).toBe(9);
+    }
+    expect(deadlocks() - deadlocksBefore).toBe(0);
+  });
+
+  it('pushes to a connector feeding two objectives beside check-ins feeding a query across them: no deadlock to retry', async () => {
+    const deadlocksBefore = deadlocks();
+    for (let trial = 0; trial < 4; trial++) {
+      const [low, high] = [await objective(`low ${trial}`), await objective(`high ${trial}`)].sort();
+      const hook = (
+        await send(apps[0], token, 'POST', byName('Connector').basePath, {
+          name: `feed ${trial}`,
+          kind: 'webhook',
+          config: {},
+        })
+      ).body;
+      const make = async (objectiveId: string, body: Doc) =>
+        (await send(apps[0], token, 'POST', keyResults.basePath, { objective_id: objectiveId, target: 100, ...body }))
+          .body.id as string;
+      const read = await make(high, { title: 'read', current: 1 });
+      await make(low, { title: 'query', data_source: 'query', query: `kr("${read}")` });
+      for (const o of [low, high]) await make(o, { title: 'fed', data_source: 'connector', connector_id: hook.id });
+      const statuses = await Promise.all([
+        (async () => {
+          const out: number[] = [];
+          for (let i = 0; i < 8; i++) {
+            const push = await via(0).inject({
+              method: 'POST',
+              url: hook.webhook_url as string,
+              payload: { value: i },
+            });
+            out.push(push.statusCode);
+          }
+          return out;
+        })(),
+        (async () => {
+          const out: number[] = [];
+          for (let i = 0; i < 8; i++) {
+            const res = await send(via(1), token, 'POST', `${keyResults.basePath}/${read}/check-ins`, { value: i + 2 });
+            out.push(res.status);
+          }
+          return out;
+        })(),
+      ]);
+      expect(statuses).toEqual([Array(8).fill(200), Array(8).fill(201)]);
+    }
+    expect(deadlocks() - deadlocksBefore).toBe(0);
+  });
+
   it('check-ins on team key results that a company total in another objective reads: no deadlock to retry', async () => {
     const retriedBefore = retried();
     for (let trial = 0; trial < 8; trial++) {

@@ -760,6 +760,9 @@ export class Engine {
           });
           serialize ||= engine.meetsSerial(resource, doc);
         }
+        // Rows under more than one parent (a sync feeding key results of two objectives) take it
+        // too: a write holding it locks parents in no set order (see lockMove).
+        serialize ||= referenced.some((parents) => parents.size > 1);
         // Where the rows' own writes take it before theirs (serializeRows): this write holds row
         // locks already (its own row, a connector), so only a free lock is taken, else it restarts.
         if (serial && serialize) await engine.trySerialize(db, tenantId, serial.lock);
@@ -1835,12 +1838,15 @@ export class Engine {
     const tx = this.tx(db, principal, this.clock.now(), rows);
     const current = await tx.peek(resource, principal.tenantId, id);
     if (!current) return;
-    if (resource.serializeRows && this.meetsSerial(resource, current)) {
+    const moves = moved.filter(({ name }) => typeof current[name] === 'string' && current[name] !== body[name]);
+    // Two parents at once: a write under the tenant lock (a check-in that a query under another
+    // objective reads) locks its own parent and then the query's, in no set order; waiting for
+    // that lock first, the move never holds one parent while such a write holds the other.
+    if (moves.length && resource.serializeRows) {
       await this.serialize(db, principal.tenantId, resource.serializeRows.lock);
     }
-    for (const { name, target } of moved) {
-      const [from, to] = [current[name], body[name]];
-      if (typeof from === 'string' && from !== to) await tx.lock(target, principal.tenantId, [from, to as string]);
+    for (const { name, target } of moves) {
+      await tx.lock(target, principal.tenantId, [current[name] as string, body[name] as string]);
     }
   }
 
