@@ -20,7 +20,7 @@ import { devTokenBody } from './dev-token.js';
 import { Idempotency } from './idempotency.js';
 import { registerManifestRoute } from './manifest.js';
 import { registerMetrics } from './metrics.js';
-import { registerOpenApiRoute } from './openapi.js';
+import { ACCEPT_PATCH, registerOpenApiRoute } from './openapi.js';
 import { playground } from './playground.js';
 import { answerClientError, headerLines, hostProblem, PROBLEM_TYPE, sendProblem, toProblem } from './problem.js';
 import { problemDocs } from './problem-docs.js';
@@ -61,8 +61,6 @@ export interface AppOptions {
 }
 
 export const BODY_LIMIT = 1024 * 1024;
-/** The media types a PATCH takes (a merge patch either way, RFC 7396). */
-const ACCEPT_PATCH = 'application/merge-patch+json, application/json';
 
 /**
  * Query parameters the request log masks, in any letter case: a signed URL's signature, and the
@@ -100,10 +98,6 @@ function isLocalHost(host: string): boolean {
 
 const PUBLIC_API = new Set(['/api/v1/manifest', '/api/v1/openapi.json', '/api/v1/dev/token']);
 
-/**
- * Builds the Fastify application (it never listens: the CLI or a test decides that).
- * @example const app = await buildApp({ config: loadConfig() }); await app.listen({ port: 8080 });
- */
 /** The last of a HEAD route's onSend hooks: a 304 carries no Content-Length (see the onRoute hook). */
 function headNotModified(
   _request: FastifyRequest,
@@ -115,6 +109,10 @@ function headNotModified(
   done(null, payload);
 }
 
+/**
+ * Builds the Fastify application (it never listens: the CLI or a test decides that).
+ * @example const app = await buildApp({ config: loadConfig() }); await app.listen({ port: 8080 });
+ */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
   const clock = options.clock ?? systemClock;

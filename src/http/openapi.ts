@@ -143,6 +143,9 @@ function queryParameter(p: ManifestParameter, inList: boolean): Json {
   };
 }
 
+/** The media types a PATCH takes (a merge patch either way, RFC 7396): its `Accept-Patch`. */
+export const ACCEPT_PATCH = 'application/merge-patch+json, application/json';
+
 const PROBLEM_RESPONSES: Record<number, string> = {
   400: 'BadRequest',
   401: 'Unauthorized',
@@ -826,7 +829,7 @@ export function buildOpenApi(modules: readonly ModuleDef[], options: OpenApiOpti
         AcceptPatch: {
           description:
             'On a path that takes PATCH: the media types a patch may come in (a JSON merge patch, RFC 7396).',
-          schema: { type: 'string', const: 'application/merge-patch+json, application/json' },
+          schema: { type: 'string', const: ACCEPT_PATCH },
         },
         IdempotentReplayed: {
           description: '`true` when this answer is the replay of an earlier request with the same Idempotency-Key.',
