@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchJson, isRefusedAddress, OutboundError, resolveAllowed } from '../src/core/outbound.js';
 import type { Doc } from '../src/core/resource.js';
@@ -1138,5 +1139,68 @@ describe('outbound policy', () => {
     expect(() => asMetric(Number.NaN, 'x')).toThrow('x is NaN, not a number');
     expect(() => asMetric(-Infinity, 'x')).toThrow('x is -Infinity, not a number');
     expect(() => asMetric(null, 'x')).toThrow('x is null, not a number');
+  });
+});
+
+// The schedule's job runs every 15 s; a create, a change of settings or a restore wakes it, so
+// the connector is read right after its write. A server of its own, with its jobs on timers.
+describe.each(storeKinds)('a connector written on %s, with the jobs on their timers', (kind) => {
+  const api = metricsServer();
+  let t: TestApp;
+  let live: FastifyInstance;
+  let token: string;
+  beforeAll(async () => {
+    const base = await api.start();
+    api.state.body = '{"data":{"value":7}}';
+    t = await testApp(kind, { connectorAllowHosts: ['127.0.0.1'] });
+    live = await buildApp({
+      config: testConfig({ connectorAllowHosts: ['127.0.0.1'] }),
+      store: t.store,
+      migrate: false,
+      runJobs: true,
+    });
+    token = await t.token();
+    feedUrl = `${base}/metrics`;
+  });
+  let feedUrl = '';
+  afterAll(async () => {
+    await live.close();
+    await t.close();
+    await api.stop();
+  });
+  const call = (method: string, url: string, body?: unknown) => injectAs(live, token, method, url, { body });
+  /** The connector as stored, once `done` holds of it (polled every 20 ms, for up to 10 s: the job's tick is 15 s). */
+  const once = async (id: string, done: (c: Doc) => boolean) => {
+    for (let i = 0; i < 500; i++) {
+      const c = (await call('GET', `${connectors.basePath}/${id}`)).body;
+      if (done(c)) return c;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(
+      `the connector was not read before the schedule would have read it: ${JSON.stringify((await call('GET', `${connectors.basePath}/${id}`)).body)}`,
+    );
+  };
+
+  it('reads it right after its create, a change of its settings and its restore', async () => {
+    const created = await call('POST', connectors.basePath, {
+      name: 'read at once',
+      kind: 'http_json',
+      config: { url: feedUrl, pointer: '/data/value' },
+    });
+    expect([created.status, created.body.last_sync_status]).toEqual([201, null]);
+    const id = created.body.id as string;
+    expect(await once(id, (c) => c.last_sync_status === 'ok')).toMatchObject({ last_value: 7, last_error: null });
+    // A change of its settings: read again (here, a pointer to nothing).
+    const changed = await call('PATCH', `${connectors.basePath}/${id}`, { config: { url: feedUrl, pointer: '/none' } });
+    expect(changed.status).toBe(200);
+    expect((await once(id, (c) => c.last_sync_status === 'error')).last_error).toContain('/none');
+    // A rename is no new reading; a restore is.
+    const reads = api.state.requests.length;
+    expect((await call('PATCH', `${connectors.basePath}/${id}`, { name: 'renamed' })).status).toBe(200);
+    const deleted = await call('DELETE', `${connectors.basePath}/${id}`);
+    expect(deleted.status).toBe(200);
+    expect((await call('POST', `${connectors.basePath}/${id}/restore`)).status).toBe(200);
+    await once(id, (c) => c.last_sync_at !== deleted.body.last_sync_at);
+    expect(api.state.requests.length).toBe(reads + 1);
   });
 });

@@ -471,6 +471,12 @@ export interface Job {
    * time. Only a job that stays inside the store (not connector syncs).
    */
   catchUp?: boolean;
+  /**
+   * Also run soon after an API create, update or restore of these resources (by name) is
+   * answered 2xx, where the server runs its jobs on timers: a new or changed connector is read
+   * at once, not at the next tick. Runs are never doubled: a wake during a run runs it once more.
+   */
+  wakeAfter?: readonly string[];
   /** Answers how many things it changed. */
   run(ctx: JobContext): Promise<number>;
 }

@@ -679,7 +679,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     retriedTransactions: () => engine.retriedTransactions,
     deadlocks: () => engine.deadlocks,
   }));
-  registerResourceRoutes(app, { engine, idempotency, cursors });
+  /** Jobs to run soon after a write of a resource, by its name (Job.wakeAfter; filled below). */
+  const wakers = new Map<string, (() => void)[]>();
+  registerResourceRoutes(app, {
+    engine,
+    idempotency,
+    cursors,
+    changed: (resource) => {
+      for (const wake of wakers.get(resource.name) ?? []) wake();
+    },
+  });
   registerManifestRoute(app, modules, config.localMode);
   registerOpenApiRoute(app, modules, { localMode: config.localMode });
   await app.register(playground);
@@ -687,21 +696,44 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const sweep = setInterval(() => idempotency.sweep().catch(() => {}), 10 * 60 * 1000);
   sweep.unref();
   // Module jobs (the status sweep) run on timers unless the caller drives them (tests set a clock).
+  // A write that wakes a job (Job.wakeAfter) runs it once more after a run under way, never
+  // beside it; a tick during a run is skipped.
   const timers =
     (options.runJobs ?? options.clock === undefined)
       ? modules
           .flatMap((m) => m.jobs ?? [])
           .map((job) => {
             let running = false;
-            const timer = setInterval(() => {
-              if (running) return;
+            let again = false;
+            const run = () => {
               running = true;
               engine
                 .runJob(job)
                 .catch((err) => app.log.error({ err, job: job.name }, 'job failed'))
                 .finally(() => {
                   running = false;
+                  if (again && !closing) {
+                    again = false;
+                    run();
+                  }
                 });
+            };
+            let pending = false;
+            // After the answer is on its way: a run already due takes the write in.
+            const wake = () => {
+              if (running) again = true;
+              else if (!pending && !closing) {
+                pending = true;
+                setImmediate(() => {
+                  pending = false;
+                  if (running) again = true;
+                  else if (!closing) run();
+                });
+              }
+            };
+            for (const name of job.wakeAfter ?? []) wakers.set(name, [...(wakers.get(name) ?? []), wake]);
+            const timer = setInterval(() => {
+              if (!running) run();
             }, job.intervalMs);
             timer.unref();
             return timer;

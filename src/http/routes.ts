@@ -14,6 +14,8 @@ export interface RouteDeps {
   engine: Engine;
   idempotency: Idempotency;
   cursors: CursorCodec;
+  /** Told of each create, update or restore answered 2xx, by resource (the jobs it wakes: Job.wakeAfter). */
+  changed?: (resource: Resource) => void;
 }
 
 declare module 'fastify' {
@@ -161,7 +163,7 @@ function send(reply: FastifyReply, response: StoredResponse): FastifyReply {
 }
 
 export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): void {
-  const { engine, idempotency, cursors } = deps;
+  const { engine, idempotency, cursors, changed } = deps;
 
   /**
    * Runs a write in one transaction. With an Idempotency-Key, the response is stored in that
@@ -173,13 +175,27 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     request: FastifyRequest,
     reply: FastifyReply,
     work: (db: DB, principal: Principal, prepared: P | undefined) => Promise<StoredResponse>,
-    { prepare, takesBody = true }: { prepare?: (principal: Principal) => Promise<P>; takesBody?: boolean } = {},
+    {
+      prepare,
+      takesBody = true,
+      changes,
+    }: {
+      prepare?: (principal: Principal) => Promise<P>;
+      takesBody?: boolean;
+      /** A create, update or restore of this resource: a 2xx is said to `changed` (RouteDeps). */
+      changes?: Resource;
+    } = {},
   ): Promise<FastifyReply> {
     const principal = request.principal as Principal;
     const key = idempotency.parseKey(request.headers['idempotency-key']);
+    const answer = (response: StoredResponse) => {
+      const sent = send(reply, response);
+      if (changes && changed && response.status < 300) changed(changes);
+      return sent;
+    };
     if (key === null) {
       const prepared = prepare ? await prepare(principal) : undefined;
-      return send(reply, await engine.transaction((db) => work(db, principal, prepared)));
+      return answer(await engine.transaction((db) => work(db, principal, prepared)));
     }
     // A write that takes no body is the same request with none, an empty one or `{}`.
     const body = !takesBody && isNoBody(request.body) ? undefined : request.body;
@@ -202,7 +218,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
         await idempotency.complete(db, claim, stored(r));
         return r;
       });
-      return send(reply, response);
+      return answer(response);
     } catch (err) {
       const apiError = asApiError(err);
       if (apiError.status >= 500) {
@@ -264,20 +280,30 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     });
 
     app.post<{ Querystring: Query }>(base, { config: writeCfg }, async (request, reply) =>
-      write(request, reply, async (db, principal) => {
-        allowOnly(request.query, []);
-        const doc = await engine.create(db, resource, principal, asObject(request.body));
-        return docResponse(resource, doc, 201);
-      }),
+      write(
+        request,
+        reply,
+        async (db, principal) => {
+          allowOnly(request.query, []);
+          const doc = await engine.create(db, resource, principal, asObject(request.body));
+          return docResponse(resource, doc, 201);
+        },
+        { changes: resource },
+      ),
     );
 
     app.patch<{ Params: IdParams; Querystring: Query }>(`${base}/:id`, { config: writeCfg }, async (request, reply) =>
-      write(request, reply, async (db, principal) => {
-        const id = rowId(resource, request.params.id);
-        const cond = conditions(request, () => allowOnly(request.query, []));
-        const doc = await engine.update(db, resource, principal, id, request.body, cond);
-        return docResponse(resource, doc, 200);
-      }),
+      write(
+        request,
+        reply,
+        async (db, principal) => {
+          const id = rowId(resource, request.params.id);
+          const cond = conditions(request, () => allowOnly(request.query, []));
+          const doc = await engine.update(db, resource, principal, id, request.body, cond);
+          return docResponse(resource, doc, 200);
+        },
+        { changes: resource },
+      ),
     );
 
     app.delete<{ Params: IdParams; Querystring: Query }>(`${base}/:id`, { config: writeCfg }, async (request, reply) =>
@@ -320,7 +346,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
             const doc = await engine.restore(db, resource, principal, id, cond);
             return docResponse(resource, doc, 200);
           },
-          { takesBody: false },
+          { takesBody: false, changes: resource },
         ),
     );
 

@@ -576,7 +576,8 @@ export const connectors = defineResource({
         await schedule(tx, after, null);
         return;
       }
-      // A new, restored or changed feed syncs at the next run of the schedule, then every interval.
+      // A new, restored or changed feed syncs at the next run of the schedule (at once: the job's
+      // wakeAfter), then every interval.
       const changed =
         !before ||
         ctx.op === 'restore' ||
@@ -595,6 +596,8 @@ const PARALLEL_READS = 4;
 export const connectorSyncJob: Job = {
   name: 'okr.connector-sync',
   intervalMs: 15_000,
+  // A new, changed or restored feed is read right after its write, not up to 15 s later.
+  wakeAfter: ['Connector'],
   async run(ctx) {
     const syncOne = async (row: Record<string, unknown>): Promise<boolean> => {
       const tenantId = row.tenant_id as string;
