@@ -2,7 +2,14 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { JWKS_RECHECK_MS, JWKS_RETRY_MS, JWKS_STALE_MAX_MS, TokenVerifier } from '../src/core/auth.js';
+import {
+  cachedTokenBytes,
+  JWKS_RECHECK_MS,
+  JWKS_RETRY_MS,
+  JWKS_STALE_MAX_MS,
+  TOKEN_CACHE_BYTES,
+  TokenVerifier,
+} from '../src/core/auth.js';
 import { ManualClock } from '../src/core/clock.js';
 import { byName, storeKinds, T0, type TestApp, testApp, USER_A } from './helpers.js';
 
@@ -143,6 +150,35 @@ describe('TokenVerifier cache', () => {
     expect(v.verifications).toBe(4);
     clock.advance(61_000);
     await expect(v.verify(a)).rejects.toMatchObject({ code: 'invalid_token' });
+  });
+});
+
+describe('TokenVerifier cache, bounded by memory', () => {
+  // A token of many scopes holds a Set of them: 10,000 tokens of 9 KB held ~0.75 GB of heap.
+  it('keeps large tokens within its byte bound, evicting the least recently used', async () => {
+    const secret = new TextEncoder().encode('cache-secret-0123456789abcdef0123456789');
+    const clock = new ManualClock(T0);
+    const v = new TokenVerifier({ secret, clock, cacheBytes: 200_000 });
+    const scope = ['okr:read', ...Array.from({ length: 1100 }, (_, i) => `s${i}x`)].join(' ');
+    const mk = (sub: string) =>
+      new SignJWT({ tenant_id: 't', scope })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject(sub)
+        .setExpirationTime(Math.floor(T0 / 1000) + 60)
+        .sign(secret);
+    const tokens = await Promise.all(Array.from({ length: 20 }, (_, i) => mk(`u${i}`)));
+    expect(tokens[0].length).toBeGreaterThan(8000);
+    for (const token of tokens) await v.verify(token);
+    expect(v.cachedBytes).toBeLessThanOrEqual(200_000);
+    expect(v.cachedBytes).toBeGreaterThan(0);
+    // The newest is kept; the first was evicted and is verified again.
+    const before = v.verifications;
+    await v.verify(tokens[19]);
+    expect(v.verifications).toBe(before);
+    await v.verify(tokens[0]);
+    expect(v.verifications).toBe(before + 1);
+    // The default bound: 64 MB, ~8 bytes per character (a 9 KB token: ~73 KB).
+    expect([TOKEN_CACHE_BYTES, cachedTokenBytes(tokens[0])]).toEqual([64 * 1024 * 1024, 512 + 8 * tokens[0].length]);
   });
 });
 

@@ -29,6 +29,8 @@ export interface VerifierOptions {
   audience?: string | undefined;
   /** Distinct tokens kept verified at once. */
   cacheSize?: number;
+  /** The token cache's bound in estimated bytes (default TOKEN_CACHE_BYTES); see cachedTokenBytes. */
+  cacheBytes?: number;
   /** How soon the JWKS may be fetched again for a `kid` it lacks (jose's cooldown; default 30 s). */
   jwksCooldownMs?: number;
   /** How long a fetched JWKS is used before it is fetched again (jose's cache age; default 10 minutes). */
@@ -133,6 +135,18 @@ const TOKEN_FAULTS = [
   joseErrors.JOSEAlgNotAllowed,
 ];
 
+/** The token cache's default bound in estimated bytes: 64 MB. */
+export const TOKEN_CACHE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * What a cached token is estimated to hold, in bytes: its text and its claims, the scopes a Set
+ * of up to as many names as the text holds (~8 bytes of heap per character of a token that is
+ * mostly scopes, measured), and the entry itself.
+ */
+export function cachedTokenBytes(token: string): number {
+  return 512 + 8 * token.length;
+}
+
 /**
  * Verifies bearer tokens. Each distinct token is verified once and its claims cached until
  * `exp` in a bounded LRU: an HS256 verification costs more than the rest of a GET.
@@ -142,11 +156,23 @@ export class TokenVerifier {
   /** Full signature verifications done (cache misses), for metrics and tests. */
   verifications = 0;
 
+  /** The cached tokens' estimated bytes (cachedTokenBytes), for tests. */
+  get cachedBytes(): number {
+    return this.cache.calculatedSize;
+  }
+
   /** The explicit allow-list: HS256 with a secret, the asymmetric ones with public keys. */
   private readonly algorithms: string[];
 
   constructor(private readonly options: VerifierOptions) {
-    this.cache = new LRUCache({ max: options.cacheSize ?? 10_000 });
+    // Bounded by count and by memory: a token's scopes are a Set of up to as many names as its
+    // text holds (a 9 KB token of 1,100 scopes took ~73 KB of heap), so 10,000 large tokens would
+    // hold ~0.75 GB. Estimated at 8 bytes per character of the token, plus the entry itself.
+    this.cache = new LRUCache({
+      max: options.cacheSize ?? 10_000,
+      maxSize: options.cacheBytes ?? TOKEN_CACHE_BYTES,
+      sizeCalculation: (_cached, token) => cachedTokenBytes(token),
+    });
     const asymmetric = Boolean(options.publicKey || options.jwksUrl);
     this.algorithms = [...(options.secret ? ['HS256'] : []), ...(asymmetric ? ASYMMETRIC : [])];
     // Each set that arrives is counted once its body is read, as jose puts it in place: a token

@@ -4,7 +4,16 @@ import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { openStore, type Store, type StoreOptions } from './database.js';
+import {
+  cachingStatements,
+  jsonbOrder,
+  keptKeyOrders,
+  openStore,
+  STATEMENT_CACHE_TEXT,
+  type Store,
+  type StoreOptions,
+} from './database.js';
+import { NAMED_MAX_PARAMETERS, statementName } from './pg-batch.js';
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -204,5 +213,49 @@ describe('a SQLite file store in a folder that was there already', () => {
       await store.close();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+// Shapes a caller chooses (a list's LIMIT and any-of widths, a connector's header names) must not
+// hold memory without bound: one caller walking thousands of them held ~390 MB of SQLite
+// statements, ~1 GB of PostgreSQL sessions' prepared statements and ~100 MB of key orders.
+describe('caches of shapes a caller chooses', () => {
+  it('keeps SQLite statements within a count and a budget of SQL text, the oldest dropped first', () => {
+    const database = new SQLite(':memory:');
+    cleanups.push(() => database.close());
+    const cache = cachingStatements(database, 500);
+    const statement = (i: number) =>
+      `SELECT ${i} AS n WHERE 1 IN (${Array.from({ length: 800 }, (_, j) => j + 1).join(', ')})`;
+    for (let i = 0; i < 1000; i++) cache.prepare(statement(i));
+    const { statements, text } = cache.kept;
+    expect(text).toBeLessThanOrEqual(STATEMENT_CACHE_TEXT);
+    expect(statements).toBe(Math.min(500, Math.floor(STATEMENT_CACHE_TEXT / statement(999).length)));
+    expect(statements).toBeLessThan(500);
+    // The newest are kept: preparing one again returns the statement kept.
+    expect(cache.prepare(statement(999))).toBe(cache.prepare(statement(999)));
+    const small = cachingStatements(database, 3);
+    for (let i = 0; i < 5; i++) small.prepare(`SELECT ${i}`);
+    expect(small.kept.statements).toBe(3);
+    expect(small.prepare('SELECT 4').all()).toEqual([{ 4: 4 }]);
+  });
+
+  it('names PostgreSQL reads of many parameters not at all, and writes whatever their count', () => {
+    const wide = `select id from t where id in (${Array.from({ length: 65 }, (_, i) => `$${i + 1}`).join(', ')})`;
+    expect(statementName(wide, NAMED_MAX_PARAMETERS + 1)).toBeUndefined();
+    expect(statementName('select id from t where id = $1 and x = $2', 2)).toMatch(/^edm_\d+$/);
+    expect(statementName('with "w0" as (update t set x = $1 returning 1) select 1', 200)).toMatch(/^edm_\d+$/);
+  });
+
+  it('keeps the key order of short object shapes only, and orders long ones all the same', () => {
+    const before = keptKeyOrders();
+    const long = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`x-header-${i}-${'a'.repeat(80)}`, 'v']));
+    for (let i = 0; i < 20; i++) {
+      const shaped = Object.fromEntries(Object.entries(long).map(([k, v]) => [`${k}${i}`, v]));
+      // jsonb's order: shorter keys first, then by bytes.
+      const expected = Object.keys(shaped).sort((a, b) => a.length - b.length || (a < b ? -1 : 1));
+      expect(Object.keys(jsonbOrder(shaped) as object)).toEqual(expected);
+    }
+    expect(keptKeyOrders()).toBe(before);
+    expect(Object.keys(jsonbOrder({ bb: 1, a: 2, c: 3 }) as object)).toEqual(['a', 'c', 'bb']);
   });
 });

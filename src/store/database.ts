@@ -189,8 +189,17 @@ function compareJsonbKeys(a: string, b: string): number {
   return 0;
 }
 
-/** Sorted key lists by object shape: documents of one kind share a handful of shapes. */
+/**
+ * Sorted key lists by object shape: documents of one kind share a handful of shapes. Bounded by
+ * count and by the shape's text: a connector's `config.headers` names are the client's (50 of up
+ * to 100 characters each), and kept, 10,000 such shapes held ~100 MB; a long shape is sorted
+ * each time instead.
+ */
 const keyOrders = new Map<string, string[]>();
+const KEY_ORDERS = 2000;
+const KEY_ORDER_TEXT = 1024;
+/** How many object shapes have their key order kept (for tests). */
+export const keptKeyOrders = () => keyOrders.size;
 
 /**
  * Orders object keys the way PostgreSQL's jsonb keeps them (shorter keys first, then by bytes),
@@ -204,27 +213,54 @@ export function jsonbOrder(value: unknown): unknown {
   let keys = keyOrders.get(shape);
   if (!keys) {
     keys = [...own].sort(compareJsonbKeys);
-    if (keyOrders.size < 10_000) keyOrders.set(shape, keys);
+    if (keyOrders.size < KEY_ORDERS && shape.length <= KEY_ORDER_TEXT) keyOrders.set(shape, keys);
   }
   const out: Record<string, unknown> = {};
   for (const k of keys) out[k] = jsonbOrder((value as Record<string, unknown>)[k]);
   return out;
 }
 
+/** The SQL text a connection keeps prepared statements of, at most (see cachingStatements). */
+export const STATEMENT_CACHE_TEXT = 1024 * 1024;
+
 /**
  * Kysely's SQLite driver prepares every statement it runs; preparing costs more than running a
- * point read. Statements are compiled from a bounded set of query shapes, so keep them.
+ * point read. Statements are compiled from a bounded set of query shapes, so keep them: at most
+ * `max`, and at most `maxText` characters of SQL, the oldest dropped first. A list's shape
+ * holds its LIMIT and its any-of filters' widths, so one caller can make thousands; a compiled
+ * statement takes ~50 times its text in native memory (1,000 large list statements held ~390 MB).
  */
-function cachingStatements(database: SQLite.Database, max = 500, beforeWrite?: () => void) {
+export function cachingStatements(
+  database: SQLite.Database,
+  max = 500,
+  beforeWrite?: () => void,
+  maxText = STATEMENT_CACHE_TEXT,
+): {
+  close(): void;
+  readonly kept: { statements: number; text: number };
+  prepare(source: string): SQLite.Statement;
+} {
   const cache = new Map<string, SQLite.Statement>();
+  let text = 0;
   return {
     close: () => database.close(),
+    /** Statements kept, and their SQL's characters (for tests). */
+    get kept() {
+      return { statements: cache.size, text };
+    },
     prepare(source: string) {
       let statement = cache.get(source);
       if (!statement) {
         statement = database.prepare(source);
-        if (cache.size >= max) cache.delete(cache.keys().next().value as string);
-        cache.set(source, statement);
+        if (source.length <= maxText) {
+          while (cache.size > 0 && (cache.size >= max || text + source.length > maxText)) {
+            const oldest = cache.keys().next().value as string;
+            cache.delete(oldest);
+            text -= oldest.length;
+          }
+          cache.set(source, statement);
+          text += source.length;
+        }
       }
       // Callers prepare a statement right before they run it.
       if (beforeWrite && !statement.reader) beforeWrite();

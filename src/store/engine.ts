@@ -693,8 +693,11 @@ export class Engine {
         typeof p === 'string' && p.startsWith(SLOT) ? p.slice(SLOT.length) : { value: p },
       );
       shape = { sql: compiled.sql, slots };
-      // Shapes are few (resources × sorts × filter combinations); the bound only guards odd callers.
-      if (this.shapes.size < 5000) this.shapes.set(key, shape);
+      // Shapes are few (resources × sorts × filter combinations); the bound only guards odd
+      // callers, the oldest dropped first, so a caller making thousands does not leave every
+      // later shape compiled again on each request.
+      if (this.shapes.size >= 5000) this.shapes.delete(this.shapes.keys().next().value as string);
+      this.shapes.set(key, shape);
     }
     const params = shape.slots.map((s) => (typeof s === 'string' ? values[s] : s.value));
     return CompiledQuery.raw(shape.sql, params);

@@ -143,16 +143,29 @@ const ignore = () => {};
 
 const statementNames = new Map<string, string>();
 
+/** How many statement shapes are prepared by name: each pooled session keeps each it has run. */
+export const NAMED_STATEMENTS = 1000;
+/**
+ * Past this many parameters a read stays unnamed: a list's any-of filters (up to 100 values
+ * each, padded to powers of two) make thousands of shapes of hundreds of parameters, and a
+ * session kept ~26 KB per such prepared statement (one caller walking them all filled ten
+ * sessions with ~1 GB). Reads by id and lists with a few values stay under it; writes (and the
+ * batches of them, whose shapes the engine bounds) are named whatever their count.
+ */
+export const NAMED_MAX_PARAMETERS = 64;
+
 /**
  * The name a statement with parameters is prepared under: a session parses and plans each once,
  * then only binds and executes it (the engine's statements come from a bounded set of shapes).
  * They name their columns, never `*`, so a migration that adds a column does not change a
  * prepared statement's result type. Statements without parameters (DDL, BEGIN, COMMIT) stay
- * unnamed, and so does any past the first 5,000 shapes.
+ * unnamed, and so does a read of more than NAMED_MAX_PARAMETERS, and any past the first
+ * NAMED_STATEMENTS shapes.
  */
-function statementName(sql: string): string | undefined {
+export function statementName(sql: string, parameters: number): string | undefined {
+  if (parameters > NAMED_MAX_PARAMETERS && sql.startsWith('select')) return undefined;
   let name = statementNames.get(sql);
-  if (name === undefined && statementNames.size < 5000) {
+  if (name === undefined && statementNames.size < NAMED_STATEMENTS) {
     name = `edm_${statementNames.size + 1}`;
     statementNames.set(sql, name);
   }
@@ -188,7 +201,7 @@ class PgSession implements DatabaseConnection {
       return Promise.reject(Object.assign(new Error('this PostgreSQL session was discarded'), { code: 'ECONNRESET' }));
     }
     const values = query.parameters as unknown[];
-    const name = this.prepare && values.length > 0 ? statementName(query.sql) : undefined;
+    const name = this.prepare && values.length > 0 ? statementName(query.sql, values.length) : undefined;
     const sent = this.client.query(name ? { name, text: query.sql, values } : { text: query.sql, values });
     // A transaction that lifts statement_timeout (a migration building indexes) waits as long as it takes.
     if (UNBOUNDED.test(query.sql)) this.unbounded = true;
