@@ -9,9 +9,10 @@ import {
   jsonbOrder,
   keptKeyOrders,
   openStore,
-  STATEMENT_CACHE_TEXT,
+  STATEMENT_CACHE_BYTES,
   type Store,
   type StoreOptions,
+  statementBytes,
 } from './database.js';
 import { NAMED_MAX_PARAMETERS, statementName } from './pg-batch.js';
 
@@ -220,16 +221,19 @@ describe('a SQLite file store in a folder that was there already', () => {
 // hold memory without bound: one caller walking thousands of them held ~390 MB of SQLite
 // statements, ~1 GB of PostgreSQL sessions' prepared statements and ~100 MB of key orders.
 describe('caches of shapes a caller chooses', () => {
-  it('keeps SQLite statements within a count and a budget of SQL text, the oldest dropped first', () => {
+  it('keeps SQLite statements within a count and a memory budget, the oldest dropped first', () => {
     const database = new SQLite(':memory:');
-    cleanups.push(() => database.close());
+    cleanups.push(() => {
+      database.close();
+    });
     const cache = cachingStatements(database, 500);
     const statement = (i: number) =>
-      `SELECT ${i} AS n WHERE 1 IN (${Array.from({ length: 800 }, (_, j) => j + 1).join(', ')})`;
+      `SELECT ${i} AS n WHERE 1 IN (${Array.from({ length: 400 }, () => '?').join(', ')})`;
+    expect(statementBytes(statement(0))).toBe(2048 + 700 * 400);
     for (let i = 0; i < 1000; i++) cache.prepare(statement(i));
-    const { statements, text } = cache.kept;
-    expect(text).toBeLessThanOrEqual(STATEMENT_CACHE_TEXT);
-    expect(statements).toBe(Math.min(500, Math.floor(STATEMENT_CACHE_TEXT / statement(999).length)));
+    const { statements, bytes } = cache.kept;
+    expect(bytes).toBeLessThanOrEqual(STATEMENT_CACHE_BYTES);
+    expect(statements).toBe(Math.floor(STATEMENT_CACHE_BYTES / statementBytes(statement(0))));
     expect(statements).toBeLessThan(500);
     // The newest are kept: preparing one again returns the statement kept.
     expect(cache.prepare(statement(999))).toBe(cache.prepare(statement(999)));

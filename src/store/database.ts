@@ -220,46 +220,58 @@ export function jsonbOrder(value: unknown): unknown {
   return out;
 }
 
-/** The SQL text a connection keeps prepared statements of, at most (see cachingStatements). */
-export const STATEMENT_CACHE_TEXT = 1024 * 1024;
+/** The native memory a connection's kept statements may hold, by estimate (see statementBytes). */
+export const STATEMENT_CACHE_BYTES = 32 * 1024 * 1024;
+
+/**
+ * A prepared statement's native memory, estimated: ~700 bytes per parameter (an `IN` list of
+ * them is a program of its own), and the rest. Measured on SQLite 3.53: 500 statements of 224
+ * parameters each held 73 MB.
+ */
+export function statementBytes(source: string): number {
+  let parameters = 0;
+  for (let i = source.indexOf('?'); i !== -1; i = source.indexOf('?', i + 1)) parameters++;
+  return 2048 + 700 * parameters;
+}
 
 /**
  * Kysely's SQLite driver prepares every statement it runs; preparing costs more than running a
  * point read. Statements are compiled from a bounded set of query shapes, so keep them: at most
- * `max`, and at most `maxText` characters of SQL, the oldest dropped first. A list's shape
- * holds its LIMIT and its any-of filters' widths, so one caller can make thousands; a compiled
- * statement takes ~50 times its text in native memory (1,000 large list statements held ~390 MB).
+ * `max`, and at most `maxBytes` by estimate (statementBytes), the oldest dropped first. A list's
+ * shape holds its LIMIT and its any-of filters' widths, so one caller can make thousands, and
+ * 1,000 wide ones held ~390 MB.
  */
 export function cachingStatements(
   database: SQLite.Database,
   max = 500,
   beforeWrite?: () => void,
-  maxText = STATEMENT_CACHE_TEXT,
+  maxBytes = STATEMENT_CACHE_BYTES,
 ): {
   close(): void;
-  readonly kept: { statements: number; text: number };
+  readonly kept: { statements: number; bytes: number };
   prepare(source: string): SQLite.Statement;
 } {
-  const cache = new Map<string, SQLite.Statement>();
-  let text = 0;
+  const cache = new Map<string, { statement: SQLite.Statement; bytes: number }>();
+  let bytes = 0;
   return {
     close: () => database.close(),
-    /** Statements kept, and their SQL's characters (for tests). */
+    /** Statements kept, and their estimated bytes (for tests). */
     get kept() {
-      return { statements: cache.size, text };
+      return { statements: cache.size, bytes };
     },
     prepare(source: string) {
-      let statement = cache.get(source);
+      let statement = cache.get(source)?.statement;
       if (!statement) {
         statement = database.prepare(source);
-        if (source.length <= maxText) {
-          while (cache.size > 0 && (cache.size >= max || text + source.length > maxText)) {
-            const oldest = cache.keys().next().value as string;
+        const size = statementBytes(source);
+        if (size <= maxBytes) {
+          while (cache.size > 0 && (cache.size >= max || bytes + size > maxBytes)) {
+            const [oldest, kept] = cache.entries().next().value as [string, { bytes: number }];
             cache.delete(oldest);
-            text -= oldest.length;
+            bytes -= kept.bytes;
           }
-          cache.set(source, statement);
-          text += source.length;
+          cache.set(source, { statement, bytes: size });
+          bytes += size;
         }
       }
       // Callers prepare a statement right before they run it.
