@@ -94,6 +94,16 @@ describe.each(storeKinds)('tenancy on %s', (kind) => {
       await storedRow(t, keyResults, peoples.id as string),
     ]).toEqual(before);
     expect((await t.call('GET', `${objectives.basePath}/${objective.id}`, { token: app })).body.is_deleted).toBe(false);
+    // A cycle's cascade names the objective that holds the person's key result, not every one.
+    const cycle = await t.create(byName('Cycle'), app);
+    const held = await t.create(objectives, app, { cycle_id: cycle.id });
+    const free = await t.create(objectives, app, { cycle_id: cycle.id });
+    await t.create(keyResults, app, { objective_id: free.id, title: 'mine too', target: 1 });
+    await t.create(keyResults, human, { objective_id: held.id, title: 'theirs too', target: 1 });
+    const refused = await t.call('DELETE', `${byName('Cycle').basePath}/${cycle.id}?cascade=true`, { token: app });
+    expect([refused.status, refused.body.dependents]).toEqual([409, { 'key-results': 1 }]);
+    expect(refused.body.detail).toContain(`Objective ${held.id} has live KeyResult (1)`);
+    expect(refused.body.detail).not.toContain(free.id as string);
     // Once the person's key result is gone, the application's cascade goes through.
     await t.call('DELETE', `${keyResults.basePath}/${peoples.id}`, { token: human });
     expect((await t.call('DELETE', url, { token: app })).status).toBe(200);

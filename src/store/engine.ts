@@ -1915,17 +1915,19 @@ export class Engine {
     for (const child of this.children.get(resource) ?? []) {
       const found = await db
         .selectFrom(child.resource.table)
-        .select(['id', 'app_id'])
+        .select(['id', 'app_id', `${child.field} as parent`])
         .where('tenant_id', '=', principal.tenantId)
         .where(child.field, 'in', parentIds)
         .where('is_deleted', '=', this.live(child.resource))
         .execute();
-      const outside = principal.appId === null ? 0 : found.filter((r) => r.app_id !== principal.appId).length;
-      if (outside > 0) {
+      const outside = principal.appId === null ? [] : found.filter((r) => r.app_id !== principal.appId);
+      if (outside.length > 0) {
+        // The parents that hold them, not every parent at this depth.
+        const holders = [...new Set(outside.map((r) => r.parent as string))].sort();
         throw new ApiError(
           'has_dependents',
-          `${resource.name} ${parentIds.join(', ')} has live ${child.resource.name} (${outside}) outside this application's scope: cascade deletes only what this application could delete itself`,
-          { extra: { dependents: { [child.resource.path]: outside } } },
+          `${resource.name} ${holders.join(', ')} has live ${child.resource.name} (${outside.length}) outside this application's scope: cascade deletes only what this application could delete itself`,
+          { extra: { dependents: { [child.resource.path]: outside.length } } },
         );
       }
       const ids = found.map((r) => r.id as string);
