@@ -76,6 +76,10 @@ describe('metric queries: syntax errors name the column', () => {
     [`kr("${A}"`, "expected ')' after the key result id, found end of query at column 35"],
     ['kr("abc', 'unterminated string at column 4'],
     ['1 % 2', 'unexpected character "%" at column 3'],
+    // As written: a whole emoji, not half of it; a number's text, not its value.
+    ['😀+1', 'unexpected character "😀" at column 1'],
+    ['1..2', "unexpected '.2' at column 3"],
+    ['1 1e3', "unexpected '1e3' at column 3"],
     ['sum', "expected '(' after sum, found end of query at column 4"],
   ])('%j: %s', (src, message) => {
     expect(() => parseQuery(src)).toThrow(message);

@@ -40,7 +40,7 @@ export class QuerySyntaxError extends Error {
 const KR_ID = new RegExp(idPattern('kr'));
 
 type Token =
-  | { t: 'num'; value: number; at: number }
+  | { t: 'num'; value: number; text: string; at: number }
   | { t: 'str'; value: string; at: number }
   | { t: 'name'; value: string; at: number }
   | { t: 'op'; value: string; at: number }
@@ -71,21 +71,29 @@ function tokenize(src: string): Token[] {
       tokens.push({ t: 'str', value: src.slice(i + 1, end), at: i });
       i = end + 1;
     } else if (matchAt(NUMBER, src, i)) {
-      tokens.push({ t: 'num', value: Number(src.slice(i, NUMBER.lastIndex)), at: i });
+      const text = src.slice(i, NUMBER.lastIndex);
+      tokens.push({ t: 'num', value: Number(text), text, at: i });
       i = NUMBER.lastIndex;
     } else if (matchAt(NAME, src, i)) {
       tokens.push({ t: 'name', value: src.slice(i, NAME.lastIndex), at: i });
       i = NAME.lastIndex;
     } else {
-      throw new QuerySyntaxError(`unexpected character ${JSON.stringify(c)}`, i + 1);
+      // The whole character (an emoji is two UTF-16 units), as written.
+      const char = String.fromCodePoint(src.codePointAt(i) as number);
+      throw new QuerySyntaxError(`unexpected character ${JSON.stringify(char)}`, i + 1);
     }
   }
   tokens.push({ t: 'end', at: src.length });
   return tokens;
 }
 
+/** A token as the query wrote it (a number's text, not the value it parses to: `.2`, not `0.2`). */
 const describe = (tok: Token) =>
-  tok.t === 'end' ? 'end of query' : tok.t === 'str' ? `string "${tok.value}"` : `'${tok.value}'`;
+  tok.t === 'end'
+    ? 'end of query'
+    : tok.t === 'str'
+      ? `string "${tok.value}"`
+      : `'${tok.t === 'num' ? tok.text : tok.value}'`;
 
 /** Parses a query, or throws QuerySyntaxError naming the column of the first problem. */
 export function parseQuery(src: string): ParsedQuery {
