@@ -224,6 +224,17 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     const tabs = await page.getByRole('tab').allTextContents();
     for (const op of ['list', 'get', 'create', 'update', 'delete']) expect(tabs).toContain(op);
     expect(await page.getByTestId('client-namespace').textContent()).toBe('client.okr.keyResults.*');
+    // The selected tab is marked by a 2 px accent line (3:1 and more), not by a colour of text alone.
+    const tabCue = (selected: boolean) =>
+      page
+        .locator(`[role="tab"][aria-selected="${selected}"]`)
+        .first()
+        .evaluate((el) => {
+          const s = getComputedStyle(el);
+          return `${s.borderBottomWidth} ${s.borderBottomStyle} ${s.borderBottomColor}`;
+        });
+    expect(await tabCue(true)).toBe('2px solid rgb(9, 105, 218)');
+    expect(await tabCue(false)).not.toContain('rgb(9, 105, 218)');
 
     const seed = seedFields();
     expect(seed.length).toBeGreaterThan(30);
@@ -251,6 +262,8 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     await page.getByRole('heading', { name: 'KeyResult', exact: true, level: 1 }).waitFor();
     // Nothing may be wider than a phone: the page itself must not scroll sideways.
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    expect(await tabCue(true)).toBe('2px solid rgb(9, 105, 218)');
+    expect(await tabCue(false)).not.toContain('rgb(9, 105, 218)');
     await page.screenshot({ path: `${SCREENSHOTS}keyresult-390.png`, fullPage: true });
     await page.setViewportSize({ width: 1280, height: 900 });
   });
@@ -340,6 +353,25 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     await row.waitFor();
     expect(await row.textContent()).toContain('Grow MRR to 120k');
     expect(await panel().getByTestId('response-status').textContent()).toMatch(/^200/);
+    // The answer is announced in a few words by one status line, not read out whole by a live region.
+    const announce = panel().getByTestId('response-announce');
+    expect(await announce.getAttribute('role')).toBe('status');
+    expect(await announce.getAttribute('aria-atomic')).toBe('true');
+    const n = list.data.length;
+    const ms = await panel().getByTestId('response-time').textContent();
+    expect(await announce.textContent()).toBe(`200 OK, ${n} item${n === 1 ? '' : 's'}, ${ms}`);
+    expect(await panel().locator('[aria-live]').count()).toBe(0);
+    // The scrollers take the keyboard's focus and are named; headings go H1, H2, H3 with no level skipped.
+    for (const name of ['Response body', 'Listed rows']) {
+      expect(await panel().getByRole('region', { name, exact: true }).getAttribute('tabindex'), name).toBe('0');
+    }
+    const levels = await page
+      .locator('main')
+      .evaluate((m) => [...m.querySelectorAll('h1, h2, h3, h4, h5, h6')].map((h) => Number(h.tagName[1])));
+    expect(levels[0]).toBe(1);
+    for (const [i, level] of levels.entries()) {
+      expect(level - (levels[i - 1] ?? 0), levels.join()).toBeLessThanOrEqual(1);
+    }
     expect(await panel().getByTestId('curl-snippet').textContent()).toContain('/api/v1/okr/key-results');
   });
 
@@ -693,6 +725,11 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
   it('filters a list by several values of an enum: any of them', async () => {
     await openTab('list');
     const kind = panel().getByRole('group', { name: /kind/ });
+    // Each box with its value is a target of 24 × 24 px at least.
+    for (const label of await kind.locator('label.choice').all()) {
+      const box = await label.boundingBox();
+      expect([box && box.width >= 24, box && box.height >= 24]).toEqual([true, true]);
+    }
     await kind.getByLabel('http_json', { exact: true }).check();
     await kind.getByLabel('webhook', { exact: true }).check();
     expect(await panel().getByTestId('sdk-snippet').textContent()).toContain("kind: ['http_json', 'webhook']");
@@ -726,11 +763,27 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     const shown = panel().getByTestId('field-errors');
     await shown.waitFor();
     expect(await shown.textContent()).toContain(`${error?.path} ${error?.message}`);
+    // Announced once, in a few words, by the status line: the problem panel is no second live region.
+    const announce = panel().getByTestId('response-announce');
+    expect(await announce.textContent()).toBe(
+      `400 Bad Request: validation_failed, ${problem.errors.length} field error${problem.errors.length === 1 ? '' : 's'}`,
+    );
+    expect(await panel().locator('[role="alert"], [aria-live]').count()).toBe(0);
+    // Shown again (another tab and back), the stored answer is not announced again.
+    await openTab('list');
+    await openTab('create');
+    await panel().getByTestId('field-errors').waitFor();
+    expect(await panel().locator('[role="alert"], [aria-live]').count()).toBe(0);
+    expect(await announce.textContent()).toBe('');
 
     // A body that is not JSON is caught before sending.
     await bodyEditor().fill('{"title": ');
     await panel().getByRole('button', { name: 'Send', exact: true }).click();
     expect(await panel().locator('.send-row [role="alert"]').textContent()).toContain('not valid JSON');
+    // Reset to example goes with the edit it undoes: the keyboard goes on in the body, not at the page.
+    await panel().getByRole('button', { name: 'Reset to example', exact: true }).click();
+    expect(await page.evaluate(() => document.activeElement?.id.endsWith('-body'))).toBe(true);
+    expect(await bodyEditor().inputValue()).toContain('"title"');
   });
 
   it('marks a query parameter the server refused at its input, its message and hint read with it', async () => {
@@ -805,6 +858,26 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     await link.click();
     expect(await page.evaluate(() => document.activeElement?.id)).toBe('tab-update');
     expect(await tabInView()).toBe(true);
+  });
+
+  it('never hides the focused control under the sticky top bar when tabbing backwards', async () => {
+    await page.goto(`${server.origin}/playground/okr/key-results#create`);
+    await page.locator('#operation-panel[data-op="create"]').waitFor();
+    // A control scrolled up under the bar, the keyboard on the next one: Shift+Tab brings it out.
+    for (const selector of ['#token', 'input[id$="-h-Idempotency-Key"]']) {
+      const field = panel().locator(selector);
+      await field.evaluate((el) => {
+        window.scrollBy(0, el.getBoundingClientRect().top - 20);
+        (el as HTMLElement).focus({ preventScroll: true });
+      });
+      await page.keyboard.press('Tab');
+      await page.keyboard.press('Shift+Tab');
+      const [top, barBottom] = await field.evaluate((el) => [
+        document.activeElement === el ? el.getBoundingClientRect().top : Number.NaN,
+        document.querySelector('.topbar')?.getBoundingClientRect().bottom ?? 0,
+      ]);
+      expect(top, selector).toBeGreaterThanOrEqual(barBottom);
+    }
   });
 
   it('talked to no origin but its own, without script errors', () => {

@@ -12,7 +12,7 @@ import {
   splitChoices,
   toggleChoice,
 } from './request';
-import { ResponseView } from './response-view';
+import { ResponseView, responseSummary } from './response-view';
 import { formKey, SessionContext } from './session';
 import { curlSnippet, sdkSnippet } from './snippets';
 
@@ -197,6 +197,9 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
   const responseRef = useRef<HTMLElement>(null);
   const [sending, setSending] = useState(false);
   const [invalid, setInvalid] = useState<string | null>(null);
+  // What the status line announces: set once per answered call, and empty when the console is
+  // drawn again (another tab and back), so a stored answer shown again is not read out again.
+  const [announced, setAnnounced] = useState('');
   if (!session) return null;
   const key = formKey(resource.path, op.name);
   const form = session.forms[key] ?? emptyForm();
@@ -238,6 +241,9 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
     try {
       const res = await sendCall(op, built, session.token);
       session.setResult(key, res);
+      // The same words as the last answer's (a second Send): a changed text, so it is read again.
+      const summary = responseSummary(res);
+      setAnnounced((last) => (last === summary ? `${summary}\u00a0` : summary));
       if (res.status !== null && res.status < 300) session.remember(res.body);
       // The answer sits below the form and its snippets: where its top is out of sight (below
       // the window, as on a phone; or above it, under the top bar, after reading down a long
@@ -375,7 +381,15 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
               <div class="label-row">
                 <label for={`${base}-body`}>Body (JSON)</label>
                 {form.body !== undefined && (
-                  <button type="button" class="link-button" onClick={() => update({ body: undefined })}>
+                  <button
+                    type="button"
+                    class="link-button"
+                    onClick={() => {
+                      update({ body: undefined });
+                      // The button goes with the edit it undoes: the keyboard goes on in the body.
+                      document.getElementById(`${base}-body`)?.focus();
+                    }}
+                  >
                     Reset to example
                   </button>
                 )}
@@ -426,8 +440,14 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
           )}
         </div>
       </div>
-      <section class="console-response" aria-live="polite" aria-label="Response" ref={responseRef}>
-        <h3 class="block-title">Response</h3>
+      {/* Not a live region: read out, the whole answer is thousands of characters. The status line says it in a few words. */}
+      <section class="console-response" aria-labelledby={`${base}-response-title`} ref={responseRef}>
+        <h3 class="block-title" id={`${base}-response-title`}>
+          Response
+        </h3>
+        <p class="visually-hidden" role="status" aria-atomic="true" data-testid="response-announce">
+          {announced}
+        </p>
         {result ? (
           <ResponseView result={result} resource={resource} onPick={op.response === 'list' ? pick : null} />
         ) : (

@@ -8,7 +8,16 @@ const TOKEN = /("(?:\\.|[^"\\])*")(\s*:)?|\b(true|false|null)\b|(-?\d+(?:\.\d+)?
  * Drawn again only for another value: a 200-row page is ~13,000 nodes, too many to rebuild on
  * every keystroke in the console's fields.
  */
-export const JsonView = memo(function JsonView({ value, testId }: { value: unknown; testId?: string }) {
+export const JsonView = memo(function JsonView({
+  value,
+  testId,
+  label,
+}: {
+  value: unknown;
+  testId?: string;
+  /** The scroller's name: it takes the focus, so the keyboard can scroll a long body. */
+  label: string;
+}) {
   const text = JSON.stringify(value, null, 2) ?? '';
   const parts: (string | JSX.Element)[] = [];
   let last = 0;
@@ -26,7 +35,8 @@ export const JsonView = memo(function JsonView({ value, testId }: { value: unkno
   }
   parts.push(text.slice(last));
   return (
-    <pre class="json" data-testid={testId}>
+    // biome-ignore lint/a11y/noNoninteractiveTabindex lint/a11y/useSemanticElements: a scroller, focusable and named.
+    <pre class="json" data-testid={testId} role="region" aria-label={label} tabIndex={0}>
       <code>{parts}</code>
     </pre>
   );

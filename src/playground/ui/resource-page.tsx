@@ -123,7 +123,11 @@ export function ResourcePage({
       </header>
 
       {active ? (
-        <section class="operations" aria-label="Operations">
+        <section class="operations" aria-labelledby="operations-title">
+          {/* The console's Response (an h3) sits under this heading, as Schema and API do under theirs. */}
+          <h2 id="operations-title" class="visually-hidden">
+            Operations
+          </h2>
           <OperationTabs ops={ops} active={active} onSelect={select} />
           <div
             class="tab-panel"

@@ -36,9 +36,37 @@ function isProblem(result: CallResult): boolean {
   return (result.status ?? 0) >= 400 && (type.includes('problem+json') || typeof result.body === 'object');
 }
 
+/** `200 OK`, `412 Precondition Failed`: the status and its reason, as the status line shows them. */
+function statusLine(result: CallResult & { status: number }): string {
+  const { status } = result;
+  return `${status} ${result.statusText && result.statusText !== 'OK' ? result.statusText : (REASONS[status] ?? '')}`.trim();
+}
+
+/**
+ * What the console announces once a call is answered, in a few words (the whole answer, read
+ * out, would be thousands of characters): `200 OK, 9 items, 17 ms`, `400 Bad Request:
+ * validation_failed, 1 field error`, `Not sent: …`.
+ */
+export function responseSummary(result: CallResult): string {
+  if (result.status === null) return result.error ?? 'No answer';
+  const line = statusLine(result as CallResult & { status: number });
+  const body = result.body;
+  if (isProblem(result) && typeof body === 'object' && body !== null) {
+    const { code, title, errors } = body as Problem;
+    const fields = Array.isArray(errors) && errors.length > 0 ? `, ${plural(errors.length, 'field error')}` : '';
+    return `${line}: ${code ?? title ?? 'error'}${fields}`;
+  }
+  const data = typeof body === 'object' && body !== null ? (body as { data?: unknown }).data : undefined;
+  const items = result.status < 300 && Array.isArray(data) ? `, ${plural(data.length, 'item')}` : '';
+  return `${line}${items}, ${result.ms} ms`;
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/** Not a live region: the console's status line announces a new answer once; a stored one shown again is not. */
 function ProblemPanel({ problem }: { problem: Problem }) {
   return (
-    <div class="problem" role="alert" data-testid="problem">
+    <div class="problem" data-testid="problem">
       <p class="problem-head">
         <strong>{problem.title ?? 'Error'}</strong>
         {problem.code && <code>{problem.code}</code>}
@@ -77,7 +105,9 @@ function ListRows({
   const withStatus = rows.some((r) => 'status' in r);
   const withProgress = rows.some((r) => 'progress_pct' in r);
   return (
-    <div class="table-scroll">
+    // A scroller: reachable and named for the keyboard, which scrolls it with the arrow keys.
+    // biome-ignore lint/a11y/noNoninteractiveTabindex: a scrolling region must take the focus.
+    <section class="table-scroll" aria-label="Listed rows" tabIndex={0}>
       <table class="data rows" data-testid="list-rows">
         <thead>
           <tr>
@@ -128,7 +158,7 @@ function ListRows({
           })}
         </tbody>
       </table>
-    </div>
+    </section>
   );
 }
 
@@ -144,7 +174,7 @@ export function ResponseView({
 }) {
   if (result.status === null) {
     return (
-      <div class="problem" role="alert" data-testid="response-error">
+      <div class="problem" data-testid="response-error">
         {result.error}
       </div>
     );
@@ -161,7 +191,7 @@ export function ResponseView({
     <div class="response" data-testid="response">
       <p class="status-line">
         <span class={`status status-${cls}`} data-testid="response-status">
-          {status} {result.statusText && result.statusText !== 'OK' ? result.statusText : (REASONS[status] ?? '')}
+          {statusLine({ ...result, status })}
         </span>
         <span class="timing" data-testid="response-time">
           {result.ms} ms
@@ -192,9 +222,10 @@ export function ResponseView({
       <div class="body-block">
         <p class="block-label">Body</p>
         {body !== undefined ? (
-          <JsonView value={body} testId="response-body" />
+          <JsonView value={body} testId="response-body" label="Response body" />
         ) : (
-          <pre class="json" data-testid="response-body">
+          // biome-ignore lint/a11y/noNoninteractiveTabindex lint/a11y/useSemanticElements: a scroller, focusable and named.
+          <pre class="json" data-testid="response-body" role="region" aria-label="Response body" tabIndex={0}>
             <code>{result.bodyText || '(empty)'}</code>
           </pre>
         )}
