@@ -261,11 +261,14 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     const url = `${connectors.basePath}/${c.id}/sync`;
     const stale = await t.call('POST', url, { token, body: { bogus: 1 }, headers: { 'if-match': '"9"' } });
     expect(stale.status).toBe(412);
-    const res = await call('POST', url, { bogus: 1 });
+    const res = await call('POST', url, { bogus: 1, 'a/b~': 2 });
     expect([res.status, res.body.code, res.body.errors]).toEqual([
       400,
       'unknown_field',
-      [{ path: '/bogus', code: 'unknown_field', message: 'bogus is not accepted here' }],
+      [
+        { path: '/bogus', code: 'unknown_field', message: '"bogus" is not accepted here' },
+        { path: '/a~1b~0', code: 'unknown_field', message: '"a/b~" is not accepted here' },
+      ],
     ]);
     expect((await get(`${connectors.basePath}/${c.id}`)).version).toBe(c.version);
     expect(api.state.requests).toEqual([]); // refused before its read of the outside world
@@ -364,6 +367,29 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       secret: 'postgres://u:%ZZ@1.1.1.1/db',
     });
     expect([bad.status, (bad.body.errors as { path: string }[])?.[0]?.path]).toEqual([400, '/secret']);
+    // It says which part, and how to write a literal %, never the secret itself.
+    for (const [secret, part] of [
+      ['postgres://a:%zz@h/db', 'password'],
+      ['postgres://%zz:pw@h/db', 'user'],
+      ['postgres://a:b@h/%zz', 'database name'],
+    ]) {
+      const res = await call('POST', connectors.basePath, {
+        name: 'warehouse',
+        kind: 'postgres',
+        config: { query: 'select 1' },
+        secret,
+      });
+      expect([res.status, res.body.errors]).toEqual([
+        400,
+        [
+          {
+            path: '/secret',
+            code: 'invalid_url',
+            message: `the secret's ${part} has a malformed percent-escape: write a literal % as %25`,
+          },
+        ],
+      ]);
+    }
     const err = await readConnector(
       { kind: 'postgres', config: { query: 'select 1' }, secret: 'postgres://1.1.1.1/%E0%A4%A' },
       { allowHosts: [], timeoutMs: 1000 },
@@ -638,6 +664,20 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(missing.body.errors).toEqual([expect.objectContaining({ path: '/connector_id' })]);
     const a = await fed(c.id as string);
     expect((await call('PATCH', `${kr.basePath}/${a.id}`, { current: 3 })).status).toBe(409);
+    // Its current sent back as it was read (a read-modify-write) is no value of the caller's.
+    const renamed = await call('PATCH', `${kr.basePath}/${a.id}`, { title: 'renamed', current: a.current });
+    expect([renamed.status, renamed.body.current]).toEqual([200, a.current]);
+    // A manual key result turned into a fed one is given no current, as on a create (400, not 409).
+    const plain = await call('POST', kr.basePath, { objective_id: objectiveId, title: 'plain', target: 1 });
+    const turned = await call('PATCH', `${kr.basePath}/${plain.body.id}`, {
+      data_source: 'connector',
+      connector_id: c.id,
+      current: 5,
+    });
+    expect([turned.status, turned.body.errors]).toEqual([
+      400,
+      [{ path: '/current', code: 'not_allowed', message: 'current comes from the connector' }],
+    ]);
     // The state's 409 comes before a reference's 422 (PRODUCT.md's check order).
     const both = await call('PATCH', `${kr.basePath}/${a.id}`, {
       current: 3,
@@ -920,6 +960,19 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     ['an unknown kind', { kind: 'ftp' }, '/kind'],
     ['an interval on a webhook', { kind: 'webhook', config: {}, interval_seconds: 600 }, '/interval_seconds'],
   ];
+  it('names a member its config does not take as unknown, by its JSON Pointer', async () => {
+    const res = await call('POST', connectors.basePath, {
+      name: 'x',
+      kind: 'http_json',
+      config: { url: 'https://x.example/', 'bo/gus': 1 },
+    });
+    expect([res.status, res.body.code, res.body.errors]).toEqual([
+      400,
+      'validation_failed',
+      [{ path: '/config/bo~1gus', code: 'unknown_field', message: '"bo/gus" is not a member of config' }],
+    ]);
+  });
+
   it.each(bad)('refuses %s naming %s, storing nothing', async (_n, body, path) => {
     const before = await countRows(t, connectors);
     const res = await call('POST', connectors.basePath, {

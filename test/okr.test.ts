@@ -254,7 +254,7 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       ['no target', {}, '/target'],
       ['no title', { title: null, target: 1 }, '/title'],
       ['an owner that is not usr-<uuid>', { target: 1, owner_id: 'bob' }, '/owner_id'],
-      ['duplicate tags', { target: 1, tags: ['a', 'a'] }, '/tags'],
+      ['duplicate tags', { target: 1, tags: ['a', 'a'] }, '/tags/1'],
       ['33 tags', { target: 1, tags: Array.from({ length: 33 }, (_, i) => `t${i}`) }, '/tags'],
       ['a 65-character tag', { target: 1, tags: ['x'.repeat(65)] }, '/tags/0'],
       ['a tag of 65 emoji', { target: 1, tags: ['🎯'.repeat(65)] }, '/tags/0'],
@@ -277,6 +277,31 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect(res.status).toBe(400);
       expect((res.body.errors as { path: string }[]).map((e) => e.path)).toContain(path);
       expect(await countRows(t, kr)).toBe(before);
+    });
+
+    it('names a duplicate tag by its index and value, and the item it repeats', async () => {
+      const res = await post({ objective_id: await objective(), title: 'x', target: 1, tags: ['a', 'b', 'a'] });
+      expect([res.status, res.body.errors]).toEqual([
+        400,
+        [{ path: '/tags/2', code: 'not_unique', message: 'tags: "a" is listed twice (items 0 and 2)' }],
+      ]);
+    });
+
+    it('answers a number beyond a double (1e400) as out of range, as 1.0000001e15 is, in a write and a check-in', async () => {
+      const k = (await post({ objective_id: await objective(), title: 'x', target: 10 })).body;
+      const raw = (method: string, url: string, payload: string) =>
+        t.call(method, url, { token, payload, headers: { 'content-type': 'application/json' } });
+      for (const [res, path] of [
+        [await raw('POST', kr.basePath, `{"objective_id":"${k.objective_id}","title":"x","target":1e400}`), '/target'],
+        [await raw('PATCH', `${kr.basePath}/${k.id}`, '{"baseline":-1e400}'), '/baseline'],
+        [await raw('POST', `${kr.basePath}/${k.id}/check-ins`, '{"value":1e400}'), '/value'],
+      ] as const) {
+        expect([res.status, res.body.code]).toEqual([400, 'validation_failed']);
+        expect(res.body.errors).toEqual([
+          { path, code: 'out_of_range', message: `${path.slice(1)}: must be a finite number within ±1e15` },
+        ]);
+      }
+      expect((await get(k.id as string)).version).toBe(k.version);
     });
 
     it('takes the smallest weight, 0.000001, and rolls a lone key result of it up as its own progress', async () => {
@@ -303,6 +328,49 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
         tags: ['growth', 'q4'],
       });
       expect(res.status).toBe(201);
+    });
+  });
+
+  describe('current of a key result a query feeds', () => {
+    it('takes a current sent back equal to the stored one (a read-modify-write); another is 409 not_manual', async () => {
+      const a = (await post({ objective_id: await objective(), title: 'a', target: 10, current: 4 })).body;
+      const q = (
+        await post({
+          objective_id: a.objective_id,
+          title: 'q',
+          target: 10,
+          data_source: 'query',
+          query: `kr("${a.id}")`,
+        })
+      ).body;
+      expect(q.current).toBe(4);
+      // GET, change the title, PATCH back every writable field.
+      const read = await get(q.id as string);
+      const writable = Object.fromEntries(
+        Object.entries(kr.allFields)
+          .filter(([name, field]) => field.access === 'write' && name in read)
+          .map(([name]) => [name, read[name]]),
+      );
+      expect(writable).toHaveProperty('current', 4);
+      const renamed = await patch(q.id as string, { ...writable, title: 'renamed' });
+      expect([renamed.status, renamed.body.title, renamed.body.current]).toEqual([200, 'renamed', 4]);
+      const changed = await patch(q.id as string, { current: 5 });
+      expect([changed.status, changed.body.code]).toEqual([409, 'not_manual']);
+      expect((await get(q.id as string)).current).toBe(4);
+    });
+
+    it('answers a manual key result turned into a query with a current as a create: 400 not_allowed', async () => {
+      const a = (await post({ objective_id: await objective(), title: 'a', target: 10, current: 1 })).body;
+      const res = await patch(a.id as string, { data_source: 'query', query: '7', current: 3 });
+      expect([res.status, res.body.code, res.body.errors]).toEqual([
+        400,
+        'validation_failed',
+        [{ path: '/current', code: 'not_allowed', message: 'current comes from the query' }],
+      ]);
+      expect(await get(a.id as string)).toMatchObject({ data_source: 'manual', current: 1, version: a.version });
+      // Its current sent back as it was read is no value of the caller's: the query gives it one.
+      const turned = await patch(a.id as string, { data_source: 'query', query: '7', current: 1 });
+      expect([turned.status, turned.body.current]).toEqual([200, 7]);
     });
   });
 

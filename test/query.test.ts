@@ -207,7 +207,7 @@ describe.each(storeKinds)('metric queries (data_source: query) on %s', (kind) =>
     }
   });
 
-  it('takes no value from a client: PATCH of current and check-ins are 409; switching to manual takes one', async () => {
+  it('takes no value from a client: PATCH of another current and check-ins are 409, a switch to query with one 400; switching to manual takes one', async () => {
     const a = await manual(1);
     const d = await query(k(a));
     const id = d.id as string;
@@ -215,7 +215,12 @@ describe.each(storeKinds)('metric queries (data_source: query) on %s', (kind) =>
     const refused = await checkIn(id, 5);
     expect(refused.status).toBe(409);
     expect(refused.body.code).toBe('not_manual');
-    expect((await patch(a, { data_source: 'query', query: '7', current: 3 })).status).toBe(409);
+    // A manual key result switched to a query, with a value of its own: refused as a create is.
+    const switching = await patch(a, { data_source: 'query', query: '7', current: 3 });
+    expect([switching.status, (switching.body.errors as Doc[])[0]]).toEqual([
+      400,
+      expect.objectContaining({ path: '/current', code: 'not_allowed' }),
+    ]);
     // Other fields change as on any key result.
     expect((await patch(id, { title: 'renamed' })).body).toMatchObject({ title: 'renamed', current: 1 });
 

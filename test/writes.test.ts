@@ -783,5 +783,38 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       const back = await t.call('POST', restore, { body: {} });
       expect([back.status, back.body.is_deleted, back.body.name]).toEqual([200, false, doc.name]);
     });
+
+    it('names an unknown member by its JSON Pointer (~0, ~1) and quotes its name, in any body', async () => {
+      const doc = await t.create(cycles, token);
+      const url = `${cycles.basePath}/${doc.id}`;
+      const body = { 'a/b': 1, 'c~d': 2, '': 3 };
+      const expected = (what: string) => [
+        { path: '/a~1b', code: 'unknown_field', message: `"a/b" ${what}` },
+        { path: '/c~0d', code: 'unknown_field', message: `"c~d" ${what}` },
+        { path: '/', code: 'unknown_field', message: `"" ${what}` },
+      ];
+      for (const [method, path] of [
+        ['POST', cycles.basePath],
+        ['PATCH', url],
+      ] as const) {
+        const res = await t.call(method, path, { body: { name: 'x', ...body } });
+        expect([method, res.status, res.body.code, res.body.errors]).toEqual([
+          method,
+          400,
+          'unknown_field',
+          expected('is not a field of Cycle'),
+        ]);
+      }
+      for (const [method, path] of [
+        ['DELETE', url],
+        ['POST', `${url}/restore`],
+      ] as const) {
+        const res = await t.call(method, path, { body });
+        expect([method, res.status, res.body.errors]).toEqual([method, 400, expected('is not accepted here')]);
+      }
+      const k = await t.create(kr, token);
+      const checkIn = await t.call('POST', `${kr.basePath}/${k.id}/check-ins`, { body: { value: 1, ...body } });
+      expect([checkIn.status, checkIn.body.errors]).toEqual([400, expected('is not accepted here')]);
+    });
   });
 });

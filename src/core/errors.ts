@@ -132,7 +132,7 @@ export const errorRegistry = {
   not_manual: {
     status: 409,
     title: 'Key result is not manually updated',
-    when: 'A PATCH of `current`, or a check-in, on a key result whose `data_source` is not `manual`.',
+    when: 'A PATCH of `current` to another value than the stored one, or a check-in, on a key result whose `data_source` is not `manual`.',
   },
   not_pulled: {
     status: 409,
@@ -225,10 +225,11 @@ export const fieldErrorRegistry = {
     'A number or a time outside its bounds: values within ±1e15, `weight` 0 or at least 0.000001, `confidence` 0–10, an `end_date` before `start_date`, a check-in `at` in the future.',
   inconsistent: 'Fields that must agree do not: a `direction` that contradicts `baseline` and `target`.',
   invalid: 'The value breaks another rule of its field.',
-  unknown_field: 'The body names a field the resource does not declare, or a member named `__proto__`.',
+  unknown_field:
+    'The body names a field the resource does not declare, a member an object field (`config`) does not take, or a member named `__proto__`.',
   read_only: 'The body sets a field only the server writes.',
   not_allowed:
-    'A value or setting this row does not take: `current` of a key result a query or a connector feeds, `query` or `connector_id` where `data_source` does not use it, a setting or a secret of another connector kind.',
+    'A value or setting this row does not take: `current` of a key result a query or a connector feeds (on create, or on a PATCH that turns a manual one into a fed one), `query` or `connector_id` where `data_source` does not use it, a setting or a secret of another connector kind.',
   invalid_reference: 'A reference (`objective_id`, `cycle_id`, `kr("…")` in a query) names no live row of the tenant.',
   parent_deleted: 'A restore would bring a row back under a parent that is deleted.',
   alignment_cycle: 'An objective would be aligned under itself, directly or through others.',

@@ -10,7 +10,7 @@ import {
 } from '@sinclair/typebox';
 import { type TypeCheck, TypeCompiler, type ValueError, ValueErrorType } from '@sinclair/typebox/compiler';
 import { ApiError, type FieldError, type FieldErrorCode, fieldError } from './errors.js';
-import { type AnyField, clientEnum } from './fields.js';
+import { type AnyField, clientEnum, NUMBER_LIMIT } from './fields.js';
 import type { Doc, HookContext, Resource } from './resource.js';
 
 // RFC 3339 §5.6: hours 00–23, minutes and seconds 00–59 (a leap second is not accepted: V8
@@ -112,11 +112,41 @@ function unstorableText(value: unknown, path: string): string | null {
     return null;
   }
   for (const [key, member] of Object.entries(value)) {
-    const at = `${path}/${key.replaceAll('~', '~0').replaceAll('/', '~1')}`;
+    const at = `${path}/${pointerToken(key)}`;
     const bad = unstorableText(key, at) ?? unstorableText(member, at);
     if (bad !== null) return bad;
   }
   return null;
+}
+
+/** A member's name as a JSON Pointer reference token (RFC 6901: ~ as ~0, / as ~1). */
+export function pointerToken(name: string): string {
+  return name.replaceAll('~', '~0').replaceAll('/', '~1');
+}
+
+/** A JSON Pointer reference token read back as the member's name. */
+function unescapeToken(token: string): string {
+  return token.replaceAll('~1', '/').replaceAll('~0', '~');
+}
+
+/**
+ * Where a list that holds each value once holds one twice: the index of the second and of the
+ * first, or null when every item is distinct.
+ */
+function firstDuplicate(list: readonly unknown[]): { at: number; first: number } | null {
+  for (let at = 1; at < list.length; at++) {
+    for (let first = 0; first < at; first++) {
+      if (isDeepStrictEqual(list[first], list[at])) return { at, first };
+    }
+  }
+  return null;
+}
+
+/** What a number field's bounds are, said as its error: ±1e15 unless the field narrows them. */
+function numberBounds(schema: unknown): string {
+  const { minimum, maximum } = schema as { minimum?: number; maximum?: number };
+  if (minimum === -NUMBER_LIMIT && maximum === NUMBER_LIMIT) return 'within ±1e15';
+  return `from ${minimum ?? -NUMBER_LIMIT} to ${maximum ?? NUMBER_LIMIT}`;
 }
 
 /** A character a person can see: not white space, a control or a format character (U+200B, U+FEFF). */
@@ -173,7 +203,36 @@ export function checkField(name: string, field: AnyField, value: unknown, restor
   if (!first) return [];
   const path = `/${name}${first.path}`;
   if (field.enum && first.path === '') {
-    return [{ path, code: 'invalid_enum', message: `${name} must be one of: ${field.enum.join(', ')}` }];
+    // The values a client may send: not those only the platform writes (`source_type: system`).
+    const allowed = (clientEnum(field) ?? field.enum).join(', ');
+    return [{ path, code: 'invalid_enum', message: `${name} must be one of: ${allowed}` }];
+  }
+  // A JSON number beyond a double (1e400) parses as ±Infinity: a number out of bounds, not another type.
+  if (
+    (first.type === ValueErrorType.Number || first.type === ValueErrorType.Integer) &&
+    typeof first.value === 'number' &&
+    !Number.isFinite(first.value)
+  ) {
+    const kind = first.type === ValueErrorType.Integer ? 'an integer' : 'a finite number';
+    const message = `${name}${first.path}: must be ${kind} ${numberBounds(first.schema)}`;
+    return [{ path, code: 'out_of_range', message }];
+  }
+  // Which item is there twice, and where it was first.
+  if (first.type === ValueErrorType.ArrayUniqueItems && Array.isArray(first.value)) {
+    const dup = firstDuplicate(first.value);
+    if (dup) {
+      const label = `${name}${first.path}`;
+      const message = `${label}: ${JSON.stringify(first.value[dup.at])} is listed twice (items ${dup.first} and ${dup.at})`;
+      return [{ path: `${path}/${dup.at}`, code: 'not_unique', message }];
+    }
+  }
+  // A member an object does not take (a connector's `config`): unknown, as one of the body's own is.
+  if (first.type === ValueErrorType.ObjectAdditionalProperties) {
+    const cut = first.path.lastIndexOf('/');
+    const member = unescapeToken(first.path.slice(cut + 1));
+    const parent = `${name}${first.path.slice(0, cut)}`;
+    const message = `${JSON.stringify(member)} is not a member of ${parent}`;
+    return [{ path, code: 'unknown_field', message }];
   }
   if (field.pattern && first.type === ValueErrorType.StringPattern && first.path === '') {
     return [{ path, code: 'invalid_format', message: `${name} must match ${field.pattern}` }];
@@ -216,7 +275,7 @@ export function prototypeMemberPath(text: string): string | null {
   // The keys on the way down, joined into a pointer only for the member found (a 1 MB body has
   // ~100,000 members: building every member's pointer cost 3× the parse).
   const keys: string[] = [];
-  const found = (): string => keys.map((k) => `/${k.replaceAll('~', '~0').replaceAll('/', '~1')}`).join('');
+  const found = (): string => keys.map((k) => `/${pointerToken(k)}`).join('');
   const walk = (v: unknown): boolean => {
     if (v === null || typeof v !== 'object') return false;
     if (Array.isArray(v)) {
@@ -330,7 +389,11 @@ export function checkWritableKeys(resource: Resource, body: Doc, allowVersion: b
   for (const key of Object.keys(body)) {
     const field = Object.hasOwn(resource.allFields, key) ? resource.allFields[key] : undefined;
     if (!field)
-      unknown.push({ path: `/${key}`, code: 'unknown_field', message: `${key} is not a field of ${resource.name}` });
+      unknown.push({
+        path: `/${pointerToken(key)}`,
+        code: 'unknown_field',
+        message: `${JSON.stringify(key)} is not a field of ${resource.name}`,
+      });
     else if (field.access === 'read' && !(allowVersion && key === 'version')) {
       readOnly.push({ path: `/${key}`, code: 'read_only', message: `${key} is server-owned and cannot be written` });
     }
@@ -405,7 +468,11 @@ export function validateInput(fields: Readonly<Record<string, AnyField>>, body: 
   if (unknown.length) {
     throw fieldError(
       'unknown_field',
-      unknown.map((k) => ({ path: `/${k}`, code: 'unknown_field', message: `${k} is not accepted here` })),
+      unknown.map((k) => ({
+        path: `/${pointerToken(k)}`,
+        code: 'unknown_field',
+        message: `${JSON.stringify(k)} is not accepted here`,
+      })),
     );
   }
   const errors: FieldError[] = [];

@@ -58,13 +58,33 @@ const ConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
-/** Whether a postgres:// secret parses whole: a URL, with %-escapes that decode. */
-function parsesAsPostgresUrl(secret: string): boolean {
+/**
+ * Why a postgres:// secret does not parse whole (a URL, with %-escapes that decode), or null. It
+ * says which part is wrong, never the secret itself.
+ */
+function postgresSecretProblem(secret: string): string | null {
+  const message = 'the secret must be a postgres:// URL';
+  if (!/^postgres(ql)?:\/\//.test(secret)) return message;
+  let url: URL;
   try {
-    return postgresUrlParts(new URL(secret)) !== null;
+    url = new URL(secret);
   } catch {
-    return false;
+    return `${message}: it does not parse as one`;
   }
+  if (postgresUrlParts(url) !== null) return null;
+  const parts: [string, string][] = [
+    ['user', url.username],
+    ['password', url.password],
+    ['database name', url.pathname.slice(1)],
+  ];
+  for (const [part, text] of parts) {
+    try {
+      decodeURIComponent(text);
+    } catch {
+      return `the secret's ${part} has a malformed percent-escape: write a literal % as %25`;
+    }
+  }
+  return `${message}: a percent-escape in it does not decode`;
 }
 
 /** An HTTP header name (RFC 9110 token). */
@@ -541,13 +561,8 @@ export const connectors = defineResource({
       } else if (doc.kind === 'postgres') {
         need('query', 'config.query');
         // No secret yet (an import brings none): its syncs fail, saying so, until one is set.
-        if (
-          newSecret &&
-          doc.secret !== null &&
-          (!/^postgres(ql)?:\/\//.test(doc.secret as string) || !parsesAsPostgresUrl(doc.secret as string))
-        ) {
-          errors.push({ path: '/secret', code: 'invalid_url', message: 'the secret must be a postgres:// URL' });
-        }
+        const problem = newSecret && doc.secret !== null ? postgresSecretProblem(doc.secret as string) : null;
+        if (problem) errors.push({ path: '/secret', code: 'invalid_url', message: problem });
         none(['url', 'pointer', 'headers']);
       } else if (doc.kind === 'webhook') {
         none(['url', 'pointer', 'headers', 'query']);

@@ -34,8 +34,14 @@ export const cycles = defineResource({
   filterable: ['state', 'start_date', 'end_date', 'created_at', 'updated_at'],
   hooks: {
     upgrade: (doc) => fillNullDefaults(cycles, doc),
-    validate(doc) {
+    validate(doc, before, ctx) {
       if (typeof doc.start_date === 'string' && typeof doc.end_date === 'string' && doc.end_date < doc.start_date) {
+        // The member the request sent: a PATCH of start_date alone moved it past the stored end.
+        const sent = (name: string) => ctx.input !== null && ctx.input[name] !== undefined;
+        if (before && sent('start_date') && !sent('end_date')) {
+          const message = `start_date must not be after end_date (${doc.end_date})`;
+          return [{ path: '/start_date', code: 'out_of_range', message }];
+        }
         return [{ path: '/end_date', code: 'out_of_range', message: 'end_date must not be before start_date' }];
       }
       return [];

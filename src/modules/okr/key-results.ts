@@ -60,6 +60,15 @@ function historyWithSourceTypes(history: unknown): unknown {
   return history.map((entry: Snapshot) => (unset(entry) ? { ...entry, source_type: fallback } : entry));
 }
 
+/**
+ * The write sets `current`: sends one other than the stored value. One sent back as it was read
+ * (a read-modify-write of the writable fields) changes nothing, whatever the data source.
+ */
+function setsCurrent(input: Doc | null, before: Doc | null): boolean {
+  const current = input?.current;
+  return current !== undefined && current !== null && (before === null || current !== before.current);
+}
+
 /** A number the API takes (PRODUCT.md §1: finite, |x| ≤ 1e15). */
 function isNumberInLimits(v: unknown): boolean {
   return typeof v === 'number' && Number.isFinite(v) && Math.abs(v) <= NUMBER_LIMIT;
@@ -338,7 +347,10 @@ export const keyResults = defineResource({
           }
         }
       }
-      if (!before && doc.data_source !== 'manual' && ctx.input?.current !== undefined && ctx.input.current !== null) {
+      // A create, or a manual key result turned into a query's or a connector's, is given no
+      // `current` of its own (on a key result that was fed already, a PATCH of it is 409 below).
+      const wasFed = before !== null && before.data_source !== 'manual';
+      if (doc.data_source !== 'manual' && !wasFed && setsCurrent(ctx.input, before)) {
         errors.push({ path: '/current', code: 'not_allowed', message: `current comes from the ${doc.data_source}` });
       }
       for (const name of ['connector_id', 'query'] as const) {
@@ -356,11 +368,12 @@ export const keyResults = defineResource({
       if (setsQuery(doc, before)) await checkNoLoop(tx, ctx.principal.tenantId, doc);
     },
     guard(doc, before, ctx) {
-      // A check-in, or a PATCH of `current`, on a key result whose values come from elsewhere.
+      // A check-in, or a PATCH that changes `current`, on a key result whose values come from
+      // elsewhere (one sent back equal to the stored value changes nothing).
       const source =
         ctx.event?.kind === 'check_in'
           ? before.data_source
-          : 'current' in (ctx.input ?? {})
+          : setsCurrent(ctx.input, before)
             ? doc.data_source
             : 'manual';
       if (source !== 'manual')
