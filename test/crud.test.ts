@@ -152,6 +152,8 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
         status: 400,
         code: 'validation_failed',
         path: '/source_type',
+        // Only the values a client may send: not `system`, which only the platform writes.
+        detail: /^\/source_type: source_type must be one of: frontend, backend, server, api$/,
       },
       {
         name: 'wrong type for the title',
@@ -304,6 +306,34 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
         contentType: 'text/plain',
       },
       {
+        // Fastify's words named application/json whatever was sent, and no position.
+        name: 'a malformed merge patch',
+        method: 'PATCH',
+        body: '{"name":',
+        status: 400,
+        code: 'invalid_json',
+        detail: /^The body is not valid JSON: Unexpected end of JSON input$/,
+        contentType: 'application/merge-patch+json',
+      },
+      {
+        name: 'JSON broken after a member',
+        method: 'POST',
+        body: '{"a":1 "b":2}',
+        status: 400,
+        code: 'invalid_json',
+        detail: /^The body is not valid JSON: .* at position 7/,
+        contentType: 'application/json',
+      },
+      {
+        name: 'a body with no Content-Type',
+        method: 'POST',
+        body: '{"a":1}',
+        status: 415,
+        code: 'unsupported_media_type',
+        detail: /^The body has no Content-Type: send it as application\/json$/,
+        contentType: 'none',
+      },
+      {
         name: 'merge-patch on POST',
         method: 'POST',
         body: {},
@@ -333,6 +363,8 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
           payload: c.body as string | Buffer,
           headers: { 'content-type': 'application/json' },
         });
+      } else if (c.contentType === 'none') {
+        res = await t.call(c.method, url, { token, payload: c.body as string });
       } else if (c.contentType) {
         headers['content-type'] = c.contentType;
         res = await t.call(c.method, url, {
@@ -414,6 +446,43 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
     }
     const ok = await t.call('PATCH', `${kr.basePath}/${doc.id}`, { token, body: { target: 1e15 } });
     expect(ok.status).toBe(200);
+    // Beyond a double, JSON.parse reads Infinity: a number out of range, as 1.0000001e15 is.
+    for (const payload of ['{"target": 1e400}', '{"target": 1.0000001e15}']) {
+      const res = await t.call('PATCH', `${kr.basePath}/${doc.id}`, {
+        token,
+        payload,
+        headers: { 'content-type': 'application/json' },
+      });
+      expect([payload, res.status, (res.body.errors as { code: string }[])[0].code]).toEqual([
+        payload,
+        400,
+        'out_of_range',
+      ]);
+    }
+  });
+
+  it("names the date a cycle's PATCH sent when its dates cross: start_date alone, end_date alone, both", async () => {
+    const cycles = byName('Cycle');
+    const post = await t.call('POST', cycles.basePath, {
+      token,
+      body: { name: 'c', start_date: '2027-01-01', end_date: '2026-12-31' },
+    });
+    expect([post.status, post.body.errors]).toEqual([
+      400,
+      [{ path: '/end_date', code: 'out_of_range', message: 'end_date must not be before start_date' }],
+    ]);
+    const doc = await t.create(cycles, token, { start_date: '2026-10-01', end_date: '2026-12-31' });
+    const patch = (body: Doc) => t.call('PATCH', `${cycles.basePath}/${doc.id}`, { token, body });
+    const start = await patch({ start_date: '2027-01-01' });
+    expect([start.status, start.body.errors]).toEqual([
+      400,
+      [{ path: '/start_date', code: 'out_of_range', message: 'start_date must not be after end_date (2026-12-31)' }],
+    ]);
+    for (const body of [{ end_date: '2026-09-30' }, { start_date: '2027-01-01', end_date: '2026-12-31' }]) {
+      const res = await patch(body);
+      expect([res.status, (res.body.errors as { path: string }[]).map((e) => e.path)]).toEqual([400, ['/end_date']]);
+    }
+    expect((await storedRow(t, cycles, doc.id as string))?.version).toBe(doc.version);
   });
 
   it('answers a read with the stored JSON byte for byte, whatever characters it holds', async () => {

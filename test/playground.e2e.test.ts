@@ -367,7 +367,7 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     }
     const levels = await page
       .locator('main')
-      .evaluate((m) => [...m.querySelectorAll('h1, h2, h3, h4, h5, h6')].map((h) => Number(h.tagName[1])));
+      .evaluate((m) => Array.from(m.querySelectorAll('h1, h2, h3, h4, h5, h6')).map((h) => Number(h.tagName[1])));
     expect(levels[0]).toBe(1);
     for (const [i, level] of levels.entries()) {
       expect(level - (levels[i - 1] ?? 0), levels.join()).toBeLessThanOrEqual(1);

@@ -98,6 +98,20 @@ function isLocalHost(host: string): boolean {
 
 const PUBLIC_API = new Set(['/api/v1/manifest', '/api/v1/openapi.json', '/api/v1/dev/token']);
 
+/**
+ * Where a body that is not JSON breaks, in V8's words (`Expected ',' or '}' after property value
+ * in JSON at position 9`), whatever JSON media type it came as; Fastify's own message named
+ * application/json even for a merge patch, and no position.
+ */
+function jsonSyntaxProblem(text: string, fallback: string): string {
+  try {
+    JSON.parse(text);
+  } catch (err) {
+    if (err instanceof SyntaxError) return `The body is not valid JSON: ${err.message}`;
+  }
+  return fallback;
+}
+
 /** The last of a HEAD route's onSend hooks: a 304 carries no Content-Length (see the onRoute hook). */
 function headNotModified(
   _request: FastifyRequest,
@@ -317,7 +331,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
                   : 'constructor holding prototype is not accepted as a member',
               },
             ]);
-      done(null, new MalformedBody(err.message, text, named));
+      done(null, new MalformedBody(named ? err.message : jsonSyntaxProblem(text, err.message), text, named));
     });
   };
   // Read as bytes: text that is not UTF-8 is refused as such, not stored with U+FFFD in its place.
@@ -389,7 +403,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       done(null, undefined);
       return;
     }
-    const detail = `Unsupported Media Type: ${mediaType(request)}; send application/json`;
+    const type = mediaType(request).trim();
+    const detail =
+      type === ''
+        ? 'The body has no Content-Type: send it as application/json'
+        : `Unsupported Media Type: ${type}; send application/json`;
     done(null, unsupported(request, body as Buffer, detail));
   });
   registerCors(app, cors);
