@@ -181,6 +181,9 @@ describe('the OpenAPI document', () => {
     );
     expect(doc.components.schemas.KeyResultCreate.properties.direction.description).toContain('Default: from baseline');
     expect(kr.properties.current.description).toBe('Latest observed value of the metric.');
+    expect(doc.components.schemas.KeyResultUpdate.properties.current.description).toBe(
+      'Latest observed value of the metric.',
+    );
   });
 
   it('documents the locking and idempotency headers, Location and ETag, and the list parameters', () => {

@@ -726,6 +726,50 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     },
   );
 
+  // A move takes the query-graph lock before any row lock: a move that also names a connector
+  // (a `restrict` reference, share-locked before the row) held it while waiting for the lock,
+  // and a holder of the lock that goes on to lock that connector (a sync started again with the
+  // lock first) deadlocked with it.
+  it.runIf(kind === 'postgres')(
+    'a move naming a connector waits for the query-graph lock before it locks the connector',
+    async () => {
+      const [from, to] = [await objective('moved from'), await objective('moved to')];
+      const hook = await send(apps[0], token, 'POST', byName('Connector').basePath, {
+        name: 'feeds the moved one',
+        kind: 'webhook',
+        config: {},
+      });
+      const moved = (
+        await send(apps[0], token, 'POST', keyResults.basePath, { objective_id: from, title: 'moved', target: 10 })
+      ).body.id as string;
+      const holder = new pg.Client({ connectionString: PG_URL });
+      await holder.connect();
+      const deadlocksBefore = deadlocks();
+      try {
+        await holder.query(`SET search_path TO ${schema}`);
+        await holder.query("SET lock_timeout = '2s'");
+        await holder.query('BEGIN');
+        await holder.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', ['race\nokr.query-graph']);
+        const move = send(apps[1], token, 'PATCH', `${keyResults.basePath}/${moved}`, {
+          objective_id: to,
+          data_source: 'connector',
+          connector_id: hook.body.id,
+        });
+        await until('the move waits for the tenant lock', async () => (await lockWaiters(holder, 'advisory')) > 0);
+        // The holder goes on to the connector's row: free, since the move holds nothing yet.
+        await holder.query('SELECT id FROM okr_connectors WHERE id = $1 FOR UPDATE', [hook.body.id]);
+        await holder.query('COMMIT');
+        const answer = await move;
+        expect([answer.status, answer.body.objective_id, answer.body.connector_id]).toEqual([200, to, hook.body.id]);
+        // Before, the two deadlocked: PostgreSQL aborted the move, which the engine ran again.
+        expect(deadlocks() - deadlocksBefore).toBe(0);
+      } finally {
+        await holder.query('ROLLBACK').catch(() => {});
+        await holder.end();
+      }
+    },
+  );
+
   it('a cascading delete of a cycle beside check-ins under it: each served or refused, no deadlock to retry', async () => {
     const retriedBefore = retried();
     const outcomes: string[] = [];

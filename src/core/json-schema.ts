@@ -96,6 +96,8 @@ export function updateSchema(resource: Resource): JsonSchema {
     // A member a patch leaves out is left as it is: a `default` here would read as a value to
     // send (a generated model that fills one in would reset the field on every update).
     delete properties[name].default;
+    // Nor a default a create derives: a patch that leaves the field out keeps its value.
+    properties[name].description = field.notes;
   }
   properties.version = {
     type: 'integer',

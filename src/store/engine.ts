@@ -764,7 +764,7 @@ export class Engine {
           serialize ||= engine.meetsSerial(resource, doc);
         }
         // Rows under more than one parent (a sync feeding key results of two objectives) take it
-        // too: a write holding it locks parents in no set order (see lockMove).
+        // too: a write holding it locks parents in no set order (see movesOf).
         serialize ||= referenced.some((parents) => parents.size > 1);
         // Where the rows' own writes take it before theirs (serializeRows): this write holds row
         // locks already (its own row, a connector), so only a free lock is taken, else it restarts.
@@ -1625,6 +1625,11 @@ export class Engine {
       const lock = resource.hooks?.serialize?.(body as Doc);
       // SQLite runs one write at a time already; PostgreSQL takes a transaction-level advisory lock.
       if (lock) await this.serialize(db, principal.tenantId, lock);
+      // A move to another parent takes its tenant lock here, before any row lock (see movesOf).
+      const moves = await this.movesOf(db, resource, principal, id, body as Doc, rows);
+      if (moves.length && resource.serializeRows) {
+        await this.serialize(db, principal.tenantId, resource.serializeRows.lock);
+      }
       // Rows a field of the body names inside its text (FieldSpec.mentions: a query's `kr(…)`)
       // are locked before this one, parent first (Tx.lock): a write to one of them that reaches
       // this row (recomputing a query) takes them in that order too.
@@ -1643,7 +1648,9 @@ export class Engine {
           await this.tx(db, principal, this.clock.now(), rows).find(target, principal.tenantId, value, 'share');
         }
       }
-      await this.lockMove(db, resource, principal, id, body as Doc, rows);
+      for (const { target, from, to } of moves) {
+        await this.tx(db, principal, this.clock.now(), rows).lock(target, principal.tenantId, [from, to]);
+      }
     }
     const before = extra.before ?? (await this.loadForWrite(db, resource, principal, id, rows));
     this.checkPreconditions(before, cond, (body as Doc | null)?.version);
@@ -1827,30 +1834,33 @@ export class Engine {
 
   /**
    * A move to another parent (a `lockReferences` field the body changes: a key result to another
-   * objective) locks the parent it leaves and the one it joins first, in id order (Tx.lock), so
-   * two moves in opposite directions queue instead of each holding one (PostgreSQL). Learned from
-   * the row read unlocked; a row in the query graph takes its tenant lock before them, as its
-   * locking read would (serializeRows).
+   * objective): the parent it leaves and the one it joins, learned from the row read unlocked.
+   * The update locks both first, in id order (Tx.lock), so two moves in opposite directions queue
+   * instead of each holding one (PostgreSQL). Before any row lock (the rows a body names in a
+   * `restrict` reference or a mention included) it takes the tenant lock of `serializeRows`: a
+   * write holding that lock (a check-in that a query under another objective reads) locks its own
+   * parent and then the query's, in no set order, so a move holding one parent while it waited
+   * for the other deadlocked with it; and waiting for that lock while holding a row that its
+   * holder goes on to lock would close a loop too.
    */
-  private async lockMove(db: DB, resource: Resource, principal: Principal, id: string, body: Doc, rows: WriteRows) {
+  private async movesOf(
+    db: DB,
+    resource: Resource,
+    principal: Principal,
+    id: string,
+    body: Doc,
+    rows: WriteRows,
+  ): Promise<{ target: Resource; from: string; to: string }[]> {
     const targets = this.store.kind === 'postgres' ? this.lockTargets.get(resource) : undefined;
     // Text no store holds (U+0000) names no row: nothing to lock, and PostgreSQL would refuse
     // the statement before the write's own checks could answer in their order (412 before 400).
     const moved = targets?.filter(({ name }) => typeof body[name] === 'string' && isStorableText(body[name]));
-    if (!moved?.length) return;
-    const tx = this.tx(db, principal, this.clock.now(), rows);
-    const current = await tx.peek(resource, principal.tenantId, id);
-    if (!current) return;
-    const moves = moved.filter(({ name }) => typeof current[name] === 'string' && current[name] !== body[name]);
-    // Two parents at once: a write under the tenant lock (a check-in that a query under another
-    // objective reads) locks its own parent and then the query's, in no set order; waiting for
-    // that lock first, the move never holds one parent while such a write holds the other.
-    if (moves.length && resource.serializeRows) {
-      await this.serialize(db, principal.tenantId, resource.serializeRows.lock);
-    }
-    for (const { name, target } of moves) {
-      await tx.lock(target, principal.tenantId, [current[name] as string, body[name] as string]);
-    }
+    if (!moved?.length) return [];
+    const current = await this.tx(db, principal, this.clock.now(), rows).peek(resource, principal.tenantId, id);
+    if (!current) return [];
+    return moved
+      .filter(({ name }) => typeof current[name] === 'string' && current[name] !== body[name])
+      .map(({ name, target }) => ({ target, from: current[name] as string, to: body[name] as string }));
   }
 
   /**
