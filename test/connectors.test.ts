@@ -211,6 +211,33 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(await values(both)).toEqual([0, 10, 14]);
   });
 
+  // RFC 9110 §13.1: a server evaluates the preconditions a request sends, a signed push's too.
+  it('evaluates If-Match and If-None-Match on a webhook push: 412 and nothing recorded, else the push', async () => {
+    const hook = await connector({ kind: 'webhook', config: {}, secret: null, name: 'conditional' });
+    const a = await fed(hook.id as string);
+    const url = hook.webhook_url as string;
+    const push = (value: number, headers: Record<string, string>) =>
+      t.app.inject({ method: 'POST', url, payload: { value }, headers });
+    const conditions: Record<string, string>[] = [
+      { 'if-match': '"99"' },
+      { 'if-none-match': '*' },
+      { 'if-none-match': '"1"' },
+    ];
+    for (const headers of conditions) {
+      const refused = await push(3, headers);
+      expect([refused.statusCode, refused.json().code], JSON.stringify(headers)).toEqual([412, 'precondition_failed']);
+    }
+    expect((await get(`${kr.basePath}/${a.id}`)).current).toBe(a.current);
+    expect((await get(`${connectors.basePath}/${hook.id}`)).version).toBe(hook.version);
+    const taken = await push(4, { 'if-match': `"${hook.version}"` });
+    expect([taken.statusCode, taken.json().last_value, taken.headers.etag]).toEqual([
+      200,
+      4,
+      `"${(hook.version as number) + 1}"`,
+    ]);
+    expect((await get(`${kr.basePath}/${a.id}`)).current).toBe(4);
+  });
+
   const failures: [string, Partial<typeof api.state>, Doc, RegExp][] = [
     ['an error status', { status: 500, body: '{}' }, {}, /answered 500$/],
     [

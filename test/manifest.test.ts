@@ -269,9 +269,8 @@ describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
         expect(op.client_method).toBe(op.auth === 'signed_url' ? null : `${ns}.${op.name}`);
       }
       // The headers the console offers: an Idempotency-Key on every write, If-Match on writes to
-      // a row that answer it (a check-in, a sync; not a webhook push, which another system signs).
-      const customHeaders = (op: CustomOperation) =>
-        op.method === 'GET' ? [] : op.auth === 'signed' ? ['Idempotency-Key'] : ['If-Match', 'Idempotency-Key'];
+      // a row that answer it (a check-in, a sync, a webhook push: the server evaluates it).
+      const customHeaders = (op: CustomOperation) => (op.method === 'GET' ? [] : ['If-Match', 'Idempotency-Key']);
       expect(Object.fromEntries(r.operations.map((o) => [o.name, o.headers]))).toEqual({
         list: [],
         get: [],

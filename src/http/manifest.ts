@@ -110,15 +110,13 @@ function updateExample(resource: Resource): Doc {
 /**
  * The headers an operation honours: every write takes an Idempotency-Key; a write to one row
  * (update, delete, restore, and a custom operation on `{id}` that answers the row, such as a
- * check-in) also takes If-Match. A signed operation is called by another system: only the key.
- * The OpenAPI document lists them from here, and adds the conditional headers RFC 9110 has
- * every GET by id and write to a row evaluate (If-Match on a GET, If-None-Match on a write),
- * which the console does not offer.
+ * check-in or a webhook push) also takes If-Match. The OpenAPI document lists them from here,
+ * and adds the conditional headers RFC 9110 has every GET by id and write to a row evaluate
+ * (If-Match on a GET, If-None-Match on a write), which the console does not offer.
  */
 function requestHeaders(op: Pick<ManifestOperation, 'method' | 'path'>, custom?: CustomOperation): ManifestHeader[] {
   if (op.method === 'GET') return [];
-  const onRow =
-    op.path.includes('{id}') && (!custom || (custom.response.kind === 'resource' && custom.auth !== 'signed'));
+  const onRow = op.path.includes('{id}') && (!custom || custom.response.kind === 'resource');
   return onRow ? ['If-Match', 'Idempotency-Key'] : ['Idempotency-Key'];
 }
 

@@ -354,11 +354,10 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
       const url = `${base}${op.path.replaceAll('{id}', ':id')}`;
       type OpRequest = FastifyRequest<{ Params: IdParams; Querystring: Query }>;
       // A POST operation's own parameters: a signed URL's, else none (a GET's are its list's).
-      // Checked after 404 and 412 where the operation reads its row under conditions.
+      // Checked after 404 and 412 where the operation reads its row under conditions, which a
+      // signed call (a webhook push) may send too (RFC 9110 §13.1: a server evaluates them).
       const postConditions = (request: OpRequest): WriteConditions =>
-        op.auth === 'signed'
-          ? { ifMatch: null, required: false, deferred: () => allowOnly(request.query, SIGNED_PARAMETERS) }
-          : conditions(request, () => allowOnly(request.query, []));
+        conditions(request, () => allowOnly(request.query, op.auth === 'signed' ? SIGNED_PARAMETERS : []));
       const run = async (
         db: DB,
         principal: Principal,
