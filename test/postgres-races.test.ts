@@ -847,6 +847,20 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     expect(deadlocks() - deadlocksBefore, outcomes.join(', ')).toBe(0);
   });
 
+  /** The statuses of `n` calls made one after another (`call(i)` answers one's status). */
+  const inTurn = async (n: number, call: (i: number) => Promise<number>) => {
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) out.push(await call(i));
+    return out;
+  };
+  /** Eight check-ins on `id` through the second process, one after another: their statuses. */
+  const checkInsOn = (id: string) =>
+    inTurn(
+      8,
+      async (i) =>
+        (await send(via(1), token, 'POST', `${keyResults.basePath}/${id}/check-ins`, { value: i + 2 })).status,
+    );
+
   // A check-in on a key result that a query under another objective reads locks its own
   // objective, then the query's; a move between the two objectives (or a sync feeding both)
   // locks them in id order. Unless the move waits for the query graph first, the two deadlock.
@@ -861,24 +875,11 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
       const query = await make(low, { title: 'query', data_source: 'query', query: `kr("${read}")` });
       const moved = await make(low, { title: 'moved' });
       const statuses = await Promise.all([
-        (async () => {
-          const out: number[] = [];
-          for (let i = 0; i < 8; i++) {
-            const to = i % 2 === 0 ? high : low;
-            out.push(
-              (await send(via(0), token, 'PATCH', `${keyResults.basePath}/${moved}`, { objective_id: to })).status,
-            );
-          }
-          return out;
-        })(),
-        (async () => {
-          const out: number[] = [];
-          for (let i = 0; i < 8; i++) {
-            const res = await send(via(1), token, 'POST', `${keyResults.basePath}/${read}/check-ins`, { value: i + 2 });
-            out.push(res.status);
-          }
-          return out;
-        })(),
+        inTurn(8, async (i) => {
+          const to = i % 2 === 0 ? high : low;
+          return (await send(via(0), token, 'PATCH', `${keyResults.basePath}/${moved}`, { objective_id: to })).status;
+        }),
+        checkInsOn(read),
       ]);
       expect(statuses).toEqual([Array(8).fill(200), Array(8).fill(201)]);
       expect((await send(apps[0], token, 'GET', `${keyResults.basePath}/${query}`)).body.current).toBe(9);
@@ -904,26 +905,13 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
       await make(low, { title: 'query', data_source: 'query', query: `kr("${read}")` });
       for (const o of [low, high]) await make(o, { title: 'fed', data_source: 'connector', connector_id: hook.id });
       const statuses = await Promise.all([
-        (async () => {
-          const out: number[] = [];
-          for (let i = 0; i < 8; i++) {
-            const push = await via(0).inject({
-              method: 'POST',
-              url: hook.webhook_url as string,
-              payload: { value: i },
-            });
-            out.push(push.statusCode);
-          }
-          return out;
-        })(),
-        (async () => {
-          const out: number[] = [];
-          for (let i = 0; i < 8; i++) {
-            const res = await send(via(1), token, 'POST', `${keyResults.basePath}/${read}/check-ins`, { value: i + 2 });
-            out.push(res.status);
-          }
-          return out;
-        })(),
+        inTurn(
+          8,
+          async (i) =>
+            (await via(0).inject({ method: 'POST', url: hook.webhook_url as string, payload: { value: i } }))
+              .statusCode,
+        ),
+        checkInsOn(read),
       ]);
       expect(statuses).toEqual([Array(8).fill(200), Array(8).fill(201)]);
     }
