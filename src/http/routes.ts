@@ -165,6 +165,13 @@ function send(reply: FastifyReply, response: StoredResponse): FastifyReply {
 export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): void {
   const { engine, idempotency, cursors, changed } = deps;
 
+  /** A write's answer, sent; a create, update or restore that succeeded (`changes`) is said to `changed`. */
+  function answer(reply: FastifyReply, response: StoredResponse, changes: Resource | undefined): FastifyReply {
+    const sent = send(reply, response);
+    if (changes && changed && response.status < 300) changed(changes);
+    return sent;
+  }
+
   /**
    * Runs a write in one transaction. With an Idempotency-Key, the response is stored in that
    * same transaction (4xx in its own), replayed on retries, and forgotten on a 5xx. `prepare`
@@ -188,14 +195,9 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
   ): Promise<FastifyReply> {
     const principal = request.principal as Principal;
     const key = idempotency.parseKey(request.headers['idempotency-key']);
-    const answer = (response: StoredResponse) => {
-      const sent = send(reply, response);
-      if (changes && changed && response.status < 300) changed(changes);
-      return sent;
-    };
     if (key === null) {
       const prepared = prepare ? await prepare(principal) : undefined;
-      return answer(await engine.transaction((db) => work(db, principal, prepared)));
+      return answer(reply, await engine.transaction((db) => work(db, principal, prepared)), changes);
     }
     // A write that takes no body is the same request with none, an empty one or `{}`.
     const body = !takesBody && isNoBody(request.body) ? undefined : request.body;
@@ -218,7 +220,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
         await idempotency.complete(db, claim, stored(r));
         return r;
       });
-      return answer(response);
+      return answer(reply, response, changes);
     } catch (err) {
       const apiError = asApiError(err);
       if (apiError.status >= 500) {
