@@ -359,6 +359,26 @@ describe('a database that cannot be reached at all', () => {
     expect((await app.inject('/readyz')).statusCode).toBe(503);
   });
 
+  // Reached, but refusing this process: a database that is not there (3D000) and a role that is
+  // not (28000), as after a rename or a rotated password. They were 500 while /readyz said 503.
+  it.runIf(PG_URL).each([
+    [
+      'a database that does not exist',
+      (url: URL) => (url.pathname = `/edm_no_such_db_${randomBytes(4).toString('hex')}`),
+    ],
+    ['a role that does not exist', (url: URL) => (url.username = `edm_no_such_role_${randomBytes(4).toString('hex')}`)],
+  ])('answers 503 for %s, as /readyz does', async (_name, change) => {
+    const url = new URL(PG_URL as string);
+    change(url);
+    const store = openStore(url.href, { poolSize: 2, connectTimeoutMs: 2000 });
+    stores.push(store);
+    const app = await buildApp({ config, store, clock, migrate: false });
+    apps.push(app);
+    expectUnavailable(await send(app, 'GET', objectives.basePath));
+    expectUnavailable(await send(app, 'POST', objectives.basePath, { title: 'x' }, { 'idempotency-key': 'k' }));
+    expect((await app.inject('/readyz')).statusCode).toBe(503);
+  });
+
   it('answers 503 for a server that accepts and never speaks (connect timeout), not a hang', async () => {
     const accepted: net.Socket[] = [];
     const silent = net.createServer((socket) => accepted.push(socket));

@@ -71,6 +71,12 @@ const UNAVAILABLE_CODES = new Set([
   '08004',
   '08006',
   '08007',
+  // A login refused (class 28: a rotated password, a role renamed) or a database that is not
+  // there (3D000): the database cannot serve this process until its operator puts it right, and
+  // /readyz says 503 meanwhile; a retry works once they have, with no restart.
+  '28000',
+  '28P01',
+  '3D000',
   // class 57: operator intervention (pg_terminate_backend, shutdown, recovery, statement_timeout)
   '57P01',
   '57P02',
