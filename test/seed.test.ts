@@ -128,6 +128,12 @@ describe.each(storeKinds)('edm seed: demo data (%s)', (kind) => {
     expect(await list('key-results')).toHaveLength(9);
   });
 
+  it('refuses a tenant whose only rows are of a resource the demo does not write (a connector)', async () => {
+    await t.create(byName('Connector'), token, { name: 'Feed', kind: 'webhook', config: {} });
+    await expect(seed()).rejects.toThrow(/already has Connector rows/);
+    expect([(await list('connectors')).length, (await list('key-results')).length]).toEqual([1, 0]);
+  });
+
   it('writes into the tenant it is given and no other', async () => {
     await seed({ tenant: 'other' });
     expect(await list('key-results')).toHaveLength(0);

@@ -65,7 +65,9 @@ export async function seedDemo(o: SeedOptions): Promise<SeedSummary> {
     if (!(step.day <= 0)) throw new Error(`demo step lies in the future (day ${step.day})`);
   }
   if (!o.force) {
-    for (const resource of new Set(steps.map((s) => byName.get(s.resource) as Resource))) {
+    // Any resource's rows, not only those the demo writes: a tenant with connectors alone is
+    // in use already.
+    for (const resource of resources) {
       const row = await o.store.db
         .selectFrom(resource.table)
         .select('id')
