@@ -483,12 +483,18 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     const source = (await exported('loop')).doc;
     const edited = (source.resources.Objective ?? []).find((o) => o.id === one.id) as Doc;
     edited.parent_objective_id = two.id;
-    const refused = await importRows(opts('loop-copy'), { json: source }).catch((err: Error) => err.message);
-    const subject = /^Objective \d+ \((obj_\w+)\)/.exec(String(refused))?.[1];
-    expect([refused, [one.id, two.id].includes(subject)]).toEqual([
-      expect.stringMatching(/nothing was imported$/),
-      true,
-    ]);
+    // Into another tenant, and into its own: there the loop's first write found the source's row
+    // where its reference pointed, and the import went through, the copy naming the original.
+    for (const tenant of ['loop-copy', 'loop']) {
+      const before = (await exported(tenant)).doc;
+      const refused = await importRows(opts(tenant), { json: source }).catch((err: Error) => err.message);
+      const subject = /^Objective \d+ \((obj_\w+)\)/.exec(String(refused))?.[1];
+      expect([refused, [one.id, two.id].includes(subject)], tenant).toEqual([
+        expect.stringMatching(/parent_objective_id names obj_\w+, a row of this file .*; nothing was imported$/),
+        true,
+      ]);
+      expect((await exported(tenant)).doc.resources, tenant).toEqual(before.resources);
+    }
   });
 
   it('writes one resource as CSV, and imports a CSV into a tenant whose rows it references', async () => {

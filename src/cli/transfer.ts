@@ -378,7 +378,7 @@ function referencesFirst(rows: ImportRow[], named: (row: ImportRow) => ImportRow
  * Events in the order they are played: by `compare` (ties in the order given), but each after
  * the events it `needs`, which are played first where they come later (an event that needs one
  * that needs it, in a loop of rows naming each other, which no export holds, goes without it:
- * its write then finds no row where its reference points, and the error names the reference).
+ * the import refuses it when it comes to write the reference, naming the row and the field).
  */
 function playOrder<E>(events: readonly E[], compare: (a: E, b: E) => number, needs: (event: E) => E[]): E[] {
   const sorted = events
@@ -659,16 +659,28 @@ export async function importRows(
       const plan = planOf(resource);
       clock.set(event.at);
       try {
-        // References to rows of this import, by value or inside a text, become their new ids.
+        // References to rows of this import, by value or inside a text, become their new ids. One
+        // to a row of the file not written yet is a loop (see playOrder): kept as it is, it would
+        // name the source's row where the file is imported into its own tenant.
+        const newIdOf = (name: string, id: string) => {
+          const to = newIds.get(id);
+          if (to === undefined && byId.has(id)) {
+            throw refused(
+              row.where,
+              `${name} names ${id}, a row of this file that names this one in turn (a loop of references, which no export holds)`,
+            );
+          }
+          return to;
+        };
         const rewritten = (given: Doc) => {
           const body = { ...given };
           for (const name of plan.refs) {
-            const to = newIds.get(body[name] as string);
+            const to = typeof body[name] === 'string' ? newIdOf(name, body[name] as string) : undefined;
             if (to) body[name] = to;
           }
           for (const [name, prefix] of plan.mentions) {
             for (const id of new Set(mentionedIds(prefix, body[name]))) {
-              const to = newIds.get(id);
+              const to = newIdOf(name, id);
               if (to) body[name] = (body[name] as string).replaceAll(id, to);
             }
           }
