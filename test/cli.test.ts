@@ -497,6 +497,31 @@ describe('edm usage', () => {
     }
   });
 
+  it('a transfer that fails before its work creates no store: an export from a SQLite file not there, an import of a FILE it cannot read', async () => {
+    const store = join(dir, 'never.sqlite');
+    const secrets = {
+      EDM_JWT_SECRET: 'j'.repeat(32),
+      EDM_SECRET_KEY: 'k'.repeat(32),
+      EDM_DATABASE_URL: `sqlite:${store}`,
+    };
+    const edmWith = (...args: string[]) =>
+      run(process.execPath, [bin, ...args], { cwd: dir, env: { ...env, ...secrets } }).catch((e) => e);
+    writeFileSync(join(dir, 'not-json.json'), '{"format":');
+    const cases: [string[], string][] = [
+      [['export', '--tenant', 't'], `edm export: the store sqlite:${store} does not exist`],
+      [['import', join(dir, 'missing.json'), '--tenant', 't'], 'ENOENT'],
+      [['import', join(dir, 'not-json.json'), '--tenant', 't'], 'is not JSON'],
+    ];
+    for (const [args, message] of cases) {
+      const err = await edmWith(...args);
+      expect([err.code, err.stderr, existsSync(store)], args.join(' ')).toEqual([
+        1,
+        expect.stringContaining(message),
+        false,
+      ]);
+    }
+  });
+
   it('refuses an EDM_LOG it cannot read at start (exit 1), rather than log everything', async () => {
     const secrets = { EDM_JWT_SECRET: 'j'.repeat(32), EDM_SECRET_KEY: 'k'.repeat(32), PORT: '0' };
     const err = await run(process.execPath, [bin, 'serve'], {

@@ -317,13 +317,15 @@ const TRANSFER_OPTIONS = {
   },
 } as const;
 
-async function transfer(
+async function transfer<P>(
   args: string[],
   /** export takes no FILE argument; import takes one. */
   command: keyof typeof TRANSFER_OPTIONS,
+  /** What needs no store (reading FILE): done before the store is opened, so a failure there opens none. */
+  prepare: (values: Record<string, string | boolean | undefined>, positionals: string[]) => P,
   work: (o: {
     values: Record<string, string | boolean | undefined>;
-    positionals: string[];
+    prepared: P;
     /** The store, the modules, the tenant, the writer and the progress bar, for transfer.ts. */
     base: TransferOptions;
   }) => Promise<string>,
@@ -354,8 +356,14 @@ async function transfer(
   // URLs included, would land in the script's log.
   if (values.out === '') throw new UsageError('--out needs a file name (leave --out out to write to standard output)');
   checkTransferOptions(values, files === 1 ? positionals[0] : (values.out as string | undefined));
+  const prepared = prepare(values, positionals);
   const config = loadConfig();
-  const store = openStore(config.databaseUrl, { ...storeOptions(config), poolSize: 2 });
+  // An export reads: a SQLite file that is not there is said so, not created empty.
+  const store = openStore(config.databaseUrl, {
+    ...storeOptions(config),
+    poolSize: 2,
+    mustExist: command === 'export',
+  });
   const progress = progressBar();
   try {
     const base: TransferOptions = {
@@ -366,7 +374,7 @@ async function transfer(
       secretKey: config.secretKey,
       progress,
     };
-    const report = await work({ values, positionals, base });
+    const report = await work({ values, prepared, base });
     progress.end();
     process.stderr.write(`${report}\n`);
     return 0;
@@ -377,101 +385,109 @@ async function transfer(
 }
 
 function exportCommand(args: string[]): Promise<number> {
-  return transfer(args, 'export', async ({ values, base }) => {
-    const out = values.out as string | undefined;
-    const format = formatOf(values.format as string | undefined, out);
-    const resource = values.resource as string | undefined;
-    // What --out names: a link is followed (the file it names is written, the link stays); a
-    // folder is refused, before any work; a pipe or a device is written to as it is.
-    let target = out;
-    let existing: Stats | null = null;
-    if (out && lstatSync(out, { throwIfNoEntry: false })) {
-      try {
-        target = realpathSync(out);
-      } catch {
-        throw new TransferError(`--out ${out} is a link to a file that does not exist`);
+  return transfer(
+    args,
+    'export',
+    () => null,
+    async ({ values, base }) => {
+      const out = values.out as string | undefined;
+      const format = formatOf(values.format as string | undefined, out);
+      const resource = values.resource as string | undefined;
+      // What --out names: a link is followed (the file it names is written, the link stays); a
+      // folder is refused, before any work; a pipe or a device is written to as it is.
+      let target = out;
+      let existing: Stats | null = null;
+      if (out && lstatSync(out, { throwIfNoEntry: false })) {
+        try {
+          target = realpathSync(out);
+        } catch {
+          throw new TransferError(`--out ${out} is a link to a file that does not exist`);
+        }
+        existing = statSync(target);
+        if (existing.isDirectory())
+          throw new TransferError(`--out ${out} is a folder: name a file to write (in it, say)`);
       }
-      existing = statSync(target);
-      if (existing.isDirectory())
-        throw new TransferError(`--out ${out} is a folder: name a file to write (in it, say)`);
-    }
-    const direct = existing !== null && !existing.isFile();
-    // A file appears under its name only when the export is whole: written beside it, then renamed.
-    // The name is this export's own: two exports to one --out never write into one file. A new
-    // file is readable by its owner only (an export holds webhook URLs, which are credentials);
-    // a file replaced keeps its mode.
-    const partial = target && !direct ? `${target}.${process.pid}-${randomBytes(4).toString('hex')}.partial` : null;
-    const mode = existing?.isFile() ? existing.mode & 0o7777 : 0o600;
-    const stream = partial
-      ? createWriteStream(partial, { flags: 'wx', mode })
-      : direct
-        ? createWriteStream(target as string, { flags: 'w' })
-        : process.stdout;
-    // A file that cannot be written (a missing folder, no permission) fails here, saying why.
-    if (stream !== process.stdout) {
+      const direct = existing !== null && !existing.isFile();
+      // A file appears under its name only when the export is whole: written beside it, then renamed.
+      // The name is this export's own: two exports to one --out never write into one file. A new
+      // file is readable by its owner only (an export holds webhook URLs, which are credentials);
+      // a file replaced keeps its mode.
+      const partial = target && !direct ? `${target}.${process.pid}-${randomBytes(4).toString('hex')}.partial` : null;
+      const mode = existing?.isFile() ? existing.mode & 0o7777 : 0o600;
+      const stream = partial
+        ? createWriteStream(partial, { flags: 'wx', mode })
+        : direct
+          ? createWriteStream(target as string, { flags: 'w' })
+          : process.stdout;
+      // A file that cannot be written (a missing folder, no permission) fails here, saying why.
+      if (stream !== process.stdout) {
+        try {
+          await once(stream, 'open');
+        } catch (err) {
+          const code = (err as { code?: string }).code ?? (err as Error).message;
+          const why = code === 'ENOENT' ? 'its folder does not exist' : 'it cannot be written here';
+          throw new TransferError(`--out ${out}: ${why} (${code})`);
+        }
+      }
+      const write = async (chunk: string) => {
+        if (!stream.write(chunk)) await once(stream, 'drain');
+      };
+      const o = { ...base, resource, includeDeleted: values['include-deleted'] === true };
+      const closed = async () => {
+        if (stream === process.stdout || stream.closed) return;
+        stream.end();
+        await once(stream, 'close');
+      };
+      let counts: Record<string, number>;
       try {
-        await once(stream, 'open');
+        counts =
+          format === 'csv'
+            ? { [resource as string]: await exportCsv({ ...o, resource: resource as string }, write) }
+            : await exportJson(o, write);
       } catch (err) {
-        const code = (err as { code?: string }).code ?? (err as Error).message;
-        const why = code === 'ENOENT' ? 'its folder does not exist' : 'it cannot be written here';
-        throw new TransferError(`--out ${out}: ${why} (${code})`);
+        await closed();
+        if (partial) rmSync(partial, { force: true });
+        throw err;
       }
-    }
-    const write = async (chunk: string) => {
-      if (!stream.write(chunk)) await once(stream, 'drain');
-    };
-    const o = { ...base, resource, includeDeleted: values['include-deleted'] === true };
-    const closed = async () => {
-      if (stream === process.stdout || stream.closed) return;
-      stream.end();
-      await once(stream, 'close');
-    };
-    let counts: Record<string, number>;
-    try {
-      counts =
-        format === 'csv'
-          ? { [resource as string]: await exportCsv({ ...o, resource: resource as string }, write) }
-          : await exportJson(o, write);
-    } catch (err) {
       await closed();
-      if (partial) rmSync(partial, { force: true });
-      throw err;
-    }
-    await closed();
-    try {
-      if (partial) {
-        // The mode asked for at creation is narrowed by the umask: the replaced file's, as it was.
-        if (existing) chmodSync(partial, mode);
-        renameSync(partial, target as string);
+      try {
+        if (partial) {
+          // The mode asked for at creation is narrowed by the umask: the replaced file's, as it was.
+          if (existing) chmodSync(partial, mode);
+          renameSync(partial, target as string);
+        }
+      } catch (err) {
+        // `--out` names a folder, say: the export stays whole nowhere, as a failed one does.
+        if (partial) rmSync(partial, { force: true });
+        throw err;
       }
-    } catch (err) {
-      // `--out` names a folder, say: the export stays whole nowhere, as a failed one does.
-      if (partial) rmSync(partial, { force: true });
-      throw err;
-    }
-    return `exported tenant ${base.tenant} (${base.store.kind}): ${listed(counts)}${out ? ` to ${out}` : ''}`;
-  });
+      return `exported tenant ${base.tenant} (${base.store.kind}): ${listed(counts)}${out ? ` to ${out}` : ''}`;
+    },
+  );
 }
 
 function importCommand(args: string[]): Promise<number> {
-  return transfer(args, 'import', async ({ values, positionals, base }) => {
-    const file = positionals[0] as string;
-    const format = formatOf(values.format as string | undefined, file);
-    const text = readFileSync(file, 'utf8');
-    const resource = values.resource as string | undefined;
-    let input: { json: unknown; resource?: string } | { csv: string; resource: string };
-    if (format === 'csv') {
-      input = { csv: text, resource: resource as string }; // checkTransferOptions: a CSV names it
-    } else {
+  return transfer(
+    args,
+    'import',
+    // The file is read first: one that cannot be read or parsed opens (and creates) no store.
+    (values, positionals) => {
+      const file = positionals[0] as string;
+      const format = formatOf(values.format as string | undefined, file);
+      const text = readFileSync(file, 'utf8');
+      const resource = values.resource as string | undefined;
+      if (format === 'csv') return { csv: text, resource: resource as string }; // checkTransferOptions: a CSV names it
       try {
-        input = { json: JSON.parse(text), resource };
+        return { json: JSON.parse(text) as unknown, resource };
       } catch (err) {
         throw new TransferError(`${file} is not JSON: ${(err as Error).message}`);
       }
-    }
-    const counts = await importRows(base, input);
-    return `imported into tenant ${base.tenant} (${base.store.kind}): ${listed(counts) || 'nothing'}`;
-  });
+    },
+    async ({ prepared, base }) => {
+      const counts = await importRows(base, prepared);
+      return `imported into tenant ${base.tenant} (${base.store.kind}): ${listed(counts) || 'nothing'}`;
+    },
+  );
 }
 
 /**

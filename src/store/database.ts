@@ -86,6 +86,8 @@ export interface StoreOptions {
    * checkpointer.ts); 0 leaves it to the writer's auto-checkpoint alone. Default 100 ms.
    */
   checkpointIntervalMs?: number;
+  /** SQLite files: refuse a file that is not there instead of creating it (a command that only reads). */
+  mustExist?: boolean;
   /** Called with every statement run (tests check that tenant data is always addressed by tenant). */
   onQuery?: (sql: string, parameters: readonly unknown[]) => void;
 }
@@ -282,6 +284,9 @@ export function cachingStatements(
 }
 
 function openSqlite(file: string, options: StoreOptions): Store {
+  if (options.mustExist && file !== ':memory:' && !existsSync(file)) {
+    throw new Error(`the store sqlite:${file} does not exist (EDM_DATABASE_URL, or EDM_DATA_DIR's edm.sqlite)`);
+  }
   // A folder it creates is the owner's only (0700): the store holds every tenant's data.
   if (file !== ':memory:') mkdirSync(dirname(resolve(file)), { recursive: true, mode: 0o700 });
   // The file itself too, wherever it is (a folder that was there already may be open to others);
