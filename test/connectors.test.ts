@@ -1208,6 +1208,8 @@ describe('outbound policy', () => {
     expect(atPointer(doc, '/')).toBe(9);
     expect(atPointer(doc, '')).toBe(doc);
     expect(atPointer(doc, '/a/b~1c/01')).toBeUndefined();
+    // `~01` is the name `~1`, not `/`: `~1` is read before `~0` (RFC 6901 §4).
+    expect(atPointer({ 'a~1b': 1, 'a/b': 2 }, '/a~01b')).toBe(1);
     expect(atPointer(doc, '/a/constructor')).toBeUndefined();
     expect(asMetric(' 12.5 ', 'x')).toBe(12.5);
     expect(asMetric(-0, 'x')).toBe(0);

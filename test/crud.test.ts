@@ -483,6 +483,12 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
       expect([res.status, (res.body.errors as { path: string }[]).map((e) => e.path)]).toEqual([400, ['/end_date']]);
     }
     expect((await storedRow(t, cycles, doc.id as string))?.version).toBe(doc.version);
+    // end_date is inclusive: a cycle of one day, start_date = end_date, is taken.
+    const oneDay = await t.call('POST', cycles.basePath, {
+      token,
+      body: { name: 'day', start_date: '2027-05-01', end_date: '2027-05-01' },
+    });
+    expect([oneDay.status, (await patch({ start_date: '2026-12-31' })).status]).toEqual([201, 200]);
   });
 
   it('answers a read with the stored JSON byte for byte, whatever characters it holds', async () => {

@@ -479,6 +479,31 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       await t.app.engine.runJob(statusSweepJob);
       expect((await get(k.id as string)).status).toBe('off_track');
     });
+
+    // 45 of 100 at half the cycle is on track; each move below puts it behind its new pace, or
+    // leaves it where it was, which is then not rewritten (its version, and ETag, hold).
+    it.each([
+      ['its cycle ends sooner (only end_date moves)', 'cycle', { end_date: '2027-02-25' }, 'off_track'],
+      ['its objective is moved into a cycle nine tenths gone', 'objective', 'late cycle', 'off_track'],
+      ['its cycle moves a day, its pace staying on track', 'cycle', { start_date: '2026-12-31' }, 'on_track'],
+    ] as const)('re-checks a key result when %s', async (_name, what, change, status) => {
+      t.clock.set(cycleAt(-1));
+      const cyc = (await t.create(cycles, token, { ...CYCLE, name: 'movable' })).id as string;
+      const late = (await t.create(cycles, token, { name: 'late', start_date: '2026-11-12', end_date: '2027-03-01' }))
+        .id as string;
+      t.clock.set(cycleAt(50));
+      const o = await objective({ cycle_id: what === 'objective' ? null : cyc });
+      const k = (await post({ objective_id: o, title: 'k', target: 100, current: 45 })).body;
+      expect(k.status).toBe('on_track');
+      const moved =
+        what === 'cycle'
+          ? await t.call('PATCH', `${cycles.basePath}/${cyc}`, { token, body: change })
+          : await t.call('PATCH', `${objectives.basePath}/${o}`, { token, body: { cycle_id: late } });
+      expect(moved.status).toBe(200);
+      await t.app.engine.runJob(statusSweepJob);
+      const after = await get(k.id as string);
+      expect([after.status, after.version === k.version]).toEqual([status, status === k.status]);
+    });
   });
 
   describe('check-ins and history', () => {
@@ -537,6 +562,19 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect(res.status).toBe(400);
       expect((res.body.errors as { path: string }[]).map((e) => e.path)).toContain(path);
       expect(await storedRow(t, kr, k.id as string)).toEqual(before);
+    });
+
+    it('rejects a check-in dated half a minute ahead (in the future) and changes nothing', async () => {
+      const k = (await post({ objective_id: await objective(), title: 'x', target: 10 })).body;
+      const before = await storedRow(t, kr, k.id as string);
+      const res = await checkIn(k.id as string, { value: 1, at: new Date(t.clock.now() + 30_000).toISOString() });
+      expect([res.status, (res.body.errors as { path: string }[])?.map((e) => e.path)]).toEqual([400, ['/at']]);
+      expect(await storedRow(t, kr, k.id as string)).toEqual(before);
+    });
+
+    it("keeps the write's source_type in its snapshot", async () => {
+      const k = (await post({ objective_id: await objective(), title: 'x', target: 10, source_type: 'frontend' })).body;
+      expect((k.history as Doc[]).map((h) => h.source_type)).toEqual(['frontend']);
     });
 
     it('takes no query parameters: 400 naming one, after 404 and 412, and nothing recorded', async () => {
@@ -814,6 +852,23 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
   });
 
   describe('objective roll-ups', () => {
+    it('counts a key result of weight 0 for the status, not for the progress', async () => {
+      t.clock.set(cycleAt(40));
+      const o = await objective();
+      await post({ objective_id: o, title: 'met', target: 10, current: 10 });
+      const unweighted = await post({
+        objective_id: o,
+        title: 'guard',
+        metric_type: 'threshold',
+        target: 99,
+        current: 50,
+        weight: 0,
+      });
+      expect(unweighted.body.status).toBe('off_track');
+      const got = (await t.call('GET', `${objectives.basePath}/${o}`, { token })).body;
+      expect([got.progress_pct, got.status]).toEqual([100, 'off_track']);
+    });
+
     it('equal a fresh recomputation after every kind of key-result write', async () => {
       t.clock.set(cycleAt(40));
       const a = await objective();

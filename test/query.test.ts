@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Doc } from '../src/core/resource.js';
 import { keyResults as kr } from '../src/modules/okr/key-results.js';
 import { recompute } from '../src/modules/okr/rollup.js';
+import { statusSweepJob } from '../src/modules/okr/sweep.js';
 import { queryReads } from '../src/modules/okr/tables.js';
 import { byName, countRows, storedRow, storeKinds, type TestApp, testApp } from './helpers.js';
 
@@ -72,6 +73,33 @@ describe.each(storeKinds)('metric queries (data_source: query) on %s', (kind) =>
     const live = (await t.call('GET', `${kr.basePath}?objective_id=${objectiveId}&limit=200`, { token })).body
       .data as Doc[];
     expect(o.progress_pct).toBe(recompute(live).progress_pct);
+  });
+
+  it('puts a query moved onto a new pace band by what it reads back in the sweep, which moves it on when the band ends', async () => {
+    // A 100-day cycle, half gone: 45 of 100 is on track until day 60, then at risk.
+    const day0 = Date.parse('2027-01-01T00:00:00Z');
+    t.clock.set(day0 - 86_400_000);
+    const cycle = await t.create(byName('Cycle'), token, {
+      name: 'Q',
+      start_date: '2027-01-01',
+      end_date: '2027-04-10',
+    });
+    t.clock.set(day0 + 50 * 86_400_000);
+    const paced = (await t.create(objectives, token, { cycle_id: cycle.id })).id;
+    const read = await t.call('POST', kr.basePath, {
+      token,
+      body: { objective_id: paced, title: 'read', target: 100 },
+    });
+    const q = await t.call('POST', kr.basePath, {
+      token,
+      body: { objective_id: paced, title: 'q', target: 100, data_source: 'query', query: k(read.body.id as string) },
+    });
+    expect(q.body.status).toBe('off_track');
+    await checkIn(read.body.id as string, 45);
+    expect((await get(q.body.id as string)).status).toBe('on_track');
+    t.clock.set(day0 + 60 * 86_400_000);
+    await t.app.engine.runJob(statusSweepJob);
+    expect((await get(q.body.id as string)).status).toBe('at_risk');
   });
 
   it('follows chains and diamonds: each query downstream recomputed once, after what it reads', async () => {

@@ -58,6 +58,22 @@ describe('objective roll-up from running sums', () => {
     expect(halves).toBeGreaterThan(200);
   });
 
+  // The contract's order, worst first: an objective reads the first of these any key result holds.
+  const WORST_FIRST = ['off_track', 'at_risk', 'on_track', 'not_started', 'achieved'] as const;
+  it.each(WORST_FIRST.flatMap((worse, i) => WORST_FIRST.slice(i + 1).map((better) => [worse, better])))(
+    'reads %s beside %s',
+    (worse, better) => {
+      const state: RollupState = {
+        rollup_weight_sum: 2,
+        rollup_progress_sum: 100,
+        rollup_status_counts: { [better]: 1, [worse]: 1 },
+        key_result_count: 2,
+        rollup_weight_peak: 1,
+      };
+      expect(rollupFigures(state).status).toBe(worse);
+    },
+  );
+
   it('reads 100 only when every weighted key result is at 100: 100 beside 99.99 is 99.99, not 99.995 → 100', () => {
     const kr = (id: string, progress_pct: number, weight = 1): Doc => ({ id, objective_id: 'o', weight, progress_pct });
     expect(recompute([kr('a', 100), kr('b', 99.99)]).progress_pct).toBe(99.99);
