@@ -491,6 +491,27 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
     expect([oneDay.status, (await patch({ start_date: '2026-12-31' })).status]).toEqual([201, 200]);
   });
 
+  it('merges a nested object by RFC 7396: a member sent null is removed, the others kept', async () => {
+    const connectors = byName('Connector');
+    const created = await t.call('POST', connectors.basePath, {
+      token,
+      body: {
+        name: 'merge',
+        kind: 'http_json',
+        config: { url: 'http://127.0.0.1:9/m', pointer: '/v', headers: { 'X-A': '1', 'X-B': '2' } },
+      },
+    });
+    expect(created.status, created.raw).toBe(201);
+    const patched = await t.call('PATCH', `${connectors.basePath}/${created.body.id}`, {
+      token,
+      body: { config: { headers: { 'X-A': null } } },
+    });
+    expect([patched.status, patched.body.config]).toEqual([
+      200,
+      { url: 'http://127.0.0.1:9/m', pointer: '/v', headers: { 'X-B': '2' } },
+    ]);
+  });
+
   it('answers a read with the stored JSON byte for byte, whatever characters it holds', async () => {
     // SQLite hands the stored form over as bytes, PostgreSQL as a string: both must answer the
     // bytes the write stored and answered, multi-byte characters and escapes included.

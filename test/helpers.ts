@@ -230,6 +230,8 @@ export async function whileFailing<T>(
   table: string,
   op: 'INSERT' | 'UPDATE' | 'DELETE',
   fn: () => Promise<T>,
+  /** PostgreSQL: the SQLSTATE the trigger raises (default P0001, an error of the database's own). */
+  sqlstate?: string,
 ): Promise<T> {
   const name = `fail_${table}_${op.toLowerCase()}`;
   if (t.kind === 'sqlite') {
@@ -237,7 +239,8 @@ export async function whileFailing<T>(
       t.store.db,
     );
   } else {
-    await sql`CREATE OR REPLACE FUNCTION ${sql.id(name)}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'forced failure'; END $$`.execute(
+    const using = sqlstate ? sql.raw(` USING ERRCODE = '${sqlstate.replace(/[^0-9A-Z]/g, '')}'`) : sql``;
+    await sql`CREATE OR REPLACE FUNCTION ${sql.id(name)}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'forced failure'${using}; END $$`.execute(
       t.store.db,
     );
     await sql`CREATE TRIGGER ${sql.id(name)} BEFORE ${sql.raw(op)} ON ${sql.table(table)} FOR EACH ROW EXECUTE FUNCTION ${sql.id(name)}()`.execute(

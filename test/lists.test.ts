@@ -175,6 +175,11 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       expect((await t.call('GET', `${resource.basePath}?limit=2&cursor=${cursor}`, { token: other })).body.code).toBe(
         'invalid_cursor',
       );
+      // An application of the same tenant sees other rows: a person's cursor is not its.
+      const app = await t.token({ app: 'app_lists' });
+      expect((await t.call('GET', `${resource.basePath}?limit=2&cursor=${cursor}`, { token: app })).body.code).toBe(
+        'invalid_cursor',
+      );
       // limit is not bound
       expect((await t.call('GET', `${resource.basePath}?limit=3&cursor=${cursor}`)).status).toBe(200);
       // Each refusal names the parameter.
@@ -417,6 +422,13 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       expect(await q(`objective_id=${objectiveA}`)).not.toContain('no tags');
       expect(await q(`objective_id=${objectiveA}&include_deleted=true`)).toContain('no tags');
     });
+  });
+
+  it('answers 50 rows to a list that names no limit, and says there are more', async () => {
+    const token = await t.token({ tenant: 'default-limit' });
+    for (let i = 0; i < 51; i++) await t.create(byName('Cycle'), token);
+    const res = await t.call('GET', byName('Cycle').basePath, { token });
+    expect([(res.body.data as unknown[]).length, res.body.has_more]).toEqual([50, true]);
   });
 
   it('pages rows without a value last, in either direction, the rows with one in order before them', async () => {

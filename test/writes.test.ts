@@ -48,6 +48,8 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       // Tags compare as opaque strings: "01" is not "1"; a tag of another server matches nothing.
       expect((await t.call('GET', url(doc), { headers: { 'if-none-match': '"01"' } })).status).toBe(200);
       expect((await t.call('GET', url(doc), { headers: { 'if-none-match': '"abc", "1",' } })).status).toBe(304);
+      // `*` matches any current representation: the row exists, so 304 (RFC 9110 §13.1.2).
+      expect((await t.call('GET', url(doc), { headers: { 'if-none-match': '*' } })).status).toBe(304);
     });
 
     it('HEAD: the 200 has the GET body length; a 304 has no Content-Length (RFC 9110 §8.6)', async () => {
@@ -410,6 +412,38 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect(failed.status).toBe(500);
       const retried = await t.call('POST', cycles.basePath, { body, headers: key('5xx') });
       expect([retried.status, retried.headers['idempotent-replayed']]).toEqual([201, undefined]);
+      // A 503 (here a statement PostgreSQL cancelled, 57014) is not stored either: the retry runs.
+      if (kind === 'postgres') {
+        const unavailable = await whileFailing(
+          t,
+          'okr_cycles',
+          'INSERT',
+          () => t.call('POST', cycles.basePath, { body, headers: key('503') }),
+          '57014',
+        );
+        expect(unavailable.status).toBe(503);
+        const again = await t.call('POST', cycles.basePath, { body, headers: key('503') });
+        expect([again.status, again.headers['idempotent-replayed']]).toEqual([201, undefined]);
+      }
+    });
+
+    it("scopes a key by tenant and application: another app's or tenant's same key is a request of its own", async () => {
+      const body = { name: 'shared', start_date: '2026-01-01', end_date: '2026-03-31' };
+      const headers = key('shared');
+      const answers = [];
+      for (const caller of [
+        { tenant: 'idem', app: 'app_one', sub: 'svc' },
+        { tenant: 'idem', app: 'app_two', sub: 'svc' },
+        { tenant: 'idem-other', app: 'app_one', sub: 'svc' },
+      ]) {
+        const res = await t.call('POST', cycles.basePath, { token: await t.token(caller), body, headers });
+        answers.push([res.status, res.headers['idempotent-replayed'], res.body.app_id]);
+      }
+      expect(answers).toEqual([
+        [201, undefined, 'app_one'],
+        [201, undefined, 'app_two'],
+        [201, undefined, 'app_one'],
+      ]);
     });
 
     it('covers PATCH and DELETE, and answers 403 before replaying', async () => {
@@ -540,10 +574,18 @@ describe.each(storeKinds)('writes on %s', (kind) => {
         expect([a.status, a.body.code]).toEqual([409, 'idempotency_in_flight']);
     });
 
-    it('forgets keys after 24 h', async () => {
+    it('forgets keys after 24 h, before the sweep removes them too', async () => {
       const body = { name: 'old', start_date: '2026-01-01', end_date: '2026-03-31' };
       const first = await t.call('POST', cycles.basePath, { body, headers: key('expiry') });
-      t.clock.advance(25 * 3600 * 1000);
+      await t.call('POST', cycles.basePath, { body, headers: key('expiry-unswept') });
+      t.clock.advance(24 * 3600 * 1000 + 1000);
+      // Expired but not swept yet: another body is a request of its own, not a 422 for the old one.
+      const unswept = await t.call('POST', cycles.basePath, {
+        body: { ...body, name: 'new' },
+        headers: key('expiry-unswept'),
+      });
+      expect([unswept.status, unswept.headers['idempotent-replayed']]).toEqual([201, undefined]);
+      t.clock.advance(3600 * 1000);
       const removed = await new Idempotency(t.store, t.clock).sweep();
       expect(removed).toBeGreaterThanOrEqual(1);
       const fresh = await t.call('POST', cycles.basePath, { body, headers: key('expiry') });
@@ -670,6 +712,14 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect(await listed()).toContain(doc.id);
       const again = await t.call('POST', `${url}/restore`);
       expect([again.status, again.body.code]).toEqual([409, 'not_deleted']);
+    });
+
+    it('deletes a parent whose children are all deleted without cascade: deleted children hold nothing', async () => {
+      const cycle = await t.create(cycles, token);
+      const objective = await t.create(objectives, token, { cycle_id: cycle.id });
+      expect((await t.call('DELETE', `${objectives.basePath}/${objective.id}`)).status).toBe(200);
+      const removed = await t.call('DELETE', `${cycles.basePath}/${cycle.id}`);
+      expect([removed.status, removed.body.is_deleted]).toEqual([200, true]);
     });
 
     it('refuses to delete a parent with live children unless cascade=true, which deletes them all at once', async () => {
