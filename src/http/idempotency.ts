@@ -36,6 +36,8 @@ interface Claim {
   earlier?: (() => string | null) | undefined;
   /** Claim time, so only this claim's own row is completed or released. */
   claimedAt: string;
+  /** How long the claim holds before another request may take it over (see Idempotency.claim). */
+  leaseMs: number;
 }
 
 /** A request's fingerprint from its body's text: method, path, caller and body, hashed. */
@@ -61,11 +63,9 @@ function sortedMembers(value: unknown): unknown {
  * the work, and replayed; a different fingerprint is 422; a request still running is 409.
  */
 export class Idempotency {
-  /** How long a claim holds before another request may take it over. */
-  private readonly leaseMs: number;
-
   /**
-   * `outsideMs`: the most a request may spend before its transaction (a connector's read).
+   * `outsideMs`: the most a request may spend before its transaction (a connector's read): a
+   * claim of such a request (Idempotency.claim's `outside`) holds that much longer.
    * `transaction`: where the key's own writes run (the claim, a 4xx's record, a release, the
    * sweep). On SQLite, the engine's group commit: they share its commits and, like every write,
    * wait for a lock another process holds without stalling this one. By default (PostgreSQL),
@@ -74,10 +74,9 @@ export class Idempotency {
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
-    outsideMs = 0,
+    private readonly outsideMs = 0,
     transaction?: <T>(fn: (db: DB) => Promise<T>) => Promise<T>,
   ) {
-    this.leaseMs = LEASE_MS + outsideMs;
     this.transaction = transaction ?? ((fn) => fn(this.store.db));
   }
 
@@ -120,12 +119,17 @@ export class Idempotency {
     return requestHash(method, url, principal, asSent);
   }
 
-  /** Claims the key, or answers the replay (or throws 409/422). */
+  /**
+   * Claims the key, or answers the replay (or throws 409/422). `outside`: the request spends
+   * time before its transaction (a sync's read of its feed), so its claim's lease is longer by
+   * `outsideMs`; every other write's is a minute.
+   */
   async claim(
     principal: Principal,
     key: string,
     fingerprint: string,
     earlier?: () => string | null,
+    outside = false,
   ): Promise<{ claim: Claim } | { replay: StoredResponse }> {
     const now = this.clock.now();
     const claim: Claim = {
@@ -135,6 +139,7 @@ export class Idempotency {
       fingerprint,
       earlier,
       claimedAt: isoTime(now),
+      leaseMs: LEASE_MS + (outside ? this.outsideMs : 0),
     };
     try {
       return await this.transaction((db) => this.claimIn(db, claim, now));
@@ -159,7 +164,7 @@ export class Idempotency {
           fingerprint,
           state: 'running',
           claimed_at: claim.claimedAt,
-          lease_until: isoTime(now + this.leaseMs),
+          lease_until: isoTime(now + claim.leaseMs),
           expires_at: isoTime(now + RETENTION_MS),
         })
         .onConflict((oc) => oc.columns(['tenant_id', 'scope', 'key']).doNothing())
@@ -178,7 +183,7 @@ export class Idempotency {
             fingerprint,
             state: 'running',
             claimed_at: claim.claimedAt,
-            lease_until: isoTime(now + this.leaseMs),
+            lease_until: isoTime(now + claim.leaseMs),
             expires_at: isoTime(now + RETENTION_MS),
             status: null,
             headers: null,
@@ -201,9 +206,12 @@ export class Idempotency {
       if (row.state === 'running') {
         // A claim held longer than a request takes (its process may have died with it, `kill -9`)
         // is freed by its lease: Retry-After says when, not "a second" for up to a minute.
-        const held = now - Date.parse(row.claimed_at as string);
-        const left = Math.ceil((Date.parse(row.lease_until as string) - now) / 1000);
-        const wait = held > this.leaseMs - LEASE_MS + STALE_AFTER_MS ? Math.max(1, left) : 1;
+        // Past the time its own request may spend outside (the row's lease says how long that is).
+        const claimedAt = Date.parse(row.claimed_at as string);
+        const leaseUntil = Date.parse(row.lease_until as string);
+        const held = now - claimedAt;
+        const left = Math.ceil((leaseUntil - now) / 1000);
+        const wait = held > leaseUntil - claimedAt - LEASE_MS + STALE_AFTER_MS ? Math.max(1, left) : 1;
         throw new ApiError(
           'idempotency_in_flight',
           'A request with this Idempotency-Key is still running; retry shortly',
@@ -292,7 +300,7 @@ export class Idempotency {
    * Resolves after the first attempt; `settled` after the last.
    */
   release(claim: Claim): Promise<void> & { settled: Promise<boolean> } {
-    const until = Date.parse(claim.claimedAt) + this.leaseMs;
+    const until = Date.parse(claim.claimedAt) + claim.leaseMs;
     let first!: () => void;
     const firstDone = new Promise<void>((resolve) => {
       first = resolve;

@@ -202,8 +202,13 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     // A write that takes no body is the same request with none, an empty one or `{}`.
     const body = !takesBody && isNoBody(request.body) ? undefined : request.body;
     const fp = idempotency.fingerprint(request.method, request.url, principal, body);
-    const claimed = await idempotency.claim(principal, key, fp, () =>
-      idempotency.earlierFingerprint(request.method, request.url, principal, body),
+    // A write that prepares outside its transaction (a sync reads its feed) holds its key longer.
+    const claimed = await idempotency.claim(
+      principal,
+      key,
+      fp,
+      () => idempotency.earlierFingerprint(request.method, request.url, principal, body),
+      prepare !== undefined,
     );
     if ('replay' in claimed)
       return send(reply.header('idempotent-replayed', 'true'), replayed(claimed.replay, request));
