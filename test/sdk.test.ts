@@ -48,6 +48,8 @@ interface Fault {
   path: string;
   status: number;
   retryAfter?: string;
+  /** The problem's code (by default the status's own: CODES). */
+  code?: string;
   /** Delay the answer instead of replacing it. */
   delayMs?: number;
 }
@@ -114,7 +116,7 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     t.app.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
       const fault = take(request);
       if (!fault) return payload;
-      const code = CODES[fault.status] ?? 'internal_error';
+      const code = fault.code ?? CODES[fault.status] ?? 'internal_error';
       reply.code(fault.status).header('content-type', 'application/problem+json');
       reply.removeHeader('etag');
       reply.removeHeader('location');
@@ -554,6 +556,29 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(950);
     expect(page.object).toBe('list');
     expect(sent).toHaveLength(2);
+  });
+
+  it('retries a 409 idempotency_in_flight (a retry that overtook the first attempt) with the same key, not another 409', async () => {
+    reset();
+    const path = '/api/v1/okr/cycles';
+    faults.push({ method: 'POST', path, status: 409, code: 'idempotency_in_flight', retryAfter: '1' });
+    const cycle = await client.okr.cycles.create({
+      name: 'overtaken',
+      start_date: '2027-01-01',
+      end_date: '2027-03-31',
+    });
+    expect(sent.map((r) => r.headers['idempotency-key'])).toEqual([
+      expect.any(String),
+      sent[0].headers['idempotency-key'],
+    ]);
+    expect((await client.okr.cycles.get(cycle.id)).name).toBe('overtaken');
+    // Another conflict is the caller's to resolve: not retried.
+    reset();
+    faults.push({ method: 'POST', path, status: 409, code: 'has_dependents' });
+    await expect(
+      client.okr.cycles.create({ name: 'x', start_date: '2027-01-01', end_date: '2027-03-31' }),
+    ).rejects.toBeInstanceOf(ConflictError);
+    expect(sent).toHaveLength(1);
   });
 
   it('backs off after a Retry-After of a date passed (a clock ahead of the server), not at once', async () => {
