@@ -64,6 +64,11 @@ describe.each(storeKinds)('auth on %s', (kind) => {
     ['a tenant_id of 2,800 characters', () => sign({ tenant_id: 't'.repeat(2800) }), 'invalid_token'],
     ['an app_id of 257 characters', () => sign({ app_id: 'a'.repeat(257) }), 'invalid_token'],
     ['a sub of 257 characters', () => sign({ sub: 's'.repeat(257) }), 'invalid_token'],
+    // A claim that is there but names nothing: not taken as absent (a scope of none is no
+    // person's full access; an app named '' is no application).
+    ['an empty sub', () => sign({ sub: '' }), 'invalid_token'],
+    ['an empty app_id', () => sign({ app_id: '' }), 'invalid_token'],
+    ['a scope that is not a string (a JSON array)', () => sign({ scope: ['okr:read'] }), 'invalid_token'],
   ];
   it.each(cases)('answers 401 to %s', async (_n, make, code) => {
     const token = await make();
@@ -95,6 +100,10 @@ describe.each(storeKinds)('auth on %s', (kind) => {
     ['okr:write', 'POST', 201],
     ['billing:write', 'GET', 403],
     ['okr:read okr:write', 'POST', 201],
+    // A token that carries a scope, even an empty or blank one, is not a person's session: no
+    // okr scope, so 403, not the full access of a token without one.
+    ['', 'GET', 403],
+    [' ', 'POST', 403],
   ] as const)('scope %s on %s → %d', async (scope, method, status) => {
     const token = await sign({ scope });
     const res = await t.call(method, cycles.basePath, {
@@ -150,6 +159,25 @@ describe('TokenVerifier cache', () => {
     expect(v.verifications).toBe(4);
     clock.advance(61_000);
     await expect(v.verify(a)).rejects.toMatchObject({ code: 'invalid_token' });
+  });
+
+  it('refuses a cached token at the second of its exp, and before its nbf (a clock set back)', async () => {
+    const secret = new TextEncoder().encode('cache-secret-0123456789abcdef0123456789');
+    const clock = new ManualClock(T0);
+    const v = new TokenVerifier({ secret, clock });
+    const now = Math.floor(T0 / 1000);
+    const token = await new SignJWT({ tenant_id: 't' })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject('a')
+      .setNotBefore(now)
+      .setExpirationTime(now + 60)
+      .sign(secret);
+    expect((await v.verify(token)).sub).toBe('a');
+    clock.set(T0 - 120_000);
+    await expect(v.verify(token)).rejects.toMatchObject({ code: 'invalid_token' });
+    clock.set((now + 60) * 1000);
+    await expect(v.verify(token)).rejects.toMatchObject({ code: 'invalid_token' });
+    expect(v.verifications).toBe(1); // both answered from the cache, as jose would have
   });
 });
 
