@@ -1,8 +1,21 @@
 import { connect, createServer, type Server } from 'node:net';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Doc } from '../src/core/resource.js';
 import { connectors } from '../src/modules/okr/connectors.js';
 import { PG_URL, storeKinds, type TestApp, testApp } from './helpers.js';
+
+/** A schema of this file's own, for a sequence a read may not advance. */
+const PROBE_SCHEMA = 'edm_connector_read_probe';
+const admin = async (text: string) => {
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  try {
+    await client.query(text);
+  } finally {
+    await client.end();
+  }
+};
 
 /** The first message of a connection that asks for TLS (PostgreSQL's SSLRequest: length 8, code 80877103). */
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 4, 210, 22, 47]);
@@ -56,10 +69,12 @@ describe.runIf(PG_URL !== undefined).each(storeKinds)('a postgres connector read
     await proxy.start();
     t = await testApp(kind, { connectorAllowHosts: ['127.0.0.1'] });
     token = await t.token();
+    await admin(`CREATE SCHEMA IF NOT EXISTS ${PROBE_SCHEMA}; CREATE SEQUENCE IF NOT EXISTS ${PROBE_SCHEMA}.seq`);
   });
   afterAll(async () => {
     await t.close();
     await proxy.stop();
+    await admin(`DROP SCHEMA IF EXISTS ${PROBE_SCHEMA} CASCADE`);
   });
 
   /** What a sync of a new `postgres` connector running `query` over `secret` answers. */
@@ -100,6 +115,12 @@ describe.runIf(PG_URL !== undefined).each(storeKinds)('a postgres connector read
       'refuses a write inside WITH',
       'WITH gone AS (DELETE FROM pg_class RETURNING 1) SELECT 1',
       error(/^postgres: .*(read-only transaction|data-modifying)/),
+    ],
+    // A SELECT that writes is a statement a cursor holds: the read-only transaction refuses it too.
+    [
+      'refuses a SELECT that writes (nextval)',
+      `SELECT nextval('${PROBE_SCHEMA}.seq')`,
+      error(/cannot execute nextval\(\) in a read-only transaction/),
     ],
     ['refuses a second statement', 'SELECT 1; COMMIT; SELECT 2', error(/cannot insert multiple commands/)],
     ['answers no row as no row', 'SELECT 1 WHERE false', error(/^the query returned no row$/)],

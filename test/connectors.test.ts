@@ -352,6 +352,19 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     // A client address a feed behind a proxy may trust to let its own network in.
     ['a client address header', { headers: { 'X-Real-IP': '10.0.0.1' } }, '/config/headers/X-Real-IP'],
     ['a Via header', { headers: { via: '1.1 gateway' } }, '/config/headers/via'],
+    // Every forwarding and client-address header a proxy in front of a feed may act on, by name.
+    ...[
+      'Forwarded',
+      'X-Forwarded-For',
+      'X-Forwarded-Proto',
+      'X-Forwarded-Port',
+      'X-Forwarded-Prefix',
+      'X-Original-URL',
+      'X-Rewrite-URL',
+      'X-Client-IP',
+      'True-Client-IP',
+      'CF-Connecting-IP',
+    ].map((name) => [`the ${name} header`, { headers: { [name]: '10.0.0.1' } }, `/config/headers/${name}`] as const),
     // Stored, then failing every sync with "… is not a URL" (a port past 65535, a space in the host).
     ['a URL that does not parse', { url: 'http://x:99999/' }, '/config/url'],
     ['a URL with a space in its host', { url: 'http://ex ample.com/v' }, '/config/url'],
