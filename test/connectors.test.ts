@@ -343,7 +343,7 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(api.state.requests.length).toBe(2);
   });
 
-  it.each([
+  it.each<[string, Doc, string]>([
     ['a header name with a space', { headers: { 'x a': 'v' } }, '/config/headers/x a'],
     ['a header value with a line break', { headers: { 'x-a': 'a\nb' } }, '/config/headers/x-a'],
     ['a header value past U+00FF', { headers: { 'x-a': 'tok€n' } }, '/config/headers/x-a'],
@@ -364,7 +364,11 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       'X-Client-IP',
       'True-Client-IP',
       'CF-Connecting-IP',
-    ].map((name) => [`the ${name} header`, { headers: { [name]: '10.0.0.1' } }, `/config/headers/${name}`] as const),
+    ].map((name): [string, Doc, string] => [
+      `the ${name} header`,
+      { headers: { [name]: '10.0.0.1' } },
+      `/config/headers/${name}`,
+    ]),
     // Stored, then failing every sync with "… is not a URL" (a port past 65535, a space in the host).
     ['a URL that does not parse', { url: 'http://x:99999/' }, '/config/url'],
     ['a URL with a space in its host', { url: 'http://ex ample.com/v' }, '/config/url'],

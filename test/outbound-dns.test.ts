@@ -1,4 +1,6 @@
 /**
+ * What a connector's read does with the host's lookup: it counts against the connector timeout,
+ * every address found is checked, and the connection goes to the address checked.
  * The connector timeout covers a read in all, the host's lookup included. A resolver that is
  * slow or never answers cannot be run here for real (Node's lookup asks the system's resolver),
  * so this file stands in for it: `node:dns/promises`' lookup is the one part replaced.
@@ -17,6 +19,7 @@ vi.mock('node:dns/promises', async (original) => ({
 
 const { fetchJson } = await import('../src/core/outbound.js');
 const { readConnector } = await import('../src/modules/okr/connector-read.js');
+const { PG_URL } = await import('./helpers.js');
 
 const policy = { allowHosts: ['feed.example', 'warehouse.example'], timeoutMs: 1000 };
 const after = <T>(ms: number, value: T) => new Promise<T>((resolve) => setTimeout(() => resolve(value), ms));
@@ -54,5 +57,59 @@ describe('the connector timeout counts the host lookup', () => {
     expect(await fetchJson(url, {}, policy)).toEqual({ value: 7 });
     resolver.answer = () => after(600, [{ address: '127.0.0.1', family: 4 }]);
     await expect(fetchJson(url, {}, policy)).rejects.toThrow('did not answer within 1000 ms');
+  });
+});
+
+describe('a connector reaches only the addresses it checked', () => {
+  let server: Server;
+  let port: number;
+  const requests: string[] = [];
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      requests.push(req.url ?? '');
+      // A feed's answer: small, or (at /big) past the 1 MB a read takes.
+      res.end(req.url === '/big' ? JSON.stringify({ value: 7, pad: 'x'.repeat(1_100_000) }) : '{"value": 7}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('refuses a name any of whose addresses is private, not only its first', async () => {
+    resolver.answer = async () => [
+      { address: '93.184.216.34', family: 4 },
+      { address: '127.0.0.1', family: 4 },
+    ];
+    requests.length = 0;
+    await expect(fetchJson(`http://multi.example:${port}/m`, {}, { allowHosts: [], timeoutMs: 1000 })).rejects.toThrow(
+      'multi.example resolves to 127.0.0.1, a private',
+    );
+    expect(requests).toEqual([]);
+  });
+
+  it('reads at most 1 MB of an answer', async () => {
+    resolver.answer = async () => [{ address: '127.0.0.1', family: 4 }];
+    await expect(fetchJson(`http://feed.example:${port}/big`, {}, policy)).rejects.toThrow(
+      'answered more than 1000000 bytes',
+    );
+  });
+
+  // A postgres read connects to the address it checked, not to the name looked up again: here the
+  // check sees a public address that answers nothing, and the name itself is this machine.
+  it.runIf(PG_URL)('connects a postgres read to the checked address, not to the name resolved again', async () => {
+    const url = new URL(PG_URL as string);
+    url.hostname = 'localhost';
+    resolver.answer = async () => [{ address: '192.0.2.1', family: 4 }];
+    const connector = { kind: 'postgres', config: { query: 'SELECT 42' }, secret: url.href };
+    await expect(readConnector(connector, { allowHosts: [], timeoutMs: 1000 })).rejects.toThrow();
+  });
+
+  // The connector timeout is the query's statement_timeout too: a query past it is stopped by the
+  // database itself, whatever becomes of the connection that gave up on it.
+  it.runIf(PG_URL)("runs a postgres read's query with the connector timeout as its statement_timeout", async () => {
+    resolver.answer = async () => [{ address: '127.0.0.1', family: 4 }];
+    const query = "SELECT setting::int FROM pg_settings WHERE name = 'statement_timeout'";
+    const connector = { kind: 'postgres', config: { query }, secret: PG_URL };
+    expect(await readConnector(connector, { allowHosts: ['127.0.0.1'], timeoutMs: 800 })).toBe(800);
   });
 });
