@@ -473,14 +473,17 @@ describe('the dev-token endpoint (local mode)', () => {
     });
     expect(preflight.headers['access-control-allow-origin']).toBeUndefined();
     expect(preflight.headers['access-control-allow-methods']).toBeUndefined();
-    // The path as the router reads it: a percent-escaped letter names the same route.
-    for (const method of ['OPTIONS', 'POST'] as const) {
-      const escaped = await t.app.inject({
-        method,
-        url: '/api/v1/dev/%74oken',
-        headers: { host: 'localhost:8080', origin: 'https://evil.example', 'access-control-request-method': 'POST' },
-      });
-      expect(escaped.headers['access-control-allow-origin'], method).toBeUndefined();
+    // The path as the router reads it: a percent-escaped letter, or a trailing slash, names the
+    // same route.
+    for (const url of ['/api/v1/dev/%74oken', '/api/v1/dev/token/']) {
+      for (const method of ['OPTIONS', 'POST'] as const) {
+        const escaped = await t.app.inject({
+          method,
+          url,
+          headers: { host: 'localhost:8080', origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+        });
+        expect(escaped.headers['access-control-allow-origin'], `${method} ${url}`).toBeUndefined();
+      }
     }
     // Other routes still answer preflights from any origin.
     const other = await t.app.inject({
