@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseCsv } from '../src/cli/transfer.js';
 import { PG_URL } from './helpers.js';
 
 const run = promisify(execFile);
@@ -237,6 +238,43 @@ describe('edm CLI (built)', () => {
         `--out ${join(dir, 'no-such-folder', 'x.json')}: its folder does not exist (ENOENT)`,
       ),
     });
+  });
+
+  it('exports deleted rows only with --include-deleted, in JSON and in CSV', async () => {
+    const env = { ...process.env, EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' };
+    const edm = (...args: string[]) => run(process.execPath, [bin, ...args], { cwd: dir, env });
+    await edm('seed', '--tenant', 'deleted');
+    const token = (await edm('token', '--tenant', 'deleted', '--sub', 'usr-x')).stdout.trim();
+    const headers = { authorization: `Bearer ${token}` };
+    const page = (await (await fetch(`${base}/api/v1/okr/key-results?limit=50`, { headers })).json()) as {
+      data: { id: string }[];
+    };
+    const gone = page.data[0].id;
+    expect((await fetch(`${base}/api/v1/okr/key-results/${gone}`, { method: 'DELETE', headers })).status).toBe(200);
+
+    const ids = async (format: 'json' | 'csv', ...more: string[]) => {
+      const { stdout } = await edm(
+        'export',
+        '--tenant',
+        'deleted',
+        '--resource',
+        'KeyResult',
+        '--format',
+        format,
+        ...more,
+      );
+      if (format === 'json') return (JSON.parse(stdout).resources.KeyResult as { id: string }[]).map((k) => k.id);
+      const [header, ...rows] = parseCsv(stdout);
+      return rows.map((r) => r[header.indexOf('id')]);
+    };
+    for (const format of ['json', 'csv'] as const) {
+      const live = await ids(format);
+      expect(live, format).toHaveLength(8);
+      expect(live, format).not.toContain(gone);
+      const all = await ids(format, '--include-deleted');
+      expect(all, format).toHaveLength(9);
+      expect(all, format).toContain(gone);
+    }
   });
 
   // --out was renamed over: a link became a file (the file it named kept its old content), a

@@ -213,6 +213,12 @@ describe('the OpenAPI document', () => {
       const list = params(base, 'get');
       expect(list).toEqual(expect.arrayContaining(['limit', 'cursor', 'sort', 'q', 'include_deleted']));
       for (const f of r.filterable) expect(list).toContain(f === 'tags' ? 'tag' : f);
+      // A page is 1–200 rows: the server refuses a limit outside it (400).
+      const limit = (doc.paths[base].get.parameters as Json[])
+        .map((p) => deref(doc, p))
+        .find((p) => p.name === 'limit');
+      expect(limit?.schema).toMatchObject({ type: 'integer', minimum: 1, maximum: 200 });
+      expect(limit?.description).toContain('default 50');
       const listSchema = deref(doc, doc.paths[base].get.responses['200'].content['application/json'].schema);
       expect(listSchema.required).toEqual(['object', 'data', 'has_more', 'next_cursor']);
       expect(listSchema.properties.data.items).toEqual({ $ref: `#/components/schemas/${r.name}` });

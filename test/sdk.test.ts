@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { Type } from '@sinclair/typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   APIConnectionError,
   APIConnectionTimeoutError,
@@ -222,6 +222,19 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
       ascending.push(o.id);
     }
     expect(ascending).toEqual(created);
+  });
+
+  // Awaiting a list and iterating it share the one request of its first page.
+  it("requests a list's first page once, however often it is awaited or iterated", async () => {
+    reset();
+    const list = client.okr.cycles.list({ limit: 200 });
+    const page = await list;
+    expect(page.hasNextPage()).toBe(false);
+    await list;
+    const ids: string[] = [];
+    for await (const cycle of list) ids.push(cycle.id);
+    expect(ids).toEqual(page.data.map((c) => c.id));
+    expect(sent).toHaveLength(1);
   });
 
   it('maps every error status to its class, carrying problem, code and requestId', async () => {
@@ -478,6 +491,18 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     expect((await client.okr.cycles.list({ q: 'empty key' })).data.length).toBe(before);
   });
 
+  // A key is there for a retry to replay the first attempt's answer: with no retry, none is made up.
+  it('with maxRetries 0 a write sends no Idempotency-Key of its own; one given is sent all the same', async () => {
+    reset();
+    const once = createClient({ baseUrl, token, fetch: recordingFetch, maxRetries: 0 });
+    await once.okr.cycles.create({ name: 'no retries 1', start_date: '2027-01-01', end_date: '2027-03-31' });
+    await once.okr.cycles.create(
+      { name: 'no retries 2', start_date: '2027-01-01', end_date: '2027-03-31' },
+      { idempotencyKey: `no-retries-${kind}` },
+    );
+    expect(sent.map((s) => s.headers['idempotency-key'])).toEqual([undefined, `no-retries-${kind}`]);
+  });
+
   it('writes an array filter value holding a comma or a backslash so the server reads it back whole', async () => {
     reset();
     const objective = await client.okr.objectives.create({ title: 'tags with commas' });
@@ -493,6 +518,19 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     }
     const both = await client.okr.keyResults.list({ objective_id: objective.id, tag: ['end\\', 'okr,2026'] });
     expect(both.data.map((k) => k.title).sort()).toEqual(['end\\', 'okr,2026']);
+  });
+
+  it('sends a Date in a query as its ISO 8601 text, which the server reads as that time', async () => {
+    const cycle = await client.okr.cycles.create({
+      name: 'dated query',
+      start_date: '2027-01-01',
+      end_date: '2027-03-31',
+    });
+    reset();
+    const since = new Date(cycle.created_at);
+    const page = await client.okr.cycles.list({ q: 'dated query', 'created_at[gte]': since });
+    expect(new URL(sent[0].url).searchParams.get('created_at[gte]')).toBe(since.toISOString());
+    expect(page.data.map((c) => c.id)).toEqual([cycle.id]);
   });
 
   it("headers: a Content-Type given replaces the SDK's application/json (merge-patch on update)", async () => {
@@ -591,6 +629,21 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     expect(sent).toHaveLength(2);
   });
 
+  // Without Retry-After, each wait doubles: 500 ms, then 1 s (each less up to 25%), up to 8 s.
+  it('backs off longer on each retry: the second wait is about twice the first', async () => {
+    reset();
+    const at: number[] = [];
+    const timed: typeof fetch = (input, init) => {
+      at.push(Date.now());
+      return recordingFetch(input, init);
+    };
+    for (let i = 0; i < 2; i++) faults.push({ method: 'GET', path: '/api/v1/okr/cycles', status: 503 });
+    expect((await createClient({ baseUrl, token, fetch: timed }).okr.cycles.list()).object).toBe('list');
+    expect(sent).toHaveLength(3);
+    expect(at[1] - at[0]).toBeGreaterThanOrEqual(350); // 375–500 ms
+    expect(at[2] - at[1]).toBeGreaterThanOrEqual(700); // 750–1000 ms: not the first wait again
+  });
+
   it('does not wait out a Retry-After over a minute: the error comes back at once, with its retryAfter', async () => {
     reset();
     faults.push({ method: 'GET', path: '/api/v1/okr/cycles', status: 429, retryAfter: '120' });
@@ -606,6 +659,13 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     expect(unavailable).toBeInstanceOf(InternalServerError);
     expect((unavailable as InternalServerError).retryAfter).toBeGreaterThan(3590);
     expect((unavailable as InternalServerError).retryAfter).toBeLessThanOrEqual(3600);
+    // Rounded up: waiting retryAfter seconds never brings the caller back before the date.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.parse(inAnHour) - 3_599_500 });
+    try {
+      expect((unavailable as InternalServerError).retryAfter).toBe(3600);
+    } finally {
+      vi.useRealTimers();
+    }
     expect(sent).toHaveLength(1);
   });
 
@@ -715,6 +775,19 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     } finally {
       await strict.close();
     }
+  });
+
+  // A version the types allow to be null: null is no version to lock on, not If-Match: "null".
+  it('If-Match: ifVersion null sends none; a version sends it quoted', async () => {
+    const cycle = await client.okr.cycles.create({
+      name: 'if version',
+      start_date: '2027-01-01',
+      end_date: '2027-03-31',
+    });
+    reset();
+    const first = await client.okr.cycles.update(cycle.id, { name: 'if version 2' }, { ifVersion: null });
+    await client.okr.cycles.update(cycle.id, { name: 'if version 3' }, { ifVersion: first.version });
+    expect(sent.map((s) => s.headers['if-match'])).toEqual([undefined, `"${first.version}"`]);
   });
 
   it('If-Match: of two writers at the same version, the second gets PreconditionFailedError', async () => {

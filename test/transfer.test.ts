@@ -249,6 +249,20 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     expect((await exported('source')).counts.KeyResult).toBe(10);
     const all = await exported('source', { includeDeleted: true });
     expect(all.counts).toMatchObject({ Objective: 7, KeyResult: 12 });
+    // A CSV of one resource likewise: the deleted rows only when asked, and then each of them.
+    const csv = async (includeDeleted: boolean) => {
+      let text = '';
+      const n = await exportCsv({ ...opts('source'), resource: 'KeyResult', includeDeleted }, (chunk) => {
+        text += chunk;
+      });
+      const [header, ...rows] = parseCsv(text);
+      return { n, ids: rows.map((r) => r[header.indexOf('id')]) };
+    };
+    const live = await csv(false);
+    const every = await csv(true);
+    expect([live.n, every.n]).toEqual([10, 12]);
+    expect(live.ids).not.toContain(read.id);
+    expect(every.ids).toContain(read.id);
     expect(await importRows(opts('copy'), { json: all.doc })).toMatchObject({ Objective: 7, KeyResult: 12 });
     const shown = async (tenant: string, path: string) => {
       const rows = (
@@ -818,6 +832,20 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     const last = ((copied as Doc).history as Doc[]).at(-1) as Doc;
     expect(Date.parse(last.at as string)).toBeGreaterThanOrEqual(before);
     expect(Date.parse(last.at as string)).toBeLessThan(Date.parse(ahead));
+  });
+
+  // Another server's clock may be a little ahead (5 minutes at most): a time further ahead is no
+  // time a row was written at.
+  it("refuses a time more than 5 minutes ahead of this machine's clock as in the future", async () => {
+    const { doc } = await exported('source');
+    const at = doc.resources.KeyResult.findIndex((k) => k.data_source === 'manual' && (k.history as Doc[]).length > 2);
+    const history = doc.resources.KeyResult[at].history as Doc[];
+    const ahead = new Date(Date.now() + 10 * 60_000).toISOString();
+    Object.assign(history[history.length - 1], { at: ahead });
+    await expect(importRows({ ...opts('skewed'), now: undefined }, { json: doc })).rejects.toThrow(
+      `history[${history.length - 1}].at must not be in the future (${ahead})`,
+    );
+    expect(await list('skewed', 'key-results')).toEqual([]);
   });
 
   it("keeps each row's provenance (source, source_type) and the application that wrote it, in JSON and CSV", async () => {

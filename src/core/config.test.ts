@@ -135,7 +135,12 @@ describe('loadConfig: values', () => {
   it.each([
     ['PORT', '0x2393', /PORT must be 0–65535/],
     ['PORT', '1e3', /PORT must be 0–65535/],
+    ['PORT', '65536', /PORT must be 0–65535, got 65536/],
     ['EDM_DB_POOL_SIZE', '1e1', /EDM_DB_POOL_SIZE/],
+    // A pool of no connections would wait forever for one.
+    ['EDM_DB_POOL_SIZE', '0', /EDM_DB_POOL_SIZE must be a positive integer/],
+    // PostgreSQL names are 63 bytes at most: a longer schema would be cut to another name.
+    ['EDM_DATABASE_URL', `postgres://db/edm?schema=${'a'.repeat(64)}`, /schema must be .*at most 63/],
     ['EDM_DB_CONNECT_TIMEOUT_MS', '3000000000', /at most 2147483647/],
     ['EDM_DB_STATEMENT_TIMEOUT_MS', '2147483648', /at most 2147483647/],
     ['EDM_DATABASE_URL', 'sqlite:', /sqlite: names no file/],
@@ -173,6 +178,12 @@ describe('loadConfig: values', () => {
       dbPrepare: true,
       dbBatchWrites: true,
     });
+  });
+
+  it('takes the bounds themselves: PORT 65535, a schema of 63 characters', () => {
+    expect(loadConfig({ ...env, PORT: '65535' }).port).toBe(65535);
+    const url = `postgres://db/edm?schema=${'a'.repeat(63)}`;
+    expect(loadConfig({ ...env, EDM_DATABASE_URL: url }).databaseUrl).toBe(url);
   });
 
   it('takes the longest timer Node holds, 2^31 − 1 ms', () => {
