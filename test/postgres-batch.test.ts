@@ -7,6 +7,7 @@ import { ManualClock } from '../src/core/clock.js';
 import { buildApp } from '../src/http/app.js';
 import { type DB, openStore, type Store } from '../src/store/database.js';
 import { deferWrite } from '../src/store/pg-batch.js';
+import { MIGRATE_LOCK, migrate } from '../src/store/schema.js';
 import { freshStore, injectAs, PG_URL, T0, testConfig, USER_A } from './helpers.js';
 
 // PostgreSQL only: a transaction's writes whose results nobody reads wait, and go to the server
@@ -151,6 +152,17 @@ describe.runIf(PG_URL)('PostgreSQL write batching', () => {
       expect(await rowsOf('a')).toEqual([{ id: 1, n: 2, label: null }]);
     });
 
+    // A lone write goes out as it is only when nothing checks its count: a check needs the batch's statement.
+    it('fails when its one held-back write fails its check', async () => {
+      await store.db.insertInto('a').values({ id: 1, n: 1 }).execute();
+      // Expects n = 5, finds n = 1: no row changes.
+      const work = inTransaction(read, async (trx) => {
+        await trx.executeQuery(deferWrite(setN(5, 6), { rows: 1, error: conflict }));
+      });
+      await expect(work).rejects.toThrow('version conflict');
+      expect(await rowsOf('a')).toEqual([{ id: 1, n: 1, label: null }]);
+    });
+
     it('sends a batch of a shape it sent before as the same prepared statement, with its own values and checks', async () => {
       await store.db.insertInto('a').values({ id: 1, n: 1 }).execute();
       /** The names of the statements a transaction of a checked or unchecked update and an insert prepares. */
@@ -256,6 +268,39 @@ describe.runIf(PG_URL)('PostgreSQL write batching', () => {
     expect(await rowsOf('a')).toEqual([{ id: 1, n: 3, label: null }]);
   });
 
+  it('fails a checked write that changes more rows than it expects, and keeps none of the batch', async () => {
+    await store.db
+      .insertInto('a')
+      .values([
+        { id: 1, n: 1 },
+        { id: 2, n: 1 },
+      ])
+      .execute();
+    const work = store.db.transaction().execute(async (trx) => {
+      await trx.executeQuery(deferWrite(trx.insertInto('b').values({ id: 1, note: 'dropped' }).compile()));
+      // One row expected, two match: a count check is exact, not a minimum.
+      await trx.executeQuery(
+        deferWrite(trx.updateTable('a').set({ n: 2 }).where('n', '=', 1).compile(), { rows: 1, error: conflict }),
+      );
+    });
+    await expect(work).rejects.toThrow('version conflict');
+    expect(await rowsOf('a')).toEqual([
+      { id: 1, n: 1, label: null },
+      { id: 2, n: 1, label: null },
+    ]);
+    expect(await rowsOf('b')).toEqual([]);
+  });
+
+  it('fails a transaction PostgreSQL aborted, though the caller caught the statement that failed, and keeps none of it', async () => {
+    const work = store.db.transaction().execute(async (trx) => {
+      await trx.insertInto('b').values({ id: 1, note: 'dropped' }).execute();
+      await sql`SELECT 1 / 0`.execute(trx).catch(() => {});
+      // COMMIT of an aborted transaction is answered ROLLBACK, not an error.
+    });
+    await expect(work).rejects.toThrow();
+    expect(await rowsOf('b')).toEqual([]);
+  });
+
   it('lets a read in the transaction see the writes before it', async () => {
     const seen = await store.db.transaction().execute(async (trx) => {
       await trx.executeQuery(deferWrite(trx.insertInto('b').values({ id: 3, note: 'three' }).compile()));
@@ -281,6 +326,76 @@ describe.runIf(PG_URL)('PostgreSQL write batching', () => {
     await trx.commit().execute();
     expect(await rowsOf('b')).toEqual([{ id: 5, note: 'kept' }]);
     expect(await rowsOf('a')).toEqual([]);
+  });
+
+  it('never sends a held-back write the transaction rolled back to a savepoint before, so its check cannot fail the commit', async () => {
+    await store.db.insertInto('a').values({ id: 1, n: 1 }).execute();
+    const trx = await store.db.startTransaction().execute();
+    try {
+      await trx.executeQuery(deferWrite(trx.insertInto('b').values({ id: 5, note: 'kept' }).compile()));
+      const saved = await trx.savepoint('s').execute();
+      // Would fail its check (n is 1, not 5) if it were sent.
+      await saved.executeQuery(deferWrite(setN(5, 6), { rows: 1, error: conflict }));
+      await saved.rollbackToSavepoint('s').execute();
+      await trx.commit().execute();
+    } catch (err) {
+      // The session goes back to the pool.
+      await trx
+        .rollback()
+        .execute()
+        .catch(() => {});
+      throw err;
+    }
+    expect(await rowsOf('b')).toEqual([{ id: 5, note: 'kept' }]);
+    expect(await rowsOf('a')).toEqual([{ id: 1, n: 1, label: null }]);
+  });
+
+  it('hands the session of a snapshot whose reader failed back to the pool outside its read-only transaction', async () => {
+    // One session: the write after the snapshot runs on the session the snapshot used.
+    const single = openStore(PG_URL as string, { schema, poolSize: 1 });
+    try {
+      await expect(
+        single.snapshot(async (s) => {
+          await s.db.selectFrom('a').select('id').execute();
+          throw new Error('reader failed');
+        }),
+      ).rejects.toThrow('reader failed');
+      await single.db.insertInto('b').values({ id: 2, note: 'written' }).execute();
+    } finally {
+      await single.close();
+    }
+    expect(await rowsOf('b')).toEqual([{ id: 2, note: 'written' }]);
+  });
+
+  it("waits for another migrator's lock as long as it takes, past the read deadline of request statements", async () => {
+    // statement_timeout 200 ms: a request's statement is given up 2,200 ms after it was sent.
+    const applicationName = `edm-migrator-${schema}`;
+    const short = openStore(PG_URL as string, { schema, statementTimeoutMs: 200, poolSize: 1, applicationName });
+    const other = new pg.Client({ connectionString: PG_URL });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', [MIGRATE_LOCK, schema]);
+      const migrating = migrate(short, []);
+      // Asked outside the holder's transaction, whose view of pg_stat_activity stays as it first read it.
+      const waiting = async () =>
+        (
+          await sql<{
+            n: number;
+          }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = ${applicationName} AND wait_event = 'advisory'`.execute(
+            store.db,
+          )
+        ).rows[0].n > 0;
+      for (let i = 0; i < 1000 && !(await waiting()); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(await waiting()).toBe(true);
+      await new Promise((r) => setTimeout(r, 3000));
+      await other.query('COMMIT');
+      await expect(migrating).resolves.toBeUndefined();
+    } finally {
+      await other.query('ROLLBACK').catch(() => {});
+      await other.end();
+      await short.close();
+    }
   });
 
   it('prepares each statement with parameters once per session, under a name', async () => {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../src/core/auth.js';
@@ -723,6 +724,69 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
         await holder.query('ROLLBACK').catch(() => {});
         await holder.end();
       }
+    },
+  );
+
+  // A push is admitted under the URL current when it arrives, and checked again under the
+  // connector's lock: the old URL is refused from the moment its rotation commits.
+  it.runIf(kind === 'postgres')(
+    "refuses a webhook push (401) whose URL's rotation commits while the push waits for the connector's lock",
+    async () => {
+      const connectors = byName('Connector');
+      const hook = await send(apps[0], token, 'POST', connectors.basePath, {
+        name: 'rotated meanwhile',
+        kind: 'webhook',
+        config: {},
+      });
+      const [holder, watcher] = [
+        new pg.Client({ connectionString: PG_URL }),
+        new pg.Client({ connectionString: PG_URL }),
+      ];
+      await Promise.all([holder.connect(), watcher.connect()]);
+      try {
+        await holder.query(`SET search_path TO ${schema}`);
+        const pid = (await holder.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+        // What a rotation writes (the URL's generation, 0 to 1), held until the push waits for it.
+        await holder.query('BEGIN');
+        await holder.query(`UPDATE ${connectors.table} SET webhook_generation = 1 WHERE id = $1`, [hook.body.id]);
+        const push = apps[1].inject({ method: 'POST', url: hook.body.webhook_url as string, payload: { value: 5 } });
+        await until('the push waits for the connector', async () => (await blockedBy(watcher, pid)) > 0);
+        await holder.query('COMMIT');
+        const answer = await push;
+        expect([answer.statusCode, answer.json().code]).toEqual([401, 'invalid_token']);
+        const after = await send(apps[0], token, 'GET', `${connectors.basePath}/${hook.body.id}`);
+        expect(after.body.last_value ?? null).toBeNull();
+      } finally {
+        await holder.query('ROLLBACK').catch(() => {});
+        await Promise.all([holder.end(), watcher.end()]);
+      }
+    },
+  );
+
+  // Each transaction takes one row and then waits for the other's: PostgreSQL aborts one as the
+  // deadlock's victim (40P01), which runs again and is counted as a deadlock.
+  it.runIf(kind === 'postgres')(
+    'counts a deadlock PostgreSQL broke, whose victim ran again, in edm_transaction_deadlocks_total',
+    async () => {
+      const engine = apps[0].engine;
+      await sql`CREATE TABLE crosswise (id int PRIMARY KEY, n int NOT NULL)`.execute(stores[0].db);
+      await sql`INSERT INTO crosswise VALUES (1, 0), (2, 0)`.execute(stores[0].db);
+      const [deadlocksBefore, retriedBefore] = [engine.deadlocks, engine.retriedTransactions];
+      const taken: (() => void)[] = [];
+      const took = [0, 1].map((i) => new Promise<void>((resolve) => (taken[i] = resolve)));
+      const crosswise = (mine: number, theirs: number) =>
+        engine.transaction(async (trx) => {
+          await sql`UPDATE crosswise SET n = n + 1 WHERE id = ${mine + 1}`.execute(trx);
+          taken[mine]();
+          await took[theirs];
+          await sql`UPDATE crosswise SET n = n + 1 WHERE id = ${theirs + 1}`.execute(trx);
+        });
+      await Promise.all([crosswise(0, 1), crosswise(1, 0)]);
+      expect([engine.deadlocks - deadlocksBefore, engine.retriedTransactions - retriedBefore]).toEqual([1, 1]);
+      const { rows } = await sql<{ n: number }>`SELECT n FROM crosswise ORDER BY id`.execute(stores[0].db);
+      expect(rows).toEqual([{ n: 2 }, { n: 2 }]);
+      const metrics = await apps[0].inject({ method: 'GET', url: '/metrics' });
+      expect(metrics.body).toMatch(new RegExp(`\\nedm_transaction_deadlocks_total ${engine.deadlocks}\\n`));
     },
   );
 

@@ -1,10 +1,11 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Doc, Resource } from '../src/core/resource.js';
 import { connectors } from '../src/modules/okr/connectors.js';
 import { cycles } from '../src/modules/okr/cycles.js';
 import { keyResults } from '../src/modules/okr/key-results.js';
 import { objectives } from '../src/modules/okr/objectives.js';
-import { migrate } from '../src/store/schema.js';
+import { META_TABLE, migrate } from '../src/store/schema.js';
 import { resources, storedRow, storeKinds, type TestApp, testApp } from './helpers.js';
 
 /** How an older build left a row: what its document and columns held that the current build would not. */
@@ -318,4 +319,31 @@ describe.each(storeKinds)('rows of older schema versions on %s', (kind) => {
     expect(push.statusCode, push.body).toBe(200);
     expect(push.json()).toMatchObject({ last_value: 7, webhook_url: url, interval_seconds: null, schema_version: 2 });
   });
+});
+
+describe.each(storeKinds)('search columns folded by an earlier build on %s', (kind) => {
+  // edm migrate folds them again in pages of 2,000 rows: every page, not the first only.
+  it('folds again the search column of every row of a table, past its first page', async () => {
+    const t = await testApp(kind, {}, { contract: false });
+    try {
+      const token = await t.token();
+      const created = await t.create(objectives, token, { title: 'ΟΔΟΣ' });
+      const columns = Object.keys((await storedRow(t, objectives, created.id as string)) as Doc);
+      const copied = columns.map((c) => (c === 'id' ? sql`id || '_' || CAST(10000 + i AS text)` : sql.id(c)));
+      await sql`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2100)
+        INSERT INTO ${sql.table(objectives.table)} (${sql.join(columns.map((c) => sql.id(c)))})
+        SELECT ${sql.join(copied)} FROM ${sql.table(objectives.table)}, n WHERE id = ${created.id}`.execute(t.store.db);
+      // As an earlier fold stored them (final sigma kept), before the current one was recorded.
+      await sql`UPDATE ${sql.table(objectives.table)} SET _search = 'οδος'`.execute(t.store.db);
+      await sql`DELETE FROM ${sql.table(META_TABLE)} WHERE key = 'search_fold'`.execute(t.store.db);
+      await migrate(t.store, resources);
+      const { rows } = await sql<{ stale: number; all: number }>`
+        SELECT count(CASE WHEN _search = 'οδος' THEN 1 END) AS stale, count(*) AS "all" FROM ${sql.table(objectives.table)}`.execute(
+        t.store.db,
+      );
+      expect(rows.map((r) => [Number(r.stale), Number(r.all)])).toEqual([[0, 2101]]);
+    } finally {
+      await t.close();
+    }
+  }, 120_000);
 });

@@ -14,7 +14,11 @@ import {
   type StoreOptions,
   statementBytes,
 } from './database.js';
-import { NAMED_MAX_PARAMETERS, statementName } from './pg-batch.js';
+import { NAMED_MAX_PARAMETERS, NAMED_STATEMENTS, statementName } from './pg-batch.js';
+
+const PG_URL = process.env.EDM_TEST_DATABASE_URL;
+/** The stores these tests run on: SQLite always, PostgreSQL whenever EDM_TEST_DATABASE_URL is set. */
+const stores = [{ kind: 'SQLite', url: 'sqlite::memory:' }, ...(PG_URL ? [{ kind: 'PostgreSQL', url: PG_URL }] : [])];
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -79,6 +83,20 @@ describe('SQLite reads on the second connection', () => {
     await turn();
     expect(numbers()).toEqual([4]);
   });
+
+  it('see, in a snapshot, what had committed when it was taken, and nothing committed after, even before its first read', async () => {
+    const { store, file } = await setup();
+    const other = new SQLite(file);
+    cleanups.push(() => {
+      other.close();
+    });
+    other.prepare('INSERT INTO t (n) VALUES (5)').run();
+    const seen = await store.snapshot(async (s) => {
+      other.prepare('INSERT INTO t (n) VALUES (6)').run();
+      return (s.read as NonNullable<Store['read']>)('SELECT n FROM t ORDER BY n', []).map((r) => r.n);
+    });
+    expect(seen).toEqual([5]);
+  });
 });
 
 describe('a SQLite read that meets a damaged page', () => {
@@ -140,12 +158,31 @@ describe('timestamps written to the store', () => {
     ['2026-02-29T00:00:00.000Z', '2026-03-01T00:00:00.000Z'],
     ['1900-02-29T00:00:00.000Z', '1900-03-01T00:00:00.000Z'],
     ['2026-04-31T00:00:00.000Z', '2026-05-01T00:00:00.000Z'],
+    ['2026-11-31T00:00:00.000Z', '2026-12-01T00:00:00.000Z'],
     ['2026-12-32T00:00:00.000Z', '2026-12-32T00:00:00.000Z'],
     ['2026-01-01T24:00:00.000Z', '2026-01-02T00:00:00.000Z'],
   ])('%s is stored as %s', async (given, stored) => {
     const store = openStore('sqlite::memory:');
     try {
       expect(store.encode({ column: 'datetime' } as Parameters<Store['encode']>[0], given)).toBe(stored);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+// PostgreSQL text and jsonb cannot hold U+0000: both stores refuse it, so they answer alike.
+describe.each(stores)('JSON written to the store on $kind', ({ url }) => {
+  const json = { column: 'json' } as Parameters<Store['encode']>[0];
+  it.each([
+    ['a key', { ok: 1, 'a\u0000b': 1 }],
+    ['a nested key', { ok: { 'a\u0000b': 1 } }],
+    ['an array item', ['ok', 'a\u0000b']],
+    ['a value', { ok: 'a\u0000b' }],
+  ])('refuses U+0000 in %s', async (_where, value) => {
+    const store = openStore(url);
+    try {
+      expect(() => store.encode(json, value)).toThrow(/U\+0000/);
     } finally {
       await store.close();
     }
@@ -261,5 +298,66 @@ describe('caches of shapes a caller chooses', () => {
     }
     expect(keptKeyOrders()).toBe(before);
     expect(Object.keys(jsonbOrder({ bb: 1, a: 2, c: 3 }) as object)).toEqual(['a', 'c', 'bb']);
+  });
+
+  it('keeps the key order of at most 2,000 object shapes, and orders the ones past them all the same', () => {
+    for (let i = 0; i < 2100; i++) jsonbOrder({ [`k${i}`]: 1, a: 2 });
+    expect(keptKeyOrders()).toBeLessThanOrEqual(2000);
+    expect(Object.keys(jsonbOrder({ zzzz: 1, k3000: 2, y: 3 }) as object)).toEqual(['y', 'zzzz', 'k3000']);
+  });
+
+  // Last here: it fills this process's statement names.
+  it('names at most 1,000 statement shapes, and keeps the names it gave', () => {
+    const first = statementName('select id from shapes where id = $1', 1);
+    let named = 0;
+    for (let i = 0; i < NAMED_STATEMENTS + 50; i++) {
+      if (statementName(`select id from shapes_${i} where id = $1`, 1) !== undefined) named++;
+    }
+    expect(named).toBeLessThanOrEqual(NAMED_STATEMENTS);
+    expect(NAMED_STATEMENTS).toBe(1000);
+    expect(statementName('select id from shapes_past where id = $1', 1)).toBeUndefined();
+    expect(statementName('select id from shapes where id = $1', 1)).toBe(first);
+  });
+});
+
+describe('JSON key order', () => {
+  // jsonb's: shorter keys first by their UTF-8 bytes, not UTF-16 units ('é' is two bytes, as
+  // 'ab'), then by bytes ('a' is 0x61, 'é' starts 0xC3).
+  it.each([
+    [{ é: 1, ab: 2 }, ['ab', 'é']],
+    [{ é: 1, b: 2 }, ['b', 'é']],
+    [{ abc: 1, é: 2 }, ['é', 'abc']],
+  ])('orders %o as %o', (value, keys) => {
+    expect(Object.keys(jsonbOrder(value) as object)).toEqual(keys);
+  });
+});
+
+// Every pooled PostgreSQL session is opened with these settings.
+describe.runIf(PG_URL)('PostgreSQL sessions', () => {
+  it('lose an open transaction left idle for a minute (and its row locks)', async () => {
+    const store = openStore(PG_URL as string, { poolSize: 1 });
+    try {
+      const { rows } = await sql<{
+        v: string;
+      }>`SELECT current_setting('idle_in_transaction_session_timeout') AS v`.execute(store.db);
+      expect(rows).toEqual([{ v: '1min' }]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('have the server cancel a statement past statement_timeout (57014), and serve on', async () => {
+    // 300 ms: the client gives up 2,300 ms after sending, the server at 300 ms.
+    const store = openStore(PG_URL as string, { statementTimeoutMs: 300, poolSize: 1 });
+    try {
+      const err = await sql`SELECT pg_sleep(1.5)`.execute(store.db).then(
+        () => null,
+        (e: { code?: string }) => e,
+      );
+      expect(err?.code).toBe('57014');
+      expect((await sql<{ one: number }>`SELECT 1 AS one`.execute(store.db)).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await store.close();
+    }
   });
 });

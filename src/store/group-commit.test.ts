@@ -131,6 +131,18 @@ describe('GroupCommit', () => {
       expect(committed()).toEqual([11]);
     });
 
+    it('runs the writes of a batch in the order they arrived', async () => {
+      const { store } = await setup();
+      const gc = new GroupCommit(store.db, direct ? store.exec : null);
+      await sql`CREATE TABLE arrivals (seq INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER)`.execute(store.db);
+      await Promise.all(
+        [1, 2, 3, 4].map((n) => gc.run((db) => sql`INSERT INTO arrivals (n) VALUES (${n})`.execute(db))),
+      );
+      expect(gc.batches).toBe(1);
+      const { rows } = await sql<{ n: number }>`SELECT n FROM arrivals ORDER BY seq`.execute(store.db);
+      expect(rows.map((r) => r.n)).toEqual([1, 2, 3, 4]);
+    });
+
     it('lends its connection to the running batch only', async () => {
       const { store } = await setup();
       const gc = new GroupCommit(store.db, direct ? store.exec : null);
