@@ -129,6 +129,24 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
         code: 'read_only_field',
         path: '/created_by',
       },
+      // A PATCH's body version is the lock token, a positive integer: 0 or 1.5 is no version
+      // (400), not a version that does not match (409).
+      {
+        name: 'a body version of 0',
+        method: 'PATCH',
+        body: { version: 0 },
+        status: 400,
+        code: 'validation_failed',
+        path: '/version',
+      },
+      {
+        name: 'a body version of 1.5',
+        method: 'PATCH',
+        body: { version: 1.5 },
+        status: 400,
+        code: 'validation_failed',
+        path: '/version',
+      },
       {
         name: 'version on create',
         method: 'POST',
@@ -459,6 +477,58 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
         'out_of_range',
       ]);
     }
+  });
+
+  // A key result's current has no default a PATCH's null could give it: clearing it is 400.
+  it("refuses a PATCH that clears a key result's current, and keeps the row", async () => {
+    const kr = byName('KeyResult');
+    const doc = await t.create(kr, token);
+    const res = await t.call('PATCH', `${kr.basePath}/${doc.id}`, { token, body: { current: null } });
+    expect([res.status, res.body.code, res.body.errors]).toEqual([
+      400,
+      'validation_failed',
+      [expect.objectContaining({ path: '/current', code: 'required' })],
+    ]);
+    expect((await storedRow(t, kr, doc.id as string))?.version).toBe(doc.version);
+  });
+
+  // A pattern matches the whole value: an owner or an id with more after it is 400 naming the
+  // field, not a reference to look up.
+  it.each([
+    ['owner_id', 'usr-3f1c2b9e-5d4a-4e8f-9a7b-1c2d3e4f5a6b0'],
+    ['owner_id', 'xusr-3f1c2b9e-5d4a-4e8f-9a7b-1c2d3e4f5a6b'],
+    ['objective_id', 'obj_01ARZ3NDEKTSV4RRFFQ69G5FAVX'],
+    ['objective_id', 'xobj_01ARZ3NDEKTSV4RRFFQ69G5FAV'],
+  ])('refuses a key result whose %s is %j', async (field, value) => {
+    const kr = byName('KeyResult');
+    const doc = await t.create(kr, token);
+    const res = await t.call('PATCH', `${kr.basePath}/${doc.id}`, { token, body: { [field]: value } });
+    expect([res.status, res.body.code, res.body.errors]).toEqual([
+      400,
+      'validation_failed',
+      [expect.objectContaining({ path: `/${field}`, code: 'invalid_format' })],
+    ]);
+  });
+
+  // A text field holds its declared length: the maximum is taken, one character more is 400 naming it.
+  it.each([
+    ['KeyResult', 'unit', 64, {}],
+    ['KeyResult', 'query', 4000, { data_source: 'query' }],
+    ['Objective', 'description', 10_000, {}],
+  ] as const)('takes a %s %s of %i characters, and refuses one more', async (name, field, max, others) => {
+    const resource = byName(name);
+    const doc = await t.create(resource, token);
+    // A query of that length: the number 7 and spaces.
+    const patch = (n: number) =>
+      t.call('PATCH', `${resource.basePath}/${doc.id}`, { token, body: { ...others, [field]: '7'.padEnd(n) } });
+    const ok = await patch(max);
+    expect([ok.status, (ok.body[field] as string).length]).toEqual([200, max]);
+    const over = await patch(max + 1);
+    expect([over.status, over.body.code, (over.body.errors as { path: string }[])[0].path]).toEqual([
+      400,
+      'validation_failed',
+      `/${field}`,
+    ]);
   });
 
   it("names the date a cycle's PATCH sent when its dates cross: start_date alone, end_date alone, both", async () => {

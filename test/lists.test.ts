@@ -86,6 +86,9 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       },
     );
 
+    const enumFilter = resource.filterable.find((f) => resource.allFields[f]?.enum) as string;
+    const enumValue = resource.allFields[enumFilter]?.enum?.[0] as string;
+    const unsortable = Object.keys(resource.fields).find((f) => !resource.sortable.includes(f)) as string;
     const badParams: [string, string][] = [
       ['limit=0', 'invalid_parameter'],
       ['limit=201', 'invalid_parameter'],
@@ -93,7 +96,11 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       ['limit=5&limit=6', 'invalid_parameter'],
       ['sort=nonsense', 'invalid_parameter'],
       ['sort=tenant_id', 'invalid_parameter'],
+      // A field of the resource that is not declared sortable is no sort either.
+      [`sort=${unsortable}`, 'invalid_parameter'],
       ['colour=red', 'unknown_parameter'],
+      // Pages are keyset pages, walked with cursor: there is no offset.
+      ['offset=10', 'unknown_parameter'],
       ['include_deleted=yes', 'invalid_parameter'],
       // However a cursor was damaged, it is one code: no dot, two, or a forged signature.
       ['cursor=garbage', 'invalid_cursor'],
@@ -113,6 +120,20 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       ['created_at[gte]=2026-01-01T00:00:00%2', 'invalid_parameter'],
       ['limit=%zz', 'invalid_parameter'],
       ['col%zz=1', 'unknown_parameter'],
+      // Only declared filterable fields filter: the title is searched with q, not matched.
+      [`${resource.titleField}=x`, 'unknown_parameter'],
+      // Ranges apply to numbers and dates only, and an enum filter takes the enum's values.
+      [`${enumFilter}[gte]=${enumValue}`, 'invalid_parameter'],
+      [`${enumFilter}=not_a_value`, 'invalid_parameter'],
+      // A filter, as any parameter, is given once: its values are listed a,b.
+      [`${enumFilter}=${enumValue}&${enumFilter}=${enumValue}`, 'invalid_parameter'],
+      // Tags filter as tag=a,b (has any of), which names at least one tag; tags=… is no parameter.
+      ...(resource.filterable.includes('tags')
+        ? ([
+            ['tag=,', 'invalid_parameter'],
+            ['tags=x', 'unknown_parameter'],
+          ] as [string, string][])
+        : []),
     ];
     it.each(badParams)('rejects %s with %s', async (query, code) => {
       const res = await t.call('GET', `${resource.basePath}?${query}`);
@@ -347,6 +368,9 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       }
       // 1, 2, 4, … 128: eight statement shapes for a hundred counts of values.
       expect(engine.shapes.size - before).toBeLessThanOrEqual(8);
+      // 100 distinct values with one listed twice: the values are a set, of 100.
+      const twice = await t.call('GET', `${kr.basePath}?owner_id=${owners(100)},usr-00000000`, { token });
+      expect(twice.status, twice.raw).toBe(200);
       const over = await t.call('GET', `${kr.basePath}?owner_id=${owners(101)}`, { token });
       expect([over.status, over.body.code, (over.body.errors as { path: string }[])[0].path]).toEqual([
         400,
@@ -421,6 +445,36 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       await t.call('DELETE', `${kr.basePath}/${krs[4].id}`, { token });
       expect(await q(`objective_id=${objectiveA}`)).not.toContain('no tags');
       expect(await q(`objective_id=${objectiveA}&include_deleted=true`)).toContain('no tags');
+      expect(await q(`objective_id=${objectiveA}&include_deleted=false`)).not.toContain('no tags');
+    });
+  });
+
+  describe('Cycle date filters', () => {
+    let token: string;
+    beforeAll(async () => {
+      token = await t.token({ tenant: 'date-ranges' });
+      for (const [name, start_date, end_date] of [
+        ['Q1', '2026-01-01', '2026-03-31'],
+        ['Q2', '2026-04-01', '2026-06-30'],
+        ['Q3', '2026-07-01', '2026-09-30'],
+      ]) {
+        await t.create(byName('Cycle'), token, { name, start_date, end_date });
+      }
+    });
+
+    // Ranges apply to dates as to numbers, each operator as it reads: [gte] and [lte] take the
+    // day itself, [gt] and [lt] do not.
+    it.each([
+      ['start_date=2026-04-01', ['Q2']],
+      ['start_date[gte]=2026-04-01', ['Q2', 'Q3']],
+      ['start_date[gt]=2026-04-01', ['Q3']],
+      ['start_date[lte]=2026-04-01', ['Q1', 'Q2']],
+      ['start_date[lt]=2026-04-01', ['Q1']],
+      ['end_date[gte]=2026-06-30&start_date[lte]=2026-06-30', ['Q2']],
+    ])('%s', async (query, names) => {
+      const res = await t.call('GET', `${byName('Cycle').basePath}?${query}&limit=200`, { token });
+      expect(res.status, res.raw).toBe(200);
+      expect((res.body.data as Doc[]).map((d) => d.name).sort()).toEqual(names);
     });
   });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { stringList, text } from './fields.js';
-import { bodyShapeProblem, checkField } from './validation.js';
+import { bodyShapeProblem, checkField, isDate, isDateTime } from './validation.js';
 
 describe('bodyShapeProblem', () => {
   const deep = (max: number) => `The body nests arrays and objects deeper than ${max} levels`;
@@ -23,6 +23,42 @@ describe('bodyShapeProblem', () => {
     ['[[1,2,3],[1,2,3],[1,2,3]]', 5, 3, null],
   ] as const)('%s (depth %i, members %i): %s', (text, depth, members, problem) => {
     expect(bodyShapeProblem(text, depth, members)).toBe(problem);
+  });
+});
+
+// RFC 3339 date-times of real days (hours 00–23, offsets within ±23:59, no leap second), and
+// dates, in years 0001–9999 once in UTC: the first instant is taken, the end of 9999 is not.
+describe('isDateTime and isDate', () => {
+  it.each([
+    ['0001-01-01T00:00:00Z', true],
+    ['0001-01-01T00:30:00+01:00', false],
+    ['9999-12-31T23:59:59.999Z', true],
+    ['9999-12-31T23:00:00-01:00', false],
+    ['9999-12-31T22:59:59.999-01:00', true],
+    ['2026-11-30T23:59:59+23:59', true],
+    ['2026-11-30T09:00:00+24:00', false],
+    ['2026-11-30T24:00:00Z', false],
+    ['2026-11-30T23:60:00Z', false],
+    ['2026-11-30T23:59:60Z', false],
+    ['2026-11-30t09:00:00.123456789z', true],
+    ['2026-11-30T09:00:00', false],
+    ['2024-02-29T00:00:00Z', true],
+    ['2026-02-29T00:00:00Z', false],
+  ] as const)('isDateTime(%j) is %s', (value, expected) => {
+    expect(isDateTime(value)).toBe(expected);
+  });
+
+  it.each([
+    ['0001-01-01', true],
+    ['0000-12-31', false],
+    ['9999-12-31', true],
+    ['2024-02-29', true],
+    ['2026-02-29', false],
+    ['2026-04-31', false],
+    ['2026-13-01', false],
+    ['2026-1-01', false],
+  ] as const)('isDate(%j) is %s', (value, expected) => {
+    expect(isDate(value)).toBe(expected);
   });
 });
 
