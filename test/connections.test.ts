@@ -100,6 +100,19 @@ describe('connections: requests that are not HTTP, too large, or too slow to arr
     expect(answer.body.request_id).toMatch(/^req_[0-9A-HJKMNP-TV-Z]{26}$/);
   });
 
+  // A Host is required of HTTP/1.1 only (RFC 9112 §3.2), and may be an IP literal with a port.
+  it.each([
+    ['an HTTP/1.0 request without Host', 'GET /healthz HTTP/1.0\r\n\r\n'],
+    [
+      'a Host that is an IPv6 literal with a port',
+      'GET /healthz HTTP/1.1\r\nHost: [::1]:8080\r\nConnection: close\r\n\r\n',
+    ],
+  ])('serves %s', async (_, request) => {
+    const answer = await rawExchange(port, [request]);
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    expect(answer).toContain('{"status":"ok"}');
+  });
+
   // Node keeps the first Authorization line: two lines naming two tenants answered as the first,
   // where a proxy reading the last would have let in the other.
   it('refuses a request with two Authorization lines, 400 naming the header, whichever comes first', async () => {
@@ -202,6 +215,13 @@ describe('connections: requests that are not HTTP, too large, or too slow to arr
     const metrics = (await t.app.inject({ method: 'GET', url: '/metrics' })).body;
     expect(metrics).toMatch(/^edm_http_requests_total\{method="UNKNOWN",route="unmatched",status="408"\} [1-9]/m);
     expect(metrics).toMatch(/^edm_http_requests_total\{method="POST",route="unmatched",status="417"\} [1-9]/m);
+  });
+
+  // A request whose headers arrived is counted under its method, though its body never did.
+  it('counts a request whose body stops arriving under its method', async () => {
+    expect(parse(await rawExchange(port, [post(100), '{"name":'])).status).toBe(408);
+    const metrics = (await t.app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toMatch(/^edm_http_requests_total\{method="POST",route="unmatched",status="408"\} [1-9]/m);
   });
 
   it('a timed-out create stores nothing', async () => {

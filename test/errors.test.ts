@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, type ErrorCode, errorRegistry } from '../src/core/errors.js';
 import { renderErrorsMd } from '../src/http/problem-docs.js';
-import { type TestApp, testApp } from './helpers.js';
+import { byName, type TestApp, testApp } from './helpers.js';
 
 describe('error registry', () => {
   const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');
@@ -100,6 +100,49 @@ describe('problems as answered, and the pages their types resolve to', () => {
     expect([again.headers['idempotent-replayed'], again.raw.length]).toEqual(['true', res.raw.length]);
   });
 
+  // A problem's title is its code's, as the registry and its page say (not the status's reason).
+  it('titles a problem as the registry does', async () => {
+    const res = await t.call('GET', '/api/v1/okr/cycles/cyc_01ARZ3NDEKTSV4RRFFQ69G5FAV');
+    expect([res.status, res.body.title]).toEqual([404, errorRegistry.not_found.title]);
+    const none = await t.call('GET', '/api/v1/nothing');
+    expect(none.body.title).toBe(errorRegistry.route_not_found.title);
+  });
+
+  // A path with a trailing slash is its route's path: another method there is 405 with Allow, not 404.
+  it("answers 405 with Allow for a route's path with a trailing slash", async () => {
+    const res = await t.call('PUT', '/api/v1/okr/cycles/', { body: {} });
+    expect([res.status, res.body.code, res.headers.allow]).toEqual([
+      405,
+      'method_not_allowed',
+      'GET, HEAD, POST, OPTIONS',
+    ]);
+  });
+
+  // PRODUCT.md's check order holds for a read too: 404, then 412 (If-Match), then 400 (parameters).
+  it("refuses a read in the contract's order: 404, then 412, then 400", async () => {
+    const cycles = byName('Cycle');
+    const cycle = await t.create(cycles, await t.token());
+    const get = (id: string, ifMatch: string) =>
+      t.call('GET', `${cycles.basePath}/${id}?bogus=1`, { headers: { 'if-match': ifMatch } });
+    expect((await get('cyc_01ARZ3NDEKTSV4RRFFQ69G5FAV', '"99"')).status).toBe(404);
+    expect((await get(cycle.id as string, '"99"')).body.code).toBe('precondition_failed');
+    expect((await get(cycle.id as string, `"${cycle.version}"`)).body.code).toBe('unknown_parameter');
+  });
+
+  // DELETE's cascade is true or false: false is no cascade (200), any other value 400 naming it.
+  it('takes cascade=false on a DELETE and refuses another value', async () => {
+    const cycles = byName('Cycle');
+    const cycle = await t.create(cycles, await t.token());
+    const bad = await t.call('DELETE', `${cycles.basePath}/${cycle.id}?cascade=yes`);
+    expect([bad.status, bad.body.code, bad.body.errors]).toEqual([
+      400,
+      'invalid_parameter',
+      [{ path: 'cascade', code: 'invalid_parameter', message: 'cascade must be true or false' }],
+    ]);
+    const res = await t.call('DELETE', `${cycles.basePath}/${cycle.id}?cascade=false`);
+    expect([res.status, res.body.is_deleted]).toEqual([200, true]);
+  });
+
   it('needs no token, and is cacheable', async () => {
     const res = await t.call('GET', '/problems/not_found', { token: null });
     expect([res.status, res.headers['cache-control']]).toEqual([200, 'public, max-age=3600']);
@@ -131,5 +174,32 @@ describe('a 503 for an outage', () => {
     expect([err.status, err.code, err.headers?.['retry-after']]).toEqual([503, 'service_unavailable', '1']);
     expect(err.cause).toBe(refused);
     expect(JSON.stringify(toProblem(err, 'req_1'))).not.toContain('ECONNREFUSED');
+  });
+});
+
+describe('an error from below the routes, as answered', () => {
+  const withCode = (message: string, code: string) => Object.assign(new Error(message), { code });
+
+  // A lock another connection holds is retried shortly, as an outage is: 503 with Retry-After: 1.
+  it.each(['SQLITE_BUSY', '40P01', '57014'])('%s is 503, retried in 1 s', async (code) => {
+    const { asApiError } = await import('../src/http/problem.js');
+    const err = asApiError(withCode('busy', code));
+    expect([err.status, err.code, err.headers?.['retry-after']]).toEqual([503, 'service_unavailable', '1']);
+  });
+
+  // Text PostgreSQL cannot store (U+0000, a character its encoding lacks) is the caller's input: 400.
+  it.each(['22021', '22P05'])('%s is 400 validation_failed', async (code) => {
+    const { asApiError } = await import('../src/http/problem.js');
+    expect(asApiError(withCode('invalid byte sequence', code)).code).toBe('validation_failed');
+  });
+
+  // A client error of the framework keeps its 4xx; anything unknown is a 500 that reveals nothing.
+  it('keeps a 4xx as 400 and answers an unknown error 500 without its message', async () => {
+    const { asApiError, toProblem } = await import('../src/http/problem.js');
+    const client = Object.assign(new Error('bad request line'), { statusCode: 400 });
+    expect([asApiError(client).status, asApiError(client).code]).toEqual([400, 'validation_failed']);
+    const unknown = asApiError(new Error('secret table okr_x is corrupt'));
+    expect([unknown.status, unknown.code]).toEqual([500, 'internal_error']);
+    expect(JSON.stringify(toProblem(unknown, 'req_1'))).not.toContain('okr_x');
   });
 });

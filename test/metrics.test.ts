@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { byName, freshStore, storeKinds, type TestApp, testApp, testConfig } from './helpers.js';
@@ -26,6 +27,34 @@ describe('GET /metrics', () => {
     expect(res.body).toMatch(/edm_transaction_retries_total 0\b/);
     expect(res.body).toMatch(/edm_transaction_deadlocks_total 0\b/);
     expect(res.body).toContain('edm_http_request_duration_seconds_bucket');
+  });
+
+  // A route's duration sum is of every request it answered, not the last one's.
+  it("sums a route's request durations", async () => {
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = t.app.server.address() as { port: number };
+    const token = await t.token();
+    const body = JSON.stringify({ name: 'Slow', start_date: '2026-01-01', end_date: '2026-03-31' });
+    // A create whose body takes 300 ms to arrive, then a quick one refused.
+    const socket = connect(port, '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    const answered = new Promise((r) => socket.once('data', r));
+    socket.write(
+      `POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
+    );
+    for (const piece of [body.slice(0, 10), body.slice(10, 20), body.slice(20)]) {
+      await new Promise((r) => setTimeout(r, 100));
+      socket.write(piece);
+    }
+    await answered;
+    socket.destroy();
+    expect((await t.call('POST', '/api/v1/okr/cycles', { body: { name: '' } })).status).toBe(400);
+    const metrics = (await t.app.inject({ method: 'GET', url: '/metrics' })).body;
+    const sum = /^edm_http_request_duration_seconds_sum\{method="POST",route="\/api\/v1\/okr\/cycles"\} (\S+)$/m.exec(
+      metrics,
+    );
+    expect(Number(sum?.[1])).toBeGreaterThanOrEqual(0.25);
   });
 });
 

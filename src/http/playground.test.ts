@@ -56,6 +56,19 @@ describe('serving the Playground', () => {
     await app.close();
   });
 
+  // The page's policy comes with every file it serves (a script, a robots.txt), not only with the page.
+  it('sends its Content-Security-Policy with each of its files', async () => {
+    const root = builtApp({ 'index.html': '<p>app</p>', 'assets/index-abc.js': 'export {}', 'robots.txt': 'no' });
+    const app = Fastify();
+    await app.register(playground, { root });
+    for (const url of ['/playground/assets/index-abc.js', '/playground/robots.txt', '/playground/index.html']) {
+      const res = await app.inject({ method: 'GET', url });
+      expect(res.statusCode, url).toBe(200);
+      expect(res.headers['content-security-policy'], url).toMatch(/^default-src 'self'; connect-src 'self'/);
+    }
+    await app.close();
+  });
+
   it('says how to build it when it was not built', async () => {
     const app = Fastify();
     await app.register(playground, { root: builtApp({}) });
