@@ -66,6 +66,9 @@ describe.each(storeKinds)('GET /api/v1/manifest on %s', (kind) => {
     expect(manifest.platform).toEqual({ name: 'EDM', version: PACKAGE_VERSION, dev_token: false });
     const etag = res.headers.etag as string;
     expect(etag).toMatch(/^"[\w-]+"$/);
+    // Kept, but asked for again each time (a new build's manifest is seen at once), as OpenAPI's.
+    expect(res.headers['cache-control']).toBe('no-cache');
+    expect((await t.call('GET', '/api/v1/openapi.json', { token: null })).headers['cache-control']).toBe('no-cache');
     const again = await t.call('GET', '/api/v1/manifest', { token: null, headers: { 'if-none-match': etag } });
     expect([again.status, again.raw, again.headers.etag]).toEqual([304, '', etag]);
     // Compared as a GET by id compares (RFC 9110 §13.1.2): weakly, in a list, or `*`.
