@@ -1005,6 +1005,73 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       const self = await t.call('PATCH', `${objectives.basePath}/${a}`, { token, body: { parent_objective_id: a } });
       expect(self.status).toBe(422);
     });
+
+    describe('alignment holds the objective aligned to (a restrict reference)', () => {
+      const del = (id: string, query = '') => t.call('DELETE', `${objectives.basePath}/${id}${query}`, { token });
+      const restore = (id: string) => t.call('POST', `${objectives.basePath}/${id}/restore`, { token });
+      const read = async (id: string) => (await t.call('GET', `${objectives.basePath}/${id}`, { token })).body;
+
+      it.each(['', '?cascade=true'])(
+        'refuses to delete an objective live ones align to (%s), 409 has_dependents naming them; then deletes it once they leave',
+        async (query) => {
+          const parent = await objective();
+          const child = await objective({ parent_objective_id: parent });
+          // With cascade, its own key results would go with it, and do not.
+          if (query) await post({ objective_id: parent, title: 'its own key result', target: 10 });
+          const before = await read(parent);
+          const res = await del(parent, query);
+          expect([res.status, res.body.code, res.body.dependents]).toEqual([409, 'has_dependents', { objectives: 1 }]);
+          expect(res.body.detail).toMatch(/is referred to by live Objective \(1\)/);
+          // Nothing changed: neither the objective nor (with cascade) its key results.
+          expect(await read(parent)).toEqual(before);
+          const krs = await t.call('GET', `${kr.basePath}?objective_id=${parent}`, { token });
+          expect(krs.body.data).toHaveLength(query ? 1 : 0);
+          // Aligned elsewhere (here: nowhere), the child no longer holds it.
+          expect(
+            (await t.call('PATCH', `${objectives.basePath}/${child}`, { token, body: { parent_objective_id: null } }))
+              .status,
+          ).toBe(200);
+          expect((await del(parent, '?cascade=true')).status).toBe(200);
+        },
+      );
+
+      it('deletes an objective whose aligned objectives are deleted, and restores none aligned to a deleted one', async () => {
+        const parent = await objective();
+        const child = await objective({ parent_objective_id: parent });
+        expect((await del(child)).status).toBe(200);
+        expect((await del(parent)).status).toBe(200);
+        const res = await restore(child);
+        expect([res.status, res.body.code]).toEqual([409, 'parent_deleted']);
+        expect((await read(child)).is_deleted).toBe(true);
+        expect((await restore(parent)).status).toBe(200);
+        expect((await restore(child)).status).toBe(200);
+      });
+
+      it("deletes a cycle's objectives aligned among themselves by cascade, in any order they were made", async () => {
+        const cycle = (await t.create(cycles, token, { ...CYCLE, name: 'aligned among themselves' })).id as string;
+        // Made top-down, and a deeper one made before the one it aligns to is aligned to it later.
+        const top = await objective({ cycle_id: cycle });
+        const late = await objective({ cycle_id: cycle });
+        const middle = await objective({ cycle_id: cycle, parent_objective_id: top });
+        await t.call('PATCH', `${objectives.basePath}/${late}`, { token, body: { parent_objective_id: middle } });
+        const leaf = await objective({ cycle_id: cycle, parent_objective_id: late });
+        await post({ objective_id: middle, title: 'under the middle', target: 5 });
+        const res = await t.call('DELETE', `${cycles.basePath}/${cycle}?cascade=true`, { token });
+        expect(res.status).toBe(200);
+        for (const id of [top, late, middle, leaf]) expect((await read(id)).is_deleted).toBe(true);
+      });
+
+      it("refuses a cycle's cascade while an objective of another cycle aligns to one of its objectives, deleting nothing", async () => {
+        const cycle = (await t.create(cycles, token, { ...CYCLE, name: 'held from outside' })).id as string;
+        const inside = await objective({ cycle_id: cycle });
+        const sibling = await objective({ cycle_id: cycle, parent_objective_id: inside });
+        const outside = await objective({ parent_objective_id: inside });
+        const res = await t.call('DELETE', `${cycles.basePath}/${cycle}?cascade=true`, { token });
+        expect([res.status, res.body.code, res.body.dependents]).toEqual([409, 'has_dependents', { objectives: 1 }]);
+        for (const id of [inside, sibling, outside]) expect((await read(id)).is_deleted).toBe(false);
+        expect((await t.call('GET', `${cycles.basePath}/${cycle}`, { token })).body.is_deleted).toBe(false);
+      });
+    });
   });
 
   it('commits a check-in, its snapshot and the roll-up together, or none of them', async () => {

@@ -294,6 +294,36 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     expect(retried()).toBe(0);
   });
 
+  it('never leaves a live objective aligned to a deleted one: a create, a realignment or a restore racing its DELETE', async () => {
+    for (let trial = 0; trial < 12; trial++) {
+      const parent = await objective(`aligned to, ${trial}`);
+      const way = (['create', 'realign', 'restore'] as const)[trial % 3];
+      const other = way === 'create' ? undefined : await objective(`aligning, ${trial}`);
+      if (way === 'restore') {
+        await send(apps[0], token, 'PATCH', `${objectives.basePath}/${other}`, { parent_objective_id: parent });
+        await send(apps[0], token, 'DELETE', `${objectives.basePath}/${other}`);
+      }
+      const [child, deleted] = await Promise.all([
+        way === 'create'
+          ? send(via(trial), token, 'POST', objectives.basePath, { title: 'child', parent_objective_id: parent })
+          : way === 'realign'
+            ? send(via(trial), token, 'PATCH', `${objectives.basePath}/${other}`, { parent_objective_id: parent })
+            : send(via(trial), token, 'POST', `${objectives.basePath}/${other}/restore`),
+        send(via(trial + 1), token, 'DELETE', `${objectives.basePath}/${parent}`),
+      ]);
+      // One of them wins; the other is refused for it (409 has_dependents / parent_deleted, 422).
+      const childOk = child.status === 200 || child.status === 201;
+      expect([childOk, deleted.status === 200], JSON.stringify([child.body, deleted.body])).not.toEqual([true, true]);
+      expect([200, 201, 409, 422]).toContain(child.status);
+      expect([200, 409]).toContain(deleted.status);
+      const parentNow = (await send(apps[0], token, 'GET', `${objectives.basePath}/${parent}`)).body;
+      const live = (await send(apps[0], token, 'GET', `${objectives.basePath}?parent_objective_id=${parent}&limit=200`))
+        .body.data as Doc[];
+      expect(parentNow.is_deleted && live.length > 0).toBe(false);
+    }
+    expect(retried()).toBe(0);
+  });
+
   it('lets exactly one of 20 PATCHes naming body version 1 win; the rest are 409 version_conflict', async () => {
     const created = await send(apps[0], token, 'POST', objectives.basePath, { title: 'contended too' });
     const url = `${objectives.basePath}/${created.body.id}`;

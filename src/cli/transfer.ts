@@ -697,9 +697,11 @@ export async function importRows(
           counts[resource.name] = (counts[resource.name] ?? 0) + 1;
         } else if ('remove' in event) {
           // A parent deleted with its children (a cascade) comes first at their common time: its
-          // cascade deletes them, and their own deletes find them deleted already.
+          // cascade deletes them, and their own deletes find them deleted already. Rows that hold
+          // it (`restrict`) may be live, as in the source: a store of an earlier build, where an
+          // objective aligned to another was deleted before the API refused that.
           try {
-            await engine.remove(db, resource, principal, createdIds.get(row) as string, NO_CONDITIONS, true);
+            await engine.remove(db, resource, principal, createdIds.get(row) as string, NO_CONDITIONS, true, false);
           } catch (err) {
             if (!(err instanceof ApiError && err.code === 'not_found')) throw err;
           }

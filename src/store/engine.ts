@@ -1754,6 +1754,12 @@ export class Engine {
     id: string,
     cond: WriteConditions,
     cascade: boolean,
+    /**
+     * `false` (an import replaying its source's deletes) deletes a row whose holders are live:
+     * a store written before a reference was declared `restrict` may hold such rows, and its
+     * export imports as it was.
+     */
+    checkHolders = true,
   ): Promise<Doc> {
     const rows: WriteRows = new Map();
     // A cascade writes descendants whose writes take a tenant lock first (serializeRows): so does it.
@@ -1766,7 +1772,7 @@ export class Engine {
     this.checkPreconditions(before, cond, undefined);
     const now = this.clock.now();
     if (cascade) {
-      await this.cascadeDelete(db, resource, principal, [id], now);
+      await this.cascadeDelete(db, resource, principal, [id], now, checkHolders);
       // Children's roll-ups may have written this row (system writes): delete its current state.
       before = await this.load(db, resource, principal, id, false);
     } else {
@@ -1779,7 +1785,7 @@ export class Engine {
         );
       }
     }
-    return this.markDeleted(db, resource, principal, before, now, true, rows);
+    return this.markDeleted(db, resource, principal, before, now, true, rows, checkHolders);
   }
 
   /** `rows`: what the write read already, locked (its references, see loadForWrite). */
@@ -1791,8 +1797,9 @@ export class Engine {
     now: number,
     deleted: boolean,
     rows: WriteRows = new Map(),
+    checkHolders = true,
   ) {
-    if (deleted) {
+    if (deleted && checkHolders) {
       // Rows that refer to it without belonging to it (FieldSpec.restrict): cascade or not, 409.
       const holders = await this.liveDependents(db, this.holders.get(resource), before);
       if (holders.length) {
@@ -1921,7 +1928,14 @@ export class Engine {
    * another application's or of a person's is 409 has_dependents, and the transaction undoes
    * what this one deleted before it.
    */
-  private async cascadeDelete(db: DB, resource: Resource, principal: Principal, parentIds: string[], now: number) {
+  private async cascadeDelete(
+    db: DB,
+    resource: Resource,
+    principal: Principal,
+    parentIds: string[],
+    now: number,
+    checkHolders: boolean,
+  ) {
     for (const child of this.children.get(resource) ?? []) {
       const found = await db
         .selectFrom(child.resource.table)
@@ -1940,15 +1954,54 @@ export class Engine {
           { extra: { dependents: { [child.resource.path]: outside.length } } },
         );
       }
-      const ids = found.map((r) => r.id as string);
-      if (ids.length === 0) continue;
-      await this.cascadeDelete(db, child.resource, principal, ids, now);
+      if (found.length === 0) continue;
+      const ids = await this.holdersFirst(
+        db,
+        child.resource,
+        principal,
+        found.map((r) => r.id as string),
+      );
+      await this.cascadeDelete(db, child.resource, principal, ids, now, checkHolders);
       const tx = this.tx(db, principal, now);
       for (const childId of ids) {
         const before = (await tx.find(child.resource, principal.tenantId, childId)) as Doc;
-        await this.markDeleted(db, child.resource, principal, before, now, true);
+        await this.markDeleted(db, child.resource, principal, before, now, true, undefined, checkHolders);
       }
     }
+  }
+
+  /**
+   * Rows a cascade deletes together, ordered so that one held by another of them through a
+   * `restrict` reference of its own resource (an objective others of the cycle align to) comes
+   * after its holders: deleted one by one, each finds the rows of the cascade that held it
+   * deleted already. Rows outside the cascade still hold theirs (409 has_dependents).
+   */
+  private async holdersFirst(db: DB, resource: Resource, principal: Principal, ids: string[]): Promise<string[]> {
+    const fields = (this.holders.get(resource) ?? []).filter((h) => h.resource === resource).map((h) => h.field);
+    if (fields.length === 0 || ids.length < 2) return ids;
+    const found = await db
+      .selectFrom(resource.table)
+      .select(['id', ...fields])
+      .where('tenant_id', '=', principal.tenantId)
+      .where('id', 'in', ids)
+      .execute();
+    const held = new Map(
+      found.map((r) => [r.id as string, fields.map((f) => r[f]).filter((v) => typeof v === 'string')]),
+    );
+    // Depth below the cascade's topmost rows: a row's holders are deeper than it. (Alignments
+    // make no loop; a loop a store holds anyway ends the walk where it closes.)
+    const depth = new Map<string, number>();
+    const depthOf = (id: string, seen: Set<string>): number => {
+      const known = depth.get(id);
+      if (known !== undefined) return known;
+      seen.add(id);
+      let d = 0;
+      for (const up of held.get(id) ?? []) if (held.has(up) && !seen.has(up)) d = Math.max(d, depthOf(up, seen) + 1);
+      depth.set(id, d);
+      return d;
+    };
+    for (const id of ids) depthOf(id, new Set());
+    return [...ids].sort((a, b) => (depth.get(b) as number) - (depth.get(a) as number));
   }
 
   async restore(db: DB, resource: Resource, principal: Principal, id: string, cond: WriteConditions): Promise<Doc> {

@@ -32,7 +32,12 @@ export const objectives = defineResource({
       notes: 'User ID of the person accountable for this Objective. Format: usr-<uuid>.',
     }),
     cycle_id: ref('cyc', { parent: true, notes: 'ID of the Cycle this Objective belongs to.' }),
-    parent_objective_id: ref('obj', { notes: 'ID of the Objective this one aligns to (no cycles in the tree).' }),
+    parent_objective_id: ref('obj', {
+      // Alignment does not own: an objective others align to is not deleted (cascade or not)
+      // while they are live, and one aligned to a deleted objective is not restored.
+      restrict: true,
+      notes: 'ID of the Objective this one aligns to (no cycles in the tree).',
+    }),
     tags: stringList({ ...TAGS, notes: 'Free-form string tags for filtering and grouping.' }),
     progress_pct: number({
       computed: true,
