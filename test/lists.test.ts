@@ -149,7 +149,10 @@ describe.each(storeKinds)('lists on %s', (kind) => {
         !['real', 'integer', 'boolean', 'date', 'datetime'].includes(field.column ?? '')
       );
     });
-    it.each(textFilters.flatMap((name) => [`${name}=`, `${name}=x,`]))('rejects the empty filter %s', async (query) => {
+    it.each([
+      ...textFilters.flatMap((name) => [`${name}=`, `${name}=x,`]),
+      ...(resource.filterable.includes('tags') ? ['tag=', 'tag=x,', 'tag=,x', 'tag=x,,y'] : []),
+    ])('rejects the empty filter %s', async (query) => {
       const name = query.split('=')[0];
       const res = await t.call('GET', `${resource.basePath}?${query}`);
       expect([res.status, res.body.code, res.body.errors]).toEqual([

@@ -243,11 +243,10 @@ export function parseListQuery(
       if (raw !== 'true' && raw !== 'false') throw bad(param, 'must be true or false');
       includeDeleted = raw === 'true';
     } else if (param === 'tag' && resource.filterable.includes('tags')) {
-      const values = anyOf(
-        param,
-        splitAnyOf(raw).filter((v) => v !== ''),
-      );
-      if (values.length === 0) throw bad(param, 'must name at least one tag');
+      // No tag is stored empty (1–64 characters): an empty value would match nothing, as any
+      // other filter's (`tag=`, `tag=a,`).
+      const values = anyOf(param, splitAnyOf(raw));
+      if (values.includes('')) throw bad(param, 'is empty, which no tag is: leave it out to match any value');
       filters.push({ field: 'tags', op: 'has_any', values });
     } else {
       const range = RANGE.exec(param);
