@@ -206,6 +206,9 @@ function problemResponses(): Record<string, Json> {
   return out;
 }
 
+/** What the connection answers before a request reaches any route (see `problems`). */
+const CONNECTION_STATUSES = [408, 417, 431] as const;
+
 /**
  * An operation's problem responses: those of any call (a request the connection refuses before
  * it reaches a route, 408, 417 and 431, included) and `statuses`.
@@ -681,6 +684,13 @@ function platformPaths(options: OpenApiOptions): Record<string, Json> {
         },
       },
     };
+  }
+  // The connection answers these before any route (a request too slow to arrive, an Expect it
+  // cannot meet, headers over 16 KiB), on these paths as on every other.
+  for (const item of Object.values(paths) as Record<string, { responses: Record<string, Json> }>[]) {
+    for (const op of Object.values(item)) {
+      for (const status of CONNECTION_STATUSES) op.responses[status] ??= ref('responses', PROBLEM_RESPONSES[status]);
+    }
   }
   const served = options.hasRoute;
   if (!served) return paths;
