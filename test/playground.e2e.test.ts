@@ -713,13 +713,29 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     expect(await panel().getByTestId('curl-snippet').textContent()).not.toContain('Authorization');
 
     const request = page.waitForRequest((r) => r.url().includes(`/${id}/webhook`) && r.method() === 'POST');
-    const pushed = (await send(`/${id}/webhook`, 'POST')) as { id: string; last_value: number };
+    const pushed = (await send(`/${id}/webhook`, 'POST')) as { id: string; last_value: number; version: number };
     const sent = await request;
     expect(new URL(sent.url()).search).toBe(signed.search);
     expect(sent.headers().authorization).toBeUndefined();
+    expect(sent.headers()['if-match']).toBeUndefined();
     expect(JSON.parse(sent.postData() ?? 'null')).toEqual({ value: 42 });
     expect(await panel().getByTestId('response-status').textContent()).toMatch(/^200/);
     expect([pushed.id, pushed.last_value]).toEqual([id, 42]);
+
+    // A push is a write to the row: the If-Match typed in is sent, as the fetch code and curl show
+    // it, and a stale one is refused.
+    const ifMatch = panel().locator('input[id$="-h-If-Match"]');
+    await ifMatch.fill(String(pushed.version - 1));
+    expect(await panel().getByTestId('sdk-snippet').textContent()).toContain(`'if-match': '"${pushed.version - 1}"'`);
+    expect(await panel().getByTestId('curl-snippet').textContent()).toContain(`-H 'If-Match: "${pushed.version - 1}"'`);
+    const staleRequest = page.waitForRequest((r) => r.url().includes(`/${id}/webhook`) && r.method() === 'POST');
+    const stale = (await send(`/${id}/webhook`, 'POST')) as { status: number; code: string };
+    expect((await staleRequest).headers()['if-match']).toBe(`"${pushed.version - 1}"`);
+    expect([stale.status, stale.code]).toEqual([412, 'precondition_failed']);
+    await ifMatch.fill(String(pushed.version));
+    const again = (await send(`/${id}/webhook`, 'POST')) as { version: number };
+    expect(again.version).toBe(pushed.version + 1);
+    await ifMatch.fill('');
   });
 
   it('filters a list by several values of an enum: any of them', async () => {

@@ -165,4 +165,22 @@ describe('console calls go through the SDK', () => {
     expect(api.seen[0].headers.get('idempotency-key')).toBe('push-1');
     expect(result).toMatchObject({ status: 200, body: { id: 'kr_5' }, error: null, attempts: 1 });
   });
+
+  it('sends the If-Match typed into a signed operation\'s console, as the SDK sends one: "4"', async () => {
+    const api = server(() => json(200, { id: 'kr_5' }));
+    const form = {
+      ...emptyForm(),
+      query: { tenant_id: 'acme', signature: 'abc' },
+      headers: { 'If-Match': '4', 'Idempotency-Key': 'push-2' },
+    };
+    const built = buildRequest(webhookOp, keyResult, form, { kr: 'kr_5' });
+    await sendCall(webhookOp, built, 'tok', { baseUrl: 'http://h', fetch: api.fetch });
+    expect(api.seen[0].headers.get('if-match')).toBe('"4"');
+    expect(api.seen[0].headers.get('idempotency-key')).toBe('push-2');
+    expect(api.seen[0].headers.get('authorization')).toBeNull();
+    // Left empty, none is sent.
+    const plain = buildRequest(webhookOp, keyResult, { ...form, headers: {} }, { kr: 'kr_5' });
+    await sendCall(webhookOp, plain, 'tok', { baseUrl: 'http://h', fetch: api.fetch });
+    expect(api.seen[1].headers.get('if-match')).toBeNull();
+  });
 });

@@ -1,7 +1,7 @@
 import { createClient } from '../../client/index';
 import { type CallResult, type Exchange, recordingFetch, toResult } from './api';
 import { type ManifestOperation, viaSdk } from './manifest';
-import { type BuiltRequest, bodySlot, requestUrl, sdkOptions } from './request';
+import { type BuiltRequest, bodySlot, requestUrl, sdkOptions, signedHeaders } from './request';
 
 type Method = (...args: unknown[]) => unknown;
 
@@ -41,7 +41,7 @@ async function sendSigned(
   const log: Exchange[] = [];
   const headers: Record<string, string> = { accept: 'application/json' };
   if (op.has_body) headers['content-type'] = 'application/json';
-  if (built.idempotencyKey !== null) headers['idempotency-key'] = built.idempotencyKey;
+  Object.assign(headers, signedHeaders(built));
   try {
     await recordingFetch(log, fetchImpl)(`${baseUrl}${requestUrl(built)}`, {
       method: op.method,

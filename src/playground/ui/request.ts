@@ -217,6 +217,18 @@ export function sdkOptions(built: BuiltRequest): Record<string, unknown> | null 
 }
 
 /**
+ * The headers a signed operation (no SDK method, sent with plain fetch) carries as typed, as the
+ * SDK would send them for another write: `if-match: "3"`, `idempotency-key: …`. The console and
+ * its fetch snippet both send these, as curl shows them.
+ */
+export function signedHeaders(built: BuiltRequest): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (built.ifVersion !== null) headers['if-match'] = `"${built.ifVersion}"`;
+  if (built.idempotencyKey !== null) headers['idempotency-key'] = built.idempotencyKey;
+  return headers;
+}
+
+/**
  * The values of a comma-separated filter, trimmed, empty ones dropped, read as the API reads an
  * any-of list (`\,` is a comma inside a value, `\\` a backslash: splitAnyOf).
  */

@@ -146,6 +146,13 @@ describe('code snippets', () => {
       "  headers: {\n    'content-type': 'application/json',\n    'idempotency-key': 'push-1',\n  },",
     );
     expect(curlSnippet(webhookOp, keyed, BASE)).toContain("-H 'Idempotency-Key: push-1'");
+    // So is an If-Match (the push is a write to the row): the fetch program sends what curl shows.
+    const versioned = buildRequest(webhookOp, keyResult, { ...form, headers: { 'If-Match': '"2"' } }, { kr: 'kr_9' });
+    expect(sdkSnippet(webhookOp, keyResult, versioned, BASE)).toContain(
+      `  headers: { 'content-type': 'application/json', 'if-match': '"2"' },`,
+    );
+    expect(curlSnippet(webhookOp, versioned, BASE)).toContain(`-H 'If-Match: "2"'`);
+    expect(sdkSnippet(webhookOp, keyResult, built, BASE)).not.toContain('if-match');
   });
 
   it('keeps the body slot of a custom write without a body, so its options stay options', () => {

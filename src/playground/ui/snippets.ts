@@ -1,5 +1,5 @@
 import { camelName, type ManifestOperation, type ManifestResource, viaSdk } from './manifest';
-import { type BuiltRequest, bodySlot, requestUrl, sdkOptions } from './request';
+import { type BuiltRequest, bodySlot, requestUrl, sdkOptions, signedHeaders } from './request';
 
 const IDENT = /^[A-Za-z_$][\w$]*$/;
 const WIDTH = 72;
@@ -135,7 +135,7 @@ export function clientSetup(baseUrl: string): string[] {
 export function signedFetch(op: ManifestOperation, resource: ManifestResource, built: BuiltRequest, url: string) {
   const headers: Record<string, string> = {};
   if (op.has_body) headers['content-type'] = 'application/json';
-  if (built.idempotencyKey !== null) headers['idempotency-key'] = built.idempotencyKey;
+  Object.assign(headers, signedHeaders(built));
   const lines = [
     `// Not an SDK method: another system ${op.method}s to the signed URL a ${resource.name} shows, without a token.`,
     `await fetch(${quote(url)}, {`,

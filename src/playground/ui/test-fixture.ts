@@ -116,7 +116,7 @@ export const webhookOp: ManifestOperation = op({
   auth: 'signed_url',
   has_body: true,
   example: { value: 5 },
-  headers: ['Idempotency-Key'],
+  headers: ['If-Match', 'Idempotency-Key'],
   query: [
     { name: 'tenant_id', type: 'string', description: '' },
     { name: 'signature', type: 'string', description: '' },
