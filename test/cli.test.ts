@@ -582,7 +582,8 @@ describe('edm usage', () => {
     }
   });
 
-  it.each([['token'], ['serve'], ['migrate'], ['seed'], ['export'], ['import']])(
+  // `edm help --help`, `edm help -h` and `edm help help` exited 2 ("no command --help").
+  it.each([['token'], ['serve'], ['migrate'], ['seed'], ['export'], ['import'], ['help']])(
     'edm %s --help prints its usage and exits 0, as edm help COMMAND does',
     async (command) => {
       for (const help of ['--help', '-h']) {
@@ -593,6 +594,14 @@ describe('edm usage', () => {
       expect(existsSync(join(dir, 'data'))).toBe(false);
     },
   );
+
+  it('edm help lists every command, itself as edm help [COMMAND]', async () => {
+    const { stdout } = await edm('help');
+    for (const command of ['serve', 'token', 'migrate', 'seed', 'export', 'import']) {
+      expect(stdout).toMatch(new RegExp(`^  edm ${command}\\b`, 'm'));
+    }
+    expect(stdout).toMatch(/^ {2}edm help \[COMMAND\] +every command's usage, or COMMAND's/m);
+  });
 
   // `edm help foo` printed the general usage and exited 0.
   it.each([

@@ -41,6 +41,8 @@ const COMMANDS: Record<string, string> = {
                                tenant, in one transaction: an invalid row writes nothing;
                                --resource imports only that resource's rows of a JSON export;
                                --sub is the writer the rows name`,
+  help: `edm help [COMMAND]             every command's usage, or COMMAND's (as edm COMMAND --help
+                               or -h prints it)`,
 };
 
 const USAGE = `edm — the EDM API platform
@@ -48,8 +50,7 @@ const USAGE = `edm — the EDM API platform
 Usage:
 ${Object.values(COMMANDS)
   .map((text) => `  ${text.replaceAll('\n', '\n  ')}\n`)
-  .join('')}  edm help                       this text (edm COMMAND --help: that command's)
-`;
+  .join('')}`;
 
 /** One command's usage, its lines under the first. */
 const usageOf = (command: string) => `Usage: ${COMMANDS[command].replaceAll('\n', '\n       ')}\n`;
