@@ -19,7 +19,7 @@ vi.mock('node:dns/promises', async (original) => ({
 
 const { fetchJson } = await import('../src/core/outbound.js');
 const { readConnector } = await import('../src/modules/okr/connector-read.js');
-const { PG_URL } = await import('./helpers.js');
+const { PG_URL, storeKinds, testApp, byName } = await import('./helpers.js');
 
 const policy = { allowHosts: ['feed.example', 'warehouse.example'], timeoutMs: 1000 };
 const after = <T>(ms: number, value: T) => new Promise<T>((resolve) => setTimeout(() => resolve(value), ms));
@@ -111,5 +111,68 @@ describe('a connector reaches only the addresses it checked', () => {
     const query = "SELECT setting::int FROM pg_settings WHERE name = 'statement_timeout'";
     const connector = { kind: 'postgres', config: { query }, secret: PG_URL };
     expect(await readConnector(connector, { allowHosts: ['127.0.0.1'], timeoutMs: 800 })).toBe(800);
+  });
+});
+
+// Two syncs of one connector that overlap record the later read, judged by when each read its
+// feed. A sync asked for first may read last: here its host's lookup is slow (on a busy server,
+// the wait for a connection before the read is another such delay).
+describe.each(storeKinds)('overlapping syncs on %s', (kind) => {
+  let server: Server;
+  let port: number;
+  let reads = 0;
+  beforeAll(async () => {
+    // A feed that counts up: each read answers a higher value than the one before.
+    server = createServer((_req, res) => {
+      reads += 1;
+      res.end(JSON.stringify({ value: reads }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('date a read as its request goes out: a sync asked for first but read last records its newer value', async () => {
+    resolver.answer = async () => [{ address: '127.0.0.1', family: 4 }];
+    const t = await testApp(kind, { connectorAllowHosts: ['feed.example'] });
+    try {
+      const token = await t.token();
+      const call = (method: string, url: string, body?: unknown) => t.call(method, url, { token, body });
+      const connectors = byName('Connector');
+      const made = await call('POST', connectors.basePath, {
+        name: 'Counter',
+        kind: 'http_json',
+        config: { url: `http://feed.example:${port}/n`, pointer: '/value' },
+      });
+      expect(made.status, made.raw).toBe(201);
+      const id = made.body.id as string;
+      // The first sync's lookup waits until released.
+      let release: () => void = () => {};
+      let looked = false;
+      resolver.answer = () => {
+        looked = true;
+        return new Promise((resolve) => {
+          release = () => resolve([{ address: '127.0.0.1', family: 4 }]);
+        });
+      };
+      const first = call('POST', `${connectors.basePath}/${id}/sync`);
+      for (let i = 0; i < 500 && !looked; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(looked).toBe(true);
+      resolver.answer = async () => [{ address: '127.0.0.1', family: 4 }];
+      t.clock.advance(1000);
+      const second = await call('POST', `${connectors.basePath}/${id}/sync`);
+      expect(second.status).toBe(200);
+      const secondValue = second.body.last_value as number;
+      t.clock.advance(1000);
+      release();
+      const answered = await first;
+      // It read after the second sync did: its value is the newer one, and it stands.
+      expect(answered.status).toBe(200);
+      expect(answered.body.last_value).toBe(secondValue + 1);
+      const now = (await call('GET', `${connectors.basePath}/${id}`)).body;
+      expect([now.last_value, now.last_sync_status]).toEqual([secondValue + 1, 'ok']);
+    } finally {
+      await t.close();
+    }
   });
 });

@@ -176,6 +176,8 @@ export async function fetchJson(
   rawUrl: string,
   headers: Record<string, string>,
   policy: OutboundPolicy,
+  /** Called as the GET is sent (its host looked up and checked): when the feed is read. */
+  sending?: () => void,
 ): Promise<unknown> {
   let url: URL;
   try {
@@ -197,6 +199,7 @@ export async function fetchJson(
       reject(new OutboundError(message));
     };
     try {
+      sending?.();
       req = open(url, headers, target);
     } catch (err) {
       // Node refuses to send some requests at all (a header with a line break, a character past

@@ -441,6 +441,8 @@ export function signedUrl(
 /** What a background job may do: read a due queue and write as the platform, per tenant. */
 export interface JobContext {
   now: number;
+  /** The server's clock (ms) as it is read (a job's reads outside its transactions take time). */
+  clock(): number;
   /** Where the server may connect outside itself (connectors). */
   outbound: OutboundPolicy;
   /** Rows of a queue table whose `column` is at or before now, earliest first. */

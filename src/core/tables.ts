@@ -138,6 +138,8 @@ export interface PrepareCall {
   body: unknown;
   ops: ResourceOps;
   outbound: OutboundPolicy;
-  /** The server's clock (ms) as the call is prepared: when what `prepare` reads was read. */
+  /** The server's clock (ms) as the call is prepared. */
   now: number;
+  /** The server's clock (ms) as it is read: when what `prepare` reads was read. */
+  clock(): number;
 }

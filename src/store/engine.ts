@@ -981,6 +981,7 @@ export class Engine {
       ops: this.ops(this.store.db, principal, false, this.operationTarget(resource, op, id, body, cond)),
       outbound: this.outbound,
       now: this.clock.now(),
+      clock: () => this.clock.now(),
     });
   }
 
@@ -1041,6 +1042,7 @@ export class Engine {
     const now = this.clock.now();
     return {
       now,
+      clock: () => this.clock.now(),
       outbound: this.outbound,
       queue: async (table, column, limit) =>
         (

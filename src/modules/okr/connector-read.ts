@@ -130,7 +130,12 @@ async function postgresTarget(secret: string, policy: OutboundPolicy, deadline: 
  * all of it (the connection, BEGIN, the query) within the connector timeout: each step has the
  * timeout too, but three slow steps would take three times it.
  */
-async function readPostgres(config: ConnectorConfig, secret: string, policy: OutboundPolicy): Promise<number> {
+async function readPostgres(
+  config: ConnectorConfig,
+  secret: string,
+  policy: OutboundPolicy,
+  sending?: () => void,
+): Promise<number> {
   // One deadline for the host's lookup, the connection, BEGIN and the query.
   const deadline = readDeadline(policy);
   // Every connection the read opens (a second one where `prefer` met a server without TLS),
@@ -150,7 +155,10 @@ async function readPostgres(config: ConnectorConfig, secret: string, policy: Out
     return client;
   };
   const work = postgresTarget(secret, policy, deadline)
-    .then((target) => queryPostgres(target, (ssl) => open(target, ssl), config))
+    .then((target) => {
+      sending?.();
+      return queryPostgres(target, (ssl) => open(target, ssl), config);
+    })
     .finally(close);
   if (deadline === Number.POSITIVE_INFINITY) return work;
   let timer: NodeJS.Timeout | undefined;
@@ -231,7 +239,7 @@ async function queryPostgres(
 }
 
 /** One read of a pulled connector (`http_json`, `postgres`): its number, or an OutboundError. */
-export async function readConnector(connector: Doc, policy: OutboundPolicy): Promise<number> {
+export async function readConnector(connector: Doc, policy: OutboundPolicy, sending?: () => void): Promise<number> {
   const config = (connector.config ?? {}) as ConnectorConfig;
   const secret = typeof connector.secret === 'string' ? connector.secret : null;
   switch (connector.kind) {
@@ -239,7 +247,7 @@ export async function readConnector(connector: Doc, policy: OutboundPolicy): Pro
       const headers = { ...(config.headers ?? {}) };
       if (secret !== null) headers.authorization = `Bearer ${secret}`;
       try {
-        const doc = await fetchJson(config.url as string, headers, policy);
+        const doc = await fetchJson(config.url as string, headers, policy, sending);
         return asMetric(atPointer(doc, config.pointer ?? ''), `the value at "${config.pointer ?? ''}"`);
       } catch (err) {
         // Whatever the feed's answer makes fail is this read's failure, not the request's.
@@ -249,7 +257,7 @@ export async function readConnector(connector: Doc, policy: OutboundPolicy): Pro
     }
     case 'postgres':
       if (secret === null) throw new OutboundError('a postgres connector needs its connection URL as its secret');
-      return readPostgres(config, secret, policy);
+      return readPostgres(config, secret, policy, sending);
     default:
       throw new OutboundError(`a ${connector.kind} connector is pushed to, not read`);
   }

@@ -145,14 +145,26 @@ function hasUserinfo(url: string): boolean {
 /** What one read of a connector came to: its value, or why there is none. */
 export type SyncOutcome = { value: number } | { error: string };
 
-/** Reads a pulled connector, outside any transaction; a failure is an outcome, not a throw. */
-export async function readOutcome(connector: Doc, policy: OutboundPolicy): Promise<SyncOutcome> {
+/**
+ * Reads a pulled connector, outside any transaction; a failure is an outcome, not a throw.
+ * `readAt` (by `clock`) is when the feed was read: as the request went out, its host looked up
+ * and checked (a read that failed before that, when it failed). Overlapping syncs are ordered by
+ * it (applySync), not by when each was asked for: one may wait for a connection before it reads.
+ */
+export async function readOutcome(
+  connector: Doc,
+  policy: OutboundPolicy,
+  clock: () => number,
+): Promise<{ outcome: SyncOutcome; readAt: number }> {
+  const sent: { at: number | null } = { at: null };
+  let outcome: SyncOutcome;
   try {
-    return { value: await readConnector(connector, policy) };
+    outcome = { value: await readConnector(connector, policy, () => (sent.at = clock())) };
   } catch (err) {
-    if (err instanceof OutboundError) return { error: err.message };
-    throw err;
+    if (!(err instanceof OutboundError)) throw err;
+    outcome = { error: err.message };
   }
+  return { outcome, readAt: sent.at ?? clock() };
 }
 
 /** The internal field that says when the value (or failure) a connector last recorded was read. */
@@ -243,13 +255,13 @@ const syncOperation = {
     'Sync now: read the value and record it on every key result this connector feeds (a snapshot with source_type system where it changed). A failed read answers 200 with last_sync_status error and last_error.',
   response: { kind: 'resource', status: 200 },
   responseExample: EXAMPLE_SYNCED,
-  async prepare({ resource, id, ops, outbound, now }) {
+  async prepare({ resource, id, ops, outbound, clock }) {
     const connector = await ops.get(resource, id);
     if (connector.kind === 'webhook') {
       throw new ApiError('not_pulled', `Connector ${id} is a webhook: its values arrive at its webhook_url`);
     }
     if (connector.is_deleted) return null;
-    return { outcome: await readOutcome(connector, outbound), from: readFrom(connector), readAt: now };
+    return { ...(await readOutcome(connector, outbound, clock)), from: readFrom(connector) };
   },
   async run({ resource, principal, id, tx, ops, prepared }) {
     const connector = await ops.get(resource, id);
@@ -622,7 +634,7 @@ export const connectorSyncJob: Job = {
       // running the schedule, one reads it; if that one dies, the claim runs out and another does.
       // The lease counts from the claim, not from the run's start: a run of many slow feeds lasts
       // longer than one read's wait, and a lease already out would let another process read it too.
-      const [mine, connector, readAt] = await ctx.transaction(
+      const [mine, connector] = await ctx.transaction(
         tenantId,
         async (tx) =>
           [
@@ -634,7 +646,6 @@ export const connectorSyncJob: Job = {
               isoTime(tx.now + ctx.outbound.timeoutMs + 60_000),
             ),
             await tx.peek(connectors, tenantId, id),
-            tx.now,
           ] as const,
       );
       if (!mine) return false;
@@ -643,9 +654,10 @@ export const connectorSyncJob: Job = {
         return false;
       }
       // A read that failed in an unforeseen way is recorded like any failed read, not retried forever.
-      const outcome = await readOutcome(connector, ctx.outbound).catch(
-        (err: Error): SyncOutcome => ({ error: `the read failed: ${err.message}` }),
-      );
+      const { outcome, readAt } = await readOutcome(connector, ctx.outbound, ctx.clock).catch((err: Error) => ({
+        outcome: { error: `the read failed: ${err.message}` } as SyncOutcome,
+        readAt: ctx.clock(),
+      }));
       try {
         await ctx.transaction(tenantId, async (tx) => {
           const now = await tx.find(connectors, tenantId, id);
