@@ -549,12 +549,14 @@ describe('edm usage', () => {
       [['export', '--tenant', 't'], `edm export: the store sqlite:${store} does not exist`],
       [['import', join(dir, 'missing.json'), '--tenant', 't'], 'ENOENT'],
       [['import', join(dir, 'not-json.json'), '--tenant', 't'], 'is not JSON'],
+      // A folder: one line naming it (it was a raw "EISDIR: illegal operation on a directory, read").
+      [['import', dir, '--tenant', 't'], `edm import: ${dir} is a folder: name the file to import\n`],
     ];
     for (const [args, message] of cases) {
       const err = await edmWith(...args);
       expect([err.code, err.stderr, existsSync(store)], args.join(' ')).toEqual([
         1,
-        expect.stringContaining(message),
+        message.endsWith('\n') ? message : expect.stringContaining(message),
         false,
       ]);
     }

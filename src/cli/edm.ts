@@ -467,6 +467,18 @@ function exportCommand(args: string[]): Promise<number> {
   );
 }
 
+/** FILE's text; one that cannot be read is said in one line naming it (a folder was a raw EISDIR). */
+function readImportFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'EISDIR') throw new TransferError(`${file} is a folder: name the file to import`);
+    if (code === 'ENOENT') throw new TransferError(`${file} does not exist (ENOENT)`);
+    throw new TransferError(`${file} cannot be read (${code ?? (err as Error).message})`);
+  }
+}
+
 function importCommand(args: string[]): Promise<number> {
   return transfer(
     args,
@@ -475,7 +487,7 @@ function importCommand(args: string[]): Promise<number> {
     (values, positionals) => {
       const file = positionals[0] as string;
       const format = formatOf(values.format as string | undefined, file);
-      const text = readFileSync(file, 'utf8');
+      const text = readImportFile(file);
       const resource = values.resource as string | undefined;
       if (format === 'csv') return { csv: text, resource: resource as string }; // checkTransferOptions: a CSV names it
       try {
