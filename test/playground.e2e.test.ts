@@ -324,9 +324,12 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     const curl = (await panel().getByTestId('curl-snippet').textContent()) ?? '';
     expect(curl).toContain(`curl -X POST ${server.origin}/api/v1/okr/key-results`);
     expect(JSON.parse(curl.slice(curl.indexOf("-d '") + 4, curl.lastIndexOf("'")))).toEqual(JSON.parse(body));
-    expect(await panel().getByTestId('sdk-snippet').textContent()).toContain(
+    const sdk = (await panel().getByTestId('sdk-snippet').textContent()) ?? '';
+    expect(sdk).toContain(
       `await client.okr.keyResults.create({\n  objective_id: '${objective.id}',\n  title: 'Grow MRR to 120k',`,
     );
+    // Run as it is, the program prints the key result it created.
+    expect(sdk).toMatch(/\n\}\);\nconsole\.log\(keyResult\);$/);
     const keyResult = (await send('/api/v1/okr/key-results', 'POST')) as { id: string; objective_id: string };
     expect(keyResult.id).toMatch(/^kr_/);
     expect(keyResult.objective_id).toBe(objective.id);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { ManifestOperation } from './manifest';
 import { buildRequest, emptyForm } from './request';
 import { curlSnippet, jsLiteral, sdkSnippet, shellQuote } from './snippets';
 import { keyResult, opNamed, syncOp, webhookOp } from './test-fixture';
@@ -225,5 +226,32 @@ describe('code snippets', () => {
     );
     const get = buildRequest(opNamed('get'), keyResult, emptyForm(), {});
     expect(sdkSnippet(opNamed('get'), keyResult, get, BASE)).toContain('client.okr.keyResults.get(id);');
+  });
+
+  it('ends every SDK program by printing what its call answered: the document, or a page of rows', () => {
+    const known = { kr: 'kr_9' };
+    const last = (op: ManifestOperation) =>
+      sdkSnippet(op, keyResult, buildRequest(op, keyResult, emptyForm(), known), BASE)
+        .split('\n')
+        .slice(-2);
+    expect(last(opNamed('get'))).toEqual([
+      "const keyResult = await client.okr.keyResults.get('kr_9');",
+      'console.log(keyResult);',
+    ]);
+    expect(last(opNamed('delete'))).toEqual([
+      "const keyResult = await client.okr.keyResults.delete('kr_9');",
+      'console.log(keyResult);',
+    ]);
+    expect(last(syncOp)).toEqual([
+      "const keyResult = await client.okr.keyResults.sync('kr_9');",
+      'console.log(keyResult);',
+    ]);
+    for (const op of [opNamed('create'), opNamed('checkIns.create')]) {
+      expect(last(op)[1]).toBe('console.log(keyResult);');
+    }
+    expect(last(opNamed('list'))).toEqual([
+      'const page = await client.okr.keyResults.list();',
+      'console.log(page.data);',
+    ]);
   });
 });

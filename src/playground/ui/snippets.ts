@@ -157,7 +157,9 @@ export function sdkSnippet(
   if (!viaSdk(op))
     return [...leftOut(built, '//'), signedFetch(op, resource, built, baseUrl + requestUrl(built))].join('\n');
   const lines = [...clientSetup(baseUrl), ...leftOut(built, '//'), sdkCall(op, resource, sdkArgs(op, built))];
-  if (op.response !== 'resource') lines.push('console.log(page.data);');
+  // Run as it is, the program prints what the call answered: the document, or a page's rows.
+  const name = resultName(op, resource);
+  lines.push(op.response === 'resource' ? `console.log(${name});` : `console.log(${name}.data);`);
   return lines.join('\n');
 }
 
