@@ -126,6 +126,16 @@ describe.runIf(PG_URL !== undefined).each(storeKinds)('a postgres connector read
     ['answers no row as no row', 'SELECT 1 WHERE false', error(/^the query returned no row$/)],
     ['answers a syntax error as the query’s own', 'SELEC 1', error(/^postgres: syntax error at or near "SELEC"$/)],
   ];
+  // Trust authentication takes the URL's password unread: a query can show it back, as a
+  // feed might, and its failure names the value without it (no first part of it either).
+  it('keeps the URL and its password out of a failure that quotes them', async () => {
+    const url = new URL(PG_URL as string);
+    url.password = 'hunter2-pw@x';
+    const answer = await synced(`SELECT 'saw hunter2-pw@x in ${url.href}'`, url.href);
+    // Masked before the text is cut to 40 characters: the whole of it is left, shorter.
+    expect(answer.last_error).toBe('the first column of its first row is "saw [secret] in [secret]", not a number');
+    expect(answer.last_error).not.toMatch(/hunter2/);
+  });
   it.each(queries)('%s', async (_name, query, expected) => {
     expect(await synced(query)).toMatchObject(expected);
   });

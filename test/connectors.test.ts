@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchJson, isRefusedAddress, OutboundError, resolveAllowed } from '../src/core/outbound.js';
 import type { Doc } from '../src/core/resource.js';
 import { buildApp } from '../src/http/app.js';
-import { asMetric, atPointer, readConnector } from '../src/modules/okr/connector-read.js';
+import { asMetric, atPointer, readConnector, withoutSecret } from '../src/modules/okr/connector-read.js';
 import { connectorSyncJob, connectors } from '../src/modules/okr/connectors.js';
 import { keyResults as kr } from '../src/modules/okr/key-results.js';
 import {
@@ -549,6 +549,37 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(stale.status).toBe(412);
     const bad = await call('PATCH', `${kr.basePath}/${k.id}`, body);
     expect([bad.status, (bad.body.errors as { path: string }[])?.[0]?.path]).toEqual([400, '/connector_id']);
+  });
+
+  it('keeps the secret out of last_error where the feed echoes it at the pointer', async () => {
+    // A feed that answers its request's Authorization header where the value should be.
+    // Its text is cut to 40 characters in a failure: masked first, no part of the secret stays.
+    api.state.body = '{"data":{"value":"as the feed saw it: Bearer hunter2-topsecret"}}';
+    const c = await connector({ secret: 'hunter2-topsecret' });
+    const res = await sync(c.id as string);
+    expect(res.body.last_sync_status).toBe('error');
+    expect(res.body.last_error).not.toContain('hunter2');
+    expect(res.body.last_error).toContain('as the feed saw it: Bearer [secret]');
+    // A reader sees what a writer sees.
+    const reader = await t.token({ scope: 'okr:read' });
+    const read = await t.call('GET', `${connectors.basePath}/${c.id}`, { token: reader });
+    expect(read.raw).not.toContain('hunter2');
+  });
+
+  it.each([
+    ['a token', 'Bearer tok-12345 refused', 'tok-12345', 'Bearer [secret] refused'],
+    [
+      'a postgres URL, whole',
+      'no server at postgres://u:pw%40x1@db/x',
+      'postgres://u:pw%40x1@db/x',
+      'no server at [secret]',
+    ],
+    ['its password, as sent', 'password "pw@x1" rejected', 'postgres://u:pw%40x1@db/x', 'password "[secret]" rejected'],
+    ['its password, escaped', 'saw pw%40x1', 'postgres://u:pw%40x1@db/x', 'saw [secret]'],
+    ['no secret', 'Bearer tok-12345 refused', null, 'Bearer tok-12345 refused'],
+    ['a part under 4 characters', 'a b c', 'postgres://u:b@db/x', 'a b c'],
+  ])('takes %s out of a failure', (_, message, secret, expected) => {
+    expect(withoutSecret(message, secret)).toBe(expected);
   });
 
   it('drops the secret when the kind or any setting changes, unless the same write sends one', async () => {

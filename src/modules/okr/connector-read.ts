@@ -61,6 +61,35 @@ export function asMetric(value: unknown, what: string): number {
   return n + 0;
 }
 
+/**
+ * Text without the connector's secret in it: a feed that echoes its request's Authorization
+ * header at the pointer, or a database that quotes the connection's password, would show it in
+ * `last_error` to every reader of the connector. The secret, and a postgres URL's password, each
+ * as `[secret]` (a part under 4 characters is left: it would mask ordinary text, and is no
+ * secret to speak of). A value is masked before its text is cut to a failure's 40 characters,
+ * which would leave a secret's first part.
+ */
+export function withoutSecret(message: string, secret: unknown): string {
+  if (typeof secret !== 'string') return message;
+  const parts = [secret];
+  try {
+    const password = new URL(secret).password;
+    if (password) parts.push(password, decodeURIComponent(password));
+  } catch {
+    // Not a URL (an http_json token) or a password whose escapes do not decode: the rest stands.
+  }
+  let text = message;
+  for (const part of parts.sort((a, b) => b.length - a.length)) {
+    if (part.length >= 4) text = text.replaceAll(part, '[secret]');
+  }
+  return text;
+}
+
+/** A value read, as its failure would quote it: text without the secret (see withoutSecret). */
+function masked(value: unknown, secret: string | null): unknown {
+  return typeof value === 'string' && secret !== null ? withoutSecret(value, secret) : value;
+}
+
 /** A postgres:// URL's user, password and database, decoded; null where an escape is malformed. */
 export function postgresUrlParts(url: URL): { user: string; password: string; database: string | undefined } | null {
   try {
@@ -157,7 +186,7 @@ async function readPostgres(
   const work = postgresTarget(secret, policy, deadline)
     .then((target) => {
       sending?.();
-      return queryPostgres(target, (ssl) => open(target, ssl), config);
+      return queryPostgres(target, (ssl) => open(target, ssl), config, secret);
     })
     .finally(close);
   if (deadline === Number.POSITIVE_INFINITY) return work;
@@ -210,6 +239,7 @@ async function queryPostgres(
   target: PostgresTarget,
   open: (ssl: pg.ClientConfig['ssl']) => pg.Client,
   config: ConnectorConfig,
+  secret: string,
 ): Promise<number> {
   try {
     const client = await connectPostgres(target, open);
@@ -231,7 +261,7 @@ async function queryPostgres(
       rows = (await client.query(oneStatement(query))).rows;
     }
     if (rows.length === 0) throw new OutboundError('the query returned no row');
-    return asMetric(rows[0]?.[0], 'the first column of its first row');
+    return asMetric(masked(rows[0]?.[0], secret), 'the first column of its first row');
   } catch (err) {
     if (err instanceof OutboundError) throw err;
     throw new OutboundError(`postgres: ${(err as Error).message}`);
@@ -248,7 +278,7 @@ export async function readConnector(connector: Doc, policy: OutboundPolicy, send
       if (secret !== null) headers.authorization = `Bearer ${secret}`;
       try {
         const doc = await fetchJson(config.url as string, headers, policy, sending);
-        return asMetric(atPointer(doc, config.pointer ?? ''), `the value at "${config.pointer ?? ''}"`);
+        return asMetric(masked(atPointer(doc, config.pointer ?? ''), secret), `the value at "${config.pointer ?? ''}"`);
       } catch (err) {
         // Whatever the feed's answer makes fail is this read's failure, not the request's.
         if (err instanceof OutboundError) throw err;
