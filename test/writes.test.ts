@@ -234,6 +234,22 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       const res = await strict.call('PATCH', `${cycles.basePath}/${doc.id}`, { token: tk, body: { name: 'x' } });
       expect([res.status, res.body.code]).toEqual([428, 'precondition_required']);
       expect((await strict.call('DELETE', `${cycles.basePath}/${doc.id}`, { token: tk })).status).toBe(428);
+      // If-Match: * holds whatever the version: it names none read, so it is no such precondition.
+      for (const [method, body] of [
+        ['PATCH', { name: 'x' }],
+        ['DELETE', undefined],
+      ] as const) {
+        const any = await strict.call(method, `${cycles.basePath}/${doc.id}`, {
+          token: tk,
+          body,
+          headers: { 'if-match': '*' },
+        });
+        expect([method, any.status, any.body.detail]).toEqual([
+          method,
+          428,
+          expect.stringContaining('If-Match: * names none'),
+        ]);
+      }
       // A body version that is no version is no precondition either: 428 comes before the body's 400.
       for (const version of [null, 'x', 0, 1.5]) {
         const res = await strict.call('PATCH', `${cycles.basePath}/${doc.id}`, {

@@ -1527,10 +1527,15 @@ export class Engine {
     }
     // A body version that is no version (null, text) is no precondition: 428 before the body's 400.
     const locks = typeof bodyVersion === 'number' && Number.isInteger(bodyVersion) && bodyVersion >= 1;
-    if (this.options.requireIfMatch && cond.required !== false && cond.ifMatch === null && !locks) {
+    // `If-Match: *` holds for any version: it says the row exists, not which version was read,
+    // so it guards no update from overwriting another (RFC 6585 §3's lost update).
+    const unlocked = cond.ifMatch === null || cond.ifMatch === 'any';
+    if (this.options.requireIfMatch && cond.required !== false && unlocked && !locks) {
       throw new ApiError(
         'precondition_required',
-        'This server requires If-Match on writes that replace what was read (a PATCH may send a body version instead)',
+        cond.ifMatch === 'any'
+          ? 'This server requires the version read on writes that replace what was read: If-Match: * names none (send the ETag, or a body version on a PATCH)'
+          : 'This server requires If-Match on writes that replace what was read (a PATCH may send a body version instead)',
       );
     }
     cond.deferred?.();
