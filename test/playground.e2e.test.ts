@@ -899,6 +899,47 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     }
   });
 
+  it('prefills a reference with the live row seen before, once the one created after it is deleted (a new tab)', async () => {
+    const tab = await browser.newPage();
+    try {
+      tab.setDefaultTimeout(15_000);
+      const tabPanel = () => tab.locator('#operation-panel');
+      const sendIn = async (path: string, method: string) => {
+        const answered = tab.waitForResponse((r) => r.url().includes(path) && r.request().method() === method);
+        await tabPanel().getByRole('button', { name: 'Send', exact: true }).click();
+        const response = await answered;
+        await tabPanel().locator('.request-id', { hasText: response.headers()['x-request-id'] }).waitFor();
+        return { status: response.status(), body: (await response.json()) as Record<string, unknown> };
+      };
+      const openIn = async (name: string) => {
+        await tab.getByRole('tab', { name, exact: true }).click();
+        await tab.locator(`#operation-panel[data-op="${name}"]`).waitFor();
+      };
+      await tab.goto(`${server.origin}/playground/okr/objectives#list`);
+      await tab.locator('#operation-panel[data-op="list"]').waitFor();
+      await tab.getByRole('button', { name: 'Use dev token', exact: true }).click();
+      await tab.getByTestId('dev-token-info').waitFor();
+      const listed = await sendIn('/api/v1/okr/objectives', 'GET');
+      const top = (listed.body.data as { id: string; is_deleted: boolean }[])[0];
+      expect(top?.is_deleted).toBe(false);
+      await openIn('create');
+      const created = await sendIn('/api/v1/okr/objectives', 'POST');
+      expect(created.status).toBe(201);
+      await openIn('delete');
+      expect(await tabPanel().locator('input[id$="-p-id"]').inputValue()).toBe(created.body.id);
+      const deleted = await sendIn(`/api/v1/okr/objectives/${created.body.id}`, 'DELETE');
+      expect([deleted.status, deleted.body.is_deleted]).toEqual([200, true]);
+      // The objective created is gone: a key result's create names the list's top row again, and is made.
+      await tab.goto(`${server.origin}/playground/okr/key-results#create`);
+      await tab.locator('#operation-panel[data-op="create"]').waitFor();
+      expect(JSON.parse(await tabPanel().locator('textarea').inputValue()).objective_id).toBe(top?.id);
+      const made = await sendIn('/api/v1/okr/key-results', 'POST');
+      expect([made.status, made.body.objective_id]).toEqual([201, top?.id]);
+    } finally {
+      await tab.close();
+    }
+  });
+
   it('talked to no origin but its own, without script errors', () => {
     expect(foreign).toEqual([]);
     expect(pageErrors).toEqual([]);

@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { buildRequest, emptyForm, exampleBodyText, rememberId, requestUrl, sdkOptions, toggleChoice } from './request';
+import {
+  buildRequest,
+  emptyForm,
+  exampleBodyText,
+  type KnownIds,
+  LIVE_IDS,
+  rememberId,
+  requestUrl,
+  sdkOptions,
+  toggleChoice,
+} from './request';
 import { curlSnippet, sdkArgs, sdkSnippet } from './snippets';
 import { keyResult, opNamed } from './test-fixture';
 
@@ -43,18 +53,64 @@ describe('console requests', () => {
 
   it('prefills a reference with the last live row, never one the session saw deleted; the id with either', () => {
     const create = opNamed('create');
+    const ref = (known: KnownIds) => JSON.parse(exampleBodyText(create, keyResult, known)).objective_id;
     const [live, gone] = ['obj_01J00000000000000000000001', 'obj_01J00000000000000000000002'];
     let known = rememberId({}, 'obj', { id: live, is_deleted: false });
     known = rememberId(known, 'obj', { id: gone, is_deleted: false });
     known = rememberId(known, 'obj', { id: gone, is_deleted: true });
-    // The deleted one is still the id to restore; a body names the example's placeholder again.
+    // The deleted one is still the id to restore; a body names the live one seen before it.
     expect(known.obj).toBe(gone);
-    expect(JSON.parse(exampleBodyText(create, keyResult, known)).objective_id).toBe('obj_01ARZ3NDEKTSV4RRFFQ69G5FAV');
+    expect(ref(known)).toBe(live);
     known = rememberId(known, 'obj', { id: gone, is_deleted: false }); // restored
-    expect(JSON.parse(exampleBodyText(create, keyResult, known)).objective_id).toBe(gone);
+    expect(ref(known)).toBe(gone);
     // Another row deleted than the one a body names leaves the reference alone.
     known = rememberId(known, 'obj', { id: live, is_deleted: true });
-    expect(JSON.parse(exampleBodyText(create, keyResult, known)).objective_id).toBe(gone);
+    expect(ref(known)).toBe(gone);
+    // Every live row seen deleted: the example's placeholder again, never a deleted id.
+    known = rememberId(known, 'obj', { id: gone, is_deleted: true });
+    expect(ref(known)).toBe('obj_01ARZ3NDEKTSV4RRFFQ69G5FAV');
+    expect(ref(rememberId({}, 'obj', { id: gone, is_deleted: true }))).toBe('obj_01ARZ3NDEKTSV4RRFFQ69G5FAV');
+  });
+
+  it('falls back to the top row of a list when an objective created after it is deleted', () => {
+    const create = opNamed('create');
+    const ref = (known: KnownIds) => JSON.parse(exampleBodyText(create, keyResult, known)).objective_id;
+    const [a, a2, b] = [
+      'obj_01J0000000000000000000000A',
+      'obj_01J0000000000000000000000C',
+      'obj_01J0000000000000000000000B',
+    ];
+    // A listed page is remembered bottom row first, so its top row (A) is the latest.
+    let known = rememberId({}, 'obj', { id: a2, is_deleted: false });
+    known = rememberId(known, 'obj', { id: a, is_deleted: false });
+    known = rememberId(known, 'obj', { id: b, is_deleted: false }); // created
+    expect(ref(known)).toBe(b);
+    known = rememberId(known, 'obj', { id: b, is_deleted: true }); // deleted
+    expect(ref(known)).toBe(a);
+    expect(known.obj).toBe(b);
+    // Another prefix is not touched.
+    expect(ref(rememberId(known, 'kr', { id: 'kr_1', is_deleted: true }))).toBe(a);
+  });
+
+  it(`keeps the last ${LIVE_IDS} live ids of a prefix, most recent first, and reads a session stored before`, () => {
+    const create = opNamed('create');
+    const ref = (known: KnownIds) => JSON.parse(exampleBodyText(create, keyResult, known)).objective_id;
+    const ids = Array.from({ length: LIVE_IDS + 2 }, (_, i) => `obj_${String(i).padStart(26, '0')}`);
+    let known: KnownIds = {};
+    for (const id of ids) known = rememberId(known, 'obj', { id });
+    // Seeing one again moves it to the front rather than keeping it twice.
+    known = rememberId(known, 'obj', { id: ids[ids.length - 2] as string });
+    expect(known['ref:obj']).toEqual([ids[ids.length - 2], ids[ids.length - 1], ...ids.slice(2, -2).reverse()]);
+    for (const id of [...ids].reverse().slice(0, LIVE_IDS - 1))
+      known = rememberId(known, 'obj', { id, is_deleted: true });
+    expect(ref(known)).toBe(ids[2]);
+    // A session stored before kept one live id as text ('' once it was deleted).
+    expect(ref({ obj: ids[1] as string, 'ref:obj': ids[0] as string })).toBe(ids[0]);
+    expect(ref({ obj: ids[1] as string, 'ref:obj': '' })).toBe('obj_01ARZ3NDEKTSV4RRFFQ69G5FAV');
+    const upgraded = rememberId({ obj: ids[1] as string, 'ref:obj': ids[0] as string }, 'obj', {
+      id: ids[1] as string,
+    });
+    expect(upgraded['ref:obj']).toEqual([ids[1], ids[0]]);
   });
 
   it('sends what the editor holds, and explains a body that is not JSON', () => {

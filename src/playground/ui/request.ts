@@ -19,22 +19,51 @@ export interface FormState {
 
 export const emptyForm = (): FormState => ({ params: {}, query: {}, body: undefined, headers: {} });
 
-/** Ids the session has seen, by id prefix (`kr` → the last key result created or fetched). */
-export type KnownIds = Readonly<Record<string, string>>;
+/**
+ * Ids the session has seen, by id prefix: `kr` → the last key result answered, deleted or not (an
+ * `id` parameter's default), and `ref:kr` → the live ones, most recent first (a reference's).
+ */
+export type KnownIds = Readonly<Record<string, string | readonly string[]>>;
 
-/** The key of the id a reference field is prefilled with: the last live row seen of that prefix. */
+/** How many live ids of a prefix the session keeps: a delete falls back to the one seen before. */
+export const LIVE_IDS = 8;
+
+/** The key of the live ids a reference field is prefilled from. */
 const referenceKey = (prefix: string) => `ref:${prefix}`;
+
+/** The live ids of `prefix` the session saw, most recent first (a session stored before kept one, as text). */
+function liveIds(known: KnownIds, prefix: string): string[] {
+  const live = known[referenceKey(prefix)];
+  if (typeof live === 'string') return live ? [live] : [];
+  return Array.isArray(live) ? live.filter((id): id is string => typeof id === 'string' && id !== '') : [];
+}
+
+/** The last row of `prefix` seen, deleted or not. */
+function lastId(known: KnownIds, prefix: string): string | undefined {
+  const id = known[prefix];
+  return typeof id === 'string' && id !== '' ? id : undefined;
+}
+
+/**
+ * The id a reference to `prefix` is prefilled with: the last live row the session saw (none once
+ * every one it saw is deleted: a create naming a deleted parent would be 422). Ids given without
+ * the live list (`{ obj: … }`) are taken as live.
+ */
+export function referenceId(known: KnownIds, prefix: string): string | undefined {
+  if (known[referenceKey(prefix)] === undefined) return lastId(known, prefix);
+  return liveIds(known, prefix)[0];
+}
 
 /**
  * The ids known once the API answered `doc` (a document with an `id` of `prefix`): the last row
- * seen, for an `id` parameter (a deleted one too: to restore it), and the last live one, for a
- * reference in a body (a deleted one is no parent: a create naming it would be 422).
+ * seen, for an `id` parameter (a deleted one too: to restore it), and the live ones, most recent
+ * first, for a reference in a body. A live row goes to the front of that list (at most LIVE_IDS);
+ * a deleted one leaves it, so a reference falls back to the live row seen before.
  */
 export function rememberId(known: KnownIds, prefix: string, doc: { id: string; is_deleted?: unknown }): KnownIds {
-  const next: Record<string, string> = { ...known, [prefix]: doc.id };
-  if (doc.is_deleted !== true) next[referenceKey(prefix)] = doc.id;
-  else if ((known[referenceKey(prefix)] ?? known[prefix]) === doc.id) next[referenceKey(prefix)] = '';
-  return next;
+  const others = liveIds(known, prefix).filter((id) => id !== doc.id);
+  const live = doc.is_deleted === true ? others : [doc.id, ...others].slice(0, LIVE_IDS);
+  return { ...known, [prefix]: doc.id, [referenceKey(prefix)]: live };
 }
 
 export type QueryValue = string | number | boolean | (string | number | boolean)[];
@@ -76,18 +105,18 @@ const VERSION_TAG = /^"?(\d{1,15})"?$/;
 
 /** The value an untouched path parameter shows: the id of this resource the session saw last. */
 export function defaultParam(resource: ManifestResource, name: string, known: KnownIds): string {
-  return name === 'id' ? (known[resource.id_prefix] ?? '') : '';
+  return name === 'id' ? (lastId(known, resource.id_prefix) ?? '') : '';
 }
 
 /**
  * The example body of an operation as editor text, with reference fields pointing at the last
- * ids of those resources this session created (so "create objective, then key result" just works).
+ * live rows of those resources this session saw (so "create objective, then key result" just works).
  */
 export function exampleBodyText(op: ManifestOperation, resource: ManifestResource, known: KnownIds): string {
   if (!op.has_body) return '';
   const example: Record<string, unknown> = { ...(op.example ?? {}) };
   for (const field of resource.fields) {
-    const id = field.ref ? (known[referenceKey(field.ref)] ?? known[field.ref]) : undefined;
+    const id = field.ref ? referenceId(known, field.ref) : undefined;
     if (id && field.name in example) example[field.name] = id;
   }
   return JSON.stringify(example, null, 2);

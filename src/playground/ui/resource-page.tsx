@@ -3,7 +3,7 @@ import { useContext, useEffect, useRef } from 'preact/hooks';
 import { CodeBlock } from './code-block';
 import { Console, domId } from './console';
 import { type ManifestModule, type ManifestOperation, type ManifestResource, viaSdk } from './manifest';
-import { buildRequest, emptyForm } from './request';
+import { buildRequest, emptyForm, type KnownIds } from './request';
 import { SchemaTable } from './schema-table';
 import { SessionContext } from './session';
 import { type Arg, clientSetup, sdkCall, signedFetch } from './snippets';
@@ -13,7 +13,7 @@ export function MethodBadge({ method }: { method: string }) {
 }
 
 /** One line of SDK code per operation, from the manifest's example (fetch for a signed one, which has no SDK method). */
-function operationSnippet(op: ManifestOperation, resource: ManifestResource, known: Record<string, string>): string {
+function operationSnippet(op: ManifestOperation, resource: ManifestResource, known: KnownIds): string {
   const built = buildRequest(op, resource, emptyForm(), known);
   if (!viaSdk(op)) return signedFetch(op, resource, built, `${op.path}?tenant_id=…&signature=…`);
   const args: Arg[] = built.pathValues.map((p) => ({ code: p.name }));
