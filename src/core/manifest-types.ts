@@ -33,6 +33,10 @@ export interface ManifestResource {
   fields: ManifestField[];
   list: {
     sortable: string[];
+    /**
+     * Fields a list filters on. Its query parameters are the list operation's `query`: a field
+     * is filtered by its name (`status=`, ranges `field[gte]=`), but `tags` by `tag=` (has any of).
+     */
     filterable: string[];
     default_sort: string;
     default_limit: number;
