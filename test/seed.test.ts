@@ -1,11 +1,14 @@
+import { type KyselyPlugin, SelectQueryNode } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SeedRefused, seedDemo } from '../src/cli/seed.js';
-import type { Doc } from '../src/core/resource.js';
+import type { Doc, Resource } from '../src/core/resource.js';
 import { modules } from '../src/modules/index.js';
 import { quarterOf } from '../src/modules/okr/demo.js';
 import { progressPct } from '../src/modules/okr/progress.js';
 import { statusSweepJob } from '../src/modules/okr/sweep.js';
-import { byName, storeKinds, type TestApp, testApp, USER_B } from './helpers.js';
+import { openStore, type Store } from '../src/store/database.js';
+import { migrate } from '../src/store/schema.js';
+import { byName, freshStore, resources, storeKinds, type TestApp, testApp, USER_B } from './helpers.js';
 
 const NOW = Date.parse('2026-11-20T09:00:00.000Z');
 const DAY = 86_400_000;
@@ -138,6 +141,61 @@ describe.each(storeKinds)('edm seed: demo data (%s)', (kind) => {
     await seed({ tenant: 'other' });
     expect(await list('key-results')).toHaveLength(0);
     expect(await list('key-results', await t.token({ tenant: 'other' }))).toHaveLength(9);
+  });
+});
+
+/**
+ * `store` as a slow machine runs it: its first read of a tenant's rows in the table a seed checks
+ * last answers 300 ms late, so two seeds started together have both checked before either writes.
+ */
+function slowLastCheck(store: Store): Store {
+  const table = (resources.at(-1) as Resource).table;
+  const late = new WeakSet<object>();
+  let first = true;
+  const plugin: KyselyPlugin = {
+    transformQuery({ node, queryId }) {
+      const check =
+        SelectQueryNode.is(node) &&
+        JSON.stringify(node.from).includes(`"${table}"`) &&
+        JSON.stringify(node.where ?? null).includes('"tenant_id"');
+      if (first && check) {
+        first = false;
+        late.add(queryId);
+      }
+      return node;
+    },
+    async transformResult({ result, queryId }) {
+      if (late.has(queryId)) await new Promise((r) => setTimeout(r, 300));
+      return result;
+    },
+  };
+  return Object.create(store, { db: { value: store.db.withPlugin(plugin) } });
+}
+
+// The check ran before the transaction: two seeds at once (two `edm seed`, each its own store)
+// both found the tenant empty and both wrote a set.
+describe.each(storeKinds)('edm seed: two at once (%s)', (kind) => {
+  it('one writes the demo set, the other refuses the tenant and writes nothing', async () => {
+    const fresh = await freshStore(kind);
+    const other = openStore(fresh.url, { schema: fresh.schema, poolSize: 5 });
+    try {
+      await migrate(fresh.store, resources); // as a server has: the seeds' migrations change nothing
+      const seed = (store: Store) =>
+        seedDemo({ store, modules, tenant: TENANT, sub: USER_B, secretKey: new Uint8Array(32), now: NOW });
+      const results = await Promise.allSettled([seed(slowLastCheck(fresh.store)), seed(slowLastCheck(other))]);
+      expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+      const refused = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      expect(refused.reason).toBeInstanceOf(SeedRefused);
+      expect(refused.reason.message).toMatch(/^tenant demo already has \w+ rows; nothing was written/);
+      const count = async (name: string) =>
+        (await fresh.store.db.selectFrom(byName(name).table).select('id').where('tenant_id', '=', TENANT).execute())
+          .length;
+      expect([await count('Cycle'), await count('Objective'), await count('KeyResult')]).toEqual([1, 4, 9]);
+    } finally {
+      await other.close();
+      await fresh.store.close();
+      await fresh.drop();
+    }
   });
 });
 

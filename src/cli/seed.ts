@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { ManualClock } from '../core/clock.js';
 import { CursorCodec } from '../core/list-query.js';
 import type { DemoRef, DemoStep, DemoText, Doc, ModuleDef, Principal, Resource } from '../core/resource.js';
@@ -7,6 +8,9 @@ import { Engine } from '../store/engine.js';
 import { migrate } from '../store/schema.js';
 
 const DAY = 86_400_000;
+
+/** The tenant lock (as Engine's: `tenant\nlock`) seeds of one tenant take on PostgreSQL. */
+const SEED_LOCK = 'edm.seed';
 
 export interface SeedOptions {
   store: Store;
@@ -64,24 +68,6 @@ export async function seedDemo(o: SeedOptions): Promise<SeedSummary> {
     if (!byName.has(step.resource)) throw new Error(`demo step names no resource: ${step.resource}`);
     if (!(step.day <= 0)) throw new Error(`demo step lies in the future (day ${step.day})`);
   }
-  if (!o.force) {
-    // Any resource's rows, not only those the demo writes: a tenant with connectors alone is
-    // in use already.
-    for (const resource of resources) {
-      const row = await o.store.db
-        .selectFrom(resource.table)
-        .select('id')
-        .where('tenant_id', '=', o.tenant)
-        .limit(1)
-        .executeTakeFirst();
-      if (row) {
-        throw new SeedRefused(
-          `tenant ${o.tenant} already has ${resource.name} rows; nothing was written (--force adds the demo data anyway)`,
-        );
-      }
-    }
-  }
-
   // Steps in time order, one millisecond apart within a day, the last no later than now.
   const order = steps.map((step, i) => ({ step, i })).sort((a, b) => a.step.day - b.step.day || a.i - b.i);
   const clock = new ManualClock(now);
@@ -96,6 +82,29 @@ export async function seedDemo(o: SeedOptions): Promise<SeedSummary> {
   const principal: Principal = { sub: o.sub, tenantId: o.tenant, appId: null, scopes: null };
   const summary: SeedSummary = {};
   await engine.transaction(async (db) => {
+    // Checked inside the transaction that writes, seeds of one tenant one at a time: two at once
+    // both found the tenant empty and both wrote a set. SQLite writes one transaction at a time;
+    // PostgreSQL takes a transaction-level advisory lock keyed as the engine keys its tenant locks.
+    if (o.store.kind === 'postgres') {
+      await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`${o.tenant}\n${SEED_LOCK}`}, 0))`.execute(db);
+    }
+    if (!o.force) {
+      // Any resource's rows, not only those the demo writes: a tenant with connectors alone is
+      // in use already.
+      for (const resource of resources) {
+        const row = await db
+          .selectFrom(resource.table)
+          .select('id')
+          .where('tenant_id', '=', o.tenant)
+          .limit(1)
+          .executeTakeFirst();
+        if (row) {
+          throw new SeedRefused(
+            `tenant ${o.tenant} already has ${resource.name} rows; nothing was written (--force adds the demo data anyway)`,
+          );
+        }
+      }
+    }
     const ids = new Map<string, string>();
     for (const [n, { step }] of order.entries()) {
       clock.set(now + step.day * DAY - (order.length - n));
