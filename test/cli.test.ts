@@ -17,7 +17,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCsv } from '../src/cli/transfer.js';
-import { PG_URL } from './helpers.js';
+import { ServerKeys } from '../src/core/secrets.js';
+import { modules } from '../src/modules/index.js';
+import { migrate, recordSecretFingerprint } from '../src/store/schema.js';
+import { freshStore, PG_URL, storeKinds } from './helpers.js';
 
 const run = promisify(execFile);
 const root = new URL('..', import.meta.url).pathname;
@@ -617,6 +620,60 @@ describe('edm usage', () => {
     expect(err.stderr).toContain(message);
     expect(existsSync(join(dir, 'data'))).toBe(false);
   });
+});
+
+// An import signed webhook URLs (and sealed connector secrets) with its own secret, whatever the
+// database was served with: a server then refused those URLs (401), and no one was told.
+describe.each(storeKinds)('edm import: the server secret (%s)', (kind) => {
+  it('refuses a secret other than the one the database was last served with (exit 1), writing nothing', async () => {
+    const served = 'a'.repeat(32);
+    const fresh = await freshStore(kind);
+    const dir = mkdtempSync(join(tmpdir(), 'edm-secret-'));
+    try {
+      await migrate(
+        fresh.store,
+        modules.flatMap((m) => m.resources),
+      );
+      await recordSecretFingerprint(fresh.store.db, new ServerKeys(new TextEncoder().encode(served)).fingerprint);
+      const url = fresh.schema ? `${fresh.url}?schema=${fresh.schema}` : fresh.url;
+      const file = join(dir, 'connector.json');
+      writeFileSync(
+        file,
+        JSON.stringify({
+          format: 'edm.export.v2',
+          resources: { Connector: [{ name: 'Feed', kind: 'webhook', config: {} }] },
+        }),
+      );
+      const edm = (env: Record<string, string>) =>
+        run(process.execPath, [bin, 'import', file, '--tenant', 'acme'], {
+          cwd: dir,
+          env: { ...process.env, EDM_JWT_SECRET: 'j'.repeat(32), EDM_DATABASE_URL: url, ...env },
+        }).catch((e) => e);
+      const connectors = async () =>
+        (await fresh.store.db.selectFrom('okr_connectors').select('id').where('tenant_id', '=', 'acme').execute())
+          .length;
+      // Another EDM_SECRET_KEY, or none (a secret generated in another EDM_DATA_DIR).
+      const others: Record<string, string>[] = [
+        { EDM_SECRET_KEY: 'b'.repeat(32) },
+        { EDM_SECRET_KEY: '', EDM_DATA_DIR: join(dir, 'data') },
+      ];
+      for (const env of others) {
+        const refused = await edm(env);
+        expect([refused.code, refused.stdout], JSON.stringify(env)).toEqual([1, '']);
+        expect(refused.stderr).toBe(
+          "edm import: the server secret (EDM_SECRET_KEY, else EDM_DATA_DIR's secret-key file) is not the one this database was last served with: the server would refuse the webhook URLs this import signs, and read the connector secrets it seals as none. Use the server's: its EDM_SECRET_KEY, or the EDM_DATA_DIR it generated its secret-key file in; nothing was imported\n",
+        );
+        expect(await connectors()).toBe(0);
+      }
+      const taken = await edm({ EDM_SECRET_KEY: served });
+      expect(taken.stderr).toMatch(/imported into tenant acme \(\w+\): 1 Connector/);
+      expect(await connectors()).toBe(1);
+    } finally {
+      await fresh.store.close();
+      await fresh.drop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
 
 // The dynamic loader prints the tunables it parsed (glibc ≥ 2.33): the interpreter line's

@@ -14,10 +14,11 @@ import {
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { claimProblem, DEV_SUB, DEV_TENANT, MAX_TOKEN_TTL_S, mintToken, parseTtl } from '../core/auth.js';
 import { describeConfig, loadConfig } from '../core/config.js';
+import { ServerKeys } from '../core/secrets.js';
 import { buildApp } from '../http/app.js';
 import { modules } from '../modules/index.js';
-import { openStore, storeOptions } from '../store/database.js';
-import { migrate } from '../store/schema.js';
+import { openStore, type Store, storeOptions } from '../store/database.js';
+import { isUnmigrated, META_TABLE, migrate } from '../store/schema.js';
 import { seedDemo } from './seed.js';
 import { exportCsv, exportJson, importRows, TransferError, type TransferOptions } from './transfer.js';
 
@@ -301,6 +302,29 @@ function checkTransferOptions(values: Record<string, string | boolean | undefine
   }
 }
 
+/**
+ * Refuses to write with a server secret other than the one the database was last served with
+ * (the fingerprint a server records at start, recordSecretFingerprint): the webhook URLs it signs
+ * would be refused, the connector secrets it seals read as none. A database never served (or not
+ * yet migrated) has none recorded: anything goes.
+ */
+async function checkServedSecret(store: Store, secretKey: Uint8Array): Promise<void> {
+  let served: string | undefined;
+  try {
+    served = (
+      await store.db.selectFrom(META_TABLE).select('value').where('key', '=', 'secret_fingerprint').executeTakeFirst()
+    )?.value as string | undefined;
+  } catch (err) {
+    if (isUnmigrated(err)) return;
+    throw err;
+  }
+  if (served !== undefined && served !== new ServerKeys(secretKey).fingerprint) {
+    throw new TransferError(
+      "the server secret (EDM_SECRET_KEY, else EDM_DATA_DIR's secret-key file) is not the one this database was last served with: the server would refuse the webhook URLs this import signs, and read the connector secrets it seals as none. Use the server's: its EDM_SECRET_KEY, or the EDM_DATA_DIR it generated its secret-key file in; nothing was imported",
+    );
+  }
+}
+
 /** The options of each transfer command: an option the other one takes is a usage error here. */
 const TRANSFER_OPTIONS = {
   export: {
@@ -367,6 +391,8 @@ async function transfer<P>(
   });
   const progress = progressBar();
   try {
+    // Before anything is written (an import migrates first): the secret it signs with is the server's.
+    if (command === 'import') await checkServedSecret(store, config.secretKey);
     const base: TransferOptions = {
       store,
       modules,
