@@ -18,7 +18,7 @@ import { ServerKeys } from '../core/secrets.js';
 import { buildApp } from '../http/app.js';
 import { modules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
-import { isUnmigrated, META_TABLE, migrate } from '../store/schema.js';
+import { isUnmigrated, migrate, servedSecretFingerprint } from '../store/schema.js';
 import { seedDemo } from './seed.js';
 import { exportCsv, exportJson, importRows, TransferError, type TransferOptions } from './transfer.js';
 
@@ -309,16 +309,14 @@ function checkTransferOptions(values: Record<string, string | boolean | undefine
  * yet migrated) has none recorded: anything goes.
  */
 async function checkServedSecret(store: Store, secretKey: Uint8Array): Promise<void> {
-  let served: string | undefined;
+  let served: string | null;
   try {
-    served = (
-      await store.db.selectFrom(META_TABLE).select('value').where('key', '=', 'secret_fingerprint').executeTakeFirst()
-    )?.value as string | undefined;
+    served = await servedSecretFingerprint(store.db);
   } catch (err) {
     if (isUnmigrated(err)) return;
     throw err;
   }
-  if (served !== undefined && served !== new ServerKeys(secretKey).fingerprint) {
+  if (served !== null && served !== new ServerKeys(secretKey).fingerprint) {
     throw new TransferError(
       "the server secret (EDM_SECRET_KEY, else EDM_DATA_DIR's secret-key file) is not the one this database was last served with: the server would refuse the webhook URLs this import signs, and read the connector secrets it seals as none. Use the server's: its EDM_SECRET_KEY, or the EDM_DATA_DIR it generated its secret-key file in; nothing was imported",
     );

@@ -312,28 +312,33 @@ export function isUnmigrated(err: unknown): boolean {
   return code === 'SQLITE_ERROR' && /^(no such (table|column)\b|table \S+ has no column named )/.test(err.message);
 }
 
+/** The meta row holding the fingerprint of the server secret the database was last served with. */
+const SECRET_FINGERPRINT = 'secret_fingerprint';
+
+/** The fingerprint (ServerKeys.fingerprint) of the server secret last served with; null: never served. */
+export async function servedSecretFingerprint(db: DB): Promise<string | null> {
+  const row = await db.selectFrom(META_TABLE).select('value').where('key', '=', SECRET_FINGERPRINT).executeTakeFirst();
+  return (row?.value as string | undefined) ?? null;
+}
+
 /**
  * Records `fingerprint` (ServerKeys.fingerprint) as the server secret this database is served
  * with, and answers the one recorded before it (null: none was). A database another secret served
  * before holds connector secrets sealed, and webhook URLs and cursors signed, under that one.
  */
 export async function recordSecretFingerprint(db: DB, fingerprint: string): Promise<string | null> {
-  const before = await db
-    .selectFrom(META_TABLE)
-    .select('value')
-    .where('key', '=', 'secret_fingerprint')
-    .executeTakeFirst();
-  if (before?.value === fingerprint) return fingerprint;
-  if (before) {
-    await db.updateTable(META_TABLE).set({ value: fingerprint }).where('key', '=', 'secret_fingerprint').execute();
+  const before = await servedSecretFingerprint(db);
+  if (before === fingerprint) return fingerprint;
+  if (before !== null) {
+    await db.updateTable(META_TABLE).set({ value: fingerprint }).where('key', '=', SECRET_FINGERPRINT).execute();
   } else {
     await db
       .insertInto(META_TABLE)
-      .values({ key: 'secret_fingerprint', value: fingerprint })
+      .values({ key: SECRET_FINGERPRINT, value: fingerprint })
       .onConflict((oc) => oc.column('key').doNothing())
       .execute();
   }
-  return before?.value ?? null;
+  return before;
 }
 
 /** The advisory lock key migrators of one PostgreSQL schema share: `(hashtext(MIGRATE_LOCK), hashtext(schema))`. */
