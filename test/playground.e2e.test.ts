@@ -869,14 +869,16 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     await page.keyboard.press('Enter');
     await page.locator('#operation-panel[data-op="update"]').waitFor();
     expect(new URL(page.url()).hash).toBe('#update');
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe('tab-update');
-    expect(await tabInView()).toBe(true);
+    // Focus and scroll follow the render (a frame later): polled, not read at once.
+    const focused = () => page.evaluate(() => document.activeElement?.id);
+    await expect.poll(focused).toBe('tab-update');
+    await expect.poll(tabInView).toBe(true);
     // The operation chosen already: its tab is brought back into view all the same.
     await link.scrollIntoViewIfNeeded();
     expect(await tabInView()).toBe(false);
     await link.click();
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe('tab-update');
-    expect(await tabInView()).toBe(true);
+    await expect.poll(focused).toBe('tab-update');
+    await expect.poll(tabInView).toBe(true);
   });
 
   it('never hides the focused control under the sticky top bar when tabbing backwards', async () => {
