@@ -110,6 +110,36 @@ describe.each(storeKinds)('tenancy on %s', (kind) => {
     expect((await t.call('GET', `${keyResults.basePath}/${own.id}`, { token: app })).body.is_deleted).toBe(true);
   });
 
+  it("says when rows keeping an application's delete from going through are outside its scope, and who can move them", async () => {
+    const [objectives, keyResults] = [byName('Objective'), byName('KeyResult')];
+    const human = await t.token({ tenant: 'held' });
+    const app = await t.token({ tenant: 'held', app: 'app_h', sub: 'app_h' });
+    // A person's objective aligned to the application's: the application cannot see it.
+    const goal = await t.create(objectives, app);
+    const aligned = await t.create(objectives, human, { parent_objective_id: goal.id });
+    const held = await t.call('DELETE', `${objectives.basePath}/${goal.id}`, { token: app });
+    expect([held.status, held.body.code, held.body.dependents]).toEqual([409, 'has_dependents', { objectives: 1 }]);
+    expect(held.body.detail).toContain("1 of them outside this application's scope: a person's token");
+    // A person's key result under it: no cascade of the application's takes it.
+    await t.call('PATCH', `${objectives.basePath}/${aligned.id}`, {
+      token: human,
+      body: { parent_objective_id: null },
+    });
+    await t.create(keyResults, human, { objective_id: goal.id, title: 'theirs', target: 1 });
+    const kept = await t.call('DELETE', `${objectives.basePath}/${goal.id}`, { token: app });
+    expect([kept.status, kept.body.dependents]).toEqual([409, { 'key-results': 1 }]);
+    expect(kept.body.detail).toContain("1 of them outside this application's scope, which its cascade does not delete");
+    expect(kept.body.detail).not.toContain('pass cascade=true');
+    // Its own rows: the advice it can follow.
+    const mine = await t.create(objectives, app);
+    await t.create(objectives, app, { parent_objective_id: mine.id });
+    await t.create(keyResults, app, { objective_id: mine.id, title: 'mine', target: 1 });
+    const own = await t.call('DELETE', `${objectives.basePath}/${mine.id}`, { token: app });
+    expect(own.body.detail).toMatch(/; delete them first or pass cascade=true$/);
+    const ownHeld = await t.call('DELETE', `${objectives.basePath}/${mine.id}?cascade=true`, { token: app });
+    expect(ownHeld.body.detail).toMatch(/; point them elsewhere or delete them first$/);
+  });
+
   it('lets an integration attach key results to objectives people created (tenant-wide references)', async () => {
     const human = await t.token({ tenant: 'refs' });
     const app = await t.token({ tenant: 'refs', app: 'app_sync', sub: 'app_sync' });

@@ -118,6 +118,12 @@ interface Child {
   field: string;
 }
 
+/** Live rows referring to a row, per resource; `outside`: how many of them the caller's application cannot see. */
+type Dependents = { resource: Resource; count: number; outside: number }[];
+
+/** How many dependents lie outside the caller's application (0 for a person's token). */
+const outsideScope = (dependents: Dependents) => dependents.reduce((n, d) => n + d.outside, 0);
+
 /** Server-set values and hook details of an update made on the caller's behalf (a check-in). */
 export interface UpdateExtra {
   internal?: Doc;
@@ -1783,11 +1789,16 @@ export class Engine {
       // Children's roll-ups may have written this row (system writes): delete its current state.
       before = await this.load(db, resource, principal, id, false);
     } else {
-      const dependents = await this.liveDependents(db, this.children.get(resource), before);
+      const dependents = await this.liveDependents(db, this.children.get(resource), before, principal);
       if (dependents.length) {
+        const outside = outsideScope(dependents);
         throw new ApiError(
           'has_dependents',
-          `${resource.name} ${id} has live ${dependents.map((d) => `${d.resource.name} (${d.count})`).join(', ')}; delete them first or pass cascade=true`,
+          `${resource.name} ${id} has live ${dependents.map((d) => `${d.resource.name} (${d.count})`).join(', ')}; ${
+            outside === 0
+              ? 'delete them first or pass cascade=true'
+              : `${outside} of them outside this application's scope, which its cascade does not delete: a person's token or their own application's can`
+          }`,
           { extra: { dependents: Object.fromEntries(dependents.map((d) => [d.resource.path, d.count])) } },
         );
       }
@@ -1808,11 +1819,16 @@ export class Engine {
   ) {
     if (deleted && checkHolders) {
       // Rows that refer to it without belonging to it (FieldSpec.restrict): cascade or not, 409.
-      const holders = await this.liveDependents(db, this.holders.get(resource), before);
+      const holders = await this.liveDependents(db, this.holders.get(resource), before, principal);
       if (holders.length) {
+        const outside = outsideScope(holders);
         throw new ApiError(
           'has_dependents',
-          `${resource.name} ${before.id} is referred to by live ${holders.map((d) => `${d.resource.name} (${d.count})`).join(', ')}; point them elsewhere or delete them first`,
+          `${resource.name} ${before.id} is referred to by live ${holders.map((d) => `${d.resource.name} (${d.count})`).join(', ')}; ${
+            outside === 0
+              ? 'point them elsewhere or delete them first'
+              : `${outside} of them outside this application's scope: a person's token or their own application's can point them elsewhere or delete them`
+          }`,
           { extra: { dependents: Object.fromEntries(holders.map((d) => [d.resource.path, d.count])) } },
         );
       }
@@ -1913,18 +1929,31 @@ export class Engine {
   }
 
   /** How many live rows of each of `referrers` refer to `row`. */
-  private async liveDependents(db: DB, referrers: readonly Child[] | undefined, row: Doc) {
-    const found: { resource: Resource; count: number }[] = [];
+  private async liveDependents(db: DB, referrers: readonly Child[] | undefined, row: Doc, principal?: Principal) {
+    const found: Dependents = [];
     for (const child of referrers ?? []) {
-      const counted = await db
+      const live = db
         .selectFrom(child.resource.table)
         .select((eb) => eb.fn.countAll().as('n'))
         .where('tenant_id', '=', row.tenant_id as string)
         .where(child.field, '=', row.id as string)
-        .where('is_deleted', '=', this.live(child.resource))
-        .executeTakeFirst();
-      const n = Number(counted?.n ?? 0);
-      if (n > 0) found.push({ resource: child.resource, count: n });
+        .where('is_deleted', '=', this.live(child.resource));
+      const n = Number((await live.executeTakeFirst())?.n ?? 0);
+      if (n === 0) continue;
+      // An application's caller cannot see, move or delete the rows of a person or of another
+      // application: how many of them there are, so its answer says who can.
+      const appId = principal?.appId ?? null;
+      const outside =
+        appId === null
+          ? 0
+          : Number(
+              (
+                await live
+                  .where((eb) => eb.or([eb('app_id', 'is', null), eb('app_id', '!=', appId)]))
+                  .executeTakeFirst()
+              )?.n ?? 0,
+            );
+      found.push({ resource: child.resource, count: n, outside });
     }
     return found;
   }
