@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { isoTime, ManualClock } from '../core/clock.js';
 import { ApiError } from '../core/errors.js';
 import { mentionedIds } from '../core/fields.js';
@@ -653,6 +654,11 @@ export async function importRows(
   );
   const createdIds = new Map<ImportRow, string>();
   await engine.transaction(async (db) => {
+    // One transaction writes the whole file: the tables it fills are never analyzed meanwhile,
+    // and a prepared statement's generic plan, chosen after its fifth run on tables still near
+    // empty, stays while they grow (into a new schema: 3,000 key results took minutes, not
+    // seconds). Each statement is planned for the rows there are.
+    if (o.store.kind === 'postgres') await sql`SET LOCAL plan_cache_mode = force_custom_plan`.execute(db);
     for (const [n, event] of played.entries()) {
       const { row } = event;
       const { resource, doc } = row;
