@@ -187,6 +187,15 @@ describe('an error from below the routes, as answered', () => {
     expect([err.status, err.code, err.headers?.['retry-after']]).toEqual([503, 'service_unavailable', '1']);
   });
 
+  // Runs that ran out against other writes (deadlocks, serialization failures) say so: no outage.
+  it.each(['40P01', '40001'])('%s says other writes kept it from completing', async (code) => {
+    const { asApiError } = await import('../src/http/problem.js');
+    const err = asApiError(withCode('could not serialize access', code));
+    expect([err.status, err.headers?.['retry-after']]).toEqual([503, '1']);
+    expect(err.message).toMatch(/^Other writes to the same rows kept this one from completing/);
+    expect(asApiError(withCode('refused', 'ECONNREFUSED')).message).toMatch(/unavailable or busy/);
+  });
+
   // Text PostgreSQL cannot store (U+0000, a character its encoding lacks) is the caller's input: 400.
   it.each(['22021', '22P05'])('%s is 400 validation_failed', async (code) => {
     const { asApiError } = await import('../src/http/problem.js');
