@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCsv } from '../src/cli/transfer.js';
 import { ServerKeys } from '../src/core/secrets.js';
 import { modules } from '../src/modules/index.js';
-import { migrate, recordSecretFingerprint } from '../src/store/schema.js';
+import { migrate, recordSecretFingerprint, servedSecretFingerprint } from '../src/store/schema.js';
 import { freshStore, PG_URL, storeKinds } from './helpers.js';
 
 const run = promisify(execFile);
@@ -668,6 +668,17 @@ describe.each(storeKinds)('edm import: the server secret (%s)', (kind) => {
       const taken = await edm({ EDM_SECRET_KEY: served });
       expect(taken.stderr).toMatch(/imported into tenant acme \(\w+\): 1 Connector/);
       expect(await connectors()).toBe(1);
+      // A database no server has served: the import records its secret, as a server would, so an
+      // import with another one later is refused as above.
+      await fresh.store.db.deleteFrom('edm_meta').where('key', '=', 'secret_fingerprint').execute();
+      const first = await edm({ EDM_SECRET_KEY: 'c'.repeat(32) });
+      expect(first.stderr).toMatch(/imported into tenant acme/);
+      expect(await servedSecretFingerprint(fresh.store.db)).toBe(
+        new ServerKeys(new TextEncoder().encode('c'.repeat(32))).fingerprint,
+      );
+      const later = await edm({ EDM_SECRET_KEY: served });
+      expect(later.code).toBe(1);
+      expect(await connectors()).toBe(2);
     } finally {
       await fresh.store.close();
       await fresh.drop();

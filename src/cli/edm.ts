@@ -18,7 +18,7 @@ import { ServerKeys } from '../core/secrets.js';
 import { buildApp } from '../http/app.js';
 import { modules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
-import { isUnmigrated, migrate, servedSecretFingerprint } from '../store/schema.js';
+import { isUnmigrated, migrate, recordSecretFingerprint, servedSecretFingerprint } from '../store/schema.js';
 import { seedDemo } from './seed.js';
 import { exportCsv, exportJson, importRows, TransferError, type TransferOptions } from './transfer.js';
 
@@ -522,6 +522,11 @@ function importCommand(args: string[]): Promise<number> {
     },
     async ({ prepared, base }) => {
       const counts = await importRows(base, prepared);
+      // Into a database no server has served yet: the secret it signed and sealed with is recorded
+      // as a server's is, so a server (or an import) started later with another one is told.
+      const fingerprint = new ServerKeys(base.secretKey).fingerprint;
+      if ((await servedSecretFingerprint(base.store.db)) === null)
+        await recordSecretFingerprint(base.store.db, fingerprint);
       return `imported into tenant ${base.tenant} (${base.store.kind}): ${listed(counts) || 'nothing'}`;
     },
   );
