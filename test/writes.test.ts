@@ -1,7 +1,9 @@
+import { createHash, createHmac } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiError } from '../src/core/errors.js';
 import type { Doc, Resource } from '../src/core/resource.js';
+import { ServerKeys } from '../src/core/secrets.js';
 import { Idempotency } from '../src/http/idempotency.js';
 import {
   byName,
@@ -11,6 +13,7 @@ import {
   storeKinds,
   type TestApp,
   testApp,
+  testConfig,
   USER_A,
   USER_B,
   whileFailing,
@@ -23,6 +26,8 @@ const cycles = byName('Cycle');
 const objectives = byName('Objective');
 const kr = byName('KeyResult');
 const connectors = byName('Connector');
+/** The key the test app's fingerprints are keyed with (its server secret's). */
+const REQUEST_KEY = new ServerKeys(testConfig().secretKey).requestKey;
 
 describe.each(storeKinds)('writes on %s', (kind) => {
   let t: TestApp;
@@ -502,8 +507,8 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect(first.status).toBe(201);
       // As the earlier build stored it.
       const principal = { sub: USER_A, tenantId: 'acme', appId: null, scopes: null };
-      const idem = new Idempotency(t.store, t.clock, 0);
-      const earlier = idem.earlierFingerprint('POST', cycles.basePath, principal, body) as string;
+      const idem = new Idempotency(t.store, t.clock, REQUEST_KEY, 0);
+      const earlier = idem.earlierFingerprints('POST', cycles.basePath, principal, body)[1] as string;
       expect(earlier).not.toBe(idem.fingerprint('POST', cycles.basePath, principal, body));
       await t.store.db
         .updateTable('edm_idempotency_keys')
@@ -516,6 +521,42 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       const other = await t.call('POST', cycles.basePath, {
         body: { ...body, source: 'erp' },
         headers: key('earlier'),
+      });
+      expect([other.status, other.body.code]).toEqual([422, 'idempotency_key_reused']);
+    });
+
+    // The body a fingerprint hashes may hold a write-only secret (a connector's): kept 24 h beside
+    // its key, a plain SHA-256 of a body otherwise known to the tenant lets whoever holds the
+    // database, or a backup of it, guess the secret offline.
+    it('keeps a fingerprint keyed by the server secret, not a plain hash of a body with a secret', async () => {
+      const secret = 'postgres://report:summer2026@127.0.0.1:9/sales';
+      const body = { name: 'sealed', kind: 'postgres', config: { query: 'select 1' }, secret };
+      const first = await t.call('POST', connectors.basePath, { body, headers: key('secret-fp') });
+      expect(first.status).toBe(201);
+      const stored = async () =>
+        (
+          await t.store.db
+            .selectFrom('edm_idempotency_keys')
+            .select('fingerprint')
+            .where('key', '=', `${kind}-secret-fp`)
+            .executeTakeFirstOrThrow()
+        ).fingerprint as string;
+      const sorted = { config: body.config, kind: body.kind, name: body.name, secret };
+      const text = `POST ${connectors.basePath}\n${USER_A}\n${JSON.stringify(sorted)}`;
+      const plain = createHash('sha256').update(text).digest('base64url');
+      expect(await stored()).not.toBe(plain);
+      expect(await stored()).toBe(createHmac('sha256', REQUEST_KEY).update(text).digest('base64url'));
+      // A key a build before stored, under the plain hash, still replays its request within its 24 h.
+      await t.store.db
+        .updateTable('edm_idempotency_keys')
+        .set({ fingerprint: plain })
+        .where('key', '=', `${kind}-secret-fp`)
+        .execute();
+      const again = await t.call('POST', connectors.basePath, { body, headers: key('secret-fp') });
+      expect([again.status, again.headers['idempotent-replayed'], again.raw]).toEqual([201, 'true', first.raw]);
+      const other = await t.call('POST', connectors.basePath, {
+        body: { ...body, secret: 'postgres://report:winter2026@127.0.0.1:9/sales' },
+        headers: key('secret-fp'),
       });
       expect([other.status, other.body.code]).toEqual([422, 'idempotency_key_reused']);
     });
@@ -603,7 +644,7 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       });
       expect([unswept.status, unswept.headers['idempotent-replayed']]).toEqual([201, undefined]);
       t.clock.advance(3600 * 1000);
-      const removed = await new Idempotency(t.store, t.clock).sweep();
+      const removed = await new Idempotency(t.store, t.clock, REQUEST_KEY).sweep();
       expect(removed).toBeGreaterThanOrEqual(1);
       const fresh = await t.call('POST', cycles.basePath, { body, headers: key('expiry') });
       expect(fresh.status).toBe(201);
@@ -613,7 +654,7 @@ describe.each(storeKinds)('writes on %s', (kind) => {
     /** A key claimed directly (as a write does before its work), for tenant `<name>-<kind>`. */
     const claimed = async (name: string) => {
       const principal = { sub: 'usr-1', tenantId: `${name}-${kind}`, appId: null, scopes: null };
-      const claims = new Idempotency(t.store, t.clock);
+      const claims = new Idempotency(t.store, t.clock, REQUEST_KEY);
       const fp = claims.fingerprint('POST', '/x', principal, {});
       const got = await claims.claim(principal, 'k', fp);
       if (!('claim' in got)) throw new Error('expected a claim');
@@ -629,7 +670,7 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       "answers a retry of %s whose claim was orphaned 409 with the lease's seconds, then runs it",
       async (_n, outside, extraMs) => {
         const principal = { sub: 'usr-1', tenantId: `orphan-${extraMs}-${kind}`, appId: null, scopes: null };
-        const claims = new Idempotency(t.store, t.clock, 10_000);
+        const claims = new Idempotency(t.store, t.clock, REQUEST_KEY, 10_000);
         const fp = claims.fingerprint('POST', '/x', principal, {});
         const start = t.clock.now();
         expect(await claims.claim(principal, 'k', fp, undefined, outside)).toHaveProperty('claim');
@@ -681,7 +722,7 @@ describe.each(storeKinds)('writes on %s', (kind) => {
     it('answers a 5xx without waiting past releaseWithin for a release the database does not take', async () => {
       const principal = { sub: 'usr-1', tenantId: `stalled-${kind}`, appId: null, scopes: null };
       let stall = false;
-      const claims = new Idempotency(t.store, t.clock, 0, (fn) =>
+      const claims = new Idempotency(t.store, t.clock, REQUEST_KEY, 0, (fn) =>
         stall ? new Promise<never>(() => {}) : fn(t.store.db),
       );
       const fp = claims.fingerprint('POST', '/x', principal, {});

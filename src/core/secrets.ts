@@ -5,12 +5,19 @@ const SEALED = 'sealed:v1:';
 /**
  * The keys `EDM_SECRET_KEY` derives by HKDF besides the list cursors' (PRODUCT.md §1): one
  * seals write-only secrets at rest (AES-256-GCM, a fresh nonce each time), one signs webhook
- * URLs (HMAC-SHA-256). Every process of a deployment shares the server secret, so each opens
- * and checks what another wrote.
+ * URLs (HMAC-SHA-256), one keys the fingerprints of requests under an Idempotency-Key
+ * (HMAC-SHA-256). Every process of a deployment shares the server secret, so each opens and
+ * checks what another wrote.
  */
 export class ServerKeys {
   private readonly sealKey: Buffer;
   private readonly signKey: Buffer;
+  /**
+   * Keys a request's fingerprint, which is kept 24 h beside its Idempotency-Key: the body it
+   * hashes may hold a write-only secret (a connector's), which a plain hash would let anyone
+   * holding the database, or a backup of it, guess offline.
+   */
+  readonly requestKey: Buffer;
   /**
    * A one-way fingerprint of the server secret, stored with the data: a process started with
    * another secret (generated under another data dir, or changed) can tell. It reveals nothing
@@ -21,6 +28,7 @@ export class ServerKeys {
   constructor(secretKey: Uint8Array) {
     this.sealKey = Buffer.from(hkdfSync('sha256', secretKey, 'edm', 'edm sealed field v1', 32));
     this.signKey = Buffer.from(hkdfSync('sha256', secretKey, 'edm', 'edm webhook signature v1', 32));
+    this.requestKey = Buffer.from(hkdfSync('sha256', secretKey, 'edm', 'edm request fingerprint v1', 32));
     this.fingerprint = Buffer.from(hkdfSync('sha256', secretKey, 'edm', 'edm secret fingerprint v1', 16)).toString(
       'base64url',
     );

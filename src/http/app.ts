@@ -174,6 +174,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const idempotency = new Idempotency(
     store,
     clock,
+    keys.requestKey,
     config.connectorTimeoutMs ?? 10_000,
     store.kind === 'sqlite' ? (fn) => engine.transaction(fn) : undefined,
   );

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
 import { isoTime } from '../core/clock.js';
 import { ApiError } from '../core/errors.js';
@@ -32,17 +32,29 @@ interface Claim {
   scope: string;
   key: string;
   fingerprint: string;
-  /** The fingerprint builds before members were sorted gave the request, if another (see claim). */
-  earlier?: (() => string | null) | undefined;
+  /** The fingerprints earlier builds gave the request (see Idempotency.earlierFingerprints). */
+  earlier?: (() => string[]) | undefined;
   /** Claim time, so only this claim's own row is completed or released. */
   claimedAt: string;
   /** How long the claim holds before another request may take it over (see Idempotency.claim). */
   leaseMs: number;
 }
 
-/** A request's fingerprint from its body's text: method, path, caller and body, hashed. */
-function requestHash(method: string, url: string, principal: Principal, text: string): string {
-  return createHash('sha256').update(`${method} ${url}\n${principal.sub}\n${text}`).digest('base64url');
+/** What a request's fingerprint hashes: method, path, caller and body's text. */
+function requestText(method: string, url: string, principal: Principal, text: string): string {
+  return `${method} ${url}\n${principal.sub}\n${text}`;
+}
+
+/**
+ * The text of a request's body a fingerprint hashes. A body that is not JSON by its text, marked
+ * so no JSON body's text is the same (JSON never starts with NUL). A JSON body by its members,
+ * not their order: a retry that serialized the same object again (another client library, a
+ * queue) is the same request.
+ */
+function bodyText(body: unknown): string {
+  if (body === undefined) return '';
+  if (body instanceof MalformedBody) return `\u0000${body.text}`;
+  return JSON.stringify(sortedMembers(body));
 }
 
 /** A JSON value with every object's members in one order (by name), arrays as they are. */
@@ -74,6 +86,8 @@ export class Idempotency {
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
+    /** The HMAC key of fingerprints (ServerKeys.requestKey): the body may hold a secret. */
+    private readonly key: Uint8Array,
     private readonly outsideMs = 0,
     transaction?: <T>(fn: (db: DB) => Promise<T>) => Promise<T>,
   ) {
@@ -93,30 +107,31 @@ export class Idempotency {
     return header;
   }
 
+  /** A request's fingerprint: an HMAC of its method, path, caller and body (bodyText). */
   fingerprint(method: string, url: string, principal: Principal, body: unknown): string {
-    // A body that is not JSON by its text, marked so no JSON body's text is the same (JSON never
-    // starts with NUL). A JSON body by its members, not their order: a retry that serialized the
-    // same object again (another client library, a queue) is the same request.
-    const text =
-      body === undefined
-        ? ''
-        : body instanceof MalformedBody
-          ? `\u0000${body.text}`
-          : JSON.stringify(sortedMembers(body));
-    return requestHash(method, url, principal, text);
+    return createHmac('sha256', this.key)
+      .update(requestText(method, url, principal, bodyText(body)))
+      .digest('base64url');
   }
 
   /**
-   * The fingerprint builds before 83ac4a2 gave a JSON body: its members in the order they came.
-   * Null where that is the sorted order (the fingerprint is the same). A key such a build stored
-   * is kept 24 h: a retry of its request across an upgrade (a rolling deploy, the SDK's retry of
-   * a 503 while servers restart) is replayed, not refused as another request (422).
+   * The fingerprints earlier builds gave the request, which a key they stored is kept with for
+   * 24 h: a retry of its request across an upgrade (a rolling deploy, the SDK's retry of a 503
+   * while servers restart) is replayed, not refused as another request (422). Builds before
+   * 83ac4a2 hashed a JSON body's members in the order they came, and builds before the keyed
+   * fingerprint hashed with plain SHA-256.
    */
-  earlierFingerprint(method: string, url: string, principal: Principal, body: unknown): string | null {
-    if (body === undefined || body instanceof MalformedBody) return null;
+  earlierFingerprints(method: string, url: string, principal: Principal, body: unknown): string[] {
+    const sha256 = (text: string) =>
+      createHash('sha256')
+        .update(requestText(method, url, principal, text))
+        .digest('base64url');
+    const sorted = bodyText(body);
+    const out = [sha256(sorted)];
+    if (body === undefined || body instanceof MalformedBody) return out;
     const asSent = JSON.stringify(body);
-    if (asSent === JSON.stringify(sortedMembers(body))) return null;
-    return requestHash(method, url, principal, asSent);
+    if (asSent !== sorted) out.push(sha256(asSent));
+    return out;
   }
 
   /**
@@ -128,7 +143,7 @@ export class Idempotency {
     principal: Principal,
     key: string,
     fingerprint: string,
-    earlier?: () => string | null,
+    earlier?: () => string[],
     outside = false,
   ): Promise<{ claim: Claim } | { replay: StoredResponse }> {
     const now = this.clock.now();
@@ -197,7 +212,7 @@ export class Idempotency {
         if (Number(taken.numUpdatedRows) === 1) return { claim };
         continue; // another request took it over first
       }
-      if (row.fingerprint !== fingerprint && row.fingerprint !== claim.earlier?.()) {
+      if (row.fingerprint !== fingerprint && !claim.earlier?.().includes(row.fingerprint as string)) {
         throw new ApiError(
           'idempotency_key_reused',
           'This Idempotency-Key was used with a different request (method, path, caller or body)',

@@ -207,7 +207,7 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
       principal,
       key,
       fp,
-      () => idempotency.earlierFingerprint(request.method, request.url, principal, body),
+      () => idempotency.earlierFingerprints(request.method, request.url, principal, body),
       prepare !== undefined,
     );
     if ('replay' in claimed)
