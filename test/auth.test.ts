@@ -14,6 +14,7 @@ import { ManualClock } from '../src/core/clock.js';
 import { byName, storeKinds, T0, type TestApp, testApp, USER_A } from './helpers.js';
 
 const cycles = byName('Cycle');
+const objectives = byName('Objective');
 
 describe.each(storeKinds)('auth on %s', (kind) => {
   let t: TestApp;
@@ -64,6 +65,7 @@ describe.each(storeKinds)('auth on %s', (kind) => {
     ['a tenant_id of 2,800 characters', () => sign({ tenant_id: 't'.repeat(2800) }), 'invalid_token'],
     ['an app_id of 257 characters', () => sign({ app_id: 'a'.repeat(257) }), 'invalid_token'],
     ['a sub of 257 characters', () => sign({ sub: 's'.repeat(257) }), 'invalid_token'],
+    ['a sub of 257 emoji', () => sign({ sub: '😀'.repeat(257) }), 'invalid_token'],
     // A claim that is there but names nothing: not taken as absent (a scope of none is no
     // person's full access; an app named '' is no application).
     ['an empty sub', () => sign({ sub: '' }), 'invalid_token'],
@@ -86,6 +88,30 @@ describe.each(storeKinds)('auth on %s', (kind) => {
       headers: { 'idempotency-key': 'long-claims' },
     });
     expect(res.status, res.raw).toBe(201);
+  });
+
+  // Characters, as every limit counts them: 256 emoji are 512 UTF-16 units and 1,024 bytes.
+  it('accepts claims of up to 256 characters outside the BMP, and writes with them', async () => {
+    const token = await sign({ tenant_id: '🏢'.repeat(256), app_id: '🧩'.repeat(256), sub: '🙂'.repeat(256) });
+    const created = await t.call('POST', cycles.basePath, {
+      token,
+      body: { name: 'Wide', start_date: '2026-01-01', end_date: '2026-03-31' },
+      headers: { 'idempotency-key': 'k'.repeat(255) },
+    });
+    expect(created.status, created.raw).toBe(201);
+    const o = await t.call('POST', objectives.basePath, {
+      token,
+      body: { title: 'Wide', cycle_id: created.body.id, owner_id: USER_A, tags: ['🙂'.repeat(64)] },
+    });
+    expect(o.status, o.raw).toBe(201);
+    const list = await t.call(
+      'GET',
+      `${objectives.basePath}?sort=-updated_at&tag=${encodeURIComponent('🙂'.repeat(64))}`,
+      {
+        token,
+      },
+    );
+    expect([list.status, (list.body.data as { id: string }[]).map((d) => d.id)]).toEqual([200, [o.body.id]]);
   });
 
   it('accepts a valid token, and unknown /api/v1 routes still need one', async () => {

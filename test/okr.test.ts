@@ -171,6 +171,9 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       ['U+0000 in a tag', { tags: ['ok', 'a\u0000'] }, '/tags/1'],
       ['a lone surrogate in a tag', { tags: ['x\udc00'] }, '/tags/0'],
       ['a lone surrogate in a unit', { unit: 'half \ud83c of an emoji' }, '/unit'],
+      // Longer than the limit in UTF-16 units only (limits count characters): still checked.
+      ['a lone surrogate after 199 emoji in a title', { title: `${'😀'.repeat(199)}\ud83d` }, '/title'],
+      ['U+0000 after 63 emoji in a tag', { tags: [`${'😀'.repeat(63)}\u0000`] }, '/tags/0'],
     ])(
       'refuses text neither store can hold (%s) naming the field, before the references are checked',
       async (_n, body, path) => {
@@ -264,6 +267,9 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       // Below it, the objective's weighted sums underflow (33.33 rolled up as 33).
       ['a weight below 0.000001', { target: 1, weight: 5e-324 }, '/weight'],
       ['a blank tag', { target: 1, tags: ['growth', ' \u200b'] }, '/tags/1'],
+      ['a tag of Hangul fillers (shows nothing)', { target: 1, tags: ['\u3164\u3164'] }, '/tags/0'],
+      // Longer than 64 in UTF-16 units, not in characters (33 invisible tag characters): blank.
+      ['a blank tag past 64 UTF-16 units', { target: 1, tags: ['\u{e0020}'.repeat(33)] }, '/tags/0'],
       ['a connector source without a connector', { target: 1, data_source: 'connector' }, '/connector_id'],
       ['a query on a manual key result', { target: 1, query: 'kr("x")' }, '/query'],
       ['an unknown metric type', { target: 1, metric_type: 'vibes' }, '/metric_type'],

@@ -15,7 +15,7 @@ import type { Clock } from './clock.js';
 import { maskedUrl } from './config.js';
 import { ApiError } from './errors.js';
 import type { Principal } from './resource.js';
-import { isStorableText } from './validation.js';
+import { isStorableText, longerThan } from './validation.js';
 
 export interface VerifierOptions {
   /** HS256 secret; absent when only public keys verify tokens. */
@@ -81,7 +81,7 @@ export const MAX_CLAIM_LENGTH = 256;
  */
 export function claimProblem(value: string): string | null {
   if (!isStorableText(value)) return 'must be text without U+0000 or a lone surrogate';
-  if (value.length > MAX_CLAIM_LENGTH) return `is longer than ${MAX_CLAIM_LENGTH} characters`;
+  if (longerThan(value, MAX_CLAIM_LENGTH)) return `is longer than ${MAX_CLAIM_LENGTH} characters`;
   return null;
 }
 

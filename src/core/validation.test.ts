@@ -67,16 +67,25 @@ describe('checkField: text that must not be empty shows a character', () => {
   const note = text({ notes: 'A note.', maxLength: 200 });
   const tags = stringList({ notes: 'Tags.', maxItems: 32, itemMinLength: 1, itemMaxLength: 64 });
 
-  it.each([' ', '\t\r\n', '\u00a0\u2003\u3000', '\u200b\ufeff', '\u0001\u001f\u007f'])(
-    'refuses %j as a title, naming it (blank)',
-    (value) => {
-      expect(checkField('title', title, value)).toEqual([
-        { path: '/title', code: 'blank', message: 'title: must show a character, not only spaces or invisible ones' },
-      ]);
-    },
-  );
+  it.each([
+    ' ',
+    '\t\r\n',
+    '\u00a0\u2003\u3000',
+    '\u200b\ufeff',
+    '\u0001\u001f\u007f',
+    // Shown as nothing, though not format characters: Hangul fillers, a variation selector, U+034F.
+    '\u3164',
+    '\uffa0\u115f\u1160',
+    '\ufe0f\u034f\u17b4',
+    // Over the limit in UTF-16 units only (limits count characters).
+    '\u{e0020}'.repeat(101),
+  ])('refuses %j as a title, naming it (blank)', (value) => {
+    expect(checkField('title', title, value)).toEqual([
+      { path: '/title', code: 'blank', message: 'title: must show a character, not only spaces or invisible ones' },
+    ]);
+  });
 
-  it.each(['x', '  a  ', '🙂', '\u200bx', '·'])('takes %j as a title', (value) => {
+  it.each(['x', '  a  ', '🙂', '\u200bx', '·', '❤\ufe0f', '\u3164x'])('takes %j as a title', (value) => {
     expect(checkField('title', title, value)).toEqual([]);
   });
 

@@ -88,6 +88,14 @@ function longOnlyInCodeUnits(e: ValueError): boolean {
   return e.type === ValueErrorType.StringMaxLength && typeof e.value === 'string' && [...e.value].length <= (max ?? 0);
 }
 
+/** Whether text holds more than `max` characters (code points, as every limit counts them). */
+export function longerThan(text: string, max: number): boolean {
+  if (text.length <= max) return false;
+  let count = 0;
+  for (const _ of text) if (++count > max) return true;
+  return false;
+}
+
 /**
  * Text both stores hold as it is: no U+0000 (PostgreSQL refuses it) and no lone UTF-16
  * surrogate (PostgreSQL's driver would send U+FFFD in its place; SQLite keeps it).
@@ -149,8 +157,11 @@ function numberBounds(schema: unknown): string {
   return `from ${minimum ?? -NUMBER_LIMIT} to ${maximum ?? NUMBER_LIMIT}`;
 }
 
-/** A character a person can see: not white space, a control or a format character (U+200B, U+FEFF). */
-const VISIBLE = /[^\p{White_Space}\p{Cc}\p{Cf}]/u;
+/**
+ * A character a person can see: not white space, a control or a format character (U+200B,
+ * U+FEFF), nor another one Unicode says a font may show as nothing (U+3164 HANGUL FILLER, U+FE0F).
+ */
+const VISIBLE = /[^\p{White_Space}\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]/u;
 
 /**
  * The JSON Pointer of a text that must not be empty (minLength 1: a title, a name, a tag) but
@@ -169,6 +180,22 @@ function blankText(schema: unknown, value: unknown, path: string): string | null
 }
 
 /**
+ * The problem with a value its field's schema takes: text that cannot be stored (U+0000, a lone
+ * surrogate), or that must not be empty and shows nothing (not for a row restored as it was).
+ */
+function textProblems(name: string, field: AnyField, value: unknown, restoring: boolean): FieldError[] {
+  const bad = unstorableText(value, `/${name}`);
+  if (bad !== null) {
+    const message = `${bad.slice(1)}: text must be valid Unicode without the NUL character (U+0000) or a lone surrogate`;
+    return [{ path: bad, code: 'invalid_text', message }];
+  }
+  const blank = restoring ? null : blankText(field.schema, value, `/${name}`);
+  if (blank === null) return [];
+  const message = `${blank.slice(1)}: must show a character, not only spaces or invisible ones`;
+  return [{ path: blank, code: 'blank', message }];
+}
+
+/**
  * Checks one value against a field; answers field errors with JSON Pointer paths. `restoring`:
  * a row another build wrote (HookContext.restoring) may hold blank text.
  */
@@ -177,17 +204,7 @@ export function checkField(name: string, field: AnyField, value: unknown, restor
     return field.required ? [{ path: `/${name}`, code: 'required', message: `${name} must not be null` }] : [];
   }
   const c = checker(field.schema);
-  if (c.Check(value)) {
-    const bad = unstorableText(value, `/${name}`);
-    if (bad !== null) {
-      const message = `${bad.slice(1)}: text must be valid Unicode without the NUL character (U+0000) or a lone surrogate`;
-      return [{ path: bad, code: 'invalid_text', message }];
-    }
-    const blank = restoring ? null : blankText(field.schema, value, `/${name}`);
-    if (blank === null) return [];
-    const message = `${blank.slice(1)}: must show a character, not only spaces or invisible ones`;
-    return [{ path: blank, code: 'blank', message }];
-  }
+  if (c.Check(value)) return textProblems(name, field, value, restoring);
   // The first error that counts, read lazily: a body of 500,000 items has as many errors, and
   // building them all cost a third of a second of the event loop for one 400.
   let errors = 0;
@@ -200,7 +217,9 @@ export function checkField(name: string, field: AnyField, value: unknown, restor
     }
   }
   if (errors === 0) return [{ path: `/${name}`, code: 'invalid', message: `${name} is invalid` }];
-  if (!first) return [];
+  // Long only in UTF-16 units (limits count characters): valid by its schema, so its text is
+  // checked as a valid value's is (a title of 101 emoji with a lone surrogate).
+  if (!first) return textProblems(name, field, value, restoring);
   const path = `/${name}${first.path}`;
   if (field.enum && first.path === '') {
     // The values a client may send: not those only the platform writes (`source_type: system`).

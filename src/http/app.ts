@@ -10,7 +10,13 @@ import { requestIds } from '../core/ids.js';
 import { CursorCodec } from '../core/list-query.js';
 import { isIdOf, type ModuleDef, type Principal, parseSignature, signedMessage } from '../core/resource.js';
 import { ServerKeys } from '../core/secrets.js';
-import { bodyShapeProblem, isStorableText, MalformedBody, prototypeMemberPath } from '../core/validation.js';
+import {
+  bodyShapeProblem,
+  isStorableText,
+  longerThan,
+  MalformedBody,
+  prototypeMemberPath,
+} from '../core/validation.js';
 import { modules as allModules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
 import { Engine } from '../store/engine.js';
@@ -530,7 +536,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       // no other tenant, id and generation sign the same message.
       const named =
         typeof tenantId === 'string' &&
-        tenantId.length <= MAX_CLAIM_LENGTH &&
+        !longerThan(tenantId, MAX_CLAIM_LENGTH) &&
         isStorableText(tenantId) &&
         isIdOf(resource, id);
       const refused = () =>
