@@ -5,7 +5,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchJson, isRefusedAddress, OutboundError, resolveAllowed } from '../src/core/outbound.js';
 import type { Doc } from '../src/core/resource.js';
 import { buildApp } from '../src/http/app.js';
-import { asMetric, atPointer, readConnector, withoutSecret } from '../src/modules/okr/connector-read.js';
+import {
+  asMetric,
+  atPointer,
+  readConnector,
+  requestHeaders,
+  withoutSecret,
+} from '../src/modules/okr/connector-read.js';
 import { connectorSyncJob, connectors } from '../src/modules/okr/connectors.js';
 import { keyResults as kr } from '../src/modules/okr/key-results.js';
 import {
@@ -27,11 +33,14 @@ function metricsServer() {
     body: '{"data":{"value":42}}' as string,
     headers: {} as Record<string, string>,
     requests: [] as { url: string; authorization: string | undefined }[],
+    /** Every request's headers, as they arrived. */
+    seen: [] as Record<string, string | string[] | undefined>[],
     /** Requests that arrive while it is set answer only once it resolves (a slow feed); set back to null after use. */
     hold: null as Promise<void> | null,
   };
   const server: Server = createServer(async (req, res) => {
     state.requests.push({ url: req.url ?? '', authorization: req.headers.authorization });
+    state.seen.push(req.headers);
     // The answer as of the request's arrival, sent when the hold lets it.
     const { status, headers, body } = state;
     if (state.hold) await state.hold;
@@ -387,6 +396,24 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       { headers: Object.fromEntries(Array.from({ length: 51 }, (_, i) => [`x-h${i}`, 'v'])) },
       '/config/headers',
     ],
+    // A credential in config would show to every reader of the connector, okr:read tokens too.
+    [
+      'an Authorization header',
+      { headers: { Authorization: 'Basic cmVwb3J0OnN1bW1lcg==' } },
+      '/config/headers/Authorization',
+    ],
+    ['an API key header', { headers: { 'X-Api-Key': 'sk_live_abc123' } }, '/config/headers/X-Api-Key'],
+    ['a token header', { headers: { 'Private-Token': 'glpat-1' } }, '/config/headers/Private-Token'],
+    ['a Cookie header', { headers: { cookie: 'session=1' } }, '/config/headers/cookie'],
+    ['an auth the platform does not know', { auth: 'digest' }, '/config/auth'],
+    ['auth "header" without the header', { auth: 'header' }, '/config/secret_header'],
+    ['a secret header with auth "bearer"', { secret_header: 'X-Feed-Key' }, '/config/secret_header'],
+    ['a secret header that is reserved', { auth: 'header', secret_header: 'Host' }, '/config/secret_header'],
+    [
+      'a secret header config.headers sends too',
+      { auth: 'header', secret_header: 'X-Feed', headers: { 'x-feed': '1' } },
+      '/config/secret_header',
+    ],
   ])('refuses %s (Node would not send it, or the schema bounds it), naming it', async (_n, extra, path) => {
     const res = await call('POST', connectors.basePath, {
       name: 'bad header',
@@ -401,6 +428,85 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       secret: 'tok\r\nX-Evil: 1',
     });
     expect([secret.status, (secret.body.errors as { path: string }[])?.[0]?.path]).toEqual([400, '/secret']);
+  });
+
+  it('names the credential a header of config carries, and where it goes instead', async () => {
+    const res = await call('POST', connectors.basePath, {
+      name: 'keyed',
+      kind: 'http_json',
+      config: { url: `${base}/metrics`, headers: { 'X-Api-Key': 'sk_live_abc123', Accept: 'application/json' } },
+    });
+    expect([res.status, res.body.errors]).toEqual([
+      400,
+      [
+        {
+          path: '/config/headers/X-Api-Key',
+          code: 'credential_in_config',
+          message:
+            '"X-Api-Key" carries a credential, and every reader of the connector sees config: send its value as the secret, with config.auth "header" and config.secret_header "X-Api-Key"',
+        },
+      ],
+    ]);
+    const basic = await call('POST', connectors.basePath, {
+      name: 'basic',
+      kind: 'http_json',
+      config: { url: `${base}/metrics`, auth: 'basic' },
+      secret: 'no-colon',
+    });
+    expect([basic.status, basic.body.errors]).toEqual([
+      400,
+      [{ path: '/secret', code: 'invalid_format', message: 'with config.auth "basic" the secret is user:password' }],
+    ]);
+    const auth = await call('POST', connectors.basePath, {
+      name: 'digest',
+      kind: 'http_json',
+      config: { url: `${base}/metrics`, auth: 'digest' },
+    });
+    expect([auth.status, auth.body.errors]).toEqual([
+      400,
+      [{ path: '/config/auth', code: 'invalid_enum', message: 'config/auth must be one of: bearer, basic, header' }],
+    ]);
+    // Settings of http_json only.
+    const pg = await call('POST', connectors.basePath, {
+      name: 'warehouse',
+      kind: 'postgres',
+      config: { query: 'select 1', auth: 'basic' },
+    });
+    expect([pg.status, (pg.body.errors as { path: string; code: string }[])?.[0]]).toMatchObject([
+      400,
+      { path: '/config/auth', code: 'not_allowed' },
+    ]);
+  });
+
+  it.each<[string, Doc, string, Record<string, string>]>([
+    ['bearer, the default', {}, 'tok-123', { authorization: 'Bearer tok-123' }],
+    [
+      'basic',
+      { auth: 'basic' },
+      'report:sümmer:2026',
+      { authorization: `Basic ${Buffer.from('report:sümmer:2026').toString('base64')}` },
+    ],
+    ['header', { auth: 'header', secret_header: 'X-Api-Key' }, 'sk_live_abc123', { 'x-api-key': 'sk_live_abc123' }],
+    [
+      'header Authorization, as it is',
+      { auth: 'header', secret_header: 'Authorization' },
+      'Token abc',
+      { authorization: 'Token abc' },
+    ],
+  ])('sends the secret as config.auth says (%s), and shows it to no reader', async (_n, settings, secret, sent) => {
+    api.state.body = '{"data":{"value":5}}';
+    const c = await connector({ config: { url: `${base}/metrics`, pointer: '/data/value', ...settings }, secret });
+    api.state.seen.length = 0;
+    expect((await sync(c.id as string)).body).toMatchObject({ last_sync_status: 'ok', last_value: 5 });
+    expect(api.state.seen).toHaveLength(1);
+    expect(api.state.seen[0]).toMatchObject(sent);
+    // The secret goes in that header alone.
+    if (!('authorization' in sent)) expect(api.state.seen[0]?.authorization).toBeUndefined();
+    const readOnly = await t.token({ scope: 'okr:read' });
+    const read = await t.call('GET', `${connectors.basePath}/${c.id}`, { token: readOnly });
+    expect(read.status).toBe(200);
+    expect(read.raw).not.toContain(secret);
+    expect(read.body.config).toEqual({ url: `${base}/metrics`, pointer: '/data/value', ...settings });
   });
 
   it('refuses a postgres secret whose %-escapes do not decode, and reads one stored so as a failed read', async () => {
@@ -1332,5 +1438,32 @@ describe.each(storeKinds)('a connector written on %s, with the jobs on their tim
     expect((await call('POST', `${connectors.basePath}/${id}/restore`)).status).toBe(200);
     await once(id, (c) => c.last_sync_at !== deleted.body.last_sync_at);
     expect(api.state.requests.length).toBe(reads + 1);
+  });
+});
+
+describe('requestHeaders', () => {
+  // A row stored before config refused credentials may send its own Authorization: the secret's wins, once.
+  it.each<[string, Record<string, unknown>, string | null, Record<string, string>]>([
+    [
+      'no secret',
+      { headers: { Authorization: 'Bearer old', Accept: 'a' } },
+      null,
+      { Authorization: 'Bearer old', Accept: 'a' },
+    ],
+    [
+      'a bearer secret over a stored Authorization',
+      { headers: { Authorization: 'Bearer old' } },
+      's',
+      { authorization: 'Bearer s' },
+    ],
+    [
+      'a header secret over a stored one of another case',
+      { auth: 'header', secret_header: 'X-Api-Key', headers: { 'x-api-key': 'old', Accept: 'a' } },
+      's',
+      { Accept: 'a', 'X-Api-Key': 's' },
+    ],
+    ['basic', { auth: 'basic' }, 'u:p', { authorization: `Basic ${Buffer.from('u:p').toString('base64')}` }],
+  ])('%s', (_n, config, secret, expected) => {
+    expect(requestHeaders(config, secret)).toEqual(expected);
   });
 });

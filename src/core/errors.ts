@@ -238,6 +238,8 @@ export const fieldErrorRegistry = {
   invalid_url: 'A URL is none the field takes: not http(s), not parseable, or holding a user or password.',
   invalid_pointer: 'A JSON Pointer (`config.pointer`) is none (RFC 6901).',
   invalid_header: 'A request header is malformed or repeated (named by its header name).',
+  credential_in_config:
+    "A header of a connector's `config.headers` carries a credential (`Authorization`, `Cookie`, a name with key, token, secret, password or auth in it), which every reader of the connector would see: its value goes in the write-only `secret`, sent as `config.auth` says.",
   invalid_parameter: "A query parameter's value is none the parameter takes (named by the parameter).",
   unknown_parameter: 'A query parameter the operation does not take.',
   invalid_cursor: 'A list cursor was altered, or made for another list (its filters, sort, caller or resource).',

@@ -253,6 +253,12 @@ export function checkField(name: string, field: AnyField, value: unknown, restor
     const message = `${JSON.stringify(member)} is not a member of ${parent}`;
     return [{ path, code: 'unknown_field', message }];
   }
+  // A member that takes one of a few words (a connector's `config.auth`): which ones.
+  const words = (first.schema as { anyOf?: { const?: unknown }[] }).anyOf;
+  if (first.type === ValueErrorType.Union && words?.every((w) => typeof w.const === 'string')) {
+    const message = `${name}${first.path} must be one of: ${words.map((w) => w.const).join(', ')}`;
+    return [{ path, code: 'invalid_enum', message }];
+  }
   if (field.pattern && first.type === ValueErrorType.StringPattern && first.path === '') {
     return [{ path, code: 'invalid_format', message: `${name} must match ${field.pattern}` }];
   }

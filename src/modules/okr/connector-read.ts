@@ -11,7 +11,28 @@ export interface ConnectorConfig {
   url?: string;
   pointer?: string;
   headers?: Record<string, string>;
+  auth?: 'bearer' | 'basic' | 'header';
+  secret_header?: string;
   query?: string;
+}
+
+/**
+ * The headers of an http_json read: config's, and the secret as config.auth says. The secret's
+ * header replaces one of config's by the same name (a row stored before config refused them).
+ */
+export function requestHeaders(config: ConnectorConfig, secret: string | null): Record<string, string> {
+  const headers = { ...(config.headers ?? {}) };
+  if (secret === null) return headers;
+  const auth = config.auth ?? 'bearer';
+  const name = auth === 'header' ? (config.secret_header as string) : 'authorization';
+  for (const key of Object.keys(headers)) if (key.toLowerCase() === name.toLowerCase()) delete headers[key];
+  headers[name] =
+    auth === 'basic'
+      ? `Basic ${Buffer.from(secret).toString('base64')}`
+      : auth === 'header'
+        ? secret
+        : `Bearer ${secret}`;
+  return headers;
 }
 
 /** The member of `doc` a JSON Pointer (RFC 6901) names, or undefined. */
@@ -274,10 +295,8 @@ export async function readConnector(connector: Doc, policy: OutboundPolicy, send
   const secret = typeof connector.secret === 'string' ? connector.secret : null;
   switch (connector.kind) {
     case 'http_json': {
-      const headers = { ...(config.headers ?? {}) };
-      if (secret !== null) headers.authorization = `Bearer ${secret}`;
       try {
-        const doc = await fetchJson(config.url as string, headers, policy, sending);
+        const doc = await fetchJson(config.url as string, requestHeaders(config, secret), policy, sending);
         return asMetric(masked(atPointer(doc, config.pointer ?? ''), secret), `the value at "${config.pointer ?? ''}"`);
       } catch (err) {
         // Whatever the feed's answer makes fail is this read's failure, not the request's.

@@ -47,8 +47,21 @@ const ConfigSchema = Type.Object(
       // resource's validate hook checks each name and the count (not maxProperties, which the
       // compiled schema would apply to a restored row too: HookContext.restoring).
       Type.Record(Type.String({ maxLength: 100 }), Type.String({ maxLength: 2000 }), {
-        description: 'http_json: extra request headers (the secret goes as a bearer token), at most 50.',
+        description:
+          'http_json: extra request headers, at most 50, shown to every reader: no credential (that is the secret, sent as config.auth says).',
         propertyNames: { maxLength: 100 },
+      }),
+    ),
+    auth: Type.Optional(
+      Type.Union([Type.Literal('bearer'), Type.Literal('basic'), Type.Literal('header')], {
+        description:
+          'http_json: how the secret is sent. bearer (the default): `Authorization: Bearer <secret>`; basic: `Authorization: Basic` with the secret (`user:password`) in base64; header: as it is, in the header config.secret_header names.',
+      }),
+    ),
+    secret_header: Type.Optional(
+      Type.String({
+        maxLength: 100,
+        description: 'http_json, with config.auth `header`: the header the secret is sent in (`X-Api-Key`).',
       }),
     ),
     query: Type.Optional(
@@ -123,6 +136,13 @@ const RESERVED_HEADERS = new Set([
   'true-client-ip',
   'cf-connecting-ip',
 ]);
+
+/**
+ * Header names that carry a credential: config, which every reader of the tenant sees, must not
+ * hold one (the secret does, sent as config.auth says).
+ */
+const CREDENTIAL_HEADER =
+  /^(authorization|cookie)$|(^|[-_])(api[-_]?key|apikey|key|token|secret|password|passwd|auth|session|credentials?)($|[-_])/i;
 
 /** Why a feed's URL is none a sync can fetch (it is parsed as the sync parses it), or null. */
 function feedUrlProblem(url: string): string | null {
@@ -402,14 +422,14 @@ export const connectors = defineResource({
     }),
     config: json(ConfigSchema, {
       example: { url: 'https://billing.example.com/api/metrics/mrr', pointer: '/data/value' },
-      notes: 'http_json: url, pointer, headers; postgres: query; webhook: none.',
+      notes: 'http_json: url, pointer, headers, auth, secret_header; postgres: query; webhook: none.',
     }),
     secret: text({
       writeOnly: true,
       sealed: true,
       maxLength: 4000,
       notes:
-        'Write-only, encrypted at rest, never returned. http_json: sent as a bearer token; postgres: the connection URL.',
+        'Write-only, encrypted at rest, never returned. http_json: the credential, sent as config.auth says (a bearer token by default); postgres: the connection URL.',
     }),
     interval_seconds: integer({
       min: 60,
@@ -511,7 +531,7 @@ export const connectors = defineResource({
               path: '/config/url',
               code: 'invalid_url',
               message:
-                'config.url must not hold a user or password (every reader sees config): send them as the secret, in an Authorization header, instead',
+                'config.url must not hold a user or password (every reader sees config): send them as the secret (user:password), with config.auth "basic", instead',
             });
           }
         }
@@ -561,13 +581,63 @@ export const connectors = defineResource({
           } else if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(name.toLowerCase())) {
             const message = `${JSON.stringify(name)} is not a header a connector may send`;
             errors.push({ path, code: 'invalid_header', message });
+          } else if (bounded && CREDENTIAL_HEADER.test(name)) {
+            const as =
+              name.toLowerCase() === 'authorization'
+                ? 'config.auth "bearer" or "basic", or "header" with config.secret_header "Authorization" to send it as it is'
+                : `config.auth "header" and config.secret_header ${JSON.stringify(name)}`;
+            errors.push({
+              path,
+              code: 'credential_in_config',
+              message: `${JSON.stringify(name)} carries a credential, and every reader of the connector sees config: send its value as the secret, with ${as}`,
+            });
           } else if (!HEADER_VALUE.test(value)) {
             errors.push({ path, code: 'invalid_header', message: HEADER_VALUE_TEXT });
           }
         }
-        if (newSecret && typeof doc.secret === 'string' && !HEADER_VALUE.test(doc.secret)) {
-          // It goes as `Authorization: Bearer <secret>`.
-          errors.push({ path: '/secret', code: 'invalid_header', message: HEADER_VALUE_TEXT });
+        const auth = config.auth ?? 'bearer';
+        const secretHeader = config.secret_header;
+        if (auth === 'header') {
+          if (typeof secretHeader !== 'string' || secretHeader === '') {
+            errors.push({
+              path: '/config/secret_header',
+              code: 'required',
+              message: 'config.auth "header" needs config.secret_header, the header the secret is sent in',
+            });
+          } else if (!HEADER_NAME.test(secretHeader) || RESERVED_HEADERS.has(secretHeader.toLowerCase())) {
+            errors.push({
+              path: '/config/secret_header',
+              code: 'invalid_header',
+              message: `${JSON.stringify(secretHeader)} is not a header a connector may send`,
+            });
+          } else if (
+            Object.keys((config.headers ?? {}) as Doc).some((h) => h.toLowerCase() === secretHeader.toLowerCase())
+          ) {
+            errors.push({
+              path: '/config/secret_header',
+              code: 'inconsistent',
+              message: `config.headers sends ${JSON.stringify(secretHeader)} too: the secret goes in it alone`,
+            });
+          }
+        } else if (secretHeader !== undefined) {
+          errors.push({
+            path: '/config/secret_header',
+            code: 'not_allowed',
+            message: 'config.secret_header goes with config.auth "header" only',
+          });
+        }
+        if (newSecret && typeof doc.secret === 'string') {
+          if (auth === 'basic' && !doc.secret.includes(':')) {
+            // RFC 7617: user-id ":" password (base64 makes any UTF-8 text a header value).
+            errors.push({
+              path: '/secret',
+              code: 'invalid_format',
+              message: 'with config.auth "basic" the secret is user:password',
+            });
+          } else if (auth !== 'basic' && !HEADER_VALUE.test(doc.secret)) {
+            // It goes in a header as it is (after "Bearer ").
+            errors.push({ path: '/secret', code: 'invalid_header', message: HEADER_VALUE_TEXT });
+          }
         }
         none(['query']);
       } else if (doc.kind === 'postgres') {
@@ -575,9 +645,9 @@ export const connectors = defineResource({
         // No secret yet (an import brings none): its syncs fail, saying so, until one is set.
         const problem = newSecret && doc.secret !== null ? postgresSecretProblem(doc.secret as string) : null;
         if (problem) errors.push({ path: '/secret', code: 'invalid_url', message: problem });
-        none(['url', 'pointer', 'headers']);
+        none(['url', 'pointer', 'headers', 'auth', 'secret_header']);
       } else if (doc.kind === 'webhook') {
-        none(['url', 'pointer', 'headers', 'query']);
+        none(['url', 'pointer', 'headers', 'auth', 'secret_header', 'query']);
         // Sealed and kept, it would be a credential nothing uses (and a caller's mistake unsaid).
         if (newSecret && doc.secret !== null) {
           errors.push({
