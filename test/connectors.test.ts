@@ -205,6 +205,7 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     const scaled = await query(`kr("${sum}") * 10`);
     expect((await sync(c.id as string)).status).toBe(200);
     api.state.body = '{"data":{"value":30}}';
+    t.clock.advance(1);
     expect((await sync(c.id as string)).status).toBe(200);
     const values = async (id: string) => ((await get(`${kr.basePath}/${id}`)).history as Doc[]).map((h) => h.value);
     expect(await values(sum)).toEqual([0, 40, 60]);
@@ -617,6 +618,31 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     });
   });
 
+  // Read times are milliseconds: two reads of one millisecond cannot be told apart, so the one
+  // that commits second records nothing (it could be the older one: a value never goes back).
+  it('of two syncs that read in the same millisecond, the one that commits first stands', async () => {
+    api.state.body = '{"data":{"value":10}}';
+    const c = await connector();
+    const k = await fed(c.id as string);
+    t.clock.advance(1000);
+    let release: () => void = () => {};
+    api.state.hold = new Promise((r) => {
+      release = r;
+    });
+    api.state.requests.length = 0;
+    const first = sync(c.id as string); // reads 10, answered late
+    for (let i = 0; i < 500 && api.state.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(api.state.requests).toHaveLength(1);
+    api.state.hold = null;
+    api.state.body = '{"data":{"value":20}}';
+    const second = await sync(c.id as string); // same millisecond, reads 20, records first
+    expect([second.status, second.body.last_value]).toEqual([200, 20]);
+    release();
+    const tied = await first;
+    expect([tied.status, tied.body.last_value, tied.body.version]).toEqual([200, 20, second.body.version]);
+    expect(((await get(`${kr.basePath}/${k.id}`)) as Doc).current).toBe(20);
+  });
+
   it("a scheduled sync whose read came before a sync now's records nothing when it commits after it", async () => {
     api.state.body = '{"data":{"value":10}}';
     await t.app.engine.runJob(connectorSyncJob); // the connectors of other tests that are due: read now, not held
@@ -764,6 +790,29 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     t.clock.advance(2_000);
     await t.app.engine.runJob(connectorSyncJob);
     expect((await get(`${kr.basePath}/${a.id}`)).current).toBe(8);
+  });
+
+  // A client that sends back what it read (a form's whole object) changed nothing: no read now.
+  it('reads again after a change of settings, not after a rename that sends config back as it was', async () => {
+    api.state.body = '{"data":{"value":7}}';
+    const c = await connector({
+      interval_seconds: 600,
+      config: { url: `${base}/metrics?resend`, pointer: '/data/value' },
+    });
+    await t.app.engine.runJob(connectorSyncJob);
+    const reads = () => api.state.requests.filter((r) => r.url === '/metrics?resend').length;
+    expect(reads()).toBe(1);
+    const url = `${connectors.basePath}/${c.id}`;
+    const read = (await call('GET', url)).body;
+    const renamed = await call('PATCH', url, { name: 'resent', config: read.config, interval_seconds: 600 });
+    expect([renamed.status, renamed.body.version]).toEqual([200, (read.version as number) + 1]);
+    await t.app.engine.runJob(connectorSyncJob);
+    expect(reads()).toBe(1);
+    expect((await call('GET', url)).body.version).toBe(renamed.body.version);
+    // Another setting: read at once.
+    await call('PATCH', url, { config: { ...(read.config as Doc), pointer: '/data' } });
+    await t.app.engine.runJob(connectorSyncJob);
+    expect(reads()).toBe(2);
   });
 
   it('claims each due row once: of two runs of the schedule at the same time, one reads each connector', async () => {

@@ -195,7 +195,8 @@ const LAST_READ_AT = 'last_read_at';
  * value it changes (system writes with snapshots, and the queries reading them); on failure,
  * nothing but the connector's `last_sync_status` and `last_error`. Schedules the next sync.
  * `readAt` is when the outcome was read (ms): an outcome read before the one recorded last (two
- * syncs overlapped, and the later read committed first) is older news and records nothing. A
+ * syncs overlapped, and the later read committed first) is older news and records nothing, as
+ * does one read in the same millisecond (which of the two is older cannot be told). A
  * pushed value (`null`) is news as it arrives, in the order pushes take the connector's lock.
  */
 export async function applySync(
@@ -207,7 +208,7 @@ export async function applySync(
 ): Promise<Doc> {
   const id = connector.id as string;
   const lastRead = typeof connector[LAST_READ_AT] === 'string' ? Date.parse(connector[LAST_READ_AT]) : null;
-  if (readAt !== null && lastRead !== null && readAt < lastRead) return connector;
+  if (readAt !== null && lastRead !== null && readAt <= lastRead) return connector;
   if ('value' in outcome) {
     const fed = await tx.findLive(keyResults, tenantId, { connector_id: id, data_source: 'connector' });
     // Their objectives first, as every write locks them (Tx.lock).
@@ -678,7 +679,9 @@ export const connectors = defineResource({
       const changed =
         !before ||
         ctx.op === 'restore' ||
-        (['kind', 'config', 'secret', 'interval_seconds'] as const).some((k) => before[k] !== after[k]);
+        (['kind', 'config', 'secret', 'interval_seconds'] as const).some(
+          (k) => !isDeepStrictEqual(before[k], after[k]),
+        );
       if (changed) await schedule(tx, after, tx.now);
     },
   },
