@@ -192,7 +192,7 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     expect((await list('source', 'key-results')).length).toBe(10); // the write itself landed
   });
 
-  it('brings connectors without their secrets, and the key results they feed, to start again at their next sync', async () => {
+  it('brings connectors without their secrets, and the key results they feed with their history', async () => {
     const token = await t.token({ tenant: 'source' });
     const [objective] = await list('source', 'objectives');
     const hook = await t.call('POST', '/api/v1/okr/connectors', {
@@ -226,11 +226,85 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     const copyHook = connectors.find((c) => c.name === 'Desk') as Doc;
     expect(copyHook.webhook_url).toMatch(new RegExp(`/connectors/${copyHook.id}/webhook\\?tenant_id=copy&`));
     const copied = (await list('copy', 'key-results')).find((k) => k.title === 'Open tickets') as Doc;
-    expect(copied).toMatchObject({ connector_id: copyHook.id, data_source: 'connector', current: 120 });
+    // Its log (the create's 120, the push of 87) replayed: it holds the last value until the next push.
+    expect(copied).toMatchObject({ connector_id: copyHook.id, data_source: 'connector', current: 87 });
+    expect((copied.history as Doc[]).map((h) => h.value)).toEqual([120, 87]);
     expect(
       (await t.app.inject({ method: 'POST', url: copyHook.webhook_url as string, payload: { value: 80 } })).statusCode,
     ).toBe(200);
     expect((await list('copy', 'key-results')).find((k) => k.title === 'Open tickets')?.current).toBe(80);
+  });
+
+  // What a connector read is in the key result's log alone (no sync reads it again): an import
+  // replays the whole log, the person's check-ins before the connector and its readings after.
+  it('keeps the history of a key result a connector fed after check-ins of its own, and of a query reading it', async () => {
+    const token = await t.token({ tenant: 'fed' });
+    const call = async (method: string, path: string, body?: Doc) => {
+      const res = await t.call(method, `/api/v1/okr/${path}`, { token, body });
+      expect(res.status, res.raw).toBeLessThan(300);
+      return res.body as Doc;
+    };
+    const tick = () => t.clock.advance(1000);
+    const objective = await call('POST', 'objectives', { title: 'Fed' });
+    tick();
+    const kr = await call('POST', 'key-results', { objective_id: objective.id, title: 'Tickets', target: 100 });
+    await call('POST', 'key-results', {
+      objective_id: objective.id,
+      title: 'Twice the tickets',
+      target: 200,
+      data_source: 'query',
+      query: `kr("${kr.id}") * 2`,
+    });
+    for (const [value, note, confidence] of [
+      [20, 'week 1 manual count', 6],
+      [35, 'week 2', 7],
+    ] as const) {
+      tick();
+      await call('POST', `key-results/${kr.id}/check-ins`, { value, note, confidence });
+    }
+    tick();
+    const connector = await call('POST', 'connectors', { name: 'Desk', kind: 'webhook' });
+    tick();
+    await call('PATCH', `key-results/${kr.id}`, { data_source: 'connector', connector_id: connector.id });
+    for (const value of [50, 60]) {
+      tick();
+      const push = await t.app.inject({ method: 'POST', url: connector.webhook_url as string, payload: { value } });
+      expect(push.statusCode, push.body).toBe(200);
+    }
+    const { doc } = await exported('fed');
+    await importRows(opts('fed-copy'), { json: doc });
+    const shown = async (tenant: string) =>
+      (await list(tenant, 'key-results'))
+        .map((k) => ({
+          title: k.title,
+          current: k.current,
+          progress_pct: k.progress_pct,
+          data_source: k.data_source,
+          history: (k.history as Doc[]).map((h) => [h.at, h.value, h.note]),
+        }))
+        .sort((a, b) => String(a.title).localeCompare(String(b.title)));
+    const source = await shown('fed');
+    expect(source[0]).toMatchObject({ title: 'Tickets', current: 60, data_source: 'connector' });
+    expect(source[0]?.history.map((h) => h[1])).toEqual([0, 20, 35, 0, 50, 60]);
+    expect(source[1]?.history.map((h) => h[1])).toEqual([0, 40, 70, 0, 100, 120]);
+    expect(await shown('fed-copy')).toEqual(source);
+    const [copied] = (await list('fed-copy', 'key-results')).filter((k) => k.title === 'Tickets');
+    const checkIns = await t.call('GET', `/api/v1/okr/key-results/${copied?.id}/check-ins?limit=50`, {
+      token: await t.token({ tenant: 'fed-copy' }),
+    });
+    expect((checkIns.body.data as Doc[]).map((c) => [c.value, c.note, c.confidence]).reverse()).toEqual([
+      [0, null, null],
+      [20, 'week 1 manual count', 6],
+      [35, 'week 2', 7],
+      [0, null, null],
+      [50, null, null],
+      [60, null, null],
+    ]);
+    // The next push feeds it as the source's would.
+    const [copyHook] = await list('fed-copy', 'connectors');
+    const push = await t.app.inject({ method: 'POST', url: copyHook?.webhook_url as string, payload: { value: 70 } });
+    expect(push.statusCode).toBe(200);
+    expect((await list('fed-copy', 'key-results')).find((k) => k.title === 'Twice the tickets')?.current).toBe(140);
   });
 
   it('leaves deleted rows out unless asked; an import brings them as deleted rows, which live rows may name', async () => {

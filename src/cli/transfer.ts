@@ -592,12 +592,12 @@ export async function importRows(
     // it names exist.
     let switchTo: { patch: Doc; at: number } | null = null;
     if (switched) {
-      const own = kept.filter((i) => switched.own(entries[i]));
+      const own = kept.filter((i) => switched.own(entries[i], doc));
       if (own.length > 1) {
         kept = own;
         Object.assign(body, switched.manual);
         const lastOwn = Math.max(...own.map((i) => allTimes[i]));
-        const later = allTimes.filter((time, i) => !switched.own(entries[i]) && time > lastOwn);
+        const later = allTimes.filter((time, i) => !switched.own(entries[i], doc) && time > lastOwn);
         const namedAt = named(row).map((r) =>
           r.doc.created_at == null ? now : timeOf(r, 'created_at', r.doc.created_at),
         );

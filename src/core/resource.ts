@@ -262,13 +262,14 @@ export interface ResourceOptions<F extends FieldMap> {
     body: (entry: Doc, at: string) => Doc;
     when?: (doc: Doc) => boolean;
     /**
-     * A row `when` turns down that `applies` to, with entries of its own (`own`) besides its
-     * create's (a key result that took check-ins before a query replaced them): created with
-     * `manual`'s values in place of its own, its own entries replayed, then given its own values
-     * of those fields by an update, at its last own entry's time, from when the server derives
-     * its value again, as the source's did.
+     * A row `when` turns down that `applies` to, with entries of its own (`own`, of the row `doc`)
+     * besides its create's (a key result that took check-ins before a query replaced them, or
+     * whose connector's readings only its log holds): created with `manual`'s values in place of
+     * its own, its own entries replayed, then given its own values of those fields by an update,
+     * at its last own entry's time, from when the server derives its value again, as the
+     * source's did.
      */
-    switched?: { applies: (doc: Doc) => boolean; manual: Doc; own: (entry: Doc) => boolean };
+    switched?: { applies: (doc: Doc) => boolean; manual: Doc; own: (entry: Doc, doc: Doc) => boolean };
   };
   /**
    * Columns an older row's `upgrade` hook derives again (not a declared default, which `edm

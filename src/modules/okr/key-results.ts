@@ -227,15 +227,16 @@ export const keyResults = defineResource({
     from: 'current',
     operation: 'checkIns.create',
     body: (entry, at) => ({ value: entry.value, note: entry.note ?? null, confidence: entry.confidence ?? null, at }),
-    // Only a manual history is replayed: a query's value is computed again from what it reads,
-    // and a connector's comes with its next sync.
+    // A manual history is replayed; a query's value is computed again from what it reads.
     when: (doc) => (doc.data_source ?? 'manual') === 'manual',
     // A query key result that was manual before keeps the check-ins it took then (the query's
-    // own entries are the platform's: computed again as what it reads is replayed).
+    // own entries are the platform's: computed again as what it reads is replayed). A connector's
+    // readings are read no more: its whole log is replayed, then the connector attached (it
+    // keeps the last value until the connector's next sync: derive, on an import).
     switched: {
-      applies: (doc) => doc.data_source === 'query',
-      manual: { data_source: 'manual', query: null },
-      own: (entry) => entry.source_type !== 'system',
+      applies: (doc) => doc.data_source === 'query' || doc.data_source === 'connector',
+      manual: { data_source: 'manual', query: null, connector_id: null },
+      own: (entry, doc) => doc.data_source === 'connector' || entry.source_type !== 'system',
     },
   },
   // The upgrade's direction, derived again where an older row kept none or one contradicting the
@@ -389,8 +390,11 @@ export const keyResults = defineResource({
       // A key result a connector starts to feed takes the last value it read, else its baseline
       // until the first read (the reference check has read the connector already): the value a
       // person entered before is not the connector's. Until that read, a moved baseline moves it.
+      // Not on an import, whose replay of the log (the connector's readings too) left it at the
+      // source's value (replay.switched).
       if (
         doc.data_source === 'connector' &&
+        !(ctx.restoring && before?.data_source === 'manual') &&
         (doc.connector_id !== before?.connector_id ||
           before?.data_source !== 'connector' ||
           doc.baseline !== before?.baseline)
