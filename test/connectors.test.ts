@@ -1516,3 +1516,54 @@ describe('requestHeaders', () => {
     expect(requestHeaders(config, secret)).toEqual(expected);
   });
 });
+
+// With no read timeout (EDM_CONNECTOR_TIMEOUT_MS=0) a feed may never answer: the schedule leaves
+// such a read to finish on its own after a while (15 s) and goes on with every other connector.
+// On one store: what is tested is the job's own waiting, not storage.
+describe('the schedule with no read timeout', () => {
+  let t: TestApp;
+  const api = metricsServer();
+  let base: string;
+  let release: () => void = () => {};
+  beforeAll(async () => {
+    base = await api.start();
+    t = await testApp('sqlite', { connectorAllowHosts: ['127.0.0.1'], connectorTimeoutMs: 0 });
+  });
+  afterAll(async () => {
+    release();
+    await t.close();
+    await api.stop();
+  });
+
+  it('is not held by a feed that never answers: other connectors, and new ones, sync meanwhile', async () => {
+    const token = await t.token();
+    const create = async (name: string) => {
+      const res = await t.call('POST', connectors.basePath, {
+        token,
+        body: { name, kind: 'http_json', config: { url: `${base}/${name}`, pointer: '/data/value' } },
+      });
+      expect(res.status, res.raw).toBe(201);
+      return res.body.id as string;
+    };
+    const reads = (name: string) => api.state.requests.filter((r) => r.url === `/${name}`).length;
+    const shown = async (id: string) => (await t.call('GET', `${connectors.basePath}/${id}`, { token })).body;
+    api.state.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    const hung = await create('hung');
+    const first = await t.app.engine.runJob(connectorSyncJob); // the hung feed's read is left after 15 s
+    expect([first, reads('hung')]).toEqual([0, 1]);
+    api.state.hold = null;
+    const other = await create('other');
+    t.clock.advance(120_000); // the hung read's claim has run out: due again, but still being read
+    expect(await t.app.engine.runJob(connectorSyncJob)).toBe(1);
+    expect([reads('hung'), reads('other')]).toEqual([1, 1]);
+    expect(await shown(other)).toMatchObject({ last_sync_status: 'ok', last_value: 42 });
+    // The feed answers at last: its read records on its own.
+    release();
+    for (let i = 0; i < 300 && (await shown(hung)).last_sync_status === null; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(await shown(hung)).toMatchObject({ last_sync_status: 'ok', last_value: 42 });
+  }, 40_000);
+});

@@ -691,6 +691,15 @@ export const connectors = defineResource({
 
 /** How many connectors one run of the schedule reads at a time: a slow feed does not hold up the rest. */
 const PARALLEL_READS = 4;
+/**
+ * How long, past the connector timeout, a run of the schedule waits for one read before it
+ * leaves the read to finish (and record) on its own and goes on. With no timeout
+ * (EDM_CONNECTOR_TIMEOUT_MS=0) a feed that never answers would otherwise hold every run, and
+ * with it every other connector's schedule, of every tenant.
+ */
+const READ_WAIT_MS = 15_000;
+/** Reads a run left to finish on their own, by tenant and connector: no run starts one again meanwhile. */
+const readsUnderWay = new Set<string>();
 
 /** Syncs the pulled connectors whose time has come, a batch per run (reads outside transactions). */
 export const connectorSyncJob: Job = {
@@ -699,27 +708,25 @@ export const connectorSyncJob: Job = {
   // A new, changed or restored feed is read right after its write, not up to 15 s later.
   wakeAfter: ['Connector'],
   async run(ctx) {
+    // Claimed first (its due time moved past the read's longest wait): of several processes
+    // running the schedule, one reads it; if that one dies, the claim runs out and another does.
+    // The lease counts from the claim, not from the run's start: a run of many slow feeds lasts
+    // longer than one read's wait, and a lease already out would let another process read it too.
+    const claim = (tx: Tx, row: Record<string, unknown>) =>
+      tx.claim(
+        connectorSchedule,
+        { tenant_id: row.tenant_id, connector_id: row.connector_id },
+        'due_at',
+        row.due_at,
+        isoTime(tx.now + ctx.outbound.timeoutMs + 60_000),
+      );
     const syncOne = async (row: Record<string, unknown>): Promise<boolean> => {
       const tenantId = row.tenant_id as string;
       const id = row.connector_id as string;
       const key = { tenant_id: tenantId, connector_id: id };
-      // Claimed first (its due time moved past the read's longest wait): of several processes
-      // running the schedule, one reads it; if that one dies, the claim runs out and another does.
-      // The lease counts from the claim, not from the run's start: a run of many slow feeds lasts
-      // longer than one read's wait, and a lease already out would let another process read it too.
       const [mine, connector] = await ctx.transaction(
         tenantId,
-        async (tx) =>
-          [
-            await tx.claim(
-              connectorSchedule,
-              key,
-              'due_at',
-              row.due_at,
-              isoTime(tx.now + ctx.outbound.timeoutMs + 60_000),
-            ),
-            await tx.peek(connectors, tenantId, id),
-          ] as const,
+        async (tx) => [await claim(tx, row), await tx.peek(connectors, tenantId, id)] as const,
       );
       if (!mine) return false;
       if (!connector || connector.is_deleted || connector.kind === 'webhook') {
@@ -748,10 +755,29 @@ export const connectorSyncJob: Job = {
     };
     const due = await ctx.queue(connectorSchedule, 'due_at', 100);
     let synced = 0;
-    for (let i = 0; i < due.length; i += PARALLEL_READS) {
-      const done = await Promise.all(due.slice(i, i + PARALLEL_READS).map(syncOne));
-      synced += done.filter(Boolean).length;
-    }
+    let next = 0;
+    // Each of PARALLEL_READS readers takes the next due connector as it is done with one.
+    const reader = async () => {
+      while (next < due.length) {
+        const row = due[next++] as Record<string, unknown>;
+        const underWay = `${row.tenant_id}\u0000${row.connector_id}`;
+        if (readsUnderWay.has(underWay)) {
+          // Read still, by an earlier run: its claim held on, so it does not come due again meanwhile.
+          await ctx.transaction(row.tenant_id as string, (tx) => claim(tx, row));
+          continue;
+        }
+        readsUnderWay.add(underWay);
+        const read = syncOne(row).finally(() => readsUnderWay.delete(underWay));
+        let timer: NodeJS.Timeout | undefined;
+        const waited = new Promise<null>((resolve) => {
+          timer = setTimeout(resolve, ctx.outbound.timeoutMs + READ_WAIT_MS, null);
+        });
+        const done = await Promise.race([read, waited]).finally(() => clearTimeout(timer));
+        if (done === null) read.catch(() => {}); // left to finish on its own: recorded when it does
+        else if (done) synced++;
+      }
+    };
+    await Promise.all(Array.from({ length: PARALLEL_READS }, reader));
     return synced;
   },
 };
