@@ -773,7 +773,8 @@ export const connectorSyncJob: Job = {
           timer = setTimeout(resolve, ctx.outbound.timeoutMs + READ_WAIT_MS, null);
         });
         const done = await Promise.race([read, waited]).finally(() => clearTimeout(timer));
-        if (done === null) read.catch(() => {}); // left to finish on its own: recorded when it does
+        // Left to finish on its own: recorded when it does.
+        if (done === null) read.catch(() => {});
         else if (done) synced++;
       }
     };
