@@ -146,10 +146,11 @@ export async function resolveAllowed(
     }
   }
   if (!policy.allowHosts.includes(name)) {
-    const bad = found.find((a) => isRefusedAddress(a.address));
-    if (bad) {
+    // Which address is not said: the error is every reader's (`last_error`), and would map the
+    // names of the server's own network to its addresses for them.
+    if (found.some((a) => isRefusedAddress(a.address))) {
       throw new OutboundError(
-        `${host} resolves to ${bad.address}, a private, loopback, link-local or metadata address: refused (EDM_CONNECTOR_ALLOW_HOSTS can allow it)`,
+        `${host} resolves to a private, loopback, link-local or metadata address: refused (EDM_CONNECTOR_ALLOW_HOSTS can allow it)`,
       );
     }
   }
