@@ -306,6 +306,16 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
         contentType: 'raw',
       },
       {
+        // Valid UTF-8, every other byte NUL: said as such, not as a syntax error at position 1.
+        name: 'a body in UTF-16 (its charset said or not)',
+        method: 'POST',
+        body: Buffer.from(`{"${titleField}":"sixteen"}`, 'utf16le'),
+        status: 400,
+        code: 'invalid_json',
+        detail: /^The body is not UTF-8 text: it holds NUL bytes \(UTF-16\?\); send JSON as UTF-8$/,
+        contentType: 'raw',
+      },
+      {
         // Its detail was Fastify's, naming application/json whatever the type sent.
         name: 'an empty merge patch',
         method: 'PATCH',

@@ -211,6 +211,34 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect(await storedRow(t, resource, doc.id as string)).toEqual(before);
     });
 
+    // JSON leaves which of two same-named members counts to the reader: a proxy in front may
+    // have checked the first, where JSON.parse keeps the last. Neither is taken.
+    it('refuses a body that names a member twice, naming it, after 412, storing nothing', async () => {
+      const json = { 'content-type': 'application/json' };
+      const doc = await t.create(resource, token);
+      const before = await storedRow(t, resource, doc.id as string);
+      const payload = `{"${title}":"checked","${title}":"stored"}`;
+      const stale = await t.call('PATCH', url(doc), { payload, headers: { ...json, 'if-match': '"9"' } });
+      expect(stale.status).toBe(412);
+      const res = await t.call('PATCH', url(doc), { payload, headers: json });
+      expect([res.status, res.body.code, res.body.errors]).toEqual([
+        400,
+        'invalid_json',
+        [
+          {
+            path: `/${title}`,
+            code: 'duplicate_member',
+            message: `${title} is named twice in one object: send each member once`,
+          },
+        ],
+      ]);
+      expect(await storedRow(t, resource, doc.id as string)).toEqual(before);
+      const rows = await countRows(t, resource);
+      const created = await t.call('POST', resource.basePath, { payload, headers: json });
+      expect([created.status, created.body.code]).toEqual([400, 'invalid_json']);
+      expect(await countRows(t, resource)).toBe(rows);
+    });
+
     it('of 20 concurrent PATCHes at one version exactly one wins (If-Match, then body version)', async () => {
       const doc = await t.create(resource, token);
       const byHeader = await Promise.all(

@@ -8,7 +8,7 @@ export const errorRegistry = {
   invalid_json: {
     status: 400,
     title: 'Malformed JSON body',
-    when: 'The body is not valid JSON (or is empty while a JSON media type is declared, nests arrays and objects deeper than 64 levels, or holds an object or array of more than 1,000 members).',
+    when: 'The body is not valid JSON (or is empty while a JSON media type is declared, nests arrays and objects deeper than 64 levels, holds an object or array of more than 1,000 members, or names a member twice in one object).',
   },
   invalid_body: {
     status: 400,
@@ -238,6 +238,8 @@ export const fieldErrorRegistry = {
   invalid_url: 'A URL is none the field takes: not http(s), not parseable, or holding a user or password.',
   invalid_pointer: 'A JSON Pointer (`config.pointer`) is none (RFC 6901).',
   invalid_header: 'A request header is malformed or repeated (named by its header name).',
+  duplicate_member:
+    'The body names a member twice in one object (`{"title":"a","title":"b"}`): JSON leaves which one counts to the reader, so neither is taken.',
   credential_in_config:
     "A header of a connector's `config.headers` carries a credential (`Authorization`, `Cookie`, a name with key, token, secret, password or auth in it), which every reader of the connector would see: its value goes in the write-only `secret`, sent as `config.auth` says.",
   invalid_parameter: "A query parameter's value is none the parameter takes (named by the parameter).",

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { stringList, text } from './fields.js';
-import { bodyShapeProblem, checkField, isDate, isDateTime } from './validation.js';
+import { bodyShapeProblem, checkField, duplicateMemberPath, isDate, isDateTime } from './validation.js';
 
 describe('bodyShapeProblem', () => {
   const deep = (max: number) => `The body nests arrays and objects deeper than ${max} levels`;
@@ -23,6 +23,29 @@ describe('bodyShapeProblem', () => {
     ['[[1,2,3],[1,2,3],[1,2,3]]', 5, 3, null],
   ] as const)('%s (depth %i, members %i): %s', (text, depth, members, problem) => {
     expect(bodyShapeProblem(text, depth, members)).toBe(problem);
+  });
+});
+
+describe('duplicateMemberPath', () => {
+  it.each([
+    ['{"a":1,"b":2}', null],
+    ['{"title":"a","title":"b"}', '/title'],
+    ['{ "a" : 1 ,\n "a" : 2 }', '/a'],
+    ['{"a":{"x":1,"x":2}}', '/a/x'],
+    ['[{"a":1},{"a":1,"a":2}]', '/1/a'],
+    // Colons, quotes and brackets inside strings are text.
+    ['{"a":"x:y","b":"::{[","c":"\\":"}', null],
+    // The same name escaped another way is the same name.
+    ['{"\\u0061":1,"a":2}', '/a'],
+    ['{"a\\"b":1,"c":{"d":[1,{"e":"\\\\"}]},"a\\"b":2}', '/a"b'],
+    ['{"a/b":1,"a/b":2}', '/a~1b'],
+    ['{"x":[true,false,null,-1.5e3,"s"],"y":{}}', null],
+    ['{}', null],
+    ['[]', null],
+    ['"x"', null],
+    ['1', null],
+  ] as const)('%s: %s', (text, expected) => {
+    expect(duplicateMemberPath(text, JSON.parse(text))).toBe(expected);
   });
 });
 

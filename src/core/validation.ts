@@ -331,6 +331,86 @@ export function prototypeMemberPath(text: string): string | null {
   return walk(value) ? found() : null;
 }
 
+/** Members named in a JSON text: its colons outside strings. */
+function namedMembers(text: string): number {
+  let n = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x3a) n++;
+  }
+  return n;
+}
+
+/** Members the parsed value holds, in every object of it. */
+function heldMembers(value: unknown): number {
+  if (value === null || typeof value !== 'object') return 0;
+  let n = 0;
+  if (Array.isArray(value)) {
+    for (const item of value) n += heldMembers(item);
+    return n;
+  }
+  for (const key in value) n += 1 + heldMembers((value as Record<string, unknown>)[key]);
+  return n;
+}
+
+/**
+ * The JSON Pointer of the first member a JSON text names twice in one object (`{"title":"a",
+ * "title":"b"}`: JSON leaves which one counts to the reader, and a proxy in front may have read
+ * the first where JSON.parse keeps the last), or null. `value` is the text parsed: its members
+ * are counted against the text's first, so a body without one costs two counts, not a walk.
+ */
+export function duplicateMemberPath(text: string, value: unknown): string | null {
+  if (value === null || typeof value !== 'object' || namedMembers(text) === heldMembers(value)) return null;
+  let i = 0;
+  const space = () => {
+    while (i < text.length && /\s/.test(text[i] as string)) i++;
+  };
+  const string = (): string => {
+    const start = i++;
+    while (text.charCodeAt(i) !== 0x22) i += text.charCodeAt(i) === 0x5c ? 2 : 1;
+    i++;
+    return JSON.parse(text.slice(start, i)) as string;
+  };
+  // Walks the (valid) text from i: the pointer of the first member named twice, or null.
+  const walk = (path: string): string | null => {
+    space();
+    const c = text[i];
+    if (c === '{' || c === '[') {
+      i++;
+      const names = c === '{' ? new Set<string>() : null;
+      for (let index = 0; ; index++) {
+        space();
+        if (text[i] === '}' || text[i] === ']') {
+          i++;
+          return null;
+        }
+        let at = `${path}/${index}`;
+        if (names) {
+          const name = string();
+          at = `${path}/${pointerToken(name)}`;
+          if (names.has(name)) return at;
+          names.add(name);
+          space();
+          i++; // the colon
+        }
+        const found = walk(at);
+        if (found !== null) return found;
+        space();
+        if (text[i] === ',') i++;
+      }
+    }
+    if (c === '"') string();
+    else while (i < text.length && !/[\s,\]}]/.test(text[i] as string)) i++;
+    return null;
+  };
+  return walk('');
+}
+
 /** How deep a request body's arrays and objects may nest: far beyond any field's shape. */
 export const MAX_BODY_DEPTH = 64;
 

@@ -12,6 +12,7 @@ import { isIdOf, type ModuleDef, type Principal, parseSignature, signedMessage }
 import { ServerKeys } from '../core/secrets.js';
 import {
   bodyShapeProblem,
+  duplicateMemberPath,
   isStorableText,
   longerThan,
   MalformedBody,
@@ -321,7 +322,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     }
     defaultJson(request, text, (err, body) => {
       if (!err) {
-        done(null, body);
+        // A member named twice: JSON leaves which one counts to the reader (a proxy in front may
+        // have checked the first; JSON.parse keeps the last), so neither is taken.
+        const twice = duplicateMemberPath(text, body);
+        if (twice === null) done(null, body);
+        else {
+          const message = `${twice.slice(1)} is named twice in one object: send each member once`;
+          const error = fieldError('invalid_json', [{ path: twice, code: 'duplicate_member', message }]);
+          done(null, new MalformedBody(message, text, error));
+        }
         return;
       }
       // JSON, refused for a member that could reach a prototype: named, as an unknown field is.
@@ -345,6 +354,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const parseUtf8Json = (request: FastifyRequest, body: Buffer, done: (err: Error | null, body?: unknown) => void) => {
     if (!isUtf8(body)) {
       done(null, new MalformedBody('The body is not UTF-8 text', body.toString('latin1')));
+      return;
+    }
+    // Valid UTF-8, but no JSON text holds a NUL byte: UTF-16 (RFC 8259 §8.1: JSON is UTF-8, and
+    // a `charset` parameter changes nothing), said as such rather than a syntax error at byte 1.
+    if (body.includes(0)) {
+      const detail = 'The body is not UTF-8 text: it holds NUL bytes (UTF-16?); send JSON as UTF-8';
+      done(null, new MalformedBody(detail, body.toString('latin1')));
       return;
     }
     parseJson(request, body.toString(), done);
