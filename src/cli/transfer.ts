@@ -223,11 +223,22 @@ export function csvColumns(resource: Resource): string[] {
     .map(([name]) => name);
 }
 
-/** A value as a CSV cell: null is an empty cell, an empty string `""` (parseCsv tells them apart). */
+/**
+ * Text a spreadsheet would take for a formula (CWE-1236: `=HYPERLINK(…)`, `@SUM(…)`, `+1-1`, and a
+ * tab or carriage return before one), or that starts with the apostrophe that escapes it.
+ */
+const FORMULA_START = /^[=+\-@\t\r']/;
+
+/**
+ * A value as a CSV cell: null is an empty cell, an empty string `""` (parseCsv tells them apart).
+ * Text a spreadsheet would run as a formula is written after an apostrophe, which shows it as
+ * text; an import takes it off again (fromCell).
+ */
 function csvCell(value: unknown): string {
   if (value === null || value === undefined) return '';
   if (value === '') return '""';
-  const text = typeof value === 'object' ? JSON.stringify(value) : String(value);
+  let text = typeof value === 'object' ? JSON.stringify(value) : String(value);
+  if (typeof value === 'string' && FORMULA_START.test(value)) text = `'${text}`;
   return /[",\r\n]/.test(text) || text !== text.trim() ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
@@ -349,7 +360,8 @@ function fromCell(resource: Resource, name: string, cell: string | null): unknow
           return cell;
         }
       }
-      return cell;
+      // The apostrophe an export writes before text a spreadsheet would run (csvCell).
+      return cell.startsWith("'") ? cell.slice(1) : cell;
   }
 }
 
