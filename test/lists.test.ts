@@ -11,6 +11,7 @@ import {
   storeKinds,
   type TestApp,
   testApp,
+  USER_A,
 } from './helpers.js';
 
 const kr = byName('KeyResult');
@@ -149,8 +150,14 @@ describe.each(storeKinds)('lists on %s', (kind) => {
         !['real', 'integer', 'boolean', 'date', 'datetime'].includes(field.column ?? '')
       );
     });
+    // A value of the field's form beside the empty one (an id, `usr-<uuid>`): else that is named.
+    const sample = (name: string) => {
+      const field = resource.allFields[name];
+      if (field.ref) return `${field.ref}_01ARZ3NDEKTSV4RRFFQ69G5FAV`;
+      return field.pattern ? USER_A : 'x';
+    };
     it.each([
-      ...textFilters.flatMap((name) => [`${name}=`, `${name}=x,`]),
+      ...textFilters.flatMap((name) => [`${name}=`, `${name}=${sample(name)},`]),
       ...(resource.filterable.includes('tags') ? ['tag=', 'tag=x,', 'tag=,x', 'tag=x,,y'] : []),
     ])('rejects the empty filter %s', async (query) => {
       const name = query.split('=')[0];
@@ -162,6 +169,25 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       ]);
       expect(res.body.detail).toContain('leave it out to match any value');
     });
+
+    // A value no row of its field holds (another form than an id's, or `usr-<uuid>`): a typo, said.
+    it.each(textFilters.filter((name) => resource.allFields[name].pattern !== undefined))(
+      'refuses a %s filter of another form than the field has, naming it',
+      async (name) => {
+        const res = await t.call('GET', `${resource.basePath}?${name}=${sample(name)},bad`);
+        expect([res.status, res.body.code, res.body.errors]).toEqual([
+          400,
+          'invalid_parameter',
+          [
+            expect.objectContaining({
+              path: name,
+              code: 'invalid_parameter',
+              message: expect.stringContaining(`"bad" does not match ${resource.allFields[name].pattern}`),
+            }),
+          ],
+        ]);
+      },
+    );
 
     it('names a parameter whose escape does not decode, and reads a literal % sent as %25', async () => {
       const res = await t.call('GET', `${resource.basePath}?limit=2&q=%E2%82`);
@@ -362,7 +388,8 @@ describe.each(storeKinds)('lists on %s', (kind) => {
 
     it('takes at most 100 values in one any-of filter, and prepares a few statements for any count of them', async () => {
       const token = (t as unknown as { filterToken: string }).filterToken;
-      const owners = (n: number) => Array.from({ length: n }, (_, i) => `usr-${String(i).padStart(8, '0')}`).join(',');
+      const owners = (n: number) =>
+        Array.from({ length: n }, (_, i) => `usr-${String(i).padStart(8, '0')}-0000-4000-8000-000000000000`).join(',');
       const engine = t.app.engine as unknown as { shapes: Map<string, unknown> };
       const before = engine.shapes.size;
       for (let n = 1; n <= 100; n++) {
@@ -372,7 +399,7 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       // 1, 2, 4, … 128: eight statement shapes for a hundred counts of values.
       expect(engine.shapes.size - before).toBeLessThanOrEqual(8);
       // 100 distinct values with one listed twice: the values are a set, of 100.
-      const twice = await t.call('GET', `${kr.basePath}?owner_id=${owners(100)},usr-00000000`, { token });
+      const twice = await t.call('GET', `${kr.basePath}?owner_id=${owners(100)},${owners(1)}`, { token });
       expect(twice.status, twice.raw).toBe(200);
       const over = await t.call('GET', `${kr.basePath}?owner_id=${owners(101)}`, { token });
       expect([over.status, over.body.code, (over.body.errors as { path: string }[])[0].path]).toEqual([

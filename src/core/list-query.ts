@@ -111,6 +111,17 @@ function anyOf(param: string, values: string[]): string[] {
   return distinct;
 }
 
+/** Fields' patterns, compiled once each. */
+const patterns = new Map<string, RegExp>();
+function patternOf(pattern: string): RegExp {
+  let re = patterns.get(pattern);
+  if (re === undefined) {
+    re = new RegExp(pattern, 'u');
+    patterns.set(pattern, re);
+  }
+  return re;
+}
+
 function parseValue(param: string, field: AnyField, raw: string): unknown {
   switch (field.column) {
     case 'real':
@@ -133,6 +144,10 @@ function parseValue(param: string, field: AnyField, raw: string): unknown {
       if (field.enum && !field.enum.includes(raw)) throw bad(param, `must be one of: ${field.enum.join(', ')}`);
       // No row holds an empty id or text (a field left empty is null): it would match nothing.
       if (raw === '') throw bad(param, 'is empty, which no row holds: leave it out to match any value');
+      // Nor a value of another form than its field's (an id, `usr-<uuid>`): a typo, said as one.
+      if (field.pattern !== undefined && !patternOf(field.pattern).test(raw)) {
+        throw bad(param, `${JSON.stringify(raw)} does not match ${field.pattern}`);
+      }
       return raw;
   }
 }
