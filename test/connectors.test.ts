@@ -406,6 +406,27 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     ['an API key header', { headers: { 'X-Api-Key': 'sk_live_abc123' } }, '/config/headers/X-Api-Key'],
     ['a token header', { headers: { 'Private-Token': 'glpat-1' } }, '/config/headers/Private-Token'],
     ['a Cookie header', { headers: { cookie: 'session=1' } }, '/config/headers/cookie'],
+    // Aliases and compounds of those names, and a credential by its value whatever the name.
+    ...[
+      'X-Authorization',
+      'Authentication',
+      'X-ApiToken',
+      'X-AccessToken',
+      'X-SessionId',
+      'X-Jwt',
+      'X-Bearer',
+      'Cookie2',
+      'Set-Cookie',
+      'X-Auth',
+      'XAuthKey',
+      'X-Client-Secret',
+    ].map((name): [string, Doc, string] => [
+      `a ${name} header`,
+      { headers: { [name]: 'v' } },
+      `/config/headers/${name}`,
+    ]),
+    ['a Bearer value in any header', { headers: { 'X-Upstream': 'Bearer leaked-1' } }, '/config/headers/X-Upstream'],
+    ['a Basic value in any header', { headers: { 'X-Upstream': 'basic dTpw' } }, '/config/headers/X-Upstream'],
     ['an auth the platform does not know', { auth: 'digest' }, '/config/auth'],
     ['auth "header" without the header', { auth: 'header' }, '/config/secret_header'],
     ['a secret header with auth "bearer"', { secret_header: 'X-Feed-Key' }, '/config/secret_header'],
@@ -447,6 +468,17 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
             '"X-Api-Key" carries a credential, and every reader of the connector sees config: send its value as the secret, with config.auth "header" and config.secret_header "X-Api-Key"',
         },
       ],
+    ]);
+    // Headers that carry none are taken.
+    const plain = { Accept: 'application/json', 'X-Api-Version': '2', 'User-Agent': 'edm', 'X-Request-Id': 'r1' };
+    const taken = await call('POST', connectors.basePath, {
+      name: 'plain headers',
+      kind: 'http_json',
+      config: { url: `${base}/metrics`, headers: { ...plain, 'X-Monkey': 'Basically fine' } },
+    });
+    expect([taken.status, (taken.body.config as Doc)?.headers]).toEqual([
+      201,
+      { ...plain, 'X-Monkey': 'Basically fine' },
     ]);
     const basic = await call('POST', connectors.basePath, {
       name: 'basic',
@@ -698,6 +730,18 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(read.raw).not.toContain('hunter2');
   });
 
+  it('keeps a basic secret out of last_error where the feed echoes its header, base64-encoded', async () => {
+    const sent = `Basic ${Buffer.from('alice:Sup3rS3cret').toString('base64')}`;
+    api.state.body = JSON.stringify({ data: { value: sent } });
+    const c = await connector({
+      config: { url: `${base}/metrics`, pointer: '/data/value', auth: 'basic' },
+      secret: 'alice:Sup3rS3cret',
+    });
+    const res = await sync(c.id as string);
+    expect(res.body.last_error).toBe('the value at "/data/value" is "Basic [secret]", not a number');
+    expect(res.raw).not.toContain(sent.slice(6, 14));
+  });
+
   it.each([
     ['a token', 'Bearer tok-12345 refused', 'tok-12345', 'Bearer [secret] refused'],
     [
@@ -708,6 +752,15 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     ],
     ['its password, as sent', 'password "pw@x1" rejected', 'postgres://u:pw%40x1@db/x', 'password "[secret]" rejected'],
     ['its password, escaped', 'saw pw%40x1', 'postgres://u:pw%40x1@db/x', 'saw [secret]'],
+    // config.auth "basic" sends user:password base64-encoded: echoed so, or decoded, or the password alone.
+    [
+      'a basic secret, as sent',
+      `is "Basic ${Buffer.from('alice:Sup3rS3cret').toString('base64')}"`,
+      'alice:Sup3rS3cret',
+      'is "Basic [secret]"',
+    ],
+    ['a basic secret, whole', 'saw alice:Sup3rS3cret', 'alice:Sup3rS3cret', 'saw [secret]'],
+    ['a basic secret, its password', 'password Sup3rS3cret refused', 'alice:Sup3rS3cret', 'password [secret] refused'],
     ['no secret', 'Bearer tok-12345 refused', null, 'Bearer tok-12345 refused'],
     ['a part under 4 characters', 'a b c', 'postgres://u:b@db/x', 'a b c'],
   ])('takes %s out of a failure', (_, message, secret, expected) => {

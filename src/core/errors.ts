@@ -241,7 +241,7 @@ export const fieldErrorRegistry = {
   duplicate_member:
     'The body names a member twice in one object (`{"title":"a","title":"b"}`): JSON leaves which one counts to the reader, so neither is taken.',
   credential_in_config:
-    "A header of a connector's `config.headers` carries a credential (`Authorization`, `Cookie`, a name with key, token, secret, password or auth in it), which every reader of the connector would see: its value goes in the write-only `secret`, sent as `config.auth` says.",
+    "A header of a connector's `config.headers` carries a credential, by its name (`Authorization`, `Cookie`, `X-Api-Key`, a name with token, secret, password or session in it) or its value (`Bearer …`, `Basic …`), which every reader of the connector would see: its value goes in the write-only `secret`, sent as `config.auth` says.",
   invalid_parameter: "A query parameter's value is none the parameter takes (named by the parameter).",
   unknown_parameter: 'A query parameter the operation does not take.',
   invalid_cursor: 'A list cursor was altered, or made for another list (its filters, sort, caller or resource).',

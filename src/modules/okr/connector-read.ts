@@ -85,14 +85,17 @@ export function asMetric(value: unknown, what: string): number {
 /**
  * Text without the connector's secret in it: a feed that echoes its request's Authorization
  * header at the pointer, or a database that quotes the connection's password, would show it in
- * `last_error` to every reader of the connector. The secret, and a postgres URL's password, each
+ * `last_error` to every reader of the connector. The secret, as given and base64-encoded (as
+ * `config.auth` "basic" sends it), a basic secret's password and a postgres URL's password, each
  * as `[secret]` (a part under 4 characters is left: it would mask ordinary text, and is no
  * secret to speak of). A value is masked before its text is cut to a failure's 40 characters,
  * which would leave a secret's first part.
  */
 export function withoutSecret(message: string, secret: unknown): string {
   if (typeof secret !== 'string') return message;
-  const parts = [secret];
+  const parts = [secret, Buffer.from(secret).toString('base64')];
+  const colon = secret.indexOf(':');
+  if (colon >= 0) parts.push(secret.slice(colon + 1)); // user:password, the password alone
   try {
     const password = new URL(secret).password;
     if (password) parts.push(password, decodeURIComponent(password));

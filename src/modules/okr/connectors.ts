@@ -137,12 +137,23 @@ const RESERVED_HEADERS = new Set([
   'cf-connecting-ip',
 ]);
 
+/** Parts of a header's name that say it carries a credential, anywhere in it (`X-ApiToken`). */
+const CREDENTIAL_NAME =
+  /authori[sz]ation|authenticat|cookie|token|secret|passw(or)?d|api[-_]?key|session|bearer|jwt|credential|signature/i;
+/** Words of a name, between `-`, `_` and a lower-case letter before an upper-case one (`XAuthKey`). */
+const CREDENTIAL_WORD = /^(auth|key|pass|pwd|sid)$/i;
+/** A value in a scheme of HTTP authentication, whatever header sends it. */
+const CREDENTIAL_VALUE = /^\s*(bearer|basic|digest|token|negotiate)\s+\S/i;
+
 /**
- * Header names that carry a credential: config, which every reader of the tenant sees, must not
- * hold one (the secret does, sent as config.auth says).
+ * Whether a header of config carries a credential, by its name or its value: config, which every
+ * reader of the tenant sees, must not hold one (the secret does, sent as config.auth says).
  */
-const CREDENTIAL_HEADER =
-  /^(authorization|cookie)$|(^|[-_])(api[-_]?key|apikey|key|token|secret|password|passwd|auth|session|credentials?)($|[-_])/i;
+function carriesCredential(name: string, value: string): boolean {
+  if (CREDENTIAL_NAME.test(name) || CREDENTIAL_VALUE.test(value)) return true;
+  const words = name.replace(/([a-z])([A-Z])/g, '$1-$2').split(/[-_]/);
+  return words.some((w) => CREDENTIAL_WORD.test(w));
+}
 
 /** Why a feed's URL is none a sync can fetch (it is parsed as the sync parses it), or null. */
 function feedUrlProblem(url: string): string | null {
@@ -582,7 +593,7 @@ export const connectors = defineResource({
           } else if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(name.toLowerCase())) {
             const message = `${JSON.stringify(name)} is not a header a connector may send`;
             errors.push({ path, code: 'invalid_header', message });
-          } else if (bounded && CREDENTIAL_HEADER.test(name)) {
+          } else if (bounded && carriesCredential(name, value)) {
             const as =
               name.toLowerCase() === 'authorization'
                 ? 'config.auth "bearer" or "basic", or "header" with config.secret_header "Authorization" to send it as it is'
