@@ -610,6 +610,8 @@ describe('edm usage', () => {
 
   // `edm help foo` printed the general usage and exited 0.
   it.each([
+    // No command printed the usage to stdout, as if asked for, with exit 2.
+    [[], 'edm: no command given\n\nedm — the EDM API platform'],
     [['help', 'foo'], 'edm help: no command foo'],
     [['help', 'export', 'now'], 'edm help: unexpected argument now'],
     // An empty --out (a variable unset in a script) wrote the export, webhook URLs included, to stdout.

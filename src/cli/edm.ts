@@ -573,11 +573,14 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(usageOf(topic));
         return 0;
       }
-      case undefined:
       case '--help':
       case '-h':
         process.stdout.write(USAGE);
-        return command === undefined ? 2 : 0;
+        return 0;
+      case undefined:
+        // No command is a usage error: said where errors go, not into a pipe reading stdout.
+        process.stderr.write(`edm: no command given\n\n${USAGE}`);
+        return 2;
       default:
         process.stderr.write(`edm: unknown command ${command}\n\n${USAGE}`);
         return 2;
