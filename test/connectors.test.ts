@@ -419,6 +419,11 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       'Set-Cookie',
       'X-Auth',
       'XAuthKey',
+      // Header names are case-insensitive: the same name in any case.
+      'X-AUTHKEY',
+      'x-authkey',
+      'x-accesskey',
+      'X-Key',
       'X-Client-Secret',
     ].map((name): [string, Doc, string] => [
       `a ${name} header`,
@@ -470,7 +475,14 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       ],
     ]);
     // Headers that carry none are taken.
-    const plain = { Accept: 'application/json', 'X-Api-Version': '2', 'User-Agent': 'edm', 'X-Request-Id': 'r1' };
+    const plain = {
+      Accept: 'application/json',
+      'X-Api-Version': '2',
+      'User-Agent': 'edm',
+      'X-Request-Id': 'r1',
+      'X-Author': 'ops',
+      'X-Authority': 'eu',
+    };
     const taken = await call('POST', connectors.basePath, {
       name: 'plain headers',
       kind: 'http_json',
@@ -1605,19 +1617,33 @@ describe('the schedule with no read timeout', () => {
       release = r;
     });
     const hung = await create('hung');
-    const first = await t.app.engine.runJob(connectorSyncJob); // the hung feed's read is left after 15 s
-    expect([first, reads('hung')]).toEqual([0, 1]);
+    const stuck = await create('stuck');
+    const first = await t.app.engine.runJob(connectorSyncJob); // both reads are left after 15 s
+    expect([first, reads('hung'), reads('stuck')]).toEqual([0, 1, 1]);
     api.state.hold = null;
     const other = await create('other');
-    t.clock.advance(120_000); // the hung read's claim has run out: due again, but still being read
+    t.clock.advance(120_000); // the hung reads' claims have run out: due again, but still being read
     expect(await t.app.engine.runJob(connectorSyncJob)).toBe(1);
-    expect([reads('hung'), reads('other')]).toEqual([1, 1]);
+    expect([reads('hung'), reads('stuck'), reads('other')]).toEqual([1, 1, 1]);
     expect(await shown(other)).toMatchObject({ last_sync_status: 'ok', last_value: 42 });
-    // The feed answers at last: its read records on its own.
+    // Settings changed while a read of the old ones goes on: the new ones are read at once.
+    api.state.body = '{"data":{"value":7}}';
+    const url = `${connectors.basePath}/${stuck}`;
+    const fixed = await t.call('PATCH', url, {
+      token,
+      body: { config: { url: `${base}/fixed`, pointer: '/data/value' } },
+    });
+    expect(fixed.status, fixed.raw).toBe(200);
+    expect(await t.app.engine.runJob(connectorSyncJob)).toBe(1);
+    expect([reads('hung'), reads('fixed')]).toEqual([1, 1]);
+    expect(await shown(stuck)).toMatchObject({ last_sync_status: 'ok', last_value: 7 });
+    // The feed answers at last: the read of the settings still there records on its own; the one
+    // of settings changed since, nothing.
     release();
     for (let i = 0; i < 300 && (await shown(hung)).last_sync_status === null; i++) {
       await new Promise((r) => setTimeout(r, 10));
     }
     expect(await shown(hung)).toMatchObject({ last_sync_status: 'ok', last_value: 42 });
+    expect(await shown(stuck)).toMatchObject({ last_sync_status: 'ok', last_value: 7 });
   }, 40_000);
 });

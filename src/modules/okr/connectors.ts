@@ -137,11 +137,15 @@ const RESERVED_HEADERS = new Set([
   'cf-connecting-ip',
 ]);
 
-/** Parts of a header's name that say it carries a credential, anywhere in it (`X-ApiToken`). */
+/**
+ * Parts of a header's name that say it carries a credential, anywhere in it, read in lower case
+ * without `-` and `_` (header names are case-insensitive: `X-AUTHKEY` is `XAuthKey`): auth (not
+ * author…), token, secret, a password, an API, access, private or client key, a session, …
+ */
 const CREDENTIAL_NAME =
-  /authori[sz]ation|authenticat|cookie|token|secret|passw(or)?d|api[-_]?key|session|bearer|jwt|credential|signature/i;
-/** Words of a name, between `-`, `_` and a lower-case letter before an upper-case one (`XAuthKey`). */
-const CREDENTIAL_WORD = /^(auth|key|pass|pwd|sid)$/i;
+  /authori[sz]ation|auth(?!or)|cookie|token|secret|passw|pwd|apikey|accesskey|privatekey|clientkey|secretkey|signingkey|session|bearer|jwt|credential|signature/;
+/** Words of a name, between `-`, `_` and a lower-case letter before an upper-case one (`X-Key`, `ClientSid`). */
+const CREDENTIAL_WORD = /^(key|pass|sid)$/i;
 /** A value in a scheme of HTTP authentication, whatever header sends it. */
 const CREDENTIAL_VALUE = /^\s*(bearer|basic|digest|token|negotiate)\s+\S/i;
 
@@ -150,7 +154,7 @@ const CREDENTIAL_VALUE = /^\s*(bearer|basic|digest|token|negotiate)\s+\S/i;
  * reader of the tenant sees, must not hold one (the secret does, sent as config.auth says).
  */
 function carriesCredential(name: string, value: string): boolean {
-  if (CREDENTIAL_NAME.test(name) || CREDENTIAL_VALUE.test(value)) return true;
+  if (CREDENTIAL_NAME.test(name.toLowerCase().replace(/[-_]/g, '')) || CREDENTIAL_VALUE.test(value)) return true;
   const words = name.replace(/([a-z])([A-Z])/g, '$1-$2').split(/[-_]/);
   return words.some((w) => CREDENTIAL_WORD.test(w));
 }
@@ -709,8 +713,12 @@ const PARALLEL_READS = 4;
  * with it every other connector's schedule, of every tenant.
  */
 const READ_WAIT_MS = 15_000;
-/** Reads a run left to finish on their own, by tenant and connector: no run starts one again meanwhile. */
-const readsUnderWay = new Set<string>();
+/**
+ * Reads under way in this process, by tenant and connector, each with the settings it reads
+ * (readFrom): a run starts no read of the same settings again meanwhile, but does read settings
+ * changed since (whose sync the change queued; the read under way will record nothing).
+ */
+const readsUnderWay = new Map<string, { from: string }>();
 
 /** Syncs the pulled connectors whose time has come, a batch per run (reads outside transactions). */
 export const connectorSyncJob: Job = {
@@ -731,7 +739,7 @@ export const connectorSyncJob: Job = {
         row.due_at,
         isoTime(tx.now + ctx.outbound.timeoutMs + 60_000),
       );
-    const syncOne = async (row: Record<string, unknown>): Promise<boolean> => {
+    const syncOne = async (row: Record<string, unknown>, underWay: string): Promise<boolean> => {
       const tenantId = row.tenant_id as string;
       const id = row.connector_id as string;
       const key = { tenant_id: tenantId, connector_id: id };
@@ -744,6 +752,20 @@ export const connectorSyncJob: Job = {
         await ctx.transaction(tenantId, (tx) => tx.remove(connectorSchedule, key));
         return false;
       }
+      const mark = { from: readFrom(connector) };
+      readsUnderWay.set(underWay, mark);
+      try {
+        return await readAndRecord(connector, tenantId, id, key);
+      } finally {
+        if (readsUnderWay.get(underWay) === mark) readsUnderWay.delete(underWay);
+      }
+    };
+    const readAndRecord = async (
+      connector: Doc,
+      tenantId: string,
+      id: string,
+      key: { tenant_id: string; connector_id: string },
+    ): Promise<boolean> => {
       // A read that failed in an unforeseen way is recorded like any failed read, not retried forever.
       const { outcome, readAt } = await readOutcome(connector, ctx.outbound, ctx.clock).catch((err: Error) => ({
         outcome: { error: withoutSecret(`the read failed: ${err.message}`, connector.secret) } as SyncOutcome,
@@ -771,14 +793,23 @@ export const connectorSyncJob: Job = {
     const reader = async () => {
       while (next < due.length) {
         const row = due[next++] as Record<string, unknown>;
-        const underWay = `${row.tenant_id}\u0000${row.connector_id}`;
-        if (readsUnderWay.has(underWay)) {
-          // Read still, by an earlier run: its claim held on, so it does not come due again meanwhile.
-          await ctx.transaction(row.tenant_id as string, (tx) => claim(tx, row));
+        const tenantId = row.tenant_id as string;
+        const underWay = `${tenantId}\u0000${row.connector_id}`;
+        const going = readsUnderWay.get(underWay);
+        // Read still, by an earlier run, as it is now: its claim held on, so it does not come due
+        // again meanwhile. Changed since (the change queued this sync): read anew.
+        if (
+          going !== undefined &&
+          (await ctx.transaction(tenantId, async (tx) => {
+            const now = await tx.peek(connectors, tenantId, row.connector_id as string);
+            if (!now || now.is_deleted || readFrom(now) !== going.from) return false;
+            await claim(tx, row);
+            return true;
+          }))
+        ) {
           continue;
         }
-        readsUnderWay.add(underWay);
-        const read = syncOne(row).finally(() => readsUnderWay.delete(underWay));
+        const read = syncOne(row, underWay);
         let timer: NodeJS.Timeout | undefined;
         const waited = new Promise<null>((resolve) => {
           timer = setTimeout(resolve, ctx.outbound.timeoutMs + READ_WAIT_MS, null);
