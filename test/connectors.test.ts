@@ -1373,6 +1373,23 @@ describe('fetchJson', () => {
     // Past the timeout, nothing fires (before, its timer threw an uncaught ReferenceError here).
     await new Promise((r) => setTimeout(r, 120));
   });
+
+  // A failure is every reader's (last_error): it names the host, not the address it was reached
+  // at (Node's `connect ECONNREFUSED 127.0.0.1:…`), for an allowed internal host too.
+  it('says a failed connection by its host, not the address the host resolved to', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const policy = { allowHosts: ['localhost'], timeoutMs: 2000 };
+    const http = await fetchJson(`http://localhost:${port}/v`, {}, policy).catch((e: Error) => e.message);
+    expect(http).toMatch(new RegExp(`^http://localhost:${port}/v: connect ECONNREFUSED localhost:${port}$`));
+    const pg = await readConnector(
+      { kind: 'postgres', config: { query: 'select 1' }, secret: `postgres://u:pw@localhost:${port}/db` },
+      policy,
+    ).catch((e: Error) => e.message);
+    expect(pg).toBe(`postgres: connect ECONNREFUSED localhost:${port}`);
+  });
 });
 
 describe('outbound policy', () => {

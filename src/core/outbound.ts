@@ -166,6 +166,16 @@ function pinned(target: { address: string; family: number }): LookupFunction {
   }) as unknown as LookupFunction;
 }
 
+/**
+ * A failure's text with the address a host was reached at said as the host (Node's
+ * `connect ECONNREFUSED 10.0.0.7:5432`): the text is every reader's (`last_error`), and would map
+ * the names of the server's network, allowed ones too, to its addresses.
+ */
+export function withoutAddress(message: string, address: string, host: string): string {
+  if (address === host) return message;
+  return message.replaceAll(`[${address}]`, host).replaceAll(address, host);
+}
+
 /** The most an answer may hold. */
 export const MAX_ANSWER_BYTES = 1_000_000;
 
@@ -205,7 +215,7 @@ export async function fetchJson(
     } catch (err) {
       // Node refuses to send some requests at all (a header with a line break, a character past
       // U+00FF): the read fails, as any other, and nothing is left behind to fire later.
-      fail(`${where}: ${(err as Error).message}`);
+      fail(`${where}: ${withoutAddress((err as Error).message, target.address, url.hostname)}`);
       return;
     }
     // 0: no limit, as for a postgres connector's read (pg's own meaning of 0).
@@ -235,9 +245,9 @@ export async function fetchJson(
           reject(new OutboundError(`${where} answered something that is not JSON`));
         }
       });
-      res.on('error', (err) => fail(`${where}: ${err.message}`));
+      res.on('error', (err) => fail(`${where}: ${withoutAddress(err.message, target.address, url.hostname)}`));
     });
-    req.on('error', (err) => fail(`${where}: ${err.message}`));
+    req.on('error', (err) => fail(`${where}: ${withoutAddress(err.message, target.address, url.hostname)}`));
     req.end();
   });
 }

@@ -4,7 +4,7 @@
  */
 import pg from 'pg';
 import { NUMBER_LIMIT } from '../../core/fields.js';
-import { fetchJson, OutboundError, readDeadline, resolveAllowed } from '../../core/outbound.js';
+import { fetchJson, OutboundError, readDeadline, resolveAllowed, withoutAddress } from '../../core/outbound.js';
 import type { Doc, OutboundPolicy } from '../../core/resource.js';
 
 export interface ConnectorConfig {
@@ -138,6 +138,8 @@ interface PostgresTarget {
   ssl: pg.ClientConfig['ssl'];
   /** Whether a server that refuses TLS is connected to again without (`sslmode=prefer`). */
   plaintextIfRefused: boolean;
+  /** The host the secret names, said in a failure in place of the address it was reached at. */
+  name: string;
 }
 
 /** The connection a `postgres` connector's secret names, to the address its host was checked at. */
@@ -167,7 +169,8 @@ async function postgresTarget(secret: string, policy: OutboundPolicy, deadline: 
   };
   // `allow` is libpq's plaintext first, then TLS where the server demands it; here it is
   // plaintext only, so a server that demands TLS refuses the read (`prefer` or `require` reach it).
-  if (sslmode === 'disable' || sslmode === 'allow') return { options, ssl: false, plaintextIfRefused: false };
+  if (sslmode === 'disable' || sslmode === 'allow')
+    return { options, ssl: false, plaintextIfRefused: false, name: host };
   // `prefer` is libpq's: TLS without checking the server's certificate, and plaintext where the
   // server answers that it takes no TLS.
   const verified = sslmode === 'verify-full' || sslmode === 'verify-ca';
@@ -175,6 +178,7 @@ async function postgresTarget(secret: string, policy: OutboundPolicy, deadline: 
     options,
     ssl: { servername: host, rejectUnauthorized: verified },
     plaintextIfRefused: sslmode === 'prefer',
+    name: host,
   };
 }
 
@@ -288,7 +292,9 @@ async function queryPostgres(
     return asMetric(masked(rows[0]?.[0], secret), 'the first column of its first row');
   } catch (err) {
     if (err instanceof OutboundError) throw err;
-    throw new OutboundError(`postgres: ${(err as Error).message}`);
+    throw new OutboundError(
+      `postgres: ${withoutAddress((err as Error).message, target.options.host as string, target.name)}`,
+    );
   }
 }
 
