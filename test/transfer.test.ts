@@ -1056,6 +1056,10 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     const copied = await list('formulas-copy', 'objectives');
     expect(copied.map((o) => o.title).sort()).toEqual([...titles].sort());
     expect(copied.every((o) => JSON.stringify(o.tags) === '["=1+2","-x"]')).toBe(true);
+    // A file an earlier build wrote, or a hand-written one: an apostrophe before other text stays.
+    const csvByHand = "title\r\n'Tis the season\r\n'=1+2\r\n";
+    await importRows(opts('formulas-hand'), { csv: csvByHand, resource: 'Objective' });
+    expect((await list('formulas-hand', 'objectives')).map((o) => o.title).sort()).toEqual(["'Tis the season", '=1+2']);
   });
 });
 

@@ -228,6 +228,8 @@ export function csvColumns(resource: Resource): string[] {
  * tab or carriage return before one), or that starts with the apostrophe that escapes it.
  */
 const FORMULA_START = /^[=+\-@\t\r']/;
+/** Such text as csvCell writes it: after an apostrophe. */
+const ESCAPED_FORMULA = /^'[=+\-@\t\r']/;
 
 /**
  * A value as a CSV cell: null is an empty cell, an empty string `""` (parseCsv tells them apart).
@@ -360,8 +362,9 @@ function fromCell(resource: Resource, name: string, cell: string | null): unknow
           return cell;
         }
       }
-      // The apostrophe an export writes before text a spreadsheet would run (csvCell).
-      return cell.startsWith("'") ? cell.slice(1) : cell;
+      // The apostrophe an export writes before text a spreadsheet would run (csvCell): only there,
+      // so an earlier build's export, or a hand-written file, keeps `'Tis the season` as it is.
+      return ESCAPED_FORMULA.test(cell) ? cell.slice(1) : cell;
   }
 }
 
