@@ -589,6 +589,30 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect([other.status, other.body.code]).toEqual([422, 'idempotency_key_reused']);
     });
 
+    // Builds before the refusal of a member named twice took such a body (as its last): a retry
+    // of its request across the upgrade is replayed, not refused as another request (422).
+    it('replays a key an earlier build stored for a body naming a member twice, which is 400 now', async () => {
+      const payload = '{"name":"first","start_date":"2026-01-01","end_date":"2026-03-31","name":"second"}';
+      const json = { 'content-type': 'application/json', ...key('twice-earlier') };
+      const read = JSON.parse(payload);
+      const first = await t.call('POST', cycles.basePath, { body: read, headers: key('twice-earlier') });
+      expect([first.status, first.body.name]).toEqual([201, 'second']);
+      // As the earlier build stored it: the plain hash of the value it read.
+      const principal = { sub: USER_A, tenantId: 'acme', appId: null, scopes: null };
+      const idem = new Idempotency(t.store, t.clock, REQUEST_KEY);
+      const [earlier] = idem.earlierFingerprints('POST', cycles.basePath, principal, read);
+      await t.store.db
+        .updateTable('edm_idempotency_keys')
+        .set({ fingerprint: earlier })
+        .where('key', '=', `${kind}-twice-earlier`)
+        .execute();
+      const again = await t.call('POST', cycles.basePath, { payload, headers: json });
+      expect([again.status, again.headers['idempotent-replayed'], again.raw]).toEqual([201, 'true', first.raw]);
+      // Without a key stored so, it is refused.
+      const fresh = await t.call('POST', cycles.basePath, { payload, headers: { ...json, ...key('twice-new') } });
+      expect([fresh.status, fresh.body.code]).toEqual([400, 'invalid_json']);
+    });
+
     it('tells a number beyond a double (1e400) from null in a fingerprint', async () => {
       const payload = (weight: string) =>
         `{"name":"huge","start_date":"2026-01-01","end_date":"2026-03-31","source":${weight}}`;

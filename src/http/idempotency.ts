@@ -119,18 +119,30 @@ export class Idempotency {
    * 24 h: a retry of its request across an upgrade (a rolling deploy, the SDK's retry of a 503
    * while servers restart) is replayed, not refused as another request (422). Builds before
    * 83ac4a2 hashed a JSON body's members in the order they came, and builds before the keyed
-   * fingerprint hashed with plain SHA-256.
+   * fingerprint hashed with plain SHA-256. Builds before the refusal of a member named twice
+   * took such a body as JSON.parse reads it.
    */
   earlierFingerprints(method: string, url: string, principal: Principal, body: unknown): string[] {
     const sha256 = (text: string) =>
       createHash('sha256')
         .update(requestText(method, url, principal, text))
         .digest('base64url');
-    const sorted = bodyText(body);
-    const out = [sha256(sorted)];
-    if (body === undefined || body instanceof MalformedBody) return out;
-    const asSent = JSON.stringify(body);
-    if (asSent !== sorted) out.push(sha256(asSent));
+    const out = [sha256(bodyText(body))];
+    let value = body;
+    if (body instanceof MalformedBody) {
+      // JSON this build refuses that earlier ones took (a member named twice, which JSON.parse
+      // reads as its last): fingerprinted as they did, by the value they read.
+      try {
+        value = JSON.parse(body.text);
+      } catch {
+        return out;
+      }
+      if (value === null || typeof value !== 'object') return out;
+      out.push(sha256(bodyText(value)));
+    }
+    if (value === undefined) return out;
+    const asSent = JSON.stringify(value);
+    if (asSent !== bodyText(value)) out.push(sha256(asSent));
     return out;
   }
 
