@@ -362,10 +362,11 @@ function heldMembers(value: unknown): number {
  * The JSON Pointer of the first member a JSON text names twice in one object (`{"title":"a",
  * "title":"b"}`: JSON leaves which one counts to the reader, and a proxy in front may have read
  * the first where JSON.parse keeps the last), or null. `value` is the text parsed: its members
- * are counted against the text's first, so a body without one costs two counts, not a walk.
+ * are counted against the text's first (`named`: bodyShapeProblem counts them), so a body
+ * without one costs a count, not a walk.
  */
-export function duplicateMemberPath(text: string, value: unknown): string | null {
-  if (value === null || typeof value !== 'object' || namedMembers(text) === heldMembers(value)) return null;
+export function duplicateMemberPath(text: string, value: unknown, named = namedMembers(text)): string | null {
+  if (value === null || typeof value !== 'object' || named === heldMembers(value)) return null;
   let i = 0;
   const space = () => {
     while (i < text.length && /\s/.test(text[i] as string)) i++;
@@ -428,18 +429,22 @@ const COMMAS = new Uint32Array(MAX_BODY_DEPTH + 1);
  * Why JSON text is refused before it is parsed, or null: arrays and objects nested deeper than
  * `maxDepth` (they would overflow the stack of the recursive code that walks them: merge patch,
  * validation, fingerprints, and answer 500), or one holding more than `maxMembers` members.
- * Brackets and commas inside strings are text. One pass over the text, allocating nothing.
+ * Brackets and commas inside strings are text. One pass over the text, allocating nothing;
+ * `named`, if given, takes the count of members the text names (its colons outside strings),
+ * for duplicateMemberPath.
  */
 export function bodyShapeProblem(
   text: string,
   maxDepth = MAX_BODY_DEPTH,
   maxMembers = MAX_BODY_MEMBERS,
+  named?: { members: number },
 ): string | null {
   // Commas seen at each open level: a level's members are its commas plus one (a level's count
   // is reset as it opens).
   const commas = maxDepth <= MAX_BODY_DEPTH ? COMMAS : new Uint32Array(maxDepth + 1);
   let depth = 0;
   let inString = false;
+  let colons = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
@@ -447,6 +452,7 @@ export function bodyShapeProblem(
         i++; // a backslash: the next character is escaped
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
+    else if (c === 0x3a) colons++;
     else if (c === 0x5b || c === 0x7b) {
       if (++depth > maxDepth) return `The body nests arrays and objects deeper than ${maxDepth} levels`;
       commas[depth] = 0;
@@ -455,6 +461,7 @@ export function bodyShapeProblem(
       return `The body has an object or array of more than ${maxMembers} members`;
     }
   }
+  if (named) named.members = colons;
   return null;
 }
 

@@ -309,8 +309,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // orders them, and stored with its Idempotency-Key like any 4xx.
   app.removeContentTypeParser(['text/plain', 'application/json']);
   const defaultJson = app.getDefaultJsonParser('error', 'error');
+  // The members a body names, counted as its shape is checked (parsing is synchronous: one will do).
+  const namedMembers = { members: 0 };
   const parseJson = (request: FastifyRequest, text: string, done: (err: Error | null, body?: unknown) => void) => {
-    const shape = bodyShapeProblem(text);
+    const shape = bodyShapeProblem(text, undefined, undefined, namedMembers);
     if (shape !== null) {
       done(null, new MalformedBody(shape, text));
       return;
@@ -324,7 +326,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       if (!err) {
         // A member named twice: JSON leaves which one counts to the reader (a proxy in front may
         // have checked the first; JSON.parse keeps the last), so neither is taken.
-        const twice = duplicateMemberPath(text, body);
+        const twice = duplicateMemberPath(text, body, namedMembers.members);
         if (twice === null) done(null, body);
         else {
           const message = `${twice.slice(1)} is named twice in one object: send each member once`;
