@@ -173,7 +173,7 @@ export const errorRegistry = {
   invalid_reference: {
     status: 422,
     title: 'Invalid reference',
-    when: 'A reference (`objective_id`, `cycle_id`, …) does not name a live resource of the tenant.',
+    when: 'A reference (`objective_id`, `cycle_id`, …) does not name a live resource of the tenant, or would pass a bound of what it names (field code `limit_reached`).',
   },
   precondition_required: {
     status: 428,
@@ -232,6 +232,8 @@ export const fieldErrorRegistry = {
     'A value or setting this row does not take: `current` of a key result a query or a connector feeds (on create, or on a PATCH that turns a manual one into a fed one), `query` or `connector_id` where `data_source` does not use it, a setting or a secret of another connector kind.',
   invalid_reference: 'A reference (`objective_id`, `cycle_id`, `kr("…")` in a query) names no live row of the tenant.',
   parent_deleted: 'A restore would bring a row back under a parent that is deleted.',
+  limit_reached:
+    'A reference would pass a bound of what it names, so that one write cannot cost the others much: a key result read by 50 queries already, a connector feeding 100 key results already, an alignment 32 levels deep already.',
   alignment_cycle: 'An objective would be aligned under itself, directly or through others.',
   query_cycle: 'A metric query would read itself, directly or through other queries.',
   invalid_query: 'A metric query does not parse, or uses what the language does not have.',

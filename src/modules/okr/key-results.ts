@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { isoTime } from '../../core/clock.js';
-import { ApiError, type FieldError } from '../../core/errors.js';
+import { ApiError, type FieldError, fieldError } from '../../core/errors.js';
 import { datetime, integer, json, NUMBER_LIMIT, number, ref, stringList, text } from '../../core/fields.js';
 import type { Doc } from '../../core/resource.js';
 import { defineResource, fillNullDefaults, platformFields } from '../../core/resource.js';
@@ -18,7 +18,16 @@ import { cycles } from './cycles.js';
 import { objectives } from './objectives.js';
 import { impliedDirection, LINEAR_TYPES, type Measure, type MetricType, progressPct } from './progress.js';
 import { parsed, QuerySyntaxError } from './query.js';
-import { catchUp, checkNoLoop, propagate, QUERY_GRAPH, queryValue, READERS, syncReads } from './query-source.js';
+import {
+  catchUp,
+  checkNoLoop,
+  checkReaders,
+  propagate,
+  QUERY_GRAPH,
+  queryValue,
+  READERS,
+  syncReads,
+} from './query-source.js';
 import { rollUp } from './rollup.js';
 import { MIN_WEIGHT, OWNER_ID_PATTERN, STATUSES, TAGS } from './shared.js';
 import { computeStatus, cycleSpan } from './status.js';
@@ -31,6 +40,8 @@ const pending = new WeakMap<Doc, { expiresAt: number | null; snapshot: Snapshot 
 export const METRIC_TYPES = ['number', 'percentage', 'currency', 'milestone', 'threshold'] as const;
 export const DIRECTIONS = ['increase', 'decrease'] as const;
 export const DATA_SOURCES = ['manual', 'connector', 'query'] as const;
+/** How many live key results one connector may feed: each sync writes them all in one transaction. */
+export const MAX_CONNECTOR_FEEDS = 100;
 /** The field each data source takes its values through (the others must be null). */
 const SOURCE_FIELD: Record<string, string | undefined> = { connector: 'connector_id', query: 'query' };
 
@@ -383,6 +394,29 @@ export const keyResults = defineResource({
     async derive(doc, before, ctx, tx) {
       const event = ctx.event?.kind === 'check_in' ? ctx.event : null;
       const tenantId = ctx.principal.tenantId;
+      // What one write of what it reads, or one sync of its connector, recomputes is bounded (422,
+      // with the references'): not for a row restored as it was.
+      if (setsQuery(doc, before) && !ctx.restoring) await checkReaders(tx, tenantId, doc, before);
+      if (
+        doc.data_source === 'connector' &&
+        typeof doc.connector_id === 'string' &&
+        (before?.data_source !== 'connector' || before?.connector_id !== doc.connector_id) &&
+        !ctx.restoring
+      ) {
+        const fed = await tx.findLive(keyResults, tenantId, {
+          connector_id: doc.connector_id,
+          data_source: 'connector',
+        });
+        if (fed.filter((k) => k.id !== doc.id).length >= MAX_CONNECTOR_FEEDS) {
+          throw fieldError('invalid_reference', [
+            {
+              path: '/connector_id',
+              code: 'limit_reached',
+              message: `${doc.connector_id} feeds ${MAX_CONNECTOR_FEEDS} key results already, the most one connector may`,
+            },
+          ]);
+        }
+      }
       if (setsQuery(doc, before)) {
         const value = await queryValue(tx, tenantId, doc);
         if (value !== null) doc.current = value;

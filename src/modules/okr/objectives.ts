@@ -8,6 +8,9 @@ import { requeueObjectives } from './sweep.js';
 /** The lock of a tenant's realignments (`parent_objective_id` changes): see the serialize hook. */
 const ALIGNMENT = 'okr.alignment';
 
+/** How many objectives an objective may be aligned under, one above the other. */
+export const MAX_ALIGNMENT_DEPTH = 32;
+
 export const objectives = defineResource({
   module: 'okr',
   name: 'Objective',
@@ -83,6 +86,16 @@ export const objectives = defineResource({
       if (typeof parentId !== 'string' || parentId === before?.parent_objective_id) return;
       const seen = new Set<string>();
       while (typeof parentId === 'string' && !seen.has(parentId)) {
+        // Bounded: each create or realignment walks it (a restored row keeps its place).
+        if (seen.size >= MAX_ALIGNMENT_DEPTH && !ctx.restoring) {
+          throw fieldError('invalid_reference', [
+            {
+              path: '/parent_objective_id',
+              code: 'limit_reached',
+              message: `${doc.parent_objective_id} is ${MAX_ALIGNMENT_DEPTH} levels deep already: an alignment is at most ${MAX_ALIGNMENT_DEPTH} levels`,
+            },
+          ]);
+        }
         if (parentId === doc.id) {
           throw fieldError('invalid_reference', [
             {

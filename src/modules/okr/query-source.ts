@@ -27,6 +27,31 @@ export function readsOf(kr: Doc | null): readonly string[] {
     : [];
 }
 
+/** How many live queries may read one key result: each is recomputed, in its transaction, at its every change. */
+export const MAX_QUERY_READERS = 50;
+
+/**
+ * A query a write sets must not read a key result that MAX_QUERY_READERS queries read already
+ * (422 `limit_reached`): a check-in of it would recompute them all while it holds the store.
+ * Those it read before are counted already. Such writes hold the tenant's QUERY_GRAPH lock.
+ */
+export async function checkReaders(tx: Tx, tenantId: string, kr: Doc, before: Doc | null): Promise<void> {
+  const had = readsOf(before);
+  const errors: FieldError[] = [];
+  for (const id of parsed(kr.query as string).reads) {
+    if (had.includes(id)) continue;
+    const read = await tx.peek(keyResults, tenantId, id);
+    if (Number(read?.[READERS] ?? 0) >= MAX_QUERY_READERS) {
+      errors.push({
+        path: '/query',
+        code: 'limit_reached',
+        message: `kr("${id}") is read by ${MAX_QUERY_READERS} queries already, the most one key result may be`,
+      });
+    }
+  }
+  if (errors.length) throw fieldError('invalid_reference', errors);
+}
+
 /**
  * A query a PATCH sets must not lead back to its own key result through queries (400
  * `query_cycle`). Nothing reads a key result being created, so only a write to an existing one
