@@ -45,7 +45,9 @@ describe('duplicateMemberPath', () => {
     ['"x"', null],
     ['1', null],
   ] as const)('%s: %s', (text, expected) => {
-    expect(duplicateMemberPath(text, JSON.parse(text))).toBe(expected);
+    const named = { members: 0 };
+    expect(bodyShapeProblem(text, undefined, undefined, named)).toBeNull();
+    expect(duplicateMemberPath(text, JSON.parse(text), named.members)).toBe(expected);
   });
 });
 

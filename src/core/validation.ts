@@ -85,7 +85,7 @@ const errorCodes: Partial<Record<ValueErrorType, FieldErrorCode>> = {
  */
 function longOnlyInCodeUnits(e: ValueError): boolean {
   const max = (e.schema as { maxLength?: number }).maxLength;
-  return e.type === ValueErrorType.StringMaxLength && typeof e.value === 'string' && [...e.value].length <= (max ?? 0);
+  return e.type === ValueErrorType.StringMaxLength && typeof e.value === 'string' && !longerThan(e.value, max ?? 0);
 }
 
 /** Whether text holds more than `max` characters (code points, as every limit counts them). */
@@ -331,21 +331,6 @@ export function prototypeMemberPath(text: string): string | null {
   return walk(value) ? found() : null;
 }
 
-/** Members named in a JSON text: its colons outside strings. */
-function namedMembers(text: string): number {
-  let n = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++;
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x3a) n++;
-  }
-  return n;
-}
-
 /** Members the parsed value holds, in every object of it. */
 function heldMembers(value: unknown): number {
   if (value === null || typeof value !== 'object') return 0;
@@ -365,7 +350,7 @@ function heldMembers(value: unknown): number {
  * are counted against the text's first (`named`: bodyShapeProblem counts them), so a body
  * without one costs a count, not a walk.
  */
-export function duplicateMemberPath(text: string, value: unknown, named = namedMembers(text)): string | null {
+export function duplicateMemberPath(text: string, value: unknown, named: number): string | null {
   if (value === null || typeof value !== 'object' || named === heldMembers(value)) return null;
   let i = 0;
   const space = () => {
