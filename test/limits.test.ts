@@ -2,15 +2,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Doc } from '../src/core/resource.js';
 import { MAX_CONNECTOR_FEEDS } from '../src/modules/okr/key-results.js';
 import { MAX_ALIGNMENT_DEPTH } from '../src/modules/okr/objectives.js';
-import { MAX_QUERY_READERS } from '../src/modules/okr/query-source.js';
+import { MAX_QUERY_DOWNSTREAM } from '../src/modules/okr/query-source.js';
 import { countRows, resources, storeKinds, type TestApp, testApp } from './helpers.js';
 
 const kr = resources.find((r) => r.name === 'KeyResult');
 const objectives = resources.find((r) => r.name === 'Objective');
 
 // What one tenant's write recomputes holds the store (SQLite's writer, a PostgreSQL connection)
-// for every tenant meanwhile: the readers of a key result, the key results of a connector and the
-// levels of an alignment are bounded, refused past the bound as a reference is (422, naming it).
+// for every tenant meanwhile: the queries downstream of a key result, the key results of a
+// connector and the levels of an alignment are bounded, refused past the bound as a reference is
+// (422, naming it), whether a create, an update or a restore would go past it.
 describe.each(storeKinds)('bounds on what one write recomputes (%s)', (kind) => {
   let t: TestApp;
   let objectiveId: string;
@@ -31,35 +32,76 @@ describe.each(storeKinds)('bounds on what one write recomputes (%s)', (kind) => 
       [{ path, code: 'limit_reached', message }],
     ]);
 
-  it(`refuses a query reading a key result ${MAX_QUERY_READERS} queries read already`, async () => {
-    const read = (await post(kr?.basePath as string, { objective_id: objectiveId, title: 'Read', target: 10 })).body;
-    const query = (title: string) => ({
-      objective_id: objectiveId,
-      title,
-      target: 20,
-      data_source: 'query',
-      query: `kr("${read.id}") * 2`,
-    });
-    for (let i = 0; i < MAX_QUERY_READERS; i++) {
-      expect((await post(kr?.basePath as string, query(`reader ${i}`))).status).toBe(201);
+  const manual = async (title: string) =>
+    (await post(kr?.basePath as string, { objective_id: objectiveId, title, target: 10 })).body.id as string;
+  const query = (title: string, of: string) => ({
+    objective_id: objectiveId,
+    title,
+    target: 20,
+    data_source: 'query',
+    query: `kr("${of}") + 1`,
+  });
+  const tooMany = (id: string) =>
+    `a change of kr("${id}") would recompute more than ${MAX_QUERY_DOWNSTREAM} queries, directly or through others, the most one change may`;
+  /** A chain of `links` queries, each reading the one before, from `root`: the last link's id. */
+  const chain = async (root: string, links: number, title: string) => {
+    let last = root;
+    for (let i = 0; i < links; i++) {
+      const res = await post(kr?.basePath as string, query(`${title} ${i}`, last));
+      expect(res.status, res.raw).toBe(201);
+      last = res.body.id as string;
+    }
+    return last;
+  };
+
+  it(`refuses a query reading a key result ${MAX_QUERY_DOWNSTREAM} queries read already`, async () => {
+    const read = await manual('Read');
+    for (let i = 0; i < MAX_QUERY_DOWNSTREAM; i++) {
+      expect((await post(kr?.basePath as string, query(`reader ${i}`, read))).status).toBe(201);
     }
     const before = await countRows(t, kr as never);
-    const over = await post(kr?.basePath as string, query('one too many'));
-    refused(
-      over,
-      '/query',
-      `kr("${read.id}") is read by ${MAX_QUERY_READERS} queries already, the most one key result may be`,
-    );
+    refused(await post(kr?.basePath as string, query('one too many', read)), '/query', tooMany(read));
     expect(await countRows(t, kr as never)).toBe(before);
     // A PATCH of a query that reads it already (another expression over it) is no new reader.
     const readers = (await t.call('GET', `${kr?.basePath}?data_source=query&limit=1`)).body.data as Doc[];
     const patched = await t.call('PATCH', `${kr?.basePath}/${readers[0]?.id}`, {
-      body: { query: `kr("${read.id}") * 3` },
+      body: { query: `kr("${read}") * 3` },
     });
     expect(patched.status, patched.raw).toBe(200);
-    // One deleted: a place again.
+    // One deleted: a place again, which a new one takes; then the deleted one's restore is refused.
     expect((await t.call('DELETE', `${kr?.basePath}/${readers[0]?.id}`)).status).toBe(200);
-    expect((await post(kr?.basePath as string, query('in its place'))).status).toBe(201);
+    expect((await post(kr?.basePath as string, query('in its place', read))).status).toBe(201);
+    refused(await t.call('POST', `${kr?.basePath}/${readers[0]?.id}/restore`), '/query', tooMany(read));
+    expect((await t.call('GET', `${kr?.basePath}/${readers[0]?.id}`)).body.is_deleted).toBe(true);
+  });
+
+  it(`counts the queries a change recomputes through chains of queries, up to ${MAX_QUERY_DOWNSTREAM}`, async () => {
+    const root = await manual('Root');
+    const last = await chain(root, MAX_QUERY_DOWNSTREAM, 'link');
+    // One more link would be the 51st query a check-in of the root recomputes, one by one.
+    refused(await post(kr?.basePath as string, query('one link too many', last)), '/query', tooMany(root));
+    const turned = await manual('Turned');
+    const patch = await t.call('PATCH', `${kr?.basePath}/${turned}`, {
+      body: { data_source: 'query', query: `kr("${last}") + 1` },
+    });
+    refused(patch, '/query', tooMany(root));
+    // A query at the head of a chain of its own brings its chain with it.
+    const other = await manual('Other root');
+    const head = (await post(kr?.basePath as string, query('head', other))).body.id as string;
+    await chain(head, 2, 'tail');
+    const shortRoot = await manual('Short root');
+    const short = await chain(shortRoot, MAX_QUERY_DOWNSTREAM - 3, 'short');
+    const joined = await t.call('PATCH', `${kr?.basePath}/${head}`, { body: { query: `kr("${short}") + 1` } });
+    expect(joined.status, joined.raw).toBe(200);
+    const sum = await t.call('PATCH', `${kr?.basePath}/${turned}`, {
+      body: { data_source: 'query', query: `kr("${head}") + 1` },
+    });
+    refused(sum, '/query', tooMany(shortRoot));
+    // The chain is unchanged: a check-in of the root still reaches its last link.
+    const checkIn = await t.call('POST', `${kr?.basePath}/${root}/check-ins`, { body: { value: 3 } });
+    expect(checkIn.status, checkIn.raw).toBe(201);
+    const end = (await t.call('GET', `${kr?.basePath}/${last}`)).body;
+    expect(end.current).toBe(3 + MAX_QUERY_DOWNSTREAM);
   });
 
   it(`refuses a key result for a connector that feeds ${MAX_CONNECTOR_FEEDS} already`, async () => {
@@ -85,6 +127,11 @@ describe.each(storeKinds)('bounds on what one write recomputes (%s)', (kind) => 
     // A key result it feeds takes a PATCH of anything else.
     const one = ((await t.call('GET', `${kr?.basePath}?connector_id=${hook.id}&limit=1`)).body.data as Doc[])[0];
     expect((await t.call('PATCH', `${kr?.basePath}/${one?.id}`, { body: { title: 'Renamed' } })).status).toBe(200);
+    // Deleted, its place taken meanwhile: its restore is refused, and it stays deleted.
+    expect((await t.call('DELETE', `${kr?.basePath}/${one?.id}`)).status).toBe(200);
+    expect((await post(kr?.basePath as string, fed('in its place'))).status).toBe(201);
+    refused(await t.call('POST', `${kr?.basePath}/${one?.id}/restore`), '/connector_id', message);
+    expect((await t.call('GET', `${kr?.basePath}/${one?.id}`)).body.is_deleted).toBe(true);
   });
 
   it(`refuses an alignment deeper than ${MAX_ALIGNMENT_DEPTH} levels`, async () => {
@@ -114,5 +161,33 @@ describe.each(storeKinds)('bounds on what one write recomputes (%s)', (kind) => 
       body: { parent_objective_id: chain.at(-2) },
     });
     expect(within.status, within.raw).toBe(200);
+    // An objective moves with the ones aligned under it: their levels count.
+    const top = (await post(objectives?.basePath as string, { title: 'top' })).body.id as string;
+    await post(objectives?.basePath as string, { title: 'under top', parent_objective_id: top });
+    refused(
+      await t.call('PATCH', `${objectives?.basePath}/${top}`, { body: { parent_objective_id: chain.at(-2) } }),
+      '/parent_objective_id',
+      `under ${chain.at(-2)}, the objectives aligned under ${top} would be more than ${MAX_ALIGNMENT_DEPTH} levels deep: an alignment is at most ${MAX_ALIGNMENT_DEPTH} levels`,
+    );
+    const moved = await t.call('PATCH', `${objectives?.basePath}/${top}`, {
+      body: { parent_objective_id: chain.at(-3) },
+    });
+    expect(moved.status, moved.raw).toBe(200);
+    // One deleted while the tree above it grew: its restore would put it past the bound.
+    const head = (await post(objectives?.basePath as string, { title: 'head' })).body.id as string;
+    const leaf = (await post(objectives?.basePath as string, { title: 'leaf', parent_objective_id: head })).body;
+    expect((await t.call('DELETE', `${objectives?.basePath}/${leaf.id}`)).status).toBe(200);
+    const grown = await t.call('PATCH', `${objectives?.basePath}/${head}`, { body: { parent_objective_id: deepest } });
+    expect(grown.status, grown.raw).toBe(422);
+    expect(
+      (await t.call('PATCH', `${objectives?.basePath}/${head}`, { body: { parent_objective_id: chain.at(-2) } }))
+        .status,
+    ).toBe(200);
+    refused(
+      await t.call('POST', `${objectives?.basePath}/${leaf.id}/restore`),
+      '/parent_objective_id',
+      `${head} is ${MAX_ALIGNMENT_DEPTH} levels deep already: an alignment is at most ${MAX_ALIGNMENT_DEPTH} levels`,
+    );
+    expect((await t.call('GET', `${objectives?.basePath}/${leaf.id}`)).body.is_deleted).toBe(true);
   });
 });

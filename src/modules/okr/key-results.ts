@@ -20,8 +20,8 @@ import { impliedDirection, LINEAR_TYPES, type Measure, type MetricType, progress
 import { parsed, QuerySyntaxError } from './query.js';
 import {
   catchUp,
+  checkDownstream,
   checkNoLoop,
-  checkReaders,
   propagate,
   QUERY_GRAPH,
   queryValue,
@@ -395,12 +395,13 @@ export const keyResults = defineResource({
       const event = ctx.event?.kind === 'check_in' ? ctx.event : null;
       const tenantId = ctx.principal.tenantId;
       // What one write of what it reads, or one sync of its connector, recomputes is bounded (422,
-      // with the references'): not for a row restored as it was.
-      if (setsQuery(doc, before) && !ctx.restoring) await checkReaders(tx, tenantId, doc, before);
+      // with the references'), a restore's too (a place taken meanwhile): not for a row an import
+      // restores as it was.
+      if (!ctx.restoring) await checkDownstream(tx, tenantId, doc, before);
       if (
         doc.data_source === 'connector' &&
         typeof doc.connector_id === 'string' &&
-        (before?.data_source !== 'connector' || before?.connector_id !== doc.connector_id) &&
+        (before?.data_source !== 'connector' || before?.connector_id !== doc.connector_id || ctx.op === 'restore') &&
         !ctx.restoring
       ) {
         const fed = await tx.findLive(keyResults, tenantId, {

@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { fieldError } from '../../core/errors.js';
 import { integer, json, number, ref, stringList, text } from '../../core/fields.js';
 import { defineResource, fillNullDefaults } from '../../core/resource.js';
+import type { Tx } from '../../core/tables.js';
 import { OWNER_ID_PATTERN, STATUSES, TAGS } from './shared.js';
 import { requeueObjectives } from './sweep.js';
 
@@ -10,6 +11,25 @@ const ALIGNMENT = 'okr.alignment';
 
 /** How many objectives an objective may be aligned under, one above the other. */
 export const MAX_ALIGNMENT_DEPTH = 32;
+
+/**
+ * How many levels of live objectives are aligned under `id`, counted up to `atMost + 1` (one past
+ * is enough to refuse): a lookup per objective found, level by level.
+ */
+async function levelsBelow(tx: Tx, tenantId: string, id: string, atMost: number): Promise<number> {
+  let level = [id];
+  for (let depth = 0; depth <= atMost; depth++) {
+    const next: string[] = [];
+    for (const parent of level) {
+      for (const child of await tx.findLive(objectives, tenantId, { parent_objective_id: parent })) {
+        next.push(child.id as string);
+      }
+    }
+    if (next.length === 0) return depth;
+    level = next;
+  }
+  return atMost + 1;
+}
 
 export const objectives = defineResource({
   module: 'okr',
@@ -82,31 +102,45 @@ export const objectives = defineResource({
     async derive(doc, before, ctx, tx) {
       // The alignment tree has no cycles: walking up from the new parent must never reach this
       // objective. Unlocked reads: a realignment holds the tenant's ALIGNMENT lock (serialize).
-      let parentId = doc.parent_objective_id;
-      if (typeof parentId !== 'string' || parentId === before?.parent_objective_id) return;
+      // A restore walks it too: the tree may have grown above its parent meanwhile.
+      const parentId = doc.parent_objective_id;
+      if (typeof parentId !== 'string') return;
+      if (parentId === before?.parent_objective_id && ctx.op !== 'restore') return;
       const seen = new Set<string>();
-      while (typeof parentId === 'string' && !seen.has(parentId)) {
-        // Bounded: each create or realignment walks it (a restored row keeps its place).
-        if (seen.size >= MAX_ALIGNMENT_DEPTH && !ctx.restoring) {
-          throw fieldError('invalid_reference', [
-            {
-              path: '/parent_objective_id',
-              code: 'limit_reached',
-              message: `${doc.parent_objective_id} is ${MAX_ALIGNMENT_DEPTH} levels deep already: an alignment is at most ${MAX_ALIGNMENT_DEPTH} levels`,
-            },
-          ]);
-        }
-        if (parentId === doc.id) {
+      for (let at: unknown = parentId; typeof at === 'string' && !seen.has(at); ) {
+        if (at === doc.id) {
           throw fieldError('invalid_reference', [
             {
               path: '/parent_objective_id',
               code: 'alignment_cycle',
-              message: `aligning to ${doc.parent_objective_id} would make the alignment tree a cycle`,
+              message: `aligning to ${parentId} would make the alignment tree a cycle`,
             },
           ]);
         }
-        seen.add(parentId);
-        parentId = (await tx.peek(objectives, ctx.principal.tenantId, parentId))?.parent_objective_id;
+        seen.add(at);
+        // Bounded: each create, realignment or restore walks it (an import keeps its place).
+        if (seen.size > MAX_ALIGNMENT_DEPTH && !ctx.restoring) break;
+        at = (await tx.peek(objectives, ctx.principal.tenantId, at))?.parent_objective_id;
+      }
+      if (ctx.restoring) return;
+      // The objectives aligned under it move with it, level by level (none are under a new or a
+      // restored one: an objective others align to is not deleted).
+      const room = MAX_ALIGNMENT_DEPTH - seen.size;
+      const deep = (message: string) =>
+        fieldError('invalid_reference', [{ path: '/parent_objective_id', code: 'limit_reached', message }]);
+      if (room < 0) {
+        throw deep(
+          `${parentId} is ${MAX_ALIGNMENT_DEPTH} levels deep already: an alignment is at most ${MAX_ALIGNMENT_DEPTH} levels`,
+        );
+      }
+      if (
+        before &&
+        !before.is_deleted &&
+        (await levelsBelow(tx, ctx.principal.tenantId, doc.id as string, room)) > room
+      ) {
+        throw deep(
+          `under ${parentId}, the objectives aligned under ${doc.id} would be more than ${MAX_ALIGNMENT_DEPTH} levels deep: an alignment is at most ${MAX_ALIGNMENT_DEPTH} levels`,
+        );
       }
     },
     async afterWrite(after, before, ctx, tx) {

@@ -27,29 +27,103 @@ export function readsOf(kr: Doc | null): readonly string[] {
     : [];
 }
 
-/** How many live queries may read one key result: each is recomputed, in its transaction, at its every change. */
-export const MAX_QUERY_READERS = 50;
+/**
+ * How many live queries one change of a key result may recompute, directly or through others
+ * (a chain, each reading the one before, or a tree): each is a system write in that change's
+ * transaction, which holds the store for every tenant meanwhile.
+ */
+export const MAX_QUERY_DOWNSTREAM = 50;
 
 /**
- * A query a write sets must not read a key result that MAX_QUERY_READERS queries read already
- * (422 `limit_reached`): a check-in of it would recompute them all while it holds the store.
- * Those it read before are counted already. Such writes hold the tenant's QUERY_GRAPH lock.
+ * A write that makes a query read key results it did not read (a create, a PATCH of `query` or
+ * `data_source`, a restore) must leave no key result whose change recomputes more than
+ * MAX_QUERY_DOWNSTREAM live queries (422 `limit_reached`, naming it). The query's own key result,
+ * and the queries downstream of it, come to be downstream of every key result it now reads and of
+ * everything those read through queries; the first of those to go past the bound is named. Not
+ * for a row an import restores as it was. Such writes hold the tenant's QUERY_GRAPH lock.
  */
-export async function checkReaders(tx: Tx, tenantId: string, kr: Doc, before: Doc | null): Promise<void> {
+export async function checkDownstream(tx: Tx, tenantId: string, kr: Doc, before: Doc | null): Promise<void> {
   const had = readsOf(before);
-  const errors: FieldError[] = [];
-  for (const id of parsed(kr.query as string).reads) {
-    if (had.includes(id)) continue;
-    const read = await tx.peek(keyResults, tenantId, id);
-    if (Number(read?.[READERS] ?? 0) >= MAX_QUERY_READERS) {
-      errors.push({
+  const added = readsOf(kr).filter((id) => !had.includes(id));
+  if (added.length === 0) return;
+  const id = kr.id as string;
+  const graph = new QueryGraph(tx, tenantId);
+  // Its own readers' edges stand while it is deleted; a key result being created has none.
+  const moving = new Set([id, ...((await graph.below(id)) ?? [])]);
+  const refuse = (at: string) =>
+    fieldError('invalid_reference', [
+      {
         path: '/query',
         code: 'limit_reached',
-        message: `kr("${id}") is read by ${MAX_QUERY_READERS} queries already, the most one key result may be`,
-      });
+        message: `a change of kr("${at}") would recompute more than ${MAX_QUERY_DOWNSTREAM} queries, directly or through others, the most one change may`,
+      },
+    ]);
+  if (moving.size > MAX_QUERY_DOWNSTREAM) throw refuse(added[0] as string);
+  // Upstream of what it now reads, through live queries (each once; itself is never among them:
+  // a loop was refused before).
+  const seen = new Set<string>();
+  const up = [...added];
+  while (up.length) {
+    const at = up.shift() as string;
+    if (seen.has(at)) continue;
+    seen.add(at);
+    const below = await graph.below(at);
+    if (below === null || new Set([...below, ...moving]).size > MAX_QUERY_DOWNSTREAM) throw refuse(at);
+    up.push(...readsOf(await tx.peek(keyResults, tenantId, at)));
+  }
+}
+
+/**
+ * The live queries downstream of key results, as the stored edges say, for a check of the bound:
+ * each key result's set found once, and any past MAX_QUERY_DOWNSTREAM answered null (more).
+ */
+class QueryGraph {
+  private readonly sets = new Map<string, Promise<ReadonlySet<string> | null>>();
+  private readonly walking = new Set<string>();
+
+  constructor(
+    private readonly tx: Tx,
+    private readonly tenantId: string,
+  ) {}
+
+  below(id: string): Promise<ReadonlySet<string> | null> {
+    // A loop among stored queries (none is taken) would wait on itself: it adds nothing.
+    if (this.walking.has(id)) return Promise.resolve(new Set());
+    let set = this.sets.get(id);
+    if (!set) {
+      set = this.walk(id);
+      this.sets.set(id, set);
+    }
+    return set;
+  }
+
+  private async walk(id: string): Promise<ReadonlySet<string> | null> {
+    this.walking.add(id);
+    try {
+      return await this.readers(id);
+    } finally {
+      this.walking.delete(id);
     }
   }
-  if (errors.length) throw fieldError('invalid_reference', errors);
+
+  private async readers(id: string): Promise<ReadonlySet<string> | null> {
+    const doc = await this.tx.peek(keyResults, this.tenantId, id);
+    const out = new Set<string>();
+    if (Number(doc?.[READERS] ?? 0) === 0) return out;
+    const rows = await this.tx.select(queryReads, { tenant_id: this.tenantId, reads_id: id });
+    for (const row of rows) {
+      const readerId = row.key_result_id as string;
+      if (out.has(readerId)) continue;
+      const reader = await this.tx.peek(keyResults, this.tenantId, readerId);
+      if (!reader || reader.is_deleted || reader.data_source !== 'query') continue;
+      out.add(readerId);
+      const further = await this.below(readerId);
+      if (further === null) return null;
+      for (const next of further) out.add(next);
+      if (out.size > MAX_QUERY_DOWNSTREAM) return null;
+    }
+    return out;
+  }
 }
 
 /**
