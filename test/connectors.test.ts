@@ -896,7 +896,7 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
 
   it("leases a claimed connector from its claim, not from the run's start: a long run leaves no claim already out", async () => {
     await t.app.engine.runJob(connectorSyncJob); // the connectors of other tests that are due: read now
-    const feeds = [];
+    const feeds: Doc[] = [];
     for (let i = 0; i < 5; i++) {
       feeds.push(
         await connector({ name: `lease ${i}`, config: { url: `${base}/metrics?lease${i}`, pointer: '/data/value' } }),
@@ -914,28 +914,91 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     api.state.requests.length = 0;
     hold();
     const run = t.app.engine.runJob(connectorSyncJob); // four at a time: the fifth is claimed after them
+    const leaseOf = async (id: string) => {
+      const [row] = await t.store.db
+        .selectFrom('okr_connector_schedule')
+        .select('due_at')
+        .where('connector_id', '=', id)
+        .execute();
+      return Date.parse(String(row.due_at));
+    };
+    const read = (n: number) =>
+      feeds.filter((f) =>
+        api.state.requests.slice(0, n).some((r) => ((f.config as Doc).url as string).endsWith(r.url)),
+      );
     try {
       await until(4);
-      t.clock.advance(200_000); // the first four reads took long
+      const first = await leaseOf(read(4)[0]?.id as string);
+      t.clock.advance(14_000); // the first four reads took long, within the run's 15 s of new reads
       hold();
       release[0]();
       await until(5);
-      const fifth = feeds.find(
-        (f) => !api.state.requests.slice(0, 4).some((r) => ((f.config as Doc).url as string).endsWith(r.url)),
-      );
+      const fifth = feeds.find((f) => !read(4).includes(f));
       expect(fifth).toBeDefined();
-      const [claim] = await t.store.db
-        .selectFrom('okr_connector_schedule')
-        .select('due_at')
-        .where('connector_id', '=', fifth?.id as string)
-        .execute();
-      // Its lease runs from its claim: another process's run now would not read it a second time.
-      expect(Date.parse(String(claim.due_at))).toBeGreaterThan(t.clock.now());
+      // Its lease runs from its claim: another process's run would not read it a second time
+      // before the lease the first four took runs out, 14 s earlier.
+      expect((await leaseOf(fifth?.id as string)) - first).toBe(14_000);
     } finally {
       api.state.hold = null;
       for (const r of release) r();
       await run;
     }
+  });
+
+  it('takes new reads for one interval of the job (15 s): what is left is due still, and read by the next run', async () => {
+    await t.app.engine.runJob(connectorSyncJob); // the connectors of other tests that are due: read now
+    for (let i = 0; i < 6; i++) {
+      await connector({ name: `budget ${i}`, config: { url: `${base}/metrics?budget${i}`, pointer: '/data/value' } });
+    }
+    const arrived = () => api.state.requests.filter((r) => r.url.startsWith('/metrics?budget')).length;
+    let release: () => void = () => {};
+    api.state.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    api.state.requests.length = 0;
+    const run = t.app.engine.runJob(connectorSyncJob);
+    try {
+      for (let i = 0; i < 500 && arrived() < 4; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(arrived()).toBe(4);
+      t.clock.advance(15_000); // the four reads took the run's whole interval
+    } finally {
+      api.state.hold = null;
+      release();
+    }
+    expect(await run).toBe(4);
+    expect(arrived()).toBe(4);
+    expect(await t.app.engine.runJob(connectorSyncJob)).toBe(2);
+    expect(arrived()).toBe(6);
+  });
+
+  it("shares a run out by tenant: another tenant's due connector is read among the first, not after one tenant's backlog", async () => {
+    await t.app.engine.runJob(connectorSyncJob); // the connectors of other tests that are due: read now
+    for (let i = 0; i < 6; i++) {
+      await connector({ name: `backlog ${i}`, config: { url: `${base}/metrics?backlog${i}`, pointer: '/data/value' } });
+      t.clock.advance(1); // due one after the other
+    }
+    const other = await t.call('POST', connectors.basePath, {
+      token: await t.token({ tenant: 'fair-share' }),
+      body: { name: 'theirs', kind: 'http_json', config: { url: `${base}/metrics?theirs`, pointer: '/data/value' } },
+    });
+    expect(other.status, other.raw).toBe(201);
+    const arrived = () =>
+      api.state.requests.filter((r) => /^\/metrics\?(backlog|theirs)/.test(r.url)).map((r) => r.url);
+    let release: () => void = () => {};
+    api.state.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    api.state.requests.length = 0;
+    const run = t.app.engine.runJob(connectorSyncJob); // four at a time
+    try {
+      for (let i = 0; i < 500 && arrived().length < 4; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(arrived()).toHaveLength(4);
+      expect(arrived()).toContain('/metrics?theirs');
+    } finally {
+      api.state.hold = null;
+      release();
+    }
+    expect(await run).toBe(7);
   });
 
   it('reads several due connectors per run, a few at a time, and records each', async () => {

@@ -446,8 +446,17 @@ export interface JobContext {
   clock(): number;
   /** Where the server may connect outside itself (connectors). */
   outbound: OutboundPolicy;
-  /** Rows of a queue table whose `column` is at or before now, earliest first. */
-  queue(table: TableDef, column: string, limit: number): Promise<Record<string, unknown>[]>;
+  /**
+   * Rows of a queue table whose `column` is at or before now, earliest first; `byTenant`: shared
+   * out by tenant (each tenant's earliest, then each one's second, and so on), so one tenant's
+   * backlog does not come before every other tenant's rows.
+   */
+  queue(
+    table: TableDef,
+    column: string,
+    limit: number,
+    options?: { byTenant?: boolean },
+  ): Promise<Record<string, unknown>[]>;
   /** Runs `fn` in one transaction as the platform (principal `system`) inside a tenant. */
   transaction<T>(tenantId: string, fn: (tx: Tx) => Promise<T>): Promise<T>;
 }

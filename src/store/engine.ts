@@ -1050,14 +1050,21 @@ export class Engine {
       now,
       clock: () => this.clock.now(),
       outbound: this.outbound,
-      queue: async (table, column, limit) =>
+      queue: async (table, column, limit, options) =>
         (
           await db
             .selectFrom(table.name)
             .select(Object.keys(table.columns))
             .where(column, '<=', this.store.encode(kindOf(table.columns[column]) as AnyField, isoTime(now)))
             .$if(tenantId !== undefined, (q) => q.where('tenant_id', '=', tenantId as string))
-            .orderBy(column)
+            // Each row's rank among its tenant's due rows first: every tenant's earliest, then its second…
+            .$if(options?.byTenant === true, (q) =>
+              q
+                .orderBy(sql`row_number() over (partition by tenant_id order by ${sql.ref(column)})`)
+                .orderBy(column)
+                .orderBy('tenant_id'),
+            )
+            .$if(options?.byTenant !== true, (q) => q.orderBy(column))
             .limit(this.limitOf(limit))
             .execute()
         ).map((r) => this.decodeRow(table, r)),

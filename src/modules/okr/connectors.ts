@@ -720,10 +720,20 @@ const READ_WAIT_MS = 15_000;
  */
 const readsUnderWay = new Map<string, { from: string }>();
 
-/** Syncs the pulled connectors whose time has come, a batch per run (reads outside transactions). */
+/**
+ * How often the schedule runs, and how long one run takes new reads: what is left then is still
+ * due, and the next run shares it out by tenant again, so one tenant's backlog of slow feeds does
+ * not hold another's due connector for the length of that backlog.
+ */
+const RUN_EVERY_MS = 15_000;
+
+/**
+ * Syncs the pulled connectors whose time has come, a batch per run (reads outside transactions),
+ * shared out by tenant: each tenant's earliest due connector, then each one's second, and so on.
+ */
 export const connectorSyncJob: Job = {
   name: 'okr.connector-sync',
-  intervalMs: 15_000,
+  intervalMs: RUN_EVERY_MS,
   // A new, changed or restored feed is read right after its write, not up to 15 s later.
   wakeAfter: ['Connector'],
   async run(ctx) {
@@ -786,12 +796,13 @@ export const connectorSyncJob: Job = {
         return false;
       }
     };
-    const due = await ctx.queue(connectorSchedule, 'due_at', 100);
+    const due = await ctx.queue(connectorSchedule, 'due_at', 100, { byTenant: true });
     let synced = 0;
     let next = 0;
-    // Each of PARALLEL_READS readers takes the next due connector as it is done with one.
+    // Each of PARALLEL_READS readers takes the next due connector as it is done with one, for one
+    // interval of the job (RUN_EVERY_MS).
     const reader = async () => {
-      while (next < due.length) {
+      while (next < due.length && ctx.clock() - ctx.now < RUN_EVERY_MS) {
         const row = due[next++] as Record<string, unknown>;
         const tenantId = row.tenant_id as string;
         const underWay = `${tenantId}\u0000${row.connector_id}`;
