@@ -141,6 +141,17 @@ describe.each(storeKinds)('lists on %s', (kind) => {
       expect([res.status, res.body.code]).toEqual([400, code]);
     });
 
+    it('names a parameter with no name as the empty string it is', async () => {
+      const res = await t.call('GET', `${resource.basePath}?=5`);
+      expect([res.status, res.body.code, res.body.detail]).toEqual([
+        400,
+        'unknown_parameter',
+        '"" is not a parameter of this list',
+      ]);
+      const one = await t.call('GET', `${resource.basePath}/${rows[0]?.id}?=5`);
+      expect([one.status, one.body.detail]).toEqual([400, '"" is not a parameter of this operation']);
+    });
+
     // An empty filter value matches no row (no id or text is stored empty): said, not an empty page.
     const textFilters = resource.filterable.filter((name) => {
       const field = resource.allFields[name];

@@ -268,9 +268,11 @@ export function parseListQuery(
       const name = range ? range[1] : param;
       const field = resource.filterable.includes(name) && name !== 'tags' ? resource.allFields[name] : undefined;
       if (!field) {
-        throw new ApiError('unknown_parameter', `${param} is not a parameter of this list`, {
+        // A parameter with no name (`?=5`) is named as the empty string it is.
+        const shown = param || '""';
+        throw new ApiError('unknown_parameter', `${shown} is not a parameter of this list`, {
           errors: [
-            { path: param, code: 'unknown_parameter', message: `${param} is not a list parameter of ${resource.name}` },
+            { path: param, code: 'unknown_parameter', message: `${shown} is not a list parameter of ${resource.name}` },
           ],
         });
       }

@@ -35,8 +35,8 @@ type IdParams = { id: string };
 function allowOnly(query: Query, allowed: readonly string[]): void {
   for (const [name, value] of Object.entries(query)) {
     if (!allowed.includes(name)) {
-      throw new ApiError('unknown_parameter', `${name} is not a parameter of this operation`, {
-        errors: [{ path: name, code: 'unknown_parameter', message: `${name} is not accepted here` }],
+      throw new ApiError('unknown_parameter', `${name || '""'} is not a parameter of this operation`, {
+        errors: [{ path: name, code: 'unknown_parameter', message: `${name || '""'} is not accepted here` }],
       });
     }
     checkDecoded(query, name);

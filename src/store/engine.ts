@@ -1470,8 +1470,10 @@ export class Engine {
         limit = Number(value);
       } else if (name === 'cursor') cursor = value ?? null;
       else {
-        throw new ApiError('unknown_parameter', `${name} is not a parameter of this list`, {
-          errors: [{ path: name, code: 'unknown_parameter', message: `${name} is not a parameter of this list` }],
+        throw new ApiError('unknown_parameter', `${name || '""'} is not a parameter of this list`, {
+          errors: [
+            { path: name, code: 'unknown_parameter', message: `${name || '""'} is not a parameter of this list` },
+          ],
         });
       }
     });
