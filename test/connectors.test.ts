@@ -1001,6 +1001,37 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(await run).toBe(7);
   });
 
+  it('reads a connector that comes due during a run in that run, before the backlog of a tenant it is reading', async () => {
+    await t.app.engine.runJob(connectorSyncJob); // the connectors of other tests that are due: read now
+    for (let i = 0; i < 8; i++) {
+      await connector({ name: `queue ${i}`, config: { url: `${base}/metrics?queue${i}`, pointer: '/data/value' } });
+    }
+    const arrived = () => api.state.requests.filter((r) => /^\/metrics\?(queue|late)/.test(r.url)).map((r) => r.url);
+    let release: () => void = () => {};
+    api.state.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    api.state.requests.length = 0;
+    const run = t.app.engine.runJob(connectorSyncJob); // four at a time
+    try {
+      for (let i = 0; i < 500 && arrived().length < 4; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(arrived()).toHaveLength(4);
+      t.clock.advance(1);
+      const late = await t.call('POST', connectors.basePath, {
+        token: await t.token({ tenant: 'came-due' }),
+        body: { name: 'late', kind: 'http_json', config: { url: `${base}/metrics?late`, pointer: '/data/value' } },
+      });
+      expect(late.status, late.raw).toBe(201);
+    } finally {
+      api.state.hold = null;
+      release();
+    }
+    expect(await run).toBe(9);
+    // Among the next four: the four readers took it before that tenant's last four, or beside them.
+    expect(arrived().indexOf('/metrics?late')).toBeGreaterThanOrEqual(4);
+    expect(arrived().indexOf('/metrics?late')).toBeLessThan(8);
+  });
+
   it('reads several due connectors per run, a few at a time, and records each', async () => {
     api.state.body = '{"data":{"value":3}}';
     const many = await Promise.all(Array.from({ length: 6 }, (_, i) => connector({ name: `feed ${i}` })));

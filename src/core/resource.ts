@@ -447,7 +447,8 @@ export interface JobContext {
   /** Where the server may connect outside itself (connectors). */
   outbound: OutboundPolicy;
   /**
-   * Rows of a queue table whose `column` is at or before now, earliest first; `byTenant`: shared
+   * Rows of a queue table whose `column` is at or before the clock's time (read at each call),
+   * earliest first; `byTenant`: shared
    * out by tenant (each tenant's earliest, then each one's second, and so on), so one tenant's
    * backlog does not come before every other tenant's rows.
    */

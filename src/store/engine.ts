@@ -1055,7 +1055,12 @@ export class Engine {
           await db
             .selectFrom(table.name)
             .select(Object.keys(table.columns))
-            .where(column, '<=', this.store.encode(kindOf(table.columns[column]) as AnyField, isoTime(now)))
+            // Due as the clock reads now: a job that looks again later sees what came due meanwhile.
+            .where(
+              column,
+              '<=',
+              this.store.encode(kindOf(table.columns[column]) as AnyField, isoTime(this.clock.now())),
+            )
             .$if(tenantId !== undefined, (q) => q.where('tenant_id', '=', tenantId as string))
             // Each row's rank among its tenant's due rows first: every tenant's earliest, then its second…
             .$if(options?.byTenant === true, (q) =>

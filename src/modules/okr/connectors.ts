@@ -796,14 +796,34 @@ export const connectorSyncJob: Job = {
         return false;
       }
     };
-    const due = await ctx.queue(connectorSchedule, 'due_at', 100, { byTenant: true });
     let synced = 0;
-    let next = 0;
+    // The rows this run took (each once), and its reads under way by tenant.
+    const taken = new Set<string>();
+    const reading = new Map<string, number>();
+    // Of the connectors due now (each tenant's earliest first, then each one's second…), the first
+    // of a tenant with the fewest of this run's reads under way: a tenant's backlog of slow feeds
+    // takes the readers only while no other tenant's connector is due.
+    const nextDue = async (): Promise<Record<string, unknown> | undefined> => {
+      const due = await ctx.queue(connectorSchedule, 'due_at', 100, { byTenant: true });
+      let pick: Record<string, unknown> | undefined;
+      let least = Number.POSITIVE_INFINITY;
+      for (const row of due) {
+        const count = reading.get(row.tenant_id as string) ?? 0;
+        if (count >= least || taken.has(`${row.tenant_id}\u0000${row.connector_id}`)) continue;
+        pick = row;
+        least = count;
+        if (count === 0) break;
+      }
+      if (pick) taken.add(`${pick.tenant_id}\u0000${pick.connector_id}`);
+      return pick;
+    };
     // Each of PARALLEL_READS readers takes the next due connector as it is done with one, for one
-    // interval of the job (RUN_EVERY_MS).
+    // interval of the job (RUN_EVERY_MS), looking again each time: one that comes due meanwhile
+    // is read in this run.
     const reader = async () => {
-      while (next < due.length && ctx.clock() - ctx.now < RUN_EVERY_MS) {
-        const row = due[next++] as Record<string, unknown>;
+      while (ctx.clock() - ctx.now < RUN_EVERY_MS) {
+        const row = await nextDue();
+        if (!row) return;
         const tenantId = row.tenant_id as string;
         const underWay = `${tenantId}\u0000${row.connector_id}`;
         const going = readsUnderWay.get(underWay);
@@ -825,7 +845,11 @@ export const connectorSyncJob: Job = {
         const waited = new Promise<null>((resolve) => {
           timer = setTimeout(resolve, ctx.outbound.timeoutMs + READ_WAIT_MS, null);
         });
-        const done = await Promise.race([read, waited]).finally(() => clearTimeout(timer));
+        reading.set(tenantId, (reading.get(tenantId) ?? 0) + 1);
+        const done = await Promise.race([read, waited]).finally(() => {
+          clearTimeout(timer);
+          reading.set(tenantId, (reading.get(tenantId) ?? 1) - 1);
+        });
         // Left to finish on its own: recorded when it does.
         if (done === null) read.catch(() => {});
         else if (done) synced++;
