@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Doc } from '../src/core/resource.js';
 import { MAX_CONNECTOR_FEEDS } from '../src/modules/okr/key-results.js';
 import { MAX_ALIGNMENT_DEPTH } from '../src/modules/okr/objectives.js';
-import { MAX_QUERY_DOWNSTREAM } from '../src/modules/okr/query-source.js';
+import { MAX_QUERY_DOWNSTREAM, MAX_QUERY_UPSTREAM } from '../src/modules/okr/query-source.js';
 import { countRows, resources, storeKinds, type TestApp, testApp } from './helpers.js';
 
 const kr = resources.find((r) => r.name === 'KeyResult');
@@ -102,6 +102,91 @@ describe.each(storeKinds)('bounds on what one write recomputes (%s)', (kind) => 
     expect(checkIn.status, checkIn.raw).toBe(201);
     const end = (await t.call('GET', `${kr?.basePath}/${last}`)).body;
     expect(end.current).toBe(3 + MAX_QUERY_DOWNSTREAM);
+  });
+
+  it(`refuses a query that would read more than ${MAX_QUERY_UPSTREAM} key results through others`, async () => {
+    const read: string[] = [];
+    for (let i = 0; i < MAX_QUERY_UPSTREAM; i++) read.push(await manual(`summed ${i}`));
+    const sum = await post(kr?.basePath as string, {
+      objective_id: objectiveId,
+      title: 'sum',
+      target: 10,
+      data_source: 'query',
+      query: `sum(${read.map((id) => `kr("${id}")`).join(', ')})`,
+    });
+    expect(sum.status, sum.raw).toBe(201);
+    const message = `the query would read more than ${MAX_QUERY_UPSTREAM} key results, directly or through other queries, the most one may`;
+    const before = await countRows(t, kr as never);
+    refused(await post(kr?.basePath as string, query('over the sum', sum.body.id as string)), '/query', message);
+    expect(await countRows(t, kr as never)).toBe(before);
+    const turned = await manual('turned');
+    refused(
+      await t.call('PATCH', `${kr?.basePath}/${turned}`, {
+        body: { data_source: 'query', query: `kr("${sum.body.id}") + 1` },
+      }),
+      '/query',
+      message,
+    );
+    // Reading one of the summed ones is within it.
+    expect((await post(kr?.basePath as string, query('over one', read[0] as string))).status).toBe(201);
+  });
+
+  it(`counts the queries a connector's sync recomputes through all it feeds, up to ${MAX_QUERY_DOWNSTREAM}`, async () => {
+    const hook = (await post('/api/v1/okr/connectors', { name: 'Fan', kind: 'webhook' })).body;
+    const fed = async (title: string) => {
+      const res = await post(kr?.basePath as string, {
+        objective_id: objectiveId,
+        title,
+        target: 10,
+        data_source: 'connector',
+        connector_id: hook.id,
+      });
+      expect(res.status, res.raw).toBe(201);
+      return res.body.id as string;
+    };
+    const [a, b, c] = [await fed('a'), await fed('b'), await fed('c')];
+    await chain(a, MAX_QUERY_DOWNSTREAM - 20, 'after a');
+    await chain(b, 20, 'after b');
+    const message = `a sync of ${hook.id} would recompute more than ${MAX_QUERY_DOWNSTREAM} queries, directly or through others, the most one change may`;
+    // Within each key result's own bound, past the connector's: one more query under any of them.
+    refused(await post(kr?.basePath as string, query('over c', c)), '/query', message);
+    // A key result with a query downstream of it, attached to the connector, likewise.
+    const other = await manual('read elsewhere');
+    expect((await post(kr?.basePath as string, query('reads other', other))).status).toBe(201);
+    refused(
+      await t.call('PATCH', `${kr?.basePath}/${other}`, { body: { data_source: 'connector', connector_id: hook.id } }),
+      '/connector_id',
+      message,
+    );
+    // One that no query reads is taken: it adds a write, no query.
+    await fed('d');
+    // A push records the value on all four and recomputes the 50.
+    const push = await t.app.inject({ method: 'POST', url: hook.webhook_url as string, payload: { value: 7 } });
+    expect(push.statusCode, push.body).toBe(200);
+  });
+
+  it(`of writes at once that would each attach the ${MAX_CONNECTOR_FEEDS}th key result to a connector, one is taken`, async () => {
+    const hook = (await post('/api/v1/okr/connectors', { name: 'Race', kind: 'webhook' })).body;
+    const fed = (objective_id: string, title: string) => ({
+      objective_id,
+      title,
+      target: 10,
+      data_source: 'connector',
+      connector_id: hook.id,
+    });
+    for (let i = 0; i < MAX_CONNECTOR_FEEDS - 1; i++) {
+      expect((await post(kr?.basePath as string, fed(objectiveId, `fed ${i}`))).status).toBe(201);
+    }
+    // Under objectives of their own: no objective's lock queues them.
+    const owners: string[] = [];
+    for (let i = 0; i < 8; i++)
+      owners.push((await post(objectives?.basePath as string, { title: `owner ${i}` })).body.id as string);
+    const answers = await Promise.all(
+      owners.map((owner, i) => post(kr?.basePath as string, fed(owner, `racing ${i}`))),
+    );
+    expect(answers.map((res) => res.status).sort()).toEqual([201, ...Array(7).fill(422)]);
+    const live = await t.call('GET', `${kr?.basePath}?connector_id=${hook.id}&limit=200`);
+    expect((live.body.data as Doc[]).length).toBe(MAX_CONNECTOR_FEEDS);
   });
 
   it(`refuses a key result for a connector that feeds ${MAX_CONNECTOR_FEEDS} already`, async () => {

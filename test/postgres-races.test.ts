@@ -7,6 +7,8 @@ import { mintToken } from '../src/core/auth.js';
 import { ManualClock } from '../src/core/clock.js';
 import type { Doc } from '../src/core/resource.js';
 import { buildApp } from '../src/http/app.js';
+import { ALIGNMENT } from '../src/modules/okr/objectives.js';
+import { QUERY_GRAPH } from '../src/modules/okr/query-source.js';
 import { recompute } from '../src/modules/okr/rollup.js';
 import { openStore, type Store } from '../src/store/database.js';
 import { byName, freshStore, injectAs, PG_URL, storeKinds, T0, testConfig, USER_A } from './helpers.js';
@@ -1149,6 +1151,46 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     } finally {
       await other.query('ROLLBACK').catch(() => {});
       await other.end();
+    }
+  });
+  // The bounds over many rows (a connector's key results, the queries downstream, alignment depth)
+  // are counted under a tenant lock: writes that could pass one together, a create or a PATCH
+  // that attaches a key result to a connector and a restore that brings one back (or an aligned
+  // objective) included, take it first, so each counts what the one before it stored.
+  it.runIf(kind === 'postgres').each([
+    ['a create attaching a key result to a connector', QUERY_GRAPH, 'create'],
+    ['a restore of a key result a connector feeds', QUERY_GRAPH, 'restore fed'],
+    ['a restore of an aligned objective', ALIGNMENT, 'restore aligned'],
+  ] as const)('%s waits for the tenant lock the bounds are counted under (%s)', async (_what, lock, write) => {
+    const hook = (await send(apps[0], token, 'POST', '/api/v1/okr/connectors', { name: 'bounded', kind: 'webhook' }))
+      .body.id as string;
+    const owner = await objective(`under a lock: ${write}`);
+    const fed = { objective_id: owner, title: 'fed', target: 10, data_source: 'connector', connector_id: hook };
+    let request: () => Promise<{ status: number }>;
+    if (write === 'create') request = () => send(apps[1], token, 'POST', keyResults.basePath, fed);
+    else if (write === 'restore fed') {
+      const id = (await send(apps[0], token, 'POST', keyResults.basePath, fed)).body.id as string;
+      expect((await send(apps[0], token, 'DELETE', `${keyResults.basePath}/${id}`)).status).toBe(200);
+      request = () => send(apps[1], token, 'POST', `${keyResults.basePath}/${id}/restore`);
+    } else {
+      const child = (
+        await send(apps[0], token, 'POST', objectives.basePath, { title: 'aligned', parent_objective_id: owner })
+      ).body.id as string;
+      expect((await send(apps[0], token, 'DELETE', `${objectives.basePath}/${child}`)).status).toBe(200);
+      request = () => send(apps[1], token, 'POST', `${objectives.basePath}/${child}/restore`);
+    }
+    const holder = new pg.Client({ connectionString: PG_URL });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`race\n${lock}`]);
+      const answer = request();
+      await until('the write waits for the tenant lock', async () => (await lockWaiters(holder, 'advisory')) === 1);
+      await holder.query('COMMIT');
+      expect([200, 201]).toContain((await answer).status);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => {});
+      await holder.end();
     }
   });
 });

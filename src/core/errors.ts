@@ -233,7 +233,7 @@ export const fieldErrorRegistry = {
   invalid_reference: 'A reference (`objective_id`, `cycle_id`, `kr("…")` in a query) names no live row of the tenant.',
   parent_deleted: 'A restore would bring a row back under a parent that is deleted.',
   limit_reached:
-    'A reference would pass a bound of what it names, so that one write cannot cost the others much: 50 queries downstream of a key result already (directly or through other queries), a connector feeding 100 key results already, an alignment 32 levels deep already.',
+    'A reference would pass a bound of what it names, so that one write cannot cost the others much: 50 queries downstream of a key result or of the key results a connector feeds (directly or through other queries), a query reading 100 key results through others, a connector feeding 100 key results already, an alignment 32 levels deep already.',
   alignment_cycle: 'An objective would be aligned under itself, directly or through others.',
   query_cycle: 'A metric query would read itself, directly or through other queries.',
   invalid_query: 'A metric query does not parse, or uses what the language does not have.',

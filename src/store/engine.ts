@@ -2061,10 +2061,16 @@ export class Engine {
     // then locked before the row and its parent. A deleted row cannot change meanwhile (a write
     // to it is 409), so they are still its references under the lock.
     const restricts = this.store.kind === 'postgres' ? this.restricts.get(resource) : undefined;
-    if (restricts) {
+    const serial = this.store.kind === 'postgres' ? resource.hooks?.serialize : undefined;
+    if (restricts || serial) {
       const seen = await this.load(db, resource, principal, id, false);
+      // First, the tenant lock an update setting what it holds would take (an objective's
+      // alignment, a key result's query or connector): a restore brings those back, and the rules
+      // over many rows they are checked against must see it, and be seen by it, one at a time.
+      const lock = serial?.(Object.fromEntries(Object.entries(seen).filter(([, value]) => value !== null)));
+      if (lock) await this.serialize(db, principal.tenantId, lock);
       const tx = this.tx(db, principal, this.clock.now(), rows);
-      for (const { name, target } of restricts) {
+      for (const { name, target } of restricts ?? []) {
         if (typeof seen[name] === 'string') await tx.find(target, principal.tenantId, seen[name] as string, 'share');
       }
     }

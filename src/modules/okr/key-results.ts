@@ -21,6 +21,7 @@ import { parsed, QuerySyntaxError } from './query.js';
 import {
   catchUp,
   checkDownstream,
+  checkFeedDownstream,
   checkNoLoop,
   propagate,
   QUERY_GRAPH,
@@ -271,8 +272,9 @@ export const keyResults = defineResource({
     ],
   },
   hooks: {
-    // A key result's query can change only with `query` in the body (another data source has none).
-    serialize: (patch) => ('query' in patch ? QUERY_GRAPH : null),
+    // A key result's query can change only with `query` in the body (another data source has none);
+    // one a connector starts to feed names it. Both are checked against the queries downstream.
+    serialize: (patch) => ('query' in patch || typeof patch.connector_id === 'string' ? QUERY_GRAPH : null),
     // A null stored by a build before schema 2 takes the default, as a PATCH to null gives now.
     // What that build derived from it holds for the default: `current` was set from the baseline
     // on create (a null one was never given), the direction was checked against a null baseline
@@ -417,6 +419,7 @@ export const keyResults = defineResource({
             },
           ]);
         }
+        await checkFeedDownstream(tx, tenantId, doc);
       }
       if (setsQuery(doc, before)) {
         const value = await queryValue(tx, tenantId, doc);

@@ -7,7 +7,7 @@ import { OWNER_ID_PATTERN, STATUSES, TAGS } from './shared.js';
 import { requeueObjectives } from './sweep.js';
 
 /** The lock of a tenant's realignments (`parent_objective_id` changes): see the serialize hook. */
-const ALIGNMENT = 'okr.alignment';
+export const ALIGNMENT = 'okr.alignment';
 
 /** How many objectives an objective may be aligned under, one above the other. */
 export const MAX_ALIGNMENT_DEPTH = 32;

@@ -29,62 +29,132 @@ export function readsOf(kr: Doc | null): readonly string[] {
 
 /**
  * How many live queries one change of a key result may recompute, directly or through others
- * (a chain, each reading the one before, or a tree): each is a system write in that change's
- * transaction, which holds the store for every tenant meanwhile.
+ * (a chain, each reading the one before, or a tree), and one sync of a connector, through all the
+ * key results it feeds: each is a system write in that change's transaction, which holds the
+ * store for every tenant meanwhile.
  */
 export const MAX_QUERY_DOWNSTREAM = 50;
 
 /**
+ * How many key results a query may read, directly or through other queries: what the checks of
+ * a write that sets it walk (MAX_READS bounds those it names itself).
+ */
+export const MAX_QUERY_UPSTREAM = 100;
+
+const tooMany = (path: string, message: string) =>
+  fieldError('invalid_reference', [{ path, code: 'limit_reached', message }]);
+const recomputes = (what: string) =>
+  `${what} would recompute more than ${MAX_QUERY_DOWNSTREAM} queries, directly or through others, the most one change may`;
+const READS_TOO_MANY = `the query would read more than ${MAX_QUERY_UPSTREAM} key results, directly or through other queries, the most one may`;
+
+/**
  * A write that makes a query read key results it did not read (a create, a PATCH of `query` or
- * `data_source`, a restore) must leave no key result whose change recomputes more than
- * MAX_QUERY_DOWNSTREAM live queries (422 `limit_reached`, naming it). The query's own key result,
- * and the queries downstream of it, come to be downstream of every key result it now reads and of
- * everything those read through queries; the first of those to go past the bound is named. Not
- * for a row an import restores as it was. Such writes hold the tenant's QUERY_GRAPH lock.
+ * `data_source`, a restore) must keep what it reads through other queries within
+ * MAX_QUERY_UPSTREAM, and leave no key result whose change, nor connector whose sync, recomputes
+ * more than MAX_QUERY_DOWNSTREAM live queries (422 `limit_reached`, naming the first past it):
+ * the query's own key result, and the queries downstream of it, come to be downstream of every
+ * key result it now reads, of everything those read through queries, and of the connectors that
+ * feed any of them. Not for a row an import restores as it was. Such writes hold the tenant's
+ * QUERY_GRAPH lock.
  */
 export async function checkDownstream(tx: Tx, tenantId: string, kr: Doc, before: Doc | null): Promise<void> {
   const had = readsOf(before);
-  const added = readsOf(kr).filter((id) => !had.includes(id));
+  const reads = readsOf(kr);
+  const added = reads.filter((id) => !had.includes(id));
   if (added.length === 0) return;
-  const id = kr.id as string;
   const graph = new QueryGraph(tx, tenantId);
   // Its own readers' edges stand while it is deleted; a key result being created has none.
-  const moving = new Set([id, ...((await graph.below(id)) ?? [])]);
-  const refuse = (at: string) =>
-    fieldError('invalid_reference', [
-      {
-        path: '/query',
-        code: 'limit_reached',
-        message: `a change of kr("${at}") would recompute more than ${MAX_QUERY_DOWNSTREAM} queries, directly or through others, the most one change may`,
-      },
-    ]);
-  if (moving.size > MAX_QUERY_DOWNSTREAM) throw refuse(added[0] as string);
-  // Upstream of what it now reads, through live queries (each once; itself is never among them:
-  // a loop was refused before).
+  const below = await graph.below(kr.id as string);
+  if (below === null) throw tooMany('/query', recomputes(`a change of kr("${added[0]}")`));
+  const moving = new Set([kr.id as string, ...below]);
+  const within = (set: ReadonlySet<string> | null) =>
+    set !== null && set.size + [...moving].filter((id) => !set.has(id)).length <= MAX_QUERY_DOWNSTREAM;
+  // Upstream, through live queries, each once: first what the new reads reach (they gain
+  // `moving`), then what the others reach (counted only). Its own key result is never among
+  // them: a loop was refused before.
   const seen = new Set<string>();
-  const up = [...added];
-  while (up.length) {
-    const at = up.shift() as string;
-    if (seen.has(at)) continue;
-    seen.add(at);
-    const below = await graph.below(at);
-    if (below === null || new Set([...below, ...moving]).size > MAX_QUERY_DOWNSTREAM) throw refuse(at);
-    up.push(...readsOf(await tx.peek(keyResults, tenantId, at)));
+  for (const [from, gains] of [
+    [added, true],
+    [reads.filter((id) => !added.includes(id)), false],
+  ] as const) {
+    const next = [...from];
+    while (next.length) {
+      const at = next.shift() as string;
+      if (seen.has(at)) continue;
+      seen.add(at);
+      if (seen.size > MAX_QUERY_UPSTREAM) throw tooMany('/query', READS_TOO_MANY);
+      const doc = await tx.peek(keyResults, tenantId, at);
+      if (gains) {
+        if (!within(await graph.below(at))) throw tooMany('/query', recomputes(`a change of kr("${at}")`));
+        const feed = fedBy(doc);
+        if (feed && !within(await graph.fed(feed))) throw tooMany('/query', recomputes(`a sync of ${feed}`));
+      }
+      next.push(...readsOf(doc));
+    }
   }
 }
 
 /**
- * The live queries downstream of key results, as the stored edges say, for a check of the bound:
- * each key result's set found once, and any past MAX_QUERY_DOWNSTREAM answered null (more).
+ * A key result a connector starts to feed (a create, a PATCH, a restore) brings the queries
+ * downstream of it: a sync of the connector must still recompute at most MAX_QUERY_DOWNSTREAM
+ * (422 `limit_reached` on `connector_id`). Such writes hold the tenant's QUERY_GRAPH lock.
+ */
+export async function checkFeedDownstream(tx: Tx, tenantId: string, kr: Doc): Promise<void> {
+  const graph = new QueryGraph(tx, tenantId);
+  const below = await graph.below(kr.id as string);
+  if (below?.size === 0) return;
+  const feed = kr.connector_id as string;
+  const fed = below === null ? null : await graph.fed(feed);
+  if (fed === null || below === null || new Set([...fed, ...below]).size > MAX_QUERY_DOWNSTREAM) {
+    throw tooMany('/connector_id', recomputes(`a sync of ${feed}`));
+  }
+}
+
+/** The connector feeding a live key result, if one does. */
+function fedBy(kr: Doc | null): string | null {
+  return kr && kr.is_deleted !== true && kr.data_source === 'connector' && typeof kr.connector_id === 'string'
+    ? kr.connector_id
+    : null;
+}
+
+/**
+ * The live queries downstream of key results (and of the key results a connector feeds), as the
+ * stored edges say, for the checks of the bounds: each set found once, and any past
+ * MAX_QUERY_DOWNSTREAM answered null (more).
  */
 class QueryGraph {
   private readonly sets = new Map<string, Promise<ReadonlySet<string> | null>>();
   private readonly walking = new Set<string>();
+  private readonly feeds = new Map<string, Promise<ReadonlySet<string> | null>>();
 
   constructor(
     private readonly tx: Tx,
     private readonly tenantId: string,
   ) {}
+
+  /** The live queries downstream of the live key results connector `id` feeds, in all. */
+  fed(id: string): Promise<ReadonlySet<string> | null> {
+    let set = this.feeds.get(id);
+    if (!set) {
+      set = this.fedWalk(id);
+      this.feeds.set(id, set);
+    }
+    return set;
+  }
+
+  private async fedWalk(id: string): Promise<ReadonlySet<string> | null> {
+    const out = new Set<string>();
+    for (const kr of await this.tx.findLive(keyResults, this.tenantId, {
+      connector_id: id,
+      data_source: 'connector',
+    })) {
+      const below = await this.below(kr.id as string);
+      if (below === null) return null;
+      for (const query of below) out.add(query);
+      if (out.size > MAX_QUERY_DOWNSTREAM) return null;
+    }
+    return out;
+  }
 
   below(id: string): Promise<ReadonlySet<string> | null> {
     // A loop among stored queries (none is taken) would wait on itself: it adds nothing.
@@ -170,13 +240,18 @@ export async function queryValue(tx: Tx, tenantId: string, kr: Doc): Promise<num
   return evaluate(query, (id) => Number(read.get(id)?.current));
 }
 
-/** A chain of queries from one of `reads` back to `target`, or null (depth first, each once). */
+/**
+ * A chain of queries from one of `reads` back to `target`, or null (depth first, each once). More
+ * than MAX_QUERY_UPSTREAM key results on the way, deleted queries' reads too, is 422.
+ */
 async function pathBack(tx: Tx, tenantId: string, target: string, reads: readonly string[]): Promise<string[] | null> {
   const seen = new Set<string>();
   const walk = async (id: string): Promise<string[] | null> => {
     if (id === target) return [id];
     if (seen.has(id)) return null;
     seen.add(id);
+    // Bounded, as what a query reads through others is (checkDownstream counts the live ones).
+    if (seen.size > MAX_QUERY_UPSTREAM) throw tooMany('/query', READS_TOO_MANY);
     const doc = await tx.peek(keyResults, tenantId, id);
     // Deleted ones too: restoring one brings its query back.
     const next = doc?.data_source === 'query' && typeof doc.query === 'string' ? parsed(doc.query).reads : [];
