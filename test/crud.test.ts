@@ -729,6 +729,16 @@ describe.each(storeKinds)('CRUD on %s', (kind) => {
     ]);
     expect(res.body.request_id).toBe(res.headers['x-request-id']);
     expect(res.headers['access-control-allow-origin']).toBe('*');
+    // In any method: OPTIONS and PUT were 204 and 405 with an Allow, as for a path a route answers.
+    for (const method of ['OPTIONS', 'PUT'] as const) {
+      const other = await t.call(method, url, { token });
+      expect([method, other.status, other.body.code, other.headers.allow]).toEqual([
+        method,
+        404,
+        'route_not_found',
+        undefined,
+      ]);
+    }
   });
 });
 

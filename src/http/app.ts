@@ -29,7 +29,16 @@ import { registerManifestRoute } from './manifest.js';
 import { registerMetrics } from './metrics.js';
 import { ACCEPT_PATCH, registerOpenApiRoute } from './openapi.js';
 import { playground } from './playground.js';
-import { answerClientError, headerLines, hostProblem, PROBLEM_TYPE, sendProblem, toProblem } from './problem.js';
+import {
+  answerClientError,
+  answerOnSocket,
+  framingProblem,
+  headerLines,
+  hostProblem,
+  PROBLEM_TYPE,
+  sendProblem,
+  toProblem,
+} from './problem.js';
 import { problemDocs } from './problem-docs.js';
 import { parseQueryString } from './querystring.js';
 import { RATE_LIMIT_HEADERS, RateLimiter, rateLimitKey } from './rate-limit.js';
@@ -68,6 +77,8 @@ export interface AppOptions {
 }
 
 export const BODY_LIMIT = 1024 * 1024;
+/** The longest path parameter (an id) the router takes: a longer one names no route (404). */
+const MAX_PARAM_LENGTH = 100;
 
 /**
  * Query parameters the request log masks, in any letter case: a signed URL's signature, and the
@@ -270,7 +281,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     requestIdHeader: false,
     // A request that arrives while the server closes is answered below, as a problem.
     return503OnClosing: false,
-    routerOptions: { ignoreTrailingSlash: true, querystringParser: parseQueryString },
+    routerOptions: { ignoreTrailingSlash: true, querystringParser: parseQueryString, maxParamLength: MAX_PARAM_LENGTH },
     // A URL the router cannot read (`%zz`) or whose id is over its length limit names nothing:
     // 404 as a problem like every other, before any hook (so with its headers set here).
     // No hook runs for it: it is counted in the metrics here.
@@ -281,6 +292,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       reply.raw.once('finish', () => observeUnrouted?.(request, reply));
       sendProblem(request, reply, new ApiError('route_not_found', `No route ${request.method} ${path}`));
     },
+  });
+  // Every header line counts (Node keeps the first ~1,000 and drops the rest otherwise, both from
+  // `headers` and `rawHeaders`): a second Authorization, Host or If-Match past them went unseen.
+  // The 16 KiB header limit still bounds them.
+  app.server.maxHeadersCount = 0;
+  // A CONNECT names no route here: a problem, as any other path no route answers (Node closed
+  // the socket without a word).
+  app.server.on('connect', (req: IncomingMessage, socket: Socket) => {
+    const id = requestId();
+    const status = answerOnSocket(socket, new ApiError('route_not_found', `No route CONNECT ${req.url}`), id);
+    answeredByConnection(id, 'CONNECT', status);
   });
   // An Expect the server cannot meet (anything but 100-continue) is 417 as a problem; Node's own
   // answer was an empty body, without a request id, outside the log.
@@ -478,7 +500,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (route.method === 'HEAD' && route.onSend) route.onSend = [route.onSend, headNotModified].flat();
     const escaped = route.url
       .replace(/[.+?^${}()|[\]\\]/g, '\\$&')
-      .replace(/:[^/]+/g, '[^/]+')
+      .replace(/:[^/]+/g, `[^/]{1,${MAX_PARAM_LENGTH}}`)
       .replace('*', '.*'); // a wildcard route (`/playground/*`) answers every path under it
     const pattern = new RegExp(`^${escaped}/?$`);
     for (const method of [route.method].flat()) routeMethods.push({ pattern, method });
@@ -520,7 +542,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return;
     }
     const lines = headerLines(request.raw.rawHeaders);
-    const badHost = hostProblem(request, lines);
+    const badHost = hostProblem(request, lines) ?? framingProblem(request);
     if (badHost !== null) {
       reply.header('connection', 'close');
       done(new ApiError('malformed_request', badHost));

@@ -51,7 +51,7 @@ export function registerCors(app: FastifyInstance, policy: CorsPolicy): void {
       return;
     }
     if (request.method === 'OPTIONS' && request.headers['access-control-request-method'] !== undefined) {
-      reply.code(204).headers(preflight).header('content-length', '0').send();
+      reply.code(204).headers(preflight).send();
       return;
     }
     done();

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import Fastify from 'fastify';
 import { afterAll, describe, expect, it } from 'vitest';
 import { playground } from './playground.js';
+import { sendProblem } from './problem.js';
 
 const dirs: string[] = [];
 function builtApp(files: Record<string, string>): string {
@@ -53,6 +54,30 @@ describe('serving the Playground', () => {
     const root302 = await app.inject({ method: 'GET', url: '/' });
     expect(root302.statusCode).toBe(302);
     expect(root302.headers.location).toBe('/playground');
+    await app.close();
+  });
+
+  // A file's own conditions that fail are 412 as a problem, cached nowhere: they were 400s that a
+  // shared cache could keep for a year in the asset's place. Ranges are not served (a range past
+  // the end was a 400 too): the whole file.
+  it("answers an asset's failed condition as 412, with no caching, and a Range with the whole file", async () => {
+    const root = builtApp({ 'index.html': '<p>app</p>', 'assets/index-abc.js': 'export {}' });
+    const app = Fastify();
+    app.setErrorHandler((err, request, reply) => sendProblem(request, reply, err));
+    await app.register(playground, { root });
+    const url = '/playground/assets/index-abc.js';
+    for (const headers of [{ 'if-match': '"nope"' }, { 'if-unmodified-since': 'Tue, 01 Dec 2000 00:00:00 GMT' }]) {
+      const res = await app.inject({ method: 'GET', url, headers });
+      expect([res.statusCode, res.json().code, res.headers['cache-control']]).toEqual([
+        412,
+        'precondition_failed',
+        undefined,
+      ]);
+    }
+    for (const range of ['bytes=999999999-', 'bytes=0-1']) {
+      const res = await app.inject({ method: 'GET', url, headers: { range } });
+      expect([res.statusCode, res.body, res.headers['accept-ranges']]).toEqual([200, 'export {}', undefined]);
+    }
     await app.close();
   });
 

@@ -62,10 +62,13 @@ export async function playground(app: FastifyInstance, options: PlaygroundOption
       // the path resolves to (`assets/..%2findex.html` is the app's page, to be revalidated).
       const immutable = relative(root, file).startsWith(`assets${sep}`);
       // The policy on every file: `/playground/index.html` is the app too (no framing by others).
-      return reply
-        .header('content-security-policy', CSP)
-        .header('cache-control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache')
-        .sendFile(rel, { cacheControl: false });
+      return (
+        reply
+          .header('content-security-policy', CSP)
+          .header('cache-control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache')
+          // No ranges: the Playground's files are small, and a range it cannot serve was a 400.
+          .sendFile(rel, { cacheControl: false, acceptRanges: false })
+      );
     }
     if (extname(rel) !== '') {
       return reply.code(404).type('text/plain; charset=utf-8').send(`Not found: /playground/${rel}\n`);

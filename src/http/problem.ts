@@ -171,6 +171,9 @@ export function asApiError(err: unknown): ApiError {
       cause: err,
     });
   }
+  // A static file's own conditions (If-Match, If-Unmodified-Since) that fail.
+  if (fe?.statusCode === 412)
+    return new ApiError('precondition_failed', "The file does not meet the request's conditions");
   if (typeof fe?.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     return new ApiError('validation_failed', fe.message);
   }
@@ -230,6 +233,9 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: u
   else if (apiError.code === 'service_unavailable' && apiError.cause !== undefined) {
     request.log.warn({ cause: String((apiError.cause as Error)?.message ?? apiError.cause) }, apiError.message);
   }
+  // A caching policy set for the answer it would have been (a Playground asset's year) is not
+  // the problem's: a shared cache would keep the error in the file's place.
+  reply.removeHeader('cache-control');
   if (apiError.headers) reply.headers(apiError.headers);
   // RFC 6750 §3: a request without credentials gets the bare challenge, a token refused says so.
   if (apiError.status === 401) {
@@ -269,6 +275,14 @@ export function answerClientError(err: Error & { code?: string }, socket: Socket
       : err.code === 'HPE_HEADER_OVERFLOW'
         ? new ApiError('headers_too_large', 'The request headers exceed 16 KiB')
         : new ApiError('malformed_request', 'This is not a valid HTTP/1.1 request');
+  return answerOnSocket(socket, apiError, requestId);
+}
+
+/**
+ * Writes `apiError` as a problem straight onto a socket no route will answer (the parser's
+ * refusals, a CONNECT), then closes it. Answers the status sent.
+ */
+export function answerOnSocket(socket: Socket, apiError: ApiError, requestId: string): number {
   if (socket.writable) {
     const body = JSON.stringify(toProblem(apiError, requestId));
     socket.write(
@@ -322,4 +336,17 @@ export function hostProblem(
   if (lines.host > 1) return 'A request must carry one Host header, not more';
   if (!HOST_VALUE.test(host)) return 'The Host header must be a host name or address, and a port';
   return null;
+}
+
+/**
+ * Why a request's body framing makes it no request to answer (400 `malformed_request`, the
+ * connection closed), or null: a Transfer-Encoding on HTTP/1.0 (RFC 9112 §6.1: faulty framing)
+ * or one naming a coding besides `chunked` (`gzip, chunked`, which Node's parser reads as plain
+ * chunked, the body still compressed).
+ */
+export function framingProblem(request: FastifyRequest): string | null {
+  const coding = request.headers['transfer-encoding'];
+  if (coding === undefined) return null;
+  if (request.raw.httpVersion === '1.0') return 'An HTTP/1.0 request cannot carry Transfer-Encoding';
+  return /^\s*chunked\s*$/i.test(coding) ? null : 'Transfer-Encoding other than chunked alone is not supported';
 }
