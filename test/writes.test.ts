@@ -553,6 +553,41 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect([other.status, other.body.code]).toEqual([422, 'idempotency_key_reused']);
     });
 
+    // The URL a fingerprint hashes is the one routed: the same operation under another spelling of
+    // its path (a trailing slash, an escape, an empty query) was 422, as if it were another request.
+    it('replays a request sent again under another spelling of its URL', async () => {
+      const body = { name: 'spelled', start_date: '2026-01-01', end_date: '2026-03-31' };
+      const first = await t.call('POST', cycles.basePath, { body, headers: key('spelling') });
+      expect(first.status).toBe(201);
+      const escaped = cycles.basePath.replace(/c/, '%63');
+      for (const url of [`${cycles.basePath}/`, escaped, `${cycles.basePath}?`]) {
+        const again = await t.call('POST', url, { body, headers: key('spelling') });
+        expect([url, again.status, again.headers['idempotent-replayed'], again.raw]).toEqual([
+          url,
+          201,
+          'true',
+          first.raw,
+        ]);
+      }
+      // A DELETE's parameters, in any order of spelling: one request.
+      const doc = await t.create(cycles, token);
+      const gone = await t.call('DELETE', `${cycles.basePath}/${doc.id}?cascade=true`, { headers: key('del') });
+      const again = await t.call('DELETE', `${cycles.basePath}/${doc.id}/?cascade=true`, { headers: key('del') });
+      expect([gone.status, again.status, again.headers['idempotent-replayed']]).toEqual([200, 200, 'true']);
+      // A key an earlier build stored, by the URL as it was sent, still replays its request.
+      const principal = { sub: USER_A, tenantId: 'acme', appId: null, scopes: null };
+      const idem = new Idempotency(t.store, t.clock, REQUEST_KEY);
+      const sent = `${cycles.basePath}/`;
+      const created = await t.call('POST', sent, { body: { ...body, name: 'sent' }, headers: key('sent') });
+      await t.store.db
+        .updateTable('edm_idempotency_keys')
+        .set({ fingerprint: idem.fingerprint('POST', sent, principal, { ...body, name: 'sent' }) })
+        .where('key', '=', `${kind}-sent`)
+        .execute();
+      const retried = await t.call('POST', sent, { body: { ...body, name: 'sent' }, headers: key('sent') });
+      expect([retried.status, retried.headers['idempotent-replayed'], retried.raw]).toEqual([201, 'true', created.raw]);
+    });
+
     // The body a fingerprint hashes may hold a write-only secret (a connector's): kept 24 h beside
     // its key, a plain SHA-256 of a body otherwise known to the tenant lets whoever holds the
     // database, or a backup of it, guess the secret offline.

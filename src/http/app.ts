@@ -40,7 +40,7 @@ import {
   toProblem,
 } from './problem.js';
 import { problemDocs } from './problem-docs.js';
-import { parseQueryString } from './querystring.js';
+import { parseQueryString, routerPath } from './querystring.js';
 import { RATE_LIMIT_HEADERS, RateLimiter, rateLimitKey } from './rate-limit.js';
 import { registerResourceRoutes } from './routes.js';
 
@@ -819,13 +819,4 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     );
   }
   return app;
-}
-
-/** A URL's path as the router matches it: escapes decoded, but an escaped slash (`%2F`), which stays inside its segment. */
-function routerPath(path: string): string {
-  try {
-    return decodeURIComponent(path.replace(/%2f/gi, '%252F'));
-  } catch {
-    return path;
-  }
 }

@@ -34,3 +34,26 @@ export function parseQueryString(raw: string): Parsed {
   if (malformed) parsed[MALFORMED_PARAMETERS] = malformed;
   return parsed;
 }
+
+/** A URL's path as the router matches it: escapes decoded, but an escaped slash (`%2F`), which stays inside its segment. */
+export function routerPath(path: string): string {
+  try {
+    return decodeURIComponent(path.replace(/%2f/gi, '%252F'));
+  } catch {
+    return path;
+  }
+}
+
+/**
+ * A request's URL as the router reads it, one spelling for all that name the same operation
+ * (what an idempotency fingerprint hashes): the path's escapes decoded and a trailing slash
+ * dropped, then the parameters as parsed, in name order (none: no `?`).
+ */
+export function routedUrl(url: string, query: Record<string, unknown>): string {
+  const at = url.indexOf('?');
+  const path = routerPath(at === -1 ? url : url.slice(0, at));
+  const names = Object.keys(query).sort();
+  const params = new URLSearchParams(names.flatMap((name) => [query[name]].flat().map((v) => [name, String(v)])));
+  const search = names.length ? `?${params}` : '';
+  return `${path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path}${search}`;
+}

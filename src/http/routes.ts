@@ -9,6 +9,7 @@ import type { DB } from '../store/database.js';
 import { checkIfMatch, type Engine, type WriteConditions } from '../store/engine.js';
 import type { Idempotency, StoredResponse } from './idempotency.js';
 import { asApiError, PROBLEM_TYPE, toProblem } from './problem.js';
+import { routedUrl } from './querystring.js';
 
 export interface RouteDeps {
   engine: Engine;
@@ -201,13 +202,24 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     }
     // A write that takes no body is the same request with none, an empty one or `{}`.
     const body = !takesBody && isNoBody(request.body) ? undefined : request.body;
-    const fp = idempotency.fingerprint(request.method, request.url, principal, body);
+    // The URL as routed: `/cycles/`, `/%63ycles` and `/cycles?` are one operation, one request.
+    const url = routedUrl(request.url, request.query as Record<string, unknown>);
+    const fp = idempotency.fingerprint(request.method, url, principal, body);
     // A write that prepares outside its transaction (a sync reads its feed) holds its key longer.
     const claimed = await idempotency.claim(
       principal,
       key,
       fp,
-      () => idempotency.earlierFingerprints(request.method, request.url, principal, body),
+      () => [
+        ...idempotency.earlierFingerprints(request.method, url, principal, body),
+        // Builds before this one hashed the URL as it was sent.
+        ...(url === request.url
+          ? []
+          : [
+              idempotency.fingerprint(request.method, request.url, principal, body),
+              ...idempotency.earlierFingerprints(request.method, request.url, principal, body),
+            ]),
+      ],
       prepare !== undefined,
     );
     if ('replay' in claimed)
