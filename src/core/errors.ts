@@ -48,12 +48,12 @@ export const errorRegistry = {
   invalid_header: {
     status: 400,
     title: 'Invalid header',
-    when: 'A malformed or repeated header: `If-Match`/`If-None-Match`, `Idempotency-Key`, two `Authorization` lines, a `Content-Length` that is no length, or a `QUERY` request without `Content-Type`. `errors[]` names the header.',
+    when: 'A malformed or repeated header: `If-Match`/`If-None-Match`, `Idempotency-Key`, two `Authorization` lines, a `Content-Length` the body that arrived does not match, or a `QUERY` request without `Content-Type`. `errors[]` names the header.',
   },
   malformed_request: {
     status: 400,
     title: 'Malformed HTTP request',
-    when: "The request is not valid HTTP/1.1 (request line, header syntax, framing). Answered on the connection, which is then closed; `request_id` names no route's request.",
+    when: "The request is not valid HTTP/1.1 (request line, header syntax, framing: a `Content-Length` that is no length, a `Transfer-Encoding` on HTTP/1.0 or naming a coding besides `chunked`), or its `Host` is missing, repeated or no host. Answered on the connection, which is then closed; `request_id` names no route's request when no route's request began.",
   },
   // 401 / 403
   unauthenticated: {
