@@ -224,6 +224,20 @@ describe('the OpenAPI document', () => {
       expect(listSchema.properties.data.items).toEqual({ $ref: `#/components/schemas/${r.name}` });
     }
     expect(doc.paths['/api/v1/okr/key-results'].get.parameters.map((p: Json) => p.name)).toContain('progress_pct[gte]');
+    // An equality filter is a comma-separated list of its field's values (any of them), typed as
+    // the server checks them: enums, numbers, times. They were bare strings.
+    const filter = (name: string) =>
+      (doc.paths['/api/v1/okr/key-results'].get.parameters as Json[])
+        .map((p) => deref(doc, p))
+        .find((p) => p.name === name);
+    expect(filter('status')).toMatchObject({
+      style: 'form',
+      explode: false,
+      schema: { type: 'array', minItems: 1, items: { type: 'string', enum: expect.arrayContaining(['on_track']) } },
+    });
+    expect(filter('current')?.schema.items).toEqual({ type: 'number' });
+    expect(filter('created_at')?.schema.items).toEqual({ type: 'string', format: 'date-time' });
+    expect(filter('progress_pct[gte]')?.schema).toEqual({ type: 'number' });
   });
 
   it('gives the headers every answer may carry: budgets, replays, the documents’ ETags, the connection’s refusals', () => {

@@ -131,7 +131,8 @@ function parameterSchema(p: ManifestParameter): JsonSchema {
 }
 
 function queryParameter(p: ManifestParameter, inList: boolean): Json {
-  // Equality filters take comma-separated lists, so they are strings on the wire.
+  // Equality filters take comma-separated lists of values of their field's type, matching any
+  // (`status=at_risk,off_track`): an array in form style, not exploded (OpenAPI 3.1 §4.8.12.4).
   const isFilter =
     inList && !['limit', 'cursor', 'sort', 'q', 'include_deleted'].includes(p.name) && !p.name.includes('[');
   return {
@@ -139,7 +140,9 @@ function queryParameter(p: ManifestParameter, inList: boolean): Json {
     in: 'query',
     required: p.required === true,
     description: p.description,
-    schema: isFilter ? { type: 'string', ...(p.enum ? { examples: [p.enum[0]] } : {}) } : parameterSchema(p),
+    ...(isFilter
+      ? { style: 'form', explode: false, schema: { type: 'array', items: parameterSchema(p), minItems: 1 } }
+      : { schema: parameterSchema(p) }),
   };
 }
 
