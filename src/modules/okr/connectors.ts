@@ -726,6 +726,8 @@ const readsUnderWay = new Map<string, { from: string }>();
  * not hold another's due connector for the length of that backlog.
  */
 const RUN_EVERY_MS = 15_000;
+/** How often a run looks for connectors that came due since it last looked. */
+const LOOK_AGAIN_MS = 1_000;
 
 /**
  * Syncs the pulled connectors whose time has come, a batch per run (reads outside transactions),
@@ -803,11 +805,22 @@ export const connectorSyncJob: Job = {
     // Of the connectors due now (each tenant's earliest first, then each one's second…), the first
     // of a tenant with the fewest of this run's reads under way: a tenant's backlog of slow feeds
     // takes the readers only while no other tenant's connector is due.
-    const nextDue = async (): Promise<Record<string, unknown> | undefined> => {
-      const due = await ctx.queue(connectorSchedule, 'due_at', 100, { byTenant: true });
+    // The due rows are looked up again once a second, or when those found are all taken: a
+    // lookup per pick sorted the whole backlog each time (thousands of rows, on the thread that
+    // serves the API, with SQLite).
+    let found: Promise<Record<string, unknown>[]> | null = null;
+    let foundAt = 0;
+    const due = (again: boolean) => {
+      if (again || found === null || ctx.clock() - foundAt >= LOOK_AGAIN_MS) {
+        foundAt = ctx.clock();
+        found = ctx.queue(connectorSchedule, 'due_at', 100, { byTenant: true });
+      }
+      return found;
+    };
+    const choose = (rows: Record<string, unknown>[]) => {
       let pick: Record<string, unknown> | undefined;
       let least = Number.POSITIVE_INFINITY;
-      for (const row of due) {
+      for (const row of rows) {
         const count = reading.get(row.tenant_id as string) ?? 0;
         if (count >= least || taken.has(`${row.tenant_id}\u0000${row.connector_id}`)) continue;
         pick = row;
@@ -816,6 +829,10 @@ export const connectorSyncJob: Job = {
       }
       if (pick) taken.add(`${pick.tenant_id}\u0000${pick.connector_id}`);
       return pick;
+    };
+    const nextDue = async (): Promise<Record<string, unknown> | undefined> => {
+      const rows = await due(false);
+      return choose(rows) ?? (rows.length ? choose(await due(true)) : undefined);
     };
     // Each of PARALLEL_READS readers takes the next due connector as it is done with one, for one
     // interval of the job (RUN_EVERY_MS), looking again each time: one that comes due meanwhile
