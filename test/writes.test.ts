@@ -397,6 +397,38 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       expect(stale.status).toBe(412);
     });
 
+    // A Content-Type that is no media type was refused 415 by the framework before any route:
+    // before the row's 404 and 412, without Accept-Patch, unstored with its key, and for no body.
+    it('judges a Content-Type that is no media type (json) as a body of another type', async () => {
+      const doc = await t.create(cycles, token);
+      const url = `${cycles.basePath}/${doc.id}`;
+      const missing = `${cycles.basePath}/${cycles.idPrefix}_01ARZ3NDEKTSV4RRFFQ69G5FAV`;
+      for (const type of ['json', 'application/json, text/plain', 'application/ json']) {
+        const headers = { 'content-type': type };
+        expect((await t.call('PATCH', missing, { payload: '{"name":"x"}', headers })).status, type).toBe(404);
+        const stale = await t.call('PATCH', url, {
+          payload: '{"name":"x"}',
+          headers: { ...headers, 'if-match': '"9"' },
+        });
+        expect(stale.status, type).toBe(412);
+      }
+      const keyed = { 'content-type': 'json', ...key('no-media-type') };
+      const refused = await t.call('PATCH', url, { payload: '{"name":"x"}', headers: keyed });
+      expect([refused.status, refused.body.code, refused.body.detail, refused.headers['accept-patch']]).toEqual([
+        415,
+        'unsupported_media_type',
+        'Content-Type json is no media type (type/subtype); send application/json',
+        'application/merge-patch+json, application/json',
+      ]);
+      const replay = await t.call('PATCH', url, { payload: '{"name":"x"}', headers: keyed });
+      expect([replay.status, replay.headers['idempotent-replayed']]).toEqual([415, 'true']);
+      // An empty body is no body, whatever its Content-Type says.
+      const gone = await t.call('DELETE', url, { payload: '', headers: { 'content-type': 'json' } });
+      expect(gone.status, gone.raw).toBe(200);
+      const back = await t.call('POST', `${url}/restore`, { payload: '', headers: { 'content-type': 'json' } });
+      expect(back.status, back.raw).toBe(200);
+    });
+
     it('answers 415 to a body in a content coding (gzip, br), and stores nothing; identity is no coding', async () => {
       const body = { name: 'coded', start_date: '2026-01-01', end_date: '2026-03-31' };
       const before = await countRows(t, cycles);

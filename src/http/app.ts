@@ -55,7 +55,11 @@ declare module 'fastify' {
 
 /** The id a request was given, kept on Node's message for an answer the connection gives. */
 const REQUEST_ID = Symbol('edm.requestId');
-type Tagged = { [REQUEST_ID]?: string };
+/** A Content-Type as sent where it was no media type (the request's headers hold a stand-in). */
+const SENT_TYPE = Symbol('edm.sentType');
+type Tagged = { [REQUEST_ID]?: string; [SENT_TYPE]?: string };
+/** A media type as RFC 9110 §8.3.1 writes one, `type/subtype` tokens, with any parameters after. */
+const MEDIA_TYPE = /^\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+\s*(;|$)/;
 
 export interface AppOptions {
   config: Config;
@@ -394,7 +398,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Its text, for the key's fingerprint, names the type and holds the bytes as they came (the
   // same bytes as another type, or as JSON that did not parse, are another request), and is never
   // blank: spaces sent as text/plain are a body of another type, not none.
-  const mediaType = (request: FastifyRequest) => String(request.headers['content-type'] ?? '').split(';')[0];
+  const mediaType = (request: FastifyRequest) =>
+    (request.raw as Tagged)[SENT_TYPE] ?? String(request.headers['content-type'] ?? '').split(';')[0];
   // The 415 says what would be taken: a PATCH's types (RFC 5789 §2.2), or no content coding
   // (RFC 9110 §12.5.3: an encoded body is refused whatever its type).
   const unsupported = (request: FastifyRequest, body: Buffer, detail: string, encoded = false) =>
@@ -454,7 +459,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const detail =
       type === ''
         ? 'The body has no Content-Type: send it as application/json'
-        : `Unsupported Media Type: ${type}; send application/json`;
+        : (request.raw as Tagged)[SENT_TYPE] !== undefined
+          ? `Content-Type ${type} is no media type (type/subtype); send application/json`
+          : `Unsupported Media Type: ${type}; send application/json`;
     done(null, unsupported(request, body as Buffer, detail));
   });
   registerCors(app, cors);
@@ -540,6 +547,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         }),
       );
       return;
+    }
+    // A Content-Type that is no media type (`json`) was refused 415 by the framework before any
+    // route: a body of another type, judged as a body (after 404 and 412), and no body at all if
+    // it is empty. The type the parsers take for it is one no route reads.
+    const type = request.headers['content-type'];
+    if (type !== undefined && !MEDIA_TYPE.test(type)) {
+      (request.raw as Tagged)[SENT_TYPE] = type.split(';')[0] as string;
+      request.headers['content-type'] = 'application/x-edm-no-media-type';
     }
     const lines = headerLines(request.raw.rawHeaders);
     const badHost = hostProblem(request, lines) ?? framingProblem(request);
