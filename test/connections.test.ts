@@ -88,6 +88,13 @@ describe('connections: requests that are not HTTP, too large, or too slow to arr
       431,
       'headers_too_large',
     ],
+    // RFC 9112 §3: a request-target longer than the server parses is 414 (it was 431).
+    [
+      'a URL over 16 KiB',
+      () => [`GET /healthz?q=${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`],
+      414,
+      'uri_too_long',
+    ],
     // Node drops header lines past its count (~1,000): the second Host past them went unseen.
     [
       'a second Host past a thousand other header lines',

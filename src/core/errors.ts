@@ -185,6 +185,11 @@ export const errorRegistry = {
     title: 'Too many requests',
     when: "The caller (an application of the tenant, the tenant's people, or its webhook pushes) has spent its budget (`EDM_RATE_LIMIT`); retry after `Retry-After`. The problem carries `limit` and `retry_after_seconds`.",
   },
+  uri_too_long: {
+    status: 414,
+    title: 'URI too long',
+    when: "The request line (its method and URL) exceeds 16 KiB, the limit of the request's headers. The connection is closed.",
+  },
   headers_too_large: {
     status: 431,
     title: 'Request headers too large',

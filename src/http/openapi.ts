@@ -164,6 +164,7 @@ const PROBLEM_RESPONSES: Record<number, string> = {
   422: 'UnprocessableEntity',
   428: 'PreconditionRequired',
   429: 'TooManyRequests',
+  414: 'URITooLong',
   431: 'RequestHeaderFieldsTooLarge',
   500: 'InternalServerError',
   503: 'ServiceUnavailable',
@@ -210,14 +211,14 @@ function problemResponses(): Record<string, Json> {
 }
 
 /** What the connection answers before a request reaches any route (see `problems`). */
-const CONNECTION_STATUSES = [408, 417, 431] as const;
+const CONNECTION_STATUSES = [408, 414, 417, 431] as const;
 
 /**
  * An operation's problem responses: those of any call (a request the connection refuses before
- * it reaches a route, 408, 417 and 431, included) and `statuses`.
+ * it reaches a route, 408, 414, 417 and 431, included) and `statuses`.
  */
 function problems(...statuses: number[]): Record<string, Json> {
-  const all = [...new Set([400, 401, 403, 408, 417, ...statuses, 429, 431, 500, 503])].sort((a, b) => a - b);
+  const all = [...new Set([400, 401, 403, 408, 414, 417, ...statuses, 429, 431, 500, 503])].sort((a, b) => a - b);
   return Object.fromEntries(all.map((s) => [String(s), ref('responses', PROBLEM_RESPONSES[s])]));
 }
 

@@ -273,9 +273,23 @@ export function answerClientError(err: Error & { code?: string }, socket: Socket
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
       ? new ApiError('request_timeout', 'The request did not arrive in time')
       : err.code === 'HPE_HEADER_OVERFLOW'
-        ? new ApiError('headers_too_large', 'The request headers exceed 16 KiB')
+        ? requestLineTooLong(err)
+          ? new ApiError('uri_too_long', 'The request line (its method and URL) exceeds 16 KiB')
+          : new ApiError('headers_too_large', 'The request headers exceed 16 KiB')
         : new ApiError('malformed_request', 'This is not a valid HTTP/1.1 request');
   return answerOnSocket(socket, apiError, requestId);
+}
+
+/**
+ * Whether headers over the limit were the request line alone (RFC 9112 §3: 414): the bytes the
+ * parser was reading begin with it, and it had not ended by the limit. Bytes that arrived in
+ * pieces, the line among earlier ones, are judged as headers (431).
+ */
+function requestLineTooLong(err: Error & { rawPacket?: unknown }): boolean {
+  const raw = err.rawPacket;
+  if (!Buffer.isBuffer(raw) || !/^[A-Z]+ /.test(raw.subarray(0, 16).toString('latin1'))) return false;
+  const end = raw.indexOf(10);
+  return end === -1 || end >= 16 * 1024;
 }
 
 /**
