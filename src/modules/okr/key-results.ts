@@ -217,7 +217,7 @@ export const keyResults = defineResource({
       min: 0,
       default: 1,
       nonNull: true,
-      notes: "Relative weight of this KeyResult in its Objective's progress (≥ 0; 0 excludes it).",
+      notes: "Relative weight of this KeyResult in its Objective's progress: 0 excludes it, else at least 0.000001.",
     }),
     confidence: integer({
       min: 0,
