@@ -129,6 +129,21 @@ describe.each(storeKinds)('bounds on what one write recomputes (%s)', (kind) => 
     );
     // Reading one of the summed ones is within it.
     expect((await post(kr?.basePath as string, query('over one', read[0] as string))).status).toBe(201);
+    // Counted when a write adds reads: a query over one that grew past the bound since keeps
+    // its edits over the same reads, and is refused a new one.
+    const grows = await manual('grows');
+    const over = (await post(kr?.basePath as string, query('over what grows', grows))).body.id as string;
+    const grown = await t.call('PATCH', `${kr?.basePath}/${grows}`, {
+      body: { data_source: 'query', query: `sum(${read.map((id) => `kr("${id}")`).join(', ')})` },
+    });
+    expect(grown.status, grown.raw).toBe(200);
+    const same = await t.call('PATCH', `${kr?.basePath}/${over}`, { body: { query: `kr("${grows}") * 2` } });
+    expect(same.status, same.raw).toBe(200);
+    refused(
+      await t.call('PATCH', `${kr?.basePath}/${over}`, { body: { query: `kr("${grows}") + kr("${read[0]}")` } }),
+      '/query',
+      message,
+    );
   });
 
   it(`counts the queries a connector's sync recomputes through all it feeds, up to ${MAX_QUERY_DOWNSTREAM}`, async () => {

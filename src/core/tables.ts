@@ -63,6 +63,8 @@ export interface Tx {
   lock(resource: Resource, tenantId: string, ids: readonly string[]): Promise<Map<string, Doc>>;
   /** Live rows of the tenant whose columns equal the given values. */
   findLive(resource: Resource, tenantId: string, where: Row): Promise<Doc[]>;
+  /** The ids of the tenant's live rows whose `column` is one of `values` (a lookup per 500 values). */
+  liveIdsWhereIn(resource: Resource, tenantId: string, column: string, values: readonly string[]): Promise<string[]>;
   /**
    * A write the platform makes itself: bumps `version` and `updated_at`, keeps `updated_by`,
    * records `source_type: system` provenance nowhere else, and runs the resource's afterWrite hooks.

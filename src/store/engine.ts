@@ -794,6 +794,20 @@ export class Engine {
         for (const [k, v] of Object.entries(where)) q = q.where(k, '=', v);
         return (await q.orderBy('id').execute()).map((r) => engine.fromRow(resource, r));
       },
+      async liveIdsWhereIn(resource, tenantId, column, values) {
+        const ids: string[] = [];
+        for (let at = 0; at < values.length; at += 500) {
+          const rows = await db
+            .selectFrom(resource.table)
+            .select('id')
+            .where('tenant_id', '=', tenantId)
+            .where('is_deleted', '=', engine.live(resource))
+            .where(column, 'in', values.slice(at, at + 500))
+            .execute();
+          for (const row of rows) ids.push(row.id as string);
+        }
+        return ids;
+      },
       systemWrite: (resource, before, changes) =>
         engine.systemWrite(db, resource, principal, before, changes, handle.now, rows),
       async bump(resource, tenantId, id, internal, delta) {

@@ -379,7 +379,7 @@ export const keyResults = defineResource({
       return errors;
     },
     async validateAcross(doc, before, ctx, tx) {
-      if (setsQuery(doc, before)) await checkNoLoop(tx, ctx.principal.tenantId, doc);
+      if (setsQuery(doc, before)) await checkNoLoop(tx, ctx.principal.tenantId, doc, before);
     },
     guard(doc, before, ctx) {
       // A check-in, or a PATCH that changes `current`, on a key result whose values come from

@@ -14,19 +14,13 @@ export const MAX_ALIGNMENT_DEPTH = 32;
 
 /**
  * How many levels of live objectives are aligned under `id`, counted up to `atMost + 1` (one past
- * is enough to refuse): a lookup per objective found, level by level.
+ * is enough to refuse): a lookup per level (per 500 objectives of it), of the ids only.
  */
 async function levelsBelow(tx: Tx, tenantId: string, id: string, atMost: number): Promise<number> {
   let level = [id];
   for (let depth = 0; depth <= atMost; depth++) {
-    const next: string[] = [];
-    for (const parent of level) {
-      for (const child of await tx.findLive(objectives, tenantId, { parent_objective_id: parent })) {
-        next.push(child.id as string);
-      }
-    }
-    if (next.length === 0) return depth;
-    level = next;
+    level = await tx.liveIdsWhereIn(objectives, tenantId, 'parent_objective_id', level);
+    if (level.length === 0) return depth;
   }
   return atMost + 1;
 }

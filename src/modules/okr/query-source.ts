@@ -202,7 +202,11 @@ class QueryGraph {
  * can close a loop. Such writes hold the tenant's QUERY_GRAPH lock (key-results.ts), so two at
  * once cannot each pass the check without the other's edge (a → b and c → d over b → c and d → a).
  */
-export async function checkNoLoop(tx: Tx, tenantId: string, kr: Doc): Promise<void> {
+export async function checkNoLoop(tx: Tx, tenantId: string, kr: Doc, before: Doc | null): Promise<void> {
+  // Only a read it did not have can close a loop (and only then is what it reads counted again):
+  // another expression over the same key results is checked as it was when they were set.
+  const had = readsOf(before);
+  if (readsOf(kr).every((id) => had.includes(id))) return;
   const loop = await pathBack(tx, tenantId, kr.id as string, parsed(kr.query as string).reads);
   if (loop) {
     throw fieldError('validation_failed', [
