@@ -37,6 +37,9 @@ function metricsServer() {
     seen: [] as Record<string, string | string[] | undefined>[],
     /** Requests that arrive while it is set answer only once it resolves (a slow feed); set back to null after use. */
     hold: null as Promise<void> | null,
+    /** While set, each request waits for a release of its own, in `releases` (in order of arrival). */
+    holdEach: false,
+    releases: [] as (() => void)[],
   };
   const server: Server = createServer(async (req, res) => {
     state.requests.push({ url: req.url ?? '', authorization: req.headers.authorization });
@@ -44,6 +47,7 @@ function metricsServer() {
     // The answer as of the request's arrival, sent when the hold lets it.
     const { status, headers, body } = state;
     if (state.hold) await state.hold;
+    if (state.holdEach) await new Promise<void>((release) => state.releases.push(release));
     res.writeHead(status, { 'content-type': 'application/json', ...headers });
     res.end(body);
   });
@@ -1007,29 +1011,37 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       await connector({ name: `queue ${i}`, config: { url: `${base}/metrics?queue${i}`, pointer: '/data/value' } });
     }
     const arrived = () => api.state.requests.filter((r) => /^\/metrics\?(queue|late)/.test(r.url)).map((r) => r.url);
-    let release: () => void = () => {};
-    api.state.hold = new Promise<void>((r) => {
-      release = r;
-    });
+    const until = async (n: number) => {
+      for (let i = 0; i < 500 && arrived().length < n; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(arrived()).toHaveLength(n);
+    };
+    api.state.holdEach = true;
+    api.state.releases.length = 0;
     api.state.requests.length = 0;
     const run = t.app.engine.runJob(connectorSyncJob); // four at a time
     try {
-      for (let i = 0; i < 500 && arrived().length < 4; i++) await new Promise((r) => setTimeout(r, 10));
-      expect(arrived()).toHaveLength(4);
+      await until(4);
       t.clock.advance(1000); // the run looks for rows that came due once a second
       const late = await t.call('POST', connectors.basePath, {
         token: await t.token({ tenant: 'came-due' }),
         body: { name: 'late', kind: 'http_json', config: { url: `${base}/metrics?late`, pointer: '/data/value' } },
       });
       expect(late.status, late.raw).toBe(201);
+      // One reader is free: of the due rows (that tenant's fifth, due first, and the late one), it
+      // takes the one of the tenant with no read under way.
+      api.state.releases.shift()?.();
+      await until(5);
+      expect(arrived()[4]).toBe('/metrics?late');
     } finally {
-      api.state.hold = null;
-      release();
+      api.state.holdEach = false;
+      for (const release of api.state.releases.splice(0)) release();
+    }
+    // The rest, released as they come.
+    for (let i = 0; i < 100 && arrived().length < 9; i++) {
+      for (const release of api.state.releases.splice(0)) release();
+      await new Promise((r) => setTimeout(r, 10));
     }
     expect(await run).toBe(9);
-    // Among the next four: the four readers took it before that tenant's last four, or beside them.
-    expect(arrived().indexOf('/metrics?late')).toBeGreaterThanOrEqual(4);
-    expect(arrived().indexOf('/metrics?late')).toBeLessThan(8);
   });
 
   it('reads several due connectors per run, a few at a time, and records each', async () => {

@@ -450,13 +450,14 @@ export interface JobContext {
    * Rows of a queue table whose `column` is at or before the clock's time (read at each call),
    * earliest first; `byTenant`: shared
    * out by tenant (each tenant's earliest, then each one's second, and so on), so one tenant's
-   * backlog does not come before every other tenant's rows.
+   * backlog does not come before every other tenant's rows; `since`: only rows whose `column` is
+   * after it (those that came due since).
    */
   queue(
     table: TableDef,
     column: string,
     limit: number,
-    options?: { byTenant?: boolean },
+    options?: { byTenant?: boolean; since?: string },
   ): Promise<Record<string, unknown>[]>;
   /** Runs `fn` in one transaction as the platform (principal `system`) inside a tenant. */
   transaction<T>(tenantId: string, fn: (tx: Tx) => Promise<T>): Promise<T>;

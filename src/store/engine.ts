@@ -1075,6 +1075,13 @@ export class Engine {
               '<=',
               this.store.encode(kindOf(table.columns[column]) as AnyField, isoTime(this.clock.now())),
             )
+            .$if(options?.since !== undefined, (q) =>
+              q.where(
+                column,
+                '>',
+                this.store.encode(kindOf(table.columns[column]) as AnyField, options?.since as string),
+              ),
+            )
             .$if(tenantId !== undefined, (q) => q.where('tenant_id', '=', tenantId as string))
             // Each row's rank among its tenant's due rows first: every tenant's earliest, then its second…
             .$if(options?.byTenant === true, (q) =>

@@ -805,34 +805,56 @@ export const connectorSyncJob: Job = {
     // Of the connectors due now (each tenant's earliest first, then each one's second…), the first
     // of a tenant with the fewest of this run's reads under way: a tenant's backlog of slow feeds
     // takes the readers only while no other tenant's connector is due.
-    // The due rows are looked up again once a second, or when those found are all taken: a
-    // lookup per pick sorted the whole backlog each time (thousands of rows, on the thread that
-    // serves the API, with SQLite).
-    let found: Promise<Record<string, unknown>[]> | null = null;
-    let foundAt = 0;
-    const due = (again: boolean) => {
-      if (again || found === null || ctx.clock() - foundAt >= LOOK_AGAIN_MS) {
-        foundAt = ctx.clock();
-        found = ctx.queue(connectorSchedule, 'due_at', 100, { byTenant: true });
-      }
-      return found;
+    // The due rows, looked up whole (each tenant's first, then each one's second…) when the run
+    // starts and when those found are all taken, and between, once a second, only those that came
+    // due since (by the due_at index): a whole lookup per pick sorted the backlog each time
+    // (thousands of rows, on the thread that serves the API, with SQLite).
+    let found: Record<string, unknown>[] = [];
+    let lookedAt: number | null = null;
+    const keyOf = (row: Record<string, unknown>) => `${row.tenant_id}\u0000${row.connector_id}`;
+    // One lookup at a time, each judged when its turn comes: what another reader's lookup found
+    // meanwhile may make it needless.
+    let lookups: Promise<void> = Promise.resolve();
+    const lookUp = (whole: boolean) => {
+      const next = lookups.then(async () => {
+        const at = ctx.clock();
+        if (whole || lookedAt === null) {
+          if (lookedAt !== null && found.some((row) => !taken.has(keyOf(row)))) return;
+          found = await ctx.queue(connectorSchedule, 'due_at', 500, { byTenant: true });
+        } else {
+          if (at - lookedAt < LOOK_AGAIN_MS) return;
+          // From a moment before the last look: a row dated just before it, committed after.
+          const since = isoTime(lookedAt - LOOK_AGAIN_MS);
+          const known = new Set(found.map(keyOf));
+          for (const row of await ctx.queue(connectorSchedule, 'due_at', 500, { byTenant: true, since })) {
+            if (!known.has(keyOf(row))) found.push(row);
+          }
+        }
+        lookedAt = at;
+      });
+      // A lookup that failed fails its caller's pick only, not the next ones.
+      lookups = next.catch(() => {});
+      return next;
     };
     const choose = (rows: Record<string, unknown>[]) => {
       let pick: Record<string, unknown> | undefined;
       let least = Number.POSITIVE_INFINITY;
       for (const row of rows) {
         const count = reading.get(row.tenant_id as string) ?? 0;
-        if (count >= least || taken.has(`${row.tenant_id}\u0000${row.connector_id}`)) continue;
+        if (count >= least || taken.has(keyOf(row))) continue;
         pick = row;
         least = count;
         if (count === 0) break;
       }
-      if (pick) taken.add(`${pick.tenant_id}\u0000${pick.connector_id}`);
+      if (pick) taken.add(keyOf(pick));
       return pick;
     };
     const nextDue = async (): Promise<Record<string, unknown> | undefined> => {
-      const rows = await due(false);
-      return choose(rows) ?? (rows.length ? choose(await due(true)) : undefined);
+      if (lookedAt === null || ctx.clock() - lookedAt >= LOOK_AGAIN_MS) await lookUp(false);
+      const pick = choose(found);
+      if (pick || found.length === 0) return pick;
+      await lookUp(true);
+      return choose(found);
     };
     // Each of PARALLEL_READS readers takes the next due connector as it is done with one, for one
     // interval of the job (RUN_EVERY_MS), looking again each time: one that comes due meanwhile
