@@ -545,6 +545,8 @@ describe('the dev-token endpoint (local mode)', () => {
     });
     expect([res.statusCode, res.json().code]).toEqual([400, 'unknown_parameter']);
     expect(res.json().errors.map((e: { path: string }) => e.path)).toEqual(['tenant_id', 'x']);
+    // Its refusals are kept by no cache either.
+    expect(res.headers['cache-control']).toBe('no-store');
   });
 
   it('signs with the configured issuer and audience, so the server accepts its own dev token', async () => {

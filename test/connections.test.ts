@@ -136,6 +136,17 @@ describe('connections: requests that are not HTTP, too large, or too slow to arr
     expect(answer.body.request_id).toMatch(/^req_[0-9A-HJKMNP-TV-Z]{26}$/);
   });
 
+  // A CONNECT pipelined behind a write: the write's answer first, then the CONNECT's (its 404
+  // took the write's place, and the client read the write as refused).
+  it('answers a CONNECT pipelined behind a request after that request, in its turn', async () => {
+    const body = '{"name":"piped","start_date":"2026-01-01","end_date":"2026-03-31"}';
+    const answer = await rawExchange(port, [
+      `${post(Buffer.byteLength(body))}${body}CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\n`,
+    ]);
+    const statuses = [...answer.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+    expect(statuses).toEqual([201, 404]);
+  });
+
   // A Host is required of HTTP/1.1 only (RFC 9112 §3.2), and may be an IP literal with a port.
   it.each([
     ['an HTTP/1.0 request without Host', 'GET /healthz HTTP/1.0\r\n\r\n'],

@@ -606,6 +606,16 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       const gone = await t.call('DELETE', `${cycles.basePath}/${doc.id}?cascade=true`, { headers: key('del') });
       const again = await t.call('DELETE', `${cycles.basePath}/${doc.id}/?cascade=true`, { headers: key('del') });
       expect([gone.status, again.status, again.headers['idempotent-replayed']]).toEqual([200, 200, 'true']);
+      // An escaped `?` names another row (`x?cascade=true`), not a parameter: another request.
+      const kept = await t.create(cycles, token);
+      const escapedQuery = await t.call('DELETE', `${cycles.basePath}/${kept.id}%3Fcascade=true`, {
+        headers: key('escaped-query'),
+      });
+      expect(escapedQuery.status).toBe(404);
+      const real = await t.call('DELETE', `${cycles.basePath}/${kept.id}?cascade=true`, {
+        headers: key('escaped-query'),
+      });
+      expect([real.status, real.body.code]).toEqual([422, 'idempotency_key_reused']);
       // A key an earlier build stored, by the URL as it was sent, still replays its request.
       const principal = { sub: USER_A, tenantId: 'acme', appId: null, scopes: null };
       const idem = new Idempotency(t.store, t.clock, REQUEST_KEY);

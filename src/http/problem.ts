@@ -234,8 +234,9 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: u
     request.log.warn({ cause: String((apiError.cause as Error)?.message ?? apiError.cause) }, apiError.message);
   }
   // A caching policy set for the answer it would have been (a Playground asset's year) is not
-  // the problem's: a shared cache would keep the error in the file's place.
-  reply.removeHeader('cache-control');
+  // the problem's: a shared cache would keep the error in the file's place. One that forbids
+  // storing (a credential's `no-store`) holds for it too.
+  if (reply.getHeader('cache-control') !== 'no-store') reply.removeHeader('cache-control');
   if (apiError.headers) reply.headers(apiError.headers);
   // RFC 6750 §3: a request without credentials gets the bare challenge, a token refused says so.
   if (apiError.status === 401) {

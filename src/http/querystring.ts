@@ -51,7 +51,8 @@ export function routerPath(path: string): string {
  */
 export function routedUrl(url: string, query: Record<string, unknown>): string {
   const at = url.indexOf('?');
-  const path = routerPath(at === -1 ? url : url.slice(0, at));
+  // An escaped `?` or `#` stays one: `/x%3Fa=b` names a row `x?a=b`, not `x` with a parameter.
+  const path = routerPath((at === -1 ? url : url.slice(0, at)).replace(/%(3f|23)/gi, '%25$1'));
   const names = Object.keys(query).sort();
   const params = new URLSearchParams(names.flatMap((name) => [query[name]].flat().map((v) => [name, String(v)])));
   const search = names.length ? `?${params}` : '';
