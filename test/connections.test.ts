@@ -147,6 +147,26 @@ describe('connections: requests that are not HTTP, too large, or too slow to arr
     expect(statuses).toEqual([201, 404]);
   });
 
+  // RFC 9112 §9.3.2: pipelined requests are worked on side by side only when all are safe. A GET
+  // pipelined after a PATCH read the row as it was before it (20 times in 20).
+  it('works on a request pipelined behind a write after that write: a GET sees what a PATCH wrote', async () => {
+    const created = await t.call('POST', '/api/v1/okr/cycles', {
+      token,
+      body: { name: 'before', start_date: '2026-01-01', end_date: '2026-03-31' },
+    });
+    const url = `/api/v1/okr/cycles/${created.body.id}`;
+    for (let i = 0; i < 5; i++) {
+      const body = JSON.stringify({ name: `after ${i}` });
+      const answer = await rawExchange(port, [
+        `PATCH ${url} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}` +
+          `GET ${url} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`,
+      ]);
+      const names = [...answer.matchAll(/"name":"([^"]*)"/g)].map((m) => m[1]);
+      expect(names).toEqual([`after ${i}`, `after ${i}`]);
+    }
+  });
+
   // A Host is required of HTTP/1.1 only (RFC 9112 §3.2), and may be an IP literal with a port.
   it.each([
     ['an HTTP/1.0 request without Host', 'GET /healthz HTTP/1.0\r\n\r\n'],

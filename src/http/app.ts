@@ -545,7 +545,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   const limiter = config.rateLimit ? new RateLimiter(config.rateLimit, clock) : undefined;
   // Callback style, not async: a token seen before is answered from the cache without a promise.
-  app.addHook('onRequest', (request, reply, done) => {
+  const admit = (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
     reply.header('x-request-id', request.id);
     if (closing) {
       reply.header('connection', 'close');
@@ -687,6 +687,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     } catch (err) {
       done(err as Error);
     }
+  };
+  // RFC 9112 §9.3.2: pipelined requests are worked on side by side only when all are safe. A
+  // request behind an unsafe one on its connection, or an unsafe one behind any, waits for the
+  // answers before it (a GET pipelined after a PATCH read the row as it was before the PATCH).
+  app.addHook('onRequest', (request, reply, done) => {
+    const turn = pipelinedTurn(request.raw, reply.raw);
+    if (turn === null) admit(request, reply, done);
+    else turn.then(() => admit(request, reply, done));
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -842,4 +850,36 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     );
   }
   return app;
+}
+
+const UNSAFE_UNDER_WAY = Symbol('edm.unsafeUnderWay');
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'QUERY']);
+type Pipelined = Socket & { _httpMessage?: ServerResponse | null; [UNSAFE_UNDER_WAY]?: number };
+
+/**
+ * When a request must wait for the answers before it on its connection (see the hook): a promise
+ * of its turn, else null (not pipelined, or only safe requests side by side). Node gives the
+ * connection to one answer at a time (`_httpMessage`), the earliest unfinished.
+ */
+function pipelinedTurn(req: IncomingMessage, res: ServerResponse): Promise<void> | null {
+  const socket = req.socket as Pipelined;
+  const safe = SAFE_METHODS.has(req.method ?? '');
+  const unsafeBefore = socket[UNSAFE_UNDER_WAY] ?? 0;
+  if (!safe) {
+    socket[UNSAFE_UNDER_WAY] = unsafeBefore + 1;
+    res.once('close', () => {
+      socket[UNSAFE_UNDER_WAY] = (socket[UNSAFE_UNDER_WAY] ?? 1) - 1;
+    });
+  }
+  const head = socket._httpMessage;
+  if (!head || head === res || (safe && unsafeBefore === 0)) return null;
+  return (async () => {
+    // Until its answer is the connection's: each answer before it closed in turn (or the
+    // connection gone, or one that closed left in place: nothing more to wait for).
+    let last: ServerResponse | null = null;
+    for (let at = socket._httpMessage; at && at !== res && at !== last && !socket.destroyed; at = socket._httpMessage) {
+      last = at;
+      await new Promise<void>((resolve) => (at?.closed ? setImmediate(resolve) : at?.once('close', resolve)));
+    }
+  })();
 }
