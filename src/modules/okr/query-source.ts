@@ -205,9 +205,10 @@ class QueryGraph {
 export async function checkNoLoop(tx: Tx, tenantId: string, kr: Doc, before: Doc | null): Promise<void> {
   // Only a read it did not have can close a loop (and only then is what it reads counted again):
   // another expression over the same key results is checked as it was when they were set.
-  const had = readsOf(before);
-  if (readsOf(kr).every((id) => had.includes(id))) return;
-  const loop = await pathBack(tx, tenantId, kr.id as string, parsed(kr.query as string).reads);
+  const reads = parsed(kr.query as string).reads;
+  const had = before?.data_source === 'query' && typeof before.query === 'string' ? parsed(before.query).reads : [];
+  if (reads.every((id) => had.includes(id))) return;
+  const loop = await pathBack(tx, tenantId, kr.id as string, reads);
   if (loop) {
     throw fieldError('validation_failed', [
       {
