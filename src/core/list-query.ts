@@ -295,15 +295,14 @@ export function parseListQuery(
         principal.tenantId,
         principal.appId,
         sort,
-        // An any-of filter is a set: its values in any order are the same list.
+        // An any-of filter is a set: its values in any order, or spelt twice (`current=1,1.0`),
+        // are the same list; one value is written as it always was.
         filters
-          .map((f) =>
-            JSON.stringify(
-              'values' in f && f.values.length > 1
-                ? { ...f, values: f.values.map((v) => JSON.stringify(v)).sort() }
-                : f,
-            ),
-          )
+          .map((f) => {
+            if (!('values' in f) || f.values.length < 2) return JSON.stringify(f);
+            const values = [...new Set(f.values.map((v) => JSON.stringify(v)))].sort();
+            return JSON.stringify(values.length > 1 ? { ...f, values } : { ...f, values: [f.values[0]] });
+          })
           .sort(),
         q,
         includeDeleted,
