@@ -80,7 +80,8 @@ describe('CORS: browsers on other origins may call the API and read its answers'
       'access-control-max-age': '600',
       'access-control-expose-headers': EXPOSED,
     });
-    // RFC 9110 §8.6: a 204 carries no Content-Length.
+    // RFC 9110 §8.6: a 204 carries no Content-Length. Its request id, as every answer has.
     expect(res.headers).not.toHaveProperty('content-length');
+    expect(res.headers['x-request-id']).toMatch(/^req_[0-9A-HJKMNP-TV-Z]{26}$/);
   });
 });

@@ -51,7 +51,8 @@ export function registerCors(app: FastifyInstance, policy: CorsPolicy): void {
       return;
     }
     if (request.method === 'OPTIONS' && request.headers['access-control-request-method'] !== undefined) {
-      reply.code(204).headers(preflight).send();
+      // Under its request id, as every answer is (the hook that sets it runs after this one).
+      reply.code(204).headers(preflight).header('x-request-id', request.id).send();
       return;
     }
     done();
