@@ -792,8 +792,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const sweep = setInterval(() => idempotency.sweep().catch(() => {}), 10 * 60 * 1000);
   sweep.unref();
   // Module jobs (the status sweep) run on timers unless the caller drives them (tests set a clock).
-  // A write that wakes a job (Job.wakeAfter) runs it once more after a run under way, never
-  // beside it; a tick during a run is skipped.
+  // A write that wakes a job (Job.wakeAfter), or a tick, during a run runs it once more after the
+  // run under way, never beside it.
   const timers =
     (options.runJobs ?? options.clock === undefined)
       ? modules
@@ -828,8 +828,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
               }
             };
             for (const name of job.wakeAfter ?? []) wakers.set(name, [...(wakers.get(name) ?? []), wake]);
+            // A tick during a run is not lost: the run after it starts when that one ends (a run
+            // that outlasts its interval, the schedule's behind slow feeds, is followed at once).
             const timer = setInterval(() => {
               if (!running) run();
+              else again = true;
             }, job.intervalMs);
             timer.unref();
             return timer;
