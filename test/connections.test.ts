@@ -147,6 +147,18 @@ describe('connections: requests that are not HTTP, too large, or too slow to arr
     expect(statuses).toEqual([201, 404]);
   });
 
+  // A request the parser refuses, pipelined behind others: their answers first, then the
+  // refusal (it took their place: a write that went through read as refused, and was retried).
+  it.each([
+    ['bytes that are not HTTP', 'GARBAGE\r\n\r\n', 400],
+    ['headers over 16 KiB', `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431],
+  ])('answers %s pipelined behind a write after the write', async (_, bad, status) => {
+    const body = '{"name":"before the refusal","start_date":"2026-01-01","end_date":"2026-03-31"}';
+    const answer = await rawExchange(port, [`${post(Buffer.byteLength(body))}${body}${bad}`]);
+    const statuses = [...answer.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+    expect(statuses).toEqual([201, status]);
+  });
+
   // RFC 9112 §9.3.2: pipelined requests are worked on side by side only when all are safe. A GET
   // pipelined after a PATCH read the row as it was before it (20 times in 20).
   it('works on a request pipelined behind a write after that write: a GET sees what a PATCH wrote', async () => {

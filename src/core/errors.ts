@@ -48,7 +48,7 @@ export const errorRegistry = {
   invalid_header: {
     status: 400,
     title: 'Invalid header',
-    when: 'A malformed or repeated header: `If-Match`/`If-None-Match`, `Idempotency-Key`, two `Authorization` lines, a `Content-Length` the body that arrived does not match, or a `QUERY` request without `Content-Type`. `errors[]` names the header.',
+    when: 'A malformed or repeated header: `If-Match`/`If-None-Match`, `Idempotency-Key`, two `Authorization` lines, or a `QUERY` request without `Content-Type`. `errors[]` names the header.',
   },
   malformed_request: {
     status: 400,
@@ -188,7 +188,7 @@ export const errorRegistry = {
   uri_too_long: {
     status: 414,
     title: 'URI too long',
-    when: "The request line (its method and URL) exceeds 16 KiB, the limit of the request's headers. The connection is closed.",
+    when: "The request line (its method and URL) exceeds 16 KiB, the limit of the request's headers, and arrived in one piece (in pieces it is `headers_too_large`). The connection is closed.",
   },
   headers_too_large: {
     status: 431,
@@ -238,7 +238,7 @@ export const fieldErrorRegistry = {
   invalid_reference: 'A reference (`objective_id`, `cycle_id`, `kr("…")` in a query) names no live row of the tenant.',
   parent_deleted: 'A restore would bring a row back under a parent that is deleted.',
   limit_reached:
-    'A reference would pass a bound of what it names, so that one write cannot cost the others much: 50 queries downstream of a key result or of the key results a connector feeds (directly or through other queries), a query reading 100 key results through others, a connector feeding 100 key results already, an alignment 32 levels deep already.',
+    'A reference would pass a bound of what it names, so that one write cannot cost the others much: 50 queries downstream of a key result or of the key results a connector feeds (directly or through other queries), a query reading 100 key results through others (checked when a write adds reads), a connector feeding 100 key results already, an alignment 32 levels deep already.',
   alignment_cycle: 'An objective would be aligned under itself, directly or through others.',
   query_cycle: 'A metric query would read itself, directly or through other queries.',
   invalid_query: 'A metric query does not parse, or uses what the language does not have.',

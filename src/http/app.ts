@@ -30,6 +30,7 @@ import { registerMetrics } from './metrics.js';
 import { ACCEPT_PATCH, registerOpenApiRoute } from './openapi.js';
 import { playground } from './playground.js';
 import {
+  afterEarlierAnswers,
   answerClientError,
   answerOnSocket,
   framingProblem,
@@ -305,16 +306,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // the socket without a word).
   app.server.on('connect', (req: IncomingMessage, socket: Socket) => {
     const id = requestId();
-    const answer = () => {
+    // Pipelined behind requests still being answered: after those answers, in its turn.
+    afterEarlierAnswers(socket, () => {
       const status = answerOnSocket(socket, new ApiError('route_not_found', `No route CONNECT ${req.url}`), id);
       answeredByConnection(id, 'CONNECT', status);
-    };
-    // Pipelined behind a request still being answered: after that answer, in its turn.
-    const earlier = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
-    if (earlier && !earlier.writableFinished) {
-      // Its answer sent whole, then this one; cut off, the connection closes without one.
-      earlier.once('close', () => (earlier.writableFinished ? answer() : socket.destroy()));
-    } else answer();
+    });
   });
   // An Expect the server cannot meet (anything but 100-continue) is 417 as a problem; Node's own
   // answer was an empty body, without a request id, outside the log.

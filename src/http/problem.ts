@@ -1,4 +1,4 @@
-import { STATUS_CODES } from 'node:http';
+import { type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, type ErrorCode, errorRegistry } from '../core/errors.js';
@@ -278,7 +278,24 @@ export function answerClientError(err: Error & { code?: string }, socket: Socket
           ? new ApiError('uri_too_long', 'The request line (its method and URL) exceeds 16 KiB')
           : new ApiError('headers_too_large', 'The request headers exceed 16 KiB')
         : new ApiError('malformed_request', 'This is not a valid HTTP/1.1 request');
-  return answerOnSocket(socket, apiError, requestId);
+  afterEarlierAnswers(socket, () => answerOnSocket(socket, apiError, requestId));
+  return apiError.status;
+}
+
+/**
+ * Runs `then` once the answers to the requests before on the connection are sent (pipelined
+ * requests, a write among them, whose answers a refusal written at once replaced), or at once if
+ * none is under way; an earlier answer cut off closes the connection instead. Node gives the
+ * connection to one answer at a time (`_httpMessage`), the earliest unfinished.
+ */
+export function afterEarlierAnswers(socket: Socket, then: () => void): void {
+  const earlier = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+  // The answer of the request still arriving (its body stopped, or broke) is the refusal itself.
+  if (!earlier || earlier.writableFinished || !earlier.req?.complete) {
+    then();
+    return;
+  }
+  earlier.once('close', () => (earlier.writableFinished ? afterEarlierAnswers(socket, then) : socket.destroy()));
 }
 
 /**
