@@ -117,6 +117,16 @@ function fedBy(kr: Doc | null): string | null {
     : null;
 }
 
+/** What `map` holds for `key`, made by `make` the first time it is asked for. */
+function found<V>(map: Map<string, V>, key: string, make: () => V): V {
+  let value = map.get(key);
+  if (value === undefined) {
+    value = make();
+    map.set(key, value);
+  }
+  return value;
+}
+
 /**
  * The live queries downstream of key results (and of the key results a connector feeds), as the
  * stored edges say, for the checks of the bounds: each set found once, and any past
@@ -134,12 +144,7 @@ class QueryGraph {
 
   /** The live queries downstream of the live key results connector `id` feeds, in all. */
   fed(id: string): Promise<ReadonlySet<string> | null> {
-    let set = this.feeds.get(id);
-    if (!set) {
-      set = this.fedWalk(id);
-      this.feeds.set(id, set);
-    }
-    return set;
+    return found(this.feeds, id, () => this.fedWalk(id));
   }
 
   private async fedWalk(id: string): Promise<ReadonlySet<string> | null> {
@@ -159,12 +164,7 @@ class QueryGraph {
   below(id: string): Promise<ReadonlySet<string> | null> {
     // A loop among stored queries (none is taken) would wait on itself: it adds nothing.
     if (this.walking.has(id)) return Promise.resolve(new Set());
-    let set = this.sets.get(id);
-    if (!set) {
-      set = this.walk(id);
-      this.sets.set(id, set);
-    }
-    return set;
+    return found(this.sets, id, () => this.walk(id));
   }
 
   private async walk(id: string): Promise<ReadonlySet<string> | null> {
