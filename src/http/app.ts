@@ -307,7 +307,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.server.on('connect', (req: IncomingMessage, socket: Socket) => {
     const id = requestId();
     // Pipelined behind requests still being answered: after those answers, in its turn.
-    afterEarlierAnswers(socket, () => {
+    afterEarlierAnswers(socket, (sent) => {
+      if (!sent) return socket.destroy();
       const status = answerOnSocket(socket, new ApiError('route_not_found', `No route CONNECT ${req.url}`), id);
       answeredByConnection(id, 'CONNECT', status);
     });
@@ -857,8 +858,7 @@ type Pipelined = Socket & { _httpMessage?: ServerResponse | null; [UNSAFE_UNDER_
 
 /**
  * When a request must wait for the answers before it on its connection (see the hook): a promise
- * of its turn, else null (not pipelined, or only safe requests side by side). Node gives the
- * connection to one answer at a time (`_httpMessage`), the earliest unfinished.
+ * of its turn, else null (not pipelined, or only safe requests side by side).
  */
 function pipelinedTurn(req: IncomingMessage, res: ServerResponse): Promise<void> | null {
   const socket = req.socket as Pipelined;
@@ -872,13 +872,6 @@ function pipelinedTurn(req: IncomingMessage, res: ServerResponse): Promise<void>
   }
   const head = socket._httpMessage;
   if (!head || head === res || (safe && unsafeBefore === 0)) return null;
-  return (async () => {
-    // Until its answer is the connection's: each answer before it closed in turn (or the
-    // connection gone, or one that closed left in place: nothing more to wait for).
-    let last: ServerResponse | null = null;
-    for (let at = socket._httpMessage; at && at !== res && at !== last && !socket.destroyed; at = socket._httpMessage) {
-      last = at;
-      await new Promise<void>((resolve) => (at?.closed ? setImmediate(resolve) : at?.once('close', resolve)));
-    }
-  })();
+  // Its turn, or the connection going (its answer then goes nowhere).
+  return new Promise((resolve) => afterEarlierAnswers(socket, () => resolve(), res));
 }

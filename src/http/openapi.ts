@@ -218,7 +218,7 @@ const CONNECTION_STATUSES = [408, 414, 417, 431] as const;
  * it reaches a route, 408, 414, 417 and 431, included) and `statuses`.
  */
 function problems(...statuses: number[]): Record<string, Json> {
-  const all = [...new Set([400, 401, 403, 408, 414, 417, ...statuses, 429, 431, 500, 503])].sort((a, b) => a - b);
+  const all = [...new Set([400, 401, 403, ...CONNECTION_STATUSES, ...statuses, 429, 500, 503])].sort((a, b) => a - b);
   return Object.fromEntries(all.map((s) => [String(s), ref('responses', PROBLEM_RESPONSES[s])]));
 }
 

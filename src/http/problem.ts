@@ -278,24 +278,23 @@ export function answerClientError(err: Error & { code?: string }, socket: Socket
           ? new ApiError('uri_too_long', 'The request line (its method and URL) exceeds 16 KiB')
           : new ApiError('headers_too_large', 'The request headers exceed 16 KiB')
         : new ApiError('malformed_request', 'This is not a valid HTTP/1.1 request');
-  afterEarlierAnswers(socket, () => answerOnSocket(socket, apiError, requestId));
+  afterEarlierAnswers(socket, (sent) => (sent ? answerOnSocket(socket, apiError, requestId) : socket.destroy()));
   return apiError.status;
 }
 
 /**
  * Runs `then` once the answers to the requests before on the connection are sent (pipelined
- * requests, a write among them, whose answers a refusal written at once replaced), or at once if
- * none is under way; an earlier answer cut off closes the connection instead. Node gives the
- * connection to one answer at a time (`_httpMessage`), the earliest unfinished.
+ * requests, a write among them), or at once if none is under way: `sent` false if one was cut
+ * off instead (the connection is going). `own`: the answer of the request asking, which is not
+ * waited for. Node gives the connection to one answer at a time (`_httpMessage`), the earliest
+ * unfinished; the answer of a request still arriving (a body that stopped, or broke) is none
+ * before it.
  */
-export function afterEarlierAnswers(socket: Socket, then: () => void): void {
+export function afterEarlierAnswers(socket: Socket, then: (sent: boolean) => void, own?: ServerResponse): void {
   const earlier = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
-  // The answer of the request still arriving (its body stopped, or broke) is the refusal itself.
-  if (!earlier || earlier.writableFinished || !earlier.req?.complete) {
-    then();
-    return;
-  }
-  earlier.once('close', () => (earlier.writableFinished ? afterEarlierAnswers(socket, then) : socket.destroy()));
+  if (!earlier || earlier === own || earlier.writableFinished || !earlier.req?.complete) then(true);
+  else if (earlier.closed) then(false);
+  else earlier.once('close', () => (earlier.writableFinished ? afterEarlierAnswers(socket, then, own) : then(false)));
 }
 
 /**

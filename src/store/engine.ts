@@ -1064,24 +1064,15 @@ export class Engine {
       now,
       clock: () => this.clock.now(),
       outbound: this.outbound,
-      queue: async (table, column, limit, options) =>
-        (
+      queue: async (table, column, limit, options) => {
+        const at = (time: string) => this.store.encode(kindOf(table.columns[column]) as AnyField, time);
+        return (
           await db
             .selectFrom(table.name)
             .select(Object.keys(table.columns))
             // Due as the clock reads now: a job that looks again later sees what came due meanwhile.
-            .where(
-              column,
-              '<=',
-              this.store.encode(kindOf(table.columns[column]) as AnyField, isoTime(this.clock.now())),
-            )
-            .$if(options?.since !== undefined, (q) =>
-              q.where(
-                column,
-                '>',
-                this.store.encode(kindOf(table.columns[column]) as AnyField, options?.since as string),
-              ),
-            )
+            .where(column, '<=', at(isoTime(this.clock.now())))
+            .$if(options?.since !== undefined, (q) => q.where(column, '>', at(options?.since as string)))
             .$if(tenantId !== undefined, (q) => q.where('tenant_id', '=', tenantId as string))
             // Each row's rank among its tenant's due rows first: every tenant's earliest, then its second…
             .$if(options?.byTenant === true, (q) =>
@@ -1093,7 +1084,8 @@ export class Engine {
             .$if(options?.byTenant !== true, (q) => q.orderBy(column))
             .limit(this.limitOf(limit))
             .execute()
-        ).map((r) => this.decodeRow(table, r)),
+        ).map((r) => this.decodeRow(table, r));
+      },
       transaction,
     };
   }

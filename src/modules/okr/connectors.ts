@@ -802,9 +802,6 @@ export const connectorSyncJob: Job = {
     // The rows this run took (each once), and its reads under way by tenant.
     const taken = new Set<string>();
     const reading = new Map<string, number>();
-    // Of the connectors due now (each tenant's earliest first, then each one's second…), the first
-    // of a tenant with the fewest of this run's reads under way: a tenant's backlog of slow feeds
-    // takes the readers only while no other tenant's connector is due.
     // The due rows, looked up whole (each tenant's first, then each one's second…) when the run
     // starts and when those found are all taken, and between, once a second, only those that came
     // due since (by the due_at index): a whole lookup per pick sorted the backlog each time
@@ -836,6 +833,9 @@ export const connectorSyncJob: Job = {
       lookups = next.catch(() => {});
       return next;
     };
+    // Of the rows found (each tenant's earliest first, then each one's second…), the first of a
+    // tenant with the fewest of this run's reads under way: a tenant's backlog of slow feeds takes
+    // the readers only while no other tenant's connector is due.
     const choose = (rows: Record<string, unknown>[]) => {
       let pick: Record<string, unknown> | undefined;
       let least = Number.POSITIVE_INFINITY;
@@ -864,7 +864,7 @@ export const connectorSyncJob: Job = {
         const row = await nextDue();
         if (!row) return;
         const tenantId = row.tenant_id as string;
-        const underWay = `${tenantId}\u0000${row.connector_id}`;
+        const underWay = keyOf(row);
         const going = readsUnderWay.get(underWay);
         // Read still, by an earlier run, as it is now: its claim held on, so it does not come due
         // again meanwhile. Changed since (the change queued this sync): read anew.

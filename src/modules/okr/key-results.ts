@@ -419,7 +419,7 @@ export const keyResults = defineResource({
             },
           ]);
         }
-        await checkFeedDownstream(tx, tenantId, doc);
+        await checkFeedDownstream(tx, tenantId, doc, fed);
       }
       if (setsQuery(doc, before)) {
         const value = await queryValue(tx, tenantId, doc);

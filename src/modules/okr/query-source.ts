@@ -97,16 +97,16 @@ export async function checkDownstream(tx: Tx, tenantId: string, kr: Doc, before:
 /**
  * A key result a connector starts to feed (a create, a PATCH, a restore) brings the queries
  * downstream of it: a sync of the connector must still recompute at most MAX_QUERY_DOWNSTREAM
- * (422 `limit_reached` on `connector_id`). Such writes hold the tenant's QUERY_GRAPH lock.
+ * (422 `limit_reached` on `connector_id`). `fed`: the live key results it feeds already. Such
+ * writes hold the tenant's QUERY_GRAPH lock.
  */
-export async function checkFeedDownstream(tx: Tx, tenantId: string, kr: Doc): Promise<void> {
+export async function checkFeedDownstream(tx: Tx, tenantId: string, kr: Doc, fed: readonly Doc[]): Promise<void> {
   const graph = new QueryGraph(tx, tenantId);
   const below = await graph.below(kr.id as string);
   if (below?.size === 0) return;
-  const feed = kr.connector_id as string;
-  const fed = below === null ? null : await graph.fed(feed);
-  if (fed === null || below === null || new Set([...fed, ...below]).size > MAX_QUERY_DOWNSTREAM) {
-    throw tooMany('/connector_id', recomputes(`a sync of ${feed}`));
+  const others = below === null ? null : await graph.belowAll(fed);
+  if (others === null || below === null || new Set([...others, ...below]).size > MAX_QUERY_DOWNSTREAM) {
+    throw tooMany('/connector_id', recomputes(`a sync of ${kr.connector_id}`));
   }
 }
 
@@ -144,15 +144,15 @@ class QueryGraph {
 
   /** The live queries downstream of the live key results connector `id` feeds, in all. */
   fed(id: string): Promise<ReadonlySet<string> | null> {
-    return found(this.feeds, id, () => this.fedWalk(id));
+    return found(this.feeds, id, async () =>
+      this.belowAll(await this.tx.findLive(keyResults, this.tenantId, { connector_id: id, data_source: 'connector' })),
+    );
   }
 
-  private async fedWalk(id: string): Promise<ReadonlySet<string> | null> {
+  /** The live queries downstream of any of `krs`, in all. */
+  async belowAll(krs: readonly Doc[]): Promise<ReadonlySet<string> | null> {
     const out = new Set<string>();
-    for (const kr of await this.tx.findLive(keyResults, this.tenantId, {
-      connector_id: id,
-      data_source: 'connector',
-    })) {
+    for (const kr of krs) {
       const below = await this.below(kr.id as string);
       if (below === null) return null;
       for (const query of below) out.add(query);
