@@ -66,13 +66,28 @@ describe('serving the Playground', () => {
     app.setErrorHandler((err, request, reply) => sendProblem(request, reply, err));
     await app.register(playground, { root });
     const url = '/playground/assets/index-abc.js';
-    for (const headers of [{ 'if-match': '"nope"' }, { 'if-unmodified-since': 'Tue, 01 Dec 2000 00:00:00 GMT' }]) {
-      const res = await app.inject({ method: 'GET', url, headers });
+    // If-Match compares strongly (RFC 9110 §13.1.1): the file's own tag is weak, and fails too.
+    const etag = (await app.inject({ method: 'GET', url })).headers.etag as string;
+    expect(etag).toMatch(/^W\//);
+    const failing = [
+      { 'if-match': '"nope"' },
+      { 'if-match': etag },
+      { 'if-match': etag.slice(2) },
+      { 'if-unmodified-since': 'Tue, 01 Dec 2000 00:00:00 GMT' },
+    ];
+    for (const [target, headers] of [
+      ...failing.map((h) => [url, h] as const),
+      ['/playground', { 'if-match': etag }] as const,
+    ]) {
+      const res = await app.inject({ method: 'GET', url: target, headers });
       expect([res.statusCode, res.json().code, res.headers['cache-control']]).toEqual([
         412,
         'precondition_failed',
         undefined,
       ]);
+    }
+    for (const target of [url, '/playground', '/playground/okr/key-results']) {
+      expect((await app.inject({ method: 'GET', url: target, headers: { 'if-match': '*' } })).statusCode).toBe(200);
     }
     for (const range of ['bytes=999999999-', 'bytes=0-1']) {
       const res = await app.inject({ method: 'GET', url, headers: { range } });

@@ -2,7 +2,8 @@ import { existsSync, statSync } from 'node:fs';
 import { extname, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ApiError } from '../core/errors.js';
 
 /** Where `vite build` writes the Playground (src/http → repo root → dist/playground, from src or dist alike). */
 export const PLAYGROUND_DIR = fileURLToPath(new URL('../../dist/playground/', import.meta.url));
@@ -20,6 +21,18 @@ const CSP = [
   "frame-ancestors 'none'",
   "form-action 'self'",
 ].join('; ');
+
+/**
+ * A file's `If-Match` that fails: RFC 9110 §13.1.1 compares entity tags strongly there, and the
+ * only tags these files have are weak (`W/"size-mtime"`, from the static sender, which matched
+ * its own weak tag): anything but `*` fails. The sender judges the other conditions.
+ */
+function checkIfMatch(request: FastifyRequest): void {
+  const condition = request.headers['if-match'];
+  if (condition !== undefined && condition.trim() !== '*') {
+    throw new ApiError('precondition_failed', "The file does not meet the request's conditions");
+  }
+}
 
 export interface PlaygroundOptions {
   /** The built app (default: dist/playground). */
@@ -49,10 +62,12 @@ export async function playground(app: FastifyInstance, options: PlaygroundOption
 
   await app.register(fastifyStatic, { root, serve: false });
 
-  const sendIndex = (reply: FastifyReply) =>
-    reply.header('content-security-policy', CSP).sendFile('index.html', { cacheControl: false, maxAge: 0 });
+  const sendIndex = (request: FastifyRequest, reply: FastifyReply) => {
+    checkIfMatch(request);
+    return reply.header('content-security-policy', CSP).sendFile('index.html', { cacheControl: false, maxAge: 0 });
+  };
 
-  app.get('/playground', async (_request, reply) => sendIndex(reply.header('cache-control', 'no-cache')));
+  app.get('/playground', async (request, reply) => sendIndex(request, reply.header('cache-control', 'no-cache')));
   app.get<{ Params: { '*': string } }>('/playground/*', async (request, reply) => {
     const rel = request.params['*'] ?? '';
     const file = resolve(root, rel);
@@ -61,6 +76,7 @@ export async function playground(app: FastifyInstance, options: PlaygroundOption
       // Vite names assets by content hash: they never change under one name. Judged on the file
       // the path resolves to (`assets/..%2findex.html` is the app's page, to be revalidated).
       const immutable = relative(root, file).startsWith(`assets${sep}`);
+      checkIfMatch(request);
       // The policy on every file: `/playground/index.html` is the app too (no framing by others).
       return (
         reply
@@ -73,6 +89,6 @@ export async function playground(app: FastifyInstance, options: PlaygroundOption
     if (extname(rel) !== '') {
       return reply.code(404).type('text/plain; charset=utf-8').send(`Not found: /playground/${rel}\n`);
     }
-    return sendIndex(reply.header('cache-control', 'no-cache'));
+    return sendIndex(request, reply.header('cache-control', 'no-cache'));
   });
 }
