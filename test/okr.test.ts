@@ -923,6 +923,27 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect((await expectRollupExact(a)).progress_pct).toBe(0);
     });
 
+    it('reads 100 only when every weighted key result is at 100, however far apart their weights', async () => {
+      t.clock.set(cycleAt(40));
+      const a = await objective();
+      const heavy = (await post({ objective_id: a, title: 'heavy', target: 100, current: 100, weight: 1000 })).body;
+      const light = (await post({ objective_id: a, title: 'light', target: 100, current: 99.99, weight: 0.000001 }))
+        .body;
+      // The average is 99.99999999999 (to 12 digits, 100): one key result is still short.
+      expect((await expectRollupExact(a)).progress_pct).toBe(99.99);
+      await checkIn(light.id as string, { value: 100 });
+      expect((await expectRollupExact(a)).progress_pct).toBe(100);
+      await checkIn(light.id as string, { value: 99.99 });
+      expect((await expectRollupExact(a)).progress_pct).toBe(99.99);
+      // Unweighted, the short one no longer counts; the heavy one leaving leaves none weighted.
+      await patch(light.id as string, { weight: 0 });
+      expect((await expectRollupExact(a)).progress_pct).toBe(100);
+      await patch(light.id as string, { weight: 0.000001 });
+      expect((await expectRollupExact(a)).progress_pct).toBe(99.99);
+      expect((await t.call('DELETE', `${kr.basePath}/${heavy.id}`, { token })).status).toBe(200);
+      expect((await expectRollupExact(a)).progress_pct).toBe(99.99);
+    });
+
     it('sums its key results again when a change cancels most of a running sum (a dominant key result leaves)', async () => {
       t.clock.set(cycleAt(40));
       const a = await objective();
@@ -966,6 +987,11 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       [
         'at the first write to a row an older build wrote (no peak recorded)',
         { rollup_progress_sum: 86, rollup_weight_peak: null },
+        {},
+      ],
+      [
+        'at the first write to a row written before the short count was kept',
+        { rollup_progress_sum: 86, rollup_short_count: null },
         {},
       ],
       // As if many writes had left the sums off (99.5 for 90), at the version before a resync.

@@ -83,6 +83,7 @@ export const objectives = defineResource({
       default: 0,
       notes: 'The largest weight the sums held since they were last summed exactly (their rounding is ~1e-16 of it).',
     }),
+    rollup_short_count: integer({ notes: 'Live key results with weight > 0 whose progress_pct is below 100.' }),
   },
   hooks: {
     // Realignments are checked one at a time: two at once (a to b, c to a, over b to c) could
@@ -91,7 +92,13 @@ export const objectives = defineResource({
     upgrade: (doc) => fillNullDefaults(objectives, doc),
     prepare(doc, before) {
       if (before) return;
-      Object.assign(doc, { progress_pct: 0, status: 'not_started', key_result_count: 0, rollup_status_counts: {} });
+      Object.assign(doc, {
+        progress_pct: 0,
+        status: 'not_started',
+        key_result_count: 0,
+        rollup_status_counts: {},
+        rollup_short_count: 0,
+      });
     },
     async derive(doc, before, ctx, tx) {
       // The alignment tree has no cycles: walking up from the new parent must never reach this

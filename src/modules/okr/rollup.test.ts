@@ -69,6 +69,7 @@ describe('objective roll-up from running sums', () => {
         rollup_status_counts: { [better]: 1, [worse]: 1 },
         key_result_count: 2,
         rollup_weight_peak: 1,
+        rollup_short_count: 2,
       };
       expect(rollupFigures(state).status).toBe(worse);
     },
@@ -81,5 +82,21 @@ describe('objective roll-up from running sums', () => {
     // 99.995 of a heavy key result beside one at 99.99: still short of every one at 100.
     expect(recompute([kr('a', 100, 1000), kr('b', 99.99, 1)]).progress_pct).toBe(99.99);
     expect(recompute([kr('a', 100), kr('b', 50)]).progress_pct).toBe(75);
+    // Weights 1e9 apart: the average is 99.99999999999, 100 to 12 digits; one is still short.
+    const apart = recompute([kr('a', 100, 1000), kr('b', 99.99, 0.000001)]);
+    expect(apart.progress_pct).toBe(99.99);
+    const contribution = (progress: number, weight: number): Contribution => ({
+      objectiveId: 'o',
+      weight,
+      progress,
+      status: 'on_track',
+    });
+    const met = applyContribution(
+      applyContribution(apart, contribution(99.99, 0.000001), -1),
+      contribution(100, 0.000001),
+      1,
+    );
+    expect(rollupFigures(met).progress_pct).toBe(100);
+    expect(rollupFigures(applyContribution(met, contribution(0, 0.000001), 1)).progress_pct).toBe(99.99);
   });
 });

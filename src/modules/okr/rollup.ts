@@ -25,6 +25,11 @@ export interface RollupState {
    * exactly: their rounding error is ~1e-16 of it (see cancelledSum).
    */
   rollup_weight_peak: number;
+  /**
+   * How many of the weighted key results are short of 100: the average alone cannot tell 100 from
+   * 99.9999999999 once weights are far enough apart (see rollupFigures).
+   */
+  rollup_short_count: number;
 }
 
 export function contribution(kr: Doc | null): Contribution | null {
@@ -57,6 +62,7 @@ export function applyContribution(state: RollupState, c: Contribution, sign: 1 |
   const keyResultCount = state.key_result_count + sign;
   const weighted = c.weight > 0;
   const empty = keyResultCount === 0;
+  const short = weighted && c.progress < 100;
   return {
     // An empty objective resets to exact zeros, so rounding noise never outlives its key results.
     rollup_weight_sum: empty ? 0 : state.rollup_weight_sum + (weighted ? sign * c.weight : 0),
@@ -66,6 +72,7 @@ export function applyContribution(state: RollupState, c: Contribution, sign: 1 |
     rollup_weight_peak: empty
       ? 0
       : Math.max(state.rollup_weight_peak, Math.abs(state.rollup_weight_sum), weighted ? c.weight : 0),
+    rollup_short_count: empty ? 0 : state.rollup_short_count + (short ? sign : 0),
   };
 }
 
@@ -80,11 +87,11 @@ export function applyContribution(state: RollupState, c: Contribution, sign: 1 |
 export function rollupFigures(state: RollupState): { progress_pct: number; status: Status } {
   const average = Number((state.rollup_progress_sum / state.rollup_weight_sum).toPrecision(12));
   // 100 only when every weighted key result is at 100, as a key result's is only once met: an
-  // average of 99.995 (100 and 99.99) would round to 100 beside a key result not achieved. (An
-  // average within 1e-12 of 100, weights 1e12 apart, reads as 100, as on a half above.)
+  // average of 99.995 (100 and 99.99) would round to 100 beside a key result not achieved, and one
+  // of weights 1e9 apart (100 and 99.99) reads 100 at 12 digits. Counted, not read off the average.
   const progress =
     state.rollup_weight_sum > 0
-      ? average >= 100
+      ? state.rollup_short_count === 0
         ? 100
         : Math.min(99.99, roundHalfAwayFromZero(Math.max(0, average)))
       : 0;
@@ -100,6 +107,7 @@ export function recompute(krs: Doc[]): RollupState & { progress_pct: number; sta
     rollup_status_counts: {},
     key_result_count: 0,
     rollup_weight_peak: 0,
+    rollup_short_count: 0,
   };
   for (const kr of krs) {
     const c = contribution(kr);
@@ -111,15 +119,17 @@ export function recompute(krs: Doc[]): RollupState & { progress_pct: number; sta
 }
 
 export function stateOf(objective: Doc): RollupState {
+  const keyResultCount = Number(objective.key_result_count ?? 0);
+  // None recorded (a row written before the peak, or the short count, was kept): the sums'
+  // history is unknown, and the next write sums them again (an older build may have left them off).
+  const unknown = objective.rollup_weight_peak == null || (objective.rollup_short_count == null && keyResultCount > 0);
   return {
     rollup_weight_sum: Number(objective.rollup_weight_sum ?? 0),
     rollup_progress_sum: Number(objective.rollup_progress_sum ?? 0),
     rollup_status_counts: (objective.rollup_status_counts ?? {}) as StatusCounts,
-    key_result_count: Number(objective.key_result_count ?? 0),
-    // None recorded (a row written before the peak was kept): the sums' history is unknown, and
-    // the next write sums them again (an older build may have left them off).
-    rollup_weight_peak:
-      objective.rollup_weight_peak == null ? Number.POSITIVE_INFINITY : Number(objective.rollup_weight_peak),
+    key_result_count: keyResultCount,
+    rollup_weight_peak: unknown ? Number.POSITIVE_INFINITY : Number(objective.rollup_weight_peak),
+    rollup_short_count: Number(objective.rollup_short_count ?? 0),
   };
 }
 
