@@ -8,6 +8,9 @@ import { buildApp } from '../src/http/app.js';
 import {
   asMetric,
   atPointer,
+  failureText,
+  leadingKeyword,
+  MAX_ERROR_CHARS,
   readConnector,
   requestHeaders,
   withoutSecret,
@@ -1401,6 +1404,17 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       ['CREATE TABLE edm_connector_probe (x int)', /read-only transaction/],
       ['SELECT 1 WHERE false', /no row/],
       ['SELECT nope', /postgres: column "nope" does not exist/],
+      // No COPY, which writes a file or feeds a program on the database's host, or its client.
+      ['COPY (SELECT 1) TO STDOUT', /^postgres: a connector reads; COPY is not run$/],
+      ['/* a /* b */ */ -- c\n copy (select 1) to stdout', /^postgres: a connector reads; COPY is not run$/],
+      // An answer over 1 MB (a 3 MB value, an error quoting one) ends the read, as an http_json GET's.
+      ["SELECT repeat('7', 3000000)", /^postgres: the server answered more than 1000000 bytes$/],
+      ["SELECT repeat('y', 3000000)::int", /^postgres: the server answered more than 1000000 bytes$/],
+      // An error quoting less is recorded cut to its first MAX_ERROR_CHARS characters.
+      [
+        "SELECT repeat('y', 100000)::int",
+        new RegExp(`^postgres: invalid input syntax for type integer: "y{${MAX_ERROR_CHARS - 50}}…$`),
+      ],
     ] as const) {
       const bad = await pg(query);
       const res = await sync(bad.id as string);
@@ -1613,6 +1627,37 @@ describe('outbound policy', () => {
     expect(() => asMetric(Number.NaN, 'x')).toThrow('x is NaN, not a number');
     expect(() => asMetric(-Infinity, 'x')).toThrow('x is -Infinity, not a number');
     expect(() => asMetric(null, 'x')).toThrow('x is null, not a number');
+  });
+});
+
+describe('a failed read as last_error records it', () => {
+  it('is masked, then cut to MAX_ERROR_CHARS whole characters', () => {
+    expect(failureText('short', null)).toBe('short');
+    const long = `invalid input: "${'y'.repeat(100_000)}"`;
+    expect(failureText(long, null)).toBe(`${long.slice(0, MAX_ERROR_CHARS)}…`);
+    // Masked first: a secret straddling the cut is not left half shown.
+    const secret = 'tok-'.padEnd(40, 'z');
+    const straddling = `${'x'.repeat(MAX_ERROR_CHARS - 10)}${secret}!`;
+    expect(failureText(straddling, secret)).toBe(`${'x'.repeat(MAX_ERROR_CHARS - 10)}[secret]!`);
+    expect(failureText(`${'x'.repeat(MAX_ERROR_CHARS - 10)}${secret}${'x'.repeat(600)}`, secret)).not.toContain('tok-');
+    // A pair of surrogates across the cut is left out whole.
+    const emoji = `${'x'.repeat(MAX_ERROR_CHARS - 1)}😀 and more`;
+    expect(failureText(emoji, null)).toBe(`${'x'.repeat(MAX_ERROR_CHARS - 1)}…`);
+  });
+});
+
+describe("a postgres statement's first word", () => {
+  it.each([
+    ['COPY (SELECT 1) TO STDOUT', 'COPY'],
+    ['  copy t to stdout', 'COPY'],
+    ['-- a\n/* b /* nested */ still */ (Copy t TO STDOUT)', 'COPY'],
+    ['/* unclosed', ''],
+    ['-- only a comment', ''],
+    ['copy2', 'COPY2'],
+    ['SHOW server_version', 'SHOW'],
+    ['(SELECT 1)', 'SELECT'],
+  ])('%j reads %j', (text, expected) => {
+    expect(leadingKeyword(text)).toBe(expected);
   });
 });
 

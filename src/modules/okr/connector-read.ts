@@ -4,7 +4,14 @@
  */
 import pg from 'pg';
 import { NUMBER_LIMIT } from '../../core/fields.js';
-import { fetchJson, OutboundError, readDeadline, resolveAllowed, withoutAddress } from '../../core/outbound.js';
+import {
+  fetchJson,
+  MAX_ANSWER_BYTES,
+  OutboundError,
+  readDeadline,
+  resolveAllowed,
+  withoutAddress,
+} from '../../core/outbound.js';
 import type { Doc, OutboundPolicy } from '../../core/resource.js';
 
 export interface ConnectorConfig {
@@ -107,6 +114,20 @@ export function withoutSecret(message: string, secret: unknown): string {
     if (part.length >= 4) text = text.replaceAll(part, '[secret]');
   }
   return text;
+}
+
+/** The most of a failure's text `last_error` keeps: a database's error may quote a whole value or file. */
+export const MAX_ERROR_CHARS = 500;
+
+/**
+ * A failed read's text as `last_error` records it: without the secret (see withoutSecret), then
+ * cut to MAX_ERROR_CHARS (whole characters: a pair of surrogates is not cut).
+ */
+export function failureText(message: string, secret: unknown): string {
+  const text = withoutSecret(message, secret);
+  if (text.length <= MAX_ERROR_CHARS) return text;
+  const end = /[\uD800-\uDBFF]/.test(text[MAX_ERROR_CHARS - 1]) ? MAX_ERROR_CHARS - 1 : MAX_ERROR_CHARS;
+  return `${text.slice(0, end)}…`;
 }
 
 /** A value read, as its failure would quote it: text without the secret (see withoutSecret). */
@@ -271,31 +292,95 @@ async function queryPostgres(
 ): Promise<number> {
   try {
     const client = await connectPostgres(target, open);
-    await client.query('BEGIN READ ONLY');
-    const query = config.query as string;
-    let rows: unknown[][];
+    const overflow = boundAnswers(client);
     try {
-      // Through a cursor, one row is all the server computes and sends: a query of millions of
-      // rows is not held here whole to read one cell (nor read on until the timeout).
-      await client.query(oneStatement(`DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${query}`));
-      rows = (await client.query({ text: `FETCH 1 FROM ${CURSOR}`, rowMode: 'array' })).rows;
+      return await readFirstCell(client, config, secret);
     } catch (err) {
-      // A cursor holds a SELECT, VALUES or TABLE only; any other statement is a syntax error
-      // after FOR. Such a statement then runs by itself, in a read-only transaction of its own:
-      // a write is refused there in PostgreSQL's own words, and SHOW, CALL or EXPLAIN answer a
-      // few rows (a genuine syntax error is answered again, as the query's own).
-      if ((err as { code?: unknown }).code !== '42601') throw err;
-      await client.query('ROLLBACK; BEGIN READ ONLY');
-      rows = (await client.query(oneStatement(query))).rows;
+      if (overflow()) throw new OutboundError(`postgres: the server answered more than ${MAX_ANSWER_BYTES} bytes`);
+      throw err;
     }
-    if (rows.length === 0) throw new OutboundError('the query returned no row');
-    return asMetric(masked(rows[0]?.[0], secret), 'the first column of its first row');
   } catch (err) {
     if (err instanceof OutboundError) throw err;
     throw new OutboundError(
       `postgres: ${withoutAddress((err as Error).message, target.options.host as string, target.name)}`,
     );
   }
+}
+
+/**
+ * Ends the connection once the server has sent more than MAX_ANSWER_BYTES after it was opened,
+ * as an http_json read ends its GET: a value of 200 MB (`repeat('7', 200000000)`), or an error
+ * quoting one, is not held here whole. Says whether it did.
+ */
+function boundAnswers(client: pg.Client): () => boolean {
+  const stream = client.connection.stream;
+  let size = 0;
+  const count = (chunk: Buffer) => {
+    size += chunk.length;
+    if (size > MAX_ANSWER_BYTES) {
+      stream.off('data', count);
+      stream.destroy(new Error(`the server answered more than ${MAX_ANSWER_BYTES} bytes`));
+    }
+  };
+  stream.on('data', count);
+  return () => size > MAX_ANSWER_BYTES;
+}
+
+/**
+ * The statement's first word, past comments, white space and opening parentheses, in capitals
+ * (`COPY`, `SELECT`); '' where there is none.
+ */
+export function leadingKeyword(text: string): string {
+  let at = 0;
+  for (;;) {
+    const rest = text.slice(at);
+    const space = /^[\s(]+/.exec(rest);
+    if (space) at += space[0].length;
+    else if (rest.startsWith('--')) {
+      const end = rest.indexOf('\n');
+      at = end < 0 ? text.length : at + end + 1;
+    } else if (rest.startsWith('/*')) {
+      // Block comments nest in PostgreSQL.
+      let depth = 0;
+      let i = 0;
+      do {
+        if (rest.startsWith('/*', i)) {
+          depth++;
+          i += 2;
+        } else if (rest.startsWith('*/', i)) {
+          depth--;
+          i += 2;
+        } else i++;
+      } while (depth > 0 && i < rest.length);
+      at += i;
+    } else return (/^[A-Za-z_][A-Za-z0-9_$]*/.exec(rest)?.[0] ?? '').toUpperCase();
+  }
+}
+
+/** BEGIN READ ONLY, the query, and its first row's first column as a metric. */
+async function readFirstCell(client: pg.Client, config: ConnectorConfig, secret: string): Promise<number> {
+  await client.query('BEGIN READ ONLY');
+  const query = config.query as string;
+  let rows: unknown[][];
+  try {
+    // Through a cursor, one row is all the server computes and sends: a query of millions of
+    // rows is not held here whole to read one cell (nor read on until the timeout).
+    await client.query(oneStatement(`DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${query}`));
+    rows = (await client.query({ text: `FETCH 1 FROM ${CURSOR}`, rowMode: 'array' })).rows;
+  } catch (err) {
+    // A cursor holds a SELECT, VALUES or TABLE only; any other statement is a syntax error
+    // after FOR. Such a statement then runs by itself, in a read-only transaction of its own:
+    // a write is refused there in PostgreSQL's own words, and SHOW, CALL or EXPLAIN answer a
+    // few rows (a genuine syntax error is answered again, as the query's own).
+    if ((err as { code?: unknown }).code !== '42601') throw err;
+    // COPY writes where a read-only transaction does not look: a file, or a program's input,
+    // on the database's host (as its role may). A connector reads; it is not run.
+    if (leadingKeyword(query) === 'COPY') throw new OutboundError('postgres: a connector reads; COPY is not run');
+    await client.query('ROLLBACK; BEGIN READ ONLY');
+    rows = (await client.query(oneStatement(query))).rows;
+  }
+  if (rows.length === 0) throw new OutboundError('the query returned no row');
+  return asMetric(masked(rows[0]?.[0], secret), 'the first column of its first row');
 }
 
 /** One read of a pulled connector (`http_json`, `postgres`): its number, or an OutboundError. */

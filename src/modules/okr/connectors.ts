@@ -17,7 +17,7 @@ import {
 import type { ServerKeys } from '../../core/secrets.js';
 import { defineTable, type Tx } from '../../core/tables.js';
 import { operationBody, validateInput } from '../../core/validation.js';
-import { postgresUrlParts, readConnector, withoutSecret } from './connector-read.js';
+import { failureText, postgresUrlParts, readConnector } from './connector-read.js';
 import { keyResults } from './key-results.js';
 import { propagate } from './query-source.js';
 import { recordSystemValue } from './values.js';
@@ -197,7 +197,7 @@ export async function readOutcome(
     outcome = { value: await readConnector(connector, policy, () => (sent.at = clock())) };
   } catch (err) {
     if (!(err instanceof OutboundError)) throw err;
-    outcome = { error: withoutSecret(err.message, connector.secret) };
+    outcome = { error: failureText(err.message, connector.secret) };
   }
   return { outcome, readAt: sent.at ?? clock() };
 }
@@ -780,7 +780,7 @@ export const connectorSyncJob: Job = {
     ): Promise<boolean> => {
       // A read that failed in an unforeseen way is recorded like any failed read, not retried forever.
       const { outcome, readAt } = await readOutcome(connector, ctx.outbound, ctx.clock).catch((err: Error) => ({
-        outcome: { error: withoutSecret(`the read failed: ${err.message}`, connector.secret) } as SyncOutcome,
+        outcome: { error: failureText(`the read failed: ${err.message}`, connector.secret) } as SyncOutcome,
         readAt: ctx.clock(),
       }));
       try {
