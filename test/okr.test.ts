@@ -1010,6 +1010,31 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect(await expectRollupExact(a)).toMatchObject({ progress_pct: 46, ...expected });
     });
 
+    it('sums its key results again after a write by a server that keeps no short count (a rolling upgrade)', async () => {
+      t.clock.set(cycleAt(40));
+      const a = await objective();
+      const k = (await post({ objective_id: a, title: 'k', target: 100, current: 50 })).body;
+      await checkIn(k.id as string, { value: 100 });
+      // As an older server leaves it, checking k in at 100 after this build put it at 50: the
+      // sums and the version moved on, the short count (1) and its stamp did not.
+      const { version } = (await t.call('GET', `${objectives.basePath}/${a}`, { token })).body as { version: number };
+      await t.store.db
+        .updateTable(objectives.table)
+        .set({ rollup_short_count: 1, rollup_version: version - 1 })
+        .where('id', '=', a)
+        .execute();
+      await post({ objective_id: a, title: 'l', target: 100, current: 100 });
+      expect(await expectRollupExact(a)).toMatchObject({ progress_pct: 100, key_result_count: 2 });
+      // A caller's write to the objective keeps the stamp: the next roll-up trusts its count.
+      await t.call('PATCH', `${objectives.basePath}/${a}`, { token, body: { title: 'Renamed' } });
+      const row = await t.store.db
+        .selectFrom(objectives.table)
+        .select(['version', 'rollup_version', 'rollup_short_count'])
+        .where('id', '=', a)
+        .executeTakeFirstOrThrow();
+      expect([Number(row.rollup_version), Number(row.rollup_short_count)]).toEqual([Number(row.version), 0]);
+    });
+
     it('is a system write on the objective: version advances, updated_by stays', async () => {
       t.clock.set(cycleAt(40));
       const a = await objective();

@@ -84,6 +84,10 @@ export const objectives = defineResource({
       notes: 'The largest weight the sums held since they were last summed exactly (their rounding is ~1e-16 of it).',
     }),
     rollup_short_count: integer({ notes: 'Live key results with weight > 0 whose progress_pct is below 100.' }),
+    rollup_version: integer({
+      notes:
+        'The version this build last wrote the peak and short count at: another says a build keeping neither wrote the sums since.',
+    }),
   },
   hooks: {
     // Realignments are checked one at a time: two at once (a to b, c to a, over b to c) could
@@ -91,8 +95,14 @@ export const objectives = defineResource({
     serialize: (patch) => ('parent_objective_id' in patch ? ALIGNMENT : null),
     upgrade: (doc) => fillNullDefaults(objectives, doc),
     prepare(doc, before) {
-      if (before) return;
+      if (before) {
+        // A caller's write keeps the roll-up as it was: still this build's, at the new version.
+        if (before.rollup_version != null && Number(before.rollup_version) === Number(before.version))
+          doc.rollup_version = Number(before.version) + 1;
+        return;
+      }
       Object.assign(doc, {
+        rollup_version: 1,
         progress_pct: 0,
         status: 'not_started',
         key_result_count: 0,

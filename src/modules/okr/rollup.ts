@@ -120,16 +120,21 @@ export function recompute(krs: Doc[]): RollupState & { progress_pct: number; sta
 
 export function stateOf(objective: Doc): RollupState {
   const keyResultCount = Number(objective.key_result_count ?? 0);
-  // None recorded (a row written before the peak, or the short count, was kept): the sums'
-  // history is unknown, and the next write sums them again (an older build may have left them off).
-  const unknown = objective.rollup_weight_peak == null || (objective.rollup_short_count == null && keyResultCount > 0);
+  // The peak and the short count are this build's: one that keeps neither (a row written before
+  // them, or a write by an older server meanwhile, in a rolling upgrade, which moved the sums but
+  // left them as they were) is told by its stamp, the version it was written at. Then the sums'
+  // history is unknown, and the write sums them again. With no key result, the count is 0.
+  const known =
+    objective.rollup_weight_peak != null &&
+    (keyResultCount === 0 ||
+      (objective.rollup_short_count != null && Number(objective.rollup_version) === Number(objective.version)));
   return {
     rollup_weight_sum: Number(objective.rollup_weight_sum ?? 0),
     rollup_progress_sum: Number(objective.rollup_progress_sum ?? 0),
     rollup_status_counts: (objective.rollup_status_counts ?? {}) as StatusCounts,
     key_result_count: keyResultCount,
-    rollup_weight_peak: unknown ? Number.POSITIVE_INFINITY : Number(objective.rollup_weight_peak),
-    rollup_short_count: Number(objective.rollup_short_count ?? 0),
+    rollup_weight_peak: known ? Number(objective.rollup_weight_peak) : Number.POSITIVE_INFINITY,
+    rollup_short_count: keyResultCount === 0 ? 0 : Number(objective.rollup_short_count ?? 0),
   };
 }
 
@@ -202,6 +207,7 @@ export async function rollUp(
       const live = await tx.findLive(keyResults, tenantId, { objective_id: objectiveId });
       state = recompute(live.map((kr) => (kr.id === after.id ? after : kr)));
     }
-    await tx.systemWrite(objectives, objective, { ...state, ...rollupFigures(state) });
+    const version = (objective.version as number) + 1; // as the system write makes it
+    await tx.systemWrite(objectives, objective, { ...state, ...rollupFigures(state), rollup_version: version });
   }
 }
