@@ -400,6 +400,22 @@ describe.each(storeKinds)('/readyz on %s', (kind) => {
       );
       // A schema of an earlier version (a column added since) is not ready, nor are its writes 500s.
       await sql`ALTER TABLE okr_connectors DROP COLUMN webhook_generation`.execute(fresh.store.db);
+      // Nor are requests to its complete tables served meanwhile: the server is not ready.
+      await new Promise((r) => setTimeout(r, 1000)); // past the last probe's second
+      const cycle = {
+        method: 'POST',
+        url: '/api/v1/okr/cycles',
+        payload: { name: 'Q1', start_date: '2026-01-01', end_date: '2026-03-31' },
+        headers: { authorization: `Bearer ${token}` },
+      } as const;
+      const early = await app.inject(cycle);
+      expect([early.statusCode, early.json().code, early.headers['retry-after']]).toEqual([
+        503,
+        'service_unavailable',
+        '5',
+      ]);
+      expect((await app.inject({ ...cycle, method: 'GET' })).statusCode).toBe(503);
+      expect(await fresh.store.db.selectFrom('okr_cycles').select('id').execute()).toEqual([]);
       const older = await app.inject('/readyz');
       expect(older.statusCode).toBe(503);
       const create = await app.inject({
@@ -413,6 +429,9 @@ describe.each(storeKinds)('/readyz on %s', (kind) => {
         fresh.store,
         modules.flatMap((m) => m.resources),
       );
+      await new Promise((r) => setTimeout(r, 1000));
+      // Once it is in place, within a second: no restart.
+      expect((await app.inject(cycle)).statusCode).toBe(201);
       const ready = await app.inject('/readyz');
       expect([ready.statusCode, ready.json()]).toEqual([200, { status: 'ready', store: kind }]);
     } finally {

@@ -160,6 +160,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const keys = new ServerKeys(config.secretKey);
   /** The fingerprint of the secret the database was served with before this start (see below). */
   let servedWith: string | null = null;
+  let migrated = false;
   try {
     opened = options.store ?? openStore(config.databaseUrl, storeOptions(config));
     if (options.migrate ?? config.autoMigrate ?? true) {
@@ -170,6 +171,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       // Recorded where the store has just answered: a server started while its database is down
       // (--no-migrate) still starts, and answers 503 until it is back.
       servedWith = await recordSecretFingerprint(opened.db, keys.fingerprint);
+      migrated = true;
     }
   } catch (err) {
     if (options.store) throw err;
@@ -703,6 +705,31 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // resource's table: a server started with --no-migrate before `edm migrate` is not ready).
   // Every column too: a schema of an earlier version (a column added since) is not ready either.
   const probe = schemaProbe(store, engine.resources);
+  // Until the schema is in place (--no-migrate before `edm migrate`), every API request is 503,
+  // as /readyz says: not only those that reach a missing table or column (a complete table's
+  // rows would be served, and written, by a server not ready). Known in place after a migration
+  // here, or the first probe that finds it so; until then probed at most once a second.
+  let schemaInPlace = migrated;
+  let lastProbe: { at: number; err: unknown } | null = null;
+  const schemaGate = async () => {
+    if (lastProbe === null || Date.now() - lastProbe.at >= 1000) {
+      try {
+        await probe.execute(store.db);
+        schemaInPlace = true;
+        return;
+      } catch (err) {
+        // An outage is each request's own to meet (503 with its own Retry-After); only a
+        // missing table or column closes the API.
+        lastProbe = { at: Date.now(), err: isUnmigrated(err) ? err : null };
+      }
+    }
+    if (lastProbe.err !== null) throw lastProbe.err;
+  };
+  // A callback hook: once the schema is known in place, a request pays one test, no promise.
+  app.addHook('preHandler', (request, _reply, done) => {
+    if (schemaInPlace || !request.routeOptions.url?.startsWith('/api/')) done();
+    else schemaGate().then(() => done(), done);
+  });
   app.get('/readyz', async (_request, reply) => {
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -715,6 +742,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
             ]
           : [];
       await Promise.race([probe.execute(store.db), ...deadline]);
+      schemaInPlace = true;
       return { status: 'ready', store: store.kind };
     } catch (err) {
       // As a request's 503 says: a schema not in place waits for an operator (5 s), an outage
