@@ -133,6 +133,13 @@ describe.each(storeKinds)('metric queries (data_source: query) on %s', (kind) =>
     expect((await get(ratio.id as string)).current).toBe(5);
     expect((await checkIn(zero, 0)).status).toBe(201);
     expect((await get(ratio.id as string)).current).toBe(5);
+    // Not finite at a step, whatever the steps after make of it: a capped ratio holds, not 100.
+    const capped = await query(`min(${k(a)} / ${k(zero)} * 10, 100)`, { baseline: 3 });
+    expect(capped.current).toBe(3);
+    expect((await checkIn(zero, 4)).status).toBe(201);
+    expect((await get(capped.id as string)).current).toBe(50);
+    expect((await checkIn(zero, 0)).status).toBe(201);
+    expect(await get(capped.id as string)).toMatchObject({ current: 50, version: 2 });
 
     // Beyond ±1e15 is no number the API stores: the value holds, and the key result stays writable.
     const scaled = await query(`${k(a)} * 1e14`, { baseline: 7 }); // 20 × 1e14 = 2e15: the baseline

@@ -42,6 +42,15 @@ describe('metric queries: values', () => {
     ['1e15 * 2'],
     ['-1e16'],
     ['99999999999 * 99999999999'],
+    // Not finite at a step, whatever the steps after make of it.
+    [`min(kr("${A}") / (kr("${B}") - 12) * 100, 100)`],
+    ['1 / (1 / 0)'],
+    ['min(1 / 0, 7)'],
+    ['max(-1 / 0, 3)'],
+    ['count(1 / 0)'],
+    ['1 / (1e200 * 1e200)'],
+    ['sum(1e308, 1e308) - 1e308'],
+    ['avg(1e308, 1e308) * 0'],
   ])('%s is not a finite number within ±1e15: null (the key result keeps its value)', (src) => {
     expect(run(src)).toBeNull();
   });

@@ -205,11 +205,19 @@ export function parsed(src: string): ParsedQuery {
   return hit;
 }
 
+/** Thrown by evaluate's walk at a step whose value is not a finite number. */
+const NOT_FINITE = new Error('not a finite number');
+
 /**
  * The query's value, given each key result's current value. Not a finite number (a division by
- * zero, an overflow) → null: the caller keeps the value it had.
+ * zero, an overflow) at any step → null: the caller keeps the value it had. At any step, not only
+ * the last: `min(a / b, 100)` at b = 0 is no 100, nor `1 / (1 / 0)` 0, nor `count(1 / 0)` 1.
  */
 export function evaluate(query: ParsedQuery, current: (id: string) => number): number | null {
+  const finite = (value: number): number => {
+    if (!Number.isFinite(value)) throw NOT_FINITE;
+    return value;
+  };
   const walk = (n: QueryNode): number => {
     switch (n.kind) {
       case 'number':
@@ -221,15 +229,15 @@ export function evaluate(query: ParsedQuery, current: (id: string) => number): n
       case 'binary': {
         const a = walk(n.left);
         const b = walk(n.right);
-        return n.op === '+' ? a + b : n.op === '-' ? a - b : n.op === '*' ? a * b : a / b;
+        return finite(n.op === '+' ? a + b : n.op === '-' ? a - b : n.op === '*' ? a * b : a / b);
       }
       case 'call': {
         const values = n.args.map(walk);
         switch (n.fn) {
           case 'sum':
-            return values.reduce((s, v) => s + v, 0);
+            return finite(values.reduce((s, v) => s + v, 0));
           case 'avg':
-            return values.reduce((s, v) => s + v, 0) / values.length;
+            return finite(values.reduce((s, v) => s + v, 0) / values.length);
           case 'min':
             return Math.min(...values);
           case 'max':
@@ -240,7 +248,13 @@ export function evaluate(query: ParsedQuery, current: (id: string) => number): n
       }
     }
   };
-  const value = walk(query.root);
+  let value: number;
+  try {
+    value = walk(query.root);
+  } catch (err) {
+    if (err === NOT_FINITE) return null;
+    throw err;
+  }
   // −0 is stored and shown as 0. Beyond ±1e15 is no number the API stores (PRODUCT.md §1): a
   // `current` there would fail every later write's validation of the merged document.
   return Number.isFinite(value) && Math.abs(value) <= NUMBER_LIMIT ? value + 0 : null;
