@@ -379,6 +379,28 @@ describe('a database that cannot be reached at all', () => {
     expect((await app.inject('/readyz')).statusCode).toBe(503);
   });
 
+  // Closed to new sessions for maintenance (ALLOW_CONNECTIONS false: 55000, a generic code). It was 500.
+  it.runIf(PG_URL)('answers 503 for a database that does not accept connections, as /readyz does', async () => {
+    const name = `edm_closed_${randomBytes(4).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: PG_URL });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${name} WITH ALLOW_CONNECTIONS false`);
+    try {
+      const url = new URL(PG_URL as string);
+      url.pathname = `/${name}`;
+      const store = openStore(url.href, { poolSize: 2, connectTimeoutMs: 2000 });
+      stores.push(store);
+      const app = await buildApp({ config, store, clock, migrate: false });
+      apps.push(app);
+      expectUnavailable(await send(app, 'GET', objectives.basePath));
+      expectUnavailable(await send(app, 'POST', objectives.basePath, { title: 'x' }, { 'idempotency-key': 'k' }));
+      expect((await app.inject('/readyz')).statusCode).toBe(503);
+    } finally {
+      await admin.query(`DROP DATABASE ${name}`);
+      await admin.end();
+    }
+  });
+
   it('answers 503 for a server that accepts and never speaks (connect timeout), not a hang', async () => {
     const accepted: net.Socket[] = [];
     const silent = net.createServer((socket) => accepted.push(socket));

@@ -81,6 +81,7 @@ const UNAVAILABLE_CODES = new Set([
   '57P01',
   '57P02',
   '57P03',
+  '57P04', // database_dropped: the session's database went away under it
   '57P05',
   '57014',
   // class 53: insufficient resources (too many connections, out of memory, disk full)
@@ -125,6 +126,9 @@ export function isUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) return true;
+  // A database closed to new sessions (ALLOW_CONNECTIONS false, for maintenance): 55000 is a
+  // generic code (object not in prerequisite state), so by its message.
+  if (code === '55000') return /is not currently accepting connections/.test(err.message);
   return UNAVAILABLE_MESSAGE.test(err.message);
 }
 
