@@ -139,6 +139,9 @@ export type Field<S extends TSchema, O> = FieldSpec<S, RequiredOf<O>, AccessOf<O
   (O extends { nonNull: true } ? { readonly nonNull: true } : unknown) &
   (O extends { notNullInWrites: true } ? { readonly notNullInWrites: true } : unknown) &
   (O extends { optionalOnCreate: true } ? { readonly optionalOnCreate: true } : unknown) &
+  (O extends { requiredUnless: infer U extends Readonly<Record<string, string>> }
+    ? { readonly requiredUnless: U }
+    : unknown) &
   (O extends { serverOnly: readonly (infer V extends string)[] } ? { readonly serverOnly: readonly V[] } : unknown);
 
 function make<S extends TSchema, O extends CommonOptions>(

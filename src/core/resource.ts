@@ -574,6 +574,31 @@ export type ResourceObject<R> =
     : never;
 
 /** The body a create accepts. */
+/** An `optionalOnCreate` field a create may leave out only under other fields' values (requiredUnless). */
+type IsConditional<T> = T extends { optionalOnCreate: true; requiredUnless: Readonly<Record<string, string>> }
+  ? IsWritable<T>
+  : false;
+/** The values a conditional field is required unless, as declared (the spec's index signature left out). */
+type UnlessOf<T> = T extends { requiredUnless: infer U }
+  ? { -readonly [Q in keyof U as string extends Q ? never : Q]: U[Q] }
+  : never;
+type UnionToIntersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void ? I : never;
+/**
+ * Each conditional field: sent, or left out where the fields it is required unless hold their
+ * values (a key result's `target`, left out by a milestone's create alone). Each field's two
+ * ways are boxed, so that the fields' are intersected, not a field's two ways.
+ */
+type ConditionalBoxes<F> = {
+  [K in keyof F]: IsConditional<F[K]> extends true
+    ? { way: { [P in K]: InputValueOf<F[P]> } | ({ [P in K]?: InputValueOf<F[P]> | null } & UnlessOf<F[K]>) }
+    : never;
+}[keyof F];
+type ConditionalOnCreate<F> = [ConditionalBoxes<F>] extends [never]
+  ? unknown
+  : UnionToIntersection<ConditionalBoxes<F>> extends { way: infer W }
+    ? W
+    : unknown;
+
 export type CreateBody<R> =
   R extends Resource<infer F>
     ? {
@@ -586,9 +611,11 @@ export type CreateBody<R> =
         [K in keyof AllFieldsOf<F> as IsWritable<AllFieldsOf<F>[K]> extends true
           ? IsRequiredOnCreate<AllFieldsOf<F>[K]> extends true
             ? never
-            : K
+            : IsConditional<AllFieldsOf<F>[K]> extends true
+              ? never
+              : K
           : never]?: InputValueOf<AllFieldsOf<F>[K]> | null;
-      }
+      } & ConditionalOnCreate<AllFieldsOf<F>>
     : never;
 
 /**

@@ -17,7 +17,7 @@ export class ServerKeys {
    * hashes may hold a write-only secret (a connector's), which a plain hash would let anyone
    * holding the database, or a backup of it, guess offline.
    */
-  readonly requestKey: Buffer;
+  readonly requestKey: Uint8Array;
   /**
    * A one-way fingerprint of the server secret, stored with the data: a process started with
    * another secret (generated under another data dir, or changed) can tell. It reveals nothing

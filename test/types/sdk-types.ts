@@ -126,6 +126,10 @@ export async function rejects(): Promise<void> {
   await client.okr.keyResults.create({ objective_id: 'obj_x', title: 't', target: '120k' });
   // @ts-expect-error a required field missing (title)
   await client.okr.keyResults.create({ objective_id: 'obj_x', target: 1 });
+  // @ts-expect-error target missing: only a milestone's create may leave it out
+  await client.okr.keyResults.create({ objective_id: 'obj_x', title: 't' });
+  // @ts-expect-error nor under another metric_type
+  await client.okr.keyResults.create({ objective_id: 'obj_x', title: 't', metric_type: 'percentage' });
   // @ts-expect-error a value outside the enum
   await client.okr.keyResults.create({ objective_id: 'obj_x', title: 't', target: 1, metric_type: 'ratio' });
   // @ts-expect-error a computed, server-owned field
