@@ -80,6 +80,20 @@ describe.each(storeKinds)('auth on %s', (kind) => {
     expect(res.headers['www-authenticate']).toBe(code === 'invalid_token' ? 'Bearer error="invalid_token"' : 'Bearer');
   });
 
+  it.each([
+    ['no sub', { sub: undefined }, 'Token claim check failed: missing required "sub" claim'],
+    ['a sub that is a number', { sub: 42 }, 'The sub claim must be a string'],
+    ['an empty sub', { sub: '' }, 'The sub claim is empty'],
+    ['no tenant_id', { tenant_id: null }, 'The token has no tenant_id claim'],
+    ['a tenant_id that is a number', { tenant_id: 123 }, 'The tenant_id claim must be a string'],
+    ['an empty tenant_id', { tenant_id: '' }, 'The tenant_id claim is empty'],
+    ['an app_id that is an object', { app_id: { id: 'x' } }, 'The app_id claim must be a string'],
+    ['an empty app_id', { app_id: '' }, 'The app_id claim is empty'],
+  ])('says what is wrong with %s', async (_n, claims, detail) => {
+    const res = await t.call('GET', cycles.basePath, { token: await sign(claims) });
+    expect([res.status, res.body.code, res.body.detail]).toEqual([401, 'invalid_token', detail]);
+  });
+
   it('accepts claims of up to 256 characters, and writes with them', async () => {
     const token = await sign({ tenant_id: 't'.repeat(256), app_id: 'a'.repeat(256), sub: 's'.repeat(256) });
     const res = await t.call('POST', cycles.basePath, {

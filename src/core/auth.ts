@@ -375,29 +375,37 @@ function describeJoseError(err: unknown): string {
   return 'The token could not be verified';
 }
 
+/**
+ * A claim naming someone or something: a string of at most 256 characters that a store can hold
+ * (claimProblem). Absent (or null) is refused where required, else read as none. Each refusal
+ * says what is wrong: absent, not a string, empty, or what claimProblem finds.
+ */
+function nameClaim(name: string, value: unknown, required: true): string;
+function nameClaim(name: string, value: unknown, required: false): string | null;
+function nameClaim(name: string, value: unknown, required: boolean): string | null {
+  if (value === undefined || value === null) {
+    if (required) throw new ApiError('invalid_token', `The token has no ${name} claim`);
+    return null;
+  }
+  if (typeof value !== 'string') throw new ApiError('invalid_token', `The ${name} claim must be a string`);
+  // There but naming nothing: not taken as absent (an app named '' is no application).
+  if (value === '') throw new ApiError('invalid_token', `The ${name} claim is empty`);
+  const problem = claimProblem(value);
+  if (problem) throw new ApiError('invalid_token', `The ${name} claim ${problem}`);
+  return value;
+}
+
 function toPrincipal(payload: Record<string, unknown>): Principal {
-  const { sub, tenant_id: tenantId, app_id: appId, scope } = payload;
-  if (typeof sub !== 'string' || sub === '') throw new ApiError('invalid_token', 'The token has no sub claim');
-  if (typeof tenantId !== 'string' || tenantId === '') {
-    throw new ApiError('invalid_token', 'The token has no tenant_id claim');
-  }
-  if (appId !== undefined && appId !== null && (typeof appId !== 'string' || appId === '')) {
-    throw new ApiError('invalid_token', 'The app_id claim must be a string');
-  }
-  for (const [name, claim] of [
-    ['sub', sub],
-    ['tenant_id', tenantId],
-    ['app_id', appId],
-  ] as const) {
-    const problem = typeof claim === 'string' ? claimProblem(claim) : null;
-    if (problem) throw new ApiError('invalid_token', `The ${name} claim ${problem}`);
-  }
+  const sub = nameClaim('sub', payload.sub, true);
+  const tenantId = nameClaim('tenant_id', payload.tenant_id, true);
+  const appId = nameClaim('app_id', payload.app_id, false);
+  const { scope } = payload;
   if (scope !== undefined && typeof scope !== 'string')
     throw new ApiError('invalid_token', 'The scope claim must be a string');
   return {
     sub,
     tenantId,
-    appId: typeof appId === 'string' ? appId : null,
+    appId,
     scopes: typeof scope === 'string' ? new Set(scope.split(' ').filter(Boolean)) : null,
   };
 }
