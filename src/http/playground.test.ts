@@ -88,6 +88,9 @@ describe('serving the Playground', () => {
     }
     for (const target of [url, '/playground', '/playground/okr/key-results']) {
       expect((await app.inject({ method: 'GET', url: target, headers: { 'if-match': '*' } })).statusCode).toBe(200);
+      // With an If-Match, If-Unmodified-Since is not evaluated (RFC 9110 §13.2.2).
+      const both = { 'if-match': '*', 'if-unmodified-since': 'Tue, 01 Dec 2000 00:00:00 GMT' };
+      expect((await app.inject({ method: 'GET', url: target, headers: both })).statusCode).toBe(200);
     }
     for (const range of ['bytes=999999999-', 'bytes=0-1']) {
       const res = await app.inject({ method: 'GET', url, headers: { range } });

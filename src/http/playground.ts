@@ -29,9 +29,12 @@ const CSP = [
  */
 function checkIfMatch(request: FastifyRequest): void {
   const condition = request.headers['if-match'];
-  if (condition !== undefined && condition.trim() !== '*') {
+  if (condition === undefined) return;
+  if (condition.trim() !== '*') {
     throw new ApiError('precondition_failed', "The file does not meet the request's conditions");
   }
+  // RFC 9110 §13.2.2: with an If-Match, If-Unmodified-Since is not evaluated (the sender would).
+  delete request.headers['if-unmodified-since'];
 }
 
 export interface PlaygroundOptions {
