@@ -1,5 +1,6 @@
 import { connect } from 'node:net';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../src/core/auth.js';
 import { buildApp } from '../src/http/app.js';
@@ -371,6 +372,40 @@ describe.each(storeKinds)('/readyz on %s', (kind) => {
       await t.close();
     }
   });
+
+  it.runIf(kind === 'postgres')(
+    'probes the schema once for the requests that arrive while it is not in place',
+    async () => {
+      const fresh = await freshStore(kind);
+      const app = await buildApp({ config: testConfig(), store: fresh.store, migrate: false });
+      const query = pg.Client.prototype.query;
+      let probes = 0;
+      pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+        const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
+        if (text?.includes(') AS probe')) probes++;
+        return (query as (...a: unknown[]) => unknown).apply(this, args);
+      } as typeof query;
+      try {
+        const token = await mintToken({ secret: testConfig().jwtSecret, tenant: 'acme', sub: USER_A });
+        const burst = () =>
+          Promise.all(
+            Array.from({ length: 30 }, () =>
+              app.inject({ url: '/api/v1/okr/cycles', headers: { authorization: `Bearer ${token}` } }),
+            ),
+          );
+        for (const res of await burst()) expect(res.statusCode).toBe(503);
+        expect(probes).toBe(1);
+        await new Promise((r) => setTimeout(r, 1000));
+        for (const res of await burst()) expect(res.statusCode).toBe(503);
+        expect(probes).toBe(2);
+      } finally {
+        pg.Client.prototype.query = query;
+        await app.close();
+        await fresh.store.close();
+        await fresh.drop();
+      }
+    },
+  );
 
   it('answers 503 while the database has no schema (started with --no-migrate before edm migrate)', async () => {
     const fresh = await freshStore(kind);

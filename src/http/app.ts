@@ -711,19 +711,29 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // here, or the first probe that finds it so; until then probed at most once a second.
   let schemaInPlace = migrated;
   let lastProbe: { at: number; err: unknown } | null = null;
+  // One probe at a time: the requests that arrive while it runs wait for it, not a probe each.
+  let probing: Promise<void> | null = null;
+  const probeSchema = () => {
+    probing ??= probe
+      .execute(store.db)
+      .then(
+        () => {
+          schemaInPlace = true;
+        },
+        (err: unknown) => {
+          // An outage is each request's own to meet (503 with its own Retry-After); only a
+          // missing table or column closes the API.
+          lastProbe = { at: Date.now(), err: isUnmigrated(err) ? err : null };
+        },
+      )
+      .finally(() => {
+        probing = null;
+      });
+    return probing;
+  };
   const schemaGate = async () => {
-    if (lastProbe === null || Date.now() - lastProbe.at >= 1000) {
-      try {
-        await probe.execute(store.db);
-        schemaInPlace = true;
-        return;
-      } catch (err) {
-        // An outage is each request's own to meet (503 with its own Retry-After); only a
-        // missing table or column closes the API.
-        lastProbe = { at: Date.now(), err: isUnmigrated(err) ? err : null };
-      }
-    }
-    if (lastProbe.err !== null) throw lastProbe.err;
+    if (probing !== null || lastProbe === null || Date.now() - lastProbe.at >= 1000) await probeSchema();
+    if (!schemaInPlace && lastProbe !== null && lastProbe.err !== null) throw lastProbe.err;
   };
   // A callback hook: once the schema is known in place, a request pays one test, no promise.
   app.addHook('preHandler', (request, _reply, done) => {
