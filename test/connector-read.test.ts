@@ -102,9 +102,9 @@ describe.runIf(PG_URL !== undefined).each(storeKinds)('a postgres connector read
     ['reads a query ending in a comment', 'SELECT 5 -- five', ok(5)],
     ['reads a statement no cursor holds (SHOW)', 'SHOW max_identifier_length', ok(63)],
     [
-      'refuses a write in the read-only transaction’s words',
+      'refuses a statement that is no query, SHOW, EXPLAIN or CALL, naming its first word',
       'CREATE TABLE edm_probe (x int)',
-      error(/read-only transaction/),
+      error(/^postgres: a connector runs a query \(SELECT, VALUES, TABLE, WITH\), SHOW, EXPLAIN or CALL, not CREATE$/),
     ],
     [
       'refuses SELECT INTO in the read-only transaction’s words',
@@ -124,7 +124,8 @@ describe.runIf(PG_URL !== undefined).each(storeKinds)('a postgres connector read
     ],
     ['refuses a second statement', 'SELECT 1; COMMIT; SELECT 2', error(/cannot insert multiple commands/)],
     ['answers no row as no row', 'SELECT 1 WHERE false', error(/^the query returned no row$/)],
-    ['answers a syntax error as the query’s own', 'SELEC 1', error(/^postgres: syntax error at or near "SELEC"$/)],
+    ['answers a syntax error as the query’s own', 'SELECT 1 +', error(/^postgres: syntax error at end of input$/)],
+    ['names a misspelt first word', 'SELEC 1', error(/^postgres: a connector runs a query .*, not SELEC$/)],
   ];
   // Trust authentication takes the URL's password unread: a query can show it back, as a
   // feed might, and its failure names the value without it (no first part of it either).

@@ -1401,12 +1401,16 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect((await sync(numeric.id as string)).body.last_value).toBe(12.5);
     for (const [query, error] of [
       ['SELECT 1; DROP TABLE nothing_here', /cannot insert multiple commands/],
-      ['CREATE TABLE edm_connector_probe (x int)', /read-only transaction/],
+      // By themselves, only statements that read: no write, no COPY (which writes a file or feeds
+      // a program on the database's host), no DO (which runs anything), however it is written.
+      ['CREATE TABLE edm_connector_probe (x int)', /^postgres: a connector runs a query .*, not CREATE$/],
+      ['DO $$BEGIN END$$', /^postgres: a connector runs a query .*, not DO$/],
+      ['-- a note\rCOPY (SELECT 1) TO STDOUT', /^postgres: a connector runs a query .*, not COPY$/],
       ['SELECT 1 WHERE false', /no row/],
       ['SELECT nope', /postgres: column "nope" does not exist/],
       // No COPY, which writes a file or feeds a program on the database's host, or its client.
-      ['COPY (SELECT 1) TO STDOUT', /^postgres: a connector reads; COPY is not run$/],
-      ['/* a /* b */ */ -- c\n copy (select 1) to stdout', /^postgres: a connector reads; COPY is not run$/],
+      ['COPY (SELECT 1) TO STDOUT', /^postgres: a connector runs a query .*, not COPY$/],
+      ['/* a /* b */ */ -- c\n copy (select 1) to stdout', /^postgres: a connector runs a query .*, not COPY$/],
       // An answer over 1 MB (a 3 MB value, an error quoting one) ends the read, as an http_json GET's.
       ["SELECT repeat('7', 3000000)", /^postgres: the server answered more than 1000000 bytes$/],
       ["SELECT repeat('y', 3000000)::int", /^postgres: the server answered more than 1000000 bytes$/],
@@ -1467,6 +1471,37 @@ describe.runIf(PG_URL !== undefined)('a postgres connector read', () => {
       await expect(read).rejects.toThrow('postgres: no answer within 300 ms');
     } finally {
       await new Promise((r) => proxy.close(r));
+    }
+  });
+});
+
+describe('a postgres read of a server that answers too much', () => {
+  // A server of anyone's choosing (an allowed host) that answers the connection's startup with a
+  // 3 MB error: the bound holds from the connection's first byte, not only from its query.
+  it('ends the connection past 1 MB from its first byte, at its startup too', async () => {
+    const { createServer: createTcpServer } = await import('node:net');
+    const text = Buffer.from(`SERROR\0C XX000\0M${'x'.repeat(3_000_000)}\0\0`);
+    const length = Buffer.alloc(4);
+    length.writeInt32BE(text.length + 4);
+    const server = createTcpServer((socket) => {
+      socket.once('data', () => socket.end(Buffer.concat([Buffer.from('E'), length, text])));
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const connector = {
+        kind: 'postgres',
+        config: { query: 'SELECT 1' },
+        secret: `postgres://u:pw@127.0.0.1:${port}/db`,
+      };
+      const err = await readConnector(connector, { allowHosts: ['127.0.0.1'], timeoutMs: 10_000 }).catch(
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(OutboundError);
+      expect((err as Error).message).toBe('postgres: the server answered more than 1000000 bytes');
+    } finally {
+      server.close();
     }
   });
 });
@@ -1651,6 +1686,9 @@ describe("a postgres statement's first word", () => {
     ['COPY (SELECT 1) TO STDOUT', 'COPY'],
     ['  copy t to stdout', 'COPY'],
     ['-- a\n/* b /* nested */ still */ (Copy t TO STDOUT)', 'COPY'],
+    // A line comment ends at \r too, as PostgreSQL's lexer ends it.
+    ['-- a\rCOPY t TO STDOUT', 'COPY'],
+    ['DO $$BEGIN END$$', 'DO'],
     ['/* unclosed', ''],
     ['-- only a comment', ''],
     ['copy2', 'COPY2'],

@@ -219,6 +219,7 @@ async function readPostgres(
   // Every connection the read opens (a second one where `prefer` met a server without TLS),
   // closed when the read ends or its deadline passes; none is opened after that.
   const opened: pg.Client[] = [];
+  const answers = answerBound();
   let over = false;
   const close = async () => {
     over = true;
@@ -229,13 +230,14 @@ async function readPostgres(
     const client = new pg.Client({ ...target.options, ssl });
     // A connection that breaks later is this read's failure, not the process's.
     client.on('error', () => {});
+    answers.watch(client);
     opened.push(client);
     return client;
   };
   const work = postgresTarget(secret, policy, deadline)
     .then((target) => {
       sending?.();
-      return queryPostgres(target, (ssl) => open(target, ssl), config, secret);
+      return queryPostgres(target, (ssl) => open(target, ssl), config, secret, answers.exceeded);
     })
     .finally(close);
   if (deadline === Number.POSITIVE_INFINITY) return work;
@@ -289,17 +291,13 @@ async function queryPostgres(
   open: (ssl: pg.ClientConfig['ssl']) => pg.Client,
   config: ConnectorConfig,
   secret: string,
+  exceeded: () => boolean,
 ): Promise<number> {
   try {
-    const client = await connectPostgres(target, open);
-    const overflow = boundAnswers(client);
-    try {
-      return await readFirstCell(client, config, secret);
-    } catch (err) {
-      if (overflow()) throw new OutboundError(`postgres: the server answered more than ${MAX_ANSWER_BYTES} bytes`);
-      throw err;
-    }
+    return await readFirstCell(await connectPostgres(target, open), config, secret);
   } catch (err) {
+    // Whatever the connection's end made fail (a startup answer too, or a query's), said so.
+    if (exceeded()) throw new OutboundError(`postgres: the server answered more than ${MAX_ANSWER_BYTES} bytes`);
     if (err instanceof OutboundError) throw err;
     throw new OutboundError(
       `postgres: ${withoutAddress((err as Error).message, target.options.host as string, target.name)}`,
@@ -308,22 +306,31 @@ async function queryPostgres(
 }
 
 /**
- * Ends the connection once the server has sent more than MAX_ANSWER_BYTES after it was opened,
- * as an http_json read ends its GET: a value of 200 MB (`repeat('7', 200000000)`), or an error
- * quoting one, is not held here whole. Says whether it did.
+ * Ends a read's connection once its server has sent more than MAX_ANSWER_BYTES on it, from its
+ * first byte (a startup answer too), as an http_json read ends its GET: a value of 200 MB
+ * (`repeat('7', 200000000)`), or an error quoting one, is not held here whole. Counted on the
+ * socket, then on the TLS stream pg puts over it, where the socket's own data events stop.
  */
-function boundAnswers(client: pg.Client): () => boolean {
-  const stream = client.connection.stream;
-  let size = 0;
-  const count = (chunk: Buffer) => {
-    size += chunk.length;
-    if (size > MAX_ANSWER_BYTES) {
+function answerBound(): { watch: (client: pg.Client) => void; exceeded: () => boolean } {
+  let exceeded = false;
+  const watch = (client: pg.Client) => {
+    let size = 0;
+    let stream = client.connection.stream;
+    const count = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_ANSWER_BYTES) return;
+      exceeded = true;
       stream.off('data', count);
       stream.destroy(new Error(`the server answered more than ${MAX_ANSWER_BYTES} bytes`));
-    }
+    };
+    stream.on('data', count);
+    client.connection.once('sslconnect', () => {
+      stream.off('data', count);
+      stream = client.connection.stream;
+      stream.on('data', count);
+    });
   };
-  stream.on('data', count);
-  return () => size > MAX_ANSWER_BYTES;
+  return { watch, exceeded: () => exceeded };
 }
 
 /**
@@ -337,7 +344,8 @@ export function leadingKeyword(text: string): string {
     const space = /^[\s(]+/.exec(rest);
     if (space) at += space[0].length;
     else if (rest.startsWith('--')) {
-      const end = rest.indexOf('\n');
+      // To the end of the line, which \r ends too in PostgreSQL's lexer.
+      const end = rest.search(/[\r\n]/);
       at = end < 0 ? text.length : at + end + 1;
     } else if (rest.startsWith('/*')) {
       // Block comments nest in PostgreSQL.
@@ -357,6 +365,12 @@ export function leadingKeyword(text: string): string {
   }
 }
 
+/**
+ * What may run by itself where no cursor holds it: SHOW, EXPLAIN and CALL, and the query forms a
+ * cursor holds (their syntax errors are answered again, as the query's own).
+ */
+const STATEMENTS_BY_THEMSELVES = new Set(['SELECT', 'VALUES', 'TABLE', 'WITH', 'SHOW', 'EXPLAIN', 'CALL']);
+
 /** BEGIN READ ONLY, the query, and its first row's first column as a metric. */
 async function readFirstCell(client: pg.Client, config: ConnectorConfig, secret: string): Promise<number> {
   await client.query('BEGIN READ ONLY');
@@ -373,9 +387,15 @@ async function readFirstCell(client: pg.Client, config: ConnectorConfig, secret:
     // a write is refused there in PostgreSQL's own words, and SHOW, CALL or EXPLAIN answer a
     // few rows (a genuine syntax error is answered again, as the query's own).
     if ((err as { code?: unknown }).code !== '42601') throw err;
-    // COPY writes where a read-only transaction does not look: a file, or a program's input,
-    // on the database's host (as its role may). A connector reads; it is not run.
-    if (leadingKeyword(query) === 'COPY') throw new OutboundError('postgres: a connector reads; COPY is not run');
+    // Only statements that read run by themselves: COPY writes where a read-only transaction
+    // does not look (a file, or a program's input, on the database's host, as its role may),
+    // and DO runs any of them. (A function the role may call can too: the role is the bound.)
+    const word = leadingKeyword(query);
+    if (!STATEMENTS_BY_THEMSELVES.has(word)) {
+      throw new OutboundError(
+        `postgres: a connector runs a query (SELECT, VALUES, TABLE, WITH), SHOW, EXPLAIN or CALL, not ${word || 'this'}`,
+      );
+    }
     await client.query('ROLLBACK; BEGIN READ ONLY');
     rows = (await client.query(oneStatement(query))).rows;
   }
