@@ -1504,6 +1504,56 @@ describe('a postgres read of a server that answers too much', () => {
       server.close();
     }
   });
+
+  // Over TLS, pg reads a TLS stream put over the socket, whose own data events then stop: the
+  // bound follows it there. The server streams its 200 MB error, as a server of anyone's could.
+  it('holds over TLS too (sslmode=require)', async () => {
+    const { createServer: createTcpServer } = await import('node:net');
+    const { TLSSocket } = await import('node:tls');
+    const { readFileSync } = await import('node:fs');
+    const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url));
+    const [key, cert] = [fixture('tls-test-key.pem'), fixture('tls-test-cert.pem')];
+    let sent = 0;
+    const server = createTcpServer((raw) => {
+      raw.on('error', () => {});
+      raw.once('data', () => {
+        raw.write('S'); // the SSLRequest taken
+        const socket = new TLSSocket(raw, { isServer: true, key, cert });
+        socket.on('error', () => {});
+        socket.once('data', () => {
+          const size = 200_000_000;
+          const length = Buffer.alloc(4);
+          length.writeInt32BE(size + 4 + 17);
+          socket.write(Buffer.concat([Buffer.from('E'), length, Buffer.from('SERROR\0C XX000\0M')]));
+          const chunk = Buffer.alloc(1 << 20, 'x');
+          const pump = () => {
+            while (sent < size && !socket.destroyed) {
+              sent += chunk.length;
+              if (!socket.write(chunk)) return void socket.once('drain', pump);
+            }
+            socket.end(Buffer.from('\0\0'));
+          };
+          pump();
+        });
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const connector = {
+        kind: 'postgres',
+        config: { query: 'SELECT 1' },
+        secret: `postgres://u:pw@127.0.0.1:${port}/db?sslmode=require`,
+      };
+      const policy = { allowHosts: ['127.0.0.1'], timeoutMs: 20_000 };
+      const err = await readConnector(connector, policy).catch((e: unknown) => e);
+      expect((err as Error).message).toBe('postgres: the server answered more than 1000000 bytes');
+      // Ended early: the server got a few megabytes out, of 200.
+      expect(sent).toBeLessThan(20_000_000);
+    } finally {
+      server.close();
+    }
+  });
 });
 
 describe('fetchJson', () => {
