@@ -735,11 +735,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (probing !== null || lastProbe === null || Date.now() - lastProbe.at >= 1000) await probeSchema();
     if (!schemaInPlace && lastProbe !== null && lastProbe.err !== null) throw lastProbe.err;
   };
-  // A callback hook: once the schema is known in place, a request pays one test, no promise.
-  app.addHook('preHandler', (request, _reply, done) => {
-    if (schemaInPlace || !request.routeOptions.url?.startsWith('/api/')) done();
-    else schemaGate().then(() => done(), done);
-  });
+  // Only on a server that did not migrate at start (whose schema is in place): a callback hook,
+  // so once the schema is known in place a request pays one test, no promise.
+  if (!migrated) {
+    app.addHook('preHandler', (request, _reply, done) => {
+      if (schemaInPlace || !request.routeOptions.url?.startsWith('/api/')) done();
+      else schemaGate().then(() => done(), done);
+    });
+  }
   app.get('/readyz', async (_request, reply) => {
     let timer: NodeJS.Timeout | undefined;
     try {
