@@ -767,6 +767,31 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     expect(await panel().getByTestId('curl-snippet').textContent()).not.toContain('webhook');
   });
 
+  // A console shows what the server answered: a 429 with its Retry-After, not a retry's 200 later.
+  it('shows a 429 as answered, with its Retry-After, sending once', async () => {
+    await openTab('list');
+    let sent = 0;
+    const limited = (url: URL) => url.pathname === '/api/v1/okr/connectors';
+    await page.route(limited, (route) => {
+      sent++;
+      return route.fulfill({
+        status: 429,
+        headers: { 'retry-after': '1', 'content-type': 'application/problem+json' },
+        body: JSON.stringify({ type: 'about:blank', title: 'Too Many Requests', status: 429, code: 'rate_limited' }),
+      });
+    });
+    try {
+      await panel().getByRole('button', { name: 'Send', exact: true }).click();
+      await expect
+        .poll(() => panel().getByTestId('response-status').textContent(), { timeout: 10_000 })
+        .toMatch(/^429/);
+      expect(await panel().textContent()).toContain('retry-after');
+      expect(sent).toBe(1);
+    } finally {
+      await page.unroute(limited);
+    }
+  });
+
   it("shows the problem's field error for a bad body", async () => {
     await page.goto(`${server.origin}/playground/okr/key-results#create`);
     await openTab('create');

@@ -239,7 +239,9 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
     }
     setSending(true);
     try {
-      const res = await sendCall(op, built, session.token);
+      // One attempt: the console shows what the server answered, a 429 or 503 too (with its
+      // Retry-After), not a retry's answer seconds later. The SDK snippet's client retries.
+      const res = await sendCall(op, built, session.token, { maxRetries: 0 });
       session.setResult(key, res);
       // The same words as the last answer's (a second Send): a changed text, so it is read again.
       const summary = responseSummary(res);

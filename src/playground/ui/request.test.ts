@@ -27,6 +27,21 @@ describe('console requests', () => {
     expect([typed.paramError, typed.paramErrorAt]).toEqual([null, null]);
   });
 
+  it('says in both snippets that a call whose id is missing is not sent, and keeps curl from globbing {id}', () => {
+    for (const name of ['get', 'delete']) {
+      const op = opNamed(name);
+      const built = buildRequest(op, keyResult, emptyForm(), {});
+      const curl = curlSnippet(op, built, 'http://h').split('\n');
+      expect(curl[0]).toBe('# Not sent: fill in id first (see the console).');
+      expect(curl[1]).toMatch(/^curl -g .*'http:\/\/h\/api\/v1\/okr\/key-results\/\{id\}'/);
+      expect(sdkSnippet(op, keyResult, built, 'http://h')).toContain(
+        '// Not sent: fill in id first (see the console).',
+      );
+    }
+    const list = opNamed('list');
+    expect(curlSnippet(list, buildRequest(list, keyResult, emptyForm(), {}), 'http://h')).toMatch(/^curl http:\/\/h\//);
+  });
+
   // `…/key-results/.` is the list once a URL is resolved (curl sent GET of the list for a get).
   it.each(['.', '..'])('refuses an id of %j, saying why, and the snippets say it is not sent', (id) => {
     for (const name of ['get', 'delete']) {

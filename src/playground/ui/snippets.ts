@@ -165,7 +165,11 @@ export function sdkSnippet(
 
 /** The call as curl (the token read from $EDM_TOKEN). */
 export function curlSnippet(op: ManifestOperation, built: BuiltRequest, baseUrl: string): string {
-  const parts = [`curl${op.method === 'GET' ? '' : ` -X ${op.method}`} ${shellQuote(baseUrl + requestUrl(built))}`];
+  // A path parameter not filled in stays `{id}`, which curl would read as a glob (and GET `/id`).
+  const globOff = built.missing.length > 0 ? ' -g' : '';
+  const parts = [
+    `curl${globOff}${op.method === 'GET' ? '' : ` -X ${op.method}`} ${shellQuote(baseUrl + requestUrl(built))}`,
+  ];
   if (viaSdk(op)) parts.push(`-H "Authorization: Bearer $EDM_TOKEN"`);
   if (built.ifVersion !== null) parts.push(`-H ${shellQuote(`If-Match: "${built.ifVersion}"`)}`);
   if (built.idempotencyKey !== null) parts.push(`-H ${shellQuote(`Idempotency-Key: ${built.idempotencyKey}`)}`);
@@ -187,5 +191,8 @@ function leftOut(built: BuiltRequest, comment: string): string[] {
   const notes = built.invalidHeaders.map((name) => `${comment} ${name} is not valid yet (see the console): left out.`);
   // Sent as shown, `…/key-results/.` would be the list (curl and URLs resolve the step).
   if (built.paramError) notes.unshift(`${comment} Not sent: ${built.paramError} (see the console).`);
+  // The console sends nothing without them; the snippet shows where each goes.
+  else if (built.missing.length > 0)
+    notes.unshift(`${comment} Not sent: fill in ${built.missing.join(', ')} first (see the console).`);
   return notes;
 }
