@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchJson, isRefusedAddress, OutboundError, resolveAllowed } from '../src/core/outbound.js';
@@ -1476,55 +1476,61 @@ describe.runIf(PG_URL !== undefined)('a postgres connector read', () => {
 });
 
 describe('a postgres read of a server that answers too much', () => {
-  // A server of anyone's choosing (an allowed host) that answers the connection's startup with a
-  // 3 MB error: the bound holds from the connection's first byte, not only from its query.
-  it('ends the connection past 1 MB from its first byte, at its startup too', async () => {
+  /** Listens on loopback with `onConnection`, reads a connector there, and says its failure. */
+  async function readFailureAt(onConnection: (socket: Socket) => void, params = ''): Promise<string> {
     const { createServer: createTcpServer } = await import('node:net');
-    const text = Buffer.from(`SERROR\0C XX000\0M${'x'.repeat(3_000_000)}\0\0`);
-    const length = Buffer.alloc(4);
-    length.writeInt32BE(text.length + 4);
     const server = createTcpServer((socket) => {
-      socket.once('data', () => socket.end(Buffer.concat([Buffer.from('E'), length, text])));
       socket.on('error', () => {});
+      onConnection(socket);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
-      const port = (server.address() as AddressInfo).port;
-      const connector = {
-        kind: 'postgres',
-        config: { query: 'SELECT 1' },
-        secret: `postgres://u:pw@127.0.0.1:${port}/db`,
-      };
-      const err = await readConnector(connector, { allowHosts: ['127.0.0.1'], timeoutMs: 10_000 }).catch(
+      const secret = `postgres://u:pw@127.0.0.1:${(server.address() as AddressInfo).port}/db${params}`;
+      const connector = { kind: 'postgres', config: { query: 'SELECT 1' }, secret };
+      const err = await readConnector(connector, { allowHosts: ['127.0.0.1'], timeoutMs: 20_000 }).catch(
         (e: unknown) => e,
       );
       expect(err).toBeInstanceOf(OutboundError);
-      expect((err as Error).message).toBe('postgres: the server answered more than 1000000 bytes');
+      return (err as Error).message;
     } finally {
       server.close();
     }
+  }
+  /** The start of an ErrorResponse whose message is `size` bytes (its end, `\0\0`, sent after them). */
+  const errorHead = (size: number) => {
+    const length = Buffer.alloc(4);
+    length.writeInt32BE(size + 4 + 17);
+    return Buffer.concat([Buffer.from('E'), length, Buffer.from('SERROR\0C XX000\0M')]);
+  };
+  const OVER = 'postgres: the server answered more than 1000000 bytes';
+
+  // A server of anyone's choosing (an allowed host) that answers the connection's startup with a
+  // 3 MB error: the bound holds from the connection's first byte, not only from its query.
+  it('ends the connection past 1 MB from its first byte, at its startup too', async () => {
+    const message = await readFailureAt((socket) =>
+      socket.once('data', () =>
+        socket.end(Buffer.concat([errorHead(3_000_000), Buffer.alloc(3_000_000, 'x'), Buffer.from('\0\0')])),
+      ),
+    );
+    expect(message).toBe(OVER);
   });
 
   // Over TLS, pg reads a TLS stream put over the socket, whose own data events then stop: the
   // bound follows it there. The server streams its 200 MB error, as a server of anyone's could.
   it('holds over TLS too (sslmode=require)', async () => {
-    const { createServer: createTcpServer } = await import('node:net');
     const { TLSSocket } = await import('node:tls');
     const { readFileSync } = await import('node:fs');
     const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url));
     const [key, cert] = [fixture('tls-test-key.pem'), fixture('tls-test-cert.pem')];
+    const size = 200_000_000;
     let sent = 0;
-    const server = createTcpServer((raw) => {
-      raw.on('error', () => {});
+    const message = await readFailureAt((raw) => {
       raw.once('data', () => {
         raw.write('S'); // the SSLRequest taken
         const socket = new TLSSocket(raw, { isServer: true, key, cert });
         socket.on('error', () => {});
         socket.once('data', () => {
-          const size = 200_000_000;
-          const length = Buffer.alloc(4);
-          length.writeInt32BE(size + 4 + 17);
-          socket.write(Buffer.concat([Buffer.from('E'), length, Buffer.from('SERROR\0C XX000\0M')]));
+          socket.write(errorHead(size));
           const chunk = Buffer.alloc(1 << 20, 'x');
           const pump = () => {
             while (sent < size && !socket.destroyed) {
@@ -1536,23 +1542,10 @@ describe('a postgres read of a server that answers too much', () => {
           pump();
         });
       });
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    try {
-      const port = (server.address() as AddressInfo).port;
-      const connector = {
-        kind: 'postgres',
-        config: { query: 'SELECT 1' },
-        secret: `postgres://u:pw@127.0.0.1:${port}/db?sslmode=require`,
-      };
-      const policy = { allowHosts: ['127.0.0.1'], timeoutMs: 20_000 };
-      const err = await readConnector(connector, policy).catch((e: unknown) => e);
-      expect((err as Error).message).toBe('postgres: the server answered more than 1000000 bytes');
-      // Ended early: the server got a few megabytes out, of 200.
-      expect(sent).toBeLessThan(20_000_000);
-    } finally {
-      server.close();
-    }
+    }, '?sslmode=require');
+    expect(message).toBe(OVER);
+    // Ended early: the server got a few megabytes out, of 200.
+    expect(sent).toBeLessThan(20_000_000);
   });
 });
 

@@ -370,6 +370,11 @@ describe('a database that cannot be reached at all', () => {
   ])('answers 503 for %s, as /readyz does', async (_name, change) => {
     const url = new URL(PG_URL as string);
     change(url);
+    await expectRefusedAt(url);
+  });
+
+  /** A server on a store at `url` that refuses this process: reads, writes and /readyz are 503. */
+  async function expectRefusedAt(url: URL) {
     const store = openStore(url.href, { poolSize: 2, connectTimeoutMs: 2000 });
     stores.push(store);
     const app = await buildApp({ config, store, clock, migrate: false });
@@ -377,7 +382,7 @@ describe('a database that cannot be reached at all', () => {
     expectUnavailable(await send(app, 'GET', objectives.basePath));
     expectUnavailable(await send(app, 'POST', objectives.basePath, { title: 'x' }, { 'idempotency-key': 'k' }));
     expect((await app.inject('/readyz')).statusCode).toBe(503);
-  });
+  }
 
   // Closed to new sessions for maintenance (ALLOW_CONNECTIONS false: 55000, a generic code). It was 500.
   it.runIf(PG_URL)('answers 503 for a database that does not accept connections, as /readyz does', async () => {
@@ -388,13 +393,7 @@ describe('a database that cannot be reached at all', () => {
     try {
       const url = new URL(PG_URL as string);
       url.pathname = `/${name}`;
-      const store = openStore(url.href, { poolSize: 2, connectTimeoutMs: 2000 });
-      stores.push(store);
-      const app = await buildApp({ config, store, clock, migrate: false });
-      apps.push(app);
-      expectUnavailable(await send(app, 'GET', objectives.basePath));
-      expectUnavailable(await send(app, 'POST', objectives.basePath, { title: 'x' }, { 'idempotency-key': 'k' }));
-      expect((await app.inject('/readyz')).statusCode).toBe(503);
+      await expectRefusedAt(url);
     } finally {
       await admin.query(`DROP DATABASE ${name}`);
       await admin.end();
