@@ -70,7 +70,8 @@ export interface ApiRequest {
 const DEFAULT_TIMEOUT = 60_000;
 const MAX_RETRY_AFTER = 60_000;
 
-function randomKey(): string {
+/** A key the SDK makes up for a write it may retry (exported for the Playground, which sends once). */
+export function randomKey(): string {
   const c = globalThis.crypto;
   if (typeof c?.randomUUID === 'function') return c.randomUUID();
   const bytes = c.getRandomValues(new Uint8Array(16));

@@ -47,6 +47,25 @@ describe('console calls go through the SDK', () => {
     expect(result.headers).toContainEqual(['x-request-id', 'req_1']);
   });
 
+  // As the console sends: one attempt, a write's Idempotency-Key made up where none is typed
+  // (the SDK makes one only for its retries), and a 429 shown as answered, not retried.
+  it('sends once, with an Idempotency-Key made up for a write, and shows a 429 as answered', async () => {
+    const api = server(() => json(429, { code: 'rate_limited' }));
+    const op = opNamed('checkIns.create');
+    const built = buildRequest(op, keyResult, { ...emptyForm(), body: '{"value": 7}' }, { kr: 'kr_1' });
+    const result = await sendCall(op, built, 'tok', { baseUrl: 'http://h', fetch: api.fetch, maxRetries: 0 });
+    expect(result).toMatchObject({ status: 429, attempts: 1 });
+    expect(api.seen).toHaveLength(1);
+    expect(api.seen[0].headers.get('idempotency-key')).toMatch(/^[0-9a-f-]{32,36}$/);
+    const list = opNamed('list');
+    await sendCall(list, buildRequest(list, keyResult, emptyForm(), {}), 'tok', {
+      baseUrl: 'http://h',
+      fetch: api.fetch,
+      maxRetries: 0,
+    });
+    expect(api.seen[1].headers.get('idempotency-key')).toBeNull();
+  });
+
   it('sends If-Match and the Idempotency-Key typed into the console', async () => {
     const api = server(() => json(200, { id: 'kr_3' }));
     const del = opNamed('delete');

@@ -1,4 +1,5 @@
 import { createClient } from '../../client/index';
+import { randomKey } from '../../client/transport';
 import { type CallResult, type Exchange, recordingFetch, toResult } from './api';
 import { type ManifestOperation, viaSdk } from './manifest';
 import { type BuiltRequest, bodySlot, requestUrl, sdkOptions, signedHeaders } from './request';
@@ -76,8 +77,14 @@ export async function sendCall(
   });
   const method = sdkMethod(client, op.client_method);
   if (!method) return toResult([], new Error(`The SDK has no method ${op.client_method}`));
+  // The SDK makes up a write's Idempotency-Key for its retries; one sent once (the console's)
+  // carries one all the same, made up here where none is given, as the console says.
+  const sent =
+    via.maxRetries === 0 && op.method !== 'GET' && built.idempotencyKey === null
+      ? { ...built, idempotencyKey: randomKey() }
+      : built;
   try {
-    await method(...sdkCallArgs(op, built));
+    await method(...sdkCallArgs(op, sent));
     return toResult(log, null);
   } catch (err) {
     // An HTTP error still has its exchange in the log; only a call that got no answer has none.
