@@ -367,6 +367,12 @@ describe('a database that cannot be reached at all', () => {
       (url: URL) => (url.pathname = `/edm_no_such_db_${randomBytes(4).toString('hex')}`),
     ],
     ['a role that does not exist', (url: URL) => (url.username = `edm_no_such_role_${randomBytes(4).toString('hex')}`)],
+    // Not reached at all: a host name that resolves to nothing, a Unix socket that is not there.
+    ['a host that does not resolve', (url: URL) => (url.hostname = 'edm-no-such-host.invalid')],
+    [
+      'a Unix socket that is not there',
+      (url: URL) => (url.hostname = encodeURIComponent(`/tmp/edm-no-such-dir-${randomBytes(4).toString('hex')}`)),
+    ],
   ])('answers 503 for %s, as /readyz does', async (_name, change) => {
     const url = new URL(PG_URL as string);
     change(url);

@@ -64,6 +64,7 @@ const UNAVAILABLE_CODES = new Set([
   'EHOSTUNREACH',
   'ENETUNREACH',
   'EAI_AGAIN',
+  'ENOTFOUND', // the database's host name resolves to nothing (a service being restarted)
   // class 08: connection exception
   '08000',
   '08001',
@@ -126,6 +127,9 @@ export function isUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) return true;
+  // A Unix socket that is not there: a stopped local PostgreSQL removes its socket (a file
+  // SQLite cannot open is a storage fault, not this: no connect).
+  if (code === 'ENOENT' && (err as { syscall?: unknown }).syscall === 'connect') return true;
   // A database closed to new sessions (ALLOW_CONNECTIONS false, for maintenance): 55000 is a
   // generic code (object not in prerequisite state), so by its message.
   if (code === '55000') return /is not currently accepting connections/.test(err.message);
