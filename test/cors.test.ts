@@ -76,12 +76,30 @@ describe('CORS: browsers on other origins may call the API and read its answers'
     expect(res.headers).toMatchObject({
       'access-control-allow-origin': '*',
       'access-control-allow-methods': 'GET, POST, PATCH, DELETE, OPTIONS',
-      'access-control-allow-headers': 'Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key',
+      'access-control-allow-headers': 'authorization, content-type, if-match, idempotency-key',
       'access-control-max-age': '600',
       'access-control-expose-headers': EXPOSED,
     });
     // RFC 9110 §8.6: a 204 carries no Content-Length. Its request id, as every answer has.
     expect(res.headers).not.toHaveProperty('content-length');
     expect(res.headers['x-request-id']).toMatch(/^req_[0-9A-HJKMNP-TV-Z]{26}$/);
+  });
+
+  // A page's own headers (the SDK's `headers` option, a trace's traceparent) are named back: a
+  // browser refused any call that carried one ("not allowed by Access-Control-Allow-Headers").
+  it.each([
+    ['x-trace-id, traceparent', 'x-trace-id, traceparent'],
+    ['Authorization,X-Custom', 'Authorization,X-Custom'],
+    // Not a list of names: the usual list, which no browser sends in place of one.
+    ['x-a, (bad)', 'Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key'],
+    ['', 'Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key'],
+  ])('allows the headers a preflight asks for: %j', async (asked, allowed) => {
+    const res = await t.app.inject({
+      method: 'OPTIONS',
+      url,
+      headers: { origin: ORIGIN, 'access-control-request-method': 'POST', 'access-control-request-headers': asked },
+    });
+    expect([res.statusCode, res.headers['access-control-allow-headers']]).toEqual([204, allowed]);
+    if (asked === allowed) expect(res.headers.vary).toContain('Access-Control-Request-Headers');
   });
 });

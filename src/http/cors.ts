@@ -12,6 +12,9 @@ export interface CorsPolicy {
   sameOriginOnly?: readonly string[];
 }
 
+/** A comma-separated list of header names (RFC 9110 tokens), as a preflight asks for them. */
+const HEADER_NAMES = /^[ \t]*[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*,[ \t]*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*[ \t]*$/;
+
 /**
  * CORS for any origin: the API authenticates with bearer tokens, never cookies, so `*` opens
  * nothing a script could not already call. Only requests that carry `Origin` (the ones a
@@ -52,7 +55,15 @@ export function registerCors(app: FastifyInstance, policy: CorsPolicy): void {
     }
     if (request.method === 'OPTIONS' && request.headers['access-control-request-method'] !== undefined) {
       // Under its request id, as every answer is (the hook that sets it runs after this one).
-      reply.code(204).headers(preflight).header('x-request-id', request.id).send();
+      reply.code(204).headers(preflight).header('x-request-id', request.id);
+      // Any header the page asks for (a trace's `traceparent`, a header of its own): a bearer
+      // token is the only credential, so a header opens nothing. Named back as asked, where it
+      // is a list of header names; the answer depends on it (Vary).
+      const asked = request.headers['access-control-request-headers'];
+      if (typeof asked === 'string' && HEADER_NAMES.test(asked)) {
+        reply.header('access-control-allow-headers', asked).header('vary', 'Access-Control-Request-Headers');
+      }
+      reply.send();
       return;
     }
     done();
