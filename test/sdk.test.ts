@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { type AddressInfo, createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { Type } from '@sinclair/typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -518,6 +519,51 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     }
     const both = await client.okr.keyResults.list({ objective_id: objective.id, tag: ['end\\', 'okr,2026'] });
     expect(both.data.map((k) => k.title).sort()).toEqual(['end\\', 'okr,2026']);
+    // One value given alone is a list of one: the tag "okr,2026", not "okr" or "2026".
+    for (const [i, tag] of tags.entries()) {
+      const page = await client.okr.keyResults.list({ objective_id: objective.id, tag });
+      expect(page.data.map((k) => k.id)).toEqual([made[i]?.id]);
+    }
+    // A search's text is not a filter: sent as typed.
+    const found = await client.okr.keyResults.list({ objective_id: objective.id, q: 'okr,2026' });
+    expect(found.data.map((k) => k.id)).toEqual([made[0]?.id]);
+  });
+
+  // fetch follows a 301 or 302 of a POST, and a 303 of any method, as a GET without the body:
+  // its answer (a list, a live document) read as the write's, nothing written.
+  it.each([
+    [301, 'POST'],
+    [302, 'POST'],
+    [303, 'DELETE'],
+    [307, 'PATCH'],
+  ])('answers a %i to a %s with an APIError naming where it points, sent once', async (status, method) => {
+    const seen: string[] = [];
+    const proxy = createHttpServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      if (req.url?.startsWith('/old')) res.writeHead(status, { location: `/new${req.url.slice(4)}` }).end();
+      else res.writeHead(200, { 'content-type': 'application/json' }).end('{"object":"list","data":[],"id":"obj_1"}');
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const c = createClient({ baseUrl: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}/old`, token });
+      const call =
+        method === 'POST'
+          ? c.okr.objectives.create({ title: 'x' })
+          : method === 'DELETE'
+            ? c.okr.objectives.delete('obj_1', { cascade: true })
+            : c.okr.objectives.update('obj_1', { title: 'y' });
+      const err = await call.catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(APIError);
+      expect([(err as APIError).status, (err as Error).message]).toEqual([
+        status,
+        expect.stringMatching(/answered a redirect to \/new\/api\/v1\/okr\/objectives.*a write is not sent on/),
+      ]);
+      expect(seen).toHaveLength(1);
+      // A read follows it, as a browser would.
+      expect((await c.okr.objectives.list()).data).toEqual([]);
+    } finally {
+      proxy.close();
+    }
   });
 
   it('sends a Date in a query as its ISO 8601 text, which the server reads as that time', async () => {

@@ -107,6 +107,9 @@ function toJson(body: unknown): string {
   });
 }
 
+/** List parameters that are not filters: sent as given (a search's text, a sort, a cursor). */
+const RAW_PARAMS = new Set(['q', 'sort', 'cursor', 'limit', 'include_deleted']);
+
 function queryString(query: Readonly<Record<string, QueryValue>> | undefined): string {
   if (!query) return '';
   const params = new URLSearchParams();
@@ -120,6 +123,9 @@ function queryString(query: Readonly<Record<string, QueryValue>> | undefined): s
         throw new TypeError(`${name}: an empty list matches nothing; leave ${name} out to match any value`);
       }
       params.set(name, value.map(anyOfValue).join(','));
+    } else if (typeof value === 'string' && !RAW_PARAMS.has(name) && !name.includes('[')) {
+      // One value of a filter is a list of one: `tag: 'a,b'` is the tag "a,b", as `['a,b']` is.
+      params.set(name, anyOfValue(value));
     } else params.set(name, String(value));
   }
   const s = params.toString();
@@ -245,7 +251,8 @@ export class Transport {
       try {
         ({ response, text } = await this.#exchange(url, { method: req.method, headers, body }, options));
       } catch (err) {
-        if (options.signal?.aborted) throw err;
+        // A connection error is retried; an answer refused (a write's redirect) is not.
+        if (options.signal?.aborted || !(err instanceof APIConnectionError)) throw err;
         if (attempt < maxRetries) {
           await sleep(retryDelay(attempt) ?? 0, options.signal);
           continue;
@@ -280,11 +287,26 @@ export class Transport {
     const signals = [options.signal, timer].filter((s) => s !== undefined);
     const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
     try {
-      const response = await fetchImpl(url, { ...init, signal });
+      // A write is not sent on: fetch follows a 301 or 302 of a POST, and a 303 of any method, as
+      // a GET without the body, whose answer would read as the write's (nothing written).
+      const redirect = init.method === 'GET' ? 'follow' : 'manual';
+      const response = await fetchImpl(url, { ...init, signal, redirect });
+      if (
+        response.type === 'opaqueredirect' ||
+        (response.status >= 300 && response.status < 400 && response.status !== 304)
+      ) {
+        const to = response.headers.get('location');
+        throw new APIError(
+          response.status || undefined,
+          undefined,
+          `${init.method} ${url} answered a redirect${to ? ` to ${to}` : ''}: a write is not sent on (is baseUrl the API's address?)`,
+          response.headers,
+        );
+      }
       const noBody = response.status === 204 || response.status === 304;
       return { response, text: noBody ? '' : await untilAborted(response.text(), signal) };
     } catch (err) {
-      if (options.signal?.aborted) throw err;
+      if (options.signal?.aborted || err instanceof APIError) throw err;
       if (timer?.aborted) throw new APIConnectionTimeoutError(`No answer within ${timeout} ms`, { cause: err });
       throw new APIConnectionError(`Connection error: ${(err as Error)?.message ?? String(err)}`, { cause: err });
     }

@@ -63,7 +63,7 @@ export type ListParams<R> = {
   /** Include soft-deleted rows. */
   include_deleted?: boolean;
 } & {
-  /** Equality filter; an array matches any of its values. */
+  /** Equality filter; an array matches any of its values (one value alone is one value: `'a,b'` is the tag "a,b"). */
   [K in Exclude<FiltersOf<R>, 'tags'>]?: ValueAt<R, K> | readonly ValueAt<R, K>[];
 } & {
   [K in Ranged<R> as `${K}[${RangeOp}]`]?: RangeValue<R, K>;
