@@ -1499,7 +1499,8 @@ describe('a postgres read of a server that answers too much', () => {
   /** The start of an ErrorResponse whose message is `size` bytes (its end, `\0\0`, sent after them). */
   const errorHead = (size: number) => {
     const length = Buffer.alloc(4);
-    length.writeInt32BE(size + 4 + 17);
+    // The length itself, the fields before the message (16 bytes), the message, its \0 and the last.
+    length.writeInt32BE(4 + 16 + size + 2);
     return Buffer.concat([Buffer.from('E'), length, Buffer.from('SERROR\0C XX000\0M')]);
   };
   const OVER = 'postgres: the server answered more than 1000000 bytes';

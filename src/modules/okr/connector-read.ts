@@ -383,7 +383,8 @@ async function readFirstCell(client: pg.Client, config: ConnectorConfig, secret:
     rows = (await client.query({ text: `FETCH 1 FROM ${CURSOR}`, rowMode: 'array' })).rows;
   } catch (err) {
     // A cursor holds a SELECT, VALUES or TABLE only; any other statement is a syntax error
-    // after FOR. Such a statement then runs by itself, in a read-only transaction of its own:
+    // after FOR (a write inside a WITH under a SELECT is refused by DECLARE itself, 0A000, and
+    // answered so). Such a statement then runs by itself, in a read-only transaction of its own:
     // a write is refused there in PostgreSQL's own words, and SHOW, CALL or EXPLAIN answer a
     // few rows (a genuine syntax error is answered again, as the query's own).
     if ((err as { code?: unknown }).code !== '42601') throw err;

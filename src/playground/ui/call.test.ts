@@ -201,5 +201,8 @@ describe('console calls go through the SDK', () => {
     const plain = buildRequest(webhookOp, keyResult, { ...form, headers: {} }, { kr: 'kr_5' });
     await sendCall(webhookOp, plain, 'tok', { baseUrl: 'http://h', fetch: api.fetch });
     expect(api.seen[1].headers.get('if-match')).toBeNull();
+    // As the console sends it (once), an Idempotency-Key left empty is made up, as for any write.
+    await sendCall(webhookOp, plain, 'tok', { baseUrl: 'http://h', fetch: api.fetch, maxRetries: 0 });
+    expect(api.seen[2].headers.get('idempotency-key')).toMatch(/^[0-9a-f-]{32,36}$/);
   });
 });

@@ -67,7 +67,14 @@ export async function sendCall(
   via: { baseUrl?: string; fetch?: typeof fetch; maxRetries?: number } = {},
 ): Promise<CallResult> {
   const baseUrl = via.baseUrl ?? location.origin;
-  if (!viaSdk(op)) return sendSigned(op, built, baseUrl, via.fetch ?? ((i, n) => fetch(i, n)));
+  // The SDK makes up a write's Idempotency-Key for its retries; one sent once (the console's)
+  // carries one all the same, made up here where none is given, as the console says (a signed
+  // operation's too, which goes without the SDK).
+  const sent =
+    via.maxRetries === 0 && op.method !== 'GET' && built.idempotencyKey === null
+      ? { ...built, idempotencyKey: randomKey() }
+      : built;
+  if (!viaSdk(op)) return sendSigned(op, sent, baseUrl, via.fetch ?? ((i, n) => fetch(i, n)));
   const log: Exchange[] = [];
   const client = createClient({
     baseUrl,
@@ -77,12 +84,6 @@ export async function sendCall(
   });
   const method = sdkMethod(client, op.client_method);
   if (!method) return toResult([], new Error(`The SDK has no method ${op.client_method}`));
-  // The SDK makes up a write's Idempotency-Key for its retries; one sent once (the console's)
-  // carries one all the same, made up here where none is given, as the console says.
-  const sent =
-    via.maxRetries === 0 && op.method !== 'GET' && built.idempotencyKey === null
-      ? { ...built, idempotencyKey: randomKey() }
-      : built;
   try {
     await method(...sdkCallArgs(op, sent));
     return toResult(log, null);
