@@ -540,9 +540,13 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
     const seen: string[] = [];
     const proxy = createHttpServer((req, res) => {
       seen.push(`${req.method} ${req.url}`);
-      if (req.url?.startsWith('/old')) res.writeHead(status, { location: `/new${req.url.slice(4)}` }).end();
+      if (req.url?.startsWith('/multi')) res.writeHead(300, { location: '/new' }).end('<p>pick one</p>');
+      else if (req.url?.startsWith('/old'))
+        res.writeHead(status, { location: `/new${req.url.slice(4)}` }).end('x'.repeat(200_000));
       else res.writeHead(200, { 'content-type': 'application/json' }).end('{"object":"list","data":[],"id":"obj_1"}');
     });
+    let connections = 0;
+    proxy.on('connection', () => connections++);
     await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
     try {
       const c = createClient({ baseUrl: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}/old`, token });
@@ -561,6 +565,14 @@ describe.each(storeKinds)('SDK against a listening server on %s', (kind) => {
       expect(seen).toHaveLength(1);
       // A read follows it, as a browser would.
       expect((await c.okr.objectives.list()).data).toEqual([]);
+      // Refused, its body is not left unread: the connection is reused, not one a write.
+      const before = connections;
+      for (let i = 0; i < 4; i++) await c.okr.objectives.create({ title: `x${i}` }).catch(() => {});
+      expect(connections - before).toBeLessThanOrEqual(1);
+      // A read's 3xx that fetch does not follow (300) is an error of its own, not a refused write's.
+      const multi = createClient({ baseUrl: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}/multi`, token });
+      const read = await multi.okr.objectives.list().catch((e: unknown) => e);
+      expect([(read as APIError).status, (read as Error).message]).toEqual([300, expect.not.stringMatching(/write/)]);
     } finally {
       proxy.close();
     }

@@ -289,12 +289,12 @@ export class Transport {
     try {
       // A write is not sent on: fetch follows a 301 or 302 of a POST, and a 303 of any method, as
       // a GET without the body, whose answer would read as the write's (nothing written).
-      const redirect = init.method === 'GET' ? 'follow' : 'manual';
-      const response = await fetchImpl(url, { ...init, signal, redirect });
-      if (
-        response.type === 'opaqueredirect' ||
-        (response.status >= 300 && response.status < 400 && response.status !== 304)
-      ) {
+      const write = init.method !== 'GET';
+      const response = await fetchImpl(url, { ...init, signal, redirect: write ? 'manual' : 'follow' });
+      if (write && (response.type === 'opaqueredirect' || (response.status >= 300 && response.status < 400))) {
+        // Read, as any answer's body is: unread, it would hold its connection until collected.
+        await untilAborted(response.text(), signal).catch(() => {});
+        // (A browser shows none of it: an opaque redirect has status 0 and no Location.)
         const to = response.headers.get('location');
         throw new APIError(
           response.status || undefined,

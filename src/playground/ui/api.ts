@@ -56,7 +56,9 @@ function parseJson(text: string): unknown {
 /** Turns the recorded exchanges (and any thrown error) into what the console shows. */
 export function toResult(log: Exchange[], error: unknown, notSent = false): CallResult {
   const last = log[log.length - 1];
-  if (!last) {
+  // Status 0: a redirect answered to a write, which a browser shows as opaque (no status, no
+  // headers) and the SDK does not follow: what the SDK says of it is the answer to show.
+  if (!last || (last.status === 0 && error instanceof Error)) {
     const why = error instanceof Error ? error.message : String(error ?? 'the request failed');
     return {
       status: null,
@@ -66,8 +68,8 @@ export function toResult(log: Exchange[], error: unknown, notSent = false): Call
       bodyText: '',
       body: undefined,
       // `notSent`: refused before it was sent, which is no silence from the server.
-      error: notSent ? `Not sent: ${why}` : `No answer: ${why}`,
-      attempts: 0,
+      error: notSent ? `Not sent: ${why}` : last ? `Not followed: ${why}` : `No answer: ${why}`,
+      attempts: log.length,
     };
   }
   return { ...last, body: parseJson(last.bodyText), error: null, attempts: log.length };

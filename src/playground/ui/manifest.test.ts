@@ -52,6 +52,17 @@ describe('recording calls for the console', () => {
     expect(result.ms).toBeGreaterThanOrEqual(0);
   });
 
+  // A browser shows a write's redirect as opaque (status 0, nothing else); the SDK refuses it.
+  it("shows a write's redirect, which a browser keeps opaque, as the SDK's refusal", () => {
+    const log: Parameters<typeof toResult>[0] = [{ status: 0, statusText: '', headers: [], ms: 3, bodyText: '' }];
+    const refused = new Error('POST /x answered a redirect: a write is not sent on');
+    expect(toResult(log, refused)).toMatchObject({
+      status: null,
+      error: 'Not followed: POST /x answered a redirect: a write is not sent on',
+      attempts: 1,
+    });
+  });
+
   it('reports a call that got no answer', () => {
     expect(toResult([], new TypeError('Failed to fetch'))).toMatchObject({
       status: null,
