@@ -131,8 +131,12 @@ export function isUnavailable(err: unknown): boolean {
   // SQLite cannot open is a storage fault, not this: no connect).
   if (code === 'ENOENT' && (err as { syscall?: unknown }).syscall === 'connect') return true;
   // A database closed to new sessions (ALLOW_CONNECTIONS false, for maintenance): 55000 is a
-  // generic code (object not in prerequisite state), so by its message.
-  if (code === '55000') return /is not currently accepting connections/.test(err.message);
+  // generic code (object not in prerequisite state), so by the server routine that refuses the
+  // session (its name is not translated, as a message under another lc_messages is), or its message.
+  if (code === '55000') {
+    const routine = (err as { routine?: unknown }).routine;
+    return routine === 'CheckMyDatabase' || /is not currently accepting connections/.test(err.message);
+  }
   return UNAVAILABLE_MESSAGE.test(err.message);
 }
 
