@@ -1406,11 +1406,10 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       ['CREATE TABLE edm_connector_probe (x int)', /^postgres: a connector runs a query .*, not CREATE$/],
       ['DO $$BEGIN END$$', /^postgres: a connector runs a query .*, not DO$/],
       ['-- a note\rCOPY (SELECT 1) TO STDOUT', /^postgres: a connector runs a query .*, not COPY$/],
-      ['SELECT 1 WHERE false', /no row/],
-      ['SELECT nope', /postgres: column "nope" does not exist/],
-      // No COPY, which writes a file or feeds a program on the database's host, or its client.
       ['COPY (SELECT 1) TO STDOUT', /^postgres: a connector runs a query .*, not COPY$/],
       ['/* a /* b */ */ -- c\n copy (select 1) to stdout', /^postgres: a connector runs a query .*, not COPY$/],
+      ['SELECT 1 WHERE false', /no row/],
+      ['SELECT nope', /postgres: column "nope" does not exist/],
       // An answer over 1 MB (a 3 MB value, an error quoting one) ends the read, as an http_json GET's.
       ["SELECT repeat('7', 3000000)", /^postgres: the server answered more than 1000000 bytes$/],
       ["SELECT repeat('y', 3000000)::int", /^postgres: the server answered more than 1000000 bytes$/],

@@ -573,7 +573,6 @@ export type ResourceObject<R> =
       }
     : never;
 
-/** The body a create accepts. */
 /** An `optionalOnCreate` field a create may leave out only under other fields' values (requiredUnless). */
 type IsConditional<T> = T extends { optionalOnCreate: true; requiredUnless: Readonly<Record<string, string>> }
   ? IsWritable<T>
@@ -599,6 +598,7 @@ type ConditionalOnCreate<F> = [ConditionalBoxes<F>] extends [never]
     ? W
     : unknown;
 
+/** The body a create accepts. */
 export type CreateBody<R> =
   R extends Resource<infer F>
     ? {

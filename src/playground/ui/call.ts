@@ -67,13 +67,10 @@ export async function sendCall(
   via: { baseUrl?: string; fetch?: typeof fetch; maxRetries?: number } = {},
 ): Promise<CallResult> {
   const baseUrl = via.baseUrl ?? location.origin;
-  // The SDK makes up a write's Idempotency-Key for its retries; one sent once (the console's)
-  // carries one all the same, made up here where none is given, as the console says (a signed
-  // operation's too, which goes without the SDK).
-  const sent =
-    via.maxRetries === 0 && op.method !== 'GET' && built.idempotencyKey === null
-      ? { ...built, idempotencyKey: randomKey() }
-      : built;
+  // Every write carries an Idempotency-Key, made up here where none is typed, as the console
+  // says: the SDK makes one only for its retries (the console sends once), and a signed
+  // operation goes without the SDK.
+  const sent = op.method !== 'GET' && built.idempotencyKey === null ? { ...built, idempotencyKey: randomKey() } : built;
   if (!viaSdk(op)) return sendSigned(op, sent, baseUrl, via.fetch ?? ((i, n) => fetch(i, n)));
   const log: Exchange[] = [];
   const client = createClient({
