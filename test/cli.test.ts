@@ -563,6 +563,19 @@ describe('edm usage', () => {
         false,
       ]);
     }
+    // Without configured secrets, from a folder with no store: no data folder with fresh secrets
+    // is left behind (they signed nothing a server accepts).
+    const fresh = mkdtempSync(join(tmpdir(), 'edm-export-'));
+    try {
+      const err = await run(process.execPath, [bin, 'export', '--tenant', 't'], { cwd: fresh, env }).catch((e) => e);
+      expect([err.code, err.stderr, readdirSync(fresh)]).toEqual([
+        1,
+        expect.stringContaining(`edm export: the store sqlite:${join(fresh, 'data', 'edm.sqlite')} does not exist`),
+        [],
+      ]);
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+    }
   });
 
   it('refuses an EDM_LOG it cannot read at start (exit 1), rather than log everything', async () => {

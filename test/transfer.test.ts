@@ -729,6 +729,147 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     expect((await checkIns('old')).log).toEqual(source.log.slice(-100));
   });
 
+  // A connector's readings and a query's entries are in the export's log too, whole: the import
+  // replays them (before, the export held the newest 100 of theirs, and the copy was created at
+  // the oldest of those, its earlier log gone).
+  it('carries the whole log of a key result a connector fed more than 100 times, and keeps its created_at', async () => {
+    const token = await t.token({ tenant: 'fed' });
+    const call = async (method: string, path: string, body?: Doc) => {
+      const res = await t.call(method, `/api/v1/okr/${path}`, { token, body });
+      expect(res.status, res.raw).toBeLessThan(300);
+      return res.body as Doc;
+    };
+    const objective = await call('POST', 'objectives', { title: 'Fed' });
+    const connector = await call('POST', 'connectors', { name: 'Desk', kind: 'webhook' });
+    t.clock.advance(1000);
+    const kr = await call('POST', 'key-results', {
+      objective_id: objective.id,
+      title: 'Tickets',
+      target: 1000,
+      data_source: 'connector',
+      connector_id: connector.id,
+    });
+    for (let value = 1; value <= 105; value++) {
+      t.clock.advance(60_000);
+      const push = await t.app.inject({ method: 'POST', url: connector.webhook_url as string, payload: { value } });
+      expect(push.statusCode, push.body).toBe(200);
+    }
+    const log = async (tenant: string) => {
+      const copy = (await list(tenant, 'key-results')).find((k) => k.title === 'Tickets') as Doc;
+      const res = await t.call('GET', `/api/v1/okr/key-results/${copy.id}/check-ins?limit=200`, {
+        token: await t.token({ tenant }),
+      });
+      expect(res.status).toBe(200);
+      return { kr: copy, entries: (res.body.data as Doc[]).map((c) => [c.at, c.value]).reverse() };
+    };
+    const { doc } = await exported('fed');
+    expect(doc.resources.KeyResult[0]?.history).toHaveLength(106);
+    await importRows(opts('fed-copy'), { json: doc });
+    const [source, copy] = [await log('fed'), await log('fed-copy')];
+    expect(source.entries).toHaveLength(106);
+    expect(source.entries[0]).toEqual([kr.created_at, 0]);
+    expect(copy.entries).toEqual(source.entries);
+    expect([copy.kr.created_at, copy.kr.current, copy.kr.data_source]).toEqual([kr.created_at, 105, 'connector']);
+  });
+
+  // The file holds the query as it is now, not as it was before the edit: the entries the earlier
+  // query wrote are replayed as they were (before, they were dropped, and the copy read the
+  // edit's value as a check-in of a key result that was manual until then).
+  it('keeps the whole history of a query key result whose query was edited since', async () => {
+    const token = await t.token({ tenant: 'edited' });
+    const call = async (method: string, path: string, body?: Doc) => {
+      const res = await t.call(method, `/api/v1/okr/${path}`, { token, body });
+      expect(res.status, res.raw).toBeLessThan(300);
+      return res.body as Doc;
+    };
+    const tick = () => t.clock.advance(1000);
+    const objective = await call('POST', 'objectives', { title: 'Computed' });
+    tick();
+    const read = await call('POST', 'key-results', { objective_id: objective.id, title: 'Read', target: 100 });
+    tick();
+    const query = await call('POST', 'key-results', {
+      objective_id: objective.id,
+      title: 'Query',
+      target: 200,
+      data_source: 'query',
+      query: `kr("${read.id}")`,
+    });
+    for (const value of [3, 5]) {
+      tick();
+      await call('POST', `key-results/${read.id}/check-ins`, { value });
+    }
+    tick();
+    await call('PATCH', `key-results/${query.id}`, { query: `kr("${read.id}") * 2` });
+    tick();
+    await call('POST', `key-results/${read.id}/check-ins`, { value: 7 });
+    const history = async (tenant: string) => {
+      const row = (await list(tenant, 'key-results')).find((k) => k.title === 'Query') as Doc;
+      return (row.history as Doc[]).map((h) => [h.at, h.value]);
+    };
+    const source = await history('edited');
+    expect(source.map(([, value]) => value)).toEqual([0, 3, 5, 10, 14]);
+    const { doc } = await exported('edited');
+    await importRows(opts('edited-copy'), { json: doc });
+    expect(await history('edited-copy')).toEqual(source);
+    // And it goes on reading what it reads, with its query as edited.
+    const [copied] = (await list('edited-copy', 'key-results')).filter((k) => k.title === 'Read');
+    const res = await t.call('POST', `/api/v1/okr/key-results/${copied?.id}/check-ins`, {
+      token: await t.token({ tenant: 'edited-copy' }),
+      body: { value: 8 },
+    });
+    expect(res.status).toBe(201);
+    expect((await history('edited-copy')).map(([, value]) => value)).toEqual([0, 3, 5, 10, 14, 16]);
+  });
+
+  it('keeps the value of a key result a connector feeds from a CSV, which holds no log, until its next sync', async () => {
+    const token = await t.token({ tenant: 'source' });
+    const [objective] = await list('source', 'objectives');
+    const connector = await t.call('POST', '/api/v1/okr/connectors', {
+      token,
+      body: { name: 'Desk', kind: 'webhook' },
+    });
+    const push = async (value: number) => {
+      const res = await t.app.inject({ method: 'POST', url: connector.body.webhook_url as string, payload: { value } });
+      expect(res.statusCode, res.body).toBe(200);
+    };
+    const fed = await t.call('POST', '/api/v1/okr/key-results', {
+      token,
+      body: {
+        objective_id: objective.id,
+        title: 'Fed',
+        target: 10,
+        data_source: 'connector',
+        connector_id: connector.body.id,
+      },
+    });
+    expect(fed.status, fed.raw).toBe(201);
+    t.clock.advance(1000);
+    await push(7);
+    let csv = '';
+    await exportCsv({ ...opts('source'), resource: 'KeyResult' }, (chunk) => {
+      csv += chunk;
+    });
+    // The connector reads on after the export: the copy holds the file's value, as the source did
+    // when it was written, until the connector's next reading.
+    t.clock.advance(1000);
+    await push(9);
+    await importRows(opts('source'), { csv, resource: 'KeyResult' });
+    const copies = async () =>
+      (await list('source', 'key-results'))
+        .filter((k) => k.title === 'Fed')
+        .map((k) => [k.current, k.progress_pct, k.data_source, k.connector_id]);
+    expect(await copies()).toEqual([
+      [9, 90, 'connector', connector.body.id],
+      [7, 70, 'connector', connector.body.id],
+    ]);
+    t.clock.advance(1000);
+    await push(4);
+    expect(await copies()).toEqual([
+      [4, 40, 'connector', connector.body.id],
+      [4, 40, 'connector', connector.body.id],
+    ]);
+  });
+
   it('imports one resource of an export with a resource named, its references to the others kept', async () => {
     const { doc } = await exported('source');
     expect(await importRows(opts('source'), { json: doc, resource: 'KeyResult' })).toEqual({ KeyResult: 9 });

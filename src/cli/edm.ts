@@ -380,8 +380,9 @@ async function transfer<P>(
   if (values.out === '') throw new UsageError('--out needs a file name (leave --out out to write to standard output)');
   checkTransferOptions(values, files === 1 ? positionals[0] : (values.out as string | undefined));
   const prepared = prepare(values, positionals);
-  const config = loadConfig();
-  // An export reads: a SQLite file that is not there is said so, not created empty.
+  // An export reads: a SQLite file that is not there is said so, not created empty, and before
+  // any secret is generated beside it.
+  const config = loadConfig(process.env, { storeMustExist: command === 'export' });
   const store = openStore(config.databaseUrl, {
     ...storeOptions(config),
     poolSize: 2,

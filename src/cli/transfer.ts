@@ -139,10 +139,13 @@ async function* pages(
       let whole = 0;
       for (const row of rows) {
         const shown = row[replay.field];
-        // A row whose log is not replayed (a query's) keeps what the API shows; so does one
-        // shorter than the cut, which is whole: reading every row's log again made an export of
-        // 2,000 key results 10× (SQLite) to 20× (PostgreSQL) slower.
-        if (!Array.isArray(shown) || shown.length < HISTORY_SIZE || !(replay.when?.(row) ?? true)) continue;
+        // A row shorter than the cut keeps what the API shows, which is whole: reading every
+        // row's log again made an export of 2,000 key results 10× (SQLite) to 20× (PostgreSQL)
+        // slower. So does one whose log an import reads nothing of (`when` and `switched` turn it
+        // down); one it may replay in part (a connector's, a query's: replay.switched) has it
+        // whole, as a replayed one does.
+        const replayed = (replay.when?.(row) ?? true) || replay.switched?.applies(row) === true;
+        if (!Array.isArray(shown) || shown.length < HISTORY_SIZE || !replayed) continue;
         const keys = Object.keys(shown[0] as Doc);
         const entries: Doc[] = [];
         let next: string | null = null;
@@ -601,17 +604,24 @@ export async function importRows(
     const allTimes = entries.map((entry, i) => timeOf(row, `${replay?.field}[${i}].at`, entry.at));
     // The entries replayed, by their index in the file's log.
     let kept = entries.map((_, i) => i);
+    // A row without created_at (a file not written by an export) is created now.
+    const created = doc.created_at == null ? now : timeOf(row, 'created_at', doc.created_at);
     // Its own entries, when it has any besides its create's: replayed while it takes them, then
     // switched to what the row holds (see ResourceOptions.replay.switched), before the first
     // entry the platform wrote after them (the server's, once switched), or else once the rows
-    // it names exist.
+    // it names exist. An entry of its own after one the platform wrote (a query edited since:
+    // the platform's entries before the edit were computed by a query the file no longer holds)
+    // has the whole log replayed, and the switch come after its last entry. A row with no log in
+    // the file (a CSV) that `holds` its value is created with it, then switched.
     let switchTo: { patch: Doc; at: number } | null = null;
     if (switched) {
       const own = kept.filter((i) => switched.own(entries[i], doc));
-      if (own.length > 1) {
-        kept = own;
+      const firstPlatform = kept.find((i) => !switched.own(entries[i], doc));
+      const whole = firstPlatform !== undefined && own.some((i) => i > firstPlatform);
+      if (own.length > 1 || (entries.length === 0 && switched.holds?.(doc) === true)) {
+        if (!whole) kept = own;
         Object.assign(body, switched.manual);
-        const lastOwn = Math.max(...own.map((i) => allTimes[i]));
+        const lastOwn = Math.max(created, ...kept.map((i) => allTimes[i]));
         const later = allTimes.filter((time, i) => !switched.own(entries[i], doc) && time > lastOwn);
         const namedAt = named(row).map((r) =>
           r.doc.created_at == null ? now : timeOf(r, 'created_at', r.doc.created_at),
@@ -625,8 +635,6 @@ export async function importRows(
     if (plan.replay && !(replayed || switchTo)) delete body[plan.replay.from];
     const log = kept.map((i) => entries[i]);
     const times = kept.map((i) => allTimes[i]);
-    // A row without created_at (a file not written by an export) is created now.
-    const created = doc.created_at == null ? now : timeOf(row, 'created_at', doc.created_at);
     // With a log to replay, the row starts at the value its create wrote: the entry at created_at
     // (back-dated check-ins may come before it in the log), else the oldest kept (a v1 export).
     const atCreate = times.indexOf(created);

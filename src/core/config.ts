@@ -241,15 +241,21 @@ export function postgresUrlProblem(url: string, schemaOverride?: string): string
   return null;
 }
 
+/** What a command that reads a store says of a SQLite file that is not there (it creates none). */
+export function missingStore(file: string): string {
+  return `the store sqlite:${file} does not exist (EDM_DATABASE_URL, or EDM_DATA_DIR's edm.sqlite)`;
+}
+
 /** The variables whose value is a key, read byte for byte. */
 const SECRETS = new Set(['EDM_JWT_SECRET', 'EDM_SECRET_KEY']);
 
 /**
  * Configuration from the environment (PORT, HOST, EDM_DATABASE_URL, EDM_JWT_SECRET,
  * EDM_SECRET_KEY, EDM_JWT_ISSUER, EDM_JWT_AUDIENCE, EDM_REQUIRE_IF_MATCH, EDM_DB_POOL_SIZE,
- * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS, EDM_DB_PREPARE, EDM_DB_BATCH_WRITES, EDM_CONNECTOR_ALLOW_HOSTS, EDM_CONNECTOR_TIMEOUT_MS, EDM_RATE_LIMIT, EDM_RATE_LIMIT_WINDOW_MS, EDM_REQUEST_TIMEOUT_MS). Secrets that are not configured are generated under the data dir.
+ * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS, EDM_DB_PREPARE, EDM_DB_BATCH_WRITES, EDM_CONNECTOR_ALLOW_HOSTS, EDM_CONNECTOR_TIMEOUT_MS, EDM_RATE_LIMIT, EDM_RATE_LIMIT_WINDOW_MS, EDM_REQUEST_TIMEOUT_MS). Secrets that are not configured are generated under the data dir,
+ * unless `storeMustExist` and the SQLite store is not there: then it throws before writing anything.
  */
-export function loadConfig(given: Env = process.env): Config {
+export function loadConfig(given: Env = process.env, options: { storeMustExist?: boolean } = {}): Config {
   // A variable that is empty or all spaces is unset: its default (a secret of spaces too). Others
   // are read without the spaces around them (a `.env` line's trailing space named another store
   // file, or a host that does not resolve), except the secrets, whose every byte is the key.
@@ -307,6 +313,12 @@ export function loadConfig(given: Env = process.env): Config {
   const databaseUrl = env.EDM_DATABASE_URL || `sqlite:${join(dataDir, 'edm.sqlite')}`;
   if (databaseUrl.startsWith('sqlite:') && databaseUrl.slice('sqlite:'.length).trim() === '') {
     throw new Error('EDM_DATABASE_URL: sqlite: names no file (use sqlite:<file>)');
+  }
+  // A command that only reads the store (`edm export`) is refused before a secret is generated:
+  // a data folder with fresh secrets beside no store would sign nothing the server accepts.
+  if (options.storeMustExist && databaseUrl.startsWith('sqlite:')) {
+    const file = databaseUrl.slice('sqlite:'.length);
+    if (file !== ':memory:' && !existsSync(file)) throw new Error(missingStore(file));
   }
   if (!databaseUrl.startsWith('sqlite:')) {
     const shown = redactedUrl(databaseUrl);

@@ -267,9 +267,17 @@ export interface ResourceOptions<F extends FieldMap> {
      * whose connector's readings only its log holds): created with `manual`'s values in place of
      * its own, its own entries replayed, then given its own values of those fields by an update,
      * at its last own entry's time, from when the server derives its value again, as the
-     * source's did.
+     * source's did. One with an own entry after an entry the platform wrote (a query edited since)
+     * has its whole log replayed, then the update. `holds`: a row it applies to whose file has no
+     * log (a CSV) keeps its `from` value (created with it, then updated), where the server would
+     * otherwise derive another (a connector's baseline until its next sync).
      */
-    switched?: { applies: (doc: Doc) => boolean; manual: Doc; own: (entry: Doc, doc: Doc) => boolean };
+    switched?: {
+      applies: (doc: Doc) => boolean;
+      manual: Doc;
+      own: (entry: Doc, doc: Doc) => boolean;
+      holds?: (doc: Doc) => boolean;
+    };
   };
   /**
    * Columns an older row's `upgrade` hook derives again (not a declared default, which `edm

@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, type KyselyConfig, type LogEvent, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
-import { type Config, postgresUrlProblem, redactedUrl } from '../core/config.js';
+import { type Config, missingStore, postgresUrlProblem, redactedUrl } from '../core/config.js';
 import { ApiError } from '../core/errors.js';
 import type { AnyField, ColumnKind } from '../core/fields.js';
 import { type Checkpointer, startCheckpointer } from './checkpointer.js';
@@ -285,7 +285,7 @@ export function cachingStatements(
 
 function openSqlite(file: string, options: StoreOptions): Store {
   if (options.mustExist && file !== ':memory:' && !existsSync(file)) {
-    throw new Error(`the store sqlite:${file} does not exist (EDM_DATABASE_URL, or EDM_DATA_DIR's edm.sqlite)`);
+    throw new Error(missingStore(file));
   }
   // A folder it creates is the owner's only (0700): the store holds every tenant's data.
   if (file !== ':memory:') mkdirSync(dirname(resolve(file)), { recursive: true, mode: 0o700 });

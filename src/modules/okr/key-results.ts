@@ -242,13 +242,15 @@ export const keyResults = defineResource({
     // A manual history is replayed; a query's value is computed again from what it reads.
     when: (doc) => (doc.data_source ?? 'manual') === 'manual',
     // A query key result that was manual before keeps the check-ins it took then (the query's
-    // own entries are the platform's: computed again as what it reads is replayed). A connector's
-    // readings are read no more: its whole log is replayed, then the connector attached (it
-    // keeps the last value until the connector's next sync: derive, on an import).
+    // own entries are the platform's: computed again as what it reads is replayed); one whose
+    // query was edited since keeps its whole log. A connector's readings are read no more: its
+    // whole log is replayed, then the connector attached (it keeps the last value until the
+    // connector's next sync: derive, on an import), as is a CSV row's value (no log).
     switched: {
       applies: (doc) => doc.data_source === 'query' || doc.data_source === 'connector',
       manual: { data_source: 'manual', query: null, connector_id: null },
       own: (entry, doc) => doc.data_source === 'connector' || entry.source_type !== 'system',
+      holds: (doc) => doc.data_source === 'connector',
     },
   },
   // The upgrade's direction, derived again where an older row kept none or one contradicting the
