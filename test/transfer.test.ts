@@ -581,6 +581,139 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     },
   );
 
+  // Key results a query or a connector feeds now: what their logs hold depends on what the file
+  // does not show (the queries they had, when they were deleted and restored, what their reads
+  // held then), so the import replays their logs, the platform's entries as the platform's.
+  const fed: {
+    name: string;
+    includeDeleted?: boolean;
+    write: (call: Call, tick: () => void) => Promise<void>;
+  }[] = [
+    {
+      name: 'a query deleted, then restored after what it reads moved',
+      async write(call, tick) {
+        const objective = await call('POST', 'objectives', { title: 'Computed' });
+        tick();
+        const read = await call('POST', 'key-results', { objective_id: objective.id, title: 'Read', target: 100 });
+        tick();
+        const query = await call('POST', 'key-results', {
+          objective_id: objective.id,
+          title: 'Query',
+          target: 100,
+          data_source: 'query',
+          query: `kr("${read.id}")`,
+        });
+        tick();
+        await call('DELETE', `key-results/${query.id}`);
+        tick();
+        await call('POST', `key-results/${read.id}/check-ins`, { value: 5 });
+        tick();
+        await call('POST', `key-results/${read.id}/check-ins`, { value: 9 });
+        tick();
+        // It held 0 while deleted, and catches up to 9 now: one entry, at this time.
+        await call('POST', `key-results/${query.id}/restore`);
+      },
+    },
+    {
+      name: 'a query edited to read another key result, its value unchanged (no entry)',
+      async write(call, tick) {
+        const objective = await call('POST', 'objectives', { title: 'Computed' });
+        tick();
+        const a = await call('POST', 'key-results', { objective_id: objective.id, title: 'A', target: 100 });
+        const b = await call('POST', 'key-results', { objective_id: objective.id, title: 'B', target: 100 });
+        tick();
+        const query = await call('POST', 'key-results', {
+          objective_id: objective.id,
+          title: 'Query',
+          target: 100,
+          data_source: 'query',
+          query: `kr("${a.id}")`,
+        });
+        tick();
+        await call('POST', `key-results/${a.id}/check-ins`, { value: 5 });
+        tick();
+        await call('PATCH', `key-results/${query.id}`, { query: `kr("${b.id}") + 5` });
+        tick();
+        await call('POST', `key-results/${b.id}/check-ins`, { value: 10 });
+      },
+    },
+    {
+      name: 'a key result switched to a query of key results, one of them deleted since',
+      includeDeleted: true,
+      async write(call, tick) {
+        const objective = await call('POST', 'objectives', { title: 'Computed' });
+        tick();
+        const x = await call('POST', 'key-results', { objective_id: objective.id, title: 'X', target: 100 });
+        const y = await call('POST', 'key-results', { objective_id: objective.id, title: 'Y', target: 100 });
+        const m = await call('POST', 'key-results', { objective_id: objective.id, title: 'Was manual', target: 100 });
+        tick();
+        // (No confidence: the switch's own entry, 1 → 3, is replayed as a check-in without one.)
+        await call('POST', `key-results/${m.id}/check-ins`, { value: 1 });
+        tick();
+        await call('POST', `key-results/${x.id}/check-ins`, { value: 3 });
+        tick();
+        await call('PATCH', `key-results/${m.id}`, { data_source: 'query', query: `kr("${x.id}") + kr("${y.id}")` });
+        tick();
+        // It reads X's last value on (3).
+        await call('DELETE', `key-results/${x.id}`);
+        tick();
+        await call('POST', `key-results/${y.id}/check-ins`, { value: 4 });
+      },
+    },
+    {
+      // The readings are the platform's (`system`, by `system`), and keep the confidence of the
+      // person's last check-in, as in the source.
+      name: "a key result a connector fed after a person's check-ins, and a query reading it",
+      async write(call, tick) {
+        const objective = await call('POST', 'objectives', { title: 'Fed' });
+        tick();
+        const kr = await call('POST', 'key-results', { objective_id: objective.id, title: 'Tickets', target: 100 });
+        await call('POST', 'key-results', {
+          objective_id: objective.id,
+          title: 'Twice the tickets',
+          target: 200,
+          data_source: 'query',
+          query: `kr("${kr.id}") * 2`,
+        });
+        tick();
+        // At its baseline still: the switch to the connector writes no entry of its own.
+        await call('POST', `key-results/${kr.id}/check-ins`, { value: 0, note: 'counted', confidence: 6 });
+        tick();
+        const connector = await call('POST', 'connectors', { name: 'Desk', kind: 'webhook' });
+        tick();
+        await call('PATCH', `key-results/${kr.id}`, { data_source: 'connector', connector_id: connector.id });
+        for (const value of [50, 60]) {
+          tick();
+          const push = await t.app.inject({ method: 'POST', url: connector.webhook_url as string, payload: { value } });
+          expect(push.statusCode, push.body).toBe(200);
+        }
+      },
+    },
+  ];
+  it.each(fed)('imports $name with its history as in the source', async ({ name, write, includeDeleted }) => {
+    const tenant = `fed-${fed.findIndex((s) => s.name === name)}`;
+    const token = await t.token({ tenant });
+    const call: Call = async (method, path, body) => {
+      const res = await t.call(method, `/api/v1/okr/${path}`, { token, body });
+      expect(res.status, `${method} ${path}: ${res.raw}`).toBeLessThan(300);
+      return res.body as Doc;
+    };
+    await write(call, () => t.clock.advance(1000));
+    const source = (await exported(tenant, { includeDeleted })).doc;
+    await importRows(opts(`${tenant}-copy`), { json: source });
+    const copy = (await exported(`${tenant}-copy`, { includeDeleted })).doc;
+    // A connector comes without its last sync (README).
+    for (const doc of [source, copy]) {
+      for (const c of doc.resources.Connector)
+        for (const name of ['last_sync_at', 'last_sync_status', 'last_value']) delete c[name];
+    }
+    expect(comparable(copy)).toEqual(comparable(source));
+    // Who wrote each entry: the platform's as the platform's, the rest by the import's writer.
+    const writers = (doc: typeof source) =>
+      doc.resources.KeyResult.map((k) => (k.history as Doc[]).map((h) => (h.by === 'system' ? 'system' : 'person')));
+    expect(writers(copy)).toEqual(writers(source));
+  });
+
   it('refuses rows naming each other in a loop (a hand-edited file), naming a row of the loop', async () => {
     const token = await t.token({ tenant: 'loop' });
     const call = async (method: string, path: string, body?: Doc) =>
@@ -925,6 +1058,18 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
       [
         "a check-in's value that is no number: the error names the entry",
         (kr) => Object.assign((kr.history as Doc[])[2], { value: 'x' }),
+        /history\[2\]\.value.*/,
+      ],
+      [
+        // One the platform wrote (a reading, a recomputation) is written again as the platform's:
+        // its value is checked all the same.
+        "the platform's entry's value that is no number",
+        (kr) => Object.assign((kr.history as Doc[])[2], { value: 'x', source_type: 'system' }),
+        /history\[2\]\.value.*/,
+      ],
+      [
+        "the platform's entry's value out of bounds",
+        (kr) => Object.assign((kr.history as Doc[])[2], { value: 1e16, source_type: 'system' }),
         /history\[2\]\.value.*/,
       ],
       [

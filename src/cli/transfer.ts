@@ -141,9 +141,8 @@ async function* pages(
         const shown = row[replay.field];
         // A row shorter than the cut keeps what the API shows, which is whole: reading every
         // row's log again made an export of 2,000 key results 10× (SQLite) to 20× (PostgreSQL)
-        // slower. So does one whose log an import reads nothing of (`when` and `switched` turn it
-        // down); one it may replay in part (a connector's, a query's: replay.switched) has it
-        // whole, as a replayed one does.
+        // slower. So does one whose log an import does not replay (neither `when` nor
+        // `switched` takes it); one it replays has it whole.
         const replayed = (replay.when?.(row) ?? true) || replay.switched?.applies(row) === true;
         if (!Array.isArray(shown) || shown.length < HISTORY_SIZE || !replayed) continue;
         const keys = Object.keys(shown[0] as Doc);
@@ -606,29 +605,20 @@ export async function importRows(
     let kept = entries.map((_, i) => i);
     // A row without created_at (a file not written by an export) is created now.
     const created = doc.created_at == null ? now : timeOf(row, 'created_at', doc.created_at);
-    // Its own entries, when it has any besides its create's: replayed while it takes them, then
-    // switched to what the row holds (see ResourceOptions.replay.switched), before the first
-    // entry the platform wrote after them (the server's, once switched), or else once the rows
-    // it names exist. An entry of its own after one the platform wrote (a query edited since:
-    // the platform's entries before the edit were computed by a query the file no longer holds)
-    // has the whole log replayed, and the switch come after its last entry. A row with no log in
-    // the file (a CSV) that `holds` its value is created with it, then switched.
+    // A row that takes its values from elsewhere now (ResourceOptions.replay.switched), with
+    // entries besides its create's: created with `manual`'s values, its whole log replayed, then
+    // given its own values of those fields after its last entry, once the rows it names exist.
+    // One with no log in the file (a CSV) that `holds` its value is created with it, then switched.
     let switchTo: { patch: Doc; at: number } | null = null;
     if (switched) {
-      const own = kept.filter((i) => switched.own(entries[i], doc));
-      const firstPlatform = kept.find((i) => !switched.own(entries[i], doc));
-      const whole = firstPlatform !== undefined && own.some((i) => i > firstPlatform);
-      if (own.length > 1 || (entries.length === 0 && switched.holds?.(doc) === true)) {
-        if (!whole) kept = own;
+      if (entries.length > 1 || (entries.length === 0 && switched.holds?.(doc) === true)) {
         Object.assign(body, switched.manual);
-        const lastOwn = Math.max(created, ...kept.map((i) => allTimes[i]));
-        const later = allTimes.filter((time, i) => !switched.own(entries[i], doc) && time > lastOwn);
         const namedAt = named(row).map((r) =>
           r.doc.created_at == null ? now : timeOf(r, 'created_at', r.doc.created_at),
         );
         switchTo = {
           patch: Object.fromEntries(Object.keys(switched.manual).map((name) => [name, doc[name] ?? null])),
-          at: later.length > 0 ? Math.max(lastOwn, Math.min(...later) - 1) : Math.max(lastOwn, ...namedAt),
+          at: Math.max(created, ...allTimes, ...namedAt),
         };
       } else kept = [];
     }
@@ -737,8 +727,12 @@ export async function importRows(
         } else {
           const replay = plan.replay as NonNullable<typeof plan.replay>;
           const id = createdIds.get(row) as string;
-          const body = replay.body(event.entry, isoTime(event.time));
-          await engine.operate(db, resource, writer(doc), replay.op, id, body);
+          if (replay.system && event.entry.source_type === 'system') {
+            await replay.system(engine.tx(db, writer(doc), event.at), principal.tenantId, id, event.entry);
+          } else {
+            const body = replay.body(event.entry, isoTime(event.time));
+            await engine.operate(db, resource, writer(doc), replay.op, id, body);
+          }
         }
       } catch (err) {
         if (err instanceof ApiError) {

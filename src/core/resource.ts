@@ -253,7 +253,8 @@ export interface ResourceOptions<F extends FieldMap> {
    * other entry goes through the custom operation `operation`, oldest first: its body from
    * `body`, given the entry and its time (`at`, which a back-dated entry, older than the row,
    * keeps). A row `when` turns down (a key result whose values come from a query) is created
-   * without `from`, its log not replayed: the server derives its value again.
+   * without `from`, its log not replayed, the server deriving its value again, unless
+   * `switched` applies to it.
    */
   replay?: {
     field: keyof F & string;
@@ -262,22 +263,22 @@ export interface ResourceOptions<F extends FieldMap> {
     body: (entry: Doc, at: string) => Doc;
     when?: (doc: Doc) => boolean;
     /**
-     * A row `when` turns down that `applies` to, with entries of its own (`own`, of the row `doc`)
-     * besides its create's (a key result that took check-ins before a query replaced them, or
-     * whose connector's readings only its log holds): created with `manual`'s values in place of
-     * its own, its own entries replayed, then given its own values of those fields by an update,
-     * at its last own entry's time, from when the server derives its value again, as the
-     * source's did. One with an own entry after an entry the platform wrote (a query edited since)
-     * has its whole log replayed, then the update. `holds`: a row it applies to whose file has no
-     * log (a CSV) keeps its `from` value (created with it, then updated), where the server would
-     * otherwise derive another (a connector's baseline until its next sync).
+     * A row `when` turns down that `applies` to, with entries besides its create's (a key result
+     * a query or a connector feeds now: its log holds what they wrote, and what a person wrote
+     * before or between, which no query or sync computes again as it was): created with
+     * `manual`'s values in place of its own, its whole log replayed, then given its own values of
+     * those fields by an update after its last entry, from when the server derives its value
+     * again. `holds`: a row it applies to whose file has no log (a CSV) keeps its `from` value
+     * (created with it, then updated), where the server would otherwise derive another (a
+     * connector's baseline until its next sync).
      */
-    switched?: {
-      applies: (doc: Doc) => boolean;
-      manual: Doc;
-      own: (entry: Doc, doc: Doc) => boolean;
-      holds?: (doc: Doc) => boolean;
-    };
+    switched?: { applies: (doc: Doc) => boolean; manual: Doc; holds?: (doc: Doc) => boolean };
+    /**
+     * Writes again an entry the platform wrote (`source_type: system`: a connector's reading, a
+     * query's recomputation) as the platform wrote it, at the time the import is at (`tx.now`),
+     * to the row `id`. Without it, such entries go through `operation` as the others do.
+     */
+    system?: (tx: Tx, tenantId: string, id: string, entry: Doc) => Promise<void>;
   };
   /**
    * Columns an older row's `upgrade` hook derives again (not a declared default, which `edm

@@ -5,6 +5,7 @@ import { datetime, integer, json, NUMBER_LIMIT, number, ref, stringList, text } 
 import type { Doc } from '../../core/resource.js';
 import { defineResource, fillNullDefaults, platformFields } from '../../core/resource.js';
 import type { Tx } from '../../core/tables.js';
+import { validateInput } from '../../core/validation.js';
 import {
   checkInOperations,
   type History,
@@ -34,6 +35,10 @@ import { MIN_WEIGHT, OWNER_ID_PATTERN, STATUSES, TAGS } from './shared.js';
 import { computeStatus, cycleSpan } from './status.js';
 import { scheduleSweep } from './sweep.js';
 import { queryReads, snapshots, statusSweep } from './tables.js';
+import { recordSystemValue } from './values.js';
+
+/** An entry the platform wrote, as an import writes it again (replay.system). */
+const SYSTEM_ENTRY = { value: number({ required: true, notes: 'The value the platform read or computed.' }) };
 
 /** What derive() computed for the write in flight, for afterWrite() (same transaction). */
 const pending = new WeakMap<Doc, { expiresAt: number | null; snapshot: Snapshot | null }>();
@@ -239,18 +244,25 @@ export const keyResults = defineResource({
     from: 'current',
     operation: 'checkIns.create',
     body: (entry, at) => ({ value: entry.value, note: entry.note ?? null, confidence: entry.confidence ?? null, at }),
-    // A manual history is replayed; a query's value is computed again from what it reads.
+    // A manual history is replayed as it is; a query's or a connector's as `switched` says.
     when: (doc) => (doc.data_source ?? 'manual') === 'manual',
-    // A query key result that was manual before keeps the check-ins it took then (the query's
-    // own entries are the platform's: computed again as what it reads is replayed); one whose
-    // query was edited since keeps its whole log. A connector's readings are read no more: its
-    // whole log is replayed, then the connector attached (it keeps the last value until the
-    // connector's next sync: derive, on an import), as is a CSV row's value (no log).
+    // A query's or a connector's key result has its whole log replayed, then its source attached:
+    // what a query wrote depends on the queries it had, the times it was deleted and what its
+    // reads held then, none of which the file holds; a connector's readings are read no more. It
+    // keeps the last value until its source next moves it (derive, on an import), as a CSV row's
+    // value (no log) from a connector does.
     switched: {
       applies: (doc) => doc.data_source === 'query' || doc.data_source === 'connector',
       manual: { data_source: 'manual', query: null, connector_id: null },
-      own: (entry, doc) => doc.data_source === 'connector' || entry.source_type !== 'system',
       holds: (doc) => doc.data_source === 'connector',
+    },
+    // What the platform wrote (a reading, a recomputation) is written again as it wrote it: a
+    // system write, by `system`, that keeps the key result's confidence. Its value is checked as
+    // a check-in's is: the file is not trusted.
+    async system(tx, tenantId, id, entry) {
+      const { value } = validateInput(SYSTEM_ENTRY, { value: entry.value });
+      const kr = await tx.find(keyResults, tenantId, id);
+      if (kr) await propagate(tx, tenantId, await recordSystemValue(tx, tenantId, kr, value as number));
     },
   },
   // The upgrade's direction, derived again where an older row kept none or one contradicting the
@@ -424,7 +436,10 @@ export const keyResults = defineResource({
         await checkFeedDownstream(tx, tenantId, doc, fed);
       }
       if (setsQuery(doc, before)) {
-        const value = await queryValue(tx, tenantId, doc);
+        // An import attaches a query after its row's last entry, where what it reads may have
+        // been deleted since the source set it (replay.switched): it reads their last values, as
+        // the source's query went on doing.
+        const value = await queryValue(tx, tenantId, doc, ctx.restoring === true);
         if (value !== null) doc.current = value;
       }
       // A key result a connector starts to feed takes the last value it read, else its baseline

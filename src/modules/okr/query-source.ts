@@ -222,17 +222,18 @@ export async function checkNoLoop(tx: Tx, tenantId: string, kr: Doc, before: Doc
 
 /**
  * The value of the query a create or a PATCH sets: every key result it reads must be a live
- * one of the tenant (422); a loop was refused before (checkNoLoop). Null when the value is not
- * a finite number (a division by zero): the key result keeps the value it has.
+ * one of the tenant (422), or one deleted since (`deleted`: an import restoring a query that
+ * read it before); a loop was refused before (checkNoLoop). Null when the value is not a finite
+ * number (a division by zero): the key result keeps the value it has.
  */
-export async function queryValue(tx: Tx, tenantId: string, kr: Doc): Promise<number | null> {
+export async function queryValue(tx: Tx, tenantId: string, kr: Doc, deleted = false): Promise<number | null> {
   const query = parsed(kr.query as string);
   const read = new Map<string, Doc>();
   const missing: FieldError[] = [];
   for (const id of query.reads) {
     // Locked: a write to it waits for this one to commit, then finds this query among its readers.
     const row = await tx.find(keyResults, tenantId, id);
-    if (row && row.is_deleted === false) read.set(id, row);
+    if (row && (row.is_deleted === false || deleted)) read.set(id, row);
     else {
       missing.push({
         path: '/query',
