@@ -661,6 +661,28 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
       },
     },
     {
+      // Two check-ins in one millisecond, on two key results: the file does not say which came
+      // first, but the query's log does.
+      name: 'a query of two key results checked in within one millisecond',
+      async write(call, tick) {
+        const objective = await call('POST', 'objectives', { title: 'Computed' });
+        tick();
+        const a = await call('POST', 'key-results', { objective_id: objective.id, title: 'A', target: 100 });
+        const b = await call('POST', 'key-results', { objective_id: objective.id, title: 'B', target: 100 });
+        tick();
+        await call('POST', 'key-results', {
+          objective_id: objective.id,
+          title: 'Query',
+          target: 100,
+          data_source: 'query',
+          query: `kr("${a.id}") + 2 * kr("${b.id}")`,
+        });
+        tick();
+        await call('POST', `key-results/${b.id}/check-ins`, { value: 5 });
+        await call('POST', `key-results/${a.id}/check-ins`, { value: 7 });
+      },
+    },
+    {
       // The readings are the platform's (`system`, by `system`), and keep the confidence of the
       // person's last check-in, as in the source.
       name: "a key result a connector fed after a person's check-ins, and a query reading it",
