@@ -647,8 +647,9 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
         const y = await call('POST', 'key-results', { objective_id: objective.id, title: 'Y', target: 100 });
         const m = await call('POST', 'key-results', { objective_id: objective.id, title: 'Was manual', target: 100 });
         tick();
-        // (No confidence: the switch's own entry, 1 → 3, is replayed as a check-in without one.)
-        await call('POST', `key-results/${m.id}/check-ins`, { value: 1 });
+        // Its confidence is this check-in's still after the switch's own entry (1 → 3), which
+        // the import replays as a check-in without one.
+        await call('POST', `key-results/${m.id}/check-ins`, { value: 1, confidence: 4 });
         tick();
         await call('POST', `key-results/${x.id}/check-ins`, { value: 3 });
         tick();
@@ -658,6 +659,20 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
         await call('DELETE', `key-results/${x.id}`);
         tick();
         await call('POST', `key-results/${y.id}/check-ins`, { value: 4 });
+      },
+    },
+    {
+      // Replayed as a check-in (the file does not say it was a PATCH), its entry would set the
+      // confidence to none: the key result's own is set back.
+      name: 'a key result whose newest entry came from a PATCH of current, after a check-in with a confidence',
+      async write(call, tick) {
+        const objective = await call('POST', 'objectives', { title: 'Home' });
+        tick();
+        const kr = await call('POST', 'key-results', { objective_id: objective.id, title: 'Patched', target: 100 });
+        tick();
+        await call('POST', `key-results/${kr.id}/check-ins`, { value: 40, confidence: 8 });
+        tick();
+        await call('PATCH', `key-results/${kr.id}`, { current: 45 });
       },
     },
     {
@@ -683,8 +698,9 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
       },
     },
     {
-      // The readings are the platform's (`system`, by `system`), and keep the confidence of the
-      // person's last check-in, as in the source.
+      // The readings are the platform's (`system`, by `system`), and the key result keeps the
+      // confidence of the person's last check-in, as in the source (the switch to the connector
+      // wrote an entry, 20 → 0, replayed as a check-in without one).
       name: "a key result a connector fed after a person's check-ins, and a query reading it",
       async write(call, tick) {
         const objective = await call('POST', 'objectives', { title: 'Fed' });
@@ -698,8 +714,7 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
           query: `kr("${kr.id}") * 2`,
         });
         tick();
-        // At its baseline still: the switch to the connector writes no entry of its own.
-        await call('POST', `key-results/${kr.id}/check-ins`, { value: 0, note: 'counted', confidence: 6 });
+        await call('POST', `key-results/${kr.id}/check-ins`, { value: 20, note: 'counted', confidence: 6 });
         tick();
         const connector = await call('POST', 'connectors', { name: 'Desk', kind: 'webhook' });
         tick();
@@ -784,10 +799,12 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     const krs = await list('source', 'key-results');
     expect(krs).toHaveLength(18);
     const copies = krs.filter((k) => k.title === 'Grow MRR to $120k');
-    expect(copies.map((k) => [k.current, k.target, k.tags, k.objective_id])).toEqual([
-      [106_500, 120_000, ['revenue'], copies[0].objective_id],
-      [106_500, 120_000, ['revenue'], copies[0].objective_id],
+    expect(copies.map((k) => [k.current, k.target, k.tags, k.objective_id, k.confidence])).toEqual([
+      [106_500, 120_000, ['revenue'], copies[0].objective_id, copies[0].confidence],
+      [106_500, 120_000, ['revenue'], copies[0].objective_id, copies[0].confidence],
     ]);
+    // A CSV holds no log, but the key result's confidence (its last check-in's) all the same.
+    expect(copies[0].confidence).toEqual(expect.any(Number));
   });
 
   it('reads CSV numbers and booleans as JSON writes them: 0x10, TRUE or yes are refused, not read as 16 or false', async () => {
@@ -1099,6 +1116,12 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
         "the first entry's value that is no number",
         (kr) => Object.assign((kr.history as Doc[])[0], { value: 'x' }),
         /history\[0\]\.value: .*/,
+      ],
+      [
+        // Read-only, but set back after the log is replayed (a PATCH after the last check-in).
+        'a confidence out of its bounds',
+        (kr) => Object.assign(kr, { confidence: 11 }),
+        /confidence.*/,
       ],
       [
         'is_deleted that is no boolean',

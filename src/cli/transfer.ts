@@ -578,6 +578,8 @@ export async function importRows(
     | { at: number; row: ImportRow; entry: Doc; index: number; time: number }
     /** A row's own values of the fields it was created without (`replay.switched`), set back. */
     | { at: number; row: ImportRow; patch: Doc }
+    /** After a row's last entry: what its log does not tell, set back from the file (replay.settle). */
+    | { at: number; row: ImportRow; settle: true }
     | { at: number; row: ImportRow; remove: true };
   const events: Event[] = [];
   const createOf = new Map<ImportRow, Event>();
@@ -638,6 +640,7 @@ export async function importRows(
     for (const [i, entry] of log.entries()) {
       if (i !== first) events.push({ at: Math.max(at, times[i]), row, entry, index: kept[i], time: times[i] });
     }
+    if (plan.replay?.settle) events.push({ at: Math.max(at, ...times), row, settle: true });
     if (switchTo) events.push({ at: Math.max(at, switchTo.at), row, patch: switchTo.patch });
     if (doc.is_deleted === true) {
       const deleted = doc.deleted_at == null ? now : timeOf(row, 'deleted_at', doc.deleted_at);
@@ -724,6 +727,9 @@ export async function importRows(
           } catch (err) {
             if (!(err instanceof ApiError && err.code === 'not_found')) throw err;
           }
+        } else if ('settle' in event) {
+          const settle = plan.replay?.settle as NonNullable<NonNullable<typeof plan.replay>['settle']>;
+          await settle(engine.tx(db, writer(doc), event.at), principal.tenantId, createdIds.get(row) as string, doc);
         } else {
           const replay = plan.replay as NonNullable<typeof plan.replay>;
           const id = createdIds.get(row) as string;

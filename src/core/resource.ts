@@ -279,6 +279,11 @@ export interface ResourceOptions<F extends FieldMap> {
      * to the row `id`. Without it, such entries go through `operation` as the others do.
      */
     system?: (tx: Tx, tenantId: string, id: string, entry: Doc) => Promise<void>;
+    /**
+     * Run after the row's last entry is replayed (after its create, with none), at that time:
+     * sets back, from the row `doc` of the file, what its log does not tell.
+     */
+    settle?: (tx: Tx, tenantId: string, id: string, doc: Doc) => Promise<void>;
   };
   /**
    * Columns an older row's `upgrade` hook derives again (not a declared default, which `edm

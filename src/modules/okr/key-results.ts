@@ -40,6 +40,9 @@ import { recordSystemValue } from './values.js';
 /** An entry the platform wrote, as an import writes it again (replay.system). */
 const SYSTEM_ENTRY = { value: number({ required: true, notes: 'The value the platform read or computed.' }) };
 
+/** What an import sets back after a key result's log is replayed (replay.settle). */
+const SETTLED = { confidence: integer({ min: 0, max: 10, notes: "The last check-in's confidence." }) };
+
 /** What derive() computed for the write in flight, for afterWrite() (same transaction). */
 const pending = new WeakMap<Doc, { expiresAt: number | null; snapshot: Snapshot | null }>();
 
@@ -263,6 +266,14 @@ export const keyResults = defineResource({
       const { value } = validateInput(SYSTEM_ENTRY, { value: entry.value });
       const kr = await tx.find(keyResults, tenantId, id);
       if (kr) await propagate(tx, tenantId, await recordSystemValue(tx, tenantId, kr, value as number));
+    },
+    // A person's entry is replayed as a check-in, which sets the key result's confidence, where a
+    // PATCH of `current` (the file does not say which it was) left it as it was: the file's own
+    // (its last check-in's) is set back, checked as a check-in's is.
+    async settle(tx, tenantId, id, doc) {
+      const { confidence } = validateInput(SETTLED, { confidence: doc.confidence ?? null });
+      const kr = await tx.find(keyResults, tenantId, id);
+      if (kr && kr.confidence !== confidence) await tx.systemWrite(keyResults, kr, { confidence });
     },
   },
   // The upgrade's direction, derived again where an older row kept none or one contradicting the
