@@ -640,7 +640,19 @@ export async function importRows(
     for (const [i, entry] of log.entries()) {
       if (i !== first) events.push({ at: Math.max(at, times[i]), row, entry, index: kept[i], time: times[i] });
     }
-    if (plan.replay?.settle) events.push({ at: Math.max(at, ...times), row, settle: true });
+    // The entries replayed through the operation as the newest at their time: after the create
+    // (a back-dated one older than the row is not), the platform's apart (replay.system).
+    const settle = plan.replay?.settle;
+    const through = (i: number) =>
+      i !== first && times[i] >= at && !(replay?.system && log[i].source_type === 'system');
+    if (
+      settle?.needed(
+        doc,
+        log.filter((_, i) => through(i)),
+      )
+    ) {
+      events.push({ at: Math.max(at, ...times), row, settle: true });
+    }
     if (switchTo) events.push({ at: Math.max(at, switchTo.at), row, patch: switchTo.patch });
     if (doc.is_deleted === true) {
       const deleted = doc.deleted_at == null ? now : timeOf(row, 'deleted_at', doc.deleted_at);
@@ -729,7 +741,12 @@ export async function importRows(
           }
         } else if ('settle' in event) {
           const settle = plan.replay?.settle as NonNullable<NonNullable<typeof plan.replay>['settle']>;
-          await settle(engine.tx(db, writer(doc), event.at), principal.tenantId, createdIds.get(row) as string, doc);
+          await settle.run(
+            engine.tx(db, writer(doc), event.at),
+            principal.tenantId,
+            createdIds.get(row) as string,
+            doc,
+          );
         } else {
           const replay = plan.replay as NonNullable<typeof plan.replay>;
           const id = createdIds.get(row) as string;

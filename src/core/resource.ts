@@ -280,10 +280,15 @@ export interface ResourceOptions<F extends FieldMap> {
      */
     system?: (tx: Tx, tenantId: string, id: string, entry: Doc) => Promise<void>;
     /**
-     * Run after the row's last entry is replayed (after its create, with none), at that time:
-     * sets back, from the row `doc` of the file, what its log does not tell.
+     * Sets back, from the row `doc` of the file, what its log does not tell: `run` after the
+     * row's last entry is replayed (after its create, with none), at that time, where `needed`
+     * says the row differs from what the replay leaves, given the entries replayed through
+     * `operation` as the newest at their time (oldest first).
      */
-    settle?: (tx: Tx, tenantId: string, id: string, doc: Doc) => Promise<void>;
+    settle?: {
+      needed: (doc: Doc, replayed: readonly Doc[]) => boolean;
+      run: (tx: Tx, tenantId: string, id: string, doc: Doc) => Promise<void>;
+    };
   };
   /**
    * Columns an older row's `upgrade` hook derives again (not a declared default, which `edm

@@ -269,11 +269,15 @@ export const keyResults = defineResource({
     },
     // A person's entry is replayed as a check-in, which sets the key result's confidence, where a
     // PATCH of `current` (the file does not say which it was) left it as it was: the file's own
-    // (its last check-in's) is set back, checked as a check-in's is.
-    async settle(tx, tenantId, id, doc) {
-      const { confidence } = validateInput(SETTLED, { confidence: doc.confidence ?? null });
-      const kr = await tx.find(keyResults, tenantId, id);
-      if (kr && kr.confidence !== confidence) await tx.systemWrite(keyResults, kr, { confidence });
+    // (its last check-in's) is set back, checked as a check-in's is, where the last entry
+    // replayed left another.
+    settle: {
+      needed: (doc, replayed) => (doc.confidence ?? null) !== (replayed.at(-1)?.confidence ?? null),
+      async run(tx, tenantId, id, doc) {
+        const { confidence } = validateInput(SETTLED, { confidence: doc.confidence ?? null });
+        const kr = await tx.find(keyResults, tenantId, id);
+        if (kr && kr.confidence !== confidence) await tx.systemWrite(keyResults, kr, { confidence });
+      },
     },
   },
   // The upgrade's direction, derived again where an older row kept none or one contradicting the
