@@ -676,6 +676,39 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
       },
     },
     {
+      // Created in one millisecond, the source's order is the file's: the one a query of the
+      // other reads later is not created first (its ids, and lists by created_at, would swap).
+      name: 'a key result switched to a query of one created in the same millisecond',
+      async write(call, tick) {
+        const objective = await call('POST', 'objectives', { title: 'Home' });
+        tick();
+        const m = await call('POST', 'key-results', { objective_id: objective.id, title: 'M', target: 100 });
+        const read = await call('POST', 'key-results', { objective_id: objective.id, title: 'Read', target: 100 });
+        tick();
+        await call('POST', `key-results/${m.id}/check-ins`, { value: 2 });
+        tick();
+        await call('PATCH', `key-results/${m.id}`, { data_source: 'query', query: `kr("${read.id}") + 1` });
+        tick();
+        await call('POST', `key-results/${read.id}/check-ins`, { value: 6 });
+      },
+    },
+    {
+      name: 'a key result switched to the second of two connectors created in the same millisecond',
+      async write(call, tick) {
+        const objective = await call('POST', 'objectives', { title: 'Fed' });
+        tick();
+        const kr = await call('POST', 'key-results', { objective_id: objective.id, title: 'Tickets', target: 100 });
+        tick();
+        await call('POST', 'connectors', { name: 'First', kind: 'webhook' });
+        const second = await call('POST', 'connectors', { name: 'Second', kind: 'webhook' });
+        tick();
+        await call('PATCH', `key-results/${kr.id}`, { data_source: 'connector', connector_id: second.id });
+        tick();
+        const push = await t.app.inject({ method: 'POST', url: second.webhook_url as string, payload: { value: 30 } });
+        expect(push.statusCode, push.body).toBe(200);
+      },
+    },
+    {
       // Two check-ins in one millisecond, on two key results: the file does not say which came
       // first, but the query's log does.
       name: 'a query of two key results checked in within one millisecond',

@@ -527,7 +527,7 @@ export async function importRows(
   );
   // Every resource of a row is among `all` (pick() checked its name).
   const planOf = (r: Resource) => plans.get(r) as typeof plans extends Map<Resource, infer P> ? P : never;
-  const idsOf = ({ resource, doc }: ImportRow) => {
+  const idsOf = ({ resource, doc }: Pick<ImportRow, 'resource' | 'doc'>) => {
     const plan = planOf(resource);
     return [
       ...[...plan.refs].map((name) => doc[name] as string),
@@ -536,7 +536,7 @@ export async function importRows(
   };
   // The rows of this import a row names (others exist in the tenant already, or nowhere).
   const byId = new Map(rows.filter((r) => typeof r.doc.id === 'string').map((r) => [r.doc.id as string, r]));
-  const named = (row: ImportRow) => idsOf(row).flatMap((id) => byId.get(id) ?? []);
+  const named = (row: Pick<ImportRow, 'resource' | 'doc'>) => idsOf(row).flatMap((id) => byId.get(id) ?? []);
   // Deleted rows too (an export with --include-deleted): created, then deleted again at their
   // deleted_at, so a live row may name one (a query reading a key result deleted since, an
   // objective aligned to one), as in the source.
@@ -669,16 +669,24 @@ export async function importRows(
   // queries reading it, and let a row it names be deleted before it was created.) At one time,
   // creates in reference order, entries in log order; deletes after the rest of their time (a
   // cascade's rows may have been created at the very time of their delete).
+  // Creates of one resource at one time in the file's order, which is the source's (its ids, from
+  // one server, sort by creation): a row created first for one that names it is created where
+  // that one is needed, not before the rows of its time. A create needs the rows its body names
+  // (not those a switched row is given later: its update needs them).
+  const fileOrder = new Map(rows.map((row, i) => [row, i]));
+  const sameTime = (a: Event, b: Event) =>
+    'create' in a && 'create' in b && a.row.resource === b.row.resource
+      ? (fileOrder.get(a.row) as number) - (fileOrder.get(b.row) as number)
+      : 0;
   const played = playOrder(
     events,
-    (a, b) => a.at - b.at || Number('remove' in a) - Number('remove' in b),
+    (a, b) => a.at - b.at || Number('remove' in a) - Number('remove' in b) || sameTime(a, b),
     (event) =>
-      'create' in event || 'patch' in event
-        ? [
-            ...('patch' in event ? [createOf.get(event.row) as Event] : []),
-            ...named(event.row).flatMap((target) => createOf.get(target) ?? []),
-          ]
-        : [createOf.get(event.row) as Event],
+      'create' in event
+        ? named({ resource: event.row.resource, doc: event.body }).flatMap((target) => createOf.get(target) ?? [])
+        : 'patch' in event
+          ? [createOf.get(event.row) as Event, ...named(event.row).flatMap((target) => createOf.get(target) ?? [])]
+          : [createOf.get(event.row) as Event],
   );
   const createdIds = new Map<ImportRow, string>();
   await engine.transaction(async (db) => {
