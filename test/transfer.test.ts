@@ -374,6 +374,33 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     await expect(importRows(opts('other'), { json: (await exported('source')).doc })).rejects.toThrow(TransferError);
   });
 
+  it('refuses, into its own tenant too, a query of a key result deleted since and not in the file', async () => {
+    const token = await t.token({ tenant: 'gone' });
+    const call = async (method: string, path: string, body?: Doc) => {
+      const res = await t.call(method, `/api/v1/okr/${path}`, { token, body });
+      expect(res.status, res.raw).toBeLessThan(300);
+      return res.body as Doc;
+    };
+    const objective = await call('POST', 'objectives', { title: 'Computed' });
+    const read = await call('POST', 'key-results', { objective_id: objective.id, title: 'Read', target: 10 });
+    await call('POST', `key-results/${read.id}/check-ins`, { value: 3 });
+    await call('POST', 'key-results', {
+      objective_id: objective.id,
+      title: 'Query',
+      target: 10,
+      data_source: 'query',
+      query: `kr("${read.id}")`,
+    });
+    await call('DELETE', `key-results/${read.id}`);
+    const { doc } = await exported('gone');
+    for (const tenant of ['gone', 'elsewhere']) {
+      await expect(importRows(opts(tenant), { json: doc }), tenant).rejects.toThrow(
+        `kr("${read.id}") must name a live KeyResult of this tenant; nothing was imported`,
+      );
+    }
+    expect((await list('gone', 'key-results')).map((k) => k.title).sort()).toEqual(['Query']);
+  });
+
   it('keeps a back-dated check-in where it was, and the row its create', async () => {
     const token = await t.token({ tenant: 'source' });
     const [objective] = await list('source', 'objectives');
@@ -638,6 +665,30 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
       },
     },
     {
+      // Attached after its last entry, its query as edited would read B at 0 and write an entry
+      // the source never had: its value moved no more since that entry, so it is attached last.
+      name: 'a query edited after its last entry, to read a key result checked in before the edit',
+      async write(call, tick) {
+        const objective = await call('POST', 'objectives', { title: 'Computed' });
+        tick();
+        const a = await call('POST', 'key-results', { objective_id: objective.id, title: 'A', target: 100 });
+        const b = await call('POST', 'key-results', { objective_id: objective.id, title: 'B', target: 100 });
+        const query = await call('POST', 'key-results', {
+          objective_id: objective.id,
+          title: 'Query',
+          target: 100,
+          data_source: 'query',
+          query: `kr("${a.id}")`,
+        });
+        tick();
+        await call('POST', `key-results/${a.id}/check-ins`, { value: 5 });
+        tick();
+        await call('POST', `key-results/${b.id}/check-ins`, { value: 5 });
+        tick();
+        await call('PATCH', `key-results/${query.id}`, { query: `kr("${b.id}")` });
+      },
+    },
+    {
       name: 'a key result switched to a query of key results, one of them deleted since',
       includeDeleted: true,
       async write(call, tick) {
@@ -684,6 +735,8 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
         tick();
         const m = await call('POST', 'key-results', { objective_id: objective.id, title: 'M', target: 100 });
         const read = await call('POST', 'key-results', { objective_id: objective.id, title: 'Read', target: 100 });
+        // In that millisecond too: an event of its own at that time leaves the two in their order.
+        await call('POST', `key-results/${read.id}/check-ins`, { value: 1 });
         tick();
         await call('POST', `key-results/${m.id}/check-ins`, { value: 2 });
         tick();
@@ -1075,6 +1128,38 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     ]);
   });
 
+  // A v1 export cut every log to its newest 100 entries: a query's cut log is not replayed (its
+  // oldest kept entry, the platform's, would be its create, by the importer, at that entry's time)
+  // but computed again from what it reads, from its own created_at on, as before.
+  it('imports a v1 export of a query key result whose log was cut, with its created_at', async () => {
+    const token = await t.token({ tenant: 'old-query' });
+    const call = async (method: string, path: string, body?: Doc) => {
+      const res = await t.call(method, `/api/v1/okr/${path}`, { token, body });
+      expect(res.status, res.raw).toBeLessThan(300);
+      return res.body as Doc;
+    };
+    const objective = await call('POST', 'objectives', { title: 'Computed' });
+    const read = await call('POST', 'key-results', { objective_id: objective.id, title: 'Read', target: 1000 });
+    const query = await call('POST', 'key-results', {
+      objective_id: objective.id,
+      title: 'Query',
+      target: 1000,
+      data_source: 'query',
+      query: `kr("${read.id}")`,
+    });
+    for (let value = 1; value <= 105; value++) {
+      t.clock.advance(1000);
+      await call('POST', `key-results/${read.id}/check-ins`, { value });
+    }
+    const { doc } = await exported('old-query');
+    doc.format = 'edm.export.v1';
+    for (const kr of doc.resources.KeyResult) kr.history = (kr.history as Doc[]).slice(-100);
+    await importRows(opts('old-query-copy'), { json: doc });
+    const copy = (await list('old-query-copy', 'key-results')).find((k) => k.title === 'Query') as Doc;
+    expect([copy.created_at, copy.current, copy.data_source]).toEqual([query.created_at, 105, 'query']);
+    expect((copy.history as Doc[]).every((h) => h.by === 'system' || h.at === query.created_at)).toBe(true);
+  });
+
   it('imports one resource of an export with a resource named, its references to the others kept', async () => {
     const { doc } = await exported('source');
     expect(await importRows(opts('source'), { json: doc, resource: 'KeyResult' })).toEqual({ KeyResult: 9 });
@@ -1138,6 +1223,11 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
         "the platform's entry's value that is no number",
         (kr) => Object.assign((kr.history as Doc[])[2], { value: 'x', source_type: 'system' }),
         /history\[2\]\.value.*/,
+      ],
+      [
+        "the platform's entry with a confidence, which the platform never gives",
+        (kr) => Object.assign((kr.history as Doc[])[2], { confidence: 99, note: null, source_type: 'system' }),
+        /history\[2\]\.confidence must be null in an entry the platform wrote \(source_type system\)/,
       ],
       [
         "the platform's entry's value out of bounds",

@@ -377,21 +377,6 @@ interface ImportRow {
   doc: Doc;
 }
 
-/** Rows in an order where every row a row names (`named`) comes before it. */
-function referencesFirst(rows: ImportRow[], named: (row: ImportRow) => ImportRow[]): ImportRow[] {
-  const placed = new Set<ImportRow>();
-  const out: ImportRow[] = [];
-  const visit = (row: ImportRow, path: Set<ImportRow>) => {
-    if (placed.has(row) || path.has(row)) return;
-    path.add(row);
-    for (const target of named(row)) visit(target, path);
-    placed.add(row);
-    out.push(row);
-  };
-  for (const row of rows) visit(row, new Set());
-  return out;
-}
-
 /**
  * Events in the order they are played: by `compare` (ties in the order given), but each after
  * the events it `needs`, which are played first where they come later (an event that needs one
@@ -438,9 +423,12 @@ export async function importRows(
   const all = o.modules.flatMap((m) => m.resources);
   await migrate(o.store, all);
   const rows: ImportRow[] = [];
+  /** A v1 export: its logs hold the newest HISTORY_SIZE entries (the API's history). */
+  let cut = false;
   const refused = (where: string, message: string) => new TransferError(`${where}: ${message}; nothing was imported`);
   if ('json' in input) {
     const doc = input.json as { format?: unknown; resources?: Record<string, unknown> };
+    cut = doc?.format === 'edm.export.v1';
     if (
       !IMPORT_FORMATS.includes(doc?.format as string) ||
       typeof doc.resources !== 'object' ||
@@ -540,7 +528,6 @@ export async function importRows(
   // Deleted rows too (an export with --include-deleted): created, then deleted again at their
   // deleted_at, so a live row may name one (a query reading a key result deleted since, an
   // objective aligned to one), as in the source.
-  const ordered = referencesFirst(rows, named);
   const now = o.now ?? Date.now();
   const clock = new ManualClock(now);
   const { engine } = engineFor(o, clock);
@@ -583,7 +570,7 @@ export async function importRows(
     | { at: number; row: ImportRow; remove: true };
   const events: Event[] = [];
   const createOf = new Map<ImportRow, Event>();
-  for (const row of ordered) {
+  for (const row of rows) {
     const { resource, doc } = row;
     const plan = planOf(resource);
     const body: Doc = {};
@@ -609,18 +596,22 @@ export async function importRows(
     const created = doc.created_at == null ? now : timeOf(row, 'created_at', doc.created_at);
     // A row that takes its values from elsewhere now (ResourceOptions.replay.switched), with
     // entries besides its create's: created with `manual`'s values, its whole log replayed, then
-    // given its own values of those fields after its last entry, once the rows it names exist.
-    // One with no log in the file (a CSV) that `holds` its value is created with it, then switched.
+    // given its own values of those fields as late as it can be: at the import's end (a deleted
+    // one, before its delete). After its last entry its source moved its value no more, so read
+    // then it holds the value it had (attached at that entry, an edit of its query since, which
+    // wrote none, read what its new reads held then). One with no log in the file (a CSV) that
+    // `holds` its value is created with it, then switched. A log a v1 export cut short of one
+    // that does not hold its value (a query's) is not replayed: the server derives it again.
     let switchTo: { patch: Doc; at: number } | null = null;
     if (switched) {
-      if (entries.length > 1 || (entries.length === 0 && switched.holds?.(doc) === true)) {
+      const whole = !(cut && entries.length >= HISTORY_SIZE && switched.holds?.(doc) !== true);
+      if ((entries.length > 1 && whole) || (entries.length === 0 && switched.holds?.(doc) === true)) {
         Object.assign(body, switched.manual);
-        const namedAt = named(row).map((r) =>
-          r.doc.created_at == null ? now : timeOf(r, 'created_at', r.doc.created_at),
-        );
+        const deleted =
+          doc.is_deleted === true && doc.deleted_at != null ? timeOf(row, 'deleted_at', doc.deleted_at) : now;
         switchTo = {
           patch: Object.fromEntries(Object.keys(switched.manual).map((name) => [name, doc[name] ?? null])),
-          at: Math.max(created, ...allTimes, ...namedAt),
+          at: deleted,
         };
       } else kept = [];
     }
@@ -669,18 +660,12 @@ export async function importRows(
   // queries reading it, and let a row it names be deleted before it was created.) At one time,
   // creates in reference order, entries in log order; deletes after the rest of their time (a
   // cascade's rows may have been created at the very time of their delete).
-  // Creates of one resource at one time in the file's order, which is the source's (its ids, from
-  // one server, sort by creation): a row created first for one that names it is created where
-  // that one is needed, not before the rows of its time. A create needs the rows its body names
-  // (not those a switched row is given later: its update needs them).
-  const fileOrder = new Map(rows.map((row, i) => [row, i]));
-  const sameTime = (a: Event, b: Event) =>
-    'create' in a && 'create' in b && a.row.resource === b.row.resource
-      ? (fileOrder.get(a.row) as number) - (fileOrder.get(b.row) as number)
-      : 0;
+  // Events at one time in the file's order, which is the source's (its ids, from one server, sort
+  // by creation), but each after what it needs: a create, the rows its body names (not those a
+  // switched row is given later: its update needs them).
   const played = playOrder(
     events,
-    (a, b) => a.at - b.at || Number('remove' in a) - Number('remove' in b) || sameTime(a, b),
+    (a, b) => a.at - b.at || Number('remove' in a) - Number('remove' in b),
     (event) =>
       'create' in event
         ? named({ resource: event.row.resource, doc: event.body }).flatMap((target) => createOf.get(target) ?? [])

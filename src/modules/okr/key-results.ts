@@ -264,6 +264,18 @@ export const keyResults = defineResource({
     // a check-in's is: the file is not trusted.
     async system(tx, tenantId, id, entry) {
       const { value } = validateInput(SYSTEM_ENTRY, { value: entry.value });
+      // The platform writes no note and no confidence: an entry of its with either is no export's.
+      const words = (['note', 'confidence'] as const).filter((name) => entry[name] != null);
+      if (words.length > 0) {
+        throw fieldError(
+          'validation_failed',
+          words.map((name) => ({
+            path: `/${name}`,
+            code: 'invalid',
+            message: `${name} must be null in an entry the platform wrote (source_type system)`,
+          })),
+        );
+      }
       const kr = await tx.find(keyResults, tenantId, id);
       if (kr) await propagate(tx, tenantId, await recordSystemValue(tx, tenantId, kr, value as number));
     },
@@ -451,10 +463,10 @@ export const keyResults = defineResource({
         await checkFeedDownstream(tx, tenantId, doc, fed);
       }
       if (setsQuery(doc, before)) {
-        // An import attaches a query after its row's last entry, where what it reads may have
-        // been deleted since the source set it (replay.switched): it reads their last values, as
-        // the source's query went on doing.
-        const value = await queryValue(tx, tenantId, doc, ctx.restoring === true);
+        // An import attaches a query after its row's log (replay.switched, the one update an
+        // import makes), where what it reads may have been deleted since the source set it: it
+        // reads their last values, as the source's query went on doing.
+        const value = await queryValue(tx, tenantId, doc, ctx.restoring === true && before !== null);
         if (value !== null) doc.current = value;
       }
       // A key result a connector starts to feed takes the last value it read, else its baseline
