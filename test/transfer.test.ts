@@ -391,14 +391,23 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
       data_source: 'query',
       query: `kr("${read.id}")`,
     });
+    // One switched to a query later, with entries of its log before: given its query last.
+    const switched = await call('POST', 'key-results', { objective_id: objective.id, title: 'Switched', target: 10 });
+    await call('POST', `key-results/${switched.id}/check-ins`, { value: 1 });
+    await call('PATCH', `key-results/${switched.id}`, { data_source: 'query', query: `kr("${read.id}") + 1` });
     await call('DELETE', `key-results/${read.id}`);
     const { doc } = await exported('gone');
     for (const tenant of ['gone', 'elsewhere']) {
       await expect(importRows(opts(tenant), { json: doc }), tenant).rejects.toThrow(
         `kr("${read.id}") must name a live KeyResult of this tenant; nothing was imported`,
       );
+      const switchedOnly = structuredClone(doc);
+      switchedOnly.resources.KeyResult = switchedOnly.resources.KeyResult.filter((k) => k.title === 'Switched');
+      await expect(importRows(opts(tenant), { json: switchedOnly }), tenant).rejects.toThrow(
+        `query names ${read.id}, which must be a live KeyResult of this tenant; nothing was imported`,
+      );
     }
-    expect((await list('gone', 'key-results')).map((k) => k.title).sort()).toEqual(['Query']);
+    expect((await list('gone', 'key-results')).map((k) => k.title).sort()).toEqual(['Query', 'Switched']);
   });
 
   it('keeps a back-dated check-in where it was, and the row its create', async () => {

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { isoTime, ManualClock } from '../core/clock.js';
-import { ApiError } from '../core/errors.js';
+import { ApiError, fieldError } from '../core/errors.js';
 import { mentionedIds } from '../core/fields.js';
 import { CursorCodec, MAX_LIMIT, parseListQuery } from '../core/list-query.js';
 import { isJsonNumberText } from '../core/manifest-types.js';
@@ -715,6 +715,25 @@ export async function importRows(
         };
         if ('patch' in event) {
           const id = createdIds.get(row) as string;
+          // The update may read rows deleted since (a query's reads, at their last values), but
+          // only rows of the file: one it names that the file does not hold must be live, as a
+          // create's references must, into the file's own tenant too.
+          for (const [name, prefix] of plan.mentions) {
+            for (const named of mentionedIds(prefix, event.patch[name])) {
+              const target = all.find((r) => r.idPrefix === prefix);
+              if (byId.has(named) || !target) continue;
+              const found = await engine.tx(db, principal, event.at).peek(target, principal.tenantId, named);
+              if (found?.is_deleted !== false) {
+                throw fieldError('invalid_reference', [
+                  {
+                    path: `/${name}`,
+                    code: 'invalid_reference',
+                    message: `${name} names ${named}, which must be a live ${target.name} of this tenant`,
+                  },
+                ]);
+              }
+            }
+          }
           await engine.update(db, resource, writer(doc), id, rewritten(event.patch), NO_CONDITIONS);
         } else if ('create' in event) {
           const body = rewritten(event.body);
