@@ -607,17 +607,18 @@ export async function importRows(
       const whole = !(cut && entries.length >= HISTORY_SIZE && switched.holds?.(doc) !== true);
       if ((entries.length > 1 && whole) || (entries.length === 0 && switched.holds?.(doc) === true)) {
         Object.assign(body, switched.manual);
-        const deleted =
-          doc.is_deleted === true && doc.deleted_at != null ? timeOf(row, 'deleted_at', doc.deleted_at) : now;
         switchTo = {
           patch: Object.fromEntries(Object.keys(switched.manual).map((name) => [name, doc[name] ?? null])),
-          at: deleted,
+          at: doc.is_deleted === true && doc.deleted_at != null ? timeOf(row, 'deleted_at', doc.deleted_at) : now,
         };
       } else kept = [];
     }
     if (plan.replay && !(replayed || switchTo)) delete body[plan.replay.from];
     const log = kept.map((i) => entries[i]);
     const times = kept.map((i) => allTimes[i]);
+    // The time of its last entry, or of its create (a loop: a log of 100,000 entries spread into
+    // Math.max's arguments would pass the call stack's bound).
+    const lastOf = (from: number) => times.reduce((last, time) => Math.max(last, time), from);
     // With a log to replay, the row starts at the value its create wrote: the entry at created_at
     // (back-dated check-ins may come before it in the log), else the oldest kept (a v1 export).
     const atCreate = times.indexOf(created);
@@ -642,27 +643,26 @@ export async function importRows(
         log.filter((_, i) => through(i)),
       )
     ) {
-      events.push({ at: Math.max(at, ...times), row, settle: true });
+      events.push({ at: lastOf(at), row, settle: true });
     }
     if (switchTo) events.push({ at: Math.max(at, switchTo.at), row, patch: switchTo.patch });
     if (doc.is_deleted === true) {
       const deleted = doc.deleted_at == null ? now : timeOf(row, 'deleted_at', doc.deleted_at);
-      events.push({ at: Math.max(at, deleted, ...times), row, remove: true });
+      events.push({ at: lastOf(Math.max(at, deleted)), row, remove: true });
     }
   }
-  // A create needs the creates of the rows it names, and a row's other events its create. A
-  // row that names one created after it (an objective whose cycle is newer, a key result moved
+  // A create needs the creates of the rows its body names (not those a switched row is given by
+  // its update, which needs them), and a row's other events its create. A row that names one
+  // created after it (an objective whose cycle is newer, a key result moved
   // to a newer objective, a query reading a newer key result: the source pointed it there by a
   // later write, which the file does not show) has that one created first, at that one's own
   // created_at, and is itself created at its own: every row's created_at, values and history,
   // and the roll-ups and queries they feed, are the source's, and its other events play at their
   // own times. (Holding the row back until the newer one's time instead lost the history of the
   // queries reading it, and let a row it names be deleted before it was created.) At one time,
-  // creates in reference order, entries in log order; deletes after the rest of their time (a
-  // cascade's rows may have been created at the very time of their delete).
-  // Events at one time in the file's order, which is the source's (its ids, from one server, sort
-  // by creation), but each after what it needs: a create, the rows its body names (not those a
-  // switched row is given later: its update needs them).
+  // events in the file's order, which is the source's (its ids, from one server, sort by
+  // creation), entries in log order, each after what it needs; deletes after the rest of their
+  // time (a cascade's rows may have been created at the very time of their delete).
   const played = playOrder(
     events,
     (a, b) => a.at - b.at || Number('remove' in a) - Number('remove' in b),
