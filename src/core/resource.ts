@@ -267,8 +267,8 @@ export interface ResourceOptions<F extends FieldMap> {
      * a query or a connector feeds now: its log holds what they wrote, and what a person wrote
      * before or between, which no query or sync computes again as it was): created with
      * `manual`'s values in place of its own, its whole log replayed, then given its own values of
-     * those fields by an update after its last entry, from when the server derives its value
-     * again. `holds`: a row it applies to whose file has no log (a CSV) keeps its `from` value
+     * those fields by an update at the import's end (a deleted row's, before its delete), from
+     * when the server derives its value again. `holds`: a row it applies to whose file has no log (a CSV) keeps its `from` value
      * (created with it, then updated), where the server would otherwise derive another (a
      * connector's baseline until its next sync).
      */
