@@ -112,6 +112,16 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     return { counts, doc: JSON.parse(text) as { format: string; tenant_id: string; resources: Record<string, Doc[]> } };
   };
 
+  /** Writes through the API as a person of `tenant`, answering the document (the test fails on an error). */
+  const caller = async (tenant: string): Promise<Call> => {
+    const token = await t.token({ tenant });
+    return async (method, path, body) => {
+      const res = await t.call(method, `/api/v1/okr/${path}`, { token, body });
+      expect(res.status, `${method} ${path}: ${res.raw}`).toBeLessThan(300);
+      return res.body as Doc;
+    };
+  };
+
   beforeEach(async () => {
     t = await testApp(kind);
     await seedDemo({ ...opts('source'), sub: USER_B, now: NOW });
@@ -238,12 +248,7 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
   // What a connector read is in the key result's log alone (no sync reads it again): an import
   // replays the whole log, the person's check-ins before the connector and its readings after.
   it('keeps the history of a key result a connector fed after check-ins of its own, and of a query reading it', async () => {
-    const token = await t.token({ tenant: 'fed' });
-    const call = async (method: string, path: string, body?: Doc) => {
-      const res = await t.call(method, `/api/v1/okr/${path}`, { token, body });
-      expect(res.status, res.raw).toBeLessThan(300);
-      return res.body as Doc;
-    };
+    const call = await caller('fed');
     const tick = () => t.clock.advance(1000);
     const objective = await call('POST', 'objectives', { title: 'Fed' });
     tick();
@@ -375,12 +380,7 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
   });
 
   it('refuses, into its own tenant too, a query of a key result deleted since and not in the file', async () => {
-    const token = await t.token({ tenant: 'gone' });
-    const call = async (method: string, path: string, body?: Doc) => {
-      const res = await t.call(method, `/api/v1/okr/${path}`, { token, body });
-      expect(res.status, res.raw).toBeLessThan(300);
-      return res.body as Doc;
-    };
+    const call = await caller('gone');
     const objective = await call('POST', 'objectives', { title: 'Computed' });
     const read = await call('POST', 'key-results', { objective_id: objective.id, title: 'Read', target: 10 });
     await call('POST', `key-results/${read.id}/check-ins`, { value: 3 });
@@ -558,8 +558,8 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
       },
     },
     {
-      // Its check-ins from before were dropped with the rest of its log (a query's is recomputed):
-      // notes, confidences and values lost in the copy.
+      // Its check-ins from before are in its log with the query's entries, replayed as they were:
+      // notes, confidences and values as in the source.
       name: 'a key result that took check-ins before a query of a newer key result replaced them',
       async write(call, tick) {
         const objective = await call('POST', 'objectives', { title: 'Home' });
@@ -602,12 +602,7 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     'imports $name with its created_at, values, history and roll-ups',
     async ({ name, write, includeDeleted }) => {
       const tenant = `later-${later.findIndex((s) => s.name === name)}`;
-      const token = await t.token({ tenant });
-      const call: Call = async (method, path, body) => {
-        const res = await t.call(method, `/api/v1/okr/${path}`, { token, body });
-        expect(res.status, `${method} ${path}: ${res.raw}`).toBeLessThan(300);
-        return res.body as Doc;
-      };
+      const call = await caller(tenant);
       await write(call, () => t.clock.advance(1000), tenant);
       const source = (await exported(tenant, { includeDeleted })).doc;
       expect(namesNewer(source)).toBe(true);
@@ -824,12 +819,7 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
   ];
   it.each(fed)('imports $name with its history as in the source', async ({ name, write, includeDeleted }) => {
     const tenant = `fed-${fed.findIndex((s) => s.name === name)}`;
-    const token = await t.token({ tenant });
-    const call: Call = async (method, path, body) => {
-      const res = await t.call(method, `/api/v1/okr/${path}`, { token, body });
-      expect(res.status, `${method} ${path}: ${res.raw}`).toBeLessThan(300);
-      return res.body as Doc;
-    };
+    const call = await caller(tenant);
     await write(call, () => t.clock.advance(1000));
     const source = (await exported(tenant, { includeDeleted })).doc;
     await importRows(opts(`${tenant}-copy`), { json: source });
@@ -1000,12 +990,7 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
   // replays them (before, the export held the newest 100 of theirs, and the copy was created at
   // the oldest of those, its earlier log gone).
   it('carries the whole log of a key result a connector fed more than 100 times, and keeps its created_at', async () => {
-    const token = await t.token({ tenant: 'fed' });
-    const call = async (method: string, path: string, body?: Doc) => {
-      const res = await t.call(method, `/api/v1/okr/${path}`, { token, body });
-      expect(res.status, res.raw).toBeLessThan(300);
-      return res.body as Doc;
-    };
+    const call = await caller('fed');
     const objective = await call('POST', 'objectives', { title: 'Fed' });
     const connector = await call('POST', 'connectors', { name: 'Desk', kind: 'webhook' });
     t.clock.advance(1000);
@@ -1043,12 +1028,7 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
   // query wrote are replayed as they were (before, they were dropped, and the copy read the
   // edit's value as a check-in of a key result that was manual until then).
   it('keeps the whole history of a query key result whose query was edited since', async () => {
-    const token = await t.token({ tenant: 'edited' });
-    const call = async (method: string, path: string, body?: Doc) => {
-      const res = await t.call(method, `/api/v1/okr/${path}`, { token, body });
-      expect(res.status, res.raw).toBeLessThan(300);
-      return res.body as Doc;
-    };
+    const call = await caller('edited');
     const tick = () => t.clock.advance(1000);
     const objective = await call('POST', 'objectives', { title: 'Computed' });
     tick();
@@ -1141,12 +1121,7 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
   // oldest kept entry, the platform's, would be its create, by the importer, at that entry's time)
   // but computed again from what it reads, from its own created_at on, as before.
   it('imports a v1 export of a query key result whose log was cut, with its created_at', async () => {
-    const token = await t.token({ tenant: 'old-query' });
-    const call = async (method: string, path: string, body?: Doc) => {
-      const res = await t.call(method, `/api/v1/okr/${path}`, { token, body });
-      expect(res.status, res.raw).toBeLessThan(300);
-      return res.body as Doc;
-    };
+    const call = await caller('old-query');
     const objective = await call('POST', 'objectives', { title: 'Computed' });
     const read = await call('POST', 'key-results', { objective_id: objective.id, title: 'Read', target: 1000 });
     const query = await call('POST', 'key-results', {
