@@ -719,8 +719,8 @@ export async function importRows(
           // only rows of the file: one it names that the file does not hold must be live, as a
           // create's references must, into the file's own tenant too.
           for (const [name, prefix] of plan.mentions) {
+            const target = all.find((r) => r.idPrefix === prefix);
             for (const named of mentionedIds(prefix, event.patch[name])) {
-              const target = all.find((r) => r.idPrefix === prefix);
               if (byId.has(named) || !target) continue;
               const found = await engine.tx(db, principal, event.at).peek(target, principal.tenantId, named);
               if (found?.is_deleted !== false) {

@@ -24,7 +24,8 @@ export const SnapshotSchema = Type.Object({
 
 export type Snapshot = Static<typeof SnapshotSchema>;
 
-const checkInFields = {
+/** A check-in's body; an import checks the entries and the confidence it writes again by them too. */
+export const checkInFields = {
   value: number({ required: true, notes: 'The observed value of the metric.' }),
   note: text({ maxLength: 2000, notes: 'What happened, in words.' }),
   confidence: integer({

@@ -7,6 +7,7 @@ import { defineResource, fillNullDefaults, platformFields } from '../../core/res
 import type { Tx } from '../../core/tables.js';
 import { validateInput } from '../../core/validation.js';
 import {
+  checkInFields,
   checkInOperations,
   type History,
   type Snapshot,
@@ -36,12 +37,6 @@ import { computeStatus, cycleSpan } from './status.js';
 import { scheduleSweep } from './sweep.js';
 import { queryReads, snapshots, statusSweep } from './tables.js';
 import { recordSystemValue } from './values.js';
-
-/** An entry the platform wrote, as an import writes it again (replay.system). */
-const SYSTEM_ENTRY = { value: number({ required: true, notes: 'The value the platform read or computed.' }) };
-
-/** What an import sets back after a key result's log is replayed (replay.settle). */
-const SETTLED = { confidence: integer({ min: 0, max: 10, notes: "The last check-in's confidence." }) };
 
 /** What derive() computed for the write in flight, for afterWrite() (same transaction). */
 const pending = new WeakMap<Doc, { expiresAt: number | null; snapshot: Snapshot | null }>();
@@ -263,7 +258,7 @@ export const keyResults = defineResource({
     // system write, by `system`, that keeps the key result's confidence. Its value is checked as
     // a check-in's is: the file is not trusted.
     async system(tx, tenantId, id, entry) {
-      const { value } = validateInput(SYSTEM_ENTRY, { value: entry.value });
+      const { value } = validateInput({ value: checkInFields.value }, { value: entry.value });
       // The platform writes no note and no confidence: an entry of its with either is no export's.
       const words = (['note', 'confidence'] as const).filter((name) => entry[name] != null);
       if (words.length > 0) {
@@ -286,7 +281,10 @@ export const keyResults = defineResource({
     settle: {
       needed: (doc, replayed) => (doc.confidence ?? null) !== (replayed.at(-1)?.confidence ?? null),
       async run(tx, tenantId, id, doc) {
-        const { confidence } = validateInput(SETTLED, { confidence: doc.confidence ?? null });
+        const { confidence } = validateInput(
+          { confidence: checkInFields.confidence },
+          { confidence: doc.confidence ?? null },
+        );
         const kr = await tx.find(keyResults, tenantId, id);
         if (kr && kr.confidence !== confidence) await tx.systemWrite(keyResults, kr, { confidence });
       },
