@@ -117,6 +117,21 @@ describe.runIf(!hasBrowser && requireBrowser)('the Playground in Chromium', () =
   });
 });
 
+/** The contrast of an element's border against its background, by WCAG's relative luminance (run in the page). */
+function edgeContrast(el: Element): number {
+  const rgb = (css: string) => (css.match(/[\d.]+/g) ?? []).slice(0, 3).map(Number);
+  const luminance = (css: string) => {
+    const [r, g, b] = rgb(css).map((v) => {
+      const c = v / 255;
+      return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const style = getComputedStyle(el);
+  const [a, b] = [luminance(style.borderTopColor), luminance(style.backgroundColor)].sort((x, y) => y - x);
+  return (a + 0.05) / (b + 0.05);
+}
+
 describe.runIf(hasBrowser)('the Playground in Chromium', () => {
   let server: Awaited<ReturnType<typeof startServer>>;
   let browser: Browser;
@@ -268,6 +283,40 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
+  it('scrolls the schema table sideways from the keyboard where a narrow window cuts its notes off', async () => {
+    // 800 px: a 1,600 px screen at 200% zoom, the sidebar still beside the page.
+    await page.setViewportSize({ width: 800, height: 900 });
+    try {
+      await page.goto(`${server.origin}/playground/okr/key-results`);
+      const region = page.getByRole('region', { name: 'Schema fields table', exact: true });
+      expect(await region.getAttribute('tabindex')).toBe('0');
+      const overflow = await region.evaluate((el) => el.scrollWidth - el.clientWidth);
+      expect(overflow).toBeGreaterThan(0);
+      await region.focus();
+      for (let i = 0; i < 5; i++) await page.keyboard.press('ArrowRight');
+      await page.waitForFunction(() => (document.activeElement?.scrollLeft ?? 0) > 0);
+      expect(await page.evaluate(() => document.activeElement?.getAttribute('aria-label'))).toBe('Schema fields table');
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 900 });
+    }
+  });
+
+  it('keeps the focus on the selected tab when arrow keys are pressed a frame apart', async () => {
+    await page.goto(`${server.origin}/playground/okr/key-results`);
+    const tabs = page.getByRole('tablist', { name: 'Operations', exact: true });
+    for (let round = 0; round < 6; round++) {
+      await tabs.getByRole('tab', { selected: true }).focus();
+      for (let i = 0; i < 3; i++) await page.keyboard.press('ArrowRight');
+      // Let every render of those presses land, then ask where the focus ended up.
+      await page.waitForTimeout(200);
+      const state = await page.evaluate(() => ({
+        focused: document.activeElement?.id,
+        selected: document.querySelector('[role="tab"][aria-selected="true"]')?.id,
+      }));
+      expect(state.focused, `round ${round}`).toBe(state.selected);
+    }
+  });
+
   it('creates an objective and a key result from the console with a dev token', async () => {
     const minted: string[] = [];
     const onRequest = (r: { url(): string }) => {
@@ -284,13 +333,25 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     await page.getByRole('button', { name: 'Use dev token', exact: true }).click();
     expect(await page.getByTestId('dev-token-error').textContent()).toMatch(/^No answer from the server/);
     await page.unroute('**/api/v1/dev/token');
+    // What the button did is said where a screen reader hears it: in a status region there before.
+    expect(await page.getByTestId('dev-token-status').getAttribute('role')).toBe('status');
+    expect(await page.getByTestId('dev-token-status').textContent()).toBe('');
     await page.getByRole('button', { name: 'Use dev token', exact: true }).click();
     await page.getByTestId('dev-token-info').waitFor();
+    expect(
+      await page
+        .getByTestId('dev-token-info')
+        .evaluate((el) => el.closest('[role="status"]')?.getAttribute('data-testid')),
+    ).toBe('dev-token-status');
     expect(await page.getByTestId('dev-token-error').count()).toBe(0);
     page.off('request', onRequest);
     expect(minted.length).toBe(2);
     await page.getByTestId('dev-token-info').waitFor();
     expect(await page.getByLabel('Token', { exact: true }).inputValue()).toMatch(/^ey/);
+    // A text field's edge is all that shows where to type: 3:1 against the page at least (WCAG 1.4.11).
+    for (const control of [page.getByLabel('Token', { exact: true }), bodyEditor()]) {
+      expect(await control.evaluate(edgeContrast)).toBeGreaterThanOrEqual(3);
+    }
     // The dev token's tenant is the one `edm seed` fills by default.
     expect(await page.getByTestId('seed-command').textContent()).toBe('edm seed');
 
@@ -516,6 +577,11 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     expect(second.progress_pct).toBeCloseTo(50);
     expect(await panel().getByTestId('status-badge').isVisible()).toBe(true);
 
+    // The values drawn, as a table a keyboard can scroll sideways on a phone (a named, focusable region).
+    await chart.getByText(`History (${second.history.length})`, { exact: true }).click();
+    const values = chart.getByRole('region', { name: 'History values', exact: true });
+    expect(await values.getAttribute('tabindex')).toBe('0');
+    expect(await values.locator('tbody tr').count()).toBe(second.history.length);
     await page.screenshot({ path: `${SCREENSHOTS}keyresult-history-1280.png`, fullPage: true });
     await page.setViewportSize({ width: 390, height: 844 });
     await chart.waitFor();

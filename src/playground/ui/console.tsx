@@ -76,17 +76,22 @@ function TokenField() {
           {devError}
         </p>
       )}
-      {devInfo && devInfo.token === token ? (
-        <p class="hint" data-testid="dev-token-info">
-          Dev token for tenant <code>{devInfo.tenant_id}</code>, sub <code>{devInfo.sub}</code>, until{' '}
-          {devInfo.expires_at.replace('T', ' ').replace(/\.\d+Z$|Z$/, ' UTC')}. For a quarter of demo OKRs in this
-          tenant, run{' '}
-          <code data-testid="seed-command">
-            edm seed{devInfo.tenant_id === 'dev' ? '' : ` --tenant ${devInfo.tenant_id}`}
-          </code>{' '}
-          beside the server.
-        </p>
-      ) : !token ? (
+      {/* A status region, there before the token arrives, so a screen reader says what the button
+          did (a token for which tenant, until when) where a sighted user sees it appear. */}
+      <div role="status" data-testid="dev-token-status">
+        {devInfo && devInfo.token === token && (
+          <p class="hint" data-testid="dev-token-info">
+            Dev token for tenant <code>{devInfo.tenant_id}</code>, sub <code>{devInfo.sub}</code>, until{' '}
+            {devInfo.expires_at.replace('T', ' ').replace(/\.\d+Z$|Z$/, ' UTC')}. For a quarter of demo OKRs in this
+            tenant, run{' '}
+            <code data-testid="seed-command">
+              edm seed{devInfo.tenant_id === 'dev' ? '' : ` --tenant ${devInfo.tenant_id}`}
+            </code>{' '}
+            beside the server.
+          </p>
+        )}
+      </div>
+      {!token ? (
         <p class="hint">
           {devToken === 'available' ? (
             'This local server mints development tokens: use the button.'

@@ -126,7 +126,8 @@ export function HistoryChart({
       <figcaption>
         <details>
           <summary>History ({history.length})</summary>
-          <div class="table-scroll">
+          {/* biome-ignore lint/a11y/noNoninteractiveTabindex: a scrolling region must take the focus. */}
+          <section class="table-scroll" tabIndex={0} aria-label="History values">
             <table class="data">
               <thead>
                 <tr>
@@ -151,7 +152,7 @@ export function HistoryChart({
                 ))}
               </tbody>
             </table>
-          </div>
+          </section>
         </details>
       </figcaption>
     </figure>

@@ -88,7 +88,9 @@ export function ResourcePage({
   const active = ops.find((o) => o.name === opName) ?? ops[0];
 
   useEffect(() => {
-    if (focusTab.current && active) {
+    // The tab the keyboard moved to, once it is the one selected: with arrow presses a frame apart,
+    // a render of an earlier press's tab must not take the focus to that one and drop the later.
+    if (focusTab.current && focusTab.current === active?.name) {
       document.getElementById(`tab-${domId(active.name)}`)?.focus();
       focusTab.current = null;
     }
@@ -104,7 +106,7 @@ export function ResourcePage({
       if (focus) document.getElementById(`tab-${domId(op.name)}`)?.focus();
       return;
     }
-    if (focus) focusTab.current = op.name;
+    focusTab.current = focus ? op.name : null;
     session.navigate(`#${op.name}`);
   };
   const setup = clientSetup(location.origin).join('\n');
