@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../src/core/auth.js';
 import { ManualClock } from '../src/core/clock.js';
 import type { Doc } from '../src/core/resource.js';
+import { defineModule } from '../src/core/resource.js';
 import { buildApp } from '../src/http/app.js';
+import { modules as allModules } from '../src/modules/index.js';
 import { openStore, type Store } from '../src/store/database.js';
 import { byName, injectAs, PG_URL, type Reply, T0, testConfig, USER_A } from './helpers.js';
 
@@ -316,6 +318,88 @@ describe.runIf(PG_URL)('losing PostgreSQL', () => {
       await close();
     }
   }, 30_000);
+
+  it('answers writes 503 while the database takes none (a standby after a failover), and /readyz says not ready', async () => {
+    const created = await send(app, 'POST', objectives.basePath, { title: 'before the failover' });
+    expect(created.status).toBe(201);
+    // The same schema through sessions that take no writes, as a demoted primary's do.
+    const readOnlyUrl = new URL(PG_URL ?? '');
+    readOnlyUrl.searchParams.set('options', '-c default_transaction_read_only=on');
+    const readOnly = openStore(readOnlyUrl.toString(), { schema, poolSize: 2, applicationName: appName });
+    const standbyApp = await buildApp({ config, store: readOnly, clock, migrate: false });
+    try {
+      const notReady = await standbyApp.inject('/readyz');
+      expect([notReady.statusCode, notReady.headers['retry-after'], notReady.json().status]).toEqual([
+        503,
+        '1',
+        'unavailable',
+      ]);
+      const got = await send(standbyApp, 'GET', `${objectives.basePath}/${created.body.id}`);
+      expect([got.status, got.body.title]).toEqual([200, 'before the failover']);
+      const key = { 'idempotency-key': `failover-${randomBytes(4).toString('hex')}` };
+      expectUnavailable(await send(standbyApp, 'POST', objectives.basePath, { title: 'during' }, key));
+      expectUnavailable(await send(standbyApp, 'PATCH', `${objectives.basePath}/${created.body.id}`, { title: 'x' }));
+      expectUnavailable(await send(standbyApp, 'DELETE', `${objectives.basePath}/${created.body.id}`));
+      // Nothing was written; the database that takes writes (the new primary) does the keyed one once.
+      expect((await app.inject('/readyz')).statusCode).toBe(200);
+      const after = await send(app, 'GET', `${objectives.basePath}/${created.body.id}`);
+      expect([after.body.title, after.body.version, after.body.is_deleted]).toEqual(['before the failover', 1, false]);
+      const retried = await send(app, 'POST', objectives.basePath, { title: 'during' }, key);
+      expect(retried.status).toBe(201);
+    } finally {
+      await standbyApp.close();
+      await readOnly.close();
+    }
+  });
+
+  it("logs a job's run that met the database away as a warning naming its cause, a job's own fault as an error", async () => {
+    const lines: { level: number; msg: string; job?: string; cause?: string; err?: unknown }[] = [];
+    const jobs = defineModule({
+      name: 'outagejobs',
+      description: 'Jobs of this test',
+      resources: [],
+      jobs: [
+        // A run that needs the database: refused while the proxy refuses.
+        { name: 'outagejobs.reads', intervalMs: 20, run: (ctx) => ctx.transaction('outage', async () => 0) },
+        {
+          name: 'outagejobs.broken',
+          intervalMs: 20,
+          run: async () => {
+            throw new Error('a fault of the job itself');
+          },
+        },
+      ],
+    });
+    const jobStore = openStore(proxiedUrl(), { schema, poolSize: 2, applicationName: appName, connectTimeoutMs: 1000 });
+    const jobApp = await buildApp({
+      config,
+      store: jobStore,
+      modules: [...allModules, jobs],
+      runJobs: true,
+      logger: 'warn',
+      logStream: { write: (line: string) => void lines.push(JSON.parse(line)) },
+    });
+    try {
+      proxy.refuse(true);
+      const of = (job: string) => lines.filter((l) => l.job === job);
+      await until('both jobs ran while the database was away', async () => {
+        return of('outagejobs.reads').length > 0 && of('outagejobs.broken').length > 0;
+      });
+      for (const line of of('outagejobs.reads')) {
+        expect([line.level, line.msg]).toEqual([40, 'job put off: the database is unavailable']);
+        expect(line.cause).toMatch(/ECONNREFUSED|Connection terminated|timeout/);
+        expect(line.err).toBeUndefined();
+      }
+      for (const line of of('outagejobs.broken')) {
+        expect([line.level, line.msg]).toEqual([50, 'job failed']);
+        expect(JSON.stringify(line.err)).toContain('a fault of the job itself');
+      }
+    } finally {
+      proxy.accept();
+      await jobApp.close();
+      await jobStore.close();
+    }
+  });
 
   it('answers 503 when the network drops every connection at once', async () => {
     const created = await send(app, 'POST', objectives.basePath, { title: 'partition' });

@@ -21,7 +21,7 @@ import {
 import { modules as allModules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
 import { Engine } from '../store/engine.js';
-import { isUnmigrated, migrate, recordSecretFingerprint, schemaProbe } from '../store/schema.js';
+import { isUnmigrated, migrate, recordSecretFingerprint, schemaProbe, takesWrites } from '../store/schema.js';
 import { type CorsPolicy, corsHeaders, registerCors } from './cors.js';
 import { devTokenBody } from './dev-token.js';
 import { Idempotency } from './idempotency.js';
@@ -36,6 +36,7 @@ import {
   framingProblem,
   headerLines,
   hostProblem,
+  isUnavailable,
   PROBLEM_TYPE,
   sendProblem,
   toProblem,
@@ -705,6 +706,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // resource's table: a server started with --no-migrate before `edm migrate` is not ready).
   // Every column too: a schema of an earlier version (a column added since) is not ready either.
   const probe = schemaProbe(store, engine.resources);
+  /**
+   * Ready means writes too: a PostgreSQL that takes none (a standby after a failover, or
+   * `default_transaction_read_only`) answers every write 503, so the probe says not ready, and a
+   * load balancer sends the writes to a process whose database takes them.
+   */
+  const ready = async () => {
+    await probe.execute(store.db);
+    if (!(await takesWrites(store))) throw new Error('the database takes no writes');
+  };
   // Until the schema is in place (--no-migrate before `edm migrate`), every API request is 503,
   // as /readyz says: not only those that reach a missing table or column (a complete table's
   // rows would be served, and written, by a server not ready). Known in place after a migration
@@ -754,7 +764,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
               }),
             ]
           : [];
-      await Promise.race([probe.execute(store.db), ...deadline]);
+      await Promise.race([ready(), ...deadline]);
       schemaInPlace = true;
       return { status: 'ready', store: store.kind };
     } catch (err) {
@@ -843,7 +853,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
               running = true;
               engine
                 .runJob(job)
-                .catch((err) => app.log.error({ err, job: job.name }, 'job failed'))
+                .catch((err) =>
+                  // The database out of reach (a restart, a failover) is a warning naming its cause,
+                  // as a request's 503 is: the next run does the work. Anything else is an error.
+                  isUnavailable(err)
+                    ? app.log.warn(
+                        { job: job.name, cause: String((err as Error).message) },
+                        'job put off: the database is unavailable',
+                      )
+                    : app.log.error({ err, job: job.name }, 'job failed'),
+                )
                 .finally(() => {
                   running = false;
                   if (again && !closing) {

@@ -90,6 +90,10 @@ const UNAVAILABLE_CODES = new Set([
   '53100',
   '53200',
   '53300',
+  // A database that takes no writes (25006, read_only_sql_transaction): a primary demoted to a
+  // standby in a failover, or default_transaction_read_only. Its successor takes them shortly
+  // (the pool's next sessions reach it); /readyz says 503 meanwhile.
+  '25006',
   // transient conflicts and session timeouts
   '40001',
   '40P01',

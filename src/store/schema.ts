@@ -301,6 +301,16 @@ export function schemaProbe(store: Store, resources: readonly Resource[]) {
 }
 
 /**
+ * Whether a write would be taken now: PostgreSQL takes none on a standby (a primary demoted in a
+ * failover) or under `default_transaction_read_only`; this session's setting says either way.
+ */
+export async function takesWrites(store: Store): Promise<boolean> {
+  if (store.kind !== 'postgres') return true;
+  const { rows } = await sql<{ ro: string }>`SELECT current_setting('transaction_read_only') AS ro`.execute(store.db);
+  return rows[0]?.ro === 'off';
+}
+
+/**
  * Whether the database lacks a table or column this build uses: a server started with
  * `--no-migrate` (or `EDM_AUTO_MIGRATE=0`) before `edm migrate` ran, or a schema an earlier build
  * made. PostgreSQL's undefined_table and undefined_column; SQLite's "no such table/column".
