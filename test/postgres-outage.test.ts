@@ -401,6 +401,34 @@ describe.runIf(PG_URL)('losing PostgreSQL', () => {
     }
   });
 
+  it('takes over at once, on the retry after the database is back, a claim this process is still releasing', async () => {
+    const { app: lostApp, close } = await quickToGiveUp();
+    const key = { 'idempotency-key': `taken-over-${randomBytes(4).toString('hex')}` };
+    const title = `released late ${randomBytes(4).toString('hex')}`;
+    try {
+      await send(lostApp, 'GET', objectives.basePath);
+      proxy.deafen();
+      // The claim commits, its answer is lost; the release meets the same deaf database.
+      expectUnavailable(await send(lostApp, 'POST', objectives.basePath, { title }, key));
+      proxy.thaw();
+      clock.advance(1);
+      // The release's next attempt is a second or more away: the retry does not wait for it.
+      const retried = await send(lostApp, 'POST', objectives.basePath, { title }, key);
+      expect([retried.status, retried.body.title]).toEqual([201, title]);
+      const replay = await send(lostApp, 'POST', objectives.basePath, { title }, key);
+      expect([replay.status, replay.body.id, replay.headers['idempotent-replayed']]).toEqual([
+        201,
+        retried.body.id,
+        'true',
+      ]);
+      const listed = (await send(lostApp, 'GET', `${objectives.basePath}?limit=200`)).body.data as Doc[];
+      expect(listed.filter((o) => o.title === title)).toHaveLength(1);
+    } finally {
+      proxy.thaw();
+      await close();
+    }
+  }, 30_000);
+
   it('answers 503 when the network drops every connection at once', async () => {
     const created = await send(app, 'POST', objectives.basePath, { title: 'partition' });
     proxy.refuse(true);

@@ -40,6 +40,11 @@ interface Claim {
   leaseMs: number;
 }
 
+/** A claim's key within the store: tenant, scope (app) and key, joined by NUL, which none holds. */
+function claimKey(claim: Pick<Claim, 'tenantId' | 'scope' | 'key'>): string {
+  return `${claim.tenantId}\u0000${claim.scope}\u0000${claim.key}`;
+}
+
 /** What a request's fingerprint hashes: method, path, caller and body's text. */
 function requestText(method: string, url: string, principal: Principal, text: string): string {
   return `${method} ${url}\n${principal.sub}\n${text}`;
@@ -203,7 +208,12 @@ export class Idempotency {
       if (!row) continue;
       const expired = Date.parse(row.expires_at as string) <= now;
       const abandoned = row.state === 'running' && Date.parse(row.lease_until as string) <= now;
-      if (expired || abandoned) {
+      // A claim this process is releasing in the background (its request answered a 5xx, the
+      // database away then): finished, so its retry takes it over now, not at the release's next
+      // attempt (up to 16 s later after an outage, its Retry-After the lease's ~50 s).
+      const releasing = this.#releasing.get(claimKey(claim));
+      const released = row.state === 'running' && releasing?.claimedAt === row.claimed_at;
+      if (expired || abandoned || released) {
         const taken = await db
           .updateTable(IDEMPOTENCY_TABLE)
           .set({
@@ -221,7 +231,11 @@ export class Idempotency {
           .where('key', '=', key)
           .where('claimed_at', '=', row.claimed_at as string)
           .executeTakeFirst();
-        if (Number(taken.numUpdatedRows) === 1) return { claim };
+        if (Number(taken.numUpdatedRows) === 1) {
+          // The background release has nothing left to do (its row is this claim's now).
+          if (released && releasing) releasing.taken = true;
+          return { claim };
+        }
         continue; // another request took it over first
       }
       if (row.fingerprint !== fingerprint && !claim.earlier?.().includes(row.fingerprint as string)) {
@@ -328,12 +342,16 @@ export class Idempotency {
    */
   release(claim: Claim): Promise<void> & { settled: Promise<boolean> } {
     const until = Date.parse(claim.claimedAt) + claim.leaseMs;
+    const releasing = claimKey(claim);
+    const entry = { claimedAt: claim.claimedAt, taken: false };
+    this.#releasing.set(releasing, entry);
     let first!: () => void;
     const firstDone = new Promise<void>((resolve) => {
       first = resolve;
     });
     const settled = (async () => {
       for (let wait = 1000; ; wait *= 2) {
+        if (entry.taken) return true;
         try {
           await this.transaction((db) =>
             db
@@ -355,9 +373,17 @@ export class Idempotency {
           first();
         }
       }
-    })();
+    })().finally(() => {
+      if (this.#releasing.get(releasing) === entry) this.#releasing.delete(releasing);
+    });
     return Object.assign(firstDone, { settled });
   }
+
+  /**
+   * Claims being released (`release`), by key: the claim time of each, and whether a retry has
+   * taken the claim over since (its release then stops).
+   */
+  readonly #releasing = new Map<string, { claimedAt: string; taken: boolean }>();
 
   /** Stops background releases (the server is closing). */
   stop(): void {
