@@ -403,19 +403,34 @@ describe.runIf(PG_URL)('losing PostgreSQL', () => {
 
   it('takes over at once, on the retry after the database is back, a claim this process is still releasing', async () => {
     const { app: lostApp, close } = await quickToGiveUp();
-    const key = { 'idempotency-key': `taken-over-${randomBytes(4).toString('hex')}` };
+    const key = `taken-over-${randomBytes(4).toString('hex')}`;
     const title = `released late ${randomBytes(4).toString('hex')}`;
+    const holder = new pg.Client({ connectionString: PG_URL, application_name: 'edm-test-admin' });
+    await holder.connect();
     try {
       await send(lostApp, 'GET', objectives.basePath);
       proxy.deafen();
-      // The claim commits, its answer is lost; the release meets the same deaf database.
-      expectUnavailable(await send(lostApp, 'POST', objectives.basePath, { title }, key));
+      // The claim commits, its answer is lost (the session is cut 3 s on) …
+      const first = send(lostApp, 'POST', objectives.basePath, { title }, { 'idempotency-key': key });
+      await until('the claim is stored', async () => {
+        const { rowCount } = await admin.query(`SELECT 1 FROM ${schema}.edm_idempotency_keys WHERE key = $1`, [key]);
+        return rowCount === 1;
+      });
+      // … and the release that follows cannot delete it: the row is locked until it gives up.
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM ${schema}.edm_idempotency_keys WHERE key = $1 FOR UPDATE`, [key]);
+      expectUnavailable(await first);
       proxy.thaw();
+      await until(
+        "the release's first attempt gave up",
+        async () => (await sessions("AND wait_event_type = 'Lock'")) === 0,
+      );
+      await holder.query('ROLLBACK');
       clock.advance(1);
-      // The release's next attempt is a second or more away: the retry does not wait for it.
-      const retried = await send(lostApp, 'POST', objectives.basePath, { title }, key);
+      // Its next attempt is a second or more away: the retry does not wait for it.
+      const retried = await send(lostApp, 'POST', objectives.basePath, { title }, { 'idempotency-key': key });
       expect([retried.status, retried.body.title]).toEqual([201, title]);
-      const replay = await send(lostApp, 'POST', objectives.basePath, { title }, key);
+      const replay = await send(lostApp, 'POST', objectives.basePath, { title }, { 'idempotency-key': key });
       expect([replay.status, replay.body.id, replay.headers['idempotent-replayed']]).toEqual([
         201,
         retried.body.id,
@@ -425,6 +440,7 @@ describe.runIf(PG_URL)('losing PostgreSQL', () => {
       expect(listed.filter((o) => o.title === title)).toHaveLength(1);
     } finally {
       proxy.thaw();
+      await holder.end();
       await close();
     }
   }, 30_000);
