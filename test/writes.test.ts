@@ -787,7 +787,13 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       const fp = claims.fingerprint('POST', '/x', principal, {});
       const got = await claims.claim(principal, 'k', fp);
       if (!('claim' in got)) throw new Error('expected a claim');
-      return { claims, claim: got.claim, again: () => claims.claim(principal, 'k', fp) };
+      return {
+        claims,
+        claim: got.claim,
+        again: () => claims.claim(principal, 'k', fp),
+        /** The retry as another process on the store gets it (it knows nothing of this one's releases). */
+        elsewhere: () => new Idempotency(t.store, t.clock, REQUEST_KEY).claim(principal, 'k', fp),
+      };
     };
     // A claim whose process died (`kill -9`) holds until its lease ends: a minute for a write, a
     // connector timeout more for one that reads outside its transaction first (a sync). Past the
@@ -838,12 +844,28 @@ describe.each(storeKinds)('writes on %s', (kind) => {
     });
 
     it("releases a 5xx's claim once the database takes the delete again, not a minute later", async () => {
-      const { claims, claim, again } = await claimed('outage');
+      const { claims, claim, elsewhere } = await claimed('outage');
       // The outage that made the 5xx refuses the release too; it is tried again in the background.
       const { settled } = await releaseDuringOutage(claims, claim);
-      await expect(again()).rejects.toMatchObject({ code: 'idempotency_in_flight' });
+      await expect(elsewhere()).rejects.toMatchObject({ code: 'idempotency_in_flight' });
       expect(await settled).toBe(true);
-      expect('claim' in (await again())).toBe(true);
+      expect('claim' in (await elsewhere())).toBe(true);
+    });
+
+    it('lets a retry that reaches the process still releasing the claim take it over at once, and stops the release', async () => {
+      const { claims, claim, again, elsewhere } = await claimed('taken-over');
+      const { settled } = await releaseDuringOutage(claims, claim);
+      t.clock.advance(1);
+      // Not at the release's next attempt, a second or more away: now.
+      const retried = await again();
+      expect('claim' in retried).toBe(true);
+      // The release stops without deleting the retry's claim, which holds as any running one does.
+      expect(await settled).toBe(true);
+      await expect(elsewhere()).rejects.toMatchObject({ code: 'idempotency_in_flight' });
+      if (!('claim' in retried)) throw new Error('expected a claim');
+      const answer = { status: 201, headers: {}, body: '{"ran":"once"}' };
+      await claims.completeAlone(retried.claim, answer);
+      expect(await elsewhere()).toEqual({ replay: answer });
     });
 
     // A 503 for a pool with no connection to lend waited a second connect timeout for its key's
