@@ -1869,6 +1869,21 @@ describe('the schedule with no read timeout', () => {
     const stuck = await create('stuck');
     const first = await t.app.engine.runJob(connectorSyncJob); // both reads are left after 15 s
     expect([first, reads('hung'), reads('stuck')]).toEqual([0, 1, 1]);
+    // While the read goes on, its claim is renewed before its minute runs out: the connector does
+    // not come due for another process's schedule to read the feed a second time.
+    const dueAt = async (id: string) => {
+      const row = await t.store.db
+        .selectFrom('okr_connector_schedule')
+        .select('due_at')
+        .where('connector_id', '=', id)
+        .executeTakeFirstOrThrow();
+      return new Date(row.due_at as string).getTime();
+    };
+    const claimedUntil = await dueAt(hung);
+    expect(claimedUntil).toBeGreaterThan(t.clock.now());
+    t.clock.set(claimedUntil - 20_000); // 20 s left of the claim
+    for (let i = 0; i < 300 && (await dueAt(hung)) === claimedUntil; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await dueAt(hung)).toBe(t.clock.now() + 60_000);
     api.state.hold = null;
     const other = await create('other');
     t.clock.advance(120_000); // the hung reads' claims have run out: due again, but still being read

@@ -726,6 +726,10 @@ const readsUnderWay = new Map<string, { from: string }>();
  * not hold another's due connector for the length of that backlog.
  */
 const RUN_EVERY_MS = 15_000;
+/** How long a claim of a due connector holds past the read timeout (the process may die with it). */
+const CLAIM_MS = 60_000;
+/** How often a read under way looks at its claim, to renew it in time (see keepClaimed). */
+const RENEW_CHECK_MS = 1_000;
 /** How often a run looks for connectors that came due since it last looked. */
 const LOOK_AGAIN_MS = 1_000;
 
@@ -743,21 +747,55 @@ export const connectorSyncJob: Job = {
     // running the schedule, one reads it; if that one dies, the claim runs out and another does.
     // The lease counts from the claim, not from the run's start: a run of many slow feeds lasts
     // longer than one read's wait, and a lease already out would let another process read it too.
+    const leaseFrom = (now: number) => isoTime(now + ctx.outbound.timeoutMs + CLAIM_MS);
     const claim = (tx: Tx, row: Record<string, unknown>) =>
       tx.claim(
         connectorSchedule,
         { tenant_id: row.tenant_id, connector_id: row.connector_id },
         'due_at',
         row.due_at,
-        isoTime(tx.now + ctx.outbound.timeoutMs + 60_000),
+        leaseFrom(tx.now),
       );
+    /**
+     * Keeps the claim of a read under way from running out while the read goes on (a feed that
+     * never answers, with EDM_CONNECTOR_TIMEOUT_MS=0): renewed once it has less than half of
+     * CLAIM_MS left, only while it is still the one this read set (a change of the connector
+     * moved it: read anew). Else another process's run would find it due and read the feed too,
+     * a read per process. Stops when the read ends, or when the claim ran out unrenewed (the
+     * database away): another process may have taken it since.
+     */
+    const keepClaimed = (tenantId: string, key: { tenant_id: string; connector_id: string }, claimed: string) => {
+      let held = claimed;
+      let renewing = false;
+      const timer = setInterval(() => {
+        const now = ctx.clock();
+        if (now >= Date.parse(held)) clearInterval(timer);
+        if (renewing || Date.parse(held) - now > CLAIM_MS / 2) return;
+        renewing = true;
+        const next = leaseFrom(now);
+        ctx
+          .transaction(tenantId, (tx) => tx.claim(connectorSchedule, { ...key, due_at: held }, 'due_at', held, next))
+          .then(
+            (renewed) => {
+              if (renewed) held = next;
+              else clearInterval(timer);
+            },
+            () => {}, // the database away: tried again at the next check
+          )
+          .finally(() => {
+            renewing = false;
+          });
+      }, RENEW_CHECK_MS);
+      timer.unref();
+      return () => clearInterval(timer);
+    };
     const syncOne = async (row: Record<string, unknown>, underWay: string): Promise<boolean> => {
       const tenantId = row.tenant_id as string;
       const id = row.connector_id as string;
       const key = { tenant_id: tenantId, connector_id: id };
-      const [mine, connector] = await ctx.transaction(
+      const [mine, connector, claimed] = await ctx.transaction(
         tenantId,
-        async (tx) => [await claim(tx, row), await tx.peek(connectors, tenantId, id)] as const,
+        async (tx) => [await claim(tx, row), await tx.peek(connectors, tenantId, id), leaseFrom(tx.now)] as const,
       );
       if (!mine) return false;
       if (!connector || connector.is_deleted || connector.kind === 'webhook') {
@@ -766,9 +804,11 @@ export const connectorSyncJob: Job = {
       }
       const mark = { from: readFrom(connector) };
       readsUnderWay.set(underWay, mark);
+      const release = keepClaimed(tenantId, key, claimed);
       try {
         return await readAndRecord(connector, tenantId, id, key);
       } finally {
+        release();
         if (readsUnderWay.get(underWay) === mark) readsUnderWay.delete(underWay);
       }
     };
