@@ -866,6 +866,45 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     },
   );
 
+  it.runIf(kind === 'postgres')(
+    'a cascading delete of a cycle whose objective is restored while it waits: started again, it locks that one before the cycle',
+    async () => {
+      const cycles = byName('Cycle');
+      const { cycle, objective: stays } = await objectiveInQuarter('Restored beside a cascade', 'live from the start');
+      const back = await send(apps[0], token, 'POST', objectives.basePath, {
+        title: 'restored meanwhile',
+        cycle_id: cycle.body.id,
+      });
+      expect((await send(apps[0], token, 'DELETE', `${objectives.basePath}/${back.body.id}`)).status).toBe(200);
+      const [retriedBefore, deadlocksBefore] = [retried(), deadlocks()];
+      const holder = new pg.Client({ connectionString: PG_URL });
+      await holder.connect();
+      try {
+        await holder.query(`SET search_path TO ${schema}`);
+        await holder.query('BEGIN');
+        // The cascade's first look finds one live objective, and waits to lock it …
+        await holder.query('SELECT id FROM okr_objectives WHERE id = $1 FOR UPDATE', [stays.body.id]);
+        const cascade = send(apps[1], token, 'DELETE', `${cycles.basePath}/${cycle.body.id}?cascade=true`);
+        await until('the cascade waits for the live objective', async () => (await lockWaiters(holder)) === 1);
+        // … while the other is restored: the cycle, not locked yet, lets it through. Locked after
+        // the cycle, that one was a deadlock with a restore that held it and waited for the cycle.
+        const restored = await send(apps[0], token, 'POST', `${objectives.basePath}/${back.body.id}/restore`);
+        expect(restored.status, restored.raw).toBe(200);
+        await holder.query('ROLLBACK');
+        const answer = await cascade;
+        expect(answer.status, answer.raw).toBe(200);
+      } finally {
+        await holder.query('ROLLBACK').catch(() => {});
+        await holder.end();
+      }
+      for (const id of [stays.body.id, back.body.id]) {
+        expect((await send(apps[0], token, 'GET', `${objectives.basePath}/${id}`)).body.is_deleted).toBe(true);
+      }
+      // Started again once, not a deadlock's victim: its second look locked both before the cycle.
+      expect([retried() - retriedBefore, deadlocks() - deadlocksBefore]).toEqual([1, 0]);
+    },
+  );
+
   it('a cascading delete of a cycle beside check-ins under it: each served or refused, no deadlock to retry', async () => {
     const retriedBefore = retried();
     const outcomes: string[] = [];

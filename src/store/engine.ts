@@ -1803,11 +1803,24 @@ export class Engine {
   ): Promise<Doc> {
     const rows: WriteRows = new Map();
     // A cascade writes descendants whose writes take a tenant lock first (serializeRows): so does it.
+    let lockedFirst: Set<string> | undefined;
     if (cascade) {
       for (const lock of this.descendantSerials(resource)) await this.serialize(db, principal.tenantId, lock);
-      await this.lockChildrenFirst(db, resource, principal, id, rows);
+      lockedFirst = await this.lockChildrenFirst(db, resource, principal, id, rows);
     }
     let before = await this.loadForWrite(db, resource, principal, id, rows);
+    // A child restored (or created) between the first look and the row's lock, which it needed
+    // the row for (FOR SHARE), would be locked by the cascade after the row, against the order:
+    // a deadlock with a restore of one of them. Started again, holding nothing, the first look
+    // finds it. (No child can come meanwhile now: the row is held.)
+    if (lockedFirst && (await this.childrenFirst(db, resource, principal, id)).some((c) => !lockedFirst.has(c))) {
+      throw Object.assign(
+        new Error(`${resource.name} ${id} gained children while its delete waited: it starts again`),
+        {
+          code: '40001',
+        },
+      );
+    }
     if (before.is_deleted) throw new ApiError('not_found', `${resource.name} ${id} is already deleted`);
     this.checkPreconditions(before, cond, undefined);
     const now = this.clock.now();
@@ -1926,21 +1939,45 @@ export class Engine {
    * after its objective), in id order (Tx.lock), so the delete takes them in the order they
    * do. Children that lock it first (a key result its objective) are locked after it, as before.
    */
-  private async lockChildrenFirst(db: DB, resource: Resource, principal: Principal, id: string, rows: WriteRows) {
-    if (this.store.kind !== 'postgres') return;
+  private async lockChildrenFirst(
+    db: DB,
+    resource: Resource,
+    principal: Principal,
+    id: string,
+    rows: WriteRows,
+  ): Promise<Set<string> | undefined> {
+    if (this.store.kind !== 'postgres') return undefined;
+    const locked = new Set<string>();
     for (const child of this.children.get(resource) ?? []) {
       if (child.resource.lockReferences?.includes(child.field)) continue;
-      const found = await db
-        .selectFrom(child.resource.table)
-        .select('id')
-        .where('tenant_id', '=', principal.tenantId)
-        .where(child.field, '=', id)
-        .where('is_deleted', '=', this.live(child.resource))
-        .execute();
-      const ids = found.map((r) => r.id as string);
+      const ids = await this.liveChildIds(db, child, principal, id);
       if (ids.length)
         await this.tx(db, principal, this.clock.now(), rows).lock(child.resource, principal.tenantId, ids);
+      for (const childId of ids) locked.add(`${child.resource.name}\u0000${childId}`);
     }
+    return locked;
+  }
+
+  /** The live children that lockChildrenFirst locks, as it names them. */
+  private async childrenFirst(db: DB, resource: Resource, principal: Principal, id: string): Promise<string[]> {
+    const named: string[] = [];
+    for (const child of this.children.get(resource) ?? []) {
+      if (child.resource.lockReferences?.includes(child.field)) continue;
+      for (const childId of await this.liveChildIds(db, child, principal, id))
+        named.push(`${child.resource.name}\u0000${childId}`);
+    }
+    return named;
+  }
+
+  private async liveChildIds(db: DB, child: Child, principal: Principal, id: string): Promise<string[]> {
+    const found = await db
+      .selectFrom(child.resource.table)
+      .select('id')
+      .where('tenant_id', '=', principal.tenantId)
+      .where(child.field, '=', id)
+      .where('is_deleted', '=', this.live(child.resource))
+      .execute();
+    return found.map((r) => r.id as string);
   }
 
   /** The `serializeRows` locks of the resources a cascading delete of `resource` may reach, sorted. */
