@@ -301,6 +301,32 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     }
   });
 
+  it("brings each sidebar link the keyboard reaches whole into the phone's sideways strip", async () => {
+    await page.setViewportSize({ width: 320, height: 640 });
+    try {
+      await page.goto(`${server.origin}/playground/okr/key-results`);
+      const nav = page.getByRole('navigation', { name: 'Modules and resources', exact: true });
+      const links = nav.getByRole('link');
+      const count = await links.count();
+      expect(count).toBeGreaterThan(3);
+      // The strip is narrower than its links: some are out of sight until reached.
+      expect(await nav.evaluate((el) => el.scrollWidth - el.clientWidth)).toBeGreaterThan(0);
+      await links.first().focus();
+      for (let i = 1; i < count; i++) {
+        await page.keyboard.press('Tab');
+        const seen = await page.evaluate(() => {
+          const link = document.activeElement as HTMLElement;
+          const strip = link.closest('nav') as HTMLElement;
+          const [a, b] = [link.getBoundingClientRect(), strip.getBoundingClientRect()];
+          return { name: link.textContent, whole: a.left >= b.left - 0.5 && a.right <= b.right + 0.5 };
+        });
+        expect(seen, `link ${i}`).toEqual({ name: await links.nth(i).textContent(), whole: true });
+      }
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 900 });
+    }
+  });
+
   it('keeps the focus on the selected tab when arrow keys are pressed a frame apart', async () => {
     await page.goto(`${server.origin}/playground/okr/key-results`);
     const tabs = page.getByRole('tablist', { name: 'Operations', exact: true });

@@ -21,7 +21,13 @@ function follow(navigate: (href: string) => void) {
 function Sidebar({ manifest, route, navigate }: { manifest: Manifest; route: Route; navigate: (h: string) => void }) {
   const onClick = follow(navigate);
   return (
-    <nav class="sidebar" aria-label="Modules and resources">
+    <nav
+      class="sidebar"
+      aria-label="Modules and resources"
+      // On a phone the list is a strip that scrolls sideways: the link the keyboard reaches is
+      // brought whole into it (the browser leaves one it can partly see where it is).
+      onFocusIn={(e) => (e.target as HTMLElement).scrollIntoView?.({ block: 'nearest', inline: 'nearest' })}
+    >
       {manifest.modules.map((mod) => (
         <div class="module" key={mod.name}>
           <h2 class="module-name" title={mod.description}>
