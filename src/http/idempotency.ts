@@ -40,6 +40,12 @@ interface Claim {
   leaseMs: number;
 }
 
+/** A claim being released in the background (Idempotency.release), and whether a retry took it over. */
+interface Releasing {
+  claimedAt: string;
+  taken: boolean;
+}
+
 /** A claim's key within the store: tenant, scope (app) and key, joined by NUL, which none holds. */
 function claimKey(claim: Pick<Claim, 'tenantId' | 'scope' | 'key'>): string {
   return `${claim.tenantId}\u0000${claim.scope}\u0000${claim.key}`;
@@ -174,7 +180,10 @@ export class Idempotency {
       leaseMs: LEASE_MS + (outside ? this.outsideMs : 0),
     };
     try {
-      return await this.transaction((db) => this.claimIn(db, claim, now));
+      const got = await this.transaction((db) => this.claimIn(db, claim, now));
+      // Committed: the background release of the claim this one took over has nothing left to do.
+      if ('tookOver' in got && got.tookOver) got.tookOver.taken = true;
+      return 'claim' in got ? { claim: got.claim } : got;
     } catch (err) {
       // Failed as an outage, the claim may still have committed (its answer lost on the way, a
       // session cut at its read deadline): released in the background like a 5xx's, else the
@@ -184,7 +193,11 @@ export class Idempotency {
     }
   }
 
-  private async claimIn(db: DB, claim: Claim, now: number): Promise<{ claim: Claim } | { replay: StoredResponse }> {
+  private async claimIn(
+    db: DB,
+    claim: Claim,
+    now: number,
+  ): Promise<{ claim: Claim; tookOver?: Releasing } | { replay: StoredResponse }> {
     const { key, fingerprint } = claim;
     for (;;) {
       const inserted = await db
@@ -231,11 +244,7 @@ export class Idempotency {
           .where('key', '=', key)
           .where('claimed_at', '=', row.claimed_at as string)
           .executeTakeFirst();
-        if (Number(taken.numUpdatedRows) === 1) {
-          // The background release has nothing left to do (its row is this claim's now).
-          if (released && releasing) releasing.taken = true;
-          return { claim };
-        }
+        if (Number(taken.numUpdatedRows) === 1) return released ? { claim, tookOver: releasing } : { claim };
         continue; // another request took it over first
       }
       if (row.fingerprint !== fingerprint && !claim.earlier?.().includes(row.fingerprint as string)) {
@@ -383,7 +392,7 @@ export class Idempotency {
    * Claims being released (`release`), by key: the claim time of each, and whether a retry has
    * taken the claim over since (its release then stops).
    */
-  readonly #releasing = new Map<string, { claimedAt: string; taken: boolean }>();
+  readonly #releasing = new Map<string, Releasing>();
 
   /** Stops background releases (the server is closing). */
   stop(): void {
