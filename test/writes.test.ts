@@ -855,8 +855,8 @@ describe.each(storeKinds)('writes on %s', (kind) => {
     it('lets a retry that reaches the process still releasing the claim take it over at once, and stops the release', async () => {
       const { claims, claim, again, elsewhere } = await claimed('taken-over');
       const { settled } = await releaseDuringOutage(claims, claim);
-      t.clock.advance(1);
-      // Not at the release's next attempt, a second or more away: now.
+      // Not at the release's next attempt, a second or more away: now (in the same millisecond as
+      // the claim it takes over, whose release must never match it).
       const retried = await again();
       expect('claim' in retried).toBe(true);
       // The release stops without deleting the retry's claim, which holds as any running one does.

@@ -227,6 +227,10 @@ export class Idempotency {
       const releasing = this.#releasing.get(claimKey(claim));
       const released = row.state === 'running' && releasing?.claimedAt === row.claimed_at;
       if (expired || abandoned || released) {
+        // A time of its own, after the claim it takes over: a release of that one, which names it
+        // by its claim time, must never match this one (two claims in one millisecond).
+        const before = Date.parse(row.claimed_at as string);
+        if (Date.parse(claim.claimedAt) <= before) claim.claimedAt = isoTime(before + 1);
         const taken = await db
           .updateTable(IDEMPOTENCY_TABLE)
           .set({
