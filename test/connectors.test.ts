@@ -1887,6 +1887,11 @@ describe('the schedule with no read timeout', () => {
     api.state.hold = null;
     const other = await create('other');
     t.clock.advance(120_000); // the hung reads' claims have run out: due again, but still being read
+    // A claim that ran out is not renewed any more (another process may have taken it since).
+    const ranOut = await dueAt(hung);
+    expect(ranOut).toBeLessThan(t.clock.now());
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(await dueAt(hung)).toBe(ranOut);
     expect(await t.app.engine.runJob(connectorSyncJob)).toBe(1);
     expect([reads('hung'), reads('stuck'), reads('other')]).toEqual([1, 1, 1]);
     expect(await shown(other)).toMatchObject({ last_sync_status: 'ok', last_value: 42 });

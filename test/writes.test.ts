@@ -1,5 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
+import type { KyselyPlugin } from 'kysely';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiError } from '../src/core/errors.js';
 import type { Doc, Resource } from '../src/core/resource.js';
@@ -8,6 +10,7 @@ import { Idempotency } from '../src/http/idempotency.js';
 import {
   byName,
   countRows,
+  PG_URL,
   resources,
   storedRow,
   storeKinds,
@@ -867,6 +870,57 @@ describe.each(storeKinds)('writes on %s', (kind) => {
       await claims.completeAlone(retried.claim, answer);
       expect(await elsewhere()).toEqual({ replay: answer });
     });
+
+    // The COMMIT of the first attempt's work can land after its 503 was answered (a session cut at
+    // its read deadline while the server was stalled): a retry that read its claim running just
+    // before must replay that answer, not take the claim over and run the work a second time.
+    it.runIf(kind === 'postgres')(
+      'replays the work of a claim being released whose COMMIT lands while a retry takes it over',
+      async () => {
+        const principal = { sub: 'usr-1', tenantId: `late-commit-${kind}`, appId: null, scopes: null };
+        let afterRead: (() => Promise<void>) | null = null;
+        // Runs `afterRead` once, after the retry's read of the claim's row (its fingerprint column).
+        const pause: KyselyPlugin = {
+          transformQuery: (a) => a.node,
+          async transformResult(a) {
+            const rows = a.result.rows as Record<string, unknown>[];
+            if (afterRead && rows.length === 1 && 'fingerprint' in (rows[0] ?? {})) {
+              const run = afterRead;
+              afterRead = null;
+              await run();
+            }
+            return a.result;
+          },
+        };
+        const paused = t.store.db.withPlugin(pause);
+        const claims = new Idempotency(t.store, t.clock, REQUEST_KEY, 0, (fn) => fn(paused));
+        const fp = claims.fingerprint('POST', '/x', principal, {});
+        const got = await claims.claim(principal, 'k', fp);
+        if (!('claim' in got)) throw new Error('expected a claim');
+        await whileFailing(t, 'edm_idempotency_keys', 'DELETE', async () => {
+          await claims.release(got.claim);
+        });
+        const late = new pg.Client({ connectionString: PG_URL });
+        await late.connect();
+        try {
+          await late.query(`SET search_path TO ${t.store.schema}`);
+          afterRead = async () => {
+            await late.query('BEGIN');
+            await late.query(
+              `UPDATE edm_idempotency_keys SET state = 'done', status = 201, headers = '{}', body = '{"ran":"once"}'
+               WHERE tenant_id = $1 AND key = 'k' AND claimed_at = $2`,
+              [principal.tenantId, got.claim.claimedAt],
+            );
+            setTimeout(() => void late.query('COMMIT'), 300);
+          };
+          expect(await claims.claim(principal, 'k', fp)).toEqual({
+            replay: { status: 201, headers: {}, body: '{"ran":"once"}' },
+          });
+        } finally {
+          await late.end();
+        }
+      },
+    );
 
     // A 503 for a pool with no connection to lend waited a second connect timeout for its key's
     // release (which needs a connection too) before it was answered: 10 s instead of 5.

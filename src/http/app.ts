@@ -36,6 +36,8 @@ import {
   framingProblem,
   headerLines,
   hostProblem,
+  isConflict,
+  isStorageFault,
   isUnavailable,
   PROBLEM_TYPE,
   sendProblem,
@@ -855,8 +857,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
                 .runJob(job)
                 .catch((err) =>
                   // The database out of reach (a restart, a failover) is a warning naming its cause,
-                  // as a request's 503 is: the next run does the work. Anything else is an error.
-                  isUnavailable(err)
+                  // as a request's 503 is: the next run does the work. Anything else is an error:
+                  // storage that takes no writes (a full disk: an operator must act, as for a
+                  // request) and writes that kept meeting others' (a deadlock, three times) too.
+                  isUnavailable(err) && !isStorageFault(err) && !isConflict(err)
                     ? app.log.warn(
                         { job: job.name, cause: String((err as Error).message) },
                         'job put off: the database is unavailable',

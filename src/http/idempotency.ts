@@ -247,9 +247,12 @@ export class Idempotency {
           .where('scope', '=', claim.scope)
           .where('key', '=', key)
           .where('claimed_at', '=', row.claimed_at as string)
+          // As it was read: a claim whose work committed meanwhile (its answer lost on the way,
+          // its COMMIT still in flight when the retry read it running) is replayed, not run again.
+          .where('state', '=', row.state as string)
           .executeTakeFirst();
         if (Number(taken.numUpdatedRows) === 1) return released ? { claim, tookOver: releasing } : { claim };
-        continue; // another request took it over first
+        continue; // another request took it over first, or the work it held committed: read it again
       }
       if (row.fingerprint !== fingerprint && !claim.earlier?.().includes(row.fingerprint as string)) {
         throw new ApiError(

@@ -126,6 +126,12 @@ export function isStorageFault(err: unknown): boolean {
   );
 }
 
+/** A transaction PostgreSQL aborted for other writes to its rows: a deadlock, a serialization failure. */
+export function isConflict(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === '40P01' || code === '40001';
+}
+
 /** True for errors that mean the database cannot be reached right now (answered as 503). */
 export function isUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;

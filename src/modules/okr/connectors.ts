@@ -769,7 +769,10 @@ export const connectorSyncJob: Job = {
       let renewing = false;
       const timer = setInterval(() => {
         const now = ctx.clock();
-        if (now >= Date.parse(held)) clearInterval(timer);
+        if (now >= Date.parse(held)) {
+          clearInterval(timer);
+          return;
+        }
         if (renewing || Date.parse(held) - now > CLAIM_MS / 2) return;
         renewing = true;
         const next = leaseFrom(now);
