@@ -940,6 +940,25 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
     await limit.fill('5');
     await send('/api/v1/okr/key-results', 'GET');
     expect(await limit.getAttribute('aria-invalid')).toBeNull();
+
+    // One under "More parameters", the fold closed again before sending: the answer opens it.
+    const fold = panel().locator('details.more-params');
+    await fold.locator('summary').click();
+    const folded = panel().locator('input[id$="-q-progress_pct-gte-"]');
+    await folded.fill('lots');
+    await fold.locator('summary').click();
+    expect(await fold.evaluate((el) => (el as HTMLDetailsElement).open)).toBe(false);
+    const refused = (await send('/api/v1/okr/key-results', 'GET')) as { errors: { path: string }[] };
+    expect(refused.errors.map((e) => e.path)).toContain('progress_pct[gte]');
+    expect(await fold.evaluate((el) => (el as HTMLDetailsElement).open)).toBe(true);
+    expect([await folded.isVisible(), await folded.getAttribute('aria-invalid')]).toEqual([true, 'true']);
+    // Once: closed again, it stays closed while the answer stands.
+    await fold.locator('summary').click();
+    await folded.evaluate((el) => el.dispatchEvent(new Event('input', { bubbles: true })));
+    expect(await fold.evaluate((el) => (el as HTMLDetailsElement).open)).toBe(false);
+    await fold.locator('summary').click();
+    await folded.fill('');
+    await send('/api/v1/okr/key-results', 'GET');
   });
 
   it('copies a snippet, and where the page may not write the clipboard selects it and says to press Ctrl+C', async () => {

@@ -205,6 +205,8 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
   // What the status line announces: set once per answered call, and empty when the console is
   // drawn again (another tab and back), so a stored answer shown again is not read out again.
   const [announced, setAnnounced] = useState('');
+  /** The answer that last opened "More parameters" for a parameter it refused (see below). */
+  const foldOpenedFor = useRef<unknown>(null);
   if (!session) return null;
   const key = formKey(resource.path, op.name);
   const form = session.forms[key] ?? emptyForm();
@@ -340,7 +342,17 @@ export function Console({ resource, op }: { resource: ManifestResource; op: Mani
               <legend>Query</legend>
               <div class="query-grid">{visible.map(queryInput)}</div>
               {folded.length > 0 && (
-                <details class="more-params">
+                <details
+                  class="more-params"
+                  // An answer that refused a parameter in here opens it, once: the mark at its
+                  // input is then in sight (and in the reading order), not behind a closed fold.
+                  ref={(fold) => {
+                    if (fold && result !== foldOpenedFor.current && folded.some((p) => refused.has(p.name))) {
+                      fold.open = true;
+                      foldOpenedFor.current = result;
+                    }
+                  }}
+                >
                   <summary>More parameters ({folded.length})</summary>
                   <div class="query-grid">{folded.map(queryInput)}</div>
                 </details>
