@@ -172,7 +172,7 @@ export function asApiError(err: unknown): ApiError {
   }
   // A transaction run again after a deadlock or a serialization failure, until its runs ran out
   // (Engine.transaction): other writes to the same rows, not an outage.
-  if (fe?.code === '40P01' || fe?.code === '40001') {
+  if (isConflict(fe)) {
     return new ApiError(
       'service_unavailable',
       'Other writes to the same rows kept this one from completing, each time it ran; retry shortly',

@@ -1813,13 +1813,10 @@ export class Engine {
     // the row for (FOR SHARE), would be locked by the cascade after the row, against the order:
     // a deadlock with a restore of one of them. Started again, holding nothing, the first look
     // finds it. (No child can come meanwhile now: the row is held.)
-    if (lockedFirst && (await this.childrenFirst(db, resource, principal, id)).some((c) => !lockedFirst.has(c))) {
-      throw Object.assign(
-        new Error(`${resource.name} ${id} gained children while its delete waited: it starts again`),
-        {
-          code: '40001',
-        },
-      );
+    const since = lockedFirst && (await this.childrenFirst(db, resource, principal, id));
+    if (since?.some(({ ids }) => ids.some((child) => !lockedFirst?.has(child)))) {
+      const again = `${resource.name} ${id} gained children while its delete waited: it starts again`;
+      throw Object.assign(new Error(again), { code: '40001' });
     }
     if (before.is_deleted) throw new ApiError('not_found', `${resource.name} ${id} is already deleted`);
     this.checkPreconditions(before, cond, undefined);
@@ -1948,36 +1945,29 @@ export class Engine {
   ): Promise<Set<string> | undefined> {
     if (this.store.kind !== 'postgres') return undefined;
     const locked = new Set<string>();
-    for (const child of this.children.get(resource) ?? []) {
-      if (child.resource.lockReferences?.includes(child.field)) continue;
-      const ids = await this.liveChildIds(db, child, principal, id);
+    for (const { child, ids } of await this.childrenFirst(db, resource, principal, id)) {
       if (ids.length)
         await this.tx(db, principal, this.clock.now(), rows).lock(child.resource, principal.tenantId, ids);
-      for (const childId of ids) locked.add(`${child.resource.name}\u0000${childId}`);
+      for (const childId of ids) locked.add(childId);
     }
     return locked;
   }
 
-  /** The live children that lockChildrenFirst locks, as it names them. */
-  private async childrenFirst(db: DB, resource: Resource, principal: Principal, id: string): Promise<string[]> {
-    const named: string[] = [];
+  /** The live children that lockChildrenFirst locks (those that lock the row after theirs), by child. */
+  private async childrenFirst(db: DB, resource: Resource, principal: Principal, id: string) {
+    const found: { child: Child; ids: string[] }[] = [];
     for (const child of this.children.get(resource) ?? []) {
       if (child.resource.lockReferences?.includes(child.field)) continue;
-      for (const childId of await this.liveChildIds(db, child, principal, id))
-        named.push(`${child.resource.name}\u0000${childId}`);
+      const live = await db
+        .selectFrom(child.resource.table)
+        .select('id')
+        .where('tenant_id', '=', principal.tenantId)
+        .where(child.field, '=', id)
+        .where('is_deleted', '=', this.live(child.resource))
+        .execute();
+      found.push({ child, ids: live.map((r) => r.id as string) });
     }
-    return named;
-  }
-
-  private async liveChildIds(db: DB, child: Child, principal: Principal, id: string): Promise<string[]> {
-    const found = await db
-      .selectFrom(child.resource.table)
-      .select('id')
-      .where('tenant_id', '=', principal.tenantId)
-      .where(child.field, '=', id)
-      .where('is_deleted', '=', this.live(child.resource))
-      .execute();
-    return found.map((r) => r.id as string);
+    return found;
   }
 
   /** The `serializeRows` locks of the resources a cascading delete of `resource` may reach, sorted. */
