@@ -865,6 +865,28 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect((await get(`${kr.basePath}/${a.id}`)).current).toBe(8);
   });
 
+  it('keeps to its interval: a run that reads it late does not push the syncs after it later', async () => {
+    api.state.body = '{"data":{"value":1}}';
+    const c = await connector({ interval_seconds: 600 });
+    const a = await fed(c.id as string);
+    await t.app.engine.runJob(connectorSyncJob); // at create: the count starts here
+    const current = async () => (await get(`${kr.basePath}/${a.id}`)).current;
+    const syncAt = async (advanceMs: number, value: number) => {
+      api.state.body = `{"data":{"value":${value}}}`;
+      t.clock.advance(advanceMs);
+      await t.app.engine.runJob(connectorSyncJob);
+      return current();
+    };
+    // Read 14 s late (the job runs every 15 s): the next is due 600 s after the slot, not after the read.
+    expect(await syncAt(614_000, 2)).toBe(2);
+    expect(await syncAt(585_000, 3)).toBe(2);
+    expect(await syncAt(1_000, 3)).toBe(3);
+    // Down for three intervals and a half: one read, then the count goes on from the missed slots.
+    expect(await syncAt(2_100_000, 4)).toBe(4);
+    expect(await syncAt(299_000, 5)).toBe(4);
+    expect(await syncAt(1_000, 5)).toBe(5);
+  });
+
   // A client that sends back what it read (a form's whole object) changed nothing: no read now.
   it('reads again after a change of settings, not after a rename that sends config back as it was', async () => {
     api.state.body = '{"data":{"value":7}}';

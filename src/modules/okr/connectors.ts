@@ -213,6 +213,7 @@ const LAST_READ_AT = 'last_read_at';
  * syncs overlapped, and the later read committed first) is older news and records nothing, as
  * does one read in the same millisecond (which of the two is older cannot be told). A
  * pushed value (`null`) is news as it arrives, in the order pushes take the connector's lock.
+ * `slot`: the due time (ms) the schedule read it for, when it did (see nextSlot).
  */
 export async function applySync(
   tx: Tx,
@@ -220,6 +221,7 @@ export async function applySync(
   connector: Doc,
   outcome: SyncOutcome,
   readAt: number | null,
+  slot: number | null = null,
 ): Promise<Doc> {
   const id = connector.id as string;
   const lastRead = typeof connector[LAST_READ_AT] === 'string' ? Date.parse(connector[LAST_READ_AT]) : null;
@@ -249,8 +251,21 @@ export async function applySync(
     last_value: 'value' in outcome ? outcome.value : connector.last_value,
     [LAST_READ_AT]: isoTime(readAt ?? Math.max(tx.now, lastRead ?? tx.now)),
   });
-  await schedule(tx, after, tx.now + (after.interval_seconds as number) * 1000);
+  await schedule(tx, after, nextSlot(slot, after.interval_seconds as number, tx.now));
   return after;
+}
+
+/**
+ * When a connector is next due: a sync the schedule read for its due time `slot` (ms) is next due
+ * a whole number of intervals after that slot, the first after `now`, so the schedule's lateness
+ * (its job runs every 15 s; a read takes time) does not add up from one sync to the next: at 60 s,
+ * syncs every 60 s, not every 75. Slots missed meanwhile (the server was down) are skipped, not
+ * read in a row. A sync asked for (sync now, a new or changed feed) starts the count from `now`.
+ */
+export function nextSlot(slot: number | null, intervalSeconds: number, now: number): number {
+  const interval = intervalSeconds * 1000;
+  if (slot === null || !Number.isFinite(slot) || slot > now) return now + interval;
+  return slot + (Math.floor((now - slot) / interval) + 1) * interval;
 }
 
 /** What a read of a connector went by: its kind, settings and secret (a value read under others is stale). */
@@ -726,6 +741,9 @@ const readsUnderWay = new Map<string, { from: string }>();
  * not hold another's due connector for the length of that backlog.
  */
 const RUN_EVERY_MS = 15_000;
+/** A schedule row's due time in ms, as the queue read it (null if it cannot be read). */
+const slotOf = (due: unknown): number | null =>
+  typeof due === 'string' ? Date.parse(due) : due instanceof Date ? due.getTime() : null;
 /** How long a claim of a due connector holds past the read timeout (the process may die with it). */
 const CLAIM_MS = 60_000;
 /** How often a read under way looks at its claim, to renew it in time (see keepClaimed). */
@@ -809,7 +827,7 @@ export const connectorSyncJob: Job = {
       readsUnderWay.set(underWay, mark);
       const release = keepClaimed(tenantId, key, claimed);
       try {
-        return await readAndRecord(connector, tenantId, id, key);
+        return await readAndRecord(connector, tenantId, id, key, slotOf(row.due_at));
       } finally {
         release();
         if (readsUnderWay.get(underWay) === mark) readsUnderWay.delete(underWay);
@@ -820,6 +838,7 @@ export const connectorSyncJob: Job = {
       tenantId: string,
       id: string,
       key: { tenant_id: string; connector_id: string },
+      slot: number | null,
     ): Promise<boolean> => {
       // A read that failed in an unforeseen way is recorded like any failed read, not retried forever.
       const { outcome, readAt } = await readOutcome(connector, ctx.outbound, ctx.clock).catch((err: Error) => ({
@@ -831,12 +850,12 @@ export const connectorSyncJob: Job = {
           const now = await tx.find(connectors, tenantId, id);
           // Changed while it was read: the change queued its own sync, of the new settings.
           if (now && !now.is_deleted && readFrom(now) === readFrom(connector))
-            await applySync(tx, tenantId, now, outcome, readAt);
+            await applySync(tx, tenantId, now, outcome, readAt, slot);
         });
         return true;
       } catch {
         // Not recorded (a conflicting write, the database away): tried again at its next interval.
-        const due = isoTime(ctx.now + (connector.interval_seconds as number) * 1000);
+        const due = isoTime(nextSlot(slot, connector.interval_seconds as number, ctx.clock()));
         await ctx.transaction(tenantId, (tx) => tx.upsert(connectorSchedule, { ...key, due_at: due }));
         return false;
       }
