@@ -448,11 +448,31 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       { auth: 'header', secret_header: 'X-Feed', headers: { 'x-feed': '1' } },
       '/config/secret_header',
     ],
+    ...['api_key', 'apiKey', 'access_token', 'key', 'token', 'client-secret', 'sig', 'password'].map(
+      (name): [string, Doc, string] => [
+        `a ${name} query parameter in the URL`,
+        { url: `/metrics?region=eu&${name}=v` }, // after the feed's base (known once it listens)
+        '/config/url',
+      ],
+    ),
+    ['auth "query" without the parameter', { auth: 'query' }, '/config/secret_param'],
+    [
+      'a secret parameter with auth "header"',
+      { auth: 'header', secret_header: 'X-K', secret_param: 'k' },
+      '/config/secret_param',
+    ],
+    ['a secret parameter that is no name', { auth: 'query', secret_param: 'a key' }, '/config/secret_param'],
+    [
+      'a secret parameter the URL sends too',
+      { url: '/metrics?appid=1', auth: 'query', secret_param: 'appid' },
+      '/config/secret_param',
+    ],
   ])('refuses %s (Node would not send it, or the schema bounds it), naming it', async (_n, extra, path) => {
+    const url = `${base}${typeof extra.url === 'string' ? extra.url : '/metrics'}`;
     const res = await call('POST', connectors.basePath, {
       name: 'bad header',
       kind: 'http_json',
-      config: { url: `${base}/metrics`, pointer: '/data/value', ...extra },
+      config: { pointer: '/data/value', ...extra, url },
     });
     expect([res.status, (res.body.errors as { path: string }[])?.[0]?.path]).toEqual([400, path]);
     const secret = await call('POST', connectors.basePath, {
@@ -462,6 +482,38 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       secret: 'tok\r\nX-Evil: 1',
     });
     expect([secret.status, (secret.body.errors as { path: string }[])?.[0]?.path]).toEqual([400, '/secret']);
+  });
+
+  it('names the credential a URL of config carries in its query, and where it goes instead; keeps the connector as it was', async () => {
+    const res = await call('POST', connectors.basePath, {
+      name: 'keyed url',
+      kind: 'http_json',
+      config: { url: `${base}/metrics?region=eu&api_key=sk_live_abc123`, pointer: '/data/value' },
+    });
+    expect([res.status, res.body.errors]).toEqual([
+      400,
+      [
+        {
+          path: '/config/url',
+          code: 'credential_in_config',
+          message:
+            'config.url\'s query parameter "api_key" carries a credential, and every reader of the connector sees config: send its value as the secret, with config.auth "query" and config.secret_param "api_key"',
+        },
+      ],
+    ]);
+    expect(res.raw).not.toContain('sk_live_abc123');
+    // Parameters that carry none are taken; a PATCH that adds one is refused and changes nothing.
+    const plain = `${base}/metrics?region=eu&monkey=1&author=ops&keys=3`;
+    const c = await connector({ config: { url: plain, pointer: '/data/value' } });
+    expect((c.config as Doc).url).toBe(plain);
+    const url = `${connectors.basePath}/${c.id}`;
+    const patched = await call('PATCH', url, { config: { url: `${plain}&token=t0k3n`, pointer: '/data/value' } });
+    expect([patched.status, (patched.body.errors as { path: string; code: string }[])?.[0]]).toMatchObject([
+      400,
+      { path: '/config/url', code: 'credential_in_config' },
+    ]);
+    const after = (await call('GET', url)).body;
+    expect([after.version, (after.config as Doc).url]).toEqual([c.version, plain]);
   });
 
   it('names the credential a header of config carries, and where it goes instead', async () => {
@@ -516,7 +568,13 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     });
     expect([auth.status, auth.body.errors]).toEqual([
       400,
-      [{ path: '/config/auth', code: 'invalid_enum', message: 'config/auth must be one of: bearer, basic, header' }],
+      [
+        {
+          path: '/config/auth',
+          code: 'invalid_enum',
+          message: 'config/auth must be one of: bearer, basic, header, query',
+        },
+      ],
     ]);
     // Settings of http_json only.
     const pg = await call('POST', connectors.basePath, {
@@ -545,6 +603,7 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       'Token abc',
       { authorization: 'Token abc' },
     ],
+    ['query', { auth: 'query', secret_param: 'api_key' }, 'sk_live_q&1', {}],
   ])('sends the secret as config.auth says (%s), and shows it to no reader', async (_n, settings, secret, sent) => {
     api.state.body = '{"data":{"value":5}}';
     const c = await connector({ config: { url: `${base}/metrics`, pointer: '/data/value', ...settings }, secret });
@@ -552,8 +611,11 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect((await sync(c.id as string)).body).toMatchObject({ last_sync_status: 'ok', last_value: 5 });
     expect(api.state.seen).toHaveLength(1);
     expect(api.state.seen[0]).toMatchObject(sent);
-    // The secret goes in that header alone.
+    // The secret goes in that header alone (or, for "query", in the URL alone, percent-encoded).
     if (!('authorization' in sent)) expect(api.state.seen[0]?.authorization).toBeUndefined();
+    const url = api.state.requests.at(-1)?.url;
+    expect(url).toBe(settings.auth === 'query' ? '/metrics?api_key=sk_live_q%261' : '/metrics');
+    if (settings.auth === 'query') expect(JSON.stringify(api.state.seen[0])).not.toContain('sk_live_q');
     const readOnly = await t.token({ scope: 'okr:read' });
     const read = await t.call('GET', `${connectors.basePath}/${c.id}`, { token: readOnly });
     expect(read.status).toBe(200);
@@ -780,6 +842,8 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     ],
     ['a basic secret, whole', 'saw alice:Sup3rS3cret', 'alice:Sup3rS3cret', 'saw [secret]'],
     ['a basic secret, its password', 'password Sup3rS3cret refused', 'alice:Sup3rS3cret', 'password [secret] refused'],
+    // config.auth "query" sends it percent-encoded in the URL: echoed so.
+    ['a query secret, as sent', 'no such key: sk%2Bq%26+1', 'sk+q& 1', 'no such key: [secret]'],
     ['no secret', 'Bearer tok-12345 refused', null, 'Bearer tok-12345 refused'],
     ['a part under 4 characters', 'a b c', 'postgres://u:b@db/x', 'a b c'],
   ])('takes %s out of a failure', (_, message, secret, expected) => {

@@ -18,8 +18,9 @@ export interface ConnectorConfig {
   url?: string;
   pointer?: string;
   headers?: Record<string, string>;
-  auth?: 'bearer' | 'basic' | 'header';
+  auth?: 'bearer' | 'basic' | 'header' | 'query';
   secret_header?: string;
+  secret_param?: string;
   query?: string;
 }
 
@@ -29,7 +30,7 @@ export interface ConnectorConfig {
  */
 export function requestHeaders(config: ConnectorConfig, secret: string | null): Record<string, string> {
   const headers = { ...(config.headers ?? {}) };
-  if (secret === null) return headers;
+  if (secret === null || config.auth === 'query') return headers;
   const auth = config.auth ?? 'bearer';
   const name = auth === 'header' ? (config.secret_header as string) : 'authorization';
   for (const key of Object.keys(headers)) if (key.toLowerCase() === name.toLowerCase()) delete headers[key];
@@ -40,6 +41,18 @@ export function requestHeaders(config: ConnectorConfig, secret: string | null): 
         ? secret
         : `Bearer ${secret}`;
   return headers;
+}
+
+/**
+ * The URL of an http_json read: config's, with the secret in the query parameter
+ * config.secret_param names where config.auth is `query` (replacing one of that name).
+ */
+export function requestUrl(config: ConnectorConfig, secret: string | null): string {
+  const url = config.url as string;
+  if (secret === null || config.auth !== 'query' || !config.secret_param) return url;
+  const parsed = new URL(url);
+  parsed.searchParams.set(config.secret_param, secret);
+  return parsed.href;
 }
 
 /** The member of `doc` a JSON Pointer (RFC 6901) names, or undefined. */
@@ -100,7 +113,12 @@ export function asMetric(value: unknown, what: string): number {
  */
 export function withoutSecret(message: string, secret: unknown): string {
   if (typeof secret !== 'string') return message;
-  const parts = [secret, Buffer.from(secret).toString('base64')];
+  // As given, base64-encoded (config.auth "basic") and as a URL's query encodes it (config.auth "query").
+  const parts = [
+    secret,
+    Buffer.from(secret).toString('base64'),
+    new URLSearchParams({ s: secret }).toString().slice(2),
+  ];
   const colon = secret.indexOf(':');
   if (colon >= 0) parts.push(secret.slice(colon + 1)); // user:password, the password alone
   try {
@@ -411,7 +429,7 @@ export async function readConnector(connector: Doc, policy: OutboundPolicy, send
   switch (connector.kind) {
     case 'http_json': {
       try {
-        const doc = await fetchJson(config.url as string, requestHeaders(config, secret), policy, sending);
+        const doc = await fetchJson(requestUrl(config, secret), requestHeaders(config, secret), policy, sending);
         return asMetric(masked(atPointer(doc, config.pointer ?? ''), secret), `the value at "${config.pointer ?? ''}"`);
       } catch (err) {
         // Whatever the feed's answer makes fail is this read's failure, not the request's.

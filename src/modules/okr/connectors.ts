@@ -38,7 +38,13 @@ export const connectorSchedule = defineTable({
 
 const ConfigSchema = Type.Object(
   {
-    url: Type.Optional(Type.String({ maxLength: 2000, description: 'http_json: the URL to GET.' })),
+    url: Type.Optional(
+      Type.String({
+        maxLength: 2000,
+        description:
+          'http_json: the URL to GET, shown to every reader: no credential in it (a user, a password, or a key in its query: that is the secret, sent as config.auth says).',
+      }),
+    ),
     pointer: Type.Optional(
       Type.String({ maxLength: 500, description: 'http_json: a JSON Pointer (RFC 6901) to the number.' }),
     ),
@@ -53,15 +59,21 @@ const ConfigSchema = Type.Object(
       }),
     ),
     auth: Type.Optional(
-      Type.Union([Type.Literal('bearer'), Type.Literal('basic'), Type.Literal('header')], {
+      Type.Union([Type.Literal('bearer'), Type.Literal('basic'), Type.Literal('header'), Type.Literal('query')], {
         description:
-          'http_json: how the secret is sent. bearer (the default): `Authorization: Bearer <secret>`; basic: `Authorization: Basic` with the secret (`user:password`) in base64; header: as it is, in the header config.secret_header names.',
+          'http_json: how the secret is sent. bearer (the default): `Authorization: Bearer <secret>`; basic: `Authorization: Basic` with the secret (`user:password`) in base64; header: as it is, in the header config.secret_header names; query: in the URL’s query parameter config.secret_param names.',
       }),
     ),
     secret_header: Type.Optional(
       Type.String({
         maxLength: 100,
         description: 'http_json, with config.auth `header`: the header the secret is sent in (`X-Api-Key`).',
+      }),
+    ),
+    secret_param: Type.Optional(
+      Type.String({
+        maxLength: 100,
+        description: 'http_json, with config.auth `query`: the URL query parameter the secret is sent in (`api_key`).',
       }),
     ),
     query: Type.Optional(
@@ -157,6 +169,50 @@ function carriesCredential(name: string, value: string): boolean {
   if (CREDENTIAL_NAME.test(name.toLowerCase().replace(/[-_]/g, '')) || CREDENTIAL_VALUE.test(value)) return true;
   const words = name.replace(/([a-z])([A-Z])/g, '$1-$2').split(/[-_]/);
   return words.some((w) => CREDENTIAL_WORD.test(w));
+}
+
+/**
+ * Names of a URL's query parameters that carry a credential, read in lower case without `-`, `_`
+ * and `.` (the request log masks some of them too: LOGGED_CREDENTIALS in src/http/app.ts).
+ */
+const CREDENTIAL_PARAMS = new Set([
+  'key',
+  'apikey',
+  'apitoken',
+  'apisecret',
+  'accesskey',
+  'accesstoken',
+  'authkey',
+  'authtoken',
+  'auth',
+  'token',
+  'secret',
+  'clientsecret',
+  'secretkey',
+  'privatekey',
+  'password',
+  'passwd',
+  'pwd',
+  'pass',
+  'signature',
+  'sig',
+  'session',
+  'sessionid',
+  'sid',
+  'jwt',
+  'bearer',
+  'credential',
+  'credentials',
+]);
+/** A query parameter's name a connector may send its secret in: RFC 3986's unreserved characters. */
+const PARAM_NAME = /^[A-Za-z0-9._~-]+$/;
+
+/** The first query parameter of a URL that carries a credential by its name (CREDENTIAL_PARAMS), or null. */
+function credentialParam(url: string): string | null {
+  for (const name of new URL(url).searchParams.keys()) {
+    if (CREDENTIAL_PARAMS.has(name.toLowerCase().replace(/[-_.]/g, ''))) return name;
+  }
+  return null;
 }
 
 /** Why a feed's URL is none a sync can fetch (it is parsed as the sync parses it), or null. */
@@ -453,7 +509,7 @@ export const connectors = defineResource({
     }),
     config: json(ConfigSchema, {
       example: { url: 'https://billing.example.com/api/metrics/mrr', pointer: '/data/value' },
-      notes: 'http_json: url, pointer, headers, auth, secret_header; postgres: query; webhook: none.',
+      notes: 'http_json: url, pointer, headers, auth, secret_header, secret_param; postgres: query; webhook: none.',
     }),
     secret: text({
       writeOnly: true,
@@ -564,6 +620,15 @@ export const connectors = defineResource({
               message:
                 'config.url must not hold a user or password (every reader sees config): send them as the secret (user:password), with config.auth "basic", instead',
             });
+          } else if (setsUrl) {
+            const param = credentialParam(config.url as string);
+            if (param !== null) {
+              errors.push({
+                path: '/config/url',
+                code: 'credential_in_config',
+                message: `config.url's query parameter ${JSON.stringify(param)} carries a credential, and every reader of the connector sees config: send its value as the secret, with config.auth "query" and config.secret_param ${JSON.stringify(param)}`,
+              });
+            }
           }
         }
         if (config.pointer !== undefined && config.pointer !== '' && !String(config.pointer).startsWith('/')) {
@@ -657,6 +722,38 @@ export const connectors = defineResource({
             message: 'config.secret_header goes with config.auth "header" only',
           });
         }
+        const secretParam = config.secret_param;
+        if (auth === 'query') {
+          if (typeof secretParam !== 'string' || secretParam === '') {
+            errors.push({
+              path: '/config/secret_param',
+              code: 'required',
+              message: 'config.auth "query" needs config.secret_param, the URL query parameter the secret is sent in',
+            });
+          } else if (!PARAM_NAME.test(secretParam)) {
+            errors.push({
+              path: '/config/secret_param',
+              code: 'invalid_format',
+              message: 'config.secret_param is letters, digits and - . _ ~ only',
+            });
+          } else if (
+            typeof config.url === 'string' &&
+            !feedUrlProblem(config.url) &&
+            new URL(config.url).searchParams.has(secretParam)
+          ) {
+            errors.push({
+              path: '/config/secret_param',
+              code: 'inconsistent',
+              message: `config.url sends ${JSON.stringify(secretParam)} too: the secret goes in it alone`,
+            });
+          }
+        } else if (secretParam !== undefined) {
+          errors.push({
+            path: '/config/secret_param',
+            code: 'not_allowed',
+            message: 'config.secret_param goes with config.auth "query" only',
+          });
+        }
         if (newSecret && typeof doc.secret === 'string') {
           if (auth === 'basic' && !doc.secret.includes(':')) {
             // RFC 7617: user-id ":" password (base64 makes any UTF-8 text a header value).
@@ -665,8 +762,8 @@ export const connectors = defineResource({
               code: 'invalid_format',
               message: 'with config.auth "basic" the secret is user:password',
             });
-          } else if (auth !== 'basic' && !HEADER_VALUE.test(doc.secret)) {
-            // It goes in a header as it is (after "Bearer ").
+          } else if (auth !== 'basic' && auth !== 'query' && !HEADER_VALUE.test(doc.secret)) {
+            // It goes in a header as it is (after "Bearer "); in a query, percent-encoded.
             errors.push({ path: '/secret', code: 'invalid_header', message: HEADER_VALUE_TEXT });
           }
         }
@@ -676,9 +773,9 @@ export const connectors = defineResource({
         // No secret yet (an import brings none): its syncs fail, saying so, until one is set.
         const problem = newSecret && doc.secret !== null ? postgresSecretProblem(doc.secret as string) : null;
         if (problem) errors.push({ path: '/secret', code: 'invalid_url', message: problem });
-        none(['url', 'pointer', 'headers', 'auth', 'secret_header']);
+        none(['url', 'pointer', 'headers', 'auth', 'secret_header', 'secret_param']);
       } else if (doc.kind === 'webhook') {
-        none(['url', 'pointer', 'headers', 'auth', 'secret_header', 'query']);
+        none(['url', 'pointer', 'headers', 'auth', 'secret_header', 'secret_param', 'query']);
         // Sealed and kept, it would be a credential nothing uses (and a caller's mistake unsaid).
         if (newSecret && doc.secret !== null) {
           errors.push({
