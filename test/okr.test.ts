@@ -1092,6 +1092,28 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
         },
       );
 
+      it('names the same held objective on every store when a cascade is refused: the first by id, however the rows were last written', async () => {
+        const cyc = (
+          await t.call('POST', cycles.basePath, {
+            token,
+            body: { name: 'Q4', start_date: '2026-10-01', end_date: '2026-12-31' },
+          })
+        ).body.id as string;
+        const a = await objective({ cycle_id: cyc });
+        const b = await objective({ cycle_id: cyc });
+        await objective({ parent_objective_id: a });
+        await objective({ parent_objective_id: b });
+        // An update moves a row to the end of PostgreSQL's heap (and of an unordered scan).
+        const first = [a, b].sort()[0] as string;
+        expect(
+          (await t.call('PATCH', `${objectives.basePath}/${first}`, { token, body: { title: 'renamed' } })).status,
+        ).toBe(200);
+        const res = await t.call('DELETE', `${cycles.basePath}/${cyc}?cascade=true`, { token });
+        expect([res.status, res.body.code, res.body.dependents]).toEqual([409, 'has_dependents', { objectives: 1 }]);
+        expect(res.body.detail).toMatch(new RegExp(`^Objective ${first} is referred to by live Objective \\(1\\)`));
+        expect((await read(a)).is_deleted).toBe(false);
+      });
+
       it('deletes an objective whose aligned objectives are deleted, and restores none aligned to a deleted one', async () => {
         const parent = await objective();
         const child = await objective({ parent_objective_id: parent });

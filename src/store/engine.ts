@@ -2034,6 +2034,10 @@ export class Engine {
         .where(child.field, 'in', parentIds)
         .where('is_deleted', '=', this.live(child.resource))
         .execute();
+      // By id (as bytes compare: no collation's order), not as the store's scan found them: rows
+      // are deleted in this order, and the first one still held is the one a 409 names, the same
+      // on every store however the rows were last written.
+      found.sort((x, y) => ((x.id as string) < (y.id as string) ? -1 : 1));
       const outside = principal.appId === null ? [] : found.filter((r) => r.app_id !== principal.appId);
       if (outside.length > 0) {
         // The parents that hold them, not every parent at this depth.
