@@ -9,7 +9,6 @@ import {
   jsonbOrder,
   keptKeyOrders,
   openStore,
-  STATEMENT_CACHE_BYTES,
   type Store,
   type StoreOptions,
   statementBytes,
@@ -263,17 +262,29 @@ describe('caches of shapes a caller chooses', () => {
     cleanups.push(() => {
       database.close();
     });
-    const cache = cachingStatements(database, 500);
-    const statement = (i: number) =>
-      `SELECT ${i} AS n WHERE 1 IN (${Array.from({ length: 400 }, () => '?').join(', ')})`;
-    expect(statementBytes(statement(0))).toBe(2048 + 700 * 400);
+    const budget = 1024 * 1024;
+    const cache = cachingStatements(database, 500, undefined, budget);
+    const statement = (i: number, parameters = 64) =>
+      `SELECT ${i} AS n WHERE 1 IN (${Array.from({ length: parameters }, () => '?').join(', ')})`;
+    expect(statementBytes(statement(0))).toBe(2048 + 700 * 64);
     for (let i = 0; i < 1000; i++) cache.prepare(statement(i));
     const { statements, bytes } = cache.kept;
-    expect(bytes).toBeLessThanOrEqual(STATEMENT_CACHE_BYTES);
-    expect(statements).toBe(Math.floor(STATEMENT_CACHE_BYTES / statementBytes(statement(0))));
+    expect(bytes).toBeLessThanOrEqual(budget);
+    expect(statements).toBe(Math.floor(budget / statementBytes(statement(0))));
     expect(statements).toBeLessThan(500);
     // The newest are kept: preparing one again returns the statement kept.
     expect(cache.prepare(statement(999))).toBe(cache.prepare(statement(999)));
+    // A read of more parameters than PostgreSQL names is not kept at all (its native memory is
+    // freed once V8 collects it, and a kept one dropped later waits for a full collection).
+    const wide = cachingStatements(database, 500);
+    for (let i = 0; i < 10; i++) expect(wide.prepare(statement(i, 65)).all(...Array(65).fill(1))).toEqual([{ n: i }]);
+    expect(wide.kept).toEqual({ statements: 0, bytes: 0 });
+    expect(wide.prepare(statement(0, 65))).not.toBe(wide.prepare(statement(0, 65)));
+    // A write is kept whatever its count (its shapes are the engine's, bounded).
+    database.exec('CREATE TABLE w (a)');
+    const insert = `INSERT INTO w (a) VALUES ${Array.from({ length: 65 }, () => '(?)').join(', ')}`;
+    expect(wide.prepare(insert)).toBe(wide.prepare(insert));
+    expect(wide.kept.statements).toBe(1);
     const small = cachingStatements(database, 3);
     for (let i = 0; i < 5; i++) small.prepare(`SELECT ${i}`);
     expect(small.kept.statements).toBe(3);

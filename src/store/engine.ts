@@ -38,7 +38,7 @@ import {
 } from '../core/validation.js';
 import type { DB, Store } from './database.js';
 import { GroupCommit } from './group-commit.js';
-import { deferWrite, verify, type WriteCheck } from './pg-batch.js';
+import { deferWrite, NAMED_MAX_PARAMETERS, verify, type WriteCheck } from './pg-batch.js';
 import { DOC_COLUMN, SEARCH_COLUMN, storedFields } from './schema.js';
 import { inSortOrder } from './sort-order.js';
 
@@ -701,9 +701,13 @@ export class Engine {
       shape = { sql: compiled.sql, slots };
       // Shapes are few (resources × sorts × filter combinations); the bound only guards odd
       // callers, the oldest dropped first, so a caller making thousands does not leave every
-      // later shape compiled again on each request.
-      if (this.shapes.size >= 5000) this.shapes.delete(this.shapes.keys().next().value as string);
-      this.shapes.set(key, shape);
+      // later shape compiled again on each request. A read of more than NAMED_MAX_PARAMETERS (a
+      // list under wide any-of filters) is compiled each time, as its statement is prepared each
+      // time (database.ts, cachingStatements): 5,000 of them held ~80 MB.
+      if (!(slots.length > NAMED_MAX_PARAMETERS && compiled.sql.startsWith('select'))) {
+        if (this.shapes.size >= 5000) this.shapes.delete(this.shapes.keys().next().value as string);
+        this.shapes.set(key, shape);
+      }
     }
     const params = shape.slots.map((s) => (typeof s === 'string' ? values[s] : s.value));
     return CompiledQuery.raw(shape.sql, params);

@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { evaluate, MAX_DEPTH, MAX_READS, parseQuery, QuerySyntaxError } from './query.js';
+import {
+  evaluate,
+  keptQueries,
+  MAX_DEPTH,
+  MAX_READS,
+  parsed,
+  parseQuery,
+  QUERY_CACHE_CHARS,
+  QuerySyntaxError,
+} from './query.js';
 
 const A = 'kr_01ARZ3NDEKTSV4RRFFQ69G5FAA';
 const B = 'kr_01ARZ3NDEKTSV4RRFFQ69G5FAB';
@@ -103,5 +112,24 @@ describe('metric queries: syntax errors name the column', () => {
       Array.from({ length: n }, (_, i) => `kr("kr_01ARZ3NDEKTSV4RRFFQ69G${String(i).padStart(4, '0')}")`).join('+');
     expect(parseQuery(ids(MAX_READS)).reads).toHaveLength(MAX_READS);
     expect(() => parseQuery(ids(MAX_READS + 1))).toThrow(/at most 100 key results/);
+  });
+});
+
+describe('metric queries: the parse cache', () => {
+  it('keeps at most QUERY_CACHE_CHARS of query text, the oldest dropped first: long queries do not fill memory', () => {
+    // 4,000 characters each (the longest a key result takes): ~196 KB of tree apiece.
+    const long = (i: number) => `${String(i).padStart(4, '0')}${'+1'.repeat(1998)}`;
+    expect(long(0)).toHaveLength(4000);
+    for (let i = 0; i < 300; i++) parsed(long(i));
+    const kept = keptQueries();
+    expect(kept.chars).toBeLessThanOrEqual(QUERY_CACHE_CHARS);
+    expect(kept.queries).toBe(Math.floor(QUERY_CACHE_CHARS / 4000));
+    // The newest is kept: parsed again, the same tree.
+    expect(parsed(long(299))).toBe(parsed(long(299)));
+    expect(parsed(long(0))).not.toBe(parseQuery(long(0)));
+    // Short ones: at most a thousand, whatever their text.
+    for (let i = 0; i < 1500; i++) parsed(`${i} + 1`);
+    expect(keptQueries().queries).toBe(1000);
+    expect(keptQueries().chars).toBeLessThanOrEqual(QUERY_CACHE_CHARS);
   });
 });
