@@ -307,6 +307,8 @@ describe.runIf(hasBrowser)('the Playground in Chromium', () => {
       await page.goto(`${server.origin}/playground/okr/key-results`);
       const nav = page.getByRole('navigation', { name: 'Modules and resources', exact: true });
       const links = nav.getByRole('link');
+      // The sidebar is drawn from the manifest, once it arrives: wait for it (a busy machine).
+      await links.nth(3).waitFor();
       const count = await links.count();
       expect(count).toBeGreaterThan(3);
       // The strip is narrower than its links: some are out of sight until reached.
