@@ -875,6 +875,35 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect([got.progress_pct, got.status]).toEqual([100, 'off_track']);
     });
 
+    it('a cascade delete is one write of each row it deletes: version + 1, not + 1 per child rolled up into it', async () => {
+      const cyc = (
+        await t.call('POST', cycles.basePath, {
+          token,
+          body: { name: 'Q4', start_date: '2026-10-01', end_date: '2026-12-31' },
+        })
+      ).body.id as string;
+      const read = async (path: string) => (await t.call('GET', path, { token })).body;
+      // An objective's own cascade.
+      const o = await objective();
+      for (let i = 0; i < 3; i++) await post({ objective_id: o, title: `k${i}`, target: 10, current: i });
+      const before = await read(`${objectives.basePath}/${o}`);
+      expect(before.version).toBe(4); // its create, and a roll-up per key result
+      const gone = await t.call('DELETE', `${objectives.basePath}/${o}?cascade=true`, {
+        token,
+        headers: { 'if-match': '"4"' },
+      });
+      expect([gone.status, gone.headers.etag, gone.body.version, gone.body.is_deleted]).toEqual([200, '"5"', 5, true]);
+      expect((await read(`${objectives.basePath}/${o}`)).version).toBe(5);
+      // A cycle's: the objective it deletes takes + 1 too.
+      const held = await objective({ cycle_id: cyc });
+      for (let i = 0; i < 2; i++) await post({ objective_id: held, title: `h${i}`, target: 10 });
+      expect((await read(`${objectives.basePath}/${held}`)).version).toBe(3);
+      const cycle = await t.call('DELETE', `${cycles.basePath}/${cyc}?cascade=true`, { token });
+      expect([cycle.status, cycle.body.version]).toEqual([200, 2]);
+      const after = await read(`${objectives.basePath}/${held}`);
+      expect([after.is_deleted, after.version, after.key_result_count]).toEqual([true, 4, 0]);
+    });
+
     it('equal a fresh recomputation after every kind of key-result write', async () => {
       t.clock.set(cycleAt(40));
       const a = await objective();

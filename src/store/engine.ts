@@ -1825,9 +1825,11 @@ export class Engine {
     if (before.is_deleted) throw new ApiError('not_found', `${resource.name} ${id} is already deleted`);
     this.checkPreconditions(before, cond, undefined);
     const now = this.clock.now();
+    const version = (before.version as number) + 1;
     if (cascade) {
       await this.cascadeDelete(db, resource, principal, [id], now, checkHolders);
-      // Children's roll-ups may have written this row (system writes): delete its current state.
+      // Children's roll-ups may have written this row (system writes): delete its current state,
+      // at the version it had before them + 1.
       before = await this.load(db, resource, principal, id, false);
     } else {
       const dependents = await this.liveDependents(db, this.children.get(resource), before, principal);
@@ -1844,7 +1846,7 @@ export class Engine {
         );
       }
     }
-    return this.markDeleted(db, resource, principal, before, now, true, rows, checkHolders);
+    return this.markDeleted(db, resource, principal, before, now, true, rows, checkHolders, version);
   }
 
   /** `rows`: what the write read already, locked (its references, see loadForWrite). */
@@ -1857,6 +1859,12 @@ export class Engine {
     deleted: boolean,
     rows: WriteRows = new Map(),
     checkHolders = true,
+    /**
+     * The version it takes, where not `before`'s + 1: a cascade's row, which the roll-ups of its
+     * children deleted before it wrote in the same transaction, takes the version it had before
+     * them + 1 (one request, one write: no client saw those).
+     */
+    version = (before.version as number) + 1,
   ) {
     if (deleted && checkHolders) {
       // Rows that refer to it without belonging to it (FieldSpec.restrict): cascade or not, 409.
@@ -1882,7 +1890,7 @@ export class Engine {
       deleted_by: deleted ? principal.sub : null,
       updated_at: ts,
       updated_by: principal.sub,
-      version: (before.version as number) + 1,
+      version,
     };
     const ctx: HookContext = {
       principal,
@@ -2033,7 +2041,7 @@ export class Engine {
     for (const child of this.children.get(resource) ?? []) {
       const found = await db
         .selectFrom(child.resource.table)
-        .select(['id', 'app_id', `${child.field} as parent`])
+        .select(['id', 'app_id', 'version', `${child.field} as parent`])
         .where('tenant_id', '=', principal.tenantId)
         .where(child.field, 'in', parentIds)
         .where('is_deleted', '=', this.live(child.resource))
@@ -2061,9 +2069,12 @@ export class Engine {
       );
       await this.cascadeDelete(db, child.resource, principal, ids, now, checkHolders);
       const tx = this.tx(db, principal, now);
+      // Each at the version it had before its own children's roll-ups + 1 (see markDeleted).
+      const versions = new Map(found.map((r) => [r.id as string, Number(r.version)]));
       for (const childId of ids) {
         const before = (await tx.find(child.resource, principal.tenantId, childId)) as Doc;
-        await this.markDeleted(db, child.resource, principal, before, now, true, undefined, checkHolders);
+        const version = (versions.get(childId) as number) + 1;
+        await this.markDeleted(db, child.resource, principal, before, now, true, undefined, checkHolders, version);
       }
     }
   }
