@@ -1354,6 +1354,29 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     expect(await statuses('source')).toEqual(copy);
   });
 
+  it("keeps a deleted row's status as its delete left it: as of that time, as the source's sweep kept it", async () => {
+    const start = Date.parse('2026-09-01T12:00:00.000Z');
+    t.clock.set(start);
+    const call = await caller('paced');
+    const cycle = await call('POST', 'cycles', { name: 'Q3', start_date: '2026-09-01', end_date: '2026-11-30' });
+    const objective = await call('POST', 'objectives', { title: 'Paced', cycle_id: cycle.id });
+    const kr = await call('POST', 'key-results', { objective_id: objective.id, title: 'Behind', target: 100 });
+    expect(kr.status).toBe('not_started');
+    // 40 days on, the source's sweep finds it behind its pace; then it is deleted.
+    t.clock.set(start + 40 * DAY);
+    await t.app.engine.runJob(statusSweepJob, 'paced');
+    const deleted = await call('DELETE', `key-results/${kr.id}`);
+    expect([deleted.status, deleted.is_deleted]).toEqual(['off_track', true]);
+    t.clock.set(NOW);
+    const { doc } = await exported('paced', { includeDeleted: true });
+    await importRows(opts('paced-copy'), { json: doc });
+    const token = await t.token({ tenant: 'paced-copy' });
+    const copy = (await t.call('GET', '/api/v1/okr/key-results?include_deleted=true', { token })).body.data as Doc[];
+    expect(copy.map((k) => [k.title, k.is_deleted, k.status, k.deleted_at])).toEqual([
+      ['Behind', true, 'off_track', deleted.deleted_at],
+    ]);
+  });
+
   it("takes a time a little ahead of this machine's clock (another server's) as now", async () => {
     const { doc } = await exported('source');
     const at = doc.resources.KeyResult.findIndex((k) => k.data_source === 'manual' && (k.history as Doc[]).length > 2);

@@ -745,7 +745,10 @@ export async function importRows(
           // A parent deleted with its children (a cascade) comes first at their common time: its
           // cascade deletes them, and their own deletes find them deleted already. Rows that hold
           // it (`restrict`) may be live, as in the source: a store of an earlier build, where an
-          // objective aligned to another was deleted before the API refused that.
+          // objective aligned to another was deleted before the API refused that. First, what
+          // the source's server kept true as time passed (a status's pace, by the catch-up jobs)
+          // is brought to the delete's time: a deleted row keeps what it had then.
+          await engine.catchUp(principal.tenantId, db);
           try {
             await engine.remove(db, resource, principal, createdIds.get(row) as string, NO_CONDITIONS, true, false);
           } catch (err) {

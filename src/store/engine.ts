@@ -1044,13 +1044,14 @@ export class Engine {
   /**
    * After writes made as of past times (`edm seed`, `edm import`): runs the modules' catch-up
    * jobs (Job.catchUp) for the tenant at the clock's time, in one transaction (an import of many
-   * rows has many due: one transaction each took longer than the import's own). Answers how many
-   * things they changed.
+   * rows has many due: one transaction each took longer than the import's own), or in the
+   * caller's transaction `within` (an import bringing a row up to its delete's time). Answers how
+   * many things they changed.
    */
-  async catchUp(tenantId: string): Promise<number> {
+  async catchUp(tenantId: string, within?: DB): Promise<number> {
     const jobs = this.options.modules.flatMap((m) => m.jobs ?? []).filter((job) => job.catchUp);
     if (jobs.length === 0) return 0;
-    return this.transaction(async (db) => {
+    const run = async (db: DB) => {
       let changed = 0;
       for (const job of jobs) {
         // Its queue is read inside the transaction too: it sees what the job has done so far.
@@ -1059,7 +1060,8 @@ export class Engine {
         );
       }
       return changed;
-    });
+    };
+    return within ? run(within) : this.transaction(run);
   }
 
   private jobContext(db: DB, tenantId: string | undefined, transaction: JobContext['transaction']): JobContext {
