@@ -1630,8 +1630,26 @@ describe('parseCsv', () => {
     ],
     ['quoted empty cells, as empty strings', 'a,b\r\n"",\r\n""', [['a', 'b'], ['', null], ['']]],
     ['a byte-order mark', '\uFEFFa\r\n1\r\n', [['a'], ['1']]],
+    [
+      'a quote inside an unquoted cell, as it is',
+      'a,b\r\nx"y,z""\r\n',
+      [
+        ['a', 'b'],
+        ['x"y', 'z""'],
+      ],
+    ],
+    ["doubled quotes at a quoted cell's ends", '"""x""",""""\r\n', [['"x"', '"']]],
+    ['lone CR line breaks', 'a\r1\r"2\r3"', [['a'], ['1'], ['2\r3']]],
+    ['a cell after the last line break', 'a\n,', [['a'], [null, null]]],
   ])('%s', (_name, text, rows) => {
     expect(parseCsv(text)).toEqual(rows);
+  });
+
+  it("reads a file of 200,000 rows, answering each row's line", () => {
+    const at: number[] = [];
+    const text = `a,b\r\n${'x,"y"\r\n'.repeat(200_000)}`;
+    const rows = parseCsv(text, at);
+    expect([rows.length, at.length, at.at(-1), rows.at(-1)]).toEqual([200_001, 200_001, 200_001, ['x', 'y']]);
   });
 
   it('refuses a quoted field that never ends', () => {

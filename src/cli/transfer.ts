@@ -286,7 +286,11 @@ export function parseCsv(text: string, lines?: number[]): (string | null)[][] {
   /** The line of the file each row of `rows` starts on (a quoted cell may hold line breaks). */
   const starts: number[] = [];
   let row: (string | null)[] = [];
+  // Cells are slices of the text, not built a character at a time (a 35 MB file's cells, each a
+  // chain of one-character pieces, held ~550 MB): an unquoted cell is the text from `start` to its
+  // end; a quoted one, `cell`, is its pieces between doubled quotes, each from `start` to the next.
   let cell = '';
+  let start = 0;
   let quoted = false;
   // Whether the cell began with a quote: `""` is an empty string, nothing at all is null.
   let wasQuoted = false;
@@ -294,51 +298,60 @@ export function parseCsv(text: string, lines?: number[]): (string | null)[][] {
   let closed = false;
   let line = 1;
   let rowLine = 1;
-  const end = () => {
-    row.push(cell === '' && !wasQuoted ? null : cell);
+  const end = (at: number) => {
+    const value = wasQuoted ? cell : text.slice(start, at);
+    row.push(value === '' && !wasQuoted ? null : value);
     cell = '';
     wasQuoted = false;
     closed = false;
   };
   let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  start = i;
   for (; i < text.length; i++) {
     const c = text[i];
     if (quoted) {
-      if (c === '"' && text[i + 1] === '"') {
-        cell += '"';
-        i++;
-      } else if (c === '"') {
-        quoted = false;
-        closed = true;
-      } else {
-        if (c === '\n' || (c === '\r' && text[i + 1] !== '\n')) line++;
-        cell += c;
-      }
-    } else if (c === ',') end();
-    else if (c === '\n' || c === '\r') {
+      if (c === '"') {
+        cell += text.slice(start, i);
+        if (text[i + 1] === '"') {
+          cell += '"';
+          i++;
+          start = i + 1;
+        } else {
+          quoted = false;
+          closed = true;
+        }
+      } else if (c === '\n' || (c === '\r' && text[i + 1] !== '\n')) line++;
+    } else if (c === ',') {
+      end(i);
+      start = i + 1;
+    } else if (c === '\n' || c === '\r') {
+      const at = i;
       if (c === '\r' && text[i + 1] === '\n') i++;
-      end();
+      end(at);
       rows.push(row);
       starts.push(rowLine);
       row = [];
       rowLine = ++line;
+      start = i + 1;
     } else if (closed) {
       throw new TransferError(
         `line ${line}: text after a quoted field's closing quote (write a quote inside one as "")`,
       );
-    } else if (c === '"' && cell === '') {
+    } else if (c === '"' && i === start) {
       quoted = true;
       wasQuoted = true;
-    } else cell += c;
+      start = i + 1;
+    }
   }
   if (quoted) throw new TransferError('the CSV ends inside a quoted field');
-  if (cell !== '' || wasQuoted || row.length > 0) {
-    end();
+  if (start < text.length || wasQuoted || row.length > 0) {
+    end(text.length);
     rows.push(row);
     starts.push(rowLine);
   }
   const kept = rows.map((r, n) => [r, starts[n]] as const).filter(([r]) => !(r.length === 1 && r[0] === null));
-  if (lines) lines.push(...kept.map(([, at]) => at as number));
+  // One at a time: spread into push's arguments, 125,000 rows passed the call stack's bound.
+  if (lines) for (const [, at] of kept) lines.push(at as number);
   return kept.map(([r]) => r);
 }
 
