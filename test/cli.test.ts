@@ -331,6 +331,41 @@ describe('edm CLI (built)', () => {
     }
   });
 
+  it('an export stopped by a signal leaves no file behind, whole or partial, and ends as the signal says', async () => {
+    const data = mkdtempSync(join(tmpdir(), 'edm-signal-'));
+    try {
+      // Enough rows that the export takes a while (the bench's bulk path, through the engine).
+      const { seeder } = (await import(join(root, 'bench/seed.js'))) as {
+        seeder: (
+          url: string,
+        ) => Promise<{ tenant: (id: string, n: number) => Promise<unknown>; close: () => Promise<void> }>;
+      };
+      const s = await seeder(`sqlite:${join(data, 'edm.sqlite')}`);
+      await s.tenant('many', 20_000);
+      await s.close();
+      const env = { ...process.env, EDM_DATA_DIR: data, EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' };
+      const out = join(data, 'many.json');
+      const child = spawn(process.execPath, [bin, 'export', '--tenant', 'many', '--out', out], {
+        env,
+        stdio: 'ignore',
+      });
+      let ended = false;
+      const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+        child.on('exit', (code, signal) => {
+          ended = true;
+          resolve([code, signal]);
+        }),
+      );
+      const partial = () => readdirSync(data).some((f) => f.endsWith('.partial'));
+      while (!partial() && !ended) await new Promise((resolve) => setTimeout(resolve, 5));
+      child.kill('SIGTERM');
+      expect(await exited).toEqual([null, 'SIGTERM']);
+      expect(readdirSync(data).filter((f) => f.startsWith('many.json'))).toEqual([]);
+    } finally {
+      rmSync(data, { recursive: true, force: true });
+    }
+  });
+
   it('imports with an empty --sub as the default writer, edm-import', async () => {
     const env = { ...process.env, EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '' };
     const edm = (...args: string[]) => run(process.execPath, [bin, ...args], { cwd: dir, env });

@@ -464,6 +464,18 @@ function exportCommand(args: string[]): Promise<number> {
         stream.end();
         await once(stream, 'close');
       };
+      // Stopped by a signal (Ctrl-C, a service manager's TERM), the file written so far goes too,
+      // as a failed export's does; then the signal takes its default course (exit 128 + its number).
+      const stopped = (signal: NodeJS.Signals) => {
+        unwatch();
+        if (partial) rmSync(partial, { force: true });
+        process.kill(process.pid, signal);
+      };
+      const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+      const unwatch = () => {
+        for (const signal of SIGNALS) process.off(signal, stopped);
+      };
+      if (partial) for (const signal of SIGNALS) process.on(signal, stopped);
       let counts: Record<string, number>;
       try {
         counts =
@@ -473,6 +485,7 @@ function exportCommand(args: string[]): Promise<number> {
       } catch (err) {
         await closed();
         if (partial) rmSync(partial, { force: true });
+        unwatch();
         throw err;
       }
       await closed();
@@ -486,6 +499,8 @@ function exportCommand(args: string[]): Promise<number> {
         // `--out` names a folder, say: the export stays whole nowhere, as a failed one does.
         if (partial) rmSync(partial, { force: true });
         throw err;
+      } finally {
+        unwatch();
       }
       return `exported tenant ${base.tenant} (${base.store.kind}): ${listed(counts)}${out ? ` to ${out}` : ''}`;
     },
