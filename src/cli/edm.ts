@@ -440,6 +440,19 @@ function exportCommand(args: string[]): Promise<number> {
       // a file replaced keeps its mode.
       const partial = target && !direct ? `${target}.${process.pid}-${randomBytes(4).toString('hex')}.partial` : null;
       const mode = existing?.isFile() ? existing.mode & 0o7777 : 0o600;
+      // Stopped by a signal (Ctrl-C, a service manager's TERM), the file written so far goes too,
+      // as a failed export's does; then the signal takes its default course (exit 128 + its number).
+      const stopped = (signal: NodeJS.Signals) => {
+        unwatch();
+        if (partial) rmSync(partial, { force: true });
+        process.kill(process.pid, signal);
+      };
+      const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+      const unwatch = () => {
+        for (const signal of SIGNALS) process.off(signal, stopped);
+      };
+      // Watched before the file is made: a signal in between would leave it.
+      if (partial) for (const signal of SIGNALS) process.on(signal, stopped);
       const stream = partial
         ? createWriteStream(partial, { flags: 'wx', mode })
         : direct
@@ -452,6 +465,7 @@ function exportCommand(args: string[]): Promise<number> {
         } catch (err) {
           const code = (err as { code?: string }).code ?? (err as Error).message;
           const why = code === 'ENOENT' ? 'its folder does not exist' : 'it cannot be written here';
+          unwatch();
           throw new TransferError(`--out ${out}: ${why} (${code})`);
         }
       }
@@ -464,18 +478,6 @@ function exportCommand(args: string[]): Promise<number> {
         stream.end();
         await once(stream, 'close');
       };
-      // Stopped by a signal (Ctrl-C, a service manager's TERM), the file written so far goes too,
-      // as a failed export's does; then the signal takes its default course (exit 128 + its number).
-      const stopped = (signal: NodeJS.Signals) => {
-        unwatch();
-        if (partial) rmSync(partial, { force: true });
-        process.kill(process.pid, signal);
-      };
-      const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-      const unwatch = () => {
-        for (const signal of SIGNALS) process.off(signal, stopped);
-      };
-      if (partial) for (const signal of SIGNALS) process.on(signal, stopped);
       let counts: Record<string, number>;
       try {
         counts =
