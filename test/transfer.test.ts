@@ -202,6 +202,29 @@ describe.each(storeKinds)('edm export and import (%s)', (kind) => {
     expect((await list('source', 'key-results')).length).toBe(10); // the write itself landed
   });
 
+  it("counts the progress bar's totals in its snapshot: a row written as it starts is in neither", async () => {
+    const token = await t.token({ tenant: 'source' });
+    // A write that commits once the snapshot is taken, before the export counts its rows.
+    const store = {
+      ...t.store,
+      snapshot: <T>(fn: (s: typeof t.store) => Promise<T>) =>
+        t.store.snapshot(async (held) => {
+          const kr = await t.call('POST', '/api/v1/okr/objectives', { token, body: { title: 'as it starts' } });
+          expect(kr.status).toBe(201);
+          return fn(held);
+        }),
+    };
+    const totals = new Map<string, number>();
+    const counts = await exportJson(
+      { ...opts('source'), store, progress: (label: string, _done: number, total: number) => totals.set(label, total) },
+      async () => {},
+    );
+    // On SQLite the snapshot is taken before the write; PostgreSQL's begins at its first read.
+    expect(counts).toMatchObject({ Objective: kind === 'sqlite' ? 4 : 5, KeyResult: 9 });
+    expect([...totals.values()].reduce((a, b) => a + b, 0)).toBe(Object.values(counts).reduce((a, b) => a + b, 0));
+    expect((await list('source', 'objectives')).length).toBe(5); // the write itself landed
+  });
+
   it('brings connectors without their secrets, and the key results they feed with their history', async () => {
     const token = await t.token({ tenant: 'source' });
     const [objective] = await list('source', 'objectives');

@@ -94,7 +94,10 @@ async function countOf(store: Store, resource: Resource, tenant: string, include
     .select((eb) => eb.fn.countAll<number | string>().as('n'))
     .where('tenant_id', '=', tenant);
   if (!includeDeleted) q = q.where('is_deleted', '=', store.encode(resource.allFields.is_deleted, false));
-  const row = await q.executeTakeFirst();
+  // In the export's snapshot, as its pages are (on SQLite its own connection, `read`; `db` is the
+  // writer's, which sees what commits meanwhile: a total the bar never reached).
+  const compiled = q.compile();
+  const [row] = store.read ? store.read(compiled.sql, compiled.parameters) : (await q.execute()) as { n: unknown }[];
   return Number(row?.n ?? 0);
 }
 
