@@ -97,7 +97,7 @@ async function countOf(store: Store, resource: Resource, tenant: string, include
   // In the export's snapshot, as its pages are (on SQLite its own connection, `read`; `db` is the
   // writer's, which sees what commits meanwhile: a total the bar never reached).
   const compiled = q.compile();
-  const [row] = store.read ? store.read(compiled.sql, compiled.parameters) : (await q.execute()) as { n: unknown }[];
+  const [row] = store.read ? store.read(compiled.sql, compiled.parameters) : ((await q.execute()) as { n: unknown }[]);
   return Number(row?.n ?? 0);
 }
 
