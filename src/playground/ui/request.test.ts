@@ -51,6 +51,10 @@ describe('console requests', () => {
       expect([built.paramError, built.paramErrorAt]).toEqual([why, 'id']);
       expect(curlSnippet(op, built, 'http://h').split('\n')[0]).toBe(`# Not sent: ${why} (see the console).`);
       expect(sdkSnippet(op, keyResult, built, 'http://h')).toContain(`// Not sent: ${why} (see the console).`);
+      // Run anyway, curl sends the path as it is, not the list it resolves to.
+      const command = curlSnippet(op, built, 'http://h').split('\n')[1];
+      expect(command.startsWith('curl --path-as-is ')).toBe(true);
+      expect(command.split(' ')).toContain(`http://h/api/v1/okr/key-results/${id}`);
     }
   });
 
@@ -179,6 +183,11 @@ describe('console requests', () => {
     expect(requestUrl(typed('s\\\\X,zz'))).toBe(`/api/v1/okr/key-results?tag=${encodeURIComponent('s\\\\X,zz')}`);
     expect(typed('a, b').query).toEqual({ tag: ['a', 'b'] });
     expect(typed('plain').query).toEqual({ tag: 'plain' });
+    // Only commas: no value, left out (as blank text is) by the console, the SDK call and curl alike.
+    for (const commas of [',', ',,', ' , ']) {
+      expect(typed(commas).query).toEqual({});
+      expect(requestUrl(typed(commas))).toBe('/api/v1/okr/key-results');
+    }
   });
 
   it('sends a number as a number only when JSON would write it so: 0x10 or +5 go as typed', () => {

@@ -159,6 +159,9 @@ export function buildRequest(
     // A filter of several values (`at_risk,off_track`: any of them) is a list, as the SDK takes it;
     // so is one value holding a comma or a backslash (typed `\,` and `\\`), which the SDK writes so.
     const values = splitChoices(raw);
+    // Only commas and spaces (`,`): no value, left out as a blank filter is. Sent as text, the
+    // console's SDK call would ask for the tag "," and the curl for none (a 400).
+    if (values.length === 0) continue;
     query[param.name] =
       values.length > 1 || values.some((v) => /[,\\]/.test(v))
         ? values.map((v) => coerce(param.type, v))

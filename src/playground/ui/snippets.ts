@@ -165,10 +165,13 @@ export function sdkSnippet(
 
 /** The call as curl (the token read from $EDM_TOKEN). */
 export function curlSnippet(op: ManifestOperation, built: BuiltRequest, baseUrl: string): string {
-  // A path parameter not filled in stays `{id}`, which curl would read as a glob (and GET `/id`).
+  // A path parameter not filled in stays `{id}`, which curl would read as a glob (and GET `/id`);
+  // one of `.` or `..`, which curl would resolve as a step of the path (GET of the list, for a get),
+  // is sent as it is (and refused), as the console refuses it.
   const globOff = built.missing.length > 0 ? ' -g' : '';
+  const asIs = built.paramError !== null ? ' --path-as-is' : '';
   const parts = [
-    `curl${globOff}${op.method === 'GET' ? '' : ` -X ${op.method}`} ${shellQuote(baseUrl + requestUrl(built))}`,
+    `curl${globOff}${asIs}${op.method === 'GET' ? '' : ` -X ${op.method}`} ${shellQuote(baseUrl + requestUrl(built))}`,
   ];
   if (viaSdk(op)) parts.push(`-H "Authorization: Bearer $EDM_TOKEN"`);
   if (built.ifVersion !== null) parts.push(`-H ${shellQuote(`If-Match: "${built.ifVersion}"`)}`);
