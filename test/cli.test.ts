@@ -10,6 +10,7 @@ import {
   rmSync,
   statSync,
   symlinkSync,
+  truncateSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -583,12 +584,17 @@ describe('edm usage', () => {
     const edmWith = (...args: string[]) =>
       run(process.execPath, [bin, ...args], { cwd: dir, env: { ...env, ...secrets } }).catch((e) => e);
     writeFileSync(join(dir, 'not-json.json'), '{"format":');
+    // Past the longest text Node holds (~512 MiB), as a sparse file: nothing written to the disk.
+    const huge = join(dir, 'huge.json');
+    writeFileSync(huge, '');
+    truncateSync(huge, 600 * 2 ** 20);
     const cases: [string[], string][] = [
       [['export', '--tenant', 't'], `edm export: the store sqlite:${store} does not exist`],
       [['import', join(dir, 'missing.json'), '--tenant', 't'], 'ENOENT'],
       [['import', join(dir, 'not-json.json'), '--tenant', 't'], 'is not JSON'],
       // A folder: one line naming it (it was a raw "EISDIR: illegal operation on a directory, read").
       [['import', dir, '--tenant', 't'], `edm import: ${dir} is a folder: name the file to import\n`],
+      [['import', huge, '--tenant', 't'], `${huge} is too large to import whole (600 MiB;`],
     ];
     for (const [args, message] of cases) {
       const err = await edmWith(...args);
