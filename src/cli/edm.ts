@@ -520,7 +520,7 @@ function readImportFile(file: string): string {
     // An import reads its file whole, as one text: Node holds at most ~512 MiB in one.
     if (code === 'ERR_STRING_TOO_LONG') {
       throw new TransferError(
-        `${file} is too large to import whole (${Math.round(statSync(file).size / 2 ** 20)} MiB; an import reads at most ~512 MiB): export and import the tenant a resource at a time (--resource), a CSV or JSON file each`,
+        `${file} is too large to import whole (${Math.round(statSync(file).size / 2 ** 20)} MiB; an import reads at most ~512 MiB): export and import the tenant a resource at a time (--resource), each file under that`,
       );
     }
     throw new TransferError(`${file} cannot be read (${code ?? (err as Error).message})`);
