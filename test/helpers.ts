@@ -12,7 +12,7 @@ import { exampleBody } from '../src/core/examples.js';
 import type { Doc, Resource } from '../src/core/resource.js';
 import { buildApp } from '../src/http/app.js';
 import { modules } from '../src/modules/index.js';
-import { openStore, type Store } from '../src/store/database.js';
+import { openStore, type Store, type StoreOptions } from '../src/store/database.js';
 import { ContractChecker } from './contract.js';
 
 export const PG_URL = process.env.EDM_TEST_DATABASE_URL;
@@ -57,11 +57,12 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
 export async function freshStore(
   kind: 'sqlite' | 'postgres',
   poolSize = 5,
+  onQuery?: StoreOptions['onQuery'],
 ): Promise<{ store: Store; url: string; schema?: string; drop: () => Promise<void> }> {
   if (kind === 'sqlite') {
     const dir = mkdtempSync(join(tmpdir(), 'edm-test-'));
     const url = `sqlite:${join(dir, 'edm.sqlite')}`;
-    return { store: openStore(url), url, drop: async () => rmSync(dir, { recursive: true, force: true }) };
+    return { store: openStore(url, { onQuery }), url, drop: async () => rmSync(dir, { recursive: true, force: true }) };
   }
   const schema = `edm_test_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: PG_URL });
@@ -69,7 +70,7 @@ export async function freshStore(
   await admin.query(`CREATE SCHEMA ${schema}`);
   await admin.end();
   return {
-    store: openStore(PG_URL as string, { schema, poolSize }),
+    store: openStore(PG_URL as string, { schema, poolSize, onQuery }),
     url: PG_URL as string,
     schema,
     drop: async () => {
@@ -116,6 +117,8 @@ export interface TestAppOptions {
    * headers, body schema). Default: on (EDM_CONTRACT=0 turns it off).
    */
   contract?: boolean;
+  /** Told of every statement the store runs (StoreOptions.onQuery). */
+  onQuery?: StoreOptions['onQuery'];
 }
 
 export async function testApp(
@@ -123,7 +126,7 @@ export async function testApp(
   overrides: Partial<Config> = {},
   options: TestAppOptions = {},
 ): Promise<TestApp> {
-  const fresh = await freshStore(kind);
+  const fresh = await freshStore(kind, 5, options.onQuery);
   const clock = new ManualClock(T0);
   const config = testConfig(overrides);
   const app = await buildApp({ config, store: fresh.store, clock });

@@ -1,5 +1,5 @@
 import SQLite from 'better-sqlite3';
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Doc } from '../src/core/resource.js';
 import { keyResults as kr } from '../src/modules/okr/key-results.js';
@@ -1200,5 +1200,42 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
     expect(await storedRow(t, objectives, o)).toEqual(objBefore);
     expect(await t.store.db.selectFrom('okr_key_result_snapshots').select('id').execute()).toEqual(snapshotsBefore);
     expect((await checkIn(k.id as string, { value: 7 })).status).toBe(201);
+  });
+});
+
+// SQLite plans without statistics: an ORDER BY the primary key made it walk a whole tenant's rows
+// along that key rather than use a filter's index (a cycle's dates moved on a tenant of 100,000
+// key results held the writer for 25 s).
+describe('reads by a filter on SQLite', () => {
+  it("finds an objective's live key results by its filter index, not by a walk of the tenant's rows", async () => {
+    const seen: { sql: string; parameters: readonly unknown[] }[] = [];
+    const t = await testApp('sqlite', {}, { onQuery: (text, parameters) => void seen.push({ sql: text, parameters }) });
+    try {
+      const token = await t.token();
+      const cycle = async (name: string, start_date: string, end_date: string) =>
+        (await t.call('POST', cycles.basePath, { token, body: { name, start_date, end_date } })).body.id as string;
+      const first = await cycle('Q4', '2026-10-01', '2026-12-31');
+      const o = (await t.call('POST', objectives.basePath, { token, body: { title: 'o', cycle_id: first } })).body.id;
+      for (let i = 0; i < 3; i++)
+        await t.call('POST', kr.basePath, { token, body: { objective_id: o, title: `k${i}`, target: 10 } });
+      const other = await cycle('Q1', '2027-01-01', '2027-03-31');
+      seen.length = 0;
+      // A move to another cycle re-queues its key results for the sweep (requeueObjectives).
+      const moved = await t.call('PATCH', `${objectives.basePath}/${o}`, { token, body: { cycle_id: other } });
+      expect(moved.status).toBe(200);
+      const byObjective = seen.filter(
+        (r) => /from "okr_key_results"/.test(r.sql) && /"objective_id" = \?/.test(r.sql) && !/limit/i.test(r.sql),
+      );
+      expect(byObjective.length).toBeGreaterThan(0);
+      for (const read of byObjective) {
+        const explained = CompiledQuery.raw(`EXPLAIN QUERY PLAN ${read.sql}`, [...read.parameters]);
+        const plan = (await t.store.db.executeQuery(explained)).rows.map((row) =>
+          String((row as { detail: unknown }).detail),
+        );
+        expect(plan.join('; '), read.sql).toMatch(/USING INDEX okr_key_results_filter_objective_id/);
+      }
+    } finally {
+      await t.close();
+    }
   });
 });

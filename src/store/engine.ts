@@ -796,7 +796,12 @@ export class Engine {
           .where('tenant_id', '=', tenantId)
           .where('is_deleted', '=', engine.live(resource));
         for (const [k, v] of Object.entries(where)) q = q.where(k, '=', v);
-        return (await q.orderBy('id').execute()).map((r) => engine.fromRow(resource, r));
+        // In id order (Tx.lock takes rows so), sorted here: an ORDER BY id let SQLite, which has no
+        // statistics, walk the whole tenant along its primary key rather than the filter's index
+        // (a cycle's dates moved on a tenant of 100,000 key results held the writer for 25 s).
+        const rows = await q.execute();
+        rows.sort((x, y) => ((x.id as string) < (y.id as string) ? -1 : (x.id as string) > (y.id as string) ? 1 : 0));
+        return rows.map((r) => engine.fromRow(resource, r));
       },
       async liveIdsWhereIn(resource, tenantId, column, values) {
         const ids: string[] = [];
