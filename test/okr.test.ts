@@ -876,12 +876,8 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
     });
 
     it('a cascade delete is one write of each row it deletes: version + 1, not + 1 per child rolled up into it', async () => {
-      const cyc = (
-        await t.call('POST', cycles.basePath, {
-          token,
-          body: { name: 'Q4', start_date: '2026-10-01', end_date: '2026-12-31' },
-        })
-      ).body.id as string;
+      const cyc = (await t.create(cycles, token, { name: 'Q4', start_date: '2026-10-01', end_date: '2026-12-31' }))
+        .id as string;
       const read = async (path: string) => (await t.call('GET', path, { token })).body;
       // An objective's own cascade.
       const o = await objective();
@@ -1122,12 +1118,8 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       );
 
       it('names the same held objective on every store when a cascade is refused: the first by id, however the rows were last written', async () => {
-        const cyc = (
-          await t.call('POST', cycles.basePath, {
-            token,
-            body: { name: 'Q4', start_date: '2026-10-01', end_date: '2026-12-31' },
-          })
-        ).body.id as string;
+        const cyc = (await t.create(cycles, token, { name: 'Q4', start_date: '2026-10-01', end_date: '2026-12-31' }))
+          .id as string;
         const a = await objective({ cycle_id: cyc });
         const b = await objective({ cycle_id: cyc });
         await objective({ parent_objective_id: a });

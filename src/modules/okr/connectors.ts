@@ -692,68 +692,64 @@ export const connectors = defineResource({
           }
         }
         const auth = config.auth ?? 'bearer';
-        const secretHeader = config.secret_header;
-        if (auth === 'header') {
-          if (typeof secretHeader !== 'string' || secretHeader === '') {
-            errors.push({
-              path: '/config/secret_header',
-              code: 'required',
-              message: 'config.auth "header" needs config.secret_header, the header the secret is sent in',
-            });
-          } else if (!HEADER_NAME.test(secretHeader) || RESERVED_HEADERS.has(secretHeader.toLowerCase())) {
-            errors.push({
-              path: '/config/secret_header',
-              code: 'invalid_header',
-              message: `${JSON.stringify(secretHeader)} is not a header a connector may send`,
-            });
-          } else if (
-            Object.keys((config.headers ?? {}) as Doc).some((h) => h.toLowerCase() === secretHeader.toLowerCase())
-          ) {
-            errors.push({
-              path: '/config/secret_header',
-              code: 'inconsistent',
-              message: `config.headers sends ${JSON.stringify(secretHeader)} too: the secret goes in it alone`,
-            });
+        // Where config.auth puts the secret, named by a setting of its own: a header
+        // (secret_header) or a query parameter of the URL (secret_param), which config's own
+        // headers or URL must not send too; the setting goes with that auth only.
+        const carrier = (
+          mode: 'header' | 'query',
+          setting: 'secret_header' | 'secret_param',
+          what: string,
+          problem: (name: string) => Omit<FieldError, 'path'> | null,
+          sentToo: (name: string) => string | null,
+        ) => {
+          const path = `/config/${setting}`;
+          const name = config[setting];
+          if (auth !== mode) {
+            if (name !== undefined) {
+              const message = `config.${setting} goes with config.auth "${mode}" only`;
+              errors.push({ path, code: 'not_allowed', message });
+            }
+            return;
           }
-        } else if (secretHeader !== undefined) {
-          errors.push({
-            path: '/config/secret_header',
-            code: 'not_allowed',
-            message: 'config.secret_header goes with config.auth "header" only',
-          });
-        }
-        const secretParam = config.secret_param;
-        if (auth === 'query') {
-          if (typeof secretParam !== 'string' || secretParam === '') {
-            errors.push({
-              path: '/config/secret_param',
-              code: 'required',
-              message: 'config.auth "query" needs config.secret_param, the URL query parameter the secret is sent in',
-            });
-          } else if (!PARAM_NAME.test(secretParam)) {
-            errors.push({
-              path: '/config/secret_param',
-              code: 'invalid_format',
-              message: 'config.secret_param is letters, digits and - . _ ~ only',
-            });
-          } else if (
-            typeof config.url === 'string' &&
-            !feedUrlProblem(config.url) &&
-            new URL(config.url).searchParams.has(secretParam)
-          ) {
-            errors.push({
-              path: '/config/secret_param',
-              code: 'inconsistent',
-              message: `config.url sends ${JSON.stringify(secretParam)} too: the secret goes in it alone`,
-            });
+          if (typeof name !== 'string' || name === '') {
+            const message = `config.auth "${mode}" needs config.${setting}, the ${what} the secret is sent in`;
+            errors.push({ path, code: 'required', message });
+            return;
           }
-        } else if (secretParam !== undefined) {
-          errors.push({
-            path: '/config/secret_param',
-            code: 'not_allowed',
-            message: 'config.secret_param goes with config.auth "query" only',
-          });
-        }
+          const refused = problem(name);
+          const where = refused ? null : sentToo(name);
+          if (refused) errors.push({ path, ...refused });
+          else if (where) {
+            const message = `${where} sends ${JSON.stringify(name)} too: the secret goes in it alone`;
+            errors.push({ path, code: 'inconsistent', message });
+          }
+        };
+        carrier(
+          'header',
+          'secret_header',
+          'header',
+          (name) =>
+            !HEADER_NAME.test(name) || RESERVED_HEADERS.has(name.toLowerCase())
+              ? { code: 'invalid_header', message: `${JSON.stringify(name)} is not a header a connector may send` }
+              : null,
+          (name) =>
+            Object.keys((config.headers ?? {}) as Doc).some((h) => h.toLowerCase() === name.toLowerCase())
+              ? 'config.headers'
+              : null,
+        );
+        carrier(
+          'query',
+          'secret_param',
+          'URL query parameter',
+          (name) =>
+            PARAM_NAME.test(name)
+              ? null
+              : { code: 'invalid_format', message: 'config.secret_param is letters, digits and - . _ ~ only' },
+          (name) =>
+            typeof config.url === 'string' && !feedUrlProblem(config.url) && new URL(config.url).searchParams.has(name)
+              ? 'config.url'
+              : null,
+        );
         if (newSecret && typeof doc.secret === 'string') {
           if (auth === 'basic' && !doc.secret.includes(':')) {
             // RFC 7617: user-id ":" password (base64 makes any UTF-8 text a header value).
