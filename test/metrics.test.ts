@@ -102,6 +102,10 @@ describe('the request log', () => {
     expect(loggedUrl('/x?tenant_id=t&SIGNATURE=abc')).toBe('/x?tenant_id=t&SIGNATURE=[redacted]');
     expect(loggedUrl('/x?access_token=eyJ.a.b&limit=5')).toBe('/x?access_token=[redacted]&limit=5');
     expect(loggedUrl('/x?Api_Key=k1&token=t2')).toBe('/x?Api_Key=[redacted]&token=[redacted]');
+    // The names a connector's URL may not hold either (one rule): without `-`, `_` and `.` too.
+    expect(loggedUrl('/x?Client-Secret=s1&password=p2&q=a&api.key=k3')).toBe(
+      '/x?Client-Secret=[redacted]&password=[redacted]&q=a&api.key=[redacted]',
+    );
   });
 });
 

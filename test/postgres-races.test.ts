@@ -57,6 +57,18 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     throw new Error(`never: ${what}`);
   };
 
+  /** A session of the test's own on the run's schema (it holds rows, or watches the server's). */
+  const onSchema = async () => {
+    const session = new pg.Client({ connectionString: PG_URL });
+    await session.connect();
+    try {
+      await session.query(`SET search_path TO ${schema}`);
+    } catch (err) {
+      await session.end();
+      throw err;
+    }
+    return session;
+  };
   /** A new objective's id, made through the first process. */
   const objective = async (title: string) =>
     (await send(apps[0], token, 'POST', objectives.basePath, { title })).body.id as string;
@@ -111,10 +123,8 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
         title: 'checked in while the cycle is read',
         target: 10,
       });
-      const reader = new pg.Client({ connectionString: PG_URL });
-      await reader.connect();
+      const reader = await onSchema();
       try {
-        await reader.query(`SET search_path TO ${schema}`);
         await reader.query('BEGIN');
         await reader.query('SELECT id FROM okr_cycles WHERE id = $1 FOR SHARE', [cycle.body.id]);
         const checkIn = send(apps[1], token, 'POST', `${keyResults.basePath}/${kr.body.id}/check-ins`, { value: 4 });
@@ -145,10 +155,8 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
         target: 100,
       });
       const url = `${keyResults.basePath}/${kr.body.id}`;
-      const holder = new pg.Client({ connectionString: PG_URL });
-      await holder.connect();
+      const holder = await onSchema();
       try {
-        await holder.query(`SET search_path TO ${schema}`);
         await holder.query('BEGIN');
         await holder.query('SELECT id FROM okr_key_results WHERE id = $1 FOR UPDATE', [kr.body.id]);
         const patch = send(apps[1], token, 'PATCH', url, { current: 50 });
@@ -590,10 +598,8 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
         title: 'deadlocked kr',
         target: 10,
       });
-      const other = new pg.Client({ connectionString: PG_URL });
-      await other.connect();
+      const other = await onSchema();
       try {
-        await other.query(`SET search_path TO ${schema}`);
         // This session waits longer before looking for deadlocks: the server's session finds it, and is the victim.
         await other.query("SET deadlock_timeout = '20s'");
         await other.query('BEGIN');
@@ -877,10 +883,8 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
       });
       expect((await send(apps[0], token, 'DELETE', `${objectives.basePath}/${back.body.id}`)).status).toBe(200);
       const [retriedBefore, deadlocksBefore] = [retried(), deadlocks()];
-      const holder = new pg.Client({ connectionString: PG_URL });
-      await holder.connect();
+      const holder = await onSchema();
       try {
-        await holder.query(`SET search_path TO ${schema}`);
         await holder.query('BEGIN');
         // The cascade's first look finds one live objective, and waits to lock it …
         await holder.query('SELECT id FROM okr_objectives WHERE id = $1 FOR UPDATE', [stays.body.id]);
@@ -1169,10 +1173,8 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
     const total = await make(company, { title: 'total', target: 300, data_source: 'query', query: `kr("${x}") * 2` });
     const withX = (v: unknown) => JSON.parse(JSON.stringify(v).replaceAll('X', x));
     const retriedBefore = retried();
-    const other = new pg.Client({ connectionString: PG_URL });
-    await other.connect();
+    const other = await onSchema();
     try {
-      await other.query(`SET search_path TO ${schema}`);
       const pid = (await other.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
       const [table, id] = c.hold({ company: company.body.id as string, x });
       await other.query('BEGIN');

@@ -3,6 +3,47 @@ import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, ti
 const SEALED = 'sealed:v1:';
 
 /**
+ * Names of URL query parameters that carry a credential, read in lower case without `-`, `_` and
+ * `.`: a signed URL's signature, the forms a token or an API key takes (RFC 6750 §2.3's
+ * `access_token`, `api_key`, Google's `key`), secrets, passwords and sessions. The request log
+ * masks their values; a connector's `config.url`, which every reader sees, may not hold one.
+ */
+const CREDENTIAL_PARAMS = new Set([
+  'key',
+  'apikey',
+  'apitoken',
+  'apisecret',
+  'accesskey',
+  'accesstoken',
+  'authkey',
+  'authtoken',
+  'auth',
+  'token',
+  'secret',
+  'clientsecret',
+  'secretkey',
+  'privatekey',
+  'password',
+  'passwd',
+  'pwd',
+  'pass',
+  'signature',
+  'sig',
+  'session',
+  'sessionid',
+  'sid',
+  'jwt',
+  'bearer',
+  'credential',
+  'credentials',
+]);
+
+/** Whether a URL query parameter's name (decoded) says it carries a credential (CREDENTIAL_PARAMS). */
+export function isCredentialParam(name: string): boolean {
+  return CREDENTIAL_PARAMS.has(name.toLowerCase().replace(/[-_.]/g, ''));
+}
+
+/**
  * The keys `EDM_SECRET_KEY` derives by HKDF besides the list cursors' (PRODUCT.md §1): one
  * seals write-only secrets at rest (AES-256-GCM, a fresh nonce each time), one signs webhook
  * URLs (HMAC-SHA-256), one keys the fingerprints of requests under an Idempotency-Key

@@ -9,7 +9,7 @@ import { ApiError, fieldError } from '../core/errors.js';
 import { requestIds } from '../core/ids.js';
 import { CursorCodec } from '../core/list-query.js';
 import { isIdOf, type ModuleDef, type Principal, parseSignature, signedMessage } from '../core/resource.js';
-import { ServerKeys } from '../core/secrets.js';
+import { isCredentialParam, ServerKeys } from '../core/secrets.js';
 import {
   bodyShapeProblem,
   duplicateMemberPath,
@@ -89,14 +89,9 @@ export const BODY_LIMIT = 1024 * 1024;
 const MAX_PARAM_LENGTH = 100;
 
 /**
- * Query parameters the request log masks, in any letter case: a signed URL's signature, and the
- * forms a client may put a token in (RFC 6750 §2.3's `access_token`), which the API refuses
- * (401) but which are credentials all the same.
- */
-const LOGGED_CREDENTIALS = new Set(['signature', 'access_token', 'token', 'api_key', 'apikey', 'key']);
-
-/**
- * A URL as the request log shows it: a credential's value (LOGGED_CREDENTIALS) is left out,
+ * A URL as the request log shows it: a credential's value (isCredentialParam: a signed URL's
+ * signature, and the forms a client may put a token in, which the API refuses with 401 but which
+ * are credentials all the same) is left out,
  * under whatever escapes and letter case its name came with (`sig%6Eature`, `SIGNATURE`).
  */
 export function loggedUrl(url: string): string {
@@ -112,7 +107,7 @@ export function loggedUrl(url: string): string {
       try {
         name = decodeURIComponent(raw.replaceAll('+', ' '));
       } catch {}
-      return eq >= 0 && LOGGED_CREDENTIALS.has(name.toLowerCase()) ? `${raw}=[redacted]` : param;
+      return eq >= 0 && isCredentialParam(name) ? `${raw}=[redacted]` : param;
     });
   return `${url.slice(0, at)}?${params.join('&')}`;
 }

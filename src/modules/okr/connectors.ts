@@ -14,7 +14,7 @@ import {
   parseSignature,
   signedUrl,
 } from '../../core/resource.js';
-import type { ServerKeys } from '../../core/secrets.js';
+import { isCredentialParam, type ServerKeys } from '../../core/secrets.js';
 import { defineTable, type Tx } from '../../core/tables.js';
 import { operationBody, validateInput } from '../../core/validation.js';
 import { failureText, postgresUrlParts, readConnector } from './connector-read.js';
@@ -171,47 +171,12 @@ function carriesCredential(name: string, value: string): boolean {
   return words.some((w) => CREDENTIAL_WORD.test(w));
 }
 
-/**
- * Names of a URL's query parameters that carry a credential, read in lower case without `-`, `_`
- * and `.` (the request log masks some of them too: LOGGED_CREDENTIALS in src/http/app.ts).
- */
-const CREDENTIAL_PARAMS = new Set([
-  'key',
-  'apikey',
-  'apitoken',
-  'apisecret',
-  'accesskey',
-  'accesstoken',
-  'authkey',
-  'authtoken',
-  'auth',
-  'token',
-  'secret',
-  'clientsecret',
-  'secretkey',
-  'privatekey',
-  'password',
-  'passwd',
-  'pwd',
-  'pass',
-  'signature',
-  'sig',
-  'session',
-  'sessionid',
-  'sid',
-  'jwt',
-  'bearer',
-  'credential',
-  'credentials',
-]);
 /** A query parameter's name a connector may send its secret in: RFC 3986's unreserved characters. */
 const PARAM_NAME = /^[A-Za-z0-9._~-]+$/;
 
-/** The first query parameter of a URL that carries a credential by its name (CREDENTIAL_PARAMS), or null. */
+/** The first query parameter of a URL that carries a credential by its name (isCredentialParam), or null. */
 function credentialParam(url: string): string | null {
-  for (const name of new URL(url).searchParams.keys()) {
-    if (CREDENTIAL_PARAMS.has(name.toLowerCase().replace(/[-_.]/g, ''))) return name;
-  }
+  for (const name of new URL(url).searchParams.keys()) if (isCredentialParam(name)) return name;
   return null;
 }
 
