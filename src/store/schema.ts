@@ -49,9 +49,29 @@ interface TableSpec {
   name: string;
   columns: { name: string; type: string; notNull: boolean }[];
   primaryKey: string[];
-  /** `gin` (PostgreSQL only) indexes a jsonb column's members, for `tag=` filters. */
-  indexes: { name: string; columns: string[]; using?: 'gin' }[];
+  /**
+   * `gin` (PostgreSQL only) indexes a jsonb column's members, for `tag=` filters. `rows`: what
+   * SQLite's planner is told of it (see plannerStats).
+   */
+  indexes: { name: string; columns: string[]; using?: 'gin'; rows?: readonly number[] }[];
+  /** Indexes earlier builds made that this one replaced: dropped where they exist. */
+  retired?: string[];
+  /** SQLite's planner statistics for the primary key (see plannerStats). */
+  primaryKeyRows?: readonly number[];
 }
+
+/**
+ * What SQLite's planner is told of a resource's table (its `sqlite_stat1` rows), instead of
+ * what `ANALYZE` would measure: rows in all, rows a tenant holds, and rows one value of a filter
+ * matches — few for an id (an objective's key results, an owner's), many for a value of an
+ * enum (a status). Without statistics SQLite takes a tenant for ~10 rows, and a filtered list
+ * walked the whole tenant in its sort's index until it had a page (an objective's key results:
+ * ~50–110 ms on a tenant of 100,000). Measured statistics would follow the data, but they
+ * cost a scan of every index (seconds on a large store, under the write lock), and SQLite's
+ * value histograms (`sqlite_stat4`) make it prepare a statement again whenever the values
+ * bound to it change. A model keeps plans the same on every store, large or small.
+ */
+export const PLANNER_MODEL = { rows: 1_000_000, perTenant: 10_000, perId: 10, perEnumValue: 2_500 } as const;
 
 /** The columns of a resource's table, as `migrate` creates them (what `/readyz` checks are there). */
 export function resourceColumns(store: Store, resource: Resource): string[] {
@@ -68,22 +88,43 @@ function resourceTable(store: Store, resource: Resource): TableSpec {
   // Plain text, not jsonb: the stored bytes are the answer, key order and all.
   columns.push({ name: DOC_COLUMN, type: store.columnType('text'), notNull: false });
   const indexes: TableSpec['indexes'] = [];
+  const retired: string[] = [];
+  const { rows, perTenant, perId, perEnumValue } = PLANNER_MODEL;
   // Every index of tenant data leads with tenant_id; list sorts end with id (the tie-break).
   for (const field of new Set(['created_at', ...resource.sortable])) {
-    indexes.push({ name: `${resource.table}_sort_${field}`, columns: ['tenant_id', field, 'id'] });
+    indexes.push({
+      name: `${resource.table}_sort_${field}`,
+      columns: ['tenant_id', field, 'id'],
+      rows: [rows, perTenant, 1, 1],
+    });
   }
   for (const field of resource.filterable) {
     const f = resource.allFields[field];
     if (resource.sortable.includes(field)) continue;
     if (f.column !== 'json') {
-      indexes.push({ name: `${resource.table}_filter_${field}`, columns: ['tenant_id', field] });
+      // An equality filter's index ends with the default sort's key: a filtered list under the
+      // default sort is one index range, page 1,000 as cheap as page 1. (Builds before 2026-12-02
+      // indexed (tenant_id, field) alone, as `_filter_`.)
+      indexes.push({
+        name: `${resource.table}_by_${field}`,
+        columns: ['tenant_id', field, 'created_at', 'id'],
+        rows: [rows, perTenant, f.enum ? perEnumValue : perId, 1, 1],
+      });
+      retired.push(`${resource.table}_filter_${field}`);
     } else if (store.kind === 'postgres') {
       // `tag=a,b` is `tags ?| array[…]`: a GIN index answers it (it has no leading column; the
       // query's tenant_id condition is combined with it, and on Citus it runs on one shard).
       indexes.push({ name: `${resource.table}_filter_${field}`, columns: [field], using: 'gin' });
     }
   }
-  return { name: resource.table, columns, primaryKey: ['tenant_id', 'id'], indexes };
+  return {
+    name: resource.table,
+    columns,
+    primaryKey: ['tenant_id', 'id'],
+    indexes,
+    retired,
+    primaryKeyRows: [rows, perTenant, 1],
+  };
 }
 
 /** Columns of the tables that exist, by table: on PostgreSQL, in the schema being migrated only. */
@@ -144,6 +185,43 @@ async function ensureTable(
     if (index.using) create = create.using(index.using);
     await create.execute();
   }
+  // After the indexes that replace them, so no list is left without one.
+  for (const name of spec.retired ?? []) {
+    if (indexes.has(name)) await db.schema.dropIndex(name).ifExists().execute();
+  }
+}
+
+/**
+ * Writes the planner statistics of the resources' tables (PLANNER_MODEL) into SQLite's
+ * `sqlite_stat1`, where they differ from what is there, and drops any value histograms
+ * (`sqlite_stat4`, which an operator's `ANALYZE` writes: see PLANNER_MODEL). Other tables keep
+ * what they have: SQLite's defaults, or what an `ANALYZE` measured. `ANALYZE sqlite_schema` creates the statistics tables, and loads the statistics
+ * into this connection (others load them with the schema the migration changed).
+ */
+async function plannerStats(db: DB, tables: readonly TableSpec[]): Promise<void> {
+  const want = new Map<string, string>();
+  for (const t of tables) {
+    // Keyed as SQLite names the primary key's index (a table with a rowid and a key of its own).
+    if (t.primaryKeyRows) want.set(`${t.name}\0sqlite_autoindex_${t.name}_1`, t.primaryKeyRows.join(' '));
+    for (const index of t.indexes) if (index.rows) want.set(`${t.name}\0${index.name}`, index.rows.join(' '));
+  }
+  await sql`ANALYZE sqlite_schema`.execute(db);
+  const names = tables.map((t) => t.name);
+  const { rows } = await sql<{ tbl: string; idx: string | null; stat: string }>`
+    SELECT tbl, idx, stat FROM sqlite_stat1 WHERE tbl IN (${sql.join(names)})`.execute(db);
+  // Only where SQLite was built with histograms (better-sqlite3's is).
+  const stat4 = (await sql`SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat4'`.execute(db)).rows.length > 0;
+  const histograms = stat4 ? (await sql`SELECT 1 FROM sqlite_stat4 LIMIT 1`.execute(db)).rows.length : 0;
+  const have = new Map(rows.map((r) => [`${r.tbl}\0${r.idx}`, r.stat]));
+  const same = have.size === want.size && [...want].every(([key, stat]) => have.get(key) === stat);
+  if (same && histograms === 0) return;
+  await sql`DELETE FROM sqlite_stat1 WHERE tbl IN (${sql.join(names)})`.execute(db);
+  if (stat4) await sql`DELETE FROM sqlite_stat4`.execute(db);
+  for (const [key, stat] of want) {
+    const [tbl, idx] = key.split('\0');
+    await sql`INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (${tbl}, ${idx}, ${stat})`.execute(db);
+  }
+  await sql`ANALYZE sqlite_schema`.execute(db);
 }
 
 /** The idempotency table's columns: kind, and whether it is NOT NULL. */
@@ -364,10 +442,12 @@ export async function migrate(store: Store, resources: readonly Resource[]): Pro
   const run = async (db: DB, schema: string | null) => {
     const existing = await existingTables(store, db, schema);
     const indexes = await existingIndexes(store, db, schema);
-    for (const resource of resources) {
-      await ensureTable(db, resourceTable(store, resource), existing, indexes);
+    const tables = resources.map((resource) => resourceTable(store, resource));
+    for (const [i, resource] of resources.entries()) {
+      await ensureTable(db, tables[i], existing, indexes);
       for (const table of resource.tables ?? []) await ensureTable(db, auxTable(store, table), existing, indexes);
     }
+    if (store.kind === 'sqlite') await plannerStats(db, tables);
     await ensureTable(db, idempotencyTable(store), existing, indexes);
     await ensureTable(db, metaTable(store), existing, indexes);
     await refold(db, resources, existing);
