@@ -195,8 +195,10 @@ async function ensureTable(
  * Writes the planner statistics of the resources' tables (PLANNER_MODEL) into SQLite's
  * `sqlite_stat1`, where they differ from what is there, and drops any value histograms
  * (`sqlite_stat4`, which an operator's `ANALYZE` writes: see PLANNER_MODEL). Other tables keep
- * what they have: SQLite's defaults, or what an `ANALYZE` measured. `ANALYZE sqlite_schema` creates the statistics tables, and loads the statistics
- * into this connection (others load them with the schema the migration changed).
+ * what they have: SQLite's defaults, or what an `ANALYZE` measured. `ANALYZE sqlite_schema`
+ * creates the statistics tables and loads the statistics into this connection; other
+ * connections load them when they next read the schema (the schema version does not change for
+ * statistics alone: a migration that changes indexes too, or a new process).
  */
 async function plannerStats(db: DB, tables: readonly TableSpec[]): Promise<void> {
   const want = new Map<string, string>();
