@@ -73,6 +73,24 @@ interface TableSpec {
  */
 export const PLANNER_MODEL = { rows: 1_000_000, perTenant: 10_000, perId: 10, perEnumValue: 2_500 } as const;
 
+/**
+ * The b-tree index whose key begins (tenant_id, field), which a list's filter on the field can read:
+ * a sort's index, or an equality filter's (`selective`: the field holds ids, each value taken to
+ * match few rows, PLANNER_MODEL's perId; `byCreated`: one value's rows in `created_at` order, the
+ * default sort's). Null for a field without one (a JSON column's).
+ */
+export function filterIndex(
+  resource: Resource,
+  field: string,
+): { name: string; selective: boolean; byCreated: boolean } | null {
+  if (field === 'created_at' || resource.sortable.includes(field)) {
+    return { name: `${resource.table}_sort_${field}`, selective: false, byCreated: false };
+  }
+  const f = resource.allFields[field];
+  if (!resource.filterable.includes(field) || f.column === null || f.column === 'json') return null;
+  return { name: `${resource.table}_by_${field}`, selective: !f.enum, byCreated: true };
+}
+
 /** The columns of a resource's table, as `migrate` creates them (what `/readyz` checks are there). */
 export function resourceColumns(store: Store, resource: Resource): string[] {
   return resourceTable(store, resource).columns.map((c) => c.name);
@@ -93,7 +111,7 @@ function resourceTable(store: Store, resource: Resource): TableSpec {
   // Every index of tenant data leads with tenant_id; list sorts end with id (the tie-break).
   for (const field of new Set(['created_at', ...resource.sortable])) {
     indexes.push({
-      name: `${resource.table}_sort_${field}`,
+      name: filterIndex(resource, field)?.name as string,
       columns: ['tenant_id', field, 'id'],
       rows: [rows, perTenant, 1, 1],
     });
@@ -105,10 +123,11 @@ function resourceTable(store: Store, resource: Resource): TableSpec {
       // An equality filter's index ends with the default sort's key: a filtered list under the
       // default sort is one index range, page 1,000 as cheap as page 1. (Builds before 2026-12-02
       // indexed (tenant_id, field) alone, as `_filter_`.)
+      const index = filterIndex(resource, field) as NonNullable<ReturnType<typeof filterIndex>>;
       indexes.push({
-        name: `${resource.table}_by_${field}`,
+        name: index.name,
         columns: ['tenant_id', field, 'created_at', 'id'],
-        rows: [rows, perTenant, f.enum ? perEnumValue : perId, 1, 1],
+        rows: [rows, perTenant, index.selective ? perId : perEnumValue, 1, 1],
       });
       retired.push(`${resource.table}_filter_${field}`);
     } else if (store.kind === 'postgres') {
