@@ -1199,6 +1199,47 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
   });
 });
 
+describe.each(storeKinds)('a job beside requests on %s', (kind) => {
+  it('lets the event loop turn before each of its transactions, so requests are read while it runs', async () => {
+    const t = await testApp(kind);
+    try {
+      const token = await t.token();
+      const cycle = (await t.create(cycles, token, CYCLE)).id as string;
+      const objective = (await t.create(objectives, token, { cycle_id: cycle })).id as string;
+      const engine = t.app.engine;
+      const principal = { sub: USER_B, tenantId: 'acme', appId: null, scopes: null };
+      await engine.transaction(async (db) => {
+        for (let i = 0; i < 30; i++)
+          await engine.create(db, kr, principal, { objective_id: objective, title: `k${i}`, target: 10 });
+      });
+      // Its dates moved: every key result under it is due for the sweep, one transaction each.
+      expect(
+        (await t.call('PATCH', `${cycles.basePath}/${cycle}`, { token, body: { end_date: '2027-05-10' } })).status,
+      ).toBe(200);
+      const due = await sql<{
+        n: number;
+      }>`SELECT count(*) AS n FROM okr_status_sweep WHERE due_at <= ${t.store.encode({ column: 'datetime' } as never, new Date(t.clock.now()).toISOString())}`.execute(
+        t.store.db,
+      );
+      expect(Number(due.rows[0].n)).toBeGreaterThanOrEqual(30);
+      let ticks = 0;
+      let running = true;
+      const tick = () => {
+        ticks++;
+        if (running) setImmediate(tick);
+      };
+      setImmediate(tick);
+      await engine.runJob(statusSweepJob);
+      running = false;
+      // On SQLite a transaction's statements are synchronous: without a turn between them, a
+      // sweep of 20,000 key results held requests up to ~120 ms at a time.
+      expect(ticks).toBeGreaterThanOrEqual(30);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 // SQLite plans without statistics: an ORDER BY the primary key made it walk a whole tenant's rows
 // along that key rather than use a filter's index (a cycle's dates moved on a tenant of 100,000
 // key results held the writer for 25 s).

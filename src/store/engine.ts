@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { setImmediate } from 'node:timers/promises';
 import {
   CompiledQuery,
   type Expression,
@@ -1059,9 +1060,13 @@ export class Engine {
    */
   async runJob(job: Job, tenantId?: string): Promise<number> {
     return job.run(
-      this.jobContext(this.store.db, tenantId, (t, fn) =>
-        this.transaction((db) => fn(this.tx(db, systemPrincipal(t), this.clock.now()))),
-      ),
+      this.jobContext(this.store.db, tenantId, async (t, fn) => {
+        // A turn of the event loop before each of a job's transactions, so requests are read
+        // between them: on SQLite a transaction runs without one (its statements are synchronous),
+        // and a sweep of 20,000 key results in a row held requests up to 121 ms (p99 87).
+        await setImmediate();
+        return this.transaction((db) => fn(this.tx(db, systemPrincipal(t), this.clock.now())));
+      }),
     );
   }
 
