@@ -1326,7 +1326,10 @@ export class Engine {
         return eb(f.field, op, slot(`f${i}`));
       };
     // SQLite: the index of a filter that matches few rows, which the page is read through (see narrowIndex).
-    const indexed = store.kind === 'sqlite' ? await this.narrowIndex(resource, query, values, condition) : null;
+    const indexed =
+      store.kind === 'sqlite' && query.filters.length > 0
+        ? await this.narrowIndex(resource, query, values, condition)
+        : null;
     if (indexed !== null) shape.push(`indexed by ${indexed}`);
     // `packed`: the SQLite page row, whose order the caller checks (see packed()).
     const filtered = (slot: (name: string) => string, packed = false) => {
