@@ -477,6 +477,42 @@ describe.each(storeKinds)('/readyz on %s', (kind) => {
   });
 });
 
+// A list on SQLite may name its filter's index (INDEXED BY, Engine.narrowIndex): a store of a
+// build before 2026-12-02 has those indexes under other names, which made such a list a 500
+// under a server started with --no-migrate.
+describe('/readyz on a SQLite store whose indexes an earlier build made', () => {
+  it('answers 503, and so does every request, until edm migrate renames them', async () => {
+    const fresh = await freshStore('sqlite');
+    const resources = modules.flatMap((m) => m.resources);
+    await migrate(fresh.store, resources);
+    await sql`DROP INDEX okr_key_results_by_status`.execute(fresh.store.db);
+    await sql`CREATE INDEX okr_key_results_filter_status ON okr_key_results (tenant_id, status)`.execute(
+      fresh.store.db,
+    );
+    const app = await buildApp({ config: testConfig(), store: fresh.store, migrate: false });
+    try {
+      expect((await app.inject('/readyz')).statusCode).toBe(503);
+      const token = await mintToken({ secret: testConfig().jwtSecret, tenant: 'acme', sub: USER_A });
+      const list = () =>
+        app.inject({
+          url: '/api/v1/okr/key-results?status=achieved,off_track',
+          headers: { authorization: `Bearer ${token}` },
+        });
+      const early = await list();
+      expect([early.statusCode, early.json().code]).toEqual([503, 'service_unavailable']);
+      expect(early.json().detail).toMatch(/edm migrate/);
+      await migrate(fresh.store, resources);
+      await new Promise((r) => setTimeout(r, 1000)); // past the last probe's second
+      expect((await list()).statusCode).toBe(200);
+      expect((await app.inject('/readyz')).statusCode).toBe(200);
+    } finally {
+      await app.close();
+      await fresh.store.close();
+      await fresh.drop();
+    }
+  });
+});
+
 describe('a request the connection answers', () => {
   it('keeps the id its log line gave it when its body stops arriving, and is logged with its status', async () => {
     const fresh = await freshStore('sqlite');

@@ -1411,6 +1411,11 @@ describe('reads by a filter on SQLite', () => {
         [`status=${common.status}&sort=title`, 'sort_title', false],
         [`status=${absent}&sort=title`, 'by_status', true],
         ['progress_pct[gte]=99&sort=title', 'sort_progress_pct', true],
+        // A value of a sort's field that every row holds: that sort's index holds them all.
+        ['target=100&sort=title', 'sort_title', false],
+        // One value under the default sort is read in order from its own index, whatever the range beside it.
+        [`status=${absent}&progress_pct[gte]=0`, 'by_status', false],
+        [`status=${common.status}&progress_pct[gte]=0`, 'by_status', false],
       ];
       for (const [query, index, sorted] of wide) {
         const read = await planOf(KR, `${kr.basePath}?${query}`, token);

@@ -386,17 +386,31 @@ function quotedName(name: string): string {
 
 /**
  * A statement that reads no row and fails unless the schema holds every resource's table with
- * every column this build stores (a schema of an earlier build lacks the columns added since).
+ * every column this build stores (a schema of an earlier build lacks the columns added since),
+ * and on SQLite every index a list may name in `INDEXED BY` (Engine.narrowIndex: a store of a
+ * build before 2026-12-02 has its filters' indexes under other names).
  */
 export function schemaProbe(store: Store, resources: readonly Resource[]) {
-  return sql.raw(
-    resources
-      .map(
-        (r) =>
-          `SELECT 1 FROM (SELECT ${resourceColumns(store, r).map(quotedName).join(', ')} FROM ${quotedName(r.table)} WHERE 1 = 0) AS probe`,
-      )
-      .join(' UNION ALL '),
+  const columns = resources.map(
+    (r) =>
+      `SELECT 1 FROM (SELECT ${resourceColumns(store, r).map(quotedName).join(', ')} FROM ${quotedName(r.table)} WHERE 1 = 0) AS probe`,
   );
+  const indexes =
+    store.kind === 'sqlite'
+      ? resources.flatMap((r) =>
+          listIndexes(r).map(
+            (index) =>
+              `SELECT 1 FROM (SELECT 1 FROM ${quotedName(r.table)} INDEXED BY ${quotedName(index)} WHERE 1 = 0) AS probe`,
+          ),
+        )
+      : [];
+  return sql.raw([...columns, ...indexes].join(' UNION ALL '));
+}
+
+/** The indexes of a resource's table that a list may read by name (filterIndex of each filter and sort). */
+function listIndexes(resource: Resource): string[] {
+  const fields = new Set(['created_at', ...resource.sortable, ...resource.filterable]);
+  return [...fields].flatMap((field) => filterIndex(resource, field)?.name ?? []);
 }
 
 /**
@@ -418,7 +432,9 @@ export function isUnmigrated(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
   if (code === '42P01' || code === '42703') return true;
-  return code === 'SQLITE_ERROR' && /^(no such (table|column)\b|table \S+ has no column named )/.test(err.message);
+  return (
+    code === 'SQLITE_ERROR' && /^(no such (table|column|index)\b|table \S+ has no column named )/.test(err.message)
+  );
 }
 
 /** The meta row holding the fingerprint of the server secret the database was last served with. */
