@@ -72,6 +72,13 @@ export const PROBE_ROWS = 500;
 
 type AnyRow = Record<string, Record<string, unknown>>;
 
+/** A list filter's condition (filter i of the list), its values in slots. */
+type FilterCondition = (
+  f: Filter,
+  i: number,
+  slot: (name: string) => string,
+) => (eb: ExpressionBuilder<AnyRow, string>) => Expression<SqlBool>;
+
 export interface EngineOptions {
   store: Store;
   clock: Clock;
@@ -1310,21 +1317,18 @@ export class Engine {
     // A sort on a field that may be empty, past a cursor with a value (and on PostgreSQL from the
     // first page): the rows with a value and the rows without are read as two ranges (below).
     const split = nullable && (query.after ? query.after.value !== null : store.kind === 'postgres');
-    // The condition of filter i, its values in slots.
-    const condition =
-      (f: Filter, i: number, slot: (name: string) => string) =>
-      (eb: ExpressionBuilder<AnyRow, string>): Expression<SqlBool> => {
-        const many = (n: number) => Array.from({ length: n }, (_, j) => slot(`f${i}.${j}`));
-        if (f.op === 'in') {
-          const width = padded(f.values).length;
-          return width === 1 ? eb(f.field, '=', slot(`f${i}.0`)) : eb(f.field, 'in', many(width));
-        }
-        if (f.op === 'has_any') {
-          return this.hasAny(f.field, store.kind === 'postgres' ? slot(`f${i}`) : many(padded(f.values).length));
-        }
-        const op = { gte: '>=', gt: '>', lte: '<=', lt: '<' }[f.op] as '>=' | '>' | '<=' | '<';
-        return eb(f.field, op, slot(`f${i}`));
-      };
+    const condition: FilterCondition = (f, i, slot) => (eb) => {
+      const many = (n: number) => Array.from({ length: n }, (_, j) => slot(`f${i}.${j}`));
+      if (f.op === 'in') {
+        const width = padded(f.values).length;
+        return width === 1 ? eb(f.field, '=', slot(`f${i}.0`)) : eb(f.field, 'in', many(width));
+      }
+      if (f.op === 'has_any') {
+        return this.hasAny(f.field, store.kind === 'postgres' ? slot(`f${i}`) : many(padded(f.values).length));
+      }
+      const op = { gte: '>=', gt: '>', lte: '<=', lt: '<' }[f.op] as '>=' | '>' | '<=' | '<';
+      return eb(f.field, op, slot(`f${i}`));
+    };
     // SQLite: the index of a filter that matches few rows, which the page is read through (see narrowIndex).
     const indexed =
       store.kind === 'sqlite' && query.filters.length > 0
@@ -1462,11 +1466,7 @@ export class Engine {
     resource: Resource,
     query: ListQuery,
     values: Record<string, unknown>,
-    condition: (
-      f: Filter,
-      i: number,
-      slot: (name: string) => string,
-    ) => (eb: ExpressionBuilder<AnyRow, string>) => Expression<SqlBool>,
+    condition: FilterCondition,
   ): Promise<string | null> {
     const probes: { i: number; f: Filter; index: string }[] = [];
     // An index holding one value's rows in the page's order (the default sort's), to read where no filter is narrow.

@@ -73,22 +73,56 @@ interface TableSpec {
  */
 export const PLANNER_MODEL = { rows: 1_000_000, perTenant: 10_000, perId: 10, perEnumValue: 2_500 } as const;
 
+/** A b-tree index a list reads (see filterIndex). */
+export interface ListIndex {
+  name: string;
+  field: string;
+  columns: string[];
+  /** What SQLite's planner is told of it (PLANNER_MODEL, see plannerStats). */
+  rows: number[];
+  /** The field holds ids: each value taken to match few rows (PLANNER_MODEL's perId). */
+  selective: boolean;
+  /** One value's rows in `created_at` order, the default sort's. */
+  byCreated: boolean;
+}
+
 /**
- * The b-tree index whose key begins (tenant_id, field), which a list's filter on the field can read:
- * a sort's index, or an equality filter's (`selective`: the field holds ids, each value taken to
- * match few rows, PLANNER_MODEL's perId; `byCreated`: one value's rows in `created_at` order, the
- * default sort's). Null for a field without one (a JSON column's).
+ * The b-tree index whose key begins (tenant_id, field), which a list's filter on the field can
+ * read: a sort's, which ends with id (the tie-break), or an equality filter's, which ends with
+ * the default sort's key, so a filtered list under the default sort is one index range (builds
+ * before 2026-12-02 indexed (tenant_id, field) alone, as `_filter_`). Every index of tenant data
+ * leads with tenant_id. Null for a field without one (a JSON column's).
  */
-export function filterIndex(
-  resource: Resource,
-  field: string,
-): { name: string; selective: boolean; byCreated: boolean } | null {
+export function filterIndex(resource: Resource, field: string): ListIndex | null {
+  const { rows, perTenant, perId, perEnumValue } = PLANNER_MODEL;
   if (field === 'created_at' || resource.sortable.includes(field)) {
-    return { name: `${resource.table}_sort_${field}`, selective: false, byCreated: false };
+    return {
+      name: `${resource.table}_sort_${field}`,
+      field,
+      columns: ['tenant_id', field, 'id'],
+      rows: [rows, perTenant, 1, 1],
+      selective: false,
+      byCreated: false,
+    };
   }
   const f = resource.allFields[field];
   if (!resource.filterable.includes(field) || f.column === null || f.column === 'json') return null;
-  return { name: `${resource.table}_by_${field}`, selective: !f.enum, byCreated: true };
+  const selective = !f.enum;
+  return {
+    name: `${resource.table}_by_${field}`,
+    field,
+    columns: ['tenant_id', field, 'created_at', 'id'],
+    rows: [rows, perTenant, selective ? perId : perEnumValue, 1, 1],
+    selective,
+    byCreated: true,
+  };
+}
+
+/** The b-tree indexes a resource's lists read: each sort's, then each equality filter's (filterIndex). */
+function listIndexes(resource: Resource): ListIndex[] {
+  return [...new Set(['created_at', ...resource.sortable, ...resource.filterable])].flatMap(
+    (field) => filterIndex(resource, field) ?? [],
+  );
 }
 
 /** The columns of a resource's table, as `migrate` creates them (what `/readyz` checks are there). */
@@ -105,37 +139,19 @@ function resourceTable(store: Store, resource: Resource): TableSpec {
   columns.push({ name: SEARCH_COLUMN, type: store.columnType('text'), notNull: false });
   // Plain text, not jsonb: the stored bytes are the answer, key order and all.
   columns.push({ name: DOC_COLUMN, type: store.columnType('text'), notNull: false });
-  const indexes: TableSpec['indexes'] = [];
-  const retired: string[] = [];
-  const { rows, perTenant, perId, perEnumValue } = PLANNER_MODEL;
-  // Every index of tenant data leads with tenant_id; list sorts end with id (the tie-break).
-  for (const field of new Set(['created_at', ...resource.sortable])) {
-    indexes.push({
-      name: filterIndex(resource, field)?.name as string,
-      columns: ['tenant_id', field, 'id'],
-      rows: [rows, perTenant, 1, 1],
-    });
-  }
-  for (const field of resource.filterable) {
-    const f = resource.allFields[field];
-    if (resource.sortable.includes(field)) continue;
-    if (f.column !== 'json') {
-      // An equality filter's index ends with the default sort's key: a filtered list under the
-      // default sort is one index range, page 1,000 as cheap as page 1. (Builds before 2026-12-02
-      // indexed (tenant_id, field) alone, as `_filter_`.)
-      const index = filterIndex(resource, field) as NonNullable<ReturnType<typeof filterIndex>>;
-      indexes.push({
-        name: index.name,
-        columns: ['tenant_id', field, 'created_at', 'id'],
-        rows: [rows, perTenant, index.selective ? perId : perEnumValue, 1, 1],
-      });
-      retired.push(`${resource.table}_filter_${field}`);
-    } else if (store.kind === 'postgres') {
+  const lists = listIndexes(resource);
+  const indexes: TableSpec['indexes'] = lists.map(({ name, columns, rows }) => ({ name, columns, rows }));
+  const retired = lists.filter((i) => i.byCreated).map((i) => `${resource.table}_filter_${i.field}`);
+  if (store.kind === 'postgres') {
+    for (const field of resource.filterable) {
       // `tag=a,b` is `tags ?| array[…]`: a GIN index answers it (it has no leading column; the
       // query's tenant_id condition is combined with it, and on Citus it runs on one shard).
-      indexes.push({ name: `${resource.table}_filter_${field}`, columns: [field], using: 'gin' });
+      if (resource.allFields[field].column === 'json') {
+        indexes.push({ name: `${resource.table}_filter_${field}`, columns: [field], using: 'gin' });
+      }
     }
   }
+  const { rows, perTenant } = PLANNER_MODEL;
   return {
     name: resource.table,
     columns,
@@ -399,18 +415,12 @@ export function schemaProbe(store: Store, resources: readonly Resource[]) {
     store.kind === 'sqlite'
       ? resources.flatMap((r) =>
           listIndexes(r).map(
-            (index) =>
-              `SELECT 1 FROM (SELECT 1 FROM ${quotedName(r.table)} INDEXED BY ${quotedName(index)} WHERE 1 = 0) AS probe`,
+            ({ name }) =>
+              `SELECT 1 FROM (SELECT 1 FROM ${quotedName(r.table)} INDEXED BY ${quotedName(name)} WHERE 1 = 0) AS probe`,
           ),
         )
       : [];
   return sql.raw([...columns, ...indexes].join(' UNION ALL '));
-}
-
-/** The indexes of a resource's table that a list may read by name (filterIndex of each filter and sort). */
-function listIndexes(resource: Resource): string[] {
-  const fields = new Set(['created_at', ...resource.sortable, ...resource.filterable]);
-  return [...fields].flatMap((field) => filterIndex(resource, field)?.name ?? []);
 }
 
 /**
