@@ -904,6 +904,57 @@ describe.each(storeKinds)('OKR domain on %s', (kind) => {
       expect([after.is_deleted, after.version, after.key_result_count]).toEqual([true, 4, 0]);
     });
 
+    it('a cascade writes each objective it deletes twice and reads its key results a chunk at a time, however many there are', async () => {
+      const seen: string[] = [];
+      const own = await testApp(kind, {}, { onQuery: (text) => void seen.push(text) });
+      try {
+        const ownToken = await own.token();
+        const count = (from: number, pattern: RegExp) => seen.slice(from).filter((s) => pattern.test(s)).length;
+        const readsOfKeyResults = /^select .* from "okr_key_results"/is;
+        const objectiveWrites = /^update "okr_objectives"/i;
+        const objectiveWith = async (n: number, body: Doc = {}) => {
+          const id = (await own.create(objectives, ownToken, { title: `with ${n}`, ...body })).id as string;
+          for (let i = 0; i < n; i++) {
+            await own.create(kr, ownToken, { objective_id: id, title: `k${i}`, target: 10, current: i % 11 });
+          }
+          return id;
+        };
+        const cascade = async (path: string) => {
+          const from = seen.length;
+          const res = await own.call('DELETE', `${path}?cascade=true`, { token: ownToken });
+          expect(res.status).toBe(200);
+          return { reads: count(from, readsOfKeyResults), objectiveWrites: count(from, objectiveWrites) };
+        };
+        const few = await cascade(`${objectives.basePath}/${await objectiveWith(3)}`);
+        const many = await cascade(`${objectives.basePath}/${await objectiveWith(40)}`);
+        // Its key results' roll-ups once (held back until then), then its delete.
+        expect([few.objectiveWrites, many.objectiveWrites]).toEqual([2, 2]);
+        expect(many.reads).toBe(few.reads);
+        // A cycle's: each objective twice, the key results of all of them read alike.
+        const cycle = (
+          await own.create(cycles, ownToken, { name: 'C', start_date: '2027-01-01', end_date: '2027-03-31' })
+        ).id as string;
+        const a = await objectiveWith(4, { cycle_id: cycle });
+        const b = await objectiveWith(25, { cycle_id: cycle });
+        const both = await cascade(`${cycles.basePath}/${cycle}`);
+        expect(both.objectiveWrites).toBe(4);
+        expect(both.reads).toBe(few.reads);
+        // And what they hold is what one write per key result left: none counted, at + 1.
+        for (const id of [a, b]) {
+          const o = (await own.call('GET', `${objectives.basePath}/${id}`, { token: ownToken })).body;
+          expect([o.is_deleted, o.key_result_count, o.progress_pct, o.status, o.rollup_status_counts]).toEqual([
+            true,
+            0,
+            0,
+            'not_started',
+            undefined,
+          ]);
+        }
+      } finally {
+        await own.close();
+      }
+    });
+
     it('equal a fresh recomputation after every kind of key-result write', async () => {
       t.clock.set(cycleAt(40));
       const a = await objective();

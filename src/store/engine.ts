@@ -181,6 +181,17 @@ interface PendingReads {
   >;
 }
 
+/** System writes a cascade holds back (Engine.heldWrites). */
+interface HeldWrites {
+  /** The rows the cascade is to delete and has not yet: their system writes are held back. */
+  deleting: Set<string>;
+  /** By row: as stored (the first write's `before`) and as the writes left it. */
+  writes: Map<string, { resource: Resource; stored: Doc; latest: Doc }>;
+}
+
+/** How many rows a cascading delete reads (and locks) with one statement. */
+const CASCADE_CHUNK = 500;
+
 /** The most ids one batched read names. */
 const MAX_READ_BATCH = 100;
 
@@ -277,6 +288,14 @@ export class Engine {
   private readonly shapes = new Map<string, { sql: string; slots: (string | { value: unknown })[] }>();
   /** By-id reads waiting for the end of this turn of the event loop, by scope (see readById). */
   private readonly pendingReads = new Map<string, PendingReads>();
+  /**
+   * A cascading delete's system writes to rows it goes on to delete (the roll-up each deleted key
+   * result makes of its objective), by the cascade's `rows`: held back, kept in `rows` (where
+   * every read of the cascade finds them), and written once per row before the row is read again
+   * to be deleted (writeHeld). Deleting a cycle of 40,000 key results wrote its objectives 40,000
+   * times.
+   */
+  private readonly heldWrites = new WeakMap<WriteRows, HeldWrites>();
 
   constructor(private readonly options: EngineOptions) {
     this.store = options.store;
@@ -1930,8 +1949,14 @@ export class Engine {
       schema_version: resource.schemaVersion,
       version: (before.version as number) + 1,
     };
-    await this.writeBack(db, resource, before, doc, false);
-    rows.set(rowKey(resource, doc.tenant_id as string, doc.id as string), { doc, lock: LOCKS.update });
+    const key = rowKey(resource, doc.tenant_id as string, doc.id as string);
+    const held = this.heldWrites.get(rows);
+    if (held?.deleting.has(key)) {
+      held.writes.set(key, { resource, stored: held.writes.get(key)?.stored ?? before, latest: doc });
+    } else {
+      await this.writeBack(db, resource, before, doc, false);
+    }
+    rows.set(key, { doc, lock: LOCKS.update });
     const ctx: HookContext = { principal, now, op: 'system', input: null, event: null, keys: this.options.keys };
     await resource.hooks?.afterWrite?.(doc, before, ctx, this.tx(db, principal, now, rows));
     return doc;
@@ -1973,7 +1998,13 @@ export class Engine {
     const now = this.clock.now();
     const version = (before.version as number) + 1;
     if (cascade) {
-      await this.cascadeDelete(db, resource, principal, [id], now, checkHolders);
+      const cascaded: WriteRows = new Map();
+      this.heldWrites.set(cascaded, {
+        deleting: new Set([rowKey(resource, principal.tenantId, id)]),
+        writes: new Map(),
+      });
+      await this.cascadeDelete(db, resource, principal, [id], now, checkHolders, cascaded);
+      await this.writeHeld(db, cascaded);
       // Children's roll-ups may have written this row (system writes): delete its current state,
       // at the version it had before them + 1.
       before = await this.load(db, resource, principal, id, false);
@@ -2183,7 +2214,13 @@ export class Engine {
     parentIds: string[],
     now: number,
     checkHolders: boolean,
+    /**
+     * The rows the cascade has read or written, shared by all its deletes (so a parent each child's
+     * roll-up writes is read once), with the system writes held back (see heldWrites).
+     */
+    rows: WriteRows,
   ) {
+    const held = this.heldWrites.get(rows) as HeldWrites;
     for (const child of this.children.get(resource) ?? []) {
       const found = await db
         .selectFrom(child.resource.table)
@@ -2213,16 +2250,59 @@ export class Engine {
         principal,
         found.map((r) => r.id as string),
       );
-      await this.cascadeDelete(db, child.resource, principal, ids, now, checkHolders);
-      const tx = this.tx(db, principal, now);
+      const keyOf = (childId: string) => rowKey(child.resource, principal.tenantId, childId);
+      for (const childId of ids) held.deleting.add(keyOf(childId));
+      await this.cascadeDelete(db, child.resource, principal, ids, now, checkHolders, rows);
+      // What their own children's roll-ups made of them, written before they are read again.
+      await this.writeHeld(db, rows);
+      const tx = this.tx(db, principal, now, rows);
       // Each at the version it had before its own children's roll-ups + 1 (see markDeleted).
       const versions = new Map(found.map((r) => [r.id as string, Number(r.version)]));
-      for (const childId of ids) {
-        const before = (await tx.find(child.resource, principal.tenantId, childId)) as Doc;
-        const version = (versions.get(childId) as number) + 1;
-        await this.markDeleted(db, child.resource, principal, before, now, true, undefined, checkHolders, version);
+      // Read (and on PostgreSQL locked) a chunk at a time, in id order as one by one: unless
+      // holdersFirst put holders first, which are then read one by one in its order.
+      const inIdOrder = ids.every((childId, i) => i === 0 || (ids[i - 1] as string) < childId);
+      for (let at = 0; at < ids.length; at += CASCADE_CHUNK) {
+        const chunk = ids.slice(at, at + CASCADE_CHUNK);
+        if (inIdOrder) await this.readLocked(db, child.resource, principal.tenantId, chunk, rows);
+        for (const childId of chunk) {
+          const before = (await tx.find(child.resource, principal.tenantId, childId)) as Doc;
+          const version = (versions.get(childId) as number) + 1;
+          await this.markDeleted(db, child.resource, principal, before, now, true, rows, checkHolders, version);
+          // Done with: kept no longer (a cascade of 100,000 rows would hold them all), and a later
+          // system write to it is made at once, as outside a cascade.
+          rows.delete(keyOf(childId));
+          held.deleting.delete(keyOf(childId));
+        }
       }
     }
+  }
+
+  /**
+   * Rows by id, read as Tx.find reads one (locked for update on PostgreSQL), in id order, into
+   * `rows`: a cascade's chunk in one statement instead of one each.
+   */
+  private async readLocked(db: DB, resource: Resource, tenantId: string, ids: string[], rows: WriteRows) {
+    let q = db
+      .selectFrom(resource.table)
+      .select(columnsOf(resource))
+      .where('tenant_id', '=', tenantId)
+      .where('id', 'in', ids)
+      .orderBy('id');
+    if (this.store.kind === 'postgres') q = q.forUpdate();
+    const { rows: found } = await this.execute(db, q.compile());
+    for (const row of found) {
+      rows.set(rowKey(resource, tenantId, row.id as string), { doc: this.fromRow(resource, row), lock: LOCKS.update });
+    }
+  }
+
+  /** Writes the system writes a cascade held back (see heldWrites): each row once, as it is now. */
+  private async writeHeld(db: DB, rows: WriteRows) {
+    const held = this.heldWrites.get(rows);
+    if (!held) return;
+    for (const { resource, stored, latest } of held.writes.values()) {
+      await this.writeBack(db, resource, stored, latest, false);
+    }
+    held.writes.clear();
   }
 
   /**
