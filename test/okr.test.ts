@@ -6,6 +6,7 @@ import { keyResults as kr } from '../src/modules/okr/key-results.js';
 import { RESYNC_EVERY, recompute } from '../src/modules/okr/rollup.js';
 import { STATUSES } from '../src/modules/okr/shared.js';
 import { statusSweepJob } from '../src/modules/okr/sweep.js';
+import { statusSweep } from '../src/modules/okr/tables.js';
 import { PROBE_ROWS } from '../src/store/engine.js';
 import { migrate, PLANNER_MODEL } from '../src/store/schema.js';
 import {
@@ -1287,6 +1288,93 @@ describe.each(storeKinds)('a job beside requests on %s', (kind) => {
   });
 });
 
+describe.each(storeKinds)('the sweep queue written in bulk on %s', (kind) => {
+  it("re-queues a moved cycle's key results with a few statements however many there are, each due now", async () => {
+    const seen: string[] = [];
+    const t = await testApp(kind, {}, { onQuery: (text) => void seen.push(text) });
+    try {
+      const token = await t.token();
+      const engine = t.app.engine;
+      const principal = { sub: USER_B, tenantId: 'acme', appId: null, scopes: null };
+      const queue = async () =>
+        new Map(
+          (
+            await t.store.db
+              .selectFrom('okr_status_sweep')
+              .select(['key_result_id', 'due_at'])
+              .where('tenant_id', '=', 'acme')
+              .execute()
+          ).map((r) => [r.key_result_id as string, t.store.decode({ column: 'datetime' } as never, r.due_at)]),
+        );
+      const cycleWith = async (counts: number[]) => {
+        const cycle = (await t.create(cycles, token, CYCLE)).id as string;
+        const ids: string[] = [];
+        for (const n of counts) {
+          const objective = (await t.create(objectives, token, { cycle_id: cycle })).id as string;
+          await engine.transaction(async (db) => {
+            for (let i = 0; i < n; i++)
+              ids.push(
+                (await engine.create(db, kr, principal, { objective_id: objective, title: `k${i}`, target: 10 }))
+                  .id as string,
+              );
+          });
+        }
+        return { cycle, ids };
+      };
+      const move = async (cycle: string, end_date: string) => {
+        const from = seen.length;
+        t.clock.advance(60_000);
+        const res = await t.call('PATCH', `${cycles.basePath}/${cycle}`, { token, body: { end_date } });
+        expect(res.status).toBe(200);
+        return seen.slice(from).filter((s) => /^insert into "okr_status_sweep"/i.test(s)).length;
+      };
+      const few = await cycleWith([3]);
+      const many = await cycleWith([120, 180]);
+      const other = await cycleWith([5]);
+      // One deleted: not queued again.
+      const gone = many.ids[7] as string;
+      expect((await t.call('DELETE', `${kr.basePath}/${gone}`, { token })).status).toBe(200);
+      const before = await queue();
+      // 3 rows: 2 + 1; 299: 256 + 32 + 8 + 2 + 1 (one statement each before: 3 and 299).
+      expect(await move(few.cycle, '2027-05-10')).toBe(2);
+      expect(await move(many.cycle, '2027-05-11')).toBe(5);
+      const now = new Date(t.clock.now()).toISOString();
+      const after = await queue();
+      for (const id of many.ids.filter((id) => id !== gone)) expect(after.get(id), id).toBe(now);
+      expect(after.has(gone)).toBe(false);
+      for (const id of other.ids) expect(after.get(id)).toBe(before.get(id));
+      expect(after.size).toBe(before.size);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('upserts many rows of a table: a row named twice takes the last, rows already there are replaced', async () => {
+    const t = await testApp(kind);
+    try {
+      const engine = t.app.engine;
+      const principal = { sub: USER_B, tenantId: 'acme', appId: null, scopes: null };
+      const at = (i: number) => `2027-01-01T00:00:${String(i % 60).padStart(2, '0')}.000Z`;
+      const row = (i: number, due: string) => ({ tenant_id: 'acme', key_result_id: `kr_${1000 + i}`, due_at: due });
+      await engine.transaction((db) =>
+        engine.tx(db, principal, t.clock.now()).upsertMany(statusSweep, [row(1, at(1)), row(2, at(2))]),
+      );
+      const rows = Array.from({ length: 300 }, (_, i) => row(i, at(i)));
+      await engine.transaction((db) =>
+        engine.tx(db, principal, t.clock.now()).upsertMany(statusSweep, [...rows, row(5, at(59)), row(1, at(58))]),
+      );
+      const stored = await t.store.db.selectFrom('okr_status_sweep').select(['key_result_id', 'due_at']).execute();
+      const due = new Map(
+        stored.map((r) => [r.key_result_id as string, t.store.decode({ column: 'datetime' } as never, r.due_at)]),
+      );
+      expect(due.size).toBe(300);
+      for (let i = 0; i < 300; i++) expect(due.get(`kr_${1000 + i}`)).toBe(i === 5 ? at(59) : i === 1 ? at(58) : at(i));
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 // SQLite plans without statistics: an ORDER BY the primary key made it walk a whole tenant's rows
 // along that key rather than use a filter's index (a cycle's dates moved on a tenant of 100,000
 // key results held the writer for 25 s).
@@ -1308,7 +1396,8 @@ describe('reads by a filter on SQLite', () => {
       const moved = await t.call('PATCH', `${objectives.basePath}/${o}`, { token, body: { cycle_id: other } });
       expect(moved.status).toBe(200);
       const byObjective = seen.filter(
-        (r) => /from "okr_key_results"/.test(r.sql) && /"objective_id" = \?/.test(r.sql) && !/limit/i.test(r.sql),
+        (r) =>
+          /from "okr_key_results"/.test(r.sql) && /"objective_id" (= \?|in \()/.test(r.sql) && !/limit/i.test(r.sql),
       );
       expect(byObjective.length).toBeGreaterThan(0);
       for (const read of byObjective) {

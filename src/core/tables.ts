@@ -78,6 +78,11 @@ export interface Tx {
   insert(table: TableDef, row: Row): Promise<void>;
   /** Insert, or replace the row with the same primary key. */
   upsert(table: TableDef, row: Row): Promise<void>;
+  /**
+   * `upsert` of many rows with the same columns, a few statements for any count (a row named
+   * twice: the last one). On PostgreSQL they are written in the given order.
+   */
+  upsertMany(table: TableDef, rows: readonly Row[]): Promise<void>;
   remove(table: TableDef, where: Row): Promise<void>;
   /**
    * Sets `column` to `next` on the row `where` names if its value is at most `atMost`, and says

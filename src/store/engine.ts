@@ -189,6 +189,9 @@ interface HeldWrites {
   writes: Map<string, { resource: Resource; stored: Doc; latest: Doc }>;
 }
 
+/** How many rows one statement of Tx.upsertMany writes at most. */
+const UPSERT_ROWS = 256;
+
 /** How many rows a cascading delete reads (and locks) with one statement. */
 const CASCADE_CHUNK = 500;
 
@@ -896,21 +899,46 @@ export class Engine {
         );
       },
       async upsert(table, row) {
-        const encoded = engine.encodeRow(table, row);
-        await engine.run(
-          db,
-          `ups|${table.name}|${Object.keys(encoded)}`,
-          (slot) => {
-            const values = engine.slotted(encoded, slot);
-            const update = Object.fromEntries(Object.entries(values).filter(([k]) => !table.primaryKey.includes(k)));
-            return db
-              .insertInto(table.name)
-              .values(values)
-              .onConflict((oc) => oc.columns([...table.primaryKey]).doUpdateSet(update));
-          },
-          encoded,
-          ANY_ROWS,
-        );
+        await handle.upsertMany(table, [row]);
+      },
+      async upsertMany(table, given) {
+        // One row per primary key, the last named (a statement may not upsert one row twice).
+        let unique = given;
+        if (given.length > 1) {
+          const byKey = new Map<string, Row>();
+          for (const row of given) byKey.set(table.primaryKey.map((k) => String(row[k])).join('\u0000'), row);
+          unique = [...byKey.values()];
+        }
+        const all = unique.map((row) => engine.encodeRow(table, row));
+        // Statements of UPSERT_ROWS rows, the rest in powers of two: a few shapes for any count.
+        for (let at = 0; at < all.length; ) {
+          const left = all.length - at;
+          const n = left >= UPSERT_ROWS ? UPSERT_ROWS : 2 ** Math.floor(Math.log2(left));
+          const chunk = all.slice(at, at + n);
+          at += n;
+          const columns = Object.keys(chunk[0] as Row);
+          const values: Row = {};
+          chunk.forEach((row, i) => {
+            for (const c of columns) values[`${i}\u0000${c}`] = row[c];
+          });
+          await engine.run(
+            db,
+            `ups|${table.name}|${n}|${columns}`,
+            (slot) => {
+              const excluded = Object.fromEntries(
+                columns
+                  .filter((c) => !table.primaryKey.includes(c))
+                  .map((c) => [c, sql.ref(`excluded.${c}`)] as const),
+              );
+              return db
+                .insertInto(table.name)
+                .values(chunk.map((_, i) => Object.fromEntries(columns.map((c) => [c, slot(`${i}\u0000${c}`)]))))
+                .onConflict((oc) => oc.columns([...table.primaryKey]).doUpdateSet(excluded));
+            },
+            values,
+            ANY_ROWS,
+          );
+        }
       },
       async remove(table, where) {
         const encoded = engine.encodeRow(table, where);

@@ -15,11 +15,13 @@ export async function scheduleSweep(tx: Tx, tenantId: string, keyResultId: strin
 
 /** Re-checks every live key result under the given objectives at the next sweep (a cycle's dates moved). */
 export async function requeueObjectives(tx: Tx, tenantId: string, objectiveIds: string[]): Promise<void> {
-  for (const objectiveId of objectiveIds) {
-    for (const kr of await tx.findLive(keyResults, tenantId, { objective_id: objectiveId })) {
-      await scheduleSweep(tx, tenantId, kr.id as string, tx.now);
-    }
-  }
+  // Their ids alone, in id order (two requeues sharing rows write them in the same order).
+  const ids = (await tx.liveIdsWhereIn(keyResults, tenantId, 'objective_id', objectiveIds)).sort();
+  const due_at = isoTime(tx.now);
+  await tx.upsertMany(
+    statusSweep,
+    ids.map((id) => ({ tenant_id: tenantId, key_result_id: id, due_at })),
+  );
 }
 
 /** Recomputes one queued key result's status at `tx.now`; a change is a system write (no snapshot). */
