@@ -3,7 +3,7 @@
 // --perf-basic-prof map) and `perf stat` (system calls and page faults, counted by the kernel's
 // tracepoints). The round is not one of the measured ones: sampling costs the server a little.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
 /** The system calls counted per request; any this kernel has no tracepoint for are skipped. */
 const SYSCALLS = [
@@ -107,8 +107,91 @@ export function parseScript(text) {
     }
     if (!current) continue;
     // "	    7f98cf56405b JS:*getJson file:///…/engine.js:450:18 (/tmp/perf-1.map)"
-    const m = /^\s*[0-9a-f]+\s+(.*?)\s+\(([^()]*)\)\s*$/.exec(line);
-    if (m) current.frames.push({ sym: m[1].replace(/\+0x[0-9a-f]+$/, ''), dso: m[2] });
+    const m = /^\s*([0-9a-f]+)\s+(.*?)\s+\(([^()]*)\)\s*$/.exec(line);
+    if (m) current.frames.push({ sym: m[2].replace(/\+0x[0-9a-f]+$/, ''), dso: m[3], ip: m[1] });
+  }
+  return samples;
+}
+
+/**
+ * A --perf-basic-prof map (`start size name` per line, in the order V8 wrote them) → the name of
+ * the code at an address. V8 appends a line for each piece of code it makes, and never removes
+ * one: where the collector freed code and new code took its place, the older line still covers
+ * the address, and perf may name a sample by it (a PostgreSQL GET's samples once read as 33%
+ * `fast-uri`, a URI parser that ran at start-up only). Here the line written last wins.
+ */
+export function jitNames(mapText) {
+  const entries = [];
+  for (const line of mapText.split('\n')) {
+    const m = /^([0-9a-f]+) ([0-9a-f]+) (.*)$/i.exec(line);
+    if (!m) continue;
+    const start = Number.parseInt(m[1], 16);
+    entries.push({ start, end: start + Number.parseInt(m[2], 16), name: m[3], order: entries.length });
+  }
+  // A sweep over the entries' starts and ends: each stretch between two of them belongs to the
+  // latest entry covering it (the highest order among those open there).
+  const points = [...new Set(entries.flatMap((e) => [e.start, e.end]))].sort((a, b) => a - b);
+  const byStart = [...entries].sort((a, b) => a.start - b.start);
+  const open = []; // a max-heap by order; entries that ended are dropped when they reach the top
+  const push = (e) => {
+    open.push(e);
+    for (let i = open.length - 1; i > 0; ) {
+      const up = (i - 1) >> 1;
+      if (open[up].order >= open[i].order) break;
+      [open[up], open[i]] = [open[i], open[up]];
+      i = up;
+    }
+  };
+  const pop = () => {
+    const last = open.pop();
+    if (open.length === 0) return;
+    open[0] = last;
+    for (let i = 0; ; ) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let top = i;
+      if (l < open.length && open[l].order > open[top].order) top = l;
+      if (r < open.length && open[r].order > open[top].order) top = r;
+      if (top === i) break;
+      [open[top], open[i]] = [open[i], open[top]];
+      i = top;
+    }
+  };
+  const starts = [];
+  const names = [];
+  let next = 0;
+  for (const at of points) {
+    while (next < byStart.length && byStart[next].start <= at) push(byStart[next++]);
+    while (open.length > 0 && open[0].end <= at) pop();
+    const owner = open.length > 0 ? open[0].name : null;
+    if (names.length === 0 || names[names.length - 1] !== owner) {
+      starts.push(at);
+      names.push(owner);
+    }
+  }
+  /** The name of the code at `address` (a number), or null where no line covers it. */
+  return (address) => {
+    let lo = 0;
+    let hi = starts.length - 1;
+    if (hi < 0 || address < starts[0]) return null;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid] <= address) lo = mid;
+      else hi = mid - 1;
+    }
+    return names[lo];
+  };
+}
+
+/** Names the samples' frames in a perf map by `jitNames` instead of as perf named them. */
+export function renameJitFrames(samples, mapText) {
+  const nameAt = jitNames(mapText);
+  for (const { frames } of samples) {
+    for (const frame of frames) {
+      if (!frame.dso.startsWith('/tmp/perf-') || frame.ip === undefined) continue;
+      const name = nameAt(Number.parseInt(frame.ip, 16));
+      if (name !== null) frame.sym = name;
+    }
   }
   return samples;
 }
@@ -236,7 +319,11 @@ export function readProfile(dataFile, statFile, { pid, requests, cpuUs }) {
     maxBuffer: 1 << 30,
     stdio: ['ignore', 'pipe', 'ignore'],
   });
-  const summary = summarizeSamples(parseScript(script), pid);
+  const samples = parseScript(script);
+  // The map as the round left it (the server goes on writing to it after the round).
+  const map = `/tmp/perf-${pid}.map`;
+  if (existsSync(map)) renameJitFrames(samples, readFileSync(map, 'utf8'));
+  const summary = summarizeSamples(samples, pid);
   const counts = parseStat(readFileSync(statFile, 'utf8'));
   const perRequest = {};
   for (const [name, n] of Object.entries(counts)) {

@@ -6,12 +6,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   canProfile,
   formatProfile,
+  jitNames,
   kindOf,
   layerOf,
   parseScript,
   parseStat,
   perfWrap,
   readProfile,
+  renameJitFrames,
   summarizeSamples,
 } from '../bench/profile.js';
 
@@ -63,7 +65,11 @@ describe('bench profile: perf samples by kind of work and by layer', () => {
       [100, 6],
       [101, 2],
     ]);
-    expect(samples[0].frames[0]).toEqual({ sym: '_raw_spin_unlock_irqrestore', dso: '[kernel.kallsyms]' });
+    expect(samples[0].frames[0]).toEqual({
+      sym: '_raw_spin_unlock_irqrestore',
+      dso: '[kernel.kallsyms]',
+      ip: 'ffffffff8a2b1c2d',
+    });
     expect(samples[0].frames[7].sym).toBe('JS:*getJson file:///srv/edm/dist/store/engine.js:450:18');
   });
 
@@ -76,6 +82,46 @@ describe('bench profile: perf samples by kind of work and by layer', () => {
   ])('sample %i is %s, for %s', (i, kind, layer) => {
     expect(kindOf(samples[i].frames)).toBe(kind);
     expect(layerOf(samples[i].frames)).toBe(layer);
+  });
+
+  it('names code in the perf map by the line V8 wrote last where its lines overlap (freed code, reused)', () => {
+    const map = [
+      // Start-up code, freed later: its line stays.
+      '7f98cf564000 800 JS:*parse /srv/edm/node_modules/fast-uri/index.js:10:1',
+      '7f98cf563f00 40 JS:*before /srv/edm/node_modules/avvio/boot.js:1:1',
+      // Written later over part of it.
+      '7f98cf564050 20 JS:*writevGeneric node:internal/stream_base_commons:126:22',
+      '7f98cf564058 4 JS:*getJson file:///srv/edm/dist/store/engine.js:450:18',
+      '',
+    ].join('\n');
+    const nameAt = jitNames(map);
+    expect(
+      [0x7f98cf563f00, 0x7f98cf564000, 0x7f98cf564050, 0x7f98cf564058, 0x7f98cf56405c, 0x7f98cf564070].map(nameAt),
+    ).toEqual([
+      'JS:*before /srv/edm/node_modules/avvio/boot.js:1:1',
+      'JS:*parse /srv/edm/node_modules/fast-uri/index.js:10:1',
+      'JS:*writevGeneric node:internal/stream_base_commons:126:22',
+      'JS:*getJson file:///srv/edm/dist/store/engine.js:450:18',
+      'JS:*writevGeneric node:internal/stream_base_commons:126:22',
+      'JS:*parse /srv/edm/node_modules/fast-uri/index.js:10:1',
+    ]);
+    expect([nameAt(0x7f98cf563eff), nameAt(0x7f98cf564800), nameAt(0x7f98cf563f40)]).toEqual([null, null, null]);
+    // perf named both frames by the old line (the address it covers first): renamed, the sample
+    // is the store's, not the URI parser's.
+    const named = parseScript(`
+ 100 
+	    7f98cf56405a JS:*parse /srv/edm/node_modules/fast-uri/index.js:10:1 (/tmp/perf-100.map)
+	    7f98cf564058 JS:*parse /srv/edm/node_modules/fast-uri/index.js:10:1 (/tmp/perf-100.map)
+	    7f98cf564900 JS:*unknown /srv/edm/node_modules/fast-uri/index.js:10:1 (/tmp/perf-100.map)
+`);
+    expect(layerOf(named[0].frames)).toBe('fast-uri');
+    renameJitFrames(named, map);
+    expect(named[0].frames.map((f) => f.sym)).toEqual([
+      'JS:*getJson file:///srv/edm/dist/store/engine.js:450:18',
+      'JS:*getJson file:///srv/edm/dist/store/engine.js:450:18',
+      'JS:*unknown /srv/edm/node_modules/fast-uri/index.js:10:1',
+    ]);
+    expect(layerOf(named[0].frames)).toBe('EDM: store');
   });
 
   it('sums shares over all threads; layers name the main thread only', () => {
