@@ -163,6 +163,43 @@ describe.runIf(PG_URL)('PostgreSQL write batching', () => {
       expect(await rowsOf('a')).toEqual([{ id: 1, n: 1, label: null }]);
     });
 
+    it('sends writes to different rows of one table, each named by its key, in one statement: up to 64 of them', async () => {
+      await store.db
+        .insertInto('a')
+        .values(Array.from({ length: 70 }, (_, i) => ({ id: i + 1, n: 0 })))
+        .execute();
+      /** `named: false`: the write names no row. */
+      const setRow = (trx: Transaction<DBTables>, id: number, n: number, named = true) =>
+        trx.executeQuery(
+          deferWrite(trx.updateTable('a').set({ n }).where('id', '=', id).where('n', '=', 0).compile(), {
+            rows: 1,
+            error: conflict,
+            row: named ? `a:${id}` : undefined,
+          }),
+        );
+      const sent = await inTransaction(read, async (trx) => {
+        for (let id = 1; id <= 70; id++) await setRow(trx, id, id);
+      });
+      // 64, then the other 6.
+      expect(sent.flat().filter((verb) => verb === 'with')).toHaveLength(2);
+      expect((await rowsOf('a')).map((r) => r.n)).toEqual(Array.from({ length: 70 }, (_, i) => i + 1));
+      await sql`UPDATE a SET n = 0`.execute(store.db);
+      // The same row twice, or a write naming no row, waits for the write before it: each sees
+      // what the one before did (the second `n = 0` check fails once the first changed it).
+      const twice = inTransaction(read, async (trx) => {
+        await setRow(trx, 1, 5);
+        await setRow(trx, 1, 6);
+      });
+      await expect(twice).rejects.toThrow('version conflict');
+      expect((await rowsOf('a'))[0]).toMatchObject({ id: 1, n: 0 });
+      const unnamed = await inTransaction(read, async (trx) => {
+        await setRow(trx, 1, 5);
+        await setRow(trx, 2, 6, false);
+        await setRow(trx, 3, 7);
+      });
+      expect(unnamed.flat().filter((verb) => verb === 'with' || verb === 'update')).toHaveLength(3);
+    });
+
     it('sends a batch of a shape it sent before as the same prepared statement, with its own values and checks', async () => {
       await store.db.insertInto('a').values({ id: 1, n: 1 }).execute();
       /** The names of the statements a transaction of a checked or unchecked update and an insert prepares. */
@@ -525,6 +562,40 @@ describe.runIf(PG_URL)('PostgreSQL write batching', () => {
       const objective = (await injectAs(app, token, 'GET', `/api/v1/okr/objectives/${objectiveId}`)).body;
       // (40 + 100) / 2: the patch and the check-in rolled up, the stale write did not.
       expect(objective).toMatchObject({ key_result_count: 2, progress_pct: 70 });
+    });
+
+    it("deletes an objective's key results by cascade in batches of their writes, not a round trip each", async () => {
+      const objective = (await injectAs(app, token, 'POST', '/api/v1/okr/objectives', { body: { title: 'Gone' } })).body
+        .id as string;
+      for (let i = 0; i < 40; i++) {
+        await injectAs(app, token, 'POST', '/api/v1/okr/key-results', {
+          body: { objective_id: objective, title: `k${i}`, target: 10, current: i % 10 },
+        });
+      }
+      const { flights, body } = await roundTrips(
+        'DELETE',
+        `/api/v1/okr/objectives/${objective}?cascade=true`,
+        undefined,
+      );
+      expect(body).toMatchObject({ is_deleted: true, key_result_count: 0, version: 42 });
+      // Each key result's update and its sweep-queue delete, 64 writes a statement: 80 in two.
+      const writes = flights.flat().filter((verb) => verb === 'with' || verb === 'update' || verb === 'delete');
+      expect(writes.length).toBeLessThanOrEqual(4);
+      // The reads: the objective locked, its key results found and read, the first roll-up's read
+      // of the objective, and its delete's own; 40 or more when each key result was one.
+      expect(flights.length).toBeLessThanOrEqual(12);
+      const left = await injectAs(app, token, 'GET', `/api/v1/okr/key-results?objective_id=${objective}`);
+      expect(left.body.data).toEqual([]);
+      const all = await injectAs(
+        app,
+        token,
+        'GET',
+        `/api/v1/okr/key-results?objective_id=${objective}&include_deleted=true&limit=100`,
+      );
+      expect(all.body.data).toHaveLength(40);
+      expect(
+        all.body.data.every((kr: { is_deleted: boolean; version: number }) => kr.is_deleted && kr.version === 2),
+      ).toBe(true);
     });
 
     it('answers the by-id reads of one turn with one statement per scope, each read its own row or 404', async () => {

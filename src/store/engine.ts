@@ -189,6 +189,20 @@ interface HeldWrites {
   writes: Map<string, { resource: Resource; stored: Doc; latest: Doc }>;
 }
 
+/**
+ * The check of a write to the one row of `table` that `values` name by its whole primary key
+ * (then writes to other rows of the table may share its batch: pg-batch.ts), else ANY_ROWS.
+ */
+function oneRow(table: TableDef, values: Row): WriteCheck {
+  const key: unknown[] = [];
+  for (const column of table.primaryKey) {
+    const value = values[column];
+    if (typeof value !== 'string' && typeof value !== 'number') return ANY_ROWS;
+    key.push(value);
+  }
+  return { row: `${table.name}\u0000${key.join('\u0000')}` };
+}
+
 /** How many rows one statement of Tx.upsertMany writes at most. */
 const UPSERT_ROWS = 256;
 
@@ -880,7 +894,7 @@ export class Engine {
               .where('tenant_id', '=', slot('tenant'))
               .where('id', '=', slot('id')),
           { tenant: tenantId, id, delta },
-          ANY_ROWS,
+          { row: rowKey(resource, tenantId, id) },
         );
         // A copy: a write in flight may hold the cached document as its `before`.
         const key = rowKey(resource, tenantId, id);
@@ -895,7 +909,7 @@ export class Engine {
           `ins|${table.name}|${Object.keys(encoded)}`,
           (slot) => db.insertInto(table.name).values(engine.slotted(encoded, slot)),
           encoded,
-          ANY_ROWS,
+          oneRow(table, encoded),
         );
       },
       async upsert(table, row) {
@@ -936,7 +950,7 @@ export class Engine {
                 .onConflict((oc) => oc.columns([...table.primaryKey]).doUpdateSet(excluded));
             },
             values,
-            ANY_ROWS,
+            n === 1 ? oneRow(table, chunk[0] as Row) : ANY_ROWS,
           );
         }
       },
@@ -951,7 +965,7 @@ export class Engine {
             return q;
           },
           encoded,
-          ANY_ROWS,
+          oneRow(table, encoded),
         );
       },
       async claim(table, where, column, atMost, next) {
@@ -1842,7 +1856,7 @@ export class Engine {
       `ins|${resource.table}`,
       (slot) => db.insertInto(resource.table).values(this.slotted(row, slot)),
       row,
-      ANY_ROWS,
+      { row: rowKey(resource, principal.tenantId, doc.id as string) },
     );
     await resource.hooks?.afterWrite?.(doc, null, ctx, tx);
     return doc;
@@ -1951,6 +1965,7 @@ export class Engine {
       { ...set, '\u0000tenant': before.tenant_id, '\u0000id': before.id, '\u0000version': before.version },
       {
         rows: 1,
+        row: rowKey(resource, before.tenant_id as string, before.id as string),
         error: () =>
           new ApiError('version_conflict', `${resource.name} ${before.id} was changed by another writer`, {
             extra: { current_version: null },

@@ -16,6 +16,12 @@ import type pg from 'pg';
 export interface WriteCheck {
   rows?: number;
   error?: () => Error;
+  /**
+   * The one row the write touches, named by its primary key (any text unique to it within its
+   * table): writes to other rows of the same table may go in the same batch (see
+   * BatchingConnection). Without it, a write waits for the writes to its table before it.
+   */
+  row?: string;
 }
 
 const deferrable = new WeakMap<CompiledQuery, WriteCheck>();
@@ -250,6 +256,17 @@ function answer<R>({ command, rowCount, rows }: pg.QueryResult): QueryResult<R> 
   return { numAffectedRows: counted ? BigInt(rowCount ?? 0) : undefined, rows: (rows ?? []) as R[] };
 }
 
+/** The most writes one batch carries. */
+const MAX_BATCH = 64;
+
+/**
+ * Whether two writes to one table may share a batch: each names its one row, and they differ.
+ * The statements of a batch all see the snapshot it started with, so a write to a row another
+ * write of the batch changed (or a delete by a condition that a row inserted before it in the
+ * batch meets) would miss that change.
+ */
+const apart = (a: WriteCheck, b: WriteCheck) => a.row !== undefined && b.row !== undefined && a.row !== b.row;
+
 /**
  * A pooled session that holds back a transaction's deferrable writes and sends them as one
  * statement right before anything else runs on it (a read, the next write to a table already
@@ -257,8 +274,10 @@ function answer<R>({ command, rowCount, rows }: pg.QueryResult): QueryResult<R> 
  * (select count(*) from w0) as w0, …`. A key-result write was 6 round trips after BEGIN (its
  * update, history snapshot, objective roll-up and sweep-queue change each one); its writes are
  * now one, so the objective a roll-up locks is held for fewer of them. The writes of one batch
- * touch different tables, so none depends on another's effect (a data-modifying WITH sees the
- * snapshot the statement started with); each write's check runs on its own count.
+ * touch different tables, or different rows each named by its key (a cascade's deletes, a sync's
+ * writes to the key results it feeds: up to MAX_BATCH writes a statement), so none depends on
+ * another's effect (a data-modifying WITH sees the snapshot the statement started with); each
+ * write's check runs on its own count.
  *
  * The session also saves BEGIN and COMMIT their own round trips. Its client pipelines (pg's
  * `pipeline` mode: a statement goes on the wire without waiting for the answer to the one
@@ -305,7 +324,9 @@ class BatchingConnection implements DatabaseConnection {
     if (this.closing) return this.#commit<R>(query);
     const table = check && this.inTransaction ? batchTable(query.sql) : null;
     if (check && table !== null) {
-      if (this.pending.some((p) => p.table === table)) await this.flush();
+      if (this.pending.length >= MAX_BATCH || this.pending.some((p) => p.table === table && !apart(p.check, check))) {
+        await this.flush();
+      }
       this.pending.push({ query, table, check });
       return { rows: [] };
     }
