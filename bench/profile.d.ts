@@ -2,6 +2,8 @@
 export interface Frame {
   sym: string;
   dso: string;
+  /** The frame's address, in hex as perf prints it. */
+  ip?: string;
 }
 export interface Sample {
   tid: number;
@@ -26,6 +28,8 @@ export function canProfile(): boolean;
 export function perfWrap(pid: number, cpu: string, dataFile: string, statFile: string): string[];
 export function parseStat(text: string): Record<string, number>;
 export function parseScript(text: string): Sample[];
+export function jitNames(mapText: string): (address: number) => string | null;
+export function renameJitFrames(samples: Sample[], mapText: string): Sample[];
 export function kindOf(frames: Frame[]): string;
 export function layerOf(frames: Frame[]): string;
 export function summarizeSamples(samples: Sample[], mainTid: number): SampleSummary;

@@ -592,10 +592,9 @@ describe.runIf(PG_URL)('PostgreSQL write batching', () => {
         'GET',
         `/api/v1/okr/key-results?objective_id=${objective}&include_deleted=true&limit=100`,
       );
-      expect(all.body.data).toHaveLength(40);
-      expect(
-        all.body.data.every((kr: { is_deleted: boolean; version: number }) => kr.is_deleted && kr.version === 2),
-      ).toBe(true);
+      const deleted = all.body.data as { is_deleted: boolean; version: number }[];
+      expect(deleted).toHaveLength(40);
+      expect(deleted.every((kr) => kr.is_deleted && kr.version === 2)).toBe(true);
     });
 
     it('answers the by-id reads of one turn with one statement per scope, each read its own row or 404', async () => {
