@@ -275,7 +275,7 @@ const apart = (a: WriteCheck, b: WriteCheck) => a.row !== undefined && b.row !==
  * update, history snapshot, objective roll-up and sweep-queue change each one); its writes are
  * now one, so the objective a roll-up locks is held for fewer of them. The writes of one batch
  * touch different tables, or different rows each named by its key (a cascade's deletes, a sync's
- * writes to the key results it feeds: up to MAX_BATCH writes a statement), so none depends on
+ * writes to key results under different objectives: up to MAX_BATCH writes a statement), so none depends on
  * another's effect (a data-modifying WITH sees the snapshot the statement started with); each
  * write's check runs on its own count.
  *
