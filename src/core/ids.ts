@@ -14,28 +14,32 @@ function randomByte(): number {
   return pool[poolAt++];
 }
 
-function base32(n: number, chars: number): string {
-  let out = '';
-  for (let i = 0; i < chars; i++) {
-    out = CROCKFORD[n % 32] + out;
-    n = Math.floor(n / 32);
-  }
-  return out;
+/** Every 10-bit value as its two Crockford base-32 characters. */
+const PAIRS = Array.from({ length: 1024 }, (_, n) => `${CROCKFORD[n >> 5]}${CROCKFORD[n & 31]}`);
+const TWO_20 = 2 ** 20;
+
+/** A number below 2^40 as 8 Crockford base-32 characters, most significant first. */
+export function base32x8(n: number): string {
+  const high = Math.floor(n / TWO_20);
+  const low = n % TWO_20;
+  return PAIRS[high >> 10] + PAIRS[high & 1023] + PAIRS[low >> 10] + PAIRS[low & 1023];
 }
 
 // The random half of a ULID as two 40-bit numbers; within one millisecond it counts up (monotonic).
 let lastMs = -1;
-let timePart = '';
-let hi = 0;
+/** The time and the first random half, which hold for the millisecond. */
+let head = '';
 let lo = 0;
 
-/** A monotonic ULID: ids made by one process sort by creation, even within a millisecond. */
+/**
+ * A monotonic ULID: ids made by one process sort by creation, even within a millisecond. Each
+ * call encodes only the half that counts (every request takes one for its id).
+ */
 export function ulid(): string {
   const now = Date.now();
   if (now !== lastMs) {
     lastMs = now;
-    timePart = encodeTime(now, 10);
-    hi = 0;
+    let hi = 0;
     lo = 0;
     for (let i = 0; i < 5; i++) {
       hi = hi * 256 + randomByte();
@@ -43,10 +47,11 @@ export function ulid(): string {
     }
     // Leave headroom so counting up within the millisecond never overflows.
     lo = Math.floor(lo / 2);
+    head = encodeTime(now, 10) + base32x8(hi);
   } else {
     lo++;
   }
-  return `${timePart}${base32(hi, 8)}${base32(lo, 8)}`;
+  return head + base32x8(lo);
 }
 
 /** A new resource id: type prefix + `_` + ULID (`kr_01J…`); ids from one process sort by creation. */
