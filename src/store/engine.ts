@@ -940,9 +940,7 @@ export class Engine {
             `ups|${table.name}|${n}|${columns}`,
             (slot) => {
               const excluded = Object.fromEntries(
-                columns
-                  .filter((c) => !table.primaryKey.includes(c))
-                  .map((c) => [c, sql.ref(`excluded.${c}`)] as const),
+                columns.filter((c) => !table.primaryKey.includes(c)).map((c) => [c, sql.ref(`excluded.${c}`)] as const),
               );
               return db
                 .insertInto(table.name)
