@@ -163,7 +163,7 @@ describe.runIf(PG_URL)('PostgreSQL write batching', () => {
       expect(await rowsOf('a')).toEqual([{ id: 1, n: 1, label: null }]);
     });
 
-    it('sends writes to different rows of one table, each named by its key, in one statement: up to 64 of them', async () => {
+    it('sends writes to different rows of one table, each named by its key, in one statement: up to 16 of them', async () => {
       await store.db
         .insertInto('a')
         .values(Array.from({ length: 70 }, (_, i) => ({ id: i + 1, n: 0 })))
@@ -180,8 +180,8 @@ describe.runIf(PG_URL)('PostgreSQL write batching', () => {
       const sent = await inTransaction(read, async (trx) => {
         for (let id = 1; id <= 70; id++) await setRow(trx, id, id);
       });
-      // 64, then the other 6.
-      expect(sent.flat().filter((verb) => verb === 'with')).toHaveLength(2);
+      // 16 at a time, then the other 6.
+      expect(sent.flat().filter((verb) => verb === 'with')).toHaveLength(5);
       expect((await rowsOf('a')).map((r) => r.n)).toEqual(Array.from({ length: 70 }, (_, i) => i + 1));
       await sql`UPDATE a SET n = 0`.execute(store.db);
       // The same row twice, or a write naming no row, waits for the write before it: each sees
@@ -578,12 +578,12 @@ describe.runIf(PG_URL)('PostgreSQL write batching', () => {
         undefined,
       );
       expect(body).toMatchObject({ is_deleted: true, key_result_count: 0, version: 42 });
-      // Each key result's update and its sweep-queue delete, 64 writes a statement: 80 in two.
+      // Each key result's update and its sweep-queue delete, 16 writes a statement: 80 in five.
       const writes = flights.flat().filter((verb) => verb === 'with' || verb === 'update' || verb === 'delete');
-      expect(writes.length).toBeLessThanOrEqual(4);
+      expect(writes.length).toBeLessThanOrEqual(7);
       // The reads: the objective locked, its key results found and read, the first roll-up's read
       // of the objective, and its delete's own; 40 or more when each key result was one.
-      expect(flights.length).toBeLessThanOrEqual(12);
+      expect(flights.length).toBeLessThanOrEqual(15);
       const left = await injectAs(app, token, 'GET', `/api/v1/okr/key-results?objective_id=${objective}`);
       expect(left.body.data).toEqual([]);
       const all = await injectAs(

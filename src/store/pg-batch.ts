@@ -256,8 +256,12 @@ function answer<R>({ command, rowCount, rows }: pg.QueryResult): QueryResult<R> 
   return { numAffectedRows: counted ? BigInt(rowCount ?? 0) : undefined, rows: (rows ?? []) as R[] };
 }
 
-/** The most writes one batch carries. */
-const MAX_BATCH = 64;
+/**
+ * The most writes one batch carries. Each shape of batch a session runs stays prepared there,
+ * with its plan: batches of up to 64 writes took a session's cached plans from 4.5 to 8.9 MB over
+ * six cascades (a shape for each length a cascade's last batch had), for a cascade ~10% faster.
+ */
+const MAX_BATCH = 16;
 
 /**
  * Whether two writes to one table may share a batch: each names its one row, and they differ.
