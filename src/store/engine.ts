@@ -190,17 +190,17 @@ interface HeldWrites {
 }
 
 /**
- * The check of a write to the one row of `table` that `values` name by its whole primary key
- * (then writes to other rows of the table may share its batch: pg-batch.ts), else ANY_ROWS.
+ * The row key of a write to the one row of `table` that `values` name by its whole primary key
+ * (then writes to other rows of the table may share its batch: pg-batch.ts), else undefined.
  */
-function oneRow(table: TableDef, values: Row): WriteCheck {
-  const key: unknown[] = [];
+function tableRowKey(table: TableDef, values: Row): string | undefined {
+  let key = table.name;
   for (const column of table.primaryKey) {
     const value = values[column];
-    if (typeof value !== 'string' && typeof value !== 'number') return ANY_ROWS;
-    key.push(value);
+    if (typeof value !== 'string' && typeof value !== 'number') return undefined;
+    key += `\u0000${value}`;
   }
-  return { row: `${table.name}\u0000${key.join('\u0000')}` };
+  return key;
 }
 
 /** How many rows one statement of Tx.upsertMany writes at most. */
@@ -313,11 +313,14 @@ export class Engine {
    * times.
    */
   private readonly heldWrites = new WeakMap<WriteRows, HeldWrites>();
+  /** Whether writes name their rows (WriteCheck.row): only PostgreSQL's batches read it. */
+  private readonly namesRows: boolean;
 
   constructor(private readonly options: EngineOptions) {
     this.store = options.store;
     this.clock = options.clock;
     this.groupCommit = options.store.kind === 'sqlite' ? new GroupCommit(options.store.db, options.store.exec) : null;
+    this.namesRows = options.store.kind === 'postgres';
     const resources = options.modules.flatMap((m) => m.resources);
     for (const r of resources) this.byPrefix.set(r.idPrefix, r);
     for (const r of resources) {
@@ -894,7 +897,7 @@ export class Engine {
               .where('tenant_id', '=', slot('tenant'))
               .where('id', '=', slot('id')),
           { tenant: tenantId, id, delta },
-          { row: rowKey(resource, tenantId, id) },
+          engine.rowCheck(() => rowKey(resource, tenantId, id)),
         );
         // A copy: a write in flight may hold the cached document as its `before`.
         const key = rowKey(resource, tenantId, id);
@@ -909,7 +912,7 @@ export class Engine {
           `ins|${table.name}|${Object.keys(encoded)}`,
           (slot) => db.insertInto(table.name).values(engine.slotted(encoded, slot)),
           encoded,
-          oneRow(table, encoded),
+          engine.rowCheck(() => tableRowKey(table, encoded)),
         );
       },
       async upsert(table, row) {
@@ -931,10 +934,13 @@ export class Engine {
           const chunk = all.slice(at, at + n);
           at += n;
           const columns = Object.keys(chunk[0] as Row);
-          const values: Row = {};
-          chunk.forEach((row, i) => {
-            for (const c of columns) values[`${i}\u0000${c}`] = row[c];
-          });
+          // A row's values under its columns' names; with more rows, each name after its row's place.
+          const slotOf = n === 1 ? (_: number, c: string) => c : (i: number, c: string) => `${i}\u0000${c}`;
+          let values = chunk[0] as Row;
+          if (n > 1) {
+            values = {};
+            for (const [i, row] of chunk.entries()) for (const c of columns) values[slotOf(i, c)] = row[c];
+          }
           await engine.run(
             db,
             `ups|${table.name}|${n}|${columns}`,
@@ -944,11 +950,11 @@ export class Engine {
               );
               return db
                 .insertInto(table.name)
-                .values(chunk.map((_, i) => Object.fromEntries(columns.map((c) => [c, slot(`${i}\u0000${c}`)]))))
+                .values(chunk.map((_, i) => Object.fromEntries(columns.map((c) => [c, slot(slotOf(i, c))]))))
                 .onConflict((oc) => oc.columns([...table.primaryKey]).doUpdateSet(excluded));
             },
             values,
-            n === 1 ? oneRow(table, chunk[0] as Row) : ANY_ROWS,
+            n === 1 ? engine.rowCheck(() => tableRowKey(table, chunk[0] as Row)) : ANY_ROWS,
           );
         }
       },
@@ -963,7 +969,7 @@ export class Engine {
             return q;
           },
           encoded,
-          oneRow(table, encoded),
+          engine.rowCheck(() => tableRowKey(table, encoded)),
         );
       },
       async claim(table, where, column, atMost, next) {
@@ -1854,7 +1860,7 @@ export class Engine {
       `ins|${resource.table}`,
       (slot) => db.insertInto(resource.table).values(this.slotted(row, slot)),
       row,
-      { row: rowKey(resource, principal.tenantId, doc.id as string) },
+      this.rowCheck(() => rowKey(resource, principal.tenantId, doc.id as string)),
     );
     await resource.hooks?.afterWrite?.(doc, null, ctx, tx);
     return doc;
@@ -1947,6 +1953,13 @@ export class Engine {
     return doc;
   }
 
+  /** The check of a write that needs no count, naming its row where the store batches by row. */
+  private rowCheck(key: () => string | undefined): WriteCheck {
+    if (!this.namesRows) return ANY_ROWS;
+    const row = key();
+    return row === undefined ? ANY_ROWS : { row };
+  }
+
   /** The version check and the write are one statement: of concurrent writers at one version, one wins. */
   private async writeBack(db: DB, resource: Resource, before: Doc, doc: Doc, byCaller = true): Promise<Doc> {
     const set = this.changedColumns(resource, before, doc, byCaller);
@@ -1963,7 +1976,7 @@ export class Engine {
       { ...set, '\u0000tenant': before.tenant_id, '\u0000id': before.id, '\u0000version': before.version },
       {
         rows: 1,
-        row: rowKey(resource, before.tenant_id as string, before.id as string),
+        row: this.namesRows ? rowKey(resource, before.tenant_id as string, before.id as string) : undefined,
         error: () =>
           new ApiError('version_conflict', `${resource.name} ${before.id} was changed by another writer`, {
             extra: { current_version: null },
