@@ -49,7 +49,7 @@ import {
 import type { DB, Store } from './database.js';
 import { GroupCommit } from './group-commit.js';
 import { deferWrite, NAMED_MAX_PARAMETERS, verify, type WriteCheck } from './pg-batch.js';
-import { DOC_COLUMN, filterIndex, SEARCH_COLUMN, storedFields } from './schema.js';
+import { DOC_COLUMN, filterIndex, memberTable, memberTables, SEARCH_COLUMN, storedFields } from './schema.js';
 import { inSortOrder } from './sort-order.js';
 
 /**
@@ -230,6 +230,22 @@ function columnsOf(resource: Resource): string[] {
     columnLists.set(resource, columns);
   }
   return columns;
+}
+
+const memberLists = new WeakMap<Resource, { field: string; table: string }[]>();
+/** A resource's JSON list fields that have a member table (memberTables), kept per resource. */
+function membersOf(resource: Resource): { field: string; table: string }[] {
+  let tables = memberLists.get(resource);
+  if (!tables) {
+    tables = memberTables(resource);
+    memberLists.set(resource, tables);
+  }
+  return tables;
+}
+
+/** The text members of a JSON list field's value (what `json_each` reads of it, as a member table holds them). */
+function textMembers(value: unknown): Set<string> {
+  return new Set(Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : []);
 }
 
 const writtenLists = new WeakMap<Resource, [string, AnyField][]>();
@@ -1382,6 +1398,8 @@ export class Engine {
     // A sort on a field that may be empty, past a cursor with a value (and on PostgreSQL from the
     // first page): the rows with a value and the rows without are read as two ranges (below).
     const split = nullable && (query.after ? query.after.value !== null : store.kind === 'postgres');
+    // SQLite: the filter on a JSON list (`tag=`) whose member table the page is read through (narrowIndex).
+    let members = -1;
     const condition: FilterCondition = (f, i, slot) => (eb) => {
       const many = (n: number) => Array.from({ length: n }, (_, j) => slot(`f${i}.${j}`));
       if (f.op === 'in') {
@@ -1389,17 +1407,30 @@ export class Engine {
         return width === 1 ? eb(f.field, '=', slot(`f${i}.0`)) : eb(f.field, 'in', many(width));
       }
       if (f.op === 'has_any') {
-        return this.hasAny(f.field, store.kind === 'postgres' ? slot(`f${i}`) : many(padded(f.values).length));
+        const any = this.hasAny(f.field, store.kind === 'postgres' ? slot(`f${i}`) : many(padded(f.values).length));
+        if (i !== members) return any;
+        // The rows the member table names, found by the table's primary key (narrowIndex).
+        const named = store.db
+          .selectFrom(memberTable(resource, f.field) as string)
+          .select('id')
+          .where('tenant_id', '=', slot('tenant'))
+          .where('value', 'in', many(padded(f.values).length));
+        return eb.and([any, eb('id', 'in', named)]);
       }
       const op = { gte: '>=', gt: '>', lte: '<=', lt: '<' }[f.op] as '>=' | '>' | '<=' | '<';
       return eb(f.field, op, slot(`f${i}`));
     };
     // SQLite: the index of a filter that matches few rows, which the page is read through (see narrowIndex).
-    const indexed =
+    const narrowed =
       store.kind === 'sqlite' && query.filters.length > 0
         ? await this.narrowIndex(resource, query, values, condition)
         : null;
+    const indexed = narrowed?.index ?? null;
     if (indexed !== null) shape.push(`indexed by ${indexed}`);
+    if (narrowed?.members !== undefined) {
+      members = narrowed.members;
+      shape.push(`members of ${members}`);
+    }
     // `packed`: the SQLite page row, whose order the caller checks (see packed()).
     const filtered = (slot: (name: string) => string, packed = false) => {
       let q = this.visibleIn(resource, principal, slot).select([DOC_COLUMN, 'schema_version', 'id', sortField]);
@@ -1522,22 +1553,31 @@ export class Engine {
    * under `sort=title`). So each such filter's rows are counted first, up to PROBE_ROWS, from its
    * own index alone (neither the app nor deleted rows are told apart: an upper bound), and the
    * one matching fewest, if under PROBE_ROWS, is the index the page is read by, its rows then
-   * sorted; where each matches more, the sort's index is. A filter on an id is read by its
-   * index already (PLANNER_MODEL's perId), and one on the sort's own field, or on one value
-   * under the default sort, is a range of an index in the page's order. The count costs ~35–50
-   * µs where it reaches PROBE_ROWS (a status most key results have, under `sort=title`).
+   * sorted; where each matches more, the sort's index is. A filter on a JSON list (`tag=`) has
+   * no index of its own: its rows are counted in its member table (memberTable; a row holding
+   * two of the values counts twice), and where it is the one matching fewest, the page reads
+   * the rows the member table names by the primary key (`members`: the filter's number). A
+   * filter on an id is read by its index already (PLANNER_MODEL's perId), and one on the sort's
+   * own field, or on one value under the default sort, is a range of an index in the page's
+   * order. The count costs ~35–50 µs where it reaches PROBE_ROWS (a status most key results
+   * have, under `sort=title`).
    */
   private async narrowIndex(
     resource: Resource,
     query: ListQuery,
     values: Record<string, unknown>,
     condition: FilterCondition,
-  ): Promise<string | null> {
-    const probes: { i: number; f: Filter; index: string }[] = [];
+  ): Promise<{ index: string; members?: number } | null> {
+    const probes: { i: number; f: Filter; index: string; members: string | null }[] = [];
     // An index holding one value's rows in the page's order (the default sort's), to read where no filter is narrow.
     let ordered: string | null = null;
     for (const [i, f] of query.filters.entries()) {
-      const index = f.op === 'has_any' ? null : filterIndex(resource, f.field);
+      if (f.op === 'has_any') {
+        const members = memberTable(resource, f.field);
+        if (members !== null) probes.push({ i, f, index: `sqlite_autoindex_${resource.table}_1`, members });
+        continue;
+      }
+      const index = filterIndex(resource, f.field);
       if (index === null || f.field === query.sort.field) continue;
       if (index.selective) return null;
       // One value under the default sort is one range of its index, in order: no walk to spare.
@@ -1545,43 +1585,54 @@ export class Engine {
         ordered ??= index.name;
         continue;
       }
-      probes.push({ i, f, index: index.name });
+      probes.push({ i, f, index: index.name, members: null });
     }
-    let best: { index: string; rows: number } | null = null;
-    for (const { i, f, index } of probes) {
-      const width = f.op === 'in' ? ` ${padded(f.values).length}` : '';
-      const key = `probe|${resource.table}|${index}|${f.field} ${f.op}${width}|${i}`;
+    let best: { index: string; rows: number; members?: number } | null = null;
+    for (const { i, f, index, members } of probes) {
+      const n = f.op === 'in' || f.op === 'has_any' ? padded(f.values).length : 0;
+      const width = n > 0 ? ` ${n}` : '';
+      const key = `probe|${resource.table}|${members ?? index}|${f.field} ${f.op}${width}|${i}`;
       const [row] = await this.read(
         this.shaped(
           key,
-          (slot) =>
-            this.indexedBy(
-              this.store.db
-                .selectFrom(
-                  this.store.db
+          (slot) => {
+            const counted =
+              members === null
+                ? this.store.db
                     .selectFrom(resource.table)
                     .select(sql`1`.as('one'))
                     .where('tenant_id', '=', slot('tenant'))
                     .where(condition(f, i, slot))
-                    .limit(this.limitOf(PROBE_ROWS))
-                    .as('probe'),
-                )
-                .select((eb) => eb.fn.countAll().as('n')),
-              resource.table,
-              index,
-            ),
+                : this.store.db
+                    .selectFrom(members)
+                    .select(sql`1`.as('one'))
+                    .where('tenant_id', '=', slot('tenant'))
+                    .where(
+                      'value',
+                      'in',
+                      Array.from({ length: n }, (_, j) => slot(`f${i}.${j}`)),
+                    );
+            const count = this.store.db
+              .selectFrom(counted.limit(this.limitOf(PROBE_ROWS)).as('probe'))
+              .select((eb) => eb.fn.countAll().as('n'));
+            return members === null ? this.indexedBy(count, resource.table, index) : count;
+          },
           values,
         ),
       );
       const rows = Number(row?.n);
-      if (rows < PROBE_ROWS && (best === null || rows < best.rows)) best = { index, rows };
+      if (rows < PROBE_ROWS && (best === null || rows < best.rows)) {
+        best = members === null ? { index, rows } : { index, rows, members: i };
+      }
     }
-    if (best !== null) return best.index;
-    if (ordered !== null || probes.length === 0) return ordered;
+    if (best !== null)
+      return best.members === undefined ? { index: best.index } : { index: best.index, members: best.members };
+    if (ordered !== null || probes.length === 0) return ordered === null ? null : { index: ordered };
     // Every filter counted matches many rows: the sort's index, read until a page is full. Left
     // to SQLite, a value of a sort's field (`target=100`), which PLANNER_MODEL takes for one
     // row, had all its rows read and sorted (88 ms for 50,000 under `sort=title`).
-    return filterIndex(resource, query.sort.field)?.name ?? null;
+    const sorted = filterIndex(resource, query.sort.field)?.name;
+    return sorted === undefined ? null : { index: sorted };
   }
 
   /**
@@ -1862,6 +1913,7 @@ export class Engine {
       row,
       this.rowCheck(() => rowKey(resource, principal.tenantId, doc.id as string)),
     );
+    await this.writeMembers(db, resource, null, doc);
     await resource.hooks?.afterWrite?.(doc, null, ctx, tx);
     return doc;
   }
@@ -1983,7 +2035,60 @@ export class Engine {
           }),
       },
     );
+    await this.writeMembers(db, resource, before, doc, set);
     return doc;
+  }
+
+  /**
+   * SQLite: the rows of a row's member tables (memberTable) that a write changes, in the write's
+   * transaction: the values its JSON list field no longer holds deleted, the new ones added (all
+   * of them for a new row, `before` null). `set`: the columns an update writes; a field it leaves
+   * out is unchanged. A statement per value: a key result holds a few tags, and each statement
+   * keeps one shape.
+   */
+  private async writeMembers(
+    db: DB,
+    resource: Resource,
+    before: Doc | null,
+    doc: Doc,
+    set?: Record<string, unknown>,
+  ): Promise<void> {
+    if (this.store.kind !== 'sqlite') return;
+    for (const { field, table } of membersOf(resource)) {
+      if (set && !(field in set)) continue;
+      const held = textMembers(before?.[field]);
+      const holds = textMembers(doc[field]);
+      const key = { tenant: doc.tenant_id, id: doc.id };
+      for (const value of held) {
+        if (holds.has(value)) continue;
+        await this.run(
+          db,
+          `members-|${table}`,
+          (slot) =>
+            db
+              .deleteFrom(table)
+              .where('tenant_id', '=', slot('tenant'))
+              .where('value', '=', slot('value'))
+              .where('id', '=', slot('id')),
+          { ...key, value },
+          ANY_ROWS,
+        );
+      }
+      for (const value of holds) {
+        if (held.has(value)) continue;
+        await this.run(
+          db,
+          `members+|${table}`,
+          (slot) =>
+            db
+              .insertInto(table)
+              .orIgnore()
+              .values({ tenant_id: slot('tenant'), value: slot('value'), id: slot('id') }),
+          { ...key, value },
+          ANY_ROWS,
+        );
+      }
+    }
   }
 
   /** A write the platform makes itself: version and updated_at advance, updated_by stays. */
