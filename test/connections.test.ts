@@ -513,6 +513,75 @@ describe('/readyz on a SQLite store whose indexes an earlier build made', () => 
   });
 });
 
+// A `tag=` list on SQLite reads a table of the rows' tags (memberTable) that builds before
+// 2026-12-02 did not make: until edm migrate makes it, from the rows already stored, the server
+// says so rather than answer a 500 (or a list missing rows).
+describe('a SQLite store an earlier build made, without the tables of tags', () => {
+  it('answers 503 until edm migrate makes them, then finds the rows stored before by their tags', async () => {
+    const fresh = await freshStore('sqlite');
+    const resources = modules.flatMap((m) => m.resources);
+    await migrate(fresh.store, resources);
+    const token = await mintToken({ secret: testConfig().jwtSecret, tenant: 'acme', sub: USER_A });
+    const headers = { authorization: `Bearer ${token}` };
+    const before = await buildApp({ config: testConfig(), store: fresh.store, migrate: false });
+    const titles: Record<string, string[]> = { a: ['old', 'red'], b: ['red'], c: [], d: ['blue'] };
+    try {
+      const objective = await before.inject({
+        method: 'POST',
+        url: '/api/v1/okr/objectives',
+        headers,
+        payload: { title: 'o', tags: ['red'] },
+      });
+      expect(objective.statusCode, objective.body).toBe(201);
+      for (const [title, tags] of Object.entries(titles)) {
+        const res = await before.inject({
+          method: 'POST',
+          url: '/api/v1/okr/key-results',
+          headers,
+          payload: { objective_id: objective.json().id, title, target: 1, tags },
+        });
+        expect(res.statusCode, res.body).toBe(201);
+      }
+    } finally {
+      await before.close();
+    }
+    await sql`DROP TABLE okr_key_results_has_tags`.execute(fresh.store.db);
+    await sql`DROP TABLE okr_objectives_has_tags`.execute(fresh.store.db);
+    const app = await buildApp({ config: testConfig(), store: fresh.store, migrate: false });
+    try {
+      expect((await app.inject('/readyz')).statusCode).toBe(503);
+      const list = async (path: string) => {
+        const res = await app.inject({ url: `/api/v1/okr/${path}`, headers });
+        return [
+          res.statusCode,
+          res.statusCode === 200
+            ? res
+                .json()
+                .data.map((d: { title: string }) => d.title)
+                .sort()
+            : res.json().code,
+        ];
+      };
+      expect(await list('key-results?tag=red')).toEqual([503, 'service_unavailable']);
+      await migrate(fresh.store, resources);
+      await new Promise((r) => setTimeout(r, 1000)); // past the last probe's second
+      expect(await list('key-results?tag=red')).toEqual([200, ['a', 'b']]);
+      expect(await list('key-results?tag=old,blue&sort=title')).toEqual([200, ['a', 'd']]);
+      expect(await list('objectives?tag=red')).toEqual([200, ['o']]);
+      expect((await app.inject('/readyz')).statusCode).toBe(200);
+      // What migrate filled the table with: each row's text tags, as the filter's json_each reads them.
+      const members = await sql<{ n: number }>`SELECT count(*) AS n FROM okr_key_results_has_tags`.execute(
+        fresh.store.db,
+      );
+      expect(members.rows[0].n).toBe(4);
+    } finally {
+      await app.close();
+      await fresh.store.close();
+      await fresh.drop();
+    }
+  });
+});
+
 describe('a request the connection answers', () => {
   it('keeps the id its log line gave it when its body stops arriving, and is logged with its status', async () => {
     const fresh = await freshStore('sqlite');

@@ -515,6 +515,135 @@ describe.each(storeKinds)('lists on %s', (kind) => {
     });
   });
 
+  // On SQLite a `tag=` filter matching few rows reads a table of each row's tags (memberTable),
+  // which the engine writes with the row: each write below changes what the filters find, and a
+  // write that fails changes nothing. Every list is read under two sorts and walked a row a page.
+  describe('tag filters follow every write', () => {
+    const objectives = byName('Objective');
+    let token: string;
+    const ids: Record<string, string> = {};
+    beforeAll(async () => {
+      token = await t.token({ tenant: 'tag-writes' });
+      const objective = await t.create(objectives, token, { title: 'O', tags: ['tw-red'] });
+      ids.O = objective.id as string;
+      const bodies: Record<string, Doc> = {
+        A: { tags: ['tw-red', 'tw-blue'] },
+        B: { tags: ['tw-blue'] },
+        C: { tags: [] },
+        D: {},
+      };
+      for (const [name, body] of Object.entries(bodies)) {
+        t.clock.advance(1000);
+        ids[name] = (await t.create(kr, token, { objective_id: ids.O, title: name, ...body })).id as string;
+      }
+    });
+    const names = (docs: Doc[]) => docs.map((d) => d.title as string).sort();
+    async function listed(resource: Resource, query: string): Promise<string[]> {
+      const seen: string[][] = [];
+      for (const sort of ['-created_at', 'title']) {
+        const res = await t.call('GET', `${resource.basePath}?${query}&sort=${sort}&limit=200`, { token });
+        expect(res.status, res.raw).toBe(200);
+        seen.push(names(res.body.data as Doc[]));
+        // Walked a row a page, past cursors: the same rows, each once.
+        const walked: Doc[] = [];
+        let cursor: string | null = null;
+        do {
+          const url: string = `${resource.basePath}?${query}&sort=${sort}&limit=1${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+          const page = await t.call('GET', url, { token });
+          expect(page.status, page.raw).toBe(200);
+          walked.push(...(page.body.data as Doc[]));
+          cursor = page.body.next_cursor as string | null;
+        } while (cursor);
+        seen.push(names(walked));
+      }
+      expect(new Set(seen.map((s) => JSON.stringify(s))).size, `${query}: ${JSON.stringify(seen)}`).toBe(1);
+      return seen[0];
+    }
+    const patch = (resource: Resource, name: string, body: Doc, headers?: Record<string, string>) =>
+      t.call('PATCH', `${resource.basePath}/${ids[name]}`, { token, body, headers });
+    // [what happens, the write (its expected status), then each list's titles]
+    const steps: [string, () => Promise<{ status: number; raw: string }>, number, [string, string[]][]][] = [
+      [
+        'as created',
+        async () => ({ status: 0, raw: '' }),
+        0,
+        [
+          ['tag=tw-red', ['A']],
+          ['tag=tw-blue', ['A', 'B']],
+          ['tag=tw-red,tw-blue', ['A', 'B']],
+          ['tag=tw-none', []],
+          ['objective:tag=tw-red', ['O']],
+        ],
+      ],
+      [
+        'a PATCH replacing the tags',
+        () => patch(kr, 'A', { tags: ['tw-green'] }),
+        200,
+        [
+          ['tag=tw-red', []],
+          ['tag=tw-blue', ['B']],
+          ['tag=tw-green', ['A']],
+          ['tag=tw-red,tw-green', ['A']],
+        ],
+      ],
+      ['a PATCH emptying them', () => patch(kr, 'B', { tags: null }), 200, [['tag=tw-blue', []]]],
+      [
+        'a PATCH giving tags to a row that had none',
+        () => patch(kr, 'C', { tags: ['tw-red', 'tw-blue'] }),
+        200,
+        [
+          ['tag=tw-red', ['C']],
+          ['tag=tw-blue,tw-green', ['A', 'C']],
+        ],
+      ],
+      ['a PATCH of another field', () => patch(kr, 'C', { title: 'C2' }), 200, [['tag=tw-red', ['C2']]]],
+      [
+        'a PATCH refused (a tag that is no string)',
+        () => patch(kr, 'A', { tags: ['tw-red', 7] }),
+        400,
+        [
+          ['tag=tw-red', ['C2']],
+          ['tag=tw-green', ['A']],
+        ],
+      ],
+      [
+        'a PATCH at a stale version',
+        () => patch(kr, 'A', { tags: ['tw-red'] }, { 'if-match': '"1"' }),
+        412,
+        [
+          ['tag=tw-red', ['C2']],
+          ['tag=tw-green', ['A']],
+        ],
+      ],
+      [
+        'a delete',
+        () => t.call('DELETE', `${kr.basePath}/${ids.C}`, { token }),
+        204,
+        [
+          ['tag=tw-red', []],
+          ['tag=tw-red&include_deleted=true', ['C2']],
+        ],
+      ],
+      [
+        "an objective's tags replaced",
+        () => patch(objectives, 'O', { tags: ['tw-blue'] }),
+        200,
+        [
+          ['objective:tag=tw-red', []],
+          ['objective:tag=tw-blue', ['O']],
+        ],
+      ],
+    ];
+    it.each(steps)('%s', async (_what, write, status, lists) => {
+      const res = await write();
+      if (status !== 0) expect(res.status, res.raw).toBe(status);
+      for (const [query, expected] of lists) {
+        const [resource, q] = query.startsWith('objective:') ? [objectives, query.slice(10)] : [kr, query];
+        expect(await listed(resource, q), query).toEqual(expected);
+      }
+    });
+  });
+
   describe('Cycle date filters', () => {
     let token: string;
     beforeAll(async () => {
