@@ -13,6 +13,7 @@ import type { Doc } from '../src/core/resource.js';
 import { buildApp } from '../src/http/app.js';
 import { modules } from '../src/modules/index.js';
 import { openStore, type Store } from '../src/store/database.js';
+import { migrate } from '../src/store/schema.js';
 import { byName, PG_URL, resources, T0, testConfig, USER_A } from './helpers.js';
 
 // The PostgreSQL schema as Citus needs it: tenant data keyed and indexed by tenant_id first,
@@ -240,6 +241,40 @@ describe.runIf(PG_URL)('PostgreSQL schema, Citus-ready', () => {
     } finally {
       await client.end();
     }
+  });
+
+  // Every write of a key result or an objective takes an entry in its GIN index's pending list,
+  // which each `tag=` list reads through: kept to 256 kB, not PostgreSQL's 4 MB (GIN_STORAGE).
+  it("keeps the GIN indexes' pending lists small, on an index an earlier build made too, once", async () => {
+    const gin = ['okr_key_results_filter_tags', 'okr_objectives_filter_tags'];
+    const options = async () =>
+      (
+        await admin.query(
+          `SELECT c.relname AS name, c.reloptions AS options FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = ANY($2) ORDER BY 1`,
+          [schema, gin],
+        )
+      ).rows.map((r) => [r.name, r.options]);
+    const set = gin.map((name) => [name, ['gin_pending_list_limit=256']]);
+    expect(await options()).toEqual(set);
+    // As a build before 2026-12-02 made them.
+    for (const name of gin) await admin.query(`ALTER INDEX ${schema}.${name} RESET (gin_pending_list_limit)`);
+    expect(await options()).toEqual(gin.map((name) => [name, null]));
+    statements.length = 0;
+    await migrate(store, resources);
+    expect(await options()).toEqual(set);
+    expect(statements.filter((s) => /^alter index/i.test(s.sql)).length).toBe(2);
+    // A migration with nothing to do takes no lock for them.
+    statements.length = 0;
+    await migrate(store, resources);
+    expect(statements.filter((s) => /^alter index/i.test(s.sql))).toEqual([]);
+    // The option belongs to GIN alone: no other index carries one.
+    const others = await admin.query(
+      `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = $1 AND c.relkind = 'i' AND c.reloptions IS NOT NULL AND NOT (c.relname = ANY($2))`,
+      [schema, gin],
+    );
+    expect(others.rows).toEqual([]);
   });
 
   it('documents in the README how to distribute every tenant table and keep the queues apart', () => {
