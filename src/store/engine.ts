@@ -49,7 +49,15 @@ import {
 import type { DB, Store } from './database.js';
 import { GroupCommit } from './group-commit.js';
 import { deferWrite, NAMED_MAX_PARAMETERS, verify, type WriteCheck } from './pg-batch.js';
-import { DOC_COLUMN, filterIndex, memberTable, memberTables, SEARCH_COLUMN, storedFields } from './schema.js';
+import {
+  DOC_COLUMN,
+  filterIndex,
+  memberTable,
+  memberTables,
+  primaryKeyIndex,
+  SEARCH_COLUMN,
+  storedFields,
+} from './schema.js';
 import { inSortOrder } from './sort-order.js';
 
 /**
@@ -242,6 +250,8 @@ function membersOf(resource: Resource): { field: string; table: string }[] {
   }
   return tables;
 }
+
+const NO_MEMBERS: ReadonlySet<string> = new Set();
 
 /** The text members of a JSON list field's value (what `json_each` reads of it, as a member table holds them). */
 function textMembers(value: unknown): Set<string> {
@@ -1574,7 +1584,7 @@ export class Engine {
     for (const [i, f] of query.filters.entries()) {
       if (f.op === 'has_any') {
         const members = memberTable(resource, f.field);
-        if (members !== null) probes.push({ i, f, index: `sqlite_autoindex_${resource.table}_1`, members });
+        if (members !== null) probes.push({ i, f, index: primaryKeyIndex(resource.table), members });
         continue;
       }
       const index = filterIndex(resource, f.field);
@@ -1622,11 +1632,10 @@ export class Engine {
       );
       const rows = Number(row?.n);
       if (rows < PROBE_ROWS && (best === null || rows < best.rows)) {
-        best = members === null ? { index, rows } : { index, rows, members: i };
+        best = { index, rows, members: members === null ? undefined : i };
       }
     }
-    if (best !== null)
-      return best.members === undefined ? { index: best.index } : { index: best.index, members: best.members };
+    if (best !== null) return { index: best.index, members: best.members };
     if (ordered !== null || probes.length === 0) return ordered === null ? null : { index: ordered };
     // Every filter counted matches many rows: the sort's index, read until a page is full. Left
     // to SQLite, a value of a sort's field (`target=100`), which PLANNER_MODEL takes for one
@@ -2056,8 +2065,8 @@ export class Engine {
     if (this.store.kind !== 'sqlite') return;
     for (const { field, table } of membersOf(resource)) {
       if (set && !(field in set)) continue;
-      const held = textMembers(before?.[field]);
       const holds = textMembers(doc[field]);
+      const held = before ? textMembers(before[field]) : NO_MEMBERS;
       const key = { tenant: doc.tenant_id, id: doc.id };
       for (const value of held) {
         if (holds.has(value)) continue;

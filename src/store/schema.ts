@@ -150,17 +150,10 @@ function resourceTable(store: Store, resource: Resource): TableSpec {
   const indexes: TableSpec['indexes'] = lists.map(({ name, columns, rows }) => ({ name, columns, rows }));
   const retired = lists.filter((i) => i.byCreated).map((i) => `${resource.table}_filter_${i.field}`);
   if (store.kind === 'postgres') {
-    for (const field of resource.filterable) {
-      // `tag=a,b` is `tags ?| array[…]`: a GIN index answers it (it has no leading column; the
-      // query's tenant_id condition is combined with it, and on Citus it runs on one shard).
-      if (resource.allFields[field].column === 'json') {
-        indexes.push({
-          name: `${resource.table}_filter_${field}`,
-          columns: [field],
-          using: 'gin',
-          storage: GIN_STORAGE,
-        });
-      }
+    // `tag=a,b` is `tags ?| array[…]`: a GIN index answers it (it has no leading column; the
+    // query's tenant_id condition is combined with it, and on Citus it runs on one shard).
+    for (const { field } of memberTables(resource)) {
+      indexes.push({ name: `${resource.table}_filter_${field}`, columns: [field], using: 'gin', storage: GIN_STORAGE });
     }
   }
   const { rows, perTenant } = PLANNER_MODEL;
@@ -187,7 +180,15 @@ export function memberTable(resource: Resource, field: string): string | null {
   return `${resource.table}_has_${field}`;
 }
 
-/** The JSON list fields of a resource that have a member table (memberTable), with it. */
+/** SQLite's name for the index of a table's primary key (a table with a rowid and a key of its own). */
+export function primaryKeyIndex(table: string): string {
+  return `sqlite_autoindex_${table}_1`;
+}
+
+/**
+ * The JSON list fields of a resource that lists filter on, with their member tables
+ * (memberTable; SQLite's), whose GIN indexes PostgreSQL keeps instead.
+ */
 export function memberTables(resource: Resource): { field: string; table: string }[] {
   return resource.filterable.flatMap((field) => {
     const table = memberTable(resource, field);
@@ -318,8 +319,7 @@ async function ensureTable(
 async function plannerStats(db: DB, tables: readonly TableSpec[]): Promise<void> {
   const want = new Map<string, string>();
   for (const t of tables) {
-    // Keyed as SQLite names the primary key's index (a table with a rowid and a key of its own).
-    if (t.primaryKeyRows) want.set(`${t.name}\0sqlite_autoindex_${t.name}_1`, t.primaryKeyRows.join(' '));
+    if (t.primaryKeyRows) want.set(`${t.name}\0${primaryKeyIndex(t.name)}`, t.primaryKeyRows.join(' '));
     for (const index of t.indexes) if (index.rows) want.set(`${t.name}\0${index.name}`, index.rows.join(' '));
   }
   await sql`ANALYZE sqlite_schema`.execute(db);
