@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import { isoTime, ManualClock } from '../core/clock.js';
 import { ApiError, fieldError } from '../core/errors.js';
 import { mentionedIds } from '../core/fields.js';
@@ -11,7 +10,7 @@ import { isDateTime } from '../core/validation.js';
 import { HISTORY_SIZE } from '../modules/okr/check-ins.js';
 import type { Store } from '../store/database.js';
 import { Engine, NO_CONDITIONS } from '../store/engine.js';
-import { isUnmigrated, migrate, schemaProbe } from '../store/schema.js';
+import { dataTables, isUnmigrated, keepPlannerStats, migrate, schemaProbe } from '../store/schema.js';
 
 /** How far ahead of this machine's clock a source time may be (another server's clock): 5 minutes. */
 const CLOCK_SKEW_MS = 5 * 60 * 1000;
@@ -691,12 +690,10 @@ export async function importRows(
   );
   const createdIds = new Map<ImportRow, string>();
   await engine.transaction(async (db) => {
-    // One transaction writes the whole file: the tables it fills are never analyzed meanwhile,
-    // and a prepared statement's generic plan, chosen after its fifth run on tables still near
-    // empty, stays while they grow (into a new schema: 3,000 key results took minutes, not
-    // seconds). Each statement is planned for the rows there are.
-    if (o.store.kind === 'postgres') await sql`SET LOCAL plan_cache_mode = force_custom_plan`.execute(db);
+    // PostgreSQL: the tables it fills are analyzed as they grow (see keepPlannerStats).
+    const stats = o.store.kind === 'postgres' ? await keepPlannerStats(db, dataTables(all)) : null;
     for (const [n, event] of played.entries()) {
+      await stats?.grown(n);
       const { row } = event;
       const { resource, doc } = row;
       const plan = planOf(resource);

@@ -27,6 +27,11 @@ export function storedFields(resource: Resource): [string, AnyField][] {
   );
 }
 
+/** The tables holding these resources' rows: each resource's own and those declared beside it. */
+export function dataTables(resources: readonly Resource[]): string[] {
+  return resources.flatMap((r) => [r.table, ...(r.tables ?? []).map((t) => t.name)]);
+}
+
 /** DDL of an auxiliary table (a log or a queue) declared beside a resource. */
 function auxTable(store: Store, def: TableDef): TableSpec {
   const notNull = new Set(def.notNull ?? def.primaryKey);
@@ -339,6 +344,79 @@ async function plannerStats(db: DB, tables: readonly TableSpec[]): Promise<void>
     await sql`INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (${tbl}, ${idx}, ${stat})`.execute(db);
   }
   await sql`ANALYZE sqlite_schema`.execute(db);
+}
+
+/** How many rows (events) a long PostgreSQL transaction writes between looks at its tables' sizes. */
+export const SIZE_CHECK_EVERY = 128;
+
+/** Below this size (bytes: 8 pages) a table is read whole in no time, whatever its plan: not analyzed yet. */
+const SMALL_TABLE = 65_536;
+
+/**
+ * PostgreSQL, in one transaction that writes many rows (an import): keeps the planner's
+ * statistics of `tables` in step with their sizes. Autovacuum analyzes no rows that are not
+ * committed, and a prepared statement's generic plan, chosen after its fifth run, is made for the
+ * sizes the tables had then and kept while they grow: one made while a table was near empty
+ * scans it whole on every run (3,000 key results into a new schema once took 198 s instead of
+ * 12–14). So every SIZE_CHECK_EVERY rows written the tables' sizes are read (one statement), and
+ * a table that has doubled since it was last analyzed (or since the start; past SMALL_TABLE) is
+ * analyzed (ANALYZE counts the transaction's own rows): its new statistics invalidate the plans
+ * cached on it, which are made again for what it holds. Where a table cannot be analyzed (one
+ * this role does not own; another transaction analyzing it, which holds its lock until it ends:
+ * a second import beside this one), every statement from then on is planned for the rows there
+ * are as it runs (`force_custom_plan`), at the cost of planning each run (an import of 20,000
+ * key results into a new schema: ~48 s that way, ~31 s analyzing).
+ * `grown(written)` is called with the rows written so far (events played: each writes one or more).
+ */
+export async function keepPlannerStats(
+  db: DB,
+  tables: readonly string[],
+): Promise<{ grown(written: number): Promise<void> }> {
+  const sizes = async () =>
+    (
+      await sql<{ size: string }>`
+        SELECT pg_relation_size(t) AS size FROM unnest(${tables}::regclass[]) WITH ORDINALITY AS u(t, i) ORDER BY i`.execute(
+        db,
+      )
+    ).rows.map((r) => Number(r.size));
+  const { rows } = await sql<{ owned: boolean; timeout: string }>`
+    SELECT coalesce(bool_and(pg_has_role(relowner, 'USAGE')), false) AS owned,
+      current_setting('lock_timeout') AS timeout
+    FROM pg_class WHERE oid = ANY(${tables}::regclass[])`.execute(db);
+  const { owned, timeout } = rows[0] as { owned: boolean; timeout: string };
+  // Each table's size when it was last analyzed (or at the start); null: planned as they run.
+  let analyzed: number[] | null = await sizes();
+  const planEachRun = async () => {
+    analyzed = null;
+    await sql`SET LOCAL plan_cache_mode = force_custom_plan`.execute(db);
+  };
+  if (!owned) await planEachRun();
+  return {
+    async grown(written) {
+      if (analyzed === null || written === 0 || written % SIZE_CHECK_EVERY !== 0) return;
+      const now = await sizes();
+      const was = analyzed;
+      const grown = tables.filter((_, i) => now[i] >= 2 * Math.max(was[i], SMALL_TABLE));
+      if (grown.length === 0) return;
+      // Within a savepoint, waiting at most a moment for the tables' lock: a transaction
+      // analyzing them holds it until it ends, and this one must not wait for a whole import.
+      await sql`SAVEPOINT edm_analyze`.execute(db);
+      try {
+        await sql`SELECT set_config('lock_timeout', '100ms', true)`.execute(db);
+        await sql.raw(`ANALYZE ${grown.map(quotedName).join(', ')}`).execute(db);
+        await sql`SELECT set_config('lock_timeout', ${timeout}, true)`.execute(db);
+        await sql`RELEASE SAVEPOINT edm_analyze`.execute(db);
+        analyzed = was.map((size, i) => (grown.includes(tables[i]) ? now[i] : size));
+      } catch (err) {
+        // 55P03: the lock was not free; 42501: not this role's to analyze.
+        const code = (err as { code?: string }).code;
+        if (code !== '55P03' && code !== '42501') throw err;
+        await sql`ROLLBACK TO SAVEPOINT edm_analyze`.execute(db);
+        await sql`RELEASE SAVEPOINT edm_analyze`.execute(db);
+        await planEachRun();
+      }
+    },
+  };
 }
 
 /** The idempotency table's columns: kind, and whether it is NOT NULL. */
