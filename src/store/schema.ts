@@ -354,18 +354,26 @@ const SMALL_TABLE = 65_536;
 
 /**
  * PostgreSQL, in one transaction that writes many rows (an import): keeps the planner's
- * statistics of `tables` in step with their sizes. Autovacuum analyzes no rows that are not
- * committed, and a prepared statement's generic plan, chosen after its fifth run, is made for the
- * sizes the tables had then and kept while they grow: one made while a table was near empty
- * scans it whole on every run (3,000 key results into a new schema once took 198 s instead of
- * 12–14). So every SIZE_CHECK_EVERY rows written the tables' sizes are read (one statement), and
- * a table that has doubled since it was last analyzed (or since the start; past SMALL_TABLE) is
- * analyzed (ANALYZE counts the transaction's own rows): its new statistics invalidate the plans
- * cached on it, which are made again for what it holds. Where a table cannot be analyzed (one
- * this role does not own; another transaction analyzing it, which holds its lock until it ends:
- * a second import beside this one), every statement from then on is planned for the rows there
- * are as it runs (`force_custom_plan`), at the cost of planning each run (an import of 20,000
- * key results into a new schema: ~48 s that way, ~31 s analyzing).
+ * statistics of `tables`, and the plans made from them, in step with the tables' sizes.
+ * Autovacuum analyzes no rows that are not committed, and a prepared statement's generic plan,
+ * chosen after its fifth run, is made for the sizes the tables had then and kept while they
+ * grow: one made while a table was near empty scans it whole on every run (3,000 key results
+ * into a new schema once took 198 s instead of 12–14). So every SIZE_CHECK_EVERY rows written
+ * the tables' sizes are read (one statement), and the tables that have doubled since they were
+ * last analyzed (or since the start; past SMALL_TABLE) are analyzed (ANALYZE counts the
+ * transaction's own rows): the new statistics invalidate the plans cached on them, which are
+ * made again for what they hold.
+ *
+ * Where they cannot be analyzed now (another transaction analyzing them, which holds their
+ * lock until it ends: a second import beside this one; waited for 10 ms at most) or at all (a
+ * table this role does not own), the session's plans are discarded instead each time the tables
+ * double (`DISCARD PLANS`: made again, for the sizes the tables have then), and an analyze is
+ * tried again at the next look. Planning every run instead (`plan_cache_mode =
+ * force_custom_plan`, what imports did before) plans for the values of each run, and the
+ * statistics another tenant's rows left (another import, committed meanwhile) told it this
+ * tenant has no rows, so any index that begins with the tenant served a read by id: one import
+ * of two at once took 49–67 s instead of 7–10. Generic plans count on no one tenant's share.
+ * An import of 20,000 key results into a new schema: ~49 s planning every run, ~31 s this way.
  * `grown(written)` is called with the rows written so far (events played: each writes one or more).
  */
 export async function keepPlannerStats(
@@ -384,37 +392,47 @@ export async function keepPlannerStats(
       current_setting('lock_timeout') AS timeout
     FROM pg_class WHERE oid = ANY(${tables}::regclass[])`.execute(db);
   const { owned, timeout } = rows[0] as { owned: boolean; timeout: string };
-  // Each table's size when it was last analyzed (or at the start); null: planned as they run.
-  let analyzed: number[] | null = await sizes();
-  const planEachRun = async () => {
-    analyzed = null;
-    await sql`SET LOCAL plan_cache_mode = force_custom_plan`.execute(db);
+  let analyzable = owned;
+  // Each table's size when it was last analyzed, and when the plans were last made again.
+  let analyzed = await sizes();
+  let planned = analyzed;
+  const doubled = (now: number[], since: number[]) =>
+    tables.filter((_, i) => now[i] >= 2 * Math.max(since[i], SMALL_TABLE));
+  /** Whether `names` were analyzed: false where another transaction holds their lock, or they are not this role's. */
+  const analyze = async (names: string[]): Promise<boolean> => {
+    // Within a savepoint, waiting at most a moment for the tables' lock: a transaction
+    // analyzing them holds it until it ends, and this one must not wait for a whole import.
+    await sql`SAVEPOINT edm_analyze`.execute(db);
+    try {
+      await sql`SELECT set_config('lock_timeout', '10ms', true)`.execute(db);
+      await sql.raw(`ANALYZE ${names.map(quotedName).join(', ')}`).execute(db);
+      await sql`SELECT set_config('lock_timeout', ${timeout}, true)`.execute(db);
+      await sql`RELEASE SAVEPOINT edm_analyze`.execute(db);
+      return true;
+    } catch (err) {
+      // 55P03: the lock was not free; 42501: not this role's to analyze.
+      const code = (err as { code?: string }).code;
+      if (code !== '55P03' && code !== '42501') throw err;
+      if (code === '42501') analyzable = false;
+      await sql`ROLLBACK TO SAVEPOINT edm_analyze`.execute(db);
+      await sql`RELEASE SAVEPOINT edm_analyze`.execute(db);
+      return false;
+    }
   };
-  if (!owned) await planEachRun();
   return {
     async grown(written) {
-      if (analyzed === null || written === 0 || written % SIZE_CHECK_EVERY !== 0) return;
+      if (written === 0 || written % SIZE_CHECK_EVERY !== 0) return;
       const now = await sizes();
-      const was = analyzed;
-      const grown = tables.filter((_, i) => now[i] >= 2 * Math.max(was[i], SMALL_TABLE));
+      const grown = doubled(now, analyzed);
       if (grown.length === 0) return;
-      // Within a savepoint, waiting at most a moment for the tables' lock: a transaction
-      // analyzing them holds it until it ends, and this one must not wait for a whole import.
-      await sql`SAVEPOINT edm_analyze`.execute(db);
-      try {
-        await sql`SELECT set_config('lock_timeout', '100ms', true)`.execute(db);
-        await sql.raw(`ANALYZE ${grown.map(quotedName).join(', ')}`).execute(db);
-        await sql`SELECT set_config('lock_timeout', ${timeout}, true)`.execute(db);
-        await sql`RELEASE SAVEPOINT edm_analyze`.execute(db);
-        analyzed = was.map((size, i) => (grown.includes(tables[i]) ? now[i] : size));
-      } catch (err) {
-        // 55P03: the lock was not free; 42501: not this role's to analyze.
-        const code = (err as { code?: string }).code;
-        if (code !== '55P03' && code !== '42501') throw err;
-        await sql`ROLLBACK TO SAVEPOINT edm_analyze`.execute(db);
-        await sql`RELEASE SAVEPOINT edm_analyze`.execute(db);
-        await planEachRun();
+      if (analyzable && (await analyze(grown))) {
+        analyzed = analyzed.map((size, i) => (grown.includes(tables[i]) ? now[i] : size));
+        planned = planned.map((size, i) => (grown.includes(tables[i]) ? now[i] : size));
+        return;
       }
+      if (doubled(now, planned).length === 0) return;
+      await sql`DISCARD PLANS`.execute(db);
+      planned = now;
     },
   };
 }
