@@ -1598,7 +1598,7 @@ describe.each(storeKinds)('edm export on a database without the schema (%s)', (k
 // it). The import analyzes each table as it doubles (keepPlannerStats); where it cannot, it
 // makes its plans again for the sizes there are, and tries again at its next look. It never
 // plans every run: statistics another tenant's rows left made such plans read this tenant's
-// rows whole for a read by id (one import of two at once: 49–67 s instead of 7–10).
+// rows whole for a read by id (one import of two at once: 45–67 s instead of 7–10).
 describe.runIf(PG_URL !== undefined)('edm import on PostgreSQL', () => {
   /** A file of one objective and 400 key results, each with a value (a snapshot each). */
   const file = {

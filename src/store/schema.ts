@@ -372,7 +372,7 @@ const SMALL_TABLE = 65_536;
  * force_custom_plan`, what imports did before) plans for the values of each run, and the
  * statistics another tenant's rows left (another import, committed meanwhile) told it this
  * tenant has no rows, so any index that begins with the tenant served a read by id: one import
- * of two at once took 49–67 s instead of 7–10. Generic plans count on no one tenant's share.
+ * of two at once took 45–67 s instead of 7–10. Generic plans count on no one tenant's share.
  * An import of 20,000 key results into a new schema: ~49 s planning every run, ~31 s this way.
  * `grown(written)` is called with the rows written so far (events played: each writes one or more).
  */
