@@ -1616,7 +1616,8 @@ describe.runIf(PG_URL !== undefined)('edm import on PostgreSQL', () => {
   };
   /**
    * Imports the file into a new schema, where `hold` (given the schema) may hold a lock from
-   * another session, until the import ends or `release` (given each statement) says to let go.
+   * another session until the import ends, or until `releaseAt` (given each statement the import
+   * sends) says to let go.
    */
   const imported = async (
     hold?: (schema: string) => Promise<{ release(): Promise<void>; releaseAt(sql: string): boolean }>,
