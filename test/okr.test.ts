@@ -1521,6 +1521,64 @@ describe('reads by a filter on SQLite', () => {
       expect(read.probes).toBe(probes);
     });
 
+    // The default sort's index carries the search text (resourceTable), so a search under that
+    // sort tests each row there and seeks the table's row only for the rows that hold the text:
+    // a text no title holds, on a tenant of 100,000 key results, 47–78 → ~8 ms. An index an
+    // earlier build made without it is made again by `edm migrate`.
+    it('tests a search in the default sort’s index, reading from the table only the rows that hold the text', async () => {
+      const exec = t.store.exec as NonNullable<typeof t.store.exec>;
+      const bytecode = async () => {
+        const recorder = recordReads(t.store);
+        try {
+          const res = await t.call('GET', `${kr.basePath}?q=${encodeURIComponent('no such title')}`, {
+            token: await t.token(),
+          });
+          expect(res.status, res.raw).toBe(200);
+        } finally {
+          recorder.stop();
+        }
+        const [page] = recorder.reads.filter((r) => r.sql.includes(`from "${KR}"`) && /limit/i.test(r.sql));
+        const roots = new Map(
+          exec(
+            `SELECT name, rootpage FROM sqlite_master WHERE name IN ('${KR}', '${KR}_sort_created_at')`,
+            [],
+          ).rows.map((r) => [Number(r.rootpage), String(r.name)]),
+        );
+        const program = exec(`EXPLAIN ${page.sql}`, page.parameters).rows as {
+          opcode: string;
+          p1: number;
+          p2: number;
+          p4: unknown;
+        }[];
+        // Each cursor by what it reads (OpenRead's P2 is the root page), each column read by its cursor.
+        const cursors = new Map(
+          program.filter((op) => op.opcode === 'OpenRead' && roots.has(op.p2)).map((op) => [op.p1, roots.get(op.p2)]),
+        );
+        const searchColumn = (
+          exec(`SELECT cid FROM pragma_table_info('${KR}') WHERE name = '_search'`, []).rows[0] as {
+            cid: number;
+          }
+        ).cid;
+        const reads = (column: (name: string | undefined) => number) =>
+          program.filter((op) => op.opcode === 'Column' && op.p2 === column(cursors.get(op.p1))).length;
+        return {
+          fromIndex: reads((name) => (name === `${KR}_sort_created_at` ? 3 : -1)),
+          fromTable: reads((name) => (name === KR ? searchColumn : -1)),
+        };
+      };
+      expect(await bytecode()).toEqual({ fromIndex: 1, fromTable: 0 });
+      // As an earlier build made it: without the search text. Read from the table; made again.
+      await sql`DROP INDEX ${sql.id(`${KR}_sort_created_at`)}`.execute(t.store.db);
+      await sql`CREATE INDEX ${sql.id(`${KR}_sort_created_at`)} ON ${sql.id(KR)} (tenant_id, created_at, id)`.execute(
+        t.store.db,
+      );
+      expect(await bytecode()).toEqual({ fromIndex: 0, fromTable: 1 });
+      await migrate(t.store, resources);
+      expect(await bytecode()).toEqual({ fromIndex: 1, fromTable: 0 });
+      const columns = exec(`SELECT name FROM pragma_index_info('${KR}_sort_created_at') ORDER BY seqno`, []).rows;
+      expect(columns.map((c) => c.name)).toEqual(['tenant_id', 'created_at', 'id', '_search']);
+    });
+
     // Where a filter matches PROBE_ROWS rows or more, the sort's index is read until a page is
     // full (within ~limit × rows ÷ PROBE_ROWS rows), as it is for no filter.
     it("reads the sort's index where the filter matches many rows, the filter's where it matches few", async () => {

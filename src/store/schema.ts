@@ -152,7 +152,15 @@ function resourceTable(store: Store, resource: Resource): TableSpec {
   // Plain text, not jsonb: the stored bytes are the answer, key order and all.
   columns.push({ name: DOC_COLUMN, type: store.columnType('text'), notNull: false });
   const lists = listIndexes(resource);
-  const indexes: TableSpec['indexes'] = lists.map(({ name, columns, rows }) => ({ name, columns, rows }));
+  const indexes: TableSpec['indexes'] = lists.map(({ name, field, columns, rows }) =>
+    // SQLite: the default sort's index carries the search text too, so a `q=` list under that
+    // sort tests each row in the index and reads from the table only the rows that hold the
+    // text (SQLite seeks a table row only once a condition needs a column the index lacks): a
+    // text no title holds, on a tenant of 100,000 key results, 47–52 → ~8 ms.
+    store.kind === 'sqlite' && field === 'created_at'
+      ? { name, columns: [...columns, SEARCH_COLUMN], rows: [...rows, 1] }
+      : { name, columns, rows },
+  );
   const retired = lists.filter((i) => i.byCreated).map((i) => `${resource.table}_filter_${i.field}`);
   if (store.kind === 'postgres') {
     // `tag=a,b` is `tags ?| array[…]`: a GIN index answers it (it has no leading column; the
@@ -260,24 +268,37 @@ async function existingTables(store: Store, db: DB, schema: string | null): Prom
  * do (every `edm import`, every `edm serve` at start) would queue behind running servers'
  * writes, and they behind it, table after table, into deadlocks.
  */
-async function existingIndexes(store: Store, db: DB, schema: string | null): Promise<Map<string, string[]>> {
+async function existingIndexes(
+  store: Store,
+  db: DB,
+  schema: string | null,
+): Promise<Map<string, { options: string[]; columns: string[] | null }>> {
   if (store.kind === 'postgres') {
     // With their storage parameters (`reloptions`, as `name=value`).
     const { rows } = await sql<{ name: string; options: string[] | null }>`
       SELECT c.relname AS name, c.reloptions AS options FROM pg_catalog.pg_class c
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = ${schema} AND c.relkind IN ('i', 'I')`.execute(db);
-    return new Map(rows.map((r) => [r.name, r.options ?? []]));
+    return new Map(rows.map((r) => [r.name, { options: r.options ?? [], columns: null }]));
   }
-  const { rows } = await sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'index'`.execute(db);
-  return new Map(rows.map((r) => [r.name, []]));
+  // With their columns, in order (an index whose columns changed is made again: ensureTable).
+  const { rows } = await sql<{ name: string; column: string | null }>`
+    SELECT m.name AS name, i.name AS "column" FROM sqlite_master m, pragma_index_info(m.name) i
+    WHERE m.type = 'index' ORDER BY m.name, i.seqno`.execute(db);
+  const found = new Map<string, { options: string[]; columns: string[] }>();
+  for (const { name, column } of rows) {
+    const index = found.get(name) ?? { options: [], columns: [] };
+    index.columns.push(column ?? '');
+    found.set(name, index);
+  }
+  return found;
 }
 
 async function ensureTable(
   db: DB,
   spec: TableSpec,
   existing: Map<string, Set<string>>,
-  indexes: Map<string, string[]>,
+  indexes: Map<string, { options: string[]; columns: string[] | null }>,
 ): Promise<void> {
   const have = existing.get(spec.name);
   if (!have) {
@@ -293,10 +314,14 @@ async function ensureTable(
   }
   for (const index of spec.indexes) {
     const storage = Object.entries(index.storage ?? {}).map(([name, value]) => `${name} = ${value}`);
-    const options = indexes.get(index.name);
-    if (options) {
+    const found = indexes.get(index.name);
+    if (found && found.columns !== null && found.columns.join() !== index.columns.join()) {
+      // SQLite: an index an earlier build made with other columns is made again (inside the
+      // migration's write lock: ~0.3 s per 100,000 rows).
+      await db.schema.dropIndex(index.name).execute();
+    } else if (found) {
       // An index an earlier build made without them: set (a lock that neither reads nor writes wait for).
-      const missing = storage.filter((s) => !options.includes(s.replace(' = ', '=')));
+      const missing = storage.filter((s) => !found.options.includes(s.replace(' = ', '=')));
       if (missing.length > 0)
         await sql`ALTER INDEX ${sql.id(index.name)} SET (${sql.raw(missing.join(', '))})`.execute(db);
       continue;
