@@ -1523,7 +1523,7 @@ describe('reads by a filter on SQLite', () => {
 
     // The default sort's index carries the search text (resourceTable), so a search under that
     // sort tests each row there and seeks the table's row only for the rows that hold the text:
-    // a text no title holds, on a tenant of 100,000 key results, 47–78 → ~8 ms. An index an
+    // a text no title holds, on a tenant of 100,000 key results, 70–78 → 8–11 ms. An index an
     // earlier build made without it is made again by `edm migrate`.
     it('tests a search in the default sort’s index, reading from the table only the rows that hold the text', async () => {
       const exec = t.store.exec as NonNullable<typeof t.store.exec>;
