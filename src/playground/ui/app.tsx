@@ -1,5 +1,5 @@
 import type { JSX, TargetedMouseEvent } from 'preact';
-import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { type CallResult, type DevToken, fetchDevToken } from './api';
 import { fetchManifest, findResource, type Manifest, resourceSlug } from './manifest';
 import { type FormState, type KnownIds, rememberId } from './request';
@@ -129,7 +129,10 @@ export function App() {
       removeEventListener('hashchange', sync);
     };
   }, []);
-  useEffect(() => store(token, known), [token, known]);
+  // Stored in the same turn as the render that shows the answer, before the page can be left: an
+  // effect runs after the browser paints, so a page loaded right after an answer was shown (a
+  // link, a typed address) could start from the ids known before it (a deleted row prefilled).
+  useLayoutEffect(() => store(token, known), [token, known]);
   useEffect(() => {
     // A new page: move focus to it, as a full page load would.
     if (lastPath.current !== location.pathname) {
