@@ -25,6 +25,8 @@ export interface ListQuery {
 }
 
 export const DEFAULT_LIMIT = 50;
+/** The field a list is sorted by unless it asks for another (newest first): every resource has it. */
+export const DEFAULT_SORT = 'created_at';
 export const MAX_LIMIT = 200;
 const RANGE = /^([a-z0-9_]+)\[(gte|gt|lte|lt)\]$/;
 const RANGE_KINDS = new Set(['real', 'integer', 'date', 'datetime']);
@@ -229,7 +231,7 @@ export function parseListQuery(
   cursors: CursorCodec,
 ): ListQuery {
   let limit = DEFAULT_LIMIT;
-  let sort = { field: 'created_at', desc: true };
+  let sort = { field: DEFAULT_SORT, desc: true };
   const filters: Filter[] = [];
   let q: string | null = null;
   let includeDeleted = false;

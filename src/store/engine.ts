@@ -16,6 +16,7 @@ import { newId } from '../core/ids.js';
 import {
   type CursorCodec,
   DEFAULT_LIMIT,
+  DEFAULT_SORT,
   eachParameter,
   type Filter,
   type ListQuery,
@@ -1591,7 +1592,7 @@ export class Engine {
       if (index === null || f.field === query.sort.field) continue;
       if (index.selective) return null;
       // One value under the default sort is one range of its index, in order: no walk to spare.
-      if (index.byCreated && f.op === 'in' && f.values.length === 1 && query.sort.field === 'created_at') {
+      if (index.byCreated && f.op === 'in' && f.values.length === 1 && query.sort.field === DEFAULT_SORT) {
         ordered ??= index.name;
         continue;
       }

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import type { AnyField, ColumnKind } from '../core/fields.js';
-import { SEARCH_FOLD, searchText } from '../core/list-query.js';
+import { DEFAULT_SORT, SEARCH_FOLD, searchText } from '../core/list-query.js';
 import { nullDefaultedFields, type Resource } from '../core/resource.js';
 import type { TableDef } from '../core/tables.js';
 import { type DB, SQLITE_BUSY_TIMEOUT_MS, type Store } from './database.js';
@@ -107,7 +107,7 @@ export interface ListIndex {
  */
 export function filterIndex(resource: Resource, field: string): ListIndex | null {
   const { rows, perTenant, perId, perEnumValue } = PLANNER_MODEL;
-  if (field === 'created_at' || resource.sortable.includes(field)) {
+  if (field === DEFAULT_SORT || resource.sortable.includes(field)) {
     return {
       name: `${resource.table}_sort_${field}`,
       field,
@@ -123,7 +123,7 @@ export function filterIndex(resource: Resource, field: string): ListIndex | null
   return {
     name: `${resource.table}_by_${field}`,
     field,
-    columns: ['tenant_id', field, 'created_at', 'id'],
+    columns: ['tenant_id', field, DEFAULT_SORT, 'id'],
     rows: [rows, perTenant, selective ? perId : perEnumValue, 1, 1],
     selective,
     byCreated: true,
@@ -132,7 +132,7 @@ export function filterIndex(resource: Resource, field: string): ListIndex | null
 
 /** The b-tree indexes a resource's lists read: each sort's, then each equality filter's (filterIndex). */
 function listIndexes(resource: Resource): ListIndex[] {
-  return [...new Set(['created_at', ...resource.sortable, ...resource.filterable])].flatMap(
+  return [...new Set([DEFAULT_SORT, ...resource.sortable, ...resource.filterable])].flatMap(
     (field) => filterIndex(resource, field) ?? [],
   );
 }
@@ -157,7 +157,7 @@ function resourceTable(store: Store, resource: Resource): TableSpec {
     // sort tests each row in the index and reads from the table only the rows that hold the
     // text (SQLite seeks a table row only once a condition needs a column the index lacks): a
     // text no title holds, on a tenant of 100,000 key results, 70–78 → 8–11 ms (engine only).
-    store.kind === 'sqlite' && field === 'created_at'
+    store.kind === 'sqlite' && field === DEFAULT_SORT
       ? { name, columns: [...columns, SEARCH_COLUMN], rows: [...rows, 1] }
       : { name, columns, rows },
   );
@@ -372,7 +372,7 @@ async function plannerStats(db: DB, tables: readonly TableSpec[]): Promise<void>
 }
 
 /** How many rows (events) a long PostgreSQL transaction writes between looks at its tables' sizes. */
-export const SIZE_CHECK_EVERY = 128;
+const SIZE_CHECK_EVERY = 128;
 
 /** Below this size (bytes: 8 pages) a table is read whole in no time, whatever its plan: not analyzed yet. */
 const SMALL_TABLE = 65_536;
