@@ -1630,6 +1630,90 @@ describe('reads by a filter on SQLite', () => {
       expect(titles).toEqual(expected);
     });
 
+    // A search matching few rows under another sort than the default, or beside a filter on a
+    // value, is found in the default sort's index (which carries the search text), and its rows
+    // read by primary key and sorted; one matching PROBE_ROWS rows or more walks the sort's index
+    // as before (Engine.searchedIds). Before, a text no title holds walked the tenant's rows in
+    // the sort's index, each read from the table: 95–140 ms on a tenant of 100,000 key results.
+    it("reads a search's rows by primary key where they are few, the sort's index where many", async () => {
+      const tenant = 'searched';
+      const token = await t.token({ tenant });
+      const engine = t.app.engine;
+      const principal = { sub: USER_B, tenantId: tenant, appId: null, scopes: null };
+      const rare: string[] = [];
+      let objective = '';
+      await engine.transaction(async (db) => {
+        objective = (await engine.create(db, objectives, principal, { title: 'o' })).id as string;
+        for (let i = 0; i < PROBE_ROWS + 50; i++) {
+          const title = i % 100 === 7 ? `k${i} Rare` : `k${i}`;
+          await engine.create(db, kr, principal, { objective_id: objective, title, target: 100, current: i % 100 });
+          if (title.endsWith('Rare')) rare.push(title);
+        }
+      });
+      expect(rare).toHaveLength(6);
+      const gone = (await t.call('GET', `${kr.basePath}?q=k107%20rare`, { token })).body.data as Doc[];
+      expect(gone.map((d) => d.title)).toEqual(['k107 Rare']);
+      expect((await t.call('DELETE', `${kr.basePath}/${gone[0].id}`, { token })).status).toBe(200);
+      const live = rare.filter((x) => x !== 'k107 Rare');
+      const status = (
+        await sql<{ status: string }>`SELECT status FROM okr_key_results WHERE tenant_id = ${tenant} LIMIT 1`.execute(
+          t.store.db,
+        )
+      ).rows[0].status;
+      const BY_ID = 'SEARCH okr_key_results USING INDEX sqlite_autoindex_okr_key_results_1 (tenant_id=? AND id=?)';
+      // [query, what the page's plan holds, whether it is sorted after the read, counts made first]
+      const cases: [string, string, boolean, number][] = [
+        ['q=rare&sort=title', BY_ID, true, 1],
+        ['q=rare&sort=-progress_pct', BY_ID, true, 1],
+        [`q=rare&status=${status}`, BY_ID, true, 1],
+        ['q=nothing&sort=title', BY_ID, true, 1],
+        // Under the default sort, that index itself, tested as it is walked.
+        ['q=rare', 'USING INDEX okr_key_results_sort_created_at (tenant_id=?)', false, 0],
+        // Matching many: the sort's index; an objective's: its own index, no count.
+        ['q=k&sort=title', 'USING INDEX okr_key_results_sort_title (tenant_id=?)', false, 1],
+        [`q=rare&objective_id=${objective}&sort=title`, 'USING INDEX okr_key_results_by_objective_id', true, 0],
+      ];
+      for (const [query, holds, sorted, probes] of cases) {
+        const read = await planOf(KR, `${kr.basePath}?${query}`, token);
+        expect(read.plan, query).toContain(holds);
+        expect(/TEMP B-TREE FOR ORDER BY/.test(read.plan), `${query}: ${read.plan}`).toBe(sorted);
+        expect(read.probes, query).toBe(probes);
+      }
+      // The count reads the default sort's index alone, never the table.
+      const recorder = recordReads(t.store);
+      try {
+        await t.call('GET', `${kr.basePath}?q=rare&sort=title`, { token });
+      } finally {
+        recorder.stop();
+      }
+      const [probe] = recorder.reads.filter((r) => r.sql.includes('count(*)'));
+      expect(recorder.plan(probe).join('; ')).toContain(
+        'SEARCH okr_key_results USING COVERING INDEX okr_key_results_sort_created_at (tenant_id=?)',
+      );
+      // Either way the rows the search names, in the sort's order, the deleted one only when asked for.
+      const titles = async (query: string) =>
+        ((await t.call('GET', `${kr.basePath}?${query}&limit=200`, { token })).body.data as Doc[]).map(
+          (d) => d.title as string,
+        );
+      expect(await titles('q=rare&sort=title')).toEqual([...live].sort());
+      expect(await titles('q=RARE&sort=-title')).toEqual([...live].sort().reverse());
+      expect(await titles('q=rare&sort=title&include_deleted=true')).toEqual([...rare].sort());
+      expect(await titles(`q=rare&status=${status}&sort=title`)).toEqual(
+        (await titles(`status=${status}&sort=title`)).filter((x) => x.endsWith('Rare')),
+      );
+      expect(await titles('q=nothing&sort=title')).toEqual([]);
+      expect((await titles('q=k&sort=title')).length).toBe(200);
+      // Pages of two, by title, through the cursor.
+      const walked: string[] = [];
+      for (let url = `${kr.basePath}?q=rare&sort=title&limit=2`; ; ) {
+        const page = await t.call('GET', url, { token });
+        walked.push(...(page.body.data as Doc[]).map((d) => d.title as string));
+        if (!page.body.has_more) break;
+        url = `${kr.basePath}?q=rare&sort=title&limit=2&cursor=${page.body.next_cursor}`;
+      }
+      expect(walked).toEqual([...live].sort());
+    });
+
     // A JSON list has no index of its own: its values are counted in the member table
     // (memberTable), and where they match few rows, the page reads the rows it names by the
     // primary key. Before it, each of these lists walked the tenant's rows in the sort's index

@@ -1431,12 +1431,19 @@ export class Engine {
       const op = { gte: '>=', gt: '>', lte: '<=', lt: '<' }[f.op] as '>=' | '>' | '<=' | '<';
       return eb(f.field, op, slot(`f${i}`));
     };
+    // A search that matches few rows: their ids, the rows the page reads by primary key (see searchedIds).
+    const searched = query.q !== null ? await this.searchedIds(resource, query, values) : null;
+    if (searched !== null) {
+      values.searched = searched;
+      shape.push('searched');
+    }
     // SQLite: the index of a filter that matches few rows, which the page is read through (see narrowIndex).
     const narrowed =
-      store.kind === 'sqlite' && query.filters.length > 0
+      store.kind === 'sqlite' && searched === null && query.filters.length > 0
         ? await this.narrowIndex(resource, query, values, condition)
         : null;
-    const indexed = narrowed?.index ?? null;
+    const indexed =
+      searched !== null && store.kind === 'sqlite' ? primaryKeyIndex(resource.table) : (narrowed?.index ?? null);
     if (indexed !== null) shape.push(`indexed by ${indexed}`);
     if (narrowed?.members !== undefined) {
       members = narrowed.members;
@@ -1449,9 +1456,13 @@ export class Engine {
       query.filters.forEach((f, i) => {
         q = q.where(condition(f, i, slot));
       });
-      if (query.q !== null) {
-        const fn = store.kind === 'postgres' ? sql`strpos` : sql`instr`;
-        q = q.where(sql<SqlBool>`${fn}(${sql.ref(SEARCH_COLUMN)}, ${slot('q')}) > 0`);
+      if (query.q !== null) q = q.where(this.searched(slot));
+      if (searched !== null) {
+        q = q.where(
+          store.kind === 'postgres'
+            ? sql<SqlBool>`${sql.ref('id')} = any(${sql.val(slot('searched'))}::text[])`
+            : sql<SqlBool>`${sql.ref('id')} in (select value from json_each(${slot('searched')}))`,
+        );
       }
       const dir = desc ? 'desc' : 'asc';
       const limit = this.limitOf(query.limit + 1, slot('limit'));
@@ -1491,7 +1502,21 @@ export class Engine {
       q = nullable
         ? q.orderBy(sortField, (ob) => (desc ? ob.desc() : ob.asc()).nullsLast())
         : q.orderBy(sortField, dir);
-      return q.orderBy('id', dir).limit(limit);
+      q = q.orderBy('id', dir).limit(limit);
+      if (!(store.kind === 'postgres' && query.q !== null && searched === null && sortField === DEFAULT_SORT)) return q;
+      // PostgreSQL, a search under the default sort: the page's ids first, from that sort's
+      // index, which includes the search text and the deleted flag (resourceTable), so that an
+      // index-only scan tests each row's text without reading it from the table (a plain index
+      // scan reads the row before any condition). Then those rows. A text no title holds, on a
+      // tenant of 100,000 key results: 83–106 → ~20–25 ms.
+      return store.db
+        .selectFrom(resource.table)
+        .select([DOC_COLUMN, 'schema_version', 'id', sortField])
+        .where('tenant_id', '=', slot('tenant'))
+        .where('id', 'in', q.clearSelect().select('id'))
+        .orderBy(sortField, dir)
+        .orderBy('id', dir)
+        .limit(limit);
     };
     const cursorAfter = (value: unknown, id: string) =>
       this.options.cursors.encode(query.fingerprint, store.decode(sortSpec, value), id);
@@ -1643,6 +1668,62 @@ export class Engine {
     // row, had all its rows read and sorted (88 ms for 50,000 under `sort=title`).
     const sorted = filterIndex(resource, query.sort.field)?.name;
     return sorted === undefined ? null : { index: sorted };
+  }
+
+  /**
+   * The ids of the rows a list's search (`q=`) matches (on SQLite as a JSON array), where they are fewer than PROBE_ROWS: the
+   * page then reads those rows by primary key and sorts them. Null where they are more (the
+   * sort's index is walked until a page is full, the text tested on the way, which finds a page
+   * within ~limit × the tenant's rows ÷ PROBE_ROWS rows), and where a filter on an id narrows the
+   * list already (its index is read). The ids are found in the default sort's index, which carries
+   * the search text (on PostgreSQL as included columns, with the deleted flag, read by an
+   * index-only scan; see resourceTable), so no table row is read: on a tenant of 100,000 key
+   * results, a text no title holds walked all its rows in the table, 130–200 ms on PostgreSQL and
+   * 50–60 ms on SQLite under another sort than the default. On SQLite a search under the default
+   * sort needs no count: its walk of that index reads from the table only the rows that hold the text.
+   * Neither the app nor (on SQLite) deleted rows are told apart here: the page's own conditions do.
+   */
+  private async searchedIds(
+    resource: Resource,
+    query: ListQuery,
+    values: Record<string, unknown>,
+  ): Promise<string[] | string | null> {
+    const { store } = this;
+    // Under the default sort and no filter, the page walks that index itself (see `filtered` in list()).
+    if (query.sort.field === DEFAULT_SORT && query.filters.length === 0) return null;
+    if (query.filters.some((f) => filterIndex(resource, f.field)?.selective)) return null;
+    const postgres = store.kind === 'postgres';
+    const live = postgres && !query.includeDeleted;
+    // One row: the ids (an array; on SQLite JSON) where they are fewer than PROBE_ROWS, else null.
+    const [row] = await this.read(
+      this.shaped(
+        `searched|${resource.table}|${live}`,
+        (slot) => {
+          let q = store.db.selectFrom(resource.table).select('id').where('tenant_id', '=', slot('tenant'));
+          if (live) q = q.where('is_deleted', '=', this.live(resource));
+          q = q.where(this.searched(slot)).limit(this.limitOf(PROBE_ROWS));
+          const ids = postgres ? sql`coalesce(array_agg(id), '{}')` : sql`json_group_array(id)`;
+          const found = store.db
+            .selectFrom(q.as('probe'))
+            .select(sql`case when count(*) < ${sql.lit(PROBE_ROWS)} then ${ids} end`.as('ids'));
+          return this.indexedBy(
+            found,
+            resource.table,
+            postgres ? null : (filterIndex(resource, DEFAULT_SORT)?.name ?? null),
+          );
+        },
+        values,
+      ),
+    );
+    const ids = row?.ids;
+    if (ids === null || ids === undefined) return null;
+    return postgres ? (ids as string[]) : (ids as string);
+  }
+
+  /** A list's search: the row's search text (its title folded, searchText) holds the text in slot `q`. */
+  private searched(slot: (name: string) => string): Expression<SqlBool> {
+    const fn = this.store.kind === 'postgres' ? sql`strpos` : sql`instr`;
+    return sql<SqlBool>`${fn}(${sql.ref(SEARCH_COLUMN)}, ${slot('q')}) > 0`;
   }
 
   /**

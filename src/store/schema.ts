@@ -65,6 +65,8 @@ interface TableSpec {
     rows?: readonly number[];
     /** PostgreSQL storage parameters (`WITH (…)`), set on an index an earlier build made too. */
     storage?: Readonly<Record<string, number>>;
+    /** PostgreSQL: columns the index carries beside its key (`INCLUDE (…)`), for index-only scans. */
+    include?: string[];
   }[];
   /** Indexes earlier builds made that this one replaced: dropped where they exist. */
   retired?: string[];
@@ -152,15 +154,18 @@ function resourceTable(store: Store, resource: Resource): TableSpec {
   // Plain text, not jsonb: the stored bytes are the answer, key order and all.
   columns.push({ name: DOC_COLUMN, type: store.columnType('text'), notNull: false });
   const lists = listIndexes(resource);
-  const indexes: TableSpec['indexes'] = lists.map(({ name, field, columns, rows }) =>
-    // SQLite: the default sort's index carries the search text too, so a `q=` list under that
+  const indexes: TableSpec['indexes'] = lists.map(({ name, field, columns, rows }) => {
+    if (field !== DEFAULT_SORT) return { name, columns, rows };
+    // The default sort's index carries the search text too. SQLite: so a `q=` list under that
     // sort tests each row in the index and reads from the table only the rows that hold the
     // text (SQLite seeks a table row only once a condition needs a column the index lacks): a
     // text no title holds, on a tenant of 100,000 key results, 70–78 → 8–11 ms (engine only).
-    store.kind === 'sqlite' && field === DEFAULT_SORT
+    // Both: a search's rows are found there, read from no table row (Engine.searchedIds;
+    // PostgreSQL's index-only scan needs the deleted flag there too).
+    return store.kind === 'sqlite'
       ? { name, columns: [...columns, SEARCH_COLUMN], rows: [...rows, 1] }
-      : { name, columns, rows },
-  );
+      : { name, columns, rows, include: ['is_deleted', SEARCH_COLUMN] };
+  });
   const retired = lists.filter((i) => i.byCreated).map((i) => `${resource.table}_filter_${i.field}`);
   if (store.kind === 'postgres') {
     // `tag=a,b` is `tags ?| array[…]`: a GIN index answers it (it has no leading column; the
@@ -272,16 +277,20 @@ async function existingIndexes(
   store: Store,
   db: DB,
   schema: string | null,
-): Promise<Map<string, { options: string[]; columns: string[] | null }>> {
+): Promise<Map<string, { options: string[]; columns: string[] }>> {
+  // With their columns, in order (an index whose columns changed is made again: ensureTable).
   if (store.kind === 'postgres') {
-    // With their storage parameters (`reloptions`, as `name=value`).
-    const { rows } = await sql<{ name: string; options: string[] | null }>`
-      SELECT c.relname AS name, c.reloptions AS options FROM pg_catalog.pg_class c
+    // With their storage parameters (`reloptions`, as `name=value`), and their key columns
+    // followed by the columns they include.
+    const { rows } = await sql<{ name: string; options: string[] | null; columns: string[] }>`
+      SELECT c.relname AS name, c.reloptions AS options,
+        array(SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
+          ORDER BY a.attnum) AS columns
+      FROM pg_catalog.pg_class c
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = ${schema} AND c.relkind IN ('i', 'I')`.execute(db);
-    return new Map(rows.map((r) => [r.name, { options: r.options ?? [], columns: null }]));
+    return new Map(rows.map((r) => [r.name, { options: r.options ?? [], columns: r.columns }]));
   }
-  // With their columns, in order (an index whose columns changed is made again: ensureTable).
   const { rows } = await sql<{ name: string; column: string | null }>`
     SELECT m.name AS name, i.name AS "column" FROM sqlite_master m, pragma_index_info(m.name) i
     WHERE m.type = 'index' ORDER BY m.name, i.seqno`.execute(db);
@@ -298,7 +307,7 @@ async function ensureTable(
   db: DB,
   spec: TableSpec,
   existing: Map<string, Set<string>>,
-  indexes: Map<string, { options: string[]; columns: string[] | null }>,
+  indexes: Map<string, { options: string[]; columns: string[] }>,
 ): Promise<void> {
   const have = existing.get(spec.name);
   if (!have) {
@@ -315,9 +324,10 @@ async function ensureTable(
   for (const index of spec.indexes) {
     const storage = Object.entries(index.storage ?? {}).map(([name, value]) => `${name} = ${value}`);
     const found = indexes.get(index.name);
-    if (found && found.columns !== null && found.columns.join() !== index.columns.join()) {
-      // SQLite: an index an earlier build made with other columns is made again (inside the
-      // migration's write lock: ~0.2–0.3 s per 100,000 rows).
+    if (found && found.columns.join() !== [...index.columns, ...(index.include ?? [])].join()) {
+      // An index an earlier build made with other columns is made again, inside the migration's
+      // transaction (SQLite: ~0.2–0.3 s per 100,000 rows under the write lock; PostgreSQL holds
+      // the table's writes, and its reads too once dropped, while it builds).
       await db.schema.dropIndex(index.name).execute();
     } else if (found) {
       // An index an earlier build made without them: set (a lock that neither reads nor writes wait for).
@@ -328,8 +338,9 @@ async function ensureTable(
     }
     let create = db.schema.createIndex(index.name).ifNotExists().on(spec.name).columns(index.columns);
     if (index.using) create = create.using(index.using);
-    if (storage.length === 0) await create.execute();
-    else await sql.raw(`${create.compile().sql} with (${storage.join(', ')})`).execute(db);
+    const include = index.include ? ` include (${index.include.map((c) => `"${c}"`).join(', ')})` : '';
+    const options = storage.length > 0 ? ` with (${storage.join(', ')})` : '';
+    await sql.raw(`${create.compile().sql}${include}${options}`).execute(db);
   }
   // After the indexes that replace them, so no list is left without one.
   for (const name of spec.retired ?? []) {
