@@ -1456,7 +1456,7 @@ export class Engine {
       query.filters.forEach((f, i) => {
         q = q.where(condition(f, i, slot));
       });
-      if (query.q !== null) q = q.where(this.searched(slot));
+      if (query.q !== null) q = q.where(this.searchHolds(slot));
       if (searched !== null) {
         q = q.where(
           store.kind === 'postgres'
@@ -1704,7 +1704,7 @@ export class Engine {
           if (live) q = q.where('is_deleted', '=', this.live(resource));
           // In that index's order: PostgreSQL takes a search to match a third of the rows, and
           // without an order a scan of the whole table, stopping at the 500th, looked cheaper.
-          q = q.where(this.searched(slot)).orderBy(DEFAULT_SORT).orderBy('id').limit(this.limitOf(PROBE_ROWS));
+          q = q.where(this.searchHolds(slot)).orderBy(DEFAULT_SORT).orderBy('id').limit(this.limitOf(PROBE_ROWS));
           const ids = postgres ? sql`coalesce(array_agg(id), '{}')` : sql`json_group_array(id)`;
           const found = store.db
             .selectFrom(q.as('probe'))
@@ -1724,7 +1724,7 @@ export class Engine {
   }
 
   /** A list's search: the row's search text (its title folded, searchText) holds the text in slot `q`. */
-  private searched(slot: (name: string) => string): Expression<SqlBool> {
+  private searchHolds(slot: (name: string) => string): Expression<SqlBool> {
     const fn = this.store.kind === 'postgres' ? sql`strpos` : sql`instr`;
     return sql<SqlBool>`${fn}(${sql.ref(SEARCH_COLUMN)}, ${slot('q')}) > 0`;
   }
