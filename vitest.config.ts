@@ -10,7 +10,7 @@ export default defineConfig({
     pool: 'forks',
     // Two files at a time at least: Vitest's default (one less than the cores) ran one at a time
     // on a 2-core machine, where most of a file's time is spent waiting on PostgreSQL, child
-    // processes and sockets (563 s one at a time, 308–335 s two at a time in seven runs on one machine).
+    // processes and sockets (563 s one at a time, 308–340 s two at a time in eight runs on one machine).
     maxWorkers: Math.max(2, availableParallelism() - 1),
   },
 });
