@@ -8,7 +8,7 @@ import { STATUSES } from '../src/modules/okr/shared.js';
 import { statusSweepJob } from '../src/modules/okr/sweep.js';
 import { statusSweep } from '../src/modules/okr/tables.js';
 import { PROBE_ROWS } from '../src/store/engine.js';
-import { migrate, PLANNER_MODEL } from '../src/store/schema.js';
+import { filterIndex, migrate, PLANNER_MODEL } from '../src/store/schema.js';
 import {
   byName,
   countRows,
@@ -1378,6 +1378,108 @@ describe.each(storeKinds)('the sweep queue written in bulk on %s', (kind) => {
 // SQLite plans without statistics: an ORDER BY the primary key made it walk a whole tenant's rows
 // along that key rather than use a filter's index (a cycle's dates moved on a tenant of 100,000
 // key results held the writer for 25 s).
+// An equality filter never matches an empty value (an empty one is refused), so its index holds
+// only the rows with one: a key result with no owner and no connector writes two index entries
+// fewer (on SQLite, a transaction of 12 such creates 105.6 → 99.1 WAL frames).
+describe.each(storeKinds)("equality filters' indexes on %s", (kind) => {
+  it('hold the rows with a value alone, and are made so again where an earlier build indexed every row', async () => {
+    const OWNER = 'usr-00000000-0000-4000-8000-0000000000aa';
+    const INDEX = 'okr_key_results_by_owner_id';
+    const seen: { sql: string; parameters: readonly unknown[] }[] = [];
+    const t = await testApp(kind, {}, { onQuery: (text, parameters) => void seen.push({ sql: text, parameters }) });
+    try {
+      const token = await t.token();
+      const objective = (await t.create(objectives, token)).id as string;
+      const owned: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const body = i % 2 === 0 ? { objective_id: objective, owner_id: OWNER } : { objective_id: objective };
+        const id = (await t.create(kr, token, body)).id as string;
+        if (i % 2 === 0) owned.unshift(id);
+      }
+      // Each index's condition, as the store prints it, in one spelling: `owner_id is not null`.
+      const conditions = async () => {
+        const { rows } =
+          kind === 'postgres'
+            ? await sql<{ name: string; condition: string | null }>`
+                SELECT c.relname AS name, pg_get_expr(x.indpred, x.indrelid) AS condition
+                FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = current_schema()`.execute(t.store.db)
+            : await sql<{ name: string; condition: string | null }>`
+                SELECT m.name AS name, CASE WHEN l.partial THEN substr(m.sql, instr(lower(m.sql), ' where ') + 7) END AS condition
+                FROM sqlite_master m, pragma_index_list(m.tbl_name) l WHERE m.type = 'index' AND l.name = m.name`.execute(
+                t.store.db,
+              );
+        return new Map(rows.map((r) => [r.name, r.condition?.replace(/["()]/g, '').toLowerCase() ?? null]));
+      };
+      // SQLite: the index's entries (its leaves' cells).
+      const entries = async () =>
+        Number(
+          (
+            await sql<{
+              n: number;
+            }>`SELECT sum(ncell) AS n FROM dbstat WHERE name = ${INDEX} AND pagetype = 'leaf'`.execute(t.store.db)
+          ).rows[0].n,
+        );
+      const ownersList = async () => {
+        const recorder = kind === 'sqlite' ? recordReads(t.store) : null;
+        seen.length = 0;
+        const res = await t.call('GET', `${kr.basePath}?owner_id=${OWNER}`, { token });
+        recorder?.stop();
+        expect(res.status, res.raw).toBe(200);
+        expect((res.body.data as Doc[]).map((d) => d.id)).toEqual(owned);
+        const reads = (recorder?.reads ?? seen).filter(
+          (r) => /^select.* limit /i.test(r.sql) && r.sql.includes('"okr_key_results"'),
+        );
+        expect(reads).toHaveLength(1);
+        // PostgreSQL, on these few rows: with its table scan ruled out, which index it can read.
+        const plan = recorder
+          ? recorder.plan(reads[0]).join('; ')
+          : await t.store.db.transaction().execute(async (trx) => {
+              await sql`SET LOCAL enable_seqscan = off`.execute(trx);
+              const explained = CompiledQuery.raw(`EXPLAIN ${reads[0].sql}`, [...reads[0].parameters]);
+              return JSON.stringify((await trx.executeQuery(explained)).rows);
+            });
+        expect(plan).toContain(INDEX);
+      };
+
+      const expected = resources.flatMap((r) =>
+        r.filterable.flatMap((f) => {
+          const index = filterIndex(r, f);
+          return index?.byCreated ? [[index.name, `${f} is not null`] as const] : [];
+        }),
+      );
+      expect(expected.length).toBeGreaterThanOrEqual(10);
+      let found = await conditions();
+      for (const [name, condition] of expected) expect(found.get(name), name).toBe(condition);
+      // A sort's index and the primary key hold every row.
+      expect(found.get('okr_key_results_sort_title')).toBeNull();
+      expect(found.get('okr_key_results_by_objective_id')).toBe('objective_id is not null');
+      if (kind === 'sqlite') expect(await entries()).toBe(3);
+      await ownersList();
+
+      // As an earlier build made it: every row. Made again by `edm migrate`, once.
+      await sql`DROP INDEX ${sql.id(INDEX)}`.execute(t.store.db);
+      await sql`CREATE INDEX ${sql.id(INDEX)} ON okr_key_results (tenant_id, owner_id, created_at, id)`.execute(
+        t.store.db,
+      );
+      expect((await conditions()).get(INDEX)).toBeNull();
+      if (kind === 'sqlite') expect(await entries()).toBe(5);
+      seen.length = 0;
+      await migrate(t.store, resources);
+      expect(seen.filter((r) => /^drop index/i.test(r.sql)).map((r) => r.sql)).toEqual([`drop index "${INDEX}"`]);
+      found = await conditions();
+      expect(found.get(INDEX)).toBe('owner_id is not null');
+      if (kind === 'sqlite') expect(await entries()).toBe(3);
+      await ownersList();
+      seen.length = 0;
+      await migrate(t.store, resources);
+      expect(seen.filter((r) => /^(drop|create) index/i.test(r.sql))).toEqual([]);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 describe('reads by a filter on SQLite', () => {
   it("finds an objective's live key results by its filter index, not by a walk of the tenant's rows", async () => {
     const seen: { sql: string; parameters: readonly unknown[] }[] = [];

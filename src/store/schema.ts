@@ -67,6 +67,11 @@ interface TableSpec {
     storage?: Readonly<Record<string, number>>;
     /** PostgreSQL: columns the index carries beside its key (`INCLUDE (…)`), for index-only scans. */
     include?: string[];
+    /**
+     * A column the index holds only rows with a value of (`WHERE col IS NOT NULL`): an equality
+     * filter never matches an empty value, so its index leaves those rows out (see filterIndex).
+     */
+    present?: string;
   }[];
   /** Indexes earlier builds made that this one replaced: dropped where they exist. */
   retired?: string[];
@@ -104,8 +109,10 @@ export interface ListIndex {
  * The b-tree index whose key begins (tenant_id, field), which a list's filter on the field can
  * read: a sort's, which ends with id (the tie-break), or an equality filter's, which ends with
  * the default sort's key, so a filtered list under the default sort is one index range (builds
- * before 2026-12-02 indexed (tenant_id, field) alone, as `_filter_`). Every index of tenant data
- * leads with tenant_id. Null for a field without one (a JSON column's).
+ * before 2026-12-02 indexed (tenant_id, field) alone, as `_filter_`), and holds only the rows
+ * with a value (resourceTable: no filter matches an empty one; builds before 2026-12-03 indexed
+ * every row). Every index of tenant data leads with tenant_id. Null for a field without one (a
+ * JSON column's).
  */
 export function filterIndex(resource: Resource, field: string): ListIndex | null {
   const { rows, perTenant, perId, perEnumValue } = PLANNER_MODEL;
@@ -154,7 +161,10 @@ function resourceTable(store: Store, resource: Resource): TableSpec {
   // Plain text, not jsonb: the stored bytes are the answer, key order and all.
   columns.push({ name: DOC_COLUMN, type: store.columnType('text'), notNull: false });
   const lists = listIndexes(resource);
-  const indexes: TableSpec['indexes'] = lists.map(({ name, field, columns, rows }) => {
+  const indexes: TableSpec['indexes'] = lists.map(({ name, field, columns, rows, byCreated }) => {
+    // An equality filter's: a row without a value writes no entry (on PostgreSQL, nor does each
+    // new version of it), as a key result with no owner or connector has none to find there.
+    if (byCreated) return { name, columns, rows, present: field };
     if (field !== DEFAULT_SORT) return { name, columns, rows };
     // The default sort's index carries the search text too. SQLite: so a `q=` list under that
     // sort tests each row in the index and reads from the table only the rows that hold the
@@ -273,30 +283,40 @@ async function existingTables(store: Store, db: DB, schema: string | null): Prom
  * do (every `edm import`, every `edm serve` at start) would queue behind running servers'
  * writes, and they behind it, table after table, into deadlocks.
  */
-async function existingIndexes(
-  store: Store,
-  db: DB,
-  schema: string | null,
-): Promise<Map<string, { options: string[]; columns: string[] }>> {
-  // With their columns, in order (an index whose columns changed is made again: ensureTable).
+/** An index as it exists: see existingIndexes. */
+interface ExistingIndex {
+  /** PostgreSQL storage parameters, as `name=value`. */
+  options: string[];
+  /** Key columns, then included ones, in order. */
+  columns: string[];
+  /** It holds only the rows its `WHERE` admits. */
+  partial: boolean;
+}
+
+async function existingIndexes(store: Store, db: DB, schema: string | null): Promise<Map<string, ExistingIndex>> {
+  // With their columns, in order, and whether they hold only some rows (an index whose columns
+  // or partiality changed is made again: ensureTable).
   if (store.kind === 'postgres') {
     // With their storage parameters (`reloptions`, as `name=value`), and their key columns
     // followed by the columns they include.
-    const { rows } = await sql<{ name: string; options: string[] | null; columns: string[] }>`
+    const { rows } = await sql<{ name: string; options: string[] | null; columns: string[]; partial: boolean }>`
       SELECT c.relname AS name, c.reloptions AS options,
         array(SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
-          ORDER BY a.attnum) AS columns
+          ORDER BY a.attnum) AS columns,
+        x.indpred IS NOT NULL AS partial
       FROM pg_catalog.pg_class c
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid
       WHERE n.nspname = ${schema} AND c.relkind IN ('i', 'I')`.execute(db);
-    return new Map(rows.map((r) => [r.name, { options: r.options ?? [], columns: r.columns }]));
+    return new Map(rows.map((r) => [r.name, { options: r.options ?? [], columns: r.columns, partial: r.partial }]));
   }
-  const { rows } = await sql<{ name: string; column: string | null }>`
-    SELECT m.name AS name, i.name AS "column" FROM sqlite_master m, pragma_index_info(m.name) i
-    WHERE m.type = 'index' ORDER BY m.name, i.seqno`.execute(db);
-  const found = new Map<string, { options: string[]; columns: string[] }>();
-  for (const { name, column } of rows) {
-    const index = found.get(name) ?? { options: [], columns: [] };
+  const { rows } = await sql<{ name: string; column: string | null; partial: number }>`
+    SELECT m.name AS name, i.name AS "column", l.partial AS partial
+    FROM sqlite_master m, pragma_index_info(m.name) i, pragma_index_list(m.tbl_name) l
+    WHERE m.type = 'index' AND l.name = m.name ORDER BY m.name, i.seqno`.execute(db);
+  const found = new Map<string, ExistingIndex>();
+  for (const { name, column, partial } of rows) {
+    const index = found.get(name) ?? { options: [], columns: [], partial: partial === 1 };
     index.columns.push(column ?? '');
     found.set(name, index);
   }
@@ -307,7 +327,7 @@ async function ensureTable(
   db: DB,
   spec: TableSpec,
   existing: Map<string, Set<string>>,
-  indexes: Map<string, { options: string[]; columns: string[] }>,
+  indexes: Map<string, ExistingIndex>,
 ): Promise<void> {
   const have = existing.get(spec.name);
   if (!have) {
@@ -324,8 +344,10 @@ async function ensureTable(
   for (const index of spec.indexes) {
     const storage = Object.entries(index.storage ?? {}).map(([name, value]) => `${name} = ${value}`);
     const found = indexes.get(index.name);
-    if (found && found.columns.join() !== [...index.columns, ...(index.include ?? [])].join()) {
-      // An index an earlier build made with other columns is made again, inside the migration's
+    const columns = [...index.columns, ...(index.include ?? [])].join();
+    if (found && (found.columns.join() !== columns || found.partial !== (index.present !== undefined))) {
+      // An index an earlier build made with other columns, or of all rows (before 2026-12-03, an
+      // equality filter's), is made again, inside the migration's
       // transaction (SQLite: ~0.2–0.3 s per 100,000 rows under the write lock; PostgreSQL holds
       // the table's writes, and its reads too once dropped, while it builds).
       await db.schema.dropIndex(index.name).execute();
@@ -340,7 +362,8 @@ async function ensureTable(
     if (index.using) create = create.using(index.using);
     const include = index.include ? ` include (${index.include.map((c) => `"${c}"`).join(', ')})` : '';
     const options = storage.length > 0 ? ` with (${storage.join(', ')})` : '';
-    await sql.raw(`${create.compile().sql}${include}${options}`).execute(db);
+    const where = index.present ? ` where "${index.present}" is not null` : '';
+    await sql.raw(`${create.compile().sql}${include}${options}${where}`).execute(db);
   }
   // After the indexes that replace them, so no list is left without one.
   for (const name of spec.retired ?? []) {
