@@ -1456,6 +1456,10 @@ describe.each(storeKinds)("equality filters' indexes on %s", (kind) => {
       expect(found.get('okr_key_results_by_objective_id')).toBe('objective_id is not null');
       if (kind === 'sqlite') expect(await entries()).toBe(3);
       await ownersList();
+      // Ready: the schema's probe names each index a list may read (SQLite), with the condition
+      // a read must meet to read one that holds some rows.
+      const ready = async () => expect((await t.app.inject({ url: '/readyz' })).statusCode).toBe(200);
+      await ready();
 
       // As an earlier build made it: every row. Made again by `edm migrate`, once.
       await sql`DROP INDEX ${sql.id(INDEX)}`.execute(t.store.db);
@@ -1464,6 +1468,7 @@ describe.each(storeKinds)("equality filters' indexes on %s", (kind) => {
       );
       expect((await conditions()).get(INDEX)).toBeNull();
       if (kind === 'sqlite') expect(await entries()).toBe(5);
+      await ready();
       seen.length = 0;
       await migrate(t.store, resources);
       expect(seen.filter((r) => /^drop index/i.test(r.sql)).map((r) => r.sql)).toEqual([`drop index "${INDEX}"`]);
@@ -1471,6 +1476,7 @@ describe.each(storeKinds)("equality filters' indexes on %s", (kind) => {
       expect(found.get(INDEX)).toBe('owner_id is not null');
       if (kind === 'sqlite') expect(await entries()).toBe(3);
       await ownersList();
+      await ready();
       seen.length = 0;
       await migrate(t.store, resources);
       expect(seen.filter((r) => /^(drop|create) index/i.test(r.sql))).toEqual([]);

@@ -650,9 +650,10 @@ export function schemaProbe(store: Store, resources: readonly Resource[]) {
   const indexes =
     store.kind === 'sqlite'
       ? resources.flatMap((r) => [
+          // An equality filter's index holds the rows with a value alone: a read it serves says so.
           ...listIndexes(r).map(
-            ({ name }) =>
-              `SELECT 1 FROM (SELECT 1 FROM ${quotedName(r.table)} INDEXED BY ${quotedName(name)} WHERE 1 = 0) AS probe`,
+            ({ name, field, byCreated }) =>
+              `SELECT 1 FROM (SELECT 1 FROM ${quotedName(r.table)} INDEXED BY ${quotedName(name)} WHERE ${byCreated ? `${quotedName(field)} IS NOT NULL AND ` : ''}1 = 0) AS probe`,
           ),
           ...memberTables(r).map(
             ({ table }) => `SELECT 1 FROM (SELECT tenant_id, value, id FROM ${quotedName(table)} WHERE 1 = 0) AS probe`,
