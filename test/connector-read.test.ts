@@ -137,6 +137,14 @@ describe.runIf(PG_URL !== undefined).each(storeKinds)('a postgres connector read
     expect(answer.last_error).toBe('the first column of its first row is "saw [secret] in [secret]", not a number');
     expect(answer.last_error).not.toMatch(/hunter2/);
   });
+  // libpq decodes a URL's host as it does its other parts: 127.0.0.%31 is 127.0.0.1.
+  it("decodes the host's %-escapes, as libpq does", async () => {
+    const url = new URL(PG_URL as string);
+    expect(url.hostname).toBe('127.0.0.1');
+    url.hostname = '127.0.0.%31';
+    expect(url.href).toContain('@127.0.0.%31');
+    expect(await synced('SELECT 41 + 1', url.href)).toMatchObject(ok(42));
+  });
   it.each(queries)('%s', async (_name, query, expected) => {
     expect(await synced(query)).toMatchObject(expected);
   });

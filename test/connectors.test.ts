@@ -636,6 +636,9 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       ['postgres://a:%zz@h/db', 'password'],
       ['postgres://%zz:pw@h/db', 'user'],
       ['postgres://a:b@h/%zz', 'database name'],
+      // A URL of this scheme keeps its host's escapes as written: decoded as libpq does, checked too.
+      ['postgres://db%zz.example.com/app', 'host'],
+      ['postgres://%zz', 'host'],
     ]) {
       const res = await call('POST', connectors.basePath, {
         name: 'warehouse',
@@ -654,6 +657,20 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
         ],
       ]);
     }
+    // A change of the secret alone is checked the same way, and leaves the stored one.
+    const good = await call('POST', connectors.basePath, {
+      name: 'warehouse',
+      kind: 'postgres',
+      config: { query: 'select 1' },
+      secret: 'postgres://u@db.example.com/app',
+    });
+    expect(good.status, JSON.stringify(good.body)).toBe(201);
+    const patched = await call('PATCH', `${connectors.basePath}/${good.body.id}`, {
+      secret: 'postgres://exa%zzmple.com/db',
+    });
+    expect([patched.status, (patched.body.errors as { path: string }[])?.[0]?.path]).toEqual([400, '/secret']);
+    const kept = await call('GET', `${connectors.basePath}/${good.body.id}`);
+    expect(kept.body.version).toBe(good.body.version);
     const err = await readConnector(
       { kind: 'postgres', config: { query: 'select 1' }, secret: 'postgres://1.1.1.1/%E0%A4%A' },
       { allowHosts: [], timeoutMs: 1000 },

@@ -153,10 +153,17 @@ function masked(value: unknown, secret: string | null): unknown {
   return typeof value === 'string' && secret !== null ? withoutSecret(value, secret) : value;
 }
 
-/** A postgres:// URL's user, password and database, decoded; null where an escape is malformed. */
-export function postgresUrlParts(url: URL): { user: string; password: string; database: string | undefined } | null {
+/**
+ * A postgres:// URL's host, user, password and database, decoded as libpq decodes them (a URL
+ * of this scheme keeps its host's escapes: `db%2Dx` is the host `db-x`); null where an escape
+ * is malformed.
+ */
+export function postgresUrlParts(
+  url: URL,
+): { host: string; user: string; password: string; database: string | undefined } | null {
   try {
     return {
+      host: decodeURIComponent(url.hostname),
       user: decodeURIComponent(url.username),
       password: decodeURIComponent(url.password),
       database: decodeURIComponent(url.pathname.slice(1)) || undefined,
@@ -192,9 +199,10 @@ async function postgresTarget(secret: string, policy: OutboundPolicy, deadline: 
   if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
     throw new OutboundError('the secret is not a postgres:// URL');
   }
-  const decoded = postgresUrlParts(url);
-  if (!decoded) throw new OutboundError('the secret has a malformed %-escape in its user, password or database');
-  const host = url.hostname || 'localhost';
+  const parts = postgresUrlParts(url);
+  if (!parts) throw new OutboundError('the secret has a malformed %-escape in its host, user, password or database');
+  const { host: named, ...decoded } = parts;
+  const host = named || 'localhost';
   const target = await resolveAllowed(host, policy, deadline);
   const sslmode = url.searchParams.get('sslmode') ?? 'disable';
   const options: pg.ClientConfig = {

@@ -98,6 +98,7 @@ function postgresSecretProblem(secret: string): string | null {
   }
   if (postgresUrlParts(url) !== null) return null;
   const parts: [string, string][] = [
+    ['host', url.hostname],
     ['user', url.username],
     ['password', url.password],
     ['database name', url.pathname.slice(1)],
