@@ -276,13 +276,6 @@ async function existingTables(store: Store, db: DB, schema: string | null): Prom
   return tables;
 }
 
-/**
- * The indexes that exist (in the schema being migrated, on PostgreSQL). Checked before creating
- * one: PostgreSQL's `CREATE INDEX IF NOT EXISTS` locks its table (SHARE) before it finds the
- * index there, and a migration holds what it locked to its end, so a migration with nothing to
- * do (every `edm import`, every `edm serve` at start) would queue behind running servers'
- * writes, and they behind it, table after table, into deadlocks.
- */
 /** An index as it exists: see existingIndexes. */
 interface ExistingIndex {
   /** PostgreSQL storage parameters, as `name=value`. */
@@ -293,6 +286,13 @@ interface ExistingIndex {
   partial: boolean;
 }
 
+/**
+ * The indexes that exist (in the schema being migrated, on PostgreSQL). Checked before creating
+ * one: PostgreSQL's `CREATE INDEX IF NOT EXISTS` locks its table (SHARE) before it finds the
+ * index there, and a migration holds what it locked to its end, so a migration with nothing to
+ * do (every `edm import`, every `edm serve` at start) would queue behind running servers'
+ * writes, and they behind it, table after table, into deadlocks.
+ */
 async function existingIndexes(store: Store, db: DB, schema: string | null): Promise<Map<string, ExistingIndex>> {
   // With their columns, in order, and whether they hold only some rows (an index whose columns
   // or partiality changed is made again: ensureTable).
@@ -346,10 +346,10 @@ async function ensureTable(
     const found = indexes.get(index.name);
     const columns = [...index.columns, ...(index.include ?? [])].join();
     if (found && (found.columns.join() !== columns || found.partial !== (index.present !== undefined))) {
-      // An index an earlier build made with other columns, or of all rows (before 2026-12-03, an
-      // equality filter's), is made again, inside the migration's
-      // transaction (SQLite: ~0.2–0.3 s per 100,000 rows under the write lock; PostgreSQL holds
-      // the table's writes, and its reads too once dropped, while it builds).
+      // An index an earlier build made with other columns, or of all rows (an equality filter's,
+      // before 2026-12-03), is made again, inside the migration's transaction (SQLite: ~0.2–0.3 s
+      // per 100,000 rows under the write lock; PostgreSQL holds the table's writes, and its reads
+      // too once dropped, while it builds).
       await db.schema.dropIndex(index.name).execute();
     } else if (found) {
       // An index an earlier build made without them: set (a lock that neither reads nor writes wait for).
