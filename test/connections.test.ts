@@ -337,6 +337,99 @@ describe('connections: requests that are not HTTP, too large, or too slow to arr
     expect(answer).toMatch(/^HTTP\/1\.1 201 /);
     expect(answer).toContain('"name":"In pieces"');
   });
+  // A browser page reads a cross-origin answer only with these: the connection's own answers to
+  // a request whose headers arrived carry them too (they lacked them).
+  it.each([
+    [
+      'an Expect the server cannot meet',
+      () => [`${withOrigin('POST')}Expect: foo\r\nContent-Length: 2\r\n\r\n{}`],
+      417,
+    ],
+    ['a body that stops arriving', () => [`${withOrigin('POST')}Content-Length: 100\r\n\r\n`, '{"name":'], 408],
+    [
+      'a CONNECT',
+      () => ['CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nOrigin: https://app.example\r\n\r\n'],
+      404,
+    ],
+  ] as const)('%s, from another origin: answered with the CORS headers', async (_, chunks, status) => {
+    const answer = parse(await rawExchange(port, [...chunks()]));
+    expect(answer.status).toBe(status);
+    expect(answer.headers['access-control-allow-origin']).toBe('*');
+    expect(answer.headers['access-control-expose-headers']).toContain('x-request-id');
+    const plain = parse(
+      await rawExchange(port, [
+        'POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Length: 2\r\n\r\n{}',
+      ]),
+    );
+    expect([plain.status, plain.headers['access-control-allow-origin'], plain.headers.vary]).toEqual([
+      417,
+      undefined,
+      'Origin',
+    ]);
+  });
+  const withOrigin = (method: string) =>
+    `${method} /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\n` +
+    `Authorization: Bearer ${token}\r\nContent-Type: application/json\r\n`;
+});
+
+// Node stops checking the request timeout once the server closes: a client still sending its
+// request (or one that sent nothing) held a stopping server up for as long as it kept the
+// connection (past a deployment's grace period, SIGKILL). The test's own timeout is the check
+// that the close ends.
+describe('a server closing while requests still arrive', () => {
+  it('answers each 408 once the request timeout has passed, then closes', async () => {
+    const t = await testApp('sqlite', { requestTimeoutMs: 1000 });
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (t.app.server.address() as { port: number }).port;
+    /** A connection that sends `first`, then `more` every 100 ms until it is closed; answers what it read. */
+    const trickle = (first: string, more: string | null) => {
+      const socket = connect(port, '127.0.0.1');
+      let text = '';
+      socket.setEncoding('latin1');
+      // It stops sending once answered: writes after the server closed the connection would reset it.
+      socket.on('data', (d) => {
+        text += d;
+        clearInterval(timer);
+      });
+      socket.on('error', () => {});
+      const timer = more === null ? undefined : setInterval(() => socket.writable && socket.write(more), 100);
+      socket.on('connect', () => first && socket.write(first));
+      return {
+        connected: new Promise((resolve) => socket.once('connect', resolve)),
+        answer: new Promise<string>((resolve) =>
+          socket.on('close', () => {
+            clearInterval(timer);
+            resolve(text);
+          }),
+        ),
+      };
+    };
+    // The body's request reaches its route once its headers arrived.
+    const routed = new Promise((resolve) => t.app.server.once('request', resolve));
+    const clients = [
+      // Headers, a line at a time, never ending.
+      trickle('GET /healthz HTTP/1.1\r\nHost: x\r\n', 'X-A: 1\r\n'),
+      // A body, a byte at a time, never whole.
+      trickle(
+        `POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${await t.token()}\r\n` +
+          'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n',
+        ' ',
+      ),
+      // Nothing at all.
+      trickle('', null),
+    ];
+    await Promise.all(clients.map((c) => c.connected));
+    await routed;
+    // Accepted by the server (a connection still in its backlog would be refused by the close).
+    while ((await new Promise<number>((r, j) => t.app.server.getConnections((e, n) => (e ? j(e) : r(n))))) < 3) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await t.close();
+    for (const client of clients) {
+      const answer = parse(await client.answer);
+      expect([answer.status, answer.body.code, answer.headers.connection]).toEqual([408, 'request_timeout', 'close']);
+    }
+  });
 });
 
 describe('EDM_REQUEST_TIMEOUT_MS', () => {

@@ -22,7 +22,7 @@ import { modules as allModules } from '../modules/index.js';
 import { openStore, type Store, storeOptions } from '../store/database.js';
 import { Engine } from '../store/engine.js';
 import { isUnmigrated, migrate, recordSecretFingerprint, schemaProbe, takesWrites } from '../store/schema.js';
-import { type CorsPolicy, corsHeaders, registerCors } from './cors.js';
+import { type CorsPolicy, corsHeaderFields, corsHeaders, registerCors } from './cors.js';
 import { devTokenBody } from './dev-token.js';
 import { Idempotency } from './idempotency.js';
 import { registerManifestRoute } from './manifest.js';
@@ -217,6 +217,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   const requestId = requestIds();
   const requestTimeout = config.requestTimeoutMs ?? 30_000;
+  /** How often a request's arrival is checked against its deadline: ~a tenth of it. */
+  const checkEvery = Math.min(5000, Math.max(10, Math.round(requestTimeout / 10)));
   const cors: CorsPolicy = {
     methods: ['GET', 'POST', 'PATCH', 'DELETE', 'OPTIONS'],
     allowedHeaders: ['Authorization', 'Content-Type', 'If-Match', 'If-None-Match', 'Idempotency-Key'],
@@ -233,6 +235,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     sameOriginOnly: config.localMode ? ['/api/v1/dev/token'] : [],
   };
   const answerCors = corsHeaders(cors);
+  const corsFields = corsHeaderFields(cors);
   /** Count answers no hook sees in the request metrics (set once they are registered). */
   let observeUnrouted: ((request: FastifyRequest, reply: FastifyReply) => void) | undefined;
   let observeConnection: ((method: string, route: string, status: number, seconds: number) => void) | undefined;
@@ -240,6 +243,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const answeredByConnection = (id: string, method: string, status: number) => {
     app.log.info({ reqId: id, res: { statusCode: status } }, 'request answered by the connection');
     observeConnection?.(method, 'unmatched', status, 0);
+  };
+  /**
+   * A request the connection refuses before any route (Node's parser: a request that did not
+   * arrive in time, headers over the limit, bytes that are not HTTP), answered as a problem on
+   * the socket, with CORS headers where its headers arrived with an Origin.
+   */
+  const refuseOnSocket = (err: Error & { code?: string }, socket: Socket) => {
+    const incoming = (socket as { parser?: { incoming?: IncomingMessage | null } }).parser?.incoming;
+    const known = incoming && !incoming.complete ? (incoming as Tagged)[REQUEST_ID] : undefined;
+    const id = known ?? requestId();
+    const origin = known ? incoming?.headers.origin : undefined;
+    const status = answerClientError(err, socket, id, origin === undefined ? {} : corsFields(origin));
+    // Its method where its headers arrived (Node's parser knows only real ones).
+    if (status !== null) answeredByConnection(id, known && incoming?.method ? incoming.method : 'UNKNOWN', status);
   };
   const app = Fastify({
     logger: options.logger
@@ -264,20 +281,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // A request without Host (HTTP/1.1 requires one) is answered below as a problem, not by
     // Node's own bare 400 with no body.
     http: {
-      connectionsCheckingInterval: Math.min(5000, Math.max(10, Math.round(requestTimeout / 10))),
+      connectionsCheckingInterval: checkEvery,
       requireHostHeader: false,
     },
     // A request cut off while its body arrives (a timeout, a malformed chunk) is answered under
     // the id it was given, which the log's "incoming request" line names; one whose headers never
     // arrived whole gets a new id. Node's parser holds the message it is reading.
-    clientErrorHandler: (err, socket) => {
-      const incoming = (socket as { parser?: { incoming?: IncomingMessage | null } }).parser?.incoming;
-      const known = incoming && !incoming.complete ? (incoming as Tagged)[REQUEST_ID] : undefined;
-      const id = known ?? requestId();
-      const status = answerClientError(err, socket, id);
-      // Its method where its headers arrived (Node's parser knows only real ones).
-      if (status !== null) answeredByConnection(id, known && incoming?.method ? incoming.method : 'UNKNOWN', status);
-    },
+    clientErrorHandler: (err, socket) => refuseOnSocket(err, socket),
     genReqId: (raw) => {
       const id = requestId();
       (raw as Tagged)[REQUEST_ID] = id;
@@ -309,7 +319,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // Pipelined behind requests still being answered: after those answers, in its turn.
     afterEarlierAnswers(socket, (sent) => {
       if (!sent) return socket.destroy();
-      const status = answerOnSocket(socket, new ApiError('route_not_found', `No route CONNECT ${req.url}`), id);
+      const problem = new ApiError('route_not_found', `No route CONNECT ${req.url}`);
+      const status = answerOnSocket(socket, problem, id, corsFields(req.headers.origin));
       answeredByConnection(id, 'CONNECT', status);
     });
   });
@@ -323,6 +334,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       'content-type': PROBLEM_TYPE,
       'content-length': Buffer.byteLength(body),
       'x-request-id': id,
+      ...corsFields(req.headers.origin),
       connection: 'close',
     });
     res.end(body);
@@ -482,12 +494,31 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
+  // Node stops checking the request timeout once the server closes: a request still arriving
+  // then (a client trickling bytes, or a connection that sent none) held the process up for as
+  // long as its client kept the connection open. From the close on it is checked here, with the
+  // same answer (408, the connection closed): such a request has at most EDM_REQUEST_TIMEOUT_MS
+  // more to arrive. A request that arrived whole is answered however long its handler takes.
+  let arrivals: NodeJS.Timeout | undefined;
+  const timedOut = new WeakSet<Socket>();
   app.addHook('preClose', (done) => {
     closing = true;
     for (const socket of sockets) {
       // The answer in progress on it (Node's ServerResponse.assignSocket sets it).
       const res = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
       if (res && !res.headersSent) res.setHeader('connection', 'close');
+    }
+    if (requestTimeout > 0) {
+      const deadline = Date.now() + requestTimeout;
+      arrivals = setInterval(() => {
+        if (Date.now() < deadline) return;
+        for (const socket of sockets) {
+          const res = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+          if (timedOut.has(socket) || (res && res.req.complete)) continue;
+          timedOut.add(socket);
+          refuseOnSocket(Object.assign(new Error('request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket);
+        }
+      }, checkEvery);
     }
     done();
   });
@@ -895,6 +926,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           })
       : [];
   app.addHook('onClose', async () => {
+    clearInterval(arrivals);
     idempotency.stop();
     clearInterval(sweep);
     for (const timer of timers) clearInterval(timer);

@@ -93,3 +93,16 @@ export function corsHeaders(policy: CorsPolicy): (request: FastifyRequest, reply
     else reply.header('access-control-allow-origin', '*').header('access-control-expose-headers', expose);
   };
 }
+
+/**
+ * The same headers for an answer written without a reply (a 417 to an `Expect`, a parser's
+ * refusal on the socket), from the request's `Origin` where its headers arrived.
+ */
+export function corsHeaderFields(policy: CorsPolicy): (origin: string | undefined) => Record<string, string> {
+  const withOrigin = {
+    'access-control-allow-origin': '*',
+    'access-control-expose-headers': policy.exposedHeaders.join(', '),
+  };
+  const without = { vary: 'Origin' };
+  return (origin) => (origin === undefined ? without : withOrigin);
+}

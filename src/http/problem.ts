@@ -284,7 +284,12 @@ export const answeredEarly = new WeakSet<Socket>();
  * closed (Fastify's `clientErrorHandler`). A reset connection gets nothing. Answers the status
  * sent, or null when nothing was.
  */
-export function answerClientError(err: Error & { code?: string }, socket: Socket, requestId: string): number | null {
+export function answerClientError(
+  err: Error & { code?: string },
+  socket: Socket,
+  requestId: string,
+  headers: Readonly<Record<string, string>> = {},
+): number | null {
   if (err.code === 'ECONNRESET' || socket.destroyed) return null;
   // Its request was answered already (a 413 while the body still arrived): a second answer
   // would break the framing, so the connection just closes.
@@ -300,7 +305,9 @@ export function answerClientError(err: Error & { code?: string }, socket: Socket
           ? new ApiError('uri_too_long', 'The request line (its method and URL) exceeds 16 KiB')
           : new ApiError('headers_too_large', 'The request headers exceed 16 KiB')
         : new ApiError('malformed_request', 'This is not a valid HTTP/1.1 request');
-  afterEarlierAnswers(socket, (sent) => (sent ? answerOnSocket(socket, apiError, requestId) : socket.destroy()));
+  afterEarlierAnswers(socket, (sent) =>
+    sent ? answerOnSocket(socket, apiError, requestId, headers) : socket.destroy(),
+  );
   return apiError.status;
 }
 
@@ -333,16 +340,24 @@ function requestLineTooLong(err: Error & { rawPacket?: unknown }): boolean {
 
 /**
  * Writes `apiError` as a problem straight onto a socket no route will answer (the parser's
- * refusals, a CONNECT), then closes it. Answers the status sent.
+ * refusals, a CONNECT), then closes it. `headers`: more fields (a cross-origin request's CORS
+ * headers). Answers the status sent.
  */
-export function answerOnSocket(socket: Socket, apiError: ApiError, requestId: string): number {
+export function answerOnSocket(
+  socket: Socket,
+  apiError: ApiError,
+  requestId: string,
+  headers: Readonly<Record<string, string>> = {},
+): number {
   if (socket.writable) {
     const body = JSON.stringify(toProblem(apiError, requestId));
+    let more = '';
+    for (const [name, value] of Object.entries(headers)) more += `${name}: ${value}\r\n`;
     socket.write(
       // Date, as every answer of an origin server with a clock (RFC 9110 §6.6.1).
       `HTTP/1.1 ${apiError.status} ${STATUS_CODES[apiError.status]}\r\nDate: ${new Date().toUTCString()}\r\n` +
         `Content-Type: ${PROBLEM_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-        `x-request-id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
+        `x-request-id: ${requestId}\r\n${more}Connection: close\r\n\r\n${body}`,
     );
   }
   socket.destroy();
