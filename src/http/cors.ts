@@ -87,16 +87,17 @@ function decodedPath(url: string): string {
  * Fastify's own to a URL it cannot route (`frameworkErrors`).
  */
 export function corsHeaders(policy: CorsPolicy): (request: FastifyRequest, reply: FastifyReply) => void {
-  const expose = policy.exposedHeaders.join(', ');
+  const fields = corsHeaderFields(policy);
+  const withOrigin = Object.entries(fields(''));
+  const without = Object.entries(fields(undefined));
   return (request, reply) => {
-    if (request.headers.origin === undefined) reply.header('vary', 'Origin');
-    else reply.header('access-control-allow-origin', '*').header('access-control-expose-headers', expose);
+    for (const [name, value] of request.headers.origin === undefined ? without : withOrigin) reply.header(name, value);
   };
 }
 
 /**
- * The same headers for an answer written without a reply (a 417 to an `Expect`, a parser's
- * refusal on the socket), from the request's `Origin` where its headers arrived.
+ * Those headers as fields, for an answer written without a reply too (a 417 to an `Expect`, a
+ * parser's refusal on the socket), from the request's `Origin` where its headers arrived.
  */
 export function corsHeaderFields(policy: CorsPolicy): (origin: string | undefined) => Record<string, string> {
   const withOrigin = {

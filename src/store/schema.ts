@@ -67,10 +67,7 @@ interface TableSpec {
     storage?: Readonly<Record<string, number>>;
     /** PostgreSQL: columns the index carries beside its key (`INCLUDE (…)`), for index-only scans. */
     include?: string[];
-    /**
-     * A column the index holds only rows with a value of (`WHERE col IS NOT NULL`): an equality
-     * filter never matches an empty value, so its index leaves those rows out (see filterIndex).
-     */
+    /** A column the index holds only the rows with a value of (ListIndex's `present`). */
     present?: string;
   }[];
   /** Indexes earlier builds made that this one replaced: dropped where they exist. */
@@ -103,6 +100,17 @@ export interface ListIndex {
   selective: boolean;
   /** One value's rows in `created_at` order, the default sort's. */
   byCreated: boolean;
+  /**
+   * The column whose empty rows the index leaves out (`WHERE col IS NOT NULL`, presentIn): an
+   * equality filter's, since no filter matches an empty value. Null for a sort's, which orders
+   * empty values too.
+   */
+  present: string | null;
+}
+
+/** The condition a partial index's rows meet, which a read through it must state too. */
+function presentIn(column: string): string {
+  return `${quotedName(column)} IS NOT NULL`;
 }
 
 /**
@@ -110,9 +118,9 @@ export interface ListIndex {
  * read: a sort's, which ends with id (the tie-break), or an equality filter's, which ends with
  * the default sort's key, so a filtered list under the default sort is one index range (builds
  * before 2026-12-02 indexed (tenant_id, field) alone, as `_filter_`), and holds only the rows
- * with a value (resourceTable: no filter matches an empty one; builds before 2026-12-03 indexed
- * every row). Every index of tenant data leads with tenant_id. Null for a field without one (a
- * JSON column's).
+ * with a value (`present`: no filter matches an empty one; a row without one writes no entry,
+ * nor on PostgreSQL does each new version of it; builds before 2026-12-03 indexed every row).
+ * Every index of tenant data leads with tenant_id. Null for a field without one (a JSON column's).
  */
 export function filterIndex(resource: Resource, field: string): ListIndex | null {
   const { rows, perTenant, perId, perEnumValue } = PLANNER_MODEL;
@@ -124,6 +132,7 @@ export function filterIndex(resource: Resource, field: string): ListIndex | null
       rows: [rows, perTenant, 1, 1],
       selective: false,
       byCreated: false,
+      present: null,
     };
   }
   const f = resource.allFields[field];
@@ -136,6 +145,7 @@ export function filterIndex(resource: Resource, field: string): ListIndex | null
     rows: [rows, perTenant, selective ? perId : perEnumValue, 1, 1],
     selective,
     byCreated: true,
+    present: field,
   };
 }
 
@@ -161,10 +171,8 @@ function resourceTable(store: Store, resource: Resource): TableSpec {
   // Plain text, not jsonb: the stored bytes are the answer, key order and all.
   columns.push({ name: DOC_COLUMN, type: store.columnType('text'), notNull: false });
   const lists = listIndexes(resource);
-  const indexes: TableSpec['indexes'] = lists.map(({ name, field, columns, rows, byCreated }) => {
-    // An equality filter's: a row without a value writes no entry (on PostgreSQL, nor does each
-    // new version of it), as a key result with no owner or connector has none to find there.
-    if (byCreated) return { name, columns, rows, present: field };
+  const indexes: TableSpec['indexes'] = lists.map(({ name, field, columns, rows, present }) => {
+    if (present !== null) return { name, columns, rows, present };
     if (field !== DEFAULT_SORT) return { name, columns, rows };
     // The default sort's index carries the search text too. SQLite: so a `q=` list under that
     // sort tests each row in the index and reads from the table only the rows that hold the
@@ -362,7 +370,7 @@ async function ensureTable(
     if (index.using) create = create.using(index.using);
     const include = index.include ? ` include (${index.include.map((c) => `"${c}"`).join(', ')})` : '';
     const options = storage.length > 0 ? ` with (${storage.join(', ')})` : '';
-    const where = index.present ? ` where "${index.present}" is not null` : '';
+    const where = index.present ? ` WHERE ${presentIn(index.present)}` : '';
     await sql.raw(`${create.compile().sql}${include}${options}${where}`).execute(db);
   }
   // After the indexes that replace them, so no list is left without one.
@@ -650,10 +658,10 @@ export function schemaProbe(store: Store, resources: readonly Resource[]) {
   const indexes =
     store.kind === 'sqlite'
       ? resources.flatMap((r) => [
-          // An equality filter's index holds the rows with a value alone: a read it serves says so.
+          // A partial index is read only under its condition (SQLite has no plan for it otherwise).
           ...listIndexes(r).map(
-            ({ name, field, byCreated }) =>
-              `SELECT 1 FROM (SELECT 1 FROM ${quotedName(r.table)} INDEXED BY ${quotedName(name)} WHERE ${byCreated ? `${quotedName(field)} IS NOT NULL AND ` : ''}1 = 0) AS probe`,
+            ({ name, present }) =>
+              `SELECT 1 FROM (SELECT 1 FROM ${quotedName(r.table)} INDEXED BY ${quotedName(name)} WHERE ${present === null ? '' : `${presentIn(present)} AND `}1 = 0) AS probe`,
           ),
           ...memberTables(r).map(
             ({ table }) => `SELECT 1 FROM (SELECT tenant_id, value, id FROM ${quotedName(table)} WHERE 1 = 0) AS probe`,
