@@ -1486,6 +1486,159 @@ describe.each(storeKinds)("equality filters' indexes on %s", (kind) => {
   });
 });
 
+describe.each(storeKinds)('the check-in log on %s', (kind) => {
+  const TABLE = 'okr_key_result_snapshots';
+  const KEY = ['tenant_id', 'key_result_id', 'at', 'id'];
+  it('is one b-tree (SQLite) or one index (PostgreSQL) under the key its pages read, and an earlier build’s is keyed so at migrate', async () => {
+    const seen: string[] = [];
+    const t = await testApp(kind, {}, { onQuery: (text) => void seen.push(text) });
+    try {
+      const db = t.store.db;
+      const token = await t.token();
+      const objective = (await t.create(objectives, token)).id as string;
+      const ids: string[] = [];
+      for (let k = 0; k < 2; k++) {
+        const id = (await t.create(kr, token, { objective_id: objective, target: 100 })).id as string;
+        ids.push(id);
+        for (let i = 1; i <= 3; i++) {
+          const res = await t.call('POST', `${kr.basePath}/${id}/check-ins`, {
+            token,
+            body: { value: 10 * i + k, note: `n${i}` },
+          });
+          expect(res.status, res.raw).toBe(201);
+        }
+      }
+      // What the store holds of the table: its key, whether it is that key's b-tree, its indexes.
+      const shape = async () => {
+        if (kind === 'postgres') {
+          const { rows } = await sql<{ name: string; columns: string[]; primary: boolean }>`
+            SELECT c.relname AS name, x.indisprimary AS primary,
+              array(SELECT a.attname::text FROM unnest(x.indkey) WITH ORDINALITY AS k(attnum, i)
+                JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.i) AS columns
+            FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid JOIN pg_class r ON r.oid = x.indrelid
+            JOIN pg_namespace n ON n.oid = r.relnamespace
+            WHERE n.nspname = current_schema() AND r.relname = ${TABLE} ORDER BY c.relname`.execute(db);
+          return {
+            key: rows.find((r) => r.primary)?.columns,
+            trees: rows.map((r) => (r.primary ? 'key' : r.columns.join())).sort(),
+          };
+        }
+        const key = await sql<{
+          name: string;
+        }>`SELECT name FROM pragma_table_info(${TABLE}) WHERE pk > 0 ORDER BY pk`.execute(db);
+        const list = await sql<{ wr: number }>`SELECT wr FROM pragma_table_list(${TABLE})`.execute(db);
+        // Every b-tree of the table: the table's own, and each index's (its key's too).
+        const trees = await sql<{ name: string; columns: string }>`
+          SELECT m.name AS name, (SELECT group_concat(name) FROM pragma_index_info(m.name)) AS columns
+          FROM sqlite_master m WHERE m.tbl_name = ${TABLE} ORDER BY m.type DESC, m.name`.execute(db);
+        return {
+          key: key.rows.map((r) => r.name),
+          withoutRowid: list.rows[0]?.wr === 1,
+          trees: trees.rows.map((r) => (r.name === TABLE ? 'table' : r.columns)).sort(),
+        };
+      };
+      const rows = async () =>
+        (await db.selectFrom(TABLE).selectAll().orderBy('key_result_id').orderBy('at').orderBy('id').execute()).map(
+          (r) => ({ ...r }),
+        );
+      const pages = async () =>
+        Promise.all(
+          ids.map(async (id) => {
+            const res = await t.call('GET', `${kr.basePath}/${id}/check-ins?limit=2`, { token });
+            expect(res.status, res.raw).toBe(200);
+            const next = await t.call('GET', `${kr.basePath}/${id}/check-ins?limit=2&cursor=${res.body.next_cursor}`, {
+              token,
+            });
+            return [...(res.body.data as Doc[]), ...(next.body.data as Doc[])].map((s) => [s.value, s.note]);
+          }),
+        );
+      const want =
+        kind === 'postgres' ? { key: KEY, trees: ['key'] } : { key: KEY, withoutRowid: true, trees: ['table'] };
+      expect(await shape()).toEqual(want);
+      const stored = await rows();
+      // Each key result's creation, then its three check-ins.
+      expect(stored).toHaveLength(8);
+      const listed = await pages();
+      expect(listed[1]).toHaveLength(4);
+      expect(listed[1].slice(0, 3)).toEqual([
+        [31, 'n3'],
+        [21, 'n2'],
+        [11, 'n1'],
+      ]);
+
+      // As builds before 2026-12-03 made it: keyed by (tenant_id, id), with an index on this key.
+      await sql.raw(`ALTER TABLE ${TABLE} RENAME TO ${TABLE}_now`).execute(db);
+      const columns = Object.keys(stored[0]);
+      if (kind === 'postgres') {
+        await sql.raw(`ALTER TABLE ${TABLE}_now RENAME CONSTRAINT ${TABLE}_pkey TO ${TABLE}_now_pkey`).execute(db);
+        await sql
+          .raw(
+            `CREATE TABLE ${TABLE} (LIKE ${TABLE}_now INCLUDING DEFAULTS, CONSTRAINT ${TABLE}_pkey PRIMARY KEY (tenant_id, id))`,
+          )
+          .execute(db);
+      } else {
+        const defs = (
+          await sql<{
+            name: string;
+            type: string;
+            notnull: number;
+          }>`SELECT name, type, "notnull" FROM pragma_table_info(${`${TABLE}_now`})`.execute(db)
+        ).rows.map((c) => `${c.name} ${c.type}${c.notnull ? ' NOT NULL' : ''}`);
+        await sql
+          .raw(`CREATE TABLE ${TABLE} (${defs.join(', ')}, CONSTRAINT ${TABLE}_pkey PRIMARY KEY (tenant_id, id))`)
+          .execute(db);
+      }
+      await sql.raw(`INSERT INTO ${TABLE} (${columns}) SELECT ${columns} FROM ${TABLE}_now`).execute(db);
+      await sql.raw(`DROP TABLE ${TABLE}_now`).execute(db);
+      await sql.raw(`CREATE INDEX ${TABLE}_${KEY.join('_')} ON ${TABLE} (${KEY})`).execute(db);
+      const earlier =
+        kind === 'postgres'
+          ? { key: ['tenant_id', 'id'], trees: ['key', KEY.join()] }
+          : { key: ['tenant_id', 'id'], withoutRowid: false, trees: ['table', 'tenant_id,id', KEY.join()] };
+      expect(await shape()).toEqual(earlier);
+      expect(await rows()).toEqual(stored);
+      // SQLite: what an operator's ANALYZE measured of that table's b-trees.
+      const stats = async () =>
+        (
+          await sql<{ idx: string }>`SELECT idx FROM sqlite_stat1 WHERE tbl = ${TABLE} ORDER BY idx`.execute(db)
+        ).rows.map((r) => r.idx);
+      if (kind === 'sqlite') {
+        await sql`ANALYZE`.execute(db);
+        expect(await stats()).toEqual([`${TABLE}_${KEY.join('_')}`, `sqlite_autoindex_${TABLE}_1`]);
+      }
+
+      seen.length = 0;
+      await migrate(t.store, resources);
+      expect(await shape()).toEqual(want);
+      expect(await rows()).toEqual(stored);
+      if (kind === 'sqlite') expect(await stats()).toEqual([]);
+      expect(await pages()).toEqual(listed);
+      // Read and written as before: a check-in after it, and the server still ready.
+      const res = await t.call('POST', `${kr.basePath}/${ids[0]}/check-ins`, { token, body: { value: 99 } });
+      expect(res.status, res.raw).toBe(201);
+      expect((await rows()).length).toBe(9);
+      expect((await t.app.inject({ url: '/readyz' })).statusCode).toBe(200);
+      // Once: a second migrate finds the key in place.
+      const schemaChanges = () =>
+        seen.filter((q) => /^(alter table|create (unique )?(table|index)|drop|insert)/i.test(q));
+      expect(seen.some((q) => /^alter table/i.test(q))).toBe(true);
+      seen.length = 0;
+      await migrate(t.store, resources);
+      expect(schemaChanges()).toEqual([]);
+      // The old index, as an earlier build's migration (a server of it starting) makes it again
+      // beside the new key: the key's twin, dropped at the next migrate.
+      await sql.raw(`CREATE INDEX ${TABLE}_${KEY.join('_')} ON ${TABLE} (${KEY})`).execute(db);
+      expect((await shape()).trees).toHaveLength(2);
+      seen.length = 0;
+      await migrate(t.store, resources);
+      expect(schemaChanges()).toEqual([`drop index "${TABLE}_${KEY.join('_')}"`]);
+      expect(await shape()).toEqual(want);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 describe('reads by a filter on SQLite', () => {
   it("finds an objective's live key results by its filter index, not by a walk of the tenant's rows", async () => {
     const seen: { sql: string; parameters: readonly unknown[] }[] = [];
@@ -1916,7 +2069,8 @@ describe('reads by a filter on SQLite', () => {
         (await sql<{ stat: string }>`SELECT stat FROM sqlite_stat1 WHERE idx = ${idx}`.execute(db)).rows.map(
           (r) => r.stat,
         );
-      const SNAPSHOTS = 'okr_key_result_snapshots_tenant_id_key_result_id_at_id';
+      // The check-in log's key, which is its table (WITHOUT ROWID).
+      const SNAPSHOTS = 'okr_key_result_snapshots';
       const histograms = async () =>
         (await sql<{ n: number }>`SELECT count(*) AS n FROM sqlite_stat4`.execute(db)).rows[0].n;
       expect(await histograms()).toBeGreaterThan(0);

@@ -13,6 +13,12 @@ export interface TableDef {
   columns: Readonly<Record<string, ColumnKind>>;
   notNull?: readonly string[];
   primaryKey: readonly string[];
+  /**
+   * The rows are kept in the primary key's order, as that key's one b-tree (SQLite: `WITHOUT
+   * ROWID`; a table with a rowid and a key of its own is two, the rows and the key's index). For
+   * a table of small rows read by ranges of its key. PostgreSQL keeps a heap either way.
+   */
+  clustered?: boolean;
   indexes?: readonly (readonly string[])[];
   /** A platform-internal queue: not tenant data, stays undistributed when tables are sharded. */
   queue?: boolean;

@@ -43,6 +43,7 @@ function auxTable(store: Store, def: TableDef): TableSpec {
       notNull: notNull.has(name),
     })),
     primaryKey: [...def.primaryKey],
+    withoutRowid: store.kind === 'sqlite' && def.clustered === true,
     indexes: (def.indexes ?? []).map((columns) => ({
       name: `${def.name}_${columns.join('_')}`,
       columns: [...columns],
@@ -54,6 +55,8 @@ interface TableSpec {
   name: string;
   columns: { name: string; type: string; notNull: boolean }[];
   primaryKey: string[];
+  /** SQLite: the table is its primary key's b-tree (TableDef.clustered). */
+  withoutRowid?: boolean;
   /**
    * `gin` (PostgreSQL only) indexes a jsonb column's members, for `tag=` filters. `rows`: what
    * SQLite's planner is told of it (see plannerStats).
@@ -286,12 +289,16 @@ async function existingTables(store: Store, db: DB, schema: string | null): Prom
 
 /** An index as it exists: see existingIndexes. */
 interface ExistingIndex {
+  /** The table it indexes. */
+  table: string;
   /** PostgreSQL storage parameters, as `name=value`. */
   options: string[];
   /** Key columns, then included ones, in order. */
   columns: string[];
   /** It holds only the rows its `WHERE` admits. */
   partial: boolean;
+  /** A unique index: a key's own (a constraint's), or one that keeps values unique. */
+  unique: boolean;
 }
 
 /**
@@ -307,46 +314,146 @@ async function existingIndexes(store: Store, db: DB, schema: string | null): Pro
   if (store.kind === 'postgres') {
     // With their storage parameters (`reloptions`, as `name=value`), and their key columns
     // followed by the columns they include.
-    const { rows } = await sql<{ name: string; options: string[] | null; columns: string[]; partial: boolean }>`
-      SELECT c.relname AS name, c.reloptions AS options,
+    const { rows } = await sql<{
+      name: string;
+      table: string;
+      options: string[] | null;
+      columns: string[];
+      partial: boolean;
+      unique: boolean;
+    }>`
+      SELECT c.relname AS name, t.relname AS table, c.reloptions AS options,
         array(SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
           ORDER BY a.attnum) AS columns,
-        x.indpred IS NOT NULL AS partial
+        x.indpred IS NOT NULL AS partial, x.indisunique AS unique
       FROM pg_catalog.pg_class c
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid
+      JOIN pg_catalog.pg_class t ON t.oid = x.indrelid
       WHERE n.nspname = ${schema} AND c.relkind IN ('i', 'I')`.execute(db);
-    return new Map(rows.map((r) => [r.name, { options: r.options ?? [], columns: r.columns, partial: r.partial }]));
+    return new Map(
+      rows.map((r) => [
+        r.name,
+        { table: r.table, options: r.options ?? [], columns: r.columns, partial: r.partial, unique: r.unique },
+      ]),
+    );
   }
-  const { rows } = await sql<{ name: string; column: string | null; partial: number }>`
-    SELECT m.name AS name, i.name AS "column", l.partial AS partial
+  const { rows } = await sql<{ name: string; table: string; column: string | null; partial: number; unique: number }>`
+    SELECT m.name AS name, m.tbl_name AS "table", i.name AS "column", l.partial AS partial, l."unique" AS "unique"
     FROM sqlite_master m, pragma_index_info(m.name) i, pragma_index_list(m.tbl_name) l
     WHERE m.type = 'index' AND l.name = m.name ORDER BY m.name, i.seqno`.execute(db);
   const found = new Map<string, ExistingIndex>();
-  for (const { name, column, partial } of rows) {
-    const index = found.get(name) ?? { options: [], columns: [], partial: partial === 1 };
+  for (const { name, table, column, partial, unique } of rows) {
+    const index = found.get(name) ?? { table, options: [], columns: [], partial: partial === 1, unique: unique === 1 };
     index.columns.push(column ?? '');
     found.set(name, index);
   }
   return found;
 }
 
-async function ensureTable(
+/** A table's primary key as it exists: see existingKey. */
+interface ExistingKey {
+  columns: string[];
+  /** PostgreSQL: the constraint's name. */
+  constraint: string | null;
+  /** SQLite: the table is the key's b-tree. */
+  withoutRowid: boolean;
+}
+
+/** The primary key of a table that exists (in the schema being migrated, on PostgreSQL). */
+async function existingKey(store: Store, db: DB, schema: string | null, table: string): Promise<ExistingKey> {
+  if (store.kind === 'postgres') {
+    const { rows } = await sql<{ name: string; columns: string[] }>`
+      SELECT c.conname AS name,
+        array(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(attnum, i)
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum ORDER BY k.i) AS columns
+      FROM pg_catalog.pg_constraint c
+      JOIN pg_catalog.pg_class t ON t.oid = c.conrelid
+      JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+      WHERE n.nspname = ${schema} AND t.relname = ${table} AND c.contype = 'p'`.execute(db);
+    return { columns: rows[0]?.columns ?? [], constraint: rows[0]?.name ?? null, withoutRowid: false };
+  }
+  const key = await sql<{ name: string }>`
+    SELECT name FROM pragma_table_info(${table}) WHERE pk > 0 ORDER BY pk`.execute(db);
+  const list = await sql<{ wr: number }>`SELECT wr FROM pragma_table_list(${table})`.execute(db);
+  return { columns: key.rows.map((r) => r.name), constraint: null, withoutRowid: list.rows[0]?.wr === 1 };
+}
+
+async function createTable(db: DB, spec: TableSpec): Promise<void> {
+  let create = db.schema.createTable(spec.name).ifNotExists();
+  for (const c of spec.columns) {
+    create = create.addColumn(c.name, sql.raw(c.type), (col) => (c.notNull ? col.notNull() : col));
+  }
+  create = create.addPrimaryKeyConstraint(`${spec.name}_pkey`, spec.primaryKey as never);
+  await (spec.withoutRowid ? create.modifyEnd(sql`WITHOUT ROWID`) : create).execute();
+}
+
+/**
+ * Gives a table an earlier build keyed otherwise this build's primary key, inside the
+ * migration's transaction (the check-in log's, 2026-12-03). SQLite makes the table again under
+ * the key (a `WITHOUT ROWID` table cannot become one in place): a copy of every row, in the new
+ * key's order, and the old table's indexes go with it. PostgreSQL replaces the key's constraint
+ * (a unique index built on the table, which holds its writes meanwhile). The rows stay as they
+ * were. An index on the new key's columns is left to ensureTable, which drops such twins.
+ */
+async function rekey(
+  store: Store,
   db: DB,
+  spec: TableSpec,
+  key: ExistingKey,
+  indexes: Map<string, ExistingIndex>,
+): Promise<void> {
+  const table = quotedName(spec.name);
+  const columns = spec.primaryKey.map(quotedName).join(', ');
+  if (store.kind === 'postgres') {
+    const drop = key.constraint === null ? '' : `DROP CONSTRAINT ${quotedName(key.constraint)}, `;
+    await sql
+      .raw(`ALTER TABLE ${table} ${drop}ADD CONSTRAINT ${quotedName(`${spec.name}_pkey`)} PRIMARY KEY (${columns})`)
+      .execute(db);
+    return;
+  }
+  const old = `${spec.name}_rekeyed`;
+  await sql.raw(`ALTER TABLE ${table} RENAME TO ${quotedName(old)}`).execute(db);
+  await createTable(db, spec);
+  const all = spec.columns.map((c) => quotedName(c.name)).join(', ');
+  await sql.raw(`INSERT INTO ${table} (${all}) SELECT ${all} FROM ${quotedName(old)} ORDER BY ${columns}`).execute(db);
+  await sql.raw(`DROP TABLE ${quotedName(old)}`).execute(db);
+  for (const [name, index] of indexes) if (index.table === spec.name) indexes.delete(name);
+  // What an `ANALYZE` measured of the old table's b-trees (kept under the table's name through
+  // the renaming, and by the drop): no longer what is there.
+  for (const stat of ['sqlite_stat1', 'sqlite_stat4']) {
+    const found = await sql`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ${stat}`.execute(db);
+    if (found.rows.length > 0) await sql`DELETE FROM ${sql.table(stat)} WHERE tbl = ${spec.name}`.execute(db);
+  }
+}
+
+async function ensureTable(
+  store: Store,
+  db: DB,
+  schema: string | null,
   spec: TableSpec,
   existing: Map<string, Set<string>>,
   indexes: Map<string, ExistingIndex>,
 ): Promise<void> {
   const have = existing.get(spec.name);
   if (!have) {
-    let create = db.schema.createTable(spec.name).ifNotExists();
-    for (const c of spec.columns) {
-      create = create.addColumn(c.name, sql.raw(c.type), (col) => (c.notNull ? col.notNull() : col));
-    }
-    await create.addPrimaryKeyConstraint(`${spec.name}_pkey`, spec.primaryKey as never).execute();
+    await createTable(db, spec);
   } else {
     for (const c of spec.columns) {
       if (!have.has(c.name)) await db.schema.alterTable(spec.name).addColumn(c.name, sql.raw(c.type)).execute();
+    }
+    const key = await existingKey(store, db, schema, spec.name);
+    if (key.columns.join() !== spec.primaryKey.join() || key.withoutRowid !== (spec.withoutRowid ?? false)) {
+      await rekey(store, db, spec, key, indexes);
+    }
+    // An index of every row on the key's own columns, which this build does not declare, is the
+    // key's twin: one an earlier build made beside another key (the check-in log's, before
+    // 2026-12-03), or that such a build's migration made again beside this one. Dropped.
+    for (const [name, index] of indexes) {
+      if (index.table !== spec.name || index.partial || index.unique) continue;
+      if (index.columns.join() !== spec.primaryKey.join() || spec.indexes.some((i) => i.name === name)) continue;
+      await db.schema.dropIndex(name).execute();
+      indexes.delete(name);
     }
   }
   for (const index of spec.indexes) {
@@ -739,16 +846,17 @@ export async function migrate(store: Store, resources: readonly Resource[]): Pro
     const indexes = await existingIndexes(store, db, schema);
     const tables = resources.map((resource) => resourceTable(store, resource));
     for (const [i, resource] of resources.entries()) {
-      await ensureTable(db, tables[i], existing, indexes);
-      for (const table of resource.tables ?? []) await ensureTable(db, auxTable(store, table), existing, indexes);
+      await ensureTable(store, db, schema, tables[i], existing, indexes);
+      for (const table of resource.tables ?? [])
+        await ensureTable(store, db, schema, auxTable(store, table), existing, indexes);
       if (store.kind === 'sqlite') {
         for (const { field, table } of memberTables(resource))
           await ensureMembers(db, resource, field, table, existing);
       }
     }
     if (store.kind === 'sqlite') await plannerStats(db, tables);
-    await ensureTable(db, idempotencyTable(store), existing, indexes);
-    await ensureTable(db, metaTable(store), existing, indexes);
+    await ensureTable(store, db, schema, idempotencyTable(store), existing, indexes);
+    await ensureTable(store, db, schema, metaTable(store), existing, indexes);
     await refold(db, resources, existing);
     await upgradeColumns(store, db, resources, existing);
   };
