@@ -393,8 +393,9 @@ async function createTable(db: DB, spec: TableSpec): Promise<void> {
  * migration's transaction (the check-in log's, 2026-12-03). SQLite makes the table again under
  * the key (a `WITHOUT ROWID` table cannot become one in place): a copy of every row, in the new
  * key's order, and the old table's indexes go with it. PostgreSQL replaces the key's constraint
- * (a unique index built on the table, which holds its writes meanwhile). The rows stay as they
- * were. An index on the new key's columns is left to ensureTable, which drops such twins.
+ * (a unique index built on the table, which holds its reads and writes meanwhile). The rows
+ * stay as they were. An index on the new key's columns is left to ensureTable, which drops such
+ * twins.
  */
 async function rekey(
   store: Store,
