@@ -1520,7 +1520,10 @@ describe.each(storeKinds)('the check-in log on %s', (kind) => {
             WHERE n.nspname = current_schema() AND r.relname = ${TABLE} ORDER BY c.relname`.execute(db);
           return {
             key: rows.find((r) => r.primary)?.columns,
-            trees: rows.map((r) => (r.primary ? 'key' : r.columns.join())).sort(),
+            trees: rows
+              .filter((r) => !r.name.startsWith('ops_'))
+              .map((r) => (r.primary ? 'key' : r.columns.join()))
+              .sort(),
           };
         }
         const key = await sql<{
@@ -1534,7 +1537,10 @@ describe.each(storeKinds)('the check-in log on %s', (kind) => {
         return {
           key: key.rows.map((r) => r.name),
           withoutRowid: list.rows[0]?.wr === 1,
-          trees: trees.rows.map((r) => (r.name === TABLE ? 'table' : r.columns)).sort(),
+          trees: trees.rows
+            .filter((r) => !r.name.startsWith('ops_'))
+            .map((r) => (r.name === TABLE ? 'table' : r.columns))
+            .sort(),
         };
       };
       const rows = async () =>
@@ -1597,6 +1603,43 @@ describe.each(storeKinds)('the check-in log on %s', (kind) => {
           : { key: ['tenant_id', 'id'], withoutRowid: false, trees: ['table', 'tenant_id,id', KEY.join()] };
       expect(await shape()).toEqual(earlier);
       expect(await rows()).toEqual(stored);
+      // What an operator added (named ops_…): a column with values, indexes of their own (one on
+      // the new key's columns, newest first), a view reading the log and a trigger on it.
+      await sql.raw(`ALTER TABLE ${TABLE} ADD COLUMN ext_ref TEXT`).execute(db);
+      await sql.raw(`UPDATE ${TABLE} SET ext_ref = 'ref-' || id WHERE note IS NOT NULL`).execute(db);
+      await sql.raw(`CREATE INDEX ops_by_recorded ON ${TABLE} (recorded_at)`).execute(db);
+      await sql.raw(`CREATE INDEX ops_newest ON ${TABLE} (tenant_id, key_result_id, at DESC, id DESC)`).execute(db);
+      await sql.raw(`CREATE VIEW ops_log AS SELECT key_result_id, value, ext_ref FROM ${TABLE}`).execute(db);
+      await sql.raw('CREATE TABLE ops_audit (id TEXT)').execute(db);
+      if (kind === 'postgres') {
+        await sql
+          .raw(`CREATE FUNCTION ops_audit_row() RETURNS trigger LANGUAGE plpgsql AS
+            'BEGIN INSERT INTO ops_audit VALUES (NEW.id); RETURN NEW; END'`)
+          .execute(db);
+        await sql
+          .raw(`CREATE TRIGGER ops_audit_insert AFTER INSERT ON ${TABLE} FOR EACH ROW EXECUTE FUNCTION ops_audit_row()`)
+          .execute(db);
+      } else {
+        await sql
+          .raw(
+            `CREATE TRIGGER ops_audit_insert AFTER INSERT ON ${TABLE} BEGIN INSERT INTO ops_audit VALUES (new.id); END`,
+          )
+          .execute(db);
+      }
+      const kept = await rows();
+      expect(kept.filter((r) => r.ext_ref !== null)).toHaveLength(6);
+      const operators = async () => {
+        const { rows: found } =
+          kind === 'postgres'
+            ? await sql<{ name: string }>`SELECT indexname AS name FROM pg_indexes
+                WHERE schemaname = current_schema() AND indexname LIKE 'ops%' ORDER BY 1`.execute(db)
+            : await sql<{ name: string }>`SELECT name FROM sqlite_master WHERE name LIKE 'ops%' ORDER BY 1`.execute(db);
+        const view = await sql<{ n: number | string; refs: number | string }>`
+          SELECT count(*) AS n, count(ext_ref) AS refs FROM ops_log`.execute(db);
+        return { names: found.map((r) => r.name), view: [Number(view.rows[0].n), Number(view.rows[0].refs)] };
+      };
+      const operatorsBefore = await operators();
+      expect(operatorsBefore.view).toEqual([8, 6]);
       // SQLite: what an operator's ANALYZE measured of that table's b-trees.
       const stats = async () =>
         (
@@ -1604,19 +1647,28 @@ describe.each(storeKinds)('the check-in log on %s', (kind) => {
         ).rows.map((r) => r.idx);
       if (kind === 'sqlite') {
         await sql`ANALYZE`.execute(db);
-        expect(await stats()).toEqual([`${TABLE}_${KEY.join('_')}`, `sqlite_autoindex_${TABLE}_1`]);
+        expect(await stats()).toEqual([
+          `${TABLE}_${KEY.join('_')}`,
+          'ops_by_recorded',
+          'ops_newest',
+          `sqlite_autoindex_${TABLE}_1`,
+        ]);
       }
 
       seen.length = 0;
       await migrate(t.store, resources);
       expect(await shape()).toEqual(want);
-      expect(await rows()).toEqual(stored);
+      expect(await rows()).toEqual(kept);
       if (kind === 'sqlite') expect(await stats()).toEqual([]);
       expect(await pages()).toEqual(listed);
-      // Read and written as before: a check-in after it, and the server still ready.
+      // The operator's objects are all there, and read the new table.
+      expect(await operators()).toEqual(operatorsBefore);
+      // Read and written as before: a check-in after it (the operator's trigger sees it too),
+      // and the server still ready.
       const res = await t.call('POST', `${kr.basePath}/${ids[0]}/check-ins`, { token, body: { value: 99 } });
       expect(res.status, res.raw).toBe(201);
       expect((await rows()).length).toBe(9);
+      expect((await sql<{ id: string }>`SELECT id FROM ops_audit`.execute(db)).rows).toHaveLength(1);
       expect((await t.app.inject({ url: '/readyz' })).statusCode).toBe(200);
       // Once: a second migrate finds the key in place.
       const schemaChanges = () =>

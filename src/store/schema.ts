@@ -297,8 +297,6 @@ interface ExistingIndex {
   columns: string[];
   /** It holds only the rows its `WHERE` admits. */
   partial: boolean;
-  /** A unique index: a key's own (a constraint's), or one that keeps values unique. */
-  unique: boolean;
 }
 
 /**
@@ -320,35 +318,39 @@ async function existingIndexes(store: Store, db: DB, schema: string | null): Pro
       options: string[] | null;
       columns: string[];
       partial: boolean;
-      unique: boolean;
     }>`
       SELECT c.relname AS name, t.relname AS table, c.reloptions AS options,
         array(SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
           ORDER BY a.attnum) AS columns,
-        x.indpred IS NOT NULL AS partial, x.indisunique AS unique
+        x.indpred IS NOT NULL AS partial
       FROM pg_catalog.pg_class c
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid
       JOIN pg_catalog.pg_class t ON t.oid = x.indrelid
       WHERE n.nspname = ${schema} AND c.relkind IN ('i', 'I')`.execute(db);
     return new Map(
-      rows.map((r) => [
-        r.name,
-        { table: r.table, options: r.options ?? [], columns: r.columns, partial: r.partial, unique: r.unique },
-      ]),
+      rows.map((r) => [r.name, { table: r.table, options: r.options ?? [], columns: r.columns, partial: r.partial }]),
     );
   }
-  const { rows } = await sql<{ name: string; table: string; column: string | null; partial: number; unique: number }>`
-    SELECT m.name AS name, m.tbl_name AS "table", i.name AS "column", l.partial AS partial, l."unique" AS "unique"
+  const { rows } = await sql<{ name: string; table: string; column: string | null; partial: number }>`
+    SELECT m.name AS name, m.tbl_name AS "table", i.name AS "column", l.partial AS partial
     FROM sqlite_master m, pragma_index_info(m.name) i, pragma_index_list(m.tbl_name) l
     WHERE m.type = 'index' AND l.name = m.name ORDER BY m.name, i.seqno`.execute(db);
   const found = new Map<string, ExistingIndex>();
-  for (const { name, table, column, partial, unique } of rows) {
-    const index = found.get(name) ?? { table, options: [], columns: [], partial: partial === 1, unique: unique === 1 };
+  for (const { name, table, column, partial } of rows) {
+    const index = found.get(name) ?? { table, options: [], columns: [], partial: partial === 1 };
     index.columns.push(column ?? '');
     found.set(name, index);
   }
   return found;
+}
+
+/**
+ * The name of the index an earlier build declared on what is now a table's key (the check-in
+ * log's, before 2026-12-03), as auxTable names a declared index: a twin of the key, not kept.
+ */
+function keyTwin(spec: TableSpec): string {
+  return `${spec.name}_${spec.primaryKey.join('_')}`;
 }
 
 /** A table's primary key as it exists: see existingKey. */
@@ -379,9 +381,15 @@ async function existingKey(store: Store, db: DB, schema: string | null, table: s
   return { columns: key.rows.map((r) => r.name), constraint: null, withoutRowid: list.rows[0]?.wr === 1 };
 }
 
-async function createTable(db: DB, spec: TableSpec): Promise<void> {
-  let create = db.schema.createTable(spec.name).ifNotExists();
-  for (const c of spec.columns) {
+/** Creates the table `spec` declares, under `name` (rekey's copy), with `extra` columns after its own. */
+async function createTable(
+  db: DB,
+  spec: TableSpec,
+  name = spec.name,
+  extra: readonly { name: string; type: string }[] = [],
+): Promise<void> {
+  let create = db.schema.createTable(name).ifNotExists();
+  for (const c of [...spec.columns, ...extra.map((e) => ({ ...e, notNull: false }))]) {
     create = create.addColumn(c.name, sql.raw(c.type), (col) => (c.notNull ? col.notNull() : col));
   }
   create = create.addPrimaryKeyConstraint(`${spec.name}_pkey`, spec.primaryKey as never);
@@ -390,12 +398,16 @@ async function createTable(db: DB, spec: TableSpec): Promise<void> {
 
 /**
  * Gives a table an earlier build keyed otherwise this build's primary key, inside the
- * migration's transaction (the check-in log's, 2026-12-03). SQLite makes the table again under
- * the key (a `WITHOUT ROWID` table cannot become one in place): a copy of every row, in the new
- * key's order, and the old table's indexes go with it. PostgreSQL replaces the key's constraint
- * (a unique index built on the table, which holds its reads and writes meanwhile). The rows
- * stay as they were. An index on the new key's columns is left to ensureTable, which drops such
- * twins.
+ * migration's transaction (the check-in log's, 2026-12-03). The rows stay as they were, and
+ * what an operator added to the table (columns, indexes, triggers, views reading it) stays too.
+ * PostgreSQL replaces the key's constraint (a unique index built on the table, which holds its
+ * reads and writes meanwhile). SQLite makes the table again (a `WITHOUT ROWID` table cannot
+ * become one in place), as SQLite's documentation has a table's schema changed: a new table
+ * under another name with the old one's columns, every row copied into it in the new key's
+ * order, the old table dropped and the new one renamed, then the old one's indexes and
+ * triggers made again from their SQL. The renaming runs under `legacy_alter_table`: views and
+ * other tables' triggers name the table, and read the new one once it has the name (the
+ * renaming that rewrites them would refuse: for that moment, the table they name is gone).
  */
 async function rekey(
   store: Store,
@@ -413,15 +425,36 @@ async function rekey(
       .execute(db);
     return;
   }
-  const old = `${spec.name}_rekeyed`;
-  await sql.raw(`ALTER TABLE ${table} RENAME TO ${quotedName(old)}`).execute(db);
-  await createTable(db, spec);
-  const all = spec.columns.map((c) => quotedName(c.name)).join(', ');
-  await sql.raw(`INSERT INTO ${table} (${all}) SELECT ${all} FROM ${quotedName(old)} ORDER BY ${columns}`).execute(db);
-  await sql.raw(`DROP TABLE ${quotedName(old)}`).execute(db);
-  for (const [name, index] of indexes) if (index.table === spec.name) indexes.delete(name);
-  // What an `ANALYZE` measured of the old table's b-trees (kept under the table's name through
-  // the renaming, and by the drop): no longer what is there.
+  // All but the key's twin (keyTwin), which ensureTable would drop again.
+  const saved = await sql<{ sql: string }>`
+    SELECT sql FROM sqlite_master WHERE tbl_name = ${spec.name} AND type IN ('index', 'trigger') AND sql IS NOT NULL
+      AND name <> ${keyTwin(spec)}
+    ORDER BY type, name`.execute(db);
+  const had = await sql<{ name: string; type: string }>`SELECT name, type FROM pragma_table_info(${spec.name})`.execute(
+    db,
+  );
+  const extra = had.rows.filter((c) => !spec.columns.some((d) => d.name === c.name));
+  const copy = `${spec.name}_rekeyed`;
+  await createTable(db, spec, copy, extra);
+  const all = [...spec.columns, ...extra].map((c) => quotedName(c.name)).join(', ');
+  await sql.raw(`INSERT INTO ${quotedName(copy)} (${all}) SELECT ${all} FROM ${table} ORDER BY ${columns}`).execute(db);
+  await sql.raw(`DROP TABLE ${table}`).execute(db);
+  const legacy = (await sql<{ legacy_alter_table: number }>`PRAGMA legacy_alter_table`.execute(db)).rows[0];
+  await sql`PRAGMA legacy_alter_table = ON`.execute(db);
+  try {
+    await sql.raw(`ALTER TABLE ${quotedName(copy)} RENAME TO ${table}`).execute(db);
+  } finally {
+    await sql.raw(`PRAGMA legacy_alter_table = ${legacy?.legacy_alter_table ? 'ON' : 'OFF'}`).execute(db);
+  }
+  for (const { sql: statement } of saved.rows) await sql.raw(statement).execute(db);
+  // The old key's own index (a table with a rowid and a key) and the twin went with the table;
+  // the others are there again, as they were.
+  for (const [name, index] of indexes) {
+    if (index.table === spec.name && (name.startsWith('sqlite_autoindex_') || name === keyTwin(spec)))
+      indexes.delete(name);
+  }
+  // What an `ANALYZE` measured of the old table's b-trees (kept under the table's name by the
+  // drop): no longer what is there.
   for (const stat of ['sqlite_stat1', 'sqlite_stat4']) {
     const found = await sql`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ${stat}`.execute(db);
     if (found.rows.length > 0) await sql`DELETE FROM ${sql.table(stat)} WHERE tbl = ${spec.name}`.execute(db);
@@ -447,14 +480,18 @@ async function ensureTable(
     if (key.columns.join() !== spec.primaryKey.join() || key.withoutRowid !== (spec.withoutRowid ?? false)) {
       await rekey(store, db, spec, key, indexes);
     }
-    // An index of every row on the key's own columns, which this build does not declare, is the
-    // key's twin: one an earlier build made beside another key (the check-in log's, before
-    // 2026-12-03), or that such a build's migration made again beside this one. Dropped.
-    for (const [name, index] of indexes) {
-      if (index.table !== spec.name || index.partial || index.unique) continue;
-      if (index.columns.join() !== spec.primaryKey.join() || spec.indexes.some((i) => i.name === name)) continue;
-      await db.schema.dropIndex(name).execute();
-      indexes.delete(name);
+    // The key's twin, left from before the key changed or made again by an earlier build's
+    // migration: dropped. An operator's indexes stay.
+    const twin = keyTwin(spec);
+    const found = indexes.get(twin);
+    if (
+      found?.table === spec.name &&
+      !found.partial &&
+      found.columns.join() === spec.primaryKey.join() &&
+      !spec.indexes.some((i) => i.name === twin)
+    ) {
+      await db.schema.dropIndex(twin).execute();
+      indexes.delete(twin);
     }
   }
   for (const index of spec.indexes) {
