@@ -346,11 +346,21 @@ async function existingIndexes(store: Store, db: DB, schema: string | null): Pro
 }
 
 /**
- * The name of the index an earlier build declared on what is now a table's key (the check-in
- * log's, before 2026-12-03), as auxTable names a declared index: a twin of the key, not kept.
+ * The index an earlier build declared on what is now a table's key (the check-in log's, before
+ * 2026-12-03), where it exists: named as auxTable names a declared index, on the key's columns,
+ * of every row. A twin of the key, not kept. Null where there is none, or an index of that name
+ * is another (an operator's), which stays.
  */
-function keyTwin(spec: TableSpec): string {
-  return `${spec.name}_${spec.primaryKey.join('_')}`;
+function keyTwin(spec: TableSpec, indexes: Map<string, ExistingIndex>): string | null {
+  const name = `${spec.name}_${spec.primaryKey.join('_')}`;
+  const found = indexes.get(name);
+  const twin =
+    found !== undefined &&
+    found.table.toLowerCase() === spec.name.toLowerCase() &&
+    !found.partial &&
+    found.columns.join() === spec.primaryKey.join() &&
+    !spec.indexes.some((i) => i.name === name);
+  return twin ? name : null;
 }
 
 /** A table's primary key as it exists: see existingKey. */
@@ -381,15 +391,10 @@ async function existingKey(store: Store, db: DB, schema: string | null, table: s
   return { columns: key.rows.map((r) => r.name), constraint: null, withoutRowid: list.rows[0]?.wr === 1 };
 }
 
-/** Creates the table `spec` declares, under `name` (rekey's copy), with `extra` columns after its own. */
-async function createTable(
-  db: DB,
-  spec: TableSpec,
-  name = spec.name,
-  extra: readonly { name: string; type: string }[] = [],
-): Promise<void> {
-  let create = db.schema.createTable(name).ifNotExists();
-  for (const c of [...spec.columns, ...extra.map((e) => ({ ...e, notNull: false }))]) {
+/** Creates the table `spec` declares; under `copy`, a name that must not be taken (rekey's copy). */
+async function createTable(db: DB, spec: TableSpec, copy?: string): Promise<void> {
+  let create = copy === undefined ? db.schema.createTable(spec.name).ifNotExists() : db.schema.createTable(copy);
+  for (const c of spec.columns) {
     create = create.addColumn(c.name, sql.raw(c.type), (col) => (c.notNull ? col.notNull() : col));
   }
   create = create.addPrimaryKeyConstraint(`${spec.name}_pkey`, spec.primaryKey as never);
@@ -398,16 +403,17 @@ async function createTable(
 
 /**
  * Gives a table an earlier build keyed otherwise this build's primary key, inside the
- * migration's transaction (the check-in log's, 2026-12-03). The rows stay as they were, and
- * what an operator added to the table (columns, indexes, triggers, views reading it) stays too.
- * PostgreSQL replaces the key's constraint (a unique index built on the table, which holds its
- * reads and writes meanwhile). SQLite makes the table again (a `WITHOUT ROWID` table cannot
- * become one in place), as SQLite's documentation has a table's schema changed: a new table
- * under another name with the old one's columns, every row copied into it in the new key's
- * order, the old table dropped and the new one renamed, then the old one's indexes and
+ * migration's transaction (the check-in log's, 2026-12-03). The rows stay as they were, and so
+ * does what an operator added. PostgreSQL replaces the key's constraint in place (a unique
+ * index built on the table, which holds its reads and writes meanwhile). SQLite makes the table
+ * again (a `WITHOUT ROWID` table cannot become one in place), as SQLite's documentation has a
+ * table's schema changed: a new table under another name, every row copied into it in the new
+ * key's order, the old table dropped and the new one renamed, then the old one's indexes and
  * triggers made again from their SQL. The renaming runs under `legacy_alter_table`: views and
  * other tables' triggers name the table, and read the new one once it has the name (the
- * renaming that rewrites them would refuse: for that moment, the table they name is gone).
+ * renaming that rewrites them would refuse: for that moment, the table they name is gone). A
+ * column an operator added is refused, before anything changes: its definition (a default, a
+ * collation, a check, a generated value) cannot be read back whole to be made again.
  */
 async function rekey(
   store: Store,
@@ -425,18 +431,25 @@ async function rekey(
       .execute(db);
     return;
   }
-  // All but the key's twin (keyTwin), which ensureTable would drop again.
-  const saved = await sql<{ sql: string }>`
-    SELECT sql FROM sqlite_master WHERE tbl_name = ${spec.name} AND type IN ('index', 'trigger') AND sql IS NOT NULL
-      AND name <> ${keyTwin(spec)}
+  // Every column, generated ones too.
+  const had = await sql<{ name: string }>`SELECT name FROM pragma_table_xinfo(${spec.name})`.execute(db);
+  const extra = had.rows.filter((c) => !spec.columns.some((d) => d.name === c.name)).map((c) => c.name);
+  if (extra.length > 0) {
+    throw new Error(
+      `${spec.name} has columns this build does not declare (${extra.join(', ')}): its key changes this release, ` +
+        'which on SQLite makes the table again, and their definitions cannot be made again as they are. ' +
+        'Move them to a table of your own and drop them (ALTER TABLE … DROP COLUMN), then run edm migrate again',
+    );
+  }
+  // Its indexes and triggers (a trigger keeps the table's name as written), but the key's twin.
+  const twin = keyTwin(spec, indexes);
+  const saved = await sql<{ name: string; sql: string }>`
+    SELECT name, sql FROM sqlite_master
+    WHERE lower(tbl_name) = lower(${spec.name}) AND type IN ('index', 'trigger') AND sql IS NOT NULL
     ORDER BY type, name`.execute(db);
-  const had = await sql<{ name: string; type: string }>`SELECT name, type FROM pragma_table_info(${spec.name})`.execute(
-    db,
-  );
-  const extra = had.rows.filter((c) => !spec.columns.some((d) => d.name === c.name));
   const copy = `${spec.name}_rekeyed`;
-  await createTable(db, spec, copy, extra);
-  const all = [...spec.columns, ...extra].map((c) => quotedName(c.name)).join(', ');
+  await createTable(db, spec, copy);
+  const all = spec.columns.map((c) => quotedName(c.name)).join(', ');
   await sql.raw(`INSERT INTO ${quotedName(copy)} (${all}) SELECT ${all} FROM ${table} ORDER BY ${columns}`).execute(db);
   await sql.raw(`DROP TABLE ${table}`).execute(db);
   const legacy = (await sql<{ legacy_alter_table: number }>`PRAGMA legacy_alter_table`.execute(db)).rows[0];
@@ -446,12 +459,12 @@ async function rekey(
   } finally {
     await sql.raw(`PRAGMA legacy_alter_table = ${legacy?.legacy_alter_table ? 'ON' : 'OFF'}`).execute(db);
   }
-  for (const { sql: statement } of saved.rows) await sql.raw(statement).execute(db);
+  for (const { name, sql: statement } of saved.rows) if (name !== twin) await sql.raw(statement).execute(db);
   // The old key's own index (a table with a rowid and a key) and the twin went with the table;
   // the others are there again, as they were.
   for (const [name, index] of indexes) {
-    if (index.table === spec.name && (name.startsWith('sqlite_autoindex_') || name === keyTwin(spec)))
-      indexes.delete(name);
+    const gone = name.startsWith('sqlite_autoindex_') || name === twin;
+    if (gone && index.table.toLowerCase() === spec.name.toLowerCase()) indexes.delete(name);
   }
   // What an `ANALYZE` measured of the old table's b-trees (kept under the table's name by the
   // drop): no longer what is there.
@@ -482,14 +495,8 @@ async function ensureTable(
     }
     // The key's twin, left from before the key changed or made again by an earlier build's
     // migration: dropped. An operator's indexes stay.
-    const twin = keyTwin(spec);
-    const found = indexes.get(twin);
-    if (
-      found?.table === spec.name &&
-      !found.partial &&
-      found.columns.join() === spec.primaryKey.join() &&
-      !spec.indexes.some((i) => i.name === twin)
-    ) {
+    const twin = keyTwin(spec, indexes);
+    if (twin !== null) {
       await db.schema.dropIndex(twin).execute();
       indexes.delete(twin);
     }
