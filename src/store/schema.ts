@@ -32,6 +32,11 @@ export function dataTables(resources: readonly Resource[]): string[] {
   return resources.flatMap((r) => [r.table, ...(r.tables ?? []).map((t) => t.name)]);
 }
 
+/** The name of an index an auxiliary table declares (TableDef.indexes) on these columns. */
+function auxIndexName(table: string, columns: readonly string[]): string {
+  return `${table}_${columns.join('_')}`;
+}
+
 /** DDL of an auxiliary table (a log or a queue) declared beside a resource. */
 function auxTable(store: Store, def: TableDef): TableSpec {
   const notNull = new Set(def.notNull ?? def.primaryKey);
@@ -45,7 +50,7 @@ function auxTable(store: Store, def: TableDef): TableSpec {
     primaryKey: [...def.primaryKey],
     withoutRowid: store.kind === 'sqlite' && def.clustered === true,
     indexes: (def.indexes ?? []).map((columns) => ({
-      name: `${def.name}_${columns.join('_')}`,
+      name: auxIndexName(def.name, columns),
       columns: [...columns],
     })),
   };
@@ -347,12 +352,12 @@ async function existingIndexes(store: Store, db: DB, schema: string | null): Pro
 
 /**
  * The index an earlier build declared on what is now a table's key (the check-in log's, before
- * 2026-12-03), where it exists: named as auxTable names a declared index, on the key's columns,
+ * 2026-12-03), where it exists: named as a declared index is (auxIndexName), on the key's columns,
  * of every row. A twin of the key, not kept. Null where there is none, or an index of that name
  * is another (an operator's), which stays.
  */
 function keyTwin(spec: TableSpec, indexes: Map<string, ExistingIndex>): string | null {
-  const name = `${spec.name}_${spec.primaryKey.join('_')}`;
+  const name = auxIndexName(spec.name, spec.primaryKey);
   const found = indexes.get(name);
   const twin =
     found !== undefined &&
