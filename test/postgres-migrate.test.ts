@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, parsePostgresUrl, type Store } from '../src/store/database.js';
@@ -48,7 +49,50 @@ describe('PostgreSQL URLs', () => {
       parsePostgresUrl('postgres://db/edm?application_name=x&connect_timeout=5&sslmode=require').schema,
     ).toBeNull();
   });
+
+  it.each([
+    // libpq's form for a Unix socket, a user and no host, is no WHATWG URL: read as the driver reads it.
+    ['postgres://u:p@/edm?host=/run/postgresql&schema=okr', 'postgres://u:p@/edm?host=%2Frun%2Fpostgresql'],
+    ['postgresql:///edm?host=/run/postgresql&schema=okr', 'postgresql:///edm?host=%2Frun%2Fpostgresql'],
+    ['postgres://u@%2Frun%2Fpostgresql/edm?schema=okr', 'postgres://u@%2Frun%2Fpostgresql/edm'],
+  ])('reads a Unix socket URL, %s', (url, connectionString) => {
+    expect(parsePostgresUrl(url)).toEqual({ connectionString, schema: 'okr', options: '-c search_path=okr' });
+  });
 });
+
+/** PostgreSQL's Unix socket folder on Debian, where the server beside the tests listens. */
+const SOCKET_DIR = '/var/run/postgresql';
+
+describe.runIf(PG_URL && existsSync(join(SOCKET_DIR, `.s.PGSQL.${new URL(PG_URL ?? 'postgres://x').port || 5432}`)))(
+  'PostgreSQL over a Unix socket',
+  () => {
+    it('serves a store whose URL names the socket folder and no host', async () => {
+      const tcp = new URL(PG_URL as string);
+      const schema = `edm_test_${randomBytes(6).toString('hex')}`;
+      const port = tcp.port ? `&port=${tcp.port}` : '';
+      const user = tcp.username ? `${tcp.username}${tcp.password ? `:${tcp.password}` : ''}@` : '';
+      const store = openStore(
+        `postgres://${user}/${tcp.pathname.slice(1)}?host=${SOCKET_DIR}${port}&schema=${schema}`,
+        {
+          poolSize: 1,
+          applicationName: 'edm-test-socket',
+        },
+      );
+      try {
+        await migrate(store, resources);
+        const { rows } = await sql<{ socket: boolean; path: string }>`
+          select inet_client_addr() is null as socket, current_setting('search_path') as path`.execute(store.db);
+        expect(rows[0]).toEqual({ socket: true, path: schema });
+      } finally {
+        await store.close();
+        const admin = new pg.Client({ connectionString: PG_URL, application_name: 'edm-test-admin' });
+        await admin.connect();
+        await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+        await admin.end();
+      }
+    });
+  },
+);
 
 describe.runIf(PG_URL)('edm migrate on PostgreSQL', () => {
   const url = PG_URL as string;

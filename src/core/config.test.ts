@@ -15,6 +15,12 @@ describe('describeConfig: the line `edm serve` logs at start', () => {
       'rate limit: 100 calls per 1000 ms per caller; request timeout: 30000 ms',
     ],
     [{ EDM_REQUEST_TIMEOUT_MS: '0' }, 'store sqlite:', 'request timeout: none'],
+    // libpq's form for a Unix socket: a user and no host, the socket's folder in ?host=.
+    [
+      { EDM_DATABASE_URL: 'postgres://edm:hunter2@/okr?host=/var/run/postgresql&schema=okr' },
+      'store postgres://edm:***@/okr?host=/var/run/postgresql&schema=okr',
+      'request timeout: 30000 ms',
+    ],
   ])('%o', (vars, start, end) => {
     const line = describeConfig(loadConfig({ ...env, ...vars }));
     expect(line.startsWith(start)).toBe(true);

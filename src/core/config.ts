@@ -219,11 +219,35 @@ const URL_PARAMETERS = new Set([
 ]);
 
 /**
+ * The host a PostgreSQL URL that names none stands in for while it is read. libpq's form for a
+ * Unix socket, `postgres://user@/db?host=/var/run/postgresql`, is no WHATWG URL (a user but no
+ * host); the driver reads it with a placeholder host and leaves the host empty, and so do we.
+ */
+const NO_HOST = '__edm_no_host__';
+
+/**
+ * A PostgreSQL URL as the driver reads it (see NO_HOST), or null for one neither can read.
+ * @example readPostgresUrl('postgres://edm@/edm?host=/run/postgresql')?.searchParams.get('host') === '/run/postgresql'
+ */
+export function readPostgresUrl(url: string): URL | null {
+  if (URL.canParse(url)) return new URL(url);
+  const placed = url.replace('@/', `@${NO_HOST}/`);
+  return placed !== url && URL.canParse(placed) ? new URL(placed) : null;
+}
+
+/** A URL read by readPostgresUrl, written out again: with no host where it named none. */
+export function writePostgresUrl(url: URL): string {
+  return url.toString().replace(`@${NO_HOST}/`, '@/');
+}
+
+/**
  * What is wrong with a PostgreSQL URL's parameters for EDM, or null: a schema that is not a plain
  * lower-case identifier, or a parameter neither EDM nor the driver reads.
  */
 export function postgresUrlProblem(url: string, schemaOverride?: string): string | null {
-  const params = new URL(url).searchParams;
+  const read = readPostgresUrl(url);
+  if (!read) return 'EDM_DATABASE_URL is not a URL that can be read';
+  const params = read.searchParams;
   const schema = schemaOverride ?? params.get('schema');
   if (schema !== null && !IDENTIFIER.test(schema)) {
     return `EDM_DATABASE_URL: schema must be a plain lower-case identifier (a–z, digits, _; at most 63), got ${schema}`;
@@ -325,7 +349,6 @@ export function loadConfig(given: Env = process.env, options: { storeMustExist?:
     if (!/^postgres(ql)?:\/\//.test(databaseUrl)) {
       throw new Error(`EDM_DATABASE_URL: unsupported scheme in ${shown} (use sqlite:<file> or postgres://…)`);
     }
-    if (!URL.canParse(databaseUrl)) throw new Error('EDM_DATABASE_URL is not a URL that can be read');
     const problem = postgresUrlProblem(databaseUrl);
     if (problem) throw new Error(problem);
   }
@@ -384,19 +407,19 @@ export function loadConfig(given: Env = process.env, options: { storeMustExist?:
  * `sslpassword`, `sslkey`: PostgreSQL's driver reads them); `unparsable` for none.
  */
 export function maskedUrl(url: string, query: 'all' | 'secrets', unparsable = '(unparsable URL)'): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    if (query === 'all' && u.search) u.search = '?***';
-    if (query === 'secrets') {
-      for (const name of [...u.searchParams.keys()]) {
-        if (/pass|secret|key|token/i.test(name)) u.searchParams.set(name, '***');
-      }
+  return URL.canParse(url) ? mask(new URL(url), query).toString() : unparsable;
+}
+
+/** A URL with its password, and its query or the parameters of it that name a secret, masked (see maskedUrl). */
+function mask(u: URL, query: 'all' | 'secrets'): URL {
+  if (u.password) u.password = '***';
+  if (query === 'all' && u.search) u.search = '?***';
+  if (query === 'secrets') {
+    for (const name of [...u.searchParams.keys()]) {
+      if (/pass|secret|key|token/i.test(name)) u.searchParams.set(name, '***');
     }
-    return u.toString();
-  } catch {
-    return unparsable;
   }
+  return u;
 }
 
 /**
@@ -411,7 +434,8 @@ export function redactedUrl(url: string): string {
     const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0];
     return scheme ? `${scheme}…` : '(unparsable URL)';
   }
-  return maskedUrl(url, 'secrets', '(unparsable URL)');
+  const read = readPostgresUrl(url);
+  return read ? writePostgresUrl(mask(read, 'secrets')) : '(unparsable URL)';
 }
 
 /** One line on what `edm serve` runs with: the store, the limits, how tokens are checked (no secrets). */

@@ -3,7 +3,14 @@ import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, type KyselyConfig, type LogEvent, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
-import { type Config, missingStore, postgresUrlProblem, redactedUrl } from '../core/config.js';
+import {
+  type Config,
+  missingStore,
+  postgresUrlProblem,
+  readPostgresUrl,
+  redactedUrl,
+  writePostgresUrl,
+} from '../core/config.js';
 import { ApiError } from '../core/errors.js';
 import type { AnyField, ColumnKind } from '../core/fields.js';
 import { type Checkpointer, startCheckpointer } from './checkpointer.js';
@@ -468,15 +475,15 @@ export interface PostgresTarget {
  * @example parsePostgresUrl('postgres://edm@db/edm?schema=okr').schema === 'okr'
  */
 export function parsePostgresUrl(url: string, schemaOverride?: string): PostgresTarget {
-  const parsed = new URL(url);
+  const problem = postgresUrlProblem(url, schemaOverride);
+  if (problem) throw new Error(problem);
+  const parsed = readPostgresUrl(url) as URL; // read: postgresUrlProblem says so
   const schema = schemaOverride ?? parsed.searchParams.get('schema') ?? null;
   const urlOptions = parsed.searchParams.get('options');
   parsed.searchParams.delete('schema');
   parsed.searchParams.delete('options');
-  const problem = postgresUrlProblem(url, schemaOverride);
-  if (problem) throw new Error(problem);
   const options = [urlOptions, schema ? `-c search_path=${schema}` : null].filter(Boolean).join(' ');
-  return { connectionString: parsed.toString(), schema, options: options || undefined };
+  return { connectionString: writePostgresUrl(parsed), schema, options: options || undefined };
 }
 
 /** How much longer than statement_timeout a session waits for an answer before it is cut. */
