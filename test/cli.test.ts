@@ -13,6 +13,7 @@ import {
   truncateSync,
   writeFileSync,
 } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -571,6 +572,41 @@ describe('edm usage', () => {
       const failed = await serve(readOnly);
       expect(failed).toMatchObject({ code: 1, killed: false });
       expect(failed.stderr).toMatch(/edm serve: the store postgres:\/\/.*\(EDM_DATABASE_URL, .*read-only transaction/);
+    }
+  });
+
+  it('every command that opens a store names the one it cannot reach or read, as edm serve does, its password masked', async () => {
+    // A port nothing listens on: taken, then given back.
+    const port = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const text = join(dir, 'not-a-store-either.txt');
+    writeFileSync(text, 'x'.repeat(4096));
+    const secrets = { EDM_JWT_SECRET: 'j'.repeat(32), EDM_SECRET_KEY: 'k'.repeat(32) };
+    const down = `postgres://edm:hunter2@127.0.0.1:${port}/edm`;
+    const cases: [string[], string, RegExp][] = [
+      [['migrate'], down, /connect ECONNREFUSED/],
+      [['seed'], down, /connect ECONNREFUSED/],
+      [['export', '--tenant', 't'], down, /connect ECONNREFUSED/],
+      [['migrate'], `sqlite:${text}`, /file is not a database/],
+      [['seed'], `sqlite:${text}`, /file is not a database/],
+    ];
+    for (const [args, url, cause] of cases) {
+      const err = await run(process.execPath, [bin, ...args], {
+        cwd: dir,
+        env: { ...env, ...secrets, EDM_DATABASE_URL: url },
+        timeout: 8000,
+      }).catch((e) => e);
+      const named = url.replace(':hunter2@', ':***@');
+      expect([err.code, err.killed], args.join(' ')).toEqual([1, false]);
+      expect(err.stderr, args.join(' ')).toContain(
+        `edm ${args[0]}: the store ${named} (EDM_DATABASE_URL, or EDM_DATA_DIR's edm.sqlite): `,
+      );
+      expect(err.stderr).toMatch(cause);
+      expect(err.stderr).not.toContain('hunter2');
     }
   });
 

@@ -46,7 +46,7 @@ describe('PostgreSQL URLs', () => {
     );
     expect(() => parsePostgresUrl('postgres://db/edm?sslmode=require&sslmode=disable')).toThrow(/\?sslmode is given/);
     expect(
-      parsePostgresUrl('postgres://db/edm?application_name=x&connect_timeout=5&sslmode=require').schema,
+      parsePostgresUrl('postgres://db/edm?application_name=x&lock_timeout=5000&sslmode=require&ssl=1').schema,
     ).toBeNull();
   });
 
@@ -57,6 +57,27 @@ describe('PostgreSQL URLs', () => {
     ['postgres://u@%2Frun%2Fpostgresql/edm?schema=okr', 'postgres://u@%2Frun%2Fpostgresql/edm'],
   ])('reads a Unix socket URL, %s', (url, connectionString) => {
     expect(parsePostgresUrl(url)).toEqual({ connectionString, schema: 'okr', options: '-c search_path=okr' });
+  });
+});
+
+describe.runIf(PG_URL)('PostgreSQL session names', () => {
+  it.each([
+    ['', 'edm-test-name'],
+    // libpq's rule: the URL's fallback_application_name names a session no application_name names.
+    ['fallback_application_name=edm-test-fallback', 'edm-test-fallback'],
+    ['application_name=edm-test-given&fallback_application_name=edm-test-fallback', 'edm-test-given'],
+  ])('with %j in the URL, sessions are named %s', async (query, name) => {
+    const at = new URL(PG_URL as string);
+    for (const [key, value] of new URLSearchParams(query)) at.searchParams.set(key, value);
+    const store = openStore(at.toString(), { poolSize: 1, applicationName: 'edm-test-name' });
+    try {
+      const { rows } = await sql<{ name: string }>`select current_setting('application_name') as name`.execute(
+        store.db,
+      );
+      expect(rows[0].name).toBe(name);
+    } finally {
+      await store.close();
+    }
   });
 });
 

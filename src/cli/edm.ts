@@ -12,12 +12,13 @@ import {
   statSync,
 } from 'node:fs';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { sql } from 'kysely';
 import { claimProblem, DEV_SUB, DEV_TENANT, MAX_TOKEN_TTL_S, mintToken, parseTtl } from '../core/auth.js';
-import { describeConfig, loadConfig } from '../core/config.js';
+import { type Config, describeConfig, loadConfig, storeError } from '../core/config.js';
 import { ServerKeys } from '../core/secrets.js';
 import { buildApp } from '../http/app.js';
 import { modules } from '../modules/index.js';
-import { openStore, type Store, storeOptions } from '../store/database.js';
+import { openStore, type Store, type StoreOptions, storeOptions } from '../store/database.js';
 import { isUnmigrated, migrate, recordSecretFingerprint, servedSecretFingerprint } from '../store/schema.js';
 import { seedDemo } from './seed.js';
 import { exportCsv, exportJson, importRows, TransferError, type TransferOptions } from './transfer.js';
@@ -201,16 +202,35 @@ async function token(args: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * The configured store, open and answering. One that cannot be opened or reached (a server
+ * down, a database or a socket that is not there, SSL refused) is named as `edm serve` names it,
+ * its password masked, before the command does anything.
+ */
+async function reachStore(config: Config, options: StoreOptions): Promise<Store> {
+  let store: Store | undefined;
+  try {
+    store = openStore(config.databaseUrl, options);
+    await sql`select 1`.execute(store.db);
+    return store;
+  } catch (err) {
+    await store?.close().catch(() => {});
+    throw storeError(config.databaseUrl, err);
+  }
+}
+
 async function migrateCommand(args: string[]): Promise<number> {
   // It takes no options: one given is a usage error, not ignored while the schema is migrated.
   parseArgs({ args, options: {}, strict: true });
   const config = loadConfig();
-  const store = openStore(config.databaseUrl, { ...storeOptions(config), poolSize: 2 });
+  const store = await reachStore(config, { ...storeOptions(config), poolSize: 2 });
   try {
     await migrate(
       store,
       modules.flatMap((m) => m.resources),
-    );
+    ).catch((err) => {
+      throw storeError(config.databaseUrl, err);
+    });
     process.stdout.write(`schema is up to date (${store.kind})\n`);
     return 0;
   } finally {
@@ -233,7 +253,7 @@ async function seedCommand(args: string[]): Promise<number> {
   checkClaimOption('--tenant', tenant);
   checkClaimOption('--sub', values.sub);
   const config = loadConfig();
-  const store = openStore(config.databaseUrl, { ...storeOptions(config), poolSize: 2 });
+  const store = await reachStore(config, { ...storeOptions(config), poolSize: 2 });
   try {
     const summary = await seedDemo({
       store,
@@ -383,7 +403,7 @@ async function transfer<P>(
   // An export reads: a SQLite file that is not there is said so, not created empty, and before
   // any secret is generated beside it.
   const config = loadConfig(process.env, { storeMustExist: command === 'export' });
-  const store = openStore(config.databaseUrl, {
+  const store = await reachStore(config, {
     ...storeOptions(config),
     poolSize: 2,
     mustExist: command === 'export',

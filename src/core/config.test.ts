@@ -169,6 +169,31 @@ describe('loadConfig: values', () => {
     ['EDM_DATABASE_URL', 'postgress://u:hunter2@db/x', /^EDM_DATABASE_URL: unsupported scheme in postgress:… /],
     // A slash missing: parsed as another kind of URL, its password is where masking looks for none.
     ['EDM_DATABASE_URL', 'postgres:/edm:hunter2@db/edm', /^EDM_DATABASE_URL: unsupported scheme in postgres:… /],
+    // Parameters libpq reads but the driver takes from its own options only, or from a socket: URL:
+    // ignored, unseen, they are refused.
+    [
+      'EDM_DATABASE_URL',
+      'postgres://db/edm?connect_timeout=1',
+      /\?connect_timeout is not taken from the URL: .*EDM_DB_CONNECT_TIMEOUT_MS/,
+    ],
+    ['EDM_DATABASE_URL', 'postgres://db/edm?keepalives=0', /\?keepalives is not taken from the URL/],
+    ['EDM_DATABASE_URL', 'postgres://db/edm?db=other', /\?db is not a parameter EDM or the PostgreSQL driver reads/],
+    ['EDM_DATABASE_URL', 'postgres://db/edm?encoding=utf8', /\?encoding is not a parameter/],
+    // One a variable sets: the URL's would win at the server while EDM waited for the variable's.
+    [
+      'EDM_DATABASE_URL',
+      'postgres://db/edm?statement_timeout=8000',
+      /\?statement_timeout .*EDM_DB_STATEMENT_TIMEOUT_MS/,
+    ],
+    ['EDM_DATABASE_URL', 'postgres://db/edm?query_timeout=8000', /\?query_timeout .*EDM_DB_STATEMENT_TIMEOUT_MS/],
+    // A value the driver reads as another: `disabled` and `false` would turn SSL on.
+    [
+      'EDM_DATABASE_URL',
+      'postgres://db/edm?sslmode=disabled',
+      /\?sslmode=disabled is not a value .*disable, prefer, require/,
+    ],
+    ['EDM_DATABASE_URL', 'postgres://db/edm?sslmode=allow', /\?sslmode=allow is not a value/],
+    ['EDM_DATABASE_URL', 'postgres://db/edm?ssl=false', /\?ssl=false is not a value .*true, 1, 0, no-verify/],
   ])('refuses %s=%j at start, saying why', (name, value, message) => {
     expect(() => loadConfig({ ...env, [name]: value })).toThrow(message);
   });

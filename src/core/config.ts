@@ -184,9 +184,11 @@ function allowedHosts(raw: string): string[] {
 /** A schema name as PostgreSQL reads it unquoted (in `search_path`): lower case, or it is not the one created. */
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
 /**
- * The parameters a PostgreSQL URL may carry: EDM's (`schema`) and those the driver reads
- * (pg-connection-string and pg's connection parameters). Another is refused: the driver would
- * ignore it unseen, and a misspelt `schema` would leave the server in `public`.
+ * The parameters a PostgreSQL URL may carry: EDM's (`schema`) and those the driver reads from a
+ * `postgres://` URL (pg-connection-string and pg's connection parameters). Another is refused:
+ * the driver would ignore it unseen (libpq's `connect_timeout` and `keepalives`, which pg reads
+ * only from its own options; `db` and `encoding`, which it reads only from a `socket:` URL), and
+ * a misspelt `schema` would leave the server in `public`.
  */
 const URL_PARAMETERS = new Set([
   'schema',
@@ -194,8 +196,6 @@ const URL_PARAMETERS = new Set([
   'application_name',
   'fallback_application_name',
   'client_encoding',
-  'encoding',
-  'db',
   'host',
   'port',
   'user',
@@ -207,16 +207,30 @@ const URL_PARAMETERS = new Set([
   'sslrootcert',
   'sslnegotiation',
   'uselibpqcompat',
-  'connect_timeout',
-  'statement_timeout',
-  'query_timeout',
   'lock_timeout',
   'idle_in_transaction_session_timeout',
-  'keepalives',
-  'keepalives_idle',
   'binary',
   'replication',
 ]);
+
+/** Parameters a URL may not carry because a variable of EDM's sets what they would, and says why. */
+const SET_BY_EDM: Record<string, string> = {
+  connect_timeout: 'the driver does not read it from a URL; EDM_DB_CONNECT_TIMEOUT_MS bounds connecting',
+  statement_timeout: "set EDM_DB_STATEMENT_TIMEOUT_MS instead (EDM's wait for an answer follows that one)",
+  query_timeout: "set EDM_DB_STATEMENT_TIMEOUT_MS instead (EDM's wait for an answer follows that one)",
+  keepalives: 'the driver does not read it from a URL; EDM keeps TCP keepalives on',
+  keepalives_idle: 'the driver does not read it from a URL; EDM sends the first keepalive after 10 s',
+};
+
+/**
+ * The values the driver understands for parameters whose other values it does not refuse but
+ * reads as something else: pg takes any `sslmode` but `disable` (`disabled` included) as
+ * verify-full SSL, and any `ssl` but `0` (`false` included) as SSL on.
+ */
+const URL_VALUES: Record<string, readonly string[]> = {
+  sslmode: ['disable', 'prefer', 'require', 'verify-ca', 'verify-full', 'no-verify'],
+  ssl: ['true', '1', '0', 'no-verify'],
+};
 
 /**
  * The host a PostgreSQL URL that names none stands in for while it is read. libpq's form for a
@@ -258,11 +272,35 @@ export function postgresUrlProblem(url: string, schemaOverride?: string): string
   if (twice.length) {
     return `EDM_DATABASE_URL: ${twice.map((n) => `?${n}`).join(', ')} is given more than once; give each parameter once`;
   }
+  const taken = [...params.keys()].find((name) => SET_BY_EDM[name] !== undefined);
+  if (taken) return `EDM_DATABASE_URL: ?${taken} is not taken from the URL: ${SET_BY_EDM[taken]}`;
   const unknown = [...params.keys()].filter((name) => !URL_PARAMETERS.has(name));
   if (unknown.length) {
     return `EDM_DATABASE_URL: ${unknown.map((n) => `?${n}`).join(', ')} is not a parameter EDM or the PostgreSQL driver reads (schema=<name> selects a schema)`;
   }
+  for (const [name, values] of Object.entries(URL_VALUES)) {
+    const value = params.get(name);
+    if (value !== null && !values.includes(value)) {
+      return `EDM_DATABASE_URL: ?${name}=${value} is not a value the PostgreSQL driver reads as such (use one of ${values.join(', ')})`;
+    }
+  }
   return null;
+}
+
+/**
+ * A failure to open, reach or migrate the store, as `edm serve` and the commands that open one
+ * say it: naming the store (its password masked) and the variables that choose it. One that
+ * names them already (a URL refused, a SQLite file that is not there) is left as it is.
+ */
+export function storeError(databaseUrl: string, err: unknown): Error {
+  const message = err instanceof Error ? err.message : String(err);
+  if (message.startsWith('EDM_DATABASE_URL') || message.startsWith('the store ')) return err as Error;
+  return new Error(
+    `the store ${redactedUrl(databaseUrl)} (EDM_DATABASE_URL, or EDM_DATA_DIR's edm.sqlite): ${message}`,
+    {
+      cause: err,
+    },
+  );
 }
 
 /** What a command that reads a store says of a SQLite file that is not there (it creates none). */

@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { DEV_SUB, DEV_TENANT, MAX_CLAIM_LENGTH, mintToken, requireScope, TokenVerifier } from '../core/auth.js';
 import { type Clock, isoTime, systemClock } from '../core/clock.js';
-import { type Config, redactedUrl } from '../core/config.js';
+import { type Config, storeError } from '../core/config.js';
 import { ApiError, fieldError } from '../core/errors.js';
 import { requestIds } from '../core/ids.js';
 import { CursorCodec } from '../core/list-query.js';
@@ -174,12 +174,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   } catch (err) {
     if (options.store) throw err;
     await opened?.close().catch(() => {});
-    const message = (err as Error).message;
-    if (message.startsWith('EDM_DATABASE_URL')) throw err;
-    throw new Error(
-      `the store ${redactedUrl(config.databaseUrl)} (EDM_DATABASE_URL, or EDM_DATA_DIR's edm.sqlite): ${message}`,
-      { cause: err },
-    );
+    throw storeError(config.databaseUrl, err);
   }
   const store = opened;
   const cursors = new CursorCodec(config.secretKey);

@@ -74,7 +74,10 @@ export interface StoreOptions {
   poolSize?: number;
   /** PostgreSQL schema to work in (tests use one per run); overrides the URL's `schema=`. */
   schema?: string;
-  /** PostgreSQL `application_name` of the pool's sessions (default `edm`; the URL's wins). */
+  /**
+   * PostgreSQL `application_name` of the pool's sessions (default `edm`), given as libpq's fallback:
+   * the URL's `application_name` or `fallback_application_name`, or `PGAPPNAME`, wins.
+   */
   applicationName?: string;
   /** How long to wait for a connection (new or from the pool) before answering 503; default 5000. */
   connectTimeoutMs?: number;
@@ -500,7 +503,7 @@ function openPostgres(url: string, options: StoreOptions): Store {
     pipeline: batchWrites,
     max: options.poolSize ?? 10,
     options: target.options,
-    application_name: options.applicationName ?? 'edm',
+    fallback_application_name: options.applicationName ?? 'edm',
     // Bounds both a new connection and the wait for a pooled one: an unreachable server is a quick 503.
     connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     keepAlive: true,
