@@ -623,6 +623,46 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
     expect(read.body.config).toEqual({ url: `${base}/metrics`, pointer: '/data/value', ...settings });
   });
 
+  it('refuses a postgres secret whose sslmode libpq does not know, and reads one stored so as a failed read', async () => {
+    // Read as TLS with no certificate check, a misspelt verify_full would drop the check unsaid.
+    for (const sslmode of ['verify_full', 'disabled', 'VERIFY-FULL', '']) {
+      const res = await call('POST', connectors.basePath, {
+        name: 'warehouse',
+        kind: 'postgres',
+        config: { query: 'select 1' },
+        secret: `postgres://u:pw@db.example.com/app?sslmode=${sslmode}`,
+      });
+      expect([res.status, res.body.errors], sslmode).toEqual([
+        400,
+        [
+          {
+            path: '/secret',
+            code: 'invalid_url',
+            message: `the secret's sslmode=${sslmode} is none of disable, allow, prefer, require, verify-ca, verify-full`,
+          },
+        ],
+      ]);
+    }
+    for (const sslmode of ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']) {
+      const res = await call('POST', connectors.basePath, {
+        name: `warehouse ${sslmode}`,
+        kind: 'postgres',
+        config: { query: 'select 1' },
+        secret: `postgres://u:pw@db.example.com/app?sslmode=${sslmode}`,
+      });
+      expect(res.status, `${sslmode}: ${JSON.stringify(res.body)}`).toBe(201);
+    }
+    // One stored by an earlier build, which did not check it: its read fails, saying why, before any connection.
+    const err = await readConnector(
+      { kind: 'postgres', config: { query: 'select 1' }, secret: 'postgres://u:pw@127.0.0.1/app?sslmode=verify_full' },
+      { allowHosts: ['127.0.0.1'], timeoutMs: 1000 },
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OutboundError);
+    expect((err as Error).message).toBe(
+      "the secret's sslmode=verify_full is none of disable, allow, prefer, require, verify-ca, verify-full",
+    );
+  });
+
   it('refuses a postgres secret whose %-escapes do not decode, and reads one stored so as a failed read', async () => {
     const bad = await call('POST', connectors.basePath, {
       name: 'warehouse',

@@ -188,6 +188,14 @@ interface PostgresTarget {
   name: string;
 }
 
+/** libpq's `sslmode` values, the ones a `postgres` connector's secret may give. */
+export const SSLMODES: readonly string[] = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'];
+
+/** What is said of a secret's `sslmode` that is none of SSLMODES. */
+export function sslmodeProblem(sslmode: string): string {
+  return `the secret's sslmode=${sslmode} is none of ${SSLMODES.join(', ')}`;
+}
+
 /** The connection a `postgres` connector's secret names, to the address its host was checked at. */
 async function postgresTarget(secret: string, policy: OutboundPolicy, deadline: number): Promise<PostgresTarget> {
   let url: URL;
@@ -205,6 +213,9 @@ async function postgresTarget(secret: string, policy: OutboundPolicy, deadline: 
   const host = named || 'localhost';
   const target = await resolveAllowed(host, policy, deadline);
   const sslmode = url.searchParams.get('sslmode') ?? 'disable';
+  // A value libpq does not know (`verify_full`) is refused, not read as TLS unverified: stored by
+  // an earlier build, which did not check it on writes.
+  if (!SSLMODES.includes(sslmode)) throw new OutboundError(sslmodeProblem(sslmode));
   const options: pg.ClientConfig = {
     host: target.address,
     port: Number(url.port || 5432),

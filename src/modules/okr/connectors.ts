@@ -17,7 +17,7 @@ import {
 import { isCredentialParam, type ServerKeys } from '../../core/secrets.js';
 import { defineTable, type Tx } from '../../core/tables.js';
 import { operationBody, validateInput } from '../../core/validation.js';
-import { failureText, postgresUrlParts, readConnector } from './connector-read.js';
+import { failureText, postgresUrlParts, readConnector, SSLMODES, sslmodeProblem } from './connector-read.js';
 import { keyResults } from './key-results.js';
 import { propagate } from './query-source.js';
 import { recordSystemValue } from './values.js';
@@ -84,8 +84,8 @@ const ConfigSchema = Type.Object(
 );
 
 /**
- * Why a postgres:// secret does not parse whole (a URL, with %-escapes that decode), or null. It
- * says which part is wrong, never the secret itself.
+ * Why a postgres:// secret does not parse whole (a URL, with %-escapes that decode and an
+ * `sslmode` libpq knows), or null. It says which part is wrong, never the secret itself.
  */
 function postgresSecretProblem(secret: string): string | null {
   const message = 'the secret must be a postgres:// URL';
@@ -96,7 +96,11 @@ function postgresSecretProblem(secret: string): string | null {
   } catch {
     return `${message}: it does not parse as one`;
   }
-  if (postgresUrlParts(url) !== null) return null;
+  if (postgresUrlParts(url) !== null) {
+    // Read as TLS with no certificate check, a misspelt `verify_full` would drop the check unsaid.
+    const sslmode = url.searchParams.get('sslmode');
+    return sslmode === null || SSLMODES.includes(sslmode) ? null : sslmodeProblem(sslmode);
+  }
   const parts: [string, string][] = [
     ['host', url.hostname],
     ['user', url.username],
