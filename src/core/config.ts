@@ -255,8 +255,9 @@ export function writePostgresUrl(url: URL): string {
 }
 
 /**
- * What is wrong with a PostgreSQL URL's parameters for EDM, or null: a schema that is not a plain
- * lower-case identifier, or a parameter neither EDM nor the driver reads.
+ * What is wrong with a PostgreSQL URL for EDM, or null: one that cannot be read, a schema that is
+ * not a plain lower-case identifier, a parameter given twice, one a variable of EDM's sets, one
+ * neither EDM nor the driver reads, or a value the driver would read as another.
  */
 export function postgresUrlProblem(url: string, schemaOverride?: string): string | null {
   const read = readPostgresUrl(url);
