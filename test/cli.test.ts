@@ -22,7 +22,7 @@ import { parseCsv } from '../src/cli/transfer.js';
 import { ServerKeys } from '../src/core/secrets.js';
 import { modules } from '../src/modules/index.js';
 import { migrate, recordSecretFingerprint, servedSecretFingerprint } from '../src/store/schema.js';
-import { freshStore, PG_URL, storeKinds } from './helpers.js';
+import { freshStore, PG_URL, storeKinds, writeProtect } from './helpers.js';
 
 const run = promisify(execFile);
 const root = new URL('..', import.meta.url).pathname;
@@ -607,6 +607,78 @@ describe('edm usage', () => {
       );
       expect(err.stderr).toMatch(cause);
       expect(err.stderr).not.toContain('hunter2');
+    }
+  });
+
+  it('refuses a store in memory for the commands that open one: it keeps nothing once they end', async () => {
+    const secrets = { EDM_JWT_SECRET: 'j'.repeat(32), EDM_SECRET_KEY: 'k'.repeat(32) };
+    for (const args of [['migrate'], ['seed'], ['export', '--tenant', 't']]) {
+      const err = await run(process.execPath, [bin, ...args], {
+        cwd: dir,
+        env: { ...env, ...secrets, EDM_DATABASE_URL: 'sqlite::memory:' },
+      }).catch((e) => e);
+      expect([err.code, err.stderr], args[0]).toEqual([
+        1,
+        expect.stringContaining(
+          `edm ${args[0]}: EDM_DATABASE_URL: sqlite::memory: keeps nothing once edm ${args[0]} ends; name a file`,
+        ),
+      ]);
+    }
+  });
+
+  it('edm export writes nothing to the store it reads: a file in another journal mode keeps it', async () => {
+    const file = join(dir, 'rollback-journal.sqlite');
+    const secrets = {
+      EDM_JWT_SECRET: 'j'.repeat(32),
+      EDM_SECRET_KEY: 'k'.repeat(32),
+      EDM_DATABASE_URL: `sqlite:${file}`,
+    };
+    await run(process.execPath, [bin, 'migrate'], { cwd: dir, env: { ...env, ...secrets } });
+    // An operator's copy taken out of WAL mode (a backup tool's habit): bytes 18 and 19 of the
+    // header say which mode, 1 and 1 for a rollback journal, 2 and 2 for WAL.
+    const sqlite = new (await import('better-sqlite3')).default(file);
+    sqlite.pragma('journal_mode = DELETE');
+    sqlite.close();
+    const before = readFileSync(file);
+    expect([before[18], before[19]]).toEqual([1, 1]);
+    const out = await run(process.execPath, [bin, 'export', '--tenant', 't'], {
+      cwd: dir,
+      env: { ...env, ...secrets },
+    });
+    expect(JSON.parse(out.stdout).format).toBeDefined();
+    expect(readFileSync(file).equals(before)).toBe(true);
+  });
+
+  it('a command that writes refuses a store that takes none, naming it', async (context) => {
+    const file = join(dir, 'write-protected.sqlite');
+    const secrets = {
+      EDM_JWT_SECRET: 'j'.repeat(32),
+      EDM_SECRET_KEY: 'k'.repeat(32),
+      EDM_DATABASE_URL: `sqlite:${file}`,
+    };
+    await run(process.execPath, [bin, 'migrate'], { cwd: dir, env: { ...env, ...secrets } });
+    const undo = writeProtect(file);
+    if (!undo) return context.skip('nothing here can make a file read-only');
+    try {
+      for (const args of [['migrate'], ['seed']]) {
+        const err = await run(process.execPath, [bin, ...args], { cwd: dir, env: { ...env, ...secrets } }).catch(
+          (e) => e,
+        );
+        expect([err.code, err.stderr], args[0]).toEqual([
+          1,
+          expect.stringContaining(
+            `edm ${args[0]}: the store sqlite:${file} (EDM_DATABASE_URL, or EDM_DATA_DIR's edm.sqlite): it takes no writes`,
+          ),
+        ]);
+      }
+      // Reading it still works.
+      const out = await run(process.execPath, [bin, 'export', '--tenant', 't'], {
+        cwd: dir,
+        env: { ...env, ...secrets },
+      });
+      expect(JSON.parse(out.stdout).format).toBeDefined();
+    } finally {
+      undo();
     }
   });
 

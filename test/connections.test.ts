@@ -5,8 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../src/core/auth.js';
 import { buildApp } from '../src/http/app.js';
 import { modules } from '../src/modules/index.js';
+import { openStore } from '../src/store/database.js';
 import { migrate } from '../src/store/schema.js';
-import { freshStore, storeKinds, type TestApp, testApp, testConfig, USER_A } from './helpers.js';
+import { freshStore, storeKinds, type TestApp, testApp, testConfig, USER_A, writeProtect } from './helpers.js';
 
 /** Writes raw bytes to the server, then reads everything it answers until it closes the connection. */
 function rawExchange(port: number, chunks: string[], gapMs = 0): Promise<string> {
@@ -451,6 +452,47 @@ describe('EDM_REQUEST_TIMEOUT_MS', () => {
       } finally {
         await t.close();
       }
+    }
+  });
+});
+
+describe('/readyz on a SQLite file that takes no writes', () => {
+  it('answers 503 where SQLite opened the file read-only, and so does every write', async (context) => {
+    const made = await freshStore('sqlite');
+    await migrate(
+      made.store,
+      modules.flatMap((m) => m.resources),
+    );
+    await made.store.close();
+    const file = made.url.slice('sqlite:'.length);
+    const undo = writeProtect(file);
+    if (!undo) {
+      await made.drop();
+      return context.skip('nothing here can make a file read-only');
+    }
+    // SQLite opens a file it may not write read-only, saying nothing until a write fails.
+    const store = openStore(made.url, { checkpointIntervalMs: 0 });
+    const app = await buildApp({ config: testConfig(), store, migrate: false });
+    try {
+      const res = await app.inject('/readyz');
+      expect([res.statusCode, res.json(), res.headers['retry-after']]).toEqual([
+        503,
+        { status: 'unavailable', store: 'sqlite' },
+        '1',
+      ]);
+      const token = await mintToken({ secret: testConfig().jwtSecret, tenant: 'acme', sub: USER_A });
+      const write = await app.inject({
+        method: 'POST',
+        url: '/api/v1/okr/cycles',
+        payload: { name: 'Q1', start_date: '2026-01-01', end_date: '2026-03-31' },
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(write.statusCode).toBe(503);
+    } finally {
+      await app.close();
+      await store.close();
+      undo();
+      await made.drop();
     }
   });
 });

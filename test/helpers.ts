@@ -1,5 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -292,4 +293,21 @@ export async function emptyCurrent(t: TestApp, id: string): Promise<void> {
       ? sql`jsonb_set(_doc::jsonb, '{current}', 'null')::text`
       : sql`json_set(_doc, '$.current', json('null'))`;
   await sql`UPDATE okr_key_results SET current = NULL, _doc = ${doc} WHERE id = ${id}`.execute(t.store.db);
+}
+
+/**
+ * Makes a file one this process cannot write: immutable for root (whom file modes do not stop),
+ * read-only by its mode for anyone else. Answers the undo, or null where neither can be done.
+ */
+export function writeProtect(file: string): (() => void) | null {
+  if (process.getuid?.() !== 0) {
+    chmodSync(file, 0o444);
+    return () => chmodSync(file, 0o600);
+  }
+  try {
+    execFileSync('chattr', ['+i', file], { stdio: 'ignore' });
+    return () => execFileSync('chattr', ['-i', file], { stdio: 'ignore' });
+  } catch {
+    return null; // no chattr, or a file system without the flag
+  }
 }

@@ -19,7 +19,13 @@ import { ServerKeys } from '../core/secrets.js';
 import { buildApp } from '../http/app.js';
 import { modules } from '../modules/index.js';
 import { openStore, type Store, type StoreOptions, storeOptions } from '../store/database.js';
-import { isUnmigrated, migrate, recordSecretFingerprint, servedSecretFingerprint } from '../store/schema.js';
+import {
+  isUnmigrated,
+  migrate,
+  recordSecretFingerprint,
+  servedSecretFingerprint,
+  takesWrites,
+} from '../store/schema.js';
 import { seedDemo } from './seed.js';
 import { exportCsv, exportJson, importRows, TransferError, type TransferOptions } from './transfer.js';
 
@@ -203,15 +209,27 @@ async function token(args: string[]): Promise<number> {
 }
 
 /**
- * The configured store, open and answering. One that cannot be opened or reached (a server
- * down, a database or a socket that is not there, SSL refused) is named as `edm serve` names it,
- * its password masked, before the command does anything.
+ * The configured store, open and answering, and for a command that writes, taking writes. One
+ * that cannot be opened or reached (a server down, a database or a socket that is not there, SSL
+ * refused), or takes no writes, is named as `edm serve` names it, its password masked, before
+ * the command does anything.
  */
-async function reachStore(config: Config, options: StoreOptions): Promise<Store> {
+async function reachStore(command: string, config: Config, options: StoreOptions): Promise<Store> {
+  // A store in memory is gone when the command ends: a migration or a seed into it reports a
+  // success that left nothing, an export reads nothing.
+  if (config.databaseUrl === 'sqlite::memory:') {
+    throw new Error(
+      `EDM_DATABASE_URL: sqlite::memory: keeps nothing once edm ${command} ends; name a file (sqlite:<file>)`,
+    );
+  }
   let store: Store | undefined;
   try {
     store = openStore(config.databaseUrl, options);
     await sql`select 1`.execute(store.db);
+    // A command that writes says so before it starts, as /readyz does for a server.
+    if (!options.readOnly && !(await takesWrites(store))) {
+      throw new Error('it takes no writes (a read-only file or file system, or a PostgreSQL standby)');
+    }
     return store;
   } catch (err) {
     await store?.close().catch(() => {});
@@ -223,7 +241,7 @@ async function migrateCommand(args: string[]): Promise<number> {
   // It takes no options: one given is a usage error, not ignored while the schema is migrated.
   parseArgs({ args, options: {}, strict: true });
   const config = loadConfig();
-  const store = await reachStore(config, { ...storeOptions(config), poolSize: 2 });
+  const store = await reachStore('migrate', config, { ...storeOptions(config), poolSize: 2 });
   try {
     await migrate(
       store,
@@ -253,7 +271,7 @@ async function seedCommand(args: string[]): Promise<number> {
   checkClaimOption('--tenant', tenant);
   checkClaimOption('--sub', values.sub);
   const config = loadConfig();
-  const store = await reachStore(config, { ...storeOptions(config), poolSize: 2 });
+  const store = await reachStore('seed', config, { ...storeOptions(config), poolSize: 2 });
   try {
     const summary = await seedDemo({
       store,
@@ -403,10 +421,10 @@ async function transfer<P>(
   // An export reads: a SQLite file that is not there is said so, not created empty, and before
   // any secret is generated beside it.
   const config = loadConfig(process.env, { storeMustExist: command === 'export' });
-  const store = await reachStore(config, {
+  const store = await reachStore(command, config, {
     ...storeOptions(config),
     poolSize: 2,
-    mustExist: command === 'export',
+    readOnly: command === 'export',
   });
   const progress = progressBar();
   try {

@@ -283,10 +283,44 @@ describe('loadConfig: what an operator writes', () => {
     ['EDM_CONNECTOR_ALLOW_HOSTS', '*'],
     ['EDM_DATABASE_URL', 'postgres://db/edm?schema=Okr'],
     ['EDM_DATABASE_URL', 'postgres://db/edm?shema=okr'],
+    // `//` reads as a URL's host but is a path from the root: sqlite://app.db made /app.db.
+    ['EDM_DATABASE_URL', 'sqlite://app.db'],
+    // SQLite's own URI: a file named `file:x.db?mode=ro` was made, read-write.
+    ['EDM_DATABASE_URL', 'sqlite:file:x.db?mode=ro'],
+    // A folder: its missing parents were made before SQLite refused it.
+    ['EDM_DATABASE_URL', 'sqlite:newparent/sub/'],
   ])('refuses %s=%s before it generates a secret: a refused start writes nothing', (name, value) => {
     const dataDir = dir();
     expect(() => loadConfig({ EDM_DATA_DIR: dataDir, [name]: value })).toThrow(name);
     expect(readdirSync(dataDir)).toEqual([]);
+  });
+
+  it.each([
+    ['sqlite://app.db', 'is read as the path /app.db, from the root'],
+    ['sqlite:///var/lib/edm/app.db', 'is read as the path /var/lib/edm/app.db, from the root'],
+    ['sqlite:file:x.db?mode=ro', 'is a SQLite URI, which EDM does not read'],
+    ['sqlite:newparent/sub/', 'names a folder, not a file (sqlite:newparent/sub/edm.sqlite, say)'],
+  ])('refuses EDM_DATABASE_URL=%s, saying it %s', (url, message) => {
+    expect(() => loadConfig({ ...env, EDM_DATABASE_URL: url })).toThrow(`EDM_DATABASE_URL: ${url} ${message}`);
+  });
+
+  it('refuses EDM_DATABASE_URL naming a folder that is there', () => {
+    const folder = dir();
+    expect(() => loadConfig({ ...env, EDM_DATABASE_URL: `sqlite:${folder}` })).toThrow(
+      `EDM_DATABASE_URL: sqlite:${folder} names a folder, not a file`,
+    );
+  });
+
+  it('says so of an EDM_DATA_DIR that is a file, or where a generated secret cannot be written', () => {
+    const file = join(dir(), 'not-a-folder');
+    writeFileSync(file, '');
+    expect(() => loadConfig({ EDM_DATA_DIR: file })).toThrow(
+      `EDM_DATA_DIR ${file} is not a folder (it keeps the generated jwt-secret, unless EDM_JWT_SECRET is set)`,
+    );
+    // A folder below a file: it cannot be made.
+    expect(() => loadConfig({ EDM_DATA_DIR: join(file, 'data') })).toThrow(
+      `EDM_DATA_DIR ${join(file, 'data')}: the generated jwt-secret cannot be written there (ENOTDIR); make it writable, or set EDM_JWT_SECRET`,
+    );
   });
 
   it('refuses a generated secret file that is empty or short, naming it', () => {

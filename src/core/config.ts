@@ -1,5 +1,5 @@
 import { createPublicKey, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 
@@ -77,16 +77,29 @@ const MIN_SECRET_BYTES = 32;
 function generatedSecret(dataDir: string, name: string): Uint8Array {
   const file = join(dataDir, name);
   if (!existsSync(file)) {
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 }); // its secrets and the store are the owner's
-    const draft = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
-    writeFileSync(draft, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
+    const variable = name === 'jwt-secret' ? 'EDM_JWT_SECRET' : 'EDM_SECRET_KEY';
+    if (existsSync(dataDir) && !statSync(dataDir).isDirectory()) {
+      throw new Error(
+        `EDM_DATA_DIR ${dataDir} is not a folder (it keeps the generated ${name}, unless ${variable} is set)`,
+      );
+    }
     try {
-      chmodSync(draft, 0o600);
-      linkSync(draft, file);
+      mkdirSync(dataDir, { recursive: true, mode: 0o700 }); // its secrets and the store are the owner's
+      const draft = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+      writeFileSync(draft, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
+      try {
+        chmodSync(draft, 0o600);
+        linkSync(draft, file);
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'EEXIST') throw err;
+      } finally {
+        unlinkSync(draft);
+      }
     } catch (err) {
-      if ((err as { code?: string }).code !== 'EEXIST') throw err;
-    } finally {
-      unlinkSync(draft);
+      throw new Error(
+        `EDM_DATA_DIR ${dataDir}: the generated ${name} cannot be written there (${(err as { code?: string }).code ?? (err as Error).message}); make it writable, or set ${variable}`,
+        { cause: err },
+      );
     }
   }
   return readSecret(file);
@@ -304,6 +317,25 @@ export function storeError(databaseUrl: string, err: unknown): Error {
   );
 }
 
+/**
+ * What is wrong with the file a `sqlite:` URL names, or null: none at all; `//…`, which reads as
+ * a URL's host but is a path from the root (`sqlite://app.db` made `/app.db`); SQLite's own
+ * `file:` URIs, which would name a file called `file:…` with their parameters unread; a folder.
+ */
+export function sqliteFileProblem(file: string): string | null {
+  if (file.trim() === '') return 'EDM_DATABASE_URL: sqlite: names no file (use sqlite:<file>)';
+  if (file.startsWith('//')) {
+    return `EDM_DATABASE_URL: sqlite:${file} is read as the path ${file.replace(/^\/+/, '/')}, from the root; write sqlite:<path> (sqlite:./app.db, sqlite:/var/lib/edm/app.db)`;
+  }
+  if (file.startsWith('file:')) {
+    return `EDM_DATABASE_URL: sqlite:${file} is a SQLite URI, which EDM does not read: name the file (sqlite:<path>)`;
+  }
+  if (file !== ':memory:' && (file.endsWith('/') || (existsSync(file) && statSync(file).isDirectory()))) {
+    return `EDM_DATABASE_URL: sqlite:${file} names a folder, not a file (sqlite:${file.replace(/\/+$/, '')}/edm.sqlite, say)`;
+  }
+  return null;
+}
+
 /** What a command that reads a store says of a SQLite file that is not there (it creates none). */
 export function missingStore(file: string): string {
   return `the store sqlite:${file} does not exist (EDM_DATABASE_URL, or EDM_DATA_DIR's edm.sqlite)`;
@@ -374,9 +406,10 @@ export function loadConfig(given: Env = process.env, options: { storeMustExist?:
   }
   if (rateWindow < 1) throw new Error('EDM_RATE_LIMIT_WINDOW_MS must be at least 1');
   const databaseUrl = env.EDM_DATABASE_URL || `sqlite:${join(dataDir, 'edm.sqlite')}`;
-  if (databaseUrl.startsWith('sqlite:') && databaseUrl.slice('sqlite:'.length).trim() === '') {
-    throw new Error('EDM_DATABASE_URL: sqlite: names no file (use sqlite:<file>)');
-  }
+  const sqliteProblem = databaseUrl.startsWith('sqlite:')
+    ? sqliteFileProblem(databaseUrl.slice('sqlite:'.length))
+    : null;
+  if (sqliteProblem) throw new Error(sqliteProblem);
   // A command that only reads the store (`edm export`) is refused before a secret is generated:
   // a data folder with fresh secrets beside no store would sign nothing the server accepts.
   if (options.storeMustExist && databaseUrl.startsWith('sqlite:')) {

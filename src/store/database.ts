@@ -9,6 +9,7 @@ import {
   postgresUrlProblem,
   readPostgresUrl,
   redactedUrl,
+  sqliteFileProblem,
   writePostgresUrl,
 } from '../core/config.js';
 import { ApiError } from '../core/errors.js';
@@ -53,6 +54,8 @@ export interface Store {
   readonly exec: ((sql: string, parameters: readonly unknown[]) => ExecResult) | null;
   /** SQLite files: the thread that copies the WAL back into the database (null elsewhere). */
   readonly checkpointer: Checkpointer | null;
+  /** SQLite: the database file, as a path from the working folder (null in memory and on PostgreSQL). */
+  readonly file: string | null;
   /**
    * Runs `fn` with a store whose reads all see one snapshot, whatever commits meanwhile (an
    * export of a tenant a server is writing to): on PostgreSQL a `repeatable read`, read-only
@@ -96,8 +99,11 @@ export interface StoreOptions {
    * checkpointer.ts); 0 leaves it to the writer's auto-checkpoint alone. Default 100 ms.
    */
   checkpointIntervalMs?: number;
-  /** SQLite files: refuse a file that is not there instead of creating it (a command that only reads). */
-  mustExist?: boolean;
+  /**
+   * SQLite files: open the file read-only (a command that only reads, `edm export`): nothing is
+   * written to it, its journal mode included, and a file that is not there is refused, not created.
+   */
+  readOnly?: boolean;
   /** Called with every statement run (tests check that tenant data is always addressed by tenant). */
   onQuery?: (sql: string, parameters: readonly unknown[]) => void;
 }
@@ -135,7 +141,8 @@ const IDLE_IN_TRANSACTION_MS = 60_000;
 export function openStore(url: string, options: StoreOptions = {}): Store {
   if (url.startsWith('sqlite:')) {
     const file = url.slice('sqlite:'.length);
-    if (file.trim() === '') throw new Error('EDM_DATABASE_URL: sqlite: names no file (use sqlite:<file>)');
+    const problem = sqliteFileProblem(file);
+    if (problem) throw new Error(problem);
     return openSqlite(file, options);
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return openPostgres(url, options);
@@ -305,16 +312,25 @@ export function cachingStatements(
 }
 
 function openSqlite(file: string, options: StoreOptions): Store {
-  if (options.mustExist && file !== ':memory:' && !existsSync(file)) {
-    throw new Error(missingStore(file));
+  const readOnly = options.readOnly === true && file !== ':memory:';
+  if (readOnly && !existsSync(file)) throw new Error(missingStore(file));
+  if (file !== ':memory:' && !readOnly) {
+    // A folder it creates is the owner's only (0700): the store holds every tenant's data.
+    const folder = dirname(resolve(file));
+    try {
+      mkdirSync(folder, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'EEXIST' || code === 'ENOTDIR') throw new Error(`${folder}, or a folder above it, is not a folder`);
+      throw err;
+    }
+    // The file itself too, wherever it is (a folder that was there already may be open to others);
+    // SQLite gives its WAL and shared-memory files the database file's mode.
+    if (!existsSync(file)) closeSync(openSync(file, 'a', 0o600));
   }
-  // A folder it creates is the owner's only (0700): the store holds every tenant's data.
-  if (file !== ':memory:') mkdirSync(dirname(resolve(file)), { recursive: true, mode: 0o700 });
-  // The file itself too, wherever it is (a folder that was there already may be open to others);
-  // SQLite gives its WAL and shared-memory files the database file's mode.
-  if (file !== ':memory:' && !existsSync(file)) closeSync(openSync(file, 'a', 0o600));
-  const database = new SQLite(file);
-  database.pragma('journal_mode = WAL');
+  const database = new SQLite(file, readOnly ? { readonly: true, fileMustExist: true } : undefined);
+  // Setting the journal mode writes the file's header: a read-only store keeps the mode it has.
+  if (!readOnly) database.pragma('journal_mode = WAL');
   database.pragma('synchronous = NORMAL');
   database.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
   // Each write of a group commit runs in a savepoint, whose journal of the pages it changes is
@@ -332,7 +348,7 @@ function openSqlite(file: string, options: StoreOptions): Store {
   // short tail (and is what lets the WAL start over).
   const interval = options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
   const checkpointer: Checkpointer | null =
-    file !== ':memory:' && interval > 0 ? startCheckpointer(resolve(file), interval) : null;
+    file !== ':memory:' && !readOnly && interval > 0 ? startCheckpointer(resolve(file), interval) : null;
   // Reads on the second connection share one snapshot per turn of the event loop: each read
   // transaction takes and drops file locks (system calls), which cost more than a point read.
   // The snapshot ends when the turn does, and before anything on this store writes (each
@@ -429,6 +445,7 @@ function openSqlite(file: string, options: StoreOptions): Store {
     read,
     exec,
     checkpointer,
+    file: file === ':memory:' ? null : file,
     async snapshot(fn) {
       if (file === ':memory:') return fn(store);
       const handle = new SQLite(file, { readonly: true });
@@ -581,6 +598,7 @@ function openPostgres(url: string, options: StoreOptions): Store {
     read: null,
     exec: null,
     checkpointer: null,
+    file: null,
     snapshot(fn) {
       return db
         .transaction()

@@ -1,3 +1,5 @@
+import { constants, existsSync } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import type { AnyField, ColumnKind } from '../core/fields.js';
@@ -831,9 +833,25 @@ export function schemaProbe(store: Store, resources: readonly Resource[]) {
 /**
  * Whether a write would be taken now: PostgreSQL takes none on a standby (a primary demoted in a
  * failover) or under `default_transaction_read_only`; this session's setting says either way.
+ * A SQLite file takes none once it, or its WAL, may not be written (a file system remounted
+ * read-only after errors, a file made immutable): SQLite opens such a file read-only, and the
+ * connection, open, says nothing until a write fails.
  */
 export async function takesWrites(store: Store): Promise<boolean> {
-  if (store.kind !== 'postgres') return true;
+  if (store.kind !== 'postgres') {
+    if (store.file === null) return true;
+    const files = [store.file, `${store.file}-wal`];
+    const writable = await Promise.all(
+      files.map((f) =>
+        access(f, constants.W_OK).then(
+          () => true,
+          () => false,
+        ),
+      ),
+    );
+    // The WAL is there while the store is open in WAL mode; one missing is no refusal.
+    return writable[0] && (writable[1] || !existsSync(files[1]));
+  }
   const { rows } = await sql<{ ro: string }>`SELECT current_setting('transaction_read_only') AS ro`.execute(store.db);
   return rows[0]?.ro === 'off';
 }
