@@ -299,6 +299,7 @@ describe('loadConfig: what an operator writes', () => {
     ['sqlite://app.db', 'is read as the path /app.db, from the root'],
     ['sqlite:///var/lib/edm/app.db', 'is read as the path /var/lib/edm/app.db, from the root'],
     ['sqlite:file:x.db?mode=ro', 'is a SQLite URI, which EDM does not read'],
+    ['sqlite:~/edm.sqlite', 'starts with ~, which no shell expanded here'],
     ['sqlite:newparent/sub/', 'names a folder, not a file (sqlite:newparent/sub/edm.sqlite, say)'],
   ])('refuses EDM_DATABASE_URL=%s, saying it %s', (url, message) => {
     expect(() => loadConfig({ ...env, EDM_DATABASE_URL: url })).toThrow(`EDM_DATABASE_URL: ${url} ${message}`);

@@ -319,13 +319,17 @@ export function storeError(databaseUrl: string, err: unknown): Error {
 
 /**
  * What is wrong with the file a `sqlite:` URL names, or null: none at all; `//…`, which reads as
- * a URL's host but is a path from the root (`sqlite://app.db` made `/app.db`); SQLite's own
+ * a URL's host but is a path from the root (`sqlite://app.db` made `/app.db`); `~/…`, which no
+ * shell expanded (a folder named `~` was made); SQLite's own
  * `file:` URIs, which would name a file called `file:…` with their parameters unread; a folder.
  */
 export function sqliteFileProblem(file: string): string | null {
   if (file.trim() === '') return 'EDM_DATABASE_URL: sqlite: names no file (use sqlite:<file>)';
   if (file.startsWith('//')) {
     return `EDM_DATABASE_URL: sqlite:${file} is read as the path ${file.replace(/^\/+/, '/')}, from the root; write sqlite:<path> (sqlite:./app.db, sqlite:/var/lib/edm/app.db)`;
+  }
+  if (file === '~' || file.startsWith('~/')) {
+    return `EDM_DATABASE_URL: sqlite:${file} starts with ~, which no shell expanded here (a folder named ~ would be made): write the whole path`;
   }
   if (file.startsWith('file:')) {
     return `EDM_DATABASE_URL: sqlite:${file} is a SQLite URI, which EDM does not read: name the file (sqlite:<path>)`;
