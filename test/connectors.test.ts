@@ -652,6 +652,33 @@ describe.each(storeKinds)('connectors on %s', (kind) => {
       });
       expect(res.status, `${sslmode}: ${JSON.stringify(res.body)}`).toBe(201);
     }
+    // Nothing else of the query is read: a parameter there would be dropped unsaid.
+    for (const [query, named] of [
+      ['?port=6432', '?port'],
+      ['?host=/var/run/postgresql&sslmode=disable', '?host'],
+      ['?sslrootcert=/etc/ca.pem&sslmode=verify-full&application_name=x', '?sslrootcert, ?application_name'],
+    ]) {
+      const res = await call('POST', connectors.basePath, {
+        name: 'warehouse',
+        kind: 'postgres',
+        config: { query: 'select 1' },
+        secret: `postgres://u:pw@db.example.com/app${query}`,
+      });
+      expect([res.status, (res.body.errors as { message: string }[])?.[0]?.message], query).toEqual([
+        400,
+        `the secret's ${named} is not read: a postgres connector takes its host, port, user, password and database from the URL's parts, and sslmode alone from its query`,
+      ]);
+    }
+    const twice = await call('POST', connectors.basePath, {
+      name: 'warehouse',
+      kind: 'postgres',
+      config: { query: 'select 1' },
+      secret: 'postgres://u:pw@db.example.com/app?sslmode=require&sslmode=disable',
+    });
+    expect([twice.status, (twice.body.errors as { message: string }[])?.[0]?.message]).toEqual([
+      400,
+      "the secret's ?sslmode is given more than once",
+    ]);
     // One stored by an earlier build, which did not check it: its read fails, saying why, before any connection.
     const err = await readConnector(
       { kind: 'postgres', config: { query: 'select 1' }, secret: 'postgres://u:pw@127.0.0.1/app?sslmode=verify_full' },

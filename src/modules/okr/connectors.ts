@@ -97,6 +97,14 @@ function postgresSecretProblem(secret: string): string | null {
     return `${message}: it does not parse as one`;
   }
   if (postgresUrlParts(url) !== null) {
+    // A read takes the host, port, user, password and database from the URL's parts and sslmode
+    // from its query, nothing else: `?port=6432` or `?host=…` would be dropped unsaid, and the read
+    // would go where the parts say.
+    const unread = [...new Set(url.searchParams.keys())].filter((name) => name !== 'sslmode');
+    if (unread.length) {
+      return `the secret's ${unread.map((n) => `?${n}`).join(', ')} is not read: a postgres connector takes its host, port, user, password and database from the URL's parts, and sslmode alone from its query`;
+    }
+    if (url.searchParams.getAll('sslmode').length > 1) return "the secret's ?sslmode is given more than once";
     // Read as TLS with no certificate check, a misspelt `verify_full` would drop the check unsaid.
     const sslmode = url.searchParams.get('sslmode');
     return sslmode === null || SSLMODES.includes(sslmode) ? null : sslmodeProblem(sslmode);
