@@ -743,7 +743,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // rows would be served, and written, by a server not ready). Known in place after a migration
   // here, or the first probe that finds it so; until then probed at most once a second.
   let schemaInPlace = migrated;
-  let lastProbe: { at: number; err: unknown } | null = null;
+  /** The last probe's time, and what it met: a missing table or column (`err`), or an outage. */
+  let lastProbe: { at: number; err: unknown; outage: unknown } | null = null;
   // One probe at a time: the requests that arrive while it runs wait for it, not a probe each.
   let probing: Promise<void> | null = null;
   const probeSchema = () => {
@@ -754,9 +755,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           schemaInPlace = true;
         },
         (err: unknown) => {
-          // An outage is each request's own to meet (503 with its own Retry-After); only a
-          // missing table or column closes the API.
-          lastProbe = { at: Date.now(), err: isUnmigrated(err) ? err : null };
+          // Only a missing table or column closes the API; an outage is answered to the requests
+          // that waited for this probe (below), and later ones meet it themselves.
+          const unmigrated = isUnmigrated(err);
+          lastProbe = { at: Date.now(), err: unmigrated ? err : null, outage: unmigrated ? null : err };
         },
       )
       .finally(() => {
@@ -765,7 +767,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return probing;
   };
   const schemaGate = async () => {
-    if (probing !== null || lastProbe === null || Date.now() - lastProbe.at >= 1000) await probeSchema();
+    if (probing !== null || lastProbe === null || Date.now() - lastProbe.at >= 1000) {
+      await probeSchema();
+      // The probe this request waited for met an outage (a database that does not answer): the
+      // request answers it now, 503, rather than wait as long again for a connection of its own.
+      if (!schemaInPlace && lastProbe !== null && lastProbe.outage !== null) throw lastProbe.outage;
+    }
     if (!schemaInPlace && lastProbe !== null && lastProbe.err !== null) throw lastProbe.err;
   };
   // Only on a server that did not migrate at start (whose schema is in place): a callback hook,

@@ -13,6 +13,9 @@ describe('which database errors are a 503 (unavailable)', () => {
     // 55000 raised by another routine is no outage: a lock, a sequence not yet read.
     [pgError('55000', 'currval of sequence "s" is not yet defined in this session', 'currval_oid'), false],
     [pgError('57P04', 'database dropped'), true],
+    // PgBouncer's own refusals, all under 08P01: a pooler full or waiting is a database away.
+    [pgError('08P01', 'no more connections allowed (max_client_conn)'), true],
+    [pgError('08P01', 'query_wait_timeout'), true],
     [Object.assign(new Error('getaddrinfo ENOTFOUND db'), { code: 'ENOTFOUND' }), true],
     [Object.assign(new Error('connect ENOENT /tmp/.s.PGSQL.5432'), { code: 'ENOENT', syscall: 'connect' }), true],
     // A file that is not there is no database away (SQLite's is a storage fault).

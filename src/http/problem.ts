@@ -72,6 +72,10 @@ const UNAVAILABLE_CODES = new Set([
   '08004',
   '08006',
   '08007',
+  // A protocol violation: what PgBouncer reports its own refusals as (max_client_conn reached,
+  // a pool's wait timed out, its login to the server failing), and a driver or server in a
+  // state no retry of the request's own makes worse.
+  '08P01',
   // A login refused (class 28: a rotated password, a role renamed) or a database that is not
   // there (3D000): the database cannot serve this process until its operator puts it right, and
   // /readyz says 503 meanwhile; a retry works once they have, with no restart.
