@@ -1,14 +1,16 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../src/http/app.js';
 import { openStore, parsePostgresUrl, type Store } from '../src/store/database.js';
-import { MIGRATE_LOCK, migrate } from '../src/store/schema.js';
-import { PG_URL, resources } from './helpers.js';
+import { MIGRATE_LOCK, migrate, searchPathProblem } from '../src/store/schema.js';
+import { PG_URL, resources, testConfig } from './helpers.js';
 
 // `edm migrate` creates or upgrades a schema from the declarations; on PostgreSQL it works in
 // the schema it is pointed at (and sees no other), is safe twice, and serializes concurrent
@@ -77,6 +79,154 @@ describe.runIf(PG_URL)('PostgreSQL session names', () => {
       expect(rows[0].name).toBe(name);
     } finally {
       await store.close();
+    }
+  });
+});
+
+/**
+ * A TCP proxy to PostgreSQL that drops the named parameters from each session's startup message,
+ * as PgBouncer with `ignore_startup_parameters` does. Answers its port and a close.
+ */
+async function droppingProxy(target: URL, dropped: string[]): Promise<{ port: number; close: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port || 5432), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => sockets.delete(s));
+    }
+    let head = Buffer.alloc(0);
+    const first = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      if (head.length < 4 || head.length < head.readInt32BE(0)) return;
+      client.off('data', first);
+      const length = head.readInt32BE(0);
+      // int32 length, int32 protocol, then name\0value\0 pairs and a closing \0.
+      const fields = head
+        .subarray(8, length - 1)
+        .toString('utf8')
+        .split('\0')
+        .slice(0, -1);
+      const kept: string[] = [];
+      for (let i = 0; i + 1 < fields.length; i += 2) {
+        if (!dropped.includes(fields[i])) kept.push(fields[i], fields[i + 1]);
+      }
+      const body = Buffer.from(`${kept.join('\0')}\0\0`, 'utf8');
+      const message = Buffer.alloc(8 + body.length);
+      message.writeInt32BE(message.length, 0);
+      head.copy(message, 4, 4, 8);
+      body.copy(message, 8);
+      upstream.write(Buffer.concat([message, head.subarray(length)]));
+      client.pipe(upstream);
+      upstream.pipe(client);
+    };
+    client.on('data', first);
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', () => done()));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((done) => server.close(done));
+    },
+  };
+}
+
+describe.runIf(PG_URL)('behind a pooler that drops startup parameters (PgBouncer, ignore_startup_parameters)', () => {
+  const direct = new URL(PG_URL ?? 'postgres://x');
+  const proxied = (port: number, query = '') => {
+    const url = new URL(direct);
+    url.port = String(port);
+    url.search = query;
+    return url.href;
+  };
+
+  it('refuses to migrate, serve or read a schema its sessions do not work in, naming the way out', async () => {
+    const proxy = await droppingProxy(direct, ['options']);
+    const schema = `edm_test_${randomBytes(6).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: PG_URL, application_name: 'edm-test-admin' });
+    await admin.connect();
+    const publicTables = async () =>
+      (
+        await admin.query(
+          `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'okr%'`,
+        )
+      ).rows[0].n;
+    const before = await publicTables();
+    const store = openStore(proxied(proxy.port), { schema, poolSize: 1, applicationName: 'edm-test-dropped' });
+    try {
+      // Its tables went to public, where another deployment's are: refused, and nothing made there.
+      await expect(migrate(store, resources)).rejects.toThrow(
+        `this session works in the schema public, not in ${schema} (?schema=): something between EDM and PostgreSQL dropped the startup option that sets its search_path`,
+      );
+      expect(await publicTables()).toBe(before);
+      // Made directly, the schema is there; the sessions through the pooler still do not work in it.
+      const made = openStore(PG_URL as string, { schema, poolSize: 1 });
+      await migrate(made, resources);
+      await made.close();
+      expect(await searchPathProblem(store)).toMatch(/works in the schema public, not in/);
+      const app = await buildApp({ config: testConfig(), store, migrate: false });
+      try {
+        expect((await app.inject('/readyz')).statusCode).toBe(503);
+      } finally {
+        await app.close();
+      }
+      // Set on the role, as the message says, the search_path holds through the pooler.
+      const role = `edm_test_role_${randomBytes(4).toString('hex')}`;
+      await admin.query(`CREATE ROLE ${role} LOGIN SUPERUSER`);
+      try {
+        await admin.query(`ALTER ROLE ${role} SET search_path = ${schema}`);
+        const url = new URL(proxied(proxy.port));
+        url.username = role;
+        const byRole = openStore(url.href, { schema, poolSize: 1 });
+        try {
+          expect(await searchPathProblem(byRole)).toBeNull();
+          await migrate(byRole, resources);
+        } finally {
+          await byRole.close();
+        }
+      } finally {
+        await admin.query(`DROP ROLE ${role}`);
+      }
+    } finally {
+      await store.close();
+      await proxy.close();
+      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await admin.end();
+    }
+  });
+
+  it("warns at start when the sessions' statement_timeout is not EDM_DB_STATEMENT_TIMEOUT_MS", async () => {
+    const proxy = await droppingProxy(direct, ['statement_timeout']);
+    const schema = `edm_test_${randomBytes(6).toString('hex')}`;
+    const lines: { level: number; msg: string }[] = [];
+    const start = async (port: number) => {
+      const app = await buildApp({
+        config: testConfig({ databaseUrl: proxied(port, `?schema=${schema}`), dbStatementTimeoutMs: 4321 }),
+        logger: 'warn',
+        logStream: { write: (line: string) => void lines.push(JSON.parse(line)) },
+      });
+      await app.close();
+    };
+    try {
+      await start(Number(direct.port || 5432));
+      expect(lines.filter((l) => l.msg.includes('statement_timeout'))).toEqual([]);
+      await start(proxy.port);
+      expect(lines.filter((l) => l.msg.includes('statement_timeout')).map((l) => [l.level, l.msg])).toEqual([
+        [
+          40,
+          expect.stringContaining(
+            "PostgreSQL's statement_timeout is 0 ms in this server's sessions, not EDM_DB_STATEMENT_TIMEOUT_MS (4321)",
+          ),
+        ],
+      ]);
+    } finally {
+      await proxy.close();
+      const admin = new pg.Client({ connectionString: PG_URL });
+      await admin.connect();
+      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await admin.end();
     }
   });
 });

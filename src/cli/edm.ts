@@ -23,6 +23,7 @@ import {
   isUnmigrated,
   migrate,
   recordSecretFingerprint,
+  searchPathProblem,
   servedSecretFingerprint,
   takesWrites,
 } from '../store/schema.js';
@@ -226,6 +227,8 @@ async function reachStore(command: string, config: Config, options: StoreOptions
   try {
     store = openStore(config.databaseUrl, options);
     await sql`select 1`.execute(store.db);
+    const wrong = await searchPathProblem(store);
+    if (wrong) throw new Error(wrong);
     // A command that writes says so before it starts, as /readyz does for a server.
     if (!options.readOnly && !(await takesWrites(store))) {
       throw new Error('it takes no writes (a read-only file or file system, or a PostgreSQL standby)');

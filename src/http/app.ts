@@ -19,9 +19,17 @@ import {
   prototypeMemberPath,
 } from '../core/validation.js';
 import { modules as allModules } from '../modules/index.js';
-import { openStore, type Store, storeOptions } from '../store/database.js';
+import { DEFAULT_STATEMENT_TIMEOUT_MS, openStore, type Store, storeOptions } from '../store/database.js';
 import { Engine } from '../store/engine.js';
-import { isUnmigrated, migrate, recordSecretFingerprint, schemaProbe, takesWrites } from '../store/schema.js';
+import {
+  isUnmigrated,
+  migrate,
+  recordSecretFingerprint,
+  schemaProbe,
+  searchPathProblem,
+  sessionStatementTimeoutMs,
+  takesWrites,
+} from '../store/schema.js';
 import { type CorsPolicy, corsHeaderFields, corsHeaders, registerCors } from './cors.js';
 import { devTokenBody } from './dev-token.js';
 import { Idempotency } from './idempotency.js';
@@ -158,6 +166,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const keys = new ServerKeys(config.secretKey);
   /** The fingerprint of the secret the database was served with before this start (see below). */
   let servedWith: string | null = null;
+  /** PostgreSQL: the statement_timeout this server's sessions got (see below); null: not asked. */
+  let sessionTimeout: number | null = null;
   let migrated = false;
   try {
     opened = options.store ?? openStore(config.databaseUrl, storeOptions(config));
@@ -169,6 +179,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       // Recorded where the store has just answered: a server started while its database is down
       // (--no-migrate) still starts, and answers 503 until it is back.
       servedWith = await recordSecretFingerprint(opened.db, keys.fingerprint);
+      if (!options.store) sessionTimeout = await sessionStatementTimeoutMs(opened);
       migrated = true;
     }
   } catch (err) {
@@ -737,6 +748,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const ready = async () => {
     await probe.execute(store.db);
     if (!(await takesWrites(store))) throw new Error('the database takes no writes');
+    const wrong = await searchPathProblem(store);
+    if (wrong) throw new Error(wrong);
   };
   // Until the schema is in place (--no-migrate before `edm migrate`), every API request is 503,
   // as /readyz says: not only those that reach a missing table or column (a complete table's
@@ -940,6 +953,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   if (servedWith !== null && servedWith !== keys.fingerprint) {
     app.log.warn(
       "EDM_SECRET_KEY is not the secret this database was served with before: connector secrets sealed under that one read as none until entered again, and list cursors and webhook URLs it signed are refused. Every process serving one database needs the same EDM_SECRET_KEY (a generated one is the data dir's secret-key file).",
+    );
+  }
+  // A pooler that drops startup parameters (PgBouncer's ignore_startup_parameters) leaves the
+  // sessions without EDM's statement_timeout: a request still gives up on its statement after
+  // EDM_DB_STATEMENT_TIMEOUT_MS and a little more, but the statement runs on in PostgreSQL.
+  const wanted = config.dbStatementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
+  if (sessionTimeout !== null && sessionTimeout !== wanted) {
+    app.log.warn(
+      `PostgreSQL's statement_timeout is ${sessionTimeout} ms in this server's sessions, not EDM_DB_STATEMENT_TIMEOUT_MS (${wanted}): something between EDM and PostgreSQL dropped the startup parameter that sets it (PgBouncer's ignore_startup_parameters does). A statement EDM gives up on runs on in the database; set it on the role instead (ALTER ROLE … SET statement_timeout = '${wanted}ms').`,
     );
   }
   return app;

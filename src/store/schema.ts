@@ -831,6 +831,35 @@ export function schemaProbe(store: Store, resources: readonly Resource[]) {
 }
 
 /**
+ * Why this PostgreSQL session would not work in the store's schema, or null: its `search_path`,
+ * which EDM sets with the startup option `-c search_path=<schema>`, resolves to another one. A
+ * pooler may drop that option (PgBouncer refuses it, or with `ignore_startup_parameters` ignores
+ * it): the tables would be made, read and written in `public`, where another deployment's are.
+ */
+export async function searchPathProblem(store: Store, db: DB = store.db): Promise<string | null> {
+  if (store.kind !== 'postgres' || store.schema === null) return null;
+  const { rows } = await sql<{ s: string | null; there: boolean }>`
+    SELECT current_schema() AS s, EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = ${store.schema}) AS there`.execute(
+    db,
+  );
+  const current = rows[0]?.s ?? null;
+  // A schema not made yet resolves to none: `edm migrate` makes it; until then there is nothing to read.
+  if (current === store.schema || (current === null && !rows[0]?.there)) return null;
+  return `this session works in ${current === null ? 'no schema' : `the schema ${current}`}, not in ${store.schema} (?schema=): something between EDM and PostgreSQL dropped the startup option that sets its search_path (PgBouncer's ignore_startup_parameters does); set it on the role instead (ALTER ROLE … SET search_path = ${store.schema}), or connect directly`;
+}
+
+/**
+ * The `statement_timeout` a PostgreSQL session runs with, in milliseconds (null on SQLite). EDM
+ * sets it as a startup parameter, which a pooler may drop (PgBouncer's ignore_startup_parameters).
+ */
+export async function sessionStatementTimeoutMs(store: Store): Promise<number | null> {
+  if (store.kind !== 'postgres') return null;
+  const { rows } = await sql<{ ms: number }>`
+    SELECT setting::int AS ms FROM pg_settings WHERE name = 'statement_timeout'`.execute(store.db);
+  return rows[0]?.ms ?? null;
+}
+
+/**
  * Whether a write would be taken now: PostgreSQL takes none on a standby (a primary demoted in a
  * failover) or under `default_transaction_read_only`; this session's setting says either way.
  * A SQLite file takes none once it, or its WAL, may not be written (a file system remounted
@@ -938,6 +967,8 @@ export async function migrate(store: Store, resources: readonly Resource[]): Pro
       await sql`SELECT pg_advisory_xact_lock(hashtext(${MIGRATE_LOCK}), hashtext(${schema}))`.execute(trx);
       // Statements after the lock see what an earlier migrator committed (READ COMMITTED).
       if (store.schema) await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(store.schema)}`.execute(trx);
+      const wrong = await searchPathProblem(store, trx);
+      if (wrong) throw new Error(wrong);
       await run(trx, schema);
     });
   } else {
