@@ -649,6 +649,27 @@ describe('edm usage', () => {
     expect(readFileSync(file).equals(before)).toBe(true);
   });
 
+  it('edm export from a store without the schema names the store, and writes nothing to it', async () => {
+    const file = join(dir, 'no-schema.sqlite');
+    writeFileSync(file, ''); // an empty file is an empty SQLite database
+    const err = await run(process.execPath, [bin, 'export', '--tenant', 't'], {
+      cwd: dir,
+      env: {
+        ...env,
+        EDM_JWT_SECRET: 'j'.repeat(32),
+        EDM_SECRET_KEY: 'k'.repeat(32),
+        EDM_DATABASE_URL: `sqlite:${file}`,
+      },
+    }).catch((e) => e);
+    expect([err.code, err.stderr]).toEqual([
+      1,
+      expect.stringContaining(
+        `edm export: the store sqlite:${file} (EDM_DATABASE_URL, or EDM_DATA_DIR's edm.sqlite): this database has no EDM schema of this build yet`,
+      ),
+    ]);
+    expect(readFileSync(file).length).toBe(0);
+  });
+
   it('a command that writes refuses a store that takes none, naming it', async (context) => {
     const file = join(dir, 'write-protected.sqlite');
     const secrets = {

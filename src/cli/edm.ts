@@ -441,7 +441,10 @@ async function transfer<P>(
       secretKey: config.secretKey,
       progress,
     };
-    const report = await work({ values, prepared, base });
+    const report = await work({ values, prepared, base }).catch((err: unknown) => {
+      // A store without the schema: said of the store, named as a store it cannot open is.
+      throw err instanceof TransferError && isUnmigrated(err.cause) ? storeError(config.databaseUrl, err) : err;
+    });
     progress.end();
     process.stderr.write(`${report}\n`);
     return 0;

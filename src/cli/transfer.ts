@@ -80,6 +80,7 @@ async function totals(o: TransferOptions, resources: Resource[], includeDeleted:
     if (isUnmigrated(err)) {
       throw new TransferError(
         'this database has no EDM schema of this build yet: none, or one an earlier build made (edm migrate creates or upgrades it, adding what is missing)',
+        { cause: err },
       );
     }
     throw err;
