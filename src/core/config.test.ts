@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { describeConfig, loadConfig, redactedUrl } from './config.js';
+import { describeConfig, loadConfig, redactedUrl, storeError } from './config.js';
 
 const env = { EDM_JWT_SECRET: 'x'.repeat(32), EDM_SECRET_KEY: 'y'.repeat(32) };
 
@@ -359,5 +359,27 @@ describe('loadConfig: what an operator writes', () => {
         `EDM_CONNECTOR_ALLOW_HOSTS: ${bad} is not a host name or an IP address`,
       );
     }
+  });
+});
+
+describe('storeError: a store that cannot be opened, reached or migrated', () => {
+  it('names the store, its password masked, and the variables that choose it', () => {
+    const err = storeError('postgres://edm:hunter2@db/okr', new Error('connect ECONNREFUSED 10.0.0.5:5432'));
+    expect(err.message).toBe(
+      "the store postgres://edm:***@db/okr (EDM_DATABASE_URL, or EDM_DATA_DIR's edm.sqlite): connect ECONNREFUSED 10.0.0.5:5432",
+    );
+  });
+
+  it("says what to do when a pooler refuses EDM's session settings (PgBouncer)", () => {
+    const err = storeError('postgres://db:6432/okr', new Error('unsupported startup parameter: statement_timeout'));
+    expect(err.message).toContain(
+      'unsupported startup parameter: statement_timeout (a pooler between EDM and PostgreSQL',
+    );
+    expect(err.message).toContain("PgBouncer's ignore_startup_parameters");
+  });
+
+  it('leaves a message that names the store or the variable already', () => {
+    const named = new Error('EDM_DATABASE_URL: sqlite: names no file (use sqlite:<file>)');
+    expect(storeError('sqlite:', named)).toBe(named);
   });
 });

@@ -309,8 +309,13 @@ export function postgresUrlProblem(url: string, schemaOverride?: string): string
 export function storeError(databaseUrl: string, err: unknown): Error {
   const message = err instanceof Error ? err.message : String(err);
   if (message.startsWith('EDM_DATABASE_URL') || message.startsWith('the store ')) return err as Error;
+  // PgBouncer's answer to the startup parameters EDM sends (search_path, statement_timeout,
+  // idle_in_transaction_session_timeout): what to do is in the README, not in its words.
+  const hint = /unsupported startup parameter/.test(message)
+    ? " (a pooler between EDM and PostgreSQL refuses EDM's session settings: list them in PgBouncer's ignore_startup_parameters and set them on the role instead; README, Behind PgBouncer)"
+    : '';
   return new Error(
-    `the store ${redactedUrl(databaseUrl)} (EDM_DATABASE_URL, or EDM_DATA_DIR's edm.sqlite): ${message}`,
+    `the store ${redactedUrl(databaseUrl)} (EDM_DATABASE_URL, or EDM_DATA_DIR's edm.sqlite): ${message}${hint}`,
     {
       cause: err,
     },
