@@ -231,6 +231,76 @@ describe.runIf(PG_URL)('behind a pooler that drops startup parameters (PgBouncer
   });
 });
 
+describe.runIf(PG_URL)('least privilege: a schema owner migrates, a role with row privileges alone serves', () => {
+  it('migrates without CREATE on the database, serves with auto-migration on, and checks the secret without migrating', async () => {
+    const id = randomBytes(4).toString('hex');
+    const [schema, owner, app] = [`edm_test_${id}`, `edm_test_owner_${id}`, `edm_test_app_${id}`];
+    const admin = new pg.Client({ connectionString: PG_URL, application_name: 'edm-test-admin' });
+    await admin.connect();
+    const as = (role: string) => {
+      const url = new URL(PG_URL as string);
+      url.username = role;
+      url.password = '';
+      url.search = `?schema=${schema}`;
+      return url.href;
+    };
+    const lines: { level: number; msg: string }[] = [];
+    const logged = {
+      logger: 'warn' as const,
+      logStream: { write: (line: string) => void lines.push(JSON.parse(line)) },
+    };
+    try {
+      // Neither role may CREATE in the database (PostgreSQL 15 grants PUBLIC no such right).
+      await admin.query(`CREATE ROLE ${owner} LOGIN`);
+      await admin.query(`CREATE ROLE ${app} LOGIN`);
+      await admin.query(`CREATE SCHEMA ${schema} AUTHORIZATION ${owner}`);
+      await admin.query(`GRANT USAGE ON SCHEMA ${schema} TO ${app}`);
+      await admin.query(
+        `ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA ${schema} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ${app}`,
+      );
+      // CREATE SCHEMA IF NOT EXISTS asked for CREATE on the database although the schema was there.
+      const byOwner = openStore(as(owner), { poolSize: 1 });
+      try {
+        await migrate(byOwner, resources);
+        await migrate(byOwner, resources);
+      } finally {
+        await byOwner.close();
+      }
+      // A role that may only read and write rows: the migration at start has nothing to do.
+      const served = await buildApp({ config: testConfig({ databaseUrl: as(app) }), ...logged });
+      try {
+        expect((await served.inject('/readyz')).statusCode).toBe(200);
+      } finally {
+        await served.close();
+      }
+      // Started without migrating, with another server secret: still said, once the database answers.
+      const other = testConfig({
+        databaseUrl: as(app),
+        secretKey: new TextEncoder().encode('another-secret-key-0123456789abcdef012345'),
+      });
+      const unmigrated = await buildApp({ config: other, migrate: false, ...logged });
+      try {
+        const deadline = Date.now() + 10_000;
+        while (!lines.some((l) => l.msg.startsWith('EDM_SECRET_KEY is not the secret')) && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        expect(lines.filter((l) => l.msg.startsWith('EDM_SECRET_KEY is not the secret')).map((l) => l.level)).toEqual([
+          40,
+        ]);
+      } finally {
+        await unmigrated.close();
+      }
+    } finally {
+      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      for (const role of [app, owner]) {
+        await admin.query(`DROP OWNED BY ${role}`).catch(() => {});
+        await admin.query(`DROP ROLE IF EXISTS ${role}`);
+      }
+      await admin.end();
+    }
+  });
+});
+
 /** PostgreSQL's Unix socket folder on Debian, where the server beside the tests listens. */
 const SOCKET_DIR = '/var/run/postgresql';
 

@@ -880,7 +880,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerOpenApiRoute(app, modules, { localMode: config.localMode });
   await app.register(playground);
 
-  const sweep = setInterval(() => idempotency.sweep().catch(() => {}), 10 * 60 * 1000);
+  // The database out of reach (a restart, a failover) is a warning naming its cause, as a
+  // request's 503 is: the next run does the work. Anything else is an error: storage that takes
+  // no writes (a full disk: an operator must act, as for a request), writes that kept meeting
+  // others' (a deadlock, three times), a role without a privilege the job needs.
+  const jobFailed = (job: string, err: unknown) =>
+    isUnavailable(err) && !isStorageFault(err) && !isConflict(err)
+      ? app.log.warn({ job, cause: String((err as Error).message) }, 'job put off: the database is unavailable')
+      : app.log.error({ err, job }, 'job failed');
+  // Expired idempotency keys, swept as a job is run: its failures said, not kept quiet while the table grows.
+  const sweep = setInterval(
+    () => idempotency.sweep().catch((err) => jobFailed('idempotency.sweep', err)),
+    10 * 60 * 1000,
+  );
   sweep.unref();
   // Module jobs (the status sweep) run on timers unless the caller drives them (tests set a clock).
   // A write that wakes a job (Job.wakeAfter), or a tick, during a run runs it once more after the
@@ -896,18 +908,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
               running = true;
               engine
                 .runJob(job)
-                .catch((err) =>
-                  // The database out of reach (a restart, a failover) is a warning naming its cause,
-                  // as a request's 503 is: the next run does the work. Anything else is an error:
-                  // storage that takes no writes (a full disk: an operator must act, as for a
-                  // request) and writes that kept meeting others' (a deadlock, three times) too.
-                  isUnavailable(err) && !isStorageFault(err) && !isConflict(err)
-                    ? app.log.warn(
-                        { job: job.name, cause: String((err as Error).message) },
-                        'job put off: the database is unavailable',
-                      )
-                    : app.log.error({ err, job: job.name }, 'job failed'),
-                )
+                .catch((err) => jobFailed(job.name, err))
                 .finally(() => {
                   running = false;
                   if (again && !closing) {
@@ -947,22 +948,37 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     for (const timer of timers) clearInterval(timer);
     if (!options.store) await store.close();
   });
-  // PRODUCT.md: one server secret, shared by every process of a deployment. One started with
-  // another (generated under another EDM_DATA_DIR, or changed) is said at once, not learnt from
-  // connector secrets that read as none and cursors and webhook URLs refused.
-  if (servedWith !== null && servedWith !== keys.fingerprint) {
-    app.log.warn(
-      "EDM_SECRET_KEY is not the secret this database was served with before: connector secrets sealed under that one read as none until entered again, and list cursors and webhook URLs it signed are refused. Every process serving one database needs the same EDM_SECRET_KEY (a generated one is the data dir's secret-key file).",
-    );
-  }
-  // A pooler that drops startup parameters (PgBouncer's ignore_startup_parameters) leaves the
-  // sessions without EDM's statement_timeout: a request still gives up on its statement after
-  // EDM_DB_STATEMENT_TIMEOUT_MS and a little more, but the statement runs on in PostgreSQL.
-  const wanted = config.dbStatementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
-  if (sessionTimeout !== null && sessionTimeout !== wanted) {
-    app.log.warn(
-      `PostgreSQL's statement_timeout is ${sessionTimeout} ms in this server's sessions, not EDM_DB_STATEMENT_TIMEOUT_MS (${wanted}): something between EDM and PostgreSQL dropped the startup parameter that sets it (PgBouncer's ignore_startup_parameters does). A statement EDM gives up on runs on in the database; set it on the role instead (ALTER ROLE … SET statement_timeout = '${wanted}ms').`,
-    );
+  const warnOfStart = (served: string | null, timeout: number | null) => {
+    // PRODUCT.md: one server secret, shared by every process of a deployment. One started with
+    // another (generated under another EDM_DATA_DIR, or changed) is said at once, not learnt from
+    // connector secrets that read as none and cursors and webhook URLs refused.
+    if (served !== null && served !== keys.fingerprint) {
+      app.log.warn(
+        "EDM_SECRET_KEY is not the secret this database was served with before: connector secrets sealed under that one read as none until entered again, and list cursors and webhook URLs it signed are refused. Every process serving one database needs the same EDM_SECRET_KEY (a generated one is the data dir's secret-key file).",
+      );
+    }
+    // A pooler that drops startup parameters (PgBouncer's ignore_startup_parameters) leaves the
+    // sessions without EDM's statement_timeout: a request still gives up on its statement after
+    // EDM_DB_STATEMENT_TIMEOUT_MS and a little more, but the statement runs on in PostgreSQL.
+    const wanted = config.dbStatementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
+    if (timeout !== null && timeout !== wanted) {
+      app.log.warn(
+        `PostgreSQL's statement_timeout is ${timeout} ms in this server's sessions, not EDM_DB_STATEMENT_TIMEOUT_MS (${wanted}): something between EDM and PostgreSQL dropped the startup parameter that sets it (PgBouncer's ignore_startup_parameters does). A statement EDM gives up on runs on in the database; set it on the role instead (ALTER ROLE … SET statement_timeout = '${wanted}ms').`,
+      );
+    }
+  };
+  if (migrated) warnOfStart(servedWith, sessionTimeout);
+  else if (!options.store) {
+    // Started without migrating (--no-migrate: a role that may only read and write rows, as the
+    // README advises): the same checks, once the database answers, without holding the start up
+    // (a database down at start is /readyz's to say). The meta table takes that role's writes.
+    void (async () => {
+      try {
+        warnOfStart(await recordSecretFingerprint(store.db, keys.fingerprint), await sessionStatementTimeoutMs(store));
+      } catch {
+        // Down, or not migrated yet: nothing to compare with.
+      }
+    })();
   }
   return app;
 }

@@ -966,7 +966,13 @@ export async function migrate(store: Store, resources: readonly Resource[]): Pro
       if (schema === null) throw new Error('no schema to migrate: the search_path names no existing schema');
       await sql`SELECT pg_advisory_xact_lock(hashtext(${MIGRATE_LOCK}), hashtext(${schema}))`.execute(trx);
       // Statements after the lock see what an earlier migrator committed (READ COMMITTED).
-      if (store.schema) await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(store.schema)}`.execute(trx);
+      // Made only where it is missing: CREATE SCHEMA IF NOT EXISTS asks for CREATE on the
+      // database even when the schema is there, which a role that owns only its schema lacks.
+      if (store.schema) {
+        const { rows } = await sql<{ there: boolean }>`
+          SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = ${store.schema}) AS there`.execute(trx);
+        if (!rows[0]?.there) await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(store.schema)}`.execute(trx);
+      }
       const wrong = await searchPathProblem(store, trx);
       if (wrong) throw new Error(wrong);
       await run(trx, schema);
