@@ -7,10 +7,11 @@ import { join, resolve } from 'node:path';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mintToken } from '../src/core/auth.js';
 import { buildApp } from '../src/http/app.js';
 import { openStore, parsePostgresUrl, type Store } from '../src/store/database.js';
 import { MIGRATE_LOCK, migrate, searchPathProblem } from '../src/store/schema.js';
-import { PG_URL, resources, testConfig } from './helpers.js';
+import { PG_URL, resources, testConfig, USER_A } from './helpers.js';
 
 // `edm migrate` creates or upgrades a schema from the declarations; on PostgreSQL it works in
 // the schema it is pointed at (and sees no other), is safe twice, and serializes concurrent
@@ -273,6 +274,42 @@ describe.runIf(PG_URL)('least privilege: a schema owner migrates, a role with ro
       } finally {
         await served.close();
       }
+      // A table it may not read fails the schema probe of a server started without migrating: that
+      // is no outage, and requests to the other tables are served, not answered 500 once a second.
+      await admin.query(`REVOKE SELECT ON ${schema}.okr_connectors FROM ${app}`);
+      const appStore = openStore(as(app), { poolSize: 1 });
+      const gated = await buildApp({ config: testConfig(), store: appStore, migrate: false });
+      try {
+        const token = await mintToken({ secret: testConfig().jwtSecret, tenant: 'acme', sub: USER_A });
+        for (let i = 0; i < 2; i++) {
+          const res = await gated.inject({ url: '/api/v1/okr/cycles', headers: { authorization: `Bearer ${token}` } });
+          expect(res.statusCode).toBe(200);
+        }
+      } finally {
+        await gated.close();
+        await appStore.close();
+        await admin.query(`GRANT SELECT ON ${schema}.okr_connectors TO ${app}`);
+      }
+      // A role without USAGE on the schema is told so, not sent looking for a pooler.
+      const outsider = `edm_test_out_${id}`;
+      await admin.query(`CREATE ROLE ${outsider} LOGIN`);
+      const byOutsider = openStore(as(outsider), { poolSize: 1 });
+      try {
+        expect(await searchPathProblem(byOutsider)).toBe(
+          `this role may not use the schema ${schema} (?schema=): GRANT USAGE ON SCHEMA ${schema} TO <the role EDM logs in as>`,
+        );
+      } finally {
+        await byOutsider.close();
+        await admin.query(`DROP ROLE ${outsider}`);
+      }
+      // With no statement_timeout asked for, EDM sends none: a role's own is no dropped parameter.
+      await admin.query(`ALTER ROLE ${app} SET statement_timeout = '60s'`);
+      const untimed = await buildApp({
+        config: testConfig({ databaseUrl: as(app), dbStatementTimeoutMs: 0 }),
+        ...logged,
+      });
+      await untimed.close();
+      expect(lines.filter((l) => l.msg.includes('statement_timeout'))).toEqual([]);
       // Started without migrating, with another server secret: still said, once the database answers.
       const other = testConfig({
         databaseUrl: as(app),

@@ -166,6 +166,8 @@ describe('loadConfig: values', () => {
     ['EDM_JWKS_URL', 'https://idp:s3cret@id.example/jwks', /EDM_JWKS_URL must not hold a user or password/],
     // A database URL that cannot be read is named, its password never shown.
     ['EDM_DATABASE_URL', 'postgres://u:hunter2@[bad/test', /^EDM_DATABASE_URL is not a URL that can be read$/],
+    // A raw `@/` in a password is no URL: read as libpq's socket form it lost its tail to the path.
+    ['EDM_DATABASE_URL', 'postgres://u:hun@/ter2@db:5432/test', /^EDM_DATABASE_URL is not a URL that can be read$/],
     ['EDM_DATABASE_URL', 'postgress://u:hunter2@db/x', /^EDM_DATABASE_URL: unsupported scheme in postgress:… /],
     // A slash missing: parsed as another kind of URL, its password is where masking looks for none.
     ['EDM_DATABASE_URL', 'postgres:/edm:hunter2@db/edm', /^EDM_DATABASE_URL: unsupported scheme in postgres:… /],
@@ -297,12 +299,16 @@ describe('loadConfig: what an operator writes', () => {
 
   it.each([
     ['sqlite://app.db', 'is read as the path /app.db, from the root'],
-    ['sqlite:///var/lib/edm/app.db', 'is read as the path /var/lib/edm/app.db, from the root'],
     ['sqlite:file:x.db?mode=ro', 'is a SQLite URI, which EDM does not read'],
     ['sqlite:~/edm.sqlite', 'starts with ~, which no shell expanded here'],
     ['sqlite:newparent/sub/', 'names a folder, not a file (sqlite:newparent/sub/edm.sqlite, say)'],
   ])('refuses EDM_DATABASE_URL=%s, saying it %s', (url, message) => {
     expect(() => loadConfig({ ...env, EDM_DATABASE_URL: url })).toThrow(`EDM_DATABASE_URL: ${url} ${message}`);
+  });
+
+  it('takes sqlite:///<absolute path>, as it always did', () => {
+    const file = join(dir(), 'edm.sqlite');
+    expect(loadConfig({ ...env, EDM_DATABASE_URL: `sqlite://${file}` }).databaseUrl).toBe(`sqlite://${file}`);
   });
 
   it('refuses EDM_DATABASE_URL naming a folder that is there', () => {

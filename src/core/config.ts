@@ -258,8 +258,12 @@ const NO_HOST = '__edm_no_host__';
  */
 export function readPostgresUrl(url: string): URL | null {
   if (URL.canParse(url)) return new URL(url);
-  const placed = url.replace('@/', `@${NO_HOST}/`);
-  return placed !== url && URL.canParse(placed) ? new URL(placed) : null;
+  // Only where nothing after the `@/` could be the rest of a user's part: a password with a raw
+  // `@/` in it (`p@/ss@db`) is no URL, and read this way it would lose its tail to the path.
+  const at = url.indexOf('@/');
+  if (at < 0 || url.includes('@', at + 2)) return null;
+  const placed = `${url.slice(0, at)}@${NO_HOST}/${url.slice(at + 2)}`;
+  return URL.canParse(placed) ? new URL(placed) : null;
 }
 
 /** A URL read by readPostgresUrl, written out again: with no host where it named none. */
@@ -330,7 +334,8 @@ export function storeError(databaseUrl: string, err: unknown): Error {
  */
 export function sqliteFileProblem(file: string): string | null {
   if (file.trim() === '') return 'EDM_DATABASE_URL: sqlite: names no file (use sqlite:<file>)';
-  if (file.startsWith('//')) {
+  // `sqlite:///var/lib/edm.db` is an absolute path, as it always was; `sqlite://edm.db` is not.
+  if (/^\/\/[^/]/.test(file)) {
     return `EDM_DATABASE_URL: sqlite:${file} is read as the path ${file.replace(/^\/+/, '/')}, from the root; write sqlite:<path> (sqlite:./app.db, sqlite:/var/lib/edm/app.db)`;
   }
   if (file === '~' || file.startsWith('~/')) {

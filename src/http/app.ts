@@ -771,7 +771,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           // Only a missing table or column closes the API; an outage is answered to the requests
           // that waited for this probe (below), and later ones meet it themselves.
           const unmigrated = isUnmigrated(err);
-          lastProbe = { at: Date.now(), err: unmigrated ? err : null, outage: unmigrated ? null : err };
+          // Another failure (a table this role may not read) is the requests' own to meet, as before.
+          const outage = !unmigrated && isUnavailable(err) ? err : null;
+          lastProbe = { at: Date.now(), err: unmigrated ? err : null, outage };
         },
       )
       .finally(() => {
@@ -961,7 +963,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // sessions without EDM's statement_timeout: a request still gives up on its statement after
     // EDM_DB_STATEMENT_TIMEOUT_MS and a little more, but the statement runs on in PostgreSQL.
     const wanted = config.dbStatementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
-    if (timeout !== null && timeout !== wanted) {
+    // With none asked for (0), EDM sends none, and a role's or the server's setting applies.
+    if (timeout !== null && wanted > 0 && timeout !== wanted) {
       app.log.warn(
         `PostgreSQL's statement_timeout is ${timeout} ms in this server's sessions, not EDM_DB_STATEMENT_TIMEOUT_MS (${wanted}): something between EDM and PostgreSQL dropped the startup parameter that sets it (PgBouncer's ignore_startup_parameters does). A statement EDM gives up on runs on in the database; set it on the role instead (ALTER ROLE … SET statement_timeout = '${wanted}ms').`,
       );

@@ -838,13 +838,17 @@ export function schemaProbe(store: Store, resources: readonly Resource[]) {
  */
 export async function searchPathProblem(store: Store, db: DB = store.db): Promise<string | null> {
   if (store.kind !== 'postgres' || store.schema === null) return null;
-  const { rows } = await sql<{ s: string | null; there: boolean }>`
-    SELECT current_schema() AS s, EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = ${store.schema}) AS there`.execute(
-    db,
-  );
+  const { rows } = await sql<{ s: string | null; there: boolean; usable: boolean | null }>`
+    SELECT current_schema() AS s, n.oid IS NOT NULL AS there,
+           CASE WHEN n.oid IS NOT NULL THEN has_schema_privilege(n.oid, 'USAGE') END AS usable
+      FROM (SELECT 1) AS one LEFT JOIN pg_namespace n ON n.nspname = ${store.schema}`.execute(db);
   const current = rows[0]?.s ?? null;
   // A schema not made yet resolves to none: `edm migrate` makes it; until then there is nothing to read.
   if (current === store.schema || (current === null && !rows[0]?.there)) return null;
+  // One this role may not use is left out of the search_path too: a grant missing, not a pooler.
+  if (rows[0]?.usable === false) {
+    return `this role may not use the schema ${store.schema} (?schema=): GRANT USAGE ON SCHEMA ${store.schema} TO <the role EDM logs in as>`;
+  }
   return `this session works in ${current === null ? 'no schema' : `the schema ${current}`}, not in ${store.schema} (?schema=): something between EDM and PostgreSQL dropped the startup option that sets its search_path (PgBouncer's ignore_startup_parameters does); set it on the role instead (ALTER ROLE … SET search_path = ${store.schema}), or connect directly`;
 }
 
