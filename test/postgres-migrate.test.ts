@@ -58,6 +58,8 @@ describe('PostgreSQL URLs', () => {
     ['postgres://u:p@/edm?host=/run/postgresql&schema=okr', 'postgres://u:p@/edm?host=%2Frun%2Fpostgresql'],
     ['postgresql:///edm?host=/run/postgresql&schema=okr', 'postgresql:///edm?host=%2Frun%2Fpostgresql'],
     ['postgres://u@%2Frun%2Fpostgresql/edm?schema=okr', 'postgres://u@%2Frun%2Fpostgresql/edm'],
+    // No user either: the URL writes no `@`, and no stand-in host is left in it.
+    ['postgres://@/edm?host=/run/postgresql&schema=okr', 'postgres:///edm?host=%2Frun%2Fpostgresql'],
   ])('reads a Unix socket URL, %s', (url, connectionString) => {
     expect(parsePostgresUrl(url)).toEqual({ connectionString, schema: 'okr', options: '-c search_path=okr' });
   });

@@ -168,6 +168,11 @@ describe('loadConfig: values', () => {
     ['EDM_DATABASE_URL', 'postgres://u:hunter2@[bad/test', /^EDM_DATABASE_URL is not a URL that can be read$/],
     // A raw `@/` in a password is no URL: read as libpq's socket form it lost its tail to the path.
     ['EDM_DATABASE_URL', 'postgres://u:hun@/ter2@db:5432/test', /^EDM_DATABASE_URL is not a URL that can be read$/],
+    // Nor a raw `/`, `?` or `#` in one: the rest read as a path, a parameter or a fragment, and printed.
+    ['EDM_DATABASE_URL', 'postgres://edm:2024/Hunter2@db/edm', /^EDM_DATABASE_URL is not a URL that can be read$/],
+    ['EDM_DATABASE_URL', 'postgres://edm:2024?Hunter2@db/edm', /^EDM_DATABASE_URL is not a URL that can be read$/],
+    ['EDM_DATABASE_URL', 'postgres://edm:2024#Hunter2@db/edm', /^EDM_DATABASE_URL is not a URL that can be read$/],
+    ['EDM_DATABASE_URL', 'postgres://u:p@/x?y@db/t', /^EDM_DATABASE_URL is not a URL that can be read$/],
     ['EDM_DATABASE_URL', 'postgress://u:hunter2@db/x', /^EDM_DATABASE_URL: unsupported scheme in postgress:… /],
     // A slash missing: parsed as another kind of URL, its password is where masking looks for none.
     ['EDM_DATABASE_URL', 'postgres:/edm:hunter2@db/edm', /^EDM_DATABASE_URL: unsupported scheme in postgres:… /],
@@ -304,6 +309,14 @@ describe('loadConfig: what an operator writes', () => {
     ['sqlite:newparent/sub/', 'names a folder, not a file (sqlite:newparent/sub/edm.sqlite, say)'],
   ])('refuses EDM_DATABASE_URL=%s, saying it %s', (url, message) => {
     expect(() => loadConfig({ ...env, EDM_DATABASE_URL: url })).toThrow(`EDM_DATABASE_URL: ${url} ${message}`);
+  });
+
+  it('takes libpq socket URLs with an @ in a parameter value, and prints none of a mis-encoded password', () => {
+    const url = 'postgres://edm@/edm?host=/run/postgresql&application_name=ops@edm';
+    expect(loadConfig({ ...env, EDM_DATABASE_URL: url }).databaseUrl).toBe(url);
+    for (const bad of ['postgres://edm:2024/Hunter2@db/edm', 'postgres://edm:12/Hunter2@/edm?host=/tmp']) {
+      expect(redactedUrl(bad)).toBe('(unparsable URL)');
+    }
   });
 
   it('takes sqlite:///<absolute path>, as it always did', () => {

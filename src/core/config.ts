@@ -257,18 +257,26 @@ const NO_HOST = '__edm_no_host__';
  * @example readPostgresUrl('postgres://edm@/edm?host=/run/postgresql')?.searchParams.get('host') === '/run/postgresql'
  */
 export function readPostgresUrl(url: string): URL | null {
-  if (URL.canParse(url)) return new URL(url);
-  // Only where nothing after the `@/` could be the rest of a user's part: a password with a raw
-  // `@/` in it (`p@/ss@db`) is no URL, and read this way it would lose its tail to the path.
+  const read = URL.canParse(url) ? new URL(url) : withoutHost(url);
+  // A raw `@` past the authority, in the path, a parameter's name or the fragment, is what is
+  // left of a user's part that was not percent-encoded (`u:2024/Hunter2@db` reads as the host
+  // `u`, port 2024 and the path `/Hunter2@db`): no URL to connect with, nor to print.
+  if (read === null || read.pathname.includes('@') || read.hash.includes('@')) return null;
+  return [...read.searchParams.keys()].some((name) => name.includes('@')) ? null : read;
+}
+
+/** libpq's form with a user and no host (`user@/db`), read with NO_HOST in its place. */
+function withoutHost(url: string): URL | null {
   const at = url.indexOf('@/');
-  if (at < 0 || url.includes('@', at + 2)) return null;
+  if (at < 0) return null;
   const placed = `${url.slice(0, at)}@${NO_HOST}/${url.slice(at + 2)}`;
   return URL.canParse(placed) ? new URL(placed) : null;
 }
 
 /** A URL read by readPostgresUrl, written out again: with no host where it named none. */
 export function writePostgresUrl(url: URL): string {
-  return url.toString().replace(`@${NO_HOST}/`, '@/');
+  // With no user either (`postgres://@/db`), the URL writes no `@`.
+  return url.toString().replace(`@${NO_HOST}/`, '@/').replace(`//${NO_HOST}/`, '///');
 }
 
 /**
