@@ -165,14 +165,54 @@ describe('loadConfig: values', () => {
     ['EDM_JWKS_URL', 'ftp://id.example/jwks', /EDM_JWKS_URL must be an http or https URL, not ftp:/],
     ['EDM_JWKS_URL', 'https://idp:s3cret@id.example/jwks', /EDM_JWKS_URL must not hold a user or password/],
     // A database URL that cannot be read is named, its password never shown.
-    ['EDM_DATABASE_URL', 'postgres://u:hunter2@[bad/test', /^EDM_DATABASE_URL is not a URL that can be read$/],
+    [
+      'EDM_DATABASE_URL',
+      'postgres://u:hunter2@[bad/test',
+      /^EDM_DATABASE_URL is not a URL that can be read \(in a user, password or parameter, write % as %25, @ as %40/,
+    ],
     // A raw `@/` in a password is no URL: read as libpq's socket form it lost its tail to the path.
-    ['EDM_DATABASE_URL', 'postgres://u:hun@/ter2@db:5432/test', /^EDM_DATABASE_URL is not a URL that can be read$/],
+    [
+      'EDM_DATABASE_URL',
+      'postgres://u:hun@/ter2@db:5432/test',
+      /^EDM_DATABASE_URL is not a URL that can be read \(in a user, password or parameter, write % as %25, @ as %40/,
+    ],
     // Nor a raw `/`, `?` or `#` in one: the rest read as a path, a parameter or a fragment, and printed.
-    ['EDM_DATABASE_URL', 'postgres://edm:2024/Hunter2@db/edm', /^EDM_DATABASE_URL is not a URL that can be read$/],
-    ['EDM_DATABASE_URL', 'postgres://edm:2024?Hunter2@db/edm', /^EDM_DATABASE_URL is not a URL that can be read$/],
-    ['EDM_DATABASE_URL', 'postgres://edm:2024#Hunter2@db/edm', /^EDM_DATABASE_URL is not a URL that can be read$/],
-    ['EDM_DATABASE_URL', 'postgres://u:p@/x?y@db/t', /^EDM_DATABASE_URL is not a URL that can be read$/],
+    [
+      'EDM_DATABASE_URL',
+      'postgres://edm:2024/Hunter2@db/edm',
+      /^EDM_DATABASE_URL is not a URL that can be read \(in a user, password or parameter, write % as %25, @ as %40/,
+    ],
+    [
+      'EDM_DATABASE_URL',
+      'postgres://edm:2024?Hunter2@db/edm',
+      /^EDM_DATABASE_URL is not a URL that can be read \(in a user, password or parameter, write % as %25, @ as %40/,
+    ],
+    [
+      'EDM_DATABASE_URL',
+      'postgres://edm:2024#Hunter2@db/edm',
+      /^EDM_DATABASE_URL is not a URL that can be read \(in a user, password or parameter, write % as %25, @ as %40/,
+    ],
+    [
+      'EDM_DATABASE_URL',
+      'postgres://u:p@/x?y@db/t',
+      /^EDM_DATABASE_URL is not a URL that can be read \(in a user, password or parameter, write % as %25, @ as %40/,
+    ],
+    // A raw @ or % in a password: its tail was read as a parameter (and printed), or sent re-escaped.
+    [
+      'EDM_DATABASE_URL',
+      'postgres://edm:Tr0ub@dor?host=Qwerty@db.example.com/edm',
+      /^EDM_DATABASE_URL is not a URL that can be read \(/,
+    ],
+    [
+      'EDM_DATABASE_URL',
+      'postgres://edm:50%off=deal@db.example.com/edm',
+      /^EDM_DATABASE_URL is not a URL that can be read \(/,
+    ],
+    [
+      'EDM_DATABASE_URL',
+      'postgres://edm:100%off@/edm?host=/run/postgresql',
+      /^EDM_DATABASE_URL is not a URL that can be read \(/,
+    ],
     ['EDM_DATABASE_URL', 'postgress://u:hunter2@db/x', /^EDM_DATABASE_URL: unsupported scheme in postgress:… /],
     // A slash missing: parsed as another kind of URL, its password is where masking looks for none.
     ['EDM_DATABASE_URL', 'postgres:/edm:hunter2@db/edm', /^EDM_DATABASE_URL: unsupported scheme in postgres:… /],
@@ -311,11 +351,19 @@ describe('loadConfig: what an operator writes', () => {
     expect(() => loadConfig({ ...env, EDM_DATABASE_URL: url })).toThrow(`EDM_DATABASE_URL: ${url} ${message}`);
   });
 
-  it('takes libpq socket URLs with an @ in a parameter value, and prints none of a mis-encoded password', () => {
-    const url = 'postgres://edm@/edm?host=/run/postgresql&application_name=ops@edm';
+  it('takes an @ or a % in a parameter written as its escape, and prints none of a mis-encoded password', () => {
+    const url = 'postgres://edm@/edm?host=/run/postgresql&application_name=ops%40edm&password=50%25off';
     expect(loadConfig({ ...env, EDM_DATABASE_URL: url }).databaseUrl).toBe(url);
-    for (const bad of ['postgres://edm:2024/Hunter2@db/edm', 'postgres://edm:12/Hunter2@/edm?host=/tmp']) {
+    for (const bad of [
+      'postgres://edm:2024/Hunter2@db/edm',
+      'postgres://edm:12/Hunter2@/edm?host=/tmp',
+      'postgres://edm:Tr0ub@dor?host=Qwerty@db.example.com/edm',
+      'postgres://edm:Tr0ub@dor?Zx9=Qw@db.example.com/edm',
+    ]) {
       expect(redactedUrl(bad)).toBe('(unparsable URL)');
+      expect(() => loadConfig({ ...env, EDM_DATABASE_URL: bad })).toThrow(
+        /^EDM_DATABASE_URL is not a URL that can be read \(/,
+      );
     }
   });
 

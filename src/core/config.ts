@@ -257,6 +257,10 @@ const NO_HOST = '__edm_no_host__';
  * @example readPostgresUrl('postgres://edm@/edm?host=/run/postgresql')?.searchParams.get('host') === '/run/postgresql'
  */
 export function readPostgresUrl(url: string): URL | null {
+  // One raw `@`, the user's part's end, and no `%` but those of escapes: another is a user,
+  // password or parameter not percent-encoded, which the URL parser and the driver each read
+  // their own way (a password's tail taken for the host, a parameter or an escape, and printed).
+  if ((url.match(/@/g) ?? []).length > 1 || /%(?![0-9a-f]{2})/i.test(url)) return null;
   const read = URL.canParse(url) ? new URL(url) : withoutHost(url);
   // A raw `@` past the authority, in the path, a parameter's name or the fragment, is what is
   // left of a user's part that was not percent-encoded (`u:2024/Hunter2@db` reads as the host
@@ -286,7 +290,9 @@ export function writePostgresUrl(url: URL): string {
  */
 export function postgresUrlProblem(url: string, schemaOverride?: string): string | null {
   const read = readPostgresUrl(url);
-  if (!read) return 'EDM_DATABASE_URL is not a URL that can be read';
+  if (!read) {
+    return 'EDM_DATABASE_URL is not a URL that can be read (in a user, password or parameter, write % as %25, @ as %40, / as %2F, ? as %3F, # as %23 and : as %3A)';
+  }
   const params = read.searchParams;
   const schema = schemaOverride ?? params.get('schema');
   if (schema !== null && !IDENTIFIER.test(schema)) {
