@@ -5,6 +5,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { describeConfig, loadConfig, redactedUrl, storeError } from './config.js';
 
 const env = { EDM_JWT_SECRET: 'x'.repeat(32), EDM_SECRET_KEY: 'y'.repeat(32) };
+/** What a PostgreSQL URL that cannot be read is refused with: it says how to write each character. */
+const UNREADABLE_URL =
+  /^EDM_DATABASE_URL is not a URL that can be read \(in a user, password or parameter, write % as %25, @ as %40/;
 
 describe('describeConfig: the line `edm serve` logs at start', () => {
   it.each([
@@ -165,54 +168,18 @@ describe('loadConfig: values', () => {
     ['EDM_JWKS_URL', 'ftp://id.example/jwks', /EDM_JWKS_URL must be an http or https URL, not ftp:/],
     ['EDM_JWKS_URL', 'https://idp:s3cret@id.example/jwks', /EDM_JWKS_URL must not hold a user or password/],
     // A database URL that cannot be read is named, its password never shown.
-    [
-      'EDM_DATABASE_URL',
-      'postgres://u:hunter2@[bad/test',
-      /^EDM_DATABASE_URL is not a URL that can be read \(in a user, password or parameter, write % as %25, @ as %40/,
-    ],
+    ['EDM_DATABASE_URL', 'postgres://u:hunter2@[bad/test', UNREADABLE_URL],
     // A raw `@/` in a password is no URL: read as libpq's socket form it lost its tail to the path.
-    [
-      'EDM_DATABASE_URL',
-      'postgres://u:hun@/ter2@db:5432/test',
-      /^EDM_DATABASE_URL is not a URL that can be read \(in a user, password or parameter, write % as %25, @ as %40/,
-    ],
+    ['EDM_DATABASE_URL', 'postgres://u:hun@/ter2@db:5432/test', UNREADABLE_URL],
     // Nor a raw `/`, `?` or `#` in one: the rest read as a path, a parameter or a fragment, and printed.
-    [
-      'EDM_DATABASE_URL',
-      'postgres://edm:2024/Hunter2@db/edm',
-      /^EDM_DATABASE_URL is not a URL that can be read \(in a user, password or parameter, write % as %25, @ as %40/,
-    ],
-    [
-      'EDM_DATABASE_URL',
-      'postgres://edm:2024?Hunter2@db/edm',
-      /^EDM_DATABASE_URL is not a URL that can be read \(in a user, password or parameter, write % as %25, @ as %40/,
-    ],
-    [
-      'EDM_DATABASE_URL',
-      'postgres://edm:2024#Hunter2@db/edm',
-      /^EDM_DATABASE_URL is not a URL that can be read \(in a user, password or parameter, write % as %25, @ as %40/,
-    ],
-    [
-      'EDM_DATABASE_URL',
-      'postgres://u:p@/x?y@db/t',
-      /^EDM_DATABASE_URL is not a URL that can be read \(in a user, password or parameter, write % as %25, @ as %40/,
-    ],
+    ['EDM_DATABASE_URL', 'postgres://edm:2024/Hunter2@db/edm', UNREADABLE_URL],
+    ['EDM_DATABASE_URL', 'postgres://edm:2024?Hunter2@db/edm', UNREADABLE_URL],
+    ['EDM_DATABASE_URL', 'postgres://edm:2024#Hunter2@db/edm', UNREADABLE_URL],
+    ['EDM_DATABASE_URL', 'postgres://u:p@/x?y@db/t', UNREADABLE_URL],
     // A raw @ or % in a password: its tail was read as a parameter (and printed), or sent re-escaped.
-    [
-      'EDM_DATABASE_URL',
-      'postgres://edm:Tr0ub@dor?host=Qwerty@db.example.com/edm',
-      /^EDM_DATABASE_URL is not a URL that can be read \(/,
-    ],
-    [
-      'EDM_DATABASE_URL',
-      'postgres://edm:50%off=deal@db.example.com/edm',
-      /^EDM_DATABASE_URL is not a URL that can be read \(/,
-    ],
-    [
-      'EDM_DATABASE_URL',
-      'postgres://edm:100%off@/edm?host=/run/postgresql',
-      /^EDM_DATABASE_URL is not a URL that can be read \(/,
-    ],
+    ['EDM_DATABASE_URL', 'postgres://edm:Tr0ub@dor?host=Qwerty@db.example.com/edm', UNREADABLE_URL],
+    ['EDM_DATABASE_URL', 'postgres://edm:50%off=deal@db.example.com/edm', UNREADABLE_URL],
+    ['EDM_DATABASE_URL', 'postgres://edm:100%off@/edm?host=/run/postgresql', UNREADABLE_URL],
     ['EDM_DATABASE_URL', 'postgress://u:hunter2@db/x', /^EDM_DATABASE_URL: unsupported scheme in postgress:… /],
     // A slash missing: parsed as another kind of URL, its password is where masking looks for none.
     ['EDM_DATABASE_URL', 'postgres:/edm:hunter2@db/edm', /^EDM_DATABASE_URL: unsupported scheme in postgres:… /],
@@ -361,9 +328,7 @@ describe('loadConfig: what an operator writes', () => {
       'postgres://edm:Tr0ub@dor?Zx9=Qw@db.example.com/edm',
     ]) {
       expect(redactedUrl(bad)).toBe('(unparsable URL)');
-      expect(() => loadConfig({ ...env, EDM_DATABASE_URL: bad })).toThrow(
-        /^EDM_DATABASE_URL is not a URL that can be read \(/,
-      );
+      expect(() => loadConfig({ ...env, EDM_DATABASE_URL: bad })).toThrow(UNREADABLE_URL);
     }
   });
 
