@@ -812,15 +812,24 @@ describe.each(storeKinds)('racing writers on %s', (kind) => {
       const [deadlocksBefore, retriedBefore] = [engine.deadlocks, engine.retriedTransactions];
       const taken: (() => void)[] = [];
       const took = [0, 1].map((i) => new Promise<void>((resolve) => (taken[i] = resolve)));
+      const ended: (() => void)[] = [];
+      const end = [0, 1].map((i) => new Promise<void>((resolve) => (ended[i] = resolve)));
+      const attempts = [0, 0];
       const crosswise = (mine: number, theirs: number) =>
-        engine.transaction(async (trx) => {
-          await sql`UPDATE crosswise SET n = n + 1 WHERE id = ${mine + 1}`.execute(trx);
-          taken[mine]();
-          await took[theirs];
-          await sql`UPDATE crosswise SET n = n + 1 WHERE id = ${theirs + 1}`.execute(trx);
-        });
+        engine
+          .transaction(async (trx) => {
+            // The victim's next attempt waits for the survivor's commit: run at once, it could
+            // take its row back before the survivor and deadlock again, so the counts would vary.
+            if (++attempts[mine] > 1) await end[theirs];
+            await sql`UPDATE crosswise SET n = n + 1 WHERE id = ${mine + 1}`.execute(trx);
+            taken[mine]();
+            await took[theirs];
+            await sql`UPDATE crosswise SET n = n + 1 WHERE id = ${theirs + 1}`.execute(trx);
+          })
+          .finally(() => ended[mine]());
       await Promise.all([crosswise(0, 1), crosswise(1, 0)]);
       expect([engine.deadlocks - deadlocksBefore, engine.retriedTransactions - retriedBefore]).toEqual([1, 1]);
+      expect(attempts.toSorted()).toEqual([1, 2]);
       const { rows } = await sql<{ n: number }>`SELECT n FROM crosswise ORDER BY id`.execute(stores[0].db);
       expect(rows).toEqual([{ n: 2 }, { n: 2 }]);
       const metrics = await apps[0].inject({ method: 'GET', url: '/metrics' });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { setImmediate as nextTurn } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import {
   CompiledQuery,
   type Expression,
@@ -280,6 +280,14 @@ const rowKey = (resource: Resource, tenantId: string, id: string) => `${resource
 /** How many times a PostgreSQL transaction is tried when the server aborts it as transient. */
 const TRANSACTION_ATTEMPTS = 3;
 
+/**
+ * The most milliseconds a transaction waits before its next attempt, times the attempts made: a
+ * deadlock's victim that starts again at once can take its first row back before the survivor,
+ * just woken, takes it, and deadlock with it again (seen on CI). A random pause lets the survivor
+ * finish first.
+ */
+const RETRY_PAUSE_MS = 4;
+
 /** A tenant lock (Engine.serialize) a transaction takes. */
 interface SerialLock {
   tenantId: string;
@@ -389,7 +397,8 @@ export class Engine {
    * Runs `fn` in one transaction (on SQLite, a savepoint of a group commit: see GroupCommit). On
    * PostgreSQL a transaction the server aborted as a deadlock's victim or for a serialization
    * failure is run again from the start, up to TRANSACTION_ATTEMPTS times in all: nothing of it
-   * was kept, and the transactions it met have moved on. `fn` must do nothing outside it.
+   * was kept, and the transactions it met have moved on (a short random pause first: see
+   * RETRY_PAUSE_MS). `fn` must do nothing outside it.
    */
   async transaction<T>(fn: (trx: DB) => Promise<T>): Promise<T> {
     if (this.groupCommit) return this.groupCommit.run(fn);
@@ -409,6 +418,7 @@ export class Engine {
         const wanted = (err as { serial?: SerialLock }).serial;
         if (wanted) first.push(wanted);
         this.retriedTransactions++;
+        await sleep(Math.random() * RETRY_PAUSE_MS * attempt);
       }
     }
   }
