@@ -748,6 +748,29 @@ describe('edm usage', () => {
     }
   });
 
+  it('a server that does not migrate refuses a SQLite file not there (exit 1), creating neither it nor secrets', async () => {
+    const fresh = mkdtempSync(join(tmpdir(), 'edm-no-migrate-'));
+    try {
+      const store = join(fresh, 'data', 'edm.sqlite');
+      for (const [args, extra] of [
+        [['serve', '--no-migrate'], {}],
+        [['serve'], { EDM_AUTO_MIGRATE: '0' }],
+      ] as const) {
+        const err = await run(process.execPath, [bin, ...args], {
+          cwd: fresh,
+          env: { ...env, ...extra, PORT: '0' },
+        }).catch((e) => e);
+        expect([err.code, err.stderr, readdirSync(fresh)], args.join(' ')).toEqual([
+          1,
+          `edm serve: the store sqlite:${store} does not exist (EDM_DATABASE_URL, or EDM_DATA_DIR's edm.sqlite); a server that does not migrate (--no-migrate, EDM_AUTO_MIGRATE=0) creates none: run edm migrate first\n`,
+          [],
+        ]);
+      }
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+
   it('refuses an EDM_LOG it cannot read at start (exit 1), rather than log everything', async () => {
     const secrets = { EDM_JWT_SECRET: 'j'.repeat(32), EDM_SECRET_KEY: 'k'.repeat(32), PORT: '0' };
     const err = await run(process.execPath, [bin, 'serve'], {

@@ -93,7 +93,8 @@ async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { 'no-migrate': { type: 'boolean' } }, strict: true });
   // Read before the configuration, which may generate secrets: a refused start writes nothing.
   const logger = logSetting(process.env.EDM_LOG);
-  const config = loadConfig();
+  const migrate = values['no-migrate'] ? false : undefined;
+  const config = loadConfig(process.env, { serving: { migrate } });
   // Local mode's dev-token endpoint mints tokens for anyone who can connect: loopback only.
   const host = process.env.HOST?.trim();
   if (config.localMode && host && host !== config.host) {
@@ -104,7 +105,7 @@ async function serve(args: string[]): Promise<number> {
   const app = await buildApp({
     config,
     logger,
-    ...(values['no-migrate'] ? { migrate: false } : {}),
+    ...(migrate === false ? { migrate } : {}),
   });
   const stop = async () => {
     // A connection whose request was in flight is closed once its answer is sent: a client that

@@ -182,7 +182,16 @@ describe('loadConfig: values', () => {
     ['EDM_DATABASE_URL', 'postgres://edm:100%off@/edm?host=/run/postgresql', UNREADABLE_URL],
     ['EDM_DATABASE_URL', 'postgress://u:hunter2@db/x', /^EDM_DATABASE_URL: unsupported scheme in postgress:… /],
     // A slash missing: parsed as another kind of URL, its password is where masking looks for none.
-    ['EDM_DATABASE_URL', 'postgres:/edm:hunter2@db/edm', /^EDM_DATABASE_URL: unsupported scheme in postgres:… /],
+    [
+      'EDM_DATABASE_URL',
+      'postgres:/edm:hunter2@db/edm',
+      /^EDM_DATABASE_URL: postgres:… is not read as a PostgreSQL URL: write postgres:\/\/user:password@host:5432\/database \(two slashes/,
+    ],
+    [
+      'EDM_DATABASE_URL',
+      'POSTGRES://edm:hunter2@db/edm',
+      /^EDM_DATABASE_URL: POSTGRES:… is not read as a PostgreSQL URL/,
+    ],
     // Parameters libpq reads but the driver takes from its own options only, or from a socket: URL:
     // ignored, unseen, they are refused.
     [
@@ -335,6 +344,27 @@ describe('loadConfig: what an operator writes', () => {
   it('takes sqlite:///<absolute path>, as it always did', () => {
     const file = join(dir(), 'edm.sqlite');
     expect(loadConfig({ ...env, EDM_DATABASE_URL: `sqlite://${file}` }).databaseUrl).toBe(`sqlite://${file}`);
+  });
+
+  it('serving without migrating, needs the SQLite file to be there; serving and migrating, makes it', () => {
+    const folder = dir();
+    const file = join(folder, 'edm.sqlite');
+    const vars = { ...env, EDM_DATABASE_URL: `sqlite:${file}` };
+    const missing = `the store sqlite:${file} does not exist`;
+    for (const [given, options, refused] of [
+      [vars, { serving: { migrate: false } }, true],
+      [{ ...vars, EDM_AUTO_MIGRATE: '0' }, { serving: {} }, true],
+      // --no-migrate wins over EDM_AUTO_MIGRATE=1; a command (`migrate`, `seed`) is no server.
+      [{ ...vars, EDM_AUTO_MIGRATE: '1' }, { serving: { migrate: false } }, true],
+      [vars, { serving: {} }, false],
+      [{ ...vars, EDM_AUTO_MIGRATE: '0' }, {}, false],
+    ] as const) {
+      const load = () => loadConfig(given, options);
+      if (refused) expect(load, JSON.stringify([given, options])).toThrow(missing);
+      else expect(load().databaseUrl).toBe(`sqlite:${file}`);
+    }
+    writeFileSync(file, '');
+    expect(loadConfig(vars, { serving: { migrate: false } }).databaseUrl).toBe(`sqlite:${file}`);
   });
 
   it('refuses EDM_DATABASE_URL naming a folder that is there', () => {

@@ -364,6 +364,10 @@ export function sqliteFileProblem(file: string): string | null {
   return null;
 }
 
+/** What a server that does not migrate adds to missingStore. */
+export const NOT_MIGRATING =
+  'a server that does not migrate (--no-migrate, EDM_AUTO_MIGRATE=0) creates none: run edm migrate first';
+
 /** What a command that reads a store says of a SQLite file that is not there (it creates none). */
 export function missingStore(file: string): string {
   return `the store sqlite:${file} does not exist (EDM_DATABASE_URL, or EDM_DATA_DIR's edm.sqlite)`;
@@ -376,9 +380,13 @@ const SECRETS = new Set(['EDM_JWT_SECRET', 'EDM_SECRET_KEY']);
  * Configuration from the environment (PORT, HOST, EDM_DATABASE_URL, EDM_JWT_SECRET,
  * EDM_SECRET_KEY, EDM_JWT_ISSUER, EDM_JWT_AUDIENCE, EDM_REQUIRE_IF_MATCH, EDM_DB_POOL_SIZE,
  * EDM_JWT_PUBLIC_KEY, EDM_JWKS_URL, EDM_DATA_DIR, EDM_AUTO_MIGRATE, EDM_DB_CONNECT_TIMEOUT_MS, EDM_DB_STATEMENT_TIMEOUT_MS, EDM_DB_PREPARE, EDM_DB_BATCH_WRITES, EDM_CONNECTOR_ALLOW_HOSTS, EDM_CONNECTOR_TIMEOUT_MS, EDM_RATE_LIMIT, EDM_RATE_LIMIT_WINDOW_MS, EDM_REQUEST_TIMEOUT_MS). Secrets that are not configured are generated under the data dir,
- * unless `storeMustExist` and the SQLite store is not there: then it throws before writing anything.
+ * unless the SQLite store is not there and must be (`storeMustExist`, or `serving` without
+ * migrating: `migrate` if given, else EDM_AUTO_MIGRATE): then it throws before writing anything.
  */
-export function loadConfig(given: Env = process.env, options: { storeMustExist?: boolean } = {}): Config {
+export function loadConfig(
+  given: Env = process.env,
+  options: { storeMustExist?: boolean; serving?: { migrate?: boolean } } = {},
+): Config {
   // A variable that is empty or all spaces is unset: its default (a secret of spaces too). Others
   // are read without the spaces around them (a `.env` line's trailing space named another store
   // file, or a host that does not resolve), except the secrets, whose every byte is the key.
@@ -438,24 +446,26 @@ export function loadConfig(given: Env = process.env, options: { storeMustExist?:
     ? sqliteFileProblem(databaseUrl.slice('sqlite:'.length))
     : null;
   if (sqliteProblem) throw new Error(sqliteProblem);
-  // A command that only reads the store (`edm export`) is refused before a secret is generated:
-  // a data folder with fresh secrets beside no store would sign nothing the server accepts.
-  if (options.storeMustExist && databaseUrl.startsWith('sqlite:')) {
+  const autoMigrate = flag('EDM_AUTO_MIGRATE', true);
+  // A command that only reads the store (`edm export`), or a server that does not migrate it
+  // (`serve --no-migrate`, EDM_AUTO_MIGRATE=0: a mistyped path would be served as an empty store
+  // that answers 503), is refused before a secret is generated: a data folder with fresh secrets
+  // beside no store would sign nothing the server accepts.
+  const notMigrating = options.serving !== undefined && !(options.serving.migrate ?? autoMigrate);
+  if ((options.storeMustExist || notMigrating) && databaseUrl.startsWith('sqlite:')) {
     const file = databaseUrl.slice('sqlite:'.length);
-    if (file !== ':memory:' && !existsSync(file)) throw new Error(missingStore(file));
+    if (file !== ':memory:' && !existsSync(file)) {
+      throw new Error(`${missingStore(file)}${notMigrating ? `; ${NOT_MIGRATING}` : ''}`);
+    }
   }
   if (!databaseUrl.startsWith('sqlite:')) {
-    const shown = redactedUrl(databaseUrl);
-    if (!/^postgres(ql)?:\/\//.test(databaseUrl)) {
-      throw new Error(`EDM_DATABASE_URL: unsupported scheme in ${shown} (use sqlite:<file> or postgres://…)`);
-    }
+    if (!/^postgres(ql)?:\/\//.test(databaseUrl)) throw new Error(unsupportedStoreUrl(databaseUrl));
     const problem = postgresUrlProblem(databaseUrl);
     if (problem) throw new Error(problem);
   }
   if (env.EDM_JWKS_URL) checkJwksUrl(env.EDM_JWKS_URL);
   // Every value checked before a secret is generated: a start that is refused writes nothing.
   const requireIfMatch = flag('EDM_REQUIRE_IF_MATCH', false);
-  const autoMigrate = flag('EDM_AUTO_MIGRATE', true);
   const dbConnectTimeoutMs = millis('EDM_DB_CONNECT_TIMEOUT_MS', 5000);
   const dbStatementTimeoutMs = millis('EDM_DB_STATEMENT_TIMEOUT_MS', 30_000);
   const dbPrepare = flag('EDM_DB_PREPARE', true);
@@ -536,6 +546,15 @@ export function redactedUrl(url: string): string {
   }
   const read = readPostgresUrl(url);
   return read ? writePostgresUrl(mask(read, 'secrets')) : '(unparsable URL)';
+}
+
+/** Why a store URL that is neither `sqlite:` nor `postgres://` is refused (its password never shown). */
+export function unsupportedStoreUrl(url: string): string {
+  // `postgres:/db/edm` or `POSTGRES://…`: PostgreSQL meant, the URL written wrong.
+  if (/^postgres(ql)?:/i.test(url)) {
+    return `EDM_DATABASE_URL: ${redactedUrl(url)} is not read as a PostgreSQL URL: write postgres://user:password@host:5432/database (two slashes, the scheme in lower case)`;
+  }
+  return `EDM_DATABASE_URL: unsupported scheme in ${redactedUrl(url)} (use sqlite:<file> or postgres://…)`;
 }
 
 /** One line on what `edm serve` runs with: the store, the limits, how tokens are checked (no secrets). */

@@ -8,8 +8,8 @@ import {
   missingStore,
   postgresUrlProblem,
   readPostgresUrl,
-  redactedUrl,
   sqliteFileProblem,
+  unsupportedStoreUrl,
   writePostgresUrl,
 } from '../core/config.js';
 import { ApiError } from '../core/errors.js';
@@ -146,7 +146,7 @@ export function openStore(url: string, options: StoreOptions = {}): Store {
     return openSqlite(file, options);
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return openPostgres(url, options);
-  throw new Error(`EDM_DATABASE_URL: unsupported scheme in ${redactedUrl(url)} (use sqlite:<file> or postgres://…)`);
+  throw new Error(unsupportedStoreUrl(url));
 }
 
 /** PostgreSQL text and jsonb cannot hold U+0000; both stores refuse it so they answer alike. */
