@@ -159,6 +159,63 @@ describe('SQLite: a disk that is full', () => {
   });
 });
 
+/**
+ * Storage that refuses writes while the file's access bits say it may be written (a full disk;
+ * ext4 turned read-only after errors; here the connection's query_only, which SQLite answers
+ * with SQLITE_READONLY as it does a read-only file system): /readyz said 200 while every write
+ * was 503. Now not ready from the first such fault until a write is stored again.
+ */
+describe('SQLite: storage that refuses writes, /readyz', () => {
+  it('is 503 after a write met a storage fault, until a write probe or a request stores one again', async () => {
+    const fresh = await freshStore('sqlite');
+    const config = testConfig();
+    const app = await buildApp({ config, store: fresh.store, clock: new ManualClock(T0), logger: false });
+    try {
+      const token = await mintToken({ secret: config.jwtSecret, tenant: 'acme', sub: 'usr-ro', ttl: '1d', now: T0 });
+      const create = (n: number) =>
+        injectAs(app, token, 'POST', '/api/v1/okr/objectives', { body: { title: `Objective ${n}` } });
+      const readyz = async () => {
+        const res = await app.inject('/readyz');
+        return [res.statusCode, res.headers['retry-after'] ?? null];
+      };
+      const exec = fresh.store.exec as NonNullable<typeof fresh.store.exec>;
+      const start = Date.now();
+      vi.useFakeTimers({ toFake: ['Date'], now: start });
+      expect(await readyz()).toEqual([200, null]);
+      exec('PRAGMA query_only = 1', []);
+      // Not a fault yet: nothing says so before a write meets one.
+      expect(await readyz()).toEqual([200, null]);
+      expect((await create(1)).status).toBe(503);
+      // Retry-After as the writes' own: it waits for an operator.
+      expect(await readyz()).toEqual([503, '5']);
+      vi.setSystemTime(start + 9_000);
+      expect(await readyz()).toEqual([503, '5']);
+      // Past the 10 s, a write probe decides: refused still, and so not ready for another 10 s.
+      vi.setSystemTime(start + 10_500);
+      expect(await readyz()).toEqual([503, '5']);
+      exec('PRAGMA query_only = 0', []);
+      vi.setSystemTime(start + 19_000);
+      expect(await readyz()).toEqual([503, '5']);
+      vi.setSystemTime(start + 21_000);
+      expect(await readyz()).toEqual([200, null]);
+      // A request's write stored clears it at once.
+      exec('PRAGMA query_only = 1', []);
+      expect((await create(2)).status).toBe(503);
+      expect(await readyz()).toEqual([503, '5']);
+      exec('PRAGMA query_only = 0', []);
+      expect((await create(3)).status).toBe(201);
+      expect(await readyz()).toEqual([200, null]);
+      const listed = await injectAs(app, token, 'GET', '/api/v1/okr/objectives');
+      expect((listed.body.data as { title: string }[]).map((o) => o.title)).toEqual(['Objective 3']);
+    } finally {
+      vi.useRealTimers();
+      await app.close();
+      await fresh.store.close();
+      await fresh.drop();
+    }
+  });
+});
+
 describe('SQLite: two migrations of one file at once', () => {
   it('the second waits for the first and finds the column it added, instead of adding it again', async () => {
     const kr = byName('KeyResult');

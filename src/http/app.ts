@@ -25,6 +25,7 @@ import {
   isUnmigrated,
   migrate,
   recordSecretFingerprint,
+  recordWriteProbe,
   schemaProbe,
   searchPathProblem,
   sessionStatementTimeoutMs,
@@ -95,6 +96,16 @@ export interface AppOptions {
 export const BODY_LIMIT = 1024 * 1024;
 /** The longest path parameter (an id) the router takes: a longer one names no route (404). */
 const MAX_PARAM_LENGTH = 100;
+
+/** How long /readyz says not ready after a storage fault before a write probe may say otherwise. */
+const STORAGE_FAULT_MS = 10_000;
+
+/** /readyz within STORAGE_FAULT_MS of a storage fault. */
+class StorageFaulted extends Error {
+  constructor() {
+    super('a write met a storage fault (a full disk, a file system turned read-only)');
+  }
+}
 
 /**
  * A URL as the request log shows it: a credential's value (isCredentialParam: a signed URL's
@@ -529,7 +540,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     done();
   });
 
+  /**
+   * When a request or a job last met a storage fault (a full disk, a file system turned read-only
+   * after errors), until a write is stored again: /readyz says not ready meanwhile. Nothing else
+   * tells: a full disk leaves the file's access bits as they were, and ext4 turned read-only
+   * after errors still grants W_OK, so /readyz answered 200 while every write was 503.
+   */
+  let storageFault: number | null = null;
+  const metStorageFault = (err: unknown) => {
+    if (isStorageFault(err) || isStorageFault((err as { cause?: unknown } | null)?.cause)) storageFault = Date.now();
+  };
+
   app.setErrorHandler((err, request, reply) => {
+    metStorageFault(err);
     // Fastify closes the connection after a body it stopped reading (413). The client is still
     // sending it: a close then resets the connection, and the answer can be lost with it. Left
     // open, Node reads and drops the rest of the body (within EDM_REQUEST_TIMEOUT_MS) after
@@ -745,11 +768,29 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
    * `default_transaction_read_only`) answers every write 503, so the probe says not ready, and a
    * load balancer sends the writes to a process whose database takes them.
    */
+  /**
+   * After a storage fault (storageFault), not ready for STORAGE_FAULT_MS; then a write of the
+   * probe's meta row decides, unless a request's write was stored first. (On a disk that is only
+   * nearly full a small write may pass where a larger one fails: the next fault says so again.)
+   */
+  const writesStored = async () => {
+    if (storageFault === null) return;
+    if (Date.now() - storageFault < STORAGE_FAULT_MS) throw new StorageFaulted();
+    try {
+      await engine.transaction((trx) => recordWriteProbe(trx, isoTime(clock.now())));
+    } catch (err) {
+      metStorageFault(err);
+      throw err;
+    }
+    if (storageFault !== null) app.log.info('the store takes writes again after a storage fault');
+    storageFault = null;
+  };
   const ready = async () => {
     await probe.execute(store.db);
     if (!(await takesWrites(store))) throw new Error('the database takes no writes');
     const wrong = await searchPathProblem(store);
     if (wrong) throw new Error(wrong);
+    await writesStored();
   };
   // Until the schema is in place (--no-migrate before `edm migrate`), every API request is 503,
   // as /readyz says: not only those that reach a missing table or column (a complete table's
@@ -813,9 +854,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       schemaInPlace = true;
       return { status: 'ready', store: store.kind };
     } catch (err) {
-      // As a request's 503 says: a schema not in place waits for an operator (5 s), an outage
-      // is retried sooner (1 s).
-      const retryAfter = isUnmigrated(err) ? '5' : '1';
+      // As a request's 503 says: a schema not in place or a storage fault waits for an operator
+      // (5 s), an outage is retried sooner (1 s).
+      const retryAfter = isUnmigrated(err) || err instanceof StorageFaulted || isStorageFault(err) ? '5' : '1';
       return reply.code(503).header('retry-after', retryAfter).send({ status: 'unavailable', store: store.kind });
     } finally {
       clearTimeout(timer);
@@ -875,6 +916,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     idempotency,
     cursors,
     changed: (resource) => {
+      // A write stored: the store takes writes again.
+      if (storageFault !== null) app.log.info('the store takes writes again after a storage fault');
+      storageFault = null;
       for (const wake of wakers.get(resource.name) ?? []) wake();
     },
   });
@@ -886,10 +930,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // request's 503 is: the next run does the work. Anything else is an error: storage that takes
   // no writes (a full disk: an operator must act, as for a request), writes that kept meeting
   // others' (a deadlock, three times), a role without a privilege the job needs.
-  const jobFailed = (job: string, err: unknown) =>
-    isUnavailable(err) && !isStorageFault(err) && !isConflict(err)
-      ? app.log.warn({ job, cause: String((err as Error).message) }, 'job put off: the database is unavailable')
-      : app.log.error({ err, job }, 'job failed');
+  const jobFailed = (job: string, err: unknown) => {
+    metStorageFault(err);
+    if (isUnavailable(err) && !isStorageFault(err) && !isConflict(err)) {
+      app.log.warn({ job, cause: String((err as Error).message) }, 'job put off: the database is unavailable');
+    } else app.log.error({ err, job }, 'job failed');
+  };
   // Expired idempotency keys, swept as a job is run: its failures said, not kept quiet while the table grows.
   const sweep = setInterval(
     () => idempotency.sweep().catch((err) => jobFailed('idempotency.sweep', err)),

@@ -932,6 +932,18 @@ export async function recordSecretFingerprint(db: DB, fingerprint: string): Prom
   return before;
 }
 
+/** The meta row a readiness probe writes to learn whether the store takes writes again. */
+const WRITE_PROBE = 'write_probe';
+
+/** Writes the time `at` to the write probe's meta row (see the readiness check in app.ts). */
+export async function recordWriteProbe(db: DB, at: string): Promise<void> {
+  await db
+    .insertInto(META_TABLE)
+    .values({ key: WRITE_PROBE, value: at })
+    .onConflict((oc) => oc.column('key').doUpdateSet({ value: at }))
+    .execute();
+}
+
 /** The advisory lock key migrators of one PostgreSQL schema share: `(hashtext(MIGRATE_LOCK), hashtext(schema))`. */
 export const MIGRATE_LOCK = 'edm.migrate';
 
