@@ -11,10 +11,11 @@ import {
   type Stats,
   statSync,
 } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { sql } from 'kysely';
 import { claimProblem, DEV_SUB, DEV_TENANT, MAX_TOKEN_TTL_S, mintToken, parseTtl } from '../core/auth.js';
-import { type Config, describeConfig, loadConfig, storeError } from '../core/config.js';
+import { type Config, describeConfig, loadConfig, storeError, syncToDisk } from '../core/config.js';
 import { ServerKeys } from '../core/secrets.js';
 import { buildApp } from '../http/app.js';
 import { modules } from '../modules/index.js';
@@ -540,7 +541,11 @@ function exportCommand(args: string[]): Promise<number> {
         if (partial) {
           // The mode asked for at creation is narrowed by the umask: the replaced file's, as it was.
           if (existing) chmodSync(partial, mode);
+          // Its bytes on the disk before it replaces the file there (an earlier export, say),
+          // and the rename after: a power cut could leave an empty file in its place.
+          syncToDisk(partial);
           renameSync(partial, target as string);
+          syncToDisk(dirname(resolve(target as string)));
         }
       } catch (err) {
         // `--out` names a folder, say: the export stays whole nowhere, as a failed one does.

@@ -1,5 +1,17 @@
 import { createPublicKey, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 
@@ -74,6 +86,19 @@ const MIN_SECRET_BYTES = 32;
  * an empty or half-written file.
  */
 
+/**
+ * Makes a file's bytes, or a folder's entries (a file linked or renamed into it), last through a
+ * power cut or a file system's error.
+ */
+export function syncToDisk(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function generatedSecret(dataDir: string, name: string): Uint8Array {
   const file = join(dataDir, name);
   if (!existsSync(file)) {
@@ -86,7 +111,15 @@ function generatedSecret(dataDir: string, name: string): Uint8Array {
     try {
       mkdirSync(dataDir, { recursive: true, mode: 0o700 }); // its secrets and the store are the owner's
       const draft = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
-      writeFileSync(draft, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
+      // On the disk before it is linked into place, and the link too: after a power cut or a
+      // file system's error the secret was there but empty (0 bytes), and no server started.
+      const fd = openSync(draft, 'wx', 0o600);
+      try {
+        writeFileSync(fd, randomBytes(32).toString('hex'));
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
       try {
         chmodSync(draft, 0o600);
         linkSync(draft, file);
@@ -95,6 +128,7 @@ function generatedSecret(dataDir: string, name: string): Uint8Array {
       } finally {
         unlinkSync(draft);
       }
+      syncToDisk(dataDir);
     } catch (err) {
       throw new Error(
         `EDM_DATA_DIR ${dataDir}: the generated ${name} cannot be written there (${(err as { code?: string }).code ?? (err as Error).message}); make it writable, or set ${variable}`,
