@@ -480,6 +480,83 @@ describe('edm serve: shutdown', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 30_000);
+
+  // Its client keeps a connection alive between requests; the next one is sent just after the
+  // SIGTERM. The close ended such a connection at once: the request was reset, unanswered (a
+  // write the client could not tell ran or not). And a second SIGTERM killed the process
+  // (exit by signal, the WAL left behind).
+  it('answers 503 to a request on a kept-alive idle connection after SIGTERM, takes no new connection, and a second SIGTERM does not end it', async () => {
+    const { connect } = await import('node:net');
+    const dir = mkdtempSync(join(tmpdir(), 'edm-drain-'));
+    let server: ChildProcess | undefined;
+    try {
+      const child = spawn(bin, ['serve'], {
+        cwd: dir,
+        env: { ...process.env, PORT: '0', EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '', EDM_LOG: '1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      server = child;
+      let out = '';
+      const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+        child.on('exit', (code, signal) => resolve([code, signal])),
+      );
+      const port = await new Promise<number>((resolve, reject) => {
+        child.stdout?.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+          const m = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+          if (m) resolve(Number(m[1]));
+        });
+        child.on('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
+      });
+      const token = (await (await fetch(`http://127.0.0.1:${port}/api/v1/dev/token`, { method: 'POST' })).json()) as {
+        token: string;
+      };
+      const socket = connect(port, '127.0.0.1');
+      await new Promise((resolve) => socket.once('connect', resolve));
+      let text = '';
+      socket.on('data', (chunk) => {
+        text += chunk.toString();
+      });
+      const closed = new Promise<boolean>((resolve) => socket.once('close', resolve));
+      const errors: string[] = [];
+      socket.on('error', (err: NodeJS.ErrnoException) => errors.push(err.code ?? err.message));
+      socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
+      while (!text.includes('{"status":"ok"}')) await new Promise((r) => setTimeout(r, 5));
+      expect(text).toMatch(/^HTTP\/1\.1 200/);
+      expect(text).not.toMatch(/^connection: close$/im);
+      text = '';
+      child.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 50));
+      child.kill('SIGTERM');
+      // A new connection is refused (a proxy tries another server for it).
+      const refused = await new Promise<string>((resolve) => {
+        const other = connect(port, '127.0.0.1');
+        other.once('connect', () => {
+          other.destroy();
+          resolve('connected');
+        });
+        other.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+      });
+      expect(refused).toBe('ECONNREFUSED');
+      const body = JSON.stringify({ name: 'after the stop', start_date: '2027-01-01', end_date: '2027-03-31' });
+      socket.write(
+        `POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token.token}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+      );
+      expect(await closed).toBe(false); // closed without an error: no reset
+      expect(errors).toEqual([]);
+      const [head, problem] = text.split('\r\n\r\n');
+      expect(head).toMatch(/^HTTP\/1\.1 503/);
+      expect(head).toMatch(/^connection: close$/im);
+      expect(head).toMatch(/^retry-after: 1$/im);
+      expect(JSON.parse(problem as string)).toMatchObject({ status: 503, code: 'service_unavailable' });
+      expect(await exited).toEqual([0, null]);
+      expect(out).toContain('SIGTERM while stopping: the stop goes on');
+      expect(existsSync(join(dir, 'data', 'edm.sqlite-wal'))).toBe(false);
+    } finally {
+      if (server?.exitCode === null) server.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
 
 /** Usage errors exit 2 with what is wrong and the command's usage line; `--help` prints it and exits 0. */

@@ -90,6 +90,13 @@ function logSetting(raw: string | undefined): boolean | 'info' | 'warn' | 'error
   throw new Error(`EDM_LOG must be on (1, true, on, info), warn, error, or off (0, false, off), not ${raw}`);
 }
 
+/**
+ * How long a stopping server keeps the connections its clients keep alive, answering a request
+ * that comes on one 503 (Connection: close), before it ends those still idle (see Fastify's drain
+ * in app.ts). Over sooner once none is left.
+ */
+const DRAIN_GRACE_MS = 1000;
+
 async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { 'no-migrate': { type: 'boolean' } }, strict: true });
   // Read before the configuration, which may generate secrets: a refused start writes nothing.
@@ -108,7 +115,18 @@ async function serve(args: string[]): Promise<number> {
     logger,
     ...(migrate === false ? { migrate } : {}),
   });
-  const stop = async () => {
+  let stopping = false;
+  const stop = async (signal: NodeJS.Signals) => {
+    // A signal again while stopping (a supervisor that signals the process and its group) is
+    // no second stop: once, the process ended by the signal itself, its WAL left behind. A
+    // second Ctrl-C is someone who will not wait: the process ends at once.
+    if (stopping) {
+      if (signal === 'SIGINT') process.exit(130);
+      app.log.warn(`${signal} while stopping: the stop goes on`);
+      return;
+    }
+    stopping = true;
+    await app.drain(DRAIN_GRACE_MS);
     // A connection whose request was in flight is closed once its answer is sent: a client that
     // keeps it alive would hold the process up to the keep-alive timeout (72 s), past a typical
     // grace period (and a SQLite store's WAL would not be removed).
@@ -117,8 +135,8 @@ async function serve(args: string[]): Promise<number> {
     clearInterval(idle);
     process.exit(0);
   };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (err) {

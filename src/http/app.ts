@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { Server as NetServer, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { DEV_SUB, DEV_TENANT, MAX_CLAIM_LENGTH, mintToken, requireScope, TokenVerifier } from '../core/auth.js';
 import { type Clock, isoTime, systemClock } from '../core/clock.js';
@@ -63,6 +64,12 @@ declare module 'fastify' {
   }
   interface FastifyInstance {
     engine: Engine;
+    /**
+     * Begins a stop: takes no new connection, answers each request still arriving on an open
+     * one 503 as its connection's last, and waits up to `graceMs` for those connections to end
+     * before `close()` ends those still idle (see buildApp).
+     */
+    drain(graceMs: number): Promise<void>;
   }
 }
 
@@ -518,13 +525,30 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // more to arrive. A request that arrived whole is answered however long its handler takes.
   let arrivals: NodeJS.Timeout | undefined;
   const timedOut = new WeakSet<Socket>();
-  app.addHook('preClose', (done) => {
+  const beginClosing = () => {
+    if (closing) return;
     closing = true;
     for (const socket of sockets) {
       // The answer in progress on it (Node's ServerResponse.assignSocket sets it).
       const res = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
       if (res && !res.headersSent) res.setHeader('connection', 'close');
     }
+  };
+  // A close ends at once the connections a client keeps alive between requests: one whose next
+  // request was on its way then was reset, unanswered (the client cannot tell whether a write
+  // ran). A drain first takes no new connection (a proxy tries another server for a refused
+  // one), keeps those open for a grace, answering a request that comes on one 503 with
+  // `Connection: close`, and is over as soon as none is left.
+  app.decorate('drain', async (graceMs: number) => {
+    beginClosing();
+    // Stops listening and leaves the connections be: http.Server's own close() ends the idle
+    // ones at once (the close to come calls it, and ignores that the server listens no more).
+    if (app.server.listening) NetServer.prototype.close.call(app.server);
+    const deadline = Date.now() + graceMs;
+    while (sockets.size > 0 && Date.now() < deadline) await sleep(Math.min(20, deadline - Date.now()));
+  });
+  app.addHook('preClose', (done) => {
+    beginClosing();
     if (requestTimeout > 0) {
       const deadline = Date.now() + requestTimeout;
       arrivals = setInterval(() => {
