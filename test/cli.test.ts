@@ -412,53 +412,68 @@ describe('edm CLI (built)', () => {
  * keep-alive timeout, 72 s: this test's own time limit ends it first).
  */
 describe('edm serve: shutdown', () => {
-  it('answers a request in flight, refuses a new one as a problem, closes its kept-alive connection, exits and removes the WAL', async () => {
+  /** `edm serve` in local mode in `dir`: its port, a dev token, its exit, and a wait for a line of its log. */
+  const serveIn = async (dir: string) => {
+    const child = spawn(bin, ['serve'], {
+      cwd: dir,
+      env: { ...process.env, PORT: '0', EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '', EDM_LOG: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+      child.on('exit', (code, signal) => resolve([code, signal])),
+    );
+    /** Waits for the log to hold `text` (polled: no fixed sleep stands for a state of the server). */
+    const logged = async (text: string) => {
+      while (!out.includes(text)) {
+        if (child.exitCode !== null) throw new Error(`server exited ${child.exitCode}: ${out}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    await logged('Server listening at');
+    const port = Number(/Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(out)?.[1]);
+    const { token } = (await (await fetch(`http://127.0.0.1:${port}/api/v1/dev/token`, { method: 'POST' })).json()) as {
+      token: string;
+    };
+    return { child, port, token, exited, logged, log: () => out };
+  };
+  /** A raw connection: what it was answered, its errors, and whether it closed on one. */
+  const open = async (port: number) => {
     const { connect } = await import('node:net');
+    const socket = connect(port, '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    const read = { text: '' };
+    socket.on('data', (chunk) => {
+      read.text += chunk.toString();
+    });
+    const errors: string[] = [];
+    socket.on('error', (err: NodeJS.ErrnoException) => errors.push(err.code ?? err.message));
+    const closed = new Promise<boolean>((resolve) => socket.once('close', resolve));
+    return { socket, read, closed, errors };
+  };
+  const STOPPING = 'SIGTERM: stopping';
+
+  it('answers a request in flight, refuses a new one as a problem, closes its kept-alive connection, exits and removes the WAL', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'edm-stop-'));
     let server: ChildProcess | undefined;
     try {
-      const child = spawn(bin, ['serve'], {
-        cwd: dir,
-        env: { ...process.env, PORT: '0', EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '', EDM_LOG: '1' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const { child, port, token, exited, logged } = await serveIn(dir);
       server = child;
-      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-      const port = await new Promise<number>((resolve, reject) => {
-        let out = '';
-        child.stdout?.on('data', (chunk: Buffer) => {
-          out += chunk.toString();
-          const m = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-          if (m) resolve(Number(m[1]));
-        });
-        child.on('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
-      });
-      const token = (await (await fetch(`http://127.0.0.1:${port}/api/v1/dev/token`, { method: 'POST' })).json()) as {
-        token: string;
-      };
       const body = JSON.stringify({ name: 'in flight', start_date: '2027-01-01', end_date: '2027-03-31' });
-      /** A raw connection: what it was answered, and when it closed. */
-      const open = async () => {
-        const socket = connect(port, '127.0.0.1');
-        await new Promise((resolve) => socket.once('connect', resolve));
-        const read = { text: '' };
-        socket.on('data', (chunk) => {
-          read.text += chunk.toString();
-        });
-        const closed = new Promise((resolve) => socket.once('close', resolve));
-        return { socket, read, closed };
-      };
-      const { socket, read: answer, closed } = await open();
+      const { socket, read: answer, closed } = await open(port);
       socket.write(
-        `POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nAuthorization: Bearer ${token.token}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, 10)}`,
+        `POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nAuthorization: Bearer ${token}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, 10)}`,
       );
       // A second connection whose request is complete only once the server is closing.
-      const { socket: late, read: lateAnswer, closed: lateClosed } = await open();
+      const { socket: late, read: lateAnswer, closed: lateClosed } = await open(port);
       late.write('GET /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\n');
-      await new Promise((r) => setTimeout(r, 200)); // the request is in flight (headers read)
+      await logged('"url":"/api/v1/okr/cycles"'); // the first request is in flight (its headers read)
       child.kill('SIGTERM');
-      await new Promise((r) => setTimeout(r, 200));
-      late.write(`Authorization: Bearer ${token.token}\r\n\r\n`);
+      await logged(STOPPING);
+      late.write(`Authorization: Bearer ${token}\r\n\r\n`);
       await lateClosed;
       // 503 as every error is answered: problem+json with its code, request id and Retry-After.
       const [head, lateBody] = lateAnswer.text.split('\r\n\r\n');
@@ -473,7 +488,7 @@ describe('edm serve: shutdown', () => {
       expect(answer.text).toMatch(/^HTTP\/1\.1 201/);
       // Said to be the connection's last: its client sends no next request the close would reset.
       expect(answer.text.split('\r\n\r\n')[0]).toMatch(/^connection: close$/im);
-      expect(await exited).toBe(0);
+      expect(await exited).toEqual([0, null]);
       expect(existsSync(join(dir, 'data', 'edm.sqlite-wal'))).toBe(false);
     } finally {
       if (server?.exitCode === null) server.kill('SIGKILL');
@@ -490,44 +505,18 @@ describe('edm serve: shutdown', () => {
     const dir = mkdtempSync(join(tmpdir(), 'edm-drain-'));
     let server: ChildProcess | undefined;
     try {
-      const child = spawn(bin, ['serve'], {
-        cwd: dir,
-        env: { ...process.env, PORT: '0', EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '', EDM_LOG: '1' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const { child, port, token, exited, logged, log } = await serveIn(dir);
       server = child;
-      let out = '';
-      const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
-        child.on('exit', (code, signal) => resolve([code, signal])),
-      );
-      const port = await new Promise<number>((resolve, reject) => {
-        child.stdout?.on('data', (chunk: Buffer) => {
-          out += chunk.toString();
-          const m = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-          if (m) resolve(Number(m[1]));
-        });
-        child.on('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
-      });
-      const token = (await (await fetch(`http://127.0.0.1:${port}/api/v1/dev/token`, { method: 'POST' })).json()) as {
-        token: string;
-      };
-      const socket = connect(port, '127.0.0.1');
-      await new Promise((resolve) => socket.once('connect', resolve));
-      let text = '';
-      socket.on('data', (chunk) => {
-        text += chunk.toString();
-      });
-      const closed = new Promise<boolean>((resolve) => socket.once('close', resolve));
-      const errors: string[] = [];
-      socket.on('error', (err: NodeJS.ErrnoException) => errors.push(err.code ?? err.message));
+      const { socket, read, closed, errors } = await open(port);
       socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
-      while (!text.includes('{"status":"ok"}')) await new Promise((r) => setTimeout(r, 5));
-      expect(text).toMatch(/^HTTP\/1\.1 200/);
-      expect(text).not.toMatch(/^connection: close$/im);
-      text = '';
+      while (!read.text.includes('{"status":"ok"}')) await new Promise((r) => setTimeout(r, 5));
+      expect(read.text).toMatch(/^HTTP\/1\.1 200/);
+      expect(read.text).not.toMatch(/^connection: close$/im);
+      read.text = '';
       child.kill('SIGTERM');
-      await new Promise((r) => setTimeout(r, 50));
+      await logged(STOPPING);
       child.kill('SIGTERM');
+      await logged('SIGTERM while stopping: the stop goes on');
       // A new connection is refused (a proxy tries another server for it).
       const refused = await new Promise<string>((resolve) => {
         const other = connect(port, '127.0.0.1');
@@ -540,17 +529,17 @@ describe('edm serve: shutdown', () => {
       expect(refused).toBe('ECONNREFUSED');
       const body = JSON.stringify({ name: 'after the stop', start_date: '2027-01-01', end_date: '2027-03-31' });
       socket.write(
-        `POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token.token}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+        `POST /api/v1/okr/cycles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
       );
       expect(await closed).toBe(false); // closed without an error: no reset
       expect(errors).toEqual([]);
-      const [head, problem] = text.split('\r\n\r\n');
+      const [head, problem] = read.text.split('\r\n\r\n');
       expect(head).toMatch(/^HTTP\/1\.1 503/);
       expect(head).toMatch(/^connection: close$/im);
       expect(head).toMatch(/^retry-after: 1$/im);
       expect(JSON.parse(problem as string)).toMatchObject({ status: 503, code: 'service_unavailable' });
       expect(await exited).toEqual([0, null]);
-      expect(out).toContain('SIGTERM while stopping: the stop goes on');
+      expect(log()).not.toMatch(/"level":50/);
       expect(existsSync(join(dir, 'data', 'edm.sqlite-wal'))).toBe(false);
     } finally {
       if (server?.exitCode === null) server.kill('SIGKILL');

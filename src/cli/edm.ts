@@ -126,6 +126,7 @@ async function serve(args: string[]): Promise<number> {
       return;
     }
     stopping = true;
+    app.log.info(`${signal}: stopping (no new connection; the requests in flight answered)`);
     await app.drain(DRAIN_GRACE_MS);
     // A connection whose request was in flight is closed once its answer is sent: a client that
     // keeps it alive would hold the process up to the keep-alive timeout (72 s), past a typical

@@ -100,7 +100,7 @@ describe('GroupCommit', () => {
     // time, and writes past a batch's maximum started a batch of their own with the whole time.
     it('gives each write its own busy timeout from its arrival, however the writes are batched', async () => {
       const { store, committed, file } = await setup();
-      const gc = new GroupCommit(store.db, direct ? store.exec : null, 2, 1000);
+      const gc = new GroupCommit(store.db, direct ? store.exec : null, 2, 2000);
       const other = new SQLite(file);
       cleanups.push(() => {
         other.close();
@@ -114,8 +114,9 @@ describe('GroupCommit', () => {
         Array.from({ length: 5 }, () => 'SQLITE_BUSY'),
       );
       expect(gc.batches).toBe(1);
-      // One that arrives 700 ms into another's wait waits its own 1,000 ms: the lock let go at
-      // 1,300 ms (after the first one's time), it commits.
+      // One that arrives 1,400 ms into another's wait waits its own 2,000 ms: the lock let go at
+      // 2,600 ms (after the first one's time), it commits. (600 ms and 800 ms to spare: a timer
+      // late on a loaded machine still lands between the two.)
       // Settled as they end (the first fails while the test still waits: no unhandled rejection).
       const outcome = (p: Promise<unknown>) =>
         p.then(
@@ -123,9 +124,9 @@ describe('GroupCommit', () => {
           (err: { code?: string }) => err.code,
         );
       const first = outcome(gc.run((db) => sql`INSERT INTO t (n) VALUES (10)`.execute(db)));
-      await new Promise((resolve) => setTimeout(resolve, 700));
+      await new Promise((resolve) => setTimeout(resolve, 1400));
       const late = outcome(gc.run((db) => sql`INSERT INTO t (n) VALUES (11)`.execute(db)));
-      await new Promise((resolve) => setTimeout(resolve, 600));
+      await new Promise((resolve) => setTimeout(resolve, 1200));
       other.exec('COMMIT');
       expect(await Promise.all([first, late])).toEqual(['SQLITE_BUSY', 'fulfilled']);
       expect(committed()).toEqual([11]);
