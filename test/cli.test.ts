@@ -546,6 +546,27 @@ describe('edm serve: shutdown', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 30_000);
+
+  it('ends at once on a second Ctrl-C (SIGINT) while it waits on a connection kept alive (exit 130)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edm-interrupt-'));
+    let server: ChildProcess | undefined;
+    try {
+      const { child, port, exited, logged } = await serveIn(dir);
+      server = child;
+      // An idle connection kept alive holds the stop up to its grace (1 s).
+      const { socket, read } = await open(port);
+      socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
+      while (!read.text.includes('{"status":"ok"}')) await new Promise((r) => setTimeout(r, 5));
+      child.kill('SIGINT');
+      await logged('SIGINT: stopping');
+      child.kill('SIGINT');
+      expect(await exited).toEqual([130, null]);
+      socket.destroy();
+    } finally {
+      if (server?.exitCode === null) server.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
 
 /** Usage errors exit 2 with what is wrong and the command's usage line; `--help` prints it and exits 0. */
