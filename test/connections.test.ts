@@ -1,4 +1,7 @@
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -452,6 +455,56 @@ describe('EDM_REQUEST_TIMEOUT_MS', () => {
       } finally {
         await t.close();
       }
+    }
+  });
+});
+
+describe('a SQLite path as long as SQLite opens', () => {
+  it('is served up to 504 bytes from the root; a longer one is refused, naming its length, before any folder is made', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'edm-long-'));
+    // A path of `bytes` bytes, in folders of at most 200 (a file system takes 255), its file
+    // named in two-byte characters: the limit is SQLite's, in bytes, not in characters.
+    const pathOf = (bytes: number) => {
+      let folder = root;
+      while (bytes - Buffer.byteLength(folder) > 250) folder = join(folder, 'f'.repeat(200));
+      const left = bytes - Buffer.byteLength(folder) - 1;
+      return join(folder, `${'é'.repeat(Math.floor(left / 2))}${left % 2 ? 'x' : ''}`);
+    };
+    try {
+      const fits = pathOf(504);
+      expect(Buffer.byteLength(fits)).toBe(504);
+      const store = openStore(`sqlite:${fits}`, { checkpointIntervalMs: 0 });
+      try {
+        await migrate(
+          store,
+          modules.flatMap((m) => m.resources),
+        );
+        const app = await buildApp({ config: testConfig(), store, migrate: false });
+        try {
+          const token = await mintToken({ secret: testConfig().jwtSecret, tenant: 'acme', sub: USER_A });
+          const write = await app.inject({
+            method: 'POST',
+            url: '/api/v1/okr/cycles',
+            payload: { name: 'Q1', start_date: '2026-01-01', end_date: '2026-03-31' },
+            headers: { authorization: `Bearer ${token}` },
+          });
+          expect(write.statusCode).toBe(201);
+        } finally {
+          await app.close();
+        }
+      } finally {
+        await store.close();
+      }
+      rmSync(root, { recursive: true, force: true });
+      mkdirSync(root);
+      const long = pathOf(505);
+      expect(Buffer.byteLength(long)).toBe(505);
+      expect(() => openStore(`sqlite:${long}`)).toThrow(
+        `EDM_DATABASE_URL: sqlite:${long} is a path of 505 bytes from the root; SQLite opens at most 504: choose a shorter one`,
+      );
+      expect(readdirSync(root)).toEqual([]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
     }
   });
 });

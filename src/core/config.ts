@@ -374,11 +374,15 @@ export function storeError(databaseUrl: string, err: unknown): Error {
   );
 }
 
+/** The longest path (in bytes, from the root) of a SQLite file that SQLite opens, with its journal. */
+const MAX_SQLITE_PATH_BYTES = 504;
+
 /**
  * What is wrong with the file a `sqlite:` URL names, or null: none at all; `//…`, which reads as
  * a URL's host but is a path from the root (`sqlite://app.db` made `/app.db`); `~/…`, which no
  * shell expanded (a folder named `~` was made); SQLite's own
- * `file:` URIs, which would name a file called `file:…` with their parameters unread; a folder.
+ * `file:` URIs, which would name a file called `file:…` with their parameters unread; a path
+ * longer than SQLite opens; a folder.
  */
 export function sqliteFileProblem(file: string): string | null {
   if (file.trim() === '') return 'EDM_DATABASE_URL: sqlite: names no file (use sqlite:<file>)';
@@ -391,6 +395,13 @@ export function sqliteFileProblem(file: string): string | null {
   }
   if (file.startsWith('file:')) {
     return `EDM_DATABASE_URL: sqlite:${file} is a SQLite URI, which EDM does not read: name the file (sqlite:<path>)`;
+  }
+  // SQLite's Unix file layer takes paths of up to 512 bytes, the journal's name (`-journal`) and
+  // its end included: a longer one was refused as "unable to open database file", once the
+  // missing folders of the path had been made.
+  const bytes = file === ':memory:' ? 0 : Buffer.byteLength(resolve(file));
+  if (bytes > MAX_SQLITE_PATH_BYTES) {
+    return `EDM_DATABASE_URL: sqlite:${file} is a path of ${bytes} bytes from the root; SQLite opens at most ${MAX_SQLITE_PATH_BYTES}: choose a shorter one`;
   }
   if (file !== ':memory:' && (file.endsWith('/') || (existsSync(file) && statSync(file).isDirectory()))) {
     return `EDM_DATABASE_URL: sqlite:${file} names a folder, not a file (sqlite:${file.replace(/\/+$/, '')}/edm.sqlite, say)`;
