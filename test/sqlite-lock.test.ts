@@ -214,6 +214,88 @@ describe('SQLite: storage that refuses writes, /readyz', () => {
       await fresh.drop();
     }
   });
+
+  // A full disk: the probe's one row fits in pages SQLite holds already, and passed with no byte
+  // free. Here the file system has less free than the server is told to need.
+  it('stays 503 past the 10 s while the file system has less free than it needs, until a request stores a write', async () => {
+    const fresh = await freshStore('sqlite');
+    const config = testConfig();
+    const app = await buildApp({
+      config,
+      store: fresh.store,
+      clock: new ManualClock(T0),
+      logger: false,
+      storageFreeBytes: Number.MAX_SAFE_INTEGER,
+    });
+    try {
+      const token = await mintToken({ secret: config.jwtSecret, tenant: 'acme', sub: 'usr-full', ttl: '1d', now: T0 });
+      const create = (n: number) =>
+        injectAs(app, token, 'POST', '/api/v1/okr/objectives', { body: { title: `Objective ${n}` } });
+      const exec = fresh.store.exec as NonNullable<typeof fresh.store.exec>;
+      const start = Date.now();
+      vi.useFakeTimers({ toFake: ['Date'], now: start });
+      expect((await app.inject('/readyz')).statusCode).toBe(200);
+      exec('PRAGMA query_only = 1', []);
+      expect((await create(1)).status).toBe(503);
+      exec('PRAGMA query_only = 0', []);
+      for (const at of [5_000, 10_500, 30_000]) {
+        vi.setSystemTime(start + at);
+        const res = await app.inject('/readyz');
+        expect([res.statusCode, res.headers['retry-after']], `${at} ms`).toEqual([503, '5']);
+      }
+      expect((await create(2)).status).toBe(201);
+      expect((await app.inject('/readyz')).statusCode).toBe(200);
+    } finally {
+      vi.useRealTimers();
+      await app.close();
+      await fresh.store.close();
+      await fresh.drop();
+    }
+  });
+
+  // A role that may not write edm_meta (PostgreSQL's least privilege, say): the probe's failure
+  // says nothing of the storage. It kept /readyz 503 until a request's write was stored, saying nothing.
+  it('goes by the 10 s alone where the write probe fails for another reason, and logs it', async () => {
+    const fresh = await freshStore('sqlite');
+    const config = testConfig();
+    const lines: { level: number; msg?: string; cause?: string }[] = [];
+    const app = await buildApp({
+      config,
+      store: fresh.store,
+      clock: new ManualClock(T0),
+      logger: 'warn',
+      logStream: { write: (line: string) => void lines.push(JSON.parse(line)) },
+    });
+    try {
+      const token = await mintToken({ secret: config.jwtSecret, tenant: 'acme', sub: 'usr-meta', ttl: '1d', now: T0 });
+      const exec = fresh.store.exec as NonNullable<typeof fresh.store.exec>;
+      exec(
+        "CREATE TRIGGER no_meta_insert BEFORE INSERT ON edm_meta BEGIN SELECT RAISE(ABORT, 'no write to edm_meta'); END",
+        [],
+      );
+      exec(
+        "CREATE TRIGGER no_meta_update BEFORE UPDATE ON edm_meta BEGIN SELECT RAISE(ABORT, 'no write to edm_meta'); END",
+        [],
+      );
+      const start = Date.now();
+      vi.useFakeTimers({ toFake: ['Date'], now: start });
+      exec('PRAGMA query_only = 1', []);
+      const refused = await injectAs(app, token, 'POST', '/api/v1/okr/objectives', { body: { title: 'x' } });
+      expect(refused.status).toBe(503);
+      exec('PRAGMA query_only = 0', []);
+      expect((await app.inject('/readyz')).statusCode).toBe(503);
+      vi.setSystemTime(start + 10_500);
+      expect((await app.inject('/readyz')).statusCode).toBe(200);
+      expect(lines.filter((l) => l.msg === 'the write probe of /readyz failed').map((l) => l.cause)).toEqual([
+        expect.stringContaining('no write to edm_meta'),
+      ]);
+    } finally {
+      vi.useRealTimers();
+      await app.close();
+      await fresh.store.close();
+      await fresh.drop();
+    }
+  });
 });
 
 describe('SQLite: two migrations of one file at once', () => {

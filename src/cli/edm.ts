@@ -519,7 +519,8 @@ function exportCommand(args: string[]): Promise<number> {
       // Watched before the file is made: a signal in between would leave it.
       if (partial) for (const signal of SIGNALS) process.on(signal, stopped);
       const stream = partial
-        ? createWriteStream(partial, { flags: 'wx', mode })
+        ? // Its owner's alone while written (and read again to be synced); a replaced file's mode after.
+          createWriteStream(partial, { flags: 'wx', mode: 0o600 })
         : direct
           ? createWriteStream(target as string, { flags: 'w' })
           : process.stdout;
@@ -558,13 +559,14 @@ function exportCommand(args: string[]): Promise<number> {
       await closed();
       try {
         if (partial) {
-          // The mode asked for at creation is narrowed by the umask: the replaced file's, as it was.
-          if (existing) chmodSync(partial, mode);
           // Its bytes on the disk before it replaces the file there (an earlier export, say),
-          // and the rename after: a power cut could leave an empty file in its place.
-          syncToDisk(partial);
+          // and the rename after: a power cut could leave an empty file in its place. (Synced
+          // before it takes the replaced file's mode, which may not let it be opened.)
+          syncToDisk(partial, 'file');
+          // The replaced file's mode, as it was (not narrowed by the umask).
+          if (existing) chmodSync(partial, mode);
           renameSync(partial, target as string);
-          syncToDisk(dirname(resolve(target as string)));
+          syncToDisk(dirname(resolve(target as string)), 'folder');
         }
       } catch (err) {
         // `--out` names a folder, say: the export stays whole nowhere, as a failed one does.

@@ -88,12 +88,22 @@ const MIN_SECRET_BYTES = 32;
 
 /**
  * Makes a file's bytes, or a folder's entries (a file linked or renamed into it), last through a
- * power cut or a file system's error.
+ * power cut or a file system's error. A folder that cannot be opened or synced (some file systems
+ * refuse it: EINVAL, EACCES…) is left as it is, as SQLite and PostgreSQL leave it: its entry was
+ * made all the same, and refusing then failed a start or an export that had done its work.
  */
-export function syncToDisk(path: string): void {
-  const fd = openSync(path, 'r');
+export function syncToDisk(path: string, kind: 'file' | 'folder'): void {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    if (kind === 'folder') return;
+    throw err;
+  }
   try {
     fsyncSync(fd);
+  } catch (err) {
+    if (kind === 'file') throw err;
   } finally {
     closeSync(fd);
   }
@@ -128,7 +138,7 @@ function generatedSecret(dataDir: string, name: string): Uint8Array {
       } finally {
         unlinkSync(draft);
       }
-      syncToDisk(dataDir);
+      syncToDisk(dataDir, 'folder');
     } catch (err) {
       throw new Error(
         `EDM_DATA_DIR ${dataDir}: the generated ${name} cannot be written there (${(err as { code?: string }).code ?? (err as Error).message}); make it writable, or set ${variable}`,

@@ -1,6 +1,8 @@
 import { isUtf8 } from 'node:buffer';
+import { statfs } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
+import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { DEV_SUB, DEV_TENANT, MAX_CLAIM_LENGTH, mintToken, requireScope, TokenVerifier } from '../core/auth.js';
@@ -98,6 +100,11 @@ export interface AppOptions {
   logStream?: { write(line: string): void };
   /** Run module jobs on their timers (default: only with the system clock). */
   runJobs?: boolean;
+  /**
+   * The bytes a SQLite store's file system must have free for /readyz to say ready again after a
+   * storage fault (default STORAGE_FREE_BYTES, 1 MiB).
+   */
+  storageFreeBytes?: number;
 }
 
 export const BODY_LIMIT = 1024 * 1024;
@@ -106,6 +113,20 @@ const MAX_PARAM_LENGTH = 100;
 
 /** How long /readyz says not ready after a storage fault before a write probe may say otherwise. */
 const STORAGE_FAULT_MS = 10_000;
+
+/** The free space a SQLite store's file system must have for /readyz to be ready after a storage fault. */
+const STORAGE_FREE_BYTES = 1024 * 1024;
+
+/** The bytes free to this process on the file system of a SQLite store's file; null: not known (PostgreSQL). */
+async function freeBytes(store: Store): Promise<number | null> {
+  if (store.kind !== 'sqlite' || store.file === null) return null;
+  try {
+    const fs = await statfs(dirname(store.file));
+    return fs.bavail * fs.bsize;
+  } catch {
+    return null;
+  }
+}
 
 /** /readyz within STORAGE_FAULT_MS of a storage fault. */
 class StorageFaulted extends Error {
@@ -533,6 +554,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const res = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
       if (res && !res.headersSent) res.setHeader('connection', 'close');
     }
+    // From the stop (a drain's start), not the close after it: the grace adds nothing to it.
+    if (requestTimeout > 0) {
+      const deadline = Date.now() + requestTimeout;
+      arrivals = setInterval(() => {
+        if (Date.now() < deadline) return;
+        for (const socket of sockets) {
+          const res = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+          if (timedOut.has(socket) || (res && res.req.complete)) continue;
+          timedOut.add(socket);
+          refuseOnSocket(Object.assign(new Error('request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket);
+        }
+      }, checkEvery);
+    }
   };
   // A close ends at once the connections a client keeps alive between requests: one whose next
   // request was on its way then was reset, unanswered (the client cannot tell whether a write
@@ -549,18 +583,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   app.addHook('preClose', (done) => {
     beginClosing();
-    if (requestTimeout > 0) {
-      const deadline = Date.now() + requestTimeout;
-      arrivals = setInterval(() => {
-        if (Date.now() < deadline) return;
-        for (const socket of sockets) {
-          const res = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
-          if (timedOut.has(socket) || (res && res.req.complete)) continue;
-          timedOut.add(socket);
-          refuseOnSocket(Object.assign(new Error('request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket);
-        }
-      }, checkEvery);
-    }
     done();
   });
 
@@ -800,11 +822,24 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const writesStored = async () => {
     if (storageFault === null) return;
     if (Date.now() - storageFault < STORAGE_FAULT_MS) throw new StorageFaulted();
+    // A full disk first: the probe's row fits in pages SQLite holds already, and so it passed
+    // on a disk with no byte free, every request's write still refused.
+    const free = await freeBytes(store);
+    if (free !== null && free < (options.storageFreeBytes ?? STORAGE_FREE_BYTES)) {
+      storageFault = Date.now();
+      throw new StorageFaulted();
+    }
     try {
       await engine.transaction((trx) => recordWriteProbe(trx, isoTime(clock.now())));
     } catch (err) {
-      metStorageFault(err);
-      throw err;
+      // Not a storage fault (a role without INSERT on edm_meta): the probe says nothing of the
+      // storage, and the time without a fault decides alone.
+      if (!isStorageFault(err)) {
+        app.log.warn({ cause: String((err as Error).message) }, 'the write probe of /readyz failed');
+      } else {
+        storageFault = Date.now();
+        throw new StorageFaulted();
+      }
     }
     if (storageFault !== null) app.log.info('the store takes writes again after a storage fault');
     storageFault = null;
