@@ -4,8 +4,8 @@ import { createClient, RateLimitError } from '../src/client/index.js';
 import { ManualClock } from '../src/core/clock.js';
 import { loadConfig } from '../src/core/config.js';
 import type { ApiError } from '../src/core/errors.js';
-import { RateLimiter, rateLimitKey } from '../src/http/rate-limit.js';
-import { byName, countRows, recordReads, type TestApp, testApp } from './helpers.js';
+import { CALLER_BYTES, callerBytes, RateLimiter, rateLimitKey } from '../src/http/rate-limit.js';
+import { byName, countRows, recordReads, T0, type TestApp, testApp } from './helpers.js';
 
 const KR = '/api/v1/okr/key-results';
 
@@ -229,6 +229,34 @@ describe('rateLimitKey', () => {
       rateLimitKey(who('t', 'signed'), false),
     ];
     expect(new Set(keys).size).toBe(keys.length);
+  });
+});
+
+describe('RateLimiter: the callers kept, bounded by memory', () => {
+  // Callers of long claims (256 CJK characters of tenant and app each): 100,000 of them held
+  // ~110 MB of heap where the bound was a count alone.
+  it('keeps callers of long ids within its byte bound, the least recently seen refilled first', () => {
+    const reply = { header: () => reply } as unknown as FastifyReply;
+    const clock = new ManualClock(T0);
+    const limiter = new RateLimiter({ max: 1, windowMs: 60_000, callerBytes: 100_000 }, clock);
+    const who = (n: number) => ({
+      sub: 'usr-1',
+      tenantId: `${'租'.repeat(250)}${n}`,
+      appId: `${'応'.repeat(250)}${n}`,
+      scopes: null,
+    });
+    const keys = Array.from({ length: 200 }, (_, n) => rateLimitKey(who(n), false));
+    for (const key of keys) limiter.take(key, reply);
+    expect(limiter.keptBytes).toBeLessThanOrEqual(100_000);
+    expect(limiter.keptBytes).toBeGreaterThan(90_000);
+    // The last caller is kept (its one call spent: refused), the first was dropped (refilled).
+    expect(() => limiter.take(keys[199] as string, reply)).toThrow(/Over 1 calls/);
+    expect(() => limiter.take(keys[0] as string, reply)).not.toThrow();
+    // The default bound: 24 MiB, two bytes a character and 64 for the entry (~1 KB for such a caller).
+    expect([CALLER_BYTES, callerBytes(keys[0] as string)]).toEqual([
+      24 * 1024 * 1024,
+      64 + 2 * (keys[0] as string).length,
+    ]);
   });
 });
 

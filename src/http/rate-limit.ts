@@ -10,6 +10,20 @@ export interface RateLimitPolicy {
   windowMs: number;
   /** How many callers' buckets are kept (least recently seen dropped first, i.e. refilled). */
   callers?: number;
+  /** The kept buckets' bound in estimated bytes (default CALLER_BYTES; see callerBytes). */
+  callerBytes?: number;
+}
+
+/**
+ * The buckets' bound in estimated bytes. A caller's key holds its claims whole (up to 256 code
+ * points each): 100,000 callers of long tenant and app ids held ~110 MB of heap, and a server
+ * RSS of 384 MB. 100,000 callers of short ids fit in this.
+ */
+export const CALLER_BYTES = 24 * 1024 * 1024;
+
+/** What a caller's bucket is estimated to hold, in bytes: its key (two bytes a character at most) and the entry. */
+export function callerBytes(key: string): number {
+  return 64 + 2 * key.length;
 }
 
 /** The headers every limited answer carries (browsers may read them: see the CORS policy). */
@@ -59,9 +73,18 @@ export class RateLimiter {
     this.#max = policy.max;
     this.#windowMs = policy.windowMs;
     this.#interval = policy.windowMs / policy.max;
-    this.#full = new LRUCache({ max: policy.callers ?? 100_000 });
+    this.#full = new LRUCache({
+      max: policy.callers ?? 100_000,
+      maxSize: policy.callerBytes ?? CALLER_BYTES,
+      sizeCalculation: (_full, key) => callerBytes(key),
+    });
     this.#clock = clock;
     this.#limit = String(policy.max);
+  }
+
+  /** The kept buckets' estimated bytes (callerBytes), for tests. */
+  get keptBytes(): number {
+    return this.#full.calculatedSize;
   }
 
   /**
