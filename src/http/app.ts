@@ -810,11 +810,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Every column too: a schema of an earlier version (a column added since) is not ready either.
   const probe = schemaProbe(store, engine.resources);
   /**
-   * Ready means writes too: a PostgreSQL that takes none (a standby after a failover, or
-   * `default_transaction_read_only`) answers every write 503, so the probe says not ready, and a
-   * load balancer sends the writes to a process whose database takes them.
-   */
-  /**
    * After a storage fault (storageFault), not ready for STORAGE_FAULT_MS; then a write of the
    * probe's meta row decides, unless a request's write was stored first. (On a disk that is only
    * nearly full a small write may pass where a larger one fails: the next fault says so again.)
@@ -844,6 +839,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (storageFault !== null) app.log.info('the store takes writes again after a storage fault');
     storageFault = null;
   };
+  /**
+   * Ready means writes too: a PostgreSQL that takes none (a standby after a failover, or
+   * `default_transaction_read_only`) answers every write 503, so the probe says not ready, and a
+   * load balancer sends the writes to a process whose database takes them.
+   */
   const ready = async () => {
     await probe.execute(store.db);
     if (!(await takesWrites(store))) throw new Error('the database takes no writes');
