@@ -80,13 +80,6 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 const MIN_SECRET_BYTES = 32;
 
 /**
- * Reads a generated secret from the data dir, creating it (0600) on first use. Written whole to
- * a file of its own, then linked into place: of processes starting at once on a fresh folder
- * (`edm serve` beside `edm seed`), one link wins and every one reads that whole secret, never
- * an empty or half-written file.
- */
-
-/**
  * Makes a file's bytes, or a folder's entries (a file linked or renamed into it), last through a
  * power cut or a file system's error. A folder that cannot be opened or synced (some file systems
  * refuse it: EINVAL, EACCES…) is left as it is, as SQLite and PostgreSQL leave it: its entry was
@@ -109,6 +102,12 @@ export function syncToDisk(path: string, kind: 'file' | 'folder'): void {
   }
 }
 
+/**
+ * Reads a generated secret from the data dir, creating it (0600) on first use. Written whole to
+ * a file of its own, then linked into place: of processes starting at once on a fresh folder
+ * (`edm serve` beside `edm seed`), one link wins and every one reads that whole secret, never
+ * an empty or half-written file.
+ */
 function generatedSecret(dataDir: string, name: string): Uint8Array {
   const file = join(dataDir, name);
   if (!existsSync(file)) {
