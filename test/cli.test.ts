@@ -413,10 +413,18 @@ describe('edm CLI (built)', () => {
  */
 describe('edm serve: shutdown', () => {
   /** `edm serve` in local mode in `dir`: its port, a dev token, its exit, and a wait for a line of its log. */
-  const serveIn = async (dir: string) => {
+  const serveIn = async (dir: string, extra: Record<string, string> = {}) => {
     const child = spawn(bin, ['serve'], {
       cwd: dir,
-      env: { ...process.env, PORT: '0', EDM_JWT_SECRET: '', EDM_SECRET_KEY: '', EDM_DATABASE_URL: '', EDM_LOG: '1' },
+      env: {
+        ...process.env,
+        PORT: '0',
+        EDM_JWT_SECRET: '',
+        EDM_SECRET_KEY: '',
+        EDM_DATABASE_URL: '',
+        EDM_LOG: '1',
+        ...extra,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -541,6 +549,34 @@ describe('edm serve: shutdown', () => {
       expect(await exited).toEqual([0, null]);
       expect(log()).not.toMatch(/"level":50/);
       expect(existsSync(join(dir, 'data', 'edm.sqlite-wal'))).toBe(false);
+    } finally {
+      if (server?.exitCode === null) server.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  // A request timeout shorter than the grace: the idle connection was answered 408 and closed
+  // within the grace, and the request its client sent next went unanswered.
+  it('keeps an idle kept-alive connection through the grace, however short EDM_REQUEST_TIMEOUT_MS is', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edm-short-'));
+    let server: ChildProcess | undefined;
+    try {
+      const { child, port, exited, logged } = await serveIn(dir, { EDM_REQUEST_TIMEOUT_MS: '100' });
+      server = child;
+      const { socket, read, closed, errors } = await open(port);
+      socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
+      while (!read.text.includes('{"status":"ok"}')) await new Promise((r) => setTimeout(r, 5));
+      read.text = '';
+      child.kill('SIGTERM');
+      await logged(STOPPING);
+      // Past the request timeout, within the grace (1 s).
+      await new Promise((r) => setTimeout(r, 350));
+      expect(read.text).toBe('');
+      socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+      expect(await closed).toBe(false);
+      expect(errors).toEqual([]);
+      expect(read.text).toMatch(/^HTTP\/1\.1 503/);
+      expect(await exited).toEqual([0, null]);
     } finally {
       if (server?.exitCode === null) server.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });

@@ -1,9 +1,14 @@
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { statfs } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import SQLite from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { mintToken } from '../src/core/auth.js';
 import { ManualClock } from '../src/core/clock.js';
 import { buildApp } from '../src/http/app.js';
+import { openStore } from '../src/store/database.js';
 import { migrate } from '../src/store/schema.js';
 import { byName, freshStore, injectAs, resources, T0, testConfig } from './helpers.js';
 
@@ -250,6 +255,64 @@ describe('SQLite: storage that refuses writes, /readyz', () => {
       await app.close();
       await fresh.store.close();
       await fresh.drop();
+    }
+  });
+
+  // Reached through a link on another file system, the free space was the link's folder's: a
+  // full disk under the file itself read as room, and /readyz said 200 while writes were 503.
+  it("counts the free space of the file's own file system, reached through a link", async (context) => {
+    const here = mkdtempSync(join(tmpdir(), 'edm-link-'));
+    const there = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/edm-target-') : null;
+    try {
+      const [near, far] = await Promise.all([statfs(here), there ? statfs(there) : null]);
+      // The file's free space as the server counts it (root may write the blocks kept for it),
+      // and the link's folder's as it might be counted, either way: a threshold between the
+      // file's and both of those tells which one the server read.
+      const fileFree = far ? (process.geteuid?.() === 0 ? far.bfree : far.bavail) * far.bsize : 0;
+      const nearFree = [near.bavail * near.bsize, near.bfree * near.bsize];
+      const [low, high] = [Math.min(...nearFree), Math.max(...nearFree)];
+      const threshold =
+        fileFree < low - 2 ** 21 ? (fileFree + low) / 2 : fileFree > high + 2 ** 21 ? (fileFree + high) / 2 : null;
+      if (!there || !far || near.type === far.type || threshold === null) {
+        return context.skip('no second file system with another free space here');
+      }
+      symlinkSync(join(there, 'edm.sqlite'), join(here, 'edm.sqlite'));
+      const store = openStore(`sqlite:${join(here, 'edm.sqlite')}`, { checkpointIntervalMs: 0 });
+      await migrate(store, resources);
+      const config = testConfig();
+      const app = await buildApp({
+        config,
+        store,
+        clock: new ManualClock(T0),
+        logger: false,
+        migrate: false,
+        storageFreeBytes: threshold,
+      });
+      try {
+        const token = await mintToken({
+          secret: config.jwtSecret,
+          tenant: 'acme',
+          sub: 'usr-link',
+          ttl: '1d',
+          now: T0,
+        });
+        const exec = store.exec as NonNullable<typeof store.exec>;
+        const start = Date.now();
+        vi.useFakeTimers({ toFake: ['Date'], now: start });
+        exec('PRAGMA query_only = 1', []);
+        const refused = await injectAs(app, token, 'POST', '/api/v1/okr/objectives', { body: { title: 'x' } });
+        expect(refused.status).toBe(503);
+        exec('PRAGMA query_only = 0', []);
+        vi.setSystemTime(start + 10_500);
+        expect((await app.inject('/readyz')).statusCode).toBe(fileFree < threshold ? 503 : 200);
+      } finally {
+        vi.useRealTimers();
+        await app.close();
+        await store.close();
+      }
+    } finally {
+      rmSync(here, { recursive: true, force: true });
+      if (there) rmSync(there, { recursive: true, force: true });
     }
   });
 

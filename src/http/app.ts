@@ -2,7 +2,6 @@ import { isUtf8 } from 'node:buffer';
 import { statfs } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
-import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { DEV_SUB, DEV_TENANT, MAX_CLAIM_LENGTH, mintToken, requireScope, TokenVerifier } from '../core/auth.js';
@@ -121,8 +120,10 @@ const STORAGE_FREE_BYTES = 1024 * 1024;
 async function freeBytes(store: Store): Promise<number | null> {
   if (store.kind !== 'sqlite' || store.file === null) return null;
   try {
-    const fs = await statfs(dirname(store.file));
-    return fs.bavail * fs.bsize;
+    // The file's own file system (its WAL's too), through a link to it; root may write the
+    // blocks kept for it (ext4's reserved 5%), others may not.
+    const fs = await statfs(store.file);
+    return (process.geteuid?.() === 0 ? fs.bfree : fs.bavail) * fs.bsize;
   } catch {
     return null;
   }
@@ -541,12 +542,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   // Node stops checking the request timeout once the server closes: a request still arriving
   // then (a client trickling bytes, or a connection that sent none) held the process up for as
-  // long as its client kept the connection open. From the close on it is checked here, with the
+  // long as its client kept the connection open. From the stop on it is checked here, with the
   // same answer (408, the connection closed): such a request has at most EDM_REQUEST_TIMEOUT_MS
-  // more to arrive. A request that arrived whole is answered however long its handler takes.
+  // (and at least a drain's grace) more to arrive. A request that arrived whole is answered however long its handler takes.
   let arrivals: NodeJS.Timeout | undefined;
   const timedOut = new WeakSet<Socket>();
-  const beginClosing = () => {
+  const beginClosing = (graceMs = 0) => {
     if (closing) return;
     closing = true;
     for (const socket of sockets) {
@@ -554,9 +555,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const res = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
       if (res && !res.headersSent) res.setHeader('connection', 'close');
     }
-    // From the stop (a drain's start), not the close after it: the grace adds nothing to it.
+    // From the stop (a drain's start), not the close after it, and not within a drain's grace:
+    // a connection its client keeps alive, idle, is one the grace is for (a timeout shorter than
+    // the grace answered it 408, and its client's next request went unanswered).
     if (requestTimeout > 0) {
-      const deadline = Date.now() + requestTimeout;
+      const deadline = Date.now() + Math.max(requestTimeout, graceMs);
       arrivals = setInterval(() => {
         if (Date.now() < deadline) return;
         for (const socket of sockets) {
@@ -574,7 +577,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // one), keeps those open for a grace, answering a request that comes on one 503 with
   // `Connection: close`, and is over as soon as none is left.
   app.decorate('drain', async (graceMs: number) => {
-    beginClosing();
+    beginClosing(graceMs);
     // Stops listening and leaves the connections be: http.Server's own close() ends the idle
     // ones at once (the close to come calls it, and ignores that the server listens no more).
     if (app.server.listening) NetServer.prototype.close.call(app.server);
