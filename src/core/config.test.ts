@@ -5,6 +5,16 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { describeConfig, loadConfig, redactedUrl, storeError } from './config.js';
 
 const env = { EDM_JWT_SECRET: 'x'.repeat(32), EDM_SECRET_KEY: 'y'.repeat(32) };
+/** Temporary folders of this file's tests, removed after them. */
+const made: string[] = [];
+const tempDir = (prefix = 'edm-config-') => {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  made.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
 /** What a PostgreSQL URL that cannot be read is refused with: it says how to write each character. */
 const UNREADABLE_URL =
   /^EDM_DATABASE_URL is not a URL that can be read \(in a user, password or parameter, write % as %25, @ as %40/;
@@ -37,7 +47,7 @@ describe('describeConfig: the line `edm serve` logs at start', () => {
     const keyOnly = loadConfig({
       EDM_SECRET_KEY: 'y'.repeat(32),
       EDM_JWKS_URL: 'https://id.example/jwks.json',
-      EDM_DATA_DIR: mkdtempSync(join(tmpdir(), 'edm-config-')),
+      EDM_DATA_DIR: tempDir(),
     });
     expect(describeConfig(keyOnly)).toContain('tokens: JWKS https://id.example/jwks.json;');
     const withCredentials = { ...keyOnly, jwksUrl: 'https://u:pw@id.example/jwks.json?key=abc' };
@@ -91,7 +101,7 @@ describe('generated secrets', () => {
         child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(err))));
       });
     for (let trial = 0; trial < 6; trial++) {
-      const dir = join(mkdtempSync(join(tmpdir(), 'edm-secrets-')), 'data');
+      const dir = join(tempDir('edm-secrets-'), 'data');
       const at = Date.now() + 700;
       const answers = await Promise.all([read(dir, at), read(dir, at), read(dir, at)]);
       expect(new Set(answers).size, answers.join(' | ')).toBe(1);
@@ -127,7 +137,7 @@ describe('loadConfig: values', () => {
 
   it('takes any variable of spaces alone as unset: a JWT secret of spaces is no secret (local mode)', () => {
     const { EDM_JWT_SECRET: _secret, ...rest } = env;
-    const dataDir = mkdtempSync(join(tmpdir(), 'edm-config-'));
+    const dataDir = tempDir();
     const spaced = loadConfig({
       ...rest,
       EDM_DATA_DIR: dataDir,
@@ -274,15 +284,7 @@ describe('loadConfig: values', () => {
 });
 
 describe('loadConfig: what an operator writes', () => {
-  const made: string[] = [];
-  const dir = () => {
-    const d = mkdtempSync(join(tmpdir(), 'edm-config-'));
-    made.push(d);
-    return d;
-  };
-  afterAll(() => {
-    for (const d of made) rmSync(d, { recursive: true, force: true });
-  });
+  const dir = () => tempDir();
 
   it('reads values without the spaces around them, except the secrets, whose every byte is the key', () => {
     const config = loadConfig({
