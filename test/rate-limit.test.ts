@@ -232,6 +232,31 @@ describe('rateLimitKey', () => {
   });
 });
 
+describe('RateLimiter: a clock set back', () => {
+  // The buckets keep times: set back an hour, the clock made a caller who had spent its budget
+  // wait an hour (Retry-After: 3600) where it should wait a window's share at most.
+  it('refuses a caller for no longer than a window after the clock is set back', () => {
+    const reply = { header: () => reply } as unknown as FastifyReply;
+    const clock = new ManualClock(T0);
+    const limiter = new RateLimiter({ max: 2, windowMs: 1000 }, clock);
+    limiter.take('k', reply);
+    limiter.take('k', reply);
+    const retryAfter = () => {
+      try {
+        limiter.take('k', reply);
+        return 0;
+      } catch (err) {
+        return (err as ApiError).extra?.retry_after_seconds;
+      }
+    };
+    expect(retryAfter()).toBe(1);
+    clock.set(T0 - 3_600_000);
+    expect(retryAfter()).toBe(1);
+    clock.set(T0 - 3_600_000 + 500);
+    expect(retryAfter()).toBe(0);
+  });
+});
+
 describe('RateLimiter: the callers kept, bounded by memory', () => {
   // Callers of long claims (256 CJK characters of tenant and app each): 100,000 of them held
   // ~110 MB of heap where the bound was a count alone.

@@ -106,7 +106,13 @@ export class RateLimiter {
    */
   refuseIfEmpty(key: string): { now: number; next: number } {
     const now = this.#clock.now();
-    const full = Math.max(this.#full.get(key) ?? now, now);
+    let full = Math.max(this.#full.get(key) ?? now, now);
+    // A bucket is never more than empty: a time past now + windowMs is one kept before the
+    // clock was set back (an NTP step, a VM resumed), and would refuse its caller for as long.
+    if (full > now + this.#windowMs) {
+      full = now + this.#windowMs;
+      this.#full.set(key, full);
+    }
     const next = full + this.#interval;
     // The bucket holds `windowMs` worth of calls: over that, this call has no token. (Times are
     // ~1.8e12 ms, precise to ~0.0002 ms, and the interval may be a fraction: hence SLACK.)
