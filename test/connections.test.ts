@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { mintToken } from '../src/core/auth.js';
 import { buildApp } from '../src/http/app.js';
 import { modules } from '../src/modules/index.js';
@@ -594,6 +594,31 @@ describe.each(storeKinds)('/readyz on %s', (kind) => {
       }
     },
   );
+
+  // The probe is repeated once its last is a second old: a clock set back an hour made it an
+  // hour old only once that hour had passed again, and the schema made meanwhile went unseen.
+  it('looks for the schema again after the clock is set back, and serves once it is in place', async () => {
+    const fresh = await freshStore(kind);
+    const app = await buildApp({ config: testConfig(), store: fresh.store, migrate: false });
+    const start = Date.now();
+    vi.useFakeTimers({ toFake: ['Date'], now: start });
+    try {
+      const token = await mintToken({ secret: testConfig().jwtSecret, tenant: 'acme', sub: USER_A, now: start });
+      const list = { method: 'GET', url: '/api/v1/okr/cycles', headers: { authorization: `Bearer ${token}` } } as const;
+      expect((await app.inject(list)).statusCode).toBe(503);
+      await migrate(
+        fresh.store,
+        modules.flatMap((m) => m.resources),
+      );
+      vi.setSystemTime(start - 3_600_000);
+      expect((await app.inject(list)).statusCode).toBe(200);
+    } finally {
+      vi.useRealTimers();
+      await app.close();
+      await fresh.store.close();
+      await fresh.drop();
+    }
+  });
 
   it('answers 503 while the database has no schema (started with --no-migrate before edm migrate)', async () => {
     const fresh = await freshStore(kind);

@@ -220,6 +220,42 @@ describe('SQLite: storage that refuses writes, /readyz', () => {
     }
   });
 
+  // A fault's time is kept: with the clock set back an hour, the wait lasted that hour, and the
+  // fault's error line, logged once per 10 s, was not logged again for as long.
+  it('ends the wait, and logs the next fault, when the clock is set back', async () => {
+    const fresh = await freshStore('sqlite');
+    const config = testConfig();
+    const lines: { level: number }[] = [];
+    const app = await buildApp({
+      config,
+      store: fresh.store,
+      clock: new ManualClock(T0),
+      logger: 'error',
+      logStream: { write: (line: string) => void lines.push(JSON.parse(line)) },
+    });
+    try {
+      const token = await mintToken({ secret: config.jwtSecret, tenant: 'acme', sub: 'usr-back', ttl: '1d', now: T0 });
+      const create = () => injectAs(app, token, 'POST', '/api/v1/okr/objectives', { body: { title: 'x' } });
+      const exec = fresh.store.exec as NonNullable<typeof fresh.store.exec>;
+      const start = Date.now();
+      vi.useFakeTimers({ toFake: ['Date'], now: start });
+      exec('PRAGMA query_only = 1', []);
+      expect((await create()).status).toBe(503);
+      expect(lines.filter((l) => l.level === 50)).toHaveLength(1);
+      vi.setSystemTime(start - 3_600_000);
+      expect((await create()).status).toBe(503);
+      expect(lines.filter((l) => l.level === 50)).toHaveLength(2);
+      exec('PRAGMA query_only = 0', []);
+      vi.setSystemTime(start - 7_200_000);
+      expect((await app.inject('/readyz')).statusCode).toBe(200);
+    } finally {
+      vi.useRealTimers();
+      await app.close();
+      await fresh.store.close();
+      await fresh.drop();
+    }
+  });
+
   // A full disk: the probe's one row fits in pages SQLite holds already, and passed with no byte
   // free. Here the file system has less free than the server is told to need.
   it('stays 503 past the 10 s while the file system has less free than it needs, until a request stores a write', async () => {

@@ -1,5 +1,5 @@
 import { decodeTime } from 'ulid';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { base32x8, newId, ulid } from './ids.js';
 
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
@@ -31,5 +31,23 @@ describe('ids', () => {
     expect(Math.min(...times)).toBeGreaterThanOrEqual(before);
     expect(Math.max(...times)).toBeLessThanOrEqual(after);
     expect(newId('kr')).toMatch(/^kr_[0-9A-HJKMNP-TV-Z]{26}$/);
+  });
+
+  // Set back, the clock made ids that sorted before those made earlier (ids are a list's
+  // order where times tie, and a cursor's position).
+  it('makes ULIDs that sort after the ones before when the clock is set back, at the last time until it is past', () => {
+    const start = Date.now() + 60_000;
+    vi.useFakeTimers({ toFake: ['Date'], now: start });
+    try {
+      const before = ulid();
+      vi.setSystemTime(start - 3_600_000);
+      const after = [ulid(), ulid()];
+      expect([before, ...after].sort()).toEqual([before, ...after]);
+      expect(after.map((id) => decodeTime(id))).toEqual([start, start]);
+      vi.setSystemTime(start + 1);
+      expect(decodeTime(ulid())).toBe(start + 1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

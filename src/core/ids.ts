@@ -32,12 +32,16 @@ let head = '';
 let lo = 0;
 
 /**
- * A monotonic ULID: ids made by one process sort by creation, even within a millisecond. Each
- * call encodes only the half that counts (every request takes one for its id).
+ * A monotonic ULID: ids made by one process sort by creation, even within a millisecond or after
+ * the clock was set back. Each call encodes only the half that counts (every request takes one
+ * for its id).
  */
 export function ulid(): string {
   const now = Date.now();
-  if (now !== lastMs) {
+  // A clock set back (an NTP step, a VM resumed) keeps the last millisecond, counting up, until
+  // it is past it again: ids made after it still sort after those made before (the ULID
+  // spec's monotonic generator does the same).
+  if (now > lastMs) {
     lastMs = now;
     let hi = 0;
     lo = 0;

@@ -819,7 +819,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
    */
   const writesStored = async () => {
     if (storageFault === null) return;
-    if (Date.now() - storageFault < STORAGE_FAULT_MS) throw new StorageFaulted();
+    // (A clock set back since ends the wait: it would last as long as the clock went back.)
+    const since = Date.now() - storageFault;
+    if (since >= 0 && since < STORAGE_FAULT_MS) throw new StorageFaulted();
     // A full disk first: the probe's row fits in pages SQLite holds already, and so it passed
     // on a disk with no byte free, every request's write still refused.
     const free = await freeBytes(store);
@@ -885,7 +887,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return probing;
   };
   const schemaGate = async () => {
-    if (probing !== null || lastProbe === null || Date.now() - lastProbe.at >= 1000) {
+    // (Or a clock set back since the last probe: else no probe until it is past that time again.)
+    const since = lastProbe === null ? 0 : Date.now() - lastProbe.at;
+    if (probing !== null || lastProbe === null || since >= 1000 || since < 0) {
       await probeSchema();
       // The probe this request waited for met an outage (a database that does not answer): the
       // request answers it now, 503, rather than wait as long again for a connection of its own.

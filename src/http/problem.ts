@@ -226,7 +226,8 @@ function logOperatorError(request: FastifyRequest, cause: unknown, message: stri
     operatorErrors.set(request.server, logged);
   }
   const seen = logged.get(key);
-  if (seen && now - seen.at < OPERATOR_ERROR_EVERY_MS) {
+  // (A clock set back since is no reason to say nothing until it is past that time again.)
+  if (seen && now - seen.at < OPERATOR_ERROR_EVERY_MS && now >= seen.at) {
     seen.repeated++;
     return;
   }
