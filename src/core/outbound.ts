@@ -107,7 +107,8 @@ export function isRefusedAddress(address: string): boolean {
 
 /** When a read that starts now must be over (the policy's timeout; 0: never). */
 export function readDeadline(policy: OutboundPolicy): number {
-  return policy.timeoutMs > 0 ? Date.now() + policy.timeoutMs : Number.POSITIVE_INFINITY;
+  // On the monotonic clock: a wall clock set back would lengthen what is left of it.
+  return policy.timeoutMs > 0 ? performance.now() + policy.timeoutMs : Number.POSITIVE_INFINITY;
 }
 
 /**
@@ -133,7 +134,7 @@ export async function resolveAllowed(
       if (deadline === Number.POSITIVE_INFINITY) return;
       timer = setTimeout(
         () => reject(new OutboundError(`${host} did not resolve within ${policy.timeoutMs} ms`)),
-        Math.max(0, deadline - Date.now()),
+        Math.max(0, deadline - performance.now()),
       );
     });
     try {
@@ -220,7 +221,7 @@ export async function fetchJson(
     }
     // 0: no limit, as for a postgres connector's read (pg's own meaning of 0).
     if (deadline !== Number.POSITIVE_INFINITY) {
-      const left = Math.max(0, deadline - Date.now());
+      const left = Math.max(0, deadline - performance.now());
       timer = setTimeout(() => fail(`${where} did not answer within ${policy.timeoutMs} ms`), left);
     }
     req.on('response', (res) => {

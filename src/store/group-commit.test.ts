@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { sql } from 'kysely';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { openStore } from './database.js';
 import { GroupCommit } from './group-commit.js';
 
@@ -130,6 +130,26 @@ describe('GroupCommit', () => {
       other.exec('COMMIT');
       expect(await Promise.all([first, late])).toEqual(['SQLITE_BUSY', 'fulfilled']);
       expect(committed()).toEqual([11]);
+    });
+
+    // The busy wait's deadline was on the wall clock: set back an hour, it waited that hour.
+    it('ends a busy wait at its time however the wall clock is set meanwhile', async () => {
+      const { store, file } = await setup();
+      const gc = new GroupCommit(store.db, direct ? store.exec : null, 2, 300);
+      const other = new SQLite(file);
+      cleanups.push(() => {
+        other.close();
+      });
+      other.exec('BEGIN IMMEDIATE');
+      vi.useFakeTimers({ toFake: ['Date'], now: Date.now() });
+      try {
+        const write = gc.run((db) => sql`INSERT INTO t (n) VALUES (1)`.execute(db));
+        vi.setSystemTime(Date.now() - 3_600_000);
+        await expect(write).rejects.toMatchObject({ code: 'SQLITE_BUSY' });
+      } finally {
+        vi.useRealTimers();
+        other.exec('ROLLBACK');
+      }
     });
 
     it('runs the writes of a batch in the order they arrived', async () => {

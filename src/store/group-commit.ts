@@ -9,7 +9,10 @@ interface Job {
   fn: (db: DB) => Promise<unknown>;
   resolve: (value: unknown) => void;
   reject: (reason: unknown) => void;
-  /** Until when (Date.now()) this write waits for a lock another connection holds: from its arrival. */
+  /**
+   * Until when (performance.now(): a clock set back would not lengthen the wait) this write waits
+   * for a lock another connection holds: from its arrival.
+   */
   deadline: number;
 }
 
@@ -74,7 +77,7 @@ export class GroupCommit {
         return true;
       } catch (err) {
         if ((err as { code?: unknown }).code !== 'SQLITE_BUSY') throw err;
-        const now = Date.now();
+        const now = performance.now();
         for (let i = this.queue.length - 1; i >= 0; i--) {
           const job = this.queue[i] as Job;
           if (job.deadline <= now) {
@@ -95,7 +98,7 @@ export class GroupCommit {
 
   run<T>(fn: (db: DB) => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const deadline = Date.now() + this.busyTimeoutMs;
+      const deadline = performance.now() + this.busyTimeoutMs;
       this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject, deadline });
       // Start after this turn of the event loop, so the writes of every request read in it join.
       if (!this.running) {

@@ -285,7 +285,7 @@ async function readPostgres(
         reject(new OutboundError(`postgres: no answer within ${policy.timeoutMs} ms`));
         void close();
       },
-      Math.max(0, deadline - Date.now()),
+      Math.max(0, deadline - performance.now()),
     );
   });
   work.catch(() => {}); // answered by the timeout when it loses the race
