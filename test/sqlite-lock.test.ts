@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { mintToken } from '../src/core/auth.js';
 import { ManualClock } from '../src/core/clock.js';
 import { buildApp } from '../src/http/app.js';
-import { openStore } from '../src/store/database.js';
+import { openStore, type Store } from '../src/store/database.js';
 import { migrate } from '../src/store/schema.js';
 import { byName, freshStore, injectAs, resources, T0, testConfig } from './helpers.js';
 
@@ -171,26 +171,69 @@ describe('SQLite: a disk that is full', () => {
  * was 503. Now not ready from the first such fault until a write is stored again.
  */
 describe('SQLite: storage that refuses writes, /readyz', () => {
-  it('is 503 after a write met a storage fault, until a write probe or a request stores one again', async () => {
-    const fresh = await freshStore('sqlite');
+  type Line = { level: number; msg?: string; cause?: string };
+  /**
+   * A server on `store` (a fresh one's, unless given), with a token, its log from warnings up, and
+   * the store's own connection; the wall clock faked from `start` (its `Date` alone). Closed after `fn`.
+   */
+  const serving = async (
+    options: { store?: Store; storageFreeBytes?: number },
+    fn: (s: {
+      call: (method: string, url: string, o?: Parameters<typeof injectAs>[4]) => ReturnType<typeof injectAs>;
+      create: (title: string) => ReturnType<typeof injectAs>;
+      readyz: () => Promise<[number, string | null]>;
+      exec: NonNullable<Store['exec']>;
+      lines: Line[];
+      start: number;
+    }) => Promise<void>,
+  ) => {
+    const fresh = options.store ? null : await freshStore('sqlite');
+    const store = options.store ?? (fresh as { store: Store }).store;
     const config = testConfig();
-    const app = await buildApp({ config, store: fresh.store, clock: new ManualClock(T0), logger: false });
+    const lines: Line[] = [];
+    const app = await buildApp({
+      config,
+      store,
+      clock: new ManualClock(T0),
+      migrate: fresh !== null,
+      logger: 'warn',
+      logStream: { write: (line: string) => void lines.push(JSON.parse(line)) },
+      ...(options.storageFreeBytes === undefined ? {} : { storageFreeBytes: options.storageFreeBytes }),
+    });
     try {
       const token = await mintToken({ secret: config.jwtSecret, tenant: 'acme', sub: 'usr-ro', ttl: '1d', now: T0 });
-      const create = (n: number) =>
-        injectAs(app, token, 'POST', '/api/v1/okr/objectives', { body: { title: `Objective ${n}` } });
-      const readyz = async () => {
-        const res = await app.inject('/readyz');
-        return [res.statusCode, res.headers['retry-after'] ?? null];
-      };
-      const exec = fresh.store.exec as NonNullable<typeof fresh.store.exec>;
       const start = Date.now();
       vi.useFakeTimers({ toFake: ['Date'], now: start });
+      const call = (method: string, url: string, o: Parameters<typeof injectAs>[4] = {}) =>
+        injectAs(app, token, method, url, o);
+      await fn({
+        call,
+        create: (title) => call('POST', '/api/v1/okr/objectives', { body: { title } }),
+        readyz: async () => {
+          const res = await app.inject('/readyz');
+          return [res.statusCode, (res.headers['retry-after'] as string | undefined) ?? null];
+        },
+        exec: store.exec as NonNullable<Store['exec']>,
+        lines,
+        start,
+      });
+    } finally {
+      vi.useRealTimers();
+      await app.close();
+      if (fresh) {
+        await fresh.store.close();
+        await fresh.drop();
+      }
+    }
+  };
+
+  it('is 503 after a write met a storage fault, until a write probe or a request stores one again', () =>
+    serving({}, async ({ call, create, readyz, exec, start }) => {
       expect(await readyz()).toEqual([200, null]);
       exec('PRAGMA query_only = 1', []);
       // Not a fault yet: nothing says so before a write meets one.
       expect(await readyz()).toEqual([200, null]);
-      expect((await create(1)).status).toBe(503);
+      expect((await create('Objective 1')).status).toBe(503);
       // Retry-After as the writes' own: it waits for an operator.
       expect(await readyz()).toEqual([503, '5']);
       vi.setSystemTime(start + 9_000);
@@ -205,94 +248,45 @@ describe('SQLite: storage that refuses writes, /readyz', () => {
       expect(await readyz()).toEqual([200, null]);
       // A request's write stored clears it at once.
       exec('PRAGMA query_only = 1', []);
-      expect((await create(2)).status).toBe(503);
+      expect((await create('Objective 2')).status).toBe(503);
       expect(await readyz()).toEqual([503, '5']);
       exec('PRAGMA query_only = 0', []);
-      expect((await create(3)).status).toBe(201);
+      expect((await create('Objective 3')).status).toBe(201);
       expect(await readyz()).toEqual([200, null]);
-      const listed = await injectAs(app, token, 'GET', '/api/v1/okr/objectives');
+      const listed = await call('GET', '/api/v1/okr/objectives');
       expect((listed.body.data as { title: string }[]).map((o) => o.title)).toEqual(['Objective 3']);
-    } finally {
-      vi.useRealTimers();
-      await app.close();
-      await fresh.store.close();
-      await fresh.drop();
-    }
-  });
+    }));
 
   // A fault's time is kept: with the clock set back an hour, the wait lasted that hour, and the
   // fault's error line, logged once per 10 s, was not logged again for as long.
-  it('ends the wait, and logs the next fault, when the clock is set back', async () => {
-    const fresh = await freshStore('sqlite');
-    const config = testConfig();
-    const lines: { level: number }[] = [];
-    const app = await buildApp({
-      config,
-      store: fresh.store,
-      clock: new ManualClock(T0),
-      logger: 'error',
-      logStream: { write: (line: string) => void lines.push(JSON.parse(line)) },
-    });
-    try {
-      const token = await mintToken({ secret: config.jwtSecret, tenant: 'acme', sub: 'usr-back', ttl: '1d', now: T0 });
-      const create = () => injectAs(app, token, 'POST', '/api/v1/okr/objectives', { body: { title: 'x' } });
-      const exec = fresh.store.exec as NonNullable<typeof fresh.store.exec>;
-      const start = Date.now();
-      vi.useFakeTimers({ toFake: ['Date'], now: start });
+  it('ends the wait, and logs the next fault, when the clock is set back', () =>
+    serving({}, async ({ create, readyz, exec, lines, start }) => {
       exec('PRAGMA query_only = 1', []);
-      expect((await create()).status).toBe(503);
+      expect((await create('x')).status).toBe(503);
       expect(lines.filter((l) => l.level === 50)).toHaveLength(1);
       vi.setSystemTime(start - 3_600_000);
-      expect((await create()).status).toBe(503);
+      expect((await create('x')).status).toBe(503);
       expect(lines.filter((l) => l.level === 50)).toHaveLength(2);
       exec('PRAGMA query_only = 0', []);
       vi.setSystemTime(start - 7_200_000);
-      expect((await app.inject('/readyz')).statusCode).toBe(200);
-    } finally {
-      vi.useRealTimers();
-      await app.close();
-      await fresh.store.close();
-      await fresh.drop();
-    }
-  });
+      expect(await readyz()).toEqual([200, null]);
+    }));
 
   // A full disk: the probe's one row fits in pages SQLite holds already, and passed with no byte
   // free. Here the file system has less free than the server is told to need.
-  it('stays 503 past the 10 s while the file system has less free than it needs, until a request stores a write', async () => {
-    const fresh = await freshStore('sqlite');
-    const config = testConfig();
-    const app = await buildApp({
-      config,
-      store: fresh.store,
-      clock: new ManualClock(T0),
-      logger: false,
-      storageFreeBytes: Number.MAX_SAFE_INTEGER,
-    });
-    try {
-      const token = await mintToken({ secret: config.jwtSecret, tenant: 'acme', sub: 'usr-full', ttl: '1d', now: T0 });
-      const create = (n: number) =>
-        injectAs(app, token, 'POST', '/api/v1/okr/objectives', { body: { title: `Objective ${n}` } });
-      const exec = fresh.store.exec as NonNullable<typeof fresh.store.exec>;
-      const start = Date.now();
-      vi.useFakeTimers({ toFake: ['Date'], now: start });
-      expect((await app.inject('/readyz')).statusCode).toBe(200);
+  it('stays 503 past the 10 s while the file system has less free than it needs, until a request stores a write', () =>
+    serving({ storageFreeBytes: Number.MAX_SAFE_INTEGER }, async ({ create, readyz, exec, start }) => {
+      expect(await readyz()).toEqual([200, null]);
       exec('PRAGMA query_only = 1', []);
-      expect((await create(1)).status).toBe(503);
+      expect((await create('Objective 1')).status).toBe(503);
       exec('PRAGMA query_only = 0', []);
       for (const at of [5_000, 10_500, 30_000]) {
         vi.setSystemTime(start + at);
-        const res = await app.inject('/readyz');
-        expect([res.statusCode, res.headers['retry-after']], `${at} ms`).toEqual([503, '5']);
+        expect(await readyz(), `${at} ms`).toEqual([503, '5']);
       }
-      expect((await create(2)).status).toBe(201);
-      expect((await app.inject('/readyz')).statusCode).toBe(200);
-    } finally {
-      vi.useRealTimers();
-      await app.close();
-      await fresh.store.close();
-      await fresh.drop();
-    }
-  });
+      expect((await create('Objective 2')).status).toBe(201);
+      expect(await readyz()).toEqual([200, null]);
+    }));
 
   // Reached through a link on another file system, the free space was the link's folder's: a
   // full disk under the file itself read as room, and /readyz said 200 while writes were 503.
@@ -314,36 +308,16 @@ describe('SQLite: storage that refuses writes, /readyz', () => {
       }
       symlinkSync(join(there, 'edm.sqlite'), join(here, 'edm.sqlite'));
       const store = openStore(`sqlite:${join(here, 'edm.sqlite')}`, { checkpointIntervalMs: 0 });
-      await migrate(store, resources);
-      const config = testConfig();
-      const app = await buildApp({
-        config,
-        store,
-        clock: new ManualClock(T0),
-        logger: false,
-        migrate: false,
-        storageFreeBytes: threshold,
-      });
       try {
-        const token = await mintToken({
-          secret: config.jwtSecret,
-          tenant: 'acme',
-          sub: 'usr-link',
-          ttl: '1d',
-          now: T0,
+        await migrate(store, resources);
+        await serving({ store, storageFreeBytes: threshold }, async ({ create, readyz, exec, start }) => {
+          exec('PRAGMA query_only = 1', []);
+          expect((await create('x')).status).toBe(503);
+          exec('PRAGMA query_only = 0', []);
+          vi.setSystemTime(start + 10_500);
+          expect((await readyz())[0]).toBe(fileFree < threshold ? 503 : 200);
         });
-        const exec = store.exec as NonNullable<typeof store.exec>;
-        const start = Date.now();
-        vi.useFakeTimers({ toFake: ['Date'], now: start });
-        exec('PRAGMA query_only = 1', []);
-        const refused = await injectAs(app, token, 'POST', '/api/v1/okr/objectives', { body: { title: 'x' } });
-        expect(refused.status).toBe(503);
-        exec('PRAGMA query_only = 0', []);
-        vi.setSystemTime(start + 10_500);
-        expect((await app.inject('/readyz')).statusCode).toBe(fileFree < threshold ? 503 : 200);
       } finally {
-        vi.useRealTimers();
-        await app.close();
         await store.close();
       }
     } finally {
@@ -354,47 +328,24 @@ describe('SQLite: storage that refuses writes, /readyz', () => {
 
   // A role that may not write edm_meta (PostgreSQL's least privilege, say): the probe's failure
   // says nothing of the storage. It kept /readyz 503 until a request's write was stored, saying nothing.
-  it('goes by the 10 s alone where the write probe fails for another reason, and logs it', async () => {
-    const fresh = await freshStore('sqlite');
-    const config = testConfig();
-    const lines: { level: number; msg?: string; cause?: string }[] = [];
-    const app = await buildApp({
-      config,
-      store: fresh.store,
-      clock: new ManualClock(T0),
-      logger: 'warn',
-      logStream: { write: (line: string) => void lines.push(JSON.parse(line)) },
-    });
-    try {
-      const token = await mintToken({ secret: config.jwtSecret, tenant: 'acme', sub: 'usr-meta', ttl: '1d', now: T0 });
-      const exec = fresh.store.exec as NonNullable<typeof fresh.store.exec>;
-      exec(
-        "CREATE TRIGGER no_meta_insert BEFORE INSERT ON edm_meta BEGIN SELECT RAISE(ABORT, 'no write to edm_meta'); END",
-        [],
-      );
-      exec(
-        "CREATE TRIGGER no_meta_update BEFORE UPDATE ON edm_meta BEGIN SELECT RAISE(ABORT, 'no write to edm_meta'); END",
-        [],
-      );
-      const start = Date.now();
-      vi.useFakeTimers({ toFake: ['Date'], now: start });
+  it('goes by the 10 s alone where the write probe fails for another reason, and logs it', () =>
+    serving({}, async ({ create, readyz, exec, lines, start }) => {
+      for (const op of ['INSERT', 'UPDATE']) {
+        exec(
+          `CREATE TRIGGER no_meta_${op} BEFORE ${op} ON edm_meta BEGIN SELECT RAISE(ABORT, 'no write to edm_meta'); END`,
+          [],
+        );
+      }
       exec('PRAGMA query_only = 1', []);
-      const refused = await injectAs(app, token, 'POST', '/api/v1/okr/objectives', { body: { title: 'x' } });
-      expect(refused.status).toBe(503);
+      expect((await create('x')).status).toBe(503);
       exec('PRAGMA query_only = 0', []);
-      expect((await app.inject('/readyz')).statusCode).toBe(503);
+      expect((await readyz())[0]).toBe(503);
       vi.setSystemTime(start + 10_500);
-      expect((await app.inject('/readyz')).statusCode).toBe(200);
+      expect(await readyz()).toEqual([200, null]);
       expect(lines.filter((l) => l.msg === 'the write probe of /readyz failed').map((l) => l.cause)).toEqual([
         expect.stringContaining('no write to edm_meta'),
       ]);
-    } finally {
-      vi.useRealTimers();
-      await app.close();
-      await fresh.store.close();
-      await fresh.drop();
-    }
-  });
+    }));
 });
 
 describe('SQLite: two migrations of one file at once', () => {
