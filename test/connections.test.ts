@@ -459,6 +459,17 @@ describe('EDM_REQUEST_TIMEOUT_MS', () => {
   });
 });
 
+/** A cycle created by a user of tenant `acme` with a token of the test secret: the answer. */
+async function createCycle(app: Awaited<ReturnType<typeof buildApp>>) {
+  const token = await mintToken({ secret: testConfig().jwtSecret, tenant: 'acme', sub: USER_A });
+  return app.inject({
+    method: 'POST',
+    url: '/api/v1/okr/cycles',
+    payload: { name: 'Q1', start_date: '2026-01-01', end_date: '2026-03-31' },
+    headers: { authorization: `Bearer ${token}` },
+  });
+}
+
 describe('a SQLite path as long as SQLite opens', () => {
   it('is served up to 504 bytes from the root; a longer one is refused, naming its length, before any folder is made', async () => {
     const root = mkdtempSync(join(tmpdir(), 'edm-long-'));
@@ -481,14 +492,7 @@ describe('a SQLite path as long as SQLite opens', () => {
         );
         const app = await buildApp({ config: testConfig(), store, migrate: false });
         try {
-          const token = await mintToken({ secret: testConfig().jwtSecret, tenant: 'acme', sub: USER_A });
-          const write = await app.inject({
-            method: 'POST',
-            url: '/api/v1/okr/cycles',
-            payload: { name: 'Q1', start_date: '2026-01-01', end_date: '2026-03-31' },
-            headers: { authorization: `Bearer ${token}` },
-          });
-          expect(write.statusCode).toBe(201);
+          expect((await createCycle(app)).statusCode).toBe(201);
         } finally {
           await app.close();
         }
@@ -533,14 +537,7 @@ describe('/readyz on a SQLite file that takes no writes', () => {
         { status: 'unavailable', store: 'sqlite' },
         '1',
       ]);
-      const token = await mintToken({ secret: testConfig().jwtSecret, tenant: 'acme', sub: USER_A });
-      const write = await app.inject({
-        method: 'POST',
-        url: '/api/v1/okr/cycles',
-        payload: { name: 'Q1', start_date: '2026-01-01', end_date: '2026-03-31' },
-        headers: { authorization: `Bearer ${token}` },
-      });
-      expect(write.statusCode).toBe(503);
+      expect((await createCycle(app)).statusCode).toBe(503);
     } finally {
       await app.close();
       await store.close();

@@ -419,7 +419,7 @@ export function sqliteFileProblem(file: string): string | null {
 }
 
 /** What a server that does not migrate adds to missingStore. */
-export const NOT_MIGRATING =
+const NOT_MIGRATING =
   'a server that does not migrate (--no-migrate, EDM_AUTO_MIGRATE=0) creates none: run edm migrate first';
 
 /** What a command that reads a store says of a SQLite file that is not there (it creates none). */

@@ -599,6 +599,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const metStorageFault = (err: unknown) => {
     if (isStorageFault(err) || isStorageFault((err as { cause?: unknown } | null)?.cause)) storageFault = Date.now();
   };
+  /** A write was stored (a request's, or /readyz's probe): the store takes writes again. */
+  const writesTakenAgain = () => {
+    if (storageFault === null) return;
+    storageFault = null;
+    app.log.info('the store takes writes again after a storage fault');
+  };
 
   app.setErrorHandler((err, request, reply) => {
     metStorageFault(err);
@@ -841,8 +847,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         throw new StorageFaulted();
       }
     }
-    if (storageFault !== null) app.log.info('the store takes writes again after a storage fault');
-    storageFault = null;
+    writesTakenAgain();
   };
   /**
    * Ready means writes too: a PostgreSQL that takes none (a standby after a failover, or
@@ -982,9 +987,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     idempotency,
     cursors,
     changed: (resource) => {
-      // A write stored: the store takes writes again.
-      if (storageFault !== null) app.log.info('the store takes writes again after a storage fault');
-      storageFault = null;
+      writesTakenAgain();
       for (const wake of wakers.get(resource.name) ?? []) wake();
     },
   });
